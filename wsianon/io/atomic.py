@@ -1,0 +1,117 @@
+"""Atomic outputs: everything is written into a hidden staging folder beside
+the final location and moved into place only once complete and verified.
+
+A crash or error leaves at most a ``.wsianon-tmp-*`` folder, never a
+half-written file under its final name.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from wsianon.errors import OutputError
+
+STAGING_PREFIX = ".wsianon-tmp-"
+
+
+class Staging:
+    """A private folder inside ``out_dir`` where one slide's outputs are built."""
+
+    def __init__(self, out_dir: Path, label: str):
+        self.out_dir = Path(out_dir)
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            self.root = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{label}-", dir=self.out_dir))
+        except OSError as exc:
+            raise OutputError(self.out_dir, f"cannot write output folder: {exc.strerror or exc}") from None
+        self.committed = False
+
+    def path(self, rel: str) -> Path:
+        p = (self.root / rel).resolve()
+        if not str(p).startswith(str(self.root.resolve()) + os.sep):
+            raise OutputError(self.out_dir, f"refusing output path outside the output folder: {rel!r}")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def entries(self) -> list[Path]:
+        return sorted(self.root.iterdir())
+
+    def files(self) -> list[Path]:
+        return sorted(p for p in self.root.rglob("*") if p.is_file())
+
+    def commit(self, last: list[str] | None = None, overwrite: bool = False, dest_dir: Path | None = None) -> list[Path]:
+        """Move the staged top-level entries into place (``last`` ones moved last)."""
+        dest_dir = Path(dest_dir or self.out_dir)
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        last = last or []
+        names = [p.name for p in self.entries()]
+        order = [n for n in names if n not in last] + [n for n in last if n in names]
+        for n in order:
+            target = dest_dir / n
+            if target.exists() or target.is_symlink():
+                if not overwrite:
+                    raise OutputError(target, "output already exists (use --overwrite to replace it)")
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target)
+                else:
+                    target.unlink()
+        moved = []
+        try:
+            for n in order:
+                os.replace(self.root / n, dest_dir / n)
+                moved.append(dest_dir / n)
+        except OSError as exc:
+            raise OutputError(dest_dir, f"cannot move output into place: {exc.strerror or exc}") from None
+        self.discard()
+        self.committed = True
+        return moved
+
+    def discard(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> "Staging":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if not self.committed:
+            self.discard()
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a small private file (mode 0600) atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

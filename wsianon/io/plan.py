@@ -1,0 +1,295 @@
+"""Patch plans and the one applier that executes them.
+
+A redactor never writes files: it returns a :class:`Plan`, a list of
+:class:`FilePlan` (one per output file), each a list of same-length byte
+overwrites (:class:`Patch`), an optional tail to append, or a whole new
+content for small files (an MRXS Slidedat.ini, say).
+
+``apply_copy`` streams the source to the destination once, patches applied in
+flight (the cost of one ``cp``; unpatched stretches go through
+``os.copy_file_range`` where the kernel offers it).  ``apply_in_place`` patches
+the source itself, journaling the old bytes first so that an interrupted run
+can be rolled back with ``rollback_journal``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import base64
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from wsianon.errors import CorruptInput, OutputError
+
+CHUNK = 8 * 1024 * 1024
+
+
+@dataclass
+class Patch:
+    """Overwrite ``length`` bytes at ``offset``; ``data`` None means zero fill."""
+
+    offset: int
+    length: int
+    data: bytes | None
+    reason: str
+
+    def __post_init__(self) -> None:
+        if self.data is not None and len(self.data) != self.length:
+            raise ValueError(f"patch at {self.offset}: data is {len(self.data)} bytes, length {self.length}")
+        if self.offset < 0 or self.length < 0:
+            raise ValueError("negative patch offset/length")
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.length
+
+    def bytes_for(self, start: int, stop: int) -> bytes:
+        """The patch's bytes that fall in [start, stop)."""
+        a, b = max(start, self.offset), min(stop, self.end)
+        if a >= b:
+            return b""
+        if self.data is None:
+            return bytes(b - a)
+        return self.data[a - self.offset : b - self.offset]
+
+    def describe(self) -> dict:
+        return {"offset": self.offset, "length": self.length, "fill": self.data is None, "reason": self.reason}
+
+
+@dataclass
+class Removal:
+    """What a plan removes or changes, by field NAME (never the value)."""
+
+    kind: str  # "field" | "image" | "name" | "structure"
+    name: str
+    action: str  # "blanked" | "removed" | "replaced" | "dummy" | "wiped+unlinked" ...
+    where: str = ""
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "name": self.name, "action": self.action, "where": self.where}
+
+
+@dataclass
+class FilePlan:
+    """How to produce one output file."""
+
+    dest: str  # path relative to the slide's output location
+    source: Path | None = None  # copy from here (None: ``content`` is the whole file)
+    patches: list[Patch] = field(default_factory=list)
+    append: bytes = b""
+    content: bytes | None = None
+
+    def sorted_patches(self) -> list[Patch]:
+        ps = sorted(self.patches, key=lambda p: (p.offset, p.length))
+        for a, b in zip(ps, ps[1:]):
+            if b.offset < a.end:
+                # overlapping patches: the later one in the plan must not silently lose
+                if a.data is None and b.data is None:
+                    continue
+                raise ValueError(f"{self.dest}: overlapping patches at {a.offset} ({a.reason}) and {b.offset} ({b.reason})")
+        return ps
+
+
+@dataclass
+class Plan:
+    """Everything a redactor wants done for one slide."""
+
+    format: str
+    files: list[FilePlan] = field(default_factory=list)
+    removals: list[Removal] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def remove(self, kind: str, name: str, action: str, where: str = "") -> None:
+        r = Removal(kind, name, action, where)
+        if not any(x == r for x in self.removals):
+            self.removals.append(r)
+
+    def describe(self) -> dict:
+        return {
+            "format": self.format,
+            "files": [
+                {
+                    "dest": f.dest,
+                    "source": "(new content)" if f.source is None else "(source)",
+                    "patches": [p.describe() for p in f.sorted_patches()],
+                    "append_bytes": len(f.append),
+                    "content_bytes": None if f.content is None else len(f.content),
+                }
+                for f in self.files
+            ],
+            "removals": [r.as_dict() for r in self.removals],
+            "notes": self.notes,
+        }
+
+    @property
+    def patched_bytes(self) -> int:
+        return sum(p.length for f in self.files for p in f.patches) + sum(len(f.append) for f in self.files)
+
+
+# ---------------------------------------------------------------------------
+# appliers
+
+
+def _write_all(fd: int, data: bytes | memoryview, dest: Path) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except OSError as exc:
+            raise OutputError(dest, f"cannot write: {exc.strerror or exc}") from None
+        view = view[n:]
+
+
+def _copy_range(src_fd: int, dst_fd: int, offset: int, length: int, dest: Path, progress: Callable[[int], None] | None) -> None:
+    """Copy [offset, offset+length) of src to the current end of dst."""
+    pos = offset
+    end = offset + length
+    use_cfr = hasattr(os, "copy_file_range")
+    while pos < end:
+        n = min(CHUNK * 8, end - pos)
+        done = 0
+        if use_cfr:
+            try:
+                done = os.copy_file_range(src_fd, dst_fd, n, pos)
+            except OSError as exc:
+                if exc.errno in (28, 122):  # ENOSPC, EDQUOT
+                    raise OutputError(dest, f"cannot write: {exc.strerror}") from None
+                use_cfr = False
+                done = 0
+        if not done:
+            buf = os.pread(src_fd, min(n, CHUNK), pos)
+            if not buf:
+                raise CorruptInput(None, "source shrank while being copied")
+            _write_all(dst_fd, buf, dest)
+            done = len(buf)
+        pos += done
+        if progress:
+            progress(done)
+
+
+def apply_copy(fp: FilePlan, dest: Path, progress: Callable[[int], None] | None = None) -> int:
+    """Write ``fp`` to ``dest`` (a fresh temp path). Returns bytes written."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+    try:
+        dst_fd = os.open(dest, flags, 0o644)
+    except OSError as exc:
+        raise OutputError(dest.parent, f"cannot create output file: {exc.strerror or exc}") from None
+    written = 0
+    try:
+        if fp.source is None:
+            _write_all(dst_fd, fp.content or b"", dest)
+            written = len(fp.content or b"")
+        else:
+            try:
+                src_fd = os.open(fp.source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            except OSError as exc:
+                raise CorruptInput(fp.source, f"cannot read: {exc.strerror or exc}") from None
+            try:
+                size = os.fstat(src_fd).st_size
+                pos = 0
+                for p in fp.sorted_patches():
+                    if p.end > size:
+                        raise ValueError(f"patch beyond end of {fp.source}: {p.offset}+{p.length} > {size}")
+                    if p.offset < pos:  # overlapping zero fills already merged
+                        if p.end <= pos:
+                            continue
+                        p = Patch(pos, p.end - pos, None if p.data is None else p.data[pos - p.offset :], p.reason)
+                    if p.offset > pos:
+                        _copy_range(src_fd, dst_fd, pos, p.offset - pos, dest, progress)
+                    # write patch in bounded chunks (zero fills can be large)
+                    q = p.offset
+                    while q < p.end:
+                        n = min(CHUNK, p.end - q)
+                        _write_all(dst_fd, p.bytes_for(q, q + n), dest)
+                        q += n
+                        if progress:
+                            progress(n)
+                    pos = p.end
+                if pos < size:
+                    _copy_range(src_fd, dst_fd, pos, size - pos, dest, progress)
+                written = size
+            finally:
+                os.close(src_fd)
+        if fp.append:
+            _write_all(dst_fd, fp.append, dest)
+            written += len(fp.append)
+        try:
+            os.fsync(dst_fd)
+        except OSError as exc:
+            raise OutputError(dest, f"cannot write: {exc.strerror or exc}") from None
+    finally:
+        os.close(dst_fd)
+    return written
+
+
+def journal_path(target: Path) -> Path:
+    return target.with_name(target.name + ".wsianon-journal")
+
+
+def apply_in_place(fp: FilePlan, target: Path) -> int:
+    """Patch ``target`` in place; returns the number of bytes written.
+
+    Old bytes of every patched region are written to a journal (fsynced) before
+    the first patch lands; the journal is removed once all patches are on disk.
+    """
+    if fp.source is None:
+        raise ValueError("in-place application needs a source file")
+    jpath = journal_path(target)
+    if jpath.exists():
+        raise OutputError(target, f"an unfinished in-place run left {jpath.name}; run 'wsianon rollback' first")
+    try:
+        fd = os.open(target, os.O_RDWR)
+    except OSError as exc:
+        raise OutputError(target, f"cannot open for in-place editing: {exc.strerror or exc}") from None
+    written = 0
+    try:
+        size = os.fstat(fd).st_size
+        patches = fp.sorted_patches()
+        journal = {"size": size, "regions": []}
+        for p in patches:
+            if p.end > size:
+                raise ValueError(f"patch beyond end of {target}")
+            old = os.pread(fd, p.length, p.offset)
+            journal["regions"].append([p.offset, base64.b64encode(old).decode()])
+        with open(jpath, "w") as jf:
+            os.chmod(jpath, 0o600)
+            json.dump(journal, jf)
+            jf.flush()
+            os.fsync(jf.fileno())
+        for p in patches:
+            q = p.offset
+            while q < p.end:
+                n = min(CHUNK, p.end - q)
+                os.pwrite(fd, p.bytes_for(q, q + n), q)
+                q += n
+            written += p.length
+        if fp.append:
+            os.pwrite(fd, fp.append, size)
+            written += len(fp.append)
+        os.fsync(fd)
+    except OSError as exc:
+        raise OutputError(target, f"in-place write failed: {exc.strerror or exc}; journal kept at {jpath.name}") from None
+    finally:
+        os.close(fd)
+    jpath.unlink()
+    return written
+
+
+def rollback_journal(target: Path) -> bool:
+    """Restore ``target`` from its journal; returns False when there is none."""
+    jpath = journal_path(target)
+    if not jpath.exists():
+        return False
+    journal = json.loads(jpath.read_text())
+    fd = os.open(target, os.O_RDWR)
+    try:
+        for offset, b64 in journal["regions"]:
+            os.pwrite(fd, base64.b64decode(b64), offset)
+        os.ftruncate(fd, journal["size"])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    jpath.unlink()
+    return True

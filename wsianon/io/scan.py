@@ -1,0 +1,147 @@
+"""Raw byte scanning for canary values.
+
+Every identifying value harvested from a source is searched for in every byte
+of every output file, in the encodings a writer might have used: ASCII/UTF-8
+(case-insensitive), UTF-16LE/BE, and base64 at the three byte alignments.
+One multi-pattern regular expression runs over the file in overlapping
+chunks, so memory stays bounded and each file is read once.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+CHUNK = 16 * 1024 * 1024
+# Values shorter than this are too likely to occur by chance inside compressed
+# pixel data; they are checked in parsed metadata only.
+MIN_SCAN_LENGTH = 5
+
+
+@dataclass(frozen=True)
+class Canary:
+    """One identifying value to look for. ``name`` says where it came from (a field name)."""
+
+    name: str
+    value: str
+
+    @property
+    def scannable(self) -> bool:
+        return len(self.value.strip()) >= MIN_SCAN_LENGTH
+
+
+def base64_fragments(data: bytes) -> list[bytes]:
+    """Base64 text that any encoding of ``data`` must contain, for each of the 3 alignments."""
+    out = []
+    n = len(data)
+    for a in range(3):
+        enc = base64.b64encode(b"\0" * a + data)
+        i0 = -(-8 * a // 6)  # first char made of value bits only
+        i1 = (8 * (a + n)) // 6  # one past last such char
+        frag = enc[i0:i1]
+        if len(frag) >= 4:
+            out.append(frag)
+    return out
+
+
+def variants(value: str) -> tuple[list[bytes], list[bytes]]:
+    """(case-insensitive patterns, case-sensitive patterns) for a value."""
+    ci: list[bytes] = []
+    cs: list[bytes] = []
+    v = value.strip()
+    if not v:
+        return ci, cs
+    raw = v.encode("utf-8")
+    ci.append(raw)
+    try:
+        ci.append(v.encode("latin-1"))
+    except UnicodeEncodeError:
+        pass
+    cs.append(v.encode("utf-16-le"))
+    cs.append(v.encode("utf-16-be"))
+    cs.extend(base64_fragments(raw))
+    return list(dict.fromkeys(ci)), list(dict.fromkeys(cs))
+
+
+@dataclass
+class Finding:
+    file: str
+    offset: int
+    canary: str  # the canary's field NAME, never its value
+    encoding: str
+
+    def as_dict(self) -> dict:
+        return {"file": self.file, "offset": self.offset, "field": self.canary, "encoding": self.encoding}
+
+
+class Scanner:
+    def __init__(self, canaries: list[Canary]):
+        self.canaries = [c for c in canaries if c.scannable]
+        self.skipped = [c for c in canaries if not c.scannable]
+        self._lookup: dict[bytes, tuple[str, str]] = {}
+        ci_pats: list[bytes] = []
+        cs_pats: list[bytes] = []
+        for c in self.canaries:
+            ci, cs = variants(c.value)
+            for p in ci:
+                self._lookup.setdefault(p.lower(), (c.name, "text"))
+                ci_pats.append(p)
+            for p in cs:
+                enc = "utf-16" if b"\0" in p else "base64"
+                self._lookup.setdefault(p, (c.name, enc))
+                cs_pats.append(p)
+        self.maxlen = max((len(p) for p in ci_pats + cs_pats), default=1)
+
+        def build(pats: list[bytes], flags: int):
+            if not pats:
+                return None
+            pats = sorted(set(pats), key=len, reverse=True)
+            return re.compile(b"|".join(re.escape(p) for p in pats), flags)
+
+        self._ci = build(ci_pats, re.IGNORECASE)
+        self._cs = build(cs_pats, 0)
+
+    def _match_info(self, m: re.Match, ci: bool) -> tuple[str, str]:
+        key = m.group(0).lower() if ci else m.group(0)
+        return self._lookup.get(key, ("?", "text"))
+
+    def scan_bytes(self, data: bytes, name: str = "<bytes>", base: int = 0, limit: int = 50) -> list[Finding]:
+        out: list[Finding] = []
+        for rx, ci in ((self._ci, True), (self._cs, False)):
+            if rx is None:
+                continue
+            for m in rx.finditer(data):
+                cname, enc = self._match_info(m, ci)
+                out.append(Finding(name, base + m.start(), cname, enc))
+                if len(out) >= limit:
+                    return out
+        return out
+
+    def scan_file(self, path: Path, name: str | None = None, limit: int = 50) -> list[Finding]:
+        name = name or path.name
+        findings: list[Finding] = []
+        seen: set[tuple[int, str]] = set()
+        overlap = self.maxlen - 1
+        if self._ci is None and self._cs is None:
+            return findings
+        with open(path, "rb") as fh:
+            pos = 0
+            tail = b""
+            while True:
+                chunk = fh.read(CHUNK)
+                if not chunk:
+                    break
+                buf = tail + chunk
+                start = pos - len(tail)
+                for f in self.scan_bytes(buf, name, start, limit):
+                    key = (f.offset, f.canary)
+                    if key not in seen:
+                        seen.add(key)
+                        findings.append(f)
+                if len(findings) >= limit:
+                    break
+                tail = buf[-overlap:] if overlap > 0 else b""
+                pos += len(chunk)
+        return findings

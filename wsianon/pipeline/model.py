@@ -1,0 +1,76 @@
+"""Typed results of the pipeline stages (no identifying values inside)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from wsianon.io.plan import Removal
+from wsianon.io.scan import Finding
+
+
+@dataclass
+class Check:
+    """One verification check: a name, pass/fail, and a detail without identifying values."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+
+    def as_dict(self) -> dict:
+        return {"check": self.name, "ok": self.ok, "detail": self.detail}
+
+
+@dataclass
+class Verdict:
+    checks: list[Check] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(c.ok for c in self.checks) and not self.findings
+
+    def add(self, name: str, ok: bool, detail: str = "") -> Check:
+        c = Check(name, bool(ok), detail)
+        self.checks.append(c)
+        return c
+
+    def as_dict(self) -> dict:
+        return {
+            "ok": self.ok,
+            "checks": [c.as_dict() for c in self.checks],
+            "findings": [f.as_dict() for f in self.findings],
+        }
+
+
+@dataclass
+class Outcome:
+    """What happened to one input slide."""
+
+    input_label: str  # pseudonym or "input #N" — never the source path
+    format: str | None = None
+    target: str = "native"
+    status: str = "pending"  # "ok" | "failed" | "error" | "dry-run" | "skipped"
+    outputs: list[str] = field(default_factory=list)  # relative to OUT
+    removals: list[Removal] = field(default_factory=list)
+    verdict: Verdict | None = None
+    error: str | None = None  # one-line reason (no identifying values)
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    bytes_in: int = 0
+    bytes_written: int = 0
+
+    def as_dict(self) -> dict:
+        return {
+            "slide": self.input_label,
+            "format": self.format,
+            "target": self.target,
+            "status": self.status,
+            "outputs": self.outputs,
+            "removed": [r.as_dict() for r in self.removals],
+            "verification": None if self.verdict is None else self.verdict.as_dict(),
+            "error": self.error,
+            "notes": self.notes,
+            "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
+            "bytes_in": self.bytes_in,
+            "bytes_written": self.bytes_written,
+        }
