@@ -228,11 +228,13 @@ def journal_path(target: Path) -> Path:
     return target.with_name(target.name + ".wsianon-journal")
 
 
-def apply_in_place(fp: FilePlan, target: Path) -> int:
+def apply_in_place(fp: FilePlan, target: Path, keep_journal: bool = False) -> int:
     """Patch ``target`` in place; returns the number of bytes written.
 
-    Old bytes of every patched region are written to a journal (fsynced) before
-    the first patch lands; the journal is removed once all patches are on disk.
+    Old bytes of every patched region are written to a journal (mode 0600,
+    fsynced) before the first patch lands; the journal is removed once all
+    patches are on disk, unless ``keep_journal`` (the caller verifies first and
+    then drops it, or rolls back with ``rollback_journal``).
     """
     if fp.source is None:
         raise ValueError("in-place application needs a source file")
@@ -273,7 +275,8 @@ def apply_in_place(fp: FilePlan, target: Path) -> int:
         raise OutputError(target, f"in-place write failed: {exc.strerror or exc}; journal kept at {jpath.name}") from None
     finally:
         os.close(fd)
-    jpath.unlink()
+    if not keep_journal:
+        jpath.unlink()
     return written
 
 

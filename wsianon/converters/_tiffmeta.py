@@ -1,0 +1,170 @@
+"""Helpers shared by the XML-carrying TIFF redactors (Ventana, Philips, Leica, generic).
+
+Fail-closed ASCII-tag handling, date policy, and tolerant XML parsing.  No
+vendor knowledge: each converter passes its own rules (profile data).
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+from wsianon.converters.base import Field
+from wsianon.errors import CorruptInput, WsianonError
+from wsianon.io.tiff import ASCII, DATETIME, IFD, TiffStructure
+from wsianon.profiles.policy import Policy, year_only
+
+TAG_NAMES = {
+    269: "DocumentName",
+    270: "ImageDescription",
+    271: "Make",
+    272: "Model",
+    285: "PageName",
+    305: "Software",
+    306: "DateTime",
+    315: "Artist",
+    316: "HostComputer",
+    33432: "Copyright",
+    700: "XMP",
+}
+
+TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
+
+
+def tag_name(tag: int) -> str:
+    return f"tag {tag} {TAG_NAMES.get(tag, '')}".rstrip()
+
+
+def tiff_datetime_for_policy(value: str, policy: Policy) -> tuple[str, str]:
+    """(new value, action) of a TIFF DateTime ``YYYY:MM:DD HH:MM:SS`` under the date policy."""
+    if policy.dates == "keep":
+        return value, "keep"
+    if policy.dates == "year":
+        y = year_only(value)
+        if y:
+            return f"{y}:01:01 00:00:00", "year"
+    return "", "blank"
+
+
+@dataclass
+class AsciiDecision:
+    ifd: int
+    tag: int
+    old: str
+    new: str | None  # None = keep as is
+    action: str
+
+
+def decide_ascii(
+    ts: TiffStructure,
+    ifd: IFD,
+    policy: Policy,
+    keep: dict[int, list[re.Pattern]],
+    skip: set[int] = frozenset(),
+) -> list[AsciiDecision]:
+    """Fail-closed decisions for every ASCII tag of an IFD except ``skip``.
+
+    ``keep`` maps tag -> patterns whose full match marks a value safe.
+    DateTime follows the date policy; anything else not matched is blanked.
+    """
+    out: list[AsciiDecision] = []
+    for e in ts.iter_ascii_entries(ifd):
+        if e.tag in skip:
+            continue
+        old = ts.ascii(e)
+        if e.tag == DATETIME:
+            new, action = tiff_datetime_for_policy(old.strip(), policy)
+            out.append(AsciiDecision(ifd.index, e.tag, old, None if action == "keep" else new, action))
+            continue
+        pats = keep.get(e.tag, [])
+        if not old.strip() or any(p.fullmatch(old) for p in pats):
+            out.append(AsciiDecision(ifd.index, e.tag, old, None, "keep"))
+            continue
+        out.append(AsciiDecision(ifd.index, e.tag, old, "", "blank"))
+    return out
+
+
+def decision_field(d: AsciiDecision) -> Field:
+    return Field(tag_name(d.tag), d.old.strip(), d.action if d.action != "keep" else "keep", f"IFD {d.ifd}")
+
+
+def parse_xml(data: bytes | str, path: Path, what: str) -> ET.Element:
+    if isinstance(data, bytes):
+        data = data.rstrip(b"\0").decode("utf-8", "replace")
+    data = data.rstrip("\0").strip()
+    try:
+        return ET.fromstring(data)
+    except ET.ParseError as exc:
+        raise CorruptInput(path, f"{what} is not well-formed XML ({exc})") from None
+
+
+def xml_declaration(text: str) -> str:
+    m = re.match(r"\s*(<\?xml[^>]*\?>)", text)
+    return m.group(1) if m else ""
+
+
+def serialize(root: ET.Element, declaration: str = "", default_ns: str | None = None) -> str:
+    if default_ns:
+        ET.register_namespace("", default_ns)
+    body = ET.tostring(root, encoding="unicode", short_empty_elements=True)
+    return declaration + body
+
+
+def open_tiff(path: Path) -> TiffStructure:
+    try:
+        return TiffStructure(path)
+    except WsianonError as exc:
+        if exc.path is None:
+            raise CorruptInput(path, exc.reason) from None
+        raise
+
+
+def local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def compile_all(patterns: list[str]) -> list[re.Pattern]:
+    return [re.compile(p, re.S) for p in patterns]
+
+
+__all__ = [
+    "ASCII",
+    "AsciiDecision",
+    "TIFF_MAGIC",
+    "compile_all",
+    "decide_ascii",
+    "decision_field",
+    "local",
+    "open_tiff",
+    "parse_xml",
+    "serialize",
+    "tag_name",
+    "tiff_datetime_for_policy",
+    "xml_declaration",
+]
+
+
+def set_value(ts: TiffStructure, entry, data: bytes, reason: str, appender) -> list:
+    """``tiffedit.set_bytes`` that also handles an out-of-line value shrinking to inline size.
+
+    (A count small enough to be inline makes readers look in the entry's field,
+    not at the old offset: the value must move into the field.)
+    """
+    from wsianon.io import tiffedit
+    from wsianon.io.plan import Patch
+    from wsianon.io.tiff import Kind
+
+    if entry.type == ASCII and not data.endswith(b"\0"):
+        data = data + b"\0"
+    field_len = 8 if ts.kind is Kind.BIG else 4
+    if not entry.inline and len(data) <= field_len and ts.kind is not Kind.NDPI:
+        patches = []
+        if entry.size:
+            patches.append(Patch(entry.value_offset, entry.size, None, reason + " (old value zeroed)"))
+        patches.append(Patch(entry.field_offset, field_len, data + bytes(field_len - len(data)), reason))
+        cnt = ts.pack("Q" if ts.kind is Kind.BIG else "I", len(data))
+        patches.append(Patch(entry.entry_offset + 4, field_len, cnt, reason + " (count)"))
+        return patches
+    return tiffedit.set_bytes(ts, entry, data, reason, appender)

@@ -1,0 +1,300 @@
+"""Aperio SVS (TIFF or BigTIFF, incl. GT450) native redactor.
+
+Facts (DESIGN.md §3): IFD0 is the tiled level 0, IFD1 the stripped thumbnail,
+more tiled levels follow, then the stripped label and macro.  The label and
+macro are found by their description line (``label WxH`` / ``macro WxH``) and,
+for GT450 files whose descriptions can be empty, by NewSubfileType 1 / 9.
+ImageDescription is ``banner|key = value|key = value``: handled fail-closed in
+every IFD (keep safe keys, blank every other value).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from wsianon.converters.base import AssociatedImage, Field, Inventory, NativeConverter, SlideContext
+from wsianon.errors import CorruptInput
+from wsianon.io import tiffedit
+from wsianon.io.plan import FilePlan, Patch, Plan
+from wsianon.io.tiff import (
+    ASCII,
+    COMPRESSION,
+    DATETIME,
+    IMAGE_DESCRIPTION,
+    IMAGE_LENGTH,
+    IMAGE_WIDTH,
+    NEW_SUBFILE_TYPE,
+    IFD,
+    TiffStructure,
+)
+from wsianon.profiles import load
+from wsianon.profiles.policy import Policy, year_only
+
+_SPLIT = re.compile(r"(\r\n|\n|;)")
+
+
+def _rules() -> dict:
+    return load("aperio")
+
+
+def _lines(desc: str) -> list[str]:
+    return [p.strip() for p in re.split(r"\r\n|\n|;", desc.split("|", 1)[0])]
+
+
+def classify_ifd(ts: TiffStructure, ifd: IFD) -> str:
+    """'level' | 'thumbnail' | 'label' | 'macro' | 'other' for one SVS IFD."""
+    desc = ts.text(ifd, IMAGE_DESCRIPTION) or ""
+    lines = _lines(desc)
+    for line in lines:
+        if line.startswith("label ") or line == "label":
+            return "label"
+        if line.startswith("macro ") or line == "macro":
+            return "macro"
+    tiled = 322 in ifd
+    if tiled:
+        return "level"
+    nst = ts.value(ifd, NEW_SUBFILE_TYPE, 0)
+    if nst == 1:
+        return "label"
+    if nst == 9:
+        return "macro"
+    return "thumbnail" if ifd.index <= 1 else "other"
+
+
+class DescriptionRewrite:
+    """Fail-closed rewrite of an Aperio ImageDescription."""
+
+    def __init__(self, policy: Policy):
+        r = _rules()
+        self.safe = set(r["safe_keys"])
+        self.date_keys = set(r["date_keys"])
+        self.time_keys = set(r["time_keys"])
+        self.banner_ok = re.compile(r["banner_safe_pattern"])
+        self.policy = policy
+
+    def rewrite(self, desc: str) -> tuple[str, list[Field]]:
+        fields: list[Field] = []
+        banner, sep, rest = desc.partition("|")
+        pieces = _SPLIT.split(banner)
+        out_banner = []
+        for i, piece in enumerate(pieces):
+            if i % 2 == 1:  # separator
+                out_banner.append(piece)
+                continue
+            if not piece.strip() or self.banner_ok.match(piece.strip()):
+                out_banner.append(piece)
+            else:
+                fields.append(Field("ImageDescription:banner-text", piece.strip(), "blank"))
+                out_banner.append("")
+        out = "".join(out_banner)
+        if sep:
+            items = rest.split("|")
+            new_items = []
+            for item in items:
+                key, eq, value = item.partition("=")
+                k = key.strip()
+                v = value.strip()
+                if not eq:
+                    # free text without a key: fail-closed
+                    if item.strip():
+                        fields.append(Field("ImageDescription:unkeyed-text", item.strip(), "blank"))
+                    new_items.append("")
+                    continue
+                if k in self.safe:
+                    new_items.append(item)
+                    continue
+                action = "blank"
+                new_v = ""
+                if k in self.date_keys or k in self.time_keys:
+                    if self.policy.dates == "keep":
+                        action = "keep"
+                        new_v = v
+                    elif self.policy.dates == "year" and k in self.date_keys:
+                        y = year_only(v)
+                        action = "year"
+                        new_v = f"01/01/{y[-2:]}" if y else ""
+                if action == "keep":
+                    new_items.append(item)
+                else:
+                    new_items.append(f"{key.rstrip()} = {new_v}" if new_v else f"{key.rstrip()} = ")
+                if v:
+                    fields.append(Field(f"ImageDescription:{k}", v, action))
+            out += "|" + "|".join(new_items)
+        return out, fields
+
+
+class AperioConverter(NativeConverter):
+    name = "aperio"
+    title = "Aperio SVS"
+    openslide_vendor = "aperio"
+    extension = ".svs"
+
+    def sniff(self, path: Path, head: bytes) -> bool:
+        if head[:4] not in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
+            return False
+        try:
+            with TiffStructure(path) as ts:
+                d = ts.text(ts.ifds[0], IMAGE_DESCRIPTION) or ""
+                return d.startswith("Aperio")
+        except Exception:
+            return False
+
+    # -- inspect -------------------------------------------------------------
+    def inspect(self, path: Path, policy: Policy | None = None) -> Inventory:
+        policy = policy or Policy()
+        inv = Inventory(format=self.name, path=path, input_files=[path])
+        rules = _rules()
+        rewriter = DescriptionRewrite(policy)
+        with TiffStructure(path) as ts:
+            for ifd in ts.ifds:
+                kind = classify_ifd(ts, ifd)
+                if kind == "level":
+                    inv.levels += 1
+                    ts.data_spans(ifd)  # validates that tiles lie inside the file
+                elif kind in ("label", "macro"):
+                    action = "remove"
+                    if kind == "label" and policy.label == "blank":
+                        action = "blank"
+                    if kind == "macro" and policy.macro == "keep":
+                        action = "keep"
+                    inv.images.append(AssociatedImage(kind, f"IFD {ifd.index}", True, action))
+                elif kind == "thumbnail":
+                    inv.images.append(AssociatedImage("thumbnail", f"IFD {ifd.index}", False, "keep"))
+                else:
+                    inv.images.append(AssociatedImage("unknown", f"IFD {ifd.index}", True, "remove"))
+                for e in ts.iter_ascii_entries(ifd):
+                    value = ts.ascii(e)
+                    where = f"IFD {ifd.index}"
+                    if e.tag == IMAGE_DESCRIPTION:
+                        _, fields = rewriter.rewrite(value)
+                        for f in fields:
+                            f.where = where
+                            inv.fields.append(f)
+                    elif value.strip():
+                        action = "blank"
+                        if e.tag == DATETIME and policy.dates != "remove":
+                            action = policy.dates
+                        inv.fields.append(Field(f"tag {e.tag}", value.strip(), action, where))
+                for tag in rules["private_tags_blanked"] + [700, 33723, 34377, 37510]:
+                    e = ifd.get(tag)
+                    if e is not None and e.size:
+                        raw = ts.raw(e)
+                        txt = raw.replace(b"\0", b" ").decode("latin-1").strip()
+                        inv.fields.append(Field(f"tag {tag}", txt, "blank", f"IFD {ifd.index}", canary=len(txt) >= 5 and txt.isprintable()))
+            if inv.levels == 0:
+                raise CorruptInput(path, "Aperio SVS without any tiled pyramid level")
+        return inv
+
+    # -- plan ----------------------------------------------------------------
+    def plan(self, inv: Inventory, ctx: SlideContext) -> Plan:
+        policy = ctx.policy
+        path = inv.path
+        plan = Plan(format=self.name)
+        rules = _rules()
+        rewriter = DescriptionRewrite(policy)
+        fp = FilePlan(dest=self.output_name(ctx, path), source=path)
+        plan.files.append(fp)
+        with TiffStructure(path) as ts:
+            appender = tiffedit.Appender(ts.size)
+            remove: set[int] = set()
+            for ifd in ts.ifds:
+                kind = classify_ifd(ts, ifd)
+                where = f"IFD {ifd.index}"
+                drop = (
+                    (kind == "label" and policy.label == "remove")
+                    or (kind == "macro" and policy.macro == "remove")
+                    or kind == "other"
+                )
+                if drop:
+                    remove.add(ifd.index)
+                    fp.patches += tiffedit.wipe_image_data(ts, ifd, f"{kind} pixels destroyed")
+                    fp.patches += tiffedit.blank_all_ascii(ts, ifd, f"{kind} IFD text blanked")
+                    plan.remove("image", kind, "wiped+unlinked", where)
+                    continue
+                if kind == "label" and policy.label == "blank":
+                    fp.patches += blank_label_patches(ts, ifd)
+                    plan.remove("image", "label", "replaced by blank image", where)
+                if kind == "macro" and policy.macro == "keep":
+                    plan.notes.append("macro image kept on request: it usually shows the slide label")
+                for e in list(ts.iter_ascii_entries(ifd)):
+                    value = ts.ascii(e)
+                    if e.tag == IMAGE_DESCRIPTION:
+                        new, fields = rewriter.rewrite(value)
+                        if new != value:
+                            fp.patches += tiffedit.set_bytes(ts, e, new.encode("latin-1"), "ImageDescription cleaned", appender)
+                            for f in fields:
+                                if f.action != "keep":
+                                    plan.remove("field", f.name, "blanked" if f.action == "blank" else f.action, where)
+                    elif value.strip():
+                        if e.tag == DATETIME and policy.dates == "keep":
+                            continue
+                        new_v = b""
+                        if e.tag == DATETIME and policy.dates == "year":
+                            y = year_only(value)
+                            new_v = f"{y}:01:01 00:00:00".encode() if y else b""
+                        fp.patches += tiffedit.set_bytes(ts, e, new_v, f"tag {e.tag} blanked", appender)
+                        plan.remove("field", f"tag {e.tag}", "year only" if new_v else "blanked", where)
+                for tag in rules["private_tags_blanked"] + [700, 33723, 34377, 37510]:
+                    e = ifd.get(tag)
+                    if e is not None and e.size:
+                        fp.patches += tiffedit.blank_entry(ts, e, f"tag {tag} blanked")
+                        plan.remove("field", f"tag {tag}", "blanked", where)
+            if remove:
+                fp.patches += tiffedit.unlink_ifds(ts, remove, "associated image unlinked")
+            fp.append = appender.data
+        return plan
+
+
+def blank_label_patches(ts: TiffStructure, ifd: IFD) -> list[Patch]:
+    """Replace a stripped label's pixels by a white image of the same size and codec.
+
+    The blank strips are written over the old ones (they are always smaller),
+    the rest of each old strip is zeroed, and the byte counts updated.
+    """
+    import numpy as np
+
+    width = ts.value(ifd, IMAGE_WIDTH)
+    height = ts.value(ifd, IMAGE_LENGTH)
+    comp = ts.value(ifd, COMPRESSION, 1)
+    spp = ts.value(ifd, 277, 3)
+    rps = ts.value(ifd, 278, height) or height
+    predictor = ts.value(ifd, 317, 1)
+    if 273 not in ifd or 279 not in ifd:
+        raise CorruptInput(ts.path, f"label IFD {ifd.index} is not stripped")
+    spans = ts.data_spans(ifd)
+    counts_entry = ifd.entries[279]
+    patches: list[Patch] = []
+    new_counts = []
+    for i, (off, cnt) in enumerate(spans):
+        rows = min(rps, height - i * rps)
+        arr = np.full((rows, width, spp), 255, dtype=np.uint8)
+        data = _encode_strip(arr, comp, predictor)
+        if data is None or len(data) > cnt:
+            raise CorruptInput(ts.path, f"label IFD {ifd.index}: cannot write a blank label with compression {comp}")
+        patches.append(Patch(off, cnt, data + bytes(cnt - len(data)), "label replaced by blank image"))
+        new_counts.append(len(data))
+    code = {3: "H", 4: "I", 16: "Q"}[counts_entry.type]
+    patches.append(
+        Patch(counts_entry.value_offset, counts_entry.size, ts.pack(f"{len(new_counts)}{code}", *new_counts) + bytes(counts_entry.size - len(new_counts) * {3: 2, 4: 4, 16: 8}[counts_entry.type]), "label strip byte counts")
+    )
+    return patches
+
+
+def _encode_strip(arr, comp: int, predictor: int) -> bytes | None:
+    import imagecodecs
+    import numpy as np
+
+    if comp == 1:
+        return arr.tobytes()
+    if comp == 5:
+        data = arr
+        if predictor == 2:
+            data = imagecodecs.delta_encode(arr, axis=1)
+        return imagecodecs.lzw_encode(np.ascontiguousarray(data).tobytes())
+    if comp in (7, 6):
+        return imagecodecs.jpeg8_encode(arr, level=90)
+    if comp in (8, 32946):
+        data = imagecodecs.delta_encode(arr, axis=1) if predictor == 2 else arr
+        return imagecodecs.zlib_encode(np.ascontiguousarray(data).tobytes())
+    return None

@@ -1,0 +1,253 @@
+"""The PS3.15 Annex E de-identification engine (works on pydicom datasets, headers only).
+
+One :class:`Engine` per slide: it applies the resolved :class:`~wsianon.profiles.dicom.DicomProfile`
+to every element, recursively inside sequences (the Type used to resolve a compound action is
+looked up at the element's sequence path), removes private tags and the repeating curve/overlay
+groups, replaces UIDs with keyed ``2.25.`` UIDs, substitutes the slide/patient/study pseudonyms and
+records what was done (PatientIdentityRemoved, DeidentificationMethod(+CodeSequence, CID 7050),
+LongitudinalTemporalInformationModified, a ContributingEquipmentSequence item with purpose
+DCM 109104).  It never sees pixel data: callers stream that byte for byte.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+from pydicom.tag import Tag
+
+from wsianon import __version__ as _version
+from wsianon.converters.dicom.keys import keyed_uid, remap_uid
+from wsianon.io.plan import Removal
+from wsianon.profiles.dicom import DicomProfile
+
+TEXT_VRS = {"AE", "AS", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"}
+DATE_VRS = {"DA", "DT", "TM"}
+NUM_VRS = {"DS", "IS", "FL", "FD", "SL", "SS", "UL", "US", "SV", "UV", "AT"}
+BIN_VRS = {"OB", "OW", "OF", "OD", "OL", "OV", "UN"}
+
+DUMMY = {
+    "AE": "ANONYMOUS",
+    "AS": "000D",
+    "CS": "ANONYMIZED",
+    "DA": "19000101",
+    "DT": "19000101000000",
+    "TM": "000000",
+    "LO": "ANONYMIZED",
+    "LT": "ANONYMIZED",
+    "PN": "ANONYMIZED",
+    "SH": "ANONYMIZED",
+    "ST": "ANONYMIZED",
+    "UC": "ANONYMIZED",
+    "UT": "ANONYMIZED",
+    "UR": "",
+    "DS": "0",
+    "IS": "0",
+}
+ACTION_WORD = {"X": "removed", "Z": "blanked", "D": "dummy", "C": "cleaned", "U": "replaced"}
+
+# tags the engine writes itself (identity and de-identification record)
+PATIENT_ID = Tag(0x0010, 0x0020)
+PATIENT_NAME = Tag(0x0010, 0x0010)
+STUDY_UID = Tag(0x0020, 0x000D)
+CONTAINER_ID = Tag(0x0040, 0x0512)
+SPECIMEN_ID = Tag(0x0040, 0x0551)
+SPECIMEN_DESC_SEQ = Tag(0x0040, 0x0560)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The pseudonymous identity a slide's instances get."""
+
+    slide: str  # ContainerIdentifier, SpecimenIdentifier
+    patient: str  # PatientID, PatientName
+    study_uid: str | None = None  # None: the source's StudyInstanceUID, remapped
+    date_offset_days: int = 0  # for Retain Modified Dates (shift)
+
+
+def _shift_da(value: str, days: int) -> str | None:
+    v = value.strip()
+    try:
+        d = _dt.datetime.strptime(v[:8], "%Y%m%d").date()
+    except ValueError:
+        return None
+    return (d + _dt.timedelta(days=days)).strftime("%Y%m%d")
+
+
+def clean_date(vr: str, value: str, mode: str, days: int) -> str:
+    """Shift or reduce one DA/DT/TM value (mode 'shift' | 'year'); unparsable -> dummy."""
+    v = str(value).strip()
+    if not v:
+        return ""
+    if vr == "TM":
+        return v if mode == "shift" else "000000"
+    if mode == "year":
+        if len(v) >= 4 and v[:4].isdigit():
+            return v[:4] + ("0101" if vr == "DA" else "0101000000")
+        return DUMMY[vr]
+    shifted = _shift_da(v, days)
+    if shifted is None:
+        return DUMMY[vr]
+    return shifted + v[8:] if vr == "DT" else shifted
+
+
+@dataclass
+class Engine:
+    profile: DicomProfile
+    key: bytes
+    identity: Identity
+    removals: dict[tuple[str, str], Removal] = field(default_factory=dict)
+
+    # -- bookkeeping -------------------------------------------------------
+    def _log(self, name: str, action: str, where: str = "") -> None:
+        word = ACTION_WORD.get(action, action)
+        self.removals.setdefault((name, word), Removal("field", name, word, where))
+
+    # -- per-element actions -------------------------------------------------
+    def _dummy(self, elem: DataElement):
+        vr = elem.VR
+        if vr == "UI":
+            return keyed_uid(self.key, f"dummy:{int(elem.tag):08X}", "dummy")
+        if vr in DUMMY:
+            return DUMMY[vr]
+        if vr in NUM_VRS:
+            return 0
+        return None  # binary: empty
+
+    @staticmethod
+    def _empty(elem: DataElement):
+        if elem.VR == "SQ":
+            return Sequence([])
+        if elem.VR in TEXT_VRS or elem.VR in DATE_VRS or elem.VR in ("DS", "IS", "UI"):
+            return ""
+        return None
+
+    def _clean(self, elem: DataElement, type_d: bool):
+        vr = elem.VR
+        if vr in DATE_VRS and self.profile.date_mode in ("shift", "year"):
+            vals = elem.value if elem.VM > 1 else [elem.value]
+            out = [clean_date(vr, str(v), self.profile.date_mode, self.identity.date_offset_days) for v in vals]
+            return out if elem.VM > 1 else out[0]
+        if vr in DATE_VRS and self.profile.date_mode == "keep":
+            return elem.value
+        if vr in NUM_VRS:
+            return elem.value
+        # free text cannot be proven clean: blank it (a dummy where the IOD requires a value)
+        return self._dummy(elem) if type_d else self._empty(elem)
+
+    def apply(self, ds: Dataset) -> Dataset:
+        """De-identify ``ds`` (in place; also returned). Record and identity are written too."""
+        self._walk(ds, ())
+        self._identity(ds)
+        return ds
+
+    def _walk(self, ds: Dataset, path: tuple[str, ...]) -> None:
+        from wsianon.profiles.dicom import resolve_compound, wsi_type
+
+        for tag in list(ds.keys()):
+            tag = Tag(tag)
+            group, elem_no = tag.group, tag.element
+            where = "/".join(path)
+            if elem_no == 0 and group != 0x0008 or tag == 0x00080000:  # group lengths: retired
+                del ds[tag]
+                continue
+            if group % 2 == 1:  # private (incl. private creators): Retain Safe Private has no safe list
+                del ds[tag]
+                self._log("private tags", "X", where)
+                continue
+            try:
+                elem = ds[tag]
+            except Exception:  # an unreadable value: never keep what cannot be judged
+                del ds[tag]
+                self._log(f"({group:04X},{elem_no:04X})", "X", where)
+                continue
+            kw = elem.keyword or ""
+            name = "/".join(path + (kw or f"({group:04X},{elem_no:04X})",))
+            if group in range(0x5000, 0x5100, 2) or group in range(0x6000, 0x6100, 2):
+                # curves and overlays: the whole repeating group goes (Basic X; no Clean Graphics
+                # implementation beyond removal)
+                del ds[tag]
+                self._log("curve/overlay groups (50xx/60xx)", "X", where)
+                continue
+            action, rule = self.profile.action(int(tag), path, kw)
+            type_ = wsi_type(path, kw) if kw else None
+            is_type1 = type_ in ("1", "1C")
+            if action == "X":
+                del ds[tag]
+                self._log(name, "X")
+                continue
+            if elem.VR == "SQ":
+                if action == "Z":
+                    if len(elem.value):
+                        elem.value = Sequence([])
+                        self._log(name, "Z")
+                    continue
+                for item in elem.value:
+                    self._walk(item, path + (kw or f"({group:04X},{elem_no:04X})",))
+                continue
+            if action == "K":
+                continue
+            if elem.value in (None, "", b"") or (isinstance(elem.value, (list, tuple)) and not elem.value):
+                continue  # nothing to remove; keep the (empty) element
+            if action == "Z":
+                elem.value = self._empty(elem)
+            elif action == "D":
+                elem.value = self._dummy(elem)
+            elif action == "U":
+                if elem.VR == "UI":
+                    if elem.VM > 1:
+                        elem.value = [remap_uid(self.key, str(v)) for v in elem.value]
+                    else:
+                        elem.value = remap_uid(self.key, str(elem.value))
+                else:
+                    elem.value = self._dummy(elem)
+            elif action == "C":
+                elem.value = self._clean(elem, is_type1)
+            else:  # unknown code in a future table edition: fail closed
+                del ds[tag]
+                action = "X"
+            self._log(name, action)
+        _ = resolve_compound  # (imported for callers' introspection)
+
+    # -- identity + record ---------------------------------------------------
+    def _identity(self, ds: Dataset) -> None:
+        idn = self.identity
+        ds.PatientID = idn.patient
+        ds.PatientName = idn.patient
+        if idn.study_uid:
+            ds.StudyInstanceUID = idn.study_uid
+        if CONTAINER_ID in ds:
+            ds.ContainerIdentifier = idn.slide
+        for i, item in enumerate(ds.get("SpecimenDescriptionSequence") or []):
+            if SPECIMEN_ID in item:
+                item.SpecimenIdentifier = idn.slide if i == 0 else f"{idn.slide}-{i + 1}"
+
+    def record(self, ds: Dataset, clean_pixel_data: bool = True) -> None:
+        """Write the de-identification record (PS3.15 E.1.1 / PS3.3 C.12.1)."""
+        ds.PatientIdentityRemoved = "YES"
+        codes = self.profile.method_codes(clean_pixel_data)
+        ds.DeidentificationMethod = [f"wsianon {_version}", "PS3.15 Annex E"] + [m[:64] for _, m in codes[1:]]
+        items = []
+        for value, meaning in codes:
+            it = Dataset()
+            it.CodeValue = value
+            it.CodingSchemeDesignator = "DCM"
+            it.CodeMeaning = meaning
+            items.append(it)
+        ds.DeidentificationMethodCodeSequence = Sequence(items)
+        ds.LongitudinalTemporalInformationModified = self.profile.temporal
+        eq = Dataset()
+        eq.Manufacturer = "wsianon"
+        eq.ManufacturerModelName = "wsianon"
+        eq.SoftwareVersions = _version
+        purpose = Dataset()
+        purpose.CodeValue = "109104"
+        purpose.CodingSchemeDesignator = "DCM"
+        purpose.CodeMeaning = "De-identifying Equipment"
+        eq.PurposeOfReferenceCodeSequence = Sequence([purpose])
+        eq.ContributionDescription = "De-identified (PS3.15 Annex E)"
+        seq = ds.get("ContributingEquipmentSequence")
+        ds.ContributingEquipmentSequence = Sequence(list(seq or []) + [eq])

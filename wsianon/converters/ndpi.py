@@ -1,0 +1,264 @@
+"""Hamamatsu NDPI native redactor.
+
+Facts (DESIGN.md §3): a classic little-endian TIFF with 8-byte first-IFD and
+next-IFD offsets and, after each IFD, 4 bytes per entry holding the high 32
+bits of the entry's value/offset (files > 4 GiB are normal).  Tag 65420 marks
+NDPI; 65421 (SourceLens, float) is > 0 on pyramid levels, -1 on the macro
+(a photo of the whole glass slide, label included) and -2 on the map.
+Identifying text: 65427 Reference (in EVERY IFD), 65442 scanner serial, 65468
+barcode, 65449 property map, 306 DateTime, 271/272/305 and any other ASCII tag.
+
+The redactor wipes the macro's and the map's strips, unlinks their IFDs
+(``--macro keep`` keeps the macro), blanks every ASCII tag in every IFD
+(unlinked ones too) except values known to be safe, rewrites the property map
+fail-closed, and zeroes the slide-position tags.  Tile bytes are untouched.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from pathlib import Path
+
+from wsianon.converters.base import AssociatedImage, Field, Inventory, NativeConverter, SlideContext
+from wsianon.errors import CorruptInput, UnsupportedFormat
+from wsianon.io import tiffedit
+from wsianon.io.plan import FilePlan, Patch, Plan
+from wsianon.io.tiff import ASCII, IFD, Kind, TiffStructure
+from wsianon.profiles import load
+from wsianon.profiles.policy import Policy, year_only
+
+NDPI_FORMAT_FLAG = 65420
+
+
+class NdpiStructure(TiffStructure):
+    """TiffStructure that also recognises NDPI files whose first IFD lies beyond 4 GiB.
+
+    The generic layer decides "NDPI" by looking for tag 65420 at the low 32
+    bits of the header offset; when the first IFD sits above 4 GiB (IFDs are
+    often written at the end of large files) that lands elsewhere.  OpenSlide
+    reads the header offset as 64 bits first; so do we.
+    """
+
+    def _looks_ndpi(self, first: int) -> bool:  # noqa: D401
+        try:
+            (first64,) = struct.unpack("<Q", self.read(4, 8))
+        except CorruptInput:
+            first64 = first
+        if first64 != first and first64 > 0xFFFFFFFF and super()._looks_ndpi(first64):
+            return True
+        return super()._looks_ndpi(first)
+
+
+def _rules() -> dict:
+    return load("ndpi")
+
+
+def _tag_name(tag: int) -> str:
+    name = _rules()["tag_names"].get(str(tag))
+    return f"tag {tag} {name}" if name else f"tag {tag}"
+
+
+def _lens(ts: TiffStructure, ifd: IFD) -> float | None:
+    e = ifd.get(_rules()["lens_tag"])
+    if e is None or e.size == 0:
+        return None
+    try:
+        if e.type == 11:
+            return struct.unpack("<f", ts.read(e.value_offset, 4))[0]
+        v = ts.values(e)
+        return float(v[0]) if len(v) == 1 else float(v[0]) / float(v[1] or 1)
+    except (struct.error, ZeroDivisionError):
+        return None
+
+
+def classify(ts: TiffStructure, ifd: IFD) -> str:
+    """'level' | 'macro' | 'map' | 'other'."""
+    r = _rules()
+    lens = _lens(ts, ifd)
+    if lens is None:
+        return "other"
+    if lens > 0:
+        return "level"
+    if lens == r["macro_lens"]:
+        return "macro"
+    if lens == r["map_lens"]:
+        return "map"
+    return "other"
+
+
+def split_property_map(text: str) -> list[tuple[str, str, bool]]:
+    """(key, value, has_equals) per non-empty line of a 65449 property map."""
+    out = []
+    for line in re.split(r"\r\n|\n|\r", text):
+        if not line.strip():
+            continue
+        k, eq, v = line.partition("=")
+        out.append((k.strip(), v, bool(eq)))
+    return out
+
+
+class PropertyMapRewrite:
+    def __init__(self, policy: Policy):
+        r = _rules()
+        self.safe = set(r["safe_property_keys"])
+        self.dates = set(r["date_property_keys"])
+        self.policy = policy
+
+    def rewrite(self, text: str) -> tuple[str, list[Field]]:
+        kept: list[str] = []
+        fields: list[Field] = []
+        for k, v, eq in split_property_map(text):
+            if not eq:
+                fields.append(Field("tag 65449 PropertyMap:unkeyed-text", k, "remove"))
+                continue
+            if k in self.safe:
+                kept.append(f"{k}={v}")
+                continue
+            action, new_v = "remove", ""
+            if k in self.dates and self.policy.dates != "remove":
+                if self.policy.dates == "keep":
+                    action, new_v = "keep", v
+                else:
+                    y = year_only(v)
+                    action, new_v = ("year", y) if y else ("remove", "")
+            if new_v:
+                kept.append(f"{k}={new_v}")
+            if v.strip():
+                fields.append(Field(f"tag 65449 PropertyMap:{k}", v.strip(), action))
+        return "".join(line + "\r\n" for line in kept), fields
+
+
+def _ascii_action(tag: int, value: str, policy: Policy) -> tuple[str, bytes | None]:
+    """('keep'|'blank'|'year', new bytes or None for keep) for a plain ASCII tag."""
+    r = _rules()
+    pat = r["safe_ascii_values"].get(str(tag))
+    if pat and re.match(pat, value.strip()):
+        return "keep", None
+    if tag in r["date_tags"]:
+        if policy.dates == "keep":
+            return "keep", None
+        if policy.dates == "year":
+            y = year_only(value)
+            if y:
+                return "year", f"{y}:01:01 00:00:00".encode()
+    return "blank", b""
+
+
+class NdpiConverter(NativeConverter):
+    name = "ndpi"
+    title = "Hamamatsu NDPI"
+    openslide_vendor = "hamamatsu"
+    extension = ".ndpi"
+
+    def sniff(self, path: Path, head: bytes) -> bool:
+        if head[:4] != b"II*\0":
+            return False
+        try:
+            with NdpiStructure(path) as ts:
+                return ts.kind is Kind.NDPI
+        except Exception:
+            return False
+
+    def _open(self, path: Path) -> NdpiStructure:
+        ts = NdpiStructure(path)
+        if ts.kind is not Kind.NDPI:
+            ts.close()
+            raise UnsupportedFormat(path, "not a Hamamatsu NDPI file (no tag 65420)")
+        return ts
+
+    # -- inspect -------------------------------------------------------------
+    def inspect(self, path: Path, policy: Policy | None = None) -> Inventory:
+        policy = policy or Policy()
+        path = Path(path)
+        inv = Inventory(format=self.name, path=path, input_files=[path])
+        r = _rules()
+        pm = PropertyMapRewrite(policy)
+        with self._open(path) as ts:
+            for ifd in ts.ifds:
+                where = f"IFD {ifd.index}"
+                kind = classify(ts, ifd)
+                spans = ts.data_spans(ifd)  # validates strips lie inside the file
+                if kind == "level":
+                    if not spans:
+                        raise CorruptInput(path, f"NDPI level IFD {ifd.index} has no image data")
+                    inv.levels += 1
+                elif kind == "macro":
+                    inv.images.append(AssociatedImage("macro", where, True, "keep" if policy.macro == "keep" else "remove"))
+                elif kind == "map":
+                    inv.images.append(AssociatedImage("map", where, False, "remove"))
+                else:
+                    inv.images.append(AssociatedImage("unknown", where, True, "remove"))
+                for e in ts.iter_ascii_entries(ifd):
+                    value = ts.ascii(e)
+                    if e.tag == r["property_map_tag"]:
+                        _, fields = pm.rewrite(value)
+                        for f in fields:
+                            f.where = where
+                            inv.fields.append(f)
+                        continue
+                    if not value.strip():
+                        continue
+                    action, _ = _ascii_action(e.tag, value, policy)
+                    inv.fields.append(Field(_tag_name(e.tag), value.strip(), action, where))
+                for tag in r["position_tags_zeroed"]:
+                    e = ifd.get(tag)
+                    if e is not None and e.size:
+                        v = ts.values(e)
+                        inv.fields.append(Field(_tag_name(tag), str(v[0]), "blank", where, canary=False))
+            if inv.levels == 0:
+                raise CorruptInput(path, "NDPI without any pyramid level")
+        return inv
+
+    # -- plan ----------------------------------------------------------------
+    def plan(self, inv: Inventory, ctx: SlideContext) -> Plan:
+        policy = ctx.policy
+        path = Path(inv.path)
+        plan = Plan(format=self.name)
+        r = _rules()
+        pm = PropertyMapRewrite(policy)
+        fp = FilePlan(dest=self.output_name(ctx, path), source=path)
+        plan.files.append(fp)
+        with self._open(path) as ts:
+            appender = tiffedit.Appender(ts.size)
+            remove: set[int] = set()
+            for ifd in ts.ifds:
+                where = f"IFD {ifd.index}"
+                kind = classify(ts, ifd)
+                if kind == "macro" and policy.macro == "keep":
+                    plan.notes.append("macro image kept on request: it shows the slide label")
+                elif kind != "level":
+                    remove.add(ifd.index)
+                    fp.patches += tiffedit.wipe_image_data(ts, ifd, f"{kind} pixels destroyed")
+                    plan.remove("image", kind, "wiped+unlinked", where)
+                # text: every IFD, unlinked ones included (their bytes stay in the file)
+                for e in list(ts.iter_ascii_entries(ifd)):
+                    value = ts.ascii(e)
+                    if e.tag == r["property_map_tag"]:
+                        new, fields = pm.rewrite(value)
+                        raw = ts.raw(e)
+                        if new.encode("latin-1") + b"\0" != raw:
+                            fp.patches += tiffedit.set_bytes(ts, e, new.encode("latin-1"), "property map cleaned", appender)
+                        for f in fields:
+                            if f.action != "keep":
+                                plan.remove("field", f.name, "removed" if f.action == "remove" else f.action, where)
+                        continue
+                    action, new_v = _ascii_action(e.tag, value, policy)
+                    if action == "keep":
+                        continue
+                    if not value.strip() and not ts.raw(e).strip(b"\0"):
+                        continue
+                    fp.patches += tiffedit.set_bytes(ts, e, new_v or b"", f"{_tag_name(e.tag)} blanked", appender)
+                    if value.strip():
+                        plan.remove("field", _tag_name(e.tag), "year only" if action == "year" else "blanked", where)
+                for tag in r["position_tags_zeroed"]:
+                    e = ifd.get(tag)
+                    if e is not None and e.size and e.inline:
+                        fp.patches.append(Patch(e.value_offset, e.size, None, f"{_tag_name(tag)} zeroed"))
+                        plan.remove("field", _tag_name(tag), "zeroed", where)
+            if remove:
+                if len(remove) == len(ts.ifds):
+                    raise CorruptInput(path, "NDPI without any pyramid level")
+                fp.patches += tiffedit.unlink_ifds(ts, remove, "associated image unlinked")
+            fp.append = appender.data
+        return plan

@@ -1,0 +1,285 @@
+"""Roche/Ventana BIF (BigTIFF) native redactor.
+
+Facts (DESIGN.md §3, OpenSlide's Ventana reader): IFD 0 is usually the
+``Label_Image`` / ``Label Image`` overview (it shows the label) and carries the
+``<iScan>`` XMP (tag 700) by which OpenSlide recognises the format; then a
+``Thumbnail``; then tiled levels described ``level=N mag=M quality=Q``, level
+0 with an ``<EncodeInfo>`` XMP giving the stitching geometry.
+
+What the plan does:
+
+* the label IFD's pixels are zeroed, its directory block and its text values
+  zeroed, and it is unlinked from the chain;
+* the cleaned iScan XMP lives on in the new first IFD: that IFD is re-written
+  at the end of the file with an XMP entry pointing at the cleaned copy (its
+  original block is zeroed).  If the new first IFD already has an XMP of its
+  own (a level-0 ``EncodeInfo``, when there is no thumbnail), a minimal 1x1
+  directory carrying only the iScan XMP is put in front instead;
+* every XMP attribute and text not known safe (profile ``ventana.json``) is
+  blanked, every ASCII tag not known safe is blanked, DateTime follows the
+  date policy.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wsianon.converters._tiffmeta import (
+    TIFF_MAGIC,
+    AsciiDecision,
+    compile_all,
+    decide_ascii,
+    decision_field,
+    open_tiff,
+    parse_xml,
+    serialize,
+    set_value,
+    xml_declaration,
+)
+from wsianon.converters.base import AssociatedImage, Field, Inventory, NativeConverter, SlideContext
+from wsianon.errors import CorruptInput
+from wsianon.io import tiffedit
+from wsianon.io.ifdcopy import build_ifd, drop_ifds, orphan_values
+from wsianon.io.plan import FilePlan, Patch, Plan
+from wsianon.io.tiff import ASCII, BYTE, IMAGE_DESCRIPTION, SOFTWARE, TILE_OFFSETS, XMP, TiffStructure
+from wsianon.profiles import load
+from wsianon.profiles.policy import Policy
+
+
+_ACTION = {"blank": "blanked", "year": "reduced to year", "dummy": "dummy", "remove": "removed"}
+
+
+def _rules() -> dict:
+    return load("ventana")
+
+
+def clean_xml(root: ET.Element, keep_attr, where: str, prefix: str) -> list[Field]:
+    """Blank, in place, every attribute ``keep_attr(path, name)`` rejects and every text node."""
+    fields: list[Field] = []
+
+    def walk(el: ET.Element, path: str) -> None:
+        for name in list(el.attrib):
+            val = el.attrib[name]
+            if keep_attr(path, el.tag, name):
+                continue
+            if val.strip():
+                fields.append(Field(f"{prefix}{path}:{name}", val.strip(), "blank", where))
+            el.attrib[name] = ""
+        if el.text and el.text.strip():
+            fields.append(Field(f"{prefix}{path}#text", el.text.strip(), "blank", where))
+            el.text = ""
+        for child in el:
+            walk(child, f"{path}/{child.tag}")
+            if child.tail and child.tail.strip():
+                fields.append(Field(f"{prefix}{path}#tail", child.tail.strip(), "blank", where))
+                child.tail = ""
+
+    walk(root, root.tag)
+    return fields
+
+
+def _iscan_keeper(rules: dict):
+    safe = set(rules["iscan_safe_attributes"])
+    child = [(re.compile(k), set(v)) for k, v in rules["iscan_child_safe"].items()]
+
+    def keep(path: str, tag: str, name: str) -> bool:
+        parts = path.split("/")
+        if "iScan" not in parts:
+            return False
+        if tag == "iScan":
+            return name in safe
+        if parts[-2] == "iScan":
+            return any(rx.match(tag) and name in names for rx, names in child)
+        return False
+
+    return keep
+
+
+def _encode_keeper(rules: dict):
+    safe = set(rules["encodeinfo_safe_attributes"])
+    return lambda path, tag, name: name in safe
+
+
+@dataclass
+class _Analysis:
+    levels: list[int] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    thumbnails: list[int] = field(default_factory=list)
+    fields: list[Field] = field(default_factory=list)
+    ascii: list[AsciiDecision] = field(default_factory=list)
+    xmp_new: dict[int, bytes] = field(default_factory=dict)  # ifd index -> cleaned XMP
+    iscan_ifd: int | None = None
+    iscan_clean: bytes = b""
+
+
+class VentanaConverter(NativeConverter):
+    name = "ventana"
+    title = "Roche/Ventana BIF"
+    openslide_vendor = "ventana"
+    extension = ".bif"
+
+    def sniff(self, path: Path, head: bytes) -> bool:
+        if head[:4] not in TIFF_MAGIC:
+            return False
+        try:
+            with TiffStructure(path) as ts:
+                e = ts.ifds[0].get(XMP)
+                return e is not None and b"iScan" in ts.raw(e)
+        except Exception:
+            return b"<iScan" in head
+
+    # -- analysis ------------------------------------------------------------------
+    def _analyze(self, ts: TiffStructure, policy: Policy) -> _Analysis:
+        rules = _rules()
+        an = _Analysis()
+        label_desc = set(rules["label_descriptions"])
+        keep_desc = compile_all(rules["kept_descriptions"])
+        keep = {int(k): compile_all(v) for k, v in rules["ascii_keep"].items()}
+        keep[IMAGE_DESCRIPTION] = keep_desc + [re.compile(re.escape(d)) for d in label_desc]
+        for ifd in ts.ifds:
+            desc = (ts.text(ifd, IMAGE_DESCRIPTION) or "").strip()
+            if desc in label_desc:
+                an.labels.append(ifd.index)
+            elif desc.startswith("level=") or "level=" in desc:
+                an.levels.append(ifd.index)
+            elif desc == "Thumbnail":
+                an.thumbnails.append(ifd.index)
+            for d in decide_ascii(ts, ifd, policy, keep):
+                an.ascii.append(d)
+                if d.action != "keep" and d.old.strip():
+                    an.fields.append(decision_field(d))
+            e = ifd.get(XMP)
+            if e is None:
+                continue
+            raw = ts.raw(e)
+            root = parse_xml(raw, ts.path, f"XMP of IFD {ifd.index}")
+            text = raw.rstrip(b"\0").decode("utf-8", "replace")
+            if root.tag == "EncodeInfo":
+                keeper = _encode_keeper(rules)
+                prefix = "XMP "
+            elif root.tag in ("iScan", "Metadata"):
+                keeper = _iscan_keeper(rules)
+                prefix = "XMP "
+                if an.iscan_ifd is None:
+                    an.iscan_ifd = ifd.index
+            else:
+                keeper = lambda p, t, n: False  # noqa: E731 - unknown XMP: blank everything
+                prefix = "XMP "
+            fs = clean_xml(root, keeper, f"IFD {ifd.index}", prefix)
+            an.fields.extend(fs)
+            new = serialize(root, xml_declaration(text)).encode("utf-8")
+            if root.tag in ("iScan", "Metadata") and ifd.index == an.iscan_ifd:
+                an.iscan_clean = new
+            an.xmp_new[ifd.index] = new
+        if not an.levels:
+            raise CorruptInput(ts.path, "Ventana BIF without pyramid levels (no 'level=' descriptions)")
+        if an.iscan_ifd is None:
+            raise CorruptInput(ts.path, "Ventana BIF without an iScan XMP")
+        return an
+
+    # -- inspect ---------------------------------------------------------------------
+    def inspect(self, path: Path, policy: Policy | None = None) -> Inventory:
+        policy = policy or Policy()
+        inv = Inventory(format=self.name, path=path, input_files=[path])
+        with open_tiff(path) as ts:
+            an = self._analyze(ts, policy)
+            inv.levels = len(an.levels)
+            inv.fields = an.fields
+            for i in an.labels:
+                inv.images.append(AssociatedImage("label", f"IFD {i}", True, "remove"))
+            for i in an.thumbnails:
+                inv.images.append(AssociatedImage("thumbnail", f"IFD {i}", False, "keep"))
+        return inv
+
+    # -- plan --------------------------------------------------------------------------
+    def plan(self, inv: Inventory, ctx: SlideContext) -> Plan:
+        policy = ctx.policy
+        path = inv.path
+        plan = Plan(format=self.name)
+        with open_tiff(path) as ts:
+            an = self._analyze(ts, policy)
+            app = tiffedit.Appender(ts.size, align=8)
+            patches: list[Patch] = []
+            remove = set(an.labels)
+            if policy.label == "blank":
+                plan.notes.append(
+                    "BIF label: --label blank is not offered for BIF (the Label_Image is the whole-slide "
+                    "overview); the label image was wiped and unlinked instead"
+                )
+            keep_ifds = [ifd for ifd in ts.ifds if ifd.index not in remove]
+            if not keep_ifds:
+                raise CorruptInput(path, "BIF has no image besides the label")
+            # per-IFD new values: tag -> (type, bytes)
+            edits: dict[int, dict[int, tuple[int, bytes]]] = {}
+            for d in an.ascii:
+                if d.ifd in remove or d.new is None:
+                    continue
+                edits.setdefault(d.ifd, {})[d.tag] = (ASCII, d.new.encode("latin-1"))
+            for idx, new in an.xmp_new.items():
+                if idx in remove:
+                    continue
+                e = ts.ifds[idx].entries[XMP]
+                if new != ts.raw(e).rstrip(b"\0"):
+                    edits.setdefault(idx, {})[XMP] = (e.type, new)
+            relocated = None
+            new_first_offset = None
+            first_overrides = None
+            if ts.ifds[0].index in remove:
+                first = keep_ifds[0]
+                if XMP in first.entries:
+                    # its own XMP (EncodeInfo) is needed where it is: put a minimal directory in front
+                    sw = ts.text(first, SOFTWARE) or ""
+                    sw_ok = any(p.fullmatch(sw) for p in compile_all(_rules()["ascii_keep"]["305"]))
+                    strip = app.add(b"\xff")
+                    entries = {
+                        256: (4, ts.pack("I", 1)),
+                        257: (4, ts.pack("I", 1)),
+                        258: (3, ts.pack("H", 8)),
+                        259: (3, ts.pack("H", 1)),
+                        262: (3, ts.pack("H", 1)),
+                        273: (4, ts.pack("I", strip)) if strip <= 0xFFFFFFFF else (16, ts.pack("Q", strip)),
+                        277: (3, ts.pack("H", 1)),
+                        278: (4, ts.pack("I", 1)),
+                        279: (4, ts.pack("I", 1)),
+                        XMP: (BYTE, an.iscan_clean),
+                    }
+                    if sw_ok:
+                        entries[SOFTWARE] = (ASCII, sw.encode("latin-1"))
+                    new_first_offset = build_ifd(ts, entries, first.offset, app)
+                    plan.notes.append("BIF: the iScan XMP moved to a new 1x1 directory in front of the pyramid")
+                else:
+                    first_overrides = dict(edits.pop(first.index, {}))
+                    first_overrides[XMP] = (BYTE, an.iscan_clean)
+                    for tag in first_overrides:
+                        e = first.get(tag)
+                        if e is not None and not e.inline and e.size:
+                            patches.append(Patch(e.value_offset, e.size, None, f"old value of tag {tag} (IFD {first.index} relocated)"))
+                    plan.notes.append(f"BIF: the iScan XMP now lives in the new first IFD (was IFD {first.index})")
+            if remove:
+                ps, relocated = drop_ifds(
+                    ts, remove, app, first_overrides=first_overrides, reason="unlink label", new_first_offset=new_first_offset
+                )
+                patches.extend(ps)
+                patches.extend(orphan_values(ts, remove))
+                for i in remove:
+                    patches.extend(tiffedit.wipe_image_data(ts, ts.ifds[i], f"wipe label pixels (IFD {i})"))
+                    plan.remove("image", "label", "wiped+unlinked", f"IFD {i}")
+            for idx, tags in edits.items():
+                ifd = ts.ifds[idx]
+                for tag, (typ, data) in tags.items():
+                    patches.extend(set_value(ts, ifd.entries[tag], data, f"IFD {idx} tag {tag} cleaned", app))
+            for f in an.fields:
+                where_idx = int(f.where.split()[-1]) if f.where.startswith("IFD ") else -1
+                action = "removed" if where_idx in remove else _ACTION.get(f.action, f.action)
+                plan.remove("field", f.name, action, f.where)
+            if relocated is not None:
+                plan.notes.append(f"IFD {relocated} rewritten at the end of the file")
+            plan.files.append(FilePlan(dest=self.output_name(ctx, path), source=path, patches=patches, append=app.data))
+        return plan
+
+
+def tiled(ts: TiffStructure, idx: int) -> bool:
+    return TILE_OFFSETS in ts.ifds[idx]

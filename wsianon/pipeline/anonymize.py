@@ -1,0 +1,191 @@
+"""Stage 3 (+4): anonymize one slide — plan, apply into staging, verify, place or quarantine.
+
+Native route: the converter's plan is applied by ``apply_copy`` into a hidden
+staging folder inside OUT (or by ``apply_in_place`` on the source when the user
+asked for in-place mode), verified, then moved into place atomically.
+DICOM route: the DICOM converter writes into the staging folder; the DICOM
+verifier judges it.
+"""
+
+from __future__ import annotations
+
+import inspect as pyinspect
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from wsianon.converters.base import Inventory, SlideContext
+from wsianon.errors import CorruptInput, OutputError, WsianonError
+from wsianon.io.atomic import Staging, write_atomic
+from wsianon.io.plan import Plan, apply_copy, apply_in_place, journal_path, rollback_journal
+from wsianon.pipeline.detect import SlideSource
+from wsianon.pipeline.model import Outcome, Verdict
+from wsianon.pipeline.verify import scan_outputs, snapshot_source, stem_canaries, verify_native
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class Destinations:
+    out: Path | None  # the shareable output folder
+    quarantine: Path  # failed outputs, with their findings (outside OUT)
+
+
+def inspect_source(src: SlideSource, policy) -> Inventory:
+    if src.format == "dicom":
+        from wsianon.converters import dicom as dicom_mod
+
+        return dicom_mod.inspect_dicom(src.files)
+    conv = src.converter
+    params = pyinspect.signature(conv.inspect).parameters
+    if "policy" in params:
+        return conv.inspect(src.path, policy=policy)
+    return conv.inspect(src.path)
+
+
+def preflight_source(inv: Inventory) -> None:
+    """Refuse a source whose image data OpenSlide cannot decode (a corrupt tile or
+    associated image) with a clear reason, before anything is written.  Sources
+    OpenSlide cannot open at all are left to the format's own checks."""
+    import openslide
+
+    try:
+        slide = openslide.OpenSlide(str(inv.path))
+    except Exception:
+        return
+    try:
+        for name in list(slide.associated_images.keys()):
+            slide.associated_images[name]
+        for lvl in range(slide.level_count):
+            w, h = slide.level_dimensions[lvl]
+            slide.read_region((0, 0), lvl, (min(256, w), min(256, h)))
+    except openslide.OpenSlideError as exc:
+        raise CorruptInput(inv.path, f"image data cannot be decoded (OpenSlide: {str(exc)[:120]})") from None
+    finally:
+        slide.close()
+
+
+def make_plan(src: SlideSource, inv: Inventory, ctx: SlideContext) -> Plan:
+    return src.converter.plan(inv, ctx)
+
+
+def _quarantine(staging: Staging, dest: Destinations, ctx: SlideContext, verdict: Verdict) -> str:
+    qdir = dest.quarantine / ctx.pseudonym
+    if qdir.exists():
+        shutil.rmtree(qdir)
+    staging.commit(dest_dir=qdir, overwrite=True)
+    write_atomic(qdir / "findings.json", json.dumps(verdict.as_dict(), indent=2).encode(), 0o600)
+    os.chmod(qdir, 0o700)
+    return str(qdir)
+
+
+def process_native_copy(
+    src: SlideSource, inv: Inventory, ctx: SlideContext, dest: Destinations, outcome: Outcome, progress: Progress | None
+) -> None:
+    conv = src.converter
+    t0 = time.perf_counter()
+    preflight_source(inv)
+    plan = make_plan(src, inv, ctx)
+    outcome.timings["plan"] = time.perf_counter() - t0
+    outcome.removals = plan.removals
+    outcome.notes.extend(plan.notes)
+    assert dest.out is not None
+    main = plan.files[0].dest
+    with Staging(dest.out, ctx.pseudonym) as staging:
+        t0 = time.perf_counter()
+        for fp in plan.files:
+            outcome.bytes_written += apply_copy(fp, staging.path(fp.dest), progress)
+        outcome.timings["apply"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        files = staging.files()
+        verdict = verify_native(inv, conv, staging.root / main, files, ctx.policy, root=staging.root)
+        outcome.timings["verify"] = time.perf_counter() - t0
+        outcome.verdict = verdict
+        if not verdict.ok:
+            outcome.status = "failed"
+            outcome.error = "verification failed; output quarantined"
+            _quarantine(staging, dest, ctx, verdict)
+            return
+        moved = staging.commit(last=conv.commit_last(plan), overwrite=ctx.policy.overwrite)
+        outcome.outputs = [p.name for p in moved]
+        outcome.status = "ok"
+
+
+def process_native_in_place(src: SlideSource, inv: Inventory, ctx: SlideContext, outcome: Outcome) -> Path:
+    conv = src.converter
+    preflight_source(inv)
+    plan = make_plan(src, inv, ctx)
+    if len(plan.files) != 1 or plan.files[0].source is None or plan.files[0].content is not None:
+        raise WsianonError(src.path, f"in-place mode supports single-file formats only ({conv.title} is not)")
+    outcome.removals = plan.removals
+    outcome.notes.extend(plan.notes)
+    t0 = time.perf_counter()
+    snap = snapshot_source(inv)
+    outcome.timings["snapshot"] = time.perf_counter() - t0
+    target = src.path
+    fp = plan.files[0]
+    t0 = time.perf_counter()
+    # keep the journal until verification has passed
+    jpath = journal_path(target)
+    outcome.bytes_written = apply_in_place(fp, target, keep_journal=True)
+    outcome.timings["apply"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    verdict = verify_native(inv, conv, target, [target], ctx.policy, root=target.parent, snap=snap)
+    outcome.timings["verify"] = time.perf_counter() - t0
+    outcome.verdict = verdict
+    if not verdict.ok:
+        rollback_journal(target)
+        outcome.status = "failed"
+        outcome.error = "verification failed; in-place changes rolled back"
+        return target
+    jpath.unlink(missing_ok=True)
+    final = target
+    if ctx.policy.rename == "pseudonym":
+        final = target.with_name(fp.dest)
+        if final.exists() and final != target:
+            raise OutputError(final, "in-place rename target already exists")
+        os.replace(target, final)
+    outcome.outputs = [final.name]
+    outcome.status = "ok"
+    return final
+
+
+def process_dicom(
+    src: SlideSource, inv: Inventory, ctx: SlideContext, dest: Destinations, outcome: Outcome
+) -> None:
+    from wsianon.converters import dicom as dicom_mod
+    from wsianon.pipeline.verify_dicom import verify_dicom_output
+
+    assert dest.out is not None
+    outcome.target = "dicom"
+    with Staging(dest.out, ctx.pseudonym) as staging:
+        folder = staging.path(ctx.pseudonym)
+        folder.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        if src.format == "dicom":
+            result = dicom_mod.deidentify_series(inv, ctx, folder)
+        else:
+            result = dicom_mod.convert_slide(src.path, inv, ctx, folder)
+        outcome.timings["convert"] = time.perf_counter() - t0
+        outcome.removals = list(result.removals)
+        outcome.notes.extend(result.notes)
+        outcome.bytes_written = sum(f.stat().st_size for f in result.files)
+        t0 = time.perf_counter()
+        verdict = Verdict()
+        verify_dicom_output(inv, list(result.files), ctx, verdict)
+        canaries = inv.canaries() + stem_canaries(inv.path)
+        scan_outputs(canaries, staging.files(), verdict, staging.root)
+        outcome.timings["verify"] = time.perf_counter() - t0
+        outcome.verdict = verdict
+        if not verdict.ok:
+            outcome.status = "failed"
+            outcome.error = "verification failed; output quarantined"
+            _quarantine(staging, dest, ctx, verdict)
+            return
+        moved = staging.commit(overwrite=ctx.policy.overwrite)
+        outcome.outputs = [p.name for p in moved]
+        outcome.status = "ok"

@@ -1,0 +1,79 @@
+"""``wsianon verify``: audit any output (ours or another tool's), with or without its source.
+
+Without a source, the audit asks: does the file still carry identifying
+metadata fields with values, identifying associated images (label, macro), or
+barcodes in the images that remain?  With ``--source``, it also scans every
+output byte for the source's canary values and compares the pyramid tiles.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from wsianon.errors import WsianonError
+from wsianon.pipeline.anonymize import inspect_source
+from wsianon.pipeline.detect import expand_inputs
+from wsianon.pipeline.model import Verdict
+from wsianon.pipeline.verify import (
+    SourceSnapshot,
+    check_openslide,
+    check_tiles_tiff,
+    run_format_checks,
+    scan_outputs,
+    snapshot_source,
+    source_property_canaries,
+    stem_canaries,
+)
+from wsianon.profiles.policy import Policy
+
+
+def _residual_fields(inv, verdict: Verdict) -> None:
+    residual = sorted({f.name for f in inv.fields if f.value.strip() and f.action != "keep"})
+    verdict.add(
+        "residual-metadata",
+        not residual,
+        f"identifying fields still carrying values: {residual}" if residual else "no identifying field carries a value",
+    )
+    imgs = sorted({i.kind for i in inv.images if i.identifying})
+    verdict.add("residual-images", not imgs, f"identifying images still present: {imgs}" if imgs else "no label/macro image present")
+
+
+def audit_paths(paths: list[Path], source: Path | None = None, allow_generic: bool = False):
+    policy = Policy()
+    src_inv = None
+    src_snap: SourceSnapshot | None = None
+    if source is not None:
+        srcs = expand_inputs([source], allow_generic)
+        if len(srcs) != 1 or srcs[0].error is not None:
+            err = srcs[0].error if srcs and srcs[0].error else WsianonError(source, "source is not a single readable slide")
+            raise err
+        src_inv = inspect_source(srcs[0], policy)
+        if srcs[0].format != "dicom":
+            src_snap = snapshot_source(src_inv)
+    results = []
+    for s in expand_inputs(paths, allow_generic):
+        if s.error is not None:
+            results.append((s.path, None, s.error))
+            continue
+        try:
+            inv = inspect_source(s, policy)
+            verdict = Verdict()
+            if s.format == "dicom":
+                from wsianon.pipeline.verify_dicom import audit_dicom
+
+                audit_dicom(inv, s.files, verdict)
+            else:
+                snap = src_snap or snapshot_source(inv, tiles=False)
+                props = check_openslide(snap, s.converter, s.path, policy, verdict)
+                _residual_fields(inv, verdict)
+                run_format_checks(inv.format, inv, s.path, s.files, policy, verdict)
+                if src_inv is not None and src_snap is not None:
+                    canaries = src_inv.canaries() + stem_canaries(src_inv.path) + source_property_canaries(src_snap, props)
+                    scan_outputs(canaries, s.files, verdict)
+                    check_tiles_tiff(src_snap, inv.format, s.path, verdict)
+            if src_inv is not None and s.format == "dicom":
+                scan_outputs(src_inv.canaries() + stem_canaries(src_inv.path), s.files, verdict)
+            results.append((s.path, verdict, None))
+        except WsianonError as exc:
+            results.append((s.path, None, exc))
+    return results

@@ -1,0 +1,40 @@
+"""Aperio-specific verification: every ``aperio.*`` property OpenSlide reads from
+the output is either a key the profile lists as safe, or empty."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from wsianon.profiles import load
+
+
+def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
+    import openslide
+
+    rules = load("aperio")
+    allowed = set(rules["safe_keys"])
+    if policy.dates == "keep":
+        allowed |= set(rules["date_keys"]) | set(rules["time_keys"])
+    if policy.dates == "year":
+        allowed |= set(rules["date_keys"])
+    try:
+        with openslide.OpenSlide(str(out_main)) as s:
+            props = dict(s.properties)
+    except Exception:
+        verdict.add("aperio-profile", False, "output not readable by OpenSlide")
+        return
+    bad = sorted(
+        k.split(".", 1)[1]
+        for k, v in props.items()
+        if k.startswith("aperio.") and v.strip() and k.split(".", 1)[1] not in allowed
+    )
+    verdict.add("aperio-profile", not bad, f"non-safe keys with values: {bad}" if bad else "only safe keys carry values")
+    dt = props.get("tiff.DateTime", "")
+    if policy.dates == "remove":
+        verdict.add("tiff-datetime", not dt.strip(), "DateTime empty" if not dt.strip() else "DateTime still set")
+    for k in ("tiff.Artist", "tiff.HostComputer", "tiff.Make", "tiff.Model", "tiff.Software", "tiff.Copyright", "tiff.DocumentName"):
+        if props.get(k, "").strip():
+            verdict.add("tiff-text", False, f"{k} still set")
+            break
+    else:
+        verdict.add("tiff-text", True, "no free-text TIFF tags carry values")

@@ -1,0 +1,157 @@
+"""Stage 1: find the slides among the inputs and detect each one's format by content."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wsianon.converters import generic_converter, native_converters
+from wsianon.converters.base import NativeConverter
+from wsianon.errors import CorruptInput, UnsupportedFormat, WsianonError
+
+HEAD = 64 * 1024
+TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
+
+
+@dataclass
+class SlideSource:
+    """One slide to process: its main path, every file that belongs to it, and its detected format."""
+
+    path: Path
+    format: str | None = None  # converter name, or "dicom"
+    converter: NativeConverter | None = None
+    files: list[Path] = field(default_factory=list)
+    error: WsianonError | None = None  # detection failure (the slide is reported, the batch goes on)
+
+
+def _is_dicom_file(path: Path, head: bytes) -> bool:
+    return len(head) >= 132 and head[128:132] == b"DICM"
+
+
+def read_head(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(HEAD)
+    except IsADirectoryError:
+        raise UnsupportedFormat(path, "is a directory") from None
+    except OSError as exc:
+        raise CorruptInput(path, f"cannot read: {exc.strerror or exc}") from None
+
+
+def detect_file(path: Path, allow_generic: bool = False) -> tuple[str, NativeConverter | None]:
+    """Format of one file, by content. Raises UnsupportedFormat/CorruptInput."""
+    head = read_head(path)
+    if not head:
+        raise CorruptInput(path, "file is empty")
+    if _is_dicom_file(path, head):
+        return "dicom", None
+    for conv in native_converters():
+        try:
+            if conv.sniff(path, head):
+                return conv.name, conv
+        except WsianonError:
+            raise
+        except Exception:
+            continue
+    if head[:4] in TIFF_MAGIC:
+        from wsianon.io.tiff import TiffStructure
+
+        # structurally valid? a truncated or broken TIFF gets a precise reason
+        with TiffStructure(path):
+            pass
+        gen = generic_converter()
+        kind = "TIFF"
+        if gen is not None and hasattr(gen, "describe"):
+            try:
+                kind = gen.describe(path)
+            except WsianonError:
+                raise
+            except Exception:
+                kind = "TIFF"
+        if allow_generic and gen is not None:
+            return gen.name, gen
+        raise UnsupportedFormat(
+            path,
+            f"{kind} is not a supported slide format (no vendor redactor claims it); "
+            "pass --allow-generic to anonymize it fail-closed",
+        )
+    if head[:3] == b"\xff\xd8\xff" and path.suffix.lower() == ".mrxs":
+        raise CorruptInput(path, "MRXS preview without a readable slide folder")
+    raise UnsupportedFormat(path, "not a whole slide image format wsianon supports")
+
+
+# files that belong to another slide's folder and are never slides themselves
+_SKIP_NAMES = {"Slidedat.ini", "Index.dat"}
+
+
+def _candidates(directory: Path) -> list[Path]:
+    out = []
+    for root, dirs, files in os.walk(directory):
+        rootp = Path(root)
+        # an MRXS slide folder (NAME/ beside NAME.mrxs) belongs to that slide
+        dirs[:] = sorted(d for d in dirs if not (rootp / f"{d}.mrxs").exists() and not d.startswith(".wsianon-tmp-"))
+        for f in sorted(files):
+            if f in _SKIP_NAMES or f.startswith(".") or f.endswith(".wsianon-journal"):
+                continue
+            out.append(rootp / f)
+    return out
+
+
+def expand_inputs(inputs: list[Path], allow_generic: bool = False) -> list[SlideSource]:
+    """Resolve the user's inputs into slides. Errors are recorded per input, not raised."""
+    slides: list[SlideSource] = []
+    dicom_files: list[Path] = []
+    for inp in inputs:
+        p = Path(inp)
+        if not p.exists() and not p.is_symlink():
+            slides.append(SlideSource(p, error=CorruptInput(p, "no such file or directory")))
+            continue
+        if p.is_dir():
+            from wsianon.converters import dicom as dicom_mod
+
+            found = 0
+            for f in _candidates(p):
+                try:
+                    head = read_head(f)
+                except WsianonError as exc:
+                    slides.append(SlideSource(f, error=exc))
+                    found += 1
+                    continue
+                if _is_dicom_file(f, head):
+                    dicom_files.append(f)
+                    found += 1
+                    continue
+                try:
+                    fmt, conv = detect_file(f, allow_generic)
+                except UnsupportedFormat:
+                    continue  # other files in a folder are not slides
+                except WsianonError as exc:
+                    slides.append(SlideSource(f, error=exc))
+                    found += 1
+                    continue
+                slides.append(SlideSource(f, fmt, conv, [f]))
+                found += 1
+            if not found:
+                slides.append(SlideSource(p, error=UnsupportedFormat(p, "directory contains no slide wsianon can read")))
+            continue
+        try:
+            fmt, conv = detect_file(p, allow_generic)
+        except WsianonError as exc:
+            slides.append(SlideSource(p, error=exc))
+            continue
+        if fmt == "dicom":
+            dicom_files.append(p)
+        else:
+            slides.append(SlideSource(p, fmt, conv, [p]))
+    if dicom_files:
+        from wsianon.converters import dicom as dicom_mod
+
+        try:
+            groups = dicom_mod.group_series(dicom_files)
+        except WsianonError as exc:
+            slides.append(SlideSource(dicom_files[0], error=exc))
+            groups = []
+        for g in groups:
+            slides.append(SlideSource(g[0], "dicom", None, list(g)))
+    return slides

@@ -1,0 +1,55 @@
+"""Stage 5: the JSON run report (one entry per slide; pseudonyms only, no identifying values)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+from pathlib import Path
+
+from wsianon import __version__
+from wsianon.io.atomic import write_atomic
+from wsianon.pipeline.model import Outcome
+
+REPORT_NAME = "wsianon-report.json"
+
+
+def summary(outcomes: list[Outcome]) -> dict:
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[o.status] = counts.get(o.status, 0) + 1
+    return {
+        "slides": len(outcomes),
+        **counts,
+        "bytes_in": sum(o.bytes_in for o in outcomes),
+        "bytes_written": sum(o.bytes_written for o in outcomes),
+    }
+
+
+def build_report(outcomes: list[Outcome], cfg) -> dict:
+    p = cfg.policy
+    return {
+        "tool": "wsianon",
+        "version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "python": platform.python_version(),
+        "target": cfg.target,
+        "policy": {
+            "label": p.label,
+            "macro": p.macro,
+            "dates": p.dates,
+            "rename": p.rename,
+            "in_place": p.in_place,
+            "allow_generic": p.allow_generic,
+            "dicom_options": sorted(p.dicom_options),
+        },
+        "summary": summary(outcomes),
+        "slides": [o.as_dict() for o in outcomes],
+    }
+
+
+def write_report(out: Path, outcomes: list[Outcome], cfg) -> Path:
+    path = Path(out) / REPORT_NAME
+    data = build_report(outcomes, cfg)
+    write_atomic(path, (json.dumps(data, indent=2) + "\n").encode())
+    return path

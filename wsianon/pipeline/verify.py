@@ -1,0 +1,283 @@
+"""Stage 4: verification, independent of the code that produced the output.
+
+Readers used here: OpenSlide (openslide-python + openslide-bin), tifffile, raw
+bytes.  The redactors' own parsers are never used to judge their output.
+
+Checks (DESIGN.md §5):
+1. structure: the output opens in OpenSlide as the same vendor, with the same
+   level count and dimensions; no label/macro remains unless asked for;
+2. bytes: every byte of every output file is scanned for every canary value
+   harvested from the source (inventory + OpenSlide's view of the source) and
+   for the source file stem;
+3. pixels: every pyramid tile/strip of every level is byte-identical to the
+   source's (TIFF-based formats, via tifffile);
+4. remaining associated images are searched for barcodes (zxing-cpp).
+
+Format-specific checks live in ``wsianon/pipeline/checks/<format>.py`` as
+``check(inv, out_main, out_files, policy, verdict)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+import importlib
+import importlib.util
+import re
+from pathlib import Path
+
+from wsianon.converters.base import Inventory, NativeConverter
+from wsianon.io.scan import Canary, Scanner
+from wsianon.pipeline.model import Verdict
+from wsianon.profiles.policy import Policy
+
+# property keys that describe structure, never identity
+_STRUCTURAL_PREFIXES = ("openslide.", "tiff.ResolutionUnit", "tiff.XResolution", "tiff.YResolution")
+_TIFFFILE_KW = {"ndpi": {"is_ndpi": True}}
+
+
+def _openslide():
+    import openslide
+
+    return openslide
+
+
+@dataclass
+class SourceSnapshot:
+    """What verification needs from the source, taken before anything is written
+    (so that in-place mode can be verified against the original)."""
+
+    level_count: int | None = None
+    level_dims: tuple | None = None
+    props: dict = field(default_factory=dict)
+    page_hashes: list[tuple[int, int, int, str]] | None = None  # (width, height, tiles, sha256)
+    tiles_note: str = ""
+
+
+def snapshot_source(inv: Inventory, tiles: bool = True) -> SourceSnapshot:
+    snap = SourceSnapshot()
+    try:
+        with _openslide().OpenSlide(str(inv.path)) as src:
+            snap.level_count = src.level_count
+            snap.level_dims = tuple(tuple(d) for d in src.level_dimensions)
+            snap.props = dict(src.properties)
+    except Exception:
+        snap.tiles_note = "source not readable by OpenSlide: cannot locate pyramid levels"
+        return snap
+    if tiles and inv.path.suffix.lower() != ".mrxs":
+        snap.page_hashes = _page_hashes(inv.path, inv.format, set(snap.level_dims))
+    return snap
+
+
+def _page_hashes(path: Path, fmt: str, dims: set) -> list[tuple[int, int, int, str]] | None:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(str(path), **_TIFFFILE_KW.get(fmt, {})) as tf:
+            return [
+                (p.imagewidth, p.imagelength, len(p.dataoffsets), _hash_segments(tf.filehandle, p))
+                for p in _level_pages(tf, dims)
+            ]
+    except Exception:
+        return None
+
+
+def stem_canaries(path: Path) -> list[Canary]:
+    """The source file's stem (and the part before the first dot) are identifiers too."""
+    out = [Canary("file name", path.stem)]
+    if "." in path.stem:
+        out.append(Canary("file name", path.stem.split(".")[0]))
+    return out
+
+
+def source_property_canaries(snap: SourceSnapshot, out_props: dict | None) -> list[Canary]:
+    """Values OpenSlide shows for the source that the output does not keep under the same key."""
+    out = []
+    for k, v in snap.props.items():
+        if k.startswith(_STRUCTURAL_PREFIXES) or not v:
+            continue
+        if out_props is not None and out_props.get(k) == v:
+            continue  # kept on purpose (a safe key): judged by the format's profile check
+        if k in ("tiff.ImageDescription", "openslide.comment"):
+            continue  # whole descriptions: their parts are canaries via the inventory
+        out.append(Canary(f"property {k}", v))
+    return out
+
+
+def allowed_associated(conv: NativeConverter | None, policy: Policy) -> set[str]:
+    if conv is not None and hasattr(conv, "allowed_associated"):
+        return set(conv.allowed_associated(policy))
+    allowed = {"thumbnail"}
+    if policy.label == "blank":
+        allowed.add("label")
+    if policy.macro == "keep":
+        allowed.add("macro")
+    return allowed
+
+
+def _barcodes(img) -> int:
+    try:
+        import zxingcpp
+    except Exception:
+        return 0
+    try:
+        return len(zxingcpp.read_barcodes(img.convert("RGB")))
+    except Exception:
+        return 0
+
+
+def check_openslide(snap: SourceSnapshot, conv: NativeConverter | None, out_main: Path, policy: Policy, verdict: Verdict) -> dict | None:
+    """Structure checks through OpenSlide; returns the output's properties (or None)."""
+    openslide = _openslide()
+    expected = conv.openslide_vendor if conv else None
+    try:
+        vendor = openslide.OpenSlide.detect_format(str(out_main))
+    except Exception as exc:
+        vendor = None
+        verdict.add("openslide-detect", False, f"OpenSlide cannot identify the output: {type(exc).__name__}")
+        return None
+    verdict.add("openslide-detect", vendor == expected, f"OpenSlide sees {vendor!r}, expected {expected!r}")
+    try:
+        out = openslide.OpenSlide(str(out_main))
+    except Exception as exc:
+        verdict.add("openslide-open", False, f"OpenSlide cannot open the output: {exc}")
+        return None
+    try:
+        props = dict(out.properties)
+        if snap.level_count is not None:
+            same = snap.level_count == out.level_count and snap.level_dims == tuple(tuple(d) for d in out.level_dimensions)
+            verdict.add(
+                "levels",
+                same,
+                f"{out.level_count} levels (source {snap.level_count}); dimensions {'match' if same else 'differ'}",
+            )
+        else:
+            verdict.add("levels", out.level_count >= 1, f"{out.level_count} levels (source not readable by OpenSlide)")
+        names = set(out.associated_images.keys())
+        for n in sorted(names):
+            try:
+                out.associated_images[n]
+            except Exception as exc:
+                verdict.add(f"decode-{n}", False, f"associated image {n!r} cannot be decoded: {type(exc).__name__}")
+                names.discard(n)
+        allowed = allowed_associated(conv, policy)
+        extra = sorted(names - allowed)
+        verdict.add("associated-images", not extra, f"present: {sorted(names)}; not allowed: {extra}")
+        if "label" in names and policy.label == "blank":
+            img = out.associated_images["label"] if "label" in names else None
+            lo, hi = (0, 1) if img is None else img.convert("L").getextrema()
+            verdict.add("label-blank", lo == hi, "label is a uniform blank image" if lo == hi else "label is not blank")
+        for n in sorted(names & allowed):
+            if n == "label" and policy.label == "blank":
+                continue
+            found = _barcodes(out.associated_images[n])
+            if n == "macro" and policy.macro == "keep":
+                if found:
+                    verdict.add(f"barcode-{n}", True, f"{found} barcode(s) in the kept macro (kept on request)")
+                continue
+            verdict.add(f"barcode-{n}", found == 0, f"{found} barcode(s) found in associated image {n!r}")
+        # read one region per level: the pyramid still decodes
+        try:
+            for lvl in range(out.level_count):
+                w, h = out.level_dimensions[lvl]
+                out.read_region((0, 0), lvl, (min(64, w), min(64, h)))
+            verdict.add("pyramid-readable", True, f"a region of each of {out.level_count} levels decoded")
+        except Exception as exc:
+            verdict.add("pyramid-readable", False, f"reading a region failed: {exc}")
+        return props
+    finally:
+        out.close()
+
+
+def _level_pages(tf, dims: set[tuple[int, int]]):
+    pages = []
+    for p in tf.pages:
+        try:
+            if (p.imagewidth, p.imagelength) in dims and p.dataoffsets:
+                pages.append(p)
+        except Exception:
+            continue
+    return pages
+
+
+def _hash_segments(fh, page) -> str:
+    h = hashlib.sha256()
+    for off, cnt in zip(page.dataoffsets, page.databytecounts):
+        fh.seek(off)
+        remaining = cnt
+        while remaining:
+            buf = fh.read(min(remaining, 8 << 20))
+            if not buf:
+                h.update(b"<short>")
+                break
+            h.update(buf)
+            remaining -= len(buf)
+        h.update(b"|")
+    return h.hexdigest()
+
+
+def check_tiles_tiff(snap: SourceSnapshot, fmt: str, out_main: Path, verdict: Verdict) -> None:
+    """Every pyramid tile/strip of the output equals the source's, byte for byte (tifffile)."""
+    if snap.level_dims is None:
+        verdict.add("tiles-identical", False, snap.tiles_note or "source levels unknown")
+        return
+    if snap.page_hashes is None:
+        verdict.add("tiles-identical", False, "tifffile could not read the source's pyramid pages")
+        return
+    out = _page_hashes(out_main, fmt, set(snap.level_dims))
+    if out is None:
+        verdict.add("tiles-identical", False, "tifffile could not read the output's pyramid pages")
+        return
+    if not snap.page_hashes or len(out) != len(snap.page_hashes):
+        verdict.add("tiles-identical", False, f"pyramid pages: source {len(snap.page_hashes)}, output {len(out)}")
+        return
+    for a, b in zip(snap.page_hashes, out):
+        if a != b:
+            verdict.add("tiles-identical", False, f"level {a[0]}x{a[1]}: tile bytes differ")
+            return
+    n = sum(a[2] for a in out)
+    verdict.add("tiles-identical", True, f"{n} tiles/strips in {len(out)} level pages byte-identical to the source")
+
+
+def scan_outputs(canaries: list[Canary], out_files: list[Path], verdict: Verdict, root: Path | None = None) -> None:
+    scanner = Scanner(canaries)
+    total = 0
+    for f in out_files:
+        name = str(f.relative_to(root)) if root else f.name
+        found = scanner.scan_file(f, name)
+        verdict.findings.extend(found)
+        total += f.stat().st_size
+    verdict.add(
+        "canary-scan",
+        not verdict.findings,
+        f"{len(scanner.canaries)} canary values ({len(scanner.skipped)} too short to byte-scan) searched in "
+        f"{len(out_files)} file(s), {total} bytes: {len(verdict.findings)} hit(s)",
+    )
+
+
+def run_format_checks(fmt: str, inv: Inventory, out_main: Path, out_files: list[Path], policy: Policy, verdict: Verdict) -> None:
+    modname = f"wsianon.pipeline.checks.{fmt}"
+    if importlib.util.find_spec(modname) is None:
+        return
+    mod = importlib.import_module(modname)
+    mod.check(inv, out_main, out_files, policy, verdict)
+
+
+def verify_native(
+    inv: Inventory,
+    conv: NativeConverter,
+    out_main: Path,
+    out_files: list[Path],
+    policy: Policy,
+    root: Path | None = None,
+    snap: SourceSnapshot | None = None,
+) -> Verdict:
+    snap = snap or snapshot_source(inv)
+    verdict = Verdict()
+    out_props = check_openslide(snap, conv, out_main, policy, verdict)
+    canaries = inv.canaries() + stem_canaries(inv.path) + source_property_canaries(snap, out_props)
+    scan_outputs(canaries, out_files, verdict, root)
+    if out_main.suffix.lower() != ".mrxs":
+        check_tiles_tiff(snap, inv.format, out_main, verdict)
+    run_format_checks(inv.format, inv, out_main, out_files, policy, verdict)
+    return verdict
