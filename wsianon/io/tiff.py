@@ -274,7 +274,7 @@ class TiffStructure:
                 continue
             size = TYPES[typ][1] * count
             ndpi_out_of_line_ascii = self.kind is Kind.NDPI and typ == ASCII
-            if size <= field_len and not (ndpi_out_of_line_ascii and size > 4):
+            if size <= field_len and not ndpi_out_of_line_ascii:
                 inline = True
                 value_offset = field_offset
             else:

@@ -88,7 +88,6 @@ def set_bytes(
     data: bytes,
     reason: str,
     appender: Appender | None = None,
-    pad_ascii: bool = True,
 ) -> list[Patch]:
     """Make an ASCII/UNDEFINED/BYTE entry hold ``data``.
 
@@ -101,24 +100,22 @@ def set_bytes(
         data = data + b"\0"
     new_count = len(data)
     patches: list[Patch] = []
-    fits = new_count <= entry.size
-    ndpi_inline_ascii_forbidden = ts.kind is Kind.NDPI and entry.type == ASCII
     field_len = 8 if ts.kind is Kind.BIG else 4
-    if fits and not (entry.inline and new_count > field_len):
-        buf = data + bytes(entry.size - new_count)
-        patches.append(Patch(entry.value_offset, entry.size, buf, reason))
-        off, ln = _count_field(ts, entry)
-        if new_count != entry.count:
-            if not entry.inline or new_count <= field_len:
-                patches.append(Patch(off, ln, _count_bytes(ts, new_count), reason + " (count)"))
-        return patches
-    if new_count <= field_len and not ndpi_inline_ascii_forbidden:
-        # becomes inline
+    ndpi_ascii = ts.kind is Kind.NDPI and entry.type == ASCII  # NDPI readers never look inline for text
+    cnt_off, cnt_len = _count_field(ts, entry)
+    if new_count <= field_len and not ndpi_ascii:
+        # the new value lives inside the entry
         if not entry.inline and entry.size:
             patches.append(Patch(entry.value_offset, entry.size, None, reason + " (old value zeroed)"))
         patches.append(Patch(entry.field_offset, field_len, data + bytes(field_len - new_count), reason))
-        off, ln = _count_field(ts, entry)
-        patches.append(Patch(off, ln, _count_bytes(ts, new_count), reason + " (count)"))
+        if new_count != entry.count:
+            patches.append(Patch(cnt_off, cnt_len, _count_bytes(ts, new_count), reason + " (count)"))
+        return patches
+    if not entry.inline and new_count <= entry.size:
+        # fits where the old value was: overwrite, zero the rest
+        patches.append(Patch(entry.value_offset, entry.size, data + bytes(entry.size - new_count), reason))
+        if new_count != entry.count:
+            patches.append(Patch(cnt_off, cnt_len, _count_bytes(ts, new_count), reason + " (count)"))
         return patches
     if appender is None:
         raise ValueError(f"tag {entry.tag}: new value larger than the old one and no appender given")
@@ -126,8 +123,7 @@ def set_bytes(
         patches.append(Patch(entry.value_offset, entry.size, None, reason + " (old value zeroed)"))
     new_off = appender.add(data)
     patches.extend(_offset_patches(ts, entry, new_off, reason + " (relocated)"))
-    off, ln = _count_field(ts, entry)
-    patches.append(Patch(off, ln, _count_bytes(ts, new_count), reason + " (count)"))
+    patches.append(Patch(cnt_off, cnt_len, _count_bytes(ts, new_count), reason + " (count)"))
     return patches
 
 

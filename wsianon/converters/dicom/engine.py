@@ -151,7 +151,7 @@ class Engine:
             tag = Tag(tag)
             group, elem_no = tag.group, tag.element
             where = "/".join(path)
-            if elem_no == 0 and group != 0x0008 or tag == 0x00080000:  # group lengths: retired
+            if elem_no == 0:  # group lengths: retired, recomputed by nobody
                 del ds[tag]
                 continue
             if group % 2 == 1:  # private (incl. private creators): Retain Safe Private has no safe list

@@ -1,0 +1,42 @@
+# wsianon — two commands do everything:  make demo  |  make test
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.wsianon-installed
+DEMO_OUT ?= demo-out
+
+.PHONY: all venv demo test bench clean sysdeps
+
+all: test
+
+sysdeps:
+	@bash tools/ensure-system-deps.sh
+
+$(STAMP): pyproject.toml
+	@bash tools/ensure-system-deps.sh
+	@if [ ! -x $(PY) ]; then \
+	  PYBIN=$$(bash tools/find-python.sh) || exit 1; \
+	  echo "creating $(VENV) with $$PYBIN"; \
+	  "$$PYBIN" -m venv $(VENV) || exit 1; \
+	fi
+	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	@echo "== wsianon demo: anonymizing the bundled Aperio sample (tests/data/CMU-1-Small-Region.svs)"
+	@$(VENV)/bin/wsianon run --target native tests/data/CMU-1-Small-Region.svs \
+	    -o $(DEMO_OUT) --key-file $(DEMO_OUT).key --overwrite
+	@echo "== outputs:             $(CURDIR)/$(DEMO_OUT)/"
+	@echo "== verification report: $(CURDIR)/$(DEMO_OUT)/wsianon-report.json"
+	@echo "== private mapping:     $(CURDIR)/$(DEMO_OUT).mapping.csv (outside the shareable folder)"
+
+test: venv
+	@$(PY) -m pytest -q -p no:cacheprovider
+
+bench: venv
+	@$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) $(DEMO_OUT).key $(DEMO_OUT).mapping.csv $(DEMO_OUT).quarantine

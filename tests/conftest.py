@@ -1,0 +1,79 @@
+"""Shared test fixtures: real sample data (when present), key files, the CLI runner."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = (REPO.parent / "shared" / "testdata").resolve()
+BUNDLED = REPO / "tests" / "data"
+
+
+def shared(rel: str) -> Path:
+    """A file of ../shared/testdata, or skip the test with the reason."""
+    p = SHARED / rel
+    if not p.exists():
+        pytest.skip(f"real sample data not available: {p} (../shared/testdata is absent)")
+    return p
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def tree_hashes(root: Path) -> dict[str, str]:
+    root = Path(root)
+    if root.is_file():
+        return {root.name: sha256(root)}
+    return {str(p.relative_to(root)): sha256(p) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(autouse=True)
+def _isolated_key(tmp_path_factory, monkeypatch):
+    """Every test gets its own project key (never the user's ~/.config/wsianon/key)."""
+    kdir = tmp_path_factory.mktemp("key")
+    monkeypatch.setenv("WSIANON_KEY_FILE", str(kdir / "key"))
+    import wsianon.pipeline.keys as keys
+
+    monkeypatch.setattr(keys, "DEFAULT_KEY", kdir / "key")
+    yield
+
+
+@pytest.fixture
+def cli():
+    """Run the CLI in-process; returns (exit_code, stdout, stderr)."""
+    from typer.testing import CliRunner
+
+    from wsianon.cli import app
+
+    def _run(*args: str):
+        runner = CliRunner()
+        res = runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+        return res.exit_code, res.stdout, res.stderr
+
+    return _run
+
+
+def run_subprocess(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``wsianon`` as a real process (to prove no traceback reaches the user)."""
+    e = dict(os.environ)
+    if env:
+        e.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "wsianon.cli", *[str(a) for a in args]],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=e,
+        timeout=300,
+    )

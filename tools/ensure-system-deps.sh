@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install the system packages wsianon needs when missing and permitted (root + apt-get):
+#   libturbojpeg0  - JPEG passthrough for opentile/wsidicomizer (DICOM target)
+#   dicom3tools    - dciodvfy, validates DICOM outputs in the tests
+set -u
+need=()
+have_pkg() { dpkg -s "$1" >/dev/null 2>&1; }
+if command -v dpkg >/dev/null 2>&1; then
+  have_pkg libturbojpeg0 || ldconfig -p 2>/dev/null | grep -q libturbojpeg || need+=(libturbojpeg0)
+  command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
+else
+  ldconfig -p 2>/dev/null | grep -q libturbojpeg || need+=(libturbojpeg0)
+  command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
+fi
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing system packages: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q "${need[@]}" >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1; apt-get install -y -q "${need[@]}" >/dev/null; } || {
+    echo "warning: could not install ${need[*]} with apt-get; the DICOM target and dciodvfy checks need them" >&2; exit 0; }
+else
+  echo "warning: missing system packages: ${need[*]} (install with: sudo apt-get install ${need[*]})." >&2
+  echo "         The native target works without them; the DICOM target needs libturbojpeg0, the tests use dciodvfy." >&2
+fi
+exit 0

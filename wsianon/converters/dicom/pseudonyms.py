@@ -1,0 +1,78 @@
+"""``--pseudonyms map.csv``: source -> slide pseudonym (+ optional patient and study pseudonyms).
+
+Columns (a header row is recognised and skipped): source, slide pseudonym, patient pseudonym
+(optional), study pseudonym (optional).  ``source`` matches an input by its full path, its file or
+folder name, or its name without extension.  Slides that share a patient pseudonym share
+PatientID/PatientName; slides that share a study pseudonym share StudyInstanceUID.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from wsianon.errors import WsianonError
+
+_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class PseudonymEntry:
+    slide: str
+    patient: str | None = None
+    study: str | None = None
+
+
+class PseudonymMap:
+    def __init__(self, entries: dict[str, PseudonymEntry]):
+        self.entries = entries
+
+    def lookup(self, source: Path) -> PseudonymEntry | None:
+        source = Path(source)
+        keys = [str(source), str(source.resolve()) if source.exists() else str(source), source.name, source.stem]
+        if source.suffix.lower() in (".dcm",) or source.is_dir():
+            keys.append(source.parent.name)
+        for k in keys:
+            e = self.entries.get(k)
+            if e is not None:
+                return e
+        return None
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+def load_pseudonym_map(path: Path) -> PseudonymMap:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise WsianonError(path, f"cannot read pseudonym map: {exc.strerror or exc}") from None
+    entries: dict[str, PseudonymEntry] = {}
+    slides: set[str] = set()
+    for lineno, row in enumerate(csv.reader(text.splitlines()), 1):
+        row = [c.strip() for c in row]
+        if not row or not any(row) or row[0].startswith("#"):
+            continue
+        if lineno == 1 and row[0].lower() in ("source", "path", "file"):
+            continue
+        if len(row) < 2 or not row[0] or not row[1]:
+            raise WsianonError(path, f"line {lineno}: need at least 'source,slide pseudonym'")
+        for value, what in zip(row[1:4], ("slide", "patient", "study")):
+            if value and not _SAFE.match(value):
+                raise WsianonError(path, f"line {lineno}: {what} pseudonym must be 1-64 of A-Z a-z 0-9 . _ - (no spaces)")
+        slide = row[1]
+        if slide in slides:
+            raise WsianonError(path, f"line {lineno}: slide pseudonym used twice")
+        slides.add(slide)
+        src = row[0]
+        entry = PseudonymEntry(slide, row[2] if len(row) > 2 and row[2] else None, row[3] if len(row) > 3 and row[3] else None)
+        if src in entries:
+            raise WsianonError(path, f"line {lineno}: source listed twice")
+        entries[src] = entry
+        p = Path(src)
+        for alias in (p.name, p.stem):
+            entries.setdefault(alias, entry)
+    return PseudonymMap(entries)

@@ -1,0 +1,305 @@
+"""DICOM WSI inputs: detection, grouping into slides, inventory, and de-identification."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
+
+from wsianon.converters.base import Field, Inventory, SlideContext
+from wsianon.converters.dicom.engine import DATE_VRS, Engine, Identity
+from wsianon.converters.dicom.keys import date_offset_days, keyed_token, keyed_uid, remap_uid
+from wsianon.converters.dicom.stream import read_header, write_instance
+from wsianon.errors import CorruptInput, UnsupportedFormat
+from wsianon.io.plan import Removal
+from wsianon.io.scan import Canary
+from wsianon.profiles.dicom import DicomProfile, profile_for_policy
+
+WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
+IMAGE_KINDS = ("VOLUME", "THUMBNAIL", "OVERVIEW", "LABEL")
+
+
+@dataclass
+class DicomResult:
+    """What the DICOM route wrote for one slide."""
+
+    files: list[Path] = field(default_factory=list)
+    removals: list[Removal] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    transcoded: bool = False
+    # (source instance or None, output instance): pairs whose frames must be byte-identical
+    frame_map: list[tuple[Path | None, Path]] = field(default_factory=list)
+    identity: Identity | None = None
+    profile: DicomProfile | None = None
+
+
+# ---------------------------------------------------------------------------
+# detection and grouping
+
+
+def _has_preamble(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def is_dicom(path: Path) -> bool:
+    """A file with the DICM preamble, or a folder holding at least one such file (recursively)."""
+    path = Path(path)
+    if path.is_file():
+        return _has_preamble(path)
+    if path.is_dir():
+        return any(True for _ in dicom_files(path))
+    return False
+
+
+def dicom_files(folder: Path):
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            p = Path(root) / name
+            if _has_preamble(p):
+                yield p
+
+
+def expand(paths: list[Path]) -> list[Path]:
+    out: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        out.extend(dicom_files(p) if p.is_dir() else [p])
+    return out
+
+
+def group_series(paths: list[Path]) -> list[list[Path]]:
+    """DICOM files (or folders) -> one sorted list per slide (SeriesInstanceUID). Unreadable: CorruptInput."""
+    groups: dict[str, list[Path]] = {}
+    for p in expand(paths):
+        try:
+            ds = pydicom.dcmread(p, stop_before_pixels=True, specific_tags=["SeriesInstanceUID", "SOPClassUID"])
+        except Exception as exc:
+            raise CorruptInput(p, f"not a readable DICOM file ({type(exc).__name__})") from None
+        uid = str(ds.get("SeriesInstanceUID", "") or "")
+        if not uid:
+            raise CorruptInput(p, "DICOM file has no SeriesInstanceUID")
+        groups.setdefault(uid, []).append(p)
+    return [sorted(g) for g in groups.values()]
+
+
+# ---------------------------------------------------------------------------
+# inventory
+
+
+def _image_kind(ds: Dataset) -> str | None:
+    it = ds.get("ImageType")
+    if it is None:
+        return None
+    vals = [str(v).upper() for v in (it if isinstance(it, (list, tuple)) or hasattr(it, "__iter__") and not isinstance(it, str) else [it])]
+    return vals[2] if len(vals) > 2 and vals[2] in IMAGE_KINDS else None
+
+
+def _walk_values(ds: Dataset, path: tuple[str, ...], profile: DicomProfile, out: list, where: str) -> None:
+    for elem in ds:
+        tag = int(elem.tag)
+        kw = elem.keyword or f"({elem.tag.group:04X},{elem.tag.element:04X})"
+        name = "/".join(path + (kw,))
+        if elem.tag.group % 2 == 1:
+            action = "X"
+        else:
+            action, _rule = profile.action(tag, path, elem.keyword or "")
+        if elem.VR == "SQ":
+            for item in elem.value or []:
+                _walk_values(item, path + (kw,), profile, out, where)
+            continue
+        if action == "K":
+            continue
+        try:
+            value = elem.value
+        except Exception:
+            continue
+        if value is None or isinstance(value, (bytes, bytearray)):
+            continue
+        vals = list(value) if elem.VM > 1 else [value]
+        for v in vals:
+            s = str(v).strip()
+            if not s:
+                continue
+            if elem.VR == "UI" and s.startswith("1.2.840.10008."):
+                continue
+            out.append((name, s, action, elem.VR, where))
+
+
+def inspect_dicom(files: list[Path]) -> Inventory:
+    """The identifying content of one DICOM slide: every non-kept value, by keyword path."""
+    files = [Path(f) for f in files]
+    if not files:
+        raise CorruptInput(None, "no DICOM files given")
+    profile = DicomProfile()
+    raw: list[tuple[str, str, str, str, str]] = []
+    kept_values: set[str] = set()
+    kinds: list[tuple[str | None, Path]] = []
+    levels = 0
+    for i, f in enumerate(files):
+        ds, _span = read_header(f)
+        kind = _image_kind(ds)
+        kinds.append((kind, f))
+        if kind == "VOLUME":
+            levels += 1
+        _walk_values(ds, (), profile, raw, f"instance {i}")
+        for elem in ds.iterall():
+            try:
+                if elem.VR != "SQ" and elem.tag.group % 2 == 0 and profile.action(int(elem.tag), (), elem.keyword or "")[0] == "K":
+                    v = elem.value
+                    for x in (v if elem.VM > 1 else [v]):
+                        kept_values.add(str(x).strip().lower())
+            except Exception:
+                continue
+        sm = getattr(ds, "file_meta", None)
+        if sm is not None and sm.get("SourceApplicationEntityTitle"):
+            raw.append(("file meta/SourceApplicationEntityTitle", str(sm.SourceApplicationEntityTitle).strip(), "X", "AE", f"instance {i}"))
+    inv = Inventory(format="dicom", path=files[0].parent if len(files) > 1 else files[0], input_files=files, levels=levels)
+    seen: set[tuple[str, str]] = set()
+    for name, value, action, vr, where in raw:
+        if (name, value) in seen:
+            continue
+        seen.add((name, value))
+        # values that also occur as kept values (e.g. a description equal to an ImageType word)
+        # or times of day are too generic to be proven absent from bytes
+        canary = vr not in ("TM", "CS", "DS", "IS", "US", "UL", "SS", "SL", "FL", "FD") and value.lower() not in kept_values
+        word = {"X": "remove", "Z": "blank", "D": "dummy", "C": "clean", "U": "replace"}.get(action, action)
+        inv.fields.append(Field(name=name, value=value, action=word, where=where, canary=canary))
+    from wsianon.converters.base import AssociatedImage
+
+    for kind, f in kinds:
+        if kind in ("LABEL", "OVERVIEW"):
+            inv.images.append(AssociatedImage(kind=kind.lower(), where=f"instance {files.index(f)}", identifying=True))
+        elif kind == "THUMBNAIL":
+            inv.images.append(AssociatedImage(kind="thumbnail", where=f"instance {files.index(f)}", identifying=False, action="keep"))
+        elif kind is None:
+            inv.notes.append(f"instance {files.index(f)}: no ImageType value 3 (VOLUME/LABEL/OVERVIEW/THUMBNAIL)")
+    return inv
+
+
+# ---------------------------------------------------------------------------
+# identity
+
+
+def slide_identity(ctx: SlideContext, source_patient_id: str | None, source_study_uid: str | None) -> Identity:
+    """Pseudonyms for one slide: the map's values when given, otherwise keyed hashes."""
+    key = ctx.key
+    if ctx.patient_pseudonym:
+        patient = ctx.patient_pseudonym
+    elif source_patient_id:
+        patient = "P" + keyed_token(key, "patient", source_patient_id)
+    else:
+        patient = ctx.pseudonym
+    if ctx.study_pseudonym:
+        study = keyed_uid(key, ctx.study_pseudonym, "study")
+    elif source_study_uid:
+        study = remap_uid(key, source_study_uid)
+    else:
+        study = keyed_uid(key, patient + "\0" + ctx.pseudonym, "study")
+    return Identity(slide=ctx.pseudonym, patient=patient, study_uid=study, date_offset_days=date_offset_days(key, patient))
+
+
+def finalize_meta(ds: Dataset) -> None:
+    """File meta that agrees with the de-identified data set and names no source application."""
+    fm = ds.file_meta
+    fm.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    fm.MediaStorageSOPClassUID = ds.SOPClassUID
+    for kw in ("SourceApplicationEntityTitle", "SendingApplicationEntityTitle", "ReceivingApplicationEntityTitle",
+               "PrivateInformationCreatorUID", "PrivateInformation", "SourcePresentationAddress",
+               "SendingPresentationAddress", "ReceivingPresentationAddress"):
+        if kw in fm:
+            delattr(fm, kw)
+    fm.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    fm.ImplementationVersionName = "WSIANON"
+
+
+# ---------------------------------------------------------------------------
+# de-identification of DICOM inputs
+
+_KIND_ORDER = {"VOLUME": 0, "THUMBNAIL": 1, "OVERVIEW": 2, "LABEL": 3}
+
+
+def process_instances(
+    sources: list[Path], ctx: SlideContext, out_dir: Path, result: DicomResult, label_note: str
+) -> None:
+    """Engine on every instance of one slide; LABEL/OVERVIEW per policy; write into ``out_dir``."""
+    profile = profile_for_policy(ctx.policy)
+    headers = []
+    for f in sources:
+        ds, span = read_header(f)
+        sop = str(ds.get("SOPClassUID", ""))
+        if sop != WSI_SOP_CLASS:
+            raise UnsupportedFormat(f, "not a VL Whole Slide Microscopy Image instance (other SOP classes are refused)")
+        kind = _image_kind(ds)
+        if kind is None:
+            raise UnsupportedFormat(
+                f,
+                "non-conformant WSI instance: ImageType value 3 (VOLUME/LABEL/OVERVIEW/THUMBNAIL) missing, "
+                "so it cannot be told whether it shows the slide label; refused, nothing written",
+            )
+        if span is None:
+            raise UnsupportedFormat(f, "WSI instance without Pixel Data")
+        headers.append((kind, f, ds, span))
+    first = next((ds for k, _f, ds, _s in headers if k == "VOLUME"), headers[0][2])
+    identity = slide_identity(ctx, str(first.get("PatientID", "") or "") or None, str(first.get("StudyInstanceUID", "") or "") or None)
+    engine = Engine(profile, ctx.key, identity)
+    result.identity, result.profile = identity, profile
+    headers.sort(key=lambda h: (_KIND_ORDER[h[0]], -int(h[2].get("TotalPixelMatrixColumns", 0) or h[2].get("Columns", 0) or 0), str(h[1])))
+    n = 0
+    for kind, f, ds, span in headers:
+        where = f"instance {sources.index(f)}"
+        if kind == "LABEL":
+            result.removals.append(Removal("image", "label", "removed", where))
+            continue
+        if kind == "OVERVIEW" and ctx.policy.macro != "keep":
+            result.removals.append(Removal("image", "overview", "removed", where))
+            continue
+        engine.apply(ds)
+        clean_pixels = kind != "OVERVIEW"
+        if kind == "OVERVIEW":
+            ds.BurnedInAnnotation = "YES"
+            ds.SpecimenLabelInImage = "YES"
+            result.notes.append("WARNING: the OVERVIEW image was kept (--macro keep); it may show the slide label")
+        engine.record(ds, clean_pixel_data=clean_pixels)
+        finalize_meta(ds)
+        n += 1
+        dest = out_dir / f"{n:04d}-{kind.lower()}.dcm"
+        write_instance(ds, f, span, dest)
+        result.files.append(dest)
+        result.frame_map.append((f, dest))
+    if not result.files:
+        raise UnsupportedFormat(sources[0], "the series holds no image to keep (only label/overview instances)")
+    if label_note:
+        result.notes.append(label_note)
+    result.removals.extend(engine.removals.values())
+
+
+def deidentify_series(inv: Inventory, ctx: SlideContext, out_dir: Path) -> DicomResult:
+    """De-identify one DICOM WSI slide (``inv.input_files``) into ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = DicomResult()
+    note = ""
+    if ctx.policy.label == "blank":
+        note = "--label blank: DICOM inputs get no blank LABEL instance; the label was removed"
+    written: list[Path] = []
+    try:
+        process_instances(list(inv.input_files), ctx, out_dir, result, note)
+        written = result.files
+    except BaseException:
+        for p in result.files:
+            p.unlink(missing_ok=True)
+        raise
+    return result
+
+
+__all__ = ["DicomResult", "is_dicom", "group_series", "inspect_dicom", "deidentify_series", "slide_identity", "DATE_VRS"]
