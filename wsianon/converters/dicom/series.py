@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -229,7 +230,7 @@ _KIND_ORDER = {"VOLUME": 0, "THUMBNAIL": 1, "OVERVIEW": 2, "LABEL": 3}
 
 
 def process_instances(
-    sources: list[Path], ctx: SlideContext, out_dir: Path, result: DicomResult, label_note: str
+    sources: list[Path], ctx: SlideContext, out_dir: Path, result: DicomResult, label_note: str, keep_label: bool = False
 ) -> None:
     """Engine on every instance of one slide; LABEL/OVERVIEW per policy; write into ``out_dir``."""
     profile = profile_for_policy(ctx.policy)
@@ -257,7 +258,7 @@ def process_instances(
     n = 0
     for kind, f, ds, span in headers:
         where = f"instance {sources.index(f)}"
-        if kind == "LABEL":
+        if kind == "LABEL" and not keep_label:
             result.removals.append(Removal("image", "label", "removed", where))
             continue
         if kind == "OVERVIEW" and ctx.policy.macro != "keep":
@@ -269,6 +270,9 @@ def process_instances(
             ds.BurnedInAnnotation = "YES"
             ds.SpecimenLabelInImage = "YES"
             result.notes.append("WARNING: the OVERVIEW image was kept (--macro keep); it may show the slide label")
+        if kind == "LABEL":  # our own blank label (--label blank on a conversion)
+            ds.BurnedInAnnotation = "NO"
+            ds.SpecimenLabelInImage = "NO"
         engine.record(ds, clean_pixel_data=clean_pixels)
         finalize_meta(ds)
         n += 1

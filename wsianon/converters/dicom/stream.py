@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,8 @@ class PixelSpan:
 def read_header(path: Path) -> tuple[Dataset, PixelSpan | None]:
     """Parse everything before Pixel Data; locate the Pixel Data element without reading it."""
     try:
-        with open(path, "rb") as fh:
+        with open(path, "rb") as fh, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             ds = pydicom.dcmread(fh, stop_before_pixels=True)
             off = fh.tell()
             size = os.fstat(fh.fileno()).st_size
