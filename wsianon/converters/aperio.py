@@ -178,7 +178,7 @@ class AperioConverter(NativeConverter):
                         inv.fields.append(Field(f"tag {e.tag}", value.strip(), action, where))
                 for tag in rules["private_tags_blanked"] + [700, 33723, 34377, 37510]:
                     e = ifd.get(tag)
-                    if e is not None and e.size:
+                    if e is not None and e.size and e.type != ASCII:
                         raw = ts.raw(e)
                         txt = raw.replace(b"\0", b" ").decode("latin-1").strip()
                         inv.fields.append(Field(f"tag {tag}", txt, "blank", f"IFD {ifd.index}", canary=len(txt) >= 5 and txt.isprintable()))
@@ -237,7 +237,7 @@ class AperioConverter(NativeConverter):
                         plan.remove("field", f"tag {e.tag}", "year only" if new_v else "blanked", where)
                 for tag in rules["private_tags_blanked"] + [700, 33723, 34377, 37510]:
                     e = ifd.get(tag)
-                    if e is not None and e.size:
+                    if e is not None and e.size and e.type != ASCII:
                         fp.patches += tiffedit.blank_entry(ts, e, f"tag {tag} blanked")
                         plan.remove("field", f"tag {tag}", "blanked", where)
             if remove:

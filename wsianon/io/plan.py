@@ -25,6 +25,10 @@ from wsianon.errors import CorruptInput, OutputError
 
 CHUNK = 8 * 1024 * 1024
 
+# indirections (tests simulate a full disk through them)
+_os_write = os.write
+_copy_file_range = getattr(os, "copy_file_range", None)
+
 
 @dataclass
 class Patch:
@@ -83,6 +87,13 @@ class FilePlan:
 
     def sorted_patches(self) -> list[Patch]:
         ps = sorted(self.patches, key=lambda p: (p.offset, p.length))
+        # identical patches (the same bytes planned twice) collapse into one
+        dedup: list[Patch] = []
+        for p in ps:
+            if dedup and (dedup[-1].offset, dedup[-1].length, dedup[-1].data) == (p.offset, p.length, p.data):
+                continue
+            dedup.append(p)
+        ps = dedup
         for a, b in zip(ps, ps[1:]):
             if b.offset < a.end:
                 # overlapping patches: the later one in the plan must not silently lose
@@ -136,7 +147,7 @@ def _write_all(fd: int, data: bytes | memoryview, dest: Path) -> None:
     view = memoryview(data)
     while view:
         try:
-            n = os.write(fd, view)
+            n = _os_write(fd, view)
         except OSError as exc:
             raise OutputError(dest, f"cannot write: {exc.strerror or exc}") from None
         view = view[n:]
@@ -146,13 +157,13 @@ def _copy_range(src_fd: int, dst_fd: int, offset: int, length: int, dest: Path, 
     """Copy [offset, offset+length) of src to the current end of dst."""
     pos = offset
     end = offset + length
-    use_cfr = hasattr(os, "copy_file_range")
+    use_cfr = _copy_file_range is not None
     while pos < end:
         n = min(CHUNK * 8, end - pos)
         done = 0
         if use_cfr:
             try:
-                done = os.copy_file_range(src_fd, dst_fd, n, pos)
+                done = _copy_file_range(src_fd, dst_fd, n, pos)
             except OSError as exc:
                 if exc.errno in (28, 122):  # ENOSPC, EDQUOT
                     raise OutputError(dest, f"cannot write: {exc.strerror}") from None
