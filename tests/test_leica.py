@@ -1,0 +1,122 @@
+"""Leica SCN: fixture faithfulness and the native redactor (plan-level, applied with apply_copy)."""
+
+from __future__ import annotations
+
+import json
+
+import openslide
+import pytest
+import tifffile
+
+from tests.fixtures.native_helpers import (
+    file_hash,
+    openslide_summary,
+    read_all_levels,
+    run_native,
+    scan_for,
+    tiled_page_hashes,
+)
+from tests.fixtures.scn_gen import make_scn
+from wsianon.converters.leica import LeicaConverter
+from wsianon.errors import CorruptInput
+from wsianon.io.tiff import TiffStructure
+from wsianon.profiles.policy import Policy
+
+VARIANTS = {
+    "2010-10-barcode-element": dict(),
+    "2010-03-barcode-attribute": dict(style="2010/03"),
+    "macro-last": dict(macro_first=False),
+}
+
+
+@pytest.fixture(params=list(VARIANTS), ids=list(VARIANTS))
+def scn(request, tmp_path):
+    return make_scn(tmp_path / "CASE-SCN-0001.scn", **VARIANTS[request.param])
+
+
+def test_fixture_is_faithful(scn):
+    fx = scn
+    assert openslide.OpenSlide.detect_format(str(fx.path)) == "leica"
+    s = openslide_summary(fx.path)
+    assert s["associated"] == ["macro"]
+    assert s["levels"] == tuple(fx.level_dims)
+    assert s["properties"]["leica.barcode"] == fx.canaries["barcode_decoded"]
+    assert s["properties"]["leica.creation-date"] == fx.canaries["creationDate"]
+    assert fx.canaries["device_serial"] in s["properties"]["leica.device-version"]
+    assert s["properties"]["openslide.objective-power"] == "20"
+    assert read_all_levels(fx.path) == fx.level_dims
+    with tifffile.TiffFile(fx.path) as tf:
+        assert tf.is_scn
+    assert scan_for(fx.path, fx.text_canaries()) == sorted(fx.text_canaries())
+
+
+def test_redacted_scn(scn, tmp_path):
+    fx = scn
+    before = file_hash(fx.path)
+    conv = LeicaConverter()
+    assert conv.sniff(fx.path, fx.path.read_bytes()[:65536])
+    inv, plan, out = run_native(conv, fx.path, tmp_path / "out")
+    assert file_hash(fx.path) == before
+    assert out.suffix == ".scn"
+
+    assert openslide.OpenSlide.detect_format(str(out)) == "leica"
+    s = openslide_summary(out)
+    assert s["associated"] == []
+    assert s["levels"] == tuple(fx.level_dims)
+    p = s["properties"]
+    assert "leica.barcode" not in p and "leica.creation-date" not in p
+    assert p["leica.device-version"] == "1.5.1.10804"
+    assert p["leica.objective"] == "20" and p["leica.illumination-source"] == "brightfield"
+    assert read_all_levels(out) == fx.level_dims
+    with tifffile.TiffFile(out) as tf:
+        assert tf.is_scn
+        assert len(tf.pages) == len(fx.main_dims)
+
+    assert scan_for(out, fx.text_canaries()) == []
+    assert scan_for(out, [c.value for c in inv.canaries()]) == []
+    src_h = tiled_page_hashes(fx.path)
+    out_h = tiled_page_hashes(out)
+    assert out_h == {d: src_h[d] for d in fx.main_dims}
+    with TiffStructure(fx.path) as ts:
+        spans = [sp for i in fx.macro_ifds for sp in ts.data_spans(ts.ifds[i])]
+    data = out.read_bytes()
+    assert spans and all(data[o : o + n] == bytes(n) for o, n in spans)
+
+    assert [r.where for r in plan.removals if r.kind == "image"] == [f"IFD {i}" for i in fx.macro_ifds]
+    dumped = json.dumps(plan.describe()) + json.dumps(inv.public())
+    for v in fx.text_canaries().values():
+        assert v not in dumped
+
+
+def test_dates_year(tmp_path):
+    fx = make_scn(tmp_path / "a.scn")
+    _, _, out = run_native(LeicaConverter(), fx.path, tmp_path / "o", Policy(dates="year"))
+    assert openslide_summary(out)["properties"]["leica.creation-date"] == "2019-01-01T00:00:00Z"
+    assert scan_for(out, {"creationDate": fx.canaries["creationDate"]}) == []
+
+
+def test_macro_keep(tmp_path):
+    fx = make_scn(tmp_path / "a.scn")
+    _, _, out = run_native(LeicaConverter(), fx.path, tmp_path / "o", Policy(macro="keep"))
+    s = openslide_summary(out)
+    assert s["associated"] == ["macro"]
+    assert "leica.barcode" not in s["properties"]
+
+
+def test_truncated_is_corrupt(tmp_path):
+    fx = make_scn(tmp_path / "a.scn")
+    bad = tmp_path / "t.scn"
+    bad.write_bytes(fx.path.read_bytes()[:3000])
+    with pytest.raises(CorruptInput):
+        LeicaConverter().inspect(bad)
+
+
+def test_dimension_pointing_outside_is_corrupt(tmp_path):
+    fx = make_scn(tmp_path / "a.scn")
+    data = bytearray(fx.path.read_bytes())
+    i = data.index(b'ifd="4"')
+    data[i : i + 7] = b'ifd="9"'
+    bad = tmp_path / "d.scn"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(CorruptInput, match="IFD 9"):
+        LeicaConverter().inspect(bad)

@@ -1,0 +1,289 @@
+"""Leica SCN (BigTIFF) native redactor.
+
+Facts (DESIGN.md §3, OpenSlide's Leica reader): IFD 0 (tiled) carries the
+``<scn xmlns="http://www.leica-microsystems.com/scn/...">`` XML.  Its
+``<collection>`` lists ``<image>`` elements; the macro is the image whose
+``<view>`` spans the whole collection at offset 0,0, and its
+``<dimension ifd=..>`` entries name its IFDs (often IFD 0 and 1).
+
+The plan: macro IFDs wiped (tiles zeroed) and unlinked, the macro ``<image>``
+removed from the XML, every ``dimension@ifd`` renumbered to the new chain, the
+XML cleaned fail-closed (profile ``leica.json``).  When the macro held IFD 0,
+the new first IFD is re-written at the end of the file with the cleaned XML as
+its ImageDescription (OpenSlide and tifffile read the XML from IFD 0 only).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wsianon.converters._tiffmeta import (
+    TIFF_MAGIC,
+    AsciiDecision,
+    compile_all,
+    decide_ascii,
+    decision_field,
+    local,
+    open_tiff,
+    parse_xml,
+    set_value,
+    xml_declaration,
+)
+from wsianon.converters.base import AssociatedImage, Field, Inventory, NativeConverter, SlideContext
+from wsianon.errors import CorruptInput
+from wsianon.io import tiffedit
+from wsianon.io.ifdcopy import drop_ifds, orphan_values
+from wsianon.io.plan import FilePlan, Patch, Plan
+from wsianon.io.tiff import ASCII, IMAGE_DESCRIPTION, TILE_OFFSETS, TiffStructure
+from wsianon.profiles import load
+from wsianon.profiles.policy import Policy, year_only
+
+_ACTION = {"blank": "blanked", "year": "reduced to year", "remove": "removed"}
+
+
+def _rules() -> dict:
+    return load("leica")
+
+
+def _int(el: ET.Element, name: str, path: Path) -> int:
+    try:
+        return int(el.get(name, ""))
+    except ValueError:
+        raise CorruptInput(path, f"Leica XML: <{local(el.tag)}> has no integer {name}") from None
+
+
+@dataclass
+class _Analysis:
+    ns: str = ""
+    root: ET.Element | None = None
+    decl: str = ""
+    macro_ifds: list[int] = field(default_factory=list)
+    macro_images: list[ET.Element] = field(default_factory=list)
+    main_images: int = 0
+    fields: list[Field] = field(default_factory=list)
+    ascii: list[AsciiDecision] = field(default_factory=list)
+    levels: int = 0
+
+
+class LeicaConverter(NativeConverter):
+    name = "leica"
+    title = "Leica SCN"
+    openslide_vendor = "leica"
+    extension = ".scn"
+
+    def sniff(self, path: Path, head: bytes) -> bool:
+        if head[:4] not in TIFF_MAGIC:
+            return False
+        ns = [n.encode() for n in _rules()["namespaces"]]
+        try:
+            with TiffStructure(path) as ts:
+                e = ts.ifds[0].get(IMAGE_DESCRIPTION)
+                if e is None:
+                    return False
+                d = ts.raw(e)[:8192]
+                return b"<scn" in d and any(n in d for n in ns)
+        except Exception:
+            return b"<scn" in head and any(n in head for n in ns)
+
+    # -- analysis ---------------------------------------------------------------------
+    def _analyze(self, ts: TiffStructure, policy: Policy) -> _Analysis:
+        r = _rules()
+        an = _Analysis()
+        e = ts.ifds[0].get(IMAGE_DESCRIPTION)
+        if e is None:
+            raise CorruptInput(ts.path, "Leica SCN without XML in IFD 0")
+        raw = ts.raw(e)
+        text = raw.rstrip(b"\0").decode("utf-8", "replace")
+        root = parse_xml(raw, ts.path, "Leica SCN XML")
+        an.decl = xml_declaration(text)
+        m = re.match(r"\{([^}]*)\}", root.tag)
+        an.ns = m.group(1) if m else ""
+        if local(root.tag) != "scn" or an.ns not in r["namespaces"]:
+            raise CorruptInput(ts.path, "Leica XML root is not <scn> in a Leica namespace")
+        q = lambda t: f"{{{an.ns}}}{t}"  # noqa: E731
+        coll = root.find(q("collection"))
+        if coll is None:
+            raise CorruptInput(ts.path, "Leica XML has no <collection>")
+        cw, ch = _int(coll, "sizeX", ts.path), _int(coll, "sizeY", ts.path)
+        n_ifds = len(ts.ifds)
+        for img in coll.findall(q("image")):
+            view = img.find(q("view"))
+            if view is None:
+                raise CorruptInput(ts.path, "Leica XML <image> without <view>")
+            is_macro = (
+                _int(view, "offsetX", ts.path) == 0
+                and _int(view, "offsetY", ts.path) == 0
+                and _int(view, "sizeX", ts.path) == cw
+                and _int(view, "sizeY", ts.path) == ch
+            )
+            ifds = [_int(d, "ifd", ts.path) for d in img.iter(q("dimension"))]
+            for i in ifds:
+                if not 0 <= i < n_ifds:
+                    raise CorruptInput(ts.path, f"Leica XML names IFD {i}, the file has {n_ifds}")
+            if is_macro:
+                an.macro_images.append(img)
+                an.macro_ifds.extend(ifds)
+            else:
+                an.main_images += 1
+                an.levels = max(an.levels, len([d for d in img.iter(q("dimension")) if d.get("z", "0") == "0"]))
+        if an.main_images == 0:
+            raise CorruptInput(ts.path, "Leica XML has no main image")
+        # fail-closed XML cleaning (names only in fields)
+        self._clean(root, policy, an)
+        an.root = root
+        keep = {int(k): compile_all(v) for k, v in r["ascii_keep"].items()}
+        for ifd in ts.ifds:
+            skip = {IMAGE_DESCRIPTION} if ifd.index == 0 else set()
+            for d in decide_ascii(ts, ifd, policy, keep, skip=skip):
+                an.ascii.append(d)
+                if d.action != "keep" and d.old.strip():
+                    an.fields.append(decision_field(d))
+        return an
+
+    def _clean(self, root: ET.Element, policy: Policy, an: _Analysis) -> None:
+        r = _rules()
+        safe_attrs = {k: set(v) for k, v in r["safe_attributes"].items()}
+        safe_text = set(r["safe_text_elements"])
+        dates = set(r["date_elements"])
+        model_ok = re.compile(r["model_safe_pattern"])
+        version_prefix = re.compile(r["version_safe_prefix"])
+
+        def walk(el: ET.Element, path: str) -> None:
+            tag = local(el.tag)
+            for name in list(el.attrib):
+                val = el.attrib[name]
+                if tag == "collection" and name == "barcode":
+                    if val.strip():
+                        an.fields.append(Field("XML collection@barcode", val.strip(), "remove", "IFD 0"))
+                    del el.attrib[name]
+                    continue
+                if name in safe_attrs.get(tag, ()):
+                    if tag == "device" and name == "model" and not model_ok.fullmatch(val):
+                        pass
+                    else:
+                        continue
+                if tag == "device" and name == "version":
+                    m = version_prefix.match(val)
+                    new = m.group(0) if m else ""
+                    if new != val:
+                        an.fields.append(Field(f"XML {path}@version", val.strip(), "blank", "IFD 0"))
+                        el.attrib[name] = new
+                    continue
+                if val.strip():
+                    an.fields.append(Field(f"XML {path}@{name}", val.strip(), "blank", "IFD 0"))
+                el.attrib[name] = ""
+            txt = (el.text or "").strip()
+            if tag == "barcode":
+                if txt:
+                    an.fields.append(Field("XML barcode", txt, "remove", "IFD 0"))
+                    try:
+                        dec = base64.b64decode(txt, validate=True).decode("utf-8", "replace").strip()
+                        if dec:
+                            an.fields.append(Field("XML barcode (decoded)", dec, "remove", "IFD 0"))
+                    except (binascii.Error, ValueError):
+                        pass
+            elif txt and tag in dates:
+                if policy.dates == "keep":
+                    an.fields.append(Field(f"XML {path}", txt, "keep", "IFD 0"))
+                elif policy.dates == "year" and year_only(txt):
+                    an.fields.append(Field(f"XML {path}", txt, "year", "IFD 0"))
+                    el.text = f"{year_only(txt)}-01-01T00:00:00Z"
+                else:
+                    an.fields.append(Field(f"XML {path}", txt, "blank", "IFD 0"))
+                    el.text = ""
+            elif txt and tag not in safe_text:
+                an.fields.append(Field(f"XML {path}", txt, "blank", "IFD 0"))
+                el.text = ""
+            for child in list(el):
+                if local(child.tag) == "barcode":
+                    walk(child, f"{path}/barcode")
+                    el.remove(child)
+                    continue
+                walk(child, f"{path}/{local(child.tag)}")
+                if child.tail and child.tail.strip():
+                    an.fields.append(Field(f"XML {path}#tail", child.tail.strip(), "blank", "IFD 0"))
+                    child.tail = ""
+
+        walk(root, "scn")
+
+    # -- inspect ----------------------------------------------------------------------
+    def inspect(self, path: Path, policy: Policy | None = None) -> Inventory:
+        policy = policy or Policy()
+        inv = Inventory(format=self.name, path=path, input_files=[path])
+        with open_tiff(path) as ts:
+            an = self._analyze(ts, policy)
+        inv.levels = an.levels
+        inv.fields = an.fields
+        keep = policy.macro == "keep"
+        for i in an.macro_ifds:
+            inv.images.append(AssociatedImage("macro", f"IFD {i}", True, "keep" if keep else "remove"))
+        return inv
+
+    # -- plan -------------------------------------------------------------------------
+    def plan(self, inv: Inventory, ctx: SlideContext) -> Plan:
+        policy = ctx.policy
+        path = inv.path
+        plan = Plan(format=self.name)
+        with open_tiff(path) as ts:
+            an = self._analyze(ts, policy)
+            app = tiffedit.Appender(ts.size, align=8)
+            patches: list[Patch] = []
+            remove = set() if policy.macro == "keep" else set(an.macro_ifds)
+            if remove and len(remove) >= len(ts.ifds):
+                raise CorruptInput(path, "Leica SCN has no image besides the macro")
+            if remove and an.main_images > 1:
+                plan.notes.append(
+                    "Leica: slide with several main images and no macro — OpenSlide may refuse it (it hashes the macro)"
+                )
+            q = lambda t: f"{{{an.ns}}}{t}"  # noqa: E731
+            coll = an.root.find(q("collection"))
+            if remove:
+                for img in an.macro_images:
+                    coll.remove(img)
+                shift = sorted(remove)
+                for d in an.root.iter(q("dimension")):
+                    old = int(d.get("ifd"))
+                    d.set("ifd", str(old - sum(1 for x in shift if x < old)))
+            ET.register_namespace("", an.ns)
+            new_xml = (an.decl + ET.tostring(an.root, encoding="unicode")).encode("utf-8")
+            first_overrides = None
+            if 0 in remove:
+                first_overrides = {IMAGE_DESCRIPTION: (ASCII, new_xml)}
+                keep_first = next(i for i in ts.ifds if i.index not in remove)
+                for d in an.ascii:
+                    if d.ifd == keep_first.index and d.new is not None:
+                        first_overrides[d.tag] = (ASCII, d.new.encode("latin-1"))
+                for tag in first_overrides:
+                    e = keep_first.get(tag)
+                    if e is not None and not e.inline and e.size:
+                        patches.append(Patch(e.value_offset, e.size, None, f"old value of tag {tag} (IFD {keep_first.index} relocated)"))
+                if TILE_OFFSETS not in keep_first:
+                    raise CorruptInput(path, "Leica SCN: the first IFD after the macro is not tiled")
+                plan.notes.append(f"Leica: the cleaned XML now lives in the new first IFD (was IFD {keep_first.index})")
+            else:
+                patches.extend(set_value(ts, ts.ifds[0].entries[IMAGE_DESCRIPTION], new_xml, "Leica XML rewritten fail-closed", app))
+            skip_ifds = set(remove)
+            if first_overrides is not None:
+                skip_ifds.add(next(i for i in ts.ifds if i.index not in remove).index)
+            for d in an.ascii:
+                if d.ifd in skip_ifds or d.new is None:
+                    continue
+                patches.extend(set_value(ts, ts.ifds[d.ifd].entries[d.tag], d.new.encode("latin-1"), f"IFD {d.ifd} tag {d.tag} cleaned", app))
+            if remove:
+                ps, _ = drop_ifds(ts, remove, app, first_overrides=first_overrides, reason="unlink macro")
+                patches.extend(ps)
+                patches.extend(orphan_values(ts, remove))
+                for i in sorted(remove):
+                    patches.extend(tiffedit.wipe_image_data(ts, ts.ifds[i], f"wipe macro pixels (IFD {i})"))
+                    plan.remove("image", "macro", "wiped+unlinked", f"IFD {i}")
+            for f in an.fields:
+                idx = int(f.where.split()[-1]) if f.where.startswith("IFD ") else -1
+                action = "removed" if (idx in remove and idx != 0) else _ACTION.get(f.action, f.action)
+                plan.remove("field", f.name, action, f.where)
+            plan.files.append(FilePlan(dest=self.output_name(ctx, path), source=path, patches=patches, append=app.data))
+        return plan
