@@ -211,3 +211,11 @@ def profile_for_policy(policy) -> DicomProfile:
     else:
         mode = "remove"
     return DicomProfile(frozenset(opts), mode)
+
+
+def parse_options(values) -> frozenset[str]:
+    """The CLI's ``--profile`` values (repeatable, each possibly comma-separated) -> option names."""
+    if values is None or isinstance(values, str):
+        return parse_profile(values)
+    items = [part for v in values for part in str(v).split(",")]
+    return parse_profile(items)

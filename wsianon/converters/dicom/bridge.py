@@ -43,6 +43,16 @@ class KeyedUidGenerator:
         return UID(keyed_uid(self._key, f"{self._slide}\0{n}", "convert"))
 
 
+def _reason(exc: Exception) -> str:
+    """A one-line reason that names no value from the file (messages may quote paths or metadata)."""
+    msg = str(exc).lower()
+    if "pixel spacing" in msg or "mpp" in msg:
+        return "cannot convert to DICOM: the slide states no pixel spacing (MPP), which DICOM WSI requires"
+    if "not supported" in msg or "could not find" in msg or "no source" in msg:
+        return "cannot convert to DICOM: no wsidicomizer source reads this format"
+    return f"cannot convert to DICOM: wsidicomizer failed to read the slide ({type(exc).__name__})"
+
+
 def _blank_label(wsi):
     from PIL import Image
 
@@ -91,7 +101,7 @@ def convert_slide(source: Path, inv: Inventory, ctx: SlideContext, out_dir: Path
             try:
                 wsi = WsiDicomizer.open(source, include_confidential=False, uid_generator=uids)
             except Exception as exc:
-                raise UnsupportedFormat(source, f"wsidicomizer cannot read this slide ({type(exc).__name__})") from None
+                raise UnsupportedFormat(source, _reason(exc)) from None
             with wsi:
                 transcoded = _transcoded_levels(wsi)
                 label = _blank_label(wsi) if policy.label == "blank" else None
@@ -107,8 +117,10 @@ def convert_slide(source: Path, inv: Inventory, ctx: SlideContext, out_dir: Path
                         include_thumbnails=True,
                         label=label,
                     )
+                except OSError as exc:
+                    raise CorruptInput(source, f"conversion to DICOM failed: {exc.strerror or type(exc).__name__}") from None
                 except Exception as exc:
-                    raise CorruptInput(source, f"conversion to DICOM failed ({type(exc).__name__})") from None
+                    raise UnsupportedFormat(source, _reason(exc)) from None
         files = sorted(Path(str(p)) for p in created)
         if had_label:
             result.removals.append(Removal("image", "label", "replaced by blank" if policy.label == "blank" else "removed"))
