@@ -1,0 +1,72 @@
+"""Leica-specific verification (independent of the redactor: tifffile pages, a minimal regex read of the XML).
+
+OpenSlide's Leica levels are the collection at each resolution, not the TIFF
+pages, so the generic page-matching tile check cannot pair them: this module
+pairs the main image's pages through the XML's ``<dimension ifd=..>`` entries
+and compares every tile's bytes with the source's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+HANDLES_TILES = True  # the generic TIFF tile check does not apply to Leica levels
+
+_DIM = re.compile(r"<dimension\b[^>]*>")
+_ATTR = re.compile(r'(\w+)="([^"]*)"')
+
+
+def _dimension_pages(path: Path) -> dict[tuple[int, int], str] | None:
+    import tifffile
+
+    out: dict[tuple[int, int], str] = {}
+    with tifffile.TiffFile(path) as tf:
+        xml = tf.pages[0].description or ""
+        if "<scn" not in xml:
+            return None
+        fh = tf.filehandle
+        for m in _DIM.finditer(xml):
+            a = dict(_ATTR.findall(m.group(0)))
+            try:
+                ifd = int(a["ifd"])
+                page = tf.pages[ifd]
+            except (KeyError, ValueError, IndexError):
+                return None
+            h = hashlib.sha256()
+            for off, cnt in zip(page.dataoffsets, page.databytecounts):
+                fh.seek(off)
+                h.update(fh.read(cnt))
+                h.update(b"|")
+            out[(page.imagewidth, page.imagelength)] = h.hexdigest()
+    return out
+
+
+def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
+    import openslide
+
+    try:
+        src = _dimension_pages(inv.path)
+        out = _dimension_pages(out_main)
+    except Exception as exc:
+        verdict.add("leica-tiles-identical", False, f"tifffile cannot read the pages: {type(exc).__name__}")
+        return
+    if not src or not out:
+        verdict.add("leica-tiles-identical", False, "no <scn> dimensions found")
+        return
+    same = all(src.get(k) == v for k, v in out.items())
+    verdict.add("leica-tiles-identical", same, f"{len(out)} image pages named by the XML byte-identical to the source" if same else "tile bytes differ")
+    try:
+        with openslide.OpenSlide(str(out_main)) as s:
+            props = dict(s.properties)
+    except Exception:
+        verdict.add("leica-profile", False, "output not readable by OpenSlide")
+        return
+    bad = [k for k in ("leica.barcode",) if props.get(k, "").strip()]
+    if policy.dates == "remove" and props.get("leica.creation-date", "").strip():
+        bad.append("leica.creation-date")
+    ver = props.get("leica.device-version", "")
+    if ver and not re.fullmatch(r"[0-9.]*", ver):
+        bad.append("leica.device-version")
+    verdict.add("leica-profile", not bad, f"identifying properties still set: {bad}" if bad else "barcode, dates and serials gone")

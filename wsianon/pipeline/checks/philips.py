@@ -1,0 +1,55 @@
+"""Philips-specific verification (independent of the redactor: OpenSlide properties, tifffile, raw XML text)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from wsianon.profiles import load
+
+
+def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
+    import openslide
+    import tifffile
+
+    r = load("philips")
+    safe = set(r["safe_attributes"])
+    date_rx = re.compile(r["date_attribute_pattern"])
+    uid_rx = re.compile(r["uid_attribute_pattern"])
+    try:
+        with openslide.OpenSlide(str(out_main)) as s:
+            props = dict(s.properties)
+    except Exception:
+        verdict.add("philips-profile", False, "output not readable by OpenSlide")
+        return
+    bad = []
+    for k, v in props.items():
+        if not k.startswith("philips.") or not v.strip():
+            continue
+        name = k.rsplit(".", 1)[-1]
+        if name in safe:
+            continue
+        if uid_rx.search(name) and all(t.strip('"').startswith("2.25.") for t in v.split()):
+            continue
+        if date_rx.search(name) and policy.dates != "remove":
+            continue
+        if name == r["derivation_attribute"] and "sourceFilename" not in v:
+            continue
+        bad.append(name)
+    verdict.add("philips-profile", not bad, f"non-safe attributes with values: {sorted(set(bad))}" if bad else "only safe attributes carry values")
+    try:
+        with tifffile.TiffFile(out_main) as tf:
+            descs = [p.description for p in tf.pages]
+            software = tf.pages[0].software
+    except Exception as exc:
+        verdict.add("philips-structure", False, f"tifffile cannot read the output: {type(exc).__name__}")
+        return
+    xml = descs[0] if descs else ""
+    ok = software.startswith("Philips") and xml.rstrip().endswith("</DataObject>")
+    verdict.add("philips-structure", ok, "Software and XML ending as readers expect" if ok else "Software tag or XML ending broken")
+    linked = [d for d in descs[1:] if d.startswith(("Label", "Macro"))]
+    allowed = 1 if policy.macro == "keep" else 0
+    verdict.add("philips-ifd-images", len(linked) <= allowed, f"{len(linked)} Label/Macro directories linked")
+    n_data = xml.count("PIM_DP_IMAGE_DATA")
+    allowed_data = (1 if policy.label == "blank" else 0) + (1 if policy.macro == "keep" else 0)
+    verdict.add("philips-xml-images", n_data <= allowed_data, f"{n_data} embedded image(s) left in the XML")
