@@ -145,8 +145,8 @@ def resolve_compound(code: str, type_: str | None) -> str:
         for alt in ("U", "Z"):
             if alt in parts:
                 return alt
-    if by_type == "Z" and "Z" not in parts:
-        return "X" if "X" in parts else parts[-1]
+    if by_type == "Z" and "Z" not in parts:  # Type 2 must stay present: a dummy keeps conformance
+        return "D" if "D" in parts else ("X" if "X" in parts else parts[-1])
     return "X" if "X" in parts else parts[0]
 
 

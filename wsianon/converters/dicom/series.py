@@ -83,7 +83,9 @@ def group_series(paths: list[Path]) -> list[list[Path]]:
     groups: dict[str, list[Path]] = {}
     for p in expand(paths):
         try:
-            ds = pydicom.dcmread(p, stop_before_pixels=True, specific_tags=["SeriesInstanceUID", "SOPClassUID"])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(p, stop_before_pixels=True, specific_tags=["SeriesInstanceUID", "SOPClassUID"])
         except Exception as exc:
             raise CorruptInput(p, f"not a readable DICOM file ({type(exc).__name__})") from None
         uid = str(ds.get("SeriesInstanceUID", "") or "")
@@ -152,7 +154,18 @@ def inspect_dicom(files: list[Path]) -> Inventory:
         kinds.append((kind, f))
         if kind == "VOLUME":
             levels += 1
-        _walk_values(ds, (), profile, raw, f"instance {i}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _walk_values(ds, (), profile, raw, f"instance {i}")
+            _kept_values(ds, profile, kept_values)
+        sm = getattr(ds, "file_meta", None)
+        if sm is not None and sm.get("SourceApplicationEntityTitle"):
+            raw.append(("file meta/SourceApplicationEntityTitle", str(sm.SourceApplicationEntityTitle).strip(), "X", "AE", f"instance {i}"))
+    return _inventory(files, raw, kept_values, kinds, levels)
+
+
+def _kept_values(ds: Dataset, profile: DicomProfile, kept_values: set[str]) -> None:
+    if True:
         for elem in ds.iterall():
             try:
                 if elem.VR != "SQ" and elem.tag.group % 2 == 0 and profile.action(int(elem.tag), (), elem.keyword or "")[0] == "K":
@@ -161,9 +174,9 @@ def inspect_dicom(files: list[Path]) -> Inventory:
                         kept_values.add(str(x).strip().lower())
             except Exception:
                 continue
-        sm = getattr(ds, "file_meta", None)
-        if sm is not None and sm.get("SourceApplicationEntityTitle"):
-            raw.append(("file meta/SourceApplicationEntityTitle", str(sm.SourceApplicationEntityTitle).strip(), "X", "AE", f"instance {i}"))
+
+
+def _inventory(files, raw, kept_values, kinds, levels) -> Inventory:
     inv = Inventory(format="dicom", path=files[0].parent if len(files) > 1 else files[0], input_files=files, levels=levels)
     seen: set[tuple[str, str]] = set()
     for name, value, action, vr, where in raw:
