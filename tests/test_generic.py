@@ -112,3 +112,32 @@ def test_subifds_refused(tmp_path):
         tw.write(_img(256, 256), tile=(256, 256), subfiletype=1, photometric="rgb")
     with pytest.raises(UnsupportedFormat, match="SubIFDs"):
         GenericTiffConverter().inspect(p)
+
+
+# -- end to end through the CLI -----------------------------------------------------------
+
+
+def test_cli_refuses_then_allows_generic(tmp_path, cli):
+    import json
+
+    from tests.conftest import run_subprocess
+
+    src = make_ome(tmp_path / "CASE-OME-1.ome.tif")
+    before = file_hash(src)
+    out = tmp_path / "out"
+    res = run_subprocess("run", "--target", "native", str(src), "-o", str(out))
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    lines = [l for l in res.stderr.splitlines() if str(src) in l]
+    assert len(lines) == 1 and "OME-TIFF" in lines[0] and "--allow-generic" in lines[0]
+    assert not [p for p in out.rglob("*") if p.is_file() and p.name != "wsianon-report.json"] if out.exists() else True
+
+    out2 = tmp_path / "out2"
+    code, stdout, stderr = cli("run", "--target", "native", str(src), "-o", str(out2), "--allow-generic")
+    report = json.loads((out2 / "wsianon-report.json").read_text())
+    (slide,) = report["slides"]
+    assert slide["format"] == "generic-tiff"
+    assert any("generic" in n for n in slide["notes"]), slide["notes"]
+    outs = [p for p in out2.iterdir() if p.suffix == ".tif"]
+    assert code == 0 and slide["status"] == "ok", (slide["status"], slide["verification"], slide["error"])
+    assert len(outs) == 1 and scan_for(outs[0], {"ome_name": CAN["ome_name"]}) == []
+    assert file_hash(src) == before

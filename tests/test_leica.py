@@ -120,3 +120,23 @@ def test_dimension_pointing_outside_is_corrupt(tmp_path):
     bad.write_bytes(bytes(data))
     with pytest.raises(CorruptInput, match="IFD 9"):
         LeicaConverter().inspect(bad)
+
+
+# -- end to end through the CLI -----------------------------------------------------------
+
+
+def test_cli_corrupt_scn(tmp_path):
+    from tests.fixtures.native_helpers import TRUNCATED, cli_run_corrupt
+
+    fx = make_scn(tmp_path / "a.scn")
+    data = fx.path.read_bytes()
+    trunc = tmp_path / "trunc.scn"
+    trunc.write_bytes(data[: len(data) // 3])
+    cli_run_corrupt([trunc], tmp_path / "o1", TRUNCATED)
+    bad = bytearray(data)
+    i = bad.index(b"<collection")
+    bad[i : i + 11] = b"<collectio!"
+    badxml = tmp_path / "badxml.scn"
+    badxml.write_bytes(bytes(bad))
+    cli_run_corrupt([badxml], tmp_path / "o2", "xml")
+

@@ -159,3 +159,46 @@ def test_level_count_mismatch_is_corrupt(tmp_path):
     bad.write_bytes(bytes(data))
     with pytest.raises(CorruptInput, match="PixelDataRepresentation"):
         PhilipsConverter().inspect(bad)
+
+
+# -- end to end through the CLI -----------------------------------------------------------
+
+
+def test_cli_end_to_end(tmp_path, cli):
+    from tests.fixtures.native_helpers import cli_run_ok
+
+    (tmp_path / "in").mkdir()
+    fxs = [
+        make_philips(tmp_path / "in" / "CASE-PH-A.tiff", order="a"),
+        make_philips(tmp_path / "in" / "CASE-PH-B.tif", order="b"),
+        make_philips(tmp_path / "in" / "CASE-PH-C.tiff", images_in="ifd", bigtiff=True),
+    ]
+    before = {fx.path: file_hash(fx.path) for fx in fxs}
+    out = tmp_path / "out"
+    report = cli_run_ok(cli, [fx.path for fx in fxs], out)
+    assert [s["format"] for s in report["slides"]] == ["philips"] * 3
+    outs = sorted(p for p in out.iterdir() if p.suffix == ".tiff")
+    assert len(outs) == 3
+    for o in outs:
+        assert openslide.OpenSlide.detect_format(str(o)) == "philips"
+        assert openslide_summary(o)["associated"] == []
+        assert scan_for(o, fxs[0].text_canaries()) == []
+        assert scan_for(o, ["CASE-PH-A", "CASE-PH-B", "CASE-PH-C"]) == []
+    for path, h in before.items():
+        assert file_hash(path) == h
+
+
+def test_cli_corrupt_philips(tmp_path):
+    from tests.fixtures.native_helpers import TRUNCATED, cli_run_corrupt
+
+    fx = make_philips(tmp_path / "a.tiff")
+    data = fx.path.read_bytes()
+    trunc = tmp_path / "trunc.tiff"
+    trunc.write_bytes(data[:5000])
+    cli_run_corrupt([trunc], tmp_path / "o1", TRUNCATED)
+    bad = bytearray(data)
+    i = bad.index(b"</DataObject></Array>")
+    bad[i : i + 13] = b"</DataObjecX>"
+    badxml = tmp_path / "badxml.tiff"
+    badxml.write_bytes(bytes(bad))
+    cli_run_corrupt([badxml], tmp_path / "o2", "xml")

@@ -143,3 +143,42 @@ def test_sniff_rejects_other_tiffs(tmp_path):
     p = tmp_path / "plain.tif"
     tifffile.imwrite(p, b"\0" * 64 * 64 and __import__("numpy").zeros((64, 64), "uint8"))
     assert not VentanaConverter().sniff(p, p.read_bytes()[:65536])
+
+
+# -- end to end through the CLI (detection by content, pipeline verification) ---------------
+
+
+def test_cli_end_to_end(tmp_path, cli):
+    from tests.fixtures.native_helpers import cli_run_ok
+
+    (tmp_path / "in").mkdir()
+    a = make_bif(tmp_path / "in" / "CASE-BIF-A.bif")
+    b = make_bif(tmp_path / "in" / "CASE-BIF-B.tif", thumbnail=False, label_description="Label Image", quote="'")
+    before = {fx.path: file_hash(fx.path) for fx in (a, b)}
+    out = tmp_path / "out"
+    report = cli_run_ok(cli, [a.path, b.path], out)
+    assert sorted(s["format"] for s in report["slides"]) == ["ventana", "ventana"]
+    outs = sorted(p for p in out.iterdir() if p.suffix == ".bif")
+    assert len(outs) == 2 and not any("CASE" in p.name for p in outs)
+    for o in outs:
+        assert openslide.OpenSlide.detect_format(str(o)) == "ventana"
+        assert scan_for(o, TEXT_CANARIES) == []
+        assert scan_for(o, ["CASE-BIF-A", "CASE-BIF-B"]) == []
+    for path, h in before.items():
+        assert file_hash(path) == h
+
+
+def test_cli_corrupt_bif(tmp_path):
+    from tests.fixtures.native_helpers import TRUNCATED, cli_run_corrupt
+
+    fx = make_bif(tmp_path / "s.bif")
+    data = fx.path.read_bytes()
+    trunc = tmp_path / "trunc.bif"
+    trunc.write_bytes(data[: len(data) // 2])
+    bad = bytearray(data)
+    i = bad.index(b"<iScan")
+    bad[i + 1 : i + 6] = b"!!!!!"
+    badxml = tmp_path / "badxml.bif"
+    badxml.write_bytes(bytes(bad))
+    cli_run_corrupt([trunc], tmp_path / "o1", TRUNCATED)
+    cli_run_corrupt([badxml], tmp_path / "o2", "xml")

@@ -81,7 +81,7 @@ def _ome_associated(desc: str) -> dict[int, str]:
 class GenericTiffConverter(NativeConverter):
     name = "generic-tiff"
     title = "Generic TIFF (fail-closed)"
-    openslide_vendor = None  # whatever OpenSlide made of the source (often generic-tiff, or nothing)
+    openslide_vendor = "generic-tiff"  # tiled pyramids stay readable by OpenSlide's generic TIFF reader
     extension = ".tif"
 
     def sniff(self, path: Path, head: bytes) -> bool:
