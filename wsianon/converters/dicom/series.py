@@ -300,8 +300,23 @@ def process_instances(
     result.removals.extend(engine.removals.values())
 
 
+def align_inventory(inv: Inventory, profile: DicomProfile) -> None:
+    """Mark fields the chosen options retain (e.g. --profile retain-device-identity) as kept, so
+    that they are not treated as values that must vanish (``inspect_dicom`` knows no options)."""
+    from pydicom.datadict import tag_for_keyword
+
+    for f in inv.fields:
+        parts = tuple(f.name.split("/"))
+        tag = tag_for_keyword(parts[-1])
+        if tag is None:
+            continue
+        if profile.action(tag, parts[:-1], parts[-1])[0] == "K":
+            f.action = "keep"
+
+
 def deidentify_series(inv: Inventory, ctx: SlideContext, out_dir: Path) -> DicomResult:
     """De-identify one DICOM WSI slide (``inv.input_files``) into ``out_dir``."""
+    align_inventory(inv, profile_for_policy(ctx.policy))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = DicomResult()
