@@ -3,8 +3,9 @@
 Every identifying value harvested from a source is searched for in every byte
 of every output file, in the encodings a writer might have used: ASCII/UTF-8
 (case-insensitive), UTF-16LE/BE, and base64 at the three byte alignments.
-One multi-pattern regular expression runs over the file in overlapping
-chunks, so memory stays bounded and each file is read once.
+Hyperscan (when installed: x86-64) matches all patterns in one streaming pass
+at several GB/s; elsewhere one multi-pattern regular expression runs over
+overlapping chunks.  Either way memory stays bounded and each file is read once.
 """
 
 from __future__ import annotations
@@ -76,8 +77,14 @@ class Finding:
         return {"file": self.file, "offset": self.offset, "field": self.canary, "encoding": self.encoding}
 
 
+try:  # optional accelerator
+    import hyperscan as _hs
+except Exception:  # pragma: no cover - platform without hyperscan wheels
+    _hs = None
+
+
 class Scanner:
-    def __init__(self, canaries: list[Canary]):
+    def __init__(self, canaries: list[Canary], engine: str | None = None):
         self.canaries = [c for c in canaries if c.scannable]
         self.skipped = [c for c in canaries if not c.scannable]
         self._lookup: dict[bytes, tuple[str, str]] = {}
@@ -102,6 +109,21 @@ class Scanner:
 
         self._ci = build(ci_pats, re.IGNORECASE)
         self._cs = build(cs_pats, 0)
+        self._hs_db = None
+        self._hs_ids: list[tuple[str, str, int]] = []
+        use_hs = engine == "hyperscan" or (engine is None and _hs is not None)
+        if use_hs and _hs is not None and (ci_pats or cs_pats):
+            exprs, flags = [], []
+            for pats, flag, ci in ((ci_pats, _hs.HS_FLAG_CASELESS, True), (cs_pats, 0, False)):
+                for p in dict.fromkeys(pats):
+                    exprs.append(b"".join(b"\\x%02x" % c for c in p))
+                    flags.append(flag)
+                    name, enc = self._lookup.get(p.lower() if ci else p, ("?", "text"))
+                    self._hs_ids.append((name, enc, len(p)))
+            db = _hs.Database(mode=_hs.HS_MODE_STREAM)
+            db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs), flags=flags)
+            self._hs_db = db
+        self.engine = "hyperscan" if self._hs_db is not None else "re"
 
     def _match_info(self, m: re.Match, ci: bool) -> tuple[str, str]:
         key = m.group(0).lower() if ci else m.group(0)
@@ -119,8 +141,30 @@ class Scanner:
                     return out
         return out
 
+    def _scan_file_hs(self, path: Path, name: str, limit: int) -> list[Finding]:
+        findings: list[Finding] = []
+
+        def on_match(idx, start, end, flags, ctx):
+            cname, enc, ln = self._hs_ids[idx]
+            findings.append(Finding(name, end - ln, cname, enc))
+            return 1 if len(findings) >= limit else None
+
+        with open(path, "rb") as fh, self._hs_db.stream(match_event_handler=on_match) as stream:
+            while len(findings) < limit:
+                chunk = fh.read(CHUNK)
+                if not chunk:
+                    break
+                try:
+                    stream.scan(chunk)
+                except _hs.ScanTerminated:
+                    break
+        uniq = {(f.offset, f.canary): f for f in findings}
+        return sorted(uniq.values(), key=lambda f: f.offset)[:limit]
+
     def scan_file(self, path: Path, name: str | None = None, limit: int = 50) -> list[Finding]:
         name = name or path.name
+        if self._hs_db is not None:
+            return self._scan_file_hs(path, name, limit)
         findings: list[Finding] = []
         seen: set[tuple[int, str]] = set()
         overlap = self.maxlen - 1
