@@ -202,3 +202,14 @@ def test_cli_corrupt_philips(tmp_path):
     badxml = tmp_path / "badxml.tiff"
     badxml.write_bytes(bytes(bad))
     cli_run_corrupt([badxml], tmp_path / "o2", "xml")
+
+
+def test_cli_dicom_target(tmp_path, cli):
+    import pydicom
+
+    from tests.fixtures.native_helpers import cli_run_dicom_ok
+
+    fx = make_philips(tmp_path / "CASE-PH-D.tiff")
+    files = cli_run_dicom_ok(cli, [fx.path], tmp_path / "out", fx.text_canaries())
+    types = {tuple(pydicom.dcmread(f, stop_before_pixels=True).ImageType)[2] for f in files}
+    assert types == {"VOLUME"}  # no LABEL / OVERVIEW instance

@@ -172,6 +172,11 @@ class LeicaConverter(NativeConverter):
                     new = m.group(0) if m else ""
                     if new != val:
                         an.fields.append(Field(f"XML {path}@version", val.strip(), "blank", "IFD 0"))
+                        # each part after the version number on its own (a serial, say): other
+                        # writers (the DICOM route) may copy just a part
+                        for part in re.split(r"[;,]", val[len(new):]):
+                            if part.strip():
+                                an.fields.append(Field(f"XML {path}@version (part)", part.strip(), "blank", "IFD 0"))
                         el.attrib[name] = new
                     continue
                 if val.strip():
