@@ -161,3 +161,22 @@ def test_cli_dicom_target_never_leaks(tmp_path, cli):
         assert not [f for f in files if f.suffix == ".dcm"]
         names = {x["field"] for x in slide["verification"]["findings"]}
         assert any("version" in n for n in names), names
+
+
+def test_cli_end_to_end(tmp_path, cli):
+    from tests.fixtures.native_helpers import cli_run_ok
+
+    (tmp_path / "in").mkdir()
+    fxs = [make_scn(tmp_path / "in" / "CASE-SCN-A.scn"), make_scn(tmp_path / "in" / "CASE-SCN-B.scn", style="2010/03", macro_first=False)]
+    before = {fx.path: file_hash(fx.path) for fx in fxs}
+    out = tmp_path / "out"
+    report = cli_run_ok(cli, [fx.path for fx in fxs], out)
+    assert [s["format"] for s in report["slides"]] == ["leica", "leica"]
+    outs = sorted(p for p in out.iterdir() if p.suffix == ".scn")
+    assert len(outs) == 2
+    for o in outs:
+        assert openslide.OpenSlide.detect_format(str(o)) == "leica"
+        assert openslide_summary(o)["associated"] == []
+        assert scan_for(o, fxs[0].text_canaries()) == []
+    for path, h in before.items():
+        assert file_hash(path) == h

@@ -64,7 +64,7 @@ def snapshot_source(inv: Inventory, tiles: bool = True) -> SourceSnapshot:
     except Exception:
         snap.tiles_note = "source not readable by OpenSlide: cannot locate pyramid levels"
         return snap
-    if tiles and inv.path.suffix.lower() != ".mrxs":
+    if tiles and not _format_handles_tiles(inv.format):
         snap.page_hashes = _page_hashes(inv.path, inv.format, set(snap.level_dims))
     return snap
 
@@ -279,7 +279,16 @@ def verify_native(
     out_props = check_openslide(snap, conv, out_main, policy, verdict)
     canaries = inv.canaries() + stem_canaries(inv.path) + source_property_canaries(snap, out_props)
     scan_outputs(canaries, out_files, verdict, root)
-    if out_main.suffix.lower() != ".mrxs":
+    if not _format_handles_tiles(inv.format):
         check_tiles_tiff(snap, inv.format, out_main, verdict)
     run_format_checks(inv.format, inv, out_main, out_files, policy, verdict)
     return verdict
+
+
+def _format_handles_tiles(fmt: str) -> bool:
+    """A format check module with ``HANDLES_TILES = True`` compares pyramid tiles itself
+    (MRXS: Data-file blobs; Leica: pages paired through the XML, not by level size)."""
+    modname = f"wsianon.pipeline.checks.{fmt}"
+    if importlib.util.find_spec(modname) is None:
+        return False
+    return bool(getattr(importlib.import_module(modname), "HANDLES_TILES", False))
