@@ -145,26 +145,3 @@ __all__ = [
     "xml_declaration",
 ]
 
-
-def set_value(ts: TiffStructure, entry, data: bytes, reason: str, appender) -> list:
-    """``tiffedit.set_bytes`` that also handles an out-of-line value shrinking to inline size.
-
-    (A count small enough to be inline makes readers look in the entry's field,
-    not at the old offset: the value must move into the field.)
-    """
-    from wsianon.io import tiffedit
-    from wsianon.io.plan import Patch
-    from wsianon.io.tiff import Kind
-
-    if entry.type == ASCII and not data.endswith(b"\0"):
-        data = data + b"\0"
-    field_len = 8 if ts.kind is Kind.BIG else 4
-    if not entry.inline and len(data) <= field_len and ts.kind is not Kind.NDPI:
-        patches = []
-        if entry.size:
-            patches.append(Patch(entry.value_offset, entry.size, None, reason + " (old value zeroed)"))
-        patches.append(Patch(entry.field_offset, field_len, data + bytes(field_len - len(data)), reason))
-        cnt = ts.pack("Q" if ts.kind is Kind.BIG else "I", len(data))
-        patches.append(Patch(entry.entry_offset + 4, field_len, cnt, reason + " (count)"))
-        return patches
-    return tiffedit.set_bytes(ts, entry, data, reason, appender)

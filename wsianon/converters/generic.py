@@ -18,7 +18,7 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from wsianon.converters._tiffmeta import TIFF_MAGIC, decide_ascii, decision_field, local, open_tiff, set_value
+from wsianon.converters._tiffmeta import TIFF_MAGIC, decide_ascii, decision_field, local, open_tiff
 from wsianon.converters.base import AssociatedImage, Inventory, NativeConverter, SlideContext
 from wsianon.errors import UnsupportedFormat
 from wsianon.io import tiffedit
@@ -154,7 +154,7 @@ class GenericTiffConverter(NativeConverter):
                 for d in decide_ascii(ts, ifd, policy, {}):
                     if d.new is None:
                         continue
-                    patches.extend(set_value(ts, ifd.entries[d.tag], d.new.encode("latin-1"), f"IFD {ifd.index} tag {d.tag} blanked", app))
+                    patches.extend(tiffedit.set_bytes(ts, ifd.entries[d.tag], d.new.encode("latin-1"), f"IFD {ifd.index} tag {d.tag} blanked", app))
                     if d.old.strip():
                         plan.remove("field", decision_field(d).name, _ACTION.get(d.action, d.action), f"IFD {ifd.index}")
                 for tag in blobs:

@@ -31,7 +31,6 @@ from wsianon.converters._tiffmeta import (
     local,
     open_tiff,
     parse_xml,
-    set_value,
     xml_declaration,
 )
 from wsianon.converters.base import AssociatedImage, Field, Inventory, NativeConverter, SlideContext
@@ -271,14 +270,14 @@ class LeicaConverter(NativeConverter):
                     raise CorruptInput(path, "Leica SCN: the first IFD after the macro is not tiled")
                 plan.notes.append(f"Leica: the cleaned XML now lives in the new first IFD (was IFD {keep_first.index})")
             else:
-                patches.extend(set_value(ts, ts.ifds[0].entries[IMAGE_DESCRIPTION], new_xml, "Leica XML rewritten fail-closed", app))
+                patches.extend(tiffedit.set_bytes(ts, ts.ifds[0].entries[IMAGE_DESCRIPTION], new_xml, "Leica XML rewritten fail-closed", app))
             skip_ifds = set(remove)
             if first_overrides is not None:
                 skip_ifds.add(next(i for i in ts.ifds if i.index not in remove).index)
             for d in an.ascii:
                 if d.ifd in skip_ifds or d.new is None:
                     continue
-                patches.extend(set_value(ts, ts.ifds[d.ifd].entries[d.tag], d.new.encode("latin-1"), f"IFD {d.ifd} tag {d.tag} cleaned", app))
+                patches.extend(tiffedit.set_bytes(ts, ts.ifds[d.ifd].entries[d.tag], d.new.encode("latin-1"), f"IFD {d.ifd} tag {d.tag} cleaned", app))
             if remove:
                 ps, _ = drop_ifds(ts, remove, app, first_overrides=first_overrides, reason="unlink macro")
                 patches.extend(ps)

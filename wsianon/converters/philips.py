@@ -38,7 +38,6 @@ from wsianon.converters._tiffmeta import (
     open_tiff,
     parse_xml,
     serialize,
-    set_value,
     xml_declaration,
 )
 from wsianon.converters.base import AssociatedImage, Field, Inventory, NativeConverter, SlideContext
@@ -326,14 +325,14 @@ class PhilipsConverter(NativeConverter):
             app = tiffedit.Appender(ts.size, align=8)
             patches: list[Patch] = []
             e = ts.ifds[0].entries[IMAGE_DESCRIPTION]
-            patches.extend(set_value(ts, e, an.xml.new_xml, "Philips XML rewritten fail-closed", app))
+            patches.extend(tiffedit.set_bytes(ts, e, an.xml.new_xml, "Philips XML rewritten fail-closed", app))
             remove = {i for i, k in an.label_ifds.items() if not (k == "macro" and policy.macro == "keep")}
             if policy.label == "blank" and any(k == "label" for k in an.label_ifds.values()):
                 plan.notes.append("Philips label IFD: --label blank is honoured for the XML label only; the label IFD was wiped and unlinked")
             for d in an.ascii:
                 if d.ifd in remove or d.new is None:
                     continue
-                patches.extend(set_value(ts, ts.ifds[d.ifd].entries[d.tag], d.new.encode("latin-1"), f"IFD {d.ifd} tag {d.tag} cleaned", app))
+                patches.extend(tiffedit.set_bytes(ts, ts.ifds[d.ifd].entries[d.tag], d.new.encode("latin-1"), f"IFD {d.ifd} tag {d.tag} cleaned", app))
             if remove:
                 if 0 in remove:
                     raise CorruptInput(path, "Philips label/macro in IFD 0 (where the XML must live)")

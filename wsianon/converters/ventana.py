@@ -36,7 +36,6 @@ from wsianon.converters._tiffmeta import (
     open_tiff,
     parse_xml,
     serialize,
-    set_value,
     xml_declaration,
 )
 from wsianon.converters.base import AssociatedImage, Field, Inventory, NativeConverter, SlideContext
@@ -270,7 +269,7 @@ class VentanaConverter(NativeConverter):
             for idx, tags in edits.items():
                 ifd = ts.ifds[idx]
                 for tag, (typ, data) in tags.items():
-                    patches.extend(set_value(ts, ifd.entries[tag], data, f"IFD {idx} tag {tag} cleaned", app))
+                    patches.extend(tiffedit.set_bytes(ts, ifd.entries[tag], data, f"IFD {idx} tag {tag} cleaned", app))
             for f in an.fields:
                 where_idx = int(f.where.split()[-1]) if f.where.startswith("IFD ") else -1
                 action = "removed" if where_idx in remove else _ACTION.get(f.action, f.action)
