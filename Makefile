@@ -18,8 +18,8 @@ $(STAMP): pyproject.toml
 	  echo "creating $(VENV) with $$PYBIN"; \
 	  "$$PYBIN" -m venv $(VENV) || exit 1; \
 	fi
-	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@$(PY) -m pip install -qq --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install -qq --disable-pip-version-check -e '.[test]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
