@@ -142,22 +142,30 @@ def _split_tables(segs: list[bytes]) -> Counter:
     return out
 
 
-def same_bitstream(tile: bytes, tables: bytes | None, frame: bytes) -> bool:
-    """A DICOM frame carries the same compressed image as a TIFF tile (+ shared JPEGTables)."""
+def same_bitstream(tile: bytes, tables: bytes | None, frame: bytes, cache: dict | None = None) -> bool:
+    """A DICOM frame carries the same compressed image as a TIFF tile (+ shared JPEGTables):
+    identical bytes, or (JPEG) identical entropy-coded data and every source table present.
+    ``cache`` remembers table checks per distinct header pair (tiles of a level share them)."""
     if frame == tile or (len(tile) % 2 and frame == tile + b"\x00"):  # fragments are padded to even length
         return True
     a, b = _jpeg_parts(tile), _jpeg_parts(frame)
     if a is None or b is None:
         return False
+    if not a[1] or not (b[1] == a[1] or (len(b[1]) == len(a[1]) + 1 and b[1] == a[1] + b"\x00")):
+        return False
+    key = (b"".join(a[0]), b"".join(b[0]))
+    if cache is not None and key in cache:
+        return cache[key]
     tsegs = list(a[0])
     if tables:
         t = _jpeg_parts(tables + b"\xff\xda\x00\x02")  # tables-only stream: fake SOS to stop
         if t is not None:
             tsegs += t[0]
-    if not a[1] or not (b[1] == a[1] or (len(b[1]) == len(a[1]) + 1 and b[1] == a[1] + b"\x00")):
-        return False
     need, have = _split_tables(tsegs), _split_tables(b[0])
-    return all(have[k] >= 1 for k in need)
+    ok = all(have[k] >= 1 for k in need)
+    if cache is not None:
+        cache[key] = ok
+    return ok
 
 
 def _tile_reader(source: Path):
@@ -197,6 +205,7 @@ def _check_frames_tiff(source: Path, outputs: list[tuple[Path, Dataset]], verdic
                 continue
             tables = getattr(page, "jpegtables", None)
             fh = tf.filehandle
+            cache: dict = {}
             n = 0
             for k, frame in enumerate(iter_frames(path)):
                 if k >= len(page.dataoffsets):
@@ -204,7 +213,7 @@ def _check_frames_tiff(source: Path, outputs: list[tuple[Path, Dataset]], verdic
                     break
                 fh.seek(page.dataoffsets[k])
                 tile = fh.read(page.databytecounts[k])
-                if not same_bitstream(tile, tables, frame):
+                if not same_bitstream(tile, tables, frame, cache):
                     problems.append(f"{path.name}: frame {k} differs from source tile {k}")
                     break
                 n += 1

@@ -53,6 +53,10 @@ _PRECEDENCE = {"K": 0, "C": 1}
 # purpose: no vendor private block of the WSI writers we know is proven free of identifiers.
 SAFE_PRIVATE: frozenset[tuple[int, str, int]] = frozenset()
 
+# wsianon's additions to Table E.1-1 (stricter than the standard, kept as data): values the
+# standard keeps but that vendor metadata is known to fill with identifying text.
+EXTRA_RULES: dict[int, Rule] = {}
+
 TYPE_ACTION = {"1": "D", "1C": "D", "2": "Z", "2C": "Z", "3": "X"}
 
 
@@ -94,6 +98,13 @@ class Rule:
     options: dict = field(default_factory=dict, hash=False, compare=False)
 
 
+EXTRA_RULES.update({
+    # Software Versions: scanners put build strings with serial numbers in it (Leica SCN device
+    # version); Type 1 in Enhanced General Equipment, so a dummy unless device identity is kept
+    0x00181020: Rule("00181020", "Software Versions (wsianon addition)", "X/Z/D", {"retain-device-identity": "K"}),
+})
+
+
 @lru_cache(maxsize=1)
 def _tables():
     data = load("dicom_annex_e")
@@ -113,7 +124,7 @@ def rule_for(tag: int) -> Rule | None:
     exact, patterns, private, _ = _tables()
     if (tag >> 16) % 2 == 1:
         return private
-    r = exact.get(tag)
+    r = exact.get(tag) or EXTRA_RULES.get(tag)
     if r is not None:
         return r
     for mask, value, rule in patterns:

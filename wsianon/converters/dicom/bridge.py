@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -22,7 +23,10 @@ from pydicom.uid import UID
 
 from wsianon.converters.base import Inventory, SlideContext
 from wsianon.converters.dicom.keys import keyed_uid
-from wsianon.converters.dicom.series import DicomResult, process_instances
+from wsianon.converters.dicom.engine import Engine
+from wsianon.converters.dicom.series import _KIND_ORDER, DicomResult, _image_kind, finalize_meta, slide_identity
+from wsianon.converters.dicom.stream import header_bytes, read_header, write_instance
+from wsianon.profiles.dicom import profile_for_policy
 from wsianon.errors import CorruptInput, UnsupportedFormat
 from wsianon.io.plan import Removal
 
@@ -82,9 +86,65 @@ def _transcoded_levels(wsi) -> list[str]:
     return sorted(set(out))
 
 
+def _post_write_fixups(ds, engine: Engine) -> None:
+    """What wsidicom sets while writing, after our post-processor ran."""
+    for kw in ("InstanceCreationDate", "InstanceCreationTime", "InstanceCreatorUID"):
+        if kw in ds:
+            delattr(ds, kw)
+            engine._log(kw, "X")
+    kind = _image_kind(ds)
+    if kind == "OVERVIEW":  # an overview shows the label (PS3.3 C.8.12.4.1.1): say so truthfully
+        ds.BurnedInAnnotation = "YES"
+        ds.SpecimenLabelInImage = "YES"
+        from pydicom.sequence import Sequence
+
+        seq = ds.get("DeidentificationMethodCodeSequence") or []
+        ds.DeidentificationMethodCodeSequence = Sequence([i for i in seq if str(i.get("CodeValue")) != "113101"])
+        meth = ds.get("DeidentificationMethod")
+        if meth is not None:
+            vals = list(meth) if not isinstance(meth, str) else [meth]
+            ds.DeidentificationMethod = [v for v in vals if "Clean Pixel" not in str(v)]
+    elif kind == "LABEL":  # only our blank label is ever written
+        ds.BurnedInAnnotation = "NO"
+        ds.SpecimenLabelInImage = "NO"
+    finalize_meta(ds)
+
+
+def _fix_header_in_place(path: Path, engine: Engine) -> bool:
+    """Remove what wsidicom adds after our post-processor (InstanceCreationDate/Time) by rewriting
+    the header in place, same length (our ContributionDescription absorbs the difference as ST
+    trailing spaces), so the pixel data is never copied. False: the caller must rewrite the file."""
+    ds, span = read_header(path)
+    _post_write_fixups(ds, engine)
+    if span is None:
+        return False
+    new = header_bytes(ds)
+    delta = span.offset - len(new)
+    items = ds.get("ContributingEquipmentSequence") or []
+    if delta < 0 or delta % 2 or delta > 900 or not items:
+        return False
+    if delta:
+        item = items[-1]
+        item.ContributionDescription = str(item.get("ContributionDescription", "")) + " " * delta
+        new = header_bytes(ds)
+    if len(new) != span.offset:
+        return False
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.pwrite(fd, new, 0)
+    finally:
+        os.close(fd)
+    return True
+
+
 def convert_slide(source: Path, inv: Inventory, ctx: SlideContext, out_dir: Path, workers: int | None = None) -> DicomResult:
     """Convert ``source`` (a non-DICOM slide, ``inv`` from its native converter) into de-identified
-    DICOM WSI instances in ``out_dir``."""
+    DICOM WSI instances in ``out_dir``.
+
+    The engine runs as wsidicomizer's metadata post-processor, so each instance is written once;
+    the few attributes wsidicom adds while writing are removed by an in-place, same-length header
+    rewrite. Pixel data is never read back or copied.
+    """
     from wsidicomizer import WsiDicomizer
 
     source = Path(source)
@@ -92,6 +152,25 @@ def convert_slide(source: Path, inv: Inventory, ctx: SlideContext, out_dir: Path
     out_dir.mkdir(parents=True, exist_ok=True)
     policy = ctx.policy
     result = DicomResult()
+    profile = profile_for_policy(policy)
+    identity = slide_identity(ctx, None, None)
+    engine = Engine(profile, ctx.key, identity)
+    result.identity, result.profile = identity, profile
+    seen_kinds: list[str] = []
+
+    def post(dataset, _metadata):
+        kind = _image_kind(dataset) or "VOLUME"
+        seen_kinds.append(kind)
+        engine.apply(dataset)
+        if kind == "OVERVIEW":
+            dataset.BurnedInAnnotation = "YES"
+            dataset.SpecimenLabelInImage = "YES"
+        elif kind == "LABEL":  # only our blank label reaches here
+            dataset.BurnedInAnnotation = "NO"
+            dataset.SpecimenLabelInImage = "NO"
+        engine.record(dataset, clean_pixel_data=kind != "OVERVIEW")
+        return dataset
+
     tmp = Path(tempfile.mkdtemp(prefix=".wsidicomizer-", dir=out_dir))
     uids = KeyedUidGenerator(ctx.key, ctx.pseudonym)
     try:
@@ -99,7 +178,7 @@ def convert_slide(source: Path, inv: Inventory, ctx: SlideContext, out_dir: Path
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                wsi = WsiDicomizer.open(source, include_confidential=False, uid_generator=uids)
+                wsi = WsiDicomizer.open(source, include_confidential=False, uid_generator=uids, metadata_post_processor=post)
             except Exception as exc:
                 raise UnsupportedFormat(source, _reason(exc)) from None
             with wsi:
@@ -121,14 +200,31 @@ def convert_slide(source: Path, inv: Inventory, ctx: SlideContext, out_dir: Path
                     raise CorruptInput(source, f"conversion to DICOM failed: {exc.strerror or type(exc).__name__}") from None
                 except Exception as exc:
                     raise UnsupportedFormat(source, _reason(exc)) from None
-        files = sorted(Path(str(p)) for p in created)
         if had_label:
             result.removals.append(Removal("image", "label", "replaced by blank" if policy.label == "blank" else "removed"))
         if had_overview and policy.macro != "keep":
             result.removals.append(Removal("image", "macro/overview", "removed"))
-        process_instances(files, ctx, out_dir, result, "", keep_label=policy.label == "blank")
-        # conversion outputs are compared with the source's tiles by the verifier, not with tmp files
-        result.frame_map = [(None, dest) for _src, dest in result.frame_map]
+        if policy.macro == "keep" and had_overview:
+            result.notes.append("WARNING: the OVERVIEW image was kept (--macro keep); it may show the slide label")
+        files = []
+        for p in sorted(Path(str(c)) for c in created):
+            ds, _span = read_header(p)
+            kind = _image_kind(ds) or "VOLUME"
+            if kind == "LABEL" and policy.label != "blank" or kind == "OVERVIEW" and policy.macro != "keep":
+                raise UnsupportedFormat(source, f"wsidicomizer wrote a {kind} instance although asked not to; refused")
+            files.append((_KIND_ORDER.get(kind, 9), -int(ds.get("TotalPixelMatrixColumns", 0) or 0), kind, p))
+        files.sort(key=lambda t: t[:2])
+        for n, (_o, _w, kind, p) in enumerate(files, 1):
+            dest = out_dir / f"{n:04d}-{kind.lower()}.dcm"
+            if _fix_header_in_place(p, engine):
+                os.replace(p, dest)
+            else:  # header grew: stream a rewritten copy (pixel data copied byte for byte)
+                ds, span = read_header(p)
+                _post_write_fixups(ds, engine)
+                write_instance(ds, p, span, dest)
+            result.files.append(dest)
+            result.frame_map.append((None, dest))
+        result.removals.extend(engine.removals.values())
         if transcoded:
             result.transcoded = True
             result.notes.append("transcoded: wsidicomizer re-encoded " + ", ".join(transcoded) + " (source codec not allowed in DICOM)")
