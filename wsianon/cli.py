@@ -223,7 +223,7 @@ def inspect(
 ) -> None:
     """List the identifying content a slide holds: metadata fields, label/macro images. Values are hidden unless --show-values."""
     from wsianon.pipeline.detect import expand_inputs
-    from wsianon.pipeline.anonymize import inspect_source
+    from wsianon.pipeline.inspect import inspect_source
     from wsianon.profiles.policy import Policy
 
     slides = expand_inputs(inputs, allow_generic)

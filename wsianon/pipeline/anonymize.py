@@ -9,7 +9,6 @@ verifier judges it.
 
 from __future__ import annotations
 
-import inspect as pyinspect
 import json
 import os
 import shutil
@@ -33,18 +32,6 @@ Progress = Callable[[int], None]
 class Destinations:
     out: Path | None  # the shareable output folder
     quarantine: Path  # failed outputs, with their findings (outside OUT)
-
-
-def inspect_source(src: SlideSource, policy) -> Inventory:
-    if src.format == "dicom":
-        from wsianon.converters import dicom as dicom_mod
-
-        return dicom_mod.inspect_dicom(src.files)
-    conv = src.converter
-    params = pyinspect.signature(conv.inspect).parameters
-    if "policy" in params:
-        return conv.inspect(src.path, policy=policy)
-    return conv.inspect(src.path)
 
 
 def preflight_source(inv: Inventory) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from wsianon.errors import WsianonError
-from wsianon.pipeline.anonymize import inspect_source
+from wsianon.pipeline.inspect import inspect_source
 from wsianon.pipeline.detect import expand_inputs
 from wsianon.pipeline.model import Verdict
 from wsianon.pipeline.verify import (

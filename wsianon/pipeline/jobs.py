@@ -22,6 +22,7 @@ from wsianon.converters.base import SlideContext
 from wsianon.errors import OutputError, WsianonError
 from wsianon.pipeline import anonymize as anon
 from wsianon.pipeline.detect import SlideSource, expand_inputs
+from wsianon.pipeline.inspect import inspect_source
 from wsianon.pipeline.keys import Mapping, load_or_create_key, slide_pseudonym
 from wsianon.pipeline.model import Outcome
 from wsianon.pipeline.report import write_report
@@ -112,7 +113,7 @@ def process_slide(src: SlideSource, ctx: SlideContext, target: Target, dest: ano
     try:
         outcome.bytes_in = sum(f.stat().st_size for f in src.files if f.exists())
         t0 = time.perf_counter()
-        inv = anon.inspect_source(src, ctx.policy)
+        inv = inspect_source(src, ctx.policy)
         outcome.timings["inspect"] = time.perf_counter() - t0
         use_dicom = target == "dicom" or src.format == "dicom"
         if ctx.policy.dry_run:
