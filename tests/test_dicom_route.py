@@ -312,3 +312,34 @@ def test_cli_pseudonym_map(tmp_path, cli):
     assert set(got) == {"S-A", "S-B", "S-C"}
     assert got["S-A"].PatientID == got["S-B"].PatientID == "PAT1" != got["S-C"].PatientID
     assert got["S-A"].StudyInstanceUID == got["S-B"].StudyInstanceUID != got["S-C"].StudyInstanceUID
+
+
+def test_verifier_catches_an_altered_frame_and_a_leftover_value(cmu_runs, tmp_path):
+    """The verifier is not a rubber stamp: one flipped byte in the pixel data, or a source value
+    put back into an element, fails it."""
+    _src, runs = cmu_runs
+    ctx, inv, res = runs["a1"]
+    out = tmp_path / "copy"
+    out.mkdir()
+    files = [Path(shutil.copy(f, out / f.name)) for f in res.files]
+    vol = next(f for f in files if _read(f).ImageType[2] == "VOLUME")
+    data = bytearray(vol.read_bytes())
+    mid = len(data) // 2
+    data[mid] ^= 0x55
+    vol.write_bytes(bytes(data))
+    from wsianon.converters.base import Field
+
+    inv2 = Inventory(inv.format, inv.path, inv.input_files, fields=[Field("ImageDescription:ScanScope ID", "CPAPERIOCS", "blank")])
+    ds = pydicom.dcmread(files[-1])
+    ds.DeviceSerialNumber = "CPAPERIOCS"
+    ds.add_new(0x00091010, "LO", "x")
+    ds.save_as(files[-1])
+    from types import SimpleNamespace
+
+    class _Res(SimpleNamespace):
+        pass
+
+    v = _verdict(inv2, _Res(files=files), ctx)
+    failed = {c.name for c in v.checks if not c.ok}
+    assert "dicom: frames" in failed
+    assert "dicom: profile" in failed

@@ -22,6 +22,7 @@ No identifying value is ever put into a check's detail.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import struct
@@ -122,6 +123,32 @@ def _jpeg_parts(b: bytes) -> tuple[list[bytes], bytes] | None:
     return tables, b""
 
 
+def _jpeg_header(b) -> tuple[list[bytes], int] | None:
+    """(DQT/DHT segments, offset of the entropy-coded data) from a JPEG's first bytes; None if
+    not a JPEG or no SOS within ``b``."""
+    if bytes(b[:2]) != b"\xff\xd8":
+        return None
+    tables: list[bytes] = []
+    i = 2
+    n = len(b)
+    while i + 4 <= n:
+        if b[i] != 0xFF:
+            return None
+        m = b[i + 1]
+        if m == 0xFF:
+            i += 1
+            continue
+        if m == 0xD9:
+            return None
+        ln = (b[i + 2] << 8) | b[i + 3]
+        if m in (0xDB, 0xC4):
+            tables.append(bytes(b[i : i + 2 + ln]))
+        if m == 0xDA:
+            return tables, i + 2 + ln
+        i += 2 + ln
+    return None
+
+
 def _split_tables(segs: list[bytes]) -> Counter:
     """Individual DQT/DHT tables (a segment may hold several)."""
     out: Counter = Counter()
@@ -168,6 +195,62 @@ def same_bitstream(tile: bytes, tables: bytes | None, frame: bytes, cache: dict 
     return ok
 
 
+def _fragments(fd: int, path: Path, ds: Dataset) -> list[tuple[int, int]] | None:
+    """(offset, length) of each frame's single fragment in an encapsulated instance (item headers
+    read only), or None when the layout is not one fragment per frame (callers fall back to pydicom)."""
+    with open(path, "rb") as fh, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pydicom.dcmread(fh, stop_before_pixels=True)
+        off = fh.tell()
+    head = os.pread(fd, 12, off)
+    if len(head) < 12 or struct.unpack_from("<HH", head) != (0x7FE0, 0x0010) or struct.unpack_from("<I", head, 8)[0] != 0xFFFFFFFF:
+        return None
+    pos = off + 12
+    g, e, ln = struct.unpack("<HHI", os.pread(fd, 8, pos))  # basic offset table item
+    if (g, e) != (0xFFFE, 0xE000):
+        return None
+    pos += 8 + ln
+    out = []
+    size = os.fstat(fd).st_size
+    while pos + 8 <= size:
+        g, e, ln = struct.unpack("<HHI", os.pread(fd, 8, pos))
+        if (g, e) == (0xFFFE, 0xE0DD):
+            break
+        if (g, e) != (0xFFFE, 0xE000):
+            return None
+        out.append((pos + 8, ln))
+        pos += 8 + ln
+    n = int(ds.get("NumberOfFrames", 1) or 1)
+    return out if len(out) == n else None
+
+
+def _same_mv(tv: bytes, fv: bytes, tables: bytes | None, cache: dict) -> bool:
+    """``same_bitstream`` with the headers parsed in place and table checks cached."""
+    lt, lf = len(tv), len(fv)
+    if fv == tv or (lf == lt + 1 and lt % 2 and fv[lt] == 0 and fv.startswith(tv)):
+        return True
+    a = _jpeg_header(tv[: min(lt, 65536)])
+    b = _jpeg_header(fv[: min(lf, 65536)])
+    if a is None or b is None:
+        return same_bitstream(bytes(tv), tables, bytes(fv), cache)
+    n = lt - a[1]
+    m = lf - b[1]
+    if n <= 0 or not (m == n or (m == n + 1 and fv[-1] == 0)):
+        return False
+    if fv.find(tv[a[1]:], b[1], b[1] + n) != b[1]:  # entropy-coded data identical
+        return False
+    key = (b"".join(a[0]), b"".join(b[0]))
+    if key not in cache:
+        tsegs = list(a[0])
+        if tables:
+            t = _jpeg_parts(tables + b"\xff\xda\x00\x02")
+            if t is not None:
+                tsegs += t[0]
+        need, have = _split_tables(tsegs), _split_tables(b[0])
+        cache[key] = all(have[k] >= 1 for k in need)
+    return cache[key]
+
+
 def _tile_reader(source: Path):
     import tifffile
 
@@ -204,19 +287,24 @@ def _check_frames_tiff(source: Path, outputs: list[tuple[Path, Dataset]], verdic
                 problems.append(f"{path.name}: tile size differs from the source (re-tiled)")
                 continue
             tables = getattr(page, "jpegtables", None)
-            fh = tf.filehandle
             cache: dict = {}
             n = 0
-            for k, frame in enumerate(iter_frames(path)):
-                if k >= len(page.dataoffsets):
-                    problems.append(f"{path.name}: more frames than source tiles")
-                    break
-                fh.seek(page.dataoffsets[k])
-                tile = fh.read(page.databytecounts[k])
-                if not same_bitstream(tile, tables, frame, cache):
-                    problems.append(f"{path.name}: frame {k} differs from source tile {k}")
-                    break
-                n += 1
+            with open(path, "rb") as fo, open(source, "rb") as fs:
+                fdo, fds = fo.fileno(), fs.fileno()
+                frags = _fragments(fdo, path, ds)
+                offs, cnts = page.dataoffsets, page.databytecounts
+                if frags is None:  # not one fragment per frame: pydicom assembles the frames
+                    frames_iter = iter_frames(path)
+                else:
+                    frames_iter = (os.pread(fdo, ln, o) for o, ln in frags)
+                for k, fv in enumerate(frames_iter):
+                    if k >= len(offs):
+                        problems.append(f"{path.name}: more frames than source tiles")
+                        break
+                    if not _same_mv(os.pread(fds, cnts[k], offs[k]), fv, tables, cache):
+                        problems.append(f"{path.name}: frame {k} differs from source tile {k}")
+                        break
+                    n += 1
             if n != len(page.dataoffsets) and not problems:
                 problems.append(f"{path.name}: {n} frames for {len(page.dataoffsets)} source tiles")
             checked += 1
@@ -328,15 +416,38 @@ def walk_profile(ds: Dataset, profile: DicomProfile, source_values: set[str], so
 # dciodvfy
 
 
+class _Dciodvfy:
+    """dciodvfy started in the background (it runs while the frames are compared)."""
+
+    def __init__(self, path: Path):
+        exe = shutil.which("dciodvfy")
+        self.proc = None
+        if exe is not None:
+            try:
+                self.proc = subprocess.Popen([exe, "-new", str(path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            except OSError:
+                self.proc = None
+
+    def errors(self) -> list[str]:
+        if self.proc is None:
+            return ["dciodvfy could not run"]
+        try:
+            out, _ = self.proc.communicate(timeout=600)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+            return ["dciodvfy timed out"]
+        return _parse_dciodvfy(out)
+
+
 def _dciodvfy_errors(path: Path) -> list[str] | None:
-    exe = shutil.which("dciodvfy")
-    if exe is None:
+    if shutil.which("dciodvfy") is None:
         return None
-    try:
-        p = subprocess.run([exe, "-new", str(path)], capture_output=True, timeout=600)
-    except (OSError, subprocess.TimeoutExpired):
-        return ["dciodvfy could not run"]
-    text = (p.stdout + p.stderr).decode("latin-1", "replace")
+    return _Dciodvfy(path).errors()
+
+
+def _parse_dciodvfy(out: bytes) -> list[str]:
+    text = out.decode("latin-1", "replace")
     errs = []
     for line in text.splitlines():
         if line.startswith("Error"):
@@ -347,7 +458,7 @@ def _dciodvfy_errors(path: Path) -> list[str] | None:
     return errs
 
 
-def _check_dciodvfy(outputs: list[Path], sources: list[Path] | None, verdict: Verdict) -> None:
+def _check_dciodvfy(outputs: list[Path], sources: list[Path] | None, verdict: Verdict, started: dict | None = None) -> None:
     if shutil.which("dciodvfy") is None:
         verdict.add("dicom: dciodvfy", True, "skipped: dciodvfy (dicom3tools) is not installed")
         return
@@ -358,7 +469,7 @@ def _check_dciodvfy(outputs: list[Path], sources: list[Path] | None, verdict: Ve
             baseline |= set(_dciodvfy_errors(s) or [])
     bad: list[str] = []
     for f in outputs:
-        errs = _dciodvfy_errors(f) or []
+        errs = (started[f].errors() if started and f in started else _dciodvfy_errors(f)) or []
         new = [e for e in errs if baseline is None or e not in baseline]
         if new:
             first = new[0].split(" - ")[1] if " - " in new[0] else new[0]
@@ -490,6 +601,7 @@ def verify_dicom_output(inv: Inventory, result_files: list[Path], ctx, verdict: 
             verdict.add("dicom: readable", False, f"{f.name}: {type(exc).__name__}")
             return
     verdict.add("dicom: readable", True, f"{len(files)} instances")
+    started = {f: _Dciodvfy(f) for f in files} if shutil.which("dciodvfy") else None
     source_values = {f.value.strip() for f in inv.fields if f.action != "keep" and f.value and f.value.strip()}
     source_uids = set()
     if inv.format == "dicom":
@@ -516,7 +628,7 @@ def verify_dicom_output(inv: Inventory, result_files: list[Path], ctx, verdict: 
     else:
         _check_frames_tiff(Path(inv.path), dsets, verdict)
         sources = None
-    _check_dciodvfy(files, sources, verdict)
+    _check_dciodvfy(files, sources, verdict, started)
     _check_opens(files, verdict, sources)
 
 
