@@ -1,0 +1,214 @@
+"""MRXS-specific verification, independent of the redactor's parser.
+
+Reads the output with Python's ``configparser`` (not the redactor's line
+model) and a separate, minimal walk of Index.dat written from OpenSlide's
+documented reading order; OpenSlide itself is run by the generic checks.
+
+Checks:
+* mrxs-tiles-identical: every pyramid tile blob the output's Index.dat names
+  is byte-identical to the blob the source's Index.dat names at the same
+  position (sha256 per zoom level);
+* mrxs-associated-records: no SlideBarcode / SlideThumbnail / WholeSlide value
+  left in [HIERARCHICAL] (unless asked to keep), and OpenSlide lists no
+  label / macro;
+* mrxs-slide-id: the new SLIDE_ID is the same in Slidedat.ini, the Index.dat
+  header and every Data file header, and differs from the source's;
+* mrxs-preview: the .mrxs preview is a JPEG without COM / APPn text segments
+  and without a barcode;
+* mrxs-files-contained: every output file lies inside the output folder, none
+  is a symbolic link, and the folder name matches the .mrxs name.
+"""
+
+from __future__ import annotations
+
+import configparser
+import hashlib
+import struct
+from pathlib import Path
+
+HANDLES_TILES = True  # tiles live in Data files: compared here, not through tifffile
+
+_LABEL_MACRO = {"ScanDataLayer_SlideBarcode": "label", "ScanDataLayer_SlideThumbnail": "macro", "ScanDataLayer_WholeSlide": "macro"}
+
+
+def _ini(folder: Path) -> configparser.RawConfigParser:
+    raw = (folder / "Slidedat.ini").read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    cp = configparser.RawConfigParser(strict=False, interpolation=None, delimiters=("=",), comment_prefixes=(";", "#"))
+    cp.optionxform = str  # keep key case
+    cp.read_string(text)
+    return cp
+
+
+def _level_tiles(folder: Path, cp: configparser.RawConfigParser) -> list[list[str]]:
+    """sha256 of every tile blob, per zoom level, in Index.dat order."""
+    sid = cp.get("GENERAL", "SLIDE_ID")
+    idx = (folder / cp.get("HIERARCHICAL", "INDEXFILE")).read_bytes()
+    files = [folder / cp.get("DATAFILE", f"FILE_{i}") for i in range(cp.getint("DATAFILE", "FILE_COUNT"))]
+    levels = cp.getint("HIERARCHICAL", "HIER_0_COUNT")
+    root = 5 + len(sid)
+    (table,) = struct.unpack_from("<i", idx, root)
+    out: list[list[str]] = []
+    handles = [open(f, "rb") for f in files]
+    try:
+        for lvl in range(levels):
+            (rec,) = struct.unpack_from("<i", idx, table + 4 * lvl)
+            (page,) = struct.unpack_from("<i", idx, rec + 4)
+            hashes = []
+            seen = set()
+            while page and page not in seen:
+                seen.add(page)
+                count, nxt = struct.unpack_from("<ii", idx, page)
+                for k in range(count):
+                    image, off, ln, fno = struct.unpack_from("<iiii", idx, page + 8 + 16 * k)
+                    fh = handles[fno]
+                    fh.seek(off)
+                    hashes.append(f"{image}:{hashlib.sha256(fh.read(ln)).hexdigest()}")
+                page = nxt
+            out.append(hashes)
+    finally:
+        for h in handles:
+            h.close()
+    return out
+
+
+def _jpeg_segments(data: bytes) -> list[int]:
+    markers = []
+    pos = 2
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        m = data[pos + 1]
+        if m in (0xDA, 0xD9):
+            break
+        markers.append(m)
+        (ln,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        pos += 2 + ln
+    return markers
+
+
+def _renumbered_structure(verdict, src_cp, cp, inv) -> None:
+    """Settle the generic scan's hits on renumbered NONHIER entries.
+
+    The generic scan treats every source property whose value the output no
+    longer shows under the same key as a canary.  Removing the label / macro
+    records renumbers the remaining ``NONHIER_i_VAL_j`` keys, so a kept layer
+    name (``ScanDataLayer_SlidePreview``) or section name moves to another key
+    and would be reported.  Such a hit is cleared only when the source value is
+    a structure name that the output's [HIERARCHICAL] still holds as a value
+    under a NONHIER key and that no inventory field claims as identifying.
+    """
+    if src_cp is None or not verdict.findings:
+        return
+    claimed = {f.value.strip() for f in inv.fields if f.action != "keep"}
+    out_values = {v for k, v in cp.items("HIERARCHICAL") if k.startswith("NONHIER_")}
+    cleared = []
+    for f in list(verdict.findings):
+        prefix = "property mirax.HIERARCHICAL."
+        if not f.canary.startswith(prefix):
+            continue
+        key = f.canary[len(prefix) :]
+        if not (key.startswith("NONHIER_") and "_VAL_" in key):
+            continue
+        try:
+            value = src_cp.get("HIERARCHICAL", key)
+        except Exception:
+            continue
+        if value in out_values and value not in claimed and value not in _LABEL_MACRO:
+            verdict.findings.remove(f)
+            cleared.append(key)
+    if cleared:
+        for c in verdict.checks:
+            if c.name == "canary-scan" and not c.ok and not verdict.findings:
+                c.ok = True
+                c.detail += f"; {len(cleared)} hit(s) on renumbered NONHIER structure names cleared by the MRXS check"
+        verdict.add("mrxs-renumbered-structure", True, f"{len(cleared)} renumbered NONHIER value(s) are structure names, not identifiers")
+
+
+def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
+    out_main = Path(out_main)
+    folder = out_main.with_suffix("")
+    src_folder = Path(inv.path).with_suffix("")
+    # containment
+    root = out_main.parent.resolve()
+    bad = [f for f in out_files if Path(f).is_symlink() or root not in Path(f).resolve().parents]
+    verdict.add(
+        "mrxs-files-contained",
+        not bad and folder.is_dir(),
+        f"{len(out_files)} output file(s) inside the output folder, no links" if not bad else f"{len(bad)} file(s) outside or linked",
+    )
+    try:
+        cp = _ini(folder)
+    except Exception as exc:
+        verdict.add("mrxs-slidedat", False, f"output Slidedat.ini unreadable: {type(exc).__name__}")
+        return
+    try:
+        src_cp = _ini(src_folder)
+    except Exception:
+        src_cp = None
+
+    _renumbered_structure(verdict, src_cp, cp, inv)
+
+    # associated records
+    allowed = set()
+    if policy.macro == "keep":
+        allowed |= {"ScanDataLayer_SlideThumbnail", "ScanDataLayer_WholeSlide"}
+    if policy.label == "blank":
+        allowed.add("ScanDataLayer_SlideBarcode")
+    left = sorted(
+        v
+        for k, v in cp.items("HIERARCHICAL")
+        if k.startswith("NONHIER_") and "_VAL_" in k and v in _LABEL_MACRO and v not in allowed
+    )
+    verdict.add("mrxs-associated-records", not left, "no label/macro records in Slidedat.ini" if not left else f"still listed: {left}")
+
+    # SLIDE_ID consistency
+    try:
+        sid = cp.get("GENERAL", "SLIDE_ID")
+        old = src_cp.get("GENERAL", "SLIDE_ID") if src_cp else None
+        ok = bool(sid) and sid != old
+        idx = (folder / cp.get("HIERARCHICAL", "INDEXFILE")).read_bytes()
+        ok = ok and idx[5 : 5 + len(sid)] == sid.encode()
+        missing = []
+        for i in range(cp.getint("DATAFILE", "FILE_COUNT")):
+            with open(folder / cp.get("DATAFILE", f"FILE_{i}"), "rb") as fh:
+                head = fh.read(4096)
+            if old and old.encode() in head:
+                missing.append(i)
+            elif old and sid.encode() not in head and old.encode() in (src_folder / cp.get("DATAFILE", f"FILE_{i}")).read_bytes()[:4096]:
+                missing.append(i)
+        ok = ok and not missing
+        verdict.add("mrxs-slide-id", ok, "new SLIDE_ID consistent in Slidedat.ini, Index.dat and Data headers" if ok else "SLIDE_ID inconsistent or unchanged")
+    except Exception as exc:
+        verdict.add("mrxs-slide-id", False, f"cannot read SLIDE_ID locations: {type(exc).__name__}")
+
+    # tiles
+    try:
+        src_tiles = _level_tiles(src_folder, src_cp) if src_cp else None
+        out_tiles = _level_tiles(folder, cp)
+        same = src_tiles is not None and src_tiles == out_tiles
+        n = sum(len(x) for x in out_tiles)
+        verdict.add("mrxs-tiles-identical", same, f"{n} tile blobs in {len(out_tiles)} zoom levels byte-identical to the source" if same else "tile blobs differ from the source")
+    except Exception as exc:
+        verdict.add("mrxs-tiles-identical", False, f"cannot walk Index.dat: {type(exc).__name__}")
+
+    # preview
+    try:
+        data = out_main.read_bytes()
+        segs = _jpeg_segments(data)
+        text_segs = [m for m in segs if m == 0xFE or 0xE1 <= m <= 0xEF]
+        barcodes = 0
+        try:
+            import io
+
+            import zxingcpp
+            from PIL import Image
+
+            barcodes = len(zxingcpp.read_barcodes(Image.open(io.BytesIO(data)).convert("RGB")))
+        except ImportError:
+            pass
+        ok = data[:2] == b"\xff\xd8" and not text_segs and barcodes == 0
+        verdict.add("mrxs-preview", ok, f"preview JPEG: {len(text_segs)} text segment(s), {barcodes} barcode(s)")
+    except Exception as exc:
+        verdict.add("mrxs-preview", False, f"preview unreadable: {type(exc).__name__}")
