@@ -11,7 +11,7 @@ import pytest
 
 from wsianon.converters.base import Inventory, SlideContext
 from wsianon.converters.dicom import convert_slide, deidentify_series, group_series, inspect_dicom, is_dicom
-from wsianon.converters.dicom.pseudonyms import load_pseudonym_map
+from wsianon.pipeline.pseudonyms import load_pseudonym_map
 from wsianon.errors import UnsupportedFormat
 from wsianon.io.scan import Canary, Scanner
 from wsianon.pipeline.model import Verdict

@@ -10,7 +10,6 @@ Python API::
 
 from __future__ import annotations
 
-import csv
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor
@@ -25,6 +24,7 @@ from wsianon.pipeline.detect import SlideSource, expand_inputs
 from wsianon.pipeline.inspect import inspect_source
 from wsianon.pipeline.keys import Mapping, load_or_create_key, slide_pseudonym
 from wsianon.pipeline.model import Outcome
+from wsianon.pipeline.pseudonyms import load_pseudonym_map
 from wsianon.pipeline.report import write_report
 from wsianon.profiles.policy import Policy
 
@@ -57,47 +57,6 @@ class JobResult:
         if not self.outcomes:
             return 1
         return 0 if all(o.status in ("ok", "dry-run") for o in self.outcomes) else 1
-
-
-@dataclass(frozen=True)
-class PseudonymEntry:
-    slide: str
-    patient: str | None = None
-    study: str | None = None
-
-
-def load_pseudonyms(path: Path | None) -> dict[str, PseudonymEntry]:
-    if path is None:
-        return {}
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.reader(fh))
-    except OSError as exc:
-        raise WsianonError(path, f"cannot read pseudonym map: {exc.strerror or exc}") from None
-    out: dict[str, PseudonymEntry] = {}
-    for i, row in enumerate(rows):
-        if not row or not row[0].strip() or row[0].strip().startswith("#"):
-            continue
-        if i == 0 and row[0].strip().lower() == "source":
-            continue
-        if len(row) < 2 or not row[1].strip():
-            raise WsianonError(path, f"line {i + 1}: needs at least 'source,slide pseudonym'")
-        pseudo = row[1].strip()
-        if not all(c.isalnum() or c in "-_." for c in pseudo):
-            raise WsianonError(path, f"line {i + 1}: slide pseudonym may use letters, digits, '-', '_', '.' only")
-        ent = PseudonymEntry(pseudo, (row[2].strip() or None) if len(row) > 2 else None, (row[3].strip() or None) if len(row) > 3 else None)
-        src = Path(row[0].strip())
-        out[str(src)] = ent
-        out[str(src.resolve())] = ent
-        out[src.name] = ent
-    return out
-
-
-def _lookup(pmap: dict[str, PseudonymEntry], src: Path) -> PseudonymEntry | None:
-    for k in (str(src), str(src.resolve()), src.name):
-        if k in pmap:
-            return pmap[k]
-    return None
 
 
 def default_side_paths(out: Path) -> tuple[Path, Path]:
@@ -167,7 +126,7 @@ def run_job(cfg: JobConfig, on_event: Callable[..., None] | None = None) -> JobR
     if cfg.out is None and not (policy.in_place or policy.dry_run):
         raise WsianonError(None, "an output folder (-o OUT) is required unless --in-place or --dry-run")
     key = load_or_create_key(cfg.key_file)
-    pmap = load_pseudonyms(cfg.pseudonyms)
+    pmap = load_pseudonym_map(cfg.pseudonyms) if cfg.pseudonyms else None
     out = Path(cfg.out) if cfg.out else None
     if out is not None:
         mapping_path, quarantine = default_side_paths(out)
@@ -201,7 +160,7 @@ def run_job(cfg: JobConfig, on_event: Callable[..., None] | None = None) -> JobR
             outcomes.append(o)
             emit("slide", index=i, label=o.input_label, outcome=o, source=s.path, error=s.error)
             continue
-        entry = _lookup(pmap, s.path)
+        entry = pmap.lookup(s.path) if pmap else None
         pseudo = entry.slide if entry else slide_pseudonym(key, s.path)
         ctx = SlideContext(
             pseudonym=pseudo,

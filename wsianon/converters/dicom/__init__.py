@@ -4,8 +4,7 @@ Entry points the pipeline calls:
 
 * :func:`is_dicom`, :func:`group_series`, :func:`inspect_dicom` — DICOM inputs;
 * :func:`deidentify_series` — de-identify one DICOM slide into a staging folder;
-* :func:`convert_slide` — convert a non-DICOM slide (wsidicomizer) and de-identify it;
-* :func:`load_pseudonym_map` — ``--pseudonyms map.csv``.
+* :func:`convert_slide` — convert a non-DICOM slide (wsidicomizer) and de-identify it.
 """
 
 from wsianon.converters.dicom.series import (
@@ -16,15 +15,12 @@ from wsianon.converters.dicom.series import (
     is_dicom,
 )
 from wsianon.converters.dicom.bridge import convert_slide
-from wsianon.converters.dicom.pseudonyms import PseudonymMap, load_pseudonym_map
 
 __all__ = [
     "DicomResult",
-    "PseudonymMap",
     "convert_slide",
     "deidentify_series",
     "group_series",
     "inspect_dicom",
     "is_dicom",
-    "load_pseudonym_map",
 ]
