@@ -10,7 +10,7 @@ metadata, then measures in one process:
                               hashes of source and output, canary scan)
 * wsianon in-place         — patch the file itself (O(metadata))
 
-and prints ratios plus peak RSS.  Usage: python benchmarks/bench_native.py [SIZE_GB] [WORKDIR]
+and prints ratios plus peak RSS.  Usage: python benchmarks/bench_native.py [--size-gb 2] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -79,8 +79,14 @@ def timed(fn, repeat: int = 2) -> float:
 
 
 def main() -> None:
-    size_gb = float(sys.argv[1]) if len(sys.argv) > 1 else 2.0
-    work = Path(sys.argv[2]) if len(sys.argv) > 2 else Path(tempfile.mkdtemp(prefix="wsianon-bench-"))
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--size-gb", type=float, default=2.0)
+    ap.add_argument("--workdir", type=Path, default=None, help="kept afterwards when given")
+    args = ap.parse_args()
+    size_gb = args.size_gb
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="wsianon-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     src = work / "CASE-BENCH-123.svs"
     t0 = time.perf_counter()
@@ -133,7 +139,7 @@ def main() -> None:
     print(f"wsianon run+verify    {t_run:8.2f} s   ratio vs cp {t_run / t_cp:.2f}")
     print(f"wsianon in-place      {t_inplace * 1000:8.1f} ms  ({written} bytes written)")
     print(f"peak RSS              {peak:8.0f} MiB")
-    if len(sys.argv) <= 2:
+    if args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
 
 

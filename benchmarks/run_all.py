@@ -12,5 +12,5 @@ size = os.environ.get("BENCH_GB", "2")
 rc = 0
 for script in sorted(here.glob("bench_*.py")):
     print(f"== {script.name}", flush=True)
-    rc |= subprocess.run([sys.executable, str(script), size]).returncode
+    rc |= subprocess.run([sys.executable, str(script), "--size-gb", size]).returncode
 sys.exit(rc)

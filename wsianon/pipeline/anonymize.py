@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -163,9 +164,15 @@ def process_dicom(
         outcome.bytes_written = sum(f.stat().st_size for f in result.files)
         t0 = time.perf_counter()
         verdict = Verdict()
-        verify_dicom_output(inv, list(result.files), ctx, verdict)
+        scan_verdict = Verdict()
         canaries = inv.canaries() + stem_canaries(inv.path)
-        scan_outputs(canaries, staging.files(), verdict, staging.root)
+        # the byte scan (I/O + hyperscan, GIL released) overlaps the DICOM checks
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            scan = pool.submit(scan_outputs, canaries, staging.files(), scan_verdict, staging.root)
+            verify_dicom_output(inv, list(result.files), ctx, verdict)
+            scan.result()
+        verdict.checks.extend(scan_verdict.checks)
+        verdict.findings.extend(scan_verdict.findings)
         outcome.timings["verify"] = time.perf_counter() - t0
         outcome.verdict = verdict
         if not verdict.ok:
