@@ -244,3 +244,44 @@ def test_beyond_4gib_sparse(tmp_path):
     assert data_extents(src)  # source untouched and still sparse
     with openslide.OpenSlide(str(src)) as s:
         assert "macro" in s.associated_images
+
+
+# -- end to end through the CLI -----------------------------------------------------------------
+
+
+def test_cli_end_to_end(tmp_path, cli):
+    from tests.fixtures.native_helpers import cli_run_ok
+
+    a = make_ndpi_info(tmp_path / "in" / "CASE-NDPI-0001.ndpi")
+    b = make_ndpi_info(tmp_path / "in" / "CASE-NDPI-0002.ndpi", with_map=False, levels=2)
+    before = tree_digest(tmp_path / "in")
+    out = tmp_path / "out"
+    report = cli_run_ok(cli, [a.path, b.path], out)
+    assert [s["format"] for s in report["slides"]] == ["ndpi", "ndpi"]
+    assert tree_digest(tmp_path / "in") == before
+    outs = sorted(out.glob("*.ndpi"))
+    assert len(outs) == 2
+    canaries = dict(a.canaries) | {"stem a": a.path.stem, "stem b": b.path.stem}
+    assert scan_files(outs + [out / "wsianon-report.json"], canaries) == []
+    src_levels = {len(strips_by_lens(a.path)["level"]), len(strips_by_lens(b.path)["level"])}
+    for o in outs:
+        assert openslide.OpenSlide.detect_format(str(o)) == "hamamatsu"
+        with openslide.OpenSlide(str(o)) as s:
+            assert list(s.associated_images) == []
+        st = strips_by_lens(o)
+        assert st["macro"] == [] and st["map"] == []
+        assert len(st["level"]) in src_levels
+    checks = {c["check"]: c["ok"] for s in report["slides"] for c in s["verification"]["checks"]}
+    assert checks["tiles-identical"] and checks["canary-scan"]
+
+
+def test_cli_corrupt_ndpi(tmp_path):
+    from tests.fixtures.native_helpers import TRUNCATED, cli_run_corrupt
+
+    info = make_ndpi_info(tmp_path / "in" / "GOOD-1.ndpi")
+    bad = corrupt_ifd_offset(info.path, tmp_path / "BROKEN-1.ndpi")
+    cli_run_corrupt([bad], tmp_path / "o1", TRUNCATED)
+    data = info.path.read_bytes()
+    cut = tmp_path / "CUT-1.ndpi"
+    cut.write_bytes(data[: len(data) // 3])
+    cli_run_corrupt([cut], tmp_path / "o2", TRUNCATED)
