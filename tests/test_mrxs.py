@@ -332,3 +332,21 @@ def test_cli_corrupt_mrxs(tmp_path):
     (miss.folder / "Data0001.dat").unlink()
     cli_run_corrupt([cut.mrxs], tmp_path / "o1", "index.dat")
     cli_run_corrupt([miss.mrxs], tmp_path / "o2", "missing")
+
+
+def test_cli_dicom_target(tmp_path, cli):
+    """MRXS through the DICOM route (OpenSlide reader): verified, no canary in any instance."""
+    from tests.fixtures.native_helpers import cli_run_dicom_ok
+
+    info = make_mrxs(tmp_path / "in", "CASE-MRXS-D1")
+    before = tree_digest(tmp_path / "in")
+    files = cli_run_dicom_ok(cli, [info.mrxs], tmp_path / "out", all_canaries(info))
+    assert files
+    assert tree_digest(tmp_path / "in") == before
+    import pydicom
+
+    types = set()
+    for f in files:
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        types.add(ds.ImageType[2])
+    assert "LABEL" not in types and "OVERVIEW" not in types
