@@ -24,30 +24,11 @@ from wsianon.converters.base import AssociatedImage, Field, Inventory, NativeCon
 from wsianon.errors import CorruptInput, UnsupportedFormat
 from wsianon.io import tiffedit
 from wsianon.io.plan import FilePlan, Patch, Plan
-from wsianon.io.tiff import ASCII, IFD, Kind, TiffStructure
+from wsianon.io.tiff import IFD, Kind, TiffStructure
 from wsianon.profiles import load
 from wsianon.profiles.policy import Policy, year_only
 
 NDPI_FORMAT_FLAG = 65420
-
-
-class NdpiStructure(TiffStructure):
-    """TiffStructure that also recognises NDPI files whose first IFD lies beyond 4 GiB.
-
-    The generic layer decides "NDPI" by looking for tag 65420 at the low 32
-    bits of the header offset; when the first IFD sits above 4 GiB (IFDs are
-    often written at the end of large files) that lands elsewhere.  OpenSlide
-    reads the header offset as 64 bits first; so do we.
-    """
-
-    def _looks_ndpi(self, first: int) -> bool:  # noqa: D401
-        try:
-            (first64,) = struct.unpack("<Q", self.read(4, 8))
-        except CorruptInput:
-            first64 = first
-        if first64 != first and first64 > 0xFFFFFFFF and super()._looks_ndpi(first64):
-            return True
-        return super()._looks_ndpi(first)
 
 
 def _rules() -> dict:
@@ -155,13 +136,13 @@ class NdpiConverter(NativeConverter):
         if head[:4] != b"II*\0":
             return False
         try:
-            with NdpiStructure(path) as ts:
+            with TiffStructure(path) as ts:
                 return ts.kind is Kind.NDPI
         except Exception:
             return False
 
-    def _open(self, path: Path) -> NdpiStructure:
-        ts = NdpiStructure(path)
+    def _open(self, path: Path) -> TiffStructure:
+        ts = TiffStructure(path)
         if ts.kind is not Kind.NDPI:
             ts.close()
             raise UnsupportedFormat(path, "not a Hamamatsu NDPI file (no tag 65420)")

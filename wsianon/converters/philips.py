@@ -46,7 +46,7 @@ from wsianon.io import tiffedit
 from wsianon.io.ifdcopy import drop_ifds, orphan_values
 from wsianon.io.plan import FilePlan, Patch, Plan
 from wsianon.io.scan import Canary
-from wsianon.io.tiff import ASCII, IMAGE_DESCRIPTION, SOFTWARE, TILE_OFFSETS, TiffStructure
+from wsianon.io.tiff import IMAGE_DESCRIPTION, SOFTWARE, TILE_OFFSETS, TiffStructure
 from wsianon.profiles import load
 from wsianon.profiles.policy import Policy
 

@@ -188,12 +188,17 @@ class TiffStructure:
         else:
             raise UnsupportedFormat(self.path, f"not a TIFF file (version {version})")
 
-        if self.kind is Kind.CLASSIC and self.byteorder == "<" and self._looks_ndpi(first):
-            self.kind = Kind.NDPI
-            self.first_field_size = 8
-            if self.size < 12:
-                raise CorruptInput(self.path, "truncated NDPI header")
-            (first,) = self.unpack("Q", self.read(4, 8))
+        if self.kind is Kind.CLASSIC and self.byteorder == "<" and self.size >= 12:
+            # NDPI: the header's first-IFD offset is 64 bits; with the first IFD
+            # beyond 4 GiB its low half points somewhere else entirely
+            (first64,) = self.unpack("Q", self.read(4, 8))
+            if self._looks_ndpi(first64):
+                self.kind = Kind.NDPI
+                self.first_field_size = 8
+                first = first64
+            elif first64 != first and self._looks_ndpi(first):
+                self.kind = Kind.NDPI  # odd header: high half not zero-padded; trust the low half
+                self.first_field_size = 8
 
         self.first_offset = first
         self.ifds: list[IFD] = []

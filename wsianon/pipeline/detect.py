@@ -108,8 +108,6 @@ def expand_inputs(inputs: list[Path], allow_generic: bool = False) -> list[Slide
             slides.append(SlideSource(p, error=CorruptInput(p, "no such file or directory")))
             continue
         if p.is_dir():
-            from wsianon.converters import dicom as dicom_mod
-
             found = 0
             for f in _candidates(p):
                 try:

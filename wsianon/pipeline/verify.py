@@ -23,7 +23,6 @@ import hashlib
 from dataclasses import dataclass, field
 import importlib
 import importlib.util
-import re
 from pathlib import Path
 
 from wsianon.converters.base import Inventory, NativeConverter
@@ -32,7 +31,16 @@ from wsianon.pipeline.model import Verdict
 from wsianon.profiles.policy import Policy
 
 # property keys that describe structure, never identity
-_STRUCTURAL_PREFIXES = ("openslide.", "tiff.ResolutionUnit", "tiff.XResolution", "tiff.YResolution")
+_STRUCTURAL_PREFIXES = (
+    "openslide.",
+    "tiff.ResolutionUnit",
+    "tiff.XResolution",
+    "tiff.YResolution",
+    # MRXS layer/section names and Data file names: format structure, renumbered
+    # when label/macro records are removed
+    "mirax.HIERARCHICAL.",
+    "mirax.DATAFILE.",
+)
 _TIFFFILE_KW = {"ndpi": {"is_ndpi": True}}
 
 

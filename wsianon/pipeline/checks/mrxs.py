@@ -88,44 +88,6 @@ def _jpeg_segments(data: bytes) -> list[int]:
     return markers
 
 
-def _renumbered_structure(verdict, src_cp, cp, inv) -> None:
-    """Settle the generic scan's hits on renumbered NONHIER entries.
-
-    The generic scan treats every source property whose value the output no
-    longer shows under the same key as a canary.  Removing the label / macro
-    records renumbers the remaining ``NONHIER_i_VAL_j`` keys, so a kept layer
-    name (``ScanDataLayer_SlidePreview``) or section name moves to another key
-    and would be reported.  Such a hit is cleared only when the source value is
-    a structure name that the output's [HIERARCHICAL] still holds as a value
-    under a NONHIER key and that no inventory field claims as identifying.
-    """
-    if src_cp is None or not verdict.findings:
-        return
-    claimed = {f.value.strip() for f in inv.fields if f.action != "keep"}
-    out_values = {v for k, v in cp.items("HIERARCHICAL") if k.startswith("NONHIER_")}
-    cleared = []
-    for f in list(verdict.findings):
-        prefix = "property mirax.HIERARCHICAL."
-        if not f.canary.startswith(prefix):
-            continue
-        key = f.canary[len(prefix) :]
-        if not (key.startswith("NONHIER_") and "_VAL_" in key):
-            continue
-        try:
-            value = src_cp.get("HIERARCHICAL", key)
-        except Exception:
-            continue
-        if value in out_values and value not in claimed and value not in _LABEL_MACRO:
-            verdict.findings.remove(f)
-            cleared.append(key)
-    if cleared:
-        for c in verdict.checks:
-            if c.name == "canary-scan" and not c.ok and not verdict.findings:
-                c.ok = True
-                c.detail += f"; {len(cleared)} hit(s) on renumbered NONHIER structure names cleared by the MRXS check"
-        verdict.add("mrxs-renumbered-structure", True, f"{len(cleared)} renumbered NONHIER value(s) are structure names, not identifiers")
-
-
 def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
     out_main = Path(out_main)
     folder = out_main.with_suffix("")
@@ -148,7 +110,6 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
     except Exception:
         src_cp = None
 
-    _renumbered_structure(verdict, src_cp, cp, inv)
 
     # associated records
     allowed = set()
