@@ -303,3 +303,28 @@ def test_cli_dicom_target_never_leaks(tmp_path, cli):
     if slide["status"] == "failed":
         assert not [f for f in files if f.suffix == ".dcm"]
     assert tree_digest(tmp_path / "in") == before
+
+
+def test_beyond_4gib_through_the_cli(tmp_path, cli):
+    """The whole job (copy mode, verification included) on a > 4 GiB sparse NDPI whose
+    IFDs, tags and macro sit beyond 4 GiB: holes stay holes, nothing is left."""
+    if not sparse_supported(tmp_path):
+        pytest.skip(f"file system of {tmp_path} does not support sparse files")
+    info = make_ndpi_info(tmp_path / "in" / "BIG-4711.ndpi", big=True)
+    code, out, err = cli("run", info.path, "-o", tmp_path / "out")
+    assert code == 0, out + err
+    outs = [p for p in (tmp_path / "out").iterdir() if p.suffix == ".ndpi"]
+    assert len(outs) == 1
+    o = outs[0]
+    assert os.path.getsize(o) == os.path.getsize(info.path) > FOUR_GIB
+    assert os.stat(o).st_blocks * 512 < 64 << 20  # the copy stayed sparse
+    with openslide.OpenSlide(str(o)) as s:
+        assert "macro" not in s.associated_images
+        assert s.properties.get("hamamatsu.Reference", "") == ""
+    from wsianon.io.scan import Canary, Scanner
+
+    hits = Scanner([Canary(k, v) for k, v in info.canaries.items()]).scan_file(o)
+    assert hits == []
+    report = json.loads((tmp_path / "out" / "wsianon-report.json").read_text())
+    checks = {c["check"]: c["ok"] for c in report["slides"][0]["verification"]["checks"]}
+    assert checks["tiles-identical"] and checks["canary-scan"]

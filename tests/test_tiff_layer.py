@@ -151,3 +151,31 @@ def test_corrupt_structures(tmp_path):
     apply_copy(FilePlan("l", good, [patch]), loop)
     with pytest.raises(CorruptInput, match="loops"):
         TiffStructure(loop)
+
+
+def test_sparse_source_stays_sparse_and_scan_skips_holes(tmp_path):
+    """Holes of a sparse source are neither read nor filled; the scanner still sees data near holes."""
+    from wsianon.io.scan import Canary, Scanner
+
+    src = tmp_path / "sparse.bin"
+    with open(src, "wb") as fh:
+        fh.write(b"head" + b"CANARY-AT-START")
+        fh.seek(3 * 1024**3)
+        fh.write(b"x" * 100 + b"CANARY-PAST-3GIB" + b"y" * 100)
+        fh.seek(6 * 1024**3)
+        fh.write(b"tail")
+    if src.stat().st_blocks * 512 > 64 * 1024**2:
+        pytest.skip("this file system does not store sparse files")
+    patch = Patch(3 * 1024**3 + 100, 16, b"Z" * 16, "overwrite")
+    out = tmp_path / "out.bin"
+    apply_copy(FilePlan("o", src, [patch]), out)
+    assert out.stat().st_size == src.stat().st_size
+    assert out.stat().st_blocks * 512 < 64 * 1024**2  # holes were not filled
+    with open(out, "rb") as fh:
+        fh.seek(3 * 1024**3 + 100)
+        assert fh.read(16) == b"Z" * 16
+        fh.seek(6 * 1024**3)
+        assert fh.read() == b"tail"
+    s = Scanner([Canary("a", "CANARY-AT-START"), Canary("b", "CANARY-PAST-3GIB")])
+    assert {f.canary for f in s.scan_file(src)} == {"a", "b"}
+    assert {f.canary for f in s.scan_file(out)} == {"a"}

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from wsianon.errors import CorruptInput, OutputError
+from wsianon.io.extents import data_extents
 
 CHUNK = 8 * 1024 * 1024
 
@@ -154,7 +155,23 @@ def _write_all(fd: int, data: bytes | memoryview, dest: Path) -> None:
 
 
 def _copy_range(src_fd: int, dst_fd: int, offset: int, length: int, dest: Path, progress: Callable[[int], None] | None) -> None:
-    """Copy [offset, offset+length) of src to the current end of dst."""
+    """Copy [offset, offset+length) of src to dst's current position; holes of a
+    sparse source stay holes (dst's position just moves past them)."""
+    pos = offset
+    for a, b in data_extents(src_fd, offset, offset + length):
+        if a > pos:
+            os.lseek(dst_fd, a - pos, os.SEEK_CUR)
+            if progress:
+                progress(a - pos)
+        _copy_extent(src_fd, dst_fd, a, b - a, dest, progress)
+        pos = b
+    if pos < offset + length:
+        os.lseek(dst_fd, offset + length - pos, os.SEEK_CUR)
+        if progress:
+            progress(offset + length - pos)
+
+
+def _copy_extent(src_fd: int, dst_fd: int, offset: int, length: int, dest: Path, progress: Callable[[int], None] | None) -> None:
     pos = offset
     end = offset + length
     use_cfr = _copy_file_range is not None
@@ -220,6 +237,8 @@ def apply_copy(fp: FilePlan, dest: Path, progress: Callable[[int], None] | None 
                     pos = p.end
                 if pos < size:
                     _copy_range(src_fd, dst_fd, pos, size - pos, dest, progress)
+                os.ftruncate(dst_fd, size)  # a trailing hole still counts towards the size
+                os.lseek(dst_fd, size, os.SEEK_SET)
                 written = size
             finally:
                 os.close(src_fd)

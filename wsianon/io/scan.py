@@ -11,9 +11,12 @@ overlapping chunks.  Either way memory stays bounded and each file is read once.
 from __future__ import annotations
 
 import base64
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from wsianon.io.extents import data_extents
 
 CHUNK = 16 * 1024 * 1024
 # Values shorter than this are too likely to occur by chance inside compressed
@@ -141,51 +144,85 @@ class Scanner:
                     return out
         return out
 
+    def _regions(self, fh) -> list[tuple[int, int, int, int]]:
+        """(start, end, zeros before, zeros after) of the file's data, holes skipped.
+
+        A sparse file's holes read as zeros and no canary is all zeros, so only
+        data extents are read; each is padded with as many zeros as a pattern
+        could straddle into the neighbouring hole."""
+        pad = self.maxlen
+        size = os.fstat(fh.fileno()).st_size
+        extents = data_extents(fh.fileno(), 0, size, merge_gap=CHUNK)
+        out = []
+        prev_end = 0
+        for i, (a, b) in enumerate(extents):
+            nxt = extents[i + 1][0] if i + 1 < len(extents) else size
+            out.append((a, b, min(pad, a - prev_end), min(pad, nxt - b)))
+            prev_end = b
+        return out
+
+    @staticmethod
+    def _chunks(fh, a: int, b: int, pre: int, post: int):
+        if pre:
+            yield bytes(pre)
+        fh.seek(a)
+        pos = a
+        while pos < b:
+            chunk = fh.read(min(CHUNK, b - pos))
+            if not chunk:
+                break
+            pos += len(chunk)
+            yield chunk
+        if post:
+            yield bytes(post)
+
     def _scan_file_hs(self, path: Path, name: str, limit: int) -> list[Finding]:
         findings: list[Finding] = []
+        base = 0
 
         def on_match(idx, start, end, flags, ctx):
             cname, enc, ln = self._hs_ids[idx]
-            findings.append(Finding(name, end - ln, cname, enc))
+            findings.append(Finding(name, base + end - ln, cname, enc))
             return 1 if len(findings) >= limit else None
 
-        with open(path, "rb") as fh, self._hs_db.stream(match_event_handler=on_match) as stream:
-            while len(findings) < limit:
-                chunk = fh.read(CHUNK)
-                if not chunk:
-                    break
-                try:
-                    stream.scan(chunk)
-                except _hs.ScanTerminated:
+        with open(path, "rb") as fh:
+            for a, b, pre, post in self._regions(fh):
+                base = a - pre
+                with self._hs_db.stream(match_event_handler=on_match) as stream:
+                    try:
+                        for chunk in self._chunks(fh, a, b, pre, post):
+                            stream.scan(chunk)
+                    except _hs.ScanTerminated:
+                        break
+                if len(findings) >= limit:
                     break
         uniq = {(f.offset, f.canary): f for f in findings}
         return sorted(uniq.values(), key=lambda f: f.offset)[:limit]
 
     def scan_file(self, path: Path, name: str | None = None, limit: int = 50) -> list[Finding]:
         name = name or path.name
+        if self._ci is None and self._cs is None:
+            return []
         if self._hs_db is not None:
             return self._scan_file_hs(path, name, limit)
         findings: list[Finding] = []
         seen: set[tuple[int, str]] = set()
         overlap = self.maxlen - 1
-        if self._ci is None and self._cs is None:
-            return findings
         with open(path, "rb") as fh:
-            pos = 0
-            tail = b""
-            while True:
-                chunk = fh.read(CHUNK)
-                if not chunk:
-                    break
-                buf = tail + chunk
-                start = pos - len(tail)
-                for f in self.scan_bytes(buf, name, start, limit):
-                    key = (f.offset, f.canary)
-                    if key not in seen:
-                        seen.add(key)
-                        findings.append(f)
-                if len(findings) >= limit:
-                    break
-                tail = buf[-overlap:] if overlap > 0 else b""
-                pos += len(chunk)
+            for a, b, pre, post in self._regions(fh):
+                pos = a - pre
+                tail = b""
+                for chunk in self._chunks(fh, a, b, pre, post):
+                    buf = tail + chunk
+                    start = pos - len(tail)
+                    for f in self.scan_bytes(buf, name, start, limit):
+                        key = (f.offset, f.canary)
+                        if key not in seen:
+                            seen.add(key)
+                            findings.append(f)
+                    if len(findings) >= limit:
+                        return findings
+                    tail = buf[-overlap:] if overlap > 0 else b""
+                    pos += len(chunk)
         return findings
+
