@@ -61,14 +61,24 @@ def make_plan(src: SlideSource, inv: Inventory, ctx: SlideContext) -> Plan:
     return src.converter.plan(inv, ctx)
 
 
-def _quarantine(staging: Staging, dest: Destinations, ctx: SlideContext, verdict: Verdict) -> str:
+def _place_or_quarantine(
+    staging: Staging, dest: Destinations, ctx: SlideContext, verdict: Verdict, outcome: Outcome, last: list[str] | None = None
+) -> None:
+    """A verified slide moves into OUT; a failed one goes to the quarantine with its findings."""
+    outcome.verdict = verdict
+    if verdict.ok:
+        moved = staging.commit(last=last, overwrite=ctx.policy.overwrite)
+        outcome.outputs = [p.name for p in moved]
+        outcome.status = "ok"
+        return
+    outcome.status = "failed"
+    outcome.error = "verification failed; output quarantined"
     qdir = dest.quarantine / ctx.pseudonym
     if qdir.exists():
         shutil.rmtree(qdir)
     staging.commit(dest_dir=qdir, overwrite=True)
     write_atomic(qdir / "findings.json", json.dumps(verdict.as_dict(), indent=2).encode(), 0o600)
     os.chmod(qdir, 0o700)
-    return str(qdir)
 
 
 def process_native_copy(
@@ -92,15 +102,7 @@ def process_native_copy(
         files = staging.files()
         verdict = verify_native(inv, conv, staging.root / main, files, ctx.policy, root=staging.root)
         outcome.timings["verify"] = time.perf_counter() - t0
-        outcome.verdict = verdict
-        if not verdict.ok:
-            outcome.status = "failed"
-            outcome.error = "verification failed; output quarantined"
-            _quarantine(staging, dest, ctx, verdict)
-            return
-        moved = staging.commit(last=conv.commit_last(plan), overwrite=ctx.policy.overwrite)
-        outcome.outputs = [p.name for p in moved]
-        outcome.status = "ok"
+        _place_or_quarantine(staging, dest, ctx, verdict, outcome, last=conv.commit_last(plan))
 
 
 def process_native_in_place(src: SlideSource, inv: Inventory, ctx: SlideContext, outcome: Outcome) -> Path:
@@ -174,12 +176,4 @@ def process_dicom(
         verdict.checks.extend(scan_verdict.checks)
         verdict.findings.extend(scan_verdict.findings)
         outcome.timings["verify"] = time.perf_counter() - t0
-        outcome.verdict = verdict
-        if not verdict.ok:
-            outcome.status = "failed"
-            outcome.error = "verification failed; output quarantined"
-            _quarantine(staging, dest, ctx, verdict)
-            return
-        moved = staging.commit(overwrite=ctx.policy.overwrite)
-        outcome.outputs = [p.name for p in moved]
-        outcome.status = "ok"
+        _place_or_quarantine(staging, dest, ctx, verdict, outcome)
