@@ -93,14 +93,16 @@ def process_native_copy(
     outcome.notes.extend(plan.notes)
     assert dest.out is not None
     main = plan.files[0].dest
-    with Staging(dest.out, ctx.pseudonym) as staging:
+    with Staging(dest.out, ctx.pseudonym) as staging, ThreadPoolExecutor(max_workers=1) as pool:
         t0 = time.perf_counter()
+        # the source snapshot (level tile hashes) is read while the copy runs
+        snap_future = pool.submit(snapshot_source, inv)
         for fp in plan.files:
             outcome.bytes_written += apply_copy(fp, staging.path(fp.dest), progress)
         outcome.timings["apply"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         files = staging.files()
-        verdict = verify_native(inv, conv, staging.root / main, files, ctx.policy, root=staging.root)
+        verdict = verify_native(inv, conv, staging.root / main, files, ctx.policy, root=staging.root, snap=snap_future.result())
         outcome.timings["verify"] = time.perf_counter() - t0
         _place_or_quarantine(staging, dest, ctx, verdict, outcome, last=conv.commit_last(plan))
 

@@ -20,6 +20,7 @@ Format-specific checks live in ``wsianon/pipeline/checks/<format>.py`` as
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 import importlib
 import importlib.util
@@ -286,9 +287,16 @@ def verify_native(
     verdict = Verdict()
     out_props = check_openslide(snap, conv, out_main, policy, verdict)
     canaries = inv.canaries() + stem_canaries(inv.path) + source_property_canaries(snap, out_props)
-    scan_outputs(canaries, out_files, verdict, root)
-    if not _format_handles_tiles(inv.format):
-        check_tiles_tiff(snap, inv.format, out_main, verdict)
+    # the byte scan and the tile hashes read different parts of the output;
+    # both release the GIL (hyperscan, hashlib), so they overlap
+    scan_verdict = Verdict()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        scan = pool.submit(scan_outputs, canaries, out_files, scan_verdict, root)
+        if not _format_handles_tiles(inv.format):
+            check_tiles_tiff(snap, inv.format, out_main, verdict)
+        scan.result()
+    verdict.checks.extend(scan_verdict.checks)
+    verdict.findings.extend(scan_verdict.findings)
     run_format_checks(inv.format, inv, out_main, out_files, policy, verdict)
     return verdict
 
