@@ -327,6 +327,13 @@ def rollback(
 
 
 def main() -> None:
+    import os
+    import warnings
+
+    # library warnings (pydicom's VR complaints, ...) can quote values from the
+    # slide: the report carries what matters, so they stay quiet unless debugging
+    if not os.environ.get("WSIANON_DEBUG"):
+        warnings.simplefilter("ignore")
     try:
         app()
     except KeyboardInterrupt:
