@@ -9,7 +9,7 @@ for name in python3.12 python3.13 python3.14 python3; do
 done
 roots=()
 [ -n "${PYENV_ROOT:-}" ] && roots+=("$PYENV_ROOT")
-roots+=("$HOME/.pyenv" /root/.pyenv /opt/pyenv /usr/local/pyenv)
+roots+=("${HOME:-/root}/.pyenv")
 for root in "${roots[@]}"; do
   for p in $(ls -d "$root"/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -V); do
     if ok "$p"; then echo "$p"; exit 0; fi
