@@ -3,9 +3,22 @@
 wsidicomizer (opentile for SVS/NDPI/Philips/SCN/BIF-style TIFFs, OpenSlide otherwise) writes the
 instances into a temporary folder inside the staging folder with ``include_confidential=False``,
 no LABEL (or our blank one for ``--label blank``) and no OVERVIEW (unless ``--macro keep``), and
-UIDs from a keyed, deterministic generator.  Every instance then goes through the same streaming
-rewrite as DICOM inputs (header de-identified, Pixel Data copied byte for byte) into the staging
-folder, and the temporary folder is removed.
+UIDs from a keyed, deterministic generator.  The Annex E engine runs as wsidicomizer's metadata
+post-processor, followed by a value-based scrub: any element still holding one of the source's
+identifying values (the native inventory's canaries and the file stem) is given a dummy, blanked or
+removed by its Type and reported by keyword.  What wsidicom adds while writing is fixed by a
+same-length header rewrite in place (or a streaming rewrite, Pixel Data copied byte for byte).
+
+Pixels: opentile sources pass tiles through (NDPI strips are re-tiled by joining JPEG restart
+intervals, not re-encoded).  Pixel-reading sources (tiffslide for BIF, OpenSlide for MRXS) decode and
+re-encode every frame (lossy JPEG): the report says ``transcoded``, and every such instance declares
+it in-band with a DerivationCodeSequence item (DCM 113040 "Lossy Compression"), which is what lets the
+verifier compare its frames with a lossy-re-encode tolerance instead of demanding identity.
+
+Refused up front, with a one-line reason: BIF whose EncodeInfo declares overlapping scanner tiles
+(wsidicomizer reads BIF through tiffslide, which does not stitch overlaps, so the DICOM pyramid would
+not be the slide OpenSlide and the scanner show).  A thumbnail the native inventory removes (MRXS
+preview with a barcode) is not written as a THUMBNAIL instance.
 """
 
 from __future__ import annotations
@@ -13,12 +26,15 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
 import warnings
 from pathlib import Path
 
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
 from pydicom.uid import UID
 
 from wsianon.converters.base import Inventory, SlideContext
@@ -29,6 +45,7 @@ from wsianon.converters.dicom.stream import header_bytes, read_header, write_ins
 from wsianon.profiles.dicom import profile_for_policy
 from wsianon.errors import CorruptInput, UnsupportedFormat
 from wsianon.io.plan import Removal
+from wsianon.io.scan import Scanner
 
 log = logging.getLogger(__name__)
 
@@ -68,31 +85,143 @@ def _blank_label(wsi):
     return Image.new("RGB", size, (255, 255, 255))
 
 
-def _transcoded_levels(wsi) -> list[str]:
-    out = []
+def _set_blank_label(wsi) -> None:
+    """Make our blank image the slide's only label, for ``save(include_labels=True)``.
+
+    Not through ``save(label=...)``: wsidicom builds that LABEL instance by updating the
+    pyramid's base dataset in place, so level 0 is then written as a malformed LABEL (and no
+    level 0). Here the label is built from a copy of level 0's (already de-identified) dataset."""
+    import copy
+
+    from wsidicom.instance import WsiInstance
+    from wsidicom.series import Labels
+
+    base = copy.deepcopy(wsi.levels[0].default_instance.dataset.as_dataset())
+    instance = WsiInstance.create_label(_blank_label(wsi), base)
+    wsi._labels = Labels.open([instance])
+
+
+def _instances(group) -> list:
+    inst = getattr(group, "instances", None)
+    if inst is None:
+        return []
+    return list(inst.values()) if isinstance(inst, dict) else list(inst)
+
+
+def _reencoded_images(wsi) -> tuple[list[str], set[tuple[str, int, int]]]:
+    """(pyramid levels wsidicomizer re-encodes, {(kind, columns, rows)} of every re-encoded image).
+
+    An image is re-encoded when its image data has a transcoder (opentile passes tiles through and
+    has none; tiffslide/OpenSlide sources decode and encode every frame)."""
+    levels: list[str] = []
+    images: set[tuple[str, int, int]] = set()
+
+    def visit(kind: str, group, name: str | None = None) -> None:
+        for inst in _instances(group):
+            data = inst.image_data
+            if getattr(data, "transcoder", None) is not None:
+                size = data.image_size
+                images.add((kind, int(size.width), int(size.height)))
+                if name:
+                    levels.append(name)
+
+    for pyramid in getattr(wsi, "pyramids", None) or [wsi.levels]:
+        for i, level in enumerate(pyramid):
+            visit("VOLUME", level, f"level {i}")
+        for thumb in getattr(pyramid, "thumbnails", None) or []:
+            visit("THUMBNAIL", thumb)
+    for label in getattr(wsi, "labels", None) or []:
+        visit("LABEL", label)
+    for overview in getattr(wsi, "overviews", None) or []:
+        visit("OVERVIEW", overview)
+    return sorted(set(levels)), images
+
+
+def _refuse_overlapping_bif(source: Path, inv: Inventory) -> None:
+    """BIF with overlapping scanner tiles cannot be converted faithfully (see the module doc)."""
+    if inv.format != "ventana":
+        return
+    import tifffile
+
     try:
-        for p, pyramid in enumerate(wsi.pyramids):
-            for i, level in enumerate(pyramid):
-                for inst in level.instances.values() if isinstance(level.instances, dict) else level.instances:
-                    if getattr(inst.image_data, "transcoder", None) is not None:
-                        out.append(f"level {i}")
-    except Exception:  # introspection only: when unsure, say so
-        try:
-            for i, level in enumerate(wsi.levels):
-                if getattr(level.default_instance.image_data, "transcoder", None) is not None:
-                    out.append(f"level {i}")
-        except Exception:
-            out.append("unknown")
-    return sorted(set(out))
+        with tifffile.TiffFile(source) as tf:
+            for page in tf.pages:
+                xmp = page.tags.valueof(700)
+                if xmp is None:
+                    continue
+                text = bytes(xmp).decode("utf-8", "replace") if not isinstance(xmp, str) else xmp
+                if "<EncodeInfo" not in text:
+                    continue
+                for m in re.finditer(r"Overlap[XY]\s*=\s*[\"']\s*(-?\d+)", text):
+                    if int(m.group(1)) != 0:
+                        raise UnsupportedFormat(
+                            source,
+                            "cannot convert to DICOM: this BIF's scanner tiles overlap, and wsidicomizer reads BIF "
+                            "through tiffslide, which does not stitch overlapping tiles (the DICOM pyramid would be "
+                            "mis-stitched); use --target native",
+                        )
+    except UnsupportedFormat:
+        raise
+    except Exception as exc:
+        raise CorruptInput(source, f"cannot read the BIF's tile geometry ({type(exc).__name__})") from None
 
 
-def _post_write_fixups(ds, engine: Engine) -> None:
-    """What wsidicom sets while writing, after our post-processor ran."""
+def source_scanner(inv: Inventory) -> Scanner:
+    """The identifying values the byte scan looks for (inventory canaries and the file stem)."""
+    from wsianon.pipeline.verify import stem_canaries
+
+    return Scanner(inv.canaries() + stem_canaries(Path(inv.path)))
+
+
+RESERVE = 160  # header bytes reserved (as trailing ST spaces) for what is added after writing
+
+
+def _declare_reencoded(ds: Dataset) -> None:
+    """PS3.3 C.7.6.1 Derivation Code Sequence: CID 7203 (DCM 113040) Lossy Compression."""
+    seq = list(ds.get("DerivationCodeSequence") or [])
+    if any(str(i.get("CodeValue", "")) == "113040" for i in seq):
+        return
+    item = Dataset()
+    item.CodeValue = "113040"
+    item.CodingSchemeDesignator = "DCM"
+    item.CodeMeaning = "Lossy Compression"
+    ds.DerivationCodeSequence = Sequence(seq + [item])
+    ds.LossyImageCompression = "01"
+
+
+def _blank_frames(path: Path) -> bool:
+    """True when every frame of the instance decodes to one uniform colour (our blank label)."""
+    import numpy as np
+
+    from wsianon.pipeline.verify_dicom import _decode_rgb, iter_frames
+
+    ds, _span = read_header(path)
+    n = 0
+    for frame in iter_frames(path):
+        a = _decode_rgb(frame, ds)
+        if a.size == 0 or not np.all(a == a.flat[0]):
+            return False
+        n += 1
+    return n > 0
+
+
+def _post_write_fixups(ds, engine: Engine, scanner: Scanner | None = None, reencoded: set | None = None) -> None:
+    """What wsidicom sets while writing, after our post-processor ran; the re-encode declaration
+    (the image size is known only now); the value scrub once more over the final header."""
     for kw in ("InstanceCreationDate", "InstanceCreationTime", "InstanceCreatorUID"):
         if kw in ds:
             delattr(ds, kw)
             engine._log(kw, "X")
     kind = _image_kind(ds)
+    size = (int(ds.get("TotalPixelMatrixColumns", 0) or ds.get("Columns", 0) or 0),
+            int(ds.get("TotalPixelMatrixRows", 0) or ds.get("Rows", 0) or 0))
+    if reencoded and (kind or "VOLUME", *size) in reencoded:
+        _declare_reencoded(ds)
+    if scanner is not None:
+        engine.scrub(ds, scanner)
+    items = ds.get("ContributingEquipmentSequence") or []
+    if items and "ContributionDescription" in items[-1]:
+        items[-1].ContributionDescription = str(items[-1].ContributionDescription).rstrip(" ")
     if kind == "OVERVIEW":  # an overview shows the label (PS3.3 C.8.12.4.1.1): say so truthfully
         ds.BurnedInAnnotation = "YES"
         ds.SpecimenLabelInImage = "YES"
@@ -104,24 +233,27 @@ def _post_write_fixups(ds, engine: Engine) -> None:
         if meth is not None:
             vals = list(meth) if not isinstance(meth, str) else [meth]
             ds.DeidentificationMethod = [v for v in vals if "Clean Pixel" not in str(v)]
-    elif kind == "LABEL":  # only our blank label is ever written
+    elif kind == "LABEL":  # only our blank label is ever kept (see _blank_frames)
         ds.BurnedInAnnotation = "NO"
-        ds.SpecimenLabelInImage = "NO"
+        ds.SpecimenLabelInImage = "YES"  # required for LABEL images (it stands in for the label)
+        for kw in ("LabelText", "BarcodeValue"):  # Slide Label module, Type 2
+            if kw not in ds:
+                setattr(ds, kw, "")
     finalize_meta(ds)
 
 
-def _fix_header_in_place(path: Path, engine: Engine) -> bool:
-    """Remove what wsidicom adds after our post-processor (InstanceCreationDate/Time) by rewriting
-    the header in place, same length (our ContributionDescription absorbs the difference as ST
+def _fix_header_in_place(path: Path, engine: Engine, scanner: Scanner | None = None, reencoded: set | None = None) -> bool:
+    """Apply :func:`_post_write_fixups` by rewriting the header in place, same length (our
+    ContributionDescription, written with RESERVE trailing spaces, absorbs the difference as ST
     trailing spaces), so the pixel data is never copied. False: the caller must rewrite the file."""
     ds, span = read_header(path)
-    _post_write_fixups(ds, engine)
+    _post_write_fixups(ds, engine, scanner, reencoded)
     if span is None:
         return False
     new = header_bytes(ds)
     delta = span.offset - len(new)
     items = ds.get("ContributingEquipmentSequence") or []
-    if delta < 0 or delta % 2 or delta > 900 or not items:
+    if delta < 0 or delta % 2 or delta > 900 + RESERVE or not items:
         return False
     if delta:
         item = items[-1]
@@ -141,14 +273,18 @@ def convert_slide(source: Path, inv: Inventory, ctx: SlideContext, out_dir: Path
     """Convert ``source`` (a non-DICOM slide, ``inv`` from its native converter) into de-identified
     DICOM WSI instances in ``out_dir``.
 
-    The engine runs as wsidicomizer's metadata post-processor, so each instance is written once;
-    the few attributes wsidicom adds while writing are removed by an in-place, same-length header
-    rewrite. Pixel data is never read back or copied.
+    The engine (and the value scrub) runs as wsidicomizer's metadata post-processor, so each
+    instance is written once; the few attributes wsidicom adds while writing are removed by an
+    in-place, same-length header rewrite. Pixel data is never read back or copied.
     """
     from wsidicomizer import WsiDicomizer
 
     source = Path(source)
     out_dir = Path(out_dir)
+    _refuse_overlapping_bif(source, inv)
+    scanner = source_scanner(inv)
+    # a thumbnail the native route would remove (e.g. an MRXS preview showing a barcode) is not written
+    keep_thumbnail = not any(i.kind == "thumbnail" and i.action != "keep" for i in inv.images)
     out_dir.mkdir(parents=True, exist_ok=True)
     policy = ctx.policy
     result = DicomResult()
@@ -162,13 +298,16 @@ def convert_slide(source: Path, inv: Inventory, ctx: SlideContext, out_dir: Path
         kind = _image_kind(dataset) or "VOLUME"
         seen_kinds.append(kind)
         engine.apply(dataset)
+        engine.scrub(dataset, scanner)
         if kind == "OVERVIEW":
             dataset.BurnedInAnnotation = "YES"
             dataset.SpecimenLabelInImage = "YES"
-        elif kind == "LABEL":  # only our blank label reaches here
+        elif kind == "LABEL":  # only our blank label is kept
             dataset.BurnedInAnnotation = "NO"
-            dataset.SpecimenLabelInImage = "NO"
+            dataset.SpecimenLabelInImage = "YES"
         engine.record(dataset, clean_pixel_data=kind != "OVERVIEW")
+        item = dataset.ContributingEquipmentSequence[-1]
+        item.ContributionDescription = str(item.ContributionDescription) + " " * RESERVE
         return dataset
 
     tmp = Path(tempfile.mkdtemp(prefix=".wsidicomizer-", dir=out_dir))
@@ -182,10 +321,11 @@ def convert_slide(source: Path, inv: Inventory, ctx: SlideContext, out_dir: Path
             except Exception as exc:
                 raise UnsupportedFormat(source, _reason(exc)) from None
             with wsi:
-                transcoded = _transcoded_levels(wsi)
-                label = _blank_label(wsi) if policy.label == "blank" else None
+                transcoded, reencoded = _reencoded_images(wsi)
                 had_label = bool(list(getattr(wsi, "labels", None) or []))
                 had_overview = bool(list(getattr(wsi, "overviews", None) or []))
+                if policy.label == "blank":
+                    _set_blank_label(wsi)
                 try:
                     created = wsi.save(
                         conv,
@@ -193,41 +333,64 @@ def convert_slide(source: Path, inv: Inventory, ctx: SlideContext, out_dir: Path
                         workers=workers,
                         include_labels=policy.label == "blank",
                         include_overviews=policy.macro == "keep",
-                        include_thumbnails=True,
-                        label=label,
+                        include_thumbnails=keep_thumbnail,
                     )
                 except OSError as exc:
                     raise CorruptInput(source, f"conversion to DICOM failed: {exc.strerror or type(exc).__name__}") from None
                 except Exception as exc:
                     raise UnsupportedFormat(source, _reason(exc)) from None
-        if had_label:
+        # the native inventory knows associated images wsidicomizer's reader may not expose (BIF label)
+        inv_label = any(i.kind == "label" for i in inv.images)
+        inv_overview = any(i.kind in ("macro", "overview", "wholeslide") for i in inv.images)
+        if had_label or inv_label:
             result.removals.append(Removal("image", "label", "replaced by blank" if policy.label == "blank" else "removed"))
-        if had_overview and policy.macro != "keep":
+        if (had_overview or inv_overview) and (policy.macro != "keep" or not had_overview):
             result.removals.append(Removal("image", "macro/overview", "removed"))
+            if policy.macro == "keep":
+                result.notes.append("--macro keep: the overview could not be kept (wsidicomizer's reader for this format does not expose it)")
         if policy.macro == "keep" and had_overview:
             result.notes.append("WARNING: the OVERVIEW image was kept (--macro keep); it may show the slide label")
         files = []
+        blank_labels = 0
         for p in sorted(Path(str(c)) for c in created):
             ds, _span = read_header(p)
             kind = _image_kind(ds) or "VOLUME"
             if kind == "LABEL" and policy.label != "blank" or kind == "OVERVIEW" and policy.macro != "keep":
                 raise UnsupportedFormat(source, f"wsidicomizer wrote a {kind} instance although asked not to; refused")
+            if kind == "LABEL":  # only our blank label may be written: prove it by its pixels
+                if blank_labels or not _blank_frames(p):
+                    raise UnsupportedFormat(source, "wsidicomizer wrote a LABEL instance that is not the blank label; refused")
+                blank_labels += 1
             files.append((_KIND_ORDER.get(kind, 9), -int(ds.get("TotalPixelMatrixColumns", 0) or 0), kind, p))
         files.sort(key=lambda t: t[:2])
         for n, (_o, _w, kind, p) in enumerate(files, 1):
             dest = out_dir / f"{n:04d}-{kind.lower()}.dcm"
-            if _fix_header_in_place(p, engine):
+            if _fix_header_in_place(p, engine, scanner, reencoded):
                 os.replace(p, dest)
             else:  # header grew: stream a rewritten copy (pixel data copied byte for byte)
                 ds, span = read_header(p)
-                _post_write_fixups(ds, engine)
+                _post_write_fixups(ds, engine, scanner, reencoded)
                 write_instance(ds, p, span, dest)
             result.files.append(dest)
             result.frame_map.append((None, dest))
+        if not keep_thumbnail:
+            result.removals.append(Removal("image", "thumbnail", "not written (the native inventory removes it)"))
         result.removals.extend(engine.removals.values())
+        scrubbed = sorted({r.name for r in engine.removals.values() if r.action.endswith("held a source value")})
+        if scrubbed:
+            result.notes.append(f"value scrub: {len(scrubbed)} attribute(s) still held a source value after the Annex E "
+                                f"profile and were given a dummy, blanked or removed by their Type: {', '.join(scrubbed)}")
         if transcoded:
             result.transcoded = True
-            result.notes.append("transcoded: wsidicomizer re-encoded " + ", ".join(transcoded) + " (source codec not allowed in DICOM)")
+            result.notes.append(
+                "transcoded: wsidicomizer decoded and re-encoded " + ", ".join(transcoded) + " with its default "
+                "encoder (lossy JPEG), because its reader for this format yields pixels rather than tiles or the "
+                "source codec is not allowed in DICOM; declared in each such instance as DerivationCodeSequence "
+                "DCM 113040 Lossy Compression"
+            )
+        elif inv.format == "ndpi":
+            result.notes.append("pyramid re-tiled without re-encoding: NDPI strips cut into frames by joining their JPEG "
+                                "restart intervals (entropy-coded data untouched)")
         else:
             result.notes.append("pyramid tiles passed through without re-encoding")
         return result

@@ -7,6 +7,11 @@ groups, replaces UIDs with keyed ``2.25.`` UIDs, substitutes the slide/patient/s
 records what was done (PatientIdentityRemoved, DeidentificationMethod(+CodeSequence, CID 7050),
 LongitudinalTemporalInformationModified, a ContributingEquipmentSequence item with purpose
 DCM 109104).  It never sees pixel data: callers stream that byte for byte.
+
+:meth:`Engine.scrub` is a second, value-based pass for converted slides: Annex E keeps attributes
+it does not list (Manufacturer, ManufacturerModelName, ...), and a converter may copy a source's
+identifying metadata into any of them; every element still holding one of the source's canary
+values is then given a dummy, blanked or removed by its Type, whatever its keyword.
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ DUMMY = {
     "IS": "0",
 }
 ACTION_WORD = {"X": "removed", "Z": "blanked", "D": "dummy", "C": "cleaned", "U": "replaced"}
+SCRUB_WORD = {"X": "removed: held a source value", "Z": "blanked: held a source value", "D": "dummy: held a source value"}
+STRING_VRS = TEXT_VRS | DATE_VRS | {"DS", "IS", "UI"}
 
 # tags the engine writes itself (identity and de-identification record)
 PATIENT_ID = Tag(0x0010, 0x0020)
@@ -212,6 +219,46 @@ class Engine:
             self._log(name, action)
         _ = resolve_compound  # (imported for callers' introspection)
 
+    # -- value-based scrub (converted slides) ---------------------------------
+    def scrub(self, ds: Dataset, scanner, path: tuple[str, ...] = ()) -> list[str]:
+        """Fail closed on values: every element (recursively) whose value holds a canary that
+        ``scanner`` (a :class:`~wsianon.io.scan.Scanner` over the source's identifying values)
+        finds, in any of its encodings, gets a dummy (Type 1), is emptied (Type 2) or removed
+        (Type 3 or not in the IOD). Returns the element paths changed (keywords, never values)."""
+        from wsianon.profiles.dicom import wsi_type
+
+        hits: list[str] = []
+        if scanner is None or not scanner.canaries:
+            return hits
+        for tag in list(ds.keys()):
+            try:
+                elem = ds[tag]
+            except Exception:
+                del ds[tag]
+                continue
+            kw = elem.keyword or f"({elem.tag.group:04X},{elem.tag.element:04X})"
+            name = "/".join(path + (kw,))
+            if elem.VR == "SQ":
+                for item in elem.value or []:
+                    hits += self.scrub(item, scanner, path + (kw,))
+                continue
+            data = _value_bytes(elem)
+            if not data or not scanner.scan_bytes(data, limit=1):
+                continue
+            type_ = wsi_type(path, elem.keyword) if elem.keyword else None
+            action = {"1": "D", "1C": "D", "2": "Z", "2C": "Z"}.get(type_ or "", "X")
+            if action == "D" and elem.VR in BIN_VRS:
+                action = "Z"  # no meaningful binary dummy: empty
+            if action == "X":
+                del ds[tag]
+            elif action == "Z":
+                elem.value = self._empty(elem) if elem.VR not in BIN_VRS else b""
+            else:
+                elem.value = self._dummy(elem)
+            self.removals.setdefault((name, "scrub"), Removal("field", name, SCRUB_WORD[action]))
+            hits.append(name)
+        return hits
+
     # -- identity + record ---------------------------------------------------
     def _identity(self, ds: Dataset) -> None:
         idn = self.identity
@@ -251,3 +298,19 @@ class Engine:
         eq.ContributionDescription = "De-identified (PS3.15 Annex E)"
         seq = ds.get("ContributingEquipmentSequence")
         ds.ContributingEquipmentSequence = Sequence(list(seq or []) + [eq])
+
+
+def _value_bytes(elem: DataElement) -> bytes:
+    """What an element's value looks like as text (strings) or raw bytes (binary VRs)."""
+    try:
+        v = elem.value
+    except Exception:
+        return b""
+    if v is None:
+        return b""
+    if isinstance(v, (bytes, bytearray)):
+        return bytes(v)
+    if elem.VR not in STRING_VRS and elem.VR != "PN":
+        return b""
+    vals = list(v) if elem.VM > 1 else [v]
+    return "\\".join(str(x) for x in vals).encode("utf-8", "replace")
