@@ -143,24 +143,21 @@ def test_cli_corrupt_scn(tmp_path):
 
 
 
-def test_cli_dicom_target_never_leaks(tmp_path, cli):
-    """DICOM route: whatever wsidicomizer copies (the device version with its serial lands in
-    SoftwareVersions), nothing identifying may reach OUT: the slide is clean or quarantined."""
+def test_cli_dicom_target(tmp_path, cli):
+    """DICOM route: wsidicomizer copies the device version (with its serial) into
+    SoftwareVersions; the route replaces it, the slide verifies clean and nothing identifying
+    reaches OUT."""
     import json
 
     fx = make_scn(tmp_path / "CASE-SCN-D.scn")
     out = tmp_path / "out"
-    code, _, _ = cli("run", "--target", "dicom", str(fx.path), "-o", str(out))
+    code, stdout, stderr = cli("run", "--target", "dicom", str(fx.path), "-o", str(out))
     (slide,) = json.loads((out / "wsianon-report.json").read_text())["slides"]
-    assert slide["status"] in ("ok", "failed")
-    assert (code == 0) == (slide["status"] == "ok")
+    assert code == 0 and slide["status"] == "ok", stdout + stderr
     files = [p for p in out.rglob("*") if p.is_file()]
+    assert [f for f in files if f.suffix == ".dcm"]
     for f in files:
         assert scan_for(f, fx.text_canaries()) == [], f.name
-    if slide["status"] == "failed":
-        assert not [f for f in files if f.suffix == ".dcm"]
-        names = {x["field"] for x in slide["verification"]["findings"]}
-        assert any("version" in n for n in names), names
 
 
 def test_cli_end_to_end(tmp_path, cli):

@@ -287,21 +287,19 @@ def test_cli_corrupt_ndpi(tmp_path):
     cli_run_corrupt([cut], tmp_path / "o2", TRUNCATED)
 
 
-def test_cli_dicom_target_never_leaks(tmp_path, cli):
-    """NDPI through the DICOM route: whatever the route copies, nothing identifying reaches OUT;
-    the slide is either verified clean or quarantined (no instance left in OUT)."""
+def test_cli_dicom_target(tmp_path, cli):
+    """NDPI through the DICOM route: verified clean and placed (frames re-tiled losslessly and
+    proven by decoded samples), nothing identifying in any output byte, input unchanged."""
     info = make_ndpi_info(tmp_path / "in" / "CASE-NDPI-D1.ndpi")
     before = tree_digest(tmp_path / "in")
     out = tmp_path / "out"
-    code, _, _ = cli("run", "--target", "dicom", str(info.path), "-o", str(out))
+    code, stdout, stderr = cli("run", "--target", "dicom", str(info.path), "-o", str(out))
     (slide,) = json.loads((out / "wsianon-report.json").read_text())["slides"]
-    assert slide["status"] in ("ok", "failed")
-    assert (code == 0) == (slide["status"] == "ok")
+    assert code == 0 and slide["status"] == "ok", stdout + stderr
     files = [p for p in out.rglob("*") if p.is_file()]
+    assert [f for f in files if f.suffix == ".dcm"]
     canaries = dict(info.canaries) | {"stem": info.path.stem}
     assert scan_files(files, canaries) == []
-    if slide["status"] == "failed":
-        assert not [f for f in files if f.suffix == ".dcm"]
     assert tree_digest(tmp_path / "in") == before
 
 
