@@ -343,3 +343,17 @@ def test_verifier_catches_an_altered_frame_and_a_leftover_value(cmu_runs, tmp_pa
     failed = {c.name for c in v.checks if not c.ok}
     assert "dicom: frames" in failed
     assert "dicom: profile" in failed
+
+
+def test_verify_command_accepts_our_jpegls_output(tmp_path, cli):
+    """`wsianon verify` on a de-identified JPEG-LS instance: OpenSlide lacks the codec, wsidicom
+    reads it; the audit judges identity, so the output is CLEAN (and the raw source is not)."""
+    src = shared("dicom/highdicom_sm_image_jpegls.dcm")
+    code, out, err = cli("run", src, "-o", tmp_path / "o")
+    assert code == 0, out + err
+    (folder,) = [p for p in (tmp_path / "o").iterdir() if p.is_dir()]
+    code, out, err = cli("verify", folder)
+    assert code == 0, out + err
+    assert "CLEAN" in out
+    code, out, err = cli("verify", src)
+    assert code == 1 and "NOT CLEAN" in out

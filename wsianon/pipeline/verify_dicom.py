@@ -965,7 +965,9 @@ def _check_opens(outputs: list[Path], verdict: Verdict, sources: list[Path] | No
             with WsiDicom.open(folder) as w:
                 w.read_tile(0, (0, 0))
         verdict.add("dicom: opens with wsidicom", True, "")
+        wsidicom_ok = True
     except Exception as exc:
+        wsidicom_ok = False
         src_ok = _source_opens_wsidicom(sources) if sources else True
         verdict.add("dicom: opens with wsidicom", not src_ok, f"{type(exc).__name__}" + ("" if src_ok else " (the source does not open either)"))
     try:
@@ -985,8 +987,12 @@ def _check_opens(outputs: list[Path], verdict: Verdict, sources: list[Path] | No
         bad = [a for a in assoc if a in ("label", "macro") and a not in allowed]
         verdict.add("dicom: opens with OpenSlide", ok and not bad, f"vendor {vendor}, associated images {assoc}")
     except Exception as exc:
-        src_ok = True
+        # with a source: fine only when the source does not open either; auditing
+        # without one (wsianon verify): fine when wsidicom read it (OpenSlide lacks
+        # some codecs, e.g. JPEG-LS)
+        src_ok = not wsidicom_ok
         if sources:
+            src_ok = True
             try:
                 import openslide
 
@@ -994,7 +1000,8 @@ def _check_opens(outputs: list[Path], verdict: Verdict, sources: list[Path] | No
                     pass
             except Exception:
                 src_ok = False
-        verdict.add("dicom: opens with OpenSlide", not src_ok, f"{type(exc).__name__}" + ("" if src_ok else " (the source does not open either)"))
+        why = "" if src_ok else (" (the source does not open either)" if sources else " (wsidicom reads it)")
+        verdict.add("dicom: opens with OpenSlide", not src_ok, f"{type(exc).__name__}{why}")
 
 
 def _source_opens_wsidicom(sources: list[Path]) -> bool:
