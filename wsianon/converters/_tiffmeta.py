@@ -13,7 +13,7 @@ from pathlib import Path
 
 from wsianon.converters.base import Field
 from wsianon.errors import CorruptInput, WsianonError
-from wsianon.io.tiff import ASCII, DATETIME, IFD, TiffStructure
+from wsianon.io.tiff import ASCII, DATETIME, IFD, TIFF_MAGIC, TiffStructure
 from wsianon.profiles.policy import Policy, year_only
 
 TAG_NAMES = {
@@ -30,7 +30,6 @@ TAG_NAMES = {
     700: "XMP",
 }
 
-TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
 
 
 def tag_name(tag: int) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from wsianon.converters._tiffmeta import tiff_datetime_for_policy
 from wsianon.converters.base import AssociatedImage, Field, Inventory, NativeConverter, SlideContext
 from wsianon.errors import CorruptInput
 from wsianon.io import tiffedit
@@ -25,6 +26,7 @@ from wsianon.io.tiff import (
     IMAGE_LENGTH,
     IMAGE_WIDTH,
     NEW_SUBFILE_TYPE,
+    TIFF_MAGIC,
     IFD,
     TiffStructure,
 )
@@ -131,7 +133,7 @@ class AperioConverter(NativeConverter):
     extension = ".svs"
 
     def sniff(self, path: Path, head: bytes) -> bool:
-        if head[:4] not in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
+        if head[:4] not in TIFF_MAGIC:
             return False
         try:
             with TiffStructure(path) as ts:
@@ -227,12 +229,12 @@ class AperioConverter(NativeConverter):
                                 if f.action != "keep":
                                     plan.remove("field", f.name, "blanked" if f.action == "blank" else f.action, where)
                     elif value.strip():
-                        if e.tag == DATETIME and policy.dates == "keep":
-                            continue
                         new_v = b""
-                        if e.tag == DATETIME and policy.dates == "year":
-                            y = year_only(value)
-                            new_v = f"{y}:01:01 00:00:00".encode() if y else b""
+                        if e.tag == DATETIME:
+                            new, action = tiff_datetime_for_policy(value.strip(), policy)
+                            if action == "keep":
+                                continue
+                            new_v = new.encode()
                         fp.patches += tiffedit.set_bytes(ts, e, new_v, f"tag {e.tag} blanked", appender)
                         plan.remove("field", f"tag {e.tag}", "year only" if new_v else "blanked", where)
                 for tag in rules["private_tags_blanked"] + [700, 33723, 34377, 37510]:

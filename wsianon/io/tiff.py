@@ -64,6 +64,9 @@ TILE_BYTE_COUNTS = 325
 XMP = 700
 COPYRIGHT = 33432
 
+# the first four bytes of classic TIFF and BigTIFF, both byte orders
+TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
+
 MAX_IFDS = 100_000
 MAX_ENTRIES = 4096
 

@@ -9,9 +9,9 @@ from pathlib import Path
 from wsianon.converters import generic_converter, native_converters
 from wsianon.converters.base import NativeConverter
 from wsianon.errors import CorruptInput, UnsupportedFormat, WsianonError
+from wsianon.io.tiff import TIFF_MAGIC
 
 HEAD = 64 * 1024
-TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
 
 
 @dataclass
