@@ -25,7 +25,7 @@ class SlideSource:
     error: WsianonError | None = None  # detection failure (the slide is reported, the batch goes on)
 
 
-def _is_dicom_file(path: Path, head: bytes) -> bool:
+def _is_dicom_file(head: bytes) -> bool:
     return len(head) >= 132 and head[128:132] == b"DICM"
 
 
@@ -44,7 +44,7 @@ def detect_file(path: Path, allow_generic: bool = False) -> tuple[str, NativeCon
     head = read_head(path)
     if not head:
         raise CorruptInput(path, "file is empty")
-    if _is_dicom_file(path, head):
+    if _is_dicom_file(head):
         return "dicom", None
     for conv in native_converters():
         try:
@@ -116,7 +116,7 @@ def expand_inputs(inputs: list[Path], allow_generic: bool = False) -> list[Slide
                     slides.append(SlideSource(f, error=exc))
                     found += 1
                     continue
-                if _is_dicom_file(f, head):
+                if _is_dicom_file(head):
                     dicom_files.append(f)
                     found += 1
                     continue

@@ -91,7 +91,7 @@ def process_slide(src: SlideSource, ctx: SlideContext, target: Target, dest: ano
             anon.process_native_copy(src, inv, ctx, dest, outcome, progress)
     except WsianonError as exc:
         outcome.status = "error"
-        outcome.error = _public_reason(exc)
+        outcome.error = exc.reason  # the reason only: reports live inside OUT, paths stay out
     except MemoryError:
         outcome.status = "error"
         outcome.error = "out of memory"
@@ -106,11 +106,6 @@ def process_slide(src: SlideSource, ctx: SlideContext, target: Target, dest: ano
         outcome.notes.append("internal error at " + " <- ".join(f"{Path(f.filename).name}:{f.lineno}:{f.name}" for f in reversed(frames)))
     outcome.timings["total"] = time.perf_counter() - t_start
     return outcome, plans
-
-
-def _public_reason(exc: WsianonError) -> str:
-    """The reason without the source path (reports live inside OUT)."""
-    return exc.reason
 
 
 def _worker(args):

@@ -175,8 +175,7 @@ def check_openslide(snap: SourceSnapshot, conv: NativeConverter | None, out_main
         extra = sorted(names - allowed)
         verdict.add("associated-images", not extra, f"present: {sorted(names)}; not allowed: {extra}")
         if "label" in names and policy.label == "blank":
-            img = out.associated_images["label"] if "label" in names else None
-            lo, hi = (0, 1) if img is None else img.convert("L").getextrema()
+            lo, hi = out.associated_images["label"].convert("L").getextrema()
             verdict.add("label-blank", lo == hi, "label is a uniform blank image" if lo == hi else "label is not blank")
         for n in sorted(names & allowed):
             if n == "label" and policy.label == "blank":
@@ -266,12 +265,18 @@ def scan_outputs(canaries: list[Canary], out_files: list[Path], verdict: Verdict
     )
 
 
-def run_format_checks(fmt: str, inv: Inventory, out_main: Path, out_files: list[Path], policy: Policy, verdict: Verdict) -> None:
+def format_checks(fmt: str):
+    """The format's check module (``wsianon/pipeline/checks/<fmt>.py``), or None."""
     modname = f"wsianon.pipeline.checks.{fmt}"
     if importlib.util.find_spec(modname) is None:
-        return
-    mod = importlib.import_module(modname)
-    mod.check(inv, out_main, out_files, policy, verdict)
+        return None
+    return importlib.import_module(modname)
+
+
+def run_format_checks(fmt: str, inv: Inventory, out_main: Path, out_files: list[Path], policy: Policy, verdict: Verdict) -> None:
+    mod = format_checks(fmt)
+    if mod is not None:
+        mod.check(inv, out_main, out_files, policy, verdict)
 
 
 def verify_native(
@@ -304,7 +309,4 @@ def verify_native(
 def _format_handles_tiles(fmt: str) -> bool:
     """A format check module with ``HANDLES_TILES = True`` compares pyramid tiles itself
     (MRXS: Data-file blobs; Leica: pages paired through the XML, not by level size)."""
-    modname = f"wsianon.pipeline.checks.{fmt}"
-    if importlib.util.find_spec(modname) is None:
-        return False
-    return bool(getattr(importlib.import_module(modname), "HANDLES_TILES", False))
+    return bool(getattr(format_checks(fmt), "HANDLES_TILES", False))
