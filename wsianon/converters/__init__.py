@@ -23,24 +23,18 @@ _GENERIC = ("wsianon.converters.generic", "GenericTiffConverter")
 _cache: list[NativeConverter] | None = None
 
 
-def _load(mod: str, cls: str) -> NativeConverter | None:
-    try:
-        m = importlib.import_module(mod)
-    except ModuleNotFoundError as exc:
-        if exc.name == mod:  # TODO(foundation): make strict once every converter module exists
-            return None
-        raise
-    return getattr(m, cls)()
+def _load(mod: str, cls: str) -> NativeConverter:
+    return getattr(importlib.import_module(mod), cls)()
 
 
 def native_converters() -> list[NativeConverter]:
     global _cache
     if _cache is None:
-        _cache = [c for c in (_load(m, k) for m, k in _NATIVE) if c is not None]
+        _cache = [_load(m, k) for m, k in _NATIVE]
     return _cache
 
 
-def generic_converter() -> NativeConverter | None:
+def generic_converter() -> NativeConverter:
     return _load(*_GENERIC)
 
 
@@ -49,6 +43,6 @@ def by_name(name: str) -> NativeConverter:
         if c.name == name:
             return c
     g = generic_converter()
-    if g is not None and g.name == name:
+    if g.name == name:
         return g
     raise KeyError(name)

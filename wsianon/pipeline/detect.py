@@ -62,14 +62,14 @@ def detect_file(path: Path, allow_generic: bool = False) -> tuple[str, NativeCon
             pass
         gen = generic_converter()
         kind = "TIFF"
-        if gen is not None and hasattr(gen, "describe"):
+        if hasattr(gen, "describe"):
             try:
                 kind = gen.describe(path)
             except WsianonError:
                 raise
             except Exception:
                 kind = "TIFF"
-        if allow_generic and gen is not None:
+        if allow_generic:
             return gen.name, gen
         raise UnsupportedFormat(
             path,
