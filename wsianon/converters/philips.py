@@ -14,18 +14,13 @@ dummies, everything else blanked.  LABELIMAGE / MACROIMAGE objects are
 removed (or, with ``--label blank``, the label's JPEG replaced by a blank one
 of the same size).  The new XML is written over the old one and the rest of
 the old value zero-filled, so no byte of the old XML (base64 images included)
-remains.  Label/Macro IFDs are wiped and unlinked.
+remains.  Label/Macro IFDs are wiped and unlinked.  The XML rewrite itself is
+``wsianon.converters.dpufs`` (shared with iSyntax).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
-import io
 import re
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +36,7 @@ from wsianon.converters._tiffmeta import (
     xml_declaration,
 )
 from wsianon.converters.base import AssociatedImage, Field, Inventory, NativeConverter, SlideContext
+from wsianon.converters.dpufs import XmlCleaner, keyed_uid  # noqa: F401 (keyed_uid: public here before the extraction)
 from wsianon.errors import CorruptInput
 from wsianon.io import tiffedit
 from wsianon.io.ifdcopy import drop_ifds, orphan_values
@@ -55,31 +51,6 @@ _ACTION = {"blank": "blanked", "year": "reduced to year", "dummy": "dummy UID", 
 
 def _rules() -> dict:
     return load("philips")
-
-
-def keyed_uid(key: bytes, old: str) -> str:
-    digest = hmac.new(key, old.encode(), hashlib.sha256).digest()
-    return "2.25." + str(int.from_bytes(digest[:16], "big"))
-
-
-def _year_value(name: str, value: str) -> str:
-    """A DICOM DA/DT value reduced to its year, quotes kept; '' for times or when no year."""
-    if "DATE" not in name:
-        return ""
-
-    def one(tok: str) -> str:
-        q = '"' if tok.startswith('"') else ""
-        core = tok.strip('"')
-        m = re.match(r"^((?:19|20)\d\d)(\d{0,4})(.*)$", core)
-        if not m:
-            return ""
-        rest = re.sub(r"\d", "0", m.group(3))
-        md = "0101"[: len(m.group(2))]
-        return f"{q}{m.group(1)}{md}{rest}{q}"
-
-    toks = value.split()
-    out = [one(t) for t in toks]
-    return "" if not all(out) else " ".join(out)
 
 
 @dataclass
@@ -98,155 +69,6 @@ class _Analysis:
     fields: list[Field] = field(default_factory=list)
     levels: list[int] = field(default_factory=list)
     label_ifds: dict[int, str] = field(default_factory=dict)  # ifd -> "label" | "macro"
-
-
-def _blank_jpeg_b64(b64: str) -> str:
-    from PIL import Image
-
-    w, h = 1, 1
-    try:
-        with Image.open(io.BytesIO(base64.b64decode(b64))) as im:
-            w, h = im.size
-    except Exception:
-        pass
-    buf = io.BytesIO()
-    Image.new("RGB", (w, h), (255, 255, 255)).save(buf, "JPEG", quality=50)
-    return base64.b64encode(buf.getvalue()).decode()
-
-
-class _XmlCleaner:
-    def __init__(self, policy: Policy, key: bytes):
-        r = _rules()
-        self.r = r
-        self.safe = set(r["safe_attributes"])
-        self.date_rx = re.compile(r["date_attribute_pattern"])
-        self.uid_rx = re.compile(r["uid_attribute_pattern"])
-        self.deriv_items = compile_all(r["derivation_safe_items"])
-        self.policy = policy
-        self.key = key
-        self.fields: list[Field] = []
-        self.images: list[AssociatedImage] = []
-        self.canaries: list[Canary] = []
-
-    def _type_of(self, obj: ET.Element) -> str:
-        for a in obj.findall("Attribute"):
-            if a.get("Name") == "PIM_DP_IMAGE_TYPE":
-                return (a.text or "").strip()
-        return ""
-
-    def clean(self, root: ET.Element) -> int:
-        if root.tag != "DataObject" or root.get("ObjectType") != "DPUfsImport":
-            raise ValueError("root is not DataObject DPUfsImport")
-        levels = 0
-        # associated images first: find DPScannedImage objects by their type (any order of children)
-        for arr in root.iter("Array"):
-            for obj in list(arr):
-                if obj.tag != "DataObject" or obj.get("ObjectType") != "DPScannedImage":
-                    continue
-                t = self._type_of(obj)
-                if t == "WSI":
-                    levels = len(
-                        [
-                            d
-                            for a in obj.findall("Attribute")
-                            if a.get("Name") == "PIIM_PIXEL_DATA_REPRESENTATION_SEQUENCE"
-                            for d in a.iter("DataObject")
-                            if d.get("ObjectType") == "PixelDataRepresentation"
-                        ]
-                    )
-                    continue
-                kind = "label" if t in self.r["label_types"] else "macro" if t in self.r["macro_types"] else "other"
-                data = ""
-                for a in obj.findall("Attribute"):
-                    if a.get("Name") == self.r["image_data_attribute"]:
-                        data = (a.text or "").strip()
-                if data:
-                    # a long stretch of its base64 is a canary (no stale XML bytes may remain)
-                    mid = len(data) // 2
-                    self.canaries.append(Canary(f"PIM_DP_IMAGE_DATA ({t or 'unknown'})", data[mid : mid + 48]))
-                action = "remove"
-                if kind == "macro" and self.policy.macro == "keep":
-                    action = "keep"
-                elif kind == "label" and self.policy.label == "blank":
-                    action = "blank"
-                self.images.append(AssociatedImage(kind, f"XML DPScannedImage {t or '?'}", True, action))
-                if action == "remove":
-                    arr.remove(obj)
-                elif action == "blank":
-                    for a in obj.findall("Attribute"):
-                        if a.get("Name") == self.r["image_data_attribute"]:
-                            a.text = _blank_jpeg_b64(data)
-                    self._clean_attrs(obj, "DPScannedImage", skip={self.r["image_data_attribute"]})
-                else:  # keep (macro on request): clean its metadata but keep the picture
-                    self.canaries = [c for c in self.canaries if not c.name.startswith("PIM_DP_IMAGE_DATA (" + t)]
-                    self._clean_attrs(obj, "DPScannedImage", skip={self.r["image_data_attribute"]})
-        # image data left in the tree is what the policy keeps (a kept macro, a blank label)
-        self._clean_attrs(root, "DPUfsImport", skip={self.r["image_data_attribute"]})
-        return levels
-
-    def _clean_attrs(self, obj: ET.Element, where: str, skip: set[str] = frozenset()) -> None:
-        for a in list(obj):
-            if a.tag != "Attribute":
-                if a.tag in ("Array", "DataObject"):
-                    self._clean_attrs(a, where, skip)
-                continue
-            name = a.get("Name") or ""
-            if name in skip:
-                continue
-            if len(a):  # container: recurse
-                for child in a:
-                    self._clean_attrs(child, f"{where}/{name}", skip)
-                continue
-            text = a.text or ""
-            v = text.strip()
-            fname = f"XML {name}"
-            if name in self.safe:
-                continue
-            if name == self.r["derivation_attribute"]:
-                new, removed = self._derivation(text)
-                if removed:
-                    self.fields.append(Field(f"{fname}:sourceFilename", removed, "blank", where))
-                a.text = new
-                continue
-            if not v:
-                continue
-            if name == self.r["barcode_attribute"]:
-                try:
-                    dec = base64.b64decode(v, validate=True).decode("utf-8", "replace").strip()
-                    if dec:
-                        self.fields.append(Field(f"{fname} (decoded)", dec, "blank", where))
-                except (binascii.Error, ValueError):
-                    pass
-            if self.uid_rx.search(name):
-                self.fields.append(Field(fname, v.strip('"'), "dummy", where))
-                toks = [t.strip('"') for t in v.split()]
-                a.text = " ".join(('"%s"' % keyed_uid(self.key, t)) if v.startswith('"') else keyed_uid(self.key, t) for t in toks)
-                continue
-            if self.date_rx.search(name):
-                if self.policy.dates == "keep":
-                    self.fields.append(Field(fname, v.strip('"'), "keep", where))
-                    continue
-                if self.policy.dates == "year":
-                    y = _year_value(name, v)
-                    self.fields.append(Field(fname, v.strip('"'), "year" if y else "blank", where))
-                    a.text = y
-                    continue
-                self.fields.append(Field(fname, v.strip('"'), "blank", where))
-                a.text = ""
-                continue
-            self.fields.append(Field(fname, v.strip('"'), "blank", where))
-            a.text = ""
-
-    def _derivation(self, text: str) -> tuple[str, str]:
-        m = re.search(r'-?sourceFilename="([^"]*)"', text)
-        removed = m.group(1) if m else ""
-        rest = text[: m.start()] + text[m.end() :] if m else text
-        items = [i for i in rest.split("-") if i]
-        kept = [i for i in items if any(p.fullmatch(i) for p in self.deriv_items)]
-        dropped = [i for i in items if i not in kept]
-        if dropped:
-            removed = (removed + " " + " ".join(dropped)).strip()
-        return "-".join(kept), removed
 
 
 class PhilipsConverter(NativeConverter):
@@ -287,7 +109,7 @@ class PhilipsConverter(NativeConverter):
                     an.fields.append(decision_field(d))
         raw = ts.raw(ts.ifds[0].entries[IMAGE_DESCRIPTION]) if IMAGE_DESCRIPTION in ts.ifds[0] else b""
         root = parse_xml(raw, ts.path, "Philips ImageDescription XML")
-        cleaner = _XmlCleaner(policy, key)
+        cleaner = XmlCleaner(_rules(), policy, key)
         try:
             levels = cleaner.clean(root)
         except ValueError as exc:
