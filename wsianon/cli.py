@@ -22,7 +22,7 @@ app = typer.Typer(
         "Remove every trace of patient identity from whole slide images — label and macro photos, "
         "scanner metadata, file names — and prove that nothing was left behind.\n\n"
         "Formats: Aperio SVS (incl. GT450), Hamamatsu NDPI, 3DHistech MRXS, Roche/Ventana BIF, "
-        "Philips TIFF, Leica SCN, DICOM WSI."
+        "Philips TIFF, Philips iSyntax, Leica SCN, DICOM WSI."
     ),
     no_args_is_help=True,
     add_completion=False,

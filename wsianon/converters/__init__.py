@@ -15,6 +15,7 @@ _NATIVE = [
     ("wsianon.converters.mrxs", "MrxsConverter"),
     ("wsianon.converters.ventana", "VentanaConverter"),
     ("wsianon.converters.philips", "PhilipsConverter"),
+    ("wsianon.converters.isyntax", "ISyntaxConverter"),
     ("wsianon.converters.leica", "LeicaConverter"),
     ("wsianon.converters.aperio", "AperioConverter"),
 ]

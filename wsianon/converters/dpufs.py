@@ -244,29 +244,29 @@ class XmlCleaner:
         return self.deriv_join.join(kept), removed
 
 
-def normalize_markup(root: ET.Element, allowed_xml_attributes: set[str]) -> list[str]:
+def normalize_markup(root: ET.Element, allowed_xml_attributes: set[str]) -> list[tuple[str, str]]:
     """Closed world for the markup itself: no text outside leaf Attribute elements, no XML
-    attributes but the schema's.  Returns what was dropped (names, never values)."""
-    dropped: list[str] = []
+    attributes but the schema's, no elements but DataObject / Attribute / Array.  Returns
+    (what, value) for each thing dropped (the value is a canary, never printed)."""
+    dropped: list[tuple[str, str]] = []
     for el in root.iter():
         if el.tail is not None:
             if el.tail.strip():
-                dropped.append(f"text after <{el.tag}>")
+                dropped.append((f"text after <{el.tag}>", el.tail.strip()))
             el.tail = None
         if len(el) and el.text is not None:
             if el.text.strip():
-                dropped.append(f"text inside <{el.tag}>")
+                dropped.append((f"text inside <{el.tag}>", el.text.strip()))
             el.text = None
-        if el.tag not in ("DataObject", "Attribute", "Array"):
-            dropped.append(f"element <{el.tag}>")
         for k in list(el.attrib):
             if k not in allowed_xml_attributes:
-                dropped.append(f"XML attribute {k} of <{el.tag}>")
+                dropped.append((f"XML attribute {k} of <{el.tag}>", el.attrib[k]))
                 del el.attrib[k]
     # unknown elements are removed with their content
     for parent in list(root.iter()):
         for child in list(parent):
             if child.tag not in ("DataObject", "Attribute", "Array"):
+                dropped.append((f"element <{child.tag}>", "".join(child.itertext()).strip()))
                 parent.remove(child)
     return dropped
 

@@ -66,11 +66,12 @@ def audit_paths(paths: list[Path], source: Path | None = None, allow_generic: bo
                 snap = src_snap or snapshot_source(inv, tiles=False)
                 props = check_openslide(snap, s.converter, s.path, policy, verdict)
                 _residual_fields(inv, verdict)
-                run_format_checks(inv.format, inv, s.path, s.files, policy, verdict)
+                run_format_checks(inv.format, inv, s.path, s.files, policy, verdict, src_snap)
                 if src_inv is not None and src_snap is not None:
                     canaries = src_inv.canaries() + stem_canaries(src_inv.path) + source_property_canaries(src_snap, props)
                     scan_outputs(canaries, s.files, verdict)
-                    check_tiles_tiff(src_snap, inv.format, s.path, verdict)
+                    if src_snap.format_state is None:  # a format with its own snapshot proves its body itself
+                        check_tiles_tiff(src_snap, inv.format, s.path, verdict)
             if src_inv is not None and s.format == "dicom":
                 scan_outputs(src_inv.canaries() + stem_canaries(src_inv.path), s.files, verdict)
             results.append((s.path, verdict, None))

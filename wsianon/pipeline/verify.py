@@ -61,10 +61,14 @@ class SourceSnapshot:
     props: dict = field(default_factory=dict)
     page_hashes: list[tuple[int, int, int, str]] | None = None  # (width, height, tiles, sha256)
     tiles_note: str = ""
+    format_state: dict | None = None  # the format check module's own snapshot (``snapshot(path)``), if it has one
 
 
 def snapshot_source(inv: Inventory, tiles: bool = True) -> SourceSnapshot:
     snap = SourceSnapshot()
+    mod = format_checks(inv.format)
+    if tiles and hasattr(mod, "snapshot"):
+        snap.format_state = mod.snapshot(inv.path)
     try:
         with _openslide().OpenSlide(str(inv.path)) as src:
             snap.level_count = src.level_count
@@ -141,6 +145,9 @@ def check_openslide(snap: SourceSnapshot, conv: NativeConverter | None, out_main
     """Structure checks through OpenSlide; returns the output's properties (or None)."""
     openslide = _openslide()
     expected = conv.openslide_vendor if conv else None
+    if conv is not None and getattr(format_checks(conv.name), "OPENSLIDE_READS", True) is False:
+        verdict.add("openslide-detect", True, f"OpenSlide does not read {conv.title}: structure proven by the format's own check")
+        return None
     try:
         vendor = openslide.OpenSlide.detect_format(str(out_main))
     except Exception as exc:
@@ -273,10 +280,15 @@ def format_checks(fmt: str):
     return importlib.import_module(modname)
 
 
-def run_format_checks(fmt: str, inv: Inventory, out_main: Path, out_files: list[Path], policy: Policy, verdict: Verdict) -> None:
+def run_format_checks(
+    fmt: str, inv: Inventory, out_main: Path, out_files: list[Path], policy: Policy, verdict: Verdict, snap: SourceSnapshot | None = None
+) -> None:
     mod = format_checks(fmt)
     if mod is not None:
-        mod.check(inv, out_main, out_files, policy, verdict)
+        if snap is not None and snap.format_state is not None:
+            mod.check(inv, out_main, out_files, policy, verdict, source_state=snap.format_state)
+        else:
+            mod.check(inv, out_main, out_files, policy, verdict)
 
 
 def verify_native(
@@ -302,7 +314,7 @@ def verify_native(
         scan.result()
     verdict.checks.extend(scan_verdict.checks)
     verdict.findings.extend(scan_verdict.findings)
-    run_format_checks(inv.format, inv, out_main, out_files, policy, verdict)
+    run_format_checks(inv.format, inv, out_main, out_files, policy, verdict, snap)
     return verdict
 
 

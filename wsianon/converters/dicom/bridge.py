@@ -282,6 +282,10 @@ def convert_slide(source: Path, inv: Inventory, ctx: SlideContext, out_dir: Path
     source = Path(source)
     out_dir = Path(out_dir)
     _refuse_overlapping_bif(source, inv)
+    if inv.format == "isyntax":  # read through pyisyntax (libisyntax), or refused with the reason
+        from wsianon.converters.isyntax import dicom_preflight
+
+        dicom_preflight(source)
     scanner = source_scanner(inv)
     # a thumbnail the native route would remove (e.g. an MRXS preview showing a barcode) is not written
     keep_thumbnail = not any(i.kind == "thumbnail" and i.action != "keep" for i in inv.images)

@@ -1,0 +1,230 @@
+"""Philips iSyntax native redactor: the XML header rewritten fail-closed, the body untouched.
+
+Facts (libisyntax, the Philips iSyntax format description it cites, the public
+isyntax-deidentifier): an iSyntax file is
+
+    XML header | CR LF EOT (0x0D 0x0A 0x04) | seek table (optional) | codeblocks
+
+The header is the DPUfsImport XML of the Philips TIFF description (see
+``dpufs.py``); its end is the first 0x04 byte of the file (no 0x04 can occur in
+XML 1.0 text).  Offsets in the body (seek table, cluster and block header
+tables) are absolute, so the header keeps its exact length: the redacted XML is
+followed by newline padding up to the old length (whitespace after the root
+element is what XML readers tolerate there — yxml, used by libisyntax, and the
+public de-identifier pads the same way) and the CR LF EOT terminator and the
+body stay byte for byte.  The plan is one patch over the header; the body is
+streamed (``copy_file_range``) or, in place, never touched.
+
+Label and macro ``DPScannedImage`` objects are removed (the label replaced by a
+blank JPEG with ``--label blank``); every attribute is judged against
+``profiles/data/isyntax.json``; the barcode and its decoded value are
+identifiers.  Refused with a one-line reason: no terminator, a terminator not
+preceded by CR LF, a header that is not UTF-8 or not well-formed XML, a root
+that is not DPUfsImport, no WSI image, or a redacted header that would not fit.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+from wsianon.converters.base import Field, Inventory, NativeConverter, SlideContext
+from wsianon.converters.dpufs import XmlCleaner, normalize_markup
+from wsianon.errors import CorruptInput, UnsupportedFormat
+from wsianon.io.plan import FilePlan, Patch, Plan
+from wsianon.profiles import load
+from wsianon.profiles.policy import Policy
+
+TERMINATOR = b"\r\n\x04"
+PAD = b"\n"
+_READ = 8 << 20
+_ROOT_RX = re.compile(rb'^(?:\xef\xbb\xbf)?\s*(?:<\?xml[^>]*\?>\s*)?<DataObject\s+ObjectType\s*=\s*"DPUfsImport"\s*>')
+_ACTION = {"blank": "blanked", "year": "reduced to year", "dummy": "dummy UID", "remove": "removed"}
+
+
+def _rules() -> dict:
+    return load("isyntax")
+
+
+def find_terminator(path: Path) -> int:
+    """Offset of the EOT byte ending the header (the first 0x04 of the file); CorruptInput otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise CorruptInput(path, f"cannot read: {exc.strerror or exc}") from None
+    try:
+        pos = 0
+        while True:
+            buf = os.pread(fd, _READ, pos)
+            if not buf:
+                raise CorruptInput(path, "iSyntax header has no CR LF EOT terminator (truncated or not iSyntax)")
+            i = buf.find(b"\x04")
+            if i >= 0:
+                eot = pos + i
+                if eot < 2 or os.pread(fd, 2, eot - 2) != b"\r\n":
+                    raise CorruptInput(path, "iSyntax header terminator (EOT) is not preceded by CR LF")
+                return eot
+            pos += len(buf)
+    finally:
+        os.close(fd)
+
+
+def read_header(path: Path) -> tuple[bytes, int]:
+    """(the XML header bytes before CR LF EOT, offset of the EOT byte)."""
+    eot = find_terminator(path)
+    with open(path, "rb") as fh:
+        data = fh.read(eot - 2)
+    if len(data) != eot - 2:
+        raise CorruptInput(path, "iSyntax header is truncated")
+    return data, eot
+
+
+def parse_header(data: bytes, path: Path) -> tuple[ET.Element, str]:
+    """(root element, XML declaration or '')."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CorruptInput(path, "iSyntax header is not UTF-8 text") from None
+    text = text.lstrip("\ufeff")
+    try:
+        root = ET.fromstring(text.strip())
+    except ET.ParseError as exc:
+        raise CorruptInput(path, f"iSyntax header is not well-formed XML ({exc})") from None
+    if root.tag != "DataObject" or root.get("ObjectType") != "DPUfsImport":
+        raise CorruptInput(path, "iSyntax header root is not DataObject DPUfsImport")
+    m = re.match(r"\s*(<\?xml[^>]*\?>)", text)
+    return root, (m.group(1) if m else "")
+
+
+def wsi_objects(root: ET.Element) -> list[ET.Element]:
+    out = []
+    for obj in root.iter("DataObject"):
+        if obj.get("ObjectType") != "DPScannedImage":
+            continue
+        for a in obj.findall("Attribute"):
+            if a.get("Name") == "PIM_DP_IMAGE_TYPE" and (a.text or "").strip() == "WSI":
+                out.append(obj)
+    return out
+
+
+def wsi_geometry(wsi: ET.Element) -> tuple[int, int, int] | None:
+    """(width, height, levels) from the WSI's UFS_IMAGE_GENERAL_HEADERS dimension ranges
+    (libisyntax's arithmetic: x, y, colour, scale; the padding depends on the level count)."""
+    ranges: list[tuple[int, int, int]] = []
+    for a in wsi.iter("Attribute"):
+        if a.get("Name") != "UFS_IMAGE_GENERAL_HEADERS":
+            continue
+        for r in a.iter("Attribute"):
+            if r.get("Name") == "UFS_IMAGE_DIMENSION_RANGE":
+                nums = re.findall(r"-?\d+", r.text or "")
+                if len(nums) == 3:
+                    ranges.append(tuple(int(n) for n in nums))  # type: ignore[arg-type]
+        break
+    if len(ranges) < 4:
+        return None
+
+    def steps(rg: tuple[int, int, int]) -> int:
+        start, step, end = rg
+        return ((end + step) - start) // (step or 1)
+
+    levels = steps(ranges[3])
+    padding = (3 << levels) - 3
+    return steps(ranges[0]) - 2 * padding, steps(ranges[1]) - 2 * padding, levels
+
+
+@dataclass
+class _Analysis:
+    header_len: int  # bytes before CR LF EOT
+    eot: int
+    new_header: bytes  # redacted, padded to header_len
+    cleaner: XmlCleaner
+    dropped_markup: list[tuple[str, str]]
+    levels: int
+
+
+class ISyntaxConverter(NativeConverter):
+    name = "isyntax"
+    title = "Philips iSyntax"
+    openslide_vendor = None  # OpenSlide does not read iSyntax
+    extension = ".isyntax"
+
+    def sniff(self, path: Path, head: bytes) -> bool:
+        return bool(_ROOT_RX.match(head[:4096]))
+
+    def _analyze(self, path: Path, policy: Policy, key: bytes) -> _Analysis:
+        r = _rules()
+        data, eot = read_header(path)
+        root, decl = parse_header(data, path)
+        if len(wsi_objects(root)) != 1:
+            raise CorruptInput(path, f"iSyntax header holds {len(wsi_objects(root))} WSI images (expected 1)")
+        cleaner = XmlCleaner(r, policy, key)
+        try:
+            pdr_levels = cleaner.clean(root)
+        except ValueError as exc:
+            raise CorruptInput(path, f"iSyntax header: {exc}") from None
+        dropped = normalize_markup(root, set(r["allowed_xml_attributes"]))
+        geo = wsi_geometry(wsi_objects(root)[0])
+        levels = geo[2] if geo else pdr_levels
+        body = ET.tostring(root, encoding="unicode", short_empty_elements=False)
+        new = ((decl + "\n") if decl else "").encode("utf-8") + body.encode("utf-8")
+        if len(new) > len(data):
+            raise CorruptInput(path, f"redacted iSyntax header would not fit ({len(new)} > {len(data)} bytes); refused")
+        new += PAD * (len(data) - len(new))
+        return _Analysis(len(data), eot, new, cleaner, dropped, levels)
+
+    def inspect(self, path: Path, policy: Policy | None = None) -> Inventory:
+        policy = policy or Policy()
+        an = self._analyze(path, policy, b"inspect")
+        inv = Inventory(format=self.name, path=path, input_files=[path])
+        inv.levels = an.levels
+        # a keyed dummy UID (2.25.<128-bit>) is already what redaction writes: not an identifier
+        fields = [
+            Field(f.name, f.value, "keep", f.where, canary=False)
+            if f.action == "dummy" and all(re.fullmatch(r"2\.25\.\d{1,39}", t.strip('"')) for t in f.value.split())
+            else f
+            for f in an.cleaner.fields
+        ]
+        inv.fields = fields + [Field(f"XML markup: {d}", v, "remove", "header") for d, v in an.dropped_markup]
+        inv.images = list(an.cleaner.images)
+        inv.extra_canaries = list(an.cleaner.canaries)
+        inv.notes.append(f"XML header {an.header_len} bytes, body from byte {an.eot + 1} kept byte for byte")
+        return inv
+
+    def plan(self, inv: Inventory, ctx: SlideContext) -> Plan:
+        path = inv.path
+        an = self._analyze(path, ctx.policy, ctx.key)
+        plan = Plan(format=self.name)
+        patch = Patch(0, an.header_len, an.new_header, "iSyntax XML header rewritten fail-closed, padded to its length")
+        for img in an.cleaner.images:
+            plan.remove("image", img.kind, {"remove": "removed from XML", "blank": "replaced by blank JPEG", "keep": "kept"}[img.action], img.where)
+        for f in an.cleaner.fields:
+            plan.remove("field", f.name, _ACTION.get(f.action, f.action), f.where)
+        for d, _v in an.dropped_markup:
+            plan.remove("structure", d, "removed", "header")
+        plan.notes.append(f"iSyntax header rewritten in place ({an.header_len} bytes, padded); body byte-identical")
+        plan.files.append(FilePlan(dest=self.output_name(ctx, path), source=path, patches=[patch]))
+        return plan
+
+
+def dicom_preflight(source: Path) -> None:
+    """The DICOM route reads iSyntax through pyisyntax (libisyntax): refuse clearly when it cannot."""
+    try:
+        from isyntax import ISyntax
+    except Exception:
+        raise UnsupportedFormat(
+            source, "cannot convert iSyntax to DICOM: the pyisyntax package (libisyntax) is not installed; use --target native"
+        ) from None
+    try:
+        with ISyntax.open(source) as s:
+            if s.level_count < 1:
+                raise ValueError("no levels")
+    except Exception:
+        raise UnsupportedFormat(
+            source, "cannot convert iSyntax to DICOM: pyisyntax (libisyntax) cannot decode this file; use --target native"
+        ) from None
+
+
+__all__ = ["ISyntaxConverter", "dicom_preflight", "find_terminator", "parse_header", "read_header", "wsi_geometry"]
