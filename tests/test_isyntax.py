@@ -88,6 +88,9 @@ def test_redacted_isyntax(isx, tmp_path):
     assert a["PIM_DP_UFS_BARCODE"] == [""] and a["DICOM_DEVICE_SERIAL_NUMBER"] == [""]
     assert a["DICOM_STUDY_INSTANCE_UID"][0].startswith("2.25.")
     assert all(not (e.tail or "").strip() for e in root.iter())
+    # whitespace inside container attributes kept: libisyntax reads their tag from it
+    containers = [e for e in root.iter("Attribute") if len(e)]
+    assert containers and all((e.text or "") != "" and not e.text.strip() for e in containers)
     assert all(set(e.attrib) <= {"Name", "Group", "Element", "PMSVR", "ObjectType"} for e in root.iter())
     # padding: whitespace only, after the root element
     text = header.decode()
@@ -331,6 +334,12 @@ def test_cli_end_to_end(tmp_path, cli):
     assert [s["format"] for s in report["slides"]] == ["isyntax"] * 2
     checks = {c["check"] for s in report["slides"] for c in s["verification"]["checks"]}
     assert {"isyntax-structure", "isyntax-profile", "isyntax-markup", "isyntax-images", "body-identical", "canary-scan"} <= checks
+    try:
+        import isyntax  # noqa: F401
+    except ImportError:
+        pass
+    else:  # libisyntax opens the fixtures: the pipeline proves the outputs open the same way
+        assert {"pyisyntax-open", "pyisyntax-barcode"} <= checks
     outs = sorted(p for p in out.iterdir() if p.suffix == ".isyntax")
     assert len(outs) == 2
     sizes = sorted(fx.path.stat().st_size for fx in fxs)
@@ -396,6 +405,14 @@ def test_dicom_route_refused_with_reason(tmp_path, cli, monkeypatch):
     assert code == 1
     lines = [line for line in stderr.splitlines() if str(isx.path) in line]
     assert len(lines) == 1 and "cannot convert iSyntax to DICOM" in lines[0] and "--target native" in lines[0]
+    try:
+        import isyntax  # noqa: F401
+
+        # pyisyntax opens the fixture, but its codeblocks are random bytes: the decode probe (a child
+        # process, since libisyntax crashes on them) fails and the slide is refused
+        assert "cannot decode this file" in lines[0]
+    except ImportError:
+        assert "not installed" in lines[0]
     assert not list(out.rglob("*.dcm"))
     # without pyisyntax installed: the reason says so
     import sys
@@ -406,15 +423,45 @@ def test_dicom_route_refused_with_reason(tmp_path, cli, monkeypatch):
     assert "pyisyntax package (libisyntax) is not installed" in stderr
 
 
-def test_pyisyntax_opens_the_output_like_the_source(tmp_path):
+@pytest.mark.parametrize("order", ["a", "b"])
+def test_pyisyntax_opens_the_output_like_the_source(tmp_path, order):
+    """libisyntax (pyisyntax) opens the fixture (header + seek table; its codeblocks are random, so no
+    tile decodes) and must open every output with the same levels and dimensions, barcode gone."""
     isyntax = pytest.importorskip("isyntax", reason="pyisyntax (libisyntax bindings) is not installed")
-    isx = make_isyntax(tmp_path / "a.isyntax")
-    try:
-        with isyntax.ISyntax.open(isx.path) as s:
-            src = (s.level_count, s.level_dimensions)
-    except Exception:
-        pytest.skip("pyisyntax cannot open the synthetic fixture (its body is random bytes, not libisyntax codeblocks)")
-    _, _, out = run_native(ISyntaxConverter(), isx.path, tmp_path / "o")
-    with isyntax.ISyntax.open(out) as s:
-        assert (s.level_count, s.level_dimensions) == src
-        assert s.barcode == ""
+    isx = make_isyntax(tmp_path / "a.isyntax", order=order)
+    with isyntax.ISyntax.open(isx.path) as s:
+        src = (s.level_count, s.level_dimensions, s.mpp_x)
+        assert s.barcode == isx.canaries["PIM_DP_UFS_BARCODE_decoded"]
+    assert src[:2] == (3, [(1024, 768), (512, 384), (256, 192)])
+    for i, policy in enumerate((Policy(), Policy(label="blank", macro="keep"), Policy(dates="year"))):
+        _, _, out = run_native(ISyntaxConverter(), isx.path, tmp_path / f"o{i}", policy)
+        with isyntax.ISyntax.open(out) as s:
+            assert (s.level_count, s.level_dimensions, s.mpp_x) == src
+            assert s.barcode == ""
+    # the pipeline's check runs libisyntax too (in a child process) when it opens the source
+    from wsianon.pipeline.checks import isyntax as chk
+
+    state = chk.snapshot(isx.path)
+    assert state["pyisyntax"] == {"levels": 3, "dims": [(1024, 768), (512, 384), (256, 192)],
+                                  "barcode": isx.canaries["PIM_DP_UFS_BARCODE_decoded"]}
+    inv, _, out = run_native(ISyntaxConverter(), isx.path, tmp_path / "o9")
+    v = Verdict()
+    chk.check(inv, out, [out], Policy(), v, source_state=state)
+    assert {c.name for c in v.checks if c.ok} >= {"pyisyntax-open", "pyisyntax-barcode"}
+
+
+def test_attribute_order_does_not_matter(tmp_path):
+    """XML attributes written in reverse order (as the Philips TIFF fixture's order b): the redactor
+    does not care (libisyntax refuses such a file, so only the byte-level proofs apply)."""
+    isx = make_isyntax(tmp_path / "r.isyntax", order="b", reverse_xml_attributes=True)
+    inv, _, out = run_native(ISyntaxConverter(), isx.path, tmp_path / "o")
+    assert out.stat().st_size == isx.path.stat().st_size
+    assert _split(out)[1] == TERMINATOR + isx.body()
+    assert scan_for(out, isx.text_canaries()) == []
+    a = _attrs(_own_parse(_split(out)[0]))
+    assert a["PIM_DP_IMAGE_TYPE"] == ["WSI"] and a["DICOM_MANUFACTURER"] == ["PHILIPS"]
+    from wsianon.pipeline.checks import isyntax as chk
+
+    v = Verdict()
+    chk.check(inv, out, [out], Policy(), v, source_state=chk.snapshot(isx.path))
+    assert v.ok, [c for c in v.checks if not c.ok]

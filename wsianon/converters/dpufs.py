@@ -245,19 +245,21 @@ class XmlCleaner:
 
 
 def normalize_markup(root: ET.Element, allowed_xml_attributes: set[str]) -> list[tuple[str, str]]:
-    """Closed world for the markup itself: no text outside leaf Attribute elements, no XML
-    attributes but the schema's, no elements but DataObject / Attribute / Array.  Returns
-    (what, value) for each thing dropped (the value is a canary, never printed)."""
+    """Closed world for the markup itself: no text outside leaf Attribute elements but whitespace,
+    no XML attributes but the schema's, no elements but DataObject / Attribute / Array.  Returns
+    (what, value) for each thing dropped (the value is a canary, never printed).
+
+    Whitespace between elements is kept: libisyntax learns a container attribute's tag from the
+    character data inside it (no whitespace between ``<Attribute ..IDataObjectArray>`` and
+    ``<Array>`` and it misreads the header); stray text is replaced by a newline for that reason."""
     dropped: list[tuple[str, str]] = []
     for el in root.iter():
-        if el.tail is not None:
-            if el.tail.strip():
-                dropped.append((f"text after <{el.tag}>", el.tail.strip()))
-            el.tail = None
-        if len(el) and el.text is not None:
-            if el.text.strip():
-                dropped.append((f"text inside <{el.tag}>", el.text.strip()))
-            el.text = None
+        if el.tail is not None and el.tail.strip():
+            dropped.append((f"text after <{el.tag}>", el.tail.strip()))
+            el.tail = "\n"
+        if len(el) and el.text is not None and el.text.strip():
+            dropped.append((f"text inside <{el.tag}>", el.text.strip()))
+            el.text = "\n"
         for k in list(el.attrib):
             if k not in allowed_xml_attributes:
                 dropped.append((f"XML attribute {k} of <{el.tag}>", el.attrib[k]))

@@ -209,22 +209,45 @@ class ISyntaxConverter(NativeConverter):
         return plan
 
 
+_DECODE_PROBE = r"""
+import sys
+from isyntax import ISyntax
+with ISyntax.open(sys.argv[1]) as s:
+    if s.level_count < 1:
+        sys.exit(3)
+    for level, (w, h) in enumerate(s.level_dimensions):
+        s.read_region(0, 0, min(256, w), min(256, h), level=level)
+print("decoded")
+"""
+
+
 def dicom_preflight(source: Path) -> None:
-    """The DICOM route reads iSyntax through pyisyntax (libisyntax): refuse clearly when it cannot."""
+    """The DICOM route reads iSyntax through pyisyntax (libisyntax), which decodes every tile.
+
+    libisyntax can crash the process on a file it does not understand (a SIGFPE or SIGSEGV, not an
+    exception), so whether it opens the file and decodes a region of every level is first tried in a
+    child process; the conversion goes ahead only when that worked, else the slide is refused."""
+    import importlib.util
+    import subprocess
+    import sys
+
     try:
-        from isyntax import ISyntax
-    except Exception:
+        found = importlib.util.find_spec("isyntax") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
         raise UnsupportedFormat(
             source, "cannot convert iSyntax to DICOM: the pyisyntax package (libisyntax) is not installed; use --target native"
-        ) from None
+        )
     try:
-        with ISyntax.open(source) as s:
-            if s.level_count < 1:
-                raise ValueError("no levels")
-    except Exception:
+        r = subprocess.run([sys.executable, "-c", _DECODE_PROBE, str(source)], capture_output=True, text=True, timeout=600)
+        ok = r.returncode == 0 and r.stdout.strip().endswith("decoded")
+    except (OSError, subprocess.TimeoutExpired):
+        ok = False
+    if not ok:
         raise UnsupportedFormat(
             source, "cannot convert iSyntax to DICOM: pyisyntax (libisyntax) cannot decode this file; use --target native"
-        ) from None
+        )
 
 
 __all__ = ["ISyntaxConverter", "dicom_preflight", "find_terminator", "parse_header", "read_header", "wsi_geometry"]

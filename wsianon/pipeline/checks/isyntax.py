@@ -24,9 +24,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.util
 import io
+import json
 import os
 import re
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -76,16 +80,37 @@ def read_layout(path: Path) -> dict:
         os.close(fd)
 
 
+_OPEN_PROBE = r"""
+import json, sys
+from isyntax import ISyntax
+with ISyntax.open(sys.argv[1]) as s:
+    try:
+        barcode = s.barcode
+    except Exception:
+        barcode = "?"
+    print(json.dumps({"levels": s.level_count, "dims": [list(d) for d in s.level_dimensions], "barcode": barcode}))
+"""
+
+
 def _pyisyntax_view(path: Path) -> dict | None:
+    """libisyntax's view (levels, dimensions, barcode), or None when pyisyntax is absent or cannot open
+    the file.  Run in a child process: libisyntax can crash (SIGFPE/SIGSEGV) on a file it misreads."""
     try:
-        from isyntax import ISyntax
-    except Exception:
+        if importlib.util.find_spec("isyntax") is None:
+            return None
+    except (ImportError, ValueError):
         return None
     try:
-        with ISyntax.open(path) as s:
-            return {"levels": s.level_count, "dims": [tuple(d) for d in s.level_dimensions], "barcode": s.barcode}
-    except Exception:
+        r = subprocess.run([sys.executable, "-c", _OPEN_PROBE, str(path)], capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired):
         return None
+    if r.returncode != 0 or not r.stdout.strip():
+        return None
+    try:
+        v = json.loads(r.stdout.strip().splitlines()[-1])
+    except ValueError:
+        return None
+    return {"levels": int(v["levels"]), "dims": [tuple(d) for d in v["dims"]], "barcode": str(v["barcode"])}
 
 
 def snapshot(path: Path) -> dict:
