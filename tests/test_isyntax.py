@@ -465,3 +465,21 @@ def test_attribute_order_does_not_matter(tmp_path):
     v = Verdict()
     chk.check(inv, out, [out], Policy(), v, source_state=chk.snapshot(isx.path))
     assert v.ok, [c for c in v.checks if not c.ok]
+
+
+def test_dicom_verifier_reference_levels(tmp_path):
+    """The DICOM verifier's pyisyntax reference maps output sizes to source levels (pixels are not read
+    here: the fixture's codeblocks are random and libisyntax crashes decoding them)."""
+    pytest.importorskip("isyntax", reason="pyisyntax (libisyntax bindings) is not installed")
+    from wsianon.pipeline.checks import isyntax as chk
+    from wsianon.pipeline.verify import format_checks
+
+    isx = make_isyntax(tmp_path / "a.isyntax")
+    ref = format_checks("isyntax").frame_reference(isx.path)
+    try:
+        assert isinstance(ref, chk.FrameReference)
+        assert ref.level_for(1024, 768) == (0, 1.0)
+        assert ref.level_for(256, 192) == (2, 4.0)
+        assert ref.level_for(1000, 768) is None
+    finally:
+        ref.close()

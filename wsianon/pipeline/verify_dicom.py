@@ -745,8 +745,17 @@ def _check_frames_converted(inv: Inventory, outputs: list[tuple[Path, Dataset]],
                         try:
                             ref = _OpenSlideReference(source)
                         except Exception as exc:
-                            problems.append(f"{path.name}: re-encoded, and OpenSlide cannot read the source to compare ({type(exc).__name__})")
-                            continue
+                            # a format OpenSlide does not read may bring its own reader (iSyntax: pyisyntax)
+                            from wsianon.pipeline.verify import format_checks
+
+                            make_ref = getattr(format_checks(inv.format), "frame_reference", None)
+                            try:
+                                ref = make_ref(source) if make_ref is not None else None
+                            except Exception:
+                                ref = None
+                            if ref is None:
+                                problems.append(f"{path.name}: re-encoded, and OpenSlide cannot read the source to compare ({type(exc).__name__})")
+                                continue
                     lv = ref.level_for(int(ds.TotalPixelMatrixColumns), int(ds.TotalPixelMatrixRows))
                     if lv is None:
                         problems.append(f"{path.name}: re-encoded, and the source has no level of the same size")

@@ -293,3 +293,37 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict, source_st
             if out_view is not None:
                 verdict.add("pyisyntax-barcode", not out_view["barcode"].strip(), "barcode read by libisyntax is empty"
                             if not out_view["barcode"].strip() else "libisyntax still reads a barcode")
+
+
+class FrameReference:
+    """The source's pixels as pyisyntax (libisyntax) renders them, for the DICOM verifier's comparison of
+    re-encoded frames (OpenSlide does not read iSyntax).  Same interface as the verifier's OpenSlide
+    reference: ``level_for(columns, rows)``, ``region(level, downsample, x, y, w, h)`` (level
+    coordinates; RGBA composited over white), ``close()``.  Used only after the DICOM route's child-process
+    probe proved that libisyntax decodes this file (the conversion itself decoded every tile)."""
+
+    def __init__(self, source: Path):
+        from isyntax import ISyntax
+
+        self.s = ISyntax.open(source)
+        self.dims = [tuple(d) for d in self.s.level_dimensions]
+
+    def close(self) -> None:
+        self.s.close()
+
+    def level_for(self, cols: int, rows: int) -> tuple[int, float] | None:
+        for i, d in enumerate(self.dims):
+            if d == (cols, rows):
+                return i, float(1 << i)
+        return None
+
+    def region(self, level: int, d: float, x: int, y: int, w: int, h: int):
+        import numpy as np
+
+        rgba = np.asarray(self.s.read_region(int(x), int(y), int(w), int(h), level=level), dtype=np.int32)
+        a = rgba[..., 3:4]
+        return ((rgba[..., :3] * a + 255 * (255 - a) + 127) // 255).astype(np.uint8)
+
+
+def frame_reference(source: Path) -> FrameReference:
+    return FrameReference(source)
