@@ -83,6 +83,9 @@ def test_redacted_isyntax(isx, tmp_path):
     assert a["PIM_DP_UFS_INTERFACE_VERSION"] == ["5.0"]
     assert a["UFS_IMAGE_BLOCK_COMPRESSION_METHOD"] == ["16"]
     assert len(a["UFS_IMAGE_DIMENSION_RANGE"]) == 10
+    assert a["UFS_IMAGE_DIMENSION_UNIT"][:2] == ["MicroMeter", "MicroMeter"]
+    assert "colour component" in a["UFS_IMAGE_DIMENSION_TYPE"]
+    assert a["UFS_IMAGE_DIMENSION_SCALE_FACTOR"][0] == "0.25"
     assert a["DICOM_PIXEL_SPACING"][0] == '"0.00025" "0.00025"'
     assert a["DICOM_DERIVATION_DESCRIPTION"] == ["PHILIPS UFS V1.6.6063 | Quality=1 | DWT=1 | Compressor=16"]
     assert a["PIM_DP_UFS_BARCODE"] == [""] and a["DICOM_DEVICE_SERIAL_NUMBER"] == [""]
@@ -102,6 +105,16 @@ def test_redacted_isyntax(isx, tmp_path):
         for start in range(0, len(b64) - 32, max(1, len(b64) // 9)):
             assert not raw_contains(out, b64[start : start + 32].encode())
     assert sorted(r.name for r in plan.removals if r.kind == "image") == ["label", "macro"]
+    # exactly the identifying attributes were changed: nothing the body or a reader needs
+    changed = {r.name.removeprefix("XML ") for r in plan.removals if r.kind == "field"}
+    assert changed == {
+        "DICOM_ACQUISITION_DATETIME", "DICOM_DATE_OF_LAST_CALIBRATION", "DICOM_TIME_OF_LAST_CALIBRATION",
+        "DICOM_DEVICE_SERIAL_NUMBER", "PIIM_DP_SCANNER_OPERATOR_ID", "PIIM_DP_SCANNER_RACK_NUMBER",
+        "PIIM_DP_SCANNER_SLOT_NUMBER", "PIM_DP_SCANNER_RACK_PRIORITY", "PIM_DP_SOURCE_FILE", "PIM_DP_UFS_BARCODE",
+        "PIM_DP_UFS_BARCODE (decoded)", "PIM_DP_SCANNER_NOTE", "DICOM_DERIVATION_DESCRIPTION:sourceFilename",
+        "DICOM_STUDY_INSTANCE_UID", "DICOM_SERIES_INSTANCE_UID",
+    }
+    assert {r.name for r in plan.removals if r.kind == "structure"} == {"XML attribute Note of <Attribute>", "text inside <Array>"}
     dumped = json.dumps(plan.describe()) + json.dumps(inv.public())
     for v in isx.text_canaries().values():
         assert v not in dumped
