@@ -61,6 +61,22 @@ CARDS_JS = """(() => [...document.querySelectorAll('.card')].map(c => ({
   images: [...c.querySelectorAll('img')].map(i => i.naturalWidth)})))()"""
 
 
+LAZY_JS = """(() => ({built: document.querySelectorAll('#cards .card').length,
+  visible: document.querySelectorAll('#cards .card:not([hidden])').length,
+  inert: document.querySelectorAll('template.lazy').length, rows: document.querySelectorAll('#slides tbody tr').length,
+  decoded: [...document.querySelectorAll('#cards .card:not([hidden]) img.thumb')].filter(i => i.naturalWidth > 0).length}))()"""
+
+
+def _synthetic(n: int) -> record.RecordData:
+    thumb = record.data_uri(Image.new("RGB", (64, 48), (200, 120, 190)), record.THUMB_PX)
+    slides = [
+        record.SlideRecord(f"WSI-{i:016x}", "aperio", "native", "ok", [f"WSI-{i:016x}.svs"], [record.OutputFile(f"WSI-{i:016x}.svs", 1000 + i, f"{i:064x}")],
+                           thumbnail=thumb, checks=[{"check": "canary-scan", "ok": True, "detail": ""}])
+        for i in range(n)
+    ]
+    return record.RecordData({"version": "0", "policy": {"label": "remove", "macro": "remove", "dates": "remove"}}, slides, None, {}, "now")
+
+
 def test_mixed_batch_report_in_chromium(tmp_path, monkeypatch, cli):
     if find_chromium() is None or shutil.which("pdftotext") is None:
         pytest.skip("chromium / pdftotext not installed (tools/ensure-system-deps.sh installs them when run as root)")
@@ -99,13 +115,20 @@ def test_mixed_batch_report_in_chromium(tmp_path, monkeypatch, cli):
 
     html_path, cert_path, pdf_path = out / record.REPORT_HTML, out / record.CERT_JSON, out / record.CERT_PDF
     shot = tmp_path / "report.png"
-    with Chromium(height=1400) as browser:
+    with Chromium(height=1900) as browser:
         browser.load(html_path)
         cards = browser.evaluate(CARDS_JS)
         browser.screenshot(shot)
         # the inline script filters: only the quarantined slide is left
         browser.evaluate("(() => {const s=document.getElementById('fstatus'); s.value='quarantined'; s.dispatchEvent(new Event('change'));})()")
         shown = [c["slide"] for c in browser.evaluate(CARDS_JS) if c["visible"]]
+        # a big report: cards parsed inert and built page by page
+        big = tmp_path / "big.html"
+        big.write_text(record.render_html(_synthetic(record.LAZY_AFTER + 60)))
+        browser.load(big)
+        lazy_state = [browser.evaluate(LAZY_JS)]
+        browser.evaluate("document.getElementById('next').click()")
+        lazy_state.append(browser.evaluate(LAZY_JS))
         errors = browser.errors()
     assert errors == [], errors
     assert sorted(c["slide"] for c in cards) == sorted(slides)  # one card per slide
@@ -121,9 +144,13 @@ def test_mixed_batch_report_in_chromium(tmp_path, monkeypatch, cli):
         else:
             assert c["status"] == "quarantined" and c["thumb"].startswith("data:image/png")
     assert shown == [s for s, v in slides.items() if v["status"] == "failed"]
-    if os.environ.get("WSIANON_SCREENSHOT_TO"):
-        shutil.copyfile(shot, os.environ["WSIANON_SCREENSHOT_TO"])
-    assert Image.open(shot).size == (1280, 1400)
+    n = record.LAZY_AFTER + 60
+    assert lazy_state[0] == {"built": 50, "visible": 50, "inert": n - 50, "rows": n, "decoded": 50}
+    assert lazy_state[1] == {"built": 100, "visible": 50, "inert": n - 100, "rows": n, "decoded": 50}
+    assert Image.open(shot).size == (1280, 1900)
+    if os.environ.get("WSIANON_SCREENSHOT_TO"):  # the README's picture (docs/report.png) comes from here
+        im = Image.open(shot).convert("RGB")
+        im.resize((960, 1425), Image.LANCZOS).quantize(256).save(os.environ["WSIANON_SCREENSHOT_TO"], optimize=True)
 
     # nothing identifying in the HTML, the certificate or the PDF text
     pdf_text = subprocess.run(["pdftotext", "-layout", str(pdf_path), "-"], capture_output=True, text=True, check=True).stdout
@@ -149,6 +176,8 @@ def test_mixed_batch_report_in_chromium(tmp_path, monkeypatch, cli):
     text = sheet.read_text()
     assert str(src) in text and text.count('class="card"') == 8
     assert text.count("SOURCE label") >= 4 and text.count("SOURCE macro") >= 5
+    dicom_card = next(c for c in text.split("<article")[1:] if "DICOM-CASE-0007" in c)
+    assert "SOURCE label" in dicom_card and "SOURCE overview" in dicom_card  # the DICOM series' LABEL/OVERVIEW instances
 
 
 def test_review_sheet_refused_inside_out_and_private(tmp_path, cli):

@@ -48,6 +48,7 @@ THUMB_PX = 224
 ASSOC_PX = 120
 LIBRARIES = ("openslide-python", "openslide-bin", "tifffile", "pydicom", "highdicom", "wsidicom", "wsidicomizer", "opentile", "pillow", "numpy", "imagecodecs")
 SHARED_STATES = ("ok",)
+LAZY_AFTER = 200  # above this many slides the cards are built page by page in the browser
 NOT_SHARED = {"failed": "quarantined", "quarantined": "quarantined", "error": "error"}
 
 
@@ -172,6 +173,8 @@ def _run_dates(report: dict) -> list[str]:
 
 
 class _Cache:
+    """Best effort: a cache that cannot be opened or written is simply not used."""
+
     def __init__(self, out: Path):
         self.db = None
         path = out.parent / f"{out.name}.wsianon-record.sqlite"
@@ -180,36 +183,55 @@ class _Cache:
             self.db.execute("create table if not exists files (rel text primary key, size int, mtime int, sha text)")
             self.db.execute("create table if not exists images (slide text primary key, sig text, data text)")
         except sqlite3.Error:
-            self.db = None
+            self._drop()
+
+    def _drop(self) -> None:
+        if self.db is not None:
+            try:
+                self.db.close()
+            except sqlite3.Error:
+                pass
+        self.db = None
+
+    def _get(self, sql: str, args: tuple):
+        if self.db is None:
+            return None
+        try:
+            return self.db.execute(sql, args).fetchone()
+        except sqlite3.Error:
+            self._drop()
+            return None
+
+    def _put(self, sql: str, args: tuple) -> None:
+        if self.db is not None:
+            try:
+                self.db.execute(sql, args)
+            except sqlite3.Error:
+                self._drop()
 
     def sha(self, rel: str, p: Path) -> str:
         st = p.stat()
-        if self.db is not None:
-            row = self.db.execute("select size, mtime, sha from files where rel=?", (rel,)).fetchone()
-            if row and row[0] == st.st_size and row[1] == st.st_mtime_ns:
-                return row[2]
+        row = self._get("select size, mtime, sha from files where rel=?", (rel,))
+        if row and row[0] == st.st_size and row[1] == st.st_mtime_ns:
+            return row[2]
         digest = sha256_file(p)
-        if self.db is not None:
-            self.db.execute("insert or replace into files values (?,?,?,?)", (rel, st.st_size, st.st_mtime_ns, digest))
+        self._put("insert or replace into files values (?,?,?,?)", (rel, st.st_size, st.st_mtime_ns, digest))
         return digest
 
     def images(self, slide: str, sig: str):
-        if self.db is None:
-            return None
-        row = self.db.execute("select sig, data from images where slide=?", (slide,)).fetchone()
+        row = self._get("select sig, data from images where slide=?", (slide,))
         return json.loads(row[1]) if row and row[0] == sig else None
 
     def put_images(self, slide: str, sig: str, data) -> None:
-        if self.db is not None:
-            self.db.execute("insert or replace into images values (?,?,?)", (slide, sig, json.dumps(data)))
+        self._put("insert or replace into images values (?,?,?)", (slide, sig, json.dumps(data)))
 
     def close(self) -> None:
         if self.db is not None:
             try:
                 self.db.commit()
-                self.db.close()
             except sqlite3.Error:
                 pass
+            self._drop()
 
 
 # ---------------------------------------------------------------------------
@@ -239,28 +261,33 @@ _PLACEHOLDERS: dict[str, str] = {}
 def placeholder(text: str) -> str:
     """A small grey image naming why there is no thumbnail (decodable like any other)."""
     if text not in _PLACEHOLDERS:
-        from PIL import Image, ImageDraw
+        from PIL import Image, ImageDraw, ImageFont
 
         img = Image.new("RGB", (THUMB_PX, THUMB_PX * 2 // 3), (236, 236, 236))
         d = ImageDraw.Draw(img)
         d.rectangle([0, 0, img.width - 1, img.height - 1], outline=(170, 170, 170))
-        d.text((12, img.height // 2 - 6), text, fill=(90, 90, 90))
+        try:
+            font = ImageFont.load_default(size=14)
+        except TypeError:  # Pillow < 10.1
+            font = ImageFont.load_default()
+        d.text((12, img.height // 2 - 8), text, fill=(90, 90, 90), font=font)
         buf = io.BytesIO()
         img.save(buf, "PNG")
         _PLACEHOLDERS[text] = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
     return _PLACEHOLDERS[text]
 
 
-def render_slide_images(path: Path) -> dict:
+def render_slide_images(path: Path | list[Path]) -> dict:
     """Thumbnail and kept associated images of one slide (an output, or a source for the review
     sheet): ``{"thumbnail": uri | None, "images": [[kind, uri], ...], "error": str | None}``."""
     res: dict = {"thumbnail": None, "images": [], "error": None}
-    path = Path(path)
+    files = list(path) if isinstance(path, list) else None
+    path = Path(files[0] if files else path)
     try:
-        if path.is_dir() or path.suffix.lower() == ".dcm":
+        if files or path.is_dir() or path.suffix.lower() == ".dcm":
             from wsidicom import WsiDicom
 
-            files = sorted(path.rglob("*.dcm")) if path.is_dir() else [path]
+            files = files or (sorted(path.rglob("*.dcm")) if path.is_dir() else [path])
             with WsiDicom.open(files) as wsi:
                 res["thumbnail"] = data_uri(wsi.read_thumbnail((THUMB_PX, THUMB_PX)), THUMB_PX)
                 for kind, n, read in (("label", len(wsi.labels or []), wsi.read_label), ("overview", len(wsi.overviews or []), wsi.read_overview)):
@@ -430,11 +457,17 @@ ul.plain{margin:4px 0;padding-left:18px}
 _JS = r"""
 (function(){
   var rows=[].slice.call(document.querySelectorAll('#slides tbody tr'));
-  var cards={};[].forEach.call(document.querySelectorAll('.card'),function(c){cards[c.id]=c;});
+  var cards={}, lazy={};
+  [].forEach.call(document.querySelectorAll('.card'),function(c){cards[c.id]=c;});
+  [].forEach.call(document.querySelectorAll('template.lazy'),function(t){lazy['card-'+t.getAttribute('data-slide')]=t;});
   var tbody=document.querySelector('#slides tbody'), grid=document.getElementById('cards');
   var q=document.getElementById('q'), st=document.getElementById('fstatus'), fm=document.getElementById('fformat');
   var ps=document.getElementById('psize'), info=document.getElementById('pinfo');
   var key='slide', dir=1, page=0, view=rows;
+  function card(id){  /* cards of big reports are parsed inert (<template>) and built when first shown */
+    if(!cards[id]&&lazy[id]){var c=lazy[id].content.firstElementChild; grid.appendChild(c); cards[id]=c; lazy[id].remove(); delete lazy[id];}
+    return cards[id];
+  }
   function val(r,k){var v=r.getAttribute('data-'+k)||'';return (k==='size'||k==='checks')?parseFloat(v)||0:v;}
   function apply(){
     var text=q.value.trim().toLowerCase(), s=st.value, f=fm.value;
@@ -442,12 +475,13 @@ _JS = r"""
     view.sort(function(a,b){var x=val(a,key),y=val(b,key);return (x<y?-1:x>y?1:0)*dir;});
     var n=parseInt(ps.value,10)||50, pages=Math.max(1,Math.ceil(view.length/n));
     if(page>=pages)page=pages-1; if(page<0)page=0;
-    var lo=page*n, hi=lo+n, shown={};
+    var lo=page*n, hi=Math.min(lo+n,view.length);
     rows.forEach(function(r){r.hidden=true;});
     Object.keys(cards).forEach(function(k){cards[k].hidden=true;});
-    view.forEach(function(r,i){tbody.appendChild(r); var c=cards['card-'+r.getAttribute('data-slide')]; if(c)grid.appendChild(c);
-      if(i>=lo&&i<hi){r.hidden=false; if(c)c.hidden=false;}});
-    info.textContent=view.length?('slides '+(lo+1)+'\u2013'+Math.min(hi,view.length)+' of '+view.length+' (page '+(page+1)+'/'+pages+')'):'no slide matches';
+    var frag=document.createDocumentFragment();
+    view.forEach(function(r){frag.appendChild(r);}); tbody.appendChild(frag);
+    for(var i=lo;i<hi;i++){var r=view[i]; r.hidden=false; var c=card('card-'+r.getAttribute('data-slide')); if(c){c.hidden=false; grid.appendChild(c);}}
+    info.textContent=view.length?('slides '+(lo+1)+'\u2013'+hi+' of '+view.length+' (page '+(page+1)+'/'+pages+')'):'no slide matches';
   }
   [].forEach.call(document.querySelectorAll('th[data-sort]'),function(th){th.addEventListener('click',function(){var k=th.getAttribute('data-sort');dir=(k===key)?-dir:1;key=k;apply();});});
   q.addEventListener('input',function(){page=0;apply();}); st.addEventListener('change',function(){page=0;apply();});
@@ -557,7 +591,11 @@ def render_html(data: RecordData) -> str:
         )
     fmt_opts = "".join(f'<option value="{_e(k)}">{_e(k)}</option>' for k in sorted(formats))
     st_opts = "".join(f'<option value="{_e(k)}">{_e(k)}</option>' for k in sorted(counts))
-    cards = "".join(_card(s) for s in slides)
+    if len(slides) > LAZY_AFTER:  # inert until shown: the browser parses but neither lays out nor decodes them
+        cards = "".join(f'<template class="lazy" data-slide="{_e(s.slide)}">{_card(s)}</template>' for s in slides)
+        cards += "<noscript><p>This report holds many slides: their cards are shown page by page with JavaScript. The table above lists every slide.</p></noscript>"
+    else:
+        cards = "".join(_card(s) for s in slides)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
@@ -682,7 +720,10 @@ def certificate_pdf(cert: dict) -> bytes:
 def write_record(out: Path, key: bytes | None = None) -> dict[str, Path]:
     """Write the HTML report, the certificate JSON and its PDF into OUT (from the report JSON)."""
     out = Path(out)
-    data = collect(out, key=key)
+    try:
+        data = collect(out, key=key)
+    except OSError as exc:
+        raise OutputError(out, f"cannot read the outputs for the report/certificate: {exc.strerror or exc}") from None
     paths = {"html": out / REPORT_HTML, "certificate": out / CERT_JSON, "pdf": out / CERT_PDF}
     try:
         write_atomic(paths["html"], render_html(data).encode("utf-8"))
@@ -735,6 +776,16 @@ def read_mapping(path: Path) -> list[dict]:
     return rows
 
 
+def _dicom_series_folder(src: Path) -> Path | list[Path]:
+    """The instances of a DICOM source's series (the mapping names one of its files)."""
+    from wsianon.converters.dicom.series import group_series
+
+    try:
+        return next((g for g in group_series([src.parent]) if src in g), src)
+    except WsianonError:
+        return src
+
+
 def is_inside(path: Path, folder: Path) -> bool:
     path, folder = Path(path).resolve(), Path(folder).resolve()
     return path == folder or folder in path.parents
@@ -762,7 +813,7 @@ def write_review_sheet(out: Path, sheet: Path, mapping: Path | None = None) -> P
         row = next((by_out[o] for o in s.outputs + [s.slide] if o in by_out), None)
         src = Path(row["source"]) if row else None
         if src is not None and src.exists():
-            simg = render_slide_images(src)
+            simg = render_slide_images(_dicom_series_folder(src) if src.suffix.lower() == ".dcm" else src)
             src_imgs = [(k, u) for k, u in simg["images"] if k in ("label", "macro", "overview")]
             src_note = simg["error"] or ("" if src_imgs else "the source has no label or macro image")
         else:
