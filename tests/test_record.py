@@ -247,6 +247,14 @@ def test_key_fingerprint_never_the_key(tmp_path, cli):
     cert = json.loads((out / record.CERT_JSON).read_text())
     assert cert["key_fingerprint"] == record.key_fingerprint(key)
     assert "reduced to the year" in " ".join(cert["policy"]["in_words"])
+    # re-issued without the key, the recorded fingerprint stays; with another key, it changes
+    assert cli("certify", out)[0] == 0
+    assert json.loads((out / record.CERT_JSON).read_text())["key_fingerprint"] == record.key_fingerprint(key)
+    other = tmp_path / "other.key"
+    other.write_text("ab" * 32 + "\n")
+    assert cli("certify", out, "--key-file", other)[0] == 0
+    assert json.loads((out / record.CERT_JSON).read_text())["key_fingerprint"] == record.key_fingerprint(b"\xab" * 32)
+    assert cli("certify", out, "--key-file", tmp_path / "missing.key")[0] == 2 and not (tmp_path / "missing.key").exists()
     for f in out.rglob("*"):
         if f.is_file():
             raw = f.read_bytes()

@@ -118,7 +118,7 @@ def run(
     if out is not None and not (dry_run or no_review_sheet):
         from wsianon.pipeline.record import is_inside
 
-        sheet = review_sheet or out.parent / f"{out.name}.review.html"
+        sheet = review_sheet or out.resolve().parent / f"{out.resolve().name}.review.html"
         if is_inside(sheet, out):
             _fail(f"{sheet}: the review sheet shows the sources' labels and macros (identifying); it is never written inside OUT")
     try:
@@ -202,7 +202,9 @@ def run(
     except KeyboardInterrupt:
         err_console.print("interrupted: no partial output was placed in OUT")
         raise typer.Exit(130)
-    if sheet is not None and result.report_path:
+    if sheet is not None and not (result.report_path and result.mapping_path):
+        sheet = None  # nothing was anonymized: no source to show
+    if sheet is not None:
         from wsianon.pipeline.record import write_review_sheet
 
         try:
@@ -225,7 +227,7 @@ def run(
         msg += f"\noutputs: {out}"
     if result.mapping_path:
         msg += f"\nmapping (private, keep outside OUT): {result.mapping_path}"
-    if sheet is not None and result.report_path:
+    if sheet is not None:
         msg += f"\nreview sheet (PRIVATE: shows the sources' labels and macros, identifying; never share): {sheet}"
     if any(o.status == "failed" for o in result.outcomes) and result.quarantine_dir:
         msg += f"\nquarantine (failed verification): {result.quarantine_dir}"
@@ -330,9 +332,11 @@ def certify(
     check: Annotated[bool, typer.Option("--check", help="Re-hash every output and confirm the certificate still matches (exit 1 and one line per mismatch if not).")] = False,
     review_sheet: Annotated[Optional[Path], typer.Option("--review-sheet", help="Also write the PRIVATE review sheet here (identifying; never inside OUT).")] = None,
     mapping: Annotated[Optional[Path], typer.Option("--mapping", help="Private source→output CSV for the review sheet. Default: OUT.mapping.csv beside OUT.")] = None,
+    key_file: Annotated[Optional[Path], typer.Option("--key-file", help="The job's key, to record its fingerprint (never the key). Default: the fingerprint already recorded.")] = None,
 ) -> None:
     """Write (again) the HTML report and the certificate (JSON + PDF) of OUT, or --check them against the outputs."""
     from wsianon.pipeline import record
+    from wsianon.pipeline.keys import load_or_create_key
 
     if check:
         cert, problems = record.check_certificate(out)
@@ -345,7 +349,9 @@ def certify(
         out_console.print(f"CONFIRMED certificate {cert.get('certificate_id')}: {n} output file(s) and the reports match", highlight=False)
         raise typer.Exit(0)
     try:
-        paths = record.write_record(out)
+        if key_file is not None and not key_file.is_file():
+            _fail(f"{key_file}: no such key file", 2)
+        paths = record.write_record(out, key=load_or_create_key(key_file) if key_file else None)
         out_console.print(f"report:      {paths['html']}\ncertificate: {paths['certificate']} (+ {paths['pdf'].name})", highlight=False, soft_wrap=True)
         if review_sheet is not None:
             sheet = record.write_review_sheet(out, review_sheet, mapping)

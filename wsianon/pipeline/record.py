@@ -389,6 +389,11 @@ def collect(out: Path, report: dict | None = None, key: bytes | None = None) -> 
         fp = report["key"].get("fingerprint")
     if not fp and key is not None:
         fp = key_fingerprint(key)
+    if not fp:  # re-issued without the key: keep the fingerprint the run recorded
+        try:
+            fp = json.loads((out / CERT_JSON).read_text()).get("key_fingerprint")
+        except (OSError, ValueError, AttributeError):
+            fp = None
     cache = _Cache(out)
     slides: list[SlideRecord] = []
     try:
