@@ -259,3 +259,29 @@ def test_key_fingerprint_never_the_key(tmp_path, cli):
         if f.is_file():
             raw = f.read_bytes()
             assert key.hex().encode() not in raw and key not in raw and key.hex()[:16].encode() not in raw, f.name
+
+
+def test_record_follows_a_cumulative_report(tmp_path, cli):
+    """Resumed jobs regenerate OUT/wsianon-report.json from the job manifest, cumulative over runs:
+    the record is built from that report (its slides, run dates, key fingerprint) and the outputs."""
+    (tmp_path / "in").mkdir()
+    a, b = write_svs(tmp_path / "in" / "CASE-A-1.svs"), write_svs(tmp_path / "in" / "CASE-B-2.svs")
+    out = tmp_path / "out"
+    assert cli("run", a.path, "-o", out, "--no-review-sheet")[0] == 0
+    first = json.loads((out / record.REPORT_NAME).read_text())
+    assert cli("run", b.path, "-o", out, "--no-review-sheet")[0] == 0
+    second = json.loads((out / record.REPORT_NAME).read_text())
+    # the second run's report alone does not account for the first run's output
+    code, _, stderr = cli("certify", "--check", out)
+    assert code == 1 and f"{first['slides'][0]['outputs'][0]}: not listed in the certificate" in stderr
+    # the manifest's cumulative view: both slides, both runs, the job's key fingerprint
+    cumulative = dict(second, slides=first["slides"] + second["slides"], key_fingerprint="sha256:job-manifest-fingerprint",
+                      runs=[{"started": first["created"], "finished": first["created"]}, {"started": second["created"], "finished": second["created"]}])
+    (out / record.REPORT_NAME).write_text(json.dumps(cumulative))
+    assert cli("certify", out)[0] == 0
+    assert cli("certify", "--check", out)[0] == 0
+    cert = json.loads((out / record.CERT_JSON).read_text())
+    assert {o["slide"] for o in cert["outputs"]} == {s["slide"] for s in cumulative["slides"]}
+    assert cert["key_fingerprint"] == "sha256:job-manifest-fingerprint" and len(cert["run_dates"]) >= 2
+    page = (out / record.REPORT_HTML).read_text()
+    assert page.count('class="card"') == 2 and "sha256:job-manifest-fingerprint" in page
