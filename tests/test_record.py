@@ -63,7 +63,7 @@ CARDS_JS = """(() => [...document.querySelectorAll('.card')].map(c => ({
 
 LAZY_JS = """(() => ({built: document.querySelectorAll('#cards .card').length,
   visible: document.querySelectorAll('#cards .card:not([hidden])').length,
-  inert: document.querySelectorAll('template.lazy').length, rows: document.querySelectorAll('#slides tbody tr').length,
+  stores: document.querySelectorAll('script#lazy-cards').length, rows: document.querySelectorAll('#slides tbody tr').length,
   decoded: [...document.querySelectorAll('#cards .card:not([hidden]) img.thumb')].filter(i => i.naturalWidth > 0).length}))()"""
 
 
@@ -122,7 +122,7 @@ def test_mixed_batch_report_in_chromium(tmp_path, monkeypatch, cli):
         # the inline script filters: only the quarantined slide is left
         browser.evaluate("(() => {const s=document.getElementById('fstatus'); s.value='quarantined'; s.dispatchEvent(new Event('change'));})()")
         shown = [c["slide"] for c in browser.evaluate(CARDS_JS) if c["visible"]]
-        # a big report: cards parsed inert and built page by page
+        # a big report: cards kept as text and built page by page
         big = tmp_path / "big.html"
         big.write_text(record.render_html(_synthetic(record.LAZY_AFTER + 60)))
         browser.load(big)
@@ -145,8 +145,8 @@ def test_mixed_batch_report_in_chromium(tmp_path, monkeypatch, cli):
             assert c["status"] == "quarantined" and c["thumb"].startswith("data:image/png")
     assert shown == [s for s, v in slides.items() if v["status"] == "failed"]
     n = record.LAZY_AFTER + 60
-    assert lazy_state[0] == {"built": 50, "visible": 50, "inert": n - 50, "rows": n, "decoded": 50}
-    assert lazy_state[1] == {"built": 100, "visible": 50, "inert": n - 100, "rows": n, "decoded": 50}
+    assert lazy_state[0] == {"built": 50, "visible": 50, "stores": 1, "rows": n, "decoded": 50}
+    assert lazy_state[1] == {"built": 100, "visible": 50, "stores": 1, "rows": n, "decoded": 50}
     assert Image.open(shot).size == (1280, 1900)
     if os.environ.get("WSIANON_SCREENSHOT_TO"):  # the README's picture (docs/report.png) comes from here
         im = Image.open(shot).convert("RGB")

@@ -464,13 +464,14 @@ _JS = r"""
   var rows=[].slice.call(document.querySelectorAll('#slides tbody tr'));
   var cards={}, lazy={};
   [].forEach.call(document.querySelectorAll('.card'),function(c){cards[c.id]=c;});
-  [].forEach.call(document.querySelectorAll('template.lazy'),function(t){lazy['card-'+t.getAttribute('data-slide')]=t;});
+  var store=document.getElementById('lazy-cards');
+  if(store){var d=JSON.parse(store.textContent); for(var k in d){lazy['card-'+k]=d[k];}}
   var tbody=document.querySelector('#slides tbody'), grid=document.getElementById('cards');
   var q=document.getElementById('q'), st=document.getElementById('fstatus'), fm=document.getElementById('fformat');
   var ps=document.getElementById('psize'), info=document.getElementById('pinfo');
   var key='slide', dir=1, page=0, view=rows;
-  function card(id){  /* cards of big reports are parsed inert (<template>) and built when first shown */
-    if(!cards[id]&&lazy[id]){var c=lazy[id].content.firstElementChild; grid.appendChild(c); cards[id]=c; lazy[id].remove(); delete lazy[id];}
+  function card(id){  /* cards of big reports are kept as text (JSON) and built when first shown */
+    if(!cards[id]&&lazy[id]){var t=document.createElement('template'); t.innerHTML=lazy[id]; var c=t.content.firstElementChild; grid.appendChild(c); cards[id]=c; delete lazy[id];}
     return cards[id];
   }
   function val(r,k){var v=r.getAttribute('data-'+k)||'';return (k==='size'||k==='checks')?parseFloat(v)||0:v;}
@@ -596,8 +597,9 @@ def render_html(data: RecordData) -> str:
         )
     fmt_opts = "".join(f'<option value="{_e(k)}">{_e(k)}</option>' for k in sorted(formats))
     st_opts = "".join(f'<option value="{_e(k)}">{_e(k)}</option>' for k in sorted(counts))
-    if len(slides) > LAZY_AFTER:  # inert until shown: the browser parses but neither lays out nor decodes them
-        cards = "".join(f'<template class="lazy" data-slide="{_e(s.slide)}">{_card(s)}</template>' for s in slides)
+    if len(slides) > LAZY_AFTER:  # kept as text until shown: no DOM, no layout, no image decoding for the other pages
+        store = json.dumps({s.slide: _card(s) for s in slides}, separators=(",", ":")).replace("</", "<\\/").replace("<!--", "\\u003c!--")
+        cards = f'<script type="application/json" id="lazy-cards">{store}</script>'
         cards += "<noscript><p>This report holds many slides: their cards are shown page by page with JavaScript. The table above lists every slide.</p></noscript>"
     else:
         cards = "".join(_card(s) for s in slides)
