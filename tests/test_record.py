@@ -226,12 +226,15 @@ def test_certify_check_fails_after_an_output_byte_changes(tmp_path, cli):
     # a file added to OUT and an edited certificate are mismatches too
     (out / "extra.txt").write_text("x")
     cert["outputs"][0]["sha256"] = "0" * 64
+    (tmp_path / "escape.txt").write_text("y")
+    cert["outputs"].append({"file": "../escape.txt", "size": 1, "sha256": "0" * 64})
     (out / record.CERT_JSON).write_text(json.dumps(cert))
     code, _, stderr = cli("certify", "--check", out)
     assert code == 1
     assert "extra.txt: not listed in the certificate" in stderr
     assert "certificate ID does not match its content" in stderr
     assert f"{cert['outputs'][0]['file']}: SHA-256 differs" in stderr
+    assert "../escape.txt: outside the output folder" in stderr
     # re-issuing the record covers the new state again
     (out / "extra.txt").unlink()
     assert cli("certify", out)[0] == 0

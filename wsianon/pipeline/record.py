@@ -349,7 +349,7 @@ class RecordData:
 
 def _main_output(out: Path, s: dict) -> Path | None:
     """The output a viewer opens: a DICOM folder, or the file OpenSlide recognises."""
-    cands = [out / o for o in s.get("outputs") or []]
+    cands = [out / o for o in s.get("outputs") or [] if is_inside(out / o, out)]
     for p in cands:
         if p.is_dir() and any(p.glob("*.dcm")):
             return p
@@ -369,6 +369,8 @@ def _output_files(out: Path, outputs: list[str]) -> list[Path]:
     files: list[Path] = []
     for o in outputs:
         p = out / o
+        if not is_inside(p, out) or p.resolve() == out.resolve():
+            continue  # a report naming something outside OUT is not followed
         if p.is_dir():
             files.extend(sorted(f for f in p.rglob("*") if f.is_file()))
         elif p.is_file():
@@ -757,6 +759,9 @@ def check_certificate(out: Path) -> tuple[dict | None, list[str]]:
         rel = entry.get("file", "")
         listed.add(rel)
         p = out / rel
+        if not is_inside(p, out):
+            problems.append(f"{rel}: outside the output folder")
+            continue
         if not p.is_file():
             problems.append(f"{rel}: missing")
             continue
