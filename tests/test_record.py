@@ -176,6 +176,8 @@ def test_mixed_batch_report_in_chromium(tmp_path, monkeypatch, cli):
     text = sheet.read_text()
     assert str(src) in text and text.count('class="card"') == 8
     assert text.count("SOURCE label") >= 4 and text.count("SOURCE macro") >= 5
+    quar_card = next(c for c in text.split("<article")[1:] if "SVS-QUAR-CASE-0008" in c)
+    assert "QUARANTINED output (not shared)" in quar_card and "SOURCE label" in quar_card
     dicom_card = next(c for c in text.split("<article")[1:] if "DICOM-CASE-0007" in c)
     assert "SOURCE label" in dicom_card and "SOURCE overview" in dicom_card  # the DICOM series' LABEL/OVERVIEW instances
 

@@ -208,7 +208,7 @@ def run(
         from wsianon.pipeline.record import write_review_sheet
 
         try:
-            write_review_sheet(out, sheet, result.mapping_path)
+            write_review_sheet(out, sheet, result.mapping_path, result.quarantine_dir)
         except WsianonError as exc:
             err_console.print(f"[red]error:[/red] {exc.one_line()}", highlight=False, soft_wrap=True)
             sheet = None

@@ -803,9 +803,11 @@ def is_inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def write_review_sheet(out: Path, sheet: Path, mapping: Path | None = None) -> Path:
-    """The private review sheet (identifying by design): refused inside OUT, written mode 0600."""
+def write_review_sheet(out: Path, sheet: Path, mapping: Path | None = None, quarantine: Path | None = None) -> Path:
+    """The private review sheet (identifying by design): refused inside OUT, written mode 0600.
+    A quarantined slide shows its quarantined output (private too), so the reviewer sees what failed."""
     out, sheet = Path(out), Path(sheet)
+    quarantine = Path(quarantine) if quarantine else out.parent / f"{out.name}.quarantine"
     if is_inside(sheet, out):
         raise OutputError(sheet, "the review sheet shows the sources' labels and macros (identifying) and is never written inside OUT")
     mapping = Path(mapping) if mapping else out.parent / f"{out.name}.mapping.csv"
@@ -832,6 +834,12 @@ def write_review_sheet(out: Path, sheet: Path, mapping: Path | None = None) -> P
             src_imgs, src_note = [], "source not available"
         left = "".join(f'<figure><img src="{u}" alt="source {_e(k)}"><figcaption>SOURCE {_e(k)}</figcaption></figure>' for k, u in src_imgs)
         right = f'<figure><img src="{s.thumbnail or placeholder("not shared: " + s.status)}" alt="output"><figcaption>OUTPUT slide</figcaption></figure>'
+        qdir = quarantine / s.slide
+        if s.status == "quarantined" and qdir.is_dir():
+            main = _main_output(qdir, {"outputs": sorted(p.name for p in qdir.iterdir() if p.name != "findings.json")})
+            qimg = render_slide_images(main) if main else {"thumbnail": None}
+            if qimg["thumbnail"]:
+                right += f'<figure><img src="{qimg["thumbnail"]}" alt="quarantined output"><figcaption>QUARANTINED output (not shared)</figcaption></figure>'
         right += "".join(f'<figure><img src="{u}" alt="kept {_e(k)}"><figcaption>OUTPUT kept {_e(k)}</figcaption></figure>' for k, u in s.images)
         cards.append(
             f'<article class="card" data-slide="{_e(s.slide)}"><h3>{_e(s.slide)} {_badge(s.status)} <span class=muted>{_e(s.format)}</span></h3>'
