@@ -28,7 +28,6 @@ import hashlib
 import html
 import io
 import json
-import os
 import sqlite3
 from dataclasses import dataclass, field
 from importlib import metadata
