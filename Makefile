@@ -30,7 +30,9 @@ demo: venv
 	    -o $(DEMO_OUT) --key-file $(DEMO_OUT).key --overwrite
 	@echo "== outputs:             $(CURDIR)/$(DEMO_OUT)/"
 	@echo "== verification report: $(CURDIR)/$(DEMO_OUT)/wsianon-report.json"
+	@echo "== report to look at:   $(CURDIR)/$(DEMO_OUT)/wsianon-report.html (+ wsianon-certificate.json/.pdf)"
 	@echo "== private mapping:     $(CURDIR)/$(DEMO_OUT).mapping.csv (outside the shareable folder)"
+	@echo "== private review sheet: $(CURDIR)/$(DEMO_OUT).review.html (identifying: sources' labels and macros)"
 
 test: venv
 	@$(PY) -m pytest -q -p no:cacheprovider
@@ -39,4 +41,4 @@ bench: venv
 	@$(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) $(DEMO_OUT).key $(DEMO_OUT).mapping.csv $(DEMO_OUT).quarantine
+	rm -rf $(VENV) $(DEMO_OUT) $(DEMO_OUT).key $(DEMO_OUT).mapping.csv $(DEMO_OUT).quarantine $(DEMO_OUT).review.html $(DEMO_OUT).wsianon-record.sqlite

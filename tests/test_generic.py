@@ -129,7 +129,9 @@ def test_cli_refuses_then_allows_generic(tmp_path, cli):
     assert res.returncode != 0 and "Traceback" not in res.stderr
     lines = [l for l in res.stderr.splitlines() if str(src) in l]
     assert len(lines) == 1 and "OME-TIFF" in lines[0] and "--allow-generic" in lines[0]
-    assert not [p for p in out.rglob("*") if p.is_file() and p.name != "wsianon-report.json"] if out.exists() else True
+    from wsianon.pipeline.record import RECORD_FILES
+
+    assert not [p for p in out.rglob("*") if p.is_file() and p.name not in RECORD_FILES] if out.exists() else True
 
     out2 = tmp_path / "out2"
     code, stdout, stderr = cli("run", "--target", "native", str(src), "-o", str(out2), "--allow-generic")

@@ -298,7 +298,9 @@ def test_cli_end_to_end(tmp_path, cli):
     assert tree_digest(tmp_path / "in") == before
     mains = sorted(out.glob("*.mrxs"))
     assert len(mains) == 2
-    files = [p for p in out.rglob("*") if p.is_file() and p.name != "wsianon-report.json"]
+    from wsianon.pipeline.record import RECORD_FILES
+
+    files = [p for p in out.rglob("*") if p.is_file() and p.name not in RECORD_FILES]
     assert len(files) == 12
     canaries = all_canaries(a) | {"file name 2": b.mrxs.stem}
     assert scan_files(files, canaries) == []

@@ -2,12 +2,16 @@
 # Install the system packages wsianon needs when missing and permitted (root + apt-get):
 #   libturbojpeg0  - JPEG passthrough for opentile/wsidicomizer (DICOM target)
 #   dicom3tools    - dciodvfy, validates DICOM outputs in the tests
+#   chromium       - headless browser the report tests load wsianon-report.html in
+#   poppler-utils  - pdftotext, the tests read the certificate PDF's text
 set -u
 need=()
 have_pkg() { dpkg -s "$1" >/dev/null 2>&1; }
 if command -v dpkg >/dev/null 2>&1; then
   have_pkg libturbojpeg0 || ldconfig -p 2>/dev/null | grep -q libturbojpeg || need+=(libturbojpeg0)
   command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  command -v pdftotext >/dev/null 2>&1 || need+=(poppler-utils)
 else
   ldconfig -p 2>/dev/null | grep -q libturbojpeg || need+=(libturbojpeg0)
   command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
@@ -17,7 +21,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing system packages: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get install -y -q "${need[@]}" >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1; apt-get install -y -q "${need[@]}" >/dev/null; } || {
-    echo "warning: could not install ${need[*]} with apt-get; the DICOM target and dciodvfy checks need them" >&2; exit 0; }
+    echo "warning: could not install ${need[*]} with apt-get; the DICOM target, dciodvfy and report (chromium, pdftotext) tests need them" >&2; exit 0; }
 else
   echo "warning: missing system packages: ${need[*]} (install with: sudo apt-get install ${need[*]})." >&2
   echo "         The native target works without them; the DICOM target needs libturbojpeg0, the tests use dciodvfy." >&2

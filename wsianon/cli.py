@@ -103,6 +103,8 @@ def run(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist in OUT.")] = False,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Slides processed in parallel.")] = 1,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
+    review_sheet: Annotated[Optional[Path], typer.Option("--review-sheet", help="PRIVATE review sheet (sources' labels and macros beside the outputs; identifying, mode 0600, never inside OUT). Default: OUT.review.html beside OUT.")] = None,
+    no_review_sheet: Annotated[bool, typer.Option("--no-review-sheet", help="Do not write the private review sheet.")] = False,
 ) -> None:
     """Anonymize slides and verify the outputs. Exit 0: all clean; 1: some slide failed; 2: usage error."""
     from wsianon.pipeline.jobs import JobConfig, run_job
@@ -112,6 +114,13 @@ def run(
         _fail("an output folder is required: -o OUT (or --in-place / --dry-run)")
     if in_place and target is Target.dicom:
         _fail("--in-place works with --target native only")
+    sheet = None
+    if out is not None and not (dry_run or no_review_sheet):
+        from wsianon.pipeline.record import is_inside
+
+        sheet = review_sheet or out.resolve().parent / f"{out.resolve().name}.review.html"
+        if is_inside(sheet, out):
+            _fail(f"{sheet}: the review sheet shows the sources' labels and macros (identifying); it is never written inside OUT")
     try:
         from wsianon.profiles import dicom as dicom_profiles  # noqa: F401
 
@@ -193,6 +202,16 @@ def run(
     except KeyboardInterrupt:
         err_console.print("interrupted: no partial output was placed in OUT")
         raise typer.Exit(130)
+    if sheet is not None and not (result.report_path and result.mapping_path):
+        sheet = None  # nothing was anonymized: no source to show
+    if sheet is not None:
+        from wsianon.pipeline.record import write_review_sheet
+
+        try:
+            write_review_sheet(out, sheet, result.mapping_path, result.quarantine_dir)
+        except WsianonError as exc:
+            err_console.print(f"[red]error:[/red] {exc.one_line()}", highlight=False, soft_wrap=True)
+            sheet = None
     if dry_run:
         print(json.dumps(result.plans, indent=2))
     if json_out and result.report_path:
@@ -203,11 +222,13 @@ def run(
     total = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
     msg = f"{len(result.outcomes)} slide(s): {total}"
     if result.report_path:
-        msg += f"\nreport:  {result.report_path}"
+        msg += f"\nreport:  {result.report_path} (+ {result.report_path.with_suffix('.html').name}, wsianon-certificate.json/.pdf)"
     if out is not None and not dry_run:
         msg += f"\noutputs: {out}"
     if result.mapping_path:
         msg += f"\nmapping (private, keep outside OUT): {result.mapping_path}"
+    if sheet is not None:
+        msg += f"\nreview sheet (PRIVATE: shows the sources' labels and macros, identifying; never share): {sheet}"
     if any(o.status == "failed" for o in result.outcomes) and result.quarantine_dir:
         msg += f"\nquarantine (failed verification): {result.quarantine_dir}"
     (err_console if json_out else out_console).print(msg, highlight=False, soft_wrap=True)
@@ -303,6 +324,41 @@ def verify(
     if json_out:
         print(json.dumps(report, indent=2))
     raise typer.Exit(code)
+
+
+@app.command()
+def certify(
+    out: Annotated[Path, typer.Argument(help="An output folder wsianon wrote (holding wsianon-report.json).", show_default=False)],
+    check: Annotated[bool, typer.Option("--check", help="Re-hash every output and confirm the certificate still matches (exit 1 and one line per mismatch if not).")] = False,
+    review_sheet: Annotated[Optional[Path], typer.Option("--review-sheet", help="Also write the PRIVATE review sheet here (identifying; never inside OUT).")] = None,
+    mapping: Annotated[Optional[Path], typer.Option("--mapping", help="Private source→output CSV for the review sheet. Default: OUT.mapping.csv beside OUT.")] = None,
+    key_file: Annotated[Optional[Path], typer.Option("--key-file", help="The job's key, to record its fingerprint (never the key). Default: the fingerprint already recorded.")] = None,
+) -> None:
+    """Write (again) the HTML report and the certificate (JSON + PDF) of OUT, or --check them against the outputs."""
+    from wsianon.pipeline import record
+    from wsianon.pipeline.keys import load_or_create_key
+
+    if check:
+        cert, problems = record.check_certificate(out)
+        for p in problems:
+            err_console.print(f"mismatch: {p}", highlight=False, soft_wrap=True, markup=False)
+        if problems:
+            err_console.print(f"NOT CONFIRMED: {len(problems)} mismatch(es) against {record.CERT_JSON}", highlight=False)
+            raise typer.Exit(1)
+        n = len(cert.get("outputs") or [])
+        out_console.print(f"CONFIRMED certificate {cert.get('certificate_id')}: {n} output file(s) and the reports match", highlight=False)
+        raise typer.Exit(0)
+    try:
+        if key_file is not None and not key_file.is_file():
+            _fail(f"{key_file}: no such key file", 2)
+        paths = record.write_record(out, key=load_or_create_key(key_file) if key_file else None)
+        out_console.print(f"report:      {paths['html']}\ncertificate: {paths['certificate']} (+ {paths['pdf'].name})", highlight=False, soft_wrap=True)
+        if review_sheet is not None:
+            sheet = record.write_review_sheet(out, review_sheet, mapping)
+            out_console.print(f"review sheet (PRIVATE: shows the sources' labels and macros, identifying; never share): {sheet}", highlight=False, soft_wrap=True)
+    except WsianonError as exc:
+        _fail(exc.one_line(), 1)
+    raise typer.Exit(0)
 
 
 @app.command()

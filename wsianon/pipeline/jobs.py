@@ -25,6 +25,7 @@ from wsianon.pipeline.inspect import inspect_source
 from wsianon.pipeline.keys import Mapping, load_or_create_key, slide_pseudonym
 from wsianon.pipeline.model import Outcome
 from wsianon.pipeline.pseudonyms import load_pseudonym_map
+from wsianon.pipeline.record import write_record
 from wsianon.pipeline.report import write_report
 from wsianon.profiles.policy import Policy
 
@@ -190,4 +191,6 @@ def run_job(cfg: JobConfig, on_event: Callable[..., None] | None = None) -> JobR
         report_path = write_report(out, outcomes, cfg)
     if mapping is not None and mapping.rows:
         mapping.write()
+    if report_path is not None:
+        write_record(out, key=key)  # HTML report + certificate, from the report and the outputs
     return JobResult(outcomes, report_path, mapping_path if mapping and mapping.rows else None, quarantine, plans)

@@ -1,0 +1,292 @@
+"""The record a privacy officer can sign: HTML report, certificate (JSON + PDF), review sheet.
+
+The mixed batch (every native format, a DICOM input taking the DICOM route, one slide quarantined)
+is rendered in a real headless Chromium (DevTools over a pipe): no console error, one card per
+slide, thumbnails the browser decodes and PIL decodes; no canary value, file stem or source path in
+the HTML, the certificate or the PDF text (pdftotext).  Then: the review sheet is private (0600,
+outside OUT, refused inside it), and ``certify --check`` fails when an output byte changes.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from wsianon.pipeline import record
+
+from .fixtures.bif_gen import make_bif
+from .fixtures.chromium import Chromium, find_chromium
+from .fixtures.dicom_gen import make_dicom
+from .fixtures.mrxs_gen import make_mrxs, text_canaries
+from .fixtures.ndpi_gen import make_ndpi_info
+from .fixtures.philips_gen import make_philips
+from .fixtures.scn_gen import make_scn
+from .fixtures.svs_gen import write_svs
+
+
+def _decode(uri: str) -> Image.Image:
+    assert uri.startswith("data:image/"), uri[:40]
+    img = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+    img.load()
+    return img
+
+
+def _leak_for_quarantine(monkeypatch):
+    """The Aperio redactor forgets the description of one slide (stem containing QUAR): the
+    verifier catches it and the slide is quarantined."""
+    from wsianon.converters.aperio import AperioConverter
+
+    real_plan = AperioConverter.plan
+
+    def leaky_plan(self, inv, ctx):
+        plan = real_plan(self, inv, ctx)
+        if "QUAR" in Path(inv.path).name:
+            plan.files[0].patches = [p for p in plan.files[0].patches if "ImageDescription" not in p.reason]
+        return plan
+
+    monkeypatch.setattr(AperioConverter, "plan", leaky_plan)
+
+
+CARDS_JS = """(() => [...document.querySelectorAll('.card')].map(c => ({
+  slide: c.dataset.slide, status: c.dataset.status, visible: !c.hidden,
+  thumb: c.querySelector('img.thumb').src, decoded: c.querySelector('img.thumb').naturalWidth,
+  images: [...c.querySelectorAll('img')].map(i => i.naturalWidth)})))()"""
+
+
+LAZY_JS = """(() => ({built: document.querySelectorAll('#cards .card').length,
+  visible: document.querySelectorAll('#cards .card:not([hidden])').length,
+  stores: document.querySelectorAll('script#lazy-cards').length, rows: document.querySelectorAll('#slides tbody tr').length,
+  decoded: [...document.querySelectorAll('#cards .card:not([hidden]) img.thumb')].filter(i => i.naturalWidth > 0).length}))()"""
+
+
+def _synthetic(n: int) -> record.RecordData:
+    thumb = record.data_uri(Image.new("RGB", (64, 48), (200, 120, 190)), record.THUMB_PX)
+    slides = [
+        record.SlideRecord(f"WSI-{i:016x}", "aperio", "native", "ok", [f"WSI-{i:016x}.svs"], [record.OutputFile(f"WSI-{i:016x}.svs", 1000 + i, f"{i:064x}")],
+                           thumbnail=thumb, checks=[{"check": "canary-scan", "ok": True, "detail": ""}])
+        for i in range(n)
+    ]
+    return record.RecordData({"version": "0", "policy": {"label": "remove", "macro": "remove", "dates": "remove"}}, slides, None, {}, "now")
+
+
+def test_mixed_batch_report_in_chromium(tmp_path, monkeypatch, cli):
+    if find_chromium() is None or shutil.which("pdftotext") is None:
+        pytest.skip("chromium / pdftotext not installed (tools/ensure-system-deps.sh installs them when run as root)")
+    src = tmp_path / "archive"
+    src.mkdir()
+    fixtures = [
+        write_svs(src / "SVS-CASE-0001.svs"),
+        make_ndpi_info(src / "NDPI-CASE-0002.ndpi"),
+        make_bif(src / "BIF-CASE-0003.bif"),
+        make_philips(src / "PHILIPS-CASE-0004.tiff"),
+        make_scn(src / "SCN-CASE-0005.scn"),
+        write_svs(src / "SVS-QUAR-CASE-0008.svs"),
+    ]
+    mrxs = make_mrxs(src, "MRXS-CASE-0006")
+    dcm = make_dicom(src / "DICOM-CASE-0007")
+    canaries: dict[str, str] = {}
+    for fx in fixtures:
+        c = fx.text_canaries() if hasattr(fx, "text_canaries") else fx.canaries
+        canaries.update({f"{fx.path.name}:{k}": v for k, v in c.items()})
+    canaries.update({f"mrxs:{k}": v for k, v in text_canaries(mrxs).items()})
+    canaries.update({f"dicom:{k}": v for k, v in dcm.canaries.items()})
+    canaries = {k: v for k, v in canaries.items() if len(v) >= 5}
+    stems = ["SVS-CASE-0001", "NDPI-CASE-0002", "BIF-CASE-0003", "PHILIPS-CASE-0004", "SCN-CASE-0005", "MRXS-CASE-0006", "DICOM-CASE-0007", "SVS-QUAR-CASE-0008"]
+
+    _leak_for_quarantine(monkeypatch)
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", src, "-o", out)
+    assert code == 1, stdout + stderr  # one slide quarantined
+    assert "review sheet (PRIVATE" in stdout
+    report = json.loads((out / record.REPORT_NAME).read_text())
+    slides = {s["slide"]: s for s in report["slides"]}
+    assert len(slides) == 8
+    assert sorted(s["status"] for s in slides.values()) == ["failed"] + ["ok"] * 7
+    assert {s["target"] for s in slides.values()} == {"native", "dicom"}
+    assert sorted(s["format"] for s in slides.values()) == sorted(["aperio", "aperio", "ndpi", "ventana", "philips", "leica", "mrxs", "dicom"])
+
+    html_path, cert_path, pdf_path = out / record.REPORT_HTML, out / record.CERT_JSON, out / record.CERT_PDF
+    shot = tmp_path / "report.png"
+    with Chromium(height=1900) as browser:
+        browser.load(html_path)
+        cards = browser.evaluate(CARDS_JS)
+        browser.screenshot(shot)
+        # the inline script filters: only the quarantined slide is left
+        browser.evaluate("(() => {const s=document.getElementById('fstatus'); s.value='quarantined'; s.dispatchEvent(new Event('change'));})()")
+        shown = [c["slide"] for c in browser.evaluate(CARDS_JS) if c["visible"]]
+        # a big report: cards kept as text and built page by page
+        big = tmp_path / "big.html"
+        big.write_text(record.render_html(_synthetic(record.LAZY_AFTER + 60)))
+        browser.load(big)
+        lazy_state = [browser.evaluate(LAZY_JS)]
+        browser.evaluate("document.getElementById('next').click()")
+        lazy_state.append(browser.evaluate(LAZY_JS))
+        errors = browser.errors()
+    assert errors == [], errors
+    assert sorted(c["slide"] for c in cards) == sorted(slides)  # one card per slide
+    assert all(c["visible"] for c in cards)
+    for c in cards:
+        assert c["decoded"] > 0 and all(w > 0 for w in c["images"]), c["slide"]  # the browser decoded every image
+        img = _decode(c["thumb"])  # and so does PIL
+        assert img.width > 8 and img.height > 8
+        if slides[c["slide"]]["status"] == "ok":
+            assert c["thumb"].startswith("data:image/jpeg"), c["slide"]  # rendered from the output
+            lo, hi = img.convert("L").getextrema()
+            assert hi - lo > 20  # a picture, not a placeholder
+        else:
+            assert c["status"] == "quarantined" and c["thumb"].startswith("data:image/png")
+    assert shown == [s for s, v in slides.items() if v["status"] == "failed"]
+    n = record.LAZY_AFTER + 60
+    assert lazy_state[0] == {"built": 50, "visible": 50, "stores": 1, "rows": n, "decoded": 50}
+    assert lazy_state[1] == {"built": 100, "visible": 50, "stores": 1, "rows": n, "decoded": 50}
+    assert Image.open(shot).size == (1280, 1900)
+    if os.environ.get("WSIANON_SCREENSHOT_TO"):  # the README's picture (docs/report.png) comes from here
+        im = Image.open(shot).convert("RGB")
+        im.resize((960, 1425), Image.LANCZOS).quantize(256).save(os.environ["WSIANON_SCREENSHOT_TO"], optimize=True)
+
+    # nothing identifying in the HTML, the certificate or the PDF text
+    pdf_text = subprocess.run(["pdftotext", "-layout", str(pdf_path), "-"], capture_output=True, text=True, check=True).stdout
+    cert = json.loads(cert_path.read_text())
+    assert cert["certificate_id"] in pdf_text and "SHA-256" in pdf_text
+    assert len(cert["outputs"]) >= 14 and all(o["sha256"] in pdf_text for o in cert["outputs"])
+    for name, text in (("html", html_path.read_text()), ("certificate", cert_path.read_text()), ("pdf", pdf_text)):
+        for k, v in canaries.items():
+            assert v not in text, (name, k)
+        for stem in stems:
+            assert stem not in text, (name, stem)
+        assert str(src) not in text and str(tmp_path) not in text, name
+    # the certificate covers exactly the shared outputs, and the quarantined slide is named as not shared
+    listed = {o["file"] for o in cert["outputs"]}
+    on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} - set(record.RECORD_FILES)
+    assert listed == on_disk
+    assert [n["status"] for n in cert["not_shared"]] == ["quarantined"]
+    assert cli("certify", "--check", out)[0] == 0
+
+    # the private review sheet: beside OUT, 0600, the sources' labels and macros beside the outputs
+    sheet = tmp_path / "out.review.html"
+    assert oct(sheet.stat().st_mode & 0o777) == "0o600"
+    text = sheet.read_text()
+    assert str(src) in text and text.count('class="card"') == 8
+    assert text.count("SOURCE label") >= 4 and text.count("SOURCE macro") >= 5
+    quar_card = next(c for c in text.split("<article")[1:] if "SVS-QUAR-CASE-0008" in c)
+    assert "QUARANTINED output (not shared)" in quar_card and "SOURCE label" in quar_card
+    dicom_card = next(c for c in text.split("<article")[1:] if "DICOM-CASE-0007" in c)
+    assert "SOURCE label" in dicom_card and "SOURCE overview" in dicom_card  # the DICOM series' LABEL/OVERVIEW instances
+
+
+def test_review_sheet_refused_inside_out_and_private(tmp_path, cli):
+    fx = write_svs(tmp_path / "CASE-REVIEW-1.svs")
+    out = tmp_path / "out"
+    code, _, stderr = cli("run", fx.path, "-o", out, "--review-sheet", out / "sheet.html")
+    assert code == 2 and "never written inside OUT" in stderr
+    assert not out.exists()  # refused before anything ran
+    code, stdout, _ = cli("run", fx.path, "-o", out, "--review-sheet", tmp_path / "private" / "sheet.html")
+    assert code == 0
+    sheet = tmp_path / "private" / "sheet.html"
+    assert oct(sheet.stat().st_mode & 0o777) == "0o600"
+    assert "identifying" in stdout and str(sheet) in stdout
+    assert "SOURCE label" in sheet.read_text() and "SOURCE macro" in sheet.read_text()
+    assert not (tmp_path / "out.review.html").exists()
+    # inside OUT, also through certify and the API (a sub-folder, or OUT itself)
+    for bad in (out / "x" / "sheet.html", out):
+        with pytest.raises(Exception, match="never written inside OUT"):
+            record.write_review_sheet(out, bad)
+    code, _, stderr = cli("certify", out, "--review-sheet", out / "s.html")
+    assert code == 1 and "never written inside OUT" in stderr
+    assert (out / record.REPORT_HTML).exists() and not (out / "s.html").exists()
+    # --no-review-sheet writes none
+    out2 = tmp_path / "out2"
+    assert cli("run", fx.path, "-o", out2, "--no-review-sheet")[0] == 0
+    assert not (tmp_path / "out2.review.html").exists()
+
+
+def test_certify_check_fails_after_an_output_byte_changes(tmp_path, cli):
+    fx = write_svs(tmp_path / "CASE-CERT-1.svs")
+    out = tmp_path / "out"
+    assert cli("run", fx.path, "-o", out, "--target", "dicom", "--no-review-sheet")[0] == 0
+    code, stdout, stderr = cli("certify", "--check", out)
+    assert code == 0 and "CONFIRMED" in stdout, stderr
+    cert = json.loads((out / record.CERT_JSON).read_text())
+    assert cert["outputs"] and all(o["file"].endswith(".dcm") and o["target"] == "dicom" for o in cert["outputs"])
+    # one byte of one output changes (same size)
+    victim = out / cert["outputs"][-1]["file"]
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    victim.write_bytes(bytes(data))
+    code, _, stderr = cli("certify", "--check", out)
+    assert code == 1
+    lines = [ln for ln in stderr.splitlines() if ln.startswith("mismatch:")]
+    assert lines == [f"mismatch: {cert['outputs'][-1]['file']}: SHA-256 differs from the certificate"]
+    # a file added to OUT and an edited certificate are mismatches too
+    (out / "extra.txt").write_text("x")
+    cert["outputs"][0]["sha256"] = "0" * 64
+    (tmp_path / "escape.txt").write_text("y")
+    cert["outputs"].append({"file": "../escape.txt", "size": 1, "sha256": "0" * 64})
+    (out / record.CERT_JSON).write_text(json.dumps(cert))
+    code, _, stderr = cli("certify", "--check", out)
+    assert code == 1
+    assert "extra.txt: not listed in the certificate" in stderr
+    assert "certificate ID does not match its content" in stderr
+    assert f"{cert['outputs'][0]['file']}: SHA-256 differs" in stderr
+    assert "../escape.txt: outside the output folder" in stderr
+    # re-issuing the record covers the new state again
+    (out / "extra.txt").unlink()
+    assert cli("certify", out)[0] == 0
+    assert cli("certify", "--check", out)[0] == 0
+
+
+def test_key_fingerprint_never_the_key(tmp_path, cli):
+    fx = write_svs(tmp_path / "CASE-KEY-1.svs")
+    key_file = tmp_path / "k.key"
+    out = tmp_path / "out"
+    assert cli("run", fx.path, "-o", out, "--key-file", key_file, "--dates", "year", "--no-review-sheet")[0] == 0
+    key = bytes.fromhex(key_file.read_text().strip())
+    cert = json.loads((out / record.CERT_JSON).read_text())
+    assert cert["key_fingerprint"] == record.key_fingerprint(key)
+    assert "reduced to the year" in " ".join(cert["policy"]["in_words"])
+    # re-issued without the key, the recorded fingerprint stays; with another key, it changes
+    assert cli("certify", out)[0] == 0
+    assert json.loads((out / record.CERT_JSON).read_text())["key_fingerprint"] == record.key_fingerprint(key)
+    other = tmp_path / "other.key"
+    other.write_text("ab" * 32 + "\n")
+    assert cli("certify", out, "--key-file", other)[0] == 0
+    assert json.loads((out / record.CERT_JSON).read_text())["key_fingerprint"] == record.key_fingerprint(b"\xab" * 32)
+    assert cli("certify", out, "--key-file", tmp_path / "missing.key")[0] == 2 and not (tmp_path / "missing.key").exists()
+    for f in out.rglob("*"):
+        if f.is_file():
+            raw = f.read_bytes()
+            assert key.hex().encode() not in raw and key not in raw and key.hex()[:16].encode() not in raw, f.name
+
+
+def test_record_follows_a_cumulative_report(tmp_path, cli):
+    """Resumed jobs regenerate OUT/wsianon-report.json from the job manifest, cumulative over runs:
+    the record is built from that report (its slides, run dates, key fingerprint) and the outputs."""
+    (tmp_path / "in").mkdir()
+    a, b = write_svs(tmp_path / "in" / "CASE-A-1.svs"), write_svs(tmp_path / "in" / "CASE-B-2.svs")
+    out = tmp_path / "out"
+    assert cli("run", a.path, "-o", out, "--no-review-sheet")[0] == 0
+    first = json.loads((out / record.REPORT_NAME).read_text())
+    assert cli("run", b.path, "-o", out, "--no-review-sheet")[0] == 0
+    second = json.loads((out / record.REPORT_NAME).read_text())
+    # the second run's report alone does not account for the first run's output
+    code, _, stderr = cli("certify", "--check", out)
+    assert code == 1 and f"{first['slides'][0]['outputs'][0]}: not listed in the certificate" in stderr
+    # the manifest's cumulative view: both slides, both runs, the job's key fingerprint
+    cumulative = dict(second, slides=first["slides"] + second["slides"], key_fingerprint="sha256:job-manifest-fingerprint",
+                      runs=[{"started": first["created"], "finished": first["created"]}, {"started": second["created"], "finished": second["created"]}])
+    (out / record.REPORT_NAME).write_text(json.dumps(cumulative))
+    assert cli("certify", out)[0] == 0
+    assert cli("certify", "--check", out)[0] == 0
+    cert = json.loads((out / record.CERT_JSON).read_text())
+    assert {o["slide"] for o in cert["outputs"]} == {s["slide"] for s in cumulative["slides"]}
+    assert cert["key_fingerprint"] == "sha256:job-manifest-fingerprint" and len(cert["run_dates"]) >= 2
+    page = (out / record.REPORT_HTML).read_text()
+    assert page.count('class="card"') == 2 and "sha256:job-manifest-fingerprint" in page

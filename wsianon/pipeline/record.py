@@ -1,0 +1,859 @@
+"""The record a privacy officer can sign: the HTML report, the certificate (JSON + PDF), and the
+private review sheet.
+
+Everything is built from ``OUT/wsianon-report.json`` (the job's public record, cumulative when the
+job manifest regenerates it) and from the outputs in OUT themselves: thumbnails and kept associated
+images are rendered FROM THE OUTPUT (OpenSlide; wsidicom for DICOM), never from a source, and every
+output file is hashed (SHA-256).  Nothing identifying goes into OUT: pseudonyms, field names, check
+results and hashes only; the key appears as a one-way fingerprint.
+
+* ``OUT/wsianon-report.html`` — self-contained (inline CSS, images as ``data:`` URIs, a small inline
+  script for sort / filter / pagination; without scripts every card is shown).
+* ``OUT/wsianon-certificate.json`` + ``.pdf`` — certificate ID (a hash of its content), policy,
+  verification method, per-output SHA-256 and size, the hashes of the JSON and HTML reports.
+  :func:`check_certificate` re-hashes and confirms it (``wsianon certify --check OUT``).
+* the review sheet (outside OUT, mode 0600): the source's label and macro beside the output's
+  thumbnail and kept images.  It carries identifying images by design and is refused inside OUT.
+
+A small cache beside OUT (``OUT.wsianon-record.sqlite``: output size/mtime -> SHA-256, rendered
+thumbnails) keeps the record cheap when a job is resumed over thousands of slides.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import datetime as _dt
+import hashlib
+import html
+import io
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from wsianon import __version__
+from wsianon.errors import OutputError, WsianonError
+from wsianon.io.atomic import write_atomic, write_private
+from wsianon.io import pdf
+from wsianon.pipeline.report import REPORT_NAME
+
+REPORT_HTML = "wsianon-report.html"
+CERT_JSON = "wsianon-certificate.json"
+CERT_PDF = "wsianon-certificate.pdf"
+RECORD_FILES = (REPORT_NAME, REPORT_HTML, CERT_JSON, CERT_PDF)
+THUMB_PX = 224
+ASSOC_PX = 120
+LIBRARIES = ("openslide-python", "openslide-bin", "tifffile", "pydicom", "highdicom", "wsidicom", "wsidicomizer", "opentile", "pillow", "numpy", "imagecodecs")
+SHARED_STATES = ("ok",)
+LAZY_AFTER = 200  # above this many slides the cards are built page by page in the browser
+NOT_SHARED = {"failed": "quarantined", "quarantined": "quarantined", "error": "error"}
+
+
+# ---------------------------------------------------------------------------
+# facts
+
+
+def key_fingerprint(key: bytes) -> str:
+    """A one-way, domain-separated fingerprint of the project key (never the key)."""
+    d = hashlib.sha256(b"wsianon key fingerprint\x00" + key).hexdigest()[:32]
+    return "sha256:" + "-".join(d[i : i + 8] for i in range(0, 32, 8))
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(4 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    try:
+        import openslide
+
+        out["OpenSlide (C library)"] = openslide.__library_version__
+    except Exception:
+        pass
+    return out
+
+
+def policy_in_words(policy: dict, dicom: bool = True) -> list[str]:
+    """What the command-line policy means, one plain sentence per choice."""
+    label = {
+        "remove": "Label image (the sticker with case number, barcode or name): removed from every output.",
+        "blank": "Label image: replaced by a blank image of the same size (no text, no barcode).",
+    }
+    macro = {
+        "remove": "Macro / overview photograph of the whole glass slide (it usually shows the label): removed.",
+        "keep": "Macro / overview photograph: KEPT as scanned — check on the review sheet that it shows no label text.",
+    }
+    dates = {
+        "remove": "Acquisition dates and times: removed (a fixed dummy where the format requires a value).",
+        "year": "Acquisition dates: reduced to the year; month, day and time removed.",
+        "keep": "Acquisition dates and times: kept unchanged.",
+    }
+    rename = {
+        "pseudonym": "File names: a keyed pseudonym (WSI-…); the source file name is not in the shared folder.",
+        "keep": "File names: the source file names were kept (they may themselves be identifying).",
+    }
+    words = [
+        label.get(policy.get("label"), f"Label image: {policy.get('label')}."),
+        macro.get(policy.get("macro"), f"Macro image: {policy.get('macro')}."),
+        dates.get(policy.get("dates"), f"Dates: {policy.get('dates')}."),
+        rename.get(policy.get("rename", "pseudonym"), f"File names: {policy.get('rename')}."),
+        "Metadata: closed world — every field not known to be safe was removed or blanked; the slide's pyramid tiles were copied unchanged where the format allows.",
+    ]
+    opts = policy.get("dicom_options") or []
+    if dicom:
+        words.append(
+            "DICOM outputs: PS3.15 Annex E Basic Application Level Confidentiality Profile"
+            + (f" with the options {', '.join(opts)}." if opts else ".")
+        )
+    if policy.get("in_place"):
+        words.append("In-place mode: the input files themselves were patched (journaled, rolled back on failure).")
+    if policy.get("allow_generic"):
+        words.append("Generic TIFFs no vendor redactor claims were anonymized fail-closed (--allow-generic).")
+    return words
+
+
+def policy_flags(policy: dict, dicom: bool = True) -> str:
+    flags = f"--label {policy.get('label')} --macro {policy.get('macro')} --dates {policy.get('dates')} --rename {policy.get('rename', 'pseudonym')}"
+    for o in (policy.get("dicom_options") or []) if dicom else []:
+        flags += f" --profile {o}"
+    return flags
+
+
+def _has_dicom(data: "RecordData") -> bool:
+    return any(s.target == "dicom" for s in data.slides)
+
+
+METHOD = (
+    "Each output was re-opened after it was written, independently of the code that wrote it: its "
+    "structure parsed, every metadata field checked against the format's allowlist, associated images "
+    "(label, macro) checked to be gone, remaining images searched for barcodes, every output byte "
+    "scanned for the source's identifying values (in several encodings), the pyramid tiles compared "
+    "with the source's, and the output opened with OpenSlide (native) or wsidicom, the Annex E profile "
+    "and dciodvfy (DICOM). An output failing any check was quarantined outside the shared folder and "
+    "is not part of this certificate."
+)
+
+
+def _status(s: dict) -> str:
+    st = s.get("status") or "pending"
+    return NOT_SHARED.get(st, st)
+
+
+def _run_dates(report: dict) -> list[str]:
+    dates = []
+    for r in report.get("runs") or []:
+        if isinstance(r, dict):
+            a, b = r.get("started") or r.get("start"), r.get("finished") or r.get("end")
+            dates.append(f"{a or '?'} → {b or '?'}")
+        elif isinstance(r, str):
+            dates.append(r)
+    for k in ("started", "finished", "created", "updated"):
+        if report.get(k) and not dates:
+            dates.append(f"{k}: {report[k]}")
+        elif report.get(k) and k in ("created", "updated"):
+            dates.append(f"{k}: {report[k]}")
+    return list(dict.fromkeys(dates))
+
+
+# ---------------------------------------------------------------------------
+# cache beside OUT (not identifying, but kept out of the shared folder)
+
+
+class _Cache:
+    """Best effort: a cache that cannot be opened or written is simply not used."""
+
+    def __init__(self, out: Path):
+        self.db = None
+        path = out.parent / f"{out.name}.wsianon-record.sqlite"
+        try:
+            self.db = sqlite3.connect(path)
+            self.db.execute("create table if not exists files (rel text primary key, size int, mtime int, sha text)")
+            self.db.execute("create table if not exists images (slide text primary key, sig text, data text)")
+        except sqlite3.Error:
+            self._drop()
+
+    def _drop(self) -> None:
+        if self.db is not None:
+            try:
+                self.db.close()
+            except sqlite3.Error:
+                pass
+        self.db = None
+
+    def _get(self, sql: str, args: tuple):
+        if self.db is None:
+            return None
+        try:
+            return self.db.execute(sql, args).fetchone()
+        except sqlite3.Error:
+            self._drop()
+            return None
+
+    def _put(self, sql: str, args: tuple) -> None:
+        if self.db is not None:
+            try:
+                self.db.execute(sql, args)
+            except sqlite3.Error:
+                self._drop()
+
+    def sha(self, rel: str, p: Path) -> str:
+        st = p.stat()
+        row = self._get("select size, mtime, sha from files where rel=?", (rel,))
+        if row and row[0] == st.st_size and row[1] == st.st_mtime_ns:
+            return row[2]
+        digest = sha256_file(p)
+        self._put("insert or replace into files values (?,?,?,?)", (rel, st.st_size, st.st_mtime_ns, digest))
+        return digest
+
+    def images(self, slide: str, sig: str):
+        row = self._get("select sig, data from images where slide=?", (slide,))
+        return json.loads(row[1]) if row and row[0] == sig else None
+
+    def put_images(self, slide: str, sig: str, data) -> None:
+        self._put("insert or replace into images values (?,?,?)", (slide, sig, json.dumps(data)))
+
+    def close(self) -> None:
+        if self.db is not None:
+            try:
+                self.db.commit()
+            except sqlite3.Error:
+                pass
+            self._drop()
+
+
+# ---------------------------------------------------------------------------
+# images rendered from the outputs
+
+
+def data_uri(img, px: int, quality: int = 78) -> str:
+    from PIL import Image
+
+    img = img.copy()
+    img.thumbnail((px, px))
+    if img.mode in ("RGBA", "LA", "P"):
+        img = img.convert("RGBA")
+        bg = Image.new("RGB", img.size, (255, 255, 255))
+        bg.paste(img, mask=img.split()[-1])
+        img = bg
+    elif img.mode != "RGB":
+        img = img.convert("RGB")
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality, optimize=True)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+_PLACEHOLDERS: dict[str, str] = {}
+
+
+def placeholder(text: str) -> str:
+    """A small grey image naming why there is no thumbnail (decodable like any other)."""
+    if text not in _PLACEHOLDERS:
+        from PIL import Image, ImageDraw, ImageFont
+
+        img = Image.new("RGB", (THUMB_PX, THUMB_PX * 2 // 3), (236, 236, 236))
+        d = ImageDraw.Draw(img)
+        d.rectangle([0, 0, img.width - 1, img.height - 1], outline=(170, 170, 170))
+        try:
+            font = ImageFont.load_default(size=14)
+        except TypeError:  # Pillow < 10.1
+            font = ImageFont.load_default()
+        d.text((12, img.height // 2 - 8), text, fill=(90, 90, 90), font=font)
+        buf = io.BytesIO()
+        img.save(buf, "PNG")
+        _PLACEHOLDERS[text] = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return _PLACEHOLDERS[text]
+
+
+def render_slide_images(path: Path | list[Path]) -> dict:
+    """Thumbnail and kept associated images of one slide (an output, or a source for the review
+    sheet): ``{"thumbnail": uri | None, "images": [[kind, uri], ...], "error": str | None}``."""
+    res: dict = {"thumbnail": None, "images": [], "error": None}
+    files = list(path) if isinstance(path, list) else None
+    path = Path(files[0] if files else path)
+    try:
+        if files or path.is_dir() or path.suffix.lower() == ".dcm":
+            from wsidicom import WsiDicom
+
+            files = files or (sorted(path.rglob("*.dcm")) if path.is_dir() else [path])
+            with WsiDicom.open(files) as wsi:
+                res["thumbnail"] = data_uri(wsi.read_thumbnail((THUMB_PX, THUMB_PX)), THUMB_PX)
+                for kind, n, read in (("label", len(wsi.labels or []), wsi.read_label), ("overview", len(wsi.overviews or []), wsi.read_overview)):
+                    for i in range(n):
+                        res["images"].append([kind, data_uri(read(i), ASSOC_PX * 2)])
+        else:
+            import openslide
+
+            with openslide.OpenSlide(str(path)) as s:
+                res["thumbnail"] = data_uri(s.get_thumbnail((THUMB_PX, THUMB_PX)), THUMB_PX)
+                for name, img in sorted(s.associated_images.items()):
+                    res["images"].append([name, data_uri(img, ASSOC_PX * 2)])
+    except Exception as exc:  # a card says why; the rest of the record is still written
+        res["error"] = f"could not be rendered ({type(exc).__name__})"
+    return res
+
+
+# ---------------------------------------------------------------------------
+# the record's data
+
+
+@dataclass
+class OutputFile:
+    rel: str
+    size: int
+    sha256: str
+
+
+@dataclass
+class SlideRecord:
+    slide: str
+    format: str | None
+    target: str
+    status: str  # ok | quarantined | error | ...
+    outputs: list[str]
+    files: list[OutputFile] = field(default_factory=list)
+    thumbnail: str | None = None
+    images: list[list[str]] = field(default_factory=list)
+    image_error: str | None = None
+    removed: list[dict] = field(default_factory=list)
+    checks: list[dict] = field(default_factory=list)
+    findings: int = 0
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.files)
+
+
+@dataclass
+class RecordData:
+    report: dict
+    slides: list[SlideRecord]
+    fingerprint: str | None
+    libraries: dict[str, str]
+    generated: str
+
+
+def _main_output(out: Path, s: dict) -> Path | None:
+    """The output a viewer opens: a DICOM folder, or the file OpenSlide recognises."""
+    cands = [out / o for o in s.get("outputs") or [] if is_inside(out / o, out)]
+    for p in cands:
+        if p.is_dir() and any(p.glob("*.dcm")):
+            return p
+    import openslide
+
+    for p in cands:
+        if p.is_file():
+            try:
+                if openslide.OpenSlide.detect_format(str(p)):
+                    return p
+            except Exception:
+                continue
+    return next((p for p in cands if p.is_file()), None)
+
+
+def _output_files(out: Path, outputs: list[str]) -> list[Path]:
+    files: list[Path] = []
+    for o in outputs:
+        p = out / o
+        if not is_inside(p, out) or p.resolve() == out.resolve():
+            continue  # a report naming something outside OUT is not followed
+        if p.is_dir():
+            files.extend(sorted(f for f in p.rglob("*") if f.is_file()))
+        elif p.is_file():
+            files.append(p)
+    return files
+
+
+def collect(out: Path, report: dict | None = None, key: bytes | None = None) -> RecordData:
+    """Read the report and the outputs: hashes, thumbnails, kept images."""
+    out = Path(out)
+    if report is None:
+        try:
+            report = json.loads((out / REPORT_NAME).read_text())
+        except (OSError, ValueError) as exc:
+            raise WsianonError(out / REPORT_NAME, f"no readable run report ({type(exc).__name__})") from None
+    fp = report.get("key_fingerprint")
+    if not fp and isinstance(report.get("key"), dict):
+        fp = report["key"].get("fingerprint")
+    if not fp and key is not None:
+        fp = key_fingerprint(key)
+    if not fp:  # re-issued without the key: keep the fingerprint the run recorded
+        try:
+            fp = json.loads((out / CERT_JSON).read_text()).get("key_fingerprint")
+        except (OSError, ValueError, AttributeError):
+            fp = None
+    cache = _Cache(out)
+    slides: list[SlideRecord] = []
+    try:
+        for s in report.get("slides") or []:
+            ver = s.get("verification") or {}
+            rec = SlideRecord(
+                slide=s.get("slide") or "?",
+                format=s.get("format"),
+                target=s.get("target") or report.get("target") or "native",
+                status=_status(s),
+                outputs=list(s.get("outputs") or []),
+                removed=list(s.get("removed") or []),
+                checks=list(ver.get("checks") or []),
+                findings=len(ver.get("findings") or []),
+                notes=list(s.get("notes") or []),
+                error=s.get("error"),
+            )
+            if rec.status in SHARED_STATES:
+                for p in _output_files(out, rec.outputs):
+                    rel = p.relative_to(out).as_posix()
+                    rec.files.append(OutputFile(rel, p.stat().st_size, cache.sha(rel, p)))
+                sig = hashlib.sha256("|".join(f"{f.rel}:{f.sha256}" for f in rec.files).encode()).hexdigest()
+                imgs = cache.images(rec.slide, sig)
+                if imgs is None:
+                    main = _main_output(out, s)
+                    imgs = render_slide_images(main) if main else {"thumbnail": None, "images": [], "error": "output missing"}
+                    cache.put_images(rec.slide, sig, imgs)
+                rec.thumbnail, rec.images, rec.image_error = imgs["thumbnail"], imgs["images"], imgs["error"]
+            slides.append(rec)
+    finally:
+        cache.close()
+    libs = report.get("libraries") if isinstance(report.get("libraries"), dict) else library_versions()
+    now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    return RecordData(report, slides, fp, libs, now)
+
+
+# ---------------------------------------------------------------------------
+# HTML
+
+
+_CSS = """
+:root{--ok:#1b7f3b;--bad:#b3261e;--warn:#8a5a00;--mut:#5f6368;--bd:#d7dbe0}
+*{box-sizing:border-box}body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1f2328;background:#f6f7f9}
+header{background:#1f3b57;color:#fff;padding:18px 28px}header h1{margin:0;font-size:22px}header p{margin:4px 0 0;opacity:.85}
+main{padding:18px 28px;max-width:1400px}section{background:#fff;border:1px solid var(--bd);border-radius:8px;padding:14px 18px;margin-bottom:16px}
+h2{font-size:17px;margin:0 0 10px}.tiles{display:flex;gap:12px;flex-wrap:wrap}.tile{border:1px solid var(--bd);border-radius:8px;padding:8px 14px;min-width:110px}
+.tile b{display:block;font-size:24px}.tile.ok b{color:var(--ok)}.tile.bad b{color:var(--bad)}
+.grid2{display:grid;grid-template-columns:1fr 1fr;gap:16px}@media(max-width:900px){.grid2{grid-template-columns:1fr}}
+table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #eceef1;vertical-align:top}
+th{background:#f0f2f5;font-weight:600}th[data-sort]{cursor:pointer;user-select:none}th[data-sort]:after{content:" \\2195";color:#999}
+code,.mono{font:12px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;word-break:break-all}
+.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;color:#fff}
+.badge.ok{background:var(--ok)}.badge.quarantined,.badge.error,.badge.failed{background:var(--bad)}.badge.other{background:var(--mut)}
+.controls{display:flex;gap:10px;flex-wrap:wrap;align-items:center;margin-bottom:10px}.controls input,.controls select{padding:4px 6px}
+.pager button{padding:3px 10px}.muted{color:var(--mut)}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));gap:14px}
+.card{background:#fff;border:1px solid var(--bd);border-radius:8px;padding:12px;content-visibility:auto;contain-intrinsic-size:auto 420px}
+.card h3{margin:0 0 8px;font-size:15px;display:flex;gap:8px;align-items:center;flex-wrap:wrap}
+.card .pics{display:flex;gap:10px;align-items:flex-start;flex-wrap:wrap}.card figure{margin:0;text-align:center;font-size:12px;color:var(--mut)}
+.card img.thumb{max-width:224px;max-height:224px;border:1px solid var(--bd);background:#fafafa}.card img.assoc{max-width:120px;max-height:120px;border:1px solid var(--bd)}
+.card details{margin-top:6px}.card summary{cursor:pointer;font-weight:600}.pass{color:var(--ok)}.fail{color:var(--bad)}
+ul.plain{margin:4px 0;padding-left:18px}
+@media print{.controls,.pager{display:none}.card{break-inside:avoid;content-visibility:visible}}
+"""
+
+_JS = r"""
+(function(){
+  var rows=[].slice.call(document.querySelectorAll('#slides tbody tr'));
+  var cards={}, lazy={};
+  [].forEach.call(document.querySelectorAll('.card'),function(c){cards[c.id]=c;});
+  var store=document.getElementById('lazy-cards');
+  if(store){var d=JSON.parse(store.textContent); for(var k in d){lazy['card-'+k]=d[k];}}
+  var tbody=document.querySelector('#slides tbody'), grid=document.getElementById('cards');
+  var q=document.getElementById('q'), st=document.getElementById('fstatus'), fm=document.getElementById('fformat');
+  var ps=document.getElementById('psize'), info=document.getElementById('pinfo');
+  var key='slide', dir=1, page=0, view=rows;
+  function card(id){  /* cards of big reports are kept as text (JSON) and built when first shown */
+    if(!cards[id]&&lazy[id]){var t=document.createElement('template'); t.innerHTML=lazy[id]; var c=t.content.firstElementChild; grid.appendChild(c); cards[id]=c; delete lazy[id];}
+    return cards[id];
+  }
+  function val(r,k){var v=r.getAttribute('data-'+k)||'';return (k==='size'||k==='checks')?parseFloat(v)||0:v;}
+  function apply(){
+    var text=q.value.trim().toLowerCase(), s=st.value, f=fm.value;
+    view=rows.filter(function(r){return (!s||r.getAttribute('data-status')===s)&&(!f||r.getAttribute('data-format')===f)&&(!text||r.textContent.toLowerCase().indexOf(text)>=0);});
+    view.sort(function(a,b){var x=val(a,key),y=val(b,key);return (x<y?-1:x>y?1:0)*dir;});
+    var n=parseInt(ps.value,10)||50, pages=Math.max(1,Math.ceil(view.length/n));
+    if(page>=pages)page=pages-1; if(page<0)page=0;
+    var lo=page*n, hi=Math.min(lo+n,view.length);
+    rows.forEach(function(r){r.hidden=true;});
+    Object.keys(cards).forEach(function(k){cards[k].hidden=true;});
+    var frag=document.createDocumentFragment();
+    view.forEach(function(r){frag.appendChild(r);}); tbody.appendChild(frag);
+    for(var i=lo;i<hi;i++){var r=view[i]; r.hidden=false; var c=card('card-'+r.getAttribute('data-slide')); if(c){c.hidden=false; grid.appendChild(c);}}
+    info.textContent=view.length?('slides '+(lo+1)+'\u2013'+hi+' of '+view.length+' (page '+(page+1)+'/'+pages+')'):'no slide matches';
+  }
+  [].forEach.call(document.querySelectorAll('th[data-sort]'),function(th){th.addEventListener('click',function(){var k=th.getAttribute('data-sort');dir=(k===key)?-dir:1;key=k;apply();});});
+  q.addEventListener('input',function(){page=0;apply();}); st.addEventListener('change',function(){page=0;apply();});
+  fm.addEventListener('change',function(){page=0;apply();}); ps.addEventListener('change',function(){page=0;apply();});
+  document.getElementById('prev').addEventListener('click',function(){page--;apply();});
+  document.getElementById('next').addEventListener('click',function(){page++;apply();});
+  document.getElementById('controls').hidden=false;
+  apply();
+})();
+"""
+
+
+def _e(x) -> str:
+    return html.escape("" if x is None else str(x), quote=True)
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _counts(slides: list[SlideRecord]) -> dict[str, int]:
+    c: dict[str, int] = {}
+    for s in slides:
+        c[s.status] = c.get(s.status, 0) + 1
+    return c
+
+
+def _badge(status: str) -> str:
+    cls = status if status in ("ok", "quarantined", "error") else "other"
+    return f'<span class="badge {cls}">{_e(status)}</span>'
+
+
+def _card(s: SlideRecord) -> str:
+    if s.thumbnail:
+        thumb = f'<figure><img class="thumb" alt="thumbnail of {_e(s.slide)} rendered from the output" src="{s.thumbnail}"><figcaption>slide (from the output)</figcaption></figure>'
+    else:
+        why = "not shared: quarantined" if s.status == "quarantined" else ("not shared: error" if s.status == "error" else (s.image_error or "no image"))
+        thumb = f'<figure><img class="thumb" alt="{_e(why)}" src="{placeholder(why)}"><figcaption>{_e(why)}</figcaption></figure>'
+    assoc = "".join(f'<figure><img class="assoc" alt="kept {_e(k)}" src="{u}"><figcaption>kept: {_e(k)}</figcaption></figure>' for k, u in s.images)
+    ok = sum(1 for c in s.checks if c.get("ok"))
+    checks = "".join(
+        f'<li class="{"pass" if c.get("ok") else "fail"}">{"&#10003;" if c.get("ok") else "&#10007;"} <b>{_e(c.get("check"))}</b>{": " + _e(c.get("detail")) if c.get("detail") else ""}</li>'
+        for c in s.checks
+    )
+    fields = sorted({(r.get("name"), r.get("action")) for r in s.removed if r.get("kind") != "image"}, key=lambda x: (str(x[0]), str(x[1])))
+    images = sorted({(r.get("name"), r.get("action")) for r in s.removed if r.get("kind") == "image"}, key=lambda x: (str(x[0]), str(x[1])))
+    removed = ""
+    if images:
+        removed += "<p><b>Images:</b> " + "; ".join(f"{_e(n)} ({_e(a)})" for n, a in images) + "</p>"
+    if fields:
+        removed += '<ul class="plain">' + "".join(f"<li>{_e(n)} <span class=muted>({_e(a)})</span></li>" for n, a in fields) + "</ul>"
+    files = "".join(f"<tr><td><code>{_e(f.rel)}</code></td><td>{f.size:,}</td><td><code>{f.sha256}</code></td></tr>" for f in s.files)
+    extra = ""
+    if s.error:
+        extra += f"<p class=fail><b>Reason:</b> {_e(s.error)}</p>"
+    if s.findings:
+        extra += f"<p class=fail>{s.findings} residual identifier(s) found by the verifier (values not shown)</p>"
+    if s.notes:
+        extra += '<details><summary>Notes</summary><ul class="plain">' + "".join(f"<li>{_e(n)}</li>" for n in s.notes) + "</ul></details>"
+    return (
+        f'<article class="card" id="card-{_e(s.slide)}" data-slide="{_e(s.slide)}" data-status="{_e(s.status)}">'
+        f"<h3>{_e(s.slide)} {_badge(s.status)} <span class=muted>{_e(s.format)} &rarr; {_e(s.target)}</span></h3>"
+        f'<div class="pics">{thumb}{assoc}</div>{extra}'
+        + (f"<details{' open' if len(s.files) <= 3 else ''}><summary>Output files ({len(s.files)}, {_human(s.size)})</summary><table><tr><th>file</th><th>bytes</th><th>SHA-256</th></tr>{files}</table></details>" if s.files else "")
+        + f"<details><summary>Removed ({len(images)} image kind(s), {len(fields)} field(s))</summary>{removed or '<p class=muted>nothing recorded</p>'}</details>"
+        + f"<details><summary>Verification: {ok}/{len(s.checks)} checks passed</summary><ul class=\"plain\">{checks}</ul></details>"
+        + "</article>"
+    )
+
+
+def render_html(data: RecordData) -> str:
+    r = data.report
+    pol = r.get("policy") or {}
+    slides = data.slides
+    counts = _counts(slides)
+    formats: dict[str, int] = {}
+    targets: dict[str, int] = {}
+    for s in slides:
+        formats[s.format or "unknown"] = formats.get(s.format or "unknown", 0) + 1
+        targets[s.target] = targets.get(s.target, 0) + 1
+    total_bytes = sum(s.size for s in slides)
+    tiles = f'<div class="tile"><b>{len(slides)}</b>slides</div>'
+    tiles += f'<div class="tile ok"><b>{counts.get("ok", 0)}</b>verified &amp; shared</div>'
+    tiles += f'<div class="tile bad"><b>{counts.get("quarantined", 0)}</b>quarantined</div>'
+    tiles += f'<div class="tile bad"><b>{counts.get("error", 0)}</b>error</div>'
+    for k, v in sorted(counts.items()):
+        if k not in ("ok", "quarantined", "error"):
+            tiles += f'<div class="tile"><b>{v}</b>{_e(k)}</div>'
+    tiles += f'<div class="tile"><b>{_human(total_bytes)}</b>shared output</div>'
+    fmt_rows = ", ".join(f"{_e(k)}: {v}" for k, v in sorted(formats.items()))
+    tgt = ", ".join(f"{_e(k)}: {v}" for k, v in sorted(targets.items()))
+    libs = " &middot; ".join(f"{_e(k)} {_e(v)}" for k, v in data.libraries.items())
+    dates = "".join(f"<li>{_e(d)}</li>" for d in _run_dates(r)) or "<li>unknown</li>"
+    pol_words = "".join(f"<li>{_e(w)}</li>" for w in policy_in_words(pol, _has_dicom(data)))
+    rows = []
+    for i, s in enumerate(slides):
+        ok = sum(1 for c in s.checks if c.get("ok"))
+        sha = s.files[0].sha256[:16] + "…" if s.files else ""
+        rows.append(
+            f'<tr data-slide="{_e(s.slide)}" data-format="{_e(s.format)}" data-status="{_e(s.status)}" data-target="{_e(s.target)}" data-size="{s.size}" data-checks="{ok}" data-i="{i}">'
+            f'<td><a href="#card-{_e(s.slide)}">{_e(s.slide)}</a></td><td>{_e(s.format)}</td><td>{_e(s.target)}</td><td>{_badge(s.status)}</td>'
+            f"<td>{ok}/{len(s.checks)}</td><td>{_human(s.size) if s.files else ''}</td><td><code>{sha}</code></td></tr>"
+        )
+    fmt_opts = "".join(f'<option value="{_e(k)}">{_e(k)}</option>' for k in sorted(formats))
+    st_opts = "".join(f'<option value="{_e(k)}">{_e(k)}</option>' for k in sorted(counts))
+    if len(slides) > LAZY_AFTER:  # kept as text until shown: no DOM, no layout, no image decoding for the other pages
+        store = json.dumps({s.slide: _card(s) for s in slides}, separators=(",", ":")).replace("</", "<\\/").replace("<!--", "\\u003c!--")
+        cards = f'<script type="application/json" id="lazy-cards">{store}</script>'
+        cards += "<noscript><p>This report holds many slides: their cards are shown page by page with JavaScript. The table above lists every slide.</p></noscript>"
+    else:
+        cards = "".join(_card(s) for s in slides)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
+<title>wsianon de-identification report</title><style>{_CSS}</style></head>
+<body><header><h1>wsianon de-identification report</h1>
+<p>{len(slides)} slide(s) &middot; generated {_e(data.generated)} &middot; wsianon {_e(r.get("version") or __version__)} &middot; certificate: {CERT_JSON} / {CERT_PDF} in this folder</p></header>
+<main>
+<section><h2>Summary</h2><div class="tiles">{tiles}</div></section>
+<div class="grid2">
+<section><h2>Policy</h2><ul class="plain">{pol_words}</ul><p class="muted">Command line: <code>{_e(policy_flags(pol, _has_dicom(data)))}</code></p></section>
+<section><h2>Run</h2><table><tr><th>Key fingerprint</th><td><code>{_e(data.fingerprint or "not recorded")}</code><br><span class=muted>a one-way hash of the project key, never the key</span></td></tr>
+<tr><th>Run dates</th><td><ul class="plain">{dates}</ul></td></tr>
+<tr><th>Targets</th><td>{tgt}</td></tr><tr><th>Formats</th><td>{fmt_rows}</td></tr></table></section>
+</div>
+<div class="grid2"><section><h2>Verification method</h2><p>{_e(METHOD)}</p></section>
+<section><h2>Tool and library versions</h2><p>wsianon {_e(r.get("version") or __version__)} &middot; Python {_e(r.get("python"))} &middot; {libs}</p></section></div>
+<section><h2>Slides</h2>
+<div class="controls" id="controls" hidden><input id="q" type="search" placeholder="filter (pseudonym, format, status…)">
+<select id="fstatus"><option value="">all states</option>{st_opts}</select><select id="fformat"><option value="">all formats</option>{fmt_opts}</select>
+<label>per page <select id="psize"><option>25</option><option selected>50</option><option>100</option><option>500</option></select></label>
+<span class="pager"><button id="prev" type="button">&lsaquo; prev</button> <button id="next" type="button">next &rsaquo;</button></span> <span id="pinfo" class="muted"></span></div>
+<table id="slides"><thead><tr><th data-sort="slide">slide</th><th data-sort="format">format</th><th data-sort="target">target</th><th data-sort="status">status</th><th data-sort="checks">checks</th><th data-sort="size">size</th><th>SHA-256</th></tr></thead>
+<tbody>{"".join(rows)}</tbody></table></section>
+<div class="cards" id="cards">{cards}</div>
+</main><script>{_JS}</script></body></html>
+"""
+
+
+# ---------------------------------------------------------------------------
+# certificate
+
+
+def _canonical(d: dict) -> bytes:
+    return json.dumps(d, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def certificate_id(body: dict) -> str:
+    h = hashlib.sha256(_canonical({k: v for k, v in body.items() if k != "certificate_id"})).hexdigest()[:20].upper()
+    return "WSIANON-" + "-".join(h[i : i + 5] for i in range(0, 20, 5))
+
+
+def build_certificate(out: Path, data: RecordData) -> dict:
+    out = Path(out)
+    pol = data.report.get("policy") or {}
+    checks = sorted({c.get("check") for s in data.slides for c in s.checks if c.get("check")})
+    counts = _counts(data.slides)
+
+    def rec(name: str) -> dict:
+        p = out / name
+        return {"file": name, "size": p.stat().st_size, "sha256": sha256_file(p)}
+
+    body = {
+        "certificate": "wsianon de-identification certificate",
+        "issued": data.generated,
+        "tool": {"name": "wsianon", "version": data.report.get("version") or __version__, "python": data.report.get("python")},
+        "libraries": data.libraries,
+        "run_dates": _run_dates(data.report),
+        "key_fingerprint": data.fingerprint,
+        "policy": {**pol, "command_line": policy_flags(pol, _has_dicom(data)), "in_words": policy_in_words(pol, _has_dicom(data))},
+        "verification_method": {"description": METHOD, "checks": checks},
+        "summary": {"slides": len(data.slides), **counts, "files": sum(len(s.files) for s in data.slides), "bytes": sum(s.size for s in data.slides)},
+        "reports": [rec(REPORT_NAME), rec(REPORT_HTML)],
+        "outputs": [
+            {"slide": s.slide, "format": s.format, "target": s.target, "file": f.rel, "size": f.size, "sha256": f.sha256}
+            for s in data.slides
+            if s.status in SHARED_STATES
+            for f in s.files
+        ],
+        "not_shared": [{"slide": s.slide, "status": s.status, "reason": s.error} for s in data.slides if s.status not in SHARED_STATES],
+    }
+    body["certificate_id"] = certificate_id(body)
+    return body
+
+
+def certificate_pdf(cert: dict) -> bytes:
+    doc = pdf.Document(title=f"wsianon certificate {cert['certificate_id']}", footer=f"{cert['certificate_id']}")
+    doc.heading("De-identification certificate")
+    doc.text(f"Certificate ID: {cert['certificate_id']}", bold=True)
+    doc.text(f"Issued: {cert['issued']}    Tool: wsianon {cert['tool']['version']} (Python {cert['tool'].get('python')})")
+    doc.text(f"Key fingerprint: {cert.get('key_fingerprint') or 'not recorded'} (one-way hash of the project key)")
+    for d in cert.get("run_dates") or []:
+        doc.text(f"Run: {d}")
+    s = cert["summary"]
+    doc.text(
+        f"Slides: {s['slides']}  -  verified and shared: {s.get('ok', 0)}  -  quarantined: {s.get('quarantined', 0)}  -  error: {s.get('error', 0)}  -  "
+        f"{s['files']} output file(s), {s['bytes']:,} bytes"
+    )
+    doc.subheading("Policy")
+    doc.text(f"Command line: {cert['policy']['command_line']}", mono=True)
+    for w in cert["policy"]["in_words"]:
+        doc.text("- " + w)
+    doc.subheading("Verification method")
+    doc.text(cert["verification_method"]["description"])
+    doc.text("Checks run: " + ", ".join(cert["verification_method"]["checks"]), size=8)
+    doc.subheading("Reports")
+    for r in cert["reports"]:
+        doc.text(f"{r['file']}  {r['size']:,} bytes  SHA-256 {r['sha256']}", mono=True, size=7.5)
+    doc.subheading("Libraries")
+    doc.text(", ".join(f"{k} {v}" for k, v in cert["libraries"].items()), size=8)
+    doc.subheading(f"Outputs ({len(cert['outputs'])} files)")
+    for o in cert["outputs"]:
+        doc.text(f"{o['file']}  ({o['slide']}, {o['format']} -> {o['target']}, {o['size']:,} bytes)", size=8)
+        doc.text(f"    SHA-256 {o['sha256']}", mono=True, size=7.5)
+    if cert["not_shared"]:
+        doc.subheading(f"Not shared ({len(cert['not_shared'])})")
+        for n in cert["not_shared"]:
+            doc.text(f"{n['slide']}: {n['status']} - {n.get('reason') or ''}", size=8)
+    doc.subheading("Check and signature")
+    doc.text("Confirm the outputs still match this certificate with:  wsianon certify --check <folder>", size=9)
+    doc.space(10)
+    for line in ("Reviewed by (name, role): ______________________________________________",
+                 "Date: ____________________      Signature: __________________________________"):
+        doc.text(line)
+        doc.space(12)
+    return doc.render()
+
+
+# ---------------------------------------------------------------------------
+# entry points
+
+
+def write_record(out: Path, key: bytes | None = None) -> dict[str, Path]:
+    """Write the HTML report, the certificate JSON and its PDF into OUT (from the report JSON)."""
+    out = Path(out)
+    try:
+        data = collect(out, key=key)
+    except OSError as exc:
+        raise OutputError(out, f"cannot read the outputs for the report/certificate: {exc.strerror or exc}") from None
+    paths = {"html": out / REPORT_HTML, "certificate": out / CERT_JSON, "pdf": out / CERT_PDF}
+    try:
+        write_atomic(paths["html"], render_html(data).encode("utf-8"))
+        cert = build_certificate(out, data)
+        write_atomic(paths["certificate"], (json.dumps(cert, indent=2) + "\n").encode())
+        write_atomic(paths["pdf"], certificate_pdf(cert))
+    except OSError as exc:
+        raise OutputError(out, f"cannot write the report/certificate: {exc.strerror or exc}") from None
+    return paths
+
+
+def check_certificate(out: Path) -> tuple[dict | None, list[str]]:
+    """Re-hash everything the certificate lists; one line per mismatch (empty: confirmed)."""
+    out = Path(out)
+    problems: list[str] = []
+    try:
+        cert = json.loads((out / CERT_JSON).read_text())
+    except (OSError, ValueError) as exc:
+        return None, [f"{CERT_JSON}: not readable ({type(exc).__name__})"]
+    if cert.get("certificate_id") != certificate_id(cert):
+        problems.append(f"{CERT_JSON}: the certificate ID does not match its content (edited after issue)")
+    listed = set()
+    for entry in list(cert.get("reports") or []) + list(cert.get("outputs") or []):
+        rel = entry.get("file", "")
+        listed.add(rel)
+        p = out / rel
+        if not is_inside(p, out):
+            problems.append(f"{rel}: outside the output folder")
+            continue
+        if not p.is_file():
+            problems.append(f"{rel}: missing")
+            continue
+        size = p.stat().st_size
+        if size != entry.get("size"):
+            problems.append(f"{rel}: size {size:,} bytes, certificate says {entry.get('size'):,}")
+        elif sha256_file(p) != entry.get("sha256"):
+            problems.append(f"{rel}: SHA-256 differs from the certificate")
+    for p in sorted(out.rglob("*")):
+        rel = p.relative_to(out).as_posix()
+        if p.is_file() and rel not in listed and rel not in (CERT_JSON, CERT_PDF):
+            problems.append(f"{rel}: not listed in the certificate")
+    return cert, problems
+
+
+def read_mapping(path: Path) -> list[dict]:
+    rows = []
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            src = row.get("source") or row.get("path")
+            outs = row.get("output") or row.get("outputs") or ""
+            if src:
+                rows.append({"source": src, "outputs": [o.strip() for o in outs.split(";") if o.strip()], "slide": row.get("slide") or row.get("pseudonym")})
+    return rows
+
+
+def _dicom_series_folder(src: Path) -> Path | list[Path]:
+    """The instances of a DICOM source's series (the mapping names one of its files)."""
+    from wsianon.converters.dicom.series import group_series
+
+    try:
+        return next((g for g in group_series([src.parent]) if src in g), src)
+    except WsianonError:
+        return src
+
+
+def is_inside(path: Path, folder: Path) -> bool:
+    path, folder = Path(path).resolve(), Path(folder).resolve()
+    return path == folder or folder in path.parents
+
+
+def write_review_sheet(out: Path, sheet: Path, mapping: Path | None = None, quarantine: Path | None = None) -> Path:
+    """The private review sheet (identifying by design): refused inside OUT, written mode 0600.
+    A quarantined slide shows its quarantined output (private too), so the reviewer sees what failed."""
+    out, sheet = Path(out), Path(sheet)
+    quarantine = Path(quarantine) if quarantine else out.parent / f"{out.name}.quarantine"
+    if is_inside(sheet, out):
+        raise OutputError(sheet, "the review sheet shows the sources' labels and macros (identifying) and is never written inside OUT")
+    mapping = Path(mapping) if mapping else out.parent / f"{out.name}.mapping.csv"
+    try:
+        rows = read_mapping(mapping)
+    except OSError as exc:
+        raise WsianonError(mapping, f"cannot read the private mapping: {exc.strerror or exc}") from None
+    data = collect(out)
+    by_out: dict[str, dict] = {}
+    for row in rows:
+        for o in row["outputs"]:
+            by_out[o] = row
+        if row.get("slide"):
+            by_out[row["slide"]] = row
+    cards = []
+    for s in data.slides:
+        row = next((by_out[o] for o in s.outputs + [s.slide] if o in by_out), None)
+        src = Path(row["source"]) if row else None
+        if src is not None and src.exists():
+            simg = render_slide_images(_dicom_series_folder(src) if src.suffix.lower() == ".dcm" else src)
+            src_imgs = [(k, u) for k, u in simg["images"] if k in ("label", "macro", "overview")]
+            src_note = simg["error"] or ("" if src_imgs else "the source has no label or macro image")
+        else:
+            src_imgs, src_note = [], "source not available"
+        left = "".join(f'<figure><img src="{u}" alt="source {_e(k)}"><figcaption>SOURCE {_e(k)}</figcaption></figure>' for k, u in src_imgs)
+        right = f'<figure><img src="{s.thumbnail or placeholder("not shared: " + s.status)}" alt="output"><figcaption>OUTPUT slide</figcaption></figure>'
+        qdir = quarantine / s.slide
+        if s.status == "quarantined" and qdir.is_dir():
+            main = _main_output(qdir, {"outputs": sorted(p.name for p in qdir.iterdir() if p.name != "findings.json")})
+            qimg = render_slide_images(main) if main else {"thumbnail": None}
+            if qimg["thumbnail"]:
+                right += f'<figure><img src="{qimg["thumbnail"]}" alt="quarantined output"><figcaption>QUARANTINED output (not shared)</figcaption></figure>'
+        right += "".join(f'<figure><img src="{u}" alt="kept {_e(k)}"><figcaption>OUTPUT kept {_e(k)}</figcaption></figure>' for k, u in s.images)
+        cards.append(
+            f'<article class="card" data-slide="{_e(s.slide)}"><h3>{_e(s.slide)} {_badge(s.status)} <span class=muted>{_e(s.format)}</span></h3>'
+            f'<p class="mono">{_e(src) if src else "(no mapping row)"}</p>'
+            f'<div class="grid2"><div><b>Source (identifying)</b><div class="pics">{left}</div><p class=muted>{_e(src_note)}</p></div>'
+            f'<div><b>Shared output</b><div class="pics">{right}</div></div></div>'
+            "<p><label><input type=checkbox> label gone and macro free of text, confirmed by eye</label></p></article>"
+        )
+    doc = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>PRIVATE wsianon review sheet</title>
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
+<style>{_CSS} .card img{{max-width:300px;max-height:240px;border:1px solid var(--bd)}} .warn{{background:#b3261e}}</style></head>
+<body><header class="warn"><h1>PRIVATE — review sheet (identifying)</h1><p>Shows the sources' labels and macros and their paths. Keep it with the private mapping, never share it, delete it after review.</p></header>
+<main>{"".join(cards)}</main></body></html>"""
+    try:
+        write_private(sheet, doc.encode("utf-8"))
+    except OSError as exc:
+        raise OutputError(sheet, f"cannot write the review sheet: {exc.strerror or exc}") from None
+    return sheet
