@@ -1132,7 +1132,7 @@ def _check_uids(dsets: list[tuple[Path, Dataset]], verdict: Verdict, sources: li
     verdict.add("dicom: uids", not bad, "; ".join(bad[:5]) or "one study/series/frame of reference; unique instances")
 
 
-def _check_closed_world(files: list[Path], profile: DicomProfile, verdict: Verdict) -> None:
+def _check_closed_world(files: list[Path], profile: DicomProfile | None, verdict: Verdict) -> None:
     """``dicom: closed world`` (wsianon.verify.dicom_attrs): every attribute allowlisted, every
     text a dummy/pseudonym/vocabulary value, every reference resolving."""
     from wsianon.verify.dicom_attrs import check_dicom_attributes
@@ -1198,11 +1198,13 @@ def audit_dicom(inv: Inventory, files: list[Path], verdict: Verdict) -> None:
     files = [Path(f) for f in files]
     dsets = [(f, _read(f)) for f in files]
     problems: list[str] = []
-    for _f, ds in dsets:
-        walk_profile(ds, DicomProfile(), set(), set(), problems)
+    from wsianon.verify.dicom_attrs import recorded_profile
+
+    for _f, ds in dsets:  # judged against the options the output records (e.g. retain-device-identity)
+        walk_profile(ds, recorded_profile(ds), set(), set(), problems)
     # without the source, dates/dummies cannot be judged; private tags, X and Z can
     verdict.add("dicom: profile", not problems, "; ".join(sorted(set(problems))[:8]) or "conforms to the Basic Profile")
-    _check_closed_world(files, DicomProfile(), verdict)
+    _check_closed_world(files, None, verdict)  # the options the outputs record
     _check_record_and_images(dsets, Policy(), verdict)
     _check_barcodes(dsets, Policy(), verdict)
     _check_uids(dsets, verdict)

@@ -138,11 +138,22 @@ class _Walker:
         return True  # kept on purpose by a Retain option the profile names (e.g. retain-device-identity)
 
 
+def recorded_profile(ds: Dataset) -> DicomProfile:
+    """The profile an instance says it was de-identified with (its CID 7050 method codes)."""
+    from wsianon.profiles.dicom import OPTIONS
+
+    by_code = {code: name for name, (code, _m) in OPTIONS.items()}
+    codes = {str(i.get("CodeValue", "")) for i in ds.get("DeidentificationMethodCodeSequence") or []}
+    opts = frozenset(by_code[c] for c in codes if c in by_code and by_code[c] != "basic")
+    return DicomProfile(opts)
+
+
 def check_dicom_attributes(files: list[Path], profile: DicomProfile | None = None,
                            pseudonyms: set[str] | None = None) -> tuple[list[str], int]:
-    """(findings, number of attributes walked) for one slide's output instances."""
-    profile = profile or DicomProfile()
+    """(findings, number of attributes walked) for one slide's output instances. Without
+    ``profile``, the options each output records (DeidentificationMethodCodeSequence) are used."""
     dsets = [(Path(f), _read(Path(f))) for f in files]
+    profile = profile or (recorded_profile(dsets[0][1]) if dsets else DicomProfile())
     sops = {str(ds.get("SOPInstanceUID", "")).strip() for _f, ds in dsets}
     w = _Walker(profile, sops, pseudonyms)
     found: set[str] = set()

@@ -190,7 +190,7 @@ def _inventory(files, raw, kept_values, kinds, levels) -> Inventory:
         seen.add((name, value))
         # values that also occur as kept values (e.g. a description equal to an ImageType word)
         # or times of day are too generic to be proven absent from bytes
-        canary = vr not in ("TM", "CS", "DS", "IS", "US", "UL", "SS", "SL", "FL", "FD") and value.lower() not in kept_values
+        canary = vr not in ("TM", "CS", "DS", "IS", "US", "UL", "SS", "SL", "FL", "FD", "AT", "UV", "SV") and value.lower() not in kept_values
         word = {"X": "remove", "Z": "blank", "D": "dummy", "C": "clean", "U": "replace"}.get(action, action)
         inv.fields.append(Field(name=name, value=value, action=word, where=where, canary=canary))
     from wsianon.converters.base import AssociatedImage
