@@ -1132,12 +1132,12 @@ def _check_uids(dsets: list[tuple[Path, Dataset]], verdict: Verdict, sources: li
     verdict.add("dicom: uids", not bad, "; ".join(bad[:5]) or "one study/series/frame of reference; unique instances")
 
 
-def _check_closed_world(files: list[Path], profile: DicomProfile | None, verdict: Verdict) -> None:
+def _check_closed_world(files: list[Path], profile: DicomProfile | None, verdict: Verdict, dsets=None) -> None:
     """``dicom: closed world`` (wsianon.verify.dicom_attrs): every attribute allowlisted, every
     text a dummy/pseudonym/vocabulary value, every reference resolving."""
     from wsianon.verify.dicom_attrs import check_dicom_attributes
 
-    found, n = check_dicom_attributes(files, profile)
+    found, n = check_dicom_attributes(files, profile, datasets=[ds for _f, ds in dsets] if dsets else None)
     verdict.add("dicom: closed world", not found, "; ".join(found[:8]) or
                 f"{n} attributes of {len(files)} instances: all in the VL WSI IOD, text proven dummy/pseudonym/vocabulary")
 
@@ -1177,7 +1177,7 @@ def verify_dicom_output(inv: Inventory, result_files: list[Path], ctx, verdict: 
             if kw in ds.file_meta:
                 problems.append(f"file meta {kw}")
     verdict.add("dicom: profile", not problems, "; ".join(sorted(set(problems))[:8]) or f"{n} elements conform to the resolved profile")
-    _check_closed_world(files, profile, verdict)
+    _check_closed_world(files, profile, verdict, dsets)
     _check_record_and_images(dsets, policy, verdict)
     _check_barcodes(dsets, policy, verdict)
     _check_uids(dsets, verdict, [Path(s) for s in inv.input_files] if inv.format == "dicom" else None)
@@ -1204,7 +1204,7 @@ def audit_dicom(inv: Inventory, files: list[Path], verdict: Verdict) -> None:
         walk_profile(ds, recorded_profile(ds), set(), set(), problems)
     # without the source, dates/dummies cannot be judged; private tags, X and Z can
     verdict.add("dicom: profile", not problems, "; ".join(sorted(set(problems))[:8]) or "conforms to the Basic Profile")
-    _check_closed_world(files, None, verdict)  # the options the outputs record
+    _check_closed_world(files, None, verdict, dsets)  # the options the outputs record
     _check_record_and_images(dsets, Policy(), verdict)
     _check_barcodes(dsets, Policy(), verdict)
     _check_uids(dsets, verdict)

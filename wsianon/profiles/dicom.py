@@ -184,6 +184,7 @@ def code_meaning(scheme: str, value: str) -> str | None:
     return None if m is None else m[:64].strip()
 
 
+@lru_cache(maxsize=1)
 def code_schemes() -> frozenset[str]:
     return frozenset(s for s, _v in _code_index())
 

@@ -149,10 +149,14 @@ def recorded_profile(ds: Dataset) -> DicomProfile:
 
 
 def check_dicom_attributes(files: list[Path], profile: DicomProfile | None = None,
-                           pseudonyms: set[str] | None = None) -> tuple[list[str], int]:
+                           pseudonyms: set[str] | None = None, datasets: list[Dataset] | None = None) -> tuple[list[str], int]:
     """(findings, number of attributes walked) for one slide's output instances. Without
-    ``profile``, the options each output records (DeidentificationMethodCodeSequence) are used."""
-    dsets = [(Path(f), _read(Path(f))) for f in files]
+    ``profile``, the options each output records (DeidentificationMethodCodeSequence) are used.
+    ``datasets``: the files' headers when the caller has already read them (never modified)."""
+    if datasets is not None and len(datasets) == len(files):
+        dsets = list(zip([Path(f) for f in files], datasets))
+    else:
+        dsets = [(Path(f), _read(Path(f))) for f in files]
     profile = profile or (recorded_profile(dsets[0][1]) if dsets else DicomProfile())
     sops = {str(ds.get("SOPInstanceUID", "")).strip() for _f, ds in dsets}
     w = _Walker(profile, sops, pseudonyms)
