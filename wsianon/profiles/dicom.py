@@ -167,8 +167,10 @@ def iod() -> Iod:
 
 @lru_cache(maxsize=1)
 def _code_index() -> dict[tuple[str, str], str]:
-    from pydicom.sr._concepts_dict import concepts
-
+    try:  # PS3.16 concepts as pydicom ships them (a private module: fail closed if it moves)
+        from pydicom.sr._concepts_dict import concepts
+    except ImportError:
+        concepts = {}
     idx: dict[tuple[str, str], str] = {}
     for scheme, names in concepts.items():
         for codes in names.values():
