@@ -105,6 +105,8 @@ def run(
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
     review_sheet: Annotated[Optional[Path], typer.Option("--review-sheet", help="PRIVATE review sheet (sources' labels and macros beside the outputs; identifying, mode 0600, never inside OUT). Default: OUT.review.html beside OUT.")] = None,
     no_review_sheet: Annotated[bool, typer.Option("--no-review-sheet", help="Do not write the private review sheet.")] = False,
+    mpp: Annotated[Optional[float], typer.Option("--mpp", min=0.001, max=1000.0, help="Pixel spacing (micrometres per pixel) for slides that state none (DICOM target); a slide's own spacing wins.")] = None,
+    accept_unrun_checks: Annotated[bool, typer.Option("--accept-unrun-checks", help="Accept a slide whose verification could not run every check (e.g. dciodvfy not installed); such checks are reported as 'not run'.")] = False,
 ) -> None:
     """Anonymize slides and verify the outputs. Exit 0: all clean; 1: some slide failed; 2: usage error."""
     from wsianon.pipeline.jobs import JobConfig, run_job
@@ -140,6 +142,8 @@ def run(
             allow_generic=allow_generic,
             overwrite=overwrite,
             dicom_options=options,
+            mpp=mpp,
+            accept_unrun_checks=accept_unrun_checks,
         )
     except ValueError as exc:
         _fail(str(exc))

@@ -33,3 +33,8 @@ class CorruptInput(WsianonError):
 
 class OutputError(WsianonError):
     """The output cannot be written (permissions, full disk, ...)."""
+
+
+class NothingToShare(WsianonError):
+    """The input holds nothing that may be shared (e.g. a DICOM series of only a LABEL): the
+    slide is skipped, which is not a failure."""

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Literal
 
 from wsianon.converters.base import SlideContext
-from wsianon.errors import OutputError, WsianonError
+from wsianon.errors import NothingToShare, OutputError, WsianonError
 from wsianon.pipeline import anonymize as anon
 from wsianon.pipeline.detect import SlideSource, expand_inputs
 from wsianon.pipeline.inspect import inspect_source
@@ -57,7 +57,7 @@ class JobResult:
     def exit_code(self) -> int:
         if not self.outcomes:
             return 1
-        return 0 if all(o.status in ("ok", "dry-run") for o in self.outcomes) else 1
+        return 0 if all(o.status in ("ok", "dry-run", "skipped") for o in self.outcomes) else 1
 
 
 def default_side_paths(out: Path) -> tuple[Path, Path]:
@@ -90,6 +90,9 @@ def process_slide(src: SlideSource, ctx: SlideContext, target: Target, dest: ano
             anon.process_native_in_place(src, inv, ctx, outcome)
         else:
             anon.process_native_copy(src, inv, ctx, dest, outcome, progress)
+    except NothingToShare as exc:
+        outcome.status = "skipped"
+        outcome.notes.append(exc.reason)
     except WsianonError as exc:
         outcome.status = "error"
         outcome.error = exc.reason  # the reason only: reports live inside OUT, paths stay out
@@ -138,6 +141,10 @@ def run_job(cfg: JobConfig, on_event: Callable[..., None] | None = None) -> JobR
         except OSError as exc:
             raise OutputError(out, f"cannot create output folder: {exc.strerror or exc}") from None
     slides = expand_inputs([Path(p) for p in cfg.inputs], policy.allow_generic)
+    if cfg.target == "dicom" and not policy.dry_run and any(s.error is None and s.format != "dicom" for s in slides):
+        from wsianon.converters.dicom import require_turbojpeg
+
+        require_turbojpeg()  # a missing library is said at the start, with the install hint
     emit("start", total=len(slides))
     # refuse to write over an input
     if out is not None:

@@ -15,9 +15,13 @@ class Check:
     name: str
     ok: bool
     detail: str = ""
+    not_run: bool = False  # the check could not run (a missing tool); ok only when the user accepted that
 
     def as_dict(self) -> dict:
-        return {"check": self.name, "ok": self.ok, "detail": self.detail}
+        d = {"check": self.name, "ok": self.ok, "detail": self.detail}
+        if self.not_run:
+            d["not_run"] = True
+        return d
 
 
 @dataclass
@@ -29,8 +33,8 @@ class Verdict:
     def ok(self) -> bool:
         return bool(self.checks) and all(c.ok for c in self.checks) and not self.findings
 
-    def add(self, name: str, ok: bool, detail: str = "") -> Check:
-        c = Check(name, bool(ok), detail)
+    def add(self, name: str, ok: bool, detail: str = "", not_run: bool = False) -> Check:
+        c = Check(name, bool(ok), detail, not_run)
         self.checks.append(c)
         return c
 

@@ -937,9 +937,12 @@ def _parse_dciodvfy(out: bytes) -> list[str]:
     return errs
 
 
-def _check_dciodvfy(outputs: list[Path], sources: list[Path] | None, verdict: Verdict, started: dict | None = None) -> None:
-    if shutil.which("dciodvfy") is None:
-        verdict.add("dicom: dciodvfy", True, "skipped: dciodvfy (dicom3tools) is not installed")
+def _check_dciodvfy(outputs: list[Path], sources: list[Path] | None, verdict: Verdict, started: dict | None = None,
+                    accept_unrun: bool = False) -> None:
+    if shutil.which("dciodvfy") is None:  # not run: fails the slide unless --accept-unrun-checks
+        verdict.add("dicom: dciodvfy", accept_unrun, "not run: dciodvfy (dicom3tools) is not installed "
+                    + ("(accepted by --accept-unrun-checks)" if accept_unrun else "(install dicom3tools, or pass --accept-unrun-checks)"),
+                    not_run=True)
         return
     baseline: set[str] | None = None
     if sources:
@@ -1138,6 +1141,16 @@ def _check_uids(dsets: list[tuple[Path, Dataset]], verdict: Verdict, sources: li
     verdict.add("dicom: uids", not bad, "; ".join(bad[:5]) or "one study/series/frame of reference; unique instances")
 
 
+def _check_closed_world(files: list[Path], profile: DicomProfile | None, verdict: Verdict, dsets=None) -> None:
+    """``dicom: closed world`` (wsianon.verify.dicom_attrs): every attribute allowlisted, every
+    text a dummy/pseudonym/vocabulary value, every reference resolving."""
+    from wsianon.verify.dicom_attrs import check_dicom_attributes
+
+    found, n = check_dicom_attributes(files, profile, datasets=[ds for _f, ds in dsets] if dsets else None)
+    verdict.add("dicom: closed world", not found, "; ".join(found[:8]) or
+                f"{n} attributes of {len(files)} instances: all in the VL WSI IOD, text proven dummy/pseudonym/vocabulary")
+
+
 def verify_dicom_output(inv: Inventory, result_files: list[Path], ctx, verdict: Verdict, source_frames=None) -> None:
     """Add the DICOM checks for one slide's outputs to ``verdict`` (see module doc)."""
     files = [Path(f) for f in result_files]
@@ -1173,6 +1186,7 @@ def verify_dicom_output(inv: Inventory, result_files: list[Path], ctx, verdict: 
             if kw in ds.file_meta:
                 problems.append(f"file meta {kw}")
     verdict.add("dicom: profile", not problems, "; ".join(sorted(set(problems))[:8]) or f"{n} elements conform to the resolved profile")
+    _check_closed_world(files, profile, verdict, dsets)
     _check_record_and_images(dsets, policy, verdict)
     _check_barcodes(dsets, policy, verdict)
     _check_uids(dsets, verdict, [Path(s) for s in inv.input_files] if inv.format == "dicom" else None)
@@ -1182,7 +1196,7 @@ def verify_dicom_output(inv: Inventory, result_files: list[Path], ctx, verdict: 
     else:
         _check_frames_converted(inv, dsets, verdict)
         sources = None
-    _check_dciodvfy(files, sources, verdict, started)
+    _check_dciodvfy(files, sources, verdict, started, bool(getattr(policy, "accept_unrun_checks", False)))
     _check_opens(files, verdict, sources, policy)
 
 
@@ -1193,10 +1207,13 @@ def audit_dicom(inv: Inventory, files: list[Path], verdict: Verdict) -> None:
     files = [Path(f) for f in files]
     dsets = [(f, _read(f)) for f in files]
     problems: list[str] = []
-    for _f, ds in dsets:
-        walk_profile(ds, DicomProfile(), set(), set(), problems)
+    from wsianon.verify.dicom_attrs import recorded_profile
+
+    for _f, ds in dsets:  # judged against the options the output records (e.g. retain-device-identity)
+        walk_profile(ds, recorded_profile(ds), set(), set(), problems)
     # without the source, dates/dummies cannot be judged; private tags, X and Z can
     verdict.add("dicom: profile", not problems, "; ".join(sorted(set(problems))[:8]) or "conforms to the Basic Profile")
+    _check_closed_world(files, None, verdict, dsets)  # the options the outputs record
     _check_record_and_images(dsets, Policy(), verdict)
     _check_barcodes(dsets, Policy(), verdict)
     _check_uids(dsets, verdict)

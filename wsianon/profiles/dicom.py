@@ -84,7 +84,8 @@ def parse_profile(spec: str | Iterable[str] | None) -> frozenset[str]:
         if s not in OPTIONS:
             raise ValueError(f"unknown --profile option {s!r}; known: default, {', '.join(sorted(OPTIONS))}")
         out.add(s)
-    out.discard("basic")
+    if out != {"basic"}:
+        out.discard("basic")  # "basic" alone stays as a marker: the Basic Profile without options
     if {"retain-full-dates", "retain-modified-dates"} <= out:
         raise ValueError("--profile: retain-full-dates and retain-modified-dates exclude each other")
     return frozenset(out)
@@ -119,12 +120,83 @@ def _tables():
     return exact, patterns, private, types
 
 
+# free-text value representations: kept only when listed in dicom_wsi_iod.json "kept_text"
+FREE_TEXT_VRS = frozenset({"AE", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"})
+
+
+@dataclass(frozen=True)
+class Iod:
+    """The closed world of the DICOM route (``data/dicom_wsi_iod.json`` + the IOD table)."""
+
+    paths: frozenset[str]  # "Seq/Seq/Keyword" allowed (the VL WSI IOD, with nesting, + the record)
+    rules: dict  # tag -> Rule (wsianon's explicit rows)
+    kept_text: dict  # keyword -> compiled pattern or None
+    conditions: dict  # keyword -> keyword it requires
+    references: frozenset[str]
+    identity: frozenset[str]
+    dummies: frozenset[str]
+    vocabulary: dict
+    code_items: frozenset[str]
+
+    def allows(self, path: tuple[str, ...], keyword: str) -> bool:
+        """True when the attribute at this sequence path belongs to the IOD (or the record)."""
+        return bool(keyword) and "/".join(path + (keyword,)) in self.paths
+
+    def kept_text_ok(self, keyword: str, value: str) -> bool:
+        if keyword not in self.kept_text:
+            return False
+        pat = self.kept_text[keyword]
+        return pat is None or bool(pat.match(value))
+
+
+@lru_cache(maxsize=1)
+def iod() -> Iod:
+    import re
+
+    data = load("dicom_wsi_iod")
+    types = load("dicom_wsi_types")["types"]
+    paths = set(types)
+    for kw in data["record"]:
+        paths.add(kw)
+    rules = {int(t, 16): Rule(t, r["name"], r["basic"], r["options"]) for t, r in data["rules"].items()}
+    kept = {k: (re.compile(v) if v else None) for k, v in data["kept_text"].items()}
+    return Iod(frozenset(paths), rules, kept, dict(data["conditions"]), frozenset(data["references"]),
+               frozenset(data["identity"]), frozenset(data["dummies"]), dict(data["vocabulary"]),
+               frozenset(data["code_items"]))
+
+
+@lru_cache(maxsize=1)
+def _code_index() -> dict[tuple[str, str], str]:
+    try:  # PS3.16 concepts as pydicom ships them (a private module: fail closed if it moves)
+        from pydicom.sr._concepts_dict import concepts
+    except ImportError:
+        concepts = {}
+    idx: dict[tuple[str, str], str] = {}
+    for scheme, names in concepts.items():
+        for codes in names.values():
+            for code, (meaning, _cids) in codes.items():
+                idx.setdefault((scheme, str(code)), str(meaning))
+    return idx
+
+
+def code_meaning(scheme: str, value: str) -> str | None:
+    """The standard meaning (PS3.16 / pydicom's concept dictionary, at most 64 characters) of a
+    coded concept, or None when the code is not in the dictionary."""
+    m = _code_index().get((str(scheme).strip(), str(value).strip()))
+    return None if m is None else m[:64].strip()
+
+
+@lru_cache(maxsize=1)
+def code_schemes() -> frozenset[str]:
+    return frozenset(s for s, _v in _code_index())
+
+
 def rule_for(tag: int) -> Rule | None:
     """The Annex E row for a (public) tag, exact rows before repeating-group patterns."""
     exact, patterns, private, _ = _tables()
     if (tag >> 16) % 2 == 1:
         return private
-    r = exact.get(tag) or EXTRA_RULES.get(tag)
+    r = exact.get(tag) or EXTRA_RULES.get(tag) or iod().rules.get(tag)
     if r is not None:
         return r
     for mask, value, rule in patterns:
@@ -176,10 +248,13 @@ class DicomProfile:
                     chosen = code
         return chosen or rule.basic
 
-    def action(self, tag: int, path: tuple[str, ...] = (), keyword: str = "") -> tuple[str, Rule | None]:
-        """(resolved action, rule) for an attribute; ("K", None) when the table does not list it."""
+    def action(self, tag: int, path: tuple[str, ...] = (), keyword: str = "", vr: str = "") -> tuple[str, Rule | None]:
+        """(resolved action, rule) for an attribute; ("K", None) when the table does not list it,
+        except free text (``vr`` given) not listed in the closed world's kept_text: X/Z/D by Type."""
         rule = rule_for(tag)
         if rule is None:
+            if vr in FREE_TEXT_VRS and keyword not in iod().kept_text:
+                return resolve_compound("X/Z/D", wsi_type(path, keyword) if keyword else None), None
             return "K", None
         code = self.code_for(rule)
         if "/" in code:
@@ -208,6 +283,7 @@ def profile_for_policy(policy) -> DicomProfile:
     An explicit ``retain-modified-dates`` shifts dates by a keyed per-patient offset.
     """
     opts = set(policy.dicom_options or DEFAULT_OPTIONS)
+    opts.discard("basic")  # --profile basic: the Basic Profile alone
     dates = getattr(policy, "dates", "remove")
     if "retain-full-dates" in opts:
         mode = "keep"

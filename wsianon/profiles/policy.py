@@ -23,6 +23,10 @@ class Policy:
     overwrite: bool = False
     # DICOM profile options (names of Annex E option columns), see profiles/dicom.py
     dicom_options: frozenset[str] = field(default_factory=frozenset)
+    # pixel spacing (µm/pixel) for slides that state none (DICOM target; --mpp)
+    mpp: float | None = None
+    # a verification check that could not run (missing tool) does not fail the slide (--accept-unrun-checks)
+    accept_unrun_checks: bool = False
 
     def __post_init__(self) -> None:
         for name, allowed in (
@@ -33,6 +37,8 @@ class Policy:
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"--{name} must be one of {', '.join(allowed)}")
+        if self.mpp is not None and not (0 < float(self.mpp) < 1000):
+            raise ValueError("--mpp must be a pixel spacing in micrometres per pixel, above 0 and below 1000")
 
 
 def year_only(value: str) -> str:

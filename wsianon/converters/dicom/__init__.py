@@ -14,11 +14,12 @@ from wsianon.converters.dicom.series import (
     inspect_dicom,
     is_dicom,
 )
-from wsianon.converters.dicom.bridge import convert_slide
+from wsianon.converters.dicom.bridge import convert_slide, require_turbojpeg
 
 __all__ = [
     "DicomResult",
     "convert_slide",
+    "require_turbojpeg",
     "deidentify_series",
     "group_series",
     "inspect_dicom",

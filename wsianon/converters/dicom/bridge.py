@@ -23,6 +23,7 @@ preview with a barcode) is not written as a THUMBNAIL instance.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import os
@@ -43,7 +44,7 @@ from wsianon.converters.dicom.engine import Engine
 from wsianon.converters.dicom.series import _KIND_ORDER, DicomResult, _image_kind, finalize_meta, slide_identity
 from wsianon.converters.dicom.stream import header_bytes, read_header, write_instance
 from wsianon.profiles.dicom import profile_for_policy
-from wsianon.errors import CorruptInput, UnsupportedFormat
+from wsianon.errors import WsianonError, CorruptInput, UnsupportedFormat
 from wsianon.io.plan import Removal
 from wsianon.io.scan import Scanner
 
@@ -68,7 +69,7 @@ def _reason(exc: Exception) -> str:
     """A one-line reason that names no value from the file (messages may quote paths or metadata)."""
     msg = str(exc).lower()
     if "pixel spacing" in msg or "mpp" in msg:
-        return "cannot convert to DICOM: the slide states no pixel spacing (MPP), which DICOM WSI requires"
+        return "cannot convert to DICOM: the slide states no pixel spacing (MPP), which DICOM WSI requires; give it with --mpp"
     if "not supported" in msg or "could not find" in msg or "no source" in msg:
         return "cannot convert to DICOM: no wsidicomizer source reads this format"
     return f"cannot convert to DICOM: wsidicomizer failed to read the slide ({type(exc).__name__})"
@@ -164,6 +165,91 @@ def _refuse_overlapping_bif(source: Path, inv: Inventory) -> None:
         raise
     except Exception as exc:
         raise CorruptInput(source, f"cannot read the BIF's tile geometry ({type(exc).__name__})") from None
+
+
+def _source_level_sizes(source: Path, inv: Inventory) -> list[tuple[int, int]]:
+    """(width, height) of the source's pyramid levels as the file stores them (NDPI: every IFD
+    whose source lens is positive; other TIFF-family formats: the first series' levels)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(source) as tf:
+            if inv.format == "ndpi":
+                return [(int(p.imagewidth), int(p.imagelength)) for p in tf.pages
+                        if p.tags.valueof(65421) is not None and float(p.tags.valueof(65421)) > 0]
+            return [(int(lv.shape[1]), int(lv.shape[0])) for lv in tf.series[0].levels]
+    except Exception:
+        return []
+
+
+def missing_levels_note(source: Path, inv: Inventory, written: list[tuple[int, int]]) -> str | None:
+    """A report note naming the source's pyramid levels the DICOM output does not have (the
+    converter's reader exposes only levels whose downsample is a power of two), or None."""
+    sizes = _source_level_sizes(source, inv)
+    n_src = max(len(sizes), int(inv.levels or 0))
+    if len(written) >= n_src:
+        return None
+    have = set(written)
+    missing = [f"level {i} ({w}x{h})" for i, (w, h) in enumerate(sizes) if (w, h) not in have]
+    named = ", ".join(missing) if missing else f"{n_src - len(written)} level(s)"
+    return (f"pyramid incomplete: the source has {n_src} levels, the DICOM output {len(written)}; not built: {named} "
+            "(wsidicomizer's reader exposes only levels whose downsample is a power of two); viewers "
+            "compute the missing resolutions from the levels present")
+
+
+TURBOJPEG_HINT = ("libturbojpeg is not installed: the DICOM target needs it to pass JPEG tiles through without "
+                  "re-encoding (without it they would be decoded and re-encoded lossy); install it: "
+                  "apt-get install libturbojpeg0")
+
+
+def require_turbojpeg() -> None:
+    """Refuse a DICOM-target conversion up front when libturbojpeg cannot be loaded."""
+    try:
+        from opentile.jpeg.jpeg import find_turbojpeg_path
+        from turbojpeg import TurboJPEG
+
+        TurboJPEG(str(find_turbojpeg_path()))
+    except Exception:
+        raise WsianonError(None, TURBOJPEG_HINT) from None
+
+
+def _mpp_metadata(source: Path, policy) -> dict:
+    """``--mpp``: the pixel spacing as wsidicomizer user metadata (only asked for when the slide
+    states none, see :func:`_reason`). An sRGB ICC profile is declared as color space SRGB, which
+    wsidicom would otherwise derive as a name too long for CS."""
+    mpp = getattr(policy, "mpp", None)
+    if not mpp:
+        return {}
+    from wsidicom.geometry import SizeMm
+    from wsidicom.metadata import Equipment, Image, Label, OpticalPath, Patient, Pyramid, Series, Slide, Study, WsiMetadata
+
+    paths = []
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(source) as tf:
+            icc = tf.pages[0].tags.valueof(34675)
+        if icc is not None and b"sRGB" in bytes(icc)[:1024]:
+            paths = [OpticalPath(color_space="SRGB")]
+    except Exception:
+        pass
+    mm = float(mpp) / 1000.0
+    md = WsiMetadata(study=Study(), series=Series(), patient=Patient(), equipment=Equipment(), slide=Slide(),
+                     pyramid=Pyramid(image=Image(pixel_spacing=SizeMm(mm, mm)), optical_paths=paths), label=Label())
+    return {"metadata": md}
+
+
+def source_year(inv: Inventory) -> str | None:
+    """The scan's year from the native inventory's date fields (``--dates year``), or None."""
+    from wsianon.profiles.policy import year_only
+
+    for f in inv.fields:
+        leaf = re.split(r"[:/.]", f.name)[-1].lower()
+        if "date" in leaf and f.value:
+            y = year_only(str(f.value))
+            if y:
+                return y
+    return None
 
 
 def source_scanner(inv: Inventory) -> Scanner:
@@ -294,6 +380,8 @@ def convert_slide(source: Path, inv: Inventory, ctx: SlideContext, out_dir: Path
     result = DicomResult()
     profile = profile_for_policy(policy)
     identity = slide_identity(ctx, None, None)
+    if profile.date_mode == "year":  # the converter's dates are not the scan's: the source's own year
+        identity = dataclasses.replace(identity, source_year=source_year(inv) or "")
     engine = Engine(profile, ctx.key, identity)
     result.identity, result.profile = identity, profile
     seen_kinds: list[str] = []
@@ -321,7 +409,15 @@ def convert_slide(source: Path, inv: Inventory, ctx: SlideContext, out_dir: Path
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                wsi = WsiDicomizer.open(source, include_confidential=False, uid_generator=uids, metadata_post_processor=post)
+                try:
+                    wsi = WsiDicomizer.open(source, include_confidential=False, uid_generator=uids, metadata_post_processor=post)
+                except Exception as exc:
+                    extra = _mpp_metadata(source, policy) if "--mpp" in _reason(exc) else {}
+                    if not extra:  # a slide's own pixel spacing always wins over --mpp
+                        raise
+                    wsi = WsiDicomizer.open(source, include_confidential=False, uid_generator=uids,
+                                            metadata_post_processor=post, **extra)
+                    result.notes.append(f"pixel spacing: the slide states none; --mpp {float(policy.mpp):g} µm/pixel used")
             except Exception as exc:
                 raise UnsupportedFormat(source, _reason(exc)) from None
             with wsi:
@@ -365,9 +461,11 @@ def convert_slide(source: Path, inv: Inventory, ctx: SlideContext, out_dir: Path
                 if blank_labels or not _blank_frames(p):
                     raise UnsupportedFormat(source, "wsidicomizer wrote a LABEL instance that is not the blank label; refused")
                 blank_labels += 1
-            files.append((_KIND_ORDER.get(kind, 9), -int(ds.get("TotalPixelMatrixColumns", 0) or 0), kind, p))
+            files.append((_KIND_ORDER.get(kind, 9), -int(ds.get("TotalPixelMatrixColumns", 0) or 0),
+                          int(ds.get("TotalPixelMatrixRows", 0) or 0), kind, p))
         files.sort(key=lambda t: t[:2])
-        for n, (_o, _w, kind, p) in enumerate(files, 1):
+        files = [(o, -w, h, kind, p) for o, w, h, kind, p in files]
+        for n, (_o, _w, _h, kind, p) in enumerate(files, 1):
             dest = out_dir / f"{n:04d}-{kind.lower()}.dcm"
             if _fix_header_in_place(p, engine, scanner, reencoded):
                 os.replace(p, dest)
@@ -379,6 +477,9 @@ def convert_slide(source: Path, inv: Inventory, ctx: SlideContext, out_dir: Path
             result.frame_map.append((None, dest))
         if not keep_thumbnail:
             result.removals.append(Removal("image", "thumbnail", "not written (the native inventory removes it)"))
+        note = missing_levels_note(source, inv, [(w, h) for _o, w, h, kind, _p in files if kind == "VOLUME"])
+        if note:
+            result.notes.append(note)
         result.removals.extend(engine.removals.values())
         scrubbed = sorted({r.name for r in engine.removals.values() if r.action.endswith("held a source value")})
         if scrubbed:

@@ -27,7 +27,7 @@ from pydicom.tag import Tag
 from wsianon import __version__ as _version
 from wsianon.converters.dicom.keys import keyed_uid, remap_uid
 from wsianon.io.plan import Removal
-from wsianon.profiles.dicom import DicomProfile
+from wsianon.profiles.dicom import FREE_TEXT_VRS, DicomProfile, code_meaning, code_schemes, iod, resolve_compound
 
 TEXT_VRS = {"AE", "AS", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"}
 DATE_VRS = {"DA", "DT", "TM"}
@@ -52,7 +52,18 @@ DUMMY = {
     "DS": "0",
     "IS": "0",
 }
-ACTION_WORD = {"X": "removed", "Z": "blanked", "D": "dummy", "C": "cleaned", "U": "replaced"}
+ACTION_WORD = {
+    "X": "removed",
+    "Z": "blanked",
+    "D": "dummy",
+    "C": "cleaned",
+    "U": "replaced",
+    "I": "removed: not in the VL WSI IOD",
+    "R": "removed: referenced an instance that is not shared",
+    "Q": "removed: its condition attribute is absent",
+    "M": "standard meaning of its code",
+    "N": "dummy: code not in the DICOM/SNOMED dictionary",
+}
 SCRUB_WORD = {"X": "removed: held a source value", "Z": "blanked: held a source value", "D": "dummy: held a source value"}
 STRING_VRS = TEXT_VRS | DATE_VRS | {"DS", "IS", "UI"}
 
@@ -73,6 +84,9 @@ class Identity:
     patient: str  # PatientID, PatientName
     study_uid: str | None = None  # None: the source's StudyInstanceUID, remapped
     date_offset_days: int = 0  # for Retain Modified Dates (shift)
+    # --dates year on a conversion: the source's own year (the converter's dates are not the
+    # scan's; "" when the source has none: dummies); None: each value's own year (DICOM inputs)
+    source_year: str | None = None
 
 
 def _shift_da(value: str, days: int) -> str | None:
@@ -84,14 +98,19 @@ def _shift_da(value: str, days: int) -> str | None:
     return (d + _dt.timedelta(days=days)).strftime("%Y%m%d")
 
 
-def clean_date(vr: str, value: str, mode: str, days: int) -> str:
-    """Shift or reduce one DA/DT/TM value (mode 'shift' | 'year'); unparsable -> dummy."""
+def clean_date(vr: str, value: str, mode: str, days: int, year: str | None = None) -> str:
+    """Shift or reduce one DA/DT/TM value (mode 'shift' | 'year'); unparsable -> dummy.
+    ``year`` (mode 'year'): the year to write instead of the value's own."""
     v = str(value).strip()
     if not v:
         return ""
     if vr == "TM":
         return v if mode == "shift" else "000000"
     if mode == "year":
+        if year is not None:  # a conversion: the source's year, or a dummy when it has none
+            if len(year) == 4 and year.isdigit():
+                return year + ("0101" if vr == "DA" else "0101000000")
+            return DUMMY[vr]
         if len(v) >= 4 and v[:4].isdigit():
             return v[:4] + ("0101" if vr == "DA" else "0101000000")
         return DUMMY[vr]
@@ -136,7 +155,8 @@ class Engine:
         vr = elem.VR
         if vr in DATE_VRS and self.profile.date_mode in ("shift", "year"):
             vals = elem.value if elem.VM > 1 else [elem.value]
-            out = [clean_date(vr, str(v), self.profile.date_mode, self.identity.date_offset_days) for v in vals]
+            out = [clean_date(vr, str(v), self.profile.date_mode, self.identity.date_offset_days, self.identity.source_year)
+                   for v in vals]
             return out if elem.VM > 1 else out[0]
         if vr in DATE_VRS and self.profile.date_mode == "keep":
             return elem.value
@@ -152,7 +172,7 @@ class Engine:
         return ds
 
     def _walk(self, ds: Dataset, path: tuple[str, ...]) -> None:
-        from wsianon.profiles.dicom import resolve_compound, wsi_type
+        from wsianon.profiles.dicom import wsi_type
 
         for tag in list(ds.keys()):
             tag = Tag(tag)
@@ -179,7 +199,11 @@ class Engine:
                 del ds[tag]
                 self._log("curve/overlay groups (50xx/60xx)", "X", where)
                 continue
-            action, rule = self.profile.action(int(tag), path, kw)
+            if not iod().allows(path, kw):  # closed world: not in the VL WSI IOD (nor the record)
+                del ds[tag]
+                self._log(name, "I")
+                continue
+            action, rule = self.profile.action(int(tag), path, kw, elem.VR)
             type_ = wsi_type(path, kw) if kw else None
             is_type1 = type_ in ("1", "1C")
             if action == "X":
@@ -195,6 +219,8 @@ class Engine:
                 for item in elem.value:
                     self._walk(item, path + (kw or f"({group:04X},{elem_no:04X})",))
                 continue
+            if action == "K" and elem.VR in FREE_TEXT_VRS and kw in iod().kept_text and not _kept_text_ok(kw, elem):
+                action = resolve_compound("X/Z/D", type_)  # kept text of a form the profile does not allow
             if action == "K":
                 continue
             if elem.value in (None, "", b"") or (isinstance(elem.value, (list, tuple)) and not elem.value):
@@ -217,7 +243,78 @@ class Engine:
                 del ds[tag]
                 action = "X"
             self._log(name, action)
-        _ = resolve_compound  # (imported for callers' introspection)
+        self._conditions(ds, path)
+        self._code_item(ds, path)
+
+    # -- closed world: conditions, coded concepts, references -----------------
+    def _conditions(self, ds: Dataset, path: tuple[str, ...]) -> None:
+        """Conditional attributes go with their condition (e.g. ResponsiblePersonRole)."""
+        for kw, needs in iod().conditions.items():
+            if kw in ds and needs not in ds:
+                delattr(ds, kw)
+                self._log("/".join(path + (kw,)), "Q")
+
+    def _code_item(self, ds: Dataset, path: tuple[str, ...]) -> None:
+        """A coded concept keeps its code when the DICOM/SNOMED dictionary knows it, with the
+        dictionary's meaning (a Code Meaning is free text); otherwise value and meaning are dummies."""
+        where = "/".join(path)
+        scheme = str(ds.get("CodingSchemeDesignator", "") or "").strip()
+        if "CodeMeaning" not in ds and "CodeValue" not in ds:
+            if scheme and scheme not in code_schemes():  # e.g. CodingSchemeIdentificationSequence
+                ds.CodingSchemeDesignator = "99WSIANON"
+                self._log(f"{where}/CodingSchemeDesignator", "N")
+            return
+        value = str(ds.get("CodeValue", "") or ds.get("LongCodeValue", "") or ds.get("URNCodeValue", "") or "").strip()
+        meaning = code_meaning(scheme, value) if scheme and value else None
+        if meaning is not None:
+            if str(ds.get("CodeMeaning", "")).strip() != meaning:
+                ds.CodeMeaning = meaning
+                self._log(f"{where}/CodeMeaning", "M")
+            return
+        changed = False
+        if str(ds.get("CodeMeaning", "") or "") not in ("", DUMMY["LO"]):
+            ds.CodeMeaning = DUMMY["LO"]
+            changed = True
+        for kw in ("CodeValue", "LongCodeValue", "URNCodeValue"):
+            if kw in ds and str(ds.get(kw) or "") not in ("", DUMMY["SH"]) and not _code_syntax(str(ds.get(kw)), scheme):
+                setattr(ds, kw, DUMMY["SH"] if kw == "CodeValue" else "")
+                changed = True
+        if scheme and scheme not in code_schemes() and scheme != "99WSIANON":
+            ds.CodingSchemeDesignator = "99WSIANON"
+            changed = True
+        if changed:
+            self._log(f"{where}/CodeMeaning", "N")
+
+    def uid_out(self, uid: str) -> str:
+        """What a source SOP Instance UID becomes in the output (U: keyed remap; K: kept)."""
+        action, _ = self.profile.action(0x00080018, (), "SOPInstanceUID")
+        return remap_uid(self.key, uid) if action == "U" else uid
+
+    def prune_references(self, ds: Dataset, kept: set[str], path: tuple[str, ...] = ()) -> None:
+        """Remove every reference to an SOP instance that is not among the outputs (a dropped
+        LABEL/OVERVIEW, an instance of another series): every remaining reference resolves."""
+        from wsianon.profiles.dicom import wsi_type
+
+        refs = iod().references
+        for elem in list(ds):
+            if elem.VR != "SQ":
+                continue
+            kw = elem.keyword or ""
+            for item in elem.value:
+                self.prune_references(item, kept, path + (kw,))
+            if kw not in refs:
+                continue
+            items = [it for it in elem.value if _resolves(it, kept)]
+            if len(items) == len(elem.value):
+                continue
+            name = "/".join(path + (kw,))
+            self._log(name, "R")
+            if items:
+                elem.value = Sequence(items)
+            elif wsi_type(path, kw) in ("2", "2C"):
+                elem.value = Sequence([])
+            else:
+                del ds[elem.tag]
 
     # -- value-based scrub (converted slides) ---------------------------------
     def scrub(self, ds: Dataset, scanner, path: tuple[str, ...] = ()) -> list[str]:
@@ -298,6 +395,34 @@ class Engine:
         eq.ContributionDescription = "De-identified (PS3.15 Annex E)"
         seq = ds.get("ContributingEquipmentSequence")
         ds.ContributingEquipmentSequence = Sequence(list(seq or []) + [eq])
+
+
+def _kept_text_ok(kw: str, elem: DataElement) -> bool:
+    try:
+        v = elem.value
+    except Exception:
+        return False
+    vals = list(v) if elem.VM > 1 else [v]
+    return all(iod().kept_text_ok(kw, str(x).strip()) for x in vals if x is not None and str(x).strip())
+
+
+def _code_syntax(value: str, scheme: str) -> bool:
+    """A code value of a known scheme that is a plain number (SNOMED CT, DCM) or NCIt-style."""
+    import re
+
+    return scheme in code_schemes() and bool(re.fullmatch(r"[0-9]{1,18}|C[0-9]{1,8}", value))
+
+
+def _resolves(item: Dataset, kept: set[str]) -> bool:
+    """An item of a reference sequence points only to instances that are kept."""
+    uid = item.get("ReferencedSOPInstanceUID")
+    if uid is not None and str(uid) not in kept:
+        return False
+    for kw in ("ReferencedInstanceSequence", "ReferencedSeriesSequence", "ReferencedSOPSequence"):
+        if kw in item and not len(item.get(kw) or []):
+            return False  # all its references were pruned
+    return uid is not None or any(kw in item for kw in ("ReferencedInstanceSequence", "ReferencedSeriesSequence",
+                                                            "ReferencedSOPSequence"))
 
 
 def _value_bytes(elem: DataElement) -> bytes:

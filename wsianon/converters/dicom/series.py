@@ -15,10 +15,10 @@ from wsianon.converters.base import Field, Inventory, SlideContext
 from wsianon.converters.dicom.engine import DATE_VRS, Engine, Identity
 from wsianon.converters.dicom.keys import date_offset_days, keyed_token, keyed_uid, remap_uid
 from wsianon.converters.dicom.stream import read_header, write_instance
-from wsianon.errors import CorruptInput, UnsupportedFormat
+from wsianon.errors import CorruptInput, NothingToShare, UnsupportedFormat
 from wsianon.io.plan import Removal
 from wsianon.io.scan import Canary
-from wsianon.profiles.dicom import DicomProfile, profile_for_policy
+from wsianon.profiles.dicom import DicomProfile, iod, profile_for_policy
 
 WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
 IMAGE_KINDS = ("VOLUME", "THUMBNAIL", "OVERVIEW", "LABEL")
@@ -115,7 +115,9 @@ def _walk_values(ds: Dataset, path: tuple[str, ...], profile: DicomProfile, out:
         if elem.tag.group % 2 == 1:
             action = "X"
         else:
-            action, _rule = profile.action(tag, path, elem.keyword or "")
+            action, _rule = profile.action(tag, path, elem.keyword or "", elem.VR)
+            if not iod().allows(path, elem.keyword or ""):
+                action = "X"  # closed world: not in the VL WSI IOD
         if elem.VR == "SQ":
             for item in elem.value or []:
                 _walk_values(item, path + (kw,), profile, out, where)
@@ -150,14 +152,17 @@ def inspect_dicom(files: list[Path]) -> Inventory:
     levels = 0
     for i, f in enumerate(files):
         ds, _span = read_header(f)
-        kind = _image_kind(ds)
+        try:
+            kind = _image_kind(ds)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                _walk_values(ds, (), profile, raw, f"instance {i}")
+                _kept_values(ds, profile, kept_values)
+        except Exception as exc:  # pydicom raises NotImplementedError, ValueError, ... on broken elements
+            raise CorruptInput(f, f"broken DICOM data set: an element cannot be decoded ({type(exc).__name__})") from None
         kinds.append((kind, f))
         if kind == "VOLUME":
             levels += 1
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            _walk_values(ds, (), profile, raw, f"instance {i}")
-            _kept_values(ds, profile, kept_values)
         sm = getattr(ds, "file_meta", None)
         if sm is not None and sm.get("SourceApplicationEntityTitle"):
             raw.append(("file meta/SourceApplicationEntityTitle", str(sm.SourceApplicationEntityTitle).strip(), "X", "AE", f"instance {i}"))
@@ -185,7 +190,7 @@ def _inventory(files, raw, kept_values, kinds, levels) -> Inventory:
         seen.add((name, value))
         # values that also occur as kept values (e.g. a description equal to an ImageType word)
         # or times of day are too generic to be proven absent from bytes
-        canary = vr not in ("TM", "CS", "DS", "IS", "US", "UL", "SS", "SL", "FL", "FD") and value.lower() not in kept_values
+        canary = vr not in ("TM", "CS", "DS", "IS", "US", "UL", "SS", "SL", "FL", "FD", "AT", "UV", "SV") and value.lower() not in kept_values
         word = {"X": "remove", "Z": "blank", "D": "dummy", "C": "clean", "U": "replace"}.get(action, action)
         inv.fields.append(Field(name=name, value=value, action=word, where=where, canary=canary))
     from wsianon.converters.base import AssociatedImage
@@ -268,6 +273,13 @@ def process_instances(
     engine = Engine(profile, ctx.key, identity)
     result.identity, result.profile = identity, profile
     headers.sort(key=lambda h: (_KIND_ORDER[h[0]], -int(h[2].get("TotalPixelMatrixColumns", 0) or h[2].get("Columns", 0) or 0), str(h[1])))
+    # the instances that will be shared, by their output SOP Instance UID: references to any
+    # other instance (a dropped LABEL/OVERVIEW, another series) are removed
+    kept_uids = {
+        engine.uid_out(str(ds.get("SOPInstanceUID", "")))
+        for kind, _f, ds, _s in headers
+        if not (kind == "LABEL" and not keep_label) and not (kind == "OVERVIEW" and ctx.policy.macro != "keep")
+    }
     n = 0
     for kind, f, ds, span in headers:
         where = f"instance {sources.index(f)}"
@@ -278,6 +290,7 @@ def process_instances(
             result.removals.append(Removal("image", "overview", "removed", where))
             continue
         engine.apply(ds)
+        engine.prune_references(ds, kept_uids)
         clean_pixels = kind != "OVERVIEW"
         if kind == "OVERVIEW":
             ds.BurnedInAnnotation = "YES"
@@ -294,7 +307,8 @@ def process_instances(
         result.files.append(dest)
         result.frame_map.append((f, dest))
     if not result.files:
-        raise UnsupportedFormat(sources[0], "the series holds no image to keep (only label/overview instances)")
+        raise NothingToShare(sources[0], "skipped: nothing to share after removing the label"
+                             + (" and overview" if any(h[0] == "OVERVIEW" for h in headers) else ""))
     if label_note:
         result.notes.append(label_note)
     result.removals.extend(engine.removals.values())

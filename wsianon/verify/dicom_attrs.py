@@ -1,0 +1,178 @@
+"""Closed-world proof for DICOM outputs, from the output files alone.
+
+Walks every attribute of every instance, recursively, and proves that
+
+* it is public (no private tag) and belongs to the VL Whole Slide Microscopy Image IOD at its
+  place (sequence path), or to the de-identification record — the allowlist is the profile data
+  (``dicom_wsi_types.json`` with ``dicom_wsi_iod.json``);
+* every free-text value (VR AE LO LT PN SH ST UC UT UR) is empty, a dummy, a pseudonym, a value of
+  the vocabulary (the standard meaning of its coded concept, a fixed term of the record), or an
+  attribute the profile keeps with a value of the allowed form (``kept_text``);
+* every reference to an SOP instance resolves to one of the outputs; every conditional attribute
+  has its condition.
+
+Findings name the attribute by keyword path (never its value). Imports only pydicom and
+:mod:`wsianon.profiles`.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import pydicom
+from pydicom.dataset import Dataset
+
+from wsianon.profiles.dicom import FREE_TEXT_VRS, DicomProfile, code_meaning, code_schemes, iod
+
+DATE_RE = {"DA": re.compile(r"^\d{8}$"), "TM": re.compile(r"^\d{2,6}(\.\d{1,6})?$"),
+           "DT": re.compile(r"^\d{4,14}(\.\d{1,6})?([+-]\d{4})?$")}
+UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+CS_RE = re.compile(r"^[A-Z0-9_ ]{0,16}$")
+CODE_KWS = ("CodeValue", "LongCodeValue", "URNCodeValue")
+
+
+def _read(path: Path) -> Dataset:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pydicom.dcmread(path, stop_before_pixels=True)
+
+
+def _vals(elem) -> list[str]:
+    v = elem.value
+    if v is None or isinstance(v, (bytes, bytearray)):
+        return []
+    vals = list(v) if elem.VM > 1 else [v]
+    return [str(x).strip() for x in vals]
+
+
+class _Walker:
+    def __init__(self, profile: DicomProfile, sop_uids: set[str], pseudonyms: set[str] | None):
+        self.profile = profile
+        self.sop_uids = sop_uids
+        self.pseudonyms = pseudonyms
+        self.world = iod()
+        self.findings: set[str] = set()
+        self.n = 0
+
+    def walk(self, ds: Dataset, path: tuple[str, ...] = ()) -> None:
+        w = self.world
+        for elem in ds:
+            self.n += 1
+            tag = elem.tag
+            kw = elem.keyword or ""
+            name = "/".join(path + (kw or f"({tag.group:04X},{tag.element:04X})",))
+            if tag.group % 2 == 1:
+                self.findings.add(f"{name}: private tag")
+                continue
+            if not w.allows(path, kw):
+                self.findings.add(f"{name}: not in the VL WSI IOD")
+                continue
+            if elem.VR == "SQ":
+                for item in elem.value or []:
+                    self.walk(item, path + (kw,))
+                if kw in w.references:
+                    for item in elem.value or []:
+                        for e in item.iterall():
+                            if e.keyword == "ReferencedSOPInstanceUID" and str(e.value).strip() not in self.sop_uids:
+                                self.findings.add(f"{name}: reference to an instance that is not among the outputs")
+                continue
+            try:
+                vals = _vals(elem)
+            except Exception:
+                self.findings.add(f"{name}: unreadable value")
+                continue
+            vr = elem.VR
+            if vr in DATE_RE:
+                if any(v and not DATE_RE[vr].match(v) for v in vals):
+                    self.findings.add(f"{name}: not a {vr} value")
+            elif vr == "UI":
+                if any(v and not UID_RE.match(v) for v in vals):
+                    self.findings.add(f"{name}: not a UID")
+            elif vr == "CS":
+                if any(not CS_RE.match(v) for v in vals):
+                    self.findings.add(f"{name}: not a code string")
+            elif vr in FREE_TEXT_VRS:
+                for v in vals:
+                    if not self._text_ok(ds, kw, path, v, vr):
+                        self.findings.add(f"{name}: text is not a dummy, pseudonym or vocabulary value")
+                        break
+        for kw, needs in w.conditions.items():
+            if kw in ds and needs not in ds:
+                self.findings.add("/".join(path + (kw,)) + f": present without {needs}")
+
+    def _text_ok(self, ds: Dataset, kw: str, path: tuple[str, ...], v: str, vr: str) -> bool:
+        w = self.world
+        if not v or v in w.dummies:
+            return True
+        if kw in w.identity:
+            return self.pseudonyms is None or v in self.pseudonyms or v.rstrip("-0123456789") in self.pseudonyms
+        if kw == "CodingSchemeDesignator" and (v in code_schemes() or v == "99WSIANON"):
+            return True
+        if kw in w.code_items:
+            scheme = str(ds.get("CodingSchemeDesignator", "") or "").strip()
+            value = next((str(ds.get(k)).strip() for k in CODE_KWS if ds.get(k)), "")
+            meaning = code_meaning(scheme, value)
+            if meaning is None:
+                # an unknown code: only dummies (checked above) or a numeric code value of a dictionary scheme
+                return kw == "CodingSchemeDesignator" and v == "99WSIANON" or kw == "CodeValue" and v.isdigit()
+            if kw == "CodeMeaning":
+                return v == meaning
+            return True  # the code itself is in the dictionary
+        if kw == "SoftwareVersions" and str(ds.get("Manufacturer", "")) == "wsianon" and re.match(r"^[0-9][0-9A-Za-z.+\-]*$", v):
+            return True  # the de-identifying equipment item names this tool's version
+        vocab = w.vocabulary.get(kw)
+        if vocab and v.rstrip() in vocab:
+            return True
+        if kw == "DeidentificationMethod" and re.match(w.vocabulary.get("DeidentificationMethodPattern", "^$"), v):
+            return True
+        from pydicom.datadict import tag_for_keyword
+
+        tag = tag_for_keyword(kw) if kw else None
+        action = self.profile.action(tag, path, kw, vr)[0] if tag is not None else "X"
+        if action != "K" or kw in ("DeidentificationMethod", "ContributionDescription"):
+            return False
+        if kw in w.kept_text:
+            return w.kept_text_ok(kw, v)
+        return True  # kept on purpose by a Retain option the profile names (e.g. retain-device-identity)
+
+
+def recorded_profile(ds: Dataset) -> DicomProfile:
+    """The profile an instance says it was de-identified with (its CID 7050 method codes)."""
+    from wsianon.profiles.dicom import OPTIONS
+
+    by_code = {code: name for name, (code, _m) in OPTIONS.items()}
+    codes = {str(i.get("CodeValue", "")) for i in ds.get("DeidentificationMethodCodeSequence") or []}
+    opts = frozenset(by_code[c] for c in codes if c in by_code and by_code[c] != "basic")
+    return DicomProfile(opts)
+
+
+def check_dicom_attributes(files: list[Path], profile: DicomProfile | None = None,
+                           pseudonyms: set[str] | None = None, datasets: list[Dataset] | None = None) -> tuple[list[str], int]:
+    """(findings, number of attributes walked) for one slide's output instances. Without
+    ``profile``, the options each output records (DeidentificationMethodCodeSequence) are used.
+    ``datasets``: the files' headers when the caller has already read them (never modified)."""
+    if datasets is not None and len(datasets) == len(files):
+        dsets = list(zip([Path(f) for f in files], datasets))
+    else:
+        dsets = [(Path(f), _read(Path(f))) for f in files]
+    profile = profile or (recorded_profile(dsets[0][1]) if dsets else DicomProfile())
+    sops = {str(ds.get("SOPInstanceUID", "")).strip() for _f, ds in dsets}
+    w = _Walker(profile, sops, pseudonyms)
+    found: set[str] = set()
+    for f, ds in dsets:
+        w.findings = set()
+        w.walk(ds)
+        found |= {f"{f.name}: {x}" for x in w.findings}
+    w.findings = found
+    # identity attributes agree with each other (a partial de-identification leaves them apart)
+    for f, ds in dsets:
+        if "PatientName" in ds and "PatientID" in ds and str(ds.PatientName).strip() != str(ds.PatientID).strip():
+            w.findings.add(f"{f.name}: PatientName differs from PatientID (not one pseudonym)")
+        cid = str(ds.get("ContainerIdentifier", "") or "").strip()
+        for item in ds.get("SpecimenDescriptionSequence") or []:
+            sid = str(item.get("SpecimenIdentifier", "") or "").strip()
+            if cid and sid and not sid.startswith(cid):
+                w.findings.add(f"{f.name}: SpecimenIdentifier is not the slide pseudonym")
+    return sorted(w.findings), w.n
