@@ -28,7 +28,10 @@ from wsianon.profiles.policy import Policy
 
 
 def _residual_fields(inv, verdict: Verdict) -> None:
-    residual = sorted({f.name for f in inv.fields if f.value.strip() and f.action != "keep"})
+    # keyed dummy values (UIDs) are carried by design; a zeroed number is no value
+    residual = sorted(
+        {f.name for f in inv.fields if f.value.strip().strip("0.-") and f.action not in ("keep", "dummy")}
+    )
     verdict.add(
         "residual-metadata",
         not residual,
@@ -67,6 +70,10 @@ def audit_paths(paths: list[Path], source: Path | None = None, allow_generic: bo
                 props = check_openslide(snap, s.converter, s.path, policy, verdict)
                 _residual_fields(inv, verdict)
                 run_format_checks(inv.format, inv, s.path, s.files, policy, verdict)
+                from wsianon.verify import partition
+
+                if partition.applies(inv.format):  # closed world, judged from the file alone
+                    partition.check_tiff_partition(s.path, inv.format, verdict)
                 if src_inv is not None and src_snap is not None:
                     canaries = src_inv.canaries() + stem_canaries(src_inv.path) + source_property_canaries(src_snap, props)
                     scan_outputs(canaries, s.files, verdict)

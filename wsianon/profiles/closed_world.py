@@ -1,0 +1,48 @@
+"""Closed-world allowlists as data: which TIFF tags each format keeps, by IFD kind.
+
+``tiff_allowlist(fmt)`` merges ``tiff_closed_world.json``'s baseline with the
+format profile's ``closed_world.tiff_tags``; ``allowed_tags`` picks the set for
+one IFD.  Used both by the redaction post-pass and by the independent verifier
+(the rules are data; the two sides share nothing else).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from wsianon.profiles import load
+
+KINDS = ("any", "tiled", "stripped")
+TIFF_FORMATS = ("aperio", "ndpi", "ventana", "philips", "leica", "generic")
+
+
+@lru_cache(maxsize=None)
+def tiff_allowlist(fmt: str) -> dict[str, frozenset[int]]:
+    base = load("tiff_closed_world")["baseline"]
+    extra = load(fmt).get("closed_world", {}).get("tiff_tags")
+    if extra is None:
+        raise KeyError(f"profile {fmt!r} has no closed_world.tiff_tags")
+    return {k: frozenset(base.get(k, [])) | frozenset(extra.get(k, [])) for k in KINDS}
+
+
+def allowed_tags(fmt: str, tags: set[int] | frozenset[int]) -> frozenset[int]:
+    """The tags an IFD holding ``tags`` may keep (its kind follows from its data tags)."""
+    al = tiff_allowlist(fmt)
+    out = al["any"]
+    if 324 in tags or 325 in tags:
+        out = out | al["tiled"]
+    if 273 in tags or 279 in tags:
+        out = out | al["stripped"]
+    return out
+
+
+def tag_name(tag: int) -> str:
+    name = load("tiff_closed_world")["names"].get(str(tag))
+    if name is None:
+        try:
+            import tifffile
+
+            name = tifffile.TIFF.TAGS.get(tag)
+        except Exception:
+            name = None
+    return f"{tag} {name}" if name else f"{tag} (private/unknown)"
