@@ -24,11 +24,13 @@ from __future__ import annotations
 import bisect
 import os
 
+from wsianon.io import icc
 from wsianon.io.extents import data_extents
 from wsianon.io.plan import FilePlan, Patch, Plan
 from wsianon.io.tiff import TIFF_MAGIC, TYPES, Kind, TiffStructure
 from wsianon.profiles.closed_world import TIFF_FORMATS, allowed_tags, tag_name
 
+ICC_TAG = 34675
 _CHECK_LIMIT = 1 << 20  # unreferenced stretches up to this size are read: zero ones need no patch
 
 
@@ -172,7 +174,7 @@ def close_plan(plan: Plan, fmt: str) -> None:
     """Add the closed-world patches to every TIFF file of ``plan`` (format ``fmt``)."""
     if fmt not in TIFF_FORMATS:
         return
-    total_zeroed = 0
+    total_zeroed = icc_total = 0
     dropped_all: list[dict] = []
     for fp in plan.files:
         if fp.source is None or fp.content is not None:
@@ -180,13 +182,14 @@ def close_plan(plan: Plan, fmt: str) -> None:
         with open(fp.source, "rb") as fh:
             if fh.read(4) not in TIFF_MAGIC:
                 continue
-        zeroed, dropped = _close_file(plan, fp, fmt)
+        zeroed, dropped, icc_emptied = _close_file(plan, fp, fmt)
         total_zeroed += zeroed
+        icc_total += icc_emptied
         dropped_all += dropped
-    plan.closed_world = {"unreferenced_bytes_zeroed": total_zeroed, "tags_dropped": dropped_all}
+    plan.closed_world = {"unreferenced_bytes_zeroed": total_zeroed, "tags_dropped": dropped_all, "icc_text_tags_emptied": icc_total}
 
 
-def _close_file(plan: Plan, fp: FilePlan, fmt: str) -> tuple[int, list[dict]]:
+def _close_file(plan: Plan, fp: FilePlan, fmt: str) -> tuple[int, list[dict], int]:
     fd = os.open(fp.source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     try:
         src_size = os.fstat(fd).st_size
@@ -196,6 +199,7 @@ def _close_file(plan: Plan, fp: FilePlan, fmt: str) -> tuple[int, list[dict]]:
         spans: list[tuple[int, int]] = [(0, header)]
         blocks: list[Patch] = []
         dropped_report: list[dict] = []
+        icc_emptied = 0
         for ifd in ts.ifds:
             block, used, dropped, kept = _rewrite_ifd(ts, view, ifd, fmt)
             spans.append((ifd.offset, min(ifd.offset + used, view.size)))
@@ -209,11 +213,18 @@ def _close_file(plan: Plan, fp: FilePlan, fmt: str) -> tuple[int, list[dict]]:
                 e = ifd.entries[tag]
                 if not e.inline and e.size:
                     spans.append((e.value_offset, e.value_offset + e.size))
+                if tag == ICC_TAG and e.size:
+                    old = view.pread(e.value_offset, e.size)
+                    new, emptied = icc.sanitize(old)
+                    if new != old:
+                        blocks.append(Patch(e.value_offset, e.size, new, f"closed world: ICC profile of IFD {ifd.index} keeps colorimetric tags only"))
+                        icc_emptied += emptied
+                        plan.remove("field", "ICC profile text tags", "emptied (colour data kept)", f"IFD {ifd.index}")
             if ({324, 325} <= kept) or ({273, 279} <= kept):
                 spans += [(o, o + c) for o, c in ts.data_spans(ifd) if c]
         refs = _merge(spans)
         gaps = _complement(refs, view.size)
-        # existing patches inside rewritten blocks are superseded (the blocks were computed after them)
+        # existing patches inside rewritten blocks (and ICC profiles) are superseded: those were computed after them
         if blocks:
             bspans = _merge([(b.offset, b.end) for b in blocks])
             kept_patches: list[Patch] = []
@@ -254,7 +265,7 @@ def _close_file(plan: Plan, fp: FilePlan, fmt: str) -> tuple[int, list[dict]]:
                     app[lo - src_size : hi - src_size] = bytes(hi - lo)
             fp.append = bytes(app)
         fp.sorted_patches()  # overlapping data patches would be a bug: fail now, before writing
-        return zeroed, dropped_report
+        return zeroed, dropped_report, icc_emptied
     finally:
         os.close(fd)
 

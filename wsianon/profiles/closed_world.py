@@ -13,13 +13,14 @@ from functools import lru_cache
 from wsianon.profiles import load
 
 KINDS = ("any", "tiled", "stripped")
-TIFF_FORMATS = ("aperio", "ndpi", "ventana", "philips", "leica", "generic")
+TIFF_FORMATS = ("aperio", "ndpi", "ventana", "philips", "leica", "generic-tiff")
+_PROFILE = {"generic-tiff": "generic"}  # format name -> profile file
 
 
 @lru_cache(maxsize=None)
 def tiff_allowlist(fmt: str) -> dict[str, frozenset[int]]:
     base = load("tiff_closed_world")["baseline"]
-    extra = load(fmt).get("closed_world", {}).get("tiff_tags")
+    extra = load(_PROFILE.get(fmt, fmt)).get("closed_world", {}).get("tiff_tags")
     if extra is None:
         raise KeyError(f"profile {fmt!r} has no closed_world.tiff_tags")
     return {k: frozenset(base.get(k, [])) | frozenset(extra.get(k, [])) for k in KINDS}

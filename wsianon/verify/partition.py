@@ -15,12 +15,14 @@ each format's ``closed_world`` key).
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 
 from wsianon.errors import WsianonError
 from wsianon.io.extents import data_extents
 from wsianon.io.scan import Finding
 from wsianon.io.tiff import TYPES, Kind, TiffStructure
+from wsianon.profiles import load
 from wsianon.profiles.closed_world import TIFF_FORMATS, allowed_tags, tag_name
 
 MAX_FINDINGS = 50
@@ -46,6 +48,9 @@ def _structure(path: Path, fmt: str):
     spans: list[tuple[int, int]] = []
     bad: list[tuple[int, int, int]] = []
     tagsets: list[set[int]] = []
+    icc: list[tuple[int, int, int]] = []  # (IFD, offset, problems)
+    rules = load("tiff_closed_world")
+    safe = {t.encode("latin-1") for t in rules["icc_safe_types"]}
     with TiffStructure(path) as ts:
         big = ts.kind is Kind.BIG
         spans.append((0, 16 if big else (12 if ts.kind is Kind.NDPI else 8)))
@@ -65,9 +70,38 @@ def _structure(path: Path, fmt: str):
             for tag, e in ifd.entries.items():
                 if tag in allowed and not e.inline and e.size:
                     spans.append((e.value_offset, e.value_offset + e.size))
+                if tag == rules["icc_tag"] and tag in allowed and e.size:
+                    icc.append((ifd.index, e.value_offset, icc_problems(ts.raw(e), safe)))
             if (324 in ifd and 325 in ifd) or (273 in ifd and 279 in ifd):
                 spans += [(o, o + c) for o, c in ts.data_spans(ifd) if c]
-        return spans, bad, tagsets, ts.kind, ts.size
+        return spans, bad, tagsets, ts.kind, ts.size, icc
+
+
+def icc_problems(data: bytes, safe_types: set[bytes]) -> int:
+    """Non-zero bytes of an ICC profile outside its header, tag table and colorimetric tags
+    (text, dates, names, private tags and unreferenced bytes must be zero); -1: does not parse."""
+    if len(data) < 132 or data[36:40] != b"acsp":
+        return -1
+    (n,) = struct.unpack(">I", data[128:132])
+    if n > 1024 or 132 + 12 * n > len(data):
+        return -1
+    keep = bytearray(len(data))  # 1 where a byte may be non-zero
+    keep[:128] = b"\1" * 128
+    keep[24:36] = bytes(12)  # creation date
+    keep[84:100] = bytes(16)  # profile ID
+    keep[128 : 132 + 12 * n] = b"\1" * (4 + 12 * n)
+    for i in range(n):
+        _sig, off, size = struct.unpack(">4sII", data[132 + 12 * i : 144 + 12 * i])
+        if off + size > len(data) or size < 8:
+            return -1
+        typ = data[off : off + 4]
+        if typ in safe_types:
+            keep[off : off + size] = b"\1" * size
+        else:
+            keep[off : off + 4] = b"\1" * 4
+            if typ == b"mluc" and size >= 16:
+                keep[off + 12 : off + 16] = b"\1" * 4  # the record size of an empty list
+    return sum(1 for b, k in zip(data, keep) if b and not k)
 
 
 def _tifffile_tagsets(path: Path, ndpi: bool) -> list[set[int]] | None:
@@ -87,7 +121,7 @@ def check_tiff_partition(path: Path, fmt: str, verdict, name: str | None = None)
     """Add the closed-world checks of one TIFF-family output to ``verdict``."""
     label = name or path.name
     try:
-        spans, bad, tagsets, kind, size = _structure(path, fmt)
+        spans, bad, tagsets, kind, size, icc = _structure(path, fmt)
     except WsianonError as exc:
         verdict.add("closed-world-structure", False, f"the output's TIFF structure cannot be walked: {exc.reason}")
         return
@@ -110,6 +144,12 @@ def check_tiff_partition(path: Path, fmt: str, verdict, name: str | None = None)
         not bad,
         f"every tag of every IFD allowed by the {fmt} profile" if not bad else f"{len(bad)} entries not allowed: {names}",
     )
+    for ifd_index, off, problems in icc:
+        if problems:
+            verdict.findings.append(Finding(label, off, f"ICC profile in IFD {ifd_index}: " + ("does not parse" if problems < 0 else f"{problems} non-zero byte(s) outside colorimetric tags"), "closed-world-icc"))
+    if icc:
+        bad_icc = [i for i, _, p in icc if p]
+        verdict.add("closed-world-icc", not bad_icc, f"{len(icc)} ICC profile(s): " + ("colorimetric tags only, every text empty" if not bad_icc else f"text or unreferenced bytes in IFD(s) {bad_icc}"))
     refs = _union(spans)
     gaps, pos = [], 0
     for a, b in refs:
