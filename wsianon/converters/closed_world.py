@@ -222,52 +222,59 @@ def _close_file(plan: Plan, fp: FilePlan, fmt: str) -> tuple[int, list[dict], in
                         plan.remove("field", "ICC profile text tags", "emptied (colour data kept)", f"IFD {ifd.index}")
             if ({324, 325} <= kept) or ({273, 279} <= kept):
                 spans += [(o, o + c) for o, c in ts.data_spans(ifd) if c]
-        refs = _merge(spans)
-        gaps = _complement(refs, view.size)
-        # existing patches inside rewritten blocks (and ICC profiles) are superseded: those were computed after them
-        if blocks:
-            bspans = _merge([(b.offset, b.end) for b in blocks])
-            kept_patches: list[Patch] = []
-            for p in fp.patches:
-                for lo, hi in _subtract([(p.offset, p.end)], bspans):
-                    kept_patches.append(p if (lo, hi) == (p.offset, p.end) else Patch(lo, hi - lo, None if p.data is None else p.data[lo - p.offset : hi - p.offset], p.reason))
-            fp.patches = kept_patches + blocks
-        zeroed = 0
-        # data patches that would write non-zero bytes into unreferenced stretches: zero those bytes
-        new_patches = []
-        for p in fp.patches:
-            if p.data is not None:
-                over = _intersect([(p.offset, p.end)], gaps)
-                if over and any(p.data[lo - p.offset : hi - p.offset].strip(b"\0") for lo, hi in over):
-                    data = bytearray(p.data)
-                    for lo, hi in over:
-                        zeroed += sum(1 for x in data[lo - p.offset : hi - p.offset] if x)
-                        data[lo - p.offset : hi - p.offset] = bytes(hi - lo)
-                    p = Patch(p.offset, p.length, bytes(data), p.reason + " (unreferenced part zeroed)")
-            new_patches.append(p)
-        fp.patches = new_patches
-        covered = _merge([(p.offset, p.end) for p in fp.patches])
-        todo = _subtract(gaps, covered)
-        # the source part: only where the file holds data (holes of sparse files are zeros already)
-        src_todo = _intersect([g for g in ((a, min(b, src_size)) for a, b in todo) if g[1] > g[0]], data_extents(fd, 0, src_size))
-        for a, b in src_todo:
-            if b - a <= _CHECK_LIMIT and not os.pread(fd, b - a, a).strip(b"\0"):
-                continue
-            fp.patches.append(Patch(a, b - a, None, "closed world: unreferenced bytes zeroed"))
-            zeroed += b - a
-        # the appended part
-        if fp.append:
-            app = bytearray(fp.append)
-            for a, b in todo:
-                lo, hi = max(a, src_size), min(b, view.size)
-                if lo < hi and app[lo - src_size : hi - src_size].strip(b"\0"):
-                    zeroed += hi - lo
-                    app[lo - src_size : hi - src_size] = bytes(hi - lo)
-            fp.append = bytes(app)
-        fp.sorted_patches()  # overlapping data patches would be a bug: fail now, before writing
+        zeroed = _zero_unreferenced(fp, fd, src_size, view.size, _merge(spans), blocks)
         return zeroed, dropped_report, icc_emptied
     finally:
         os.close(fd)
+
+
+def _zero_unreferenced(fp: FilePlan, fd: int, src_size: int, view_size: int, refs: list[tuple[int, int]], blocks: list[Patch]) -> int:
+    """Make every byte of ``fp``'s output outside ``refs`` zero (patches, appended bytes); returns bytes zeroed.
+
+    ``blocks`` are new patches computed on the simulated output: they supersede the plan's patches they cover."""
+    gaps = _complement(refs, view_size)
+    # existing patches inside rewritten blocks (and ICC profiles) are superseded: those were computed after them
+    if blocks:
+        bspans = _merge([(b.offset, b.end) for b in blocks])
+        kept_patches: list[Patch] = []
+        for p in fp.patches:
+            for lo, hi in _subtract([(p.offset, p.end)], bspans):
+                kept_patches.append(p if (lo, hi) == (p.offset, p.end) else Patch(lo, hi - lo, None if p.data is None else p.data[lo - p.offset : hi - p.offset], p.reason))
+        fp.patches = kept_patches + blocks
+    zeroed = 0
+    # data patches that would write non-zero bytes into unreferenced stretches: zero those bytes
+    new_patches = []
+    for p in fp.patches:
+        if p.data is not None:
+            over = _intersect([(p.offset, p.end)], gaps)
+            if over and any(p.data[lo - p.offset : hi - p.offset].strip(b"\0") for lo, hi in over):
+                data = bytearray(p.data)
+                for lo, hi in over:
+                    zeroed += sum(1 for x in data[lo - p.offset : hi - p.offset] if x)
+                    data[lo - p.offset : hi - p.offset] = bytes(hi - lo)
+                p = Patch(p.offset, p.length, bytes(data), p.reason + " (unreferenced part zeroed)")
+        new_patches.append(p)
+    fp.patches = new_patches
+    covered = _merge([(p.offset, p.end) for p in fp.patches])
+    todo = _subtract(gaps, covered)
+    # the source part: only where the file holds data (holes of sparse files are zeros already)
+    src_todo = _intersect([g for g in ((a, min(b, src_size)) for a, b in todo) if g[1] > g[0]], data_extents(fd, 0, src_size))
+    for a, b in src_todo:
+        if b - a <= _CHECK_LIMIT and not os.pread(fd, b - a, a).strip(b"\0"):
+            continue
+        fp.patches.append(Patch(a, b - a, None, "closed world: unreferenced bytes zeroed"))
+        zeroed += b - a
+    # the appended part
+    if fp.append:
+        app = bytearray(fp.append)
+        for a, b in todo:
+            lo, hi = max(a, src_size), min(b, view_size)
+            if lo < hi and app[lo - src_size : hi - src_size].strip(b"\0"):
+                zeroed += hi - lo
+                app[lo - src_size : hi - src_size] = bytes(hi - lo)
+        fp.append = bytes(app)
+    fp.sorted_patches()  # overlapping data patches would be a bug: fail now, before writing
+    return zeroed
 
 
 __all__ = ["PatchedView", "close_plan"]
