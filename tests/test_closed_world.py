@@ -212,3 +212,42 @@ def test_ndpi_beyond_4gib_planted_stays_sparse(cli, tmp_path):
         assert s.level_dimensions == a.level_dimensions
     code, stdout, _ = cli("verify", str(o))
     assert code == 0, stdout[-2000:]
+
+
+def test_mrxs_closed_world(cli, tmp_path):
+    from .fixtures.mrxs_gen import make_mrxs
+    from .fixtures.plant import MRXS_TOKENS, plant_mrxs
+
+    src = tmp_path / "src"
+    src.mkdir()
+    make_mrxs(src, "CLEAN-0001")
+    make_mrxs(src, "PLANT-0002")
+    plant_mrxs(src, "PLANT-0002")
+    sc = Scanner([Canary(k, v) for k, v in MRXS_TOKENS.items()])
+    assert sc.scan_file(src / "PLANT-0002" / "Slidedat.ini", "ini")  # the plants are really there
+    out = tmp_path / "out"
+    report = _run(cli, [src / "CLEAN-0001.mrxs", src / "PLANT-0002.mrxs"], out)
+    assert [s["status"] for s in report["slides"]] == ["ok", "ok"]
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert [f.canary for p in files for f in sc.scan_file(p, p.name)] == []
+    planted = max(report["slides"], key=lambda s: s["closed_world"]["ini_keys_removed"])
+    cw = planted["closed_world"]
+    assert cw["ini_keys_removed"] >= 3 and cw["ini_sections_removed"] == 1 and cw["unreferenced_bytes_zeroed"] > 0
+    assert "PLNT" not in json.dumps(report)
+    for s in report["slides"]:
+        checks = {c["check"]: c["ok"] for c in s["verification"]["checks"]}
+        assert checks["closed-world-ini"] and checks["closed-world-bytes"] and checks["mrxs-tiles-identical"]
+    # verify without a source: our outputs pass, the planted source fails on both closed-world checks
+    mains = sorted(out.glob("*.mrxs"))
+    assert len(mains) == 2
+    for m in mains:
+        with openslide.OpenSlide(str(m)) as s:
+            assert openslide.OpenSlide.detect_format(str(m)) == "mirax" and s.level_count >= 1
+        code, stdout, _ = cli("verify", str(m))
+        assert code == 0, stdout[-2000:]
+    code, stdout, _ = cli("verify", "--json", str(src / "PLANT-0002.mrxs"))
+    assert code == 1
+    rep = json.loads(stdout)[0]
+    failed = {c["check"] for c in rep["checks"] if not c["ok"]}
+    assert {"closed-world-ini", "closed-world-bytes"} <= failed
+    assert "PLNT" not in stdout

@@ -307,6 +307,8 @@ def verify_native(
 
     if partition.applies(inv.format):  # closed world: every output byte accounted for
         partition.check_tiff_partition(out_main, inv.format, verdict, out_main.relative_to(root).as_posix() if root else None)
+    elif inv.format == "mrxs":
+        partition.check_mrxs_partition(out_main, verdict, root)
     return verdict
 
 

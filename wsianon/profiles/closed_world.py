@@ -47,3 +47,21 @@ def tag_name(tag: int) -> str:
         except Exception:
             name = None
     return f"{tag} {name}" if name else f"{tag} (private/unknown)"
+
+
+def mrxs_key_allowed(section: str | None, key: str) -> bool:
+    """Whether a Slidedat.ini key may stay (the section itself is judged by the caller)."""
+    import re
+
+    r = load("mrxs")
+    cw = r["closed_world"]
+    if section is None:
+        return False
+    if key in cw["ini_keys"] or key in r["safe_keys"] or key in r["identifying_keys"] or key in r["date_keys"]:
+        return True
+    pats = cw["ini_key_patterns"].get(section, []) + cw["ini_key_patterns"]["*"]
+    return any(re.match(p, key) for p in pats)
+
+
+def mrxs_base_sections() -> frozenset[str]:
+    return frozenset(load("mrxs")["closed_world"]["ini_sections"])

@@ -199,3 +199,157 @@ def check_tiff_partition(path: Path, fmt: str, verdict, name: str | None = None)
         if nonzero == 0
         else f"{nonzero} non-zero byte(s) in {ranges} unreferenced range(s) (header, kept IFDs, allowed values and image data account for the rest)",
     )
+
+
+# ---------------------------------------------------------------------------------------
+# MRXS: Slidedat.ini keys/sections, Index.dat records, Data-file regions
+
+
+def _gap_nonzero(path: Path, refs: list[tuple[int, int]]) -> tuple[int, int, int | None]:
+    """(non-zero bytes outside ``refs``, unreferenced bytes, first offending offset)."""
+    size = path.stat().st_size
+    merged = _union(refs)
+    gaps, pos = [], 0
+    for a, b in merged:
+        if a > pos:
+            gaps.append((pos, min(a, size)))
+        pos = max(pos, b)
+    if pos < size:
+        gaps.append((pos, size))
+    nonzero, first = 0, None
+    with open(path, "rb") as fh:
+        for a, b in gaps:
+            fh.seek(a)
+            q = a
+            while q < b:
+                buf = fh.read(min(_CHUNK, b - q))
+                if not buf:
+                    break
+                z = buf.count(0)
+                if z != len(buf):
+                    nonzero += len(buf) - z
+                    if first is None:
+                        first = q + next(i for i, x in enumerate(buf) if x)
+                q += len(buf)
+    return nonzero, sum(b - a for a, b in gaps), first
+
+
+def _ini_lines(raw: bytes) -> list[str]:
+    if raw.startswith(b"\xef\xbb\xbf"):
+        text = raw[3:].decode("utf-8", "replace")
+    elif raw.startswith(b"\xff\xfe"):
+        text = raw[2:].decode("utf-16-le", "replace")
+    elif raw.startswith(b"\xfe\xff"):
+        text = raw[2:].decode("utf-16-be", "replace")
+    else:
+        text = raw.decode("latin-1")
+    return text.splitlines()
+
+
+def check_mrxs_partition(out_main: Path, verdict, root: Path | None = None) -> None:
+    """Closed world of an MRXS output: only allowed ini keys and sections, only referenced Data regions."""
+    from wsianon.profiles.closed_world import mrxs_base_sections, mrxs_key_allowed
+
+    folder = out_main.with_suffix("")
+    label = (lambda p: p.relative_to(root).as_posix() if root else p.name)
+    try:
+        lines = _ini_lines((folder / "Slidedat.ini").read_bytes())
+    except OSError:
+        verdict.add("closed-world-ini", False, "Slidedat.ini cannot be read")
+        return
+    entries: list[tuple[int, str | None, str, str]] = []  # (line number, section, key, value)
+    bad_lines: list[int] = []
+    section = None
+    for n, line in enumerate(lines, 1):
+        s = line.strip()
+        if not s:
+            continue
+        if s.startswith("[") and s.endswith("]"):
+            section = s[1:-1].strip()
+            entries.append((n, section, "", ""))
+        elif "=" in s and not s.startswith((";", "#")):
+            k, _, v = s.partition("=")
+            entries.append((n, section, k.strip(), v.strip()))
+        else:
+            bad_lines.append(n)  # comments and free text: no structure holds them
+    hier = {k: v for _, sec, k, v in entries if sec == "HIERARCHICAL" and k}
+    allowed_sections = set(mrxs_base_sections()) | {v for k, v in hier.items() if k.endswith("_SECTION")}
+    for n, sec, key, _ in entries:
+        if sec is None or sec not in allowed_sections or (key and not mrxs_key_allowed(sec, key)):
+            bad_lines.append(n)
+    bad_lines = sorted(set(bad_lines))
+    for n in bad_lines[:MAX_FINDINGS]:
+        verdict.findings.append(Finding(label(folder / "Slidedat.ini"), n, f"Slidedat.ini line {n}: key or section not allowed by the mrxs profile", "closed-world-ini"))
+    verdict.add(
+        "closed-world-ini",
+        not bad_lines,
+        "every Slidedat.ini key and section allowed by the mrxs profile" if not bad_lines else f"{len(bad_lines)} line(s) not allowed (line numbers in the findings; names never shown)",
+    )
+    general = {k: v for _, sec, k, v in entries if sec == "GENERAL" and k}
+    datafile = {k: v for _, sec, k, v in entries if sec == "DATAFILE" and k}
+    try:
+        sid = general["SLIDE_ID"]
+        n_hier = sum(int(hier[f"HIER_{i}_COUNT"]) for i in range(int(hier["HIER_COUNT"])))
+        n_non = sum(int(hier[f"NONHIER_{i}_COUNT"]) for i in range(int(hier["NONHIER_COUNT"])))
+        idx_path = folder / hier["INDEXFILE"]
+        files = [folder / datafile[f"FILE_{i}"] for i in range(int(datafile["FILE_COUNT"]))]
+        idx = idx_path.read_bytes()
+    except (KeyError, ValueError, OSError):
+        verdict.add("closed-world-bytes", False, "Slidedat.ini / Index.dat do not describe the Data files")
+        return
+
+    def i32(off: int) -> int:
+        if off < 0 or off + 4 > len(idx):
+            raise ValueError(off)
+        return struct.unpack_from("<i", idx, off)[0]
+
+    refs: list[tuple[int, int]] = []
+    data: dict[int, list[tuple[int, int]]] = {}
+
+    def pages(page: int, item: int, at: int) -> None:
+        seen = set()
+        while page and page not in seen and len(seen) < 1_000_000:
+            seen.add(page)
+            count, nxt = i32(page), i32(page + 4)
+            if count < 0 or page + 8 + item * count > len(idx):
+                raise ValueError(page)
+            refs.append((page, page + 8 + item * count))
+            for k in range(count):
+                off, ln, fno = struct.unpack_from("<iii", idx, page + 8 + item * k + at)
+                if ln > 0:
+                    data.setdefault(fno, []).append((off, off + ln))
+            page = nxt
+
+    try:
+        base = 5 + len(sid.encode("latin-1"))
+        refs.append((0, base + 8))
+        ht, nt = i32(base), i32(base + 4)
+        refs.append((ht, ht + 4 * n_hier))
+        for i in range(n_hier):
+            ptr = i32(ht + 4 * i)
+            refs.append((ptr, ptr + 8))
+            pages(i32(ptr + 4), 16, 4)
+        refs.append((nt, nt + 4 * n_non))
+        for i in range(n_non):
+            ptr = i32(nt + 4 * i)
+            if ptr:
+                refs.append((ptr, ptr + 8))
+                pages(i32(ptr + 4), 20, 8)
+    except (ValueError, struct.error):
+        verdict.add("closed-world-bytes", False, "Index.dat cannot be walked")
+        return
+    total_nonzero = total_unref = 0
+    for path, spans in [(idx_path, refs)] + [(f, [(0, base)] + data.get(i, [])) for i, f in enumerate(files)]:
+        nz, unref, first = _gap_nonzero(path, spans)
+        total_unref += unref
+        if nz:
+            total_nonzero += nz
+            verdict.findings.append(Finding(label(path), first or 0, f"{nz} non-zero byte(s) that no kept Index record references", "closed-world-byte"))
+    known = {folder / "Slidedat.ini", idx_path, *files}
+    extra = sorted(p.name for p in folder.iterdir() if p not in known) if folder.is_dir() else []
+    verdict.add(
+        "closed-world-bytes",
+        total_nonzero == 0 and not extra,
+        (f"{total_unref} unreferenced byte(s) in Index.dat and {len(files)} Data file(s), all zero" if total_nonzero == 0 else f"{total_nonzero} non-zero unreferenced byte(s)")
+        + (f"; {len(extra)} file(s) that are not part of the slide" if extra else ""),
+    )
