@@ -251,3 +251,24 @@ def test_mrxs_closed_world(cli, tmp_path):
     failed = {c["check"] for c in rep["checks"] if not c["ok"]}
     assert {"closed-world-ini", "closed-world-bytes"} <= failed
     assert "PLNT" not in stdout
+
+
+def test_icc_sanitize_keeps_colour_and_empties_text():
+    import struct
+
+    from wsianon.io import icc
+
+    from .fixtures.plant import _icc_profile
+
+    src = _icc_profile("PLNTICC-UNIT-1")
+    out, emptied = icc.sanitize(src)
+    assert len(out) == len(src) and emptied == 1
+    assert b"PLNTICC" not in out
+    tags = {sig: (off, size) for sig, off, size in icc.parse(out)}
+    off, size = tags[b"wtpt"]
+    assert out[off : off + size] == src[off : off + size]  # colorimetric data untouched
+    doff, dsize = tags[b"desc"]
+    assert out[doff : doff + 4] == b"desc" and not out[doff + 8 : doff + dsize].strip(b"\0")
+    assert out[36:40] == b"acsp" and struct.unpack(">I", out[:4])[0] == len(out)
+    # something that is not an ICC profile is zeroed whole
+    assert icc.sanitize(b"not a profile at all")[0] == bytes(20)
