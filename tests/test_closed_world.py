@@ -169,7 +169,7 @@ def test_in_place_planted_svs(cli, slides, tmp_path):
     _, _, planted = slides
     src = tmp_path / "S-0001.svs"
     src.write_bytes(planted[0].read_bytes())
-    code, stdout, stderr = cli("run", "--in-place", "--rename", "keep", str(src))
+    code, stdout, stderr = cli("run", "--in-place", "--rename", "keep", str(src), "--mapping", str(tmp_path / "m.csv"))
     assert code == 0, stdout + stderr
     assert _token_hits([src]) == []
     code, stdout, _ = cli("verify", str(src))
