@@ -30,7 +30,7 @@ from wsianon.io import icc
 from wsianon.io.extents import data_extents
 from wsianon.io.plan import FilePlan, Patch, Plan
 from wsianon.io.tiff import TIFF_MAGIC, TYPES, Kind, TiffStructure
-from wsianon.profiles.closed_world import TIFF_FORMATS, allowed_tags, mrxs_base_sections, mrxs_key_allowed, tag_name
+from wsianon.profiles.closed_world import TIFF_FORMATS, allowed_tags, mrxs_base_sections, mrxs_key_allowed, tag_name, value_allowed
 
 ICC_TAG = 34675
 _CHECK_LIMIT = 1 << 20  # unreferenced stretches up to this size are read: zero ones need no patch
@@ -155,8 +155,8 @@ def _rewrite_ifd(ts: TiffStructure, view: PatchedView, ifd, fmt: str) -> tuple[b
     allowed = allowed_tags(fmt, set(ifd.entries))
     keep, dropped, seen = [], [], set()
     for i in range(n):
-        (tag, typ) = ts.unpack("HH", raw[i * es : i * es + 4])
-        if tag in allowed and tag not in seen and typ in TYPES:
+        tag, typ, count = ts.unpack("HHQ" if big else "HHI", raw[i * es : i * es + (12 if big else 8)])
+        if tag in allowed and tag not in seen and typ in TYPES and value_allowed(tag, typ, count):
             keep.append(i)
             seen.add(tag)
         else:

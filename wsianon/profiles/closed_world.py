@@ -37,6 +37,27 @@ def allowed_tags(fmt: str, tags: set[int] | frozenset[int]) -> frozenset[int]:
     return out
 
 
+_NUMERIC = frozenset({3, 4, 5, 8, 9, 10, 11, 12, 13, 16, 17, 18})
+
+
+@lru_cache(maxsize=None)
+def _value_rules() -> tuple[frozenset[int], frozenset[int], frozenset[int]]:
+    r = load("tiff_closed_world")
+    return frozenset(r["text_tags"]), frozenset(r["blob_tags"]), frozenset(r["array_tags"])
+
+
+def value_allowed(tag: int, typ: int, count: int) -> bool:
+    """Whether an allowed tag's entry has a type and count its tag may carry (no text hidden in a number)."""
+    text, blob, array = _value_rules()
+    if tag in text:
+        return typ == 2
+    if tag in blob:
+        return typ in (1, 7)
+    if typ not in _NUMERIC:
+        return False
+    return tag in array or count == 1
+
+
 def tag_name(tag: int) -> str:
     name = load("tiff_closed_world")["names"].get(str(tag))
     if name is None:

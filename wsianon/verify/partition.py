@@ -23,7 +23,7 @@ from wsianon.io.extents import data_extents
 from wsianon.io.scan import Finding
 from wsianon.io.tiff import TYPES, Kind, TiffStructure
 from wsianon.profiles import load
-from wsianon.profiles.closed_world import TIFF_FORMATS, allowed_tags, tag_name
+from wsianon.profiles.closed_world import TIFF_FORMATS, allowed_tags, tag_name, value_allowed
 
 MAX_FINDINGS = 50
 _CHUNK = 4 << 20
@@ -61,8 +61,8 @@ def _structure(path: Path, fmt: str):
             allowed = allowed_tags(fmt, set(ifd.entries))
             seen: set[int] = set()
             for i in range(n):
-                tag, typ = ts.unpack("HH", raw[i * es : i * es + 4])
-                if tag in seen or tag not in allowed or typ not in TYPES:
+                tag, typ, count = ts.unpack("HHQ" if big else "HHI", raw[i * es : i * es + (12 if big else 8)])
+                if tag in seen or tag not in allowed or typ not in TYPES or not value_allowed(tag, typ, count):
                     bad.append((ifd.index, tag, ifd.offset + cs + i * es))
                 seen.add(tag)
             tagsets.append(seen)
