@@ -274,3 +274,26 @@ def test_icc_sanitize_keeps_colour_and_empties_text():
     assert out[36:40] == b"acsp" and struct.unpack(">I", out[:4])[0] == len(out)
     # something that is not an ICC profile is zeroed whole
     assert icc.sanitize(b"not a profile at all")[0] == bytes(20)
+
+
+def test_every_ifd_position_of_bif_and_scn(cli, tmp_path):
+    """Ventana and Leica rewrite their first kept IFD at the end of the file: plants in any IFD,
+    relocated ones included, are removed there too."""
+    src = tmp_path / "src"
+    src.mkdir()
+    bif = make_bif(src / "base.bif").path
+    scn = make_scn(src / "base.scn").path
+    inputs = []
+    for base in (bif, scn):
+        with tifffile.TiffFile(base) as tf:
+            n = len(tf.pages)
+        for i in range(n):
+            dest = src / f"P{i}-{base.name}"
+            plant_tiff(base, dest, ifd=i)
+            inputs.append(dest)
+    for base in (bif, scn):
+        base.unlink()
+    out = tmp_path / "out"
+    report = _run(cli, inputs, out)
+    assert len(report["slides"]) == len(inputs)
+    assert _token_hits([p for p in out.rglob("*") if p.is_file()]) == []

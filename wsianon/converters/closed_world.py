@@ -238,6 +238,20 @@ def _zero_unreferenced(fp: FilePlan, fd: int, src_size: int, view_size: int, ref
 
     ``blocks`` are new patches computed on the simulated output: they supersede the plan's patches they cover."""
     gaps = _complement(refs, view_size)
+    # blocks inside the appended bytes (IFDs a converter relocated) are written into them
+    in_file: list[Patch] = []
+    if blocks and fp.append:
+        app = bytearray(fp.append)
+        for b in blocks:
+            if b.end > src_size:
+                lo = max(b.offset, src_size)
+                app[lo - src_size : b.end - src_size] = b.bytes_for(lo, b.end)
+                if b.offset < src_size:
+                    in_file.append(Patch(b.offset, src_size - b.offset, b.bytes_for(b.offset, src_size), b.reason))
+            else:
+                in_file.append(b)
+        fp.append = bytes(app)
+        blocks = in_file
     # existing patches inside rewritten blocks (and ICC profiles) are superseded: those were computed after them
     if blocks:
         bspans = _merge([(b.offset, b.end) for b in blocks])
