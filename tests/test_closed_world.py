@@ -276,22 +276,20 @@ def test_icc_sanitize_keeps_colour_and_empties_text():
     assert icc.sanitize(b"not a profile at all")[0] == bytes(20)
 
 
-def test_every_ifd_position_of_bif_and_scn(cli, tmp_path):
-    """Ventana and Leica rewrite their first kept IFD at the end of the file: plants in any IFD,
-    relocated ones included, are removed there too."""
+def test_every_ifd_position_every_format(cli, tmp_path):
+    """Plants in any IFD (levels, thumbnail, label, macro, and the IFDs Ventana and Leica rewrite
+    at the end of the file) never reach OUT."""
     src = tmp_path / "src"
-    src.mkdir()
-    bif = make_bif(src / "base.bif").path
-    scn = make_scn(src / "base.scn").path
+    bases = [b for b, _ in _make_all(src)]
     inputs = []
-    for base in (bif, scn):
+    for base in bases:
         with tifffile.TiffFile(base) as tf:
             n = len(tf.pages)
         for i in range(n):
-            dest = src / f"P{i}-{base.name}"
+            dest = src / f"P{i}-{base.stem}{base.suffix}"
             plant_tiff(base, dest, ifd=i)
             inputs.append(dest)
-    for base in (bif, scn):
+    for base in bases:
         base.unlink()
     out = tmp_path / "out"
     report = _run(cli, inputs, out)
