@@ -112,6 +112,7 @@ class Plan:
     files: list[FilePlan] = field(default_factory=list)
     removals: list[Removal] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    closed_world: dict = field(default_factory=dict)  # bytes zeroed as unreferenced, tags dropped (names only)
 
     def remove(self, kind: str, name: str, action: str, where: str = "") -> None:
         r = Removal(kind, name, action, where)
@@ -133,6 +134,7 @@ class Plan:
             ],
             "removals": [r.as_dict() for r in self.removals],
             "notes": self.notes,
+            "closed_world": self.closed_world,
         }
 
     @property

@@ -118,7 +118,7 @@ class TiffStructure:
     Use as a context manager or call ``close()``.
     """
 
-    def __init__(self, path: str | Path, fh: BinaryIO | None = None):
+    def __init__(self, path: str | Path, fh: BinaryIO | None = None, size: int | None = None):
         self.path = Path(path)
         self._own = fh is None
         try:
@@ -126,7 +126,7 @@ class TiffStructure:
         except OSError as exc:
             raise CorruptInput(self.path, f"cannot read: {exc.strerror or exc}") from None
         try:
-            self.size = os.fstat(self.fh.fileno()).st_size
+            self.size = size if size is not None else os.fstat(self.fh.fileno()).st_size
             self._parse()
         except BaseException:
             self.close()

@@ -58,7 +58,11 @@ def preflight_source(inv: Inventory) -> None:
 
 
 def make_plan(src: SlideSource, inv: Inventory, ctx: SlideContext) -> Plan:
-    return src.converter.plan(inv, ctx)
+    from wsianon.converters.closed_world import close_plan
+
+    plan = src.converter.plan(inv, ctx)
+    close_plan(plan, inv.format)  # closed world: only allowed tags, unreferenced bytes zeroed
+    return plan
 
 
 def _place_or_quarantine(
@@ -90,6 +94,7 @@ def process_native_copy(
     plan = make_plan(src, inv, ctx)
     outcome.timings["plan"] = time.perf_counter() - t0
     outcome.removals = plan.removals
+    outcome.closed_world = plan.closed_world
     outcome.notes.extend(plan.notes)
     assert dest.out is not None
     main = plan.files[0].dest
@@ -114,6 +119,7 @@ def process_native_in_place(src: SlideSource, inv: Inventory, ctx: SlideContext,
     if len(plan.files) != 1 or plan.files[0].source is None or plan.files[0].content is not None:
         raise WsianonError(src.path, f"in-place mode supports single-file formats only ({conv.title} is not)")
     outcome.removals = plan.removals
+    outcome.closed_world = plan.closed_world
     outcome.notes.extend(plan.notes)
     t0 = time.perf_counter()
     snap = snapshot_source(inv)

@@ -28,13 +28,17 @@ from wsianon.profiles.policy import Policy
 
 
 def _residual_fields(inv, verdict: Verdict) -> None:
-    residual = sorted({f.name for f in inv.fields if f.value.strip() and f.action != "keep"})
+    # keyed dummy values (UIDs) are carried by design; a zeroed number is no value
+    residual = sorted(
+        {f.name for f in inv.fields if f.value.strip().strip("0.-") and f.action not in ("keep", "dummy", "replace")}
+    )
     verdict.add(
         "residual-metadata",
         not residual,
         f"identifying fields still carrying values: {residual}" if residual else "no identifying field carries a value",
     )
-    imgs = sorted({i.kind for i in inv.images if i.identifying})
+    # an image the format replaces by a neutral one (the MRXS preview) is judged by the format's checks
+    imgs = sorted({i.kind for i in inv.images if i.identifying and i.action != "replace"})
     verdict.add("residual-images", not imgs, f"identifying images still present: {imgs}" if imgs else "no label/macro image present")
 
 
@@ -67,6 +71,12 @@ def audit_paths(paths: list[Path], source: Path | None = None, allow_generic: bo
                 props = check_openslide(snap, s.converter, s.path, policy, verdict)
                 _residual_fields(inv, verdict)
                 run_format_checks(inv.format, inv, s.path, s.files, policy, verdict, src_snap)
+                from wsianon.verify import partition
+
+                if partition.applies(inv.format):  # closed world, judged from the file alone
+                    partition.check_tiff_partition(s.path, inv.format, verdict)
+                elif inv.format == "mrxs":
+                    partition.check_mrxs_partition(s.path, verdict)
                 if src_inv is not None and src_snap is not None:
                     canaries = src_inv.canaries() + stem_canaries(src_inv.path) + source_property_canaries(src_snap, props)
                     scan_outputs(canaries, s.files, verdict)

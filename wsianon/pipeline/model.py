@@ -62,6 +62,7 @@ class Outcome:
     timings: dict[str, float] = field(default_factory=dict)
     bytes_in: int = 0
     bytes_written: int = 0
+    closed_world: dict = field(default_factory=dict)  # unreferenced bytes zeroed, tags dropped (never values)
 
     def as_dict(self) -> dict:
         return {
@@ -77,4 +78,5 @@ class Outcome:
             "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
             "bytes_in": self.bytes_in,
             "bytes_written": self.bytes_written,
+            "closed_world": self.closed_world,
         }

@@ -315,6 +315,12 @@ def verify_native(
     verdict.checks.extend(scan_verdict.checks)
     verdict.findings.extend(scan_verdict.findings)
     run_format_checks(inv.format, inv, out_main, out_files, policy, verdict, snap)
+    from wsianon.verify import partition
+
+    if partition.applies(inv.format):  # closed world: every output byte accounted for
+        partition.check_tiff_partition(out_main, inv.format, verdict, out_main.relative_to(root).as_posix() if root else None)
+    elif inv.format == "mrxs":
+        partition.check_mrxs_partition(out_main, verdict, root)
     return verdict
 
 

@@ -45,6 +45,7 @@ from wsianon.converters.dicom.series import _KIND_ORDER, DicomResult, _image_kin
 from wsianon.converters.dicom.stream import header_bytes, read_header, write_instance
 from wsianon.profiles.dicom import profile_for_policy
 from wsianon.errors import WsianonError, CorruptInput, UnsupportedFormat
+from wsianon.io import icc
 from wsianon.io.plan import Removal
 from wsianon.io.scan import Scanner
 
@@ -389,6 +390,11 @@ def convert_slide(source: Path, inv: Inventory, ctx: SlideContext, out_dir: Path
     def post(dataset, _metadata):
         kind = _image_kind(dataset) or "VOLUME"
         seen_kinds.append(kind)
+        for op in getattr(dataset, "OpticalPathSequence", None) or []:
+            if "ICCProfile" in op:  # closed world: colour data kept, every ICC text emptied
+                op.ICCProfile = icc.sanitize(bytes(op.ICCProfile))[0]
+            if "ColorSpace" in op and str(op.ColorSpace).upper() not in ("SRGB", "ADOBERGB", "ROMMRGB"):
+                del op.ColorSpace  # wsidicom copies the ICC description here: only defined terms stay
         engine.apply(dataset)
         engine.scrub(dataset, scanner)
         if kind == "OVERVIEW":

@@ -127,7 +127,8 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
     # SLIDE_ID consistency
     try:
         sid = cp.get("GENERAL", "SLIDE_ID")
-        old = src_cp.get("GENERAL", "SLIDE_ID") if src_cp else None
+        # audited without its source (src is the output itself): consistency only
+        old = src_cp.get("GENERAL", "SLIDE_ID") if src_cp and src_folder.resolve() != folder.resolve() else None
         ok = bool(sid) and sid != old
         idx = (folder / cp.get("HIERARCHICAL", "INDEXFILE")).read_bytes()
         ok = ok and idx[5 : 5 + len(sid)] == sid.encode()

@@ -1,0 +1,414 @@
+"""Closed world for TIFF-family native outputs: a post-pass over any converter's Plan.
+
+The converter's plan (patches + appended bytes) is simulated without writing
+anything (:class:`PatchedView`); the simulated output's IFD chain is walked and
+
+* every tag that the format's profile does not allow for that IFD's kind
+  (``wsianon/profiles/data/tiff_closed_world.json`` + the format's
+  ``closed_world.tiff_tags``), every duplicate entry and every entry of an
+  unknown type is removed from its IFD: the directory block is rewritten in
+  place, within its original extent (entries shifted, count decremented, next
+  pointer and NDPI high halves moved along, the freed tail zeroed);
+* every byte that no kept structure references (header, kept IFD blocks, kept
+  entries' values, strips/tiles of kept IFDs) is zeroed: gaps, orphaned
+  descriptions and XML, unlinked IFDs and their data, values of dropped tags
+  (EXIF/GPS sub-IFDs included), bytes after the last structure.
+
+Layout and offsets never change, so copy mode stays a streaming copy plus
+patches and in-place mode stays possible.  Holes of sparse files are never
+filled (they read as zeros anyway).
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import struct
+from pathlib import Path
+
+from wsianon.io import icc
+from wsianon.io.extents import data_extents
+from wsianon.io.plan import FilePlan, Patch, Plan
+from wsianon.io.tiff import TIFF_MAGIC, TYPES, Kind, TiffStructure
+from wsianon.profiles.closed_world import TIFF_FORMATS, allowed_tags, mrxs_base_sections, mrxs_key_allowed, tag_name, value_allowed
+
+ICC_TAG = 34675
+_CHECK_LIMIT = 1 << 20  # unreferenced stretches up to this size are read: zero ones need no patch
+
+
+class PatchedView:
+    """Read-only file object showing the output a FilePlan would produce (no I/O but preads)."""
+
+    def __init__(self, fp: FilePlan, fd: int, src_size: int):
+        self.fd = fd
+        self.src_size = src_size
+        self.append = bytes(fp.append)
+        self.size = src_size + len(self.append)
+        self.pos = 0
+        self.closed = False
+        segs: list[tuple[int, int, Patch]] = []
+        end = 0
+        for p in fp.sorted_patches():
+            a = max(p.offset, end)
+            if a >= p.end:
+                continue
+            segs.append((a, p.end, p))
+            end = p.end
+        self._segs = segs
+        self._starts = [s[0] for s in segs]
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.pos = offset if whence == 0 else (self.pos + offset if whence == 1 else self.size + offset)
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def read(self, n: int = -1) -> bytes:
+        if n < 0:
+            n = self.size - self.pos
+        data = self.pread(self.pos, n)
+        self.pos += len(data)
+        return data
+
+    def pread(self, off: int, n: int) -> bytes:
+        end = min(off + n, self.size)
+        if off >= end:
+            return b""
+        buf = bytearray()
+        if off < self.src_size:
+            buf += os.pread(self.fd, min(end, self.src_size) - off, off)
+        if end > self.src_size:
+            buf += self.append[max(off, self.src_size) - self.src_size : end - self.src_size]
+        i = max(bisect.bisect_right(self._starts, off) - 1, 0)
+        while i < len(self._segs) and self._segs[i][0] < end:
+            a, b, p = self._segs[i]
+            lo, hi = max(a, off), min(b, end)
+            if lo < hi:
+                buf[lo - off : hi - off] = p.bytes_for(lo, hi)
+            i += 1
+        return bytes(buf)
+
+    def close(self) -> None:
+        pass
+
+
+def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(s for s in spans if s[1] > s[0]):
+        if out and a <= out[-1][1]:
+            if b > out[-1][1]:
+                out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return out
+
+
+def _complement(spans: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:
+    gaps, pos = [], 0
+    for a, b in spans:
+        if a > pos:
+            gaps.append((pos, min(a, size)))
+        pos = max(pos, b)
+    if pos < size:
+        gaps.append((pos, size))
+    return [g for g in gaps if g[1] > g[0]]
+
+
+def _intersect(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out, i, j = [], 0, 0
+    while i < len(a) and j < len(b):
+        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if lo < hi:
+            out.append((lo, hi))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
+def _subtract(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """a minus b (both sorted, b merged)."""
+    out = []
+    j = 0
+    for lo, hi in a:
+        while j < len(b) and b[j][1] <= lo:
+            j += 1
+        k, cur = j, lo
+        while k < len(b) and b[k][0] < hi:
+            if b[k][0] > cur:
+                out.append((cur, b[k][0]))
+            cur = max(cur, b[k][1])
+            k += 1
+        if cur < hi:
+            out.append((cur, hi))
+    return out
+
+
+def _rewrite_ifd(ts: TiffStructure, view: PatchedView, ifd, fmt: str) -> tuple[bytes | None, int, list[int], set[int]]:
+    """(new block or None when unchanged, referenced length, dropped tags, kept tags)."""
+    big = ts.kind is Kind.BIG
+    cs, es = (8, 20) if big else (2, 12)
+    (n,) = ts.unpack("Q" if big else "H", view.pread(ifd.offset, cs))
+    raw = view.pread(ifd.offset + cs, n * es)
+    allowed = allowed_tags(fmt, set(ifd.entries))
+    keep, dropped, seen = [], [], set()
+    for i in range(n):
+        tag, typ, count = ts.unpack("HHQ" if big else "HHI", raw[i * es : i * es + (12 if big else 8)])
+        if tag in allowed and tag not in seen and typ in TYPES and value_allowed(tag, typ, count):
+            keep.append(i)
+            seen.add(tag)
+        else:
+            dropped.append(tag)
+    nxt = view.pread(ifd.next_field_offset, ts.next_size)
+    if not dropped:
+        return None, ifd.end - ifd.offset, [], seen
+    block = ts.pack("Q" if big else "H", len(keep)) + b"".join(raw[i * es : (i + 1) * es] for i in keep) + nxt
+    if ts.kind is Kind.NDPI:
+        highs = view.pread(ifd.next_field_offset + 8, 4 * n).ljust(4 * n, b"\0")
+        block += b"".join(highs[4 * i : 4 * i + 4] for i in keep)
+    used = len(block)
+    return block + bytes(ifd.end - ifd.offset - used), used, dropped, seen
+
+
+def close_plan(plan: Plan, fmt: str) -> None:
+    """Add the closed-world patches to every TIFF file of ``plan`` (format ``fmt``)."""
+    if fmt == "mrxs":
+        _close_mrxs(plan)
+        return
+    if fmt not in TIFF_FORMATS:
+        return
+    total_zeroed = icc_total = 0
+    dropped_all: list[dict] = []
+    for fp in plan.files:
+        if fp.source is None or fp.content is not None:
+            continue
+        with open(fp.source, "rb") as fh:
+            if fh.read(4) not in TIFF_MAGIC:
+                continue
+        zeroed, dropped, icc_emptied = _close_file(plan, fp, fmt)
+        total_zeroed += zeroed
+        icc_total += icc_emptied
+        dropped_all += dropped
+    plan.closed_world = {"unreferenced_bytes_zeroed": total_zeroed, "tags_dropped": dropped_all, "icc_text_tags_emptied": icc_total}
+
+
+def _close_file(plan: Plan, fp: FilePlan, fmt: str) -> tuple[int, list[dict], int]:
+    fd = os.open(fp.source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        src_size = os.fstat(fd).st_size
+        view = PatchedView(fp, fd, src_size)
+        ts = TiffStructure(fp.source, fh=view, size=view.size)  # type: ignore[arg-type]
+        header = 16 if ts.kind is Kind.BIG else (12 if ts.kind is Kind.NDPI else 8)
+        spans: list[tuple[int, int]] = [(0, header)]
+        blocks: list[Patch] = []
+        dropped_report: list[dict] = []
+        icc_emptied = 0
+        for ifd in ts.ifds:
+            block, used, dropped, kept = _rewrite_ifd(ts, view, ifd, fmt)
+            spans.append((ifd.offset, min(ifd.offset + used, view.size)))
+            if block is not None:
+                blocks.append(Patch(ifd.offset, len(block), block, f"closed world: IFD {ifd.index} keeps allowed tags only"))
+            for tag in dropped:
+                name = tag_name(tag)
+                dropped_report.append({"tag": tag, "name": name, "where": f"IFD {ifd.index}"})
+                plan.remove("tag", f"tag {name}", "removed (not allowed by the format profile)", f"IFD {ifd.index}")
+            for tag in kept:
+                e = ifd.entries[tag]
+                if not e.inline and e.size:
+                    spans.append((e.value_offset, e.value_offset + e.size))
+                if tag == ICC_TAG and e.size:
+                    old = view.pread(e.value_offset, e.size)
+                    new, emptied = icc.sanitize(old)
+                    if new != old:
+                        blocks.append(Patch(e.value_offset, e.size, new, f"closed world: ICC profile of IFD {ifd.index} keeps colorimetric tags only"))
+                        icc_emptied += emptied
+                        plan.remove("field", "ICC profile text tags", "emptied (colour data kept)", f"IFD {ifd.index}")
+            if ({324, 325} <= kept) or ({273, 279} <= kept):
+                spans += [(o, o + c) for o, c in ts.data_spans(ifd) if c]
+        zeroed = _zero_unreferenced(fp, fd, src_size, view.size, _merge(spans), blocks)
+        return zeroed, dropped_report, icc_emptied
+    finally:
+        os.close(fd)
+
+
+def _zero_unreferenced(fp: FilePlan, fd: int, src_size: int, view_size: int, refs: list[tuple[int, int]], blocks: list[Patch]) -> int:
+    """Make every byte of ``fp``'s output outside ``refs`` zero (patches, appended bytes); returns bytes zeroed.
+
+    ``blocks`` are new patches computed on the simulated output: they supersede the plan's patches they cover."""
+    gaps = _complement(refs, view_size)
+    # blocks inside the appended bytes (IFDs a converter relocated) are written into them
+    in_file: list[Patch] = []
+    if blocks and fp.append:
+        app = bytearray(fp.append)
+        for b in blocks:
+            if b.end > src_size:
+                lo = max(b.offset, src_size)
+                app[lo - src_size : b.end - src_size] = b.bytes_for(lo, b.end)
+                if b.offset < src_size:
+                    in_file.append(Patch(b.offset, src_size - b.offset, b.bytes_for(b.offset, src_size), b.reason))
+            else:
+                in_file.append(b)
+        fp.append = bytes(app)
+        blocks = in_file
+    # existing patches inside rewritten blocks (and ICC profiles) are superseded: those were computed after them
+    if blocks:
+        bspans = _merge([(b.offset, b.end) for b in blocks])
+        kept_patches: list[Patch] = []
+        for p in fp.patches:
+            for lo, hi in _subtract([(p.offset, p.end)], bspans):
+                kept_patches.append(p if (lo, hi) == (p.offset, p.end) else Patch(lo, hi - lo, None if p.data is None else p.data[lo - p.offset : hi - p.offset], p.reason))
+        fp.patches = kept_patches + blocks
+    zeroed = 0
+    # data patches that would write non-zero bytes into unreferenced stretches: zero those bytes
+    new_patches = []
+    for p in fp.patches:
+        if p.data is not None:
+            over = _intersect([(p.offset, p.end)], gaps)
+            if over and any(p.data[lo - p.offset : hi - p.offset].strip(b"\0") for lo, hi in over):
+                data = bytearray(p.data)
+                for lo, hi in over:
+                    zeroed += sum(1 for x in data[lo - p.offset : hi - p.offset] if x)
+                    data[lo - p.offset : hi - p.offset] = bytes(hi - lo)
+                p = Patch(p.offset, p.length, bytes(data), p.reason + " (unreferenced part zeroed)")
+        new_patches.append(p)
+    fp.patches = new_patches
+    covered = _merge([(p.offset, p.end) for p in fp.patches])
+    todo = _subtract(gaps, covered)
+    # the source part: only where the file holds data (holes of sparse files are zeros already)
+    src_todo = _intersect([g for g in ((a, min(b, src_size)) for a, b in todo) if g[1] > g[0]], data_extents(fd, 0, src_size))
+    for a, b in src_todo:
+        if b - a <= _CHECK_LIMIT and not os.pread(fd, b - a, a).strip(b"\0"):
+            continue
+        fp.patches.append(Patch(a, b - a, None, "closed world: unreferenced bytes zeroed"))
+        zeroed += b - a
+    # the appended part
+    if fp.append:
+        app = bytearray(fp.append)
+        for a, b in todo:
+            lo, hi = max(a, src_size), min(b, view_size)
+            if lo < hi and app[lo - src_size : hi - src_size].strip(b"\0"):
+                zeroed += hi - lo
+                app[lo - src_size : hi - src_size] = bytes(hi - lo)
+        fp.append = bytes(app)
+    fp.sorted_patches()  # overlapping data patches would be a bug: fail now, before writing
+    return zeroed
+
+
+# ---------------------------------------------------------------------------------------
+# MRXS: Slidedat.ini keys and sections, Index.dat records, Data-file regions
+
+
+def _i32(view: PatchedView, off: int) -> int:
+    b = view.pread(off, 4)
+    if len(b) != 4:
+        raise ValueError(f"Index.dat: read at {off} beyond the end")
+    return struct.unpack("<i", b)[0]
+
+
+def _walk_pages(view: PatchedView, page: int, item: int, refs: list, data: dict, value_at: int) -> None:
+    seen: set[int] = set()
+    while page and page not in seen and len(seen) < 1_000_000:
+        seen.add(page)
+        count, nxt = _i32(view, page), _i32(view, page + 4)
+        if count < 0:
+            raise ValueError("Index.dat: negative page item count")
+        refs.append((page, page + 8 + item * count))
+        raw = view.pread(page + 8, item * count)
+        for k in range(count):
+            off, ln, fno = struct.unpack_from("<iii", raw, k * item + value_at)
+            if ln > 0:
+                data.setdefault(fno, []).append((off, off + ln))
+        page = nxt
+
+
+def _close_mrxs(plan: Plan) -> None:
+    from pathlib import PurePosixPath
+
+    from wsianon.converters.mrxs import IniDoc  # the same line model that rendered the file
+
+    ini_fp = next((f for f in plan.files if f.content is not None and PurePosixPath(f.dest).name == "Slidedat.ini"), None)
+    report = {"unreferenced_bytes_zeroed": 0, "tags_dropped": [], "ini_keys_removed": 0, "ini_sections_removed": 0}
+    plan.closed_world = report
+    if ini_fp is None:
+        return
+    ini = IniDoc(ini_fp.content, Path(ini_fp.dest))
+    sections = set(mrxs_base_sections()) | {
+        (l.value or "").strip() for l in ini.kv() if l.section == "HIERARCHICAL" and (l.key or "").endswith("_SECTION")
+    }
+    keys_removed = sections_removed = 0
+    dropped_section = False
+    for l in ini.lines:
+        if l.deleted:
+            continue
+        if l.kind == "section":
+            dropped_section = l.section not in sections
+            sections_removed += dropped_section
+        if dropped_section or (l.kind in ("comment", "other") and l.text.strip()):
+            l.deleted = True
+            keys_removed += l.kind == "kv"
+        elif l.kind == "kv" and not mrxs_key_allowed(l.section, l.key or ""):
+            l.deleted = True
+            keys_removed += 1
+    if keys_removed or sections_removed:
+        ini_fp.content = ini.render()
+        # key and section names may themselves be text another tool wrote: counted, never named
+        plan.remove("field", "Slidedat.ini: keys/sections not allowed by the profile", f"removed ({keys_removed} key(s), {sections_removed} section(s))")
+    report["ini_keys_removed"], report["ini_sections_removed"] = keys_removed, sections_removed
+    sid = ini.get("GENERAL", "SLIDE_ID") or ""
+    idx_name = ini.get("HIERARCHICAL", "INDEXFILE")
+    by_name = {PurePosixPath(f.dest).name: f for f in plan.files if f.source is not None}
+    idx_fp = by_name.get(idx_name or "")
+    if idx_fp is None or not sid:
+        return
+    try:
+        n_hier = sum(ini.int("HIERARCHICAL", f"HIER_{i}_COUNT") for i in range(ini.int("HIERARCHICAL", "HIER_COUNT")))
+        n_non = sum(ini.int("HIERARCHICAL", f"NONHIER_{i}_COUNT") for i in range(ini.int("HIERARCHICAL", "NONHIER_COUNT")))
+        nfiles = ini.int("DATAFILE", "FILE_COUNT")
+    except Exception:
+        return
+    fd = os.open(idx_fp.source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        size = os.fstat(fd).st_size
+        view = PatchedView(idx_fp, fd, size)
+        if view.pread(0, 5) != load_mrxs_version():
+            return  # a layout the redactor zeroed after its header (fail-closed there)
+        root = 5 + len(sid)
+        refs: list[tuple[int, int]] = [(0, root + 8)]
+        data: dict[int, list[tuple[int, int]]] = {}
+        ht, nt = _i32(view, root), _i32(view, root + 4)
+        refs.append((ht, ht + 4 * n_hier))
+        for i in range(n_hier):
+            ptr = _i32(view, ht + 4 * i)
+            refs.append((ptr, ptr + 8))
+            _walk_pages(view, _i32(view, ptr + 4), 16, refs, data, 4)
+        refs.append((nt, nt + 4 * n_non))
+        for slot in range(n_non):
+            ptr = _i32(view, nt + 4 * slot)
+            if ptr:
+                refs.append((ptr, ptr + 8))
+                _walk_pages(view, _i32(view, ptr + 4), 20, refs, data, 8)
+        report["unreferenced_bytes_zeroed"] += _zero_unreferenced(idx_fp, fd, size, view.size, _merge(refs), [])
+    finally:
+        os.close(fd)
+    for i in range(nfiles):
+        fp = by_name.get(ini.get("DATAFILE", f"FILE_{i}") or "")
+        if fp is None:
+            continue
+        dfd = os.open(fp.source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            size = os.fstat(dfd).st_size
+            spans = [(0, 5 + len(sid))] + data.get(i, [])
+            report["unreferenced_bytes_zeroed"] += _zero_unreferenced(fp, dfd, size, size + len(fp.append), _merge(spans), [])
+        finally:
+            os.close(dfd)
+
+
+def load_mrxs_version() -> bytes:
+    from wsianon.profiles import load
+
+    return load("mrxs")["index_version"].encode("latin-1")
+
+
+__all__ = ["PatchedView", "close_plan"]

@@ -1,0 +1,88 @@
+"""Closed-world allowlists as data: which TIFF tags each format keeps, by IFD kind.
+
+``tiff_allowlist(fmt)`` merges ``tiff_closed_world.json``'s baseline with the
+format profile's ``closed_world.tiff_tags``; ``allowed_tags`` picks the set for
+one IFD.  Used both by the redaction post-pass and by the independent verifier
+(the rules are data; the two sides share nothing else).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from wsianon.profiles import load
+
+KINDS = ("any", "tiled", "stripped")
+TIFF_FORMATS = ("aperio", "ndpi", "ventana", "philips", "leica", "generic-tiff")
+_PROFILE = {"generic-tiff": "generic"}  # format name -> profile file
+
+
+@lru_cache(maxsize=None)
+def tiff_allowlist(fmt: str) -> dict[str, frozenset[int]]:
+    base = load("tiff_closed_world")["baseline"]
+    extra = load(_PROFILE.get(fmt, fmt)).get("closed_world", {}).get("tiff_tags")
+    if extra is None:
+        raise KeyError(f"profile {fmt!r} has no closed_world.tiff_tags")
+    return {k: frozenset(base.get(k, [])) | frozenset(extra.get(k, [])) for k in KINDS}
+
+
+def allowed_tags(fmt: str, tags: set[int] | frozenset[int]) -> frozenset[int]:
+    """The tags an IFD holding ``tags`` may keep (its kind follows from its data tags)."""
+    al = tiff_allowlist(fmt)
+    out = al["any"]
+    if 324 in tags or 325 in tags:
+        out = out | al["tiled"]
+    if 273 in tags or 279 in tags:
+        out = out | al["stripped"]
+    return out
+
+
+_NUMERIC = frozenset({3, 4, 5, 8, 9, 10, 11, 12, 13, 16, 17, 18})
+
+
+@lru_cache(maxsize=None)
+def _value_rules() -> tuple[frozenset[int], frozenset[int], frozenset[int]]:
+    r = load("tiff_closed_world")
+    return frozenset(r["text_tags"]), frozenset(r["blob_tags"]), frozenset(r["array_tags"])
+
+
+def value_allowed(tag: int, typ: int, count: int) -> bool:
+    """Whether an allowed tag's entry has a type and count its tag may carry (no text hidden in a number)."""
+    text, blob, array = _value_rules()
+    if tag in text:
+        return typ == 2
+    if tag in blob:
+        return typ in (1, 7)
+    if typ not in _NUMERIC:
+        return False
+    return tag in array or count == 1
+
+
+def tag_name(tag: int) -> str:
+    name = load("tiff_closed_world")["names"].get(str(tag))
+    if name is None:
+        try:
+            import tifffile
+
+            name = tifffile.TIFF.TAGS.get(tag)
+        except Exception:
+            name = None
+    return f"{tag} {name}" if name else f"{tag} (private/unknown)"
+
+
+def mrxs_key_allowed(section: str | None, key: str) -> bool:
+    """Whether a Slidedat.ini key may stay (the section itself is judged by the caller)."""
+    import re
+
+    r = load("mrxs")
+    cw = r["closed_world"]
+    if section is None:
+        return False
+    if key in cw["ini_keys"] or key in r["safe_keys"] or key in r["identifying_keys"] or key in r["date_keys"]:
+        return True
+    pats = cw["ini_key_patterns"].get(section, []) + cw["ini_key_patterns"]["*"]
+    return any(re.match(p, key) for p in pats)
+
+
+def mrxs_base_sections() -> frozenset[str]:
+    return frozenset(load("mrxs")["closed_world"]["ini_sections"])

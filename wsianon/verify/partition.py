@@ -1,0 +1,355 @@
+"""Closed-world proof for TIFF-family outputs, from the output alone.
+
+Parses the output (``wsianon.io.tiff`` for byte locations, tifffile as a
+second reader of the same directories) and proves the partition of every
+byte: the header, each IFD of the chain with only the tags the format profile
+allows for that IFD's kind, the values of those tags, and the strips/tiles the
+kept IFDs reference.  Any other byte must be zero.  Violations are reported by
+tag number and name and by offset, never by value.
+
+Knows nothing about how the output was made (no converter code): the rules
+are the profile data (``wsianon/profiles/data/tiff_closed_world.json`` and
+each format's ``closed_world`` key).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+from wsianon.errors import WsianonError
+from wsianon.io.extents import data_extents
+from wsianon.io.scan import Finding
+from wsianon.io.tiff import TYPES, Kind, TiffStructure
+from wsianon.profiles import load
+from wsianon.profiles.closed_world import TIFF_FORMATS, allowed_tags, tag_name, value_allowed
+
+MAX_FINDINGS = 50
+_CHUNK = 4 << 20
+
+
+def applies(fmt: str | None) -> bool:
+    return fmt in TIFF_FORMATS
+
+
+def _union(spans):
+    out = []
+    for a, b in sorted(s for s in spans if s[1] > s[0]):
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return out
+
+
+def _structure(path: Path, fmt: str):
+    """(referenced spans, tag violations [(ifd, tag, offset)], per-IFD kept tag sets, kind)."""
+    spans: list[tuple[int, int]] = []
+    bad: list[tuple[int, int, int]] = []
+    tagsets: list[set[int]] = []
+    icc: list[tuple[int, int, int]] = []  # (IFD, offset, problems)
+    rules = load("tiff_closed_world")
+    safe = {t.encode("latin-1") for t in rules["icc_safe_types"]}
+    with TiffStructure(path) as ts:
+        big = ts.kind is Kind.BIG
+        spans.append((0, 16 if big else (12 if ts.kind is Kind.NDPI else 8)))
+        cs, es = (8, 20) if big else (2, 12)
+        for ifd in ts.ifds:
+            (n,) = ts.unpack("Q" if big else "H", ts.read(ifd.offset, cs))
+            raw = ts.read(ifd.offset + cs, n * es)
+            allowed = allowed_tags(fmt, set(ifd.entries))
+            seen: set[int] = set()
+            for i in range(n):
+                tag, typ, count = ts.unpack("HHQ" if big else "HHI", raw[i * es : i * es + (12 if big else 8)])
+                if tag in seen or tag not in allowed or typ not in TYPES or not value_allowed(tag, typ, count):
+                    bad.append((ifd.index, tag, ifd.offset + cs + i * es))
+                seen.add(tag)
+            tagsets.append(seen)
+            spans.append((ifd.offset, min(ifd.end, ts.size)))
+            for tag, e in ifd.entries.items():
+                if tag in allowed and not e.inline and e.size:
+                    spans.append((e.value_offset, e.value_offset + e.size))
+                if tag == rules["icc_tag"] and tag in allowed and e.size:
+                    icc.append((ifd.index, e.value_offset, icc_problems(ts.raw(e), safe)))
+            if (324 in ifd and 325 in ifd) or (273 in ifd and 279 in ifd):
+                spans += [(o, o + c) for o, c in ts.data_spans(ifd) if c]
+        return spans, bad, tagsets, ts.kind, ts.size, icc
+
+
+def icc_problems(data: bytes, safe_types: set[bytes]) -> int:
+    """Non-zero bytes of an ICC profile outside its header, tag table and colorimetric tags
+    (text, dates, names, private tags and unreferenced bytes must be zero); -1: does not parse."""
+    if len(data) < 132 or data[36:40] != b"acsp":
+        return -1
+    (n,) = struct.unpack(">I", data[128:132])
+    if n > 1024 or 132 + 12 * n > len(data):
+        return -1
+    keep = bytearray(len(data))  # 1 where a byte may be non-zero
+    keep[:128] = b"\1" * 128
+    keep[24:36] = bytes(12)  # creation date
+    keep[84:100] = bytes(16)  # profile ID
+    keep[128 : 132 + 12 * n] = b"\1" * (4 + 12 * n)
+    for i in range(n):
+        _sig, off, size = struct.unpack(">4sII", data[132 + 12 * i : 144 + 12 * i])
+        if off + size > len(data) or size < 8:
+            return -1
+        typ = data[off : off + 4]
+        if typ in safe_types:
+            keep[off : off + size] = b"\1" * size
+        else:
+            keep[off : off + 4] = b"\1" * 4
+            if typ == b"mluc" and size >= 16:
+                keep[off + 12 : off + 16] = b"\1" * 4  # the record size of an empty list
+    return sum(1 for b, k in zip(data, keep) if b and not k)
+
+
+def _tifffile_tagsets(path: Path, ndpi: bool) -> list[set[int]] | None:
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(str(path), is_ndpi=ndpi) if ndpi else tifffile.TiffFile(str(path)) as tf:
+            out = []
+            for page in tf.pages:
+                out.append({t.code for t in page.tags.values()})
+            return out
+    except Exception:
+        return None
+
+
+def check_tiff_partition(path: Path, fmt: str, verdict, name: str | None = None) -> None:
+    """Add the closed-world checks of one TIFF-family output to ``verdict``."""
+    label = name or path.name
+    try:
+        spans, bad, tagsets, kind, size, icc = _structure(path, fmt)
+    except WsianonError as exc:
+        verdict.add("closed-world-structure", False, f"the output's TIFF structure cannot be walked: {exc.reason}")
+        return
+    # a second, independent reader must see the same directories
+    other = _tifffile_tagsets(path, kind is Kind.NDPI)
+    if other is None:
+        verdict.add("closed-world-structure", False, "tifffile cannot read the output's directories")
+    else:
+        same = [sorted(s) for s in other] == [sorted(s) for s in tagsets]
+        verdict.add(
+            "closed-world-structure",
+            same,
+            f"{len(tagsets)} IFDs, tag sets {'agree' if same else 'DIFFER'} between two readers (tifffile sees {len(other)} pages)",
+        )
+    for ifd_index, tag, off in bad[:MAX_FINDINGS]:
+        verdict.findings.append(Finding(label, off, f"tag {tag_name(tag)} in IFD {ifd_index} (not allowed by the {fmt} profile)", "closed-world-tag"))
+    names = sorted({tag_name(t) for _, t, _ in bad})
+    verdict.add(
+        "closed-world-tags",
+        not bad,
+        f"every tag of every IFD allowed by the {fmt} profile" if not bad else f"{len(bad)} entries not allowed: {names}",
+    )
+    for ifd_index, off, problems in icc:
+        if problems:
+            verdict.findings.append(Finding(label, off, f"ICC profile in IFD {ifd_index}: " + ("does not parse" if problems < 0 else f"{problems} non-zero byte(s) outside colorimetric tags"), "closed-world-icc"))
+    if icc:
+        bad_icc = [i for i, _, p in icc if p]
+        verdict.add("closed-world-icc", not bad_icc, f"{len(icc)} ICC profile(s): " + ("colorimetric tags only, every text empty" if not bad_icc else f"text or unreferenced bytes in IFD(s) {bad_icc}"))
+    refs = _union(spans)
+    gaps, pos = [], 0
+    for a, b in refs:
+        if a > pos:
+            gaps.append((pos, min(a, size)))
+        pos = max(pos, b)
+    if pos < size:
+        gaps.append((pos, size))
+    nonzero = 0
+    ranges = 0
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        extents = data_extents(fd, 0, size)
+        j = 0
+        for ga, gb in gaps:
+            while j < len(extents) and extents[j][1] <= ga:
+                j += 1
+            k = j
+            first = None
+            count = 0
+            while k < len(extents) and extents[k][0] < gb:
+                lo, hi = max(ga, extents[k][0]), min(gb, extents[k][1])
+                q = lo
+                while q < hi:
+                    buf = os.pread(fd, min(_CHUNK, hi - q), q)
+                    if not buf:
+                        break
+                    z = buf.count(0)
+                    if z != len(buf):
+                        count += len(buf) - z
+                        if first is None:
+                            first = q + next(i for i, x in enumerate(buf) if x)
+                    q += len(buf)
+                k += 1
+            if count:
+                nonzero += count
+                ranges += 1
+                if ranges <= MAX_FINDINGS:
+                    verdict.findings.append(Finding(label, first, f"{count} non-zero byte(s) in unreferenced range {ga}-{gb}", "closed-world-byte"))
+    finally:
+        os.close(fd)
+    unref = sum(b - a for a, b in gaps)
+    verdict.add(
+        "closed-world-bytes",
+        nonzero == 0,
+        f"{unref} unreferenced byte(s) in {len(gaps)} range(s), all zero"
+        if nonzero == 0
+        else f"{nonzero} non-zero byte(s) in {ranges} unreferenced range(s) (header, kept IFDs, allowed values and image data account for the rest)",
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# MRXS: Slidedat.ini keys/sections, Index.dat records, Data-file regions
+
+
+def _gap_nonzero(path: Path, refs: list[tuple[int, int]]) -> tuple[int, int, int | None]:
+    """(non-zero bytes outside ``refs``, unreferenced bytes, first offending offset)."""
+    size = path.stat().st_size
+    merged = _union(refs)
+    gaps, pos = [], 0
+    for a, b in merged:
+        if a > pos:
+            gaps.append((pos, min(a, size)))
+        pos = max(pos, b)
+    if pos < size:
+        gaps.append((pos, size))
+    nonzero, first = 0, None
+    with open(path, "rb") as fh:
+        for a, b in gaps:
+            fh.seek(a)
+            q = a
+            while q < b:
+                buf = fh.read(min(_CHUNK, b - q))
+                if not buf:
+                    break
+                z = buf.count(0)
+                if z != len(buf):
+                    nonzero += len(buf) - z
+                    if first is None:
+                        first = q + next(i for i, x in enumerate(buf) if x)
+                q += len(buf)
+    return nonzero, sum(b - a for a, b in gaps), first
+
+
+def _ini_lines(raw: bytes) -> list[str]:
+    if raw.startswith(b"\xef\xbb\xbf"):
+        text = raw[3:].decode("utf-8", "replace")
+    elif raw.startswith(b"\xff\xfe"):
+        text = raw[2:].decode("utf-16-le", "replace")
+    elif raw.startswith(b"\xfe\xff"):
+        text = raw[2:].decode("utf-16-be", "replace")
+    else:
+        text = raw.decode("latin-1")
+    return text.splitlines()
+
+
+def check_mrxs_partition(out_main: Path, verdict, root: Path | None = None) -> None:
+    """Closed world of an MRXS output: only allowed ini keys and sections, only referenced Data regions."""
+    from wsianon.profiles.closed_world import mrxs_base_sections, mrxs_key_allowed
+
+    folder = out_main.with_suffix("")
+    label = (lambda p: p.relative_to(root).as_posix() if root else p.name)
+    try:
+        lines = _ini_lines((folder / "Slidedat.ini").read_bytes())
+    except OSError:
+        verdict.add("closed-world-ini", False, "Slidedat.ini cannot be read")
+        return
+    entries: list[tuple[int, str | None, str, str]] = []  # (line number, section, key, value)
+    bad_lines: list[int] = []
+    section = None
+    for n, line in enumerate(lines, 1):
+        s = line.strip()
+        if not s:
+            continue
+        if s.startswith("[") and s.endswith("]"):
+            section = s[1:-1].strip()
+            entries.append((n, section, "", ""))
+        elif "=" in s and not s.startswith((";", "#")):
+            k, _, v = s.partition("=")
+            entries.append((n, section, k.strip(), v.strip()))
+        else:
+            bad_lines.append(n)  # comments and free text: no structure holds them
+    hier = {k: v for _, sec, k, v in entries if sec == "HIERARCHICAL" and k}
+    allowed_sections = set(mrxs_base_sections()) | {v for k, v in hier.items() if k.endswith("_SECTION")}
+    for n, sec, key, _ in entries:
+        if sec is None or sec not in allowed_sections or (key and not mrxs_key_allowed(sec, key)):
+            bad_lines.append(n)
+    bad_lines = sorted(set(bad_lines))
+    for n in bad_lines[:MAX_FINDINGS]:
+        verdict.findings.append(Finding(label(folder / "Slidedat.ini"), n, f"Slidedat.ini line {n}: key or section not allowed by the mrxs profile", "closed-world-ini"))
+    verdict.add(
+        "closed-world-ini",
+        not bad_lines,
+        "every Slidedat.ini key and section allowed by the mrxs profile" if not bad_lines else f"{len(bad_lines)} line(s) not allowed (line numbers in the findings; names never shown)",
+    )
+    general = {k: v for _, sec, k, v in entries if sec == "GENERAL" and k}
+    datafile = {k: v for _, sec, k, v in entries if sec == "DATAFILE" and k}
+    try:
+        sid = general["SLIDE_ID"]
+        n_hier = sum(int(hier[f"HIER_{i}_COUNT"]) for i in range(int(hier["HIER_COUNT"])))
+        n_non = sum(int(hier[f"NONHIER_{i}_COUNT"]) for i in range(int(hier["NONHIER_COUNT"])))
+        idx_path = folder / hier["INDEXFILE"]
+        files = [folder / datafile[f"FILE_{i}"] for i in range(int(datafile["FILE_COUNT"]))]
+        idx = idx_path.read_bytes()
+    except (KeyError, ValueError, OSError):
+        verdict.add("closed-world-bytes", False, "Slidedat.ini / Index.dat do not describe the Data files")
+        return
+
+    def i32(off: int) -> int:
+        if off < 0 or off + 4 > len(idx):
+            raise ValueError(off)
+        return struct.unpack_from("<i", idx, off)[0]
+
+    refs: list[tuple[int, int]] = []
+    data: dict[int, list[tuple[int, int]]] = {}
+
+    def pages(page: int, item: int, at: int) -> None:
+        seen = set()
+        while page and page not in seen and len(seen) < 1_000_000:
+            seen.add(page)
+            count, nxt = i32(page), i32(page + 4)
+            if count < 0 or page + 8 + item * count > len(idx):
+                raise ValueError(page)
+            refs.append((page, page + 8 + item * count))
+            for k in range(count):
+                off, ln, fno = struct.unpack_from("<iii", idx, page + 8 + item * k + at)
+                if ln > 0:
+                    data.setdefault(fno, []).append((off, off + ln))
+            page = nxt
+
+    try:
+        base = 5 + len(sid.encode("latin-1"))
+        refs.append((0, base + 8))
+        ht, nt = i32(base), i32(base + 4)
+        refs.append((ht, ht + 4 * n_hier))
+        for i in range(n_hier):
+            ptr = i32(ht + 4 * i)
+            refs.append((ptr, ptr + 8))
+            pages(i32(ptr + 4), 16, 4)
+        refs.append((nt, nt + 4 * n_non))
+        for i in range(n_non):
+            ptr = i32(nt + 4 * i)
+            if ptr:
+                refs.append((ptr, ptr + 8))
+                pages(i32(ptr + 4), 20, 8)
+    except (ValueError, struct.error):
+        verdict.add("closed-world-bytes", False, "Index.dat cannot be walked")
+        return
+    total_nonzero = total_unref = 0
+    for path, spans in [(idx_path, refs)] + [(f, [(0, base)] + data.get(i, [])) for i, f in enumerate(files)]:
+        nz, unref, first = _gap_nonzero(path, spans)
+        total_unref += unref
+        if nz:
+            total_nonzero += nz
+            verdict.findings.append(Finding(label(path), first or 0, f"{nz} non-zero byte(s) that no kept Index record references", "closed-world-byte"))
+    known = {folder / "Slidedat.ini", idx_path, *files}
+    extra = sorted(p.name for p in folder.iterdir() if p not in known) if folder.is_dir() else []
+    verdict.add(
+        "closed-world-bytes",
+        total_nonzero == 0 and not extra,
+        (f"{total_unref} unreferenced byte(s) in Index.dat and {len(files)} Data file(s), all zero" if total_nonzero == 0 else f"{total_nonzero} non-zero unreferenced byte(s)")
+        + (f"; {len(extra)} file(s) that are not part of the slide" if extra else ""),
+    )
