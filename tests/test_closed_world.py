@@ -190,7 +190,9 @@ def test_dicom_route_planted_svs_and_ndpi(cli, slides, tmp_path):
     for s in report["slides"]:
         assert s["status"] in ("ok", "failed"), s  # placed clean, or quarantined - never placed with the token
     placed = [s for s in report["slides"] if s["status"] == "ok"]
-    assert all(f.suffix == ".dcm" or f.name.endswith(".json") or f.name.endswith(".csv") for f in files)
+    from wsianon.pipeline.record import RECORD_FILES
+
+    assert all(f.suffix == ".dcm" or f.name in RECORD_FILES for f in files)
     assert (len(placed) == 2) == (code == 0)
 
 
