@@ -457,6 +457,7 @@ def _run(cfg, emit, key, kfp, mode, pmap, out, mapping_path, quarantine, sel, ma
         raise
     report_path = None
     if man is not None:
+        _clean_staging(out)  # what a lost worker left (every slide of this run is settled)
         man.end_run(run_id, status)
         report_path = regenerate(man, out, mapping_path, cfg)
     outcomes = list(live)

@@ -336,8 +336,9 @@ class Manifest:
         self.db.execute("UPDATE slides SET state=? WHERE id=?", (state, slide_id))
 
     def requeue_running(self) -> list[Row]:
-        """Rows a dead run left 'running' go back to pending (returned for recovery)."""
-        rows = self.rows(("running",))
+        """Rows a dead run left 'running' go back to pending; returned for recovery with
+        the pending rows an interrupted run had started (attempts > 0)."""
+        rows = [r for r in self.rows(("running", "pending")) if r.state == "running" or r.attempts > 0]
         self.db.execute("UPDATE slides SET state='pending' WHERE state='running'")
         return rows
 

@@ -149,7 +149,7 @@ def run_dask(items: list, address: str, target: str, dest, emit: Callable[..., N
             f = client.submit(remote_process, it.src, it.ctx, target, dest, pure=False, key=f"wsianon-slide-{it.pseudonym}-{time.time_ns()}")
             futs[f] = it
             emit("slide-start", item=it)
-        for f in as_completed(list(futs)):
+        for f in as_completed(list(futs), loop=client.loop):
             it = futs[f]
             try:
                 o, p = f.result()
