@@ -467,3 +467,37 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
     r = run_subprocess("run", arch, "-o", out, "--key-file", key)
     assert r.returncode == 0, r.stderr
     assert len(_mapping(tmp_path / "out.mapping.csv")) == 12
+
+
+def test_batch_progress_bar_and_source_names_on_a_terminal(tmp_path):
+    """The batch bar counts slides done/total; per-slide lines name the source on a terminal,
+    the pseudonym when piped (as the report does)."""
+    import io
+
+    from rich.console import Console
+
+    from wsianon.jobconsole import BatchConsole
+    from wsianon.pipeline.jobs import JobConfig, run_job
+
+    arch = tmp_path / "arch"
+    _make_archive(arch, 3)
+    key = _key(tmp_path)
+    for terminal in (True, False):
+        buf_out, buf_err = io.StringIO(), io.StringIO()
+        out_c = Console(file=buf_out, force_terminal=terminal, width=200)
+        err_c = Console(file=buf_err, force_terminal=terminal, width=200)
+        bars = []
+        with BatchConsole(out_c, err_c, quiet=False, json_out=False) as bc:
+            def spy(kind, **info):
+                bc(kind, **info)
+                if kind == "slide":
+                    bars.append(bc.progress.tasks[0].fields["slides"])
+            res = run_job(JobConfig(inputs=[arch], out=tmp_path / f"out{terminal}", key_file=key, workers=2), on_event=spy)
+        assert res.exit_code == 0
+        assert bars == ["1/3 slides", "2/3 slides", "3/3 slides"]
+        assert bc.progress.tasks[0].completed == bc.progress.tasks[0].total  # bytes: all done
+        text = buf_out.getvalue()
+        if terminal:
+            assert "arch/a/slide01.svs" in text and "arch/b/slide00.svs" in text
+        else:
+            assert "slide0" not in text and text.count("WSI-") >= 3

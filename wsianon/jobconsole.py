@@ -38,8 +38,11 @@ class BatchConsole:
             console=err,
             transient=True,
             disable=quiet,
+            # no refresh thread: local workers are forked, and a fork must not copy a thread's locks
+            auto_refresh=False,
         )
         self.task = None
+        self._last_refresh = 0.0
         self.total = 0
         self.done = 0
         self.inflight: dict[str, int] = {}  # slide display name -> bytes advanced so far
@@ -88,6 +91,9 @@ class BatchConsole:
                 self.progress.advance(self.task, n)
         elif kind == "slide":
             self._slide(info)
+        if self.task is not None and time.monotonic() - self._last_refresh > 0.1:
+            self._last_refresh = time.monotonic()
+            self.progress.refresh()
 
     def _slide(self, info: dict) -> None:
         o = info["outcome"]

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import shutil
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from wsianon.io.atomic import STAGING_PREFIX, write_atomic, write_private
 from wsianon.pipeline import jobs as J
 from wsianon.pipeline.detect import SlideSource, expand_inputs
 from wsianon.pipeline.keys import key_fingerprint, keyed_hex, load_or_create_key, pseudonym_from
-from wsianon.pipeline.manifest import DONE_STATES, MANIFEST_SUFFIX, JobLock, Manifest, fast_fingerprint, full_hash, manifest_path
+from wsianon.pipeline.manifest import DONE_STATES, MANIFEST_SUFFIX, JobLock, Manifest, _sql_reason, fast_fingerprint, full_hash, manifest_path
 from wsianon.pipeline.model import Outcome
 from wsianon.pipeline.pseudonyms import load_pseudonym_map
 from wsianon.pipeline.report import REPORT_NAME, build_report
@@ -254,7 +255,10 @@ def run_batch(cfg, on_event: Callable[..., None] | None = None):
     try:
         if use_manifest:
             man = Manifest(mpath)
-        return _run(cfg, emit, key, kfp, mode, pmap, out, mapping_path, quarantine, sel, man)
+        try:
+            return _run(cfg, emit, key, kfp, mode, pmap, out, mapping_path, quarantine, sel, man)
+        except sqlite3.Error as exc:  # the manifest's disk filled up or went read-only mid-run
+            raise OutputError(mpath, f"cannot update the job manifest ({_sql_reason(exc)}); run again to resume") from None
     finally:
         if man is not None:
             man.close()

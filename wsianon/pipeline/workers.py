@@ -94,7 +94,10 @@ def run_pool(items: list, workers: int, target: str, dest, emit: Callable[..., N
                     fut = ex.submit(remote_process, it.src, it.ctx, target, dest)
                 inflight[fut] = it
                 emit("slide-start", item=it)
-            done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+            done, _ = wait(list(inflight), timeout=0.5, return_when=FIRST_COMPLETED)
+            if not done:
+                emit("tick")  # lets the console refresh rate and ETA
+                continue
             for fut in done:
                 it = inflight.pop(fut)
                 try:
