@@ -501,3 +501,51 @@ def test_batch_progress_bar_and_source_names_on_a_terminal(tmp_path):
             assert "arch/a/slide01.svs" in text and "arch/b/slide00.svs" in text
         else:
             assert "slide0" not in text and text.count("WSI-") >= 3
+
+
+def test_killed_between_placing_and_commit_recovers(tmp_path, cli):
+    """A run killed after a slide's verified outputs were placed (copy) or renamed
+    (in-place) but before its row was committed: the next run settles it once."""
+    arch = tmp_path / "arch"
+    _make_archive(arch, 2)
+    key = _key(tmp_path)
+    out = tmp_path / "out"
+    assert cli("run", arch, "-o", out, "--key-file", key, "--full-hash")[0] == 0
+    before = sorted(p.name for p in out.glob("WSI-*"))
+    db = sqlite3.connect(tmp_path / "out.wsianon-job.sqlite")
+    assert all(len(h) == 64 for (h,) in db.execute("SELECT full_hash FROM slides"))
+    db.execute("UPDATE slides SET state='running' WHERE id=1")
+    db.execute("DELETE FROM files WHERE slide_id=1")
+    db.commit()
+    db.close()
+    code, o, e = cli("run", arch, "-o", out, "--key-file", key)
+    assert code == 0, e
+    assert sorted(p.name for p in out.glob("WSI-*")) == before
+    assert len(_mapping(tmp_path / "out.mapping.csv")) == 2
+    # in place: the source was already verified and renamed to its pseudonym
+    inpl = tmp_path / "inpl"
+    _make_archive(inpl, 2)
+    mapping = tmp_path / "inpl-map.csv"
+    assert cli("run", inpl, "--in-place", "--key-file", key, "--mapping", mapping)[0] == 0
+    names = sorted(p.name for p in inpl.rglob("WSI-*.svs"))
+    db = sqlite3.connect(tmp_path / "wsianon.wsianon-job.sqlite")
+    out_name = json.loads(db.execute("SELECT outputs FROM slides WHERE id=1").fetchone()[0])[0]
+    db.execute("UPDATE slides SET state='running', entry=NULL, mapping_status=NULL WHERE id=1")
+    db.execute("DELETE FROM files WHERE slide_id=1")
+    db.commit()
+    db.close()
+    code, o, e = cli("run", inpl, "--in-place", "--key-file", key, "--mapping", mapping)
+    assert code == 0, e
+    assert sorted(p.name for p in inpl.rglob("WSI-*.svs")) == names  # not renamed a second time
+    rows = _mapping(mapping)
+    assert len(rows) == 2 and out_name in [r[1] for r in rows]
+
+
+def test_identical_copies_collide_in_content_mode(tmp_path, cli):
+    arch = tmp_path / "arch"
+    arch.mkdir()
+    write_svs(arch / "one.svs", size=(256, 256), levels=1)
+    shutil.copy(arch / "one.svs", arch / "two.svs")
+    code, o, e = cli("run", arch, "-o", tmp_path / "out", "--key-file", _key(tmp_path), "--pseudonym-from", "content")
+    assert code == 1 and e.count("pseudonym collision") == 2
+    assert not list((tmp_path / "out").glob("WSI-*"))
