@@ -26,6 +26,7 @@ venv: $(STAMP)
 
 demo: venv
 	@echo "== wsianon demo: anonymizing the bundled Aperio sample (tests/data/CMU-1-Small-Region.svs)"
+	@test -e $(DEMO_OUT).key || $(VENV)/bin/wsianon key init $(DEMO_OUT).key
 	@$(VENV)/bin/wsianon run --target native tests/data/CMU-1-Small-Region.svs \
 	    -o $(DEMO_OUT) --key-file $(DEMO_OUT).key --overwrite
 	@echo "== outputs:             $(CURDIR)/$(DEMO_OUT)/"
@@ -41,4 +42,4 @@ bench: venv
 	@$(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) $(DEMO_OUT).key $(DEMO_OUT).mapping.csv $(DEMO_OUT).quarantine $(DEMO_OUT).review.html $(DEMO_OUT).wsianon-record.sqlite
+	rm -rf $(VENV) $(DEMO_OUT) $(DEMO_OUT).key $(DEMO_OUT).mapping.csv $(DEMO_OUT).quarantine $(DEMO_OUT).review.html $(DEMO_OUT).wsianon-record.sqlite $(DEMO_OUT).wsianon-job.sqlite*

@@ -177,6 +177,7 @@ def test_rename_keep_and_pseudonym_is_stable(cli, tmp_path):
 def test_mapping_and_key_files_are_private(cli, tmp_path):
     fx = write_svs(tmp_path / "s.svs")
     key = tmp_path / "k" / "key"
+    assert cli("key", "init", key)[0] == 0
     code, out, err = cli("run", fx.path, "-o", tmp_path / "out", "--key-file", key)
     assert code == 0
     mapping = tmp_path / "out.mapping.csv"
@@ -191,6 +192,7 @@ def test_mapping_and_key_files_are_private(cli, tmp_path):
         if p.suffix == ".json":
             assert str(fx.path) not in p.read_text()
     # another key gives another pseudonym
+    assert cli("key", "init", tmp_path / "k2")[0] == 0
     cli("run", fx.path, "-o", tmp_path / "out2", "--key-file", tmp_path / "k2")
     assert _only_output(tmp_path / "out").name != _only_output(tmp_path / "out2").name
 

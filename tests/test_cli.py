@@ -148,6 +148,11 @@ def test_failed_verification_is_quarantined(tmp_path, monkeypatch, cli):
 def test_existing_output_needs_overwrite(tmp_path, cli):
     fx = write_svs(tmp_path / "s.svs")
     assert cli("run", fx.path, "-o", tmp_path / "o")[0] == 0
+    # the same command again resumes the job: the slide is already done
+    code, out, err = cli("run", fx.path, "-o", tmp_path / "o")
+    assert code == 0 and "already done" in err + out
+    # without the job manifest, an existing output is never replaced silently
+    (tmp_path / "o.wsianon-job.sqlite").unlink()
     code, out, err = cli("run", fx.path, "-o", tmp_path / "o")
     assert code == 1 and "already exists" in err
     assert cli("run", fx.path, "-o", tmp_path / "o", "--overwrite")[0] == 0

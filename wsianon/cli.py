@@ -10,7 +10,6 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from wsianon import __version__
@@ -59,6 +58,12 @@ class RenameOpt(str, Enum):
     keep = "keep"
 
 
+class PseudonymFrom(str, Enum):
+    relpath = "relpath"
+    content = "content"
+    path = "path"
+
+
 def _version(value: bool) -> None:
     if value:
         out_console.print(f"wsianon {__version__}")
@@ -85,7 +90,7 @@ def _status_style(status: str) -> str:
 
 @app.command()
 def run(
-    inputs: Annotated[list[Path], typer.Argument(help="Slides, slide folders or DICOM folders to anonymize.", show_default=False)],
+    inputs: Annotated[Optional[list[Path]], typer.Argument(help="Slides, slide folders or DICOM folders to anonymize.", show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Output folder (shareable: only pseudonymised names and the report go here).")] = None,
     target: Annotated[Target, typer.Option("--target", help="native: keep the vendor format; dicom: convert to DICOM WSI and apply PS3.15 Annex E.")] = Target.native,
     label: Annotated[LabelOpt, typer.Option(help="Label image: remove it, or replace it by a blank image of the same size.")] = LabelOpt.remove,
@@ -107,13 +112,28 @@ def run(
     no_review_sheet: Annotated[bool, typer.Option("--no-review-sheet", help="Do not write the private review sheet.")] = False,
     mpp: Annotated[Optional[float], typer.Option("--mpp", min=0.001, max=1000.0, help="Pixel spacing (micrometres per pixel) for slides that state none (DICOM target); a slide's own spacing wins.")] = None,
     accept_unrun_checks: Annotated[bool, typer.Option("--accept-unrun-checks", help="Accept a slide whose verification could not run every check (e.g. dciodvfy not installed); such checks are reported as 'not run'.")] = False,
+    pseudonym_from: Annotated[PseudonymFrom, typer.Option("--pseudonym-from", help="What the keyed pseudonym hashes: relpath (path below the input root given here; survives moving the archive), content (content fingerprint), path (absolute path).")] = PseudonymFrom.relpath,
+    strict: Annotated[bool, typer.Option("--strict", help="With --pseudonyms: refuse any source that is not in the map.")] = False,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Resume also retries slides that failed in an earlier run.")] = False,
+    from_file: Annotated[Optional[Path], typer.Option("--from-file", help="Read input paths from LIST (one per line).")] = None,
+    input_root: Annotated[Optional[Path], typer.Option("--input-root", help="With --from-file: relative paths (for pseudonyms) are taken below this folder (default: the list's folder).")] = None,
+    include: Annotated[Optional[list[str]], typer.Option("--include", help="Only files whose name or relative path matches this glob (repeatable).")] = None,
+    exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Leave out files whose name or relative path matches this glob (repeatable).")] = None,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Run the slides on this Dask distributed scheduler (e.g. tcp://host:8786); OUT must be shared with the workers.")] = None,
+    full_hash: Annotated[bool, typer.Option("--full-hash", help="Also record each source's full SHA-256 in the job manifest.")] = False,
+    log: Annotated[Optional[Path], typer.Option("--log", help="Write JSON lines of job events to FILE (private: outside OUT).")] = None,
 ) -> None:
-    """Anonymize slides and verify the outputs. Exit 0: all clean; 1: some slide failed; 2: usage error."""
+    """Anonymize slides and verify the outputs. Exit 0: all clean; 1: some slide failed; 2: usage error.
+
+    A job is resumable: running the same command again skips the slides already done (see
+    OUT.wsianon-job.sqlite beside OUT and 'wsianon status OUT')."""
     from wsianon.pipeline.jobs import JobConfig, run_job
     from wsianon.profiles.policy import Policy
 
     if out is None and not (in_place or dry_run):
         _fail("an output folder is required: -o OUT (or --in-place / --dry-run)")
+    if not inputs and from_file is None:
+        _fail("no inputs: name slides or folders, or --from-file LIST")
     if in_place and target is Target.dicom:
         _fail("--in-place works with --target native only")
     sheet = None
@@ -148,7 +168,7 @@ def run(
     except ValueError as exc:
         _fail(str(exc))
     cfg = JobConfig(
-        inputs=inputs,
+        inputs=list(inputs or []),
         out=out,
         target=target.value,
         policy=policy,
@@ -157,52 +177,31 @@ def run(
         quarantine=quarantine,
         pseudonyms=pseudonyms,
         workers=workers,
+        pseudonym_from=pseudonym_from.value,
+        strict=strict,
+        retry_failed=retry_failed,
+        from_file=from_file,
+        input_root=input_root,
+        include=list(include or []),
+        exclude=list(exclude or []),
+        scheduler=scheduler,
+        full_hash=full_hash,
+        log=log,
     )
+    from wsianon.jobconsole import BatchConsole
+    from wsianon.pipeline.batch import JobInterrupted
+
     quiet = json_out or not err_console.is_terminal
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-        disable=quiet,
-    )
-    task_ids: dict = {}
-
-    def on_event(kind: str, **info) -> None:
-        if kind == "slide-start":
-            task_ids["cur"] = progress.add_task(f"{info['label']}", total=max(info.get("size", 0), 1) * 2)
-        elif kind == "bytes" and "cur" in task_ids:
-            progress.advance(task_ids["cur"], info["n"])
-        elif kind == "slide":
-            if "cur" in task_ids:
-                progress.remove_task(task_ids.pop("cur"))
-            o = info["outcome"]
-            src = info.get("source")
-            style = _status_style(o.status)
-            line = f"[{style}]{o.status.upper():8}[/{style}] {o.input_label}"
-            if o.format:
-                line += f" ({o.format})"
-            if o.outputs:
-                line += f" -> {', '.join(o.outputs)}"
-            if o.status in ("ok", "failed") and o.verdict is not None:
-                failed = [c.name for c in o.verdict.checks if not c.ok]
-                line += f"  verified: {len(o.verdict.checks) - len(failed)}/{len(o.verdict.checks)} checks"
-                if o.verdict.findings:
-                    line += f", {len(o.verdict.findings)} residual identifier(s)"
-                if failed:
-                    line += f" (failed: {', '.join(failed)})"
-            if o.status == "error":
-                err_console.print(f"[red]error:[/red] {src}: {o.error}", highlight=False, soft_wrap=True)
-            if not json_out:
-                err_console.print(line, highlight=False, soft_wrap=True) if o.status != "ok" else out_console.print(line, highlight=False, soft_wrap=True)
-
     try:
-        with progress:
+        with BatchConsole(out_console, err_console, quiet=quiet, json_out=json_out, log=None if dry_run else log) as on_event:
             result = run_job(cfg, on_event=on_event)
     except WsianonError as exc:
         _fail(exc.one_line(), 1 if exc.path else 2)
+    except OSError as exc:  # the --log file, a vanished folder: one line, never a traceback
+        _fail(f"{exc.filename or ''}: {exc.strerror or type(exc).__name__}", 1)
+    except JobInterrupted as exc:
+        err_console.print(f"{exc}; nothing partial was placed in OUT; run the same command again to resume", highlight=False)
+        raise typer.Exit(130)
     except KeyboardInterrupt:
         err_console.print("interrupted: no partial output was placed in OUT")
         raise typer.Exit(130)
@@ -225,6 +224,10 @@ def run(
         counts[o.status] = counts.get(o.status, 0) + 1
     total = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
     msg = f"{len(result.outcomes)} slide(s): {total}"
+    if getattr(result, "already_done", 0):
+        msg += f" ({result.already_done} already done before this run)"
+    if getattr(result, "skipped_inputs", 0):
+        msg += f"; {result.skipped_inputs} input file(s) are not slides (listed as skipped in the report)"
     if result.report_path:
         msg += f"\nreport:  {result.report_path} (+ {result.report_path.with_suffix('.html').name}, wsianon-certificate.json/.pdf)"
     if out is not None and not dry_run:
@@ -384,6 +387,39 @@ def rollback(
             err_console.print(f"[red]error:[/red] {p}: {exc.strerror or exc}")
             code = 1
     raise typer.Exit(code)
+
+
+@app.command()
+def status(
+    out: Annotated[Path, typer.Argument(help="The output folder of a job.", show_default=False)],
+) -> None:
+    """Summarize a job's manifest: slides per state, failures with reasons, throughput. Exit 1 while slides are failed or unfinished."""
+    from wsianon.jobconsole import status_text
+
+    try:
+        text, code = status_text(out)
+    except WsianonError as exc:
+        _fail(exc.one_line(), 1)
+    out_console.print(text, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+key_app = typer.Typer(help="Project keys (pseudonyms and UIDs are keyed hashes).", no_args_is_help=True)
+app.add_typer(key_app, name="key")
+
+
+@key_app.command("init")
+def key_init(
+    path: Annotated[Path, typer.Argument(help="Where to create the key file (mode 0600).", show_default=False)],
+) -> None:
+    """Create a new random project key; refuses to replace an existing one."""
+    from wsianon.pipeline.keys import init_key, key_fingerprint
+
+    try:
+        key = init_key(path)
+    except WsianonError as exc:
+        _fail(exc.one_line(), 1)
+    out_console.print(f"created {path} (fingerprint {key_fingerprint(key)}); keep it private and backed up", highlight=False)
 
 
 def main() -> None:

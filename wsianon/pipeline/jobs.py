@@ -25,7 +25,6 @@ from wsianon.pipeline.inspect import inspect_source
 from wsianon.pipeline.keys import Mapping, load_or_create_key, slide_pseudonym
 from wsianon.pipeline.model import Outcome
 from wsianon.pipeline.pseudonyms import load_pseudonym_map
-from wsianon.pipeline.record import write_record
 from wsianon.pipeline.report import write_report
 from wsianon.profiles.policy import Policy
 
@@ -43,6 +42,18 @@ class JobConfig:
     quarantine: Path | None = None  # default: <OUT>.quarantine beside OUT
     pseudonyms: Path | None = None  # CSV: source, slide pseudonym[, patient pseudonym[, study pseudonym]]
     workers: int = 1
+    # archive-scale jobs (pipeline/batch.py, pipeline/manifest.py)
+    pseudonym_from: str = "relpath"  # relpath | content | path (see pipeline/keys.py)
+    strict: bool = False  # with pseudonyms: refuse sources not in the map
+    retry_failed: bool = False  # resume also retries slides that failed before
+    from_file: Path | None = None  # one input path per line
+    input_root: Path | None = None  # relative paths of --from-file entries are taken below it
+    include: list[str] = field(default_factory=list)  # globs (file name or relative path)
+    exclude: list[str] = field(default_factory=list)
+    scheduler: str | None = None  # Dask distributed scheduler address
+    full_hash: bool = False  # record each source's full SHA-256 in the manifest
+    manifest: Path | None = None  # default: manifest_path(OUT)
+    log: Path | None = None  # JSON lines of events (the CLI writes it)
 
 
 @dataclass
@@ -118,86 +129,9 @@ def _worker(args):
 
 
 def run_job(cfg: JobConfig, on_event: Callable[..., None] | None = None) -> JobResult:
-    """Run a batch. ``on_event(kind, **info)`` receives progress events (kinds:
-    'start' total=N, 'slide' index, label, outcome, source, 'bytes' n)."""
-    emit = on_event or (lambda *a, **k: None)
-    policy = cfg.policy
-    if cfg.out is None and not (policy.in_place or policy.dry_run):
-        raise WsianonError(None, "an output folder (-o OUT) is required unless --in-place or --dry-run")
-    key = load_or_create_key(cfg.key_file)
-    pmap = load_pseudonym_map(cfg.pseudonyms) if cfg.pseudonyms else None
-    out = Path(cfg.out) if cfg.out else None
-    if out is not None:
-        mapping_path, quarantine = default_side_paths(out)
-    else:
-        mapping_path, quarantine = (Path.cwd() / "wsianon.mapping.csv" if policy.in_place else None), None
-    if cfg.mapping:
-        mapping_path = Path(cfg.mapping)
-    if cfg.quarantine:
-        quarantine = Path(cfg.quarantine)
-    if out is not None and not policy.dry_run:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(out, f"cannot create output folder: {exc.strerror or exc}") from None
-    slides = expand_inputs([Path(p) for p in cfg.inputs], policy.allow_generic)
-    if cfg.target == "dicom" and not policy.dry_run and any(s.error is None and s.format != "dicom" for s in slides):
-        from wsianon.converters.dicom import require_turbojpeg
+    """Run a batch as a resumable job (see pipeline/batch.py). ``on_event(kind, **info)``
+    receives progress events (kinds: 'start' total=N bytes=B already=K, 'slide-start' item,
+    'bytes' n, 'slide' index, label, outcome, source, display)."""
+    from wsianon.pipeline.batch import run_batch
 
-        require_turbojpeg()  # a missing library is said at the start, with the install hint
-    emit("start", total=len(slides))
-    # refuse to write over an input
-    if out is not None:
-        for s in slides:
-            if s.error is None and s.path.resolve().parent == out.resolve() and policy.rename == "keep":
-                s.error = OutputError(s.path, "output folder is the input's folder and --rename keep would overwrite the input")
-    outcomes: list[Outcome] = []
-    plans: list[dict] = []
-    mapping = Mapping(mapping_path) if mapping_path else None
-    dest = anon.Destinations(out, quarantine or Path("."))
-    jobs = []
-    for i, s in enumerate(slides, 1):
-        if s.error is not None:
-            o = Outcome(input_label=f"input #{i}", status="error", error=s.error.reason, target=cfg.target)
-            o.notes.append("input could not be read as a slide")
-            outcomes.append(o)
-            emit("slide", index=i, label=o.input_label, outcome=o, source=s.path, error=s.error)
-            continue
-        entry = pmap.lookup(s.path) if pmap else None
-        pseudo = entry.slide if entry else slide_pseudonym(key, s.path)
-        ctx = SlideContext(
-            pseudonym=pseudo,
-            key=key,
-            policy=policy,
-            patient_pseudonym=entry.patient if entry else None,
-            study_pseudonym=entry.study if entry else None,
-        )
-        jobs.append((i, s, ctx))
-    if cfg.workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=cfg.workers) as ex:
-            futs = [(i, s, ctx, ex.submit(_worker, (s, ctx, cfg.target, dest))) for i, s, ctx in jobs]
-            results = []
-            for i, s, ctx, fut in futs:
-                o, p = fut.result()
-                results.append((i, s, ctx, o, p))
-                emit("slide", index=i, label=o.input_label, outcome=o, source=s.path)
-    else:
-        results = []
-        for i, s, ctx in jobs:
-            emit("slide-start", index=i, label=ctx.pseudonym, size=sum(f.stat().st_size for f in s.files if f.exists()))
-            o, p = process_slide(s, ctx, cfg.target, dest, progress=lambda n: emit("bytes", n=n))
-            results.append((i, s, ctx, o, p))
-            emit("slide", index=i, label=o.input_label, outcome=o, source=s.path)
-    for i, s, ctx, o, p in results:
-        outcomes.append(o)
-        plans.extend(p)
-        if mapping is not None and o.status in ("ok", "failed") and not policy.dry_run:
-            mapping.add(s.path, "; ".join(o.outputs) or ctx.pseudonym, o.status)
-    report_path = None
-    if out is not None and not policy.dry_run:
-        report_path = write_report(out, outcomes, cfg)
-    if mapping is not None and mapping.rows:
-        mapping.write()
-    if report_path is not None:
-        write_record(out, key=key)  # HTML report + certificate, from the report and the outputs
-    return JobResult(outcomes, report_path, mapping_path if mapping and mapping.rows else None, quarantine, plans)
+    return run_batch(cfg, on_event)

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from wsianon.pipeline.keys import key_fingerprint  # one fingerprint for manifest, report and certificate
 from wsianon import __version__
 from wsianon.errors import OutputError, WsianonError
 from wsianon.io.atomic import write_atomic, write_private
@@ -53,12 +54,6 @@ NOT_SHARED = {"failed": "quarantined", "quarantined": "quarantined", "error": "e
 
 # ---------------------------------------------------------------------------
 # facts
-
-
-def key_fingerprint(key: bytes) -> str:
-    """A one-way, domain-separated fingerprint of the project key (never the key)."""
-    d = hashlib.sha256(b"wsianon key fingerprint\x00" + key).hexdigest()[:32]
-    return "sha256:" + "-".join(d[i : i + 8] for i in range(0, 32, 8))
 
 
 def sha256_file(path: Path) -> str:

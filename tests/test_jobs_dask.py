@@ -1,0 +1,124 @@
+"""--scheduler: slides run on a real Dask distributed cluster (a `dask scheduler` and two
+`dask worker` processes on 127.0.0.1, started here and killed by PID)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, run_subprocess, tree_hashes
+from tests.test_jobs import _key, _make_archive
+
+distributed = pytest.importorskip("distributed", reason="the 'distributed' package is a dependency; install it with make venv")
+DASK = Path(sys.executable).parent / "dask"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    port = _free_port()
+    addr = f"tcp://127.0.0.1:{port}"
+    env = dict(os.environ, PYTHONWARNINGS="ignore", DASK_DISTRIBUTED__WORKER__DAEMON="False")
+    procs = [subprocess.Popen([str(DASK), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard", "--idle-timeout", "600"],
+                              env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+
+    def worker():
+        return subprocess.Popen([str(DASK), "worker", addr, "--host", "127.0.0.1", "--nthreads", "1", "--no-nanny", "--no-dashboard",
+                                 "--death-timeout", "60"], env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    procs += [worker(), worker()]
+    client = None
+    try:
+        client = distributed.Client(addr, timeout="60s")
+        client.wait_for_workers(2, timeout=120)
+        yield {"addr": addr, "client": client, "procs": procs, "worker": worker}
+    finally:
+        if client is not None:
+            client.close()
+        for p in procs:
+            if p.poll() is None:
+                os.kill(p.pid, signal.SIGKILL)
+            p.wait(timeout=30)
+
+
+def _mapping(path: Path) -> list[tuple[str, str, str]]:
+    with open(path, newline="") as fh:
+        return sorted(tuple(r) for r in list(csv.reader(fh))[1:])
+
+
+def _slides(report: Path) -> list[dict]:
+    data = json.loads(report.read_text())
+    out = []
+    for s in data["slides"]:
+        s = dict(s)
+        s.pop("timings_s", None)
+        out.append(s)
+    return sorted(out, key=lambda s: s["slide"])
+
+
+def test_dask_batch_equals_local_run(tmp_path, cluster):
+    arch = tmp_path / "arch"
+    _make_archive(arch, 6)
+    key = _key(tmp_path)
+    r1 = run_subprocess("run", arch, "-o", tmp_path / "local", "--key-file", key)
+    assert r1.returncode == 0, r1.stderr
+    r2 = run_subprocess("run", arch, "-o", tmp_path / "dask", "--key-file", key, "--scheduler", cluster["addr"])
+    assert r2.returncode == 0, r2.stderr
+    assert tree_hashes(tmp_path / "local") .keys() == tree_hashes(tmp_path / "dask").keys()
+    hl = {k: v for k, v in tree_hashes(tmp_path / "local").items() if k != "wsianon-report.json"}
+    hd = {k: v for k, v in tree_hashes(tmp_path / "dask").items() if k != "wsianon-report.json"}
+    assert hl == hd and len(hl) == 6  # the same outputs, byte for byte
+    ml, md = _mapping(tmp_path / "local.mapping.csv"), _mapping(tmp_path / "dask.mapping.csv")
+    assert ml == md and len(ml) == 6
+    assert _slides(tmp_path / "local" / "wsianon-report.json") == _slides(tmp_path / "dask" / "wsianon-report.json")
+    # the coordinator owns the manifest: a re-run through the cluster sends nothing
+    r3 = run_subprocess("run", arch, "-o", tmp_path / "dask", "--key-file", key, "--scheduler", cluster["addr"])
+    assert r3.returncode == 0 and "6 slide(s) already done" in r3.stderr
+
+
+def test_dask_lost_worker_slide_retried(tmp_path, cluster):
+    client = cluster["client"]
+    arch = tmp_path / "arch"
+    _make_archive(arch, 6, size=(1536, 1536))
+    key = _key(tmp_path)
+    pids = client.run(os.getpid)  # worker address -> pid
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wsianon.cli", "run", str(arch), "-o", str(tmp_path / "out"), "--key-file", str(key), "--scheduler", cluster["addr"]],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    victim = None
+    deadline = time.monotonic() + 120
+    while victim is None and time.monotonic() < deadline and proc.poll() is None:
+        for addr, keys in client.processing().items():
+            if any(str(k).startswith("wsianon-slide-") for k in keys):
+                victim = pids[addr]
+                break
+        time.sleep(0.01)
+    assert victim is not None, "no slide was seen running on a worker"
+    os.kill(victim, signal.SIGKILL)  # the worker is lost mid-slide
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    rows = _mapping(tmp_path / "out.mapping.csv")
+    assert len(rows) == 6 and all(r[2] == "ok" for r in rows)
+    report = json.loads((tmp_path / "out" / "wsianon-report.json").read_text())
+    assert report["summary"]["ok"] == 6
+    # a fresh worker replaces the killed one for later tests
+    for p in cluster["procs"]:
+        if p.pid == victim:
+            p.wait(timeout=30)
+    cluster["procs"].append(cluster["worker"]())
+    client.wait_for_workers(2, timeout=120)

@@ -1,0 +1,165 @@
+"""Console side of a job (used by cli.py): the batch progress bar, per-slide lines
+with the source's display name (the user's own terminal only — the report keeps
+pseudonyms), the ``--log`` JSON-lines event file, and ``wsianon status``."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+
+def safe(text: str) -> str:
+    """Markup-free, control-character-free console text."""
+    return escape("".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text)))
+
+
+def _style(status: str) -> str:
+    return {"ok": "green", "dry-run": "cyan", "failed": "red", "error": "red"}.get(status, "white")
+
+
+class BatchConsole:
+    """One batch-level bar (slides done/total, bytes, rate, ETA) + a line per finished slide."""
+
+    def __init__(self, out: Console, err: Console, *, quiet: bool, json_out: bool, log: Path | None = None):
+        self.out, self.err, self.json_out = out, err, json_out
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[slides]}"),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+            disable=quiet,
+            # no refresh thread: local workers are forked, and a fork must not copy a thread's locks
+            auto_refresh=False,
+        )
+        self.task = None
+        self._last_refresh = 0.0
+        self.total = 0
+        self.done = 0
+        self.inflight: dict[str, int] = {}  # slide display name -> bytes advanced so far
+        self.log = None
+        self.log_path = log  # opened at the first event: after the job has checked where it may write
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.__exit__(*exc)
+        if self.log:
+            self._log("end")
+            self.log.close()
+
+    def _log(self, event: str, **kw) -> None:
+        if self.log is None and self.log_path is not None and event != "end":
+            fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            self.log = os.fdopen(fd, "a", buffering=1, encoding="utf-8", errors="backslashreplace")
+        if self.log:
+            self.log.write(json.dumps({"t": round(time.time(), 3), "event": event, **kw}) + "\n")
+
+    def _fields(self) -> str:
+        return f"{self.done}/{self.total} slides"
+
+    def __call__(self, kind: str, **info) -> None:
+        if kind == "start":
+            self.total = info["total"]
+            self.task = self.progress.add_task("wsianon", total=max(info.get("bytes", 0), 1), slides=self._fields())
+            self._log("start", slides=self.total, bytes=info.get("bytes", 0), already_done=info.get("already", 0), skipped_inputs=info.get("skipped", 0))
+            if info.get("already"):
+                self.err.print(f"resuming: {info['already']} slide(s) already done, {self.total} to process", highlight=False)
+        elif kind == "slide-start":
+            it = info["item"]
+            self.inflight[it.display] = 0
+            self._cur = it
+            self._log("slide-start", slide=it.pseudonym, source=it.display, bytes=it.size)
+            if self.task is not None:
+                self.progress.update(self.task, description=safe(it.display)[-40:])
+        elif kind == "bytes" and self.task is not None:
+            it = getattr(self, "_cur", None)
+            if it is not None and it.display in self.inflight:
+                n = min(info["n"], max(it.size - self.inflight[it.display], 0))
+                self.inflight[it.display] += n
+                self.progress.advance(self.task, n)
+        elif kind == "slide":
+            self._slide(info)
+        if self.task is not None and time.monotonic() - self._last_refresh > 0.1:
+            self._last_refresh = time.monotonic()
+            self.progress.refresh()
+
+    def _slide(self, info: dict) -> None:
+        o = info["outcome"]
+        disp = info.get("display") or str(info.get("source") or o.input_label)
+        size = info.get("size") or 0
+        if self.task is not None and size:
+            # the slide's remaining bytes (a serial run advanced part of it already)
+            advanced = self.inflight.pop(disp, 0)
+            self.progress.advance(self.task, max(size - advanced, 0))
+        if o.status in ("ok", "failed", "error") and size:
+            self.done += 1
+        if self.task is not None:
+            self.progress.update(self.task, slides=self._fields())
+        self._log("slide", slide=o.input_label, source=disp, status=o.status, error=o.error, outputs=o.outputs,
+                  seconds=round(o.timings.get("total", 0.0), 3), bytes=o.bytes_in)
+        style = _style(o.status)
+        # the source's name on the user's own terminal; piped or captured output keeps the pseudonym
+        shown = disp if self.err.is_terminal else o.input_label
+        line = f"[{style}]{o.status.upper():8}[/{style}] {safe(shown)}"
+        if o.format:
+            line += f" ({safe(o.format)})"
+        if o.outputs:
+            line += f" -> {safe(', '.join(o.outputs))}"
+        if o.status in ("ok", "failed") and o.verdict is not None:
+            failed = [c.name for c in o.verdict.checks if not c.ok]
+            line += f"  verified: {len(o.verdict.checks) - len(failed)}/{len(o.verdict.checks)} checks"
+            if o.verdict.findings:
+                line += f", {len(o.verdict.findings)} residual identifier(s)"
+            if failed:
+                line += f" (failed: {safe(', '.join(failed))})"
+        if o.status == "error":
+            self.err.print(f"[red]error:[/red] {safe(disp)}: {safe(o.error)}", highlight=False, soft_wrap=True)
+        if not self.json_out:
+            (self.err if o.status != "ok" else self.out).print(line, highlight=False, soft_wrap=True)
+
+
+def status_text(out: Path) -> tuple[str, int]:
+    """``wsianon status OUT``: counts per state, failures with reasons, throughput."""
+    from wsianon.pipeline.manifest import Manifest, manifest_path
+    from wsianon.pipeline.selection import display
+
+    man = Manifest(manifest_path(out), create=False)
+    try:
+        counts = man.counts()
+        runs = man.runs()
+        tot = man.totals()
+        lines = [f"job: {out}", f"key fingerprint: {man.get_meta('key_fingerprint')}  pseudonyms from: {man.get_meta('pseudonym_from')}"]
+        lines.append("slides: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none") + f"  (total {sum(counts.values())})")
+        sk = man.skipped()
+        if sk:
+            lines.append(f"skipped inputs (not slides): {len(sk)}")
+        if runs:
+            last = runs[-1]
+            lines.append(f"runs: {len(runs)}; last: {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(last['started']))} ({last['status']})")
+        if tot["seconds"] > 0:
+            lines.append(
+                f"throughput: {tot['bytes_in'] / tot['seconds'] / 1e6:.1f} MB/s of slide time, {tot['slides'] / tot['seconds'] * 3600:.0f} slides/hour per worker"
+            )
+        fails = man.failures()
+        if fails:
+            lines.append("failures:")
+            for pseudo, rel, reason in fails[:50]:
+                lines.append(f"  {safe(display(rel) if rel else pseudo or '?')}: {safe(reason)}")
+            if len(fails) > 50:
+                lines.append(f"  ... and {len(fails) - 50} more")
+        code = 0 if not fails and not counts.get("pending") and not counts.get("running") else 1
+        return "\n".join(lines), code
+    finally:
+        man.close()

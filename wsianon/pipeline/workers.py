@@ -1,0 +1,166 @@
+"""Where slides are processed: in this process, in a local pool of worker
+processes that die with the job, or on a Dask distributed cluster.
+
+Every runner yields ``(item, outcome, plans)`` as slides finish; the caller (the
+coordinator, which owns the manifest) commits each one.  Workers never touch the
+manifest, the mapping or the report.
+
+Workers die with the job: each local worker asks the kernel to kill it when its
+parent dies (``prctl(PR_SET_PDEATHSIG, SIGKILL)`` on Linux) and also polls its
+parent id, so a ``kill -9`` of the main process leaves no worker writing into
+OUT.  Workers ignore SIGINT: Ctrl-C is handled once, by the coordinator, which
+then stops the pool.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Callable, Iterator
+
+from wsianon.errors import WsianonError
+
+
+def _die_with_parent(parent: int) -> None:
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.2)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="wsianon-parent-watch", daemon=True).start()
+
+
+def worker_init(parent: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent)
+
+
+def remote_process(src, ctx, target, dest):
+    """One slide on a worker (local pool or Dask): the outcome and dry-run plans."""
+    from wsianon.pipeline.jobs import process_slide
+
+    return process_slide(src, ctx, target, dest)
+
+
+def _lost(item: Any, reason: str):
+    from wsianon.pipeline.model import Outcome
+
+    o = Outcome(input_label=item.pseudonym, format=item.src.format, target=item.target, status="error", error=reason)
+    return o, []
+
+
+def run_serial(items: list, target: str, dest, emit: Callable[..., None]) -> Iterator[tuple]:
+    from wsianon.pipeline.jobs import process_slide
+
+    for it in items:
+        emit("slide-start", item=it)
+        o, p = process_slide(it.src, it.ctx, target, dest, progress=lambda n: emit("bytes", n=n))
+        yield it, o, p
+
+
+def run_pool(items: list, workers: int, target: str, dest, emit: Callable[..., None], on_submit: Callable) -> Iterator[tuple]:
+    """A local pool of ``workers`` processes; at most 2 slides per worker in flight."""
+    ctx = multiprocessing.get_context("fork")
+    pending = list(items)
+    ex = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=worker_init, initargs=(os.getpid(),))
+    inflight: dict = {}
+    try:
+        while pending or inflight:
+            while pending and len(inflight) < 2 * workers:
+                it = pending.pop(0)
+                on_submit(it)
+                try:
+                    fut = ex.submit(remote_process, it.src, it.ctx, target, dest)
+                except BrokenProcessPool:
+                    ex = _renew(ex, workers, ctx)
+                    fut = ex.submit(remote_process, it.src, it.ctx, target, dest)
+                inflight[fut] = it
+                emit("slide-start", item=it)
+            done, _ = wait(list(inflight), timeout=0.5, return_when=FIRST_COMPLETED)
+            if not done:
+                emit("tick")  # lets the console refresh rate and ETA
+                continue
+            for fut in done:
+                it = inflight.pop(fut)
+                try:
+                    o, p = fut.result()
+                except BrokenProcessPool:
+                    o, p = _lost(it, "the worker process died while processing this slide (killed or out of memory)")
+                    ex = _renew(ex, workers, ctx)
+                yield it, o, p
+    finally:
+        _stop(ex)
+
+
+def _renew(ex: ProcessPoolExecutor, workers: int, ctx) -> ProcessPoolExecutor:
+    _stop(ex)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=worker_init, initargs=(os.getpid(),))
+
+
+def _stop(ex: ProcessPoolExecutor) -> None:
+    """Stop a pool now: queued slides are cancelled, running workers are killed
+    (their staging folders are removed by the next run)."""
+    procs = list(getattr(ex, "_processes", {}).values() or [])
+    ex.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        try:
+            if p.is_alive():
+                p.kill()
+        except (OSError, ValueError, AttributeError):
+            pass
+    for p in procs:
+        try:
+            p.join(timeout=5)
+        except (OSError, ValueError, AttributeError, AssertionError):
+            pass
+
+
+def run_dask(items: list, address: str, target: str, dest, emit: Callable[..., None], on_submit: Callable) -> Iterator[tuple]:
+    """Slides on an existing Dask distributed cluster.  The scheduler re-runs a
+    slide whose worker is lost; one lost too often ends as an error for that slide
+    (the next run retries it)."""
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise WsianonError(None, "--scheduler needs the 'distributed' package (pip install distributed)") from None
+    try:
+        client = Client(address, timeout="30s", set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise WsianonError(None, f"cannot reach the Dask scheduler at {address} ({type(exc).__name__})") from None
+    try:
+        futs = {}
+        for it in items:
+            on_submit(it)
+            f = client.submit(remote_process, it.src, it.ctx, target, dest, pure=False, key=f"wsianon-slide-{it.pseudonym}-{time.time_ns()}")
+            futs[f] = it
+            emit("slide-start", item=it)
+        for f in as_completed(list(futs), loop=client.loop):
+            it = futs[f]
+            try:
+                o, p = f.result()
+            except Exception as exc:  # KilledWorker, a lost connection: the slide is retried by the next run
+                o, p = _lost(it, f"the Dask worker was lost while processing this slide ({type(exc).__name__})")
+            yield it, o, p
+    finally:
+        try:
+            client.close(timeout=10)
+        except Exception:
+            pass
