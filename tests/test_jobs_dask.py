@@ -79,9 +79,15 @@ def test_dask_batch_equals_local_run(tmp_path, cluster):
     r2 = run_subprocess("run", arch, "-o", tmp_path / "dask", "--key-file", key, "--scheduler", cluster["addr"])
     assert r2.returncode == 0, r2.stderr
     assert tree_hashes(tmp_path / "local") .keys() == tree_hashes(tmp_path / "dask").keys()
-    hl = {k: v for k, v in tree_hashes(tmp_path / "local").items() if k != "wsianon-report.json"}
-    hd = {k: v for k, v in tree_hashes(tmp_path / "dask").items() if k != "wsianon-report.json"}
+    from wsianon.pipeline.record import CERT_JSON, RECORD_FILES
+
+    # the report and the record carry run dates and timings; the slides themselves must be identical
+    hl = {k: v for k, v in tree_hashes(tmp_path / "local").items() if k not in RECORD_FILES}
+    hd = {k: v for k, v in tree_hashes(tmp_path / "dask").items() if k not in RECORD_FILES}
     assert hl == hd and len(hl) == 6  # the same outputs, byte for byte
+    certs = [json.loads((tmp_path / d / CERT_JSON).read_text()) for d in ("local", "dask")]
+    local_files, dask_files = (sorted((o["slide"], o["file"], o["sha256"]) for o in c["outputs"]) for c in certs)
+    assert local_files == dask_files and len(local_files) == 6  # both certificates vouch for the same bytes
     ml, md = _mapping(tmp_path / "local.mapping.csv"), _mapping(tmp_path / "dask.mapping.csv")
     assert ml == md and len(ml) == 6
     assert _slides(tmp_path / "local" / "wsianon-report.json") == _slides(tmp_path / "dask" / "wsianon-report.json")

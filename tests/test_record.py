@@ -247,6 +247,7 @@ def test_key_fingerprint_never_the_key(tmp_path, cli):
     fx = write_svs(tmp_path / "CASE-KEY-1.svs")
     key_file = tmp_path / "k.key"
     out = tmp_path / "out"
+    assert cli("key", "init", key_file)[0] == 0  # an explicit key file must exist (wsianon key init)
     assert cli("run", fx.path, "-o", out, "--key-file", key_file, "--dates", "year", "--no-review-sheet")[0] == 0
     key = bytes.fromhex(key_file.read_text().strip())
     cert = json.loads((out / record.CERT_JSON).read_text())
@@ -257,8 +258,12 @@ def test_key_fingerprint_never_the_key(tmp_path, cli):
     assert json.loads((out / record.CERT_JSON).read_text())["key_fingerprint"] == record.key_fingerprint(key)
     other = tmp_path / "other.key"
     other.write_text("ab" * 32 + "\n")
-    assert cli("certify", out, "--key-file", other)[0] == 0
-    assert json.loads((out / record.CERT_JSON).read_text())["key_fingerprint"] == record.key_fingerprint(b"\xab" * 32)
+    other.chmod(0o600)  # a key readable by others is refused
+    # the job recorded its key's fingerprint: another key is refused and the certificate keeps the job's
+    code, _, stderr = cli("certify", out, "--key-file", other)
+    assert code == 1 and "not the job's key" in stderr
+    assert json.loads((out / record.CERT_JSON).read_text())["key_fingerprint"] == record.key_fingerprint(key)
+    assert cli("certify", out, "--key-file", key_file)[0] == 0
     assert cli("certify", out, "--key-file", tmp_path / "missing.key")[0] == 2 and not (tmp_path / "missing.key").exists()
     for f in out.rglob("*"):
         if f.is_file():
@@ -276,17 +281,18 @@ def test_record_follows_a_cumulative_report(tmp_path, cli):
     first = json.loads((out / record.REPORT_NAME).read_text())
     assert cli("run", b.path, "-o", out, "--no-review-sheet")[0] == 0
     second = json.loads((out / record.REPORT_NAME).read_text())
-    # the second run's report alone does not account for the first run's output
-    code, _, stderr = cli("certify", "--check", out)
-    assert code == 1 and f"{first['slides'][0]['outputs'][0]}: not listed in the certificate" in stderr
-    # the manifest's cumulative view: both slides, both runs, the job's key fingerprint
-    cumulative = dict(second, slides=first["slides"] + second["slides"], key_fingerprint="sha256:job-manifest-fingerprint",
-                      runs=[{"started": first["created"], "finished": first["created"]}, {"started": second["created"], "finished": second["created"]}])
-    (out / record.REPORT_NAME).write_text(json.dumps(cumulative))
-    assert cli("certify", out)[0] == 0
-    assert cli("certify", "--check", out)[0] == 0
+    # the second run's report is the manifest's cumulative view: both slides, both runs, the job's key
+    assert {s["slide"] for s in second["slides"]} > {s["slide"] for s in first["slides"]} and len(second["slides"]) == 2
+    assert len(second["runs"]) == 2 and second["key_fingerprint"] == second["job"]["key_fingerprint"]
+    assert cli("certify", "--check", out)[0] == 0  # the first run's output is accounted for
     cert = json.loads((out / record.CERT_JSON).read_text())
-    assert {o["slide"] for o in cert["outputs"]} == {s["slide"] for s in cumulative["slides"]}
-    assert cert["key_fingerprint"] == "sha256:job-manifest-fingerprint" and len(cert["run_dates"]) >= 2
+    assert {o["slide"] for o in cert["outputs"]} == {s["slide"] for s in second["slides"]}
+    assert cert["key_fingerprint"] == second["key_fingerprint"] and len(cert["run_dates"]) >= 2
     page = (out / record.REPORT_HTML).read_text()
-    assert page.count('class="card"') == 2 and "sha256:job-manifest-fingerprint" in page
+    assert page.count('class="card"') == 2 and second["key_fingerprint"] in page
+    # a report that lost the first run's slide no longer accounts for its output
+    (out / record.REPORT_NAME).write_text(json.dumps(dict(second, slides=second["slides"][1:])))
+    assert cli("certify", out)[0] == 0
+    code, _, stderr = cli("certify", "--check", out)
+    gone = second["slides"][0]["outputs"][0]
+    assert code == 1 and f"{gone}: not listed in the certificate" in stderr

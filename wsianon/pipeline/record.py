@@ -383,6 +383,9 @@ def collect(out: Path, report: dict | None = None, key: bytes | None = None) -> 
     fp = report.get("key_fingerprint")
     if not fp and isinstance(report.get("key"), dict):
         fp = report["key"].get("fingerprint")
+    if fp and key is not None and key_fingerprint(key) != fp:
+        # the job's manifest recorded which key made these pseudonyms: another key cannot vouch for them
+        raise WsianonError(out / REPORT_NAME, "this key is not the job's key (its fingerprint differs from the one the job recorded)")
     if not fp and key is not None:
         fp = key_fingerprint(key)
     if not fp:  # re-issued without the key: keep the fingerprint the run recorded
@@ -773,7 +776,8 @@ def check_certificate(out: Path) -> tuple[dict | None, list[str]]:
 
 def read_mapping(path: Path) -> list[dict]:
     rows = []
-    with open(path, newline="") as fh:
+    # the mapping keeps undecodable file names as written (surrogateescape), so must its reader
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as fh:
         for row in csv.DictReader(fh):
             src = row.get("source") or row.get("path")
             outs = row.get("output") or row.get("outputs") or ""
