@@ -103,6 +103,15 @@ def run(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist in OUT.")] = False,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Slides processed in parallel.")] = 1,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
+    dicomweb: Annotated[Optional[str], typer.Option("--dicomweb", help="Send each slide that verified clean to this DICOMweb (STOW-RS) base URL.", rich_help_panel="Delivery")] = None,
+    dimse: Annotated[Optional[str], typer.Option("--dimse", help="Send each slide that verified clean by C-STORE to HOST:PORT.", rich_help_panel="Delivery")] = None,
+    aet: Annotated[Optional[str], typer.Option("--aet", help="Our AE title for --dimse.", rich_help_panel="Delivery")] = None,
+    aec: Annotated[Optional[str], typer.Option("--aec", help="The store's AE title for --dimse.", rich_help_panel="Delivery")] = None,
+    ca_bundle: Annotated[Optional[Path], typer.Option("--ca-bundle", help="CA certificates (PEM) that sign the DICOMweb server's certificate.", rich_help_panel="Delivery")] = None,
+    client_cert: Annotated[Optional[Path], typer.Option("--client-cert", help="Client certificate (PEM) for DICOMweb mutual TLS.", rich_help_panel="Delivery")] = None,
+    client_key: Annotated[Optional[Path], typer.Option("--client-key", help="Private key of --client-cert.", rich_help_panel="Delivery")] = None,
+    delivery_config: Annotated[Optional[Path], typer.Option("--delivery-config", help="TOML file (mode 0600) with DICOMweb credentials. Default: $WSIANON_DELIVERY_CONFIG or ~/.config/wsianon/delivery.toml.", rich_help_panel="Delivery")] = None,
+    max_instance_size: Annotated[Optional[str], typer.Option("--max-instance-size", help="Upload limit of the store (e.g. 500M): STOW-RS requests are split to fit, a larger instance is refused.", rich_help_panel="Delivery")] = None,
 ) -> None:
     """Anonymize slides and verify the outputs. Exit 0: all clean; 1: some slide failed; 2: usage error."""
     from wsianon.pipeline.jobs import JobConfig, run_job
@@ -112,6 +121,12 @@ def run(
         _fail("an output folder is required: -o OUT (or --in-place / --dry-run)")
     if in_place and target is Target.dicom:
         _fail("--in-place works with --target native only")
+    deliverer = None
+    if dicomweb or dimse:
+        if target is not Target.dicom or dry_run or out is None:
+            _fail("--dicomweb/--dimse deliver DICOM outputs: use them with --target dicom and -o OUT")
+        deliverer = _deliverer(out, dicomweb, dimse, aet, aec, ca_bundle, client_cert, client_key, delivery_config, max_instance_size)
+    deliveries: list = []
     try:
         from wsianon.profiles import dicom as dicom_profiles  # noqa: F401
 
@@ -184,6 +199,8 @@ def run(
                 err_console.print(f"[red]error:[/red] {src}: {o.error}", highlight=False, soft_wrap=True)
             if not json_out:
                 err_console.print(line, highlight=False, soft_wrap=True) if o.status != "ok" else out_console.print(line, highlight=False, soft_wrap=True)
+            if deliverer is not None and o.status == "ok" and o.verdict is not None and o.verdict.ok:
+                deliveries.append(_print_delivery(deliverer.deliver_slide(o.input_label, o.outputs)))
 
     try:
         with progress:
@@ -193,6 +210,9 @@ def run(
     except KeyboardInterrupt:
         err_console.print("interrupted: no partial output was placed in OUT")
         raise typer.Exit(130)
+    finally:
+        if deliverer is not None:
+            deliverer.close()
     if dry_run:
         print(json.dumps(result.plans, indent=2))
     if json_out and result.report_path:
@@ -210,8 +230,85 @@ def run(
         msg += f"\nmapping (private, keep outside OUT): {result.mapping_path}"
     if any(o.status == "failed" for o in result.outcomes) and result.quarantine_dir:
         msg += f"\nquarantine (failed verification): {result.quarantine_dir}"
+    if deliverer is not None:
+        undelivered = sum(1 for d in deliveries if not d.ok)
+        msg += f"\ndelivered to {deliverer.dest.key}: {len(deliveries) - undelivered} slide(s) complete"
+        if undelivered:
+            msg += f", {undelivered} incomplete (resume with: wsianon push {out} ...)"
     (err_console if json_out else out_console).print(msg, highlight=False, soft_wrap=True)
-    raise typer.Exit(result.exit_code)
+    raise typer.Exit(max(result.exit_code, 1 if any(not d.ok for d in deliveries) else 0))
+
+
+def _deliverer(out, dicomweb, dimse, aet, aec, ca_bundle, client_cert, client_key, delivery_config, max_instance_size):
+    """The destination of --dicomweb / --dimse (credentials from the environment or the config file)."""
+    from wsianon.pipeline.deliver import Deliverer, Destination, load_credentials, parse_size
+
+    if bool(dicomweb) == bool(dimse):
+        _fail("give one destination: --dicomweb URL or --dimse HOST:PORT --aet OURS --aec THEIRS")
+    try:
+        limit = parse_size(max_instance_size) if max_instance_size else None
+        if dicomweb:
+            creds = load_credentials(delivery_config)
+            for attr, val in (("ca_bundle", ca_bundle), ("client_cert", client_cert), ("client_key", client_key)):
+                if val is not None:
+                    setattr(creds, attr, val)
+            for attr in ("ca_bundle", "client_cert", "client_key"):
+                f = getattr(creds, attr)
+                if f is not None and not Path(f).is_file():
+                    _fail(f"{f}: {attr.replace('_', '-')} file not found")
+            dest = Destination.dicomweb(dicomweb, creds, max_instance_bytes=limit)
+        else:
+            if ca_bundle or client_cert or client_key:
+                _fail("--ca-bundle/--client-cert/--client-key apply to --dicomweb only")
+            dest = Destination.dimse(dimse, aet, aec, max_instance_bytes=limit)
+        return Deliverer(out, dest)
+    except ValueError as exc:
+        _fail(str(exc))
+    except WsianonError as exc:
+        _fail(exc.one_line())
+
+
+def _print_delivery(d):
+    if d.ok:
+        out_console.print(f"[green]SENT    [/green] {d.line()}", highlight=False, soft_wrap=True)
+    else:
+        err_console.print(f"[red]error:[/red] delivery {d.line()}", highlight=False, soft_wrap=True)
+    return d
+
+
+@app.command()
+def push(
+    out: Annotated[Path, typer.Argument(help="An output folder of wsianon run --target dicom (its report lists what verified clean).", show_default=False)],
+    dicomweb: Annotated[Optional[str], typer.Option("--dicomweb", help="DICOMweb (STOW-RS) base URL.")] = None,
+    dimse: Annotated[Optional[str], typer.Option("--dimse", help="C-STORE to HOST:PORT.")] = None,
+    aet: Annotated[Optional[str], typer.Option("--aet", help="Our AE title for --dimse.")] = None,
+    aec: Annotated[Optional[str], typer.Option("--aec", help="The store's AE title for --dimse.")] = None,
+    ca_bundle: Annotated[Optional[Path], typer.Option("--ca-bundle", help="CA certificates (PEM) for the DICOMweb server.")] = None,
+    client_cert: Annotated[Optional[Path], typer.Option("--client-cert", help="Client certificate (PEM) for mutual TLS.")] = None,
+    client_key: Annotated[Optional[Path], typer.Option("--client-key", help="Private key of --client-cert.")] = None,
+    delivery_config: Annotated[Optional[Path], typer.Option("--delivery-config", help="TOML file (mode 0600) with DICOMweb credentials.")] = None,
+    max_instance_size: Annotated[Optional[str], typer.Option("--max-instance-size", help="Upload limit of the store (e.g. 500M).")] = None,
+) -> None:
+    """Send the verified DICOM outputs of OUT to a DICOM store; only what it has not acknowledged yet. Exit 1 if anything is left undelivered."""
+    from wsianon.pipeline.deliver import push_out
+
+    if not out.is_dir():
+        _fail(f"{out}: not a folder")
+    deliverer = _deliverer(out, dicomweb, dimse, aet, aec, ca_bundle, client_cert, client_key, delivery_config, max_instance_size)
+    dest = deliverer.dest
+    deliverer.close()
+    try:
+        results = push_out(out, dest, on_slide=_print_delivery)
+    except WsianonError as exc:
+        _fail(exc.one_line(), 1)
+    sent = sum(r.sent for r in results)
+    already = sum(r.already for r in results)
+    bad = [r for r in results if not r.ok]
+    msg = f"{len(results)} verified slide(s) to {dest.key}: {sent} instance(s) sent, {already} already acknowledged"
+    if bad:
+        msg += f"; {len(bad)} slide(s) incomplete (run push again to resume)"
+    out_console.print(msg, highlight=False, soft_wrap=True)
+    raise typer.Exit(1 if bad or not results else 0)
 
 
 @app.command()

@@ -1,0 +1,600 @@
+"""Stage 6 (optional): deliver verified DICOM outputs to a DICOM store.
+
+Two protocols:
+
+* DICOMweb STOW-RS (``--dicomweb URL``) through dicomweb-client.  The files are
+  posted as they are on disk (``application/dicom`` parts, the file bytes
+  themselves): nothing is decoded or re-encoded.
+* DIMSE C-STORE (``--dimse HOST:PORT --aet OURS --aec THEIRS``) through
+  pynetdicom.  The association proposes, for every SOP class, exactly the
+  transfer syntaxes the files are in; the data set is streamed from the file
+  (pynetdicom's chunked send), so frames are never transcoded.  A server that
+  does not accept a file's transfer syntax gets nothing for that file, and the
+  reason is recorded.
+
+Only what verified clean is sent: during ``wsianon run`` the CLI calls
+:meth:`Deliverer.deliver_slide` for a slide whose outcome is "ok" (verified and
+placed in OUT); ``wsianon push OUT`` sends the slides that
+``OUT/wsianon-report.json`` lists as verified ok, and refuses a file changed
+after that report was written.
+
+Delivery state lives in the job manifest beside OUT
+(``OUT.parent / "OUT.wsianon-job.sqlite"``, mode 0600, table ``deliveries``):
+one row per destination and SOP Instance UID with the state (sent/failed), the
+server's response and timestamps.  An instance already acknowledged by a
+destination (same file size and modification time) is not sent again, so a
+re-run resends only what was not acknowledged.  A resend after a re-run with
+the same key carries the same UIDs, so it is idempotent on the server.
+
+Credentials never come from the command line: ``WSIANON_DICOMWEB_USER`` /
+``WSIANON_DICOMWEB_PASSWORD`` or ``WSIANON_DICOMWEB_TOKEN``, else the
+``[dicomweb]`` table of the delivery config file (TOML, mode 0600):
+``--delivery-config FILE``, ``$WSIANON_DELIVERY_CONFIG`` or
+``~/.config/wsianon/delivery.toml``.
+
+Python API::
+
+    from wsianon.pipeline.deliver import Destination, Deliverer, push_out
+    dest = Destination.dicomweb("https://pacs.example.org/dicom-web")
+    results = push_out(Path("out"), dest)
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import sqlite3
+import stat
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+from urllib.parse import urlsplit, urlunsplit
+
+from wsianon.errors import WsianonError
+
+REPORT_NAME = "wsianon-report.json"  # = wsianon.pipeline.report.REPORT_NAME
+DEFAULT_CONFIG = Path.home() / ".config" / "wsianon" / "delivery.toml"
+DEFAULT_BATCH_BYTES = 64 << 20  # STOW-RS request size when no limit is given (memory bound)
+
+
+class DeliveryError(WsianonError):
+    """A delivery cannot start (bad destination, credentials, unreadable OUT)."""
+
+
+class Unavailable(Exception):
+    """The destination cannot be reached (connection refused, association rejected, ...)."""
+
+
+def manifest_path(out: Path) -> Path:
+    """The job manifest beside OUT (never inside it)."""
+    out = Path(out).absolute()
+    return out.parent / f"{out.name}.wsianon-job.sqlite"
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def parse_size(text: str) -> int:
+    """'500M', '2G', '1048576' -> bytes."""
+    t = text.strip().upper().removesuffix("B")
+    mult = 1
+    for suffix, m in (("K", 1 << 10), ("M", 1 << 20), ("G", 1 << 30), ("T", 1 << 40)):
+        if t.endswith(suffix):
+            t, mult = t[:-1], m
+            break
+    try:
+        value = float(t)
+    except ValueError:
+        raise ValueError(f"not a size: {text!r} (examples: 500M, 2G, 1048576)") from None
+    if value <= 0:
+        raise ValueError(f"size must be positive: {text!r}")
+    return int(value * mult)
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+# --------------------------------------------------------------------------- destination
+
+
+@dataclass
+class Credentials:
+    username: str | None = None
+    password: str | None = None
+    token: str | None = None
+    ca_bundle: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+
+
+def load_credentials(config: Path | None = None, env: dict | None = None) -> Credentials:
+    """Credentials and TLS files for DICOMweb: environment first, then the config file."""
+    env = os.environ if env is None else env
+    creds = Credentials()
+    path = Path(config) if config else (Path(env["WSIANON_DELIVERY_CONFIG"]) if env.get("WSIANON_DELIVERY_CONFIG") else None)
+    explicit = path is not None
+    path = path or DEFAULT_CONFIG
+    if path.exists():
+        st = path.stat()
+        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise DeliveryError(path, "delivery config holds credentials and is readable by other users (chmod 600 it)")
+        try:
+            data = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise DeliveryError(path, f"delivery config is not valid TOML ({type(exc).__name__})") from None
+        web = data.get("dicomweb", {})
+        if not isinstance(web, dict):
+            raise DeliveryError(path, "[dicomweb] must be a table")
+        unknown = set(web) - {"username", "password", "token", "ca_bundle", "client_cert", "client_key"}
+        if unknown:
+            raise DeliveryError(path, f"unknown [dicomweb] key(s): {', '.join(sorted(unknown))}")
+        creds.username = web.get("username")
+        creds.password = web.get("password")
+        creds.token = web.get("token")
+        for k in ("ca_bundle", "client_cert", "client_key"):
+            if web.get(k):
+                setattr(creds, k, Path(web[k]).expanduser())
+    elif explicit:
+        raise DeliveryError(path, "delivery config not found")
+    if env.get("WSIANON_DICOMWEB_USER"):
+        creds.username = env["WSIANON_DICOMWEB_USER"]
+        creds.password = env.get("WSIANON_DICOMWEB_PASSWORD", "")
+    if env.get("WSIANON_DICOMWEB_TOKEN"):
+        creds.token = env["WSIANON_DICOMWEB_TOKEN"]
+    return creds
+
+
+@dataclass
+class Destination:
+    kind: str  # "dicomweb" | "dimse"
+    url: str | None = None
+    host: str | None = None
+    port: int | None = None
+    aet: str = "WSIANON"  # our AE title
+    aec: str | None = None  # the store's AE title
+    credentials: Credentials = field(default_factory=Credentials)
+    max_instance_bytes: int | None = None
+    timeout: float = 60.0
+
+    @classmethod
+    def dicomweb(cls, url: str, credentials: Credentials | None = None, **kw) -> "Destination":
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise DeliveryError(None, f"--dicomweb needs an http:// or https:// URL, got {parts.scheme or 'no scheme'}")
+        if parts.username or parts.password:
+            raise DeliveryError(None, "credentials in the --dicomweb URL are refused (they would show in the process list): use WSIANON_DICOMWEB_USER/WSIANON_DICOMWEB_PASSWORD or the delivery config")
+        if parts.query:
+            raise DeliveryError(None, "the --dicomweb URL must not carry a query string (tokens go in WSIANON_DICOMWEB_TOKEN)")
+        return cls("dicomweb", url=url.rstrip("/"), credentials=credentials or Credentials(), **kw)
+
+    @classmethod
+    def dimse(cls, hostport: str, aet: str | None, aec: str | None, **kw) -> "Destination":
+        host, sep, port = hostport.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise DeliveryError(None, f"--dimse needs HOST:PORT, got {hostport!r}")
+        for name, title in (("--aet", aet), ("--aec", aec)):
+            if not title:
+                raise DeliveryError(None, f"--dimse needs {name} (AE title)")
+            if len(title) > 16 or not title.isascii() or "\\" in title or not title.strip():
+                raise DeliveryError(None, f"{name}: an AE title is 1-16 ASCII characters")
+        return cls("dimse", host=host.strip("[]"), port=int(port), aet=aet, aec=aec, **kw)
+
+    @property
+    def key(self) -> str:
+        """How the manifest names this destination (no credentials inside)."""
+        if self.kind == "dicomweb":
+            p = urlsplit(self.url)
+            return "dicomweb " + urlunsplit((p.scheme, p.netloc, p.path, "", ""))
+        return f"dimse {self.aec}@{self.host}:{self.port} as {self.aet}"
+
+
+# --------------------------------------------------------------------------- manifest
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS deliveries(
+    destination TEXT NOT NULL,
+    sop_instance_uid TEXT NOT NULL,
+    slide TEXT NOT NULL,
+    file TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('sent', 'failed')),
+    response TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    first_attempt TEXT NOT NULL,
+    last_attempt TEXT NOT NULL,
+    sent_at TEXT,
+    PRIMARY KEY (destination, sop_instance_uid)
+)
+"""
+
+
+class DeliveryLog:
+    """The ``deliveries`` table of the job manifest (SQLite, WAL, mode 0600)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():
+                fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+                os.close(fd)
+            os.chmod(self.path, 0o600)
+            self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA busy_timeout=60000")
+            self.db.execute(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise DeliveryError(self.path, f"cannot open the job manifest ({getattr(exc, 'strerror', None) or type(exc).__name__})") from None
+        for side in ("-wal", "-shm"):
+            p = self.path.with_name(self.path.name + side)
+            if p.exists():
+                os.chmod(p, 0o600)
+
+    def acknowledged(self, dest: str, uid: str, fingerprint: str) -> bool:
+        row = self.db.execute(
+            "SELECT state, fingerprint FROM deliveries WHERE destination=? AND sop_instance_uid=?", (dest, uid)
+        ).fetchone()
+        return row is not None and row[0] == "sent" and row[1] == fingerprint
+
+    def record(self, dest: str, inst: "Instance", state: str, response: str) -> None:
+        now = _now()
+        self.db.execute(
+            """INSERT INTO deliveries(destination, sop_instance_uid, slide, file, fingerprint, state, response,
+                                      attempts, first_attempt, last_attempt, sent_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)
+               ON CONFLICT(destination, sop_instance_uid) DO UPDATE SET
+                   slide=excluded.slide, file=excluded.file, fingerprint=excluded.fingerprint,
+                   state=excluded.state, response=excluded.response, attempts=attempts + 1,
+                   last_attempt=excluded.last_attempt,
+                   sent_at=COALESCE(excluded.sent_at, CASE WHEN excluded.state='sent' THEN sent_at END)""",
+            (dest, inst.uid, inst.slide, inst.rel, inst.fingerprint, state, response[:500], now, now, now if state == "sent" else None),
+        )
+
+    def rows(self, dest: str | None = None) -> list[dict]:
+        cur = self.db.execute(
+            "SELECT * FROM deliveries" + (" WHERE destination=?" if dest else "") + " ORDER BY slide, file",
+            (dest,) if dest else (),
+        )
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r)) for r in cur.fetchall()]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+# --------------------------------------------------------------------------- instances
+
+
+@dataclass
+class Instance:
+    slide: str
+    path: Path
+    rel: str  # relative to OUT
+    uid: str
+    sop_class: str
+    transfer_syntax: str
+    study_uid: str
+    size: int
+    fingerprint: str
+
+
+def read_instance(path: Path, out: Path, slide: str) -> Instance:
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID", "SOPInstanceUID", "StudyInstanceUID"])
+        uid, cls_uid = str(ds.SOPInstanceUID), str(ds.SOPClassUID)
+        ts = str(ds.file_meta.TransferSyntaxUID)
+        study = str(ds.get("StudyInstanceUID", ""))
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is one refused instance
+        raise WsianonError(path.relative_to(out), f"not a readable DICOM instance ({type(exc).__name__})") from None
+    st = path.stat()
+    return Instance(slide, path, str(path.relative_to(out)), uid, cls_uid, ts, study, st.st_size, f"{st.st_size}:{st.st_mtime_ns}")
+
+
+def slide_instances(out: Path, slide: str, outputs: Iterable[str]) -> list[Instance]:
+    files: list[Path] = []
+    for rel in outputs:
+        p = out / rel
+        if p.is_dir():
+            files.extend(sorted(q for q in p.rglob("*.dcm") if q.is_file()))
+        elif p.is_file() and p.suffix.lower() == ".dcm":
+            files.append(p)
+    return [read_instance(f, out, slide) for f in files]
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class SlideDelivery:
+    slide: str
+    sent: int = 0
+    already: int = 0
+    failed: int = 0
+    refused: int = 0  # never sent: over the size limit, changed after verification, ...
+    error: str | None = None  # one line: why this slide is not (completely) delivered
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and self.refused == 0 and self.error is None
+
+    def line(self) -> str:
+        parts = [f"{self.sent} sent", f"{self.already} already acknowledged"]
+        if self.failed:
+            parts.append(f"{self.failed} failed")
+        if self.refused:
+            parts.append(f"{self.refused} refused")
+        s = f"{self.slide}: " + ", ".join(parts)
+        if self.error:
+            s += f" — {self.error}"
+        return s
+
+
+# --------------------------------------------------------------------------- senders
+
+
+def _stow_status(ds) -> tuple[dict[str, str], dict[str, str]]:
+    """STOW-RS response -> ({uid: note} stored, {uid: reason} failed)."""
+    ok: dict[str, str] = {}
+    bad: dict[str, str] = {}
+    for item in getattr(ds, "ReferencedSOPSequence", None) or []:
+        uid = str(getattr(item, "ReferencedSOPInstanceUID", ""))
+        warn = getattr(item, "WarningReason", None)
+        ok[uid] = "stored" + (f" (warning 0x{int(warn):04X})" if warn is not None else "")
+    for item in getattr(ds, "FailedSOPSequence", None) or []:
+        uid = str(getattr(item, "ReferencedSOPInstanceUID", ""))
+        reason = getattr(item, "FailureReason", None)
+        bad[uid] = "failure reason " + (f"0x{int(reason):04X}" if reason is not None else "not given")
+    return ok, bad
+
+
+class _Stow:
+    def __init__(self, dest: Destination):
+        import requests
+        from dicomweb_client.api import DICOMwebClient
+        from dicomweb_client.web import _Transaction
+
+        c = dest.credentials
+        session = requests.Session()
+        session.trust_env = False  # no proxy from the environment: the archive is addressed directly
+        if c.username is not None:
+            session.auth = (c.username, c.password or "")
+        headers = {"Authorization": f"Bearer {c.token}"} if c.token else None
+        if c.ca_bundle:
+            session.verify = str(c.ca_bundle)
+        if c.client_cert:
+            session.cert = (str(c.client_cert), str(c.client_key)) if c.client_key else str(c.client_cert)
+        self.client = DICOMwebClient(dest.url, session=session, headers=headers, timeout=dest.timeout)
+        self.url = self.client._get_studies_url(_Transaction.STORE, None)
+        self.requests = requests
+
+    def send(self, batch: list[Instance]) -> dict[str, tuple[str, str]]:
+        """POST one STOW-RS request; returns {uid: (state, response)}."""
+        import pydicom
+
+        payload = [i.path.read_bytes() for i in batch]
+        try:
+            ds = self.client._http_post_multipart_application_dicom(self.url, payload)
+            http = "HTTP 200"
+        except self.requests.HTTPError as exc:
+            r = exc.response
+            code = r.status_code if r is not None else 0
+            if code in (401, 403):
+                raise Unavailable(f"HTTP {code}: not authorised (check WSIANON_DICOMWEB_USER/PASSWORD/TOKEN or the delivery config)") from None
+            ds = None
+            if r is not None and r.content and "json" in r.headers.get("Content-Type", ""):
+                try:
+                    ds = pydicom.Dataset.from_json(r.json())
+                except Exception:  # noqa: BLE001
+                    ds = None
+            if ds is None:
+                if code >= 500 or code in (404, 405, 413):
+                    raise Unavailable(f"HTTP {code} from the STOW-RS endpoint") from None
+                return {i.uid: ("failed", f"HTTP {code}") for i in batch}
+            http = f"HTTP {code}"
+        except self.requests.exceptions.SSLError:
+            raise Unavailable("TLS handshake failed (certificate not trusted? see --ca-bundle)") from None
+        except (self.requests.ConnectionError, self.requests.Timeout) as exc:
+            raise Unavailable(f"cannot reach the DICOMweb server ({type(exc).__name__})") from None
+        ok, bad = _stow_status(ds)
+        result = {}
+        for i in batch:
+            if i.uid in bad:
+                result[i.uid] = ("failed", f"{http}: {bad[i.uid]}")
+            elif i.uid in ok:
+                result[i.uid] = ("sent", f"{http}: {ok[i.uid]}")
+            else:
+                result[i.uid] = ("failed", f"{http}: instance not acknowledged in the STOW-RS response")
+        return result
+
+    def close(self) -> None:
+        self.client._session.close()
+
+
+class _CStore:
+    def __init__(self, dest: Destination):
+        self.dest = dest
+
+    def send_all(self, instances: list[Instance]):
+        """Yields {uid: (state, response)} per instance, over one association."""
+        from pynetdicom import AE, _config
+
+        # stream the data set from the file: no decoding, no re-encoding
+        _config.STORE_SEND_CHUNKED_DATASET = True
+        ae = AE(ae_title=self.dest.aet)
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.dest.timeout
+        ae.connection_timeout = min(self.dest.timeout, 15)
+        pairs: dict[str, set[str]] = {}
+        for i in instances:
+            pairs.setdefault(i.sop_class, set()).add(i.transfer_syntax)
+        contexts = [(c, ts) for c in sorted(pairs) for ts in sorted(pairs[c])]
+        if len(contexts) > 128:
+            raise Unavailable("more than 128 SOP class / transfer syntax pairs in one slide")
+        for c, ts in contexts:
+            # one presentation context per (SOP class, transfer syntax): the SCP
+            # accepts or rejects each one, nothing is converted
+            ae.add_requested_context(c, [ts])
+        assoc = ae.associate(self.dest.host, self.dest.port, ae_title=self.dest.aec)
+        if not assoc.is_established:
+            if assoc.is_rejected:
+                raise Unavailable(f"association rejected by {self.dest.aec} (is {self.dest.aet} a known calling AE title there?)")
+            raise Unavailable(f"cannot associate with {self.dest.aec} at {self.dest.host}:{self.dest.port} (server down or not a DICOM port)")
+        try:
+            accepted = {(cx.abstract_syntax, cx.transfer_syntax[0]) for cx in assoc.accepted_contexts}
+            for i in instances:
+                if (i.sop_class, i.transfer_syntax) not in accepted:
+                    yield {i.uid: ("failed", f"the store did not accept transfer syntax {i.transfer_syntax} for this SOP class (not re-encoded)")}
+                    continue
+                if not assoc.is_established:
+                    raise Unavailable("association lost during the transfer")
+                status = assoc.send_c_store(i.path)
+                code = getattr(status, "Status", None)
+                if code is None:
+                    raise Unavailable("no C-STORE response (association aborted or timed out)")
+                if code == 0x0000 or code in (0xB000, 0xB006, 0xB007):
+                    yield {i.uid: ("sent", f"C-STORE status 0x{code:04X}")}
+                else:
+                    yield {i.uid: ("failed", f"C-STORE status 0x{code:04X}")}
+        finally:
+            if assoc.is_established:
+                assoc.release()
+
+
+# --------------------------------------------------------------------------- delivery
+
+
+class Deliverer:
+    """Sends slides to one destination and records every instance in the manifest."""
+
+    def __init__(self, out: Path, dest: Destination):
+        self.out = Path(out)
+        self.dest = dest
+        self.log = DeliveryLog(manifest_path(self.out))
+        self._stow = _Stow(dest) if dest.kind == "dicomweb" else None
+
+    def close(self) -> None:
+        if self._stow is not None:
+            self._stow.close()
+        self.log.close()
+
+    def __enter__(self) -> "Deliverer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def deliver_slide(self, slide: str, outputs: Iterable[str], verified_before: float | None = None) -> SlideDelivery:
+        """Send a verified slide's instances not yet acknowledged by this destination.
+        ``verified_before``: refuse files modified after this time (the report's)."""
+        res = SlideDelivery(slide)
+        key = self.dest.key
+        try:
+            instances = slide_instances(self.out, slide, outputs)
+        except WsianonError as exc:
+            res.error = exc.one_line()
+            res.refused = 1
+            return res
+        if not instances:
+            res.error = "no DICOM instance in its outputs (deliver needs --target dicom)"
+            res.refused = 1
+            return res
+        todo: list[Instance] = []
+        reasons: list[str] = []
+        for inst in instances:
+            if self.log.acknowledged(key, inst.uid, inst.fingerprint):
+                res.already += 1
+            elif verified_before is not None and inst.path.stat().st_mtime > verified_before:
+                res.refused += 1
+                self.log.record(key, inst, "failed", "refused: file changed after verification")
+                reasons.append("a file changed after verification (run wsianon verify / run again)")
+            elif self.dest.max_instance_bytes and inst.size > self.dest.max_instance_bytes:
+                res.refused += 1
+                msg = f"refused: instance is {_human(inst.size)}, above the {_human(self.dest.max_instance_bytes)} limit"
+                self.log.record(key, inst, "failed", msg)
+                reasons.append(f"an instance of {_human(inst.size)} is above the {_human(self.dest.max_instance_bytes)} limit (one instance cannot be split)")
+            else:
+                todo.append(inst)
+        recorded: set[str] = set()
+        try:
+            for uid_state in self._send(todo):
+                for inst in todo:
+                    if inst.uid in uid_state and inst.uid not in recorded:
+                        state, response = uid_state[inst.uid]
+                        self.log.record(key, inst, state, response)
+                        recorded.add(inst.uid)
+                        if state == "sent":
+                            res.sent += 1
+                        else:
+                            res.failed += 1
+                            reasons.append(response)
+        except Unavailable as exc:
+            pending = [i for i in todo if i.uid not in recorded]
+            for inst in pending:
+                self.log.record(key, inst, "failed", str(exc))
+            res.failed += len(pending)
+            res.error = f"{exc}; {len(pending)} instance(s) not delivered, the job stays resumable (wsianon push)"
+            return res
+        if reasons and res.error is None:
+            res.error = reasons[0] if len(set(reasons)) == 1 else f"{reasons[0]} (+{len(set(reasons)) - 1} other reason(s))"
+        return res
+
+    def _send(self, todo: list[Instance]):
+        """Yields {uid: (state, response)} per request, so progress is recorded as it goes."""
+        if not todo:
+            return
+        if self._stow is not None:
+            limit = self.dest.max_instance_bytes or DEFAULT_BATCH_BYTES
+            batch: list[Instance] = []
+            size = 0
+            for inst in todo:
+                # split into several STOW-RS requests, each at most `limit` bytes of instances
+                if batch and size + inst.size > limit:
+                    yield self._stow.send(batch)
+                    batch, size = [], 0
+                batch.append(inst)
+                size += inst.size
+            if batch:
+                yield self._stow.send(batch)
+        else:
+            for uid_state in _CStore(self.dest).send_all(todo):
+                yield uid_state
+
+
+# --------------------------------------------------------------------------- push an existing OUT
+
+
+def verified_slides(out: Path) -> tuple[list[dict], float]:
+    """The slides OUT's report lists as verified ok, and the report's time."""
+    rp = Path(out) / REPORT_NAME
+    if not rp.is_file():
+        raise DeliveryError(out, f"no {REPORT_NAME}: not a wsianon output folder (or the run did not finish)")
+    try:
+        data = json.loads(rp.read_text())
+        slides = data["slides"]
+    except (ValueError, KeyError, TypeError):
+        raise DeliveryError(rp, "report is not readable JSON with a slides list") from None
+    ok = [s for s in slides if s.get("status") == "ok" and (s.get("verification") or {}).get("ok") is True]
+    return ok, rp.stat().st_mtime
+
+
+def push_out(out: Path, dest: Destination, on_slide: Callable[[SlideDelivery], None] | None = None) -> list[SlideDelivery]:
+    """Send every verified-ok slide of an existing OUT; only what was not acknowledged yet."""
+    out = Path(out)
+    slides, report_time = verified_slides(out)
+    results = []
+    with Deliverer(out, dest) as d:
+        for s in slides:
+            r = d.deliver_slide(str(s.get("slide")), s.get("outputs") or [], verified_before=report_time)
+            results.append(r)
+            if on_slide:
+                on_slide(r)
+    return results
