@@ -53,6 +53,10 @@ def wsianon(server: orth.Orthanc, *args, creds: bool = True) -> subprocess.Compl
     )
 
 
+def stow(server: orth.Orthanc) -> list[str]:
+    return ["--dicomweb", server.dicomweb, "--ca-bundle", str(server.ca)]
+
+
 def local_instances(out: Path) -> list[Path]:
     files = sorted(out.rglob("*.dcm"))
     assert files, "no DICOM output"
@@ -117,7 +121,7 @@ def manifest(out: Path) -> list[dict]:
 def test_run_stow_rs_delivers_svs_and_dicom_input(orthanc, tmp_path):
     out = tmp_path / "out"
     dicom_in = shared("dicom/wsi2dcm-cmu-1-small-region")
-    r = wsianon(orthanc, "run", "--target", "dicom", SVS, dicom_in, "-o", out, "--key-file", tmp_path / "k", "--dicomweb", orthanc.dicomweb)
+    r = wsianon(orthanc, "run", "--target", "dicom", SVS, dicom_in, "-o", out, "--key-file", tmp_path / "k", *stow(orthanc))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Traceback" not in r.stderr
     assert r.stdout.count("SENT") == 2
@@ -130,10 +134,19 @@ def test_run_stow_rs_delivers_svs_and_dicom_input(orthanc, tmp_path):
     # the manifest names only pseudonymised files
     assert all(row["file"].startswith(row["slide"] + "/") for row in rows)
     # a second delivery sends nothing new
-    r2 = wsianon(orthanc, "push", out, "--dicomweb", orthanc.dicomweb)
+    r2 = wsianon(orthanc, "push", out, *stow(orthanc))
     assert r2.returncode == 0, r2.stdout + r2.stderr
     assert f"0 instance(s) sent, {len(rows)} already acknowledged" in r2.stdout
     assert manifest(out) == rows
+    # a re-run with the same key rewrites the files (so they are sent again) with the same UIDs:
+    # the resend is idempotent on the server
+    uids = {row["sop_instance_uid"] for row in rows}
+    r3 = wsianon(orthanc, "run", "--target", "dicom", SVS, dicom_in, "-o", out, "--key-file", tmp_path / "k", "--overwrite", *stow(orthanc))
+    assert r3.returncode == 0, r3.stdout + r3.stderr
+    rows3 = manifest(out)
+    assert {row["sop_instance_uid"] for row in rows3} == uids
+    assert all(row["state"] == "sent" and row["attempts"] == 2 for row in rows3)
+    assert_delivered(orthanc, out)
 
 
 def test_cstore_push_fails_cleanly_when_down_and_resumes(orthanc, tmp_path):
@@ -193,7 +206,7 @@ def test_failed_verification_is_never_sent(orthanc, tmp_path, monkeypatch, cli):
     out = tmp_path / "out"
     before = len(orthanc.get("/instances").json())
     with orth.netns(orthanc.holder.pid):
-        code, stdout, stderr = cli("run", "--target", "dicom", SVS, "-o", out, "--dicomweb", orthanc.dicomweb)
+        code, stdout, stderr = cli("run", "--target", "dicom", SVS, "-o", out, *stow(orthanc))
     assert code == 1
     assert "SENT" not in stdout
     q = list((tmp_path / "out.quarantine").rglob("*.dcm"))
@@ -203,7 +216,7 @@ def test_failed_verification_is_never_sent(orthanc, tmp_path, monkeypatch, cli):
     assert len(orthanc.get("/instances").json()) == before
     assert manifest(out) == []
     # push, too, sends only what the report lists as verified ok: nothing here
-    r = wsianon(orthanc, "push", out, "--dicomweb", orthanc.dicomweb)
+    r = wsianon(orthanc, "push", out, *stow(orthanc))
     assert r.returncode == 1 and "0 verified slide(s)" in r.stdout
     assert len(orthanc.get("/instances").json()) == before
 
@@ -214,13 +227,17 @@ def test_push_limits_credentials_and_changed_files(orthanc, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     files = local_instances(out)
     sizes = sorted(f.stat().st_size for f in files)
+    # TLS: without the CA that signed the server certificate, nothing is sent
+    untrusted = wsianon(orthanc, "push", out, "--dicomweb", orthanc.dicomweb)
+    assert untrusted.returncode == 1 and "TLS" in untrusted.stderr and "Traceback" not in untrusted.stderr
+    assert all(row["state"] == "failed" for row in manifest(out))
     # no credentials: the server says 401, one clean line, nothing recorded as sent
-    anon = wsianon(orthanc, "push", out, "--dicomweb", orthanc.dicomweb, creds=False)
+    anon = wsianon(orthanc, "push", out, *stow(orthanc), creds=False)
     assert anon.returncode == 1 and "not authorised" in anon.stderr and "Traceback" not in anon.stderr
     assert all(row["state"] == "failed" for row in manifest(out))
     # an upload limit between the two instance sizes: the big one is refused with the reason
     limit = (sizes[0] + sizes[-1]) // 2
-    lim = wsianon(orthanc, "push", out, "--dicomweb", orthanc.dicomweb, "--max-instance-size", str(limit))
+    lim = wsianon(orthanc, "push", out, *stow(orthanc), "--max-instance-size", str(limit))
     assert lim.returncode == 1
     assert "above the" in lim.stderr and "limit" in lim.stderr
     states = {row["file"]: row for row in manifest(out)}
@@ -231,7 +248,7 @@ def test_push_limits_credentials_and_changed_files(orthanc, tmp_path):
     assert states[str(small.relative_to(out))]["state"] == "sent"
     # a file changed after the report (= after verification) is never sent
     os.utime(big, (big.stat().st_atime, big.stat().st_mtime + 120))
-    changed = wsianon(orthanc, "push", out, "--dicomweb", orthanc.dicomweb)
+    changed = wsianon(orthanc, "push", out, *stow(orthanc))
     assert changed.returncode == 1 and "changed after verification" in changed.stderr
     uid = pydicom.dcmread(big, stop_before_pixels=True).SOPInstanceUID
     assert orthanc_id(orthanc, uid) == []

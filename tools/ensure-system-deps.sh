@@ -4,6 +4,7 @@
 #   dicom3tools    - dciodvfy, validates DICOM outputs in the tests
 #   orthanc, orthanc-dicomweb, orthanc-wsi - the DICOM store the delivery tests push to
 #                    (started by the tests themselves in a loopback-only network namespace)
+#   openssl        - the throw-away certificate of the TLS front in those tests
 set -u
 need=()
 have_pkg() { dpkg -s "$1" >/dev/null 2>&1; }
@@ -11,6 +12,7 @@ if command -v dpkg >/dev/null 2>&1; then
   have_pkg libturbojpeg0 || ldconfig -p 2>/dev/null | grep -q libturbojpeg || need+=(libturbojpeg0)
   command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
   for p in orthanc orthanc-dicomweb orthanc-wsi; do have_pkg $p || need+=($p); done
+  command -v openssl >/dev/null 2>&1 || need+=(openssl)
 else
   ldconfig -p 2>/dev/null | grep -q libturbojpeg || need+=(libturbojpeg0)
   command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)

@@ -46,6 +46,7 @@ import json
 import os
 import sqlite3
 import stat
+import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,7 @@ from wsianon.errors import WsianonError
 REPORT_NAME = "wsianon-report.json"  # = wsianon.pipeline.report.REPORT_NAME
 DEFAULT_CONFIG = Path.home() / ".config" / "wsianon" / "delivery.toml"
 DEFAULT_BATCH_BYTES = 64 << 20  # STOW-RS request size when no limit is given (memory bound)
+RETRY_AFTER_S = 60  # after the store was unreachable, slides in the next minute do not try again
 
 
 class DeliveryError(WsianonError):
@@ -162,7 +164,8 @@ class Destination:
     aec: str | None = None  # the store's AE title
     credentials: Credentials = field(default_factory=Credentials)
     max_instance_bytes: int | None = None
-    timeout: float = 60.0
+    connect_timeout: float = 15.0  # reaching the server / association
+    timeout: float = 600.0  # waiting for the answer to one request (a large upload takes a while)
 
     @classmethod
     def dicomweb(cls, url: str, credentials: Credentials | None = None, **kw) -> "Destination":
@@ -373,7 +376,10 @@ class _Stow:
             session.verify = str(c.ca_bundle)
         if c.client_cert:
             session.cert = (str(c.client_cert), str(c.client_key)) if c.client_key else str(c.client_cert)
-        self.client = DICOMwebClient(dest.url, session=session, headers=headers, timeout=dest.timeout)
+        self.client = DICOMwebClient(dest.url, session=session, headers=headers, timeout=(dest.connect_timeout, dest.timeout))
+        # dicomweb-client retries any failure (also a refused connection) 5 times with 1-16 s waits;
+        # a store that is down should cost a slide seconds, not half a minute
+        self.client.set_http_retry_params(retry=True, max_attempts=3, wait_exponential_multiplier=250)
         self.url = self.client._get_studies_url(_Transaction.STORE, None)
         self.requests = requests
 
@@ -431,8 +437,9 @@ class _CStore:
         # stream the data set from the file: no decoding, no re-encoding
         _config.STORE_SEND_CHUNKED_DATASET = True
         ae = AE(ae_title=self.dest.aet)
-        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.dest.timeout
-        ae.connection_timeout = min(self.dest.timeout, 15)
+        ae.acse_timeout = self.dest.connect_timeout * 2
+        ae.dimse_timeout = ae.network_timeout = self.dest.timeout
+        ae.connection_timeout = self.dest.connect_timeout
         pairs: dict[str, set[str]] = {}
         for i in instances:
             pairs.setdefault(i.sop_class, set()).add(i.transfer_syntax)
@@ -480,6 +487,7 @@ class Deliverer:
         self.dest = dest
         self.log = DeliveryLog(manifest_path(self.out))
         self._stow = _Stow(dest) if dest.kind == "dicomweb" else None
+        self._down: tuple[float, str] | None = None  # (when, why) the destination was last unreachable
 
     def close(self) -> None:
         if self._stow is not None:
@@ -520,7 +528,7 @@ class Deliverer:
                 res.refused += 1
                 msg = f"refused: instance is {_human(inst.size)}, above the {_human(self.dest.max_instance_bytes)} limit"
                 self.log.record(key, inst, "failed", msg)
-                reasons.append(f"an instance of {_human(inst.size)} is above the {_human(self.dest.max_instance_bytes)} limit (one instance cannot be split)")
+                reasons.append(f"instance(s) above the {_human(self.dest.max_instance_bytes)} limit (an instance cannot be split; raise --max-instance-size or the store's limit)")
             else:
                 todo.append(inst)
         recorded: set[str] = set()
@@ -551,6 +559,17 @@ class Deliverer:
         """Yields {uid: (state, response)} per request, so progress is recorded as it goes."""
         if not todo:
             return
+        if self._down is not None and time.monotonic() - self._down[0] < RETRY_AFTER_S:
+            # the store was unreachable moments ago: the next slides fail fast with the same reason
+            raise Unavailable(self._down[1])
+        try:
+            yield from self._send_now(todo)
+            self._down = None
+        except Unavailable as exc:
+            self._down = (time.monotonic(), str(exc))
+            raise
+
+    def _send_now(self, todo: list[Instance]):
         if self._stow is not None:
             limit = self.dest.max_instance_bytes or DEFAULT_BATCH_BYTES
             batch: list[Instance] = []
