@@ -246,12 +246,36 @@ def test_push_limits_credentials_and_changed_files(orthanc, tmp_path):
     assert states[str(big.relative_to(out))]["state"] == "failed"
     assert states[str(big.relative_to(out))]["response"].startswith("refused: instance is")
     assert states[str(small.relative_to(out))]["state"] == "sent"
+    # a limit above every instance but below their sum: one STOW-RS request per instance
+    mf = out.parent / "out.wsianon-job.sqlite"
+    mf.unlink()
+    split = wsianon(orthanc, "push", out, *stow(orthanc), "--max-instance-size", str(sizes[-1] + 1))
+    assert split.returncode == 0, split.stderr
+    assert f"{len(files)} sent ({len(files)} STOW-RS request(s))" in split.stdout
+    for f in files:
+        assert len(orthanc_id(orthanc, pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID)) == 1
+    mf.unlink()
     # a file changed after the report (= after verification) is never sent
     os.utime(big, (big.stat().st_atime, big.stat().st_mtime + 120))
     changed = wsianon(orthanc, "push", out, *stow(orthanc))
     assert changed.returncode == 1 and "changed after verification" in changed.stderr
-    uid = pydicom.dcmread(big, stop_before_pixels=True).SOPInstanceUID
-    assert orthanc_id(orthanc, uid) == []
+    assert [row["state"] for row in manifest(out) if row["file"] == str(big.relative_to(out))] == ["failed"]
+
+
+def test_multipart_body_streams_the_files(tmp_path):
+    """The STOW-RS body is read from the files slice by slice, byte for byte the multipart message."""
+    from wsianon.pipeline.deliver import _MultipartBody
+
+    files = []
+    for i, n in enumerate([0, 5, 3_000_001, 17]):
+        f = tmp_path / f"{i}.dcm"
+        f.write_bytes(os.urandom(n))
+        files.append(f)
+    body = _MultipartBody(files, "bnd")
+    ref = b"".join(b"\r\n--bnd\r\nContent-Type: application/dicom\r\n\r\n" + f.read_bytes() for f in files) + b"\r\n--bnd--"
+    assert len(body) == len(ref)
+    assert b"".join(body[o:o + 1_000_000] for o in range(0, len(body), 1_000_000)) == ref
+    assert body[0:len(body)] == ref and body[100:110] == ref[100:110]
 
 
 def test_delivery_usage_errors(tmp_path, cli, monkeypatch):

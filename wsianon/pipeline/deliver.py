@@ -324,6 +324,7 @@ class SlideDelivery:
     already: int = 0
     failed: int = 0
     refused: int = 0  # never sent: over the size limit, changed after verification, ...
+    requests: int = 0  # STOW-RS requests made
     error: str | None = None  # one line: why this slide is not (completely) delivered
 
     @property
@@ -331,7 +332,7 @@ class SlideDelivery:
         return self.failed == 0 and self.refused == 0 and self.error is None
 
     def line(self) -> str:
-        parts = [f"{self.sent} sent", f"{self.already} already acknowledged"]
+        parts = [f"{self.sent} sent" + (f" ({self.requests} STOW-RS request(s))" if self.requests else ""), f"{self.already} already acknowledged"]
         if self.failed:
             parts.append(f"{self.failed} failed")
         if self.refused:
@@ -360,7 +361,50 @@ def _stow_status(ds) -> tuple[dict[str, str], dict[str, str]]:
     return ok, bad
 
 
+class _MultipartBody:
+    """A multipart/related STOW-RS body read from the files on demand.
+
+    dicomweb-client posts ``data`` in ``chunk_size`` slices (chunked transfer encoding) and only
+    needs ``len(data)`` and ``data[a:b]``: the files are therefore streamed, never held in memory
+    whole (a WSI volume instance can be gigabytes), and never decoded."""
+
+    def __init__(self, files: list[Path], boundary: str):
+        self.segments: list[bytes | tuple[Path, int]] = []
+        for f in files:
+            self.segments.append(f"\r\n--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode())
+            self.segments.append((f, f.stat().st_size))
+        self.segments.append(f"\r\n--{boundary}--".encode())
+        self.size = sum(len(x) if isinstance(x, bytes) else x[1] for x in self.segments)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, sl: slice) -> bytes:
+        a, b, _ = sl.indices(self.size)
+        out = bytearray()
+        pos = 0
+        for seg in self.segments:
+            n = len(seg) if isinstance(seg, bytes) else seg[1]
+            lo, hi = max(a, pos), min(b, pos + n)
+            if lo < hi:
+                if isinstance(seg, bytes):
+                    out += seg[lo - pos:hi - pos]
+                else:
+                    with open(seg[0], "rb") as fh:
+                        fh.seek(lo - pos)
+                        data = fh.read(hi - lo)
+                    if len(data) != hi - lo:
+                        raise OSError(f"{seg[0].name} changed size while being sent")
+                    out += data
+            pos += n
+            if pos >= b:
+                break
+        return bytes(out)
+
+
 class _Stow:
+    ATTEMPTS = 3  # per request, on a refused connection or HTTP 408/429/503/504
+
     def __init__(self, dest: Destination):
         import requests
         from dicomweb_client.api import DICOMwebClient
@@ -377,40 +421,57 @@ class _Stow:
         if c.client_cert:
             session.cert = (str(c.client_cert), str(c.client_key)) if c.client_key else str(c.client_cert)
         self.client = DICOMwebClient(dest.url, session=session, headers=headers, timeout=(dest.connect_timeout, dest.timeout))
-        # dicomweb-client retries any failure (also a refused connection) 5 times with 1-16 s waits;
-        # a store that is down should cost a slide seconds, not half a minute
-        self.client.set_http_retry_params(retry=True, max_attempts=3, wait_exponential_multiplier=250)
+        # dicomweb-client's own retry would re-post an exhausted streamed body: retries are ours
+        self.client.set_http_retry_params(retry=False)
         self.url = self.client._get_studies_url(_Transaction.STORE, None)
         self.requests = requests
 
     def send(self, batch: list[Instance]) -> dict[str, tuple[str, str]]:
         """POST one STOW-RS request; returns {uid: (state, response)}."""
+        for attempt in range(self.ATTEMPTS):
+            try:
+                return self._send_once(batch)
+            except _Retriable as exc:
+                if attempt == self.ATTEMPTS - 1:
+                    raise Unavailable(str(exc)) from None
+                time.sleep(0.5 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def _send_once(self, batch: list[Instance]) -> dict[str, tuple[str, str]]:
+        import uuid
+
         import pydicom
 
-        payload = [i.path.read_bytes() for i in batch]
+        boundary = uuid.uuid4().hex
+        content_type = f'multipart/related; type="application/dicom"; boundary="{boundary}"'
+        body = _MultipartBody([i.path for i in batch], boundary)
+        # above chunk_size dicomweb-client posts body[a:b] slices (chunked encoding); below, bytes
+        data = body if len(body) > self.client._chunk_size else body[0:len(body)]
         try:
-            ds = self.client._http_post_multipart_application_dicom(self.url, payload)
-            http = "HTTP 200"
+            r = self.client._http_post(self.url, data, headers={"Content-Type": content_type, "Accept": "application/dicom+json"})
+            code = r.status_code
         except self.requests.HTTPError as exc:
             r = exc.response
             code = r.status_code if r is not None else 0
             if code in (401, 403):
                 raise Unavailable(f"HTTP {code}: not authorised (check WSIANON_DICOMWEB_USER/PASSWORD/TOKEN or the delivery config)") from None
-            ds = None
-            if r is not None and r.content and "json" in r.headers.get("Content-Type", ""):
-                try:
-                    ds = pydicom.Dataset.from_json(r.json())
-                except Exception:  # noqa: BLE001
-                    ds = None
-            if ds is None:
-                if code >= 500 or code in (404, 405, 413):
-                    raise Unavailable(f"HTTP {code} from the STOW-RS endpoint") from None
-                return {i.uid: ("failed", f"HTTP {code}") for i in batch}
-            http = f"HTTP {code}"
+            if code in (408, 429, 503, 504):
+                raise _Retriable(f"HTTP {code} from the STOW-RS endpoint") from None
         except self.requests.exceptions.SSLError:
             raise Unavailable("TLS handshake failed (certificate not trusted? see --ca-bundle)") from None
         except (self.requests.ConnectionError, self.requests.Timeout) as exc:
-            raise Unavailable(f"cannot reach the DICOMweb server ({type(exc).__name__})") from None
+            raise _Retriable(f"cannot reach the DICOMweb server ({type(exc).__name__})") from None
+        ds = None
+        if r is not None and r.content and "json" in r.headers.get("Content-Type", ""):
+            try:
+                ds = pydicom.Dataset.from_json(r.json())
+            except Exception:  # noqa: BLE001 - an unreadable response acknowledges nothing
+                ds = None
+        http = f"HTTP {code}"
+        if ds is None:
+            if code >= 500 or code in (404, 405, 413):
+                raise Unavailable(f"{http} from the STOW-RS endpoint" + (" (request too large: see --max-instance-size)" if code == 413 else "")) from None
+            return {i.uid: ("failed", f"{http}: no STOW-RS response body") for i in batch}
         ok, bad = _stow_status(ds)
         result = {}
         for i in batch:
@@ -424,6 +485,10 @@ class _Stow:
 
     def close(self) -> None:
         self.client._session.close()
+
+
+class _Retriable(Exception):
+    pass
 
 
 class _CStore:
@@ -534,6 +599,8 @@ class Deliverer:
         recorded: set[str] = set()
         try:
             for uid_state in self._send(todo):
+                if self._stow is not None:
+                    res.requests += 1
                 for inst in todo:
                     if inst.uid in uid_state and inst.uid not in recorded:
                         state, response = uid_state[inst.uid]
