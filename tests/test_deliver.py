@@ -302,3 +302,4 @@ def test_delivery_usage_errors(tmp_path, cli, monkeypatch):
     # a folder that is not a wsianon output: one line, exit 1
     code, _, err = cli("push", tmp_path, "--dicomweb", "http://127.0.0.1:1/dicom-web")
     assert code == 1 and "wsianon-report.json" in err
+    assert not (tmp_path.parent / f"{tmp_path.name}.wsianon-job.sqlite").exists()

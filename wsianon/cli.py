@@ -125,7 +125,13 @@ def run(
     if dicomweb or dimse:
         if target is not Target.dicom or dry_run or out is None:
             _fail("--dicomweb/--dimse deliver DICOM outputs: use them with --target dicom and -o OUT")
-        deliverer = _deliverer(out, dicomweb, dimse, aet, aec, ca_bundle, client_cert, client_key, delivery_config, max_instance_size)
+        from wsianon.pipeline.deliver import Deliverer
+
+        dest = _destination(dicomweb, dimse, aet, aec, ca_bundle, client_cert, client_key, delivery_config, max_instance_size)
+        try:
+            deliverer = Deliverer(out, dest)
+        except WsianonError as exc:
+            _fail(exc.one_line())
     deliveries: list = []
     try:
         from wsianon.profiles import dicom as dicom_profiles  # noqa: F401
@@ -239,9 +245,9 @@ def run(
     raise typer.Exit(max(result.exit_code, 1 if any(not d.ok for d in deliveries) else 0))
 
 
-def _deliverer(out, dicomweb, dimse, aet, aec, ca_bundle, client_cert, client_key, delivery_config, max_instance_size):
+def _destination(dicomweb, dimse, aet, aec, ca_bundle, client_cert, client_key, delivery_config, max_instance_size):
     """The destination of --dicomweb / --dimse (credentials from the environment or the config file)."""
-    from wsianon.pipeline.deliver import Deliverer, Destination, load_credentials, parse_size
+    from wsianon.pipeline.deliver import Destination, load_credentials, parse_size
 
     if bool(dicomweb) == bool(dimse):
         _fail("give one destination: --dicomweb URL or --dimse HOST:PORT --aet OURS --aec THEIRS")
@@ -261,7 +267,7 @@ def _deliverer(out, dicomweb, dimse, aet, aec, ca_bundle, client_cert, client_ke
             if ca_bundle or client_cert or client_key:
                 _fail("--ca-bundle/--client-cert/--client-key apply to --dicomweb only")
             dest = Destination.dimse(dimse, aet, aec, max_instance_bytes=limit)
-        return Deliverer(out, dest)
+        return dest
     except ValueError as exc:
         _fail(str(exc))
     except WsianonError as exc:
@@ -294,9 +300,7 @@ def push(
 
     if not out.is_dir():
         _fail(f"{out}: not a folder")
-    deliverer = _deliverer(out, dicomweb, dimse, aet, aec, ca_bundle, client_cert, client_key, delivery_config, max_instance_size)
-    dest = deliverer.dest
-    deliverer.close()
+    dest = _destination(dicomweb, dimse, aet, aec, ca_bundle, client_cert, client_key, delivery_config, max_instance_size)
     try:
         results = push_out(out, dest, on_slide=_print_delivery)
     except WsianonError as exc:

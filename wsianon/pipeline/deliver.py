@@ -284,7 +284,6 @@ class Instance:
     uid: str
     sop_class: str
     transfer_syntax: str
-    study_uid: str
     size: int
     fingerprint: str
 
@@ -293,17 +292,18 @@ def read_instance(path: Path, out: Path, slide: str) -> Instance:
     import pydicom
 
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID", "SOPInstanceUID", "StudyInstanceUID"])
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID", "SOPInstanceUID"])
         uid, cls_uid = str(ds.SOPInstanceUID), str(ds.SOPClassUID)
         ts = str(ds.file_meta.TransferSyntaxUID)
-        study = str(ds.get("StudyInstanceUID", ""))
     except Exception as exc:  # noqa: BLE001 - any unreadable file is one refused instance
         raise WsianonError(path.relative_to(out), f"not a readable DICOM instance ({type(exc).__name__})") from None
     st = path.stat()
-    return Instance(slide, path, str(path.relative_to(out)), uid, cls_uid, ts, study, st.st_size, f"{st.st_size}:{st.st_mtime_ns}")
+    return Instance(slide, path, str(path.relative_to(out)), uid, cls_uid, ts, st.st_size, f"{st.st_size}:{st.st_mtime_ns}")
 
 
 def slide_instances(out: Path, slide: str, outputs: Iterable[str]) -> list[Instance]:
+    """The DICOM files of a slide's outputs (relative to OUT; nothing outside OUT, no symlinks)."""
+    root = out.resolve()
     files: list[Path] = []
     for rel in outputs:
         p = out / rel
@@ -311,6 +311,9 @@ def slide_instances(out: Path, slide: str, outputs: Iterable[str]) -> list[Insta
             files.extend(sorted(q for q in p.rglob("*.dcm") if q.is_file()))
         elif p.is_file() and p.suffix.lower() == ".dcm":
             files.append(p)
+    for f in files:
+        if f.is_symlink() or not f.resolve().is_relative_to(root):
+            raise WsianonError(f"{slide}", "an output is a link or lies outside OUT: not sent")
     return [read_instance(f, out, slide) for f in files]
 
 
@@ -528,7 +531,13 @@ class _CStore:
                     continue
                 if not assoc.is_established:
                     raise Unavailable("association lost during the transfer")
-                status = assoc.send_c_store(i.path)
+                try:
+                    status = assoc.send_c_store(i.path)
+                except (ValueError, AttributeError) as exc:  # pynetdicom refuses the file itself
+                    yield {i.uid: ("failed", f"not sent: {type(exc).__name__} preparing the C-STORE")}
+                    continue
+                except RuntimeError:
+                    raise Unavailable("association lost during the transfer") from None
                 code = getattr(status, "Status", None)
                 if code is None:
                     raise Unavailable("no C-STORE response (association aborted or timed out)")
@@ -567,8 +576,18 @@ class Deliverer:
 
     def deliver_slide(self, slide: str, outputs: Iterable[str], verified_before: float | None = None) -> SlideDelivery:
         """Send a verified slide's instances not yet acknowledged by this destination.
-        ``verified_before``: refuse files modified after this time (the report's)."""
+        ``verified_before``: refuse files modified after this time (the report's).
+        Never raises for delivery problems: they are in the result (one line)."""
         res = SlideDelivery(slide)
+        try:
+            return self._deliver_slide(res, outputs, verified_before)
+        except sqlite3.Error as exc:
+            res.failed = max(res.failed, 1)
+            res.error = f"job manifest error ({type(exc).__name__}); delivery state not recorded, run push again"
+            return res
+
+    def _deliver_slide(self, res: SlideDelivery, outputs: Iterable[str], verified_before: float | None) -> SlideDelivery:
+        slide = res.slide
         key = self.dest.key
         try:
             instances = slide_instances(self.out, slide, outputs)
@@ -617,6 +636,13 @@ class Deliverer:
                 self.log.record(key, inst, "failed", str(exc))
             res.failed += len(pending)
             res.error = f"{exc}; {len(pending)} instance(s) not delivered, the job stays resumable (wsianon push)"
+            return res
+        except OSError as exc:  # an output vanished or changed while being read
+            pending = [i for i in todo if i.uid not in recorded]
+            for inst in pending:
+                self.log.record(key, inst, "failed", f"I/O error reading the file ({exc.strerror or type(exc).__name__})")
+            res.failed += len(pending)
+            res.error = f"I/O error reading an output ({exc.strerror or type(exc).__name__}); {len(pending)} instance(s) not delivered"
             return res
         if reasons and res.error is None:
             res.error = reasons[0] if len(set(reasons)) == 1 else f"{reasons[0]} (+{len(set(reasons)) - 1} other reason(s))"
