@@ -206,7 +206,7 @@ def run(
             if not json_out:
                 err_console.print(line, highlight=False, soft_wrap=True) if o.status != "ok" else out_console.print(line, highlight=False, soft_wrap=True)
             if deliverer is not None and o.status == "ok" and o.verdict is not None and o.verdict.ok:
-                deliveries.append(_print_delivery(deliverer.deliver_slide(o.input_label, o.outputs)))
+                deliveries.append(_print_delivery(deliverer.deliver_slide(o.input_label, o.outputs), quiet_stdout=json_out))
 
     try:
         with progress:
@@ -274,9 +274,9 @@ def _destination(dicomweb, dimse, aet, aec, ca_bundle, client_cert, client_key, 
         _fail(exc.one_line())
 
 
-def _print_delivery(d):
+def _print_delivery(d, quiet_stdout: bool = False):
     if d.ok:
-        out_console.print(f"[green]SENT    [/green] {d.line()}", highlight=False, soft_wrap=True)
+        (err_console if quiet_stdout else out_console).print(f"[green]SENT    [/green] {d.line()}", highlight=False, soft_wrap=True)
     else:
         err_console.print(f"[red]error:[/red] delivery {d.line()}", highlight=False, soft_wrap=True)
     return d
