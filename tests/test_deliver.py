@@ -276,6 +276,7 @@ def test_multipart_body_streams_the_files(tmp_path):
     assert len(body) == len(ref)
     assert b"".join(body[o:o + 1_000_000] for o in range(0, len(body), 1_000_000)) == ref
     assert body[0:len(body)] == ref and body[100:110] == ref[100:110]
+    assert b"".join(body) == ref and b"".join(body) == ref  # iterable again (a retry re-reads the files)
 
 
 def test_delivery_usage_errors(tmp_path, cli, monkeypatch):

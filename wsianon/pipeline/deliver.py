@@ -367,9 +367,12 @@ def _stow_status(ds) -> tuple[dict[str, str], dict[str, str]]:
 class _MultipartBody:
     """A multipart/related STOW-RS body read from the files on demand.
 
-    dicomweb-client posts ``data`` in ``chunk_size`` slices (chunked transfer encoding) and only
-    needs ``len(data)`` and ``data[a:b]``: the files are therefore streamed, never held in memory
-    whole (a WSI volume instance can be gigabytes), and never decoded."""
+    It has a length (requests sends it with a Content-Length) and is iterated in 1 MiB pieces
+    read from the files in order: the files are streamed, never held in memory whole (a WSI
+    volume instance can be gigabytes), and never decoded.  Slicing (``body[a:b]``) reads any
+    range."""
+
+    PIECE = 1 << 20
 
     def __init__(self, files: list[Path], boundary: str):
         self.segments: list[bytes | tuple[Path, int]] = []
@@ -381,6 +384,21 @@ class _MultipartBody:
 
     def __len__(self) -> int:
         return self.size
+
+    def __iter__(self):
+        for seg in self.segments:
+            if isinstance(seg, bytes):
+                yield seg
+                continue
+            path, n = seg
+            done = 0
+            with open(path, "rb") as fh:
+                while done < n:
+                    data = fh.read(min(self.PIECE, n - done))
+                    if not data:
+                        raise OSError(f"{path.name} changed size while being sent")
+                    done += len(data)
+                    yield data
 
     def __getitem__(self, sl: slice) -> bytes:
         a, b, _ = sl.indices(self.size)
@@ -426,6 +444,10 @@ class _Stow:
         self.client = DICOMwebClient(dest.url, session=session, headers=headers, timeout=(dest.connect_timeout, dest.timeout))
         # dicomweb-client's own retry would re-post an exhausted streamed body: retries are ours
         self.client.set_http_retry_params(retry=False)
+        # one body with a Content-Length, streamed by requests, instead of dicomweb-client's
+        # chunked transfer encoding: civetweb-based stores (Orthanc) take chunked uploads at a
+        # fraction of the speed (measured: 6 vs 46 MB/s for a 432 MB instance)
+        self.client.set_chunk_size(1 << 62)
         self.url = self.client._get_studies_url(_Transaction.STORE, None)
         self.requests = requests
 
@@ -448,10 +470,8 @@ class _Stow:
         boundary = uuid.uuid4().hex
         content_type = f'multipart/related; type="application/dicom"; boundary="{boundary}"'
         body = _MultipartBody([i.path for i in batch], boundary)
-        # above chunk_size dicomweb-client posts body[a:b] slices (chunked encoding); below, bytes
-        data = body if len(body) > self.client._chunk_size else body[0:len(body)]
         try:
-            r = self.client._http_post(self.url, data, headers={"Content-Type": content_type, "Accept": "application/dicom+json"})
+            r = self.client._http_post(self.url, body, headers={"Content-Type": content_type, "Accept": "application/dicom+json"})
             code = r.status_code
         except self.requests.HTTPError as exc:
             r = exc.response
