@@ -270,6 +270,15 @@ def test_push_limits_credentials_and_changed_files(orthanc, tmp_path):
     changed = wsianon(orthanc, "push", out, *stow(orthanc))
     assert changed.returncode == 1 and "changed after verification" in changed.stderr
     assert [row["state"] for row in manifest(out) if row["file"] == str(big.relative_to(out))] == ["failed"]
+    os.utime(big, (big.stat().st_atime, big.stat().st_mtime - 120))
+    # mutual TLS: without a client certificate the handshake fails, with --client-cert/--client-key
+    # everything goes (a new destination: nothing counts as acknowledged there yet)
+    mtls = ["--dicomweb", orthanc.dicomweb_mtls, "--ca-bundle", str(orthanc.ca)]
+    nocert = wsianon(orthanc, "push", out, *mtls)
+    assert nocert.returncode == 1 and "Traceback" not in nocert.stderr
+    cert = wsianon(orthanc, "push", out, *mtls, "--client-cert", orthanc.client_cert, "--client-key", orthanc.client_key)
+    assert cert.returncode == 0, cert.stderr
+    assert f"{len(files)} instance(s) sent, 0 already acknowledged" in cert.stdout
 
 
 def test_multipart_body_streams_the_files(tmp_path):
