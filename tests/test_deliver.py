@@ -4,7 +4,6 @@ WSI plugins, confined to a loopback-only network namespace (tests/fixtures/ortha
 from __future__ import annotations
 
 import io
-import json
 import os
 import shutil
 import sqlite3

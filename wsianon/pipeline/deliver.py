@@ -54,8 +54,8 @@ from typing import Callable, Iterable
 from urllib.parse import urlsplit, urlunsplit
 
 from wsianon.errors import WsianonError
+from wsianon.pipeline.report import REPORT_NAME
 
-REPORT_NAME = "wsianon-report.json"  # = wsianon.pipeline.report.REPORT_NAME
 DEFAULT_CONFIG = Path.home() / ".config" / "wsianon" / "delivery.toml"
 DEFAULT_BATCH_BYTES = 64 << 20  # STOW-RS request size when no limit is given (memory bound)
 RETRY_AFTER_S = 60  # after the store was unreachable, slides in the next minute do not try again
