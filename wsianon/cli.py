@@ -122,6 +122,15 @@ def run(
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Run the slides on this Dask distributed scheduler (e.g. tcp://host:8786); OUT must be shared with the workers.")] = None,
     full_hash: Annotated[bool, typer.Option("--full-hash", help="Also record each source's full SHA-256 in the job manifest.")] = False,
     log: Annotated[Optional[Path], typer.Option("--log", help="Write JSON lines of job events to FILE (private: outside OUT).")] = None,
+    dicomweb: Annotated[Optional[str], typer.Option("--dicomweb", help="Send each slide that verified clean to this DICOMweb (STOW-RS) base URL.", rich_help_panel="Delivery")] = None,
+    dimse: Annotated[Optional[str], typer.Option("--dimse", help="Send each slide that verified clean by C-STORE to HOST:PORT.", rich_help_panel="Delivery")] = None,
+    aet: Annotated[Optional[str], typer.Option("--aet", help="Our AE title for --dimse.", rich_help_panel="Delivery")] = None,
+    aec: Annotated[Optional[str], typer.Option("--aec", help="The store's AE title for --dimse.", rich_help_panel="Delivery")] = None,
+    ca_bundle: Annotated[Optional[Path], typer.Option("--ca-bundle", help="CA certificates (PEM) that sign the DICOMweb server's certificate.", rich_help_panel="Delivery")] = None,
+    client_cert: Annotated[Optional[Path], typer.Option("--client-cert", help="Client certificate (PEM) for DICOMweb mutual TLS.", rich_help_panel="Delivery")] = None,
+    client_key: Annotated[Optional[Path], typer.Option("--client-key", help="Private key of --client-cert.", rich_help_panel="Delivery")] = None,
+    delivery_config: Annotated[Optional[Path], typer.Option("--delivery-config", help="TOML file (mode 0600) with DICOMweb credentials. Default: $WSIANON_DELIVERY_CONFIG or ~/.config/wsianon/delivery.toml.", rich_help_panel="Delivery")] = None,
+    max_instance_size: Annotated[Optional[str], typer.Option("--max-instance-size", help="Upload limit of the store (e.g. 500M): STOW-RS requests are split to fit, a larger instance is refused.", rich_help_panel="Delivery")] = None,
 ) -> None:
     """Anonymize slides and verify the outputs. Exit 0: all clean; 1: some slide failed; 2: usage error.
 
@@ -143,6 +152,18 @@ def run(
         sheet = review_sheet or out.resolve().parent / f"{out.resolve().name}.review.html"
         if is_inside(sheet, out):
             _fail(f"{sheet}: the review sheet shows the sources' labels and macros (identifying); it is never written inside OUT")
+    deliverer = None
+    if dicomweb or dimse:
+        if target is not Target.dicom or dry_run or out is None:
+            _fail("--dicomweb/--dimse deliver DICOM outputs: use them with --target dicom and -o OUT")
+        from wsianon.pipeline.deliver import Deliverer
+
+        dest = _destination(dicomweb, dimse, aet, aec, ca_bundle, client_cert, client_key, delivery_config, max_instance_size)
+        try:
+            deliverer = Deliverer(out, dest)
+        except WsianonError as exc:
+            _fail(exc.one_line())
+    deliveries: list = []
     try:
         from wsianon.profiles import dicom as dicom_profiles  # noqa: F401
 
@@ -188,13 +209,39 @@ def run(
         full_hash=full_hash,
         log=log,
     )
-    from wsianon.jobconsole import BatchConsole
-    from wsianon.pipeline.batch import JobInterrupted
+    delivered: set[str] = set()
+
+    def _deliver(o) -> None:
+        if deliverer is not None and o.status == "ok" and o.verdict is not None and o.verdict.ok:
+            delivered.add(o.input_label)
+            deliveries.append(_print_delivery(deliverer.deliver_slide(o.input_label, o.outputs), quiet_stdout=json_out))
+
+    def with_delivery(on_event):
+        """Send each slide as soon as it is placed verified clean (after the console's own event)."""
+        if deliverer is None:
+            return on_event
+
+        def wrapped(kind: str, **info) -> None:
+            on_event(kind, **info)
+            if kind == "slide":
+                _deliver(info["outcome"])
+
+        return wrapped
 
     quiet = json_out or not err_console.is_terminal
     try:
         with BatchConsole(out_console, err_console, quiet=quiet, json_out=json_out, log=None if dry_run else log) as on_event:
-            result = run_job(cfg, on_event=on_event)
+            result = run_job(cfg, on_event=with_delivery(on_event))
+        if deliverer is not None and result.report_path is not None:
+            # slides verified in an earlier (resumed) run that the store has not acknowledged yet
+            from wsianon.pipeline.deliver import verified_slides
+
+            earlier, report_time = verified_slides(out)
+            for s in earlier:
+                if str(s.get("slide")) not in delivered:
+                    r = deliverer.deliver_slide(str(s.get("slide")), s.get("outputs") or [], verified_before=report_time)
+                    if r.sent or not r.ok:
+                        deliveries.append(_print_delivery(r, quiet_stdout=json_out))
     except WsianonError as exc:
         _fail(exc.one_line(), 1 if exc.path else 2)
     except OSError as exc:  # the --log file, a vanished folder: one line, never a traceback
@@ -205,6 +252,9 @@ def run(
     except KeyboardInterrupt:
         err_console.print("interrupted: no partial output was placed in OUT")
         raise typer.Exit(130)
+    finally:
+        if deliverer is not None:
+            deliverer.close()
     if sheet is not None and not (result.report_path and result.mapping_path):
         sheet = None  # nothing was anonymized: no source to show
     if sheet is not None:
@@ -238,8 +288,83 @@ def run(
         msg += f"\nreview sheet (PRIVATE: shows the sources' labels and macros, identifying; never share): {sheet}"
     if any(o.status == "failed" for o in result.outcomes) and result.quarantine_dir:
         msg += f"\nquarantine (failed verification): {result.quarantine_dir}"
+    if deliverer is not None:
+        undelivered = sum(1 for d in deliveries if not d.ok)
+        msg += f"\ndelivered to {deliverer.dest.key}: {len(deliveries) - undelivered} slide(s) complete"
+        if undelivered:
+            msg += f", {undelivered} incomplete (resume with: wsianon push {out} ...)"
     (err_console if json_out else out_console).print(msg, highlight=False, soft_wrap=True)
-    raise typer.Exit(result.exit_code)
+    raise typer.Exit(max(result.exit_code, 1 if any(not d.ok for d in deliveries) else 0))
+
+
+def _destination(dicomweb, dimse, aet, aec, ca_bundle, client_cert, client_key, delivery_config, max_instance_size):
+    """The destination of --dicomweb / --dimse (credentials from the environment or the config file)."""
+    from wsianon.pipeline.deliver import Destination, load_credentials, parse_size
+
+    if bool(dicomweb) == bool(dimse):
+        _fail("give one destination: --dicomweb URL or --dimse HOST:PORT --aet OURS --aec THEIRS")
+    try:
+        limit = parse_size(max_instance_size) if max_instance_size else None
+        if dicomweb:
+            creds = load_credentials(delivery_config)
+            for attr, val in (("ca_bundle", ca_bundle), ("client_cert", client_cert), ("client_key", client_key)):
+                if val is not None:
+                    setattr(creds, attr, val)
+            for attr in ("ca_bundle", "client_cert", "client_key"):
+                f = getattr(creds, attr)
+                if f is not None and not Path(f).is_file():
+                    _fail(f"{f}: {attr.replace('_', '-')} file not found")
+            dest = Destination.dicomweb(dicomweb, creds, max_instance_bytes=limit)
+        else:
+            if ca_bundle or client_cert or client_key:
+                _fail("--ca-bundle/--client-cert/--client-key apply to --dicomweb only")
+            dest = Destination.dimse(dimse, aet, aec, max_instance_bytes=limit)
+        return dest
+    except ValueError as exc:
+        _fail(str(exc))
+    except WsianonError as exc:
+        _fail(exc.one_line())
+
+
+def _print_delivery(d, quiet_stdout: bool = False):
+    if d.ok:
+        (err_console if quiet_stdout else out_console).print(f"[green]SENT    [/green] {d.line()}", highlight=False, soft_wrap=True)
+    else:
+        err_console.print(f"[red]error:[/red] delivery {d.line()}", highlight=False, soft_wrap=True)
+    return d
+
+
+@app.command()
+def push(
+    out: Annotated[Path, typer.Argument(help="An output folder of wsianon run --target dicom (its report lists what verified clean).", show_default=False)],
+    dicomweb: Annotated[Optional[str], typer.Option("--dicomweb", help="DICOMweb (STOW-RS) base URL.")] = None,
+    dimse: Annotated[Optional[str], typer.Option("--dimse", help="C-STORE to HOST:PORT.")] = None,
+    aet: Annotated[Optional[str], typer.Option("--aet", help="Our AE title for --dimse.")] = None,
+    aec: Annotated[Optional[str], typer.Option("--aec", help="The store's AE title for --dimse.")] = None,
+    ca_bundle: Annotated[Optional[Path], typer.Option("--ca-bundle", help="CA certificates (PEM) for the DICOMweb server.")] = None,
+    client_cert: Annotated[Optional[Path], typer.Option("--client-cert", help="Client certificate (PEM) for mutual TLS.")] = None,
+    client_key: Annotated[Optional[Path], typer.Option("--client-key", help="Private key of --client-cert.")] = None,
+    delivery_config: Annotated[Optional[Path], typer.Option("--delivery-config", help="TOML file (mode 0600) with DICOMweb credentials.")] = None,
+    max_instance_size: Annotated[Optional[str], typer.Option("--max-instance-size", help="Upload limit of the store (e.g. 500M).")] = None,
+) -> None:
+    """Send the verified DICOM outputs of OUT to a DICOM store; only what it has not acknowledged yet. Exit 1 if anything is left undelivered."""
+    from wsianon.pipeline.deliver import push_out
+
+    if not out.is_dir():
+        _fail(f"{out}: not a folder")
+    dest = _destination(dicomweb, dimse, aet, aec, ca_bundle, client_cert, client_key, delivery_config, max_instance_size)
+    try:
+        results = push_out(out, dest, on_slide=_print_delivery)
+    except WsianonError as exc:
+        _fail(exc.one_line(), 1)
+    sent = sum(r.sent for r in results)
+    already = sum(r.already for r in results)
+    bad = [r for r in results if not r.ok]
+    msg = f"{len(results)} verified slide(s) to {dest.key}: {sent} instance(s) sent, {already} already acknowledged"
+    if bad:
+        msg += f"; {len(bad)} slide(s) incomplete (run push again to resume)"
+    out_console.print(msg, highlight=False, soft_wrap=True)
+    raise typer.Exit(1 if bad or not results else 0)
 
 
 @app.command()
