@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from wsianon.errors import CorruptInput, UnsupportedFormat
+from wsianon.io.safetext import os_reason
 
 # TIFF field types -> (struct code, size in bytes)
 TYPES: dict[int, tuple[str, int]] = {
@@ -124,7 +125,7 @@ class TiffStructure:
         try:
             self.fh: BinaryIO = fh if fh is not None else open(self.path, "rb")
         except OSError as exc:
-            raise CorruptInput(self.path, f"cannot read: {exc.strerror or exc}") from None
+            raise CorruptInput(self.path, f"cannot read: {os_reason(exc)}") from None
         try:
             self.size = os.fstat(self.fh.fileno()).st_size
             self._parse()
