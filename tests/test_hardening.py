@@ -16,6 +16,12 @@ from .conftest import run_subprocess, sha256, shared
 from .fixtures.svs_gen import write_svs
 
 
+@pytest.fixture(autouse=True)
+def _cwd(tmp_path, monkeypatch):
+    """In-place runs write their mapping into the working directory: keep it out of the repository."""
+    monkeypatch.chdir(tmp_path)
+
+
 def _report(out: Path) -> dict:
     return json.loads((out / "wsianon-report.json").read_text())
 
@@ -344,3 +350,59 @@ def test_help_shows_flags_without_a_value(cli):
     assert "<bool>" not in line.lower() and "boolean" not in line.lower() and "text" not in line.lower()
     code, _, err = cli("run", "--dry-run", "--help")
     assert code == 0
+
+
+# ---------------------------------------------------------------------------
+# decoders that abort the process (found by tests/test_fuzz.py)
+
+
+def _overflow_tile_byte_counts(path: Path) -> None:
+    """Point the last IFD's TileByteCounts (tag 325) value field at 2**40 (BigTIFF)."""
+    import struct
+
+    from .test_fuzz import _ifds
+
+    data = bytearray(path.read_bytes())
+    bo, big, ifds = _ifds(bytes(data))
+    assert big
+    for ifd in reversed(ifds):
+        for e in ifd["entries"]:
+            if struct.unpack(bo + "H", data[e : e + 2])[0] == 325:
+                struct.pack_into(bo + "Q", data, e + 12, 1 << 40)
+                path.write_bytes(bytes(data))
+                return
+    raise AssertionError("no TileByteCounts")
+
+
+def test_byte_count_overflow_is_refused_not_an_abort(tmp_path):
+    from .fixtures.bif_gen import make_bif
+
+    (tmp_path / "in").mkdir()
+    src = make_bif(tmp_path / "in" / "case.bif").path
+    _overflow_tile_byte_counts(src)
+    good = write_svs(tmp_path / "in" / "good.svs").path
+    out = tmp_path / "o"
+    res = run_subprocess("run", src, good, "-o", out)
+    # before: glib aborted the whole process ("failed to allocate 1099511627776 bytes"), no report
+    assert res.returncode == 1 and "Traceback" not in res.stderr and "GLib" not in res.stderr
+    err = [l for l in res.stderr.splitlines() if l.startswith("error:")]
+    assert len(err) == 1 and str(src) in err[0] and "beyond the end of the file" in err[0]
+    assert sorted(s["status"] for s in _report(out)["slides"]) == ["error", "ok"]
+
+
+def test_decoder_crash_or_hang_in_the_probe_refuses_only_that_slide(tmp_path, monkeypatch):
+    import wsianon.pipeline.preflight as pf
+
+    src = write_svs(tmp_path / "s.svs").path
+    monkeypatch.setattr(pf, "_probe", lambda path: os.abort())  # what glib does on a huge allocation
+    from wsianon.errors import CorruptInput
+
+    with pytest.raises(CorruptInput, match="decoder crashed"):
+        pf.check_decodes(src)
+    import time
+
+    monkeypatch.setattr(pf, "_probe", lambda path: time.sleep(60))
+    with pytest.raises(CorruptInput, match="did not finish"):
+        pf.check_decodes(src, timeout=1)
+    monkeypatch.undo()
+    pf.check_decodes(src)  # the real probe passes on a good slide

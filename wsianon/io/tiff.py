@@ -113,6 +113,9 @@ class IFD:
         return self.entries.get(tag)
 
 
+_INTEGER_TYPES = (1, 3, 4, 13, 16, 18)  # BYTE SHORT LONG IFD LONG8 IFD8
+
+
 class TiffStructure:
     """The IFD chain of one TIFF-like file.
 
@@ -306,6 +309,8 @@ class TiffStructure:
 
     def values(self, entry: Entry) -> tuple:
         """Numeric values of an entry (for NDPI, LONG values carry their high halves)."""
+        if entry.type not in TYPES:
+            raise CorruptInput(self.path, f"tag {entry.tag} has an unknown field type {entry.type}")
         code, size = TYPES[entry.type]
         data = self.raw(entry)
         if entry.type == ASCII or entry.type == UNDEFINED:
@@ -341,6 +346,8 @@ class TiffStructure:
             return []
         if counts is None:
             raise CorruptInput(self.path, f"IFD {ifd.index} has data offsets but no byte counts")
+        if offs.type not in _INTEGER_TYPES or counts.type not in _INTEGER_TYPES:
+            raise CorruptInput(self.path, f"IFD {ifd.index}: data offsets or byte counts are not integers (field type corrupt)")
         o = self.values(offs)
         c = self.values(counts)
         if len(o) != len(c):

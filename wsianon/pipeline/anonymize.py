@@ -37,25 +37,13 @@ class Destinations:
 
 
 def preflight_source(inv: Inventory) -> None:
-    """Refuse a source whose image data OpenSlide cannot decode (a corrupt tile or
-    associated image) with a clear reason, before anything is written.  Sources
+    """Refuse a source whose structure is broken or whose image data OpenSlide cannot
+    decode (a corrupt tile or associated image; a decoder crash or hang, probed in a
+    child process) with a clear reason, before anything is written.  Sources
     OpenSlide cannot open at all are left to the format's own checks."""
-    import openslide
+    from wsianon.pipeline.preflight import preflight
 
-    try:
-        slide = openslide.OpenSlide(str(inv.path))
-    except Exception:
-        return
-    try:
-        for name in list(slide.associated_images.keys()):
-            slide.associated_images[name]
-        for lvl in range(slide.level_count):
-            w, h = slide.level_dimensions[lvl]
-            slide.read_region((0, 0), lvl, (min(256, w), min(256, h)))
-    except openslide.OpenSlideError as exc:
-        raise CorruptInput(inv.path, "image data cannot be decoded (OpenSlide cannot read a tile or an associated image)") from None
-    finally:
-        slide.close()
+    preflight(inv.path)
 
 
 def make_plan(src: SlideSource, inv: Inventory, ctx: SlideContext) -> Plan:
