@@ -81,15 +81,19 @@ def os_reason(exc: BaseException) -> str:
 
 
 def redact_paths(text: str, paths) -> str:
-    """``text`` with every spelling of the given source paths (full path, file name,
-    stem) replaced by ``<source>`` — a last line of defence for report text."""
+    """``text`` with every spelling of the given source paths (as given and absolute, the
+    file name, the path without its suffix — an MRXS slide folder —, the parent folder)
+    replaced by ``<source>``: a last line of defence for report text.  Bare stems are
+    left alone (``truncated.svs`` must not turn "truncated TIFF" into nonsense)."""
     needles: set[str] = set()
     for p in paths:
         if p is None:
             continue
         p = PurePath(p)
-        for cand in (str(p), os.path.abspath(str(p)), p.name, p.stem):
-            if cand and len(cand) >= 3 and cand not in (".", ".."):
+        cands = [str(p), p.name, str(p.with_suffix("")) if p.suffix else "", str(p.parent) if len(p.parts) > 2 else ""]
+        cands += [os.path.abspath(c) for c in cands[:1] + cands[2:] if c]
+        for cand in cands:
+            if cand and len(cand) >= 3 and cand not in (".", "..", os.sep):
                 needles.add(cand)
     for n in sorted(needles, key=len, reverse=True):
         text = text.replace(n, "<source>")
