@@ -223,12 +223,12 @@ def _alarm(signum, frame):
     raise CaseTimeout()
 
 
-def _run_case(case_dir: Path, src: Path, out: Path, allow_generic: bool) -> tuple[int, str, str, BaseException | None]:
+def _run_case(case_dir: Path, src: Path, out: Path, allow_generic: bool, command: str = "run") -> tuple[int, str, str, BaseException | None]:
     from typer.testing import CliRunner
 
     from wsianon.cli import app
 
-    args = ["run", str(src), "-o", str(out)] + (["--allow-generic"] if allow_generic else [])
+    args = [command, str(src)] + (["-o", str(out)] if command == "run" else []) + (["--allow-generic"] if allow_generic else [])
     old = signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(CASE_TIMEOUT)
     try:
@@ -238,6 +238,23 @@ def _run_case(case_dir: Path, src: Path, out: Path, allow_generic: bool) -> tupl
         signal.signal(signal.SIGALRM, old)
     exc = res.exception if not isinstance(res.exception, SystemExit) else None
     return res.exit_code, res.stdout, res.stderr, exc
+
+
+def _check_read_only(case_id: str, case_dir: Path, src: Path, allow_generic: bool, command: str) -> list[str]:
+    """``inspect`` / ``verify`` (no source) on a mutated file: no traceback or hang, input
+    unchanged, and exit 0, or 1 with at most one error line, naming the file."""
+    before = tree_hashes(case_dir)
+    code, stdout, stderr, exc = _run_case(case_dir, src, case_dir, allow_generic, command)
+    cid = f"{case_id} [{command}]"
+    if isinstance(exc, CaseTimeout):
+        return [f"{cid}: hang (> {CASE_TIMEOUT} s)"]
+    if exc is not None or "Traceback" in stdout + stderr:
+        return [f"{cid}: exception {type(exc).__name__ if exc else ''} / traceback in output"]
+    problems = [] if tree_hashes(case_dir) == before else [f"{cid}: input changed"]
+    err = [l for l in stderr.splitlines() if l.startswith("error:")]
+    if code not in (0, 1) or len(err) > 1 or (err and str(case_dir) not in err[0]) or (code == 1 and command == "inspect" and not err):
+        problems.append(f"{cid}: exit {code}, error lines {err or stderr[-300:]!r}")
+    return problems
 
 
 def _check_case(case_id: str, case_dir: Path, src: Path, out: Path, allow_generic: bool) -> list[str]:
@@ -302,6 +319,9 @@ def test_fuzz_run(fmt, originals, tmp_path):
                 src.write_bytes(data)
             out = tmp_path / f"o{i}"
             found = _check_case(f"{fmt} #{i} ({what})", case_dir, src, out, fmt == "qptiff")
+            if i % 4 == 0:  # the read-only commands on a quarter of the cases
+                found += _check_read_only(f"{fmt} #{i} ({what})", case_dir, src, fmt == "qptiff", "inspect")
+                found += _check_read_only(f"{fmt} #{i} ({what})", case_dir, src, fmt == "qptiff", "verify")
             problems += found
             code = json.loads((out / "wsianon-report.json").read_text())["summary"].get("ok", 0) if (out / "wsianon-report.json").exists() else -1
             outcomes[code] = outcomes.get(code, 0) + 1
