@@ -406,3 +406,41 @@ def test_decoder_crash_or_hang_in_the_probe_refuses_only_that_slide(tmp_path, mo
         pf.check_decodes(src, timeout=1)
     monkeypatch.undo()
     pf.check_decodes(src)  # the real probe passes on a good slide
+
+
+def test_no_exception_text_is_interpolated_into_messages():
+    """Report and console reasons come from our vocabulary: no f-string in wsianon/ quotes a
+    caught exception (``{exc}``, ``{str(exc)}``, ``{exc.strerror or exc}``); ``type(exc).__name__``
+    and ``os_reason(exc)`` are the allowed ways to name it.  (Guards merges from other branches.)"""
+    import ast
+
+    root = Path(__file__).resolve().parent.parent / "wsianon"
+    allowed = {("pipeline/keys.py", "load_or_create_key")}  # the key file's own error, console only, before any report
+    bad = []
+    for py in sorted(root.rglob("*.py")):
+        tree = ast.parse(py.read_text())
+        funcs = {}
+        for fn in ast.walk(tree):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for n in ast.walk(fn):
+                    funcs.setdefault(id(n), fn.name)
+        for h in ast.walk(tree):
+            if not isinstance(h, ast.ExceptHandler) or not h.name:
+                continue
+            for node in ast.walk(h):
+                if not isinstance(node, ast.FormattedValue):
+                    continue
+                v = node.value
+                operands = v.values if isinstance(v, ast.BoolOp) else [v]
+                for o in operands:
+                    if isinstance(o, ast.Call) and isinstance(o.func, ast.Name) and o.func.id in ("str", "repr") and o.args:
+                        o = o.args[0]
+                    if isinstance(o, ast.Subscript):
+                        o = o.value
+                    if isinstance(o, ast.Call) and isinstance(o.func, ast.Name) and o.func.id in ("str", "repr") and o.args:
+                        o = o.args[0]
+                    if isinstance(o, ast.Name) and o.id == h.name:
+                        where = (str(py.relative_to(root)), funcs.get(id(node), ""))
+                        if where not in allowed:
+                            bad.append(f"{where[0]}:{node.lineno} ({where[1]})")
+    assert not bad, bad

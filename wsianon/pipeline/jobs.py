@@ -141,7 +141,7 @@ def run_job(cfg: JobConfig, on_event: Callable[..., None] | None = None) -> JobR
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise OutputError(out, f"cannot create output folder: {exc.strerror or exc}") from None
+            raise OutputError(out, f"cannot create output folder: {os_reason(exc)}") from None
     slides = expand_inputs([Path(p) for p in cfg.inputs], policy.allow_generic)
     emit("start", total=len(slides))
     # refuse to write over an input
