@@ -444,3 +444,18 @@ def test_no_exception_text_is_interpolated_into_messages():
                         if where not in allowed:
                             bad.append(f"{where[0]}:{node.lineno} ({where[1]})")
     assert not bad, bad
+
+
+def test_sealed_but_malformed_journal_is_refused(slide, cli):
+    """A journal whose checksum was recomputed after editing (the seal is no secret) is still checked field by field."""
+    from wsianon.io import journal as jmod
+
+    _interrupted(slide)
+    j = json.loads(_journal(slide).read_text())
+    j.pop("seal")
+    del j["regions"][0]["new_sha256"]
+    j["seal"] = jmod._seal(j)
+    _journal(slide).write_text(json.dumps(j))
+    before = sha256(slide)
+    code, out, err = cli("rollback", slide)
+    assert code == 1 and "journal is damaged" in err and sha256(slide) == before

@@ -132,7 +132,12 @@ def load(target: Path) -> dict:
     if not all(isinstance(j.get(k), int) and j[k] >= 0 for k in ints) or not isinstance(j.get("regions"), list):
         raise _damaged(target, "missing fields")
     for r in j["regions"]:
-        if not (isinstance(r, dict) and isinstance(r.get("offset"), int) and r["offset"] >= 0 and isinstance(r.get("old"), str)):
+        if not (
+            isinstance(r, dict)
+            and isinstance(r.get("offset"), int)
+            and r["offset"] >= 0
+            and all(isinstance(r.get(k), str) for k in ("old", "old_sha256", "new_sha256"))
+        ):
             raise _damaged(target, "bad region entry")
         try:
             r["old_bytes"] = base64.b64decode(r["old"], validate=True)
