@@ -459,3 +459,14 @@ def test_sealed_but_malformed_journal_is_refused(slide, cli):
     before = sha256(slide)
     code, out, err = cli("rollback", slide)
     assert code == 1 and "journal is damaged" in err and sha256(slide) == before
+
+
+def test_dry_run_applies_the_dicom_route_refusals(tmp_path, cli):
+    pathml = shared("dicom/pathml_small_dicom.dcm")
+    no_mpp = shared("aperio/histolab_tcga-cr-7395-01a-01-ts1.svs")
+    code, out, err = cli("run", "--dry-run", pathml)
+    assert code == 1 and f"error: {pathml}: non-conformant WSI instance" in err
+    code, out, err = cli("run", "--dry-run", "--target", "dicom", no_mpp)
+    assert code == 1 and f"error: {no_mpp}: cannot convert to DICOM" in err and "pixel spacing" in err
+    code, out, err = cli("run", "--dry-run", "--target", "dicom", shared("aperio/CMU-1-Small-Region.svs"))
+    assert code == 0 and "DRY-RUN" in out + err
