@@ -24,6 +24,17 @@ SVS = BUNDLED / "CMU-1-Small-Region.svs"
 # 1.2.840.10008.1.2.4.80 ... Not implemented yet"); such series are delivered and their frames
 # compared, but the plugin is not asked for their tiles
 WSI_PLUGIN_CANNOT_DECODE = {pydicom.uid.JPEGLSLossless, pydicom.uid.JPEGLSNearLossless}
+
+
+def _key(path):
+    """A project key for the run (an explicit --key-file must exist: wsianon key init)."""
+    from wsianon.pipeline.keys import init_key
+
+    if not path.exists():
+        init_key(path)
+    return path
+
+
 CREDS = {"WSIANON_DICOMWEB_USER": orth.USER, "WSIANON_DICOMWEB_PASSWORD": orth.PASSWORD}
 
 
@@ -120,7 +131,7 @@ def manifest(out: Path) -> list[dict]:
 def test_run_stow_rs_delivers_svs_and_dicom_input(orthanc, tmp_path):
     out = tmp_path / "out"
     dicom_in = shared("dicom/wsi2dcm-cmu-1-small-region")
-    r = wsianon(orthanc, "run", "--target", "dicom", SVS, dicom_in, "-o", out, "--key-file", tmp_path / "k", *stow(orthanc))
+    r = wsianon(orthanc, "run", "--target", "dicom", SVS, dicom_in, "-o", out, "--key-file", _key(tmp_path / "k"), *stow(orthanc))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Traceback" not in r.stderr
     assert r.stdout.count("SENT") == 2
@@ -140,7 +151,7 @@ def test_run_stow_rs_delivers_svs_and_dicom_input(orthanc, tmp_path):
     # a re-run with the same key rewrites the files (so they are sent again) with the same UIDs:
     # the resend is idempotent on the server
     uids = {row["sop_instance_uid"] for row in rows}
-    r3 = wsianon(orthanc, "run", "--target", "dicom", SVS, dicom_in, "-o", out, "--key-file", tmp_path / "k", "--overwrite", *stow(orthanc))
+    r3 = wsianon(orthanc, "run", "--target", "dicom", SVS, dicom_in, "-o", out, "--key-file", _key(tmp_path / "k"), "--overwrite", *stow(orthanc))
     assert r3.returncode == 0, r3.stdout + r3.stderr
     rows3 = manifest(out)
     assert {row["sop_instance_uid"] for row in rows3} == uids
@@ -157,7 +168,7 @@ def test_cstore_push_fails_cleanly_when_down_and_resumes(orthanc, tmp_path):
     boxes.mkdir()
     for name in ("openslide-python_boxes_0.dcm", "openslide-python_boxes_1.dcm"):
         shutil.copy(shared(f"dicom/{name}"), boxes / name)
-    r = wsianon(orthanc, "run", "--target", "dicom", SVS, jpegls, boxes, "-o", out, "--key-file", tmp_path / "k2")
+    r = wsianon(orthanc, "run", "--target", "dicom", SVS, jpegls, boxes, "-o", out, "--key-file", _key(tmp_path / "k2"))
     assert r.returncode == 0, r.stdout + r.stderr
     syntaxes = {str(pydicom.dcmread(f, stop_before_pixels=True).file_meta.TransferSyntaxUID) for f in local_instances(out)}
     assert pydicom.uid.JPEGLSLossless in syntaxes or pydicom.uid.JPEGLSNearLossless in syntaxes
@@ -193,7 +204,7 @@ def test_cstore_push_fails_cleanly_when_down_and_resumes(orthanc, tmp_path):
 def test_run_cstore_delivers_each_verified_slide(orthanc, tmp_path):
     out = tmp_path / "out"
     dimse = ["--dimse", f"127.0.0.1:{orth.DICOM_PORT}", "--aet", orth.CLIENT_AET, "--aec", orth.AET]
-    r = wsianon(orthanc, "run", "--target", "dicom", SVS, "-o", out, "--key-file", tmp_path / "k4", *dimse)
+    r = wsianon(orthanc, "run", "--target", "dicom", SVS, "-o", out, "--key-file", _key(tmp_path / "k4"), *dimse)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "SENT" in r.stdout and f"delivered to dimse {orth.AET}@127.0.0.1:{orth.DICOM_PORT}" in r.stdout
     assert_delivered(orthanc, out)
@@ -232,7 +243,7 @@ def test_failed_verification_is_never_sent(orthanc, tmp_path, monkeypatch, cli):
 
 def test_push_limits_credentials_and_changed_files(orthanc, tmp_path):
     out = tmp_path / "out"
-    r = wsianon(orthanc, "run", "--target", "dicom", SVS, "-o", out, "--key-file", tmp_path / "k3")
+    r = wsianon(orthanc, "run", "--target", "dicom", SVS, "-o", out, "--key-file", _key(tmp_path / "k3"))
     assert r.returncode == 0, r.stdout + r.stderr
     files = local_instances(out)
     sizes = sorted(f.stat().st_size for f in files)

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from wsianon import __version__
 from wsianon.errors import WsianonError
+from wsianon.io.safetext import os_reason, safe_text
 
 app = typer.Typer(
     name="wsianon",
@@ -30,6 +31,28 @@ app = typer.Typer(
 )
 out_console = Console()
 err_console = Console(stderr=True)
+
+
+def _flags_take_no_value() -> None:
+    """typer's rich help prints a boolean flag's type (``--dry-run <bool>``) as if it took
+    a value; a flag takes none, so its type column stays empty."""
+    import typer.core as _tc
+
+    opt = getattr(_tc, "TyperOption", None)
+    orig = getattr(opt, "display_type_rich", None)
+    if orig is None or getattr(orig, "_wsianon", False):
+        return
+
+    def display_type_rich(self, ctx):
+        if getattr(self, "is_flag", False) and not getattr(self, "count", False):
+            return None
+        return orig(self, ctx)
+
+    display_type_rich._wsianon = True
+    opt.display_type_rich = display_type_rich
+
+
+_flags_take_no_value()
 
 
 class Target(str, Enum):
@@ -80,7 +103,7 @@ def _main(
 
 
 def _fail(msg: str, code: int = 2) -> None:
-    err_console.print(f"[red]error:[/red] {msg}", highlight=False, soft_wrap=True)
+    err_console.print(f"[red]error:[/red] {safe_text(msg)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -228,6 +251,9 @@ def run(
 
         return wrapped
 
+    from wsianon.jobconsole import BatchConsole
+    from wsianon.pipeline.batch import JobInterrupted
+
     quiet = json_out or not err_console.is_terminal
     try:
         with BatchConsole(out_console, err_console, quiet=quiet, json_out=json_out, log=None if dry_run else log) as on_event:
@@ -245,9 +271,9 @@ def run(
     except WsianonError as exc:
         _fail(exc.one_line(), 1 if exc.path else 2)
     except OSError as exc:  # the --log file, a vanished folder: one line, never a traceback
-        _fail(f"{exc.filename or ''}: {exc.strerror or type(exc).__name__}", 1)
+        _fail(f"{safe_text(exc.filename or '')}: {os_reason(exc)}", 1)
     except JobInterrupted as exc:
-        err_console.print(f"{exc}; nothing partial was placed in OUT; run the same command again to resume", highlight=False)
+        err_console.print(f"{exc.summary}; nothing partial was placed in OUT; run the same command again to resume", highlight=False)
         raise typer.Exit(130)
     except KeyboardInterrupt:
         err_console.print("interrupted: no partial output was placed in OUT")
@@ -279,20 +305,20 @@ def run(
     if getattr(result, "skipped_inputs", 0):
         msg += f"; {result.skipped_inputs} input file(s) are not slides (listed as skipped in the report)"
     if result.report_path:
-        msg += f"\nreport:  {result.report_path} (+ {result.report_path.with_suffix('.html').name}, wsianon-certificate.json/.pdf)"
+        msg += f"\nreport:  {safe_text(result.report_path)} (+ {result.report_path.with_suffix('.html').name}, wsianon-certificate.json/.pdf)"
     if out is not None and not dry_run:
-        msg += f"\noutputs: {out}"
+        msg += f"\noutputs: {safe_text(out)}"
     if result.mapping_path:
-        msg += f"\nmapping (private, keep outside OUT): {result.mapping_path}"
+        msg += f"\nmapping (private, keep outside OUT): {safe_text(result.mapping_path)}"
     if sheet is not None:
-        msg += f"\nreview sheet (PRIVATE: shows the sources' labels and macros, identifying; never share): {sheet}"
+        msg += f"\nreview sheet (PRIVATE: shows the sources' labels and macros, identifying; never share): {safe_text(sheet)}"
     if any(o.status == "failed" for o in result.outcomes) and result.quarantine_dir:
-        msg += f"\nquarantine (failed verification): {result.quarantine_dir}"
+        msg += f"\nquarantine (failed verification): {safe_text(result.quarantine_dir)}"
     if deliverer is not None:
         undelivered = sum(1 for d in deliveries if not d.ok)
-        msg += f"\ndelivered to {deliverer.dest.key}: {len(deliveries) - undelivered} slide(s) complete"
+        msg += f"\ndelivered to {safe_text(deliverer.dest.key)}: {len(deliveries) - undelivered} slide(s) complete"
         if undelivered:
-            msg += f", {undelivered} incomplete (resume with: wsianon push {out} ...)"
+            msg += f", {undelivered} incomplete (resume with: wsianon push {safe_text(out)} ...)"
     (err_console if json_out else out_console).print(msg, highlight=False, soft_wrap=True)
     raise typer.Exit(max(result.exit_code, 1 if any(not d.ok for d in deliveries) else 0))
 
@@ -384,34 +410,34 @@ def inspect(
     code = 0
     for s in slides:
         if s.error is not None:
-            err_console.print(f"[red]error:[/red] {s.error.one_line()}", highlight=False, soft_wrap=True)
+            err_console.print(f"[red]error:[/red] {safe_text(s.error.one_line())}", highlight=False, soft_wrap=True)
             code = 1
             continue
         try:
             inv = inspect_source(s, Policy())
         except WsianonError as exc:
-            err_console.print(f"[red]error:[/red] {exc.one_line()}", highlight=False, soft_wrap=True)
+            err_console.print(f"[red]error:[/red] {safe_text(exc.one_line())}", highlight=False, soft_wrap=True)
             code = 1
             continue
         pub = inv.public(show_values)
         pub["path"] = str(s.path)
         results.append(pub)
         if not json_out:
-            t = Table(title=f"{s.path} — {inv.format}, {inv.levels} level(s)", show_lines=False)
+            t = Table(title=f"{safe_text(s.path)} — {safe_text(inv.format)}, {inv.levels} level(s)", show_lines=False)
             t.add_column("field")
             t.add_column("where")
             t.add_column("action")
             if show_values:
                 t.add_column("value")
             for f in pub["fields"]:
-                row = [f["name"], f["where"], f["action"]]
+                row = [safe_text(f["name"]), safe_text(f["where"]), safe_text(f["action"])]
                 if show_values:
-                    row.append(f.get("value", ""))
+                    row.append(safe_text(f.get("value", "")))
                 t.add_row(*row)
             out_console.print(t)
             for img in pub["associated_images"]:
                 out_console.print(
-                    f"  image {img['kind']:10} {img['where']:12} identifying={img['identifying']} -> {img['action']}",
+                    f"  image {safe_text(img['kind']):10} {safe_text(img['where']):12} identifying={img['identifying']} -> {safe_text(img['action'])}",
                     highlight=False,
                 )
             if not show_values:
@@ -439,7 +465,7 @@ def verify(
     report = []
     for path, verdict, err in verdicts:
         if err is not None:
-            err_console.print(f"[red]error:[/red] {err.one_line()}", highlight=False, soft_wrap=True)
+            err_console.print(f"[red]error:[/red] {safe_text(err.one_line())}", highlight=False, soft_wrap=True)
             code = 1
             continue
         report.append({"path": str(path), **verdict.as_dict()})
@@ -447,12 +473,12 @@ def verify(
             code = 1
         if not json_out:
             style = "green" if verdict.ok else "red"
-            out_console.print(f"[{style}]{'CLEAN' if verdict.ok else 'NOT CLEAN'}[/{style}] {path}", highlight=False)
+            out_console.print(f"[{style}]{'CLEAN' if verdict.ok else 'NOT CLEAN'}[/{style}] {safe_text(path)}", highlight=False, soft_wrap=True)
             for c in verdict.checks:
                 mark = "[green]ok[/green]  " if c.ok else "[red]FAIL[/red]"
-                out_console.print(f"  {mark} {c.name}: {c.detail}", highlight=False, soft_wrap=True)
+                out_console.print(f"  {mark} {safe_text(c.name)}: {safe_text(c.detail)}", highlight=False, soft_wrap=True)
             for f in verdict.findings:
-                out_console.print(f"  [red]residual[/red] {f.canary} ({f.encoding}) in {f.file} at byte {f.offset}", highlight=False)
+                out_console.print(f"  [red]residual[/red] {safe_text(f.canary)} ({safe_text(f.encoding)}) in {safe_text(f.file)} at byte {f.offset}", highlight=False, soft_wrap=True)
     if json_out:
         print(json.dumps(report, indent=2))
     raise typer.Exit(code)
@@ -496,20 +522,31 @@ def certify(
 @app.command()
 def rollback(
     paths: Annotated[list[Path], typer.Argument(help="Files an interrupted --in-place run left a journal for.", show_default=False)],
+    discard: Annotated[bool, typer.Option("--discard", help="Remove the journal without touching the file (after you checked the file yourself).")] = False,
 ) -> None:
-    """Restore files from the journal an interrupted --in-place run left behind."""
+    """Restore files from the journal an interrupted --in-place run left behind (checked against the file first)."""
+    from wsianon.io.journal import discard as discard_journal
     from wsianon.io.plan import rollback_journal
 
     code = 0
     for p in paths:
         try:
-            if rollback_journal(p):
-                out_console.print(f"restored {p}")
+            if discard:
+                done = discard_journal(p)
+                if done:
+                    out_console.print(f"journal removed, file not touched: {safe_text(p)}", highlight=False, soft_wrap=True)
             else:
-                err_console.print(f"{p}: no journal found")
+                done = rollback_journal(p)
+                if done:
+                    out_console.print(f"restored {safe_text(p)}", highlight=False, soft_wrap=True)
+            if not done:
+                err_console.print(f"[red]error:[/red] {safe_text(p)}: no journal found", highlight=False, soft_wrap=True)
                 code = 1
+        except WsianonError as exc:
+            err_console.print(f"[red]error:[/red] {safe_text(exc.one_line())}", highlight=False, soft_wrap=True)
+            code = 1
         except OSError as exc:
-            err_console.print(f"[red]error:[/red] {p}: {exc.strerror or exc}")
+            err_console.print(f"[red]error:[/red] {safe_text(p)}: {os_reason(exc)}", highlight=False, soft_wrap=True)
             code = 1
     raise typer.Exit(code)
 

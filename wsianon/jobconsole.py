@@ -10,13 +10,12 @@ import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.markup import escape
+from wsianon.io.safetext import safe_text
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 
-def safe(text: str) -> str:
-    """Markup-free, control-character-free console text."""
-    return escape("".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text)))
+# one function turns any path or message into console text (control characters escaped, markup-free)
+safe = safe_text
 
 
 def _style(status: str) -> str:
@@ -75,7 +74,10 @@ class BatchConsole:
             self.task = self.progress.add_task("wsianon", total=max(info.get("bytes", 0), 1), slides=self._fields())
             self._log("start", slides=self.total, bytes=info.get("bytes", 0), already_done=info.get("already", 0), skipped_inputs=info.get("skipped", 0))
             if info.get("already"):
-                self.err.print(f"resuming: {info['already']} slide(s) already done, {self.total} to process", highlight=False)
+                msg = f"resuming: {info['already']} slide(s) already done, {self.total} to process"
+                if info.get("already_failed"):
+                    msg += f" ({info['already_failed']} failed in an earlier run and are left alone: --retry-failed tries them again)"
+                self.err.print(msg, highlight=False)
         elif kind == "slide-start":
             it = info["item"]
             self.inflight[it.display] = 0
@@ -117,6 +119,8 @@ class BatchConsole:
             line += f" ({safe(o.format)})"
         if o.outputs:
             line += f" -> {safe(', '.join(o.outputs))}"
+        if o.status == "dry-run" and info.get("source") is not None:
+            line += f" <- {safe(info['source'])}"  # the source, on the console only (never in a report)
         if o.status in ("ok", "failed") and o.verdict is not None:
             failed = [c.name for c in o.verdict.checks if not c.ok]
             line += f"  verified: {len(o.verdict.checks) - len(failed)}/{len(o.verdict.checks)} checks"

@@ -96,7 +96,8 @@ def parse_xml(data: bytes | str, path: Path, what: str) -> ET.Element:
     try:
         return ET.fromstring(data)
     except ET.ParseError as exc:
-        raise CorruptInput(path, f"{what} is not well-formed XML ({exc})") from None
+        line, col = getattr(exc, "position", (0, 0))
+        raise CorruptInput(path, f"{what} is not well-formed XML (line {line}, column {col})") from None
 
 
 def xml_declaration(text: str) -> str:

@@ -31,6 +31,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
+from wsianon.io.safetext import os_reason
 from wsianon.converters.base import Field, Inventory, NativeConverter, SlideContext
 from wsianon.converters.dpufs import XmlCleaner, normalize_markup
 from wsianon.errors import CorruptInput, UnsupportedFormat
@@ -54,7 +55,7 @@ def find_terminator(path: Path) -> int:
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise CorruptInput(path, f"cannot read: {exc.strerror or exc}") from None
+        raise CorruptInput(path, f"cannot read: {os_reason(exc)}") from None
     try:
         pos = 0
         while True:
@@ -92,7 +93,7 @@ def parse_header(data: bytes, path: Path) -> tuple[ET.Element, str]:
     try:
         root = ET.fromstring(text.strip())
     except ET.ParseError as exc:
-        raise CorruptInput(path, f"iSyntax header is not well-formed XML ({exc})") from None
+        raise CorruptInput(path, f"iSyntax header is not well-formed XML (line {exc.position[0]}, column {exc.position[1]})") from None
     if root.tag != "DataObject" or root.get("ObjectType") != "DPUfsImport":
         raise CorruptInput(path, "iSyntax header root is not DataObject DPUfsImport")
     m = re.match(r"\s*(<\?xml[^>]*\?>)", text)
@@ -164,7 +165,7 @@ class ISyntaxConverter(NativeConverter):
         try:
             pdr_levels = cleaner.clean(root)
         except ValueError as exc:
-            raise CorruptInput(path, f"iSyntax header: {exc}") from None
+            raise CorruptInput(path, "iSyntax header: its DPUfsImport structure cannot be cleaned") from None
         dropped = normalize_markup(root, set(r["allowed_xml_attributes"]))
         geo = wsi_geometry(wsi_objects(root)[0])
         levels = geo[2] if geo else pdr_levels

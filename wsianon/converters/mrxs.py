@@ -32,10 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wsianon.converters.base import AssociatedImage, Field, Inventory, NativeConverter, SlideContext
-from wsianon.errors import CorruptInput, UnsupportedFormat
+from wsianon.errors import CorruptInput, UnsupportedFormat, WsianonError
 from wsianon.io.plan import FilePlan, Patch, Plan
 from wsianon.profiles import load
 from wsianon.profiles.policy import Policy, year_only
+from wsianon.io.safetext import os_reason
+from wsianon.io.safefile import read_regular, read_whole_regular
 
 
 def _rules() -> dict:
@@ -188,9 +190,9 @@ def _i32(data: bytes, off: int, path: Path, what: str) -> int:
 
 def read_index(path: Path, slide_id: str, hier_counts: list[int], records: list[NonHierRecord]) -> IndexInfo:
     try:
-        data = path.read_bytes()
+        data = read_whole_regular(path)
     except OSError as exc:
-        raise CorruptInput(path, f"cannot read Index.dat: {exc.strerror or exc}") from None
+        raise CorruptInput(path, f"cannot read Index.dat: {os_reason(exc)}") from None
     version = data[:5].decode("latin-1")
     info = IndexInfo(supported=False, version=version, size=len(data))
     if len(data) < 5 + len(slide_id):
@@ -269,12 +271,14 @@ def safe_member(folder: Path, name: str | None, what: str) -> Path:
         or re.match(r"^[A-Za-z]:", name)
         or not _SAFE_NAME.match(name)
     ):
-        raise CorruptInput(folder, f"{what} name {name!r} leaves the slide folder or is not a plain file name: refused")
+        raise CorruptInput(folder, f"{what}: the name Slidedat.ini gives leaves the slide folder or is not a plain file name: refused")
     p = folder / name
     if p.is_symlink():
         raise CorruptInput(p, f"{what} is a symbolic link: refused")
-    if not p.is_file():
+    if not p.exists():
         raise CorruptInput(p, f"{what} is missing")
+    if not p.is_file():
+        raise CorruptInput(p, f"{what} is not a regular file: refused")
     return p
 
 
@@ -380,9 +384,9 @@ def load_slide(path: Path) -> Slide:
         raise CorruptInput(path, "MRXS slide folder is missing")
     ini_path = safe_member(folder, "Slidedat.ini", "Slidedat.ini")
     try:
-        raw = ini_path.read_bytes()
+        raw = read_whole_regular(ini_path)
     except OSError as exc:
-        raise CorruptInput(ini_path, f"cannot read: {exc.strerror or exc}") from None
+        raise CorruptInput(ini_path, f"cannot read: {os_reason(exc)}") from None
     ini = IniDoc(raw, ini_path)
     slide_id = ini.get("GENERAL", _rules()["slide_id_key"])
     if not slide_id:
@@ -456,9 +460,8 @@ class MrxsConverter(NativeConverter):
             return False
         ini = path.with_suffix("") / "Slidedat.ini"
         try:
-            with open(ini, "rb") as fh:
-                start = fh.read(4096)
-        except OSError:
+            start = read_regular(ini, 4096)
+        except WsianonError:
             return False
         return b"[GENERAL]" in start and b"SLIDE_ID" in start
 
@@ -557,7 +560,7 @@ class MrxsConverter(NativeConverter):
         try:
             preview = slide.mrxs.read_bytes()
         except OSError as exc:
-            raise CorruptInput(slide.mrxs, f"cannot read: {exc.strerror or exc}") from None
+            raise CorruptInput(slide.mrxs, f"cannot read: {os_reason(exc)}") from None
         for kind, t in jpeg_text_segments(preview):
             inv.fields.append(Field(f"preview:{kind}", t, "remove", slide.mrxs.name))
         inv.images.append(AssociatedImage("preview", slide.mrxs.name, True, "replace"))

@@ -113,7 +113,7 @@ class PhilipsConverter(NativeConverter):
         try:
             levels = cleaner.clean(root)
         except ValueError as exc:
-            raise CorruptInput(ts.path, f"Philips XML: {exc}") from None
+            raise CorruptInput(ts.path, "Philips XML: the root element is not DataObject DPUfsImport") from None
         text = raw.rstrip(b"\0").decode("utf-8", "replace")
         new = serialize(root, xml_declaration(text) + ("\n" if xml_declaration(text) else "")).encode("utf-8")
         if not new.rstrip().endswith(b"</DataObject>"):

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from wsianon.errors import OutputError
+from wsianon.io.safetext import os_reason
 
 STAGING_PREFIX = ".wsianon-tmp-"
 
@@ -26,7 +27,7 @@ class Staging:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self.root = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{label}-", dir=self.out_dir))
         except OSError as exc:
-            raise OutputError(self.out_dir, f"cannot write output folder: {exc.strerror or exc}") from None
+            raise OutputError(self.out_dir, f"cannot write output folder: {os_reason(exc)}") from None
         self.committed = False
 
     def path(self, rel: str) -> Path:
@@ -64,7 +65,7 @@ class Staging:
                 os.replace(self.root / n, dest_dir / n)
                 moved.append(dest_dir / n)
         except OSError as exc:
-            raise OutputError(dest_dir, f"cannot move output into place: {exc.strerror or exc}") from None
+            raise OutputError(dest_dir, f"cannot move output into place: {os_reason(exc)}") from None
         self.discard()
         self.committed = True
         return moved

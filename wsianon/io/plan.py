@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Callable
 
 from wsianon.errors import CorruptInput, OutputError
+from wsianon.io import journal as _journal
 from wsianon.io.extents import data_extents
+from wsianon.io.safetext import os_reason
 
 CHUNK = 8 * 1024 * 1024
 
@@ -152,7 +154,7 @@ def _write_all(fd: int, data: bytes | memoryview, dest: Path) -> None:
         try:
             n = _os_write(fd, view)
         except OSError as exc:
-            raise OutputError(dest, f"cannot write: {exc.strerror or exc}") from None
+            raise OutputError(dest, f"cannot write: {os_reason(exc)}") from None
         view = view[n:]
 
 
@@ -205,7 +207,7 @@ def apply_copy(fp: FilePlan, dest: Path, progress: Callable[[int], None] | None 
     try:
         dst_fd = os.open(dest, flags, 0o644)
     except OSError as exc:
-        raise OutputError(dest.parent, f"cannot create output file: {exc.strerror or exc}") from None
+        raise OutputError(dest.parent, f"cannot create output file: {os_reason(exc)}") from None
     written = 0
     try:
         if fp.source is None:
@@ -215,7 +217,7 @@ def apply_copy(fp: FilePlan, dest: Path, progress: Callable[[int], None] | None 
             try:
                 src_fd = os.open(fp.source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
             except OSError as exc:
-                raise CorruptInput(fp.source, f"cannot read: {exc.strerror or exc}") from None
+                raise CorruptInput(fp.source, f"cannot read: {os_reason(exc)}") from None
             try:
                 size = os.fstat(src_fd).st_size
                 pos = 0
@@ -250,48 +252,46 @@ def apply_copy(fp: FilePlan, dest: Path, progress: Callable[[int], None] | None 
         try:
             os.fsync(dst_fd)
         except OSError as exc:
-            raise OutputError(dest, f"cannot write: {exc.strerror or exc}") from None
+            raise OutputError(dest, f"cannot write: {os_reason(exc)}") from None
     finally:
         os.close(dst_fd)
     return written
 
 
 def journal_path(target: Path) -> Path:
-    return target.with_name(target.name + ".wsianon-journal")
+    return _journal.journal_path(target)
 
 
 def apply_in_place(fp: FilePlan, target: Path, keep_journal: bool = False) -> int:
     """Patch ``target`` in place; returns the number of bytes written.
 
-    Old bytes of every patched region are written to a journal (mode 0600,
-    fsynced) before the first patch lands; the journal is removed once all
-    patches are on disk, unless ``keep_journal`` (the caller verifies first and
-    then drops it, or rolls back with ``rollback_journal``).
+    A journal (``wsianon.io.journal``: the file's identity, the original bytes
+    and the hashes of original and new bytes of every patched region; mode
+    0600, fsynced) is written before the first patch lands; it is removed once
+    all patches are on disk, unless ``keep_journal`` (the caller verifies first
+    and then drops it, or rolls back with ``rollback_journal``).
     """
     if fp.source is None:
         raise ValueError("in-place application needs a source file")
     jpath = journal_path(target)
-    if jpath.exists():
+    if jpath.exists() or jpath.is_symlink():
         raise OutputError(target, f"an unfinished in-place run left {jpath.name}; run 'wsianon rollback' first")
     try:
-        fd = os.open(target, os.O_RDWR)
+        fd = os.open(target, os.O_RDWR | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0))
     except OSError as exc:
-        raise OutputError(target, f"cannot open for in-place editing: {exc.strerror or exc}") from None
+        raise OutputError(target, f"cannot open for in-place editing: {os_reason(exc)}") from None
     written = 0
     try:
         size = os.fstat(fd).st_size
         patches = fp.sorted_patches()
-        journal = {"size": size, "regions": []}
         for p in patches:
             if p.end > size:
                 raise ValueError(f"patch beyond end of {target}")
-            old = os.pread(fd, p.length, p.offset)
-            journal["regions"].append([p.offset, base64.b64encode(old).decode()])
-        with open(jpath, "w") as jf:
-            os.chmod(jpath, 0o600)
-            json.dump(journal, jf)
-            jf.flush()
-            os.fsync(jf.fileno())
+        try:
+            journal = _journal.build(fd, target, [(p.offset, p.bytes_for(p.offset, p.end)) for p in patches], fp.append)
+            _journal.write(jpath, journal)
+        except OSError as exc:
+            raise OutputError(target, f"cannot write the in-place journal: {os_reason(exc)}; nothing was changed") from None
         for p in patches:
             q = p.offset
             while q < p.end:
@@ -304,7 +304,7 @@ def apply_in_place(fp: FilePlan, target: Path, keep_journal: bool = False) -> in
             written += len(fp.append)
         os.fsync(fd)
     except OSError as exc:
-        raise OutputError(target, f"in-place write failed: {exc.strerror or exc}; journal kept at {jpath.name}") from None
+        raise OutputError(target, f"in-place write failed: {os_reason(exc)}; journal kept at {jpath.name}") from None
     finally:
         os.close(fd)
     if not keep_journal:
@@ -313,18 +313,7 @@ def apply_in_place(fp: FilePlan, target: Path, keep_journal: bool = False) -> in
 
 
 def rollback_journal(target: Path) -> bool:
-    """Restore ``target`` from its journal; returns False when there is none."""
-    jpath = journal_path(target)
-    if not jpath.exists():
-        return False
-    journal = json.loads(jpath.read_text())
-    fd = os.open(target, os.O_RDWR)
-    try:
-        for offset, b64 in journal["regions"]:
-            os.pwrite(fd, base64.b64decode(b64), offset)
-        os.ftruncate(fd, journal["size"])
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    jpath.unlink()
-    return True
+    """Restore ``target`` from its journal, after verifying that the journal is
+    intact and belongs to this file in this state; returns False when there is
+    none; raises ``JournalError`` (nothing written) when it cannot be trusted."""
+    return _journal.rollback(target)

@@ -22,6 +22,10 @@ CHUNK = 16 * 1024 * 1024
 # Values shorter than this are too likely to occur by chance inside compressed
 # pixel data; they are checked in parsed metadata only.
 MIN_SCAN_LENGTH = 5
+# Longer patterns are cut to their first MAX_PATTERN bytes: a file holding the
+# whole value holds its prefix, so nothing the full pattern finds is missed (and
+# pattern engines have length limits: hyperscan refuses ~16 KB expressions).
+MAX_PATTERN = 1024
 
 
 @dataclass(frozen=True)
@@ -96,10 +100,12 @@ class Scanner:
         for c in self.canaries:
             ci, cs = variants(c.value)
             for p in ci:
+                p = p[:MAX_PATTERN]
                 self._lookup.setdefault(p.lower(), (c.name, "text"))
                 ci_pats.append(p)
             for p in cs:
                 enc = "utf-16" if b"\0" in p else "base64"
+                p = p[:MAX_PATTERN]
                 self._lookup.setdefault(p, (c.name, enc))
                 cs_pats.append(p)
         self.maxlen = max((len(p) for p in ci_pats + cs_pats), default=1)
@@ -114,27 +120,62 @@ class Scanner:
         self._cs = build(cs_pats, 0)
         self._hs_db = None
         self._hs_ids: list[tuple[str, str, int]] = []
+        # patterns hyperscan would not compile are searched by the regex engine instead
+        self._fb_ci = None
+        self._fb_cs = None
         use_hs = engine == "hyperscan" or (engine is None and _hs is not None)
         if use_hs and _hs is not None and (ci_pats or cs_pats):
-            exprs, flags = [], []
-            for pats, flag, ci in ((ci_pats, _hs.HS_FLAG_CASELESS, True), (cs_pats, 0, False)):
-                for p in dict.fromkeys(pats):
-                    exprs.append(b"".join(b"\\x%02x" % c for c in p))
-                    flags.append(flag)
-                    name, enc = self._lookup.get(p.lower() if ci else p, ("?", "text"))
-                    self._hs_ids.append((name, enc, len(p)))
-            db = _hs.Database(mode=_hs.HS_MODE_STREAM)
-            db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs), flags=flags)
-            self._hs_db = db
+            self._build_hs(ci_pats, cs_pats, build)
         self.engine = "hyperscan" if self._hs_db is not None else "re"
+
+    def _build_hs(self, ci_pats: list[bytes], cs_pats: list[bytes], build) -> None:
+        """Compile the hyperscan database; a pattern it refuses falls back to the regex
+        engine on its own (per pattern), and if hyperscan fails as a whole the regex
+        engine does everything — never an error."""
+        items: list[tuple[bytes, int, bool]] = []
+        for pats, flag, ci in ((ci_pats, _hs.HS_FLAG_CASELESS, True), (cs_pats, 0, False)):
+            for p in dict.fromkeys(pats):
+                items.append((p, flag, ci))
+
+        def compile_db(sel: list[tuple[bytes, int, bool]]):
+            db = _hs.Database(mode=_hs.HS_MODE_STREAM)
+            exprs = [b"".join(b"\\x%02x" % c for c in p) for p, _, _ in sel]
+            db.compile(expressions=exprs, ids=list(range(len(sel))), elements=len(sel), flags=[f for _, f, _ in sel])
+            return db
+
+        good, bad = items, []
+        try:
+            db = compile_db(good)
+        except Exception:
+            good, bad = [], []
+            for it in items:
+                try:
+                    compile_db([it])
+                    good.append(it)
+                except Exception:
+                    bad.append(it)
+            db = None
+            if good:
+                try:
+                    db = compile_db(good)
+                except Exception:
+                    good, bad, db = [], items, None  # hyperscan unusable here: regex engine for all
+        if db is None:
+            return  # self._hs_db stays None: the regex engine scans every pattern
+        self._hs_db = db
+        for p, _, ci in good:
+            name, enc = self._lookup.get(p.lower() if ci else p, ("?", "text"))
+            self._hs_ids.append((name, enc, len(p)))
+        self._fb_ci = build([p for p, _, ci in bad if ci], re.IGNORECASE)
+        self._fb_cs = build([p for p, _, ci in bad if not ci], 0)
 
     def _match_info(self, m: re.Match, ci: bool) -> tuple[str, str]:
         key = m.group(0).lower() if ci else m.group(0)
         return self._lookup.get(key, ("?", "text"))
 
-    def scan_bytes(self, data: bytes, name: str = "<bytes>", base: int = 0, limit: int = 50) -> list[Finding]:
+    def scan_bytes(self, data: bytes, name: str = "<bytes>", base: int = 0, limit: int = 50, _rx=None) -> list[Finding]:
         out: list[Finding] = []
-        for rx, ci in ((self._ci, True), (self._cs, False)):
+        for rx, ci in _rx or ((self._ci, True), (self._cs, False)):
             if rx is None:
                 continue
             for m in rx.finditer(data):
@@ -204,7 +245,15 @@ class Scanner:
         if self._ci is None and self._cs is None:
             return []
         if self._hs_db is not None:
-            return self._scan_file_hs(path, name, limit)
+            found = self._scan_file_hs(path, name, limit)
+            if self._fb_ci is not None or self._fb_cs is not None:
+                seen = {(f.offset, f.canary) for f in found}
+                more = self._scan_file_re(path, name, limit, ((self._fb_ci, True), (self._fb_cs, False)))
+                found = sorted(found + [f for f in more if (f.offset, f.canary) not in seen], key=lambda f: f.offset)[:limit]
+            return found
+        return self._scan_file_re(path, name, limit, None)
+
+    def _scan_file_re(self, path: Path, name: str, limit: int, rx) -> list[Finding]:
         findings: list[Finding] = []
         seen: set[tuple[int, str]] = set()
         overlap = self.maxlen - 1
@@ -215,7 +264,7 @@ class Scanner:
                 for chunk in self._chunks(fh, a, b, pre, post):
                     buf = tail + chunk
                     start = pos - len(tail)
-                    for f in self.scan_bytes(buf, name, start, limit):
+                    for f in self.scan_bytes(buf, name, start, limit, rx):
                         key = (f.offset, f.canary)
                         if key not in seen:
                             seen.add(key)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from wsianon.errors import CorruptInput, UnsupportedFormat
+from wsianon.io.safetext import os_reason
 
 # TIFF field types -> (struct code, size in bytes)
 TYPES: dict[int, tuple[str, int]] = {
@@ -112,6 +113,9 @@ class IFD:
         return self.entries.get(tag)
 
 
+_INTEGER_TYPES = (1, 3, 4, 13, 16, 18)  # BYTE SHORT LONG IFD LONG8 IFD8
+
+
 class TiffStructure:
     """The IFD chain of one TIFF-like file.
 
@@ -124,7 +128,7 @@ class TiffStructure:
         try:
             self.fh: BinaryIO = fh if fh is not None else open(self.path, "rb")
         except OSError as exc:
-            raise CorruptInput(self.path, f"cannot read: {exc.strerror or exc}") from None
+            raise CorruptInput(self.path, f"cannot read: {os_reason(exc)}") from None
         try:
             self.size = size if size is not None else os.fstat(self.fh.fileno()).st_size
             self._parse()
@@ -305,6 +309,8 @@ class TiffStructure:
 
     def values(self, entry: Entry) -> tuple:
         """Numeric values of an entry (for NDPI, LONG values carry their high halves)."""
+        if entry.type not in TYPES:
+            raise CorruptInput(self.path, f"tag {entry.tag} has an unknown field type {entry.type}")
         code, size = TYPES[entry.type]
         data = self.raw(entry)
         if entry.type == ASCII or entry.type == UNDEFINED:
@@ -340,6 +346,8 @@ class TiffStructure:
             return []
         if counts is None:
             raise CorruptInput(self.path, f"IFD {ifd.index} has data offsets but no byte counts")
+        if offs.type not in _INTEGER_TYPES or counts.type not in _INTEGER_TYPES:
+            raise CorruptInput(self.path, f"IFD {ifd.index}: data offsets or byte counts are not integers (field type corrupt)")
         o = self.values(offs)
         c = self.values(counts)
         if len(o) != len(c):

@@ -21,6 +21,7 @@ from typing import Callable
 from wsianon.converters.base import Inventory, SlideContext
 from wsianon.errors import CorruptInput, OutputError, WsianonError
 from wsianon.io.atomic import Staging, write_atomic
+from wsianon.io.safetext import os_reason
 from wsianon.io.plan import Plan, apply_copy, apply_in_place, journal_path, rollback_journal
 from wsianon.pipeline.detect import SlideSource
 from wsianon.pipeline.model import Outcome, Verdict
@@ -36,25 +37,13 @@ class Destinations:
 
 
 def preflight_source(inv: Inventory) -> None:
-    """Refuse a source whose image data OpenSlide cannot decode (a corrupt tile or
-    associated image) with a clear reason, before anything is written.  Sources
+    """Refuse a source whose structure is broken or whose image data OpenSlide cannot
+    decode (a corrupt tile or associated image; a decoder crash or hang, probed in a
+    child process) with a clear reason, before anything is written.  Sources
     OpenSlide cannot open at all are left to the format's own checks."""
-    import openslide
+    from wsianon.pipeline.preflight import preflight
 
-    try:
-        slide = openslide.OpenSlide(str(inv.path))
-    except Exception:
-        return
-    try:
-        for name in list(slide.associated_images.keys()):
-            slide.associated_images[name]
-        for lvl in range(slide.level_count):
-            w, h = slide.level_dimensions[lvl]
-            slide.read_region((0, 0), lvl, (min(256, w), min(256, h)))
-    except openslide.OpenSlideError as exc:
-        raise CorruptInput(inv.path, f"image data cannot be decoded (OpenSlide: {str(exc)[:120]})") from None
-    finally:
-        slide.close()
+    preflight(inv.path)
 
 
 def make_plan(src: SlideSource, inv: Inventory, ctx: SlideContext) -> Plan:
@@ -112,27 +101,65 @@ def process_native_copy(
         _place_or_quarantine(staging, dest, ctx, verdict, outcome, last=conv.commit_last(plan))
 
 
+def check_in_place_target(target: Path, final: Path, overwrite: bool) -> None:
+    """Refuse an in-place run before anything is written when its result could not
+    be undone or would leave the identifying name behind."""
+    if target.is_symlink():
+        raise WsianonError(target, "is a symbolic link: --in-place patches and renames real files only (pass the file it points to)")
+    try:
+        st = os.stat(target)
+    except OSError as exc:
+        raise WsianonError(target, f"cannot read: {os_reason(exc)}") from None
+    if st.st_nlink > 1:
+        raise WsianonError(target, f"has {st.st_nlink} hard links: --in-place would leave the identifying name on the others")
+    if final != target and (final.exists() or final.is_symlink()) and not overwrite:
+        raise OutputError(final, "in-place result name already exists beside the input; nothing was changed (use --overwrite to replace it)")
+
+
+def rename_no_replace(src: Path, dest: Path, overwrite: bool) -> None:
+    """Rename ``src`` to ``dest``; never replaces an existing ``dest`` unless ``overwrite``."""
+    if overwrite:
+        os.replace(src, dest)
+        return
+    try:
+        os.link(src, dest)  # fails if dest exists: no check-then-rename race
+    except FileExistsError:
+        raise OutputError(dest, "in-place result name already exists beside the input; in-place changes rolled back") from None
+    except OSError:
+        if dest.exists() or dest.is_symlink():
+            raise OutputError(dest, "in-place result name already exists beside the input; in-place changes rolled back") from None
+        os.replace(src, dest)  # a filesystem without hard links
+        return
+    os.unlink(src)
+
+
 def process_native_in_place(src: SlideSource, inv: Inventory, ctx: SlideContext, outcome: Outcome) -> Path:
     conv = src.converter
     preflight_source(inv)
     plan = make_plan(src, inv, ctx)
     if len(plan.files) != 1 or plan.files[0].source is None or plan.files[0].content is not None:
         raise WsianonError(src.path, f"in-place mode supports single-file formats only ({conv.title} is not)")
+    target = src.path
+    fp = plan.files[0]
+    final = target.with_name(fp.dest) if ctx.policy.rename == "pseudonym" else target
+    check_in_place_target(target, final, ctx.policy.overwrite)
     outcome.removals = plan.removals
     outcome.closed_world = plan.closed_world
     outcome.notes.extend(plan.notes)
     t0 = time.perf_counter()
     snap = snapshot_source(inv)
     outcome.timings["snapshot"] = time.perf_counter() - t0
-    target = src.path
-    fp = plan.files[0]
     t0 = time.perf_counter()
     # keep the journal until verification has passed
     jpath = journal_path(target)
     outcome.bytes_written = apply_in_place(fp, target, keep_journal=True)
     outcome.timings["apply"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    verdict = verify_native(inv, conv, target, [target], ctx.policy, root=target.parent, snap=snap)
+    try:
+        verdict = verify_native(inv, conv, target, [target], ctx.policy, root=target.parent, snap=snap)
+    except BaseException:
+        rollback_journal(target)  # verification could not finish: the input goes back as it was
+        raise
     outcome.timings["verify"] = time.perf_counter() - t0
     outcome.verdict = verdict
     if not verdict.ok:
@@ -140,13 +167,13 @@ def process_native_in_place(src: SlideSource, inv: Inventory, ctx: SlideContext,
         outcome.status = "failed"
         outcome.error = "verification failed; in-place changes rolled back"
         return target
+    if final != target:
+        try:
+            rename_no_replace(target, final, ctx.policy.overwrite)
+        except OutputError:
+            rollback_journal(target)  # the name appeared while we worked: undo, keep the input as it was
+            raise
     jpath.unlink(missing_ok=True)
-    final = target
-    if ctx.policy.rename == "pseudonym":
-        final = target.with_name(fp.dest)
-        if final.exists() and final != target:
-            raise OutputError(final, "in-place rename target already exists")
-        os.replace(target, final)
     outcome.outputs = [final.name]
     outcome.status = "ok"
     return final

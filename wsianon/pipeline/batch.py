@@ -22,6 +22,8 @@ from wsianon.converters.base import SlideContext
 from wsianon.errors import OutputError, UnsupportedFormat, WsianonError
 from wsianon.io.atomic import STAGING_PREFIX, write_atomic, write_private
 from wsianon.pipeline import jobs as J
+from wsianon.io.safefile import kind_of
+from wsianon.io.safetext import os_reason, redact_paths
 from wsianon.pipeline.detect import SlideSource, expand_inputs
 from wsianon.pipeline.keys import key_fingerprint, keyed_hex, load_or_create_key, pseudonym_from
 from wsianon.pipeline.manifest import DONE_STATES, MANIFEST_SUFFIX, JobLock, Manifest, _sql_reason, fast_fingerprint, full_hash, manifest_path
@@ -40,7 +42,11 @@ class JobInterrupted(Exception):
 
     def __init__(self, done_now: int, done_total: int, pending: int):
         self.done_now, self.done_total, self.pending = done_now, done_total, pending
-        super().__init__(f"interrupted: {done_now} slide(s) finished in this run, {done_total} done in all, {pending} left")
+        super().__init__(self.summary)
+
+    @property
+    def summary(self) -> str:
+        return f"interrupted: {self.done_now} slide(s) finished in this run, {self.done_total} done in all, {self.pending} left"
 
 
 @dataclass
@@ -174,7 +180,7 @@ def regenerate(man: Manifest, out: Path | None, mapping_path: Path | None, cfg, 
         try:
             write_atomic(report_path, (json.dumps(data, indent=2) + "\n").encode())
         except OSError as exc:
-            raise OutputError(report_path, f"cannot write the report: {exc.strerror or type(exc).__name__}") from None
+            raise OutputError(report_path, f"cannot write the report: {os_reason(exc)}") from None
     if mapping_path is not None:
         mrows = man.mapping_rows()
         if mrows:
@@ -188,7 +194,7 @@ def regenerate(man: Manifest, out: Path | None, mapping_path: Path | None, cfg, 
             try:
                 write_private(mapping_path, buf.getvalue().encode("utf-8", "surrogateescape"))
             except OSError as exc:
-                raise OutputError(mapping_path, f"cannot write the mapping: {exc.strerror or type(exc).__name__}") from None
+                raise OutputError(mapping_path, f"cannot write the mapping: {os_reason(exc)}") from None
     if report_path is not None:
         from wsianon.pipeline.record import write_record
 
@@ -253,7 +259,7 @@ def run_batch(cfg, on_event: Callable[..., None] | None = None):
             try:
                 out.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise OutputError(out, f"cannot create output folder: {exc.strerror or exc}") from None
+                raise OutputError(out, f"cannot create output folder: {os_reason(exc)}") from None
             mpath = Path(getattr(cfg, "manifest", None) or manifest_path(out))
         else:
             mpath = Path(getattr(cfg, "manifest", None) or (mapping_path.parent / f"wsianon{MANIFEST_SUFFIX}"))
@@ -296,7 +302,7 @@ def _run(cfg, emit, key, kfp, mode, pmap, out, mapping_path, quarantine, sel, ma
                       label=f"input #{len(live) + 1}", display_rel=os.fsencode(m))
     # resume fast path: files of done slides, unchanged since, are not read again
     fstates = man.file_states() if (man is not None and not policy.overwrite) else {}
-    already = 0
+    already = already_failed = 0
     todo: list[Candidate] = []
     leave = ("ok", "quarantined", "skipped") if getattr(cfg, "retry_failed", False) else ("ok", "quarantined", "skipped", "error")
     roots_seen: set[int] = set()
@@ -307,6 +313,7 @@ def _run(cfg, emit, key, kfp, mode, pmap, out, mapping_path, quarantine, sel, ma
                 s = os.stat(c.path)
                 if s.st_size == st[0] and s.st_mtime_ns == st[1]:
                     already += 1
+                    already_failed += st[3] == "error"
                     roots_seen.add(c.root)
                     continue
             except OSError:
@@ -314,6 +321,14 @@ def _run(cfg, emit, key, kfp, mode, pmap, out, mapping_path, quarantine, sel, ma
         todo.append(c)
     by_path = {os.fsencode(c.path): c for c in todo}
     for c in sel.not_regular:
+        if c.explicit:  # named by the user: refused as an error (one line), never opened
+            try:
+                reason = f"is {kind_of(os.stat(c.path).st_mode)}, not a regular file: refused"
+            except OSError as exc:
+                reason = f"cannot read: {os_reason(exc)}"
+            _record_error(man, run_id, os.fsencode(_abs(c.path)), c.relpath, None, None, reason, target, live, emit, c.path, c,
+                          label=f"input #{len(live) + 1}", display_rel=c.shown or None)
+            continue
         label = "SKIP-" + keyed_hex(key, "skipped", c.relpath)[:12]
         if man is not None:
             man.add_skipped(os.fsencode(c.path), label, "not a regular file (FIFO, device or socket); not opened")
@@ -339,14 +354,14 @@ def _run(cfg, emit, key, kfp, mode, pmap, out, mapping_path, quarantine, sel, ma
             roots_seen.add(c.root)
         if s.error is not None:
             pseudo = pseudonym_from(key, "relpath" if mode == "content" else mode, source=s.path, relpath=rel)
-            _record_error(man, run_id, src_b, rel, pseudo, None, s.error.reason, target, live, emit, s.path, c, display_rel=shown)
+            _record_error(man, run_id, src_b, rel, pseudo, None, redact_paths(s.error.reason, [s.path]), target, live, emit, s.path, c, display_rel=shown)
             continue
         files = s.files or [s.path]
         try:
             fp = fast_fingerprint(files)
         except OSError as exc:
             pseudo = pseudonym_from(key, "path", source=s.path)
-            _record_error(man, run_id, src_b, rel, pseudo, s.format, f"cannot read: {exc.strerror or type(exc).__name__}", target, live, emit, s.path, c, display_rel=shown)
+            _record_error(man, run_id, src_b, rel, pseudo, s.format, f"cannot read: {os_reason(exc)}", target, live, emit, s.path, c, display_rel=shown)
             continue
         if src_b in adopt:
             row = adopt[src_b]
@@ -417,7 +432,7 @@ def _run(cfg, emit, key, kfp, mode, pmap, out, mapping_path, quarantine, sel, ma
                 except OSError:
                     pass
     total_bytes = sum(it.size for it in items)
-    emit("start", total=len(items), bytes=total_bytes, already=already, skipped=len(man.skipped()) if man else 0)
+    emit("start", total=len(items), bytes=total_bytes, already=already, already_failed=already_failed, skipped=len(man.skipped()) if man else 0)
 
     def on_submit(it: Item) -> None:
         if man is not None and it.slide_id is not None:

@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 from urllib.parse import urlsplit, urlunsplit
 
+from wsianon.io.safetext import os_reason
 from wsianon.errors import WsianonError
 from wsianon.pipeline.manifest import manifest_path  # one place decides where the job database lives
 from wsianon.pipeline.report import REPORT_NAME
@@ -67,7 +68,12 @@ class DeliveryError(WsianonError):
 
 
 class Unavailable(Exception):
-    """The destination cannot be reached (connection refused, association rejected, ...)."""
+    """The destination cannot be reached (connection refused, association rejected, ...).
+    Its text is always our own wording (never a library's message)."""
+
+    @property
+    def reason(self) -> str:
+        return str(self.args[0]) if self.args else "destination unavailable"
 
 
 
@@ -456,7 +462,7 @@ class _Stow:
                 return self._send_once(batch)
             except _Retriable as exc:
                 if attempt == self.ATTEMPTS - 1:
-                    raise Unavailable(str(exc)) from None
+                    raise Unavailable(exc.reason) from None
                 time.sleep(0.5 * 2**attempt)
         raise AssertionError("unreachable")
 
@@ -509,7 +515,11 @@ class _Stow:
 
 
 class _Retriable(Exception):
-    pass
+    """A transient STOW-RS failure, in our own wording."""
+
+    @property
+    def reason(self) -> str:
+        return str(self.args[0]) if self.args else "transient failure"
 
 
 class _CStore:
@@ -651,16 +661,16 @@ class Deliverer:
         except Unavailable as exc:
             pending = [i for i in todo if i.uid not in recorded]
             for inst in pending:
-                self.log.record(key, inst, "failed", str(exc))
+                self.log.record(key, inst, "failed", exc.reason)
             res.failed += len(pending)
-            res.error = f"{exc}; {len(pending)} instance(s) not delivered, the job stays resumable (wsianon push)"
+            res.error = f"{exc.reason}; {len(pending)} instance(s) not delivered, the job stays resumable (wsianon push)"
             return res
         except OSError as exc:  # an output vanished or changed while being read
             pending = [i for i in todo if i.uid not in recorded]
             for inst in pending:
-                self.log.record(key, inst, "failed", f"I/O error reading the file ({exc.strerror or type(exc).__name__})")
+                self.log.record(key, inst, "failed", f"I/O error reading the file ({os_reason(exc)})")
             res.failed += len(pending)
-            res.error = f"I/O error reading an output ({exc.strerror or type(exc).__name__}); {len(pending)} instance(s) not delivered"
+            res.error = f"I/O error reading an output ({os_reason(exc)}); {len(pending)} instance(s) not delivered"
             return res
         if reasons and res.error is None:
             res.error = reasons[0] if len(set(reasons)) == 1 else f"{reasons[0]} (+{len(set(reasons)) - 1} other reason(s))"

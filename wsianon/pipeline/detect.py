@@ -10,6 +10,7 @@ from wsianon.converters import generic_converter, native_converters
 from wsianon.converters.base import NativeConverter
 from wsianon.errors import CorruptInput, UnsupportedFormat, WsianonError
 from wsianon.io.tiff import TIFF_MAGIC
+from wsianon.io.safefile import is_regular, read_regular
 
 HEAD = 64 * 1024
 
@@ -30,13 +31,8 @@ def _is_dicom_file(head: bytes) -> bool:
 
 
 def read_head(path: Path) -> bytes:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(HEAD)
-    except IsADirectoryError:
-        raise UnsupportedFormat(path, "is a directory") from None
-    except OSError as exc:
-        raise CorruptInput(path, f"cannot read: {exc.strerror or exc}") from None
+    """The first bytes of a regular file (a FIFO, socket or device is refused, never read)."""
+    return read_regular(path, HEAD)
 
 
 def detect_file(path: Path, allow_generic: bool = False) -> tuple[str, NativeConverter | None]:
@@ -94,6 +90,8 @@ def _candidates(directory: Path) -> list[Path]:
         for f in sorted(files):
             if f in _SKIP_NAMES or f.startswith(".") or f.endswith(".wsianon-journal"):
                 continue
+            if not is_regular(rootp / f):
+                continue  # a FIFO, socket or device inside a folder is never a slide (and never opened)
             out.append(rootp / f)
     return out
 

@@ -19,6 +19,7 @@ from typing import Callable, Literal
 
 from wsianon.converters.base import SlideContext
 from wsianon.errors import NothingToShare, OutputError, WsianonError
+from wsianon.io.safetext import os_reason, redact_paths
 from wsianon.pipeline import anonymize as anon
 from wsianon.pipeline.detect import SlideSource, expand_inputs
 from wsianon.pipeline.inspect import inspect_source
@@ -88,10 +89,14 @@ def process_slide(src: SlideSource, ctx: SlideContext, target: Target, dest: ano
         outcome.timings["inspect"] = time.perf_counter() - t0
         use_dicom = target == "dicom" or src.format == "dicom"
         if ctx.policy.dry_run:
+            from wsianon.pipeline import dryrun
+
+            # the real run's refusal rules, nothing written
             if use_dicom:
+                dryrun.check_dicom(src, inv, ctx, dest.out)
                 plans.append({"slide": ctx.pseudonym, "format": src.format, "target": "dicom", "inventory": inv.public()})
             else:
-                plans.append({"slide": ctx.pseudonym, **anon.make_plan(src, inv, ctx).describe()})
+                plans.append({"slide": ctx.pseudonym, **dryrun.check_native(src, inv, ctx, dest.out)})
             outcome.status = "dry-run"
         elif use_dicom:
             if ctx.policy.in_place:
@@ -106,13 +111,14 @@ def process_slide(src: SlideSource, ctx: SlideContext, target: Target, dest: ano
         outcome.notes.append(exc.reason)
     except WsianonError as exc:
         outcome.status = "error"
-        outcome.error = exc.reason  # the reason only: reports live inside OUT, paths stay out
+        # the reason only: reports live inside OUT, paths stay out
+        outcome.error = redact_paths(exc.reason, [src.path, *src.files])
     except MemoryError:
         outcome.status = "error"
         outcome.error = "out of memory"
     except OSError as exc:
         outcome.status = "error"
-        outcome.error = f"I/O error: {exc.strerror or type(exc).__name__}"
+        outcome.error = f"I/O error: {os_reason(exc)}"
     except Exception as exc:  # an internal bug must not kill the batch; fail closed
         outcome.status = "error"
         outcome.error = f"internal error ({type(exc).__name__}); nothing was written for this slide"

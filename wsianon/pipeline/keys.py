@@ -28,6 +28,7 @@ import os
 import secrets
 from pathlib import Path
 
+from wsianon.io.safetext import os_reason
 from wsianon.errors import OutputError, WsianonError
 from wsianon.io.atomic import write_private
 
@@ -61,7 +62,7 @@ def init_key(path: Path) -> bytes:
     try:
         write_private(path, (key.hex() + "\n").encode())
     except OSError as exc:
-        raise OutputError(path, f"cannot create key file: {exc.strerror or exc}") from None
+        raise OutputError(path, f"cannot create key file: {os_reason(exc)}") from None
     return key
 
 

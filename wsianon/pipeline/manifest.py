@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from wsianon.io.safetext import os_reason
 from wsianon.errors import OutputError, WsianonError
 
 SCHEMA = 1
@@ -93,7 +94,7 @@ class JobLock:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
-            raise OutputError(self.path, f"cannot create the job lock: {exc.strerror or exc}") from None
+            raise OutputError(self.path, f"cannot create the job lock: {os_reason(exc)}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -158,7 +159,7 @@ class Manifest:
         except sqlite3.Error as exc:
             raise OutputError(self.path, f"cannot use the job manifest ({_sql_reason(exc)})") from None
         except OSError as exc:
-            raise OutputError(self.path, f"cannot create the job manifest: {exc.strerror or exc}") from None
+            raise OutputError(self.path, f"cannot create the job manifest: {os_reason(exc)}") from None
 
     def _schema(self) -> None:
         self.db.executescript(

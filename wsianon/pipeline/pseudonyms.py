@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wsianon.errors import WsianonError
+from wsianon.io.safetext import os_reason
 
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -49,7 +50,7 @@ def load_pseudonym_map(path: Path) -> PseudonymMap:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
-        raise WsianonError(path, f"cannot read pseudonym map: {exc.strerror or exc}") from None
+        raise WsianonError(path, f"cannot read pseudonym map: {os_reason(exc)}") from None
     entries: dict[str, PseudonymEntry] = {}
     slides: set[str] = set()
     for lineno, row in enumerate(csv.reader(text.splitlines()), 1):

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from wsianon.io.safetext import os_reason
 from wsianon.pipeline.keys import key_fingerprint  # one fingerprint for manifest, report and certificate
 from wsianon import __version__
 from wsianon.errors import OutputError, WsianonError
@@ -729,7 +730,7 @@ def write_record(out: Path, key: bytes | None = None) -> dict[str, Path]:
     try:
         data = collect(out, key=key)
     except OSError as exc:
-        raise OutputError(out, f"cannot read the outputs for the report/certificate: {exc.strerror or exc}") from None
+        raise OutputError(out, f"cannot read the outputs for the report/certificate: {os_reason(exc)}") from None
     paths = {"html": out / REPORT_HTML, "certificate": out / CERT_JSON, "pdf": out / CERT_PDF}
     try:
         write_atomic(paths["html"], render_html(data).encode("utf-8"))
@@ -737,7 +738,7 @@ def write_record(out: Path, key: bytes | None = None) -> dict[str, Path]:
         write_atomic(paths["certificate"], (json.dumps(cert, indent=2) + "\n").encode())
         write_atomic(paths["pdf"], certificate_pdf(cert))
     except OSError as exc:
-        raise OutputError(out, f"cannot write the report/certificate: {exc.strerror or exc}") from None
+        raise OutputError(out, f"cannot write the report/certificate: {os_reason(exc)}") from None
     return paths
 
 
@@ -812,7 +813,7 @@ def write_review_sheet(out: Path, sheet: Path, mapping: Path | None = None, quar
     try:
         rows = read_mapping(mapping)
     except OSError as exc:
-        raise WsianonError(mapping, f"cannot read the private mapping: {exc.strerror or exc}") from None
+        raise WsianonError(mapping, f"cannot read the private mapping: {os_reason(exc)}") from None
     data = collect(out)
     by_out: dict[str, dict] = {}
     for row in rows:
@@ -852,7 +853,7 @@ def write_review_sheet(out: Path, sheet: Path, mapping: Path | None = None, quar
 <body><header class="warn"><h1>PRIVATE — review sheet (identifying)</h1><p>Shows the sources' labels and macros and their paths. Keep it with the private mapping, never share it, delete it after review.</p></header>
 <main>{"".join(cards)}</main></body></html>"""
     try:
-        write_private(sheet, doc.encode("utf-8"))
+        write_private(sheet, doc.encode("utf-8", "backslashreplace"))  # undecodable file names stay visible, escaped
     except OSError as exc:
-        raise OutputError(sheet, f"cannot write the review sheet: {exc.strerror or exc}") from None
+        raise OutputError(sheet, f"cannot write the review sheet: {os_reason(exc)}") from None
     return sheet

@@ -17,6 +17,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from wsianon.io.safetext import os_reason
 from wsianon.errors import WsianonError
 
 # files that belong to another slide's folder and are never slides themselves
@@ -46,9 +47,9 @@ class Selection:
 
 
 def display(relpath: bytes) -> str:
-    """A console-safe rendering of a relative path (undecodable bytes and control characters escaped)."""
-    text = relpath.decode("utf-8", "backslashreplace")
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    """A relative path as text for the user's console (undecodable bytes kept as surrogates):
+    whatever prints it passes it through ``safe_text``, the one place that escapes."""
+    return relpath.decode("utf-8", "surrogateescape")
 
 
 def _matches(patterns: list[str], rel: str) -> bool:
@@ -152,7 +153,7 @@ def _read_list(path: Path, input_root: Path | None) -> list[tuple[Path, bytes | 
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise WsianonError(path, f"cannot read the input list: {exc.strerror or exc}") from None
+        raise WsianonError(path, f"cannot read the input list: {os_reason(exc)}") from None
     base = Path(os.path.abspath(path.parent))
     root = Path(os.path.abspath(input_root)) if input_root else base
     out = []

@@ -158,7 +158,7 @@ def check_openslide(snap: SourceSnapshot, conv: NativeConverter | None, out_main
     try:
         out = openslide.OpenSlide(str(out_main))
     except Exception as exc:
-        verdict.add("openslide-open", False, f"OpenSlide cannot open the output: {exc}")
+        verdict.add("openslide-open", False, f"OpenSlide cannot open the output ({type(exc).__name__})")
         return None
     try:
         props = dict(out.properties)
@@ -200,7 +200,7 @@ def check_openslide(snap: SourceSnapshot, conv: NativeConverter | None, out_main
                 out.read_region((0, 0), lvl, (min(64, w), min(64, h)))
             verdict.add("pyramid-readable", True, f"a region of each of {out.level_count} levels decoded")
         except Exception as exc:
-            verdict.add("pyramid-readable", False, f"reading a region failed: {exc}")
+            verdict.add("pyramid-readable", False, f"reading a region failed ({type(exc).__name__})")
         return props
     finally:
         out.close()

@@ -18,6 +18,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from wsianon.errors import CorruptInput, OutputError, UnsupportedFormat
+from wsianon.io.safetext import os_reason
 
 PIXEL_DATA = 0x7FE00010
 _LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"}
@@ -101,7 +102,7 @@ def read_header(path: Path) -> tuple[Dataset, PixelSpan | None]:
     except (UnsupportedFormat, CorruptInput):
         raise
     except OSError as exc:
-        raise CorruptInput(path, f"cannot read: {exc.strerror or exc}") from None
+        raise CorruptInput(path, f"cannot read: {os_reason(exc)}") from None
     except Exception as exc:  # pydicom parse errors
         raise CorruptInput(path, f"not a readable DICOM file ({type(exc).__name__})") from None
 
@@ -153,4 +154,4 @@ def write_instance(ds: Dataset, src: Path, span: PixelSpan | None, dest: Path) -
                     written += done
         return written
     except OSError as exc:
-        raise OutputError(dest, f"cannot write: {exc.strerror or exc}") from None
+        raise OutputError(dest, f"cannot write: {os_reason(exc)}") from None

@@ -210,7 +210,7 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict, source_st
     try:
         root = ET.fromstring(text.strip())
     except ET.ParseError as exc:
-        verdict.add("isyntax-structure", False, f"output header is not well-formed XML ({exc})")
+        verdict.add("isyntax-structure", False, f"output header is not well-formed XML (line {exc.position[0]}, column {exc.position[1]})")
         return
     trailing_ok = text.rstrip().endswith("</DataObject>")
     wsis = [o for o in root.iter("DataObject") if o.get("ObjectType") == "DPScannedImage" and _image_type(o) == "WSI"]

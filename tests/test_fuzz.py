@@ -1,0 +1,336 @@
+"""Bounded, seeded fuzzing of ``wsianon run`` over every fixture format.
+
+Each generated fixture (tests/fixtures/*_gen.py) is mutated the ways broken or
+hostile files are broken: truncations, bit flips in the header and in IFDs,
+offsets and counts pointing far beyond the file, IFD chains that loop (for MRXS:
+Index.dat, Slidedat.ini and data-file damage).  Every case runs through the CLI
+entry point in-process and must end with
+
+* no traceback and no hang (a per-case alarm; a hard watchdog behind it),
+* the input unchanged (hash of every input file),
+* nothing half-written: only the report and verified outputs in OUT,
+* exit 0 with the slide verified, or exit 1 with one ``error:`` line naming the
+  file (or the slide quarantined after failed verification) — never an
+  internal error.
+
+``WSIANON_FUZZ_CASES`` sets the cases per format (default 36; seed
+``WSIANON_FUZZ_SEED``, default 12).  A failing case prints its id
+(format, case number, mutation), which reproduces it exactly.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import json
+import os
+import random
+import shutil
+import signal
+import struct
+from pathlib import Path
+
+import pytest
+
+from .conftest import tree_hashes
+
+CASES = int(os.environ.get("WSIANON_FUZZ_CASES", "36"))
+SEED = int(os.environ.get("WSIANON_FUZZ_SEED", "12"))
+CASE_TIMEOUT = 60
+
+
+class CaseTimeout(BaseException):
+    """Raised by the per-case alarm (a BaseException: the pipeline must not swallow it)."""
+
+
+# ---------------------------------------------------------------------------
+# fixtures: one small slide per format
+
+
+def _make(fmt: str, d: Path) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    if fmt == "svs":
+        from .fixtures.svs_gen import write_svs
+
+        return write_svs(d / "case.svs", size=(512, 384)).path
+    if fmt == "svs-bigtiff":
+        from .fixtures.svs_gen import write_svs
+
+        return write_svs(d / "case.svs", size=(512, 384), bigtiff=True).path
+    if fmt == "ndpi":
+        from .fixtures.ndpi_gen import make_ndpi
+
+        return make_ndpi(d / "case.ndpi", levels=2, width=256, height=192)[0]
+    if fmt == "mrxs":
+        from .fixtures.mrxs_gen import make_mrxs
+
+        return make_mrxs(d, "case", images=2, levels=2).mrxs
+    if fmt == "bif":
+        from .fixtures.bif_gen import make_bif
+
+        return make_bif(d / "case.bif").path
+    if fmt == "philips":
+        from .fixtures.philips_gen import make_philips
+
+        return make_philips(d / "case.tiff").path
+    if fmt == "scn":
+        from .fixtures.scn_gen import make_scn
+
+        return make_scn(d / "case.scn").path
+    if fmt == "qptiff":
+        from .fixtures.qptiff_gen import make_qptiff
+
+        return make_qptiff(d / "case.qptiff", long_len=600).path
+    raise ValueError(fmt)
+
+
+FORMATS = ["svs", "svs-bigtiff", "ndpi", "mrxs", "bif", "philips", "scn", "qptiff"]
+
+
+@pytest.fixture(scope="module")
+def originals(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fuzz-originals")
+    return {fmt: _make(fmt, root / fmt) for fmt in FORMATS}
+
+
+# ---------------------------------------------------------------------------
+# a minimal TIFF walker (our own: the fuzzer must not trust the code under test)
+
+
+def _ifds(data: bytes) -> tuple[str, bool, list[dict]]:
+    """(byte order, bigtiff, IFDs as {off, n, entries: [entry offsets], next_at})."""
+    bo = "<" if data[:2] == b"II" else ">"
+    big = struct.unpack(bo + "H", data[2:4])[0] == 43
+    if big:
+        off = struct.unpack(bo + "Q", data[8:16])[0]
+    else:
+        off = struct.unpack(bo + "I", data[4:8])[0]
+    out, seen = [], set()
+    while 0 < off < len(data) and off not in seen and len(out) < 64:
+        seen.add(off)
+        if big:
+            n = struct.unpack(bo + "Q", data[off : off + 8])[0]
+            first, esize, nsize = off + 8, 20, 8
+        else:
+            n = struct.unpack(bo + "H", data[off : off + 2])[0]
+            first, esize, nsize = off + 2, 12, 4
+        if first + n * esize + nsize > len(data):
+            break
+        entries = [first + i * esize for i in range(n)]
+        next_at = first + n * esize
+        out.append({"off": off, "n": n, "entries": entries, "next_at": next_at})
+        off = struct.unpack(bo + ("Q" if big else "I"), data[next_at : next_at + nsize])[0]
+    return bo, big, out
+
+
+def _mutate_tiff(data: bytes, rng: random.Random) -> tuple[bytes, str]:
+    b = bytearray(data)
+    bo, big, ifds = _ifds(data)
+    ptr = "Q" if big else "I"
+    psize = 8 if big else 4
+    kind = rng.choice(["truncate", "truncate-ifd", "flip-header", "flip-ifd", "offset-overflow", "count-overflow", "ifd-loop", "entry-count", "type"])
+    if not ifds and kind not in ("truncate", "flip-header"):
+        kind = "truncate"
+    if kind == "truncate":
+        cut = rng.choice([rng.randrange(0, 64), rng.randrange(0, len(b)), len(b) - rng.randrange(1, 4096)])
+        return bytes(b[: max(0, cut)]), f"truncate at {max(0, cut)}"
+    if kind == "truncate-ifd":
+        ifd = rng.choice(ifds)
+        cut = rng.randrange(ifd["off"], ifd["next_at"] + psize)
+        return bytes(b[:cut]), f"truncate inside IFD at {ifd['off']} ({cut})"
+    if kind == "flip-header":
+        for _ in range(rng.randint(1, 3)):
+            i = rng.randrange(0, 16 if big else 8)
+            b[i] ^= 1 << rng.randrange(8)
+        return bytes(b), "bit flips in the header"
+    ifd = rng.choice(ifds)
+    esize = 20 if big else 12
+    if kind == "flip-ifd":
+        lo, hi = ifd["off"], ifd["next_at"] + psize
+        for _ in range(rng.randint(1, 6)):
+            i = rng.randrange(lo, hi)
+            b[i] ^= 1 << rng.randrange(8)
+        return bytes(b), f"bit flips in IFD at {ifd['off']}"
+    if kind == "ifd-loop":
+        target = rng.choice([ifds[0]["off"], ifd["off"]])
+        struct.pack_into(bo + ptr, b, ifd["next_at"], target)
+        return bytes(b), f"IFD at {ifd['off']} links back to {target}"
+    if kind == "entry-count":
+        struct.pack_into(bo + ("Q" if big else "H"), b, ifd["off"], rng.choice([0xFFFF, 0x7FFF, ifd["n"] + 1, 0]))
+        return bytes(b), f"entry count of IFD at {ifd['off']} changed"
+    if not ifd["entries"]:
+        return bytes(b[: len(b) // 2]), "truncate at half"
+    e = rng.choice(ifd["entries"])
+    tag = struct.unpack(bo + "H", b[e : e + 2])[0]
+    if kind == "type":
+        struct.pack_into(bo + "H", b, e + 2, rng.choice([0, 13, 19, 255, 1, 2, 16]))
+        return bytes(b), f"type of tag {tag} in IFD at {ifd['off']} changed"
+    cnt_fmt, cnt_at, val_at = (bo + "Q", e + 4, e + 12) if big else (bo + "I", e + 4, e + 8)
+    if kind == "count-overflow":
+        huge = rng.choice([0xFFFFFFFF, 0x7FFFFFFF, 0x10000000] + ([1 << 40, (1 << 63) - 1] if big else []))
+        struct.pack_into(cnt_fmt, b, cnt_at, huge)
+        return bytes(b), f"count of tag {tag} in IFD at {ifd['off']} set to {huge}"
+    # offset-overflow: the value/offset field points far beyond the file
+    far = rng.choice([len(b) + 1, len(b) + 4096, 0xFFFFFFF0] + ([1 << 40, (1 << 64) - 16] if big else []))
+    struct.pack_into(bo + ptr, b, val_at, far)
+    return bytes(b), f"value offset of tag {tag} in IFD at {ifd['off']} set to {far}"
+
+
+def _mutate_mrxs(case_dir: Path, rng: random.Random) -> str:
+    folder = case_dir / "case"
+    kind = rng.choice(["index-truncate", "index-flip", "index-int", "ini-truncate", "ini-line", "data-truncate", "data-flip", "mrxs-truncate"])
+    if kind.startswith("index"):
+        p = folder / "Index.dat"
+    elif kind.startswith("ini"):
+        p = folder / "Slidedat.ini"
+    elif kind.startswith("data"):
+        p = rng.choice(sorted(folder.glob("Data*.dat")))
+    else:
+        p = case_dir / "case.mrxs"
+    b = bytearray(p.read_bytes())
+    if kind.endswith("truncate"):
+        cut = rng.randrange(0, max(1, len(b)))
+        p.write_bytes(bytes(b[:cut]))
+        return f"{p.name} truncated at {cut}"
+    if kind.endswith("flip"):
+        for _ in range(rng.randint(1, 8)):
+            i = rng.randrange(0, min(len(b), 4096)) if rng.random() < 0.7 else rng.randrange(0, len(b))
+            b[i] ^= 1 << rng.randrange(8)
+        p.write_bytes(bytes(b))
+        return f"bit flips in {p.name}"
+    if kind == "index-int":
+        i = rng.randrange(0, max(1, len(b) - 4))
+        struct.pack_into("<i", b, i, rng.choice([0x7FFFFFFF, -1, -0x80000000, len(b) * 4]))
+        p.write_bytes(bytes(b))
+        return f"Index.dat int at {i} overflowed"
+    lines = b.decode("utf-8", "surrogateescape").splitlines(keepends=True)
+    i = rng.randrange(len(lines))
+    if rng.random() < 0.5:
+        del lines[i]
+        what = f"Slidedat.ini line {i} deleted"
+    else:
+        k = lines[i].split("=")[0]
+        lines[i] = f"{k}= {rng.choice(['-1', '2147483648', '99999999999', 'x', '', '../../etc/passwd'])}\n"
+        what = f"Slidedat.ini line {i} value replaced"
+    p.write_bytes("".join(lines).encode("utf-8", "surrogateescape"))
+    return what
+
+
+# ---------------------------------------------------------------------------
+# the check of one case
+
+
+def _alarm(signum, frame):
+    raise CaseTimeout()
+
+
+def _run_case(case_dir: Path, src: Path, out: Path, allow_generic: bool, command: str = "run") -> tuple[int, str, str, BaseException | None]:
+    from typer.testing import CliRunner
+
+    from wsianon.cli import app
+
+    args = [command, str(src)] + (["-o", str(out)] if command == "run" else []) + (["--allow-generic"] if allow_generic else [])
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(CASE_TIMEOUT)
+    try:
+        res = CliRunner().invoke(app, args, catch_exceptions=True)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    exc = res.exception if not isinstance(res.exception, SystemExit) else None
+    return res.exit_code, res.stdout, res.stderr, exc
+
+
+def _check_read_only(case_id: str, case_dir: Path, src: Path, allow_generic: bool, command: str) -> list[str]:
+    """``inspect`` / ``verify`` (no source) on a mutated file: no traceback or hang, input
+    unchanged, and exit 0, or 1 with at most one error line, naming the file."""
+    before = tree_hashes(case_dir)
+    code, stdout, stderr, exc = _run_case(case_dir, src, case_dir, allow_generic, command)
+    cid = f"{case_id} [{command}]"
+    if isinstance(exc, CaseTimeout):
+        return [f"{cid}: hang (> {CASE_TIMEOUT} s)"]
+    if exc is not None or "Traceback" in stdout + stderr:
+        return [f"{cid}: exception {type(exc).__name__ if exc else ''} / traceback in output"]
+    problems = [] if tree_hashes(case_dir) == before else [f"{cid}: input changed"]
+    err = [l for l in stderr.splitlines() if l.startswith("error:")]
+    if code not in (0, 1) or len(err) > 1 or (err and str(case_dir) not in err[0]) or (code == 1 and command == "inspect" and not err):
+        problems.append(f"{cid}: exit {code}, error lines {err or stderr[-300:]!r}")
+    return problems
+
+
+def _check_case(case_id: str, case_dir: Path, src: Path, out: Path, allow_generic: bool) -> list[str]:
+    problems: list[str] = []
+    before = tree_hashes(case_dir)
+    code, stdout, stderr, exc = _run_case(case_dir, src, out, allow_generic)
+    text = stdout + stderr
+    if isinstance(exc, CaseTimeout):
+        return [f"{case_id}: hang (> {CASE_TIMEOUT} s)"]
+    if exc is not None or "Traceback" in text:
+        return [f"{case_id}: exception {type(exc).__name__ if exc else ''} / traceback in output"]
+    if tree_hashes(case_dir) != before:
+        problems.append(f"{case_id}: input changed")
+    report_path = out / "wsianon-report.json"
+    if not report_path.exists():
+        return problems + [f"{case_id}: no report (exit {code}): {stderr[-300:]!r}"]
+    slides = json.loads(report_path.read_text())["slides"]
+    if len(slides) != 1:
+        problems.append(f"{case_id}: {len(slides)} slides reported")
+    ok_outputs = {n for s in slides if s["status"] == "ok" for n in s["outputs"]}
+    for s in slides:
+        if "internal error" in (s["error"] or ""):
+            problems.append(f"{case_id}: {s['error']} {s['notes'][-1:]}")
+    # nothing half-written: OUT holds the report and verified outputs only
+    for p in out.iterdir():
+        if p.name != "wsianon-report.json" and p.name not in ok_outputs:
+            problems.append(f"{case_id}: unexpected {p.name} in OUT")
+    statuses = [s["status"] for s in slides]
+    if code == 0:
+        if statuses != ["ok"]:
+            problems.append(f"{case_id}: exit 0 with {statuses}")
+    elif code == 1:
+        err = [l for l in stderr.splitlines() if l.startswith("error:")]
+        if statuses == ["failed"]:
+            if err:
+                problems.append(f"{case_id}: quarantined slide also printed {err}")
+        elif len(err) != 1 or str(case_dir) not in err[0]:
+            problems.append(f"{case_id}: expected one error line naming the file, got {err or stderr[-300:]!r}")
+    else:
+        problems.append(f"{case_id}: exit {code}")
+    return problems
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_fuzz_run(fmt, originals, tmp_path):
+    faulthandler.dump_traceback_later(CASE_TIMEOUT * 3, exit=True)  # a hang in C code still ends the test run
+    try:
+        rng = random.Random(f"{SEED}:{fmt}")
+        orig = originals[fmt]
+        problems: list[str] = []
+        outcomes: dict[int, int] = {}
+        for i in range(CASES):
+            case_dir = tmp_path / f"c{i}"
+            if fmt == "mrxs":
+                shutil.copytree(orig.parent, case_dir)
+                src = case_dir / orig.name
+                what = _mutate_mrxs(case_dir, rng)
+            else:
+                case_dir.mkdir()
+                src = case_dir / orig.name
+                data, what = _mutate_tiff(orig.read_bytes(), rng)
+                src.write_bytes(data)
+            out = tmp_path / f"o{i}"
+            found = _check_case(f"{fmt} #{i} ({what})", case_dir, src, out, fmt == "qptiff")
+            if i % 4 == 0:  # the read-only commands on a quarter of the cases
+                found += _check_read_only(f"{fmt} #{i} ({what})", case_dir, src, fmt == "qptiff", "inspect")
+                found += _check_read_only(f"{fmt} #{i} ({what})", case_dir, src, fmt == "qptiff", "verify")
+            problems += found
+            code = json.loads((out / "wsianon-report.json").read_text())["summary"].get("ok", 0) if (out / "wsianon-report.json").exists() else -1
+            outcomes[code] = outcomes.get(code, 0) + 1
+            shutil.rmtree(case_dir, ignore_errors=True)
+            shutil.rmtree(out, ignore_errors=True)
+            shutil.rmtree(tmp_path / f"o{i}.quarantine", ignore_errors=True)
+            faulthandler.dump_traceback_later(CASE_TIMEOUT * 3, exit=True)
+        assert not problems, "\n".join(problems)
+        # the control: the mutations really break files (most cases are refused)
+        assert outcomes.get(0, 0) >= CASES // 3, outcomes
+    finally:
+        faulthandler.cancel_dump_traceback_later()
