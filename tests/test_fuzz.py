@@ -279,8 +279,10 @@ def _check_case(case_id: str, case_dir: Path, src: Path, out: Path, allow_generi
         if "internal error" in (s["error"] or ""):
             problems.append(f"{case_id}: {s['error']} {s['notes'][-1:]}")
     # nothing half-written: OUT holds the report and verified outputs only
+    from wsianon.pipeline.record import RECORD_FILES  # the report, its HTML view and the certificate
+
     for p in out.iterdir():
-        if p.name != "wsianon-report.json" and p.name not in ok_outputs:
+        if p.name not in RECORD_FILES and p.name not in ok_outputs:
             problems.append(f"{case_id}: unexpected {p.name} in OUT")
     statuses = [s["status"] for s in slides]
     if code == 0:
