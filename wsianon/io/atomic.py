@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from wsianon.errors import OutputError
+from wsianon.io import cache
 
 STAGING_PREFIX = ".wsianon-tmp-"
 
@@ -65,6 +66,10 @@ class Staging:
                 moved.append(dest_dir / n)
         except OSError as exc:
             raise OutputError(dest_dir, f"cannot move output into place: {exc.strerror or exc}") from None
+        # verified and placed: this run reads them no more, so their pages leave the page cache
+        # (a batch of large slides must not push the machine's working set out)
+        for m in moved:
+            cache.drop_tree(m)
         self.discard()
         self.committed = True
         return moved

@@ -1,0 +1,159 @@
+"""Page-cache hints of the copy path (wsianon.io.cache) never change a byte of the output, do
+release what they say they release, and the benchmarks' measuring method (peak RSS of a child
+process) is sound.  No timing is asserted anywhere."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import wsianon.io.cache as cache
+import wsianon.io.plan as planmod
+from wsianon.io.atomic import Staging
+from wsianon.io.plan import FilePlan, Patch, apply_copy
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _source(tmp_path: Path, size: int, holes: bool = False) -> Path:
+    src = tmp_path / "src.bin"
+    data = bytearray(os.urandom(size))
+    with open(src, "wb") as fh:
+        if holes:  # data, a hole, data (a sparse source keeps its hole)
+            fh.write(data[: size // 3])
+            fh.seek(size // 3 + (1 << 20))
+            fh.write(data[size // 3 :])
+        else:
+            fh.write(data)
+    return src
+
+
+def _expected(src: Path, patches: list[Patch]) -> bytes:
+    out = bytearray(src.read_bytes())
+    for p in patches:
+        out[p.offset : p.end] = p.data if p.data is not None else bytes(p.length)
+    return bytes(out)
+
+
+@pytest.mark.parametrize("kernel_copy", [True, False], ids=["copy_file_range", "read-write"])
+@pytest.mark.parametrize("holes", [False, True], ids=["dense", "sparse"])
+def test_copy_with_writeback_is_byte_exact(tmp_path, monkeypatch, kernel_copy, holes):
+    """Write-back is queued every WRITEBACK_STEP bytes (here 64 KiB) over exactly the ranges
+    written, and the output equals the source with the patches applied."""
+    monkeypatch.setattr(planmod, "WRITEBACK_STEP", 64 * 1024)
+    monkeypatch.setattr(planmod, "CHUNK", 16 * 1024)  # many steps, several chunks per step
+    if not kernel_copy:
+        monkeypatch.setattr(planmod, "_copy_file_range", None)
+    calls: list[tuple[int, int]] = []
+    real = cache.start_writeback
+
+    def spy(fd, offset, length):
+        calls.append((offset, length))
+        return real(fd, offset, length)
+
+    monkeypatch.setattr(cache, "start_writeback", spy)
+    src = _source(tmp_path, 3 * 1024 * 1024 + 12345, holes)
+    size = src.stat().st_size
+    patches = [Patch(100, 20, b"Q" * 20, "a"), Patch(size // 2, 5000, None, "b"), Patch(size - 7, 7, b"ZZZZZZZ", "c")]
+    out = tmp_path / "out.bin"
+    assert apply_copy(FilePlan("out.bin", src, patches, append=b"tail"), out) == size + 4
+    assert out.read_bytes() == _expected(src, patches) + b"tail"
+    assert calls, "no write-back was queued for a 3 MiB copy with a 64 KiB step"
+    assert all(length >= 64 * 1024 and 0 <= off and off + length <= size for off, length in calls)
+    # ranges never overlap: each written byte is queued at most once
+    ordered = sorted(calls)
+    assert all(a[0] + a[1] <= b[0] for a, b in zip(ordered, ordered[1:]))
+
+
+def test_hints_off_by_environment():
+    """WSIANON_CACHE_HINTS=off makes every hint a no-op (what the benchmarks compare against)."""
+    code = (
+        "import os, tempfile, wsianon.io.cache as c\n"
+        "fd, p = tempfile.mkstemp(); os.write(fd, b'x' * 8192)\n"
+        "print(c.ENABLED, c.sequential(fd), c.drop(fd), c.start_writeback(fd, 0, 8192))\n"
+        "os.close(fd); os.unlink(p)\n"
+    )
+    env = {**os.environ, "WSIANON_CACHE_HINTS": "off"}
+    off = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert off == ["False", "False", "False", "False"]
+    env["WSIANON_CACHE_HINTS"] = "on"
+    on = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert on[0] == "True"
+    if hasattr(os, "posix_fadvise"):
+        assert on[1] == on[2] == "True"
+
+
+def _resident_bytes(path: Path) -> int:
+    r = subprocess.run(["fincore", "-b", "-n", "-o", "RES", str(path)], capture_output=True, text=True, check=True)
+    return int(r.stdout.split()[0])
+
+
+needs_fincore = pytest.mark.skipif(
+    shutil.which("fincore") is None or not hasattr(os, "posix_fadvise"),
+    reason="fincore (util-linux) or posix_fadvise not available: page-cache residency cannot be observed",
+)
+
+
+def _cached_file(path: Path, size: int = 4 << 20) -> Path:
+    path.write_bytes(os.urandom(size))
+    fd = os.open(path, os.O_RDONLY)
+    os.fsync(fd)  # clean pages: DONTNEED can release them at once
+    os.close(fd)
+    path.read_bytes()
+    return path
+
+
+@needs_fincore
+def test_drop_tree_releases_pages_of_files_only_not_through_links(tmp_path):
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    a = _cached_file(tree / "a.dcm")
+    b = _cached_file(tree / "sub" / "b.dcm")
+    outside = _cached_file(tmp_path / "outside.bin")
+    (tree / "link").symlink_to(outside)
+    assert _resident_bytes(a) > 0 and _resident_bytes(outside) > 0
+    assert cache.drop_tree(tree) == 2  # a and b; the link is not followed
+    assert _resident_bytes(a) == 0 and _resident_bytes(b) == 0
+    assert _resident_bytes(outside) > 0
+
+
+@needs_fincore
+def test_committed_outputs_leave_the_page_cache(tmp_path):
+    out = tmp_path / "out"
+    with Staging(out, "S1") as st:
+        f = _cached_file(st.path("S1.svs"))
+        data = f.read_bytes()
+        assert _resident_bytes(f) > 0
+        moved = st.commit()
+    assert [p.name for p in moved] == ["S1.svs"]
+    assert _resident_bytes(out / "S1.svs") == 0
+    assert (out / "S1.svs").read_bytes() == data  # only the cache is affected, never the bytes
+
+
+def _bench_common():
+    sys.path.insert(0, str(BENCH))
+    try:
+        return importlib.import_module("_common")
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def test_benchmark_child_rss_is_the_child_own_peak():
+    """ru_maxrss of an exec'd child includes the high-water mark of the process that forked it;
+    the benchmarks launch through a small launcher so a 7 MiB program reads as small and a
+    200 MiB allocation as at least 200 MiB, whatever this (pytest-sized) process holds."""
+    common = _bench_common()
+    ballast = bytearray(300 << 20)  # this process is now big: it must not leak into the figure
+    small = common.child(["true"])
+    big = common.child([sys.executable, "-S", "-c", "x = bytearray(200 << 20); x[::4096] = b'1' * len(x[::4096])"])
+    del ballast
+    assert small["rc"] == 0 and big["rc"] == 0
+    assert small["rss_mib"] < 50
+    assert big["rss_mib"] >= 200
+    assert big["user"] + big["sys"] > 0 and big["wall"] > 0
