@@ -1,13 +1,13 @@
 """Page-cache hints (``posix_fadvise``), so that anonymizing a large slide does not push the
 rest of the machine's working set out of the page cache.
 
-* ``sequential(fd)``: a file about to be read front to back (larger read-ahead).
-* ``start_writeback(fd, offset, length)``: queue freshly written pages for write-back now
-  (``sync_file_range(SYNC_FILE_RANGE_WRITE)``, Linux), so that the final ``fsync`` of a large
-  output overlaps the copy instead of following it; the pages stay cached for the verifier.
 * ``drop(fd)``: pages of a file this run will not read again; clean pages are released at
   once, dirty ones are queued for write-back (``POSIX_FADV_DONTNEED``).  Only called on files
   this run wrote itself (never on a source: its pages may be someone else's working set).
+
+Measured and left out (benchmarks/PROFILE.md): ``POSIX_FADV_SEQUENTIAL`` on the copy's source
+and write-back queued during the copy (``sync_file_range``) did not make the copy faster here,
+and dropping the output behind the copy would make the verifier read it back from disk.
 
 Hints only: they never change what is read or written, and they are no-ops where the platform
 has no ``posix_fadvise``.  ``WSIANON_CACHE_HINTS=off`` in the environment turns them all off
@@ -16,31 +16,11 @@ has no ``posix_fadvise``.  ``WSIANON_CACHE_HINTS=off`` in the environment turns 
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
-import sys
 from pathlib import Path
 
 ENABLED = os.environ.get("WSIANON_CACHE_HINTS", "on").lower() not in ("off", "0", "no")
 _fadvise = getattr(os, "posix_fadvise", None)
-SYNC_FILE_RANGE_WRITE = 2
-
-
-def _load_sync_file_range():
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = libc.sync_file_range
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-_sync_file_range = _load_sync_file_range()
 
 
 def _advise(fd: int, offset: int, length: int, advice_name: str) -> bool:
@@ -52,18 +32,6 @@ def _advise(fd: int, offset: int, length: int, advice_name: str) -> bool:
         return True
     except OSError:  # a pipe, a file system without page cache: nothing to advise
         return False
-
-
-def sequential(fd: int) -> bool:
-    return _advise(fd, 0, 0, "POSIX_FADV_SEQUENTIAL")
-
-
-def start_writeback(fd: int, offset: int, length: int) -> bool:
-    """Start (not wait for) write-back of [offset, offset+length); False where unsupported.
-    Durability still comes from the caller's ``fsync``."""
-    if not ENABLED or _sync_file_range is None or length <= 0:
-        return False
-    return _sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE) == 0
 
 
 def drop(fd: int, offset: int = 0, length: int = 0) -> bool:

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Callable
 
 from wsianon.errors import CorruptInput, OutputError
-from wsianon.io import cache
 from wsianon.io.extents import data_extents
 
 CHUNK = 8 * 1024 * 1024
@@ -30,11 +29,6 @@ CHUNK = 8 * 1024 * 1024
 # indirections (tests simulate a full disk through them)
 _os_write = os.write
 _copy_file_range = getattr(os, "copy_file_range", None)
-# page-cache behaviour of the copy (benchmarks/ compare them): the source is advised sequential;
-# each WRITEBACK_STEP bytes written are queued for write-back while the copy goes on, so the
-# final fsync has little left to wait for (the pages stay cached for the verifier)
-SEQUENTIAL_HINT = True
-WRITEBACK_STEP = 64 * 1024 * 1024
 
 
 @dataclass
@@ -178,10 +172,7 @@ def _copy_range(src_fd: int, dst_fd: int, offset: int, length: int, dest: Path, 
 
 
 def _copy_extent(src_fd: int, dst_fd: int, offset: int, length: int, dest: Path, progress: Callable[[int], None] | None) -> None:
-    # the output keeps the source's offsets (patches are same-length), so [pos, pos+done) of
-    # the source lands at [pos, pos+done) of the output: that range is queued for write-back
     pos = offset
-    queued = offset
     end = offset + length
     use_cfr = _copy_file_range is not None
     while pos < end:
@@ -202,9 +193,6 @@ def _copy_extent(src_fd: int, dst_fd: int, offset: int, length: int, dest: Path,
             _write_all(dst_fd, buf, dest)
             done = len(buf)
         pos += done
-        if WRITEBACK_STEP and pos - queued >= WRITEBACK_STEP:
-            cache.start_writeback(dst_fd, queued, pos - queued)
-            queued = pos
         if progress:
             progress(done)
 
@@ -228,8 +216,6 @@ def apply_copy(fp: FilePlan, dest: Path, progress: Callable[[int], None] | None 
                 raise CorruptInput(fp.source, f"cannot read: {exc.strerror or exc}") from None
             try:
                 size = os.fstat(src_fd).st_size
-                if SEQUENTIAL_HINT:
-                    cache.sequential(src_fd)
                 pos = 0
                 for p in fp.sorted_patches():
                     if p.end > size:
