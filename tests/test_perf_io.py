@@ -105,3 +105,58 @@ def test_benchmark_child_rss_is_the_child_own_peak():
     assert small["rss_mib"] < 50
     assert big["rss_mib"] >= 200
     assert big["user"] + big["sys"] > 0 and big["wall"] > 0
+
+
+# -- compact tile tables (wsianon.io.tiff.TiffStructure.data_span_arrays) -----------------------
+
+
+def _span_fixtures(tmp_path: Path) -> list[Path]:
+    from tests.fixtures.ndpi_gen import make_ndpi, sparse_supported
+    from tests.fixtures.svs_gen import write_svs
+
+    files = [Path(__file__).parent / "data" / "CMU-1-Small-Region.svs"]
+    files.append(write_svs(tmp_path / "classic.svs").path)
+    files.append(write_svs(tmp_path / "big.svs", bigtiff=True).path)
+    files.append(write_svs(tmp_path / "be.svs", byteorder=">").path)
+    files.append(make_ndpi(tmp_path / "s.ndpi")[0])
+    if sparse_supported(tmp_path):  # offsets beyond 4 GiB through the NDPI high halves
+        files.append(make_ndpi(tmp_path / "big.ndpi", big=True)[0])
+    return files
+
+
+def test_data_span_arrays_equal_data_spans(tmp_path):
+    from wsianon.io.tiff import TiffStructure
+
+    n_ifds = 0
+    for f in _span_fixtures(tmp_path):
+        with TiffStructure(f) as ts:
+            for ifd in ts.ifds:
+                spans = ts.data_spans(ifd)
+                o, c = ts.data_span_arrays(ifd)
+                assert o.dtype == c.dtype == "uint64"
+                assert list(zip(o.tolist(), c.tolist())) == spans, (f.name, ifd.index)
+                n_ifds += bool(spans)
+    assert n_ifds >= 10
+
+
+def test_data_span_arrays_refuse_data_beyond_the_end(tmp_path):
+    """Same verdict as data_spans: a tile that ends one byte past the file is refused; a file
+    that ends exactly at the last tile is fine."""
+    import pytest as _pytest
+
+    from tests.fixtures.svs_gen import write_svs
+    from wsianon.errors import CorruptInput
+    from wsianon.io.tiff import TiffStructure
+
+    src = write_svs(tmp_path / "t.svs", bigtiff=True).path
+    with TiffStructure(src) as ts:
+        ifd = ts.ifds[0]
+        o, c = ts.data_span_arrays(ifd)
+        last_end = int((o + c).max())
+        ts.size = last_end  # as if the file ended right after the last tile: still valid
+        assert len(ts.data_span_arrays(ifd)[0]) == len(ts.data_spans(ifd)) > 1
+        ts.size = last_end - 1  # one byte short: both refuse
+        with _pytest.raises(CorruptInput, match="beyond the end"):
+            ts.data_spans(ifd)
+        with _pytest.raises(CorruptInput, match="beyond the end"):
+            ts.data_span_arrays(ifd)
