@@ -160,3 +160,20 @@ def test_data_span_arrays_refuse_data_beyond_the_end(tmp_path):
             ts.data_spans(ifd)
         with _pytest.raises(CorruptInput, match="beyond the end"):
             ts.data_span_arrays(ifd)
+
+
+def test_native_benchmark_smoke(tmp_path):
+    """benchmarks/ keep working against the CLI (a tiny slide, one pair; figures not asserted)."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        bench_native = importlib.import_module("bench_native")
+    finally:
+        sys.path.remove(str(BENCH))
+    r = bench_native.bench(0.004, 1, tmp_path, hint_pairs=1)  # raises SystemExit if a run fails
+    assert r["size_bytes"] > 3_000_000
+    assert r["run_verify"]["wall"] > 0 and r["cp_fsync"]["wall"] > 0 and r["ratio"] > 0
+    assert r["run_verify"]["rss_mib"] > r["cp_fsync"]["rss_mib"]  # a Python process against cp
+    assert r["in_place_bytes"] > 0  # the description was patched in place
+    if shutil.which("fincore") and hasattr(os, "posix_fadvise"):
+        assert r["cache_hints"]["resident_after_run"]["on"]["output_mib"] == 0
+        assert r["cache_hints"]["resident_after_run"]["off"]["output_mib"] > 0
