@@ -15,6 +15,7 @@ import pytest
 
 import wsianon.io.cache as cache
 from wsianon.io.atomic import Staging
+from wsianon.io.plan import FilePlan, Patch, apply_copy
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -72,16 +73,23 @@ def test_drop_tree_releases_pages_of_files_only_not_through_links(tmp_path):
 
 
 @needs_fincore
-def test_committed_outputs_leave_the_page_cache(tmp_path):
+def test_committed_outputs_leave_the_page_cache_when_fsynced(tmp_path):
+    """An output written (and fsynced) by apply_copy leaves the cache when committed; a file
+    some other writer left (maybe dirty: the DICOM writer does not fsync) is not touched."""
+    src = _cached_file(tmp_path / "src.svs")
     out = tmp_path / "out"
     with Staging(out, "S1") as st:
-        f = _cached_file(st.path("S1.svs"))
-        data = f.read_bytes()
-        assert _resident_bytes(f) > 0
-        moved = st.commit()
-    assert [p.name for p in moved] == ["S1.svs"]
+        apply_copy(FilePlan("S1.svs", src, [Patch(10, 4, b"ANON", "test")]), st.path("S1.svs"))
+        _cached_file(st.path("other.dcm"))
+        st.path("S1.svs").read_bytes()
+        assert _resident_bytes(st.path("S1.svs")) > 0
+        st.commit()
     assert _resident_bytes(out / "S1.svs") == 0
-    assert (out / "S1.svs").read_bytes() == data  # only the cache is affected, never the bytes
+    assert _resident_bytes(out / "other.dcm") > 0
+    assert _resident_bytes(src) > 0  # never the source
+    expected = bytearray(src.read_bytes())
+    expected[10:14] = b"ANON"
+    assert (out / "S1.svs").read_bytes() == bytes(expected)  # only the cache is affected
 
 
 def _bench_common():

@@ -66,10 +66,10 @@ class Staging:
                 moved.append(dest_dir / n)
         except OSError as exc:
             raise OutputError(dest_dir, f"cannot move output into place: {exc.strerror or exc}") from None
-        # verified and placed: this run reads them no more, so their pages leave the page cache
-        # (a batch of large slides must not push the machine's working set out)
+        # verified and placed: this run reads them no more, so the pages of those it fsynced
+        # leave the page cache (a batch of large slides must not push the working set out)
         for m in moved:
-            cache.drop_tree(m)
+            cache.drop_tree(m, only_synced=True)
         self.discard()
         self.committed = True
         return moved
