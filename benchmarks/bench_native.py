@@ -1,146 +1,160 @@
-"""Native-target benchmark: wsianon vs `cp` on a generated Aperio slide of realistic size.
+"""Native target: ``wsianon run --target native`` (plan, copy, full verification) against ``cp``
+followed by an fsync of the copy (``sync FILE``), whole processes, alternating pairs, medians;
+then in-place (the patch itself, milliseconds, and the whole verified ``run --in-place``).
 
-Builds an SVS whose level 0 has SIZE_GB of real JPEG tiles (one encoded tile
-repeated, so generation is fast), plus thumbnail, label and macro with canary
-metadata, then measures in one process:
+    python benchmarks/bench_native.py [--size-gb 2] [--pairs 4] [--workdir DIR] [--json FILE]
 
-* ``cp``                   — the floor for a copy-mode anonymizer (one read, one write)
-* wsianon apply            — plan + streaming copy-with-patches
-* wsianon run (verified)   — the whole job incl. verification (OpenSlide, tile
-                              hashes of source and output, canary scan)
-* wsianon in-place         — patch the file itself (O(metadata))
-
-and prints ratios plus peak RSS.  Usage: python benchmarks/bench_native.py [--size-gb 2] [--workdir DIR]
+Not a test: nothing here is asserted.  The slide is generated (see ``_common.make_svs``).
 """
 
 from __future__ import annotations
 
-import io
+import argparse
+import json
 import os
-import resource
 import shutil
-import subprocess
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import tifffile
-from PIL import Image
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from wsianon.converters.aperio import AperioConverter  # noqa: E402
-from wsianon.converters.base import SlideContext  # noqa: E402
-from wsianon.io.plan import apply_copy, apply_in_place  # noqa: E402
-from wsianon.pipeline.jobs import JobConfig, run_job  # noqa: E402
-from wsianon.profiles.policy import Policy  # noqa: E402
+from _common import cached_mib, child, fmt, load, make_svs, pairs, warm, wsianon_cmd  # noqa: E402
 
 
-def make_big_svs(path: Path, size_gb: float, tile: int = 512) -> Path:
-    rng = np.random.default_rng(0)
-    arr = rng.integers(0, 255, (tile, tile, 3), dtype=np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, "JPEG", quality=95)
-    jpeg = buf.getvalue()
-    n_tiles = max(1, int(size_gb * 1024**3 / len(jpeg)))
-    side = int(np.ceil(np.sqrt(n_tiles)))
-    w = h = side * tile
-    desc = (
-        f"Aperio Image Library v12.0.15\r\n{w}x{h} ({tile}x{tile}) JPEG/RGB Q=95|AppMag = 40|MPP = 0.25"
-        "|ScanScope ID = SS-BENCH-0001|Filename = CASE-BENCH-123|Date = 01/02/23|Time = 10:11:12|User = bench-user-42"
-    )
-    with tifffile.TiffWriter(path, bigtiff=True) as tw:
-        tw.write(
-            (jpeg for _ in range(side * side)),
-            shape=(h, w, 3),
-            dtype=np.uint8,
-            tile=(tile, tile),
-            compression="jpeg",
-            photometric="rgb",
-            description=desc,
-            metadata=None,
-        )
-        small = np.full((256, 256, 3), 200, np.uint8)
-        tw.write(small, compression="jpeg", photometric="rgb", description=f"Aperio Image Library v12.0.15\n{w}x{h} -> 256x256 - |{desc.split('|', 1)[1]}", metadata=None)
-        tw.write(small, compression="lzw", photometric="rgb", description="Aperio Image Library v12.0.15\nlabel 256x256", subfiletype=1, metadata=None)
-        tw.write(small, compression="jpeg", photometric="rgb", description="Aperio Image Library v12.0.15\nmacro 256x256", subfiletype=9, metadata=None)
-    return path
+def cp_fsync(src: Path, dst: Path) -> dict:
+    """``cp SRC DST`` then ``sync DST`` (fsync of that file): the floor for a copy-mode tool
+    that, like wsianon, makes its output durable before placing it."""
+    a = child(["cp", str(src), str(dst)])
+    b = child(["sync", str(dst)])
+    dst.unlink()
+    return {"wall": a["wall"] + b["wall"], "user": a["user"] + b["user"], "sys": a["sys"] + b["sys"],
+            "rss_mib": max(a["rss_mib"], b["rss_mib"]), "rc": a["rc"] or b["rc"], "out": a["out"] + b["out"]}
 
 
-def timed(fn, repeat: int = 2) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+def wsianon_run(src: Path, out: Path, key: Path, *extra: str, env: dict | None = None) -> dict:
+    shutil.rmtree(out, ignore_errors=True)
+    for side in (out.parent / f"{out.name}.mapping.csv",):
+        side.unlink(missing_ok=True)
+    return child([*wsianon_cmd(), "run", "--target", "native", str(src), "-o", str(out), "--key-file", str(key), *extra], env=env)
 
 
-def main() -> None:
-    import argparse
-
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--size-gb", type=float, default=2.0)
-    ap.add_argument("--workdir", type=Path, default=None, help="kept afterwards when given")
-    args = ap.parse_args()
-    size_gb = args.size_gb
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="wsianon-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
-    src = work / "CASE-BENCH-123.svs"
-    t0 = time.perf_counter()
-    make_big_svs(src, size_gb)
-    size = src.stat().st_size
-    print(f"generated {size / 1e9:.2f} GB slide in {time.perf_counter() - t0:.1f}s at {src}")
-    os.environ.setdefault("WSIANON_KEY_FILE", str(work / "key"))
-
-    def cp():
-        # cp, then fsync the copy: wsianon fsyncs its outputs before placing them
-        dst = work / "cp.svs"
-        subprocess.run(["cp", str(src), str(dst)], check=True)
-        fd = os.open(dst, os.O_RDONLY)
-        os.fsync(fd)
+def drop_source_cache(src: Path) -> None:
+    """Evict the (generated, our own) source from the page cache: a cold read, as from disk."""
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
         os.close(fd)
-        dst.unlink()
+
+
+def hints_ab(src: Path, work: Path, n_pairs: int) -> dict:
+    """The page-cache hints of the copy path (wsianon.io.cache) off against on, cold source each
+    time (its pages dropped first), alternating pairs; and what is left resident after a run."""
+    key, out = work / "key", work / "out-hints"
+    resident: dict[str, list] = {"off": [], "on": []}
+
+    def run(mode: str) -> dict:
+        drop_source_cache(src)
+        r = wsianon_run(src, out, key, env={**os.environ, "WSIANON_CACHE_HINTS": mode})
+        resident[mode].append((cached_mib(src), cached_mib(*out.glob("*.svs"))))
+        return r
+
+    res = pairs(lambda: run("off"), lambda: run("on"), n_pairs, "hints off", "hints on")
+    shutil.rmtree(out, ignore_errors=True)
+    med = lambda xs: statistics.median(x for x in xs if x is not None) if any(x is not None for x in xs) else None  # noqa: E731
+    cache = {m: {"source_mib": med([a for a, _ in v]), "output_mib": med([b for _, b in v])} for m, v in resident.items()}
+    print(f"hints off (cold src)  {fmt(res['a'])}")
+    print(f"hints on  (cold src)  {fmt(res['b'])}")
+    print(f"  on/off ratio (median of {n_pairs} pairs) {res['ratio']:.3f}; resident after a run: "
+          f"off {cache['off']}, on {cache['on']} MiB (load {res['load']:.1f})")
+    return {"off": res["a"], "on": res["b"], "ratio_on_off": res["ratio"], "walls_off": res["walls_a"],
+            "walls_on": res["walls_b"], "resident_after_run": cache, "load": res["load"]}
+
+
+def in_place(src: Path, work: Path, repeat: int) -> dict:
+    """The in-place patch (plan once, then ``apply_in_place`` on fresh copies, in this process),
+    and one whole ``wsianon run --in-place`` (which verifies, so it reads the file)."""
+    from wsianon.converters.aperio import AperioConverter
+    from wsianon.converters.base import SlideContext
+    from wsianon.io.plan import apply_in_place
+    from wsianon.profiles.policy import Policy
 
     conv = AperioConverter()
     ctx = SlideContext("BENCH", b"k" * 32, Policy())
-
-    def apply_only():
-        inv = conv.inspect(src)
-        plan = conv.plan(inv, ctx)
-        dst = work / "apply.svs"
-        apply_copy(plan.files[0], dst)
-        dst.unlink()
-
-    def full_run():
-        out = work / "out"
-        shutil.rmtree(out, ignore_errors=True)
-        res = run_job(JobConfig(inputs=[src], out=out, policy=Policy(overwrite=True)))
-        assert res.exit_code == 0, [o.as_dict() for o in res.outcomes]
-
-    t_cp = timed(cp)
-    t_apply = timed(apply_only)
-    t_run = timed(full_run)
-    inplace = work / "inplace.svs"
-    shutil.copyfile(src, inplace)
-    inv = conv.inspect(inplace)
-    plan = conv.plan(inv, ctx)
+    target = work / "inplace.svs"
+    times, written = [], 0
+    for _ in range(repeat):
+        shutil.copyfile(src, target)
+        plan = conv.plan(conv.inspect(target), ctx)
+        os.sync()
+        t0 = time.perf_counter()
+        written = apply_in_place(plan.files[0], target)
+        times.append(time.perf_counter() - t0)
+    target.unlink()
+    shutil.copyfile(src, target)
     os.sync()
+    whole = child([*wsianon_cmd(), "run", "--in-place", str(target), "--key-file", str(work / "key"),
+                   "--mapping", str(work / "inplace.mapping.csv")], cwd=work)
+    for p in work.glob("*.svs"):
+        if p != src:
+            p.unlink()
+    if whole["rc"] != 0:
+        raise SystemExit(f"wsianon run --in-place failed:\n{whole['out']}")
+    return {"patch_ms": statistics.median(times) * 1000, "bytes_written": written, "run": whole}
+
+
+def bench(size_gb: float, n_pairs: int, work: Path, hint_pairs: int = 0) -> dict:
+    src = work / "BENCH-CASE-0001.svs"
     t0 = time.perf_counter()
-    written = apply_in_place(plan.files[0], inplace)
-    t_inplace = time.perf_counter() - t0
-    inplace.unlink()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"slide size            {size / 1e9:8.2f} GB")
-    print(f"cp                    {t_cp:8.2f} s   ({size / t_cp / 1e6:.0f} MB/s)")
-    print(f"wsianon apply (copy)  {t_apply:8.2f} s   ratio vs cp {t_apply / t_cp:.2f}")
-    print(f"wsianon run+verify    {t_run:8.2f} s   ratio vs cp {t_run / t_cp:.2f}")
-    print(f"wsianon in-place      {t_inplace * 1000:8.1f} ms  ({written} bytes written)")
-    print(f"peak RSS              {peak:8.0f} MiB")
-    if args.workdir is None:
+    make_svs(src, size_gb)
+    size = src.stat().st_size
+    print(f"native: generated {size / 1e9:.2f} GB slide in {time.perf_counter() - t0:.1f} s (load {load():.1f})", flush=True)
+    key, out = work / "key", work / "out"
+    warm(src)
+    res = pairs(lambda: cp_fsync(src, work / "cp.svs"), lambda: wsianon_run(src, out, key), n_pairs,
+                "cp+fsync", "wsianon run+verify")
+    # page-cache footprint of one run: what of the source and the output is resident afterwards
+    cache = {"source_mib": cached_mib(src), "output_mib": cached_mib(*out.glob("*.svs"))}
+    ip = in_place(src, work, repeat=3)
+    r = {"size_bytes": size, "cp_fsync": res["a"], "run_verify": res["b"], "ratio": res["ratio"],
+         "ratio_of_medians": res["ratio_of_medians"], "pairs": n_pairs, "walls_cp": res["walls_a"],
+         "walls_run": res["walls_b"], "load": res["load"], "page_cache_after_run": cache,
+         "in_place_patch_ms": ip["patch_ms"], "in_place_bytes": ip["bytes_written"], "in_place_run": ip["run"]["wall"]}
+    print(f"slide                 {size / 1e9:7.2f} GB")
+    print(f"cp + fsync            {fmt(res['a'])}  ({size / res['a']['wall'] / 1e6:.0f} MB/s)")
+    print(f"wsianon run+verify    {fmt(res['b'])}")
+    print(f"  ratio (median of {n_pairs} pairs) {res['ratio']:.2f}  (goal <= 1.5; ratio of medians {res['ratio_of_medians']:.2f}; load {res['load']:.1f})")
+    cpu_cp, cpu_run = res["a"]["user"] + res["a"]["sys"], res["b"]["user"] + res["b"]["sys"]
+    r["cpu_ratio"] = cpu_run / cpu_cp if cpu_cp else None
+    print(f"  CPU (user+sys) {cpu_run:.2f} s against {cpu_cp:.2f} s: {r['cpu_ratio']:.2f}x (less sensitive to a shared machine than wall time)")
+    print(f"  page cache after a run: source {cache['source_mib']} MiB, output {cache['output_mib']} MiB resident")
+    print(f"in-place patch        {ip['patch_ms']:7.1f} ms ({ip['bytes_written']} bytes written; median of 3)")
+    print(f"in-place run+verify   {ip['run']['wall']:7.2f} s  (whole process; peak RSS {ip['run']['rss_mib']:.0f} MiB)")
+    if hint_pairs:
+        r["cache_hints"] = hints_ab(src, work, hint_pairs)
+    return r
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--size-gb", type=float, default=2.0)
+    ap.add_argument("--pairs", type=int, default=4)
+    ap.add_argument("--workdir", type=Path, default=None, help="parent folder for the scratch files (same file system as the outputs)")
+    ap.add_argument("--hint-pairs", type=int, default=0, help="also compare the page-cache hints off/on (cold source)")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="wsianon-bench-", dir=args.workdir))
+    try:
+        r = bench(args.size_gb, args.pairs, work, args.hint_pairs)
+    finally:
         shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        args.json.write_text(json.dumps(r, indent=2))
+    return r
 
 
 if __name__ == "__main__":

@@ -153,7 +153,7 @@ class AperioConverter(NativeConverter):
                 kind = classify_ifd(ts, ifd)
                 if kind == "level":
                     inv.levels += 1
-                    ts.data_spans(ifd)  # validates that tiles lie inside the file
+                    ts.data_span_arrays(ifd)  # validates that tiles lie inside the file (compact: no per-tile objects)
                 elif kind in ("label", "macro"):
                     action = "remove"
                     if kind == "label" and policy.label == "blank":

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from wsianon.errors import OutputError
+from wsianon.io import cache
 from wsianon.io.safetext import os_reason
 
 STAGING_PREFIX = ".wsianon-tmp-"
@@ -66,6 +67,10 @@ class Staging:
                 moved.append(dest_dir / n)
         except OSError as exc:
             raise OutputError(dest_dir, f"cannot move output into place: {os_reason(exc)}") from None
+        # verified and placed: this run reads them no more, so the pages of those it fsynced
+        # leave the page cache (a batch of large slides must not push the working set out)
+        for m in moved:
+            cache.drop_tree(m, only_synced=True)
         self.discard()
         self.committed = True
         return moved

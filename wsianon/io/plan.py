@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from wsianon.errors import CorruptInput, OutputError
+from wsianon.io import cache
 from wsianon.io import journal as _journal
 from wsianon.io.extents import data_extents
 from wsianon.io.safetext import os_reason
@@ -253,6 +254,7 @@ def apply_copy(fp: FilePlan, dest: Path, progress: Callable[[int], None] | None 
             os.fsync(dst_fd)
         except OSError as exc:
             raise OutputError(dest, f"cannot write: {os_reason(exc)}") from None
+        cache.mark_synced(dst_fd)  # clean pages: Staging.commit may drop them once verified
     finally:
         os.close(dst_fd)
     return written

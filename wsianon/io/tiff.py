@@ -359,6 +359,37 @@ class TiffStructure:
             spans.append((int(off), int(cnt)))
         return spans
 
+    def data_span_arrays(self, ifd: IFD):
+        """``data_spans`` as two uint64 numpy arrays (offsets, byte counts), validated alike.
+
+        16 bytes a tile where the list of tuples (or tifffile's tuples of ints) costs about 70:
+        a 4 GiB slide of 256-px tiles has ~170,000 tiles, i.e. 2.7 MiB here against ~12 MiB.
+        For a reader whose peak memory must not grow with the slide."""
+        import numpy as np
+
+        if TILE_OFFSETS in ifd:
+            offs, counts = ifd.entries[TILE_OFFSETS], ifd.get(TILE_BYTE_COUNTS)
+        elif STRIP_OFFSETS in ifd:
+            offs, counts = ifd.entries[STRIP_OFFSETS], ifd.get(STRIP_BYTE_COUNTS)
+        else:
+            return np.zeros(0, np.uint64), np.zeros(0, np.uint64)
+        if counts is None:
+            raise CorruptInput(self.path, f"IFD {ifd.index} has data offsets but no byte counts")
+
+        def arr(e: Entry):
+            code = TYPES[e.type][0]
+            if e.count > 1 and code in ("H", "I", "Q"):  # bulk: straight from the file's bytes
+                return np.frombuffer(self.raw(e), dtype=np.dtype(self.byteorder + code)).astype(np.uint64)
+            return np.array(self.values(e), dtype=np.uint64)  # single (NDPI high halves) or odd types
+
+        o, c = arr(offs), arr(counts)
+        if len(o) != len(c):
+            raise CorruptInput(self.path, f"IFD {ifd.index}: offset and byte-count arrays differ in length")
+        used = c > 0
+        if used.any() and int((o[used] + c[used]).max()) > self.size:
+            raise CorruptInput(self.path, f"IFD {ifd.index}: image data beyond the end of the file (truncated?)")
+        return o, c
+
     def iter_ascii_entries(self, ifd: IFD) -> Iterator[Entry]:
         for e in ifd.entries.values():
             if e.type == ASCII:

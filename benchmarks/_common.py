@@ -1,0 +1,187 @@
+"""Shared helpers of the benchmarks: slide generation, whole-process measurement of child
+processes (wall time, user/system CPU and peak RSS from ``wait4``), alternating A/B pairs with
+medians, and the load average at the time (the machine may be shared)."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+WSIANON = [PY, "-m", "wsianon.cli"]
+TILE = 256
+
+
+def wsianon_cmd() -> list[str]:
+    exe = Path(PY).with_name("wsianon")
+    return [str(exe)] if exe.exists() else WSIANON
+
+
+def load() -> float:
+    """1-minute load average (noise indicator: the benchmark host may be shared)."""
+    return os.getloadavg()[0]
+
+
+# Measures one command from a minimal launcher: ru_maxrss of a process started by exec includes
+# the high-water RSS of the process that forked it (the kernel records the old address space's
+# peak at exec), so launching straight from this (numpy-sized) process would inflate every figure.
+# The launcher is ``python -S`` (about 7 MiB, reported as ``rss_floor_mib``); its fork+exec child
+# is the measured command, reaped with wait4 (that process and the children it waited for).
+_LAUNCHER = (
+    "import os,sys,time\n"
+    "t0=time.perf_counter()\n"
+    "pid=os.fork()\n"
+    "if pid==0:\n"
+    "    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)\n"
+    "    os.execvp(sys.argv[2], sys.argv[2:])\n"
+    "_,st,ru=os.wait4(pid,0)\n"
+    "dt=time.perf_counter()-t0\n"
+    "os.write(int(sys.argv[1]), ('%r %r %r %r %r' % (os.waitstatus_to_exitcode(st), ru.ru_utime, ru.ru_stime, ru.ru_maxrss, dt)).encode())\n"
+)
+
+
+def child(cmd: list[str], env: dict | None = None, cwd: Path | None = None) -> dict:
+    """Run ``cmd`` to completion; wall time, CPU (user, sys) and peak RSS of that process
+    (``ru_maxrss`` from ``wait4``: the largest of it and the children it reaped, e.g. the
+    workers of ``--workers 2``)."""
+    r, w = os.pipe()
+    t0 = time.perf_counter()
+    p = subprocess.Popen([sys.executable, "-S", "-c", _LAUNCHER, str(w), *cmd], env=env, cwd=cwd,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, pass_fds=(w,))
+    os.close(w)
+    out = p.stdout.read() if p.stdout else b""
+    p.wait()
+    wall = time.perf_counter() - t0
+    info = os.read(r, 4096).decode().split()
+    os.close(r)
+    if p.stdout:
+        p.stdout.close()
+    if len(info) != 5:
+        return {"wall": wall, "user": 0.0, "sys": 0.0, "rss_mib": 0.0, "rc": p.returncode or 1, "out": out.decode("utf-8", "replace")[-2000:]}
+    rc, user, sys_, maxrss = int(info[0]), float(info[1]), float(info[2]), int(info[3])
+    wall = float(info[4])  # fork to reap, measured by the launcher (its own start-up excluded)
+    return {"wall": wall, "user": user, "sys": sys_, "rss_mib": maxrss / 1024, "rc": rc,
+            "out": out.decode("utf-8", "replace")[-2000:]}
+
+
+def rss_floor_mib() -> float:
+    """Peak RSS reported for ``true``: the launcher's share in every ``rss_mib``."""
+    return child(["true"])["rss_mib"]
+
+
+def pairs(a, b, n: int, label_a: str = "A", label_b: str = "B", verbose: bool = True) -> dict:
+    """Run ``a()`` and ``b()`` (each returns a ``child()`` dict) ``n`` times alternating
+    (A B, B A, A B, ...: drift and cache warm-up hit both sides alike) and return the runs,
+    the medians and the median of the per-pair ratios b/a."""
+    runs_a, runs_b, loads = [], [], []
+    for i in range(n):
+        order = [(0, a), (1, b)] if i % 2 == 0 else [(1, b), (0, a)]
+        got = {}
+        loads.append(load())
+        for k, fn in order:
+            got[k] = fn()
+            if got[k]["rc"] != 0:
+                raise SystemExit(f"{label_a if k == 0 else label_b} failed (rc {got[k]['rc']}):\n{got[k]['out']}")
+        runs_a.append(got[0])
+        runs_b.append(got[1])
+        if verbose:
+            print(f"  pair {i + 1}/{n}: {label_a} {got[0]['wall']:.2f} s, {label_b} {got[1]['wall']:.2f} s"
+                  f"  (ratio {got[1]['wall'] / got[0]['wall']:.2f}, load {loads[-1]:.1f})", flush=True)
+
+    def med(runs, key):
+        return statistics.median(r[key] for r in runs)
+
+    return {
+        "a": {k: med(runs_a, k) for k in ("wall", "user", "sys", "rss_mib")},
+        "b": {k: med(runs_b, k) for k in ("wall", "user", "sys", "rss_mib")},
+        "ratio": statistics.median(rb["wall"] / ra["wall"] for ra, rb in zip(runs_a, runs_b)),
+        "ratio_of_medians": med(runs_b, "wall") / med(runs_a, "wall"),
+        "walls_a": [r["wall"] for r in runs_a],
+        "walls_b": [r["wall"] for r in runs_b],
+        "load": statistics.median(loads),
+    }
+
+
+def _jpeg_tiles(n: int, quality: int = 90) -> list[bytes]:
+    from PIL import Image
+
+    rng = np.random.default_rng(7)
+    out = []
+    y, x = np.mgrid[0:TILE, 0:TILE]
+    for i in range(n):
+        img = np.empty((TILE, TILE, 3), np.uint8)
+        img[..., 0] = (180 + 50 * np.sin((x + i * 13) / 9.0)).clip(0, 255)
+        img[..., 1] = (120 + 60 * np.cos((y + i * 7) / 11.0)).clip(0, 255)
+        img[..., 2] = rng.integers(90, 250, (TILE, TILE))
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, "JPEG", quality=quality)
+        out.append(buf.getvalue())
+    return out
+
+
+_TILES: list[bytes] | None = None
+
+
+def make_svs(path: Path, size_gb: float) -> Path:
+    """An Aperio-style BigTIFF: level 0 of ``size_gb`` GiB of 256-px JPEG tiles (64 distinct
+    textured tiles cycled, ~30 KB each, so the tile count is that of a real slide of that size),
+    a thumbnail, a label (LZW) and a macro, with identifying values in the descriptions."""
+    import tifffile
+
+    global _TILES
+    if _TILES is None:
+        _TILES = _jpeg_tiles(64)
+    tiles = _TILES
+    mean = sum(map(len, tiles)) / len(tiles)
+    n_tiles = max(1, int(size_gb * 1024**3 / mean))
+    side = int(np.ceil(np.sqrt(n_tiles)))
+    w = h = side * TILE
+    desc = (
+        f"Aperio Image Library v12.0.15\r\n{w}x{h} ({TILE}x{TILE}) JPEG/RGB Q=90|AppMag = 40|MPP = 0.2500"
+        "|ScanScope ID = BENCH-SCANNER-01|Filename = BENCH-CASE-0001|Date = 01/02/20|Time = 10:11:12|User = bench-user-uuid"
+    )
+
+    def gen(count):
+        for i in range(count):
+            yield tiles[i % len(tiles)]
+
+    small = np.full((512, 1024, 3), 230, np.uint8)
+    with tifffile.TiffWriter(path, bigtiff=True) as tw:
+        tw.write(gen(side * side), shape=(h, w, 3), dtype=np.uint8, tile=(TILE, TILE), compression="jpeg",
+                 photometric="rgb", description=desc, metadata=None)
+        tw.write(small[::2, ::2], compression="jpeg", photometric="rgb", description=desc.replace(f"{w}x{h}", "512x256"), metadata=None)
+        tw.write(small[:256, :256], compression="lzw", photometric="rgb", description="Aperio Image Library v12.0.15\r\nlabel 256x256", metadata=None, subfiletype=1)
+        tw.write(small, compression="jpeg", photometric="rgb", description="Aperio Image Library v12.0.15\r\nmacro 1024x512", metadata=None, subfiletype=9)
+    return path
+
+
+def warm(path: Path) -> None:
+    """Read a file once so that every measured side starts from the same (warm) page cache."""
+    with open(path, "rb") as fh:
+        while fh.read(64 << 20):
+            pass
+
+
+def cached_mib(*paths: Path) -> float | None:
+    """MiB of these files resident in the page cache (util-linux ``fincore``), None if unavailable."""
+    exe = shutil.which("fincore")
+    paths = [p for p in paths if p.exists()]
+    if not exe or not paths:
+        return None
+    r = subprocess.run([exe, "-b", "-n", "-o", "RES", *map(str, paths)], capture_output=True, text=True)
+    if r.returncode != 0:
+        return None
+    return sum(int(x) for x in r.stdout.split()) / 1024**2
+
+
+def fmt(r: dict) -> str:
+    return f"{r['wall']:7.2f} s  (user {r['user']:.2f} s, sys {r['sys']:.2f} s, peak RSS {r['rss_mib']:.0f} MiB)"
