@@ -185,3 +185,25 @@ def cached_mib(*paths: Path) -> float | None:
 
 def fmt(r: dict) -> str:
     return f"{r['wall']:7.2f} s  (user {r['user']:.2f} s, sys {r['sys']:.2f} s, peak RSS {r['rss_mib']:.0f} MiB)"
+
+
+def project_key(work: Path) -> Path:
+    """The benchmark's project key (an explicit --key-file must exist: created as `wsianon key init` does)."""
+    from wsianon.pipeline.keys import init_key
+
+    key = Path(work) / "key"
+    if not key.exists():
+        init_key(key)
+    return key
+
+
+def fresh_out(out: Path) -> None:
+    """Remove OUT and every side file of its job (mapping, quarantine, job manifest, record cache,
+    review sheet): a run into it is then a whole new job, not a resume that skips the work."""
+    out = Path(out)
+    shutil.rmtree(out, ignore_errors=True)
+    for side in out.parent.glob(f"{out.name}.*"):
+        if side.is_dir():
+            shutil.rmtree(side, ignore_errors=True)
+        else:
+            side.unlink(missing_ok=True)

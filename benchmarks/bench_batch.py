@@ -19,11 +19,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import child, fmt, load, make_svs, pairs, warm, wsianon_cmd  # noqa: E402
+from _common import child, fmt, load, make_svs, pairs, warm, wsianon_cmd, project_key, fresh_out  # noqa: E402
 
 
 def run(inputs: Path, out: Path, key: Path, workers: int) -> dict:
-    shutil.rmtree(out, ignore_errors=True)
+    fresh_out(out)  # a new job each time: a resumed one would skip the work
     return child([*wsianon_cmd(), "run", "--target", "native", str(inputs), "-o", str(out), "--key-file", str(key),
                   "--workers", str(workers)])
 
@@ -39,7 +39,7 @@ def bench(n_slides: int, slide_mb: float, n_pairs: int, work: Path) -> dict:
     print(f"batch: generated {n_slides} slides, {total / 1e9:.2f} GB in {time.perf_counter() - t0:.1f} s (load {load():.1f})", flush=True)
     for p in inputs.iterdir():
         warm(p)
-    key = work / "key"
+    key = project_key(work)
     res = pairs(lambda: run(inputs, work / "out1", key, 1), lambda: run(inputs, work / "out2", key, 2), n_pairs,
                 "--workers 1", "--workers 2")
     speedup = 1 / res["ratio"]

@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import child, fmt, load, make_svs, pairs, warm, wsianon_cmd  # noqa: E402
+from _common import child, fmt, load, make_svs, pairs, warm, wsianon_cmd, project_key, fresh_out  # noqa: E402
 
 BARE = (
     "import sys, warnings\n"
@@ -39,7 +39,7 @@ def bare(src: Path, out: Path) -> dict:
 
 
 def wsianon(src: Path, out: Path, key: Path) -> dict:
-    shutil.rmtree(out, ignore_errors=True)
+    fresh_out(out)  # a new job each time: a resumed one would skip the work
     r = child([*wsianon_cmd(), "run", "--target", "dicom", str(src), "-o", str(out), "--key-file", str(key)])
     r["bytes"] = sum(p.stat().st_size for p in out.rglob("*.dcm"))
     return r
@@ -51,7 +51,7 @@ def bench(size_gb: float, n_pairs: int, work: Path) -> dict:
     make_svs(src, size_gb)
     print(f"dicom: generated {src.stat().st_size / 1e9:.2f} GB slide in {time.perf_counter() - t0:.1f} s (load {load():.1f})", flush=True)
     warm(src)
-    res = pairs(lambda: bare(src, work / "bare"), lambda: wsianon(src, work / "out", work / "key"), n_pairs,
+    res = pairs(lambda: bare(src, work / "bare"), lambda: wsianon(src, work / "out", project_key(work)), n_pairs,
                 "bare wsidicomizer", "wsianon --target dicom")
     print(f"bare WsiDicomizer.convert {fmt(res['a'])}")
     print(f"wsianon --target dicom    {fmt(res['b'])}")

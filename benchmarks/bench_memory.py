@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import child, fmt, load, make_svs, rss_floor_mib, wsianon_cmd  # noqa: E402
+from _common import child, fmt, load, make_svs, rss_floor_mib, wsianon_cmd, project_key, fresh_out  # noqa: E402
 
 
 def bench(sizes: list[float], target: str, work: Path) -> dict:
@@ -29,7 +29,8 @@ def bench(sizes: list[float], target: str, work: Path) -> dict:
         make_svs(src, gb)
         print(f"memory: generated {src.stat().st_size / 1e9:.2f} GB slide in {time.perf_counter() - t0:.1f} s (load {load():.1f})", flush=True)
         out = work / "out"
-        r = child([*wsianon_cmd(), "run", "--target", target, str(src), "-o", str(out), "--key-file", str(work / "key")])
+        fresh_out(out)
+        r = child([*wsianon_cmd(), "run", "--target", target, str(src), "-o", str(out), "--key-file", str(project_key(work))])
         if r["rc"] != 0:
             raise SystemExit(f"wsianon run failed on the {gb} GB slide:\n{r['out']}")
         print(f"  {gb:g} GiB ({src.stat().st_size / 1e9:.2f} GB): {fmt(r)}", flush=True)

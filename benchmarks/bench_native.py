@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import cached_mib, child, fmt, load, make_svs, pairs, warm, wsianon_cmd  # noqa: E402
+from _common import cached_mib, child, fmt, load, make_svs, pairs, warm, wsianon_cmd, project_key, fresh_out  # noqa: E402
 
 
 def cp_fsync(src: Path, dst: Path) -> dict:
@@ -36,9 +36,7 @@ def cp_fsync(src: Path, dst: Path) -> dict:
 
 
 def wsianon_run(src: Path, out: Path, key: Path, *extra: str, env: dict | None = None) -> dict:
-    shutil.rmtree(out, ignore_errors=True)
-    for side in (out.parent / f"{out.name}.mapping.csv",):
-        side.unlink(missing_ok=True)
+    fresh_out(out)  # a new job each time: a resumed one would skip the work
     return child([*wsianon_cmd(), "run", "--target", "native", str(src), "-o", str(out), "--key-file", str(key), *extra], env=env)
 
 
@@ -54,7 +52,7 @@ def drop_source_cache(src: Path) -> None:
 def hints_ab(src: Path, work: Path, n_pairs: int) -> dict:
     """The page-cache hints of the copy path (wsianon.io.cache) off against on, cold source each
     time (its pages dropped first), alternating pairs; and what is left resident after a run."""
-    key, out = work / "key", work / "out-hints"
+    key, out = project_key(work), work / "out-hints"
     resident: dict[str, list] = {"off": [], "on": []}
 
     def run(mode: str) -> dict:
@@ -97,7 +95,7 @@ def in_place(src: Path, work: Path, repeat: int) -> dict:
     target.unlink()
     shutil.copyfile(src, target)
     os.sync()
-    whole = child([*wsianon_cmd(), "run", "--in-place", str(target), "--key-file", str(work / "key"),
+    whole = child([*wsianon_cmd(), "run", "--in-place", str(target), "--key-file", str(project_key(work)),
                    "--mapping", str(work / "inplace.mapping.csv")], cwd=work)
     for p in work.glob("*.svs"):
         if p != src:
@@ -113,7 +111,7 @@ def bench(size_gb: float, n_pairs: int, work: Path, hint_pairs: int = 0) -> dict
     make_svs(src, size_gb)
     size = src.stat().st_size
     print(f"native: generated {size / 1e9:.2f} GB slide in {time.perf_counter() - t0:.1f} s (load {load():.1f})", flush=True)
-    key, out = work / "key", work / "out"
+    key, out = project_key(work), work / "out"
     warm(src)
     res = pairs(lambda: cp_fsync(src, work / "cp.svs"), lambda: wsianon_run(src, out, key), n_pairs,
                 "cp+fsync", "wsianon run+verify")

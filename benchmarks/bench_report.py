@@ -85,7 +85,9 @@ def per_slide_collect(work: Path, n: int = 8) -> float:
     """Seconds per slide to hash and render thumbnails from real outputs (no cache)."""
     from tests.fixtures.svs_gen import write_svs
     from wsianon.pipeline.jobs import JobConfig, run_job
+    from wsianon.pipeline.keys import init_key
 
+    init_key(work / "key")
     src = work / "src"
     src.mkdir()
     for i in range(n):

@@ -55,7 +55,7 @@ def mark_synced(fd: int) -> None:
 
 def drop_tree(path: Path, only_synced: bool = False) -> int:
     """``drop`` every regular file at or under ``path`` (not following links; with
-    ``only_synced``, only files ``mark_synced`` saw, which are then forgotten); returns how many."""
+    ``only_synced``, only files ``mark_synced`` saw); returns how many."""
     path = Path(path)
     paths = [path] if not path.is_dir() or path.is_symlink() else [p for p in path.rglob("*")]
     n = 0
@@ -71,8 +71,7 @@ def drop_tree(path: Path, only_synced: bool = False) -> int:
                 st = os.fstat(fd)
                 key = (st.st_dev, st.st_ino)
                 if key not in _synced:
-                    continue
-                _synced.discard(key)
+                    continue  # remembered after the drop: the record reads outputs again and drops them too
             n += drop(fd)
         finally:
             os.close(fd)

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from wsianon.io import cache as io_cache
 from wsianon.io.safetext import os_reason
 from wsianon.pipeline.keys import key_fingerprint  # one fingerprint for manifest, report and certificate
 from wsianon import __version__
@@ -422,6 +423,8 @@ def collect(out: Path, report: dict | None = None, key: bytes | None = None) -> 
                     imgs = render_slide_images(main) if main else {"thumbnail": None, "images": [], "error": "output missing"}
                     cache.put_images(rec.slide, sig, imgs)
                 rec.thumbnail, rec.images, rec.image_error = imgs["thumbnail"], imgs["images"], imgs["error"]
+                for p in _output_files(out, rec.outputs):  # read for the record: pages the run dropped stay dropped
+                    io_cache.drop_tree(p, only_synced=True)
             slides.append(rec)
     finally:
         cache.close()
