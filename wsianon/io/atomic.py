@@ -19,6 +19,15 @@ from wsianon.io.safetext import os_reason
 STAGING_PREFIX = ".wsianon-tmp-"
 
 
+def _fsync_path(path: Path) -> None:
+    """fsync a file or a directory (its entries) by path."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class Staging:
     """A private folder inside ``out_dir`` where one slide's outputs are built."""
 
@@ -60,11 +69,23 @@ class Staging:
                     shutil.rmtree(target)
                 else:
                     target.unlink()
+        try:
+            # durable before visible: a file the copy did not fsync itself (the DICOM writer's)
+            # reaches the disk before its final name does, so a crash never leaves a named,
+            # empty or partial output
+            for p in self.files():
+                if not cache.is_synced(p):
+                    _fsync_path(p)
+            for d in {p.parent for p in self.files()} | {self.root}:
+                _fsync_path(d)
+        except OSError as exc:
+            raise OutputError(dest_dir, f"cannot write output: {os_reason(exc)}") from None
         moved = []
         try:
             for n in order:
                 os.replace(self.root / n, dest_dir / n)
                 moved.append(dest_dir / n)
+            _fsync_path(dest_dir)  # the renames themselves
         except OSError as exc:
             raise OutputError(dest_dir, f"cannot move output into place: {os_reason(exc)}") from None
         # verified and placed: this run reads them no more, so the pages of those it fsynced

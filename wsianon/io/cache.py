@@ -48,9 +48,17 @@ _synced: set[tuple[int, int]] = set()
 
 def mark_synced(fd: int) -> None:
     """Remember that the file open on ``fd`` was fsynced by this process (its pages are clean)."""
-    if ENABLED:
-        st = os.fstat(fd)
-        _synced.add((st.st_dev, st.st_ino))
+    st = os.fstat(fd)
+    _synced.add((st.st_dev, st.st_ino))
+
+
+def is_synced(path: Path) -> bool:
+    """True when this process fsynced ``path`` (``mark_synced``): its data is on disk already."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) in _synced
 
 
 def drop_tree(path: Path, only_synced: bool = False) -> int:
