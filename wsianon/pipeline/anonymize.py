@@ -21,6 +21,7 @@ from typing import Callable
 from wsianon.converters.base import Inventory, SlideContext
 from wsianon.errors import CorruptInput, OutputError, WsianonError
 from wsianon.io.atomic import Staging, write_atomic
+from wsianon.io.jpeg_plan import scrub_jpeg_segments
 from wsianon.io.plan import Plan, apply_copy, apply_in_place, journal_path, rollback_journal
 from wsianon.pipeline.detect import SlideSource
 from wsianon.pipeline.model import Outcome, Verdict
@@ -58,7 +59,9 @@ def preflight_source(inv: Inventory) -> None:
 
 
 def make_plan(src: SlideSource, inv: Inventory, ctx: SlideContext) -> Plan:
-    return src.converter.plan(inv, ctx)
+    plan = src.converter.plan(inv, ctx)
+    scrub_jpeg_segments(plan)
+    return plan
 
 
 def _place_or_quarantine(

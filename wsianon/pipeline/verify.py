@@ -27,6 +27,7 @@ import importlib.util
 from pathlib import Path
 
 from wsianon.converters.base import Inventory, NativeConverter
+from wsianon.io.jpeg import normalized
 from wsianon.io.scan import Canary, Scanner
 from wsianon.pipeline.model import Verdict
 from wsianon.profiles.policy import Policy
@@ -74,17 +75,17 @@ def snapshot_source(inv: Inventory, tiles: bool = True) -> SourceSnapshot:
         snap.tiles_note = "source not readable by OpenSlide: cannot locate pyramid levels"
         return snap
     if tiles and not _format_handles_tiles(inv.format):
-        snap.page_hashes = _page_hashes(inv.path, inv.format, set(snap.level_dims))
+        snap.page_hashes = _page_hashes(inv.path, inv.format, set(snap.level_dims), scrub=True)
     return snap
 
 
-def _page_hashes(path: Path, fmt: str, dims: set) -> list[tuple[int, int, int, str]] | None:
+def _page_hashes(path: Path, fmt: str, dims: set, scrub: bool = False) -> list[tuple[int, int, int, str]] | None:
     import tifffile
 
     try:
         with tifffile.TiffFile(str(path), **_TIFFFILE_KW.get(fmt, {})) as tf:
             return [
-                (p.imagewidth, p.imagelength, len(p.dataoffsets), _hash_segments(tf.filehandle, p))
+                (p.imagewidth, p.imagelength, len(p.dataoffsets), _hash_segments(tf.filehandle, p, scrub))
                 for p in _level_pages(tf, dims)
             ]
     except Exception:
@@ -210,11 +211,32 @@ def _level_pages(tf, dims: set[tuple[int, int]]):
     return pages
 
 
-def _hash_segments(fh, page) -> str:
+_SCRUB_MAX = 64 << 20  # larger streams (NDPI strips): only their header segments are normalized
+
+
+def _hash_segments(fh, page, scrub: bool = False) -> str:
+    """sha256 over a page's tiles/strips; ``scrub`` (the source side): of each JPEG
+    tile as a correct redaction leaves it, non-essential payloads zeroed, so that
+    equality with the output proves identical entropy-coded data and essential
+    segments, and no non-essential payload left."""
     h = hashlib.sha256()
+    jpeg = getattr(page, "compression", 0) in (6, 7)
+    scrub = scrub and jpeg
+    tables = getattr(page, "jpegtables", None) if jpeg else None
+    if tables:
+        h.update(normalized(bytes(tables))[0] if scrub else bytes(tables))
+        h.update(b"|")
     for off, cnt in zip(page.dataoffsets, page.databytecounts):
         fh.seek(off)
-        remaining = cnt
+        if scrub and 0 < cnt:
+            buf = fh.read(min(cnt, _SCRUB_MAX))
+            h.update(normalized(buf)[0])
+            remaining = cnt - len(buf)
+            if len(buf) < min(cnt, _SCRUB_MAX):
+                h.update(b"<short>")
+                remaining = 0
+        else:
+            remaining = cnt
         while remaining:
             buf = fh.read(min(remaining, 8 << 20))
             if not buf:
@@ -246,7 +268,7 @@ def check_tiles_tiff(snap: SourceSnapshot, fmt: str, out_main: Path, verdict: Ve
             verdict.add("tiles-identical", False, f"level {a[0]}x{a[1]}: tile bytes differ")
             return
     n = sum(a[2] for a in out)
-    verdict.add("tiles-identical", True, f"{n} tiles/strips in {len(out)} level pages byte-identical to the source")
+    verdict.add("tiles-identical", True, f"{n} tiles/strips in {len(out)} level pages identical to the source (entropy-coded data and essential segments; non-essential JPEG payloads zeroed)")
 
 
 def scan_outputs(canaries: list[Canary], out_files: list[Path], verdict: Verdict, root: Path | None = None) -> None:
