@@ -25,6 +25,7 @@ from wsianon.io.jpeg_plan import scrub_jpeg_segments
 from wsianon.io.plan import Plan, apply_copy, apply_in_place, journal_path, rollback_journal
 from wsianon.pipeline.detect import SlideSource
 from wsianon.pipeline.model import Outcome, Verdict
+from wsianon.verify import canaries as independent_canaries
 from wsianon.pipeline.verify import scan_outputs, snapshot_source, stem_canaries, verify_native
 
 Progress = Callable[[int], None]
@@ -172,7 +173,10 @@ def process_dicom(
         t0 = time.perf_counter()
         verdict = Verdict()
         scan_verdict = Verdict()
-        canaries = inv.canaries() + stem_canaries(inv.path)
+        independent = independent_canaries.harvest(inv.path, src.format, list(inv.input_files))
+        if src.format == "dicom":
+            independent = independent_canaries.drop_kept_dicom(independent, list(result.files))
+        canaries = independent_canaries.union(inv.canaries() + stem_canaries(inv.path), independent, src.format)
         # the byte scan (I/O + hyperscan, GIL released) overlaps the DICOM checks
         with ThreadPoolExecutor(max_workers=1) as pool:
             scan = pool.submit(scan_outputs, canaries, staging.files(), scan_verdict, staging.root)

@@ -2,7 +2,8 @@
 
 Without a source, the audit asks: does the file still carry identifying
 metadata fields with values, identifying associated images (label, macro), or
-barcodes in the images that remain?  With ``--source``, it also scans every
+barcodes in the images that remain, and is every printable text outside pixel
+data the format's own vocabulary (wsianon.verify.vocabulary)?  With ``--source``, it also scans every
 output byte for the source's canary values and compares the pyramid tiles.
 """
 
@@ -25,16 +26,23 @@ from wsianon.pipeline.verify import (
     stem_canaries,
 )
 from wsianon.profiles.policy import Policy
+from wsianon.verify import vocabulary
 
 
 def _residual_fields(inv, verdict: Verdict) -> None:
-    residual = sorted({f.name for f in inv.fields if f.value.strip() and f.action != "keep"})
+    # a value that is the format's vocabulary or structural (a number, a keyed UID,
+    # one of our pseudonyms) is not an identifier: the vocabulary scan judges all text
+    vocab = vocabulary.vocabulary(inv.format)
+    residual = sorted(
+        {f.name for f in inv.fields if f.value.strip() and f.action != "keep" and vocabulary.unknown_tokens(f.value, vocab)}
+    )
     verdict.add(
         "residual-metadata",
         not residual,
         f"identifying fields still carrying values: {residual}" if residual else "no identifying field carries a value",
     )
-    imgs = sorted({i.kind for i in inv.images if i.identifying})
+    # images a redactor always replaces (the MRXS preview) are judged by the format's checks
+    imgs = sorted({i.kind for i in inv.images if i.identifying and i.action != "replace"})
     verdict.add("residual-images", not imgs, f"identifying images still present: {imgs}" if imgs else "no label/macro image present")
 
 
@@ -67,6 +75,8 @@ def audit_paths(paths: list[Path], source: Path | None = None, allow_generic: bo
                 props = check_openslide(snap, s.converter, s.path, policy, verdict)
                 _residual_fields(inv, verdict)
                 run_format_checks(inv.format, inv, s.path, s.files, policy, verdict)
+                # every printable run outside pixel data must be the format's vocabulary
+                vocabulary.add_check(verdict, inv.format, s.path, inv.input_files or s.files, root=s.path.parent, tiles="walk")
                 if src_inv is not None and src_snap is not None:
                     canaries = src_inv.canaries() + stem_canaries(src_inv.path) + source_property_canaries(src_snap, props)
                     scan_outputs(canaries, s.files, verdict)

@@ -31,6 +31,8 @@ from wsianon.io.jpeg import normalized
 from wsianon.io.scan import Canary, Scanner
 from wsianon.pipeline.model import Verdict
 from wsianon.profiles.policy import Policy
+from wsianon.verify import canaries as independent_canaries
+from wsianon.verify import vocabulary
 
 # property keys that describe structure, never identity
 _STRUCTURAL_PREFIXES = (
@@ -313,12 +315,22 @@ def verify_native(
     snap = snap or snapshot_source(inv)
     verdict = Verdict()
     out_props = check_openslide(snap, conv, out_main, policy, verdict)
-    canaries = inv.canaries() + stem_canaries(inv.path) + source_property_canaries(snap, out_props)
+    canaries = independent_canaries.union(
+        inv.canaries() + stem_canaries(inv.path) + source_property_canaries(snap, out_props),
+        independent_canaries.harvest(inv.path, inv.format),
+        inv.format,
+    )
     # the byte scan and the tile hashes read different parts of the output;
     # both release the GIL (hyperscan, hashlib), so they overlap
     scan_verdict = Verdict()
+
+    def scans() -> None:
+        scan_outputs(canaries, out_files, scan_verdict, root)
+        # every printable run outside pixel data must be the format's vocabulary
+        vocabulary.add_check(scan_verdict, inv.format, out_main, out_files, root)
+
     with ThreadPoolExecutor(max_workers=1) as pool:
-        scan = pool.submit(scan_outputs, canaries, out_files, scan_verdict, root)
+        scan = pool.submit(scans)
         if not _format_handles_tiles(inv.format):
             check_tiles_tiff(snap, inv.format, out_main, verdict)
         scan.result()

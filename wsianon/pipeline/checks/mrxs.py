@@ -134,6 +134,8 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
     try:
         sid = cp.get("GENERAL", "SLIDE_ID")
         old = src_cp.get("GENERAL", "SLIDE_ID") if src_cp else None
+        if src_folder.resolve() == folder.resolve():
+            old = None  # auditing an output on its own: consistency only, no source to differ from
         ok = bool(sid) and sid != old
         idx = (folder / cp.get("HIERARCHICAL", "INDEXFILE")).read_bytes()
         ok = ok and idx[5 : 5 + len(sid)] == sid.encode()

@@ -1,0 +1,1 @@
+"""Verification of outputs, independent of the redactors: only io, profile data and third-party readers."""
