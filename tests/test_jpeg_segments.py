@@ -206,3 +206,64 @@ def test_planted_jpeg_segments_never_reach_out_mrxs(cli, tmp_path, monkeypatch):
         assert scan_for(f, {"token": TOKEN}) == [], f.name
     (main,) = [p for p in out.iterdir() if p.suffix == ".mrxs"]
     assert _levels(main) == before
+
+
+def _planted_dicom(src: Path, dest: Path) -> int:
+    """A copy of ``src`` whose every JPEG frame carries a COM and an APP1 with the token."""
+    import pydicom
+    from pydicom.encaps import encapsulate, generate_frames
+
+    ds = pydicom.dcmread(str(src))
+    n = int(ds.get("NumberOfFrames", 1) or 1)
+    frames = [plant_jpeg(f, TOKEN) for f in generate_frames(ds.PixelData, number_of_frames=n)]
+    ds.PixelData = encapsulate(frames)
+    for kw in ("ExtendedOffsetTable", "ExtendedOffsetTableLengths"):
+        if kw in ds:
+            delattr(ds, kw)
+    ds.save_as(str(dest), enforce_file_format=True)
+    return len(frames)
+
+
+def test_planted_jpeg_segments_never_reach_out_dicom_route(cli, tmp_path):
+    from .conftest import shared
+
+    src = tmp_path / "src"
+    src.mkdir()
+    n = _planted_dicom(shared("dicom/openslide-python_boxes_0.dcm"), src / "boxes.dcm")
+    assert (src / "boxes.dcm").read_bytes().count(TOKEN.encode()) == 2 * n
+    out = tmp_path / "out"
+    res = _run(cli, src, out, "--target", "dicom")
+    assert res["code"] == 0, res["text"][-2000:]
+    (s,) = res["report"]["slides"]
+    checks = {c["check"]: c for c in s["verification"]["checks"]}
+    assert checks["dicom: frame segments"]["ok"] and checks["dicom: frames"]["ok"]
+    assert any(r["name"] == "JPEG COM/APPn in frames" for r in s["removed"])
+    dcms = sorted(out.rglob("*.dcm"))
+    assert dcms
+    for f in dcms:
+        assert scan_for(f, {"token": TOKEN}) == [], f.name
+        # the frames still decode: the same pixels as the planted source's frames
+        import pydicom
+
+        a, b = pydicom.dcmread(str(src / "boxes.dcm")), pydicom.dcmread(str(f))
+        assert (a.pixel_array == b.pixel_array).all()
+    # and verification without a source flags a frame that still carries one
+    code, stdout, _ = cli("verify", str(src / "boxes.dcm"), "--json")
+    seg = [c for c in json.loads(stdout)[0]["checks"] if c["check"] == "dicom: frame segments"]
+    assert code == 1 and seg and not seg[0]["ok"]
+    assert TOKEN not in stdout
+
+
+def test_svs_to_dicom_frames_carry_no_planted_segments(cli, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    write_svs(src / "a.svs")
+    plant_tiff_jpeg(src / "a.svs", TOKEN)
+    out = tmp_path / "out"
+    res = _run(cli, src, out, "--target", "dicom")
+    assert res["code"] == 0, res["text"][-2000:]
+    (s,) = res["report"]["slides"]
+    checks = {c["check"]: c for c in s["verification"]["checks"]}
+    assert checks["dicom: frame segments"]["ok"]
+    for f in out.rglob("*.dcm"):
+        assert scan_for(f, {"token": TOKEN}) == [], f.name

@@ -22,7 +22,7 @@ from wsianon.converters.base import Inventory, SlideContext
 from wsianon.errors import CorruptInput, OutputError, WsianonError
 from wsianon.io.atomic import Staging, write_atomic
 from wsianon.io.jpeg_plan import scrub_jpeg_segments
-from wsianon.io.plan import Plan, apply_copy, apply_in_place, journal_path, rollback_journal
+from wsianon.io.plan import Plan, Removal, apply_copy, apply_in_place, journal_path, rollback_journal
 from wsianon.pipeline.detect import SlideSource
 from wsianon.pipeline.model import Outcome, Verdict
 from wsianon.verify import canaries as independent_canaries
@@ -166,8 +166,12 @@ def process_dicom(
             result = dicom_mod.deidentify_series(inv, ctx, folder)
         else:
             result = dicom_mod.convert_slide(src.path, inv, ctx, folder)
+        # passed-through JPEG frames keep only the segments a decoder needs
+        emptied = sum(dicom_mod.scrub_frames(Path(f)) for f in result.files)
         outcome.timings["convert"] = time.perf_counter() - t0
         outcome.removals = list(result.removals)
+        if emptied:
+            outcome.removals.append(Removal("structure", "JPEG COM/APPn in frames", "payload zeroed", f"{emptied} segment(s)"))
         outcome.notes.extend(result.notes)
         outcome.bytes_written = sum(f.stat().st_size for f in result.files)
         t0 = time.perf_counter()

@@ -42,6 +42,7 @@ from pydicom.dataset import Dataset
 
 from wsianon.converters.base import Inventory
 from wsianon.pipeline.model import Verdict
+from wsianon.io.jpeg import JpegError, dirty_segments, is_jpeg, marker_name, normalized
 from wsianon.profiles.dicom import DicomProfile, profile_for_policy
 
 REGISTRY = "1.2.840.10008."
@@ -795,8 +796,33 @@ def _frame_key(ds: Dataset) -> tuple:
             str(ds.file_meta.get("TransferSyntaxUID", "")))
 
 
-def _digest_frames(path: Path) -> list[bytes]:
-    return [hashlib.sha256(f).digest() for f in iter_frames(path)]
+def _digest_frames(path: Path, scrub: bool = False) -> list[bytes]:
+    """sha256 per frame (``scrub``: of the frame as a correct redaction leaves it, its
+    non-essential JPEG payloads zeroed — the source side)."""
+    return [hashlib.sha256(normalized(f)[0] if scrub else f).digest() for f in iter_frames(path)]
+
+
+def _check_frame_segments(files: list[Path], verdict: Verdict) -> None:
+    """No JPEG frame keeps a COM / APPn payload (anything but JFIF and Adobe)."""
+    bad, frames = [], 0
+    for path in files:
+        try:
+            for i, f in enumerate(iter_frames(path)):
+                frames += 1
+                if is_jpeg(f):
+                    try:
+                        dirty = dirty_segments(f)
+                    except JpegError:
+                        continue  # multi-fragment frames and other codecs: judged by the frame checks
+                    if dirty:
+                        bad.append(f"{path.name} frame {i}: {', '.join(sorted({marker_name(s.marker) for s in dirty}))}")
+        except Exception as exc:
+            bad.append(f"{path.name}: frames unreadable ({type(exc).__name__})")
+    verdict.add(
+        "dicom: frame segments",
+        not bad,
+        "; ".join(bad[:5]) if bad else f"{frames} frames: no JPEG comment or application segment with content",
+    )
 
 
 def _check_frames_dicom(sources: list[Path], outputs: list[tuple[Path, Dataset]], verdict: Verdict) -> None:
@@ -810,13 +836,13 @@ def _check_frames_dicom(sources: list[Path], outputs: list[tuple[Path, Dataset]]
     for path, ds in outputs:
         cands = by_key.get(_frame_key(ds), [])
         out_d = _digest_frames(path)
-        if not any(_digest_frames(c) == out_d for c in cands):
+        if not any(_digest_frames(c, scrub=True) == out_d for c in cands):
             problems.append(f"{path.name}: no source instance with identical frames")
         frames += len(out_d)
     if problems:
         verdict.add("dicom: frames", False, "; ".join(problems[:5]))
     else:
-        verdict.add("dicom: frames", True, f"{frames} frames in {len(outputs)} instances identical to the source frames")
+        verdict.add("dicom: frames", True, f"{frames} frames in {len(outputs)} instances identical to the source frames (non-essential JPEG payloads zeroed)")
 
 
 # ---------------------------------------------------------------------------
@@ -1173,6 +1199,7 @@ def verify_dicom_output(inv: Inventory, result_files: list[Path], ctx, verdict: 
     else:
         _check_frames_converted(inv, dsets, verdict)
         sources = None
+    _check_frame_segments(files, verdict)
     _check_dciodvfy(files, sources, verdict, started)
     _check_opens(files, verdict, sources, policy)
 
@@ -1191,5 +1218,6 @@ def audit_dicom(inv: Inventory, files: list[Path], verdict: Verdict) -> None:
     _check_record_and_images(dsets, Policy(), verdict)
     _check_barcodes(dsets, Policy(), verdict)
     _check_uids(dsets, verdict)
+    _check_frame_segments(files, verdict)
     _check_dciodvfy(files, None, verdict)
     _check_opens(files, verdict, None)

@@ -296,19 +296,48 @@ def tiff_pixel_spans(path: Path) -> tuple[list[tuple[int, int]], list[tuple[int,
             prof = ifd.get(34675)
             if prof is not None and prof.size and not prof.inline:
                 icc.append((prof.value_offset, prof.size))
+            # binary structure, not text: the IFD's entry table and the numeric arrays
+            # of the structural tags (offsets, byte counts, resolutions, colour maps)
+            other.append((ifd.offset, ifd.end - ifd.offset))
+            for tag, e in ifd.entries.items():
+                if tag in _NUMERIC_STRUCTURE and e.type in _NUMERIC_TYPES and not e.inline and e.size:
+                    other.append((e.value_offset, e.size))
     return jpegs, other, icc
 
 
-_ICC_TEXT = re.compile(rb"(?:desc|text|mluc|cprt)")
+# tags whose numeric values are structure: BitsPerSample, strip/tile offsets and
+# byte counts, resolutions, TransferFunction, WhitePoint, PrimaryChromaticities,
+# ColorMap, SubIFDs, YCbCr coefficients/subsampling, ReferenceBlackWhite, NDPI McuStarts
+_NUMERIC_STRUCTURE = frozenset([258, 273, 279, 282, 283, 301, 318, 319, 320, 324, 325, 330, 339, 340, 341, 529, 530, 532, 65426])
+_NUMERIC_TYPES = frozenset([3, 4, 5, 8, 9, 10, 11, 12, 13, 16, 17, 18])
+
+
+_ICC_TEXT_TYPES = (b"desc", b"text", b"mluc")
 
 
 def _icc_findings(path: Path, spans: list[tuple[int, int]], vocab: Vocab, name: str, out: list) -> None:
-    """ICC profiles: their text (descriptions, copyright) is judged like any other text."""
+    """ICC profiles: the text of their text-typed tags (descriptions, copyright) is judged
+    like any other text; curves, matrices and the header are binary and skipped.  A
+    profile whose tag table does not parse is scanned whole."""
+    import struct
+
     with open(path, "rb") as fh:
         for off, n in spans:
             fh.seek(off)
             data = fh.read(min(n, 4 << 20))
-            scan_bytes(data, vocab, name, off, out)
+            try:
+                (count,) = struct.unpack_from(">I", data, 128)
+                if count > 1000 or 132 + 12 * count > len(data):
+                    raise ValueError
+                for i in range(count):
+                    _sig, toff, tlen = struct.unpack_from(">4sII", data, 132 + 12 * i)
+                    elem = data[toff : toff + tlen]
+                    if elem[:4] in _ICC_TEXT_TYPES:
+                        scan_bytes(elem[8:], vocab, name, off + toff + 8, out)
+                    elif not elem and tlen:
+                        raise ValueError
+            except (struct.error, ValueError):
+                scan_bytes(data, vocab, name, off, out)
 
 
 def scan_tiff(path: Path, fmt: str, name: str | None = None, tiles: str = "headers") -> list[TextFinding]:
@@ -335,18 +364,35 @@ def scan_tiff(path: Path, fmt: str, name: str | None = None, tiles: str = "heade
     return out
 
 
-def scan_plain(path: Path, fmt: str, name: str | None = None, jpeg_spans: list[tuple[int, int]] | None = None) -> list[TextFinding]:
-    """Findings for a non-TIFF file (Slidedat.ini, Index.dat, a Data file whose JPEG spans are given)."""
+def _looks_textual(data: bytes) -> bool:
+    if not data:
+        return False
+    printable = sum(1 for b in data if 0x20 <= b < 0x7F or b in (9, 10, 13))
+    return printable >= 0.8 * len(data)
+
+
+def scan_plain(
+    path: Path, fmt: str, name: str | None = None, blobs: list[tuple[int, int]] | None = None, whole: bool = True
+) -> list[TextFinding]:
+    """Findings for a non-TIFF file (Slidedat.ini, Index.dat, a Data file whose blobs are given).
+
+    A blob that is a JPEG stream has its segments checked (``whole``: to its end);
+    any other blob is binary (histogram, position buffer) unless it looks like
+    text (an XML record), which is scanned like the rest of the file."""
     vocab = vocabulary(fmt)
     name = name or path.name
     out: list[TextFinding] = []
-    skip = list(jpeg_spans or [])
-    if skip:
+    skip: list[tuple[int, int]] = []
+    if blobs:
         fd = os.open(path, os.O_RDONLY)
         try:
-            for off, cnt in sorted(set(skip)):
-                if cnt and not _jpeg_stream_findings(fd, off, cnt, name, True, out):
-                    pass  # opaque binary record (histogram, position buffer): not text
+            for off, cnt in sorted(set(blobs)):
+                if not cnt:
+                    continue
+                if _jpeg_stream_findings(fd, off, cnt, name, whole, out):
+                    skip.append((off, cnt))
+                elif not _looks_textual(os.pread(fd, min(cnt, 1 << 16), off)):
+                    skip.append((off, cnt))
         finally:
             os.close(fd)
     _scan_outside(path, skip, vocab, name, out)
@@ -424,7 +470,7 @@ def scan_output(fmt: str, main: Path, files: list[Path], root: Path | None = Non
             if f == main:
                 out += scan_plain(f, fmt, rel(f), [(0, f.stat().st_size)])  # the preview JPEG
             else:
-                out += scan_plain(f, fmt, rel(f), spans.get(f.name))
+                out += scan_plain(f, fmt, rel(f), spans.get(f.name), whole=tiles == "walk")
         return out
     for f in files:
         try:
