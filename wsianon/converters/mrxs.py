@@ -675,6 +675,11 @@ class MrxsConverter(NativeConverter):
                 idx_fp.patches.append(
                     Patch(slide.index.nonhier_table, 4 * len(table), struct.pack(f"<{len(table)}i", *table), "associated records removed")
                 )
+            for off, ln, fno in slide.index.hier_tiles:
+                data_fps[fno].jpeg_spans.append((off, ln))  # COM/APPn payloads zeroed by the pipeline
+            for rec in slide.records:  # kept associated images (the thumbnail) too
+                if rec.present and rec.table_slot not in removed:
+                    data_fps[rec.fileno].jpeg_spans.append((rec.offset, rec.size))
             zeroed_entries: set[int] = set()
             for slot in sorted(removed):
                 rec = slide.records[slot]

@@ -88,6 +88,8 @@ class FilePlan:
     patches: list[Patch] = field(default_factory=list)
     append: bytes = b""
     content: bytes | None = None
+    # (offset, length) of JPEG streams in ``source`` whose COM/APPn payloads are zeroed (non-TIFF sources)
+    jpeg_spans: list[tuple[int, int]] = field(default_factory=list)
 
     def sorted_patches(self) -> list[Patch]:
         ps = sorted(self.patches, key=lambda p: (p.offset, p.length))

@@ -275,3 +275,12 @@ class Scanner:
                     pos += len(chunk)
         return findings
 
+
+def stem_canaries(path: Path) -> list[Canary]:
+    """The source file's stem (and the part before the first dot) are identifiers too.
+
+    Stems that are plain words ("slide", "image") would match format keywords
+    everywhere; a stem is scanned when it has a digit (case numbers do) or at
+    least 10 characters."""
+    stems = {path.stem, path.stem.split(".")[0]}
+    return [Canary("file name", s) for s in sorted(stems) if any(c.isdigit() for c in s) or len(s) >= 10]

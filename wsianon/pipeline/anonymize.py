@@ -21,10 +21,12 @@ from typing import Callable
 from wsianon.converters.base import Inventory, SlideContext
 from wsianon.errors import CorruptInput, OutputError, WsianonError
 from wsianon.io.atomic import Staging, write_atomic
+from wsianon.io.jpeg_plan import scrub_jpeg_segments
+from wsianon.io.plan import Plan, Removal, apply_copy, apply_in_place, journal_path, rollback_journal
 from wsianon.io.safetext import os_reason
-from wsianon.io.plan import Plan, apply_copy, apply_in_place, journal_path, rollback_journal
 from wsianon.pipeline.detect import SlideSource
 from wsianon.pipeline.model import Outcome, Verdict
+from wsianon.verify import canaries as independent_canaries
 from wsianon.pipeline.verify import scan_outputs, snapshot_source, stem_canaries, verify_native
 
 Progress = Callable[[int], None]
@@ -51,6 +53,7 @@ def make_plan(src: SlideSource, inv: Inventory, ctx: SlideContext) -> Plan:
 
     plan = src.converter.plan(inv, ctx)
     close_plan(plan, inv.format)  # closed world: only allowed tags, unreferenced bytes zeroed
+    scrub_jpeg_segments(plan)  # JPEG tiles/strips/tables keep only the segments a decoder needs
     return plan
 
 
@@ -195,14 +198,21 @@ def process_dicom(
             result = dicom_mod.deidentify_series(inv, ctx, folder)
         else:
             result = dicom_mod.convert_slide(src.path, inv, ctx, folder)
+        # passed-through JPEG frames keep only the segments a decoder needs
+        emptied = sum(dicom_mod.scrub_frames(Path(f)) for f in result.files)
         outcome.timings["convert"] = time.perf_counter() - t0
         outcome.removals = list(result.removals)
+        if emptied:
+            outcome.removals.append(Removal("structure", "JPEG COM/APPn in frames", "payload zeroed", f"{emptied} segment(s)"))
         outcome.notes.extend(result.notes)
         outcome.bytes_written = sum(f.stat().st_size for f in result.files)
         t0 = time.perf_counter()
         verdict = Verdict()
         scan_verdict = Verdict()
-        canaries = inv.canaries() + stem_canaries(inv.path)
+        independent = independent_canaries.harvest(inv.path, src.format, list(inv.input_files))
+        if src.format == "dicom":
+            independent = independent_canaries.drop_kept_dicom(independent, list(result.files))
+        canaries = independent_canaries.union(inv.canaries() + stem_canaries(inv.path), independent, src.format)
         # the byte scan (I/O + hyperscan, GIL released) overlaps the DICOM checks
         with ThreadPoolExecutor(max_workers=1) as pool:
             scan = pool.submit(scan_outputs, canaries, staging.files(), scan_verdict, staging.root)

@@ -2,7 +2,8 @@
 
 Without a source, the audit asks: does the file still carry identifying
 metadata fields with values, identifying associated images (label, macro), or
-barcodes in the images that remain?  With ``--source``, it also scans every
+barcodes in the images that remain, and is every printable text outside pixel
+data the format's own vocabulary (wsianon.verify.vocabulary)?  With ``--source``, it also scans every
 output byte for the source's canary values and compares the pyramid tiles.
 """
 
@@ -25,12 +26,15 @@ from wsianon.pipeline.verify import (
     stem_canaries,
 )
 from wsianon.profiles.policy import Policy
+from wsianon.verify import vocabulary
 
 
 def _residual_fields(inv, verdict: Verdict) -> None:
-    # keyed dummy values (UIDs) are carried by design; a zeroed number is no value
+    # a value that is the format's vocabulary or structural (a number, a keyed UID,
+    # one of our pseudonyms) is not an identifier: the vocabulary scan judges all text
+    vocab = vocabulary.vocabulary(inv.format)
     residual = sorted(
-        {f.name for f in inv.fields if f.value.strip().strip("0.-") and f.action not in ("keep", "dummy", "replace")}
+        {f.name for f in inv.fields if f.value.strip() and f.action != "keep" and vocabulary.unknown_tokens(f.value, vocab)}
     )
     verdict.add(
         "residual-metadata",
@@ -77,6 +81,8 @@ def audit_paths(paths: list[Path], source: Path | None = None, allow_generic: bo
                     partition.check_tiff_partition(s.path, inv.format, verdict)
                 elif inv.format == "mrxs":
                     partition.check_mrxs_partition(s.path, verdict)
+                # every printable run outside pixel data must be the format's vocabulary
+                vocabulary.add_check(verdict, inv.format, s.path, inv.input_files or s.files, root=s.path.parent, tiles="walk")
                 if src_inv is not None and src_snap is not None:
                     canaries = src_inv.canaries() + stem_canaries(src_inv.path) + source_property_canaries(src_snap, props)
                     scan_outputs(canaries, s.files, verdict)

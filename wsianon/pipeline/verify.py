@@ -27,9 +27,12 @@ import importlib.util
 from pathlib import Path
 
 from wsianon.converters.base import Inventory, NativeConverter
-from wsianon.io.scan import Canary, Scanner
+from wsianon.io.jpeg import normalized
+from wsianon.io.scan import Canary, Scanner, stem_canaries
 from wsianon.pipeline.model import Verdict
 from wsianon.profiles.policy import Policy
+from wsianon.verify import canaries as independent_canaries
+from wsianon.verify import vocabulary
 
 # property keys that describe structure, never identity
 _STRUCTURAL_PREFIXES = (
@@ -78,31 +81,21 @@ def snapshot_source(inv: Inventory, tiles: bool = True) -> SourceSnapshot:
         snap.tiles_note = "source not readable by OpenSlide: cannot locate pyramid levels"
         return snap
     if tiles and not _format_handles_tiles(inv.format):
-        snap.page_hashes = _page_hashes(inv.path, inv.format, set(snap.level_dims))
+        snap.page_hashes = _page_hashes(inv.path, inv.format, set(snap.level_dims), scrub=True)
     return snap
 
 
-def _page_hashes(path: Path, fmt: str, dims: set) -> list[tuple[int, int, int, str]] | None:
+def _page_hashes(path: Path, fmt: str, dims: set, scrub: bool = False) -> list[tuple[int, int, int, str]] | None:
     import tifffile
 
     try:
         with tifffile.TiffFile(str(path), **_TIFFFILE_KW.get(fmt, {})) as tf:
             return [
-                (p.imagewidth, p.imagelength, len(p.dataoffsets), _hash_segments(tf.filehandle, p))
+                (p.imagewidth, p.imagelength, len(p.dataoffsets), _hash_segments(tf.filehandle, p, scrub))
                 for p in _level_pages(tf, dims)
             ]
     except Exception:
         return None
-
-
-def stem_canaries(path: Path) -> list[Canary]:
-    """The source file's stem (and the part before the first dot) are identifiers too.
-
-    Stems that are plain words ("slide", "image") would match format keywords
-    everywhere; a stem is scanned when it has a digit (case numbers do) or at
-    least 10 characters."""
-    stems = {path.stem, path.stem.split(".")[0]}
-    return [Canary("file name", s) for s in sorted(stems) if any(c.isdigit() for c in s) or len(s) >= 10]
 
 
 def source_property_canaries(snap: SourceSnapshot, out_props: dict | None) -> list[Canary]:
@@ -217,11 +210,32 @@ def _level_pages(tf, dims: set[tuple[int, int]]):
     return pages
 
 
-def _hash_segments(fh, page) -> str:
+_SCRUB_MAX = 64 << 20  # larger streams (NDPI strips): only their header segments are normalized
+
+
+def _hash_segments(fh, page, scrub: bool = False) -> str:
+    """sha256 over a page's tiles/strips; ``scrub`` (the source side): of each JPEG
+    tile as a correct redaction leaves it, non-essential payloads zeroed, so that
+    equality with the output proves identical entropy-coded data and essential
+    segments, and no non-essential payload left."""
     h = hashlib.sha256()
+    jpeg = getattr(page, "compression", 0) in (6, 7)
+    scrub = scrub and jpeg
+    tables = getattr(page, "jpegtables", None) if jpeg else None
+    if tables:
+        h.update(normalized(bytes(tables))[0] if scrub else bytes(tables))
+        h.update(b"|")
     for off, cnt in zip(page.dataoffsets, page.databytecounts):
         fh.seek(off)
-        remaining = cnt
+        if scrub and 0 < cnt:
+            buf = fh.read(min(cnt, _SCRUB_MAX))
+            h.update(normalized(buf)[0])
+            remaining = cnt - len(buf)
+            if len(buf) < min(cnt, _SCRUB_MAX):
+                h.update(b"<short>")
+                remaining = 0
+        else:
+            remaining = cnt
         while remaining:
             buf = fh.read(min(remaining, 8 << 20))
             if not buf:
@@ -253,7 +267,7 @@ def check_tiles_tiff(snap: SourceSnapshot, fmt: str, out_main: Path, verdict: Ve
             verdict.add("tiles-identical", False, f"level {a[0]}x{a[1]}: tile bytes differ")
             return
     n = sum(a[2] for a in out)
-    verdict.add("tiles-identical", True, f"{n} tiles/strips in {len(out)} level pages byte-identical to the source")
+    verdict.add("tiles-identical", True, f"{n} tiles/strips in {len(out)} level pages identical to the source (entropy-coded data and essential segments; non-essential JPEG payloads zeroed)")
 
 
 def scan_outputs(canaries: list[Canary], out_files: list[Path], verdict: Verdict, root: Path | None = None) -> None:
@@ -272,12 +286,44 @@ def scan_outputs(canaries: list[Canary], out_files: list[Path], verdict: Verdict
     )
 
 
+# Every format's verification hook, said explicitly: a check module under
+# ``wsianon/pipeline/checks/``, or None where the shared checks are the whole proof (TIFF
+# structure and tiles, closed-world partition, vocabulary, canaries).  A registered format
+# missing here is an error when this module is imported, never a silent "no checks".
+FORMAT_CHECKS: dict[str, str | None] = {
+    "aperio": "aperio",
+    "ndpi": None,
+    "mrxs": "mrxs",
+    "ventana": "ventana",
+    "philips": "philips",
+    "isyntax": "isyntax",
+    "leica": "leica",
+    "generic-tiff": None,
+}
+
+
+def _check_registry() -> None:
+    from wsianon.converters import generic_converter, native_converters
+
+    names = [c.name for c in native_converters()] + [generic_converter().name]
+    missing = [n for n in names if n not in FORMAT_CHECKS]
+    if missing:
+        raise ImportError(f"formats without a verification hook entry in FORMAT_CHECKS: {missing}")
+    for n, mod in FORMAT_CHECKS.items():
+        if mod is not None and importlib.util.find_spec(f"wsianon.pipeline.checks.{mod}") is None:
+            raise ImportError(f"verification hook of {n} not found: wsianon.pipeline.checks.{mod}")
+
+
+_check_registry()
+
+
 def format_checks(fmt: str):
-    """The format's check module (``wsianon/pipeline/checks/<fmt>.py``), or None."""
-    modname = f"wsianon.pipeline.checks.{fmt}"
-    if importlib.util.find_spec(modname) is None:
+    """The format's check module (``wsianon/pipeline/checks/<fmt>.py``), or None when the
+    format declares the shared checks sufficient (``FORMAT_CHECKS``)."""
+    mod = FORMAT_CHECKS.get(fmt)
+    if mod is None:
         return None
-    return importlib.import_module(modname)
+    return importlib.import_module(f"wsianon.pipeline.checks.{mod}")
 
 
 def run_format_checks(
@@ -303,12 +349,22 @@ def verify_native(
     snap = snap or snapshot_source(inv)
     verdict = Verdict()
     out_props = check_openslide(snap, conv, out_main, policy, verdict)
-    canaries = inv.canaries() + stem_canaries(inv.path) + source_property_canaries(snap, out_props)
+    canaries = independent_canaries.union(
+        inv.canaries() + stem_canaries(inv.path) + source_property_canaries(snap, out_props),
+        independent_canaries.harvest(inv.path, inv.format),
+        inv.format,
+    )
     # the byte scan and the tile hashes read different parts of the output;
     # both release the GIL (hyperscan, hashlib), so they overlap
     scan_verdict = Verdict()
+
+    def scans() -> None:
+        scan_outputs(canaries, out_files, scan_verdict, root)
+        # every printable run outside pixel data must be the format's vocabulary
+        vocabulary.add_check(scan_verdict, inv.format, out_main, out_files, root)
+
     with ThreadPoolExecutor(max_workers=1) as pool:
-        scan = pool.submit(scan_outputs, canaries, out_files, scan_verdict, root)
+        scan = pool.submit(scans)
         if not _format_handles_tiles(inv.format):
             check_tiles_tiff(snap, inv.format, out_main, verdict)
         scan.result()

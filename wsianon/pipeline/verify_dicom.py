@@ -40,8 +40,10 @@ from pathlib import Path
 import pydicom
 from pydicom.dataset import Dataset
 
+from wsianon.io.dicomframes import decode_rgb, iter_frames
 from wsianon.converters.base import Inventory
 from wsianon.pipeline.model import Verdict
+from wsianon.io.jpeg import JpegError, dirty_segments, is_jpeg, marker_name, normalized
 from wsianon.profiles.dicom import DicomProfile, profile_for_policy
 
 REGISTRY = "1.2.840.10008."
@@ -66,42 +68,6 @@ def _kind(ds: Dataset) -> str:
 
 # ---------------------------------------------------------------------------
 # frames
-
-
-def _pixel_value_offset(path: Path) -> tuple[Dataset, int | None, int]:
-    """(header, file offset of Pixel Data's value, its length or 0xFFFFFFFF)."""
-    with open(path, "rb") as fh, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ds = pydicom.dcmread(fh, stop_before_pixels=True)
-        off = fh.tell()
-        fh.seek(off)
-        head = fh.read(12)
-    if len(head) < 8 or struct.unpack("<HH", head[:4]) != (0x7FE0, 0x0010):
-        return ds, None, 0
-    implicit = str(ds.file_meta.TransferSyntaxUID) == "1.2.840.10008.1.2"
-    if implicit:
-        return ds, off + 8, struct.unpack("<I", head[4:8])[0]
-    return ds, off + 12, struct.unpack("<I", head[8:12])[0]
-
-
-def iter_frames(path: Path):
-    """Yield every frame's bytes of an instance, reading one frame at a time."""
-    ds, voff, length = _pixel_value_offset(path)
-    if voff is None:
-        return
-    n = int(ds.get("NumberOfFrames", 1) or 1)
-    with open(path, "rb") as fh:
-        fh.seek(voff)
-        if length == 0xFFFFFFFF:
-            eot = None
-            if "ExtendedOffsetTable" in ds and "ExtendedOffsetTableLengths" in ds:
-                eot = (ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths)
-            yield from pydicom.encaps.generate_frames(fh, number_of_frames=n, extended_offsets=eot)
-        else:
-            spp = int(ds.get("SamplesPerPixel", 1))
-            size = int(ds.Rows) * int(ds.Columns) * spp * int(ds.BitsAllocated) // 8
-            for _ in range(n):
-                yield fh.read(size)
 
 
 def _jpeg_parts(b: bytes) -> tuple[list[bytes], bytes] | None:
@@ -480,26 +446,6 @@ class _JpegLevel:
         return _crop_planes(out, divs, x - c0 * self.tw, y - r0 * self.th, w, h), divs
 
 
-def _decode_rgb(frame: bytes, ds: Dataset):
-    """An output frame as an RGB (or grey) uint8 array."""
-    import numpy as np
-
-    ts = str(ds.file_meta.get("TransferSyntaxUID", ""))
-    if ts in JPEG_TS:
-        from turbojpeg import TJPF_RGB
-
-        return _tj().decode(frame, pixel_format=TJPF_RGB)
-    import imagecodecs
-
-    if ts in ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"):
-        return imagecodecs.jpeg2k_decode(frame)
-    if ts in ("1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"):
-        return imagecodecs.jpegls_decode(frame)
-    spp = int(ds.get("SamplesPerPixel", 1))
-    a = np.frombuffer(frame, np.uint8).reshape(int(ds.Rows), int(ds.Columns), spp)
-    return a[..., 0] if spp == 1 else a
-
-
 class _OpenSlideReference:
     """Regions of the source as OpenSlide renders them, composited over the background colour
     (what a pixel-reading converter encodes)."""
@@ -652,7 +598,7 @@ def _compare_reencoded(path: Path, ds: Dataset, ref: _OpenSlideReference, level:
         x, y = origins[k]
         w, h = min(int(ds.Columns), cols - x), min(int(ds.Rows), rows - y)
         try:
-            got = _decode_rgb(fv, ds)
+            got = decode_rgb(fv, ds)
             exp = ref.region(level[0], level[1], x, y, w, h)
         except Exception as exc:
             problems.append(f"{path.name}: frame {k} cannot be decoded for comparison ({type(exc).__name__})")
@@ -804,8 +750,33 @@ def _frame_key(ds: Dataset) -> tuple:
             str(ds.file_meta.get("TransferSyntaxUID", "")))
 
 
-def _digest_frames(path: Path) -> list[bytes]:
-    return [hashlib.sha256(f).digest() for f in iter_frames(path)]
+def _digest_frames(path: Path, scrub: bool = False) -> list[bytes]:
+    """sha256 per frame (``scrub``: of the frame as a correct redaction leaves it, its
+    non-essential JPEG payloads zeroed — the source side)."""
+    return [hashlib.sha256(normalized(f)[0] if scrub else f).digest() for f in iter_frames(path)]
+
+
+def _check_frame_segments(files: list[Path], verdict: Verdict) -> None:
+    """No JPEG frame keeps a COM / APPn payload (anything but JFIF and Adobe)."""
+    bad, frames = [], 0
+    for path in files:
+        try:
+            for i, f in enumerate(iter_frames(path)):
+                frames += 1
+                if is_jpeg(f):
+                    try:
+                        dirty = dirty_segments(f)
+                    except JpegError:
+                        continue  # multi-fragment frames and other codecs: judged by the frame checks
+                    if dirty:
+                        bad.append(f"{path.name} frame {i}: {', '.join(sorted({marker_name(s.marker) for s in dirty}))}")
+        except Exception as exc:
+            bad.append(f"{path.name}: frames unreadable ({type(exc).__name__})")
+    verdict.add(
+        "dicom: frame segments",
+        not bad,
+        "; ".join(bad[:5]) if bad else f"{frames} frames: no JPEG comment or application segment with content",
+    )
 
 
 def _check_frames_dicom(sources: list[Path], outputs: list[tuple[Path, Dataset]], verdict: Verdict) -> None:
@@ -819,13 +790,13 @@ def _check_frames_dicom(sources: list[Path], outputs: list[tuple[Path, Dataset]]
     for path, ds in outputs:
         cands = by_key.get(_frame_key(ds), [])
         out_d = _digest_frames(path)
-        if not any(_digest_frames(c) == out_d for c in cands):
+        if not any(_digest_frames(c, scrub=True) == out_d for c in cands):
             problems.append(f"{path.name}: no source instance with identical frames")
         frames += len(out_d)
     if problems:
         verdict.add("dicom: frames", False, "; ".join(problems[:5]))
     else:
-        verdict.add("dicom: frames", True, f"{frames} frames in {len(outputs)} instances identical to the source frames")
+        verdict.add("dicom: frames", True, f"{frames} frames in {len(outputs)} instances identical to the source frames (non-essential JPEG payloads zeroed)")
 
 
 # ---------------------------------------------------------------------------
@@ -1077,7 +1048,7 @@ def _assemble(path: Path, ds: Dataset):
         raise ValueError("frame positions cannot be determined")
     out = None
     for k, fv in _frames_at(path, ds, list(range(len(origins)))):
-        a = _decode_rgb(fv, ds)
+        a = decode_rgb(fv, ds)
         x, y = origins[k]
         h, w = min(a.shape[0], rows - y), min(a.shape[1], cols - x)
         if out is None:
@@ -1196,6 +1167,7 @@ def verify_dicom_output(inv: Inventory, result_files: list[Path], ctx, verdict: 
     else:
         _check_frames_converted(inv, dsets, verdict)
         sources = None
+    _check_frame_segments(files, verdict)
     _check_dciodvfy(files, sources, verdict, started, bool(getattr(policy, "accept_unrun_checks", False)))
     _check_opens(files, verdict, sources, policy)
 
@@ -1217,5 +1189,6 @@ def audit_dicom(inv: Inventory, files: list[Path], verdict: Verdict) -> None:
     _check_record_and_images(dsets, Policy(), verdict)
     _check_barcodes(dsets, Policy(), verdict)
     _check_uids(dsets, verdict)
+    _check_frame_segments(files, verdict)
     _check_dciodvfy(files, None, verdict)
     _check_opens(files, verdict, None)

@@ -15,6 +15,7 @@ from wsianon.converters.dicom.series import (
     is_dicom,
 )
 from wsianon.converters.dicom.bridge import convert_slide, require_turbojpeg
+from wsianon.converters.dicom.stream import scrub_frames
 
 __all__ = [
     "DicomResult",
@@ -24,4 +25,5 @@ __all__ = [
     "group_series",
     "inspect_dicom",
     "is_dicom",
+    "scrub_frames",
 ]

@@ -255,7 +255,7 @@ def source_year(inv: Inventory) -> str | None:
 
 def source_scanner(inv: Inventory) -> Scanner:
     """The identifying values the byte scan looks for (inventory canaries and the file stem)."""
-    from wsianon.pipeline.verify import stem_canaries
+    from wsianon.io.scan import stem_canaries
 
     return Scanner(inv.canaries() + stem_canaries(Path(inv.path)))
 
@@ -280,12 +280,12 @@ def _blank_frames(path: Path) -> bool:
     """True when every frame of the instance decodes to one uniform colour (our blank label)."""
     import numpy as np
 
-    from wsianon.pipeline.verify_dicom import _decode_rgb, iter_frames
+    from wsianon.io.dicomframes import decode_rgb, iter_frames
 
     ds, _span = read_header(path)
     n = 0
     for frame in iter_frames(path):
-        a = _decode_rgb(frame, ds)
+        a = decode_rgb(frame, ds)
         if a.size == 0 or not np.all(a == a.flat[0]):
             return False
         n += 1

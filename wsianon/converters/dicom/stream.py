@@ -155,3 +155,36 @@ def write_instance(ds: Dataset, src: Path, span: PixelSpan | None, dest: Path) -
         return written
     except OSError as exc:
         raise OutputError(dest, f"cannot write: {os_reason(exc)}") from None
+
+
+def scrub_frames(path: Path) -> int:
+    """Zero, in place, the COM / APPn payloads of every JPEG frame of an encapsulated
+    instance (same length: the file stays valid, entropy-coded data untouched).
+    Returns the number of segments emptied."""
+    from wsianon.io.jpeg import stream_spans
+
+    _, span = read_header(path)
+    if span is None or not span.encapsulated:
+        return 0
+    n = 0
+    fd = os.open(path, os.O_RDWR)
+    try:
+        head = os.pread(fd, 12, span.offset)
+        vr = head[4:6]
+        pos = span.offset + (12 if vr in _LONG_VRS else 8)
+        first = True
+        while pos + 8 <= span.end:
+            ig, ie, ilen = struct.unpack("<HHI", os.pread(fd, 8, pos))
+            if (ig, ie) != (0xFFFE, 0xE000) or ilen == 0xFFFFFFFF:
+                break
+            if not first and ilen:  # the first item is the Basic Offset Table
+                for s in stream_spans(fd, pos + 8, ilen):
+                    os.pwrite(fd, bytes(s.length), s.offset)
+                    n += 1
+            first = False
+            pos += 8 + ilen
+        if n:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    return n

@@ -12,13 +12,17 @@ import hashlib
 import re
 from pathlib import Path
 
+from wsianon.io.jpeg import normalized
+
 HANDLES_TILES = True  # the generic TIFF tile check does not apply to Leica levels
 
 _DIM = re.compile(r"<dimension\b[^>]*>")
 _ATTR = re.compile(r'(\w+)="([^"]*)"')
 
 
-def _dimension_pages(path: Path) -> dict[tuple[int, int], str] | None:
+def _dimension_pages(path: Path, scrub: bool = False) -> dict[tuple[int, int], str] | None:
+    """sha256 of each XML-named page's tiles (``scrub``: as a correct redaction leaves
+    them, non-essential JPEG payloads zeroed — the source side)."""
     import tifffile
 
     out: dict[tuple[int, int], str] = {}
@@ -37,7 +41,8 @@ def _dimension_pages(path: Path) -> dict[tuple[int, int], str] | None:
             h = hashlib.sha256()
             for off, cnt in zip(page.dataoffsets, page.databytecounts):
                 fh.seek(off)
-                h.update(fh.read(cnt))
+                blob = fh.read(cnt)
+                h.update(normalized(blob)[0] if scrub else blob)
                 h.update(b"|")
             out[(page.imagewidth, page.imagelength)] = h.hexdigest()
     return out
@@ -47,7 +52,7 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
     import openslide
 
     try:
-        src = _dimension_pages(inv.path)
+        src = _dimension_pages(inv.path, scrub=True)
         out = _dimension_pages(out_main)
     except Exception as exc:
         verdict.add("leica-tiles-identical", False, f"tifffile cannot read the pages: {type(exc).__name__}")

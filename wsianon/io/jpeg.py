@@ -1,0 +1,288 @@
+"""JPEG marker segments: which ones a decoder needs, and where the others' payloads are.
+
+A JPEG stream (a tile, a strip, a TIFF JPEGTables value, a DICOM frame) is a
+sequence of marker segments followed, after each SOS, by entropy-coded data.
+Only the segments a decoder needs keep their payloads: SOI, DQT, DHT, SOF*,
+DRI, SOS, EOI, DNL, RSTn, APP0 "JFIF" and APP14 "Adobe" (colour transform).
+The payload of every other segment (COM, APP1..APP13, APP15, APP0/APP14 with
+another identifier, DAC/DHP/EXP, JPG*) can carry text (EXIF, XMP, comments)
+and is zeroed in place: the marker and its length stay, so the stream keeps
+its length and stays a valid JPEG; entropy-coded data is never touched.
+
+``header_segments`` reads only the segments before the first scan (cheap: a
+few hundred bytes per tile); ``walk`` follows the whole stream, entropy-coded
+data included, for callers that have the bytes anyway (verification).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+SOI = 0xD8
+EOI = 0xD9
+SOS = 0xDA
+DQT = 0xDB
+DNL = 0xDC
+DRI = 0xDD
+DHT = 0xC4
+COM = 0xFE
+APP0 = 0xE0
+APP14 = 0xEE
+# SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC)
+SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+STANDALONE = frozenset([SOI, EOI, 0x01]) | frozenset(range(0xD0, 0xD8))
+ESSENTIAL = frozenset([DQT, DHT, DRI, SOS, DNL]) | SOF_MARKERS
+
+# the first marker after entropy-coded data: 0xFF followed by anything but a
+# stuffed zero, a restart marker or another fill byte
+_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
+@dataclass(frozen=True)
+class Segment:
+    marker: int  # the byte after 0xFF
+    offset: int  # offset of the 0xFF of the marker, relative to the stream start
+    length: int  # the length field (includes its own 2 bytes); 0 for standalone markers
+
+    @property
+    def payload_offset(self) -> int:
+        return self.offset + 4
+
+    @property
+    def payload_length(self) -> int:
+        return max(0, self.length - 2)
+
+    @property
+    def end(self) -> int:
+        return self.offset + 2 + self.length
+
+
+class JpegError(ValueError):
+    """The bytes are not a JPEG stream this module can follow."""
+
+
+def is_jpeg(data: bytes) -> bool:
+    return len(data) >= 4 and data[0] == 0xFF and data[1] == SOI
+
+
+def essential(marker: int, payload_head: bytes) -> bool:
+    """Whether a segment keeps its payload (``payload_head``: its first bytes, ≥ 6 for APPn)."""
+    if marker in ESSENTIAL or marker in STANDALONE:
+        return True
+    if marker == APP0:
+        return payload_head[:5] == b"JFIF\0"
+    if marker == APP14:
+        return payload_head[:5] == b"Adobe"
+    return False
+
+
+def _segments(data: bytes, pos: int, stop_at_sos: bool) -> tuple[list[Segment], int, bool]:
+    """Segments from ``pos``; returns (segments, position reached, complete).
+
+    ``complete`` is False when the bytes ran out before the walk ended (a header
+    read that was too short)."""
+    out: list[Segment] = []
+    n = len(data)
+    while True:
+        # fill bytes (0xFF) may precede a marker
+        if pos + 2 > n:
+            return out, pos, False
+        if data[pos] != 0xFF:
+            raise JpegError(f"expected a marker at byte {pos}")
+        while pos + 1 < n and data[pos + 1] == 0xFF:
+            pos += 1
+        if pos + 2 > n:
+            return out, pos, False
+        m = data[pos + 1]
+        if m in STANDALONE:
+            out.append(Segment(m, pos, 0))
+            pos += 2
+            if m == EOI:
+                return out, pos, True
+            continue
+        if pos + 4 > n:
+            return out, pos, False
+        length = (data[pos + 2] << 8) | data[pos + 3]
+        if length < 2:
+            raise JpegError(f"segment length {length} at byte {pos}")
+        seg = Segment(m, pos, length)
+        if seg.end > n:
+            # a header read cut short: the caller may read more
+            out.append(seg)
+            return out, pos, False
+        out.append(seg)
+        pos = seg.end
+        if m == SOS:
+            if stop_at_sos:
+                return out, pos, True
+            mk = _NEXT_MARKER.search(data, pos)
+            if mk is None:
+                return out, n, True  # entropy-coded data to the end (no EOI)
+            pos = mk.start()
+
+
+def walk(data: bytes) -> list[Segment]:
+    """Every marker segment of a whole JPEG stream (entropy-coded data skipped).
+
+    Raises JpegError when the stream does not start with SOI or a marker is
+    malformed."""
+    if not is_jpeg(data):
+        raise JpegError("no SOI marker")
+    segs, pos, complete = _segments(data, 0, stop_at_sos=False)
+    if not complete and pos < len(data):
+        raise JpegError("truncated marker segment")
+    return segs
+
+
+def trailing(data: bytes, segs: list[Segment]) -> tuple[int, int]:
+    """(offset, length) of the bytes after EOI (0 length when none)."""
+    if segs and segs[-1].marker == EOI:
+        end = segs[-1].offset + 2
+        return end, len(data) - end
+    return len(data), 0
+
+
+def header_segments(data: bytes) -> tuple[list[Segment], bool]:
+    """Segments up to and including the first SOS (or EOI, for JPEGTables).
+
+    Returns (segments, complete); ``complete`` False means ``data`` ended
+    before the header did (read more and call again)."""
+    if not is_jpeg(data):
+        raise JpegError("no SOI marker")
+    segs, _, complete = _segments(data, 0, stop_at_sos=True)
+    return segs, complete
+
+
+def nonessential(data: bytes, segs: list[Segment]) -> list[Segment]:
+    """The segments of ``segs`` whose payload must be zeroed (``data``: the stream's bytes)."""
+    out = []
+    for s in segs:
+        if s.length <= 2:
+            continue
+        if not essential(s.marker, bytes(data[s.payload_offset : s.payload_offset + 6])):
+            out.append(s)
+    return out
+
+
+def scrub(data: bytes) -> tuple[bytes, int]:
+    """``data`` with every non-essential payload (and bytes after EOI) zeroed; (bytes, segments zeroed)."""
+    segs = walk(data)
+    buf = bytearray(data)
+    n = 0
+    for s in nonessential(data, segs):
+        buf[s.payload_offset : s.payload_offset + s.payload_length] = bytes(s.payload_length)
+        n += 1
+    t_off, t_len = trailing(data, segs)
+    if t_len and any(buf[t_off:]):
+        buf[t_off:] = bytes(t_len)
+        n += 1
+    return bytes(buf), n
+
+
+def dirty_segments(data: bytes) -> list[Segment]:
+    """Non-essential segments of a whole stream whose payload is not all zeros."""
+    segs = walk(data)
+    out = [s for s in nonessential(data, segs) if any(data[s.payload_offset : s.payload_offset + s.payload_length])]
+    t_off, t_len = trailing(data, segs)
+    if t_len and any(data[t_off:]):
+        out.append(Segment(EOI, t_off - 2, t_len + 2))
+    return out
+
+
+def marker_name(marker: int) -> str:
+    if marker == COM:
+        return "COM"
+    if 0xE0 <= marker <= 0xEF:
+        return f"APP{marker - 0xE0}"
+    return f"0x{marker:02X}"
+
+
+# ---------------------------------------------------------------------------
+# planning: where the non-essential payloads of a file's JPEG streams are
+
+_HEAD = 4096
+JPEG_COMPRESSIONS = frozenset([6, 7])  # TIFF Compression: old-style JPEG, JPEG
+JPEG_TABLES = 347
+
+
+@dataclass
+class ScrubSpan:
+    offset: int  # absolute file offset of the payload
+    length: int
+    marker: int
+
+
+def stream_spans(fd: int, offset: int, length: int) -> list[ScrubSpan]:
+    """Non-zero non-essential payloads of the JPEG stream at [offset, offset+length) of ``fd``.
+
+    Reads only the header (segments before the first SOS) and the last two
+    bytes: a stream that does not end with EOI there, or whose header does not
+    parse, is read whole and walked.  Returns [] for bytes that are not JPEG."""
+    import os
+
+    if length < 4:
+        return []
+    n = min(length, _HEAD)
+    data = os.pread(fd, n, offset)
+    if not is_jpeg(data):
+        return []
+    try:
+        while True:
+            segs, complete = header_segments(data)
+            if complete or len(data) >= length:
+                break
+            n = min(length, max(2 * n, segs[-1].end + 16 if segs else 2 * n))
+            data = os.pread(fd, n, offset)
+        whole = len(data) >= length
+        if not whole and segs and segs[-1].marker == SOS:
+            tail = os.pread(fd, 2, offset + length - 2)
+            if tail != b"\xff\xd9":
+                whole = True
+        if whole and len(data) < length:
+            data = os.pread(fd, length, offset)
+        if whole:
+            segs = walk(data)
+    except JpegError:
+        return []
+    out = []
+    for s in nonessential(data, segs):
+        if s.payload_offset + s.payload_length <= len(data) and any(data[s.payload_offset : s.payload_offset + s.payload_length]):
+            out.append(ScrubSpan(offset + s.payload_offset, s.payload_length, s.marker))
+    if whole:
+        t_off, t_len = trailing(data, segs)
+        if t_len and any(data[t_off:]):
+            out.append(ScrubSpan(offset + t_off, t_len, EOI))
+    return out
+
+
+def tiff_jpeg_spans(path) -> list[ScrubSpan]:
+    """Non-essential JPEG payloads in every JPEG tile/strip and JPEGTables of every IFD of a TIFF-family file."""
+    from wsianon.io.tiff import COMPRESSION, TiffStructure
+
+    out: list[ScrubSpan] = []
+    with TiffStructure(path) as ts:
+        fd = ts.fh.fileno()
+        for ifd in ts.ifds:
+            comp = ts.value(ifd, COMPRESSION, 1)
+            if comp not in JPEG_COMPRESSIONS:
+                continue
+            tables = ifd.get(JPEG_TABLES)
+            if tables is not None and tables.size >= 4:
+                out.extend(stream_spans(fd, tables.value_offset, tables.size))
+            for off, cnt in sorted(ts.data_spans(ifd)):
+                if cnt:
+                    out.extend(stream_spans(fd, off, cnt))
+    return out
+
+
+def normalized(data: bytes) -> tuple[bytes, int]:
+    """What a correct redaction turns ``data`` into: non-essential payloads zeroed
+    when ``data`` is a JPEG stream this module can follow, else ``data`` unchanged.
+    Returns (bytes, number of segments zeroed)."""
+    if not is_jpeg(data):
+        return data, 0
+    try:
+        return scrub(data)
+    except JpegError:
+        return data, 0

@@ -1,0 +1,185 @@
+"""Canary values for the byte scan, harvested by readers independent of the redactors.
+
+The redactor's own inventory (``inspect``) names what the redactor knows about;
+a verifier that only looks for those values proves little.  Here the source is
+read again with third-party readers — tifffile (every ASCII/BYTE/UNDEFINED tag
+of every page, descriptions split into their fields and XML texts), OpenSlide
+(properties), configparser (Slidedat.ini) and pydicom (text attributes) — and
+every value that is not the format's own vocabulary becomes a canary.  The
+union with the inventory's canaries feeds the existing byte scan
+(wsianon/io/scan.py), as defence in depth beside the vocabulary scan.
+
+Values that are the format's vocabulary are never identifying: a scanner model
+printed in the kept banner ("GT450"), ordinary profile words ("Brightfield",
+"Default").  :func:`not_vocabulary` drops such canaries, whoever harvested them.
+"""
+
+from __future__ import annotations
+
+import configparser
+import re
+from pathlib import Path
+
+from wsianon.io.scan import Canary
+from wsianon.verify.vocabulary import _STRUCTURAL, _TOKEN, unknown_tokens, vocabulary
+
+MAX_VALUES = 5000
+_SPLIT = re.compile(r"[|\r\n;]+")
+_XML_TEXT = re.compile(r">([^<>]+)<")
+_XML_ATTR = re.compile(r"=\s*\"([^\"]*)\"|=\s*'([^']*)'")
+
+
+def is_vocabulary(value: str, fmt: str) -> bool:
+    """True when every token of ``value`` is a vocabulary word and at least one is
+    alphabetic: a scanner model, an enumeration, a profile word.  Numbers, dates and
+    digests are not vocabulary here — they stay canaries."""
+    vocab = vocabulary(fmt)
+    toks = [t for t in (m.group(0).strip("_") for m in _TOKEN.finditer(value)) if t]
+    if not toks or unknown_tokens(value, vocab):
+        return False
+    return all(not _STRUCTURAL.fullmatch(t) and len(t) > 2 for t in toks)
+
+
+def not_vocabulary(canaries: list[Canary], fmt: str) -> list[Canary]:
+    """Drop the canaries whose value is the format's own vocabulary."""
+    return [c for c in canaries if not is_vocabulary(c.value, fmt)]
+
+
+def _pieces(text: str) -> list[str]:
+    """A description or XML split into the values a writer put in it."""
+    out: list[str] = []
+    if "<" in text and ">" in text:
+        out += [t.strip() for t in _XML_TEXT.findall(text)]
+        out += [(a or b).strip() for a, b in _XML_ATTR.findall(text)]
+        return out
+    for part in _SPLIT.split(text):
+        part = part.strip()
+        if "=" in part:
+            part = part.split("=", 1)[1].strip()
+        out.append(part)
+    return out
+
+
+def _tiff_values(path: Path, fmt: str) -> list[tuple[str, str]]:
+    import tifffile
+
+    out: list[tuple[str, str]] = []
+    kw = {"is_ndpi": True} if fmt == "ndpi" else {}
+    with tifffile.TiffFile(str(path), **kw) as tf:
+        for page in tf.pages:
+            for tag in page.tags.values():
+                if tag.code in (273, 279, 324, 325, 347, 34675, 65426):
+                    continue  # pixel data pointers, JPEG tables, ICC, NDPI MCU starts
+                v = tag.value
+                if isinstance(v, bytes):
+                    v = v.split(b"\0", 1)[0].decode("latin-1", errors="replace")
+                if not isinstance(v, str) or not v.strip():
+                    continue
+                for piece in _pieces(v):
+                    out.append((f"tag {tag.code}", piece))
+                if len(out) > MAX_VALUES:
+                    return out
+    return out
+
+
+def _openslide_values(path: Path) -> list[tuple[str, str]]:
+    try:
+        import openslide
+
+        with openslide.OpenSlide(str(path)) as s:
+            props = dict(s.properties)
+    except Exception:
+        return []
+    out = []
+    for k, v in props.items():
+        if k.startswith("openslide.") or not v:
+            continue
+        for piece in _pieces(v) if len(v) > 200 else [v]:
+            out.append((f"property {k}", piece))
+    return out
+
+
+def _mrxs_values(path: Path) -> list[tuple[str, str]]:
+    ini = path.with_suffix("") / "Slidedat.ini"
+    try:
+        text = ini.read_bytes().decode("utf-8-sig", errors="replace")
+        cp = configparser.RawConfigParser(strict=False, interpolation=None, delimiters=("=",), comment_prefixes=(";", "#"))
+        cp.optionxform = str
+        cp.read_string(text)
+    except Exception:
+        return []
+    out = []
+    for sec in cp.sections():
+        if sec in ("HIERARCHICAL", "DATAFILE"):
+            continue  # layer, section and file names: structure, renumbered on output
+        for k, v in cp.items(sec):
+            out.append((f"Slidedat.ini:{k}", v))
+    return out
+
+
+_DICOM_TEXT_VRS = {"PN", "LO", "SH", "LT", "ST", "UT", "AE", "UC"}
+
+
+def _dicom_values(files: list[Path]) -> list[tuple[str, str]]:
+    import pydicom
+
+    out: list[tuple[str, str]] = []
+
+    def walk(ds) -> None:
+        for el in ds:
+            if el.VR == "SQ":
+                for item in el.value or []:
+                    walk(item)
+            elif el.VR in _DICOM_TEXT_VRS and el.value not in (None, ""):
+                vals = el.value if isinstance(el.value, (list, pydicom.multival.MultiValue)) else [el.value]
+                for v in vals:
+                    out.append((f"DICOM {el.keyword or el.tag}", str(v)))
+
+    for f in files[:50]:
+        try:
+            walk(pydicom.dcmread(str(f), stop_before_pixels=True))
+        except Exception:
+            continue
+        if len(out) > MAX_VALUES:
+            break
+    return out
+
+
+def harvest(path: Path, fmt: str, files: list[Path] | None = None) -> list[Canary]:
+    """Canaries from an independent reading of the source ``path`` (format ``fmt``)."""
+    path = Path(path)
+    values: list[tuple[str, str]] = []
+    try:
+        if fmt == "dicom":
+            values = _dicom_values(files or ([path] if path.is_file() else sorted(path.rglob("*"))))
+        elif fmt == "mrxs":
+            values = _mrxs_values(path) + _openslide_values(path)
+        else:
+            values = _tiff_values(path, fmt) + _openslide_values(path)
+    except Exception:
+        values = values or []
+    vocab = vocabulary(fmt)
+    out: dict[str, Canary] = {}
+    for name, v in values:
+        v = v.strip()
+        if len(v) < 3 or v in out:
+            continue
+        if not unknown_tokens(v, vocab):
+            continue  # structural or vocabulary: kept on purpose by a correct redaction
+        out[v] = Canary(f"{name} (independent)", v)
+    return list(out.values())
+
+
+def union(inventory: list[Canary], independent: list[Canary], fmt: str) -> list[Canary]:
+    """Inventory and independent canaries together, vocabulary values dropped."""
+    seen: dict[str, Canary] = {}
+    for c in list(inventory) + list(independent):
+        seen.setdefault(c.value.strip(), c)
+    return not_vocabulary(list(seen.values()), fmt)
+
+
+def drop_kept_dicom(canaries: list[Canary], outputs: list[Path]) -> list[Canary]:
+    """Independent DICOM canaries whose attribute the outputs keep with the same value:
+    kept on purpose by the profile (judged by the DICOM attribute checks, not here)."""
+    kept = {(n, v) for n, v in _dicom_values([Path(p) for p in outputs if Path(p).suffix.lower() == ".dcm"])}
+    return [c for c in canaries if not (c.name.endswith(" (independent)") and (c.name[: -len(" (independent)")], c.value) in kept)]

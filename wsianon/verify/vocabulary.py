@@ -1,0 +1,513 @@
+"""Every printable text of an output must be the format's own vocabulary.
+
+Independent of the redactors and of the source: it needs only the output and
+the format's vocabulary (``wsianon/profiles/data/vocab_<format>.json`` plus
+``vocab_common.json``), so ``wsianon verify FILE`` can judge any tool's output.
+
+Every printable run (ASCII/UTF-8 of at least 4 characters, UTF-16LE/BE) found
+outside entropy-coded pixel data is split into tokens; a token passes when it
+is structural (a number, a date or time, a dimension, a version, a UID, a long
+hexadecimal digest, one of our own pseudonyms) or a word of the vocabulary
+(banners, key names, codec descriptions, enumerated values), as a whole or
+part by part (``PIM_DP_IMAGE_TYPE`` → ``PIM``, ``DP``, ``IMAGE``, ``TYPE``).
+Anything else is a finding, reported by file, offset and kind — never by value.
+
+Where pixel data lives is read from the container (TIFF: the IFD chain's
+tile/strip spans and JPEGTables, via :mod:`wsianon.io.tiff`; DICOM: the
+encapsulated frames of PixelData; MRXS: the JPEG tiles of the Data files).
+JPEG streams there are not read as text: their non-essential segments (COM,
+APPn other than JFIF/Adobe) must have all-zero payloads, anything else in them
+is entropy-coded data or decoder tables.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from wsianon.io.extents import data_extents
+from wsianon.io import jpeg
+from wsianon.profiles import load
+
+MIN_RUN = 4
+_READ = 8 << 20
+MAX_FINDINGS = 50
+
+# printable runs: ASCII / UTF-8 (multi-byte sequences allowed), UTF-16LE, UTF-16BE
+_RUN_8 = re.compile(rb"(?:[\x20-\x7e\t\r\n]|[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}){%d,}" % MIN_RUN)
+_RUN_16LE = re.compile(rb"(?:[\x20-\x7e]\x00){%d,}" % MIN_RUN)
+_RUN_16BE = re.compile(rb"(?:\x00[\x20-\x7e]){%d,}" % MIN_RUN)
+
+_TOKEN = re.compile(r"[^\W_]+(?:[_.\-:/+'][^\W_]+)*_*", re.UNICODE)
+_PARTS = re.compile(r"[_.\-:/+']+")
+_CAMEL = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+_B64 = re.compile(r"[A-Za-z0-9+/]{64,}={0,2}")
+
+# structural tokens: numbers, dates, times, versions, dimensions, UIDs, digests, pseudonyms
+_STRUCTURAL = re.compile(
+    r"""(
+      [-+]?[0-9]+([.,][0-9]+)*([eE][-+]?[0-9]+)?      # numbers, decimals, dotted versions, UIDs
+    | [vV]?[0-9]+([._][0-9]+)*[a-z]?                     # versions: v12.0.15, 2.1b
+    | [0-9]+[xX][0-9]+                                   # dimensions: 1024x768
+    | [0-9]{1,4}([-:/][0-9]{1,4})+([T ][0-9:.]+)?        # dates and times
+    | (?=[0-9A-Fa-f]*[0-9])[0-9A-Fa-f]{8,}               # hex digests, GUID parts with a digit
+    | [0-9]+(x|X|um|nm|mm|bit|bits|px|ms|fps|k|K)        # units: 20x, 40X, 12bit
+    | WSI-[0-9a-f]{16}                                   # our pseudonyms
+    )""",
+    re.VERBOSE,
+)
+
+
+@dataclass
+class Vocab:
+    fmt: str
+    words: frozenset[str]
+    patterns: list[re.Pattern] = field(default_factory=list)
+
+    def word_ok(self, w: str) -> bool:
+        lw = w.lower()
+        if lw in self.words or _STRUCTURAL.fullmatch(w):
+            return True
+        return any(p.fullmatch(w) for p in self.patterns)
+
+    def token_ok(self, tok: str) -> bool:
+        tok = tok.strip("_")
+        if not tok or self.word_ok(tok):
+            return True
+        parts = [p for p in _PARTS.split(tok) if p]
+        if len(parts) > 1 and all(self.word_ok(p) or len(p) <= 2 for p in parts):
+            return True
+        # CamelCase compounds of vocabulary words (ScanScope, SlideThumbnail)
+        if len(parts) == 1:
+            sub = _CAMEL.findall(tok)
+            if len(sub) > 1 and "".join(sub) == tok and all(self.word_ok(s) or len(s) <= 2 for s in sub):
+                return True
+        if len(parts) > 1 and all(
+            self.word_ok(p) or len(p) <= 2 or all(self.word_ok(s) or len(s) <= 2 for s in _CAMEL.findall(p)) for p in parts
+        ):
+            return True
+        return len(tok) <= 2
+
+
+@lru_cache(maxsize=None)
+def vocabulary(fmt: str) -> Vocab:
+    """The vocabulary of a format: its own file plus the common one."""
+    words: set[str] = set()
+    patterns: list[re.Pattern] = []
+    for name in ("vocab_common", f"vocab_{fmt}"):
+        try:
+            data = load(name)
+        except FileNotFoundError:
+            continue
+        for w in data.get("words", []):
+            words.add(w.lower())
+            words.update(p.lower() for p in _PARTS.split(w) if p)
+        patterns += [re.compile(p) for p in data.get("patterns", [])]
+    # the format's own profile names its keys, attributes and enumerations: vocabulary too
+    try:
+        prof = load(fmt)
+    except FileNotFoundError:
+        prof = {}
+    for w in _profile_names(prof):
+        words.add(w.lower())
+        words.update(p.lower() for p in _PARTS.split(w) if p)
+    return Vocab(fmt, frozenset(words), patterns)
+
+
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.\- ]{1,60}")
+
+
+def _profile_names(obj, key: str = "") -> list[str]:
+    """Key names and plain-word values of a profile (descriptions and patterns left out)."""
+    out: list[str] = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k in ("description",) or k.endswith("pattern"):
+                continue
+            if _NAME.fullmatch(k):
+                out.extend(k.split())
+            out += _profile_names(v, k)
+    elif isinstance(obj, list):
+        for v in obj:
+            out += _profile_names(v, key)
+    elif isinstance(obj, str) and _NAME.fullmatch(obj):
+        out.extend(obj.split())
+    return out
+
+
+def unknown_tokens(text: str, vocab: Vocab) -> list[str]:
+    """Tokens of ``text`` that are neither structural nor vocabulary (for tests and tooling)."""
+    bad = []
+    for m in _B64.finditer(text):
+        if not _base64_ok(m.group(0)):
+            bad.append("<base64>")
+    text = _B64.sub(" ", text)
+    for m in _TOKEN.finditer(text):
+        if not vocab.token_ok(m.group(0)):
+            bad.append(m.group(0))
+    return bad
+
+
+def _base64_ok(s: str) -> bool:
+    """Base64 is acceptable only when it decodes to a JPEG without text segments (a blank label)."""
+    try:
+        raw = base64.b64decode(s + "=" * (-len(s) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    if not jpeg.is_jpeg(raw):
+        return False
+    try:
+        return not jpeg.dirty_segments(raw)
+    except jpeg.JpegError:
+        return False
+
+
+@dataclass
+class TextFinding:
+    file: str
+    offset: int
+    kind: str  # "text" | "utf-16le" | "utf-16be" | "jpeg COM" ...
+
+    def as_dict(self) -> dict:
+        return {"file": self.file, "offset": self.offset, "kind": self.kind}
+
+
+def _mask_jpeg_tables(data: bytes) -> bytes:
+    """Decoder tables (DQT, DHT, SOF, SOS headers) of JPEG streams met outside pixel
+    data (a JPEGTables value, say) are binary that can look like text ("$3br",
+    "CDEFGHIJ..."): zeroed before the text scan.  COM/APPn payloads stay and are judged."""
+    pos = data.find(b"\xff\xd8\xff")
+    if pos < 0:
+        return data
+    buf = bytearray(data)
+    while pos >= 0:
+        try:
+            segs, _ = jpeg.header_segments(bytes(data[pos : pos + (1 << 20)]))
+        except jpeg.JpegError:
+            segs = []
+        for sg in segs:
+            if sg.marker in jpeg.ESSENTIAL and sg.length > 2:
+                a = pos + sg.payload_offset
+                buf[a : a + sg.payload_length] = bytes(len(buf[a : a + sg.payload_length]))
+        pos = data.find(b"\xff\xd8\xff", pos + 3)
+    return bytes(buf)
+
+
+def scan_bytes(data: bytes, vocab: Vocab, name: str, base: int = 0, out: list | None = None) -> list[TextFinding]:
+    out = [] if out is None else out
+    data = _mask_jpeg_tables(data)
+    for rx, kind, enc in ((_RUN_8, "text", "utf-8"), (_RUN_16LE, "utf-16le", "utf-16-le"), (_RUN_16BE, "utf-16be", "utf-16-be")):
+        for m in rx.finditer(data):
+            raw = m.group(0)
+            text = raw.decode(enc, errors="replace")
+            if enc == "utf-8" and len(text.strip()) < MIN_RUN:
+                continue
+            if unknown_tokens(text, vocab):
+                out.append(TextFinding(name, base + m.start(), kind))
+                if len(out) >= MAX_FINDINGS:
+                    return out
+    return out
+
+
+# ---------------------------------------------------------------------------
+# containers
+
+
+def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[list[int]] = []
+    for a, n in sorted(spans):
+        b = a + n
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return [(a, b) for a, b in out]
+
+
+def _scan_range(fh, lo: int, hi: int, vocab: Vocab, name: str, out: list) -> None:
+    pos = lo
+    while pos < hi:
+        n = min(_READ, hi - pos)
+        fh.seek(pos)
+        buf = fh.read(n)
+        if not buf:
+            return
+        scan_bytes(buf, vocab, name, pos, out)
+        if len(out) >= MAX_FINDINGS:
+            return
+        # runs crossing a chunk boundary: re-read a little overlap
+        pos += len(buf) if len(buf) < n or pos + len(buf) >= hi else len(buf) - 512
+
+
+def _scan_outside(path: Path, skip: list[tuple[int, int]], vocab: Vocab, name: str, out: list) -> None:
+    """Scan every byte of ``path`` outside the (offset, length) spans of ``skip``; holes of a
+    sparse file (zeros, no text) are neither read nor scanned."""
+    size = path.stat().st_size
+    pos = 0
+    with open(path, "rb") as fh:
+        extents = data_extents(fh.fileno(), 0, size, merge_gap=4096)
+        k = 0
+        for a, b in _merge(skip) + [(size, size)]:
+            while k < len(extents) and extents[k][1] <= pos:
+                k += 1
+            e = k
+            while pos < a and e < len(extents) and extents[e][0] < a:
+                lo, hi = max(extents[e][0], pos), min(extents[e][1], a)
+                if lo < hi:
+                    _scan_range(fh, lo, hi, vocab, name, out)
+                    if len(out) >= MAX_FINDINGS:
+                        return
+                e += 1
+            pos = max(pos, b)
+
+
+def _jpeg_stream_findings(fd: int, off: int, cnt: int, name: str, whole: bool, out: list) -> bool:
+    """Check one JPEG stream's non-essential payloads; False when it is not a JPEG stream."""
+    head = os.pread(fd, min(cnt, 4096), off)
+    if not jpeg.is_jpeg(head):
+        return False
+    try:
+        if whole:
+            data = os.pread(fd, cnt, off)
+            segs = jpeg.walk(data)
+            dirty = jpeg.dirty_segments(data)
+        else:
+            data = head
+            segs, complete = jpeg.header_segments(data)
+            n = len(head)
+            while not complete and n < cnt:
+                n = min(cnt, 2 * n)
+                data = os.pread(fd, n, off)
+                segs, complete = jpeg.header_segments(data)
+            dirty = [s for s in jpeg.nonessential(data, segs) if any(data[s.payload_offset : s.payload_offset + s.payload_length])]
+    except jpeg.JpegError:
+        out.append(TextFinding(name, off, "malformed JPEG stream"))
+        return True
+    for s in dirty:
+        out.append(TextFinding(name, off + s.offset, f"JPEG {jpeg.marker_name(s.marker)} payload"))
+    return True
+
+
+def tiff_pixel_spans(path: Path) -> tuple[list[tuple[int, int]], list[tuple[int, int]], list[tuple[int, int]]]:
+    """(JPEG streams, other pixel spans, ICC profiles) of every IFD of a TIFF-family file."""
+    from wsianon.io.tiff import COMPRESSION, TiffStructure
+
+    jpegs: list[tuple[int, int]] = []
+    other: list[tuple[int, int]] = []
+    icc: list[tuple[int, int]] = []
+    with TiffStructure(path) as ts:
+        for ifd in ts.ifds:
+            comp = ts.value(ifd, COMPRESSION, 1)
+            spans = [(o, c) for o, c in ts.data_spans(ifd) if c]
+            tables = ifd.get(jpeg.JPEG_TABLES)
+            if comp in jpeg.JPEG_COMPRESSIONS:
+                jpegs += spans
+                if tables is not None and tables.size >= 4:
+                    jpegs.append((tables.value_offset, tables.size))
+            else:
+                other += spans
+            prof = ifd.get(34675)
+            if prof is not None and prof.size and not prof.inline:
+                icc.append((prof.value_offset, prof.size))
+            # binary structure, not text: the IFD's entry table and the numeric arrays
+            # of the structural tags (offsets, byte counts, resolutions, colour maps)
+            other.append((ifd.offset, ifd.end - ifd.offset))
+            for tag, e in ifd.entries.items():
+                if tag in _NUMERIC_STRUCTURE and e.type in _NUMERIC_TYPES and not e.inline and e.size:
+                    other.append((e.value_offset, e.size))
+    return jpegs, other, icc
+
+
+# tags whose numeric values are structure: BitsPerSample, strip/tile offsets and
+# byte counts, resolutions, TransferFunction, WhitePoint, PrimaryChromaticities,
+# ColorMap, SubIFDs, YCbCr coefficients/subsampling, ReferenceBlackWhite, NDPI McuStarts
+_NUMERIC_STRUCTURE = frozenset([258, 273, 279, 282, 283, 301, 318, 319, 320, 324, 325, 330, 339, 340, 341, 529, 530, 532, 65426])
+_NUMERIC_TYPES = frozenset([3, 4, 5, 8, 9, 10, 11, 12, 13, 16, 17, 18])
+
+
+_ICC_TEXT_TYPES = (b"desc", b"text", b"mluc")
+
+
+def _icc_findings(path: Path, spans: list[tuple[int, int]], vocab: Vocab, name: str, out: list) -> None:
+    """ICC profiles: the text of their text-typed tags (descriptions, copyright) is judged
+    like any other text; curves, matrices and the header are binary and skipped.  A
+    profile whose tag table does not parse is scanned whole."""
+    import struct
+
+    with open(path, "rb") as fh:
+        for off, n in spans:
+            fh.seek(off)
+            data = fh.read(min(n, 4 << 20))
+            try:
+                (count,) = struct.unpack_from(">I", data, 128)
+                if count > 1000 or 132 + 12 * count > len(data):
+                    raise ValueError
+                for i in range(count):
+                    _sig, toff, tlen = struct.unpack_from(">4sII", data, 132 + 12 * i)
+                    elem = data[toff : toff + tlen]
+                    if elem[:4] in _ICC_TEXT_TYPES:
+                        scan_bytes(elem[8:], vocab, name, off + toff + 8, out)
+                    elif not elem and tlen:
+                        raise ValueError
+            except (struct.error, ValueError):
+                scan_bytes(data, vocab, name, off, out)
+
+
+def scan_tiff(path: Path, fmt: str, name: str | None = None, tiles: str = "headers") -> list[TextFinding]:
+    """Findings for a TIFF-family output.
+
+    ``tiles``: "headers" checks every JPEG tile's segments before its first scan
+    (the tiles' identity with the source is proven elsewhere); "walk" follows
+    every JPEG stream to its end (no source to compare with)."""
+    vocab = vocabulary(fmt)
+    name = name or path.name
+    out: list[TextFinding] = []
+    jpegs, other, icc = tiff_pixel_spans(path)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for off, cnt in sorted(set(jpegs)):
+            if not _jpeg_stream_findings(fd, off, cnt, name, tiles == "walk", out):
+                other.append((off, cnt))  # a "JPEG" page whose data is not JPEG: opaque pixel data
+            if len(out) >= MAX_FINDINGS:
+                return out
+    finally:
+        os.close(fd)
+    _scan_outside(path, jpegs + other + icc, vocab, name, out)
+    _icc_findings(path, icc, vocab, name, out)
+    return out
+
+
+def _looks_textual(data: bytes) -> bool:
+    if not data:
+        return False
+    printable = sum(1 for b in data if 0x20 <= b < 0x7F or b in (9, 10, 13))
+    return printable >= 0.8 * len(data)
+
+
+def scan_plain(
+    path: Path, fmt: str, name: str | None = None, blobs: list[tuple[int, int]] | None = None, whole: bool = True
+) -> list[TextFinding]:
+    """Findings for a non-TIFF file (Slidedat.ini, Index.dat, a Data file whose blobs are given).
+
+    A blob that is a JPEG stream has its segments checked (``whole``: to its end);
+    any other blob is binary (histogram, position buffer) unless it looks like
+    text (an XML record), which is scanned like the rest of the file."""
+    vocab = vocabulary(fmt)
+    name = name or path.name
+    out: list[TextFinding] = []
+    skip: list[tuple[int, int]] = []
+    if blobs:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            for off, cnt in sorted(set(blobs)):
+                if not cnt:
+                    continue
+                if _jpeg_stream_findings(fd, off, cnt, name, whole, out):
+                    skip.append((off, cnt))
+                elif not _looks_textual(os.pread(fd, min(cnt, 1 << 16), off)):
+                    skip.append((off, cnt))
+        finally:
+            os.close(fd)
+    _scan_outside(path, skip, vocab, name, out)
+    return out
+
+
+def mrxs_pixel_spans(folder: Path) -> dict[str, list[tuple[int, int]]]:
+    """Data-file spans of every blob Index.dat references (tiles and kept records), by file name.
+
+    A minimal reading of Slidedat.ini and Index.dat written here (not the redactor's)."""
+    import configparser
+    import struct
+
+    raw = (folder / "Slidedat.ini").read_bytes()
+    text = raw.decode("utf-8-sig", errors="replace")
+    cp = configparser.RawConfigParser(strict=False, interpolation=None, delimiters=("=",), comment_prefixes=(";", "#"))
+    cp.optionxform = str
+    cp.read_string(text)
+    sid = cp.get("GENERAL", "SLIDE_ID")
+    idx = (folder / cp.get("HIERARCHICAL", "INDEXFILE")).read_bytes()
+    files = [cp.get("DATAFILE", f"FILE_{i}") for i in range(cp.getint("DATAFILE", "FILE_COUNT"))]
+    out: dict[str, list[tuple[int, int]]] = {f: [] for f in files}
+    root = 5 + len(sid)
+    hier, nonhier = struct.unpack_from("<ii", idx, root)
+    n_hier = sum(cp.getint("HIERARCHICAL", f"HIER_{i}_COUNT") for i in range(cp.getint("HIERARCHICAL", "HIER_COUNT")))
+    n_non = sum(cp.getint("HIERARCHICAL", f"NONHIER_{i}_COUNT") for i in range(cp.getint("HIERARCHICAL", "NONHIER_COUNT")))
+
+    def pages(ptr: int):
+        if ptr <= 0 or ptr + 8 > len(idx):
+            return
+        (page,) = struct.unpack_from("<i", idx, ptr + 4)
+        seen = set()
+        while page and page not in seen and page + 8 <= len(idx):
+            seen.add(page)
+            count, nxt = struct.unpack_from("<ii", idx, page)
+            for k in range(max(0, count)):
+                if page + 8 + 16 * k + 16 > len(idx):
+                    break
+                yield struct.unpack_from("<iiii", idx, page + 8 + 16 * k)
+            page = nxt
+
+    for i in range(n_hier):
+        (ptr,) = struct.unpack_from("<i", idx, hier + 4 * i)
+        for _, off, ln, fno in pages(ptr):
+            if 0 <= fno < len(files) and ln > 0:
+                out[files[fno]].append((off, ln))
+    for i in range(n_non):
+        (ptr,) = struct.unpack_from("<i", idx, nonhier + 4 * i)
+        if ptr <= 0 or ptr + 8 > len(idx):
+            continue
+        (page,) = struct.unpack_from("<i", idx, ptr + 4)
+        if page <= 0 or page + 28 > len(idx) or struct.unpack_from("<i", idx, page)[0] < 1:
+            continue
+        off, ln, fno = struct.unpack_from("<iii", idx, page + 16)
+        if 0 <= fno < len(files) and ln > 0:
+            out[files[fno]].append((off, ln))
+    return out
+
+
+def scan_output(fmt: str, main: Path, files: list[Path], root: Path | None = None, tiles: str = "headers") -> list[TextFinding]:
+    """Vocabulary findings over every file of one native output."""
+    out: list[TextFinding] = []
+
+    def rel(p: Path) -> str:
+        return str(p.relative_to(root)) if root else p.name
+
+    if fmt == "mrxs":
+        folder = main.with_suffix("")
+        try:
+            spans = mrxs_pixel_spans(folder)
+        except Exception:
+            spans = {}
+            out.append(TextFinding(rel(folder), 0, "unreadable MRXS index"))
+        for f in files:
+            if f == main:
+                out += scan_plain(f, fmt, rel(f), [(0, f.stat().st_size)])  # the preview JPEG
+            else:
+                out += scan_plain(f, fmt, rel(f), spans.get(f.name), whole=tiles == "walk")
+        return out
+    for f in files:
+        try:
+            out += scan_tiff(f, fmt, rel(f), tiles)
+        except Exception:
+            out.append(TextFinding(rel(f), 0, "unreadable TIFF structure"))
+    return out
+
+
+def summarize(findings: list[TextFinding], limit: int = 5) -> str:
+    if not findings:
+        return "every printable run outside pixel data is the format's vocabulary"
+    where = ", ".join(f"{f.file}@{f.offset} ({f.kind})" for f in findings[:limit])
+    more = f" (+{len(findings) - limit} more)" if len(findings) > limit else ""
+    return f"{len(findings)}{'+' if len(findings) >= MAX_FINDINGS else ''} text run(s) outside the vocabulary: {where}{more}"
+
+
+def add_check(verdict, fmt: str, main: Path, files: list[Path], root: Path | None = None, tiles: str = "headers") -> list[TextFinding]:
+    """Run the scan and record it on ``verdict`` (anything with ``add(name, ok, detail)``)."""
+    found = scan_output(fmt, Path(main), [Path(f) for f in files], root, tiles)
+    verdict.add("vocabulary", not found, summarize(found))
+    return found
