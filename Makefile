@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.wsianon-installed
 DEMO_OUT ?= demo-out
 
-.PHONY: all venv demo test bench clean sysdeps
+.PHONY: all venv demo test lint bench clean sysdeps
 
 all: test
 
@@ -35,8 +35,14 @@ demo: venv
 	@echo "== private mapping:     $(CURDIR)/$(DEMO_OUT).mapping.csv (outside the shareable folder)"
 	@echo "== private review sheet: $(CURDIR)/$(DEMO_OUT).review.html (identifying: sources' labels and macros)"
 
-test: venv
+test: venv lint
 	@$(PY) -m pytest -q -p no:cacheprovider
+
+# import contracts (layers; the verifier never imports a redactor), lint, types: config in pyproject.toml
+lint: venv
+	@out=$$($(VENV)/bin/lint-imports --no-cache 2>&1) || { echo "$$out"; exit 1; }; echo "import contracts: kept"
+	@$(VENV)/bin/ruff check -q wsianon tests benchmarks tools && echo "ruff: clean"
+	@$(VENV)/bin/mypy --no-error-summary && echo "mypy: clean"
 
 bench: venv
 	@$(PY) benchmarks/run_all.py

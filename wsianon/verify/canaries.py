@@ -120,6 +120,15 @@ def _mrxs_values(path: Path) -> list[tuple[str, str]]:
 _DICOM_TEXT_VRS = {"PN", "LO", "SH", "LT", "ST", "UT", "AE", "UC"}
 
 
+def _standard_meaning(item, meaning: str) -> bool:
+    """True when ``meaning`` says no more than the dictionary meaning of the item's code
+    ("Fixative" for the code whose meaning is "Tissue fixative (substance)")."""
+    from wsianon.profiles.dicom import code_meaning
+
+    std = code_meaning(str(item.get("CodingSchemeDesignator", "")), str(item.get("CodeValue", "")))
+    return bool(std) and meaning.strip().casefold() in std.casefold()
+
+
 def _dicom_values(files: list[Path]) -> list[tuple[str, str]]:
     import pydicom
 
@@ -133,6 +142,8 @@ def _dicom_values(files: list[Path]) -> list[tuple[str, str]]:
             elif el.VR in _DICOM_TEXT_VRS and el.value not in (None, ""):
                 vals = el.value if isinstance(el.value, (list, pydicom.multival.MultiValue)) else [el.value]
                 for v in vals:
+                    if el.keyword == "CodeMeaning" and _standard_meaning(ds, str(v)):
+                        continue  # PS3.16 terminology of a known code: vocabulary, not an identifier
                     out.append((f"DICOM {el.keyword or el.tag}", str(v)))
 
     for f in files[:50]:
@@ -181,5 +192,10 @@ def union(inventory: list[Canary], independent: list[Canary], fmt: str) -> list[
 def drop_kept_dicom(canaries: list[Canary], outputs: list[Path]) -> list[Canary]:
     """Independent DICOM canaries whose attribute the outputs keep with the same value:
     kept on purpose by the profile (judged by the DICOM attribute checks, not here)."""
-    kept = {(n, v) for n, v in _dicom_values([Path(p) for p in outputs if Path(p).suffix.lower() == ".dcm"])}
-    return [c for c in canaries if not (c.name.endswith(" (independent)") and (c.name[: -len(" (independent)")], c.value) in kept)]
+    # compared as the byte scan matches: case-insensitive, without padding (a source "Water soluble
+    # eosin stain" is the dictionary's "water soluble eosin stain" the profile writes back)
+    kept = {(n, v.strip().casefold()) for n, v in _dicom_values([Path(p) for p in outputs if Path(p).suffix.lower() == ".dcm"])}
+    return [
+        c for c in canaries
+        if not (c.name.endswith(" (independent)") and (c.name[: -len(" (independent)")], c.value.strip().casefold()) in kept)
+    ]
