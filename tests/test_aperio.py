@@ -236,7 +236,6 @@ def test_verify_command_audits_outputs(cli, tmp_path):
 
 def test_in_place_mode(cli, tmp_path):
     fx = write_svs(tmp_path / "s.svs")
-    size = fx.path.stat().st_size
     orig_tiles = _raw_level_tiles(fx.path)
     code, out, err = cli("run", fx.path, "--in-place", "--rename", "keep", "--mapping", tmp_path / "m.csv")
     assert code == 0, out + err

@@ -21,7 +21,7 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from wsianon.converters.base import Field, Inventory, SlideContext
+from wsianon.converters.base import Inventory, SlideContext
 from wsianon.converters.dicom import convert_slide
 from wsianon.converters.dicom.engine import Engine, Identity
 from wsianon.io.scan import Canary, Scanner

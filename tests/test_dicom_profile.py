@@ -4,10 +4,9 @@ attributes nested in sequences (two and more deep), options, private/repeating g
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 

@@ -19,7 +19,7 @@ from wsianon.pipeline.verify_dicom import iter_frames, verify_dicom_output
 from wsianon.profiles.policy import Policy
 
 from .conftest import shared
-from .fixtures.svs_gen import CANARIES, write_svs
+from .fixtures.svs_gen import write_svs
 
 KEY_A = b"A" * 32
 KEY_B = b"B" * 32

@@ -143,7 +143,6 @@ def _mutate_tiff(data: bytes, rng: random.Random) -> tuple[bytes, str]:
             b[i] ^= 1 << rng.randrange(8)
         return bytes(b), "bit flips in the header"
     ifd = rng.choice(ifds)
-    esize = 20 if big else 12
     if kind == "flip-ifd":
         lo, hi = ifd["off"], ifd["next_at"] + psize
         for _ in range(rng.randint(1, 6)):

@@ -114,7 +114,7 @@ def test_report_never_quotes_library_messages_or_source_paths(tmp_path):
     # an MRXS whose Slidedat.ini names a Windows path with the patient's name as data file
     from .fixtures.mrxs_gen import make_mrxs
 
-    info = make_mrxs(d, "CASE-1")
+    make_mrxs(d, "CASE-1")
     ini = d / "CASE-1" / "Slidedat.ini"
     ini.write_text(ini.read_text().replace("FILE_0 = Data0000.dat", f"FILE_0 = D:\\Scans\\{patient}\\Data0000.dat"))
     out = tmp_path / "out"

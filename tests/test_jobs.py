@@ -491,7 +491,7 @@ def test_batch_progress_bar_and_source_names_on_a_terminal(tmp_path):
             def spy(kind, **info):
                 bc(kind, **info)
                 if kind == "slide":
-                    bars.append(bc.progress.tasks[0].fields["slides"])
+                    bars.append(bc.progress.tasks[0].fields["slides"])  # noqa: B023  spy runs within this iteration only
             res = run_job(JobConfig(inputs=[arch], out=tmp_path / f"out{terminal}", key_file=key, workers=2), on_event=spy)
         assert res.exit_code == 0
         assert bars == ["1/3 slides", "2/3 slides", "3/3 slides"]

@@ -6,7 +6,6 @@ import io
 import json
 import os
 import shutil
-import struct
 from pathlib import Path
 
 import openslide

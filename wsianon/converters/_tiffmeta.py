@@ -10,6 +10,7 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
+from typing import AbstractSet
 
 from wsianon.converters.base import Field
 from wsianon.errors import CorruptInput, WsianonError
@@ -61,7 +62,7 @@ def decide_ascii(
     ifd: IFD,
     policy: Policy,
     keep: dict[int, list[re.Pattern]],
-    skip: set[int] = frozenset(),
+    skip: AbstractSet[int] = frozenset(),
 ) -> list[AsciiDecision]:
     """Fail-closed decisions for every ASCII tag of an IFD except ``skip``.
 

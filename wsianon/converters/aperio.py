@@ -179,9 +179,9 @@ class AperioConverter(NativeConverter):
                             action = policy.dates
                         inv.fields.append(Field(f"tag {e.tag}", value.strip(), action, where))
                 for tag in rules["private_tags_blanked"] + [700, 33723, 34377, 37510]:
-                    e = ifd.get(tag)
-                    if e is not None and e.size and e.type != ASCII:
-                        raw = ts.raw(e)
+                    te = ifd.get(tag)
+                    if te is not None and te.size and te.type != ASCII:
+                        raw = ts.raw(te)
                         txt = raw.replace(b"\0", b" ").decode("latin-1").strip()
                         inv.fields.append(Field(f"tag {tag}", txt, "blank", f"IFD {ifd.index}", canary=len(txt) >= 5 and txt.isprintable()))
             if inv.levels == 0:
@@ -238,9 +238,9 @@ class AperioConverter(NativeConverter):
                         fp.patches += tiffedit.set_bytes(ts, e, new_v, f"tag {e.tag} blanked", appender)
                         plan.remove("field", f"tag {e.tag}", "year only" if new_v else "blanked", where)
                 for tag in rules["private_tags_blanked"] + [700, 33723, 34377, 37510]:
-                    e = ifd.get(tag)
-                    if e is not None and e.size and e.type != ASCII:
-                        fp.patches += tiffedit.blank_entry(ts, e, f"tag {tag} blanked")
+                    te = ifd.get(tag)
+                    if te is not None and te.size and te.type != ASCII:
+                        fp.patches += tiffedit.blank_entry(ts, te, f"tag {tag} blanked")
                         plan.remove("field", f"tag {tag}", "blanked", where)
             if remove:
                 fp.patches += tiffedit.unlink_ifds(ts, remove, "associated image unlinked")
@@ -293,10 +293,10 @@ def _encode_strip(arr, comp: int, predictor: int) -> bytes | None:
         data = arr
         if predictor == 2:
             data = imagecodecs.delta_encode(arr, axis=1)
-        return imagecodecs.lzw_encode(np.ascontiguousarray(data).tobytes())
+        return imagecodecs.lzw_encode(np.ascontiguousarray(data).tobytes())  # type: ignore[return-value]  # bytes when out=None; the stub says BytesResult
     if comp in (7, 6):
         return imagecodecs.jpeg8_encode(arr, level=90)
     if comp in (8, 32946):
         data = imagecodecs.delta_encode(arr, axis=1) if predictor == 2 else arr
-        return imagecodecs.zlib_encode(np.ascontiguousarray(data).tobytes())
+        return imagecodecs.zlib_encode(np.ascontiguousarray(data).tobytes())  # type: ignore[return-value]  # bytes when out=None; the stub says BytesResult
     return None

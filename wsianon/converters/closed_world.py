@@ -195,6 +195,7 @@ def close_plan(plan: Plan, fmt: str) -> None:
 
 
 def _close_file(plan: Plan, fp: FilePlan, fmt: str) -> tuple[int, list[dict], int]:
+    assert fp.source is not None, "called only for files with a source"
     fd = os.open(fp.source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     try:
         src_size = os.fstat(fd).st_size
@@ -242,14 +243,14 @@ def _zero_unreferenced(fp: FilePlan, fd: int, src_size: int, view_size: int, ref
     in_file: list[Patch] = []
     if blocks and fp.append:
         app = bytearray(fp.append)
-        for b in blocks:
-            if b.end > src_size:
-                lo = max(b.offset, src_size)
-                app[lo - src_size : b.end - src_size] = b.bytes_for(lo, b.end)
-                if b.offset < src_size:
-                    in_file.append(Patch(b.offset, src_size - b.offset, b.bytes_for(b.offset, src_size), b.reason))
+        for blk in blocks:
+            if blk.end > src_size:
+                lo = max(blk.offset, src_size)
+                app[lo - src_size : blk.end - src_size] = blk.bytes_for(lo, blk.end)
+                if blk.offset < src_size:
+                    in_file.append(Patch(blk.offset, src_size - blk.offset, blk.bytes_for(blk.offset, src_size), blk.reason))
             else:
-                in_file.append(b)
+                in_file.append(blk)
         fp.append = bytes(app)
         blocks = in_file
     # existing patches inside rewritten blocks (and ICC profiles) are superseded: those were computed after them
@@ -329,10 +330,11 @@ def _close_mrxs(plan: Plan) -> None:
     from wsianon.converters.mrxs import IniDoc  # the same line model that rendered the file
 
     ini_fp = next((f for f in plan.files if f.content is not None and PurePosixPath(f.dest).name == "Slidedat.ini"), None)
-    report = {"unreferenced_bytes_zeroed": 0, "tags_dropped": [], "ini_keys_removed": 0, "ini_sections_removed": 0}
+    report: dict = {"unreferenced_bytes_zeroed": 0, "tags_dropped": [], "ini_keys_removed": 0, "ini_sections_removed": 0}
     plan.closed_world = report
     if ini_fp is None:
         return
+    assert ini_fp.content is not None, "chosen for its content"
     ini = IniDoc(ini_fp.content, Path(ini_fp.dest))
     sections = set(mrxs_base_sections()) | {
         (l.value or "").strip() for l in ini.kv() if l.section == "HIERARCHICAL" and (l.key or "").endswith("_SECTION")
@@ -362,6 +364,7 @@ def _close_mrxs(plan: Plan) -> None:
     idx_fp = by_name.get(idx_name or "")
     if idx_fp is None or not sid:
         return
+    assert idx_fp.source is not None, "by_name holds files with a source only"
     try:
         n_hier = sum(ini.int("HIERARCHICAL", f"HIER_{i}_COUNT") for i in range(ini.int("HIERARCHICAL", "HIER_COUNT")))
         n_non = sum(ini.int("HIERARCHICAL", f"NONHIER_{i}_COUNT") for i in range(ini.int("HIERARCHICAL", "NONHIER_COUNT")))
@@ -396,6 +399,7 @@ def _close_mrxs(plan: Plan) -> None:
         fp = by_name.get(ini.get("DATAFILE", f"FILE_{i}") or "")
         if fp is None:
             continue
+        assert fp.source is not None, "by_name holds files with a source only"
         dfd = os.open(fp.source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         try:
             size = os.fstat(dfd).st_size

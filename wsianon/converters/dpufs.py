@@ -32,6 +32,7 @@ import hmac
 import io
 import re
 import xml.etree.ElementTree as ET
+from typing import AbstractSet
 
 from wsianon.converters._tiffmeta import compile_all
 from wsianon.converters.base import AssociatedImage, Field
@@ -177,7 +178,7 @@ class XmlCleaner:
             return False
         return True
 
-    def _clean_attrs(self, obj: ET.Element, where: str, skip: set[str] = frozenset()) -> None:
+    def _clean_attrs(self, obj: ET.Element, where: str, skip: AbstractSet[str] = frozenset()) -> None:
         for a in list(obj):
             if a.tag != "Attribute":
                 if a.tag in ("Array", "DataObject"):

@@ -164,7 +164,7 @@ class ISyntaxConverter(NativeConverter):
         cleaner = XmlCleaner(r, policy, key)
         try:
             pdr_levels = cleaner.clean(root)
-        except ValueError as exc:
+        except ValueError:
             raise CorruptInput(path, "iSyntax header: its DPUfsImport structure cannot be cleaned") from None
         dropped = normalize_markup(root, set(r["allowed_xml_attributes"]))
         geo = wsi_geometry(wsi_objects(root)[0])

@@ -245,16 +245,19 @@ class LeicaConverter(NativeConverter):
                     "Leica: slide with several main images and no macro — OpenSlide may refuse it (it hashes the macro)"
                 )
             q = lambda t: f"{{{an.ns}}}{t}"  # noqa: E731
-            coll = an.root.find(q("collection"))
+            root = an.root
+            assert root is not None, "_analyze sets the root or raises"
+            coll = root.find(q("collection"))
             if remove:
+                assert coll is not None, "_analyze raises on a missing <collection>"
                 for img in an.macro_images:
                     coll.remove(img)
                 shift = sorted(remove)
-                for d in an.root.iter(q("dimension")):
-                    old = int(d.get("ifd"))
-                    d.set("ifd", str(old - sum(1 for x in shift if x < old)))
+                for dim in root.iter(q("dimension")):
+                    old = _int(dim, "ifd", path)
+                    dim.set("ifd", str(old - sum(1 for x in shift if x < old)))
             ET.register_namespace("", an.ns)
-            new_xml = (an.decl + ET.tostring(an.root, encoding="unicode")).encode("utf-8")
+            new_xml = (an.decl + ET.tostring(root, encoding="unicode")).encode("utf-8")
             first_overrides = None
             if 0 in remove:
                 first_overrides = {IMAGE_DESCRIPTION: (ASCII, new_xml)}

@@ -183,9 +183,9 @@ class NdpiConverter(NativeConverter):
                     action, _ = _ascii_action(e.tag, value, policy)
                     inv.fields.append(Field(_tag_name(e.tag), value.strip(), action, where))
                 for tag in r["position_tags_zeroed"]:
-                    e = ifd.get(tag)
-                    if e is not None and e.size:
-                        v = ts.values(e)
+                    te = ifd.get(tag)
+                    if te is not None and te.size:
+                        v = ts.values(te)
                         inv.fields.append(Field(_tag_name(tag), str(v[0]), "blank", where, canary=False))
             if inv.levels == 0:
                 raise CorruptInput(path, "NDPI without any pyramid level")
@@ -233,9 +233,9 @@ class NdpiConverter(NativeConverter):
                     if value.strip():
                         plan.remove("field", _tag_name(e.tag), "year only" if action == "year" else "blanked", where)
                 for tag in r["position_tags_zeroed"]:
-                    e = ifd.get(tag)
-                    if e is not None and e.size and e.inline:
-                        fp.patches.append(Patch(e.value_offset, e.size, None, f"{_tag_name(tag)} zeroed"))
+                    te = ifd.get(tag)
+                    if te is not None and te.size and te.inline:
+                        fp.patches.append(Patch(te.value_offset, te.size, None, f"{_tag_name(tag)} zeroed"))
                         plan.remove("field", _tag_name(tag), "zeroed", where)
             if remove:
                 if len(remove) == len(ts.ifds):

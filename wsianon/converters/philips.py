@@ -112,7 +112,7 @@ class PhilipsConverter(NativeConverter):
         cleaner = XmlCleaner(_rules(), policy, key)
         try:
             levels = cleaner.clean(root)
-        except ValueError as exc:
+        except ValueError:
             raise CorruptInput(ts.path, "Philips XML: the root element is not DataObject DPUfsImport") from None
         text = raw.rstrip(b"\0").decode("utf-8", "replace")
         new = serialize(root, xml_declaration(text) + ("\n" if xml_declaration(text) else "")).encode("utf-8")
@@ -129,6 +129,7 @@ class PhilipsConverter(NativeConverter):
         inv = Inventory(format=self.name, path=path, input_files=[path])
         with open_tiff(path) as ts:
             an = self._analyze(ts, policy, b"inspect")
+        assert an.xml is not None, "_analyze sets xml or raises"
         inv.levels = len(an.levels)
         inv.fields = [f if f.action != "dummy" else Field(f.name, f.value, "dummy", f.where) for f in an.fields]
         inv.images = list(an.xml.images) + [
@@ -144,6 +145,7 @@ class PhilipsConverter(NativeConverter):
         plan = Plan(format=self.name)
         with open_tiff(path) as ts:
             an = self._analyze(ts, policy, ctx.key)
+            assert an.xml is not None, "_analyze sets xml or raises"
             app = tiffedit.Appender(ts.size, align=8)
             patches: list[Patch] = []
             e = ts.ifds[0].entries[IMAGE_DESCRIPTION]

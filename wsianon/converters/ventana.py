@@ -253,9 +253,9 @@ class VentanaConverter(NativeConverter):
                     first_overrides = dict(edits.pop(first.index, {}))
                     first_overrides[XMP] = (BYTE, an.iscan_clean)
                     for tag in first_overrides:
-                        e = first.get(tag)
-                        if e is not None and not e.inline and e.size:
-                            patches.append(Patch(e.value_offset, e.size, None, f"old value of tag {tag} (IFD {first.index} relocated)"))
+                        te = first.get(tag)
+                        if te is not None and not te.inline and te.size:
+                            patches.append(Patch(te.value_offset, te.size, None, f"old value of tag {tag} (IFD {first.index} relocated)"))
                     plan.notes.append(f"BIF: the iScan XMP now lives in the new first IFD (was IFD {first.index})")
             if remove:
                 ps, relocated = drop_ifds(
@@ -268,7 +268,7 @@ class VentanaConverter(NativeConverter):
                     plan.remove("image", "label", "wiped+unlinked", f"IFD {i}")
             for idx, tags in edits.items():
                 ifd = ts.ifds[idx]
-                for tag, (typ, data) in tags.items():
+                for tag, (_typ, data) in tags.items():
                     patches.extend(tiffedit.set_bytes(ts, ifd.entries[tag], data, f"IFD {idx} tag {tag} cleaned", app))
             for f in an.fields:
                 where_idx = int(f.where.split()[-1]) if f.where.startswith("IFD ") else -1

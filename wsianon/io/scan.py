@@ -15,8 +15,13 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from wsianon.io.extents import data_extents
+
+if TYPE_CHECKING:
+    import hyperscan
 
 CHUNK = 16 * 1024 * 1024
 # Values shorter than this are too likely to occur by chance inside compressed
@@ -84,6 +89,7 @@ class Finding:
         return {"file": self.file, "offset": self.offset, "field": self.canary, "encoding": self.encoding}
 
 
+_hs: ModuleType | None
 try:  # optional accelerator
     import hyperscan as _hs
 except Exception:  # pragma: no cover - platform without hyperscan wheels
@@ -118,7 +124,7 @@ class Scanner:
 
         self._ci = build(ci_pats, re.IGNORECASE)
         self._cs = build(cs_pats, 0)
-        self._hs_db = None
+        self._hs_db: hyperscan.Database | None = None
         self._hs_ids: list[tuple[str, str, int]] = []
         # patterns hyperscan would not compile are searched by the regex engine instead
         self._fb_ci = None
@@ -132,6 +138,7 @@ class Scanner:
         """Compile the hyperscan database; a pattern it refuses falls back to the regex
         engine on its own (per pattern), and if hyperscan fails as a whole the regex
         engine does everything — never an error."""
+        assert _hs is not None, "called only when hyperscan imported"
         items: list[tuple[bytes, int, bool]] = []
         for pats, flag, ci in ((ci_pats, _hs.HS_FLAG_CASELESS, True), (cs_pats, 0, False)):
             for p in dict.fromkeys(pats):
@@ -143,7 +150,8 @@ class Scanner:
             db.compile(expressions=exprs, ids=list(range(len(sel))), elements=len(sel), flags=[f for _, f, _ in sel])
             return db
 
-        good, bad = items, []
+        good: list[tuple[bytes, int, bool]] = items
+        bad: list[tuple[bytes, int, bool]] = []
         try:
             db = compile_db(good)
         except Exception:
@@ -218,6 +226,8 @@ class Scanner:
             yield bytes(post)
 
     def _scan_file_hs(self, path: Path, name: str, limit: int) -> list[Finding]:
+        assert _hs is not None and self._hs_db is not None, "called only with a hyperscan database"
+        hs, hs_db = _hs, self._hs_db
         findings: list[Finding] = []
         base = 0
 
@@ -229,11 +239,11 @@ class Scanner:
         with open(path, "rb") as fh:
             for a, b, pre, post in self._regions(fh):
                 base = a - pre
-                with self._hs_db.stream(match_event_handler=on_match) as stream:
+                with hs_db.stream(match_event_handler=on_match) as stream:
                     try:
                         for chunk in self._chunks(fh, a, b, pre, post):
                             stream.scan(chunk)
-                    except _hs.ScanTerminated:
+                    except hs.ScanTerminated:
                         break
                 if len(findings) >= limit:
                     break

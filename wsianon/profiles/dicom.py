@@ -167,8 +167,9 @@ def iod() -> Iod:
 
 @lru_cache(maxsize=1)
 def _code_index() -> dict[tuple[str, str], str]:
+    concepts: dict[str, dict[str, dict[str, tuple[str, list[int]]]]]  # scheme -> name -> code -> (meaning, CIDs)
     try:  # PS3.16 concepts as pydicom ships them (a private module: fail closed if it moves)
-        from pydicom.sr._concepts_dict import concepts
+        from pydicom.sr._concepts_dict import concepts  # type: ignore[assignment]  # pydicom leaves the table unannotated; mypy infers dict[str, dict[str, object]]
     except ImportError:
         concepts = {}
     idx: dict[tuple[str, str], str] = {}

@@ -111,6 +111,7 @@ def _tifffile_tagsets(path: Path, ndpi: bool) -> list[set[int]] | None:
         with tifffile.TiffFile(str(path), is_ndpi=ndpi) if ndpi else tifffile.TiffFile(str(path)) as tf:
             out = []
             for page in tf.pages:
+                assert isinstance(page, tifffile.TiffPage), "tf.pages yields TiffPage unless useframes is set"
                 out.append({t.code for t in page.tags.values()})
             return out
     except Exception:
@@ -188,6 +189,7 @@ def check_tiff_partition(path: Path, fmt: str, verdict, name: str | None = None)
                 nonzero += count
                 ranges += 1
                 if ranges <= MAX_FINDINGS:
+                    assert first is not None, "set with the first non-zero byte counted"
                     verdict.findings.append(Finding(label, first, f"{count} non-zero byte(s) in unreferenced range {ga}-{gb}", "closed-world-byte"))
     finally:
         os.close(fd)
@@ -307,7 +309,7 @@ def check_mrxs_partition(out_main: Path, verdict, root: Path | None = None) -> N
     data: dict[int, list[tuple[int, int]]] = {}
 
     def pages(page: int, item: int, at: int) -> None:
-        seen = set()
+        seen: set[int] = set()
         while page and page not in seen and len(seen) < 1_000_000:
             seen.add(page)
             count, nxt = i32(page), i32(page + 4)

@@ -148,6 +148,7 @@ def _refuse_overlapping_bif(source: Path, inv: Inventory) -> None:
     try:
         with tifffile.TiffFile(source) as tf:
             for page in tf.pages:
+                assert isinstance(page, tifffile.TiffPage), "tf.pages yields TiffPage unless useframes is set"
                 xmp = page.tags.valueof(700)
                 if xmp is None:
                     continue
@@ -176,8 +177,12 @@ def _source_level_sizes(source: Path, inv: Inventory) -> list[tuple[int, int]]:
     try:
         with tifffile.TiffFile(source) as tf:
             if inv.format == "ndpi":
-                return [(int(p.imagewidth), int(p.imagelength)) for p in tf.pages
-                        if p.tags.valueof(65421) is not None and float(p.tags.valueof(65421)) > 0]
+                sizes = []
+                for p in tf.pages:
+                    assert isinstance(p, tifffile.TiffPage), "tf.pages yields TiffPage unless useframes is set"
+                    if p.tags.valueof(65421) is not None and float(p.tags.valueof(65421)) > 0:
+                        sizes.append((int(p.imagewidth), int(p.imagelength)))
+                return sizes
             return [(int(lv.shape[1]), int(lv.shape[0])) for lv in tf.series[0].levels]
     except Exception:
         return []
@@ -229,7 +234,9 @@ def _mpp_metadata(source: Path, policy) -> dict:
         import tifffile
 
         with tifffile.TiffFile(source) as tf:
-            icc = tf.pages[0].tags.valueof(34675)
+            page0 = tf.pages[0]
+            assert isinstance(page0, tifffile.TiffPage), "the first page is always a TiffPage"
+            icc = page0.tags.valueof(34675)
         if icc is not None and b"sRGB" in bytes(icc)[:1024]:
             paths = [OpticalPath(color_space="SRGB")]
     except Exception:
@@ -423,6 +430,7 @@ def convert_slide(source: Path, inv: Inventory, ctx: SlideContext, out_dir: Path
                         raise
                     wsi = WsiDicomizer.open(source, include_confidential=False, uid_generator=uids,
                                             metadata_post_processor=post, **extra)
+                    assert policy.mpp is not None, "_mpp_metadata returns {} without --mpp"
                     result.notes.append(f"pixel spacing: the slide states none; --mpp {float(policy.mpp):g} µm/pixel used")
             except Exception as exc:
                 raise UnsupportedFormat(source, _reason(exc)) from None

@@ -17,7 +17,6 @@ from wsianon.converters.dicom.keys import date_offset_days, keyed_token, keyed_u
 from wsianon.converters.dicom.stream import read_header, write_instance
 from wsianon.errors import CorruptInput, NothingToShare, UnsupportedFormat
 from wsianon.io.plan import Removal
-from wsianon.io.scan import Canary
 from wsianon.profiles.dicom import DicomProfile, iod, profile_for_policy
 
 WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
@@ -337,10 +336,8 @@ def deidentify_series(inv: Inventory, ctx: SlideContext, out_dir: Path) -> Dicom
     note = ""
     if ctx.policy.label == "blank":
         note = "--label blank: DICOM inputs get no blank LABEL instance; the label was removed"
-    written: list[Path] = []
     try:
         process_instances(list(inv.input_files), ctx, out_dir, result, note)
-        written = result.files
     except BaseException:
         for p in result.files:
             p.unlink(missing_ok=True)
