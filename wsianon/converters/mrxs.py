@@ -297,7 +297,7 @@ def keyed_slide_id(key: bytes, old: str) -> str:
 
 def jpeg_text_segments(data: bytes) -> list[tuple[str, str]]:
     """(kind, text) of JPEG COM segments and printable runs inside APPn segments (EXIF, XMP ...)."""
-    out = []
+    out: list[tuple[str, str]] = []
     if data[:2] != b"\xff\xd8":
         return out
     pos = 2
@@ -584,8 +584,8 @@ class MrxsConverter(NativeConverter):
                 rec = slide.records[slot]
                 w = ini.get(rec.section or "", "BARCODE_IMAGE_WIDTH")
                 h = ini.get(rec.section or "", "BARCODE_IMAGE_HEIGHT")
-                size = (int(w), int(h)) if (w or "").isdigit() and (h or "").isdigit() else (400, 300)
-                data = blank_jpeg(size)
+                label_size = (int(w or 0), int(h or 0)) if (w or "").isdigit() and (h or "").isdigit() else (400, 300)
+                data = blank_jpeg(label_size)
                 if slide.index.supported and rec.present and len(data) <= rec.size:
                     blanks[slot] = data
                 else:
@@ -656,10 +656,10 @@ class MrxsConverter(NativeConverter):
             from PIL import Image
 
             with Image.open(slide.mrxs) as im:
-                size = im.size
+                preview_size = im.size
         except Exception:
-            size = (640, 240)
-        plan.files.append(FilePlan(dest=f"{base}.mrxs", content=neutral_jpeg(size)))
+            preview_size = (640, 240)
+        plan.files.append(FilePlan(dest=f"{base}.mrxs", content=neutral_jpeg(preview_size)))
         plan.remove("image", "preview", "replaced by a neutral image without metadata", slide.mrxs.suffix)
         plan.files.append(FilePlan(dest=f"{base}/{ini.path.name}", content=ini.render()))
 
@@ -702,7 +702,7 @@ class MrxsConverter(NativeConverter):
             if slide.index.size > end:
                 idx_fp.patches.append(Patch(end, slide.index.size - end, None, "unreadable index zeroed (fail-closed)"))
             plan.remove("structure", "Index.dat", "zeroed after header (layout unsupported)")
-        for i, (p, fp) in enumerate(zip(slide.datafiles, data_fps)):
+        for p, fp in zip(slide.datafiles, data_fps):
             size = p.stat().st_size
             with open(p, "rb") as fh:
                 head = fh.read(min(scan_n, size))

@@ -14,9 +14,7 @@ can be rolled back with ``rollback_journal``.
 
 from __future__ import annotations
 
-import json
 import os
-import base64
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -187,6 +185,7 @@ def _copy_extent(src_fd: int, dst_fd: int, offset: int, length: int, dest: Path,
         done = 0
         if use_cfr:
             try:
+                assert _copy_file_range is not None  # use_cfr says the OS has it
                 done = _copy_file_range(src_fd, dst_fd, n, pos)
             except OSError as exc:
                 if exc.errno in (28, 122):  # ENOSPC, EDQUOT

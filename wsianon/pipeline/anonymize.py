@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from wsianon.converters.base import Inventory, SlideContext
-from wsianon.errors import CorruptInput, OutputError, WsianonError
+from wsianon.errors import OutputError, WsianonError
 from wsianon.io.atomic import Staging, write_atomic
 from wsianon.io.jpeg_plan import scrub_jpeg_segments
 from wsianon.io.plan import Plan, Removal, apply_copy, apply_in_place, journal_path, rollback_journal
@@ -51,6 +51,7 @@ def preflight_source(inv: Inventory) -> None:
 def make_plan(src: SlideSource, inv: Inventory, ctx: SlideContext) -> Plan:
     from wsianon.converters.closed_world import close_plan
 
+    assert src.converter is not None  # native sources are detected by their converter
     plan = src.converter.plan(inv, ctx)
     close_plan(plan, inv.format)  # closed world: only allowed tags, unreferenced bytes zeroed
     scrub_jpeg_segments(plan)  # JPEG tiles/strips/tables keep only the segments a decoder needs
@@ -81,6 +82,7 @@ def process_native_copy(
     src: SlideSource, inv: Inventory, ctx: SlideContext, dest: Destinations, outcome: Outcome, progress: Progress | None
 ) -> None:
     conv = src.converter
+    assert conv is not None  # native sources are detected by their converter
     t0 = time.perf_counter()
     preflight_source(inv)
     plan = make_plan(src, inv, ctx)
@@ -138,6 +140,7 @@ def rename_no_replace(src: Path, dest: Path, overwrite: bool) -> None:
 
 def process_native_in_place(src: SlideSource, inv: Inventory, ctx: SlideContext, outcome: Outcome) -> Path:
     conv = src.converter
+    assert conv is not None  # native sources are detected by their converter
     preflight_source(inv)
     plan = make_plan(src, inv, ctx)
     if len(plan.files) != 1 or plan.files[0].source is None or plan.files[0].content is not None:
@@ -209,10 +212,10 @@ def process_dicom(
         t0 = time.perf_counter()
         verdict = Verdict()
         scan_verdict = Verdict()
-        independent = independent_canaries.harvest(inv.path, src.format, list(inv.input_files))
+        independent = independent_canaries.harvest(inv.path, inv.format, list(inv.input_files))
         if src.format == "dicom":
             independent = independent_canaries.drop_kept_dicom(independent, list(result.files))
-        canaries = independent_canaries.union(inv.canaries() + stem_canaries(inv.path), independent, src.format)
+        canaries = independent_canaries.union(inv.canaries() + stem_canaries(inv.path), independent, inv.format)
         # the byte scan (I/O + hyperscan, GIL released) overlaps the DICOM checks
         with ThreadPoolExecutor(max_workers=1) as pool:
             scan = pool.submit(scan_outputs, canaries, staging.files(), scan_verdict, staging.root)

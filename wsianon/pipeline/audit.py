@@ -58,7 +58,7 @@ def audit_paths(paths: list[Path], source: Path | None = None, allow_generic: bo
         src_inv = inspect_source(srcs[0], policy)
         if srcs[0].format != "dicom":
             src_snap = snapshot_source(src_inv)
-    results = []
+    results: list[tuple[Path, Verdict | None, WsianonError | None]] = []
     for s in expand_inputs(paths, allow_generic):
         if s.error is not None:
             results.append((s.path, None, s.error))

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import importlib
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 from wsianon.converters.base import Inventory, NativeConverter
 from wsianon.io.jpeg import normalized
@@ -45,7 +46,7 @@ _STRUCTURAL_PREFIXES = (
     "mirax.HIERARCHICAL.",
     "mirax.DATAFILE.",
 )
-_TIFFFILE_KW = {"ndpi": {"is_ndpi": True}}
+_TIFFFILE_KW: dict[str, dict[str, Any]] = {"ndpi": {"is_ndpi": True}}
 
 
 def _openslide():

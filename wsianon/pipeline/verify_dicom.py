@@ -338,6 +338,7 @@ class _JpegLevel:
         self.fd, self.page, self.tj = fd, page, tj
         self.w, self.h = int(page.imagewidth), int(page.imagelength)
         self.whole_limit = whole_limit
+        self._strip: tuple[int, int] | None = None
         self._whole: tuple[list, list] | None = None
         self.how = ""
         self.unsupported = ""
@@ -380,6 +381,7 @@ class _JpegLevel:
 
     def _whole_planes(self):
         if self._whole is None:
+            assert self._strip is not None  # whole-strip mode is chosen only with a strip
             off, n = self._strip
             data = self._read(off, n)
             tables = getattr(self.page, "jpegtables", None)
@@ -455,7 +457,7 @@ class _OpenSlideReference:
 
         self.s = openslide.OpenSlide(str(source))
         p = self.s.properties
-        self.bg = (255, 255, 255)
+        self.bg: tuple[int, ...] = (255, 255, 255)
         m = re.fullmatch(r"([0-9a-fA-F]{2})([0-9a-fA-F]{2})([0-9a-fA-F]{2})", p.get("openslide.background-color", "") or "")
         if m:
             self.bg = tuple(int(g, 16) for g in m.groups())
@@ -674,12 +676,14 @@ def _check_frames_converted(inv: Inventory, outputs: list[tuple[Path, Dataset]],
             t.total += n_frames
             try:
                 if mode == "bytes":
+                    assert fs is not None  # passed-through levels come from the TIFF source, which is open
                     t.frames += _compare_bytes(path, ds, page, fs.fileno(), problems)
                     continue
                 budget = max(2, max_decoded * n_frames // max(decoded_total, 1))
                 wanted = _sample(n_frames, budget)
                 sampled |= len(wanted) < n_frames
                 if mode == "re-tiled":
+                    assert fs is not None  # re-tiled levels come from the TIFF source, which is open
                     level = _JpegLevel(fs.fileno(), page, tj, whole_limit)
                     if level.unsupported:
                         problems.append(f"{path.name}: re-tiled from the source but not provable: {level.unsupported}")
@@ -988,7 +992,6 @@ def _check_opens(outputs: list[Path], verdict: Verdict, sources: list[Path] | No
 
 
 def _source_opens_wsidicom(sources: list[Path]) -> bool:
-    import tempfile
 
     try:
         from wsidicom import WsiDicom
@@ -1140,7 +1143,7 @@ def verify_dicom_output(inv: Inventory, result_files: list[Path], ctx, verdict: 
     verdict.add("dicom: readable", True, f"{len(files)} instances")
     started = {f: _Dciodvfy(f) for f in files} if shutil.which("dciodvfy") else None
     source_values = {f.value.strip() for f in inv.fields if f.action != "keep" and f.value and f.value.strip()}
-    source_uids = set()
+    source_uids: set[str] = set()
     if inv.format == "dicom":
         for s in inv.input_files:
             try:
@@ -1151,7 +1154,7 @@ def verify_dicom_output(inv: Inventory, result_files: list[Path], ctx, verdict: 
                 continue
     problems: list[str] = []
     n = 0
-    for f, ds in dsets:
+    for _f, ds in dsets:
         n += walk_profile(ds, profile, source_values, source_uids, problems)
         for kw in ("SourceApplicationEntityTitle", "PrivateInformation"):
             if kw in ds.file_meta:

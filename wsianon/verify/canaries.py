@@ -16,10 +16,11 @@ printed in the kept banner ("GT450"), ordinary profile words ("Brightfield",
 
 from __future__ import annotations
 
-import configparser
 import re
 from pathlib import Path
+from typing import Any
 
+from wsianon.io.ini import read_ini
 from wsianon.io.scan import Canary
 from wsianon.verify.vocabulary import _STRUCTURAL, _TOKEN, unknown_tokens, vocabulary
 
@@ -64,9 +65,11 @@ def _tiff_values(path: Path, fmt: str) -> list[tuple[str, str]]:
     import tifffile
 
     out: list[tuple[str, str]] = []
-    kw = {"is_ndpi": True} if fmt == "ndpi" else {}
+    kw: dict[str, Any] = {"is_ndpi": True} if fmt == "ndpi" else {}
     with tifffile.TiffFile(str(path), **kw) as tf:
         for page in tf.pages:
+            if not isinstance(page, tifffile.TiffPage):
+                continue
             for tag in page.tags.values():
                 if tag.code in (273, 279, 324, 325, 347, 34675, 65426):
                     continue  # pixel data pointers, JPEG tables, ICC, NDPI MCU starts
@@ -103,9 +106,7 @@ def _mrxs_values(path: Path) -> list[tuple[str, str]]:
     ini = path.with_suffix("") / "Slidedat.ini"
     try:
         text = ini.read_bytes().decode("utf-8-sig", errors="replace")
-        cp = configparser.RawConfigParser(strict=False, interpolation=None, delimiters=("=",), comment_prefixes=(";", "#"))
-        cp.optionxform = str
-        cp.read_string(text)
+        cp = read_ini(text)
     except Exception:
         return []
     out = []
@@ -126,7 +127,7 @@ def _standard_meaning(item, meaning: str) -> bool:
     from wsianon.profiles.dicom import code_meaning
 
     std = code_meaning(str(item.get("CodingSchemeDesignator", "")), str(item.get("CodeValue", "")))
-    return bool(std) and meaning.strip().casefold() in std.casefold()
+    return std is not None and bool(std) and meaning.strip().casefold() in std.casefold()
 
 
 def _dicom_values(files: list[Path]) -> list[tuple[str, str]]:

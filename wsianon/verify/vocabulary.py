@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from wsianon.io.ini import read_ini
 from wsianon.io.extents import data_extents
 from wsianon.io import jpeg
 from wsianon.profiles import load
@@ -421,14 +422,11 @@ def mrxs_pixel_spans(folder: Path) -> dict[str, list[tuple[int, int]]]:
     """Data-file spans of every blob Index.dat references (tiles and kept records), by file name.
 
     A minimal reading of Slidedat.ini and Index.dat written here (not the redactor's)."""
-    import configparser
     import struct
 
     raw = (folder / "Slidedat.ini").read_bytes()
     text = raw.decode("utf-8-sig", errors="replace")
-    cp = configparser.RawConfigParser(strict=False, interpolation=None, delimiters=("=",), comment_prefixes=(";", "#"))
-    cp.optionxform = str
-    cp.read_string(text)
+    cp = read_ini(text)
     sid = cp.get("GENERAL", "SLIDE_ID")
     idx = (folder / cp.get("HIERARCHICAL", "INDEXFILE")).read_bytes()
     files = [cp.get("DATAFILE", f"FILE_{i}") for i in range(cp.getint("DATAFILE", "FILE_COUNT"))]

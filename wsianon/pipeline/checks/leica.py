@@ -27,7 +27,8 @@ def _dimension_pages(path: Path, scrub: bool = False) -> dict[tuple[int, int], s
 
     out: dict[tuple[int, int], str] = {}
     with tifffile.TiffFile(path) as tf:
-        xml = tf.pages[0].description or ""
+        first = tf.pages.first  # a TiffPage (frames are never asked for)
+        xml = first.description or ""
         if "<scn" not in xml:
             return None
         fh = tf.filehandle
@@ -37,6 +38,8 @@ def _dimension_pages(path: Path, scrub: bool = False) -> dict[tuple[int, int], s
                 ifd = int(a["ifd"])
                 page = tf.pages[ifd]
             except (KeyError, ValueError, IndexError):
+                return None
+            if not isinstance(page, tifffile.TiffPage):
                 return None
             h = hashlib.sha256()
             for off, cnt in zip(page.dataoffsets, page.databytecounts):

@@ -26,6 +26,7 @@ import hashlib
 import struct
 from pathlib import Path
 
+from wsianon.io.ini import read_ini
 from wsianon.io.jpeg import normalized
 
 HANDLES_TILES = True  # tiles live in Data files: compared here, not through tifffile
@@ -39,9 +40,7 @@ def _ini(folder: Path) -> configparser.RawConfigParser:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = raw.decode("latin-1")
-    cp = configparser.RawConfigParser(strict=False, interpolation=None, delimiters=("=",), comment_prefixes=(";", "#"))
-    cp.optionxform = str  # keep key case
-    cp.read_string(text)
+    cp = read_ini(text)
     return cp
 
 

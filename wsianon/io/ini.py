@@ -1,0 +1,20 @@
+"""INI text (MRXS Slidedat.ini) read the way the redactor and the verifiers all need it."""
+
+from __future__ import annotations
+
+import configparser
+
+
+class _CaseKeeping(configparser.RawConfigParser):
+    """Keys keep their case (``SLIDE_ID`` stays ``SLIDE_ID``)."""
+
+    def optionxform(self, optionstr: str) -> str:
+        return optionstr
+
+
+def read_ini(text: str) -> configparser.RawConfigParser:
+    """A case-keeping, interpolation-free parser over ``text`` (duplicate keys tolerated,
+    ``=`` the only delimiter, ``;`` and ``#`` comments)."""
+    cp = _CaseKeeping(strict=False, interpolation=None, delimiters=("=",), comment_prefixes=(";", "#"))
+    cp.read_string(text)
+    return cp
