@@ -296,3 +296,36 @@ def test_record_follows_a_cumulative_report(tmp_path, cli):
     code, _, stderr = cli("certify", "--check", out)
     gone = second["slides"][0]["outputs"][0]
     assert code == 1 and f"{gone}: not listed in the certificate" in stderr
+
+
+def test_thumbnail_cost_does_not_grow_with_a_slide_without_pyramid(monkeypatch):
+    """A slide whose smallest level is huge is sampled, never decoded whole (OpenSlide's
+    get_thumbnail would allocate the whole level)."""
+    from PIL import Image
+
+    reads: list[tuple[int, int]] = []
+
+    class Huge:
+        level_count = 1
+        level_dimensions = [(200_000, 100_000)]  # 20 gigapixels, one level
+        level_downsamples = [1.0]
+
+        def get_thumbnail(self, size):
+            raise AssertionError("the whole level must not be decoded")
+
+        def read_region(self, loc, level, size):
+            reads.append(size)
+            return Image.new("RGBA", size, (200, 100, 150, 255))
+
+    img = record.bounded_thumbnail(Huge(), 224)
+    assert img.size == (224, 112)
+    assert len(reads) <= record.MOSAIC_GRID**2 and max(w * h for w, h in reads) <= 256 * 256
+    assert img.getpixel((100, 50)) == (200, 100, 150)  # the sampled pixels are what it shows
+
+    class Small(Huge):
+        level_dimensions = [(2000, 1000)]
+
+        def get_thumbnail(self, size):
+            return Image.new("RGB", (224, 112), "white")
+
+    assert record.bounded_thumbnail(Small(), 224).size == (224, 112) and len(reads) <= record.MOSAIC_GRID**2

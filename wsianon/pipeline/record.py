@@ -293,12 +293,47 @@ def render_slide_images(path: Path | list[Path]) -> dict:
             import openslide
 
             with openslide.OpenSlide(str(path)) as s:
-                res["thumbnail"] = data_uri(s.get_thumbnail((THUMB_PX, THUMB_PX)), THUMB_PX)
+                res["thumbnail"] = data_uri(bounded_thumbnail(s, THUMB_PX), THUMB_PX)
                 for name, img in sorted(s.associated_images.items()):
                     res["images"].append([name, data_uri(img, ASSOC_PX * 2)])
     except Exception as exc:  # a card says why; the rest of the record is still written
         res["error"] = f"could not be rendered ({type(exc).__name__})"
     return res
+
+
+# A smallest level above this many pixels is not decoded whole (OpenSlide's get_thumbnail would:
+# a slide without a pyramid can need gigabytes); it is sampled on a grid of small regions instead.
+MAX_THUMB_SOURCE_PIXELS = 16_000_000
+MOSAIC_GRID = 32
+
+
+def bounded_thumbnail(slide, px: int):
+    """A thumbnail of an OpenSlide slide whose cost does not grow with the slide: the smallest
+    level when it is small enough, otherwise a mosaic of MOSAIC_GRID² small regions of it."""
+    from PIL import Image
+
+    lvl = slide.level_count - 1
+    w, h = slide.level_dimensions[lvl]
+    if w * h <= MAX_THUMB_SOURCE_PIXELS:
+        return slide.get_thumbnail((px, px))
+    scale = min(px / w, px / h)
+    tw, th = max(1, round(w * scale)), max(1, round(h * scale))
+    ds = slide.level_downsamples[lvl]
+    out = Image.new("RGB", (tw, th), "white")
+    for gy in range(MOSAIC_GRID):
+        for gx in range(MOSAIC_GRID):
+            x0, x1 = gx * w // MOSAIC_GRID, (gx + 1) * w // MOSAIC_GRID
+            y0, y1 = gy * h // MOSAIC_GRID, (gy + 1) * h // MOSAIC_GRID
+            dx0, dx1 = gx * tw // MOSAIC_GRID, (gx + 1) * tw // MOSAIC_GRID
+            dy0, dy1 = gy * th // MOSAIC_GRID, (gy + 1) * th // MOSAIC_GRID
+            if dx1 <= dx0 or dy1 <= dy0:
+                continue
+            # the region at the cell's centre, at most 256 px square, shrunk into the cell
+            cw, ch = min(x1 - x0, 256), min(y1 - y0, 256)
+            cx, cy = (x0 + x1 - cw) // 2, (y0 + y1 - ch) // 2
+            patch = slide.read_region((int(cx * ds), int(cy * ds)), lvl, (cw, ch)).convert("RGB")
+            out.paste(patch.resize((dx1 - dx0, dy1 - dy0)), (dx0, dy0))
+    return out
 
 
 # ---------------------------------------------------------------------------
