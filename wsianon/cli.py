@@ -6,7 +6,7 @@ import json
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -48,7 +48,8 @@ def _flags_take_no_value() -> None:
             return None
         return orig(self, ctx)
 
-    display_type_rich._wsianon = True
+    display_type_rich.__dict__["_wsianon"] = True  # marks the patch: applied once
+    assert opt is not None, "orig was read from opt"
     opt.display_type_rich = display_type_rich
 
 
@@ -102,7 +103,7 @@ def _main(
     pass
 
 
-def _fail(msg: str, code: int = 2) -> None:
+def _fail(msg: str, code: int = 2) -> NoReturn:
     err_console.print(f"[red]error:[/red] {safe_text(msg)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
@@ -262,6 +263,7 @@ def run(
             # slides verified in an earlier (resumed) run that the store has not acknowledged yet
             from wsianon.pipeline.deliver import verified_slides
 
+            assert out is not None, "a deliverer is only made with -o OUT"
             earlier, report_time = verified_slides(out)
             for s in earlier:
                 if str(s.get("slide")) not in delivered:
@@ -274,10 +276,10 @@ def run(
         _fail(f"{safe_text(exc.filename or '')}: {os_reason(exc)}", 1)
     except JobInterrupted as exc:
         err_console.print(f"{exc.summary}; nothing partial was placed in OUT; run the same command again to resume", highlight=False)
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     except KeyboardInterrupt:
         err_console.print("interrupted: no partial output was placed in OUT")
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     finally:
         if deliverer is not None:
             deliverer.close()
@@ -286,6 +288,7 @@ def run(
     if sheet is not None:
         from wsianon.pipeline.record import write_review_sheet
 
+        assert out is not None, "a review sheet is only planned with -o OUT"
         try:
             write_review_sheet(out, sheet, result.mapping_path, result.quarantine_dir)
         except WsianonError as exc:
@@ -503,6 +506,7 @@ def certify(
         if problems:
             err_console.print(f"NOT CONFIRMED: {len(problems)} mismatch(es) against {record.CERT_JSON}", highlight=False)
             raise typer.Exit(1)
+        assert cert is not None, "an unreadable certificate is reported as a problem"
         n = len(cert.get("outputs") or [])
         out_console.print(f"CONFIRMED certificate {cert.get('certificate_id')}: {n} output file(s) and the reports match", highlight=False)
         raise typer.Exit(0)

@@ -8,10 +8,11 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import TextIO
 
 from rich.console import Console
 from wsianon.io.safetext import safe_text
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 
 # one function turns any path or message into console text (control characters escaped, markup-free)
@@ -40,12 +41,12 @@ class BatchConsole:
             # no refresh thread: local workers are forked, and a fork must not copy a thread's locks
             auto_refresh=False,
         )
-        self.task = None
+        self.task: TaskID | None = None
         self._last_refresh = 0.0
         self.total = 0
         self.done = 0
         self.inflight: dict[str, int] = {}  # slide display name -> bytes advanced so far
-        self.log = None
+        self.log: TextIO | None = None
         self.log_path = log  # opened at the first event: after the job has checked where it may write
 
     def __enter__(self):

@@ -13,8 +13,7 @@ import json
 import os
 import shutil
 import sqlite3
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -189,7 +188,7 @@ def regenerate(man: Manifest, out: Path | None, mapping_path: Path | None, cfg, 
             w.writerow(["source", "output", "status"])
             for s, o, st in mrows:
                 w.writerow([os.fsdecode(s), o, st])
-            for s, label, reason in man.skipped():
+            for s, label, _reason in man.skipped():
                 w.writerow([os.fsdecode(s), label, "skipped"])
             try:
                 write_private(mapping_path, buf.getvalue().encode("utf-8", "surrogateescape"))
@@ -198,6 +197,7 @@ def regenerate(man: Manifest, out: Path | None, mapping_path: Path | None, cfg, 
     if report_path is not None:
         from wsianon.pipeline.record import write_record
 
+        assert out is not None, "the report is only written into OUT"
         write_record(out, key=key)  # HTML report + certificate, from the cumulative report and the outputs
     return report_path
 
@@ -235,6 +235,8 @@ def run_batch(cfg, on_event: Callable[..., None] | None = None):
     if getattr(cfg, "strict", False) and pmap is None:
         raise WsianonError(None, "--strict needs --pseudonyms MAP.csv")
     out = _abs(cfg.out) if cfg.out else None
+    mapping_path: Path | None
+    quarantine: Path | None
     if out is not None:
         mapping_path, quarantine = J.default_side_paths(out)
     else:
@@ -262,6 +264,7 @@ def run_batch(cfg, on_event: Callable[..., None] | None = None):
                 raise OutputError(out, f"cannot create output folder: {os_reason(exc)}") from None
             mpath = Path(getattr(cfg, "manifest", None) or manifest_path(out))
         else:
+            assert mapping_path is not None, "without OUT a job is in-place (checked above): its mapping defaults to the working folder"
             mpath = Path(getattr(cfg, "manifest", None) or (mapping_path.parent / f"wsianon{MANIFEST_SUFFIX}"))
         lock = JobLock(mpath)
         lock.acquire()
@@ -338,7 +341,6 @@ def _run(cfg, emit, key, kfp, mode, pmap, out, mapping_path, quarantine, sel, ma
 
         require_turbojpeg()  # a missing library is said at the start, with the install hint
     items: list[Item] = []
-    seen_ids: set[int] = set()
     for s in slides:
         c = by_path.get(os.fsencode(_abs(s.path)))
         rel = c.relpath if c else os.fsencode(s.path.name)
@@ -499,10 +501,10 @@ def _run(cfg, emit, key, kfp, mode, pmap, out, mapping_path, quarantine, sel, ma
                 outcomes.append(_outcome_from_entry(r.entry))
     has_mapping = mapping_path is not None and mapping_path.exists() and man is not None and bool(man.mapping_rows())
     res = J.JobResult(outcomes, report_path, mapping_path if has_mapping else None, quarantine, plans)
-    res.already_done = already  # type: ignore[attr-defined]
-    res.processed = len(done_now)  # type: ignore[attr-defined]
-    res.skipped_inputs = len(man.skipped()) if man else 0  # type: ignore[attr-defined]
-    res.key_fingerprint = kfp  # type: ignore[attr-defined]
+    res.already_done = already
+    res.processed = len(done_now)
+    res.skipped_inputs = len(man.skipped()) if man else 0
+    res.key_fingerprint = kfp
     return res
 
 

@@ -48,15 +48,19 @@ import sqlite3
 import stat
 import time
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 from urllib.parse import urlsplit, urlunsplit
 
 from wsianon.io.safetext import os_reason
 from wsianon.errors import WsianonError
 from wsianon.pipeline.manifest import manifest_path  # one place decides where the job database lives
 from wsianon.pipeline.report import REPORT_NAME
+
+if TYPE_CHECKING:
+    import requests
 
 DEFAULT_CONFIG = Path.home() / ".config" / "wsianon" / "delivery.toml"
 DEFAULT_BATCH_BYTES = 64 << 20  # STOW-RS request size when no limit is given (memory bound)
@@ -100,7 +104,7 @@ def parse_size(text: str) -> int:
     return int(value * mult)
 
 
-def _human(n: int) -> str:
+def _human(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -121,7 +125,7 @@ class Credentials:
     client_key: Path | None = None
 
 
-def load_credentials(config: Path | None = None, env: dict | None = None) -> Credentials:
+def load_credentials(config: Path | None = None, env: Mapping[str, str] | None = None) -> Credentials:
     """Credentials and TLS files for DICOMweb: environment first, then the config file."""
     env = os.environ if env is None else env
     creds = Credentials()
@@ -192,12 +196,14 @@ class Destination:
                 raise DeliveryError(None, f"--dimse needs {name} (AE title)")
             if len(title) > 16 or not title.isascii() or "\\" in title or not title.strip():
                 raise DeliveryError(None, f"{name}: an AE title is 1-16 ASCII characters")
+        assert aet is not None, "checked in the loop above"
         return cls("dimse", host=host.strip("[]"), port=int(port), aet=aet, aec=aec, **kw)
 
     @property
     def key(self) -> str:
         """How the manifest names this destination (no credentials inside)."""
         if self.kind == "dicomweb":
+            assert self.url is not None, "a DICOMweb destination has its URL"
             p = urlsplit(self.url)
             return "dicomweb " + urlunsplit((p.scheme, p.netloc, p.path, "", ""))
         return f"dimse {self.aec}@{self.host}:{self.port} as {self.aet}"
@@ -445,6 +451,7 @@ class _Stow:
             session.verify = str(c.ca_bundle)
         if c.client_cert:
             session.cert = (str(c.client_cert), str(c.client_key)) if c.client_key else str(c.client_cert)
+        assert dest.url is not None, "a DICOMweb destination has its URL"
         self.client = DICOMwebClient(dest.url, session=session, headers=headers, timeout=(dest.connect_timeout, dest.timeout))
         # dicomweb-client's own retry would re-post an exhausted streamed body: retries are ours
         self.client.set_http_retry_params(retry=False)
@@ -474,8 +481,10 @@ class _Stow:
         boundary = uuid.uuid4().hex
         content_type = f'multipart/related; type="application/dicom"; boundary="{boundary}"'
         body = _MultipartBody([i.path for i in batch], boundary)
+        r: requests.Response | None
         try:
-            r = self.client._http_post(self.url, body, headers={"Content-Type": content_type, "Accept": "application/dicom+json"})
+            # dicomweb-client annotates the body as bytes but only takes its len() and slices, which the streamed body has
+            r = self.client._http_post(self.url, body, headers={"Content-Type": content_type, "Accept": "application/dicom+json"})  # type: ignore[arg-type]
             code = r.status_code
         except self.requests.HTTPError as exc:
             r = exc.response
@@ -546,6 +555,7 @@ class _CStore:
             # one presentation context per (SOP class, transfer syntax): the SCP
             # accepts or rejects each one, nothing is converted
             ae.add_requested_context(c, [ts])
+        assert self.dest.host is not None and self.dest.port is not None and self.dest.aec is not None, "a DIMSE destination has them"
         assoc = ae.associate(self.dest.host, self.dest.port, ae_title=self.dest.aec)
         if not assoc.is_established:
             if assoc.is_rejected:

@@ -34,6 +34,7 @@ def check_native(src: SlideSource, inv: Inventory, ctx: SlideContext, out: Path 
     anon.preflight_source(inv)
     plan = anon.make_plan(src, inv, ctx)
     if ctx.policy.in_place:
+        assert src.converter is not None, "a native source has its converter"
         if len(plan.files) != 1 or plan.files[0].source is None or plan.files[0].content is not None:
             raise WsianonError(src.path, f"in-place mode supports single-file formats only ({src.converter.title} is not)")
         fp = plan.files[0]

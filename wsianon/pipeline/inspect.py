@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect as pyinspect
+from typing import Callable
 
 from wsianon.converters.base import Inventory
 from wsianon.pipeline.detect import SlideSource
@@ -14,7 +15,9 @@ def inspect_source(src: SlideSource, policy) -> Inventory:
 
         return dicom_mod.inspect_dicom(src.files)
     conv = src.converter
-    params = pyinspect.signature(conv.inspect).parameters
+    assert conv is not None, "a detected non-DICOM source has its converter"
+    inspect_fn: Callable[..., Inventory] = conv.inspect  # some converters take the policy too
+    params = pyinspect.signature(inspect_fn).parameters
     if "policy" in params:
-        return conv.inspect(src.path, policy=policy)
-    return conv.inspect(src.path)
+        return inspect_fn(src.path, policy=policy)
+    return inspect_fn(src.path)

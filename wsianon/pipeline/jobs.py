@@ -12,21 +12,17 @@ from __future__ import annotations
 
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
 
 from wsianon.converters.base import SlideContext
-from wsianon.errors import NothingToShare, OutputError, WsianonError
+from wsianon.errors import NothingToShare, WsianonError
 from wsianon.io.safetext import os_reason, redact_paths
 from wsianon.pipeline import anonymize as anon
-from wsianon.pipeline.detect import SlideSource, expand_inputs
+from wsianon.pipeline.detect import SlideSource
 from wsianon.pipeline.inspect import inspect_source
-from wsianon.pipeline.keys import Mapping, load_or_create_key, slide_pseudonym
 from wsianon.pipeline.model import Outcome
-from wsianon.pipeline.pseudonyms import load_pseudonym_map
-from wsianon.pipeline.report import write_report
 from wsianon.profiles.policy import Policy
 
 Target = Literal["native", "dicom"]
@@ -64,6 +60,11 @@ class JobResult:
     mapping_path: Path | None
     quarantine_dir: Path | None
     plans: list[dict] = field(default_factory=list)  # dry-run only
+    # set by the batch runner (pipeline/batch.py)
+    already_done: int = 0  # slides done before this run (resume)
+    processed: int = 0  # slides settled in this run
+    skipped_inputs: int = 0  # input files that are not slides
+    key_fingerprint: str | None = None
 
     @property
     def exit_code(self) -> int:

@@ -30,6 +30,7 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -210,6 +211,7 @@ class Manifest:
     # -- runs ---------------------------------------------------------------
     def start_run(self) -> int:
         cur = self.db.execute("INSERT INTO runs(started, pid, status) VALUES(?, ?, 'running')", (time.time(), os.getpid()))
+        assert cur.lastrowid is not None, "an INSERT sets lastrowid"
         return int(cur.lastrowid)
 
     def end_run(self, run_id: int, status: str) -> None:
@@ -255,6 +257,7 @@ class Manifest:
                     "INSERT INTO slides(source, relpath, pseudonym, format, size, mtime_ns, fast_hash, state) VALUES(?,?,?,?,?,?,?, 'pending')",
                     (source, relpath, pseudonym, fmt, size, mtime, fast),
                 )
+                assert cur.lastrowid is not None, "an INSERT sets lastrowid"
                 sid = int(cur.lastrowid)
             else:
                 sid = int(r[0])
@@ -311,7 +314,7 @@ class Manifest:
     def finish(
         self, slide_id: int, state: str, entry: dict, *, outputs: list[str], error: str | None, mapping_output: str | None,
         mapping_status: str | None, seconds: float, bytes_in: int, bytes_written: int, run_id: int,
-        extra_files: list[bytes] = (), full: str | None = None,
+        extra_files: Sequence[bytes] = (), full: str | None = None,
     ) -> None:
         """Mark a slide done: state, report entry and mapping row in ONE transaction."""
         verification = entry.get("verification")

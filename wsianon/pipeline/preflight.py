@@ -75,6 +75,7 @@ def _probe_child(path: str) -> None:
 def check_decodes(path: Path, timeout: float = PROBE_TIMEOUT_S) -> None:
     """Refuse ``path`` when OpenSlide fails, crashes or hangs decoding its image data.
     Sources OpenSlide cannot open at all are left to the format's own checks."""
+    code: int | None
     if "fork" not in multiprocessing.get_all_start_methods():
         code = _probe(str(path))  # no fork on this platform: probe in-process
     else:

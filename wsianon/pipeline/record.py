@@ -84,15 +84,15 @@ def library_versions() -> dict[str, str]:
 
 def policy_in_words(policy: dict, dicom: bool = True) -> list[str]:
     """What the command-line policy means, one plain sentence per choice."""
-    label = {
+    label: dict[str | None, str] = {
         "remove": "Label image (the sticker with case number, barcode or name): removed from every output.",
         "blank": "Label image: replaced by a blank image of the same size (no text, no barcode).",
     }
-    macro = {
+    macro: dict[str | None, str] = {
         "remove": "Macro / overview photograph of the whole glass slide (it usually shows the label): removed.",
         "keep": "Macro / overview photograph: KEPT as scanned — check on the review sheet that it shows no label text.",
     }
-    dates = {
+    dates: dict[str | None, str] = {
         "remove": "Acquisition dates and times: removed (a fixed dummy where the format requires a value).",
         "year": "Acquisition dates: reduced to the year; month, day and time removed.",
         "keep": "Acquisition dates and times: kept unchanged.",
@@ -278,7 +278,7 @@ def render_slide_images(path: Path | list[Path]) -> dict:
     sheet): ``{"thumbnail": uri | None, "images": [[kind, uri], ...], "error": str | None}``."""
     res: dict = {"thumbnail": None, "images": [], "error": None}
     files = list(path) if isinstance(path, list) else None
-    path = Path(files[0] if files else path)
+    path = Path(path[0] if isinstance(path, list) else path)
     try:
         if files or path.is_dir() or path.suffix.lower() == ".dcm":
             from wsidicom import WsiDicom
@@ -463,7 +463,9 @@ def collect(out: Path, report: dict | None = None, key: bytes | None = None) -> 
             slides.append(rec)
     finally:
         cache.close()
-    libs = report.get("libraries") if isinstance(report.get("libraries"), dict) else library_versions()
+    libs = report.get("libraries")
+    if not isinstance(libs, dict):
+        libs = library_versions()
     now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
     return RecordData(report, slides, fp, libs, now)
 
@@ -542,7 +544,7 @@ def _e(x) -> str:
     return html.escape("" if x is None else str(x), quote=True)
 
 
-def _human(n: int) -> str:
+def _human(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if n < 1024 or unit == "TB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -685,7 +687,7 @@ def certificate_id(body: dict) -> str:
 def build_certificate(out: Path, data: RecordData) -> dict:
     out = Path(out)
     pol = data.report.get("policy") or {}
-    checks = sorted({c.get("check") for s in data.slides for c in s.checks if c.get("check")})
+    checks = sorted({ch for s in data.slides for c in s.checks if (ch := c.get("check"))})
     counts = _counts(data.slides)
 
     def rec(name: str) -> dict:
@@ -861,8 +863,8 @@ def write_review_sheet(out: Path, sheet: Path, mapping: Path | None = None, quar
             by_out[row["slide"]] = row
     cards = []
     for s in data.slides:
-        row = next((by_out[o] for o in s.outputs + [s.slide] if o in by_out), None)
-        src = Path(row["source"]) if row else None
+        mrow = next((by_out[o] for o in s.outputs + [s.slide] if o in by_out), None)
+        src = Path(mrow["source"]) if mrow else None
         if src is not None and src.exists():
             simg = render_slide_images(_dicom_series_folder(src) if src.suffix.lower() == ".dcm" else src)
             src_imgs = [(k, u) for k, u in simg["images"] if k in ("label", "macro", "overview")]

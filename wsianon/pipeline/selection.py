@@ -14,7 +14,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from wsianon.io.safetext import os_reason
@@ -39,11 +39,7 @@ class Selection:
     missing: list[Path]  # inputs that do not exist
     not_regular: list[Candidate]  # FIFOs, devices, sockets found among the inputs
     excluded: int = 0  # files left out by --include/--exclude
-    folders: list[tuple[int, Path]] = None  # (input index, folder) of every folder input
-
-    def __post_init__(self):
-        if self.folders is None:
-            self.folders = []
+    folders: list[tuple[int, Path]] = field(default_factory=list)  # (input index, folder) of every folder input
 
 
 def display(relpath: bytes) -> str:
@@ -128,7 +124,7 @@ def select_inputs(
             _walk(ap, rel if rel is not None else _root_name(ap), sel, include, exclude, prune, os.fsencode(p).rstrip(b"/") or b"/", idx)
             continue
         r = rel if rel is not None else os.fsencode(ap.name)
-        if (include or exclude) and not p in inputs:
+        if (include or exclude) and p not in inputs:
             rs = os.fsdecode(r)
             if (include and not _matches(include, rs)) or (exclude and _matches(exclude, rs)):
                 sel.excluded += 1
@@ -156,7 +152,7 @@ def _read_list(path: Path, input_root: Path | None) -> list[tuple[Path, bytes | 
         raise WsianonError(path, f"cannot read the input list: {os_reason(exc)}") from None
     base = Path(os.path.abspath(path.parent))
     root = Path(os.path.abspath(input_root)) if input_root else base
-    out = []
+    out: list[tuple[Path, bytes | None]] = []
     for line in data.splitlines():
         line = line.rstrip(b"\r")
         if not line.strip() or line.lstrip().startswith(b"#"):

@@ -22,9 +22,12 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from wsianon.errors import WsianonError
+
+if TYPE_CHECKING:
+    from wsianon.pipeline.jobs import Target
 
 
 def _die_with_parent(parent: int) -> None:
@@ -67,7 +70,7 @@ def _lost(item: Any, reason: str):
     return o, []
 
 
-def run_serial(items: list, target: str, dest, emit: Callable[..., None]) -> Iterator[tuple]:
+def run_serial(items: list, target: Target, dest, emit: Callable[..., None]) -> Iterator[tuple]:
     from wsianon.pipeline.jobs import process_slide
 
     for it in items:

@@ -33,6 +33,7 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import cast
 
 from wsianon.profiles import load
 
@@ -187,7 +188,7 @@ def _uniform_jpeg(b64: str) -> bool:
 
     try:
         with Image.open(io.BytesIO(base64.b64decode(b64))) as im:
-            lo, hi = im.convert("L").getextrema()
+            lo, hi = cast("tuple[float, float]", im.convert("L").getextrema())  # one band: one (min, max) pair
             return hi - lo <= 2  # JPEG of one flat colour
     except Exception:
         return False

@@ -39,8 +39,11 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
     verdict.add("philips-profile", not bad, f"non-safe attributes with values: {sorted(set(bad))}" if bad else "only safe attributes carry values")
     try:
         with tifffile.TiffFile(out_main) as tf:
-            descs = [p.description for p in tf.pages]
-            software = tf.pages[0].software
+            descs = []
+            for p in tf.pages:
+                assert isinstance(p, tifffile.TiffPage), "TiffFile.pages yields TiffPage objects (frames are not asked for)"
+                descs.append(p.description)
+            software = tf.pages.first.software
     except Exception as exc:
         verdict.add("philips-structure", False, f"tifffile cannot read the output: {type(exc).__name__}")
         return

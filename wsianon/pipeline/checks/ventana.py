@@ -22,8 +22,11 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
     verdict.add("ventana-profile", not bad, f"non-safe iScan attributes with values: {bad}" if bad else "only safe iScan attributes carry values")
     try:
         with tifffile.TiffFile(out_main) as tf:
-            descs = [p.description for p in tf.pages]
-            first_xmp = tf.pages[0].tags.get(700)
+            descs = []
+            for p in tf.pages:
+                assert isinstance(p, tifffile.TiffPage), "TiffFile.pages yields TiffPage objects (frames are not asked for)"
+                descs.append(p.description)
+            first_xmp = tf.pages.first.tags.get(700)
             xmp = bytes(first_xmp.value) if first_xmp is not None else b""
     except Exception as exc:
         verdict.add("ventana-structure", False, f"tifffile cannot read the output: {type(exc).__name__}")
