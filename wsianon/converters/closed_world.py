@@ -26,6 +26,7 @@ import os
 import struct
 from pathlib import Path
 
+from wsianon.io.spans import gaps as unreferenced
 from wsianon.io import icc
 from wsianon.io.extents import data_extents
 from wsianon.io.plan import FilePlan, Patch, Plan
@@ -105,14 +106,7 @@ def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def _complement(spans: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:
-    gaps, pos = [], 0
-    for a, b in spans:
-        if a > pos:
-            gaps.append((pos, min(a, size)))
-        pos = max(pos, b)
-    if pos < size:
-        gaps.append((pos, size))
-    return [g for g in gaps if g[1] > g[0]]
+    return unreferenced(spans, size)
 
 
 def _intersect(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -18,6 +18,7 @@ import os
 import struct
 from pathlib import Path
 
+from wsianon.io.spans import gaps as unreferenced
 from wsianon.errors import WsianonError
 from wsianon.io.extents import data_extents
 from wsianon.io.scan import Finding
@@ -118,6 +119,23 @@ def _tifffile_tagsets(path: Path, ndpi: bool) -> list[set[int]] | None:
         return None
 
 
+def _nonzero(fd: int, lo: int, hi: int) -> tuple[int, int | None]:
+    """(non-zero bytes in [lo, hi) of the file, offset of the first one)."""
+    count, first = 0, None
+    q = lo
+    while q < hi:
+        buf = os.pread(fd, min(_CHUNK, hi - q), q)
+        if not buf:
+            break
+        z = buf.count(0)
+        if z != len(buf):
+            count += len(buf) - z
+            if first is None:
+                first = q + next(i for i, x in enumerate(buf) if x)
+        q += len(buf)
+    return count, first
+
+
 def check_tiff_partition(path: Path, fmt: str, verdict, name: str | None = None) -> None:
     """Add the closed-world checks of one TIFF-family output to ``verdict``."""
     label = name or path.name
@@ -152,13 +170,7 @@ def check_tiff_partition(path: Path, fmt: str, verdict, name: str | None = None)
         bad_icc = [i for i, _, p in icc if p]
         verdict.add("closed-world-icc", not bad_icc, f"{len(icc)} ICC profile(s): " + ("colorimetric tags only, every text empty" if not bad_icc else f"text or unreferenced bytes in IFD(s) {bad_icc}"))
     refs = _union(spans)
-    gaps, pos = [], 0
-    for a, b in refs:
-        if a > pos:
-            gaps.append((pos, min(a, size)))
-        pos = max(pos, b)
-    if pos < size:
-        gaps.append((pos, size))
+    gaps = unreferenced(refs, size)
     nonzero = 0
     ranges = 0
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
@@ -172,18 +184,9 @@ def check_tiff_partition(path: Path, fmt: str, verdict, name: str | None = None)
             first = None
             count = 0
             while k < len(extents) and extents[k][0] < gb:
-                lo, hi = max(ga, extents[k][0]), min(gb, extents[k][1])
-                q = lo
-                while q < hi:
-                    buf = os.pread(fd, min(_CHUNK, hi - q), q)
-                    if not buf:
-                        break
-                    z = buf.count(0)
-                    if z != len(buf):
-                        count += len(buf) - z
-                        if first is None:
-                            first = q + next(i for i, x in enumerate(buf) if x)
-                    q += len(buf)
+                n, at = _nonzero(fd, max(ga, extents[k][0]), min(gb, extents[k][1]))
+                count += n
+                first = at if first is None else first
                 k += 1
             if count:
                 nonzero += count
@@ -210,29 +213,16 @@ def check_tiff_partition(path: Path, fmt: str, verdict, name: str | None = None)
 def _gap_nonzero(path: Path, refs: list[tuple[int, int]]) -> tuple[int, int, int | None]:
     """(non-zero bytes outside ``refs``, unreferenced bytes, first offending offset)."""
     size = path.stat().st_size
-    merged = _union(refs)
-    gaps, pos = [], 0
-    for a, b in merged:
-        if a > pos:
-            gaps.append((pos, min(a, size)))
-        pos = max(pos, b)
-    if pos < size:
-        gaps.append((pos, size))
+    gaps = unreferenced(_union(refs), size)
     nonzero, first = 0, None
-    with open(path, "rb") as fh:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
         for a, b in gaps:
-            fh.seek(a)
-            q = a
-            while q < b:
-                buf = fh.read(min(_CHUNK, b - q))
-                if not buf:
-                    break
-                z = buf.count(0)
-                if z != len(buf):
-                    nonzero += len(buf) - z
-                    if first is None:
-                        first = q + next(i for i, x in enumerate(buf) if x)
-                q += len(buf)
+            n, at = _nonzero(fd, a, b)
+            nonzero += n
+            first = at if first is None else first
+    finally:
+        os.close(fd)
     return nonzero, sum(b - a for a, b in gaps), first
 
 
