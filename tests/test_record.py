@@ -319,7 +319,7 @@ def test_thumbnail_cost_does_not_grow_with_a_slide_without_pyramid(monkeypatch):
 
     img = record.bounded_thumbnail(Huge(), 224)
     assert img.size == (224, 112)
-    assert len(reads) <= record.MOSAIC_GRID**2 and max(w * h for w, h in reads) <= 256 * 256
+    assert len(reads) <= record.MOSAIC_GRID**2 and max(w * h for w, h in reads) <= record.MOSAIC_PATCH**2
     assert img.getpixel((100, 50)) == (200, 100, 150)  # the sampled pixels are what it shows
 
     class Small(Huge):

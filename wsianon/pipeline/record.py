@@ -304,7 +304,8 @@ def render_slide_images(path: Path | list[Path]) -> dict:
 # A smallest level above this many pixels is not decoded whole (OpenSlide's get_thumbnail would:
 # a slide without a pyramid can need gigabytes); it is sampled on a grid of small regions instead.
 MAX_THUMB_SOURCE_PIXELS = 16_000_000
-MOSAIC_GRID = 32
+MOSAIC_GRID = 16
+MOSAIC_PATCH = 64  # px of the level read per cell: about one tile decoded per cell
 
 
 def bounded_thumbnail(slide, px: int):
@@ -328,8 +329,8 @@ def bounded_thumbnail(slide, px: int):
             dy0, dy1 = gy * th // MOSAIC_GRID, (gy + 1) * th // MOSAIC_GRID
             if dx1 <= dx0 or dy1 <= dy0:
                 continue
-            # the region at the cell's centre, at most 256 px square, shrunk into the cell
-            cw, ch = min(x1 - x0, 256), min(y1 - y0, 256)
+            # the region at the cell's centre, at most MOSAIC_PATCH px square, scaled into the cell
+            cw, ch = min(x1 - x0, MOSAIC_PATCH), min(y1 - y0, MOSAIC_PATCH)
             cx, cy = (x0 + x1 - cw) // 2, (y0 + y1 - ch) // 2
             patch = slide.read_region((int(cx * ds), int(cy * ds)), lvl, (cw, ch)).convert("RGB")
             out.paste(patch.resize((dx1 - dx0, dy1 - dy0)), (dx0, dy0))
