@@ -473,3 +473,21 @@ def test_dry_run_applies_the_dicom_route_refusals(tmp_path, cli):
     assert code == 1 and f"error: {no_mpp}: cannot convert to DICOM" in err and "pixel spacing" in err
     code, out, err = cli("run", "--dry-run", "--target", "dicom", shared("aperio/CMU-1-Small-Region.svs"))
     assert code == 0 and "DRY-RUN" in out + err
+
+
+def test_journal_temp_left_by_a_killed_run_is_removed(tmp_path):
+    """kill -9 while the journal's temporary file was written leaves it beside the slide; the next
+    journal written for that slide removes it (its writer is gone), a live writer's is kept."""
+    import subprocess
+
+    from wsianon.io import journal as jmod
+
+    jpath = tmp_path / "slide.svs.wsianon-journal"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f".{jpath.name}.tmp-{dead.pid}"
+    stale.write_bytes(b"{partial")
+    live = tmp_path / f".{jpath.name}.tmp-1"  # pid 1 is alive
+    live.write_bytes(b"{")
+    jmod.write(jpath, {"regions": []})
+    assert jpath.exists() and not stale.exists() and live.exists()

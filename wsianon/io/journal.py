@@ -73,9 +73,38 @@ def build(fd: int, target: Path, regions: list[tuple[int, bytes]], append: bytes
     return {**body, "seal": _seal(body)}
 
 
+def _remove_stale_temps(jpath: Path) -> None:
+    """Temporary journals a killed run left beside the slide (their writer is gone): never a
+    journal themselves (they were not linked into place), so they are removed."""
+    prefix = f".{jpath.name}.tmp-"
+    try:
+        names = [n for n in os.listdir(jpath.parent) if n.startswith(prefix)]
+    except OSError:
+        return
+    for n in names:
+        pid_text = n[len(prefix):]
+        if not pid_text.isdigit():
+            continue
+        pid = int(pid_text)
+        alive = pid != os.getpid()
+        if alive:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                alive = False
+            except PermissionError:
+                pass  # another user's live process
+        if not alive:
+            try:
+                os.unlink(jpath.parent / n)
+            except OSError:
+                pass
+
+
 def write(jpath: Path, journal: dict) -> None:
     """Write the journal durably (mode 0600, exclusive create, fsync of file and folder)."""
     data = json.dumps(journal).encode()
+    _remove_stale_temps(jpath)
     tmp = jpath.with_name(f".{jpath.name}.tmp-{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
     try:
