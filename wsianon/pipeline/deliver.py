@@ -56,7 +56,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from wsianon.io.safetext import os_reason
 from wsianon.errors import WsianonError
-from wsianon.pipeline.manifest import manifest_path  # one place decides where the job database lives
+from wsianon.pipeline.manifest import manifest_path, open_db  # one place decides where the job database lives
 from wsianon.pipeline.report import REPORT_NAME
 
 if TYPE_CHECKING:
@@ -236,12 +236,7 @@ class DeliveryLog:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            if not self.path.exists():
-                fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
-                os.close(fd)
-            os.chmod(self.path, 0o600)
-            self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db = open_db(self.path, timeout=60)
             self.db.execute("PRAGMA busy_timeout=60000")
             self.db.execute(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:

@@ -141,6 +141,18 @@ def _row(r) -> Row:
     )
 
 
+def open_db(path: Path, timeout: float) -> sqlite3.Connection:
+    """The job database file (created mode 0600 when absent), in WAL mode, autocommit; the
+    manifest and the delivery log both open it this way."""
+    if not path.exists():
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+    os.chmod(path, 0o600)
+    db = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    return db
+
+
 class Manifest:
     """The job database.  Every method commits what it changes."""
 
@@ -149,12 +161,7 @@ class Manifest:
         if not create and not self.path.exists():
             raise WsianonError(self.path, "no job manifest here (was OUT written by wsianon 'run'?)")
         try:
-            if create and not self.path.exists():
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-                os.close(fd)
-            os.chmod(self.path, 0o600)
-            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db = open_db(self.path, timeout=30)  # absent only when create (refused above otherwise)
             self.db.execute("PRAGMA synchronous=NORMAL")
             self._schema()
         except sqlite3.Error as exc:
