@@ -15,6 +15,7 @@ from typing import AbstractSet
 from wsianon.converters.base import Field
 from wsianon.errors import CorruptInput, WsianonError
 from wsianon.io.tiff import ASCII, DATETIME, IFD, TIFF_MAGIC, TiffStructure
+from wsianon.profiles.actions import Action
 from wsianon.profiles.policy import Policy, year_only
 
 TAG_NAMES = {
@@ -37,15 +38,15 @@ def tag_name(tag: int) -> str:
     return f"tag {tag} {TAG_NAMES.get(tag, '')}".rstrip()
 
 
-def tiff_datetime_for_policy(value: str, policy: Policy) -> tuple[str, str]:
+def tiff_datetime_for_policy(value: str, policy: Policy) -> tuple[str, Action]:
     """(new value, action) of a TIFF DateTime ``YYYY:MM:DD HH:MM:SS`` under the date policy."""
     if policy.dates == "keep":
-        return value, "keep"
+        return value, Action.KEEP
     if policy.dates == "year":
         y = year_only(value)
         if y:
-            return f"{y}:01:01 00:00:00", "year"
-    return "", "blank"
+            return f"{y}:01:01 00:00:00", Action.YEAR
+    return "", Action.BLANK
 
 
 @dataclass
@@ -54,7 +55,7 @@ class AsciiDecision:
     tag: int
     old: str
     new: str | None  # None = keep as is
-    action: str
+    action: Action
 
 
 def decide_ascii(
@@ -76,18 +77,18 @@ def decide_ascii(
         old = ts.ascii(e)
         if e.tag == DATETIME:
             new, action = tiff_datetime_for_policy(old.strip(), policy)
-            out.append(AsciiDecision(ifd.index, e.tag, old, None if action == "keep" else new, action))
+            out.append(AsciiDecision(ifd.index, e.tag, old, None if action is Action.KEEP else new, action))
             continue
         pats = keep.get(e.tag, [])
         if not old.strip() or any(p.fullmatch(old) for p in pats):
-            out.append(AsciiDecision(ifd.index, e.tag, old, None, "keep"))
+            out.append(AsciiDecision(ifd.index, e.tag, old, None, Action.KEEP))
             continue
-        out.append(AsciiDecision(ifd.index, e.tag, old, "", "blank"))
+        out.append(AsciiDecision(ifd.index, e.tag, old, "", Action.BLANK))
     return out
 
 
 def decision_field(d: AsciiDecision) -> Field:
-    return Field(tag_name(d.tag), d.old.strip(), d.action if d.action != "keep" else "keep", f"IFD {d.ifd}")
+    return Field(tag_name(d.tag), d.old.strip(), d.action, f"IFD {d.ifd}")
 
 
 def parse_xml(data: bytes | str, path: Path, what: str) -> ET.Element:

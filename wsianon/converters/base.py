@@ -3,11 +3,13 @@
 A native converter knows one vendor family.  It
 
 * ``sniff``s a file by content (never by extension alone),
+* ``analyze``s it once into :class:`~wsianon.converters.decisions.Decisions`
+  (every identifying field and associated image with its action),
 * ``inspect``s it into an :class:`Inventory` (identifying fields with their
   values, associated images, pyramid levels; values never leave the process
-  unless the user asks),
+  unless the user asks): a view of the decisions,
 * ``plan``s the redaction as a :class:`~wsianon.io.plan.Plan` of byte patches
-  and small rewritten files; it never writes.
+  and small rewritten files from the same decisions; it never writes.
 
 The pipeline applies the plan into a staging folder, verifies the result with
 independent readers, and only then moves it into place.
@@ -15,38 +17,21 @@ independent readers, and only then moves it into place.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from wsianon.converters.decisions import Decisions, FieldDecision, ImageDecision
 from wsianon.io.plan import Plan
 from wsianon.io.scan import Canary
+from wsianon.profiles.actions import Action
 from wsianon.profiles.policy import Policy
 
 
-@dataclass
-class Field:
-    """One identifying (or possibly identifying) metadata field of a source."""
-
-    name: str  # e.g. "ImageDescription:ScanScope ID", "tag 306 DateTime"
-    value: str  # the identifying value: never printed unless --show-values
-    action: str  # "blank" | "remove" | "dummy" | "year" | "keep"
-    where: str = ""  # e.g. "IFD 0", "Slidedat.ini [GENERAL]"
-    canary: bool = True  # whether its value must not survive anywhere in the output
-
-    def public(self, show_values: bool = False) -> dict:
-        d = {"name": self.name, "action": self.action, "where": self.where}
-        if show_values:
-            d["value"] = self.value
-        return d
-
-
-@dataclass
-class AssociatedImage:
-    kind: str  # "label" | "macro" | "thumbnail" | "map" | "preview" | "overview" | "wholeslide"
-    where: str  # "IFD 3", "Data0002.dat", ...
-    identifying: bool  # shows the label or may show it
-    action: str = "remove"
+# The inventory's fields and images are the converter's decisions (one model, decided once).
+Field = FieldDecision
+AssociatedImage = ImageDecision
 
 
 @dataclass
@@ -59,11 +44,12 @@ class Inventory:
     levels: int = 0
     notes: list[str] = field(default_factory=list)
     extra_canaries: list[Canary] = field(default_factory=list)  # e.g. decoded barcodes, the file stem
+    decisions: Decisions | None = field(default=None, repr=False, compare=False)  # what this view was derived from
 
     def canaries(self) -> list[Canary]:
         out: dict[tuple[str, str], Canary] = {}
         for f in self.fields:
-            if f.canary and f.action != "keep" and f.value and f.value.strip():
+            if f.canary and f.action is not Action.KEEP and f.value and f.value.strip():
                 out.setdefault((f.name, f.value.strip()), Canary(f.name, f.value.strip()))
         for c in self.extra_canaries:
             if c.value.strip():
@@ -75,9 +61,7 @@ class Inventory:
             "format": self.format,
             "levels": self.levels,
             "fields": [f.public(show_values) for f in self.fields],
-            "associated_images": [
-                {"kind": i.kind, "where": i.where, "identifying": i.identifying, "action": i.action} for i in self.images
-            ],
+            "associated_images": [i.public() for i in self.images],
             "notes": self.notes,
         }
 
@@ -104,6 +88,26 @@ class NativeConverter:
     def sniff(self, path: Path, head: bytes) -> bool:
         """True when ``path`` (first 64 KiB in ``head``) is this converter's format."""
         raise NotImplementedError
+
+    def analyze(self, source: Path, policy: Policy) -> Decisions:
+        """Walk ``source`` once and decide every field and image under ``policy``.
+
+        The default derives the decisions from ``inspect`` (converters whose
+        ``inspect`` decides); Aperio and NDPI implement the walk here and derive
+        ``inspect`` and ``plan`` from it."""
+        if "policy" in inspect.signature(self.inspect).parameters:
+            inv = self.inspect(source, policy=policy)  # type: ignore[call-arg]  # converters that take the policy
+        else:
+            inv = self.inspect(source)
+        if inv.decisions is not None and inv.decisions.made_for(policy):
+            return inv.decisions
+        return Decisions.from_inventory(inv, policy)
+
+    def decisions_for(self, inv: Inventory, policy: Policy) -> Decisions:
+        """The decisions ``inv`` was derived from when they hold for ``policy``, else a fresh ``analyze``."""
+        if inv.decisions is not None and inv.decisions.made_for(policy):
+            return inv.decisions
+        return self.analyze(inv.path, policy)
 
     def inspect(self, path: Path) -> Inventory:
         raise NotImplementedError

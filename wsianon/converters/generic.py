@@ -26,10 +26,10 @@ from wsianon.io.ifdcopy import drop_ifds, orphan_values
 from wsianon.io.plan import FilePlan, Patch, Plan
 from wsianon.io.tiff import IMAGE_DESCRIPTION, Kind, TiffStructure
 from wsianon.profiles import load
+from wsianon.profiles.actions import Action
 from wsianon.profiles.policy import Policy
 
 SUBIFDS = 330
-_ACTION = {"blank": "blanked", "year": "reduced to year", "remove": "removed"}
 
 
 def _rules() -> dict:
@@ -122,7 +122,7 @@ class GenericTiffConverter(NativeConverter):
                     if d.action != "keep" and d.old.strip():
                         inv.fields.append(decision_field(d))
             for i, k in sorted(self._associated(ts).items()):
-                inv.images.append(AssociatedImage(k, f"IFD {i}", True, "keep" if (k != "label" and policy.macro == "keep") else "remove"))
+                inv.images.append(AssociatedImage(k, f"IFD {i}", True, Action.KEEP if (k != "label" and policy.macro == "keep") else Action.REMOVE))
             inv.levels = sum(1 for ifd in ts.ifds if 322 in ifd) or len(ts.ifds)
         return inv
 
@@ -156,7 +156,7 @@ class GenericTiffConverter(NativeConverter):
                         continue
                     patches.extend(tiffedit.set_bytes(ts, ifd.entries[d.tag], d.new.encode("latin-1"), f"IFD {ifd.index} tag {d.tag} blanked", app))
                     if d.old.strip():
-                        plan.remove("field", decision_field(d).name, _ACTION.get(d.action, d.action), f"IFD {ifd.index}")
+                        plan.remove("field", decision_field(d).name, d.action.done, f"IFD {ifd.index}")
                 for tag in blobs:
                     e = ifd.get(tag)
                     if e is not None and e.size:

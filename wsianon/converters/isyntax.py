@@ -37,13 +37,13 @@ from wsianon.converters.dpufs import XmlCleaner, normalize_markup
 from wsianon.errors import CorruptInput, UnsupportedFormat
 from wsianon.io.plan import FilePlan, Patch, Plan
 from wsianon.profiles import load
+from wsianon.profiles.actions import Action
 from wsianon.profiles.policy import Policy
 
 TERMINATOR = b"\r\n\x04"
 PAD = b"\n"
 _READ = 8 << 20
 _ROOT_RX = re.compile(rb'^(?:\xef\xbb\xbf)?\s*(?:<\?xml[^>]*\?>\s*)?<DataObject\s+ObjectType\s*=\s*"DPUfsImport"\s*>')
-_ACTION = {"blank": "blanked", "year": "reduced to year", "dummy": "dummy UID", "remove": "removed"}
 
 
 def _rules() -> dict:
@@ -183,12 +183,12 @@ class ISyntaxConverter(NativeConverter):
         inv.levels = an.levels
         # a keyed dummy UID (2.25.<128-bit>) is already what redaction writes: not an identifier
         fields = [
-            Field(f.name, f.value, "keep", f.where, canary=False)
+            Field(f.name, f.value, Action.KEEP, f.where, canary=False)
             if f.action == "dummy" and all(re.fullmatch(r"2\.25\.\d{1,39}", t.strip('"')) for t in f.value.split())
             else f
             for f in an.cleaner.fields
         ]
-        inv.fields = fields + [Field(f"XML markup: {d}", v, "remove", "header") for d, v in an.dropped_markup]
+        inv.fields = fields + [Field(f"XML markup: {d}", v, Action.REMOVE, "header") for d, v in an.dropped_markup]
         inv.images = list(an.cleaner.images)
         inv.extra_canaries = list(an.cleaner.canaries)
         inv.notes.append(f"XML header {an.header_len} bytes, body from byte {an.eot + 1} kept byte for byte")
@@ -202,7 +202,7 @@ class ISyntaxConverter(NativeConverter):
         for img in an.cleaner.images:
             plan.remove("image", img.kind, {"remove": "removed from XML", "blank": "replaced by blank JPEG", "keep": "kept"}[img.action], img.where)
         for f in an.cleaner.fields:
-            plan.remove("field", f.name, _ACTION.get(f.action, f.action), f.where)
+            plan.remove("field", f.name, f.action.done, f.where)
         for d, _v in an.dropped_markup:
             plan.remove("structure", d, "removed", "header")
         plan.notes.append(f"iSyntax header rewritten in place ({an.header_len} bytes, padded); body byte-identical")

@@ -40,9 +40,9 @@ from wsianon.io.ifdcopy import drop_ifds, orphan_values
 from wsianon.io.plan import FilePlan, Patch, Plan
 from wsianon.io.tiff import ASCII, IMAGE_DESCRIPTION, TILE_OFFSETS, TiffStructure
 from wsianon.profiles import load
+from wsianon.profiles.actions import Action
 from wsianon.profiles.policy import Policy, year_only
 
-_ACTION = {"blank": "blanked", "year": "reduced to year", "remove": "removed"}
 
 
 def _rules() -> dict:
@@ -158,7 +158,7 @@ class LeicaConverter(NativeConverter):
                 val = el.attrib[name]
                 if tag == "collection" and name == "barcode":
                     if val.strip():
-                        an.fields.append(Field("XML collection@barcode", val.strip(), "remove", "IFD 0"))
+                        an.fields.append(Field("XML collection@barcode", val.strip(), Action.REMOVE, "IFD 0"))
                     del el.attrib[name]
                     continue
                 if name in safe_attrs.get(tag, ()):
@@ -170,38 +170,38 @@ class LeicaConverter(NativeConverter):
                     m = version_prefix.match(val)
                     new = m.group(0) if m else ""
                     if new != val:
-                        an.fields.append(Field(f"XML {path}@version", val.strip(), "blank", "IFD 0"))
+                        an.fields.append(Field(f"XML {path}@version", val.strip(), Action.BLANK, "IFD 0"))
                         # each part after the version number on its own (a serial, say): other
                         # writers (the DICOM route) may copy just a part
                         for part in re.split(r"[;,]", val[len(new):]):
                             if part.strip():
-                                an.fields.append(Field(f"XML {path}@version (part)", part.strip(), "blank", "IFD 0"))
+                                an.fields.append(Field(f"XML {path}@version (part)", part.strip(), Action.BLANK, "IFD 0"))
                         el.attrib[name] = new
                     continue
                 if val.strip():
-                    an.fields.append(Field(f"XML {path}@{name}", val.strip(), "blank", "IFD 0"))
+                    an.fields.append(Field(f"XML {path}@{name}", val.strip(), Action.BLANK, "IFD 0"))
                 el.attrib[name] = ""
             txt = (el.text or "").strip()
             if tag == "barcode":
                 if txt:
-                    an.fields.append(Field("XML barcode", txt, "remove", "IFD 0"))
+                    an.fields.append(Field("XML barcode", txt, Action.REMOVE, "IFD 0"))
                     try:
                         dec = base64.b64decode(txt, validate=True).decode("utf-8", "replace").strip()
                         if dec:
-                            an.fields.append(Field("XML barcode (decoded)", dec, "remove", "IFD 0"))
+                            an.fields.append(Field("XML barcode (decoded)", dec, Action.REMOVE, "IFD 0"))
                     except (binascii.Error, ValueError):
                         pass
             elif txt and tag in dates:
                 if policy.dates == "keep":
-                    an.fields.append(Field(f"XML {path}", txt, "keep", "IFD 0"))
+                    an.fields.append(Field(f"XML {path}", txt, Action.KEEP, "IFD 0"))
                 elif policy.dates == "year" and year_only(txt):
-                    an.fields.append(Field(f"XML {path}", txt, "year", "IFD 0"))
+                    an.fields.append(Field(f"XML {path}", txt, Action.YEAR, "IFD 0"))
                     el.text = f"{year_only(txt)}-01-01T00:00:00Z"
                 else:
-                    an.fields.append(Field(f"XML {path}", txt, "blank", "IFD 0"))
+                    an.fields.append(Field(f"XML {path}", txt, Action.BLANK, "IFD 0"))
                     el.text = ""
             elif txt and tag not in safe_text:
-                an.fields.append(Field(f"XML {path}", txt, "blank", "IFD 0"))
+                an.fields.append(Field(f"XML {path}", txt, Action.BLANK, "IFD 0"))
                 el.text = ""
             for child in list(el):
                 if local(child.tag) == "barcode":
@@ -210,7 +210,7 @@ class LeicaConverter(NativeConverter):
                     continue
                 walk(child, f"{path}/{local(child.tag)}")
                 if child.tail and child.tail.strip():
-                    an.fields.append(Field(f"XML {path}#tail", child.tail.strip(), "blank", "IFD 0"))
+                    an.fields.append(Field(f"XML {path}#tail", child.tail.strip(), Action.BLANK, "IFD 0"))
                     child.tail = ""
 
         walk(root, "scn")
@@ -225,7 +225,7 @@ class LeicaConverter(NativeConverter):
         inv.fields = an.fields
         keep = policy.macro == "keep"
         for i in an.macro_ifds:
-            inv.images.append(AssociatedImage("macro", f"IFD {i}", True, "keep" if keep else "remove"))
+            inv.images.append(AssociatedImage("macro", f"IFD {i}", True, Action.KEEP if keep else Action.REMOVE))
         return inv
 
     # -- plan -------------------------------------------------------------------------
@@ -290,7 +290,7 @@ class LeicaConverter(NativeConverter):
                     plan.remove("image", "macro", "wiped+unlinked", f"IFD {i}")
             for f in an.fields:
                 idx = int(f.where.split()[-1]) if f.where.startswith("IFD ") else -1
-                action = "removed" if (idx in remove and idx != 0) else _ACTION.get(f.action, f.action)
+                action = Action.REMOVE.done if (idx in remove and idx != 0) else f.action.done
                 plan.remove("field", f.name, action, f.where)
             plan.files.append(FilePlan(dest=self.output_name(ctx, path), source=path, patches=patches, append=app.data))
         return plan

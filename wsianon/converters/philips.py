@@ -44,9 +44,9 @@ from wsianon.io.plan import FilePlan, Patch, Plan
 from wsianon.io.scan import Canary
 from wsianon.io.tiff import IMAGE_DESCRIPTION, SOFTWARE, TILE_OFFSETS, TiffStructure
 from wsianon.profiles import load
+from wsianon.profiles.actions import Action
 from wsianon.profiles.policy import Policy
 
-_ACTION = {"blank": "blanked", "year": "reduced to year", "dummy": "dummy UID", "remove": "removed"}
 
 
 def _rules() -> dict:
@@ -131,9 +131,9 @@ class PhilipsConverter(NativeConverter):
             an = self._analyze(ts, policy, b"inspect")
         assert an.xml is not None, "_analyze sets xml or raises"
         inv.levels = len(an.levels)
-        inv.fields = [f if f.action != "dummy" else Field(f.name, f.value, "dummy", f.where) for f in an.fields]
+        inv.fields = [f if f.action != "dummy" else Field(f.name, f.value, Action.DUMMY, f.where) for f in an.fields]
         inv.images = list(an.xml.images) + [
-            AssociatedImage(k, f"IFD {i}", True, "keep" if (k == "macro" and policy.macro == "keep") else "remove")
+            AssociatedImage(k, f"IFD {i}", True, Action.KEEP if (k == "macro" and policy.macro == "keep") else Action.REMOVE)
             for i, k in an.label_ifds.items()
         ]
         inv.extra_canaries = list(an.xml.canaries)
@@ -170,6 +170,6 @@ class PhilipsConverter(NativeConverter):
                 plan.remove("image", img.kind, {"remove": "removed from XML", "blank": "replaced by blank JPEG", "keep": "kept"}[img.action], img.where)
             for f in an.fields:
                 idx = int(f.where.split()[-1]) if f.where.startswith("IFD ") and f.where.split()[-1].isdigit() else -1
-                plan.remove("field", f.name, "removed" if idx in remove else _ACTION.get(f.action, f.action), f.where)
+                plan.remove("field", f.name, Action.REMOVE.done if idx in remove else f.action.done, f.where)
             plan.files.append(FilePlan(dest=self.output_name(ctx, path), source=path, patches=patches, append=app.data))
         return plan

@@ -45,10 +45,10 @@ from wsianon.io.ifdcopy import build_ifd, drop_ifds, orphan_values
 from wsianon.io.plan import FilePlan, Patch, Plan
 from wsianon.io.tiff import ASCII, BYTE, IMAGE_DESCRIPTION, SOFTWARE, TILE_OFFSETS, XMP, TiffStructure
 from wsianon.profiles import load
+from wsianon.profiles.actions import Action
 from wsianon.profiles.policy import Policy
 
 
-_ACTION = {"blank": "blanked", "year": "reduced to year", "dummy": "dummy", "remove": "removed"}
 
 
 def _rules() -> dict:
@@ -65,15 +65,15 @@ def clean_xml(root: ET.Element, keep_attr, where: str, prefix: str) -> list[Fiel
             if keep_attr(path, el.tag, name):
                 continue
             if val.strip():
-                fields.append(Field(f"{prefix}{path}:{name}", val.strip(), "blank", where))
+                fields.append(Field(f"{prefix}{path}:{name}", val.strip(), Action.BLANK, where))
             el.attrib[name] = ""
         if el.text and el.text.strip():
-            fields.append(Field(f"{prefix}{path}#text", el.text.strip(), "blank", where))
+            fields.append(Field(f"{prefix}{path}#text", el.text.strip(), Action.BLANK, where))
             el.text = ""
         for child in el:
             walk(child, f"{path}/{child.tag}")
             if child.tail and child.tail.strip():
-                fields.append(Field(f"{prefix}{path}#tail", child.tail.strip(), "blank", where))
+                fields.append(Field(f"{prefix}{path}#tail", child.tail.strip(), Action.BLANK, where))
                 child.tail = ""
 
     walk(root, root.tag)
@@ -188,9 +188,9 @@ class VentanaConverter(NativeConverter):
             inv.levels = len(an.levels)
             inv.fields = an.fields
             for i in an.labels:
-                inv.images.append(AssociatedImage("label", f"IFD {i}", True, "remove"))
+                inv.images.append(AssociatedImage("label", f"IFD {i}", True, Action.REMOVE))
             for i in an.thumbnails:
-                inv.images.append(AssociatedImage("thumbnail", f"IFD {i}", False, "keep"))
+                inv.images.append(AssociatedImage("thumbnail", f"IFD {i}", False, Action.KEEP))
         return inv
 
     # -- plan --------------------------------------------------------------------------
@@ -272,7 +272,7 @@ class VentanaConverter(NativeConverter):
                     patches.extend(tiffedit.set_bytes(ts, ifd.entries[tag], data, f"IFD {idx} tag {tag} cleaned", app))
             for f in an.fields:
                 where_idx = int(f.where.split()[-1]) if f.where.startswith("IFD ") else -1
-                action = "removed" if where_idx in remove else _ACTION.get(f.action, f.action)
+                action = Action.REMOVE.done if where_idx in remove else f.action.done
                 plan.remove("field", f.name, action, f.where)
             if relocated is not None:
                 plan.notes.append(f"IFD {relocated} rewritten at the end of the file")

@@ -27,6 +27,7 @@ from pydicom.tag import Tag
 from wsianon import __version__ as _version
 from wsianon.converters.dicom.keys import keyed_uid, remap_uid
 from wsianon.io.plan import Removal
+from wsianon.profiles.actions import Action
 from wsianon.profiles.dicom import FREE_TEXT_VRS, DicomProfile, code_meaning, code_schemes, iod, resolve_compound
 
 TEXT_VRS = {"AE", "AS", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"}
@@ -52,19 +53,16 @@ DUMMY = {
     "DS": "0",
     "IS": "0",
 }
+# report words: the Annex E letters are Actions (Action("X").done == "removed"); the engine's own reasons follow
 ACTION_WORD = {
-    "X": "removed",
-    "Z": "blanked",
-    "D": "dummy",
-    "C": "cleaned",
-    "U": "replaced",
+    **{code: Action(code).done for code in ("X", "Z", "D", "C", "U")},
     "I": "removed: not in the VL WSI IOD",
     "R": "removed: referenced an instance that is not shared",
     "Q": "removed: its condition attribute is absent",
     "M": "standard meaning of its code",
     "N": "dummy: code not in the DICOM/SNOMED dictionary",
 }
-SCRUB_WORD = {"X": "removed: held a source value", "Z": "blanked: held a source value", "D": "dummy: held a source value"}
+SCRUB_WORD = {code: f"{Action(code).done}: held a source value" for code in ("X", "Z", "D")}
 STRING_VRS = TEXT_VRS | DATE_VRS | {"DS", "IS", "UI"}
 
 # tags the engine writes itself (identity and de-identification record)

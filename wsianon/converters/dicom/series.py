@@ -17,6 +17,7 @@ from wsianon.converters.dicom.keys import date_offset_days, keyed_token, keyed_u
 from wsianon.converters.dicom.stream import read_header, write_instance
 from wsianon.errors import CorruptInput, NothingToShare, UnsupportedFormat
 from wsianon.io.plan import Removal
+from wsianon.profiles.actions import Action
 from wsianon.profiles.dicom import DicomProfile, iod, profile_for_policy
 
 WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
@@ -190,15 +191,14 @@ def _inventory(files, raw, kept_values, kinds, levels) -> Inventory:
         # values that also occur as kept values (e.g. a description equal to an ImageType word)
         # or times of day are too generic to be proven absent from bytes
         canary = vr not in ("TM", "CS", "DS", "IS", "US", "UL", "SS", "SL", "FL", "FD", "AT", "UV", "SV") and value.lower() not in kept_values
-        word = {"X": "remove", "Z": "blank", "D": "dummy", "C": "clean", "U": "replace"}.get(action, action)
-        inv.fields.append(Field(name=name, value=value, action=word, where=where, canary=canary))
+        inv.fields.append(Field(name=name, value=value, action=Action(action), where=where, canary=canary))  # an Annex E letter
     from wsianon.converters.base import AssociatedImage
 
     for kind, f in kinds:
         if kind in ("LABEL", "OVERVIEW"):
             inv.images.append(AssociatedImage(kind=kind.lower(), where=f"instance {files.index(f)}", identifying=True))
         elif kind == "THUMBNAIL":
-            inv.images.append(AssociatedImage(kind="thumbnail", where=f"instance {files.index(f)}", identifying=False, action="keep"))
+            inv.images.append(AssociatedImage(kind="thumbnail", where=f"instance {files.index(f)}", identifying=False, action=Action.KEEP))
         elif kind is None:
             inv.notes.append(f"instance {files.index(f)}: no ImageType value 3 (VOLUME/LABEL/OVERVIEW/THUMBNAIL)")
     return inv
@@ -323,8 +323,8 @@ def align_inventory(inv: Inventory, profile: DicomProfile) -> None:
         tag = tag_for_keyword(parts[-1])
         if tag is None:
             continue
-        if profile.action(tag, parts[:-1], parts[-1])[0] == "K":
-            f.action = "keep"
+        if Action(profile.action(tag, parts[:-1], parts[-1])[0]) is Action.KEEP:
+            f.action = Action.KEEP
 
 
 def deidentify_series(inv: Inventory, ctx: SlideContext, out_dir: Path) -> DicomResult:
