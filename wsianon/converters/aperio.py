@@ -14,7 +14,8 @@ import re
 from pathlib import Path
 
 from wsianon.converters._tiffmeta import tiff_datetime_for_policy
-from wsianon.converters.base import AssociatedImage, Field, Inventory, NativeConverter, SlideContext
+from wsianon.converters.base import Field, Inventory, NativeConverter, SlideContext
+from wsianon.converters.decisions import Action, Decisions, ImageDecision, TagEdit, report_fields
 from wsianon.errors import CorruptInput
 from wsianon.io import tiffedit
 from wsianon.io.plan import FilePlan, Patch, Plan
@@ -87,7 +88,7 @@ class DescriptionRewrite:
             if not piece.strip() or self.banner_ok.match(piece.strip()):
                 out_banner.append(piece)
             else:
-                fields.append(Field("ImageDescription:banner-text", piece.strip(), "blank"))
+                fields.append(Field("ImageDescription:banner-text", piece.strip(), Action.BLANK))
                 out_banner.append("")
         out = "".join(out_banner)
         if sep:
@@ -100,23 +101,23 @@ class DescriptionRewrite:
                 if not eq:
                     # free text without a key: fail-closed
                     if item.strip():
-                        fields.append(Field("ImageDescription:unkeyed-text", item.strip(), "blank"))
+                        fields.append(Field("ImageDescription:unkeyed-text", item.strip(), Action.BLANK))
                     new_items.append("")
                     continue
                 if k in self.safe:
                     new_items.append(item)
                     continue
-                action = "blank"
+                action = Action.BLANK
                 new_v = ""
                 if k in self.date_keys or k in self.time_keys:
                     if self.policy.dates == "keep":
-                        action = "keep"
+                        action = Action.KEEP
                         new_v = v
                     elif self.policy.dates == "year" and k in self.date_keys:
                         y = year_only(v)
-                        action = "year"
+                        action = Action.YEAR
                         new_v = f"01/01/{y[-2:]}" if y else ""
-                if action == "keep":
+                if action is Action.KEEP:
                     new_items.append(item)
                 else:
                     new_items.append(f"{key.rstrip()} = {new_v}" if new_v else f"{key.rstrip()} = ")
@@ -142,106 +143,104 @@ class AperioConverter(NativeConverter):
         except Exception:
             return False
 
-    # -- inspect -------------------------------------------------------------
-    def inspect(self, path: Path, policy: Policy | None = None) -> Inventory:
-        policy = policy or Policy()
-        inv = Inventory(format=self.name, path=path, input_files=[path])
-        rules = _rules()
+    # -- analyze: the one walk --------------------------------------------------
+    def analyze(self, source: Path, policy: Policy) -> Decisions:
+        """Classify every IFD and decide every text entry once (inspect and plan derive from this)."""
+        path = Path(source)
+        d = Decisions(format=self.name, source=path, policy=policy, input_files=[path])
+        private_tags = _rules()["private_tags_blanked"] + [700, 33723, 34377, 37510]
         rewriter = DescriptionRewrite(policy)
         with TiffStructure(path) as ts:
             for ifd in ts.ifds:
+                where = f"IFD {ifd.index}"
                 kind = classify_ifd(ts, ifd)
+                image = None
                 if kind == "level":
-                    inv.levels += 1
+                    d.levels += 1
                     ts.data_span_arrays(ifd)  # validates that tiles lie inside the file (compact: no per-tile objects)
                 elif kind in ("label", "macro"):
-                    action = "remove"
+                    action = Action.REMOVE
                     if kind == "label" and policy.label == "blank":
-                        action = "blank"
+                        action = Action.BLANK
                     if kind == "macro" and policy.macro == "keep":
-                        action = "keep"
-                    inv.images.append(AssociatedImage(kind, f"IFD {ifd.index}", True, action))
+                        action = Action.KEEP
+                    image = ImageDecision(kind, where, True, action)
                 elif kind == "thumbnail":
-                    inv.images.append(AssociatedImage("thumbnail", f"IFD {ifd.index}", False, "keep"))
+                    image = ImageDecision("thumbnail", where, False, Action.KEEP)
                 else:
-                    inv.images.append(AssociatedImage("unknown", f"IFD {ifd.index}", True, "remove"))
+                    image = ImageDecision("unknown", where, True, Action.REMOVE)
+                if image is not None:
+                    d.images.append(image)
+                    d.image_at[ifd.index] = image
                 for e in ts.iter_ascii_entries(ifd):
                     value = ts.ascii(e)
-                    where = f"IFD {ifd.index}"
                     if e.tag == IMAGE_DESCRIPTION:
-                        _, fields = rewriter.rewrite(value)
+                        new, fields = rewriter.rewrite(value)
                         for f in fields:
                             f.where = where
-                            inv.fields.append(f)
+                        d.fields += fields
+                        if new != value:
+                            d.edits.append(TagEdit(ifd.index, e.tag, "set", new.encode("latin-1"), "ImageDescription cleaned", fields))
                     elif value.strip():
-                        action = "blank"
-                        if e.tag == DATETIME and policy.dates != "remove":
-                            action = policy.dates
-                        inv.fields.append(Field(f"tag {e.tag}", value.strip(), action, where))
-                for tag in rules["private_tags_blanked"] + [700, 33723, 34377, 37510]:
+                        if e.tag == DATETIME:
+                            new_value, how = tiff_datetime_for_policy(value.strip(), policy)
+                        else:
+                            new_value, how = "", Action.BLANK
+                        f = Field(f"tag {e.tag}", value.strip(), how, where)
+                        d.fields.append(f)
+                        if f.action is not Action.KEEP:
+                            d.edits.append(TagEdit(ifd.index, e.tag, "set", new_value.encode(), f"tag {e.tag} blanked", [f]))
+                for tag in private_tags:
                     te = ifd.get(tag)
                     if te is not None and te.size and te.type != ASCII:
-                        raw = ts.raw(te)
-                        txt = raw.replace(b"\0", b" ").decode("latin-1").strip()
-                        inv.fields.append(Field(f"tag {tag}", txt, "blank", f"IFD {ifd.index}", canary=len(txt) >= 5 and txt.isprintable()))
-            if inv.levels == 0:
+                        txt = ts.raw(te).replace(b"\0", b" ").decode("latin-1").strip()
+                        f = Field(f"tag {tag}", txt, Action.BLANK, where, canary=len(txt) >= 5 and txt.isprintable())
+                        d.fields.append(f)
+                        d.edits.append(TagEdit(ifd.index, tag, "blank", reason=f"tag {tag} blanked", fields=[f]))
+            if d.levels == 0:
                 raise CorruptInput(path, "Aperio SVS without any tiled pyramid level")
-        return inv
+        return d
+
+    # -- inspect -------------------------------------------------------------
+    def inspect(self, path: Path, policy: Policy | None = None) -> Inventory:
+        return self.analyze(path, policy or Policy()).inventory()
 
     # -- plan ----------------------------------------------------------------
     def plan(self, inv: Inventory, ctx: SlideContext) -> Plan:
-        policy = ctx.policy
-        path = inv.path
+        """Byte patches carrying out the decisions (no IFD is classified, no text decided here)."""
+        d = self.decisions_for(inv, ctx.policy)
+        path = d.source
         plan = Plan(format=self.name)
-        rules = _rules()
-        rewriter = DescriptionRewrite(policy)
         fp = FilePlan(dest=self.output_name(ctx, path), source=path)
         plan.files.append(fp)
         with TiffStructure(path) as ts:
             appender = tiffedit.Appender(ts.size)
             remove: set[int] = set()
+            edits: dict[int, list[TagEdit]] = {}
+            for edit in d.edits:
+                edits.setdefault(edit.ifd, []).append(edit)
             for ifd in ts.ifds:
-                kind = classify_ifd(ts, ifd)
                 where = f"IFD {ifd.index}"
-                drop = (
-                    (kind == "label" and policy.label == "remove")
-                    or (kind == "macro" and policy.macro == "remove")
-                    or kind == "other"
-                )
-                if drop:
+                image = d.image_at.get(ifd.index)
+                if image is not None and image.action is Action.REMOVE:
                     remove.add(ifd.index)
+                    kind = image.kind
                     fp.patches += tiffedit.wipe_image_data(ts, ifd, f"{kind} pixels destroyed")
                     fp.patches += tiffedit.blank_all_ascii(ts, ifd, f"{kind} IFD text blanked")
                     plan.remove("image", kind, "wiped+unlinked", where)
                     continue
-                if kind == "label" and policy.label == "blank":
+                if image is not None and image.kind == "label" and image.action is Action.BLANK:
                     fp.patches += blank_label_patches(ts, ifd)
                     plan.remove("image", "label", "replaced by blank image", where)
-                if kind == "macro" and policy.macro == "keep":
+                if image is not None and image.kind == "macro" and image.action is Action.KEEP:
                     plan.notes.append("macro image kept on request: it usually shows the slide label")
-                for e in list(ts.iter_ascii_entries(ifd)):
-                    value = ts.ascii(e)
-                    if e.tag == IMAGE_DESCRIPTION:
-                        new, fields = rewriter.rewrite(value)
-                        if new != value:
-                            fp.patches += tiffedit.set_bytes(ts, e, new.encode("latin-1"), "ImageDescription cleaned", appender)
-                            for f in fields:
-                                if f.action != "keep":
-                                    plan.remove("field", f.name, "blanked" if f.action == "blank" else f.action, where)
-                    elif value.strip():
-                        new_v = b""
-                        if e.tag == DATETIME:
-                            new, action = tiff_datetime_for_policy(value.strip(), policy)
-                            if action == "keep":
-                                continue
-                            new_v = new.encode()
-                        fp.patches += tiffedit.set_bytes(ts, e, new_v, f"tag {e.tag} blanked", appender)
-                        plan.remove("field", f"tag {e.tag}", "year only" if new_v else "blanked", where)
-                for tag in rules["private_tags_blanked"] + [700, 33723, 34377, 37510]:
-                    te = ifd.get(tag)
-                    if te is not None and te.size and te.type != ASCII:
-                        fp.patches += tiffedit.blank_entry(ts, te, f"tag {tag} blanked")
-                        plan.remove("field", f"tag {tag}", "blanked", where)
+                for edit in edits.get(ifd.index, []):
+                    entry = ifd.entries[edit.tag]
+                    if edit.op == "set":
+                        fp.patches += tiffedit.set_bytes(ts, entry, edit.data, edit.reason, appender)
+                    elif edit.op == "blank":
+                        fp.patches += tiffedit.blank_entry(ts, entry, edit.reason)
+                    report_fields(plan, edit.fields)
             if remove:
                 fp.patches += tiffedit.unlink_ifds(ts, remove, "associated image unlinked")
             fp.append = appender.data

@@ -19,8 +19,10 @@ from __future__ import annotations
 import re
 import struct
 from pathlib import Path
+from typing import Literal
 
-from wsianon.converters.base import AssociatedImage, Field, Inventory, NativeConverter, SlideContext
+from wsianon.converters.base import Field, Inventory, NativeConverter, SlideContext
+from wsianon.converters.decisions import Action, Decisions, ImageDecision, TagEdit, report_fields
 from wsianon.errors import CorruptInput, UnsupportedFormat
 from wsianon.io import tiffedit
 from wsianon.io.plan import FilePlan, Patch, Plan
@@ -91,18 +93,18 @@ class PropertyMapRewrite:
         fields: list[Field] = []
         for k, v, eq in split_property_map(text):
             if not eq:
-                fields.append(Field("tag 65449 PropertyMap:unkeyed-text", k, "remove"))
+                fields.append(Field("tag 65449 PropertyMap:unkeyed-text", k, Action.REMOVE))
                 continue
             if k in self.safe:
                 kept.append(f"{k}={v}")
                 continue
-            action, new_v = "remove", ""
+            action, new_v = Action.REMOVE, ""
             if k in self.dates and self.policy.dates != "remove":
                 if self.policy.dates == "keep":
-                    action, new_v = "keep", v
+                    action, new_v = Action.KEEP, v
                 else:
                     y = year_only(v)
-                    action, new_v = ("year", y) if y else ("remove", "")
+                    action, new_v = (Action.YEAR, y) if y else (Action.REMOVE, "")
             if new_v:
                 kept.append(f"{k}={new_v}")
             if v.strip():
@@ -110,20 +112,20 @@ class PropertyMapRewrite:
         return "".join(line + "\r\n" for line in kept), fields
 
 
-def _ascii_action(tag: int, value: str, policy: Policy) -> tuple[str, bytes | None]:
-    """('keep'|'blank'|'year', new bytes or None for keep) for a plain ASCII tag."""
+def _ascii_action(tag: int, value: str, policy: Policy) -> tuple[Action, bytes | None]:
+    """(KEEP | BLANK | YEAR, new bytes or None for keep) for a plain ASCII tag."""
     r = _rules()
     pat = r["safe_ascii_values"].get(str(tag))
     if pat and re.match(pat, value.strip()):
-        return "keep", None
+        return Action.KEEP, None
     if tag in r["date_tags"]:
         if policy.dates == "keep":
-            return "keep", None
+            return Action.KEEP, None
         if policy.dates == "year":
             y = year_only(value)
             if y:
-                return "year", f"{y}:01:01 00:00:00".encode()
-    return "blank", b""
+                return Action.YEAR, f"{y}:01:01 00:00:00".encode()
+    return Action.BLANK, b""
 
 
 class NdpiConverter(NativeConverter):
@@ -148,11 +150,11 @@ class NdpiConverter(NativeConverter):
             raise UnsupportedFormat(path, "not a Hamamatsu NDPI file (no tag 65420)")
         return ts
 
-    # -- inspect -------------------------------------------------------------
-    def inspect(self, path: Path, policy: Policy | None = None) -> Inventory:
-        policy = policy or Policy()
-        path = Path(path)
-        inv = Inventory(format=self.name, path=path, input_files=[path])
+    # -- analyze: the one walk --------------------------------------------------
+    def analyze(self, source: Path, policy: Policy) -> Decisions:
+        """Classify every IFD and decide every text and position entry once (inspect and plan derive from this)."""
+        path = Path(source)
+        d = Decisions(format=self.name, source=path, policy=policy, input_files=[path])
         r = _rules()
         pm = PropertyMapRewrite(policy)
         with self._open(path) as ts:
@@ -160,83 +162,86 @@ class NdpiConverter(NativeConverter):
                 where = f"IFD {ifd.index}"
                 kind = classify(ts, ifd)
                 spans = ts.data_spans(ifd)  # validates strips lie inside the file
+                image = None
                 if kind == "level":
                     if not spans:
                         raise CorruptInput(path, f"NDPI level IFD {ifd.index} has no image data")
-                    inv.levels += 1
+                    d.levels += 1
                 elif kind == "macro":
-                    inv.images.append(AssociatedImage("macro", where, True, "keep" if policy.macro == "keep" else "remove"))
+                    image = ImageDecision("macro", where, True, Action.KEEP if policy.macro == "keep" else Action.REMOVE)
                 elif kind == "map":
-                    inv.images.append(AssociatedImage("map", where, False, "remove"))
+                    image = ImageDecision("map", where, False, Action.REMOVE)
                 else:
-                    inv.images.append(AssociatedImage("unknown", where, True, "remove"))
+                    image = ImageDecision("unknown", where, True, Action.REMOVE)
+                if image is not None:
+                    d.images.append(image)
+                    d.image_at[ifd.index] = image
+                # text: every IFD, unlinked ones included (their bytes stay in the file)
                 for e in ts.iter_ascii_entries(ifd):
                     value = ts.ascii(e)
                     if e.tag == r["property_map_tag"]:
-                        _, fields = pm.rewrite(value)
+                        new, fields = pm.rewrite(value)
                         for f in fields:
                             f.where = where
-                            inv.fields.append(f)
+                        d.fields += fields
+                        changed = new.encode("latin-1") + b"\0" != ts.raw(e)
+                        op: Literal["set", "none"] = "set" if changed else "none"
+                        d.edits.append(TagEdit(ifd.index, e.tag, op, new.encode("latin-1"), "property map cleaned", fields))
                         continue
-                    if not value.strip():
+                    action, new_v = _ascii_action(e.tag, value, policy)
+                    fields = []
+                    if value.strip():
+                        fields = [Field(_tag_name(e.tag), value.strip(), action, where)]
+                        d.fields += fields
+                    if action is Action.KEEP or (not value.strip() and not ts.raw(e).strip(b"\0")):
                         continue
-                    action, _ = _ascii_action(e.tag, value, policy)
-                    inv.fields.append(Field(_tag_name(e.tag), value.strip(), action, where))
+                    d.edits.append(TagEdit(ifd.index, e.tag, "set", new_v or b"", f"{_tag_name(e.tag)} blanked", fields))
                 for tag in r["position_tags_zeroed"]:
                     te = ifd.get(tag)
                     if te is not None and te.size:
                         v = ts.values(te)
-                        inv.fields.append(Field(_tag_name(tag), str(v[0]), "blank", where, canary=False))
-            if inv.levels == 0:
+                        f = Field(_tag_name(tag), str(v[0]), Action.ZERO, where, canary=False)
+                        d.fields.append(f)
+                        if te.inline:
+                            d.edits.append(TagEdit(ifd.index, tag, "zero", reason=f"{_tag_name(tag)} zeroed", fields=[f]))
+            if d.levels == 0:
                 raise CorruptInput(path, "NDPI without any pyramid level")
-        return inv
+        return d
+
+    # -- inspect -------------------------------------------------------------
+    def inspect(self, path: Path, policy: Policy | None = None) -> Inventory:
+        return self.analyze(path, policy or Policy()).inventory()
 
     # -- plan ----------------------------------------------------------------
     def plan(self, inv: Inventory, ctx: SlideContext) -> Plan:
-        policy = ctx.policy
-        path = Path(inv.path)
+        """Byte patches carrying out the decisions (no IFD is classified, no text decided here)."""
+        d = self.decisions_for(inv, ctx.policy)
+        path = d.source
         plan = Plan(format=self.name)
-        r = _rules()
-        pm = PropertyMapRewrite(policy)
         fp = FilePlan(dest=self.output_name(ctx, path), source=path)
         plan.files.append(fp)
         with self._open(path) as ts:
             appender = tiffedit.Appender(ts.size)
             remove: set[int] = set()
+            edits: dict[int, list[TagEdit]] = {}
+            for edit in d.edits:
+                edits.setdefault(edit.ifd, []).append(edit)
             for ifd in ts.ifds:
                 where = f"IFD {ifd.index}"
-                kind = classify(ts, ifd)
-                if kind == "macro" and policy.macro == "keep":
+                image = d.image_at.get(ifd.index)
+                if image is not None and image.action is Action.KEEP:
                     plan.notes.append("macro image kept on request: it shows the slide label")
-                elif kind != "level":
+                elif image is not None:
                     remove.add(ifd.index)
-                    fp.patches += tiffedit.wipe_image_data(ts, ifd, f"{kind} pixels destroyed")
-                    plan.remove("image", kind, "wiped+unlinked", where)
-                # text: every IFD, unlinked ones included (their bytes stay in the file)
-                for e in list(ts.iter_ascii_entries(ifd)):
-                    value = ts.ascii(e)
-                    if e.tag == r["property_map_tag"]:
-                        new, fields = pm.rewrite(value)
-                        raw = ts.raw(e)
-                        if new.encode("latin-1") + b"\0" != raw:
-                            fp.patches += tiffedit.set_bytes(ts, e, new.encode("latin-1"), "property map cleaned", appender)
-                        for f in fields:
-                            if f.action != "keep":
-                                plan.remove("field", f.name, "removed" if f.action == "remove" else f.action, where)
-                        continue
-                    action, new_v = _ascii_action(e.tag, value, policy)
-                    if action == "keep":
-                        continue
-                    if not value.strip() and not ts.raw(e).strip(b"\0"):
-                        continue
-                    fp.patches += tiffedit.set_bytes(ts, e, new_v or b"", f"{_tag_name(e.tag)} blanked", appender)
-                    if value.strip():
-                        plan.remove("field", _tag_name(e.tag), "year only" if action == "year" else "blanked", where)
-                for tag in r["position_tags_zeroed"]:
-                    te = ifd.get(tag)
-                    if te is not None and te.size and te.inline:
-                        fp.patches.append(Patch(te.value_offset, te.size, None, f"{_tag_name(tag)} zeroed"))
-                        plan.remove("field", _tag_name(tag), "zeroed", where)
+                    fp.patches += tiffedit.wipe_image_data(ts, ifd, f"{image.kind} pixels destroyed")
+                    plan.remove("image", image.kind, "wiped+unlinked", where)
+                for edit in edits.get(ifd.index, []):
+                    entry = ifd.entries[edit.tag]
+                    if edit.op == "set":
+                        fp.patches += tiffedit.set_bytes(ts, entry, edit.data, edit.reason, appender)
+                    elif edit.op == "zero":
+                        fp.patches.append(Patch(entry.value_offset, entry.size, None, edit.reason))
+                    report_fields(plan, edit.fields)
             if remove:
                 if len(remove) == len(ts.ifds):
                     raise CorruptInput(path, "NDPI without any pyramid level")
