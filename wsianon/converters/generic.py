@@ -119,7 +119,7 @@ class GenericTiffConverter(NativeConverter):
             inv.notes.append(f"handled as {kind} by the fail-closed generic TIFF redactor (--allow-generic)")
             for ifd in ts.ifds:
                 for d in decide_ascii(ts, ifd, policy, {}):
-                    if d.action != "keep" and d.old.strip():
+                    if d.action is not Action.KEEP and d.old.strip():
                         inv.fields.append(decision_field(d))
             for i, k in sorted(self._associated(ts).items()):
                 inv.images.append(AssociatedImage(k, f"IFD {i}", True, Action.KEEP if (k != "label" and policy.macro == "keep") else Action.REMOVE))

@@ -184,7 +184,7 @@ class ISyntaxConverter(NativeConverter):
         # a keyed dummy UID (2.25.<128-bit>) is already what redaction writes: not an identifier
         fields = [
             Field(f.name, f.value, Action.KEEP, f.where, canary=False)
-            if f.action == "dummy" and all(re.fullmatch(r"2\.25\.\d{1,39}", t.strip('"')) for t in f.value.split())
+            if f.action is Action.DUMMY and all(re.fullmatch(r"2\.25\.\d{1,39}", t.strip('"')) for t in f.value.split())
             else f
             for f in an.cleaner.fields
         ]

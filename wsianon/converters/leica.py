@@ -140,7 +140,7 @@ class LeicaConverter(NativeConverter):
             skip = {IMAGE_DESCRIPTION} if ifd.index == 0 else set()
             for d in decide_ascii(ts, ifd, policy, keep, skip=skip):
                 an.ascii.append(d)
-                if d.action != "keep" and d.old.strip():
+                if d.action is not Action.KEEP and d.old.strip():
                     an.fields.append(decision_field(d))
         return an
 

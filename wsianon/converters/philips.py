@@ -131,7 +131,7 @@ class PhilipsConverter(NativeConverter):
             an = self._analyze(ts, policy, b"inspect")
         assert an.xml is not None, "_analyze sets xml or raises"
         inv.levels = len(an.levels)
-        inv.fields = [f if f.action != "dummy" else Field(f.name, f.value, Action.DUMMY, f.where) for f in an.fields]
+        inv.fields = [f if f.action is not Action.DUMMY else Field(f.name, f.value, Action.DUMMY, f.where) for f in an.fields]
         inv.images = list(an.xml.images) + [
             AssociatedImage(k, f"IFD {i}", True, Action.KEEP if (k == "macro" and policy.macro == "keep") else Action.REMOVE)
             for i, k in an.label_ifds.items()

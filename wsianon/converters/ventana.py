@@ -148,7 +148,7 @@ class VentanaConverter(NativeConverter):
                 an.thumbnails.append(ifd.index)
             for d in decide_ascii(ts, ifd, policy, keep):
                 an.ascii.append(d)
-                if d.action != "keep" and d.old.strip():
+                if d.action is not Action.KEEP and d.old.strip():
                     an.fields.append(decision_field(d))
             e = ifd.get(XMP)
             if e is None:

@@ -25,6 +25,7 @@ from wsianon.pipeline.verify import (
     source_property_canaries,
     stem_canaries,
 )
+from wsianon.profiles.actions import Action
 from wsianon.profiles.policy import Policy
 from wsianon.verify import vocabulary
 
@@ -34,7 +35,7 @@ def _residual_fields(inv, verdict: Verdict) -> None:
     # one of our pseudonyms) is not an identifier: the vocabulary scan judges all text
     vocab = vocabulary.vocabulary(inv.format)
     residual = sorted(
-        {f.name for f in inv.fields if f.value.strip() and f.action != "keep" and vocabulary.unknown_tokens(f.value, vocab)}
+        {f.name for f in inv.fields if f.value.strip() and f.action is not Action.KEEP and vocabulary.unknown_tokens(f.value, vocab)}
     )
     verdict.add(
         "residual-metadata",
@@ -42,7 +43,7 @@ def _residual_fields(inv, verdict: Verdict) -> None:
         f"identifying fields still carrying values: {residual}" if residual else "no identifying field carries a value",
     )
     # an image the format replaces by a neutral one (the MRXS preview) is judged by the format's checks
-    imgs = sorted({i.kind for i in inv.images if i.identifying and i.action != "replace"})
+    imgs = sorted({i.kind for i in inv.images if i.identifying and i.action is not Action.REPLACE})
     verdict.add("residual-images", not imgs, f"identifying images still present: {imgs}" if imgs else "no label/macro image present")
 
 
