@@ -37,6 +37,7 @@ from typing import AbstractSet
 from wsianon.converters._tiffmeta import compile_all
 from wsianon.converters.base import AssociatedImage, Field
 from wsianon.io.scan import Canary
+from wsianon.profiles.actions import Action
 from wsianon.profiles.policy import Policy
 
 
@@ -90,6 +91,10 @@ def _tag_of(a: ET.Element) -> str:
     except ValueError:
         return ""
 
+
+
+# what the report says was done to an image embedded in the DPUfsImport XML (Philips TIFF, iSyntax)
+XML_IMAGE_DONE = {Action.REMOVE: "removed from XML", Action.BLANK: "replaced by blank JPEG", Action.KEEP: Action.KEEP.done}
 
 class XmlCleaner:
     """Fail-closed rewrite of a DPUfsImport tree (in place) against the rules ``r``."""
@@ -147,15 +152,15 @@ class XmlCleaner:
                     # a long stretch of its base64 is a canary (no stale XML bytes may remain)
                     mid = len(data) // 2
                     self.canaries.append(Canary(f"PIM_DP_IMAGE_DATA ({t or 'unknown'})", data[mid : mid + 48]))
-                action = "remove"
+                action = Action.REMOVE
                 if kind == "macro" and self.policy.macro == "keep":
-                    action = "keep"
+                    action = Action.KEEP
                 elif kind == "label" and self.policy.label == "blank":
-                    action = "blank"
+                    action = Action.BLANK
                 self.images.append(AssociatedImage(kind, f"XML DPScannedImage {t or '?'}", True, action))
-                if action == "remove":
+                if action is Action.REMOVE:
                     arr.remove(obj)
-                elif action == "blank":
+                elif action is Action.BLANK:
                     for a in obj.findall("Attribute"):
                         if a.get("Name") == self.r["image_data_attribute"]:
                             a.text = blank_jpeg_b64(data)
@@ -199,7 +204,7 @@ class XmlCleaner:
             if name == self.r["derivation_attribute"]:
                 new, removed = self._derivation(text)
                 if removed:
-                    self.fields.append(Field(f"{fname}:sourceFilename", removed, "blank", where))
+                    self.fields.append(Field(f"{fname}:sourceFilename", removed, Action.BLANK, where))
                 a.text = new
                 continue
             if not v:
@@ -208,27 +213,27 @@ class XmlCleaner:
                 try:
                     dec = base64.b64decode(v, validate=True).decode("utf-8", "replace").strip()
                     if dec:
-                        self.fields.append(Field(f"{fname} (decoded)", dec, "blank", where))
+                        self.fields.append(Field(f"{fname} (decoded)", dec, Action.BLANK, where))
                 except (binascii.Error, ValueError):
                     pass
             if self.uid_rx.search(name):
-                self.fields.append(Field(fname, v.strip('"'), "dummy", where))
+                self.fields.append(Field(fname, v.strip('"'), Action.DUMMY, where))
                 toks = [t.strip('"') for t in v.split()]
                 a.text = " ".join(('"%s"' % keyed_uid(self.key, t)) if v.startswith('"') else keyed_uid(self.key, t) for t in toks)
                 continue
             if self.date_rx.search(name):
                 if self.policy.dates == "keep":
-                    self.fields.append(Field(fname, v.strip('"'), "keep", where))
+                    self.fields.append(Field(fname, v.strip('"'), Action.KEEP, where))
                     continue
                 if self.policy.dates == "year":
                     y = year_value(name, v)
-                    self.fields.append(Field(fname, v.strip('"'), "year" if y else "blank", where))
+                    self.fields.append(Field(fname, v.strip('"'), Action.YEAR if y else Action.BLANK, where))
                     a.text = y
                     continue
-                self.fields.append(Field(fname, v.strip('"'), "blank", where))
+                self.fields.append(Field(fname, v.strip('"'), Action.BLANK, where))
                 a.text = ""
                 continue
-            self.fields.append(Field(fname, v.strip('"'), "blank", where))
+            self.fields.append(Field(fname, v.strip('"'), Action.BLANK, where))
             a.text = ""
 
     def _derivation(self, text: str) -> tuple[str, str]:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from wsianon.io.safetext import os_reason
 from wsianon.converters.base import Field, Inventory, NativeConverter, SlideContext
-from wsianon.converters.dpufs import XmlCleaner, normalize_markup
+from wsianon.converters.dpufs import XML_IMAGE_DONE, XmlCleaner, normalize_markup
 from wsianon.errors import CorruptInput, UnsupportedFormat
 from wsianon.io.plan import FilePlan, Patch, Plan
 from wsianon.profiles import load
@@ -200,7 +200,7 @@ class ISyntaxConverter(NativeConverter):
         plan = Plan(format=self.name)
         patch = Patch(0, an.header_len, an.new_header, "iSyntax XML header rewritten fail-closed, padded to its length")
         for img in an.cleaner.images:
-            plan.remove("image", img.kind, {"remove": "removed from XML", "blank": "replaced by blank JPEG", "keep": "kept"}[img.action], img.where)
+            plan.remove("image", img.kind, XML_IMAGE_DONE[img.action], img.where)
         for f in an.cleaner.fields:
             plan.remove("field", f.name, f.action.done, f.where)
         for d, _v in an.dropped_markup:
