@@ -92,9 +92,9 @@ def _tag_of(a: ET.Element) -> str:
         return ""
 
 
-
 # what the report says was done to an image embedded in the DPUfsImport XML (Philips TIFF, iSyntax)
 XML_IMAGE_DONE = {Action.REMOVE: "removed from XML", Action.BLANK: "replaced by blank JPEG", Action.KEEP: Action.KEEP.done}
+
 
 class XmlCleaner:
     """Fail-closed rewrite of a DPUfsImport tree (in place) against the rules ``r``."""
