@@ -259,3 +259,14 @@ def test_report_actions_round_trip_to_the_decisions(cli, svs, tmp_path):
     shown = {(f["name"], f["where"]): f["action"] for f in json.loads(out)[0]["fields"]}
     dflt = {(f.name, f.where): f.action for f in AperioConverter().analyze(svs, Policy()).fields}
     assert shown and all(Action(v) is dflt[k] and v == dflt[k].value for k, v in shown.items())
+
+
+def test_plan_refuses_a_file_that_changed_after_analysis(tmp_path):
+    from wsianon.errors import CorruptInput
+
+    path = write_svs(tmp_path / "s.svs").path
+    conv = AperioConverter()
+    inv = conv.inspect(path)
+    write_svs(path, with_macro=False)  # one IFD fewer: the decisions no longer describe the file
+    with pytest.raises(CorruptInput, match="changed between inspection and redaction"):
+        conv.plan(inv, ctx(Policy()))

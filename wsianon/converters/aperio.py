@@ -151,6 +151,7 @@ class AperioConverter(NativeConverter):
         private_tags = _rules()["private_tags_blanked"] + [700, 33723, 34377, 37510]
         rewriter = DescriptionRewrite(policy)
         with TiffStructure(path) as ts:
+            d.ifds = len(ts.ifds)
             for ifd in ts.ifds:
                 where = f"IFD {ifd.index}"
                 kind = classify_ifd(ts, ifd)
@@ -219,6 +220,8 @@ class AperioConverter(NativeConverter):
             edits: dict[int, list[TagEdit]] = {}
             for edit in d.edits:
                 edits.setdefault(edit.ifd, []).append(edit)
+            if len(ts.ifds) != d.ifds:
+                raise CorruptInput(path, "the file changed between inspection and redaction")
             for ifd in ts.ifds:
                 where = f"IFD {ifd.index}"
                 image = d.image_at.get(ifd.index)
@@ -235,7 +238,9 @@ class AperioConverter(NativeConverter):
                 if image is not None and image.kind == "macro" and image.action is Action.KEEP:
                     plan.notes.append("macro image kept on request: it usually shows the slide label")
                 for edit in edits.get(ifd.index, []):
-                    entry = ifd.entries[edit.tag]
+                    entry = ifd.get(edit.tag)
+                    if entry is None:
+                        raise CorruptInput(path, "the file changed between inspection and redaction")
                     if edit.op == "set":
                         fp.patches += tiffedit.set_bytes(ts, entry, edit.data, edit.reason, appender)
                     elif edit.op == "blank":

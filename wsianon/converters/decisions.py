@@ -109,6 +109,7 @@ class Decisions:
     extra_canaries: list[Canary] = field(default_factory=list)
     edits: list[TagEdit] = field(default_factory=list)  # format-private steps (TIFF redactors), in walk order
     image_at: dict[int, ImageDecision] = field(default_factory=dict)  # IFD index -> its image decision
+    ifds: int = 0  # IFDs walked (TIFF redactors): the plan refuses a file whose structure changed since
     _inventory: Inventory | None = field(default=None, repr=False)
 
     def made_for(self, policy: Policy) -> bool:

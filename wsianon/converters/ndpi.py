@@ -158,6 +158,7 @@ class NdpiConverter(NativeConverter):
         r = _rules()
         pm = PropertyMapRewrite(policy)
         with self._open(path) as ts:
+            d.ifds = len(ts.ifds)
             for ifd in ts.ifds:
                 where = f"IFD {ifd.index}"
                 kind = classify(ts, ifd)
@@ -226,6 +227,8 @@ class NdpiConverter(NativeConverter):
             edits: dict[int, list[TagEdit]] = {}
             for edit in d.edits:
                 edits.setdefault(edit.ifd, []).append(edit)
+            if len(ts.ifds) != d.ifds:
+                raise CorruptInput(path, "the file changed between inspection and redaction")
             for ifd in ts.ifds:
                 where = f"IFD {ifd.index}"
                 image = d.image_at.get(ifd.index)
@@ -236,7 +239,9 @@ class NdpiConverter(NativeConverter):
                     fp.patches += tiffedit.wipe_image_data(ts, ifd, f"{image.kind} pixels destroyed")
                     plan.remove("image", image.kind, "wiped+unlinked", where)
                 for edit in edits.get(ifd.index, []):
-                    entry = ifd.entries[edit.tag]
+                    entry = ifd.get(edit.tag)
+                    if entry is None:
+                        raise CorruptInput(path, "the file changed between inspection and redaction")
                     if edit.op == "set":
                         fp.patches += tiffedit.set_bytes(ts, entry, edit.data, edit.reason, appender)
                     elif edit.op == "zero":
