@@ -101,7 +101,8 @@ def _walk_hier_record(data: bytes, path: Path, table: int, i: int, is_level: boo
         nxt = _i32(data, page + 4, path, "next page pointer")
         if count < 0:
             raise CorruptInput(path, "Index.dat corrupt: negative page item count")
-        _i32(data, page + 8 + 16 * count - 4, path, "page items") if count else None
+        if count:  # the last item lies inside the file
+            _i32(data, page + 8 + 16 * count - 4, path, "page items")
         if is_level:  # zoom levels: tiles
             tiles.extend(_page_tiles(data, path, page, count))
         if nxt == 0:
