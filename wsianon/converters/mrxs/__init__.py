@@ -1,0 +1,24 @@
+"""3DHistech MRXS: the native redactor and the parts of the format it reads.
+
+Modules, along the format's own pieces:
+
+* ``redactor.py`` — :class:`MrxsConverter` (sniff, inspect, plan as short steps) and
+  :func:`keyed_slide_id`;
+* ``slide.py`` — opening and checking a slide (``NAME.mrxs`` + ``NAME/``);
+* ``ini.py`` — Slidedat.ini as lines (bytes we do not change survive);
+* ``index.py`` — Index.dat records: parse, and the patches that rewrite them;
+* ``datafile.py`` — Data-file blobs and headers;
+* ``images.py`` — the associated images (label, macro, whole slide, thumbnail);
+* ``rules.py`` — what the profile ``wsianon/profiles/data/mrxs.json`` decides.
+
+Format-neutral JPEG helpers live in :mod:`wsianon.io.jpeg_images`.  The names other
+modules and the tests import from ``wsianon.converters.mrxs`` are re-exported here.
+"""
+
+from __future__ import annotations
+
+from wsianon.converters.mrxs.ini import IniDoc, IniLine
+from wsianon.converters.mrxs.redactor import MrxsConverter, keyed_slide_id
+from wsianon.io.jpeg_images import jpeg_text_segments
+
+__all__ = ["IniDoc", "IniLine", "MrxsConverter", "jpeg_text_segments", "keyed_slide_id"]

@@ -1,0 +1,57 @@
+"""The Data files (``DataNNNN.dat``): a header that repeats the SLIDE_ID, then blobs
+that Index.dat points to (tiles of the zoom levels, NONHIER records).
+
+Here: reading one record's blob, the text inside free-text blobs (ProfileXML, XML
+headers), and the header rewrite: the SLIDE_ID replaced wherever it occurs in the first
+``data_header_scan_bytes``, and — when Index.dat could not be walked, so nothing is
+known to be image data — everything after the header zeroed.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from wsianon.converters.mrxs.index import VERSION_BYTES, NonHierRecord
+from wsianon.io.plan import Patch
+
+
+def read_blob(datafiles: list[Path], rec: NonHierRecord, limit: int = 64 << 20) -> bytes:
+    """A record's bytes; empty when it has none or is larger than ``limit``."""
+    if not rec.present or rec.size > limit:
+        return b""
+    with open(datafiles[rec.fileno], "rb") as fh:
+        fh.seek(rec.offset)
+        return fh.read(rec.size)
+
+
+def xml_texts(blob: bytes) -> list[str]:
+    """Element texts and attribute values (5 characters or more, not plain numbers) of an XML-ish blob."""
+    text = blob.decode("utf-8", errors="replace")
+    vals = re.findall(r">([^<>]+)<", text) + re.findall(r"=\s*\"([^\"]*)\"", text) + re.findall(r"=\s*'([^']*)'", text)
+    return [v.strip() for v in vals if len(v.strip()) >= 5 and not re.fullmatch(r"[-0-9.,: ]+|utf-8|1\.0", v.strip())]
+
+
+def _header_end(data: bytes, slide_id: str) -> int:
+    i = data.find(slide_id.encode("latin-1"))
+    return i + len(slide_id) if i >= 0 else 0
+
+
+def header_patches(path: Path, old_id: str, new_id: str, scan_bytes: int, zero_rest: bool) -> tuple[list[Patch], int]:
+    """(patches, SLIDE_ID hits) for one Data file: every SLIDE_ID in its first ``scan_bytes``
+    replaced; with ``zero_rest`` everything after the header zeroed as well (fail-closed)."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(min(scan_bytes, size))
+    old = old_id.encode("latin-1")
+    patches = []
+    pos = head.find(old)
+    while pos >= 0:
+        patches.append(Patch(pos, len(old), new_id.encode("latin-1"), "SLIDE_ID replaced"))
+        pos = head.find(old, pos + len(old))
+    hits = len(patches)
+    if zero_rest:
+        end = _header_end(head, old_id) or min(size, VERSION_BYTES)
+        if size > end:
+            patches.append(Patch(end, size - end, None, "data of an unreadable index zeroed (fail-closed)"))
+    return patches, hits

@@ -1,0 +1,280 @@
+"""3DHistech MRXS native redactor.
+
+A slide is ``NAME.mrxs`` (a JPEG photo of the whole glass slide, label end
+included) plus the folder ``NAME/`` with ``Slidedat.ini``, ``Index.dat`` and
+``DataNNNN.dat`` (DESIGN.md §3; layout facts from OpenSlide's mirax reader).
+
+The output is a complete renamed pair: ``PSEUDO.mrxs`` (a neutral preview
+without metadata) and ``PSEUDO/`` with
+
+* ``Slidedat.ini`` rewritten fail-closed (encoding, BOM, line endings and key
+  order kept; SLIDE_ID replaced by a keyed value, SLIDE_NAME by the pseudonym,
+  identifying and unknown free-text values blanked, the label / macro /
+  whole-slide records removed and the remaining NONHIER values renumbered);
+* ``Index.dat`` patched: the new SLIDE_ID in the header, the removed records
+  dropped from the nonhier pointer table and their page entries zeroed;
+* the Data files patched: the new SLIDE_ID in their headers, the removed
+  blobs and every free-text blob (ProfileXML, XML headers, unknown records)
+  zeroed.  Pyramid tile bytes are never touched.
+
+Data-file and index names are never followed out of the slide folder.  The
+pieces: ``slide.py`` (opening and checking), ``ini.py``, ``index.py``,
+``datafile.py``, ``images.py`` (associated images) and ``rules.py`` (the profile).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from pathlib import Path
+
+from wsianon.converters.base import AssociatedImage, Field, Inventory, NativeConverter, SlideContext
+from wsianon.converters.mrxs import index as idx
+from wsianon.converters.mrxs.datafile import header_patches, xml_texts
+from wsianon.converters.mrxs.images import associated_actions, label_blanks, remove_records
+from wsianon.converters.mrxs.ini import IniDoc
+from wsianon.converters.mrxs.rules import ini_value_action, rules, text_records
+from wsianon.converters.mrxs.slide import Slide, load_slide
+from wsianon.errors import CorruptInput, WsianonError
+from wsianon.io.jpeg_images import jpeg_text_segments, neutral_jpeg
+from wsianon.io.plan import FilePlan, Patch, Plan
+from wsianon.io.safefile import read_regular
+from wsianon.io.safetext import os_reason
+from wsianon.profiles.policy import Policy
+
+_DEFAULT_PREVIEW_SIZE = (640, 240)
+
+
+def keyed_slide_id(key: bytes, old: str) -> str:
+    """A new SLIDE_ID of the same length (offsets in Index.dat depend on it), keyed, uppercase hex."""
+    out = ""
+    block = b"mrxs-slide-id:" + old.encode("latin-1")
+    while len(out) < len(old):
+        block = hmac.new(key, block, hashlib.sha256).digest()
+        out += block.hex().upper()
+    new = out[: len(old)]
+    if new == old:  # astronomically unlikely; never keep the old identifier
+        new = new[::-1]
+    return new
+
+
+class MrxsConverter(NativeConverter):
+    name = "mrxs"
+    title = "3DHistech MRXS"
+    openslide_vendor = "mirax"
+    extension = ".mrxs"
+
+    def sniff(self, path: Path, head: bytes) -> bool:
+        path = Path(path)
+        if path.suffix.lower() != ".mrxs":
+            return False
+        ini = path.with_suffix("") / "Slidedat.ini"
+        try:
+            start = read_regular(ini, 4096)
+        except WsianonError:
+            return False
+        return b"[GENERAL]" in start and b"SLIDE_ID" in start
+
+    def commit_last(self, plan: Plan) -> list[str]:
+        return [f.dest for f in plan.files if "/" not in f.dest]
+
+    def _base(self, ctx: SlideContext, source: Path) -> str:
+        return source.stem if ctx.policy.rename == "keep" else ctx.pseudonym
+
+    def output_name(self, ctx: SlideContext, source: Path) -> str:
+        return self._base(ctx, source) + ".mrxs"
+
+    # -- inspect ------------------------------------------------------------------------------
+    def inspect(self, path: Path, policy: Policy | None = None) -> Inventory:
+        policy = policy or Policy()
+        slide = load_slide(Path(path))
+        inv = Inventory(
+            format=self.name,
+            path=slide.mrxs,
+            input_files=[slide.mrxs, slide.ini.path, slide.index_path, *slide.datafiles],
+            levels=slide.zoom_levels,
+        )
+        if not slide.index.supported:
+            inv.notes.append(
+                f"Index.dat layout {slide.index.version!r} is not one OpenSlide reads: image data cannot be located, "
+                "so every Data file is zeroed after its header"
+            )
+        _inspect_ini(inv, slide.ini, policy)
+        _inspect_records(inv, slide, policy)
+        _inspect_preview(inv, slide.mrxs)
+        return inv
+
+    # -- plan -----------------------------------------------------------------------------------
+    def plan(self, inv: Inventory, ctx: SlideContext) -> Plan:
+        slide = load_slide(Path(inv.path))
+        base = self._base(ctx, slide.mrxs)
+        plan = Plan(format=self.name)
+        new_id = keyed_slide_id(ctx.key, slide.slide_id)
+        actions = associated_actions(slide, ctx.policy)
+        blanks = label_blanks(slide, actions)  # a label that cannot be blanked in place is removed
+        removed = {s for s, a in actions.items() if a == "remove"}
+
+        _plan_ini_values(plan, slide.ini, ctx.policy, new_id, base)
+        _plan_ini_free_text(plan, slide.ini)
+        _plan_associated(plan, slide, actions, removed, blanks)
+        plan.files.append(FilePlan(dest=f"{base}.mrxs", content=neutral_jpeg(_preview_size(slide.mrxs))))
+        plan.remove("image", "preview", "replaced by a neutral image without metadata", slide.mrxs.suffix)
+        plan.files.append(FilePlan(dest=f"{base}/{slide.ini.path.name}", content=slide.ini.render()))
+
+        idx_fp = FilePlan(dest=f"{base}/{slide.index_path.name}", source=slide.index_path)
+        data_fps = [FilePlan(dest=f"{base}/{p.name}", source=p) for p in slide.datafiles]
+        idx_fp.patches.append(idx.slide_id_patch(slide.slide_id, new_id))
+        if slide.index.supported:
+            _plan_records(plan, slide, idx_fp, data_fps, removed, blanks)
+        else:
+            _plan_unreadable_index(plan, slide, idx_fp)
+        _plan_data_headers(plan, slide, data_fps, new_id)
+        plan.files.append(idx_fp)
+        plan.files.extend(data_fps)
+        _note_other_files(plan, slide)
+        return plan
+
+
+# -- inspect steps ------------------------------------------------------------------------------
+
+
+def _inspect_ini(inv: Inventory, ini: IniDoc, policy: Policy) -> None:
+    """Every Slidedat.ini value that will not be kept, and every free-text line."""
+    for l in ini.kv():
+        action, _ = ini_value_action(l.section or "", l.key or "", l.value or "", policy)
+        if action != "keep" and l.value:
+            inv.fields.append(Field(f"Slidedat.ini:{l.key}", l.value, action, f"[{l.section}]"))
+    for l in ini.lines:
+        if l.kind in ("comment", "other") and l.text.strip():
+            inv.fields.append(Field("Slidedat.ini:free text", l.text.strip().lstrip(";#").strip(), "remove", f"[{l.section}]"))
+
+
+def _inspect_records(inv: Inventory, slide: Slide, policy: Policy) -> None:
+    """The associated images and the texts inside free-text records."""
+    kinds = rules()["associated"]
+    for slot, action in associated_actions(slide, policy).items():
+        rec = slide.records[slot]
+        kind = kinds[rec.name]
+        inv.images.append(AssociatedImage(kind, f"{rec.name} (Data file {rec.fileno})", kind != "thumbnail" or action == "remove", action))
+    for rec in text_records(slide.records):
+        for t in xml_texts(slide.blob(rec))[:200]:
+            inv.fields.append(Field(f"{rec.name}:text", t, "blank", f"Data file {rec.fileno}"))
+
+
+def _inspect_preview(inv: Inventory, mrxs: Path) -> None:
+    """The text in the .mrxs preview JPEG; the preview itself is always replaced."""
+    try:
+        preview = mrxs.read_bytes()
+    except OSError as exc:
+        raise CorruptInput(mrxs, f"cannot read: {os_reason(exc)}") from None
+    for kind, t in jpeg_text_segments(preview):
+        inv.fields.append(Field(f"preview:{kind}", t, "remove", mrxs.name))
+    inv.images.append(AssociatedImage("preview", mrxs.name, True, "replace"))
+
+
+# -- plan steps ---------------------------------------------------------------------------------
+
+
+def _plan_ini_values(plan: Plan, ini: IniDoc, policy: Policy, new_id: str, base: str) -> None:
+    """SLIDE_ID keyed, SLIDE_NAME the output name, dates by policy, the rest blanked unless safe."""
+    for l in ini.kv():
+        action, new = ini_value_action(l.section or "", l.key or "", l.value or "", policy)
+        if action == "keep":
+            continue
+        if action == "replace":
+            l.set_value(new_id)
+            plan.remove("field", f"Slidedat.ini:{l.key}", "replaced (keyed)", f"[{l.section}]")
+        elif action == "dummy":
+            l.set_value(base)
+            plan.remove("field", f"Slidedat.ini:{l.key}", "dummy", f"[{l.section}]")
+        elif l.value:
+            l.set_value(new)
+            plan.remove("field", f"Slidedat.ini:{l.key}", "year only" if action == "year" else "blanked", f"[{l.section}]")
+
+
+def _plan_ini_free_text(plan: Plan, ini: IniDoc) -> None:
+    for l in ini.lines:
+        if l.kind in ("comment", "other") and l.text.strip():
+            l.deleted = True
+            plan.remove("field", "Slidedat.ini:free text", "removed", f"[{l.section}]")
+
+
+def _plan_associated(plan: Plan, slide: Slide, actions: dict[int, str], removed: set[int], blanks: dict[int, bytes]) -> None:
+    """Removed records leave Slidedat.ini; blanked labels and images kept on request are reported."""
+    kinds = rules()["associated"]
+    for r in remove_records(slide, removed):
+        plan.remove("image", kinds.get(r.name, r.name), "wiped+removed", r.name)
+    for slot in blanks:
+        plan.remove("image", "label", "replaced by blank image", slide.records[slot].name)
+    for slot, action in actions.items():
+        if action == "keep" and kinds[slide.records[slot].name] != "thumbnail":
+            plan.notes.append(f"{slide.records[slot].name} kept on request: it shows the slide label")
+
+
+def _preview_size(mrxs: Path) -> tuple[int, int]:
+    try:
+        from PIL import Image
+
+        with Image.open(mrxs) as im:
+            return im.size
+    except Exception:
+        return _DEFAULT_PREVIEW_SIZE
+
+
+def _plan_records(plan: Plan, slide: Slide, idx_fp: FilePlan, data_fps: list[FilePlan], removed: set[int], blanks: dict[int, bytes]) -> None:
+    """A walkable Index.dat: removed records dropped and destroyed, labels blanked, free text zeroed;
+    the JPEG streams of tiles and kept records scrubbed of COM/APPn payloads by the pipeline."""
+    if removed:
+        idx_fp.patches.append(idx.nonhier_table_patch(slide.index, slide.records, removed))
+    for off, ln, fno in slide.index.hier_tiles:
+        data_fps[fno].jpeg_spans.append((off, ln))
+    for rec in slide.records:  # kept associated images (the thumbnail) too
+        if rec.present and rec.table_slot not in removed:
+            data_fps[rec.fileno].jpeg_spans.append((rec.offset, rec.size))
+    _destroy_removed(slide, idx_fp, data_fps, removed)
+    for slot, data in blanks.items():
+        rec = slide.records[slot]
+        data_fps[rec.fileno].patches.append(Patch(rec.offset, rec.size, data + bytes(rec.size - len(data)), "label replaced by blank"))
+        idx_fp.patches.append(idx.entry_size_patch(rec, len(data)))
+    for rec in text_records(slide.records):
+        if rec.size:
+            data_fps[rec.fileno].patches.append(Patch(rec.offset, rec.size, None, f"{rec.name} free text zeroed"))
+            plan.remove("field", rec.name, "zeroed", f"Data file {rec.fileno}")
+
+
+def _destroy_removed(slide: Slide, idx_fp: FilePlan, data_fps: list[FilePlan], removed: set[int]) -> None:
+    """A removed record's blob zeroed in its Data file and its Index.dat entry zeroed (once per entry)."""
+    zeroed_entries: set[int] = set()
+    for slot in sorted(removed):
+        rec = slide.records[slot]
+        if not rec.present:
+            continue
+        data_fps[rec.fileno].patches.append(Patch(rec.offset, rec.size, None, f"{rec.name} pixels destroyed"))
+        if rec.entry_offset not in zeroed_entries:
+            zeroed_entries.add(rec.entry_offset)
+            idx_fp.patches.append(idx.entry_zero_patch(rec))
+
+
+def _plan_unreadable_index(plan: Plan, slide: Slide, idx_fp: FilePlan) -> None:
+    """An Index.dat layout we cannot walk: zeroed after its header (the Data files follow)."""
+    plan.notes.append(f"Index.dat layout {slide.index.version!r} unsupported: Index.dat and Data files zeroed after their headers")
+    patch = idx.zero_after_header_patch(slide.index, slide.slide_id)
+    if patch is not None:
+        idx_fp.patches.append(patch)
+    plan.remove("structure", "Index.dat", "zeroed after header (layout unsupported)")
+
+
+def _plan_data_headers(plan: Plan, slide: Slide, data_fps: list[FilePlan], new_id: str) -> None:
+    scan_n = rules()["data_header_scan_bytes"]
+    for p, fp in zip(slide.datafiles, data_fps):
+        patches, hits = header_patches(p, slide.slide_id, new_id, scan_n, zero_rest=not slide.index.supported)
+        fp.patches.extend(patches)
+        if hits:
+            plan.remove("field", "Data file header:SLIDE_ID", "replaced (keyed)", p.name)
+
+
+def _note_other_files(plan: Plan, slide: Slide) -> None:
+    known = set(slide.datafiles) | {slide.index_path, slide.ini.path}
+    others = sorted(q.name for q in slide.folder.iterdir() if q.is_file() and q not in known)
+    if others:
+        plan.notes.append(f"{len(others)} other file(s) in the slide folder are not part of the slide and were not copied")

@@ -1,0 +1,69 @@
+"""What the MRXS profile (``wsianon/profiles/data/mrxs.json``) decides, one value or
+one record at a time: the action for a Slidedat.ini value, which NONHIER records are
+associated images, and which carry free text."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from wsianon.profiles import load
+from wsianon.profiles.policy import Policy, year_only
+
+if TYPE_CHECKING:
+    from wsianon.converters.mrxs.index import NonHierRecord
+
+# the NONHIER layer that holds the associated images (label, macro, whole slide, thumbnail)
+SCAN_DATA_LAYER = "Scan data layer"
+
+
+def rules() -> dict:
+    return load("mrxs")
+
+
+def ini_value_action(section: str, key: str, value: str, policy: Policy) -> tuple[str, str]:
+    """(action, new value) for one ini value: keep | blank | dummy | year | replace."""
+    r = rules()
+    if section in r["structural_sections"]:
+        return "keep", value
+    if key == r["slide_id_key"] and section == "GENERAL":
+        return "replace", value
+    if key == r["slide_name_key"] and section == "GENERAL":
+        return "dummy", value
+    if key in r["date_keys"]:
+        return _date_action(value, policy)
+    if key in r["identifying_keys"]:
+        return "blank", ""
+    if key in r["safe_keys"]:
+        return "keep", value
+    if not value or re.match(r["structural_value_pattern"], value):
+        return "keep", value
+    return "blank", ""
+
+
+def _date_action(value: str, policy: Policy) -> tuple[str, str]:
+    if policy.dates == "keep":
+        return "keep", value
+    if policy.dates == "year":
+        y = year_only(value)
+        return ("year", y) if y else ("blank", "")
+    return "blank", ""
+
+
+def associated_kind(rec: NonHierRecord) -> str | None:
+    """label | macro | wholeslide | thumbnail for an associated-image record, else None."""
+    if rec.layer_name != SCAN_DATA_LAYER:
+        return None
+    return rules()["associated"].get(rec.name)
+
+
+def text_records(records: list[NonHierRecord]) -> list[NonHierRecord]:
+    """Present records that are neither known-safe nor associated images: their blobs are free text."""
+    r = rules()
+    safe = set(r["safe_nonhier_records"])
+    assoc = set(r["associated"])
+    return [
+        rec
+        for rec in records
+        if rec.present and rec.name not in safe and rec.layer_name not in safe and not (rec.name in assoc and rec.layer_name == SCAN_DATA_LAYER)
+    ]

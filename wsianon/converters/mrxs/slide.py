@@ -1,0 +1,152 @@
+"""One MRXS slide as the redactor sees it: ``NAME.mrxs`` plus the folder ``NAME/`` with
+Slidedat.ini, Index.dat and the Data files it names.
+
+:func:`load_slide` opens and checks it: member names never leave the folder (no paths,
+no symbolic links), the NONHIER records Slidedat.ini declares are located through
+Index.dat, and every tile and record lies inside its Data file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from wsianon.converters.mrxs.datafile import read_blob
+from wsianon.converters.mrxs.index import IndexInfo, NonHierRecord, read_index
+from wsianon.converters.mrxs.ini import IniDoc
+from wsianon.converters.mrxs.rules import rules
+from wsianon.errors import CorruptInput, UnsupportedFormat
+from wsianon.io.safefile import read_whole_regular
+from wsianon.io.safetext import os_reason
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\- ]*$")
+_MAX_FILES = 100000
+
+
+@dataclass
+class Slide:
+    mrxs: Path
+    folder: Path
+    ini: IniDoc
+    slide_id: str
+    index_path: Path
+    datafiles: list[Path]
+    records: list[NonHierRecord]
+    index: IndexInfo
+    zoom_levels: int
+
+    def blob(self, rec: NonHierRecord) -> bytes:
+        return read_blob(self.datafiles, rec)
+
+
+def _plain_name(name: str) -> bool:
+    return not (
+        "/" in name
+        or "\\" in name
+        or "\0" in name
+        or name in (".", "..")
+        or os.path.isabs(name)
+        or re.match(r"^[A-Za-z]:", name)
+        or not _SAFE_NAME.match(name)
+    )
+
+
+def safe_member(folder: Path, name: str | None, what: str) -> Path:
+    """``folder/name`` when ``name`` is a plain file name inside the slide folder; refuse otherwise."""
+    if not name:
+        raise CorruptInput(folder, f"Slidedat.ini names no {what}")
+    if not _plain_name(name):
+        raise CorruptInput(folder, f"{what}: the name Slidedat.ini gives leaves the slide folder or is not a plain file name: refused")
+    p = folder / name
+    if p.is_symlink():
+        raise CorruptInput(p, f"{what} is a symbolic link: refused")
+    if not p.exists():
+        raise CorruptInput(p, f"{what} is missing")
+    if not p.is_file():
+        raise CorruptInput(p, f"{what} is not a regular file: refused")
+    return p
+
+
+def _slide_folder(path: Path) -> Path:
+    if path.suffix.lower() != ".mrxs":
+        raise UnsupportedFormat(path, "an MRXS slide is opened through its NAME.mrxs file")
+    folder = path.with_suffix("")
+    if folder.is_symlink():
+        raise CorruptInput(folder, "MRXS slide folder is a symbolic link: refused")
+    if not folder.is_dir():
+        raise CorruptInput(path, "MRXS slide folder is missing")
+    return folder
+
+
+def _read_ini(folder: Path) -> IniDoc:
+    ini_path = safe_member(folder, "Slidedat.ini", "Slidedat.ini")
+    try:
+        raw = read_whole_regular(ini_path)
+    except OSError as exc:
+        raise CorruptInput(ini_path, f"cannot read: {os_reason(exc)}") from None
+    return IniDoc(raw, ini_path)
+
+
+def _datafiles(folder: Path, ini: IniDoc) -> list[Path]:
+    nfiles = ini.int("DATAFILE", "FILE_COUNT")
+    if nfiles < 0 or nfiles > _MAX_FILES:
+        raise CorruptInput(ini.path, "implausible FILE_COUNT")
+    return [safe_member(folder, ini.get("DATAFILE", f"FILE_{i}"), f"data file FILE_{i}") for i in range(nfiles)]
+
+
+def _hier_counts(ini: IniDoc) -> list[int]:
+    hier_count = ini.int("HIERARCHICAL", "HIER_COUNT")
+    hier_counts = [ini.int("HIERARCHICAL", f"HIER_{i}_COUNT") for i in range(hier_count)]
+    if not hier_counts or ini.get("HIERARCHICAL", "HIER_0_NAME") != "Slide zoom level":
+        raise CorruptInput(ini.path, "Slidedat.ini has no 'Slide zoom level' hierarchy")
+    return hier_counts
+
+
+def _nonhier_records(ini: IniDoc) -> list[NonHierRecord]:
+    """Every NONHIER value Slidedat.ini declares, in nonhier-table order (not yet located)."""
+    records: list[NonHierRecord] = []
+    for li in range(ini.int("HIERARCHICAL", "NONHIER_COUNT")):
+        lname = ini.get("HIERARCHICAL", f"NONHIER_{li}_NAME") or ""
+        for vi in range(ini.int("HIERARCHICAL", f"NONHIER_{li}_COUNT")):
+            name = ini.get("HIERARCHICAL", f"NONHIER_{li}_VAL_{vi}") or ""
+            section = ini.get("HIERARCHICAL", f"NONHIER_{li}_VAL_{vi}_SECTION")
+            records.append(NonHierRecord(li, vi, lname, name, section, len(records)))
+    return records
+
+
+def _check_extents(index_path: Path, datafiles: list[Path], index: IndexInfo, records: list[NonHierRecord]) -> None:
+    """Every tile and record names a listed Data file and ends inside it."""
+    nfiles = len(datafiles)
+    sizes = [p.stat().st_size for p in datafiles]
+    if not index.supported:
+        return
+    for off, ln, fno in index.hier_tiles:
+        if fno >= nfiles:
+            raise CorruptInput(index_path, f"Index.dat names data file {fno}, Slidedat.ini lists {nfiles}")
+        if off + ln > sizes[fno]:
+            raise CorruptInput(datafiles[fno], "tile data beyond the end of the data file (truncated?)")
+    for r in records:
+        if not r.present:
+            continue
+        if r.fileno >= nfiles:
+            raise CorruptInput(index_path, f"Index.dat names data file {r.fileno}, Slidedat.ini lists {nfiles}")
+        if r.offset + r.size > sizes[r.fileno]:
+            raise CorruptInput(datafiles[r.fileno], f"{r.name or 'record'} data beyond the end of the data file (truncated?)")
+
+
+def load_slide(path: Path) -> Slide:
+    path = Path(path)
+    folder = _slide_folder(path)
+    ini = _read_ini(folder)
+    slide_id = ini.get("GENERAL", rules()["slide_id_key"])
+    if not slide_id:
+        raise CorruptInput(ini.path, "Slidedat.ini has no SLIDE_ID")
+    index_path = safe_member(folder, ini.get("HIERARCHICAL", "INDEXFILE"), "index file")
+    datafiles = _datafiles(folder, ini)
+    hier_counts = _hier_counts(ini)
+    records = _nonhier_records(ini)
+    index = read_index(index_path, slide_id, hier_counts, records)
+    _check_extents(index_path, datafiles, index, records)
+    return Slide(path, folder, ini, slide_id, index_path, datafiles, records, index, hier_counts[0])
