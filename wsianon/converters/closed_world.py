@@ -31,7 +31,7 @@ from wsianon.io import icc
 from wsianon.io.extents import data_extents
 from wsianon.io.plan import FilePlan, Patch, Plan
 from wsianon.io.tiff import TIFF_MAGIC, TYPES, Kind, TiffStructure
-from wsianon.profiles.closed_world import TIFF_FORMATS, allowed_tags, mrxs_base_sections, mrxs_key_allowed, tag_name, value_allowed
+from wsianon.profiles.closed_world import allowed_tags, mrxs_base_sections, mrxs_key_allowed, tag_name, tiff_closed_world, value_allowed
 
 ICC_TAG = 34675
 _CHECK_LIMIT = 1 << 20  # unreferenced stretches up to this size are read: zero ones need no patch
@@ -171,7 +171,7 @@ def close_plan(plan: Plan, fmt: str) -> None:
     if fmt == "mrxs":
         _close_mrxs(plan)
         return
-    if fmt not in TIFF_FORMATS:
+    if not tiff_closed_world(fmt):
         return
     total_zeroed = icc_total = 0
     dropped_all: list[dict] = []

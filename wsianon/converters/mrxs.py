@@ -727,3 +727,21 @@ class MrxsConverter(NativeConverter):
         if others:
             plan.notes.append(f"{len(others)} other file(s) in the slide folder are not part of the slide and were not copied")
         return plan
+
+
+# the format's spec (moves into the package's __init__.py when mrxs becomes a package)
+from wsianon.converters.registry import ClosedWorld, DicomRoute, DicomVia, FormatSpec  # noqa: E402
+from wsianon.verify.formats import mrxs as _checks  # noqa: E402
+
+_R = MrxsConverter()
+
+SPEC: FormatSpec = FormatSpec(
+    name=_R.name,
+    title=_R.title,
+    openslide_vendor=_R.openslide_vendor,
+    extension=_R.extension,
+    redactor=_R,
+    verification=_checks,
+    dicom=DicomRoute(DicomVia.WSIDICOMIZER),
+    closed_world=ClosedWorld.MRXS,
+)

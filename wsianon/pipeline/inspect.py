@@ -10,7 +10,7 @@ from wsianon.pipeline.detect import SlideSource
 
 
 def inspect_source(src: SlideSource, policy) -> Inventory:
-    if src.format == "dicom":
+    if src.spec.is_dicom:
         from wsianon.converters import dicom as dicom_mod
 
         return dicom_mod.inspect_dicom(src.files)
