@@ -172,6 +172,12 @@ def test_block_header_table_parser():
         parse_block_header_table(ok + struct.pack("<HHI", 0x0010, 0x0010, 8) + b"JANE ROE", 1000)
     with pytest.raises(TableError):  # byte count does not match
         parse_block_header_table(ok[:-4], 1000)
+    # many alike records (checked column-wise): one of them spelling text in a field is found
+    recs = [(i % 97, i % 89, i % 3, i % 4, 1, 0) for i in range(5000)]
+    assert parse_block_header_table(partial_block_header_table(recs), 1000) == 5000
+    recs[4321] = (1, int.from_bytes(b"Roe ", "little"), 0, 0, 1, 0)
+    with pytest.raises(TableError, match="out of range"):
+        parse_block_header_table(partial_block_header_table(recs), 1000)
 
 
 def test_body_is_opaque_without_source_and_proven_with_it(outs, cli, tmp_path):
