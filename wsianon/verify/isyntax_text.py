@@ -80,7 +80,15 @@ def _terminator(fd: int) -> int | None:
 
 
 class TableError(ValueError):
-    pass
+    """A coded table that does not parse; ``reason`` is our own wording (never a value)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _why(exc: Exception, other: str) -> str:
+    return exc.reason if isinstance(exc, TableError) else other
 
 
 def _uniform(raw: bytes, file_size: int, tags: dict) -> int | None:
@@ -199,7 +207,7 @@ def scan_isyntax(path: Path, name: str | None = None) -> tuple[list, str]:
         try:
             seek = _seek_table(fd, eot + 1, size)
         except (TableError, struct.error) as exc:
-            out.append(TextFinding(name, eot + 1, f"seek table does not parse as bounded numeric records ({exc})"))
+            out.append(TextFinding(name, eot + 1, f"seek table does not parse as bounded numeric records ({_why(exc, 'truncated')})"))
     finally:
         os.close(fd)
 
@@ -235,7 +243,7 @@ def scan_isyntax(path: Path, name: str | None = None) -> tuple[list, str]:
                     records += parse_block_header_table(raw, size)
                     tables += 1
                 except (binascii.Error, ValueError, struct.error) as exc:
-                    why = str(exc) if isinstance(exc, TableError) else "not base64"
+                    why = _why(exc, "not base64")
                     out.append(TextFinding(name, a, f"coded table {attr} does not parse as bounded numeric records ({why})"))
             elif not _base64_ok(val.decode("ascii", "replace")):
                 out.append(TextFinding(name, a, f"{attr} is not a base64 JPEG without text segments"))
