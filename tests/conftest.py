@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.fixtures.helpers import sha256
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = (REPO.parent / "shared" / "testdata").resolve()
@@ -23,12 +24,6 @@ def shared(rel: str) -> Path:
     return p
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def tree_hashes(root: Path) -> dict[str, str]:

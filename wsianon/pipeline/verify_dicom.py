@@ -1161,6 +1161,9 @@ def verify_dicom_output(inv: Inventory, result_files: list[Path], ctx, verdict: 
                 problems.append(f"file meta {kw}")
     verdict.add("dicom: profile", not problems, "; ".join(sorted(set(problems))[:8]) or f"{n} elements conform to the resolved profile")
     _check_closed_world(files, profile, verdict, dsets)
+    from wsianon.verify import dicom_text  # every remaining text value is vocabulary (issue 8, 4b)
+
+    dicom_text.add_check(verdict, files, [ds for _f, ds in dsets], {str(p) for p in (getattr(ctx, "pseudonym", None), getattr(ctx, "patient_pseudonym", None)) if p})
     _check_record_and_images(dsets, policy, verdict)
     _check_barcodes(dsets, policy, verdict)
     _check_uids(dsets, verdict, [Path(s) for s in inv.input_files] if inv.format == "dicom" else None)
@@ -1189,6 +1192,9 @@ def audit_dicom(inv: Inventory, files: list[Path], verdict: Verdict) -> None:
     # without the source, dates/dummies cannot be judged; private tags, X and Z can
     verdict.add("dicom: profile", not problems, "; ".join(sorted(set(problems))[:8]) or "conforms to the Basic Profile")
     _check_closed_world(files, None, verdict, dsets)  # the options the outputs record
+    from wsianon.verify import dicom_text  # every remaining text value is vocabulary (issue 8, 4b)
+
+    dicom_text.add_check(verdict, files, [ds for _f, ds in dsets])
     _check_record_and_images(dsets, Policy(), verdict)
     _check_barcodes(dsets, Policy(), verdict)
     _check_uids(dsets, verdict)

@@ -100,11 +100,14 @@ def vocabulary(fmt: str) -> Vocab:
     """The vocabulary of a format: its own file plus the common one."""
     words: set[str] = set()
     patterns: list[re.Pattern] = []
-    for name in ("vocab_common", f"vocab_{fmt}"):
+    names = ["vocab_common", f"vocab_{fmt}"]
+    for name in names:
         try:
             data = load(name)
         except FileNotFoundError:
             continue
+        # a format sharing another's schema includes its vocabulary (iSyntax: Philips DPUfsImport)
+        names += [f"vocab_{i}" for i in data.get("include", []) if f"vocab_{i}" not in names]
         for w in data.get("words", []):
             words.add(w.lower())
             words.update(p.lower() for p in _PARTS.split(w) if p)
@@ -507,10 +510,13 @@ def summarize(findings: list[TextFinding], limit: int = 5) -> str:
 def add_check(verdict, fmt: str, main: Path, files: list[Path], root: Path | None = None, tiles: str = "headers") -> list[TextFinding]:
     """Run the scan and record it on ``verdict`` (anything with ``add(name, ok, detail)``)."""
     if fmt == "isyntax":
-        # no TIFF structure to separate text from pixels: the XML header is judged attribute by
-        # attribute by the iSyntax closed-world check, the body is wavelet-coded pixel data
-        verdict.add("vocabulary", True, "not applicable: iSyntax header judged by the isyntax closed-world check")
-        return []
+        # the XML header is scanned (coded tables parsed as numbers); the body is opaque coded data
+        from wsianon.verify.isyntax_text import scan_isyntax
+
+        main = Path(main)
+        found, detail = scan_isyntax(main, str(main.relative_to(root)) if root else main.name)
+        verdict.add("vocabulary", not found, summarize(found) if found else detail)
+        return found
     found = scan_output(fmt, Path(main), [Path(f) for f in files], root, tiles)
     verdict.add("vocabulary", not found, summarize(found))
     return found

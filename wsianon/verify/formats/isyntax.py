@@ -17,7 +17,9 @@ structure checks), so everything is proven here from the output's bytes:
 * pyisyntax (libisyntax), where installed and able to open the source: the output opens with the
   same level count and dimensions, and its barcode is empty.
 
-The canary scan over every byte is the pipeline's.
+The canary scan over every byte is the pipeline's; the vocabulary scan of the header (every printable
+run, coded tables parsed as bounded numbers) is :mod:`wsianon.verify.isyntax_text`.  Without the
+source the body's coded data is opaque: ``body-identical`` above is its only proof.
 """
 
 from __future__ import annotations

@@ -1,0 +1,259 @@
+"""Vocabulary scan of the text left in DICOM headers (issue 8, 4(b), DICOM route).
+
+Independent of the redactor and of the source: it reads the output instances only and judges every
+value of every data element — file meta included, recursively into every sequence item — by its
+value representation:
+
+* numbers (US UL SS SL FL FD SV UV AT) are structure; DS and IS must be numbers; UI a UID; DA, TM,
+  DT dates and times of their DICOM form;
+* CS: one of the attribute's enumerated/defined terms where ``vocab_dicom.json`` lists them
+  (``cs_terms``), otherwise every token a vocabulary word;
+* a code item (CodeValue / CodingSchemeDesignator / CodeMeaning): a scheme of the concept dictionary
+  (DCM, SCT, ...; :func:`wsianon.profiles.dicom.code_schemes`), a code of that scheme's dictionary,
+  and a CodeMeaning equal to the standard meaning of the code — a code meaning nobody else wrote is
+  a finding;
+* identity attributes (PatientID, PatientName, ContainerIdentifier, SpecimenIdentifier): a keyed
+  pseudonym (by pattern), a pseudonym the caller names (a pseudonym map's values, known to the
+  pipeline), or the output's own name; anything else is judged as text;
+* the de-identification record: the method texts and codes this tool writes;
+* attributes a Retain option recorded in the output keeps on purpose (e.g. DeviceSerialNumber under
+  Retain Device Identity): counted, not judged — the user asked for them;
+* every other text value (AE LO LT PN SH ST UC UR UT, and UN bytes): every token must be structural
+  (a number, a date, a version, a UID, a keyed pseudonym) or a word of the vocabulary —
+  ``vocab_common.json`` + ``vocab_dicom.json`` (scanner manufacturer and model words, dummies,
+  equipment and codec words) + the words of the de-identification texts.
+
+Findings name the file, the tag number and the keyword path, never the value.  Imports only pydicom,
+:mod:`wsianon.profiles` and the verification layer.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import pydicom
+from pydicom.dataset import Dataset
+
+from wsianon.profiles import load
+from wsianon.profiles.dicom import DicomProfile, code_meaning, code_schemes, iod, rule_for
+from wsianon.verify.vocabulary import Vocab, unknown_tokens, vocabulary
+
+NUMERIC_VRS = frozenset({"US", "UL", "SS", "SL", "FL", "FD", "SV", "UV", "AT", "OB", "OW", "OF", "OD", "OL", "OV"})
+DATE_RE = {"DA": re.compile(r"^\d{8}$"), "TM": re.compile(r"^\d{2,6}(\.\d{1,6})?$"),
+           "DT": re.compile(r"^\d{4,14}(\.\d{1,6})?([+-]\d{4})?$")}
+UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+NUM_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+CODE_KWS = ("CodeValue", "LongCodeValue", "URNCodeValue")
+CODE_NUM = re.compile(r"[0-9]{1,18}|C[0-9]{1,8}")
+_RUN = re.compile(rb"[\x20-\x7e]{4,}")
+MAX_FINDINGS = 50
+
+
+@dataclass(frozen=True)
+class _Rules:
+    vocab: Vocab
+    cs_terms: dict
+    identity_patterns: tuple
+    local_schemes: frozenset
+    method_texts: frozenset
+    method_patterns: tuple
+    fixed_texts: dict
+
+
+@lru_cache(maxsize=1)
+def _rules() -> _Rules:
+    data = load("vocab_dicom")
+    base = vocabulary("dicom")
+    w = iod()
+    # the words of the texts the de-identification writes are vocabulary too
+    texts: list[str] = []
+    for v in w.vocabulary.values():
+        if isinstance(v, list):
+            texts += v
+    words = set(base.words)
+    for t in texts:
+        for tok in re.findall(r"[A-Za-z]+", t):
+            words.add(tok.lower())
+    vocab = Vocab("dicom", frozenset(words), list(base.patterns))
+    method = frozenset(w.vocabulary.get("DeidentificationMethod", []))
+    pats = tuple(re.compile(p) for p in (w.vocabulary.get("DeidentificationMethodPattern"),) if p)
+    fixed = {k: frozenset(v) for k, v in w.vocabulary.items() if isinstance(v, list)}
+    return _Rules(
+        vocab,
+        {k: frozenset(v) for k, v in data["cs_terms"].items()},
+        tuple(re.compile(p) for p in data["identity_patterns"]),
+        frozenset(data.get("local_schemes", [])),
+        method,
+        pats,
+        fixed,
+    )
+
+
+def _read(path: Path) -> Dataset:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pydicom.dcmread(path, stop_before_pixels=True)
+
+
+def _values(elem) -> list:
+    v = elem.value
+    if v is None:
+        return []
+    if isinstance(v, (bytes, bytearray)):
+        return [bytes(v)]
+    return list(v) if elem.VM > 1 else [v]
+
+
+def _norm(s: str) -> str:
+    return " ".join(s.split()).casefold()
+
+
+class _Scan:
+    def __init__(self, profile: DicomProfile, pseudonyms: frozenset[str]):
+        self.r = _rules()
+        self.profile = profile
+        self.pseudonyms = pseudonyms
+        self.identity = iod().identity
+        self.findings: list[str] = []
+        self.n = self.kept = 0
+        self.file = ""
+
+    def add(self, tag, path: str, why: str) -> None:
+        msg = f"{self.file}: ({tag.group:04X},{tag.element:04X}) {path}: {why}"
+        if len(self.findings) < MAX_FINDINGS and msg not in self.findings:
+            self.findings.append(msg)
+
+    def walk(self, ds: Dataset, path: tuple[str, ...] = ()) -> None:
+        for elem in ds:
+            kw = elem.keyword or f"({elem.tag.group:04X},{elem.tag.element:04X})"
+            where = "/".join(path + (kw,))
+            if elem.VR == "SQ":
+                for item in elem.value or []:
+                    self.walk(item, path + (kw,))
+                continue
+            self.n += 1
+            try:
+                vals = _values(elem)
+            except Exception:
+                self.add(elem.tag, where, "unreadable value")
+                continue
+            why = self._judge(ds, elem, kw, path, vals)
+            if why:
+                self.add(elem.tag, where, why)
+
+    def _retained(self, elem, path, kw) -> bool:
+        """Kept on purpose by a Retain option the output records (the Basic Profile would not keep it)."""
+        rule = rule_for(int(elem.tag))
+        if rule is None or rule.basic == "K":
+            return False
+        return any(rule.options.get(o) == "K" for o in self.profile.options if o.startswith("retain"))
+
+    def _judge(self, ds: Dataset, elem, kw: str, path: tuple[str, ...], vals: list) -> str | None:
+        vr = elem.VR
+        if vr in NUMERIC_VRS or not vals:
+            return None
+        if vr == "UN":
+            for v in vals:
+                raw = v if isinstance(v, bytes) else str(v).encode("latin-1", "replace")
+                if any(unknown_tokens(m.group(0).decode("ascii"), self.r.vocab) for m in _RUN.finditer(raw)):
+                    return "text outside the DICOM vocabulary (UN bytes)"
+            return None
+        strs = [str(v).strip() for v in vals]
+        strs = [s for s in strs if s]
+        if not strs:
+            return None
+        if vr in DATE_RE:
+            return None if all(DATE_RE[vr].match(s) for s in strs) else f"not a {vr} value"
+        if vr == "UI":
+            return None if all(UID_RE.match(s) for s in strs) else "not a UID"
+        if vr in ("DS", "IS"):
+            return None if all(NUM_RE.match(s) for s in strs) else f"{vr} value is not a number"
+        if self._retained(elem, path, kw):
+            self.kept += 1
+            return None
+        if vr == "CS":
+            terms = self.r.cs_terms.get(kw)
+            if terms is not None:
+                return None if all(s in terms for s in strs) else "not an enumerated/defined term of the attribute"
+            return None if not any(unknown_tokens(s, self.r.vocab) for s in strs) else "code string outside the DICOM vocabulary"
+        if kw == "CodingSchemeDesignator" or kw in CODE_KWS + ("CodeMeaning",) and ("CodeMeaning" in ds or any(k in ds for k in CODE_KWS)):
+            return self._code(ds, kw, strs)
+        if kw in self.identity:
+            if all(s in self.pseudonyms or any(p.fullmatch(s) for p in self.r.identity_patterns) for s in strs):
+                return None
+        if kw == "DeidentificationMethod":  # this tool's texts; another tool's are judged as text below
+            if all(s in self.r.method_texts or any(p.match(s) for p in self.r.method_patterns) for s in strs):
+                return None
+        fixed = self.r.fixed_texts.get(kw)
+        if fixed is not None and all(s in fixed for s in strs):
+            return None
+        bad = [s for s in strs if unknown_tokens(s.replace("^", " "), self.r.vocab)]
+        return "text outside the DICOM vocabulary" if bad else None
+
+    def _code(self, ds: Dataset, kw: str, strs: list[str]) -> str | None:
+        scheme = str(ds.get("CodingSchemeDesignator", "") or "").strip()
+        value = next((str(ds.get(k)).strip() for k in CODE_KWS if ds.get(k)), "")
+        if kw == "CodingSchemeDesignator":
+            ok = all(s in code_schemes() or s in self.r.local_schemes for s in strs)
+            return None if ok else "coding scheme not in the concept dictionary"
+        meaning = code_meaning(scheme, value)
+        if meaning is not None:
+            if kw == "CodeMeaning" and _norm(strs[0]) != _norm(meaning):
+                return "code meaning is not the standard meaning of the code"
+            return None
+        # a code the dictionary does not know: its value a dummy or a plain code number of a
+        # dictionary scheme (SNOMED CT, DCM, NCIt), its meaning a dummy
+        dummies = iod().dummies
+        if kw == "CodeMeaning":
+            return None if all(s in dummies for s in strs) else "meaning of a code the dictionary does not know"
+        if all(s in dummies or (scheme in code_schemes() or scheme in self.r.local_schemes) and CODE_NUM.fullmatch(s) for s in strs):
+            return None
+        return "code not in its scheme's dictionary"
+
+
+def recorded_options(ds: Dataset) -> DicomProfile:
+    """The Retain/Clean options an instance records (DeidentificationMethodCodeSequence, CID 7050)."""
+    from wsianon.profiles.dicom import OPTIONS
+
+    by_code = {code: name for name, (code, _m) in OPTIONS.items()}
+    codes = {str(i.get("CodeValue", "")).strip() for i in ds.get("DeidentificationMethodCodeSequence") or []}
+    return DicomProfile(frozenset(by_code[c] for c in codes if c in by_code and by_code[c] != "basic"))
+
+
+def scan_dicom_text(files: list[Path], datasets: list[Dataset] | None = None,
+                    pseudonyms: set[str] | None = None) -> tuple[list[str], int, int]:
+    """(findings, values judged, values kept by a recorded Retain option) for one slide's instances."""
+    files = [Path(f) for f in files]
+    dsets = list(datasets) if datasets is not None and len(datasets) == len(files) else [_read(f) for f in files]
+    names = set(pseudonyms or ())
+    for f in files:  # the output's folder is named by its slide pseudonym
+        names.add(f.parent.name)
+    scan = None
+    for f, ds in zip(files, dsets):
+        scan = scan or _Scan(recorded_options(ds), frozenset(n for n in names if n))
+        scan.profile = recorded_options(ds)
+        scan.file = f.name
+        if getattr(ds, "file_meta", None) is not None:
+            scan.walk(ds.file_meta, ("meta",))
+        scan.walk(ds)
+    if scan is None:
+        return [], 0, 0
+    return scan.findings, scan.n, scan.kept
+
+
+def add_check(verdict, files: list[Path], datasets: list[Dataset] | None = None, pseudonyms: set[str] | None = None) -> list[str]:
+    """Record ``dicom: text vocabulary`` on ``verdict`` (anything with ``add(name, ok, detail)``)."""
+    found, n, kept = scan_dicom_text(files, datasets, pseudonyms)
+    more = f" (+{len(found) - 8} more)" if len(found) > 8 else ""
+    verdict.add(
+        "dicom: text vocabulary",
+        not found,
+        "; ".join(found[:8]) + more if found else
+        f"{n} values of {len(files)} instances: numbers, dates, UIDs, defined terms, dictionary codes, keyed pseudonyms "
+        f"or DICOM vocabulary" + (f"; {kept} kept by a recorded Retain option" if kept else ""),
+    )
+    return found
