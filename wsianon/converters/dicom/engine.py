@@ -66,12 +66,8 @@ SCRUB_WORD = {code: f"{Action(code).done}: held a source value" for code in ("X"
 STRING_VRS = TEXT_VRS | DATE_VRS | {"DS", "IS", "UI"}
 
 # tags the engine writes itself (identity and de-identification record)
-PATIENT_ID = Tag(0x0010, 0x0020)
-PATIENT_NAME = Tag(0x0010, 0x0010)
-STUDY_UID = Tag(0x0020, 0x000D)
 CONTAINER_ID = Tag(0x0040, 0x0512)
 SPECIMEN_ID = Tag(0x0040, 0x0551)
-SPECIMEN_DESC_SEQ = Tag(0x0040, 0x0560)
 
 
 @dataclass(frozen=True)
