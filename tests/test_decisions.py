@@ -20,8 +20,8 @@ import pytest
 
 from tests.fixtures.ndpi_gen import make_ndpi_info
 from tests.fixtures.svs_gen import write_svs
-from wsianon.converters import aperio as aperio_mod
-from wsianon.converters import ndpi as ndpi_mod
+from wsianon.converters.aperio import redactor as aperio_mod
+from wsianon.converters.ndpi import redactor as ndpi_mod
 from wsianon.converters.aperio import AperioConverter
 from wsianon.converters.base import Field, Inventory, SlideContext
 from wsianon.converters.decisions import Decisions, FieldDecision, ImageDecision

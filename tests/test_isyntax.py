@@ -119,7 +119,7 @@ def test_redacted_isyntax(isx, tmp_path):
     for v in isx.text_canaries().values():
         assert v not in dumped
     # the independent check passes
-    from wsianon.pipeline.checks import isyntax as chk
+    from wsianon.verify.formats import isyntax as chk
 
     v = Verdict()
     chk.check(inv, out, [out], Policy(), v, source_state=chk.snapshot(isx.path))
@@ -127,7 +127,7 @@ def test_redacted_isyntax(isx, tmp_path):
 
 
 def test_check_is_not_a_rubber_stamp(tmp_path):
-    from wsianon.pipeline.checks import isyntax as chk
+    from wsianon.verify.formats import isyntax as chk
 
     isx = make_isyntax(tmp_path / "s.isyntax")
     inv, _, out = run_native(ISyntaxConverter(), isx.path, tmp_path / "out")
@@ -183,7 +183,7 @@ def test_label_blank_and_macro_keep(tmp_path):
     assert imgs["MACROIMAGE"] == isx.macro_b64  # kept on request
     text_c = {k: v for k, v in isx.text_canaries().items()}
     assert scan_for(out, text_c) == []
-    from wsianon.pipeline.checks import isyntax as chk
+    from wsianon.verify.formats import isyntax as chk
 
     v = Verdict()
     chk.check(inv, out, [out], policy, v, source_state=chk.snapshot(isx.path))
@@ -306,7 +306,7 @@ def test_in_place_journal_and_rollback(tmp_path, monkeypatch):
     assert isx.path.read_bytes() == original and not journal_path(isx.path).exists()
 
     # the pipeline: a failed verification rolls the in-place change back
-    from wsianon.pipeline.checks import isyntax as chk
+    from wsianon.verify.formats import isyntax as chk
 
     real_check = chk.check
 
@@ -452,7 +452,7 @@ def test_pyisyntax_opens_the_output_like_the_source(tmp_path, order):
             assert (s.level_count, s.level_dimensions, s.mpp_x) == src
             assert s.barcode == ""
     # the pipeline's check runs libisyntax too (in a child process) when it opens the source
-    from wsianon.pipeline.checks import isyntax as chk
+    from wsianon.verify.formats import isyntax as chk
 
     state = chk.snapshot(isx.path)
     assert state["pyisyntax"] == {"levels": 3, "dims": [(1024, 768), (512, 384), (256, 192)],
@@ -473,7 +473,7 @@ def test_attribute_order_does_not_matter(tmp_path):
     assert scan_for(out, isx.text_canaries()) == []
     a = _attrs(_own_parse(_split(out)[0]))
     assert a["PIM_DP_IMAGE_TYPE"] == ["WSI"] and a["DICOM_MANUFACTURER"] == ["PHILIPS"]
-    from wsianon.pipeline.checks import isyntax as chk
+    from wsianon.verify.formats import isyntax as chk
 
     v = Verdict()
     chk.check(inv, out, [out], Policy(), v, source_state=chk.snapshot(isx.path))
@@ -484,7 +484,7 @@ def test_dicom_verifier_reference_levels(tmp_path):
     """The DICOM verifier's pyisyntax reference maps output sizes to source levels (pixels are not read
     here: the fixture's codeblocks are random and libisyntax crashes decoding them)."""
     pytest.importorskip("isyntax", reason="pyisyntax (libisyntax bindings) is not installed")
-    from wsianon.pipeline.checks import isyntax as chk
+    from wsianon.verify.formats import isyntax as chk
     from wsianon.pipeline.verify import format_checks
 
     isx = make_isyntax(tmp_path / "a.isyntax")

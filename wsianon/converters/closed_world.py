@@ -24,12 +24,13 @@ from __future__ import annotations
 import bisect
 import os
 
+from wsianon.converters.registry import ClosedWorld, spec_of
 from wsianon.io.spans import gaps as unreferenced
 from wsianon.io import icc
 from wsianon.io.extents import data_extents
 from wsianon.io.plan import FilePlan, Patch, Plan
 from wsianon.io.tiff import TIFF_MAGIC, TYPES, Kind, TiffStructure
-from wsianon.profiles.closed_world import TIFF_FORMATS, allowed_tags, tag_name, value_allowed
+from wsianon.profiles.closed_world import allowed_tags, tag_name, value_allowed
 
 ICC_TAG = 34675
 _CHECK_LIMIT = 1 << 20  # unreferenced stretches up to this size are read: zero ones need no patch
@@ -165,13 +166,15 @@ def _rewrite_ifd(ts: TiffStructure, view: PatchedView, ifd, fmt: str) -> tuple[b
 
 
 def close_plan(plan: Plan, fmt: str) -> None:
-    """Add the closed-world patches to every TIFF file of ``plan`` (format ``fmt``)."""
-    if fmt == "mrxs":
+    """Add the closed-world patches the format's spec names: to every TIFF file of ``plan``, or to
+    the MRXS Slidedat.ini, Index.dat and Data files."""
+    cw = spec_of(fmt).closed_world
+    if cw is ClosedWorld.MRXS:
         from wsianon.converters.mrxs.closed_world import close_mrxs  # imports this module
 
         close_mrxs(plan)
         return
-    if fmt not in TIFF_FORMATS:
+    if cw is not ClosedWorld.TIFF:
         return
     total_zeroed = icc_total = 0
     dropped_all: list[dict] = []

@@ -197,7 +197,7 @@ def process_dicom(
         folder = staging.path(ctx.pseudonym)
         folder.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        if src.format == "dicom":
+        if src.spec.is_dicom:
             result = dicom_mod.deidentify_series(inv, ctx, folder)
         else:
             result = dicom_mod.convert_slide(src.path, inv, ctx, folder)
@@ -213,7 +213,7 @@ def process_dicom(
         verdict = Verdict()
         scan_verdict = Verdict()
         independent = independent_canaries.harvest(inv.path, inv.format, list(inv.input_files))
-        if src.format == "dicom":
+        if src.spec.is_dicom:
             independent = independent_canaries.drop_kept_dicom(independent, list(result.files))
         canaries = independent_canaries.union(inv.canaries() + stem_canaries(inv.path), independent, inv.format)
         # the byte scan (I/O + hyperscan, GIL released) overlaps the DICOM checks

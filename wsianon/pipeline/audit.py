@@ -17,6 +17,7 @@ from wsianon.pipeline.detect import expand_inputs
 from wsianon.pipeline.model import Verdict
 from wsianon.pipeline.verify import (
     SourceSnapshot,
+    check_closed_world,
     check_openslide,
     check_tiles_tiff,
     run_format_checks,
@@ -57,7 +58,7 @@ def audit_paths(paths: list[Path], source: Path | None = None, allow_generic: bo
             err = srcs[0].error if srcs and srcs[0].error else WsianonError(source, "source is not a single readable slide")
             raise err
         src_inv = inspect_source(srcs[0], policy)
-        if srcs[0].format != "dicom":
+        if not srcs[0].spec.is_dicom:
             src_snap = snapshot_source(src_inv)
     results: list[tuple[Path, Verdict | None, WsianonError | None]] = []
     for s in expand_inputs(paths, allow_generic):
@@ -67,7 +68,7 @@ def audit_paths(paths: list[Path], source: Path | None = None, allow_generic: bo
         try:
             inv = inspect_source(s, policy)
             verdict = Verdict()
-            if s.format == "dicom":
+            if s.spec.is_dicom:
                 from wsianon.pipeline.verify_dicom import audit_dicom
 
                 audit_dicom(inv, s.files, verdict)
@@ -76,12 +77,7 @@ def audit_paths(paths: list[Path], source: Path | None = None, allow_generic: bo
                 props = check_openslide(snap, s.converter, s.path, policy, verdict)
                 _residual_fields(inv, verdict)
                 run_format_checks(inv.format, inv, s.path, s.files, policy, verdict, src_snap)
-                from wsianon.verify import partition
-
-                if partition.applies(inv.format):  # closed world, judged from the file alone
-                    partition.check_tiff_partition(s.path, inv.format, verdict)
-                elif inv.format == "mrxs":
-                    partition.check_mrxs_partition(s.path, verdict)
+                check_closed_world(inv.format, s.path, verdict)  # judged from the file alone
                 # every printable run outside pixel data must be the format's vocabulary
                 vocabulary.add_check(verdict, inv.format, s.path, inv.input_files or s.files, root=s.path.parent, tiles="walk")
                 if src_inv is not None and src_snap is not None:
@@ -89,7 +85,7 @@ def audit_paths(paths: list[Path], source: Path | None = None, allow_generic: bo
                     scan_outputs(canaries, s.files, verdict)
                     if src_snap.format_state is None:  # a format with its own snapshot proves its body itself
                         check_tiles_tiff(src_snap, inv.format, s.path, verdict)
-            if src_inv is not None and s.format == "dicom":
+            if src_inv is not None and s.spec.is_dicom:
                 scan_outputs(src_inv.canaries() + stem_canaries(src_inv.path), s.files, verdict)
             results.append((s.path, verdict, None))
         except WsianonError as exc:

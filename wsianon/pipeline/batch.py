@@ -336,7 +336,7 @@ def _run(cfg, emit, key, kfp, mode, pmap, out, mapping_path, quarantine, sel, ma
         if man is not None:
             man.add_skipped(os.fsencode(c.path), label, "not a regular file (FIFO, device or socket); not opened")
     slides = expand_inputs([c.path for c in todo], policy.allow_generic) if todo else []
-    if cfg.target == "dicom" and not policy.dry_run and any(s.error is None and s.format != "dicom" for s in slides):
+    if cfg.target == "dicom" and not policy.dry_run and any(s.error is None and not s.spec.is_dicom for s in slides):
         from wsianon.converters.dicom import require_turbojpeg
 
         require_turbojpeg()  # a missing library is said at the start, with the install hint

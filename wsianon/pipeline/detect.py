@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wsianon.converters import generic_converter, native_converters
+from wsianon.converters.registry import DICOM, FormatSpec, generic_converter, native_converters, spec_of
 from wsianon.converters.base import NativeConverter
 from wsianon.errors import CorruptInput, UnsupportedFormat, WsianonError
 from wsianon.io.tiff import TIFF_MAGIC
@@ -20,10 +20,15 @@ class SlideSource:
     """One slide to process: its main path, every file that belongs to it, and its detected format."""
 
     path: Path
-    format: str | None = None  # converter name, or "dicom"
+    format: str | None = None  # the format's name in the table (``registry.FORMATS``)
     converter: NativeConverter | None = None
     files: list[Path] = field(default_factory=list)
     error: WsianonError | None = None  # detection failure (the slide is reported, the batch goes on)
+
+    @property
+    def spec(self) -> FormatSpec:
+        """The detected format's spec (KeyError for a source whose detection failed)."""
+        return spec_of(self.format)
 
 
 def _is_dicom_file(head: bytes) -> bool:
@@ -41,7 +46,7 @@ def detect_file(path: Path, allow_generic: bool = False) -> tuple[str, NativeCon
     if not head:
         raise CorruptInput(path, "file is empty")
     if _is_dicom_file(head):
-        return "dicom", None
+        return DICOM.name, None
     for conv in native_converters():
         try:
             if conv.sniff(path, head):
@@ -136,7 +141,7 @@ def expand_inputs(inputs: list[Path], allow_generic: bool = False) -> list[Slide
         except WsianonError as exc:
             slides.append(SlideSource(p, error=exc))
             continue
-        if fmt == "dicom":
+        if spec_of(fmt).is_dicom:
             dicom_files.append(p)
         else:
             slides.append(SlideSource(p, fmt, conv, [p]))
@@ -149,5 +154,5 @@ def expand_inputs(inputs: list[Path], allow_generic: bool = False) -> list[Slide
             slides.append(SlideSource(dicom_files[0], error=exc))
             groups = []
         for g in groups:
-            slides.append(SlideSource(g[0], "dicom", None, list(g)))
+            slides.append(SlideSource(g[0], DICOM.name, None, list(g)))
     return slides

@@ -56,7 +56,7 @@ def check_dicom(src: SlideSource, inv: Inventory, ctx: SlideContext, out: Path |
         raise WsianonError(src.path, "in-place mode is for the native target only")
     if out is not None and not ctx.policy.overwrite and _exists(out / ctx.pseudonym):
         raise OutputError(out / ctx.pseudonym, "output already exists (use --overwrite to replace it)")
-    if src.format == "dicom":
+    if src.spec.is_dicom:
         from wsianon.converters.dicom.series import WSI_SOP_CLASS, _image_kind, read_header
 
         for f in src.files:
@@ -72,9 +72,9 @@ def check_dicom(src: SlideSource, inv: Inventory, ctx: SlideContext, out: Path |
         return
     import warnings
 
-    from wsianon.converters.dicom.bridge import _reason, _refuse_overlapping_bif
+    from wsianon.converters.dicom.bridge import _reason, refuse_route
 
-    _refuse_overlapping_bif(src.path, inv)
+    refuse_route(src.path, inv)
     from wsidicomizer import WsiDicomizer
 
     with warnings.catch_warnings():

@@ -11,7 +11,7 @@ from wsianon.profiles.policy import Policy
 
 
 def inspect_source(src: SlideSource, policy: Policy) -> Inventory:
-    if src.format == "dicom":
+    if src.spec.is_dicom:
         from wsianon.converters import dicom as dicom_mod
 
         return dicom_mod.inspect_dicom(src.files)

@@ -88,7 +88,7 @@ def process_slide(src: SlideSource, ctx: SlideContext, target: Target, dest: ano
         t0 = time.perf_counter()
         inv = inspect_source(src, ctx.policy)
         outcome.timings["inspect"] = time.perf_counter() - t0
-        use_dicom = target == "dicom" or src.format == "dicom"
+        use_dicom = target == "dicom" or src.spec.is_dicom  # a DICOM input has the DICOM route only
         if ctx.policy.dry_run:
             from wsianon.pipeline import dryrun
 

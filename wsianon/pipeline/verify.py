@@ -13,8 +13,9 @@ Checks (DESIGN.md §5):
    source's (TIFF-based formats, via tifffile);
 4. remaining associated images are searched for barcodes (zxing-cpp).
 
-Format-specific checks live in ``wsianon/pipeline/checks/<format>.py`` as
-``check(inv, out_main, out_files, policy, verdict)``.
+Format-specific checks live in ``wsianon/verify/formats/<format>.py`` as
+``check(inv, out_main, out_files, policy, verdict)``, named by the format's spec
+(``wsianon/converters/registry.py``).
 """
 
 from __future__ import annotations
@@ -22,12 +23,10 @@ from __future__ import annotations
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-import importlib
-import importlib.util
 from pathlib import Path
-from typing import Any
 
 from wsianon.converters.base import Inventory, NativeConverter
+from wsianon.converters.registry import ClosedWorld, spec_of
 from wsianon.io.jpeg import normalized
 from wsianon.io.scan import Canary, Scanner, stem_canaries
 from wsianon.pipeline.model import Verdict
@@ -46,7 +45,6 @@ _STRUCTURAL_PREFIXES = (
     "mirax.HIERARCHICAL.",
     "mirax.DATAFILE.",
 )
-_TIFFFILE_KW: dict[str, dict[str, Any]] = {"ndpi": {"is_ndpi": True}}
 
 
 def _openslide():
@@ -90,7 +88,7 @@ def _page_hashes(path: Path, fmt: str, dims: set, scrub: bool = False) -> list[t
     import tifffile
 
     try:
-        with tifffile.TiffFile(str(path), **_TIFFFILE_KW.get(fmt, {})) as tf:
+        with tifffile.TiffFile(str(path), **spec_of(fmt).tifffile_kwargs) as tf:
             return [
                 (p.imagewidth, p.imagelength, len(p.dataoffsets), _hash_segments(tf.filehandle, p, scrub))
                 for p in _level_pages(tf, dims)
@@ -139,7 +137,7 @@ def check_openslide(snap: SourceSnapshot, conv: NativeConverter | None, out_main
     """Structure checks through OpenSlide; returns the output's properties (or None)."""
     openslide = _openslide()
     expected = conv.openslide_vendor if conv else None
-    if conv is not None and getattr(format_checks(conv.name), "OPENSLIDE_READS", True) is False:
+    if conv is not None and not spec_of(conv.name).openslide_reads:
         verdict.add("openslide-detect", True, f"OpenSlide does not read {conv.title}: structure proven by the format's own check")
         return None
     try:
@@ -287,44 +285,14 @@ def scan_outputs(canaries: list[Canary], out_files: list[Path], verdict: Verdict
     )
 
 
-# Every format's verification hook, said explicitly: a check module under
-# ``wsianon/pipeline/checks/``, or None where the shared checks are the whole proof (TIFF
-# structure and tiles, closed-world partition, vocabulary, canaries).  A registered format
-# missing here is an error when this module is imported, never a silent "no checks".
-FORMAT_CHECKS: dict[str, str | None] = {
-    "aperio": "aperio",
-    "ndpi": None,
-    "mrxs": "mrxs",
-    "ventana": "ventana",
-    "philips": "philips",
-    "isyntax": "isyntax",
-    "leica": "leica",
-    "generic-tiff": None,
-}
-
-
-def _check_registry() -> None:
-    from wsianon.converters import generic_converter, native_converters
-
-    names = [c.name for c in native_converters()] + [generic_converter().name]
-    missing = [n for n in names if n not in FORMAT_CHECKS]
-    if missing:
-        raise ImportError(f"formats without a verification hook entry in FORMAT_CHECKS: {missing}")
-    for n, mod in FORMAT_CHECKS.items():
-        if mod is not None and importlib.util.find_spec(f"wsianon.pipeline.checks.{mod}") is None:
-            raise ImportError(f"verification hook of {n} not found: wsianon.pipeline.checks.{mod}")
-
-
-_check_registry()
-
-
-def format_checks(fmt: str):
-    """The format's check module (``wsianon/pipeline/checks/<fmt>.py``), or None when the
-    format declares the shared checks sufficient (``FORMAT_CHECKS``)."""
-    mod = FORMAT_CHECKS.get(fmt)
-    if mod is None:
+def format_checks(fmt: str | None):
+    """The format's verification module (``wsianon/verify/formats/<fmt>.py``, named by its
+    :class:`~wsianon.converters.registry.FormatSpec`), or None where the spec says the shared
+    checks are sufficient (or for a name the table does not know)."""
+    try:
+        return spec_of(fmt).hook
+    except KeyError:
         return None
-    return importlib.import_module(f"wsianon.pipeline.checks.{mod}")
 
 
 def run_format_checks(
@@ -372,16 +340,22 @@ def verify_native(
     verdict.checks.extend(scan_verdict.checks)
     verdict.findings.extend(scan_verdict.findings)
     run_format_checks(inv.format, inv, out_main, out_files, policy, verdict, snap)
-    from wsianon.verify import partition
-
-    if partition.applies(inv.format):  # closed world: every output byte accounted for
-        partition.check_tiff_partition(out_main, inv.format, verdict, out_main.relative_to(root).as_posix() if root else None)
-    elif inv.format == "mrxs":
-        partition.check_mrxs_partition(out_main, verdict, root)
+    check_closed_world(inv.format, out_main, verdict, root)
     return verdict
 
 
+def check_closed_world(fmt: str, out_main: Path, verdict: Verdict, root: Path | None = None) -> None:
+    """The closed-world partition proof the format's spec names: every output byte accounted for."""
+    from wsianon.verify import partition
+
+    cw = spec_of(fmt).closed_world
+    if cw is ClosedWorld.TIFF:
+        partition.check_tiff_partition(out_main, fmt, verdict, out_main.relative_to(root).as_posix() if root else None)
+    elif cw is ClosedWorld.MRXS:
+        partition.check_mrxs_partition(out_main, verdict, root)
+
+
 def _format_handles_tiles(fmt: str) -> bool:
-    """A format check module with ``HANDLES_TILES = True`` compares pyramid tiles itself
+    """A format whose hook declares ``HANDLES_TILES = True`` compares pyramid tiles itself
     (MRXS: Data-file blobs; Leica: pages paired through the XML, not by level size)."""
-    return bool(getattr(format_checks(fmt), "HANDLES_TILES", False))
+    return spec_of(fmt).handles_tiles

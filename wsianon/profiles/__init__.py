@@ -12,3 +12,21 @@ def load(name: str) -> dict:
     """Load ``wsianon/profiles/data/<name>.json``."""
     with resources.files(__package__).joinpath("data", f"{name}.json").open("r", encoding="utf-8") as fh:
         return json.load(fh)
+
+
+# format name -> profile file, where they differ
+_PROFILE_FILE = {"generic-tiff": "generic"}
+
+
+def format_profile(fmt: str) -> dict:
+    """The format's own rules, ``wsianon/profiles/data/<format>.json`` ({} for a format without one,
+    e.g. DICOM, whose rules are the Annex E tables)."""
+    try:
+        return load(_PROFILE_FILE.get(fmt, fmt))
+    except FileNotFoundError:
+        return {}
+
+
+def tifffile_open(fmt: str) -> dict:
+    """Keyword arguments tifffile needs to read the format (NDPI: ``is_ndpi``), from its profile."""
+    return dict(format_profile(fmt).get("tifffile_open", {}))

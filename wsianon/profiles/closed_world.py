@@ -10,17 +10,21 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from wsianon.profiles import load
+from wsianon.profiles import format_profile, load
 
 KINDS = ("any", "tiled", "stripped")
-TIFF_FORMATS = ("aperio", "ndpi", "ventana", "philips", "leica", "generic-tiff")
-_PROFILE = {"generic-tiff": "generic"}  # format name -> profile file
+
+
+def tiff_closed_world(fmt: str | None) -> bool:
+    """Whether the format's outputs are TIFF files proven byte by byte: its profile has
+    ``closed_world.tiff_tags`` (the TIFF family; not MRXS, iSyntax or DICOM)."""
+    return fmt is not None and "tiff_tags" in format_profile(fmt).get("closed_world", {})
 
 
 @lru_cache(maxsize=None)
 def tiff_allowlist(fmt: str) -> dict[str, frozenset[int]]:
     base = load("tiff_closed_world")["baseline"]
-    extra = load(_PROFILE.get(fmt, fmt)).get("closed_world", {}).get("tiff_tags")
+    extra = format_profile(fmt).get("closed_world", {}).get("tiff_tags")
     if extra is None:
         raise KeyError(f"profile {fmt!r} has no closed_world.tiff_tags")
     return {k: frozenset(base.get(k, [])) | frozenset(extra.get(k, [])) for k in KINDS}

@@ -22,6 +22,7 @@ from typing import Any
 
 from wsianon.io.ini import read_ini
 from wsianon.io.scan import Canary
+from wsianon.profiles import tifffile_open
 from wsianon.verify.vocabulary import _STRUCTURAL, _TOKEN, unknown_tokens, vocabulary
 
 MAX_VALUES = 5000
@@ -65,7 +66,7 @@ def _tiff_values(path: Path, fmt: str) -> list[tuple[str, str]]:
     import tifffile
 
     out: list[tuple[str, str]] = []
-    kw: dict[str, Any] = {"is_ndpi": True} if fmt == "ndpi" else {}
+    kw: dict[str, Any] = tifffile_open(fmt)  # the format's profile (NDPI: is_ndpi)
     with tifffile.TiffFile(str(path), **kw) as tf:
         for page in tf.pages:
             if not isinstance(page, tifffile.TiffPage):

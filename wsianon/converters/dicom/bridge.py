@@ -43,6 +43,7 @@ from wsianon.converters.dicom.keys import keyed_uid
 from wsianon.converters.dicom.engine import Engine
 from wsianon.converters.dicom.series import _KIND_ORDER, DicomResult, _image_kind, finalize_meta, slide_identity
 from wsianon.converters.dicom.stream import header_bytes, read_header, write_instance
+from wsianon.converters.registry import DicomVia, spec_of
 from wsianon.profiles.dicom import profile_for_policy
 from wsianon.errors import WsianonError, CorruptInput, UnsupportedFormat
 from wsianon.io import icc
@@ -139,50 +140,26 @@ def _reencoded_images(wsi) -> tuple[list[str], set[tuple[str, int, int]]]:
     return sorted(set(levels)), images
 
 
-def _refuse_overlapping_bif(source: Path, inv: Inventory) -> None:
-    """BIF with overlapping scanner tiles cannot be converted faithfully (see the module doc)."""
-    if inv.format != "ventana":
-        return
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(source) as tf:
-            for page in tf.pages:
-                assert isinstance(page, tifffile.TiffPage), "tf.pages yields TiffPage unless useframes is set"
-                xmp = page.tags.valueof(700)
-                if xmp is None:
-                    continue
-                text = bytes(xmp).decode("utf-8", "replace") if not isinstance(xmp, str) else xmp
-                if "<EncodeInfo" not in text:
-                    continue
-                for m in re.finditer(r"Overlap[XY]\s*=\s*[\"']\s*(-?\d+)", text):
-                    if int(m.group(1)) != 0:
-                        raise UnsupportedFormat(
-                            source,
-                            "cannot convert to DICOM: this BIF's scanner tiles overlap, and wsidicomizer reads BIF "
-                            "through tiffslide, which does not stitch overlapping tiles (the DICOM pyramid would be "
-                            "mis-stitched); use --target native",
-                        )
-    except UnsupportedFormat:
-        raise
-    except Exception as exc:
-        raise CorruptInput(source, f"cannot read the BIF's tile geometry ({type(exc).__name__})") from None
+def refuse_route(source: Path, inv: Inventory) -> None:
+    """Refuse, before anything is written, a slide the format's DICOM route cannot convert
+    faithfully (its spec: a refused route, or the format's own refusal, e.g. overlapping BIF tiles)."""
+    route = spec_of(inv.format).dicom
+    if route.via is DicomVia.REFUSED:
+        raise UnsupportedFormat(source, route.reason)
+    if route.refuse is not None:
+        route.refuse(source)
 
 
 def _source_level_sizes(source: Path, inv: Inventory) -> list[tuple[int, int]]:
-    """(width, height) of the source's pyramid levels as the file stores them (NDPI: every IFD
-    whose source lens is positive; other TIFF-family formats: the first series' levels)."""
+    """(width, height) of the source's pyramid levels as the file stores them (the format's own
+    reading where its spec has one, e.g. NDPI's lens tag; else tifffile's first series' levels)."""
     import tifffile
 
     try:
+        own = spec_of(inv.format).dicom.level_sizes
+        if own is not None:
+            return own(source)
         with tifffile.TiffFile(source) as tf:
-            if inv.format == "ndpi":
-                sizes = []
-                for p in tf.pages:
-                    assert isinstance(p, tifffile.TiffPage), "tf.pages yields TiffPage unless useframes is set"
-                    if p.tags.valueof(65421) is not None and float(p.tags.valueof(65421)) > 0:
-                        sizes.append((int(p.imagewidth), int(p.imagelength)))
-                return sizes
             return [(int(lv.shape[1]), int(lv.shape[0])) for lv in tf.series[0].levels]
     except Exception:
         return []
@@ -375,11 +352,10 @@ def convert_slide(source: Path, inv: Inventory, ctx: SlideContext, out_dir: Path
 
     source = Path(source)
     out_dir = Path(out_dir)
-    _refuse_overlapping_bif(source, inv)
-    if inv.format == "isyntax":  # read through pyisyntax (libisyntax), or refused with the reason
-        from wsianon.converters.isyntax import dicom_preflight
-
-        dicom_preflight(source)
+    refuse_route(source, inv)
+    route = spec_of(inv.format).dicom
+    if route.preflight is not None:  # e.g. iSyntax: read through pyisyntax (libisyntax), or refused with the reason
+        route.preflight(source)
     scanner = source_scanner(inv)
     # a thumbnail the native route would remove (e.g. an MRXS preview showing a barcode) is not written
     keep_thumbnail = not any(i.kind == "thumbnail" and i.action != "keep" for i in inv.images)
@@ -507,11 +483,8 @@ def convert_slide(source: Path, inv: Inventory, ctx: SlideContext, out_dir: Path
                 "source codec is not allowed in DICOM; declared in each such instance as DerivationCodeSequence "
                 "DCM 113040 Lossy Compression"
             )
-        elif inv.format == "ndpi":
-            result.notes.append("pyramid re-tiled without re-encoding: NDPI strips cut into frames by joining their JPEG "
-                                "restart intervals (entropy-coded data untouched)")
         else:
-            result.notes.append("pyramid tiles passed through without re-encoding")
+            result.notes.append(route.passthrough_note)
         return result
     except BaseException:
         for p in result.files:

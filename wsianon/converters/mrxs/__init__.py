@@ -14,13 +14,29 @@ Modules, along the format's own pieces:
   unreferenced Index.dat and Data-file bytes), called by :mod:`wsianon.converters.closed_world`.
 
 Format-neutral JPEG helpers live in :mod:`wsianon.io.jpeg_images`.  The names other
-modules and the tests import from ``wsianon.converters.mrxs`` are re-exported here.
+modules and the tests import from ``wsianon.converters.mrxs`` are re-exported here, and the
+package declares the format's :class:`FormatSpec`.
 """
 
 from __future__ import annotations
 
 from wsianon.converters.mrxs.ini import IniDoc, IniLine
 from wsianon.converters.mrxs.redactor import MrxsConverter, keyed_slide_id
+from wsianon.converters.registry import ClosedWorld, DicomRoute, DicomVia, FormatSpec
 from wsianon.io.jpeg_images import jpeg_text_segments
+from wsianon.verify.formats import mrxs as checks
 
-__all__ = ["IniDoc", "IniLine", "MrxsConverter", "jpeg_text_segments", "keyed_slide_id"]
+_R = MrxsConverter()
+
+SPEC: FormatSpec = FormatSpec(
+    name=_R.name,
+    title=_R.title,
+    openslide_vendor=_R.openslide_vendor,
+    extension=_R.extension,
+    redactor=_R,
+    verification=checks,
+    dicom=DicomRoute(DicomVia.WSIDICOMIZER),
+    closed_world=ClosedWorld.MRXS,
+)
+
+__all__ = ["IniDoc", "IniLine", "MrxsConverter", "SPEC", "jpeg_text_segments", "keyed_slide_id"]

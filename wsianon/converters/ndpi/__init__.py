@@ -1,0 +1,24 @@
+"""Hamamatsu NDPI: ASCII tags, the 65449 property map, macro and map IFDs; NDPI's own TIFF variant
+(``is_ndpi`` for tifffile, declared in its profile).
+
+``redactor.py``: sniff, inspect, plan; this package declares the format's :class:`FormatSpec`.
+"""
+
+from wsianon.converters.ndpi.dicom import PASSTHROUGH_NOTE, level_sizes
+from wsianon.converters.ndpi.redactor import NdpiConverter
+from wsianon.converters.registry import SHARED_CHECKS_SUFFICE, ClosedWorld, DicomRoute, DicomVia, FormatSpec
+
+_R = NdpiConverter()
+
+SPEC: FormatSpec = FormatSpec(
+    name=_R.name,
+    title=_R.title,
+    openslide_vendor=_R.openslide_vendor,
+    extension=_R.extension,
+    redactor=_R,
+    verification=SHARED_CHECKS_SUFFICE,
+    dicom=DicomRoute(DicomVia.WSIDICOMIZER, level_sizes=level_sizes, passthrough_note=PASSTHROUGH_NOTE),
+    closed_world=ClosedWorld.TIFF,
+)
+
+__all__ = ["NdpiConverter", "SPEC"]
