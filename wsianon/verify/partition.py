@@ -25,14 +25,10 @@ from wsianon.io.extents import data_extents
 from wsianon.io.scan import Finding
 from wsianon.io.tiff import TYPES, Kind, TiffStructure
 from wsianon.profiles import load
-from wsianon.profiles.closed_world import allowed_tags, tag_name, tiff_closed_world, value_allowed
+from wsianon.profiles.closed_world import allowed_tags, tag_name, value_allowed
 
 MAX_FINDINGS = 50
 _CHUNK = 4 << 20
-
-
-def applies(fmt: str | None) -> bool:
-    return tiff_closed_world(fmt)  # the format's profile has closed_world.tiff_tags
 
 
 def _union(spans):
