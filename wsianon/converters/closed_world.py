@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import bisect
 import os
-import struct
-from pathlib import Path
 
 from wsianon.converters.registry import ClosedWorld, spec_of
 from wsianon.io.spans import gaps as unreferenced
@@ -32,7 +30,7 @@ from wsianon.io import icc
 from wsianon.io.extents import data_extents
 from wsianon.io.plan import FilePlan, Patch, Plan
 from wsianon.io.tiff import TIFF_MAGIC, TYPES, Kind, TiffStructure
-from wsianon.profiles.closed_world import allowed_tags, mrxs_base_sections, mrxs_key_allowed, tag_name, value_allowed
+from wsianon.profiles.closed_world import allowed_tags, tag_name, value_allowed
 
 ICC_TAG = 34675
 _CHECK_LIMIT = 1 << 20  # unreferenced stretches up to this size are read: zero ones need no patch
@@ -172,7 +170,9 @@ def close_plan(plan: Plan, fmt: str) -> None:
     the MRXS Slidedat.ini, Index.dat and Data files."""
     cw = spec_of(fmt).closed_world
     if cw is ClosedWorld.MRXS:
-        _close_mrxs(plan)
+        from wsianon.converters.mrxs.closed_world import close_mrxs  # imports this module
+
+        close_mrxs(plan)
         return
     if cw is not ClosedWorld.TIFF:
         return
@@ -292,124 +292,6 @@ def _zero_unreferenced(fp: FilePlan, fd: int, src_size: int, view_size: int, ref
         fp.append = bytes(app)
     fp.sorted_patches()  # overlapping data patches would be a bug: fail now, before writing
     return zeroed
-
-
-# ---------------------------------------------------------------------------------------
-# MRXS: Slidedat.ini keys and sections, Index.dat records, Data-file regions
-
-
-def _i32(view: PatchedView, off: int) -> int:
-    b = view.pread(off, 4)
-    if len(b) != 4:
-        raise ValueError(f"Index.dat: read at {off} beyond the end")
-    return struct.unpack("<i", b)[0]
-
-
-def _walk_pages(view: PatchedView, page: int, item: int, refs: list, data: dict, value_at: int) -> None:
-    seen: set[int] = set()
-    while page and page not in seen and len(seen) < 1_000_000:
-        seen.add(page)
-        count, nxt = _i32(view, page), _i32(view, page + 4)
-        if count < 0:
-            raise ValueError("Index.dat: negative page item count")
-        refs.append((page, page + 8 + item * count))
-        raw = view.pread(page + 8, item * count)
-        for k in range(count):
-            off, ln, fno = struct.unpack_from("<iii", raw, k * item + value_at)
-            if ln > 0:
-                data.setdefault(fno, []).append((off, off + ln))
-        page = nxt
-
-
-def _close_mrxs(plan: Plan) -> None:
-    from pathlib import PurePosixPath
-
-    from wsianon.converters.mrxs import IniDoc  # the same line model that rendered the file
-
-    ini_fp = next((f for f in plan.files if f.content is not None and PurePosixPath(f.dest).name == "Slidedat.ini"), None)
-    report: dict = {"unreferenced_bytes_zeroed": 0, "tags_dropped": [], "ini_keys_removed": 0, "ini_sections_removed": 0}
-    plan.closed_world = report
-    if ini_fp is None:
-        return
-    assert ini_fp.content is not None, "chosen for its content"
-    ini = IniDoc(ini_fp.content, Path(ini_fp.dest))
-    sections = set(mrxs_base_sections()) | {
-        (l.value or "").strip() for l in ini.kv() if l.section == "HIERARCHICAL" and (l.key or "").endswith("_SECTION")
-    }
-    keys_removed = sections_removed = 0
-    dropped_section = False
-    for l in ini.lines:
-        if l.deleted:
-            continue
-        if l.kind == "section":
-            dropped_section = l.section not in sections
-            sections_removed += dropped_section
-        if dropped_section or (l.kind in ("comment", "other") and l.text.strip()):
-            l.deleted = True
-            keys_removed += l.kind == "kv"
-        elif l.kind == "kv" and not mrxs_key_allowed(l.section, l.key or ""):
-            l.deleted = True
-            keys_removed += 1
-    if keys_removed or sections_removed:
-        ini_fp.content = ini.render()
-        # key and section names may themselves be text another tool wrote: counted, never named
-        plan.remove("field", "Slidedat.ini: keys/sections not allowed by the profile", f"removed ({keys_removed} key(s), {sections_removed} section(s))")
-    report["ini_keys_removed"], report["ini_sections_removed"] = keys_removed, sections_removed
-    sid = ini.get("GENERAL", "SLIDE_ID") or ""
-    idx_name = ini.get("HIERARCHICAL", "INDEXFILE")
-    by_name = {PurePosixPath(f.dest).name: f for f in plan.files if f.source is not None}
-    idx_fp = by_name.get(idx_name or "")
-    if idx_fp is None or not sid:
-        return
-    assert idx_fp.source is not None, "by_name holds files with a source only"
-    try:
-        n_hier = sum(ini.int("HIERARCHICAL", f"HIER_{i}_COUNT") for i in range(ini.int("HIERARCHICAL", "HIER_COUNT")))
-        n_non = sum(ini.int("HIERARCHICAL", f"NONHIER_{i}_COUNT") for i in range(ini.int("HIERARCHICAL", "NONHIER_COUNT")))
-        nfiles = ini.int("DATAFILE", "FILE_COUNT")
-    except Exception:
-        return
-    fd = os.open(idx_fp.source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    try:
-        size = os.fstat(fd).st_size
-        view = PatchedView(idx_fp, fd, size)
-        if view.pread(0, 5) != load_mrxs_version():
-            return  # a layout the redactor zeroed after its header (fail-closed there)
-        root = 5 + len(sid)
-        refs: list[tuple[int, int]] = [(0, root + 8)]
-        data: dict[int, list[tuple[int, int]]] = {}
-        ht, nt = _i32(view, root), _i32(view, root + 4)
-        refs.append((ht, ht + 4 * n_hier))
-        for i in range(n_hier):
-            ptr = _i32(view, ht + 4 * i)
-            refs.append((ptr, ptr + 8))
-            _walk_pages(view, _i32(view, ptr + 4), 16, refs, data, 4)
-        refs.append((nt, nt + 4 * n_non))
-        for slot in range(n_non):
-            ptr = _i32(view, nt + 4 * slot)
-            if ptr:
-                refs.append((ptr, ptr + 8))
-                _walk_pages(view, _i32(view, ptr + 4), 20, refs, data, 8)
-        report["unreferenced_bytes_zeroed"] += _zero_unreferenced(idx_fp, fd, size, view.size, _merge(refs), [])
-    finally:
-        os.close(fd)
-    for i in range(nfiles):
-        fp = by_name.get(ini.get("DATAFILE", f"FILE_{i}") or "")
-        if fp is None:
-            continue
-        assert fp.source is not None, "by_name holds files with a source only"
-        dfd = os.open(fp.source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        try:
-            size = os.fstat(dfd).st_size
-            spans = [(0, 5 + len(sid))] + data.get(i, [])
-            report["unreferenced_bytes_zeroed"] += _zero_unreferenced(fp, dfd, size, size + len(fp.append), _merge(spans), [])
-        finally:
-            os.close(dfd)
-
-
-def load_mrxs_version() -> bytes:
-    from wsianon.profiles import load
-
-    return load("mrxs")["index_version"].encode("latin-1")
 
 
 __all__ = ["PatchedView", "close_plan"]

@@ -140,10 +140,6 @@ class Plan:
             "closed_world": self.closed_world,
         }
 
-    @property
-    def patched_bytes(self) -> int:
-        return sum(p.length for f in self.files for p in f.patches) + sum(len(f.append) for f in self.files)
-
 
 # ---------------------------------------------------------------------------
 # appliers

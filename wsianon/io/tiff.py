@@ -50,20 +50,13 @@ IMAGE_WIDTH = 256
 IMAGE_LENGTH = 257
 COMPRESSION = 259
 IMAGE_DESCRIPTION = 270
-MAKE = 271
-MODEL = 272
 STRIP_OFFSETS = 273
 STRIP_BYTE_COUNTS = 279
 SOFTWARE = 305
 DATETIME = 306
-ARTIST = 315
-HOST_COMPUTER = 316
-TILE_WIDTH = 322
-TILE_LENGTH = 323
 TILE_OFFSETS = 324
 TILE_BYTE_COUNTS = 325
 XMP = 700
-COPYRIGHT = 33432
 
 # the first four bytes of classic TIFF and BigTIFF, both byte orders
 TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
@@ -91,10 +84,6 @@ class Entry:
     size: int  # byte size of the value
     inline: bool
     high_offset: int | None = None  # NDPI: file offset of this entry's high 32 bits
-
-    @property
-    def value_span(self) -> tuple[int, int]:
-        return self.value_offset, self.size
 
 
 @dataclass
@@ -207,7 +196,6 @@ class TiffStructure:
                 self.kind = Kind.NDPI  # odd header: high half not zero-padded; trust the low half
                 self.first_field_size = 8
 
-        self.first_offset = first
         self.ifds: list[IFD] = []
         seen: set[int] = set()
         offset = first
@@ -237,10 +225,6 @@ class TiffStructure:
             if tag == 65420:
                 return True
         return False
-
-    @property
-    def offset_size(self) -> int:
-        return 8 if self.kind is Kind.BIG else 4
 
     @property
     def next_size(self) -> int:

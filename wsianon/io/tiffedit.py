@@ -141,16 +141,3 @@ def blank_all_ascii(ts: TiffStructure, ifd: IFD, reason: str) -> list[Patch]:
     for e in ts.iter_ascii_entries(ifd):
         patches.extend(blank_entry(ts, e, reason))
     return patches
-
-
-def set_short(ts: TiffStructure, entry: Entry, value: int, reason: str) -> Patch:
-    """Overwrite an inline SHORT/LONG value of count 1."""
-    if not entry.inline or entry.count != 1:
-        raise ValueError("only inline single values can be set")
-    if entry.type == 3:
-        return Patch(entry.value_offset, 2, ts.pack("H", value), reason)
-    if entry.type in (4, 13):
-        return Patch(entry.value_offset, 4, ts.pack("I", value), reason)
-    if entry.type in (16, 18):
-        return Patch(entry.value_offset, 8, ts.pack("Q", value), reason)
-    raise ValueError(f"unsupported type {entry.type}")

@@ -130,11 +130,6 @@ def process_slide(src: SlideSource, ctx: SlideContext, target: Target, dest: ano
     return outcome, plans
 
 
-def _worker(args):
-    src, ctx, target, dest = args
-    return process_slide(src, ctx, target, dest)
-
-
 def run_job(cfg: JobConfig, on_event: Callable[..., None] | None = None) -> JobResult:
     """Run a batch as a resumable job (see pipeline/batch.py). ``on_event(kind, **info)``
     receives progress events (kinds: 'start' total=N bytes=B already=K, 'slide-start' item,

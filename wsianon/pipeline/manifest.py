@@ -40,7 +40,6 @@ from wsianon.errors import OutputError, WsianonError
 SCHEMA = 1
 MANIFEST_SUFFIX = ".wsianon-job.sqlite"
 DONE_STATES = ("ok", "quarantined", "skipped")
-FAILED_STATES = ("error",)
 # how much of the head and tail of every file the fast fingerprint reads
 FAST_BYTES = 64 * 1024
 
@@ -294,10 +293,6 @@ class Manifest:
                 (f, sid, st.st_size, st.st_mtime_ns),
             )
 
-    def add_file(self, sid: int, path: bytes) -> None:
-        with self.tx():
-            self._set_one(sid, path)
-
     def _set_one(self, sid: int, path: bytes) -> None:
         st = os.stat(path)
         self.db.execute(
@@ -342,9 +337,6 @@ class Manifest:
                     self._set_one(slide_id, f)
                 except OSError:
                     pass
-
-    def set_state(self, slide_id: int, state: str) -> None:
-        self.db.execute("UPDATE slides SET state=? WHERE id=?", (state, slide_id))
 
     def requeue_running(self) -> list[Row]:
         """Rows a dead run left 'running' go back to pending; returned for recovery with

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import platform
-from pathlib import Path
 
 from wsianon import __version__
-from wsianon.io.atomic import write_atomic
 from wsianon.pipeline.model import Outcome
 
 REPORT_NAME = "wsianon-report.json"
@@ -46,10 +43,3 @@ def build_report(outcomes: list[Outcome], cfg) -> dict:
         "summary": summary(outcomes),
         "slides": [o.as_dict() for o in outcomes],
     }
-
-
-def write_report(out: Path, outcomes: list[Outcome], cfg) -> Path:
-    path = Path(out) / REPORT_NAME
-    data = build_report(outcomes, cfg)
-    write_atomic(path, (json.dumps(data, indent=2) + "\n").encode())
-    return path

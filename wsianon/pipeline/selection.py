@@ -38,7 +38,6 @@ class Selection:
     candidates: list[Candidate]
     missing: list[Path]  # inputs that do not exist
     not_regular: list[Candidate]  # FIFOs, devices, sockets found among the inputs
-    excluded: int = 0  # files left out by --include/--exclude
     folders: list[tuple[int, Path]] = field(default_factory=list)  # (input index, folder) of every folder input
 
 
@@ -91,7 +90,6 @@ def _walk(root: Path, prefix: bytes, sel: Selection, include: list[str], exclude
                 continue
             rel_s = os.fsdecode(rel)
             if (include and not _matches(include, rel_s)) or (exclude and _matches(exclude, rel_s)):
-                sel.excluded += 1
                 continue
             c = Candidate(Path(e.path), rel, False, shw_e, idx)
             (sel.candidates if _is_regular(c.path) else sel.not_regular).append(c)
@@ -127,7 +125,6 @@ def select_inputs(
         if (include or exclude) and p not in inputs:
             rs = os.fsdecode(r)
             if (include and not _matches(include, rs)) or (exclude and _matches(exclude, rs)):
-                sel.excluded += 1
                 continue
         c = Candidate(ap, r, True, os.fsencode(p), idx)
         (sel.candidates if _is_regular(ap) else sel.not_regular).append(c)

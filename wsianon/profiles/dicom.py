@@ -49,10 +49,6 @@ _ALIASES = {
 # Retain options win over clean options when an attribute has both (the user asked to keep it).
 _PRECEDENCE = {"K": 0, "C": 1}
 
-# Private tags considered safe under Retain Safe Private: (group, creator, element byte). Empty on
-# purpose: no vendor private block of the WSI writers we know is proven free of identifiers.
-SAFE_PRIVATE: frozenset[tuple[int, str, int]] = frozenset()
-
 # wsianon's additions to Table E.1-1 (stricter than the standard, kept as data): values the
 # standard keeps but that vendor metadata is known to fill with identifying text.
 EXTRA_RULES: dict[int, Rule] = {}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 from wsianon.io.spans import gaps as unreferenced
@@ -24,14 +25,10 @@ from wsianon.io.extents import data_extents
 from wsianon.io.scan import Finding
 from wsianon.io.tiff import TYPES, Kind, TiffStructure
 from wsianon.profiles import load
-from wsianon.profiles.closed_world import allowed_tags, tag_name, tiff_closed_world, value_allowed
+from wsianon.profiles.closed_world import allowed_tags, tag_name, value_allowed
 
 MAX_FINDINGS = 50
 _CHUNK = 4 << 20
-
-
-def applies(fmt: str | None) -> bool:
-    return tiff_closed_world(fmt)  # the format's profile has closed_world.tiff_tags
 
 
 def _union(spans):
@@ -238,18 +235,10 @@ def _ini_lines(raw: bytes) -> list[str]:
     return text.splitlines()
 
 
-def check_mrxs_partition(out_main: Path, verdict, root: Path | None = None) -> None:
-    """Closed world of an MRXS output: only allowed ini keys and sections, only referenced Data regions."""
-    from wsianon.profiles.closed_world import mrxs_base_sections, mrxs_key_allowed
-
-    folder = out_main.with_suffix("")
-    label = (lambda p: p.relative_to(root).as_posix() if root else p.name)
-    try:
-        lines = _ini_lines((folder / "Slidedat.ini").read_bytes())
-    except OSError:
-        verdict.add("closed-world-ini", False, "Slidedat.ini cannot be read")
-        return
-    entries: list[tuple[int, str | None, str, str]] = []  # (line number, section, key, value)
+def _ini_entries(lines: list[str]) -> tuple[list[tuple[int, str | None, str, str]], list[int]]:
+    """(entries [(line number, section, key, value)], numbers of lines no structure holds).
+    A section header is an entry with an empty key."""
+    entries: list[tuple[int, str | None, str, str]] = []
     bad_lines: list[int] = []
     section = None
     for n, line in enumerate(lines, 1):
@@ -264,84 +253,144 @@ def check_mrxs_partition(out_main: Path, verdict, root: Path | None = None) -> N
             entries.append((n, section, k.strip(), v.strip()))
         else:
             bad_lines.append(n)  # comments and free text: no structure holds them
-    hier = {k: v for _, sec, k, v in entries if sec == "HIERARCHICAL" and k}
+    return entries, bad_lines
+
+
+def _ini_section(entries: list[tuple[int, str | None, str, str]], name: str) -> dict[str, str]:
+    """key -> value of one section (the last of a repeated key)."""
+    return {k: v for _, sec, k, v in entries if sec == name and k}
+
+
+def _lines_not_allowed(entries: list[tuple[int, str | None, str, str]], hier: dict[str, str]) -> list[int]:
+    """Line numbers of keys and sections the mrxs profile does not allow (the HIERARCHICAL
+    section names the layer sections a slide may have)."""
+    from wsianon.profiles.closed_world import mrxs_base_sections, mrxs_key_allowed
+
     allowed_sections = set(mrxs_base_sections()) | {v for k, v in hier.items() if k.endswith("_SECTION")}
-    for n, sec, key, _ in entries:
-        if sec is None or sec not in allowed_sections or (key and not mrxs_key_allowed(sec, key)):
-            bad_lines.append(n)
-    bad_lines = sorted(set(bad_lines))
+    return [
+        n for n, sec, key, _ in entries
+        if sec is None or sec not in allowed_sections or (key and not mrxs_key_allowed(sec, key))
+    ]
+
+
+def _report_ini(verdict, label: str, bad_lines: list[int]) -> None:
     for n in bad_lines[:MAX_FINDINGS]:
-        verdict.findings.append(Finding(label(folder / "Slidedat.ini"), n, f"Slidedat.ini line {n}: key or section not allowed by the mrxs profile", "closed-world-ini"))
+        verdict.findings.append(Finding(label, n, f"Slidedat.ini line {n}: key or section not allowed by the mrxs profile", "closed-world-ini"))
     verdict.add(
         "closed-world-ini",
         not bad_lines,
         "every Slidedat.ini key and section allowed by the mrxs profile" if not bad_lines else f"{len(bad_lines)} line(s) not allowed (line numbers in the findings; names never shown)",
     )
-    general = {k: v for _, sec, k, v in entries if sec == "GENERAL" and k}
-    datafile = {k: v for _, sec, k, v in entries if sec == "DATAFILE" and k}
-    try:
+
+
+@dataclass
+class _MrxsLayout:
+    """What Slidedat.ini says about the slide's Index.dat and Data files."""
+
+    sid: str
+    n_hier: int  # records of all hierarchical layers
+    n_non: int  # records of all non-hierarchical layers
+    idx_path: Path
+    files: list[Path]
+    idx: bytes  # Index.dat's bytes
+
+    @classmethod
+    def read(cls, folder: Path, entries: list[tuple[int, str | None, str, str]], hier: dict[str, str]) -> _MrxsLayout:
+        """KeyError, ValueError or OSError when the ini does not describe the files."""
+        general = _ini_section(entries, "GENERAL")
+        datafile = _ini_section(entries, "DATAFILE")
         sid = general["SLIDE_ID"]
         n_hier = sum(int(hier[f"HIER_{i}_COUNT"]) for i in range(int(hier["HIER_COUNT"])))
         n_non = sum(int(hier[f"NONHIER_{i}_COUNT"]) for i in range(int(hier["NONHIER_COUNT"])))
         idx_path = folder / hier["INDEXFILE"]
         files = [folder / datafile[f"FILE_{i}"] for i in range(int(datafile["FILE_COUNT"]))]
-        idx = idx_path.read_bytes()
-    except (KeyError, ValueError, OSError):
-        verdict.add("closed-world-bytes", False, "Slidedat.ini / Index.dat do not describe the Data files")
-        return
+        return cls(sid, n_hier, n_non, idx_path, files, idx_path.read_bytes())
 
-    def i32(off: int) -> int:
-        if off < 0 or off + 4 > len(idx):
+
+class _IndexWalk:
+    """The byte ranges of Index.dat its records reference (``refs``) and the Data-file
+    regions they point to (``data``: file number -> ranges).  ValueError or struct.error
+    when Index.dat cannot be walked."""
+
+    def __init__(self, layout: _MrxsLayout):
+        self.idx = layout.idx
+        self.refs: list[tuple[int, int]] = []
+        self.data: dict[int, list[tuple[int, int]]] = {}
+        # the header: version (5 bytes), SLIDE_ID, the two table pointers
+        self.base = 5 + len(layout.sid.encode("latin-1"))
+        self.refs.append((0, self.base + 8))
+        ht, nt = self.i32(self.base), self.i32(self.base + 4)
+        self.refs.append((ht, ht + 4 * layout.n_hier))
+        for i in range(layout.n_hier):
+            ptr = self.i32(ht + 4 * i)
+            self.refs.append((ptr, ptr + 8))
+            self.pages(self.i32(ptr + 4), 16, 4)
+        self.refs.append((nt, nt + 4 * layout.n_non))
+        for i in range(layout.n_non):
+            ptr = self.i32(nt + 4 * i)
+            if ptr:
+                self.refs.append((ptr, ptr + 8))
+                self.pages(self.i32(ptr + 4), 20, 8)
+
+    def i32(self, off: int) -> int:
+        if off < 0 or off + 4 > len(self.idx):
             raise ValueError(off)
-        return struct.unpack_from("<i", idx, off)[0]
+        return struct.unpack_from("<i", self.idx, off)[0]
 
-    refs: list[tuple[int, int]] = []
-    data: dict[int, list[tuple[int, int]]] = {}
-
-    def pages(page: int, item: int, at: int) -> None:
+    def pages(self, page: int, item: int, at: int) -> None:
+        """One record list: pages of ``item``-byte records, the (offset, length, file) triple at ``at``."""
         seen: set[int] = set()
         while page and page not in seen and len(seen) < 1_000_000:
             seen.add(page)
-            count, nxt = i32(page), i32(page + 4)
-            if count < 0 or page + 8 + item * count > len(idx):
+            count, nxt = self.i32(page), self.i32(page + 4)
+            if count < 0 or page + 8 + item * count > len(self.idx):
                 raise ValueError(page)
-            refs.append((page, page + 8 + item * count))
+            self.refs.append((page, page + 8 + item * count))
             for k in range(count):
-                off, ln, fno = struct.unpack_from("<iii", idx, page + 8 + item * k + at)
+                off, ln, fno = struct.unpack_from("<iii", self.idx, page + 8 + item * k + at)
                 if ln > 0:
-                    data.setdefault(fno, []).append((off, off + ln))
+                    self.data.setdefault(fno, []).append((off, off + ln))
             page = nxt
 
-    try:
-        base = 5 + len(sid.encode("latin-1"))
-        refs.append((0, base + 8))
-        ht, nt = i32(base), i32(base + 4)
-        refs.append((ht, ht + 4 * n_hier))
-        for i in range(n_hier):
-            ptr = i32(ht + 4 * i)
-            refs.append((ptr, ptr + 8))
-            pages(i32(ptr + 4), 16, 4)
-        refs.append((nt, nt + 4 * n_non))
-        for i in range(n_non):
-            ptr = i32(nt + 4 * i)
-            if ptr:
-                refs.append((ptr, ptr + 8))
-                pages(i32(ptr + 4), 20, 8)
-    except (ValueError, struct.error):
-        verdict.add("closed-world-bytes", False, "Index.dat cannot be walked")
-        return
+
+def _report_mrxs_bytes(verdict, folder: Path, label, layout: _MrxsLayout, walk: _IndexWalk) -> None:
     total_nonzero = total_unref = 0
-    for path, spans in [(idx_path, refs)] + [(f, [(0, base)] + data.get(i, [])) for i, f in enumerate(files)]:
+    for path, spans in [(layout.idx_path, walk.refs)] + [(f, [(0, walk.base)] + walk.data.get(i, [])) for i, f in enumerate(layout.files)]:
         nz, unref, first = _gap_nonzero(path, spans)
         total_unref += unref
         if nz:
             total_nonzero += nz
             verdict.findings.append(Finding(label(path), first or 0, f"{nz} non-zero byte(s) that no kept Index record references", "closed-world-byte"))
-    known = {folder / "Slidedat.ini", idx_path, *files}
+    known = {folder / "Slidedat.ini", layout.idx_path, *layout.files}
     extra = sorted(p.name for p in folder.iterdir() if p not in known) if folder.is_dir() else []
     verdict.add(
         "closed-world-bytes",
         total_nonzero == 0 and not extra,
-        (f"{total_unref} unreferenced byte(s) in Index.dat and {len(files)} Data file(s), all zero" if total_nonzero == 0 else f"{total_nonzero} non-zero unreferenced byte(s)")
+        (f"{total_unref} unreferenced byte(s) in Index.dat and {len(layout.files)} Data file(s), all zero" if total_nonzero == 0 else f"{total_nonzero} non-zero unreferenced byte(s)")
         + (f"; {len(extra)} file(s) that are not part of the slide" if extra else ""),
     )
+
+
+def check_mrxs_partition(out_main: Path, verdict, root: Path | None = None) -> None:
+    """Closed world of an MRXS output: only allowed ini keys and sections, only referenced Data regions."""
+    folder = out_main.with_suffix("")
+    label = (lambda p: p.relative_to(root).as_posix() if root else p.name)
+    try:
+        lines = _ini_lines((folder / "Slidedat.ini").read_bytes())
+    except OSError:
+        verdict.add("closed-world-ini", False, "Slidedat.ini cannot be read")
+        return
+    entries, bad_lines = _ini_entries(lines)
+    hier = _ini_section(entries, "HIERARCHICAL")
+    _report_ini(verdict, label(folder / "Slidedat.ini"), sorted(set(bad_lines + _lines_not_allowed(entries, hier))))
+    try:
+        layout = _MrxsLayout.read(folder, entries, hier)
+    except (KeyError, ValueError, OSError):
+        verdict.add("closed-world-bytes", False, "Slidedat.ini / Index.dat do not describe the Data files")
+        return
+    try:
+        walk = _IndexWalk(layout)
+    except (ValueError, struct.error):
+        verdict.add("closed-world-bytes", False, "Index.dat cannot be walked")
+        return
+    _report_mrxs_bytes(verdict, folder, label, layout, walk)

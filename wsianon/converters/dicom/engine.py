@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.tag import Tag
+from pydicom.tag import BaseTag, Tag
 
 from wsianon import __version__ as _version
 from wsianon.converters.dicom.keys import keyed_uid, remap_uid
@@ -66,12 +66,8 @@ SCRUB_WORD = {code: f"{Action(code).done}: held a source value" for code in ("X"
 STRING_VRS = TEXT_VRS | DATE_VRS | {"DS", "IS", "UI"}
 
 # tags the engine writes itself (identity and de-identification record)
-PATIENT_ID = Tag(0x0010, 0x0020)
-PATIENT_NAME = Tag(0x0010, 0x0010)
-STUDY_UID = Tag(0x0020, 0x000D)
 CONTAINER_ID = Tag(0x0040, 0x0512)
 SPECIMEN_ID = Tag(0x0040, 0x0551)
-SPECIMEN_DESC_SEQ = Tag(0x0040, 0x0560)
 
 
 @dataclass(frozen=True)
@@ -116,6 +112,10 @@ def clean_date(vr: str, value: str, mode: str, days: int, year: str | None = Non
     if shifted is None:
         return DUMMY[vr]
     return shifted + v[8:] if vr == "DT" else shifted
+
+
+def _no_value(elem: DataElement) -> bool:
+    return elem.value in (None, "", b"") or (isinstance(elem.value, (list, tuple)) and not elem.value)
 
 
 @dataclass
@@ -170,79 +170,99 @@ class Engine:
         return ds
 
     def _walk(self, ds: Dataset, path: tuple[str, ...]) -> None:
-        from wsianon.profiles.dicom import wsi_type
-
         for tag in list(ds.keys()):
-            tag = Tag(tag)
-            group, elem_no = tag.group, tag.element
-            where = "/".join(path)
-            if elem_no == 0:  # group lengths: retired, recomputed by nobody
-                del ds[tag]
-                continue
-            if group % 2 == 1:  # private (incl. private creators): Retain Safe Private has no safe list
-                del ds[tag]
-                self._log("private tags", "X", where)
-                continue
-            try:
-                elem = ds[tag]
-            except Exception:  # an unreadable value: never keep what cannot be judged
-                del ds[tag]
-                self._log(f"({group:04X},{elem_no:04X})", "X", where)
-                continue
-            kw = elem.keyword or ""
-            name = "/".join(path + (kw or f"({group:04X},{elem_no:04X})",))
-            if group in range(0x5000, 0x5100, 2) or group in range(0x6000, 0x6100, 2):
-                # curves and overlays: the whole repeating group goes (Basic X; no Clean Graphics
-                # implementation beyond removal)
-                del ds[tag]
-                self._log("curve/overlay groups (50xx/60xx)", "X", where)
-                continue
-            if not iod().allows(path, kw):  # closed world: not in the VL WSI IOD (nor the record)
-                del ds[tag]
-                self._log(name, "I")
-                continue
-            action, rule = self.profile.action(int(tag), path, kw, elem.VR)
-            type_ = wsi_type(path, kw) if kw else None
-            is_type1 = type_ in ("1", "1C")
-            if action == "X":
-                del ds[tag]
-                self._log(name, "X")
-                continue
-            if elem.VR == "SQ":
-                if action == "Z":
-                    if len(elem.value):
-                        elem.value = Sequence([])
-                        self._log(name, "Z")
-                    continue
-                for item in elem.value:
-                    self._walk(item, path + (kw or f"({group:04X},{elem_no:04X})",))
-                continue
-            if action == "K" and elem.VR in FREE_TEXT_VRS and kw in iod().kept_text and not _kept_text_ok(kw, elem):
-                action = resolve_compound("X/Z/D", type_)  # kept text of a form the profile does not allow
-            if action == "K":
-                continue
-            if elem.value in (None, "", b"") or (isinstance(elem.value, (list, tuple)) and not elem.value):
-                continue  # nothing to remove; keep the (empty) element
-            if action == "Z":
-                elem.value = self._empty(elem)
-            elif action == "D":
-                elem.value = self._dummy(elem)
-            elif action == "U":
-                if elem.VR == "UI":
-                    if elem.VM > 1:
-                        elem.value = [remap_uid(self.key, str(v)) for v in elem.value]
-                    else:
-                        elem.value = remap_uid(self.key, str(elem.value))
-                else:
-                    elem.value = self._dummy(elem)
-            elif action == "C":
-                elem.value = self._clean(elem, is_type1)
-            else:  # unknown code in a future table edition: fail closed
-                del ds[tag]
-                action = "X"
-            self._log(name, action)
+            self._element(ds, Tag(tag), path)
         self._conditions(ds, path)
         self._code_item(ds, path)
+
+    def _element(self, ds: Dataset, tag: BaseTag, path: tuple[str, ...]) -> None:
+        """Judge one element of ``ds``: removed, emptied, replaced, cleaned, kept, or (a
+        sequence) descended into."""
+        from wsianon.profiles.dicom import wsi_type
+
+        elem = self._readable_public(ds, tag, path)
+        if elem is None:
+            return
+        kw = elem.keyword or ""
+        step = kw or f"({tag.group:04X},{tag.element:04X})"
+        name = "/".join(path + (step,))
+        if not iod().allows(path, kw):  # closed world: not in the VL WSI IOD (nor the record)
+            del ds[tag]
+            self._log(name, "I")
+            return
+        action, _rule = self.profile.action(int(tag), path, kw, elem.VR)
+        type_ = wsi_type(path, kw) if kw else None
+        if action == "X":
+            del ds[tag]
+            self._log(name, "X")
+            return
+        if elem.VR == "SQ":
+            self._sequence(elem, action, name, path + (step,))
+            return
+        if action == "K" and elem.VR in FREE_TEXT_VRS and kw in iod().kept_text and not _kept_text_ok(kw, elem):
+            action = resolve_compound("X/Z/D", type_)  # kept text of a form the profile does not allow
+        if action == "K" or _no_value(elem):
+            return  # kept, or nothing to remove (the empty element stays)
+        self._log(name, self._apply(ds, tag, elem, action, type_ in ("1", "1C")))
+
+    def _readable_public(self, ds: Dataset, tag: BaseTag, path: tuple[str, ...]) -> DataElement | None:
+        """The element, or None when it went for what it is, whatever the profile says:
+        a group length, a private tag, an unreadable value, a curve or overlay group."""
+        group, elem_no = tag.group, tag.element
+        where = "/".join(path)
+        if elem_no == 0:  # group lengths: retired, recomputed by nobody
+            del ds[tag]
+            return None
+        if group % 2 == 1:  # private (incl. private creators): Retain Safe Private has no safe list
+            del ds[tag]
+            self._log("private tags", "X", where)
+            return None
+        try:
+            elem = ds[tag]
+        except Exception:  # an unreadable value: never keep what cannot be judged
+            del ds[tag]
+            self._log(f"({group:04X},{elem_no:04X})", "X", where)
+            return None
+        if group in range(0x5000, 0x5100, 2) or group in range(0x6000, 0x6100, 2):
+            # curves and overlays: the whole repeating group goes (Basic X; no Clean Graphics
+            # implementation beyond removal)
+            del ds[tag]
+            self._log("curve/overlay groups (50xx/60xx)", "X", where)
+            return None
+        return elem
+
+    def _sequence(self, elem: DataElement, action: str, name: str, path: tuple[str, ...]) -> None:
+        """Z empties a sequence; any other kept action judges its items one by one."""
+        if action == "Z":
+            if len(elem.value):
+                elem.value = Sequence([])
+                self._log(name, "Z")
+            return
+        for item in elem.value:
+            self._walk(item, path)
+
+    def _apply(self, ds: Dataset, tag: BaseTag, elem: DataElement, action: str, type1: bool) -> str:
+        """Apply Z, D, U or C to a non-empty element; the action done."""
+        if action == "Z":
+            elem.value = self._empty(elem)
+        elif action == "D":
+            elem.value = self._dummy(elem)
+        elif action == "U":
+            elem.value = self._uid_or_dummy(elem)
+        elif action == "C":
+            elem.value = self._clean(elem, type1)
+        else:  # unknown code in a future table edition: fail closed
+            del ds[tag]
+            action = "X"
+        return action
+
+    def _uid_or_dummy(self, elem: DataElement):
+        """U: a UID is replaced by its keyed equivalent (every value of a multi-valued one)."""
+        if elem.VR != "UI":
+            return self._dummy(elem)
+        if elem.VM > 1:
+            return [remap_uid(self.key, str(v)) for v in elem.value]
+        return remap_uid(self.key, str(elem.value))
 
     # -- closed world: conditions, coded concepts, references -----------------
     def _conditions(self, ds: Dataset, path: tuple[str, ...]) -> None:

@@ -170,15 +170,14 @@ def inspect_dicom(files: list[Path]) -> Inventory:
 
 
 def _kept_values(ds: Dataset, profile: DicomProfile, kept_values: set[str]) -> None:
-    if True:
-        for elem in ds.iterall():
-            try:
-                if elem.VR != "SQ" and elem.tag.group % 2 == 0 and profile.action(int(elem.tag), (), elem.keyword or "")[0] == "K":
-                    v = elem.value
-                    for x in (v if elem.VM > 1 else [v]):
-                        kept_values.add(str(x).strip().lower())
-            except Exception:
-                continue
+    for elem in ds.iterall():
+        try:
+            if elem.VR != "SQ" and elem.tag.group % 2 == 0 and profile.action(int(elem.tag), (), elem.keyword or "")[0] == "K":
+                v = elem.value
+                for x in (v if elem.VM > 1 else [v]):
+                    kept_values.add(str(x).strip().lower())
+        except Exception:
+            continue
 
 
 def _inventory(files, raw, kept_values, kinds, levels) -> Inventory:

@@ -40,7 +40,6 @@ from wsianon.profiles import load
 from wsianon.profiles.actions import Action
 from wsianon.profiles.policy import Policy
 
-TERMINATOR = b"\r\n\x04"
 PAD = b"\n"
 _READ = 8 << 20
 _ROOT_RX = re.compile(rb'^(?:\xef\xbb\xbf)?\s*(?:<\?xml[^>]*\?>\s*)?<DataObject\s+ObjectType\s*=\s*"DPUfsImport"\s*>')

@@ -69,6 +69,114 @@ class _Analysis:
     levels: int = 0
 
 
+class _XmlCleaner:
+    """Fail-closed walk of the SCN XML: attributes and texts the profile lists are kept,
+    every other value is blanked (barcodes removed); each change is a field of ``an``."""
+
+    def __init__(self, policy: Policy, an: _Analysis):
+        r = _rules()
+        self.safe_attrs = {k: set(v) for k, v in r["safe_attributes"].items()}
+        self.safe_text = set(r["safe_text_elements"])
+        self.dates = set(r["date_elements"])
+        self.model_ok = re.compile(r["model_safe_pattern"])
+        self.version_prefix = re.compile(r["version_safe_prefix"])
+        self.policy = policy
+        self.an = an
+
+    def _field(self, name: str, value: str, action: Action) -> None:
+        self.an.fields.append(Field(name, value, action, "IFD 0"))
+
+    def walk(self, el: ET.Element, path: str) -> None:
+        tag = local(el.tag)
+        for name in list(el.attrib):
+            self._attribute(el, tag, path, name)
+        self._text(el, tag, path)
+        self._children(el, path)
+
+    # -- attributes
+    def _attribute(self, el: ET.Element, tag: str, path: str, name: str) -> None:
+        val = el.attrib[name]
+        if tag == "collection" and name == "barcode":
+            if val.strip():
+                self._field("XML collection@barcode", val.strip(), Action.REMOVE)
+            del el.attrib[name]
+            return
+        if self._safe_attribute(tag, name, val):
+            return
+        if tag == "device" and name == "version":
+            self._version(el, path, name, val)
+            return
+        if val.strip():
+            self._field(f"XML {path}@{name}", val.strip(), Action.BLANK)
+        el.attrib[name] = ""
+
+    def _safe_attribute(self, tag: str, name: str, val: str) -> bool:
+        """Listed by the profile (a device model only when it has the shape of a model name)."""
+        if name not in self.safe_attrs.get(tag, ()):
+            return False
+        return not (tag == "device" and name == "model" and not self.model_ok.fullmatch(val))
+
+    def _version(self, el: ET.Element, path: str, name: str, val: str) -> None:
+        """device@version keeps only its leading version number."""
+        m = self.version_prefix.match(val)
+        new = m.group(0) if m else ""
+        if new == val:
+            return
+        self._field(f"XML {path}@version", val.strip(), Action.BLANK)
+        # each part after the version number on its own (a serial, say): other
+        # writers (the DICOM route) may copy just a part
+        for part in re.split(r"[;,]", val[len(new):]):
+            if part.strip():
+                self._field(f"XML {path}@version (part)", part.strip(), Action.BLANK)
+        el.attrib[name] = new
+
+    # -- element text
+    def _text(self, el: ET.Element, tag: str, path: str) -> None:
+        txt = (el.text or "").strip()
+        if tag == "barcode":
+            self._barcode(txt)
+        elif txt and tag in self.dates:
+            self._date(el, path, txt)
+        elif txt and tag not in self.safe_text:
+            self._field(f"XML {path}", txt, Action.BLANK)
+            el.text = ""
+
+    def _barcode(self, txt: str) -> None:
+        """A <barcode> element is removed (by its parent); its text and the text it
+        base64-encodes are recorded."""
+        if not txt:
+            return
+        self._field("XML barcode", txt, Action.REMOVE)
+        try:
+            dec = base64.b64decode(txt, validate=True).decode("utf-8", "replace").strip()
+            if dec:
+                self._field("XML barcode (decoded)", dec, Action.REMOVE)
+        except (binascii.Error, ValueError):
+            pass
+
+    def _date(self, el: ET.Element, path: str, txt: str) -> None:
+        if self.policy.dates == "keep":
+            self._field(f"XML {path}", txt, Action.KEEP)
+        elif self.policy.dates == "year" and year_only(txt):
+            self._field(f"XML {path}", txt, Action.YEAR)
+            el.text = f"{year_only(txt)}-01-01T00:00:00Z"
+        else:
+            self._field(f"XML {path}", txt, Action.BLANK)
+            el.text = ""
+
+    # -- children
+    def _children(self, el: ET.Element, path: str) -> None:
+        for child in list(el):
+            if local(child.tag) == "barcode":
+                self.walk(child, f"{path}/barcode")
+                el.remove(child)
+                continue
+            self.walk(child, f"{path}/{local(child.tag)}")
+            if child.tail and child.tail.strip():
+                self._field(f"XML {path}#tail", child.tail.strip(), Action.BLANK)
+                child.tail = ""
+
+
 class LeicaConverter(NativeConverter):
     name = "leica"
     title = "Leica SCN"
@@ -145,75 +253,7 @@ class LeicaConverter(NativeConverter):
         return an
 
     def _clean(self, root: ET.Element, policy: Policy, an: _Analysis) -> None:
-        r = _rules()
-        safe_attrs = {k: set(v) for k, v in r["safe_attributes"].items()}
-        safe_text = set(r["safe_text_elements"])
-        dates = set(r["date_elements"])
-        model_ok = re.compile(r["model_safe_pattern"])
-        version_prefix = re.compile(r["version_safe_prefix"])
-
-        def walk(el: ET.Element, path: str) -> None:
-            tag = local(el.tag)
-            for name in list(el.attrib):
-                val = el.attrib[name]
-                if tag == "collection" and name == "barcode":
-                    if val.strip():
-                        an.fields.append(Field("XML collection@barcode", val.strip(), Action.REMOVE, "IFD 0"))
-                    del el.attrib[name]
-                    continue
-                if name in safe_attrs.get(tag, ()):
-                    if tag == "device" and name == "model" and not model_ok.fullmatch(val):
-                        pass
-                    else:
-                        continue
-                if tag == "device" and name == "version":
-                    m = version_prefix.match(val)
-                    new = m.group(0) if m else ""
-                    if new != val:
-                        an.fields.append(Field(f"XML {path}@version", val.strip(), Action.BLANK, "IFD 0"))
-                        # each part after the version number on its own (a serial, say): other
-                        # writers (the DICOM route) may copy just a part
-                        for part in re.split(r"[;,]", val[len(new):]):
-                            if part.strip():
-                                an.fields.append(Field(f"XML {path}@version (part)", part.strip(), Action.BLANK, "IFD 0"))
-                        el.attrib[name] = new
-                    continue
-                if val.strip():
-                    an.fields.append(Field(f"XML {path}@{name}", val.strip(), Action.BLANK, "IFD 0"))
-                el.attrib[name] = ""
-            txt = (el.text or "").strip()
-            if tag == "barcode":
-                if txt:
-                    an.fields.append(Field("XML barcode", txt, Action.REMOVE, "IFD 0"))
-                    try:
-                        dec = base64.b64decode(txt, validate=True).decode("utf-8", "replace").strip()
-                        if dec:
-                            an.fields.append(Field("XML barcode (decoded)", dec, Action.REMOVE, "IFD 0"))
-                    except (binascii.Error, ValueError):
-                        pass
-            elif txt and tag in dates:
-                if policy.dates == "keep":
-                    an.fields.append(Field(f"XML {path}", txt, Action.KEEP, "IFD 0"))
-                elif policy.dates == "year" and year_only(txt):
-                    an.fields.append(Field(f"XML {path}", txt, Action.YEAR, "IFD 0"))
-                    el.text = f"{year_only(txt)}-01-01T00:00:00Z"
-                else:
-                    an.fields.append(Field(f"XML {path}", txt, Action.BLANK, "IFD 0"))
-                    el.text = ""
-            elif txt and tag not in safe_text:
-                an.fields.append(Field(f"XML {path}", txt, Action.BLANK, "IFD 0"))
-                el.text = ""
-            for child in list(el):
-                if local(child.tag) == "barcode":
-                    walk(child, f"{path}/barcode")
-                    el.remove(child)
-                    continue
-                walk(child, f"{path}/{local(child.tag)}")
-                if child.tail and child.tail.strip():
-                    an.fields.append(Field(f"XML {path}#tail", child.tail.strip(), Action.BLANK, "IFD 0"))
-                    child.tail = ""
-
-        walk(root, "scn")
+        _XmlCleaner(policy, an).walk(root, "scn")
 
     # -- inspect ----------------------------------------------------------------------
     def inspect(self, path: Path, policy: Policy | None = None) -> Inventory:

@@ -10,6 +10,8 @@ Modules, along the format's own pieces:
 * ``datafile.py`` — Data-file blobs and headers;
 * ``images.py`` — the associated images (label, macro, whole slide, thumbnail);
 * ``rules.py`` — what the profile ``wsianon/profiles/data/mrxs.json`` decides.
+* ``closed_world.py`` — the closed-world post-pass over the plan (ini keys and sections,
+  unreferenced Index.dat and Data-file bytes), called by :mod:`wsianon.converters.closed_world`.
 
 Format-neutral JPEG helpers live in :mod:`wsianon.io.jpeg_images`.  The names other
 modules and the tests import from ``wsianon.converters.mrxs`` are re-exported here, and the

@@ -30,8 +30,6 @@ from wsianon.io.tiff import IFD, Kind, TiffStructure
 from wsianon.profiles import load
 from wsianon.profiles.policy import Policy, year_only
 
-NDPI_FORMAT_FLAG = 65420
-
 
 def _rules() -> dict:
     return load("ndpi")
