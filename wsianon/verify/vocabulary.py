@@ -359,12 +359,14 @@ def _icc_findings(path: Path, spans: list[tuple[int, int]], vocab: Vocab, name: 
                 scan_bytes(data, vocab, name, off, out)
 
 
-def scan_tiff(path: Path, fmt: str, name: str | None = None, tiles: str = "headers") -> list[TextFinding]:
+def scan_tiff(path: Path, fmt: str, name: str | None = None, tiles: str = "headers", proven=None) -> list[TextFinding]:
     """Findings for a TIFF-family output.
 
     ``tiles``: "headers" checks every JPEG tile's segments before its first scan
     (the tiles' identity with the source is proven elsewhere); "walk" follows
-    every JPEG stream to its end (no source to compare with)."""
+    every JPEG stream to its end (no source to compare with).  ``proven(offset, length)``:
+    True for a JPEG stream proven identical to a source stream with every non-essential
+    payload zeroed (the verifier's tile identity): its segments need no second look."""
     vocab = vocabulary(fmt)
     name = name or path.name
     out: list[TextFinding] = []
@@ -372,6 +374,8 @@ def scan_tiff(path: Path, fmt: str, name: str | None = None, tiles: str = "heade
     fd = os.open(path, os.O_RDONLY)
     try:
         for off, cnt in sorted(set(jpegs)):
+            if proven is not None and proven(off, cnt):
+                continue
             if not _jpeg_stream_findings(fd, off, cnt, name, tiles == "walk", out):
                 other.append((off, cnt))  # a "JPEG" page whose data is not JPEG: opaque pixel data
             if len(out) >= MAX_FINDINGS:
@@ -468,7 +472,7 @@ def mrxs_pixel_spans(folder: Path) -> dict[str, list[tuple[int, int]]]:
     return out
 
 
-def scan_output(fmt: str, main: Path, files: list[Path], root: Path | None = None, tiles: str = "headers") -> list[TextFinding]:
+def scan_output(fmt: str, main: Path, files: list[Path], root: Path | None = None, tiles: str = "headers", proven=None) -> list[TextFinding]:
     """Vocabulary findings over every file of one native output."""
     out: list[TextFinding] = []
 
@@ -490,7 +494,7 @@ def scan_output(fmt: str, main: Path, files: list[Path], root: Path | None = Non
         return out
     for f in files:
         try:
-            out += scan_tiff(f, fmt, rel(f), tiles)
+            out += scan_tiff(f, fmt, rel(f), tiles, proven if f == main else None)
         except Exception:
             out.append(TextFinding(rel(f), 0, "unreadable TIFF structure"))
     return out
@@ -504,13 +508,13 @@ def summarize(findings: list[TextFinding], limit: int = 5) -> str:
     return f"{len(findings)}{'+' if len(findings) >= MAX_FINDINGS else ''} text run(s) outside the vocabulary: {where}{more}"
 
 
-def add_check(verdict, fmt: str, main: Path, files: list[Path], root: Path | None = None, tiles: str = "headers") -> list[TextFinding]:
+def add_check(verdict, fmt: str, main: Path, files: list[Path], root: Path | None = None, tiles: str = "headers", proven=None) -> list[TextFinding]:
     """Run the scan and record it on ``verdict`` (anything with ``add(name, ok, detail)``)."""
     if fmt == "isyntax":
         # no TIFF structure to separate text from pixels: the XML header is judged attribute by
         # attribute by the iSyntax closed-world check, the body is wavelet-coded pixel data
         verdict.add("vocabulary", True, "not applicable: iSyntax header judged by the isyntax closed-world check")
         return []
-    found = scan_output(fmt, Path(main), [Path(f) for f in files], root, tiles)
+    found = scan_output(fmt, Path(main), [Path(f) for f in files], root, tiles, proven)
     verdict.add("vocabulary", not found, summarize(found))
     return found
