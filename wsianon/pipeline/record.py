@@ -279,9 +279,10 @@ def placeholder(text: str) -> str:
     return _PLACEHOLDERS[text]
 
 
-def render_slide_images(path: Path | list[Path]) -> dict:
+def render_slide_images(path: Path | list[Path], thumbnail: bool = True) -> dict:
     """Thumbnail and kept associated images of one slide (an output, or a source for the review
-    sheet): ``{"thumbnail": uri | None, "images": [[kind, uri], ...], "error": str | None}``."""
+    sheet): ``{"thumbnail": uri | None, "images": [[kind, uri], ...], "error": str | None}``.
+    ``thumbnail=False``: the associated images only (the review sheet shows no source thumbnail)."""
     res: dict = {"thumbnail": None, "images": [], "error": None}
     files = list(path) if isinstance(path, list) else None
     path = Path(path[0] if isinstance(path, list) else path)
@@ -291,7 +292,8 @@ def render_slide_images(path: Path | list[Path]) -> dict:
 
             files = files or (sorted(path.rglob("*.dcm")) if path.is_dir() else [path])
             with WsiDicom.open(files) as wsi:
-                res["thumbnail"] = data_uri(wsi.read_thumbnail((THUMB_PX, THUMB_PX)), THUMB_PX)
+                if thumbnail:
+                    res["thumbnail"] = data_uri(wsi.read_thumbnail((THUMB_PX, THUMB_PX)), THUMB_PX)
                 for kind, n, read in (("label", len(wsi.labels or []), wsi.read_label), ("overview", len(wsi.overviews or []), wsi.read_overview)):
                     for i in range(n):
                         res["images"].append([kind, data_uri(read(i), ASSOC_PX * 2)])
@@ -299,7 +301,8 @@ def render_slide_images(path: Path | list[Path]) -> dict:
             import openslide
 
             with openslide.OpenSlide(str(path)) as s:
-                res["thumbnail"] = data_uri(bounded_thumbnail(s, THUMB_PX), THUMB_PX)
+                if thumbnail:
+                    res["thumbnail"] = data_uri(bounded_thumbnail(s, THUMB_PX), THUMB_PX)
                 for name, img in sorted(s.associated_images.items()):
                     res["images"].append([name, data_uri(img, ASSOC_PX * 2)])
     except Exception as exc:  # a card says why; the rest of the record is still written
@@ -873,7 +876,7 @@ def write_review_sheet(out: Path, sheet: Path, mapping: Path | None = None, quar
         mrow = next((by_out[o] for o in s.outputs + [s.slide] if o in by_out), None)
         src = Path(mrow["source"]) if mrow else None
         if src is not None and src.exists():
-            simg = render_slide_images(_dicom_series_folder(src) if src.suffix.lower() == ".dcm" else src)
+            simg = render_slide_images(_dicom_series_folder(src) if src.suffix.lower() == ".dcm" else src, thumbnail=False)
             src_imgs = [(k, u) for k, u in simg["images"] if k in ("label", "macro", "overview")]
             src_note = simg["error"] or ("" if src_imgs else "the source has no label or macro image")
         else:

@@ -187,15 +187,27 @@ class Feeder:
             st = self.states[int(self._page[k])]
             lo = max(a, c0)
             hi = min(b, c1)
+            whole = a >= c0 and b <= c1 and self._partial is None and self._raw_left == 0
+            if whole and (not st.scrub or st.headers):
+                # the page's tiles wholly inside this buffer, handled together
+                kk = self._batch_end(k, c1)
+                if not st.scrub:
+                    self._raw_batch(st, mv, c0, k, kk)
+                else:
+                    if markers is None:
+                        markers = _marker_positions(mv)
+                    self._scrub_batch(st, mv, c0, k, kk, markers)
+                k = kk
+                continue
             if not st.scrub:
-                # raw: the concatenation in tile order, straight from the buffer (runs of tiles)
+                # raw: the concatenation in tile order, straight from the buffer
                 st.h.update(mv[lo - c0 : hi - c0])
                 if b > c1:
                     break  # continued in the next chunk
                 k += 1
                 continue
-            if self._partial is None and self._raw_left == 0 and a >= c0 and b <= c1:
-                # a whole tile in this buffer: the fast path proves normalized(tile) == tile
+            if whole:
+                # a whole tile, no clean header known yet: ``normalized`` itself (and learn)
                 if markers is None:
                     markers = _marker_positions(mv)
                 self._scrubbed_tile(st, mv, a - c0, b - c0, markers)
@@ -232,6 +244,48 @@ class Feeder:
                     break
             k += 1
         self._k = k
+
+    def _batch_end(self, k: int, c1: int) -> int:
+        """One past the last tile from ``k`` on that ends inside the buffer and is on ``k``'s page."""
+        kk = int(self._end.searchsorted(c1, side="right"))  # tiles are sorted and disjoint: ends too
+        other = np.flatnonzero(self._page[k:kk] != self._page[k])
+        return k + int(other[0]) if len(other) else kk
+
+    def _stretches(self, k: int, kk: int, joinable: np.ndarray) -> list[tuple[int, int]]:
+        """[i0, i1) index ranges (relative to ``k``) of tiles that are contiguous in the file and
+        all ``joinable``; a tile that is not joinable is a range of its own."""
+        s, e = self._off[k:kk], self._end[k:kk]
+        brk = np.flatnonzero(~(joinable[:-1] & joinable[1:] & (e[:-1] == s[1:]))) + 1
+        edges = [0, *brk.tolist(), kk - k]
+        return list(zip(edges[:-1], edges[1:]))
+
+    def _raw_batch(self, st: _PageState, mv: memoryview, c0: int, k: int, kk: int) -> None:
+        s, e = self._off[k:kk] - c0, self._end[k:kk] - c0
+        for i0, i1 in self._stretches(k, kk, np.ones(kk - k, dtype=bool)):
+            st.h.update(mv[int(s[i0]) : int(e[i1 - 1])])
+
+    def _scrub_batch(self, st: _PageState, mv: memoryview, c0: int, k: int, kk: int, markers: np.ndarray) -> None:
+        """``_scrubbed_tile`` for the tiles [k, kk), its fast path checked for all at once (numpy);
+        runs of clean contiguous tiles are hashed in one update (their concatenation)."""
+        arr = np.frombuffer(mv, dtype=np.uint8)
+        s, e = self._off[k:kk] - c0, self._end[k:kk] - c0
+        hdr = st.headers[0]
+        L = len(hdr)
+        ok = (e - s) >= L + 2
+        ok &= (arr[np.maximum(e - 2, 0)] == 0xFF) & (arr[np.maximum(e - 1, 0)] == 0xD9)
+        idx = np.flatnonzero(ok)
+        if len(idx):
+            block = arr[s[idx, None] + np.arange(L)]
+            ok[idx[~(block == np.frombuffer(hdr, dtype=np.uint8)).all(axis=1)]] = False
+        j = markers.searchsorted(s + L)
+        hit = j < len(markers)
+        ok &= hit
+        ok[hit] &= markers[j[hit]] == e[hit] - 2
+        for i0, i1 in self._stretches(k, kk, ok):
+            if ok[i0]:
+                st.h.update(mv[int(s[i0]) : int(e[i1 - 1])])
+            else:
+                self._scrubbed_tile(st, mv, int(s[i0]), int(e[i0]), markers)
 
     def _scrubbed_tile(self, st: _PageState, mv: memoryview, s: int, e: int, markers: np.ndarray) -> None:
         """Hash one whole JPEG tile ``mv[s:e]`` as ``normalized`` leaves it.
