@@ -220,6 +220,7 @@ def apply_copy(fp: FilePlan, dest: Path, progress: Callable[[int], None] | None 
     except OSError as exc:
         raise OutputError(dest.parent, f"cannot create output file: {os_reason(exc)}") from None
     written = 0
+    tapping = None
     try:
         if fp.source is None:
             _write_all(dst_fd, fp.content or b"", dest)
@@ -232,7 +233,6 @@ def apply_copy(fp: FilePlan, dest: Path, progress: Callable[[int], None] | None 
             try:
                 size = os.fstat(src_fd).st_size
                 pos = 0
-                tapping = None
                 if tap is not None:
                     import threading
                     from concurrent.futures import ThreadPoolExecutor
@@ -264,16 +264,7 @@ def apply_copy(fp: FilePlan, dest: Path, progress: Callable[[int], None] | None 
                 os.ftruncate(dst_fd, size)  # a trailing hole still counts towards the size
                 os.lseek(dst_fd, size, os.SEEK_SET)
                 written = size
-                if tapping is not None:
-                    tapping.result()
-                    tapping = None
             finally:
-                if tapping is not None:  # the copy failed: the tap stops at its next chunk
-                    stop.set()
-                    try:
-                        tapping.result()
-                    except Exception:  # noqa: BLE001 - the copy's own error is the one reported
-                        pass
                 os.close(src_fd)
         if fp.append:
             _write_all(dst_fd, fp.append, dest)
@@ -283,7 +274,15 @@ def apply_copy(fp: FilePlan, dest: Path, progress: Callable[[int], None] | None 
         except OSError as exc:
             raise OutputError(dest, f"cannot write: {os_reason(exc)}") from None
         cache.mark_synced(dst_fd)  # clean pages: Staging.commit may drop them once verified
+        if tapping is not None:  # the tap's reads and hashing overlapped the copy and the fsync
+            tapping.result()
     finally:
+        if tapping is not None and not tapping.done():  # an error above: stop the tap at its next chunk
+            stop.set()
+            try:
+                tapping.result()
+            except Exception:  # noqa: BLE001 - the copy's own error is the one reported
+                pass
         os.close(dst_fd)
     return written
 
