@@ -25,7 +25,7 @@ from wsianon.io import digests
 from wsianon.io.scan import Finding, Scanner, ScanStream
 from wsianon.verify.tileid import Feeder
 
-CHUNK = 16 << 20
+CHUNK = 8 << 20
 
 
 @dataclass
