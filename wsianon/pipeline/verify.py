@@ -364,6 +364,8 @@ def verify_native(
         scan = pool.submit(scans)
         # one read of every output file: canaries, tile identity and SHA-256 from the same buffers
         scan_outputs(canaries, out_files, verdict, root, feeders={out_main: feeder} if feeder is not None else None)
+        if feeder is not None and feeder.fed == 0:  # out_main was not among out_files: read it for the tiles
+            tileid.feed_file(out_main, feeder)
         if tiles_here:
             check_tiles_tiff(snap, inv.format, out_main, verdict, out_ids=feeder.finish(out_main) if feeder is not None else None)
         scan.result()
