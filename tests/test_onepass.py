@@ -268,3 +268,48 @@ def test_big_tiles_split_and_streamed_match_direct_reads(svs, monkeypatch):
         for pos in range(0, len(data), step):
             f.feed(pos, data[pos : pos + step])
         assert f.finish(svs) == ref
+
+
+def test_stream_spans_header_shortcut_gives_the_full_answer(tmp_path):
+    """``stream_spans(known=...)`` (the plan's and the DICOM frame scrub's shortcut for repeated
+    clean headers) answers exactly as the full parse, for clean streams and for the dirty ones
+    that share the clean header: a COM after the scan, bytes after EOI, short and long streams."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from wsianon.io.jpeg import stream_spans
+
+    def jpeg(seed: int, size: int) -> bytes:
+        rng = np.random.default_rng(seed)
+        img = Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8))
+        b = io.BytesIO()
+        img.save(b, "JPEG", quality=80)
+        return b.getvalue()
+
+    small, big = jpeg(1, 16), jpeg(2, 96)
+    assert len(small) < 4096 < len(big)
+    com = b"\xff\xfe\x00\x0cCOM-CANARY"
+
+    def mid_com(j: bytes) -> bytes:  # a COM segment after the scan, before EOI
+        return j[:-2] + com + b"\xff\xd9"
+
+    streams = [big, small, jpeg(3, 96), jpeg(4, 16), mid_com(small), mid_com(big), small + b"TRAILING", big + b"TRAIL", big, small]
+    f = tmp_path / "streams.bin"
+    spans = []
+    with open(f, "wb") as fh:
+        for s in streams:
+            spans.append((fh.tell(), len(s)))
+            fh.write(s)
+    fd = os.open(f, os.O_RDONLY)
+    try:
+        full = [stream_spans(fd, o, n) for o, n in spans]
+        known: list[bytes] = []
+        fast = [stream_spans(fd, o, n, known) for o, n in spans]
+    finally:
+        os.close(fd)
+    assert known  # the clean headers were learned and used
+    assert [[(s.offset, s.length, s.marker) for s in r] for r in fast] == [[(s.offset, s.length, s.marker) for s in r] for r in full]
+    assert full[4] and full[6]  # the short dirty streams are found (the long ones only when the tail is not EOI)
+    assert full[7]

@@ -234,11 +234,19 @@ def stream_spans(fd: int, offset: int, length: int, known: list[bytes] | None = 
         return []
     if known:
         for hdr in known:
-            # only where the full path reads the header alone (a stream longer than the read)
-            if len(data) < length and data.startswith(hdr):
+            if not data.startswith(hdr):
+                continue
+            if len(data) < length:
+                # the full path would read the header alone (the stream is longer than the read)
                 if os.pread(fd, 2, offset + length - 2) == b"\xff\xd9":
                     return []
-                break
+            elif len(data) >= len(hdr) + 2 and data.endswith(b"\xff\xd9"):
+                # a short stream read whole: the full path walks it; the same answer ([]) when the
+                # first marker after the (clean) header is the EOI that ends it
+                mk = _NEXT_MARKER.search(data, len(hdr))
+                if mk is not None and mk.start() == len(data) - 2:
+                    return []
+            break
     try:
         while True:
             segs, complete = header_segments(data)
@@ -265,8 +273,10 @@ def stream_spans(fd: int, offset: int, length: int, known: list[bytes] | None = 
         t_off, t_len = trailing(data, segs)
         if t_len and any(data[t_off:]):
             out.append(ScrubSpan(offset + t_off, t_len, EOI))
-    elif known is not None and not out and len(known) < 8 and segs and segs[-1].marker == SOS and segs[-1].end <= len(data):
-        known.append(data[: segs[-1].end])
+    if known is not None and not out and len(known) < 8:
+        hdr_segs = segs if not whole else [sg for sg in segs[: next((i + 1 for i, sg in enumerate(segs) if sg.marker == SOS), 0)]]
+        if hdr_segs and hdr_segs[-1].marker == SOS and hdr_segs[-1].end <= len(data):
+            known.append(data[: hdr_segs[-1].end])
     return out
 
 
