@@ -295,7 +295,8 @@ def test_stream_spans_header_shortcut_gives_the_full_answer(tmp_path):
     def mid_com(j: bytes) -> bytes:  # a COM segment after the scan, before EOI
         return j[:-2] + com + b"\xff\xd9"
 
-    streams = [big, small, jpeg(3, 96), jpeg(4, 16), mid_com(small), mid_com(big), small + b"TRAILING", big + b"TRAIL", big, small]
+    streams = [big, small, jpeg(3, 96), jpeg(4, 16), mid_com(small), mid_com(big), small + b"TRAILING", big + b"TRAIL", big, small,
+               big + b"\0", small + b"\0", big + b"\0\0X"]
     f = tmp_path / "streams.bin"
     spans = []
     with open(f, "wb") as fh:
@@ -312,4 +313,4 @@ def test_stream_spans_header_shortcut_gives_the_full_answer(tmp_path):
     assert known  # the clean headers were learned and used
     assert [[(s.offset, s.length, s.marker) for s in r] for r in fast] == [[(s.offset, s.length, s.marker) for s in r] for r in full]
     assert full[4] and full[6]  # the short dirty streams are found (the long ones only when the tail is not EOI)
-    assert full[7]
+    assert full[7] and full[12] and not full[10] and not full[11]  # padding zeros after EOI are fine, other bytes are not

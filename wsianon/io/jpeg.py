@@ -237,15 +237,16 @@ def stream_spans(fd: int, offset: int, length: int, known: list[bytes] | None = 
             if not data.startswith(hdr):
                 continue
             if len(data) < length:
-                # the full path would read the header alone (the stream is longer than the read)
+                # the full path reads the header alone when the stream ends with EOI
                 if os.pread(fd, 2, offset + length - 2) == b"\xff\xd9":
                     return []
-            elif len(data) >= len(hdr) + 2 and data.endswith(b"\xff\xd9"):
-                # a short stream read whole: the full path walks it; the same answer ([]) when the
-                # first marker after the (clean) header is the EOI that ends it
-                mk = _NEXT_MARKER.search(data, len(hdr))
-                if mk is not None and mk.start() == len(data) - 2:
-                    return []
+                data = os.pread(fd, length, offset)  # else it reads the stream whole, as here
+            # a stream read whole: the full path walks it; the same answer ([]) when the first
+            # marker after the (clean) header is an EOI followed by zeros only (a DICOM item's
+            # even-length padding) or by nothing
+            mk = _NEXT_MARKER.search(data, len(hdr)) if data.startswith(hdr) else None
+            if mk is not None and data[mk.start() + 1] == EOI and not any(data[mk.start() + 2 :]):
+                return []
             break
     try:
         while True:
