@@ -314,3 +314,28 @@ def test_stream_spans_header_shortcut_gives_the_full_answer(tmp_path):
     assert [[(s.offset, s.length, s.marker) for s in r] for r in fast] == [[(s.offset, s.length, s.marker) for s in r] for r in full]
     assert full[4] and full[6]  # the short dirty streams are found (the long ones only when the tail is not EOI)
     assert full[7] and full[12] and not full[10] and not full[11]  # padding zeros after EOI are fine, other bytes are not
+
+
+def test_digests_travel_from_a_worker_process(tmp_path):
+    """A worker's outcome carries its read-back digests; the coordinator adopts them, so the
+    record (written by the coordinator) finds them without reading the outputs."""
+    import subprocess
+    import sys
+
+    d = tmp_path / "series"
+    d.mkdir()
+    f = d / "a.dcm"
+    f.write_bytes(os.urandom(100_000))
+    code = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from wsianon.verify.readback import read_back\n"
+        "from wsianon.io import digests\n"
+        f"read_back(Path({str(f)!r}), 'a.dcm')\n"
+        f"print(json.dumps(digests.entries([Path({str(d)!r})])))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert digests.lookup(f) is None  # this process never read it
+    digests.adopt(json.loads(out))
+    assert digests.lookup(f) == _sha(f)
+    digests.adopt([("x", 1, 2, 3, "bad"), None])  # malformed entries are ignored

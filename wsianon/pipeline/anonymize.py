@@ -20,6 +20,7 @@ from typing import Callable
 
 from wsianon.converters.base import Inventory, SlideContext
 from wsianon.errors import OutputError, WsianonError
+from wsianon.io import digests
 from wsianon.io.atomic import Staging, write_atomic
 from wsianon.io.jpeg_plan import scrub_jpeg_segments
 from wsianon.io.plan import Plan, Removal, apply_copy, apply_in_place, journal_path, rollback_journal
@@ -66,6 +67,7 @@ def _place_or_quarantine(
     if verdict.ok:
         moved = staging.commit(last=last, overwrite=ctx.policy.overwrite)
         outcome.outputs = [p.name for p in moved]
+        outcome.digests = digests.entries(list(moved))  # the record (in the coordinator) need not re-read them
         outcome.status = "ok"
         return
     outcome.status = "failed"
