@@ -213,12 +213,17 @@ class ScrubSpan:
     marker: int
 
 
-def stream_spans(fd: int, offset: int, length: int) -> list[ScrubSpan]:
+def stream_spans(fd: int, offset: int, length: int, known: list[bytes] | None = None) -> list[ScrubSpan]:
     """Non-zero non-essential payloads of the JPEG stream at [offset, offset+length) of ``fd``.
 
     Reads only the header (segments before the first SOS) and the last two
     bytes: a stream that does not end with EOI there, or whose header does not
-    parse, is read whole and walked.  Returns [] for bytes that are not JPEG."""
+    parse, is read whole and walked.  Returns [] for bytes that are not JPEG.
+
+    ``known``: headers (to the end of the first SOS) of streams of the same image found to
+    need nothing; a stream whose header is byte-identical to one of them and that ends with
+    EOI gets the same answer without parsing (the parse depends only on those bytes).  New
+    such headers are added (a few per image: the tiles of a level share one)."""
     import os
 
     if length < 4:
@@ -227,6 +232,22 @@ def stream_spans(fd: int, offset: int, length: int) -> list[ScrubSpan]:
     data = os.pread(fd, n, offset)
     if not is_jpeg(data):
         return []
+    if known:
+        for hdr in known:
+            if not data.startswith(hdr):
+                continue
+            if len(data) < length:
+                # the full path reads the header alone when the stream ends with EOI
+                if os.pread(fd, 2, offset + length - 2) == b"\xff\xd9":
+                    return []
+                data = os.pread(fd, length, offset)  # else it reads the stream whole, as here
+            # a stream read whole: the full path walks it; the same answer ([]) when the first
+            # marker after the (clean) header is an EOI followed by zeros only (a DICOM item's
+            # even-length padding) or by nothing
+            mk = _NEXT_MARKER.search(data, len(hdr)) if data.startswith(hdr) else None
+            if mk is not None and data[mk.start() + 1] == EOI and not any(data[mk.start() + 2 :]):
+                return []
+            break
     try:
         while True:
             segs, complete = header_segments(data)
@@ -253,6 +274,10 @@ def stream_spans(fd: int, offset: int, length: int) -> list[ScrubSpan]:
         t_off, t_len = trailing(data, segs)
         if t_len and any(data[t_off:]):
             out.append(ScrubSpan(offset + t_off, t_len, EOI))
+    if known is not None and not out and len(known) < 8:
+        hdr_segs = segs if not whole else [sg for sg in segs[: next((i + 1 for i, sg in enumerate(segs) if sg.marker == SOS), 0)]]
+        if hdr_segs and hdr_segs[-1].marker == SOS and hdr_segs[-1].end <= len(data):
+            known.append(data[: hdr_segs[-1].end])
     return out
 
 
@@ -270,9 +295,10 @@ def tiff_jpeg_spans(path) -> list[ScrubSpan]:
             tables = ifd.get(JPEG_TABLES)
             if tables is not None and tables.size >= 4:
                 out.extend(stream_spans(fd, tables.value_offset, tables.size))
+            known: list[bytes] = []  # clean tile headers of this IFD (see stream_spans)
             for off, cnt in sorted(ts.data_spans(ifd)):
                 if cnt:
-                    out.extend(stream_spans(fd, off, cnt))
+                    out.extend(stream_spans(fd, off, cnt, known))
     return out
 
 

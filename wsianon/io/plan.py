@@ -31,6 +31,8 @@ CHUNK = 8 * 1024 * 1024
 _os_write = os.write
 _copy_file_range = getattr(os, "copy_file_range", None)
 
+Tap = Callable[[int, bytes], None]
+
 
 @dataclass
 class Patch:
@@ -199,14 +201,22 @@ def _copy_extent(src_fd: int, dst_fd: int, offset: int, length: int, dest: Path,
             progress(done)
 
 
-def apply_copy(fp: FilePlan, dest: Path, progress: Callable[[int], None] | None = None) -> int:
-    """Write ``fp`` to ``dest`` (a fresh temp path). Returns bytes written."""
+def apply_copy(fp: FilePlan, dest: Path, progress: Callable[[int], None] | None = None, tap: Tap | None = None) -> int:
+    """Write ``fp`` to ``dest`` (a fresh temp path). Returns bytes written.
+
+    ``tap``: called with every chunk of the source, in order, as the source has it (the
+    verifier's source-side tile identity), from a second thread that reads the source
+    alongside the in-kernel copy, so both readers are served by the same page-cache pages
+    (one read from disk).  Measured against a user-space copy that hands its own read
+    buffers to the tap (pread + patch + write): the same CPU in principle (two memory copies
+    either way), but slower and noisier here (benchmarks/PROFILE.md)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
     try:
         dst_fd = os.open(dest, flags, 0o644)
     except OSError as exc:
         raise OutputError(dest.parent, f"cannot create output file: {os_reason(exc)}") from None
     written = 0
+    tapping = None
     try:
         if fp.source is None:
             _write_all(dst_fd, fp.content or b"", dest)
@@ -219,6 +229,14 @@ def apply_copy(fp: FilePlan, dest: Path, progress: Callable[[int], None] | None 
             try:
                 size = os.fstat(src_fd).st_size
                 pos = 0
+                if tap is not None:
+                    import threading
+                    from concurrent.futures import ThreadPoolExecutor
+
+                    stop = threading.Event()
+                    tap_pool = ThreadPoolExecutor(max_workers=1)
+                    tapping = tap_pool.submit(_tap_file, fp.source, size, tap, stop)
+                    tap_pool.shutdown(wait=False)
                 for p in fp.sorted_patches():
                     if p.end > size:
                         raise ValueError(f"patch beyond end of {fp.source}: {p.offset}+{p.length} > {size}")
@@ -252,9 +270,33 @@ def apply_copy(fp: FilePlan, dest: Path, progress: Callable[[int], None] | None 
         except OSError as exc:
             raise OutputError(dest, f"cannot write: {os_reason(exc)}") from None
         cache.mark_synced(dst_fd)  # clean pages: Staging.commit may drop them once verified
+        if tapping is not None:  # the tap's reads and hashing overlapped the copy and the fsync
+            tapping.result()
     finally:
+        if tapping is not None and not tapping.done():  # an error above: stop the tap at its next chunk
+            stop.set()
+            try:
+                tapping.result()
+            except Exception:  # noqa: BLE001 - the copy's own error is the one reported
+                pass
         os.close(dst_fd)
     return written
+
+
+def _tap_file(path: Path, size: int, tap: Tap, stop) -> None:
+    """Read ``path``'s first ``size`` bytes in order and hand them to ``tap`` (its own descriptor:
+    the copy's is moved by SEEK_DATA/SEEK_HOLE)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        pos = 0
+        while pos < size and not stop.is_set():
+            buf = os.pread(fd, min(CHUNK, size - pos), pos)
+            if not buf:
+                break
+            tap(pos, buf)
+            pos += len(buf)
+    finally:
+        os.close(fd)
 
 
 def journal_path(target: Path) -> Path:

@@ -286,6 +286,80 @@ class Scanner:
         return findings
 
 
+class ScanStream:
+    """One file's canary scan fed with its bytes in order (``feed``), for a caller that reads the
+    file anyway (the verifier's single read-back pass): the same matches as ``Scanner.scan_file``
+    over the whole file, holes included as the zeros they read as."""
+
+    def __init__(self, scanner: "Scanner", name: str, limit: int = 50):
+        self.scanner = scanner
+        self.name = name
+        self.limit = limit
+        self.findings: list[Finding] = []
+        self._pos = 0
+        self._tail = b""
+        self._stopped = False
+        self._hs_stream = None
+        self._rx = None
+        if scanner._ci is None and scanner._cs is None:
+            self._stopped = True
+            return
+        if scanner._hs_db is not None:
+            ids = scanner._hs_ids
+            found = self.findings
+
+            def on_match(idx, start, end, flags, ctx):
+                cname, enc, ln = ids[idx]
+                found.append(Finding(name, end - ln, cname, enc))
+                return 1 if len(found) >= limit else None
+
+            # hyperscan keeps only a borrowed reference to the handler: this object holds it
+            self._on_match = on_match
+            self._hs_stream = scanner._hs_db.stream(match_event_handler=on_match)
+            self._hs_stream.__enter__()
+            if scanner._fb_ci is not None or scanner._fb_cs is not None:
+                self._rx = ((scanner._fb_ci, True), (scanner._fb_cs, False))
+        else:
+            self._rx = ((scanner._ci, True), (scanner._cs, False))
+        self._seen: set[tuple[int, str]] = set()
+        self._re_found: list[Finding] = []
+
+    def feed(self, chunk: bytes) -> None:
+        if self._stopped:
+            self._pos += len(chunk)
+            return
+        if self._hs_stream is not None:
+            assert _hs is not None, "a hyperscan stream exists only when hyperscan imported"
+            try:
+                self._hs_stream.scan(chunk)
+            except _hs.ScanTerminated:
+                self._stopped = True
+        if self._rx is not None:
+            overlap = self.scanner.maxlen - 1
+            buf = self._tail + chunk
+            start = self._pos - len(self._tail)
+            for f in self.scanner.scan_bytes(buf, self.name, start, self.limit, self._rx):
+                key = (f.offset, f.canary)
+                if key not in self._seen:
+                    self._seen.add(key)
+                    self._re_found.append(f)
+            if len(self._re_found) >= self.limit:
+                self._stopped = True
+            self._tail = buf[-overlap:] if overlap > 0 else b""
+        self._pos += len(chunk)
+
+    def close(self) -> list[Finding]:
+        if self._hs_stream is not None:
+            try:
+                self._hs_stream.__exit__(None, None, None)
+            except Exception:  # ScanTerminated at close: the limit was reached
+                pass
+            self._hs_stream = None
+        found = self.findings + getattr(self, "_re_found", [])
+        uniq = {(f.offset, f.canary): f for f in found}
+        return sorted(uniq.values(), key=lambda f: f.offset)[: self.limit]
+
+
 def stem_canaries(path: Path) -> list[Canary]:
     """The source file's stem (and the part before the first dot) are identifiers too.
 

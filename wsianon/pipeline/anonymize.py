@@ -20,6 +20,7 @@ from typing import Callable
 
 from wsianon.converters.base import Inventory, SlideContext
 from wsianon.errors import OutputError, WsianonError
+from wsianon.io import digests
 from wsianon.io.atomic import Staging, write_atomic
 from wsianon.io.jpeg_plan import scrub_jpeg_segments
 from wsianon.io.plan import Plan, Removal, apply_copy, apply_in_place, journal_path, rollback_journal
@@ -66,6 +67,7 @@ def _place_or_quarantine(
     if verdict.ok:
         moved = staging.commit(last=last, overwrite=ctx.policy.overwrite)
         outcome.outputs = [p.name for p in moved]
+        outcome.digests = digests.entries(list(moved))  # the record (in the coordinator) need not re-read them
         outcome.status = "ok"
         return
     outcome.status = "failed"
@@ -92,18 +94,33 @@ def process_native_copy(
     outcome.notes.extend(plan.notes)
     assert dest.out is not None
     main = plan.files[0].dest
-    with Staging(dest.out, ctx.pseudonym) as staging, ThreadPoolExecutor(max_workers=1) as pool:
+    with Staging(dest.out, ctx.pseudonym) as staging:
         t0 = time.perf_counter()
-        # the source snapshot (level tile hashes) is read while the copy runs
-        snap_future = pool.submit(snapshot_source, inv)
+        # the source is read once: the copy hands its buffers to the verifier's source-side
+        # tile identity (tile tables located by tifffile, not by the redactor)
+        snap = snapshot_source(inv, stream=True)
+        tapped = False
         for fp in plan.files:
-            outcome.bytes_written += apply_copy(fp, staging.path(fp.dest), progress)
+            tap = None
+            if snap.feeder is not None and not tapped and _same_file(fp.source, inv.path):
+                tap, tapped = snap.feeder.feed, True
+            outcome.bytes_written += apply_copy(fp, staging.path(fp.dest), progress, tap=tap)
+        snap.finish_stream(inv.path)
         outcome.timings["apply"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         files = staging.files()
-        verdict = verify_native(inv, conv, staging.root / main, files, ctx.policy, root=staging.root, snap=snap_future.result())
+        verdict = verify_native(inv, conv, staging.root / main, files, ctx.policy, root=staging.root, snap=snap)
         outcome.timings["verify"] = time.perf_counter() - t0
         _place_or_quarantine(staging, dest, ctx, verdict, outcome, last=conv.commit_last(plan))
+
+
+def _same_file(a: Path | None, b: Path) -> bool:
+    if a is None:
+        return False
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def check_in_place_target(target: Path, final: Path, overwrite: bool) -> None:

@@ -19,6 +19,7 @@ from typing import Callable
 
 from wsianon.converters.base import SlideContext
 from wsianon.errors import OutputError, UnsupportedFormat, WsianonError
+from wsianon.io import digests as io_digests
 from wsianon.io.atomic import STAGING_PREFIX, write_atomic, write_private
 from wsianon.pipeline import jobs as J
 from wsianon.io.safefile import kind_of
@@ -443,6 +444,7 @@ def _run(cfg, emit, key, kfp, mode, pmap, out, mapping_path, quarantine, sel, ma
     def commit(it: Item, o: Outcome, p: list[dict]) -> None:
         plans.extend(p)
         live.append(o)
+        io_digests.adopt(o.digests)  # a worker's read-back digests: the record need not re-read the outputs
         if man is not None and it.slide_id is not None and o.status in STATE_OF:
             mo = ms = None
             if o.status in ("ok", "failed"):

@@ -63,6 +63,7 @@ class Outcome:
     bytes_in: int = 0
     bytes_written: int = 0
     closed_world: dict = field(default_factory=dict)  # unreferenced bytes zeroed, tags dropped (never values)
+    digests: list = field(default_factory=list)  # outputs' SHA-256 from the verifier's read-back (wsianon.io.digests.entries)
 
     def as_dict(self) -> dict:
         return {

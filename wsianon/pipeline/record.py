@@ -34,6 +34,7 @@ from importlib import metadata
 from pathlib import Path
 
 from wsianon.io import cache as io_cache
+from wsianon.io import digests as io_digests
 from wsianon.io.safetext import os_reason
 from wsianon.pipeline.keys import key_fingerprint  # one fingerprint for manifest, report and certificate
 from wsianon import __version__
@@ -59,10 +60,14 @@ NOT_SHARED = {"failed": "quarantined", "quarantined": "quarantined", "error": "e
 
 
 def sha256_file(path: Path) -> str:
+    """SHA-256 of a file, read whole (``check_certificate`` always reads; the record's output
+    hashes come from the verifier's read-back pass where this process verified the output)."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(4 << 20), b""):
-            h.update(chunk)
+    buf = bytearray(4 << 20)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as fh:
+        while n := fh.readinto(buf):
+            h.update(view[:n])
     return h.hexdigest()
 
 
@@ -210,7 +215,8 @@ class _Cache:
         row = self._get("select size, mtime, sha from files where rel=?", (rel,))
         if row and row[0] == st.st_size and row[1] == st.st_mtime_ns:
             return row[2]
-        digest = sha256_file(p)
+        # the verifier's read-back pass hashed this very file (same inode, size, mtime) already
+        digest = io_digests.lookup(p) or sha256_file(p)
         self._put("insert or replace into files values (?,?,?,?)", (rel, st.st_size, st.st_mtime_ns, digest))
         return digest
 
@@ -273,9 +279,10 @@ def placeholder(text: str) -> str:
     return _PLACEHOLDERS[text]
 
 
-def render_slide_images(path: Path | list[Path]) -> dict:
+def render_slide_images(path: Path | list[Path], thumbnail: bool = True) -> dict:
     """Thumbnail and kept associated images of one slide (an output, or a source for the review
-    sheet): ``{"thumbnail": uri | None, "images": [[kind, uri], ...], "error": str | None}``."""
+    sheet): ``{"thumbnail": uri | None, "images": [[kind, uri], ...], "error": str | None}``.
+    ``thumbnail=False``: the associated images only (the review sheet shows no source thumbnail)."""
     res: dict = {"thumbnail": None, "images": [], "error": None}
     files = list(path) if isinstance(path, list) else None
     path = Path(path[0] if isinstance(path, list) else path)
@@ -285,7 +292,8 @@ def render_slide_images(path: Path | list[Path]) -> dict:
 
             files = files or (sorted(path.rglob("*.dcm")) if path.is_dir() else [path])
             with WsiDicom.open(files) as wsi:
-                res["thumbnail"] = data_uri(wsi.read_thumbnail((THUMB_PX, THUMB_PX)), THUMB_PX)
+                if thumbnail:
+                    res["thumbnail"] = data_uri(wsi.read_thumbnail((THUMB_PX, THUMB_PX)), THUMB_PX)
                 for kind, n, read in (("label", len(wsi.labels or []), wsi.read_label), ("overview", len(wsi.overviews or []), wsi.read_overview)):
                     for i in range(n):
                         res["images"].append([kind, data_uri(read(i), ASSOC_PX * 2)])
@@ -293,7 +301,8 @@ def render_slide_images(path: Path | list[Path]) -> dict:
             import openslide
 
             with openslide.OpenSlide(str(path)) as s:
-                res["thumbnail"] = data_uri(bounded_thumbnail(s, THUMB_PX), THUMB_PX)
+                if thumbnail:
+                    res["thumbnail"] = data_uri(bounded_thumbnail(s, THUMB_PX), THUMB_PX)
                 for name, img in sorted(s.associated_images.items()):
                     res["images"].append([name, data_uri(img, ASSOC_PX * 2)])
     except Exception as exc:  # a card says why; the rest of the record is still written
@@ -867,7 +876,7 @@ def write_review_sheet(out: Path, sheet: Path, mapping: Path | None = None, quar
         mrow = next((by_out[o] for o in s.outputs + [s.slide] if o in by_out), None)
         src = Path(mrow["source"]) if mrow else None
         if src is not None and src.exists():
-            simg = render_slide_images(_dicom_series_folder(src) if src.suffix.lower() == ".dcm" else src)
+            simg = render_slide_images(_dicom_series_folder(src) if src.suffix.lower() == ".dcm" else src, thumbnail=False)
             src_imgs = [(k, u) for k, u in simg["images"] if k in ("label", "macro", "overview")]
             src_note = simg["error"] or ("" if src_imgs else "the source has no label or macro image")
         else:

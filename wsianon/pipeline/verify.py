@@ -20,19 +20,18 @@ Format-specific checks live in ``wsianon/verify/formats/<format>.py`` as
 
 from __future__ import annotations
 
-import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from wsianon.converters.base import Inventory, NativeConverter
 from wsianon.converters.registry import ClosedWorld, spec_of
-from wsianon.io.jpeg import normalized
 from wsianon.io.scan import Canary, Scanner, stem_canaries
 from wsianon.pipeline.model import Verdict
 from wsianon.profiles.policy import Policy
 from wsianon.verify import canaries as independent_canaries
-from wsianon.verify import vocabulary
+from wsianon.verify import tileid, vocabulary
+from wsianon.verify.readback import read_back
 
 # property keys that describe structure, never identity
 _STRUCTURAL_PREFIXES = (
@@ -61,12 +60,26 @@ class SourceSnapshot:
     level_count: int | None = None
     level_dims: tuple | None = None
     props: dict = field(default_factory=dict)
-    page_hashes: list[tuple[int, int, int, str]] | None = None  # (width, height, tiles, sha256)
+    page_hashes: list[tuple[int, int, int, str]] | None = None  # (width, height, tiles, identity): ``wsianon.verify.tileid``
     tiles_note: str = ""
     format_state: dict | None = None  # the format check module's own snapshot (``snapshot(path)``), if it has one
+    # ``snapshot_source(stream=True)``: the source-side tile identity, waiting for the copy's
+    # buffers (``apply_copy(tap=snap.feeder.feed)``); ``finish_stream`` then sets ``page_hashes``
+    feeder: tileid.Feeder | None = None
+    tiles_malformed: int = -1  # source level tiles that start like JPEG but do not parse (-1: not known)
+
+    def finish_stream(self, path: Path) -> None:
+        if self.feeder is not None:
+            if self.feeder.fed == 0:  # no copy handed the source's bytes over: read them here
+                tileid.feed_file(path, self.feeder)
+            self.page_hashes = self.feeder.finish(path)
+            self.tiles_malformed = self.feeder.malformed
+            self.feeder = None
 
 
-def snapshot_source(inv: Inventory, tiles: bool = True) -> SourceSnapshot:
+def snapshot_source(inv: Inventory, tiles: bool = True, stream: bool = False) -> SourceSnapshot:
+    """``stream``: the tile identities are taken from the copy's own reads of the source
+    (``snap.feeder``), not by reading the source here."""
     snap = SourceSnapshot()
     mod = format_checks(inv.format)
     if tiles and hasattr(mod, "snapshot"):
@@ -80,20 +93,36 @@ def snapshot_source(inv: Inventory, tiles: bool = True) -> SourceSnapshot:
         snap.tiles_note = "source not readable by OpenSlide: cannot locate pyramid levels"
         return snap
     if tiles and not _format_handles_tiles(inv.format):
-        snap.page_hashes = _page_hashes(inv.path, inv.format, set(snap.level_dims), scrub=True)
+        if stream:
+            pages = tileid.level_pages(inv.path, inv.format, set(snap.level_dims))
+            snap.feeder = tileid.Feeder(pages, scrub=True) if pages is not None else None
+        else:
+            snap.feeder = _source_feeder(inv, snap)
+            snap.finish_stream(inv.path)
     return snap
 
 
-def _page_hashes(path: Path, fmt: str, dims: set, scrub: bool = False) -> list[tuple[int, int, int, str]] | None:
-    import tifffile
-
+def _source_feeder(inv: Inventory, snap: SourceSnapshot) -> tileid.Feeder | None:
+    assert snap.level_dims is not None, "called after OpenSlide gave the level sizes"
+    pages = tileid.level_pages(inv.path, inv.format, set(snap.level_dims))
+    if pages is None:
+        return None
+    f = tileid.Feeder(pages, scrub=True)
     try:
-        with tifffile.TiffFile(str(path), **spec_of(fmt).tifffile_kwargs) as tf:
-            return [
-                (p.imagewidth, p.imagelength, len(p.dataoffsets), _hash_segments(tf.filehandle, p, scrub))
-                for p in _level_pages(tf, dims)
-            ]
-    except Exception:
+        tileid.feed_file(inv.path, f)
+    except OSError:
+        return None
+    return f
+
+
+def _page_hashes(path: Path, fmt: str, dims: set, scrub: bool = False) -> list[tuple[int, int, int, str]] | None:
+    """Tile identities of the level pages of ``path`` (one sequential read of the file)."""
+    pages = tileid.level_pages(path, fmt, dims)
+    if pages is None:
+        return None
+    try:
+        return tileid.identities_of_file(path, pages, scrub)
+    except OSError:
         return None
 
 
@@ -198,63 +227,17 @@ def check_openslide(snap: SourceSnapshot, conv: NativeConverter | None, out_main
         out.close()
 
 
-def _level_pages(tf, dims: set[tuple[int, int]]):
-    pages = []
-    for p in tf.pages:
-        try:
-            if (p.imagewidth, p.imagelength) in dims and p.dataoffsets:
-                pages.append(p)
-        except Exception:
-            continue
-    return pages
-
-
-_SCRUB_MAX = 64 << 20  # larger streams (NDPI strips): only their header segments are normalized
-
-
-def _hash_segments(fh, page, scrub: bool = False) -> str:
-    """sha256 over a page's tiles/strips; ``scrub`` (the source side): of each JPEG
-    tile as a correct redaction leaves it, non-essential payloads zeroed, so that
-    equality with the output proves identical entropy-coded data and essential
-    segments, and no non-essential payload left."""
-    h = hashlib.sha256()
-    jpeg = getattr(page, "compression", 0) in (6, 7)
-    scrub = scrub and jpeg
-    tables = getattr(page, "jpegtables", None) if jpeg else None
-    if tables:
-        h.update(normalized(bytes(tables))[0] if scrub else bytes(tables))
-        h.update(b"|")
-    for off, cnt in zip(page.dataoffsets, page.databytecounts):
-        fh.seek(off)
-        if scrub and 0 < cnt:
-            buf = fh.read(min(cnt, _SCRUB_MAX))
-            h.update(normalized(buf)[0])
-            remaining = cnt - len(buf)
-            if len(buf) < min(cnt, _SCRUB_MAX):
-                h.update(b"<short>")
-                remaining = 0
-        else:
-            remaining = cnt
-        while remaining:
-            buf = fh.read(min(remaining, 8 << 20))
-            if not buf:
-                h.update(b"<short>")
-                break
-            h.update(buf)
-            remaining -= len(buf)
-        h.update(b"|")
-    return h.hexdigest()
-
-
-def check_tiles_tiff(snap: SourceSnapshot, fmt: str, out_main: Path, verdict: Verdict) -> None:
-    """Every pyramid tile/strip of the output equals the source's, byte for byte (tifffile)."""
+def check_tiles_tiff(snap: SourceSnapshot, fmt: str, out_main: Path, verdict: Verdict, out_ids: list | None = None) -> None:
+    """Every pyramid tile/strip of the output equals the source's, byte for byte (tifffile;
+    identities of ``wsianon.verify.tileid``).  ``out_ids``: the output's identities, when the
+    read-back pass took them already."""
     if snap.level_dims is None:
         verdict.add("tiles-identical", False, snap.tiles_note or "source levels unknown")
         return
     if snap.page_hashes is None:
         verdict.add("tiles-identical", False, "tifffile could not read the source's pyramid pages")
         return
-    out = _page_hashes(out_main, fmt, set(snap.level_dims))
+    out = out_ids if out_ids is not None else _page_hashes(out_main, fmt, set(snap.level_dims))
     if out is None:
         verdict.add("tiles-identical", False, "tifffile could not read the output's pyramid pages")
         return
@@ -269,14 +252,19 @@ def check_tiles_tiff(snap: SourceSnapshot, fmt: str, out_main: Path, verdict: Ve
     verdict.add("tiles-identical", True, f"{n} tiles/strips in {len(out)} level pages identical to the source (entropy-coded data and essential segments; non-essential JPEG payloads zeroed)")
 
 
-def scan_outputs(canaries: list[Canary], out_files: list[Path], verdict: Verdict, root: Path | None = None) -> None:
+def scan_outputs(
+    canaries: list[Canary], out_files: list[Path], verdict: Verdict, root: Path | None = None, feeders: dict | None = None
+) -> None:
+    """The canary scan of every output file, in the single read-back pass
+    (``wsianon.verify.readback``: the SHA-256 the record needs and, for files in ``feeders``,
+    the tile identity are taken from the same buffers)."""
     scanner = Scanner(canaries)
     total = 0
     for f in out_files:
         name = str(f.relative_to(root)) if root else f.name
-        found = scanner.scan_file(f, name)
-        verdict.findings.extend(found)
-        total += f.stat().st_size
+        rb = read_back(f, name, scanner, (feeders or {}).get(f))
+        verdict.findings.extend(rb.findings)
+        total += rb.size
     verdict.add(
         "canary-scan",
         not verdict.findings,
@@ -323,19 +311,31 @@ def verify_native(
         independent_canaries.harvest(inv.path, inv.format),
         inv.format,
     )
-    # the byte scan and the tile hashes read different parts of the output;
-    # both release the GIL (hyperscan, hashlib), so they overlap
     scan_verdict = Verdict()
+    tiles_here = not _format_handles_tiles(inv.format)
+    feeder = None
+    proven = None
+    if tiles_here and snap.level_dims is not None and snap.page_hashes is not None:
+        pages = tileid.level_pages(out_main, inv.format, set(snap.level_dims))
+        feeder = tileid.Feeder(pages, scrub=False) if pages is not None else None
+        if feeder is not None and snap.tiles_malformed == 0:
+            # the level tiles' segments are proven by their identity with the scrubbed source
+            # (checked below; the verdict fails if it does not hold)
+            proven = feeder.spans()
 
     def scans() -> None:
-        scan_outputs(canaries, out_files, scan_verdict, root)
-        # every printable run outside pixel data must be the format's vocabulary
-        vocabulary.add_check(scan_verdict, inv.format, out_main, out_files, root)
+        # every printable run outside pixel data must be the format's vocabulary (small reads:
+        # the bytes outside pixel data, the headers of JPEG streams not proven by tile identity)
+        vocabulary.add_check(scan_verdict, inv.format, out_main, out_files, root, proven=proven)
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         scan = pool.submit(scans)
-        if not _format_handles_tiles(inv.format):
-            check_tiles_tiff(snap, inv.format, out_main, verdict)
+        # one read of every output file: canaries, tile identity and SHA-256 from the same buffers
+        scan_outputs(canaries, out_files, verdict, root, feeders={out_main: feeder} if feeder is not None else None)
+        if feeder is not None and feeder.fed == 0:  # out_main was not among out_files: read it for the tiles
+            tileid.feed_file(out_main, feeder)
+        if tiles_here:
+            check_tiles_tiff(snap, inv.format, out_main, verdict, out_ids=feeder.finish(out_main) if feeder is not None else None)
         scan.result()
     verdict.checks.extend(scan_verdict.checks)
     verdict.findings.extend(scan_verdict.findings)

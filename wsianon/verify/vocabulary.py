@@ -362,12 +362,14 @@ def _icc_findings(path: Path, spans: list[tuple[int, int]], vocab: Vocab, name: 
                 scan_bytes(data, vocab, name, off, out)
 
 
-def scan_tiff(path: Path, fmt: str, name: str | None = None, tiles: str = "headers") -> list[TextFinding]:
+def scan_tiff(path: Path, fmt: str, name: str | None = None, tiles: str = "headers", proven=None) -> list[TextFinding]:
     """Findings for a TIFF-family output.
 
     ``tiles``: "headers" checks every JPEG tile's segments before its first scan
     (the tiles' identity with the source is proven elsewhere); "walk" follows
-    every JPEG stream to its end (no source to compare with)."""
+    every JPEG stream to its end (no source to compare with).  ``proven(offset, length)``:
+    True for a JPEG stream proven identical to a source stream with every non-essential
+    payload zeroed (the verifier's tile identity): its segments need no second look."""
     vocab = vocabulary(fmt)
     name = name or path.name
     out: list[TextFinding] = []
@@ -375,6 +377,8 @@ def scan_tiff(path: Path, fmt: str, name: str | None = None, tiles: str = "heade
     fd = os.open(path, os.O_RDONLY)
     try:
         for off, cnt in sorted(set(jpegs)):
+            if proven is not None and proven(off, cnt):
+                continue
             if not _jpeg_stream_findings(fd, off, cnt, name, tiles == "walk", out):
                 other.append((off, cnt))  # a "JPEG" page whose data is not JPEG: opaque pixel data
             if len(out) >= MAX_FINDINGS:
@@ -471,7 +475,7 @@ def mrxs_pixel_spans(folder: Path) -> dict[str, list[tuple[int, int]]]:
     return out
 
 
-def scan_output(fmt: str, main: Path, files: list[Path], root: Path | None = None, tiles: str = "headers") -> list[TextFinding]:
+def scan_output(fmt: str, main: Path, files: list[Path], root: Path | None = None, tiles: str = "headers", proven=None) -> list[TextFinding]:
     """Vocabulary findings over every file of one native output."""
     out: list[TextFinding] = []
 
@@ -493,7 +497,7 @@ def scan_output(fmt: str, main: Path, files: list[Path], root: Path | None = Non
         return out
     for f in files:
         try:
-            out += scan_tiff(f, fmt, rel(f), tiles)
+            out += scan_tiff(f, fmt, rel(f), tiles, proven if f == main else None)
         except Exception:
             out.append(TextFinding(rel(f), 0, "unreadable TIFF structure"))
     return out
@@ -507,7 +511,7 @@ def summarize(findings: list[TextFinding], limit: int = 5) -> str:
     return f"{len(findings)}{'+' if len(findings) >= MAX_FINDINGS else ''} text run(s) outside the vocabulary: {where}{more}"
 
 
-def add_check(verdict, fmt: str, main: Path, files: list[Path], root: Path | None = None, tiles: str = "headers") -> list[TextFinding]:
+def add_check(verdict, fmt: str, main: Path, files: list[Path], root: Path | None = None, tiles: str = "headers", proven=None) -> list[TextFinding]:
     """Run the scan and record it on ``verdict`` (anything with ``add(name, ok, detail)``)."""
     if fmt == "isyntax":
         # the XML header is scanned (coded tables parsed as numbers); the body is opaque coded data
@@ -517,6 +521,6 @@ def add_check(verdict, fmt: str, main: Path, files: list[Path], root: Path | Non
         found, detail = scan_isyntax(main, str(main.relative_to(root)) if root else main.name)
         verdict.add("vocabulary", not found, summarize(found) if found else detail)
         return found
-    found = scan_output(fmt, Path(main), [Path(f) for f in files], root, tiles)
+    found = scan_output(fmt, Path(main), [Path(f) for f in files], root, tiles, proven)
     verdict.add("vocabulary", not found, summarize(found))
     return found

@@ -173,12 +173,13 @@ def scrub_frames(path: Path) -> int:
         vr = head[4:6]
         pos = span.offset + (12 if vr in _LONG_VRS else 8)
         first = True
+        known: list[bytes] = []  # clean frame headers met so far (stream_spans: no parse for their repeats)
         while pos + 8 <= span.end:
             ig, ie, ilen = struct.unpack("<HHI", os.pread(fd, 8, pos))
             if (ig, ie) != (0xFFFE, 0xE000) or ilen == 0xFFFFFFFF:
                 break
             if not first and ilen:  # the first item is the Basic Offset Table
-                for s in stream_spans(fd, pos + 8, ilen):
+                for s in stream_spans(fd, pos + 8, ilen, known):
                     os.pwrite(fd, bytes(s.length), s.offset)
                     n += 1
             first = False
