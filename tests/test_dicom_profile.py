@@ -11,7 +11,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from wsianon.converters.dicom.engine import Engine, Identity
-from wsianon.converters.dicom.keys import date_offset_days, keyed_uid, remap_uid
+from wsianon.io.keyed import date_offset_days, keyed_uid, remap_uid
 from wsianon.profiles import dicom as prof
 from wsianon.profiles.policy import Policy
 

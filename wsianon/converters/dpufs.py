@@ -27,23 +27,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 import io
 import re
 import xml.etree.ElementTree as ET
 from typing import AbstractSet
 
 from wsianon.converters._tiffmeta import compile_all
+from wsianon.io.keyed import keyed_uid
 from wsianon.converters.base import AssociatedImage, Field
 from wsianon.io.scan import Canary
 from wsianon.profiles.actions import Action
 from wsianon.profiles.policy import Policy
 
-
-def keyed_uid(key: bytes, old: str) -> str:
-    digest = hmac.new(key, old.encode(), hashlib.sha256).digest()
-    return "2.25." + str(int.from_bytes(digest[:16], "big"))
 
 
 def year_value(name: str, value: str) -> str:

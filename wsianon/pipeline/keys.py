@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import hmac
 import io
 import os
 import secrets
 from pathlib import Path
 
+from wsianon.io.keyed import _b, keyed_hex
 from wsianon.io.safetext import os_reason
 from wsianon.errors import OutputError, WsianonError
 from wsianon.io.atomic import write_private
@@ -81,14 +81,6 @@ def key_fingerprint(key: bytes) -> str:
     return "sha256:" + hashlib.sha256(b"wsianon-key-fingerprint\x00" + key).hexdigest()[:16]
 
 
-def _b(part: str | bytes) -> bytes:
-    return part if isinstance(part, bytes) else os.fsencode(part)
-
-
-def keyed_hex(key: bytes, *parts: str | bytes, n: int = 16) -> str:
-    # bytes throughout: a file name that is not valid UTF-8 is hashed as it is
-    msg = b"\x1f".join(_b(p) for p in parts)
-    return hmac.new(key, msg, hashlib.sha256).hexdigest()[:n]
 
 
 def slide_pseudonym(key: bytes, source: Path) -> str:

@@ -39,7 +39,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import UID
 
 from wsianon.converters.base import Inventory, SlideContext
-from wsianon.converters.dicom.keys import keyed_uid
+from wsianon.io.keyed import keyed_uid
 from wsianon.converters.dicom.engine import Engine
 from wsianon.converters.dicom.series import _KIND_ORDER, DicomResult, _image_kind, finalize_meta, slide_identity
 from wsianon.converters.dicom.stream import header_bytes, read_header, write_instance

@@ -25,7 +25,7 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, Tag
 
 from wsianon import __version__ as _version
-from wsianon.converters.dicom.keys import keyed_uid, remap_uid
+from wsianon.io.keyed import keyed_uid, remap_uid
 from wsianon.io.plan import Removal
 from wsianon.profiles.actions import Action
 from wsianon.profiles.dicom import FREE_TEXT_VRS, DicomProfile, code_meaning, code_schemes, iod, resolve_compound

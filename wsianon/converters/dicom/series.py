@@ -13,7 +13,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
 from wsianon.converters.base import Field, Inventory, SlideContext
 from wsianon.converters.dicom.engine import DATE_VRS, Engine, Identity
-from wsianon.converters.dicom.keys import date_offset_days, keyed_token, keyed_uid, remap_uid
+from wsianon.io.keyed import date_offset_days, keyed_token, keyed_uid, remap_uid
 from wsianon.converters.dicom.stream import read_header, write_instance
 from wsianon.errors import CorruptInput, NothingToShare, UnsupportedFormat
 from wsianon.io.plan import Removal

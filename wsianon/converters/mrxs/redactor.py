@@ -24,8 +24,6 @@ pieces: ``slide.py`` (opening and checking), ``ini.py``, ``index.py``,
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from pathlib import Path
 
 from wsianon.converters.base import AssociatedImage, Field, Inventory, NativeConverter, SlideContext
@@ -39,6 +37,7 @@ from wsianon.errors import CorruptInput, WsianonError
 from wsianon.io.jpeg_images import jpeg_text_segments, neutral_jpeg
 from wsianon.io.plan import FilePlan, Patch, Plan
 from wsianon.io.safefile import read_regular
+from wsianon.io.keyed import same_length_hex
 from wsianon.io.safetext import os_reason
 from wsianon.profiles.policy import Policy
 
@@ -47,15 +46,7 @@ _DEFAULT_PREVIEW_SIZE = (640, 240)
 
 def keyed_slide_id(key: bytes, old: str) -> str:
     """A new SLIDE_ID of the same length (offsets in Index.dat depend on it), keyed, uppercase hex."""
-    out = ""
-    block = b"mrxs-slide-id:" + old.encode("latin-1")
-    while len(out) < len(old):
-        block = hmac.new(key, block, hashlib.sha256).digest()
-        out += block.hex().upper()
-    new = out[: len(old)]
-    if new == old:  # astronomically unlikely; never keep the old identifier
-        new = new[::-1]
-    return new
+    return same_length_hex(key, "mrxs-slide-id", old)
 
 
 class MrxsConverter(NativeConverter):
