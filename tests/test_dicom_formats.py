@@ -27,9 +27,10 @@ from wsianon.converters.dicom.engine import Engine, Identity
 from wsianon.io.scan import Canary, Scanner
 from wsianon.pipeline.detect import detect_file
 from wsianon.pipeline.model import Verdict
-from wsianon.pipeline.verify_dicom import _check_frames_converted, declares_reencoding, verify_dicom_output
+from wsianon.pipeline.verify_dicom import _check_frames_converted, verify_dicom_output
 from wsianon.profiles.dicom import DicomProfile
 from wsianon.profiles.policy import Policy
+from wsianon.verify.dicom.decode import declares_reencoding
 
 from .conftest import BUNDLED, shared
 from .fixtures.bif_gen import identifying_values, make_bif

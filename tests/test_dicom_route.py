@@ -11,11 +11,12 @@ import pytest
 
 from wsianon.converters.base import Inventory, SlideContext
 from wsianon.converters.dicom import convert_slide, deidentify_series, group_series, inspect_dicom, is_dicom
-from wsianon.pipeline.pseudonyms import load_pseudonym_map
 from wsianon.errors import UnsupportedFormat
+from wsianon.io.dicomframes import iter_frames
 from wsianon.io.scan import Canary, Scanner
 from wsianon.pipeline.model import Verdict
-from wsianon.pipeline.verify_dicom import iter_frames, verify_dicom_output
+from wsianon.pipeline.pseudonyms import load_pseudonym_map
+from wsianon.pipeline.verify_dicom import verify_dicom_output
 from wsianon.profiles.policy import Policy
 
 from .conftest import shared

@@ -1,0 +1,327 @@
+"""Decoding for the frames a converter re-tiled (libjpeg-turbo planes) or re-encoded (OpenSlide
+reference regions, PSNR), and sampling when a slide is beyond the decode budget.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import struct
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+
+from wsianon.io.dicomframes import iter_frames
+from wsianon.verify.dicom.jpeg import _fragments
+
+# ---------------------------------------------------------------------------
+# frames of converted (non-DICOM) slides
+#
+# Each VOLUME instance gets the strongest proof its route allows:
+#
+# * "bytes"      the source level is tiled like the output (JPEG / JPEG 2000): every frame carries
+#                the source tile's bitstream (same entropy-coded data; JPEG tables may move inline);
+# * "re-tiled"   the source level is JPEG with another tiling (NDPI strips, whose restart intervals
+#                the converter splices into frames without re-encoding): every frame, decoded to raw
+#                Y/Cb/Cr planes (libjpeg-turbo, no upsampling, no colour conversion, so each sample
+#                depends on its own 8x8 block only), equals the same region of the source decoded
+#                the same way, sample for sample;
+# * "re-encoded" the instance declares a lossy re-encode (DerivationCodeSequence DCM 113040 "Lossy
+#                Compression", which the route writes when wsidicomizer transcodes): decoded pixels
+#                are within MIN_PSNR_DB of the same region read from the source by OpenSlide.
+#
+# An instance that declares no re-encode must pass "bytes" or "re-tiled".  Decoded comparisons run
+# one frame at a time (memory: a few frames); beyond MAX_DECODED_FRAMES per slide an even sample is
+# compared and the detail says so.
+
+MAX_DECODED_FRAMES = 4096
+WHOLE_DECODE_BYTES = 64 << 20  # a source strip up to this decoded size is decoded whole, once
+MIN_PSNR_DB = 30.0
+LOSSY_COMPRESSION_CODE = "113040"  # DCM, CID 7203 Image Derivation: Lossy Compression
+JPEG_TS = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"}
+RST_OR_EOI = {bytes([0xFF, m]) for m in range(0xD0, 0xD8)} | {b"\xff\xd9"}
+_CHROMA_DIV = {0: (1, 1), 1: (2, 1), 2: (2, 2), 4: (1, 2), 5: (4, 1)}  # TJSAMP -> (h, v) divisors
+
+
+def declares_reencoding(ds: Dataset) -> bool:
+    """The instance says its pixels were lossy re-encoded (DCM 113040 in DerivationCodeSequence)."""
+    for item in ds.get("DerivationCodeSequence") or []:
+        if str(item.get("CodeValue", "")) == LOSSY_COMPRESSION_CODE and str(item.get("CodingSchemeDesignator", "")) == "DCM":
+            return True
+    return False
+
+
+def frame_origins(ds: Dataset) -> list[tuple[int, int]] | None:
+    """0-based (x, y) of every frame in the total pixel matrix; None if not one plane/path."""
+    cols, rows = int(ds.TotalPixelMatrixColumns), int(ds.TotalPixelMatrixRows)
+    tw, th = int(ds.Columns), int(ds.Rows)
+    n = int(ds.get("NumberOfFrames", 1) or 1)
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if str(ds.get("DimensionOrganizationType", "")).upper() == "TILED_FULL" or not per_frame:
+        nx, ny = -(-cols // tw), -(-rows // th)
+        if n != nx * ny:
+            return None
+        return [((k % nx) * tw, (k // nx) * th) for k in range(n)]
+    out = []
+    for item in per_frame:
+        try:
+            pos = item.PlanePositionSlideSequence[0]
+            out.append((int(pos.ColumnPositionInTotalImagePixelMatrix) - 1, int(pos.RowPositionInTotalImagePixelMatrix) - 1))
+        except Exception:
+            return None
+    return out if len(out) == n else None
+
+
+def _tj():
+    from turbojpeg import TurboJPEG
+
+    return TurboJPEG()
+
+
+def _decode_planes(tj, jpeg: bytes) -> tuple[list, list[tuple[int, int]]]:
+    """Raw component planes of a JPEG and each plane's (h, v) divisor. Fallback for sampling
+    layouts TurboJPEG cannot decode raw: RGB with fast (block-local, replicating) upsampling."""
+    from turbojpeg import TJFLAG_ACCURATEDCT, TJFLAG_FASTUPSAMPLE, TJPF_RGB
+
+    try:
+        _w, _h, sub, _cs = tj.decode_header(jpeg)
+        if sub == 3:  # grey
+            return tj.decode_to_yuv_planes(jpeg), [(1, 1)]
+        if sub in _CHROMA_DIV:
+            return tj.decode_to_yuv_planes(jpeg), [(1, 1), _CHROMA_DIV[sub], _CHROMA_DIV[sub]]
+    except Exception:
+        pass
+    rgb = tj.decode(jpeg, pixel_format=TJPF_RGB, flags=TJFLAG_FASTUPSAMPLE | TJFLAG_ACCURATEDCT)
+    return [rgb], [(1, 1)]
+
+
+def _crop_planes(planes, divs, x: int, y: int, w: int, h: int) -> list:
+    out = []
+    for p, (dh, dv) in zip(planes, divs):
+        out.append(p[y // dv : y // dv + -(-h // dv), x // dh : x // dh + -(-w // dh)])
+    return out
+
+
+def _sof_patch(header: bytes, height: int, width: int) -> bytes:
+    """``header`` (SOI .. SOS) with the frame size in its SOF segment set to width x height."""
+    i = 2
+    while i + 4 <= len(header):
+        if header[i] != 0xFF:
+            break
+        m = header[i + 1]
+        (ln,) = struct.unpack(">H", header[i + 2 : i + 4])
+        if m in (0xC0, 0xC1, 0xC2):
+            return header[: i + 5] + struct.pack(">HH", height, width) + header[i + 9 :]
+        i += 2 + ln
+    raise ValueError("no SOF segment in the JPEG header")
+
+
+class _JpegLevel:
+    """Regions of one JPEG-compressed TIFF level as raw decoded planes, bounded in memory.
+
+    NDPI levels (tifffile shows their restart intervals as tiles): the whole original strip is
+    decoded once when small; otherwise the intervals covering a region are joined into one JPEG
+    (restart markers renumbered; the entropy-coded data is not touched). Single-strip levels are
+    decoded whole when small. Tiled levels (with shared JPEGTables): the covering tiles.
+    """
+
+    def __init__(self, fd: int, page, tj, whole_limit: int = WHOLE_DECODE_BYTES):
+        self.fd, self.page, self.tj = fd, page, tj
+        self.w, self.h = int(page.imagewidth), int(page.imagelength)
+        self.whole_limit = whole_limit
+        self._strip: tuple[int, int] | None = None
+        self._whole: tuple[list, list] | None = None
+        self.how = ""
+        self.unsupported = ""
+        header = getattr(page, "jpegheader", None)
+        decoded = self.w * self.h * 3
+        if header is not None and page.is_tiled:
+            self.mode = "ndpi"
+            self.tw, self.th = int(page.tilewidth), int(page.tilelength)
+            self.across = -(-self.w // self.tw)
+            if self.across * (-(-self.h // self.th)) != len(page.dataoffsets):
+                self.unsupported = "restart intervals do not tile the level"
+            mcu0 = page.tags.valueof(65426)
+            if decoded <= whole_limit and mcu0 is not None:
+                start_rel = int(mcu0[0])
+                self._strip = (int(page.dataoffsets[0]) - start_rel, start_rel + int(sum(page.databytecounts)))
+                self.how = "the whole source strip decoded once"
+            else:
+                self._strip = None
+                self.how = "the source's restart intervals covering each frame joined and decoded"
+        elif not page.is_tiled:
+            self.mode = "strip"
+            if len(page.dataoffsets) != 1:
+                self.unsupported = "multi-strip JPEG level"
+            elif decoded > whole_limit:
+                self.unsupported = "single JPEG strip too large to decode within the memory bound"
+            self._strip = (int(page.dataoffsets[0]), int(page.databytecounts[0]))
+            self.how = "the whole source strip decoded once"
+        else:
+            self.mode = "tiles"
+            self.tw, self.th = int(page.tilewidth), int(page.tilelength)
+            self.across = -(-self.w // self.tw)
+            self.tables = getattr(page, "jpegtables", None)
+            self.how = "the source tiles covering each frame decoded"
+
+    def _read(self, off: int, n: int) -> bytes:
+        b = os.pread(self.fd, n, off)
+        if len(b) != n:
+            raise ValueError("source truncated")
+        return b
+
+    def _whole_planes(self):
+        if self._whole is None:
+            assert self._strip is not None  # whole-strip mode is chosen only with a strip
+            off, n = self._strip
+            data = self._read(off, n)
+            tables = getattr(self.page, "jpegtables", None)
+            if tables and self.mode == "strip":
+                data = bytes(tables[:-2]) + data[2:]
+            self._whole = _decode_planes(self.tj, data)
+        return self._whole
+
+    def region(self, x: int, y: int, w: int, h: int) -> tuple[list, list]:
+        if self.mode == "strip" or (self.mode == "ndpi" and self._strip is not None):
+            planes, divs = self._whole_planes()
+            return _crop_planes(planes, divs, x, y, w, h), divs
+        if self.mode == "ndpi":
+            return self._ndpi_region(x, y, w, h)
+        return self._tiles_region(x, y, w, h)
+
+    def _ndpi_region(self, x, y, w, h):
+        page = self.page
+        c0, c1 = x // self.tw, -(-(x + w) // self.tw)
+        r0, r1 = y // self.th, -(-(y + h) // self.th)
+        rw = min(c1 * self.tw, self.w) - c0 * self.tw
+        rh = min(r1 * self.th, self.h) - r0 * self.th
+        parts = [_sof_patch(bytes(page.jpegheader), rh, rw)]
+        k = 0
+        offs, cnts = page.dataoffsets, page.databytecounts
+        for r in range(r0, r1):
+            i0, i1 = r * self.across + c0, r * self.across + c1
+            row = self._read(int(offs[i0]), int(offs[i1 - 1]) + int(cnts[i1 - 1]) - int(offs[i0]))
+            for i in range(i0, i1):
+                a = int(offs[i]) - int(offs[i0])
+                seg = row[a : a + int(cnts[i])]
+                if seg[-2:] in RST_OR_EOI:
+                    seg = seg[:-2]
+                if k:
+                    parts.append(bytes((0xFF, 0xD0 + (k - 1) % 8)))
+                parts.append(seg)
+                k += 1
+        parts.append(b"\xff\xd9")
+        planes, divs = _decode_planes(self.tj, b"".join(parts))
+        return _crop_planes(planes, divs, x - c0 * self.tw, y - r0 * self.th, w, h), divs
+
+    def _tiles_region(self, x, y, w, h):
+        import numpy as np
+
+        page = self.page
+        c0, c1 = x // self.tw, -(-(x + w) // self.tw)
+        r0, r1 = y // self.th, -(-(y + h) // self.th)
+        out = None
+        divs = None
+        for r in range(r0, r1):
+            for c in range(c0, c1):
+                i = r * self.across + c
+                tile = self._read(int(page.dataoffsets[i]), int(page.databytecounts[i]))
+                if self.tables:
+                    tile = bytes(self.tables[:-2]) + tile[2:]
+                planes, divs = _decode_planes(self.tj, tile)
+                if out is None:
+                    out = [np.zeros((-(-(r1 - r0) * self.th // dv), -(-(c1 - c0) * self.tw // dh)) + p.shape[2:], p.dtype)
+                           for p, (dh, dv) in zip(planes, divs)]
+                for o, p, (dh, dv) in zip(out, planes, divs):
+                    ty, tx = (r - r0) * self.th // dv, (c - c0) * self.tw // dh
+                    ph, pw = min(p.shape[0], self.th // dv), min(p.shape[1], self.tw // dh)
+                    o[ty : ty + ph, tx : tx + pw] = p[:ph, :pw]
+        return _crop_planes(out, divs, x - c0 * self.tw, y - r0 * self.th, w, h), divs
+
+
+class _OpenSlideReference:
+    """Regions of the source as OpenSlide renders them, composited over the background colour
+    (what a pixel-reading converter encodes)."""
+
+    def __init__(self, source: Path):
+        import openslide
+
+        self.s = openslide.OpenSlide(str(source))
+        p = self.s.properties
+        self.bg: tuple[int, ...] = (255, 255, 255)
+        m = re.fullmatch(r"([0-9a-fA-F]{2})([0-9a-fA-F]{2})([0-9a-fA-F]{2})", p.get("openslide.background-color", "") or "")
+        if m:
+            self.bg = tuple(int(g, 16) for g in m.groups())
+        self.bounds = None
+        try:
+            self.bounds = tuple(int(p[f"openslide.bounds-{k}"]) for k in ("x", "y", "width", "height"))
+        except (KeyError, ValueError):
+            pass
+
+    def close(self):
+        self.s.close()
+
+    def level_for(self, cols: int, rows: int) -> tuple[int, float] | None:
+        for i, (dims, d) in enumerate(zip(self.s.level_dimensions, self.s.level_downsamples)):
+            if self.bounds is not None:
+                r = int(round(d))
+                size = (self.bounds[2] // r, self.bounds[3] // r)
+            else:
+                size = dims
+            if size == (cols, rows):
+                return i, d
+        return None
+
+    def region(self, level: int, d: float, x: int, y: int, w: int, h: int):
+        import numpy as np
+
+        bx, by = (self.bounds[0], self.bounds[1]) if self.bounds else (0, 0)
+        rgba = np.asarray(self.s.read_region((int(x * d + bx), int(y * d + by)), level, (w, h)), dtype=np.int32)
+        a = rgba[..., 3:4]
+        bg = np.asarray(self.bg, np.int32)
+        return ((rgba[..., :3] * a + bg * (255 - a) + 127) // 255).astype(np.uint8)
+
+
+def _psnr(a, b) -> float:
+    import numpy as np
+
+    diff = a.astype(np.float32) - b.astype(np.float32)
+    mse = float(np.mean(diff * diff)) if diff.size else 0.0
+    return float("inf") if mse == 0 else 10.0 * math.log10(255.0 * 255.0 / mse)
+
+
+def _sample(n: int, budget: int) -> list[int]:
+    if n <= budget:
+        return list(range(n))
+    if budget <= 1:
+        return [0]
+    step = (n - 1) / (budget - 1)
+    return sorted({round(i * step) for i in range(budget)})
+
+
+def _frames_at(path: Path, ds: Dataset, wanted: list[int]):
+    """Yield (index, frame bytes) for the wanted frame indices, one frame in memory at a time."""
+    want = set(wanted)
+    with open(path, "rb") as fh:
+        frags = _fragments(fh.fileno(), path, ds)
+        if frags is not None:
+            for k in wanted:
+                o, ln = frags[k]
+                yield k, os.pread(fh.fileno(), ln, o)
+            return
+    for k, fv in enumerate(iter_frames(path)):
+        if k in want:
+            yield k, fv
+
+
+class _Tally:
+    def __init__(self):
+        self.levels = 0
+        self.frames = 0
+        self.total = 0
+        self.hows: set[str] = set()
+        self.samples: set[str] = set()
+        self.worst = float("inf")
+
+

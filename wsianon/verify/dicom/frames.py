@@ -1,0 +1,332 @@
+"""``dicom: frames`` and ``dicom: frame segments``: every output frame proven against the source
+(DICOM inputs: frame for frame; TIFF sources: tile bitstreams, re-tiled samples or a PSNR bound).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+
+from wsianon.io.dicomframes import decode_rgb, iter_frames
+from wsianon.io.jpeg import JpegError, dirty_segments, is_jpeg, marker_name, normalized
+from wsianon.verify.dicom.common import J2K_TIFF_CODECS, JPEG_TIFF_CODECS, Checks, image_kind, read_dataset
+from wsianon.verify.dicom.decode import (
+    JPEG_TS,
+    MAX_DECODED_FRAMES,
+    MIN_PSNR_DB,
+    WHOLE_DECODE_BYTES,
+    _crop_planes,
+    _decode_planes,
+    _frames_at,
+    _JpegLevel,
+    _OpenSlideReference,
+    _psnr,
+    _sample,
+    _Tally,
+    _tj,
+    declares_reencoding,
+    frame_origins,
+)
+from wsianon.verify.dicom.jpeg import _fragments, _same_mv
+
+
+def _compare_bytes(path: Path, ds: Dataset, page, fds: int, problems: list[str]) -> int:
+    """Every frame against the source tile with the same index; returns frames equal."""
+    tables = getattr(page, "jpegtables", None)
+    cache: dict = {}
+    n = 0
+    offs, cnts = page.dataoffsets, page.databytecounts
+    with open(path, "rb") as fo:
+        fdo = fo.fileno()
+        frags = _fragments(fdo, path, ds)
+        frames_iter = iter_frames(path) if frags is None else (os.pread(fdo, ln, o) for o, ln in frags)
+        for k, fv in enumerate(frames_iter):
+            if k >= len(offs):
+                problems.append(f"{path.name}: more frames than source tiles")
+                return n
+            if not _same_mv(os.pread(fds, cnts[k], offs[k]), fv, tables, cache):
+                problems.append(f"{path.name}: frame {k} differs from source tile {k}")
+                return n
+            n += 1
+    if n != len(offs):
+        problems.append(f"{path.name}: {n} frames for {len(offs)} source tiles")
+    return n
+
+
+def _compare_retiled(path: Path, ds: Dataset, level: _JpegLevel, wanted: list[int], problems: list[str], tally: _Tally) -> int:
+    import numpy as np
+
+    origins = frame_origins(ds)
+    if origins is None:
+        problems.append(f"{path.name}: frame positions cannot be determined")
+        return 0
+    if str(ds.file_meta.get("TransferSyntaxUID", "")) not in JPEG_TS:
+        problems.append(f"{path.name}: re-tiled from JPEG but the frames are not JPEG (re-encoded without saying so)")
+        return 0
+    cols, rows = int(ds.TotalPixelMatrixColumns), int(ds.TotalPixelMatrixRows)
+    n = 0
+    for k, fv in _frames_at(path, ds, wanted):
+        x, y = origins[k]
+        w, h = min(int(ds.Columns), cols - x), min(int(ds.Rows), rows - y)
+        try:
+            fplanes, fdivs = _decode_planes(level.tj, fv)
+            splanes, sdivs = level.region(x, y, w, h)
+        except Exception as exc:
+            problems.append(f"{path.name}: frame {k} cannot be decoded for comparison ({type(exc).__name__})")
+            return n
+        fplanes = _crop_planes(fplanes, fdivs, 0, 0, w, h)
+        tally.samples.add("RGB with block-local upsampling" if fplanes[0].ndim == 3 else "raw Y/Cb/Cr planes")
+        if fdivs != sdivs or any(a.shape != b.shape or not np.array_equal(a, b) for a, b in zip(fplanes, splanes)):
+            problems.append(f"{path.name}: frame {k} decodes differently from the source region (not a lossless re-tiling)")
+            return n
+        n += 1
+    return n
+
+
+def _compare_reencoded(path: Path, ds: Dataset, ref: _OpenSlideReference, level: tuple[int, float], wanted: list[int],
+                       problems: list[str], tally: _Tally) -> int:
+    import numpy as np
+
+    origins = frame_origins(ds)
+    if origins is None:
+        problems.append(f"{path.name}: frame positions cannot be determined")
+        return 0
+    cols, rows = int(ds.TotalPixelMatrixColumns), int(ds.TotalPixelMatrixRows)
+    n = 0
+    for k, fv in _frames_at(path, ds, wanted):
+        x, y = origins[k]
+        w, h = min(int(ds.Columns), cols - x), min(int(ds.Rows), rows - y)
+        try:
+            got = decode_rgb(fv, ds)
+            exp = ref.region(level[0], level[1], x, y, w, h)
+        except Exception as exc:
+            problems.append(f"{path.name}: frame {k} cannot be decoded for comparison ({type(exc).__name__})")
+            return n
+        got = got[:h, :w]
+        if got.ndim == 2:
+            exp = np.asarray(exp.mean(axis=2), np.uint8)
+        if got.shape != exp.shape:
+            problems.append(f"{path.name}: frame {k} has another shape than the source region")
+            return n
+        p = _psnr(got, exp)
+        tally.worst = min(tally.worst, p)
+        if p < MIN_PSNR_DB:
+            problems.append(f"{path.name}: frame {k} differs from the source region beyond a lossy re-encode (PSNR {p:.1f} dB < {MIN_PSNR_DB:.0f} dB)")
+            return n
+        n += 1
+    return n
+
+
+def _plan_levels(volumes: list[tuple[Path, Dataset]], pages: list, problems: list[str]) -> list[tuple]:
+    """How each VOLUME instance is proven: (mode, path, ds, source page) with mode "bytes"
+    (passed through), "re-tiled" (JPEG, decoded sample for sample) or "re-encoded" (declared lossy)."""
+    plan = []
+    for path, ds in volumes:
+        size = (int(ds.TotalPixelMatrixColumns), int(ds.TotalPixelMatrixRows))
+        same = sorted((pg for pg in pages if (pg.imagewidth, pg.imagelength) == size), key=lambda pg: not pg.is_tiled)
+        page = same[0] if same else None
+        if declares_reencoding(ds):
+            plan.append(("re-encoded", path, ds, None))
+            continue
+        if page is None:
+            problems.append(f"{path.name}: no source level of the same size to prove its frames against (and no re-encode declared)")
+            continue
+        codec = int(page.compression)
+        same_tiling = page.is_tiled and getattr(page, "jpegheader", None) is None and \
+            (int(page.tilewidth), int(page.tilelength)) == (int(ds.Columns), int(ds.Rows))
+        if same_tiling and codec in JPEG_TIFF_CODECS | J2K_TIFF_CODECS:
+            plan.append(("bytes", path, ds, page))
+        elif codec in JPEG_TIFF_CODECS:
+            plan.append(("re-tiled", path, ds, page))
+        else:
+            problems.append(f"{path.name}: source codec {codec} cannot be passed through, yet no re-encode is declared")
+    return plan
+
+
+class _Sources:
+    """The source as the comparisons read it: the TIFF file (passed-through and re-tiled levels)
+    and, opened on first need, a pixel reference (OpenSlide, else the format's own reader)."""
+
+    def __init__(self, source: Path, frame_reference, whole_limit: int):
+        import tifffile
+
+        self.source, self.frame_reference, self.whole_limit = source, frame_reference, whole_limit
+        self.tf = None
+        self.pages: list = []
+        try:
+            self.tf = tifffile.TiffFile(source)
+            self.pages = list(self.tf.pages)
+        except Exception:
+            self.tf = None
+        self.fs = open(source, "rb") if self.tf is not None else None
+        self.ref: _OpenSlideReference | None = None
+        self.tj = None
+
+    def reference(self, name: str, problems: list[str]):
+        if self.ref is None:
+            try:
+                self.ref = _OpenSlideReference(self.source)
+            except Exception as exc:
+                # a format OpenSlide does not read may bring its own reader (iSyntax: pyisyntax)
+                try:
+                    self.ref = self.frame_reference(self.source) if self.frame_reference is not None else None
+                except Exception:
+                    self.ref = None
+                if self.ref is None:
+                    problems.append(f"{name}: re-encoded, and OpenSlide cannot read the source to compare ({type(exc).__name__})")
+        return self.ref
+
+    def close(self) -> None:
+        for h in (self.fs, self.tf, self.ref):
+            if h is not None:
+                h.close()
+
+
+def _compare_level(src: _Sources, mode: str, path: Path, ds: Dataset, page, wanted: list[int], problems: list[str], t: _Tally) -> int | None:
+    """Frames of one level compared in ``mode``; None when the level cannot be proven at all."""
+    if mode == "re-tiled":
+        assert src.fs is not None  # re-tiled levels come from the TIFF source, which is open
+        level = _JpegLevel(src.fs.fileno(), page, src.tj, src.whole_limit)
+        if level.unsupported:
+            problems.append(f"{path.name}: re-tiled from the source but not provable: {level.unsupported}")
+            return None
+        t.hows.add(level.how)
+        return _compare_retiled(path, ds, level, wanted, problems, t)
+    ref = src.reference(path.name, problems)
+    if ref is None:
+        return None
+    lv = ref.level_for(int(ds.TotalPixelMatrixColumns), int(ds.TotalPixelMatrixRows))
+    if lv is None:
+        problems.append(f"{path.name}: re-encoded, and the source has no level of the same size")
+        return None
+    return _compare_reencoded(path, ds, ref, lv, wanted, problems, t)
+
+
+def _frames_summary(tallies: dict[str, _Tally], sampled: bool, max_decoded: int) -> str:
+    parts = []
+    b, r, e = tallies["bytes"], tallies["re-tiled"], tallies["re-encoded"]
+    if b.levels:
+        parts.append(f"{b.frames} frames of {b.levels} levels equal the source tile bitstreams")
+    if r.levels:
+        parts.append(
+            f"{r.frames} frames of {r.levels} levels re-tiled by the converter, not re-encoded: decoded "
+            f"{' / '.join(sorted(r.samples)) or 'samples'} equal the source region's sample for sample, "
+            f"both decoded by libjpeg-turbo ({'; '.join(sorted(r.hows))})"
+        )
+    if e.levels:
+        parts.append(
+            f"{e.frames} frames of {e.levels} levels re-encoded (lossy; declared as Lossy Compression): decoded pixels within "
+            f"tolerance of the source read by OpenSlide (worst PSNR {e.worst:.1f} dB, required >= {MIN_PSNR_DB:.0f} dB)"
+        )
+    if sampled:
+        dec = r.total + e.total
+        parts.append(f"decoded comparisons sampled: {r.frames + e.frames} of {dec} frames, evenly spread (slide beyond the {max_decoded}-frame budget)")
+    return "; ".join(parts)
+
+
+def check_frames_converted(source: Path, frame_reference, outputs: list[tuple[Path, Dataset]], verdict: Checks,
+                           max_decoded: int = MAX_DECODED_FRAMES, whole_limit: int = WHOLE_DECODE_BYTES) -> None:
+    """``dicom: frames`` for a slide converted from another format (see the section comment in
+    ``decode.py``).  ``frame_reference``: the format's own reader of the source for re-encoded
+    frames when OpenSlide cannot read it (iSyntax: pyisyntax), or None."""
+    volumes = [(p, ds) for p, ds in outputs if image_kind(ds) == "VOLUME"]
+    if not volumes:
+        verdict.add("dicom: frames", False, "no VOLUME instance in the output")
+        return
+    problems: list[str] = []
+    tallies = {"bytes": _Tally(), "re-tiled": _Tally(), "re-encoded": _Tally()}
+    sampled = False
+    src = _Sources(Path(source), frame_reference, whole_limit)
+    try:
+        plan = _plan_levels(volumes, src.pages, problems)
+        decoded_total = sum(int(ds.get("NumberOfFrames", 1) or 1) for m, _p, ds, _x in plan if m != "bytes")
+        src.tj = _tj() if any(m == "re-tiled" for m, *_ in plan) else None
+        for mode, path, ds, page in plan:
+            if problems:
+                break
+            n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+            t = tallies[mode]
+            t.levels += 1
+            t.total += n_frames
+            try:
+                if mode == "bytes":
+                    assert src.fs is not None  # passed-through levels come from the TIFF source, which is open
+                    t.frames += _compare_bytes(path, ds, page, src.fs.fileno(), problems)
+                    continue
+                wanted = _sample(n_frames, max(2, max_decoded * n_frames // max(decoded_total, 1)))
+                sampled |= len(wanted) < n_frames
+                got = _compare_level(src, mode, path, ds, page, wanted, problems, t)
+            except Exception as exc:  # a reader failing is a failed proof, never a crash
+                problems.append(f"{path.name}: frames could not be compared ({type(exc).__name__})")
+                continue
+            if got is None:
+                continue
+            t.frames += got
+            if not problems and got != len(wanted):
+                problems.append(f"{path.name}: {got} of {len(wanted)} frames compared")
+    finally:
+        src.close()
+    if problems:
+        verdict.add("dicom: frames", False, "; ".join(problems[:5]))
+        return
+    verdict.add("dicom: frames", True, _frames_summary(tallies, sampled, max_decoded))
+
+
+def _frame_key(ds: Dataset) -> tuple:
+    return (image_kind(ds), int(ds.get("TotalPixelMatrixColumns", 0) or 0), int(ds.get("TotalPixelMatrixRows", 0) or 0),
+            int(ds.get("NumberOfFrames", 1) or 1), int(ds.get("Rows", 0)), int(ds.get("Columns", 0)),
+            str(ds.file_meta.get("TransferSyntaxUID", "")))
+
+
+def _digest_frames(path: Path, scrub: bool = False) -> list[bytes]:
+    """sha256 per frame (``scrub``: of the frame as a correct redaction leaves it, its
+    non-essential JPEG payloads zeroed — the source side)."""
+    return [hashlib.sha256(normalized(f)[0] if scrub else f).digest() for f in iter_frames(path)]
+
+
+def check_frame_segments(files: list[Path], verdict: Checks) -> None:
+    """No JPEG frame keeps a COM / APPn payload (anything but JFIF and Adobe)."""
+    bad, frames = [], 0
+    for path in files:
+        try:
+            for i, f in enumerate(iter_frames(path)):
+                frames += 1
+                if is_jpeg(f):
+                    try:
+                        dirty = dirty_segments(f)
+                    except JpegError:
+                        continue  # multi-fragment frames and other codecs: judged by the frame checks
+                    if dirty:
+                        bad.append(f"{path.name} frame {i}: {', '.join(sorted({marker_name(s.marker) for s in dirty}))}")
+        except Exception as exc:
+            bad.append(f"{path.name}: frames unreadable ({type(exc).__name__})")
+    verdict.add(
+        "dicom: frame segments",
+        not bad,
+        "; ".join(bad[:5]) if bad else f"{frames} frames: no JPEG comment or application segment with content",
+    )
+
+
+def check_frames_dicom(sources: list[Path], outputs: list[tuple[Path, Dataset]], verdict: Checks) -> None:
+    by_key: dict[tuple, list[Path]] = {}
+    for s in sources:
+        try:
+            by_key.setdefault(_frame_key(read_dataset(s)), []).append(s)
+        except Exception:
+            continue
+    problems, frames = [], 0
+    for path, ds in outputs:
+        cands = by_key.get(_frame_key(ds), [])
+        out_d = _digest_frames(path)
+        if not any(_digest_frames(c, scrub=True) == out_d for c in cands):
+            problems.append(f"{path.name}: no source instance with identical frames")
+        frames += len(out_d)
+    if problems:
+        verdict.add("dicom: frames", False, "; ".join(problems[:5]))
+    else:
+        verdict.add("dicom: frames", True, f"{frames} frames in {len(outputs)} instances identical to the source frames (non-essential JPEG payloads zeroed)")
+
+

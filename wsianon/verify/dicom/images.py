@@ -1,0 +1,102 @@
+"""``dicom: record``, ``dicom: images`` and ``dicom: barcodes``: the de-identification record,
+which associated images remain, and that none of them shows a barcode.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+
+from wsianon.io.dicomframes import decode_rgb
+from wsianon.verify.dicom.common import Checks, image_kind
+from wsianon.verify.dicom.decode import _frames_at, frame_origins
+from wsianon.verify.dicom.profile import _is_deid_item
+
+
+def check_record_and_images(dsets: list[tuple[Path, Dataset]], policy, verdict: Checks) -> None:
+    rec_bad, img_bad = [], []
+    for path, ds in dsets:
+        codes = {str(i.get("CodeValue", "")) for i in ds.get("DeidentificationMethodCodeSequence") or []}
+        if str(ds.get("PatientIdentityRemoved", "")) != "YES" or "113100" not in codes:
+            rec_bad.append(f"{path.name}: PatientIdentityRemoved/DeidentificationMethodCodeSequence")
+        if not str(ds.get("LongitudinalTemporalInformationModified", "")):
+            rec_bad.append(f"{path.name}: LongitudinalTemporalInformationModified")
+        if not any(_is_deid_item(i) for i in ds.get("ContributingEquipmentSequence") or []):
+            rec_bad.append(f"{path.name}: no De-identifying Equipment (109104) item")
+        kind = image_kind(ds)
+        if kind == "LABEL" and not (policy is not None and policy.label == "blank" and str(ds.get("BurnedInAnnotation")) == "NO"):
+            img_bad.append(f"{path.name}: LABEL instance")
+        if kind == "OVERVIEW":
+            if policy is None or policy.macro != "keep":
+                img_bad.append(f"{path.name}: OVERVIEW instance")
+            elif str(ds.get("BurnedInAnnotation")) != "YES":
+                img_bad.append(f"{path.name}: kept OVERVIEW not flagged BurnedInAnnotation YES")
+            elif "113101" in codes:
+                img_bad.append(f"{path.name}: kept OVERVIEW claims Clean Pixel Data")
+    verdict.add("dicom: record", not rec_bad, "; ".join(rec_bad[:5]) or f"{len(dsets)} instances record the de-identification")
+    verdict.add("dicom: images", not img_bad, "; ".join(img_bad[:5]) or "no label or overview instance (unless asked)")
+
+
+MAX_IMAGE_PIXELS = 64 << 20  # a THUMBNAIL/OVERVIEW/LABEL larger than this is searched at reduced size
+
+
+def _assemble(path: Path, ds: Dataset):
+    """A (non-VOLUME) instance's whole image as an RGB/grey array, frame by frame; at most
+    MAX_IMAGE_PIXELS (larger images are assembled from every n-th pixel)."""
+    import numpy as np
+
+    cols = int(ds.get("TotalPixelMatrixColumns", 0) or ds.Columns)
+    rows = int(ds.get("TotalPixelMatrixRows", 0) or ds.Rows)
+    step = 1
+    while (cols // step) * (rows // step) > MAX_IMAGE_PIXELS:
+        step *= 2
+    origins = frame_origins(ds) if "TotalPixelMatrixColumns" in ds else [(0, 0)]
+    if origins is None:
+        raise ValueError("frame positions cannot be determined")
+    out = None
+    for k, fv in _frames_at(path, ds, list(range(len(origins)))):
+        a = decode_rgb(fv, ds)
+        x, y = origins[k]
+        h, w = min(a.shape[0], rows - y), min(a.shape[1], cols - x)
+        if out is None:
+            out = np.full((-(-rows // step), -(-cols // step)) + a.shape[2:], 255, np.uint8)
+        # frame origins are multiples of the frame size; keep the pixels on the step grid
+        oy, ox = -(-y // step), -(-x // step)
+        part = a[(oy * step - y) : h : step, (ox * step - x) : w : step]
+        out[oy : oy + part.shape[0], ox : ox + part.shape[1]] = part
+    return out
+
+
+def check_barcodes(dsets: list[tuple[Path, Dataset]], policy, verdict: Checks) -> None:
+    """``dicom: barcodes`` — no barcode in any image that remains besides the pyramid (THUMBNAIL,
+    our blank LABEL, which must moreover be one uniform colour); a kept OVERVIEW (--macro keep) is
+    searched and the count reported."""
+    others = [(p, ds) for p, ds in dsets if image_kind(ds) in ("THUMBNAIL", "OVERVIEW", "LABEL")]
+    if not others:
+        verdict.add("dicom: barcodes", True, "no image besides the pyramid levels")
+        return
+    try:
+        import zxingcpp
+    except Exception:
+        verdict.add("dicom: barcodes", True, "skipped: zxing-cpp is not installed")
+        return
+    bad, notes = [], []
+    for path, ds in others:
+        kind = image_kind(ds)
+        try:
+            img = _assemble(path, ds)
+            found = len(zxingcpp.read_barcodes(img))
+        except Exception as exc:
+            bad.append(f"{path.name}: {kind} cannot be decoded to search it ({type(exc).__name__})")
+            continue
+        if kind == "LABEL" and not (img.size and (img == img.flat[0]).all()):
+            bad.append(f"{path.name}: the LABEL instance is not blank (only a blank stand-in label may remain)")
+        elif kind == "OVERVIEW" and policy is not None and policy.macro == "keep":
+            notes.append(f"{path.name}: {found} barcode(s) in the OVERVIEW kept on request")
+        elif found:
+            bad.append(f"{path.name}: {found} barcode(s) in the {kind} instance")
+    detail = "; ".join(bad[:5]) or "; ".join([f"{len(others)} non-pyramid image(s) searched: no barcode"] + notes)
+    verdict.add("dicom: barcodes", not bad, detail)
+
+

@@ -1,0 +1,172 @@
+"""JPEG frames against source tiles: a DICOM frame carries the shared JPEGTables and colour markers
+inline, so frames are compared by their tables and entropy-coded data, not byte for byte.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import pydicom
+from pydicom.dataset import Dataset
+
+# ---------------------------------------------------------------------------
+# frames
+
+
+def _jpeg_parts(b: bytes) -> tuple[list[bytes], bytes] | None:
+    """(DQT/DHT segments, entropy-coded data after SOS) of a JPEG; None if not a JPEG."""
+    if b[:2] != b"\xff\xd8":
+        return None
+    tables: list[bytes] = []
+    i = 2
+    while i + 4 <= len(b):
+        if b[i] != 0xFF:
+            return None
+        m = b[i + 1]
+        if m == 0xD9:
+            break
+        if m == 0xFF:
+            i += 1
+            continue
+        (ln,) = struct.unpack(">H", b[i + 2 : i + 4])
+        seg = b[i : i + 2 + ln]
+        if m in (0xDB, 0xC4):
+            tables.append(seg)
+        if m == 0xDA:
+            return tables, b[i + 2 + ln :]
+        i += 2 + ln
+    return tables, b""
+
+
+def _jpeg_header(b) -> tuple[list[bytes], int] | None:
+    """(DQT/DHT segments, offset of the entropy-coded data) from a JPEG's first bytes; None if
+    not a JPEG or no SOS within ``b``."""
+    if bytes(b[:2]) != b"\xff\xd8":
+        return None
+    tables: list[bytes] = []
+    i = 2
+    n = len(b)
+    while i + 4 <= n:
+        if b[i] != 0xFF:
+            return None
+        m = b[i + 1]
+        if m == 0xFF:
+            i += 1
+            continue
+        if m == 0xD9:
+            return None
+        ln = (b[i + 2] << 8) | b[i + 3]
+        if m in (0xDB, 0xC4):
+            tables.append(bytes(b[i : i + 2 + ln]))
+        if m == 0xDA:
+            return tables, i + 2 + ln
+        i += 2 + ln
+    return None
+
+
+def _split_tables(segs: list[bytes]) -> Counter:
+    """Individual DQT/DHT tables (a segment may hold several)."""
+    out: Counter = Counter()
+    for seg in segs:
+        body = seg[4:]
+        if seg[1] == 0xDB:
+            j = 0
+            while j < len(body):
+                size = 65 if body[j] >> 4 == 0 else 129
+                out[b"Q" + body[j : j + size]] += 1
+                j += size
+        else:
+            j = 0
+            while j + 17 <= len(body):
+                n = sum(body[j + 1 : j + 17])
+                out[b"H" + body[j : j + 17 + n]] += 1
+                j += 17 + n
+    return out
+
+
+def same_bitstream(tile: bytes, tables: bytes | None, frame: bytes, cache: dict | None = None) -> bool:
+    """A DICOM frame carries the same compressed image as a TIFF tile (+ shared JPEGTables):
+    identical bytes, or (JPEG) identical entropy-coded data and every source table present.
+    ``cache`` remembers table checks per distinct header pair (tiles of a level share them)."""
+    if frame == tile or (len(tile) % 2 and frame == tile + b"\x00"):  # fragments are padded to even length
+        return True
+    a, b = _jpeg_parts(tile), _jpeg_parts(frame)
+    if a is None or b is None:
+        return False
+    if not a[1] or not (b[1] == a[1] or (len(b[1]) == len(a[1]) + 1 and b[1] == a[1] + b"\x00")):
+        return False
+    key = (b"".join(a[0]), b"".join(b[0]))
+    if cache is not None and key in cache:
+        return cache[key]
+    tsegs = list(a[0])
+    if tables:
+        t = _jpeg_parts(tables + b"\xff\xda\x00\x02")  # tables-only stream: fake SOS to stop
+        if t is not None:
+            tsegs += t[0]
+    need, have = _split_tables(tsegs), _split_tables(b[0])
+    ok = all(have[k] >= 1 for k in need)
+    if cache is not None:
+        cache[key] = ok
+    return ok
+
+
+def _fragments(fd: int, path: Path, ds: Dataset) -> list[tuple[int, int]] | None:
+    """(offset, length) of each frame's single fragment in an encapsulated instance (item headers
+    read only), or None when the layout is not one fragment per frame (callers fall back to pydicom)."""
+    with open(path, "rb") as fh, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pydicom.dcmread(fh, stop_before_pixels=True)
+        off = fh.tell()
+    head = os.pread(fd, 12, off)
+    if len(head) < 12 or struct.unpack_from("<HH", head) != (0x7FE0, 0x0010) or struct.unpack_from("<I", head, 8)[0] != 0xFFFFFFFF:
+        return None
+    pos = off + 12
+    g, e, ln = struct.unpack("<HHI", os.pread(fd, 8, pos))  # basic offset table item
+    if (g, e) != (0xFFFE, 0xE000):
+        return None
+    pos += 8 + ln
+    out = []
+    size = os.fstat(fd).st_size
+    while pos + 8 <= size:
+        g, e, ln = struct.unpack("<HHI", os.pread(fd, 8, pos))
+        if (g, e) == (0xFFFE, 0xE0DD):
+            break
+        if (g, e) != (0xFFFE, 0xE000):
+            return None
+        out.append((pos + 8, ln))
+        pos += 8 + ln
+    n = int(ds.get("NumberOfFrames", 1) or 1)
+    return out if len(out) == n else None
+
+
+def _same_mv(tv: bytes, fv: bytes, tables: bytes | None, cache: dict) -> bool:
+    """``same_bitstream`` with the headers parsed in place and table checks cached."""
+    lt, lf = len(tv), len(fv)
+    if fv == tv or (lf == lt + 1 and lt % 2 and fv[lt] == 0 and fv.startswith(tv)):
+        return True
+    a = _jpeg_header(tv[: min(lt, 65536)])
+    b = _jpeg_header(fv[: min(lf, 65536)])
+    if a is None or b is None:
+        return same_bitstream(bytes(tv), tables, bytes(fv), cache)
+    n = lt - a[1]
+    m = lf - b[1]
+    if n <= 0 or not (m == n or (m == n + 1 and fv[-1] == 0)):
+        return False
+    if fv.find(tv[a[1]:], b[1], b[1] + n) != b[1]:  # entropy-coded data identical
+        return False
+    key = (b"".join(a[0]), b"".join(b[0]))
+    if key not in cache:
+        tsegs = list(a[0])
+        if tables:
+            t = _jpeg_parts(tables + b"\xff\xda\x00\x02")
+            if t is not None:
+                tsegs += t[0]
+        need, have = _split_tables(tsegs), _split_tables(b[0])
+        cache[key] = all(have[k] >= 1 for k in need)
+    return cache[key]
+
+

@@ -1,0 +1,74 @@
+"""``dicom: profile``: every element of every output, recursively, judged against the resolved
+Annex E profile (rule data from ``wsianon.profiles.dicom``, never the engine's code).
+"""
+
+from __future__ import annotations
+
+from pydicom.dataset import Dataset
+
+from wsianon.profiles.dicom import DicomProfile
+from wsianon.verify.dicom.common import IDENTITY_KWS, REGISTRY
+
+# ---------------------------------------------------------------------------
+# profile walk
+
+
+def element_values(elem) -> list[str]:
+    v = elem.value
+    if v is None or isinstance(v, (bytes, bytearray)):
+        return []
+    vals = list(v) if elem.VM > 1 else [v]
+    return [str(x).strip() for x in vals if str(x).strip()]
+
+
+def _is_deid_item(item: Dataset) -> bool:
+    for p in item.get("PurposeOfReferenceCodeSequence") or []:
+        if str(p.get("CodeValue", "")) == "109104":
+            return True
+    return False
+
+
+def walk_profile(ds: Dataset, profile: DicomProfile, source_values: set[str], source_uids: set[str], problems: list[str],
+                 path: tuple[str, ...] = ()) -> int:
+    n = 0
+    for elem in ds:
+        n += 1
+        tag = elem.tag
+        kw = elem.keyword or f"({tag.group:04X},{tag.element:04X})"
+        name = "/".join(path + (kw,))
+        if tag.group % 2 == 1:
+            problems.append(f"private tag {name}")
+            continue
+        if 0x5000 <= tag.group <= 0x60FF and (tag.group & 0xFF00) in (0x5000, 0x6000):
+            problems.append(f"curve/overlay element {name}")
+            continue
+        action, _rule = profile.action(int(tag), path, elem.keyword or "")
+        if elem.VR == "SQ":
+            if action == "X" and not (kw == "ContributingEquipmentSequence" and path == ()):
+                problems.append(f"{name} present (profile: remove)")
+            if action == "Z" and len(elem.value):
+                problems.append(f"{name} has items (profile: empty)")
+            for item in elem.value:
+                if kw == "ContributingEquipmentSequence" and _is_deid_item(item):
+                    continue
+                n += walk_profile(item, profile, source_values, source_uids, problems, path + (kw,))
+            continue
+        vals = element_values(elem)
+        if action == "K":
+            continue
+        if action == "X":
+            problems.append(f"{name} present (profile: remove)")
+            continue
+        if action == "Z" and vals and elem.keyword not in IDENTITY_KWS:
+            problems.append(f"{name} not empty (profile: empty)")
+        if action == "U":
+            for v in vals:
+                if v in source_uids or not (v.startswith("2.25.") or v.startswith(REGISTRY)):
+                    problems.append(f"{name} UID not replaced")
+        for v in vals:
+            if v in source_values:
+                problems.append(f"{name} still holds a source value")
+                break
+    return n
+
+
