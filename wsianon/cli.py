@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, NoReturn, Optional
 
@@ -15,6 +14,7 @@ from rich.table import Table
 from wsianon import __version__
 from wsianon.errors import WsianonError
 from wsianon.io.safetext import os_reason, safe_text
+from wsianon.profiles.policy import DatesPolicy, LabelPolicy, MacroPolicy, PseudonymFrom, RenamePolicy, Target
 
 app = typer.Typer(
     name="wsianon",
@@ -56,38 +56,6 @@ def _flags_take_no_value() -> None:
 _flags_take_no_value()
 
 
-class Target(str, Enum):
-    native = "native"
-    dicom = "dicom"
-
-
-class LabelOpt(str, Enum):
-    remove = "remove"
-    blank = "blank"
-
-
-class MacroOpt(str, Enum):
-    remove = "remove"
-    keep = "keep"
-
-
-class DatesOpt(str, Enum):
-    remove = "remove"
-    year = "year"
-    keep = "keep"
-
-
-class RenameOpt(str, Enum):
-    pseudonym = "pseudonym"
-    keep = "keep"
-
-
-class PseudonymFrom(str, Enum):
-    relpath = "relpath"
-    content = "content"
-    path = "path"
-
-
 def _version(value: bool) -> None:
     if value:
         out_console.print(f"wsianon {__version__}")
@@ -117,10 +85,10 @@ def run(
     inputs: Annotated[Optional[list[Path]], typer.Argument(help="Slides, slide folders or DICOM folders to anonymize.", show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Output folder (shareable: only pseudonymised names and the report go here).")] = None,
     target: Annotated[Target, typer.Option("--target", help="native: keep the vendor format; dicom: convert to DICOM WSI and apply PS3.15 Annex E.")] = Target.native,
-    label: Annotated[LabelOpt, typer.Option(help="Label image: remove it, or replace it by a blank image of the same size.")] = LabelOpt.remove,
-    macro: Annotated[MacroOpt, typer.Option(help="Macro/overview image (usually shows the label): remove or keep.")] = MacroOpt.remove,
-    dates: Annotated[DatesOpt, typer.Option(help="Acquisition dates and times: remove, keep the year only, or keep.")] = DatesOpt.remove,
-    rename: Annotated[RenameOpt, typer.Option(help="Output file names: keyed pseudonym (default) or the source name.")] = RenameOpt.pseudonym,
+    label: Annotated[LabelPolicy, typer.Option(help="Label image: remove it, or replace it by a blank image of the same size.")] = LabelPolicy.remove,
+    macro: Annotated[MacroPolicy, typer.Option(help="Macro/overview image (usually shows the label): remove or keep.")] = MacroPolicy.remove,
+    dates: Annotated[DatesPolicy, typer.Option(help="Acquisition dates and times: remove, keep the year only, or keep.")] = DatesPolicy.remove,
+    rename: Annotated[RenamePolicy, typer.Option(help="Output file names: keyed pseudonym (default) or the source name.")] = RenamePolicy.pseudonym,
     profile: Annotated[Optional[list[str]], typer.Option("--profile", help="DICOM profile option(s) added to the Basic Profile (see README), e.g. retain-device-identity.")] = None,
     pseudonyms: Annotated[Optional[Path], typer.Option("--pseudonyms", help="CSV: source, slide pseudonym[, patient pseudonym[, study pseudonym]].")] = None,
     key_file: Annotated[Optional[Path], typer.Option("--key-file", help="Project key (created with mode 0600 on first use). Default: ~/.config/wsianon/key or $WSIANON_KEY_FILE.")] = None,

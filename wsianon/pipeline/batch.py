@@ -21,9 +21,10 @@ from wsianon.converters.base import SlideContext
 from wsianon.errors import OutputError, UnsupportedFormat, WsianonError
 from wsianon.io import digests as io_digests
 from wsianon.io.atomic import STAGING_PREFIX, write_atomic, write_private
-from wsianon.pipeline import jobs as J
 from wsianon.io.safefile import kind_of
 from wsianon.io.safetext import os_reason, redact_paths
+from wsianon.pipeline import jobs as J
+from wsianon.pipeline import workers as W
 from wsianon.pipeline.detect import SlideSource, expand_inputs
 from wsianon.pipeline.keys import key_fingerprint, keyed_hex, load_or_create_key, pseudonym_from
 from wsianon.pipeline.manifest import DONE_STATES, MANIFEST_SUFFIX, JobLock, Manifest, _sql_reason, fast_fingerprint, full_hash, manifest_path
@@ -31,10 +32,10 @@ from wsianon.pipeline.model import Outcome
 from wsianon.pipeline.pseudonyms import load_pseudonym_map
 from wsianon.pipeline.report import REPORT_NAME, build_report
 from wsianon.pipeline.selection import Candidate, display, select_inputs
-from wsianon.pipeline import workers as W
+from wsianon.profiles.policy import PseudonymFrom, values
 
 STATE_OF = {"ok": "ok", "failed": "quarantined", "error": "error", "skipped": "skipped"}
-PSEUDONYM_MODES = ("relpath", "content", "path")
+PSEUDONYM_MODES = values(PseudonymFrom)
 
 
 class JobInterrupted(Exception):

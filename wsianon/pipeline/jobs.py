@@ -14,7 +14,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable
 
 from wsianon.converters.base import SlideContext
 from wsianon.errors import NothingToShare, WsianonError
@@ -23,16 +23,14 @@ from wsianon.pipeline import anonymize as anon
 from wsianon.pipeline.detect import SlideSource
 from wsianon.pipeline.inspect import inspect_source
 from wsianon.pipeline.model import Outcome
-from wsianon.profiles.policy import Policy
-
-Target = Literal["native", "dicom"]
+from wsianon.profiles.policy import Policy, PseudonymFrom, Target, check_choice
 
 
 @dataclass
 class JobConfig:
     inputs: list[Path]
     out: Path | None = None  # required unless in-place or dry-run
-    target: Target = "native"
+    target: Target | str = Target.native
     policy: Policy = field(default_factory=Policy)
     key_file: Path | None = None
     mapping: Path | None = None  # default: <OUT>.mapping.csv beside OUT
@@ -40,7 +38,7 @@ class JobConfig:
     pseudonyms: Path | None = None  # CSV: source, slide pseudonym[, patient pseudonym[, study pseudonym]]
     workers: int = 1
     # archive-scale jobs (pipeline/batch.py, pipeline/manifest.py)
-    pseudonym_from: str = "relpath"  # relpath | content | path (see pipeline/keys.py)
+    pseudonym_from: PseudonymFrom | str = PseudonymFrom.relpath  # see pipeline/keys.py
     strict: bool = False  # with pseudonyms: refuse sources not in the map
     retry_failed: bool = False  # resume also retries slides that failed before
     from_file: Path | None = None  # one input path per line
@@ -51,6 +49,10 @@ class JobConfig:
     full_hash: bool = False  # record each source's full SHA-256 in the manifest
     manifest: Path | None = None  # default: manifest_path(OUT)
     log: Path | None = None  # JSON lines of events (the CLI writes it)
+
+    def __post_init__(self) -> None:
+        check_choice("target", self.target, Target)
+        check_choice("pseudonym-from", self.pseudonym_from, PseudonymFrom)
 
 
 @dataclass
@@ -78,7 +80,7 @@ def default_side_paths(out: Path) -> tuple[Path, Path]:
     return out.parent / f"{out.name}.mapping.csv", out.parent / f"{out.name}.quarantine"
 
 
-def process_slide(src: SlideSource, ctx: SlideContext, target: Target, dest: anon.Destinations, progress=None) -> tuple[Outcome, list[dict]]:
+def process_slide(src: SlideSource, ctx: SlideContext, target: Target | str, dest: anon.Destinations, progress=None) -> tuple[Outcome, list[dict]]:
     """Run every stage for one slide. Never raises for user errors: they become the outcome."""
     outcome = Outcome(input_label=ctx.pseudonym, format=src.format, target=target)
     plans: list[dict] = []

@@ -1,22 +1,69 @@
-"""Policy options shared by every converter (what the user chose)."""
+"""Policy options shared by every converter (what the user chose).
+
+The option values are defined here once, as StrEnums: the CLI's choices and ``--help`` lists
+(``wsianon/cli.py``), the Python API's validation (:class:`Policy`, ``pipeline.jobs.JobConfig``)
+and the job manifest all derive from them.  A member equals its string, so reports, JSON and the
+manifest keep the plain words.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from enum import StrEnum
 
-LabelPolicy = Literal["remove", "blank"]
-MacroPolicy = Literal["remove", "keep"]
-DatesPolicy = Literal["remove", "year", "keep"]
-RenamePolicy = Literal["pseudonym", "keep"]
+
+class LabelPolicy(StrEnum):
+    remove = "remove"
+    blank = "blank"
+
+
+class MacroPolicy(StrEnum):
+    remove = "remove"
+    keep = "keep"
+
+
+class DatesPolicy(StrEnum):
+    remove = "remove"
+    year = "year"
+    keep = "keep"
+
+
+class RenamePolicy(StrEnum):
+    pseudonym = "pseudonym"
+    keep = "keep"
+
+
+class Target(StrEnum):
+    """``native`` keeps the vendor format; ``dicom`` converts to DICOM WSI."""
+
+    native = "native"
+    dicom = "dicom"
+
+
+class PseudonymFrom(StrEnum):
+    """What the keyed slide pseudonym hashes (see ``pipeline/keys.py``)."""
+
+    relpath = "relpath"
+    content = "content"
+    path = "path"
+
+
+def values(enum: type[StrEnum]) -> tuple[str, ...]:
+    return tuple(m.value for m in enum)
+
+
+def check_choice(option: str, value: object, enum: type[StrEnum]) -> None:
+    """Refuse a value that is not one of the option's words, naming the option and its words."""
+    if value not in values(enum):
+        raise ValueError(f"--{option} must be one of {', '.join(values(enum))}")
 
 
 @dataclass(frozen=True)
 class Policy:
-    label: LabelPolicy = "remove"
-    macro: MacroPolicy = "remove"
-    dates: DatesPolicy = "remove"
-    rename: RenamePolicy = "pseudonym"
+    label: LabelPolicy | str = LabelPolicy.remove
+    macro: MacroPolicy | str = MacroPolicy.remove
+    dates: DatesPolicy | str = DatesPolicy.remove
+    rename: RenamePolicy | str = RenamePolicy.pseudonym
     dry_run: bool = False
     in_place: bool = False
     allow_generic: bool = False
@@ -29,14 +76,8 @@ class Policy:
     accept_unrun_checks: bool = False
 
     def __post_init__(self) -> None:
-        for name, allowed in (
-            ("label", ("remove", "blank")),
-            ("macro", ("remove", "keep")),
-            ("dates", ("remove", "year", "keep")),
-            ("rename", ("pseudonym", "keep")),
-        ):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"--{name} must be one of {', '.join(allowed)}")
+        for name, enum in (("label", LabelPolicy), ("macro", MacroPolicy), ("dates", DatesPolicy), ("rename", RenamePolicy)):
+            check_choice(name, getattr(self, name), enum)
         if self.mpp is not None and not (0 < float(self.mpp) < 1000):
             raise ValueError("--mpp must be a pixel spacing in micrometres per pixel, above 0 and below 1000")
 
