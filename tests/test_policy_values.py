@@ -60,3 +60,15 @@ def test_members_serialize_as_their_words():
 
     assert json.dumps({"dates": pol.DatesPolicy.year}) == '{"dates": "year"}'
     assert str(pol.Target.native) == "native"
+
+
+def test_slide_statuses_and_states_are_enums_that_serialize_as_words():
+    import json
+
+    from wsianon.pipeline.model import DONE_STATES, STATE_OF_STATUS, Outcome, State, Status
+
+    o = Outcome(input_label="WSI-x", status=Status.FAILED)
+    assert json.loads(json.dumps(o.as_dict()))["status"] == "failed"
+    assert STATE_OF_STATUS[Status.FAILED] == State.QUARANTINED == "quarantined"
+    assert STATE_OF_STATUS["ok"] == "ok"  # plain words from an older manifest still map
+    assert set(DONE_STATES) == {"ok", "quarantined", "skipped"}

@@ -15,6 +15,7 @@ from wsianon import __version__
 from wsianon.errors import WsianonError
 from wsianon.io.safetext import os_reason, safe_text
 from wsianon.profiles.policy import DatesPolicy, LabelPolicy, MacroPolicy, PseudonymFrom, RenamePolicy, Target
+from wsianon.pipeline.model import Status
 
 app = typer.Typer(
     name="wsianon",
@@ -204,7 +205,7 @@ def run(
     delivered: set[str] = set()
 
     def _deliver(o) -> None:
-        if deliverer is not None and o.status == "ok" and o.verdict is not None and o.verdict.ok:
+        if deliverer is not None and o.status == Status.OK and o.verdict is not None and o.verdict.ok:
             delivered.add(o.input_label)
             deliveries.append(_print_delivery(deliverer.deliver_slide(o.input_label, o.outputs), quiet_stdout=json_out))
 
@@ -283,7 +284,7 @@ def run(
         msg += f"\nmapping (private, keep outside OUT): {safe_text(result.mapping_path)}"
     if sheet is not None:
         msg += f"\nreview sheet (PRIVATE: shows the sources' labels and macros, identifying; never share): {safe_text(sheet)}"
-    if any(o.status == "failed" for o in result.outcomes) and result.quarantine_dir:
+    if any(o.status == Status.FAILED for o in result.outcomes) and result.quarantine_dir:
         msg += f"\nquarantine (failed verification): {safe_text(result.quarantine_dir)}"
     if deliverer is not None:
         undelivered = sum(1 for d in deliveries if not d.ok)

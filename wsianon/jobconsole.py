@@ -13,6 +13,7 @@ from typing import TextIO
 from rich.console import Console
 from wsianon.io.safetext import safe_text
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from wsianon.pipeline.model import Status
 
 
 # one function turns any path or message into console text (control characters escaped, markup-free)
@@ -106,7 +107,7 @@ class BatchConsole:
             # the slide's remaining bytes (a serial run advanced part of it already)
             advanced = self.inflight.pop(disp, 0)
             self.progress.advance(self.task, max(size - advanced, 0))
-        if o.status in ("ok", "failed", "error") and size:
+        if o.status in (Status.OK, Status.FAILED, Status.ERROR) and size:
             self.done += 1
         if self.task is not None:
             self.progress.update(self.task, slides=self._fields())
@@ -120,19 +121,19 @@ class BatchConsole:
             line += f" ({safe(o.format)})"
         if o.outputs:
             line += f" -> {safe(', '.join(o.outputs))}"
-        if o.status == "dry-run" and info.get("source") is not None:
+        if o.status == Status.DRY_RUN and info.get("source") is not None:
             line += f" <- {safe(info['source'])}"  # the source, on the console only (never in a report)
-        if o.status in ("ok", "failed") and o.verdict is not None:
+        if o.status in (Status.OK, Status.FAILED) and o.verdict is not None:
             failed = [c.name for c in o.verdict.checks if not c.ok]
             line += f"  verified: {len(o.verdict.checks) - len(failed)}/{len(o.verdict.checks)} checks"
             if o.verdict.findings:
                 line += f", {len(o.verdict.findings)} residual identifier(s)"
             if failed:
                 line += f" (failed: {safe(', '.join(failed))})"
-        if o.status == "error":
+        if o.status == Status.ERROR:
             self.err.print(f"[red]error:[/red] {safe(disp)}: {safe(o.error)}", highlight=False, soft_wrap=True)
         if not self.json_out:
-            (self.err if o.status != "ok" else self.out).print(line, highlight=False, soft_wrap=True)
+            (self.err if o.status != Status.OK else self.out).print(line, highlight=False, soft_wrap=True)
 
 
 def status_text(out: Path) -> tuple[str, int]:

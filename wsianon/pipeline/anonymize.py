@@ -26,7 +26,7 @@ from wsianon.io.jpeg_plan import scrub_jpeg_segments
 from wsianon.io.plan import Plan, Removal, apply_copy, apply_in_place, journal_path, rollback_journal
 from wsianon.io.safetext import os_reason
 from wsianon.pipeline.detect import SlideSource
-from wsianon.pipeline.model import Outcome, Verdict
+from wsianon.pipeline.model import Outcome, Status, Verdict
 from wsianon.verify import canaries as independent_canaries
 from wsianon.pipeline.verify import scan_outputs, snapshot_source, stem_canaries, verify_native
 
@@ -68,9 +68,9 @@ def _place_or_quarantine(
         moved = staging.commit(last=last, overwrite=ctx.policy.overwrite)
         outcome.outputs = [p.name for p in moved]
         outcome.digests = digests.entries(list(moved))  # the record (in the coordinator) need not re-read them
-        outcome.status = "ok"
+        outcome.status = Status.OK
         return
-    outcome.status = "failed"
+    outcome.status = Status.FAILED
     outcome.error = "verification failed; output quarantined"
     qdir = dest.quarantine / ctx.pseudonym
     if qdir.exists():
@@ -187,7 +187,7 @@ def process_native_in_place(src: SlideSource, inv: Inventory, ctx: SlideContext,
     outcome.verdict = verdict
     if not verdict.ok:
         rollback_journal(target)
-        outcome.status = "failed"
+        outcome.status = Status.FAILED
         outcome.error = "verification failed; in-place changes rolled back"
         return target
     if final != target:
@@ -198,7 +198,7 @@ def process_native_in_place(src: SlideSource, inv: Inventory, ctx: SlideContext,
             raise
     jpath.unlink(missing_ok=True)
     outcome.outputs = [final.name]
-    outcome.status = "ok"
+    outcome.status = Status.OK
     return final
 
 

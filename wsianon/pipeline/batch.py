@@ -27,14 +27,15 @@ from wsianon.pipeline import jobs as J
 from wsianon.pipeline import workers as W
 from wsianon.pipeline.detect import SlideSource, expand_inputs
 from wsianon.pipeline.keys import key_fingerprint, keyed_hex, load_or_create_key, pseudonym_from
-from wsianon.pipeline.manifest import DONE_STATES, MANIFEST_SUFFIX, JobLock, Manifest, _sql_reason, fast_fingerprint, full_hash, manifest_path
+from wsianon.pipeline.manifest import MANIFEST_SUFFIX, JobLock, Manifest, _sql_reason, fast_fingerprint, full_hash, manifest_path
 from wsianon.pipeline.model import Outcome
 from wsianon.pipeline.pseudonyms import load_pseudonym_map
 from wsianon.pipeline.report import REPORT_NAME, build_report
 from wsianon.pipeline.selection import Candidate, display, select_inputs
 from wsianon.profiles.policy import PseudonymFrom, values
+from wsianon.pipeline.model import DONE_STATES, STATE_OF_STATUS, State, Status
 
-STATE_OF = {"ok": "ok", "failed": "quarantined", "error": "error", "skipped": "skipped"}
+STATE_OF = STATE_OF_STATUS
 PSEUDONYM_MODES = values(PseudonymFrom)
 
 
@@ -136,7 +137,7 @@ def _check_meta(man: Manifest, cfg, kfp: str, mode: str) -> None:
 
 
 def _error_outcome(label: str, reason: str, target: str, fmt: str | None = None) -> Outcome:
-    o = Outcome(input_label=label, format=fmt, status="error", error=reason, target=target)
+    o = Outcome(input_label=label, format=fmt, status=Status.ERROR, error=reason, target=target)
     return o
 
 
@@ -309,7 +310,7 @@ def _run(cfg, emit, key, kfp, mode, pmap, out, mapping_path, quarantine, sel, ma
     fstates = man.file_states() if (man is not None and not policy.overwrite) else {}
     already = already_failed = 0
     todo: list[Candidate] = []
-    leave = ("ok", "quarantined", "skipped") if getattr(cfg, "retry_failed", False) else ("ok", "quarantined", "skipped", "error")
+    leave = DONE_STATES if getattr(cfg, "retry_failed", False) else (*DONE_STATES, State.ERROR)
     roots_seen: set[int] = set()
     for c in sel.candidates:
         st = fstates.get(os.fsencode(c.path))
@@ -318,7 +319,7 @@ def _run(cfg, emit, key, kfp, mode, pmap, out, mapping_path, quarantine, sel, ma
                 s = os.stat(c.path)
                 if s.st_size == st[0] and s.st_mtime_ns == st[1]:
                     already += 1
-                    already_failed += st[3] == "error"
+                    already_failed += st[3] == State.ERROR
                     roots_seen.add(c.root)
                     continue
             except OSError:
@@ -448,10 +449,10 @@ def _run(cfg, emit, key, kfp, mode, pmap, out, mapping_path, quarantine, sel, ma
         io_digests.adopt(o.digests)  # a worker's read-back digests: the record need not re-read the outputs
         if man is not None and it.slide_id is not None and o.status in STATE_OF:
             mo = ms = None
-            if o.status in ("ok", "failed"):
+            if o.status in (Status.OK, Status.FAILED):
                 mo, ms = "; ".join(o.outputs) or it.pseudonym, o.status
             extra = []
-            if policy.in_place and o.status == "ok":
+            if policy.in_place and o.status == Status.OK:
                 extra = [os.fsencode(_abs(it.src.path.with_name(n))) for n in o.outputs]
             man.finish(it.slide_id, STATE_OF[o.status], o.as_dict(), outputs=o.outputs, error=o.error, mapping_output=mo,
                        mapping_status=ms, seconds=o.timings.get("total", 0.0), bytes_in=o.bytes_in, bytes_written=o.bytes_written,

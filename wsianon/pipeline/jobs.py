@@ -24,6 +24,7 @@ from wsianon.pipeline.detect import SlideSource
 from wsianon.pipeline.inspect import inspect_source
 from wsianon.pipeline.model import Outcome
 from wsianon.profiles.policy import Policy, PseudonymFrom, Target, check_choice
+from wsianon.pipeline.model import Status
 
 
 @dataclass
@@ -72,7 +73,7 @@ class JobResult:
     def exit_code(self) -> int:
         if not self.outcomes:
             return 1
-        return 0 if all(o.status in ("ok", "dry-run", "skipped") for o in self.outcomes) else 1
+        return 0 if all(o.status in (Status.OK, Status.DRY_RUN, Status.SKIPPED) for o in self.outcomes) else 1
 
 
 def default_side_paths(out: Path) -> tuple[Path, Path]:
@@ -100,7 +101,7 @@ def process_slide(src: SlideSource, ctx: SlideContext, target: Target | str, des
                 plans.append({"slide": ctx.pseudonym, "format": src.format, "target": "dicom", "inventory": inv.public()})
             else:
                 plans.append({"slide": ctx.pseudonym, **dryrun.check_native(src, inv, ctx, dest.out)})
-            outcome.status = "dry-run"
+            outcome.status = Status.DRY_RUN
         elif use_dicom:
             if ctx.policy.in_place:
                 raise WsianonError(src.path, "in-place mode is for the native target only")
@@ -110,20 +111,20 @@ def process_slide(src: SlideSource, ctx: SlideContext, target: Target | str, des
         else:
             anon.process_native_copy(src, inv, ctx, dest, outcome, progress)
     except NothingToShare as exc:
-        outcome.status = "skipped"
+        outcome.status = Status.SKIPPED
         outcome.notes.append(exc.reason)
     except WsianonError as exc:
-        outcome.status = "error"
+        outcome.status = Status.ERROR
         # the reason only: reports live inside OUT, paths stay out
         outcome.error = redact_paths(exc.reason, [src.path, *src.files])
     except MemoryError:
-        outcome.status = "error"
+        outcome.status = Status.ERROR
         outcome.error = "out of memory"
     except OSError as exc:
-        outcome.status = "error"
+        outcome.status = Status.ERROR
         outcome.error = f"I/O error: {os_reason(exc)}"
     except Exception as exc:  # an internal bug must not kill the batch; fail closed
-        outcome.status = "error"
+        outcome.status = Status.ERROR
         outcome.error = f"internal error ({type(exc).__name__}); nothing was written for this slide"
         # frames only (file:line:function), never the message: it could carry a value
         frames = traceback.extract_tb(exc.__traceback__)[-4:]

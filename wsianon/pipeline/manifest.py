@@ -36,10 +36,10 @@ from pathlib import Path
 
 from wsianon.io.safetext import os_reason
 from wsianon.errors import OutputError, WsianonError
+from wsianon.pipeline.model import State
 
 SCHEMA = 1
 MANIFEST_SUFFIX = ".wsianon-job.sqlite"
-DONE_STATES = ("ok", "quarantined", "skipped")
 # how much of the head and tail of every file the fast fingerprint reads
 FAST_BYTES = 64 * 1024
 
@@ -341,7 +341,7 @@ class Manifest:
     def requeue_running(self) -> list[Row]:
         """Rows a dead run left 'running' go back to pending; returned for recovery with
         the pending rows an interrupted run had started (attempts > 0)."""
-        rows = [r for r in self.rows(("running", "pending")) if r.state == "running" or r.attempts > 0]
+        rows = [r for r in self.rows((State.RUNNING, State.PENDING)) if r.state == State.RUNNING or r.attempts > 0]
         self.db.execute("UPDATE slides SET state='pending' WHERE state='running'")
         return rows
 

@@ -3,9 +3,38 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from wsianon.io.plan import Removal
 from wsianon.io.scan import Finding
+
+
+class Status(StrEnum):
+    """What happened to one slide in this run (``Outcome.status``)."""
+
+    PENDING = "pending"
+    OK = "ok"  # verified clean and placed
+    FAILED = "failed"  # verification failed: quarantined
+    ERROR = "error"  # could not be processed (one-line reason)
+    DRY_RUN = "dry-run"
+    SKIPPED = "skipped"  # not a slide, or left out on purpose
+
+
+class State(StrEnum):
+    """A slide's state in the job manifest and in the record (cumulative over runs)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    OK = "ok"
+    QUARANTINED = "quarantined"
+    SKIPPED = "skipped"
+    ERROR = "error"
+
+
+# an outcome's status -> the slide's state in the manifest
+STATE_OF_STATUS: dict[str, State] = {Status.OK: State.OK, Status.FAILED: State.QUARANTINED, Status.ERROR: State.ERROR, Status.SKIPPED: State.SKIPPED}
+# states a resumed job does not process again (ERROR too, unless --retry-failed)
+DONE_STATES = (State.OK, State.QUARANTINED, State.SKIPPED)
 
 
 @dataclass
@@ -53,7 +82,7 @@ class Outcome:
     input_label: str  # pseudonym or "input #N" — never the source path
     format: str | None = None
     target: str = "native"
-    status: str = "pending"  # "ok" | "failed" | "error" | "dry-run" | "skipped"
+    status: Status | str = Status.PENDING
     outputs: list[str] = field(default_factory=list)  # relative to OUT
     removals: list[Removal] = field(default_factory=list)
     verdict: Verdict | None = None

@@ -42,6 +42,7 @@ from wsianon.errors import OutputError, WsianonError
 from wsianon.io.atomic import write_atomic, write_private
 from wsianon.io import pdf
 from wsianon.pipeline.report import REPORT_NAME
+from wsianon.pipeline.model import State, Status
 
 REPORT_HTML = "wsianon-report.html"
 CERT_JSON = "wsianon-certificate.json"
@@ -50,9 +51,9 @@ RECORD_FILES = (REPORT_NAME, REPORT_HTML, CERT_JSON, CERT_PDF)
 THUMB_PX = 224
 ASSOC_PX = 120
 LIBRARIES = ("openslide-python", "openslide-bin", "tifffile", "pydicom", "highdicom", "wsidicom", "wsidicomizer", "opentile", "pillow", "numpy", "imagecodecs")
-SHARED_STATES = ("ok",)
+SHARED_STATES = (State.OK,)
 LAZY_AFTER = 200  # above this many slides the cards are built page by page in the browser
-NOT_SHARED = {"failed": "quarantined", "quarantined": "quarantined", "error": "error"}
+NOT_SHARED: dict[str, str] = {Status.FAILED: State.QUARANTINED, State.QUARANTINED: State.QUARANTINED, State.ERROR: State.ERROR}
 
 
 # ---------------------------------------------------------------------------
@@ -884,7 +885,7 @@ def write_review_sheet(out: Path, sheet: Path, mapping: Path | None = None, quar
         left = "".join(f'<figure><img src="{u}" alt="source {_e(k)}"><figcaption>SOURCE {_e(k)}</figcaption></figure>' for k, u in src_imgs)
         right = f'<figure><img src="{s.thumbnail or placeholder("not shared: " + s.status)}" alt="output"><figcaption>OUTPUT slide</figcaption></figure>'
         qdir = quarantine / s.slide
-        if s.status == "quarantined" and qdir.is_dir():
+        if s.status == State.QUARANTINED and qdir.is_dir():
             main = _main_output(qdir, {"outputs": sorted(p.name for p in qdir.iterdir() if p.name != "findings.json")})
             qimg = render_slide_images(main) if main else {"thumbnail": None}
             if qimg["thumbnail"]:

@@ -25,6 +25,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from wsianon.errors import WsianonError
+from wsianon.pipeline.model import Status
 
 if TYPE_CHECKING:
     from wsianon.pipeline.jobs import Target
@@ -66,7 +67,7 @@ def remote_process(src, ctx, target, dest):
 def _lost(item: Any, reason: str):
     from wsianon.pipeline.model import Outcome
 
-    o = Outcome(input_label=item.pseudonym, format=item.src.format, target=item.target, status="error", error=reason)
+    o = Outcome(input_label=item.pseudonym, format=item.src.format, target=item.target, status=Status.ERROR, error=reason)
     return o, []
 
 
