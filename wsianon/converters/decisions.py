@@ -18,6 +18,7 @@ Values stay in memory: ``public()`` never shows them unless asked.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -58,17 +59,30 @@ class FieldDecision:
         return Removal("field", self.name, self.action.done, self.where)
 
 
+class ImageKind(StrEnum):
+    """What an associated image is (the words reports and ``inspect`` show)."""
+
+    LABEL = "label"
+    MACRO = "macro"
+    THUMBNAIL = "thumbnail"
+    MAP = "map"  # NDPI slide map
+    PREVIEW = "preview"  # the MRXS .mrxs preview JPEG
+    OVERVIEW = "overview"
+    WHOLESLIDE = "wholeslide"
+    UNKNOWN = "unknown"  # an IFD no rule recognises (removed, fail-closed)
+
+
 @dataclass(init=False)
 class ImageDecision:
     """One associated image (label, macro, thumbnail, ...) and what happens to it."""
 
-    kind: str  # "label" | "macro" | "thumbnail" | "map" | "preview" | "overview" | "wholeslide" | "unknown"
+    kind: ImageKind
     where: str  # "IFD 3", "Data0002.dat", ...
     identifying: bool  # shows the label or may show it
     action: Action = Action.REMOVE
 
-    def __init__(self, kind: str, where: str, identifying: bool, action: Action | str = Action.REMOVE) -> None:
-        self.kind = kind
+    def __init__(self, kind: ImageKind | str, where: str, identifying: bool, action: Action | str = Action.REMOVE) -> None:
+        self.kind = ImageKind(kind)  # an unknown word is a programming error, caught here
         self.where = where
         self.identifying = identifying
         self.action = Action(action)
