@@ -129,8 +129,7 @@ def run(
 
     A job is resumable: running the same command again skips the slides already done (see
     OUT.wsianon-job.sqlite beside OUT and 'wsianon status OUT')."""
-    from wsianon.pipeline.jobs import JobConfig, run_job
-    from wsianon.profiles.policy import Policy
+    from wsianon.pipeline.jobs import JobConfig
 
     if out is None and not (in_place or dry_run):
         _fail("an output folder is required: -o OUT (or --in-place / --dry-run)")
@@ -138,107 +137,103 @@ def run(
         _fail("no inputs: name slides or folders, or --from-file LIST")
     if in_place and target is Target.dicom:
         _fail("--in-place works with --target native only")
-    sheet = None
-    if out is not None and not (dry_run or no_review_sheet):
-        from wsianon.pipeline.record import is_inside
-
-        sheet = review_sheet or out.resolve().parent / f"{out.resolve().name}.review.html"
-        if is_inside(sheet, out):
-            _fail(f"{sheet}: the review sheet shows the sources' labels and macros (identifying); it is never written inside OUT")
+    sheet = None if (out is None or dry_run or no_review_sheet) else _review_sheet_path(out, review_sheet)
     deliverer = None
     if dicomweb or dimse:
         if target is not Target.dicom or dry_run or out is None:
             _fail("--dicomweb/--dimse deliver DICOM outputs: use them with --target dicom and -o OUT")
-        from wsianon.pipeline.deliver import Deliverer
-
-        dest = _destination(dicomweb, dimse, aet, aec, ca_bundle, client_cert, client_key, delivery_config, max_instance_size)
-        try:
-            deliverer = Deliverer(out, dest)
-        except WsianonError as exc:
-            _fail(exc.one_line())
-    deliveries: list = []
-    try:
-        from wsianon.profiles import dicom as dicom_profiles  # noqa: F401
-
-        options = frozenset(dicom_profiles.parse_options(profile or [])) if hasattr(dicom_profiles, "parse_options") else frozenset(profile or [])
-    except ImportError:
-        options = frozenset(profile or [])
-    except ValueError as exc:
-        _fail(str(exc))
-    try:
-        policy = Policy(
-            label=label.value,
-            macro=macro.value,
-            dates=dates.value,
-            rename=rename.value,
-            dry_run=dry_run,
-            in_place=in_place,
-            allow_generic=allow_generic,
-            overwrite=overwrite,
-            dicom_options=options,
-            mpp=mpp,
-            accept_unrun_checks=accept_unrun_checks,
-        )
-    except ValueError as exc:
-        _fail(str(exc))
-    cfg = JobConfig(
-        inputs=list(inputs or []),
-        out=out,
-        target=target.value,
-        policy=policy,
-        key_file=key_file,
-        mapping=mapping,
-        quarantine=quarantine,
-        pseudonyms=pseudonyms,
-        workers=workers,
-        pseudonym_from=pseudonym_from.value,
-        strict=strict,
-        retry_failed=retry_failed,
-        from_file=from_file,
-        input_root=input_root,
-        include=list(include or []),
-        exclude=list(exclude or []),
-        scheduler=scheduler,
-        full_hash=full_hash,
-        log=log,
+        deliverer = _deliverer(out, _destination(dicomweb, dimse, aet, aec, ca_bundle, client_cert, client_key, delivery_config, max_instance_size))
+    policy = _policy(
+        label=label.value, macro=macro.value, dates=dates.value, rename=rename.value, dry_run=dry_run, in_place=in_place,
+        allow_generic=allow_generic, overwrite=overwrite, dicom_options=_dicom_options(profile), mpp=mpp,
+        accept_unrun_checks=accept_unrun_checks,
     )
+    cfg = JobConfig(
+        inputs=list(inputs or []), out=out, target=target.value, policy=policy, key_file=key_file, mapping=mapping,
+        quarantine=quarantine, pseudonyms=pseudonyms, workers=workers, pseudonym_from=pseudonym_from.value, strict=strict,
+        retry_failed=retry_failed, from_file=from_file, input_root=input_root, include=list(include or []),
+        exclude=list(exclude or []), scheduler=scheduler, full_hash=full_hash, log=log,
+    )
+    result, deliveries = _run_job_on_console(cfg, deliverer, json_out=json_out, log=None if dry_run else log)
+    if sheet is not None:
+        sheet = _write_sheet(out, sheet, result)
+    if dry_run:
+        print(json.dumps(result.plans, indent=2))
+    if json_out and result.report_path:
+        print(result.report_path.read_text())
+    msg = _run_summary(result, out, dry_run, sheet, deliverer, deliveries)
+    (err_console if json_out else out_console).print(msg, highlight=False, soft_wrap=True)
+    raise typer.Exit(max(result.exit_code, 1 if any(not d.ok for d in deliveries) else 0))
+
+
+def _review_sheet_path(out: Path, review_sheet: Path | None) -> Path:
+    """The private review sheet's path (default OUT.review.html beside OUT); never inside OUT."""
+    from wsianon.pipeline.record import is_inside
+
+    sheet = review_sheet or out.resolve().parent / f"{out.resolve().name}.review.html"
+    if is_inside(sheet, out):
+        _fail(f"{sheet}: the review sheet shows the sources' labels and macros (identifying); it is never written inside OUT")
+    return sheet
+
+
+def _deliverer(out: Path, dest):
+    from wsianon.pipeline.deliver import Deliverer
+
+    try:
+        return Deliverer(out, dest)
+    except WsianonError as exc:
+        _fail(exc.one_line())
+
+
+def _dicom_options(profile: list[str] | None) -> frozenset[str]:
+    """The --profile words as Annex E option names (a usage error names the unknown word)."""
+    from wsianon.profiles import dicom as dicom_profiles
+
+    try:
+        return frozenset(dicom_profiles.parse_options(profile or []))
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+def _policy(**options):
+    from wsianon.profiles.policy import Policy
+
+    try:
+        return Policy(**options)
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+def _run_job_on_console(cfg, deliverer, *, json_out: bool, log: Path | None):
+    """Run the job with the progress console; with a deliverer, send each slide as soon as it is
+    placed verified clean, then the slides an earlier (resumed) run verified.  Returns the job's
+    result and the delivery results; user errors end the command with one line."""
+    from wsianon.jobconsole import BatchConsole
+    from wsianon.pipeline.batch import JobInterrupted
+    from wsianon.pipeline.jobs import run_job
+
+    deliveries: list = []
     delivered: set[str] = set()
 
-    def _deliver(o) -> None:
-        if deliverer is not None and o.status == Status.OK and o.verdict is not None and o.verdict.ok:
-            delivered.add(o.input_label)
-            deliveries.append(_print_delivery(deliverer.deliver_slide(o.input_label, o.outputs), quiet_stdout=json_out))
-
     def with_delivery(on_event):
-        """Send each slide as soon as it is placed verified clean (after the console's own event)."""
         if deliverer is None:
             return on_event
 
         def wrapped(kind: str, **info) -> None:
             on_event(kind, **info)
-            if kind == "slide":
-                _deliver(info["outcome"])
+            o = info.get("outcome") if kind == "slide" else None
+            if o is not None and o.status == Status.OK and o.verdict is not None and o.verdict.ok:
+                delivered.add(o.input_label)
+                deliveries.append(_print_delivery(deliverer.deliver_slide(o.input_label, o.outputs), quiet_stdout=json_out))
 
         return wrapped
 
-    from wsianon.jobconsole import BatchConsole
-    from wsianon.pipeline.batch import JobInterrupted
-
     quiet = json_out or not err_console.is_terminal
     try:
-        with BatchConsole(out_console, err_console, quiet=quiet, json_out=json_out, log=None if dry_run else log) as on_event:
+        with BatchConsole(out_console, err_console, quiet=quiet, json_out=json_out, log=log) as on_event:
             result = run_job(cfg, on_event=with_delivery(on_event))
         if deliverer is not None and result.report_path is not None:
-            # slides verified in an earlier (resumed) run that the store has not acknowledged yet
-            from wsianon.pipeline.deliver import verified_slides
-
-            assert out is not None, "a deliverer is only made with -o OUT"
-            earlier, report_time = verified_slides(out)
-            for s in earlier:
-                if str(s.get("slide")) not in delivered:
-                    r = deliverer.deliver_slide(str(s.get("slide")), s.get("outputs") or [], verified_before=report_time)
-                    if r.sent or not r.ok:
-                        deliveries.append(_print_delivery(r, quiet_stdout=json_out))
+            deliveries.extend(_deliver_earlier(cfg.out, deliverer, delivered, json_out))
     except WsianonError as exc:
         _fail(exc.one_line(), 1 if exc.path else 2)
     except OSError as exc:  # the --log file, a vanished folder: one line, never a traceback
@@ -252,21 +247,40 @@ def run(
     finally:
         if deliverer is not None:
             deliverer.close()
-    if sheet is not None and not (result.report_path and result.mapping_path):
-        sheet = None  # nothing was anonymized: no source to show
-    if sheet is not None:
-        from wsianon.pipeline.record import write_review_sheet
+    return result, deliveries
 
-        assert out is not None, "a review sheet is only planned with -o OUT"
-        try:
-            write_review_sheet(out, sheet, result.mapping_path, result.quarantine_dir)
-        except WsianonError as exc:
-            err_console.print(f"[red]error:[/red] {exc.one_line()}", highlight=False, soft_wrap=True)
-            sheet = None
-    if dry_run:
-        print(json.dumps(result.plans, indent=2))
-    if json_out and result.report_path:
-        print(result.report_path.read_text())
+
+def _deliver_earlier(out: Path, deliverer, delivered: set[str], json_out: bool) -> list:
+    """Slides verified in an earlier (resumed) run that the store has not acknowledged yet."""
+    from wsianon.pipeline.deliver import verified_slides
+
+    results = []
+    earlier, report_time = verified_slides(out)
+    for s in earlier:
+        if str(s.get("slide")) not in delivered:
+            r = deliverer.deliver_slide(str(s.get("slide")), s.get("outputs") or [], verified_before=report_time)
+            if r.sent or not r.ok:
+                results.append(_print_delivery(r, quiet_stdout=json_out))
+    return results
+
+
+def _write_sheet(out: Path | None, sheet: Path, result) -> Path | None:
+    """The private review sheet, when something was anonymized (an error is one line, not fatal)."""
+    from wsianon.pipeline.record import write_review_sheet
+
+    if not (result.report_path and result.mapping_path):
+        return None  # nothing was anonymized: no source to show
+    assert out is not None, "a review sheet is only planned with -o OUT"
+    try:
+        write_review_sheet(out, sheet, result.mapping_path, result.quarantine_dir)
+    except WsianonError as exc:
+        err_console.print(f"[red]error:[/red] {exc.one_line()}", highlight=False, soft_wrap=True)
+        return None
+    return sheet
+
+
+def _run_summary(result, out: Path | None, dry_run: bool, sheet: Path | None, deliverer, deliveries: list) -> str:
+    """The closing lines: counts by status, then where the report, outputs and private files are."""
     counts: dict[str, int] = {}
     for o in result.outcomes:
         counts[o.status] = counts.get(o.status, 0) + 1
@@ -291,8 +305,7 @@ def run(
         msg += f"\ndelivered to {safe_text(deliverer.dest.key)}: {len(deliveries) - undelivered} slide(s) complete"
         if undelivered:
             msg += f", {undelivered} incomplete (resume with: wsianon push {safe_text(out)} ...)"
-    (err_console if json_out else out_console).print(msg, highlight=False, soft_wrap=True)
-    raise typer.Exit(max(result.exit_code, 1 if any(not d.ok for d in deliveries) else 0))
+    return msg
 
 
 def _destination(dicomweb, dimse, aet, aec, ca_bundle, client_cert, client_key, delivery_config, max_instance_size):
