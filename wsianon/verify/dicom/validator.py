@@ -49,8 +49,9 @@ def _parse_dciodvfy(out: bytes) -> list[str]:
     errs = []
     for line in text.splitlines():
         if line.startswith("Error"):
-            # values appear in <...>: drop them so nothing identifying reaches a report
-            line = re.sub(r"<[^>]*>", "<>", line)
+            # values appear in <...>: drop them so nothing identifying reaches a report; the
+            # attribute or element a message is about (also in <...>) is a name, kept
+            line = re.sub(r"(?<!attribute )(?<!Attribute )(?<!element )(?<!Element )<[^>]*>", "<>", line)
             line = re.sub(r"\[\d+\]", "", line)
             errs.append(line.strip())
     return errs
