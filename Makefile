@@ -38,10 +38,10 @@ demo: venv
 test: venv lint
 	@$(PY) -m pytest -q -p no:cacheprovider
 
-# import contracts (layers; the verifier never imports a redactor), lint, types: config in pyproject.toml
+# import contracts (layers; the verifier never imports a redactor), lint + format, types: config in pyproject.toml
 lint: venv
 	@out=$$($(VENV)/bin/lint-imports --no-cache 2>&1) || { echo "$$out"; exit 1; }; echo "import contracts: kept"
-	@$(VENV)/bin/ruff check -q wsianon tests benchmarks tools && echo "ruff: clean"
+	@$(VENV)/bin/ruff check -q wsianon tests benchmarks tools && $(VENV)/bin/ruff format -q --check wsianon tests benchmarks tools && echo "ruff: clean (lint + format)"
 	@$(VENV)/bin/mypy --no-error-summary && echo "mypy: clean"
 
 bench: venv

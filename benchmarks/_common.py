@@ -55,8 +55,9 @@ def child(cmd: list[str], env: dict | None = None, cwd: Path | None = None) -> d
     workers of ``--workers 2``)."""
     r, w = os.pipe()
     t0 = time.perf_counter()
-    p = subprocess.Popen([sys.executable, "-S", "-c", _LAUNCHER, str(w), *cmd], env=env, cwd=cwd,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, pass_fds=(w,))
+    p = subprocess.Popen(
+        [sys.executable, "-S", "-c", _LAUNCHER, str(w), *cmd], env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, pass_fds=(w,)
+    )
     os.close(w)
     out = p.stdout.read() if p.stdout else b""
     p.wait()
@@ -69,8 +70,7 @@ def child(cmd: list[str], env: dict | None = None, cwd: Path | None = None) -> d
         return {"wall": wall, "user": 0.0, "sys": 0.0, "rss_mib": 0.0, "rc": p.returncode or 1, "out": out.decode("utf-8", "replace")[-2000:]}
     rc, user, sys_, maxrss = int(info[0]), float(info[1]), float(info[2]), int(info[3])
     wall = float(info[4])  # fork to reap, measured by the launcher (its own start-up excluded)
-    return {"wall": wall, "user": user, "sys": sys_, "rss_mib": maxrss / 1024, "rc": rc,
-            "out": out.decode("utf-8", "replace")[-2000:]}
+    return {"wall": wall, "user": user, "sys": sys_, "rss_mib": maxrss / 1024, "rc": rc, "out": out.decode("utf-8", "replace")[-2000:]}
 
 
 def rss_floor_mib() -> float:
@@ -94,8 +94,11 @@ def pairs(a, b, n: int, label_a: str = "A", label_b: str = "B", verbose: bool = 
         runs_a.append(got[0])
         runs_b.append(got[1])
         if verbose:
-            print(f"  pair {i + 1}/{n}: {label_a} {got[0]['wall']:.2f} s, {label_b} {got[1]['wall']:.2f} s"
-                  f"  (ratio {got[1]['wall'] / got[0]['wall']:.2f}, load {loads[-1]:.1f})", flush=True)
+            print(
+                f"  pair {i + 1}/{n}: {label_a} {got[0]['wall']:.2f} s, {label_b} {got[1]['wall']:.2f} s"
+                f"  (ratio {got[1]['wall'] / got[0]['wall']:.2f}, load {loads[-1]:.1f})",
+                flush=True,
+            )
 
     def med(runs, key):
         return statistics.median(r[key] for r in runs)
@@ -156,10 +159,11 @@ def make_svs(path: Path, size_gb: float) -> Path:
 
     small = np.full((512, 1024, 3), 230, np.uint8)
     with tifffile.TiffWriter(path, bigtiff=True) as tw:
-        tw.write(gen(side * side), shape=(h, w, 3), dtype=np.uint8, tile=(TILE, TILE), compression="jpeg",
-                 photometric="rgb", description=desc, metadata=None)
+        tw.write(gen(side * side), shape=(h, w, 3), dtype=np.uint8, tile=(TILE, TILE), compression="jpeg", photometric="rgb", description=desc, metadata=None)
         tw.write(small[::2, ::2], compression="jpeg", photometric="rgb", description=desc.replace(f"{w}x{h}", "512x256"), metadata=None)
-        tw.write(small[:256, :256], compression="lzw", photometric="rgb", description="Aperio Image Library v12.0.15\r\nlabel 256x256", metadata=None, subfiletype=1)
+        tw.write(
+            small[:256, :256], compression="lzw", photometric="rgb", description="Aperio Image Library v12.0.15\r\nlabel 256x256", metadata=None, subfiletype=1
+        )
         tw.write(small, compression="jpeg", photometric="rgb", description="Aperio Image Library v12.0.15\r\nmacro 1024x512", metadata=None, subfiletype=9)
     return path
 

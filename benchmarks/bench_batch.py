@@ -24,8 +24,7 @@ from _common import child, fmt, load, make_svs, pairs, warm, wsianon_cmd, projec
 
 def run(inputs: Path, out: Path, key: Path, workers: int) -> dict:
     fresh_out(out)  # a new job each time: a resumed one would skip the work
-    return child([*wsianon_cmd(), "run", "--target", "native", str(inputs), "-o", str(out), "--key-file", str(key),
-                  "--workers", str(workers)])
+    return child([*wsianon_cmd(), "run", "--target", "native", str(inputs), "-o", str(out), "--key-file", str(key), "--workers", str(workers)])
 
 
 def bench(n_slides: int, slide_mb: float, n_pairs: int, work: Path) -> dict:
@@ -40,14 +39,22 @@ def bench(n_slides: int, slide_mb: float, n_pairs: int, work: Path) -> dict:
     for p in inputs.iterdir():
         warm(p)
     key = project_key(work)
-    res = pairs(lambda: run(inputs, work / "out1", key, 1), lambda: run(inputs, work / "out2", key, 2), n_pairs,
-                "--workers 1", "--workers 2")
+    res = pairs(lambda: run(inputs, work / "out1", key, 1), lambda: run(inputs, work / "out2", key, 2), n_pairs, "--workers 1", "--workers 2")
     speedup = 1 / res["ratio"]
     print(f"--workers 1  {fmt(res['a'])}  ({total / res['a']['wall'] / 1e6:.0f} MB/s)")
     print(f"--workers 2  {fmt(res['b'])}  ({total / res['b']['wall'] / 1e6:.0f} MB/s)")
     print(f"  speed-up (median of {n_pairs} pairs) {speedup:.2f}x  (ideal 2x on {os.cpu_count()} cores; load {res['load']:.1f})")
-    return {"slides": n_slides, "total_bytes": total, "workers1": res["a"], "workers2": res["b"], "speedup": speedup,
-            "pairs": n_pairs, "walls_1": res["walls_a"], "walls_2": res["walls_b"], "load": res["load"]}
+    return {
+        "slides": n_slides,
+        "total_bytes": total,
+        "workers1": res["a"],
+        "workers2": res["b"],
+        "speedup": speedup,
+        "pairs": n_pairs,
+        "walls_1": res["walls_a"],
+        "walls_2": res["walls_b"],
+        "load": res["load"],
+    }
 
 
 def main(argv=None) -> dict:

@@ -51,16 +51,24 @@ def bench(size_gb: float, n_pairs: int, work: Path) -> dict:
     make_svs(src, size_gb)
     print(f"dicom: generated {src.stat().st_size / 1e9:.2f} GB slide in {time.perf_counter() - t0:.1f} s (load {load():.1f})", flush=True)
     warm(src)
-    res = pairs(lambda: bare(src, work / "bare"), lambda: wsianon(src, work / "out", project_key(work)), n_pairs,
-                "bare wsidicomizer", "wsianon --target dicom")
+    res = pairs(lambda: bare(src, work / "bare"), lambda: wsianon(src, work / "out", project_key(work)), n_pairs, "bare wsidicomizer", "wsianon --target dicom")
     print(f"bare WsiDicomizer.convert {fmt(res['a'])}")
     print(f"wsianon --target dicom    {fmt(res['b'])}")
     print(f"  ratio (median of {n_pairs} pairs) {res['ratio']:.3f}  (goal <= 1.1; ratio of medians {res['ratio_of_medians']:.3f}; load {res['load']:.1f})")
     cpu_b, cpu_w = res["a"]["user"] + res["a"]["sys"], res["b"]["user"] + res["b"]["sys"]
     print(f"  CPU (user+sys) {cpu_w:.2f} s against {cpu_b:.2f} s: {cpu_w / cpu_b:.2f}x")
-    return {"cpu_ratio": cpu_w / cpu_b, "size_bytes": src.stat().st_size, "bare": res["a"], "wsianon": res["b"], "ratio": res["ratio"],
-            "ratio_of_medians": res["ratio_of_medians"], "pairs": n_pairs, "walls_bare": res["walls_a"],
-            "walls_wsianon": res["walls_b"], "load": res["load"]}
+    return {
+        "cpu_ratio": cpu_w / cpu_b,
+        "size_bytes": src.stat().st_size,
+        "bare": res["a"],
+        "wsianon": res["b"],
+        "ratio": res["ratio"],
+        "ratio_of_medians": res["ratio_of_medians"],
+        "pairs": n_pairs,
+        "walls_bare": res["walls_a"],
+        "walls_wsianon": res["walls_b"],
+        "load": res["load"],
+    }
 
 
 def main(argv=None) -> dict:

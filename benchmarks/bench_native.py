@@ -31,8 +31,14 @@ def cp_fsync(src: Path, dst: Path) -> dict:
     a = child(["cp", str(src), str(dst)])
     b = child(["sync", str(dst)])
     dst.unlink()
-    return {"wall": a["wall"] + b["wall"], "user": a["user"] + b["user"], "sys": a["sys"] + b["sys"],
-            "rss_mib": max(a["rss_mib"], b["rss_mib"]), "rc": a["rc"] or b["rc"], "out": a["out"] + b["out"]}
+    return {
+        "wall": a["wall"] + b["wall"],
+        "user": a["user"] + b["user"],
+        "sys": a["sys"] + b["sys"],
+        "rss_mib": max(a["rss_mib"], b["rss_mib"]),
+        "rc": a["rc"] or b["rc"],
+        "out": a["out"] + b["out"],
+    }
 
 
 def wsianon_run(src: Path, out: Path, key: Path, *extra: str, env: dict | None = None) -> dict:
@@ -67,10 +73,19 @@ def hints_ab(src: Path, work: Path, n_pairs: int) -> dict:
     cache = {m: {"source_mib": med([a for a, _ in v]), "output_mib": med([b for _, b in v])} for m, v in resident.items()}
     print(f"hints off (cold src)  {fmt(res['a'])}")
     print(f"hints on  (cold src)  {fmt(res['b'])}")
-    print(f"  on/off ratio (median of {n_pairs} pairs) {res['ratio']:.3f}; resident after a run: "
-          f"off {cache['off']}, on {cache['on']} MiB (load {res['load']:.1f})")
-    return {"off": res["a"], "on": res["b"], "ratio_on_off": res["ratio"], "walls_off": res["walls_a"],
-            "walls_on": res["walls_b"], "resident_after_run": cache, "load": res["load"]}
+    print(
+        f"  on/off ratio (median of {n_pairs} pairs) {res['ratio']:.3f}; resident after a run: "
+        f"off {cache['off']}, on {cache['on']} MiB (load {res['load']:.1f})"
+    )
+    return {
+        "off": res["a"],
+        "on": res["b"],
+        "ratio_on_off": res["ratio"],
+        "walls_off": res["walls_a"],
+        "walls_on": res["walls_b"],
+        "resident_after_run": cache,
+        "load": res["load"],
+    }
 
 
 def in_place(src: Path, work: Path, repeat: int) -> dict:
@@ -95,8 +110,9 @@ def in_place(src: Path, work: Path, repeat: int) -> dict:
     target.unlink()
     shutil.copyfile(src, target)
     os.sync()
-    whole = child([*wsianon_cmd(), "run", "--in-place", str(target), "--key-file", str(project_key(work)),
-                   "--mapping", str(work / "inplace.mapping.csv")], cwd=work)
+    whole = child(
+        [*wsianon_cmd(), "run", "--in-place", str(target), "--key-file", str(project_key(work)), "--mapping", str(work / "inplace.mapping.csv")], cwd=work
+    )
     for p in work.glob("*.svs"):
         if p != src:
             p.unlink()
@@ -113,15 +129,25 @@ def bench(size_gb: float, n_pairs: int, work: Path, hint_pairs: int = 0) -> dict
     print(f"native: generated {size / 1e9:.2f} GB slide in {time.perf_counter() - t0:.1f} s (load {load():.1f})", flush=True)
     key, out = project_key(work), work / "out"
     warm(src)
-    res = pairs(lambda: cp_fsync(src, work / "cp.svs"), lambda: wsianon_run(src, out, key), n_pairs,
-                "cp+fsync", "wsianon run+verify")
+    res = pairs(lambda: cp_fsync(src, work / "cp.svs"), lambda: wsianon_run(src, out, key), n_pairs, "cp+fsync", "wsianon run+verify")
     # page-cache footprint of one run: what of the source and the output is resident afterwards
     cache = {"source_mib": cached_mib(src), "output_mib": cached_mib(*out.glob("*.svs"))}
     ip = in_place(src, work, repeat=3)
-    r = {"size_bytes": size, "cp_fsync": res["a"], "run_verify": res["b"], "ratio": res["ratio"],
-         "ratio_of_medians": res["ratio_of_medians"], "pairs": n_pairs, "walls_cp": res["walls_a"],
-         "walls_run": res["walls_b"], "load": res["load"], "page_cache_after_run": cache,
-         "in_place_patch_ms": ip["patch_ms"], "in_place_bytes": ip["bytes_written"], "in_place_run": ip["run"]["wall"]}
+    r = {
+        "size_bytes": size,
+        "cp_fsync": res["a"],
+        "run_verify": res["b"],
+        "ratio": res["ratio"],
+        "ratio_of_medians": res["ratio_of_medians"],
+        "pairs": n_pairs,
+        "walls_cp": res["walls_a"],
+        "walls_run": res["walls_b"],
+        "load": res["load"],
+        "page_cache_after_run": cache,
+        "in_place_patch_ms": ip["patch_ms"],
+        "in_place_bytes": ip["bytes_written"],
+        "in_place_run": ip["run"]["wall"],
+    }
     print(f"slide                 {size / 1e9:7.2f} GB")
     print(f"cp + fsync            {fmt(res['a'])}  ({size / res['a']['wall'] / 1e6:.0f} MB/s)")
     print(f"wsianon run+verify    {fmt(res['b'])}")

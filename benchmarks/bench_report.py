@@ -55,23 +55,59 @@ def synthetic(n: int) -> record.RecordData:
         name = f"WSI-{hashlib.sha256(str(i).encode()).hexdigest()[:16]}"
         status = "quarantined" if i % 500 == 3 else "ok"
         nfiles = 6 if fmt == "mrxs" else (3 if fmt == "dicom" else 1)
-        files = [
-            record.OutputFile(f"{name}/{k:04d}.dcm" if fmt == "dicom" else (f"{name}/Data{k:04d}.dat" if fmt == "mrxs" and k else name + EXT.get(fmt, ".mrxs")),
-                              rnd.randint(10**8, 3 * 10**9), hashlib.sha256(f"{i}:{k}".encode()).hexdigest())
-            for k in range(nfiles)
-        ] if status == "ok" else []
-        slides.append(record.SlideRecord(
-            slide=name, format=fmt, target="dicom" if fmt == "dicom" else "native", status=status, outputs=[f.rel for f in files],
-            files=files, thumbnail=thumbs[i % len(thumbs)] if status == "ok" else None,
-            images=[["thumbnail", assoc[i % len(assoc)]]] if status == "ok" else [],
-            removed=[{"kind": "image", "name": "label", "action": "removed", "where": "IFD 3"}, {"kind": "image", "name": "macro", "action": "removed", "where": "IFD 4"}]
-            + [{"kind": "field", "name": f"ImageDescription field {k}", "action": "removed", "where": "IFD 0"} for k in range(14)],
-            checks=[{"check": c, "ok": status == "ok" or c != "canary-scan", "detail": "detail text of a check without values"} for c in
-                    ("openslide-detect", "pyramid-readable", "levels", "tiles-identical", "associated-images", "barcode-thumbnail", "tiff-text", "tiff-datetime", "aperio-profile", "canary-scan")],
-            error=None if status == "ok" else "verification failed; output quarantined",
-        ))
-    report = {"tool": "wsianon", "version": "0.1.0", "python": sys.version.split()[0], "created": "2026-12-04T09:00:00+00:00", "target": "native",
-              "policy": {"label": "remove", "macro": "remove", "dates": "year", "rename": "pseudonym", "dicom_options": []}}
+        files = (
+            [
+                record.OutputFile(
+                    f"{name}/{k:04d}.dcm" if fmt == "dicom" else (f"{name}/Data{k:04d}.dat" if fmt == "mrxs" and k else name + EXT.get(fmt, ".mrxs")),
+                    rnd.randint(10**8, 3 * 10**9),
+                    hashlib.sha256(f"{i}:{k}".encode()).hexdigest(),
+                )
+                for k in range(nfiles)
+            ]
+            if status == "ok"
+            else []
+        )
+        slides.append(
+            record.SlideRecord(
+                slide=name,
+                format=fmt,
+                target="dicom" if fmt == "dicom" else "native",
+                status=status,
+                outputs=[f.rel for f in files],
+                files=files,
+                thumbnail=thumbs[i % len(thumbs)] if status == "ok" else None,
+                images=[["thumbnail", assoc[i % len(assoc)]]] if status == "ok" else [],
+                removed=[
+                    {"kind": "image", "name": "label", "action": "removed", "where": "IFD 3"},
+                    {"kind": "image", "name": "macro", "action": "removed", "where": "IFD 4"},
+                ]
+                + [{"kind": "field", "name": f"ImageDescription field {k}", "action": "removed", "where": "IFD 0"} for k in range(14)],
+                checks=[
+                    {"check": c, "ok": status == "ok" or c != "canary-scan", "detail": "detail text of a check without values"}
+                    for c in (
+                        "openslide-detect",
+                        "pyramid-readable",
+                        "levels",
+                        "tiles-identical",
+                        "associated-images",
+                        "barcode-thumbnail",
+                        "tiff-text",
+                        "tiff-datetime",
+                        "aperio-profile",
+                        "canary-scan",
+                    )
+                ],
+                error=None if status == "ok" else "verification failed; output quarantined",
+            )
+        )
+    report = {
+        "tool": "wsianon",
+        "version": "0.1.0",
+        "python": sys.version.split()[0],
+        "created": "2026-12-04T09:00:00+00:00",
+        "target": "native",
+        "policy": {"label": "remove", "macro": "remove", "dates": "year", "rename": "pseudonym", "dicom_options": []},
+    }
     return record.RecordData(report, slides, "sha256:0000", record.library_versions(), "2026-12-04T10:00:00+00:00")
 
 
@@ -115,7 +151,9 @@ def main() -> int:
         cert, t_cert = timed(lambda: record.build_certificate(out, data))
         cert_json = json.dumps(cert, indent=2)
         pdf, t_pdf = timed(lambda: record.certificate_pdf(cert))
-        print(f"slides:                 {args.slides} ({sum(1 for s in data.slides if s.status == 'ok')} shared, {sum(len(s.files) for s in data.slides)} output files)")
+        print(
+            f"slides:                 {args.slides} ({sum(1 for s in data.slides if s.status == 'ok')} shared, {sum(len(s.files) for s in data.slides)} output files)"
+        )
         print(f"synthetic data:         {t_syn:.2f} s")
         print(f"HTML render:            {t_html:.2f} s, {len(html.encode()) / 1e6:.1f} MB")
         print(f"certificate JSON:       {t_cert:.2f} s (incl. hashing the report files), {len(cert_json) / 1e6:.1f} MB")
@@ -126,11 +164,17 @@ def main() -> int:
             if find_chromium():
                 with Chromium(timeout=300) as c:
                     t_load = c.load(page)
-                    t_filter = c.evaluate("(() => {const t=performance.now(); const s=document.getElementById('fformat'); s.value='ndpi'; s.dispatchEvent(new Event('change')); return performance.now()-t;})()")
-                    t_sort = c.evaluate("(() => {const t=performance.now(); document.querySelector('th[data-sort=size]').click(); return performance.now()-t;})()")
+                    t_filter = c.evaluate(
+                        "(() => {const t=performance.now(); const s=document.getElementById('fformat'); s.value='ndpi'; s.dispatchEvent(new Event('change')); return performance.now()-t;})()"
+                    )
+                    t_sort = c.evaluate(
+                        "(() => {const t=performance.now(); document.querySelector('th[data-sort=size]').click(); return performance.now()-t;})()"
+                    )
                     visible = c.evaluate("document.querySelectorAll('.card:not([hidden])').length")
                     errs = c.errors()
-                print(f"Chromium load event:    {t_load:.2f} s; filter {t_filter / 1000:.2f} s, sort {t_sort / 1000:.2f} s; {visible} cards shown per page; console errors: {len(errs)}")
+                print(
+                    f"Chromium load event:    {t_load:.2f} s; filter {t_filter / 1000:.2f} s, sort {t_sort / 1000:.2f} s; {visible} cards shown per page; console errors: {len(errs)}"
+                )
             else:
                 print("Chromium:               not installed, load time not measured")
         except Exception as exc:

@@ -61,8 +61,10 @@ def main() -> None:
         med = statistics.median(times)
         print(f"slides: {a.n} (tiny SVS, {len(data)} bytes each), workers: {a.workers}")
         print(f"first run:  {first:.1f} s ({first / a.n * 1000:.1f} ms/slide)")
-        print(f"re-run (resume, nothing to do), median of {a.repeats}: {med:.2f} s = {med / a.n * 1000:.2f} ms/slide "
-              f"(of which CLI start-up {startup:.2f} s; {(med - startup) / a.n * 1000:.2f} ms/slide without it)")
+        print(
+            f"re-run (resume, nothing to do), median of {a.repeats}: {med:.2f} s = {med / a.n * 1000:.2f} ms/slide "
+            f"(of which CLI start-up {startup:.2f} s; {(med - startup) / a.n * 1000:.2f} ms/slide without it)"
+        )
 
 
 if __name__ == "__main__":

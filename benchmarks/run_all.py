@@ -29,10 +29,28 @@ import bench_memory  # noqa: E402
 import bench_native  # noqa: E402
 from _common import load  # noqa: E402
 
-FULL = {"native_gb": float(os.environ.get("BENCH_GB", "2")), "native_pairs": 4, "hint_pairs": 3, "dicom_gb": 1.0, "dicom_pairs": 4,
-        "memory_gb": [1.0, 4.0], "batch_slides": 20, "batch_mb": 100.0, "batch_pairs": 2}
-QUICK = {"native_gb": 0.1, "native_pairs": 2, "hint_pairs": 1, "dicom_gb": 0.05, "dicom_pairs": 1,
-         "memory_gb": [0.05, 0.2], "batch_slides": 4, "batch_mb": 10.0, "batch_pairs": 1}
+FULL = {
+    "native_gb": float(os.environ.get("BENCH_GB", "2")),
+    "native_pairs": 4,
+    "hint_pairs": 3,
+    "dicom_gb": 1.0,
+    "dicom_pairs": 4,
+    "memory_gb": [1.0, 4.0],
+    "batch_slides": 20,
+    "batch_mb": 100.0,
+    "batch_pairs": 2,
+}
+QUICK = {
+    "native_gb": 0.1,
+    "native_pairs": 2,
+    "hint_pairs": 1,
+    "dicom_gb": 0.05,
+    "dicom_pairs": 1,
+    "memory_gb": [0.05, 0.2],
+    "batch_slides": 4,
+    "batch_mb": 10.0,
+    "batch_pairs": 1,
+}
 
 
 def main(argv=None) -> int:
@@ -44,8 +62,14 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     cfg = QUICK if args.quick else FULL
     only = set(args.only.split(","))
-    results: dict = {"config": cfg, "quick": args.quick, "cpus": os.cpu_count(), "python": platform.python_version(),
-                     "load_start": load(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    results: dict = {
+        "config": cfg,
+        "quick": args.quick,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "load_start": load(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     work = Path(tempfile.mkdtemp(prefix="wsianon-bench-", dir=args.workdir))
     try:
         if "native" in only:
@@ -74,15 +98,21 @@ def main(argv=None) -> int:
     print("== summary" + (" (--quick: smoke sizes)" if args.quick else ""))
     if "native" in results:
         n = results["native"]
-        print(f"native {n['size_bytes'] / 1e9:.2f} GB: cp+fsync {n['cp_fsync']['wall']:.2f} s, run+verify {n['run_verify']['wall']:.2f} s, "
-              f"ratio {n['ratio']:.2f} (goal 1.5; CPU {n['cpu_ratio']:.2f}x); in-place patch {n['in_place_patch_ms']:.1f} ms")
+        print(
+            f"native {n['size_bytes'] / 1e9:.2f} GB: cp+fsync {n['cp_fsync']['wall']:.2f} s, run+verify {n['run_verify']['wall']:.2f} s, "
+            f"ratio {n['ratio']:.2f} (goal 1.5; CPU {n['cpu_ratio']:.2f}x); in-place patch {n['in_place_patch_ms']:.1f} ms"
+        )
         if "cache_hints" in n:
             h = n["cache_hints"]
-            print(f"  cache hints (cold source): off {h['off']['wall']:.2f} s, on {h['on']['wall']:.2f} s (ratio {h['ratio_on_off']:.3f}); "
-                  f"resident after a run off {h['resident_after_run']['off']}, on {h['resident_after_run']['on']} MiB")
+            print(
+                f"  cache hints (cold source): off {h['off']['wall']:.2f} s, on {h['on']['wall']:.2f} s (ratio {h['ratio_on_off']:.3f}); "
+                f"resident after a run off {h['resident_after_run']['off']}, on {h['resident_after_run']['on']} MiB"
+            )
     if "dicom" in results:
         d = results["dicom"]
-        print(f"dicom {d['size_bytes'] / 1e9:.2f} GB: bare {d['bare']['wall']:.2f} s, wsianon {d['wsianon']['wall']:.2f} s, ratio {d['ratio']:.3f} (goal 1.1; CPU {d['cpu_ratio']:.2f}x)")
+        print(
+            f"dicom {d['size_bytes'] / 1e9:.2f} GB: bare {d['bare']['wall']:.2f} s, wsianon {d['wsianon']['wall']:.2f} s, ratio {d['ratio']:.3f} (goal 1.1; CPU {d['cpu_ratio']:.2f}x)"
+        )
     if "memory" in results:
         m = results["memory"]
         print("peak RSS: " + ", ".join(f"{r['size_gb']:g} GiB {r['rss_mib']:.0f} MiB" for r in m["rows"]) + f" (spread {m['spread'] * 100:.1f}%, goal 10%)")

@@ -24,8 +24,6 @@ def shared(rel: str) -> Path:
     return p
 
 
-
-
 def tree_hashes(root: Path) -> dict[str, str]:
     root = Path(root)
     if root.is_file():

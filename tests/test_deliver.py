@@ -59,7 +59,10 @@ def wsianon(server: orth.Orthanc, *args, creds: bool = True) -> subprocess.Compl
         env.update(CREDS)
     return subprocess.run(
         server.in_ns([sys.executable, "-m", "wsianon.cli", *[str(a) for a in args]]),
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
 
 
@@ -79,7 +82,7 @@ def local_frames(path: Path) -> list[bytes]:
     if ds.file_meta.TransferSyntaxUID.is_encapsulated:
         return list(pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=n))
     size = len(ds.PixelData) // n
-    return [ds.PixelData[i * size:(i + 1) * size] for i in range(n)]
+    return [ds.PixelData[i * size : (i + 1) * size] for i in range(n)]
 
 
 def orthanc_id(server: orth.Orthanc, uid: str) -> list[str]:
@@ -303,8 +306,8 @@ def test_multipart_body_streams_the_files(tmp_path):
     body = _MultipartBody(files, "bnd")
     ref = b"".join(b"\r\n--bnd\r\nContent-Type: application/dicom\r\n\r\n" + f.read_bytes() for f in files) + b"\r\n--bnd--"
     assert len(body) == len(ref)
-    assert b"".join(body[o:o + 1_000_000] for o in range(0, len(body), 1_000_000)) == ref
-    assert body[0:len(body)] == ref and body[100:110] == ref[100:110]
+    assert b"".join(body[o : o + 1_000_000] for o in range(0, len(body), 1_000_000)) == ref
+    assert body[0 : len(body)] == ref and body[100:110] == ref[100:110]
     assert b"".join(body) == ref and b"".join(body) == ref  # iterable again (a retry re-reads the files)
 
 

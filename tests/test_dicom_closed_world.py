@@ -121,7 +121,7 @@ def test_clean_slide_placed_and_opens_everywhere(planted, tmp_path, cli):
     (slide,) = _report(out)
     assert code == 0 and slide["status"] == "ok", stdout
     dcm = next(out.rglob("*.dcm"))
-    assert check_dicom_attributes([dcm]) [0] == []
+    assert check_dicom_attributes([dcm])[0] == []
     import highdicom
     import openslide
     from wsidicom import WsiDicom
@@ -159,11 +159,18 @@ def test_independent_verifier_names_every_planted_place_by_keyword(planted):
     text = "\n".join(found)
     assert n > 100
     assert MARK not in text  # findings name keywords, never values
-    for needle in ("ContentSequence: not in the VL WSI IOD", "private tag",
-                   "IssuerOfPatientIDQualifiersSequence/UniversalEntityID", "IssuerOfAccessionNumberSequence/LocalNamespaceEntityID",
-                   "SpecimenLocalizationContentItemSequence/TextValue", "OpticalPathSequence/OpticalPathDescription",
-                   "AdmittingDiagnosesCodeSequence/CodeMeaning", "OpticalPathSequence/ManufacturerModelName: not in the VL WSI IOD",
-                   "ResponsiblePerson", "ReferencedImageSequence: reference to an instance"):
+    for needle in (
+        "ContentSequence: not in the VL WSI IOD",
+        "private tag",
+        "IssuerOfPatientIDQualifiersSequence/UniversalEntityID",
+        "IssuerOfAccessionNumberSequence/LocalNamespaceEntityID",
+        "SpecimenLocalizationContentItemSequence/TextValue",
+        "OpticalPathSequence/OpticalPathDescription",
+        "AdmittingDiagnosesCodeSequence/CodeMeaning",
+        "OpticalPathSequence/ManufacturerModelName: not in the VL WSI IOD",
+        "ResponsiblePerson",
+        "ReferencedImageSequence: reference to an instance",
+    ):
         assert needle in text, needle
 
 
@@ -265,8 +272,11 @@ def test_mpp_option_supplies_missing_pixel_spacing(tmp_path, cli):
     (slide,) = _report(out)
     assert code == 0 and slide["status"] == "ok", (stdout, slide["verification"])
     assert any("--mpp 0.25" in n for n in slide["notes"])
-    spacings = sorted(float(_read(p).SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing[0])
-                      for p in out.rglob("*.dcm") if str(_read(p).ImageType[2]) == "VOLUME")
+    spacings = sorted(
+        float(_read(p).SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing[0])
+        for p in out.rglob("*.dcm")
+        if str(_read(p).ImageType[2]) == "VOLUME"
+    )
     assert spacings[0] == pytest.approx(0.00025)
     # a slide's own spacing wins over --mpp
     out2 = tmp_path / "out2"
@@ -307,8 +317,7 @@ def test_dciodvfy_absent_is_not_run_and_fails_unless_accepted(tmp_path, cli, mon
 
 def test_verify_without_source_honours_the_recorded_retain_option(tmp_path, cli):
     out = tmp_path / "out"
-    code, _o, _e = cli("run", "--target", "dicom", "--profile", "retain-device-identity",
-                       str(shared("dicom/openslide-python_boxes_0.dcm")), "-o", str(out))
+    code, _o, _e = cli("run", "--target", "dicom", "--profile", "retain-device-identity", str(shared("dicom/openslide-python_boxes_0.dcm")), "-o", str(out))
     assert code == 0
     dcm = next(out.rglob("*.dcm"))
     assert _read(dcm).DeviceSerialNumber == "CPAPERIOCS"  # kept on request, and recorded (113109)

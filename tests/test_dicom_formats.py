@@ -205,8 +205,7 @@ def test_engine_scrub_by_type_recursive_and_every_encoding():
     assert ds.AccessionNumber == ""
     assert "ImageComments" not in ds
     assert ds.StudyDescription == "nothing to see" and ds.SpecimenDescriptionSequence[0].SpecimenIdentifier == "S1"
-    assert "SpecimenShortDescription" not in ds.SpecimenDescriptionSequence[0].SpecimenPreparationSequence[0] \
-        .SpecimenPreparationStepContentItemSequence[0]
+    assert "SpecimenShortDescription" not in ds.SpecimenDescriptionSequence[0].SpecimenPreparationSequence[0].SpecimenPreparationStepContentItemSequence[0]
     assert not ds.get("ICCProfile")
     assert "SpecimenDescriptionSequence/SpecimenPreparationSequence/SpecimenPreparationStepContentItemSequence/SpecimenShortDescription" in hits
     assert {"Manufacturer", "AccessionNumber", "ImageComments", "ICCProfile"} <= set(hits)

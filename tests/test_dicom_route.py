@@ -246,7 +246,9 @@ def test_modified_dates_consistent_per_patient(tmp_path):
 
 def test_pseudonym_map_patients_and_studies(tmp_path):
     csv = tmp_path / "map.csv"
-    csv.write_text("source,slide,patient,study\nhighdicom_sm_image.dcm,S-A,PAT1,ST1\nhighdicom_sm_image_grayscale.dcm,S-B,PAT1,ST1\nhighdicom_sm_image_jpegls.dcm,S-C,PAT2,ST2\n")
+    csv.write_text(
+        "source,slide,patient,study\nhighdicom_sm_image.dcm,S-A,PAT1,ST1\nhighdicom_sm_image_grayscale.dcm,S-B,PAT1,ST1\nhighdicom_sm_image_jpegls.dcm,S-C,PAT2,ST2\n"
+    )
     pmap = load_pseudonym_map(csv)
     outs = {}
     for name in HIGHDICOM:
@@ -304,8 +306,11 @@ def test_cli_native_target_on_dicom_is_dicom(tmp_path, cli):
 def test_cli_pseudonym_map(tmp_path, cli):
     srcs = [shared(f"dicom/{n}") for n in HIGHDICOM]
     csv = tmp_path / "map.csv"
-    csv.write_text("source,slide,patient,study\n" + "\n".join(
-        f"{s},{sl},{p},{st}" for s, sl, p, st in zip(srcs, ("S-A", "S-B", "S-C"), ("PAT1", "PAT1", "PAT2"), ("ST1", "ST1", "ST2"))) + "\n")
+    csv.write_text(
+        "source,slide,patient,study\n"
+        + "\n".join(f"{s},{sl},{p},{st}" for s, sl, p, st in zip(srcs, ("S-A", "S-B", "S-C"), ("PAT1", "PAT1", "PAT2"), ("ST1", "ST1", "ST2")))
+        + "\n"
+    )
     out = tmp_path / "out"
     code, stdout, _ = cli("run", "--target", "dicom", "--pseudonyms", str(csv), *map(str, srcs), "-o", str(out))
     assert code == 0, stdout

@@ -27,8 +27,16 @@ def _img(h, w, seed=0):
 
 def make_plain(path):
     with tifffile.TiffWriter(path) as tw:
-        tw.write(_img(512, 512), tile=(256, 256), compression="jpeg", photometric="rgb", description=f"slide {CAN['desc']}",
-                 metadata=None, datetime=CAN["DateTime"], extratags=[(315, "s", 0, CAN["artist"], True)])
+        tw.write(
+            _img(512, 512),
+            tile=(256, 256),
+            compression="jpeg",
+            photometric="rgb",
+            description=f"slide {CAN['desc']}",
+            metadata=None,
+            datetime=CAN["DateTime"],
+            extratags=[(315, "s", 0, CAN["artist"], True)],
+        )
         tw.write(_img(256, 256, 1), tile=(256, 256), compression="jpeg", photometric="rgb", subfiletype=1, metadata=None)
         tw.write(_img(80, 120, 2), compression="jpeg", photometric="rgb", description=f"label {CAN['label_text']}", metadata=None)
         tw.write(_img(80, 240, 3), compression="jpeg", photometric="rgb", description="macro 240x80", metadata=None)
@@ -44,8 +52,10 @@ def make_ome(path):
 
 def make_qptiff(path):
     def d(t):
-        return (f'<?xml version="1.0" encoding="utf-8"?><PerkinElmer-QPI-ImageDescription><DescriptionVersion>2</DescriptionVersion>'
-                f"<ImageType>{t}</ImageType><SlideID>{CAN['qp_slide']}</SlideID></PerkinElmer-QPI-ImageDescription>")
+        return (
+            f'<?xml version="1.0" encoding="utf-8"?><PerkinElmer-QPI-ImageDescription><DescriptionVersion>2</DescriptionVersion>'
+            f"<ImageType>{t}</ImageType><SlideID>{CAN['qp_slide']}</SlideID></PerkinElmer-QPI-ImageDescription>"
+        )
 
     with tifffile.TiffWriter(path, bigtiff=True) as tw:
         tw.write(_img(512, 512), tile=(256, 256), compression="jpeg", photometric="rgb", description=d("FullResolution"), metadata=None)

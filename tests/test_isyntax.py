@@ -108,11 +108,21 @@ def test_redacted_isyntax(isx, tmp_path):
     # exactly the identifying attributes were changed: nothing the body or a reader needs
     changed = {r.name.removeprefix("XML ") for r in plan.removals if r.kind == "field"}
     assert changed == {
-        "DICOM_ACQUISITION_DATETIME", "DICOM_DATE_OF_LAST_CALIBRATION", "DICOM_TIME_OF_LAST_CALIBRATION",
-        "DICOM_DEVICE_SERIAL_NUMBER", "PIIM_DP_SCANNER_OPERATOR_ID", "PIIM_DP_SCANNER_RACK_NUMBER",
-        "PIIM_DP_SCANNER_SLOT_NUMBER", "PIM_DP_SCANNER_RACK_PRIORITY", "PIM_DP_SOURCE_FILE", "PIM_DP_UFS_BARCODE",
-        "PIM_DP_UFS_BARCODE (decoded)", "PIM_DP_SCANNER_NOTE", "DICOM_DERIVATION_DESCRIPTION:sourceFilename",
-        "DICOM_STUDY_INSTANCE_UID", "DICOM_SERIES_INSTANCE_UID",
+        "DICOM_ACQUISITION_DATETIME",
+        "DICOM_DATE_OF_LAST_CALIBRATION",
+        "DICOM_TIME_OF_LAST_CALIBRATION",
+        "DICOM_DEVICE_SERIAL_NUMBER",
+        "PIIM_DP_SCANNER_OPERATOR_ID",
+        "PIIM_DP_SCANNER_RACK_NUMBER",
+        "PIIM_DP_SCANNER_SLOT_NUMBER",
+        "PIM_DP_SCANNER_RACK_PRIORITY",
+        "PIM_DP_SOURCE_FILE",
+        "PIM_DP_UFS_BARCODE",
+        "PIM_DP_UFS_BARCODE (decoded)",
+        "PIM_DP_SCANNER_NOTE",
+        "DICOM_DERIVATION_DESCRIPTION:sourceFilename",
+        "DICOM_STUDY_INSTANCE_UID",
+        "DICOM_SERIES_INSTANCE_UID",
     }
     assert {r.name for r in plan.removals if r.kind == "structure"} == {"XML attribute Note of <Attribute>", "text inside <Array>"}
     dumped = json.dumps(plan.describe()) + json.dumps(inv.public())
@@ -224,7 +234,7 @@ def _variants(tmp_path):
     eot = data.index(b"\x04")
     out = {}
     out["truncated"] = data[: isx.header_len // 2]  # cut inside the header: no terminator
-    out["no-terminator"] = data[: eot] + data[eot + 1 :].replace(b"\x04", b"\x05")
+    out["no-terminator"] = data[:eot] + data[eot + 1 :].replace(b"\x04", b"\x05")
     out["no-crlf"] = data[: eot - 2] + b"  " + data[eot:]
     bad = bytearray(data)
     i = bad.index(b"</Array>")
@@ -259,8 +269,9 @@ def test_refusals(tmp_path):
     for k, p in paths.items():
         assert conv.sniff(p, p.read_bytes()[:65536]), k  # claimed by content ...
         with pytest.raises(CorruptInput, match="(?i)" + reasons[k]):  # ... and refused with the reason
-            conv.plan(conv.inspect(p), __import__("wsianon.converters.base", fromlist=["SlideContext"]).SlideContext(
-                pseudonym="x", key=b"k" * 32, policy=Policy()))
+            conv.plan(
+                conv.inspect(p), __import__("wsianon.converters.base", fromlist=["SlideContext"]).SlideContext(pseudonym="x", key=b"k" * 32, policy=Policy())
+            )
 
 
 def test_cli_refusals_one_line_each(tmp_path):
@@ -455,8 +466,7 @@ def test_pyisyntax_opens_the_output_like_the_source(tmp_path, order):
     from wsianon.verify.formats import isyntax as chk
 
     state = chk.snapshot(isx.path)
-    assert state["pyisyntax"] == {"levels": 3, "dims": [(1024, 768), (512, 384), (256, 192)],
-                                  "barcode": isx.canaries["PIM_DP_UFS_BARCODE_decoded"]}
+    assert state["pyisyntax"] == {"levels": 3, "dims": [(1024, 768), (512, 384), (256, 192)], "barcode": isx.canaries["PIM_DP_UFS_BARCODE_decoded"]}
     inv, _, out = run_native(ISyntaxConverter(), isx.path, tmp_path / "o9")
     v = Verdict()
     chk.check(inv, out, [out], Policy(), v, source_state=state)

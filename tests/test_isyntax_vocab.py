@@ -161,9 +161,14 @@ def test_block_header_table_parser():
     ok = partial_block_header_table([(1, 1, 0, 0, 1, 0), (2, 1, 1, 0, 1, 0)])
     assert parse_block_header_table(ok, 1000) == 2
     # a full record (offset and size in the table): offsets bounded by the file size
-    rec = (struct.pack("<HHI", 0xFFFE, 0xE000, 72) + struct.pack("<HHI", 0x301D, 0x200E, 20) + struct.pack("<5I", 1, 1, 0, 0, 1)
-           + struct.pack("<HHIQ", 0x301D, 0x2010, 8, 500) + struct.pack("<HHIQ", 0x301D, 0x2011, 8, 64)
-           + struct.pack("<HHII", 0x301D, 0x2012, 4, 0))
+    rec = (
+        struct.pack("<HHI", 0xFFFE, 0xE000, 72)
+        + struct.pack("<HHI", 0x301D, 0x200E, 20)
+        + struct.pack("<5I", 1, 1, 0, 0, 1)
+        + struct.pack("<HHIQ", 0x301D, 0x2010, 8, 500)
+        + struct.pack("<HHIQ", 0x301D, 0x2011, 8, 64)
+        + struct.pack("<HHII", 0x301D, 0x2012, 4, 0)
+    )
     full = struct.pack("<I", len(rec)) + rec
     assert parse_block_header_table(full, 1000) == 1
     with pytest.raises(TableError):

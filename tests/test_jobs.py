@@ -176,9 +176,7 @@ def test_kill9_then_resume_each_slide_done_once(tmp_path, mode):
         found = sorted(p.name for p in out.iterdir() if p.name.startswith("WSI-"))
         assert found == sorted(outputs)  # every slide done exactly once, nothing extra
         report = json.loads((out / "wsianon-report.json").read_text())
-        assert sorted(s["slide"] + ("" if s["status"] == "ok" else "!") for s in report["slides"]) == sorted(
-            o.split(".")[0] for o in outputs
-        )
+        assert sorted(s["slide"] + ("" if s["status"] == "ok" else "!") for s in report["slides"]) == sorted(o.split(".")[0] for o in outputs)
         assert report["summary"]["ok"] == n
         _no_tmp(out)
         manifest = tmp_path / "out.wsianon-job.sqlite"
@@ -327,8 +325,7 @@ def test_pseudonym_collision_refused_before_writing(tmp_path, cli):
         write_svs(tmp_path / d / "x.svs", size=sz, levels=1)
     pmap = tmp_path / "map.csv"
     pmap.write_text("source,slide\nx.svs,CASE-1\n")
-    code, o, e = cli("run", tmp_path / "siteA", tmp_path / "siteB", "-o", tmp_path / "out", "--pseudonyms", pmap, "--overwrite",
-                     "--key-file", _key(tmp_path))
+    code, o, e = cli("run", tmp_path / "siteA", tmp_path / "siteB", "-o", tmp_path / "out", "--pseudonyms", pmap, "--overwrite", "--key-file", _key(tmp_path))
     assert code == 1
     assert e.count("pseudonym collision") == 2
     assert not list((tmp_path / "out").glob("CASE-1*"))
@@ -426,8 +423,9 @@ def test_full_or_readonly_out_is_one_line(tmp_path, fs):
     side.mkdir()
     if fs == "full":
         # OUT holds the slides but not the report; the mapping's folder is full
-        mount = (f"mount -t tmpfs -o size=64k tmpfs {out} && mount -t tmpfs -o size=4k tmpfs {side} && "
-                 f"dd if=/dev/zero of={side}/fill bs=1k count=8 2>/dev/null; ")
+        mount = (
+            f"mount -t tmpfs -o size=64k tmpfs {out} && mount -t tmpfs -o size=4k tmpfs {side} && dd if=/dev/zero of={side}/fill bs=1k count=8 2>/dev/null; "
+        )
     else:
         mount = f"mount -t tmpfs tmpfs {out} && mount -o remount,ro {out} && "
     cmd = mount + " ".join(f"'{a}'" for a in _cmd("run", arch, "-o", out, "--key-file", key, "--mapping", side / "map.csv"))
@@ -492,10 +490,12 @@ def test_batch_progress_bar_and_source_names_on_a_terminal(tmp_path):
         err_c = Console(file=buf_err, force_terminal=terminal, width=200)
         bars = []
         with BatchConsole(out_c, err_c, quiet=False, json_out=False) as bc:
+
             def spy(kind, **info):
                 bc(kind, **info)
                 if kind == "slide":
                     bars.append(bc.progress.tasks[0].fields["slides"])  # noqa: B023  spy runs within this iteration only
+
             res = run_job(JobConfig(inputs=[arch], out=tmp_path / f"out{terminal}", key_file=key, workers=2), on_event=spy)
         assert res.exit_code == 0
         assert bars == ["1/3 slides", "2/3 slides", "3/3 slides"]

@@ -33,12 +33,24 @@ def cluster():
     port = _free_port()
     addr = f"tcp://127.0.0.1:{port}"
     env = dict(os.environ, PYTHONWARNINGS="ignore", DASK_DISTRIBUTED__WORKER__DAEMON="False")
-    procs = [subprocess.Popen([str(DASK), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard", "--idle-timeout", "600"],
-                              env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    procs = [
+        subprocess.Popen(
+            [str(DASK), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard", "--idle-timeout", "600"],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
 
     def worker():
-        return subprocess.Popen([str(DASK), "worker", addr, "--host", "127.0.0.1", "--nthreads", "1", "--no-nanny", "--no-dashboard",
-                                 "--death-timeout", "60"], env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return subprocess.Popen(
+            [str(DASK), "worker", addr, "--host", "127.0.0.1", "--nthreads", "1", "--no-nanny", "--no-dashboard", "--death-timeout", "60"],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     procs += [worker(), worker()]
     client = None
@@ -78,7 +90,7 @@ def test_dask_batch_equals_local_run(tmp_path, cluster):
     assert r1.returncode == 0, r1.stderr
     r2 = run_subprocess("run", arch, "-o", tmp_path / "dask", "--key-file", key, "--scheduler", cluster["addr"])
     assert r2.returncode == 0, r2.stderr
-    assert tree_hashes(tmp_path / "local") .keys() == tree_hashes(tmp_path / "dask").keys()
+    assert tree_hashes(tmp_path / "local").keys() == tree_hashes(tmp_path / "dask").keys()
     from wsianon.pipeline.record import CERT_JSON, RECORD_FILES
 
     # the report and the record carry run dates and timings; the slides themselves must be identical
@@ -104,7 +116,9 @@ def test_dask_lost_worker_slide_retried(tmp_path, cluster):
     pids = client.run(os.getpid)  # worker address -> pid
     proc = subprocess.Popen(
         [sys.executable, "-m", "wsianon.cli", "run", str(arch), "-o", str(tmp_path / "out"), "--key-file", str(key), "--scheduler", cluster["addr"]],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     victim = None
     deadline = time.monotonic() + 120

@@ -141,8 +141,6 @@ def test_cli_corrupt_scn(tmp_path):
     cli_run_corrupt([badxml], tmp_path / "o2", "xml")
 
 
-
-
 def test_cli_dicom_target(tmp_path, cli):
     """DICOM route: wsidicomizer copies the device version (with its serial) into
     SoftwareVersions; the route replaces it, the slide verifies clean and nothing identifying

@@ -14,9 +14,11 @@ from wsianon.converters.mrxs import IniDoc, jpeg_text_segments, keyed_slide_id
 from wsianon.converters.mrxs.ini import renumber_nonhier
 from wsianon.errors import CorruptInput
 
-TEXT = "[GENERAL]\r\nSLIDE_ID = 0123ABCD\r\n; scanned by Dr. X\r\nSLIDE_NAME=Case 7\n\n[HIERARCHICAL]\nNONHIER_0_COUNT = 3\n" \
-    "NONHIER_0_VAL_0 = A\nNONHIER_0_VAL_0_SECTION = SA\nNONHIER_0_VAL_1 = B\nNONHIER_0_VAL_1_SECTION = SB\nNONHIER_0_VAL_2 = C\n" \
+TEXT = (
+    "[GENERAL]\r\nSLIDE_ID = 0123ABCD\r\n; scanned by Dr. X\r\nSLIDE_NAME=Case 7\n\n[HIERARCHICAL]\nNONHIER_0_COUNT = 3\n"
+    "NONHIER_0_VAL_0 = A\nNONHIER_0_VAL_0_SECTION = SA\nNONHIER_0_VAL_1 = B\nNONHIER_0_VAL_1_SECTION = SB\nNONHIER_0_VAL_2 = C\n"
     "NONHIER_0_VAL_2_SECTION = SC\n[SB]\nX = 1\n[SC]\nY=Zürich"
+)
 
 
 @pytest.mark.parametrize(

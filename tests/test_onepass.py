@@ -295,8 +295,21 @@ def test_stream_spans_header_shortcut_gives_the_full_answer(tmp_path):
     def mid_com(j: bytes) -> bytes:  # a COM segment after the scan, before EOI
         return j[:-2] + com + b"\xff\xd9"
 
-    streams = [big, small, jpeg(3, 96), jpeg(4, 16), mid_com(small), mid_com(big), small + b"TRAILING", big + b"TRAIL", big, small,
-               big + b"\0", small + b"\0", big + b"\0\0X"]
+    streams = [
+        big,
+        small,
+        jpeg(3, 96),
+        jpeg(4, 16),
+        mid_com(small),
+        mid_com(big),
+        small + b"TRAILING",
+        big + b"TRAIL",
+        big,
+        small,
+        big + b"\0",
+        small + b"\0",
+        big + b"\0\0X",
+    ]
     f = tmp_path / "streams.bin"
     spans = []
     with open(f, "wb") as fh:

@@ -70,8 +70,16 @@ LAZY_JS = """(() => ({built: document.querySelectorAll('#cards .card').length,
 def _synthetic(n: int) -> record.RecordData:
     thumb = record.data_uri(Image.new("RGB", (64, 48), (200, 120, 190)), record.THUMB_PX)
     slides = [
-        record.SlideRecord(f"WSI-{i:016x}", "aperio", "native", "ok", [f"WSI-{i:016x}.svs"], [record.OutputFile(f"WSI-{i:016x}.svs", 1000 + i, f"{i:064x}")],
-                           thumbnail=thumb, checks=[{"check": "canary-scan", "ok": True, "detail": ""}])
+        record.SlideRecord(
+            f"WSI-{i:016x}",
+            "aperio",
+            "native",
+            "ok",
+            [f"WSI-{i:016x}.svs"],
+            [record.OutputFile(f"WSI-{i:016x}.svs", 1000 + i, f"{i:064x}")],
+            thumbnail=thumb,
+            checks=[{"check": "canary-scan", "ok": True, "detail": ""}],
+        )
         for i in range(n)
     ]
     return record.RecordData({"version": "0", "policy": {"label": "remove", "macro": "remove", "dates": "remove"}}, slides, None, {}, "now")
@@ -99,7 +107,16 @@ def test_mixed_batch_report_in_chromium(tmp_path, monkeypatch, cli):
     canaries.update({f"mrxs:{k}": v for k, v in text_canaries(mrxs).items()})
     canaries.update({f"dicom:{k}": v for k, v in dcm.canaries.items()})
     canaries = {k: v for k, v in canaries.items() if len(v) >= 5}
-    stems = ["SVS-CASE-0001", "NDPI-CASE-0002", "BIF-CASE-0003", "PHILIPS-CASE-0004", "SCN-CASE-0005", "MRXS-CASE-0006", "DICOM-CASE-0007", "SVS-QUAR-CASE-0008"]
+    stems = [
+        "SVS-CASE-0001",
+        "NDPI-CASE-0002",
+        "BIF-CASE-0003",
+        "PHILIPS-CASE-0004",
+        "SCN-CASE-0005",
+        "MRXS-CASE-0006",
+        "DICOM-CASE-0007",
+        "SVS-QUAR-CASE-0008",
+    ]
 
     _leak_for_quarantine(monkeypatch)
     out = tmp_path / "out"

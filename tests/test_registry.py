@@ -144,5 +144,4 @@ def test_per_format_facts_are_spec_attributes():
     assert [s.name for s in FORMATS if s.is_dicom] == ["dicom"]
     for s in FORMATS:
         if s.redactor is not None:
-            assert (s.redactor.name, s.redactor.title, s.redactor.openslide_vendor, s.redactor.extension) == (
-                s.name, s.title, s.openslide_vendor, s.extension)
+            assert (s.redactor.name, s.redactor.title, s.redactor.openslide_vendor, s.redactor.extension) == (s.name, s.title, s.openslide_vendor, s.extension)

@@ -22,7 +22,7 @@ def test_unselected_pyenv_shim_is_skipped(tmp_path):
     shim_dir.mkdir()
     for name in ("python3.12", "python3"):
         shim = shim_dir / name
-        shim.write_text("#!/bin/sh\necho \"pyenv: $0: command not found\" >&2\nexit 127\n")
+        shim.write_text('#!/bin/sh\necho "pyenv: $0: command not found" >&2\nexit 127\n')
         shim.chmod(0o755)
     # a fake pyenv root whose 3.12 is a real interpreter (the one running these tests)
     import sys

@@ -65,9 +65,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
-    ] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
     pass
 
@@ -85,45 +83,109 @@ def _status_style(status: str) -> str:
 def run(
     inputs: Annotated[Optional[list[Path]], typer.Argument(help="Slides, slide folders or DICOM folders to anonymize.", show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Output folder (shareable: only pseudonymised names and the report go here).")] = None,
-    target: Annotated[Target, typer.Option("--target", help="native: keep the vendor format; dicom: convert to DICOM WSI and apply PS3.15 Annex E.")] = Target.native,
+    target: Annotated[
+        Target, typer.Option("--target", help="native: keep the vendor format; dicom: convert to DICOM WSI and apply PS3.15 Annex E.")
+    ] = Target.native,
     label: Annotated[LabelPolicy, typer.Option(help="Label image: remove it, or replace it by a blank image of the same size.")] = LabelPolicy.remove,
     macro: Annotated[MacroPolicy, typer.Option(help="Macro/overview image (usually shows the label): remove or keep.")] = MacroPolicy.remove,
     dates: Annotated[DatesPolicy, typer.Option(help="Acquisition dates and times: remove, keep the year only, or keep.")] = DatesPolicy.remove,
     rename: Annotated[RenamePolicy, typer.Option(help="Output file names: keyed pseudonym (default) or the source name.")] = RenamePolicy.pseudonym,
-    profile: Annotated[Optional[list[str]], typer.Option("--profile", help="DICOM profile option(s) added to the Basic Profile (see README), e.g. retain-device-identity.")] = None,
+    profile: Annotated[
+        Optional[list[str]], typer.Option("--profile", help="DICOM profile option(s) added to the Basic Profile (see README), e.g. retain-device-identity.")
+    ] = None,
     pseudonyms: Annotated[Optional[Path], typer.Option("--pseudonyms", help="CSV: source, slide pseudonym[, patient pseudonym[, study pseudonym]].")] = None,
-    key_file: Annotated[Optional[Path], typer.Option("--key-file", help="Project key (created with mode 0600 on first use). Default: ~/.config/wsianon/key or $WSIANON_KEY_FILE.")] = None,
+    key_file: Annotated[
+        Optional[Path],
+        typer.Option("--key-file", help="Project key (created with mode 0600 on first use). Default: ~/.config/wsianon/key or $WSIANON_KEY_FILE."),
+    ] = None,
     mapping: Annotated[Optional[Path], typer.Option("--mapping", help="Private source→output CSV (mode 0600). Default: OUT.mapping.csv beside OUT.")] = None,
-    quarantine: Annotated[Optional[Path], typer.Option("--quarantine", help="Where slides that fail verification go. Default: OUT.quarantine beside OUT.")] = None,
+    quarantine: Annotated[
+        Optional[Path], typer.Option("--quarantine", help="Where slides that fail verification go. Default: OUT.quarantine beside OUT.")
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (what would be removed, by field name) and write nothing.")] = False,
-    in_place: Annotated[bool, typer.Option("--in-place", help="Patch the input files themselves (journaled, verified, rolled back on failure). Never the default.")] = False,
+    in_place: Annotated[
+        bool, typer.Option("--in-place", help="Patch the input files themselves (journaled, verified, rolled back on failure). Never the default.")
+    ] = False,
     allow_generic: Annotated[bool, typer.Option("--allow-generic", help="Anonymize TIFFs no vendor redactor claims, fail-closed.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist in OUT.")] = False,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Slides processed in parallel.")] = 1,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
-    review_sheet: Annotated[Optional[Path], typer.Option("--review-sheet", help="PRIVATE review sheet (sources' labels and macros beside the outputs; identifying, mode 0600, never inside OUT). Default: OUT.review.html beside OUT.")] = None,
+    review_sheet: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--review-sheet",
+            help="PRIVATE review sheet (sources' labels and macros beside the outputs; identifying, mode 0600, never inside OUT). Default: OUT.review.html beside OUT.",
+        ),
+    ] = None,
     no_review_sheet: Annotated[bool, typer.Option("--no-review-sheet", help="Do not write the private review sheet.")] = False,
-    mpp: Annotated[Optional[float], typer.Option("--mpp", min=0.001, max=1000.0, help="Pixel spacing (micrometres per pixel) for slides that state none (DICOM target); a slide's own spacing wins.")] = None,
-    accept_unrun_checks: Annotated[bool, typer.Option("--accept-unrun-checks", help="Accept a slide whose verification could not run every check (e.g. dciodvfy not installed); such checks are reported as 'not run'.")] = False,
-    pseudonym_from: Annotated[PseudonymFrom, typer.Option("--pseudonym-from", help="What the keyed pseudonym hashes: relpath (path below the input root given here; survives moving the archive), content (content fingerprint), path (absolute path).")] = PseudonymFrom.relpath,
+    mpp: Annotated[
+        Optional[float],
+        typer.Option(
+            "--mpp", min=0.001, max=1000.0, help="Pixel spacing (micrometres per pixel) for slides that state none (DICOM target); a slide's own spacing wins."
+        ),
+    ] = None,
+    accept_unrun_checks: Annotated[
+        bool,
+        typer.Option(
+            "--accept-unrun-checks",
+            help="Accept a slide whose verification could not run every check (e.g. dciodvfy not installed); such checks are reported as 'not run'.",
+        ),
+    ] = False,
+    pseudonym_from: Annotated[
+        PseudonymFrom,
+        typer.Option(
+            "--pseudonym-from",
+            help="What the keyed pseudonym hashes: relpath (path below the input root given here; survives moving the archive), content (content fingerprint), path (absolute path).",
+        ),
+    ] = PseudonymFrom.relpath,
     strict: Annotated[bool, typer.Option("--strict", help="With --pseudonyms: refuse any source that is not in the map.")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Resume also retries slides that failed in an earlier run.")] = False,
     from_file: Annotated[Optional[Path], typer.Option("--from-file", help="Read input paths from LIST (one per line).")] = None,
-    input_root: Annotated[Optional[Path], typer.Option("--input-root", help="With --from-file: relative paths (for pseudonyms) are taken below this folder (default: the list's folder).")] = None,
+    input_root: Annotated[
+        Optional[Path],
+        typer.Option("--input-root", help="With --from-file: relative paths (for pseudonyms) are taken below this folder (default: the list's folder)."),
+    ] = None,
     include: Annotated[Optional[list[str]], typer.Option("--include", help="Only files whose name or relative path matches this glob (repeatable).")] = None,
-    exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Leave out files whose name or relative path matches this glob (repeatable).")] = None,
-    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Run the slides on this Dask distributed scheduler (e.g. tcp://host:8786); OUT must be shared with the workers.")] = None,
+    exclude: Annotated[
+        Optional[list[str]], typer.Option("--exclude", help="Leave out files whose name or relative path matches this glob (repeatable).")
+    ] = None,
+    scheduler: Annotated[
+        Optional[str],
+        typer.Option("--scheduler", help="Run the slides on this Dask distributed scheduler (e.g. tcp://host:8786); OUT must be shared with the workers."),
+    ] = None,
     full_hash: Annotated[bool, typer.Option("--full-hash", help="Also record each source's full SHA-256 in the job manifest.")] = False,
     log: Annotated[Optional[Path], typer.Option("--log", help="Write JSON lines of job events to FILE (private: outside OUT).")] = None,
-    dicomweb: Annotated[Optional[str], typer.Option("--dicomweb", help="Send each slide that verified clean to this DICOMweb (STOW-RS) base URL.", rich_help_panel="Delivery")] = None,
-    dimse: Annotated[Optional[str], typer.Option("--dimse", help="Send each slide that verified clean by C-STORE to HOST:PORT.", rich_help_panel="Delivery")] = None,
+    dicomweb: Annotated[
+        Optional[str], typer.Option("--dicomweb", help="Send each slide that verified clean to this DICOMweb (STOW-RS) base URL.", rich_help_panel="Delivery")
+    ] = None,
+    dimse: Annotated[
+        Optional[str], typer.Option("--dimse", help="Send each slide that verified clean by C-STORE to HOST:PORT.", rich_help_panel="Delivery")
+    ] = None,
     aet: Annotated[Optional[str], typer.Option("--aet", help="Our AE title for --dimse.", rich_help_panel="Delivery")] = None,
     aec: Annotated[Optional[str], typer.Option("--aec", help="The store's AE title for --dimse.", rich_help_panel="Delivery")] = None,
-    ca_bundle: Annotated[Optional[Path], typer.Option("--ca-bundle", help="CA certificates (PEM) that sign the DICOMweb server's certificate.", rich_help_panel="Delivery")] = None,
-    client_cert: Annotated[Optional[Path], typer.Option("--client-cert", help="Client certificate (PEM) for DICOMweb mutual TLS.", rich_help_panel="Delivery")] = None,
+    ca_bundle: Annotated[
+        Optional[Path], typer.Option("--ca-bundle", help="CA certificates (PEM) that sign the DICOMweb server's certificate.", rich_help_panel="Delivery")
+    ] = None,
+    client_cert: Annotated[
+        Optional[Path], typer.Option("--client-cert", help="Client certificate (PEM) for DICOMweb mutual TLS.", rich_help_panel="Delivery")
+    ] = None,
     client_key: Annotated[Optional[Path], typer.Option("--client-key", help="Private key of --client-cert.", rich_help_panel="Delivery")] = None,
-    delivery_config: Annotated[Optional[Path], typer.Option("--delivery-config", help="TOML file (mode 0600) with DICOMweb credentials. Default: $WSIANON_DELIVERY_CONFIG or ~/.config/wsianon/delivery.toml.", rich_help_panel="Delivery")] = None,
-    max_instance_size: Annotated[Optional[str], typer.Option("--max-instance-size", help="Upload limit of the store (e.g. 500M): STOW-RS requests are split to fit, a larger instance is refused.", rich_help_panel="Delivery")] = None,
+    delivery_config: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--delivery-config",
+            help="TOML file (mode 0600) with DICOMweb credentials. Default: $WSIANON_DELIVERY_CONFIG or ~/.config/wsianon/delivery.toml.",
+            rich_help_panel="Delivery",
+        ),
+    ] = None,
+    max_instance_size: Annotated[
+        Optional[str],
+        typer.Option(
+            "--max-instance-size",
+            help="Upload limit of the store (e.g. 500M): STOW-RS requests are split to fit, a larger instance is refused.",
+            rich_help_panel="Delivery",
+        ),
+    ] = None,
 ) -> None:
     """Anonymize slides and verify the outputs. Exit 0: all clean; 1: some slide failed; 2: usage error.
 
@@ -144,15 +206,38 @@ def run(
             _fail("--dicomweb/--dimse deliver DICOM outputs: use them with --target dicom and -o OUT")
         deliverer = _deliverer(out, _destination(dicomweb, dimse, aet, aec, ca_bundle, client_cert, client_key, delivery_config, max_instance_size))
     policy = _policy(
-        label=label.value, macro=macro.value, dates=dates.value, rename=rename.value, dry_run=dry_run, in_place=in_place,
-        allow_generic=allow_generic, overwrite=overwrite, dicom_options=_dicom_options(profile), mpp=mpp,
+        label=label.value,
+        macro=macro.value,
+        dates=dates.value,
+        rename=rename.value,
+        dry_run=dry_run,
+        in_place=in_place,
+        allow_generic=allow_generic,
+        overwrite=overwrite,
+        dicom_options=_dicom_options(profile),
+        mpp=mpp,
         accept_unrun_checks=accept_unrun_checks,
     )
     cfg = JobConfig(
-        inputs=list(inputs or []), out=out, target=target.value, policy=policy, key_file=key_file, mapping=mapping,
-        quarantine=quarantine, pseudonyms=pseudonyms, workers=workers, pseudonym_from=pseudonym_from.value, strict=strict,
-        retry_failed=retry_failed, from_file=from_file, input_root=input_root, include=list(include or []),
-        exclude=list(exclude or []), scheduler=scheduler, full_hash=full_hash, log=log,
+        inputs=list(inputs or []),
+        out=out,
+        target=target.value,
+        policy=policy,
+        key_file=key_file,
+        mapping=mapping,
+        quarantine=quarantine,
+        pseudonyms=pseudonyms,
+        workers=workers,
+        pseudonym_from=pseudonym_from.value,
+        strict=strict,
+        retry_failed=retry_failed,
+        from_file=from_file,
+        input_root=input_root,
+        include=list(include or []),
+        exclude=list(exclude or []),
+        scheduler=scheduler,
+        full_hash=full_hash,
+        log=log,
     )
     result, deliveries = _run_job_on_console(cfg, deliverer, json_out=json_out, log=None if dry_run else log)
     if sheet is not None:
@@ -463,7 +548,11 @@ def verify(
                 mark = "[green]ok[/green]  " if c.ok else "[red]FAIL[/red]"
                 out_console.print(f"  {mark} {safe_text(c.name)}: {safe_text(c.detail)}", highlight=False, soft_wrap=True)
             for f in verdict.findings:
-                out_console.print(f"  [red]residual[/red] {safe_text(f.canary)} ({safe_text(f.encoding)}) in {safe_text(f.file)} at byte {f.offset}", highlight=False, soft_wrap=True)
+                out_console.print(
+                    f"  [red]residual[/red] {safe_text(f.canary)} ({safe_text(f.encoding)}) in {safe_text(f.file)} at byte {f.offset}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
     if json_out:
         print(json.dumps(report, indent=2))
     raise typer.Exit(code)
@@ -472,10 +561,18 @@ def verify(
 @app.command()
 def certify(
     out: Annotated[Path, typer.Argument(help="An output folder wsianon wrote (holding wsianon-report.json).", show_default=False)],
-    check: Annotated[bool, typer.Option("--check", help="Re-hash every output and confirm the certificate still matches (exit 1 and one line per mismatch if not).")] = False,
-    review_sheet: Annotated[Optional[Path], typer.Option("--review-sheet", help="Also write the PRIVATE review sheet here (identifying; never inside OUT).")] = None,
-    mapping: Annotated[Optional[Path], typer.Option("--mapping", help="Private source→output CSV for the review sheet. Default: OUT.mapping.csv beside OUT.")] = None,
-    key_file: Annotated[Optional[Path], typer.Option("--key-file", help="The job's key, to record its fingerprint (never the key). Default: the fingerprint already recorded.")] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Re-hash every output and confirm the certificate still matches (exit 1 and one line per mismatch if not).")
+    ] = False,
+    review_sheet: Annotated[
+        Optional[Path], typer.Option("--review-sheet", help="Also write the PRIVATE review sheet here (identifying; never inside OUT).")
+    ] = None,
+    mapping: Annotated[
+        Optional[Path], typer.Option("--mapping", help="Private source→output CSV for the review sheet. Default: OUT.mapping.csv beside OUT.")
+    ] = None,
+    key_file: Annotated[
+        Optional[Path], typer.Option("--key-file", help="The job's key, to record its fingerprint (never the key). Default: the fingerprint already recorded.")
+    ] = None,
 ) -> None:
     """Write (again) the HTML report and the certificate (JSON + PDF) of OUT, or --check them against the outputs."""
     from wsianon.pipeline import record
@@ -499,7 +596,9 @@ def certify(
         out_console.print(f"report:      {paths['html']}\ncertificate: {paths['certificate']} (+ {paths['pdf'].name})", highlight=False, soft_wrap=True)
         if review_sheet is not None:
             sheet = record.write_review_sheet(out, review_sheet, mapping)
-            out_console.print(f"review sheet (PRIVATE: shows the sources' labels and macros, identifying; never share): {sheet}", highlight=False, soft_wrap=True)
+            out_console.print(
+                f"review sheet (PRIVATE: shows the sources' labels and macros, identifying; never share): {sheet}", highlight=False, soft_wrap=True
+            )
     except WsianonError as exc:
         _fail(exc.one_line(), 1)
     raise typer.Exit(0)

@@ -111,8 +111,16 @@ class BatchConsole:
             self.done += 1
         if self.task is not None:
             self.progress.update(self.task, slides=self._fields())
-        self._log("slide", slide=o.input_label, source=disp, status=o.status, error=o.error, outputs=o.outputs,
-                  seconds=round(o.timings.get("total", 0.0), 3), bytes=o.bytes_in)
+        self._log(
+            "slide",
+            slide=o.input_label,
+            source=disp,
+            status=o.status,
+            error=o.error,
+            outputs=o.outputs,
+            seconds=round(o.timings.get("total", 0.0), 3),
+            bytes=o.bytes_in,
+        )
         style = _style(o.status)
         # the source's name on the user's own terminal; piped or captured output keeps the pseudonym
         shown = disp if self.err.is_terminal else o.input_label

@@ -33,7 +33,6 @@ TAG_NAMES = {
 }
 
 
-
 def tag_name(tag: int) -> str:
     return f"tag {tag} {TAG_NAMES.get(tag, '')}".rstrip()
 
@@ -146,4 +145,3 @@ __all__ = [
     "tiff_datetime_for_policy",
     "xml_declaration",
 ]
-

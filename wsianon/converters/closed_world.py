@@ -256,7 +256,9 @@ def _zero_unreferenced(fp: FilePlan, fd: int, src_size: int, view_size: int, ref
         kept_patches: list[Patch] = []
         for p in fp.patches:
             for lo, hi in _subtract([(p.offset, p.end)], bspans):
-                kept_patches.append(p if (lo, hi) == (p.offset, p.end) else Patch(lo, hi - lo, None if p.data is None else p.data[lo - p.offset : hi - p.offset], p.reason))
+                kept_patches.append(
+                    p if (lo, hi) == (p.offset, p.end) else Patch(lo, hi - lo, None if p.data is None else p.data[lo - p.offset : hi - p.offset], p.reason)
+                )
         fp.patches = kept_patches + blocks
     zeroed = 0
     # data patches that would write non-zero bytes into unreferenced stretches: zero those bytes

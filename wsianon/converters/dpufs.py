@@ -40,7 +40,6 @@ from wsianon.profiles.actions import Action
 from wsianon.profiles.policy import Policy
 
 
-
 def year_value(name: str, value: str) -> str:
     """A DICOM DA/DT value reduced to its year, quotes kept; '' for times or when no year."""
     if "DATE" not in name:

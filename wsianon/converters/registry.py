@@ -93,7 +93,9 @@ class FormatSpec:
 
     def __post_init__(self) -> None:
         if not isinstance(self.verification, (ModuleType, VerifiedBy)):
-            raise TypeError(f"format {self.name!r}: verification hook must be a module of wsianon.verify.formats or a VerifiedBy value, not {self.verification!r}")
+            raise TypeError(
+                f"format {self.name!r}: verification hook must be a module of wsianon.verify.formats or a VerifiedBy value, not {self.verification!r}"
+            )
         if isinstance(self.verification, ModuleType):
             if not self.verification.__name__.startswith("wsianon.verify.formats."):
                 raise TypeError(f"format {self.name!r}: verification hook {self.verification.__name__} is not in wsianon.verify.formats")

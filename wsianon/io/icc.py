@@ -22,7 +22,28 @@ from __future__ import annotations
 import struct
 
 SAFE_TYPES = frozenset(
-    {b"XYZ ", b"curv", b"para", b"mft1", b"mft2", b"mAB ", b"mBA ", b"sf32", b"sig ", b"meas", b"view", b"chrm", b"mpet", b"ui08", b"ui16", b"ui32", b"ui64", b"uf32", b"s15f", b"u16f"}
+    {
+        b"XYZ ",
+        b"curv",
+        b"para",
+        b"mft1",
+        b"mft2",
+        b"mAB ",
+        b"mBA ",
+        b"sf32",
+        b"sig ",
+        b"meas",
+        b"view",
+        b"chrm",
+        b"mpet",
+        b"ui08",
+        b"ui16",
+        b"ui32",
+        b"ui64",
+        b"uf32",
+        b"s15f",
+        b"u16f",
+    }
 )
 HEADER = 128
 _DATE = (24, 36)

@@ -153,13 +153,7 @@ def drop_ifds(
 
 def orphan_values(ts: TiffStructure, remove: set[int], types: tuple[int, ...] = (ASCII, UNDEFINED, BYTE)) -> list[Patch]:
     """Zero-fill patches for out-of-line values of removed IFDs that no kept IFD shares."""
-    kept_spans = {
-        (e.value_offset, e.size)
-        for ifd in ts.ifds
-        if ifd.index not in remove
-        for e in ifd.entries.values()
-        if not e.inline
-    }
+    kept_spans = {(e.value_offset, e.size) for ifd in ts.ifds if ifd.index not in remove for e in ifd.entries.values() if not e.inline}
     kept_starts = sorted(kept_spans)
     out: list[Patch] = []
     for ifd in ts.ifds:

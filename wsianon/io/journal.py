@@ -82,7 +82,7 @@ def _remove_stale_temps(jpath: Path) -> None:
     except OSError:
         return
     for n in names:
-        pid_text = n[len(prefix):]
+        pid_text = n[len(prefix) :]
         if not pid_text.isdigit():
             continue
         pid = int(pid_text)
@@ -184,14 +184,16 @@ def check_against(fd: int, target: Path, j: dict) -> None:
         raise JournalError(target, f"journal belongs to another file (device/inode differ); nothing was changed; {DISCARD_HINT}")
     if st.st_size not in (j["size"], j["patched_size"]):
         raise JournalError(
-            target, f"file size {st.st_size} is neither the journaled {j['size']} nor {j['patched_size']}: it changed since; nothing was changed; {DISCARD_HINT}"
+            target,
+            f"file size {st.st_size} is neither the journaled {j['size']} nor {j['patched_size']}: it changed since; nothing was changed; {DISCARD_HINT}",
         )
     for r in j["regions"]:
         cur = os.pread(fd, len(r["old_bytes"]), r["offset"])
         h = _sha(cur)
         if h not in (r["old_sha256"], r["new_sha256"]):
             raise JournalError(
-                target, f"bytes at offset {r['offset']} are neither the original nor the patched ones: the file changed since; nothing was changed; {DISCARD_HINT}"
+                target,
+                f"bytes at offset {r['offset']} are neither the original nor the patched ones: the file changed since; nothing was changed; {DISCARD_HINT}",
             )
 
 

@@ -93,7 +93,11 @@ class Document:
             content = "\n".join(ops + [f"BT /F1 8 Tf {MARGIN:.2f} {MARGIN - 20:.2f} Td ({foot}) Tj ET"]).encode("latin-1")
             z = zlib.compress(content, 6)
             cid = add(b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(z) + z + b"\nendstream")
-            kids.append(add(f"<< /Type /Page /Parent {pages_id} 0 R /MediaBox [0 0 {PAGE_W} {PAGE_H}] /Resources << /Font << {fonts} >> >> /Contents {cid} 0 R >>".encode()))
+            kids.append(
+                add(
+                    f"<< /Type /Page /Parent {pages_id} 0 R /MediaBox [0 0 {PAGE_W} {PAGE_H}] /Resources << /Font << {fonts} >> >> /Contents {cid} 0 R >>".encode()
+                )
+            )
         objs[catalog - 1] = f"<< /Type /Catalog /Pages {pages_id} 0 R >>".encode()
         objs[pages_id - 1] = f"<< /Type /Pages /Kids [{' '.join(f'{k} 0 R' for k in kids)}] /Count {n} >>".encode()
         info = add(f"<< /Title ({_escape(_latin1(self.title))}) /Producer (wsianon) >>".encode("latin-1"))

@@ -139,9 +139,7 @@ class TiffStructure:
     # -- low-level reads -----------------------------------------------------
     def read(self, offset: int, size: int) -> bytes:
         if offset < 0 or size < 0 or offset + size > self.size:
-            raise CorruptInput(
-                self.path, f"truncated or corrupt TIFF: read of {size} bytes at {offset} beyond end ({self.size})"
-            )
+            raise CorruptInput(self.path, f"truncated or corrupt TIFF: read of {size} bytes at {offset} beyond end ({self.size})")
         self.fh.seek(offset)
         data = self.fh.read(size)
         if len(data) != size:
@@ -281,9 +279,7 @@ class TiffStructure:
             high_off = (next_field + 8 + 4 * i) if self.kind is Kind.NDPI else None
             ent = Entry(tag, typ, count, base + i * entry_size, field_offset, value_offset, size, inline, high_off)
             if not inline and value_offset + size > self.size:
-                raise CorruptInput(
-                    self.path, f"IFD {index} tag {tag} points beyond the end of the file (truncated?)"
-                )
+                raise CorruptInput(self.path, f"IFD {index} tag {tag} points beyond the end of the file (truncated?)")
             ifd.entries.setdefault(tag, ent)
         return ifd
 

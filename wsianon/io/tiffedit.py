@@ -41,15 +41,11 @@ def unlink_ifds(ts: TiffStructure, remove: set[int], reason: str = "unlink IFD")
     patches: list[Patch] = []
     # header pointer
     if ts.ifds[0].index in remove:
-        patches.append(
-            Patch(ts.first_field_offset, ts.first_field_size, ts.first_pointer_bytes(keep[0].offset), f"{reason}: first IFD pointer")
-        )
+        patches.append(Patch(ts.first_field_offset, ts.first_field_size, ts.first_pointer_bytes(keep[0].offset), f"{reason}: first IFD pointer"))
     for pos, ifd in enumerate(keep):
         new_next = keep[pos + 1].offset if pos + 1 < len(keep) else 0
         if new_next != ifd.next_offset:
-            patches.append(
-                Patch(ifd.next_field_offset, ts.next_size, ts.next_pointer_bytes(new_next), f"{reason}: next pointer of IFD {ifd.index}")
-            )
+            patches.append(Patch(ifd.next_field_offset, ts.next_size, ts.next_pointer_bytes(new_next), f"{reason}: next pointer of IFD {ifd.index}"))
     # orphaned IFDs no longer point anywhere (a forensic walker cannot follow them)
     for ifd in ts.ifds:
         if ifd.index in remove and ifd.next_offset:

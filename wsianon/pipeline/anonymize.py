@@ -59,9 +59,7 @@ def make_plan(src: SlideSource, inv: Inventory, ctx: SlideContext) -> Plan:
     return plan
 
 
-def _place_or_quarantine(
-    staging: Staging, dest: Destinations, ctx: SlideContext, verdict: Verdict, outcome: Outcome, last: list[str] | None = None
-) -> None:
+def _place_or_quarantine(staging: Staging, dest: Destinations, ctx: SlideContext, verdict: Verdict, outcome: Outcome, last: list[str] | None = None) -> None:
     """A verified slide moves into OUT; a failed one goes to the quarantine with its findings."""
     outcome.verdict = verdict
     if verdict.ok:
@@ -80,9 +78,7 @@ def _place_or_quarantine(
     os.chmod(qdir, 0o700)
 
 
-def process_native_copy(
-    src: SlideSource, inv: Inventory, ctx: SlideContext, dest: Destinations, outcome: Outcome, progress: Progress | None
-) -> None:
+def process_native_copy(src: SlideSource, inv: Inventory, ctx: SlideContext, dest: Destinations, outcome: Outcome, progress: Progress | None) -> None:
     conv = src.converter
     assert conv is not None  # native sources are detected by their converter
     t0 = time.perf_counter()
@@ -202,9 +198,7 @@ def process_native_in_place(src: SlideSource, inv: Inventory, ctx: SlideContext,
     return final
 
 
-def process_dicom(
-    src: SlideSource, inv: Inventory, ctx: SlideContext, dest: Destinations, outcome: Outcome
-) -> None:
+def process_dicom(src: SlideSource, inv: Inventory, ctx: SlideContext, dest: Destinations, outcome: Outcome) -> None:
     from wsianon.converters import dicom as dicom_mod
     from wsianon.pipeline.verify_dicom import verify_dicom_output
 

@@ -35,9 +35,7 @@ def _residual_fields(inv, verdict: Verdict) -> None:
     # a value that is the format's vocabulary or structural (a number, a keyed UID,
     # one of our pseudonyms) is not an identifier: the vocabulary scan judges all text
     vocab = vocabulary.vocabulary(inv.format)
-    residual = sorted(
-        {f.name for f in inv.fields if f.value.strip() and f.action is not Action.KEEP and vocabulary.unknown_tokens(f.value, vocab)}
-    )
+    residual = sorted({f.name for f in inv.fields if f.value.strip() and f.action is not Action.KEEP and vocabulary.unknown_tokens(f.value, vocab)})
     verdict.add(
         "residual-metadata",
         not residual,

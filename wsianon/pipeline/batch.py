@@ -115,8 +115,16 @@ def _clean_staging(folder: Path | None) -> int:
 def _policy_meta(cfg) -> str:
     p = cfg.policy
     return json.dumps(
-        {"target": cfg.target, "label": p.label, "macro": p.macro, "dates": p.dates, "rename": p.rename,
-         "in_place": p.in_place, "allow_generic": p.allow_generic, "dicom_options": sorted(p.dicom_options)},
+        {
+            "target": cfg.target,
+            "label": p.label,
+            "macro": p.macro,
+            "dates": p.dates,
+            "rename": p.rename,
+            "in_place": p.in_place,
+            "allow_generic": p.allow_generic,
+            "dicom_options": sorted(p.dicom_options),
+        },
         sort_keys=True,
     )
 
@@ -130,7 +138,9 @@ def _check_meta(man: Manifest, cfg, kfp: str, mode: str) -> None:
         raise WsianonError(man.path, f"this job derives pseudonyms from '{oldm}', not '{mode}'; use the same --pseudonym-from or a new OUT")
     oldp = man.get_meta("policy")
     if oldp is not None and oldp != _policy_meta(cfg) and not cfg.policy.overwrite:
-        raise WsianonError(man.path, "this job was started with other options (target, label, macro, dates, rename, ...); use the same options, a new OUT, or --overwrite")
+        raise WsianonError(
+            man.path, "this job was started with other options (target, label, macro, dates, rename, ...); use the same options, a new OUT, or --overwrite"
+        )
     man.set_meta("key_fingerprint", kfp)
     man.set_meta("pseudonym_from", mode)
     man.set_meta("policy", _policy_meta(cfg))
@@ -142,8 +152,14 @@ def _error_outcome(label: str, reason: str, target: str, fmt: str | None = None)
 
 
 def _outcome_from_entry(e: dict) -> Outcome:
-    return Outcome(input_label=e.get("slide", "?"), format=e.get("format"), target=e.get("target", "native"),
-                   status=e.get("status", "error"), outputs=list(e.get("outputs") or []), error=e.get("error"))
+    return Outcome(
+        input_label=e.get("slide", "?"),
+        format=e.get("format"),
+        target=e.get("target", "native"),
+        status=e.get("status", "error"),
+        outputs=list(e.get("outputs") or []),
+        error=e.get("error"),
+    )
 
 
 def regenerate(man: Manifest, out: Path | None, mapping_path: Path | None, cfg, key: bytes | None = None) -> Path | None:
@@ -161,7 +177,8 @@ def regenerate(man: Manifest, out: Path | None, mapping_path: Path | None, cfg, 
             counts[e.get("status", "error")] = counts.get(e.get("status", "error"), 0) + 1
         skipped = man.skipped()
         data["summary"] = {
-            "slides": len(entries), **counts,
+            "slides": len(entries),
+            **counts,
             "bytes_in": sum(e.get("bytes_in") or 0 for e in entries),
             "bytes_written": sum(e.get("bytes_written") or 0 for e in entries),
             "skipped_inputs": len(skipped),
@@ -251,8 +268,14 @@ def run_batch(cfg, on_event: Callable[..., None] | None = None):
     check_locations(cfg, out, mapping_path, quarantine)
 
     prune = [p for p in (out, quarantine) if p is not None]
-    sel = select_inputs(list(cfg.inputs), from_file=getattr(cfg, "from_file", None), input_root=getattr(cfg, "input_root", None),
-                        include=getattr(cfg, "include", None), exclude=getattr(cfg, "exclude", None), prune=prune)
+    sel = select_inputs(
+        list(cfg.inputs),
+        from_file=getattr(cfg, "from_file", None),
+        input_root=getattr(cfg, "input_root", None),
+        include=getattr(cfg, "include", None),
+        exclude=getattr(cfg, "exclude", None),
+        prune=prune,
+    )
     if not sel.candidates and not sel.not_regular and sel.missing:
         # nothing to read at all: refuse before anything (OUT, report) is created
         raise WsianonError(sel.missing[0], "no such file or directory")
@@ -304,8 +327,22 @@ def _run(cfg, emit, key, kfp, mode, pmap, out, mapping_path, quarantine, sel, ma
         _clean_staging(out)
         _clean_staging(quarantine)
     for m in sel.missing:
-        _record_error(man, run_id, os.fsencode(_abs(m)), None, None, None, "no such file or directory", target, live, emit, m, None,
-                      label=f"input #{len(live) + 1}", display_rel=os.fsencode(m))
+        _record_error(
+            man,
+            run_id,
+            os.fsencode(_abs(m)),
+            None,
+            None,
+            None,
+            "no such file or directory",
+            target,
+            live,
+            emit,
+            m,
+            None,
+            label=f"input #{len(live) + 1}",
+            display_rel=os.fsencode(m),
+        )
     # resume fast path: files of done slides, unchanged since, are not read again
     fstates = man.file_states() if (man is not None and not policy.overwrite) else {}
     already = already_failed = 0
@@ -332,8 +369,22 @@ def _run(cfg, emit, key, kfp, mode, pmap, out, mapping_path, quarantine, sel, ma
                 reason = f"is {kind_of(os.stat(c.path).st_mode)}, not a regular file: refused"
             except OSError as exc:
                 reason = f"cannot read: {os_reason(exc)}"
-            _record_error(man, run_id, os.fsencode(_abs(c.path)), c.relpath, None, None, reason, target, live, emit, c.path, c,
-                          label=f"input #{len(live) + 1}", display_rel=c.shown or None)
+            _record_error(
+                man,
+                run_id,
+                os.fsencode(_abs(c.path)),
+                c.relpath,
+                None,
+                None,
+                reason,
+                target,
+                live,
+                emit,
+                c.path,
+                c,
+                label=f"input #{len(live) + 1}",
+                display_rel=c.shown or None,
+            )
             continue
         label = "SKIP-" + keyed_hex(key, "skipped", c.relpath)[:12]
         if man is not None:
@@ -379,7 +430,9 @@ def _run(cfg, emit, key, kfp, mode, pmap, out, mapping_path, quarantine, sel, ma
         entry = pmap.lookup(s.path) if pmap else None
         if entry is None and getattr(cfg, "strict", False):
             pseudo = pseudonym_from(key, mode, source=s.path, relpath=rel, content=fp[2])
-            _record_error(man, run_id, src_b, rel, None, s.format, "not in the pseudonym map (--strict)", target, live, emit, s.path, c, label=pseudo, display_rel=shown)
+            _record_error(
+                man, run_id, src_b, rel, None, s.format, "not in the pseudonym map (--strict)", target, live, emit, s.path, c, label=pseudo, display_rel=shown
+            )
             continue
         pseudo = entry.slide if entry else pseudonym_from(key, mode, source=s.path, relpath=rel, content=fp[2])
         if man is not None:
@@ -397,14 +450,29 @@ def _run(cfg, emit, key, kfp, mode, pmap, out, mapping_path, quarantine, sel, ma
         # a dead run may have placed this slide's verified outputs before it could
         # commit the row: they carry this slide's pseudonym, so they are replaced
         pol = dataclasses.replace(policy, overwrite=True) if src_b in requeued else policy
-        ctx = SlideContext(pseudonym=pseudo, key=key, policy=pol,
-                           patient_pseudonym=entry.patient if entry else None, study_pseudonym=entry.study if entry else None)
+        ctx = SlideContext(
+            pseudonym=pseudo, key=key, policy=pol, patient_pseudonym=entry.patient if entry else None, study_pseudonym=entry.study if entry else None
+        )
         items.append(Item(s, ctx, pseudo, rel, target, shown=shown, size=fp[0]))
         items[-1].fp = fp  # type: ignore[attr-defined]
     for idx, folder in sel.folders:
         if idx not in roots_seen:
-            _record_error(man, run_id, os.fsencode(_abs(folder)), None, None, None, "directory contains no slide wsianon can read", target,
-                          live, emit, folder, None, label=f"input #{len(live) + 1}", display_rel=os.fsencode(folder))
+            _record_error(
+                man,
+                run_id,
+                os.fsencode(_abs(folder)),
+                None,
+                None,
+                None,
+                "directory contains no slide wsianon can read",
+                target,
+                live,
+                emit,
+                folder,
+                None,
+                label=f"input #{len(live) + 1}",
+                display_rel=os.fsencode(folder),
+            )
     # pseudonym collisions: two sources, one name -> neither is written (checked before any write)
     groups: dict[str, list[Item]] = {}
     for it in items:
@@ -419,9 +487,22 @@ def _run(cfg, emit, key, kfp, mode, pmap, out, mapping_path, quarantine, sel, ma
         if len(group) > 1 or others:
             n = len(group) + len(others)
             for it in group:
-                _record_error(man, run_id, os.fsencode(_abs(it.src.path)), it.relpath, None, it.src.format,
-                              f"pseudonym collision: {n} different sources would get the same pseudonym (same entry in the pseudonym map, or identical content); refused",
-                              target, live, emit, it.src.path, None, label=f"collision #{len(live) + 1}", display_rel=it.shown)
+                _record_error(
+                    man,
+                    run_id,
+                    os.fsencode(_abs(it.src.path)),
+                    it.relpath,
+                    None,
+                    it.src.format,
+                    f"pseudonym collision: {n} different sources would get the same pseudonym (same entry in the pseudonym map, or identical content); refused",
+                    target,
+                    live,
+                    emit,
+                    it.src.path,
+                    None,
+                    label=f"collision #{len(live) + 1}",
+                    display_rel=it.shown,
+                )
             continue
         ok_items.extend(group)
     items = ok_items
@@ -429,8 +510,14 @@ def _run(cfg, emit, key, kfp, mode, pmap, out, mapping_path, quarantine, sel, ma
         for it in items:
             if getattr(it, "adopted", False):
                 continue
-            it.slide_id = man.upsert_source(os.fsencode(_abs(it.src.path)), it.relpath, it.pseudonym, it.src.format, it.fp,  # type: ignore[attr-defined]
-                                            [os.fsencode(_abs(f)) for f in (it.src.files or [it.src.path])])
+            it.slide_id = man.upsert_source(
+                os.fsencode(_abs(it.src.path)),
+                it.relpath,
+                it.pseudonym,
+                it.src.format,
+                it.fp,  # type: ignore[attr-defined]
+                [os.fsencode(_abs(f)) for f in (it.src.files or [it.src.path])],
+            )
             if getattr(cfg, "full_hash", False):
                 try:
                     it.full = full_hash(it.src.files or [it.src.path])
@@ -454,9 +541,21 @@ def _run(cfg, emit, key, kfp, mode, pmap, out, mapping_path, quarantine, sel, ma
             extra = []
             if policy.in_place and o.status == Status.OK:
                 extra = [os.fsencode(_abs(it.src.path.with_name(n))) for n in o.outputs]
-            man.finish(it.slide_id, STATE_OF[o.status], o.as_dict(), outputs=o.outputs, error=o.error, mapping_output=mo,
-                       mapping_status=ms, seconds=o.timings.get("total", 0.0), bytes_in=o.bytes_in, bytes_written=o.bytes_written,
-                       run_id=run_id, extra_files=extra, full=it.full)
+            man.finish(
+                it.slide_id,
+                STATE_OF[o.status],
+                o.as_dict(),
+                outputs=o.outputs,
+                error=o.error,
+                mapping_output=mo,
+                mapping_status=ms,
+                seconds=o.timings.get("total", 0.0),
+                bytes_in=o.bytes_in,
+                bytes_written=o.bytes_written,
+                run_id=run_id,
+                extra_files=extra,
+                full=it.full,
+            )
         emit("slide", index=len(live), label=o.input_label, outcome=o, source=it.src.path, display=it.display, size=it.size)
 
     scheduler = getattr(cfg, "scheduler", None)
@@ -465,10 +564,12 @@ def _run(cfg, emit, key, kfp, mode, pmap, out, mapping_path, quarantine, sel, ma
     elif cfg.workers > 1 and len(items) > 1:
         runner = W.run_pool(items, cfg.workers, target, dest, emit, on_submit)
     else:
+
         def _serial():
             for it in items:
                 on_submit(it)
                 yield from W.run_serial([it], target, dest, emit)
+
         runner = _serial()
     status = "finished"
     try:
@@ -488,8 +589,9 @@ def _run(cfg, emit, key, kfp, mode, pmap, out, mapping_path, quarantine, sel, ma
             except WsianonError:
                 pass
             c = man.counts()
-            raise JobInterrupted(len([o for o in live if o.status in STATE_OF]), sum(c.get(s, 0) for s in ("ok", "quarantined", "error")),
-                                 c.get("pending", 0)) from None
+            raise JobInterrupted(
+                len([o for o in live if o.status in STATE_OF]), sum(c.get(s, 0) for s in ("ok", "quarantined", "error")), c.get("pending", 0)
+            ) from None
         raise
     report_path = None
     if man is not None:
@@ -518,6 +620,17 @@ def _record_error(man, run_id, src_b, rel, pseudo, fmt, reason, target, live, em
     live.append(o)
     if man is not None:
         sid = man.upsert_source(src_b, rel, pseudo, fmt, None, [src_b])
-        man.finish(sid, "error", o.as_dict(), outputs=[], error=reason, mapping_output=None, mapping_status=None,
-                   seconds=0.0, bytes_in=0, bytes_written=0, run_id=run_id)
+        man.finish(
+            sid,
+            "error",
+            o.as_dict(),
+            outputs=[],
+            error=reason,
+            mapping_output=None,
+            mapping_status=None,
+            seconds=0.0,
+            bytes_in=0,
+            bytes_written=0,
+            run_id=run_id,
+        )
     emit("slide", index=len(live), label=o.input_label, outcome=o, source=path, display=display(display_rel or rel or os.fsencode(path)))

@@ -80,9 +80,6 @@ class Unavailable(Exception):
         return str(self.args[0]) if self.args else "destination unavailable"
 
 
-
-
-
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
 
@@ -181,7 +178,10 @@ class Destination:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise DeliveryError(None, f"--dicomweb needs an http:// or https:// URL, got {parts.scheme or 'no scheme'}")
         if parts.username or parts.password:
-            raise DeliveryError(None, "credentials in the --dicomweb URL are refused (they would show in the process list): use WSIANON_DICOMWEB_USER/WSIANON_DICOMWEB_PASSWORD or the delivery config")
+            raise DeliveryError(
+                None,
+                "credentials in the --dicomweb URL are refused (they would show in the process list): use WSIANON_DICOMWEB_USER/WSIANON_DICOMWEB_PASSWORD or the delivery config",
+            )
         if parts.query:
             raise DeliveryError(None, "the --dicomweb URL must not carry a query string (tokens go in WSIANON_DICOMWEB_TOKEN)")
         return cls("dicomweb", url=url.rstrip("/"), credentials=credentials or Credentials(), **kw)
@@ -247,9 +247,7 @@ class DeliveryLog:
                 os.chmod(p, 0o600)
 
     def acknowledged(self, dest: str, uid: str, fingerprint: str) -> bool:
-        row = self.db.execute(
-            "SELECT state, fingerprint FROM deliveries WHERE destination=? AND sop_instance_uid=?", (dest, uid)
-        ).fetchone()
+        row = self.db.execute("SELECT state, fingerprint FROM deliveries WHERE destination=? AND sop_instance_uid=?", (dest, uid)).fetchone()
         return row is not None and row[0] == "sent" and row[1] == fingerprint
 
     def record(self, dest: str, inst: "Instance", state: str, response: str) -> None:
@@ -414,7 +412,7 @@ class _MultipartBody:
             lo, hi = max(a, pos), min(b, pos + n)
             if lo < hi:
                 if isinstance(seg, bytes):
-                    out += seg[lo - pos:hi - pos]
+                    out += seg[lo - pos : hi - pos]
                 else:
                     with open(seg[0], "rb") as fh:
                         fh.seek(lo - pos)
@@ -645,7 +643,9 @@ class Deliverer:
                 res.refused += 1
                 msg = f"refused: instance is {_human(inst.size)}, above the {_human(self.dest.max_instance_bytes)} limit"
                 self.log.record(key, inst, "failed", msg)
-                reasons.append(f"instance(s) above the {_human(self.dest.max_instance_bytes)} limit (an instance cannot be split; raise --max-instance-size or the store's limit)")
+                reasons.append(
+                    f"instance(s) above the {_human(self.dest.max_instance_bytes)} limit (an instance cannot be split; raise --max-instance-size or the store's limit)"
+                )
             else:
                 todo.append(inst)
         recorded: set[str] = set()

@@ -74,8 +74,7 @@ def detect_file(path: Path, allow_generic: bool = False) -> tuple[str, NativeCon
             return gen.name, gen
         raise UnsupportedFormat(
             path,
-            f"{kind} is not a supported slide format (no vendor redactor claims it); "
-            "pass --allow-generic to anonymize it fail-closed",
+            f"{kind} is not a supported slide format (no vendor redactor claims it); pass --allow-generic to anonymize it fail-closed",
         )
     if head[:3] == b"\xff\xd8\xff" and path.suffix.lower() == ".mrxs":
         raise CorruptInput(path, "MRXS preview without a readable slide folder")

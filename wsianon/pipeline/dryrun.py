@@ -65,7 +65,8 @@ def check_dicom(src: SlideSource, inv: Inventory, ctx: SlideContext, out: Path |
                 raise UnsupportedFormat(f, "not a VL Whole Slide Microscopy Image instance (other SOP classes are refused)")
             if _image_kind(ds) is None:
                 raise UnsupportedFormat(
-                    f, "non-conformant WSI instance: ImageType value 3 (VOLUME/LABEL/OVERVIEW/THUMBNAIL) missing, so it cannot be told whether it shows the slide label; refused"
+                    f,
+                    "non-conformant WSI instance: ImageType value 3 (VOLUME/LABEL/OVERVIEW/THUMBNAIL) missing, so it cannot be told whether it shows the slide label; refused",
                 )
             if span is None:
                 raise UnsupportedFormat(f, "WSI instance without Pixel Data")

@@ -81,8 +81,6 @@ def key_fingerprint(key: bytes) -> str:
     return "sha256:" + hashlib.sha256(b"wsianon-key-fingerprint\x00" + key).hexdigest()[:16]
 
 
-
-
 def slide_pseudonym(key: bytes, source: Path) -> str:
     """``path`` mode: keyed hash of the absolute path."""
     return "WSI-" + keyed_hex(key, "slide", os.fsencode(Path(source).resolve()))

@@ -135,8 +135,18 @@ _COLS = "id, source, relpath, pseudonym, state, attempts, size, mtime_ns, fast_h
 
 def _row(r) -> Row:
     return Row(
-        r[0], bytes(r[1]), None if r[2] is None else bytes(r[2]), r[3], r[4], r[5], r[6], r[7], r[8],
-        json.loads(r[9]) if r[9] else None, json.loads(r[10]) if r[10] else [], r[11],
+        r[0],
+        bytes(r[1]),
+        None if r[2] is None else bytes(r[2]),
+        r[3],
+        r[4],
+        r[5],
+        r[6],
+        r[7],
+        r[8],
+        json.loads(r[9]) if r[9] else None,
+        json.loads(r[10]) if r[10] else [],
+        r[11],
     )
 
 
@@ -251,8 +261,13 @@ class Manifest:
         return [_row(r) for r in cur]
 
     def upsert_source(
-        self, source: bytes, relpath: bytes | None, pseudonym: str | None, fmt: str | None,
-        fp: tuple[int, int, str] | None, files: list[bytes],
+        self,
+        source: bytes,
+        relpath: bytes | None,
+        pseudonym: str | None,
+        fmt: str | None,
+        fp: tuple[int, int, str] | None,
+        files: list[bytes],
     ) -> int:
         """Create or refresh the row of a source about to be processed (state pending)."""
         size, mtime, fast = fp if fp else (None, None, None)
@@ -309,28 +324,56 @@ class Manifest:
         }
 
     def mark_running(self, slide_id: int, run_id: int) -> None:
-        self.db.execute(
-            "UPDATE slides SET state='running', attempts=attempts+1, started=?, run_id=? WHERE id=?", (time.time(), run_id, slide_id)
-        )
+        self.db.execute("UPDATE slides SET state='running', attempts=attempts+1, started=?, run_id=? WHERE id=?", (time.time(), run_id, slide_id))
 
     def finish(
-        self, slide_id: int, state: str, entry: dict, *, outputs: list[str], error: str | None, mapping_output: str | None,
-        mapping_status: str | None, seconds: float, bytes_in: int, bytes_written: int, run_id: int,
-        extra_files: Sequence[bytes] = (), full: str | None = None,
+        self,
+        slide_id: int,
+        state: str,
+        entry: dict,
+        *,
+        outputs: list[str],
+        error: str | None,
+        mapping_output: str | None,
+        mapping_status: str | None,
+        seconds: float,
+        bytes_in: int,
+        bytes_written: int,
+        run_id: int,
+        extra_files: Sequence[bytes] = (),
+        full: str | None = None,
     ) -> None:
         """Mark a slide done: state, report entry and mapping row in ONE transaction."""
         verification = entry.get("verification")
         summary = None
         if verification:
             checks = verification.get("checks", [])
-            summary = {"ok": verification.get("ok"), "checks": len(checks), "passed": sum(1 for c in checks if c.get("ok")),
-                       "findings": len(verification.get("findings", []))}
+            summary = {
+                "ok": verification.get("ok"),
+                "checks": len(checks),
+                "passed": sum(1 for c in checks if c.get("ok")),
+                "findings": len(verification.get("findings", [])),
+            }
         with self.tx():
             self.db.execute(
                 "UPDATE slides SET state=?, entry=?, outputs=?, error=?, mapping_output=?, mapping_status=?, verification=?,"
                 " finished=?, seconds=?, bytes_in=?, bytes_written=?, run_id=?, full_hash=COALESCE(?, full_hash) WHERE id=?",
-                (state, json.dumps(entry), json.dumps(outputs), error, mapping_output, mapping_status,
-                 None if summary is None else json.dumps(summary), time.time(), seconds, bytes_in, bytes_written, run_id, full, slide_id),
+                (
+                    state,
+                    json.dumps(entry),
+                    json.dumps(outputs),
+                    error,
+                    mapping_output,
+                    mapping_status,
+                    None if summary is None else json.dumps(summary),
+                    time.time(),
+                    seconds,
+                    bytes_in,
+                    bytes_written,
+                    run_id,
+                    full,
+                    slide_id,
+                ),
             )
             for f in extra_files:
                 try:
@@ -373,9 +416,7 @@ class Manifest:
         ]
 
     def totals(self) -> dict:
-        r = self.db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(bytes_in),0), COALESCE(SUM(seconds),0) FROM slides WHERE state IN ('ok','quarantined')"
-        ).fetchone()
+        r = self.db.execute("SELECT COUNT(*), COALESCE(SUM(bytes_in),0), COALESCE(SUM(seconds),0) FROM slides WHERE state IN ('ok','quarantined')").fetchone()
         return {"slides": r[0], "bytes_in": r[1], "seconds": r[2]}
 
     # -- transactions -------------------------------------------------------
@@ -401,9 +442,14 @@ class _Tx:
 
 def _sql_reason(exc: sqlite3.Error) -> str:
     msg = str(exc).lower()
-    for needle, reason in (("readonly", "read-only file system"), ("disk is full", "disk full"), ("disk i/o", "I/O error"),
-                           ("unable to open", "cannot open the database file"), ("locked", "the database is locked"),
-                           ("not a database", "not a wsianon job database")):
+    for needle, reason in (
+        ("readonly", "read-only file system"),
+        ("disk is full", "disk full"),
+        ("disk i/o", "I/O error"),
+        ("unable to open", "cannot open the database file"),
+        ("locked", "the database is locked"),
+        ("not a database", "not a wsianon job database"),
+    ):
         if needle in msg:
             return reason
     return type(exc).__name__

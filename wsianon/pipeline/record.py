@@ -117,8 +117,7 @@ def policy_in_words(policy: dict, dicom: bool = True) -> list[str]:
     opts = policy.get("dicom_options") or []
     if dicom:
         words.append(
-            "DICOM outputs: PS3.15 Annex E Basic Application Level Confidentiality Profile"
-            + (f" with the options {', '.join(opts)}." if opts else ".")
+            "DICOM outputs: PS3.15 Annex E Basic Application Level Confidentiality Profile" + (f" with the options {', '.join(opts)}." if opts else ".")
         )
     if policy.get("in_place"):
         words.append("In-place mode: the input files themselves were patched (journaled, rolled back on failure).")
@@ -606,9 +605,13 @@ def _card(s: SlideRecord) -> str:
         f'<article class="card" id="card-{_e(s.slide)}" data-slide="{_e(s.slide)}" data-status="{_e(s.status)}">'
         f"<h3>{_e(s.slide)} {_badge(s.status)} <span class=muted>{_e(s.format)} &rarr; {_e(s.target)}</span></h3>"
         f'<div class="pics">{thumb}{assoc}</div>{extra}'
-        + (f"<details{' open' if len(s.files) <= 3 else ''}><summary>Output files ({len(s.files)}, {_human(s.size)})</summary><table><tr><th>file</th><th>bytes</th><th>SHA-256</th></tr>{files}</table></details>" if s.files else "")
+        + (
+            f"<details{' open' if len(s.files) <= 3 else ''}><summary>Output files ({len(s.files)}, {_human(s.size)})</summary><table><tr><th>file</th><th>bytes</th><th>SHA-256</th></tr>{files}</table></details>"
+            if s.files
+            else ""
+        )
         + f"<details><summary>Removed ({len(images)} image kind(s), {len(fields)} field(s))</summary>{removed or '<p class=muted>nothing recorded</p>'}</details>"
-        + f"<details><summary>Verification: {ok}/{len(s.checks)} checks passed</summary><ul class=\"plain\">{checks}</ul></details>"
+        + f'<details><summary>Verification: {ok}/{len(s.checks)} checks passed</summary><ul class="plain">{checks}</ul></details>'
         + "</article>"
     )
 
@@ -651,7 +654,9 @@ def render_html(data: RecordData) -> str:
     if len(slides) > LAZY_AFTER:  # kept as text until shown: no DOM, no layout, no image decoding for the other pages
         store = json.dumps({s.slide: _card(s) for s in slides}, separators=(",", ":")).replace("</", "<\\/").replace("<!--", "\\u003c!--")
         cards = f'<script type="application/json" id="lazy-cards">{store}</script>'
-        cards += "<noscript><p>This report holds many slides: their cards are shown page by page with JavaScript. The table above lists every slide.</p></noscript>"
+        cards += (
+            "<noscript><p>This report holds many slides: their cards are shown page by page with JavaScript. The table above lists every slide.</p></noscript>"
+        )
     else:
         cards = "".join(_card(s) for s in slides)
     return f"""<!doctype html>
@@ -764,8 +769,10 @@ def certificate_pdf(cert: dict) -> bytes:
     doc.subheading("Check and signature")
     doc.text("Confirm the outputs still match this certificate with:  wsianon certify --check <folder>", size=9)
     doc.space(10)
-    for line in ("Reviewed by (name, role): ______________________________________________",
-                 "Date: ____________________      Signature: __________________________________"):
+    for line in (
+        "Reviewed by (name, role): ______________________________________________",
+        "Date: ____________________      Signature: __________________________________",
+    ):
         doc.text(line)
         doc.space(12)
     return doc.render()

@@ -101,8 +101,13 @@ def _root_name(p: Path) -> bytes:
 
 
 def select_inputs(
-    inputs: list[Path], *, from_file: Path | None = None, input_root: Path | None = None,
-    include: list[str] | None = None, exclude: list[str] | None = None, prune: list[Path] | None = None,
+    inputs: list[Path],
+    *,
+    from_file: Path | None = None,
+    input_root: Path | None = None,
+    include: list[str] | None = None,
+    exclude: list[str] | None = None,
+    prune: list[Path] | None = None,
 ) -> Selection:
     include = list(include or [])
     exclude = list(exclude or [])

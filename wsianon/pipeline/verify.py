@@ -249,12 +249,14 @@ def check_tiles_tiff(snap: SourceSnapshot, fmt: str, out_main: Path, verdict: Ve
             verdict.add("tiles-identical", False, f"level {a[0]}x{a[1]}: tile bytes differ")
             return
     n = sum(a[2] for a in out)
-    verdict.add("tiles-identical", True, f"{n} tiles/strips in {len(out)} level pages identical to the source (entropy-coded data and essential segments; non-essential JPEG payloads zeroed)")
+    verdict.add(
+        "tiles-identical",
+        True,
+        f"{n} tiles/strips in {len(out)} level pages identical to the source (entropy-coded data and essential segments; non-essential JPEG payloads zeroed)",
+    )
 
 
-def scan_outputs(
-    canaries: list[Canary], out_files: list[Path], verdict: Verdict, root: Path | None = None, feeders: dict | None = None
-) -> None:
+def scan_outputs(canaries: list[Canary], out_files: list[Path], verdict: Verdict, root: Path | None = None, feeders: dict | None = None) -> None:
     """The canary scan of every output file, in the single read-back pass
     (``wsianon.verify.readback``: the SHA-256 the record needs and, for files in ``feeders``,
     the tile identity are taken from the same buffers)."""

@@ -54,8 +54,11 @@ def _check_closed_world(files: list[Path], profile: DicomProfile | None, verdict
     from wsianon.verify.dicom_attrs import check_dicom_attributes
 
     found, n = check_dicom_attributes(files, profile, datasets=[ds for _f, ds in dsets] if dsets else None)
-    verdict.add("dicom: closed world", not found, "; ".join(found[:8]) or
-                f"{n} attributes of {len(files)} instances: all in the VL WSI IOD, text proven dummy/pseudonym/vocabulary")
+    verdict.add(
+        "dicom: closed world",
+        not found,
+        "; ".join(found[:8]) or f"{n} attributes of {len(files)} instances: all in the VL WSI IOD, text proven dummy/pseudonym/vocabulary",
+    )
 
 
 def _check_frames_converted(inv: Inventory, outputs: list[tuple[Path, Dataset]], verdict: Verdict, **kw) -> None:
@@ -106,7 +109,9 @@ def verify_dicom_output(inv: Inventory, result_files: list[Path], ctx, verdict: 
     _check_closed_world(files, profile, verdict, dsets)
     from wsianon.verify import dicom_text  # every remaining text value is vocabulary (issue 8, 4b)
 
-    dicom_text.add_check(verdict, files, [ds for _f, ds in dsets], {str(p) for p in (getattr(ctx, "pseudonym", None), getattr(ctx, "patient_pseudonym", None)) if p})
+    dicom_text.add_check(
+        verdict, files, [ds for _f, ds in dsets], {str(p) for p in (getattr(ctx, "pseudonym", None), getattr(ctx, "patient_pseudonym", None)) if p}
+    )
     check_record_and_images(dsets, policy, verdict)
     check_barcodes(dsets, policy, verdict)
     check_uids(dsets, verdict, [Path(s) for s in inv.input_files] if inv.format == "dicom" else None)

@@ -95,21 +95,20 @@ class Rule:
     options: dict = field(default_factory=dict, hash=False, compare=False)
 
 
-EXTRA_RULES.update({
-    # Software Versions: scanners put build strings with serial numbers in it (Leica SCN device
-    # version); Type 1 in Enhanced General Equipment, so a dummy unless device identity is kept
-    0x00181020: Rule("00181020", "Software Versions (wsianon addition)", "X/Z/D", {"retain-device-identity": "K"}),
-})
+EXTRA_RULES.update(
+    {
+        # Software Versions: scanners put build strings with serial numbers in it (Leica SCN device
+        # version); Type 1 in Enhanced General Equipment, so a dummy unless device identity is kept
+        0x00181020: Rule("00181020", "Software Versions (wsianon addition)", "X/Z/D", {"retain-device-identity": "K"}),
+    }
+)
 
 
 @lru_cache(maxsize=1)
 def _tables():
     data = load("dicom_annex_e")
     exact = {int(r["tag"], 16): Rule(r["tag"], r["name"], r["basic"], r["options"]) for r in data["exact"]}
-    patterns = [
-        (int(r["mask"], 16), int(r["value"], 16), Rule(r["pattern"], r["name"], r["basic"], r["options"]))
-        for r in data["patterns"]
-    ]
+    patterns = [(int(r["mask"], 16), int(r["value"], 16), Rule(r["pattern"], r["name"], r["basic"], r["options"])) for r in data["patterns"]]
     p = data["private"]
     private = Rule("private", p["name"], p["basic"], p["options"]) if p else Rule("private", "Private Attributes", "X")
     types = load("dicom_wsi_types")["types"]
@@ -156,9 +155,17 @@ def iod() -> Iod:
         paths.add(kw)
     rules = {int(t, 16): Rule(t, r["name"], r["basic"], r["options"]) for t, r in data["rules"].items()}
     kept = {k: (re.compile(v) if v else None) for k, v in data["kept_text"].items()}
-    return Iod(frozenset(paths), rules, kept, dict(data["conditions"]), frozenset(data["references"]),
-               frozenset(data["identity"]), frozenset(data["dummies"]), dict(data["vocabulary"]),
-               frozenset(data["code_items"]))
+    return Iod(
+        frozenset(paths),
+        rules,
+        kept,
+        dict(data["conditions"]),
+        frozenset(data["references"]),
+        frozenset(data["identity"]),
+        frozenset(data["dummies"]),
+        dict(data["vocabulary"]),
+        frozenset(data["code_items"]),
+    )
 
 
 @lru_cache(maxsize=1)

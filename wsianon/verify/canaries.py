@@ -197,7 +197,4 @@ def drop_kept_dicom(canaries: list[Canary], outputs: list[Path]) -> list[Canary]
     # compared as the byte scan matches: case-insensitive, without padding (a source "Water soluble
     # eosin stain" is the dictionary's "water soluble eosin stain" the profile writes back)
     kept = {(n, v.strip().casefold()) for n, v in _dicom_values([Path(p) for p in outputs if Path(p).suffix.lower() == ".dcm"])}
-    return [
-        c for c in canaries
-        if not (c.name.endswith(" (independent)") and (c.name[: -len(" (independent)")], c.value.strip().casefold()) in kept)
-    ]
+    return [c for c in canaries if not (c.name.endswith(" (independent)") and (c.name[: -len(" (independent)")], c.value.strip().casefold()) in kept)]

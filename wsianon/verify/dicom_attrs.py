@@ -26,8 +26,7 @@ from pydicom.dataset import Dataset
 
 from wsianon.profiles.dicom import FREE_TEXT_VRS, DicomProfile, code_meaning, code_schemes, iod
 
-DATE_RE = {"DA": re.compile(r"^\d{8}$"), "TM": re.compile(r"^\d{2,6}(\.\d{1,6})?$"),
-           "DT": re.compile(r"^\d{4,14}(\.\d{1,6})?([+-]\d{4})?$")}
+DATE_RE = {"DA": re.compile(r"^\d{8}$"), "TM": re.compile(r"^\d{2,6}(\.\d{1,6})?$"), "DT": re.compile(r"^\d{4,14}(\.\d{1,6})?([+-]\d{4})?$")}
 UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 CS_RE = re.compile(r"^[A-Z0-9_ ]{0,16}$")
 CODE_KWS = ("CodeValue", "LongCodeValue", "URNCodeValue")
@@ -148,8 +147,9 @@ def recorded_profile(ds: Dataset) -> DicomProfile:
     return DicomProfile(opts)
 
 
-def check_dicom_attributes(files: list[Path], profile: DicomProfile | None = None,
-                           pseudonyms: set[str] | None = None, datasets: list[Dataset] | None = None) -> tuple[list[str], int]:
+def check_dicom_attributes(
+    files: list[Path], profile: DicomProfile | None = None, pseudonyms: set[str] | None = None, datasets: list[Dataset] | None = None
+) -> tuple[list[str], int]:
     """(findings, number of attributes walked) for one slide's output instances. Without
     ``profile``, the options each output records (DeidentificationMethodCodeSequence) are used.
     ``datasets``: the files' headers when the caller has already read them (never modified)."""

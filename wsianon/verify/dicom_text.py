@@ -43,8 +43,7 @@ from wsianon.profiles.dicom import DicomProfile, code_meaning, code_schemes, iod
 from wsianon.verify.vocabulary import Vocab, unknown_tokens, vocabulary
 
 NUMERIC_VRS = frozenset({"US", "UL", "SS", "SL", "FL", "FD", "SV", "UV", "AT", "OB", "OW", "OF", "OD", "OL", "OV"})
-DATE_RE = {"DA": re.compile(r"^\d{8}$"), "TM": re.compile(r"^\d{2,6}(\.\d{1,6})?$"),
-           "DT": re.compile(r"^\d{4,14}(\.\d{1,6})?([+-]\d{4})?$")}
+DATE_RE = {"DA": re.compile(r"^\d{8}$"), "TM": re.compile(r"^\d{2,6}(\.\d{1,6})?$"), "DT": re.compile(r"^\d{4,14}(\.\d{1,6})?([+-]\d{4})?$")}
 UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 NUM_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 CODE_KWS = ("CodeValue", "LongCodeValue", "URNCodeValue")
@@ -224,8 +223,7 @@ def recorded_options(ds: Dataset) -> DicomProfile:
     return DicomProfile(frozenset(by_code[c] for c in codes if c in by_code and by_code[c] != "basic"))
 
 
-def scan_dicom_text(files: list[Path], datasets: list[Dataset] | None = None,
-                    pseudonyms: set[str] | None = None) -> tuple[list[str], int, int]:
+def scan_dicom_text(files: list[Path], datasets: list[Dataset] | None = None, pseudonyms: set[str] | None = None) -> tuple[list[str], int, int]:
     """(findings, values judged, values kept by a recorded Retain option) for one slide's instances."""
     files = [Path(f) for f in files]
     dsets = list(datasets) if datasets is not None and len(datasets) == len(files) else [_read(f) for f in files]
@@ -252,8 +250,9 @@ def add_check(verdict, files: list[Path], datasets: list[Dataset] | None = None,
     verdict.add(
         "dicom: text vocabulary",
         not found,
-        "; ".join(found[:8]) + more if found else
-        f"{n} values of {len(files)} instances: numbers, dates, UIDs, defined terms, dictionary codes, keyed pseudonyms "
+        "; ".join(found[:8]) + more
+        if found
+        else f"{n} values of {len(files)} instances: numbers, dates, UIDs, defined terms, dictionary codes, keyed pseudonyms "
         f"or DICOM vocabulary" + (f"; {kept} kept by a recorded Retain option" if kept else ""),
     )
     return found

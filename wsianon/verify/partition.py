@@ -162,10 +162,21 @@ def check_tiff_partition(path: Path, fmt: str, verdict, name: str | None = None)
     )
     for ifd_index, off, problems in icc:
         if problems:
-            verdict.findings.append(Finding(label, off, f"ICC profile in IFD {ifd_index}: " + ("does not parse" if problems < 0 else f"{problems} non-zero byte(s) outside colorimetric tags"), "closed-world-icc"))
+            verdict.findings.append(
+                Finding(
+                    label,
+                    off,
+                    f"ICC profile in IFD {ifd_index}: " + ("does not parse" if problems < 0 else f"{problems} non-zero byte(s) outside colorimetric tags"),
+                    "closed-world-icc",
+                )
+            )
     if icc:
         bad_icc = [i for i, _, p in icc if p]
-        verdict.add("closed-world-icc", not bad_icc, f"{len(icc)} ICC profile(s): " + ("colorimetric tags only, every text empty" if not bad_icc else f"text or unreferenced bytes in IFD(s) {bad_icc}"))
+        verdict.add(
+            "closed-world-icc",
+            not bad_icc,
+            f"{len(icc)} ICC profile(s): " + ("colorimetric tags only, every text empty" if not bad_icc else f"text or unreferenced bytes in IFD(s) {bad_icc}"),
+        )
     refs = _union(spans)
     gaps = unreferenced(refs, size)
     nonzero = 0
@@ -267,10 +278,7 @@ def _lines_not_allowed(entries: list[tuple[int, str | None, str, str]], hier: di
     from wsianon.profiles.closed_world import mrxs_base_sections, mrxs_key_allowed
 
     allowed_sections = set(mrxs_base_sections()) | {v for k, v in hier.items() if k.endswith("_SECTION")}
-    return [
-        n for n, sec, key, _ in entries
-        if sec is None or sec not in allowed_sections or (key and not mrxs_key_allowed(sec, key))
-    ]
+    return [n for n, sec, key, _ in entries if sec is None or sec not in allowed_sections or (key and not mrxs_key_allowed(sec, key))]
 
 
 def _report_ini(verdict, label: str, bad_lines: list[int]) -> None:
@@ -279,7 +287,9 @@ def _report_ini(verdict, label: str, bad_lines: list[int]) -> None:
     verdict.add(
         "closed-world-ini",
         not bad_lines,
-        "every Slidedat.ini key and section allowed by the mrxs profile" if not bad_lines else f"{len(bad_lines)} line(s) not allowed (line numbers in the findings; names never shown)",
+        "every Slidedat.ini key and section allowed by the mrxs profile"
+        if not bad_lines
+        else f"{len(bad_lines)} line(s) not allowed (line numbers in the findings; names never shown)",
     )
 
 
@@ -366,7 +376,11 @@ def _report_mrxs_bytes(verdict, folder: Path, label, layout: _MrxsLayout, walk: 
     verdict.add(
         "closed-world-bytes",
         total_nonzero == 0 and not extra,
-        (f"{total_unref} unreferenced byte(s) in Index.dat and {len(layout.files)} Data file(s), all zero" if total_nonzero == 0 else f"{total_nonzero} non-zero unreferenced byte(s)")
+        (
+            f"{total_unref} unreferenced byte(s) in Index.dat and {len(layout.files)} Data file(s), all zero"
+            if total_nonzero == 0
+            else f"{total_nonzero} non-zero unreferenced byte(s)"
+        )
         + (f"; {len(extra)} file(s) that are not part of the slide" if extra else ""),
     )
 
@@ -374,7 +388,7 @@ def _report_mrxs_bytes(verdict, folder: Path, label, layout: _MrxsLayout, walk: 
 def check_mrxs_partition(out_main: Path, verdict, root: Path | None = None) -> None:
     """Closed world of an MRXS output: only allowed ini keys and sections, only referenced Data regions."""
     folder = out_main.with_suffix("")
-    label = (lambda p: p.relative_to(root).as_posix() if root else p.name)
+    label = lambda p: p.relative_to(root).as_posix() if root else p.name
     try:
         lines = _ini_lines((folder / "Slidedat.ini").read_bytes())
     except OSError:

@@ -151,9 +151,7 @@ class Feeder:
         cnt = np.concatenate(cnts) if cnts else np.zeros(0, np.uint64)
         page = np.concatenate(pg) if pg else np.zeros(0, np.int32)
         # streamable: within each page, tile order is file order, and no two tiles overlap
-        self.streamable = all(
-            bool(np.all(o[1:] >= o[:-1] + c[:-1])) for o, c in zip(offs, cnts)
-        )
+        self.streamable = all(bool(np.all(o[1:] >= o[:-1] + c[:-1])) for o, c in zip(offs, cnts))
         order = np.argsort(off, kind="stable")
         off, cnt, page = off[order], cnt[order], page[order]
         if len(off) > 1 and not bool(np.all(off[1:] >= off[:-1] + cnt[:-1])):

@@ -88,9 +88,7 @@ class Vocab:
             sub = _CAMEL.findall(tok)
             if len(sub) > 1 and "".join(sub) == tok and all(self.word_ok(s) or len(s) <= 2 for s in sub):
                 return True
-        if len(parts) > 1 and all(
-            self.word_ok(p) or len(p) <= 2 or all(self.word_ok(s) or len(s) <= 2 for s in _CAMEL.findall(p)) for p in parts
-        ):
+        if len(parts) > 1 and all(self.word_ok(p) or len(p) <= 2 or all(self.word_ok(s) or len(s) <= 2 for s in _CAMEL.findall(p)) for p in parts):
             return True
         return len(tok) <= 2
 
@@ -397,9 +395,7 @@ def _looks_textual(data: bytes) -> bool:
     return printable >= 0.8 * len(data)
 
 
-def scan_plain(
-    path: Path, fmt: str, name: str | None = None, blobs: list[tuple[int, int]] | None = None, whole: bool = True
-) -> list[TextFinding]:
+def scan_plain(path: Path, fmt: str, name: str | None = None, blobs: list[tuple[int, int]] | None = None, whole: bool = True) -> list[TextFinding]:
     """Findings for a non-TIFF file (Slidedat.ini, Index.dat, a Data file whose blobs are given).
 
     A blob that is a JPEG stream has its segments checked (``whole``: to its end);

@@ -282,7 +282,12 @@ def blank_label_patches(ts: TiffStructure, ifd: IFD) -> list[Patch]:
         new_counts.append(len(data))
     code = {3: "H", 4: "I", 16: "Q"}[counts_entry.type]
     patches.append(
-        Patch(counts_entry.value_offset, counts_entry.size, ts.pack(f"{len(new_counts)}{code}", *new_counts) + bytes(counts_entry.size - len(new_counts) * {3: 2, 4: 4, 16: 8}[counts_entry.type]), "label strip byte counts")
+        Patch(
+            counts_entry.value_offset,
+            counts_entry.size,
+            ts.pack(f"{len(new_counts)}{code}", *new_counts) + bytes(counts_entry.size - len(new_counts) * {3: 2, 4: 4, 16: 8}[counts_entry.type]),
+            "label strip byte counts",
+        )
     )
     return patches
 

@@ -175,14 +175,18 @@ def missing_levels_note(source: Path, inv: Inventory, written: list[tuple[int, i
     have = set(written)
     missing = [f"level {i} ({w}x{h})" for i, (w, h) in enumerate(sizes) if (w, h) not in have]
     named = ", ".join(missing) if missing else f"{n_src - len(written)} level(s)"
-    return (f"pyramid incomplete: the source has {n_src} levels, the DICOM output {len(written)}; not built: {named} "
-            "(wsidicomizer's reader exposes only levels whose downsample is a power of two); viewers "
-            "compute the missing resolutions from the levels present")
+    return (
+        f"pyramid incomplete: the source has {n_src} levels, the DICOM output {len(written)}; not built: {named} "
+        "(wsidicomizer's reader exposes only levels whose downsample is a power of two); viewers "
+        "compute the missing resolutions from the levels present"
+    )
 
 
-TURBOJPEG_HINT = ("libturbojpeg is not installed: the DICOM target needs it to pass JPEG tiles through without "
-                  "re-encoding (without it they would be decoded and re-encoded lossy); install it: "
-                  "apt-get install libturbojpeg0")
+TURBOJPEG_HINT = (
+    "libturbojpeg is not installed: the DICOM target needs it to pass JPEG tiles through without "
+    "re-encoding (without it they would be decoded and re-encoded lossy); install it: "
+    "apt-get install libturbojpeg0"
+)
 
 
 def require_turbojpeg() -> None:
@@ -219,8 +223,15 @@ def _mpp_metadata(source: Path, policy) -> dict:
     except Exception:
         pass
     mm = float(mpp) / 1000.0
-    md = WsiMetadata(study=Study(), series=Series(), patient=Patient(), equipment=Equipment(), slide=Slide(),
-                     pyramid=Pyramid(image=Image(pixel_spacing=SizeMm(mm, mm)), optical_paths=paths), label=Label())
+    md = WsiMetadata(
+        study=Study(),
+        series=Series(),
+        patient=Patient(),
+        equipment=Equipment(),
+        slide=Slide(),
+        pyramid=Pyramid(image=Image(pixel_spacing=SizeMm(mm, mm)), optical_paths=paths),
+        label=Label(),
+    )
     return {"metadata": md}
 
 
@@ -284,8 +295,7 @@ def _post_write_fixups(ds, engine: Engine, scanner: Scanner | None = None, reenc
             delattr(ds, kw)
             engine._log(kw, "X")
     kind = _image_kind(ds)
-    size = (int(ds.get("TotalPixelMatrixColumns", 0) or ds.get("Columns", 0) or 0),
-            int(ds.get("TotalPixelMatrixRows", 0) or ds.get("Rows", 0) or 0))
+    size = (int(ds.get("TotalPixelMatrixColumns", 0) or ds.get("Columns", 0) or 0), int(ds.get("TotalPixelMatrixRows", 0) or ds.get("Rows", 0) or 0))
     if reencoded and (kind or "VOLUME", *size) in reencoded:
         _declare_reencoded(ds)
     if scanner is not None:
@@ -404,8 +414,7 @@ def convert_slide(source: Path, inv: Inventory, ctx: SlideContext, out_dir: Path
                     extra = _mpp_metadata(source, policy) if "--mpp" in _reason(exc) else {}
                     if not extra:  # a slide's own pixel spacing always wins over --mpp
                         raise
-                    wsi = WsiDicomizer.open(source, include_confidential=False, uid_generator=uids,
-                                            metadata_post_processor=post, **extra)
+                    wsi = WsiDicomizer.open(source, include_confidential=False, uid_generator=uids, metadata_post_processor=post, **extra)
                     assert policy.mpp is not None, "_mpp_metadata returns {} without --mpp"
                     result.notes.append(f"pixel spacing: the slide states none; --mpp {float(policy.mpp):g} µm/pixel used")
             except Exception as exc:
@@ -451,8 +460,7 @@ def convert_slide(source: Path, inv: Inventory, ctx: SlideContext, out_dir: Path
                 if blank_labels or not _blank_frames(p):
                     raise UnsupportedFormat(source, "wsidicomizer wrote a LABEL instance that is not the blank label; refused")
                 blank_labels += 1
-            files.append((_KIND_ORDER.get(kind, 9), -int(ds.get("TotalPixelMatrixColumns", 0) or 0),
-                          int(ds.get("TotalPixelMatrixRows", 0) or 0), kind, p))
+            files.append((_KIND_ORDER.get(kind, 9), -int(ds.get("TotalPixelMatrixColumns", 0) or 0), int(ds.get("TotalPixelMatrixRows", 0) or 0), kind, p))
         files.sort(key=lambda t: t[:2])
         files = [(o, -w, h, kind, p) for o, w, h, kind, p in files]
         for n, (_o, _w, _h, kind, p) in enumerate(files, 1):
@@ -473,8 +481,10 @@ def convert_slide(source: Path, inv: Inventory, ctx: SlideContext, out_dir: Path
         result.removals.extend(engine.removals.values())
         scrubbed = sorted({r.name for r in engine.removals.values() if r.action.endswith("held a source value")})
         if scrubbed:
-            result.notes.append(f"value scrub: {len(scrubbed)} attribute(s) still held a source value after the Annex E "
-                                f"profile and were given a dummy, blanked or removed by their Type: {', '.join(scrubbed)}")
+            result.notes.append(
+                f"value scrub: {len(scrubbed)} attribute(s) still held a source value after the Annex E "
+                f"profile and were given a dummy, blanked or removed by their Type: {', '.join(scrubbed)}"
+            )
         if transcoded:
             result.transcoded = True
             result.notes.append(

@@ -153,8 +153,7 @@ class Engine:
         vr = elem.VR
         if vr in DATE_VRS and self.profile.date_mode in ("shift", "year"):
             vals = elem.value if elem.VM > 1 else [elem.value]
-            out = [clean_date(vr, str(v), self.profile.date_mode, self.identity.date_offset_days, self.identity.source_year)
-                   for v in vals]
+            out = [clean_date(vr, str(v), self.profile.date_mode, self.identity.date_offset_days, self.identity.source_year) for v in vals]
             return out if elem.VM > 1 else out[0]
         if vr in DATE_VRS and self.profile.date_mode == "keep":
             return elem.value
@@ -439,8 +438,7 @@ def _resolves(item: Dataset, kept: set[str]) -> bool:
     for kw in ("ReferencedInstanceSequence", "ReferencedSeriesSequence", "ReferencedSOPSequence"):
         if kw in item and not len(item.get(kw) or []):
             return False  # all its references were pruned
-    return uid is not None or any(kw in item for kw in ("ReferencedInstanceSequence", "ReferencedSeriesSequence",
-                                                            "ReferencedSOPSequence"))
+    return uid is not None or any(kw in item for kw in ("ReferencedInstanceSequence", "ReferencedSeriesSequence", "ReferencedSOPSequence"))
 
 
 def _value_bytes(elem: DataElement) -> bytes:

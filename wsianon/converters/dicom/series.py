@@ -174,7 +174,7 @@ def _kept_values(ds: Dataset, profile: DicomProfile, kept_values: set[str]) -> N
         try:
             if elem.VR != "SQ" and elem.tag.group % 2 == 0 and profile.action(int(elem.tag), (), elem.keyword or "")[0] == "K":
                 v = elem.value
-                for x in (v if elem.VM > 1 else [v]):
+                for x in v if elem.VM > 1 else [v]:
                     kept_values.add(str(x).strip().lower())
         except Exception:
             continue
@@ -230,9 +230,16 @@ def finalize_meta(ds: Dataset) -> None:
     fm = ds.file_meta
     fm.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     fm.MediaStorageSOPClassUID = ds.SOPClassUID
-    for kw in ("SourceApplicationEntityTitle", "SendingApplicationEntityTitle", "ReceivingApplicationEntityTitle",
-               "PrivateInformationCreatorUID", "PrivateInformation", "SourcePresentationAddress",
-               "SendingPresentationAddress", "ReceivingPresentationAddress"):
+    for kw in (
+        "SourceApplicationEntityTitle",
+        "SendingApplicationEntityTitle",
+        "ReceivingApplicationEntityTitle",
+        "PrivateInformationCreatorUID",
+        "PrivateInformation",
+        "SourcePresentationAddress",
+        "SendingPresentationAddress",
+        "ReceivingPresentationAddress",
+    ):
         if kw in fm:
             delattr(fm, kw)
     fm.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
@@ -245,9 +252,7 @@ def finalize_meta(ds: Dataset) -> None:
 _KIND_ORDER = {"VOLUME": 0, "THUMBNAIL": 1, "OVERVIEW": 2, "LABEL": 3}
 
 
-def process_instances(
-    sources: list[Path], ctx: SlideContext, out_dir: Path, result: DicomResult, label_note: str, keep_label: bool = False
-) -> None:
+def process_instances(sources: list[Path], ctx: SlideContext, out_dir: Path, result: DicomResult, label_note: str, keep_label: bool = False) -> None:
     """Engine on every instance of one slide; LABEL/OVERVIEW per policy; write into ``out_dir``."""
     profile = profile_for_policy(ctx.policy)
     headers = []
@@ -305,8 +310,9 @@ def process_instances(
         result.files.append(dest)
         result.frame_map.append((f, dest))
     if not result.files:
-        raise NothingToShare(sources[0], "skipped: nothing to share after removing the label"
-                             + (" and overview" if any(h[0] == "OVERVIEW" for h in headers) else ""))
+        raise NothingToShare(
+            sources[0], "skipped: nothing to share after removing the label" + (" and overview" if any(h[0] == "OVERVIEW" for h in headers) else "")
+        )
     if label_note:
         result.notes.append(label_note)
     result.removals.extend(engine.removals.values())

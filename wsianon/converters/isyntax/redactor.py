@@ -236,18 +236,14 @@ def dicom_preflight(source: Path) -> None:
     except (ImportError, ValueError):
         found = False
     if not found:
-        raise UnsupportedFormat(
-            source, "cannot convert iSyntax to DICOM: the pyisyntax package (libisyntax) is not installed; use --target native"
-        )
+        raise UnsupportedFormat(source, "cannot convert iSyntax to DICOM: the pyisyntax package (libisyntax) is not installed; use --target native")
     try:
         r = subprocess.run([sys.executable, "-c", _DECODE_PROBE, str(source)], capture_output=True, text=True, timeout=600)
         ok = r.returncode == 0 and r.stdout.strip().endswith("decoded")
     except (OSError, subprocess.TimeoutExpired):
         ok = False
     if not ok:
-        raise UnsupportedFormat(
-            source, "cannot convert iSyntax to DICOM: pyisyntax (libisyntax) cannot decode this file; use --target native"
-        )
+        raise UnsupportedFormat(source, "cannot convert iSyntax to DICOM: pyisyntax (libisyntax) cannot decode this file; use --target native")
 
 
 __all__ = ["ISyntaxConverter", "dicom_preflight", "find_terminator", "parse_header", "read_header", "wsi_geometry"]

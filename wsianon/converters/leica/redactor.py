@@ -44,7 +44,6 @@ from wsianon.profiles.actions import Action
 from wsianon.profiles.policy import Policy, year_only
 
 
-
 def _rules() -> dict:
     return load("leica")
 
@@ -125,7 +124,7 @@ class _XmlCleaner:
         self._field(f"XML {path}@version", val.strip(), Action.BLANK)
         # each part after the version number on its own (a serial, say): other
         # writers (the DICOM route) may copy just a part
-        for part in re.split(r"[;,]", val[len(new):]):
+        for part in re.split(r"[;,]", val[len(new) :]):
             if part.strip():
                 self._field(f"XML {path}@version (part)", part.strip(), Action.BLANK)
         el.attrib[name] = new
@@ -281,9 +280,7 @@ class LeicaConverter(NativeConverter):
             if remove and len(remove) >= len(ts.ifds):
                 raise CorruptInput(path, "Leica SCN has no image besides the macro")
             if remove and an.main_images > 1:
-                plan.notes.append(
-                    "Leica: slide with several main images and no macro — OpenSlide may refuse it (it hashes the macro)"
-                )
+                plan.notes.append("Leica: slide with several main images and no macro — OpenSlide may refuse it (it hashes the macro)")
             q = lambda t: f"{{{an.ns}}}{t}"  # noqa: E731
             root = an.root
             assert root is not None, "_analyze sets the root or raises"

@@ -61,9 +61,7 @@ def _close_ini(plan: Plan, ini_fp: FilePlan, report: dict) -> IniDoc:
     allow (re-rendering the file when anything went); the ini as it now is."""
     assert ini_fp.content is not None, "chosen for its content"
     ini = IniDoc(ini_fp.content, Path(ini_fp.dest))
-    sections = set(mrxs_base_sections()) | {
-        (l.value or "").strip() for l in ini.kv() if l.section == "HIERARCHICAL" and (l.key or "").endswith("_SECTION")
-    }
+    sections = set(mrxs_base_sections()) | {(l.value or "").strip() for l in ini.kv() if l.section == "HIERARCHICAL" and (l.key or "").endswith("_SECTION")}
     keys_removed = sections_removed = 0
     dropped_section = False
     for l in ini.lines:

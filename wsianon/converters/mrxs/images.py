@@ -74,4 +74,3 @@ def remove_records(slide: Slide, removed: set[int]) -> list[NonHierRecord]:
                 slide.ini.delete_section(r.section)
         out.extend(gone)
     return out
-

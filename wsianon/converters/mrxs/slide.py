@@ -43,13 +43,7 @@ class Slide:
 
 def _plain_name(name: str) -> bool:
     return not (
-        "/" in name
-        or "\\" in name
-        or "\0" in name
-        or name in (".", "..")
-        or os.path.isabs(name)
-        or re.match(r"^[A-Za-z]:", name)
-        or not _SAFE_NAME.match(name)
+        "/" in name or "\\" in name or "\0" in name or name in (".", "..") or os.path.isabs(name) or re.match(r"^[A-Za-z]:", name) or not _SAFE_NAME.match(name)
     )
 
 

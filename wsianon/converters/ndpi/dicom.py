@@ -6,10 +6,7 @@ from pathlib import Path
 
 LENS_TAG = 65421  # NDPI source lens: positive on pyramid levels, -1 macro, -2 map
 
-PASSTHROUGH_NOTE = (
-    "pyramid re-tiled without re-encoding: NDPI strips cut into frames by joining their JPEG "
-    "restart intervals (entropy-coded data untouched)"
-)
+PASSTHROUGH_NOTE = "pyramid re-tiled without re-encoding: NDPI strips cut into frames by joining their JPEG restart intervals (entropy-coded data untouched)"
 
 
 def level_sizes(source: Path) -> list[tuple[int, int]]:

@@ -48,7 +48,6 @@ from wsianon.profiles.actions import Action
 from wsianon.profiles.policy import Policy
 
 
-
 def _rules() -> dict:
     return load("philips")
 
@@ -133,8 +132,7 @@ class PhilipsConverter(NativeConverter):
         inv.levels = len(an.levels)
         inv.fields = [f if f.action is not Action.DUMMY else Field(f.name, f.value, Action.DUMMY, f.where) for f in an.fields]
         inv.images = list(an.xml.images) + [
-            AssociatedImage(k, f"IFD {i}", True, Action.KEEP if (k == "macro" and policy.macro == "keep") else Action.REMOVE)
-            for i, k in an.label_ifds.items()
+            AssociatedImage(k, f"IFD {i}", True, Action.KEEP if (k == "macro" and policy.macro == "keep") else Action.REMOVE) for i, k in an.label_ifds.items()
         ]
         inv.extra_canaries = list(an.xml.canaries)
         return inv

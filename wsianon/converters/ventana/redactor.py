@@ -49,8 +49,6 @@ from wsianon.profiles.actions import Action
 from wsianon.profiles.policy import Policy
 
 
-
-
 def _rules() -> dict:
     return load("ventana")
 
@@ -258,9 +256,7 @@ class VentanaConverter(NativeConverter):
                             patches.append(Patch(te.value_offset, te.size, None, f"old value of tag {tag} (IFD {first.index} relocated)"))
                     plan.notes.append(f"BIF: the iScan XMP now lives in the new first IFD (was IFD {first.index})")
             if remove:
-                ps, relocated = drop_ifds(
-                    ts, remove, app, first_overrides=first_overrides, reason="unlink label", new_first_offset=new_first_offset
-                )
+                ps, relocated = drop_ifds(ts, remove, app, first_overrides=first_overrides, reason="unlink label", new_first_offset=new_first_offset)
                 patches.extend(ps)
                 patches.extend(orphan_values(ts, remove))
                 for i in remove:

@@ -1,5 +1,4 @@
-"""Reading output instances and the small facts every DICOM check shares.
-"""
+"""Reading output instances and the small facts every DICOM check shares."""
 
 from __future__ import annotations
 
@@ -28,7 +27,6 @@ def image_kind(ds: Dataset) -> str:
         return str(list(it)[2]).upper()
     except Exception:
         return ""
-
 
 
 class Checks(Protocol):

@@ -231,8 +231,7 @@ class _JpegLevel:
                     tile = bytes(self.tables[:-2]) + tile[2:]
                 planes, divs = _decode_planes(self.tj, tile)
                 if out is None:
-                    out = [np.zeros((-(-(r1 - r0) * self.th // dv), -(-(c1 - c0) * self.tw // dh)) + p.shape[2:], p.dtype)
-                           for p, (dh, dv) in zip(planes, divs)]
+                    out = [np.zeros((-(-(r1 - r0) * self.th // dv), -(-(c1 - c0) * self.tw // dh)) + p.shape[2:], p.dtype) for p, (dh, dv) in zip(planes, divs)]
                 for o, p, (dh, dv) in zip(out, planes, divs):
                     ty, tx = (r - r0) * self.th // dv, (c - c0) * self.tw // dh
                     ph, pw = min(p.shape[0], self.th // dv), min(p.shape[1], self.tw // dh)
@@ -323,5 +322,3 @@ class _Tally:
         self.hows: set[str] = set()
         self.samples: set[str] = set()
         self.worst = float("inf")
-
-

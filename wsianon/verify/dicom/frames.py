@@ -86,8 +86,9 @@ def _compare_retiled(path: Path, ds: Dataset, level: _JpegLevel, wanted: list[in
     return n
 
 
-def _compare_reencoded(path: Path, ds: Dataset, ref: _OpenSlideReference, level: tuple[int, float], wanted: list[int],
-                       problems: list[str], tally: _Tally) -> int:
+def _compare_reencoded(
+    path: Path, ds: Dataset, ref: _OpenSlideReference, level: tuple[int, float], wanted: list[int], problems: list[str], tally: _Tally
+) -> int:
     import numpy as np
 
     origins = frame_origins(ds)
@@ -135,8 +136,9 @@ def _plan_levels(volumes: list[tuple[Path, Dataset]], pages: list, problems: lis
             problems.append(f"{path.name}: no source level of the same size to prove its frames against (and no re-encode declared)")
             continue
         codec = int(page.compression)
-        same_tiling = page.is_tiled and getattr(page, "jpegheader", None) is None and \
-            (int(page.tilewidth), int(page.tilelength)) == (int(ds.Columns), int(ds.Rows))
+        same_tiling = (
+            page.is_tiled and getattr(page, "jpegheader", None) is None and (int(page.tilewidth), int(page.tilelength)) == (int(ds.Columns), int(ds.Rows))
+        )
         if same_tiling and codec in JPEG_TIFF_CODECS | J2K_TIFF_CODECS:
             plan.append(("bytes", path, ds, page))
         elif codec in JPEG_TIFF_CODECS:
@@ -227,8 +229,14 @@ def _frames_summary(tallies: dict[str, _Tally], sampled: bool, max_decoded: int)
     return "; ".join(parts)
 
 
-def check_frames_converted(source: Path, frame_reference, outputs: list[tuple[Path, Dataset]], verdict: Checks,
-                           max_decoded: int = MAX_DECODED_FRAMES, whole_limit: int = WHOLE_DECODE_BYTES) -> None:
+def check_frames_converted(
+    source: Path,
+    frame_reference,
+    outputs: list[tuple[Path, Dataset]],
+    verdict: Checks,
+    max_decoded: int = MAX_DECODED_FRAMES,
+    whole_limit: int = WHOLE_DECODE_BYTES,
+) -> None:
     """``dicom: frames`` for a slide converted from another format (see the section comment in
     ``decode.py``).  ``frame_reference``: the format's own reader of the source for re-encoded
     frames when OpenSlide cannot read it (iSyntax: pyisyntax), or None."""
@@ -276,9 +284,15 @@ def check_frames_converted(source: Path, frame_reference, outputs: list[tuple[Pa
 
 
 def _frame_key(ds: Dataset) -> tuple:
-    return (image_kind(ds), int(ds.get("TotalPixelMatrixColumns", 0) or 0), int(ds.get("TotalPixelMatrixRows", 0) or 0),
-            int(ds.get("NumberOfFrames", 1) or 1), int(ds.get("Rows", 0)), int(ds.get("Columns", 0)),
-            str(ds.file_meta.get("TransferSyntaxUID", "")))
+    return (
+        image_kind(ds),
+        int(ds.get("TotalPixelMatrixColumns", 0) or 0),
+        int(ds.get("TotalPixelMatrixRows", 0) or 0),
+        int(ds.get("NumberOfFrames", 1) or 1),
+        int(ds.get("Rows", 0)),
+        int(ds.get("Columns", 0)),
+        str(ds.file_meta.get("TransferSyntaxUID", "")),
+    )
 
 
 def _digest_frames(path: Path, scrub: bool = False) -> list[bytes]:
@@ -328,5 +342,3 @@ def check_frames_dicom(sources: list[Path], outputs: list[tuple[Path, Dataset]],
         verdict.add("dicom: frames", False, "; ".join(problems[:5]))
     else:
         verdict.add("dicom: frames", True, f"{frames} frames in {len(outputs)} instances identical to the source frames (non-essential JPEG payloads zeroed)")
-
-

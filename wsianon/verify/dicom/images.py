@@ -98,5 +98,3 @@ def check_barcodes(dsets: list[tuple[Path, Dataset]], policy, verdict: Checks) -
             bad.append(f"{path.name}: {found} barcode(s) in the {kind} instance")
     detail = "; ".join(bad[:5]) or "; ".join([f"{len(others)} non-pyramid image(s) searched: no barcode"] + notes)
     verdict.add("dicom: barcodes", not bad, detail)
-
-

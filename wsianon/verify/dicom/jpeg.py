@@ -156,7 +156,7 @@ def _same_mv(tv: bytes, fv: bytes, tables: bytes | None, cache: dict) -> bool:
     m = lf - b[1]
     if n <= 0 or not (m == n or (m == n + 1 and fv[-1] == 0)):
         return False
-    if fv.find(tv[a[1]:], b[1], b[1] + n) != b[1]:  # entropy-coded data identical
+    if fv.find(tv[a[1] :], b[1], b[1] + n) != b[1]:  # entropy-coded data identical
         return False
     key = (b"".join(a[0]), b"".join(b[0]))
     if key not in cache:
@@ -168,5 +168,3 @@ def _same_mv(tv: bytes, fv: bytes, tables: bytes | None, cache: dict) -> bool:
         need, have = _split_tables(tsegs), _split_tables(b[0])
         cache[key] = all(have[k] >= 1 for k in need)
     return cache[key]
-
-

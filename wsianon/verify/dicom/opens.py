@@ -1,5 +1,4 @@
-"""``dicom: opens``: wsidicom opens the folder and OpenSlide opens the instances as DICOM.
-"""
+"""``dicom: opens``: wsidicom opens the folder and OpenSlide opens the instances as DICOM."""
 
 from __future__ import annotations
 
@@ -73,5 +72,3 @@ def _source_opens_wsidicom(sources: list[Path]) -> bool:
         return True
     except Exception:
         return False
-
-

@@ -28,8 +28,7 @@ def _is_deid_item(item: Dataset) -> bool:
     return False
 
 
-def walk_profile(ds: Dataset, profile: DicomProfile, source_values: set[str], source_uids: set[str], problems: list[str],
-                 path: tuple[str, ...] = ()) -> int:
+def walk_profile(ds: Dataset, profile: DicomProfile, source_values: set[str], source_uids: set[str], problems: list[str], path: tuple[str, ...] = ()) -> int:
     n = 0
     for elem in ds:
         n += 1
@@ -70,5 +69,3 @@ def walk_profile(ds: Dataset, profile: DicomProfile, source_values: set[str], so
                 problems.append(f"{name} still holds a source value")
                 break
     return n
-
-

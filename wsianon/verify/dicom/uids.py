@@ -1,5 +1,4 @@
-"""``dicom: uids``: one study/series/frame of reference per slide, unique instances.
-"""
+"""``dicom: uids``: one study/series/frame of reference per slide, unique instances."""
 
 from __future__ import annotations
 
@@ -28,5 +27,3 @@ def check_uids(dsets: list[tuple[Path, Dataset]], verdict: Checks, sources: list
         if str(ds.file_meta.get("MediaStorageSOPInstanceUID", "")) != str(ds.SOPInstanceUID):
             bad.append(f"{p.name}: MediaStorageSOPInstanceUID differs from SOPInstanceUID")
     verdict.add("dicom: uids", not bad, "; ".join(bad[:5]) or "one study/series/frame of reference; unique instances")
-
-

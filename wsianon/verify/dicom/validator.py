@@ -1,5 +1,4 @@
-"""``dicom: dciodvfy``: the external IOD validator (dicom3tools), started early and read late.
-"""
+"""``dicom: dciodvfy``: the external IOD validator (dicom3tools), started early and read late."""
 
 from __future__ import annotations
 
@@ -57,12 +56,15 @@ def _parse_dciodvfy(out: bytes) -> list[str]:
     return errs
 
 
-def check_dciodvfy(outputs: list[Path], sources: list[Path] | None, verdict: Checks, started: dict | None = None,
-                    accept_unrun: bool = False) -> None:
+def check_dciodvfy(outputs: list[Path], sources: list[Path] | None, verdict: Checks, started: dict | None = None, accept_unrun: bool = False) -> None:
     if shutil.which("dciodvfy") is None:  # not run: fails the slide unless --accept-unrun-checks
-        verdict.add("dicom: dciodvfy", accept_unrun, "not run: dciodvfy (dicom3tools) is not installed "
-                    + ("(accepted by --accept-unrun-checks)" if accept_unrun else "(install dicom3tools, or pass --accept-unrun-checks)"),
-                    not_run=True)
+        verdict.add(
+            "dicom: dciodvfy",
+            accept_unrun,
+            "not run: dciodvfy (dicom3tools) is not installed "
+            + ("(accepted by --accept-unrun-checks)" if accept_unrun else "(install dicom3tools, or pass --accept-unrun-checks)"),
+            not_run=True,
+        )
         return
     baseline: set[str] | None = None
     if sources:
@@ -81,5 +83,3 @@ def check_dciodvfy(outputs: list[Path], sources: list[Path] | None, verdict: Che
     else:
         what = "no errors" if baseline is None else "no errors beyond the source's own"
         verdict.add("dicom: dciodvfy", True, f"{len(outputs)} instances: {what}")
-
-

@@ -23,11 +23,7 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
     except Exception:
         verdict.add("aperio-profile", False, "output not readable by OpenSlide")
         return
-    bad = sorted(
-        k.split(".", 1)[1]
-        for k, v in props.items()
-        if k.startswith("aperio.") and v.strip() and k.split(".", 1)[1] not in allowed
-    )
+    bad = sorted(k.split(".", 1)[1] for k, v in props.items() if k.startswith("aperio.") and v.strip() and k.split(".", 1)[1] not in allowed)
     verdict.add("aperio-profile", not bad, f"non-safe keys with values: {bad}" if bad else "only safe keys carry values")
     dt = props.get("tiff.DateTime", "")
     if policy.dates == "remove":

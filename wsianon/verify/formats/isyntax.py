@@ -222,9 +222,9 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict, source_st
     verdict.add(
         "isyntax-structure",
         ok,
-        (f"header {len(raw)} bytes parses: DPUfsImport root, 1 WSI image"
-         + (f" {geo[0]}x{geo[1]}, {geo[2]} levels" if geo else "")) if ok else
-        f"header root/WSI/ending wrong ({len(wsis)} WSI images; ends with </DataObject>: {trailing_ok})",
+        (f"header {len(raw)} bytes parses: DPUfsImport root, 1 WSI image" + (f" {geo[0]}x{geo[1]}, {geo[2]} levels" if geo else ""))
+        if ok
+        else f"header root/WSI/ending wrong ({len(wsis)} WSI images; ends with </DataObject>: {trailing_ok})",
     )
     if inv is not None and geo is not None and inv.levels:
         verdict.add("levels", geo[2] == inv.levels, f"{geo[2]} levels in the output header (source {inv.levels})")
@@ -264,15 +264,21 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict, source_st
             bad.add(name)
     if not markup_ok:
         markup.add("comment / processing instruction / DOCTYPE / CDATA")
-    verdict.add("isyntax-profile", not bad, f"attributes with values the profile does not allow: {sorted(bad)}" if bad
-                else "every attribute with a value is allowed by the iSyntax profile")
-    verdict.add("isyntax-markup", not markup, f"markup outside the schema: {sorted(markup)}" if markup
-                else "no markup outside the DPUfsImport schema")
+    verdict.add(
+        "isyntax-profile",
+        not bad,
+        f"attributes with values the profile does not allow: {sorted(bad)}" if bad else "every attribute with a value is allowed by the iSyntax profile",
+    )
+    verdict.add("isyntax-markup", not markup, f"markup outside the schema: {sorted(markup)}" if markup else "no markup outside the DPUfsImport schema")
     allowed_label = 1 if policy.label == "blank" else 0
     allowed_macro = 1 if policy.macro == "keep" else 0
     img_ok = images["label"] <= allowed_label and images["macro"] <= allowed_macro and images["other"] == 0
-    verdict.add("isyntax-images", img_ok, f"label {images['label']}, macro {images['macro']}, other {images['other']} "
-                f"image object(s) left (allowed: label {allowed_label}, macro {allowed_macro})")
+    verdict.add(
+        "isyntax-images",
+        img_ok,
+        f"label {images['label']}, macro {images['macro']}, other {images['other']} "
+        f"image object(s) left (allowed: label {allowed_label}, macro {allowed_macro})",
+    )
     if images["label"]:
         verdict.add("label-blank", blank_ok, "label is a uniform blank image" if blank_ok else "label is not blank")
 
@@ -291,11 +297,19 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict, source_st
         if src_view is not None:
             out_view = _pyisyntax_view(out_main)
             same = out_view is not None and out_view["levels"] == src_view["levels"] and out_view["dims"] == src_view["dims"]
-            verdict.add("pyisyntax-open", same, f"pyisyntax opens the output: {out_view['levels']} levels, dimensions "
-                        f"{'match' if same else 'differ'}" if out_view else "pyisyntax opens the source but not the output")
+            verdict.add(
+                "pyisyntax-open",
+                same,
+                f"pyisyntax opens the output: {out_view['levels']} levels, dimensions {'match' if same else 'differ'}"
+                if out_view
+                else "pyisyntax opens the source but not the output",
+            )
             if out_view is not None:
-                verdict.add("pyisyntax-barcode", not out_view["barcode"].strip(), "barcode read by libisyntax is empty"
-                            if not out_view["barcode"].strip() else "libisyntax still reads a barcode")
+                verdict.add(
+                    "pyisyntax-barcode",
+                    not out_view["barcode"].strip(),
+                    "barcode read by libisyntax is empty" if not out_view["barcode"].strip() else "libisyntax still reads a barcode",
+                )
 
 
 class FrameReference:

@@ -115,18 +115,13 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
     except Exception:
         src_cp = None
 
-
     # associated records
     allowed = set()
     if policy.macro == "keep":
         allowed |= {"ScanDataLayer_SlideThumbnail", "ScanDataLayer_WholeSlide"}
     if policy.label == "blank":
         allowed.add("ScanDataLayer_SlideBarcode")
-    left = sorted(
-        v
-        for k, v in cp.items("HIERARCHICAL")
-        if k.startswith("NONHIER_") and "_VAL_" in k and v in _LABEL_MACRO and v not in allowed
-    )
+    left = sorted(v for k, v in cp.items("HIERARCHICAL") if k.startswith("NONHIER_") and "_VAL_" in k and v in _LABEL_MACRO and v not in allowed)
     verdict.add("mrxs-associated-records", not left, "no label/macro records in Slidedat.ini" if not left else f"still listed: {left}")
 
     # SLIDE_ID consistency
@@ -156,7 +151,13 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
         out_tiles = _level_tiles(folder, cp)
         same = src_tiles is not None and src_tiles == out_tiles
         n = sum(len(x) for x in out_tiles)
-        verdict.add("mrxs-tiles-identical", same, f"{n} tile blobs in {len(out_tiles)} zoom levels identical to the source (entropy-coded data; non-essential JPEG payloads zeroed)" if same else "tile blobs differ from the source")
+        verdict.add(
+            "mrxs-tiles-identical",
+            same,
+            f"{n} tile blobs in {len(out_tiles)} zoom levels identical to the source (entropy-coded data; non-essential JPEG payloads zeroed)"
+            if same
+            else "tile blobs differ from the source",
+        )
     except Exception as exc:
         verdict.add("mrxs-tiles-identical", False, f"cannot walk Index.dat: {type(exc).__name__}")
 
