@@ -309,208 +309,241 @@ def run_batch(cfg, on_event: Callable[..., None] | None = None):
 
 
 def _run(cfg, emit, key, kfp, mode, pmap, out, mapping_path, quarantine, sel, man):
-    policy = cfg.policy
-    target = cfg.target
-    dest = J.anon.Destinations(out, quarantine or Path("."))
-    live: list[Outcome] = []  # outcomes of this run, in finishing order
-    plans: list[dict] = []
-    run_id = None
-    adopt: dict[bytes, object] = {}  # in-place outputs renamed just before a kill -> their row
-    requeued: set[bytes] = set()  # sources a dead run was processing
+    """One run of a job, in steps: recover what a dead run left, settle the inputs that need no
+    work (missing, unchanged since done, not regular files), build the work items (pseudonyms,
+    adoption of in-place outputs renamed before a kill), refuse pseudonym collisions, register the
+    items in the manifest, process them (serial, local pool or Dask) committing each result, and
+    regenerate the report."""
     if man is not None:
         _check_meta(man, cfg, kfp, mode)
-        run_id = man.start_run()
-        for row in man.requeue_running():
-            requeued.add(row.source)
-            if policy.in_place:
-                _inplace_recover(row, adopt)
-        _clean_staging(out)
-        _clean_staging(quarantine)
-    for m in sel.missing:
-        _record_error(
-            man,
-            run_id,
-            os.fsencode(_abs(m)),
-            None,
-            None,
-            None,
-            "no such file or directory",
-            target,
-            live,
-            emit,
-            m,
-            None,
-            label=f"input #{len(live) + 1}",
-            display_rel=os.fsencode(m),
-        )
-    # resume fast path: files of done slides, unchanged since, are not read again
-    fstates = man.file_states() if (man is not None and not policy.overwrite) else {}
-    already = already_failed = 0
-    todo: list[Candidate] = []
-    leave = DONE_STATES if getattr(cfg, "retry_failed", False) else (*DONE_STATES, State.ERROR)
-    roots_seen: set[int] = set()
-    for c in sel.candidates:
-        st = fstates.get(os.fsencode(c.path))
-        if st is not None and st[3] in leave:
-            try:
-                s = os.stat(c.path)
-                if s.st_size == st[0] and s.st_mtime_ns == st[1]:
-                    already += 1
-                    already_failed += st[3] == State.ERROR
-                    roots_seen.add(c.root)
-                    continue
-            except OSError:
-                pass
-        todo.append(c)
-    by_path = {os.fsencode(c.path): c for c in todo}
-    for c in sel.not_regular:
-        if c.explicit:  # named by the user: refused as an error (one line), never opened
-            try:
-                reason = f"is {kind_of(os.stat(c.path).st_mode)}, not a regular file: refused"
-            except OSError as exc:
-                reason = f"cannot read: {os_reason(exc)}"
-            _record_error(
-                man,
-                run_id,
-                os.fsencode(_abs(c.path)),
-                c.relpath,
-                None,
-                None,
-                reason,
-                target,
-                live,
-                emit,
-                c.path,
-                c,
-                label=f"input #{len(live) + 1}",
-                display_rel=c.shown or None,
-            )
-            continue
-        label = "SKIP-" + keyed_hex(key, "skipped", c.relpath)[:12]
-        if man is not None:
-            man.add_skipped(os.fsencode(c.path), label, "not a regular file (FIFO, device or socket); not opened")
-    slides = expand_inputs([c.path for c in todo], policy.allow_generic) if todo else []
-    if cfg.target == "dicom" and not policy.dry_run and any(s.error is None and not s.spec.is_dicom for s in slides):
-        from wsianon.converters.dicom import require_turbojpeg
+    r = _Run(cfg, emit, key, mode, pmap, out, quarantine, man)
+    r.recover()
+    r.record_missing(sel)
+    todo = r.not_done(sel)
+    r.skip_not_regular(sel)
+    items = r.items(todo)
+    r.record_empty_folders(sel)
+    items = r.register(r.refuse_collisions(items))
+    emit(
+        "start",
+        total=len(items),
+        bytes=sum(it.size for it in items),
+        already=r.already,
+        already_failed=r.already_failed,
+        skipped=len(man.skipped()) if man else 0,
+    )
+    r.drive(items, mapping_path)
+    return r.result(mapping_path, kfp)
 
-        require_turbojpeg()  # a missing library is said at the start, with the install hint
-    items: list[Item] = []
-    for s in slides:
-        c = by_path.get(os.fsencode(_abs(s.path)))
+
+class _Run:
+    """The state of one run of a job (see :func:`_run`)."""
+
+    def __init__(self, cfg, emit, key, mode, pmap, out, quarantine, man):
+        self.cfg, self.emit, self.key, self.mode, self.pmap = cfg, emit, key, mode, pmap
+        self.out, self.quarantine, self.man = out, quarantine, man
+        self.policy = cfg.policy
+        self.target = cfg.target
+        self.dest = J.anon.Destinations(out, quarantine or Path("."))
+        self.live: list[Outcome] = []  # outcomes of this run, in finishing order
+        self.plans: list[dict] = []
+        self.run_id = None
+        self.adopt: dict[bytes, object] = {}  # in-place outputs renamed just before a kill -> their row
+        self.requeued: set[bytes] = set()  # sources a dead run was processing
+        self.already = self.already_failed = 0
+        self.roots_seen: set[int] = set()
+        # states a resume leaves alone (failed slides too, unless --retry-failed)
+        self.leave = DONE_STATES if getattr(cfg, "retry_failed", False) else (*DONE_STATES, State.ERROR)
+
+    def error(self, src_b, rel, pseudo, fmt, reason, path, c, label=None, display_rel=None) -> None:
+        _record_error(self.man, self.run_id, src_b, rel, pseudo, fmt, reason, self.target, self.live, self.emit, path, c, label=label, display_rel=display_rel)
+
+    def next_label(self, what: str = "input") -> str:
+        return f"{what} #{len(self.live) + 1}"
+
+    def recover(self) -> None:
+        """Start the run in the manifest; slides a dead run was processing are queued again (and
+        in-place outputs it renamed are adopted); stale staging folders are removed."""
+        man = self.man
+        if man is None:
+            return
+        self.run_id = man.start_run()
+        for row in man.requeue_running():
+            self.requeued.add(row.source)
+            if self.policy.in_place:
+                _inplace_recover(row, self.adopt)
+        _clean_staging(self.out)
+        _clean_staging(self.quarantine)
+
+    def record_missing(self, sel) -> None:
+        for m in sel.missing:
+            self.error(os.fsencode(_abs(m)), None, None, None, "no such file or directory", m, None, label=self.next_label(), display_rel=os.fsencode(m))
+
+    def not_done(self, sel) -> list[Candidate]:
+        """Resume fast path: files of done slides, unchanged since, are not read again."""
+        fstates = self.man.file_states() if (self.man is not None and not self.policy.overwrite) else {}
+        todo: list[Candidate] = []
+        for c in sel.candidates:
+            st = fstates.get(os.fsencode(c.path))
+            if st is not None and st[3] in self.leave and _unchanged(c.path, st):
+                self.already += 1
+                self.already_failed += st[3] == State.ERROR
+                self.roots_seen.add(c.root)
+                continue
+            todo.append(c)
+        return todo
+
+    def skip_not_regular(self, sel) -> None:
+        for c in sel.not_regular:
+            if c.explicit:  # named by the user: refused as an error (one line), never opened
+                try:
+                    reason = f"is {kind_of(os.stat(c.path).st_mode)}, not a regular file: refused"
+                except OSError as exc:
+                    reason = f"cannot read: {os_reason(exc)}"
+                self.error(os.fsencode(_abs(c.path)), c.relpath, None, None, reason, c.path, c, label=self.next_label(), display_rel=c.shown or None)
+                continue
+            label = "SKIP-" + keyed_hex(self.key, "skipped", c.relpath)[:12]
+            if self.man is not None:
+                self.man.add_skipped(os.fsencode(c.path), label, "not a regular file (FIFO, device or socket); not opened")
+
+    def items(self, todo: list[Candidate]) -> list[Item]:
+        """Detect the slides among the inputs still to do and make one work item per slide."""
+        by_path = {os.fsencode(c.path): c for c in todo}
+        slides = expand_inputs([c.path for c in todo], self.policy.allow_generic) if todo else []
+        if self.cfg.target == "dicom" and not self.policy.dry_run and any(s.error is None and not s.spec.is_dicom for s in slides):
+            from wsianon.converters.dicom import require_turbojpeg
+
+            require_turbojpeg()  # a missing library is said at the start, with the install hint
+        items: list[Item] = []
+        for s in slides:
+            it = self._item(s, by_path.get(os.fsencode(_abs(s.path))))
+            if it is not None:
+                items.append(it)
+        return items
+
+    def _item(self, s, c) -> Item | None:
+        """The work item for one detected slide, or None when it is settled here (an error, a
+        skipped non-slide, a slide already done)."""
         rel = c.relpath if c else os.fsencode(s.path.name)
         shown = c.shown if c else os.fsencode(s.path)
         src_b = os.fsencode(_abs(s.path))
-        if s.error is not None:
-            if isinstance(s.error, UnsupportedFormat) and c is not None and not c.explicit:
-                # a file in a folder that is not a slide: listed as skipped, not an error
-                if man is not None:
-                    man.add_skipped(src_b, "SKIP-" + keyed_hex(key, "skipped", rel)[:12], s.error.reason)
-                continue
+        if s.error is not None and isinstance(s.error, UnsupportedFormat) and c is not None and not c.explicit:
+            # a file in a folder that is not a slide: listed as skipped, not an error
+            if self.man is not None:
+                self.man.add_skipped(src_b, "SKIP-" + keyed_hex(self.key, "skipped", rel)[:12], s.error.reason)
+            return None
         if c is not None:
-            roots_seen.add(c.root)
+            self.roots_seen.add(c.root)
         if s.error is not None:
-            pseudo = pseudonym_from(key, "relpath" if mode == "content" else mode, source=s.path, relpath=rel)
-            _record_error(man, run_id, src_b, rel, pseudo, None, redact_paths(s.error.reason, [s.path]), target, live, emit, s.path, c, display_rel=shown)
-            continue
+            pseudo = pseudonym_from(self.key, "relpath" if self.mode == "content" else self.mode, source=s.path, relpath=rel)
+            self.error(src_b, rel, pseudo, None, redact_paths(s.error.reason, [s.path]), s.path, c, display_rel=shown)
+            return None
         files = s.files or [s.path]
         try:
             fp = fast_fingerprint(files)
         except OSError as exc:
-            pseudo = pseudonym_from(key, "path", source=s.path)
-            _record_error(man, run_id, src_b, rel, pseudo, s.format, f"cannot read: {os_reason(exc)}", target, live, emit, s.path, c, display_rel=shown)
-            continue
-        if src_b in adopt:
-            row = adopt[src_b]
-            ctx = SlideContext(pseudonym=row.pseudonym, key=key, policy=policy)
-            it = Item(s, ctx, row.pseudonym, row.relpath or rel, target, slide_id=row.id, shown=shown, size=fp[0])
+            pseudo = pseudonym_from(self.key, "path", source=s.path)
+            self.error(src_b, rel, pseudo, s.format, f"cannot read: {os_reason(exc)}", s.path, c, display_rel=shown)
+            return None
+        if src_b in self.adopt:
+            row = self.adopt[src_b]
+            ctx = SlideContext(pseudonym=row.pseudonym, key=self.key, policy=self.policy)  # type: ignore[attr-defined]
+            it = Item(s, ctx, row.pseudonym, row.relpath or rel, self.target, slide_id=row.id, shown=shown, size=fp[0])  # type: ignore[attr-defined]
             it.fp = fp  # type: ignore[attr-defined]
             it.adopted = True  # type: ignore[attr-defined]
-            items.append(it)
-            continue
-        entry = pmap.lookup(s.path) if pmap else None
-        if entry is None and getattr(cfg, "strict", False):
-            pseudo = pseudonym_from(key, mode, source=s.path, relpath=rel, content=fp[2])
-            _record_error(
-                man, run_id, src_b, rel, None, s.format, "not in the pseudonym map (--strict)", target, live, emit, s.path, c, label=pseudo, display_rel=shown
-            )
-            continue
-        pseudo = entry.slide if entry else pseudonym_from(key, mode, source=s.path, relpath=rel, content=fp[2])
-        if man is not None:
-            row = man.by_source(src_b)
-            if row is None:
-                moved = man.by_relpath_hash(rel, fp[2])
-                if moved is not None and not moved.path.exists():
-                    man.move_source(moved.id, src_b, [os.fsencode(_abs(f)) for f in files])
-                    row = man.get(moved.id)
-            if row is not None and not policy.overwrite and row.size == fp[0] and row.fast_hash == fp[2]:
-                if row.state in leave:
-                    man._set_files(row.id, [os.fsencode(_abs(f)) for f in files])
-                    already += 1
-                    continue
+            return it
+        entry = self.pmap.lookup(s.path) if self.pmap else None
+        if entry is None and getattr(self.cfg, "strict", False):
+            pseudo = pseudonym_from(self.key, self.mode, source=s.path, relpath=rel, content=fp[2])
+            self.error(src_b, rel, None, s.format, "not in the pseudonym map (--strict)", s.path, c, label=pseudo, display_rel=shown)
+            return None
+        pseudo = entry.slide if entry else pseudonym_from(self.key, self.mode, source=s.path, relpath=rel, content=fp[2])
+        if self._done_before(src_b, rel, fp, files):
+            return None
         # a dead run may have placed this slide's verified outputs before it could
         # commit the row: they carry this slide's pseudonym, so they are replaced
-        pol = dataclasses.replace(policy, overwrite=True) if src_b in requeued else policy
+        pol = dataclasses.replace(self.policy, overwrite=True) if src_b in self.requeued else self.policy
         ctx = SlideContext(
-            pseudonym=pseudo, key=key, policy=pol, patient_pseudonym=entry.patient if entry else None, study_pseudonym=entry.study if entry else None
+            pseudonym=pseudo,
+            key=self.key,
+            policy=pol,
+            patient_pseudonym=entry.patient if entry else None,
+            study_pseudonym=entry.study if entry else None,
         )
-        items.append(Item(s, ctx, pseudo, rel, target, shown=shown, size=fp[0]))
-        items[-1].fp = fp  # type: ignore[attr-defined]
-    for idx, folder in sel.folders:
-        if idx not in roots_seen:
-            _record_error(
-                man,
-                run_id,
-                os.fsencode(_abs(folder)),
-                None,
-                None,
-                None,
-                "directory contains no slide wsianon can read",
-                target,
-                live,
-                emit,
-                folder,
-                None,
-                label=f"input #{len(live) + 1}",
-                display_rel=os.fsencode(folder),
-            )
-    # pseudonym collisions: two sources, one name -> neither is written (checked before any write)
-    groups: dict[str, list[Item]] = {}
-    for it in items:
-        groups.setdefault(it.pseudonym, []).append(it)
-    ok_items = []
-    for pseudo, group in groups.items():
-        others = []
-        if man is not None:
-            srcs = {os.fsencode(_abs(g.src.path)) for g in group}
-            ids = {g.slide_id for g in group}
-            others = [r for r in man.by_pseudonym(pseudo) if r.source not in srcs and r.id not in ids and r.state in DONE_STATES and r.path.exists()]
-        if len(group) > 1 or others:
-            n = len(group) + len(others)
-            for it in group:
-                _record_error(
-                    man,
-                    run_id,
-                    os.fsencode(_abs(it.src.path)),
-                    it.relpath,
+        it = Item(s, ctx, pseudo, rel, self.target, shown=shown, size=fp[0])
+        it.fp = fp  # type: ignore[attr-defined]
+        return it
+
+    def _done_before(self, src_b: bytes, rel, fp, files) -> bool:
+        """The manifest has this slide (also under a moved path) done with the same content."""
+        man = self.man
+        if man is None:
+            return False
+        row = man.by_source(src_b)
+        if row is None:
+            moved = man.by_relpath_hash(rel, fp[2])
+            if moved is not None and not moved.path.exists():
+                man.move_source(moved.id, src_b, [os.fsencode(_abs(f)) for f in files])
+                row = man.get(moved.id)
+        if row is not None and not self.policy.overwrite and row.size == fp[0] and row.fast_hash == fp[2] and row.state in self.leave:
+            man._set_files(row.id, [os.fsencode(_abs(f)) for f in files])
+            self.already += 1
+            return True
+        return False
+
+    def record_empty_folders(self, sel) -> None:
+        for idx, folder in sel.folders:
+            if idx not in self.roots_seen:
+                self.error(
+                    os.fsencode(_abs(folder)),
                     None,
-                    it.src.format,
-                    f"pseudonym collision: {n} different sources would get the same pseudonym (same entry in the pseudonym map, or identical content); refused",
-                    target,
-                    live,
-                    emit,
-                    it.src.path,
                     None,
-                    label=f"collision #{len(live) + 1}",
-                    display_rel=it.shown,
+                    None,
+                    "directory contains no slide wsianon can read",
+                    folder,
+                    None,
+                    label=self.next_label(),
+                    display_rel=os.fsencode(folder),
                 )
-            continue
-        ok_items.extend(group)
-    items = ok_items
-    if man is not None:
+
+    def refuse_collisions(self, items: list[Item]) -> list[Item]:
+        """Pseudonym collisions: two sources, one name -> neither is written (checked before any write)."""
+        groups: dict[str, list[Item]] = {}
+        for it in items:
+            groups.setdefault(it.pseudonym, []).append(it)
+        ok_items = []
+        for pseudo, group in groups.items():
+            others = []
+            if self.man is not None:
+                srcs = {os.fsencode(_abs(g.src.path)) for g in group}
+                ids = {g.slide_id for g in group}
+                others = [r for r in self.man.by_pseudonym(pseudo) if r.source not in srcs and r.id not in ids and r.state in DONE_STATES and r.path.exists()]
+            if len(group) > 1 or others:
+                n = len(group) + len(others)
+                for it in group:
+                    self.error(
+                        os.fsencode(_abs(it.src.path)),
+                        it.relpath,
+                        None,
+                        it.src.format,
+                        f"pseudonym collision: {n} different sources would get the same pseudonym (same entry in the pseudonym map, or identical content); refused",
+                        it.src.path,
+                        None,
+                        label=self.next_label("collision"),
+                        display_rel=it.shown,
+                    )
+                continue
+            ok_items.extend(group)
+        return ok_items
+
+    def register(self, items: list[Item]) -> list[Item]:
+        """Each item's row in the manifest (and, with --full-hash, the source's SHA-256)."""
+        if self.man is None:
+            return items
         for it in items:
             if getattr(it, "adopted", False):
                 continue
-            it.slide_id = man.upsert_source(
+            it.slide_id = self.man.upsert_source(
                 os.fsencode(_abs(it.src.path)),
                 it.relpath,
                 it.pseudonym,
@@ -518,28 +551,29 @@ def _run(cfg, emit, key, kfp, mode, pmap, out, mapping_path, quarantine, sel, ma
                 it.fp,  # type: ignore[attr-defined]
                 [os.fsencode(_abs(f)) for f in (it.src.files or [it.src.path])],
             )
-            if getattr(cfg, "full_hash", False):
+            if getattr(self.cfg, "full_hash", False):
                 try:
                     it.full = full_hash(it.src.files or [it.src.path])
                 except OSError:
                     pass
-    total_bytes = sum(it.size for it in items)
-    emit("start", total=len(items), bytes=total_bytes, already=already, already_failed=already_failed, skipped=len(man.skipped()) if man else 0)
+        return items
 
-    def on_submit(it: Item) -> None:
-        if man is not None and it.slide_id is not None:
-            man.mark_running(it.slide_id, run_id)
+    def on_submit(self, it: Item) -> None:
+        if self.man is not None and it.slide_id is not None:
+            self.man.mark_running(it.slide_id, self.run_id)
 
-    def commit(it: Item, o: Outcome, p: list[dict]) -> None:
-        plans.extend(p)
-        live.append(o)
+    def commit(self, it: Item, o: Outcome, p: list[dict]) -> None:
+        """A finished slide: its outcome, its row (mapping, state, timings) in one transaction, the event."""
+        self.plans.extend(p)
+        self.live.append(o)
         io_digests.adopt(o.digests)  # a worker's read-back digests: the record need not re-read the outputs
+        man = self.man
         if man is not None and it.slide_id is not None and o.status in STATE_OF:
             mo = ms = None
             if o.status in (Status.OK, Status.FAILED):
                 mo, ms = "; ".join(o.outputs) or it.pseudonym, o.status
             extra = []
-            if policy.in_place and o.status == Status.OK:
+            if self.policy.in_place and o.status == Status.OK:
                 extra = [os.fsencode(_abs(it.src.path.with_name(n))) for n in o.outputs]
             man.finish(
                 it.slide_id,
@@ -552,66 +586,84 @@ def _run(cfg, emit, key, kfp, mode, pmap, out, mapping_path, quarantine, sel, ma
                 seconds=o.timings.get("total", 0.0),
                 bytes_in=o.bytes_in,
                 bytes_written=o.bytes_written,
-                run_id=run_id,
+                run_id=self.run_id,
                 extra_files=extra,
                 full=it.full,
             )
-        emit("slide", index=len(live), label=o.input_label, outcome=o, source=it.src.path, display=it.display, size=it.size)
+        self.emit("slide", index=len(self.live), label=o.input_label, outcome=o, source=it.src.path, display=it.display, size=it.size)
 
-    scheduler = getattr(cfg, "scheduler", None)
-    if scheduler:
-        runner = W.run_dask(items, scheduler, target, dest, emit, on_submit)
-    elif cfg.workers > 1 and len(items) > 1:
-        runner = W.run_pool(items, cfg.workers, target, dest, emit, on_submit)
-    else:
+    def runner(self, items: list[Item]):
+        scheduler = getattr(self.cfg, "scheduler", None)
+        if scheduler:
+            return W.run_dask(items, scheduler, self.target, self.dest, self.emit, self.on_submit)
+        if self.cfg.workers > 1 and len(items) > 1:
+            return W.run_pool(items, self.cfg.workers, self.target, self.dest, self.emit, self.on_submit)
 
         def _serial():
             for it in items:
-                on_submit(it)
-                yield from W.run_serial([it], target, dest, emit)
+                self.on_submit(it)
+                yield from W.run_serial([it], self.target, self.dest, self.emit)
 
-        runner = _serial()
-    status = "finished"
-    try:
-        for it, o, p in runner:
-            commit(it, o, p)
-    except KeyboardInterrupt:
-        status = "interrupted"
-        close = getattr(runner, "close", None)
-        if close:
-            close()  # stops the pool (kills its workers)
+        return _serial()
+
+    def drive(self, items: list[Item], mapping_path) -> None:
+        """Process the items, committing each result; Ctrl-C stops the workers, requeues what was
+        running and leaves a regenerated report (the next run resumes)."""
+        runner = self.runner(items)
+        try:
+            for it, o, p in runner:
+                self.commit(it, o, p)
+        except KeyboardInterrupt:
+            close = getattr(runner, "close", None)
+            if close:
+                close()  # stops the pool (kills its workers)
+            man = self.man
+            if man is not None:
+                man.requeue_running()
+                man.end_run(self.run_id, "interrupted")
+                _clean_staging(self.out)
+                try:
+                    regenerate(man, self.out, mapping_path, self.cfg)
+                except WsianonError:
+                    pass
+                c = man.counts()
+                raise JobInterrupted(
+                    len([o for o in self.live if o.status in STATE_OF]),
+                    sum(c.get(s, 0) for s in ("ok", "quarantined", "error")),
+                    c.get("pending", 0),
+                ) from None
+            raise
+
+    def result(self, mapping_path, kfp) -> J.JobResult:
+        """The job's result: this run's outcomes, then those of slides done in earlier runs."""
+        man = self.man
+        report_path = None
         if man is not None:
-            man.requeue_running()
-            man.end_run(run_id, status)
-            _clean_staging(out)
-            try:
-                regenerate(man, out, mapping_path, cfg)
-            except WsianonError:
-                pass
-            c = man.counts()
-            raise JobInterrupted(
-                len([o for o in live if o.status in STATE_OF]), sum(c.get(s, 0) for s in ("ok", "quarantined", "error")), c.get("pending", 0)
-            ) from None
-        raise
-    report_path = None
-    if man is not None:
-        _clean_staging(out)  # what a lost worker left (every slide of this run is settled)
-        man.end_run(run_id, status)
-        report_path = regenerate(man, out, mapping_path, cfg)
-    outcomes = list(live)
-    done_now = {id(o) for o in live}
-    if man is not None:
-        labels_now = {o.input_label for o in live}
-        for r in man.rows():
-            if r.entry is not None and r.entry.get("slide") not in labels_now:
-                outcomes.append(_outcome_from_entry(r.entry))
-    has_mapping = mapping_path is not None and mapping_path.exists() and man is not None and bool(man.mapping_rows())
-    res = J.JobResult(outcomes, report_path, mapping_path if has_mapping else None, quarantine, plans)
-    res.already_done = already
-    res.processed = len(done_now)
-    res.skipped_inputs = len(man.skipped()) if man else 0
-    res.key_fingerprint = kfp
-    return res
+            _clean_staging(self.out)  # what a lost worker left (every slide of this run is settled)
+            man.end_run(self.run_id, "finished")
+            report_path = regenerate(man, self.out, mapping_path, self.cfg)
+        outcomes = list(self.live)
+        if man is not None:
+            labels_now = {o.input_label for o in self.live}
+            for row in man.rows():
+                if row.entry is not None and row.entry.get("slide") not in labels_now:
+                    outcomes.append(_outcome_from_entry(row.entry))
+        has_mapping = mapping_path is not None and mapping_path.exists() and man is not None and bool(man.mapping_rows())
+        res = J.JobResult(outcomes, report_path, mapping_path if has_mapping else None, self.quarantine, self.plans)
+        res.already_done = self.already
+        res.processed = len(self.live)
+        res.skipped_inputs = len(man.skipped()) if man else 0
+        res.key_fingerprint = kfp
+        return res
+
+
+def _unchanged(path, st) -> bool:
+    """The file has the size and modification time the manifest recorded."""
+    try:
+        s = os.stat(path)
+    except OSError:
+        return False
+    return s.st_size == st[0] and s.st_mtime_ns == st[1]
 
 
 def _record_error(man, run_id, src_b, rel, pseudo, fmt, reason, target, live, emit, path, c, label=None, display_rel=None):
