@@ -358,8 +358,6 @@ def convert_slide(source: Path, inv: Inventory, ctx: SlideContext, out_dir: Path
     instance is written once; the few attributes wsidicom adds while writing are removed by an
     in-place, same-length header rewrite. Pixel data is never read back or copied.
     """
-    from wsidicomizer import WsiDicomizer
-
     source = Path(source)
     out_dir = Path(out_dir)
     refuse_route(source, inv)
@@ -378,11 +376,33 @@ def convert_slide(source: Path, inv: Inventory, ctx: SlideContext, out_dir: Path
         identity = dataclasses.replace(identity, source_year=source_year(inv) or "")
     engine = Engine(profile, ctx.key, identity)
     result.identity, result.profile = identity, profile
-    seen_kinds: list[str] = []
+    tmp = Path(tempfile.mkdtemp(prefix=".wsidicomizer-", dir=out_dir))
+    try:
+        uids = KeyedUidGenerator(ctx.key, ctx.pseudonym)
+        conv = _convert(source, policy, uids, _post_processor(engine, scanner), tmp / "conv", workers, keep_thumbnail, result)
+        _report_associated(result, inv, policy, conv)
+        files = _written_instances(source, conv.created, policy)
+        _place_instances(files, out_dir, engine, scanner, conv.reencoded, result)
+        if not keep_thumbnail:
+            result.removals.append(Removal("image", "thumbnail", "not written (the native inventory removes it)"))
+        note = missing_levels_note(source, inv, [(w, h) for _o, w, h, kind, _p in files if kind == "VOLUME"])
+        if note:
+            result.notes.append(note)
+        _report_engine_and_pixels(result, engine, conv.transcoded, route.passthrough_note)
+        return result
+    except BaseException:
+        for p in result.files:
+            p.unlink(missing_ok=True)
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _post_processor(engine: Engine, scanner: Scanner):
+    """wsidicomizer's metadata post-processor: every dataset de-identified before it is written."""
 
     def post(dataset, _metadata):
         kind = _image_kind(dataset) or "VOLUME"
-        seen_kinds.append(kind)
         for op in getattr(dataset, "OpticalPathSequence", None) or []:
             if "ICCProfile" in op:  # closed world: colour data kept, every ICC text emptied
                 op.ICCProfile = icc.sanitize(bytes(op.ICCProfile))[0]
@@ -401,104 +421,130 @@ def convert_slide(source: Path, inv: Inventory, ctx: SlideContext, out_dir: Path
         item.ContributionDescription = str(item.ContributionDescription) + " " * RESERVE
         return dataset
 
-    tmp = Path(tempfile.mkdtemp(prefix=".wsidicomizer-", dir=out_dir))
-    uids = KeyedUidGenerator(ctx.key, ctx.pseudonym)
+    return post
+
+
+@dataclasses.dataclass
+class _Converted:
+    """What wsidicomizer wrote, and what its reader said about the source."""
+
+    created: list
+    transcoded: list
+    reencoded: object
+    had_label: bool
+    had_overview: bool
+
+
+def _open(source: Path, policy, uids, post, result: DicomResult):
+    """wsidicomizer's reader of the source (with --mpp when the slide states no pixel spacing)."""
+    from wsidicomizer import WsiDicomizer
+
     try:
-        conv = tmp / "conv"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        try:
+            return WsiDicomizer.open(source, include_confidential=False, uid_generator=uids, metadata_post_processor=post)
+        except Exception as exc:
+            extra = _mpp_metadata(source, policy) if "--mpp" in _reason(exc) else {}
+            if not extra:  # a slide's own pixel spacing always wins over --mpp
+                raise
+            wsi = WsiDicomizer.open(source, include_confidential=False, uid_generator=uids, metadata_post_processor=post, **extra)
+            assert policy.mpp is not None, "_mpp_metadata returns {} without --mpp"
+            result.notes.append(f"pixel spacing: the slide states none; --mpp {float(policy.mpp):g} µm/pixel used")
+            return wsi
+    except Exception as exc:
+        raise UnsupportedFormat(source, _reason(exc)) from None
+
+
+def _convert(source: Path, policy, uids, post, conv: Path, workers, keep_thumbnail: bool, result: DicomResult) -> _Converted:
+    """Write the instances wsidicomizer makes (only the associated images the policy keeps)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wsi = _open(source, policy, uids, post, result)
+        with wsi:
+            transcoded, reencoded = _reencoded_images(wsi)
+            had_label = bool(list(getattr(wsi, "labels", None) or []))
+            had_overview = bool(list(getattr(wsi, "overviews", None) or []))
+            if policy.label == "blank":
+                _set_blank_label(wsi)
             try:
-                try:
-                    wsi = WsiDicomizer.open(source, include_confidential=False, uid_generator=uids, metadata_post_processor=post)
-                except Exception as exc:
-                    extra = _mpp_metadata(source, policy) if "--mpp" in _reason(exc) else {}
-                    if not extra:  # a slide's own pixel spacing always wins over --mpp
-                        raise
-                    wsi = WsiDicomizer.open(source, include_confidential=False, uid_generator=uids, metadata_post_processor=post, **extra)
-                    assert policy.mpp is not None, "_mpp_metadata returns {} without --mpp"
-                    result.notes.append(f"pixel spacing: the slide states none; --mpp {float(policy.mpp):g} µm/pixel used")
+                created = wsi.save(
+                    conv,
+                    uid_generator=uids,
+                    workers=workers,
+                    include_labels=policy.label == "blank",
+                    include_overviews=policy.macro == "keep",
+                    include_thumbnails=keep_thumbnail,
+                )
+            except OSError as exc:
+                raise CorruptInput(source, f"conversion to DICOM failed: {exc.strerror or type(exc).__name__}") from None
             except Exception as exc:
                 raise UnsupportedFormat(source, _reason(exc)) from None
-            with wsi:
-                transcoded, reencoded = _reencoded_images(wsi)
-                had_label = bool(list(getattr(wsi, "labels", None) or []))
-                had_overview = bool(list(getattr(wsi, "overviews", None) or []))
-                if policy.label == "blank":
-                    _set_blank_label(wsi)
-                try:
-                    created = wsi.save(
-                        conv,
-                        uid_generator=uids,
-                        workers=workers,
-                        include_labels=policy.label == "blank",
-                        include_overviews=policy.macro == "keep",
-                        include_thumbnails=keep_thumbnail,
-                    )
-                except OSError as exc:
-                    raise CorruptInput(source, f"conversion to DICOM failed: {exc.strerror or type(exc).__name__}") from None
-                except Exception as exc:
-                    raise UnsupportedFormat(source, _reason(exc)) from None
-        # the native inventory knows associated images wsidicomizer's reader may not expose (BIF label)
-        inv_label = any(i.kind == "label" for i in inv.images)
-        inv_overview = any(i.kind in ("macro", "overview", "wholeslide") for i in inv.images)
-        if had_label or inv_label:
-            result.removals.append(Removal("image", "label", "replaced by blank" if policy.label == "blank" else "removed"))
-        if (had_overview or inv_overview) and (policy.macro != "keep" or not had_overview):
-            result.removals.append(Removal("image", "macro/overview", "removed"))
-            if policy.macro == "keep":
-                result.notes.append("--macro keep: the overview could not be kept (wsidicomizer's reader for this format does not expose it)")
-        if policy.macro == "keep" and had_overview:
-            result.notes.append("WARNING: the OVERVIEW image was kept (--macro keep); it may show the slide label")
-        files = []
-        blank_labels = 0
-        for p in sorted(Path(str(c)) for c in created):
-            ds, _span = read_header(p)
-            kind = _image_kind(ds) or "VOLUME"
-            if kind == "LABEL" and policy.label != "blank" or kind == "OVERVIEW" and policy.macro != "keep":
-                raise UnsupportedFormat(source, f"wsidicomizer wrote a {kind} instance although asked not to; refused")
-            if kind == "LABEL":  # only our blank label may be written: prove it by its pixels
-                if blank_labels or not _blank_frames(p):
-                    raise UnsupportedFormat(source, "wsidicomizer wrote a LABEL instance that is not the blank label; refused")
-                blank_labels += 1
-            files.append((_KIND_ORDER.get(kind, 9), -int(ds.get("TotalPixelMatrixColumns", 0) or 0), int(ds.get("TotalPixelMatrixRows", 0) or 0), kind, p))
-        files.sort(key=lambda t: t[:2])
-        files = [(o, -w, h, kind, p) for o, w, h, kind, p in files]
-        for n, (_o, _w, _h, kind, p) in enumerate(files, 1):
-            dest = out_dir / f"{n:04d}-{kind.lower()}.dcm"
-            if _fix_header_in_place(p, engine, scanner, reencoded):
-                os.replace(p, dest)
-            else:  # header grew: stream a rewritten copy (pixel data copied byte for byte)
-                ds, span = read_header(p)
-                _post_write_fixups(ds, engine, scanner, reencoded)
-                write_instance(ds, p, span, dest)
-            result.files.append(dest)
-            result.frame_map.append((None, dest))
-        if not keep_thumbnail:
-            result.removals.append(Removal("image", "thumbnail", "not written (the native inventory removes it)"))
-        note = missing_levels_note(source, inv, [(w, h) for _o, w, h, kind, _p in files if kind == "VOLUME"])
-        if note:
-            result.notes.append(note)
-        result.removals.extend(engine.removals.values())
-        scrubbed = sorted({r.name for r in engine.removals.values() if r.action.endswith("held a source value")})
-        if scrubbed:
-            result.notes.append(
-                f"value scrub: {len(scrubbed)} attribute(s) still held a source value after the Annex E "
-                f"profile and were given a dummy, blanked or removed by their Type: {', '.join(scrubbed)}"
-            )
-        if transcoded:
-            result.transcoded = True
-            result.notes.append(
-                "transcoded: wsidicomizer decoded and re-encoded " + ", ".join(transcoded) + " with its default "
-                "encoder (lossy JPEG), because its reader for this format yields pixels rather than tiles or the "
-                "source codec is not allowed in DICOM; declared in each such instance as DerivationCodeSequence "
-                "DCM 113040 Lossy Compression"
-            )
-        else:
-            result.notes.append(route.passthrough_note)
-        return result
-    except BaseException:
-        for p in result.files:
-            p.unlink(missing_ok=True)
-        raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    return _Converted(list(created), transcoded, reencoded, had_label, had_overview)
+
+
+def _report_associated(result: DicomResult, inv: Inventory, policy, conv: _Converted) -> None:
+    """Label and macro/overview as the report says them (the native inventory knows associated
+    images wsidicomizer's reader may not expose, e.g. the BIF label)."""
+    inv_label = any(i.kind == "label" for i in inv.images)
+    inv_overview = any(i.kind in ("macro", "overview", "wholeslide") for i in inv.images)
+    if conv.had_label or inv_label:
+        result.removals.append(Removal("image", "label", "replaced by blank" if policy.label == "blank" else "removed"))
+    if (conv.had_overview or inv_overview) and (policy.macro != "keep" or not conv.had_overview):
+        result.removals.append(Removal("image", "macro/overview", "removed"))
+        if policy.macro == "keep":
+            result.notes.append("--macro keep: the overview could not be kept (wsidicomizer's reader for this format does not expose it)")
+    if policy.macro == "keep" and conv.had_overview:
+        result.notes.append("WARNING: the OVERVIEW image was kept (--macro keep); it may show the slide label")
+
+
+def _written_instances(source: Path, created: list, policy) -> list[tuple]:
+    """The instances written, checked against the policy (a LABEL only as our blank one, an
+    OVERVIEW only with --macro keep), as (order, width, height, kind, path) in output order."""
+    files = []
+    blank_labels = 0
+    for p in sorted(Path(str(c)) for c in created):
+        ds, _span = read_header(p)
+        kind = _image_kind(ds) or "VOLUME"
+        if kind == "LABEL" and policy.label != "blank" or kind == "OVERVIEW" and policy.macro != "keep":
+            raise UnsupportedFormat(source, f"wsidicomizer wrote a {kind} instance although asked not to; refused")
+        if kind == "LABEL":  # only our blank label may be written: prove it by its pixels
+            if blank_labels or not _blank_frames(p):
+                raise UnsupportedFormat(source, "wsidicomizer wrote a LABEL instance that is not the blank label; refused")
+            blank_labels += 1
+        files.append((_KIND_ORDER.get(kind, 9), -int(ds.get("TotalPixelMatrixColumns", 0) or 0), int(ds.get("TotalPixelMatrixRows", 0) or 0), kind, p))
+    files.sort(key=lambda t: t[:2])
+    return [(o, -w, h, kind, p) for o, w, h, kind, p in files]
+
+
+def _place_instances(files: list[tuple], out_dir: Path, engine: Engine, scanner: Scanner, reencoded, result: DicomResult) -> None:
+    """Each instance's header fixed after writing (in place when it fits), then named NNNN-kind.dcm."""
+    for n, (_o, _w, _h, kind, p) in enumerate(files, 1):
+        dest = out_dir / f"{n:04d}-{kind.lower()}.dcm"
+        if _fix_header_in_place(p, engine, scanner, reencoded):
+            os.replace(p, dest)
+        else:  # header grew: stream a rewritten copy (pixel data copied byte for byte)
+            ds, span = read_header(p)
+            _post_write_fixups(ds, engine, scanner, reencoded)
+            write_instance(ds, p, span, dest)
+        result.files.append(dest)
+        result.frame_map.append((None, dest))
+
+
+def _report_engine_and_pixels(result: DicomResult, engine: Engine, transcoded: list, passthrough_note: str) -> None:
+    """The engine's removals and value scrub, and whether pixels were passed through or transcoded."""
+    result.removals.extend(engine.removals.values())
+    scrubbed = sorted({r.name for r in engine.removals.values() if r.action.endswith("held a source value")})
+    if scrubbed:
+        result.notes.append(
+            f"value scrub: {len(scrubbed)} attribute(s) still held a source value after the Annex E "
+            f"profile and were given a dummy, blanked or removed by their Type: {', '.join(scrubbed)}"
+        )
+    if transcoded:
+        result.transcoded = True
+        result.notes.append(
+            "transcoded: wsidicomizer decoded and re-encoded " + ", ".join(transcoded) + " with its default "
+            "encoder (lossy JPEG), because its reader for this format yields pixels rather than tiles or the "
+            "source codec is not allowed in DICOM; declared in each such instance as DerivationCodeSequence "
+            "DCM 113040 Lossy Compression"
+        )
+    else:
+        result.notes.append(passthrough_note)
