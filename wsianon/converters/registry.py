@@ -107,6 +107,13 @@ class FormatSpec:
             if own != (self.name, self.title, self.openslide_vendor, self.extension):
                 raise TypeError(f"format {self.name!r}: the redactor's name/title/vendor/extension {own} disagree with its spec")
 
+    @classmethod
+    def native(
+        cls, redactor: NativeConverter, verification: ModuleType | VerifiedBy, dicom: DicomRoute, closed_world: ClosedWorld, generic: bool = False
+    ) -> FormatSpec:
+        """The spec of a native format: its name, title, OpenSlide vendor and extension are the redactor's own."""
+        return cls(redactor.name, redactor.title, redactor.openslide_vendor, redactor.extension, redactor, verification, dicom, closed_world, generic)
+
     @property
     def hook(self) -> ModuleType | None:
         """The format's verification module, or None where the shared checks are the whole proof."""

@@ -7,14 +7,8 @@ from wsianon.converters.aperio.redactor import AperioConverter
 from wsianon.converters.registry import ClosedWorld, DicomRoute, DicomVia, FormatSpec
 from wsianon.verify.formats import aperio as checks
 
-_R = AperioConverter()
-
-SPEC: FormatSpec = FormatSpec(
-    name=_R.name,
-    title=_R.title,
-    openslide_vendor=_R.openslide_vendor,
-    extension=_R.extension,
-    redactor=_R,
+SPEC: FormatSpec = FormatSpec.native(
+    AperioConverter(),
     verification=checks,
     dicom=DicomRoute(DicomVia.WSIDICOMIZER),
     closed_world=ClosedWorld.TIFF,

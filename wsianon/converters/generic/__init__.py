@@ -6,14 +6,8 @@
 from wsianon.converters.generic.redactor import GenericTiffConverter
 from wsianon.converters.registry import SHARED_CHECKS_SUFFICE, ClosedWorld, DicomRoute, DicomVia, FormatSpec
 
-_R = GenericTiffConverter()
-
-SPEC: FormatSpec = FormatSpec(
-    name=_R.name,
-    title=_R.title,
-    openslide_vendor=_R.openslide_vendor,
-    extension=_R.extension,
-    redactor=_R,
+SPEC: FormatSpec = FormatSpec.native(
+    GenericTiffConverter(),
     verification=SHARED_CHECKS_SUFFICE,
     dicom=DicomRoute(DicomVia.WSIDICOMIZER),
     closed_world=ClosedWorld.TIFF,

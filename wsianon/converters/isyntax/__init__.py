@@ -8,14 +8,8 @@ from wsianon.converters.isyntax.redactor import ISyntaxConverter, dicom_prefligh
 from wsianon.converters.registry import ClosedWorld, DicomRoute, DicomVia, FormatSpec
 from wsianon.verify.formats import isyntax as checks
 
-_R = ISyntaxConverter()
-
-SPEC: FormatSpec = FormatSpec(
-    name=_R.name,
-    title=_R.title,
-    openslide_vendor=_R.openslide_vendor,
-    extension=_R.extension,
-    redactor=_R,
+SPEC: FormatSpec = FormatSpec.native(
+    ISyntaxConverter(),
     verification=checks,
     dicom=DicomRoute(DicomVia.PYISYNTAX, preflight=dicom_preflight),
     closed_world=ClosedWorld.NONE,

@@ -7,14 +7,8 @@ from wsianon.converters.leica.redactor import LeicaConverter
 from wsianon.converters.registry import ClosedWorld, DicomRoute, DicomVia, FormatSpec
 from wsianon.verify.formats import leica as checks
 
-_R = LeicaConverter()
-
-SPEC: FormatSpec = FormatSpec(
-    name=_R.name,
-    title=_R.title,
-    openslide_vendor=_R.openslide_vendor,
-    extension=_R.extension,
-    redactor=_R,
+SPEC: FormatSpec = FormatSpec.native(
+    LeicaConverter(),
     verification=checks,
     dicom=DicomRoute(DicomVia.WSIDICOMIZER),
     closed_world=ClosedWorld.TIFF,

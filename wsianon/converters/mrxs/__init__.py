@@ -26,14 +26,8 @@ from wsianon.converters.registry import ClosedWorld, DicomRoute, DicomVia, Forma
 from wsianon.io.jpeg_images import jpeg_text_segments
 from wsianon.verify.formats import mrxs as checks
 
-_R = MrxsConverter()
-
-SPEC: FormatSpec = FormatSpec(
-    name=_R.name,
-    title=_R.title,
-    openslide_vendor=_R.openslide_vendor,
-    extension=_R.extension,
-    redactor=_R,
+SPEC: FormatSpec = FormatSpec.native(
+    MrxsConverter(),
     verification=checks,
     dicom=DicomRoute(DicomVia.WSIDICOMIZER),
     closed_world=ClosedWorld.MRXS,

@@ -8,14 +8,8 @@ from wsianon.converters.ndpi.dicom import PASSTHROUGH_NOTE, level_sizes
 from wsianon.converters.ndpi.redactor import NdpiConverter
 from wsianon.converters.registry import SHARED_CHECKS_SUFFICE, ClosedWorld, DicomRoute, DicomVia, FormatSpec
 
-_R = NdpiConverter()
-
-SPEC: FormatSpec = FormatSpec(
-    name=_R.name,
-    title=_R.title,
-    openslide_vendor=_R.openslide_vendor,
-    extension=_R.extension,
-    redactor=_R,
+SPEC: FormatSpec = FormatSpec.native(
+    NdpiConverter(),
     verification=SHARED_CHECKS_SUFFICE,
     dicom=DicomRoute(DicomVia.WSIDICOMIZER, level_sizes=level_sizes, passthrough_note=PASSTHROUGH_NOTE),
     closed_world=ClosedWorld.TIFF,

@@ -7,14 +7,8 @@ from wsianon.converters.philips.redactor import PhilipsConverter
 from wsianon.converters.registry import ClosedWorld, DicomRoute, DicomVia, FormatSpec
 from wsianon.verify.formats import philips as checks
 
-_R = PhilipsConverter()
-
-SPEC: FormatSpec = FormatSpec(
-    name=_R.name,
-    title=_R.title,
-    openslide_vendor=_R.openslide_vendor,
-    extension=_R.extension,
-    redactor=_R,
+SPEC: FormatSpec = FormatSpec.native(
+    PhilipsConverter(),
     verification=checks,
     dicom=DicomRoute(DicomVia.WSIDICOMIZER),
     closed_world=ClosedWorld.TIFF,

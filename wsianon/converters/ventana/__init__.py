@@ -8,14 +8,8 @@ from wsianon.converters.ventana.redactor import VentanaConverter
 from wsianon.converters.registry import ClosedWorld, DicomRoute, DicomVia, FormatSpec
 from wsianon.verify.formats import ventana as checks
 
-_R = VentanaConverter()
-
-SPEC: FormatSpec = FormatSpec(
-    name=_R.name,
-    title=_R.title,
-    openslide_vendor=_R.openslide_vendor,
-    extension=_R.extension,
-    redactor=_R,
+SPEC: FormatSpec = FormatSpec.native(
+    VentanaConverter(),
     verification=checks,
     dicom=DicomRoute(DicomVia.WSIDICOMIZER, refuse=refuse_overlapping_tiles),
     closed_world=ClosedWorld.TIFF,
