@@ -190,6 +190,44 @@ def dirty_segments(data: bytes) -> list[Segment]:
     return out
 
 
+def clean_by_known_header(data: bytes, known: list[bytes]) -> bool:
+    """True when ``data`` provably has no dirty segment without walking it: it starts with one of
+    ``known`` (headers, to the end of the first SOS, of streams :func:`dirty_segments` found clean)
+    and the first marker after that header is an EOI followed by nothing or by zero bytes only.
+    :func:`dirty_segments` would then find the same header segments (its parse of them depends only
+    on those bytes), no further segment, and no non-zero trailing byte.  False means "not proven
+    here": the caller walks the stream.  The marker search is the one of ``_NEXT_MARKER`` (0xFF
+    followed by anything but a stuffed zero, a restart marker or another 0xFF), done with numpy."""
+    import numpy as np
+
+    for hdr in known:
+        if data.startswith(hdr):
+            a = np.frombuffer(data, dtype=np.uint8)[len(hdr) :]
+            if len(a) < 2:
+                return False
+            pos = np.flatnonzero(a[:-1] == 0xFF)
+            nxt = a[pos + 1]
+            hit = pos[(nxt != 0) & ((nxt < 0xD0) | (nxt > 0xD7)) & (nxt != 0xFF)]
+            if not len(hit):
+                return False
+            m = int(hit[0])
+            return int(a[m + 1]) == EOI and not a[m + 2 :].any()
+    return False
+
+
+def learn_clean_header(data: bytes, known: list[bytes], limit: int = 8) -> None:
+    """Remember the header (to the end of its first SOS) of a stream found clean, for
+    :func:`clean_by_known_header` (at most ``limit`` headers: an image's frames share a few)."""
+    if len(known) >= limit:
+        return
+    try:
+        segs, complete = header_segments(data)
+    except JpegError:
+        return
+    if complete and segs and segs[-1].marker == SOS and data[: segs[-1].end] not in known:
+        known.append(data[: segs[-1].end])
+
+
 def marker_name(marker: int) -> str:
     if marker == COM:
         return "COM"

@@ -11,7 +11,7 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 
 from wsianon.io.dicomframes import decode_rgb, iter_frames
-from wsianon.io.jpeg import JpegError, dirty_segments, is_jpeg, marker_name, normalized
+from wsianon.io.jpeg import JpegError, clean_by_known_header, dirty_segments, is_jpeg, learn_clean_header, marker_name, normalized
 from wsianon.verify.dicom.common import J2K_TIFF_CODECS, JPEG_TIFF_CODECS, Checks, image_kind, read_dataset
 from wsianon.verify.dicom.decode import (
     JPEG_TS,
@@ -303,18 +303,11 @@ def _digest_frames(path: Path, scrub: bool = False) -> list[bytes]:
 
 def check_frame_segments(files: list[Path], verdict: Checks) -> None:
     """No JPEG frame keeps a COM / APPn payload (anything but JFIF and Adobe)."""
-    bad, frames = [], 0
+    bad: list[str] = []
+    frames = 0
     for path in files:
         try:
-            for i, f in enumerate(iter_frames(path)):
-                frames += 1
-                if is_jpeg(f):
-                    try:
-                        dirty = dirty_segments(f)
-                    except JpegError:
-                        continue  # multi-fragment frames and other codecs: judged by the frame checks
-                    if dirty:
-                        bad.append(f"{path.name} frame {i}: {', '.join(sorted({marker_name(s.marker) for s in dirty}))}")
+            frames += _frame_segments(path, bad)
         except Exception as exc:
             bad.append(f"{path.name}: frames unreadable ({type(exc).__name__})")
     verdict.add(
@@ -322,6 +315,39 @@ def check_frame_segments(files: list[Path], verdict: Checks) -> None:
         not bad,
         "; ".join(bad[:5]) if bad else f"{frames} frames: no JPEG comment or application segment with content",
     )
+
+
+def _frames_of(path: Path):
+    """Every frame's bytes: one fragment per frame read straight from its item (offsets from the
+    item headers), else pydicom's frame generator."""
+    ds = read_dataset(path)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        frags = _fragments(fd, path, ds)
+        for off, ln in frags or []:
+            yield os.pread(fd, ln, off)
+    finally:
+        os.close(fd)
+    if frags is None:
+        yield from iter_frames(path)
+
+
+def _frame_segments(path: Path, bad: list[str]) -> int:
+    known: list[bytes] = []  # headers of frames found clean: their repeats need no walk
+    n = 0
+    for i, f in enumerate(_frames_of(path)):
+        n += 1
+        if not is_jpeg(f) or clean_by_known_header(f, known):
+            continue
+        try:
+            dirty = dirty_segments(f)
+        except JpegError:
+            continue  # multi-fragment frames and other codecs: judged by the frame checks
+        if dirty:
+            bad.append(f"{path.name} frame {i}: {', '.join(sorted({marker_name(s.marker) for s in dirty}))}")
+        else:
+            learn_clean_header(f, known)
+    return n
 
 
 def check_frames_dicom(sources: list[Path], outputs: list[tuple[Path, Dataset]], verdict: Checks) -> None:
