@@ -28,6 +28,42 @@ def _is_deid_item(item: Dataset) -> bool:
     return False
 
 
+def _walk_sequence(
+    elem, kw: str, name: str, action: str, profile: DicomProfile, source_values: set[str], source_uids: set[str], problems: list[str], path: tuple[str, ...]
+) -> int:
+    """A sequence element: its own action (X, Z), then its items (our De-identifying Equipment item skipped)."""
+    if action == "X" and not (kw == "ContributingEquipmentSequence" and path == ()):
+        problems.append(f"{name} present (profile: remove)")
+    if action == "Z" and len(elem.value):
+        problems.append(f"{name} has items (profile: empty)")
+    n = 0
+    for item in elem.value:
+        if kw == "ContributingEquipmentSequence" and _is_deid_item(item):
+            continue
+        n += walk_profile(item, profile, source_values, source_uids, problems, path + (kw,))
+    return n
+
+
+def _check_values(elem, name: str, action: str, source_values: set[str], source_uids: set[str], problems: list[str]) -> None:
+    """A non-sequence element's values against its action (K, X, Z, U) and the source's values."""
+    vals = element_values(elem)
+    if action == "K":
+        return
+    if action == "X":
+        problems.append(f"{name} present (profile: remove)")
+        return
+    if action == "Z" and vals and elem.keyword not in IDENTITY_KWS:
+        problems.append(f"{name} not empty (profile: empty)")
+    if action == "U":
+        for v in vals:
+            if v in source_uids or not (v.startswith("2.25.") or v.startswith(REGISTRY)):
+                problems.append(f"{name} UID not replaced")
+    for v in vals:
+        if v in source_values:
+            problems.append(f"{name} still holds a source value")
+            break
+
+
 def walk_profile(ds: Dataset, profile: DicomProfile, source_values: set[str], source_uids: set[str], problems: list[str], path: tuple[str, ...] = ()) -> int:
     n = 0
     for elem in ds:
@@ -43,29 +79,7 @@ def walk_profile(ds: Dataset, profile: DicomProfile, source_values: set[str], so
             continue
         action, _rule = profile.action(int(tag), path, elem.keyword or "")
         if elem.VR == "SQ":
-            if action == "X" and not (kw == "ContributingEquipmentSequence" and path == ()):
-                problems.append(f"{name} present (profile: remove)")
-            if action == "Z" and len(elem.value):
-                problems.append(f"{name} has items (profile: empty)")
-            for item in elem.value:
-                if kw == "ContributingEquipmentSequence" and _is_deid_item(item):
-                    continue
-                n += walk_profile(item, profile, source_values, source_uids, problems, path + (kw,))
-            continue
-        vals = element_values(elem)
-        if action == "K":
-            continue
-        if action == "X":
-            problems.append(f"{name} present (profile: remove)")
-            continue
-        if action == "Z" and vals and elem.keyword not in IDENTITY_KWS:
-            problems.append(f"{name} not empty (profile: empty)")
-        if action == "U":
-            for v in vals:
-                if v in source_uids or not (v.startswith("2.25.") or v.startswith(REGISTRY)):
-                    problems.append(f"{name} UID not replaced")
-        for v in vals:
-            if v in source_values:
-                problems.append(f"{name} still holds a source value")
-                break
+            n += _walk_sequence(elem, kw, name, action, profile, source_values, source_uids, problems, path)
+        else:
+            _check_values(elem, name, action, source_values, source_uids, problems)
     return n
