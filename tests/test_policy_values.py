@@ -72,3 +72,26 @@ def test_slide_statuses_and_states_are_enums_that_serialize_as_words():
     assert STATE_OF_STATUS[Status.FAILED] == State.QUARANTINED == "quarantined"
     assert STATE_OF_STATUS["ok"] == "ok"  # plain words from an older manifest still map
     assert set(DONE_STATES) == {"ok", "quarantined", "skipped"}
+
+
+def test_every_image_kind_a_redactor_can_name_is_an_image_kind():
+    import re
+
+    from wsianon.converters.decisions import ImageDecision, ImageKind
+    from wsianon.profiles import load
+
+    # the words the rules map associated images to (MRXS records, generic TIFF names, DPUfsImport types)
+    words = set(load("mrxs")["associated"].values()) | {"label", "macro", "overview", "other", "unknown", "thumbnail", "map", "preview"}
+    for w in words:
+        assert ImageDecision(w, "x", True).kind is ImageKind(w)
+    pattern = load("generic")["associated_pattern"]
+    for alt in re.findall(r"\((?:\?i\))?\\b\(([^)]*)\)", pattern)[0].split("|"):
+        word = alt.replace(" ?", "").lower()
+        kind = "label" if word in ("slidelabel", "barcode") else word
+        assert ImageKind(kind)
+    try:
+        ImageDecision("photo", "x", True)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("an unknown kind must be refused where the decision is made")

@@ -70,6 +70,7 @@ class ImageKind(StrEnum):
     OVERVIEW = "overview"
     WHOLESLIDE = "wholeslide"
     UNKNOWN = "unknown"  # an IFD no rule recognises (removed, fail-closed)
+    OTHER = "other"  # a Philips/iSyntax image object of a type no rule names (removed, fail-closed)
 
 
 @dataclass(init=False)
