@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import warnings
 import struct
 from dataclasses import dataclass
@@ -168,15 +167,8 @@ def scrub_frames(path: Path) -> int:
     if span is None or not span.encapsulated:
         return 0
     n = 0
-    import mmap
-
     fd = os.open(path, os.O_RDWR)
-    mm = None
     try:
-        try:
-            mm = mmap.mmap(fd, 0, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0), prot=mmap.PROT_READ)
-        except (OSError, ValueError):
-            mm = None  # the per-frame walk alone
         head = os.pread(fd, 12, span.offset)
         vr = head[4:6]
         pos = span.offset + (12 if vr in _LONG_VRS else 8)
@@ -186,7 +178,7 @@ def scrub_frames(path: Path) -> int:
             ig, ie, ilen = struct.unpack("<HHI", os.pread(fd, 8, pos))
             if (ig, ie) != (0xFFFE, 0xE000) or ilen == 0xFFFFFFFF:
                 break
-            if not first and ilen and not (mm is not None and _frame_clean(mm, pos + 8, pos + 8 + ilen)):
+            if not first and ilen:  # the first item is the Basic Offset Table
                 for s in stream_spans(fd, pos + 8, ilen, known):
                     os.pwrite(fd, bytes(s.length), s.offset)
                     n += 1
@@ -195,32 +187,5 @@ def scrub_frames(path: Path) -> int:
         if n:
             os.fsync(fd)
     finally:
-        if mm is not None:
-            mm.close()
         os.close(fd)
     return n
-
-
-# 0xFF followed by a byte that may start a segment whose payload gets zeroed (see
-# wsianon.io.jpeg.essential): anything but a stuffed zero, a fill byte, TEM, SOF*/DHT, RSTn,
-# SOI, SOS, DQT, DNL, DRI; EOI (D9) is matched too, to find the first one in the same scan.
-# Entropy-coded data holds only FF 00 and RSTn pairs.
-_MAYBE_NONESSENTIAL = re.compile(rb"\xff[^\x00\x01\xc0-\xc7\xc9-\xcb\xcd-\xcf\xd0-\xd8\xda-\xdd\xff]")
-
-
-def _frame_clean(buf, start: int, end: int) -> bool:
-    """True only when the JPEG frame at ``buf[start:end]`` provably has nothing to zero: no byte
-    pair that could open a non-essential segment (an APP0 "JFIF" directly after SOI excepted) and
-    nothing but zero padding after its first EOI. False means "walk it" (``stream_spans``)."""
-    if end - start < 4 or buf[start : start + 2] != b"\xff\xd8":
-        return False
-    pos = start + 2
-    if buf[pos : pos + 2] == b"\xff\xe0" and pos + 9 <= end and buf[pos + 4 : pos + 9] == b"JFIF\0":
-        pos += 2 + ((buf[pos + 2] << 8) | buf[pos + 3])
-    if pos > end:
-        return False
-    eoi = _MAYBE_NONESSENTIAL.search(buf, pos, end)  # one scan: the first hit must be the EOI
-    if eoi is None or eoi.group() != b"\xff\xd9":
-        return False
-    rest = end - eoi.end()
-    return rest == 0 or (rest <= 16 and not any(buf[eoi.end() : end]))
