@@ -36,6 +36,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from wsianon.profiles import load
+from wsianon.verify.formats.isyntax import _terminator
 
 _CHUNK = 8 << 20
 SEEK_TABLE = (0x301D, 0x2015)
@@ -65,18 +66,6 @@ def _rules() -> dict:
         "xattr": {k: re.compile(v) for k, v in r["xml_attribute_patterns"].items()},
         "tags": tags,
     }
-
-
-def _terminator(fd: int) -> int | None:
-    pos = 0
-    while True:
-        buf = os.pread(fd, _CHUNK, pos)
-        if not buf:
-            return None
-        i = buf.find(b"\x04")
-        if i >= 0:
-            return pos + i
-        pos += len(buf)
 
 
 class TableError(ValueError):
