@@ -177,3 +177,24 @@ def report_fields(plan: Plan, fields: list[FieldDecision]) -> None:
 
 
 __all__ = ["Action", "Decisions", "FieldDecision", "ImageDecision", "TagEdit", "report_fields"]
+
+
+def apply_tag_edits(ts, ifd, edits: list[TagEdit], fp, plan: Plan, appender, source: Path) -> None:
+    """Carry out one IFD's decided tag edits as byte patches of ``fp`` ("set": the new value, in
+    place or appended; "blank": the value bytes zeroed; "zero": an inline value zeroed) and report
+    their fields.  An entry that is no longer there means the file changed since analysis."""
+    from wsianon.errors import CorruptInput
+    from wsianon.io import tiffedit
+    from wsianon.io.plan import Patch
+
+    for edit in edits:
+        entry = ifd.get(edit.tag)
+        if entry is None:
+            raise CorruptInput(source, "the file changed between inspection and redaction")
+        if edit.op == "set":
+            fp.patches += tiffedit.set_bytes(ts, entry, edit.data, edit.reason, appender)
+        elif edit.op == "blank":
+            fp.patches += tiffedit.blank_entry(ts, entry, edit.reason)
+        elif edit.op == "zero":
+            fp.patches.append(Patch(entry.value_offset, entry.size, None, edit.reason))
+        report_fields(plan, edit.fields)

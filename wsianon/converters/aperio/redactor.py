@@ -15,7 +15,7 @@ from pathlib import Path
 
 from wsianon.converters._tiffmeta import tiff_datetime_for_policy
 from wsianon.converters.base import Field, Inventory, NativeConverter, SlideContext
-from wsianon.converters.decisions import Action, Decisions, ImageDecision, TagEdit, report_fields
+from wsianon.converters.decisions import Action, Decisions, ImageDecision, TagEdit, apply_tag_edits
 from wsianon.errors import CorruptInput
 from wsianon.io import tiffedit
 from wsianon.io.plan import FilePlan, Patch, Plan
@@ -237,15 +237,7 @@ class AperioConverter(NativeConverter):
                     plan.remove("image", "label", "replaced by blank image", where)
                 if image is not None and image.kind == "macro" and image.action is Action.KEEP:
                     plan.notes.append("macro image kept on request: it usually shows the slide label")
-                for edit in edits.get(ifd.index, []):
-                    entry = ifd.get(edit.tag)
-                    if entry is None:
-                        raise CorruptInput(path, "the file changed between inspection and redaction")
-                    if edit.op == "set":
-                        fp.patches += tiffedit.set_bytes(ts, entry, edit.data, edit.reason, appender)
-                    elif edit.op == "blank":
-                        fp.patches += tiffedit.blank_entry(ts, entry, edit.reason)
-                    report_fields(plan, edit.fields)
+                apply_tag_edits(ts, ifd, edits.get(ifd.index, []), fp, plan, appender, path)
             if remove:
                 fp.patches += tiffedit.unlink_ifds(ts, remove, "associated image unlinked")
             fp.append = appender.data

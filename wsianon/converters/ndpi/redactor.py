@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Literal
 
 from wsianon.converters.base import Field, Inventory, NativeConverter, SlideContext
-from wsianon.converters.decisions import Action, Decisions, ImageDecision, TagEdit, report_fields
+from wsianon.converters.decisions import Action, Decisions, ImageDecision, TagEdit, apply_tag_edits
 from wsianon.errors import CorruptInput, UnsupportedFormat
 from wsianon.io import tiffedit
-from wsianon.io.plan import FilePlan, Patch, Plan
+from wsianon.io.plan import FilePlan, Plan
 from wsianon.io.tiff import IFD, Kind, TiffStructure
 from wsianon.profiles import load
 from wsianon.profiles.policy import Policy, year_only
@@ -236,15 +236,7 @@ class NdpiConverter(NativeConverter):
                     remove.add(ifd.index)
                     fp.patches += tiffedit.wipe_image_data(ts, ifd, f"{image.kind} pixels destroyed")
                     plan.remove("image", image.kind, "wiped+unlinked", where)
-                for edit in edits.get(ifd.index, []):
-                    entry = ifd.get(edit.tag)
-                    if entry is None:
-                        raise CorruptInput(path, "the file changed between inspection and redaction")
-                    if edit.op == "set":
-                        fp.patches += tiffedit.set_bytes(ts, entry, edit.data, edit.reason, appender)
-                    elif edit.op == "zero":
-                        fp.patches.append(Patch(entry.value_offset, entry.size, None, edit.reason))
-                    report_fields(plan, edit.fields)
+                apply_tag_edits(ts, ifd, edits.get(ifd.index, []), fp, plan, appender, path)
             if remove:
                 if len(remove) == len(ts.ifds):
                     raise CorruptInput(path, "NDPI without any pyramid level")
