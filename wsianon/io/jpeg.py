@@ -190,28 +190,35 @@ def dirty_segments(data: bytes) -> list[Segment]:
     return out
 
 
+def marker_positions(buf):
+    """Positions p in ``buf`` (but the last byte) where 0xFF is followed by a byte that starts a
+    marker after entropy-coded data: not a stuffed zero, a restart marker or another 0xFF (the set
+    ``_NEXT_MARKER`` matches), as a numpy array — a vectorised search over whole buffers."""
+    import numpy as np
+
+    a = np.frombuffer(buf, dtype=np.uint8)
+    if len(a) < 2:
+        return np.zeros(0, dtype=np.int64)
+    pos = np.flatnonzero(a[:-1] == 0xFF)
+    nxt = a[pos + 1]
+    keep = (nxt != 0) & ((nxt < 0xD0) | (nxt > 0xD7)) & (nxt != 0xFF)
+    return pos[keep]
+
+
 def clean_by_known_header(data: bytes, known: list[bytes]) -> bool:
     """True when ``data`` provably has no dirty segment without walking it: it starts with one of
     ``known`` (headers, to the end of the first SOS, of streams :func:`dirty_segments` found clean)
     and the first marker after that header is an EOI followed by nothing or by zero bytes only.
     :func:`dirty_segments` would then find the same header segments (its parse of them depends only
     on those bytes), no further segment, and no non-zero trailing byte.  False means "not proven
-    here": the caller walks the stream.  The marker search is the one of ``_NEXT_MARKER`` (0xFF
-    followed by anything but a stuffed zero, a restart marker or another 0xFF), done with numpy."""
-    import numpy as np
-
+    here": the caller walks the stream."""
     for hdr in known:
         if data.startswith(hdr):
-            a = np.frombuffer(data, dtype=np.uint8)[len(hdr) :]
-            if len(a) < 2:
-                return False
-            pos = np.flatnonzero(a[:-1] == 0xFF)
-            nxt = a[pos + 1]
-            hit = pos[(nxt != 0) & ((nxt < 0xD0) | (nxt > 0xD7)) & (nxt != 0xFF)]
+            hit = marker_positions(memoryview(data)[len(hdr) :])
             if not len(hit):
                 return False
-            m = int(hit[0])
-            return int(a[m + 1]) == EOI and not a[m + 2 :].any()
+            m = len(hdr) + int(hit[0])
+            return data[m + 1] == EOI and not any(data[m + 2 :])
     return False
 
 
@@ -282,8 +289,7 @@ def stream_spans(fd: int, offset: int, length: int, known: list[bytes] | None = 
             # a stream read whole: the full path walks it; the same answer ([]) when the first
             # marker after the (clean) header is an EOI followed by zeros only (a DICOM item's
             # even-length padding) or by nothing
-            mk = _NEXT_MARKER.search(data, len(hdr)) if data.startswith(hdr) else None
-            if mk is not None and data[mk.start() + 1] == EOI and not any(data[mk.start() + 2 :]):
+            if clean_by_known_header(data, [hdr]):
                 return []
             break
     try:

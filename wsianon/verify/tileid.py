@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import xxhash
 
-from wsianon.io.jpeg import JpegError, header_segments, is_jpeg, normalized, scrub
+from wsianon.io.jpeg import JpegError, is_jpeg, learn_clean_header, marker_positions, normalized, scrub
 from wsianon.profiles import tifffile_open
 
 SCRUB_MAX = 64 << 20  # larger streams (NDPI strips): only their first SCRUB_MAX bytes are normalized
@@ -90,19 +90,6 @@ def level_pages(path: Path, fmt: str, dims: set[tuple[int, int]]) -> list[Page] 
             return out
     except Exception:
         return None
-
-
-def _marker_positions(buf) -> np.ndarray:
-    """Positions p in ``buf`` (but the last byte) where 0xFF is followed by a byte that starts a
-    marker after entropy-coded data: not a stuffed zero, a restart marker or another 0xFF (the
-    same set ``wsianon.io.jpeg`` searches with its regular expression)."""
-    a = np.frombuffer(buf, dtype=np.uint8)
-    if len(a) < 2:
-        return np.zeros(0, dtype=np.int64)
-    pos = np.flatnonzero(a[:-1] == 0xFF)
-    nxt = a[pos + 1]
-    keep = (nxt != 0) & ((nxt < 0xD0) | (nxt > 0xD7)) & (nxt != 0xFF)
-    return pos[keep]
 
 
 @dataclass
@@ -193,7 +180,7 @@ class Feeder:
                     self._raw_batch(st, mv, c0, k, kk)
                 else:
                     if markers is None:
-                        markers = _marker_positions(mv)
+                        markers = marker_positions(mv)
                     self._scrub_batch(st, mv, c0, k, kk, markers)
                 k = kk
                 continue
@@ -207,7 +194,7 @@ class Feeder:
             if whole:
                 # a whole tile, no clean header known yet: ``normalized`` itself (and learn)
                 if markers is None:
-                    markers = _marker_positions(mv)
+                    markers = marker_positions(mv)
                 self._scrubbed_tile(st, mv, a - c0, b - c0, markers)
                 k += 1
                 continue
@@ -305,21 +292,8 @@ class Feeder:
         out, zeroed = st.normalize(data)
         st.h.update(out)
         st.slow_tiles += 1
-        if zeroed == 0 and len(st.headers) < _KNOWN_HEADERS:
-            self._learn(st, data)
-
-    @staticmethod
-    def _learn(st: _PageState, data: bytes) -> None:
-        """Remember the header of a tile that ``normalized`` left unchanged (and that parses)."""
-        try:
-            segs, complete = header_segments(data[:4096])
-        except JpegError:
-            return
-        if not complete or not segs or segs[-1].marker != 0xDA:
-            return
-        hdr = data[: segs[-1].end]
-        if hdr not in st.headers:
-            st.headers.append(hdr)
+        if zeroed == 0:  # remember the header of a tile ``normalized`` left unchanged
+            learn_clean_header(data[:4096], st.headers, _KNOWN_HEADERS)
 
     # -- result --------------------------------------------------------------------------
 
