@@ -127,6 +127,18 @@ class Decisions:
     ifds: int = 0  # IFDs walked (TIFF redactors): the plan refuses a file whose structure changed since
     _inventory: Inventory | None = field(default=None, repr=False)
 
+    def edits_by_ifd(self, ifds_now: int) -> dict[int, list[TagEdit]]:
+        """The tag edits grouped by IFD index, for a file that still has the ``ifds`` IFDs walked;
+        a file whose structure changed since analysis is refused."""
+        if ifds_now != self.ifds:
+            from wsianon.errors import CorruptInput
+
+            raise CorruptInput(self.source, "the file changed between inspection and redaction")
+        by_ifd: dict[int, list[TagEdit]] = {}
+        for edit in self.edits:
+            by_ifd.setdefault(edit.ifd, []).append(edit)
+        return by_ifd
+
     def made_for(self, policy: Policy) -> bool:
         """True when these decisions hold for ``policy`` (the options that change a decision are equal)."""
         return (self.policy.label, self.policy.macro, self.policy.dates) == (policy.label, policy.macro, policy.dates)

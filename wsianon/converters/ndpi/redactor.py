@@ -222,11 +222,7 @@ class NdpiConverter(NativeConverter):
         with self._open(path) as ts:
             appender = tiffedit.Appender(ts.size)
             remove: set[int] = set()
-            edits: dict[int, list[TagEdit]] = {}
-            for edit in d.edits:
-                edits.setdefault(edit.ifd, []).append(edit)
-            if len(ts.ifds) != d.ifds:
-                raise CorruptInput(path, "the file changed between inspection and redaction")
+            edits = d.edits_by_ifd(len(ts.ifds))
             for ifd in ts.ifds:
                 where = f"IFD {ifd.index}"
                 image = d.image_at.get(ifd.index)
