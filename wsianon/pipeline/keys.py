@@ -27,7 +27,7 @@ import os
 import secrets
 from pathlib import Path
 
-from wsianon.io.keyed import _b, keyed_hex
+from wsianon.io.keyed import keyed_hex
 from wsianon.io.safetext import os_reason
 from wsianon.errors import OutputError, WsianonError
 from wsianon.io.atomic import write_private
@@ -89,7 +89,7 @@ def slide_pseudonym(key: bytes, source: Path) -> str:
 def pseudonym_from(key: bytes, mode: str, *, source: Path, relpath: str | bytes | None = None, content: str | None = None) -> str:
     """The slide pseudonym in ``mode`` (relpath | content | path); see the module docstring."""
     if mode == "relpath" and relpath is not None:
-        return "WSI-" + keyed_hex(key, "slide-relpath", _b(relpath))
+        return "WSI-" + keyed_hex(key, "slide-relpath", relpath)
     if mode == "content" and content is not None:
         return "WSI-" + keyed_hex(key, "slide-content", content)
     return slide_pseudonym(key, source)
