@@ -125,6 +125,7 @@ class Decisions:
     edits: list[TagEdit] = field(default_factory=list)  # format-private steps (TIFF redactors), in walk order
     image_at: dict[int, ImageDecision] = field(default_factory=dict)  # IFD index -> its image decision
     ifds: int = 0  # IFDs walked (TIFF redactors): the plan refuses a file whose structure changed since
+    analysis: object | None = field(default=None, repr=False)  # the format's own parsed walk, which its plan applies
     _inventory: Inventory | None = field(default=None, repr=False)
 
     def edits_by_ifd(self, ifds_now: int) -> dict[int, list[TagEdit]]:
