@@ -1,17 +1,30 @@
-"""SHA-256 digests of output files computed by this process's verification pass, so that the
-record (HTML report, certificate) does not read every output a second time.
+"""SHA-256 digests of output files, so that the record (HTML report, certificate) does not read
+every output a second time, and the verifier's read-back need not compute SHA-256 either.
 
 A digest is remembered with the file's identity at the moment it was read — device, inode,
 size and modification time (a rename into place keeps all four) — and returned only while
 the file still has that identity; anything else is computed again by the caller.
+
+Where the applier writes an output as a copy of a source with patches (``wsianon.io.plan``),
+:class:`StreamDigest` hashes the bytes it meant to write — the source as the copy reads it,
+the patches laid over it, the appended tail — into SHA-256 and xxh3_128, in a thread of its
+own, while the kernel copies and flushes.  The pair is registered as *expected* for the
+written file (:func:`expect`); the verifier's read-back of that file computes only xxh3_128
+(an order of magnitude cheaper than SHA-256) and adopts the SHA-256 when the two xxh3_128
+digests agree (:func:`confirm`): the file on disk then holds exactly the bytes that were
+hashed, but for an accidental 128-bit collision between a file and its own intended bytes.
+When they do not agree (nothing should have touched the file), the read-back computes
+SHA-256 from the file itself.
 """
 
 from __future__ import annotations
 
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 _known: dict[tuple[int, int, int, int], str] = {}
+_expected: dict[tuple[int, int, int, int], tuple[str, str]] = {}
 
 
 def _key(st: os.stat_result) -> tuple[int, int, int, int]:
@@ -58,3 +71,97 @@ def adopt(items: list) -> None:
             _known[(int(dev), int(ino), int(size), int(mtime))] = str(sha)
         except (TypeError, ValueError):
             continue
+
+
+def expect(fd: int, sha256: str, xxh3: str) -> None:
+    """The file open on ``fd`` was written as bytes whose SHA-256 and xxh3_128 are these."""
+    _expected[_key(os.fstat(fd))] = (sha256, xxh3)
+
+
+def expected_xxh3(fd: int) -> str | None:
+    """The xxh3_128 the file open on ``fd`` was written with, while it is that file unchanged."""
+    e = _expected.get(_key(os.fstat(fd)))
+    return e[1] if e is not None else None
+
+
+def confirm(fd: int, xxh3: str) -> str | None:
+    """The read-back found ``xxh3``: when it is the one the file was written with, the written
+    SHA-256 is the file's — remembered and returned; otherwise None (compute it from the file)."""
+    k = _key(os.fstat(fd))
+    e = _expected.pop(k, None)
+    if e is None or e[1] != xxh3:
+        return None
+    _known[k] = e[0]
+    return e[0]
+
+
+class StreamDigest:
+    """SHA-256 and xxh3_128 of a copy being written: the source's bytes, fed in order by
+    :meth:`feed`, with ``patches`` (sorted, disjoint, each with ``offset``/``end``/``bytes_for``)
+    laid over them and ``tail`` appended.  Hashing runs in a thread of its own, one buffer
+    behind the caller (``hashlib`` and ``xxhash`` release the GIL on large buffers)."""
+
+    def __init__(self, patches: list, tail: bytes = b"") -> None:
+        import hashlib
+
+        import xxhash
+
+        self._sha = hashlib.sha256()
+        self._xxh = xxhash.xxh3_128()
+        self._patches = patches
+        self._i = 0
+        self._tail = tail
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None
+        self._pos = 0
+
+    def _update(self, data) -> None:
+        self._sha.update(data)
+        self._xxh.update(data)
+
+    def _patched(self, offset: int, buf):
+        end = offset + len(buf)
+        ps = self._patches
+        while self._i < len(ps) and ps[self._i].end <= offset:
+            self._i += 1
+        j = self._i
+        if j >= len(ps) or ps[j].offset >= end:
+            return buf
+        out = bytearray(buf)
+        while j < len(ps) and ps[j].offset < end:
+            p = ps[j]
+            a, b = max(p.offset, offset), min(p.end, end)
+            out[a - offset : b - offset] = p.bytes_for(a, b)
+            j += 1
+        return out
+
+    def feed(self, offset: int, buf) -> None:
+        """The source's bytes [offset, offset + len(buf)), in order from 0."""
+        if offset != self._pos:
+            raise ValueError(f"stream digest fed out of order: {offset} after {self._pos}")
+        self._pos = offset + len(buf)
+        data = self._patched(offset, buf)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1)
+        if self._pending is not None:
+            self._pending.result()
+        self._pending = self._pool.submit(self._update, data)
+
+    def finish(self, size: int) -> tuple[str, str] | None:
+        """(SHA-256, xxh3_128) of the whole written file — ``size`` source bytes and the tail —
+        or None when the source gave fewer bytes than that (the copy fails then anyway)."""
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+        if self._pos != size:
+            return None
+        self._update(self._tail)
+        return self._sha.hexdigest(), self._xxh.hexdigest()
+
+    def close(self) -> None:
+        """Stop the hashing thread (an error elsewhere: nothing is expected)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)

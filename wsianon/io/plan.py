@@ -15,12 +15,14 @@ can be rolled back with ``rollback_journal``.
 from __future__ import annotations
 
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from wsianon.errors import CorruptInput, OutputError
-from wsianon.io import cache
+from wsianon.io import cache, digests
 from wsianon.io import journal as _journal
 from wsianon.io.extents import data_extents
 from wsianon.io.safetext import os_reason
@@ -217,6 +219,7 @@ def apply_copy(fp: FilePlan, dest: Path, progress: Callable[[int], None] | None 
         raise OutputError(dest.parent, f"cannot create output file: {os_reason(exc)}") from None
     written = 0
     tapping = None
+    stream: digests.StreamDigest | None = None
     try:
         if fp.source is None:
             _write_all(dst_fd, fp.content or b"", dest)
@@ -229,21 +232,13 @@ def apply_copy(fp: FilePlan, dest: Path, progress: Callable[[int], None] | None 
             try:
                 size = os.fstat(src_fd).st_size
                 pos = 0
-                if tap is not None:
-                    import threading
-                    from concurrent.futures import ThreadPoolExecutor
-
-                    stop = threading.Event()
-                    tap_pool = ThreadPoolExecutor(max_workers=1)
-                    tapping = tap_pool.submit(_tap_file, fp.source, size, tap, stop)
-                    tap_pool.shutdown(wait=False)
-                for p in fp.sorted_patches():
-                    if p.end > size:
-                        raise ValueError(f"patch beyond end of {fp.source}: {p.offset}+{p.length} > {size}")
-                    if p.offset < pos:  # overlapping zero fills already merged
-                        if p.end <= pos:
-                            continue
-                        p = Patch(pos, p.end - pos, None if p.data is None else p.data[pos - p.offset :], p.reason)
+                patches = effective_patches(fp, size)
+                stream = digests.StreamDigest(patches, fp.append)
+                stop = threading.Event()
+                tap_pool = ThreadPoolExecutor(max_workers=1)
+                tapping = tap_pool.submit(_tap_file, fp.source, size, tap, stream, stop)
+                tap_pool.shutdown(wait=False)
+                for p in patches:
                     if p.offset > pos:
                         _copy_range(src_fd, dst_fd, pos, p.offset - pos, dest, progress)
                     # write patch in bounded chunks (zero fills can be large)
@@ -272,6 +267,16 @@ def apply_copy(fp: FilePlan, dest: Path, progress: Callable[[int], None] | None 
         cache.mark_synced(dst_fd)  # clean pages: Staging.commit may drop them once verified
         if tapping is not None:  # the tap's reads and hashing overlapped the copy and the fsync
             tapping.result()
+            done = stream.finish(size) if stream is not None else None
+            if done is not None:
+                digests.expect(dst_fd, *done)
+        else:
+            import hashlib
+
+            import xxhash
+
+            data = (fp.content or b"") + fp.append
+            digests.expect(dst_fd, hashlib.sha256(data).hexdigest(), xxhash.xxh3_128(data).hexdigest())
     finally:
         if tapping is not None and not tapping.done():  # an error above: stop the tap at its next chunk
             stop.set()
@@ -279,13 +284,33 @@ def apply_copy(fp: FilePlan, dest: Path, progress: Callable[[int], None] | None 
                 tapping.result()
             except Exception:  # noqa: BLE001 - the copy's own error is the one reported
                 pass
+        if stream is not None:
+            stream.close()
         os.close(dst_fd)
     return written
 
 
-def _tap_file(path: Path, size: int, tap: Tap, stop) -> None:
-    """Read ``path``'s first ``size`` bytes in order and hand them to ``tap`` (its own descriptor:
-    the copy's is moved by SEEK_DATA/SEEK_HOLE)."""
+def effective_patches(fp: FilePlan, size: int) -> list[Patch]:
+    """``fp``'s patches as the copy lays them over a source of ``size`` bytes: sorted, disjoint
+    (a zero fill overlapping an earlier one is clipped to what it adds)."""
+    out: list[Patch] = []
+    pos = 0
+    for p in fp.sorted_patches():
+        if p.end > size:
+            raise ValueError(f"patch beyond end of {fp.source}: {p.offset}+{p.length} > {size}")
+        if p.offset < pos:  # overlapping zero fills already merged
+            if p.end <= pos:
+                continue
+            p = Patch(pos, p.end - pos, None if p.data is None else p.data[pos - p.offset :], p.reason)
+        out.append(p)
+        pos = p.end
+    return out
+
+
+def _tap_file(path: Path, size: int, tap: Tap | None, stream: digests.StreamDigest, stop) -> None:
+    """Read ``path``'s first ``size`` bytes in order and hand them to ``stream`` (the digests of
+    the file being written) and ``tap`` (its own descriptor: the copy's is moved by
+    SEEK_DATA/SEEK_HOLE)."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     try:
         pos = 0
@@ -293,7 +318,9 @@ def _tap_file(path: Path, size: int, tap: Tap, stop) -> None:
             buf = os.pread(fd, min(CHUNK, size - pos), pos)
             if not buf:
                 break
-            tap(pos, buf)
+            stream.feed(pos, buf)
+            if tap is not None:
+                tap(pos, buf)
             pos += len(buf)
     finally:
         os.close(fd)

@@ -4,11 +4,13 @@ Every byte-level check that needs the output's bytes is fed from one sequential 
 
 * the canary scan (``wsianon.io.scan.ScanStream``: hyperscan or the regex engine),
 * the pyramid tile identity (``wsianon.verify.tileid.Feeder``, output side),
-* the file's SHA-256, which the record and the certificate need (``wsianon.io.digests``:
-  remembered, so the record does not read the output again).
+* the file's digest for the record and the certificate (``wsianon.io.digests``: remembered,
+  so the record does not read the output again) — its SHA-256, or, for a file the applier
+  wrote and registered, the xxh3_128 that proves the file is the bytes whose SHA-256 the
+  applier took while writing them.
 
 Structure (IFDs, OpenSlide) is read by the other checks with small reads; the vocabulary scan
-reads only the bytes outside pixel data.  SHA-256 (which releases the GIL) runs in a second
+reads only the bytes outside pixel data.  The digest (which releases the GIL) runs in a second
 thread over the same buffer while this thread scans it; the next buffer is read meanwhile.
 Memory: two buffers of ``CHUNK`` bytes, whatever the file's size.
 """
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+
+import xxhash
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,33 +41,58 @@ class ReadBack:
 
 
 def read_back(path: Path, name: str, scanner: Scanner | None = None, feeder: Feeder | None = None, chunk: int = CHUNK) -> ReadBack:
-    """Read ``path`` once; feed the canary scan, the tile identity and SHA-256 from the same buffers."""
+    """Read ``path`` once; feed the canary scan, the tile identity and the digest from the same buffers.
+
+    The digest is SHA-256, or xxh3_128 for a file the applier registered with the digests of
+    the bytes it wrote (``wsianon.io.digests.expect``): equal xxh3_128 digests prove the file
+    holds those bytes, so their SHA-256 is the file's; a file that does not match is read once
+    more for its own SHA-256."""
     res = ReadBack(name)
-    h = hashlib.sha256()
     stream = ScanStream(scanner, name) if scanner is not None else None
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     try:
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pos = 0
-            nxt = pool.submit(os.pread, fd, chunk, 0)
-            while True:
-                buf = nxt.result()
-                if not buf:
-                    break
-                hashed = pool.submit(h.update, buf)
-                nxt = pool.submit(os.pread, fd, chunk, pos + len(buf))
-                if stream is not None:
-                    stream.feed(buf)
-                if feeder is not None:
-                    feeder.feed(pos, buf)
-                hashed.result()
-                pos += len(buf)
-        res.size = pos
-        res.sha256 = h.hexdigest()
-        if os.fstat(fd).st_size == pos:
+        fast = digests.expected_xxh3(fd) is not None
+        h = xxhash.xxh3_128() if fast else hashlib.sha256()
+        res.size = _read_once(fd, chunk, h, stream, feeder)
+        whole = os.fstat(fd).st_size == res.size
+        sha = digests.confirm(fd, h.hexdigest()) if fast and whole else None
+        if sha is None and fast:
+            sha = _sha256_of(fd, chunk)
+        res.sha256 = sha if sha is not None else h.hexdigest()
+        if whole:
             digests.remember(fd, res.sha256)
     finally:
         os.close(fd)
     if stream is not None:
         res.findings = stream.close()
     return res
+
+
+def _read_once(fd: int, chunk: int, h, stream: ScanStream | None, feeder: Feeder | None) -> int:
+    """Read ``fd`` sequentially, the next buffer and the digest ``h`` in a second thread while
+    this one scans; returns the bytes read."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pos = 0
+        nxt = pool.submit(os.pread, fd, chunk, 0)
+        while True:
+            buf = nxt.result()
+            if not buf:
+                break
+            hashed = pool.submit(h.update, buf)
+            nxt = pool.submit(os.pread, fd, chunk, pos + len(buf))
+            if stream is not None:
+                stream.feed(buf)
+            if feeder is not None:
+                feeder.feed(pos, buf)
+            hashed.result()
+            pos += len(buf)
+    return pos
+
+
+def _sha256_of(fd: int, chunk: int) -> str:
+    h = hashlib.sha256()
+    pos = 0
+    while buf := os.pread(fd, chunk, pos):
+        h.update(buf)
+        pos += len(buf)
+    return h.hexdigest()
