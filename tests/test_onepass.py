@@ -7,6 +7,7 @@ chunked, and the certificate's digests are those of the files.  No timing is ass
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -352,3 +353,43 @@ def test_digests_travel_from_a_worker_process(tmp_path):
     digests.adopt(json.loads(out))
     assert digests.lookup(f) == _sha(f)
     digests.adopt([("x", 1, 2, 3, "bad"), None])  # malformed entries are ignored
+
+
+def test_tile_spans_contains_agrees_with_one_by_one(svs):
+    """The vectorised membership test of the proven tiles (what the vocabulary scan uses to skip
+    the headers of tiles the identity proved) answers as the one-by-one test, several tiles at
+    one offset and spans off by one included."""
+    pages = tileid.level_pages(svs, "aperio", _dims(svs))
+    assert pages
+    # a second page that shares its first tile's offset with a different length
+    extra = dataclasses.replace(pages[0], offsets=pages[0].offsets[:1].copy(), counts=pages[0].counts[:1] + 7)
+    spans = tileid.TileSpans([*pages, extra])
+    offs, cnts = _level0(svs)
+    rng = random.Random(5)
+    q_off = offs + [o + 1 for o in offs[:5]] + offs[:5] + [offs[0]] + [rng.randrange(1 << 40) for _ in range(20)]
+    q_cnt = cnts + cnts[:5] + [c - 1 for c in cnts[:5]] + [cnts[0] + 7] + [rng.randrange(1 << 20) for _ in range(20)]
+    got = spans.contains(q_off, q_cnt).tolist()
+    assert got == [spans(o, c) for o, c in zip(q_off, q_cnt)]
+    assert got[: len(offs)] == [True] * len(offs)
+    assert got[len(offs) : len(offs) + 10] == [False] * 10
+    assert got[len(offs) + 10] is True  # the shared offset with the other length
+
+
+def test_vocabulary_scan_skips_only_proven_tiles(svs, tmp_path):
+    """A COM segment with text in one tile: found by the vocabulary scan when that tile is not
+    among the proven spans, skipped when it is (its identity with the scrubbed source would have
+    failed instead)."""
+    from wsianon.verify import vocabulary
+
+    _with_com_segment(svs, text=b"Dr Hospitalname Pathology")
+    pages = tileid.level_pages(svs, "aperio", _dims(svs))
+    all_proven = tileid.TileSpans(pages)
+    offs, cnts = _level0(svs)
+    others = tileid.TileSpans([dataclasses.replace(p, counts=p.counts + (p.offsets == offs[3]).astype(p.counts.dtype)) for p in pages])
+
+    def in_tile(found) -> list:  # (the unredacted source has findings in its descriptions too)
+        return [f for f in found if offs[3] <= f.offset < offs[3] + cnts[3]]
+
+    assert in_tile(vocabulary.scan_tiff(svs, "aperio", proven=all_proven)) == []
+    assert in_tile(vocabulary.scan_tiff(svs, "aperio", proven=others))
+    assert in_tile(vocabulary.scan_tiff(svs, "aperio", proven=None))

@@ -390,6 +390,19 @@ class TileSpans:
         self._off = off[order].astype(np.int64)
         self._cnt = cnt[order].astype(np.int64)
 
+    def contains(self, offsets: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """``self(offset, length)`` for arrays of spans at once (a boolean mask)."""
+        offsets = np.asarray(offsets, dtype=np.int64)
+        lengths = np.asarray(lengths, dtype=np.int64)
+        lo = self._off.searchsorted(offsets, side="left")
+        hi = self._off.searchsorted(offsets, side="right")
+        out = np.zeros(len(offsets), dtype=bool)
+        one = (hi - lo) == 1
+        out[one] = self._cnt[lo[one]] == lengths[one]
+        for k in np.flatnonzero((hi - lo) > 1):  # several tiles at one offset: rare, one by one
+            out[k] = self(int(offsets[k]), int(lengths[k]))
+        return out
+
     def __call__(self, offset: int, length: int) -> bool:
         i = int(self._off.searchsorted(np.int64(offset)))
         n = len(self._off)

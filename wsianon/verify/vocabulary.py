@@ -374,9 +374,7 @@ def scan_tiff(path: Path, fmt: str, name: str | None = None, tiles: str = "heade
     jpegs, other, icc = tiff_pixel_spans(path)
     fd = os.open(path, os.O_RDONLY)
     try:
-        for off, cnt in sorted(set(jpegs)):
-            if proven is not None and proven(off, cnt):
-                continue
+        for off, cnt in _unproven(jpegs, proven):
             if not _jpeg_stream_findings(fd, off, cnt, name, tiles == "walk", out):
                 other.append((off, cnt))  # a "JPEG" page whose data is not JPEG: opaque pixel data
             if len(out) >= MAX_FINDINGS:
@@ -386,6 +384,22 @@ def scan_tiff(path: Path, fmt: str, name: str | None = None, tiles: str = "heade
     _scan_outside(path, jpegs + other + icc, vocab, name, out)
     _icc_findings(path, icc, vocab, name, out)
     return out
+
+
+def _unproven(spans: list[tuple[int, int]], proven) -> list[tuple[int, int]]:
+    """``spans`` deduplicated and sorted, without those ``proven`` (one vectorised membership
+    test where it offers ``contains``, as the tile identity's spans do)."""
+    if not spans:
+        return []
+    if proven is None:
+        return sorted(set(spans))
+    if hasattr(proven, "contains"):
+        import numpy as np
+
+        arr = np.unique(np.array(spans, dtype=np.int64).reshape(-1, 2), axis=0)
+        keep = ~proven.contains(arr[:, 0], arr[:, 1])
+        return [(int(a), int(b)) for a, b in arr[keep]]
+    return [s for s in sorted(set(spans)) if not proven(*s)]
 
 
 def _looks_textual(data: bytes) -> bool:
