@@ -101,16 +101,21 @@ class _PageState:
     short: bool = False
     slow_tiles: int = 0
     malformed: int = 0  # tiles that start like JPEG but do not parse (left as they are, like ``normalized``)
+    changed: int = 0  # tiles ``normalized`` changed: a non-essential payload that was not all zeros
+    unchecked: int = 0  # tiles longer than SCRUB_MAX: only their first SCRUB_MAX bytes were normalized
 
     def normalize(self, data: bytes) -> tuple[bytes, int]:
         """``wsianon.io.jpeg.normalized``, counting the streams that start like JPEG but do not parse."""
         if not is_jpeg(data):
             return data, 0
         try:
-            return scrub(data)
+            out, zeroed = scrub(data)
         except JpegError:
             self.malformed += 1
             return data, 0
+        if zeroed and out != data:
+            self.changed += 1
+        return out, zeroed
 
 
 class Feeder:
@@ -219,6 +224,7 @@ class Feeder:
             self._partial = None
             rest = (b - a) - SCRUB_MAX
             if rest > 0:
+                st.unchecked += 1
                 self._raw_left = rest
                 done = lo + take
                 more = min(rest, c1 - done)
@@ -256,8 +262,12 @@ class Feeder:
         s, e = self._off[k:kk] - c0, self._end[k:kk] - c0
         hdr = st.headers[0]
         L = len(hdr)
-        ok = (e - s) >= L + 2
-        ok &= (arr[np.maximum(e - 2, 0)] == 0xFF) & (arr[np.maximum(e - 1, 0)] == 0xD9)
+        # the EOI ends the tile, or is followed by one zero byte (a DICOM item's even-length padding):
+        # ``normalized`` leaves a zero after EOI as it is
+        padded = (arr[np.maximum(e - 1, 0)] == 0) & (arr[np.maximum(e - 3, 0)] == 0xFF) & (arr[np.maximum(e - 2, 0)] == 0xD9)
+        eoi = np.where(padded, e - 3, e - 2)
+        ok = (eoi - s) >= L
+        ok &= (arr[np.maximum(eoi, 0)] == 0xFF) & (arr[np.maximum(eoi + 1, 0)] == 0xD9)
         idx = np.flatnonzero(ok)
         if len(idx):
             block = arr[s[idx, None] + np.arange(L)]
@@ -265,7 +275,7 @@ class Feeder:
         j = markers.searchsorted(s + L)
         hit = j < len(markers)
         ok &= hit
-        ok[hit] &= markers[j[hit]] == e[hit] - 2
+        ok[hit] &= markers[j[hit]] == eoi[hit]
         for i0, i1 in self._stretches(k, kk, ok):
             if ok[i0]:
                 st.h.update(mv[int(s[i0]) : int(e[i1 - 1])])
@@ -280,11 +290,12 @@ class Feeder:
         header is that EOI (no further segment, nothing after EOI): then ``normalized`` would
         return the tile unchanged (its parse depends only on those bytes), so it is hashed
         from the buffer as it is.  Anything else takes ``normalized`` itself."""
+        eoi = e - 3 if e - s >= 3 and mv[e - 3 : e] == b"\xff\xd9\x00" else e - 2
         for hdr in st.headers:
             L = len(hdr)
-            if e - s >= L + 2 and mv[s : s + L] == hdr and mv[e - 2 : e] == b"\xff\xd9":
+            if eoi - s >= L and mv[s : s + L] == hdr and mv[eoi : eoi + 2] == b"\xff\xd9":
                 i = int(markers.searchsorted(s + L))
-                if i < len(markers) and int(markers[i]) == e - 2:
+                if i < len(markers) and int(markers[i]) == eoi:
                     st.h.update(mv[s:e])
                     return
                 break
@@ -301,6 +312,17 @@ class Feeder:
     def fed(self) -> int:
         """Bytes fed so far."""
         return self._pos
+
+    @property
+    def changed(self) -> int:
+        """Tiles (scrubbed side) whose normalization changed a byte: each has a non-essential JPEG
+        payload that is not all zeros (what a correct redaction leaves nowhere)."""
+        return sum(st.changed for st in self.states)
+
+    @property
+    def unchecked(self) -> int:
+        """Tiles longer than SCRUB_MAX (only their first SCRUB_MAX bytes were normalized)."""
+        return sum(st.unchecked for st in self.states)
 
     @property
     def malformed(self) -> int:
@@ -339,6 +361,8 @@ class Feeder:
                     if not cnt:
                         continue
                     head = os.pread(fd, min(cnt, SCRUB_MAX), off)
+                    if cnt > SCRUB_MAX and st.scrub:
+                        st.unchecked += 1
                     st.h.update(st.normalize(head)[0] if st.scrub else head)
                     if len(head) < min(cnt, SCRUB_MAX):
                         st.short = True
