@@ -3,6 +3,9 @@
 Used only when the user passes ``--allow-generic``; otherwise the pipeline
 refuses the file and names what it saw (``describe``).
 
+``analyze`` walks the file once and decides everything below under the
+policy; ``inspect`` shows those decisions and ``plan`` only carries them out.
+
 The plan: every ASCII tag of every IFD is blanked (DateTime follows the date
 policy) — for OME-TIFF and QPTIFF that drops the XML metadata, which is the
 fail-closed choice; XMP / IPTC / Photoshop blobs are zeroed; IFDs that are a
@@ -16,15 +19,17 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from wsianon.converters._tiffmeta import TIFF_MAGIC, decide_ascii, decision_field, local, open_tiff
-from wsianon.converters.base import AssociatedImage, Inventory, NativeConverter, SlideContext
+from wsianon.converters.base import Field, Inventory, NativeConverter, SlideContext
+from wsianon.converters.decisions import Decisions, ImageDecision, TagEdit, apply_tag_edits
 from wsianon.errors import UnsupportedFormat
 from wsianon.io import tiffedit
 from wsianon.io.ifdcopy import drop_ifds, orphan_values
-from wsianon.io.plan import FilePlan, Patch, Plan
-from wsianon.io.tiff import IMAGE_DESCRIPTION, Kind, TiffStructure
+from wsianon.io.plan import FilePlan, Plan
+from wsianon.io.tiff import IFD, IMAGE_DESCRIPTION, Kind, TiffStructure
 from wsianon.profiles import load
 from wsianon.profiles.actions import Action
 from wsianon.profiles.policy import Policy
@@ -110,21 +115,50 @@ class GenericTiffConverter(NativeConverter):
                 found[ifd.index] = "label" if k in ("label", "slide label", "slidelabel", "barcode") else k
         return found
 
-    def inspect(self, path: Path, policy: Policy | None = None) -> Inventory:
-        policy = policy or Policy()
-        inv = Inventory(format=self.name, path=path, input_files=[path])
+    def analyze(self, source: Path, policy: Policy) -> Decisions:
+        """The one walk: the kind of TIFF, its label/macro IFDs and every ASCII tag and blob decided
+        (inspect and plan derive from it)."""
+        path = Path(source)
+        d = Decisions(format=self.name, source=path, policy=policy, input_files=[path])
         with open_tiff(path) as ts:
             self._refuse_subifds(ts)
-            kind = describe_structure(ts)
-            inv.notes.append(f"handled as {kind} by the fail-closed generic TIFF redactor (--allow-generic)")
+            an = _Analysis(kind=describe_structure(ts), associated=self._associated(ts))
+            d.ifds = len(ts.ifds)
+            d.notes.append(f"handled as {an.kind} by the fail-closed generic TIFF redactor (--allow-generic)")
+            for i, k in sorted(an.associated.items()):
+                action = Action.KEEP if (k != "label" and policy.macro == "keep") else Action.REMOVE
+                d.images.append(ImageDecision(k, f"IFD {i}", True, action))
+                d.image_at[i] = d.images[-1]
+                if action is Action.REMOVE:
+                    an.remove.add(i)
+            blobs = set(_rules()["blob_tags"])
             for ifd in ts.ifds:
-                for d in decide_ascii(ts, ifd, policy, {}):
-                    if d.action is not Action.KEEP and d.old.strip():
-                        inv.fields.append(decision_field(d))
-            for i, k in sorted(self._associated(ts).items()):
-                inv.images.append(AssociatedImage(k, f"IFD {i}", True, Action.KEEP if (k != "label" and policy.macro == "keep") else Action.REMOVE))
-            inv.levels = sum(1 for ifd in ts.ifds if 322 in ifd) or len(ts.ifds)
-        return inv
+                self._decide_ifd(ts, ifd, policy, d, blobs, ifd.index not in an.remove)
+            d.levels = sum(1 for ifd in ts.ifds if 322 in ifd) or len(ts.ifds)
+        d.analysis = an
+        return d
+
+    def _decide_ifd(self, ts: TiffStructure, ifd: IFD, policy: Policy, d: Decisions, blobs: set[int], kept: bool) -> None:
+        """Every ASCII tag of one IFD blanked (DateTime: the date policy); in an IFD that stays, the
+        edits that carry it out and every XMP/IPTC/Photoshop blob zeroed (an unlinked IFD's values
+        are zeroed with it)."""
+        for a in decide_ascii(ts, ifd, policy, {}):
+            f = decision_field(a) if a.action is not Action.KEEP and a.old.strip() else None
+            if f is not None:
+                d.fields.append(f)
+            if kept and a.new is not None:
+                d.edits.append(TagEdit(ifd.index, a.tag, "set", a.new.encode("latin-1"), f"IFD {ifd.index} tag {a.tag} blanked", [f] if f else []))
+        if not kept:
+            return
+        for tag in blobs:
+            e = ifd.get(tag)
+            if e is not None and e.size:
+                f = Field(f"tag {tag}", "", Action.ZERO, f"IFD {ifd.index}", canary=False)
+                d.fields.append(f)
+                d.edits.append(TagEdit(ifd.index, tag, "zero", reason=f"IFD {ifd.index} tag {tag} zeroed", fields=[f]))
+
+    def inspect(self, path: Path, policy: Policy | None = None) -> Inventory:
+        return self.analyze(path, policy or Policy()).inventory()
 
     def _refuse_subifds(self, ts: TiffStructure) -> None:
         if any(SUBIFDS in ifd for ifd in ts.ifds):
@@ -134,40 +168,38 @@ class GenericTiffConverter(NativeConverter):
             )
 
     def plan(self, inv: Inventory, ctx: SlideContext) -> Plan:
-        policy = ctx.policy
-        path = inv.path
+        """Byte patches carrying out the decisions (no IFD classified, no value decided here)."""
+        d = self.decisions_for(inv, ctx.policy)
+        an = d.analysis
+        assert isinstance(an, _Analysis), "GenericTiffConverter.analyze keeps its walk"
+        path = d.source
         plan = Plan(format=self.name)
         with open_tiff(path) as ts:
-            self._refuse_subifds(ts)
-            kind = describe_structure(ts)
-            plan.notes.append(f"{kind}: generic fail-closed path taken (--allow-generic); free-text metadata dropped")
+            edits = d.edits_by_ifd(len(ts.ifds))
+            plan.notes.append(f"{an.kind}: generic fail-closed path taken (--allow-generic); free-text metadata dropped")
             app = tiffedit.Appender(ts.size, align=8)
-            patches: list[Patch] = []
-            assoc = self._associated(ts)
-            remove = {i for i, k in assoc.items() if k == "label" or policy.macro != "keep"}
-            if remove and len(remove) >= len(ts.ifds):
-                raise UnsupportedFormat(path, f"{kind}: every image looks like a label/macro; nothing left to keep")
-            blobs = set(_rules()["blob_tags"])
+            fp = FilePlan(dest=self.output_name(ctx, path), source=path)
+            if an.remove and len(an.remove) >= len(ts.ifds):
+                raise UnsupportedFormat(path, f"{an.kind}: every image looks like a label/macro; nothing left to keep")
             for ifd in ts.ifds:
-                if ifd.index in remove:
-                    continue
-                for d in decide_ascii(ts, ifd, policy, {}):
-                    if d.new is None:
-                        continue
-                    patches.extend(tiffedit.set_bytes(ts, ifd.entries[d.tag], d.new.encode("latin-1"), f"IFD {ifd.index} tag {d.tag} blanked", app))
-                    if d.old.strip():
-                        plan.remove("field", decision_field(d).name, d.action.done, f"IFD {ifd.index}")
-                for tag in blobs:
-                    e = ifd.get(tag)
-                    if e is not None and e.size:
-                        patches.append(Patch(e.value_offset, e.size, None, f"IFD {ifd.index} tag {tag} zeroed"))
-                        plan.remove("field", f"tag {tag}", "zeroed", f"IFD {ifd.index}")
-            if remove:
-                ps, _ = drop_ifds(ts, remove, app, reason="unlink label/macro")
-                patches.extend(ps)
-                patches.extend(orphan_values(ts, remove, types=(1, 2, 7)))
-                for i in sorted(remove):
-                    patches.extend(tiffedit.wipe_image_data(ts, ts.ifds[i], f"wipe {assoc[i]} pixels (IFD {i})"))
-                    plan.remove("image", assoc[i], "wiped+unlinked", f"IFD {i}")
-            plan.files.append(FilePlan(dest=self.output_name(ctx, path), source=path, patches=patches, append=app.data))
+                apply_tag_edits(ts, ifd, edits.get(ifd.index, []), fp, plan, app, path)
+            if an.remove:
+                ps, _ = drop_ifds(ts, an.remove, app, reason="unlink label/macro")
+                fp.patches.extend(ps)
+                fp.patches.extend(orphan_values(ts, an.remove, types=(1, 2, 7)))
+                for i in sorted(an.remove):
+                    kind = d.image_at[i].kind.value
+                    fp.patches.extend(tiffedit.wipe_image_data(ts, ts.ifds[i], f"wipe {kind} pixels (IFD {i})"))
+                    plan.remove("image", kind, "wiped+unlinked", f"IFD {i}")
+            fp.append = app.data
+            plan.files.append(fp)
         return plan
+
+
+@dataclass
+class _Analysis:
+    """The generic walk under one policy: what ``plan`` applies (kept in ``Decisions.analysis``)."""
+
+    kind: str  # what kind of TIFF it is (describe_structure)
+    associated: dict[int, str]  # IFD index -> label/macro/overview, by description or OME/QPTIFF metadata
+    remove: set[int] = field(default_factory=set)  # the associated IFDs wiped and unlinked

@@ -6,6 +6,9 @@ Facts (DESIGN.md §3, OpenSlide's Leica reader): IFD 0 (tiled) carries the
 ``<view>`` spans the whole collection at offset 0,0, and its
 ``<dimension ifd=..>`` entries name its IFDs (often IFD 0 and 1).
 
+``analyze`` walks the file once and decides everything below under the
+policy; ``inspect`` shows those decisions and ``plan`` only carries them out.
+
 The plan: macro IFDs wiped (tiles zeroed) and unlinked, the macro ``<image>``
 removed from the XML, every ``dimension@ifd`` renumbered to the new chain, the
 XML cleaned fail-closed (profile ``leica.json``).  When the macro held IFD 0,
@@ -33,7 +36,8 @@ from wsianon.converters._tiffmeta import (
     parse_xml,
     xml_declaration,
 )
-from wsianon.converters.base import AssociatedImage, Field, Inventory, NativeConverter, SlideContext
+from wsianon.converters.base import Field, Inventory, NativeConverter, SlideContext
+from wsianon.converters.decisions import Decisions, ImageDecision, ImageKind, TagEdit
 from wsianon.errors import CorruptInput
 from wsianon.io import tiffedit
 from wsianon.io.ifdcopy import drop_ifds, orphan_values
@@ -57,6 +61,8 @@ def _int(el: ET.Element, name: str, path: Path) -> int:
 
 @dataclass
 class _Analysis:
+    """The SCN walk under one policy: what ``plan`` applies (kept in ``Decisions.analysis``)."""
+
     ns: str = ""
     root: ET.Element | None = None
     decl: str = ""
@@ -66,6 +72,9 @@ class _Analysis:
     fields: list[Field] = field(default_factory=list)
     ascii: list[AsciiDecision] = field(default_factory=list)
     levels: int = 0
+    remove: set[int] = field(default_factory=set)  # macro IFDs wiped and unlinked (none with --macro keep)
+    new_xml: bytes = b""  # the cleaned XML, the removed macro <image>s taken out and dimension@ifd renumbered
+    plan_notes: list[str] = field(default_factory=list)
 
 
 class _XmlCleaner:
@@ -254,54 +263,79 @@ class LeicaConverter(NativeConverter):
     def _clean(self, root: ET.Element, policy: Policy, an: _Analysis) -> None:
         _XmlCleaner(policy, an).walk(root, "scn")
 
-    # -- inspect ----------------------------------------------------------------------
-    def inspect(self, path: Path, policy: Policy | None = None) -> Inventory:
-        policy = policy or Policy()
-        inv = Inventory(format=self.name, path=path, input_files=[path])
+    def _decide_macro(self, path: Path, an: _Analysis, policy: Policy) -> None:
+        """The macro is wiped and unlinked unless ``--macro keep``: its <image> leaves the XML, the
+        other images' IFD numbers follow the new chain, and the fields of its IFDs go with it
+        (IFD 0's XML fields live on in the new first IFD)."""
+        an.remove = set() if policy.macro == "keep" else set(an.macro_ifds)
+        if an.remove and an.main_images > 1:
+            an.plan_notes.append("Leica: slide with several main images and no macro — OpenSlide may refuse it (it hashes the macro)")
+        q = lambda t: f"{{{an.ns}}}{t}"  # noqa: E731
+        root = an.root
+        assert root is not None, "_analyze sets the root or raises"
+        if an.remove:
+            coll = root.find(q("collection"))
+            assert coll is not None, "_analyze raises on a missing <collection>"
+            for img in an.macro_images:
+                coll.remove(img)
+            shift = sorted(an.remove)
+            for dim in root.iter(q("dimension")):
+                old = _int(dim, "ifd", path)
+                dim.set("ifd", str(old - sum(1 for x in shift if x < old)))
+        ET.register_namespace("", an.ns)
+        an.new_xml = (an.decl + ET.tostring(root, encoding="unicode")).encode("utf-8")
+        for f in an.fields:
+            idx = int(f.where.split()[-1]) if f.where.startswith("IFD ") else -1
+            if idx in an.remove and idx != 0:
+                f.action = Action.REMOVE
+
+    def analyze(self, source: Path, policy: Policy) -> Decisions:
+        """The one walk: the XML cleaned, the macro found and decided, every ASCII tag decided
+        (inspect and plan derive from it)."""
+        path = Path(source)
+        d = Decisions(format=self.name, source=path, policy=policy, input_files=[path])
         with open_tiff(path) as ts:
             an = self._analyze(ts, policy)
-        inv.levels = an.levels
-        inv.fields = an.fields
-        keep = policy.macro == "keep"
+            d.ifds = len(ts.ifds)
+        self._decide_macro(path, an, policy)
+        d.analysis = an
+        d.levels = an.levels
+        d.fields = an.fields
+        for a in an.ascii:
+            if a.new is not None and a.ifd not in an.remove:
+                d.edits.append(TagEdit(a.ifd, a.tag, "set", a.new.encode("latin-1"), f"IFD {a.ifd} tag {a.tag} cleaned"))
+        action = Action.KEEP if policy.macro == "keep" else Action.REMOVE
         for i in an.macro_ifds:
-            inv.images.append(AssociatedImage("macro", f"IFD {i}", True, Action.KEEP if keep else Action.REMOVE))
-        return inv
+            d.images.append(ImageDecision(ImageKind.MACRO, f"IFD {i}", True, action))
+            d.image_at[i] = d.images[-1]
+        return d
+
+    # -- inspect ----------------------------------------------------------------------
+    def inspect(self, path: Path, policy: Policy | None = None) -> Inventory:
+        return self.analyze(path, policy or Policy()).inventory()
 
     # -- plan -------------------------------------------------------------------------
     def plan(self, inv: Inventory, ctx: SlideContext) -> Plan:
-        policy = ctx.policy
-        path = inv.path
+        """Byte patches carrying out the decisions (no XML cleaned, no value decided here)."""
+        d = self.decisions_for(inv, ctx.policy)
+        an = d.analysis
+        assert isinstance(an, _Analysis), "LeicaConverter.analyze keeps its walk"
+        path = d.source
+        remove = an.remove
         plan = Plan(format=self.name)
         with open_tiff(path) as ts:
-            an = self._analyze(ts, policy)
+            edits = d.edits_by_ifd(len(ts.ifds))
             app = tiffedit.Appender(ts.size, align=8)
             patches: list[Patch] = []
-            remove = set() if policy.macro == "keep" else set(an.macro_ifds)
             if remove and len(remove) >= len(ts.ifds):
                 raise CorruptInput(path, "Leica SCN has no image besides the macro")
-            if remove and an.main_images > 1:
-                plan.notes.append("Leica: slide with several main images and no macro — OpenSlide may refuse it (it hashes the macro)")
-            q = lambda t: f"{{{an.ns}}}{t}"  # noqa: E731
-            root = an.root
-            assert root is not None, "_analyze sets the root or raises"
-            coll = root.find(q("collection"))
-            if remove:
-                assert coll is not None, "_analyze raises on a missing <collection>"
-                for img in an.macro_images:
-                    coll.remove(img)
-                shift = sorted(remove)
-                for dim in root.iter(q("dimension")):
-                    old = _int(dim, "ifd", path)
-                    dim.set("ifd", str(old - sum(1 for x in shift if x < old)))
-            ET.register_namespace("", an.ns)
-            new_xml = (an.decl + ET.tostring(root, encoding="unicode")).encode("utf-8")
+            plan.notes.extend(an.plan_notes)
             first_overrides = None
             if 0 in remove:
-                first_overrides = {IMAGE_DESCRIPTION: (ASCII, new_xml)}
                 keep_first = next(i for i in ts.ifds if i.index not in remove)
-                for d in an.ascii:
-                    if d.ifd == keep_first.index and d.new is not None:
-                        first_overrides[d.tag] = (ASCII, d.new.encode("latin-1"))
+                first_overrides = {IMAGE_DESCRIPTION: (ASCII, an.new_xml)}
+                for edit in edits.pop(keep_first.index, []):
+                    first_overrides[edit.tag] = (ASCII, edit.data)
                 for tag in first_overrides:
                     e = keep_first.get(tag)
                     if e is not None and not e.inline and e.size:
@@ -310,24 +344,20 @@ class LeicaConverter(NativeConverter):
                     raise CorruptInput(path, "Leica SCN: the first IFD after the macro is not tiled")
                 plan.notes.append(f"Leica: the cleaned XML now lives in the new first IFD (was IFD {keep_first.index})")
             else:
-                patches.extend(tiffedit.set_bytes(ts, ts.ifds[0].entries[IMAGE_DESCRIPTION], new_xml, "Leica XML rewritten fail-closed", app))
-            skip_ifds = set(remove)
-            if first_overrides is not None:
-                skip_ifds.add(next(i for i in ts.ifds if i.index not in remove).index)
-            for d in an.ascii:
-                if d.ifd in skip_ifds or d.new is None:
-                    continue
-                patches.extend(tiffedit.set_bytes(ts, ts.ifds[d.ifd].entries[d.tag], d.new.encode("latin-1"), f"IFD {d.ifd} tag {d.tag} cleaned", app))
+                patches.extend(tiffedit.set_bytes(ts, ts.ifds[0].entries[IMAGE_DESCRIPTION], an.new_xml, "Leica XML rewritten fail-closed", app))
+            for idx, group in edits.items():
+                for edit in group:
+                    patches.extend(tiffedit.set_bytes(ts, ts.ifds[idx].entries[edit.tag], edit.data, edit.reason, app))
             if remove:
                 ps, _ = drop_ifds(ts, remove, app, first_overrides=first_overrides, reason="unlink macro")
                 patches.extend(ps)
                 patches.extend(orphan_values(ts, remove))
                 for i in sorted(remove):
-                    patches.extend(tiffedit.wipe_image_data(ts, ts.ifds[i], f"wipe macro pixels (IFD {i})"))
-                    plan.remove("image", "macro", "wiped+unlinked", f"IFD {i}")
-            for f in an.fields:
-                idx = int(f.where.split()[-1]) if f.where.startswith("IFD ") else -1
-                action = Action.REMOVE.done if (idx in remove and idx != 0) else f.action.done
-                plan.remove("field", f.name, action, f.where)
+                    img = d.image_at[i]
+                    patches.extend(tiffedit.wipe_image_data(ts, ts.ifds[i], f"wipe {img.kind.value} pixels (IFD {i})"))
+                    plan.remove("image", img.kind.value, "wiped+unlinked", img.where)
+            for f in d.fields:  # a kept XML date is reported too ("kept"), as the SCN report always did
+                r = f.removal()
+                plan.remove(r.kind, r.name, r.action, r.where)
             plan.files.append(FilePlan(dest=self.output_name(ctx, path), source=path, patches=patches, append=app.data))
         return plan

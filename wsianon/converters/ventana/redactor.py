@@ -6,6 +6,9 @@ Facts (DESIGN.md §3, OpenSlide's Ventana reader): IFD 0 is usually the
 ``Thumbnail``; then tiled levels described ``level=N mag=M quality=Q``, level
 0 with an ``<EncodeInfo>`` XMP giving the stitching geometry.
 
+``analyze`` walks the file once and decides everything below under the
+policy; ``inspect`` shows those decisions and ``plan`` only carries them out.
+
 What the plan does:
 
 * the label IFD's pixels are zeroed, its directory block and its text values
@@ -38,7 +41,8 @@ from wsianon.converters._tiffmeta import (
     serialize,
     xml_declaration,
 )
-from wsianon.converters.base import AssociatedImage, Field, Inventory, NativeConverter, SlideContext
+from wsianon.converters.base import Field, Inventory, NativeConverter, SlideContext
+from wsianon.converters.decisions import Decisions, ImageDecision, ImageKind, TagEdit, report_fields
 from wsianon.errors import CorruptInput
 from wsianon.io import tiffedit
 from wsianon.io.ifdcopy import build_ifd, drop_ifds, orphan_values
@@ -102,14 +106,22 @@ def _encode_keeper(rules: dict):
 
 @dataclass
 class _Analysis:
+    """The BIF walk under one policy: what ``plan`` applies (kept in ``Decisions.analysis``)."""
+
     levels: list[int] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
     thumbnails: list[int] = field(default_factory=list)
     fields: list[Field] = field(default_factory=list)
     ascii: list[AsciiDecision] = field(default_factory=list)
     xmp_new: dict[int, bytes] = field(default_factory=dict)  # ifd index -> cleaned XMP
+    xmp_changed: set[int] = field(default_factory=set)  # IFDs whose cleaned XMP differs from the source's
     iscan_ifd: int | None = None
     iscan_clean: bytes = b""
+    remove: set[int] = field(default_factory=set)  # IFDs wiped and unlinked (the label)
+    first_kept: int = 0  # the new first IFD
+    front_directory: bool = False  # the new first IFD has an XMP of its own: a 1x1 directory carries the iScan XMP
+    front_software: bytes | None = None  # the Software value that directory keeps (known safe), or None
+    plan_notes: list[str] = field(default_factory=list)
 
 
 class VentanaConverter(NativeConverter):
@@ -171,109 +183,140 @@ class VentanaConverter(NativeConverter):
             if root.tag in ("iScan", "Metadata") and ifd.index == an.iscan_ifd:
                 an.iscan_clean = new
             an.xmp_new[ifd.index] = new
+            if new != raw.rstrip(b"\0"):
+                an.xmp_changed.add(ifd.index)
         if not an.levels:
             raise CorruptInput(ts.path, "Ventana BIF without pyramid levels (no 'level=' descriptions)")
         if an.iscan_ifd is None:
             raise CorruptInput(ts.path, "Ventana BIF without an iScan XMP")
+        self._decide_structure(ts, an, policy)
         return an
+
+    def _decide_structure(self, ts: TiffStructure, an: _Analysis, policy: Policy) -> None:
+        """The label is wiped and unlinked (whatever ``--label`` says), its fields go with it; when it
+        was IFD 0, where the iScan XMP lives on."""
+        an.remove = set(an.labels)
+        if policy.label == "blank":
+            an.plan_notes.append(
+                "BIF label: --label blank is not offered for BIF (the Label_Image is the whole-slide overview); the label image was wiped and unlinked instead"
+            )
+        keep_ifds = [ifd for ifd in ts.ifds if ifd.index not in an.remove]
+        if not keep_ifds:
+            raise CorruptInput(ts.path, "BIF has no image besides the label")
+        first = keep_ifds[0]
+        an.first_kept = first.index
+        if ts.ifds[0].index in an.remove and XMP in first.entries:
+            an.front_directory = True
+            sw = ts.text(first, SOFTWARE) or ""
+            if any(p.fullmatch(sw) for p in compile_all(_rules()["ascii_keep"]["305"])):
+                an.front_software = sw.encode("latin-1")
+        for f in an.fields:
+            if f.where.startswith("IFD ") and int(f.where.split()[-1]) in an.remove:
+                f.action = Action.REMOVE  # its directory and values are zeroed with the label
+
+    def _tag_edits(self, an: _Analysis) -> list[TagEdit]:
+        """The new value of every entry a kept IFD changes (ASCII tags, then cleaned XMP), in IFD order."""
+        edits: dict[int, dict[int, bytes]] = {}
+        for a in an.ascii:
+            if a.ifd in an.remove or a.new is None:
+                continue
+            edits.setdefault(a.ifd, {})[a.tag] = a.new.encode("latin-1")
+        for idx, new in an.xmp_new.items():
+            if idx in an.xmp_changed and idx not in an.remove:
+                edits.setdefault(idx, {})[XMP] = new
+        return [TagEdit(idx, tag, "set", data, f"IFD {idx} tag {tag} cleaned") for idx, tags in edits.items() for tag, data in tags.items()]
+
+    def analyze(self, source: Path, policy: Policy) -> Decisions:
+        """The one walk: classify every IFD, decide every text and XMP value (inspect and plan derive from it)."""
+        path = Path(source)
+        d = Decisions(format=self.name, source=path, policy=policy, input_files=[path])
+        with open_tiff(path) as ts:
+            an = self._analyze(ts, policy)
+            d.ifds = len(ts.ifds)
+        d.analysis = an
+        d.levels = len(an.levels)
+        d.fields = an.fields
+        d.edits = self._tag_edits(an)
+        for i in an.labels:
+            d.images.append(ImageDecision(ImageKind.LABEL, f"IFD {i}", True, Action.REMOVE))
+        for i in an.thumbnails:
+            d.images.append(ImageDecision(ImageKind.THUMBNAIL, f"IFD {i}", False, Action.KEEP))
+        d.image_at = {int(img.where.split()[-1]): img for img in d.images}
+        return d
 
     # -- inspect ---------------------------------------------------------------------
     def inspect(self, path: Path, policy: Policy | None = None) -> Inventory:
-        policy = policy or Policy()
-        inv = Inventory(format=self.name, path=path, input_files=[path])
-        with open_tiff(path) as ts:
-            an = self._analyze(ts, policy)
-            inv.levels = len(an.levels)
-            inv.fields = an.fields
-            for i in an.labels:
-                inv.images.append(AssociatedImage("label", f"IFD {i}", True, Action.REMOVE))
-            for i in an.thumbnails:
-                inv.images.append(AssociatedImage("thumbnail", f"IFD {i}", False, Action.KEEP))
-        return inv
+        return self.analyze(path, policy or Policy()).inventory()
 
     # -- plan --------------------------------------------------------------------------
     def plan(self, inv: Inventory, ctx: SlideContext) -> Plan:
-        policy = ctx.policy
-        path = inv.path
+        """Byte patches carrying out the decisions (no IFD is classified, no value decided here)."""
+        d = self.decisions_for(inv, ctx.policy)
+        an = d.analysis
+        assert isinstance(an, _Analysis), "VentanaConverter.analyze keeps its walk"
+        path = d.source
         plan = Plan(format=self.name)
+        plan.notes.extend(an.plan_notes)
         with open_tiff(path) as ts:
-            an = self._analyze(ts, policy)
+            edits = d.edits_by_ifd(len(ts.ifds))
             app = tiffedit.Appender(ts.size, align=8)
             patches: list[Patch] = []
-            remove = set(an.labels)
-            if policy.label == "blank":
-                plan.notes.append(
-                    "BIF label: --label blank is not offered for BIF (the Label_Image is the whole-slide "
-                    "overview); the label image was wiped and unlinked instead"
-                )
-            keep_ifds = [ifd for ifd in ts.ifds if ifd.index not in remove]
-            if not keep_ifds:
-                raise CorruptInput(path, "BIF has no image besides the label")
-            # per-IFD new values: tag -> (type, bytes)
-            edits: dict[int, dict[int, tuple[int, bytes]]] = {}
-            for d in an.ascii:
-                if d.ifd in remove or d.new is None:
-                    continue
-                edits.setdefault(d.ifd, {})[d.tag] = (ASCII, d.new.encode("latin-1"))
-            for idx, new in an.xmp_new.items():
-                if idx in remove:
-                    continue
-                e = ts.ifds[idx].entries[XMP]
-                if new != ts.raw(e).rstrip(b"\0"):
-                    edits.setdefault(idx, {})[XMP] = (e.type, new)
+            new_first_offset, first_overrides = self._new_first(ts, an, edits, app, patches, plan)
             relocated = None
-            new_first_offset = None
-            first_overrides = None
-            if ts.ifds[0].index in remove:
-                first = keep_ifds[0]
-                if XMP in first.entries:
-                    # its own XMP (EncodeInfo) is needed where it is: put a minimal directory in front
-                    sw = ts.text(first, SOFTWARE) or ""
-                    sw_ok = any(p.fullmatch(sw) for p in compile_all(_rules()["ascii_keep"]["305"]))
-                    strip = app.add(b"\xff")
-                    entries = {
-                        256: (4, ts.pack("I", 1)),
-                        257: (4, ts.pack("I", 1)),
-                        258: (3, ts.pack("H", 8)),
-                        259: (3, ts.pack("H", 1)),
-                        262: (3, ts.pack("H", 1)),
-                        273: (4, ts.pack("I", strip)) if strip <= 0xFFFFFFFF else (16, ts.pack("Q", strip)),
-                        277: (3, ts.pack("H", 1)),
-                        278: (4, ts.pack("I", 1)),
-                        279: (4, ts.pack("I", 1)),
-                        XMP: (BYTE, an.iscan_clean),
-                    }
-                    if sw_ok:
-                        entries[SOFTWARE] = (ASCII, sw.encode("latin-1"))
-                    new_first_offset = build_ifd(ts, entries, first.offset, app)
-                    plan.notes.append("BIF: the iScan XMP moved to a new 1x1 directory in front of the pyramid")
-                else:
-                    first_overrides = dict(edits.pop(first.index, {}))
-                    first_overrides[XMP] = (BYTE, an.iscan_clean)
-                    for tag in first_overrides:
-                        te = first.get(tag)
-                        if te is not None and not te.inline and te.size:
-                            patches.append(Patch(te.value_offset, te.size, None, f"old value of tag {tag} (IFD {first.index} relocated)"))
-                    plan.notes.append(f"BIF: the iScan XMP now lives in the new first IFD (was IFD {first.index})")
-            if remove:
-                ps, relocated = drop_ifds(ts, remove, app, first_overrides=first_overrides, reason="unlink label", new_first_offset=new_first_offset)
+            if an.remove:
+                ps, relocated = drop_ifds(ts, an.remove, app, first_overrides=first_overrides, reason="unlink label", new_first_offset=new_first_offset)
                 patches.extend(ps)
-                patches.extend(orphan_values(ts, remove))
-                for i in remove:
-                    patches.extend(tiffedit.wipe_image_data(ts, ts.ifds[i], f"wipe label pixels (IFD {i})"))
-                    plan.remove("image", "label", "wiped+unlinked", f"IFD {i}")
-            for idx, tags in edits.items():
-                ifd = ts.ifds[idx]
-                for tag, (_typ, data) in tags.items():
-                    patches.extend(tiffedit.set_bytes(ts, ifd.entries[tag], data, f"IFD {idx} tag {tag} cleaned", app))
-            for f in an.fields:
-                where_idx = int(f.where.split()[-1]) if f.where.startswith("IFD ") else -1
-                action = Action.REMOVE.done if where_idx in remove else f.action.done
-                plan.remove("field", f.name, action, f.where)
+                patches.extend(orphan_values(ts, an.remove))
+                for img in d.images:
+                    if img.action is Action.REMOVE:
+                        i = int(img.where.split()[-1])
+                        patches.extend(tiffedit.wipe_image_data(ts, ts.ifds[i], f"wipe label pixels (IFD {i})"))
+                        plan.remove("image", img.kind.value, "wiped+unlinked", img.where)
+            for idx, group in edits.items():
+                for edit in group:
+                    patches.extend(tiffedit.set_bytes(ts, ts.ifds[idx].entries[edit.tag], edit.data, edit.reason, app))
+            report_fields(plan, d.fields)
             if relocated is not None:
                 plan.notes.append(f"IFD {relocated} rewritten at the end of the file")
             plan.files.append(FilePlan(dest=self.output_name(ctx, path), source=path, patches=patches, append=app.data))
         return plan
+
+    def _new_first(
+        self, ts: TiffStructure, an: _Analysis, edits: dict[int, list[TagEdit]], app: tiffedit.Appender, patches: list[Patch], plan: Plan
+    ) -> tuple[int | None, dict[int, tuple[int, bytes]] | None]:
+        """Where the iScan XMP lives on when the label was IFD 0: a new 1x1 directory in front
+        (``new_first_offset``), or the new first IFD re-written with it (``first_overrides``, which
+        take that IFD's tag edits with them)."""
+        if ts.ifds[0].index not in an.remove:
+            return None, None
+        first = ts.ifds[an.first_kept]
+        if an.front_directory:
+            # its own XMP (EncodeInfo) is needed where it is: put a minimal directory in front
+            strip = app.add(b"\xff")
+            entries = {
+                256: (4, ts.pack("I", 1)),
+                257: (4, ts.pack("I", 1)),
+                258: (3, ts.pack("H", 8)),
+                259: (3, ts.pack("H", 1)),
+                262: (3, ts.pack("H", 1)),
+                273: (4, ts.pack("I", strip)) if strip <= 0xFFFFFFFF else (16, ts.pack("Q", strip)),
+                277: (3, ts.pack("H", 1)),
+                278: (4, ts.pack("I", 1)),
+                279: (4, ts.pack("I", 1)),
+                XMP: (BYTE, an.iscan_clean),
+            }
+            if an.front_software is not None:
+                entries[SOFTWARE] = (ASCII, an.front_software)
+            plan.notes.append("BIF: the iScan XMP moved to a new 1x1 directory in front of the pyramid")
+            return build_ifd(ts, entries, first.offset, app), None
+        first_overrides = {e.tag: (ASCII, e.data) for e in edits.pop(first.index, [])}
+        first_overrides[XMP] = (BYTE, an.iscan_clean)
+        for tag in first_overrides:
+            te = first.get(tag)
+            if te is not None and not te.inline and te.size:
+                patches.append(Patch(te.value_offset, te.size, None, f"old value of tag {tag} (IFD {first.index} relocated)"))
+        plan.notes.append(f"BIF: the iScan XMP now lives in the new first IFD (was IFD {first.index})")
+        return None, first_overrides
 
 
 def tiled(ts: TiffStructure, idx: int) -> bool:
