@@ -113,8 +113,9 @@ def _rule(tag: str, row: Mapping) -> Rule:
     try:
         basic = parse_code(row["basic"])
         options = {opt: Action(code) for opt, code in (row.get("options") or {}).items() if code}
-    except ValueError as exc:
-        raise ValueError(f"DICOM profile table: row {tag} ({row.get('name')}): {exc}") from None
+    except ValueError:
+        codes = [row["basic"], *(row.get("options") or {}).values()]
+        raise ValueError(f"DICOM profile table: row {tag} ({row.get('name')}): a code that is not an Annex E action among {codes}") from None
     return Rule(tag, row["name"], basic, options)
 
 
