@@ -12,6 +12,7 @@ from pydicom.sequence import Sequence
 
 from wsianon.converters.dicom.engine import Engine, Identity
 from wsianon.io.keyed import date_offset_days, keyed_uid, remap_uid
+from wsianon.profiles.actions import Action
 from wsianon.profiles import dicom as prof
 from wsianon.profiles.policy import Policy
 
@@ -118,7 +119,7 @@ def _samples():
             if any(p in IDENTITY_KWS for p in path):
                 continue
             # a parent sequence the profile empties/removes would hide the attribute
-            if any(prof.DicomProfile(frozenset()).action(tag_for_keyword(p), path[:i], p)[0] in ("X", "Z") for i, p in enumerate(path)):
+            if any(prof.DicomProfile(frozenset()).action(tag_for_keyword(p), path[:i], p)[0] in (Action.REMOVE, Action.BLANK) for i, p in enumerate(path)):
                 continue
             tkey = (row["basic"], (t or "none").rstrip("C"))
             buckets.setdefault(tkey, []).append((row["basic"], path, kw, t, vr))
@@ -183,33 +184,33 @@ def test_engine_matches_table(code, path, kw, type_, vr):
 def test_known_wsi_rows_resolve_as_the_design_says():
     p = prof.DicomProfile(frozenset(prof.DEFAULT_OPTIONS))
     a = lambda kw, path=(): p.action(tag_for_keyword(kw), path, kw)[0]  # noqa: E731
-    assert a("ContainerIdentifier") == "D"
-    assert a("SpecimenIdentifier", ("SpecimenDescriptionSequence",)) == "D"
-    assert a("SpecimenUID", ("SpecimenDescriptionSequence",)) == "U"
-    assert a("AcquisitionDateTime") == "D"  # X/Z/D, Type 1 in the WSI module
-    assert a("DeviceSerialNumber") == "D"  # X/Z/D, Type 1 in Enhanced General Equipment
-    assert a("StationName") == "X"  # X/Z/D, Type 3
-    assert a("InstanceCreationDate") == "X"  # X/D, Type 3
-    assert a("BarcodeValue") == "Z"  # X/Z, Type 2
-    assert a("IssuerOfTheContainerIdentifierSequence") == "Z"
+    assert a("ContainerIdentifier") is Action.DUMMY
+    assert a("SpecimenIdentifier", ("SpecimenDescriptionSequence",)) is Action.DUMMY
+    assert a("SpecimenUID", ("SpecimenDescriptionSequence",)) is Action.REPLACE
+    assert a("AcquisitionDateTime") is Action.DUMMY  # X/Z/D, Type 1 in the WSI module
+    assert a("DeviceSerialNumber") is Action.DUMMY  # X/Z/D, Type 1 in Enhanced General Equipment
+    assert a("StationName") is Action.REMOVE  # X/Z/D, Type 3
+    assert a("InstanceCreationDate") is Action.REMOVE  # X/D, Type 3
+    assert a("BarcodeValue") is Action.BLANK  # X/Z, Type 2
+    assert a("IssuerOfTheContainerIdentifierSequence") is Action.BLANK
     for kw in ("PyramidUID", "FrameOfReferenceUID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
-        assert a(kw) == "U"
-    assert a("LabelText") == "C"  # Clean Descriptors
-    assert a("Manufacturer") == "K"  # not in the table
+        assert a(kw) is Action.REPLACE
+    assert a("LabelText") is Action.CLEAN  # Clean Descriptors
+    assert a("Manufacturer") is Action.KEEP  # not in the table
 
 
 def test_options_change_the_outcome():
     base = prof.DicomProfile(frozenset(prof.DEFAULT_OPTIONS))
     t = lambda kw: tag_for_keyword(kw)  # noqa: E731
-    assert base.action(t("DeviceSerialNumber"), (), "DeviceSerialNumber")[0] == "D"
-    assert prof.DicomProfile(frozenset({"retain-device-identity"})).action(t("DeviceSerialNumber"), (), "DeviceSerialNumber")[0] == "K"
-    assert prof.DicomProfile(frozenset({"retain-uids"})).action(t("StudyInstanceUID"), (), "StudyInstanceUID")[0] == "K"
-    assert prof.DicomProfile(frozenset({"retain-full-dates"})).action(t("ContentDate"), (), "ContentDate")[0] == "K"
-    assert prof.DicomProfile(frozenset({"retain-modified-dates"})).action(t("ContentDate"), (), "ContentDate")[0] == "C"
-    assert prof.DicomProfile(frozenset({"retain-patient-characteristics"})).action(t("PatientSex"), (), "PatientSex")[0] == "K"
-    assert base.action(t("PatientSex"), (), "PatientSex")[0] == "Z"
-    assert prof.DicomProfile(frozenset()).action(t("SeriesDescription"), (), "SeriesDescription")[0] == "X"
-    assert base.action(t("SeriesDescription"), (), "SeriesDescription")[0] == "C"
+    assert base.action(t("DeviceSerialNumber"), (), "DeviceSerialNumber")[0] is Action.DUMMY
+    assert prof.DicomProfile(frozenset({"retain-device-identity"})).action(t("DeviceSerialNumber"), (), "DeviceSerialNumber")[0] is Action.KEEP
+    assert prof.DicomProfile(frozenset({"retain-uids"})).action(t("StudyInstanceUID"), (), "StudyInstanceUID")[0] is Action.KEEP
+    assert prof.DicomProfile(frozenset({"retain-full-dates"})).action(t("ContentDate"), (), "ContentDate")[0] is Action.KEEP
+    assert prof.DicomProfile(frozenset({"retain-modified-dates"})).action(t("ContentDate"), (), "ContentDate")[0] is Action.CLEAN
+    assert prof.DicomProfile(frozenset({"retain-patient-characteristics"})).action(t("PatientSex"), (), "PatientSex")[0] is Action.KEEP
+    assert base.action(t("PatientSex"), (), "PatientSex")[0] is Action.BLANK
+    assert prof.DicomProfile(frozenset()).action(t("SeriesDescription"), (), "SeriesDescription")[0] is Action.REMOVE
+    assert base.action(t("SeriesDescription"), (), "SeriesDescription")[0] is Action.CLEAN
 
 
 def test_parse_profile_and_policy_mapping():

@@ -37,6 +37,7 @@ from pydicom.dataset import Dataset
 
 from wsianon.converters.base import Inventory
 from wsianon.pipeline.model import Verdict
+from wsianon.profiles.actions import Action
 from wsianon.profiles.dicom import DicomProfile, profile_for_policy
 from wsianon.verify.dicom.common import REGISTRY, read_dataset
 from wsianon.verify.dicom import frames
@@ -88,7 +89,7 @@ def verify_dicom_output(inv: Inventory, result_files: list[Path], ctx, verdict: 
             return
     verdict.add("dicom: readable", True, f"{len(files)} instances")
     started = {f: Dciodvfy(f) for f in files} if shutil.which("dciodvfy") else None
-    source_values = {f.value.strip() for f in inv.fields if f.action != "keep" and f.value and f.value.strip()}
+    source_values = {f.value.strip() for f in inv.fields if f.action is not Action.KEEP and f.value and f.value.strip()}
     source_uids: set[str] = set()
     if inv.format == "dicom":
         for s in inv.input_files:

@@ -24,6 +24,7 @@ from pathlib import Path
 import pydicom
 from pydicom.dataset import Dataset
 
+from wsianon.profiles.actions import Action
 from wsianon.profiles.dicom import FREE_TEXT_VRS, DicomProfile, code_meaning, code_schemes, iod
 
 DATE_RE = {"DA": re.compile(r"^\d{8}$"), "TM": re.compile(r"^\d{2,6}(\.\d{1,6})?$"), "DT": re.compile(r"^\d{4,14}(\.\d{1,6})?([+-]\d{4})?$")}
@@ -129,8 +130,8 @@ class _Walker:
         from pydicom.datadict import tag_for_keyword
 
         tag = tag_for_keyword(kw) if kw else None
-        action = self.profile.action(tag, path, kw, vr)[0] if tag is not None else "X"
-        if action != "K" or kw in ("DeidentificationMethod", "ContributionDescription"):
+        action = self.profile.action(tag, path, kw, vr)[0] if tag is not None else Action.REMOVE
+        if action is not Action.KEEP or kw in ("DeidentificationMethod", "ContributionDescription"):
             return False
         if kw in w.kept_text:
             return w.kept_text_ok(kw, v)

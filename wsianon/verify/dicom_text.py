@@ -39,6 +39,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from wsianon.profiles import load
+from wsianon.profiles.actions import Action
 from wsianon.profiles.dicom import DicomProfile, code_meaning, code_schemes, iod, rule_for
 from wsianon.verify.vocabulary import Vocab, unknown_tokens, vocabulary
 
@@ -147,9 +148,9 @@ class _Scan:
     def _retained(self, elem, path, kw) -> bool:
         """Kept on purpose by a Retain option the output records (the Basic Profile would not keep it)."""
         rule = rule_for(int(elem.tag))
-        if rule is None or rule.basic == "K":
+        if rule is None or rule.basic is Action.KEEP:
             return False
-        return any(rule.options.get(o) == "K" for o in self.profile.options if o.startswith("retain"))
+        return any(rule.options.get(o) is Action.KEEP for o in self.profile.options if o.startswith("retain"))
 
     def _judge(self, ds: Dataset, elem, kw: str, path: tuple[str, ...], vals: list) -> str | None:
         vr = elem.VR

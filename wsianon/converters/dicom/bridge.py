@@ -44,6 +44,7 @@ from wsianon.converters.dicom.engine import Engine
 from wsianon.converters.dicom.series import _KIND_ORDER, DicomResult, _image_kind, finalize_meta, slide_identity
 from wsianon.converters.dicom.stream import header_bytes, read_header, write_instance
 from wsianon.converters.registry import DicomVia, spec_of
+from wsianon.profiles.actions import Action
 from wsianon.profiles.dicom import profile_for_policy
 from wsianon.errors import WsianonError, CorruptInput, UnsupportedFormat
 from wsianon.io import icc
@@ -293,7 +294,7 @@ def _post_write_fixups(ds, engine: Engine, scanner: Scanner | None = None, reenc
     for kw in ("InstanceCreationDate", "InstanceCreationTime", "InstanceCreatorUID"):
         if kw in ds:
             delattr(ds, kw)
-            engine._log(kw, "X")
+            engine._log(kw, Action.REMOVE)
     kind = _image_kind(ds)
     size = (int(ds.get("TotalPixelMatrixColumns", 0) or ds.get("Columns", 0) or 0), int(ds.get("TotalPixelMatrixRows", 0) or ds.get("Rows", 0) or 0))
     if reencoded and (kind or "VOLUME", *size) in reencoded:
@@ -366,7 +367,7 @@ def convert_slide(source: Path, inv: Inventory, ctx: SlideContext, out_dir: Path
         route.preflight(source)
     scanner = source_scanner(inv)
     # a thumbnail the native route would remove (e.g. an MRXS preview showing a barcode) is not written
-    keep_thumbnail = not any(i.kind == "thumbnail" and i.action != "keep" for i in inv.images)
+    keep_thumbnail = not any(i.kind == "thumbnail" and i.action is not Action.KEEP for i in inv.images)
     out_dir.mkdir(parents=True, exist_ok=True)
     policy = ctx.policy
     result = DicomResult()
@@ -487,9 +488,9 @@ def _report_associated(result: DicomResult, inv: Inventory, policy, conv: _Conve
     inv_label = any(i.kind == "label" for i in inv.images)
     inv_overview = any(i.kind in ("macro", "overview", "wholeslide") for i in inv.images)
     if conv.had_label or inv_label:
-        result.removals.append(Removal("image", "label", "replaced by blank" if policy.label == "blank" else "removed"))
+        result.removals.append(Removal("image", "label", "replaced by blank" if policy.label == "blank" else Action.REMOVE.done))
     if (conv.had_overview or inv_overview) and (policy.macro != "keep" or not conv.had_overview):
-        result.removals.append(Removal("image", "macro/overview", "removed"))
+        result.removals.append(Removal("image", "macro/overview", Action.REMOVE.done))
         if policy.macro == "keep":
             result.notes.append("--macro keep: the overview could not be kept (wsidicomizer's reader for this format does not expose it)")
     if policy.macro == "keep" and conv.had_overview:

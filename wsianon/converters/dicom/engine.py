@@ -28,7 +28,7 @@ from wsianon import __version__ as _version
 from wsianon.io.keyed import keyed_uid, remap_uid
 from wsianon.io.plan import Removal
 from wsianon.profiles.actions import Action
-from wsianon.profiles.dicom import FREE_TEXT_VRS, DicomProfile, code_meaning, code_schemes, iod, resolve_compound
+from wsianon.profiles.dicom import FREE_TEXT_VRS, DicomProfile, action_by_type, code_meaning, code_schemes, iod
 
 TEXT_VRS = {"AE", "AS", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"}
 DATE_VRS = {"DA", "DT", "TM"}
@@ -53,16 +53,13 @@ DUMMY = {
     "DS": "0",
     "IS": "0",
 }
-# report words: the Annex E letters are Actions (Action("X").done == "removed"); the engine's own reasons follow
-ACTION_WORD = {
-    **{code: Action(code).done for code in ("X", "Z", "D", "C", "U")},
-    "I": "removed: not in the VL WSI IOD",
-    "R": "removed: referenced an instance that is not shared",
-    "Q": "removed: its condition attribute is absent",
-    "M": "standard meaning of its code",
-    "N": "dummy: code not in the DICOM/SNOMED dictionary",
-}
-SCRUB_WORD = {code: f"{Action(code).done}: held a source value" for code in ("X", "Z", "D")}
+# report words: what the profile decided is an Action (its word: Action.done); the closed world's
+# own reasons are these
+NOT_IN_IOD = "removed: not in the VL WSI IOD"
+UNSHARED_REFERENCE = "removed: referenced an instance that is not shared"
+CONDITION_ABSENT = "removed: its condition attribute is absent"
+STANDARD_MEANING = "standard meaning of its code"
+UNKNOWN_CODE = "dummy: code not in the DICOM/SNOMED dictionary"
 STRING_VRS = TEXT_VRS | DATE_VRS | {"DS", "IS", "UI"}
 
 # tags the engine writes itself (identity and de-identification record)
@@ -126,8 +123,9 @@ class Engine:
     removals: dict[tuple[str, str], Removal] = field(default_factory=dict)
 
     # -- bookkeeping -------------------------------------------------------
-    def _log(self, name: str, action: str, where: str = "") -> None:
-        word = ACTION_WORD.get(action, action)
+    def _log(self, name: str, what: Action | str, where: str = "") -> None:
+        """Record ``name`` as changed: ``what`` is the Action done, or one of the reasons above."""
+        word = what.done if isinstance(what, Action) else what
         self.removals.setdefault((name, word), Removal("field", name, word, where))
 
     # -- per-element actions -------------------------------------------------
@@ -187,20 +185,20 @@ class Engine:
         name = "/".join(path + (step,))
         if not iod().allows(path, kw):  # closed world: not in the VL WSI IOD (nor the record)
             del ds[tag]
-            self._log(name, "I")
+            self._log(name, NOT_IN_IOD)
             return
         action, _rule = self.profile.action(int(tag), path, kw, elem.VR)
         type_ = wsi_type(path, kw) if kw else None
-        if action == "X":
+        if action is Action.REMOVE:
             del ds[tag]
-            self._log(name, "X")
+            self._log(name, Action.REMOVE)
             return
         if elem.VR == "SQ":
             self._sequence(elem, action, name, path + (step,))
             return
-        if action == "K" and elem.VR in FREE_TEXT_VRS and kw in iod().kept_text and not _kept_text_ok(kw, elem):
-            action = resolve_compound("X/Z/D", type_)  # kept text of a form the profile does not allow
-        if action == "K" or _no_value(elem):
+        if action is Action.KEEP and elem.VR in FREE_TEXT_VRS and kw in iod().kept_text and not _kept_text_ok(kw, elem):
+            action = action_by_type(type_)  # kept text of a form the profile does not allow: X/Z/D by Type
+        if action is Action.KEEP or _no_value(elem):
             return  # kept, or nothing to remove (the empty element stays)
         self._log(name, self._apply(ds, tag, elem, action, type_ in ("1", "1C")))
 
@@ -214,45 +212,45 @@ class Engine:
             return None
         if group % 2 == 1:  # private (incl. private creators): Retain Safe Private has no safe list
             del ds[tag]
-            self._log("private tags", "X", where)
+            self._log("private tags", Action.REMOVE, where)
             return None
         try:
             elem = ds[tag]
         except Exception:  # an unreadable value: never keep what cannot be judged
             del ds[tag]
-            self._log(f"({group:04X},{elem_no:04X})", "X", where)
+            self._log(f"({group:04X},{elem_no:04X})", Action.REMOVE, where)
             return None
         if group in range(0x5000, 0x5100, 2) or group in range(0x6000, 0x6100, 2):
             # curves and overlays: the whole repeating group goes (Basic X; no Clean Graphics
             # implementation beyond removal)
             del ds[tag]
-            self._log("curve/overlay groups (50xx/60xx)", "X", where)
+            self._log("curve/overlay groups (50xx/60xx)", Action.REMOVE, where)
             return None
         return elem
 
-    def _sequence(self, elem: DataElement, action: str, name: str, path: tuple[str, ...]) -> None:
-        """Z empties a sequence; any other kept action judges its items one by one."""
-        if action == "Z":
+    def _sequence(self, elem: DataElement, action: Action, name: str, path: tuple[str, ...]) -> None:
+        """BLANK empties a sequence; any other kept action judges its items one by one."""
+        if action is Action.BLANK:
             if len(elem.value):
                 elem.value = Sequence([])
-                self._log(name, "Z")
+                self._log(name, Action.BLANK)
             return
         for item in elem.value:
             self._walk(item, path)
 
-    def _apply(self, ds: Dataset, tag: BaseTag, elem: DataElement, action: str, type1: bool) -> str:
-        """Apply Z, D, U or C to a non-empty element; the action done."""
-        if action == "Z":
+    def _apply(self, ds: Dataset, tag: BaseTag, elem: DataElement, action: Action, type1: bool) -> Action:
+        """Apply BLANK, DUMMY, REPLACE or CLEAN to a non-empty element; the action done."""
+        if action is Action.BLANK:
             elem.value = self._empty(elem)
-        elif action == "D":
+        elif action is Action.DUMMY:
             elem.value = self._dummy(elem)
-        elif action == "U":
+        elif action is Action.REPLACE:
             elem.value = self._uid_or_dummy(elem)
-        elif action == "C":
+        elif action is Action.CLEAN:
             elem.value = self._clean(elem, type1)
-        else:  # unknown code in a future table edition: fail closed
+        else:  # an action Annex E does not name for a value: fail closed
             del ds[tag]
-            action = "X"
+            action = Action.REMOVE
         return action
 
     def _uid_or_dummy(self, elem: DataElement):
@@ -269,7 +267,7 @@ class Engine:
         for kw, needs in iod().conditions.items():
             if kw in ds and needs not in ds:
                 delattr(ds, kw)
-                self._log("/".join(path + (kw,)), "Q")
+                self._log("/".join(path + (kw,)), CONDITION_ABSENT)
 
     def _code_item(self, ds: Dataset, path: tuple[str, ...]) -> None:
         """A coded concept keeps its code when the DICOM/SNOMED dictionary knows it, with the
@@ -279,14 +277,14 @@ class Engine:
         if "CodeMeaning" not in ds and "CodeValue" not in ds:
             if scheme and scheme not in code_schemes():  # e.g. CodingSchemeIdentificationSequence
                 ds.CodingSchemeDesignator = "99WSIANON"
-                self._log(f"{where}/CodingSchemeDesignator", "N")
+                self._log(f"{where}/CodingSchemeDesignator", UNKNOWN_CODE)
             return
         value = str(ds.get("CodeValue", "") or ds.get("LongCodeValue", "") or ds.get("URNCodeValue", "") or "").strip()
         meaning = code_meaning(scheme, value) if scheme and value else None
         if meaning is not None:
             if str(ds.get("CodeMeaning", "")).strip() != meaning:
                 ds.CodeMeaning = meaning
-                self._log(f"{where}/CodeMeaning", "M")
+                self._log(f"{where}/CodeMeaning", STANDARD_MEANING)
             return
         changed = False
         if str(ds.get("CodeMeaning", "") or "") not in ("", DUMMY["LO"]):
@@ -300,12 +298,12 @@ class Engine:
             ds.CodingSchemeDesignator = "99WSIANON"
             changed = True
         if changed:
-            self._log(f"{where}/CodeMeaning", "N")
+            self._log(f"{where}/CodeMeaning", UNKNOWN_CODE)
 
     def uid_out(self, uid: str) -> str:
-        """What a source SOP Instance UID becomes in the output (U: keyed remap; K: kept)."""
+        """What a source SOP Instance UID becomes in the output (REPLACE: keyed remap; KEEP: kept)."""
         action, _ = self.profile.action(0x00080018, (), "SOPInstanceUID")
-        return remap_uid(self.key, uid) if action == "U" else uid
+        return remap_uid(self.key, uid) if action is Action.REPLACE else uid
 
     def prune_references(self, ds: Dataset, kept: set[str], path: tuple[str, ...] = ()) -> None:
         """Remove every reference to an SOP instance that is not among the outputs (a dropped
@@ -325,7 +323,7 @@ class Engine:
             if len(items) == len(elem.value):
                 continue
             name = "/".join(path + (kw,))
-            self._log(name, "R")
+            self._log(name, UNSHARED_REFERENCE)
             if items:
                 elem.value = Sequence(items)
             elif wsi_type(path, kw) in ("2", "2C"):
@@ -360,16 +358,16 @@ class Engine:
             if not data or not scanner.scan_bytes(data, limit=1):
                 continue
             type_ = wsi_type(path, elem.keyword) if elem.keyword else None
-            action = {"1": "D", "1C": "D", "2": "Z", "2C": "Z"}.get(type_ or "", "X")
-            if action == "D" and elem.VR in BIN_VRS:
-                action = "Z"  # no meaningful binary dummy: empty
-            if action == "X":
+            action = action_by_type(type_)
+            if action is Action.DUMMY and elem.VR in BIN_VRS:
+                action = Action.BLANK  # no meaningful binary dummy: empty
+            if action is Action.REMOVE:
                 del ds[tag]
-            elif action == "Z":
+            elif action is Action.BLANK:
                 elem.value = self._empty(elem) if elem.VR not in BIN_VRS else b""
             else:
                 elem.value = self._dummy(elem)
-            self.removals.setdefault((name, "scrub"), Removal("field", name, SCRUB_WORD[action]))
+            self.removals.setdefault((name, "scrub"), Removal("field", name, f"{action.done}: held a source value"))
             hits.append(name)
         return hits
 

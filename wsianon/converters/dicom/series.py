@@ -113,16 +113,16 @@ def _walk_values(ds: Dataset, path: tuple[str, ...], profile: DicomProfile, out:
         kw = elem.keyword or f"({elem.tag.group:04X},{elem.tag.element:04X})"
         name = "/".join(path + (kw,))
         if elem.tag.group % 2 == 1:
-            action = "X"
+            action = Action.REMOVE
         else:
             action, _rule = profile.action(tag, path, elem.keyword or "", elem.VR)
             if not iod().allows(path, elem.keyword or ""):
-                action = "X"  # closed world: not in the VL WSI IOD
+                action = Action.REMOVE  # closed world: not in the VL WSI IOD
         if elem.VR == "SQ":
             for item in elem.value or []:
                 _walk_values(item, path + (kw,), profile, out, where)
             continue
-        if action == "K":
+        if action is Action.KEEP:
             continue
         try:
             value = elem.value
@@ -146,7 +146,7 @@ def inspect_dicom(files: list[Path]) -> Inventory:
     if not files:
         raise CorruptInput(None, "no DICOM files given")
     profile = DicomProfile()
-    raw: list[tuple[str, str, str, str, str]] = []
+    raw: list[tuple[str, str, Action, str, str]] = []
     kept_values: set[str] = set()
     kinds: list[tuple[str | None, Path]] = []
     levels = 0
@@ -165,14 +165,14 @@ def inspect_dicom(files: list[Path]) -> Inventory:
             levels += 1
         sm = getattr(ds, "file_meta", None)
         if sm is not None and sm.get("SourceApplicationEntityTitle"):
-            raw.append(("file meta/SourceApplicationEntityTitle", str(sm.SourceApplicationEntityTitle).strip(), "X", "AE", f"instance {i}"))
+            raw.append(("file meta/SourceApplicationEntityTitle", str(sm.SourceApplicationEntityTitle).strip(), Action.REMOVE, "AE", f"instance {i}"))
     return _inventory(files, raw, kept_values, kinds, levels)
 
 
 def _kept_values(ds: Dataset, profile: DicomProfile, kept_values: set[str]) -> None:
     for elem in ds.iterall():
         try:
-            if elem.VR != "SQ" and elem.tag.group % 2 == 0 and profile.action(int(elem.tag), (), elem.keyword or "")[0] == "K":
+            if elem.VR != "SQ" and elem.tag.group % 2 == 0 and profile.action(int(elem.tag), (), elem.keyword or "")[0] is Action.KEEP:
                 v = elem.value
                 for x in v if elem.VM > 1 else [v]:
                     kept_values.add(str(x).strip().lower())
@@ -190,7 +190,7 @@ def _inventory(files, raw, kept_values, kinds, levels) -> Inventory:
         # values that also occur as kept values (e.g. a description equal to an ImageType word)
         # or times of day are too generic to be proven absent from bytes
         canary = vr not in ("TM", "CS", "DS", "IS", "US", "UL", "SS", "SL", "FL", "FD", "AT", "UV", "SV") and value.lower() not in kept_values
-        inv.fields.append(Field(name=name, value=value, action=Action(action), where=where, canary=canary))  # an Annex E letter
+        inv.fields.append(Field(name=name, value=value, action=action, where=where, canary=canary))
     from wsianon.converters.base import AssociatedImage
 
     for kind, f in kinds:
@@ -287,10 +287,10 @@ def process_instances(sources: list[Path], ctx: SlideContext, out_dir: Path, res
     for kind, f, ds, span in headers:
         where = f"instance {sources.index(f)}"
         if kind == "LABEL" and not keep_label:
-            result.removals.append(Removal("image", "label", "removed", where))
+            result.removals.append(Removal("image", "label", Action.REMOVE.done, where))
             continue
         if kind == "OVERVIEW" and ctx.policy.macro != "keep":
-            result.removals.append(Removal("image", "overview", "removed", where))
+            result.removals.append(Removal("image", "overview", Action.REMOVE.done, where))
             continue
         engine.apply(ds)
         engine.prune_references(ds, kept_uids)
@@ -328,7 +328,7 @@ def align_inventory(inv: Inventory, profile: DicomProfile) -> None:
         tag = tag_for_keyword(parts[-1])
         if tag is None:
             continue
-        if Action(profile.action(tag, parts[:-1], parts[-1])[0]) is Action.KEEP:
+        if profile.action(tag, parts[:-1], parts[-1])[0] is Action.KEEP:
             f.action = Action.KEEP
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pydicom.dataset import Dataset
 
+from wsianon.profiles.actions import Action
 from wsianon.profiles.dicom import DicomProfile
 from wsianon.verify.dicom.common import IDENTITY_KWS, REGISTRY
 
@@ -29,12 +30,12 @@ def _is_deid_item(item: Dataset) -> bool:
 
 
 def _walk_sequence(
-    elem, kw: str, name: str, action: str, profile: DicomProfile, source_values: set[str], source_uids: set[str], problems: list[str], path: tuple[str, ...]
+    elem, kw: str, name: str, action: Action, profile: DicomProfile, source_values: set[str], source_uids: set[str], problems: list[str], path: tuple[str, ...]
 ) -> int:
-    """A sequence element: its own action (X, Z), then its items (our De-identifying Equipment item skipped)."""
-    if action == "X" and not (kw == "ContributingEquipmentSequence" and path == ()):
+    """A sequence element: its own action (REMOVE, BLANK), then its items (our De-identifying Equipment item skipped)."""
+    if action is Action.REMOVE and not (kw == "ContributingEquipmentSequence" and path == ()):
         problems.append(f"{name} present (profile: remove)")
-    if action == "Z" and len(elem.value):
+    if action is Action.BLANK and len(elem.value):
         problems.append(f"{name} has items (profile: empty)")
     n = 0
     for item in elem.value:
@@ -44,17 +45,17 @@ def _walk_sequence(
     return n
 
 
-def _check_values(elem, name: str, action: str, source_values: set[str], source_uids: set[str], problems: list[str]) -> None:
-    """A non-sequence element's values against its action (K, X, Z, U) and the source's values."""
+def _check_values(elem, name: str, action: Action, source_values: set[str], source_uids: set[str], problems: list[str]) -> None:
+    """A non-sequence element's values against its action (KEEP, REMOVE, BLANK, REPLACE) and the source's values."""
     vals = element_values(elem)
-    if action == "K":
+    if action is Action.KEEP:
         return
-    if action == "X":
+    if action is Action.REMOVE:
         problems.append(f"{name} present (profile: remove)")
         return
-    if action == "Z" and vals and elem.keyword not in IDENTITY_KWS:
+    if action is Action.BLANK and vals and elem.keyword not in IDENTITY_KWS:
         problems.append(f"{name} not empty (profile: empty)")
-    if action == "U":
+    if action is Action.REPLACE:
         for v in vals:
             if v in source_uids or not (v.startswith("2.25.") or v.startswith(REGISTRY)):
                 problems.append(f"{name} UID not replaced")
