@@ -313,3 +313,37 @@ def test_every_decided_field_is_a_report_line(fmt, policy, philips, philips_ifd,
             assert words & {"removed from XML", "wiped+unlinked", "wiped+removed"}, img
         elif img.action is Action.BLANK:
             assert words & {"replaced by blank JPEG", "replaced by blank image"}, img
+
+
+# -- decisions describe the file they were made for ----------------------------------------
+
+
+def test_plan_refuses_a_slide_that_changed_after_analysis(tmp_path):
+    from wsianon.errors import CorruptInput
+
+    isx = make_isyntax(tmp_path / "i.isyntax")
+    conv = ISyntaxConverter()
+    inv = conv.inspect(isx.path)
+    data = isx.path.read_bytes()
+    isx.path.write_bytes(b"\n" + data)  # the header one byte longer: the decided header no longer fits the file
+    with pytest.raises(CorruptInput, match="changed between inspection and redaction"):
+        conv.plan(inv, ctx(Policy()))
+    info = make_mrxs(tmp_path / "m")
+    conv2 = MrxsConverter()
+    inv = conv2.inspect(info.mrxs)
+    data_file = sorted(info.folder.glob("Data*.dat"))[-1]
+    with open(data_file, "ab") as fh:
+        fh.write(b"\0" * 16)
+    with pytest.raises(CorruptInput, match="changed between inspection and redaction"):
+        conv2.plan(inv, ctx(Policy()))
+    with pytest.raises(CorruptInput, match="changed between inspection and redaction"):
+        PhilipsConverter().plan(_philips_with_one_ifd_fewer(tmp_path), ctx(Policy()))
+
+
+def _philips_with_one_ifd_fewer(tmp_path: Path):
+    """An inventory of a Philips TIFF with label/macro IFDs, then the file rewritten without them."""
+    p = tmp_path / "p.tiff"
+    make_philips(p, images_in="ifd")
+    inv = PhilipsConverter().inspect(p)
+    make_philips(p)  # the same slide with its images in the XML: two IFDs fewer
+    return inv

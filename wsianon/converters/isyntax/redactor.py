@@ -210,6 +210,8 @@ class ISyntaxConverter(NativeConverter):
         an = d.analysis
         assert isinstance(an, _Analysis), "ISyntaxConverter.analyze keeps its walk"
         path = d.source
+        if find_terminator(path) != an.eot:
+            raise CorruptInput(path, "the file changed between inspection and redaction")
         plan = Plan(format=self.name)
         patch = Patch(0, an.header_len, an.render(ctx.key, path), "iSyntax XML header rewritten fail-closed, padded to its length")
         for img in an.images:

@@ -81,6 +81,17 @@ class MrxsAnalysis:
     removed: set[int] = field(default_factory=set)  # slots removed (a label that cannot be blanked in place too)
     text_records: list[NonHierRecord] = field(default_factory=list)  # free-text records: zeroed
     preview_size: tuple[int, int] = _DEFAULT_PREVIEW_SIZE
+    sizes: dict[Path, int] = field(default_factory=dict)  # every input file's size when analyzed
+
+    def check_unchanged(self) -> None:
+        """Refuse a slide whose files changed size since analysis (the decisions locate bytes in them)."""
+        for p, size in self.sizes.items():
+            try:
+                now = p.stat().st_size
+            except OSError:
+                now = -1
+            if now != size:
+                raise CorruptInput(p, "the file changed between inspection and redaction")
 
 
 class MrxsConverter(NativeConverter):
@@ -131,6 +142,7 @@ class MrxsConverter(NativeConverter):
         _decide_ini(d, an, policy)
         _decide_records(d, an, policy)
         _decide_preview(d, an)
+        an.sizes = {p: p.stat().st_size for p in d.input_files}
         return d
 
     # -- inspect ------------------------------------------------------------------------------
@@ -144,6 +156,7 @@ class MrxsConverter(NativeConverter):
         d = self.decisions_for(inv, ctx.policy)
         an = d.analysis
         assert isinstance(an, MrxsAnalysis), "MrxsConverter.analyze keeps its walk"
+        an.check_unchanged()
         slide = an.slide
         ini = copy.deepcopy(slide.ini)  # the decisions stay as they were for another plan
         base = self._base(ctx, slide.mrxs)
