@@ -6,7 +6,9 @@ dummies, MRXS's ini values, associated images and free-text records are decided
 once; ``inspect`` is a view of those decisions and ``plan`` only renders them
 (the keyed UIDs / SLIDE_ID from ``ctx.key``).  Counted here, per format:
 
-* inspect + plan through the pipeline decide each thing exactly once;
+* inspect + plan through the pipeline decide each thing exactly once (the XML walk
+  itself decides each attribute by one call, but for those of an image object the
+  policy keeps or blanks, decided twice within the walk as they always were);
 * ``plan`` on an inventory from ``inspect`` with the same policy decides nothing;
 * two plans from the same decisions with different keys differ only in the keyed
   values (and a plan leaves the decisions as they were for the next one);
@@ -182,6 +184,25 @@ def test_a_plan_for_another_policy_decides_afresh(fmt, philips, isyntax, mrxs, m
         assert images["macro"] == Action.KEEP.done and images["label"] == "removed from XML"
     # and the inventory's own decisions are untouched
     assert next(i for i in inv.images if i.kind == "macro").action is Action.REMOVE
+
+
+@pytest.mark.parametrize("fmt", ["philips", "isyntax"])
+def test_xml_walk_decides_each_attribute_once(fmt, philips, isyntax, monkeypatch):
+    """Each leaf attribute is decided by one call, except (as the walk always did, and the keyed bytes
+    depend on it) the attributes of an image object the policy keeps or blanks: decided in the
+    object's own walk and again in the document's."""
+    path = {"philips": philips, "isyntax": isyntax}[fmt]
+    counter = _Counter(monkeypatch, dpufs.XmlCleaner, "_decide_attribute")
+    d = CONVERTERS[fmt]().analyze(path, Policy())  # label and macro objects removed
+    elements = [c[1] for c in counter.calls]
+    assert len(elements) >= 20 and len({id(e) for e in elements}) == len(elements)
+    assert d.analysis is not None
+    counter.calls.clear()
+    CONVERTERS[fmt]().analyze(path, Policy(label="blank"))
+    calls = [c[1] for c in counter.calls]
+    twice = {id(e) for e in calls if sum(1 for x in calls if x is e) == 2}
+    assert len(calls) - len({id(e) for e in calls}) == len(twice) >= 1  # some attributes twice, none more often
+    assert len(calls) == len(elements) + 2 * len(twice)  # ... exactly those of the label object, now kept (blanked)
 
 
 # -- keys: rendered, never decided ---------------------------------------------------------
