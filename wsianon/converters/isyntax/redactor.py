@@ -20,9 +20,13 @@ blank JPEG with ``--label blank``); every attribute is judged against
 ``profiles/data/isyntax.json``; the barcode and its decoded value are
 identifiers.  Decided once: ``analyze`` decides the header without the key
 (``inspect`` is a view of it), ``plan`` renders the decided tree with the key
-(the keyed dummy UIDs) and decides nothing.  Refused with a one-line reason: no terminator, a terminator not
-preceded by CR LF, a header that is not UTF-8 or not well-formed XML, a root
-that is not DPUfsImport, no WSI image, or a redacted header that would not fit.
+(the keyed dummy UIDs) and decides nothing.
+
+Refused with a one-line reason: no terminator, a terminator not preceded by CR
+LF, a header that is not UTF-8 or not well-formed XML, a root that is not
+DPUfsImport, no WSI image, or a redacted header that would not fit (by
+``analyze`` when even the shortest UIDs would not, by ``plan`` with the keyed
+ones).
 """
 
 from __future__ import annotations

@@ -49,6 +49,7 @@ from wsianon.io.plan import FilePlan, Patch, Plan
 from wsianon.io.safefile import read_regular
 from wsianon.io.keyed import same_length_hex
 from wsianon.io.safetext import os_reason
+from wsianon.profiles.actions import Action
 from wsianon.profiles.policy import Policy
 
 _DEFAULT_PREVIEW_SIZE = (640, 240)
@@ -64,8 +65,12 @@ class IniValueDecision:
     """One Slidedat.ini value and what happens to it (``ini_value_action``, decided once)."""
 
     line: int  # index in the slide's ``ini.lines`` (the plan changes its own copy of them)
-    action: str  # keep | blank | dummy | year | replace
+    action: Action  # keep | blank | dummy (SLIDE_NAME: the output name) | year | replace (SLIDE_ID: keyed)
     new: str  # the new value of a blanked or year-reduced value
+
+
+# the run report's words for two ini actions were never the action's own word (``Action.done``); kept as they are
+_INI_DONE = {Action.REPLACE: "replaced (keyed)", Action.YEAR: "year only"}
 
 
 @dataclass
@@ -76,7 +81,9 @@ class MrxsAnalysis:
     slide: Slide
     ini_values: list[IniValueDecision] = field(default_factory=list)
     free_text: list[int] = field(default_factory=list)  # Slidedat.ini lines (comments, stray text) removed
-    actions: dict[int, str] = field(default_factory=dict)  # associated record slot -> remove | blank | keep
+    # associated record slot -> remove | blank | keep, as carried out: a label that cannot be blanked in
+    # place is removed (its image decision shows what the policy asked, as ``inspect`` always did)
+    actions: dict[int, str] = field(default_factory=dict)
     blanks: dict[int, bytes] = field(default_factory=dict)  # slot -> the blank label written in its place
     removed: set[int] = field(default_factory=set)  # slots removed (a label that cannot be blanked in place too)
     text_records: list[NonHierRecord] = field(default_factory=list)  # free-text records: zeroed
@@ -193,9 +200,10 @@ def _decide_ini(d: Decisions, an: MrxsAnalysis, policy: Policy) -> None:
     for i, l in enumerate(ini.lines):
         if l.kind != "kv" or l.deleted:
             continue
-        action, new = ini_value_action(l.section or "", l.key or "", l.value or "", policy)
+        word, new = ini_value_action(l.section or "", l.key or "", l.value or "", policy)
+        action = Action(word)
         an.ini_values.append(IniValueDecision(i, action, new))
-        if action != "keep" and l.value:
+        if action is not Action.KEEP and l.value:
             d.fields.append(Field(f"Slidedat.ini:{l.key}", l.value, action, f"[{l.section}]"))
     for i, l in enumerate(ini.lines):
         if l.kind in ("comment", "other") and l.text.strip():
@@ -244,17 +252,17 @@ def _plan_ini_values(plan: Plan, ini: IniDoc, an: MrxsAnalysis, new_id: str, bas
     """SLIDE_ID keyed, SLIDE_NAME the output name, dates by policy, the rest blanked unless safe."""
     for v in an.ini_values:
         l = ini.lines[v.line]
-        if v.action == "keep":
+        if v.action is Action.KEEP:
             continue
-        if v.action == "replace":
+        if v.action is Action.REPLACE:
             l.set_value(new_id)
-            plan.remove("field", f"Slidedat.ini:{l.key}", "replaced (keyed)", f"[{l.section}]")
-        elif v.action == "dummy":
+        elif v.action is Action.DUMMY:
             l.set_value(base)
-            plan.remove("field", f"Slidedat.ini:{l.key}", "dummy", f"[{l.section}]")
         elif l.value:
             l.set_value(v.new)
-            plan.remove("field", f"Slidedat.ini:{l.key}", "year only" if v.action == "year" else "blanked", f"[{l.section}]")
+        else:
+            continue  # an empty value blanked: nothing to report
+        plan.remove("field", f"Slidedat.ini:{l.key}", _INI_DONE.get(v.action, v.action.done), f"[{l.section}]")
 
 
 def _plan_ini_free_text(plan: Plan, ini: IniDoc, an: MrxsAnalysis) -> None:
