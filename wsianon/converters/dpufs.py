@@ -8,12 +8,15 @@ whose ``PIM_DP_IMAGE_TYPE`` is WSI, LABELIMAGE or MACROIMAGE, the latter two
 with a base64 JPEG in ``PIM_DP_IMAGE_DATA``; the barcode is base64 in
 ``PIM_DP_UFS_BARCODE``.
 
-:class:`XmlCleaner` rewrites a parsed tree fail-closed against a profile
-(``wsianon/profiles/data/<format>.json``): attributes whose Name is listed
-safe keep their text, dates follow the date policy, UIDs become keyed dummies,
-everything else is blanked; label/macro objects are removed (or the label's
-JPEG replaced by a blank one with ``--label blank``).  Optional profile keys
-(used by iSyntax, absent for Philips TIFF):
+:class:`XmlCleaner` decides a parsed tree fail-closed against a profile
+(``wsianon/profiles/data/<format>.json``), once and without the key: attributes
+whose Name is listed safe keep their text, dates follow the date policy, UIDs
+are decided dummies, everything else is blanked; label/macro objects are
+removed (or the label's JPEG replaced by a blank one with ``--label blank``).
+What needs no key is carried out on the tree; :class:`DecidedXml` keeps the
+decided tree and renders it with a key (the keyed dummy UIDs), as often as
+plans ask, without deciding again.  Optional profile keys (used by iSyntax,
+absent for Philips TIFF):
 
 * ``attribute_tags`` — Name -> "0xGGGG,0xEEEE": a safe Name is only safe with
   its own DICOM tag (readers such as libisyntax dispatch on the tag, not the
@@ -27,14 +30,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import io
 import re
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from typing import AbstractSet
 
 from wsianon.converters._tiffmeta import compile_all
 from wsianon.io.keyed import keyed_uid
 from wsianon.converters.base import AssociatedImage, Field
+from wsianon.io.plan import Removal
 from wsianon.io.scan import Canary
 from wsianon.profiles.actions import Action
 from wsianon.profiles.policy import Policy
@@ -86,14 +92,73 @@ def _tag_of(a: ET.Element) -> str:
         return ""
 
 
-# what the report says was done to an image embedded in the DPUfsImport XML (Philips TIFF, iSyntax)
+# what the report says was done to an image embedded in the DPUfsImport XML (Philips TIFF, iSyntax): the
+# run report's words for these images were never Action.done ("removed from XML", not "removed"), kept as they are
 XML_IMAGE_DONE = {Action.REMOVE: "removed from XML", Action.BLANK: "replaced by blank JPEG", Action.KEEP: Action.KEEP.done}
+
+# a keyed dummy UID as redaction writes it (2.25.<128-bit>)
+_KEYED_UID = re.compile(r"2\.25\.\d{1,39}")
+# the shortest value a keyed UID can have: the render without a key (size checks before the key is known)
+SHORTEST_UID = "2.25.0"
+
+
+@dataclass
+class XmlFieldDecision:
+    """One decided field of the XML and what the render does to its bytes (the report's word):
+    the field's own action, except for a UID that already looks keyed (kept as no identifier, yet
+    re-keyed like every UID)."""
+
+    field: Field
+    done: Action
+
+    def removal(self) -> Removal:
+        r = self.field.removal()
+        return Removal(r.kind, r.name, self.done.done, r.where)
+
+
+@dataclass
+class DecidedXml:
+    """A DPUfsImport tree with every key-independent decision carried out (images removed or
+    blanked, values blanked or reduced to their year), and the UID attributes to key on render.
+
+    :meth:`render` is a pure function of the decided tree and the key: it keys a copy, so any
+    number of plans (other keys) can render from the same decisions."""
+
+    root: ET.Element
+    uids: list[int]  # positions in root.iter() of the UID attributes, once per decision (in walk order)
+
+    @classmethod
+    def freeze(cls, root: ET.Element, uid_elements: list[ET.Element]) -> DecidedXml:
+        """Record the UID attributes by position (after the last change of the tree's structure)."""
+        pos = {id(el): i for i, el in enumerate(root.iter())}
+        return cls(root, [pos[id(el)] for el in uid_elements])
+
+    def render(self, key: bytes | None) -> ET.Element:
+        """A copy of the decided tree with each UID attribute's value replaced by its keyed dummy
+        (``key`` None: the shortest possible UID, for size checks before the key is known).
+
+        Each UID decision keys the value as it then is: an attribute of an image object the policy
+        keeps (a kept macro, a blanked label) is decided in the object's walk and again in the
+        document's, so it is keyed twice (as it always was)."""
+        out = copy.deepcopy(self.root)
+        elements = list(out.iter())
+        for i in self.uids:
+            el = elements[i]
+            v = (el.text or "").strip()
+            new = [keyed_uid(key, t.strip('"')) if key is not None else SHORTEST_UID for t in v.split()]
+            el.text = " ".join(('"%s"' % u) if v.startswith('"') else u for u in new)
+        return out
 
 
 class XmlCleaner:
-    """Fail-closed rewrite of a DPUfsImport tree (in place) against the rules ``r``."""
+    """Fail-closed decisions for a DPUfsImport tree against the rules ``r``, made once and without
+    the key: everything that does not depend on the key is carried out on the tree (in place); the
+    UID attributes are recorded (``uid_elements``) for :class:`DecidedXml` to key when a plan renders.
 
-    def __init__(self, rules: dict, policy: Policy, key: bytes):
+    ``keyed_uids_kept``: a UID attribute whose value already is keyed dummy UIDs is no identifier
+    (decided KEEP, not a canary; the render re-keys it like every UID)."""
+
+    def __init__(self, rules: dict, policy: Policy, keyed_uids_kept: bool = False):
         r = rules
         self.r = r
         self.safe = set(r["safe_attributes"])
@@ -105,10 +170,12 @@ class XmlCleaner:
         self.deriv_sep = r.get("derivation_separator", "-")
         self.deriv_join = r.get("derivation_joiner", self.deriv_sep)
         self.policy = policy
-        self.key = key
+        self.keyed_uids_kept = keyed_uids_kept
         self.fields: list[Field] = []
+        self.decided: list[XmlFieldDecision] = []  # the fields with the render's word, in walk order
         self.images: list[AssociatedImage] = []
         self.canaries: list[Canary] = []
+        self.uid_elements: list[ET.Element] = []
 
     def _type_of(self, obj: ET.Element) -> str:
         for a in obj.findall("Attribute"):
@@ -116,7 +183,13 @@ class XmlCleaner:
                 return (a.text or "").strip()
         return ""
 
+    def _add(self, f: Field, done: Action | None = None) -> None:
+        self.fields.append(f)
+        self.decided.append(XmlFieldDecision(f, done or f.action))
+
     def clean(self, root: ET.Element) -> int:
+        """Decide every image object and attribute of the tree once (carrying out what needs no key);
+        the number of PixelDataRepresentation objects of the WSI."""
         if root.tag != "DataObject" or root.get("ObjectType") != "DPUfsImport":
             raise ValueError("root is not DataObject DPUfsImport")
         levels = 0
@@ -137,34 +210,38 @@ class XmlCleaner:
                         ]
                     )
                     continue
-                kind = "label" if t in self.r["label_types"] else "macro" if t in self.r["macro_types"] else "other"
-                data = ""
-                for a in obj.findall("Attribute"):
-                    if a.get("Name") == self.r["image_data_attribute"]:
-                        data = (a.text or "").strip()
-                if data:
-                    # a long stretch of its base64 is a canary (no stale XML bytes may remain)
-                    mid = len(data) // 2
-                    self.canaries.append(Canary(f"PIM_DP_IMAGE_DATA ({t or 'unknown'})", data[mid : mid + 48]))
-                action = Action.REMOVE
-                if kind == "macro" and self.policy.macro == "keep":
-                    action = Action.KEEP
-                elif kind == "label" and self.policy.label == "blank":
-                    action = Action.BLANK
-                self.images.append(AssociatedImage(kind, f"XML DPScannedImage {t or '?'}", True, action))
-                if action is Action.REMOVE:
-                    arr.remove(obj)
-                elif action is Action.BLANK:
-                    for a in obj.findall("Attribute"):
-                        if a.get("Name") == self.r["image_data_attribute"]:
-                            a.text = blank_jpeg_b64(data)
-                    self._clean_attrs(obj, "DPScannedImage", skip={self.r["image_data_attribute"]})
-                else:  # keep (macro on request): clean its metadata but keep the picture
-                    self.canaries = [c for c in self.canaries if not c.name.startswith("PIM_DP_IMAGE_DATA (" + t)]
-                    self._clean_attrs(obj, "DPScannedImage", skip={self.r["image_data_attribute"]})
+                self._decide_image(arr, obj, t)
         # image data left in the tree is what the policy keeps (a kept macro, a blank label)
         self._clean_attrs(root, "DPUfsImport", skip={self.r["image_data_attribute"]})
         return levels
+
+    def _decide_image(self, arr: ET.Element, obj: ET.Element, t: str) -> None:
+        """A label / macro / other image object: removed, its JPEG blanked, or kept (metadata cleaned)."""
+        kind = "label" if t in self.r["label_types"] else "macro" if t in self.r["macro_types"] else "other"
+        data = ""
+        for a in obj.findall("Attribute"):
+            if a.get("Name") == self.r["image_data_attribute"]:
+                data = (a.text or "").strip()
+        if data:
+            # a long stretch of its base64 is a canary (no stale XML bytes may remain)
+            mid = len(data) // 2
+            self.canaries.append(Canary(f"PIM_DP_IMAGE_DATA ({t or 'unknown'})", data[mid : mid + 48]))
+        action = Action.REMOVE
+        if kind == "macro" and self.policy.macro == "keep":
+            action = Action.KEEP
+        elif kind == "label" and self.policy.label == "blank":
+            action = Action.BLANK
+        self.images.append(AssociatedImage(kind, f"XML DPScannedImage {t or '?'}", True, action))
+        if action is Action.REMOVE:
+            arr.remove(obj)
+        elif action is Action.BLANK:
+            for a in obj.findall("Attribute"):
+                if a.get("Name") == self.r["image_data_attribute"]:
+                    a.text = blank_jpeg_b64(data)
+            self._clean_attrs(obj, "DPScannedImage", skip={self.r["image_data_attribute"]})
+        else:  # keep (macro on request): clean its metadata but keep the picture
+            self.canaries = [c for c in self.canaries if not c.name.startswith("PIM_DP_IMAGE_DATA (" + t)]
+            self._clean_attrs(obj, "DPScannedImage", skip={self.r["image_data_attribute"]})
 
     def _is_safe(self, name: str, a: ET.Element, value: str) -> bool:
         if name not in self.safe:
@@ -190,45 +267,54 @@ class XmlCleaner:
                 for child in a:
                     self._clean_attrs(child, f"{where}/{name}", skip)
                 continue
-            text = a.text or ""
-            v = text.strip()
-            fname = f"XML {name}"
-            if self._is_safe(name, a, v):
-                continue
-            if name == self.r["derivation_attribute"]:
-                new, removed = self._derivation(text)
-                if removed:
-                    self.fields.append(Field(f"{fname}:sourceFilename", removed, Action.BLANK, where))
-                a.text = new
-                continue
-            if not v:
-                continue
-            if name == self.r["barcode_attribute"]:
-                try:
-                    dec = base64.b64decode(v, validate=True).decode("utf-8", "replace").strip()
-                    if dec:
-                        self.fields.append(Field(f"{fname} (decoded)", dec, Action.BLANK, where))
-                except (binascii.Error, ValueError):
-                    pass
-            if self.uid_rx.search(name):
-                self.fields.append(Field(fname, v.strip('"'), Action.DUMMY, where))
-                toks = [t.strip('"') for t in v.split()]
-                a.text = " ".join(('"%s"' % keyed_uid(self.key, t)) if v.startswith('"') else keyed_uid(self.key, t) for t in toks)
-                continue
-            if self.date_rx.search(name):
-                if self.policy.dates == "keep":
-                    self.fields.append(Field(fname, v.strip('"'), Action.KEEP, where))
-                    continue
-                if self.policy.dates == "year":
-                    y = year_value(name, v)
-                    self.fields.append(Field(fname, v.strip('"'), Action.YEAR if y else Action.BLANK, where))
-                    a.text = y
-                    continue
-                self.fields.append(Field(fname, v.strip('"'), Action.BLANK, where))
-                a.text = ""
-                continue
-            self.fields.append(Field(fname, v.strip('"'), Action.BLANK, where))
+            self._decide_attribute(a, name, where)
+
+    def _decide_attribute(self, a: ET.Element, name: str, where: str) -> None:
+        """One leaf attribute, decided once: kept (safe), cleaned, blanked, reduced to its year, or a
+        UID recorded for the keyed render."""
+        text = a.text or ""
+        v = text.strip()
+        fname = f"XML {name}"
+        if self._is_safe(name, a, v):
+            return
+        if name == self.r["derivation_attribute"]:
+            new, removed = self._derivation(text)
+            if removed:
+                self._add(Field(f"{fname}:sourceFilename", removed, Action.BLANK, where))
+            a.text = new
+            return
+        if not v:
+            return
+        if name == self.r["barcode_attribute"]:
+            try:
+                dec = base64.b64decode(v, validate=True).decode("utf-8", "replace").strip()
+                if dec:
+                    self._add(Field(f"{fname} (decoded)", dec, Action.BLANK, where))
+            except (binascii.Error, ValueError):
+                pass
+        if self.uid_rx.search(name):
+            value = v.strip('"')
+            if self.keyed_uids_kept and all(_KEYED_UID.fullmatch(t.strip('"')) for t in value.split()):
+                # already what redaction writes: not an identifier (re-keyed on render all the same)
+                self._add(Field(fname, value, Action.KEEP, where, canary=False), Action.DUMMY)
+            else:
+                self._add(Field(fname, value, Action.DUMMY, where))
+            self.uid_elements.append(a)
+            return
+        if self.date_rx.search(name):
+            if self.policy.dates == "keep":
+                self._add(Field(fname, v.strip('"'), Action.KEEP, where))
+                return
+            if self.policy.dates == "year":
+                y = year_value(name, v)
+                self._add(Field(fname, v.strip('"'), Action.YEAR if y else Action.BLANK, where))
+                a.text = y
+                return
+            self._add(Field(fname, v.strip('"'), Action.BLANK, where))
             a.text = ""
+            return
+        self._add(Field(fname, v.strip('"'), Action.BLANK, where))
+        a.text = ""
 
     def _derivation(self, text: str) -> tuple[str, str]:
         m = re.search(r'-?sourceFilename="([^"]*)"', text)
@@ -273,4 +359,4 @@ def normalize_markup(root: ET.Element, allowed_xml_attributes: set[str]) -> list
     return dropped
 
 
-__all__ = ["XmlCleaner", "blank_jpeg_b64", "keyed_uid", "normalize_markup", "year_value"]
+__all__ = ["DecidedXml", "XmlCleaner", "XmlFieldDecision", "blank_jpeg_b64", "keyed_uid", "normalize_markup", "year_value"]

@@ -18,9 +18,15 @@ streamed (``copy_file_range``) or, in place, never touched.
 Label and macro ``DPScannedImage`` objects are removed (the label replaced by a
 blank JPEG with ``--label blank``); every attribute is judged against
 ``profiles/data/isyntax.json``; the barcode and its decoded value are
-identifiers.  Refused with a one-line reason: no terminator, a terminator not
-preceded by CR LF, a header that is not UTF-8 or not well-formed XML, a root
-that is not DPUfsImport, no WSI image, or a redacted header that would not fit.
+identifiers.  Decided once: ``analyze`` decides the header without the key
+(``inspect`` is a view of it), ``plan`` renders the decided tree with the key
+(the keyed dummy UIDs) and decides nothing.
+
+Refused with a one-line reason: no terminator, a terminator not preceded by CR
+LF, a header that is not UTF-8 or not well-formed XML, a root that is not
+DPUfsImport, no WSI image, or a redacted header that would not fit (by
+``analyze`` when even the shortest UIDs would not, by ``plan`` with the keyed
+ones).
 """
 
 from __future__ import annotations
@@ -32,8 +38,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wsianon.io.safetext import os_reason
-from wsianon.converters.base import Field, Inventory, NativeConverter, SlideContext
-from wsianon.converters.dpufs import XML_IMAGE_DONE, XmlCleaner, normalize_markup
+from wsianon.converters.base import AssociatedImage, Field, Inventory, NativeConverter, SlideContext
+from wsianon.converters.decisions import Decisions
+from wsianon.converters.dpufs import XML_IMAGE_DONE, DecidedXml, XmlCleaner, XmlFieldDecision, normalize_markup
 from wsianon.errors import CorruptInput, UnsupportedFormat
 from wsianon.io.plan import FilePlan, Patch, Plan
 from wsianon.profiles import load
@@ -137,12 +144,26 @@ def wsi_geometry(wsi: ET.Element) -> tuple[int, int, int] | None:
 
 @dataclass
 class _Analysis:
+    """The one walk's result, which the plan carries out: the decided header tree (rendered with the
+    key by the plan), the report's field decisions and the markup dropped."""
+
     header_len: int  # bytes before CR LF EOT
     eot: int
-    new_header: bytes  # redacted, padded to header_len
-    cleaner: XmlCleaner
+    declaration: str  # the source's XML declaration or ''
+    xml: DecidedXml
+    images: list[AssociatedImage]
+    decided: list[XmlFieldDecision]  # every XML field with what the render does to it (the report's word)
     dropped_markup: list[tuple[str, str]]
     levels: int
+
+    def render(self, key: bytes | None, path: Path) -> bytes:
+        """The redacted header padded to its length (``key`` None: the shortest UIDs, for the size
+        check before the key is known); refused when it would not fit."""
+        body = ET.tostring(self.xml.render(key), encoding="unicode", short_empty_elements=False)
+        new = ((self.declaration + "\n") if self.declaration else "").encode("utf-8") + body.encode("utf-8")
+        if len(new) > self.header_len:
+            raise CorruptInput(path, f"redacted iSyntax header would not fit ({len(new)} > {self.header_len} bytes); refused")
+        return new + PAD * (self.header_len - len(new))
 
 
 class ISyntaxConverter(NativeConverter):
@@ -154,13 +175,18 @@ class ISyntaxConverter(NativeConverter):
     def sniff(self, path: Path, head: bytes) -> bool:
         return bool(_ROOT_RX.match(head[:4096]))
 
-    def _analyze(self, path: Path, policy: Policy, key: bytes) -> _Analysis:
+    # -- analyze: the one walk --------------------------------------------------
+    def analyze(self, source: Path, policy: Policy) -> Decisions:
+        """Decide every attribute, image object and stray piece of markup of the header once, without
+        the key (inspect and plan derive from this; the plan renders the decided tree with the key)."""
+        path = Path(source)
         r = _rules()
         data, eot = read_header(path)
         root, decl = parse_header(data, path)
         if len(wsi_objects(root)) != 1:
             raise CorruptInput(path, f"iSyntax header holds {len(wsi_objects(root))} WSI images (expected 1)")
-        cleaner = XmlCleaner(r, policy, key)
+        # a keyed dummy UID (2.25.<128-bit>) is already what redaction writes: not an identifier
+        cleaner = XmlCleaner(r, policy, keyed_uids_kept=True)
         try:
             pdr_levels = cleaner.clean(root)
         except ValueError:
@@ -168,42 +194,37 @@ class ISyntaxConverter(NativeConverter):
         dropped = normalize_markup(root, set(r["allowed_xml_attributes"]))
         geo = wsi_geometry(wsi_objects(root)[0])
         levels = geo[2] if geo else pdr_levels
-        body = ET.tostring(root, encoding="unicode", short_empty_elements=False)
-        new = ((decl + "\n") if decl else "").encode("utf-8") + body.encode("utf-8")
-        if len(new) > len(data):
-            raise CorruptInput(path, f"redacted iSyntax header would not fit ({len(new)} > {len(data)} bytes); refused")
-        new += PAD * (len(data) - len(new))
-        return _Analysis(len(data), eot, new, cleaner, dropped, levels)
+        an = _Analysis(len(data), eot, decl, DecidedXml.freeze(root, cleaner.uid_elements), cleaner.images, cleaner.decided, dropped, levels)
+        an.render(None, path)  # refused already when even the shortest UIDs would not fit
+        d = Decisions(format=self.name, source=path, policy=policy, input_files=[path], levels=levels, analysis=an)
+        d.fields = cleaner.fields + [Field(f"XML markup: {w}", v, Action.REMOVE, "header") for w, v in dropped]
+        d.images = list(cleaner.images)
+        d.extra_canaries = list(cleaner.canaries)
+        d.notes.append(f"XML header {an.header_len} bytes, body from byte {an.eot + 1} kept byte for byte")
+        return d
 
+    # -- inspect -------------------------------------------------------------
     def inspect(self, path: Path, policy: Policy | None = None) -> Inventory:
-        policy = policy or Policy()
-        an = self._analyze(path, policy, b"inspect")
-        inv = Inventory(format=self.name, path=path, input_files=[path])
-        inv.levels = an.levels
-        # a keyed dummy UID (2.25.<128-bit>) is already what redaction writes: not an identifier
-        fields = [
-            Field(f.name, f.value, Action.KEEP, f.where, canary=False)
-            if f.action is Action.DUMMY and all(re.fullmatch(r"2\.25\.\d{1,39}", t.strip('"')) for t in f.value.split())
-            else f
-            for f in an.cleaner.fields
-        ]
-        inv.fields = fields + [Field(f"XML markup: {d}", v, Action.REMOVE, "header") for d, v in an.dropped_markup]
-        inv.images = list(an.cleaner.images)
-        inv.extra_canaries = list(an.cleaner.canaries)
-        inv.notes.append(f"XML header {an.header_len} bytes, body from byte {an.eot + 1} kept byte for byte")
-        return inv
+        return self.analyze(path, policy or Policy()).inventory()
 
+    # -- plan ----------------------------------------------------------------
     def plan(self, inv: Inventory, ctx: SlideContext) -> Plan:
-        path = inv.path
-        an = self._analyze(path, ctx.policy, ctx.key)
+        """One patch over the header: the decided tree rendered with the key (nothing decided here)."""
+        d = self.decisions_for(inv, ctx.policy)
+        an = d.analysis
+        assert isinstance(an, _Analysis), "ISyntaxConverter.analyze keeps its walk"
+        path = d.source
+        if find_terminator(path) != an.eot:
+            raise CorruptInput(path, "the file changed between inspection and redaction")
         plan = Plan(format=self.name)
-        patch = Patch(0, an.header_len, an.new_header, "iSyntax XML header rewritten fail-closed, padded to its length")
-        for img in an.cleaner.images:
+        patch = Patch(0, an.header_len, an.render(ctx.key, path), "iSyntax XML header rewritten fail-closed, padded to its length")
+        for img in an.images:
             plan.remove("image", img.kind, XML_IMAGE_DONE[img.action], img.where)
-        for f in an.cleaner.fields:
-            plan.remove("field", f.name, f.action.done, f.where)
-        for d, _v in an.dropped_markup:
-            plan.remove("structure", d, "removed", "header")
+        for x in an.decided:  # every XML field decision (kept dates too, as the report always listed them)
+            r = x.removal()
+            plan.remove(r.kind, r.name, r.action, r.where)
+        for w, _v in an.dropped_markup:
+            plan.remove("structure", w, "removed", "header")
         plan.notes.append(f"iSyntax header rewritten in place ({an.header_len} bytes, padded); body byte-identical")
         plan.files.append(FilePlan(dest=self.output_name(ctx, path), source=path, patches=[patch]))
         return plan

@@ -2,8 +2,8 @@
 
 Modules, along the format's own pieces:
 
-* ``redactor.py`` — :class:`MrxsConverter` (sniff, inspect, plan as short steps) and
-  :func:`keyed_slide_id`;
+* ``redactor.py`` — :class:`MrxsConverter` (sniff; analyze, the one walk that decides;
+  inspect and plan derived from it, as short steps) and :func:`keyed_slide_id`;
 * ``slide.py`` — opening and checking a slide (``NAME.mrxs`` + ``NAME/``);
 * ``ini.py`` — Slidedat.ini as lines (bytes we do not change survive);
 * ``index.py`` — Index.dat records: parse, and the patches that rewrite them;

@@ -54,9 +54,10 @@ def label_blanks(slide: Slide, actions: dict[int, str]) -> dict[int, bytes]:
     return blanks
 
 
-def remove_records(slide: Slide, removed: set[int]) -> list[NonHierRecord]:
-    """Drop the removed records from Slidedat.ini: their sections deleted, the remaining values
-    of each layer renumbered.  Returns the removed records, layer by layer."""
+def remove_records(slide: Slide, ini: IniDoc, removed: set[int]) -> list[NonHierRecord]:
+    """Drop the removed records from ``ini`` (the plan's copy of the slide's Slidedat.ini): their
+    sections deleted, the remaining values of each layer renumbered.  Returns the removed records,
+    layer by layer."""
     by_layer: dict[int, list[NonHierRecord]] = {}
     for rec in slide.records:
         by_layer.setdefault(rec.layer, []).append(rec)
@@ -66,11 +67,11 @@ def remove_records(slide: Slide, removed: set[int]) -> list[NonHierRecord]:
         if not gone:
             continue
         if len(gone) == len(recs):
-            raise CorruptInput(slide.ini.path, f"NONHIER layer {li} would be left empty; this layout is not supported")
+            raise CorruptInput(ini.path, f"NONHIER layer {li} would be left empty; this layout is not supported")
         kept = [r for r in recs if r.table_slot not in removed]
-        renumber_nonhier(slide.ini, li, {r.val: n for n, r in enumerate(kept)})
+        renumber_nonhier(ini, li, {r.val: n for n, r in enumerate(kept)})
         for r in gone:
             if r.section:
-                slide.ini.delete_section(r.section)
+                ini.delete_section(r.section)
         out.extend(gone)
     return out

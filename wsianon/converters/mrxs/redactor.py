@@ -17,6 +17,12 @@ without metadata) and ``PSEUDO/`` with
   blobs and every free-text blob (ProfileXML, XML headers, unknown records)
   zeroed.  Pyramid tile bytes are never touched.
 
+Decided once: ``analyze`` loads the slide and decides every ini value, free-text
+line, associated image, free-text record and the preview without the key
+(:class:`MrxsAnalysis`; ``inspect`` is a view of it); ``plan`` carries the
+decisions out on a copy of Slidedat.ini and as patches, with the keyed
+SLIDE_ID, and decides nothing.
+
 Data-file and index names are never followed out of the slide folder.  The
 pieces: ``slide.py`` (opening and checking), ``ini.py``, ``index.py``,
 ``datafile.py``, ``images.py`` (associated images) and ``rules.py`` (the profile).
@@ -24,12 +30,16 @@ pieces: ``slide.py`` (opening and checking), ``ini.py``, ``index.py``,
 
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from wsianon.converters.base import AssociatedImage, Field, Inventory, NativeConverter, SlideContext
+from wsianon.converters.decisions import Decisions
 from wsianon.converters.mrxs import index as idx
 from wsianon.converters.mrxs.datafile import header_patches, xml_texts
 from wsianon.converters.mrxs.images import associated_actions, label_blanks, remove_records
+from wsianon.converters.mrxs.index import NonHierRecord
 from wsianon.converters.mrxs.ini import IniDoc
 from wsianon.converters.mrxs.rules import ini_value_action, rules, text_records
 from wsianon.converters.mrxs.slide import Slide, load_slide
@@ -39,6 +49,7 @@ from wsianon.io.plan import FilePlan, Patch, Plan
 from wsianon.io.safefile import read_regular
 from wsianon.io.keyed import same_length_hex
 from wsianon.io.safetext import os_reason
+from wsianon.profiles.actions import Action
 from wsianon.profiles.policy import Policy
 
 _DEFAULT_PREVIEW_SIZE = (640, 240)
@@ -47,6 +58,47 @@ _DEFAULT_PREVIEW_SIZE = (640, 240)
 def keyed_slide_id(key: bytes, old: str) -> str:
     """A new SLIDE_ID of the same length (offsets in Index.dat depend on it), keyed, uppercase hex."""
     return same_length_hex(key, "mrxs-slide-id", old)
+
+
+@dataclass
+class IniValueDecision:
+    """One Slidedat.ini value and what happens to it (``ini_value_action``, decided once)."""
+
+    line: int  # index in the slide's ``ini.lines`` (the plan changes its own copy of them)
+    action: Action  # keep | blank | dummy (SLIDE_NAME: the output name) | year | replace (SLIDE_ID: keyed)
+    new: str  # the new value of a blanked or year-reduced value
+
+
+# the run report's words for two ini actions were never the action's own word (``Action.done``); kept as they are
+_INI_DONE = {Action.REPLACE: "replaced (keyed)", Action.YEAR: "year only"}
+
+
+@dataclass
+class MrxsAnalysis:
+    """The one walk's result, which the plan carries out: the loaded slide and every decision
+    about it.  The plan changes a copy of ``slide.ini`` and reads bytes it patches, nothing else."""
+
+    slide: Slide
+    ini_values: list[IniValueDecision] = field(default_factory=list)
+    free_text: list[int] = field(default_factory=list)  # Slidedat.ini lines (comments, stray text) removed
+    # associated record slot -> remove | blank | keep, as carried out: a label that cannot be blanked in
+    # place is removed (its image decision shows what the policy asked, as ``inspect`` always did)
+    actions: dict[int, str] = field(default_factory=dict)
+    blanks: dict[int, bytes] = field(default_factory=dict)  # slot -> the blank label written in its place
+    removed: set[int] = field(default_factory=set)  # slots removed (a label that cannot be blanked in place too)
+    text_records: list[NonHierRecord] = field(default_factory=list)  # free-text records: zeroed
+    preview_size: tuple[int, int] = _DEFAULT_PREVIEW_SIZE
+    sizes: dict[Path, int] = field(default_factory=dict)  # every input file's size when analyzed
+
+    def check_unchanged(self) -> None:
+        """Refuse a slide whose files changed size since analysis (the decisions locate bytes in them)."""
+        for p, size in self.sizes.items():
+            try:
+                now = p.stat().st_size
+            except OSError:
+                now = -1
+            if now != size:
+                raise CorruptInput(p, "the file changed between inspection and redaction")
 
 
 class MrxsConverter(NativeConverter):
@@ -75,48 +127,61 @@ class MrxsConverter(NativeConverter):
     def output_name(self, ctx: SlideContext, source: Path) -> str:
         return self._base(ctx, source) + ".mrxs"
 
-    # -- inspect ------------------------------------------------------------------------------
-    def inspect(self, path: Path, policy: Policy | None = None) -> Inventory:
-        policy = policy or Policy()
-        slide = load_slide(Path(path))
-        inv = Inventory(
+    # -- analyze: the one walk ---------------------------------------------------------------
+    def analyze(self, source: Path, policy: Policy) -> Decisions:
+        """Load the slide and decide every ini value, free-text line, associated image, free-text
+        record and the preview once (inspect and plan derive from this; the key is not needed)."""
+        slide = load_slide(Path(source))
+        an = MrxsAnalysis(slide)
+        d = Decisions(
             format=self.name,
-            path=slide.mrxs,
+            source=slide.mrxs,
+            policy=policy,
             input_files=[slide.mrxs, slide.ini.path, slide.index_path, *slide.datafiles],
             levels=slide.zoom_levels,
+            analysis=an,
         )
         if not slide.index.supported:
-            inv.notes.append(
+            d.notes.append(
                 f"Index.dat layout {slide.index.version!r} is not one OpenSlide reads: image data cannot be located, "
                 "so every Data file is zeroed after its header"
             )
-        _inspect_ini(inv, slide.ini, policy)
-        _inspect_records(inv, slide, policy)
-        _inspect_preview(inv, slide.mrxs)
-        return inv
+        _decide_ini(d, an, policy)
+        _decide_records(d, an, policy)
+        _decide_preview(d, an)
+        an.sizes = {p: p.stat().st_size for p in d.input_files}
+        return d
+
+    # -- inspect ------------------------------------------------------------------------------
+    def inspect(self, path: Path, policy: Policy | None = None) -> Inventory:
+        return self.analyze(path, policy or Policy()).inventory()
 
     # -- plan -----------------------------------------------------------------------------------
     def plan(self, inv: Inventory, ctx: SlideContext) -> Plan:
-        slide = load_slide(Path(inv.path))
+        """Carry out the decisions: the keyed SLIDE_ID, the ini rewritten (on a copy), records removed
+        or blanked, free text zeroed, the preview replaced (nothing is decided here)."""
+        d = self.decisions_for(inv, ctx.policy)
+        an = d.analysis
+        assert isinstance(an, MrxsAnalysis), "MrxsConverter.analyze keeps its walk"
+        an.check_unchanged()
+        slide = an.slide
+        ini = copy.deepcopy(slide.ini)  # the decisions stay as they were for another plan
         base = self._base(ctx, slide.mrxs)
         plan = Plan(format=self.name)
         new_id = keyed_slide_id(ctx.key, slide.slide_id)
-        actions = associated_actions(slide, ctx.policy)
-        blanks = label_blanks(slide, actions)  # a label that cannot be blanked in place is removed
-        removed = {s for s, a in actions.items() if a == "remove"}
 
-        _plan_ini_values(plan, slide.ini, ctx.policy, new_id, base)
-        _plan_ini_free_text(plan, slide.ini)
-        _plan_associated(plan, slide, actions, removed, blanks)
-        plan.files.append(FilePlan(dest=f"{base}.mrxs", content=neutral_jpeg(_preview_size(slide.mrxs))))
+        _plan_ini_values(plan, ini, an, new_id, base)
+        _plan_ini_free_text(plan, ini, an)
+        _plan_associated(plan, slide, ini, an)
+        plan.files.append(FilePlan(dest=f"{base}.mrxs", content=neutral_jpeg(an.preview_size)))
         plan.remove("image", "preview", "replaced by a neutral image without metadata", slide.mrxs.suffix)
-        plan.files.append(FilePlan(dest=f"{base}/{slide.ini.path.name}", content=slide.ini.render()))
+        plan.files.append(FilePlan(dest=f"{base}/{ini.path.name}", content=ini.render()))
 
         idx_fp = FilePlan(dest=f"{base}/{slide.index_path.name}", source=slide.index_path)
         data_fps = [FilePlan(dest=f"{base}/{p.name}", source=p) for p in slide.datafiles]
         idx_fp.patches.append(idx.slide_id_patch(slide.slide_id, new_id))
         if slide.index.supported:
-            _plan_records(plan, slide, idx_fp, data_fps, removed, blanks)
+            _plan_records(plan, an, idx_fp, data_fps)
         else:
             _plan_unreadable_index(plan, slide, idx_fp)
         _plan_data_headers(plan, slide, data_fps, new_id)
@@ -126,78 +191,95 @@ class MrxsConverter(NativeConverter):
         return plan
 
 
-# -- inspect steps ------------------------------------------------------------------------------
+# -- analyze steps ------------------------------------------------------------------------------
 
 
-def _inspect_ini(inv: Inventory, ini: IniDoc, policy: Policy) -> None:
-    """Every Slidedat.ini value that will not be kept, and every free-text line."""
-    for l in ini.kv():
-        action, _ = ini_value_action(l.section or "", l.key or "", l.value or "", policy)
-        if action != "keep" and l.value:
-            inv.fields.append(Field(f"Slidedat.ini:{l.key}", l.value, action, f"[{l.section}]"))
-    for l in ini.lines:
+def _decide_ini(d: Decisions, an: MrxsAnalysis, policy: Policy) -> None:
+    """Every Slidedat.ini value decided (those not kept are fields), every free-text line removed."""
+    ini = an.slide.ini
+    for i, l in enumerate(ini.lines):
+        if l.kind != "kv" or l.deleted:
+            continue
+        word, new = ini_value_action(l.section or "", l.key or "", l.value or "", policy)
+        action = Action(word)
+        an.ini_values.append(IniValueDecision(i, action, new))
+        if action is not Action.KEEP and l.value:
+            d.fields.append(Field(f"Slidedat.ini:{l.key}", l.value, action, f"[{l.section}]"))
+    for i, l in enumerate(ini.lines):
         if l.kind in ("comment", "other") and l.text.strip():
-            inv.fields.append(Field("Slidedat.ini:free text", l.text.strip().lstrip(";#").strip(), "remove", f"[{l.section}]"))
+            an.free_text.append(i)
+            d.fields.append(Field("Slidedat.ini:free text", l.text.strip().lstrip(";#").strip(), "remove", f"[{l.section}]"))
 
 
-def _inspect_records(inv: Inventory, slide: Slide, policy: Policy) -> None:
-    """The associated images and the texts inside free-text records."""
+def _decide_records(d: Decisions, an: MrxsAnalysis, policy: Policy) -> None:
+    """The associated images (a label that cannot be blanked in place is removed) and the texts
+    inside free-text records."""
+    slide = an.slide
     kinds = rules()["associated"]
-    for slot, action in associated_actions(slide, policy).items():
+    an.actions = associated_actions(slide, policy)
+    for slot, action in an.actions.items():
         rec = slide.records[slot]
         kind = kinds[rec.name]
-        inv.images.append(AssociatedImage(kind, f"{rec.name} (Data file {rec.fileno})", kind != "thumbnail" or action == "remove", action))
-    for rec in text_records(slide.records):
+        d.images.append(AssociatedImage(kind, f"{rec.name} (Data file {rec.fileno})", kind != "thumbnail" or action == "remove", action))
+    final = dict(an.actions)
+    an.blanks = label_blanks(slide, final)  # switches a label it cannot blank in place to 'remove'
+    an.actions = final
+    an.removed = {s for s, a in final.items() if a == "remove"}
+    an.text_records = text_records(slide.records)
+    for rec in an.text_records:
         for t in xml_texts(slide.blob(rec))[:200]:
-            inv.fields.append(Field(f"{rec.name}:text", t, "blank", f"Data file {rec.fileno}"))
+            d.fields.append(Field(f"{rec.name}:text", t, "blank", f"Data file {rec.fileno}"))
 
 
-def _inspect_preview(inv: Inventory, mrxs: Path) -> None:
-    """The text in the .mrxs preview JPEG; the preview itself is always replaced."""
+def _decide_preview(d: Decisions, an: MrxsAnalysis) -> None:
+    """The text in the .mrxs preview JPEG; the preview itself is always replaced (by a neutral
+    image of its size)."""
+    mrxs = an.slide.mrxs
     try:
         preview = mrxs.read_bytes()
     except OSError as exc:
         raise CorruptInput(mrxs, f"cannot read: {os_reason(exc)}") from None
     for kind, t in jpeg_text_segments(preview):
-        inv.fields.append(Field(f"preview:{kind}", t, "remove", mrxs.name))
-    inv.images.append(AssociatedImage("preview", mrxs.name, True, "replace"))
+        d.fields.append(Field(f"preview:{kind}", t, "remove", mrxs.name))
+    d.images.append(AssociatedImage("preview", mrxs.name, True, "replace"))
+    an.preview_size = _preview_size(mrxs)
 
 
 # -- plan steps ---------------------------------------------------------------------------------
 
 
-def _plan_ini_values(plan: Plan, ini: IniDoc, policy: Policy, new_id: str, base: str) -> None:
+def _plan_ini_values(plan: Plan, ini: IniDoc, an: MrxsAnalysis, new_id: str, base: str) -> None:
     """SLIDE_ID keyed, SLIDE_NAME the output name, dates by policy, the rest blanked unless safe."""
-    for l in ini.kv():
-        action, new = ini_value_action(l.section or "", l.key or "", l.value or "", policy)
-        if action == "keep":
+    for v in an.ini_values:
+        l = ini.lines[v.line]
+        if v.action is Action.KEEP:
             continue
-        if action == "replace":
+        if v.action is Action.REPLACE:
             l.set_value(new_id)
-            plan.remove("field", f"Slidedat.ini:{l.key}", "replaced (keyed)", f"[{l.section}]")
-        elif action == "dummy":
+        elif v.action is Action.DUMMY:
             l.set_value(base)
-            plan.remove("field", f"Slidedat.ini:{l.key}", "dummy", f"[{l.section}]")
         elif l.value:
-            l.set_value(new)
-            plan.remove("field", f"Slidedat.ini:{l.key}", "year only" if action == "year" else "blanked", f"[{l.section}]")
+            l.set_value(v.new)
+        else:
+            continue  # an empty value blanked: nothing to report
+        plan.remove("field", f"Slidedat.ini:{l.key}", _INI_DONE.get(v.action, v.action.done), f"[{l.section}]")
 
 
-def _plan_ini_free_text(plan: Plan, ini: IniDoc) -> None:
-    for l in ini.lines:
-        if l.kind in ("comment", "other") and l.text.strip():
-            l.deleted = True
-            plan.remove("field", "Slidedat.ini:free text", "removed", f"[{l.section}]")
+def _plan_ini_free_text(plan: Plan, ini: IniDoc, an: MrxsAnalysis) -> None:
+    for i in an.free_text:
+        l = ini.lines[i]
+        l.deleted = True
+        plan.remove("field", "Slidedat.ini:free text", "removed", f"[{l.section}]")
 
 
-def _plan_associated(plan: Plan, slide: Slide, actions: dict[int, str], removed: set[int], blanks: dict[int, bytes]) -> None:
+def _plan_associated(plan: Plan, slide: Slide, ini: IniDoc, an: MrxsAnalysis) -> None:
     """Removed records leave Slidedat.ini; blanked labels and images kept on request are reported."""
     kinds = rules()["associated"]
-    for r in remove_records(slide, removed):
+    for r in remove_records(slide, ini, an.removed):
         plan.remove("image", kinds.get(r.name, r.name), "wiped+removed", r.name)
-    for slot in blanks:
+    for slot in an.blanks:
         plan.remove("image", "label", "replaced by blank image", slide.records[slot].name)
-    for slot, action in actions.items():
+    for slot, action in an.actions.items():
         if action == "keep" and kinds[slide.records[slot].name] != "thumbnail":
             plan.notes.append(f"{slide.records[slot].name} kept on request: it shows the slide label")
 
@@ -212,9 +294,10 @@ def _preview_size(mrxs: Path) -> tuple[int, int]:
         return _DEFAULT_PREVIEW_SIZE
 
 
-def _plan_records(plan: Plan, slide: Slide, idx_fp: FilePlan, data_fps: list[FilePlan], removed: set[int], blanks: dict[int, bytes]) -> None:
+def _plan_records(plan: Plan, an: MrxsAnalysis, idx_fp: FilePlan, data_fps: list[FilePlan]) -> None:
     """A walkable Index.dat: removed records dropped and destroyed, labels blanked, free text zeroed;
     the JPEG streams of tiles and kept records scrubbed of COM/APPn payloads by the pipeline."""
+    slide, removed = an.slide, an.removed
     if removed:
         idx_fp.patches.append(idx.nonhier_table_patch(slide.index, slide.records, removed))
     for off, ln, fno in slide.index.hier_tiles:
@@ -223,11 +306,11 @@ def _plan_records(plan: Plan, slide: Slide, idx_fp: FilePlan, data_fps: list[Fil
         if rec.present and rec.table_slot not in removed:
             data_fps[rec.fileno].jpeg_spans.append((rec.offset, rec.size))
     _destroy_removed(slide, idx_fp, data_fps, removed)
-    for slot, data in blanks.items():
+    for slot, data in an.blanks.items():
         rec = slide.records[slot]
         data_fps[rec.fileno].patches.append(Patch(rec.offset, rec.size, data + bytes(rec.size - len(data)), "label replaced by blank"))
         idx_fp.patches.append(idx.entry_size_patch(rec, len(data)))
-    for rec in text_records(slide.records):
+    for rec in an.text_records:
         if rec.size:
             data_fps[rec.fileno].patches.append(Patch(rec.offset, rec.size, None, f"{rec.name} free text zeroed"))
             plan.remove("field", rec.name, "zeroed", f"Data file {rec.fileno}")

@@ -16,6 +16,11 @@ of the same size).  The new XML is written over the old one and the rest of
 the old value zero-filled, so no byte of the old XML (base64 images included)
 remains.  Label/Macro IFDs are wiped and unlinked.  The XML rewrite itself is
 ``wsianon.converters.dpufs`` (shared with iSyntax).
+
+Decided once: ``analyze`` walks the file and decides every ASCII tag, XML
+attribute and image without the key (``inspect`` is a view of it); ``plan``
+renders the decided XML with the key (the keyed dummy UIDs) and carries out
+the rest, deciding nothing.
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ from wsianon.converters._tiffmeta import (
     xml_declaration,
 )
 from wsianon.converters.base import AssociatedImage, Field, Inventory, NativeConverter, SlideContext
-from wsianon.converters.dpufs import XML_IMAGE_DONE, XmlCleaner, keyed_uid  # noqa: F401 (keyed_uid: public here before the extraction)
+from wsianon.converters.decisions import Decisions
+from wsianon.converters.dpufs import XML_IMAGE_DONE, DecidedXml, XmlCleaner, keyed_uid  # noqa: F401 (keyed_uid: public here before the extraction)
 from wsianon.errors import CorruptInput
 from wsianon.io import tiffedit
 from wsianon.io.ifdcopy import drop_ifds, orphan_values
@@ -53,21 +59,25 @@ def _rules() -> dict:
 
 
 @dataclass
-class _XmlResult:
-    new_xml: bytes
-    fields: list[Field]
-    images: list[AssociatedImage]
-    canaries: list[Canary]
-    levels: int
-
-
-@dataclass
 class _Analysis:
-    xml: _XmlResult | None = None
+    """The one walk's result, which the plan carries out: the decided XML tree (rendered with the
+    key by the plan), the ASCII-tag decisions, and the label/macro IFDs with their decisions."""
+
+    xml: DecidedXml | None = None
+    declaration: str = ""  # written before the XML body (the source's declaration and a newline)
+    xml_images: list[AssociatedImage] = field(default_factory=list)
+    canaries: list[Canary] = field(default_factory=list)  # the embedded images' base64 (no stale XML byte may remain)
     ascii: list[AsciiDecision] = field(default_factory=list)
     fields: list[Field] = field(default_factory=list)
     levels: list[int] = field(default_factory=list)
     label_ifds: dict[int, str] = field(default_factory=dict)  # ifd -> "label" | "macro"
+    removed_ifds: set[int] = field(default_factory=set)  # label/macro IFDs wiped and unlinked
+    notes: list[str] = field(default_factory=list)  # the plan's notes
+
+    def render(self, key: bytes | None) -> bytes:
+        """The new XML: the decided tree with keyed dummy UIDs (``key`` None: the shortest UIDs)."""
+        assert self.xml is not None, "analyze sets xml or raises"
+        return serialize(self.xml.render(key), self.declaration).encode("utf-8")
 
 
 class PhilipsConverter(NativeConverter):
@@ -87,7 +97,7 @@ class PhilipsConverter(NativeConverter):
         except Exception:
             return b"DPUfsImport" in head and b"Philips" in head
 
-    def _analyze(self, ts: TiffStructure, policy: Policy, key: bytes) -> _Analysis:
+    def _walk(self, ts: TiffStructure, policy: Policy) -> _Analysis:
         r = _rules()
         an = _Analysis()
         keep = {int(k): compile_all(v) for k, v in r["ascii_keep"].items()}
@@ -106,55 +116,69 @@ class PhilipsConverter(NativeConverter):
                 an.ascii.append(d)
                 if d.action != "keep" and d.old.strip():
                     an.fields.append(decision_field(d))
+        an.removed_ifds = {i for i, k in an.label_ifds.items() if not (k == "macro" and policy.macro == "keep")}
+        if policy.label == "blank" and any(k == "label" for k in an.label_ifds.values()):
+            an.notes.append("Philips label IFD: --label blank is honoured for the XML label only; the label IFD was wiped and unlinked")
         raw = ts.raw(ts.ifds[0].entries[IMAGE_DESCRIPTION]) if IMAGE_DESCRIPTION in ts.ifds[0] else b""
         root = parse_xml(raw, ts.path, "Philips ImageDescription XML")
-        cleaner = XmlCleaner(_rules(), policy, key)
+        cleaner = XmlCleaner(r, policy)
         try:
             levels = cleaner.clean(root)
         except ValueError:
             raise CorruptInput(ts.path, "Philips XML: the root element is not DataObject DPUfsImport") from None
-        text = raw.rstrip(b"\0").decode("utf-8", "replace")
-        new = serialize(root, xml_declaration(text) + ("\n" if xml_declaration(text) else "")).encode("utf-8")
-        if not new.rstrip().endswith(b"</DataObject>"):
+        decl = xml_declaration(raw.rstrip(b"\0").decode("utf-8", "replace"))
+        an.declaration = decl + ("\n" if decl else "")
+        an.xml = DecidedXml.freeze(root, cleaner.uid_elements)
+        if not an.render(None).rstrip().endswith(b"</DataObject>"):  # the UIDs' values do not change the end
             raise CorruptInput(ts.path, "Philips XML does not end with </DataObject>")
         if levels != len(an.levels):
             raise CorruptInput(ts.path, f"Philips XML lists {levels} PixelDataRepresentation objects for {len(an.levels)} tiled levels")
-        an.xml = _XmlResult(new, cleaner.fields, cleaner.images, cleaner.canaries, levels)
+        an.xml_images = cleaner.images
+        an.canaries = cleaner.canaries
         an.fields.extend(cleaner.fields)
         return an
 
-    def inspect(self, path: Path, policy: Policy | None = None) -> Inventory:
-        policy = policy or Policy()
-        inv = Inventory(format=self.name, path=path, input_files=[path])
+    # -- analyze: the one walk --------------------------------------------------
+    def analyze(self, source: Path, policy: Policy) -> Decisions:
+        """Decide every ASCII tag, XML attribute and image once, without the key (inspect and plan
+        derive from this; the plan renders the decided XML with the key)."""
+        path = Path(source)
         with open_tiff(path) as ts:
-            an = self._analyze(ts, policy, b"inspect")
-        assert an.xml is not None, "_analyze sets xml or raises"
-        inv.levels = len(an.levels)
-        inv.fields = [f if f.action is not Action.DUMMY else Field(f.name, f.value, Action.DUMMY, f.where) for f in an.fields]
-        inv.images = list(an.xml.images) + [
-            AssociatedImage(k, f"IFD {i}", True, Action.KEEP if (k == "macro" and policy.macro == "keep") else Action.REMOVE) for i, k in an.label_ifds.items()
+            an = self._walk(ts, policy)
+            n_ifds = len(ts.ifds)
+        d = Decisions(format=self.name, source=path, policy=policy, input_files=[path], levels=len(an.levels), ifds=n_ifds, analysis=an)
+        d.fields = an.fields
+        d.images = list(an.xml_images) + [
+            AssociatedImage(k, f"IFD {i}", True, Action.REMOVE if i in an.removed_ifds else Action.KEEP) for i, k in an.label_ifds.items()
         ]
-        inv.extra_canaries = list(an.xml.canaries)
-        return inv
+        d.extra_canaries = list(an.canaries)
+        return d
 
+    # -- inspect -------------------------------------------------------------
+    def inspect(self, path: Path, policy: Policy | None = None) -> Inventory:
+        return self.analyze(path, policy or Policy()).inventory()
+
+    # -- plan ----------------------------------------------------------------
     def plan(self, inv: Inventory, ctx: SlideContext) -> Plan:
-        policy = ctx.policy
-        path = inv.path
+        """Carry out the decisions: the decided XML rendered with the key, the decided ASCII values
+        written, the removed label/macro IFDs wiped and unlinked (nothing is decided here)."""
+        d = self.decisions_for(inv, ctx.policy)
+        an = d.analysis
+        assert isinstance(an, _Analysis), "PhilipsConverter.analyze keeps its walk"
+        path = d.source
         plan = Plan(format=self.name)
         with open_tiff(path) as ts:
-            an = self._analyze(ts, policy, ctx.key)
-            assert an.xml is not None, "_analyze sets xml or raises"
+            d.edits_by_ifd(len(ts.ifds))  # a file whose structure changed since analysis is refused
             app = tiffedit.Appender(ts.size, align=8)
             patches: list[Patch] = []
             e = ts.ifds[0].entries[IMAGE_DESCRIPTION]
-            patches.extend(tiffedit.set_bytes(ts, e, an.xml.new_xml, "Philips XML rewritten fail-closed", app))
-            remove = {i for i, k in an.label_ifds.items() if not (k == "macro" and policy.macro == "keep")}
-            if policy.label == "blank" and any(k == "label" for k in an.label_ifds.values()):
-                plan.notes.append("Philips label IFD: --label blank is honoured for the XML label only; the label IFD was wiped and unlinked")
-            for d in an.ascii:
-                if d.ifd in remove or d.new is None:
+            patches.extend(tiffedit.set_bytes(ts, e, an.render(ctx.key), "Philips XML rewritten fail-closed", app))
+            remove = an.removed_ifds
+            plan.notes.extend(an.notes)
+            for a in an.ascii:
+                if a.ifd in remove or a.new is None:
                     continue
-                patches.extend(tiffedit.set_bytes(ts, ts.ifds[d.ifd].entries[d.tag], d.new.encode("latin-1"), f"IFD {d.ifd} tag {d.tag} cleaned", app))
+                patches.extend(tiffedit.set_bytes(ts, ts.ifds[a.ifd].entries[a.tag], a.new.encode("latin-1"), f"IFD {a.ifd} tag {a.tag} cleaned", app))
             if remove:
                 if 0 in remove:
                     raise CorruptInput(path, "Philips label/macro in IFD 0 (where the XML must live)")
@@ -164,9 +188,9 @@ class PhilipsConverter(NativeConverter):
                 for i in sorted(remove):
                     patches.extend(tiffedit.wipe_image_data(ts, ts.ifds[i], f"wipe {an.label_ifds[i]} pixels (IFD {i})"))
                     plan.remove("image", an.label_ifds[i], "wiped+unlinked", f"IFD {i}")
-            for img in an.xml.images:
+            for img in an.xml_images:
                 plan.remove("image", img.kind, XML_IMAGE_DONE[img.action], img.where)
-            for f in an.fields:
+            for f in an.fields:  # every field decision (kept XML dates too, as the report always listed them)
                 idx = int(f.where.split()[-1]) if f.where.startswith("IFD ") and f.where.split()[-1].isdigit() else -1
                 plan.remove("field", f.name, Action.REMOVE.done if idx in remove else f.action.done, f.where)
             plan.files.append(FilePlan(dest=self.output_name(ctx, path), source=path, patches=patches, append=app.data))
