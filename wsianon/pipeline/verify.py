@@ -67,6 +67,7 @@ class SourceSnapshot:
     # buffers (``apply_copy(tap=snap.feeder.feed)``); ``finish_stream`` then sets ``page_hashes``
     feeder: tileid.Feeder | None = None
     tiles_malformed: int = -1  # source level tiles that start like JPEG but do not parse (-1: not known)
+    format: str = ""  # the source's format: its hook's ``kept_property`` names the values its profile keeps
 
     def finish_stream(self, path: Path) -> None:
         if self.feeder is not None:
@@ -80,7 +81,7 @@ class SourceSnapshot:
 def snapshot_source(inv: Inventory, tiles: bool = True, stream: bool = False) -> SourceSnapshot:
     """``stream``: the tile identities are taken from the copy's own reads of the source
     (``snap.feeder``), not by reading the source here."""
-    snap = SourceSnapshot()
+    snap = SourceSnapshot(format=inv.format)
     mod = format_checks(inv.format)
     if tiles and hasattr(mod, "snapshot"):
         snap.format_state = mod.snapshot(inv.path)
@@ -129,9 +130,12 @@ def _page_hashes(path: Path, fmt: str, dims: set, scrub: bool = False) -> list[t
 def source_property_canaries(snap: SourceSnapshot, out_props: dict | None) -> list[Canary]:
     """Values OpenSlide shows for the source that the output does not keep under the same key."""
     out = []
+    kept = getattr(format_checks(snap.format), "kept_property", None) if snap.format else None
     for k, v in snap.props.items():
         if k.startswith(_STRUCTURAL_PREFIXES) or not v:
             continue
+        if kept is not None and kept(k, v):
+            continue  # the format's profile keeps this value on purpose (also when OpenSlide cannot open the output)
         if out_props is not None and out_props.get(k) == v:
             continue  # kept on purpose (a safe key): judged by the format's profile check
         if k in ("tiff.ImageDescription", "openslide.comment"):

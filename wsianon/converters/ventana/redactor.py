@@ -15,9 +15,10 @@ What the plan does:
   zeroed, and it is unlinked from the chain;
 * the cleaned iScan XMP lives on in the new first IFD: that IFD is re-written
   at the end of the file with an XMP entry pointing at the cleaned copy (its
-  original block is zeroed).  If the new first IFD already has an XMP of its
-  own (a level-0 ``EncodeInfo``, when there is no thumbnail), a minimal 1x1
-  directory carrying only the iScan XMP is put in front instead;
+  original block is zeroed).  If the new first IFD is a pyramid level (no
+  thumbnail) — OpenSlide reads level 0's XMP as its ``EncodeInfo`` and a level
+  0 without XMP as a Ventana TIFF without AOIs — or has an XMP of its own, a
+  minimal 1x1 directory carrying only the iScan XMP is put in front instead;
 * every XMP attribute and text not known safe (profile ``ventana.json``) is
   blanked, every ASCII tag not known safe is blanked, DateTime follows the
   date policy.
@@ -119,7 +120,7 @@ class _Analysis:
     iscan_clean: bytes = b""
     remove: set[int] = field(default_factory=set)  # IFDs wiped and unlinked (the label)
     first_kept: int = 0  # the new first IFD
-    front_directory: bool = False  # the new first IFD has an XMP of its own: a 1x1 directory carries the iScan XMP
+    front_directory: bool = False  # the new first IFD is a level or has an XMP of its own: a 1x1 directory carries the iScan XMP
     front_software: bytes | None = None  # the Software value that directory keeps (known safe), or None
     plan_notes: list[str] = field(default_factory=list)
 
@@ -205,7 +206,9 @@ class VentanaConverter(NativeConverter):
             raise CorruptInput(ts.path, "BIF has no image besides the label")
         first = keep_ifds[0]
         an.first_kept = first.index
-        if ts.ifds[0].index in an.remove and XMP in first.entries:
+        if ts.ifds[0].index in an.remove and (XMP in first.entries or first.index in an.levels):
+            # OpenSlide reads the XMP of the level-0 directory as its EncodeInfo (and a level 0
+            # without XMP as a Ventana TIFF without AOIs): the iScan XMP must not go there
             an.front_directory = True
             sw = ts.text(first, SOFTWARE) or ""
             if any(p.fullmatch(sw) for p in compile_all(_rules()["ascii_keep"]["305"])):

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from wsianon.profiles import load
+
+
+def kept_property(key: str, value: str) -> bool:
+    """True when the profile keeps the source's OpenSlide property ``key`` = ``value`` on purpose:
+    a known-safe iScan attribute (``ventana.<attr>``), or a Software value of a kept pattern.
+    Such a value is no leak when it reappears in the output; any other value still is."""
+    rules = load("ventana")
+    if key.startswith("ventana."):
+        return key.split(".", 1)[1] in set(rules["iscan_safe_attributes"])
+    if key == "tiff.Software":
+        return any(re.fullmatch(p, value.strip()) for p in rules["ascii_keep"]["305"])
+    return False
 
 
 def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
