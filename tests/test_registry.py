@@ -52,6 +52,21 @@ def test_every_format_has_a_verification_hook():
     assert spec_of("dicom").verification is VerifiedBy.DICOM_VERIFIER
 
 
+def test_every_native_redactor_decides_in_its_own_analyze():
+    """Decide once: each native redactor implements ``analyze`` (the one walk); ``inspect`` and
+    ``plan`` are views of it, so none may rely on the base class (which decides nothing)."""
+    from wsianon.converters.base import NativeConverter
+
+    natives = [s for s in FORMATS if s.redactor is not None]
+    assert {s.name for s in natives} >= {"aperio", "ndpi", "mrxs", "ventana", "philips", "isyntax", "leica", "generic-tiff"}
+    for s in natives:
+        cls = type(s.redactor)
+        assert cls.analyze is not NativeConverter.analyze, s.name
+        assert cls.inspect is NativeConverter.inspect, s.name  # the inventory is the decisions' view
+    with pytest.raises(NotImplementedError):
+        NativeConverter().analyze(Path("x"), None)  # type: ignore[arg-type]
+
+
 def test_a_spec_without_a_hook_is_refused_at_construction():
     kw = _spec()
     del kw["verification"]

@@ -17,7 +17,6 @@ independent readers, and only then moves it into place.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -90,18 +89,9 @@ class NativeConverter:
         raise NotImplementedError
 
     def analyze(self, source: Path, policy: Policy) -> Decisions:
-        """Walk ``source`` once and decide every field and image under ``policy``.
-
-        The default derives the decisions from ``inspect`` (converters whose
-        ``inspect`` decides); Aperio and NDPI implement the walk here and derive
-        ``inspect`` and ``plan`` from it."""
-        if "policy" in inspect.signature(self.inspect).parameters:
-            inv = self.inspect(source, policy=policy)  # type: ignore[call-arg]  # converters that take the policy
-        else:
-            inv = self.inspect(source)
-        if inv.decisions is not None and inv.decisions.made_for(policy):
-            return inv.decisions
-        return Decisions.from_inventory(inv, policy)
+        """Walk ``source`` once and decide every field and image under ``policy`` (the one walk:
+        ``inspect`` shows these decisions, ``plan`` carries them out, the report names them)."""
+        raise NotImplementedError
 
     def decisions_for(self, inv: Inventory, policy: Policy) -> Decisions:
         """The decisions ``inv`` was derived from when they hold for ``policy``, else a fresh ``analyze``."""
@@ -109,8 +99,9 @@ class NativeConverter:
             return inv.decisions
         return self.analyze(inv.path, policy)
 
-    def inspect(self, path: Path) -> Inventory:
-        raise NotImplementedError
+    def inspect(self, path: Path, policy: Policy | None = None) -> Inventory:
+        """The inventory ``wsianon inspect`` shows: a view of ``analyze``'s decisions."""
+        return self.analyze(path, policy or Policy()).inventory()
 
     def plan(self, inv: Inventory, ctx: SlideContext) -> Plan:
         raise NotImplementedError

@@ -162,24 +162,6 @@ class Decisions:
             )
         return self._inventory
 
-    @classmethod
-    def from_inventory(cls, inv: Inventory, policy: Policy) -> Decisions:
-        """Decisions of a converter whose ``inspect`` decides (formats without their own ``analyze``)."""
-        d = cls(
-            format=inv.format,
-            source=inv.path,
-            policy=policy,
-            input_files=inv.input_files,
-            fields=inv.fields,
-            images=inv.images,
-            levels=inv.levels,
-            notes=inv.notes,
-            extra_canaries=inv.extra_canaries,
-        )
-        d._inventory = inv
-        inv.decisions = d
-        return d
-
 
 def report_fields(plan: Plan, fields: list[FieldDecision]) -> None:
     """Add the report lines of the decisions an applied step carried out (kept fields are not reported)."""

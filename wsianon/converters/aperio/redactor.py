@@ -202,10 +202,6 @@ class AperioConverter(NativeConverter):
                 raise CorruptInput(path, "Aperio SVS without any tiled pyramid level")
         return d
 
-    # -- inspect -------------------------------------------------------------
-    def inspect(self, path: Path, policy: Policy | None = None) -> Inventory:
-        return self.analyze(path, policy or Policy()).inventory()
-
     # -- plan ----------------------------------------------------------------
     def plan(self, inv: Inventory, ctx: SlideContext) -> Plan:
         """Byte patches carrying out the decisions (no IFD is classified, no text decided here)."""

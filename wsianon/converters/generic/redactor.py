@@ -157,9 +157,6 @@ class GenericTiffConverter(NativeConverter):
                 d.fields.append(f)
                 d.edits.append(TagEdit(ifd.index, tag, "zero", reason=f"IFD {ifd.index} tag {tag} zeroed", fields=[f]))
 
-    def inspect(self, path: Path, policy: Policy | None = None) -> Inventory:
-        return self.analyze(path, policy or Policy()).inventory()
-
     def _refuse_subifds(self, ts: TiffStructure) -> None:
         if any(SUBIFDS in ifd for ifd in ts.ifds):
             raise UnsupportedFormat(

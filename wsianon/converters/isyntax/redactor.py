@@ -203,10 +203,6 @@ class ISyntaxConverter(NativeConverter):
         d.notes.append(f"XML header {an.header_len} bytes, body from byte {an.eot + 1} kept byte for byte")
         return d
 
-    # -- inspect -------------------------------------------------------------
-    def inspect(self, path: Path, policy: Policy | None = None) -> Inventory:
-        return self.analyze(path, policy or Policy()).inventory()
-
     # -- plan ----------------------------------------------------------------
     def plan(self, inv: Inventory, ctx: SlideContext) -> Plan:
         """One patch over the header: the decided tree rendered with the key (nothing decided here)."""

@@ -310,10 +310,6 @@ class LeicaConverter(NativeConverter):
             d.image_at[i] = d.images[-1]
         return d
 
-    # -- inspect ----------------------------------------------------------------------
-    def inspect(self, path: Path, policy: Policy | None = None) -> Inventory:
-        return self.analyze(path, policy or Policy()).inventory()
-
     # -- plan -------------------------------------------------------------------------
     def plan(self, inv: Inventory, ctx: SlideContext) -> Plan:
         """Byte patches carrying out the decisions (no XML cleaned, no value decided here)."""

@@ -152,10 +152,6 @@ class MrxsConverter(NativeConverter):
         an.sizes = {p: p.stat().st_size for p in d.input_files}
         return d
 
-    # -- inspect ------------------------------------------------------------------------------
-    def inspect(self, path: Path, policy: Policy | None = None) -> Inventory:
-        return self.analyze(path, policy or Policy()).inventory()
-
     # -- plan -----------------------------------------------------------------------------------
     def plan(self, inv: Inventory, ctx: SlideContext) -> Plan:
         """Carry out the decisions: the keyed SLIDE_ID, the ini rewritten (on a copy), records removed

@@ -207,10 +207,6 @@ class NdpiConverter(NativeConverter):
                 raise CorruptInput(path, "NDPI without any pyramid level")
         return d
 
-    # -- inspect -------------------------------------------------------------
-    def inspect(self, path: Path, policy: Policy | None = None) -> Inventory:
-        return self.analyze(path, policy or Policy()).inventory()
-
     # -- plan ----------------------------------------------------------------
     def plan(self, inv: Inventory, ctx: SlideContext) -> Plan:
         """Byte patches carrying out the decisions (no IFD is classified, no text decided here)."""

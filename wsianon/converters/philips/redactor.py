@@ -154,10 +154,6 @@ class PhilipsConverter(NativeConverter):
         d.extra_canaries = list(an.canaries)
         return d
 
-    # -- inspect -------------------------------------------------------------
-    def inspect(self, path: Path, policy: Policy | None = None) -> Inventory:
-        return self.analyze(path, policy or Policy()).inventory()
-
     # -- plan ----------------------------------------------------------------
     def plan(self, inv: Inventory, ctx: SlideContext) -> Plan:
         """Carry out the decisions: the decided XML rendered with the key, the decided ASCII values

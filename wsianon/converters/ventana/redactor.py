@@ -247,10 +247,6 @@ class VentanaConverter(NativeConverter):
         d.image_at = {int(img.where.split()[-1]): img for img in d.images}
         return d
 
-    # -- inspect ---------------------------------------------------------------------
-    def inspect(self, path: Path, policy: Policy | None = None) -> Inventory:
-        return self.analyze(path, policy or Policy()).inventory()
-
     # -- plan --------------------------------------------------------------------------
     def plan(self, inv: Inventory, ctx: SlideContext) -> Plan:
         """Byte patches carrying out the decisions (no IFD is classified, no value decided here)."""
