@@ -40,7 +40,7 @@ from pathlib import Path
 from wsianon.io.safetext import os_reason
 from wsianon.converters.base import AssociatedImage, Field, Inventory, NativeConverter, SlideContext
 from wsianon.converters.decisions import Decisions
-from wsianon.converters.dpufs import XML_IMAGE_DONE, DecidedXml, XmlCleaner, XmlFieldDecision, normalize_markup
+from wsianon.converters.dpufs import DecidedXml, XmlCleaner, XmlFieldDecision, normalize_markup
 from wsianon.errors import CorruptInput, UnsupportedFormat
 from wsianon.io.plan import FilePlan, Patch, Plan
 from wsianon.profiles import load
@@ -215,7 +215,7 @@ class ISyntaxConverter(NativeConverter):
         plan = Plan(format=self.name)
         patch = Patch(0, an.header_len, an.render(ctx.key, path), "iSyntax XML header rewritten fail-closed, padded to its length")
         for img in an.images:
-            plan.remove("image", img.kind, XML_IMAGE_DONE[img.action], img.where)
+            plan.remove("image", img.kind, img.action.done, img.where)
         for x in an.decided:  # every XML field decision (kept dates too, as the report always listed them)
             r = x.removal()
             plan.remove(r.kind, r.name, r.action, r.where)

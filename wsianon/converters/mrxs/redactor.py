@@ -70,7 +70,6 @@ class IniValueDecision:
 
 
 # the run report's words for two ini actions were never the action's own word (``Action.done``); kept as they are
-_INI_DONE = {Action.REPLACE: "replaced (keyed)", Action.YEAR: "year only"}
 
 
 @dataclass
@@ -258,7 +257,7 @@ def _plan_ini_values(plan: Plan, ini: IniDoc, an: MrxsAnalysis, new_id: str, bas
             l.set_value(v.new)
         else:
             continue  # an empty value blanked: nothing to report
-        plan.remove("field", f"Slidedat.ini:{l.key}", _INI_DONE.get(v.action, v.action.done), f"[{l.section}]")
+        plan.remove("field", f"Slidedat.ini:{l.key}", v.action.done, f"[{l.section}]")
 
 
 def _plan_ini_free_text(plan: Plan, ini: IniDoc, an: MrxsAnalysis) -> None:

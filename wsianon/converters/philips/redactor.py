@@ -42,7 +42,7 @@ from wsianon.converters._tiffmeta import (
 )
 from wsianon.converters.base import AssociatedImage, Field, Inventory, NativeConverter, SlideContext
 from wsianon.converters.decisions import Decisions
-from wsianon.converters.dpufs import XML_IMAGE_DONE, DecidedXml, XmlCleaner, keyed_uid  # noqa: F401 (keyed_uid: public here before the extraction)
+from wsianon.converters.dpufs import DecidedXml, XmlCleaner, keyed_uid  # noqa: F401 (keyed_uid: public here before the extraction)
 from wsianon.errors import CorruptInput
 from wsianon.io import tiffedit
 from wsianon.io.ifdcopy import drop_ifds, orphan_values
@@ -185,7 +185,7 @@ class PhilipsConverter(NativeConverter):
                     patches.extend(tiffedit.wipe_image_data(ts, ts.ifds[i], f"wipe {an.label_ifds[i]} pixels (IFD {i})"))
                     plan.remove("image", an.label_ifds[i], "wiped+unlinked", f"IFD {i}")
             for img in an.xml_images:
-                plan.remove("image", img.kind, XML_IMAGE_DONE[img.action], img.where)
+                plan.remove("image", img.kind, img.action.done, img.where)
             for f in an.fields:  # every field decision (kept XML dates too, as the report always listed them)
                 idx = int(f.where.split()[-1]) if f.where.startswith("IFD ") and f.where.split()[-1].isdigit() else -1
                 plan.remove("field", f.name, Action.REMOVE.done if idx in remove else f.action.done, f.where)
