@@ -16,7 +16,10 @@ results and hashes only; the key appears as a one-way fingerprint.
   thumbnail and kept images.  It carries identifying images by design and is refused inside OUT.
 
 A small cache beside OUT (``OUT.wsianon-record.sqlite``: output size/mtime -> SHA-256, rendered
-thumbnails) keeps the record cheap when a job is resumed over thousands of slides.
+thumbnails) keeps the record cheap when a job is resumed over thousands of slides.  In a batch with
+worker processes, each worker renders its slide's output images (:func:`prerender`) and the
+coordinator puts them in that cache as the slide finishes (:class:`ImageSeeder`): the record at the
+end of the job then renders nothing, instead of rendering every slide serially.
 """
 
 from __future__ import annotations
