@@ -2,6 +2,12 @@
 generated slides (default 20 of ~100 MB), whole processes, alternating pairs, medians.  On an idle
 2-core machine the speed-up should approach 2x; a shared machine caps it.
 
+Besides wall time, each run's CPU is split into the coordinator's own (the main process: selection,
+manifest, console, report and record) and its children's (the workers, and the forked decode probe
+of each slide), read from the finished process before it is reaped; ``cores`` is CPU / wall, the
+average number of cores a run kept busy.  With ``--workers 1`` the slides are processed in the
+main process itself, so all but the probes is "coordinator" there.
+
     python benchmarks/bench_batch.py [--slides 20] [--slide-mb 100] [--pairs 2] [--workdir DIR] [--json FILE]
 """
 
@@ -11,6 +17,8 @@ import argparse
 import json
 import os
 import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -19,12 +27,67 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import child, fmt, load, make_svs, pairs, warm, wsianon_cmd, project_key, fresh_out  # noqa: E402
+from _common import fmt, load, make_svs, pairs, warm, wsianon_cmd, project_key, fresh_out  # noqa: E402
+
+# Like _common.child's launcher, but the measured process is waited for without being reaped
+# (waitid WNOWAIT) so that /proc/PID/stat still gives its own CPU (utime, stime) apart from that
+# of the children it reaped (cutime, cstime: the workers and the decode probes).
+_LAUNCHER = (
+    "import os,sys,time\n"
+    "t0=time.perf_counter()\n"
+    "pid=os.fork()\n"
+    "if pid==0:\n"
+    "    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)\n"
+    "    os.execvp(sys.argv[2], sys.argv[2:])\n"
+    "os.waitid(os.P_PID,pid,os.WEXITED|os.WNOWAIT)\n"
+    "dt=time.perf_counter()-t0\n"
+    "f=open('/proc/%d/stat'%pid).read().rsplit(')',1)[1].split()\n"
+    "tck=os.sysconf('SC_CLK_TCK')\n"
+    "own=(int(f[11])+int(f[12]))/tck; kids=(int(f[13])+int(f[14]))/tck\n"
+    "_,st,ru=os.wait4(pid,0)\n"
+    "os.write(int(sys.argv[1]), ('%r %r %r %r %r %r %r' % (os.waitstatus_to_exitcode(st), ru.ru_utime, ru.ru_stime, ru.ru_maxrss, dt, own, kids)).encode())\n"
+)
+
+
+def child(cmd: list[str]) -> dict:
+    """Run ``cmd``: wall, user, sys and peak RSS as ``_common.child`` (that process and its reaped
+    children), plus ``coordinator`` (its own CPU) and ``children`` (its children's CPU)."""
+    r, w = os.pipe()
+    p = subprocess.Popen([sys.executable, "-S", "-c", _LAUNCHER, str(w), *cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, pass_fds=(w,))
+    os.close(w)
+    out = p.stdout.read() if p.stdout else b""
+    p.wait()
+    info = os.read(r, 4096).decode().split()
+    os.close(r)
+    if p.stdout:
+        p.stdout.close()
+    text = out.decode("utf-8", "replace")[-2000:]
+    if len(info) != 7:
+        return {"wall": 0.0, "user": 0.0, "sys": 0.0, "rss_mib": 0.0, "coordinator": 0.0, "children": 0.0, "cores": 0.0, "rc": p.returncode or 1, "out": text}
+    rc, user, sys_, maxrss, wall, own, kids = int(info[0]), float(info[1]), float(info[2]), int(info[3]), float(info[4]), float(info[5]), float(info[6])
+    return {
+        "wall": wall,
+        "user": user,
+        "sys": sys_,
+        "rss_mib": maxrss / 1024,
+        "coordinator": own,
+        "children": kids,
+        "cores": (user + sys_) / wall if wall else 0.0,
+        "rc": rc,
+        "out": text,
+    }
 
 
 def run(inputs: Path, out: Path, key: Path, workers: int) -> dict:
     fresh_out(out)  # a new job each time: a resumed one would skip the work
     return child([*wsianon_cmd(), "run", "--target", "native", str(inputs), "-o", str(out), "--key-file", str(key), "--workers", str(workers)])
+
+
+def _split(r: dict, n_slides: int) -> str:
+    return (
+        f"CPU {r['user'] + r['sys']:.2f} s = coordinator {r['coordinator']:.2f} s + children {r['children']:.2f} s"
+        f" ({1000 * (r['user'] + r['sys']) / n_slides:.0f} ms a slide; {r['cores']:.2f} cores busy on average)"
+    )
 
 
 def bench(n_slides: int, slide_mb: float, n_pairs: int, work: Path) -> dict:
@@ -39,10 +102,29 @@ def bench(n_slides: int, slide_mb: float, n_pairs: int, work: Path) -> dict:
     for p in inputs.iterdir():
         warm(p)
     key = project_key(work)
-    res = pairs(lambda: run(inputs, work / "out1", key, 1), lambda: run(inputs, work / "out2", key, 2), n_pairs, "--workers 1", "--workers 2")
+    runs: dict[str, list[dict]] = {"a": [], "b": []}
+
+    def measured(k: str, workers: int) -> dict:
+        r = run(inputs, work / f"out{workers}", key, workers)
+        runs[k].append(r)
+        return r
+
+    res = pairs(lambda: measured("a", 1), lambda: measured("b", 2), n_pairs, "--workers 1", "--workers 2")
+    for k in ("a", "b"):  # medians of what _common.pairs does not summarise
+        res[k].update({f: statistics.median(r[f] for r in runs[k]) for f in ("coordinator", "children", "cores")})
     speedup = 1 / res["ratio"]
     print(f"--workers 1  {fmt(res['a'])}  ({total / res['a']['wall'] / 1e6:.0f} MB/s)")
     print(f"--workers 2  {fmt(res['b'])}  ({total / res['b']['wall'] / 1e6:.0f} MB/s)")
+    for label, k in (("--workers 1", "a"), ("--workers 2", "b")):
+        print(f"  {label}: {_split(res[k], n_slides)}")
+    # the best --workers 2 could do here: its CPU spread over every core, nothing else running
+    ncpu = os.cpu_count() or 1
+    cpu2 = res["b"]["user"] + res["b"]["sys"]
+    ceiling = min(float(ncpu), res["a"]["wall"] * ncpu / cpu2) if cpu2 else 0.0
+    print(
+        f"  ceiling from CPU: --workers 1 wall {res['a']['wall']:.2f} s / (--workers 2 CPU {cpu2:.2f} s / {ncpu} cores) = {ceiling:.2f}x"
+        f" (one worker keeps {res['a']['cores']:.2f} cores busy: {ncpu} / {res['a']['cores']:.2f} = {ncpu / max(res['a']['cores'], 1e-9):.2f}x if CPU were equal)"
+    )
     print(f"  speed-up (median of {n_pairs} pairs) {speedup:.2f}x  (ideal 2x on {os.cpu_count()} cores; load {res['load']:.1f})")
     return {
         "slides": n_slides,
@@ -54,6 +136,7 @@ def bench(n_slides: int, slide_mb: float, n_pairs: int, work: Path) -> dict:
         "walls_1": res["walls_a"],
         "walls_2": res["walls_b"],
         "load": res["load"],
+        "ceiling": ceiling,
     }
 
 

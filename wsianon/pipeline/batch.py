@@ -15,7 +15,7 @@ import shutil
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from wsianon.converters.base import SlideContext
 from wsianon.errors import OutputError, UnsupportedFormat, WsianonError
@@ -34,6 +34,9 @@ from wsianon.pipeline.report import REPORT_NAME, build_report
 from wsianon.pipeline.selection import Candidate, display, select_inputs
 from wsianon.profiles.policy import PseudonymFrom, values
 from wsianon.pipeline.model import DONE_STATES, STATE_OF_STATUS, State, Status
+
+if TYPE_CHECKING:
+    from wsianon.pipeline.record import ImageSeeder
 
 STATE_OF = STATE_OF_STATUS
 PSEUDONYM_MODES = values(PseudonymFrom)
@@ -352,6 +355,7 @@ class _Run:
         self.requeued: set[bytes] = set()  # sources a dead run was processing
         self.already = self.already_failed = 0
         self.roots_seen: set[int] = set()
+        self.seeder: ImageSeeder | None = None  # once a worker sends rendered images
         # states a resume leaves alone (failed slides too, unless --retry-failed)
         self.leave = DONE_STATES if getattr(cfg, "retry_failed", False) else (*DONE_STATES, State.ERROR)
 
@@ -567,6 +571,15 @@ class _Run:
         self.plans.extend(p)
         self.live.append(o)
         io_digests.adopt(o.digests)  # a worker's read-back digests: the record need not re-read the outputs
+        # the record's images of the output, rendered by the worker: into the record's cache, and
+        # not kept with the outcome (this run's outcomes stay in memory until the job ends)
+        imgs = vars(o).pop("images", None)
+        if imgs is not None and self.out is not None and o.status == Status.OK:
+            if self.seeder is None:
+                from wsianon.pipeline.record import ImageSeeder
+
+                self.seeder = ImageSeeder(self.out)
+            self.seeder.seed(o.input_label, list(o.outputs), imgs)
         man = self.man
         if man is not None and it.slide_id is not None and o.status in STATE_OF:
             mo = ms = None
@@ -617,6 +630,7 @@ class _Run:
             close = getattr(runner, "close", None)
             if close:
                 close()  # stops the pool (kills its workers)
+            self.close_seeder()
             man = self.man
             if man is not None:
                 man.requeue_running()
@@ -633,6 +647,14 @@ class _Run:
                     c.get("pending", 0),
                 ) from None
             raise
+        finally:
+            self.close_seeder()
+
+    def close_seeder(self) -> None:
+        """Commit the images the workers rendered (before the record reads the cache)."""
+        if self.seeder is not None:
+            self.seeder.close()
+            self.seeder = None
 
     def result(self, mapping_path, kfp) -> J.JobResult:
         """The job's result: this run's outcomes, then those of slides done in earlier runs."""

@@ -200,6 +200,9 @@ class Manifest:
             CREATE INDEX IF NOT EXISTS slides_pseudonym ON slides(pseudonym);
             CREATE INDEX IF NOT EXISTS slides_relpath ON slides(relpath);
             CREATE TABLE IF NOT EXISTS files (path BLOB PRIMARY KEY, slide_id INTEGER, size INTEGER, mtime_ns INTEGER);
+            -- a slide's files are replaced by slide id for every slide registered: without this
+            -- index each replacement scans the whole table (quadratic over an archive-sized job)
+            CREATE INDEX IF NOT EXISTS files_slide ON files(slide_id);
             CREATE TABLE IF NOT EXISTS inputs_skipped (path BLOB PRIMARY KEY, label TEXT, reason TEXT);
             CREATE TABLE IF NOT EXISTS runs (
                 id INTEGER PRIMARY KEY, started REAL, finished REAL, pid INTEGER,

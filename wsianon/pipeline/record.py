@@ -16,7 +16,10 @@ results and hashes only; the key appears as a one-way fingerprint.
   thumbnail and kept images.  It carries identifying images by design and is refused inside OUT.
 
 A small cache beside OUT (``OUT.wsianon-record.sqlite``: output size/mtime -> SHA-256, rendered
-thumbnails) keeps the record cheap when a job is resumed over thousands of slides.
+thumbnails) keeps the record cheap when a job is resumed over thousands of slides.  In a batch with
+worker processes, each worker renders its slide's output images (:func:`prerender`) and the
+coordinator puts them in that cache as the slide finishes (:class:`ImageSeeder`): the record at the
+end of the job then renders nothing, instead of rendering every slide serially.
 """
 
 from __future__ import annotations
@@ -419,6 +422,68 @@ def _output_files(out: Path, outputs: list[str]) -> list[Path]:
     return files
 
 
+def _hashed_files(out: Path, outputs: list[str], cache: _Cache) -> list[OutputFile]:
+    files = []
+    for p in _output_files(out, outputs):
+        rel = p.relative_to(out).as_posix()
+        files.append(OutputFile(rel, p.stat().st_size, cache.sha(rel, p)))
+    return files
+
+
+def _images_sig(files: list[OutputFile]) -> str:
+    """The key of a slide's rendered images in the cache: its output files and their SHA-256."""
+    return hashlib.sha256("|".join(f"{f.rel}:{f.sha256}" for f in files).encode()).hexdigest()
+
+
+def prerender(out: Path, outputs: list[str]) -> dict | None:
+    """The images :func:`collect` would render for a slide shared with these outputs, rendered
+    where the slide was processed (a batch worker, in parallel with the other workers) rather
+    than by the coordinator at the end of the job; None when there is nothing to render here."""
+    try:
+        main = _main_output(Path(out), {"outputs": outputs})
+    except Exception:  # the coordinator renders it (and says why it cannot) at the end
+        return None
+    return render_slide_images(main) if main else None
+
+
+class ImageSeeder:
+    """The coordinator's side of :func:`prerender`: the images a worker rendered go into the
+    record's cache under the key :func:`collect` looks up (the outputs' SHA-256 come from the
+    worker's read-back digests), so the record at the end of the job renders nothing again.
+    Commits at most once per ``every`` seconds and on :meth:`close` (call it before the record
+    is written: an open write transaction would lock the cache for :func:`collect`)."""
+
+    def __init__(self, out: Path, every: float = 1.0):
+        self.out = Path(out)
+        self.every = every
+        self._cache: _Cache | None = None
+        self._last = 0.0
+
+    def seed(self, slide: str, outputs: list[str], imgs: dict) -> None:
+        import time
+
+        if self._cache is None:
+            self._cache = _Cache(self.out)
+            self._last = time.monotonic()
+        cache = self._cache
+        try:
+            sig = _images_sig(_hashed_files(self.out, outputs, cache))
+        except OSError:
+            return  # an output that vanished: the record says so at the end
+        cache.put_images(slide, sig, imgs)
+        if time.monotonic() - self._last >= self.every and cache.db is not None:
+            self._last = time.monotonic()
+            try:
+                cache.db.commit()
+            except sqlite3.Error:
+                cache._drop()
+
+    def close(self) -> None:
+        if self._cache is not None:
+            self._cache.close()
+            self._cache = None
+
+
 def collect(out: Path, report: dict | None = None, key: bytes | None = None) -> RecordData:
     """Read the report and the outputs: hashes, thumbnails, kept images."""
     out = Path(out)
@@ -458,10 +523,8 @@ def collect(out: Path, report: dict | None = None, key: bytes | None = None) -> 
                 error=s.get("error"),
             )
             if rec.status in SHARED_STATES:
-                for p in _output_files(out, rec.outputs):
-                    rel = p.relative_to(out).as_posix()
-                    rec.files.append(OutputFile(rel, p.stat().st_size, cache.sha(rel, p)))
-                sig = hashlib.sha256("|".join(f"{f.rel}:{f.sha256}" for f in rec.files).encode()).hexdigest()
+                rec.files = _hashed_files(out, rec.outputs, cache)
+                sig = _images_sig(rec.files)
                 imgs = cache.images(rec.slide, sig)
                 if imgs is None:
                     main = _main_output(out, s)

@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any, Callable, Iterator
@@ -58,10 +59,18 @@ def worker_init(parent: int) -> None:
 
 
 def remote_process(src, ctx, target, dest):
-    """One slide on a worker (local pool or Dask): the outcome and dry-run plans."""
+    """One slide on a worker (local pool or Dask): the outcome and dry-run plans.  A slide
+    placed in OUT also gets the record's images of its output rendered here (in parallel with
+    the other workers; the coordinator puts them in the record's cache), as ``outcome.images``."""
     from wsianon.pipeline.jobs import process_slide
 
-    return process_slide(src, ctx, target, dest)
+    o, p = process_slide(src, ctx, target, dest)
+    out = getattr(dest, "out", None)
+    if out is not None and o.status == Status.OK and o.outputs and not ctx.policy.dry_run and not ctx.policy.in_place:
+        from wsianon.pipeline.record import prerender
+
+        o.images = prerender(out, list(o.outputs))  # type: ignore[attr-defined]
+    return o, p
 
 
 def _lost(item: Any, reason: str):
@@ -83,13 +92,13 @@ def run_serial(items: list, target: Target, dest, emit: Callable[..., None]) -> 
 def run_pool(items: list, workers: int, target: str, dest, emit: Callable[..., None], on_submit: Callable) -> Iterator[tuple]:
     """A local pool of ``workers`` processes; at most 2 slides per worker in flight."""
     ctx = multiprocessing.get_context("fork")
-    pending = list(items)
+    pending = deque(items)  # popped from the left: O(1) a slide, whatever the batch size
     ex = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=worker_init, initargs=(os.getpid(),))
     inflight: dict = {}
     try:
         while pending or inflight:
             while pending and len(inflight) < 2 * workers:
-                it = pending.pop(0)
+                it = pending.popleft()
                 on_submit(it)
                 try:
                     fut = ex.submit(remote_process, it.src, it.ctx, target, dest)
