@@ -23,6 +23,7 @@ import pytest
 import tifffile
 
 from tests.fixtures.bif_gen import make_bif
+from tests.fixtures.decide_helpers import CallCounter, pipeline_plan
 from tests.fixtures.generic_gen import make_generic_tiff
 from tests.fixtures.scn_gen import make_scn
 from wsianon.converters.base import Inventory, SlideContext
@@ -70,31 +71,8 @@ def ctx(policy: Policy) -> SlideContext:
     return SlideContext("PSEUDO01", b"k" * 32, policy)
 
 
-class _Counter:
-    def __init__(self, monkeypatch, owner, name: str):
-        self.calls: list[tuple] = []
-        real = getattr(owner, name)
-
-        def counted(*a, **k):
-            self.calls.append(a)
-            return real(*a, **k)
-
-        monkeypatch.setattr(owner, name, counted)
-
-
-def _counts(*counters: _Counter) -> list[int]:
+def _counts(*counters: CallCounter) -> list[int]:
     return [len(c.calls) for c in counters]
-
-
-def _pipeline_plan(path: Path, policy: Policy) -> Plan:
-    """What ``wsianon run --allow-generic`` does: detect, inspect (analyze), plan with the same policy."""
-    from wsianon.pipeline.anonymize import make_plan
-    from wsianon.pipeline.detect import expand_inputs
-    from wsianon.pipeline.inspect import inspect_source
-
-    (src,) = expand_inputs([path], allow_generic=True)
-    inv = inspect_source(src, policy)
-    return make_plan(src, inv, ctx(policy))
 
 
 def _n_ifds(path: Path, tag: int | None = None) -> int:
@@ -102,12 +80,12 @@ def _n_ifds(path: Path, tag: int | None = None) -> int:
         return sum(1 for ifd in ts.ifds if tag is None or tag in ifd)
 
 
-def _reuses_the_decisions(conv, path: Path, policy: Policy, decided: list[_Counter], monkeypatch) -> Plan:
+def _reuses_the_decisions(conv, path: Path, policy: Policy, decided: list[CallCounter], monkeypatch) -> Plan:
     """A plan from ``inspect``'s inventory under the same policy: no decision taken again, no text
     value read, the same plan twice and the same plan as from a fresh analysis."""
     inv = conv.inspect(path, policy=policy)
     before = _counts(*decided)
-    reads = _Counter(monkeypatch, TiffStructure, "ascii")
+    reads = CallCounter(monkeypatch, TiffStructure, "ascii")
     first = conv.plan(inv, ctx(policy))
     again = conv.plan(inv, ctx(policy))
     assert _counts(*decided) == before  # nothing decided again
@@ -120,12 +98,12 @@ def _reuses_the_decisions(conv, path: Path, policy: Policy, decided: list[_Count
 
 def test_ventana_decides_each_ifd_and_tag_once(slides, monkeypatch):
     path = slides["ventana"]
-    walk = _Counter(monkeypatch, VentanaConverter, "_analyze")
-    ascii_ = _Counter(monkeypatch, ventana_mod, "decide_ascii")
-    xml = _Counter(monkeypatch, ventana_mod, "clean_xml")
+    walk = CallCounter(monkeypatch, VentanaConverter, "_analyze")
+    ascii_ = CallCounter(monkeypatch, ventana_mod, "decide_ascii")
+    xml = CallCounter(monkeypatch, ventana_mod, "clean_xml")
     n_ifds, n_xmp = _n_ifds(path), _n_ifds(path, XMP)
     policy = Policy(label="blank", dates="year")
-    plan = _pipeline_plan(path, policy)
+    plan = pipeline_plan(path, ctx(policy), allow_generic=True)
     assert _counts(walk, ascii_, xml) == [1, n_ifds, n_xmp]  # detection reads IFD 0's XMP, decides nothing
     assert any(n.startswith(BIF_LABEL_NOTE) for n in plan.notes)  # the --label blank refusal, decided by analyze
     _reuses_the_decisions(VentanaConverter(), path, policy, [walk, ascii_, xml], monkeypatch)
@@ -144,13 +122,13 @@ def test_ventana_decides_each_ifd_and_tag_once(slides, monkeypatch):
 @pytest.mark.parametrize("slide", ["leica", "leica-macro-last"])
 def test_leica_decides_each_ifd_and_tag_once(slides, slide, monkeypatch):
     path = slides[slide]
-    walk = _Counter(monkeypatch, LeicaConverter, "_analyze")
-    ascii_ = _Counter(monkeypatch, leica_mod, "decide_ascii")
-    xml = _Counter(monkeypatch, LeicaConverter, "_clean")
-    macro = _Counter(monkeypatch, LeicaConverter, "_decide_macro")
+    walk = CallCounter(monkeypatch, LeicaConverter, "_analyze")
+    ascii_ = CallCounter(monkeypatch, leica_mod, "decide_ascii")
+    xml = CallCounter(monkeypatch, LeicaConverter, "_clean")
+    macro = CallCounter(monkeypatch, LeicaConverter, "_decide_macro")
     n_ifds = _n_ifds(path)
     policy = Policy(dates="year")
-    plan = _pipeline_plan(path, policy)
+    plan = pipeline_plan(path, ctx(policy), allow_generic=True)
     assert _counts(walk, ascii_, xml, macro) == [1, n_ifds, 1, 1]
     assert any(r.kind == "image" and r.name == "macro" for r in plan.removals)
     _reuses_the_decisions(LeicaConverter(), path, policy, [walk, ascii_, xml, macro], monkeypatch)
@@ -171,12 +149,12 @@ def test_leica_decides_each_ifd_and_tag_once(slides, slide, monkeypatch):
 
 def test_generic_decides_each_ifd_and_tag_once(slides, monkeypatch):
     path = slides["generic-tiff"]
-    walk = _Counter(monkeypatch, GenericTiffConverter, "_associated")
-    ascii_ = _Counter(monkeypatch, generic_mod, "decide_ascii")
-    kind = _Counter(monkeypatch, generic_mod, "describe_structure")
+    walk = CallCounter(monkeypatch, GenericTiffConverter, "_associated")
+    ascii_ = CallCounter(monkeypatch, generic_mod, "decide_ascii")
+    kind = CallCounter(monkeypatch, generic_mod, "describe_structure")
     n_ifds = _n_ifds(path)
     policy = Policy(dates="year")
-    plan = _pipeline_plan(path, policy)
+    plan = pipeline_plan(path, ctx(policy), allow_generic=True)
     assert _counts(walk, ascii_) == [1, n_ifds]
     assert sorted(r.name for r in plan.removals if r.kind == "image") == ["label", "macro"]
     _reuses_the_decisions(GenericTiffConverter(), path, policy, [walk, ascii_, kind], monkeypatch)

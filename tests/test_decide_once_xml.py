@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.decide_helpers import CallCounter, pipeline_plan
 from tests.fixtures.isyntax_gen import make_isyntax
 from tests.fixtures.mrxs_gen import make_mrxs
 from tests.fixtures.philips_gen import make_philips
@@ -66,55 +67,30 @@ def mrxs(tmp_path_factory) -> Path:
     return make_mrxs(tmp_path_factory.mktemp("mrxs")).mrxs
 
 
-class _Counter:
-    """Count the calls of ``owner.name`` (a function or a method) while the test runs."""
-
-    def __init__(self, monkeypatch, owner, name: str):
-        self.calls: list[tuple] = []
-        real = getattr(owner, name)
-
-        def counted(*a, **k):
-            self.calls.append(a)
-            return real(*a, **k)
-
-        monkeypatch.setattr(owner, name, counted)
-
-
-def _counters(monkeypatch, fmt: str) -> dict[str, _Counter]:
+def _counters(monkeypatch, fmt: str) -> dict[str, CallCounter]:
     """The functions that decide, per format."""
     if fmt == "mrxs":
         names = ["ini_value_action", "associated_actions", "label_blanks", "text_records", "xml_texts"]
-        return {n: _Counter(monkeypatch, mrxs_mod, n) for n in names}
-    out = {n: _Counter(monkeypatch, dpufs.XmlCleaner, n) for n in ("_decide_attribute", "_decide_image")}
+        return {n: CallCounter(monkeypatch, mrxs_mod, n) for n in names}
+    out = {n: CallCounter(monkeypatch, dpufs.XmlCleaner, n) for n in ("_decide_attribute", "_decide_image")}
     if fmt == "philips":
-        out["decide_ascii"] = _Counter(monkeypatch, philips_mod, "decide_ascii")
+        out["decide_ascii"] = CallCounter(monkeypatch, philips_mod, "decide_ascii")
     else:
-        out["normalize_markup"] = _Counter(monkeypatch, isyntax_mod, "normalize_markup")
+        out["normalize_markup"] = CallCounter(monkeypatch, isyntax_mod, "normalize_markup")
     return out
 
 
-def _counts(counters: dict[str, _Counter]) -> dict[str, int]:
+def _counts(counters: dict[str, CallCounter]) -> dict[str, int]:
     return {n: len(c.calls) for n, c in counters.items()}
 
 
-def _reset(counters: dict[str, _Counter]) -> None:
+def _reset(counters: dict[str, CallCounter]) -> None:
     for c in counters.values():
         c.calls.clear()
 
 
 def ctx(policy: Policy, key: bytes = KEY_A) -> SlideContext:
     return SlideContext("PSEUDO01", key, policy)
-
-
-def _pipeline_plan(path: Path, policy: Policy, key: bytes = KEY_A) -> Plan:
-    """What ``wsianon run`` does: detect, inspect (analyze), plan with the same policy."""
-    from wsianon.pipeline.anonymize import make_plan
-    from wsianon.pipeline.detect import expand_inputs
-    from wsianon.pipeline.inspect import inspect_source
-
-    (src,) = expand_inputs([path])
-    inv = inspect_source(src, policy)
-    return make_plan(src, inv, ctx(policy, key))
 
 
 CONVERTERS = {"philips": PhilipsConverter, "isyntax": ISyntaxConverter, "mrxs": MrxsConverter}
@@ -150,7 +126,7 @@ def test_decides_each_field_once(fmt, philips, isyntax, mrxs, monkeypatch):
     assert type(d.analysis).__module__ == type(conv).__module__  # the format keeps its own walk for its plan
     # inspect + plan through the pipeline: every decision made exactly once
     _reset(counters)
-    plan = _pipeline_plan(path, POLICY)
+    plan = pipeline_plan(path, ctx(POLICY))
     assert plan.removals
     assert _counts(counters) == once
     # plan on an inventory from inspect with the same policy decides nothing again
@@ -192,7 +168,7 @@ def test_xml_walk_decides_each_attribute_once(fmt, philips, isyntax, monkeypatch
     depend on it) the attributes of an image object the policy keeps or blanks: decided in the
     object's own walk and again in the document's."""
     path = {"philips": philips, "isyntax": isyntax}[fmt]
-    counter = _Counter(monkeypatch, dpufs.XmlCleaner, "_decide_attribute")
+    counter = CallCounter(monkeypatch, dpufs.XmlCleaner, "_decide_attribute")
     d = CONVERTERS[fmt]().analyze(path, Policy())  # label and macro objects removed
     elements = [c[1] for c in counter.calls]
     assert len(elements) >= 20 and len({id(e) for e in elements}) == len(elements)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.decide_helpers import CallCounter, pipeline_plan
 from tests.fixtures.ndpi_gen import make_ndpi_info
 from tests.fixtures.svs_gen import write_svs
 from wsianon.converters.aperio import redactor as aperio_mod
@@ -158,43 +159,20 @@ def test_ndpi_plan_and_inventory_agree_with_decisions(ndpi, policy):
 # -- one walk ------------------------------------------------------------------------------
 
 
-class _Counter:
-    def __init__(self, monkeypatch, owner, name: str):
-        self.calls: list[tuple] = []
-        real = getattr(owner, name)
-
-        def counted(*a, **k):
-            self.calls.append(a)
-            return real(*a, **k)
-
-        monkeypatch.setattr(owner, name, counted)
-
-
-def _pipeline_plan(path: Path, policy: Policy) -> Plan:
-    """What ``wsianon run`` does: detect, inspect (analyze), plan with the same policy."""
-    from wsianon.pipeline.anonymize import make_plan
-    from wsianon.pipeline.detect import expand_inputs
-    from wsianon.pipeline.inspect import inspect_source
-
-    (src,) = expand_inputs([path])
-    inv = inspect_source(src, policy)
-    return make_plan(src, inv, ctx(policy))
-
-
 def _ascii_entries(path: Path) -> int:
     with TiffStructure(path) as ts:
         return sum(1 for ifd in ts.ifds for _ in ts.iter_ascii_entries(ifd))
 
 
 def test_aperio_decides_each_ifd_and_tag_once(svs, monkeypatch):
-    classify = _Counter(monkeypatch, aperio_mod, "classify_ifd")
-    rewrite = _Counter(monkeypatch, aperio_mod.DescriptionRewrite, "rewrite")
-    reads = _Counter(monkeypatch, TiffStructure, "ascii")
+    classify = CallCounter(monkeypatch, aperio_mod, "classify_ifd")
+    rewrite = CallCounter(monkeypatch, aperio_mod.DescriptionRewrite, "rewrite")
+    reads = CallCounter(monkeypatch, TiffStructure, "ascii")
     with TiffStructure(svs) as ts:
         n_ifds = len(ts.ifds)
         n_desc = sum(1 for ifd in ts.ifds if 270 in ifd)
     policy = Policy(label="blank", dates="year")
-    plan = _pipeline_plan(svs, policy)
+    plan = pipeline_plan(svs, ctx(policy))
     assert plan.removals
     assert len(classify.calls) == n_ifds  # detection reads IFD 0's description, never classifies
     assert len(rewrite.calls) == n_desc
@@ -213,21 +191,21 @@ def test_aperio_decides_each_ifd_and_tag_once(svs, monkeypatch):
 
 
 def test_ndpi_decides_each_ifd_and_tag_once(ndpi, monkeypatch):
-    classify = _Counter(monkeypatch, ndpi_mod, "classify")
-    ascii_action = _Counter(monkeypatch, ndpi_mod, "_ascii_action")
-    pmap = _Counter(monkeypatch, ndpi_mod.PropertyMapRewrite, "rewrite")
+    classify = CallCounter(monkeypatch, ndpi_mod, "classify")
+    ascii_action = CallCounter(monkeypatch, ndpi_mod, "_ascii_action")
+    pmap = CallCounter(monkeypatch, ndpi_mod.PropertyMapRewrite, "rewrite")
     with TiffStructure(ndpi) as ts:
         n_ifds = len(ts.ifds)
         n_pmap = sum(1 for ifd in ts.ifds if 65449 in ifd)
     n_ascii = _ascii_entries(ndpi)
-    plan = _pipeline_plan(ndpi, Policy(dates="year"))
+    plan = pipeline_plan(ndpi, ctx(Policy(dates="year")))
     assert plan.removals
     assert len(classify.calls) == n_ifds
     assert len(pmap.calls) == n_pmap
     assert len(ascii_action.calls) == n_ascii - n_pmap
     conv = NdpiConverter()
     inv = conv.inspect(ndpi, policy=Policy(dates="year"))
-    reads = _Counter(monkeypatch, TiffStructure, "ascii")
+    reads = CallCounter(monkeypatch, TiffStructure, "ascii")
     conv.plan(inv, ctx(Policy(dates="year")))
     assert reads.calls == []  # the plan reads no text value: analyze decided them all
     inv = NdpiConverter().inspect(ndpi)
