@@ -6,30 +6,17 @@ entropy-coded data) is never called clean by it and falls back to the walk, whic
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
-import numpy as np
 import pydicom
 import pytest
-from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGBaseline8Bit, generate_uid
 
+from tests.test_frame_segment_shortcut import _com, _frame
 from wsianon.verify.dicom import frames as F
-
-
-def _jpeg(seed: int) -> bytes:
-    rng = np.random.default_rng(seed)
-    buf = io.BytesIO()
-    Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(buf, "JPEG", quality=80)
-    return buf.getvalue()
-
-
-def _com(text: bytes) -> bytes:
-    return b"\xff\xfe" + (len(text) + 2).to_bytes(2, "big") + text
 
 
 def _instance(path: Path, frames: list[bytes]) -> Path:
@@ -55,7 +42,7 @@ def _instance(path: Path, frames: list[bytes]) -> Path:
 def _frames(n: int = 40) -> list[bytes]:
     """``n`` frames of a few distinct images, odd and even lengths both (an odd frame is padded
     with a zero after its EOI in the file)."""
-    pool = [_jpeg(i) for i in range(40)]
+    pool = [_frame(i) for i in range(40)]
     odd = [f for f in pool if len(f) % 2][:3]
     even = [f for f in pool if not len(f) % 2][:3]
     assert odd and even

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import tifffile
 
+from tests.fixtures.generic_gen import _img
 from tests.fixtures.native_helpers import file_hash, run_native, scan_for, tiled_page_hashes
 from wsianon.converters.generic import GenericTiffConverter
 from wsianon.errors import UnsupportedFormat
@@ -18,11 +18,6 @@ CAN = {
     "label_text": "GENLABELDESC5",
     "DateTime": "2019:07:14 11:22:33",
 }
-
-
-def _img(h, w, seed=0):
-    y, x = np.mgrid[0:h, 0:w]
-    return np.stack([(x + seed) % 256, (y * 3) % 256, (x ^ y) % 256], -1).astype(np.uint8)
 
 
 def make_plain(path):
