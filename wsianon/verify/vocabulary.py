@@ -24,13 +24,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import os
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
+
 from wsianon.io.ini import read_ini
+from wsianon.io.spans import iter_pairs, union_arrays
 from wsianon.io.extents import data_extents
 from wsianon.io import jpeg
 from wsianon.profiles import load
@@ -220,15 +224,32 @@ def scan_bytes(data: bytes, vocab: Vocab, name: str, base: int = 0, out: list | 
 # containers
 
 
-def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    out: list[list[int]] = []
-    for a, n in sorted(spans):
-        b = a + n
-        if out and a <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], b)
-        else:
-            out.append([a, b])
-    return [(a, b) for a, b in out]
+def _merge_pairs(skip: _SpanSet):
+    """(start, end) of the union of the (offset, length) spans of ``skip`` (touching spans join),
+    in order, converted a chunk at a time."""
+    a, b = union_arrays(skip.off, skip.off + skip.cnt)
+    return iter_pairs(a, b)
+
+
+class _SpanSet:
+    """(offset, length) spans as two int64 numpy arrays (16 bytes a span, where a list of tuples
+    costs ~120: the tiles of a slide must not make the verifier's memory grow with its size)."""
+
+    def __init__(self, off=None, cnt=None):
+        self.off = np.zeros(0, np.int64) if off is None else np.asarray(off, dtype=np.int64)
+        self.cnt = np.zeros(0, np.int64) if cnt is None else np.asarray(cnt, dtype=np.int64)
+
+    @classmethod
+    def of(cls, spans: list[tuple[int, int]]) -> _SpanSet:
+        arr = np.array(spans, dtype=np.int64).reshape(-1, 2)
+        return cls(arr[:, 0], arr[:, 1])
+
+    @classmethod
+    def join(cls, parts: list[_SpanSet]) -> _SpanSet:
+        return cls(np.concatenate([p.off for p in parts]), np.concatenate([p.cnt for p in parts])) if parts else cls()
+
+    def __len__(self) -> int:
+        return len(self.off)
 
 
 def _scan_range(fh, lo: int, hi: int, vocab: Vocab, name: str, out: list) -> None:
@@ -246,15 +267,17 @@ def _scan_range(fh, lo: int, hi: int, vocab: Vocab, name: str, out: list) -> Non
         pos += len(buf) if len(buf) < n or pos + len(buf) >= hi else len(buf) - 512
 
 
-def _scan_outside(path: Path, skip: list[tuple[int, int]], vocab: Vocab, name: str, out: list) -> None:
+def _scan_outside(path: Path, skip: list[tuple[int, int]] | _SpanSet, vocab: Vocab, name: str, out: list) -> None:
     """Scan every byte of ``path`` outside the (offset, length) spans of ``skip``; holes of a
     sparse file (zeros, no text) are neither read nor scanned."""
     size = path.stat().st_size
     pos = 0
+    if not isinstance(skip, _SpanSet):
+        skip = _SpanSet.of(skip)
     with open(path, "rb") as fh:
         extents = data_extents(fh.fileno(), 0, size, merge_gap=4096)
         k = 0
-        for a, b in _merge(skip) + [(size, size)]:
+        for a, b in itertools.chain(_merge_pairs(skip), [(size, size)]):
             while k < len(extents) and extents[k][1] <= pos:
                 k += 1
             e = k
@@ -295,34 +318,38 @@ def _jpeg_stream_findings(fd: int, off: int, cnt: int, name: str, whole: bool, o
     return True
 
 
-def tiff_pixel_spans(path: Path) -> tuple[list[tuple[int, int]], list[tuple[int, int]], list[tuple[int, int]]]:
-    """(JPEG streams, other pixel spans, ICC profiles) of every IFD of a TIFF-family file."""
+def tiff_pixel_spans(path: Path) -> tuple[_SpanSet, _SpanSet, list[tuple[int, int]]]:
+    """(JPEG streams, other pixel spans, ICC profiles) of every IFD of a TIFF-family file
+    (the tiles as numpy arrays, never one Python object a tile)."""
     from wsianon.io.tiff import COMPRESSION, TiffStructure
 
-    jpegs: list[tuple[int, int]] = []
-    other: list[tuple[int, int]] = []
+    jpegs: list[_SpanSet] = []
+    other: list[_SpanSet] = []
+    small: list[tuple[int, int]] = []  # structure: a few spans an IFD
     icc: list[tuple[int, int]] = []
     with TiffStructure(path) as ts:
         for ifd in ts.ifds:
             comp = ts.value(ifd, COMPRESSION, 1)
-            spans = [(o, c) for o, c in ts.data_spans(ifd) if c]
+            o, c = ts.data_span_arrays(ifd)
+            used = c > 0
+            spans = _SpanSet(o[used], c[used])
             tables = ifd.get(jpeg.JPEG_TABLES)
             if comp in jpeg.JPEG_COMPRESSIONS:
-                jpegs += spans
+                jpegs.append(spans)
                 if tables is not None and tables.size >= 4:
-                    jpegs.append((tables.value_offset, tables.size))
+                    jpegs.append(_SpanSet.of([(tables.value_offset, tables.size)]))
             else:
-                other += spans
+                other.append(spans)
             prof = ifd.get(34675)
             if prof is not None and prof.size and not prof.inline:
                 icc.append((prof.value_offset, prof.size))
             # binary structure, not text: the IFD's entry table and the numeric arrays
             # of the structural tags (offsets, byte counts, resolutions, colour maps)
-            other.append((ifd.offset, ifd.end - ifd.offset))
+            small.append((ifd.offset, ifd.end - ifd.offset))
             for tag, e in ifd.entries.items():
                 if tag in _NUMERIC_STRUCTURE and e.type in _NUMERIC_TYPES and not e.inline and e.size:
-                    other.append((e.value_offset, e.size))
-    return jpegs, other, icc
+                    small.append((e.value_offset, e.size))
+    return _SpanSet.join(jpegs), _SpanSet.join(other + [_SpanSet.of(small)]), icc
 
 
 # tags whose numeric values are structure: BitsPerSample, strip/tile offsets and
@@ -372,34 +399,40 @@ def scan_tiff(path: Path, fmt: str, name: str | None = None, tiles: str = "heade
     name = name or path.name
     out: list[TextFinding] = []
     jpegs, other, icc = tiff_pixel_spans(path)
+    opaque: list[tuple[int, int]] = []
     fd = os.open(path, os.O_RDONLY)
     try:
         for off, cnt in _unproven(jpegs, proven):
             if not _jpeg_stream_findings(fd, off, cnt, name, tiles == "walk", out):
-                other.append((off, cnt))  # a "JPEG" page whose data is not JPEG: opaque pixel data
+                opaque.append((off, cnt))  # a "JPEG" page whose data is not JPEG: opaque pixel data
             if len(out) >= MAX_FINDINGS:
                 return out
     finally:
         os.close(fd)
-    _scan_outside(path, jpegs + other + icc, vocab, name, out)
+    _scan_outside(path, _SpanSet.join([jpegs, other, _SpanSet.of(opaque + icc)]), vocab, name, out)
     _icc_findings(path, icc, vocab, name, out)
     return out
 
 
-def _unproven(spans: list[tuple[int, int]], proven) -> list[tuple[int, int]]:
+def _unproven(spans: list[tuple[int, int]] | _SpanSet, proven):
     """``spans`` deduplicated and sorted, without those ``proven`` (one vectorised membership
-    test where it offers ``contains``, as the tile identity's spans do)."""
-    if not spans:
-        return []
-    if proven is None:
-        return sorted(set(spans))
-    if hasattr(proven, "contains"):
-        import numpy as np
-
-        arr = np.unique(np.array(spans, dtype=np.int64).reshape(-1, 2), axis=0)
-        keep = ~proven.contains(arr[:, 0], arr[:, 1])
-        return [(int(a), int(b)) for a, b in arr[keep]]
-    return [s for s in sorted(set(spans)) if not proven(*s)]
+    test where it offers ``contains``, as the tile identity's spans do): (offset, length) pairs."""
+    if not isinstance(spans, _SpanSet):
+        spans = _SpanSet.of(spans)
+    if not len(spans):
+        return iter(())
+    order = np.lexsort((spans.cnt, spans.off))
+    off, cnt = spans.off[order], spans.cnt[order]
+    first = np.ones(len(off), dtype=bool)
+    first[1:] = (off[1:] != off[:-1]) | (cnt[1:] != cnt[:-1])
+    off, cnt = off[first], cnt[first]
+    if proven is not None and hasattr(proven, "contains"):
+        keep = ~proven.contains(off, cnt)
+        off, cnt = off[keep], cnt[keep]
+    pairs = iter_pairs(off, cnt)
+    if proven is None or hasattr(proven, "contains"):
+        return pairs
+    return (s for s in pairs if not proven(*s))
 
 
 def _looks_textual(data: bytes) -> bool:
