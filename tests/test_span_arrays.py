@@ -261,3 +261,17 @@ def test_level_pages_leave_no_tifffile_objects_behind(files):
         assert not [o for o in gc.get_objects() if isinstance(o, (tifffile.TiffFile, tifffile.TiffPage))]
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_closed_world_merge_with_tiles_equals_list_merge(seed):
+    """The converter's closed-world pass merges the tiles' arrays like its list ``_merge``."""
+    from wsianon.converters import closed_world as cw
+
+    rng = random.Random(seed)
+    small = [(a, a + n) for a, n in random_spans(rng, rng.randrange(0, 10))]
+    tile_spans = [[(a, a + n) for a, n in random_spans(rng, rng.randrange(0, 30))] for _ in range(rng.randrange(0, 4))]
+    tiles = [(np.array([a for a, _ in t], dtype=np.int64), np.array([b for _, b in t], dtype=np.int64)) for t in tile_spans]
+    expected = cw._merge(small + [r for t in tile_spans for r in t])
+    assert cw._merge_with_tiles(small, tiles) == expected
+    assert all(type(a) is int and type(b) is int for a, b in cw._merge_with_tiles(small, tiles))
