@@ -20,7 +20,7 @@ from .fixtures.plant_jpeg import plant_tiff_jpeg
 from .fixtures.svs_gen import write_svs
 from wsianon.errors import CorruptInput
 from wsianon.io import jpeg
-from wsianon.io.spans import gaps, gaps_arrays, iter_pairs, union_arrays
+from wsianon.io.spans import gaps, gaps_arrays, is_sorted, iter_pairs, union_arrays, union_parts
 from wsianon.io.tiff import TILE_OFFSETS, TiffStructure
 from wsianon.verify import partition, tileid, vocabulary
 
@@ -110,6 +110,32 @@ def test_gaps_arrays_equals_list_gaps(seed):
     assert pairs(*gaps_arrays(s, e, size)) == gaps(raw, size)
 
 
+@pytest.mark.parametrize("seed", range(30))
+def test_union_parts_equals_union_of_all(seed):
+    """Parts united one by one, then together: the same as one union (sorted parts, as a TIFF's
+    tiles usually are, and unsorted ones)."""
+    rng = random.Random(seed)
+    parts, everything = [], []
+    for _ in range(rng.randrange(0, 5)):
+        spans = random_spans(rng, rng.randrange(0, 30))
+        if rng.random() < 0.5:
+            spans.sort()
+        everything += spans
+        parts.append((np.array([a for a, _ in spans], dtype=np.int64), np.array([a + n for a, n in spans], dtype=np.int64)))
+    assert pairs(*union_parts(parts)) == merge_lengths(everything)
+    assert pairs(*union_parts(parts, drop_empty=True)) == union_ranges([(a, a + n) for a, n in everything])
+
+
+def test_is_sorted_across_chunks():
+    a = np.arange(10, dtype=np.int64)
+    assert is_sorted(a, chunk=3) and is_sorted(a[:1]) and is_sorted(a[:0])
+    for k in range(1, 10):  # one step down anywhere, a chunk boundary included
+        b = a.copy()
+        b[k] = b[k - 1] - 1
+        assert not is_sorted(b, chunk=3)
+    assert is_sorted(np.array([1, 1, 1, 2]), chunk=2)
+
+
 def test_iter_pairs_across_chunks():
     a = np.arange(10, dtype=np.uint64) * 7
     b = np.arange(10, dtype=np.int64) + 100
@@ -138,6 +164,12 @@ def test_unproven_equals_sorted_set_minus_proven(seed):
     )
     ts = tileid.TileSpans([page])
     assert list(vocabulary._unproven(spans, ts)) == [s for s in expected_all if s not in proven_set]
+    # small chunks: duplicates across a chunk boundary, input already in order and not
+    for chunk in (2, 3, 7):
+        for given in (spans, sorted(spans), sorted(spans + spans)):
+            assert list(vocabulary._unproven(given, None, chunk=chunk)) == expected_all
+            assert list(vocabulary._unproven(given, ts, chunk=chunk)) == [s for s in expected_all if s not in proven_set]
+            assert list(vocabulary._unproven(given, lambda o, n: (o, n) in proven_set, chunk=chunk)) == [s for s in expected_all if s not in proven_set]
 
 
 # -- readers on real files ------------------------------------------------------------------

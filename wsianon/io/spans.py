@@ -26,24 +26,51 @@ def union_arrays(starts, ends, drop_empty: bool = False):
     """The union of the [start, end) ranges as two sorted int64 arrays (starts, ends): ranges
     that overlap or touch join.  Without ``drop_empty`` a zero-length range is kept (as a
     range of its own where nothing covers it), like merging the sorted list one by one does.
-    Any order of the input."""
+    Any order of the input; input already in order (a TIFF's tiles, usually) is not sorted again."""
     import numpy as np
 
     s = np.asarray(starts, dtype=np.int64)
     e = np.asarray(ends, dtype=np.int64)
     if drop_empty:
         keep = e > s
-        s, e = s[keep], e[keep]
+        if not keep.all():
+            s, e = s[keep], e[keep]
+        del keep
     if not len(s):
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    order = np.argsort(s, kind="stable")
-    s, e = s[order], e[order]
+    if not is_sorted(s):
+        order = np.argsort(s, kind="stable")
+        s, e = s[order], e[order]
+        del order
     reach = np.maximum.accumulate(e)  # the end of the union so far
     first = np.ones(len(s), dtype=bool)
-    first[1:] = s[1:] > reach[:-1]  # a range that starts past everything before it opens a new group
+    np.greater(s[1:], reach[:-1], out=first[1:])  # a range that starts past everything before it opens a new group
     heads = np.flatnonzero(first)
+    del first
     last = np.append(heads[1:] - 1, len(s) - 1)
     return s[heads], reach[last]
+
+
+def union_parts(parts, drop_empty: bool = False):
+    """``union_arrays`` of several (starts, ends) parts: each part's union first (a part is one
+    IFD's tiles, in order: no sort, and usually a handful of ranges left), then theirs."""
+    import numpy as np
+
+    done = [union_arrays(a, b, drop_empty) for a, b in parts]
+    if not done:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return union_arrays(np.concatenate([a for a, _ in done]), np.concatenate([b for _, b in done]), drop_empty)
+
+
+def is_sorted(a, chunk: int = 1 << 16) -> bool:
+    """``a`` in non-decreasing order (checked a chunk at a time: no temporary the size of ``a``)."""
+    import numpy as np
+
+    for i in range(0, max(len(a) - 1, 0), chunk):
+        w = a[i : i + chunk + 1]
+        if not bool(np.all(w[1:] >= w[:-1])):
+            return False
+    return True
 
 
 def gaps_arrays(starts, ends, size: int):

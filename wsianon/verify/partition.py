@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wsianon.io.spans import gaps_arrays, iter_pairs, union_arrays
+from wsianon.io.spans import gaps_arrays, iter_pairs, union_parts
 from wsianon.errors import WsianonError
 from wsianon.io.extents import data_extents
 from wsianon.io.scan import Finding
@@ -47,8 +47,10 @@ class _Ranges:
         self.small.append(r)
 
     def add_arrays(self, starts, ends) -> None:
-        self.starts.append(np.asarray(starts, dtype=np.int64))
-        self.ends.append(np.asarray(ends, dtype=np.int64))
+        """uint64 offsets of a file (all below 2**63) are taken as an int64 view, not copied."""
+        for out, a in ((self.starts, starts), (self.ends, ends)):
+            a = np.asarray(a)
+            out.append(a.view(np.int64) if a.dtype == np.uint64 else a.astype(np.int64, copy=False))
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         small = np.array(self.small, dtype=np.int64).reshape(-1, 2)
@@ -62,8 +64,8 @@ def _union(spans) -> tuple[np.ndarray, np.ndarray]:
         r = _Ranges()
         r.small = list(spans)
         spans = r
-    starts, ends = spans.arrays()
-    return union_arrays(starts, ends, drop_empty=True)
+    small = np.array(spans.small, dtype=np.int64).reshape(-1, 2)
+    return union_parts([(small[:, 0], small[:, 1]), *zip(spans.starts, spans.ends)], drop_empty=True)
 
 
 def _structure(path: Path, fmt: str):
@@ -98,7 +100,10 @@ def _structure(path: Path, fmt: str):
             if (324 in ifd and 325 in ifd) or (273 in ifd and 279 in ifd):
                 o, c = ts.data_span_arrays(ifd)
                 used = c > 0
-                spans.add_arrays(o[used], o[used] + c[used])
+                if not used.all():
+                    o, c = o[used], c[used]
+                spans.add_arrays(o, o + c)
+                del o, c, used
         return spans, bad, tagsets, ts.kind, ts.size, icc
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from wsianon.io.ini import read_ini
-from wsianon.io.spans import iter_pairs, union_arrays
+from wsianon.io.spans import iter_pairs, union_parts
 from wsianon.io.extents import data_extents
 from wsianon.io import jpeg
 from wsianon.profiles import load
@@ -227,17 +227,25 @@ def scan_bytes(data: bytes, vocab: Vocab, name: str, base: int = 0, out: list | 
 def _merge_pairs(skip: _SpanSet):
     """(start, end) of the union of the (offset, length) spans of ``skip`` (touching spans join),
     in order, converted a chunk at a time."""
-    a, b = union_arrays(skip.off, skip.off + skip.cnt)
+    a, b = union_parts([(o, o + c) for o, c in skip.parts])
     return iter_pairs(a, b)
 
 
+def _int64(a) -> np.ndarray:
+    """``a`` as int64; uint64 offsets and lengths of a file (all below 2**63) as a view, not a copy."""
+    a = np.asarray(a)
+    return a.view(np.int64) if a.dtype == np.uint64 else a.astype(np.int64, copy=False)
+
+
 class _SpanSet:
-    """(offset, length) spans as two int64 numpy arrays (16 bytes a span, where a list of tuples
-    costs ~120: the tiles of a slide must not make the verifier's memory grow with its size)."""
+    """(offset, length) spans as parts of two int64 numpy arrays each (16 bytes a span, where a
+    list of tuples costs ~120: the tiles of a slide must not make the verifier's memory grow
+    with its size).  A part is one IFD's tiles, usually in file order already."""
 
     def __init__(self, off=None, cnt=None):
-        self.off = np.zeros(0, np.int64) if off is None else np.asarray(off, dtype=np.int64)
-        self.cnt = np.zeros(0, np.int64) if cnt is None else np.asarray(cnt, dtype=np.int64)
+        self.parts: list[tuple[np.ndarray, np.ndarray]] = []
+        if off is not None and len(off):
+            self.parts.append((_int64(off), _int64(cnt)))
 
     @classmethod
     def of(cls, spans: list[tuple[int, int]]) -> _SpanSet:
@@ -245,11 +253,20 @@ class _SpanSet:
         return cls(arr[:, 0], arr[:, 1])
 
     @classmethod
-    def join(cls, parts: list[_SpanSet]) -> _SpanSet:
-        return cls(np.concatenate([p.off for p in parts]), np.concatenate([p.cnt for p in parts])) if parts else cls()
+    def join(cls, sets: list[_SpanSet]) -> _SpanSet:
+        out = cls()
+        out.parts = [p for ss in sets for p in ss.parts]
+        return out
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        if len(self.parts) == 1:
+            return self.parts[0]
+        if not self.parts:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return np.concatenate([o for o, _ in self.parts]), np.concatenate([c for _, c in self.parts])
 
     def __len__(self) -> int:
-        return len(self.off)
+        return sum(len(o) for o, _ in self.parts)
 
 
 def _scan_range(fh, lo: int, hi: int, vocab: Vocab, name: str, out: list) -> None:
@@ -332,7 +349,8 @@ def tiff_pixel_spans(path: Path) -> tuple[_SpanSet, _SpanSet, list[tuple[int, in
             comp = ts.value(ifd, COMPRESSION, 1)
             o, c = ts.data_span_arrays(ifd)
             used = c > 0
-            spans = _SpanSet(o[used], c[used])
+            spans = _SpanSet(o, c) if used.all() else _SpanSet(o[used], c[used])
+            del o, c, used
             tables = ifd.get(jpeg.JPEG_TABLES)
             if comp in jpeg.JPEG_COMPRESSIONS:
                 jpegs.append(spans)
@@ -414,25 +432,44 @@ def scan_tiff(path: Path, fmt: str, name: str | None = None, tiles: str = "heade
     return out
 
 
-def _unproven(spans: list[tuple[int, int]] | _SpanSet, proven):
-    """``spans`` deduplicated and sorted, without those ``proven`` (one vectorised membership
-    test where it offers ``contains``, as the tile identity's spans do): (offset, length) pairs."""
+def _unproven(spans: list[tuple[int, int]] | _SpanSet, proven, chunk: int = 1 << 16):
+    """``spans`` deduplicated and sorted, without those ``proven`` (a vectorised membership test
+    where it offers ``contains``, as the tile identity's spans do): (offset, length) pairs.
+
+    Memory: the spans' arrays are sorted only when they are not in order already, and
+    deduplicated and tested a chunk at a time."""
     if not isinstance(spans, _SpanSet):
         spans = _SpanSet.of(spans)
-    if not len(spans):
-        return iter(())
-    order = np.lexsort((spans.cnt, spans.off))
-    off, cnt = spans.off[order], spans.cnt[order]
-    first = np.ones(len(off), dtype=bool)
-    first[1:] = (off[1:] != off[:-1]) | (cnt[1:] != cnt[:-1])
-    off, cnt = off[first], cnt[first]
-    if proven is not None and hasattr(proven, "contains"):
-        keep = ~proven.contains(off, cnt)
-        off, cnt = off[keep], cnt[keep]
-    pairs = iter_pairs(off, cnt)
-    if proven is None or hasattr(proven, "contains"):
-        return pairs
-    return (s for s in pairs if not proven(*s))
+    off, cnt = spans.arrays()
+    if not len(off):
+        return
+    if not _pairs_sorted(off, cnt, chunk):
+        order = np.lexsort((cnt, off))
+        off, cnt = off[order], cnt[order]
+        del order
+    vector = proven is not None and hasattr(proven, "contains")
+    for i in range(0, len(off), chunk):
+        o, c = off[i : i + chunk], cnt[i : i + chunk]
+        first = np.ones(len(o), dtype=bool)
+        first[1:] = (o[1:] != o[:-1]) | (c[1:] != c[:-1])
+        if i:  # the chunk's first span against the previous chunk's last
+            first[0] = bool(o[0] != off[i - 1] or c[0] != cnt[i - 1])
+        o, c = o[first], c[first]
+        if vector:
+            keep = ~proven.contains(o, c)
+            o, c = o[keep], c[keep]
+        for pair in zip(o.tolist(), c.tolist()):
+            if proven is None or vector or not proven(*pair):
+                yield pair
+
+
+def _pairs_sorted(off: np.ndarray, cnt: np.ndarray, chunk: int) -> bool:
+    """(off, cnt) pairs in lexicographic order, checked a chunk at a time."""
+    for i in range(0, max(len(off) - 1, 0), chunk):
+        o, c = off[i : i + chunk + 1], cnt[i : i + chunk + 1]
+        if not bool(np.all((o[1:] > o[:-1]) | ((o[1:] == o[:-1]) & (c[1:] >= c[:-1])))):
+            return False
+    return True
 
 
 def _looks_textual(data: bytes) -> bool:
