@@ -4,11 +4,11 @@ glibc gives every thread that allocates its own malloc arena (up to 8 per core).
 the read-back each read 8 MiB buffers in a helper thread while the main thread scans them; a
 buffer freed into one arena is not reused by another, so each thread's arena keeps its own
 high-water mark of freed buffers resident, and which thread happened to allocate what changes
-the peak by ±10 MiB from one run to the next.  With one arena every thread reuses the same
-freed buffers: measured on generated Aperio slides (benchmarks/bench_memory.py), peak RSS
-124-128 MiB at 0.5 GiB and 134-135 MiB at 2 GiB, against 127-143 and 137-156 MiB with the
-default arenas, at no measurable cost (the threads allocate a few large buffers, not many
-small objects, and hold the GIL while they do).
+the peak by up to ~10 MiB from one run to the next.  With one arena every thread reuses the
+same freed buffers.  Measured on a generated 0.5 GiB Aperio slide, whole process (the launcher
+of benchmarks/_common.py), three runs each: peak RSS 112-113 MiB with one arena against 130 MiB
+with glibc's default, wall and CPU time the same within the machine's noise (the threads
+allocate a few large buffers, not many small objects, and hold the GIL while they do).
 """
 
 from __future__ import annotations
