@@ -677,6 +677,9 @@ def main() -> None:
     # slide: the report carries what matters, so they stay quiet unless debugging
     if not os.environ.get("WSIANON_DEBUG"):
         warnings.simplefilter("ignore")
+    from wsianon.io.memory import limit_malloc_arenas
+
+    limit_malloc_arenas()  # before any thread: one arena, a peak RSS that does not drift (wsianon/io/memory.py)
     try:
         app()
     except KeyboardInterrupt:

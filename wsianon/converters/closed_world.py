@@ -26,6 +26,7 @@ import os
 
 from wsianon.converters.registry import ClosedWorld, spec_of
 from wsianon.io.spans import gaps as unreferenced
+from wsianon.io.spans import iter_pairs, union_arrays
 from wsianon.io import icc
 from wsianon.io.extents import data_extents
 from wsianon.io.plan import FilePlan, Patch, Plan
@@ -102,6 +103,16 @@ def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
         else:
             out.append((a, b))
     return out
+
+
+def _merge_with_tiles(spans: list[tuple[int, int]], tiles: list[tuple]) -> list[tuple[int, int]]:
+    """``_merge`` of ``spans`` and the (starts, ends) arrays ``tiles``, on numpy arrays (the
+    slide's tiles never become one Python tuple each; only the merged ranges do)."""
+    import numpy as np
+
+    small = np.array(spans, dtype=np.int64).reshape(-1, 2)
+    starts, ends = union_arrays(np.concatenate([small[:, 0], *(a for a, _ in tiles)]), np.concatenate([small[:, 1], *(b for _, b in tiles)]), drop_empty=True)
+    return list(iter_pairs(starts, ends))
 
 
 def _complement(spans: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:
@@ -200,6 +211,7 @@ def _close_file(plan: Plan, fp: FilePlan, fmt: str) -> tuple[int, list[dict], in
         ts = TiffStructure(fp.source, fh=view, size=view.size)  # type: ignore[arg-type]
         header = 16 if ts.kind is Kind.BIG else (12 if ts.kind is Kind.NDPI else 8)
         spans: list[tuple[int, int]] = [(0, header)]
+        tiles: list[tuple] = []  # (starts, ends) arrays of each kept IFD's tiles/strips
         blocks: list[Patch] = []
         dropped_report: list[dict] = []
         icc_emptied = 0
@@ -224,8 +236,9 @@ def _close_file(plan: Plan, fp: FilePlan, fmt: str) -> tuple[int, list[dict], in
                         icc_emptied += emptied
                         plan.remove("field", "ICC profile text tags", "emptied (colour data kept)", f"IFD {ifd.index}")
             if ({324, 325} <= kept) or ({273, 279} <= kept):
-                spans += [(o, o + c) for o, c in ts.data_spans(ifd) if c]
-        zeroed = _zero_unreferenced(fp, fd, src_size, view.size, _merge(spans), blocks)
+                o, c = ts.data_span_arrays(ifd)  # numpy, 16 bytes a tile: no list of tuples a tile
+                tiles.append((o[c > 0], o[c > 0] + c[c > 0]))
+        zeroed = _zero_unreferenced(fp, fd, src_size, view.size, _merge_with_tiles(spans, tiles), blocks)
         return zeroed, dropped_report, icc_emptied
     finally:
         os.close(fd)

@@ -355,6 +355,8 @@ class TiffStructure:
             return np.zeros(0, np.uint64), np.zeros(0, np.uint64)
         if counts is None:
             raise CorruptInput(self.path, f"IFD {ifd.index} has data offsets but no byte counts")
+        if offs.type not in _INTEGER_TYPES or counts.type not in _INTEGER_TYPES:
+            raise CorruptInput(self.path, f"IFD {ifd.index}: data offsets or byte counts are not integers (field type corrupt)")
 
         def arr(e: Entry):
             code = TYPES[e.type][0]

@@ -19,31 +19,58 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from wsianon.io.spans import gaps as unreferenced
+import numpy as np
+
+from wsianon.io.spans import gaps_arrays, iter_pairs, union_parts
 from wsianon.errors import WsianonError
 from wsianon.io.extents import data_extents
 from wsianon.io.scan import Finding
 from wsianon.io.tiff import TYPES, Kind, TiffStructure
 from wsianon.profiles import load
 from wsianon.profiles.closed_world import allowed_tags, tag_name, value_allowed
+from wsianon.verify.tileid import release_cycles
 
 MAX_FINDINGS = 50
 _CHUNK = 4 << 20
 
 
-def _union(spans):
-    out = []
-    for a, b in sorted(s for s in spans if s[1] > s[0]):
-        if out and a <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], b)
-        else:
-            out.append([a, b])
-    return out
+class _Ranges:
+    """[start, end) ranges collected from a file's structure: the few of the IFDs and values as
+    a list, the tiles of each IFD as numpy arrays (16 bytes a tile, never a Python object a tile)."""
+
+    def __init__(self) -> None:
+        self.small: list[tuple[int, int]] = []
+        self.starts: list[np.ndarray] = []
+        self.ends: list[np.ndarray] = []
+
+    def append(self, r: tuple[int, int]) -> None:
+        self.small.append(r)
+
+    def add_arrays(self, starts, ends) -> None:
+        """uint64 offsets of a file (all below 2**63) are taken as an int64 view, not copied."""
+        for out, a in ((self.starts, starts), (self.ends, ends)):
+            a = np.asarray(a)
+            out.append(a.view(np.int64) if a.dtype == np.uint64 else a.astype(np.int64, copy=False))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        small = np.array(self.small, dtype=np.int64).reshape(-1, 2)
+        return np.concatenate([small[:, 0], *self.starts]), np.concatenate([small[:, 1], *self.ends])
+
+
+def _union(spans) -> tuple[np.ndarray, np.ndarray]:
+    """The union of the non-empty [start, end) ranges ``spans`` (a list of pairs or ``_Ranges``)
+    as sorted (starts, ends) arrays; overlapping or touching ranges join."""
+    if not isinstance(spans, _Ranges):
+        r = _Ranges()
+        r.small = list(spans)
+        spans = r
+    small = np.array(spans.small, dtype=np.int64).reshape(-1, 2)
+    return union_parts([(small[:, 0], small[:, 1]), *zip(spans.starts, spans.ends)], drop_empty=True)
 
 
 def _structure(path: Path, fmt: str):
     """(referenced spans, tag violations [(ifd, tag, offset)], per-IFD kept tag sets, kind)."""
-    spans: list[tuple[int, int]] = []
+    spans = _Ranges()
     bad: list[tuple[int, int, int]] = []
     tagsets: list[set[int]] = []
     icc: list[tuple[int, int, int]] = []  # (IFD, offset, problems)
@@ -71,7 +98,12 @@ def _structure(path: Path, fmt: str):
                 if tag == rules["icc_tag"] and tag in allowed and e.size:
                     icc.append((ifd.index, e.value_offset, icc_problems(ts.raw(e), safe)))
             if (324 in ifd and 325 in ifd) or (273 in ifd and 279 in ifd):
-                spans += [(o, o + c) for o, c in ts.data_spans(ifd) if c]
+                o, c = ts.data_span_arrays(ifd)
+                used = c > 0
+                if not used.all():
+                    o, c = o[used], c[used]
+                spans.add_arrays(o, o + c)
+                del o, c, used
         return spans, bad, tagsets, ts.kind, ts.size, icc
 
 
@@ -104,9 +136,17 @@ def icc_problems(data: bytes, safe_types: set[bytes]) -> int:
 
 def _tifffile_tagsets(path: Path, ndpi: bool) -> list[set[int]] | None:
     try:
+        return _read_tagsets(path, ndpi)
+    finally:
+        release_cycles()  # tifffile's closed file and its first page's tile table (see level_pages)
+
+
+def _read_tagsets(path: Path, ndpi: bool) -> list[set[int]] | None:
+    try:
         import tifffile
 
         with tifffile.TiffFile(str(path), is_ndpi=ndpi) if ndpi else tifffile.TiffFile(str(path)) as tf:
+            tf.pages.cache = False  # one page (and its tile table) at a time
             out = []
             for page in tf.pages:
                 assert isinstance(page, tifffile.TiffPage), "tf.pages yields TiffPage unless useframes is set"
@@ -177,15 +217,15 @@ def check_tiff_partition(path: Path, fmt: str, verdict, name: str | None = None)
             not bad_icc,
             f"{len(icc)} ICC profile(s): " + ("colorimetric tags only, every text empty" if not bad_icc else f"text or unreferenced bytes in IFD(s) {bad_icc}"),
         )
-    refs = _union(spans)
-    gaps = unreferenced(refs, size)
+    g_lo, g_hi = gaps_arrays(*_union(spans), size)
+    del spans
     nonzero = 0
     ranges = 0
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     try:
         extents = data_extents(fd, 0, size)
         j = 0
-        for ga, gb in gaps:
+        for ga, gb in iter_pairs(g_lo, g_hi):
             while j < len(extents) and extents[j][1] <= ga:
                 j += 1
             k = j
@@ -204,11 +244,11 @@ def check_tiff_partition(path: Path, fmt: str, verdict, name: str | None = None)
                     verdict.findings.append(Finding(label, first, f"{count} non-zero byte(s) in unreferenced range {ga}-{gb}", "closed-world-byte"))
     finally:
         os.close(fd)
-    unref = sum(b - a for a, b in gaps)
+    unref = int((g_hi - g_lo).sum())
     verdict.add(
         "closed-world-bytes",
         nonzero == 0,
-        f"{unref} unreferenced byte(s) in {len(gaps)} range(s), all zero"
+        f"{unref} unreferenced byte(s) in {len(g_lo)} range(s), all zero"
         if nonzero == 0
         else f"{nonzero} non-zero byte(s) in {ranges} unreferenced range(s) (header, kept IFDs, allowed values and image data account for the rest)",
     )
@@ -221,7 +261,7 @@ def check_tiff_partition(path: Path, fmt: str, verdict, name: str | None = None)
 def _gap_nonzero(path: Path, refs: list[tuple[int, int]]) -> tuple[int, int, int | None]:
     """(non-zero bytes outside ``refs``, unreferenced bytes, first offending offset)."""
     size = path.stat().st_size
-    gaps = unreferenced(_union(refs), size)
+    gaps = list(iter_pairs(*gaps_arrays(*_union(refs), size)))
     nonzero, first = 0, None
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     try:

@@ -33,6 +33,7 @@ bytes read.
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,11 +62,24 @@ class Page:
 
 def level_pages(path: Path, fmt: str, dims: set[tuple[int, int]]) -> list[Page] | None:
     """Pages of ``path`` whose size is one of the pyramid level sizes ``dims``; None when
-    tifffile cannot read the file."""
+    tifffile cannot read the file.
+
+    Memory: tifffile gives a page's tile table as tuples of Python ints (~80 bytes a tile);
+    each page's table is turned into numpy arrays (16 bytes a tile) as the page is read and
+    the page let go, and the cycles tifffile's objects form (page <-> file) are collected on
+    the way out, so that no tuple of the slide's tiles outlives this call."""
+    try:
+        return _level_pages(path, fmt, dims)
+    finally:
+        release_cycles()
+
+
+def _level_pages(path: Path, fmt: str, dims: set[tuple[int, int]]) -> list[Page] | None:
     import tifffile
 
     try:
         with tifffile.TiffFile(str(path), **tifffile_open(fmt)) as tf:
+            tf.pages.cache = False  # one page at a time (tifffile keeps the first page regardless)
             out = []
             for p in tf.pages:
                 if not isinstance(p, tifffile.TiffPage):
@@ -90,6 +104,13 @@ def level_pages(path: Path, fmt: str, dims: set[tuple[int, int]]) -> list[Page] 
             return out
     except Exception:
         return None
+
+
+def release_cycles() -> None:
+    """Collect unreachable reference cycles now: tifffile's pages and their file refer to each
+    other, so a closed ``TiffFile`` and the tile tables of the pages it read (tuples of Python
+    ints, tens of MiB on a large slide) would otherwise stay until the collector's next full pass."""
+    gc.collect()
 
 
 @dataclass

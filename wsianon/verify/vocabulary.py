@@ -24,13 +24,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import os
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
+
 from wsianon.io.ini import read_ini
+from wsianon.io.spans import iter_pairs, union_parts
 from wsianon.io.extents import data_extents
 from wsianon.io import jpeg
 from wsianon.profiles import load
@@ -220,15 +224,49 @@ def scan_bytes(data: bytes, vocab: Vocab, name: str, base: int = 0, out: list | 
 # containers
 
 
-def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    out: list[list[int]] = []
-    for a, n in sorted(spans):
-        b = a + n
-        if out and a <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], b)
-        else:
-            out.append([a, b])
-    return [(a, b) for a, b in out]
+def _merge_pairs(skip: _SpanSet):
+    """(start, end) of the union of the (offset, length) spans of ``skip`` (touching spans join),
+    in order, converted a chunk at a time."""
+    a, b = union_parts([(o, o + c) for o, c in skip.parts])
+    return iter_pairs(a, b)
+
+
+def _int64(a) -> np.ndarray:
+    """``a`` as int64; uint64 offsets and lengths of a file (all below 2**63) as a view, not a copy."""
+    a = np.asarray(a)
+    return a.view(np.int64) if a.dtype == np.uint64 else a.astype(np.int64, copy=False)
+
+
+class _SpanSet:
+    """(offset, length) spans as parts of two int64 numpy arrays each (16 bytes a span, where a
+    list of tuples costs ~120: the tiles of a slide must not make the verifier's memory grow
+    with its size).  A part is one IFD's tiles, usually in file order already."""
+
+    def __init__(self, off=None, cnt=None):
+        self.parts: list[tuple[np.ndarray, np.ndarray]] = []
+        if off is not None and len(off):
+            self.parts.append((_int64(off), _int64(cnt)))
+
+    @classmethod
+    def of(cls, spans: list[tuple[int, int]]) -> _SpanSet:
+        arr = np.array(spans, dtype=np.int64).reshape(-1, 2)
+        return cls(arr[:, 0], arr[:, 1])
+
+    @classmethod
+    def join(cls, sets: list[_SpanSet]) -> _SpanSet:
+        out = cls()
+        out.parts = [p for ss in sets for p in ss.parts]
+        return out
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        if len(self.parts) == 1:
+            return self.parts[0]
+        if not self.parts:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return np.concatenate([o for o, _ in self.parts]), np.concatenate([c for _, c in self.parts])
+
+    def __len__(self) -> int:
+        return sum(len(o) for o, _ in self.parts)
 
 
 def _scan_range(fh, lo: int, hi: int, vocab: Vocab, name: str, out: list) -> None:
@@ -246,15 +284,17 @@ def _scan_range(fh, lo: int, hi: int, vocab: Vocab, name: str, out: list) -> Non
         pos += len(buf) if len(buf) < n or pos + len(buf) >= hi else len(buf) - 512
 
 
-def _scan_outside(path: Path, skip: list[tuple[int, int]], vocab: Vocab, name: str, out: list) -> None:
+def _scan_outside(path: Path, skip: list[tuple[int, int]] | _SpanSet, vocab: Vocab, name: str, out: list) -> None:
     """Scan every byte of ``path`` outside the (offset, length) spans of ``skip``; holes of a
     sparse file (zeros, no text) are neither read nor scanned."""
     size = path.stat().st_size
     pos = 0
+    if not isinstance(skip, _SpanSet):
+        skip = _SpanSet.of(skip)
     with open(path, "rb") as fh:
         extents = data_extents(fh.fileno(), 0, size, merge_gap=4096)
         k = 0
-        for a, b in _merge(skip) + [(size, size)]:
+        for a, b in itertools.chain(_merge_pairs(skip), [(size, size)]):
             while k < len(extents) and extents[k][1] <= pos:
                 k += 1
             e = k
@@ -295,34 +335,39 @@ def _jpeg_stream_findings(fd: int, off: int, cnt: int, name: str, whole: bool, o
     return True
 
 
-def tiff_pixel_spans(path: Path) -> tuple[list[tuple[int, int]], list[tuple[int, int]], list[tuple[int, int]]]:
-    """(JPEG streams, other pixel spans, ICC profiles) of every IFD of a TIFF-family file."""
+def tiff_pixel_spans(path: Path) -> tuple[_SpanSet, _SpanSet, list[tuple[int, int]]]:
+    """(JPEG streams, other pixel spans, ICC profiles) of every IFD of a TIFF-family file
+    (the tiles as numpy arrays, never one Python object a tile)."""
     from wsianon.io.tiff import COMPRESSION, TiffStructure
 
-    jpegs: list[tuple[int, int]] = []
-    other: list[tuple[int, int]] = []
+    jpegs: list[_SpanSet] = []
+    other: list[_SpanSet] = []
+    small: list[tuple[int, int]] = []  # structure: a few spans an IFD
     icc: list[tuple[int, int]] = []
     with TiffStructure(path) as ts:
         for ifd in ts.ifds:
             comp = ts.value(ifd, COMPRESSION, 1)
-            spans = [(o, c) for o, c in ts.data_spans(ifd) if c]
+            o, c = ts.data_span_arrays(ifd)
+            used = c > 0
+            spans = _SpanSet(o, c) if used.all() else _SpanSet(o[used], c[used])
+            del o, c, used
             tables = ifd.get(jpeg.JPEG_TABLES)
             if comp in jpeg.JPEG_COMPRESSIONS:
-                jpegs += spans
+                jpegs.append(spans)
                 if tables is not None and tables.size >= 4:
-                    jpegs.append((tables.value_offset, tables.size))
+                    jpegs.append(_SpanSet.of([(tables.value_offset, tables.size)]))
             else:
-                other += spans
+                other.append(spans)
             prof = ifd.get(34675)
             if prof is not None and prof.size and not prof.inline:
                 icc.append((prof.value_offset, prof.size))
             # binary structure, not text: the IFD's entry table and the numeric arrays
             # of the structural tags (offsets, byte counts, resolutions, colour maps)
-            other.append((ifd.offset, ifd.end - ifd.offset))
+            small.append((ifd.offset, ifd.end - ifd.offset))
             for tag, e in ifd.entries.items():
                 if tag in _NUMERIC_STRUCTURE and e.type in _NUMERIC_TYPES and not e.inline and e.size:
-                    other.append((e.value_offset, e.size))
-    return jpegs, other, icc
+                    small.append((e.value_offset, e.size))
+    return _SpanSet.join(jpegs), _SpanSet.join(other + [_SpanSet.of(small)]), icc
 
 
 # tags whose numeric values are structure: BitsPerSample, strip/tile offsets and
@@ -372,34 +417,59 @@ def scan_tiff(path: Path, fmt: str, name: str | None = None, tiles: str = "heade
     name = name or path.name
     out: list[TextFinding] = []
     jpegs, other, icc = tiff_pixel_spans(path)
+    opaque: list[tuple[int, int]] = []
     fd = os.open(path, os.O_RDONLY)
     try:
         for off, cnt in _unproven(jpegs, proven):
             if not _jpeg_stream_findings(fd, off, cnt, name, tiles == "walk", out):
-                other.append((off, cnt))  # a "JPEG" page whose data is not JPEG: opaque pixel data
+                opaque.append((off, cnt))  # a "JPEG" page whose data is not JPEG: opaque pixel data
             if len(out) >= MAX_FINDINGS:
                 return out
     finally:
         os.close(fd)
-    _scan_outside(path, jpegs + other + icc, vocab, name, out)
+    _scan_outside(path, _SpanSet.join([jpegs, other, _SpanSet.of(opaque + icc)]), vocab, name, out)
     _icc_findings(path, icc, vocab, name, out)
     return out
 
 
-def _unproven(spans: list[tuple[int, int]], proven) -> list[tuple[int, int]]:
-    """``spans`` deduplicated and sorted, without those ``proven`` (one vectorised membership
-    test where it offers ``contains``, as the tile identity's spans do)."""
-    if not spans:
-        return []
-    if proven is None:
-        return sorted(set(spans))
-    if hasattr(proven, "contains"):
-        import numpy as np
+def _unproven(spans: list[tuple[int, int]] | _SpanSet, proven, chunk: int = 1 << 16):
+    """``spans`` deduplicated and sorted, without those ``proven`` (a vectorised membership test
+    where it offers ``contains``, as the tile identity's spans do): (offset, length) pairs.
 
-        arr = np.unique(np.array(spans, dtype=np.int64).reshape(-1, 2), axis=0)
-        keep = ~proven.contains(arr[:, 0], arr[:, 1])
-        return [(int(a), int(b)) for a, b in arr[keep]]
-    return [s for s in sorted(set(spans)) if not proven(*s)]
+    Memory: the spans' arrays are sorted only when they are not in order already, and
+    deduplicated and tested a chunk at a time."""
+    if not isinstance(spans, _SpanSet):
+        spans = _SpanSet.of(spans)
+    off, cnt = spans.arrays()
+    if not len(off):
+        return
+    if not _pairs_sorted(off, cnt, chunk):
+        order = np.lexsort((cnt, off))
+        off, cnt = off[order], cnt[order]
+        del order
+    vector = proven is not None and hasattr(proven, "contains")
+    for i in range(0, len(off), chunk):
+        o, c = off[i : i + chunk], cnt[i : i + chunk]
+        first = np.ones(len(o), dtype=bool)
+        first[1:] = (o[1:] != o[:-1]) | (c[1:] != c[:-1])
+        if i:  # the chunk's first span against the previous chunk's last
+            first[0] = bool(o[0] != off[i - 1] or c[0] != cnt[i - 1])
+        o, c = o[first], c[first]
+        if vector:
+            keep = ~proven.contains(o, c)
+            o, c = o[keep], c[keep]
+        for pair in zip(o.tolist(), c.tolist()):
+            if proven is None or vector or not proven(*pair):
+                yield pair
+
+
+def _pairs_sorted(off: np.ndarray, cnt: np.ndarray, chunk: int) -> bool:
+    """(off, cnt) pairs in lexicographic order, checked a chunk at a time."""
+    for i in range(0, max(len(off) - 1, 0), chunk):
+        o, c = off[i : i + chunk + 1], cnt[i : i + chunk + 1]
+        if not bool(np.all((o[1:] > o[:-1]) | ((o[1:] == o[:-1]) & (c[1:] >= c[:-1])))):
+            return False
+    return True
 
 
 def _looks_textual(data: bytes) -> bool:
