@@ -40,7 +40,14 @@ def sha_calls(monkeypatch):
         calls.append(1)
         return real(*a)
 
-    monkeypatch.setattr(readback, "hashlib", SimpleNamespace(sha256=counting))  # the read-back's only
+    monkeypatch.setattr(readback, "hashlib", SimpleNamespace(sha256=counting))  # the read-back's own
+    real_of = digests.sha256_of
+
+    def counting_of(*a, **k):  # the read-back's second read of a file that does not match
+        calls.append(1)
+        return real_of(*a, **k)
+
+    monkeypatch.setattr(digests, "sha256_of", counting_of)
     return calls
 
 

@@ -73,6 +73,27 @@ def adopt(items: list) -> None:
             continue
 
 
+def sha256_of(fd: int, start: int = 0, chunk: int = 8 << 20) -> str:
+    """SHA-256 of the file open on ``fd`` from byte ``start`` to its end, read in ``chunk`` pieces."""
+    import hashlib
+
+    h = hashlib.sha256()
+    pos = start
+    while buf := os.pread(fd, chunk, pos):
+        h.update(buf)
+        pos += len(buf)
+    return h.hexdigest()
+
+
+def expect_bytes(fd: int, data: bytes) -> None:
+    """``expect`` for a file written whole from ``data`` (a new small file)."""
+    import hashlib
+
+    import xxhash
+
+    expect(fd, hashlib.sha256(data).hexdigest(), xxhash.xxh3_128(data).hexdigest())
+
+
 def expect(fd: int, sha256: str, xxh3: str) -> None:
     """The file open on ``fd`` was written as bytes whose SHA-256 and xxh3_128 are these."""
     _expected[_key(os.fstat(fd))] = (sha256, xxh3)

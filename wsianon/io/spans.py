@@ -86,6 +86,14 @@ def gaps_arrays(starts, ends, size: int):
     return lo[keep], hi[keep]
 
 
+def as_int64(a):
+    """``a`` as int64; uint64 offsets and lengths of a file (all below 2**63) as a view, not a copy."""
+    import numpy as np
+
+    a = np.asarray(a)
+    return a.view(np.int64) if a.dtype == np.uint64 else a.astype(np.int64, copy=False)
+
+
 def iter_pairs(a, b, chunk: int = 1 << 16):
     """(int, int) pairs of two equal-length arrays, converted a chunk at a time (never a whole
     list of Python tuples)."""

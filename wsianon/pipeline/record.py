@@ -66,13 +66,8 @@ NOT_SHARED: dict[str, str] = {Status.FAILED: State.QUARANTINED, State.QUARANTINE
 def sha256_file(path: Path) -> str:
     """SHA-256 of a file, read whole (``check_certificate`` always reads; the record's output
     hashes come from the verifier's read-back pass where this process verified the output)."""
-    h = hashlib.sha256()
-    buf = bytearray(4 << 20)
-    view = memoryview(buf)
     with open(path, "rb", buffering=0) as fh:
-        while n := fh.readinto(buf):
-            h.update(view[:n])
-    return h.hexdigest()
+        return io_digests.sha256_of(fh.fileno())
 
 
 def library_versions() -> dict[str, str]:

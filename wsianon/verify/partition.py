@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wsianon.io.spans import gaps_arrays, iter_pairs, union_parts
+from wsianon.io.spans import as_int64, gaps_arrays, iter_pairs, union_parts
 from wsianon.errors import WsianonError
 from wsianon.io.extents import data_extents
 from wsianon.io.scan import Finding
@@ -48,9 +48,8 @@ class _Ranges:
 
     def add_arrays(self, starts, ends) -> None:
         """uint64 offsets of a file (all below 2**63) are taken as an int64 view, not copied."""
-        for out, a in ((self.starts, starts), (self.ends, ends)):
-            a = np.asarray(a)
-            out.append(a.view(np.int64) if a.dtype == np.uint64 else a.astype(np.int64, copy=False))
+        self.starts.append(as_int64(starts))
+        self.ends.append(as_int64(ends))
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         small = np.array(self.small, dtype=np.int64).reshape(-1, 2)

@@ -57,7 +57,7 @@ def read_back(path: Path, name: str, scanner: Scanner | None = None, feeder: Fee
         whole = os.fstat(fd).st_size == res.size
         sha = digests.confirm(fd, h.hexdigest()) if fast and whole else None
         if sha is None and fast:
-            sha = _sha256_of(fd, chunk)
+            sha = digests.sha256_of(fd, chunk=chunk)
         res.sha256 = sha if sha is not None else h.hexdigest()
         if whole:
             digests.remember(fd, res.sha256)
@@ -87,12 +87,3 @@ def _read_once(fd: int, chunk: int, h, stream: ScanStream | None, feeder: Feeder
             hashed.result()
             pos += len(buf)
     return pos
-
-
-def _sha256_of(fd: int, chunk: int) -> str:
-    h = hashlib.sha256()
-    pos = 0
-    while buf := os.pread(fd, chunk, pos):
-        h.update(buf)
-        pos += len(buf)
-    return h.hexdigest()

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from wsianon.io.ini import read_ini
-from wsianon.io.spans import iter_pairs, union_parts
+from wsianon.io.spans import as_int64, iter_pairs, union_parts
 from wsianon.io.extents import data_extents
 from wsianon.io import jpeg
 from wsianon.profiles import load
@@ -231,12 +231,6 @@ def _merge_pairs(skip: _SpanSet):
     return iter_pairs(a, b)
 
 
-def _int64(a) -> np.ndarray:
-    """``a`` as int64; uint64 offsets and lengths of a file (all below 2**63) as a view, not a copy."""
-    a = np.asarray(a)
-    return a.view(np.int64) if a.dtype == np.uint64 else a.astype(np.int64, copy=False)
-
-
 class _SpanSet:
     """(offset, length) spans as parts of two int64 numpy arrays each (16 bytes a span, where a
     list of tuples costs ~120: the tiles of a slide must not make the verifier's memory grow
@@ -245,7 +239,7 @@ class _SpanSet:
     def __init__(self, off=None, cnt=None):
         self.parts: list[tuple[np.ndarray, np.ndarray]] = []
         if off is not None and len(off):
-            self.parts.append((_int64(off), _int64(cnt)))
+            self.parts.append((as_int64(off), as_int64(cnt)))
 
     @classmethod
     def of(cls, spans: list[tuple[int, int]]) -> _SpanSet:

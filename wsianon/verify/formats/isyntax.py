@@ -25,7 +25,6 @@ source the body's coded data is opaque: ``body-identical`` above is its only pro
 from __future__ import annotations
 
 import base64
-import hashlib
 import importlib.util
 import io
 import json
@@ -37,6 +36,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import cast
 
+from wsianon.io import digests
 from wsianon.profiles import load
 
 HANDLES_TILES = True
@@ -56,17 +56,6 @@ def _terminator(fd: int) -> int | None:
         pos += len(buf)
 
 
-def _body_hash(fd: int, start: int) -> str:
-    h = hashlib.sha256()
-    pos = start
-    while True:
-        buf = os.pread(fd, _CHUNK, pos)
-        if not buf:
-            return h.hexdigest()
-        h.update(buf)
-        pos += len(buf)
-
-
 def read_layout(path: Path) -> dict:
     """{'header': bytes | None, 'eot': int | None, 'crlf': bool, 'body_sha256': str | None, 'size': int}."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
@@ -78,7 +67,7 @@ def read_layout(path: Path) -> dict:
         crlf = eot >= 2 and os.pread(fd, 2, eot - 2) == b"\r\n"
         header = os.pread(fd, eot - 2, 0) if crlf else None
         # the body is everything from CR LF EOT on (the terminator included)
-        return {"header": header, "eot": eot, "crlf": crlf, "body_sha256": _body_hash(fd, eot - 2), "size": size}
+        return {"header": header, "eot": eot, "crlf": crlf, "body_sha256": digests.sha256_of(fd, eot - 2, _CHUNK), "size": size}
     finally:
         os.close(fd)
 
