@@ -573,7 +573,7 @@ class _Run:
         io_digests.adopt(o.digests)  # a worker's read-back digests: the record need not re-read the outputs
         # the record's images of the output, rendered by the worker: into the record's cache, and
         # not kept with the outcome (this run's outcomes stay in memory until the job ends)
-        imgs = vars(o).pop("images", None)
+        imgs, o.images = o.images, None
         if imgs is not None and self.out is not None and o.status == Status.OK:
             if self.seeder is None:
                 from wsianon.pipeline.record import ImageSeeder

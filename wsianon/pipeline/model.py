@@ -93,6 +93,7 @@ class Outcome:
     bytes_written: int = 0
     closed_world: dict = field(default_factory=dict)  # unreferenced bytes zeroed, tags dropped (never values)
     digests: list = field(default_factory=list)  # outputs' SHA-256 from the verifier's read-back (wsianon.io.digests.entries)
+    images: dict | None = field(default=None, repr=False)  # the record's images of the output, rendered by a batch worker (record.prerender)
 
     def as_dict(self) -> dict:
         return {

@@ -69,7 +69,7 @@ def remote_process(src, ctx, target, dest):
     if out is not None and o.status == Status.OK and o.outputs and not ctx.policy.dry_run and not ctx.policy.in_place:
         from wsianon.pipeline.record import prerender
 
-        o.images = prerender(out, list(o.outputs))  # type: ignore[attr-defined]
+        o.images = prerender(out, list(o.outputs))
     return o, p
 
 
