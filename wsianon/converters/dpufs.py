@@ -92,8 +92,6 @@ def _tag_of(a: ET.Element) -> str:
         return ""
 
 
-# what the report says was done to an image embedded in the DPUfsImport XML (Philips TIFF, iSyntax): the
-# run report's words for these images were never Action.done ("removed from XML", not "removed"), kept as they are
 # a keyed dummy UID as redaction writes it (2.25.<128-bit>)
 _KEYED_UID = re.compile(r"2\.25\.\d{1,39}")
 # the shortest value a keyed UID can have: the render without a key (size checks before the key is known)
