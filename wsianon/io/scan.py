@@ -2,7 +2,8 @@
 
 Every identifying value harvested from a source is searched for in every byte
 of every output file, in the encodings a writer might have used: ASCII/UTF-8
-(case-insensitive), UTF-16LE/BE, and base64 at the three byte alignments.
+(case-insensitive), UTF-16LE/BE, and base64 at the three byte alignments — but the base64
+forms skip pixel data the verifier proves identical to the source's (``SplitScanner``).
 Hyperscan (when installed: x86-64) matches all patterns in one streaming pass
 at several GB/s; elsewhere one multi-pattern regular expression runs over
 overlapping chunks.  Either way memory stays bounded and each file is read once.
@@ -96,21 +97,29 @@ except Exception:  # pragma: no cover - platform without hyperscan wheels
     _hs = None
 
 
+ENCODINGS = ("text", "utf-16", "base64")
+
+
 class Scanner:
-    def __init__(self, canaries: list[Canary], engine: str | None = None):
+    """Every canary in the encodings of ``ENCODINGS`` (``encodings``: a subset of them)."""
+
+    def __init__(self, canaries: list[Canary], engine: str | None = None, encodings: tuple[str, ...] = ENCODINGS):
         self.canaries = [c for c in canaries if c.scannable]
         self.skipped = [c for c in canaries if not c.scannable]
+        self.encodings = tuple(e for e in ENCODINGS if e in encodings)
         self._lookup: dict[bytes, tuple[str, str]] = {}
         ci_pats: list[bytes] = []
         cs_pats: list[bytes] = []
         for c in self.canaries:
             ci, cs = variants(c.value)
-            for p in ci:
+            for p in ci if "text" in self.encodings else []:
                 p = p[:MAX_PATTERN]
                 self._lookup.setdefault(p.lower(), (c.name, "text"))
                 ci_pats.append(p)
             for p in cs:
                 enc = "utf-16" if b"\0" in p else "base64"
+                if enc not in self.encodings:
+                    continue
                 p = p[:MAX_PATTERN]
                 self._lookup.setdefault(p, (c.name, enc))
                 cs_pats.append(p)
@@ -176,6 +185,10 @@ class Scanner:
             self._hs_ids.append((name, enc, len(p)))
         self._fb_ci = build([p for p, _, ci in bad if ci], re.IGNORECASE)
         self._fb_cs = build([p for p, _, ci in bad if not ci], 0)
+
+    def stream(self, name: str, limit: int = 50) -> "ScanStream":
+        """A scan of one file fed with its bytes in order (``ScanStream``)."""
+        return ScanStream(self, name, limit)
 
     def _match_info(self, m: re.Match, ci: bool) -> tuple[str, str]:
         key = m.group(0).lower() if ci else m.group(0)
@@ -358,6 +371,69 @@ class ScanStream:
         found = self.findings + getattr(self, "_re_found", [])
         uniq = {(f.offset, f.canary): f for f in found}
         return sorted(uniq.values(), key=lambda f: f.offset)[: self.limit]
+
+
+# Where a file's pixel data is proven to be the source's compressed pixels (the tile identity),
+# the encoded forms of a value (base64) are not searched: encoded text lives in text containers
+# (XML, XMP, DICOM values, orphaned bytes), all of which are outside that pixel data and scanned
+# whole; the plain forms (text, UTF-16) are still searched in every byte.  Measured on a 2.26 GB
+# slide with six canaries: hyperscan at 2.7 GB/s with the base64 fragments in the stream,
+# 6.3 GB/s without them, 40 GB/s over zeros.
+RAW_ENCODINGS = ("text", "utf-16")
+ENCODED = ("base64",)
+_ZEROS = bytes(CHUNK)
+
+
+class SplitScanner:
+    """The canary scan of files whose proven pixel data the encoded forms skip: one stream
+    with the plain forms over every byte, one with the encoded forms over every byte but those
+    ranges (read as zeros there: offsets stay the file's, and no match spans a skipped range)."""
+
+    def __init__(self, canaries: list[Canary], engine: str | None = None):
+        self.plain = Scanner(canaries, engine, RAW_ENCODINGS)
+        self.encoded = Scanner(canaries, engine, ENCODED)
+        self.canaries, self.skipped = self.plain.canaries, self.plain.skipped
+
+    def stream(self, name: str, limit: int = 50, skip=None) -> "SplitScanStream":
+        """``skip``: (starts, ends) of sorted, disjoint byte ranges the encoded forms are not
+        searched in (numpy int64 arrays), or None for none."""
+        return SplitScanStream(self.plain.stream(name, limit), self.encoded.stream(name, limit), skip, limit)
+
+
+class SplitScanStream:
+    def __init__(self, plain: ScanStream, encoded: ScanStream, skip, limit: int):
+        import numpy as np
+
+        self.plain, self.encoded, self.limit = plain, encoded, limit
+        starts, ends = skip if skip is not None else ((), ())
+        self._s: np.ndarray = np.asarray(starts, np.int64)
+        self._e: np.ndarray = np.asarray(ends, np.int64)
+        self._pos = 0
+
+    def feed(self, chunk: bytes) -> None:
+        self.plain.feed(chunk)
+        self.encoded.feed(self._masked(chunk))
+
+    def _masked(self, chunk: bytes):
+        """``chunk`` with the skipped ranges it overlaps read as zeros."""
+        a, b = self._pos, self._pos + len(chunk)
+        self._pos = b
+        i = int(self._e.searchsorted(a, side="right"))  # first range ending after a
+        j = int(self._s.searchsorted(b, side="left"))  # ranges from i to j start before b
+        if i >= j:
+            return chunk
+        if j - i == 1 and self._s[i] <= a and self._e[i] >= b and len(chunk) <= len(_ZEROS):
+            return memoryview(_ZEROS)[: len(chunk)]
+        out = bytearray(chunk)
+        view = memoryview(out)
+        for k in range(i, j):
+            lo, hi = max(int(self._s[k]), a) - a, min(int(self._e[k]), b) - a
+            view[lo:hi] = bytes(hi - lo)
+        return out
+
+    def close(self) -> list[Finding]:
+        found = self.plain.close() + self.encoded.close()
+        return sorted(found, key=lambda f: f.offset)[: self.limit]
 
 
 def stem_canaries(path: Path) -> list[Canary]:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from wsianon.converters.base import Inventory, NativeConverter
 from wsianon.converters.registry import ClosedWorld, spec_of
-from wsianon.io.scan import Canary, Scanner, stem_canaries
+from wsianon.io.scan import Canary, Scanner, SplitScanner, stem_canaries
 from wsianon.pipeline.model import Verdict
 from wsianon.profiles.policy import Policy
 from wsianon.verify import canaries as independent_canaries
@@ -260,22 +260,31 @@ def check_tiles_tiff(snap: SourceSnapshot, fmt: str, out_main: Path, verdict: Ve
     )
 
 
-def scan_outputs(canaries: list[Canary], out_files: list[Path], verdict: Verdict, root: Path | None = None, feeders: dict | None = None) -> None:
+def scan_outputs(
+    canaries: list[Canary], out_files: list[Path], verdict: Verdict, root: Path | None = None, feeders: dict | None = None, pixels: dict | None = None
+) -> None:
     """The canary scan of every output file, in the single read-back pass
     (``wsianon.verify.readback``: the SHA-256 the record needs and, for files in ``feeders``,
-    the tile identity are taken from the same buffers)."""
-    scanner = Scanner(canaries)
+    the tile identity are taken from the same buffers).  ``pixels``: for a file, the byte ranges
+    (starts, ends) of pixel data whose identity with the source's is checked (a failed identity
+    fails the verdict); the base64 forms of the values are not searched there
+    (``wsianon.io.scan.SplitScanner``), the plain forms are."""
+    scanner: Scanner | SplitScanner = SplitScanner(canaries) if pixels else Scanner(canaries)
     total = 0
+    skipped = 0
     for f in out_files:
         name = str(f.relative_to(root)) if root else f.name
-        rb = read_back(f, name, scanner, (feeders or {}).get(f))
+        skip = (pixels or {}).get(f)
+        rb = read_back(f, name, scanner, (feeders or {}).get(f), skip=skip)
         verdict.findings.extend(rb.findings)
         total += rb.size
+        skipped += int((skip[1] - skip[0]).sum()) if skip is not None else 0
+    encoded = f"; base64 forms outside {skipped} bytes of pixel data proven identical to the source" if skipped else ""
     verdict.add(
         "canary-scan",
         not verdict.findings,
         f"{len(scanner.canaries)} canary values ({len(scanner.skipped)} too short to byte-scan) searched in "
-        f"{len(out_files)} file(s), {total} bytes: {len(verdict.findings)} hit(s)",
+        f"{len(out_files)} file(s), {total} bytes{encoded}: {len(verdict.findings)} hit(s)",
     )
 
 
@@ -321,6 +330,7 @@ def verify_native(
     tiles_here = not _format_handles_tiles(inv.format)
     feeder = None
     proven = None
+    pixels = None
     if tiles_here and snap.level_dims is not None and snap.page_hashes is not None:
         pages = tileid.level_pages(out_main, inv.format, set(snap.level_dims))
         feeder = tileid.Feeder(pages, scrub=False) if pages is not None else None
@@ -328,6 +338,7 @@ def verify_native(
             # the level tiles' segments are proven by their identity with the scrubbed source
             # (checked below; the verdict fails if it does not hold)
             proven = feeder.spans()
+            pixels = {out_main: proven.runs()}
 
     def scans() -> None:
         # every printable run outside pixel data must be the format's vocabulary (small reads:
@@ -337,7 +348,7 @@ def verify_native(
     with ThreadPoolExecutor(max_workers=1) as pool:
         scan = pool.submit(scans)
         # one read of every output file: canaries, tile identity and SHA-256 from the same buffers
-        scan_outputs(canaries, out_files, verdict, root, feeders={out_main: feeder} if feeder is not None else None)
+        scan_outputs(canaries, out_files, verdict, root, feeders={out_main: feeder} if feeder is not None else None, pixels=pixels)
         if feeder is not None and feeder.fed == 0:  # out_main was not among out_files: read it for the tiles
             tileid.feed_file(out_main, feeder)
         if tiles_here:

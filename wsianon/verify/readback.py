@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wsianon.io import digests
-from wsianon.io.scan import Finding, Scanner, ScanStream
+from wsianon.io.scan import Finding, Scanner, ScanStream, SplitScanner, SplitScanStream
 from wsianon.verify.tileid import Feeder
 
 CHUNK = 8 << 20
@@ -40,15 +40,20 @@ class ReadBack:
     findings: list[Finding] = field(default_factory=list)
 
 
-def read_back(path: Path, name: str, scanner: Scanner | None = None, feeder: Feeder | None = None, chunk: int = CHUNK) -> ReadBack:
+def read_back(path: Path, name: str, scanner: Scanner | SplitScanner | None = None, feeder: Feeder | None = None, chunk: int = CHUNK, skip=None) -> ReadBack:
     """Read ``path`` once; feed the canary scan, the tile identity and the digest from the same buffers.
 
     The digest is SHA-256, or xxh3_128 for a file the applier registered with the digests of
     the bytes it wrote (``wsianon.io.digests.expect``): equal xxh3_128 digests prove the file
     holds those bytes, so their SHA-256 is the file's; a file that does not match is read once
-    more for its own SHA-256."""
+    more for its own SHA-256.  ``skip``: byte ranges a ``SplitScanner``'s encoded forms skip
+    (the output's pixel data proven identical to the source's)."""
     res = ReadBack(name)
-    stream = ScanStream(scanner, name) if scanner is not None else None
+    stream: ScanStream | SplitScanStream | None = None
+    if isinstance(scanner, SplitScanner):
+        stream = scanner.stream(name, skip=skip)
+    elif scanner is not None:
+        stream = scanner.stream(name)
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     try:
         fast = digests.expected_xxh3(fd) is not None
@@ -68,7 +73,7 @@ def read_back(path: Path, name: str, scanner: Scanner | None = None, feeder: Fee
     return res
 
 
-def _read_once(fd: int, chunk: int, h, stream: ScanStream | None, feeder: Feeder | None) -> int:
+def _read_once(fd: int, chunk: int, h, stream: ScanStream | SplitScanStream | None, feeder: Feeder | None) -> int:
     """Read ``fd`` sequentially, the next buffer and the digest ``h`` in a second thread while
     this one scans; returns the bytes read."""
     with ThreadPoolExecutor(max_workers=1) as pool:

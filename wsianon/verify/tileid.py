@@ -42,6 +42,7 @@ import numpy as np
 import xxhash
 
 from wsianon.io.jpeg import JpegError, is_jpeg, learn_clean_header, marker_positions, normalized, scrub
+from wsianon.io.spans import union_arrays
 from wsianon.profiles import tifffile_open
 
 SCRUB_MAX = 64 << 20  # larger streams (NDPI strips): only their first SCRUB_MAX bytes are normalized
@@ -434,6 +435,10 @@ class TileSpans:
         # int64, searched with an int64: a Python int against uint64 makes numpy convert the array
         self._off = off[order].astype(np.int64)
         self._cnt = cnt[order].astype(np.int64)
+
+    def runs(self) -> tuple[np.ndarray, np.ndarray]:
+        """The tiles' bytes as sorted, disjoint ranges (starts, ends): touching tiles join."""
+        return union_arrays(self._off, self._off + self._cnt, drop_empty=True)
 
     def contains(self, offsets: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """``self(offset, length)`` for arrays of spans at once (a boolean mask)."""
