@@ -258,7 +258,7 @@ class ScrubSpan:
     marker: int
 
 
-def stream_spans(fd: int, offset: int, length: int, known: list[bytes] | None = None) -> list[ScrubSpan]:
+def stream_spans(fd: int, offset: int, length: int, known: list[bytes] | None = None, head: bytes | None = None, tail: bytes | None = None) -> list[ScrubSpan]:
     """Non-zero non-essential payloads of the JPEG stream at [offset, offset+length) of ``fd``.
 
     Reads only the header (segments before the first SOS) and the last two
@@ -268,13 +268,20 @@ def stream_spans(fd: int, offset: int, length: int, known: list[bytes] | None = 
     ``known``: headers (to the end of the first SOS) of streams of the same image found to
     need nothing; a stream whose header is byte-identical to one of them and that ends with
     EOI gets the same answer without parsing (the parse depends only on those bytes).  New
-    such headers are added (a few per image: the tiles of a level share one)."""
+    such headers are added (a few per image: the tiles of a level share one).
+
+    ``head``, ``tail``: the stream's first bytes (any number) and its last two, when the caller
+    has read them already (``tiff_jpeg_spans``: one read a tile); the answer is the same."""
     import os
 
     if length < 4:
         return []
     n = min(length, _HEAD)
-    data = os.pread(fd, n, offset)
+    data = head[:length] if head is not None else os.pread(fd, n, offset)
+
+    def last_two() -> bytes:
+        return tail if tail is not None and len(tail) == 2 else os.pread(fd, 2, offset + length - 2)
+
     if not is_jpeg(data):
         return []
     if known:
@@ -283,7 +290,7 @@ def stream_spans(fd: int, offset: int, length: int, known: list[bytes] | None = 
                 continue
             if len(data) < length:
                 # the full path reads the header alone when the stream ends with EOI
-                if os.pread(fd, 2, offset + length - 2) == b"\xff\xd9":
+                if last_two() == b"\xff\xd9":
                     return []
                 data = os.pread(fd, length, offset)  # else it reads the stream whole, as here
             # a stream read whole: the full path walks it; the same answer ([]) when the first
@@ -301,8 +308,7 @@ def stream_spans(fd: int, offset: int, length: int, known: list[bytes] | None = 
             data = os.pread(fd, n, offset)
         whole = len(data) >= length
         if not whole and segs and segs[-1].marker == SOS:
-            tail = os.pread(fd, 2, offset + length - 2)
-            if tail != b"\xff\xd9":
+            if last_two() != b"\xff\xd9":
                 whole = True
         if whole and len(data) < length:
             data = os.pread(fd, length, offset)
@@ -347,8 +353,38 @@ def tiff_jpeg_spans(path) -> list[ScrubSpan]:
             used = cnts > 0
             offs, cnts = offs[used], cnts[used]
             order = np.lexsort((cnts, offs))  # file order (ties: shorter first), as sorted() of the pairs
-            for off, cnt in iter_pairs(offs[order], cnts[order]):
-                out.extend(stream_spans(fd, off, cnt, known))
+            out.extend(_tiles_spans(fd, iter_pairs(offs[order], cnts[order]), known))
+    return out
+
+
+def _tiles_spans(fd: int, pairs, known: list[bytes]) -> list[ScrubSpan]:
+    """``stream_spans`` of every (offset, length) of ``pairs`` (in file order), one read a stream:
+    where a stream starts where the previous one ends, one read gets the previous one's last two
+    bytes and this one's head (its known header's length once one is known: the shortcut reads
+    no more; a stream of at most ``_HEAD`` bytes whole, as ``stream_spans`` reads it), and the
+    previous stream is judged with them."""
+    import os
+
+    out: list[ScrubSpan] = []
+    prev: tuple[int, int, bytes] | None = None
+    hl, nk = _HEAD, 0  # bytes to read of a head; how many headers were known then
+    for off, cnt in pairs:
+        want = cnt if cnt <= _HEAD or cnt < hl else hl  # a stream stream_spans reads whole alone is read whole here
+        tail = None
+        if prev is not None and prev[0] + prev[1] == off and prev[1] >= 4:
+            buf = os.pread(fd, 2 + want, off - 2)
+            tail, head = buf[:2], buf[2:]
+        else:
+            head = os.pread(fd, want, off)
+        if prev is not None:
+            found = stream_spans(fd, prev[0], prev[1], known, head=prev[2], tail=tail)
+            if found:
+                out.extend(found)
+            if len(known) != nk:
+                nk, hl = len(known), max(map(len, known)) + 16
+        prev = (off, cnt, head)
+    if prev is not None:
+        out.extend(stream_spans(fd, prev[0], prev[1], known, head=prev[2]))
     return out
 
 
