@@ -346,3 +346,18 @@ def test_thumbnail_cost_does_not_grow_with_a_slide_without_pyramid(monkeypatch):
             return Image.new("RGB", (224, 112), "white")
 
     assert record.bounded_thumbnail(Small(), 224).size == (224, 112) and len(reads) <= record.MOSAIC_GRID**2
+
+
+def test_thumbnail_mosaic_read_by_threads_is_the_serial_one(tmp_path, monkeypatch):
+    """The mosaic's regions are read by two threads; the picture is the one a single thread draws."""
+    import openslide
+
+    from .fixtures.svs_gen import write_svs
+
+    src = write_svs(tmp_path / "mosaic.svs", size=(2048, 1536), tile=256).path
+    monkeypatch.setattr(record, "MAX_THUMB_SOURCE_PIXELS", 1000)  # force the mosaic
+    with openslide.OpenSlide(str(src)) as s:
+        one = record.bounded_thumbnail(s, 224, workers=1)
+        two = record.bounded_thumbnail(s, 224, workers=2)
+    assert one.size == two.size and one.tobytes() == two.tobytes()
+    assert any(lo != hi for lo, hi in one.getextrema())  # the regions were drawn, not a blank canvas

@@ -315,9 +315,11 @@ MOSAIC_GRID = 16
 MOSAIC_PATCH = 64  # px of the level read per cell: about one tile decoded per cell
 
 
-def bounded_thumbnail(slide, px: int):
+def bounded_thumbnail(slide, px: int, workers: int = 2):
     """A thumbnail of an OpenSlide slide whose cost does not grow with the slide: the smallest
-    level when it is small enough, otherwise a mosaic of MOSAIC_GRID² small regions of it."""
+    level when it is small enough, otherwise a mosaic of MOSAIC_GRID² small regions of it, read
+    by ``workers`` threads (OpenSlide decodes with the GIL released; the record is drawn after
+    the verification, when the other core is idle)."""
     from PIL import Image
 
     lvl = slide.level_count - 1
@@ -327,7 +329,7 @@ def bounded_thumbnail(slide, px: int):
     scale = min(px / w, px / h)
     tw, th = max(1, round(w * scale)), max(1, round(h * scale))
     ds = slide.level_downsamples[lvl]
-    out = Image.new("RGB", (tw, th), "white")
+    cells = []
     for gy in range(MOSAIC_GRID):
         for gx in range(MOSAIC_GRID):
             x0, x1 = gx * w // MOSAIC_GRID, (gx + 1) * w // MOSAIC_GRID
@@ -339,8 +341,22 @@ def bounded_thumbnail(slide, px: int):
             # the region at the cell's centre, at most MOSAIC_PATCH px square, scaled into the cell
             cw, ch = min(x1 - x0, MOSAIC_PATCH), min(y1 - y0, MOSAIC_PATCH)
             cx, cy = (x0 + x1 - cw) // 2, (y0 + y1 - ch) // 2
-            patch = slide.read_region((int(cx * ds), int(cy * ds)), lvl, (cw, ch)).convert("RGB")
-            out.paste(patch.resize((dx1 - dx0, dy1 - dy0)), (dx0, dy0))
+            cells.append(((int(cx * ds), int(cy * ds)), (cw, ch), (dx0, dy0), (dx1 - dx0, dy1 - dy0)))
+
+    def patch(cell):
+        loc, size, _at, into = cell
+        return slide.read_region(loc, lvl, size).convert("RGB").resize(into)
+
+    out = Image.new("RGB", (tw, th), "white")
+    if workers > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=workers) as ex:
+            patches = list(ex.map(patch, cells))
+    else:
+        patches = [patch(c) for c in cells]
+    for cell, img in zip(cells, patches):
+        out.paste(img, cell[2])
     return out
 
 
