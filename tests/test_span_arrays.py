@@ -307,3 +307,39 @@ def test_closed_world_merge_with_tiles_equals_list_merge(seed):
     expected = cw._merge(small + [r for t in tile_spans for r in t])
     assert cw._merge_with_tiles(small, tiles) == expected
     assert all(type(a) is int and type(b) is int for a, b in cw._merge_with_tiles(small, tiles))
+
+
+def test_release_cycles_freezes_once_and_still_frees_new_cycles(files):
+    """After its first collection, ``release_cycles`` freezes what is alive (later passes skip
+    it); cycles made afterwards — a later slide's tifffile objects — are still freed."""
+    import weakref
+
+    import tifffile
+
+    tileid.release_cycles()
+    assert tileid._frozen and gc.get_freeze_count() > 0
+    frozen = gc.get_freeze_count()
+
+    class Node:
+        pass
+
+    n = Node()
+    n.me = n  # a cycle made after the freeze
+    ref = weakref.ref(n)
+    del n
+    gc.disable()
+    try:
+        pages = tileid.level_pages(files["svs"], "aperio", {(w, h) for w, h in _level_dims(files["svs"])})
+        assert pages
+        assert ref() is None  # collected by the pass of level_pages
+        assert not [o for o in gc.get_objects() if isinstance(o, (tifffile.TiffFile, tifffile.TiffPage))]
+    finally:
+        gc.enable()
+    assert gc.get_freeze_count() == frozen  # frozen once, not again
+
+
+def _level_dims(path):
+    import tifffile
+
+    with tifffile.TiffFile(path) as tf:
+        return [(p.imagewidth, p.imagelength) for p in tf.pages if p.dataoffsets]

@@ -107,11 +107,25 @@ def _level_pages(path: Path, fmt: str, dims: set[tuple[int, int]]) -> list[Page]
         return None
 
 
+_frozen = False
+
+
 def release_cycles() -> None:
     """Collect unreachable reference cycles now: tifffile's pages and their file refer to each
     other, so a closed ``TiffFile`` and the tile tables of the pages it read (tuples of Python
-    ints, tens of MiB on a large slide) would otherwise stay until the collector's next full pass."""
+    ints, tens of MiB on a large slide) would otherwise stay until the collector's next full pass.
+
+    The first call, right after its collection, also moves every object alive then (the
+    imported modules, mostly, and the first slide's live state) out of the collector's view
+    (``gc.freeze``): a full pass then looks only at objects made since, 2–3 ms instead of 19 ms
+    a call in the CLI (three calls a slide).  What is frozen was reachable when frozen; a cycle
+    among those objects that becomes garbage later is not collected (refcounting still frees
+    everything else), which bounds what can stay to what was alive at that one moment."""
+    global _frozen
     gc.collect()
+    if not _frozen:
+        gc.freeze()
+        _frozen = True
 
 
 @dataclass
