@@ -1,10 +1,10 @@
-"""One revision against another: ``wsianon run --target native`` of this working tree against the
+"""One revision against another: ``wsianon run --target native`` (or ``--target dicom``) of this working tree against the
 same command running the code of a git revision (``git archive`` into a scratch folder, put first
 on ``PYTHONPATH`` of the child), with ``cp`` + ``sync FILE`` as the floor; whole child processes,
 alternating order, medians, and each run's stage timings from its report (less noise-sensitive
 than wall time on a shared machine).
 
-    python benchmarks/bench_revisions.py --base REV [--size-gb 1] [--pairs 3] [--workdir DIR] [--json FILE]
+    python benchmarks/bench_revisions.py --base REV [--target native|dicom] [--size-gb 1] [--pairs 3] [--workdir DIR] [--json FILE]
 
 Not a test: nothing here is asserted.
 """
@@ -38,12 +38,12 @@ def export(rev: str, dest: Path) -> Path:
     return dest
 
 
-def run(src: Path, out: Path, key: Path, pythonpath: str | None) -> dict:
+def run(src: Path, out: Path, key: Path, pythonpath: str | None, target: str = "native") -> dict:
     fresh_out(out)
     env = dict(os.environ)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
-    r = child([*wsianon_cmd(), "run", "--target", "native", str(src), "-o", str(out), "--key-file", str(key)], env=env)
+    r = child([*wsianon_cmd(), "run", "--target", target, str(src), "-o", str(out), "--key-file", str(key)], env=env)
     try:
         s = json.loads((out / "wsianon-report.json").read_text())["slides"][0]
         r["stages"], r["status"] = s.get("timings_s"), s.get("status")
@@ -56,6 +56,7 @@ def run(src: Path, out: Path, key: Path, pythonpath: str | None) -> dict:
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--base", required=True, help="git revision to compare against (e.g. main, HEAD~3)")
+    ap.add_argument("--target", choices=("native", "dicom"), default="native")
     ap.add_argument("--size-gb", type=float, default=1.0)
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--workdir", type=Path, default=None)
@@ -74,7 +75,7 @@ def main(argv=None) -> dict:
                 if k == "cp":
                     r = cp_fsync(src, work / "copy.svs")
                 else:
-                    r = run(src, work / f"out-{k}", key, str(base) if k == "base" else None)
+                    r = run(src, work / f"out-{k}", key, str(base) if k == "base" else None, args.target)
                 r["load"] = load()
                 res[k].append(r)
                 print(k, f"wall {r['wall']:.2f} s, CPU {r['user'] + r['sys']:.2f} s, stages {r.get('stages')}, load {r['load']:.1f}", flush=True)
@@ -87,7 +88,7 @@ def main(argv=None) -> dict:
         for k in ("base", "this"):
             summary[k]["ratio_to_cp"] = summary[k]["wall"] / floor if floor else None
             print(f"{k:5s} median wall {summary[k]['wall']:.2f} s, CPU {summary[k]['cpu']:.2f} s, {summary[k]['ratio_to_cp']:.2f}x cp+fsync ({floor:.2f} s)")
-        out = {"base": args.base, "size_gb": args.size_gb, "runs": res, "summary": summary}
+        out = {"base": args.base, "target": args.target, "size_gb": args.size_gb, "runs": res, "summary": summary}
         if args.json:
             args.json.write_text(json.dumps(out, indent=2))
         return out
