@@ -8,7 +8,13 @@ of each slide), read from the finished process before it is reaped; ``cores`` is
 average number of cores a run kept busy.  With ``--workers 1`` the slides are processed in the
 main process itself, so all but the probes is "coordinator" there.
 
+With ``--target dicom`` the A/B is instead the serial runner's overlap (``--workers 1`` both
+sides): ``WSIANON_OVERLAP=on`` (a slide's DICOM verification runs while the next slide converts)
+against ``off`` (each slide verified before the next starts); ``--compare workers`` keeps the
+workers A/B for either target.  Nothing is asserted: figures only.
+
     python benchmarks/bench_batch.py [--slides 20] [--slide-mb 100] [--pairs 2] [--workdir DIR] [--json FILE]
+    python benchmarks/bench_batch.py --target dicom --slides 6 --slide-mb 80 --pairs 2
 """
 
 from __future__ import annotations
@@ -49,11 +55,11 @@ _LAUNCHER = (
 )
 
 
-def child(cmd: list[str]) -> dict:
+def child(cmd: list[str], env: dict | None = None) -> dict:
     """Run ``cmd``: wall, user, sys and peak RSS as ``_common.child`` (that process and its reaped
     children), plus ``coordinator`` (its own CPU) and ``children`` (its children's CPU)."""
     r, w = os.pipe()
-    p = subprocess.Popen([sys.executable, "-S", "-c", _LAUNCHER, str(w), *cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, pass_fds=(w,))
+    p = subprocess.Popen([sys.executable, "-S", "-c", _LAUNCHER, str(w), *cmd], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, pass_fds=(w,))
     os.close(w)
     out = p.stdout.read() if p.stdout else b""
     p.wait()
@@ -78,9 +84,12 @@ def child(cmd: list[str]) -> dict:
     }
 
 
-def run(inputs: Path, out: Path, key: Path, workers: int) -> dict:
+def run(inputs: Path, out: Path, key: Path, workers: int, target: str = "native", overlap: str | None = None) -> dict:
     fresh_out(out)  # a new job each time: a resumed one would skip the work
-    return child([*wsianon_cmd(), "run", "--target", "native", str(inputs), "-o", str(out), "--key-file", str(key), "--workers", str(workers)])
+    env = None
+    if overlap is not None:
+        env = {**os.environ, "WSIANON_OVERLAP": overlap}
+    return child([*wsianon_cmd(), "run", "--target", target, str(inputs), "-o", str(out), "--key-file", str(key), "--workers", str(workers)], env=env)
 
 
 def _split(r: dict, n_slides: int) -> str:
@@ -90,7 +99,62 @@ def _split(r: dict, n_slides: int) -> str:
     )
 
 
-def bench(n_slides: int, slide_mb: float, n_pairs: int, work: Path) -> dict:
+def _slide_stages(out: Path) -> dict:
+    """Medians of the per-slide stage timings the report records (convert, verify, total)."""
+    slides = json.loads((out / "wsianon-report.json").read_text())["slides"]
+    keys = sorted({k for e in slides for k in (e.get("timings_s") or {})})
+    return {k: statistics.median(e["timings_s"][k] for e in slides if k in (e.get("timings_s") or {})) for k in keys}
+
+
+def bench_overlap(n_slides: int, slide_mb: float, n_pairs: int, work: Path, target: str = "dicom") -> dict:
+    """``--workers 1``: the serial runner with the DICOM verification overlapping the next
+    slide's conversion (WSIANON_OVERLAP=on) against one slide at a time (off)."""
+    inputs = work / "in"
+    inputs.mkdir()
+    t0 = time.perf_counter()
+    first = make_svs(inputs / "BENCH-CASE-0001.svs", slide_mb / 1024)
+    for i in range(2, n_slides + 1):
+        shutil.copyfile(first, inputs / f"BENCH-CASE-{i:04d}.svs")
+    total = sum(p.stat().st_size for p in inputs.iterdir())
+    print(f"overlap: generated {n_slides} slides, {total / 1e9:.2f} GB in {time.perf_counter() - t0:.1f} s (load {load():.1f})", flush=True)
+    for p in inputs.iterdir():
+        warm(p)
+    key = project_key(work)
+    runs: dict[str, list[dict]] = {"a": [], "b": []}
+    stages: dict[str, list[dict]] = {"a": [], "b": []}
+
+    def measured(k: str, mode: str) -> dict:
+        out = work / f"out-{mode}"
+        r = run(inputs, out, key, 1, target, overlap=mode)
+        runs[k].append(r)
+        if r["rc"] == 0:
+            stages[k].append(_slide_stages(out))
+        return r
+
+    res = pairs(lambda: measured("a", "off"), lambda: measured("b", "on"), n_pairs, "overlap off", "overlap on")
+    for k in ("a", "b"):
+        res[k].update({f: statistics.median(r[f] for r in runs[k]) for f in ("coordinator", "children", "cores")})
+        res[k]["stages"] = {s: statistics.median(st[s] for st in stages[k]) for s in stages[k][0]} if stages[k] else {}
+    speedup = 1 / res["ratio"]
+    for label, k in (("overlap off", "a"), ("overlap on ", "b")):
+        st = ", ".join(f"{s} {v:.2f} s" for s, v in res[k]["stages"].items())
+        print(f"{label}  {fmt(res[k])}  ({total / res[k]['wall'] / 1e6:.0f} MB/s; {res[k]['cores']:.2f} cores busy; a slide: {st})")
+    print(f"  speed-up of the overlap (median of {n_pairs} pairs) {speedup:.2f}x  (load {res['load']:.1f})")
+    return {
+        "target": target,
+        "slides": n_slides,
+        "total_bytes": total,
+        "overlap_off": res["a"],
+        "overlap_on": res["b"],
+        "speedup": speedup,
+        "pairs": n_pairs,
+        "walls_off": res["walls_a"],
+        "walls_on": res["walls_b"],
+        "load": res["load"],
+    }
+
+
+def bench(n_slides: int, slide_mb: float, n_pairs: int, work: Path, target: str = "native") -> dict:
     inputs = work / "in"
     inputs.mkdir()
     t0 = time.perf_counter()
@@ -105,7 +169,7 @@ def bench(n_slides: int, slide_mb: float, n_pairs: int, work: Path) -> dict:
     runs: dict[str, list[dict]] = {"a": [], "b": []}
 
     def measured(k: str, workers: int) -> dict:
-        r = run(inputs, work / f"out{workers}", key, workers)
+        r = run(inputs, work / f"out{workers}", key, workers, target)
         runs[k].append(r)
         return r
 
@@ -147,10 +211,16 @@ def main(argv=None) -> dict:
     ap.add_argument("--pairs", type=int, default=2)
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--target", choices=("native", "dicom"), default="native")
+    ap.add_argument("--compare", choices=("workers", "overlap"), default=None, help="the A/B (default: overlap for dicom, workers for native)")
     args = ap.parse_args(argv)
+    compare = args.compare or ("overlap" if args.target == "dicom" else "workers")
     work = Path(tempfile.mkdtemp(prefix="wsianon-bench-", dir=args.workdir))
     try:
-        r = bench(args.slides, args.slide_mb, args.pairs, work)
+        if compare == "overlap":
+            r = bench_overlap(args.slides, args.slide_mb, args.pairs, work, args.target)
+        else:
+            r = bench(args.slides, args.slide_mb, args.pairs, work, args.target)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.json:

@@ -4,7 +4,8 @@ Native route: the converter's plan is applied by ``apply_copy`` into a hidden
 staging folder inside OUT (or by ``apply_in_place`` on the source when the user
 asked for in-place mode), verified, then moved into place atomically.
 DICOM route: the DICOM converter writes into the staging folder; the DICOM
-verifier judges it.
+verifier judges it.  Two phases (``convert_dicom``, then ``DicomStaged.verify_and_place``), so
+that the serial runner can verify one slide while the next converts (pipeline/workers.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from wsianon.converters.base import Inventory, SlideContext
 from wsianon.errors import OutputError, WsianonError
@@ -29,6 +30,9 @@ from wsianon.pipeline.detect import SlideSource
 from wsianon.pipeline.model import Outcome, Status, Verdict
 from wsianon.verify import canaries as independent_canaries
 from wsianon.pipeline.verify import scan_outputs, snapshot_source, stem_canaries, verify_native
+
+if TYPE_CHECKING:
+    from wsianon.converters.dicom import DicomResult
 
 Progress = Callable[[int], None]
 
@@ -198,13 +202,62 @@ def process_native_in_place(src: SlideSource, inv: Inventory, ctx: SlideContext,
     return final
 
 
-def process_dicom(src: SlideSource, inv: Inventory, ctx: SlideContext, dest: Destinations, outcome: Outcome) -> None:
+class SlideCancelled(BaseException):
+    """The run stopped (Ctrl-C, an error in the coordinator) before this slide's verified output
+    was placed: nothing of it is placed, its staging folder is removed, the next run redoes it.
+    A ``BaseException``: never turned into the slide's outcome."""
+
+
+@dataclass
+class DicomStaged:
+    """A slide converted to DICOM into its own staging folder (inspect + convert + frame scrub
+    done) whose verification and placing are still to do; the staging folder stays until
+    :meth:`verify_and_place` (or :meth:`discard`) ends."""
+
+    src: SlideSource
+    inv: Inventory
+    ctx: SlideContext
+    dest: Destinations
+    outcome: Outcome
+    staging: Staging
+    result: DicomResult
+
+    def verify_and_place(self, gate: Callable[[], None] | None = None) -> None:
+        """Verify; ``gate()`` (may raise :class:`SlideCancelled`) runs just before anything is
+        placed; then place in OUT or quarantine.  The staging folder is removed in any case."""
+        with self.staging:
+            verdict = _verify_dicom_phase(self.src, self.inv, self.ctx, self.outcome, self.staging, self.result)
+            if gate is not None:
+                gate()
+            _place_or_quarantine(self.staging, self.dest, self.ctx, verdict, self.outcome)
+
+    def discard(self) -> None:
+        self.staging.discard()
+
+    def withdraw(self) -> None:
+        """Remove what :meth:`verify_and_place` placed: the run stopped before this slide's outcome
+        was recorded, so nothing of it may stay (the next run redoes the slide)."""
+        o = self.outcome
+        if o.status == Status.OK and self.dest.out is not None:
+            for name in o.outputs:
+                p = self.dest.out / name
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
+        elif o.status == Status.FAILED:
+            shutil.rmtree(self.dest.quarantine / self.ctx.pseudonym, ignore_errors=True)
+
+
+def convert_dicom(src: SlideSource, inv: Inventory, ctx: SlideContext, dest: Destinations, outcome: Outcome) -> DicomStaged:
+    """The DICOM route's first phase: convert (or de-identify a DICOM input) into a new staging
+    folder and scrub the passed-through frames.  On an error the staging folder is removed."""
     from wsianon.converters import dicom as dicom_mod
-    from wsianon.pipeline.verify_dicom import verify_dicom_output
 
     assert dest.out is not None
     outcome.target = "dicom"
-    with Staging(dest.out, ctx.pseudonym) as staging:
+    staging = Staging(dest.out, ctx.pseudonym)
+    try:
         folder = staging.path(ctx.pseudonym)
         folder.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
@@ -220,19 +273,34 @@ def process_dicom(src: SlideSource, inv: Inventory, ctx: SlideContext, dest: Des
             outcome.removals.append(Removal("structure", "JPEG COM/APPn in frames", "payload zeroed", f"{emptied} segment(s)"))
         outcome.notes.extend(result.notes)
         outcome.bytes_written = sum(f.stat().st_size for f in result.files)
-        t0 = time.perf_counter()
-        verdict = Verdict()
-        scan_verdict = Verdict()
-        independent = independent_canaries.harvest(inv.path, inv.format, list(inv.input_files))
-        if src.spec.is_dicom:
-            independent = independent_canaries.drop_kept_dicom(independent, list(result.files))
-        canaries = independent_canaries.union(inv.canaries() + stem_canaries(inv.path), independent, inv.format)
-        # the byte scan (I/O + hyperscan, GIL released) overlaps the DICOM checks
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            scan = pool.submit(scan_outputs, canaries, staging.files(), scan_verdict, staging.root)
-            verify_dicom_output(inv, list(result.files), ctx, verdict)
-            scan.result()
-        verdict.checks.extend(scan_verdict.checks)
-        verdict.findings.extend(scan_verdict.findings)
-        outcome.timings["verify"] = time.perf_counter() - t0
-        _place_or_quarantine(staging, dest, ctx, verdict, outcome)
+    except BaseException:
+        staging.discard()
+        raise
+    return DicomStaged(src, inv, ctx, dest, outcome, staging, result)
+
+
+def _verify_dicom_phase(src: SlideSource, inv: Inventory, ctx: SlideContext, outcome: Outcome, staging: Staging, result: DicomResult) -> Verdict:
+    """The DICOM route's verification of a staged slide: the verifier's verdict (nothing placed)."""
+    from wsianon.pipeline.verify_dicom import verify_dicom_output
+
+    t0 = time.perf_counter()
+    verdict = Verdict()
+    scan_verdict = Verdict()
+    independent = independent_canaries.harvest(inv.path, inv.format, list(inv.input_files))
+    if src.spec.is_dicom:
+        independent = independent_canaries.drop_kept_dicom(independent, list(result.files))
+    canaries = independent_canaries.union(inv.canaries() + stem_canaries(inv.path), independent, inv.format)
+    # the byte scan (I/O + hyperscan, GIL released) overlaps the DICOM checks
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        scan = pool.submit(scan_outputs, canaries, staging.files(), scan_verdict, staging.root)
+        verify_dicom_output(inv, list(result.files), ctx, verdict)
+        scan.result()
+    verdict.checks.extend(scan_verdict.checks)
+    verdict.findings.extend(scan_verdict.findings)
+    outcome.timings["verify"] = time.perf_counter() - t0
+    return verdict
+
+
+def process_dicom(src: SlideSource, inv: Inventory, ctx: SlideContext, dest: Destinations, outcome: Outcome) -> None:
+    """The whole DICOM route for one slide: convert, verify, place or quarantine."""
+    convert_dicom(src, inv, ctx, dest, outcome).verify_and_place()

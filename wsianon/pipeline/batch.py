@@ -611,25 +611,19 @@ class _Run:
             return W.run_dask(items, scheduler, self.target, self.dest, self.emit, self.on_submit)
         if self.cfg.workers > 1 and len(items) > 1:
             return W.run_pool(items, self.cfg.workers, self.target, self.dest, self.emit, self.on_submit)
-
-        def _serial():
-            for it in items:
-                self.on_submit(it)
-                yield from W.run_serial([it], self.target, self.dest, self.emit)
-
-        return _serial()
+        return W.run_serial(items, self.target, self.dest, self.emit, self.on_submit)
 
     def drive(self, items: list[Item], mapping_path) -> None:
         """Process the items, committing each result; Ctrl-C stops the workers, requeues what was
         running and leaves a regenerated report (the next run resumes)."""
         runner = self.runner(items)
+        close = getattr(runner, "close", None)
         try:
             for it, o, p in runner:
                 self.commit(it, o, p)
         except KeyboardInterrupt:
-            close = getattr(runner, "close", None)
             if close:
-                close()  # stops the pool (kills its workers)
+                close()  # stops the pool (kills its workers), or the serial runner's verification in flight
             self.close_seeder()
             man = self.man
             if man is not None:
@@ -648,6 +642,8 @@ class _Run:
                 ) from None
             raise
         finally:
+            if close:
+                close()  # also on an error here: no runner thread or worker goes on writing into OUT
             self.close_seeder()
 
     def close_seeder(self) -> None:

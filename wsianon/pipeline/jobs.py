@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from wsianon.converters.base import SlideContext
 from wsianon.errors import NothingToShare, WsianonError
@@ -83,10 +84,48 @@ def default_side_paths(out: Path) -> tuple[Path, Path]:
 
 def process_slide(src: SlideSource, ctx: SlideContext, target: Target | str, dest: anon.Destinations, progress=None) -> tuple[Outcome, list[dict]]:
     """Run every stage for one slide. Never raises for user errors: they become the outcome."""
+    outcome, plans, _ = start_slide(src, ctx, target, dest, progress)
+    return outcome, plans
+
+
+@dataclass
+class Deferred:
+    """The second phase of a slide on the DICOM route (verification, then placing or
+    quarantine), left for the caller to run (the serial runner runs it in a thread while the
+    next slide converts).  ``spent``: the first phase's wall time."""
+
+    outcome: Outcome
+    src: SlideSource
+    staged: anon.DicomStaged
+    spent: float
+
+    def finish(self, gate: Callable[[], None] | None = None) -> None:
+        """Verify and place (``gate()``, if given, runs just before anything is placed and may
+        raise ``anon.SlideCancelled``); exceptions become the outcome as in the first phase.
+        ``total``: both phases' own wall time (not the wait between them)."""
+        t0 = time.perf_counter()
+        try:
+            with settle(self.outcome, self.src):
+                self.staged.verify_and_place(gate)
+        finally:
+            self.outcome.timings["total"] = self.spent + time.perf_counter() - t0
+
+    def discard(self) -> None:
+        """Drop the staged slide unverified (the run stops before its second phase starts)."""
+        self.staged.discard()
+
+
+def start_slide(
+    src: SlideSource, ctx: SlideContext, target: Target | str, dest: anon.Destinations, progress=None, defer: bool = False
+) -> tuple[Outcome, list[dict], Deferred | None]:
+    """Every stage for one slide, or with ``defer`` on the DICOM conversion route every stage
+    up to the converted, scrubbed staging folder: its verification and placing are then
+    returned as a :class:`Deferred` (``None`` when the slide is already settled)."""
     outcome = Outcome(input_label=ctx.pseudonym, format=src.format, target=target)
     plans: list[dict] = []
+    deferred = None
     t_start = time.perf_counter()
-    try:
+    with settle(outcome, src):
         outcome.bytes_in = sum(f.stat().st_size for f in src.files if f.exists())
         t0 = time.perf_counter()
         inv = inspect_source(src, ctx.policy)
@@ -105,11 +144,32 @@ def process_slide(src: SlideSource, ctx: SlideContext, target: Target | str, des
         elif use_dicom:
             if ctx.policy.in_place:
                 raise WsianonError(src.path, "in-place mode is for the native target only")
-            anon.process_dicom(src, inv, ctx, dest, outcome)
+            if defer and deferrable(src, ctx, target):
+                staged = anon.convert_dicom(src, inv, ctx, dest, outcome)
+                deferred = Deferred(outcome, src, staged, time.perf_counter() - t_start)
+            else:
+                anon.process_dicom(src, inv, ctx, dest, outcome)
         elif ctx.policy.in_place:
             anon.process_native_in_place(src, inv, ctx, outcome)
         else:
             anon.process_native_copy(src, inv, ctx, dest, outcome, progress)
+    if deferred is None:
+        outcome.timings["total"] = time.perf_counter() - t_start
+    return outcome, plans, deferred
+
+
+def deferrable(src: SlideSource, ctx: SlideContext, target: Target | str) -> bool:
+    """Whether :func:`start_slide` with ``defer`` may leave this slide's verification to the
+    caller (the DICOM conversion route; not dry-run, in-place or a DICOM input)."""
+    return target == "dicom" and not src.spec.is_dicom and not ctx.policy.dry_run and not ctx.policy.in_place
+
+
+@contextmanager
+def settle(outcome: Outcome, src: SlideSource) -> Iterator[None]:
+    """The exception -> outcome mapping of a slide, whichever phase raised: user errors and
+    internal bugs end as this slide's outcome (one line, no traceback), never the batch."""
+    try:
+        yield
     except NothingToShare as exc:
         outcome.status = Status.SKIPPED
         outcome.notes.append(exc.reason)
@@ -129,8 +189,6 @@ def process_slide(src: SlideSource, ctx: SlideContext, target: Target | str, des
         # frames only (file:line:function), never the message: it could carry a value
         frames = traceback.extract_tb(exc.__traceback__)[-4:]
         outcome.notes.append("internal error at " + " <- ".join(f"{Path(f.filename).name}:{f.lineno}:{f.name}" for f in reversed(frames)))
-    outcome.timings["total"] = time.perf_counter() - t_start
-    return outcome, plans
 
 
 def run_job(cfg: JobConfig, on_event: Callable[..., None] | None = None) -> JobResult:

@@ -10,6 +10,18 @@ parent dies (``prctl(PR_SET_PDEATHSIG, SIGKILL)`` on Linux) and also polls its
 parent id, so a ``kill -9`` of the main process leaves no worker writing into
 OUT.  Workers ignore SIGINT: Ctrl-C is handled once, by the coordinator, which
 then stops the pool.
+
+In this process (``--workers 1``, the serial runner), a slide on the DICOM conversion route
+is done in two phases: inspect + convert + frame scrub here, then verification + placing in a
+thread, which runs while the next slide converts (wsidicomizer's conversion keeps only about 1.2
+of 2 cores busy: its reader and writer threads wait on I/O).  At most one verification is in
+flight: slide k's ends before slide k+1's starts, and before any slide that verifies inline
+(native, DICOM inputs) starts.  Outcomes are yielded in input order, each once its verification
+has ended.  When the runner is closed (Ctrl-C, an error in the coordinator) with a verification
+in flight, it is cancelled before it places anything (or what it placed is withdrawn) and waited
+for: the slide is requeued like any running slide and redone by the next run.
+``WSIANON_OVERLAP=off`` in the environment verifies each slide before the next starts (for A/B
+benchmarks; the outcomes are the same).
 """
 
 from __future__ import annotations
@@ -80,13 +92,104 @@ def _lost(item: Any, reason: str):
     return o, []
 
 
-def run_serial(items: list, target: Target, dest, emit: Callable[..., None]) -> Iterator[tuple]:
-    from wsianon.pipeline.jobs import process_slide
+def overlap_enabled() -> bool:
+    """The serial runner overlaps a slide's DICOM verification with the next slide's
+    conversion unless ``WSIANON_OVERLAP=off`` (read at each run)."""
+    return os.environ.get("WSIANON_OVERLAP", "on").lower() not in ("off", "0", "no")
 
-    for it in items:
-        emit("slide-start", item=it)
-        o, p = process_slide(it.src, it.ctx, target, dest, progress=lambda n: emit("bytes", n=n))
-        yield it, o, p
+
+class _Verification:
+    """One slide's deferred verification and placing, running in its own thread."""
+
+    def __init__(self, it: Any, outcome, plans: list, deferred) -> None:
+        self.it, self.outcome, self.plans, self.deferred = it, outcome, plans, deferred
+        self.cancel = threading.Event()
+        self._lock = threading.Lock()
+        self._placing = False
+        self._escaped: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name=f"wsianon-verify-{it.pseudonym}")
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def gate(self) -> None:
+        """Called by the verification just before it places anything: cancelled -> nothing placed."""
+        from wsianon.pipeline.anonymize import SlideCancelled
+
+        with self._lock:
+            if self.cancel.is_set():
+                raise SlideCancelled()
+            self._placing = True
+
+    def _run(self) -> None:
+        from wsianon.pipeline.anonymize import SlideCancelled
+
+        try:
+            self.deferred.finish(self.gate)
+        except SlideCancelled:
+            pass
+        except BaseException as exc:  # not an Exception (those are the slide's outcome): re-raised by result()
+            self._escaped = exc
+
+    def result(self) -> tuple:
+        """Wait for the verification to end: ``(item, outcome, plans)``."""
+        self.thread.join()
+        if self._escaped is not None:
+            raise self._escaped
+        return self.it, self.outcome, self.plans
+
+    def abandon(self) -> None:
+        """The run stops: cancel (nothing placed from now on), wait for the thread, and withdraw
+        what it placed before the cancel (the coordinator will not record this slide)."""
+        with self._lock:
+            self.cancel.set()
+            placing = self._placing
+        if self.thread.ident is None:  # stopped before its thread started
+            self.deferred.discard()
+            return
+        self.thread.join()
+        if placing:
+            self.deferred.staged.withdraw()
+
+
+def run_serial(items: list, target: Target, dest, emit: Callable[..., None], on_submit: Callable | None = None) -> Iterator[tuple]:
+    """Slides one after the other in this process (``on_submit(item)`` as each starts); a DICOM
+    conversion's verification overlaps the next slide's conversion (see the module docstring)."""
+    from wsianon.pipeline.jobs import deferrable, start_slide
+
+    overlap = overlap_enabled()
+    inflight: _Verification | None = None
+    try:
+        for it in items:
+            defer = overlap and deferrable(it.src, it.ctx, target)
+            if inflight is not None and not defer:  # this slide verifies inline: the previous verification ends first
+                done, inflight = inflight.result(), None
+                yield done
+            if on_submit is not None:
+                on_submit(it)
+            emit("slide-start", item=it)
+            o, p, deferred = start_slide(it.src, it.ctx, target, dest, progress=lambda n: emit("bytes", n=n), defer=defer)
+            earlier = None
+            if inflight is not None:
+                try:
+                    earlier, inflight = inflight.result(), None
+                except BaseException:  # interrupted while waiting: this slide's phase (b) never starts
+                    if deferred is not None:
+                        deferred.discard()
+                    raise
+            if deferred is not None:
+                inflight = _Verification(it, o, p, deferred)
+                inflight.start()  # runs while the coordinator commits `earlier` and the next slide converts
+            if earlier is not None:
+                yield earlier
+            if deferred is None:
+                yield it, o, p
+        if inflight is not None:
+            done, inflight = inflight.result(), None
+            yield done
+    finally:
+        if inflight is not None:
+            inflight.abandon()
 
 
 def run_pool(items: list, workers: int, target: str, dest, emit: Callable[..., None], on_submit: Callable) -> Iterator[tuple]:
