@@ -67,6 +67,12 @@ class KeyedUidGenerator:
             n = next(self._n)
         return UID(keyed_uid(self._key, f"{self._slide}\0{n}", "convert"))
 
+    def instance(self, n: int) -> UID:
+        """The SOP Instance UID of the ``n``-th instance in output order.  wsidicom asks
+        ``__call__`` for instance UIDs from its writer threads, in whichever order they run, so
+        two runs of one slide could swap two levels' UIDs; these replace them (``_place_instances``)."""
+        return UID(keyed_uid(self._key, f"{self._slide}\0instance\0{n}", "convert"))
+
 
 def _reason(exc: Exception) -> str:
     """A one-line reason that names no value from the file (messages may quote paths or metadata)."""
@@ -288,9 +294,13 @@ def _blank_frames(path: Path) -> bool:
     return n > 0
 
 
-def _post_write_fixups(ds, engine: Engine, scanner: Scanner | None = None, reencoded: set | None = None) -> None:
+def _post_write_fixups(ds, engine: Engine, scanner: Scanner | None = None, reencoded: set | None = None, instance: tuple[int, str] | None = None) -> None:
     """What wsidicom sets while writing, after our post-processor ran; the re-encode declaration
-    (the image size is known only now); the value scrub once more over the final header."""
+    (the image size is known only now); the value scrub once more over the final header.
+    ``instance``: (InstanceNumber, SOP Instance UID) from the output order, the same in every run."""
+    if instance is not None:
+        ds.InstanceNumber = instance[0]
+        ds.SOPInstanceUID = instance[1]
     for kw in ("InstanceCreationDate", "InstanceCreationTime", "InstanceCreatorUID"):
         if kw in ds:
             delattr(ds, kw)
@@ -324,12 +334,14 @@ def _post_write_fixups(ds, engine: Engine, scanner: Scanner | None = None, reenc
     finalize_meta(ds)
 
 
-def _fix_header_in_place(path: Path, engine: Engine, scanner: Scanner | None = None, reencoded: set | None = None) -> bool:
+def _fix_header_in_place(
+    path: Path, engine: Engine, scanner: Scanner | None = None, reencoded: set | None = None, instance: tuple[int, str] | None = None
+) -> bool:
     """Apply :func:`_post_write_fixups` by rewriting the header in place, same length (our
     ContributionDescription, written with RESERVE trailing spaces, absorbs the difference as ST
     trailing spaces), so the pixel data is never copied. False: the caller must rewrite the file."""
     ds, span = read_header(path)
-    _post_write_fixups(ds, engine, scanner, reencoded)
+    _post_write_fixups(ds, engine, scanner, reencoded, instance)
     if span is None:
         return False
     new = header_bytes(ds)
@@ -383,7 +395,7 @@ def convert_slide(source: Path, inv: Inventory, ctx: SlideContext, out_dir: Path
         conv = _convert(source, policy, uids, _post_processor(engine, scanner), tmp / "conv", workers, keep_thumbnail, result)
         _report_associated(result, inv, policy, conv)
         files = _written_instances(source, conv.created, policy)
-        _place_instances(files, out_dir, engine, scanner, conv.reencoded, result)
+        _place_instances(files, out_dir, engine, scanner, conv.reencoded, result, uids)
         if not keep_thumbnail:
             result.removals.append(Removal("image", "thumbnail", "not written (the native inventory removes it)"))
         note = missing_levels_note(source, inv, [(w, h) for _o, w, h, kind, _p in files if kind == "VOLUME"])
@@ -516,15 +528,19 @@ def _written_instances(source: Path, created: list, policy) -> list[tuple]:
     return [(o, -w, h, kind, p) for o, w, h, kind, p in files]
 
 
-def _place_instances(files: list[tuple], out_dir: Path, engine: Engine, scanner: Scanner, reencoded, result: DicomResult) -> None:
-    """Each instance's header fixed after writing (in place when it fits), then named NNNN-kind.dcm."""
+def _place_instances(
+    files: list[tuple], out_dir: Path, engine: Engine, scanner: Scanner, reencoded, result: DicomResult, uids: KeyedUidGenerator | None = None
+) -> None:
+    """Each instance's header fixed after writing (in place when it fits), then named NNNN-kind.dcm;
+    with ``uids``, its InstanceNumber and SOP Instance UID follow that output order."""
     for n, (_o, _w, _h, kind, p) in enumerate(files, 1):
         dest = out_dir / f"{n:04d}-{kind.lower()}.dcm"
-        if _fix_header_in_place(p, engine, scanner, reencoded):
+        instance = (n, uids.instance(n)) if uids is not None else None
+        if _fix_header_in_place(p, engine, scanner, reencoded, instance):
             os.replace(p, dest)
         else:  # header grew: stream a rewritten copy (pixel data copied byte for byte)
             ds, span = read_header(p)
-            _post_write_fixups(ds, engine, scanner, reencoded)
+            _post_write_fixups(ds, engine, scanner, reencoded, instance)
             write_instance(ds, p, span, dest)
         result.files.append(dest)
         result.frame_map.append((None, dest))
