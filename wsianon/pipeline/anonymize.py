@@ -201,6 +201,7 @@ def process_native_in_place(src: SlideSource, inv: Inventory, ctx: SlideContext,
 def process_dicom(src: SlideSource, inv: Inventory, ctx: SlideContext, dest: Destinations, outcome: Outcome) -> None:
     from wsianon.converters import dicom as dicom_mod
     from wsianon.pipeline.verify_dicom import verify_dicom_output
+    from wsianon.verify.dicom.frames import FrameSegments
 
     assert dest.out is not None
     outcome.target = "dicom"
@@ -227,11 +228,15 @@ def process_dicom(src: SlideSource, inv: Inventory, ctx: SlideContext, dest: Des
         if src.spec.is_dicom:
             independent = independent_canaries.drop_kept_dicom(independent, list(result.files))
         canaries = independent_canaries.union(inv.canaries() + stem_canaries(inv.path), independent, inv.format)
-        # the byte scan (I/O + hyperscan, GIL released) overlaps the DICOM checks
+        # the byte scan (I/O + hyperscan, GIL released) overlaps the DICOM checks; its read-back
+        # also feeds the frame-segment check (frames located by the verifier's own item walk)
+        segments = FrameSegments(list(result.files))
+        out_files = staging.files()
         with ThreadPoolExecutor(max_workers=1) as pool:
-            scan = pool.submit(scan_outputs, canaries, staging.files(), scan_verdict, staging.root)
-            verify_dicom_output(inv, list(result.files), ctx, verdict)
+            scan = pool.submit(scan_outputs, canaries, out_files, scan_verdict, staging.root, segments.feeders_for(out_files))
+            verify_dicom_output(inv, list(result.files), ctx, verdict, frame_segments=segments)
             scan.result()
+        segments.check(verdict)
         verdict.checks.extend(scan_verdict.checks)
         verdict.findings.extend(scan_verdict.findings)
         outcome.timings["verify"] = time.perf_counter() - t0

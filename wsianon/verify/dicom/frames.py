@@ -302,20 +302,52 @@ def _digest_frames(path: Path, scrub: bool = False) -> list[bytes]:
 
 
 def check_frame_segments(files: list[Path], verdict: Checks) -> None:
-    """No JPEG frame keeps a COM / APPn payload (anything but JFIF and Adobe)."""
-    bad: list[str] = []
-    frames = 0
-    for path in files:
-        try:
-            n = _frame_segments_streamed(path)
-            frames += n if n is not None else _frame_segments(path, bad)
-        except Exception as exc:
-            bad.append(f"{path.name}: frames unreadable ({type(exc).__name__})")
-    verdict.add(
-        "dicom: frame segments",
-        not bad,
-        "; ".join(bad[:5]) if bad else f"{frames} frames: no JPEG comment or application segment with content",
-    )
+    """No JPEG frame keeps a COM / APPn payload (anything but JFIF and Adobe); every instance
+    read here (``FrameSegments`` takes the bytes from the verifier's read-back instead)."""
+    FrameSegments([]).check(verdict, files)
+
+
+class FrameSegments:
+    """``dicom: frame segments`` fed from the verifier's single read-back of the outputs.
+
+    Built before the read-back: each instance's frame fragments are located by this module's
+    own walk of the output's item headers (``_fragments``; never the converter's bookkeeping),
+    and a ``tileid.Feeder`` per instance takes the bytes from the read-back's buffers
+    (``scan_outputs(..., feeders=segments.feeders_for(files))``).  ``check`` then judges each
+    instance from its feeder; an instance that was not fed (not among the read-back's files)
+    is read here, and anything the streamed judgement cannot prove clean is judged frame by
+    frame (``_frame_segments``), which names the dirty frame."""
+
+    def __init__(self, files: list[Path]):
+        self.files = [Path(f) for f in files]
+        self._feeders: dict[Path, tuple | None] = {}  # None: not streamable (judged by the walk)
+        for path in self.files:
+            try:
+                fed = _segment_feeder(path)
+            except Exception:
+                fed = None  # judged (and named as unreadable, if it is) by the walk in ``check``
+            self._feeders[path] = fed
+
+    def feeders_for(self, paths: list[Path]) -> dict[Path, object]:
+        """The feeders keyed by ``paths``' own spelling of the instances (the read-back's keys)."""
+        real = {os.path.realpath(p): fed[0] for p, fed in self._feeders.items() if fed is not None}
+        return {p: real[os.path.realpath(p)] for p in paths if os.path.realpath(p) in real}
+
+    def check(self, verdict: Checks, files: list[Path] | None = None) -> None:
+        bad: list[str] = []
+        frames = 0
+        for path in self.files if files is None else [Path(f) for f in files]:
+            try:
+                fed = self._feeders[path] if path in self._feeders else _segment_feeder(path)
+                n = _judge_streamed(path, *fed) if fed is not None else None
+                frames += n if n is not None else _frame_segments(path, bad)
+            except Exception as exc:
+                bad.append(f"{path.name}: frames unreadable ({type(exc).__name__})")
+        verdict.add(
+            "dicom: frame segments",
+            not bad,
+            "; ".join(bad[:5]) if bad else f"{frames} frames: no JPEG comment or application segment with content",
+        )
 
 
 def _frame_segments_streamed(path: Path) -> int | None:
@@ -325,6 +357,13 @@ def _frame_segments_streamed(path: Path) -> int | None:
     None when that cannot be shown this way (frames not one fragment each, out of order, a
     frame over ``SCRUB_MAX``, a frame that does not parse, or any frame found dirty): ``_frame_segments`` then judges the
     file frame by frame and names what it finds."""
+    fed = _segment_feeder(path)
+    return _judge_streamed(path, *fed) if fed is not None else None
+
+
+def _segment_feeder(path: Path):
+    """(feeder, frame count) for ``path``'s frames as one "page" of one-fragment tiles located by
+    this module's own item walk; None when the layout cannot be streamed."""
     import numpy as np
 
     from wsianon.verify import tileid
@@ -341,12 +380,21 @@ def _frame_segments_streamed(path: Path) -> int | None:
     f = tileid.Feeder([page], scrub=True)
     if not f.streamable:
         return None
-    tileid.feed_file(path, f)
+    return f, len(frags)
+
+
+def _judge_streamed(path: Path, f, n: int) -> int | None:
+    """``n`` when the feeder ``f`` (fed with all of ``path``, or fed here when it was not fed at
+    all) found every frame clean; None otherwise."""
+    from wsianon.verify import tileid
+
+    if f.fed == 0:
+        tileid.feed_file(path, f)
     f.finish(path)
     st = f.states[0]
     if st.changed or st.unchecked or st.short or st.malformed:
         return None
-    return len(frags)
+    return n
 
 
 def _frames_of(path: Path):
