@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from pathlib import Path
 
+import pydicom
 from pydicom.dataset import Dataset
 
 from wsianon.io.dicomframes import decode_rgb, iter_frames
@@ -30,7 +32,7 @@ from wsianon.verify.dicom.decode import (
     declares_reencoding,
     frame_origins,
 )
-from wsianon.verify.dicom.jpeg import _fragments, _same_mv
+from wsianon.verify.dicom.jpeg import _fragments, _same_mv, fragments_at
 
 
 def _compare_bytes(path: Path, ds: Dataset, page, fds: int, problems: list[str]) -> int:
@@ -368,12 +370,10 @@ def _segment_feeder(path: Path):
 
     from wsianon.verify import tileid
 
-    ds = read_dataset(path)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        frags = _fragments(fd, path, ds)
-    finally:
-        os.close(fd)
+    with open(path, "rb") as fh, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(fh, stop_before_pixels=True)  # the header parsed once: frame count and where Pixel Data starts
+        frags = fragments_at(fh.fileno(), fh.tell(), ds)
     if not frags:
         return None
     page = tileid.Page(0, 0, np.array([o for o, _ in frags], dtype=np.uint64), np.array([n for _, n in frags], dtype=np.uint64), True, None)
