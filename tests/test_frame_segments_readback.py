@@ -113,3 +113,43 @@ def test_pipeline_feeds_frame_segments_from_the_read_back(cli, tmp_path, monkeyp
         assert seg["ok"], seg
     else:
         assert not seg["ok"] and "frame" in seg["detail"] and "COM" in seg["detail"], seg
+
+
+def test_frame_comparison_reuses_the_verifiers_walk_and_stays_exact(cli, tmp_path, monkeypatch):
+    """``dicom: frames`` takes the fragments ``FrameSegments`` found (no second walk of the items)
+    and still compares every frame exactly: one flipped byte of one frame's entropy-coded data is
+    named."""
+    import shutil
+
+    from tests.fixtures.svs_gen import write_svs
+    from wsianon.verify.dicom.common import read_dataset
+
+    src = tmp_path / "src"
+    src.mkdir()
+    write_svs(src / "a.svs")
+    out = tmp_path / "out"
+    cli("run", str(src), "-o", str(out), "--target", "dicom")
+    files = [Path(shutil.copy(f, tmp_path / f.name)) for f in sorted(out.rglob("*.dcm"))]
+    outputs = [(f, read_dataset(f)) for f in files]
+    segs = F.FrameSegments(files)
+    vol = next(f for f, ds in outputs if F.image_kind(ds) == "VOLUME" and segs.fragments.get(f))
+
+    def no_walk(*a, **k):
+        raise AssertionError("items walked a second time")
+
+    monkeypatch.setattr(F, "_fragments", no_walk)
+    details: list[tuple[bool, str]] = []
+
+    class V:
+        def add(self, name, ok, detail="", not_run=False):
+            details.append((ok, detail))
+
+    F.check_frames_converted(src / "a.svs", None, outputs, V(), fragments=segs.fragments)
+    assert details[-1][0] is True, details
+    off, ln = segs.fragments[vol][len(segs.fragments[vol]) // 2]
+    k = len(segs.fragments[vol]) // 2
+    data = bytearray(vol.read_bytes())
+    data[off + ln - 10] ^= 0x01  # inside the entropy-coded data, before EOI
+    vol.write_bytes(bytes(data))
+    F.check_frames_converted(src / "a.svs", None, outputs, V(), fragments=segs.fragments)
+    assert details[-1][0] is False and f"frame {k} differs" in details[-1][1], details

@@ -84,7 +84,9 @@ def decode_rgb(frame: bytes, ds: Dataset):
 _ITEM = struct.Struct("<HHI")
 TRUNCATED = "encapsulated Pixel Data is truncated"
 MALFORMED = "malformed item in encapsulated Pixel Data"
-ITEM_CHUNK = 8 << 20  # the buffered walk's reads (frames and their item headers together)
+ITEM_CHUNK = (
+    2 << 20
+)  # the buffered walk's reads: 1–4 MiB measured fastest for scrub_frames (0.24–0.27 s for 24,025 frames; 8 MiB 0.40–0.51 s: the buffer no longer stays in cache)
 
 
 class Items:

@@ -122,7 +122,7 @@ def verify_dicom_output(inv: Inventory, result_files: list[Path], ctx, verdict: 
         check_frames_dicom([Path(s) for s in inv.input_files], dsets, verdict)
         sources = [Path(s) for s in inv.input_files]
     else:
-        _check_frames_converted(inv, dsets, verdict)
+        _check_frames_converted(inv, dsets, verdict, fragments=frame_segments.fragments if frame_segments is not None else None)
         sources = None
     if frame_segments is None:
         check_frame_segments(files, verdict)

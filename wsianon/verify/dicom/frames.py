@@ -35,16 +35,20 @@ from wsianon.verify.dicom.decode import (
 from wsianon.verify.dicom.jpeg import _fragments, _same_mv, fragments_at
 
 
-def _compare_bytes(path: Path, ds: Dataset, page, fds: int, problems: list[str]) -> int:
-    """Every frame against the source tile with the same index; returns frames equal."""
+def _compare_bytes(path: Path, ds: Dataset, page, fds: int, problems: list[str], frags: list[tuple[int, int]] | None | bool = False) -> int:
+    """Every frame against the source tile with the same index; returns frames equal.  ``frags``:
+    the frames' fragments as this verifier's item walk found them (``FrameSegments.fragments``;
+    None: not one fragment per frame), or False to walk the items here.  One ``pread`` a frame and
+    a tile (measured cheaper than large buffers over runs of them: the small reads land in cache
+    where the comparison reads them)."""
     tables = getattr(page, "jpegtables", None)
     cache: dict = {}
     n = 0
     offs, cnts = page.dataoffsets, page.databytecounts
     with open(path, "rb") as fo:
         fdo = fo.fileno()
-        frags = _fragments(fdo, path, ds)
-        frames_iter = iter_frames(path) if frags is None else (os.pread(fdo, ln, o) for o, ln in frags)
+        located = _fragments(fdo, path, ds) if isinstance(frags, bool) else frags
+        frames_iter = iter_frames(path) if located is None else (os.pread(fdo, ln, o) for o, ln in located)
         for k, fv in enumerate(frames_iter):
             if k >= len(offs):
                 problems.append(f"{path.name}: more frames than source tiles")
@@ -238,10 +242,12 @@ def check_frames_converted(
     verdict: Checks,
     max_decoded: int = MAX_DECODED_FRAMES,
     whole_limit: int = WHOLE_DECODE_BYTES,
+    fragments: dict | None = None,
 ) -> None:
     """``dicom: frames`` for a slide converted from another format (see the section comment in
     ``decode.py``).  ``frame_reference``: the format's own reader of the source for re-encoded
-    frames when OpenSlide cannot read it (iSyntax: pyisyntax), or None."""
+    frames when OpenSlide cannot read it (iSyntax: pyisyntax), or None.  ``fragments``: the
+    instances' frame fragments as ``FrameSegments`` found them (walked here when absent)."""
     volumes = [(p, ds) for p, ds in outputs if image_kind(ds) == "VOLUME"]
     if not volumes:
         verdict.add("dicom: frames", False, "no VOLUME instance in the output")
@@ -264,7 +270,8 @@ def check_frames_converted(
             try:
                 if mode == "bytes":
                     assert src.fs is not None  # passed-through levels come from the TIFF source, which is open
-                    t.frames += _compare_bytes(path, ds, page, src.fs.fileno(), problems)
+                    frags = (fragments or {}).get(path, False)
+                    t.frames += _compare_bytes(path, ds, page, src.fs.fileno(), problems, frags)
                     continue
                 wanted = _sample(n_frames, max(2, max_decoded * n_frames // max(decoded_total, 1)))
                 sampled |= len(wanted) < n_frames
@@ -323,12 +330,14 @@ class FrameSegments:
     def __init__(self, files: list[Path]):
         self.files = [Path(f) for f in files]
         self._feeders: dict[Path, tuple | None] = {}  # None: not streamable (judged by the walk)
+        self.fragments: dict[Path, list[tuple[int, int]] | None] = {}  # for ``dicom: frames`` (the same walk)
         for path in self.files:
             try:
-                fed = _segment_feeder(path)
+                frags = _located(path)
             except Exception:
-                fed = None  # judged (and named as unreadable, if it is) by the walk in ``check``
-            self._feeders[path] = fed
+                continue  # judged (and named as unreadable, if it is) by the walk in ``check``
+            self.fragments[path] = frags
+            self._feeders[path] = _feeder_for(frags)
 
     def feeders_for(self, paths: list[Path]) -> dict[Path, object]:
         """The feeders keyed by ``paths``' own spelling of the instances (the read-back's keys)."""
@@ -366,14 +375,23 @@ def _frame_segments_streamed(path: Path) -> int | None:
 def _segment_feeder(path: Path):
     """(feeder, frame count) for ``path``'s frames as one "page" of one-fragment tiles located by
     this module's own item walk; None when the layout cannot be streamed."""
+    return _feeder_for(_located(path))
+
+
+def _located(path: Path) -> list[tuple[int, int]] | None:
+    """Each frame's single fragment, by this verifier's own walk of the instance's items (the header
+    parsed once: frame count and where Pixel Data starts); None when not one fragment per frame."""
+    with open(path, "rb") as fh, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(fh, stop_before_pixels=True)
+        return fragments_at(fh.fileno(), fh.tell(), ds)
+
+
+def _feeder_for(frags: list[tuple[int, int]] | None):
     import numpy as np
 
     from wsianon.verify import tileid
 
-    with open(path, "rb") as fh, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ds = pydicom.dcmread(fh, stop_before_pixels=True)  # the header parsed once: frame count and where Pixel Data starts
-        frags = fragments_at(fh.fileno(), fh.tell(), ds)
     if not frags:
         return None
     page = tileid.Page(0, 0, np.array([o for o, _ in frags], dtype=np.uint64), np.array([n for _, n in frags], dtype=np.uint64), True, None)
