@@ -39,25 +39,36 @@ def _dirty(tmp_path: Path) -> Path:
     return _instance(tmp_path / "dirty.dcm", frames)
 
 
-def test_clean_instance_judged_from_the_read_back(tmp_path, monkeypatch):
+# the read-back's buffer: its default, and small ones that cut across frames
+CHUNKS = pytest.mark.parametrize("chunk", [8 << 20, 5000, 7777])
+
+
+@CHUNKS
+def test_clean_instance_judged_from_the_read_back(tmp_path, monkeypatch, chunk):
     frames = _frames()
     path = _instance(tmp_path / "clean.dcm", frames)
     read = _count_file_reads(monkeypatch)
     segs = F.FrameSegments([path])
     feeders = segs.feeders_for([path])
     assert set(feeders) == {path}
-    rb = read_back(path, path.name, None, feeders[path])
+    rb = read_back(path, path.name, None, feeders[path], chunk=chunk)
     assert rb.size == path.stat().st_size
     verdict = _Verdict()
+
+    def no_walk(*a, **k):
+        raise AssertionError("judged frame by frame")
+
+    monkeypatch.setattr(F, "_frame_segments", no_walk)
     segs.check(verdict)
-    assert verdict.checks == [("dicom: frame segments", True)]
+    assert verdict.checks == [("dicom: frame segments", True)]  # proven by the streamed judgement
     assert read == []  # the check took the read-back's bytes
 
 
-def test_dirty_frame_after_conversion_caught_when_fed_from_the_read_back(tmp_path):
+@CHUNKS
+def test_dirty_frame_after_conversion_caught_when_fed_from_the_read_back(tmp_path, chunk):
     path = _dirty(tmp_path)
     segs = F.FrameSegments([path])
-    read_back(path, path.name, None, segs.feeders_for([path])[path])
+    read_back(path, path.name, None, segs.feeders_for([path])[path], chunk=chunk)
     details: list[str] = []
 
     class V(_Verdict):
