@@ -219,8 +219,8 @@ def test_failed_verification_is_never_sent(orthanc, tmp_path, monkeypatch, cli):
 
     real = vd.verify_dicom_output
 
-    def failing(inv, files, ctx, verdict):
-        real(inv, files, ctx, verdict)
+    def failing(inv, files, ctx, verdict, **kw):
+        real(inv, files, ctx, verdict, **kw)
         verdict.add("dicom: test-injected failure", False, "simulated residual identifier")
 
     monkeypatch.setattr(vd, "verify_dicom_output", failing)

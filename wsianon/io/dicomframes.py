@@ -5,6 +5,7 @@ frames, and neither may import the other."""
 
 from __future__ import annotations
 
+import os
 import struct
 import warnings
 from pathlib import Path
@@ -75,3 +76,97 @@ def decode_rgb(frame: bytes, ds: Dataset):
     spp = int(ds.get("SamplesPerPixel", 1))
     a = np.frombuffer(frame, np.uint8).reshape(int(ds.Rows), int(ds.Columns), spp)
     return a[..., 0] if spp == 1 else a
+
+
+# ---------------------------------------------------------------------------
+# the items of encapsulated Pixel Data (PS3.5 A.4): one walk, one rule, for every reader
+
+_ITEM = struct.Struct("<HHI")
+TRUNCATED = "encapsulated Pixel Data is truncated"
+MALFORMED = "malformed item in encapsulated Pixel Data"
+ITEM_CHUNK = (
+    2 << 20
+)  # the buffered walk's reads: 1–4 MiB measured fastest for scrub_frames (0.24–0.27 s for 24,025 frames; 8 MiB 0.40–0.51 s: the buffer no longer stays in cache)
+
+
+class Items:
+    """Where a walk of encapsulated Pixel Data's items got: ``values`` the (file offset, length) of
+    each item's value in file order (the Basic Offset Table first), ``end`` one past the Sequence
+    Delimitation Item (None when the walk stopped short), ``problem`` TRUNCATED or MALFORMED (the
+    one-line reason) or None."""
+
+    __slots__ = ("values", "end", "problem")
+
+    def __init__(self) -> None:
+        self.values: list[tuple[int, int]] = []
+        self.end: int | None = None
+        self.problem: str | None = None
+
+
+def _item(head, at: int, pos: int, size: int, items: Items) -> int | None:
+    """The length of the item whose header is ``head[at:at + 8]`` (file offset ``pos``), recorded in
+    ``items``; None at the delimiter or a problem (then recorded)."""
+    ig, ie, ln = _ITEM.unpack_from(head, at)
+    if (ig, ie) == (0xFFFE, 0xE0DD):
+        items.end = pos + 8
+        return None
+    if (ig, ie) != (0xFFFE, 0xE000) or ln == 0xFFFFFFFF:
+        items.problem = MALFORMED
+        return None
+    items.values.append((pos + 8, ln))
+    return ln
+
+
+def walk_items(fd: int, pos: int, size: int) -> Items:
+    """The items from the item header at ``pos`` (the Basic Offset Table's) to the delimiter,
+    item headers only: one 8-byte ``pread`` per item (measured the cheapest way to find them:
+    24,025 items in 0.05 s, against 0.08–0.10 s through 1 MiB buffers, which copy every frame)."""
+    items = Items()
+    while True:
+        head = os.pread(fd, 8, pos) if pos + 8 <= size else b""
+        if len(head) < 8:
+            items.problem = TRUNCATED
+            return items
+        ln = _item(head, 0, pos, size, items)
+        if ln is None:
+            return items
+        pos += 8 + ln
+
+
+def item_buffers(fd: int, pos: int, size: int, items: Items, chunk: int = ITEM_CHUNK):
+    """The same walk as ``walk_items`` for a reader that needs the frames' bytes too: the file is
+    read sequentially in ``chunk``-byte buffers and the item headers are found in them.  Yields
+    ``(base, buf, i0, i1)``: ``items.values[i0:i1]`` lie wholly in ``buf`` (the file's bytes from
+    ``base``); an item larger than ``chunk`` comes alone with ``buf`` None (read it as needed).
+    ``items`` ends as ``walk_items`` leaves it."""
+    while True:
+        if pos + 8 > size:
+            items.problem = TRUNCATED
+            return
+        buf = os.pread(fd, min(chunk, size - pos), pos)
+        if len(buf) < 8:
+            items.problem = TRUNCATED
+            return
+        base, at, i0 = pos, 0, len(items.values)
+        big = stop = False
+        while at + 8 <= len(buf):
+            ln = _item(buf, at, base + at, size, items)
+            if ln is None:
+                stop = True
+                break
+            if at + 8 + ln > len(buf):  # the value runs past this buffer
+                if 8 + ln > chunk or base + at + 8 + ln > size:
+                    big = True  # on its own (past the end of the file: the next header is missing)
+                    at += 8 + ln
+                else:
+                    items.values.pop()  # read again at the start of the next buffer
+                break
+            at += 8 + ln
+        whole = len(items.values) - big
+        if whole > i0:
+            yield base, buf, i0, whole
+        if big:
+            yield items.values[-1][0], None, whole, whole + 1
+        if stop:
+            return
+        pos = base + at

@@ -282,6 +282,7 @@ def convert_dicom(src: SlideSource, inv: Inventory, ctx: SlideContext, dest: Des
 def _verify_dicom_phase(src: SlideSource, inv: Inventory, ctx: SlideContext, outcome: Outcome, staging: Staging, result: DicomResult) -> Verdict:
     """The DICOM route's verification of a staged slide: the verifier's verdict (nothing placed)."""
     from wsianon.pipeline.verify_dicom import verify_dicom_output
+    from wsianon.verify.dicom.frames import FrameSegments
 
     t0 = time.perf_counter()
     verdict = Verdict()
@@ -290,11 +291,15 @@ def _verify_dicom_phase(src: SlideSource, inv: Inventory, ctx: SlideContext, out
     if src.spec.is_dicom:
         independent = independent_canaries.drop_kept_dicom(independent, list(result.files))
     canaries = independent_canaries.union(inv.canaries() + stem_canaries(inv.path), independent, inv.format)
-    # the byte scan (I/O + hyperscan, GIL released) overlaps the DICOM checks
+    # the byte scan (I/O + hyperscan, GIL released) overlaps the DICOM checks; its read-back
+    # also feeds the frame-segment check (frames located by the verifier's own item walk)
+    segments = FrameSegments(list(result.files))
+    out_files = staging.files()
     with ThreadPoolExecutor(max_workers=1) as pool:
-        scan = pool.submit(scan_outputs, canaries, staging.files(), scan_verdict, staging.root)
-        verify_dicom_output(inv, list(result.files), ctx, verdict)
+        scan = pool.submit(scan_outputs, canaries, out_files, scan_verdict, staging.root, segments.feeders_for(out_files))
+        verify_dicom_output(inv, list(result.files), ctx, verdict, frame_segments=segments)
         scan.result()
+    segments.check(verdict)
     verdict.checks.extend(scan_verdict.checks)
     verdict.findings.extend(scan_verdict.findings)
     outcome.timings["verify"] = time.perf_counter() - t0

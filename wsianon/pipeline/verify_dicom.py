@@ -72,8 +72,10 @@ def _check_frames_converted(inv: Inventory, outputs: list[tuple[Path, Dataset]],
     frames.check_frames_converted(Path(inv.path), reference, outputs, verdict, **kw)
 
 
-def verify_dicom_output(inv: Inventory, result_files: list[Path], ctx, verdict: Verdict, source_frames=None) -> None:
-    """Add the DICOM checks for one slide's outputs to ``verdict`` (see module doc)."""
+def verify_dicom_output(inv: Inventory, result_files: list[Path], ctx, verdict: Verdict, source_frames=None, frame_segments=None) -> None:
+    """Add the DICOM checks for one slide's outputs to ``verdict`` (see module doc).
+    ``frame_segments``: a ``FrameSegments`` the caller feeds from its read-back of the outputs
+    and judges afterwards (``frame_segments.check(verdict)``); None: judged here, reading them."""
     files = [Path(f) for f in result_files]
     if not files:
         verdict.add("dicom: outputs", False, "no instance written")
@@ -120,9 +122,10 @@ def verify_dicom_output(inv: Inventory, result_files: list[Path], ctx, verdict: 
         check_frames_dicom([Path(s) for s in inv.input_files], dsets, verdict)
         sources = [Path(s) for s in inv.input_files]
     else:
-        _check_frames_converted(inv, dsets, verdict)
+        _check_frames_converted(inv, dsets, verdict, fragments=frame_segments.fragments if frame_segments is not None else None)
         sources = None
-    check_frame_segments(files, verdict)
+    if frame_segments is None:
+        check_frame_segments(files, verdict)
     check_dciodvfy(files, sources, verdict, started, bool(getattr(policy, "accept_unrun_checks", False)))
     check_opens(files, verdict, sources, policy)
 

@@ -18,6 +18,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from wsianon.errors import CorruptInput, OutputError, UnsupportedFormat
+from wsianon.io.dicomframes import ITEM_CHUNK, TRUNCATED, Items, item_buffers, walk_items
 from wsianon.io.safetext import os_reason
 
 PIXEL_DATA = 0x7FE00010
@@ -27,6 +28,7 @@ _REFUSED_TS = {
     "1.2.840.10008.1.2.2": "big-endian transfer syntax is retired and not supported",
 }
 COPY_CHUNK = 8 * 1024 * 1024
+SCRUB_CHUNK = ITEM_CHUNK  # scrub_frames' reads
 
 
 @dataclass
@@ -36,8 +38,10 @@ class PixelSpan:
     encapsulated: bool
 
 
-def read_header(path: Path) -> tuple[Dataset, PixelSpan | None]:
-    """Parse everything before Pixel Data; locate the Pixel Data element without reading it."""
+def read_header(path: Path, walk: bool = True) -> tuple[Dataset, PixelSpan | None]:
+    """Parse everything before Pixel Data; locate the Pixel Data element without reading it.
+    ``walk`` False: encapsulated Pixel Data's items are not walked (for a caller that walks them
+    itself; ``end`` is then the file's size and what follows the element is not checked)."""
     try:
         with open(path, "rb") as fh, warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -73,20 +77,13 @@ def read_header(path: Path) -> tuple[Dataset, PixelSpan | None]:
                 else:
                     (length,) = struct.unpack("<H", head[6:8])
                     hdr = 8
+            if length == 0xFFFFFFFF and not walk:
+                return ds, PixelSpan(off, size, True)
             if length == 0xFFFFFFFF:
-                pos = off + hdr
-                while True:
-                    fh.seek(pos)
-                    item = fh.read(8)
-                    if len(item) < 8:
-                        raise CorruptInput(path, "encapsulated Pixel Data is truncated")
-                    ig, ie, ilen = struct.unpack("<HHI", item)
-                    if (ig, ie) == (0xFFFE, 0xE0DD):
-                        end = pos + 8
-                        break
-                    if (ig, ie) != (0xFFFE, 0xE000) or ilen == 0xFFFFFFFF:
-                        raise CorruptInput(path, "malformed item in encapsulated Pixel Data")
-                    pos += 8 + ilen
+                items = walk_items(fh.fileno(), off + hdr, size)
+                if items.problem is not None or items.end is None:
+                    raise CorruptInput(path, items.problem or TRUNCATED)
+                end = items.end
                 encapsulated = True
             else:
                 end = off + hdr + length
@@ -158,34 +155,102 @@ def write_instance(ds: Dataset, src: Path, span: PixelSpan | None, dest: Path) -
 
 
 def scrub_frames(path: Path) -> int:
-    """Zero, in place, the COM / APPn payloads of every JPEG frame of an encapsulated
-    instance (same length: the file stays valid, entropy-coded data untouched).
-    Returns the number of segments emptied."""
-    from wsianon.io.jpeg import stream_spans
+    """Zero, in place, the COM / APPn payloads (and non-zero bytes after EOI) of every JPEG frame of
+    an encapsulated instance (same length: the file stays valid, entropy-coded data untouched).
+    Returns the number of segments emptied.
 
-    _, span = read_header(path)
+    One sequential pass: the Pixel Data is read in large buffers (``item_buffers``), the item
+    headers and the frames found in them.  A frame whose header (to the end of its first SOS) is
+    one already walked and found clean, that ends with EOI (a zero after it: the item's even-length
+    padding) and has no marker between that header and the EOI is clean (checked for a whole
+    buffer of frames at once); every other frame is walked whole, so a segment placed after the
+    entropy-coded data is found as surely as one in the header."""
+    _, span = read_header(path, walk=False)
     if span is None or not span.encapsulated:
         return 0
     n = 0
     fd = os.open(path, os.O_RDWR)
     try:
         head = os.pread(fd, 12, span.offset)
-        vr = head[4:6]
-        pos = span.offset + (12 if vr in _LONG_VRS else 8)
-        first = True
-        known: list[bytes] = []  # clean frame headers met so far (stream_spans: no parse for their repeats)
-        while pos + 8 <= span.end:
-            ig, ie, ilen = struct.unpack("<HHI", os.pread(fd, 8, pos))
-            if (ig, ie) != (0xFFFE, 0xE000) or ilen == 0xFFFFFFFF:
-                break
-            if not first and ilen:  # the first item is the Basic Offset Table
-                for s in stream_spans(fd, pos + 8, ilen, known):
-                    os.pwrite(fd, bytes(s.length), s.offset)
-                    n += 1
-            first = False
-            pos += 8 + ilen
+        pos = span.offset + (12 if head[4:6] in _LONG_VRS else 8)
+        known: list[bytes] = []  # headers of frames walked and found clean
+        items = Items()
+        for base, buf, i0, i1 in item_buffers(fd, pos, os.fstat(fd).st_size, items, SCRUB_CHUNK):
+            frames = items.values[max(i0, 1) : i1]  # the first item is the Basic Offset Table
+            if not frames:
+                continue
+            if buf is None:
+                ((off, ln),) = frames
+                spans = _frame_spans(os.pread(fd, ln, off), off, known)
+            else:
+                spans = _buffer_spans(buf, base, frames, known)
+            for off, ln in spans:
+                os.pwrite(fd, bytes(ln), off)
+                n += 1
+        if items.problem is not None:
+            raise CorruptInput(path, items.problem)
         if n:
             os.fsync(fd)
     finally:
         os.close(fd)
     return n
+
+
+def _buffer_spans(buf: bytes, base: int, frames: list[tuple[int, int]], known: list[bytes]) -> list[tuple[int, int]]:
+    """(file offset, length) of the payloads to zero in ``frames`` (wholly inside ``buf``, the
+    file's bytes from ``base``): the known-clean-header check for all frames at once (numpy),
+    ``_frame_spans`` for the rest."""
+    import numpy as np
+
+    from wsianon.io.jpeg import marker_positions
+
+    s = np.fromiter((o for o, _ in frames), dtype=np.int64, count=len(frames)) - base
+    e = s + np.fromiter((ln for _, ln in frames), dtype=np.int64, count=len(frames))
+    ok = np.zeros(len(frames), dtype=bool)
+    if known:
+        arr = np.frombuffer(buf, dtype=np.uint8)
+        hdr = known[0]
+        L = len(hdr)
+        big = (e - s) >= L + 2
+        padded = big & (arr[np.maximum(e - 1, 0)] == 0) & (arr[np.maximum(e - 3, 0)] == 0xFF) & (arr[np.maximum(e - 2, 0)] == 0xD9)
+        eoi = np.where(padded, e - 3, e - 2)
+        ok = big & (eoi - s >= L) & (arr[np.maximum(eoi, 0)] == 0xFF) & (arr[np.maximum(eoi + 1, 0)] == 0xD9)
+        idx = np.flatnonzero(ok)
+        if len(idx):
+            block = arr[s[idx, None] + np.arange(L)]
+            ok[idx[~(block == np.frombuffer(hdr, dtype=np.uint8)).all(axis=1)]] = False
+        idx = np.flatnonzero(ok)
+        if len(idx):
+            lo, hi = int(s[idx[0]]), int(e[idx[-1]])
+            markers = marker_positions(memoryview(buf)[lo:hi]) + lo  # the first marker after each header must be its EOI
+            j = markers.searchsorted(s[idx] + L)
+            hit = j < len(markers)
+            first = np.full(len(idx), -1, dtype=np.int64)
+            first[hit] = markers[j[hit]]
+            ok[idx] = first == eoi[idx]
+    out: list[tuple[int, int]] = []
+    mv = memoryview(buf)
+    for k in np.flatnonzero(~ok).tolist():
+        a, b = int(s[k]), int(e[k])
+        out += _frame_spans(bytes(mv[a:b]), base + a, known)
+    return out
+
+
+def _frame_spans(data: bytes, offset: int, known: list[bytes]) -> list[tuple[int, int]]:
+    """(file offset, length) of the non-zero non-essential payloads of one whole frame at
+    ``offset`` (and of non-zero bytes after its EOI); learns the header of a clean frame."""
+    from wsianon.io.jpeg import JpegError, clean_by_known_header, is_jpeg, learn_clean_header, nonessential, trailing, walk
+
+    if not is_jpeg(data) or clean_by_known_header(data, known):
+        return []
+    try:
+        segs = walk(data)
+    except JpegError:
+        return []  # not a stream this walk can follow: judged by the verifier's frame checks
+    out = [(offset + g.payload_offset, g.payload_length) for g in nonessential(data, segs) if any(data[g.payload_offset : g.payload_offset + g.payload_length])]
+    t_off, t_len = trailing(data, segs)
+    if t_len and any(data[t_off:]):
+        out.append((offset + t_off, t_len))
+    if not out:
+        learn_clean_header(data, known)
+    return out

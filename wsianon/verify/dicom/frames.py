@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from pathlib import Path
 
+import pydicom
 from pydicom.dataset import Dataset
 
 from wsianon.io.dicomframes import decode_rgb, iter_frames
@@ -30,19 +32,23 @@ from wsianon.verify.dicom.decode import (
     declares_reencoding,
     frame_origins,
 )
-from wsianon.verify.dicom.jpeg import _fragments, _same_mv
+from wsianon.verify.dicom.jpeg import _fragments, _same_mv, fragments_at
 
 
-def _compare_bytes(path: Path, ds: Dataset, page, fds: int, problems: list[str]) -> int:
-    """Every frame against the source tile with the same index; returns frames equal."""
+def _compare_bytes(path: Path, ds: Dataset, page, fds: int, problems: list[str], frags: list[tuple[int, int]] | None | bool = False) -> int:
+    """Every frame against the source tile with the same index; returns frames equal.  ``frags``:
+    the frames' fragments as this verifier's item walk found them (``FrameSegments.fragments``;
+    None: not one fragment per frame), or False to walk the items here.  One ``pread`` a frame and
+    a tile (measured cheaper than large buffers over runs of them: the small reads land in cache
+    where the comparison reads them)."""
     tables = getattr(page, "jpegtables", None)
     cache: dict = {}
     n = 0
     offs, cnts = page.dataoffsets, page.databytecounts
     with open(path, "rb") as fo:
         fdo = fo.fileno()
-        frags = _fragments(fdo, path, ds)
-        frames_iter = iter_frames(path) if frags is None else (os.pread(fdo, ln, o) for o, ln in frags)
+        located = _fragments(fdo, path, ds) if isinstance(frags, bool) else frags
+        frames_iter = iter_frames(path) if located is None else (os.pread(fdo, ln, o) for o, ln in located)
         for k, fv in enumerate(frames_iter):
             if k >= len(offs):
                 problems.append(f"{path.name}: more frames than source tiles")
@@ -236,10 +242,12 @@ def check_frames_converted(
     verdict: Checks,
     max_decoded: int = MAX_DECODED_FRAMES,
     whole_limit: int = WHOLE_DECODE_BYTES,
+    fragments: dict | None = None,
 ) -> None:
     """``dicom: frames`` for a slide converted from another format (see the section comment in
     ``decode.py``).  ``frame_reference``: the format's own reader of the source for re-encoded
-    frames when OpenSlide cannot read it (iSyntax: pyisyntax), or None."""
+    frames when OpenSlide cannot read it (iSyntax: pyisyntax), or None.  ``fragments``: the
+    instances' frame fragments as ``FrameSegments`` found them (walked here when absent)."""
     volumes = [(p, ds) for p, ds in outputs if image_kind(ds) == "VOLUME"]
     if not volumes:
         verdict.add("dicom: frames", False, "no VOLUME instance in the output")
@@ -262,7 +270,8 @@ def check_frames_converted(
             try:
                 if mode == "bytes":
                     assert src.fs is not None  # passed-through levels come from the TIFF source, which is open
-                    t.frames += _compare_bytes(path, ds, page, src.fs.fileno(), problems)
+                    frags = (fragments or {}).get(path, False)
+                    t.frames += _compare_bytes(path, ds, page, src.fs.fileno(), problems, frags)
                     continue
                 wanted = _sample(n_frames, max(2, max_decoded * n_frames // max(decoded_total, 1)))
                 sampled |= len(wanted) < n_frames
@@ -302,20 +311,54 @@ def _digest_frames(path: Path, scrub: bool = False) -> list[bytes]:
 
 
 def check_frame_segments(files: list[Path], verdict: Checks) -> None:
-    """No JPEG frame keeps a COM / APPn payload (anything but JFIF and Adobe)."""
-    bad: list[str] = []
-    frames = 0
-    for path in files:
-        try:
-            n = _frame_segments_streamed(path)
-            frames += n if n is not None else _frame_segments(path, bad)
-        except Exception as exc:
-            bad.append(f"{path.name}: frames unreadable ({type(exc).__name__})")
-    verdict.add(
-        "dicom: frame segments",
-        not bad,
-        "; ".join(bad[:5]) if bad else f"{frames} frames: no JPEG comment or application segment with content",
-    )
+    """No JPEG frame keeps a COM / APPn payload (anything but JFIF and Adobe); every instance
+    read here (``FrameSegments`` takes the bytes from the verifier's read-back instead)."""
+    FrameSegments([]).check(verdict, files)
+
+
+class FrameSegments:
+    """``dicom: frame segments`` fed from the verifier's single read-back of the outputs.
+
+    Built before the read-back: each instance's frame fragments are located by this module's
+    own walk of the output's item headers (``_fragments``; never the converter's bookkeeping),
+    and a ``tileid.Feeder`` per instance takes the bytes from the read-back's buffers
+    (``scan_outputs(..., feeders=segments.feeders_for(files))``).  ``check`` then judges each
+    instance from its feeder; an instance that was not fed (not among the read-back's files)
+    is read here, and anything the streamed judgement cannot prove clean is judged frame by
+    frame (``_frame_segments``), which names the dirty frame."""
+
+    def __init__(self, files: list[Path]):
+        self.files = [Path(f) for f in files]
+        self._feeders: dict[Path, tuple | None] = {}  # None: not streamable (judged by the walk)
+        self.fragments: dict[Path, list[tuple[int, int]] | None] = {}  # for ``dicom: frames`` (the same walk)
+        for path in self.files:
+            try:
+                frags = _located(path)
+            except Exception:
+                continue  # judged (and named as unreadable, if it is) by the walk in ``check``
+            self.fragments[path] = frags
+            self._feeders[path] = _feeder_for(frags)
+
+    def feeders_for(self, paths: list[Path]) -> dict[Path, object]:
+        """The feeders keyed by ``paths``' own spelling of the instances (the read-back's keys)."""
+        real = {os.path.realpath(p): fed[0] for p, fed in self._feeders.items() if fed is not None}
+        return {p: real[os.path.realpath(p)] for p in paths if os.path.realpath(p) in real}
+
+    def check(self, verdict: Checks, files: list[Path] | None = None) -> None:
+        bad: list[str] = []
+        frames = 0
+        for path in self.files if files is None else [Path(f) for f in files]:
+            try:
+                fed = self._feeders[path] if path in self._feeders else _segment_feeder(path)
+                n = _judge_streamed(path, *fed) if fed is not None else None
+                frames += n if n is not None else _frame_segments(path, bad)
+            except Exception as exc:
+                bad.append(f"{path.name}: frames unreadable ({type(exc).__name__})")
+        verdict.add(
+            "dicom: frame segments",
+            not bad,
+            "; ".join(bad[:5]) if bad else f"{frames} frames: no JPEG comment or application segment with content",
+        )
 
 
 def _frame_segments_streamed(path: Path) -> int | None:
@@ -325,28 +368,51 @@ def _frame_segments_streamed(path: Path) -> int | None:
     None when that cannot be shown this way (frames not one fragment each, out of order, a
     frame over ``SCRUB_MAX``, a frame that does not parse, or any frame found dirty): ``_frame_segments`` then judges the
     file frame by frame and names what it finds."""
+    fed = _segment_feeder(path)
+    return _judge_streamed(path, *fed) if fed is not None else None
+
+
+def _segment_feeder(path: Path):
+    """(feeder, frame count) for ``path``'s frames as one "page" of one-fragment tiles located by
+    this module's own item walk; None when the layout cannot be streamed."""
+    return _feeder_for(_located(path))
+
+
+def _located(path: Path) -> list[tuple[int, int]] | None:
+    """Each frame's single fragment, by this verifier's own walk of the instance's items (the header
+    parsed once: frame count and where Pixel Data starts); None when not one fragment per frame."""
+    with open(path, "rb") as fh, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(fh, stop_before_pixels=True)
+        return fragments_at(fh.fileno(), fh.tell(), ds)
+
+
+def _feeder_for(frags: list[tuple[int, int]] | None):
     import numpy as np
 
     from wsianon.verify import tileid
 
-    ds = read_dataset(path)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        frags = _fragments(fd, path, ds)
-    finally:
-        os.close(fd)
     if not frags:
         return None
     page = tileid.Page(0, 0, np.array([o for o, _ in frags], dtype=np.uint64), np.array([n for _, n in frags], dtype=np.uint64), True, None)
     f = tileid.Feeder([page], scrub=True)
     if not f.streamable:
         return None
-    tileid.feed_file(path, f)
+    return f, len(frags)
+
+
+def _judge_streamed(path: Path, f, n: int) -> int | None:
+    """``n`` when the feeder ``f`` (fed with all of ``path``, or fed here when it was not fed at
+    all) found every frame clean; None otherwise."""
+    from wsianon.verify import tileid
+
+    if f.fed == 0:
+        tileid.feed_file(path, f)
     f.finish(path)
     st = f.states[0]
     if st.changed or st.unchecked or st.short or st.malformed:
         return None
-    return len(frags)
+    return n
 
 
 def _frames_of(path: Path):

@@ -13,6 +13,8 @@ from pathlib import Path
 import pydicom
 from pydicom.dataset import Dataset
 
+from wsianon.io.dicomframes import walk_items
+
 # ---------------------------------------------------------------------------
 # frames
 
@@ -121,24 +123,18 @@ def _fragments(fd: int, path: Path, ds: Dataset) -> list[tuple[int, int]] | None
         warnings.simplefilter("ignore")
         pydicom.dcmread(fh, stop_before_pixels=True)
         off = fh.tell()
+    return fragments_at(fd, off, ds)
+
+
+def fragments_at(fd: int, off: int, ds: Dataset) -> list[tuple[int, int]] | None:
+    """``_fragments`` with the Pixel Data element's offset ``off`` known (the header parsed once)."""
     head = os.pread(fd, 12, off)
     if len(head) < 12 or struct.unpack_from("<HH", head) != (0x7FE0, 0x0010) or struct.unpack_from("<I", head, 8)[0] != 0xFFFFFFFF:
         return None
-    pos = off + 12
-    g, e, ln = struct.unpack("<HHI", os.pread(fd, 8, pos))  # basic offset table item
-    if (g, e) != (0xFFFE, 0xE000):
+    items = walk_items(fd, off + 12, os.fstat(fd).st_size)
+    if items.problem is not None or items.end is None:
         return None
-    pos += 8 + ln
-    out = []
-    size = os.fstat(fd).st_size
-    while pos + 8 <= size:
-        g, e, ln = struct.unpack("<HHI", os.pread(fd, 8, pos))
-        if (g, e) == (0xFFFE, 0xE0DD):
-            break
-        if (g, e) != (0xFFFE, 0xE000):
-            return None
-        out.append((pos + 8, ln))
-        pos += 8 + ln
+    out = items.values[1:]  # the first item is the Basic Offset Table
     n = int(ds.get("NumberOfFrames", 1) or 1)
     return out if len(out) == n else None
 
