@@ -87,3 +87,22 @@ def test_tiles_spans_answer_like_stream_spans(tmp_path, order, monkeypatch):
         # clean streams cost one read each once their header is known, and a short one
         assert reads.count(max(reads)) <= 4 and min(reads) < 200
         assert len(reads) < 2 * len(spans)
+
+
+@pytest.mark.parametrize("piece", [1, 2, 3, 7, 64, 1 << 20])
+def test_marker_positions_in_pieces_match_a_byte_by_byte_search(monkeypatch, piece):
+    """``marker_positions`` works through long buffers in pieces; every piece boundary (a 0xFF as
+    a piece's last byte, its follower in the next piece) gives what a byte-by-byte search gives."""
+    from wsianon.io import jpeg
+
+    rng = np.random.default_rng(piece)
+    data = bytearray(rng.integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    for k in range(0, len(data) - 1, 5):  # many 0xFF, followed by every kind of byte
+        data[k] = 0xFF
+    data[-1] = 0xFF  # a 0xFF as the very last byte has no follower: never a marker
+    naive = [p for p in range(len(data) - 1) if data[p] == 0xFF and data[p + 1] not in (0x00, 0xFF, *range(0xD0, 0xD8))]
+    monkeypatch.setattr(jpeg, "MARKER_PIECE", piece)
+    got = jpeg.marker_positions(bytes(data))
+    assert got.tolist() == naive and len(naive) > 100
+    assert jpeg.marker_positions(memoryview(bytes(data))[10:20]).tolist() == [p - 10 for p in naive if 10 <= p < 19]
+    assert jpeg.marker_positions(b"\xff").tolist() == [] and jpeg.marker_positions(b"\xff\xd9").tolist() == [0]

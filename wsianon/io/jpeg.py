@@ -190,6 +190,12 @@ def dirty_segments(data: bytes) -> list[Segment]:
     return out
 
 
+# marker_positions works through a long buffer in pieces of this many bytes: its temporaries
+# (a boolean per byte, the 0xFF positions) then stay in the CPU caches.  Measured on 8 MiB of
+# tiles: 2.5 GB/s whole, 3.3 GB/s in 1 MiB pieces, 2.9 GB/s in 256 KiB pieces.
+MARKER_PIECE = 1 << 20
+
+
 def marker_positions(buf):
     """Positions p in ``buf`` (but the last byte) where 0xFF is followed by a byte that starts a
     marker after entropy-coded data: not a stuffed zero, a restart marker or another 0xFF (the set
@@ -197,12 +203,27 @@ def marker_positions(buf):
     import numpy as np
 
     a = np.frombuffer(buf, dtype=np.uint8)
-    if len(a) < 2:
+    n = len(a)
+    if n < 2:
         return np.zeros(0, dtype=np.int64)
+    if n <= MARKER_PIECE + 1:
+        return _markers_in(a)
+    parts = []
+    for i in range(0, n - 1, MARKER_PIECE):
+        p = _markers_in(a[i : i + MARKER_PIECE + 1])  # one byte more: the pair at the piece's end
+        if len(p):
+            parts.append(p + i)
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def _markers_in(a):
+    """``marker_positions`` of a uint8 array of at least two bytes."""
+    import numpy as np
+
     pos = np.flatnonzero(a[:-1] == 0xFF)
     nxt = a[pos + 1]
     keep = (nxt != 0) & ((nxt < 0xD0) | (nxt > 0xD7)) & (nxt != 0xFF)
-    return pos[keep]
+    return pos[keep].astype(np.int64, copy=False)
 
 
 def clean_by_known_header(data: bytes, known: list[bytes]) -> bool:
