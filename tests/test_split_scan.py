@@ -51,7 +51,13 @@ def _blob() -> tuple[bytes, dict[str, int], tuple[np.ndarray, np.ndarray]]:
 
 
 @pytest.mark.parametrize("engine", [None, "re"])
-def test_split_stream_searches_base64_only_outside_the_skipped_ranges(tmp_path, engine):
+@pytest.mark.parametrize("many", [32, 0])
+def test_split_stream_searches_base64_only_outside_the_skipped_ranges(tmp_path, engine, many, monkeypatch):
+    """Views of the chunk and of zeros, or (many ranges in a chunk) zeroed copies of small windows."""
+    import wsianon.io.scan as scan_mod
+
+    monkeypatch.setattr(scan_mod, "_MANY", many)
+    monkeypatch.setattr(scan_mod, "_WINDOW", 1000 if many == 0 else scan_mod._WINDOW)
     blob, at, skip = _blob()
     cans = [Canary("patient", VALUE)]
     whole = Scanner(cans, engine=engine)

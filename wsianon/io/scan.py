@@ -382,6 +382,16 @@ class ScanStream:
 RAW_ENCODINGS = ("text", "utf-16")
 ENCODED = ("base64",)
 _ZEROS = bytes(CHUNK)
+_MANY = 32  # skipped ranges in one chunk fed as views; more are zeroed in copies of _WINDOW bytes
+_WINDOW = 1 << 20
+
+
+def _zeros(n: int):
+    """``n`` zero bytes as views of one zero buffer."""
+    z = memoryview(_ZEROS)
+    while n > 0:
+        yield z[: min(n, len(z))]
+        n -= len(z)
 
 
 class SplitScanner:
@@ -412,24 +422,46 @@ class SplitScanStream:
 
     def feed(self, chunk: bytes) -> None:
         self.plain.feed(chunk)
-        self.encoded.feed(self._masked(chunk))
+        for piece in self._masked(chunk):
+            self.encoded.feed(piece)
 
     def _masked(self, chunk: bytes):
-        """``chunk`` with the skipped ranges it overlaps read as zeros."""
+        """``chunk`` with the skipped ranges it overlaps read as zeros, in pieces: views of
+        ``chunk`` and of a zero buffer (no copy of the chunk, so no third buffer of its size in
+        memory); where many ranges fall in one chunk (tiles with gaps between them), copies of
+        at most ``_WINDOW`` bytes with the ranges zeroed."""
         a, b = self._pos, self._pos + len(chunk)
         self._pos = b
         i = int(self._e.searchsorted(a, side="right"))  # first range ending after a
         j = int(self._s.searchsorted(b, side="left"))  # ranges from i to j start before b
         if i >= j:
-            return chunk
-        if j - i == 1 and self._s[i] <= a and self._e[i] >= b and len(chunk) <= len(_ZEROS):
-            return memoryview(_ZEROS)[: len(chunk)]
-        out = bytearray(chunk)
-        view = memoryview(out)
+            yield chunk
+            return
+        mv = memoryview(chunk)
+        if j - i > _MANY:
+            yield from self._windows(mv, a, i, j)
+            return
+        cur = a
         for k in range(i, j):
-            lo, hi = max(int(self._s[k]), a) - a, min(int(self._e[k]), b) - a
-            view[lo:hi] = bytes(hi - lo)
-        return out
+            lo, hi = max(int(self._s[k]), a), min(int(self._e[k]), b)
+            if lo > cur:
+                yield mv[cur - a : lo - a]
+            yield from _zeros(hi - lo)
+            cur = max(cur, hi)
+        if cur < b:
+            yield mv[cur - a :]
+
+    def _windows(self, mv: memoryview, a: int, i: int, j: int):
+        for w in range(0, len(mv), _WINDOW):
+            wa, wb = a + w, a + min(w + _WINDOW, len(mv))
+            out = bytearray(mv[w : wb - a])
+            view = memoryview(out)
+            k0 = i + int(self._e[i:j].searchsorted(wa, side="right"))
+            k1 = i + int(self._s[i:j].searchsorted(wb, side="left"))
+            for k in range(k0, k1):
+                lo, hi = max(int(self._s[k]), wa) - wa, min(int(self._e[k]), wb) - wa
+                view[lo:hi] = bytes(hi - lo)
+            yield out
 
     def close(self) -> list[Finding]:
         found = self.plain.close() + self.encoded.close()
