@@ -99,6 +99,22 @@ def _split(r: dict, n_slides: int) -> str:
     )
 
 
+def _inputs(work: Path, n_slides: int, slide_mb: float, label: str) -> tuple[Path, Path, int]:
+    """A folder of ``n_slides`` generated slides (same pixels, distinct names: the names are
+    identifiers to remove), read into the page cache; the project key; the folder's bytes."""
+    inputs = work / "in"
+    inputs.mkdir()
+    t0 = time.perf_counter()
+    first = make_svs(inputs / "BENCH-CASE-0001.svs", slide_mb / 1024)
+    for i in range(2, n_slides + 1):
+        shutil.copyfile(first, inputs / f"BENCH-CASE-{i:04d}.svs")
+    total = sum(p.stat().st_size for p in inputs.iterdir())
+    print(f"{label}: generated {n_slides} slides, {total / 1e9:.2f} GB in {time.perf_counter() - t0:.1f} s (load {load():.1f})", flush=True)
+    for p in inputs.iterdir():
+        warm(p)
+    return inputs, project_key(work), total
+
+
 def _slide_stages(out: Path) -> dict:
     """Medians of the per-slide stage timings the report records (convert, verify, total)."""
     slides = json.loads((out / "wsianon-report.json").read_text())["slides"]
@@ -109,17 +125,7 @@ def _slide_stages(out: Path) -> dict:
 def bench_overlap(n_slides: int, slide_mb: float, n_pairs: int, work: Path, target: str = "dicom") -> dict:
     """``--workers 1``: the serial runner with the DICOM verification overlapping the next
     slide's conversion (WSIANON_OVERLAP=on) against one slide at a time (off)."""
-    inputs = work / "in"
-    inputs.mkdir()
-    t0 = time.perf_counter()
-    first = make_svs(inputs / "BENCH-CASE-0001.svs", slide_mb / 1024)
-    for i in range(2, n_slides + 1):
-        shutil.copyfile(first, inputs / f"BENCH-CASE-{i:04d}.svs")
-    total = sum(p.stat().st_size for p in inputs.iterdir())
-    print(f"overlap: generated {n_slides} slides, {total / 1e9:.2f} GB in {time.perf_counter() - t0:.1f} s (load {load():.1f})", flush=True)
-    for p in inputs.iterdir():
-        warm(p)
-    key = project_key(work)
+    inputs, key, total = _inputs(work, n_slides, slide_mb, "overlap")
     runs: dict[str, list[dict]] = {"a": [], "b": []}
     stages: dict[str, list[dict]] = {"a": [], "b": []}
 
@@ -155,17 +161,7 @@ def bench_overlap(n_slides: int, slide_mb: float, n_pairs: int, work: Path, targ
 
 
 def bench(n_slides: int, slide_mb: float, n_pairs: int, work: Path, target: str = "native") -> dict:
-    inputs = work / "in"
-    inputs.mkdir()
-    t0 = time.perf_counter()
-    first = make_svs(inputs / "BENCH-CASE-0001.svs", slide_mb / 1024)
-    for i in range(2, n_slides + 1):  # same pixels, distinct names (the names are identifiers to remove)
-        shutil.copyfile(first, inputs / f"BENCH-CASE-{i:04d}.svs")
-    total = sum(p.stat().st_size for p in inputs.iterdir())
-    print(f"batch: generated {n_slides} slides, {total / 1e9:.2f} GB in {time.perf_counter() - t0:.1f} s (load {load():.1f})", flush=True)
-    for p in inputs.iterdir():
-        warm(p)
-    key = project_key(work)
+    inputs, key, total = _inputs(work, n_slides, slide_mb, "batch")
     runs: dict[str, list[dict]] = {"a": [], "b": []}
 
     def measured(k: str, workers: int) -> dict:

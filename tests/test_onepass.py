@@ -275,19 +275,9 @@ def test_stream_spans_header_shortcut_gives_the_full_answer(tmp_path):
     """``stream_spans(known=...)`` (the plan's and the DICOM frame scrub's shortcut for repeated
     clean headers) answers exactly as the full parse, for clean streams and for the dirty ones
     that share the clean header: a COM after the scan, bytes after EOI, short and long streams."""
-    import io
-
-    import numpy as np
-    from PIL import Image
-
     from wsianon.io.jpeg import stream_spans
 
-    def jpeg(seed: int, size: int) -> bytes:
-        rng = np.random.default_rng(seed)
-        img = Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8))
-        b = io.BytesIO()
-        img.save(b, "JPEG", quality=80)
-        return b.getvalue()
+    from .fixtures.plant_jpeg import noise_jpeg as jpeg
 
     small, big = jpeg(1, 16), jpeg(2, 96)
     assert len(small) < 4096 < len(big)

@@ -5,22 +5,14 @@ reading each contiguous stream's head together with the previous stream's last t
 
 from __future__ import annotations
 
-import io
 import os
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from wsianon.io.jpeg import _tiles_spans, stream_spans
 
-
-def _jpeg(seed: int, size: int) -> bytes:
-    rng = np.random.default_rng(seed)
-    img = Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8))
-    b = io.BytesIO()
-    img.save(b, "JPEG", quality=80)
-    return b.getvalue()
+from .fixtures.plant_jpeg import noise_jpeg
 
 
 COM = b"\xff\xfe\x00\x0cCOM-CANARY"
@@ -28,7 +20,7 @@ COM = b"\xff\xfe\x00\x0cCOM-CANARY"
 
 def _streams() -> list[tuple[bytes, int]]:
     """(stream, gap before it)."""
-    small, big = _jpeg(1, 16), _jpeg(2, 96)
+    small, big = noise_jpeg(1, 16), noise_jpeg(2, 96)
     mid_com = lambda j: j[:-2] + COM + b"\xff\xd9"  # noqa: E731 - a COM after the scan
     head_com = lambda j: j[:2] + COM + j[2:]  # noqa: E731 - a COM in the header
     return [
