@@ -39,3 +39,7 @@ def test_instance_uids_and_numbers_follow_output_order(cli, tmp_path):
     assert len({str(ds.SOPInstanceUID) for ds in first.values()}) == len(first)
     for name, ds in runs[1].items():  # the second run: the same UIDs on the same instances
         assert (str(ds.SOPInstanceUID), int(ds.InstanceNumber)) == (str(first[name].SOPInstanceUID), int(first[name].InstanceNumber))
+    # and the same files, byte for byte
+    one, two = (sorted((tmp_path / f"out{i}").rglob("*.dcm")) for i in range(2))
+    assert [p.name for p in one] == [p.name for p in two]
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(one, two))
