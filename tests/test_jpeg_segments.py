@@ -174,7 +174,7 @@ def test_verifier_catches_a_jpeg_segment_the_redactor_left(cli, tmp_path, monkey
     src.mkdir()
     write_svs(src / "a.svs")
     plant_tiff_jpeg(src / "a.svs", TOKEN)
-    monkeypatch.setattr(anon, "scrub_jpeg_segments", lambda plan: 0)
+    monkeypatch.setattr(anon, "scrub_jpeg_segments", lambda plan, **kw: 0)
     out = tmp_path / "out"
     res = _run(cli, src, out)
     assert res["code"] == 1

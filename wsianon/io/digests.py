@@ -129,7 +129,7 @@ class StreamDigest:
 
         self._sha = hashlib.sha256()
         self._xxh = xxhash.xxh3_128()
-        self._patches = patches
+        self._patches = list(patches)  # a copy: ``add`` inserts, the copy loop iterates the caller's
         self._i = 0
         self._tail = tail
         self._pool: ThreadPoolExecutor | None = None
@@ -152,9 +152,19 @@ class StreamDigest:
         while j < len(ps) and ps[j].offset < end:
             p = ps[j]
             a, b = max(p.offset, offset), min(p.end, end)
-            out[a - offset : b - offset] = p.bytes_for(a, b)
+            if a < b:  # a patch added later may lie inside an earlier, longer one (and end before offset)
+                out[a - offset : b - offset] = p.bytes_for(a, b)
             j += 1
         return out
+
+    def add(self, patches: list) -> None:
+        """More zero fills (the copy's deferred JPEG scrub), none before what was fed already."""
+        import bisect
+
+        for p in patches:
+            if p.offset < self._pos:
+                raise ValueError(f"stream digest: a patch at {p.offset} after {self._pos} was fed")
+            bisect.insort(self._patches, p, lo=self._i, key=lambda q: (q.offset, q.length))
 
     def feed(self, offset: int, buf) -> None:
         """The source's bytes [offset, offset + len(buf)), in order from 0."""

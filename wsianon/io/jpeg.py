@@ -354,12 +354,26 @@ def stream_spans(fd: int, offset: int, length: int, known: list[bytes] | None = 
 
 def tiff_jpeg_spans(path) -> list[ScrubSpan]:
     """Non-essential JPEG payloads in every JPEG tile/strip and JPEGTables of every IFD of a TIFF-family file."""
+    from wsianon.io.spans import iter_pairs
+
+    out, streams = tiff_jpeg_streams(path)
+    with open(path, "rb") as fh:
+        for offs, cnts in streams:
+            out.extend(_tiles_spans(fh.fileno(), iter_pairs(offs, cnts), []))
+    return out
+
+
+def tiff_jpeg_streams(path):
+    """The non-essential payloads of every JPEG IFD's JPEGTables (a few small streams: judged
+    now), and each such IFD's tiles/strips as (offsets, counts) int64 arrays in file order (ties:
+    shorter first, as sorted() of the pairs) — judged by ``_tiles_spans`` or, while the file is
+    copied, by ``StreamScrub``."""
     import numpy as np
 
-    from wsianon.io.spans import iter_pairs
     from wsianon.io.tiff import COMPRESSION, TiffStructure
 
-    out: list[ScrubSpan] = []
+    tables_out: list[ScrubSpan] = []
+    streams = []
     with TiffStructure(path) as ts:
         fd = ts.fh.fileno()
         for ifd in ts.ifds:
@@ -368,14 +382,100 @@ def tiff_jpeg_spans(path) -> list[ScrubSpan]:
                 continue
             tables = ifd.get(JPEG_TABLES)
             if tables is not None and tables.size >= 4:
-                out.extend(stream_spans(fd, tables.value_offset, tables.size))
-            known: list[bytes] = []  # clean tile headers of this IFD (see stream_spans)
+                tables_out.extend(stream_spans(fd, tables.value_offset, tables.size))
             offs, cnts = ts.data_span_arrays(ifd)  # numpy: 16 bytes a tile, not a list of tuples
             used = cnts > 0
             offs, cnts = offs[used], cnts[used]
-            order = np.lexsort((cnts, offs))  # file order (ties: shorter first), as sorted() of the pairs
-            out.extend(_tiles_spans(fd, iter_pairs(offs[order], cnts[order]), known))
-    return out
+            order = np.lexsort((cnts, offs))
+            streams.append((offs[order].astype(np.int64), cnts[order].astype(np.int64)))
+    return tables_out, streams
+
+
+class StreamScrub:
+    """``_tiles_spans`` of every IFD's streams, judged while the file is read in order by someone
+    else (the copy's tap: ``feed`` with each buffer), from the heads and tails in those buffers (a
+    ``pread`` where a stream crosses a buffer's end).  Each IFD keeps its own clean headers, as
+    ``tiff_jpeg_spans`` does; the answers are the same."""
+
+    def __init__(self, streams) -> None:
+        import numpy as np
+
+        offs = [o for o, _ in streams]
+        cnts = [c for _, c in streams]
+        grp = [np.full(len(o), i, dtype=np.int32) for i, o in enumerate(offs)]
+        off = np.concatenate(offs) if offs else np.zeros(0, np.int64)
+        cnt = np.concatenate(cnts) if cnts else np.zeros(0, np.int64)
+        g = np.concatenate(grp) if grp else np.zeros(0, np.int32)
+        order = np.argsort(off, kind="stable")  # each IFD's own order kept (stable)
+        self._off, self._cnt, self._grp = off[order], cnt[order], g[order]
+        self._known: list[list[bytes]] = [[] for _ in streams]
+        self._head = [_HEAD] * len(streams)  # bytes to read of a head, per IFD (see _tiles_spans)
+        self._k = 0
+
+    @property
+    def done(self) -> bool:
+        return self._k >= len(self._off)
+
+    def feed(self, fd: int, pos: int, buf) -> list[ScrubSpan]:
+        """The spans of every stream not judged yet that starts before ``pos + len(buf)``
+        (``buf``: the file's bytes from ``pos``)."""
+        import os
+
+        end = pos + len(buf)
+        kk = int(self._off.searchsorted(end, side="left"))
+        out: list[ScrubSpan] = []
+        mv = memoryview(buf)
+        k0 = self._k
+        todo = self._todo(pos, buf, k0, kk) if kk > k0 else None
+        for k in range(k0, kk) if todo is None else (k0 + i for i in todo.nonzero()[0].tolist()):
+            off, cnt, g = int(self._off[k]), int(self._cnt[k]), int(self._grp[k])
+            known = self._known[g]
+            hl = self._head[g]
+            want = cnt if cnt <= _HEAD or cnt < hl else hl
+            head = bytes(mv[off - pos : off - pos + want]) if off >= pos and off + want <= end else os.pread(fd, want, off)
+            tail = bytes(mv[off + cnt - 2 - pos : off + cnt - pos]) if off + cnt - 2 >= pos and off + cnt <= end and cnt >= 4 else None
+            n = len(known)
+            found = stream_spans(fd, off, cnt, known, head=head, tail=tail)
+            if found:
+                out.extend(found)
+            if len(known) != n:
+                self._head[g] = max(map(len, known)) + 16
+        self._k = max(self._k, kk)
+        return out
+
+    def _todo(self, pos: int, buf, k0: int, kk: int):
+        """Of the streams [k0, kk), those ``stream_spans`` must still judge (a boolean array,
+        True: judge it): the answer is [] without a call for a stream wholly in ``buf``, longer
+        than its head read, that starts with its IFD's first clean header and ends with EOI —
+        ``stream_spans``' own first test, done for the whole buffer at once (numpy)."""
+        import numpy as np
+
+        off, cnt, grp = self._off[k0:kk], self._cnt[k0:kk], self._grp[k0:kk]
+        todo = np.ones(kk - k0, dtype=bool)
+        inside = (off >= pos) & (off + cnt <= pos + len(buf))
+        if not inside.any():
+            return todo
+        arr = np.frombuffer(buf, dtype=np.uint8)
+        for g in np.unique(grp[inside]).tolist():
+            known = self._known[g]
+            if not known:
+                continue
+            hdr = known[0]
+            sel = np.flatnonzero(inside & (grp == g) & (cnt > max(_HEAD, self._head[g])))
+            if not len(sel):
+                continue
+            s = off[sel] - pos
+            e = s + cnt[sel]
+            ok = (arr[e - 2] == 0xFF) & (arr[e - 1] == 0xD9)
+            sel, s = sel[ok], s[ok]
+            if len(sel):
+                same = (arr[s[:, None] + np.arange(len(hdr))] == np.frombuffer(hdr, dtype=np.uint8)).all(axis=1)
+                todo[sel[same]] = False
+        return todo
+
+    def rest(self, fd: int) -> list[ScrubSpan]:
+        """The spans of the streams no buffer reached (the file ended early: read them here)."""
+        return self.feed(fd, 1 << 62, b"")
 
 
 def _tiles_spans(fd: int, pairs, known: list[bytes]) -> list[ScrubSpan]:

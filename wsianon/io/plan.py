@@ -19,7 +19,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from wsianon.errors import CorruptInput, OutputError
 from wsianon.io import cache, digests
@@ -92,6 +92,8 @@ class FilePlan:
     content: bytes | None = None
     # (offset, length) of JPEG streams in ``source`` whose COM/APPn payloads are zeroed (non-TIFF sources)
     jpeg_spans: list[tuple[int, int]] = field(default_factory=list)
+    # the tile/strip JPEG scrub left to the copy (``wsianon.io.jpeg_plan.DeferredScrub``), or None
+    deferred_scrub: Any = None
 
     def sorted_patches(self) -> list[Patch]:
         ps = sorted(self.patches, key=lambda p: (p.offset, p.length))
@@ -120,6 +122,7 @@ class Plan:
     removals: list[Removal] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     closed_world: dict = field(default_factory=dict)  # bytes zeroed as unreferenced, tags dropped (names only)
+    jpeg_counts: dict = field(default_factory=dict)  # a deferred JPEG scrub's JPEGTables counts (jpeg_plan)
 
     def remove(self, kind: str, name: str, action: str, where: str = "") -> None:
         r = Removal(kind, name, action, where)
@@ -234,9 +237,10 @@ def apply_copy(fp: FilePlan, dest: Path, progress: Callable[[int], None] | None 
                 pos = 0
                 patches = effective_patches(fp, size)
                 stream = digests.StreamDigest(patches, fp.append)
+                late = _late_scrub(fp)
                 stop = threading.Event()
                 tap_pool = ThreadPoolExecutor(max_workers=1)
-                tapping = tap_pool.submit(_tap_file, fp.source, size, tap, stream, stop)
+                tapping = tap_pool.submit(_tap_file, fp.source, size, tap, stream, stop, late)
                 tap_pool.shutdown(wait=False)
                 for p in patches:
                     if p.offset > pos:
@@ -264,14 +268,21 @@ def apply_copy(fp: FilePlan, dest: Path, progress: Callable[[int], None] | None 
             os.fsync(dst_fd)
         except OSError as exc:
             raise OutputError(dest, f"cannot write: {os_reason(exc)}") from None
-        cache.mark_synced(dst_fd)  # clean pages: Staging.commit may drop them once verified
         if tapping is not None:  # the tap's reads and hashing overlapped the copy and the fsync
-            tapping.result()
+            zeroed = tapping.result()
+            if zeroed:  # the deferred JPEG scrub's payloads: zeroed over what the copy wrote
+                try:
+                    for p in zeroed:
+                        os.pwrite(dst_fd, bytes(p.length), p.offset)
+                    os.fsync(dst_fd)
+                except OSError as exc:
+                    raise OutputError(dest, f"cannot write: {os_reason(exc)}") from None
             done = stream.finish(size) if stream is not None else None
             if done is not None:
                 digests.expect(dst_fd, *done)
         else:
             digests.expect_bytes(dst_fd, (fp.content or b"") + fp.append)
+        cache.mark_synced(dst_fd)  # clean pages: Staging.commit may drop them once verified
     finally:
         if tapping is not None and not tapping.done():  # an error above: stop the tap at its next chunk
             stop.set()
@@ -302,23 +313,47 @@ def effective_patches(fp: FilePlan, size: int) -> list[Patch]:
     return out
 
 
-def _tap_file(path: Path, size: int, tap: Tap | None, stream: digests.StreamDigest, stop) -> None:
+def _late_scrub(fp: FilePlan):
+    """The deferred JPEG scrub of ``fp`` (``jpeg_plan.DeferredScrub``) as a ``StreamScrub``, or None."""
+    if fp.deferred_scrub is None:
+        return None
+    from wsianon.io.jpeg import StreamScrub
+
+    return fp.deferred_scrub, StreamScrub(fp.deferred_scrub.streams)
+
+
+def _tap_file(path: Path, size: int, tap: Tap | None, stream: digests.StreamDigest, stop, late=None) -> list[Patch]:
     """Read ``path``'s first ``size`` bytes in order and hand them to ``stream`` (the digests of
     the file being written) and ``tap`` (its own descriptor: the copy's is moved by
-    SEEK_DATA/SEEK_HOLE)."""
+    SEEK_DATA/SEEK_HOLE).  ``late``: (DeferredScrub, StreamScrub): the JPEG payloads to zero in
+    each buffer are found before the buffer is hashed, so the digests are of the zeroed bytes;
+    returns those zero fills, which the caller lays over what the copy wrote."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    zeroed: list[Patch] = []
     try:
         pos = 0
         while pos < size and not stop.is_set():
             buf = os.pread(fd, min(CHUNK, size - pos), pos)
             if not buf:
                 break
+            if late is not None:
+                _late_patches(late, late[1].feed(fd, pos, buf), stream, zeroed)
             stream.feed(pos, buf)
             if tap is not None:
                 tap(pos, buf)
             pos += len(buf)
+        if late is not None and not stop.is_set():
+            _late_patches(late, late[1].rest(fd), stream, zeroed)  # streams past what was read
     finally:
         os.close(fd)
+    return zeroed
+
+
+def _late_patches(late, spans, stream: digests.StreamDigest, zeroed: list[Patch]) -> None:
+    new = late[0].patches(spans)
+    if new:
+        stream.add(new)
+        zeroed.extend(new)
 
 
 def journal_path(target: Path) -> Path:

@@ -23,7 +23,7 @@ from wsianon.converters.base import Inventory, SlideContext
 from wsianon.errors import OutputError, WsianonError
 from wsianon.io import digests
 from wsianon.io.atomic import Staging, write_atomic
-from wsianon.io.jpeg_plan import scrub_jpeg_segments
+from wsianon.io.jpeg_plan import deferred_removals, scrub_jpeg_segments
 from wsianon.io.plan import Plan, Removal, apply_copy, apply_in_place, journal_path, rollback_journal
 from wsianon.io.safetext import os_reason
 from wsianon.pipeline.detect import SlideSource
@@ -53,13 +53,16 @@ def preflight_source(inv: Inventory) -> None:
     preflight(inv.path)
 
 
-def make_plan(src: SlideSource, inv: Inventory, ctx: SlideContext) -> Plan:
+def make_plan(src: SlideSource, inv: Inventory, ctx: SlideContext, copy: bool = False) -> Plan:
+    """The converter's plan, closed (closed world) and with the JPEG segment scrub.  ``copy``: the
+    copy route, which judges TIFF tiles and strips from the buffers it reads (``apply_copy``;
+    ``deferred_removals`` reports them after it ran)."""
     from wsianon.converters.closed_world import close_plan
 
     assert src.converter is not None  # native sources are detected by their converter
     plan = src.converter.plan(inv, ctx)
     close_plan(plan, inv.format)  # closed world: only allowed tags, unreferenced bytes zeroed
-    scrub_jpeg_segments(plan)  # JPEG tiles/strips/tables keep only the segments a decoder needs
+    scrub_jpeg_segments(plan, defer=copy)  # JPEG tiles/strips/tables keep only the segments a decoder needs
     return plan
 
 
@@ -87,7 +90,7 @@ def process_native_copy(src: SlideSource, inv: Inventory, ctx: SlideContext, des
     assert conv is not None  # native sources are detected by their converter
     t0 = time.perf_counter()
     preflight_source(inv)
-    plan = make_plan(src, inv, ctx)
+    plan = make_plan(src, inv, ctx, copy=True)
     outcome.timings["plan"] = time.perf_counter() - t0
     outcome.removals = plan.removals
     outcome.closed_world = plan.closed_world
@@ -106,6 +109,7 @@ def process_native_copy(src: SlideSource, inv: Inventory, ctx: SlideContext, des
                 tap, tapped = snap.feeder.feed, True
             outcome.bytes_written += apply_copy(fp, staging.path(fp.dest), progress, tap=tap)
         snap.finish_stream(inv.path)
+        deferred_removals(plan)  # the JPEG payloads the copy zeroed (outcome.removals is plan.removals)
         outcome.timings["apply"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         files = staging.files()
