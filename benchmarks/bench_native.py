@@ -2,7 +2,10 @@
 followed by an fsync of the copy (``sync FILE``), whole processes, alternating pairs, medians;
 then in-place (the patch itself, milliseconds, and the whole verified ``run --in-place``).
 
-    python benchmarks/bench_native.py [--size-gb 2] [--pairs 4] [--workdir DIR] [--json FILE]
+    python benchmarks/bench_native.py [--size-gb 2] [--pairs 4] [--cold-pairs N] [--workdir DIR] [--json FILE]
+
+``--cold-pairs``: the same comparison with the source's pages dropped before every run of
+either side (a slide read from storage the first time, as in an archive migration).
 
 Not a test: nothing here is asserted.  The slide is generated (see ``_common.make_svs``).
 """
@@ -88,6 +91,25 @@ def hints_ab(src: Path, work: Path, n_pairs: int) -> dict:
     }
 
 
+def cold_ab(src: Path, work: Path, n_pairs: int) -> dict:
+    """``cp``+fsync against ``wsianon run``, the source evicted from the page cache before each."""
+    key, out = project_key(work), work / "out-cold"
+
+    def cold(fn):
+        drop_source_cache(src)
+        return fn()
+
+    res = pairs(
+        lambda: cold(lambda: cp_fsync(src, work / "cp.svs")), lambda: cold(lambda: wsianon_run(src, out, key)), n_pairs, "cp+fsync (cold)", "wsianon (cold)"
+    )
+    shutil.rmtree(out, ignore_errors=True)
+    print(f"cp + fsync, cold src  {fmt(res['a'])}")
+    print(f"wsianon, cold src     {fmt(res['b'])}")
+    print(f"  ratio, source not cached (median of {n_pairs} pairs) {res['ratio']:.2f}  (load {res['load']:.1f})")
+    warm(src)
+    return {"cp_fsync": res["a"], "run_verify": res["b"], "ratio": res["ratio"], "walls_cp": res["walls_a"], "walls_run": res["walls_b"], "load": res["load"]}
+
+
 def in_place(src: Path, work: Path, repeat: int) -> dict:
     """The in-place patch (plan once, then ``apply_in_place`` on fresh copies, in this process),
     and one whole ``wsianon run --in-place`` (which verifies, so it reads the file)."""
@@ -121,7 +143,7 @@ def in_place(src: Path, work: Path, repeat: int) -> dict:
     return {"patch_ms": statistics.median(times) * 1000, "bytes_written": written, "run": whole}
 
 
-def bench(size_gb: float, n_pairs: int, work: Path, hint_pairs: int = 0) -> dict:
+def bench(size_gb: float, n_pairs: int, work: Path, hint_pairs: int = 0, cold_pairs: int = 0) -> dict:
     src = work / "BENCH-CASE-0001.svs"
     t0 = time.perf_counter()
     make_svs(src, size_gb)
@@ -158,6 +180,8 @@ def bench(size_gb: float, n_pairs: int, work: Path, hint_pairs: int = 0) -> dict
     print(f"  page cache after a run: source {cache['source_mib']} MiB, output {cache['output_mib']} MiB resident")
     print(f"in-place patch        {ip['patch_ms']:7.1f} ms ({ip['bytes_written']} bytes written; median of 3)")
     print(f"in-place run+verify   {ip['run']['wall']:7.2f} s  (whole process; peak RSS {ip['run']['rss_mib']:.0f} MiB)")
+    if cold_pairs:
+        r["cold"] = cold_ab(src, work, cold_pairs)
     if hint_pairs:
         r["cache_hints"] = hints_ab(src, work, hint_pairs)
     return r
@@ -169,11 +193,12 @@ def main(argv=None) -> dict:
     ap.add_argument("--pairs", type=int, default=4)
     ap.add_argument("--workdir", type=Path, default=None, help="parent folder for the scratch files (same file system as the outputs)")
     ap.add_argument("--hint-pairs", type=int, default=0, help="also compare the page-cache hints off/on (cold source)")
+    ap.add_argument("--cold-pairs", type=int, default=0, help="also compare with the source not in the page cache")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="wsianon-bench-", dir=args.workdir))
     try:
-        r = bench(args.size_gb, args.pairs, work, args.hint_pairs)
+        r = bench(args.size_gb, args.pairs, work, args.hint_pairs, args.cold_pairs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.json:

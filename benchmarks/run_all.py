@@ -33,6 +33,7 @@ FULL = {
     "native_gb": float(os.environ.get("BENCH_GB", "2")),
     "native_pairs": 4,
     "hint_pairs": 3,
+    "cold_pairs": 3,
     "dicom_gb": 1.0,
     "dicom_pairs": 4,
     "memory_gb": [1.0, 4.0],
@@ -44,6 +45,7 @@ QUICK = {
     "native_gb": 0.1,
     "native_pairs": 2,
     "hint_pairs": 1,
+    "cold_pairs": 1,
     "dicom_gb": 0.05,
     "dicom_pairs": 1,
     "memory_gb": [0.05, 0.2],
@@ -76,7 +78,7 @@ def main(argv=None) -> int:
             print("== native: run+verify vs cp+fsync, in-place", flush=True)
             d = work / "native"
             d.mkdir()
-            results["native"] = bench_native.bench(cfg["native_gb"], cfg["native_pairs"], d, cfg["hint_pairs"])
+            results["native"] = bench_native.bench(cfg["native_gb"], cfg["native_pairs"], d, cfg["hint_pairs"], cfg["cold_pairs"])
         if "dicom" in only:
             print("== dicom: wsianon --target dicom vs bare wsidicomizer", flush=True)
             d = work / "dicom"
