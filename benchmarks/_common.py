@@ -35,7 +35,10 @@ def load() -> float:
 # the high-water RSS of the process that forked it (the kernel records the old address space's
 # peak at exec), so launching straight from this (numpy-sized) process would inflate every figure.
 # The launcher is ``python -S`` (about 7 MiB, reported as ``rss_floor_mib``); its fork+exec child
-# is the measured command, reaped with wait4 (that process and the children it waited for).
+# is the measured command, reaped with wait4 (that process and the children it waited for).  Before
+# reaping it, the launcher waits without reaping (waitid WNOWAIT) and reads /proc/PID/stat, which
+# still gives that process's own CPU (utime, stime) apart from its reaped children's (cutime,
+# cstime: a batch's workers and decode probes); -1 where there is no /proc.
 _LAUNCHER = (
     "import os,sys,time\n"
     "t0=time.perf_counter()\n"
@@ -43,16 +46,24 @@ _LAUNCHER = (
     "if pid==0:\n"
     "    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)\n"
     "    os.execvp(sys.argv[2], sys.argv[2:])\n"
-    "_,st,ru=os.wait4(pid,0)\n"
+    "os.waitid(os.P_PID,pid,os.WEXITED|os.WNOWAIT)\n"
     "dt=time.perf_counter()-t0\n"
-    "os.write(int(sys.argv[1]), ('%r %r %r %r %r' % (os.waitstatus_to_exitcode(st), ru.ru_utime, ru.ru_stime, ru.ru_maxrss, dt)).encode())\n"
+    "try:\n"
+    "    f=open('/proc/%d/stat'%pid).read().rsplit(')',1)[1].split()\n"
+    "    tck=os.sysconf('SC_CLK_TCK')\n"
+    "    own=(int(f[11])+int(f[12]))/tck; kids=(int(f[13])+int(f[14]))/tck\n"
+    "except (OSError, IndexError, ValueError):\n"
+    "    own=kids=-1.0\n"
+    "_,st,ru=os.wait4(pid,0)\n"
+    "os.write(int(sys.argv[1]), ('%r %r %r %r %r %r %r' % (os.waitstatus_to_exitcode(st), ru.ru_utime, ru.ru_stime, ru.ru_maxrss, dt, own, kids)).encode())\n"
 )
 
 
 def child(cmd: list[str], env: dict | None = None, cwd: Path | None = None) -> dict:
     """Run ``cmd`` to completion; wall time, CPU (user, sys) and peak RSS of that process
     (``ru_maxrss`` from ``wait4``: the largest of it and the children it reaped, e.g. the
-    workers of ``--workers 2``)."""
+    workers of ``--workers 2``), and of that CPU ``coordinator`` (the process's own) and
+    ``children`` (the children it reaped)."""
     r, w = os.pipe()
     t0 = time.perf_counter()
     p = subprocess.Popen(
@@ -66,11 +77,12 @@ def child(cmd: list[str], env: dict | None = None, cwd: Path | None = None) -> d
     os.close(r)
     if p.stdout:
         p.stdout.close()
-    if len(info) != 5:
-        return {"wall": wall, "user": 0.0, "sys": 0.0, "rss_mib": 0.0, "rc": p.returncode or 1, "out": out.decode("utf-8", "replace")[-2000:]}
+    text = out.decode("utf-8", "replace")[-2000:]
+    if len(info) != 7:
+        return {"wall": wall, "user": 0.0, "sys": 0.0, "rss_mib": 0.0, "coordinator": 0.0, "children": 0.0, "rc": p.returncode or 1, "out": text}
     rc, user, sys_, maxrss = int(info[0]), float(info[1]), float(info[2]), int(info[3])
-    wall = float(info[4])  # fork to reap, measured by the launcher (its own start-up excluded)
-    return {"wall": wall, "user": user, "sys": sys_, "rss_mib": maxrss / 1024, "rc": rc, "out": out.decode("utf-8", "replace")[-2000:]}
+    wall = float(info[4])  # fork to exit, measured by the launcher (its own start-up excluded)
+    return {"wall": wall, "user": user, "sys": sys_, "rss_mib": maxrss / 1024, "coordinator": float(info[5]), "children": float(info[6]), "rc": rc, "out": text}
 
 
 def rss_floor_mib() -> float:

@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,55 +32,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import child as _common_child  # noqa: E402
 from _common import fmt, load, make_svs, pairs, warm, wsianon_cmd, project_key, fresh_out  # noqa: E402
-
-# Like _common.child's launcher, but the measured process is waited for without being reaped
-# (waitid WNOWAIT) so that /proc/PID/stat still gives its own CPU (utime, stime) apart from that
-# of the children it reaped (cutime, cstime: the workers and the decode probes).
-_LAUNCHER = (
-    "import os,sys,time\n"
-    "t0=time.perf_counter()\n"
-    "pid=os.fork()\n"
-    "if pid==0:\n"
-    "    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)\n"
-    "    os.execvp(sys.argv[2], sys.argv[2:])\n"
-    "os.waitid(os.P_PID,pid,os.WEXITED|os.WNOWAIT)\n"
-    "dt=time.perf_counter()-t0\n"
-    "f=open('/proc/%d/stat'%pid).read().rsplit(')',1)[1].split()\n"
-    "tck=os.sysconf('SC_CLK_TCK')\n"
-    "own=(int(f[11])+int(f[12]))/tck; kids=(int(f[13])+int(f[14]))/tck\n"
-    "_,st,ru=os.wait4(pid,0)\n"
-    "os.write(int(sys.argv[1]), ('%r %r %r %r %r %r %r' % (os.waitstatus_to_exitcode(st), ru.ru_utime, ru.ru_stime, ru.ru_maxrss, dt, own, kids)).encode())\n"
-)
 
 
 def child(cmd: list[str], env: dict | None = None) -> dict:
-    """Run ``cmd``: wall, user, sys and peak RSS as ``_common.child`` (that process and its reaped
-    children), plus ``coordinator`` (its own CPU) and ``children`` (its children's CPU)."""
-    r, w = os.pipe()
-    p = subprocess.Popen([sys.executable, "-S", "-c", _LAUNCHER, str(w), *cmd], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, pass_fds=(w,))
-    os.close(w)
-    out = p.stdout.read() if p.stdout else b""
-    p.wait()
-    info = os.read(r, 4096).decode().split()
-    os.close(r)
-    if p.stdout:
-        p.stdout.close()
-    text = out.decode("utf-8", "replace")[-2000:]
-    if len(info) != 7:
-        return {"wall": 0.0, "user": 0.0, "sys": 0.0, "rss_mib": 0.0, "coordinator": 0.0, "children": 0.0, "cores": 0.0, "rc": p.returncode or 1, "out": text}
-    rc, user, sys_, maxrss, wall, own, kids = int(info[0]), float(info[1]), float(info[2]), int(info[3]), float(info[4]), float(info[5]), float(info[6])
-    return {
-        "wall": wall,
-        "user": user,
-        "sys": sys_,
-        "rss_mib": maxrss / 1024,
-        "coordinator": own,
-        "children": kids,
-        "cores": (user + sys_) / wall if wall else 0.0,
-        "rc": rc,
-        "out": text,
-    }
+    """``_common.child`` (wall, CPU, peak RSS; the coordinator's own CPU and its children's),
+    plus ``cores``: the CPU over the wall time."""
+    r = _common_child(cmd, env=env)
+    r["cores"] = (r["user"] + r["sys"]) / r["wall"] if r["wall"] else 0.0
+    return r
 
 
 def run(inputs: Path, out: Path, key: Path, workers: int, target: str = "native", overlap: str | None = None) -> dict:
