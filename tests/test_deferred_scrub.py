@@ -16,7 +16,7 @@ import xxhash
 from wsianon.converters.base import SlideContext
 from wsianon.io import digests
 from wsianon.io import plan as plan_mod
-from wsianon.io.jpeg import StreamScrub, _tiles_spans, tiff_jpeg_streams
+from wsianon.io.jpeg import StreamScrub, stream_spans, tiff_jpeg_streams
 from wsianon.io.jpeg_plan import deferred_removals
 from wsianon.io.plan import apply_copy
 from wsianon.io.spans import iter_pairs
@@ -86,8 +86,9 @@ def mixed(tmp_path) -> Path:
 
 @pytest.mark.parametrize(("which", "size"), [("planted", 97), ("planted", 5000), ("planted", 1 << 20), ("mixed", 65536), ("mixed", 1 << 20)])
 def test_stream_scrub_answers_like_the_plan(request, which, size, monkeypatch):
-    """``StreamScrub`` fed a file's bytes in buffers of any size gives ``_tiles_spans``' spans,
-    with and without its batch shortcut for clean tiles (which the mixed file's clean tiles take)."""
+    """``StreamScrub`` fed a file's bytes in buffers of any size gives each stream's own
+    ``stream_spans`` answer, with and without its batch shortcut for clean tiles (which the mixed
+    file's clean tiles take), as does the plan's one-read-a-tile walk (``rest`` alone)."""
     import wsianon.io.jpeg as jpeg_mod
 
     path = request.getfixturevalue(which)
@@ -106,7 +107,8 @@ def test_stream_scrub_answers_like_the_plan(request, which, size, monkeypatch):
     results = []
     with open(path, "rb") as fh:
         fd = fh.fileno()
-        plain = sorted((s.offset, s.length, s.marker) for o, c in streams for s in _tiles_spans(fd, iter_pairs(o, c), []))
+        plain = sorted((s.offset, s.length, s.marker) for o, c in streams for a, n in iter_pairs(o, c) for s in stream_spans(fd, a, n))
+        walked = sorted((s.offset, s.length, s.marker) for s in StreamScrub(streams).rest(fd))
         for todo in (counting, lambda self, pos, buf, k0, kk: None):
             monkeypatch.setattr(StreamScrub, "_todo", todo)
             sc = StreamScrub(streams)
@@ -116,7 +118,7 @@ def test_stream_scrub_answers_like_the_plan(request, which, size, monkeypatch):
             got += sc.rest(fd)
             assert sc.done
             results.append(sorted((s.offset, s.length, s.marker) for s in got))
-    assert results[0] == results[1] == plain
+    assert results[0] == results[1] == walked == plain
     if which == "mixed":
         assert len(plain) == 4 and sum(skipped) > 100  # the clean tiles were judged by the shortcut
     else:

@@ -1,4 +1,4 @@
-"""The plan's JPEG scrub search reads one head a tile (issue 14): ``_tiles_spans`` judges every
+"""The plan's JPEG scrub search reads one head a tile (issue 14): ``StreamScrub.rest`` judges every
 stream exactly as ``stream_spans`` does alone — clean and dirty streams, contiguous and with gaps
 between them, short streams, streams ending without EOI, the last stream of a run — while
 reading each contiguous stream's head together with the previous stream's last two bytes."""
@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 
-from wsianon.io.jpeg import _tiles_spans, stream_spans
+from wsianon.io.jpeg import StreamScrub, stream_spans
 
 from .fixtures.plant_jpeg import noise_jpeg
 
@@ -44,7 +44,7 @@ def _streams() -> list[tuple[bytes, int]]:
 
 
 @pytest.mark.parametrize("order", ["file", "no-contiguous"])
-def test_tiles_spans_answer_like_stream_spans(tmp_path, order, monkeypatch):
+def test_plan_walk_answers_like_stream_spans(tmp_path, order, monkeypatch):
     streams = _streams()
     f = tmp_path / "s.bin"
     spans = []
@@ -65,7 +65,8 @@ def test_tiles_spans_answer_like_stream_spans(tmp_path, order, monkeypatch):
         known: list[bytes] = []  # shared, as tiff_jpeg_spans shares them per IFD
         alone = [stream_spans(fd, o, n, known) for o, n in spans]
         monkeypatch.setattr(os, "pread", counted)
-        together = _tiles_spans(fd, iter(spans), [])
+        offs, cnts = (np.array(x, dtype=np.int64) for x in zip(*spans))
+        together = StreamScrub([(offs, cnts)]).rest(fd)
     finally:
         monkeypatch.undo()
         os.close(fd)

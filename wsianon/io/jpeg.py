@@ -292,7 +292,7 @@ def stream_spans(fd: int, offset: int, length: int, known: list[bytes] | None = 
     such headers are added (a few per image: the tiles of a level share one).
 
     ``head``, ``tail``: the stream's first bytes (any number) and its last two, when the caller
-    has read them already (``tiff_jpeg_spans``: one read a tile); the answer is the same."""
+    has read them already (``StreamScrub``: one read a tile, or the copy's buffers); the answer is the same."""
     import os
 
     if length < 4:
@@ -354,20 +354,16 @@ def stream_spans(fd: int, offset: int, length: int, known: list[bytes] | None = 
 
 def tiff_jpeg_spans(path) -> list[ScrubSpan]:
     """Non-essential JPEG payloads in every JPEG tile/strip and JPEGTables of every IFD of a TIFF-family file."""
-    from wsianon.io.spans import iter_pairs
-
     out, streams = tiff_jpeg_streams(path)
     with open(path, "rb") as fh:
-        for offs, cnts in streams:
-            out.extend(_tiles_spans(fh.fileno(), iter_pairs(offs, cnts), []))
+        out.extend(StreamScrub(streams).rest(fh.fileno()))
     return out
 
 
 def tiff_jpeg_streams(path):
     """The non-essential payloads of every JPEG IFD's JPEGTables (a few small streams: judged
     now), and each such IFD's tiles/strips as (offsets, counts) int64 arrays in file order (ties:
-    shorter first, as sorted() of the pairs) — judged by ``_tiles_spans`` or, while the file is
-    copied, by ``StreamScrub``."""
+    shorter first, as sorted() of the pairs) — judged by ``StreamScrub``."""
     import numpy as np
 
     from wsianon.io.tiff import COMPRESSION, TiffStructure
@@ -392,10 +388,11 @@ def tiff_jpeg_streams(path):
 
 
 class StreamScrub:
-    """``_tiles_spans`` of every IFD's streams, judged while the file is read in order by someone
-    else (the copy's tap: ``feed`` with each buffer), from the heads and tails in those buffers (a
-    ``pread`` where a stream crosses a buffer's end).  Each IFD keeps its own clean headers, as
-    ``tiff_jpeg_spans`` does; the answers are the same."""
+    """``stream_spans`` of every stream of a TIFF file's JPEG IFDs (``tiff_jpeg_streams``), each IFD
+    with its own clean headers (the shortcut for their repeats), in file order: judged while the
+    file is read in order by someone else (the copy's tap: ``feed`` with each buffer, heads and
+    tails taken from the buffers), or by reading them here (``rest``: one read a stream).  The
+    answers are ``stream_spans``' own for each stream."""
 
     def __init__(self, streams) -> None:
         import numpy as np
@@ -409,12 +406,28 @@ class StreamScrub:
         order = np.argsort(off, kind="stable")  # each IFD's own order kept (stable)
         self._off, self._cnt, self._grp = off[order], cnt[order], g[order]
         self._known: list[list[bytes]] = [[] for _ in streams]
-        self._head = [_HEAD] * len(streams)  # bytes to read of a head, per IFD (see _tiles_spans)
+        self._head = [_HEAD] * len(streams)  # bytes to read of a head, per IFD (see _want)
         self._k = 0
 
     @property
     def done(self) -> bool:
         return self._k >= len(self._off)
+
+    def _want(self, k: int) -> int:
+        """The head to read of stream ``k``: its IFD's longest known clean header and a little (the
+        shortcut reads no more), or the whole stream when it is at most ``_HEAD`` bytes, as
+        ``stream_spans`` reads it alone."""
+        cnt, hl = int(self._cnt[k]), self._head[int(self._grp[k])]
+        return cnt if cnt <= _HEAD or cnt < hl else hl
+
+    def _judge(self, fd: int, off: int, cnt: int, g: int, head: bytes, tail: bytes | None) -> list[ScrubSpan]:
+        """``stream_spans`` of the stream at ``off`` of IFD ``g``; its clean header is learnt."""
+        known = self._known[g]
+        n = len(known)
+        found = stream_spans(fd, off, cnt, known, head=head, tail=tail)
+        if len(known) != n:
+            self._head[g] = max(map(len, known)) + 16
+        return found
 
     def feed(self, fd: int, pos: int, buf) -> list[ScrubSpan]:
         """The spans of every stream not judged yet that starts before ``pos + len(buf)``
@@ -428,18 +441,11 @@ class StreamScrub:
         k0 = self._k
         todo = self._todo(pos, buf, k0, kk) if kk > k0 else None
         for k in range(k0, kk) if todo is None else (k0 + i for i in todo.nonzero()[0].tolist()):
-            off, cnt, g = int(self._off[k]), int(self._cnt[k]), int(self._grp[k])
-            known = self._known[g]
-            hl = self._head[g]
-            want = cnt if cnt <= _HEAD or cnt < hl else hl
+            off, cnt = int(self._off[k]), int(self._cnt[k])
+            want = self._want(k)
             head = bytes(mv[off - pos : off - pos + want]) if off >= pos and off + want <= end else os.pread(fd, want, off)
             tail = bytes(mv[off + cnt - 2 - pos : off + cnt - pos]) if off + cnt - 2 >= pos and off + cnt <= end and cnt >= 4 else None
-            n = len(known)
-            found = stream_spans(fd, off, cnt, known, head=head, tail=tail)
-            if found:
-                out.extend(found)
-            if len(known) != n:
-                self._head[g] = max(map(len, known)) + 16
+            out.extend(self._judge(fd, off, cnt, int(self._grp[k]), head, tail))
         self._k = max(self._k, kk)
         return out
 
@@ -474,39 +480,33 @@ class StreamScrub:
         return todo
 
     def rest(self, fd: int) -> list[ScrubSpan]:
-        """The spans of the streams no buffer reached (the file ended early: read them here)."""
-        return self.feed(fd, 1 << 62, b"")
+        """The spans of the streams not judged yet, read here in file order, one read a stream:
+        where a stream starts where the previous one ends, one read gets the previous one's last
+        two bytes and this one's head, and the previous stream is judged with them (the plan's
+        search, and the streams past what a copy's buffers reached)."""
+        import os
 
-
-def _tiles_spans(fd: int, pairs, known: list[bytes]) -> list[ScrubSpan]:
-    """``stream_spans`` of every (offset, length) of ``pairs`` (in file order), one read a stream:
-    where a stream starts where the previous one ends, one read gets the previous one's last two
-    bytes and this one's head (its known header's length once one is known: the shortcut reads
-    no more; a stream of at most ``_HEAD`` bytes whole, as ``stream_spans`` reads it), and the
-    previous stream is judged with them."""
-    import os
-
-    out: list[ScrubSpan] = []
-    prev: tuple[int, int, bytes] | None = None
-    hl, nk = _HEAD, 0  # bytes to read of a head; how many headers were known then
-    for off, cnt in pairs:
-        want = cnt if cnt <= _HEAD or cnt < hl else hl  # a stream stream_spans reads whole alone is read whole here
-        tail = None
-        if prev is not None and prev[0] + prev[1] == off and prev[1] >= 4:
-            buf = os.pread(fd, 2 + want, off - 2)
-            tail, head = buf[:2], buf[2:]
-        else:
-            head = os.pread(fd, want, off)
+        out: list[ScrubSpan] = []
+        k0 = self._k
+        offs, cnts, grps = (a[k0:].tolist() for a in (self._off, self._cnt, self._grp))  # Python ints: a loop of 10^5 streams
+        heads = self._head
+        prev: tuple[int, int, int, bytes] | None = None  # the stream read but not judged yet: off, cnt, IFD, head
+        for off, cnt, g in zip(offs, cnts, grps):
+            hl = heads[g]
+            want = cnt if cnt <= _HEAD or cnt < hl else hl  # as _want
+            tail = None
+            if prev is not None and prev[0] + prev[1] == off and prev[1] >= 4:
+                buf = os.pread(fd, 2 + want, off - 2)
+                tail, head = buf[:2], buf[2:]
+            else:
+                head = os.pread(fd, want, off)
+            if prev is not None:
+                out.extend(self._judge(fd, *prev, tail))
+            prev = (off, cnt, g, head)
         if prev is not None:
-            found = stream_spans(fd, prev[0], prev[1], known, head=prev[2], tail=tail)
-            if found:
-                out.extend(found)
-            if len(known) != nk:
-                nk, hl = len(known), max(map(len, known)) + 16
-        prev = (off, cnt, head)
-    if prev is not None:
-        out.extend(stream_spans(fd, prev[0], prev[1], known, head=prev[2]))
-    return out
+            out.extend(self._judge(fd, *prev, None))
+        self._k = len(self._off)
+        return out
 
 
 def normalized(data: bytes) -> tuple[bytes, int]:
