@@ -69,17 +69,19 @@ class DeferredScrub:
     counts: Counter = field(default_factory=Counter)
 
     def patches(self, spans: list[ScrubSpan]) -> list[Patch]:
-        out = []
-        for s in spans:
-            if any(a < s.offset + s.length and s.offset < b for a, b in self.protected):
-                continue
-            out.append(Patch(s.offset, s.length, None, REASON))
-            self.counts[_kind(s)] += 1
-        return out
+        return _zero_fills(spans, self.protected, self.counts)
 
 
-def _kind(s: ScrubSpan) -> str:
-    return marker_name(s.marker) if s.marker != 0xD9 else "bytes after EOI"
+def _zero_fills(spans: list[ScrubSpan], protected: list[tuple[int, int]], counts: Counter) -> list[Patch]:
+    """A zero-fill patch for each span that no data patch in ``protected`` rewrites (such a region
+    is left to that patch), counted by segment kind in ``counts``."""
+    out = []
+    for s in spans:
+        if any(a < s.offset + s.length and s.offset < b for a, b in protected):
+            continue
+        out.append(Patch(s.offset, s.length, None, REASON))
+        counts[marker_name(s.marker) if s.marker != 0xD9 else "bytes after EOI"] += 1
+    return out
 
 
 def scrub_jpeg_segments(plan: Plan, defer: bool = False) -> int:
@@ -99,14 +101,8 @@ def scrub_jpeg_segments(plan: Plan, defer: bool = False) -> int:
             fp.deferred_scrub = DeferredScrub(streams, _data_patches(fp))
         else:
             spans = file_spans(fp)
-        if not spans:
-            continue
-        data_patches = _data_patches(fp)
-        for s in spans:
-            if any(a < s.offset + s.length and s.offset < b for a, b in data_patches):
-                continue
-            fp.patches.append(Patch(s.offset, s.length, None, REASON))
-            total[_kind(s)] += 1
+        if spans:
+            fp.patches.extend(_zero_fills(spans, _data_patches(fp), total))
     if defer:
         plan.jpeg_counts = total  # the report lines wait for the copy's counts (deferred_removals)
     else:
