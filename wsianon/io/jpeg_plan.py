@@ -113,7 +113,7 @@ def scrub_jpeg_segments(plan: Plan, defer: bool = False) -> int:
 def deferred_removals(plan: Plan) -> None:
     """The report lines of a deferred scrub, once the copy has run: the plan's JPEGTables counts
     and what the copy zeroed in tiles and strips, as ``scrub_jpeg_segments`` words them."""
-    total: Counter = Counter(getattr(plan, "jpeg_counts", None) or {})
+    total: Counter = Counter(plan.jpeg_counts)
     for fp in plan.files:
         d = fp.deferred_scrub
         if d is not None:

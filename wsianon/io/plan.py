@@ -237,10 +237,9 @@ def apply_copy(fp: FilePlan, dest: Path, progress: Callable[[int], None] | None 
                 pos = 0
                 patches = effective_patches(fp, size)
                 stream = digests.StreamDigest(patches, fp.append)
-                late = _late_scrub(fp)
                 stop = threading.Event()
                 tap_pool = ThreadPoolExecutor(max_workers=1)
-                tapping = tap_pool.submit(_tap_file, fp.source, size, tap, stream, stop, late)
+                tapping = tap_pool.submit(_tap_file, fp.source, size, tap, stream, stop, fp.deferred_scrub)
                 tap_pool.shutdown(wait=False)
                 for p in patches:
                     if p.offset > pos:
@@ -313,44 +312,40 @@ def effective_patches(fp: FilePlan, size: int) -> list[Patch]:
     return out
 
 
-def _late_scrub(fp: FilePlan):
-    """The deferred JPEG scrub of ``fp`` (``jpeg_plan.DeferredScrub``) as a ``StreamScrub``, or None."""
-    if fp.deferred_scrub is None:
-        return None
-    from wsianon.io.jpeg import StreamScrub
-
-    return fp.deferred_scrub, StreamScrub(fp.deferred_scrub.streams)
-
-
-def _tap_file(path: Path, size: int, tap: Tap | None, stream: digests.StreamDigest, stop, late=None) -> list[Patch]:
+def _tap_file(path: Path, size: int, tap: Tap | None, stream: digests.StreamDigest, stop, deferred=None) -> list[Patch]:
     """Read ``path``'s first ``size`` bytes in order and hand them to ``stream`` (the digests of
     the file being written) and ``tap`` (its own descriptor: the copy's is moved by
-    SEEK_DATA/SEEK_HOLE).  ``late``: (DeferredScrub, StreamScrub): the JPEG payloads to zero in
-    each buffer are found before the buffer is hashed, so the digests are of the zeroed bytes;
-    returns those zero fills, which the caller lays over what the copy wrote."""
+    SEEK_DATA/SEEK_HOLE).  ``deferred``: the file's deferred JPEG scrub (``jpeg_plan.DeferredScrub``):
+    the payloads to zero in each buffer are found before the buffer is hashed, so the digests are
+    of the zeroed bytes; returns those zero fills, which the caller lays over what the copy wrote."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     zeroed: list[Patch] = []
+    scrub = None
+    if deferred is not None:
+        from wsianon.io.jpeg import StreamScrub
+
+        scrub = StreamScrub(deferred.streams)
     try:
         pos = 0
         while pos < size and not stop.is_set():
             buf = os.pread(fd, min(CHUNK, size - pos), pos)
             if not buf:
                 break
-            if late is not None:
-                _late_patches(late, late[1].feed(fd, pos, buf), stream, zeroed)
+            if scrub is not None:
+                _late_patches(deferred, scrub.feed(fd, pos, buf), stream, zeroed)
             stream.feed(pos, buf)
             if tap is not None:
                 tap(pos, buf)
             pos += len(buf)
-        if late is not None and not stop.is_set():
-            _late_patches(late, late[1].rest(fd), stream, zeroed)  # streams past what was read
+        if scrub is not None and not stop.is_set():
+            _late_patches(deferred, scrub.rest(fd), stream, zeroed)  # streams past what was read
     finally:
         os.close(fd)
     return zeroed
 
 
-def _late_patches(late, spans, stream: digests.StreamDigest, zeroed: list[Patch]) -> None:
-    new = late[0].patches(spans)
+def _late_patches(deferred, spans, stream: digests.StreamDigest, zeroed: list[Patch]) -> None:
+    new = deferred.patches(spans)
     if new:
         stream.add(new)
         zeroed.extend(new)

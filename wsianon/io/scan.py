@@ -186,8 +186,10 @@ class Scanner:
         self._fb_ci = build([p for p, _, ci in bad if ci], re.IGNORECASE)
         self._fb_cs = build([p for p, _, ci in bad if not ci], 0)
 
-    def stream(self, name: str, limit: int = 50) -> "ScanStream":
-        """A scan of one file fed with its bytes in order (``ScanStream``)."""
+    def stream(self, name: str, limit: int = 50, skip=None) -> "ScanStream":
+        """A scan of one file fed with its bytes in order (``ScanStream``).  ``skip`` is what a
+        ``SplitScanner``'s encoded forms may leave out; this scanner searches every form in every
+        byte (a superset), so it takes no notice of it."""
         return ScanStream(self, name, limit)
 
     def _match_info(self, m: re.Match, ci: bool) -> tuple[str, str]:

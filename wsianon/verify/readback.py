@@ -49,11 +49,7 @@ def read_back(path: Path, name: str, scanner: Scanner | SplitScanner | None = No
     more for its own SHA-256.  ``skip``: byte ranges a ``SplitScanner``'s encoded forms skip
     (the output's pixel data proven identical to the source's)."""
     res = ReadBack(name)
-    stream: ScanStream | SplitScanStream | None = None
-    if isinstance(scanner, SplitScanner):
-        stream = scanner.stream(name, skip=skip)
-    elif scanner is not None:
-        stream = scanner.stream(name)
+    stream = scanner.stream(name, skip=skip) if scanner is not None else None
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     try:
         fast = digests.expected_xxh3(fd) is not None
