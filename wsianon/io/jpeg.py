@@ -243,6 +243,37 @@ def clean_by_known_header(data: bytes, known: list[bytes]) -> bool:
     return False
 
 
+def clean_by_header_many(arr, s, e, hdr: bytes, markers=None):
+    """:func:`clean_by_known_header` for many streams of one buffer at once (numpy): a boolean
+    array, True where stream ``arr[s[i]:e[i]]`` starts with ``hdr`` (a header found clean), ends
+    with EOI (or EOI and one zero byte: a DICOM item's even-length padding) and has that EOI as
+    its first marker after the header.  False means "not proven here".  ``markers``: the sorted
+    ``marker_positions`` of ``arr`` (over the streams at least), or None to search only the
+    streams whose header and EOI match."""
+    import numpy as np
+
+    L = len(hdr)
+    padded = (arr[np.maximum(e - 1, 0)] == 0) & (arr[np.maximum(e - 3, 0)] == 0xFF) & (arr[np.maximum(e - 2, 0)] == 0xD9)
+    eoi = np.where(padded, e - 3, e - 2)
+    ok = (eoi - s) >= L
+    ok &= (arr[np.maximum(eoi, 0)] == 0xFF) & (arr[np.maximum(eoi + 1, 0)] == 0xD9)
+    idx = np.flatnonzero(ok)
+    if len(idx):
+        block = arr[s[idx, None] + np.arange(L)]
+        ok[idx[~(block == np.frombuffer(hdr, dtype=np.uint8)).all(axis=1)]] = False
+        idx = np.flatnonzero(ok)
+    if not len(idx):
+        return ok
+    if markers is None:
+        lo, hi = int(s[idx[0]]), int(e[idx[-1]])
+        markers = marker_positions(memoryview(arr)[lo:hi]) + lo
+    j = markers.searchsorted(s + L)
+    hit = j < len(markers)
+    ok &= hit
+    ok[hit] &= markers[j[hit]] == eoi[hit]
+    return ok
+
+
 def learn_clean_header(data: bytes, known: list[bytes], limit: int = 8) -> None:
     """Remember the header (to the end of its first SOS) of a stream found clean, for
     :func:`clean_by_known_header` (at most ``limit`` headers: an image's frames share a few)."""

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import xxhash
 
-from wsianon.io.jpeg import JpegError, is_jpeg, learn_clean_header, marker_positions, normalized, scrub
+from wsianon.io.jpeg import JpegError, clean_by_header_many, is_jpeg, learn_clean_header, marker_positions, normalized, scrub
 from wsianon.io.spans import union_arrays
 from wsianon.profiles import tifffile_open
 
@@ -294,24 +294,9 @@ class Feeder:
     def _scrub_batch(self, st: _PageState, mv: memoryview, c0: int, k: int, kk: int, markers: np.ndarray) -> None:
         """``_scrubbed_tile`` for the tiles [k, kk), its fast path checked for all at once (numpy);
         runs of clean contiguous tiles are hashed in one update (their concatenation)."""
-        arr = np.frombuffer(mv, dtype=np.uint8)
         s, e = self._off[k:kk] - c0, self._end[k:kk] - c0
-        hdr = st.headers[0]
-        L = len(hdr)
-        # the EOI ends the tile, or is followed by one zero byte (a DICOM item's even-length padding):
-        # ``normalized`` leaves a zero after EOI as it is
-        padded = (arr[np.maximum(e - 1, 0)] == 0) & (arr[np.maximum(e - 3, 0)] == 0xFF) & (arr[np.maximum(e - 2, 0)] == 0xD9)
-        eoi = np.where(padded, e - 3, e - 2)
-        ok = (eoi - s) >= L
-        ok &= (arr[np.maximum(eoi, 0)] == 0xFF) & (arr[np.maximum(eoi + 1, 0)] == 0xD9)
-        idx = np.flatnonzero(ok)
-        if len(idx):
-            block = arr[s[idx, None] + np.arange(L)]
-            ok[idx[~(block == np.frombuffer(hdr, dtype=np.uint8)).all(axis=1)]] = False
-        j = markers.searchsorted(s + L)
-        hit = j < len(markers)
-        ok &= hit
-        ok[hit] &= markers[j[hit]] == eoi[hit]
+        # a zero after EOI (a DICOM item's even-length padding) is one ``normalized`` leaves as it is
+        ok = clean_by_header_many(np.frombuffer(mv, dtype=np.uint8), s, e, st.headers[0], markers)
         for i0, i1 in self._stretches(k, kk, ok):
             if ok[i0]:
                 st.h.update(mv[int(s[i0]) : int(e[i1 - 1])])

@@ -202,32 +202,13 @@ def _buffer_spans(buf: bytes, base: int, frames: list[tuple[int, int]], known: l
     ``_frame_spans`` for the rest."""
     import numpy as np
 
-    from wsianon.io.jpeg import marker_positions
+    from wsianon.io.jpeg import clean_by_header_many
 
     s = np.fromiter((o for o, _ in frames), dtype=np.int64, count=len(frames)) - base
     e = s + np.fromiter((ln for _, ln in frames), dtype=np.int64, count=len(frames))
     ok = np.zeros(len(frames), dtype=bool)
     if known:
-        arr = np.frombuffer(buf, dtype=np.uint8)
-        hdr = known[0]
-        L = len(hdr)
-        big = (e - s) >= L + 2
-        padded = big & (arr[np.maximum(e - 1, 0)] == 0) & (arr[np.maximum(e - 3, 0)] == 0xFF) & (arr[np.maximum(e - 2, 0)] == 0xD9)
-        eoi = np.where(padded, e - 3, e - 2)
-        ok = big & (eoi - s >= L) & (arr[np.maximum(eoi, 0)] == 0xFF) & (arr[np.maximum(eoi + 1, 0)] == 0xD9)
-        idx = np.flatnonzero(ok)
-        if len(idx):
-            block = arr[s[idx, None] + np.arange(L)]
-            ok[idx[~(block == np.frombuffer(hdr, dtype=np.uint8)).all(axis=1)]] = False
-        idx = np.flatnonzero(ok)
-        if len(idx):
-            lo, hi = int(s[idx[0]]), int(e[idx[-1]])
-            markers = marker_positions(memoryview(buf)[lo:hi]) + lo  # the first marker after each header must be its EOI
-            j = markers.searchsorted(s[idx] + L)
-            hit = j < len(markers)
-            first = np.full(len(idx), -1, dtype=np.int64)
-            first[hit] = markers[j[hit]]
-            ok[idx] = first == eoi[idx]
+        ok = clean_by_header_many(np.frombuffer(buf, dtype=np.uint8), s, e, known[0])
     out: list[tuple[int, int]] = []
     mv = memoryview(buf)
     for k in np.flatnonzero(~ok).tolist():
