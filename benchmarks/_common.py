@@ -21,7 +21,23 @@ WSIANON = [PY, "-m", "wsianon.cli"]
 TILE = 256
 
 
+def compile_tree(root: Path) -> None:
+    """Compile the bytecode of the ``wsianon`` package under ``root`` (incremental), as an install
+    from a wheel does: the measured processes then load it instead of compiling ~90 modules
+    each (~0.2 s of CPU) — which an editable install under ``PYTHONDONTWRITEBYTECODE=1`` (this
+    project's environments) otherwise would, on every start."""
+    subprocess.run([PY, "-m", "compileall", "-q", str(root / "wsianon")], check=True, stdout=subprocess.DEVNULL)
+
+
+_compiled = False
+
+
 def wsianon_cmd() -> list[str]:
+    """The command that runs this tree's ``wsianon`` (its bytecode compiled first, once)."""
+    global _compiled
+    if not _compiled:
+        compile_tree(ROOT)
+        _compiled = True
     exe = Path(PY).with_name("wsianon")
     return [str(exe)] if exe.exists() else WSIANON
 

@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import child, fresh_out, load, make_svs, project_key, warm, wsianon_cmd  # noqa: E402
+from _common import child, compile_tree, fresh_out, load, make_svs, project_key, warm, wsianon_cmd  # noqa: E402
 
 from bench_native import cp_fsync  # noqa: E402
 
@@ -35,6 +35,7 @@ def export(rev: str, dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     data = subprocess.run(["git", "-C", str(REPO), "archive", rev], capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(dest)], input=data, check=True)
+    compile_tree(dest)  # both sides load bytecode, as installed (wsianon_cmd compiles this tree)
     return dest
 
 
