@@ -6,6 +6,9 @@ then in-place (the patch itself, milliseconds, and the whole verified ``run --in
 
 ``--cold-pairs``: the same comparison with the source's pages dropped before every run of
 either side (a slide read from storage the first time, as in an archive migration).
+``--floor-pairs``: ``cp``+fsync against the floor of any verified copy with a SHA-256
+certificate (``_floor.py``: kernel copy, SHA-256 and xxh3 of the source read alongside, fsync,
+one read-back) — how much of the ratio the machine leaves for verification proper.
 
 Not a test: nothing here is asserted.  The slide is generated (see ``_common.make_svs``).
 """
@@ -143,7 +146,23 @@ def in_place(src: Path, work: Path, repeat: int) -> dict:
     return {"patch_ms": statistics.median(times) * 1000, "bytes_written": written, "run": whole}
 
 
-def bench(size_gb: float, n_pairs: int, work: Path, hint_pairs: int = 0, cold_pairs: int = 0) -> dict:
+def floor_ab(src: Path, work: Path, n_pairs: int) -> dict:
+    """``cp``+fsync against ``_floor.py`` (copy, SHA-256 while copying, fsync, read-back)."""
+    dst = work / "floor.svs"
+
+    def floor() -> dict:
+        r = child([sys.executable, str(Path(__file__).with_name("_floor.py")), str(src), str(dst)])
+        dst.unlink(missing_ok=True)
+        return r
+
+    res = pairs(lambda: cp_fsync(src, work / "cp.svs"), floor, n_pairs, "cp+fsync", "verified-copy floor")
+    print(f"cp + fsync            {fmt(res['a'])}")
+    print(f"verified-copy floor   {fmt(res['b'])}")
+    print(f"  floor ratio (median of {n_pairs} pairs) {res['ratio']:.2f}  (load {res['load']:.1f})")
+    return {"cp_fsync": res["a"], "floor": res["b"], "ratio": res["ratio"], "walls_cp": res["walls_a"], "walls_floor": res["walls_b"], "load": res["load"]}
+
+
+def bench(size_gb: float, n_pairs: int, work: Path, hint_pairs: int = 0, cold_pairs: int = 0, floor_pairs: int = 0) -> dict:
     src = work / "BENCH-CASE-0001.svs"
     t0 = time.perf_counter()
     make_svs(src, size_gb)
@@ -180,6 +199,8 @@ def bench(size_gb: float, n_pairs: int, work: Path, hint_pairs: int = 0, cold_pa
     print(f"  page cache after a run: source {cache['source_mib']} MiB, output {cache['output_mib']} MiB resident")
     print(f"in-place patch        {ip['patch_ms']:7.1f} ms ({ip['bytes_written']} bytes written; median of 3)")
     print(f"in-place run+verify   {ip['run']['wall']:7.2f} s  (whole process; peak RSS {ip['run']['rss_mib']:.0f} MiB)")
+    if floor_pairs:
+        r["floor"] = floor_ab(src, work, floor_pairs)
     if cold_pairs:
         r["cold"] = cold_ab(src, work, cold_pairs)
     if hint_pairs:
@@ -194,11 +215,12 @@ def main(argv=None) -> dict:
     ap.add_argument("--workdir", type=Path, default=None, help="parent folder for the scratch files (same file system as the outputs)")
     ap.add_argument("--hint-pairs", type=int, default=0, help="also compare the page-cache hints off/on (cold source)")
     ap.add_argument("--cold-pairs", type=int, default=0, help="also compare with the source not in the page cache")
+    ap.add_argument("--floor-pairs", type=int, default=0, help="also compare cp+fsync with the floor of a verified copy (_floor.py)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="wsianon-bench-", dir=args.workdir))
     try:
-        r = bench(args.size_gb, args.pairs, work, args.hint_pairs, args.cold_pairs)
+        r = bench(args.size_gb, args.pairs, work, args.hint_pairs, args.cold_pairs, args.floor_pairs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.json:

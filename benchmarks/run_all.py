@@ -3,7 +3,7 @@
     python benchmarks/run_all.py [--quick] [--json FILE] [--workdir DIR] [--only native,dicom,memory,batch]
 
 Full sizes (issue 14 acceptance): native run+verify vs cp+fsync on a 2 GiB slide, 4 alternating
-pairs; in-place; the copy path's page-cache hints off/on (cold source, 3 pairs); DICOM vs bare wsidicomizer on 1 GiB, 4 pairs; peak RSS at 1 and 4 GiB; batch of
+pairs; in-place; the floor of a verified copy (3 pairs); the source not cached (3 pairs); the copy path's page-cache hints off/on (cold source, 3 pairs); DICOM vs bare wsidicomizer on 1 GiB, 4 pairs; peak RSS at 1 and 4 GiB; batch of
 20 slides of 100 MB with 1 and 2 workers, 2 pairs.  ``--quick``: small sizes, one or two pairs
 (about a minute).  ``BENCH_GB`` overrides the native slide size.  Each benchmark also runs alone
 (``python benchmarks/bench_native.py --help``).
@@ -34,6 +34,7 @@ FULL = {
     "native_pairs": 4,
     "hint_pairs": 3,
     "cold_pairs": 3,
+    "floor_pairs": 3,
     "dicom_gb": 1.0,
     "dicom_pairs": 4,
     "memory_gb": [1.0, 4.0],
@@ -46,6 +47,7 @@ QUICK = {
     "native_pairs": 2,
     "hint_pairs": 1,
     "cold_pairs": 1,
+    "floor_pairs": 1,
     "dicom_gb": 0.05,
     "dicom_pairs": 1,
     "memory_gb": [0.05, 0.2],
@@ -78,7 +80,7 @@ def main(argv=None) -> int:
             print("== native: run+verify vs cp+fsync, in-place", flush=True)
             d = work / "native"
             d.mkdir()
-            results["native"] = bench_native.bench(cfg["native_gb"], cfg["native_pairs"], d, cfg["hint_pairs"], cfg["cold_pairs"])
+            results["native"] = bench_native.bench(cfg["native_gb"], cfg["native_pairs"], d, cfg["hint_pairs"], cfg["cold_pairs"], cfg["floor_pairs"])
         if "dicom" in only:
             print("== dicom: wsianon --target dicom vs bare wsidicomizer", flush=True)
             d = work / "dicom"
@@ -104,6 +106,12 @@ def main(argv=None) -> int:
             f"native {n['size_bytes'] / 1e9:.2f} GB: cp+fsync {n['cp_fsync']['wall']:.2f} s, run+verify {n['run_verify']['wall']:.2f} s, "
             f"ratio {n['ratio']:.2f} (goal 1.5; CPU {n['cpu_ratio']:.2f}x); in-place patch {n['in_place_patch_ms']:.1f} ms"
         )
+        if "floor" in n:
+            f = n["floor"]
+            print(f"  verified-copy floor (copy + SHA-256 + read-back, nothing else) {f['floor']['wall']:.2f} s: {f['ratio']:.2f}x cp+fsync")
+        if "cold" in n:
+            c = n["cold"]
+            print(f"  source not cached: cp+fsync {c['cp_fsync']['wall']:.2f} s, run+verify {c['run_verify']['wall']:.2f} s, ratio {c['ratio']:.2f}")
         if "cache_hints" in n:
             h = n["cache_hints"]
             print(
