@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,37 @@ def test_drop_tree_releases_pages_of_files_only_not_through_links(tmp_path):
 
 
 @needs_fincore
+def test_drop_tree_later_runs_in_the_background_and_at_exit(tmp_path):
+    """``drop_tree_later`` releases the pages from its own thread (``settle`` waits for it; a
+    path gone meanwhile is no error), and a process that exits with a drop still queued runs it
+    before it ends."""
+    a = _cached_file(tmp_path / "a.svs")
+    cache.drop_tree_later(tmp_path / "gone.svs")  # removed before the drop ran: nothing to do
+    gate = threading.Event()
+    seen: list[str] = []
+    orig = cache.drop_tree
+
+    def gated(path, only_synced=False):
+        gate.wait(5)
+        seen.append(threading.current_thread().name)
+        return orig(path, only_synced)
+
+    try:
+        cache.drop_tree = gated
+        cache.drop_tree_later(a)
+        assert _resident_bytes(a) > 0  # queued behind the gate: the caller did not wait
+        gate.set()
+        cache.settle()
+    finally:
+        cache.drop_tree = orig
+    assert _resident_bytes(a) == 0 and seen and seen[-1].startswith("wsianon-cache-drop")
+    b = _cached_file(tmp_path / "b.svs")
+    code = "import sys, wsianon.io.cache as c\nc.drop_tree_later(sys.argv[1])\n"
+    subprocess.run([sys.executable, "-c", code, str(b)], check=True, timeout=60)
+    assert _resident_bytes(b) == 0
+
+
+@needs_fincore
 def test_committed_outputs_leave_the_page_cache_when_fsynced(tmp_path):
     """An output written (and fsynced) by apply_copy leaves the cache when committed; a file
     some other writer left (maybe dirty: the DICOM writer does not fsync) is not touched."""
@@ -84,6 +116,7 @@ def test_committed_outputs_leave_the_page_cache_when_fsynced(tmp_path):
         st.path("S1.svs").read_bytes()
         assert _resident_bytes(st.path("S1.svs")) > 0
         st.commit()
+    cache.settle()  # the drop runs in the background
     assert _resident_bytes(out / "S1.svs") == 0
     assert _resident_bytes(out / "other.dcm") > 0
     assert _resident_bytes(src) > 0  # never the source

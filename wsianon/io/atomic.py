@@ -89,9 +89,10 @@ class Staging:
         except OSError as exc:
             raise OutputError(dest_dir, f"cannot move output into place: {os_reason(exc)}") from None
         # verified and placed: this run reads them no more, so the pages of those it fsynced
-        # leave the page cache (a batch of large slides must not push the working set out)
+        # leave the page cache (a batch of large slides must not push the working set out);
+        # in the background: the record and the next slide need not wait for it
         for m in moved:
-            cache.drop_tree(m, only_synced=True)
+            cache.drop_tree_later(m, only_synced=True)
         self.discard()
         self.committed = True
         return moved
