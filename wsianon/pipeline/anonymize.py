@@ -26,6 +26,7 @@ from wsianon.io.atomic import Staging, write_atomic
 from wsianon.io.jpeg_plan import deferred_removals, scrub_jpeg_segments
 from wsianon.io.plan import Plan, Removal, apply_copy, apply_in_place, journal_path, rollback_journal
 from wsianon.io.safetext import os_reason
+from wsianon.io.writeback import Writeback
 from wsianon.pipeline.detect import SlideSource
 from wsianon.pipeline.model import Outcome, Status, Verdict
 from wsianon.verify import canaries as independent_canaries
@@ -225,17 +226,31 @@ class DicomStaged:
     outcome: Outcome
     staging: Staging
     result: DicomResult
+    writeback: Writeback | None = None
+
+    def __post_init__(self) -> None:
+        # the conversion has written its last byte: the disk writes the staged files back while
+        # they are verified, so that the placing fsync (Staging.commit, unchanged) finds them clean
+        if self.writeback is None:
+            self.writeback = Writeback(self.staging.files(), self.ctx.pseudonym, self.staging.out_dir)
 
     def verify_and_place(self, gate: Callable[[], None] | None = None) -> None:
         """Verify; ``gate()`` (may raise :class:`SlideCancelled`) runs just before anything is
         placed; then place in OUT or quarantine.  The staging folder is removed in any case."""
+        assert self.writeback is not None
         with self.staging:
-            verdict = _verify_dicom_phase(self.src, self.inv, self.ctx, self.outcome, self.staging, self.result)
-            if gate is not None:
-                gate()
-            _place_or_quarantine(self.staging, self.dest, self.ctx, verdict, self.outcome)
+            try:
+                verdict = _verify_dicom_phase(self.src, self.inv, self.ctx, self.outcome, self.staging, self.result)
+                if gate is not None:
+                    gate()
+                self.writeback.finish()  # a write-back error is this slide's one-line error; nothing placed
+                _place_or_quarantine(self.staging, self.dest, self.ctx, verdict, self.outcome)
+            finally:
+                self.writeback.stop()  # never touches the files once they are moved or removed
 
     def discard(self) -> None:
+        if self.writeback is not None:
+            self.writeback.stop()
         self.staging.discard()
 
     def withdraw(self) -> None:

@@ -32,7 +32,7 @@ from wsianon.verify.dicom.decode import (
     declares_reencoding,
     frame_origins,
 )
-from wsianon.verify.dicom.jpeg import _fragments, _same_mv, fragments_at
+from wsianon.verify.dicom.jpeg import ProvenHeaders, _fragments, fragments_at
 
 
 def _compare_bytes(path: Path, ds: Dataset, page, fds: int, problems: list[str], frags: list[tuple[int, int]] | None | bool = False) -> int:
@@ -41,8 +41,7 @@ def _compare_bytes(path: Path, ds: Dataset, page, fds: int, problems: list[str],
     None: not one fragment per frame), or False to walk the items here.  One ``pread`` a frame and
     a tile (measured cheaper than large buffers over runs of them: the small reads land in cache
     where the comparison reads them)."""
-    tables = getattr(page, "jpegtables", None)
-    cache: dict = {}
+    same = ProvenHeaders(getattr(page, "jpegtables", None)).same  # _same_mv, proven headers not parsed again
     n = 0
     offs, cnts = page.dataoffsets, page.databytecounts
     with open(path, "rb") as fo:
@@ -53,7 +52,7 @@ def _compare_bytes(path: Path, ds: Dataset, page, fds: int, problems: list[str],
             if k >= len(offs):
                 problems.append(f"{path.name}: more frames than source tiles")
                 return n
-            if not _same_mv(os.pread(fds, cnts[k], offs[k]), fv, tables, cache):
+            if not same(os.pread(fds, cnts[k], offs[k]), fv):
                 problems.append(f"{path.name}: frame {k} differs from source tile {k}")
                 return n
             n += 1

@@ -154,13 +154,71 @@ def _same_mv(tv: bytes, fv: bytes, tables: bytes | None, cache: dict) -> bool:
         return False
     if fv.find(tv[a[1] :], b[1], b[1] + n) != b[1]:  # entropy-coded data identical
         return False
-    key = (b"".join(a[0]), b"".join(b[0]))
+    return _tables_ok(a[0], b[0], tables, cache)
+
+
+def _tables_ok(tile_tables: list[bytes], frame_tables: list[bytes], tables: bytes | None, cache: dict) -> bool:
+    """Every DQT/DHT table of the tile's header (and of the level's shared JPEGTables) is in the
+    frame's header; cached per (tile tables, frame tables)."""
+    key = (b"".join(tile_tables), b"".join(frame_tables))
     if key not in cache:
-        tsegs = list(a[0])
+        tsegs = list(tile_tables)
         if tables:
             t = _jpeg_parts(tables + b"\xff\xda\x00\x02")
             if t is not None:
                 tsegs += t[0]
-        need, have = _split_tables(tsegs), _split_tables(b[0])
+        need, have = _split_tables(tsegs), _split_tables(frame_tables)
         cache[key] = all(have[k] >= 1 for k in need)
     return cache[key]
+
+
+class ProvenHeaders:
+    """``_same_mv`` for the frames of one level, without parsing the headers it has proven.
+
+    A level's frames nearly always share one JPEG header (to the end of the first SOS) and
+    their source tiles share one too.  Once ``_same_mv`` proved a frame equal to its tile, the
+    pair (tile header, frame header) is remembered (at most ``limit`` pairs) when
+
+    * each header, parsed on its own, gives what ``_jpeg_header`` gave on the whole stream
+      (then the parse reads no byte past the header, so every stream that starts with it parses
+      the same: same tables, same end), and
+    * the table check of the pair holds (``_tables_ok``; computed here, since ``_same_mv`` may
+      have answered from its byte-equality test without it).
+
+    A later tile and frame that start with a remembered pair then get exactly ``_same_mv``'s
+    answer from its own steps minus the parse: byte-equal (or equal with the one padding zero),
+    else entropy-coded remainders of a fitting length and identical.  Anything else goes to
+    ``_same_mv``."""
+
+    def __init__(self, tables: bytes | None, cache: dict | None = None, limit: int = 4):
+        self.tables = tables
+        self.cache: dict = {} if cache is None else cache
+        self.limit = limit
+        self.pairs: list[tuple[bytes, bytes]] = []
+
+    def same(self, tv: bytes, fv: bytes) -> bool:
+        lt, lf = len(tv), len(fv)
+        if fv == tv or (lf == lt + 1 and lt % 2 and fv[lt] == 0 and fv.startswith(tv)):
+            return True
+        for th, fh in self.pairs:
+            if tv.startswith(th) and fv.startswith(fh):
+                ht, hf = len(th), len(fh)
+                n, m = lt - ht, lf - hf
+                if n <= 0 or not (m == n or (m == n + 1 and fv[-1] == 0)):
+                    return False
+                return fv.startswith(memoryview(tv)[ht:], hf)  # entropy-coded data identical
+        ok = _same_mv(tv, fv, self.tables, self.cache)
+        if ok and len(self.pairs) < self.limit:
+            self._learn(tv, fv)
+        return ok
+
+    def _learn(self, tv: bytes, fv: bytes) -> None:
+        a = _jpeg_header(tv[: min(len(tv), 65536)])
+        b = _jpeg_header(fv[: min(len(fv), 65536)])
+        if a is None or b is None:
+            return
+        th, fh = bytes(tv[: a[1]]), bytes(fv[: b[1]])
+        if _jpeg_header(th) != a or _jpeg_header(fh) != b:
+            return  # the parse depends on bytes past the header (a segment length under 2, a short stream)
+        if _tables_ok(a[0], b[0], self.tables, self.cache) and (th, fh) not in self.pairs:
+            self.pairs.append((th, fh))
