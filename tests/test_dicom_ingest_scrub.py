@@ -14,6 +14,8 @@ import struct
 import threading
 from pathlib import Path
 
+import pytest
+
 from wsianon.converters import dicom as dicom_mod
 from wsianon.converters.base import Inventory, SlideContext
 from wsianon.converters.dicom import FrameScrub, convert_slide, scrub_frames
@@ -80,11 +82,13 @@ def _tokens_in_frames(files, token: str) -> int:
     return sum(token.encode() in bytes(fr) for f in files for fr in iter_frames(f))
 
 
-def test_hook_gives_the_second_pass_bytes_and_count(tmp_path):
+@pytest.mark.parametrize("batch", [7, ingest.BATCH_FRAMES], ids=["batches-of-7", "default-batches"])
+def test_hook_gives_the_second_pass_bytes_and_count(tmp_path, monkeypatch, batch):
     src = _slide(tmp_path, "a", "SEGTOK-1180")
     old_files, old_count = _old_route(src, tmp_path / "old")
     raw = _convert(src, tmp_path / "raw").files  # what wsidicom writes without any scrub
     assert _tokens_in_frames(raw, "SEGTOK-1180") > 0
+    monkeypatch.setattr(ingest, "BATCH_FRAMES", batch)  # 7: many batches a level, the last one short
     frames = FrameScrub()
     res = _convert(src, tmp_path / "new", frames)
     count, rest = frames.outcome(res.files)
@@ -167,19 +171,19 @@ def test_conversions_in_threads_each_scrub_only_their_own(tmp_path, monkeypatch)
     ref_a, count_a = _old_route(a, tmp_path / "ref-a")
     ref_b, count_b = _old_route(b, tmp_path / "ref-b")
     both_inside = threading.Barrier(2, timeout=60)
-    orig_batch = FrameScrub._batch
+    orig_write = FrameScrub._write
     waited: set[int] = set()
     lock = threading.Lock()
 
-    def batch(self, rec, tiles):
+    def write(self, writer, tiles):
         with lock:
             first = id(self) not in waited
             waited.add(id(self))
         if first:
             both_inside.wait()  # both conversions have a writer in the hook now
-        return orig_batch(self, rec, tiles)
+        return orig_write(self, writer, tiles)
 
-    monkeypatch.setattr(FrameScrub, "_batch", batch)
+    monkeypatch.setattr(FrameScrub, "_write", write)
     results: dict[str, tuple] = {}
     errors: list[BaseException] = []
 

@@ -2,53 +2,58 @@
 
 ``scrub_frames`` (stream.py) zeroes, in place, the COM / APPn payloads (and non-zero bytes after
 EOI) of every frame of a written instance: a second read of all pixel data after the conversion.
-:class:`FrameScrub` judges the same frames, with the same code (``stream._buffer_spans``), in
+:class:`FrameScrub` judges the same frames with the same code (``stream._buffer_spans``: one
+vectorised known-clean-header test over a buffer of frames, every other frame walked whole) in
 memory, at the one place every frame of every instance passes on its way into a file:
 ``wsidicom``'s ``WsiDicomWriter.write_tiles`` (passed-through tiles, re-tiled or re-encoded ones,
-pyramid levels, thumbnails and labels alike).  That runs in wsidicom's own writer threads, while
-its readers fetch the next tiles.
+pyramid levels, thumbnails and labels alike), in wsidicom's own writer threads while its readers
+fetch the next tiles.  wsidicom hands a writer one or two tiles at a time; the hook holds them
+until a batch is full (or the writer's ``finalize``, which is wrapped to write them first), so the
+search stays vectorised over megabytes and the file gets the same frames in the same order.
 
-The judgement sees a frame as ``scrub_frames`` sees it in the file: the tile followed by the zero
-byte that pads an odd-length item (pydicom's ``itemize_frame``), so a segment that runs into that
-byte is judged the same.  The bytes written are the tile with the same payloads zeroed; the
-number of segments emptied is the same count.
+A frame is judged as ``scrub_frames`` sees it in the file: the tile followed by the zero byte that
+pads an odd-length item (pydicom's ``itemize_frame``), so a segment that runs into that byte is
+judged the same.  The bytes written are the tile with the same payloads zeroed; the number of
+segments emptied is the same count.
 
-Closed world, fail closed: the hook is installed (a class-level wrapper, reference counted) only
-while a conversion runs, and judges only writers whose file lies in a folder a :class:`FrameScrub`
-registered (another conversion in another thread has its own).  After the conversion an instance
-counts as scrubbed only when the hook judged, through an encapsulated pixel-data writer, as many
-frames as the instance's header declares (NumberOfFrames); any other instance (a pixel-data writer
-the hook does not judge, a code path that wrote frames around ``write_tiles``) is left for
-``scrub_frames``.  The verifier (``dicom: frame segments``) proves the result from the output
-either way.
+Closed world, fail closed: the wrappers are installed (class-level, reference counted) only while
+a conversion runs, and act only on writers whose file lies in a folder a :class:`FrameScrub`
+registered (another conversion in another thread has its own; any other writer is untouched).
+After the conversion an instance counts as scrubbed only when the hook judged and wrote, through
+an encapsulated pixel-data writer, as many frames as the instance's header declares
+(NumberOfFrames); any other instance (a pixel-data writer the hook does not judge, a code path
+that wrote frames around ``write_tiles``) is left for ``scrub_frames``.  The verifier (``dicom:
+frame segments``) proves the result from the output either way.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 from wsianon.converters.dicom.stream import _buffer_spans
 
-# frames judged together (one joined buffer, one vectorised known-header test)
-BATCH_FRAMES = 256
-BATCH_BYTES = 8 << 20
-
 _install_lock = threading.Lock()
 _sessions: dict[str, FrameScrub] = {}  # registered folder (absolute, with a trailing separator) -> its scrub
-_original = None  # WsiDicomWriter.write_tiles as wsidicom defines it (kept once seen)
+_originals: dict = {}  # WsiDicomWriter's write_tiles and finalize as wsidicom defines them (kept once seen)
+
+# frames judged together (one joined buffer, one vectorised known-clean-header test)
+BATCH_FRAMES = 256
+BATCH_BYTES = 4 << 20
 
 
 class _File:
     """What the hook did to one instance file: frames judged, segments emptied."""
 
-    __slots__ = ("frames", "emptied", "known", "judged")
+    __slots__ = ("frames", "emptied", "known", "judged", "pending", "pending_bytes")
 
     def __init__(self, judged: bool):
-        self.frames = 0
+        self.frames = 0  # frames judged and written
         self.emptied = 0
+        self.pending: list[bytes] = []  # tiles handed over, not judged and written yet
+        self.pending_bytes = 0
         self.known: list[bytes] = []  # headers of this instance's frames found clean (as scrub_frames keeps)
         self.judged = judged  # False: written by a pixel-data writer the hook does not judge
 
@@ -62,6 +67,7 @@ class FrameScrub:
         self._lock = threading.Lock()
         self._files: dict[str, _File] = {}
         self._moved: dict[str, str] = {}  # final path -> written path
+        self._writers: dict[object, _File] = {}  # the WsiDicomWriters seen -> their file's record
 
     # -- installation ---------------------------------------------------------------------------
 
@@ -71,62 +77,51 @@ class FrameScrub:
 
     # -- the hook ---------------------------------------------------------------------------------
 
-    def _record(self, path: str, judged: bool) -> _File:
+    def _file(self, writer) -> _File:
+        """The record of ``writer``'s file (made on its first batch)."""
         with self._lock:
-            f = self._files.get(path)
-            if f is None:
-                f = self._files[path] = _File(judged)
-            elif not judged:
-                f.judged = False
-            return f
-
-    def _judge(self, writer, tiles: Iterable[bytes]) -> Iterable[bytes]:
+            rec = self._writers.get(writer)
+            if rec is not None:
+                return rec
         from wsidicom.file.io.wsidicom_writer import EncapsulatedPixelDataWriter
 
-        path = os.path.abspath(str(writer.filepath))
         # scrub_frames reads only encapsulated Pixel Data; another writer's frames are left to it
-        if type(writer._pixel_data_writer) is not EncapsulatedPixelDataWriter:
-            self._record(path, judged=False)
-            return tiles
-        return self._scrubbed(self._record(path, judged=True), tiles)
+        judged = type(writer._pixel_data_writer) is EncapsulatedPixelDataWriter
+        path = os.path.abspath(str(writer.filepath))
+        with self._lock:
+            rec = self._files.get(path)
+            if rec is None:
+                rec = self._files[path] = _File(judged)
+            elif not judged:
+                rec.judged = False
+            self._writers[writer] = rec
+            return rec
 
-    def _scrubbed(self, rec: _File, tiles: Iterable[bytes]) -> Iterator[bytes]:
-        batch: list[bytes] = []
-        size = 0
+    def _write(self, writer, tiles: Iterable[bytes]) -> int:
+        """``write_tiles``: the tiles are held until a batch is full (wsidicom hands them over one
+        or two at a time; a batch is judged with one vectorised search), then judged and written."""
+        rec = self._file(writer)
+        if not rec.judged:
+            return _original_write(writer, tiles)
+        n = 0
         for t in tiles:
-            batch.append(t)
-            size += len(t)
-            if len(batch) >= BATCH_FRAMES or size >= BATCH_BYTES:
-                yield from self._batch(rec, batch)
-                batch, size = [], 0
-        if batch:
-            yield from self._batch(rec, batch)
+            rec.pending.append(t)
+            rec.pending_bytes += len(t)
+            n += 1
+            if len(rec.pending) >= BATCH_FRAMES or rec.pending_bytes >= BATCH_BYTES:
+                self._flush(writer, rec)
+        return n
 
-    def _batch(self, rec: _File, tiles: list[bytes]) -> list[bytes]:
-        """``tiles`` as written: each judged as scrub_frames judges its item (the tile and the zero
-        byte that pads an odd length), the payloads it would zero zeroed."""
-        parts: list[bytes] = []
-        frames: list[tuple[int, int]] = []
-        pos = 0
-        for t in tiles:
-            n = len(t) + (len(t) & 1)
-            parts.append(bytes(t))
-            if len(t) & 1:
-                parts.append(b"\0")
-            frames.append((pos, n))
-            pos += n
-        buf = b"".join(parts)
-        spans = _buffer_spans(buf, 0, frames, rec.known)
+    def _flush(self, writer, rec: _File) -> None:
+        """Judge and write the tiles ``writer`` holds (before its ``finalize``, and when a batch is full)."""
+        tiles, rec.pending, rec.pending_bytes = rec.pending, [], 0
+        if not tiles:
+            return
+        judged, emptied = _judge(tiles, rec.known)
+        _original_write(writer, judged)
         with self._lock:
             rec.frames += len(tiles)
-            rec.emptied += len(spans)
-        if not spans:
-            return tiles
-        out = bytearray(buf)
-        for off, ln in spans:
-            out[off : off + ln] = bytes(ln)
-        mv = memoryview(out)
-        return [bytes(mv[s : s + len(t)]) for (s, _n), t in zip(frames, tiles)]
+            rec.emptied += emptied
 
     # -- after the conversion -----------------------------------------------------------------
 
@@ -172,24 +167,25 @@ def _declared_frames(path: Path) -> int | None:
 
 
 class _Installed:
-    """``FrameScrub.installed``: registers the folder, installs the class-level wrapper of
-    ``WsiDicomWriter.write_tiles`` for the first registration, removes it after the last."""
+    """``FrameScrub.installed``: registers the folder; the first registration installs the
+    class-level wrappers of ``WsiDicomWriter.write_tiles`` and ``finalize``, the last removal
+    takes them away."""
 
     def __init__(self, scrub: FrameScrub, folder: Path):
         self._scrub = scrub
         self._key = os.path.join(os.path.abspath(folder), "")
 
     def __enter__(self) -> FrameScrub:
-        global _original
         from wsidicom.file.io.wsidicom_writer import WsiDicomWriter
 
         with _install_lock:
             if self._key in _sessions:
                 raise RuntimeError("a frame scrub is already installed for this folder")
             if not _sessions:
-                if _original is None:
-                    _original = WsiDicomWriter.write_tiles
+                _originals.setdefault("write_tiles", WsiDicomWriter.write_tiles)
+                _originals.setdefault("finalize", WsiDicomWriter.finalize)
                 WsiDicomWriter.write_tiles = _write_tiles  # type: ignore[method-assign]
+                WsiDicomWriter.finalize = _finalize  # type: ignore[method-assign]
             _sessions[self._key] = self._scrub
         return self._scrub
 
@@ -198,8 +194,9 @@ class _Installed:
 
         with _install_lock:
             _sessions.pop(self._key, None)
-            if not _sessions and _original is not None:
-                WsiDicomWriter.write_tiles = _original  # type: ignore[method-assign]
+            if not _sessions and _originals:
+                WsiDicomWriter.write_tiles = _originals["write_tiles"]  # type: ignore[method-assign]
+                WsiDicomWriter.finalize = _originals["finalize"]  # type: ignore[method-assign]
 
 
 def _session(writer) -> FrameScrub | None:
@@ -211,15 +208,55 @@ def _session(writer) -> FrameScrub | None:
     return None
 
 
+def _original_write(writer, tiles: Iterable[bytes]) -> int:
+    return _originals["write_tiles"](writer, tiles)
+
+
 def _write_tiles(self, tiles: Iterable[bytes]) -> int:
-    """The installed ``WsiDicomWriter.write_tiles``: frames of a registered conversion are judged
-    (and scrubbed) on their way to the original."""
-    original = _original
-    assert original is not None, "installed before it can be called"
+    """The installed ``WsiDicomWriter.write_tiles``: a registered conversion's frames go through
+    its :class:`FrameScrub`, any other writer's straight to wsidicom's."""
+    scrub = _session(self)
+    if scrub is None:
+        return _original_write(self, tiles)
+    return scrub._write(self, tiles)
+
+
+def _finalize(self, *args, **kwargs):
+    """The installed ``WsiDicomWriter.finalize``: the frames a registered conversion's writer
+    still holds are judged and written first."""
     scrub = _session(self)
     if scrub is not None:
-        tiles = scrub._judge(self, tiles)
-    return original(self, tiles)
+        rec = scrub._file(self)
+        if rec.judged:
+            scrub._flush(self, rec)
+    return _originals["finalize"](self, *args, **kwargs)
+
+
+def _judge(tiles: list[bytes], known: list[bytes]) -> tuple[list[bytes], int]:
+    """(``tiles`` with the payloads scrub_frames would zero in their items zeroed, segments
+    emptied): the items' values (each tile, and the zero byte that pads an odd length, as
+    pydicom's ``itemize_frame`` stores it) joined in one buffer and judged by scrub_frames' own
+    ``_buffer_spans`` (one vectorised known-clean-header test, every other frame walked)."""
+    parts: list[bytes] = []
+    frames: list[tuple[int, int]] = []
+    pos = 0
+    for t in tiles:
+        parts.append(t)
+        n = len(t)
+        if n & 1:
+            parts.append(b"\0")
+            n += 1
+        frames.append((pos, n))
+        pos += n
+    buf = b"".join(parts)
+    spans = _buffer_spans(buf, 0, frames, known)
+    if not spans:
+        return tiles, 0
+    out = bytearray(buf)
+    for off, ln in spans:
+        out[off : off + ln] = bytes(ln)
+    mv = memoryview(out)
+    return [bytes(mv[s : s + len(t)]) for (s, _n), t in zip(frames, tiles)], len(spans)
 
 
 def installed_hooks() -> int:
