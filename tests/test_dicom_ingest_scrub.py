@@ -260,3 +260,28 @@ def test_pipeline_scrubs_in_the_hook_and_reports_the_same_count(cli, tmp_path, m
     one, two = (sorted(o.rglob("*.dcm")) for o in (outs["ingest"], outs["after"]))
     assert [p.name for p in one] == [p.name for p in two] and one
     assert all(x.read_bytes() == y.read_bytes() for x, y in zip(one, two))
+
+
+@pytest.mark.parametrize("fmt", ["ndpi", "philips", "scn", "bif", "mrxs"])
+def test_other_formats_retiled_and_reencoded_levels_are_scrubbed_in_the_hook(tmp_path, fmt):
+    """The hook sits where every frame is written, so NDPI's re-tiled levels, BIF's and MRXS's
+    re-encoded ones and the other readers' tiles are judged there too: no instance is left to the
+    second pass, and the files and the count equal the second pass's (planted TIFF streams)."""
+    from .test_dicom_formats import _fixture, _native
+
+    src, _canaries, _root = _fixture(fmt, tmp_path / "in")
+    if fmt != "mrxs":
+        assert plant_tiff_jpeg(src, "FMTTOK-9", **({"is_ndpi": False} if fmt == "ndpi" else {})) > 0
+    inv = _native(src)
+    ctx = SlideContext(pseudonym="T1", key=KEY, policy=Policy())
+    old = convert_slide(src, inv, ctx, tmp_path / "old").files
+    old_count = sum(scrub_frames(f) for f in old)
+    frames = FrameScrub()
+    new = convert_slide(src, inv, ctx, tmp_path / "new", frames=frames).files
+    count, rest = frames.outcome(new)
+    assert rest == [] and count == old_count
+    if fmt in ("ndpi", "philips", "scn"):  # tiles passed through (NDPI's re-tiled): planted segments
+        assert count > 0
+    assert [p.name for p in new] == [p.name for p in old] and new
+    assert all(n.read_bytes() == o.read_bytes() for n, o in zip(new, old))
+    assert _tokens_in_frames(new, "FMTTOK-9") == 0
