@@ -8,6 +8,8 @@ post-processor, followed by a value-based scrub: any element still holding one o
 identifying values (the native inventory's canaries and the file stem) is given a dummy, blanked or
 removed by its Type and reported by keyword.  What wsidicom adds while writing is fixed by a
 same-length header rewrite in place (or a streaming rewrite, Pixel Data copied byte for byte).
+With a ``FrameScrub`` (ingest.py; the pipeline passes one), the frames' JPEG COM / APPn payloads
+are zeroed as wsidicom writes them, judged exactly as ``scrub_frames`` judges a written instance.
 
 Pixels: opentile sources pass tiles through (NDPI strips are re-tiled by joining JPEG restart
 intervals, not re-encoded).  Pixel-reading sources (tiffslide for BIF, OpenSlide for MRXS) decode and
