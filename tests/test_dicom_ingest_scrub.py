@@ -150,6 +150,34 @@ def test_instances_the_hook_did_not_see_whole_fall_back_to_scrub_frames(tmp_path
     assert _tokens_in_frames(res.files, "FALLTOK-3") == 0
 
 
+def test_a_native_pixel_data_writer_is_not_judged_and_falls_back(tmp_path):
+    """A writer of native (not encapsulated) Pixel Data: the hook leaves its bytes as they are
+    (scrub_frames does not read such Pixel Data either) and the instance is not counted as scrubbed."""
+    from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit
+    from wsidicom.file.io import OffsetTableType, WsiDicomWriter
+
+    from .fixtures.plant_jpeg import noise_jpeg
+
+    planted = plant_jpeg(noise_jpeg(3, 16), "NATIVETOK-7")
+    folder = tmp_path / "conv"
+    folder.mkdir()
+    frames = FrameScrub()
+    with frames.installed(folder):
+        for name, ts in (("native.dcm", ExplicitVRLittleEndian), ("encapsulated.dcm", JPEGBaseline8Bit)):
+            w = WsiDicomWriter.open(folder / name, ts, OffsetTableType.BASIC)
+            assert w.write_tiles([planted]) == 1
+            if name == "encapsulated.dcm":  # held until its batch is full or the writer's finalize
+                assert frames._file(w).pending == [planted]
+                frames._flush(w, frames._file(w))
+            w.close()
+    native, encapsulated = (folder / "native.dcm").read_bytes(), (folder / "encapsulated.dcm").read_bytes()
+    assert planted in native  # written as handed over
+    assert b"NATIVETOK-7" not in encapsulated and len(encapsulated) >= len(planted)  # judged: payloads zeroed
+    recs = {Path(p).name: r for p, r in frames._files.items()}
+    assert not recs["native.dcm"].judged and recs["encapsulated.dcm"].judged and recs["encapsulated.dcm"].emptied == 2
+    assert frames.outcome([folder / "native.dcm"]) == (0, [folder / "native.dcm"])
+
+
 def test_a_frame_count_short_of_the_header_falls_back(tmp_path):
     """An instance whose header declares more frames than the hook judged is not counted as
     scrubbed (here: the hook's record of a level made one frame short)."""
