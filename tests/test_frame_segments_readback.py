@@ -107,6 +107,7 @@ def _plant_run(cli, tmp_path: Path, monkeypatch, scrub: bool) -> tuple[dict, lis
     write_svs(src / "a.svs")
     assert plant_tiff_jpeg(src / "a.svs", "SEGTOKEN-4471") > 0
     if not scrub:  # a redactor that forgets the frames' segments: the verifier must see it
+        monkeypatch.setenv("WSIANON_FRAME_SCRUB", "after")  # no scrub while converting, and none after
         monkeypatch.setattr(dicom_mod, "scrub_frames", lambda path: 0)
     read = _count_file_reads(monkeypatch)
     out = tmp_path / "out"

@@ -270,7 +270,10 @@ class DicomStaged:
 
 def convert_dicom(src: SlideSource, inv: Inventory, ctx: SlideContext, dest: Destinations, outcome: Outcome) -> DicomStaged:
     """The DICOM route's first phase: convert (or de-identify a DICOM input) into a new staging
-    folder and scrub the passed-through frames.  On an error the staging folder is removed."""
+    folder and scrub the passed-through frames: a conversion's frames as wsidicom writes them
+    (``FrameScrub``; ``WSIANON_FRAME_SCRUB=after``: in a second pass instead), a DICOM input's
+    and any instance the converter's hook did not see whole by ``scrub_frames`` after writing.
+    On an error the staging folder is removed."""
     from wsianon.converters import dicom as dicom_mod
 
     assert dest.out is not None
@@ -280,12 +283,16 @@ def convert_dicom(src: SlideSource, inv: Inventory, ctx: SlideContext, dest: Des
         folder = staging.path(ctx.pseudonym)
         folder.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
+        emptied = 0
         if src.spec.is_dicom:
             result = dicom_mod.deidentify_series(inv, ctx, folder)
+            rest = list(result.files)
         else:
-            result = dicom_mod.convert_slide(src.path, inv, ctx, folder)
+            frames = None if os.environ.get("WSIANON_FRAME_SCRUB") == "after" else dicom_mod.FrameScrub()
+            result = dicom_mod.convert_slide(src.path, inv, ctx, folder, frames=frames)
+            emptied, rest = frames.outcome(result.files) if frames is not None else (0, list(result.files))
         # passed-through JPEG frames keep only the segments a decoder needs
-        emptied = sum(dicom_mod.scrub_frames(Path(f)) for f in result.files)
+        emptied += sum(dicom_mod.scrub_frames(Path(f)) for f in rest)
         outcome.timings["convert"] = time.perf_counter() - t0
         outcome.removals = list(result.removals)
         if emptied:

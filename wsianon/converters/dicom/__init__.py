@@ -15,10 +15,12 @@ from wsianon.converters.dicom.series import (
     is_dicom,
 )
 from wsianon.converters.dicom.bridge import convert_slide, require_turbojpeg
+from wsianon.converters.dicom.ingest import FrameScrub
 from wsianon.converters.dicom.stream import scrub_frames
 
 __all__ = [
     "DicomResult",
+    "FrameScrub",
     "convert_slide",
     "require_turbojpeg",
     "deidentify_series",

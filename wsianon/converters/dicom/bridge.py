@@ -8,6 +8,8 @@ post-processor, followed by a value-based scrub: any element still holding one o
 identifying values (the native inventory's canaries and the file stem) is given a dummy, blanked or
 removed by its Type and reported by keyword.  What wsidicom adds while writing is fixed by a
 same-length header rewrite in place (or a streaming rewrite, Pixel Data copied byte for byte).
+With a ``FrameScrub`` (ingest.py; the pipeline passes one), the frames' JPEG COM / APPn payloads
+are zeroed as wsidicom writes them, judged exactly as ``scrub_frames`` judges a written instance.
 
 Pixels: opentile sources pass tiles through (NDPI strips are re-tiled by joining JPEG restart
 intervals, not re-encoded).  Pixel-reading sources (tiffslide for BIF, OpenSlide for MRXS) decode and
@@ -41,6 +43,7 @@ from pydicom.uid import UID
 from wsianon.converters.base import Inventory, SlideContext
 from wsianon.io.keyed import keyed_uid
 from wsianon.converters.dicom.engine import Engine
+from wsianon.converters.dicom.ingest import FrameScrub
 from wsianon.converters.dicom.series import _KIND_ORDER, DicomResult, _image_kind, finalize_meta, slide_identity
 from wsianon.converters.dicom.stream import header_bytes, read_header, write_instance
 from wsianon.converters.registry import DicomVia, spec_of
@@ -363,13 +366,15 @@ def _fix_header_in_place(
     return True
 
 
-def convert_slide(source: Path, inv: Inventory, ctx: SlideContext, out_dir: Path, workers: int | None = None) -> DicomResult:
+def convert_slide(source: Path, inv: Inventory, ctx: SlideContext, out_dir: Path, workers: int | None = None, frames: FrameScrub | None = None) -> DicomResult:
     """Convert ``source`` (a non-DICOM slide, ``inv`` from its native converter) into de-identified
     DICOM WSI instances in ``out_dir``.
 
     The engine (and the value scrub) runs as wsidicomizer's metadata post-processor, so each
     instance is written once; the few attributes wsidicom adds while writing are removed by an
     in-place, same-length header rewrite. Pixel data is never read back or copied.
+    ``frames``: installed while wsidicom writes, it scrubs the frames' JPEG segments as they are
+    written and records which instances it saw whole (``frames.outcome(result.files)``).
     """
     source = Path(source)
     out_dir = Path(out_dir)
@@ -392,10 +397,18 @@ def convert_slide(source: Path, inv: Inventory, ctx: SlideContext, out_dir: Path
     tmp = Path(tempfile.mkdtemp(prefix=".wsidicomizer-", dir=out_dir))
     try:
         uids = KeyedUidGenerator(ctx.key, ctx.pseudonym)
-        conv = _convert(source, policy, uids, _post_processor(engine, scanner), tmp / "conv", workers, keep_thumbnail, result)
+        post = _post_processor(engine, scanner)
+        if frames is None:
+            conv = _convert(source, policy, uids, post, tmp / "conv", workers, keep_thumbnail, result)
+        else:
+            with frames.installed(tmp / "conv"):
+                conv = _convert(source, policy, uids, post, tmp / "conv", workers, keep_thumbnail, result)
         _report_associated(result, inv, policy, conv)
         files = _written_instances(source, conv.created, policy)
         _place_instances(files, out_dir, engine, scanner, conv.reencoded, result, uids)
+        if frames is not None:
+            for (*_f, written), final in zip(files, result.files[-len(files) :] if files else []):
+                frames.moved(written, final)
         if not keep_thumbnail:
             result.removals.append(Removal("image", "thumbnail", "not written (the native inventory removes it)"))
         note = missing_levels_note(source, inv, [(w, h) for _o, w, h, kind, _p in files if kind == "VOLUME"])
