@@ -249,11 +249,11 @@ def _report_slide(out: Path) -> dict:
 def test_pipeline_scrubs_in_the_hook_and_reports_the_same_count(cli, tmp_path, monkeypatch):
     """``run --target dicom``: the default route empties the segments in the hook (``scrub_frames``
     never runs on a converted instance); ``WSIANON_FRAME_SCRUB=after`` runs the second pass; both
-    place the same files and report the same removal; the verifier passes both.  (Segments in the
-    header and odd lengths only: the verifier's ``dicom: frames`` compares a frame with its source
-    tile scrubbed in the header only, so a tile with a segment after its entropy-coded data fails
-    that check on either route.)"""
-    src = _slide(tmp_path, "CASE-77", "PIPETOK-5", kinds=(0, 3))
+    place the same files and report the same removal; the verifier passes both, including the
+    frames whose tile had a segment after its entropy-coded data or bytes after EOI (``dicom:
+    frames`` compares such a frame with its tile as a correct redaction leaves it).  The fifth
+    planting (no EOI, a segment running past the tile) is a malformed stream: see the next test."""
+    src = _slide(tmp_path, "CASE-77", "PIPETOK-5", kinds=(0, 1, 2, 3))
     key = tmp_path / "key"
     key.write_text(KEY.hex())
     key.chmod(0o600)
@@ -281,6 +281,7 @@ def test_pipeline_scrubs_in_the_hook_and_reports_the_same_count(cli, tmp_path, m
         assert s["status"] == "ok"
         checks = {c["check"]: c for c in s["verification"]["checks"]}
         assert checks["dicom: frame segments"]["ok"], checks["dicom: frame segments"]
+        assert checks["dicom: frames"]["ok"] and "equal the source tile" in checks["dicom: frames"]["detail"], checks["dicom: frames"]
         lines[r] = [x for x in s["removed"] if x["name"] == "JPEG COM/APPn in frames"]
     assert lines["ingest"] == lines["after"] and len(lines["ingest"]) == 1
     assert calls["ingest"] == []  # no second pass over any instance
@@ -288,6 +289,22 @@ def test_pipeline_scrubs_in_the_hook_and_reports_the_same_count(cli, tmp_path, m
     one, two = (sorted(o.rglob("*.dcm")) for o in (outs["ingest"], outs["after"]))
     assert [p.name for p in one] == [p.name for p in two] and one
     assert all(x.read_bytes() == y.read_bytes() for x, y in zip(one, two))
+
+
+def test_a_malformed_tile_fails_the_frames_check_and_is_quarantined(cli, tmp_path):
+    """A tile without EOI whose last segment runs past its end is not a stream ``normalized``
+    can follow: its scrubbed frame cannot be proven against it, so the slide fails closed
+    (quarantined, nothing placed), and the planted text is in no placed file."""
+    src = _slide(tmp_path, "CASE-78", "PIPETOK-6", kinds=(0, 4))
+    key = tmp_path / "key"
+    key.write_text(KEY.hex())
+    key.chmod(0o600)
+    out = tmp_path / "out"
+    code, _o, err = cli("run", "--target", "dicom", str(src), "-o", str(out), "--key-file", str(key))
+    assert code != 0 and "failed: dicom: frames" in err
+    s = _report_slide(out)
+    assert s["status"] == "failed"
+    assert not list(out.rglob("*.dcm"))
 
 
 @pytest.mark.parametrize("fmt", ["ndpi", "philips", "scn", "bif", "mrxs"])

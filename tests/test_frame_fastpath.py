@@ -299,3 +299,26 @@ def test_compare_bytes_names_the_first_changed_frame(generated, tmp_path):
             n = frames_mod._compare_bytes(path, ds, page, fs.fileno(), problems, located)
         assert n == 5
         assert problems == [f"{p.name}: frame 5 differs from source tile 5"]
+
+
+def test_a_frame_scrubbed_after_the_entropy_data_is_proven_against_the_normalized_tile():
+    """A tile with a comment after its entropy-coded data, or text after EOI: its frame as the
+    frame scrub leaves it (payload zeroed) is proven against the tile as a correct redaction
+    leaves it; the same frame with the payload left, changed, or an entropy byte changed is not."""
+    from wsianon.io.jpeg import scrub
+
+    tables, tile = _abbreviate(noise_jpeg(5, 64))
+    secret = b"tail PATIENT-4711"
+    com = struct.pack(">BBH", 0xFF, COM, len(secret) + 2) + secret
+    for dirty in (tile[:-2] + com + tile[-2:], tile + b"after PATIENT-4711"):
+        clean, zeroed = scrub(dirty)
+        assert zeroed == 1 and clean != dirty and secret[5:] not in clean
+        ph = ProvenHeaders(tables)
+        assert ph.same(dirty, _frame(clean, tables))  # scrubbed: proven
+        assert not _same_mv(dirty, _frame(clean, tables), tables, {})  # (the raw comparison alone would fail it)
+        assert ph.same(dirty, _frame(dirty, tables))  # left as it is: the bitstreams are equal (the segment check fails it)
+        other = clean.replace(bytes(len(secret) - 5), b"X" * (len(secret) - 5))
+        assert other != clean and not ph.same(dirty, _frame(other, tables))  # another payload: not the redaction
+        mutated = bytearray(clean)
+        mutated[len(clean) // 2] ^= 0x01
+        assert not ph.same(dirty, _frame(bytes(mutated), tables))

@@ -14,6 +14,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from wsianon.io.dicomframes import walk_items
+from wsianon.io.jpeg import normalized
 
 # ---------------------------------------------------------------------------
 # frames
@@ -188,7 +189,13 @@ class ProvenHeaders:
     A later tile and frame that start with a remembered pair then get exactly ``_same_mv``'s
     answer from its own steps minus the parse: byte-equal (or equal with the one padding zero),
     else entropy-coded remainders of a fitting length and identical.  Anything else goes to
-    ``_same_mv``."""
+    ``_same_mv``.
+
+    A frame that differs from its tile is compared once more with the tile as a correct
+    redaction leaves it (``wsianon.io.jpeg.normalized``: a comment or application segment after
+    the entropy-coded data, or bytes after EOI, zeroed — what the frame scrub zeroes), so a
+    scrubbed frame is proven rather than failed; the frame-segment check proves separately that
+    no such payload is left in any frame."""
 
     def __init__(self, tables: bytes | None, cache: dict | None = None, limit: int = 4):
         self.tables = tables
@@ -197,6 +204,12 @@ class ProvenHeaders:
         self.pairs: list[tuple[bytes, bytes]] = []
 
     def same(self, tv: bytes, fv: bytes) -> bool:
+        if self._same(tv, fv):
+            return True
+        nv, zeroed = normalized(bytes(tv))
+        return zeroed > 0 and nv != tv and self._same(nv, fv)
+
+    def _same(self, tv: bytes, fv: bytes) -> bool:
         lt, lf = len(tv), len(fv)
         if fv == tv or (lf == lt + 1 and lt % 2 and fv[lt] == 0 and fv.startswith(tv)):
             return True
