@@ -2,7 +2,11 @@
 ``WsiDicomizer.convert`` of the same generated slide (no label, no overview, no confidential
 metadata), both whole processes, alternating pairs, medians.
 
-    python benchmarks/bench_dicom.py [--size-gb 1] [--pairs 4] [--workdir DIR] [--json FILE]
+    python benchmarks/bench_dicom.py [--size-gb 1] [--pairs 4] [--batch N --slide-mb MB] [--workdir DIR] [--json FILE]
+
+``--batch N``: throughput instead — ``wsianon run --target dicom --workers 1`` over a folder of N
+slides (a slide's verification overlaps the next slide's conversion) against one bare process
+converting the same N slides one after the other (imports paid once on both sides).
 
 Not a test: nothing here is asserted.
 """
@@ -36,6 +40,50 @@ def bare(src: Path, out: Path) -> dict:
     r = child([sys.executable, "-c", BARE, str(src), str(out)])
     r["bytes"] = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     return r
+
+
+BARE_BATCH = (
+    "import sys, os, warnings\n"
+    "warnings.simplefilter('ignore')\n"
+    "from wsidicomizer import WsiDicomizer\n"
+    "src, out = sys.argv[1], sys.argv[2]\n"
+    "for name in sorted(os.listdir(src)):\n"
+    "    WsiDicomizer.convert(os.path.join(src, name), os.path.join(out, name), include_label=False, include_overview=False, include_confidential=False)\n"
+)
+
+
+def bench_batch(n_slides: int, slide_mb: float, n_pairs: int, work: Path) -> dict:
+    """Throughput over a folder of slides: ``run --workers 1`` against a bare process converting them in turn."""
+    from bench_batch import _inputs
+
+    inputs, key, total = _inputs(work, n_slides, slide_mb, "dicom batch")
+
+    def bare_all() -> dict:
+        out = work / "bare"
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir()
+        return child([sys.executable, "-c", BARE_BATCH, str(inputs), str(out)])
+
+    def ours() -> dict:
+        out = work / "out"
+        fresh_out(out)
+        return child([*wsianon_cmd(), "run", "--target", "dicom", str(inputs), "-o", str(out), "--key-file", str(key), "--workers", "1"])
+
+    res = pairs(bare_all, ours, n_pairs, "bare wsidicomizer (serial)", "wsianon --workers 1")
+    print(f"{n_slides} slides, {total / 1e9:.2f} GB")
+    print(f"bare WsiDicomizer.convert, one process  {fmt(res['a'])}")
+    print(f"wsianon --target dicom --workers 1      {fmt(res['b'])}")
+    print(f"  throughput ratio (median of {n_pairs} pairs) {res['ratio']:.3f}  (load {res['load']:.1f})")
+    return {
+        "slides": n_slides,
+        "bytes": total,
+        "bare": res["a"],
+        "wsianon": res["b"],
+        "ratio": res["ratio"],
+        "walls_bare": res["walls_a"],
+        "walls_wsianon": res["walls_b"],
+        "load": res["load"],
+    }
 
 
 def wsianon(src: Path, out: Path, key: Path) -> dict:
@@ -76,11 +124,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--size-gb", type=float, default=1.0)
     ap.add_argument("--pairs", type=int, default=4)
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--batch", type=int, default=0, help="throughput over N slides instead (see above)")
+    ap.add_argument("--slide-mb", type=float, default=100.0, help="slide size with --batch")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="wsianon-bench-", dir=args.workdir))
     try:
-        r = bench(args.size_gb, args.pairs, work)
+        r = bench_batch(args.batch, args.slide_mb, args.pairs, work) if args.batch else bench(args.size_gb, args.pairs, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.json:
