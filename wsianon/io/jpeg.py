@@ -67,7 +67,8 @@ def is_jpeg(data: bytes) -> bool:
 
 
 def essential(marker: int, payload_head: bytes) -> bool:
-    """Whether a segment keeps its payload (``payload_head``: its first bytes, ≥ 6 for APPn)."""
+    """Whether a segment keeps its payload (``payload_head``: its first bytes, ≥ 6 for APPn);
+    of a JFIF or Adobe segment, only its first ``canonical_payload`` bytes."""
     if marker in ESSENTIAL or marker in STANDALONE:
         return True
     if marker == APP0:
@@ -75,6 +76,22 @@ def essential(marker: int, payload_head: bytes) -> bool:
     if marker == APP14:
         return payload_head[:5] == b"Adobe"
     return False
+
+
+# the fields a decoder reads of the two application segments it uses: JFIF ("JFIF\0", version,
+# units, densities, thumbnail size) and Adobe ("Adobe", version, two flag words, transform);
+# what follows (a JFIF thumbnail's pixels, anything after the Adobe fields) no decoder needs
+JFIF_FIELDS = 14
+ADOBE_FIELDS = 12
+
+
+def canonical_payload(marker: int, payload_head: bytes) -> int | None:
+    """How many payload bytes an essential JFIF/Adobe segment keeps (None: every byte)."""
+    if marker == APP0 and payload_head[:5] == b"JFIF\0":
+        return JFIF_FIELDS
+    if marker == APP14 and payload_head[:5] == b"Adobe":
+        return ADOBE_FIELDS
+    return None
 
 
 def _segments(data: bytes, pos: int, stop_at_sos: bool) -> tuple[list[Segment], int, bool]:
@@ -132,6 +149,12 @@ def walk(data: bytes) -> list[Segment]:
     segs, pos, complete = _segments(data, 0, stop_at_sos=False)
     if not complete and pos < len(data):
         raise JpegError("truncated marker segment")
+    last_scan = max((i for i, g in enumerate(segs) if g.marker == SOS), default=len(segs))
+    for g in segs[last_scan + 1 :]:
+        if g.marker in ESSENTIAL:
+            # a table (or frame) segment after the last scan: no decoder uses it, and its bytes
+            # are not a payload that could be zeroed without changing how decoders parse it
+            raise JpegError(f"{marker_name(g.marker)} segment after the last scan")
     return segs
 
 
@@ -141,6 +164,18 @@ def trailing(data: bytes, segs: list[Segment]) -> tuple[int, int]:
         end = segs[-1].offset + 2
         return end, len(data) - end
     return len(data), 0
+
+
+def follows_jpeg_rules(data: bytes) -> bool:
+    """Whether ``data`` is a JPEG stream whose frame is coded by the rules this module follows
+    (a SOF of ITU T.81: DCT or lossless, Huffman or arithmetic) — not, e.g., JPEG-LS (SOF55),
+    whose entropy-coded data stuffs 0xFF differently.  A stream for which this is True and
+    :func:`walk` fails is malformed; for any other, the walk says nothing."""
+    try:
+        segs, _ = header_segments(data[:65536])
+    except JpegError:
+        return True  # not even its header parses
+    return any(g.marker in SOF_MARKERS for g in segs) or not any(0xF7 <= g.marker <= 0xF8 for g in segs)
 
 
 def header_segments(data: bytes) -> tuple[list[Segment], bool]:
@@ -155,13 +190,21 @@ def header_segments(data: bytes) -> tuple[list[Segment], bool]:
 
 
 def nonessential(data: bytes, segs: list[Segment]) -> list[Segment]:
-    """The segments of ``segs`` whose payload must be zeroed (``data``: the stream's bytes)."""
+    """The segments of ``segs`` whose payload must be zeroed (``data``: the stream's bytes); for a
+    JFIF or Adobe segment longer than its fields, the part after them (``canonical_payload``)."""
     out = []
     for s in segs:
         if s.length <= 2:
             continue
-        if not essential(s.marker, bytes(data[s.payload_offset : s.payload_offset + 6])):
+        head = bytes(data[s.payload_offset : s.payload_offset + 6])
+        if not essential(s.marker, head):
             out.append(s)
+            continue
+        keep = canonical_payload(s.marker, head)
+        if keep is not None and s.payload_length > keep:
+            # the bytes after a JFIF/Adobe segment's fields, as a segment of their own (its
+            # payload is exactly those bytes; its end is the segment's end)
+            out.append(Segment(s.marker, s.payload_offset + keep - 4, s.payload_length - keep + 2))
     return out
 
 
@@ -538,6 +581,18 @@ class StreamScrub:
             out.extend(self._judge(fd, *prev, None))
         self._k = len(self._off)
         return out
+
+
+def normalized_checked(data: bytes) -> tuple[bytes, bool]:
+    """``normalized(data)[0]``, and whether ``data`` is a JPEG stream of the rules this module
+    follows that it cannot follow to its end (:func:`follows_jpeg_rules`): such a stream is left
+    as it is, and what it carries cannot be proven (a verifier fails it)."""
+    if not is_jpeg(data):
+        return data, False
+    try:
+        return scrub(data)[0], False
+    except JpegError:
+        return data, follows_jpeg_rules(data)
 
 
 def normalized(data: bytes) -> tuple[bytes, int]:

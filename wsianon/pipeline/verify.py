@@ -252,6 +252,15 @@ def check_tiles_tiff(snap: SourceSnapshot, fmt: str, out_main: Path, verdict: Ve
         if a != b:
             verdict.add("tiles-identical", False, f"level {a[0]}x{a[1]}: tile bytes differ")
             return
+    if snap.tiles_malformed > 0:
+        # equal to the source, but the source's tiles themselves cannot be shown clean
+        verdict.add(
+            "tiles-identical",
+            False,
+            f"{snap.tiles_malformed} tiles/strips start like JPEG but cannot be followed to their end (a truncated "
+            "segment, or a table segment after the last scan): what they carry cannot be proven",
+        )
+        return
     n = sum(a[2] for a in out)
     verdict.add(
         "tiles-identical",

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import xxhash
 
-from wsianon.io.jpeg import JpegError, clean_by_header_many, is_jpeg, learn_clean_header, marker_positions, normalized, scrub
+from wsianon.io.jpeg import JpegError, clean_by_header_many, follows_jpeg_rules, is_jpeg, learn_clean_header, marker_positions, normalized, scrub
 from wsianon.io.spans import union_arrays
 from wsianon.profiles import tifffile_open
 
@@ -147,7 +147,8 @@ class _PageState:
         try:
             out, zeroed = scrub(data)
         except JpegError:
-            self.malformed += 1
+            if follows_jpeg_rules(data):  # (JPEG-LS tiles are not JPEG streams this walk follows)
+                self.malformed += 1
             return data, 0
         if zeroed and out != data:
             self.changed += 1

@@ -13,7 +13,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from wsianon.io.dicomframes import decode_rgb, iter_frames
-from wsianon.io.jpeg import JpegError, clean_by_known_header, dirty_segments, is_jpeg, learn_clean_header, marker_name, normalized
+from wsianon.io.jpeg import JpegError, clean_by_known_header, dirty_segments, follows_jpeg_rules, is_jpeg, learn_clean_header, marker_name, normalized
 from wsianon.verify.dicom.common import J2K_TIFF_CODECS, JPEG_TIFF_CODECS, Checks, image_kind, read_dataset
 from wsianon.verify.dicom.decode import (
     JPEG_TS,
@@ -439,7 +439,11 @@ def _frame_segments(path: Path, bad: list[str]) -> int:
         try:
             dirty = dirty_segments(f)
         except JpegError:
-            continue  # multi-fragment frames and other codecs: judged by the frame checks
+            if follows_jpeg_rules(f):
+                # a JPEG frame that cannot be followed to its end (a truncated segment, a table
+                # after the last scan): what it carries cannot be proven
+                bad.append(f"{path.name} frame {i}: JPEG stream that cannot be followed to its end")
+            continue  # other codecs (JPEG-LS): judged by the frame checks
         if dirty:
             bad.append(f"{path.name} frame {i}: {', '.join(sorted({marker_name(s.marker) for s in dirty}))}")
         else:

@@ -12,7 +12,7 @@ import hashlib
 import re
 from pathlib import Path
 
-from wsianon.io.jpeg import normalized
+from wsianon.io.jpeg import normalized_checked
 
 HANDLES_TILES = True  # the generic TIFF tile check does not apply to Leica levels
 
@@ -20,9 +20,10 @@ _DIM = re.compile(r"<dimension\b[^>]*>")
 _ATTR = re.compile(r'(\w+)="([^"]*)"')
 
 
-def _dimension_pages(path: Path, scrub: bool = False) -> dict[tuple[int, int], str] | None:
+def _dimension_pages(path: Path, scrub: bool = False, malformed: list[int] | None = None) -> dict[tuple[int, int], str] | None:
     """sha256 of each XML-named page's tiles (``scrub``: as a correct redaction leaves
-    them, non-essential JPEG payloads zeroed — the source side)."""
+    them, non-essential JPEG payloads zeroed — the source side; ``malformed`` gets one entry
+    per JPEG tile that cannot be followed to its end)."""
     import tifffile
 
     out: dict[tuple[int, int], str] = {}
@@ -45,7 +46,11 @@ def _dimension_pages(path: Path, scrub: bool = False) -> dict[tuple[int, int], s
             for off, cnt in zip(page.dataoffsets, page.databytecounts):
                 fh.seek(off)
                 blob = fh.read(cnt)
-                h.update(normalized(blob)[0] if scrub else blob)
+                if scrub:
+                    blob, bad = normalized_checked(blob)
+                    if bad and malformed is not None:
+                        malformed.append(off)
+                h.update(blob)
                 h.update(b"|")
             out[(page.imagewidth, page.imagelength)] = h.hexdigest()
     return out
@@ -55,7 +60,8 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
     import openslide
 
     try:
-        src = _dimension_pages(inv.path, scrub=True)
+        malformed: list[int] = []
+        src = _dimension_pages(inv.path, scrub=True, malformed=malformed)
         out = _dimension_pages(out_main)
     except Exception as exc:
         verdict.add("leica-tiles-identical", False, f"tifffile cannot read the pages: {type(exc).__name__}")
@@ -64,7 +70,10 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
         verdict.add("leica-tiles-identical", False, "no <scn> dimensions found")
         return
     same = all(src.get(k) == v for k, v in out.items())
-    verdict.add("leica-tiles-identical", same, f"{len(out)} image pages named by the XML byte-identical to the source" if same else "tile bytes differ")
+    if same and malformed:
+        verdict.add("leica-tiles-identical", False, f"{len(malformed)} JPEG tiles cannot be followed to their end: what they carry cannot be proven")
+    else:
+        verdict.add("leica-tiles-identical", same, f"{len(out)} image pages named by the XML byte-identical to the source" if same else "tile bytes differ")
     try:
         with openslide.OpenSlide(str(out_main)) as s:
             props = dict(s.properties)

@@ -27,7 +27,7 @@ import struct
 from pathlib import Path
 
 from wsianon.io.ini import read_ini
-from wsianon.io.jpeg import normalized
+from wsianon.io.jpeg import normalized_checked
 
 HANDLES_TILES = True  # tiles live in Data files: compared here, not through tifffile
 
@@ -44,9 +44,10 @@ def _ini(folder: Path) -> configparser.RawConfigParser:
     return cp
 
 
-def _level_tiles(folder: Path, cp: configparser.RawConfigParser, scrub: bool = False) -> list[list[str]]:
+def _level_tiles(folder: Path, cp: configparser.RawConfigParser, scrub: bool = False, malformed: list[int] | None = None) -> list[list[str]]:
     """sha256 of every tile blob, per zoom level, in Index.dat order (``scrub``: of the
-    blob with its non-essential JPEG payloads zeroed, what the output must hold)."""
+    blob with its non-essential JPEG payloads zeroed, what the output must hold; ``malformed``
+    gets one entry per JPEG blob that cannot be followed to its end)."""
     sid = cp.get("GENERAL", "SLIDE_ID")
     idx = (folder / cp.get("HIERARCHICAL", "INDEXFILE")).read_bytes()
     files = [folder / cp.get("DATAFILE", f"FILE_{i}") for i in range(cp.getint("DATAFILE", "FILE_COUNT"))]
@@ -70,7 +71,9 @@ def _level_tiles(folder: Path, cp: configparser.RawConfigParser, scrub: bool = F
                     fh.seek(off)
                     blob = fh.read(ln)
                     if scrub:
-                        blob = normalized(blob)[0]
+                        blob, bad = normalized_checked(blob)
+                        if bad and malformed is not None:
+                            malformed.append(image)
                     hashes.append(f"{image}:{hashlib.sha256(blob).hexdigest()}")
                 page = nxt
             out.append(hashes)
@@ -147,17 +150,21 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
 
     # tiles
     try:
-        src_tiles = _level_tiles(src_folder, src_cp, scrub=True) if src_cp else None
+        malformed: list[int] = []
+        src_tiles = _level_tiles(src_folder, src_cp, scrub=True, malformed=malformed) if src_cp else None
         out_tiles = _level_tiles(folder, cp)
         same = src_tiles is not None and src_tiles == out_tiles
         n = sum(len(x) for x in out_tiles)
-        verdict.add(
-            "mrxs-tiles-identical",
-            same,
-            f"{n} tile blobs in {len(out_tiles)} zoom levels identical to the source (entropy-coded data; non-essential JPEG payloads zeroed)"
-            if same
-            else "tile blobs differ from the source",
-        )
+        if same and malformed:
+            verdict.add("mrxs-tiles-identical", False, f"{len(malformed)} JPEG tile blobs cannot be followed to their end: what they carry cannot be proven")
+        else:
+            verdict.add(
+                "mrxs-tiles-identical",
+                same,
+                f"{n} tile blobs in {len(out_tiles)} zoom levels identical to the source (entropy-coded data; non-essential JPEG payloads zeroed)"
+                if same
+                else "tile blobs differ from the source",
+            )
     except Exception as exc:
         verdict.add("mrxs-tiles-identical", False, f"cannot walk Index.dat: {type(exc).__name__}")
 
