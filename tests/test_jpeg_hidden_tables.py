@@ -169,3 +169,30 @@ def test_formats_comparing_their_own_tiles_fail_a_tile_they_cannot_follow(cli, t
     code, stdout, err = cli("run", "--target", "native", str(src), "-o", str(out), "--key-file", str(key))
     assert code != 0 and f"failed: {check}" in err + stdout
     assert _secret_in(out) == 0
+
+
+def test_a_kept_thumbnail_strip_is_followed_to_its_end(cli, tmp_path):
+    """The thumbnail page is not a pyramid level, so no tile identity proves it: the vocabulary
+    check follows its JPEG strip to the end, where a table after the scan carries the text."""
+    import tifffile
+
+    (tmp_path / "src").mkdir()
+    src = write_svs(tmp_path / "src" / "CASE-6611.svs", size=(1024, 768), levels=2).path
+    with tifffile.TiffFile(src, mode="r+b") as tf:
+        page = tf.pages[1]
+        assert page.shape[:2] == (192, 256) and not page.is_tiled  # the thumbnail: one strip
+        fh = tf.filehandle
+        fh.seek(page.dataoffsets[0])
+        new = _dht_after(fh.read(page.databytecounts[0]))
+        fh.seek(0, 2)
+        at = fh.tell()
+        fh.write(new)
+        page.tags["StripOffsets"].overwrite([at])
+        page.tags["StripByteCounts"].overwrite([len(new)])
+    key = tmp_path / "key"
+    key.write_text(KEY)
+    key.chmod(0o600)
+    out = tmp_path / "out"
+    code, stdout, err = cli("run", "--target", "native", str(src), "-o", str(out), "--key-file", str(key))
+    assert code != 0 and "failed: vocabulary" in err + stdout
+    assert _secret_in(out) == 0 and not list(out.rglob("*.svs"))

@@ -406,7 +406,9 @@ def scan_tiff(path: Path, fmt: str, name: str | None = None, tiles: str = "heade
     (the tiles' identity with the source is proven elsewhere); "walk" follows
     every JPEG stream to its end (no source to compare with).  ``proven(offset, length)``:
     True for a JPEG stream proven identical to a source stream with every non-essential
-    payload zeroed (the verifier's tile identity): its segments need no second look."""
+    payload zeroed (the verifier's tile identity): its segments need no second look; the
+    streams it does not prove (a thumbnail, JPEGTables: few and small) are followed to their
+    end, as with "walk" (a segment after the entropy-coded data is no header's)."""
     vocab = vocabulary(fmt)
     name = name or path.name
     out: list[TextFinding] = []
@@ -415,7 +417,7 @@ def scan_tiff(path: Path, fmt: str, name: str | None = None, tiles: str = "heade
     fd = os.open(path, os.O_RDONLY)
     try:
         for off, cnt in _unproven(jpegs, proven):
-            if not _jpeg_stream_findings(fd, off, cnt, name, tiles == "walk", out):
+            if not _jpeg_stream_findings(fd, off, cnt, name, tiles == "walk" or proven is not None, out):
                 opaque.append((off, cnt))  # a "JPEG" page whose data is not JPEG: opaque pixel data
             if len(out) >= MAX_FINDINGS:
                 return out
