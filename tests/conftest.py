@@ -43,6 +43,27 @@ def _isolated_key(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture
+def key(tmp_path) -> Path:
+    """A fresh project key file, as ``wsianon key init`` writes it."""
+    from wsianon.pipeline.keys import init_key
+
+    k = tmp_path / "job.key"
+    init_key(k)
+    return k
+
+
+def small_svs_folder(tmp_path_factory, prefix: str, n: int) -> Path:
+    """``n`` small one-level SVS slides, CASE-1.svs … (one level: wsidicom numbers the instances
+    of parallel levels in the order their threads open them, which no runner controls)."""
+    from tests.fixtures.svs_gen import write_svs
+
+    d = tmp_path_factory.mktemp(prefix)
+    for i in range(1, n + 1):
+        write_svs(d / f"CASE-{i}.svs", levels=1, size=(768, 512))
+    return d
+
+
+@pytest.fixture
 def cli():
     """Run the CLI in-process; returns (exit_code, stdout, stderr)."""
     from typer.testing import CliRunner

@@ -21,30 +21,16 @@ from wsianon.pipeline import anonymize as anon
 from wsianon.pipeline import batch
 from wsianon.pipeline.batch import JobInterrupted
 from wsianon.pipeline.jobs import JobConfig, run_job
-from wsianon.pipeline.keys import init_key
 from wsianon.pipeline.model import Status
 
-from .conftest import tree_hashes
-from .fixtures.svs_gen import write_svs
+from .conftest import small_svs_folder, tree_hashes
 
 WAIT = 60.0  # generous: only reached when the expected order does not happen (the test then fails)
 
 
 @pytest.fixture(scope="module")
 def slides(tmp_path_factory) -> Path:
-    """Three small SVS slides (one pyramid level: wsidicom numbers the instances of parallel
-    levels in the order their threads open them, which no runner controls)."""
-    d = tmp_path_factory.mktemp("overlap-in")
-    for i in range(1, 4):
-        write_svs(d / f"CASE-{i}.svs", levels=1, size=(768, 512))
-    return d
-
-
-@pytest.fixture
-def key(tmp_path) -> Path:
-    k = tmp_path / "job.key"
-    init_key(k)
-    return k
+    return small_svs_folder(tmp_path_factory, "overlap-in", 3)
 
 
 def _run(inputs: list[Path], out: Path, key: Path):

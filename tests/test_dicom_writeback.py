@@ -23,11 +23,10 @@ from wsianon.io.writeback import Writeback
 from wsianon.pipeline import anonymize as anon
 from wsianon.pipeline.detect import expand_inputs
 from wsianon.pipeline.jobs import JobConfig, run_job, start_slide
-from wsianon.pipeline.keys import init_key
 from wsianon.pipeline.model import Status
 from wsianon.profiles.policy import Policy
 
-from .fixtures.svs_gen import write_svs
+from .conftest import small_svs_folder
 
 WAIT = 60.0  # generous: only reached when the expected order does not happen
 
@@ -42,17 +41,7 @@ def _wb_threads() -> list[threading.Thread]:
 
 @pytest.fixture(scope="module")
 def slides(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("wb-in")
-    for i in (1, 2):
-        write_svs(d / f"CASE-{i}.svs", levels=1, size=(768, 512))
-    return d
-
-
-@pytest.fixture
-def key(tmp_path) -> Path:
-    k = tmp_path / "job.key"
-    init_key(k)
-    return k
+    return small_svs_folder(tmp_path_factory, "wb-in", 2)
 
 
 def _files(tmp_path: Path, n: int = 3) -> list[Path]:
@@ -100,8 +89,9 @@ def test_writeback_error_is_a_one_line_output_error(tmp_path, monkeypatch):
     assert not _wb_threads()
 
 
-def test_stop_cancels_the_files_not_started_and_waits_for_the_one_in_progress(tmp_path, monkeypatch):
-    files = _files(tmp_path)
+def _gated_fdatasync(monkeypatch) -> tuple[threading.Event, threading.Event, list[str]]:
+    """``os.fdatasync`` of the write-back replaced: it notes the file, sets ``entered``, then
+    waits for ``release``; returns (entered, release, the files it was called for)."""
     entered, release = threading.Event(), threading.Event()
     seen: list[str] = []
 
@@ -111,6 +101,12 @@ def test_stop_cancels_the_files_not_started_and_waits_for_the_one_in_progress(tm
         assert release.wait(WAIT)
 
     monkeypatch.setattr(wb_mod.os, "fdatasync", spy)
+    return entered, release, seen
+
+
+def test_stop_cancels_the_files_not_started_and_waits_for_the_one_in_progress(tmp_path, monkeypatch):
+    files = _files(tmp_path)
+    entered, release, seen = _gated_fdatasync(monkeypatch)
     wb = Writeback(files, "t")
     assert entered.wait(WAIT)
     stopper = threading.Thread(target=wb.stop)
@@ -236,15 +232,7 @@ def test_a_discarded_slide_leaves_no_writeback_thread_and_no_file_touched_after(
     """The run stops before a converted slide's verification (``Deferred.discard``) while its
     write-back is inside a file: the discard cancels the rest, waits for that file, then removes
     the staging folder; no write-back thread is left and no file was touched after that."""
-    entered, release = threading.Event(), threading.Event()
-    seen: list[str] = []
-
-    def fdatasync(fd):
-        seen.append(_fd_path(fd))
-        entered.set()
-        assert release.wait(WAIT)
-
-    monkeypatch.setattr(wb_mod.os, "fdatasync", fdatasync)
+    entered, release, seen = _gated_fdatasync(monkeypatch)
     (src,) = expand_inputs([slides / "CASE-1.svs"])
     ctx = SlideContext(pseudonym="WSI-DISCARD", key=b"K" * 32, policy=Policy())
     dest = anon.Destinations(out=tmp_path / "out", quarantine=tmp_path / "q")
