@@ -97,6 +97,8 @@ def _planted(tmp_path: Path, kind: str) -> Path:
             return data[:2] + _jfif(SECRET[:12], (2, 2)) + data[2:]
         if kind == "table-after-scan":
             return _dht_after(data)
+        if kind == "table-defined-twice":  # a first quantization table 0, overridden by the tile's own
+            return data[:2] + _seg(0xDB, bytes([0]) + (SECRET * 5)[:64]) + data[2:]
         return data[:-2] + b"\xff\xfe\x00\x40" + SECRET  # "truncated-segment"
 
     assert plant_tiff_jpeg(src, "x", edit=edit) > 10
@@ -108,7 +110,7 @@ def _secret_in(folder: Path) -> int:
 
 
 @pytest.mark.parametrize("target", ["native", "dicom"])
-@pytest.mark.parametrize("kind", ["jfif-thumbnail", "table-after-scan", "truncated-segment"])
+@pytest.mark.parametrize("kind", ["jfif-thumbnail", "table-after-scan", "table-defined-twice", "truncated-segment"])
 def test_hidden_in_tile_structure(cli, tmp_path, kind, target):
     src = _planted(tmp_path, kind)
     assert _secret_in(src.parent) > 10
@@ -196,3 +198,23 @@ def test_a_kept_thumbnail_strip_is_followed_to_its_end(cli, tmp_path):
     code, stdout, err = cli("run", "--target", "native", str(src), "-o", str(out), "--key-file", str(key))
     assert code != 0 and "failed: vocabulary" in err + stdout
     assert _secret_in(out) == 0 and not list(out.rglob("*.svs"))
+
+
+def test_a_table_defined_twice_before_a_scan_is_not_followed():
+    """A quantization table defined twice before the scan (the first one never used: its 64 values
+    could be anything), in one segment or two, and a Huffman table likewise; one definition per
+    table, or a redefinition after a scan used it, is as encoders write."""
+    jpg = noise_jpeg(3, 16)
+    secret_table = bytes([0]) + (SECRET * 5)[:64]
+    for extra in (_seg(0xDB, secret_table), _seg(0xDB, secret_table + secret_table)):
+        dup = jpg[:2] + extra + jpg[2:]  # the stream's own DQT for table 0 follows
+        with pytest.raises(JpegError, match="defined twice"):
+            walk(dup)
+    huff = bytes([0x00]) + bytes(15) + bytes([len(SECRET)]) + SECRET  # DC table 0
+    with pytest.raises(JpegError, match="defined twice"):
+        walk(jpg[:2] + _seg(0xC4, huff) + jpg[2:])  # the stream defines DC table 0 itself, later
+    assert len(walk(jpg)) > 5  # the stream as the encoder wrote it: each table once
+    # redefined after a scan used it (a second scan with its own tables): as encoders write
+    sos = next(i for i in range(2, len(jpg)) if jpg[i] == 0xFF and jpg[i + 1] == 0xDA)
+    second = _seg(0xDB, bytes([0]) + bytes(range(1, 65))) + _seg(0xC4, huff) + jpg[sos:-2] + b"\xff\xd9"
+    assert [g.marker for g in walk(jpg[:-2] + second)].count(0xDA) == 2

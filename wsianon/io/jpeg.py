@@ -155,7 +155,31 @@ def walk(data: bytes) -> list[Segment]:
             # a table (or frame) segment after the last scan: no decoder uses it, and its bytes
             # are not a payload that could be zeroed without changing how decoders parse it
             raise JpegError(f"{marker_name(g.marker)} segment after the last scan")
+    _tables_defined_once(data, segs)
     return segs
+
+
+def _tables_defined_once(data: bytes, segs: list[Segment]) -> None:
+    """Raise JpegError when a quantization or Huffman table is defined twice with no scan between:
+    the first definition is never used by a decoder, and a segment may hold any number of them."""
+    seen: set[tuple[int, int]] = set()
+    for g in segs:
+        if g.marker == SOS:
+            seen.clear()
+            continue
+        if g.marker not in (DQT, DHT):
+            continue
+        body = data[g.payload_offset : g.payload_offset + g.payload_length]
+        j = 0
+        while j < len(body):
+            key = (g.marker, body[j] & 0x0F if g.marker == DQT else body[j])
+            if g.marker == DQT:
+                j += 1 + (128 if body[j] >> 4 else 64)
+            else:
+                j += 17 + sum(body[j + 1 : j + 17])
+            if key in seen:
+                raise JpegError(f"{marker_name(g.marker)} table defined twice before a scan")
+            seen.add(key)
 
 
 def trailing(data: bytes, segs: list[Segment]) -> tuple[int, int]:
