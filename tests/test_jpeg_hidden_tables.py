@@ -7,6 +7,7 @@ decoder parses the stream, so the slide fails verification and nothing is placed
 
 from __future__ import annotations
 
+import itertools
 import struct
 from pathlib import Path
 
@@ -86,9 +87,32 @@ def test_only_streams_of_the_rules_walked_are_judged_malformed():
         walk(jls)
 
 
+def _padded(data: bytes, marker: int) -> bytes:
+    """``data`` with the first ``marker`` segment lengthened by the secret after its fields."""
+    i = 2
+    while True:
+        m, ln = data[i + 1], struct.unpack(">H", data[i + 2 : i + 4])[0]
+        if m == marker:
+            return data[:i] + _seg(m, data[i + 4 : i + 2 + ln] + SECRET) + data[i + 2 + ln :]
+        i += 2 + ln
+
+
+def test_a_decoder_segment_longer_than_its_fields_is_not_followed():
+    """A frame header, scan header, restart interval or table segment padded after its fields
+    (decoders refuse it; the padding could be anything) makes the stream one the walk refuses."""
+    jpg = noise_jpeg(3, 16)
+    for marker in (0xDB, 0xC4, 0xC0, 0xDA):
+        with pytest.raises(JpegError, match="length does not match"):
+            walk(_padded(jpg, marker))
+    with pytest.raises(JpegError, match="is not 4"):
+        walk(jpg[:2] + _seg(0xDD, b"\x00\x10" + SECRET) + jpg[2:])
+    assert walk(jpg[:2] + _seg(0xDD, b"\x00\x10") + jpg[2:])  # a restart interval as encoders write it
+
+
 def _planted(tmp_path: Path, kind: str) -> Path:
     (tmp_path / "src").mkdir()
     src = write_svs(tmp_path / "src" / "CASE-4411.svs", size=(1024, 768), levels=2).path
+    streams = itertools.count()
 
     def edit(data: bytes, token: str) -> bytes:
         if data[-2:] != b"\xff\xd9" or len(data) < 200:
@@ -99,6 +123,10 @@ def _planted(tmp_path: Path, kind: str) -> Path:
             return _dht_after(data)
         if kind == "table-defined-twice":  # a first quantization table 0, overridden by the tile's own
             return data[:2] + _seg(0xDB, bytes([0]) + (SECRET * 5)[:64]) + data[2:]
+        if kind in ("padded-table", "padded-frame-header"):
+            # the name after the segment's own fields, in one tile (a decoder refuses that tile,
+            # so in all of them the slide would be refused before anything is written)
+            return _padded(data, 0xDB if kind == "padded-table" else 0xC0) if next(streams) == 7 else data
         return data[:-2] + b"\xff\xfe\x00\x40" + SECRET  # "truncated-segment"
 
     assert plant_tiff_jpeg(src, "x", edit=edit) > 10
@@ -110,10 +138,10 @@ def _secret_in(folder: Path) -> int:
 
 
 @pytest.mark.parametrize("target", ["native", "dicom"])
-@pytest.mark.parametrize("kind", ["jfif-thumbnail", "table-after-scan", "table-defined-twice", "truncated-segment"])
+@pytest.mark.parametrize("kind", ["jfif-thumbnail", "table-after-scan", "table-defined-twice", "padded-table", "padded-frame-header", "truncated-segment"])
 def test_hidden_in_tile_structure(cli, tmp_path, kind, target):
     src = _planted(tmp_path, kind)
-    assert _secret_in(src.parent) > 10
+    assert _secret_in(src.parent) >= (1 if kind.startswith("padded") else 10)
     key = tmp_path / "key"
     key.write_text(KEY)
     key.chmod(0o600)

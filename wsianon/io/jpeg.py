@@ -160,26 +160,42 @@ def walk(data: bytes) -> list[Segment]:
 
 
 def _tables_defined_once(data: bytes, segs: list[Segment]) -> None:
-    """Raise JpegError when a quantization or Huffman table is defined twice with no scan between:
-    the first definition is never used by a decoder, and a segment may hold any number of them."""
+    """Raise JpegError when a decoder segment holds more bytes than its fields (a frame, scan,
+    restart-interval or table segment padded: a decoder refuses it, and the padding could be
+    anything), or when a quantization or Huffman table is defined twice with no scan between (the
+    first definition is never used, and a segment may hold any number of them)."""
     seen: set[tuple[int, int]] = set()
     for g in segs:
+        body = data[g.payload_offset : g.payload_offset + g.payload_length]
         if g.marker == SOS:
+            if not body or len(body) != 4 + 2 * body[0]:
+                raise JpegError("SOS segment length does not match its components")
             seen.clear()
+            continue
+        if g.marker in SOF_MARKERS:
+            if len(body) < 6 or len(body) != 6 + 3 * body[5]:
+                raise JpegError(f"{marker_name(g.marker)} segment length does not match its components")
+            continue
+        if g.marker in (DRI, DNL):
+            if len(body) != 2:
+                raise JpegError(f"{marker_name(g.marker)} segment length is not 4")
             continue
         if g.marker not in (DQT, DHT):
             continue
-        body = data[g.payload_offset : g.payload_offset + g.payload_length]
         j = 0
         while j < len(body):
             key = (g.marker, body[j] & 0x0F if g.marker == DQT else body[j])
             if g.marker == DQT:
                 j += 1 + (128 if body[j] >> 4 else 64)
             else:
+                if j + 17 > len(body):
+                    break
                 j += 17 + sum(body[j + 1 : j + 17])
             if key in seen:
                 raise JpegError(f"{marker_name(g.marker)} table defined twice before a scan")
             seen.add(key)
+        if j != len(body):
+            raise JpegError(f"{marker_name(g.marker)} segment length does not match its tables")
 
 
 def trailing(data: bytes, segs: list[Segment]) -> tuple[int, int]:
