@@ -155,11 +155,11 @@ def walk(data: bytes) -> list[Segment]:
             # a table (or frame) segment after the last scan: no decoder uses it, and its bytes
             # are not a payload that could be zeroed without changing how decoders parse it
             raise JpegError(f"{marker_name(g.marker)} segment after the last scan")
-    _tables_defined_once(data, segs)
+    _decoder_segments_exact(data, segs)
     return segs
 
 
-def _tables_defined_once(data: bytes, segs: list[Segment]) -> None:
+def _decoder_segments_exact(data: bytes, segs: list[Segment]) -> None:
     """Raise JpegError when a decoder segment holds more bytes than its fields (a frame, scan,
     restart-interval or table segment padded: a decoder refuses it, and the padding could be
     anything), or when a quantization or Huffman table is defined twice with no scan between (the
@@ -623,24 +623,26 @@ class StreamScrub:
         return out
 
 
-def normalized_checked(data: bytes) -> tuple[bytes, bool]:
-    """``normalized(data)[0]``, and whether ``data`` is a JPEG stream of the rules this module
+def normalized_checked(data: bytes) -> tuple[bytes, int, bool]:
+    """``normalized(data)``, and whether ``data`` is a JPEG stream of the rules this module
     follows that it cannot follow to its end (:func:`follows_jpeg_rules`): such a stream is left
-    as it is, and what it carries cannot be proven (a verifier fails it)."""
+    as it is, and what it carries cannot be proven (a verifier fails it).  Returns (bytes,
+    number of segments zeroed, malformed)."""
     if not is_jpeg(data):
-        return data, False
+        return data, 0, False
     try:
-        return scrub(data)[0], False
+        out, zeroed = scrub(data)
+        return out, zeroed, False
     except JpegError:
-        return data, follows_jpeg_rules(data)
+        return data, 0, follows_jpeg_rules(data)
 
 
 def normalized(data: bytes) -> tuple[bytes, int]:
     """What a correct redaction turns ``data`` into: non-essential payloads zeroed
     when ``data`` is a JPEG stream this module can follow, else ``data`` unchanged.
     Returns (bytes, number of segments zeroed)."""
-    if not is_jpeg(data):
-        return data, 0
+    out, zeroed, _malformed = normalized_checked(data)
+    return out, zeroed
     try:
         return scrub(data)
     except JpegError:

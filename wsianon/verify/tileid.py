@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import xxhash
 
-from wsianon.io.jpeg import JpegError, clean_by_header_many, follows_jpeg_rules, is_jpeg, learn_clean_header, marker_positions, normalized, scrub
+from wsianon.io.jpeg import clean_by_header_many, learn_clean_header, marker_positions, normalized, normalized_checked
 from wsianon.io.spans import union_arrays
 from wsianon.profiles import tifffile_open
 
@@ -136,20 +136,14 @@ class _PageState:
     headers: list[bytes] = field(default_factory=list)  # tile headers proven clean (to the end of the first SOS)
     short: bool = False
     slow_tiles: int = 0
-    malformed: int = 0  # tiles that start like JPEG but do not parse (left as they are, like ``normalized``)
+    malformed: int = 0  # JPEG tiles the walk cannot follow to their end (left as they are; ``normalized_checked``)
     changed: int = 0  # tiles ``normalized`` changed: a non-essential payload that was not all zeros
     unchecked: int = 0  # tiles longer than SCRUB_MAX: only their first SCRUB_MAX bytes were normalized
 
     def normalize(self, data: bytes) -> tuple[bytes, int]:
-        """``wsianon.io.jpeg.normalized``, counting the streams that start like JPEG but do not parse."""
-        if not is_jpeg(data):
-            return data, 0
-        try:
-            out, zeroed = scrub(data)
-        except JpegError:
-            if follows_jpeg_rules(data):  # (JPEG-LS tiles are not JPEG streams this walk follows)
-                self.malformed += 1
-            return data, 0
+        """``wsianon.io.jpeg.normalized``, counting the JPEG streams it cannot follow to their end."""
+        out, zeroed, malformed = normalized_checked(data)
+        self.malformed += malformed
         if zeroed and out != data:
             self.changed += 1
         return out, zeroed

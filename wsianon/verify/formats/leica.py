@@ -47,7 +47,7 @@ def _dimension_pages(path: Path, scrub: bool = False, malformed: list[int] | Non
                 fh.seek(off)
                 blob = fh.read(cnt)
                 if scrub:
-                    blob, bad = normalized_checked(blob)
+                    blob, _zeroed, bad = normalized_checked(blob)
                     if bad and malformed is not None:
                         malformed.append(off)
                 h.update(blob)

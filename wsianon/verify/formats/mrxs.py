@@ -71,7 +71,7 @@ def _level_tiles(folder: Path, cp: configparser.RawConfigParser, scrub: bool = F
                     fh.seek(off)
                     blob = fh.read(ln)
                     if scrub:
-                        blob, bad = normalized_checked(blob)
+                        blob, _zeroed, bad = normalized_checked(blob)
                         if bad and malformed is not None:
                             malformed.append(image)
                     hashes.append(f"{image}:{hashlib.sha256(blob).hexdigest()}")
