@@ -137,22 +137,33 @@ def test_same_outputs_and_outcomes_with_overlap_on_and_off(slides, tmp_path, key
     assert runs["on"][1] == runs["off"][1]
 
 
-def test_failed_verification_quarantines_that_slide_only(slides, tmp_path, key, monkeypatch):
+def _first_verification_replaced(monkeypatch, slides: Path, out: Path, key: Path, first_verify):
+    """Two slides run with the first slide's verification done by ``first_verify(orig, *args)``
+    (the second's as it is); returns their outcomes, the first checked to be that slide."""
     orig = anon._verify_dicom_phase
     calls: list[str] = []
 
     def verify(src, inv, ctx, outcome, staging, result):
-        v = orig(src, inv, ctx, outcome, staging, result)
         calls.append(ctx.pseudonym)
         if len(calls) == 1:
-            v.add("planted failure", False, "made to fail by the test")
-        return v
+            return first_verify(orig, src, inv, ctx, outcome, staging, result)
+        return orig(src, inv, ctx, outcome, staging, result)
 
     monkeypatch.setattr(anon, "_verify_dicom_phase", verify)
-    out = tmp_path / "out"
     res = _run(_two(slides), out, key)
     first, second = res.outcomes[:2]
     assert first.input_label == calls[0]
+    return first, second
+
+
+def test_failed_verification_quarantines_that_slide_only(slides, tmp_path, key, monkeypatch):
+    def failing(orig, *args):
+        v = orig(*args)
+        v.add("planted failure", False, "made to fail by the test")
+        return v
+
+    out = tmp_path / "out"
+    first, second = _first_verification_replaced(monkeypatch, slides, out, key, failing)
     assert first.status == Status.FAILED and second.status == Status.OK
     assert _slide_dirs(out) == [second.input_label]
     qdir = tmp_path / "out.quarantine" / first.input_label
@@ -163,20 +174,11 @@ def test_failed_verification_quarantines_that_slide_only(slides, tmp_path, key, 
 
 
 def test_exception_in_verification_is_that_slides_error(slides, tmp_path, key, monkeypatch):
-    orig = anon._verify_dicom_phase
-    calls: list[str] = []
+    def raising(orig, *args):
+        raise RuntimeError("Jane Doe 1970-01-01 must not reach the report")
 
-    def verify(src, inv, ctx, outcome, staging, result):
-        calls.append(ctx.pseudonym)
-        if len(calls) == 1:
-            raise RuntimeError("Jane Doe 1970-01-01 must not reach the report")
-        return orig(src, inv, ctx, outcome, staging, result)
-
-    monkeypatch.setattr(anon, "_verify_dicom_phase", verify)
     out = tmp_path / "out"
-    res = _run(_two(slides), out, key)
-    first, second = res.outcomes[:2]
-    assert first.input_label == calls[0]
+    first, second = _first_verification_replaced(monkeypatch, slides, out, key, raising)
     assert first.status == Status.ERROR and second.status == Status.OK
     assert first.error == "internal error (RuntimeError); nothing was written for this slide"
     assert any(n.startswith("internal error at ") and "test_dicom_overlap.py" in n for n in first.notes)
