@@ -369,7 +369,7 @@ def _fix_header_in_place(
     """Apply :func:`_post_write_fixups` by rewriting the header in place, same length (our
     ContributionDescription, written with RESERVE trailing spaces, absorbs the difference as ST
     trailing spaces), so the pixel data is never copied. False: the caller must rewrite the file."""
-    ds, span = read_header(path)
+    ds, span = read_header(path, walk=False)  # only where Pixel Data starts: the verifier walks the items
     _post_write_fixups(ds, engine, scanner, reencoded, instance)
     if span is None:
         return False
@@ -555,7 +555,7 @@ def _written_instances(source: Path, created: list, policy) -> list[tuple]:
     files = []
     blank_labels = 0
     for p in sorted(Path(str(c)) for c in created):
-        ds, _span = read_header(p)
+        ds, _span = read_header(p, walk=False)  # the header only (the verifier walks the items)
         kind = _image_kind(ds) or "VOLUME"
         if kind == "LABEL" and policy.label != "blank" or kind == "OVERVIEW" and policy.macro != "keep":
             raise UnsupportedFormat(source, f"wsidicomizer wrote a {kind} instance although asked not to; refused")
