@@ -52,3 +52,30 @@ def test_user_choice_is_left_alone(monkeypatch):
 
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
     assert limit_malloc_arenas() is False
+
+
+_GC_PROBE = r"""
+import atexit, gc, sys
+import wsianon.cli as cli
+seen = {}
+def fake_app():
+    seen["during"] = (gc.get_threshold(), gc.get_freeze_count())
+    if sys.argv[1] == "interrupt":
+        raise KeyboardInterrupt
+    raise SystemExit(0)
+cli.app = fake_app
+atexit.register(lambda: print(seen["during"][0], gc.get_freeze_count() - seen["during"][1] > 10_000, flush=True))
+cli.main()
+"""
+
+
+@pytest.mark.parametrize("how", ["exit", "interrupt"])
+def test_cli_collects_less_often_and_skips_teardown_collections(how):
+    """``wsianon.io.memory.collect_less_often`` while the command runs (the work's garbage is
+    still collected), and every object frozen once it is done, however it ends
+    (the interpreter's teardown then skips its full collections: 0.3 s of a DICOM run)."""
+    from wsianon.io.memory import GC_THRESHOLDS
+
+    r = subprocess.run([sys.executable, "-c", _GC_PROBE, how], capture_output=True, text=True, timeout=60)
+    assert r.returncode == (130 if how == "interrupt" else 0), r.stderr
+    assert r.stdout.strip() == f"{GC_THRESHOLDS} True"  # the imported modules' objects frozen at the end

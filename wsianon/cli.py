@@ -677,13 +677,16 @@ def main() -> None:
     # slide: the report carries what matters, so they stay quiet unless debugging
     if not os.environ.get("WSIANON_DEBUG"):
         warnings.simplefilter("ignore")
-    from wsianon.io.memory import limit_malloc_arenas
+    from wsianon.io.memory import collect_less_often, limit_malloc_arenas, no_teardown_collections
 
     limit_malloc_arenas()  # before any thread: one arena, a peak RSS that does not drift (wsianon/io/memory.py)
+    collect_less_often()  # fewer cyclic collections (a DICOM conversion's many small objects)
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    finally:
+        no_teardown_collections()  # the work is done: teardown skips collecting what is left
 
 
 if __name__ == "__main__":
