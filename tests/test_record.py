@@ -361,3 +361,45 @@ def test_thumbnail_mosaic_read_by_threads_is_the_serial_one(tmp_path, monkeypatc
         two = record.bounded_thumbnail(s, 224, workers=2)
     assert one.size == two.size and one.tobytes() == two.tobytes()
     assert any(lo != hi for lo, hi in one.getextrema())  # the regions were drawn, not a blank canvas
+
+
+def test_thumbnail_mosaic_reads_each_cell_from_one_tile():
+    """Each cell's region lies inside one tile of the level (one JPEG decoded a cell, not up to
+    four) and inside its cell; without the level's tile size it stays centred in the cell."""
+    from PIL import Image
+
+    reads: list[tuple[tuple[int, int], tuple[int, int]]] = []
+
+    class Tiled:
+        level_count = 1
+        level_dimensions = [(16_896, 16_896)]  # the 100 MB benchmark slide: one 256-px-tiled level
+        level_downsamples = [1.0]
+        properties = {"openslide.level[0].tile-width": "256", "openslide.level[0].tile-height": "256"}
+
+        def read_region(self, loc, level, size):
+            reads.append((loc, size))
+            return Image.new("RGBA", size, (10, 20, 30, 255))
+
+    record.bounded_thumbnail(Tiled(), 224, workers=1)
+    assert len(reads) == record.MOSAIC_GRID**2
+    w = Tiled.level_dimensions[0][0]
+    for (x, y), (cw, ch) in reads:
+        assert x // 256 == (x + cw - 1) // 256 and y // 256 == (y + ch - 1) // 256, (x, y)
+        gx, gy = x * record.MOSAIC_GRID // w, y * record.MOSAIC_GRID // w
+        assert gx * w // record.MOSAIC_GRID <= x and x + cw <= (gx + 1) * w // record.MOSAIC_GRID
+        assert gy * w // record.MOSAIC_GRID <= y and y + ch <= (gy + 1) * w // record.MOSAIC_GRID
+    crossing = sum(1 for (x, _y), (cw, _h) in reads if x // 256 != (x + cw - 1) // 256)
+    assert crossing == 0
+    reads.clear()
+    Tiled.properties = {}
+    record.bounded_thumbnail(Tiled(), 224, workers=1)
+    centred = [x for (x, _y), _s in reads[: record.MOSAIC_GRID]]
+    assert centred == [(g * w // record.MOSAIC_GRID + (g + 1) * w // record.MOSAIC_GRID - 64) // 2 for g in range(record.MOSAIC_GRID)]
+    assert any(x // 256 != (x + 63) // 256 for x in centred)  # centred, some cells cross a tile edge
+
+
+def test_in_one_tile_keeps_the_run_in_its_cell():
+    assert record._in_one_tile(0, 1056, 64, 256) == 512  # centred at 496 it would cross 512: moved into [512, 768)
+    assert record._in_one_tile(0, 100, 64, 256) == 18  # already inside one tile: centred
+    assert record._in_one_tile(1000, 1070, 64, 256) == 1003  # the tile's part of the cell is too short: centred
+    assert record._in_one_tile(0, 1056, 64, 0) == 496  # tile size unknown: centred
