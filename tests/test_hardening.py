@@ -491,3 +491,13 @@ def test_journal_temp_left_by_a_killed_run_is_removed(tmp_path):
     live.write_bytes(b"{")
     jmod.write(jpath, {"regions": []})
     assert jpath.exists() and not stale.exists() and live.exists()
+
+
+def test_human_bytes_one_vocabulary_for_sizes():
+    """The record's sizes and the delivery's limits say sizes the same way (binary units)."""
+    from wsianon.io.safetext import human_bytes
+
+    assert human_bytes(0) == "0 B" and human_bytes(1023) == "1023 B"
+    assert human_bytes(1536) == "1.5 KiB" and human_bytes(5 * 1024**2) == "5.0 MiB"
+    assert human_bytes(2.5 * 1024**3) == "2.5 GiB" and human_bytes(3 * 1024**4) == "3.0 TiB"
+    assert human_bytes(2048 * 1024**4) == "2048.0 TiB"  # the largest unit, not an empty string

@@ -13,7 +13,7 @@ library's exception message — is turned into text that is safe to print:
 
 ``safe_text`` is the one function the CLI passes every path and message through.
 ``os_reason`` names an ``OSError`` in the operating system's fixed vocabulary
-(never ``str(exc)``, which carries the file name).
+(never ``str(exc)``, which carries the file name).  ``human_bytes`` says a size in words.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import PurePath
 
 _TAG = re.compile(r"(\\*)(\[[a-z#/@][^[]*?])")
 
-__all__ = ["plain_text", "safe_text", "os_reason", "redact_paths"]
+__all__ = ["plain_text", "safe_text", "os_reason", "redact_paths", "human_bytes"]
 
 # characters that are printable but reorder or hide text on a terminal
 _INVISIBLE = {0x200B, 0x200C, 0x200D, 0x200E, 0x200F, 0x2028, 0x2029, 0x2060, 0xFEFF}
@@ -98,3 +98,12 @@ def redact_paths(text: str, paths) -> str:
     for n in sorted(needles, key=len, reverse=True):
         text = text.replace(n, "<source>")
     return text
+
+
+def human_bytes(n: float) -> str:
+    """``n`` bytes in binary units, for people: ``512 B``, ``1.5 KiB`` ... ``2.1 TiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable: the loop returns at TiB")

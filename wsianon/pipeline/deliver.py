@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 from urllib.parse import urlsplit, urlunsplit
 
-from wsianon.io.safetext import os_reason
+from wsianon.io.safetext import human_bytes, os_reason
 from wsianon.errors import WsianonError
 from wsianon.pipeline.manifest import manifest_path, open_db  # one place decides where the job database lives
 from wsianon.pipeline.report import REPORT_NAME
@@ -99,14 +99,6 @@ def parse_size(text: str) -> int:
     if value <= 0:
         raise ValueError(f"size must be positive: {text!r}")
     return int(value * mult)
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
 
 
 # --------------------------------------------------------------------------- destination
@@ -641,10 +633,10 @@ class Deliverer:
                 reasons.append("a file changed after verification (run wsianon verify / run again)")
             elif self.dest.max_instance_bytes and inst.size > self.dest.max_instance_bytes:
                 res.refused += 1
-                msg = f"refused: instance is {_human(inst.size)}, above the {_human(self.dest.max_instance_bytes)} limit"
+                msg = f"refused: instance is {human_bytes(inst.size)}, above the {human_bytes(self.dest.max_instance_bytes)} limit"
                 self.log.record(key, inst, "failed", msg)
                 reasons.append(
-                    f"instance(s) above the {_human(self.dest.max_instance_bytes)} limit (an instance cannot be split; raise --max-instance-size or the store's limit)"
+                    f"instance(s) above the {human_bytes(self.dest.max_instance_bytes)} limit (an instance cannot be split; raise --max-instance-size or the store's limit)"
                 )
             else:
                 todo.append(inst)

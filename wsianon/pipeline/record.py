@@ -38,7 +38,7 @@ from pathlib import Path
 
 from wsianon.io import cache as io_cache
 from wsianon.io import digests as io_digests
-from wsianon.io.safetext import os_reason
+from wsianon.io.safetext import human_bytes, os_reason
 from wsianon.pipeline.keys import key_fingerprint  # one fingerprint for manifest, report and certificate
 from wsianon import __version__
 from wsianon.errors import OutputError, WsianonError
@@ -648,14 +648,6 @@ def _e(x) -> str:
     return html.escape("" if x is None else str(x), quote=True)
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
-
-
 def _counts(slides: list[SlideRecord]) -> dict[str, int]:
     c: dict[str, int] = {}
     for s in slides:
@@ -700,7 +692,7 @@ def _card(s: SlideRecord) -> str:
         f"<h3>{_e(s.slide)} {_badge(s.status)} <span class=muted>{_e(s.format)} &rarr; {_e(s.target)}</span></h3>"
         f'<div class="pics">{thumb}{assoc}</div>{extra}'
         + (
-            f"<details{' open' if len(s.files) <= 3 else ''}><summary>Output files ({len(s.files)}, {_human(s.size)})</summary><table><tr><th>file</th><th>bytes</th><th>SHA-256</th></tr>{files}</table></details>"
+            f"<details{' open' if len(s.files) <= 3 else ''}><summary>Output files ({len(s.files)}, {human_bytes(s.size)})</summary><table><tr><th>file</th><th>bytes</th><th>SHA-256</th></tr>{files}</table></details>"
             if s.files
             else ""
         )
@@ -728,7 +720,7 @@ def render_html(data: RecordData) -> str:
     for k, v in sorted(counts.items()):
         if k not in ("ok", "quarantined", "error"):
             tiles += f'<div class="tile"><b>{v}</b>{_e(k)}</div>'
-    tiles += f'<div class="tile"><b>{_human(total_bytes)}</b>shared output</div>'
+    tiles += f'<div class="tile"><b>{human_bytes(total_bytes)}</b>shared output</div>'
     fmt_rows = ", ".join(f"{_e(k)}: {v}" for k, v in sorted(formats.items()))
     tgt = ", ".join(f"{_e(k)}: {v}" for k, v in sorted(targets.items()))
     libs = " &middot; ".join(f"{_e(k)} {_e(v)}" for k, v in data.libraries.items())
@@ -741,7 +733,7 @@ def render_html(data: RecordData) -> str:
         rows.append(
             f'<tr data-slide="{_e(s.slide)}" data-format="{_e(s.format)}" data-status="{_e(s.status)}" data-target="{_e(s.target)}" data-size="{s.size}" data-checks="{ok}" data-i="{i}">'
             f'<td><a href="#card-{_e(s.slide)}">{_e(s.slide)}</a></td><td>{_e(s.format)}</td><td>{_e(s.target)}</td><td>{_badge(s.status)}</td>'
-            f"<td>{ok}/{len(s.checks)}</td><td>{_human(s.size) if s.files else ''}</td><td><code>{sha}</code></td></tr>"
+            f"<td>{ok}/{len(s.checks)}</td><td>{human_bytes(s.size) if s.files else ''}</td><td><code>{sha}</code></td></tr>"
         )
     fmt_opts = "".join(f'<option value="{_e(k)}">{_e(k)}</option>' for k in sorted(formats))
     st_opts = "".join(f'<option value="{_e(k)}">{_e(k)}</option>' for k in sorted(counts))
