@@ -18,6 +18,15 @@ from .fixtures.svs_gen import write_svs
 KEY = b"c" * 32
 
 
+@pytest.fixture(autouse=True)
+def _two_cpus(monkeypatch):
+    """wsidicom's threads (and so the batch, see ``MAX_INFLIGHT_TILES``) follow the CPU count:
+    the tests see the 2-CPU machine the figures were measured on, whatever runs them."""
+    import os
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+
+
 def _spy_batches(monkeypatch) -> list[int]:
     """The number of tiles in each call of wsidicom's writer (wrapped under any hook)."""
     from wsidicom.file.io.wsidicom_writer import WsiDicomWriter
@@ -38,8 +47,8 @@ def _chosen(monkeypatch) -> list[int | None]:
     chosen: list[int | None] = []
     original = bridge.passthrough_chunk
 
-    def spy(wsi, transcoded):
-        chosen.append(original(wsi, transcoded))
+    def spy(wsi, transcoded, workers=None):
+        chosen.append(original(wsi, transcoded, workers))
         return chosen[-1]
 
     monkeypatch.setattr(bridge, "passthrough_chunk", spy)
@@ -108,7 +117,20 @@ class _Wsi:
 
 
 def test_the_chunk_rule():
-    assert bridge.passthrough_chunk(_Wsi(_Level(1), _Level(1, 1)), []) == bridge.PASSTHROUGH_CHUNK
+    assert bridge.passthrough_chunk(_Wsi(_Level(1), _Level(1, 1)), [], workers=2) == bridge.PASSTHROUGH_CHUNK
     assert bridge.passthrough_chunk(_Wsi(_Level(1), _Level(1)), ["level 1"]) is None  # a re-encoded level
     assert bridge.passthrough_chunk(_Wsi(_Level(1), _Level(4)), []) is None  # NDPI stripes of 4 tiles: opentile's choice
     assert bridge.passthrough_chunk(_Wsi(_Level(None)), []) is None  # a reader that says nothing
+
+
+def test_the_chunk_shrinks_with_wsidicoms_threads(monkeypatch):
+    """wsidicom keeps 2 x its threads batches in flight: at most MAX_INFLIGHT_TILES tiles."""
+    wsi = _Wsi(_Level(1))
+    assert bridge.passthrough_chunk(wsi, [], workers=8) == 16
+    assert bridge.passthrough_chunk(wsi, [], workers=16) == 8
+    assert bridge.passthrough_chunk(wsi, [], workers=64) == 2  # wsidicom's own batch of two
+    for threads in (1, 2, 4, 8, 16, 32, 64, 128):
+        chunk = bridge.passthrough_chunk(wsi, [], workers=threads)
+        assert chunk is not None and (2 * threads * chunk <= bridge.MAX_INFLIGHT_TILES or chunk == 2)
+    monkeypatch.setattr(bridge.os, "cpu_count", lambda: 32)  # workers None: wsidicom's default, a thread a CPU
+    assert bridge.passthrough_chunk(wsi, []) == 4

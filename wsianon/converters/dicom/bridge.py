@@ -156,16 +156,19 @@ def _reencoded_images(wsi) -> tuple[list[str], set[tuple[str, int, int]]]:
 # 0.6 GB generated Aperio slide, bare ``WsiDicomizer`` conversion time: default 2.3-2.9 s,
 # 8 tiles 1.3 s, 16 tiles 1.04-1.08 s, 32 tiles 0.95-1.02 s, 64 tiles 1.3-1.6 s; peak RSS
 # 160 MB default, 181-188 MB at 16, 226 MB at 32.  The frames, their order (raster order either
-# way) and so the instances are byte-identical (tested).  Memory: at most 2 x wsidicom's threads
-# batches in flight, each ``PASSTHROUGH_CHUNK`` compressed tiles.
+# way) and so the instances are byte-identical (tested).  Memory: wsidicom keeps up to 2 x its
+# threads batches in flight (its threads: ``workers``, by default one a CPU), so the batch shrinks
+# on machines with many CPUs to keep at most ``MAX_INFLIGHT_TILES`` compressed tiles in flight
+# (16 tiles up to 8 CPUs, 8 at 16, wsidicom's 2 from 64).
 PASSTHROUGH_CHUNK = 16
+MAX_INFLIGHT_TILES = 256
 
 
-def passthrough_chunk(wsi, transcoded: list[str]) -> int | None:
-    """The ``chunk_size`` for ``wsi.save``: ``PASSTHROUGH_CHUNK`` when no pyramid level is
-    re-encoded (decoded tiles would multiply the memory in flight) and every level's source
-    suggests single-tile reads (NDPI suggests whole stripes: its own choice is kept); otherwise
-    None, wsidicom's default."""
+def passthrough_chunk(wsi, transcoded: list[str], workers: int | None = None) -> int | None:
+    """The ``chunk_size`` for ``wsi.save``: up to ``PASSTHROUGH_CHUNK`` (see above) when no
+    pyramid level is re-encoded (decoded tiles would multiply the memory in flight) and every
+    level's source suggests single-tile reads (NDPI suggests whole stripes: its own choice is
+    kept); otherwise None, wsidicom's default.  ``workers``: wsidicom's threads (None: a CPU each)."""
     if transcoded:
         return None
     for pyramid in getattr(wsi, "pyramids", None) or [wsi.levels]:
@@ -173,7 +176,8 @@ def passthrough_chunk(wsi, transcoded: list[str]) -> int | None:
             for inst in _instances(level):
                 if getattr(inst.image_data, "suggested_minimum_chunk_size", None) != 1:
                     return None
-    return PASSTHROUGH_CHUNK
+    threads = workers or os.cpu_count() or 1
+    return max(2, min(PASSTHROUGH_CHUNK, MAX_INFLIGHT_TILES // (2 * threads)))
 
 
 def refuse_route(source: Path, inv: Inventory) -> None:
@@ -522,7 +526,7 @@ def _convert(source: Path, policy, uids, post, conv: Path, workers, keep_thumbna
                     conv,
                     uid_generator=uids,
                     workers=workers,
-                    chunk_size=passthrough_chunk(wsi, transcoded) if os.environ.get("WSIANON_DICOM_CHUNK") != "default" else None,
+                    chunk_size=passthrough_chunk(wsi, transcoded, workers) if os.environ.get("WSIANON_DICOM_CHUNK") != "default" else None,
                     include_labels=policy.label == "blank",
                     include_overviews=policy.macro == "keep",
                     include_thumbnails=keep_thumbnail,
