@@ -382,6 +382,9 @@ def marker_name(marker: int) -> str:
 # planning: where the non-essential payloads of a file's JPEG streams are
 
 _HEAD = 4096
+# StreamScrub.feed judges a stream of at most this many bytes from all of them (larger: NDPI
+# strips, from their head, as the plan does)
+WHOLE_MAX = 1 << 20
 JPEG_COMPRESSIONS = frozenset([6, 7])  # TIFF Compression: old-style JPEG, JPEG
 JPEG_TABLES = 347
 
@@ -522,6 +525,7 @@ class StreamScrub:
         self._known: list[list[bytes]] = [[] for _ in streams]
         self._head = [_HEAD] * len(streams)  # bytes to read of a head, per IFD (see _want)
         self._k = 0
+        self._buf_markers = None  # marker_positions of the buffer being fed, when the caller has them
 
     @property
     def done(self) -> bool:
@@ -543,9 +547,15 @@ class StreamScrub:
             self._head[g] = max(map(len, known)) + 16
         return found
 
-    def feed(self, fd: int, pos: int, buf) -> list[ScrubSpan]:
+    def feed(self, fd: int, pos: int, buf, markers=None) -> list[ScrubSpan]:
         """The spans of every stream not judged yet that starts before ``pos + len(buf)``
-        (``buf``: the file's bytes from ``pos``)."""
+        (``buf``: the file's bytes from ``pos``; ``markers``: its ``marker_positions`` when the
+        caller has them, else they are searched here where needed).
+
+        Fed the file's bytes, this sees every stream whole: a stream is judged from all its
+        bytes (a stream of at most ``WHOLE_MAX``), so a segment after the entropy-coded data is
+        found too — ``stream_spans`` given the whole stream.  (``rest``, the plan's search for
+        in-place runs, reads the heads only.)"""
         import os
 
         end = pos + len(buf)
@@ -553,10 +563,11 @@ class StreamScrub:
         out: list[ScrubSpan] = []
         mv = memoryview(buf)
         k0 = self._k
+        self._buf_markers = markers
         todo = self._todo(pos, buf, k0, kk) if kk > k0 else None
         for k in range(k0, kk) if todo is None else (k0 + i for i in todo.nonzero()[0].tolist()):
             off, cnt = int(self._off[k]), int(self._cnt[k])
-            want = self._want(k)
+            want = cnt if cnt <= WHOLE_MAX else self._want(k)
             head = bytes(mv[off - pos : off - pos + want]) if off >= pos and off + want <= end else os.pread(fd, want, off)
             tail = bytes(mv[off + cnt - 2 - pos : off + cnt - pos]) if off + cnt - 2 >= pos and off + cnt <= end and cnt >= 4 else None
             out.extend(self._judge(fd, off, cnt, int(self._grp[k]), head, tail))
@@ -566,8 +577,9 @@ class StreamScrub:
     def _todo(self, pos: int, buf, k0: int, kk: int):
         """Of the streams [k0, kk), those ``stream_spans`` must still judge (a boolean array,
         True: judge it): the answer is [] without a call for a stream wholly in ``buf``, longer
-        than its head read, that starts with its IFD's first clean header and ends with EOI —
-        ``stream_spans``' own first test, done for the whole buffer at once (numpy)."""
+        than its head read, that starts with its IFD's first clean header, ends with EOI and has
+        that EOI as its first marker after the header (``clean_by_header_many``: no segment after
+        the entropy-coded data) — done for the whole buffer at once (numpy)."""
         import numpy as np
 
         off, cnt, grp = self._off[k0:kk], self._cnt[k0:kk], self._grp[k0:kk]
@@ -587,10 +599,9 @@ class StreamScrub:
             s = off[sel] - pos
             e = s + cnt[sel]
             ok = (arr[e - 2] == 0xFF) & (arr[e - 1] == 0xD9)
-            sel, s = sel[ok], s[ok]
+            sel, s, e = sel[ok], s[ok], e[ok]
             if len(sel):
-                same = (arr[s[:, None] + np.arange(len(hdr))] == np.frombuffer(hdr, dtype=np.uint8)).all(axis=1)
-                todo[sel[same]] = False
+                todo[sel[clean_by_header_many(arr, s, e, hdr, self._buf_markers)]] = False
         return todo
 
     def rest(self, fd: int) -> list[ScrubSpan]:

@@ -322,7 +322,7 @@ def _tap_file(path: Path, size: int, tap: Tap | None, stream: digests.StreamDige
     zeroed: list[Patch] = []
     scrub = None
     if deferred is not None:
-        from wsianon.io.jpeg import StreamScrub
+        from wsianon.io.jpeg import StreamScrub, marker_positions
 
         scrub = StreamScrub(deferred.streams)
     try:
@@ -331,11 +331,16 @@ def _tap_file(path: Path, size: int, tap: Tap | None, stream: digests.StreamDige
             buf = os.pread(fd, min(CHUNK, size - pos), pos)
             if not buf:
                 break
-            if scrub is not None:
-                _late_patches(deferred, scrub.feed(fd, pos, buf), stream, zeroed)
+            markers = None
+            if scrub is not None:  # the marker search is done once a buffer, for the scrub and the tap
+                markers = marker_positions(buf)
+                _late_patches(deferred, scrub.feed(fd, pos, buf, markers), stream, zeroed)
             stream.feed(pos, buf)
             if tap is not None:
-                tap(pos, buf)
+                if markers is not None and getattr(tap, "takes_markers", False):
+                    tap(pos, buf, markers)  # type: ignore[call-arg]
+                else:
+                    tap(pos, buf)
             pos += len(buf)
         if scrub is not None and not stop.is_set():
             _late_patches(deferred, scrub.rest(fd), stream, zeroed)  # streams past what was read

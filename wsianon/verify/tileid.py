@@ -189,8 +189,10 @@ class Feeder:
 
     # -- feeding -----------------------------------------------------------------------
 
-    def feed(self, offset: int, buf) -> None:
-        """The file's bytes [offset, offset + len(buf)); offsets must follow on from the last call."""
+    def feed(self, offset: int, buf, markers=None) -> None:
+        """The file's bytes [offset, offset + len(buf)); offsets must follow on from the last call.
+        ``markers``: ``marker_positions(buf)`` when the caller searched them already (the copy's
+        tap, which searches each buffer once for its JPEG scrub), else searched here."""
         if not self.streamable:
             self._pos = offset + len(buf)
             return
@@ -199,7 +201,8 @@ class Feeder:
         mv = memoryview(buf)
         c0, c1 = offset, offset + len(mv)
         self._pos = c1
-        markers = None
+        if markers is not None and len(markers) and int(markers[-1]) >= len(mv):
+            raise ValueError("marker positions that are not this buffer's")
         k, n = self._k, len(self._off)
         while k < n:
             a, b = int(self._off[k]), int(self._end[k])
@@ -280,6 +283,8 @@ class Feeder:
         brk = np.flatnonzero(~(joinable[:-1] & joinable[1:] & (e[:-1] == s[1:]))) + 1
         edges = [0, *brk.tolist(), kk - k]
         return list(zip(edges[:-1], edges[1:]))
+
+    feed.takes_markers = True  # type: ignore[attr-defined]  # apply_copy's tap hands it the buffer's markers
 
     def _raw_batch(self, st: _PageState, mv: memoryview, c0: int, k: int, kk: int) -> None:
         s, e = self._off[k:kk] - c0, self._end[k:kk] - c0
