@@ -106,3 +106,38 @@ def test_the_tile_identity_refuses_markers_of_another_buffer(tailed):
     f = tileid.Feeder(pages, scrub=True)
     with pytest.raises(ValueError, match="not this buffer's"):
         f.feed(0, b"\0" * 100, marker_positions(b"\0" * 200 + b"\xff\xfe"))
+
+
+def test_only_streams_that_may_carry_a_tail_are_read_whole(tmp_path, tailed, monkeypatch):
+    """A tile with a dirty header whose scan header is its last marker before EOI is judged from
+    its head, as before (walking every such tile whole cost 27 us a tile); a tile with a segment
+    after the scan is judged from all its bytes."""
+    import wsianon.io.jpeg as jpeg_mod
+
+    monkeypatch.setattr(jpeg_mod, "_HEAD", 64)  # tiles longer than a head read, as real ones are
+    (tmp_path / "h").mkdir()
+    headed = write_svs(tmp_path / "h" / "CASE-5522.svs", size=(2048, 1536), tile=256, levels=2).path
+    assert plant_tiff_jpeg(headed, TOKEN) > 40  # COM and APP1 after SOI: a dirty header, nothing after the scan
+
+    def heads(path: Path) -> tuple[int, int, int]:
+        seen: list[tuple[int, int]] = []
+        real = StreamScrub._judge
+
+        def judge(self, fd, off, cnt, g, head, tail):
+            seen.append((len(head), cnt))
+            return real(self, fd, off, cnt, g, head, tail)
+
+        monkeypatch.setattr(StreamScrub, "_judge", judge)
+        _tables, streams = tiff_jpeg_streams(path)
+        data = path.read_bytes()
+        with open(path, "rb") as fh:
+            sc = StreamScrub(streams)
+            spans = sc.feed(fh.fileno(), 0, data) + sc.rest(fh.fileno())
+        monkeypatch.setattr(StreamScrub, "_judge", real)
+        long = [(h, c) for h, c in seen if c > 4096]
+        return len(spans), sum(h == c for h, c in long), len(long)
+
+    spans, whole, long = heads(headed)
+    assert spans > 80 and long > 40 and whole == 0
+    spans, whole, long = heads(tailed)
+    assert long > 40 and whole == long

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 SOI = 0xD8
 EOI = 0xD9
@@ -525,7 +526,7 @@ class StreamScrub:
         self._known: list[list[bytes]] = [[] for _ in streams]
         self._head = [_HEAD] * len(streams)  # bytes to read of a head, per IFD (see _want)
         self._k = 0
-        self._buf_markers = None  # marker_positions of the buffer being fed, when the caller has them
+        self._buf_markers: Any = None  # marker_positions of the buffer being fed (numpy), once known
 
     @property
     def done(self) -> bool:
@@ -552,10 +553,11 @@ class StreamScrub:
         (``buf``: the file's bytes from ``pos``; ``markers``: its ``marker_positions`` when the
         caller has them, else they are searched here where needed).
 
-        Fed the file's bytes, this sees every stream whole: a stream is judged from all its
-        bytes (a stream of at most ``WHOLE_MAX``), so a segment after the entropy-coded data is
-        found too — ``stream_spans`` given the whole stream.  (``rest``, the plan's search for
-        in-place runs, reads the heads only.)"""
+        Fed the file's bytes, this sees every stream whole: a stream that may carry something
+        after its entropy-coded data (``_scan_then_eoi`` cannot show otherwise) is judged from all
+        its bytes (a stream of at most ``WHOLE_MAX``), so such a segment is found too —
+        ``stream_spans`` given the whole stream.  (``rest``, the plan's search for in-place runs,
+        reads the heads only.)"""
         import os
 
         end = pos + len(buf)
@@ -567,12 +569,30 @@ class StreamScrub:
         todo = self._todo(pos, buf, k0, kk) if kk > k0 else None
         for k in range(k0, kk) if todo is None else (k0 + i for i in todo.nonzero()[0].tolist()):
             off, cnt = int(self._off[k]), int(self._cnt[k])
-            want = cnt if cnt <= WHOLE_MAX else self._want(k)
+            want = self._want(k)
+            if want < cnt <= WHOLE_MAX and not self._scan_then_eoi(pos, buf, off, cnt):
+                want = cnt  # something may follow the entropy-coded data: judged from all its bytes
             head = bytes(mv[off - pos : off - pos + want]) if off >= pos and off + want <= end else os.pread(fd, want, off)
             tail = bytes(mv[off + cnt - 2 - pos : off + cnt - pos]) if off + cnt - 2 >= pos and off + cnt <= end and cnt >= 4 else None
             out.extend(self._judge(fd, off, cnt, int(self._grp[k]), head, tail))
         self._k = max(self._k, kk)
         return out
+
+    def _scan_then_eoi(self, pos: int, buf, off: int, cnt: int) -> bool:
+        """True when the stream at ``off`` lies wholly in ``buf``, ends with EOI and its last marker
+        before that EOI is a scan header (SOS): nothing between the entropy-coded data and EOI, so
+        judging its header (``stream_spans`` from a head) is judging all of it.  False: not shown
+        here (a segment after the scan, several scans, a stream crossing the buffer): the caller
+        judges it from all its bytes.  A byte pair in the SOS segment's own fields that looks like
+        a marker only makes this False."""
+        s, e = off - pos, off - pos + cnt
+        if s < 0 or e > len(buf) or buf[e - 2 : e] != b"\xff\xd9":
+            return False
+        m = self._buf_markers
+        if m is None:
+            m = self._buf_markers = marker_positions(buf)
+        i = int(m.searchsorted(e - 2)) - 1
+        return i >= 0 and int(m[i]) >= s and buf[int(m[i]) + 1] == SOS
 
     def _todo(self, pos: int, buf, k0: int, kk: int):
         """Of the streams [k0, kk), those ``stream_spans`` must still judge (a boolean array,
