@@ -674,7 +674,3 @@ def normalized(data: bytes) -> tuple[bytes, int]:
     Returns (bytes, number of segments zeroed)."""
     out, zeroed, _malformed = normalized_checked(data)
     return out, zeroed
-    try:
-        return scrub(data)
-    except JpegError:
-        return data, 0
