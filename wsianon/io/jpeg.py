@@ -621,6 +621,8 @@ class StreamScrub:
             ok = (arr[e - 2] == 0xFF) & (arr[e - 1] == 0xD9)
             sel, s, e = sel[ok], s[ok], e[ok]
             if len(sel):
+                if self._buf_markers is None:  # searched once a buffer: _scan_then_eoi uses it too
+                    self._buf_markers = marker_positions(buf)
                 todo[sel[clean_by_header_many(arr, s, e, hdr, self._buf_markers)]] = False
         return todo
 
