@@ -1,7 +1,7 @@
 """wsidicom reads and writes passed-through tiles in batches of ``PASSTHROUGH_CHUNK``
 (``converters/dicom/bridge.passthrough_chunk``), not its default of two tiles a batch: the
 instances must stay byte-identical, re-encoded or stripe-read levels keep wsidicom's own
-choice, and the batches really are larger (a writer call carries more than two tiles)."""
+choice, and the batches really are larger (a batch read carries more than two tiles)."""
 
 from __future__ import annotations
 
@@ -28,18 +28,19 @@ def _two_cpus(monkeypatch):
 
 
 def _spy_batches(monkeypatch) -> list[int]:
-    """The number of tiles in each call of wsidicom's writer (wrapped under any hook)."""
-    from wsidicom.file.io.wsidicom_writer import WsiDicomWriter
+    """The number of tiles in each batch wsidicom reads and hands to a level's sequencer.  (Not
+    the writer's calls: a batch that arrives before its predecessor is cached and then written
+    together with it, so a writer call can carry several batches, depending on thread timing.)"""
+    from wsidicom.writing.tile_sequencer import TileSequencer
 
     sizes: list[int] = []
-    original = WsiDicomWriter.write_tiles
+    original = TileSequencer._process_batch
 
-    def write_tiles(self, tiles):
-        tiles = list(tiles)
-        sizes.append(len(tiles))
-        return original(self, tiles)
+    def process_batch(self, batch, written_tiles):
+        sizes.append(len(batch.tiles))
+        return original(self, batch, written_tiles)
 
-    monkeypatch.setattr(WsiDicomWriter, "write_tiles", write_tiles)
+    monkeypatch.setattr(TileSequencer, "_process_batch", process_batch)
     return sizes
 
 
@@ -67,13 +68,14 @@ def test_passed_through_levels_are_written_in_larger_batches_with_identical_byte
     monkeypatch.setenv("WSIANON_DICOM_CHUNK", "default")
     sizes = _spy_batches(monkeypatch)
     default = _convert(src, inv, tmp_path / "default")
-    assert sizes and max(sizes) <= 2  # wsidicom's own batches: one or two tiles a call
+    assert sizes and max(sizes) <= 2  # wsidicom's own batches: one or two tiles each
     monkeypatch.delenv("WSIANON_DICOM_CHUNK")
     chosen = _chosen(monkeypatch)
     sizes.clear()
     chunked = _convert(src, inv, tmp_path / "chunked")
     assert chosen == [bridge.PASSTHROUGH_CHUNK]
-    assert max(sizes) == bridge.PASSTHROUGH_CHUNK  # 4096 px = 16 tiles of 256 a row
+    # 4096 px = 16 tiles of 256 a row at the base, 8 at the next level (a batch stays in its row)
+    assert max(sizes) == bridge.PASSTHROUGH_CHUNK and set(sizes) <= {bridge.PASSTHROUGH_CHUNK, 8}
     assert [p.name for p in chunked] == [p.name for p in default] and chunked
     for a, b in zip(chunked, default):
         assert a.read_bytes() == b.read_bytes(), a.name
