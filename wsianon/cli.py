@@ -523,12 +523,21 @@ def verify(
     source: Annotated[Optional[Path], typer.Option("--source", help="The original slide, to compare against (canaries, tiles).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
     allow_generic: Annotated[bool, typer.Option("--allow-generic", help="Also audit TIFFs no vendor redactor claims.")] = False,
+    pseudonyms: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--pseudonyms",
+            help="The map given to run --pseudonyms: its slide and patient pseudonyms are accepted where an output names its slide or patient.",
+        ),
+    ] = None,
 ) -> None:
     """Audit outputs: structure, residual identifying metadata, associated images, canary values. Exit 1 if anything remains."""
     from wsianon.pipeline.audit import audit_paths
+    from wsianon.pipeline.pseudonyms import load_pseudonym_map
 
     try:
-        verdicts = audit_paths(paths, source=source, allow_generic=allow_generic)
+        names = load_pseudonym_map(pseudonyms).names() if pseudonyms is not None else None
+        verdicts = audit_paths(paths, source=source, allow_generic=allow_generic, pseudonyms=names)
     except WsianonError as exc:
         _fail(exc.one_line(), 1)
     code = 0

@@ -75,6 +75,11 @@ class SlideContext:
     patient_pseudonym: str | None = None
     study_pseudonym: str | None = None
 
+    def names(self) -> frozenset[str]:
+        """The pseudonyms an output of this slide may carry as text (its name, MRXS's SLIDE_NAME,
+        DICOM's PatientID): the verifiers accept them, whatever a pseudonym map chose."""
+        return frozenset(n for n in (self.pseudonym, self.patient_pseudonym) if n)
+
 
 class NativeConverter:
     """Base class for per-vendor native redactors."""

@@ -114,7 +114,7 @@ def process_native_copy(src: SlideSource, inv: Inventory, ctx: SlideContext, des
         outcome.timings["apply"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         files = staging.files()
-        verdict = verify_native(inv, conv, staging.root / main, files, ctx.policy, root=staging.root, snap=snap)
+        verdict = verify_native(inv, conv, staging.root / main, files, ctx.policy, root=staging.root, snap=snap, names=ctx.names())
         outcome.timings["verify"] = time.perf_counter() - t0
         _place_or_quarantine(staging, dest, ctx, verdict, outcome, last=conv.commit_last(plan))
 
@@ -184,7 +184,7 @@ def process_native_in_place(src: SlideSource, inv: Inventory, ctx: SlideContext,
     outcome.timings["apply"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     try:
-        verdict = verify_native(inv, conv, target, [target], ctx.policy, root=target.parent, snap=snap)
+        verdict = verify_native(inv, conv, target, [target], ctx.policy, root=target.parent, snap=snap, names=ctx.names())
     except BaseException:
         rollback_journal(target)  # verification could not finish: the input goes back as it was
         raise

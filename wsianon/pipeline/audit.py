@@ -31,10 +31,11 @@ from wsianon.profiles.policy import Policy
 from wsianon.verify import vocabulary
 
 
-def _residual_fields(inv, verdict: Verdict) -> None:
+def _residual_fields(inv, verdict: Verdict, names=()) -> None:
     # a value that is the format's vocabulary or structural (a number, a keyed UID,
-    # one of our pseudonyms) is not an identifier: the vocabulary scan judges all text
-    vocab = vocabulary.vocabulary(inv.format)
+    # one of our pseudonyms, a name of the pseudonym map) is not an identifier: the vocabulary
+    # scan judges all text
+    vocab = vocabulary.vocabulary(inv.format).with_names(names)
     residual = sorted({f.name for f in inv.fields if f.value.strip() and f.action is not Action.KEEP and vocabulary.unknown_tokens(f.value, vocab)})
     verdict.add(
         "residual-metadata",
@@ -46,7 +47,10 @@ def _residual_fields(inv, verdict: Verdict) -> None:
     verdict.add("residual-images", not imgs, f"identifying images still present: {imgs}" if imgs else "no label/macro image present")
 
 
-def audit_paths(paths: list[Path], source: Path | None = None, allow_generic: bool = False):
+def audit_paths(paths: list[Path], source: Path | None = None, allow_generic: bool = False, pseudonyms: set[str] | None = None):
+    """A verdict (or a one-line error) for each slide among ``paths``.  ``pseudonyms``: names a
+    pseudonym map chose (``run --pseudonyms``), accepted where an output names its slide or
+    patient, as ``run``'s own verification accepts them; keyed pseudonyms need no map."""
     policy = Policy()
     src_inv = None
     src_snap: SourceSnapshot | None = None
@@ -69,15 +73,15 @@ def audit_paths(paths: list[Path], source: Path | None = None, allow_generic: bo
             if s.spec.is_dicom:
                 from wsianon.pipeline.verify_dicom import audit_dicom
 
-                audit_dicom(inv, s.files, verdict)
+                audit_dicom(inv, s.files, verdict, pseudonyms)
             else:
                 snap = src_snap or snapshot_source(inv, tiles=False)
                 props = check_openslide(snap, s.converter, s.path, policy, verdict)
-                _residual_fields(inv, verdict)
+                _residual_fields(inv, verdict, pseudonyms)
                 run_format_checks(inv.format, inv, s.path, s.files, policy, verdict, src_snap)
                 check_closed_world(inv.format, s.path, verdict)  # judged from the file alone
                 # every printable run outside pixel data must be the format's vocabulary
-                vocabulary.add_check(verdict, inv.format, s.path, inv.input_files or s.files, root=s.path.parent, tiles="walk")
+                vocabulary.add_check(verdict, inv.format, s.path, inv.input_files or s.files, root=s.path.parent, tiles="walk", names=pseudonyms or ())
                 if src_inv is not None and src_snap is not None:
                     canaries = src_inv.canaries() + stem_canaries(src_inv.path) + source_property_canaries(src_snap, props)
                     scan_outputs(canaries, s.files, verdict)

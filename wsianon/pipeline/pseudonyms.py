@@ -44,6 +44,11 @@ class PseudonymMap:
     def __len__(self) -> int:
         return len(self.entries)
 
+    def names(self) -> set[str]:
+        """Every slide and patient pseudonym the map gives (the values written as text: folder
+        and file names, PatientID/PatientName; study pseudonyms only seed keyed UIDs)."""
+        return {n for e in self.entries.values() for n in (e.slide, e.patient) if n}
+
 
 def load_pseudonym_map(path: Path) -> PseudonymMap:
     path = Path(path)

@@ -326,7 +326,10 @@ def verify_native(
     policy: Policy,
     root: Path | None = None,
     snap: SourceSnapshot | None = None,
+    names: frozenset[str] = frozenset(),
 ) -> Verdict:
+    """``names``: the slide's pseudonyms (its own, a pseudonym map's patient pseudonym), which the
+    output may carry as text (MRXS's SLIDE_NAME): accepted by the vocabulary check."""
     snap = snap or snapshot_source(inv)
     verdict = Verdict()
     out_props = check_openslide(snap, conv, out_main, policy, verdict)
@@ -352,7 +355,7 @@ def verify_native(
     def scans() -> None:
         # every printable run outside pixel data must be the format's vocabulary (small reads:
         # the bytes outside pixel data, the headers of JPEG streams not proven by tile identity)
-        vocabulary.add_check(scan_verdict, inv.format, out_main, out_files, root, proven=proven)
+        vocabulary.add_check(scan_verdict, inv.format, out_main, out_files, root, proven=proven, names=names)
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         scan = pool.submit(scans)

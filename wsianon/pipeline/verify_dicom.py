@@ -130,8 +130,9 @@ def verify_dicom_output(inv: Inventory, result_files: list[Path], ctx, verdict: 
     check_opens(files, verdict, sources, policy)
 
 
-def audit_dicom(inv: Inventory, files: list[Path], verdict: Verdict) -> None:
-    """Check already-anonymized DICOM files (``wsianon verify``): no source to compare with."""
+def audit_dicom(inv: Inventory, files: list[Path], verdict: Verdict, pseudonyms: set[str] | None = None) -> None:
+    """Check already-anonymized DICOM files (``wsianon verify``): no source to compare with.
+    ``pseudonyms``: a pseudonym map's names, accepted in the identity attributes."""
     from wsianon.profiles.policy import Policy
 
     files = [Path(f) for f in files]
@@ -146,7 +147,7 @@ def audit_dicom(inv: Inventory, files: list[Path], verdict: Verdict) -> None:
     _check_closed_world(files, None, verdict, dsets)  # the options the outputs record
     from wsianon.verify import dicom_text  # every remaining text value is vocabulary (issue 8, 4b)
 
-    dicom_text.add_check(verdict, files, [ds for _f, ds in dsets])
+    dicom_text.add_check(verdict, files, [ds for _f, ds in dsets], pseudonyms)
     check_record_and_images(dsets, Policy(), verdict)
     check_barcodes(dsets, Policy(), verdict)
     check_uids(dsets, verdict)

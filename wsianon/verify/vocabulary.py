@@ -27,7 +27,7 @@ import binascii
 import itertools
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -73,6 +73,19 @@ class Vocab:
     fmt: str
     words: frozenset[str]
     patterns: list[re.Pattern] = field(default_factory=list)
+    # pseudonyms this output is known to carry (the slide's own, a pseudonym map's): not
+    # vocabulary, not keyed, but the caller's declared names; see ``with_names``
+    names: frozenset[str] = frozenset()
+    names_rx: re.Pattern | None = None
+
+    def with_names(self, names) -> Vocab:
+        """This vocabulary, also accepting each of ``names`` wherever it stands as a whole name in
+        a text (not inside a longer word or number: "AB12" is not accepted inside "XAB123")."""
+        names = frozenset(n for n in names or () if n)
+        if not names:
+            return self
+        alt = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+        return replace(self, names=names, names_rx=re.compile(r"(?<![^\W_])(?:%s)(?![^\W_])" % alt))
 
     def word_ok(self, w: str) -> bool:
         lw = w.lower()
@@ -153,6 +166,8 @@ def unknown_tokens(text: str, vocab: Vocab) -> list[str]:
         if not _base64_ok(m.group(0)):
             bad.append("<base64>")
     text = _B64.sub(" ", text)
+    if vocab.names_rx is not None:
+        text = vocab.names_rx.sub(" ", text)
     for m in _TOKEN.finditer(text):
         if not vocab.token_ok(m.group(0)):
             bad.append(m.group(0))
@@ -399,7 +414,7 @@ def _icc_findings(path: Path, spans: list[tuple[int, int]], vocab: Vocab, name: 
                 scan_bytes(data, vocab, name, off, out)
 
 
-def scan_tiff(path: Path, fmt: str, name: str | None = None, tiles: str = "headers", proven=None) -> list[TextFinding]:
+def scan_tiff(path: Path, fmt: str, name: str | None = None, tiles: str = "headers", proven=None, names=()) -> list[TextFinding]:
     """Findings for a TIFF-family output.
 
     ``tiles``: "headers" checks every JPEG tile's segments before its first scan
@@ -408,8 +423,9 @@ def scan_tiff(path: Path, fmt: str, name: str | None = None, tiles: str = "heade
     True for a JPEG stream proven identical to a source stream with every non-essential
     payload zeroed (the verifier's tile identity): its segments need no second look; the
     streams it does not prove (a thumbnail, JPEGTables: few and small) are followed to their
-    end, as with "walk" (a segment after the entropy-coded data is no header's)."""
-    vocab = vocabulary(fmt)
+    end, as with "walk" (a segment after the entropy-coded data is no header's).  ``names``: see
+    :meth:`Vocab.with_names`."""
+    vocab = vocabulary(fmt).with_names(names)
     name = name or path.name
     out: list[TextFinding] = []
     jpegs, other, icc = tiff_pixel_spans(path)
@@ -475,13 +491,14 @@ def _looks_textual(data: bytes) -> bool:
     return printable >= 0.8 * len(data)
 
 
-def scan_plain(path: Path, fmt: str, name: str | None = None, blobs: list[tuple[int, int]] | None = None, whole: bool = True) -> list[TextFinding]:
+def scan_plain(path: Path, fmt: str, name: str | None = None, blobs: list[tuple[int, int]] | None = None, whole: bool = True, names=()) -> list[TextFinding]:
     """Findings for a non-TIFF file (Slidedat.ini, Index.dat, a Data file whose blobs are given).
 
     A blob that is a JPEG stream has its segments checked (``whole``: to its end);
     any other blob is binary (histogram, position buffer) unless it looks like
-    text (an XML record), which is scanned like the rest of the file."""
-    vocab = vocabulary(fmt)
+    text (an XML record), which is scanned like the rest of the file.  ``names``: see
+    :meth:`Vocab.with_names`."""
+    vocab = vocabulary(fmt).with_names(names)
     name = name or path.name
     out: list[TextFinding] = []
     skip: list[tuple[int, int]] = []
@@ -551,8 +568,9 @@ def mrxs_pixel_spans(folder: Path) -> dict[str, list[tuple[int, int]]]:
     return out
 
 
-def scan_output(fmt: str, main: Path, files: list[Path], root: Path | None = None, tiles: str = "headers", proven=None) -> list[TextFinding]:
-    """Vocabulary findings over every file of one native output."""
+def scan_output(fmt: str, main: Path, files: list[Path], root: Path | None = None, tiles: str = "headers", proven=None, names=()) -> list[TextFinding]:
+    """Vocabulary findings over every file of one native output.  ``names``: pseudonyms the
+    output may carry as text (:meth:`Vocab.with_names`), e.g. MRXS's SLIDE_NAME."""
     out: list[TextFinding] = []
 
     def rel(p: Path) -> str:
@@ -567,13 +585,13 @@ def scan_output(fmt: str, main: Path, files: list[Path], root: Path | None = Non
             out.append(TextFinding(rel(folder), 0, "unreadable MRXS index"))
         for f in files:
             if f == main:
-                out += scan_plain(f, fmt, rel(f), [(0, f.stat().st_size)])  # the preview JPEG
+                out += scan_plain(f, fmt, rel(f), [(0, f.stat().st_size)], names=names)  # the preview JPEG
             else:
-                out += scan_plain(f, fmt, rel(f), spans.get(f.name), whole=tiles == "walk")
+                out += scan_plain(f, fmt, rel(f), spans.get(f.name), whole=tiles == "walk", names=names)
         return out
     for f in files:
         try:
-            out += scan_tiff(f, fmt, rel(f), tiles, proven if f == main else None)
+            out += scan_tiff(f, fmt, rel(f), tiles, proven if f == main else None, names)
         except Exception:
             out.append(TextFinding(rel(f), 0, "unreadable TIFF structure"))
     return out
@@ -587,7 +605,7 @@ def summarize(findings: list[TextFinding], limit: int = 5) -> str:
     return f"{len(findings)}{'+' if len(findings) >= MAX_FINDINGS else ''} text run(s) outside the vocabulary: {where}{more}"
 
 
-def add_check(verdict, fmt: str, main: Path, files: list[Path], root: Path | None = None, tiles: str = "headers", proven=None) -> list[TextFinding]:
+def add_check(verdict, fmt: str, main: Path, files: list[Path], root: Path | None = None, tiles: str = "headers", proven=None, names=()) -> list[TextFinding]:
     """Run the scan and record it on ``verdict`` (anything with ``add(name, ok, detail)``)."""
     if fmt == "isyntax":
         # the XML header is scanned (coded tables parsed as numbers); the body is opaque coded data
@@ -597,6 +615,6 @@ def add_check(verdict, fmt: str, main: Path, files: list[Path], root: Path | Non
         found, detail = scan_isyntax(main, str(main.relative_to(root)) if root else main.name)
         verdict.add("vocabulary", not found, summarize(found) if found else detail)
         return found
-    found = scan_output(fmt, Path(main), [Path(f) for f in files], root, tiles, proven)
+    found = scan_output(fmt, Path(main), [Path(f) for f in files], root, tiles, proven, names)
     verdict.add("vocabulary", not found, summarize(found))
     return found
