@@ -403,3 +403,37 @@ def test_in_one_tile_keeps_the_run_in_its_cell():
     assert record._in_one_tile(0, 100, 64, 256) == 18  # already inside one tile: centred
     assert record._in_one_tile(1000, 1070, 64, 256) == 1003  # the tile's part of the cell is too short: centred
     assert record._in_one_tile(0, 1056, 64, 0) == 496  # tile size unknown: centred
+
+
+def test_record_renders_missing_images_in_threads_each_on_its_own_slide(tmp_path, monkeypatch, cli):
+    """A serial job renders its slides' images when the record is written: two threads do it
+    (``RENDER_THREADS``), in batches, and each card still shows its own slide's pictures."""
+    import threading
+
+    (tmp_path / "in").mkdir()
+    for i, size in enumerate([(1024, 768), (2048, 1024), (768, 1024)]):
+        write_svs(tmp_path / "in" / f"CASE-R-{i}.svs", size=size, tile=256)
+    out = tmp_path / "out"
+    assert cli("run", tmp_path / "in", "-o", out, "--no-review-sheet")[0] == 0
+    (tmp_path / "out.wsianon-record.sqlite").unlink()  # nothing cached: every slide is rendered again
+    threads: set[str] = set()
+    original = record.render_slide_images
+
+    def spy(path, thumbnail=True):
+        threads.add(threading.current_thread().name)
+        return original(path, thumbnail)
+
+    monkeypatch.setattr(record, "render_slide_images", spy)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(record, "RENDER_BATCH", 2)  # three slides: two batches
+    data = record.collect(out)
+    shared = [r for r in data.slides if r.status == "ok"]
+    assert len(shared) == 3 and len(threads) == 2 and all(t.startswith("wsianon-render") for t in threads)
+    alone = [original(out / r.outputs[0]) for r in shared]  # each slide rendered by itself
+    assert len({a["thumbnail"] for a in alone}) == 3  # three different pictures, so a swap would show
+    for rec, own in zip(shared, alone):
+        assert (rec.thumbnail, rec.images, rec.image_error) == (own["thumbnail"], own["images"], None)
+    # and they went into the cache: the next record renders nothing
+    threads.clear()
+    record.collect(out)
+    assert threads == set()
