@@ -437,3 +437,28 @@ def test_record_renders_missing_images_in_threads_each_on_its_own_slide(tmp_path
     threads.clear()
     record.collect(out)
     assert threads == set()
+
+
+def test_record_rendering_stops_at_an_error_without_rendering_the_rest(monkeypatch):
+    """Ctrl-C (or any error) while the record renders: the renders not yet started are dropped,
+    not waited for (a batch holds up to ``RENDER_BATCH`` slides)."""
+    import threading
+    import time
+
+    started: list[str] = []
+    lock = threading.Lock()
+
+    def render(path, thumbnail=True):
+        with lock:
+            started.append(str(path))
+        if str(path) == "s0":
+            raise KeyboardInterrupt
+        time.sleep(0.2)
+        return {"thumbnail": None, "images": [], "error": None}
+
+    monkeypatch.setattr(record, "render_slide_images", render)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    todo = [record._Render(None, "sig", Path(f"s{i}")) for i in range(20)]  # type: ignore[arg-type]
+    with pytest.raises(KeyboardInterrupt):
+        list(record._render_all(todo))
+    assert 1 <= len(started) <= 4, started  # the first, and what the other thread had begun

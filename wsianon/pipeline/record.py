@@ -550,6 +550,7 @@ def _render_all(todo: list[_Render]):
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="wsianon-render") as ex:
         for i in range(0, len(todo), RENDER_BATCH):
             part = todo[i : i + RENDER_BATCH]
+            # on Ctrl-C or an error, ``Executor.map`` cancels the batch's renders not yet started
             yield from zip(part, ex.map(render, part))
 
 
