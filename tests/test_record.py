@@ -426,17 +426,20 @@ def test_record_renders_missing_images_in_threads_each_on_its_own_slide(tmp_path
     monkeypatch.setattr(record, "render_slide_images", spy)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     monkeypatch.setattr(record, "RENDER_BATCH", 2)  # three slides: two batches
-    data = record.collect(out)
+    progress: list[tuple[int, int]] = []
+    data = record.collect(out, on_render=lambda done, total: progress.append((done, total)))
     shared = [r for r in data.slides if r.status == "ok"]
     assert len(shared) == 3 and len(threads) == 2 and all(t.startswith("wsianon-render") for t in threads)
+    assert progress == [(0, 3), (1, 3), (2, 3), (3, 3)]
     alone = [original(out / r.outputs[0]) for r in shared]  # each slide rendered by itself
     assert len({a["thumbnail"] for a in alone}) == 3  # three different pictures, so a swap would show
     for rec, own in zip(shared, alone):
         assert (rec.thumbnail, rec.images, rec.image_error) == (own["thumbnail"], own["images"], None)
     # and they went into the cache: the next record renders nothing
     threads.clear()
-    record.collect(out)
-    assert threads == set()
+    progress.clear()
+    record.collect(out, on_render=lambda done, total: progress.append((done, total)))
+    assert threads == set() and progress == []
 
 
 def test_record_rendering_stops_at_an_error_without_rendering_the_rest(monkeypatch):
@@ -462,3 +465,17 @@ def test_record_rendering_stops_at_an_error_without_rendering_the_rest(monkeypat
     with pytest.raises(KeyboardInterrupt):
         list(record._render_all(todo))
     assert 1 <= len(started) <= 4, started  # the first, and what the other thread had begun
+
+
+def test_a_serial_job_says_it_renders_the_records_thumbnails(tmp_path, cli):
+    """The record's images are rendered at the end of a serial job (minutes on a large one): the
+    console says so, with the count; worker processes render their own, and then nothing is said."""
+    (tmp_path / "in").mkdir()
+    for i in range(2):
+        write_svs(tmp_path / "in" / f"CASE-P-{i}.svs", size=(1024 + 256 * i, 768))
+    code, _o, e = cli("run", tmp_path / "in", "-o", tmp_path / "out1", "--no-review-sheet", "--log", tmp_path / "job.log")
+    assert code == 0 and "record: rendering the thumbnails of 2 slide(s)" in e, e
+    events = [json.loads(line) for line in (tmp_path / "job.log").read_text().splitlines()]
+    assert {"event": "record", "slides": 2} in [{k: v for k, v in ev.items() if k != "t"} for ev in events]
+    code, _o, e = cli("run", tmp_path / "in", "-o", tmp_path / "out2", "--no-review-sheet", "--workers", "2")
+    assert code == 0 and "record: rendering" not in e, e

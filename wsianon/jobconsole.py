@@ -95,9 +95,21 @@ class BatchConsole:
                 self.progress.advance(self.task, n)
         elif kind == "slide":
             self._slide(info)
+        elif kind == "record":
+            self._record(info["done"], info["total"])
         if self.task is not None and time.monotonic() - self._last_refresh > 0.1:
             self._last_refresh = time.monotonic()
             self.progress.refresh()
+
+    def _record(self, done: int, total: int) -> None:
+        """The record's images of slides no worker rendered (a serial job's): a line, then the bar."""
+        if done == 0:
+            self._log("record", slides=total)
+            self.err.print(f"record: rendering the thumbnails of {total} slide(s) for the HTML report", highlight=False)
+            if self.task is not None:
+                self.progress.update(self.task, description="record", slides=f"0/{total} thumbnails")
+        elif self.task is not None:
+            self.progress.update(self.task, slides=f"{done}/{total} thumbnails")
 
     def _slide(self, info: dict) -> None:
         o = info["outcome"]

@@ -165,8 +165,9 @@ def _outcome_from_entry(e: dict) -> Outcome:
     )
 
 
-def regenerate(man: Manifest, out: Path | None, mapping_path: Path | None, cfg, key: bytes | None = None) -> Path | None:
-    """Write OUT/wsianon-report.json and the mapping CSV from the manifest (cumulative)."""
+def regenerate(man: Manifest, out: Path | None, mapping_path: Path | None, cfg, key: bytes | None = None, on_render=None) -> Path | None:
+    """Write OUT/wsianon-report.json and the mapping CSV from the manifest (cumulative), then the
+    record (``on_render(done, total)``: the slides whose images it renders, see ``record.collect``)."""
     import csv
     import io
 
@@ -221,7 +222,7 @@ def regenerate(man: Manifest, out: Path | None, mapping_path: Path | None, cfg, 
         from wsianon.pipeline.record import write_record
 
         assert out is not None, "the report is only written into OUT"
-        write_record(out, key=key)  # HTML report + certificate, from the cumulative report and the outputs
+        write_record(out, key=key, on_render=on_render)  # HTML report + certificate, from the cumulative report and the outputs
     return report_path
 
 
@@ -659,7 +660,7 @@ class _Run:
         if man is not None:
             _clean_staging(self.out)  # what a lost worker left (every slide of this run is settled)
             man.end_run(self.run_id, "finished")
-            report_path = regenerate(man, self.out, mapping_path, self.cfg)
+            report_path = regenerate(man, self.out, mapping_path, self.cfg, on_render=lambda done, total: self.emit("record", done=done, total=total))
         outcomes = list(self.live)
         if man is not None:
             labels_now = {o.input_label for o in self.live}

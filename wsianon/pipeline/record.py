@@ -33,6 +33,7 @@ import html
 import io
 import json
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -560,8 +561,9 @@ def _show(out: Path, rec: SlideRecord, imgs: dict) -> None:
         io_cache.drop_tree(p, only_synced=True)
 
 
-def collect(out: Path, report: dict | None = None, key: bytes | None = None) -> RecordData:
-    """Read the report and the outputs: hashes, thumbnails, kept images."""
+def collect(out: Path, report: dict | None = None, key: bytes | None = None, on_render: Callable[[int, int], None] | None = None) -> RecordData:
+    """Read the report and the outputs: hashes, thumbnails, kept images.  ``on_render(done, total)``:
+    progress of the slides whose images are not cached (from (0, total) on; not called when none)."""
     out = Path(out)
     if report is None:
         try:
@@ -608,9 +610,13 @@ def collect(out: Path, report: dict | None = None, key: bytes | None = None) -> 
                 else:
                     _show(out, rec, imgs)
             slides.append(rec)
-        for job, imgs in _render_all(todo):
+        if todo and on_render is not None:
+            on_render(0, len(todo))
+        for done, (job, imgs) in enumerate(_render_all(todo), 1):
             cache.put_images(job.rec.slide, job.sig, imgs)
             _show(out, job.rec, imgs)
+            if on_render is not None:
+                on_render(done, len(todo))
     finally:
         cache.close()
     libs = report.get("libraries")
@@ -914,11 +920,12 @@ def certificate_pdf(cert: dict) -> bytes:
 # entry points
 
 
-def write_record(out: Path, key: bytes | None = None) -> dict[str, Path]:
-    """Write the HTML report, the certificate JSON and its PDF into OUT (from the report JSON)."""
+def write_record(out: Path, key: bytes | None = None, on_render: Callable[[int, int], None] | None = None) -> dict[str, Path]:
+    """Write the HTML report, the certificate JSON and its PDF into OUT (from the report JSON);
+    ``on_render``: see :func:`collect`."""
     out = Path(out)
     try:
-        data = collect(out, key=key)
+        data = collect(out, key=key, on_render=on_render)
     except OSError as exc:
         raise OutputError(out, f"cannot read the outputs for the report/certificate: {os_reason(exc)}") from None
     paths = {"html": out / REPORT_HTML, "certificate": out / CERT_JSON, "pdf": out / CERT_PDF}
