@@ -479,3 +479,9 @@ def test_a_serial_job_says_it_renders_the_records_thumbnails(tmp_path, cli):
     assert {"event": "record", "slides": 2} in [{k: v for k, v in ev.items() if k != "t"} for ev in events]
     code, _o, e = cli("run", tmp_path / "in", "-o", tmp_path / "out2", "--no-review-sheet", "--workers", "2")
     assert code == 0 and "record: rendering" not in e, e
+    # certify re-issues the record: with the cache, nothing to render; without it, it says so
+    code, _o, e = cli("certify", tmp_path / "out1")
+    assert code == 0 and "record: rendering" not in e, e
+    (tmp_path / "out1.wsianon-record.sqlite").unlink()
+    code, _o, e = cli("certify", tmp_path / "out1")
+    assert code == 0 and "record: rendering the thumbnails of 2 slide(s)" in e, e

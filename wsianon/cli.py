@@ -601,7 +601,12 @@ def certify(
     try:
         if key_file is not None and not key_file.is_file():
             _fail(f"{key_file}: no such key file", 2)
-        paths = record.write_record(out, key=load_or_create_key(key_file) if key_file else None)
+
+        def rendering(done: int, total: int) -> None:
+            if done == 0:
+                err_console.print(record.RENDERING.format(total), highlight=False)
+
+        paths = record.write_record(out, key=load_or_create_key(key_file) if key_file else None, on_render=rendering)
         out_console.print(f"report:      {paths['html']}\ncertificate: {paths['certificate']} (+ {paths['pdf'].name})", highlight=False, soft_wrap=True)
         if review_sheet is not None:
             sheet = record.write_review_sheet(out, review_sheet, mapping)

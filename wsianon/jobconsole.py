@@ -104,8 +104,10 @@ class BatchConsole:
     def _record(self, done: int, total: int) -> None:
         """The record's images of slides no worker rendered (a serial job's): a line, then the bar."""
         if done == 0:
+            from wsianon.pipeline.record import RENDERING
+
             self._log("record", slides=total)
-            self.err.print(f"record: rendering the thumbnails of {total} slide(s) for the HTML report", highlight=False)
+            self.err.print(RENDERING.format(total), highlight=False)
             if self.task is not None:
                 self.progress.update(self.task, description="record", slides=f"0/{total} thumbnails")
         elif self.task is not None:

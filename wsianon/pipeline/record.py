@@ -530,6 +530,7 @@ class _Render:
 # GIL released, so two threads render about twice as fast on two cores (a serial job renders every
 # slide at its end: 40 small slides without a pyramid, 18.8 of the job's 20.5 s)
 RENDER_THREADS = 2
+RENDERING = "record: rendering the thumbnails of {} slide(s) for the HTML report"  # the console's line
 RENDER_BATCH = 64  # rendered images held at once before they go into the cache
 
 
