@@ -112,9 +112,7 @@ def verify_dicom_output(inv: Inventory, result_files: list[Path], ctx, verdict: 
     _check_closed_world(files, profile, verdict, dsets)
     from wsianon.verify import dicom_text  # every remaining text value is vocabulary (issue 8, 4b)
 
-    dicom_text.add_check(
-        verdict, files, [ds for _f, ds in dsets], {str(p) for p in (getattr(ctx, "pseudonym", None), getattr(ctx, "patient_pseudonym", None)) if p}
-    )
+    dicom_text.add_check(verdict, files, [ds for _f, ds in dsets], set(ctx.names()))  # the slide's pseudonyms
     check_record_and_images(dsets, policy, verdict)
     check_barcodes(dsets, policy, verdict)
     check_uids(dsets, verdict, [Path(s) for s in inv.input_files] if inv.format == "dicom" else None)
