@@ -102,8 +102,10 @@ def redact_paths(text: str, paths) -> str:
 
 def human_bytes(n: float) -> str:
     """``n`` bytes in binary units, for people: ``512 B``, ``1.5 KiB`` ... ``2.1 TiB``."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+    if n < 1024:
+        return f"{n:.0f} B"
+    for unit in ("KiB", "MiB", "GiB"):
         n /= 1024
-    raise AssertionError("unreachable: the loop returns at TiB")
+        if n < 1024:
+            return f"{n:.1f} {unit}"
+    return f"{n / 1024:.1f} TiB"
