@@ -14,6 +14,7 @@ import os
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tifffile
 
@@ -122,8 +123,8 @@ def test_copy_tap_sees_the_source_and_the_output_is_patched(tmp_path):
     fp = FilePlan("out.bin", source=src, patches=[Patch(100, 10, b"X" * 10, "t"), Patch(2 << 20, 5000, None, "z")])
     seen = bytearray()
 
-    def tap(off: int, buf: bytes) -> None:
-        assert off == len(seen)
+    def tap(off: int, buf: bytes, markers) -> None:
+        assert off == len(seen) and markers is None  # no JPEG scrub planned: the copy searched nothing
         seen.extend(buf)
 
     apply_copy(fp, tmp_path / "out.bin", tap=tap)
@@ -133,11 +134,31 @@ def test_copy_tap_sees_the_source_and_the_output_is_patched(tmp_path):
     assert out[:100] == data[:100] and out[(2 << 20) + 5000 :] == data[(2 << 20) + 5000 :]
 
 
+def test_copy_tap_gets_the_marker_positions_the_scrub_searched(tmp_path):
+    """With a deferred JPEG scrub the copy searches each buffer's markers once and hands them to
+    the tap (the tile identity uses them rather than searching again)."""
+    from wsianon.io.jpeg import marker_positions
+    from wsianon.io.jpeg_plan import DeferredScrub
+
+    src = tmp_path / "src.bin"
+    data = os.urandom((2 << 20) + 777) + b"\xff\xd8\xff\xfe\x00\x04ab\xff\xd9"
+    src.write_bytes(data)
+    got: list[tuple[int, bool]] = []
+
+    def tap(off: int, buf: bytes, markers) -> None:
+        assert markers is not None
+        got.append((off, np.array_equal(markers, marker_positions(buf))))
+
+    apply_copy(FilePlan("o.bin", source=src, deferred_scrub=DeferredScrub([], [])), tmp_path / "o.bin", tap=tap)
+    assert got and all(same for _, same in got) and got[0][0] == 0
+    assert (tmp_path / "o.bin").read_bytes() == data  # no stream listed: nothing zeroed
+
+
 def test_copy_tap_error_is_reported(tmp_path):
     src = tmp_path / "src.bin"
     src.write_bytes(os.urandom(1 << 20))
 
-    def tap(off: int, buf: bytes) -> None:
+    def tap(off: int, buf: bytes, markers) -> None:
         raise ValueError("tap failed")
 
     with pytest.raises(ValueError, match="tap failed"):

@@ -19,7 +19,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from wsianon.errors import CorruptInput, OutputError
 from wsianon.io import cache, digests
@@ -27,13 +27,17 @@ from wsianon.io import journal as _journal
 from wsianon.io.extents import data_extents
 from wsianon.io.safetext import os_reason
 
+if TYPE_CHECKING:
+    import numpy as np
+
 CHUNK = 8 * 1024 * 1024
 
 # indirections (tests simulate a full disk through them)
 _os_write = os.write
 _copy_file_range = getattr(os, "copy_file_range", None)
 
-Tap = Callable[[int, bytes], None]
+# the copy's tap: (offset, buffer, the buffer's JPEG marker positions when the copy searched them, else None)
+Tap = Callable[[int, bytes, "np.ndarray | None"], None]
 
 
 @dataclass
@@ -337,10 +341,7 @@ def _tap_file(path: Path, size: int, tap: Tap | None, stream: digests.StreamDige
                 _late_patches(deferred, scrub.feed(fd, pos, buf, markers), stream, zeroed)
             stream.feed(pos, buf)
             if tap is not None:
-                if markers is not None and getattr(tap, "takes_markers", False):
-                    tap(pos, buf, markers)  # type: ignore[call-arg]
-                else:
-                    tap(pos, buf)
+                tap(pos, buf, markers)
             pos += len(buf)
         if scrub is not None and not stop.is_set():
             _late_patches(deferred, scrub.rest(fd), stream, zeroed)  # streams past what was read

@@ -284,8 +284,6 @@ class Feeder:
         edges = [0, *brk.tolist(), kk - k]
         return list(zip(edges[:-1], edges[1:]))
 
-    feed.takes_markers = True  # type: ignore[attr-defined]  # apply_copy's tap hands it the buffer's markers
-
     def _raw_batch(self, st: _PageState, mv: memoryview, c0: int, k: int, kk: int) -> None:
         s, e = self._off[k:kk] - c0, self._end[k:kk] - c0
         for i0, i1 in self._stretches(k, kk, np.ones(kk - k, dtype=bool)):
