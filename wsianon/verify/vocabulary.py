@@ -344,6 +344,36 @@ def _jpeg_stream_findings(fd: int, off: int, cnt: int, name: str, whole: bool, o
     return True
 
 
+_PNG_SIG = b"\x89PNG\r\n\x1a\n"
+# critical chunks and the ancillary ones that hold only numbers (colour, transparency, pixel size)
+_PNG_CHUNKS = {b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"sBIT", b"pHYs", b"bKGD", b"hIST"}
+
+
+def _png_stream_findings(fd: int, off: int, cnt: int, name: str, out: list) -> bool:
+    """Check one PNG stream (an MRXS tile or record may be PNG): only chunks that hold pixels or
+    numbers, nothing after IEND; False when it is not a PNG stream.  A text chunk (tEXt, zTXt, iTXt),
+    an ICC profile, EXIF or any unknown chunk is a finding (by chunk type, never by content)."""
+    if cnt < 8 or os.pread(fd, 8, off) != _PNG_SIG:
+        return False
+    pos, end = off + 8, off + cnt
+    while pos + 8 <= end:
+        head = os.pread(fd, 8, pos)
+        if len(head) < 8:
+            break
+        length = int.from_bytes(head[:4], "big")
+        kind = head[4:8]
+        if kind not in _PNG_CHUNKS:
+            label = kind.decode("latin-1") if kind.isalpha() else "unknown"
+            out.append(TextFinding(name, pos, f"PNG {label} chunk"))
+        pos += 12 + length
+        if kind == b"IEND":
+            if pos < end and any(os.pread(fd, min(end - pos, 1 << 20), pos)):
+                out.append(TextFinding(name, pos, "bytes after PNG IEND"))
+            return True
+    out.append(TextFinding(name, off, "malformed PNG stream"))
+    return True
+
+
 def tiff_pixel_spans(path: Path) -> tuple[_SpanSet, _SpanSet, list[tuple[int, int]]]:
     """(JPEG streams, other pixel spans, ICC profiles) of every IFD of a TIFF-family file
     (the tiles as numpy arrays, never one Python object a tile)."""
@@ -508,7 +538,7 @@ def scan_plain(path: Path, fmt: str, name: str | None = None, blobs: list[tuple[
             for off, cnt in sorted(set(blobs)):
                 if not cnt:
                     continue
-                if _jpeg_stream_findings(fd, off, cnt, name, whole, out):
+                if _jpeg_stream_findings(fd, off, cnt, name, whole, out) or _png_stream_findings(fd, off, cnt, name, out):
                     skip.append((off, cnt))
                 elif not _looks_textual(os.pread(fd, min(cnt, 1 << 16), off)):
                     skip.append((off, cnt))

@@ -52,6 +52,8 @@ class IndexInfo:
     size: int
     nonhier_table: int = 0
     hier_tiles: list[tuple[int, int, int]] = field(default_factory=list)  # (offset, length, fileno)
+    # blobs of HIER layers other than the zoom levels (filter, focus ...): OpenSlide reads none of them
+    other_hier: list[tuple[int, int, int]] = field(default_factory=list)
 
 
 def _i32(data: bytes, off: int, path: Path, what: str) -> int:
@@ -80,14 +82,14 @@ def read_index(path: Path, slide_id: str, hier_counts: list[int], records: list[
     hier_table = _i32(data, root, path, "hier table pointer")
     info.nonhier_table = _i32(data, root + 4, path, "nonhier table pointer")
     for i in range(sum(hier_counts)):
-        _walk_hier_record(data, path, hier_table, i, i < hier_counts[0], info.hier_tiles)
+        _walk_hier_record(data, path, hier_table, i, info.hier_tiles if i < hier_counts[0] else info.other_hier)
     for slot, rec in enumerate(records):
         _read_nonhier_record(data, path, info.nonhier_table, slot, rec)
     return info
 
 
-def _walk_hier_record(data: bytes, path: Path, table: int, i: int, is_level: bool, tiles: list[tuple[int, int, int]]) -> None:
-    """Follow hier record ``i``'s page chain; a zoom level's items are tiles, collected into ``tiles``."""
+def _walk_hier_record(data: bytes, path: Path, table: int, i: int, tiles: list[tuple[int, int, int]]) -> None:
+    """Follow hier record ``i``'s page chain; its items' blobs are collected into ``tiles``."""
     ptr = _i32(data, table + 4 * i, path, f"hier record {i} pointer")
     if _i32(data, ptr, path, f"hier record {i}") != 0:
         raise CorruptInput(path, f"Index.dat corrupt: hier record {i} does not start with 0")
@@ -103,8 +105,7 @@ def _walk_hier_record(data: bytes, path: Path, table: int, i: int, is_level: boo
             raise CorruptInput(path, "Index.dat corrupt: negative page item count")
         if count:  # the last item lies inside the file
             _i32(data, page + 8 + 16 * count - 4, path, "page items")
-        if is_level:  # zoom levels: tiles
-            tiles.extend(_page_tiles(data, path, page, count))
+        tiles.extend(_page_tiles(data, path, page, count))
         if nxt == 0:
             break
         page = nxt
