@@ -7,7 +7,8 @@ the identifier):
 
 * MRXS: unknown Slidedat.ini key names in the report; text inside a binary NONHIER record
   OpenSlide does not read (histogram); blobs of the filter-level HIER record (text, a label photo);
-  index / Data file names (a numeric case number passes every text check); PNG tiles with tEXt;
+  index / Data file names (a numeric case number passes every text check); PNG tiles with tEXt,
+  BMP tiles with bytes after their pixels;
 * iSyntax: PIM_DP_IMAGE_DATA (a label JPEG) outside a label/macro object; unknown attribute,
   element and XML-attribute names in the report;
 * names: a clean slide whose file name is not UTF-8 failed (internal error).
@@ -79,6 +80,7 @@ MRXS_TOKENS = {
     "member_index": "RTQXIDXNAME",
     "member_data": "20210317-4711",
     "png": "RTQXPNGTXT",
+    "bmp": "RTQXBMPTAIL",
 }
 
 
@@ -99,16 +101,20 @@ def test_mrxs_hiding_places_never_reach_out(cli, tmp_path):
     plant_png_tiles(f, f"{t['png']} Doe^Jane")
     g = make_mrxs(src, "SLIDE-G7", images=2, levels=2)
     plant_png_tiles(g, None)  # clean PNG tiles: shared
+    h = make_mrxs(src, "SLIDE-H8", images=2, levels=2)
+    plant_png_tiles(h, f"{t['bmp']} Doe^Jane", fmt="BMP24")
+    k = make_mrxs(src, "SLIDE-K9", images=2, levels=2)
+    plant_png_tiles(k, None, fmt="BMP24")  # clean BMP tiles: shared
 
     out = tmp_path / "out"
-    code, report, console = _run(cli, [x.mrxs for x in (a, b, c, d, e, f, g)], out)
-    assert code == 1  # the PNG tiles with text are quarantined
+    code, report, console = _run(cli, [x.mrxs for x in (a, b, c, d, e, f, g, h, k)], out)
+    assert code == 1  # the PNG / BMP tiles with text are quarantined
     status = [s["status"] for s in report["slides"]]
-    assert status == ["ok"] * 5 + ["failed", "ok"], status
+    assert status == ["ok"] * 5 + ["failed", "ok", "failed", "ok"], status
     assert _hits(out, list(t.values())) == []
     assert not any(v in console for v in t.values())
     placed = sorted(out.glob("*.mrxs"))
-    assert len(placed) == 6
+    assert len(placed) == 7
     for s in report["slides"]:
         if s["status"] == "ok":
             checks = _checks(s)

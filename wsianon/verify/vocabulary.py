@@ -374,6 +374,28 @@ def _png_stream_findings(fd: int, off: int, cnt: int, name: str, out: list) -> b
     return True
 
 
+def _bmp_stream_findings(fd: int, off: int, cnt: int, name: str, out: list) -> bool:
+    """Check one BMP stream (MRXS ``BMP24`` tiles): the bytes its headers do not describe (reserved
+    fields, the gap before the pixel array, anything after the size the file header states) must be
+    zero; False when it is not a BMP stream."""
+    head = os.pread(fd, min(cnt, 54), off)
+    if len(head) < 30 or head[:2] != b"BM":
+        return False
+    size, reserved, pixels, dib = (int.from_bytes(head[i : i + n], "little") for i, n in ((2, 4), (6, 4), (10, 4), (14, 4)))
+    if reserved:
+        out.append(TextFinding(name, off + 6, "BMP reserved field"))
+    if not 14 + dib <= pixels <= size <= cnt:
+        out.append(TextFinding(name, off, "malformed BMP stream"))
+        return True
+    bpp = int.from_bytes(head[28:30], "little")
+    colours = int.from_bytes(head[46:50], "little") if dib >= 40 and len(head) >= 50 else 0
+    table = 14 + dib + 4 * (colours or (1 << bpp if bpp <= 8 else 0))
+    for a, b in ((min(table, pixels), pixels), (size, cnt)):
+        if b > a and any(os.pread(fd, min(b - a, 1 << 20), off + a)):
+            out.append(TextFinding(name, off + a, "BMP bytes outside its headers and pixels"))
+    return True
+
+
 def tiff_pixel_spans(path: Path) -> tuple[_SpanSet, _SpanSet, list[tuple[int, int]]]:
     """(JPEG streams, other pixel spans, ICC profiles) of every IFD of a TIFF-family file
     (the tiles as numpy arrays, never one Python object a tile)."""
@@ -538,7 +560,11 @@ def scan_plain(path: Path, fmt: str, name: str | None = None, blobs: list[tuple[
             for off, cnt in sorted(set(blobs)):
                 if not cnt:
                     continue
-                if _jpeg_stream_findings(fd, off, cnt, name, whole, out) or _png_stream_findings(fd, off, cnt, name, out):
+                if (
+                    _jpeg_stream_findings(fd, off, cnt, name, whole, out)
+                    or _png_stream_findings(fd, off, cnt, name, out)
+                    or _bmp_stream_findings(fd, off, cnt, name, out)
+                ):
                     skip.append((off, cnt))
                 elif not _looks_textual(os.pread(fd, min(cnt, 1 << 16), off)):
                     skip.append((off, cnt))
