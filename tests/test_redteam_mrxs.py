@@ -6,7 +6,8 @@ Each place here was a leak before (the slide was verified and shared, or the rep
 the identifier):
 
 * MRXS: unknown Slidedat.ini key names in the report; text inside a binary NONHIER record
-  OpenSlide does not read (histogram); blobs of the filter-level HIER record (text, a label photo);
+  OpenSlide does not read (histogram); blobs of the filter-level HIER record (text, a label photo) and of a zoom-level
+  item outside the image grid (a label photo);
   index / Data file names (a numeric case number passes every text check); PNG tiles with tEXt,
   BMP tiles with bytes after their pixels;
 * iSyntax: PIM_DP_IMAGE_DATA (a label JPEG) outside a label/macro object; unknown attribute,
@@ -36,6 +37,7 @@ from tests.fixtures.redteam_plant import (
     plant_histogram_text,
     plant_ini_key_names,
     plant_member_names,
+    plant_out_of_grid_tile,
     plant_png_tiles,
 )
 from tests.fixtures.svs_gen import write_svs
@@ -105,16 +107,18 @@ def test_mrxs_hiding_places_never_reach_out(cli, tmp_path):
     plant_png_tiles(h, f"{t['bmp']} Doe^Jane", fmt="BMP24")
     k = make_mrxs(src, "SLIDE-K9", images=2, levels=2)
     plant_png_tiles(k, None, fmt="BMP24")  # clean BMP tiles: shared
+    grid = make_mrxs(src, "SLIDE-M10", images=2, levels=2)
+    plant_out_of_grid_tile(grid, _jpeg(label_image("RTQXGRIDLBL")))
 
     out = tmp_path / "out"
-    code, report, console = _run(cli, [x.mrxs for x in (a, b, c, d, e, f, g, h, k)], out)
+    code, report, console = _run(cli, [x.mrxs for x in (a, b, c, d, e, f, g, h, k, grid)], out)
     assert code == 1  # the PNG / BMP tiles with text are quarantined
     status = [s["status"] for s in report["slides"]]
-    assert status == ["ok"] * 5 + ["failed", "ok", "failed", "ok"], status
+    assert status == ["ok"] * 5 + ["failed", "ok", "failed", "ok", "ok"], status
     assert _hits(out, list(t.values())) == []
     assert not any(v in console for v in t.values())
     placed = sorted(out.glob("*.mrxs"))
-    assert len(placed) == 7
+    assert len(placed) == 8
     for s in report["slides"]:
         if s["status"] == "ok":
             checks = _checks(s)
@@ -124,11 +128,12 @@ def test_mrxs_hiding_places_never_reach_out(cli, tmp_path):
         assert sorted(p.name for p in folder.iterdir()) == ["Data0000.dat", "Data0001.dat", "Data0002.dat", "Index.dat", "Slidedat.ini"]
         code, stdout, _ = cli("verify", str(m))
         assert code == 0, stdout[-2000:]
-    # the label photo in the filter level is gone (its blob zeroed), not only its text
-    lbl = _jpeg(label_image("RTQXFLTLBL"))
-    assert lbl[-300:-236] in (d.folder / "Data0000.dat").read_bytes()
-    for m in placed:
-        assert lbl[-300:-236] not in (m.with_suffix("") / "Data0000.dat").read_bytes()  # entropy-coded data
+    # the label photos in the filter level and outside the image grid are gone (their blobs zeroed)
+    for slide, text in ((d, "RTQXFLTLBL"), (grid, "RTQXGRIDLBL")):
+        lbl = _jpeg(label_image(text))[-300:-236]  # entropy-coded data
+        assert lbl in (slide.folder / "Data0000.dat").read_bytes()
+        for p in placed:
+            assert lbl not in (p.with_suffix("") / "Data0000.dat").read_bytes()
     # the report names what it removed without the names the source chose
     names = [r["name"] + " " + r["where"] for s in report["slides"] for r in s["removed"]]
     assert any("not in the vocabulary" in n for n in names)

@@ -357,9 +357,9 @@ def _plan_records(plan: Plan, an: MrxsAnalysis, idx_fp: FilePlan, data_fps: list
 
 
 def _zero_other_hier(plan: Plan, slide: Slide, data_fps: list[FilePlan]) -> None:
-    """Blobs of HIER layers other than the zoom levels zeroed: OpenSlide reads only the zoom levels,
-    so nothing proves what they hold (a blob that also is a zoom-level tile stays: it is compared
-    with the source tile by tile)."""
+    """Blobs of HIER layers other than the zoom levels, and of zoom-level items whose image index
+    lies outside the IMAGENUMBER grid, zeroed: OpenSlide draws none of them, so nothing proves what
+    they hold (a blob that also is a drawn tile stays: it is compared with the source tile by tile)."""
     tiles = set(slide.index.hier_tiles)
     n = 0
     for off, ln, fno in sorted(set(slide.index.other_hier)):
@@ -367,7 +367,7 @@ def _zero_other_hier(plan: Plan, slide: Slide, data_fps: list[FilePlan]) -> None
             data_fps[fno].patches.append(Patch(off, ln, None, "blob of a non-zoom HIER layer zeroed"))
             n += 1
     if n:
-        plan.remove("structure", "HIER records other than zoom levels", "zeroed", f"{n} blob(s)")
+        plan.remove("structure", "HIER items OpenSlide does not draw", "zeroed", f"{n} blob(s)")
 
 
 def _destroy_removed(slide: Slide, idx_fp: FilePlan, data_fps: list[FilePlan], removed: set[int]) -> None:

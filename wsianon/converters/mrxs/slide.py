@@ -130,6 +130,14 @@ def _check_extents(index_path: Path, datafiles: list[Path], index: IndexInfo, re
             raise CorruptInput(datafiles[r.fileno], f"NONHIER record {r.table_slot} data beyond the end of the data file (truncated?)")
 
 
+def _grid(ini: IniDoc) -> tuple[int, int] | None:
+    """(IMAGENUMBER_X, IMAGENUMBER_Y): the camera images OpenSlide places; None when not stated."""
+    try:
+        return ini.int("GENERAL", "IMAGENUMBER_X"), ini.int("GENERAL", "IMAGENUMBER_Y")
+    except CorruptInput:
+        return None
+
+
 def load_slide(path: Path) -> Slide:
     path = Path(path)
     folder = _slide_folder(path)
@@ -141,6 +149,6 @@ def load_slide(path: Path) -> Slide:
     datafiles = _datafiles(folder, ini)
     hier_counts = _hier_counts(ini)
     records = _nonhier_records(ini)
-    index = read_index(index_path, slide_id, hier_counts, records)
+    index = read_index(index_path, slide_id, hier_counts, records, _grid(ini))
     _check_extents(index_path, datafiles, index, records)
     return Slide(path, folder, ini, slide_id, index_path, datafiles, records, index, hier_counts[0])

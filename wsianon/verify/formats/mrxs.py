@@ -56,6 +56,7 @@ def _level_tiles(folder: Path, cp: configparser.RawConfigParser, scrub: bool = F
     idx = (folder / cp.get("HIERARCHICAL", "INDEXFILE")).read_bytes()
     files = [folder / cp.get("DATAFILE", f"FILE_{i}") for i in range(cp.getint("DATAFILE", "FILE_COUNT"))]
     levels = cp.getint("HIERARCHICAL", "HIER_0_COUNT")
+    grid = _grid_size(cp)
     root = 5 + len(sid)
     (table,) = struct.unpack_from("<i", idx, root)
     out: list[list[str]] = []
@@ -71,6 +72,8 @@ def _level_tiles(folder: Path, cp: configparser.RawConfigParser, scrub: bool = F
                 count, nxt = struct.unpack_from("<ii", idx, page)
                 for k in range(count):
                     image, off, ln, fno = struct.unpack_from("<iiii", idx, page + 8 + 16 * k)
+                    if grid is not None and not 0 <= image < grid:
+                        continue  # not drawn by OpenSlide: proven zero by mrxs-unread-records-zero
                     fh = handles[fno]
                     fh.seek(off)
                     blob = fh.read(ln)
@@ -100,8 +103,17 @@ def _jpeg_segments(data: bytes) -> list[int]:
     return markers
 
 
-def _pages(idx: bytes, ptr: int, item: int, at: int) -> list[tuple[int, int, int]]:
-    """(offset, length, file number) of every item of the record at ``ptr`` (ValueError when cut)."""
+def _grid_size(cp: configparser.RawConfigParser) -> int | None:
+    """IMAGENUMBER_X * IMAGENUMBER_Y: image indices OpenSlide places (None when not stated)."""
+    try:
+        return cp.getint("GENERAL", "IMAGENUMBER_X") * cp.getint("GENERAL", "IMAGENUMBER_Y")
+    except (configparser.Error, ValueError):
+        return None
+
+
+def _pages(idx: bytes, ptr: int, item: int, at: int, grid: int | None = None, outside: list | None = None) -> list[tuple[int, int, int]]:
+    """(offset, length, file number) of every item of the record at ``ptr`` (ValueError when cut);
+    with ``grid``, a hier item whose image index is not below it goes to ``outside`` instead."""
     out = []
     (page,) = struct.unpack_from("<i", idx, ptr + 4)
     seen: set[int] = set()
@@ -111,7 +123,11 @@ def _pages(idx: bytes, ptr: int, item: int, at: int) -> list[tuple[int, int, int
         if count < 0 or page + 8 + item * count > len(idx):
             raise ValueError(page)
         for k in range(count):
-            out.append(struct.unpack_from("<iii", idx, page + 8 + item * k + at))
+            entry = struct.unpack_from("<iii", idx, page + 8 + item * k + at)
+            if grid is not None and outside is not None and not 0 <= struct.unpack_from("<i", idx, page + 8 + item * k)[0] < grid:
+                outside.append(entry)
+            else:
+                out.append(entry)
         page = nxt
     return out
 
@@ -130,10 +146,13 @@ def unread_blobs(folder: Path, cp: configparser.RawConfigParser) -> tuple[list[t
     counts = [cp.getint("HIERARCHICAL", f"HIER_{i}_COUNT") for i in range(cp.getint("HIERARCHICAL", "HIER_COUNT"))]
     zoom: set[tuple[int, int, int]] = set()
     other: list[tuple[int, int, int]] = []
+    grid = _grid_size(cp)
     for i in range(sum(counts)):
         (ptr,) = struct.unpack_from("<i", idx, hier_t + 4 * i)
-        items = _pages(idx, ptr, 16, 4)
-        (zoom.update if i < counts[0] else other.extend)(items)
+        if i < counts[0]:
+            zoom.update(_pages(idx, ptr, 16, 4, grid, other))  # items outside the grid: not drawn
+        else:
+            other.extend(_pages(idx, ptr, 16, 4))
     nonhier: list[tuple[int, int, int]] = []
     slot = 0
     for li in range(cp.getint("HIERARCHICAL", "NONHIER_COUNT")):
