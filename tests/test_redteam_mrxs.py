@@ -9,7 +9,7 @@ the identifier):
   OpenSlide does not read (histogram); blobs of the filter-level HIER record (text, a label photo) and of a zoom-level
   item outside the image grid (a label photo);
   index / Data file names (a numeric case number passes every text check); PNG tiles with tEXt,
-  BMP tiles with bytes after their pixels;
+  BMP tiles with bytes after their pixels; a name in a Windows-1252 Slidedat.ini (short ASCII runs);
 * iSyntax: PIM_DP_IMAGE_DATA (a label JPEG) outside a label/macro object; unknown attribute,
   element and XML-attribute names in the report;
 * names: a clean slide whose file name is not UTF-8 failed (internal error).
@@ -109,13 +109,17 @@ def test_mrxs_hiding_places_never_reach_out(cli, tmp_path):
     plant_png_tiles(k, None, fmt="BMP24")  # clean BMP tiles: shared
     grid = make_mrxs(src, "SLIDE-M10", images=2, levels=2)
     plant_out_of_grid_tile(grid, _jpeg(label_image("RTQXGRIDLBL")))
+    cp = make_mrxs(src, "SLIDE-N11", images=2, levels=2)  # a Windows-1252 Slidedat.ini, a name in a safe key
+    ini = cp.folder / "Slidedat.ini"
+    ini.write_bytes(ini.read_bytes().replace(b"OBJECTIVE_NAME = Plan-Apochromat", "OBJECTIVE_NAME = Björn Ås".encode("cp1252")))
 
     out = tmp_path / "out"
-    code, report, console = _run(cli, [x.mrxs for x in (a, b, c, d, e, f, g, h, k, grid)], out)
-    assert code == 1  # the PNG / BMP tiles with text are quarantined
+    code, report, console = _run(cli, [x.mrxs for x in (a, b, c, d, e, f, g, h, k, grid, cp)], out)
+    assert code == 1  # the PNG / BMP tiles with text and the cp1252 name are quarantined
     status = [s["status"] for s in report["slides"]]
-    assert status == ["ok"] * 5 + ["failed", "ok", "failed", "ok", "ok"], status
-    assert _hits(out, list(t.values())) == []
+    assert status == ["ok"] * 5 + ["failed", "ok", "failed", "ok", "ok", "failed"], status
+    assert _hits(out, list(t.values()) + ["Björn"]) == []
+    assert not any("Björn".encode("cp1252") in p.read_bytes() for p in out.rglob("*") if p.is_file())
     assert not any(v in console for v in t.values())
     placed = sorted(out.glob("*.mrxs"))
     assert len(placed) == 8

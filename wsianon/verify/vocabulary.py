@@ -624,6 +624,30 @@ def mrxs_pixel_spans(folder: Path) -> dict[str, list[tuple[int, int]]]:
     return out
 
 
+def ini_text_findings(path: Path, fmt: str, name: str, names=()) -> list[TextFinding]:
+    """Slidedat.ini judged as the text it is, decoded as its readers decode it (a byte-order mark,
+    else UTF-8, else Windows-1252): the byte scan sees a cp1252 name such as "Björn Ås" only as runs
+    shorter than it looks at."""
+    raw = path.read_bytes()
+    for bom, enc in ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")):
+        if raw.startswith(bom):
+            text = raw[len(bom) :].decode(enc, "replace")
+            break
+    else:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("cp1252", "replace")
+    vocab = vocabulary(fmt).with_names(names)
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if unknown_tokens(line, vocab):
+            out.append(TextFinding(name, n, "text outside the vocabulary (line, decoded)"))
+            if len(out) >= MAX_FINDINGS:
+                break
+    return out
+
+
 def scan_output(fmt: str, main: Path, files: list[Path], root: Path | None = None, tiles: str = "headers", proven=None, names=()) -> list[TextFinding]:
     """Vocabulary findings over every file of one native output.  ``names``: pseudonyms the
     output may carry as text (:meth:`Vocab.with_names`), e.g. MRXS's SLIDE_NAME."""
@@ -644,6 +668,8 @@ def scan_output(fmt: str, main: Path, files: list[Path], root: Path | None = Non
                 out += scan_plain(f, fmt, rel(f), [(0, f.stat().st_size)], names=names)  # the preview JPEG
             else:
                 out += scan_plain(f, fmt, rel(f), spans.get(f.name), whole=tiles == "walk", names=names)
+            if f.name == "Slidedat.ini":
+                out += ini_text_findings(f, fmt, rel(f), names)
         return out
     for f in files:
         try:
