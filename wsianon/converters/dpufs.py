@@ -42,6 +42,7 @@ from wsianon.io.keyed import keyed_uid
 from wsianon.converters.base import AssociatedImage, Field
 from wsianon.io.plan import Removal
 from wsianon.io.scan import Canary
+from wsianon.profiles.names import public as public_name
 from wsianon.profiles.actions import Action
 from wsianon.profiles.policy import Policy
 
@@ -172,6 +173,9 @@ class XmlCleaner:
         self.images: list[AssociatedImage] = []
         self.canaries: list[Canary] = []
         self.uid_elements: list[ET.Element] = []
+        # the image data of the label / macro objects the policy keeps (blank or as they are): the only
+        # PIM_DP_IMAGE_DATA left as it is; one anywhere else (the WSI, the root) is an unknown value
+        self._image_ok: set[int] = set()
 
     def _type_of(self, obj: ET.Element) -> str:
         for a in obj.findall("Attribute"):
@@ -227,15 +231,17 @@ class XmlCleaner:
             action = Action.KEEP
         elif kind == "label" and self.policy.label == "blank":
             action = Action.BLANK
-        self.images.append(AssociatedImage(kind, f"XML DPScannedImage {t or '?'}", True, action))
+        self.images.append(AssociatedImage(kind, f"XML DPScannedImage {_shown(t) if t else '?'}", True, action))
         if action is Action.REMOVE:
             arr.remove(obj)
         elif action is Action.BLANK:
+            self._image_ok.update(id(a) for a in obj.findall("Attribute") if a.get("Name") == self.r["image_data_attribute"])
             for a in obj.findall("Attribute"):
                 if a.get("Name") == self.r["image_data_attribute"]:
                     a.text = blank_jpeg_b64(data)
             self._clean_attrs(obj, "DPScannedImage", skip={self.r["image_data_attribute"]})
         else:  # keep (macro on request): clean its metadata but keep the picture
+            self._image_ok.update(id(a) for a in obj.findall("Attribute") if a.get("Name") == self.r["image_data_attribute"])
             self.canaries = [c for c in self.canaries if not c.name.startswith("PIM_DP_IMAGE_DATA (" + t)]
             self._clean_attrs(obj, "DPScannedImage", skip={self.r["image_data_attribute"]})
 
@@ -257,11 +263,11 @@ class XmlCleaner:
                     self._clean_attrs(a, where, skip)
                 continue
             name = a.get("Name") or ""
-            if name in skip:
+            if name in skip and id(a) in self._image_ok:
                 continue
             if len(a):  # container: recurse
                 for child in a:
-                    self._clean_attrs(child, f"{where}/{name}", skip)
+                    self._clean_attrs(child, f"{where}/{_shown(name)}", skip)
                 continue
             self._decide_attribute(a, name, where)
 
@@ -270,7 +276,7 @@ class XmlCleaner:
         UID recorded for the keyed render."""
         text = a.text or ""
         v = text.strip()
-        fname = f"XML {name}"
+        fname = f"XML {_shown(name)}"
         if self._is_safe(name, a, v):
             return
         if name == self.r["derivation_attribute"]:
@@ -326,6 +332,12 @@ class XmlCleaner:
         return self.deriv_join.join(kept), removed
 
 
+def _shown(name: str) -> str:
+    """A name from the header as the report may show it: the schema's vocabulary, or a placeholder
+    (an attribute or element name is text the header's writer chose)."""
+    return public_name("isyntax", str(name), "(name not in the vocabulary)")
+
+
 def normalize_markup(root: ET.Element, allowed_xml_attributes: set[str]) -> list[tuple[str, str]]:
     """Closed world for the markup itself: no text outside leaf Attribute elements but whitespace,
     no XML attributes but the schema's, no elements but DataObject / Attribute / Array.  Returns
@@ -337,20 +349,20 @@ def normalize_markup(root: ET.Element, allowed_xml_attributes: set[str]) -> list
     dropped: list[tuple[str, str]] = []
     for el in root.iter():
         if el.tail is not None and el.tail.strip():
-            dropped.append((f"text after <{el.tag}>", el.tail.strip()))
+            dropped.append((f"text after <{_shown(el.tag)}>", el.tail.strip()))
             el.tail = "\n"
         if len(el) and el.text is not None and el.text.strip():
-            dropped.append((f"text inside <{el.tag}>", el.text.strip()))
+            dropped.append((f"text inside <{_shown(el.tag)}>", el.text.strip()))
             el.text = "\n"
         for k in list(el.attrib):
             if k not in allowed_xml_attributes:
-                dropped.append((f"XML attribute {k} of <{el.tag}>", el.attrib[k]))
+                dropped.append((f"XML attribute {_shown(k)} of <{_shown(el.tag)}>", el.attrib[k]))
                 del el.attrib[k]
     # unknown elements are removed with their content
     for parent in list(root.iter()):
         for child in list(parent):
             if child.tag not in ("DataObject", "Attribute", "Array"):
-                dropped.append((f"element <{child.tag}>", "".join(child.itertext()).strip()))
+                dropped.append((f"element <{_shown(child.tag)}>", "".join(child.itertext()).strip()))
                 parent.remove(child)
     return dropped
 

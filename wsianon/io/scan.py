@@ -67,14 +67,15 @@ def variants(value: str) -> tuple[list[bytes], list[bytes]]:
     v = value.strip()
     if not v:
         return ci, cs
-    raw = v.encode("utf-8")
+    # a file name's undecodable bytes (os.fsdecode's surrogate escapes) are scanned as the bytes they were
+    raw = v.encode("utf-8", "surrogateescape")
     ci.append(raw)
     try:
         ci.append(v.encode("latin-1"))
     except UnicodeEncodeError:
         pass
-    cs.append(v.encode("utf-16-le"))
-    cs.append(v.encode("utf-16-be"))
+    cs.append(v.encode("utf-16-le", "surrogatepass"))
+    cs.append(v.encode("utf-16-be", "surrogatepass"))
     cs.extend(base64_fragments(raw))
     return list(dict.fromkeys(ci)), list(dict.fromkeys(cs))
 

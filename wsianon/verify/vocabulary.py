@@ -344,6 +344,58 @@ def _jpeg_stream_findings(fd: int, off: int, cnt: int, name: str, whole: bool, o
     return True
 
 
+_PNG_SIG = b"\x89PNG\r\n\x1a\n"
+# critical chunks and the ancillary ones that hold only numbers (colour, transparency, pixel size)
+_PNG_CHUNKS = {b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"sBIT", b"pHYs", b"bKGD", b"hIST"}
+
+
+def _png_stream_findings(fd: int, off: int, cnt: int, name: str, out: list) -> bool:
+    """Check one PNG stream (an MRXS tile or record may be PNG): only chunks that hold pixels or
+    numbers, nothing after IEND; False when it is not a PNG stream.  A text chunk (tEXt, zTXt, iTXt),
+    an ICC profile, EXIF or any unknown chunk is a finding (by chunk type, never by content)."""
+    if cnt < 8 or os.pread(fd, 8, off) != _PNG_SIG:
+        return False
+    pos, end = off + 8, off + cnt
+    while pos + 8 <= end:
+        head = os.pread(fd, 8, pos)
+        if len(head) < 8:
+            break
+        length = int.from_bytes(head[:4], "big")
+        kind = head[4:8]
+        if kind not in _PNG_CHUNKS:
+            label = kind.decode("latin-1") if kind.isalpha() else "unknown"
+            out.append(TextFinding(name, pos, f"PNG {label} chunk"))
+        pos += 12 + length
+        if kind == b"IEND":
+            if pos < end and any(os.pread(fd, min(end - pos, 1 << 20), pos)):
+                out.append(TextFinding(name, pos, "bytes after PNG IEND"))
+            return True
+    out.append(TextFinding(name, off, "malformed PNG stream"))
+    return True
+
+
+def _bmp_stream_findings(fd: int, off: int, cnt: int, name: str, out: list) -> bool:
+    """Check one BMP stream (MRXS ``BMP24`` tiles): the bytes its headers do not describe (reserved
+    fields, the gap before the pixel array, anything after the size the file header states) must be
+    zero; False when it is not a BMP stream."""
+    head = os.pread(fd, min(cnt, 54), off)
+    if len(head) < 30 or head[:2] != b"BM":
+        return False
+    size, reserved, pixels, dib = (int.from_bytes(head[i : i + n], "little") for i, n in ((2, 4), (6, 4), (10, 4), (14, 4)))
+    if reserved:
+        out.append(TextFinding(name, off + 6, "BMP reserved field"))
+    if not 14 + dib <= pixels <= size <= cnt:
+        out.append(TextFinding(name, off, "malformed BMP stream"))
+        return True
+    bpp = int.from_bytes(head[28:30], "little")
+    colours = int.from_bytes(head[46:50], "little") if dib >= 40 and len(head) >= 50 else 0
+    table = 14 + dib + 4 * (colours or (1 << bpp if bpp <= 8 else 0))
+    for a, b in ((min(table, pixels), pixels), (size, cnt)):
+        if b > a and any(os.pread(fd, min(b - a, 1 << 20), off + a)):
+            out.append(TextFinding(name, off + a, "BMP bytes outside its headers and pixels"))
+    return True
+
+
 def tiff_pixel_spans(path: Path) -> tuple[_SpanSet, _SpanSet, list[tuple[int, int]]]:
     """(JPEG streams, other pixel spans, ICC profiles) of every IFD of a TIFF-family file
     (the tiles as numpy arrays, never one Python object a tile)."""
@@ -508,7 +560,11 @@ def scan_plain(path: Path, fmt: str, name: str | None = None, blobs: list[tuple[
             for off, cnt in sorted(set(blobs)):
                 if not cnt:
                     continue
-                if _jpeg_stream_findings(fd, off, cnt, name, whole, out):
+                if (
+                    _jpeg_stream_findings(fd, off, cnt, name, whole, out)
+                    or _png_stream_findings(fd, off, cnt, name, out)
+                    or _bmp_stream_findings(fd, off, cnt, name, out)
+                ):
                     skip.append((off, cnt))
                 elif not _looks_textual(os.pread(fd, min(cnt, 1 << 16), off)):
                     skip.append((off, cnt))
@@ -568,6 +624,30 @@ def mrxs_pixel_spans(folder: Path) -> dict[str, list[tuple[int, int]]]:
     return out
 
 
+def ini_text_findings(path: Path, fmt: str, name: str, names=()) -> list[TextFinding]:
+    """Slidedat.ini judged as the text it is, decoded as its readers decode it (a byte-order mark,
+    else UTF-8, else Windows-1252): the byte scan sees a cp1252 name such as "Björn Ås" only as runs
+    shorter than it looks at."""
+    raw = path.read_bytes()
+    for bom, enc in ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")):
+        if raw.startswith(bom):
+            text = raw[len(bom) :].decode(enc, "replace")
+            break
+    else:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("cp1252", "replace")
+    vocab = vocabulary(fmt).with_names(names)
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if unknown_tokens(line, vocab):
+            out.append(TextFinding(name, n, "text outside the vocabulary (line, decoded)"))
+            if len(out) >= MAX_FINDINGS:
+                break
+    return out
+
+
 def scan_output(fmt: str, main: Path, files: list[Path], root: Path | None = None, tiles: str = "headers", proven=None, names=()) -> list[TextFinding]:
     """Vocabulary findings over every file of one native output.  ``names``: pseudonyms the
     output may carry as text (:meth:`Vocab.with_names`), e.g. MRXS's SLIDE_NAME."""
@@ -588,6 +668,8 @@ def scan_output(fmt: str, main: Path, files: list[Path], root: Path | None = Non
                 out += scan_plain(f, fmt, rel(f), [(0, f.stat().st_size)], names=names)  # the preview JPEG
             else:
                 out += scan_plain(f, fmt, rel(f), spans.get(f.name), whole=tiles == "walk", names=names)
+            if f.name == "Slidedat.ini":
+                out += ini_text_findings(f, fmt, rel(f), names)
         return out
     for f in files:
         try:

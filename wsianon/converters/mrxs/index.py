@@ -52,6 +52,8 @@ class IndexInfo:
     size: int
     nonhier_table: int = 0
     hier_tiles: list[tuple[int, int, int]] = field(default_factory=list)  # (offset, length, fileno)
+    # blobs of HIER layers other than the zoom levels (filter, focus ...): OpenSlide reads none of them
+    other_hier: list[tuple[int, int, int]] = field(default_factory=list)
 
 
 def _i32(data: bytes, off: int, path: Path, what: str) -> int:
@@ -60,9 +62,11 @@ def _i32(data: bytes, off: int, path: Path, what: str) -> int:
     return struct.unpack_from("<i", data, off)[0]
 
 
-def read_index(path: Path, slide_id: str, hier_counts: list[int], records: list[NonHierRecord]) -> IndexInfo:
+def read_index(path: Path, slide_id: str, hier_counts: list[int], records: list[NonHierRecord], grid: tuple[int, int] | None = None) -> IndexInfo:
     """Check the header against ``slide_id``; in a known layout collect the level tiles and fill
-    each record's location in place (``records`` in nonhier-table order)."""
+    each record's location in place (``records`` in nonhier-table order).  ``grid``: the camera
+    image grid (IMAGENUMBER_X, IMAGENUMBER_Y); a zoom-level item whose image index lies outside it
+    is no tile OpenSlide draws and goes to ``other_hier``."""
     try:
         data = read_whole_regular(path)
     except OSError as exc:
@@ -80,14 +84,20 @@ def read_index(path: Path, slide_id: str, hier_counts: list[int], records: list[
     hier_table = _i32(data, root, path, "hier table pointer")
     info.nonhier_table = _i32(data, root + 4, path, "nonhier table pointer")
     for i in range(sum(hier_counts)):
-        _walk_hier_record(data, path, hier_table, i, i < hier_counts[0], info.hier_tiles)
+        if i < hier_counts[0]:
+            _walk_hier_record(data, path, hier_table, i, info.hier_tiles, info.other_hier, grid)
+        else:
+            _walk_hier_record(data, path, hier_table, i, info.other_hier, info.other_hier, None)
     for slot, rec in enumerate(records):
         _read_nonhier_record(data, path, info.nonhier_table, slot, rec)
     return info
 
 
-def _walk_hier_record(data: bytes, path: Path, table: int, i: int, is_level: bool, tiles: list[tuple[int, int, int]]) -> None:
-    """Follow hier record ``i``'s page chain; a zoom level's items are tiles, collected into ``tiles``."""
+def _walk_hier_record(
+    data: bytes, path: Path, table: int, i: int, tiles: list[tuple[int, int, int]], outside: list[tuple[int, int, int]], grid: tuple[int, int] | None
+) -> None:
+    """Follow hier record ``i``'s page chain; its items' blobs are collected into ``tiles`` (those
+    whose image index lies outside ``grid`` into ``outside``)."""
     ptr = _i32(data, table + 4 * i, path, f"hier record {i} pointer")
     if _i32(data, ptr, path, f"hier record {i}") != 0:
         raise CorruptInput(path, f"Index.dat corrupt: hier record {i} does not start with 0")
@@ -103,20 +113,21 @@ def _walk_hier_record(data: bytes, path: Path, table: int, i: int, is_level: boo
             raise CorruptInput(path, "Index.dat corrupt: negative page item count")
         if count:  # the last item lies inside the file
             _i32(data, page + 8 + 16 * count - 4, path, "page items")
-        if is_level:  # zoom levels: tiles
-            tiles.extend(_page_tiles(data, path, page, count))
+        for index, off, ln, fno in _page_tiles(data, path, page, count):
+            inside = grid is None or index < grid[0] * grid[1]
+            (tiles if inside else outside).append((off, ln, fno))
         if nxt == 0:
             break
         page = nxt
 
 
-def _page_tiles(data: bytes, path: Path, page: int, count: int) -> list[tuple[int, int, int]]:
+def _page_tiles(data: bytes, path: Path, page: int, count: int) -> list[tuple[int, int, int, int]]:
     out = []
     for k in range(count):
-        _, off, ln, fno = struct.unpack_from("<iiii", data, page + 8 + 16 * k)
-        if off < 0 or ln < 0 or fno < 0:
-            raise CorruptInput(path, "Index.dat corrupt: negative tile offset, length or file number")
-        out.append((off, ln, fno))
+        index, off, ln, fno = struct.unpack_from("<iiii", data, page + 8 + 16 * k)
+        if index < 0 or off < 0 or ln < 0 or fno < 0:
+            raise CorruptInput(path, "Index.dat corrupt: negative image index, tile offset, length or file number")
+        out.append((index, off, ln, fno))
     return out
 
 

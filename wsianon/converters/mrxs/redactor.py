@@ -31,6 +31,7 @@ pieces: ``slide.py`` (opening and checking), ``ini.py``, ``index.py``,
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +50,7 @@ from wsianon.io.plan import FilePlan, Patch, Plan
 from wsianon.io.safefile import read_regular
 from wsianon.io.keyed import same_length_hex
 from wsianon.io.safetext import os_reason
+from wsianon.profiles.names import public as public_name
 from wsianon.profiles.actions import Action
 from wsianon.profiles.policy import Policy
 
@@ -142,8 +144,7 @@ class MrxsConverter(NativeConverter):
         )
         if not slide.index.supported:
             d.notes.append(
-                f"Index.dat layout {slide.index.version!r} is not one OpenSlide reads: image data cannot be located, "
-                "so every Data file is zeroed after its header"
+                f"Index.dat layout {_version(slide)} is not one OpenSlide reads: image data cannot be located, so every Data file is zeroed after its header"
             )
         _decide_ini(d, an, policy)
         _decide_records(d, an, policy)
@@ -166,14 +167,15 @@ class MrxsConverter(NativeConverter):
         new_id = keyed_slide_id(ctx.key, slide.slide_id)
 
         _plan_ini_values(plan, ini, an, new_id, base)
+        _plan_member_names(plan, ini, len(slide.datafiles))
         _plan_ini_free_text(plan, ini, an)
         _plan_associated(plan, slide, ini, an)
         plan.files.append(FilePlan(dest=f"{base}.mrxs", content=neutral_jpeg(an.preview_size)))
         plan.remove("image", "preview", "replaced by a neutral image without metadata", slide.mrxs.suffix)
         plan.files.append(FilePlan(dest=f"{base}/{ini.path.name}", content=ini.render()))
 
-        idx_fp = FilePlan(dest=f"{base}/{slide.index_path.name}", source=slide.index_path)
-        data_fps = [FilePlan(dest=f"{base}/{p.name}", source=p) for p in slide.datafiles]
+        idx_fp = FilePlan(dest=f"{base}/{INDEX_NAME}", source=slide.index_path)
+        data_fps = [FilePlan(dest=f"{base}/{data_name(i)}", source=p) for i, p in enumerate(slide.datafiles)]
         idx_fp.patches.append(idx.slide_id_patch(slide.slide_id, new_id))
         if slide.index.supported:
             _plan_records(plan, an, idx_fp, data_fps)
@@ -184,6 +186,22 @@ class MrxsConverter(NativeConverter):
         plan.files.extend(data_fps)
         _note_other_files(plan, slide)
         return plan
+
+
+def _shown(name: str | None, placeholder: str = "(name not in the vocabulary)") -> str:
+    """A key, section, record or file name from the slide as the report may show it: made of the
+    format's vocabulary, or a placeholder (another tool may have named a key after the patient)."""
+    return public_name("mrxs", name or "", placeholder)
+
+
+def _version(slide: Slide) -> str:
+    """Index.dat's version as a note may show it (its first bytes are the source's, not always a version)."""
+    v = slide.index.version
+    return repr(v) if re.fullmatch(r"[0-9]{2}\.[0-9]{2}", v) else "(not a version number)"
+
+
+def _where(section: str | None) -> str:
+    return f"[{_shown(section)}]"
 
 
 # -- analyze steps ------------------------------------------------------------------------------
@@ -199,11 +217,11 @@ def _decide_ini(d: Decisions, an: MrxsAnalysis, policy: Policy) -> None:
         action = Action(word)
         an.ini_values.append(IniValueDecision(i, action, new))
         if action is not Action.KEEP and l.value:
-            d.fields.append(Field(f"Slidedat.ini:{l.key}", l.value, action, f"[{l.section}]"))
+            d.fields.append(Field(f"Slidedat.ini:{_shown(l.key)}", l.value, action, _where(l.section)))
     for i, l in enumerate(ini.lines):
         if l.kind in ("comment", "other") and l.text.strip():
             an.free_text.append(i)
-            d.fields.append(Field("Slidedat.ini:free text", l.text.strip().lstrip(";#").strip(), "remove", f"[{l.section}]"))
+            d.fields.append(Field("Slidedat.ini:free text", l.text.strip().lstrip(";#").strip(), "remove", _where(l.section)))
 
 
 def _decide_records(d: Decisions, an: MrxsAnalysis, policy: Policy) -> None:
@@ -223,7 +241,7 @@ def _decide_records(d: Decisions, an: MrxsAnalysis, policy: Policy) -> None:
     an.text_records = text_records(slide.records)
     for rec in an.text_records:
         for t in xml_texts(slide.blob(rec))[:200]:
-            d.fields.append(Field(f"{rec.name}:text", t, "blank", f"Data file {rec.fileno}"))
+            d.fields.append(Field(f"{_shown(rec.name)}:text", t, "blank", f"Data file {rec.fileno}"))
 
 
 def _decide_preview(d: Decisions, an: MrxsAnalysis) -> None:
@@ -257,14 +275,40 @@ def _plan_ini_values(plan: Plan, ini: IniDoc, an: MrxsAnalysis, new_id: str, bas
             l.set_value(v.new)
         else:
             continue  # an empty value blanked: nothing to report
-        plan.remove("field", f"Slidedat.ini:{l.key}", v.action.done, f"[{l.section}]")
+        plan.remove("field", f"Slidedat.ini:{_shown(l.key)}", v.action.done, _where(l.section))
+
+
+INDEX_NAME = "Index.dat"
+
+
+def data_name(i: int) -> str:
+    """The output name of Data file ``i`` (3DHistech's own naming)."""
+    return f"Data{i:04d}.dat"
+
+
+def _plan_member_names(plan: Plan, ini: IniDoc, nfiles: int) -> None:
+    """The index and Data files take 3DHistech's own names (``Index.dat``, ``DataNNNN.dat``): the
+    names in the source are text its writer chose (a case number, a patient's name), so none is
+    carried over.  Every line of a repeated key is set, so no reader finds another name."""
+    renamed = 0
+    for l in ini.kv():
+        new = None
+        if l.section == "HIERARCHICAL" and l.key == "INDEXFILE":
+            new = INDEX_NAME
+        elif l.section == "DATAFILE" and l.key and l.key.startswith("FILE_") and l.key[5:].isdigit() and int(l.key[5:]) < nfiles:
+            new = data_name(int(l.key[5:]))
+        if new is not None and l.value != new:
+            l.set_value(new)
+            renamed += 1
+    if renamed:
+        plan.remove("name", "Index.dat / Data file names", "replaced by DataNNNN.dat / Index.dat", f"{renamed} name(s)")
 
 
 def _plan_ini_free_text(plan: Plan, ini: IniDoc, an: MrxsAnalysis) -> None:
     for i in an.free_text:
         l = ini.lines[i]
         l.deleted = True
-        plan.remove("field", "Slidedat.ini:free text", "removed", f"[{l.section}]")
+        plan.remove("field", "Slidedat.ini:free text", "removed", _where(l.section))
 
 
 def _plan_associated(plan: Plan, slide: Slide, ini: IniDoc, an: MrxsAnalysis) -> None:
@@ -301,14 +345,29 @@ def _plan_records(plan: Plan, an: MrxsAnalysis, idx_fp: FilePlan, data_fps: list
         if rec.present and rec.table_slot not in removed:
             data_fps[rec.fileno].jpeg_spans.append((rec.offset, rec.size))
     _destroy_removed(slide, idx_fp, data_fps, removed)
+    _zero_other_hier(plan, slide, data_fps)
     for slot, data in an.blanks.items():
         rec = slide.records[slot]
         data_fps[rec.fileno].patches.append(Patch(rec.offset, rec.size, data + bytes(rec.size - len(data)), "label replaced by blank"))
         idx_fp.patches.append(idx.entry_size_patch(rec, len(data)))
     for rec in an.text_records:
         if rec.size:
-            data_fps[rec.fileno].patches.append(Patch(rec.offset, rec.size, None, f"{rec.name} free text zeroed"))
-            plan.remove("field", rec.name, "zeroed", f"Data file {rec.fileno}")
+            data_fps[rec.fileno].patches.append(Patch(rec.offset, rec.size, None, f"{_shown(rec.name)} zeroed"))
+            plan.remove("field", _shown(rec.name), "zeroed", f"Data file {rec.fileno}")
+
+
+def _zero_other_hier(plan: Plan, slide: Slide, data_fps: list[FilePlan]) -> None:
+    """Blobs of HIER layers other than the zoom levels, and of zoom-level items whose image index
+    lies outside the IMAGENUMBER grid, zeroed: OpenSlide draws none of them, so nothing proves what
+    they hold (a blob that also is a drawn tile stays: it is compared with the source tile by tile)."""
+    tiles = set(slide.index.hier_tiles)
+    n = 0
+    for off, ln, fno in sorted(set(slide.index.other_hier)):
+        if ln > 0 and (off, ln, fno) not in tiles:
+            data_fps[fno].patches.append(Patch(off, ln, None, "blob of a non-zoom HIER layer zeroed"))
+            n += 1
+    if n:
+        plan.remove("structure", "HIER items OpenSlide does not draw", "zeroed", f"{n} blob(s)")
 
 
 def _destroy_removed(slide: Slide, idx_fp: FilePlan, data_fps: list[FilePlan], removed: set[int]) -> None:
@@ -318,7 +377,7 @@ def _destroy_removed(slide: Slide, idx_fp: FilePlan, data_fps: list[FilePlan], r
         rec = slide.records[slot]
         if not rec.present:
             continue
-        data_fps[rec.fileno].patches.append(Patch(rec.offset, rec.size, None, f"{rec.name} pixels destroyed"))
+        data_fps[rec.fileno].patches.append(Patch(rec.offset, rec.size, None, f"{_shown(rec.name)} pixels destroyed"))
         if rec.entry_offset not in zeroed_entries:
             zeroed_entries.add(rec.entry_offset)
             idx_fp.patches.append(idx.entry_zero_patch(rec))
@@ -326,7 +385,7 @@ def _destroy_removed(slide: Slide, idx_fp: FilePlan, data_fps: list[FilePlan], r
 
 def _plan_unreadable_index(plan: Plan, slide: Slide, idx_fp: FilePlan) -> None:
     """An Index.dat layout we cannot walk: zeroed after its header (the Data files follow)."""
-    plan.notes.append(f"Index.dat layout {slide.index.version!r} unsupported: Index.dat and Data files zeroed after their headers")
+    plan.notes.append(f"Index.dat layout {_version(slide)} unsupported: Index.dat and Data files zeroed after their headers")
     patch = idx.zero_after_header_patch(slide.index, slide.slide_id)
     if patch is not None:
         idx_fp.patches.append(patch)
@@ -335,11 +394,11 @@ def _plan_unreadable_index(plan: Plan, slide: Slide, idx_fp: FilePlan) -> None:
 
 def _plan_data_headers(plan: Plan, slide: Slide, data_fps: list[FilePlan], new_id: str) -> None:
     scan_n = rules()["data_header_scan_bytes"]
-    for p, fp in zip(slide.datafiles, data_fps):
+    for i, (p, fp) in enumerate(zip(slide.datafiles, data_fps)):
         patches, hits = header_patches(p, slide.slide_id, new_id, scan_n, zero_rest=not slide.index.supported)
         fp.patches.extend(patches)
         if hits:
-            plan.remove("field", "Data file header:SLIDE_ID", "replaced (keyed)", p.name)
+            plan.remove("field", "Data file header:SLIDE_ID", "replaced (keyed)", f"FILE_{i}")
 
 
 def _note_other_files(plan: Plan, slide: Slide) -> None:

@@ -57,13 +57,14 @@ def associated_kind(rec: NonHierRecord) -> str | None:
     return rules()["associated"].get(rec.name)
 
 
+def openslide_reads(rec: NonHierRecord) -> bool:
+    """Whether OpenSlide reads the record: a Scan data layer image, or a tile-position layer."""
+    if rec.layer_name == SCAN_DATA_LAYER and rec.name in rules()["associated"]:
+        return True
+    return rec.layer_name in rules()["openslide_reads_nonhier"]
+
+
 def text_records(records: list[NonHierRecord]) -> list[NonHierRecord]:
-    """Present records that are neither known-safe nor associated images: their blobs are free text."""
-    r = rules()
-    safe = set(r["safe_nonhier_records"])
-    assoc = set(r["associated"])
-    return [
-        rec
-        for rec in records
-        if rec.present and rec.name not in safe and rec.layer_name not in safe and not (rec.name in assoc and rec.layer_name == SCAN_DATA_LAYER)
-    ]
+    """Present records OpenSlide does not read (histograms, scan maps, ProfileXML, unknown layers):
+    nothing proves what their bytes hold, so their blobs are zeroed (closed world)."""
+    return [rec for rec in records if rec.present and not openslide_reads(rec)]

@@ -116,7 +116,7 @@ def _check_extents(index_path: Path, datafiles: list[Path], index: IndexInfo, re
     sizes = [p.stat().st_size for p in datafiles]
     if not index.supported:
         return
-    for off, ln, fno in index.hier_tiles:
+    for off, ln, fno in index.hier_tiles + index.other_hier:
         if fno >= nfiles:
             raise CorruptInput(index_path, f"Index.dat names data file {fno}, Slidedat.ini lists {nfiles}")
         if off + ln > sizes[fno]:
@@ -127,7 +127,15 @@ def _check_extents(index_path: Path, datafiles: list[Path], index: IndexInfo, re
         if r.fileno >= nfiles:
             raise CorruptInput(index_path, f"Index.dat names data file {r.fileno}, Slidedat.ini lists {nfiles}")
         if r.offset + r.size > sizes[r.fileno]:
-            raise CorruptInput(datafiles[r.fileno], f"{r.name or 'record'} data beyond the end of the data file (truncated?)")
+            raise CorruptInput(datafiles[r.fileno], f"NONHIER record {r.table_slot} data beyond the end of the data file (truncated?)")
+
+
+def _grid(ini: IniDoc) -> tuple[int, int] | None:
+    """(IMAGENUMBER_X, IMAGENUMBER_Y): the camera images OpenSlide places; None when not stated."""
+    try:
+        return ini.int("GENERAL", "IMAGENUMBER_X"), ini.int("GENERAL", "IMAGENUMBER_Y")
+    except CorruptInput:
+        return None
 
 
 def load_slide(path: Path) -> Slide:
@@ -141,6 +149,6 @@ def load_slide(path: Path) -> Slide:
     datafiles = _datafiles(folder, ini)
     hier_counts = _hier_counts(ini)
     records = _nonhier_records(ini)
-    index = read_index(index_path, slide_id, hier_counts, records)
+    index = read_index(index_path, slide_id, hier_counts, records, _grid(ini))
     _check_extents(index_path, datafiles, index, records)
     return Slide(path, folder, ini, slide_id, index_path, datafiles, records, index, hier_counts[0])

@@ -174,6 +174,21 @@ def _value_allowed(name: str, a: ET.Element, v: str, r: dict, policy) -> bool:
     return False
 
 
+def _shown(name: str) -> str:
+    """A name from the output's header as a finding may show it (vocabulary, or a placeholder)."""
+    from wsianon.profiles.names import public
+
+    return public("isyntax", str(name), "(name not in the vocabulary)")
+
+
+def _image_kind(obj: ET.Element | None, r: dict) -> str | None:
+    """label | macro for a label / macro DPScannedImage object, else None."""
+    if obj is None or obj.tag != "DataObject" or obj.get("ObjectType") != "DPScannedImage":
+        return None
+    t = _image_type(obj)
+    return "label" if t in r["label_types"] else "macro" if t in r["macro_types"] else None
+
+
 def _uniform_jpeg(b64: str) -> bool:
     from PIL import Image
 
@@ -225,13 +240,14 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict, source_st
     images = {"label": 0, "macro": 0, "other": 0}
     blank_ok = True
     data_name = r["image_data_attribute"]
+    parent = {id(c): p for p in root.iter() for c in p}
     for el in root.iter():
         if el.tag not in ("DataObject", "Attribute", "Array"):
-            markup.add(f"element <{el.tag}>")
+            markup.add(f"element <{_shown(el.tag)}>")
         if any(k not in allowed_xml for k in el.attrib):
-            markup.add(f"XML attributes of <{el.tag}>")
+            markup.add(f"XML attributes of <{_shown(el.tag)}>")
         if (el.tail or "").strip() or (len(el) and (el.text or "").strip()):
-            markup.add(f"text around <{el.tag}>")
+            markup.add(f"text around <{_shown(el.tag)}>")
         if el.tag == "DataObject" and el.get("ObjectType") == "DPScannedImage":
             t = _image_type(el)
             if t == "WSI":
@@ -247,10 +263,11 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict, source_st
         v = (el.text or "").strip()
         if not v:
             continue
-        if name == data_name:
-            continue  # judged with its image object
+        obj = parent.get(id(el))
+        if name == data_name and _image_kind(obj, r) in ("label", "macro"):
+            continue  # judged with its image object; image data anywhere else is no value the profile allows
         if not _value_allowed(name, el, v, r, policy):
-            bad.add(name)
+            bad.add(_shown(name))
     if not markup_ok:
         markup.add("comment / processing instruction / DOCTYPE / CDATA")
     verdict.add(

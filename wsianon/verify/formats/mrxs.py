@@ -15,6 +15,10 @@ Checks:
   header and every Data file header, and differs from the source's;
 * mrxs-preview: the .mrxs preview is a JPEG without COM / APPn text segments
   and without a barcode;
+* mrxs-unread-records-zero: the blobs of NONHIER records OpenSlide does not read (all but the
+  Scan data layer images and the tile-position layers) and of HIER layers other than the zoom
+  levels are all zero;
+* mrxs-member-names: the index and Data files are named Index.dat and DataNNNN.dat;
 * mrxs-files-contained: every output file lies inside the output folder, none
   is a symbolic link, and the folder name matches the .mrxs name.
 """
@@ -52,6 +56,7 @@ def _level_tiles(folder: Path, cp: configparser.RawConfigParser, scrub: bool = F
     idx = (folder / cp.get("HIERARCHICAL", "INDEXFILE")).read_bytes()
     files = [folder / cp.get("DATAFILE", f"FILE_{i}") for i in range(cp.getint("DATAFILE", "FILE_COUNT"))]
     levels = cp.getint("HIERARCHICAL", "HIER_0_COUNT")
+    grid = _grid_size(cp)
     root = 5 + len(sid)
     (table,) = struct.unpack_from("<i", idx, root)
     out: list[list[str]] = []
@@ -67,6 +72,8 @@ def _level_tiles(folder: Path, cp: configparser.RawConfigParser, scrub: bool = F
                 count, nxt = struct.unpack_from("<ii", idx, page)
                 for k in range(count):
                     image, off, ln, fno = struct.unpack_from("<iiii", idx, page + 8 + 16 * k)
+                    if grid is not None and not 0 <= image < grid:
+                        continue  # not drawn by OpenSlide: proven zero by mrxs-unread-records-zero
                     fh = handles[fno]
                     fh.seek(off)
                     blob = fh.read(ln)
@@ -96,6 +103,105 @@ def _jpeg_segments(data: bytes) -> list[int]:
     return markers
 
 
+def _grid_size(cp: configparser.RawConfigParser) -> int | None:
+    """IMAGENUMBER_X * IMAGENUMBER_Y: image indices OpenSlide places (None when not stated)."""
+    try:
+        return cp.getint("GENERAL", "IMAGENUMBER_X") * cp.getint("GENERAL", "IMAGENUMBER_Y")
+    except (configparser.Error, ValueError):
+        return None
+
+
+def _pages(idx: bytes, ptr: int, item: int, at: int, grid: int | None = None, outside: list | None = None) -> list[tuple[int, int, int]]:
+    """(offset, length, file number) of every item of the record at ``ptr`` (ValueError when cut);
+    with ``grid``, a hier item whose image index is not below it goes to ``outside`` instead."""
+    out = []
+    (page,) = struct.unpack_from("<i", idx, ptr + 4)
+    seen: set[int] = set()
+    while page and page not in seen:
+        seen.add(page)
+        count, nxt = struct.unpack_from("<ii", idx, page)
+        if count < 0 or page + 8 + item * count > len(idx):
+            raise ValueError(page)
+        for k in range(count):
+            entry = struct.unpack_from("<iii", idx, page + 8 + item * k + at)
+            if grid is not None and outside is not None and not 0 <= struct.unpack_from("<i", idx, page + 8 + item * k)[0] < grid:
+                outside.append(entry)
+            else:
+                out.append(entry)
+        page = nxt
+    return out
+
+
+def unread_blobs(folder: Path, cp: configparser.RawConfigParser) -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]:
+    """(blobs of NONHIER records OpenSlide does not read, blobs of HIER records that are not zoom
+    levels), each (offset, length, file number); zoom-level tile blobs are left out of the second."""
+    from wsianon.profiles import load
+
+    rules = load("mrxs")
+    reads = set(rules["openslide_reads_nonhier"])
+    assoc = set(rules["associated"])
+    sid = cp.get("GENERAL", "SLIDE_ID")
+    idx = (folder / cp.get("HIERARCHICAL", "INDEXFILE")).read_bytes()
+    hier_t, non_t = struct.unpack_from("<ii", idx, 5 + len(sid))
+    counts = [cp.getint("HIERARCHICAL", f"HIER_{i}_COUNT") for i in range(cp.getint("HIERARCHICAL", "HIER_COUNT"))]
+    zoom: set[tuple[int, int, int]] = set()
+    other: list[tuple[int, int, int]] = []
+    grid = _grid_size(cp)
+    for i in range(sum(counts)):
+        (ptr,) = struct.unpack_from("<i", idx, hier_t + 4 * i)
+        if i < counts[0]:
+            zoom.update(_pages(idx, ptr, 16, 4, grid, other))  # items outside the grid: not drawn
+        else:
+            other.extend(_pages(idx, ptr, 16, 4))
+    nonhier: list[tuple[int, int, int]] = []
+    slot = 0
+    for li in range(cp.getint("HIERARCHICAL", "NONHIER_COUNT")):
+        layer = cp.get("HIERARCHICAL", f"NONHIER_{li}_NAME", fallback="")
+        for vi in range(cp.getint("HIERARCHICAL", f"NONHIER_{li}_COUNT")):
+            name = cp.get("HIERARCHICAL", f"NONHIER_{li}_VAL_{vi}", fallback="")
+            (ptr,) = struct.unpack_from("<i", idx, non_t + 4 * slot)
+            slot += 1
+            if not ptr or layer in reads or (layer == "Scan data layer" and name in assoc):
+                continue
+            nonhier += _pages(idx, ptr, 20, 8)
+    return nonhier, [b for b in other if b not in zoom]
+
+
+def _check_unread(folder: Path, cp: configparser.RawConfigParser, verdict) -> None:
+    """mrxs-unread-records-zero: what OpenSlide does not read is zero (nothing proves what it holds)."""
+    try:
+        nonhier, other = unread_blobs(folder, cp)
+        files = [folder / cp.get("DATAFILE", f"FILE_{i}") for i in range(cp.getint("DATAFILE", "FILE_COUNT"))]
+        dirty = 0
+        for off, ln, fno in nonhier + other:
+            if ln <= 0:
+                continue
+            with open(files[fno], "rb") as fh:
+                fh.seek(off)
+                if any(fh.read(ln)):
+                    dirty += 1
+        verdict.add(
+            "mrxs-unread-records-zero",
+            dirty == 0,
+            f"{len(nonhier)} NONHIER and {len(other)} non-zoom HIER blob(s) OpenSlide does not read: all zero"
+            if not dirty
+            else f"{dirty} blob(s) OpenSlide does not read hold non-zero bytes",
+        )
+    except (KeyError, ValueError, IndexError, OSError, struct.error, configparser.Error) as exc:
+        verdict.add("mrxs-unread-records-zero", False, f"cannot walk the records: {type(exc).__name__}")
+
+
+def _check_member_names(cp: configparser.RawConfigParser, verdict) -> None:
+    """mrxs-member-names: Index.dat and DataNNNN.dat, 3DHistech's own names (a source's names are
+    text its writer chose: a case number passes as a number, so none is accepted)."""
+    try:
+        n = cp.getint("DATAFILE", "FILE_COUNT")
+        ok = cp.get("HIERARCHICAL", "INDEXFILE") == "Index.dat" and all(cp.get("DATAFILE", f"FILE_{i}") == f"Data{i:04d}.dat" for i in range(n))
+    except (configparser.Error, ValueError):
+        ok = False
+    verdict.add("mrxs-member-names", ok, "Index.dat and DataNNNN.dat names only" if ok else "index or Data file names other than Index.dat / DataNNNN.dat")
+
+
 def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
     out_main = Path(out_main)
     folder = out_main.with_suffix("")
@@ -117,6 +223,9 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
         src_cp = _ini(src_folder)
     except Exception:
         src_cp = None
+
+    _check_unread(folder, cp, verdict)
+    _check_member_names(cp, verdict)
 
     # associated records
     allowed = set()
@@ -141,7 +250,12 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
                 head = fh.read(4096)
             if old and old.encode() in head:
                 missing.append(i)
-            elif old and sid.encode() not in head and old.encode() in (src_folder / cp.get("DATAFILE", f"FILE_{i}")).read_bytes()[:4096]:
+            elif (
+                old
+                and src_cp is not None
+                and sid.encode() not in head
+                and old.encode() in (src_folder / src_cp.get("DATAFILE", f"FILE_{i}")).read_bytes()[:4096]
+            ):
                 missing.append(i)
         ok = ok and not missing
         verdict.add("mrxs-slide-id", ok, "new SLIDE_ID consistent in Slidedat.ini, Index.dat and Data headers" if ok else "SLIDE_ID inconsistent or unchanged")

@@ -1,0 +1,74 @@
+"""Names a report may show: a field, key, record or element name read from a source is text the
+source's writer chose (another tool may have named a key after the patient), so it is shown only
+when every part of it is the format's vocabulary (``vocab_<format>.json``, ``vocab_common.json``
+and the words of the format's profile) or a number; otherwise a fixed placeholder stands for it.
+
+The same word lists as :mod:`wsianon.verify.vocabulary` (which judges the outputs' bytes), read
+here below the converters, which may not import the verifiers."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from wsianon.profiles import load
+
+_SPLIT = re.compile(r"[^A-Za-z0-9]+")
+_CAMEL = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+_WORDISH = re.compile(r"[A-Za-z][A-Za-z0-9_.\- ]{1,60}")
+
+
+def _strings(obj, out: set[str]) -> None:
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k == "description" or k.endswith("pattern") or k.endswith("note"):
+                continue
+            if _WORDISH.fullmatch(k):
+                out.add(k)
+            _strings(v, out)
+    elif isinstance(obj, list):
+        for v in obj:
+            _strings(v, out)
+    elif isinstance(obj, str) and _WORDISH.fullmatch(obj):
+        out.add(obj)
+
+
+@lru_cache(maxsize=None)
+def words(fmt: str) -> frozenset[str]:
+    """Lower-case vocabulary words of ``fmt`` (its vocabulary files and its profile's names)."""
+    found: set[str] = set()
+    names = ["vocab_common", f"vocab_{fmt}"]
+    for name in names:
+        try:
+            data = load(name)
+        except FileNotFoundError:
+            continue
+        names += [f"vocab_{i}" for i in data.get("include", []) if f"vocab_{i}" not in names]
+        _strings(data.get("words", []), found)
+    try:
+        _strings(load(fmt), found)
+    except FileNotFoundError:
+        pass
+    out: set[str] = set()
+    for w in found:
+        out.add(w.lower())
+        out.update(p.lower() for p in _SPLIT.split(w) if p)
+    return frozenset(out)
+
+
+def _part_ok(part: str, vocab: frozenset[str]) -> bool:
+    if part.isdigit() or len(part) <= 2 or part.lower() in vocab:
+        return True
+    sub = _CAMEL.findall(part)
+    return len(sub) > 1 and "".join(sub) == part and all(s.isdigit() or len(s) <= 2 or s.lower() in vocab for s in sub)
+
+
+def shown(fmt: str, name: str) -> bool:
+    """Whether ``name`` is made of ``fmt``'s vocabulary (and numbers) only."""
+    vocab = words(fmt)
+    return all(_part_ok(p, vocab) for p in _SPLIT.split(name) if p)
+
+
+def public(fmt: str, name: str, placeholder: str) -> str:
+    """``name`` when :func:`shown`, else ``placeholder``."""
+    return name if shown(fmt, name) else placeholder
