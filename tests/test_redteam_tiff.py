@@ -252,3 +252,30 @@ def test_a_clean_real_svs_is_placed_with_the_check(cli, tmp_path):
     s = json.loads((out / "wsianon-report.json").read_text())["slides"][0]
     checks = {c["check"]: c["ok"] for c in s["verification"]["checks"]}
     assert checks.get("tiles-coded-tight") is True
+
+
+def test_a_kept_philips_macro_with_text_after_its_coded_units_fails_closed(cli, tmp_path):
+    """The macro kept in the Philips XML (``--macro keep``) is base64 JPEG: judged like a tile."""
+    import base64
+
+    from .fixtures.philips_gen import make_philips
+
+    (tmp_path / "src").mkdir()
+    src = make_philips(tmp_path / "src" / "CASE-7314.tiff").path
+
+    def plant(xml: bytes) -> bytes:
+        text = xml.decode()
+        i = text.find(">MACROIMAGE<")
+        start, end = text.rfind("<DataObject", 0, i), text.find("</DataObject>", i)
+        m = re.search(r'(Name="PIM_DP_IMAGE_DATA"[^>]*>)([^<]+)<', text[start:end])
+        jpg = base64.b64decode(m.group(2))
+        new = base64.b64encode(ecs_text(jpg, f"{TOKEN} {NAME}")).decode()
+        return (text[: start + m.start(2)] + new + text[start + m.end(2) :]).encode()
+
+    edit_text_tag(src, 0, 270, plant)
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", "--target", "native", "--macro", "keep", str(src), "-o", str(out), "--key-file", str(_key(tmp_path)))
+    assert code != 0 and "vocabulary" in stdout + stderr
+    assert not list(out.rglob("*.tiff"))
+    b64 = {base64.b64encode(b"\0" * a + TOKEN.encode())[4:10] for a in range(3)}
+    assert not any(f in p.read_bytes() for p in out.rglob("*") if p.is_file() for f in b64)
