@@ -164,9 +164,14 @@ class _Verdict:
 
 
 def test_real_aperio_tiles_are_tight():
+    from .conftest import shared
+
     v = _Verdict()
     check_tiff(BUNDLED / "CMU-1-Small-Region.svs", v)  # JPEGTables-abbreviated tiles of a real scanner
     assert v.checks and v.checks[0][:2] == ("tiles-coded-tight", True) and not v.findings, v.checks
+    v = _Verdict()
+    check_tiff(shared("aperio/histolab_tcga-cr-7395-01a-01-ts1.svs"), v)  # Kakadu JPEG 2000 tiles (33005)
+    assert v.checks[0][:2] == ("tiles-coded-tight", True) and "363 tile" in v.checks[0][2], v.checks
 
 
 @pytest.mark.parametrize("target", ["native", "dicom"])
@@ -279,3 +284,70 @@ def test_a_kept_philips_macro_with_text_after_its_coded_units_fails_closed(cli, 
     assert not list(out.rglob("*.tiff"))
     b64 = {base64.b64encode(b"\0" * a + TOKEN.encode())[4:10] for a in range(3)}
     assert not any(f in p.read_bytes() for p in out.rglob("*") if p.is_file() for f in b64)
+
+
+def _j2k_svs(path: Path, edit=None) -> Path:
+    """An Aperio SVS with JPEG 2000 (33005) level tiles; ``edit`` rewrites every level-0 tile."""
+    import numpy as np
+    import tifffile
+
+    img = np.random.default_rng(0).integers(0, 255, (512, 512, 3), dtype=np.uint8)
+    banner = "Aperio Image Library v12.0.15"
+    with tifffile.TiffWriter(path) as tw:
+        tw.write(
+            img,
+            tile=(256, 256),
+            compression=33005,
+            photometric="rgb",
+            description=f"{banner}\r\n512x512 (256x256) J2K/KDU Q=70|AppMag = 20|MPP = 0.5",
+            metadata=None,
+        )
+        tw.write(
+            img[::4, ::4], compression="jpeg", photometric="rgb", description=f"{banner}\n512x512 -> 128x128 - |AppMag = 20", metadata=None, rowsperstrip=128
+        )
+    if edit is not None:
+        with tifffile.TiffFile(path, mode="r+b") as tf:
+            page, fh = tf.pages[0], tf.filehandle
+            offs, cnts = [], []
+            for off, cnt in zip(page.dataoffsets, page.databytecounts):
+                fh.seek(off)
+                blob = edit(fh.read(cnt))
+                fh.seek(off)
+                fh.write(bytes(cnt))
+                fh.seek(0, 2)
+                offs.append(fh.tell())
+                cnts.append(len(blob))
+                fh.write(blob)
+            page.tags["TileOffsets"].overwrite(offs)
+            page.tags["TileByteCounts"].overwrite(cnts)
+    return path
+
+
+def _j2k_comment(data: bytes) -> bytes:
+    import struct
+
+    i = data.find(b"\xff\x90")  # before the first tile-part: the end of the main header
+    payload = b"\x00\x01" + f"{TOKEN} {NAME}".encode()
+    return data[:i] + b"\xff\x64" + struct.pack(">H", len(payload) + 2) + payload + data[i:]
+
+
+@pytest.mark.parametrize("kind", ["after-eoc", "comment"])
+def test_text_in_a_jpeg2000_codestream_fails_closed(cli, tmp_path, kind):
+    (tmp_path / "src").mkdir()
+    edit = (lambda d: d + f"{TOKEN} {NAME}".encode()) if kind == "after-eoc" else _j2k_comment
+    src = _j2k_svs(tmp_path / "src" / "CASE-7315.svs", edit)
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", "--target", "native", str(src), "-o", str(out), "--key-file", str(_key(tmp_path)))
+    assert code != 0 and "failed: tiles-coded-tight" in stdout + stderr
+    assert not list(out.rglob("*.svs")) and TOKEN not in stdout + stderr
+    assert not any(TOKEN.encode() in p.read_bytes() for p in out.rglob("*") if p.is_file())
+
+
+def test_a_clean_jpeg2000_svs_is_placed(cli, tmp_path):
+    (tmp_path / "src").mkdir()
+    src = _j2k_svs(tmp_path / "src" / "CASE-7316.svs")
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", "--target", "native", str(src), "-o", str(out), "--key-file", str(_key(tmp_path)))
+    assert code == 0, stdout + stderr
+    s = json.loads((out / "wsianon-report.json").read_text())["slides"][0]
+    assert {c["check"]: c["ok"] for c in s["verification"]["checks"]}["tiles-coded-tight"] is True

@@ -23,8 +23,9 @@ one JPEG), are not decoded here: the detail counts them (a documented limitation
 decoder library the check is "not run" (fails unless --accept-unrun-checks).
 
 Deflate and LZW tiles/strips are judged by their own stream ends (``judge_deflate``,
-``judge_lzw``), uncompressed ones by their size; other compressions (JPEG 2000, PackBits) are
-named in the detail as not judged.
+``judge_lzw``), JPEG 2000 codestreams by their markers (``judge_j2k``: comments, bytes after
+EOC; the packets inside a tile-part are not parsed), uncompressed ones by their size; other
+compressions (PackBits, ...) are named in the detail as not judged.
 """
 
 from __future__ import annotations
@@ -164,8 +165,54 @@ def judge_lzw(data: bytes, expected: int) -> str | None:
     return None
 
 
-# TIFF Compression: Deflate (8, 32946), LZW (5), none (1); JPEG (7) is judged by the decoder
-_DEFLATE, _LZW, _NONE = frozenset([8, 32946]), 5, 1
+def judge_j2k(data: bytes) -> str | None:
+    """A JPEG 2000 codestream (Aperio 33003/33005, TIFF 34712): its marker segments are followed
+    (main header, every tile-part by its Psot length) and it must end with EOC at the count (zero
+    padding aside); a COM segment must hold vocabulary text (an encoder's banner such as
+    ``Kakadu-v7.10``) or zeros.  The packets inside a tile-part are not parsed (see README)."""
+    from wsianon.verify.reportnames import word_ok
+
+    n = len(data)
+    if data[:4] != b"\xff\x4f\xff\x51":
+        return "not a JPEG 2000 codestream"
+    pos = 2
+    while pos + 2 <= n:
+        marker = data[pos + 1] if data[pos] == 0xFF else -1
+        if marker == 0xD9:  # EOC
+            return "bytes after the JPEG 2000 end of codestream" if any(data[pos + 2 :]) else None
+        if marker < 0x30 or pos + 4 > n:
+            return "JPEG 2000 marker expected"
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if length < 2 or pos + 2 + length > n:
+            return "JPEG 2000 segment runs past the stream"
+        if marker == 0x64:  # COM: Rcom 1 = Latin text, else binary
+            body = data[pos + 6 : pos + 2 + length]
+            if data[pos + 4 : pos + 6] == b"\x00\x01":
+                words = re.findall(r"[^\W_]+", body.decode("latin-1"))
+                if not all(word_ok(w) for w in words):
+                    return "JPEG 2000 comment outside the vocabulary"
+            elif any(body):
+                return "JPEG 2000 binary comment"
+        if marker == 0x90:  # SOT: the tile-part's length (Psot) from the SOT marker
+            psot = int.from_bytes(data[pos + 6 : pos + 10], "big") if length >= 10 else 0
+            if psot == 0:  # to the end of the codestream: EOC must close it
+                return None if data.rstrip(b"\0").endswith(b"\xff\xd9") else "JPEG 2000 codestream without EOC"
+            # COM segments of the tile-part header, up to SOD
+            q = pos + 2 + length
+            while q + 4 <= n and data[q] == 0xFF and data[q + 1] != 0x93:
+                ln = int.from_bytes(data[q + 2 : q + 4], "big")
+                if data[q + 1] == 0x64 and any(data[q + 6 : q + 2 + ln]):
+                    return "JPEG 2000 comment in a tile-part header"
+                q += 2 + ln
+            pos += psot
+            continue
+        pos += 2 + length
+    return "JPEG 2000 codestream without EOC"
+
+
+# TIFF Compression: Deflate (8, 32946), LZW (5), none (1), JPEG 2000 (Aperio 33003/33005, 34712);
+# JPEG (7) is judged by the decoder
+_DEFLATE, _LZW, _NONE, _J2K = frozenset([8, 32946]), 5, 1, frozenset([33003, 33005, 34712])
 
 
 def _expected_bytes(ts, ifd, tiled: bool) -> int:
@@ -196,7 +243,7 @@ def check_tiff(path: Path, verdict, name: str | None = None, accept_unrun: bool 
         with TiffStructure(path) as ts:
             for ifd in ts.ifds:
                 comp = ts.value(ifd, COMPRESSION, 1)
-                if comp != 7 and comp not in _DEFLATE and comp not in (_LZW, _NONE):
+                if comp != 7 and comp not in _DEFLATE and comp not in _J2K and comp not in (_LZW, _NONE):
                     other.add(comp)  # e.g. JPEG 2000: not judged here
                     continue
                 t = ifd.get(jpeg.JPEG_TABLES)
@@ -219,6 +266,8 @@ def check_tiff(path: Path, verdict, name: str | None = None, accept_unrun: bool 
                         why = judge_deflate(data, expected)
                     elif comp == _LZW:
                         why = judge_lzw(data, expected)
+                    elif comp in _J2K:
+                        why = judge_j2k(data)
                     else:
                         why = None if cnt <= expected else "bytes after the uncompressed tile"
                     if why is not None:
@@ -235,7 +284,7 @@ def check_tiff(path: Path, verdict, name: str | None = None, accept_unrun: bool 
     verdict.add(
         CHECK,
         not bad,
-        f"{n} tile(s)/strip(s) (JPEG, Deflate, LZW, none): coded data only, nothing after it"
+        f"{n} tile(s)/strip(s) (JPEG, JPEG 2000, Deflate, LZW, none): coded data only, nothing after it"
         + (f"; compression {sorted(other)} not judged here" if other else "")
         + (f"; {large} stream(s) too large to judge here" if large else "")
         if not bad
