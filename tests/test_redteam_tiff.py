@@ -331,23 +331,27 @@ def _j2k_comment(data: bytes) -> bytes:
     return data[:i] + b"\xff\x64" + struct.pack(">H", len(payload) + 2) + payload + data[i:]
 
 
-@pytest.mark.parametrize("kind", ["after-eoc", "comment"])
-def test_text_in_a_jpeg2000_codestream_fails_closed(cli, tmp_path, kind):
+@pytest.mark.parametrize("kind,target", [("after-eoc", "native"), ("comment", "native"), ("comment", "dicom")])
+def test_text_in_a_jpeg2000_codestream_fails_closed(cli, tmp_path, kind, target):
     (tmp_path / "src").mkdir()
     edit = (lambda d: d + f"{TOKEN} {NAME}".encode()) if kind == "after-eoc" else _j2k_comment
     src = _j2k_svs(tmp_path / "src" / "CASE-7315.svs", edit)
     out = tmp_path / "out"
-    code, stdout, stderr = cli("run", "--target", "native", str(src), "-o", str(out), "--key-file", str(_key(tmp_path)))
-    assert code != 0 and "failed: tiles-coded-tight" in stdout + stderr
-    assert not list(out.rglob("*.svs")) and TOKEN not in stdout + stderr
+    code, stdout, stderr = cli("run", "--target", target, str(src), "-o", str(out), "--key-file", str(_key(tmp_path)))
+    check = "tiles-coded-tight" if target == "native" else "dicom: entropy tight"
+    assert code != 0 and f"failed: {check}" in stdout + stderr
+    assert not list(out.rglob("*.svs")) and not list(out.rglob("*.dcm")) and TOKEN not in stdout + stderr
     assert not any(TOKEN.encode() in p.read_bytes() for p in out.rglob("*") if p.is_file())
 
 
-def test_a_clean_jpeg2000_svs_is_placed(cli, tmp_path):
+@pytest.mark.parametrize("target", ["native", "dicom"])
+def test_a_clean_jpeg2000_svs_is_placed(cli, tmp_path, target):
     (tmp_path / "src").mkdir()
     src = _j2k_svs(tmp_path / "src" / "CASE-7316.svs")
     out = tmp_path / "out"
-    code, stdout, stderr = cli("run", "--target", "native", str(src), "-o", str(out), "--key-file", str(_key(tmp_path)))
+    code, stdout, stderr = cli("run", "--target", target, str(src), "-o", str(out), "--key-file", str(_key(tmp_path)))
     assert code == 0, stdout + stderr
     s = json.loads((out / "wsianon-report.json").read_text())["slides"][0]
-    assert {c["check"]: c["ok"] for c in s["verification"]["checks"]}["tiles-coded-tight"] is True
+    check = "tiles-coded-tight" if target == "native" else "dicom: entropy tight"
+    c = {c["check"]: c for c in s["verification"]["checks"]}[check]
+    assert c["ok"] is True and not c["detail"].startswith("0 "), c  # the frames were judged

@@ -294,6 +294,8 @@ def check_tiff(path: Path, verdict, name: str | None = None, accept_unrun: bool 
 
 # JPEG baseline / extended (8/12-bit DCT, Huffman): the transfer syntaxes whose frames are judged here
 DICOM_JPEG = frozenset(["1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"])
+# JPEG 2000 (lossless / lossy): judged by their markers (``judge_j2k``)
+DICOM_J2K = frozenset(["1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"])
 
 
 def check_dicom(dsets, verdict, accept_unrun: bool = False) -> None:
@@ -306,12 +308,13 @@ def check_dicom(dsets, verdict, accept_unrun: bool = False) -> None:
     n = 0
     try:
         for path, ds in dsets:
-            if str(ds.file_meta.get("TransferSyntaxUID", "")) not in DICOM_JPEG:
+            ts_uid = str(ds.file_meta.get("TransferSyntaxUID", ""))
+            if ts_uid not in DICOM_JPEG and ts_uid not in DICOM_J2K:
                 continue
             try:
                 for i, frame in enumerate(iter_frames(Path(path))):
                     n += 1
-                    why = judge(bytes(frame))
+                    why = judge(bytes(frame)) if ts_uid in DICOM_JPEG else judge_j2k(bytes(frame))
                     if why is not None and why not in (NOT_WALKABLE, TOO_LARGE):  # that one is ``dicom: frame segments``'s finding
                         bad.append(f"{Path(path).name} frame {i + 1}: {why}")
             except LookupError:
@@ -322,7 +325,7 @@ def check_dicom(dsets, verdict, accept_unrun: bool = False) -> None:
         hint = "(accepted by --accept-unrun-checks)" if accept_unrun else "(install libturbojpeg0, or pass --accept-unrun-checks)"
         verdict.add(name, accept_unrun, f"not run: libturbojpeg is not available {hint}", not_run=True)
         return
-    verdict.add(name, not bad, "; ".join(bad[:5]) if bad else f"{n} JPEG frame(s): entropy-coded data holds coded units only")
+    verdict.add(name, not bad, "; ".join(bad[:5]) if bad else f"{n} JPEG / JPEG 2000 frame(s): coded data only, nothing after it")
 
 
 __all__ = ["CHECK", "DICOM_JPEG", "check_dicom", "check_tiff", "judge"]
