@@ -36,6 +36,6 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "warning: could not install ${need[*]} with apt-get; the DICOM target, dciodvfy and report (chromium, pdftotext) tests need them" >&2; exit 0; }
 else
   echo "warning: missing system packages: ${need[*]} (install with: sudo apt-get install ${need[*]})." >&2
-  echo "         The native target works without them; the DICOM target needs libturbojpeg0, the tests use dciodvfy." >&2
+  echo "         The DICOM target and the native tiles-coded-tight check need libturbojpeg0, the tests use dciodvfy." >&2
 fi
 exit 0

@@ -16,6 +16,7 @@ from wsianon.errors import WsianonError
 from wsianon.io.safetext import os_reason, safe_text
 from wsianon.profiles.policy import DatesPolicy, LabelPolicy, MacroPolicy, PseudonymFrom, RenamePolicy, Target
 from wsianon.pipeline.model import Status
+from wsianon.verify.reportnames import safe_removal
 
 app = typer.Typer(
     name="wsianon",
@@ -490,6 +491,8 @@ def inspect(
             code = 1
             continue
         pub = inv.public(show_values)
+        if not show_values:  # a name the source chose (a key, an element) may itself identify: vocabulary only
+            pub["fields"] = [safe_removal(f, inv.format) for f in pub["fields"]]
         pub["path"] = str(s.path)
         results.append(pub)
         if not json_out:

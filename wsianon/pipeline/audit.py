@@ -29,6 +29,7 @@ from wsianon.pipeline.verify import (
 from wsianon.profiles.actions import Action
 from wsianon.profiles.policy import Policy
 from wsianon.verify import vocabulary
+from wsianon.verify.reportnames import safe_name
 
 
 def _residual_fields(inv, verdict: Verdict, names=()) -> None:
@@ -36,7 +37,7 @@ def _residual_fields(inv, verdict: Verdict, names=()) -> None:
     # one of our pseudonyms, a name of the pseudonym map) is not an identifier: the vocabulary
     # scan judges all text
     vocab = vocabulary.vocabulary(inv.format).with_names(names)
-    residual = sorted({f.name for f in inv.fields if f.value.strip() and f.action is not Action.KEEP and vocabulary.unknown_tokens(f.value, vocab)})
+    residual = sorted({safe_name(f.name) for f in inv.fields if f.value.strip() and f.action is not Action.KEEP and vocabulary.unknown_tokens(f.value, vocab)})
     verdict.add(
         "residual-metadata",
         not residual,
@@ -79,7 +80,7 @@ def audit_paths(paths: list[Path], source: Path | None = None, allow_generic: bo
                 props = check_openslide(snap, s.converter, s.path, policy, verdict)
                 _residual_fields(inv, verdict, pseudonyms)
                 run_format_checks(inv.format, inv, s.path, s.files, policy, verdict, src_snap)
-                check_closed_world(inv.format, s.path, verdict)  # judged from the file alone
+                check_closed_world(inv.format, s.path, verdict, accept_unrun=policy.accept_unrun_checks)  # judged from the file alone
                 # every printable run outside pixel data must be the format's vocabulary
                 vocabulary.add_check(verdict, inv.format, s.path, inv.input_files or s.files, root=s.path.parent, tiles="walk", names=pseudonyms or ())
                 if src_inv is not None and src_snap is not None:

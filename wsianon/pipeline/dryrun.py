@@ -23,6 +23,7 @@ from wsianon.converters.base import Inventory, SlideContext
 from wsianon.errors import OutputError, UnsupportedFormat, WsianonError
 from wsianon.pipeline import anonymize as anon
 from wsianon.pipeline.detect import SlideSource
+from wsianon.verify.reportnames import safe_removal
 
 
 def _exists(p: Path) -> bool:
@@ -47,7 +48,9 @@ def check_native(src: SlideSource, inv: Inventory, ctx: SlideContext, out: Path 
         for top in sorted({f.dest.split("/")[0] for f in plan.files}):
             if _exists(out / top):
                 raise OutputError(out / top, "output already exists (use --overwrite to replace it)")
-    return plan.describe()
+    d = plan.describe()
+    d["removals"] = [safe_removal(r, inv.format) for r in d["removals"]]  # names: vocabulary only
+    return d
 
 
 def check_dicom(src: SlideSource, inv: Inventory, ctx: SlideContext, out: Path | None) -> None:

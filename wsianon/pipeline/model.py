@@ -7,6 +7,7 @@ from enum import StrEnum
 
 from wsianon.io.plan import Removal
 from wsianon.io.scan import Finding
+from wsianon.verify.reportnames import safe_removal
 
 
 class Status(StrEnum):
@@ -102,7 +103,7 @@ class Outcome:
             "target": self.target,
             "status": self.status,
             "outputs": self.outputs,
-            "removed": [r.as_dict() for r in self.removals],
+            "removed": [safe_removal(r.as_dict(), self.format) for r in self.removals],  # names: vocabulary only
             "verification": None if self.verdict is None else self.verdict.as_dict(),
             "error": self.error,
             "notes": self.notes,

@@ -41,6 +41,7 @@ from wsianon.profiles.actions import Action
 from wsianon.profiles.dicom import DicomProfile, profile_for_policy
 from wsianon.verify.dicom.common import REGISTRY, read_dataset
 from wsianon.verify.dicom import frames
+from wsianon.verify import ecs
 from wsianon.verify.dicom.frames import check_frame_segments, check_frames_dicom
 from wsianon.verify.dicom.images import check_barcodes, check_record_and_images
 from wsianon.verify.dicom.opens import check_opens
@@ -124,6 +125,7 @@ def verify_dicom_output(inv: Inventory, result_files: list[Path], ctx, verdict: 
         sources = None
     if frame_segments is None:
         check_frame_segments(files, verdict)
+    ecs.check_dicom(dsets, verdict, bool(getattr(policy, "accept_unrun_checks", False)))  # no bytes hidden after coded units
     check_dciodvfy(files, sources, verdict, started, bool(getattr(policy, "accept_unrun_checks", False)))
     check_opens(files, verdict, sources, policy)
 
@@ -150,5 +152,6 @@ def audit_dicom(inv: Inventory, files: list[Path], verdict: Verdict, pseudonyms:
     check_barcodes(dsets, Policy(), verdict)
     check_uids(dsets, verdict)
     check_frame_segments(files, verdict)
+    ecs.check_dicom(dsets, verdict)
     check_dciodvfy(files, None, verdict)
     check_opens(files, verdict, None)

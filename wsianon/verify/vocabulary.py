@@ -183,8 +183,15 @@ def _base64_ok(s: str) -> bool:
     if not jpeg.is_jpeg(raw):
         return False
     try:
-        return not jpeg.dirty_segments(raw)
+        if jpeg.dirty_segments(raw):
+            return False
     except jpeg.JpegError:
+        return False
+    from wsianon.verify import ecs  # and no bytes hidden after its coded units (a kept macro)
+
+    try:
+        return ecs.judge(raw) is None
+    except LookupError:  # no decoder to prove it
         return False
 
 

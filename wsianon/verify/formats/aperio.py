@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from wsianon.profiles import load
+from wsianon.verify.reportnames import safe_name
 
 
 def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
@@ -24,7 +25,7 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
         verdict.add("aperio-profile", False, "output not readable by OpenSlide")
         return
     bad = sorted(k.split(".", 1)[1] for k, v in props.items() if k.startswith("aperio.") and v.strip() and k.split(".", 1)[1] not in allowed)
-    verdict.add("aperio-profile", not bad, f"non-safe keys with values: {bad}" if bad else "only safe keys carry values")
+    verdict.add("aperio-profile", not bad, f"non-safe keys with values: {[safe_name(b) for b in bad]}" if bad else "only safe keys carry values")
     dt = props.get("tiff.DateTime", "")
     if policy.dates == "remove":
         verdict.add("tiff-datetime", not dt.strip(), "DateTime empty" if not dt.strip() else "DateTime still set")

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from wsianon.profiles import load
+from wsianon.verify.reportnames import safe_name
 
 
 def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
@@ -36,7 +37,9 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
         if name == r["derivation_attribute"] and "sourceFilename" not in v:
             continue
         bad.append(name)
-    verdict.add("philips-profile", not bad, f"non-safe attributes with values: {sorted(set(bad))}" if bad else "only safe attributes carry values")
+    verdict.add(
+        "philips-profile", not bad, f"non-safe attributes with values: {sorted({safe_name(b) for b in bad})}" if bad else "only safe attributes carry values"
+    )
     try:
         with tifffile.TiffFile(out_main) as tf:
             descs = []

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from wsianon.profiles import load
+from wsianon.verify.reportnames import safe_name
 
 
 def kept_property(key: str, value: str) -> bool:
@@ -32,7 +33,11 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
         verdict.add("ventana-profile", False, "output not readable by OpenSlide")
         return
     bad = sorted(k.split(".", 1)[1] for k, v in props.items() if k.startswith("ventana.") and v.strip() and k.split(".", 1)[1] not in safe)
-    verdict.add("ventana-profile", not bad, f"non-safe iScan attributes with values: {bad}" if bad else "only safe iScan attributes carry values")
+    verdict.add(
+        "ventana-profile",
+        not bad,
+        f"non-safe iScan attributes with values: {[safe_name(b) for b in bad]}" if bad else "only safe iScan attributes carry values",
+    )
     try:
         with tifffile.TiffFile(out_main) as tf:
             descs = []

@@ -1,0 +1,335 @@
+"""Entropy-coded data holds coded units only: no bytes a decoder skips.
+
+A JPEG scan's entropy-coded data runs from its SOS segment to the next marker.  Between the last
+coded unit and that marker a writer can put any bytes that contain no 0xFF (a name, an MRN): a
+decoder skips them ("extraneous bytes before marker") or, at the end of a stream without EOI,
+reads them as padding, and the picture is unchanged — so tile identity with the source, which
+carries the same bytes, does not see them, and the vocabulary check never reads pixel data as
+text.  This check proves, from the output alone, that every JPEG tile/strip of a TIFF-family
+output (every IFD) is coded tightly:
+
+1. decoding it (libjpeg-turbo, scaled to 1/8: the entropy decoder still reads every coded unit)
+   gives no warning: bytes skipped at a restart marker or before the next marker (beyond the few
+   the decoder's bit buffer had already taken), a missing EOI, a marker inside the data;
+2. for the end of every scan (where the bit buffer's read-ahead hides up to a few bytes from 1.),
+   the same stream with the scan's last data byte removed must make the decoder run short
+   ("premature end of data segment"): if it does not, that byte was not needed, i.e. not coded.
+
+A stream that is not tight fails the check (the slide is quarantined; the bytes are part of the
+source's tile, so the redactor cannot zero them without breaking the tile identity proof).
+A stream libjpeg-turbo cannot decode (a 12-bit or lossless frame) fails the check.  Streams over
+256 MiB or 2^30 pixels, or whose frame header gives no size (an NDPI level of tens of gigapixels is
+one JPEG), are not decoded here: the detail counts them (a documented limitation).  Without the
+decoder library the check is "not run" (fails unless --accept-unrun-checks).
+
+Deflate and LZW tiles/strips are judged by their own stream ends (``judge_deflate``,
+``judge_lzw``), JPEG 2000 codestreams by their markers (``judge_j2k``: comments, bytes after
+EOC; the packets inside a tile-part are not parsed), uncompressed ones by their size; other
+compressions (PackBits, ...) are named in the detail as not judged.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+import zlib
+from functools import lru_cache
+from pathlib import Path
+
+from wsianon.io import jpeg
+
+CHECK = "tiles-coded-tight"
+# a stream whose markers cannot be followed: judged (and failed) by the JPEG segment checks too
+NOT_WALKABLE = "markers cannot be followed"
+# streams too large to decode here (an NDPI level is one JPEG of up to 2^32 bytes, its frame header
+# may say 0 x 0): not judged, counted in the detail (a documented limitation)
+TOO_LARGE = "too large to judge"
+MAX_PIXELS = 1 << 30
+MAX_STREAM = 256 << 20
+# the LZW walk runs in Python (about 2 MB/s): a file's first 32 MiB of LZW data are judged, the rest
+# counted as not judged (LZW pyramids are rare: vendors write JPEG / JPEG 2000 levels)
+LZW_BUDGET = 32 << 20
+_NEXT = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
+@lru_cache(maxsize=1)
+def _decoder():
+    try:
+        from turbojpeg import TurboJPEG
+
+        return TurboJPEG()
+    except Exception:  # the library (libturbojpeg0) or the binding is missing
+        return None
+
+
+def _warns(tj, data: bytes) -> str | None:
+    """The decoder's first warning (or fatal error) for ``data``, None when it decodes cleanly."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            tj.decode(data, scaling_factor=(1, 8))
+        except Exception as exc:  # a fatal libjpeg error
+            return f"decoding failed ({type(exc).__name__})"
+    return str(caught[0].message) if caught else None
+
+
+def _scan_ends(data: bytes, segs: list) -> list[tuple[int, int]]:
+    """(first byte to drop, marker position) of the last data byte of every scan."""
+    out = []
+    for seg in segs:
+        if seg.marker != jpeg.SOS:
+            continue
+        m = _NEXT.search(data, seg.end)
+        stop = m.start() if m else len(data)
+        e = stop
+        while e > seg.end and data[e - 1] == 0xFF:  # fill bytes before the marker
+            e -= 1
+        if e <= seg.end:
+            continue
+        k = 2 if e - 2 >= seg.end and data[e - 1] == 0 and data[e - 2] == 0xFF else 1  # a stuffed 0xFF 0x00
+        out.append((e - k, stop))
+    return out
+
+
+def judge(stream: bytes, tables: bytes | None = None) -> str | None:
+    """Why ``stream`` (a TIFF tile/strip, abbreviated when ``tables`` is the IFD's JPEGTables) is not
+    tightly coded, or None when it is.  Raises LookupError when no decoder is available."""
+    tj = _decoder()
+    if tj is None:
+        raise LookupError("libturbojpeg is not available")
+    data = stream
+    if tables and len(tables) > 4 and tables[:2] == b"\xff\xd8" and stream[:2] == b"\xff\xd8":
+        data = tables[:-2] + stream[2:] if tables[-2:] == b"\xff\xd9" else tables + stream[2:]
+    try:
+        segs = jpeg.walk(data)
+        ends = _scan_ends(data, segs)
+        frame = next((g for g in segs if g.marker in jpeg.SOF_MARKERS), None)
+    except jpeg.JpegError:
+        return NOT_WALKABLE
+    if frame is not None:
+        h, w_ = int.from_bytes(data[frame.offset + 5 : frame.offset + 7], "big"), int.from_bytes(data[frame.offset + 7 : frame.offset + 9], "big")
+        if not h or not w_ or w_ * h > MAX_PIXELS:
+            return TOO_LARGE  # an NDPI level of tens of gigapixels: not decoded here (see the module docstring)
+    w = _warns(tj, data)
+    if w is not None:
+        return f"decoder: {w}"
+    for cut, stop in ends:
+        if _warns(tj, data[:cut] + data[stop:]) is None:
+            return "bytes after the last coded unit of a scan"
+    return None
+
+
+def judge_deflate(data: bytes, expected: int) -> str | None:
+    """A Deflate (zlib) tile/strip: the stream must end exactly at the count and decode to no
+    more than the tile's bytes."""
+    d = zlib.decompressobj()
+    try:
+        out = d.decompress(data, expected + 1)
+    except zlib.error:
+        return "deflate stream does not decode"
+    if len(out) > expected or d.unconsumed_tail:
+        return "deflate stream decodes to more than the tile"
+    if not d.eof or any(d.unused_data):
+        return "bytes after the deflate stream" if any(d.unused_data) else "deflate stream not ended"
+    return None
+
+
+def judge_lzw(data: bytes, expected: int) -> str | None:
+    """A TIFF LZW tile/strip (MSB-first codes, early change): the codes up to EOI must use every
+    byte of the count (the last one padded), and decode to no more than the tile's bytes."""
+    nbits, free, first, pos, total, end = 9, 258, True, 0, 0, len(data) * 8
+    lengths = [1] * 258
+    old = -1
+    while pos + nbits <= end:
+        byte = pos >> 3
+        chunk = int.from_bytes(data[byte : byte + 3].ljust(3, b"\0"), "big")
+        code = (chunk >> (24 - (pos & 7) - nbits)) & ((1 << nbits) - 1)
+        pos += nbits
+        if code == 257:
+            break
+        if code == 256:
+            nbits, free, first, old = 9, 258, True, -1
+            del lengths[258:]
+            continue
+        if code > len(lengths) or (code == len(lengths) and old < 0):
+            return "LZW code out of range"
+        n = lengths[code] if code < len(lengths) else lengths[old] + 1
+        total += n
+        if total > expected:
+            return "LZW stream decodes to more than the tile"
+        if not first:
+            lengths.append(lengths[old] + 1)
+            free += 1
+            if free > (1 << nbits) - 2 and nbits < 12:
+                nbits += 1
+        first, old = False, code
+    if any(data[(pos + 7) // 8 :]):  # zero bytes after EOI (an encoder's flush) carry nothing
+        return "bytes after the LZW end-of-information code"
+    return None
+
+
+def judge_j2k(data: bytes) -> str | None:
+    """A JPEG 2000 codestream (Aperio 33003/33005, TIFF 34712): its marker segments are followed
+    (main header, every tile-part by its Psot length) and it must end with EOC at the count (zero
+    padding aside); a COM segment must hold vocabulary text (an encoder's banner such as
+    ``Kakadu-v7.10``) or zeros.  The packets inside a tile-part are not parsed (see README)."""
+    from wsianon.verify.reportnames import word_ok
+
+    n = len(data)
+    if data[:4] != b"\xff\x4f\xff\x51":
+        return "not a JPEG 2000 codestream"
+    pos = 2
+    while pos + 2 <= n:
+        marker = data[pos + 1] if data[pos] == 0xFF else -1
+        if marker == 0xD9:  # EOC
+            return "bytes after the JPEG 2000 end of codestream" if any(data[pos + 2 :]) else None
+        if marker < 0x30 or pos + 4 > n:
+            return "JPEG 2000 marker expected"
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if length < 2 or pos + 2 + length > n:
+            return "JPEG 2000 segment runs past the stream"
+        if marker == 0x64:  # COM: Rcom 1 = Latin text, else binary
+            body = data[pos + 6 : pos + 2 + length]
+            if data[pos + 4 : pos + 6] == b"\x00\x01":
+                words = re.findall(r"[^\W_]+", body.decode("latin-1"))
+                if not all(word_ok(w) for w in words):
+                    return "JPEG 2000 comment outside the vocabulary"
+            elif any(body):
+                return "JPEG 2000 binary comment"
+        if marker == 0x90:  # SOT: the tile-part's length (Psot) from the SOT marker
+            psot = int.from_bytes(data[pos + 6 : pos + 10], "big") if length >= 10 else 0
+            if psot == 0:  # to the end of the codestream: EOC must close it
+                return None if data.rstrip(b"\0").endswith(b"\xff\xd9") else "JPEG 2000 codestream without EOC"
+            # COM segments of the tile-part header, up to SOD
+            q = pos + 2 + length
+            while q + 4 <= n and data[q] == 0xFF and data[q + 1] != 0x93:
+                ln = int.from_bytes(data[q + 2 : q + 4], "big")
+                if data[q + 1] == 0x64 and any(data[q + 6 : q + 2 + ln]):
+                    return "JPEG 2000 comment in a tile-part header"
+                q += 2 + ln
+            pos += psot
+            continue
+        pos += 2 + length
+    return "JPEG 2000 codestream without EOC"
+
+
+# TIFF Compression: Deflate (8, 32946), LZW (5), none (1), JPEG 2000 (Aperio 33003/33005, 34712);
+# JPEG (7) is judged by the decoder
+_DEFLATE, _LZW, _NONE, _J2K = frozenset([8, 32946]), 5, 1, frozenset([33003, 33005, 34712])
+
+
+def _expected_bytes(ts, ifd, tiled: bool) -> int:
+    """The most bytes one tile (or strip) of ``ifd`` decodes to."""
+
+    def v(tag: int, default: int) -> int:
+        x = ts.value(ifd, tag, default)
+        return int(max(x) if isinstance(x, (tuple, list)) else x)
+
+    w = v(322 if tiled else 256, 0)
+    h = v(323, 0) if tiled else min(v(278, 1 << 32), v(257, 0))
+    bps, spp, planar = v(258, 8), v(277, 1), v(284, 1)
+    return -(-(w * (spp if planar == 1 else 1) * bps) // 8) * h
+
+
+def check_tiff(path: Path, verdict, name: str | None = None, accept_unrun: bool = False) -> None:
+    """Add the check for every JPEG tile/strip of every IFD of the TIFF-family file ``path``
+    (``accept_unrun``: a missing decoder library does not fail the slide, --accept-unrun-checks)."""
+    from wsianon.errors import WsianonError
+    from wsianon.io.scan import Finding
+    from wsianon.io.tiff import COMPRESSION, TiffStructure
+
+    label = name or path.name
+    bad: list[tuple[int, int, str]] = []
+    other: set[int] = set()
+    n = large = lzw_bytes = 0
+    try:
+        with TiffStructure(path) as ts:
+            for ifd in ts.ifds:
+                comp = ts.value(ifd, COMPRESSION, 1)
+                if comp != 7 and comp not in _DEFLATE and comp not in _J2K and comp not in (_LZW, _NONE):
+                    other.add(comp)  # e.g. JPEG 2000: not judged here
+                    continue
+                t = ifd.get(jpeg.JPEG_TABLES)
+                tables = ts.read(t.value_offset, t.size) if t is not None and t.size >= 4 else None
+                expected = _expected_bytes(ts, ifd, ifd.get(324) is not None) if comp != 7 else 0
+                offs, cnts = ts.data_span_arrays(ifd)
+                for off, cnt in zip(offs.tolist(), cnts.tolist()):
+                    if cnt <= 0:
+                        continue
+                    if cnt > MAX_STREAM or (comp == _LZW and lzw_bytes + cnt > LZW_BUDGET):
+                        large += 1
+                        continue
+                    lzw_bytes += cnt if comp == _LZW else 0
+                    n += 1
+                    data = ts.read(off, cnt)
+                    if comp == 7:
+                        why = judge(data, tables)
+                        if why == TOO_LARGE:
+                            large, n, why = large + 1, n - 1, None
+                    elif comp in _DEFLATE:
+                        why = judge_deflate(data, expected)
+                    elif comp == _LZW:
+                        why = judge_lzw(data, expected)
+                    elif comp in _J2K:
+                        why = judge_j2k(data)
+                    else:
+                        why = None if cnt <= expected else "bytes after the uncompressed tile"
+                    if why is not None:
+                        bad.append((ifd.index, off, why))
+    except LookupError:
+        hint = "(accepted by --accept-unrun-checks)" if accept_unrun else "(install libturbojpeg0, or pass --accept-unrun-checks)"
+        verdict.add(CHECK, accept_unrun, f"not run: libturbojpeg is not available {hint}", not_run=True)
+        return
+    except WsianonError as exc:
+        verdict.add(CHECK, False, f"the output's TIFF structure cannot be walked: {exc.reason}")
+        return
+    for ifd_index, off, why in bad[:20]:
+        verdict.findings.append(Finding(label, off, f"JPEG stream in IFD {ifd_index}: {why}", CHECK))
+    verdict.add(
+        CHECK,
+        not bad,
+        f"{n} tile(s)/strip(s) (JPEG, JPEG 2000, Deflate, LZW, none): coded data only, nothing after it"
+        + (f"; compression {sorted(other)} not judged here" if other else "")
+        + (f"; {large} stream(s) too large to judge here" if large else "")
+        if not bad
+        else f"{len(bad)} of {n} tile(s)/strip(s) hold bytes no decoder reads (first: IFD {bad[0][0]}, {bad[0][2]})",
+    )
+
+
+# JPEG baseline / extended (8/12-bit DCT, Huffman): the transfer syntaxes whose frames are judged here
+DICOM_JPEG = frozenset(["1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"])
+# JPEG 2000 (lossless / lossy): judged by their markers (``judge_j2k``)
+DICOM_J2K = frozenset(["1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"])
+
+
+def check_dicom(dsets, verdict, accept_unrun: bool = False) -> None:
+    """``dicom: entropy tight``: the same judgement for every JPEG frame of DICOM instances
+    (``dsets``: (path, dataset) pairs; frames of other transfer syntaxes are not JPEG DCT)."""
+    from wsianon.io.dicomframes import iter_frames
+
+    name = "dicom: entropy tight"
+    bad: list[str] = []
+    n = 0
+    try:
+        for path, ds in dsets:
+            ts_uid = str(ds.file_meta.get("TransferSyntaxUID", ""))
+            if ts_uid not in DICOM_JPEG and ts_uid not in DICOM_J2K:
+                continue
+            try:
+                for i, frame in enumerate(iter_frames(Path(path))):
+                    n += 1
+                    why = judge(bytes(frame)) if ts_uid in DICOM_JPEG else judge_j2k(bytes(frame))
+                    if why is not None and why not in (NOT_WALKABLE, TOO_LARGE):  # that one is ``dicom: frame segments``'s finding
+                        bad.append(f"{Path(path).name} frame {i + 1}: {why}")
+            except LookupError:
+                raise
+            except Exception as exc:
+                bad.append(f"{Path(path).name}: frames unreadable ({type(exc).__name__})")
+    except LookupError:
+        hint = "(accepted by --accept-unrun-checks)" if accept_unrun else "(install libturbojpeg0, or pass --accept-unrun-checks)"
+        verdict.add(name, accept_unrun, f"not run: libturbojpeg is not available {hint}", not_run=True)
+        return
+    verdict.add(name, not bad, "; ".join(bad[:5]) if bad else f"{n} JPEG / JPEG 2000 frame(s): coded data only, nothing after it")
+
+
+__all__ = ["CHECK", "DICOM_JPEG", "check_dicom", "check_tiff", "judge"]
