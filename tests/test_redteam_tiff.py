@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from wsianon.verify.ecs import check_tiff, judge
+from wsianon.verify.ecs import SAMPLE, check_tiff, judge, sample_indices
 from wsianon.verify.reportnames import WITHHELD, safe_name
 
 from .conftest import BUNDLED
@@ -189,6 +189,47 @@ def test_text_in_entropy_coded_data_fails_closed(cli, tmp_path, target):
         vcode, vout, _ = cli("verify", "--json", str(src))
         failed = {c["check"] for c in json.loads(vout)[0]["checks"] if not c["ok"]}
         assert vcode == 1 and "tiles-coded-tight" in failed
+
+
+def test_sample_indices_spread_over_the_level():
+    assert sample_indices(10, False).tolist() == list(range(10))  # a small level: every tile
+    pick = sample_indices(1000, False).tolist()
+    assert len(pick) == SAMPLE and pick[0] == 0 and pick[-1] == 999 and pick == sorted(set(pick))
+    assert max(b - a for a, b in zip(pick, pick[1:])) <= 1000 // (SAMPLE - 1) + 1  # evenly spread
+    assert sample_indices(1000, True).tolist() == list(range(1000))
+
+
+def test_coded_data_all_judges_the_tile_the_sample_leaves_out(cli, tmp_path):
+    """Text after the coded units of ONE level-0 tile that the default sample does not decode:
+    ``--coded-data all`` fails the slide (run quarantines it, verify says NOT CLEAN); the default
+    says honestly how many tiles it judged."""
+    (tmp_path / "src").mkdir()
+    src = write_svs(tmp_path / "src" / "CASE-7312.svs", size=(2048, 2048)).path  # 64 level-0 tiles
+    seen: list[int] = []
+
+    def second_tile_only(data: bytes, token: str) -> bytes:
+        if data[-2:] != b"\xff\xd9" or len(data) < 200:
+            return data
+        seen.append(1)
+        return ecs_text(data, token) if len(seen) == 2 else data
+
+    plant_tiff_jpeg(src, f"{TOKEN} {NAME}", tables=False, edit=second_tile_only)
+    assert 1 not in sample_indices(64, False)  # level 0's second tile is not in the sample
+
+    def tight(*args: str) -> tuple[int, dict]:
+        code, out, _ = cli("verify", "--json", *args, str(src))
+        return code, next(c for c in json.loads(out)[0]["checks"] if c["check"] == "tiles-coded-tight")
+
+    _, c = tight()
+    m = re.match(rf"(\d+) of (\d+) tile\(s\)/strip\(s\) \(up to {SAMPLE} a level", c["detail"])
+    assert c["ok"] is True and m and int(m[1]) < int(m[2]), c
+    _, c = tight("--coded-data", "all")
+    assert c["ok"] is False, c
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", "--target", "native", "--coded-data", "all", str(src), "-o", str(out), "--key-file", str(_key(tmp_path)))
+    assert code != 0 and "failed: tiles-coded-tight" in stdout + stderr
+    assert not list(out.rglob("*.svs")) and _hits(out, stdout, stderr) == []
+    assert json.loads((out / "wsianon-report.json").read_text())["policy"]["coded_data"] == "all"
 
 
 def _deflate_tiff(path: Path, tail: bytes = b"") -> Path:

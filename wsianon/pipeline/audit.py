@@ -48,11 +48,12 @@ def _residual_fields(inv, verdict: Verdict, names=()) -> None:
     verdict.add("residual-images", not imgs, f"identifying images still present: {imgs}" if imgs else "no label/macro image present")
 
 
-def audit_paths(paths: list[Path], source: Path | None = None, allow_generic: bool = False, pseudonyms: set[str] | None = None):
+def audit_paths(paths: list[Path], source: Path | None = None, allow_generic: bool = False, pseudonyms: set[str] | None = None, coded_data: str = "sample"):
     """A verdict (or a one-line error) for each slide among ``paths``.  ``pseudonyms``: names a
     pseudonym map chose (``run --pseudonyms``), accepted where an output names its slide or
-    patient, as ``run``'s own verification accepts them; keyed pseudonyms need no map."""
-    policy = Policy()
+    patient, as ``run``'s own verification accepts them; keyed pseudonyms need no map.
+    ``coded_data``: "all" judges every tile's/frame's coded data, "sample" a sample (--coded-data)."""
+    policy = Policy(coded_data=coded_data)
     src_inv = None
     src_snap: SourceSnapshot | None = None
     if source is not None:
@@ -74,13 +75,15 @@ def audit_paths(paths: list[Path], source: Path | None = None, allow_generic: bo
             if s.spec.is_dicom:
                 from wsianon.pipeline.verify_dicom import audit_dicom
 
-                audit_dicom(inv, s.files, verdict, pseudonyms)
+                audit_dicom(inv, s.files, verdict, pseudonyms, every_frame=coded_data == "all")
             else:
                 snap = src_snap or snapshot_source(inv, tiles=False)
                 props = check_openslide(snap, s.converter, s.path, policy, verdict)
                 _residual_fields(inv, verdict, pseudonyms)
                 run_format_checks(inv.format, inv, s.path, s.files, policy, verdict, src_snap)
-                check_closed_world(inv.format, s.path, verdict, accept_unrun=policy.accept_unrun_checks)  # judged from the file alone
+                check_closed_world(
+                    inv.format, s.path, verdict, accept_unrun=policy.accept_unrun_checks, every_tile=coded_data == "all"
+                )  # judged from the file alone
                 # every printable run outside pixel data must be the format's vocabulary
                 vocabulary.add_check(verdict, inv.format, s.path, inv.input_files or s.files, root=s.path.parent, tiles="walk", names=pseudonyms or ())
                 if src_inv is not None and src_snap is not None:

@@ -48,6 +48,7 @@ from wsianon.io.atomic import write_atomic, write_private
 from wsianon.io import pdf
 from wsianon.pipeline.report import REPORT_NAME
 from wsianon.pipeline.model import State, Status
+from wsianon.verify.ecs import SAMPLE as CODED_SAMPLE
 
 REPORT_HTML = "wsianon-report.html"
 CERT_JSON = "wsianon-certificate.json"
@@ -119,6 +120,12 @@ def policy_in_words(policy: dict, dicom: bool = True) -> list[str]:
         words.append(
             "DICOM outputs: PS3.15 Annex E Basic Application Level Confidentiality Profile" + (f" with the options {', '.join(opts)}." if opts else ".")
         )
+    coded = {
+        "sample": f"Tiles' coded image data (passed through unchanged): a sample of up to {CODED_SAMPLE} tiles a pyramid level was decoded to prove it holds no bytes a decoder skips (hidden text after the coded data).",
+        "all": "Tiles' coded image data (passed through unchanged): every tile was decoded to prove it holds no bytes a decoder skips (hidden text after the coded data).",
+    }
+    if policy.get("coded_data") in coded:
+        words.append(coded[policy["coded_data"]])
     if policy.get("in_place"):
         words.append("In-place mode: the input files themselves were patched (journaled, rolled back on failure).")
     if policy.get("allow_generic"):
@@ -130,6 +137,8 @@ def policy_flags(policy: dict, dicom: bool = True) -> str:
     flags = f"--label {policy.get('label')} --macro {policy.get('macro')} --dates {policy.get('dates')} --rename {policy.get('rename', 'pseudonym')}"
     for o in (policy.get("dicom_options") or []) if dicom else []:
         flags += f" --profile {o}"
+    if policy.get("coded_data") == "all":
+        flags += " --coded-data all"
     return flags
 
 

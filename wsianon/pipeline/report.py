@@ -39,6 +39,7 @@ def build_report(outcomes: list[Outcome], cfg) -> dict:
             "in_place": p.in_place,
             "allow_generic": p.allow_generic,
             "dicom_options": sorted(p.dicom_options),
+            "coded_data": p.coded_data,
         },
         "summary": summary(outcomes),
         "slides": [o.as_dict() for o in outcomes],

@@ -369,11 +369,11 @@ def verify_native(
     verdict.checks.extend(scan_verdict.checks)
     verdict.findings.extend(scan_verdict.findings)
     run_format_checks(inv.format, inv, out_main, out_files, policy, verdict, snap)
-    check_closed_world(inv.format, out_main, verdict, root, policy.accept_unrun_checks)
+    check_closed_world(inv.format, out_main, verdict, root, policy.accept_unrun_checks, policy.coded_data == "all")
     return verdict
 
 
-def check_closed_world(fmt: str, out_main: Path, verdict: Verdict, root: Path | None = None, accept_unrun: bool = False) -> None:
+def check_closed_world(fmt: str, out_main: Path, verdict: Verdict, root: Path | None = None, accept_unrun: bool = False, every_tile: bool = False) -> None:
     """The closed-world partition proof the format's spec names: every output byte accounted for
     (TIFF: and every JPEG tile/strip's entropy-coded data coded units only, ``wsianon.verify.ecs``)."""
     from wsianon.verify import ecs, partition
@@ -381,7 +381,7 @@ def check_closed_world(fmt: str, out_main: Path, verdict: Verdict, root: Path | 
     cw = spec_of(fmt).closed_world
     if cw is ClosedWorld.TIFF:
         partition.check_tiff_partition(out_main, fmt, verdict, out_main.relative_to(root).as_posix() if root else None)
-        ecs.check_tiff(out_main, verdict, out_main.relative_to(root).as_posix() if root else None, accept_unrun)
+        ecs.check_tiff(out_main, verdict, out_main.relative_to(root).as_posix() if root else None, accept_unrun, every_tile)
     elif cw is ClosedWorld.MRXS:
         partition.check_mrxs_partition(out_main, verdict, root)
 

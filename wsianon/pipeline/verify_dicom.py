@@ -125,12 +125,13 @@ def verify_dicom_output(inv: Inventory, result_files: list[Path], ctx, verdict: 
         sources = None
     if frame_segments is None:
         check_frame_segments(files, verdict)
-    ecs.check_dicom(dsets, verdict, bool(getattr(policy, "accept_unrun_checks", False)))  # no bytes hidden after coded units
+    # no bytes hidden after coded units (a sample of each instance's frames unless --coded-data all)
+    ecs.check_dicom(dsets, verdict, bool(getattr(policy, "accept_unrun_checks", False)), getattr(policy, "coded_data", "sample") == "all")
     check_dciodvfy(files, sources, verdict, started, bool(getattr(policy, "accept_unrun_checks", False)))
     check_opens(files, verdict, sources, policy)
 
 
-def audit_dicom(inv: Inventory, files: list[Path], verdict: Verdict, pseudonyms: set[str] | None = None) -> None:
+def audit_dicom(inv: Inventory, files: list[Path], verdict: Verdict, pseudonyms: set[str] | None = None, every_frame: bool = False) -> None:
     """Check already-anonymized DICOM files (``wsianon verify``): no source to compare with.
     ``pseudonyms``: a pseudonym map's names, accepted in the identity attributes."""
     from wsianon.profiles.policy import Policy
@@ -152,6 +153,6 @@ def audit_dicom(inv: Inventory, files: list[Path], verdict: Verdict, pseudonyms:
     check_barcodes(dsets, Policy(), verdict)
     check_uids(dsets, verdict)
     check_frame_segments(files, verdict)
-    ecs.check_dicom(dsets, verdict)
+    ecs.check_dicom(dsets, verdict, every=every_frame)
     check_dciodvfy(files, None, verdict)
     check_opens(files, verdict, None)

@@ -40,6 +40,13 @@ class Target(StrEnum):
     dicom = "dicom"
 
 
+class CodedData(StrEnum):
+    """How many tiles' coded image data verification decodes (--coded-data; see ``verify/ecs.py``)."""
+
+    sample = "sample"
+    all = "all"
+
+
 class PseudonymFrom(StrEnum):
     """What the keyed slide pseudonym hashes (see ``pipeline/keys.py``)."""
 
@@ -74,8 +81,12 @@ class Policy:
     mpp: float | None = None
     # a verification check that could not run (missing tool) does not fail the slide (--accept-unrun-checks)
     accept_unrun_checks: bool = False
+    # how many tiles' coded data verification judges for bytes no decoder reads (--coded-data):
+    # "sample" (up to ecs.SAMPLE tiles/frames per level, spread evenly) or "all" (every one)
+    coded_data: str = "sample"
 
     def __post_init__(self) -> None:
+        check_choice("coded-data", self.coded_data, CodedData)
         for name, enum in (("label", LabelPolicy), ("macro", MacroPolicy), ("dates", DatesPolicy), ("rename", RenamePolicy)):
             check_choice(name, getattr(self, name), enum)
         if self.mpp is not None and not (0 < float(self.mpp) < 1000):

@@ -36,6 +36,8 @@ import zlib
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
+
 from wsianon.io import jpeg
 
 CHECK = "tiles-coded-tight"
@@ -45,6 +47,10 @@ NOT_WALKABLE = "markers cannot be followed"
 # may say 0 x 0): not judged, counted in the detail (a documented limitation)
 TOO_LARGE = "too large to judge"
 MAX_PIXELS = 1 << 30
+# tiles/frames judged per IFD or instance unless every one is asked for (--coded-data all): decoding
+# every tile costs about 10 ms of CPU per MB of tiles (libjpeg-turbo, twice per tile), 20 s or more
+# for a 2 GB slide, against ~0.02 s for a sample (benchmarks/PROFILE.md, seventh stop)
+SAMPLE = 32
 MAX_STREAM = 256 << 20
 # the LZW walk runs in Python (about 2 MB/s): a file's first 32 MiB of LZW data are judged, the rest
 # counted as not judged (LZW pyramids are rare: vendors write JPEG / JPEG 2000 levels)
@@ -218,6 +224,14 @@ def judge_j2k(data: bytes) -> str | None:
 _DEFLATE, _LZW, _NONE, _J2K = frozenset([8, 32946]), 5, 1, frozenset([33003, 33005, 34712])
 
 
+def sample_indices(n: int, every: bool) -> np.ndarray:
+    """The indices of ``n`` tiles that are judged: all of them when ``every``, else up to
+    :data:`SAMPLE` spread evenly over the level (the first and the last always among them)."""
+    if every or n <= SAMPLE:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, SAMPLE).round().astype(np.int64))
+
+
 def _expected_bytes(ts, ifd, tiled: bool) -> int:
     """The most bytes one tile (or strip) of ``ifd`` decodes to."""
 
@@ -231,8 +245,9 @@ def _expected_bytes(ts, ifd, tiled: bool) -> int:
     return -(-(w * (spp if planar == 1 else 1) * bps) // 8) * h
 
 
-def check_tiff(path: Path, verdict, name: str | None = None, accept_unrun: bool = False) -> None:
-    """Add the check for every JPEG tile/strip of every IFD of the TIFF-family file ``path``
+def check_tiff(path: Path, verdict, name: str | None = None, accept_unrun: bool = False, every: bool = False) -> None:
+    """Add the check for the tiles/strips of every IFD of the TIFF-family file ``path``: a sample
+    of each IFD's (:func:`sample_indices`), or all of them when ``every`` (--coded-data all)
     (``accept_unrun``: a missing decoder library does not fail the slide, --accept-unrun-checks)."""
     from wsianon.errors import WsianonError
     from wsianon.io.scan import Finding
@@ -241,7 +256,7 @@ def check_tiff(path: Path, verdict, name: str | None = None, accept_unrun: bool 
     label = name or path.name
     bad: list[tuple[int, int, str]] = []
     other: set[int] = set()
-    n = large = lzw_bytes = 0
+    n = large = lzw_bytes = total = 0
     try:
         with TiffStructure(path) as ts:
             for ifd in ts.ifds:
@@ -253,7 +268,9 @@ def check_tiff(path: Path, verdict, name: str | None = None, accept_unrun: bool 
                 tables = ts.read(t.value_offset, t.size) if t is not None and t.size >= 4 else None
                 expected = _expected_bytes(ts, ifd, ifd.get(324) is not None) if comp != 7 else 0
                 offs, cnts = ts.data_span_arrays(ifd)
-                for off, cnt in zip(offs.tolist(), cnts.tolist()):
+                total += int((cnts > 0).sum())
+                pick = sample_indices(len(offs), every)
+                for off, cnt in zip(offs[pick].tolist(), cnts[pick].tolist()):
                     if cnt <= 0:
                         continue
                     if cnt > MAX_STREAM or (comp == _LZW and lzw_bytes + cnt > LZW_BUDGET):
@@ -288,7 +305,12 @@ def check_tiff(path: Path, verdict, name: str | None = None, accept_unrun: bool 
     verdict.add(
         CHECK,
         not bad,
-        f"{n} tile(s)/strip(s) (JPEG, JPEG 2000, Deflate, LZW, none): coded data only, nothing after it"
+        (
+            f"{n} tile(s)/strip(s)"
+            if every or n + large >= total
+            else f"{n} of {total} tile(s)/strip(s) (up to {SAMPLE} a level, spread evenly; --coded-data all judges every one)"
+        )
+        + " (JPEG, JPEG 2000, Deflate, LZW, none): coded data only, nothing after it"
         + (f"; compression {sorted(other)} not judged here" if other else "")
         + (f"; {large} stream(s) too large to judge here" if large else "")
         if not bad
@@ -302,21 +324,49 @@ DICOM_JPEG = frozenset(["1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"])
 DICOM_J2K = frozenset(["1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"])
 
 
-def check_dicom(dsets, verdict, accept_unrun: bool = False) -> None:
-    """``dicom: entropy tight``: the same judgement for every JPEG frame of DICOM instances
-    (``dsets``: (path, dataset) pairs; frames of other transfer syntaxes are not JPEG DCT)."""
-    from wsianon.io.dicomframes import iter_frames
+def _frames(path: Path, count: int, pick: set[int]):
+    """(index, bytes) of the frames ``pick`` of an instance of ``count`` frames.  With one fragment
+    a frame (as WSI writers store them) only those frames are read (the items' headers walked with
+    one small read each); otherwise every frame is read in turn and the others skipped."""
+    import os
 
+    from wsianon.io.dicomframes import iter_frames, pixel_value_offset, walk_items
+
+    if len(pick) < count:
+        _ds, voff, length = pixel_value_offset(path)
+        if voff is not None and length == 0xFFFFFFFF:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                items = walk_items(fd, voff, os.fstat(fd).st_size)
+                if items.problem is None and len(items.values) == count + 1:  # the offset table, then a fragment a frame
+                    for i in sorted(pick):
+                        off, ln = items.values[1 + i]
+                        yield i, os.pread(fd, ln, off)
+                    return
+            finally:
+                os.close(fd)
+    for i, frame in enumerate(iter_frames(path)):
+        if i in pick:
+            yield i, frame
+
+
+def check_dicom(dsets, verdict, accept_unrun: bool = False, every: bool = False) -> None:
+    """``dicom: entropy tight``: the same judgement for the JPEG / JPEG 2000 frames of DICOM
+    instances (``dsets``: (path, dataset) pairs; frames of other transfer syntaxes are not judged
+    here): a sample of each instance's frames (:func:`sample_indices`), every one when ``every``."""
     name = "dicom: entropy tight"
     bad: list[str] = []
-    n = 0
+    n = total = 0
     try:
         for path, ds in dsets:
             ts_uid = str(ds.file_meta.get("TransferSyntaxUID", ""))
             if ts_uid not in DICOM_JPEG and ts_uid not in DICOM_J2K:
                 continue
+            count = int(ds.get("NumberOfFrames", 1) or 1)
+            total += count
+            pick = set(sample_indices(count, every).tolist())
             try:
-                for i, frame in enumerate(iter_frames(Path(path))):
+                for i, frame in _frames(Path(path), count, pick):
                     n += 1
                     why = judge(bytes(frame)) if ts_uid in DICOM_JPEG else judge_j2k(bytes(frame))
                     if why is not None and why not in (NOT_WALKABLE, TOO_LARGE):  # that one is ``dicom: frame segments``'s finding
@@ -329,7 +379,8 @@ def check_dicom(dsets, verdict, accept_unrun: bool = False) -> None:
         hint = "(accepted by --accept-unrun-checks)" if accept_unrun else "(install libturbojpeg0, or pass --accept-unrun-checks)"
         verdict.add(name, accept_unrun, f"not run: libturbojpeg is not available {hint}", not_run=True)
         return
-    verdict.add(name, not bad, "; ".join(bad[:5]) if bad else f"{n} JPEG / JPEG 2000 frame(s): coded data only, nothing after it")
+    judged = f"{n}" if every or n >= total else f"{n} of {total} (up to {SAMPLE} an instance, spread evenly; --coded-data all judges every one)"
+    verdict.add(name, not bad, "; ".join(bad[:5]) if bad else f"{judged} JPEG / JPEG 2000 frame(s): coded data only, nothing after it")
 
 
-__all__ = ["CHECK", "DICOM_JPEG", "check_dicom", "check_tiff", "judge"]
+__all__ = ["CHECK", "DICOM_JPEG", "SAMPLE", "check_dicom", "check_tiff", "judge", "sample_indices"]

@@ -1,0 +1,75 @@
+"""``--coded-data``: how many tiles/frames verification decodes to prove their coded data holds no
+bytes a decoder skips (``wsianon.verify.ecs``).  The default judges a sample of each level, read on
+its own; ``all`` judges every one (see also tests/test_redteam_tiff.py)."""
+
+from __future__ import annotations
+
+import pydicom
+import pytest
+
+from wsianon.io.dicomframes import iter_frames
+from wsianon.profiles.policy import Policy
+from wsianon.verify import ecs
+
+from .fixtures.dicom_gen import make_dicom
+from .fixtures.svs_gen import write_svs
+
+
+@pytest.fixture(scope="module")
+def instance(tmp_path_factory):
+    """The largest instance of a generated DICOM WSI (a level with more frames than the sample)."""
+    tmp = tmp_path_factory.mktemp("coded")
+    svs = write_svs(tmp / "seed.svs", size=(2560, 2048)).path  # 80 tiles at the base level
+    fx = make_dicom(tmp / "dcm", seed_svs=svs)
+    path = max(fx.files, key=lambda p: p.stat().st_size)
+    n = int(pydicom.dcmread(path, stop_before_pixels=True).NumberOfFrames)
+    assert n > ecs.SAMPLE
+    return path, n
+
+
+def test_sampled_frames_are_the_frames_read_in_turn(instance):
+    path, n = instance
+    every = list(iter_frames(path))
+    pick = set(ecs.sample_indices(n, False).tolist())
+    assert len(pick) == ecs.SAMPLE and {0, n - 1} <= pick
+    got = list(ecs._frames(path, n, pick))  # one fragment a frame: only the picked frames are read
+    assert [i for i, _ in got] == sorted(pick) and all(f == every[i] for i, f in got)
+    # a count the items do not match (several fragments a frame): read in turn, the others skipped
+    got = list(ecs._frames(path, n + 1, {0, 3}))
+    assert [(i, f) for i, f in got] == [(0, every[0]), (3, every[3])]
+
+
+def test_check_dicom_says_how_many_frames_it_judged(instance):
+    path, n = instance
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+
+    class V:
+        def __init__(self):
+            self.checks = []
+
+        def add(self, name, ok, detail, not_run=False):
+            self.checks.append((name, ok, detail))
+
+    v = V()
+    ecs.check_dicom([(path, ds)], v)
+    assert v.checks[0][1] is True and v.checks[0][2].startswith(f"{ecs.SAMPLE} of {n} (up to {ecs.SAMPLE} an instance"), v.checks
+    v = V()
+    ecs.check_dicom([(path, ds)], v, every=True)
+    assert v.checks[0][1] is True and v.checks[0][2].startswith(f"{n} JPEG"), v.checks
+
+
+def test_policy_refuses_an_unknown_word():
+    assert Policy().coded_data == "sample" and Policy(coded_data="all").coded_data == "all"
+    with pytest.raises(ValueError, match="--coded-data must be one of sample, all"):
+        Policy(coded_data="some")
+
+
+def test_help_and_record_name_the_sample_size(cli):
+    from wsianon.pipeline.record import policy_flags, policy_in_words
+
+    code, out, _ = cli("run", "--help")
+    assert code == 0 and "--coded-data" in out and f"up to {ecs.SAMPLE}" in " ".join(out.split())
+    words = " ".join(policy_in_words({"coded_data": "sample"}))
+    assert f"up to {ecs.SAMPLE} tiles" in words
+    assert "every tile was decoded" in " ".join(policy_in_words({"coded_data": "all"}))
+    assert policy_flags({"coded_data": "all"}).endswith("--coded-data all") and "--coded-data" not in policy_flags({"coded_data": "sample"})
