@@ -335,7 +335,7 @@ class XmlCleaner:
 def _shown(name: str) -> str:
     """A name from the header as the report may show it: the schema's vocabulary, or a placeholder
     (an attribute or element name is text the header's writer chose)."""
-    return public_name("isyntax", str(name), "(name not in the vocabulary)")
+    return public_name("isyntax", str(name))
 
 
 def normalize_markup(root: ET.Element, allowed_xml_attributes: set[str]) -> list[tuple[str, str]]:

@@ -13,6 +13,9 @@ from functools import lru_cache
 
 from wsianon.profiles import load
 
+# what stands for a name that is not vocabulary, here and in the report (``verify/reportnames.py``)
+WITHHELD = "[withheld]"
+
 _SPLIT = re.compile(r"[^A-Za-z0-9]+")
 _CAMEL = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 _WORDISH = re.compile(r"[A-Za-z][A-Za-z0-9_.\- ]{1,60}")
@@ -69,6 +72,6 @@ def shown(fmt: str, name: str) -> bool:
     return all(_part_ok(p, vocab) for p in _SPLIT.split(name) if p)
 
 
-def public(fmt: str, name: str, placeholder: str) -> str:
+def public(fmt: str, name: str, placeholder: str = WITHHELD) -> str:
     """``name`` when :func:`shown`, else ``placeholder``."""
     return name if shown(fmt, name) else placeholder

@@ -15,7 +15,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-WITHHELD = "[withheld]"
+from wsianon.profiles.names import WITHHELD  # one placeholder, in the converters and the report
+
 FORMATS = ("aperio", "dicom", "generic", "isyntax", "leica", "mrxs", "ndpi", "philips", "ventana")
 
 # words: maximal runs of letters and digits (any script); everything else is kept as it is

@@ -178,7 +178,7 @@ def _shown(name: str) -> str:
     """A name from the output's header as a finding may show it (vocabulary, or a placeholder)."""
     from wsianon.profiles.names import public
 
-    return public("isyntax", str(name), "(name not in the vocabulary)")
+    return public("isyntax", str(name))
 
 
 def _image_kind(obj: ET.Element | None, r: dict) -> str | None:
