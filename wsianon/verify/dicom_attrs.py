@@ -31,6 +31,7 @@ DATE_RE = {"DA": re.compile(r"^\d{8}$"), "TM": re.compile(r"^\d{2,6}(\.\d{1,6})?
 UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 CS_RE = re.compile(r"^[A-Z0-9_ ]{0,16}$")
 CODE_KWS = ("CodeValue", "LongCodeValue", "URNCodeValue")
+BINARY_JUDGED = ("ICCProfile",)  # and every *PaletteColorLookupTableData (see _Walker._binary)
 
 
 def _read(path: Path) -> Dataset:
@@ -78,6 +79,9 @@ class _Walker:
                             if e.keyword == "ReferencedSOPInstanceUID" and str(e.value).strip() not in self.sop_uids:
                                 self.findings.add(f"{name}: reference to an instance that is not among the outputs")
                 continue
+            if kw in BINARY_JUDGED or kw.endswith("PaletteColorLookupTableData"):
+                self._binary(kw, name, elem)
+                continue
             try:
                 vals = _vals(elem)
             except Exception:
@@ -101,6 +105,16 @@ class _Walker:
         for kw, needs in w.conditions.items():
             if kw in ds and needs not in ds:
                 self.findings.add("/".join(path + (kw,)) + f": present without {needs}")
+
+    def _binary(self, kw: str, name: str, elem) -> None:
+        """Binary values that can carry text: an ICC profile keeps its colorimetric tags only; a
+        palette lookup table is a colour ramp."""
+        if not elem.value:
+            return
+        if kw == "ICCProfile" and _icc_problems(bytes(elem.value)):
+            self.findings.add(f"{name}: ICC profile with text, private or unreferenced bytes")
+        elif kw.endswith("PaletteColorLookupTableData") and not _palette_ok(kw, bytes(elem.value)):
+            self.findings.add(f"{name}: palette data is not a colour ramp (could hold anything)")
 
     def _text_ok(self, ds: Dataset, kw: str, path: tuple[str, ...], v: str, vr: str) -> bool:
         w = self.world
@@ -138,6 +152,50 @@ class _Walker:
         return True  # kept on purpose by a Retain option the profile names (e.g. retain-device-identity)
 
 
+def _icc_problems(data: bytes) -> int:
+    """Non-zero bytes of an ICC profile outside its colorimetric tags (-1: does not parse), by the
+    same rule as the TIFF routes' ICC check (``tiff_closed_world.json``'s safe tag types)."""
+    from wsianon.profiles import load
+    from wsianon.verify.partition import icc_problems
+
+    return icc_problems(data, {t.encode("latin-1") for t in load("tiff_closed_world")["icc_safe_types"]})
+
+
+MAX_PALETTE_TURNS = 4  # jet/rainbow palettes turn at most twice a channel; text turns at nearly every entry
+
+
+def _palette_ok(kw: str, data: bytes) -> bool:
+    """A palette channel (16-bit entries) is a ramp: piecewise monotonic with at most
+    ``MAX_PALETTE_TURNS`` changes of direction. A segmented palette (opcodes) is not judged: False."""
+    if kw.startswith("Segmented") or len(data) % 2:
+        return False
+    import struct
+
+    vals = struct.unpack(f"<{len(data) // 2}H", data)
+    turns, direction = 0, 0
+    for a, b in zip(vals, vals[1:]):
+        d = (b > a) - (b < a)
+        if d and direction and d != direction:
+            turns += 1
+            if turns > MAX_PALETTE_TURNS:
+                return False
+        direction = d or direction
+    return True
+
+
+def _preamble_findings(f: Path, ds: Dataset) -> list[str]:
+    """The 128-byte preamble (PS3.10 7.1) of an output is all zeros: it is free bytes no reader
+    interprets, so anything else in it is content nobody judges."""
+    pre = getattr(ds, "preamble", None)
+    if pre is None:  # a header handed over without it: read the file's first bytes
+        try:
+            with open(f, "rb") as fh:
+                pre = fh.read(128)
+        except OSError:
+            return [f"{f.name}: preamble unreadable"]
+    return [f"{f.name}: preamble is not all zeros"] if any(pre) else []
+
+
 def recorded_profile(ds: Dataset) -> DicomProfile:
     """The profile an instance says it was de-identified with (its CID 7050 method codes)."""
     from wsianon.profiles.dicom import OPTIONS
@@ -169,6 +227,7 @@ def check_dicom_attributes(
     w.findings = found
     # identity attributes agree with each other (a partial de-identification leaves them apart)
     for f, ds in dsets:
+        w.findings.update(_preamble_findings(f, ds))
         if "PatientName" in ds and "PatientID" in ds and str(ds.PatientName).strip() != str(ds.PatientID).strip():
             w.findings.add(f"{f.name}: PatientName differs from PatientID (not one pseudonym)")
         cid = str(ds.get("ContainerIdentifier", "") or "").strip()

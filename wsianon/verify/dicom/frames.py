@@ -12,6 +12,7 @@ from pathlib import Path
 import pydicom
 from pydicom.dataset import Dataset
 
+from wsianon.io import codestreams
 from wsianon.io.dicomframes import decode_rgb, iter_frames
 from wsianon.io.jpeg import JpegError, clean_by_known_header, dirty_segments, follows_jpeg_rules, is_jpeg, learn_clean_header, marker_name, normalized
 from wsianon.verify.dicom.common import J2K_TIFF_CODECS, JPEG_TIFF_CODECS, Checks, image_kind, read_dataset
@@ -306,7 +307,20 @@ def _frame_key(ds: Dataset) -> tuple:
 def _digest_frames(path: Path, scrub: bool = False) -> list[bytes]:
     """sha256 per frame (``scrub``: of the frame as a correct redaction leaves it, its
     non-essential JPEG payloads zeroed — the source side)."""
-    return [hashlib.sha256(normalized(f)[0] if scrub else f).digest() for f in iter_frames(path)]
+    ts = _codestream_ts(path) if scrub else None
+    return [hashlib.sha256((_zeroed(f, ts) if ts else normalized(f)[0]) if scrub else f).digest() for f in iter_frames(path)]
+
+
+def _zeroed(frame: bytes, ts: str) -> bytes:
+    """A JPEG 2000 / JPEG-LS frame with its comment payloads and trailing bytes zeroed (as the
+    converter leaves it); a frame that cannot be followed as it is."""
+    found = codestreams.dirty(frame, ts)
+    if not found:
+        return frame
+    b = bytearray(frame)
+    for o, ln in found:
+        b[o : o + ln] = bytes(ln)
+    return bytes(b)
 
 
 def check_frame_segments(files: list[Path], verdict: Checks) -> None:
@@ -348,6 +362,10 @@ class FrameSegments:
         frames = 0
         for path in self.files if files is None else [Path(f) for f in files]:
             try:
+                ts = _codestream_ts(path)
+                if ts:  # JPEG 2000 / JPEG-LS: their own marker walks (io.codestreams)
+                    frames += _codestream_segments(path, ts, bad)
+                    continue
                 fed = self._feeders[path] if path in self._feeders else _segment_feeder(path)
                 n = _judge_streamed(path, *fed) if fed is not None else None
                 frames += n if n is not None else _frame_segments(path, bad)
@@ -427,6 +445,28 @@ def _frames_of(path: Path):
         os.close(fd)
     if frags is None:
         yield from iter_frames(path)
+
+
+def _codestream_ts(path: Path) -> str | None:
+    """The transfer syntax when ``path``'s frames are JPEG 2000 or JPEG-LS, else None."""
+    ts = str(read_dataset(path).file_meta.get("TransferSyntaxUID", ""))
+    return ts if ts in codestreams.J2K_TS or ts in codestreams.JPEGLS_TS else None
+
+
+def _codestream_segments(path: Path, ts: str, bad: list[str]) -> int:
+    """JPEG 2000 / JPEG-LS frames: no COM (or JPEG-LS APPn) payload and no byte after the
+    codestream's end may be non-zero; a frame whose markers cannot be followed fails (closed)."""
+    n = 0
+    for i, f in enumerate(_frames_of(path)):
+        n += 1
+        found = codestreams.dirty(f, ts)
+        if found is None:
+            bad.append(f"{path.name} frame {i}: codestream that cannot be followed to its end")
+            break
+        if found:
+            bad.append(f"{path.name} frame {i}: comment or application segment (or bytes after the end) with content")
+            break
+    return n
 
 
 def _frame_segments(path: Path, bad: list[str]) -> int:

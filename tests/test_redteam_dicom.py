@@ -1,0 +1,145 @@
+"""Red-team findings on the DICOM route (rdicom): places an identifier survived into OUT with the
+slide verified — the 128-byte preamble, an ICC profile's text, palette lookup table data, COM
+segments of JPEG 2000 and JPEG-LS frames — each closed structurally on the output side and
+judged by the verifier from the output alone (``wsianon verify`` without the source)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from wsianon.io import codestreams
+from wsianon.verify.dicom_attrs import check_dicom_attributes
+
+from .conftest import shared
+from .fixtures import dicom_redteam as rt
+
+HD = "dicom/highdicom_sm_image.dcm"
+HD_JLS = "dicom/highdicom_sm_image_jpegls.dcm"
+MARKS = (b"RDQX7", b"Doe^Jane", b"MRN4711")
+
+
+def _report(out: Path) -> dict:
+    (slide,) = json.loads((out / "wsianon-report.json").read_text())["slides"]
+    return slide
+
+
+def _out_bytes(out: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file())
+
+
+def _run(cli, src: Path, out: Path):
+    code, stdout, stderr = cli("run", "--target", "dicom", str(src), "-o", str(out))
+    return code, stdout + stderr, _report(out)
+
+
+def _shared_ok(cli, tmp_path: Path, src: Path) -> Path:
+    """Run ``src``; the slide is shared and no planted byte is anywhere in OUT or the console."""
+    out = tmp_path / "out"
+    code, console, slide = _run(cli, src, out)
+    assert code == 0 and slide["status"] == "ok", (console, slide["verification"])
+    blob = _out_bytes(out) + console.encode()
+    assert not [m for m in MARKS if m in blob]
+    (dcm,) = sorted(out.rglob("*.dcm"))
+    return dcm
+
+
+def _verify_fails(cli, dcm: Path, check: str) -> None:
+    code, stdout, _ = cli("verify", str(dcm))
+    assert code == 1 and check in stdout, stdout
+    assert not [m for m in MARKS if m.decode() in stdout]
+
+
+def _read(p: Path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pydicom.dcmread(p)
+
+
+def test_preamble_is_zeroed_and_judged(tmp_path, cli):
+    src = rt.with_preamble(shared(HD), tmp_path / "in")
+    dcm = _shared_ok(cli, tmp_path, src)
+    assert dcm.read_bytes()[:128] == bytes(128)
+    # an output whose preamble holds text (another tool's, or ours before the fix) is not clean
+    planted = tmp_path / "planted" / dcm.name
+    planted.parent.mkdir()
+    planted.write_bytes(src.read_bytes()[:128] + dcm.read_bytes()[128:])
+    found, _n = check_dicom_attributes([planted])
+    assert found == [f"{planted.name}: preamble is not all zeros"]
+    _verify_fails(cli, planted, "closed world")
+
+
+def test_icc_profile_keeps_colorimetry_only_and_is_judged(tmp_path, cli):
+    src = rt.with_icc_text(shared(HD), tmp_path / "in")
+    dcm = _shared_ok(cli, tmp_path, src)
+    icc_in = bytes(_read(src).OpticalPathSequence[0].ICCProfile)
+    icc_out = bytes(_read(dcm).OpticalPathSequence[0].ICCProfile)
+    assert len(icc_out) == len(icc_in) and icc_out[128:132] == icc_in[128:132]  # same tags
+    from wsianon.io.icc import parse
+
+    for sig, off, size in parse(icc_in):
+        if icc_in[off : off + 4] in (b"curv", b"XYZ "):  # colorimetry byte for byte
+            assert icc_out[off : off + size] == icc_in[off : off + size], sig
+    # the verifier judges an ICC profile from the output: the planted one is refused
+    ds = _read(dcm)
+    ds.OpticalPathSequence[0].ICCProfile = icc_in
+    planted = tmp_path / "planted" / dcm.name
+    planted.parent.mkdir()
+    ds.save_as(planted)
+    found, _n = check_dicom_attributes([planted])
+    assert f"{planted.name}: OpticalPathSequence/ICCProfile: ICC profile with text, private or unreferenced bytes" in found
+    _verify_fails(cli, planted, "closed world")
+
+
+def test_palette_lookup_table_holding_text_is_quarantined(tmp_path, cli):
+    src = rt.with_palette(shared(HD), tmp_path / "in", rt.text_palette())
+    out = tmp_path / "out"
+    code, console, slide = _run(cli, src, out)
+    assert code == 1 and slide["status"] == "failed"
+    assert not list(out.rglob("*.dcm")) and not [m for m in MARKS if m in _out_bytes(out) + console.encode()]
+    cw = next(c for c in slide["verification"]["checks"] if c["check"] == "dicom: closed world")
+    assert not cw["ok"] and "PaletteColorLookupTableData: palette data is not a colour ramp" in cw["detail"]
+    # a real colour ramp is kept and the slide shared
+    clean = rt.with_palette(shared(HD), tmp_path / "ramp", rt.ramp_palette())
+    out2 = tmp_path / "out2"
+    code, console, slide = _run(cli, clean, out2)
+    assert code == 0 and slide["status"] == "ok", (console, slide["verification"])
+    (dcm,) = out2.rglob("*.dcm")
+    assert bytes(_read(dcm).OpticalPathSequence[0].PaletteColorLookupTableSequence[0].RedPaletteColorLookupTableData) == rt.ramp_palette()
+
+
+@pytest.mark.parametrize("kind", ["j2k", "jpegls"])
+def test_codestream_frame_comments_are_zeroed_and_judged(tmp_path, cli, kind):
+    if kind == "j2k":
+        src = rt.j2k_with_com(shared(HD), tmp_path / "in")
+    else:
+        src = rt.jpegls_with_com(shared(HD_JLS), tmp_path / "in")
+    dcm = _shared_ok(cli, tmp_path, src)
+    ds = _read(dcm)
+    ts = str(ds.file_meta.TransferSyntaxUID)
+    assert ts in codestreams.J2K_TS | codestreams.JPEGLS_TS
+    frames = list(pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=int(ds.NumberOfFrames)))
+    assert frames and all(codestreams.spans(f, ts) for f in frames)  # the segments stay, emptied
+    assert all(codestreams.dirty(f, ts) == [] for f in frames)
+    # the frames still decode to the source's pixels (lossless codecs)
+    src_px, out_px = _read(src).pixel_array, ds.pixel_array
+    assert (src_px == out_px).all()
+    planted = tmp_path / "planted" / dcm.name
+    planted.parent.mkdir()
+    shutil.copy(dcm, planted)
+    rt.plant_frame_comment(planted)
+    _verify_fails(cli, planted, "frame segments")
+
+
+def test_codestream_walks_fail_closed_on_what_they_cannot_follow():
+    ts_j2k, ts_jls = "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.80"
+    assert codestreams.spans(b"\x00\x00\x00\x0cjP  ", ts_j2k) is None  # a JP2 file, not a codestream
+    assert codestreams.spans(b"\xff\x4f\xff\x51\x00\x29", ts_j2k) is None  # truncated main header
+    assert codestreams.spans(b"\xff\xd8\xff\xf7\x00\x0b\x08", ts_jls) is None  # truncated SOF55
+    assert codestreams.spans(b"\xff\xd8\xff\xc0\x00\x02\xff\xd9", ts_jls) is None  # baseline JPEG is not JPEG-LS
+    assert codestreams.spans(b"anything", "1.2.840.10008.1.2.1") == []
