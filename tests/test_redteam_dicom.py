@@ -143,3 +143,48 @@ def test_codestream_walks_fail_closed_on_what_they_cannot_follow():
     assert codestreams.spans(b"\xff\xd8\xff\xf7\x00\x0b\x08", ts_jls) is None  # truncated SOF55
     assert codestreams.spans(b"\xff\xd8\xff\xc0\x00\x02\xff\xd9", ts_jls) is None  # baseline JPEG is not JPEG-LS
     assert codestreams.spans(b"anything", "1.2.840.10008.1.2.1") == []
+
+
+def test_container_around_the_data_set_is_judged(tmp_path, cli):
+    """File Meta elements a de-identifier does not write (Private Information and its creator) and
+    Data Set Trailing Padding are content no attribute walk reads: ``wsianon verify`` refuses them."""
+    import struct
+
+    src = rt.with_preamble(shared(HD), tmp_path / "in")
+    dcm = _shared_ok(cli, tmp_path, src)
+    assert check_dicom_attributes([dcm])[0] == []
+    ds = _read(dcm)
+    ds.file_meta.PrivateInformationCreatorUID = "1.2.3.4"
+    ds.file_meta.PrivateInformation = rt.TOKEN.encode()
+    meta = tmp_path / "meta" / dcm.name
+    meta.parent.mkdir()
+    ds.save_as(meta, enforce_file_format=True)
+    found, _n = check_dicom_attributes([meta])
+    assert f"{meta.name}: file meta (0002,0100) PrivateInformationCreatorUID: not written by a de-identifier" in found
+    assert f"{meta.name}: file meta (0002,0102) PrivateInformation: not written by a de-identifier" in found
+    _verify_fails(cli, meta, "closed world")
+    padded = tmp_path / "padded" / dcm.name
+    padded.parent.mkdir()
+    value = rt.TOKEN.encode() + b"\0" * (len(rt.TOKEN) % 2)
+    padded.write_bytes(dcm.read_bytes() + b"\xfc\xff\xfc\xffOB\0\0" + struct.pack("<I", len(value)) + value)
+    found, _n = check_dicom_attributes([padded])
+    assert found == [f"{padded.name}: bytes after Pixel Data (trailing padding or other bytes)"]
+    _verify_fails(cli, padded, "closed world")
+
+
+@pytest.mark.parametrize("kind", ["text-frame", "beyond-frames"])
+def test_pixel_data_that_is_not_pixels_is_quarantined(tmp_path, cli, kind):
+    """A frame of a JPEG instance that is no JPEG stream (the segment walks skip it), and native
+    Pixel Data longer than its frames (no frame reader reads the rest): failed, never shared."""
+    if kind == "text-frame":
+        src = rt.jpeg_instance_with_text_frame(shared("dicom/wsi2dcm-cmu-1-small-region/level-0-frames-0-30.dcm"), tmp_path / "in")
+        check, why = "dicom: frame segments", "frame 29: not a JPEG stream in a JPEG transfer syntax"
+    else:
+        src = rt.native_with_bytes_beyond_frames(shared(HD), tmp_path / "in")
+        check, why = "dicom: closed world", "native Pixel Data is not exactly its frames"
+    out = tmp_path / "out"
+    code, console, slide = _run(cli, src, out)
+    assert code == 1 and slide["status"] == "failed", console
+    assert not list(out.rglob("*.dcm")) and not [m for m in MARKS if m in _out_bytes(out) + console.encode()]
+    chk = next(c for c in slide["verification"]["checks"] if c["check"] == check)
+    assert not chk["ok"] and why in chk["detail"], chk

@@ -183,9 +183,27 @@ def _palette_ok(kw: str, data: bytes) -> bool:
     return True
 
 
-def _preamble_findings(f: Path, ds: Dataset) -> list[str]:
-    """The 128-byte preamble (PS3.10 7.1) of an output is all zeros: it is free bytes no reader
-    interprets, so anything else in it is content nobody judges."""
+# the File Meta Information an output carries (PS3.10 7.1); anything else there (Source/Sending AE
+# titles, Private Information and its creator) is content this verifier does not judge
+FILE_META = frozenset(
+    {
+        "FileMetaInformationGroupLength",
+        "FileMetaInformationVersion",
+        "MediaStorageSOPClassUID",
+        "MediaStorageSOPInstanceUID",
+        "TransferSyntaxUID",
+        "ImplementationClassUID",
+        "ImplementationVersionName",
+    }
+)
+
+
+def _container_findings(f: Path, ds: Dataset) -> list[str]:
+    """The container around the data set holds nothing unjudged: the 128-byte preamble (free bytes
+    no reader interprets) is all zeros, the File Meta Information has only ``FILE_META`` (its text
+    values are judged by ``dicom: text vocabulary``), and the file ends where Pixel Data ends (no
+    Data Set Trailing Padding, no bytes after the data set)."""
+    out: list[str] = []
     pre = getattr(ds, "preamble", None)
     if pre is None:  # a header handed over without it: read the file's first bytes
         try:
@@ -193,7 +211,66 @@ def _preamble_findings(f: Path, ds: Dataset) -> list[str]:
                 pre = fh.read(128)
         except OSError:
             return [f"{f.name}: preamble unreadable"]
-    return [f"{f.name}: preamble is not all zeros"] if any(pre) else []
+    if any(pre):
+        out.append(f"{f.name}: preamble is not all zeros")
+    meta = getattr(ds, "file_meta", None)
+    for e in meta or []:
+        if e.keyword not in FILE_META:
+            out.append(f"{f.name}: file meta ({e.tag.group:04X},{e.tag.element:04X}) {e.keyword}: not written by a de-identifier")
+    if meta is not None and bytes(meta.get("FileMetaInformationVersion", b"\0\1") or b"") != b"\0\1":
+        out.append(f"{f.name}: file meta FileMetaInformationVersion is not 00 01")
+    end = _data_set_end(f)
+    if end is not True:
+        out.append(f"{f.name}: {end}")
+    return out
+
+
+def _native_length(ds: Dataset) -> int:
+    """The length native (uncompressed) Pixel Data has: its frames' bits, padded to even."""
+    bits = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * int(ds.BitsAllocated) * int(ds.get("NumberOfFrames", 1) or 1)
+    n = (bits + 7) // 8
+    return n + n % 2
+
+
+def _data_set_end(f: Path) -> bool | str:
+    """True when the file ends with its Pixel Data element (or its last element when it has
+    none); else the one-line reason."""
+    import os
+    import struct
+
+    from wsianon.io.dicomframes import walk_items
+
+    try:
+        with open(f, "rb") as fh, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            head_ds = pydicom.dcmread(fh, stop_before_pixels=True)
+            off, size = fh.tell(), os.fstat(fh.fileno()).st_size
+            if off >= size:
+                return True
+            head = os.pread(fh.fileno(), 12, off)
+            if len(head) < 8 or struct.unpack("<HH", head[:4]) != (0x7FE0, 0x0010):
+                return "elements after the data set's last attribute (trailing padding or other bytes)"
+            implicit = str(head_ds.file_meta.get("TransferSyntaxUID", "")) == "1.2.840.10008.1.2"
+            if implicit:
+                hdr, (length,) = 8, struct.unpack("<I", head[4:8])
+            elif head[4:6] in (b"OB", b"OW", b"UN"):
+                hdr, (length,) = 12, struct.unpack("<I", head[8:12])
+            else:
+                return "Pixel Data with an unexpected VR"
+            if length == 0xFFFFFFFF:
+                items = walk_items(fh.fileno(), off + hdr, size)
+                if items.end is None:
+                    return items.problem or "encapsulated Pixel Data is truncated"
+                end = items.end
+            else:
+                end = off + hdr + length
+                if length != _native_length(head_ds):
+                    return "native Pixel Data is not exactly its frames (bytes beyond them are not pixels)"
+    except OSError:
+        return "unreadable"
+    except Exception as exc:
+        return f"not a readable DICOM file ({type(exc).__name__})"
+    return True if end == size else "bytes after Pixel Data (trailing padding or other bytes)"
 
 
 def recorded_profile(ds: Dataset) -> DicomProfile:
@@ -227,7 +304,7 @@ def check_dicom_attributes(
     w.findings = found
     # identity attributes agree with each other (a partial de-identification leaves them apart)
     for f, ds in dsets:
-        w.findings.update(_preamble_findings(f, ds))
+        w.findings.update(_container_findings(f, ds))
         if "PatientName" in ds and "PatientID" in ds and str(ds.PatientName).strip() != str(ds.PatientID).strip():
             w.findings.add(f"{f.name}: PatientName differs from PatientID (not one pseudonym)")
         cid = str(ds.get("ContainerIdentifier", "") or "").strip()

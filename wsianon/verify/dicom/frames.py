@@ -368,7 +368,9 @@ class FrameSegments:
                     continue
                 fed = self._feeders[path] if path in self._feeders else _segment_feeder(path)
                 n = _judge_streamed(path, *fed) if fed is not None else None
-                frames += n if n is not None else _frame_segments(path, bad)
+                if n is not None and _jpeg_family(path):
+                    n = _all_start_with_soi(path, n, bad)
+                frames += n if n is not None else _frame_segments(path, bad, _jpeg_family(path))
             except Exception as exc:
                 bad.append(f"{path.name}: frames unreadable ({type(exc).__name__})")
         verdict.add(
@@ -469,12 +471,41 @@ def _codestream_segments(path: Path, ts: str, bad: list[str]) -> int:
     return n
 
 
-def _frame_segments(path: Path, bad: list[str]) -> int:
+# transfer syntaxes whose every frame is a JPEG stream (SOI first): baseline, extended, lossless
+JPEG_FAMILY_TS = frozenset({"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70"})
+
+
+def _jpeg_family(path: Path) -> bool:
+    return str(read_dataset(path).file_meta.get("TransferSyntaxUID", "")) in JPEG_FAMILY_TS
+
+
+def _all_start_with_soi(path: Path, n: int, bad: list[str]) -> int:
+    """The streamed judgement proves the JPEG frames clean; a frame that is no JPEG stream at all
+    (no SOI) is not judged there: each located frame's first two bytes are read here."""
+    frags = _located(path) or []
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for i, (off, ln) in enumerate(frags):
+            if ln < 2 or os.pread(fd, 2, off) != b"\xff\xd8":
+                bad.append(f"{path.name} frame {i}: not a JPEG stream in a JPEG transfer syntax")
+                break
+    finally:
+        os.close(fd)
+    return n
+
+
+def _frame_segments(path: Path, bad: list[str], jpeg_only: bool = False) -> int:
+    """``jpeg_only``: the instance's transfer syntax is a JPEG one, so a frame that is not a JPEG
+    stream (no SOI: bytes no segment walk can judge) fails."""
     known: list[bytes] = []  # headers of frames found clean: their repeats need no walk
     n = 0
     for i, f in enumerate(_frames_of(path)):
         n += 1
-        if not is_jpeg(f) or clean_by_known_header(f, known):
+        if not is_jpeg(f):
+            if jpeg_only:
+                bad.append(f"{path.name} frame {i}: not a JPEG stream in a JPEG transfer syntax")
+            continue
+        if clean_by_known_header(f, known):
             continue
         try:
             dirty = dirty_segments(f)
