@@ -143,6 +143,13 @@ def test_codestream_walks_fail_closed_on_what_they_cannot_follow():
     assert codestreams.spans(b"\xff\xd8\xff\xf7\x00\x0b\x08", ts_jls) is None  # truncated SOF55
     assert codestreams.spans(b"\xff\xd8\xff\xc0\x00\x02\xff\xd9", ts_jls) is None  # baseline JPEG is not JPEG-LS
     assert codestreams.spans(b"anything", "1.2.840.10008.1.2.1") == []
+    # a marker segment outside the codec's own set (a place for text no decoder reads) is not followed
+    siz = b"\xff\x51\x00\x06abcd"
+    unknown = b"\xff\x4f" + siz + b"\xff\x3a\x00\x06" + b"RDQX" + b"\xff\x90\x00\x0a" + bytes(8) + b"\xff\x93" + b"\xff\xd9"
+    assert codestreams.spans(unknown, ts_j2k) is None
+    assert codestreams.spans(unknown.replace(b"\xff\x3a", b"\xff\x64"), ts_j2k) is not None  # a COM: followed
+    jls_unknown = b"\xff\xd8\xff\xf7\x00\x02\xff\xc4\x00\x06RDQX\xff\xd9"
+    assert codestreams.spans(jls_unknown, ts_jls) is None
 
 
 def test_container_around_the_data_set_is_judged(tmp_path, cli):

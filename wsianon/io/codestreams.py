@@ -29,6 +29,11 @@ JPEGLS_TS = frozenset({"1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"})
 _SOC, _SIZ, _SOT, _SOD, _EOC, _COM2K = 0xFF4F, 0xFF51, 0xFF90, 0xFF93, 0xFFD9, 0xFF64
 _SOI, _EOI, _SOS, _COM = 0xFFD8, 0xFFD9, 0xFFDA, 0xFFFE
 _SOF55 = 0xFFF7
+# marker segments a JPEG 2000 header may hold (Part 1 incl. HTJ2K's CAP/CPF, FF50-FF64; Part 2,
+# FF70-FF7F): any other marker is not followed (fail closed)
+_J2K_SEGMENTS = frozenset(range(0xFF50, 0xFF65)) | frozenset(range(0xFF70, 0xFF80))
+# JPEG-LS: SOF55, LSE, SOS, DNL, DRI, COM, APPn (ISO 14495-1 Table C.1)
+_JLS_SEGMENTS = frozenset({0xFFF7, 0xFFF8, 0xFFDA, 0xFFDC, 0xFFDD, 0xFFFE}) | frozenset(range(0xFFE0, 0xFFF0))
 
 
 def is_j2k(data: bytes) -> bool:
@@ -69,7 +74,7 @@ def j2k_spans(data: bytes) -> list[tuple[int, int]] | None:
         m, ln = struct.unpack_from(">HH", data, pos)
         if m == _SOT:
             break
-        if m >> 8 != 0xFF or ln < 2 or pos + 2 + ln > n:
+        if m not in _J2K_SEGMENTS or m == _SOT or ln < 2 or pos + 2 + ln > n:
             return None
         if m == _COM2K and ln > 4:
             out.append((pos + 6, ln - 4))
@@ -97,7 +102,7 @@ def j2k_spans(data: bytes) -> list[tuple[int, int]] | None:
             if hp + 4 > n:
                 return None
             (hl,) = struct.unpack_from(">H", data, hp + 2)
-            if hm >> 8 != 0xFF or hl < 2 or hp + 2 + hl > n:
+            if hm not in _J2K_SEGMENTS or hl < 2 or hp + 2 + hl > n:
                 return None
             if hm == _COM2K and hl > 4:
                 out.append((hp + 6, hl - 4))
@@ -128,7 +133,7 @@ def jpegls_spans(data: bytes) -> list[tuple[int, int]] | None:
         (m,) = struct.unpack_from(">H", data, pos)
         if m == _EOI:
             return out + _tail(data, pos + 2)
-        if m >> 8 != 0xFF or m == 0xFFFF:
+        if m not in _JLS_SEGMENTS and not 0xFFD0 <= m <= 0xFFD7:
             return None
         if 0xFFD0 <= m <= 0xFFD7:  # RSTn: no length
             pos += 2
