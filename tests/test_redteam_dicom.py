@@ -22,6 +22,7 @@ from .fixtures import dicom_redteam as rt
 HD = "dicom/highdicom_sm_image.dcm"
 HD_JLS = "dicom/highdicom_sm_image_jpegls.dcm"
 MARKS = (b"RDQX7", b"Doe^Jane", b"MRN4711")
+TOKEN_BYTES = rt.TOKEN.encode()[:16]
 
 
 def _report(out: Path) -> dict:
@@ -195,3 +196,14 @@ def test_pixel_data_that_is_not_pixels_is_quarantined(tmp_path, cli, kind):
     assert not list(out.rglob("*.dcm")) and not [m for m in MARKS if m in _out_bytes(out) + console.encode()]
     chk = next(c for c in slide["verification"]["checks"] if c["check"] == check)
     assert not chk["ok"] and why in chk["detail"], chk
+
+
+def test_real_world_value_lookup_table_is_removed_and_judged(tmp_path, cli):
+    src = rt.with_real_world_lut(shared(HD), tmp_path / "in")
+    assert TOKEN_BYTES in src.read_bytes()
+    dcm = _shared_ok(cli, tmp_path, src)
+    assert "RealWorldValueMappingSequence" not in _read(dcm).SharedFunctionalGroupsSequence[0]
+    found, _n = check_dicom_attributes([src])
+    assert (
+        f"{src.name}: SharedFunctionalGroupsSequence/RealWorldValueMappingSequence/RealWorldValueLUTData: a lookup table of free numbers (not judged)" in found
+    )

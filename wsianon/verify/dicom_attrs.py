@@ -31,7 +31,7 @@ DATE_RE = {"DA": re.compile(r"^\d{8}$"), "TM": re.compile(r"^\d{2,6}(\.\d{1,6})?
 UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 CS_RE = re.compile(r"^[A-Z0-9_ ]{0,16}$")
 CODE_KWS = ("CodeValue", "LongCodeValue", "URNCodeValue")
-BINARY_JUDGED = ("ICCProfile",)  # and every *PaletteColorLookupTableData (see _Walker._binary)
+BINARY_JUDGED = ("ICCProfile", "RealWorldValueLUTData")  # and every *PaletteColorLookupTableData (see _Walker._binary)
 
 
 def _read(path: Path) -> Dataset:
@@ -107,11 +107,13 @@ class _Walker:
                 self.findings.add("/".join(path + (kw,)) + f": present without {needs}")
 
     def _binary(self, kw: str, name: str, elem) -> None:
-        """Binary values that can carry text: an ICC profile keeps its colorimetric tags only; a
-        palette lookup table is a colour ramp."""
+        """Binary and numeric-table values that can carry text: an ICC profile keeps its colorimetric
+        tags only; a palette lookup table is a colour ramp; a real world value LUT is not kept."""
         if not elem.value:
             return
-        if kw == "ICCProfile" and _icc_problems(bytes(elem.value)):
+        if kw == "RealWorldValueLUTData":  # free numbers (text fits in them as doubles)
+            self.findings.add(f"{name}: a lookup table of free numbers (not judged)")
+        elif kw == "ICCProfile" and _icc_problems(bytes(elem.value)):
             self.findings.add(f"{name}: ICC profile with text, private or unreferenced bytes")
         elif kw.endswith("PaletteColorLookupTableData") and not _palette_ok(kw, bytes(elem.value)):
             self.findings.add(f"{name}: palette data is not a colour ramp (could hold anything)")

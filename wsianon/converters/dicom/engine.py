@@ -194,6 +194,12 @@ class Engine:
             self._log(name, Action.REMOVE)
             return
         if elem.VR == "SQ":
+            if kw == "RealWorldValueMappingSequence" and any("RealWorldValueLUTData" in item for item in elem.value):
+                # a table of free numbers (text fits in it as doubles) no check can judge; the
+                # mapping is an optional functional group, so it goes whole (slope/intercept stays)
+                del ds[tag]
+                self._log(name, "removed: a real world value lookup table cannot be judged")
+                return
             self._sequence(elem, action, name, path + (step,))
             return
         if action is Action.KEEP and elem.VR in FREE_TEXT_VRS and kw in iod().kept_text and not _kept_text_ok(kw, elem):
