@@ -207,3 +207,24 @@ def test_real_world_value_lookup_table_is_removed_and_judged(tmp_path, cli):
     assert (
         f"{src.name}: SharedFunctionalGroupsSequence/RealWorldValueMappingSequence/RealWorldValueLUTData: a lookup table of free numbers (not judged)" in found
     )
+
+
+def test_fifo_beside_a_dicom_input_does_not_hang_the_run(tmp_path):
+    """The private review sheet groups a DICOM file's series from its folder: a FIFO there (or
+    below it) was opened and blocked the run forever after the slide was verified."""
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    shutil.copy(shared(HD), folder / "v.dcm")
+    os.mkfifo(folder / "pipe.dcm")
+    os.mkfifo(folder / "sub" / "p")
+    for src in (folder / "v.dcm", folder):
+        out = tmp_path / f"out-{src.name}"
+        p = subprocess.run(
+            [sys.executable, "-m", "wsianon.cli", "run", "--target", "dicom", str(src), "-o", str(out)], capture_output=True, text=True, timeout=120
+        )
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert _report(out)["status"] == "ok" and Path(f"{out}.review.html").is_file()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,8 @@ class DicomResult:
 
 def _has_preamble(path: Path) -> bool:
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False  # a FIFO, socket or device: opening or reading it could block forever
         with open(path, "rb") as fh:
             head = fh.read(132)
     except OSError:
