@@ -228,3 +228,32 @@ def test_fifo_beside_a_dicom_input_does_not_hang_the_run(tmp_path):
         )
         assert p.returncode == 0, p.stdout + p.stderr
         assert _report(out)["status"] == "ok" and Path(f"{out}.review.html").is_file()
+
+
+def test_folder_with_a_dicomdir_is_de_identified_without_it(tmp_path):
+    """A DICOM media folder (PS3.10) holds a DICOMDIR beside the instances: the folder was refused
+    whole ("no SeriesInstanceUID"); the index is left out (it names the patient) and the slide
+    shared. A DICOMDIR given alone is a one-line error."""
+    import subprocess
+    import sys
+
+    from pydicom.fileset import FileSet
+
+    fs = FileSet()
+    fs.add(_read(shared(HD)))
+    fs.write(tmp_path / "media")
+    assert (tmp_path / "media" / "DICOMDIR").is_file()
+    out = tmp_path / "out"
+    p = subprocess.run(
+        [sys.executable, "-m", "wsianon.cli", "run", "--target", "dicom", str(tmp_path / "media"), "-o", str(out)], capture_output=True, text=True, timeout=120
+    )
+    assert p.returncode == 0 and _report(out)["status"] == "ok", p.stdout + p.stderr
+    assert b"Test^Patient" not in _out_bytes(out) and len(list(out.rglob("*.dcm"))) == 1
+    p = subprocess.run(
+        [sys.executable, "-m", "wsianon.cli", "run", "--target", "dicom", str(tmp_path / "media" / "DICOMDIR"), "-o", str(tmp_path / "o2")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    lines = [ln for ln in p.stderr.splitlines() + p.stdout.splitlines() if ln.startswith("error:")]
+    assert p.returncode == 1 and len(lines) == 1 and "media index" in lines[0] and "Traceback" not in p.stderr
