@@ -257,3 +257,22 @@ def test_folder_with_a_dicomdir_is_de_identified_without_it(tmp_path):
     )
     lines = [ln for ln in p.stderr.splitlines() + p.stdout.splitlines() if ln.startswith("error:")]
     assert p.returncode == 1 and len(lines) == 1 and "media index" in lines[0] and "Traceback" not in p.stderr
+
+
+def test_one_unreadable_dicom_file_does_not_fail_the_other_slides(tmp_path, cli):
+    """A DICOM file without SeriesInstanceUID in one input folder failed every DICOM slide of the
+    batch, under the name of the first (good) file; now it alone is the error, named."""
+    good, bad = tmp_path / "a", tmp_path / "b"
+    good.mkdir()
+    bad.mkdir()
+    shutil.copy(shared(HD), good / "good.dcm")
+    ds = _read(shared(HD))
+    del ds.SeriesInstanceUID
+    ds.save_as(bad / "broken.dcm", enforce_file_format=True)
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", "--target", "dicom", str(good), str(bad), "-o", str(out))
+    slides = json.loads((out / "wsianon-report.json").read_text())["slides"]
+    assert code == 1 and sorted(s["status"] for s in slides) == ["error", "ok"], stdout + stderr
+    errors = [ln for ln in (stdout + stderr).splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "broken.dcm" in errors[0] and "good.dcm" not in errors[0]
+    assert len(list(out.rglob("*.dcm"))) == 1
