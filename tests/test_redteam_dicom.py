@@ -276,3 +276,19 @@ def test_one_unreadable_dicom_file_does_not_fail_the_other_slides(tmp_path, cli)
     errors = [ln for ln in (stdout + stderr).splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and "broken.dcm" in errors[0] and "good.dcm" not in errors[0]
     assert len(list(out.rglob("*.dcm"))) == 1
+
+
+@pytest.mark.parametrize("description", ["sRGB IEC61966-2.1", "Scanner profile for slide glass"])
+def test_svs_whose_icc_description_is_longer_than_a_code_string_converts(tmp_path, cli, description):
+    """wsidicom names the color space after the ICC description (CS: 16 characters at most) and
+    refused such slides ("wsidicomizer failed to read the slide"): a false error."""
+    src = rt.svs_with_icc(tmp_path / "in" / "ICCLONG-1.svs", shared(HD), description)
+    from wsianon.io.icc import parse
+
+    out = tmp_path / "out"
+    code, console, slide = _run(cli, src, out)
+    assert code == 0 and slide["status"] == "ok", (console, slide.get("error"))
+    for dcm in out.rglob("*.dcm"):
+        op = _read(dcm).OpticalPathSequence[0]
+        assert op.get("ColorSpace") in (None, "SRGB") and parse(bytes(op.ICCProfile))  # the profile is kept
+        assert description.encode() not in bytes(op.ICCProfile)  # its text emptied
