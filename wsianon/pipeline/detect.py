@@ -149,9 +149,15 @@ def expand_inputs(inputs: list[Path], allow_generic: bool = False) -> list[Slide
 
         try:
             groups = dicom_mod.group_series(dicom_files)
-        except WsianonError as exc:
-            slides.append(SlideSource(dicom_files[0], error=exc))
-            groups = []
+        except WsianonError:  # one unreadable file: name it, and group the others (the batch goes on)
+            readable = []
+            for f in dicom_files:
+                try:
+                    dicom_mod.group_series([f])
+                    readable.append(f)
+                except WsianonError as exc:
+                    slides.append(SlideSource(f, error=exc))
+            groups = dicom_mod.group_series(readable) if readable else []
         for g in groups:
             slides.append(SlideSource(g[0], DICOM.name, None, list(g)))
     return slides

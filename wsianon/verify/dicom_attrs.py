@@ -31,6 +31,7 @@ DATE_RE = {"DA": re.compile(r"^\d{8}$"), "TM": re.compile(r"^\d{2,6}(\.\d{1,6})?
 UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 CS_RE = re.compile(r"^[A-Z0-9_ ]{0,16}$")
 CODE_KWS = ("CodeValue", "LongCodeValue", "URNCodeValue")
+BINARY_JUDGED = ("ICCProfile", "RealWorldValueLUTData")  # and every *PaletteColorLookupTableData (see _Walker._binary)
 
 
 def _read(path: Path) -> Dataset:
@@ -78,6 +79,9 @@ class _Walker:
                             if e.keyword == "ReferencedSOPInstanceUID" and str(e.value).strip() not in self.sop_uids:
                                 self.findings.add(f"{name}: reference to an instance that is not among the outputs")
                 continue
+            if kw in BINARY_JUDGED or kw.endswith("PaletteColorLookupTableData"):
+                self._binary(kw, name, elem)
+                continue
             try:
                 vals = _vals(elem)
             except Exception:
@@ -101,6 +105,18 @@ class _Walker:
         for kw, needs in w.conditions.items():
             if kw in ds and needs not in ds:
                 self.findings.add("/".join(path + (kw,)) + f": present without {needs}")
+
+    def _binary(self, kw: str, name: str, elem) -> None:
+        """Binary and numeric-table values that can carry text: an ICC profile keeps its colorimetric
+        tags only; a palette lookup table is a colour ramp; a real world value LUT is not kept."""
+        if not elem.value:
+            return
+        if kw == "RealWorldValueLUTData":  # free numbers (text fits in them as doubles)
+            self.findings.add(f"{name}: a lookup table of free numbers (not judged)")
+        elif kw == "ICCProfile" and _icc_problems(bytes(elem.value)):
+            self.findings.add(f"{name}: ICC profile with text, private or unreferenced bytes")
+        elif kw.endswith("PaletteColorLookupTableData") and not _palette_ok(kw, bytes(elem.value)):
+            self.findings.add(f"{name}: palette data is not a colour ramp (could hold anything)")
 
     def _text_ok(self, ds: Dataset, kw: str, path: tuple[str, ...], v: str, vr: str) -> bool:
         w = self.world
@@ -138,6 +154,127 @@ class _Walker:
         return True  # kept on purpose by a Retain option the profile names (e.g. retain-device-identity)
 
 
+def _icc_problems(data: bytes) -> int:
+    """Non-zero bytes of an ICC profile outside its colorimetric tags (-1: does not parse), by the
+    same rule as the TIFF routes' ICC check (``tiff_closed_world.json``'s safe tag types)."""
+    from wsianon.profiles import load
+    from wsianon.verify.partition import icc_problems
+
+    return icc_problems(data, {t.encode("latin-1") for t in load("tiff_closed_world")["icc_safe_types"]})
+
+
+MAX_PALETTE_TURNS = 4  # jet/rainbow palettes turn at most twice a channel; text turns at nearly every entry
+
+
+def _palette_ok(kw: str, data: bytes) -> bool:
+    """A palette channel (16-bit entries) is a ramp: piecewise monotonic with at most
+    ``MAX_PALETTE_TURNS`` changes of direction. A segmented palette (opcodes) is not judged: False."""
+    if kw.startswith("Segmented") or len(data) % 2:
+        return False
+    import struct
+
+    vals = struct.unpack(f"<{len(data) // 2}H", data)
+    turns, direction = 0, 0
+    for a, b in zip(vals, vals[1:]):
+        d = (b > a) - (b < a)
+        if d and direction and d != direction:
+            turns += 1
+            if turns > MAX_PALETTE_TURNS:
+                return False
+        direction = d or direction
+    return True
+
+
+# the File Meta Information an output carries (PS3.10 7.1); anything else there (Source/Sending AE
+# titles, Private Information and its creator) is content this verifier does not judge
+FILE_META = frozenset(
+    {
+        "FileMetaInformationGroupLength",
+        "FileMetaInformationVersion",
+        "MediaStorageSOPClassUID",
+        "MediaStorageSOPInstanceUID",
+        "TransferSyntaxUID",
+        "ImplementationClassUID",
+        "ImplementationVersionName",
+    }
+)
+
+
+def _container_findings(f: Path, ds: Dataset) -> list[str]:
+    """The container around the data set holds nothing unjudged: the 128-byte preamble (free bytes
+    no reader interprets) is all zeros, the File Meta Information has only ``FILE_META`` (its text
+    values are judged by ``dicom: text vocabulary``), and the file ends where Pixel Data ends (no
+    Data Set Trailing Padding, no bytes after the data set)."""
+    out: list[str] = []
+    pre = getattr(ds, "preamble", None)
+    if pre is None:  # a header handed over without it: read the file's first bytes
+        try:
+            with open(f, "rb") as fh:
+                pre = fh.read(128)
+        except OSError:
+            return [f"{f.name}: preamble unreadable"]
+    if any(pre):
+        out.append(f"{f.name}: preamble is not all zeros")
+    meta = getattr(ds, "file_meta", None)
+    for e in meta or []:
+        if e.keyword not in FILE_META:
+            out.append(f"{f.name}: file meta ({e.tag.group:04X},{e.tag.element:04X}) {e.keyword}: not written by a de-identifier")
+    if meta is not None and bytes(meta.get("FileMetaInformationVersion", b"\0\1") or b"") != b"\0\1":
+        out.append(f"{f.name}: file meta FileMetaInformationVersion is not 00 01")
+    end = _data_set_end(f)
+    if end is not True:
+        out.append(f"{f.name}: {end}")
+    return out
+
+
+def _native_length(ds: Dataset) -> int:
+    """The length native (uncompressed) Pixel Data has: its frames' bits, padded to even."""
+    bits = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * int(ds.BitsAllocated) * int(ds.get("NumberOfFrames", 1) or 1)
+    n = (bits + 7) // 8
+    return n + n % 2
+
+
+def _data_set_end(f: Path) -> bool | str:
+    """True when the file ends with its Pixel Data element (or its last element when it has
+    none); else the one-line reason."""
+    import os
+    import struct
+
+    from wsianon.io.dicomframes import walk_items
+
+    try:
+        with open(f, "rb") as fh, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            head_ds = pydicom.dcmread(fh, stop_before_pixels=True)
+            off, size = fh.tell(), os.fstat(fh.fileno()).st_size
+            if off >= size:
+                return True
+            head = os.pread(fh.fileno(), 12, off)
+            if len(head) < 8 or struct.unpack("<HH", head[:4]) != (0x7FE0, 0x0010):
+                return "elements after the data set's last attribute (trailing padding or other bytes)"
+            implicit = str(head_ds.file_meta.get("TransferSyntaxUID", "")) == "1.2.840.10008.1.2"
+            if implicit:
+                hdr, (length,) = 8, struct.unpack("<I", head[4:8])
+            elif head[4:6] in (b"OB", b"OW", b"UN"):
+                hdr, (length,) = 12, struct.unpack("<I", head[8:12])
+            else:
+                return "Pixel Data with an unexpected VR"
+            if length == 0xFFFFFFFF:
+                items = walk_items(fh.fileno(), off + hdr, size)
+                if items.end is None:
+                    return items.problem or "encapsulated Pixel Data is truncated"
+                end = items.end
+            else:
+                end = off + hdr + length
+                if length != _native_length(head_ds):
+                    return "native Pixel Data is not exactly its frames (bytes beyond them are not pixels)"
+    except OSError:
+        return "unreadable"
+    except Exception as exc:
+        return f"not a readable DICOM file ({type(exc).__name__})"
+    return True if end == size else "bytes after Pixel Data (trailing padding or other bytes)"
+
+
 def recorded_profile(ds: Dataset) -> DicomProfile:
     """The profile an instance says it was de-identified with (its CID 7050 method codes)."""
     from wsianon.profiles.dicom import OPTIONS
@@ -169,6 +306,7 @@ def check_dicom_attributes(
     w.findings = found
     # identity attributes agree with each other (a partial de-identification leaves them apart)
     for f, ds in dsets:
+        w.findings.update(_container_findings(f, ds))
         if "PatientName" in ds and "PatientID" in ds and str(ds.PatientName).strip() != str(ds.PatientID).strip():
             w.findings.add(f"{f.name}: PatientName differs from PatientID (not one pseudonym)")
         cid = str(ds.get("ContainerIdentifier", "") or "").strip()

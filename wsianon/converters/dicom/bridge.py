@@ -248,20 +248,9 @@ def _mpp_metadata(source: Path, policy) -> dict:
     if not mpp:
         return {}
     from wsidicom.geometry import SizeMm
-    from wsidicom.metadata import Equipment, Image, Label, OpticalPath, Patient, Pyramid, Series, Slide, Study, WsiMetadata
+    from wsidicom.metadata import Equipment, Image, Label, Patient, Pyramid, Series, Slide, Study, WsiMetadata
 
-    paths = []
-    try:
-        import tifffile
-
-        with tifffile.TiffFile(source) as tf:
-            page0 = tf.pages[0]
-            assert isinstance(page0, tifffile.TiffPage), "the first page is always a TiffPage"
-            icc = page0.tags.valueof(34675)
-        if icc is not None and b"sRGB" in bytes(icc)[:1024]:
-            paths = [OpticalPath(color_space="SRGB")]
-    except Exception:
-        pass
+    paths = _icc_optical_paths(source, srgb_only=True)
     mm = float(mpp) / 1000.0
     md = WsiMetadata(
         study=Study(),
@@ -270,6 +259,47 @@ def _mpp_metadata(source: Path, policy) -> dict:
         equipment=Equipment(),
         slide=Slide(),
         pyramid=Pyramid(image=Image(pixel_spacing=SizeMm(mm, mm)), optical_paths=paths),
+        label=Label(),
+    )
+    return {"metadata": md}
+
+
+def _icc_optical_paths(source: Path, srgb_only: bool = False) -> list:
+    """A user optical path whose color space stands in for the one wsidicom derives from the
+    source's ICC description (a name, often longer than CS allows, which fails the conversion):
+    SRGB for an sRGB profile, else a placeholder the post-processor removes (not a defined term)."""
+    from wsidicom.metadata import OpticalPath
+
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(source) as tf:
+            page0 = tf.pages[0]
+            assert isinstance(page0, tifffile.TiffPage), "the first page is always a TiffPage"
+            icc = page0.tags.valueof(34675)
+    except Exception:
+        return []
+    if icc is None:
+        return []
+    if b"sRGB" in bytes(icc)[:1024]:
+        return [OpticalPath(color_space="SRGB")]
+    return [] if srgb_only else [OpticalPath(color_space="ANONYMIZED")]
+
+
+def _icc_metadata(source: Path) -> dict:
+    """wsidicomizer user metadata with only ``_icc_optical_paths`` (empty: the source has no ICC)."""
+    paths = _icc_optical_paths(source)
+    if not paths:
+        return {}
+    from wsidicom.metadata import Equipment, Image, Label, Patient, Pyramid, Series, Slide, Study, WsiMetadata
+
+    md = WsiMetadata(
+        study=Study(),
+        series=Series(),
+        patient=Patient(),
+        equipment=Equipment(),
+        slide=Slide(),
+        pyramid=Pyramid(image=Image(), optical_paths=paths),
         label=Label(),
     )
     return {"metadata": md}
@@ -500,6 +530,10 @@ def _open(source: Path, policy, uids, post, result: DicomResult):
             return WsiDicomizer.open(source, include_confidential=False, uid_generator=uids, metadata_post_processor=post)
         except Exception as exc:
             extra = _mpp_metadata(source, policy) if "--mpp" in _reason(exc) else {}
+            if not extra and isinstance(exc, ValueError):  # e.g. an ICC description too long for ColorSpace
+                icc_md = _icc_metadata(source)
+                if icc_md:
+                    return WsiDicomizer.open(source, include_confidential=False, uid_generator=uids, metadata_post_processor=post, **icc_md)
             if not extra:  # a slide's own pixel spacing always wins over --mpp
                 raise
             wsi = WsiDicomizer.open(source, include_confidential=False, uid_generator=uids, metadata_post_processor=post, **extra)

@@ -194,13 +194,33 @@ class Engine:
             self._log(name, Action.REMOVE)
             return
         if elem.VR == "SQ":
+            if kw == "RealWorldValueMappingSequence" and any("RealWorldValueLUTData" in item for item in elem.value):
+                # a table of free numbers (text fits in it as doubles) no check can judge; the
+                # mapping is an optional functional group, so it goes whole (slope/intercept stays)
+                del ds[tag]
+                self._log(name, "removed: a real world value lookup table cannot be judged")
+                return
             self._sequence(elem, action, name, path + (step,))
             return
         if action is Action.KEEP and elem.VR in FREE_TEXT_VRS and kw in iod().kept_text and not _kept_text_ok(kw, elem):
             action = action_by_type(type_)  # kept text of a form the profile does not allow: X/Z/D by Type
+        if action is Action.KEEP and kw == "ICCProfile" and not _no_value(elem):
+            self._icc(elem, name)
+            return
         if action is Action.KEEP or _no_value(elem):
             return  # kept, or nothing to remove (the empty element stays)
         self._log(name, self._apply(ds, tag, elem, action, type_ in ("1", "1C")))
+
+    def _icc(self, elem: DataElement, name: str) -> None:
+        """An ICC profile keeps its colorimetric tags only (``io.icc.sanitize``: every text, date,
+        private or unreferenced byte zeroed, same length), as on the TIFF routes."""
+        from wsianon.io.icc import sanitize
+
+        value = bytes(elem.value)
+        clean, _emptied = sanitize(value)
+        if clean != value:
+            elem.value = clean
+            self._log(name, "cleaned: ICC profile text and unreferenced bytes zeroed")
 
     def _readable_public(self, ds: Dataset, tag: BaseTag, path: tuple[str, ...]) -> DataElement | None:
         """The element, or None when it went for what it is, whatever the profile says:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,8 +43,13 @@ class DicomResult:
 # detection and grouping
 
 
+MEDIA_DIRECTORY = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage (DICOMDIR)
+
+
 def _has_preamble(path: Path) -> bool:
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False  # a FIFO, socket or device: opening or reading it could block forever
         with open(path, "rb") as fh:
             head = fh.read(132)
     except OSError:
@@ -81,6 +87,7 @@ def expand(paths: list[Path]) -> list[Path]:
 def group_series(paths: list[Path]) -> list[list[Path]]:
     """DICOM files (or folders) -> one sorted list per slide (SeriesInstanceUID). Unreadable: CorruptInput."""
     groups: dict[str, list[Path]] = {}
+    directories: list[Path] = []
     for p in expand(paths):
         try:
             with warnings.catch_warnings():
@@ -88,10 +95,16 @@ def group_series(paths: list[Path]) -> list[list[Path]]:
                 ds = pydicom.dcmread(p, stop_before_pixels=True, specific_tags=["SeriesInstanceUID", "SOPClassUID"])
         except Exception as exc:
             raise CorruptInput(p, f"not a readable DICOM file ({type(exc).__name__})") from None
+        meta = getattr(ds, "file_meta", None)
+        if meta is not None and str(meta.get("MediaStorageSOPClassUID", "")) == MEDIA_DIRECTORY:
+            directories.append(p)  # a DICOMDIR (the media's index, PS3.10): no image, never copied to OUT
+            continue
         uid = str(ds.get("SeriesInstanceUID", "") or "")
         if not uid:
             raise CorruptInput(p, "DICOM file has no SeriesInstanceUID")
         groups.setdefault(uid, []).append(p)
+    if directories and not groups:
+        raise CorruptInput(directories[0], "a media index (Media Storage Directory) holds no image: give the folder of the instances")
     return [sorted(g) for g in groups.values()]
 
 

@@ -18,6 +18,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from wsianon.errors import CorruptInput, OutputError, UnsupportedFormat
+from wsianon.io import codestreams
 from wsianon.io.dicomframes import ITEM_CHUNK, TRUNCATED, Items, item_buffers, walk_items
 from wsianon.io.safetext import os_reason
 
@@ -114,6 +115,7 @@ def _only_padding(tail: bytes) -> bool:
 def header_bytes(ds: Dataset) -> bytes:
     """Preamble, file meta and data set (no Pixel Data) in the file's transfer syntax."""
     buf = io.BytesIO()
+    ds.preamble = bytes(128)  # the source's preamble is free bytes (PS3.10 7.1): never carried
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()
 
@@ -165,7 +167,7 @@ def scrub_frames(path: Path) -> int:
     padding) and has no marker between that header and the EOI is clean (checked for a whole
     buffer of frames at once); every other frame is walked whole, so a segment placed after the
     entropy-coded data is found as surely as one in the header."""
-    _, span = read_header(path, walk=False)
+    ds, span = read_header(path, walk=False)
     if span is None or not span.encapsulated:
         return 0
     n = 0
@@ -173,6 +175,9 @@ def scrub_frames(path: Path) -> int:
     try:
         head = os.pread(fd, 12, span.offset)
         pos = span.offset + (12 if head[4:6] in _LONG_VRS else 8)
+        ts = str(ds.file_meta.get("TransferSyntaxUID", "")) if getattr(ds, "file_meta", None) else ""
+        if ts in codestreams.J2K_TS or ts in codestreams.JPEGLS_TS:
+            return _scrub_codestreams(path, fd, pos, ts)
         known: list[bytes] = []  # headers of frames walked and found clean
         items = Items()
         for base, buf, i0, i1 in item_buffers(fd, pos, os.fstat(fd).st_size, items, SCRUB_CHUNK):
@@ -193,6 +198,25 @@ def scrub_frames(path: Path) -> int:
             os.fsync(fd)
     finally:
         os.close(fd)
+    return n
+
+
+def _scrub_codestreams(path: Path, fd: int, pos: int, ts: str) -> int:
+    """``scrub_frames`` for JPEG 2000 and JPEG-LS frames (one fragment each): the COM / APPn
+    payloads and the non-zero bytes after the codestream's end zeroed (``io.codestreams``). A
+    frame the walk cannot follow, or frames in several fragments, are left as they are: the
+    verifier's frame-segment check fails closed on them."""
+    items = walk_items(fd, pos, os.fstat(fd).st_size)
+    if items.problem is not None:
+        raise CorruptInput(path, items.problem)
+    n = 0
+    for off, ln in items.values[1:]:  # the first item is the Basic Offset Table
+        data = os.pread(fd, ln, off)
+        for o, k in codestreams.dirty(data, ts) or []:
+            os.pwrite(fd, bytes(k), off + o)
+            n += 1
+    if n:
+        os.fsync(fd)
     return n
 
 

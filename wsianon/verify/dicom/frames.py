@@ -12,6 +12,7 @@ from pathlib import Path
 import pydicom
 from pydicom.dataset import Dataset
 
+from wsianon.io import codestreams
 from wsianon.io.dicomframes import decode_rgb, iter_frames
 from wsianon.io.jpeg import JpegError, clean_by_known_header, dirty_segments, follows_jpeg_rules, is_jpeg, learn_clean_header, marker_name, normalized
 from wsianon.verify.dicom.common import J2K_TIFF_CODECS, JPEG_TIFF_CODECS, Checks, image_kind, read_dataset
@@ -306,7 +307,20 @@ def _frame_key(ds: Dataset) -> tuple:
 def _digest_frames(path: Path, scrub: bool = False) -> list[bytes]:
     """sha256 per frame (``scrub``: of the frame as a correct redaction leaves it, its
     non-essential JPEG payloads zeroed — the source side)."""
-    return [hashlib.sha256(normalized(f)[0] if scrub else f).digest() for f in iter_frames(path)]
+    ts = _codestream_ts(path) if scrub else None
+    return [hashlib.sha256((_zeroed(f, ts) if ts else normalized(f)[0]) if scrub else f).digest() for f in iter_frames(path)]
+
+
+def _zeroed(frame: bytes, ts: str) -> bytes:
+    """A JPEG 2000 / JPEG-LS frame with its comment payloads and trailing bytes zeroed (as the
+    converter leaves it); a frame that cannot be followed as it is."""
+    found = codestreams.dirty(frame, ts)
+    if not found:
+        return frame
+    b = bytearray(frame)
+    for o, ln in found:
+        b[o : o + ln] = bytes(ln)
+    return bytes(b)
 
 
 def check_frame_segments(files: list[Path], verdict: Checks) -> None:
@@ -348,9 +362,15 @@ class FrameSegments:
         frames = 0
         for path in self.files if files is None else [Path(f) for f in files]:
             try:
+                ts = _codestream_ts(path)
+                if ts:  # JPEG 2000 / JPEG-LS: their own marker walks (io.codestreams)
+                    frames += _codestream_segments(path, ts, bad)
+                    continue
                 fed = self._feeders[path] if path in self._feeders else _segment_feeder(path)
                 n = _judge_streamed(path, *fed) if fed is not None else None
-                frames += n if n is not None else _frame_segments(path, bad)
+                if n is not None and _jpeg_family(path):
+                    n = _all_start_with_soi(path, n, bad)
+                frames += n if n is not None else _frame_segments(path, bad, _jpeg_family(path))
             except Exception as exc:
                 bad.append(f"{path.name}: frames unreadable ({type(exc).__name__})")
         verdict.add(
@@ -429,12 +449,63 @@ def _frames_of(path: Path):
         yield from iter_frames(path)
 
 
-def _frame_segments(path: Path, bad: list[str]) -> int:
+def _codestream_ts(path: Path) -> str | None:
+    """The transfer syntax when ``path``'s frames are JPEG 2000 or JPEG-LS, else None."""
+    ts = str(read_dataset(path).file_meta.get("TransferSyntaxUID", ""))
+    return ts if ts in codestreams.J2K_TS or ts in codestreams.JPEGLS_TS else None
+
+
+def _codestream_segments(path: Path, ts: str, bad: list[str]) -> int:
+    """JPEG 2000 / JPEG-LS frames: no COM (or JPEG-LS APPn) payload and no byte after the
+    codestream's end may be non-zero; a frame whose markers cannot be followed fails (closed)."""
+    n = 0
+    for i, f in enumerate(_frames_of(path)):
+        n += 1
+        found = codestreams.dirty(f, ts)
+        if found is None:
+            bad.append(f"{path.name} frame {i}: codestream that cannot be followed to its end")
+            break
+        if found:
+            bad.append(f"{path.name} frame {i}: comment or application segment (or bytes after the end) with content")
+            break
+    return n
+
+
+# transfer syntaxes whose every frame is a JPEG stream (SOI first): baseline, extended, lossless
+JPEG_FAMILY_TS = frozenset({"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70"})
+
+
+def _jpeg_family(path: Path) -> bool:
+    return str(read_dataset(path).file_meta.get("TransferSyntaxUID", "")) in JPEG_FAMILY_TS
+
+
+def _all_start_with_soi(path: Path, n: int, bad: list[str]) -> int:
+    """The streamed judgement proves the JPEG frames clean; a frame that is no JPEG stream at all
+    (no SOI) is not judged there: each located frame's first two bytes are read here."""
+    frags = _located(path) or []
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for i, (off, ln) in enumerate(frags):
+            if ln < 2 or os.pread(fd, 2, off) != b"\xff\xd8":
+                bad.append(f"{path.name} frame {i}: not a JPEG stream in a JPEG transfer syntax")
+                break
+    finally:
+        os.close(fd)
+    return n
+
+
+def _frame_segments(path: Path, bad: list[str], jpeg_only: bool = False) -> int:
+    """``jpeg_only``: the instance's transfer syntax is a JPEG one, so a frame that is not a JPEG
+    stream (no SOI: bytes no segment walk can judge) fails."""
     known: list[bytes] = []  # headers of frames found clean: their repeats need no walk
     n = 0
     for i, f in enumerate(_frames_of(path)):
         n += 1
-        if not is_jpeg(f) or clean_by_known_header(f, known):
+        if not is_jpeg(f):
+            if jpeg_only:
+                bad.append(f"{path.name} frame {i}: not a JPEG stream in a JPEG transfer syntax")
+            continue
+        if clean_by_known_header(f, known):
             continue
         try:
             dirty = dirty_segments(f)
