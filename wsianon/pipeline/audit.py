@@ -65,7 +65,9 @@ def audit_paths(paths: list[Path], source: Path | None = None, allow_generic: bo
         if not srcs[0].spec.is_dicom:
             src_snap = snapshot_source(src_inv)
     results: list[tuple[Path, Verdict | None, WsianonError | None]] = []
+    covered: set[Path] = set()  # the files of the slides found (and of those that could not be read)
     for s in expand_inputs(paths, allow_generic):
+        covered.update(Path(f).resolve() for f in [s.path, *(s.files or ())])
         if s.error is not None:
             results.append((s.path, None, s.error))
             continue
@@ -94,6 +96,36 @@ def audit_paths(paths: list[Path], source: Path | None = None, allow_generic: bo
             if src_inv is not None and s.spec.is_dicom:
                 scan_outputs(src_inv.canaries() + stem_canaries(src_inv.path), s.files, verdict)
             results.append((s.path, verdict, None))
+            covered.update(Path(f).resolve() for f in inv.input_files or ())
         except WsianonError as exc:
             results.append((s.path, None, exc))
+    for stray in _stray_files([Path(p) for p in paths if Path(p).is_dir()], covered):
+        verdict = Verdict()
+        verdict.add(STRAY_CHECK, False, STRAY_DETAIL)
+        results.append((stray, verdict, None))
     return results
+
+
+STRAY_CHECK = "closed-world: files"
+STRAY_DETAIL = "a file that is neither part of a slide nor a record file wsianon writes: it was not judged (audit it on its own, or remove it)"
+
+
+def _stray_files(folders: list[Path], covered: set[Path]) -> list[Path]:
+    """The regular files below ``folders`` that are part of no audited slide and are not the
+    record's own files (directly in a given folder): closed world for a folder, since the slide
+    checks judge only the files that belong to a slide (a ``notes.txt`` beside them is no slide)."""
+    import os
+
+    from wsianon.pipeline.record import RECORD_FILES
+
+    out = []
+    for folder in folders:
+        top = folder.resolve()
+        for root, dirs, files in os.walk(top):
+            dirs.sort()
+            for f in sorted(files):
+                p = Path(root) / f
+                if p in covered or (Path(root) == top and f in RECORD_FILES):
+                    continue
+                out.append(p)
+    return out
