@@ -149,8 +149,9 @@ class FrameScrub:
 
 
 def _declared_frames(path: Path) -> int | None:
-    """NumberOfFrames of an encapsulated instance (None when it has no encapsulated Pixel Data or
-    the header cannot be read: the caller then does not count the instance as scrubbed)."""
+    """NumberOfFrames of an encapsulated JPEG instance (None when it has no encapsulated Pixel Data,
+    its frames are JPEG 2000 / JPEG-LS, or the header cannot be read: the caller then does not
+    count the instance as scrubbed)."""
     from wsianon.converters.dicom.stream import read_header
     from wsianon.errors import WsianonError
 
@@ -160,6 +161,11 @@ def _declared_frames(path: Path) -> int | None:
         return None
     if span is None or not span.encapsulated:
         return None
+    from wsianon.io import codestreams
+
+    ts = str(ds.file_meta.get("TransferSyntaxUID", "")) if getattr(ds, "file_meta", None) else ""
+    if ts in codestreams.J2K_TS or ts in codestreams.JPEGLS_TS:
+        return None  # the hook judges JPEG; JPEG 2000 / JPEG-LS frames are scrub_frames' (their own marker walks)
     try:
         return int(ds.get("NumberOfFrames", 1) or 1)
     except (TypeError, ValueError):
