@@ -37,6 +37,22 @@ def test_sampled_frames_are_the_frames_read_in_turn(instance):
     # a count the items do not match (several fragments a frame): read in turn, the others skipped
     got = list(ecs._frames(path, n + 1, {0, 3}))
     assert [(i, f) for i, f in got] == [(0, every[0]), (3, every[3])]
+    # the frames located by the verifier's read-back: read where it found them
+    import os
+
+    from wsianon.io.dicomframes import pixel_value_offset, walk_items
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        located = walk_items(fd, pixel_value_offset(path)[1], os.fstat(fd).st_size).values[1:]
+    finally:
+        os.close(fd)
+    assert len(located) == n
+    shifted = located[1:] + located[:1]  # a wrong table would give other frames: proves it is used
+    got = list(ecs._frames(path, n, {0, 5}, shifted))
+    assert [(i, f) for i, f in got] == [(0, every[1]), (5, every[6])]
+    got = list(ecs._frames(path, n, {0, 5}, None))  # not one fragment a frame: read in turn
+    assert [(i, f) for i, f in got] == [(0, every[0]), (5, every[5])]
 
 
 def test_check_dicom_says_how_many_frames_it_judged(instance):

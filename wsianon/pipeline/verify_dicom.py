@@ -126,7 +126,13 @@ def verify_dicom_output(inv: Inventory, result_files: list[Path], ctx, verdict: 
     if frame_segments is None:
         check_frame_segments(files, verdict)
     # no bytes hidden after coded units (a sample of each instance's frames unless --coded-data all)
-    ecs.check_dicom(dsets, verdict, bool(getattr(policy, "accept_unrun_checks", False)), getattr(policy, "coded_data", "sample") == "all")
+    ecs.check_dicom(
+        dsets,
+        verdict,
+        bool(getattr(policy, "accept_unrun_checks", False)),
+        getattr(policy, "coded_data", "sample") == "all",
+        fragments=frame_segments.fragments if frame_segments is not None else None,
+    )
     check_dciodvfy(files, sources, verdict, started, bool(getattr(policy, "accept_unrun_checks", False)))
     check_opens(files, verdict, sources, policy)
 

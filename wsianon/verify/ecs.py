@@ -324,15 +324,26 @@ DICOM_JPEG = frozenset(["1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"])
 DICOM_J2K = frozenset(["1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"])
 
 
-def _frames(path: Path, count: int, pick: set[int]):
+def _frames(path: Path, count: int, pick: set[int], located=False):
     """(index, bytes) of the frames ``pick`` of an instance of ``count`` frames.  With one fragment
-    a frame (as WSI writers store them) only those frames are read (the items' headers walked with
-    one small read each); otherwise every frame is read in turn and the others skipped."""
+    a frame (as WSI writers store them) only those frames are read: at the (offset, length)
+    ``located`` gives (the verifier's read-back found them), else found by walking the items'
+    headers (one small read each); otherwise (``located`` None: not one fragment a frame) every
+    frame is read in turn and the others skipped."""
     import os
 
     from wsianon.io.dicomframes import iter_frames, pixel_value_offset, walk_items
 
-    if len(pick) < count:
+    if len(pick) < count and located and len(located) == count:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            for i in sorted(pick):
+                off, ln = located[i]
+                yield i, os.pread(fd, ln, off)
+            return
+        finally:
+            os.close(fd)
+    if len(pick) < count and located is not None:
         _ds, voff, length = pixel_value_offset(path)
         if voff is not None and length == 0xFFFFFFFF:
             fd = os.open(path, os.O_RDONLY)
@@ -350,10 +361,11 @@ def _frames(path: Path, count: int, pick: set[int]):
             yield i, frame
 
 
-def check_dicom(dsets, verdict, accept_unrun: bool = False, every: bool = False) -> None:
+def check_dicom(dsets, verdict, accept_unrun: bool = False, every: bool = False, fragments=None) -> None:
     """``dicom: entropy tight``: the same judgement for the JPEG / JPEG 2000 frames of DICOM
     instances (``dsets``: (path, dataset) pairs; frames of other transfer syntaxes are not judged
-    here): a sample of each instance's frames (:func:`sample_indices`), every one when ``every``."""
+    here): a sample of each instance's frames (:func:`sample_indices`), every one when ``every``.
+    ``fragments``: {path: the frames' (offset, length), or None} as the verifier's read-back found them."""
     name = "dicom: entropy tight"
     bad: list[str] = []
     n = total = 0
@@ -366,7 +378,7 @@ def check_dicom(dsets, verdict, accept_unrun: bool = False, every: bool = False)
             total += count
             pick = set(sample_indices(count, every).tolist())
             try:
-                for i, frame in _frames(Path(path), count, pick):
+                for i, frame in _frames(Path(path), count, pick, (fragments or {}).get(path, False)):
                     n += 1
                     why = judge(bytes(frame)) if ts_uid in DICOM_JPEG else judge_j2k(bytes(frame))
                     if why is not None and why not in (NOT_WALKABLE, TOO_LARGE):  # that one is ``dicom: frame segments``'s finding
