@@ -173,3 +173,15 @@ def dirty(data: bytes, ts: str) -> list[tuple[int, int]] | None:
     if found is None:
         return None
     return [(o, ln) for o, ln in found if any(data[o : o + ln])]
+
+
+def zeroed(data: bytes, ts: str) -> bytes:
+    """``data`` with its :func:`dirty` spans zeroed (as the converter's frame scrub leaves a frame);
+    ``data`` itself when there is nothing to zero or it cannot be followed."""
+    found = dirty(data, ts)
+    if not found:
+        return data
+    b = bytearray(data)
+    for o, ln in found:
+        b[o : o + ln] = bytes(ln)
+    return bytes(b)

@@ -36,10 +36,10 @@ def _strings(obj, out: set[str]) -> None:
         out.add(obj)
 
 
-@lru_cache(maxsize=None)
-def words(fmt: str) -> frozenset[str]:
-    """Lower-case vocabulary words of ``fmt`` (its vocabulary files and its profile's names)."""
-    found: set[str] = set()
+def vocab_files(fmt: str) -> list[dict]:
+    """The vocabulary files of ``fmt``: ``vocab_common``, ``vocab_<fmt>`` and those they include
+    (a format sharing another's schema includes its vocabulary: iSyntax, Philips DPUfsImport)."""
+    out = []
     names = ["vocab_common", f"vocab_{fmt}"]
     for name in names:
         try:
@@ -47,6 +47,15 @@ def words(fmt: str) -> frozenset[str]:
         except FileNotFoundError:
             continue
         names += [f"vocab_{i}" for i in data.get("include", []) if f"vocab_{i}" not in names]
+        out.append(data)
+    return out
+
+
+@lru_cache(maxsize=None)
+def words(fmt: str) -> frozenset[str]:
+    """Lower-case vocabulary words of ``fmt`` (its vocabulary files and its profile's names)."""
+    found: set[str] = set()
+    for data in vocab_files(fmt):
         _strings(data.get("words", []), found)
     try:
         _strings(load(fmt), found)

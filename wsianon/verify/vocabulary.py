@@ -38,6 +38,7 @@ from wsianon.io.spans import as_int64, iter_pairs, union_parts
 from wsianon.io.extents import data_extents
 from wsianon.io import jpeg
 from wsianon.profiles import load
+from wsianon.profiles.names import vocab_files
 
 MIN_RUN = 4
 _READ = 8 << 20
@@ -115,14 +116,7 @@ def vocabulary(fmt: str) -> Vocab:
     """The vocabulary of a format: its own file plus the common one."""
     words: set[str] = set()
     patterns: list[re.Pattern] = []
-    names = ["vocab_common", f"vocab_{fmt}"]
-    for name in names:
-        try:
-            data = load(name)
-        except FileNotFoundError:
-            continue
-        # a format sharing another's schema includes its vocabulary (iSyntax: Philips DPUfsImport)
-        names += [f"vocab_{i}" for i in data.get("include", []) if f"vocab_{i}" not in names]
+    for data in vocab_files(fmt):
         for w in data.get("words", []):
             words.add(w.lower())
             words.update(p.lower() for p in _PARTS.split(w) if p)

@@ -248,17 +248,23 @@ def _mpp_metadata(source: Path, policy) -> dict:
     if not mpp:
         return {}
     from wsidicom.geometry import SizeMm
+
+    mm = float(mpp) / 1000.0
+    return _user_metadata(_icc_optical_paths(source, srgb_only=True), SizeMm(mm, mm))
+
+
+def _user_metadata(paths: list, spacing=None) -> dict:
+    """wsidicomizer user metadata: empty modules but the pyramid's optical paths (and pixel spacing)."""
     from wsidicom.metadata import Equipment, Image, Label, Patient, Pyramid, Series, Slide, Study, WsiMetadata
 
-    paths = _icc_optical_paths(source, srgb_only=True)
-    mm = float(mpp) / 1000.0
+    image = Image(pixel_spacing=spacing) if spacing is not None else Image()
     md = WsiMetadata(
         study=Study(),
         series=Series(),
         patient=Patient(),
         equipment=Equipment(),
         slide=Slide(),
-        pyramid=Pyramid(image=Image(pixel_spacing=SizeMm(mm, mm)), optical_paths=paths),
+        pyramid=Pyramid(image=image, optical_paths=paths),
         label=Label(),
     )
     return {"metadata": md}
@@ -289,20 +295,7 @@ def _icc_optical_paths(source: Path, srgb_only: bool = False) -> list:
 def _icc_metadata(source: Path) -> dict:
     """wsidicomizer user metadata with only ``_icc_optical_paths`` (empty: the source has no ICC)."""
     paths = _icc_optical_paths(source)
-    if not paths:
-        return {}
-    from wsidicom.metadata import Equipment, Image, Label, Patient, Pyramid, Series, Slide, Study, WsiMetadata
-
-    md = WsiMetadata(
-        study=Study(),
-        series=Series(),
-        patient=Patient(),
-        equipment=Equipment(),
-        slide=Slide(),
-        pyramid=Pyramid(image=Image(), optical_paths=paths),
-        label=Label(),
-    )
-    return {"metadata": md}
+    return _user_metadata(paths) if paths else {}
 
 
 def source_year(inv: Inventory) -> str | None:

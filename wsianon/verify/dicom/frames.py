@@ -308,19 +308,7 @@ def _digest_frames(path: Path, scrub: bool = False) -> list[bytes]:
     """sha256 per frame (``scrub``: of the frame as a correct redaction leaves it, its
     non-essential JPEG payloads zeroed — the source side)."""
     ts = _codestream_ts(path) if scrub else None
-    return [hashlib.sha256((_zeroed(f, ts) if ts else normalized(f)[0]) if scrub else f).digest() for f in iter_frames(path)]
-
-
-def _zeroed(frame: bytes, ts: str) -> bytes:
-    """A JPEG 2000 / JPEG-LS frame with its comment payloads and trailing bytes zeroed (as the
-    converter leaves it); a frame that cannot be followed as it is."""
-    found = codestreams.dirty(frame, ts)
-    if not found:
-        return frame
-    b = bytearray(frame)
-    for o, ln in found:
-        b[o : o + ln] = bytes(ln)
-    return bytes(b)
+    return [hashlib.sha256((codestreams.zeroed(f, ts) if ts else normalized(f)[0]) if scrub else f).digest() for f in iter_frames(path)]
 
 
 def check_frame_segments(files: list[Path], verdict: Checks) -> None:

@@ -174,18 +174,6 @@ def _tables_ok(tile_tables: list[bytes], frame_tables: list[bytes], tables: byte
     return cache[key]
 
 
-def _codestream_zeroed(tv: bytes) -> bytes | None:
-    """A JPEG 2000 tile as the converter's frame scrub leaves it (``io.codestreams``: comment
-    payloads and bytes after EOC zeroed); None when nothing was zeroed or it cannot be followed."""
-    found = codestreams.dirty(tv, next(iter(codestreams.J2K_TS)))
-    if not found:
-        return None
-    b = bytearray(tv)
-    for o, ln in found:
-        b[o : o + ln] = bytes(ln)
-    return bytes(b)
-
-
 class ProvenHeaders:
     """``_same_mv`` for the frames of one level, without parsing the headers it has proven.
 
@@ -220,8 +208,8 @@ class ProvenHeaders:
         if self._same(tv, fv):
             return True
         if codestreams.is_j2k(tv):  # a JPEG 2000 tile: its comments and trailing bytes zeroed by the converter
-            zv = _codestream_zeroed(bytes(tv))
-            return zv is not None and (fv == zv or (len(fv) == len(zv) + 1 and len(zv) % 2 == 1 and fv[-1] == 0 and fv.startswith(zv)))
+            zv = codestreams.zeroed(bytes(tv), next(iter(codestreams.J2K_TS)))
+            return zv != tv and (fv == zv or (len(fv) == len(zv) + 1 and len(zv) % 2 == 1 and fv[-1] == 0 and fv.startswith(zv)))
         nv, zeroed = normalized(bytes(tv))
         return zeroed > 0 and nv != tv and self._same(nv, fv)
 
