@@ -89,3 +89,23 @@ def test_help_and_record_name_the_sample_size(cli):
     assert f"up to {ecs.SAMPLE} tiles" in words
     assert "every tile was decoded" in " ".join(policy_in_words({"coded_data": "all"}))
     assert policy_flags({"coded_data": "all"}).endswith("--coded-data all") and "--coded-data" not in policy_flags({"coded_data": "sample"})
+
+
+def test_a_job_keeps_its_coded_data_choice(cli, tmp_path):
+    """The report says of every slide how many tiles were judged: a job started with the sample is
+    not resumed with ``all`` (nor the reverse), unless --overwrite."""
+    (tmp_path / "in").mkdir()
+    write_svs(tmp_path / "in" / "a.svs")
+    key = tmp_path / "key"
+    key.write_text("ab" * 32)
+    key.chmod(0o600)
+    out = tmp_path / "out"
+    base = ("run", "--target", "native", str(tmp_path / "in"), "-o", str(out), "--key-file", str(key))
+    assert cli(*base)[0] == 0
+    code, stdout, stderr = cli(*base, "--coded-data", "all")
+    assert code != 0 and "started with other options" in stdout + stderr
+    assert cli(*base, "--coded-data", "sample")[0] == 0  # the default is the job's own choice
+    assert cli(*base, "--coded-data", "all", "--overwrite")[0] == 0
+    import json
+
+    assert json.loads((out / "wsianon-report.json").read_text())["policy"]["coded_data"] == "all"

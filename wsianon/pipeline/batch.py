@@ -117,19 +117,19 @@ def _clean_staging(folder: Path | None) -> int:
 
 def _policy_meta(cfg) -> str:
     p = cfg.policy
-    return json.dumps(
-        {
-            "target": cfg.target,
-            "label": p.label,
-            "macro": p.macro,
-            "dates": p.dates,
-            "rename": p.rename,
-            "in_place": p.in_place,
-            "allow_generic": p.allow_generic,
-            "dicom_options": sorted(p.dicom_options),
-        },
-        sort_keys=True,
-    )
+    meta = {
+        "target": cfg.target,
+        "label": p.label,
+        "macro": p.macro,
+        "dates": p.dates,
+        "rename": p.rename,
+        "in_place": p.in_place,
+        "allow_generic": p.allow_generic,
+        "dicom_options": sorted(p.dicom_options),
+    }
+    if p.coded_data != "sample":  # the report's policy says it of every slide (a job started before the option matches)
+        meta["coded_data"] = p.coded_data
+    return json.dumps(meta, sort_keys=True)
 
 
 def _check_meta(man: Manifest, cfg, kfp: str, mode: str) -> None:
