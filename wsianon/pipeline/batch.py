@@ -30,7 +30,7 @@ from wsianon.pipeline.keys import key_fingerprint, keyed_hex, load_or_create_key
 from wsianon.pipeline.manifest import MANIFEST_SUFFIX, JobLock, Manifest, _sql_reason, fast_fingerprint, full_hash, manifest_path
 from wsianon.pipeline.model import Outcome
 from wsianon.pipeline.pseudonyms import load_pseudonym_map
-from wsianon.pipeline.report import REPORT_NAME, build_report
+from wsianon.pipeline.report import REPORT_NAME, build_report, policy_fields
 from wsianon.pipeline.selection import Candidate, display, select_inputs
 from wsianon.profiles.policy import PseudonymFrom, values
 from wsianon.pipeline.model import DONE_STATES, STATE_OF_STATUS, State, Status
@@ -117,16 +117,7 @@ def _clean_staging(folder: Path | None) -> int:
 
 def _policy_meta(cfg) -> str:
     p = cfg.policy
-    meta = {
-        "target": cfg.target,
-        "label": p.label,
-        "macro": p.macro,
-        "dates": p.dates,
-        "rename": p.rename,
-        "in_place": p.in_place,
-        "allow_generic": p.allow_generic,
-        "dicom_options": sorted(p.dicom_options),
-    }
+    meta = {"target": cfg.target, **policy_fields(p)}
     if p.coded_data != "sample":  # the report's policy says it of every slide (a job started before the option matches)
         meta["coded_data"] = p.coded_data
     return json.dumps(meta, sort_keys=True)

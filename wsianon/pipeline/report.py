@@ -23,24 +23,27 @@ def summary(outcomes: list[Outcome]) -> dict:
     }
 
 
+def policy_fields(p) -> dict:
+    """The policy's choices as the report records them (and the job manifest compares them)."""
+    return {
+        "label": p.label,
+        "macro": p.macro,
+        "dates": p.dates,
+        "rename": p.rename,
+        "in_place": p.in_place,
+        "allow_generic": p.allow_generic,
+        "dicom_options": sorted(p.dicom_options),
+    }
+
+
 def build_report(outcomes: list[Outcome], cfg) -> dict:
-    p = cfg.policy
     return {
         "tool": "wsianon",
         "version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
         "python": platform.python_version(),
         "target": cfg.target,
-        "policy": {
-            "label": p.label,
-            "macro": p.macro,
-            "dates": p.dates,
-            "rename": p.rename,
-            "in_place": p.in_place,
-            "allow_generic": p.allow_generic,
-            "dicom_options": sorted(p.dicom_options),
-            "coded_data": p.coded_data,
-        },
+        "policy": {**policy_fields(cfg.policy), "coded_data": cfg.policy.coded_data},
         "summary": summary(outcomes),
         "slides": [o.as_dict() for o in outcomes],
     }
