@@ -109,3 +109,34 @@ def test_a_job_keeps_its_coded_data_choice(cli, tmp_path):
     import json
 
     assert json.loads((out / "wsianon-report.json").read_text())["policy"]["coded_data"] == "all"
+
+
+def test_judge_j2k_follows_the_codestream_walk():
+    """``ecs.judge_j2k`` judges the comment and tail spans ``io.codestreams`` finds: a main-header
+    comment in vocabulary words passes, anything else a writer can hide there fails."""
+    import struct
+
+    import imagecodecs
+    import numpy as np
+
+    cs = imagecodecs.jpeg2k_encode(np.zeros((64, 64, 3), np.uint8), level=80, codecformat="J2K")
+    sot, sod = cs.find(b"\xff\x90"), cs.find(b"\xff\x93")
+    assert cs[:2] == b"\xff\x4f" and 0 < sot < sod and cs.endswith(b"\xff\xd9")
+
+    def com(rcom: bytes, text: bytes) -> bytes:
+        return b"\xff\x64" + struct.pack(">H", len(text) + 4) + rcom + text
+
+    def in_tile_part(seg: bytes) -> bytes:  # after SOT's 12 bytes, Psot grown by the segment
+        psot = struct.unpack(">I", cs[sot + 6 : sot + 10])[0]
+        head = cs[:sot] + cs[sot : sot + 6] + struct.pack(">I", psot + len(seg) if psot else 0) + cs[sot + 10 : sot + 12]
+        return head + seg + cs[sot + 12 :]
+
+    assert ecs.judge_j2k(cs) is None  # OpenJPEG's own banner: vocabulary
+    assert ecs.judge_j2k(cs[:sot] + com(b"\x00\x01", b"Kakadu v7.10") + cs[sot:]) is None
+    assert ecs.judge_j2k(cs + b"\x00") is None  # an odd frame's pad byte
+    assert ecs.judge_j2k(cs[:sot] + com(b"\x00\x01", b"Doe Jane MRN4711") + cs[sot:]) == "JPEG 2000 comment outside the vocabulary"
+    assert ecs.judge_j2k(cs[:sot] + com(b"\x00\x00", b"\x01\x02") + cs[sot:]) == "JPEG 2000 binary comment"
+    assert ecs.judge_j2k(in_tile_part(com(b"\x00\x01", b"Kakadu"))) == "JPEG 2000 comment in a tile-part header"
+    assert ecs.judge_j2k(cs + b"Doe") == "bytes after the JPEG 2000 end of codestream"
+    assert ecs.judge_j2k(cs[:sot] + b"\xff\x20\x00\x04ab" + cs[sot:]) == "JPEG 2000 codestream cannot be followed"
+    assert ecs.judge_j2k(b"\xff\xd8\xff\xd9") == "JPEG 2000 codestream cannot be followed"

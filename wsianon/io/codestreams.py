@@ -60,12 +60,23 @@ def _tail(data: bytes, end: int) -> list[tuple[int, int]]:
     return [(end, len(data) - end)] if end < len(data) else []
 
 
+# kinds of :func:`j2k_segments`
+MAIN_COM, TILE_COM, TAIL = "main-header comment", "tile-part comment", "after EOC"
+
+
 def j2k_spans(data: bytes) -> list[tuple[int, int]] | None:
     """(offset, length) of every COM segment's text (after Lcom and Rcom) and of the bytes after
     EOC, in a JPEG 2000 codestream; None when the codestream cannot be followed."""
+    segs = j2k_segments(data)
+    return None if segs is None else [(o, ln) for _kind, o, ln in segs]
+
+
+def j2k_segments(data: bytes) -> list[tuple[str, int, int]] | None:
+    """:func:`j2k_spans` with the kind of each span: :data:`MAIN_COM` (a main-header comment's
+    text; its Rcom is the two bytes before it), :data:`TILE_COM` or :data:`TAIL`."""
     if not is_j2k(data):
         return None
-    out: list[tuple[int, int]] = []
+    out: list[tuple[str, int, int]] = []
     pos, n = 2, len(data)
     # main header: marker segments up to the first SOT
     while True:
@@ -77,7 +88,7 @@ def j2k_spans(data: bytes) -> list[tuple[int, int]] | None:
         if m not in _J2K_SEGMENTS or m == _SOT or ln < 2 or pos + 2 + ln > n:
             return None
         if m == _COM2K and ln > 4:
-            out.append((pos + 6, ln - 4))
+            out.append((MAIN_COM, pos + 6, ln - 4))
         pos += 2 + ln
     # tile-parts: SOT (Psot = the tile-part's length from SOT), its header up to SOD, then data
     while True:
@@ -85,7 +96,7 @@ def j2k_spans(data: bytes) -> list[tuple[int, int]] | None:
             return None
         (m,) = struct.unpack_from(">H", data, pos)
         if m == _EOC:
-            return out + _tail(data, pos + 2)
+            return out + [(TAIL, o, ln) for o, ln in _tail(data, pos + 2)]
         if m != _SOT or pos + 12 > n:
             return None
         (lsot,) = struct.unpack_from(">H", data, pos + 2)
@@ -105,7 +116,7 @@ def j2k_spans(data: bytes) -> list[tuple[int, int]] | None:
             if hm not in _J2K_SEGMENTS or hl < 2 or hp + 2 + hl > n:
                 return None
             if hm == _COM2K and hl > 4:
-                out.append((hp + 6, hl - 4))
+                out.append((TILE_COM, hp + 6, hl - 4))
             hp += 2 + hl
         if psot == 0:  # the last tile-part runs to EOC
             end = n - 2
@@ -113,7 +124,7 @@ def j2k_spans(data: bytes) -> list[tuple[int, int]] | None:
                 end -= 1
             if data[end : end + 2] != b"\xff\xd9":
                 return None
-            return out + _tail(data, end + 2)
+            return out + [(TAIL, o, ln) for o, ln in _tail(data, end + 2)]
         if psot < hp + 2 - start or start + psot > n:
             return None
         pos = start + psot

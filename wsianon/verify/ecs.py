@@ -176,47 +176,29 @@ def judge_lzw(data: bytes, expected: int) -> str | None:
 
 def judge_j2k(data: bytes) -> str | None:
     """A JPEG 2000 codestream (Aperio 33003/33005, TIFF 34712): its marker segments are followed
-    (main header, every tile-part by its Psot length) and it must end with EOC at the count (zero
-    padding aside); a COM segment must hold vocabulary text (an encoder's banner such as
-    ``Kakadu-v7.10``) or zeros.  The packets inside a tile-part are not parsed (see README)."""
+    (``io.codestreams.j2k_segments``: main header, every tile-part by its Psot length) and nothing
+    but zero padding may follow EOC; a main-header COM segment must hold vocabulary text (an
+    encoder's banner such as ``Kakadu-v7.10``) or zeros, a tile-part header's COM zeros.  The
+    packets inside a tile-part are not parsed (see README)."""
+    from wsianon.io import codestreams
     from wsianon.verify.reportnames import word_ok
 
-    n = len(data)
-    if data[:4] != b"\xff\x4f\xff\x51":
-        return "not a JPEG 2000 codestream"
-    pos = 2
-    while pos + 2 <= n:
-        marker = data[pos + 1] if data[pos] == 0xFF else -1
-        if marker == 0xD9:  # EOC
-            return "bytes after the JPEG 2000 end of codestream" if any(data[pos + 2 :]) else None
-        if marker < 0x30 or pos + 4 > n:
-            return "JPEG 2000 marker expected"
-        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
-        if length < 2 or pos + 2 + length > n:
-            return "JPEG 2000 segment runs past the stream"
-        if marker == 0x64:  # COM: Rcom 1 = Latin text, else binary
-            body = data[pos + 6 : pos + 2 + length]
-            if data[pos + 4 : pos + 6] == b"\x00\x01":
-                words = re.findall(r"[^\W_]+", body.decode("latin-1"))
-                if not all(word_ok(w) for w in words):
-                    return "JPEG 2000 comment outside the vocabulary"
-            elif any(body):
-                return "JPEG 2000 binary comment"
-        if marker == 0x90:  # SOT: the tile-part's length (Psot) from the SOT marker
-            psot = int.from_bytes(data[pos + 6 : pos + 10], "big") if length >= 10 else 0
-            if psot == 0:  # to the end of the codestream: EOC must close it
-                return None if data.rstrip(b"\0").endswith(b"\xff\xd9") else "JPEG 2000 codestream without EOC"
-            # COM segments of the tile-part header, up to SOD
-            q = pos + 2 + length
-            while q + 4 <= n and data[q] == 0xFF and data[q + 1] != 0x93:
-                ln = int.from_bytes(data[q + 2 : q + 4], "big")
-                if data[q + 1] == 0x64 and any(data[q + 6 : q + 2 + ln]):
-                    return "JPEG 2000 comment in a tile-part header"
-                q += 2 + ln
-            pos += psot
+    segs = codestreams.j2k_segments(data)
+    if segs is None:
+        return "JPEG 2000 codestream cannot be followed"
+    for kind, o, ln in segs:
+        body = data[o : o + ln]
+        if not any(body):
             continue
-        pos += 2 + length
-    return "JPEG 2000 codestream without EOC"
+        if kind == codestreams.TAIL:
+            return "bytes after the JPEG 2000 end of codestream"
+        if kind == codestreams.TILE_COM:
+            return "JPEG 2000 comment in a tile-part header"
+        if data[o - 2 : o] != b"\x00\x01":  # Rcom 1 = Latin text, else binary
+            return "JPEG 2000 binary comment"
+        if not all(word_ok(w) for w in re.findall(r"[^\W_]+", body.decode("latin-1"))):
+            return "JPEG 2000 comment outside the vocabulary"
+    return None
 
 
 # TIFF Compression: Deflate (8, 32946), LZW (5), none (1), JPEG 2000 (Aperio 33003/33005, 34712);
