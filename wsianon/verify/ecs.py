@@ -309,38 +309,46 @@ DICOM_J2K = frozenset(["1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"])
 def _frames(path: Path, count: int, pick: set[int], located=False):
     """(index, bytes) of the frames ``pick`` of an instance of ``count`` frames.  With one fragment
     a frame (as WSI writers store them) only those frames are read: at the (offset, length)
-    ``located`` gives (the verifier's read-back found them), else found by walking the items'
-    headers (one small read each); otherwise (``located`` None: not one fragment a frame) every
-    frame is read in turn and the others skipped."""
+    ``located`` gives (the verifier's read-back found them; False: found here by walking the
+    items' headers, one small read each); otherwise (``located`` None: not one fragment a frame)
+    every frame is read in turn and the others skipped."""
     import os
 
-    from wsianon.io.dicomframes import iter_frames, pixel_value_offset, walk_items
+    from wsianon.io.dicomframes import iter_frames
 
-    if len(pick) < count and located and len(located) == count:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            for i in sorted(pick):
-                off, ln = located[i]
-                yield i, os.pread(fd, ln, off)
-            return
-        finally:
-            os.close(fd)
     if len(pick) < count and located is not None:
-        _ds, voff, length = pixel_value_offset(path)
-        if voff is not None and length == 0xFFFFFFFF:
+        if located is False:
+            located = _located(path)
+        if located is not None and len(located) == count:
             fd = os.open(path, os.O_RDONLY)
             try:
-                items = walk_items(fd, voff, os.fstat(fd).st_size)
-                if items.problem is None and len(items.values) == count + 1:  # the offset table, then a fragment a frame
-                    for i in sorted(pick):
-                        off, ln = items.values[1 + i]
-                        yield i, os.pread(fd, ln, off)
-                    return
+                for i in sorted(pick):
+                    off, ln = located[i]
+                    yield i, os.pread(fd, ln, off)
+                return
             finally:
                 os.close(fd)
     for i, frame in enumerate(iter_frames(path)):
         if i in pick:
             yield i, frame
+
+
+def _located(path: Path) -> list[tuple[int, int]] | None:
+    """(offset, length) of every item after the Basic Offset Table of an encapsulated instance
+    (None: not encapsulated, or the items cannot be walked)."""
+    import os
+
+    from wsianon.io.dicomframes import pixel_value_offset, walk_items
+
+    _ds, voff, length = pixel_value_offset(path)
+    if voff is None or length != 0xFFFFFFFF:
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        items = walk_items(fd, voff, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+    return items.values[1:] if items.problem is None else None
 
 
 def check_dicom(dsets, verdict, accept_unrun: bool = False, every: bool = False, fragments=None) -> None:
