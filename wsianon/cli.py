@@ -501,7 +501,7 @@ def inspect(
             continue
         pub = inv.public(show_values)
         if not show_values:  # a name the source chose (a key, an element) may itself identify: vocabulary only
-            pub["fields"] = [safe_removal(f, inv.format) for f in pub["fields"]]
+            pub["fields"] = [safe_removal(f) for f in pub["fields"]]
         pub["path"] = str(s.path)
         results.append(pub)
         if not json_out:

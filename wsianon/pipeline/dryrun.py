@@ -49,7 +49,7 @@ def check_native(src: SlideSource, inv: Inventory, ctx: SlideContext, out: Path 
             if _exists(out / top):
                 raise OutputError(out / top, "output already exists (use --overwrite to replace it)")
     d = plan.describe()
-    d["removals"] = [safe_removal(r, inv.format) for r in d["removals"]]  # names: vocabulary only
+    d["removals"] = [safe_removal(r) for r in d["removals"]]  # names: vocabulary only
     return d
 
 

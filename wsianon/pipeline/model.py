@@ -103,7 +103,7 @@ class Outcome:
             "target": self.target,
             "status": self.status,
             "outputs": self.outputs,
-            "removed": [safe_removal(r.as_dict(), self.format) for r in self.removals],  # names: vocabulary only
+            "removed": [safe_removal(r.as_dict()) for r in self.removals],  # names: vocabulary only
             "verification": None if self.verdict is None else self.verdict.as_dict(),
             "error": self.error,
             "notes": self.notes,

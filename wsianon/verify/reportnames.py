@@ -56,18 +56,19 @@ def word_ok(w: str) -> bool:
     return w.isascii() and (_vocab().token_ok(w) or _dicom_keyword(w))
 
 
-def safe_name(text: str, fmt: str | None = None) -> str:
+def safe_name(text: str) -> str:
     """``text`` with every word that is neither structural nor vocabulary withheld; characters
-    that are not printable ASCII, letters or digits (zero-width, control) are dropped."""
+    that are not printable ASCII, letters or digits (zero-width, control) are dropped.  One
+    vocabulary for every format (a report may hold several), so no format is named here."""
     if not text:
         return text
     text = "".join(c for c in text if " " <= c <= "~" or c.isalnum())
     return _WORD.sub(lambda m: m.group(0) if word_ok(m.group(0)) else WITHHELD, text)
 
 
-def safe_removal(d: dict, fmt: str | None = None) -> dict:
+def safe_removal(d: dict) -> dict:
     """A removal's report entry (``Removal.as_dict()``) with its name and place made safe."""
-    return {**d, "name": safe_name(d.get("name", ""), fmt), "where": safe_name(d.get("where", ""), fmt)}
+    return {**d, "name": safe_name(d.get("name", "")), "where": safe_name(d.get("where", ""))}
 
 
 __all__ = ["WITHHELD", "safe_name", "safe_removal", "word_ok"]
