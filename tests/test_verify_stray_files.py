@@ -77,3 +77,13 @@ def test_a_stray_file_is_not_clean(cli, outs, where, tmp_path):
     if where != "mrxs-folder":  # (an MRXS folder's own checks may see the file too)
         assert all(r["ok"] for r in slides)
     assert NAME not in json.dumps(report)  # the file is named, its content never
+
+
+def test_a_slide_linked_into_the_folder_is_no_stray(cli, outs, tmp_path):
+    """The folder's files are matched to the slides by what they resolve to: a slide given
+    through a symbolic link is the slide, not a stray file."""
+    svs = next(outs["native"].glob("*.svs"))
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "linked" / svs.name).symlink_to(svs)
+    code, report = _verify(cli, tmp_path / "linked")
+    assert code == 0 and len(report) == 1 and report[0]["ok"], report

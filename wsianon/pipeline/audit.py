@@ -125,7 +125,7 @@ def _stray_files(folders: list[Path], covered: set[Path]) -> list[Path]:
             dirs.sort()
             for f in sorted(files):
                 p = Path(root) / f
-                if p in covered or (Path(root) == top and f in RECORD_FILES):
+                if p.resolve() in covered or (Path(root) == top and f in RECORD_FILES):  # a slide reached through a link
                     continue
                 out.append(p)
     return out
