@@ -357,7 +357,7 @@ class FrameSegments:
                 fed = self._feeders[path] if path in self._feeders else _segment_feeder(path)
                 n = _judge_streamed(path, *fed) if fed is not None else None
                 if n is not None and _jpeg_family(path):
-                    n = _all_start_with_soi(path, n, bad)
+                    n = _all_start_with_soi(path, n, bad, self.fragments.get(path))
                 frames += n if n is not None else _frame_segments(path, bad, _jpeg_family(path))
             except Exception as exc:
                 bad.append(f"{path.name}: frames unreadable ({type(exc).__name__})")
@@ -467,10 +467,11 @@ def _jpeg_family(path: Path) -> bool:
     return str(read_dataset(path).file_meta.get("TransferSyntaxUID", "")) in JPEG_FAMILY_TS
 
 
-def _all_start_with_soi(path: Path, n: int, bad: list[str]) -> int:
+def _all_start_with_soi(path: Path, n: int, bad: list[str], frags: list[tuple[int, int]] | None = None) -> int:
     """The streamed judgement proves the JPEG frames clean; a frame that is no JPEG stream at all
-    (no SOI) is not judged there: each located frame's first two bytes are read here."""
-    frags = _located(path) or []
+    (no SOI) is not judged there: each located frame's first two bytes are read here (``frags``:
+    the frames as this verifier's item walk located them; walked here when not given)."""
+    frags = (frags if frags is not None else _located(path)) or []
     fd = os.open(path, os.O_RDONLY)
     try:
         for i, (off, ln) in enumerate(frags):
