@@ -109,3 +109,12 @@ def human_bytes(n: float) -> str:
         if n < 1024:
             return f"{n:.1f} {unit}"
     return f"{n / 1024:.1f} TiB"
+
+
+def looks_textual(data: bytes) -> bool:
+    """Whether ``data`` is mostly text: at least 80 % printable ASCII, tabs and line ends (an XML
+    record in a binary container, as against a histogram's or a position buffer's bytes)."""
+    if not data:
+        return False
+    printable = sum(1 for b in data if 0x20 <= b < 0x7F or b in (9, 10, 13))
+    return printable >= 0.8 * len(data)

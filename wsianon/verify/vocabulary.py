@@ -39,6 +39,7 @@ from wsianon.io.extents import data_extents
 from wsianon.io import jpeg
 from wsianon.profiles import load
 from wsianon.profiles.names import vocab_files
+from wsianon.io.safetext import looks_textual
 
 MIN_RUN = 4
 _READ = 8 << 20
@@ -537,13 +538,6 @@ def _pairs_sorted(off: np.ndarray, cnt: np.ndarray, chunk: int) -> bool:
     return True
 
 
-def _looks_textual(data: bytes) -> bool:
-    if not data:
-        return False
-    printable = sum(1 for b in data if 0x20 <= b < 0x7F or b in (9, 10, 13))
-    return printable >= 0.8 * len(data)
-
-
 def scan_plain(path: Path, fmt: str, name: str | None = None, blobs: list[tuple[int, int]] | None = None, whole: bool = True, names=()) -> list[TextFinding]:
     """Findings for a non-TIFF file (Slidedat.ini, Index.dat, a Data file whose blobs are given).
 
@@ -567,7 +561,7 @@ def scan_plain(path: Path, fmt: str, name: str | None = None, blobs: list[tuple[
                     or _bmp_stream_findings(fd, off, cnt, name, out)
                 ):
                     skip.append((off, cnt))
-                elif not _looks_textual(os.pread(fd, min(cnt, 1 << 16), off)):
+                elif not looks_textual(os.pread(fd, min(cnt, 1 << 16), off)):
                     skip.append((off, cnt))
         finally:
             os.close(fd)

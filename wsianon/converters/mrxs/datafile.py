@@ -14,6 +14,7 @@ from pathlib import Path
 
 from wsianon.converters.mrxs.index import VERSION_BYTES, NonHierRecord
 from wsianon.io.plan import Patch
+from wsianon.io.safetext import looks_textual
 
 
 def read_blob(datafiles: list[Path], rec: NonHierRecord, limit: int = 64 << 20) -> bytes:
@@ -28,8 +29,7 @@ def read_blob(datafiles: list[Path], rec: NonHierRecord, limit: int = 64 << 20) 
 def xml_texts(blob: bytes) -> list[str]:
     """Element texts and attribute values (5 characters or more, not plain numbers) of an XML-ish blob
     (none of a binary blob: a histogram's bytes are no texts to report or scan for)."""
-    head = blob[:4096]
-    if not head or sum(1 for b in head if 0x20 <= b < 0x7F or b in (9, 10, 13)) < 0.8 * len(head):
+    if not looks_textual(blob[:4096]):
         return []
     text = blob.decode("utf-8", errors="replace")
     vals = re.findall(r">([^<>]+)<", text) + re.findall(r"=\s*\"([^\"]*)\"", text) + re.findall(r"=\s*'([^']*)'", text)
