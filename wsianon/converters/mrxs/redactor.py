@@ -50,7 +50,7 @@ from wsianon.io.plan import FilePlan, Patch, Plan
 from wsianon.io.safefile import read_regular
 from wsianon.io.keyed import same_length_hex
 from wsianon.io.safetext import os_reason
-from wsianon.profiles.names import WITHHELD, public as public_name
+from wsianon.profiles.names import public as public_name
 from wsianon.profiles.actions import Action
 from wsianon.profiles.policy import Policy
 
@@ -188,10 +188,10 @@ class MrxsConverter(NativeConverter):
         return plan
 
 
-def _shown(name: str | None, placeholder: str = WITHHELD) -> str:
+def _shown(name: str | None) -> str:
     """A key, section, record or file name from the slide as the report may show it: made of the
-    format's vocabulary, or a placeholder (another tool may have named a key after the patient)."""
-    return public_name("mrxs", name or "", placeholder)
+    format's vocabulary, or the placeholder (another tool may have named a key after the patient)."""
+    return public_name("mrxs", name or "")
 
 
 def _version(slide: Slide) -> str:
