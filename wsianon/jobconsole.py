@@ -75,6 +75,9 @@ class BatchConsole:
             self.total = info["total"]
             self.task = self.progress.add_task("wsianon", total=max(info.get("bytes", 0), 1), slides=self._fields())
             self._log("start", slides=self.total, bytes=info.get("bytes", 0), already_done=info.get("already", 0), skipped_inputs=info.get("skipped", 0))
+            if info.get("lost"):
+                self._log("outputs-missing", slides=info["lost"])
+                self.err.print(f"{info['lost']} slide(s) done earlier have outputs missing from OUT: processing them again", highlight=False)
             if info.get("already"):
                 msg = f"resuming: {info['already']} slide(s) already done, {self.total} to process"
                 if info.get("already_failed"):

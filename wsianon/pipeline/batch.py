@@ -325,6 +325,7 @@ def _run(cfg, emit, key, kfp, mode, pmap, out, mapping_path, quarantine, sel, ma
         bytes=sum(it.size for it in items),
         already=r.already,
         already_failed=r.already_failed,
+        lost=r.lost,
         skipped=len(man.skipped()) if man else 0,
     )
     r.drive(items, mapping_path)
@@ -346,6 +347,7 @@ class _Run:
         self.adopt: dict[bytes, object] = {}  # in-place outputs renamed just before a kill -> their row
         self.requeued: set[bytes] = set()  # sources a dead run was processing
         self.already = self.already_failed = 0
+        self.lost = 0  # slides done earlier whose outputs are gone from OUT: processed again
         self.roots_seen: set[int] = set()
         self.seeder: ImageSeeder | None = None  # once a worker sends rendered images
         # states a resume leaves alone (failed slides too, unless --retry-failed)
@@ -368,8 +370,23 @@ class _Run:
             self.requeued.add(row.source)
             if self.policy.in_place:
                 _inplace_recover(row, self.adopt)
+        self.requeue_lost()
         _clean_staging(self.out)
         _clean_staging(self.quarantine)
+
+    def requeue_lost(self) -> None:
+        """Slides done earlier whose outputs are no longer in OUT (deleted or moved by hand, OUT
+        emptied) are processed again rather than counted as done: a resumed job's record and
+        certificate would otherwise list files that do not exist.  One ``stat`` per output; what
+        is left of such a slide's outputs is replaced."""
+        man, out = self.man, self.out
+        if man is None or out is None or self.policy.in_place or self.policy.dry_run or self.policy.overwrite:
+            return
+        lost = [(sid, src) for sid, src, names in man.done_outputs() if names and not all(os.path.lexists(out / n) for n in names)]
+        if lost:
+            man.set_pending([sid for sid, _ in lost])
+            self.requeued.update(src for _, src in lost)
+            self.lost = len(lost)
 
     def record_missing(self, sel) -> None:
         for m in sel.missing:

@@ -391,6 +391,17 @@ class Manifest:
         self.db.execute("UPDATE slides SET state='pending' WHERE state='running'")
         return rows
 
+    def done_outputs(self) -> list[tuple[int, bytes, list[str]]]:
+        """(id, source, output names) of the slides done and shared ('ok'): only those columns,
+        so a resume of 10^6 slides does not decode their report entries."""
+        cur = self.db.execute("SELECT id, source, outputs FROM slides WHERE state='ok' ORDER BY id")
+        return [(r[0], bytes(r[1]), json.loads(r[2]) if r[2] else []) for r in cur]
+
+    def set_pending(self, ids: Sequence[int]) -> None:
+        """These slides are to be processed again (their outputs are gone from OUT)."""
+        with self.tx():
+            self.db.executemany("UPDATE slides SET state='pending' WHERE id=?", [(i,) for i in ids])
+
     def add_skipped(self, path: bytes, label: str, reason: str) -> None:
         self.db.execute(
             "INSERT INTO inputs_skipped(path, label, reason) VALUES(?,?,?) ON CONFLICT(path) DO UPDATE SET reason=excluded.reason", (path, label, reason)

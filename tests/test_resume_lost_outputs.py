@@ -1,0 +1,52 @@
+"""A resumed job whose earlier outputs were deleted from OUT processes those slides again.
+
+Before, the manifest alone decided: a slide marked done was counted "already done" even when its
+output had been deleted by hand (or OUT emptied), the run exited 0 and the record listed a file
+that no longer existed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from tests.conftest import small_svs_folder
+
+
+def _report(out):
+    return json.loads((out / "wsianon-report.json").read_text())
+
+
+def test_deleted_output_is_processed_again(tmp_path, tmp_path_factory, cli):
+    src = small_svs_folder(tmp_path_factory, "lost", 2)
+    out = tmp_path / "out"
+    code, _, e = cli("run", src, "-o", out)
+    assert code == 0, e
+    outputs = sorted(p.name for p in out.glob("*.svs"))
+    assert len(outputs) == 2
+    gone = out / outputs[0]
+    gone.unlink()
+
+    code, _, e = cli("run", src, "-o", out, "--log", tmp_path / "job.log")
+    assert code == 0, e
+    assert "1 slide(s) done earlier have outputs missing from OUT: processing them again" in e
+    assert "1 slide(s) already done" in e  # the other one is left alone
+    assert gone.exists()  # the same pseudonym: the output is written again
+    assert sorted(p.name for p in out.glob("*.svs")) == outputs
+    events = [json.loads(line)["event"] for line in (tmp_path / "job.log").read_text().splitlines()]
+    assert events.count("slide") == 1 and "outputs-missing" in events
+    code, o, e = cli("certify", "--check", out)
+    assert code == 0 and "CONFIRMED" in o + e
+
+
+def test_emptied_out_is_rebuilt_and_an_intact_one_is_not(tmp_path, tmp_path_factory, cli):
+    src = small_svs_folder(tmp_path_factory, "lostall", 2)
+    out = tmp_path / "out"
+    assert cli("run", src, "-o", out)[0] == 0
+    shutil.rmtree(out)
+    code, _, e = cli("run", src, "-o", out)
+    assert code == 0, e
+    assert "2 slide(s) done earlier have outputs missing from OUT" in e
+    assert len(list(out.glob("*.svs"))) == 2 and _report(out)["summary"]["ok"] == 2
+    # nothing missing now: the next run processes nothing
+    code, _, e = cli("run", src, "-o", out)
+    assert code == 0 and "missing from OUT" not in e and "2 slide(s) already done, 0 to process" in e
