@@ -93,7 +93,7 @@ def test_uids_no_annex_e_row_names_are_keyed_and_judged(tmp_path, cli):
     dcm, slide = _shared_ok(cli, tmp_path, src)
     ds = _read(dcm)
     assert str(ds.FrameExtractionSequence[0].MultiFrameSourceSOPInstanceUID).startswith("2.25.")
-    assert str(ds.SOPInstanceUIDOfConcatenationSource).startswith("2.25.")
+    assert str(ds.SOPInstanceUIDOfConcatenationSource).startswith("2.25.") and str(ds.SOPInstanceUID).startswith("2.25.")
     assert str(ds.CodingSchemeIdentificationSequence[0].CodingSchemeUID) == "2.16.840.1.113883.6.96"  # registered: kept
     assert "replaced: a UID outside the DICOM registry" in {r["action"] for r in slide["removed"]}
     assert check_dicom_attributes([dcm])[0] == []
@@ -103,6 +103,11 @@ def test_uids_no_annex_e_row_names_are_keyed_and_judged(tmp_path, cli):
 
     planted = _planted(tmp_path, dcm, plant)
     _judged(planted, "FrameExtractionSequence/MultiFrameSourceSOPInstanceUID: a UID neither of the DICOM registry nor keyed")
+
+    def spoof(d):
+        d.OriginalSpecializedSOPClassUID = rt.REGISTRY_SPOOF
+
+    _judged(_planted(tmp_path / "spoof", dcm, spoof), "OriginalSpecializedSOPClassUID: a UID neither of the DICOM registry nor keyed")
     # the user asked for UIDs to be kept (Retain UIDs, recorded): the source's stay, and pass
     code, console, slide = _run(cli, src, tmp_path / "retain", "--profile", "retain-uids")
     assert code == 0 and slide["status"] == "ok", (console, slide["verification"])
@@ -214,3 +219,30 @@ def test_identifier_copied_into_kept_text_is_scrubbed(tmp_path, cli):
     assert str(ds.OpticalPathSequence[0].OpticalPathIdentifier) == "ANONYMIZED" and str(ds.ManufacturerModelName) == "ANONYMIZED"
     scrubbed = {r["name"] for r in slide["removed"] if r["action"].endswith("held a source value")}
     assert {"OpticalPathSequence/OpticalPathIdentifier", "ManufacturerModelName"} <= scrubbed
+
+
+def test_entropy_judge_does_not_depend_on_the_global_warnings_state(monkeypatch):
+    """``dicom: entropy tight`` (and the TIFF check) recorded libjpeg-turbo's warnings through
+    ``warnings.catch_warnings``: global state another verifier thread changes meanwhile (a pydicom
+    read ignoring warnings). A clean CMU-1 slide converted beside another was quarantined ("bytes
+    after the last coded unit" in its thumbnail); a warning landing in another thread's record hides
+    such bytes. Here another context ignores warnings during the decode, as that thread's did."""
+    import numpy as np
+    from turbojpeg import TurboJPEG
+
+    from wsianon.verify import ecs
+
+    clean = TurboJPEG().encode(np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8), quality=80)
+    slack = clean[:-2] + rt.TOKEN.encode() + clean[-2:]
+    real = ecs._decoder()
+    assert real is not None
+
+    class Interleaved:
+        def decode(self, *a, **k):
+            with warnings.catch_warnings(record=True):
+                warnings.simplefilter("ignore")
+                return real.decode(*a, **k)
+
+    monkeypatch.setattr(ecs, "_decoder", lambda: Interleaved())
+    assert ecs.judge(clean) is None
+    assert ecs.judge(slack) is not None

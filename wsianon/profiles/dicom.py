@@ -220,11 +220,22 @@ def _scheme_uids() -> frozenset[str]:
     return frozenset(load("dicom_wsi_iod").get("coding_scheme_uids", {}).values())
 
 
+# registry families whose members pydicom's UID dictionary does not list: context groups
+# (1.2.840.10008.6.1.n) and coding schemes (1.2.840.10008.2.16.n)
+_REGISTRY_FAMILIES = re.compile(r"1\.2\.840\.10008\.(6\.1|2\.16)\.[0-9]{1,4}")
+
+
 def standard_uid(uid: str) -> bool:
-    """A UID of the DICOM registry, or a registered coding scheme's (``coding_scheme_uids``): the
-    same in every output, naming no organisation that made the slide."""
+    """A UID of the DICOM registry (one pydicom's dictionary names, or of a registry family), or a
+    registered coding scheme's (``coding_scheme_uids``): the same in every output, naming no
+    organisation that made the slide. Any other UID under the registry's root is not the
+    registry's (a writer's own UIDs there could hold anything)."""
+    from pydicom.uid import UID
+
     uid = str(uid).strip()
-    return uid.startswith(REGISTRY_ROOT) or uid in _scheme_uids()
+    if uid in _scheme_uids():
+        return True
+    return uid.startswith(REGISTRY_ROOT) and (UID(uid).name != uid or bool(_REGISTRY_FAMILIES.fullmatch(uid)))
 
 
 # a coded concept's value: exactly one of these (PS3.3 8.1); the first present is the code

@@ -25,7 +25,7 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, Tag
 
 from wsianon import __version__ as _version
-from wsianon.io.keyed import keyed_uid, remap_uid
+from wsianon.io.keyed import keyed_uid
 from wsianon.io.plan import Removal
 from wsianon.profiles.actions import Action
 from wsianon.profiles.dicom import CODE_VALUE_KWS, FREE_TEXT_VRS, DicomProfile, action_by_type, code_meaning, code_schemes, code_value, iod, standard_uid
@@ -211,7 +211,7 @@ class Engine:
             # registry's and coding schemes' stay, any other (an organisation's root, digits of an
             # identifier) is replaced by its keyed UID
             old = [str(v).strip() for v in (elem.value if elem.VM > 1 else [elem.value])]
-            new = [v if standard_uid(v) else remap_uid(self.key, v) for v in old]
+            new = [remap(self.key, v) for v in old]
             if new != old:
                 elem.value = new if elem.VM > 1 else new[0]
                 self._log(name, UNREGISTERED_UID)
@@ -305,8 +305,8 @@ class Engine:
         if elem.VR != "UI":
             return self._dummy(elem)
         if elem.VM > 1:
-            return [remap_uid(self.key, str(v)) for v in elem.value]
-        return remap_uid(self.key, str(elem.value))
+            return [remap(self.key, str(v)) for v in elem.value]
+        return remap(self.key, str(elem.value))
 
     # -- closed world: conditions, coded concepts, references -----------------
     def _conditions(self, ds: Dataset, path: tuple[str, ...]) -> None:
@@ -354,7 +354,7 @@ class Engine:
     def uid_out(self, uid: str) -> str:
         """What a source SOP Instance UID becomes in the output (REPLACE: keyed remap; KEEP: kept)."""
         action, _ = self.profile.action(0x00080018, (), "SOPInstanceUID")
-        return remap_uid(self.key, uid) if action is Action.REPLACE else uid
+        return remap(self.key, uid) if action is Action.REPLACE else uid
 
     def prune_references(self, ds: Dataset, kept: set[str], path: tuple[str, ...] = ()) -> None:
         """Remove every reference to an SOP instance that is not among the outputs (a dropped
@@ -461,6 +461,14 @@ class Engine:
         eq.ContributionDescription = "De-identified (PS3.15 Annex E)"
         seq = ds.get("ContributingEquipmentSequence")
         ds.ContributingEquipmentSequence = Sequence(list(seq or []) + [eq])
+
+
+def remap(key: bytes, uid: str) -> str:
+    """A source UID as the output carries it: a standard UID (the registry's, a coding scheme's)
+    as it is, any other keyed (``keyed_uid``: what ``io.keyed.remap_uid`` gives a non-registry
+    UID) — also one a writer put under the registry's root without the registry naming it."""
+    old = str(uid).strip().rstrip("\0")
+    return old if not old or standard_uid(old) else keyed_uid(key, old)
 
 
 def _dictionary_tags(elem: DataElement) -> bool:

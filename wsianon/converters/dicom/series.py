@@ -13,8 +13,8 @@ from pydicom.dataset import Dataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
 from wsianon.converters.base import Field, Inventory, SlideContext
-from wsianon.converters.dicom.engine import DATE_VRS, Engine, Identity
-from wsianon.io.keyed import date_offset_days, keyed_token, keyed_uid, remap_uid
+from wsianon.converters.dicom.engine import DATE_VRS, Engine, Identity, remap
+from wsianon.io.keyed import date_offset_days, keyed_token, keyed_uid
 from wsianon.converters.dicom.stream import read_header, write_instance
 from wsianon.errors import CorruptInput, NothingToShare, UnsupportedFormat
 from wsianon.io.plan import Removal
@@ -239,7 +239,7 @@ def slide_identity(ctx: SlideContext, source_patient_id: str | None, source_stud
     if ctx.study_pseudonym:
         study = keyed_uid(key, ctx.study_pseudonym, "study")
     elif source_study_uid:
-        study = remap_uid(key, source_study_uid)
+        study = remap(key, source_study_uid)
     else:
         study = keyed_uid(key, patient + "\0" + ctx.pseudonym, "study")
     return Identity(slide=ctx.pseudonym, patient=patient, study_uid=study, date_offset_days=date_offset_days(key, patient))
