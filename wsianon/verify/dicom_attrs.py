@@ -284,7 +284,10 @@ def _offset_tables(fd: int, ds: Dataset, items) -> str | None:
     if "ExtendedOffsetTable" in ds or "ExtendedOffsetTableLengths" in ds:
         eot = bytes(ds.get("ExtendedOffsetTable") or b"")
         lengths = bytes(ds.get("ExtendedOffsetTableLengths") or b"")
-        if len(frags) != n or eot != struct.pack(f"<{n}Q", *starts) or lengths != struct.pack(f"<{n}Q", *(ln for _o, ln in frags)):
+        if len(frags) != n or eot != struct.pack(f"<{n}Q", *starts) or len(lengths) != 8 * n:
+            return "Extended Offset Table is not exactly the frames' item offsets and lengths"
+        # each length is its fragment's, with or without the padding byte to even length
+        if any(v not in (ln, ln - 1) for v, (_o, ln) in zip(struct.unpack(f"<{n}Q", lengths), frags)):
             return "Extended Offset Table is not exactly the frames' item offsets and lengths"
     total = ds.get("EncapsulatedPixelDataValueTotalLength")
     if total is not None:
