@@ -15,6 +15,7 @@ X/Z/U* on a Type 1 sequence -> REPLACE: kept, with the UIDs inside replaced).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Iterable, Mapping
@@ -130,6 +131,11 @@ def _tables():
     return exact, patterns, private, types
 
 
+# C0 controls other than TAB, LF, FF, CR (and DEL) in a decoded text value: an escape sequence of a
+# character set the instance does not declare (ISO 2022 JIS text reads as short ASCII runs after
+# ESC $ B), or bytes nothing decoded; no kept text may hold them
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+
 # free-text value representations: kept only when listed in dicom_wsi_iod.json "kept_text"
 FREE_TEXT_VRS = frozenset({"AE", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"})
 
@@ -153,7 +159,7 @@ class Iod:
         return bool(keyword) and "/".join(path + (keyword,)) in self.paths
 
     def kept_text_ok(self, keyword: str, value: str) -> bool:
-        if keyword not in self.kept_text:
+        if keyword not in self.kept_text or CONTROL_CHARS.search(value):
             return False
         pat = self.kept_text[keyword]
         return pat is None or bool(pat.match(value))
@@ -203,6 +209,48 @@ def code_meaning(scheme: str, value: str) -> str | None:
     coded concept, or None when the code is not in the dictionary."""
     m = _code_index().get((str(scheme).strip(), str(value).strip()))
     return None if m is None else m[:64].strip()
+
+
+REGISTRY_ROOT = "1.2.840.10008."
+KEYED_ROOT = "2.25."
+
+
+@lru_cache(maxsize=1)
+def _scheme_uids() -> frozenset[str]:
+    return frozenset(load("dicom_wsi_iod").get("coding_scheme_uids", {}).values())
+
+
+# registry families whose members pydicom's UID dictionary does not list: context groups
+# (1.2.840.10008.6.1.n) and coding schemes (1.2.840.10008.2.16.n)
+_REGISTRY_FAMILIES = re.compile(r"1\.2\.840\.10008\.(6\.1|2\.16)\.[0-9]{1,4}")
+
+
+def standard_uid(uid: str) -> bool:
+    """A UID of the DICOM registry (one pydicom's dictionary names, or of a registry family), or a
+    registered coding scheme's (``coding_scheme_uids``): the same in every output, naming no
+    organisation that made the slide. Any other UID under the registry's root is not the
+    registry's (a writer's own UIDs there could hold anything)."""
+    from pydicom.uid import UID
+
+    uid = str(uid).strip()
+    if uid in _scheme_uids():
+        return True
+    return uid.startswith(REGISTRY_ROOT) and (UID(uid).name != uid or bool(_REGISTRY_FAMILIES.fullmatch(uid)))
+
+
+# a coded concept's value: exactly one of these (PS3.3 8.1); the first present is the code
+CODE_VALUE_KWS = ("CodeValue", "LongCodeValue", "URNCodeValue")
+
+
+def code_value(ds) -> tuple[str | None, str]:
+    """(keyword, value) of a code item's code value: the first of ``CODE_VALUE_KWS`` with a value
+    ((None, "") when none has one). Any other of them in the same item is a second code value no
+    dictionary judged (text beside a known code): removed by the engine, refused by the verifier."""
+    for kw in CODE_VALUE_KWS:
+        v = str(ds.get(kw, "") or "").strip()
+        if v:
+            return kw, v
+    return None, ""
 
 
 @lru_cache(maxsize=1)

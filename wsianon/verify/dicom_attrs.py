@@ -25,12 +25,16 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from wsianon.profiles.actions import Action
-from wsianon.profiles.dicom import FREE_TEXT_VRS, DicomProfile, code_meaning, code_schemes, iod
+from wsianon.profiles.dicom import CODE_VALUE_KWS, FREE_TEXT_VRS, DicomProfile, code_meaning, code_schemes, code_value, iod, standard_uid
 
 DATE_RE = {"DA": re.compile(r"^\d{8}$"), "TM": re.compile(r"^\d{2,6}(\.\d{1,6})?$"), "DT": re.compile(r"^\d{4,14}(\.\d{1,6})?([+-]\d{4})?$")}
 UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 CS_RE = re.compile(r"^[A-Z0-9_ ]{0,16}$")
-CODE_KWS = ("CodeValue", "LongCodeValue", "URNCodeValue")
+# UIDs a de-identified output may carry: the DICOM registry's and registered coding schemes'
+# (``standard_uid``), and keyed ones (2.25.<MAC>: what every replaced, dummy or generated UID is);
+# any other is a source's (an organisation's root, digits of an identifier) unless the output
+# records Retain UIDs
+KEYED_UID = "2.25."
 BINARY_JUDGED = ("ICCProfile", "RealWorldValueLUTData")  # and every *PaletteColorLookupTableData (see _Walker._binary)
 
 
@@ -82,29 +86,35 @@ class _Walker:
             if kw in BINARY_JUDGED or kw.endswith("PaletteColorLookupTableData"):
                 self._binary(kw, name, elem)
                 continue
-            try:
-                vals = _vals(elem)
-            except Exception:
-                self.findings.add(f"{name}: unreadable value")
-                continue
-            vr = elem.VR
-            if vr in DATE_RE:
-                if any(v and not DATE_RE[vr].match(v) for v in vals):
-                    self.findings.add(f"{name}: not a {vr} value")
-            elif vr == "UI":
-                if any(v and not UID_RE.match(v) for v in vals):
-                    self.findings.add(f"{name}: not a UID")
-            elif vr == "CS":
-                if any(not CS_RE.match(v) for v in vals):
-                    self.findings.add(f"{name}: not a code string")
-            elif vr in FREE_TEXT_VRS:
-                for v in vals:
-                    if not self._text_ok(ds, kw, path, v, vr):
-                        self.findings.add(f"{name}: text is not a dummy, pseudonym or vocabulary value")
-                        break
+            why = self._value(ds, elem, kw, path)
+            if why:
+                self.findings.add(f"{name}: {why}")
         for kw, needs in w.conditions.items():
             if kw in ds and needs not in ds:
                 self.findings.add("/".join(path + (kw,)) + f": present without {needs}")
+
+    def _value(self, ds: Dataset, elem, kw: str, path: tuple[str, ...]) -> str | None:
+        """Why a (non-sequence, non-binary) element's value is not proven safe, or None."""
+        try:
+            vals = _vals(elem)
+        except Exception:
+            return "unreadable value"
+        vr = elem.VR
+        if vr in DATE_RE:
+            return f"not a {vr} value" if any(v and not DATE_RE[vr].match(v) for v in vals) else None
+        if vr == "UI":
+            if any(v and not UID_RE.match(v) for v in vals):
+                return "not a UID"
+            if "retain-uids" not in self.profile.options and any(v and not (v.startswith(KEYED_UID) or standard_uid(v)) for v in vals):
+                return "a UID neither of the DICOM registry nor keyed"
+            return None
+        if vr == "AT":
+            return None if _dictionary_tags(elem) else "a tag pointer to no attribute of the DICOM dictionary"
+        if vr == "CS":
+            return "not a code string" if any(not CS_RE.match(v) for v in vals) else None
+        if vr in FREE_TEXT_VRS and not all(self._text_ok(ds, kw, path, v, vr) for v in vals):
+            return "text is not a dummy, pseudonym or vocabulary value"
+        return None
 
     def _binary(self, kw: str, name: str, elem) -> None:
         """Binary and numeric-table values that can carry text: an ICC profile keeps its colorimetric
@@ -128,7 +138,9 @@ class _Walker:
             return True
         if kw in w.code_items:
             scheme = str(ds.get("CodingSchemeDesignator", "") or "").strip()
-            value = next((str(ds.get(k)).strip() for k in CODE_KWS if ds.get(k)), "")
+            value_kw, value = code_value(ds)
+            if kw in CODE_VALUE_KWS and kw != value_kw:
+                return False  # a second code value beside the code: nothing judges it
             meaning = code_meaning(scheme, value)
             if meaning is None:
                 # an unknown code: only dummies (checked above) or a numeric code value of a dictionary scheme
@@ -152,6 +164,17 @@ class _Walker:
         if kw in w.kept_text:
             return w.kept_text_ok(kw, v)
         return True  # kept on purpose by a Retain option the profile names (e.g. retain-device-identity)
+
+
+def _dictionary_tags(elem) -> bool:
+    """Every value of an AT element names an attribute of the DICOM dictionary (a pointer; any
+    other value is 4 free bytes)."""
+    from pydicom.datadict import keyword_for_tag
+    from pydicom.tag import Tag
+
+    v = elem.value
+    vals = [] if v is None else list(v) if elem.VM > 1 else [v]
+    return all(keyword_for_tag(Tag(t)) for t in vals)
 
 
 def _icc_problems(data: bytes) -> int:
@@ -234,6 +257,46 @@ def _native_length(ds: Dataset) -> int:
     return n + n % 2
 
 
+OFFSET_TABLE_KWS = ("ExtendedOffsetTable", "ExtendedOffsetTableLengths", "EncapsulatedPixelDataValueTotalLength")
+
+
+def _offset_tables(fd: int, ds: Dataset, items) -> str | None:
+    """The Basic Offset Table (the first item), the Extended Offset Table with its lengths, and the
+    total length are numbers the items alone determine: each is empty/absent or exactly the
+    items' own (offsets of the frames' item headers from the first fragment's, the fragments'
+    lengths); anything else (bytes beyond the entries, values that are no offsets) could hold
+    text. The one-line reason, or None."""
+    import os
+    import struct
+
+    bot_off, bot_len = items.values[0] if items.values else (0, 0)
+    frags = items.values[1:]
+    first = frags[0][0] - 8 if frags else 0
+    starts = [o - 8 - first for o, _ln in frags]
+    n = int(ds.get("NumberOfFrames", 1) or 1)
+    if bot_len:
+        if bot_len != 4 * n:
+            return "Basic Offset Table is not one offset a frame"
+        offs = struct.unpack(f"<{n}I", os.pread(fd, bot_len, bot_off))
+        at = set(starts)
+        if offs[0] != 0 or any(b <= a for a, b in zip(offs, offs[1:])) or any(o not in at for o in offs):
+            return "Basic Offset Table values are not the frames' item offsets"
+    if "ExtendedOffsetTable" in ds or "ExtendedOffsetTableLengths" in ds:
+        eot = bytes(ds.get("ExtendedOffsetTable") or b"")
+        lengths = bytes(ds.get("ExtendedOffsetTableLengths") or b"")
+        if len(frags) != n or eot != struct.pack(f"<{n}Q", *starts) or len(lengths) != 8 * n:
+            return "Extended Offset Table is not exactly the frames' item offsets and lengths"
+        # each length is its fragment's, with or without the padding byte to even length
+        if any(v not in (ln, ln - 1) for v, (_o, ln) in zip(struct.unpack(f"<{n}Q", lengths), frags)):
+            return "Extended Offset Table is not exactly the frames' item offsets and lengths"
+    total = ds.get("EncapsulatedPixelDataValueTotalLength")
+    if total is not None:
+        whole = sum(ln for _o, ln in frags)
+        if not whole - len(frags) <= int(total) <= whole:  # the fragments' lengths, their padding bytes excepted
+            return "EncapsulatedPixelDataValueTotalLength is not the fragments' length"
+    return None
+
+
 def _data_set_end(f: Path) -> bool | str:
     """True when the file ends with its Pixel Data element (or its last element when it has
     none); else the one-line reason."""
@@ -264,7 +327,12 @@ def _data_set_end(f: Path) -> bool | str:
                 if items.end is None:
                     return items.problem or "encapsulated Pixel Data is truncated"
                 end = items.end
+                index = _offset_tables(fh.fileno(), head_ds, items)
+                if index is not None:
+                    return index
             else:
+                if any(k in head_ds for k in OFFSET_TABLE_KWS):
+                    return "an index of encapsulated Pixel Data beside native Pixel Data"
                 end = off + hdr + length
                 if length != _native_length(head_ds):
                     return "native Pixel Data is not exactly its frames (bytes beyond them are not pixels)"

@@ -40,7 +40,7 @@ from pydicom.dataset import Dataset
 
 from wsianon.profiles import load
 from wsianon.profiles.actions import Action
-from wsianon.profiles.dicom import DicomProfile, code_meaning, code_schemes, iod, rule_for
+from wsianon.profiles.dicom import CONTROL_CHARS, DicomProfile, code_meaning, code_schemes, code_value, iod, rule_for
 from wsianon.verify.vocabulary import Vocab, unknown_tokens, vocabulary
 
 NUMERIC_VRS = frozenset({"US", "UL", "SS", "SL", "FL", "FD", "SV", "UV", "AT", "OB", "OW", "OF", "OD", "OL", "OV"})
@@ -175,6 +175,8 @@ class _Scan:
         if self._retained(elem, path, kw):
             self.kept += 1
             return None
+        if any(CONTROL_CHARS.search(s) for s in strs):
+            return "text with control characters (an escape sequence or bytes no declared character set decodes)"
         if vr == "CS":
             terms = self.r.cs_terms.get(kw)
             if terms is not None:
@@ -196,7 +198,9 @@ class _Scan:
 
     def _code(self, ds: Dataset, kw: str, strs: list[str]) -> str | None:
         scheme = str(ds.get("CodingSchemeDesignator", "") or "").strip()
-        value = next((str(ds.get(k)).strip() for k in CODE_KWS if ds.get(k)), "")
+        value_kw, value = code_value(ds)
+        if kw in CODE_KWS and kw != value_kw:
+            return "a second code value beside the code"
         if kw == "CodingSchemeDesignator":
             ok = all(s in code_schemes() or s in self.r.local_schemes for s in strs)
             return None if ok else "coding scheme not in the concept dictionary"

@@ -31,7 +31,6 @@ compressions (PackBits, ...) are named in the detail as not judged.
 from __future__ import annotations
 
 import re
-import warnings
 import zlib
 from functools import lru_cache
 from pathlib import Path
@@ -58,25 +57,45 @@ LZW_BUDGET = 32 << 20
 _NEXT = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 
 
+class _Warned(Exception):
+    """libjpeg-turbo's warning for one decode (raised, not sent through ``warnings``)."""
+
+
 @lru_cache(maxsize=1)
 def _decoder():
     try:
-        from turbojpeg import TurboJPEG
-
-        return TurboJPEG()
+        from turbojpeg import TJERR_WARNING, TurboJPEG
     except Exception:  # the library (libturbojpeg0) or the binding is missing
+        return None
+
+    class _Strict(TurboJPEG):
+        """PyTurboJPEG reports a decoder warning with ``warnings.warn``: global state that other
+        threads change meanwhile (``catch_warnings`` is not thread-safe; a pydicom read elsewhere
+        ignores warnings), so a recorded warning could be lost (a clean stream judged to have bytes
+        after its coded data) or land in another thread's record (a stream with such bytes judged
+        tight). Here the warning is raised in the decoding thread itself."""
+
+        def _TurboJPEG__report_error(self, handle):
+            code = self._TurboJPEG__get_error_code
+            if code is not None and code(handle) == TJERR_WARNING:
+                raise _Warned(self._TurboJPEG__get_error_string(handle))
+            return super()._TurboJPEG__report_error(handle)
+
+    try:
+        return _Strict()
+    except Exception:
         return None
 
 
 def _warns(tj, data: bytes) -> str | None:
     """The decoder's first warning (or fatal error) for ``data``, None when it decodes cleanly."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            tj.decode(data, scaling_factor=(1, 8))
-        except Exception as exc:  # a fatal libjpeg error
-            return f"decoding failed ({type(exc).__name__})"
-    return str(caught[0].message) if caught else None
+    try:
+        tj.decode(data, scaling_factor=(1, 8))
+    except _Warned as w:
+        return str(w)
+    except Exception as exc:  # a fatal libjpeg error
+        return f"decoding failed ({type(exc).__name__})"
+    return None
 
 
 def _scan_ends(data: bytes, segs: list) -> list[tuple[int, int]]:

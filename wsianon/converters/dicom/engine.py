@@ -25,10 +25,10 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, Tag
 
 from wsianon import __version__ as _version
-from wsianon.io.keyed import keyed_uid, remap_uid
+from wsianon.io.keyed import keyed_uid
 from wsianon.io.plan import Removal
 from wsianon.profiles.actions import Action
-from wsianon.profiles.dicom import FREE_TEXT_VRS, DicomProfile, action_by_type, code_meaning, code_schemes, iod
+from wsianon.profiles.dicom import CODE_VALUE_KWS, FREE_TEXT_VRS, DicomProfile, action_by_type, code_meaning, code_schemes, code_value, iod, standard_uid
 
 TEXT_VRS = {"AE", "AS", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"}
 DATE_VRS = {"DA", "DT", "TM"}
@@ -59,6 +59,14 @@ NOT_IN_IOD = "removed: not in the VL WSI IOD"
 UNSHARED_REFERENCE = "removed: referenced an instance that is not shared"
 CONDITION_ABSENT = "removed: its condition attribute is absent"
 STANDARD_MEANING = "standard meaning of its code"
+SECOND_CODE_VALUE = "removed: a second code value beside the code (no dictionary judges it)"
+UNREGISTERED_UID = "replaced: a UID outside the DICOM registry"
+UNKNOWN_TAG_POINTER = "removed: points to no attribute of the DICOM dictionary"
+OFFSET_TABLE = "removed: an offset table of Pixel Data (readers walk the items)"
+# Pixel Data's optional index attributes: numbers that must equal the items' offsets and lengths
+# (bytes beyond them, or values that are not offsets, carry anything); the items are copied as
+# they are, so the index goes (Basic Offset Table inside Pixel Data: judged by the verifier)
+OFFSET_TABLE_KWS = frozenset({"ExtendedOffsetTable", "ExtendedOffsetTableLengths", "EncapsulatedPixelDataValueTotalLength"})
 UNKNOWN_CODE = "dummy: code not in the DICOM/SNOMED dictionary"
 STRING_VRS = TEXT_VRS | DATE_VRS | {"DS", "IS", "UI"}
 
@@ -189,6 +197,25 @@ class Engine:
             return
         action, _rule = self.profile.action(int(tag), path, kw, elem.VR)
         type_ = wsi_type(path, kw) if kw else None
+        if elem.VR == "AT" and not _no_value(elem) and not _dictionary_tags(elem):
+            # a tag pointer is 4 free bytes: only one naming a DICOM attribute is a pointer
+            del ds[tag]
+            self._log(name, UNKNOWN_TAG_POINTER)
+            return
+        if not path and kw in OFFSET_TABLE_KWS:
+            del ds[tag]
+            self._log(name, OFFSET_TABLE)
+            return
+        if action is Action.KEEP and elem.VR == "UI" and not _no_value(elem) and "retain-uids" not in self.profile.options:
+            # a UID no Annex E row names (a source instance's, a class or resource UID): the
+            # registry's and coding schemes' stay, any other (an organisation's root, digits of an
+            # identifier) is replaced by its keyed UID
+            old = [str(v).strip() for v in (elem.value if elem.VM > 1 else [elem.value])]
+            new = [remap(self.key, v) for v in old]
+            if new != old:
+                elem.value = new if elem.VM > 1 else new[0]
+                self._log(name, UNREGISTERED_UID)
+            return
         if action is Action.REMOVE:
             del ds[tag]
             self._log(name, Action.REMOVE)
@@ -278,8 +305,8 @@ class Engine:
         if elem.VR != "UI":
             return self._dummy(elem)
         if elem.VM > 1:
-            return [remap_uid(self.key, str(v)) for v in elem.value]
-        return remap_uid(self.key, str(elem.value))
+            return [remap(self.key, str(v)) for v in elem.value]
+        return remap(self.key, str(elem.value))
 
     # -- closed world: conditions, coded concepts, references -----------------
     def _conditions(self, ds: Dataset, path: tuple[str, ...]) -> None:
@@ -294,12 +321,16 @@ class Engine:
         dictionary's meaning (a Code Meaning is free text); otherwise value and meaning are dummies."""
         where = "/".join(path)
         scheme = str(ds.get("CodingSchemeDesignator", "") or "").strip()
-        if "CodeMeaning" not in ds and "CodeValue" not in ds:
+        value_kw, value = code_value(ds)
+        for kw in CODE_VALUE_KWS:
+            if kw != value_kw and kw in ds and not _no_value(ds[kw]):
+                delattr(ds, kw)
+                self._log(f"{where}/{kw}", SECOND_CODE_VALUE)
+        if "CodeMeaning" not in ds and value_kw is None:
             if scheme and scheme not in code_schemes():  # e.g. CodingSchemeIdentificationSequence
                 ds.CodingSchemeDesignator = "99WSIANON"
                 self._log(f"{where}/CodingSchemeDesignator", UNKNOWN_CODE)
             return
-        value = str(ds.get("CodeValue", "") or ds.get("LongCodeValue", "") or ds.get("URNCodeValue", "") or "").strip()
         meaning = code_meaning(scheme, value) if scheme and value else None
         if meaning is not None:
             if str(ds.get("CodeMeaning", "")).strip() != meaning:
@@ -323,7 +354,7 @@ class Engine:
     def uid_out(self, uid: str) -> str:
         """What a source SOP Instance UID becomes in the output (REPLACE: keyed remap; KEEP: kept)."""
         action, _ = self.profile.action(0x00080018, (), "SOPInstanceUID")
-        return remap_uid(self.key, uid) if action is Action.REPLACE else uid
+        return remap(self.key, uid) if action is Action.REPLACE else uid
 
     def prune_references(self, ds: Dataset, kept: set[str], path: tuple[str, ...] = ()) -> None:
         """Remove every reference to an SOP instance that is not among the outputs (a dropped
@@ -430,6 +461,22 @@ class Engine:
         eq.ContributionDescription = "De-identified (PS3.15 Annex E)"
         seq = ds.get("ContributingEquipmentSequence")
         ds.ContributingEquipmentSequence = Sequence(list(seq or []) + [eq])
+
+
+def remap(key: bytes, uid: str) -> str:
+    """A source UID as the output carries it: a standard UID (the registry's, a coding scheme's)
+    as it is, any other keyed (``keyed_uid``: what ``io.keyed.remap_uid`` gives a non-registry
+    UID) — also one a writer put under the registry's root without the registry naming it."""
+    old = str(uid).strip().rstrip("\0")
+    return old if not old or standard_uid(old) else keyed_uid(key, old)
+
+
+def _dictionary_tags(elem: DataElement) -> bool:
+    """Every value of an AT element names an attribute of the DICOM dictionary."""
+    from pydicom.datadict import keyword_for_tag
+
+    vals = elem.value if elem.VM > 1 else [elem.value]
+    return all(keyword_for_tag(Tag(v)) for v in vals)
 
 
 def _kept_text_ok(kw: str, elem: DataElement) -> bool:

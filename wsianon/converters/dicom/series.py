@@ -13,13 +13,14 @@ from pydicom.dataset import Dataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
 from wsianon.converters.base import Field, Inventory, SlideContext
-from wsianon.converters.dicom.engine import DATE_VRS, Engine, Identity
-from wsianon.io.keyed import date_offset_days, keyed_token, keyed_uid, remap_uid
+from wsianon.converters.dicom.engine import DATE_VRS, Engine, Identity, remap
+from wsianon.io.keyed import date_offset_days, keyed_token, keyed_uid
 from wsianon.converters.dicom.stream import read_header, write_instance
 from wsianon.errors import CorruptInput, NothingToShare, UnsupportedFormat
 from wsianon.io.plan import Removal
+from wsianon.io.scan import Scanner
 from wsianon.profiles.actions import Action
-from wsianon.profiles.dicom import DicomProfile, iod, profile_for_policy
+from wsianon.profiles.dicom import FREE_TEXT_VRS, DicomProfile, iod, profile_for_policy
 
 WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
 IMAGE_KINDS = ("VOLUME", "THUMBNAIL", "OVERVIEW", "LABEL")
@@ -183,8 +184,14 @@ def inspect_dicom(files: list[Path]) -> Inventory:
 
 
 def _kept_values(ds: Dataset, profile: DicomProfile, kept_values: set[str]) -> None:
+    """Values kept as vocabulary (CS terms, dictionary codes, UIDs...): a removed field holding one
+    of them is no canary. Free text kept as the source wrote it (Manufacturer, OpticalPathIdentifier,
+    ...) is not among them: an identifier copied there stays a canary, and the copy is scrubbed."""
+    code_items = iod().code_items
     for elem in ds.iterall():
         try:
+            if elem.VR in FREE_TEXT_VRS and (elem.keyword or "") not in code_items:
+                continue
             if elem.VR != "SQ" and elem.tag.group % 2 == 0 and profile.action(int(elem.tag), (), elem.keyword or "")[0] is Action.KEEP:
                 v = elem.value
                 for x in v if elem.VM > 1 else [v]:
@@ -232,7 +239,7 @@ def slide_identity(ctx: SlideContext, source_patient_id: str | None, source_stud
     if ctx.study_pseudonym:
         study = keyed_uid(key, ctx.study_pseudonym, "study")
     elif source_study_uid:
-        study = remap_uid(key, source_study_uid)
+        study = remap(key, source_study_uid)
     else:
         study = keyed_uid(key, patient + "\0" + ctx.pseudonym, "study")
     return Identity(slide=ctx.pseudonym, patient=patient, study_uid=study, date_offset_days=date_offset_days(key, patient))
@@ -265,8 +272,13 @@ def finalize_meta(ds: Dataset) -> None:
 _KIND_ORDER = {"VOLUME": 0, "THUMBNAIL": 1, "OVERVIEW": 2, "LABEL": 3}
 
 
-def process_instances(sources: list[Path], ctx: SlideContext, out_dir: Path, result: DicomResult, label_note: str, keep_label: bool = False) -> None:
-    """Engine on every instance of one slide; LABEL/OVERVIEW per policy; write into ``out_dir``."""
+def process_instances(
+    sources: list[Path], ctx: SlideContext, out_dir: Path, result: DicomResult, label_note: str, keep_label: bool = False, scanner: Scanner | None = None
+) -> None:
+    """Engine on every instance of one slide; LABEL/OVERVIEW per policy; write into ``out_dir``.
+    ``scanner``: the source's identifying values (its inventory's canaries); an element the
+    engine kept that still holds one (an accession number copied into OpticalPathIdentifier) is
+    given a dummy, emptied or removed by its Type (``Engine.scrub``)."""
     profile = profile_for_policy(ctx.policy)
     headers = []
     for f in sources:
@@ -307,6 +319,7 @@ def process_instances(sources: list[Path], ctx: SlideContext, out_dir: Path, res
             continue
         engine.apply(ds)
         engine.prune_references(ds, kept_uids)
+        engine.scrub(ds, scanner)
         clean_pixels = kind != "OVERVIEW"
         if kind == "OVERVIEW":
             ds.BurnedInAnnotation = "YES"
@@ -355,7 +368,7 @@ def deidentify_series(inv: Inventory, ctx: SlideContext, out_dir: Path) -> Dicom
     if ctx.policy.label == "blank":
         note = "--label blank: DICOM inputs get no blank LABEL instance; the label was removed"
     try:
-        process_instances(list(inv.input_files), ctx, out_dir, result, note)
+        process_instances(list(inv.input_files), ctx, out_dir, result, note, scanner=Scanner(inv.canaries()))
     except BaseException:
         for p in result.files:
             p.unlink(missing_ok=True)

@@ -27,6 +27,10 @@ def check_record_and_images(dsets: list[tuple[Path, Dataset]], policy, verdict: 
         kind = image_kind(ds)
         if kind == "LABEL" and not (policy is not None and policy.label == "blank" and str(ds.get("BurnedInAnnotation")) == "NO"):
             img_bad.append(f"{path.name}: LABEL instance")
+        if kind not in ("LABEL", "OVERVIEW") and "YES" in (str(ds.get("BurnedInAnnotation", "")).strip(), str(ds.get("SpecimenLabelInImage", "")).strip()):
+            # the instance says its pixels show the label or other burned-in text: nothing here
+            # cleans pixels, so it cannot be shared as de-identified
+            img_bad.append(f"{path.name}: {kind or 'image'} instance flagged as showing the label or burned-in text")
         if kind == "OVERVIEW":
             if policy is None or policy.macro != "keep":
                 img_bad.append(f"{path.name}: OVERVIEW instance")
