@@ -383,3 +383,13 @@ class TiffStructure:
 
     def first_pointer_bytes(self, value: int) -> bytes:
         return self.pack("I" if self.first_field_size == 4 else "Q", value)
+
+
+def compression_of(ts: TiffStructure, ifd: IFD) -> int:
+    """The IFD's Compression as one integer: 1 (none) when the tag is absent, or when its value is
+    not one number a reader would take (such an entry is no JPEG page's)."""
+    try:
+        v = ts.value(ifd, COMPRESSION, 1)
+    except (CorruptInput, struct.error, ValueError):
+        return 1
+    return v if isinstance(v, int) else 1
