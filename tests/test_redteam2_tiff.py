@@ -275,3 +275,62 @@ def test_mcu_starts_beyond_the_restart_intervals_fail_closed(cli, tmp_path):
     edit_entries(ndpi, 0, extend)
     code, text, out = _run(cli, tmp_path, ndpi)
     assert code != 0 and "failed: closed-world-tags" in text and _placed(out) == []
+
+
+# --- 4. JPEG 2000 header segments ------------------------------------------------------------
+
+
+def _j2k_insert(data: bytes, segment: bytes) -> bytes:
+    i = data.find(b"\xff\x90")  # the first tile-part: the end of the main header
+    return data[:i] + segment + data[i:]
+
+
+def _j2k_pad_qcd(data: bytes) -> bytes:
+    i = data.find(b"\xff\x5c")
+    (ln,) = struct.unpack(">H", data[i + 2 : i + 4])
+    return data[: i + 2] + struct.pack(">H", ln + len(TEXT)) + data[i + 4 : i + 2 + ln] + TEXT + data[i + 2 + ln :]
+
+
+def _tile_parts(data: bytes) -> list[tuple[int, int]]:
+    out, i = [], data.find(b"\xff\x90")
+    while data[i : i + 2] == b"\xff\x90":
+        isot, psot = struct.unpack(">HI", data[i + 4 : i + 10])
+        out.append((isot, psot))
+        i += psot
+    return out
+
+
+def test_jpeg2000_header_segments_hold_their_fields_only():
+    """A Part 2 marker in a Part 1 codestream (decoders skip it), a QCD padded past its step sizes,
+    a TLM whose entries are not the tile-parts' lengths: not followed (the checks fail closed);
+    what encoders write is (OpenJPEG here, Kakadu in the real Aperio sample's test)."""
+    import imagecodecs
+    import numpy as np
+
+    from wsianon.io.codestreams import j2k_segments
+
+    img = np.random.default_rng(2).integers(0, 255, (96, 96, 3), dtype=np.uint8)
+    clean = imagecodecs.jpeg2k_encode(img, codecformat="j2k")
+    assert j2k_segments(clean) is not None and j2k_segments(imagecodecs.jpeg2k_encode(img[..., 0], codecformat="j2k", reversible=True)) is not None
+    part2_marker = b"\xff\x77" + struct.pack(">H", len(TEXT) + 2) + TEXT
+    assert j2k_segments(_j2k_insert(clean, part2_marker)) is None
+    declared = bytearray(_j2k_insert(clean, part2_marker))
+    declared[6] |= 0x80  # Rsiz: a Part 2 codestream may carry Part 2 markers
+    assert j2k_segments(bytes(declared)) is not None
+    assert j2k_segments(_j2k_pad_qcd(clean)) is None
+    parts = _tile_parts(clean)
+    entries = b"".join(struct.pack(">BI", t, ln) for t, ln in parts)
+    tlm = lambda body: b"\xff\x55" + struct.pack(">H", len(body) + 4) + b"\x00\x50" + body  # noqa: E731  (ST=1, SP=1)
+    assert j2k_segments(_j2k_insert(clean, tlm(entries))) is not None
+    assert j2k_segments(_j2k_insert(clean, tlm(entries + struct.pack(">BI", 0, int.from_bytes(b"Jane", "big"))))) is None
+
+
+@pytest.mark.parametrize("target", ["native", "dicom"])
+def test_a_padded_jpeg2000_header_fails_closed(cli, tmp_path, target):
+    from .test_redteam_tiff import _j2k_svs
+
+    (tmp_path / "src").mkdir()
+    src = _j2k_svs(tmp_path / "src" / "CASE-7417.svs", _j2k_pad_qcd)
+    assert src.read_bytes().count(TOKEN.encode()) == 4
+    code, text, out = _run(cli, tmp_path, src, target)
+    assert code != 0 and f"failed: {'tiles-coded-tight' if target == 'native' else 'dicom: entropy tight'}" in text and _placed(out) == []
