@@ -76,22 +76,12 @@ def j2k_segments(data: bytes) -> list[tuple[str, int, int]] | None:
     text; its Rcom is the two bytes before it), :data:`TILE_COM` or :data:`TAIL`."""
     if not is_j2k(data):
         return None
-    out: list[tuple[str, int, int]] = []
-    pos, n = 2, len(data)
-    main: list[tuple[int, int, int]] = []
-    # main header: marker segments up to the first SOT
-    while True:
-        if pos + 4 > n:
-            return None
-        m, ln = struct.unpack_from(">HH", data, pos)
-        if m == _SOT:
-            break
-        if m not in _J2K_SEGMENTS or m == _SOT or ln < 2 or pos + 2 + ln > n:
-            return None
-        if m == _COM2K and ln > 4:
-            out.append((MAIN_COM, pos + 6, ln - 4))
-        main.append((m, pos, ln))
-        pos += 2 + ln
+    n = len(data)
+    walked = _header(data, 2, _SOT)  # the main header: marker segments up to the first SOT
+    if walked is None:
+        return None
+    main, pos = walked
+    out: list[tuple[str, int, int]] = [(MAIN_COM, p + 6, ln - 4) for m, p, ln in main if m == _COM2K and ln > 4]
     part2 = len(data) >= 8 and bool(data[6] & 0x80)  # Rsiz: a Part 2 codestream
     csiz = struct.unpack_from(">H", data, 40)[0] if n >= 42 else 0
     levels = _levels(data, main, csiz)
@@ -113,23 +103,12 @@ def j2k_segments(data: bytes) -> list[tuple[str, int, int]] | None:
         (psot,) = struct.unpack_from(">I", data, pos + 6)
         if lsot != 10:
             return None
-        start, hp = pos, pos + 12
-        tile: list[tuple[int, int, int]] = []
-        while True:
-            if hp + 2 > n:
-                return None
-            (hm,) = struct.unpack_from(">H", data, hp)
-            if hm == _SOD:
-                break
-            if hp + 4 > n:
-                return None
-            (hl,) = struct.unpack_from(">H", data, hp + 2)
-            if hm not in _J2K_SEGMENTS or hl < 2 or hp + 2 + hl > n:
-                return None
-            if hm == _COM2K and hl > 4:
-                out.append((TILE_COM, hp + 6, hl - 4))
-            tile.append((hm, hp, hl))
-            hp += 2 + hl
+        start = pos
+        walked = _header(data, pos + 12, _SOD)
+        if walked is None:
+            return None
+        tile, hp = walked
+        out += [(TILE_COM, p + 6, ln - 4) for m, p, ln in tile if m == _COM2K and ln > 4]
         tile_levels = _levels(data, tile, csiz, levels)
         if tile_levels is None or not _exact(data, tile, csiz, tile_levels, part2, in_tile=True):
             return None
@@ -145,6 +124,26 @@ def j2k_segments(data: bytes) -> list[tuple[str, int, int]] | None:
             return None
         parts.append((isot, psot))
         pos = start + psot
+
+
+def _header(data: bytes, pos: int, stop: int) -> tuple[list[tuple[int, int, int]], int] | None:
+    """The marker segments (marker, offset, length field) from ``pos`` up to the marker ``stop``,
+    and where ``stop`` stands; None when a segment is not JPEG 2000's or runs past the data."""
+    segs: list[tuple[int, int, int]] = []
+    n = len(data)
+    while True:
+        if pos + 2 > n:
+            return None
+        (m,) = struct.unpack_from(">H", data, pos)
+        if m == stop:
+            return segs, pos
+        if pos + 4 > n:
+            return None
+        (ln,) = struct.unpack_from(">H", data, pos + 2)
+        if m not in _J2K_SEGMENTS or m == _SOT or ln < 2 or pos + 2 + ln > n:
+            return None
+        segs.append((m, pos, ln))
+        pos += 2 + ln
 
 
 # the marker segments of JPEG 2000 Part 1 (and HTJ2K's CAP/CPF) by where they may stand; Part 2's
