@@ -334,3 +334,37 @@ def test_a_padded_jpeg2000_header_fails_closed(cli, tmp_path, target):
     assert src.read_bytes().count(TOKEN.encode()) == 4
     code, text, out = _run(cli, tmp_path, src, target)
     assert code != 0 and f"failed: {'tiles-coded-tight' if target == 'native' else 'dicom: entropy tight'}" in text and _placed(out) == []
+
+
+# --- 5. MRXS JPEG tiles: the same mechanisms ---------------------------------------------------
+
+
+def _mrxs_level0(info, edit) -> None:
+    """Every level-0 tile of an MRXS fixture replaced by ``edit(tile)`` (appended to Data0000.dat,
+    its Index.dat record repointed)."""
+    idxp, d0 = info.folder / "Index.dat", info.folder / "Data0000.dat"
+    idx, data = bytearray(idxp.read_bytes()), bytearray(d0.read_bytes())
+    n0 = (info.level_dims[0][0] // 256) * (info.level_dims[0][1] // 256)
+    for _name, off, ln in info.tiles[:n0]:
+        pos = idx.find(struct.pack("<iii", off, ln, 0))
+        blob = edit(bytes(data[off : off + ln]))
+        struct.pack_into("<ii", idx, pos, len(data), len(blob))
+        data += blob
+    d0.write_bytes(bytes(data))
+    idxp.write_bytes(bytes(idx))
+
+
+@pytest.mark.parametrize("place", ["unused table", "jfif fields"])
+def test_mrxs_tiles_with_an_unused_table_or_text_in_jfif_fields(cli, tmp_path, place):
+    from .fixtures.mrxs_gen import make_mrxs
+
+    info = make_mrxs(tmp_path / "src", "CASE-7418")
+    if place == "unused table":
+        _mrxs_level0(info, after_soi(UNUSED_DQT))
+    else:
+        _mrxs_level0(info, lambda d: after_soi(seg(0xE0, b"JFIF\0\x01" + NAME.encode()[:6] + b"\0\0"))(without(0xE0, d)))
+    code, text, out = _run(cli, tmp_path, info.folder.parent / "CASE-7418.mrxs")
+    if place == "unused table":  # the tiles are the source's: quarantined
+        assert code != 0 and "failed: mrxs-tiles-identical" in text and not list(out.glob("*.mrxs"))
+    else:  # the fields are zeroed
+        assert code == 0 and list(out.glob("*.mrxs")), text
