@@ -368,3 +368,42 @@ def test_mrxs_tiles_with_an_unused_table_or_text_in_jfif_fields(cli, tmp_path, p
         assert code != 0 and "failed: mrxs-tiles-identical" in text and not list(out.glob("*.mrxs"))
     else:  # the fields are zeroed
         assert code == 0 and list(out.glob("*.mrxs")), text
+
+
+def test_offsets_of_empty_tiles_and_beyond_the_grid(cli, tmp_path):
+    """An empty tile (byte count 0) keeps its offset, which no reader reads: its 4 bytes are
+    zeroed.  Offset/count arrays longer than the image's tile grid: refused."""
+    import tifffile
+
+    from wsianon.pipeline.model import Verdict
+    from wsianon.verify.partition import check_tiff_partition
+
+    src = _svs(tmp_path)
+    raw = bytearray(src.read_bytes())
+    with tifffile.TiffFile(src) as tf:
+        page = tf.pages[0]
+        ot, ct, n = page.tags[324].valueoffset, page.tags[325].valueoffset, len(page.dataoffsets)
+    for k, chunk in ((n - 2, b"Doe^"), (n - 1, b"Jane")):
+        raw[ot + 4 * k : ot + 4 * k + 4] = chunk
+        raw[ct + 4 * k : ct + 4 * k + 4] = bytes(4)
+    src.write_bytes(bytes(raw))
+    v = Verdict()
+    check_tiff_partition(src, "aperio", v)
+    assert any("empty tile" in f.canary for f in v.findings), v.findings
+    code, text, out = _run(cli, tmp_path, src)
+    assert code == 0 and _placed(out), text
+
+    longer = write_svs(tmp_path / "src" / "CASE-7419.svs", size=(512, 512), levels=1, with_label=False, with_macro=False).path
+    data = longer.read_bytes()
+
+    def extend(ents, alloc):
+        for e in ents:
+            if e[0] in (324, 325):
+                (off,) = struct.unpack("<I", e[3])
+                e[3] = struct.pack("<I", alloc(data[off : off + 4 * e[2]] + (TEXT[:16] if e[0] == 324 else bytes(16))))
+                e[2] += 4
+        return ents
+
+    edit_entries(longer, 0, extend)
+    code, text, out = _run(cli, tmp_path, longer)
+    assert code != 0 and "failed: closed-world-tags" in text and _placed(out) == []

@@ -257,10 +257,30 @@ def _close_file(plan: Plan, fp: FilePlan, fmt: str) -> tuple[int, list[dict], in
             if ({324, 325} <= kept) or ({273, 279} <= kept):
                 o, c = ts.data_span_arrays(ifd)  # numpy, 16 bytes a tile: no list of tuples a tile
                 tiles.append((o[c > 0], o[c > 0] + c[c > 0]))
+                blocks += _empty_chunk_offsets(ts, ifd, o, c)
         zeroed = _zero_unreferenced(fp, fd, src_size, view.size, _merge_with_tiles(spans, tiles), blocks)
         return zeroed, dropped_report, icc_emptied
     finally:
         os.close(fd)
+
+
+def _empty_chunk_offsets(ts: TiffStructure, ifd, offsets, counts) -> list[Patch]:
+    """Zero-fill patches for the offset of every tile/strip whose byte count is 0 (an empty tile:
+    no reader reads its offset, which could hold any four or eight bytes), in runs."""
+    import numpy as np
+
+    idx = np.flatnonzero((counts == 0) & (offsets != 0))
+    if not len(idx):
+        return []
+    e = ifd.entries[324 if 324 in ifd else 273]
+    unit = TYPES[e.type][1]
+    if e.inline and ts.kind is Kind.NDPI and e.count == 1:
+        return []  # an NDPI single offset with its high half: a strip of count 0 is no image
+    breaks = np.flatnonzero(np.diff(idx) != 1) + 1
+    return [
+        Patch(e.value_offset + int(run[0]) * unit, len(run) * unit, None, f"closed world: offsets of empty tiles/strips of IFD {ifd.index} zeroed")
+        for run in np.split(idx, breaks)
+    ]
 
 
 def _zero_unreferenced(fp: FilePlan, fd: int, src_size: int, view_size: int, refs: list[tuple[int, int]], blocks: list[Patch]) -> int:

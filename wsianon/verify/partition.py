@@ -26,7 +26,7 @@ from wsianon.errors import WsianonError
 from wsianon.io.extents import data_extents
 from wsianon.io.scan import Finding
 from wsianon.io.jpeg import restart_intervals
-from wsianon.io.tiff import TYPES, Kind, TiffStructure, compression_of
+from wsianon.io.tiff import TYPES, Kind, TiffStructure, chunk_count, compression_of
 from wsianon.profiles import load
 from wsianon.profiles.closed_world import allowed_tags, tag_name, value_allowed
 from wsianon.verify.tileid import release_cycles
@@ -107,12 +107,27 @@ def _structure(path: Path, fmt: str):
                     icc.append((ifd.index, e.value_offset, icc_problems(ts.raw(e), safe)))
             if (324 in ifd and 325 in ifd) or (273 in ifd and 279 in ifd):
                 o, c = ts.data_span_arrays(ifd)
+                loose += _chunk_problems(ts, ifd, o, c)
                 used = c > 0
                 if not used.all():
                     o, c = o[used], c[used]
                 spans.add_arrays(o, o + c)
                 del o, c, used
         return spans, bad + [x[:3] for x in loose], tagsets, ts.kind, ts.size, icc, {(i, t): why for i, t, _, why in loose}
+
+
+def _chunk_problems(ts: TiffStructure, ifd, offsets, counts) -> list[tuple[int, int, int, str]]:
+    """An offset/byte-count array with more values than the image has tiles (strips), or an empty
+    tile's (count 0) offset that is not 0: values no reader uses, which could hold anything."""
+    tag = 324 if 324 in ifd else 273
+    e = ifd.entries[tag]
+    out = []
+    n = chunk_count(ts, ifd)
+    if n is not None and len(offsets) > n:
+        out.append((ifd.index, tag, e.entry_offset, "more values than the image has tiles or strips"))
+    elif bool(((counts == 0) & (offsets != 0)).any()):
+        out.append((ifd.index, tag, e.entry_offset, "an empty tile's or strip's offset is not 0"))
+    return out
 
 
 # NDPI McuStarts and McuStartsHighBytes: one value a restart interval of the IFD's (one) strip
