@@ -95,6 +95,13 @@ def test_walk_refuses_a_table_no_scan_uses_and_follows_what_encoders_write():
     dqt0 = next(jpg[o : o + 2 + ln] for m, o, ln in header_segments(jpg) if m == 0xDB)
     with pytest.raises(JpegError):
         walk(jpg[:2] + dqt0 + jpg[2:])
+    # a second frame header (its component entries no decoder reads), a component no scan codes
+    sof = next(jpg[o : o + 2 + ln] for m, o, ln in header_segments(jpg) if m == 0xC0)
+    with pytest.raises(JpegError, match="frame"):
+        walk(jpg[:2] + seg(0xC0, bytes([8, 0, 8, 0, 8, 20]) + TEXT.ljust(60, b"Z")[:60]) + jpg[2:])
+    extra = seg(0xC0, sof[4:9] + bytes([sof[9] + 1]) + sof[10:] + b"J\x11\x00")  # a 4th component "J"
+    with pytest.raises(JpegError, match="component"):
+        walk(jpg.replace(sof, extra))
     # JPEGTables + an abbreviated tile, as a verifier joins them; the tables alone are not judged
     segs = header_segments(jpg)
     tables = b"\xff\xd8" + b"".join(jpg[o : o + 2 + ln] for m, o, ln in segs if m in (0xDB, 0xC4)) + b"\xff\xd9"
@@ -407,3 +414,23 @@ def test_offsets_of_empty_tiles_and_beyond_the_grid(cli, tmp_path):
     edit_entries(longer, 0, extend)
     code, text, out = _run(cli, tmp_path, longer)
     assert code != 0 and "failed: closed-world-tags" in text and _placed(out) == []
+
+
+def test_a_tile_of_a_jpeg_page_that_is_not_jpeg_fails_closed(cli, tmp_path):
+    """One level-0 tile replaced by plain text (a decoder fails on it, OpenSlide reads only a region
+    of each level, and the coded-data sample leaves it out): not a JPEG stream in a JPEG page."""
+    from wsianon.verify.ecs import sample_indices
+
+    (tmp_path / "src").mkdir()
+    src = write_svs(tmp_path / "src" / "CASE-7420.svs", size=(2048, 2048), levels=1, with_label=False, with_macro=False).path
+    seen: list[int] = []
+
+    def second(data: bytes) -> bytes:
+        seen.append(1)
+        return TEXT * 4 if len(seen) == 2 else data
+
+    rewrite_streams(src, tile=second)
+    assert 1 not in sample_indices(64, False)
+    code, text, out = _run(cli, tmp_path, src)
+    assert code != 0 and "failed: tiles-identical" in text and _placed(out) == []
+    assert "vocabulary" in _failed_checks(cli, src)  # verify, with no source to compare

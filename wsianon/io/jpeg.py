@@ -214,24 +214,32 @@ def _decoder_segments_exact(data: bytes, segs: list[Segment]) -> None:
             seen.add(key)
         if j != len(body):
             raise JpegError(f"{marker_name(g.marker)} segment length does not match its tables")
-    _tables_used(data, segs)
+    _used_by_scans(data, segs)
 
 
-def _tables_used(data: bytes, segs: list[Segment]) -> None:
-    """Raise JpegError when a quantization or Huffman table the stream defines is used by no scan
-    after it: no later SOS names its Huffman table (DC or AC selector) or a component whose
+def _used_by_scans(data: bytes, segs: list[Segment]) -> None:
+    """Raise JpegError when the stream has a second frame header or a frame component no scan
+    codes, or when a quantization or Huffman table the stream defines is used by no scan after it: no later SOS names its Huffman table (DC or AC selector) or a component whose
     frame entry names its quantization table, before the table is defined again or the stream
     ends.  A decoder reads such a table and never uses it, so its values (64 to 256 bytes) can
     be any bytes, text included, and it is a decoder segment whose payload is kept.  A stream
     without a scan (a TIFF JPEGTables value) is judged where it is joined to a tile."""
     if not any(g.marker == SOS for g in segs):
         return
-    quant: dict[int, int] = {}  # component id -> quantization table, from every frame header
-    for g in segs:
-        if g.marker in SOF_MARKERS:
-            body = data[g.payload_offset : g.payload_offset + g.payload_length]
-            for k in range(body[5]):
-                quant[body[6 + 3 * k]] = body[8 + 3 * k] & 0x0F
+    frames = [g for g in segs if g.marker in SOF_MARKERS]
+    if len(frames) > 1:
+        # one frame a stream (hierarchical streams, DHP/EXP, are not followed): a second frame
+        # header is one no decoder accepts, and its component entries could be anything
+        raise JpegError("more than one frame header")
+    quant: dict[int, int] = {}  # component id -> quantization table, from the frame header
+    for g in frames:
+        body = data[g.payload_offset : g.payload_offset + g.payload_length]
+        for k in range(body[5]):
+            quant[body[6 + 3 * k]] = body[8 + 3 * k] & 0x0F
+    scanned = {data[g.payload_offset + 1 + 2 * k] for g in segs if g.marker == SOS for k in range(data[g.payload_offset])}
+    if frames and (len(quant) != data[frames[0].payload_offset + 5] or not set(quant) <= scanned):
+        # a component no scan codes (or an id given twice): entries no decoder uses
+        raise JpegError("a frame component no scan codes")
     pending: set[tuple[int, int]] = set()  # tables defined and not used by a scan yet
     for g in segs:
         body = data[g.payload_offset : g.payload_offset + g.payload_length]
