@@ -434,3 +434,58 @@ def test_a_tile_of_a_jpeg_page_that_is_not_jpeg_fails_closed(cli, tmp_path):
     code, text, out = _run(cli, tmp_path, src)
     assert code != 0 and "failed: tiles-identical" in text and _placed(out) == []
     assert "vocabulary" in _failed_checks(cli, src)  # verify, with no source to compare
+
+
+# --- 6. PackBits and Zstandard tiles ---------------------------------------------------------
+
+
+def test_packbits_and_zstd_streams_end_at_their_count():
+    import imagecodecs
+    import numpy as np
+
+    from wsianon.verify.ecs import judge_packbits, judge_zstd
+
+    raw = np.concatenate([np.zeros(300, np.uint8), (np.arange(3000) % 251).astype(np.uint8), np.full(500, 7, np.uint8)]).tobytes()
+    pb = imagecodecs.packbits_encode(raw)
+    assert judge_packbits(pb, len(raw)) is None and judge_packbits(pb + b"\0\0", len(raw)) is None
+    assert judge_packbits(pb + TEXT, len(raw)) is not None and judge_packbits(pb, len(raw) - 1) is not None
+    for level in (1, 9, 19):
+        zs = imagecodecs.zstd_encode(raw, level=level)
+        assert judge_zstd(zs, len(raw)) is None
+        assert judge_zstd(zs + TEXT, len(raw)) is not None and judge_zstd(zs, len(raw) - 1) is not None
+        skippable = b"\x50\x2a\x4d\x18" + struct.pack("<I", len(TEXT)) + TEXT
+        assert judge_zstd(zs + skippable, len(raw)) is not None and judge_zstd(skippable + zs, len(raw)) is not None
+
+
+@pytest.mark.parametrize("compression", ["packbits", "zstd"])
+def test_text_after_packbits_or_zstd_tiles_fails_closed(cli, tmp_path, compression):
+    import numpy as np
+    import tifffile
+
+    img = np.zeros((512, 512, 3), np.uint8)
+    img[..., 1] = np.arange(512, dtype=np.uint8)[None, :] // 2
+    (tmp_path / "src").mkdir()
+    paths = []
+    for name, tail in (("CASE-7421.tif", b""), ("CASE-7422.tif", TEXT)):
+        p = tmp_path / "src" / name
+        with tifffile.TiffWriter(p) as tw:
+            tw.write(img, tile=(256, 256), compression=compression, photometric="rgb")
+            tw.write(img[::2, ::2], tile=(256, 256), compression=compression, photometric="rgb", subfiletype=1)
+        if tail:
+            with tifffile.TiffFile(p, mode="r+b") as tf:
+                page, fh = tf.pages[0], tf.filehandle
+                offs, cnts = [], []
+                for off, cnt in zip(page.dataoffsets, page.databytecounts):
+                    fh.seek(off)
+                    blob = fh.read(cnt) + tail
+                    fh.seek(0, 2)
+                    offs.append(fh.tell())
+                    cnts.append(len(blob))
+                    fh.write(blob)
+                page.tags["TileOffsets"].overwrite(offs)
+                page.tags["TileByteCounts"].overwrite(cnts)
+        paths.append(p)
+    code, text, out = _run(cli, tmp_path, paths[0], "native", "--allow-generic")
+    assert code == 0 and _placed(out), text
+    code, text, out = _run(cli, tmp_path, paths[1], "native", "--allow-generic")
+    assert code != 0 and "failed: tiles-coded-tight" in text and _placed(out) == []
