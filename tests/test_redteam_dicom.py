@@ -145,7 +145,11 @@ def test_codestream_walks_fail_closed_on_what_they_cannot_follow():
     assert codestreams.spans(b"\xff\xd8\xff\xc0\x00\x02\xff\xd9", ts_jls) is None  # baseline JPEG is not JPEG-LS
     assert codestreams.spans(b"anything", "1.2.840.10008.1.2.1") == []
     # a marker segment outside the codec's own set (a place for text no decoder reads) is not followed
-    siz = b"\xff\x51\x00\x06abcd"
+    import struct
+
+    # SIZ (one 8 x 8 component), COD (no decomposition), QCD (no quantization): each exactly its fields
+    siz = b"\xff\x51\x00\x29" + bytes(2) + struct.pack(">8IH", 8, 8, 0, 0, 8, 8, 0, 0, 1) + b"\x07\x01\x01"
+    siz += b"\xff\x52\x00\x0c" + b"\x00\x00\x00\x01\x00" + b"\x00\x04\x04\x00\x01" + b"\xff\x5c\x00\x04\x40\x48"
     unknown = b"\xff\x4f" + siz + b"\xff\x3a\x00\x06" + b"RDQX" + b"\xff\x90\x00\x0a" + bytes(8) + b"\xff\x93" + b"\xff\xd9"
     assert codestreams.spans(unknown, ts_j2k) is None
     assert codestreams.spans(unknown.replace(b"\xff\x3a", b"\xff\x64"), ts_j2k) is not None  # a COM: followed

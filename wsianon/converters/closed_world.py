@@ -30,7 +30,7 @@ from wsianon.io.spans import iter_pairs, union_arrays
 from wsianon.io import icc
 from wsianon.io.extents import data_extents
 from wsianon.io.plan import FilePlan, Patch, Plan
-from wsianon.io.tiff import TIFF_MAGIC, TYPES, Kind, TiffStructure
+from wsianon.io.tiff import TIFF_MAGIC, TYPES, Kind, TiffStructure, compression_of
 from wsianon.profiles.closed_world import allowed_tags, tag_name, value_allowed
 
 ICC_TAG = 34675
@@ -156,7 +156,7 @@ def _rewrite_ifd(ts: TiffStructure, view: PatchedView, ifd, fmt: str) -> tuple[b
     cs, es = (8, 20) if big else (2, 12)
     (n,) = ts.unpack("Q" if big else "H", view.pread(ifd.offset, cs))
     raw = view.pread(ifd.offset + cs, n * es)
-    allowed = allowed_tags(fmt, set(ifd.entries))
+    allowed = allowed_tags(fmt, set(ifd.entries), compression_of(ts, ifd))
     keep, dropped, seen = [], [], set()
     for i in range(n):
         tag, typ, count = ts.unpack("HHQ" if big else "HHI", raw[i * es : i * es + (12 if big else 8)])
@@ -166,14 +166,33 @@ def _rewrite_ifd(ts: TiffStructure, view: PatchedView, ifd, fmt: str) -> tuple[b
         else:
             dropped.append(tag)
     nxt = view.pread(ifd.next_field_offset, ts.next_size)
-    if not dropped:
+    highs = view.pread(ifd.next_field_offset + 8, 4 * n).ljust(4 * n, b"\0") if ts.kind is Kind.NDPI else b""
+    entries = [_value_bytes_only(ts, raw[i * es : (i + 1) * es], highs[4 * i : 4 * i + 4]) for i in keep]
+    spare = any(e != raw[i * es : (i + 1) * es] or h != highs[4 * i : 4 * i + 4] for i, (e, h) in zip(keep, entries))
+    if not dropped and not spare:
         return None, ifd.end - ifd.offset, [], seen
-    block = ts.pack("Q" if big else "H", len(keep)) + b"".join(raw[i * es : (i + 1) * es] for i in keep) + nxt
+    block = ts.pack("Q" if big else "H", len(keep)) + b"".join(e for e, _ in entries) + nxt
     if ts.kind is Kind.NDPI:
-        highs = view.pread(ifd.next_field_offset + 8, 4 * n).ljust(4 * n, b"\0")
-        block += b"".join(highs[4 * i : 4 * i + 4] for i in keep)
+        block += b"".join(h for _, h in entries)
     used = len(block)
     return block + bytes(ifd.end - ifd.offset - used), used, dropped, seen
+
+
+def _value_bytes_only(ts: TiffStructure, entry: bytes, high: bytes) -> tuple[bytes, bytes]:
+    """An IFD entry (and its NDPI high half) with every byte that holds no value zeroed: the
+    unused tail of a value stored in the entry's field (a SHORT leaves 2 of 4 bytes, 6 of 8 in a
+    BigTIFF), and an NDPI high half that is not part of an offset or a single LONG (an inline
+    value's high half).  A reader never looks at those bytes, so they could hold text."""
+    big = ts.kind is Kind.BIG
+    typ, count = ts.unpack("HQ" if big else "HI", entry[2 : 12 if big else 8])
+    head = 12 if big else 8
+    size = TYPES[typ][1] * count
+    inline = size <= len(entry) - head and not (ts.kind is Kind.NDPI and typ == 2)
+    if inline:
+        entry = entry[: head + size] + bytes(len(entry) - head - size)
+        if high and not (count == 1 and typ in (4, 13)):
+            high = bytes(len(high))
+    return entry, high
 
 
 def close_plan(plan: Plan, fmt: str) -> None:
@@ -238,10 +257,30 @@ def _close_file(plan: Plan, fp: FilePlan, fmt: str) -> tuple[int, list[dict], in
             if ({324, 325} <= kept) or ({273, 279} <= kept):
                 o, c = ts.data_span_arrays(ifd)  # numpy, 16 bytes a tile: no list of tuples a tile
                 tiles.append((o[c > 0], o[c > 0] + c[c > 0]))
+                blocks += _empty_chunk_offsets(ts, ifd, o, c)
         zeroed = _zero_unreferenced(fp, fd, src_size, view.size, _merge_with_tiles(spans, tiles), blocks)
         return zeroed, dropped_report, icc_emptied
     finally:
         os.close(fd)
+
+
+def _empty_chunk_offsets(ts: TiffStructure, ifd, offsets, counts) -> list[Patch]:
+    """Zero-fill patches for the offset of every tile/strip whose byte count is 0 (an empty tile:
+    no reader reads its offset, which could hold any four or eight bytes), in runs."""
+    import numpy as np
+
+    idx = np.flatnonzero((counts == 0) & (offsets != 0))
+    if not len(idx):
+        return []
+    e = ifd.entries[324 if 324 in ifd else 273]
+    unit = TYPES[e.type][1]
+    if e.inline and ts.kind is Kind.NDPI and e.count == 1:
+        return []  # an NDPI single offset with its high half: a strip of count 0 is no image
+    breaks = np.flatnonzero(np.diff(idx) != 1) + 1
+    return [
+        Patch(e.value_offset + int(run[0]) * unit, len(run) * unit, None, f"closed world: offsets of empty tiles/strips of IFD {ifd.index} zeroed")
+        for run in np.split(idx, breaks)
+    ]
 
 
 def _zero_unreferenced(fp: FilePlan, fd: int, src_size: int, view_size: int, refs: list[tuple[int, int]], blocks: list[Patch]) -> int:

@@ -76,26 +76,26 @@ def j2k_segments(data: bytes) -> list[tuple[str, int, int]] | None:
     text; its Rcom is the two bytes before it), :data:`TILE_COM` or :data:`TAIL`."""
     if not is_j2k(data):
         return None
-    out: list[tuple[str, int, int]] = []
-    pos, n = 2, len(data)
-    # main header: marker segments up to the first SOT
-    while True:
-        if pos + 4 > n:
-            return None
-        m, ln = struct.unpack_from(">HH", data, pos)
-        if m == _SOT:
-            break
-        if m not in _J2K_SEGMENTS or m == _SOT or ln < 2 or pos + 2 + ln > n:
-            return None
-        if m == _COM2K and ln > 4:
-            out.append((MAIN_COM, pos + 6, ln - 4))
-        pos += 2 + ln
+    n = len(data)
+    walked = _header(data, 2, _SOT)  # the main header: marker segments up to the first SOT
+    if walked is None:
+        return None
+    main, pos = walked
+    out: list[tuple[str, int, int]] = [(MAIN_COM, p + 6, ln - 4) for m, p, ln in main if m == _COM2K and ln > 4]
+    part2 = len(data) >= 8 and bool(data[6] & 0x80)  # Rsiz: a Part 2 codestream
+    csiz = struct.unpack_from(">H", data, 40)[0] if n >= 42 else 0
+    levels = _levels(data, main, csiz)
+    if levels is None or not _exact(data, main, csiz, levels, part2):
+        return None
     # tile-parts: SOT (Psot = the tile-part's length from SOT), its header up to SOD, then data
+    parts: list[tuple[int, int]] = []  # (Isot, length) of each tile-part, for TLM
     while True:
         if pos + 2 > n:
             return None
         (m,) = struct.unpack_from(">H", data, pos)
         if m == _EOC:
+            if not _tlm_ok(data, main, parts):
+                return None
             return out + [(TAIL, o, ln) for o, ln in _tail(data, pos + 2)]
         if m != _SOT or pos + 12 > n:
             return None
@@ -103,31 +103,130 @@ def j2k_segments(data: bytes) -> list[tuple[str, int, int]] | None:
         (psot,) = struct.unpack_from(">I", data, pos + 6)
         if lsot != 10:
             return None
-        start, hp = pos, pos + 12
-        while True:
-            if hp + 2 > n:
-                return None
-            (hm,) = struct.unpack_from(">H", data, hp)
-            if hm == _SOD:
-                break
-            if hp + 4 > n:
-                return None
-            (hl,) = struct.unpack_from(">H", data, hp + 2)
-            if hm not in _J2K_SEGMENTS or hl < 2 or hp + 2 + hl > n:
-                return None
-            if hm == _COM2K and hl > 4:
-                out.append((TILE_COM, hp + 6, hl - 4))
-            hp += 2 + hl
+        start = pos
+        walked = _header(data, pos + 12, _SOD)
+        if walked is None:
+            return None
+        tile, hp = walked
+        out += [(TILE_COM, p + 6, ln - 4) for m, p, ln in tile if m == _COM2K and ln > 4]
+        tile_levels = _levels(data, tile, csiz, levels)
+        if tile_levels is None or not _exact(data, tile, csiz, tile_levels, part2, in_tile=True):
+            return None
+        (isot,) = struct.unpack_from(">H", data, start + 4)
         if psot == 0:  # the last tile-part runs to EOC
             end = n - 2
             while end > hp and data[end : end + 2] != b"\xff\xd9":
                 end -= 1
-            if data[end : end + 2] != b"\xff\xd9":
+            if data[end : end + 2] != b"\xff\xd9" or not _tlm_ok(data, main, parts + [(isot, end - start)]):
                 return None
             return out + [(TAIL, o, ln) for o, ln in _tail(data, end + 2)]
         if psot < hp + 2 - start or start + psot > n:
             return None
+        parts.append((isot, psot))
         pos = start + psot
+
+
+def _header(data: bytes, pos: int, stop: int) -> tuple[list[tuple[int, int, int]], int] | None:
+    """The marker segments (marker, offset, length field) from ``pos`` up to the marker ``stop``,
+    and where ``stop`` stands; None when a segment is not JPEG 2000's or runs past the data."""
+    segs: list[tuple[int, int, int]] = []
+    n = len(data)
+    while True:
+        if pos + 2 > n:
+            return None
+        (m,) = struct.unpack_from(">H", data, pos)
+        if m == stop:
+            return segs, pos
+        if pos + 4 > n:
+            return None
+        (ln,) = struct.unpack_from(">H", data, pos + 2)
+        if m not in _J2K_SEGMENTS or m == _SOT or ln < 2 or pos + 2 + ln > n:
+            return None
+        segs.append((m, pos, ln))
+        pos += 2 + ln
+
+
+# the marker segments of JPEG 2000 Part 1 (and HTJ2K's CAP/CPF) by where they may stand; Part 2's
+# (FF70-FF7F) only in a codestream whose Rsiz says Part 2
+_SIZ, _COD, _COC, _QCD, _QCC, _RGN, _POC, _CRG, _CAP = 0xFF51, 0xFF52, 0xFF53, 0xFF5C, 0xFF5D, 0xFF5E, 0xFF5F, 0xFF63, 0xFF50
+_MAIN_ONLY = frozenset({_CAP, _SIZ, 0xFF55, 0xFF57, 0xFF59, 0xFF60, _CRG})  # CAP SIZ TLM PLM CPF PPM CRG
+_TILE_ONLY = frozenset({0xFF58, 0xFF61})  # PLT PPT
+_EITHER = frozenset({_COD, _COC, _QCD, _QCC, _RGN, _POC, _COM2K})
+
+
+def _levels(data: bytes, segs: list[tuple[int, int, int]], csiz: int, inherited: set[int] | None = None) -> set[int] | None:
+    """The decomposition level counts the COD and COC segments of ``segs`` set (with those of the
+    main header, ``inherited``, for a tile-part); None when a main header has no COD."""
+    out = set(inherited or ())
+    c = 1 if csiz < 257 else 2
+    for m, pos, ln in segs:
+        body = data[pos + 4 : pos + 2 + ln]
+        if m == _COD and len(body) >= 6:
+            out.add(body[5])
+        elif m == _COC and len(body) >= c + 2:
+            out.add(body[c + 1])
+    return out if out else None
+
+
+def _exact(data: bytes, segs: list[tuple[int, int, int]], csiz: int, levels: set[int], part2: bool, in_tile: bool = False) -> bool:
+    """Whether every marker segment of a header (``segs``) may stand there and, where its fields
+    give its size, holds exactly those fields: a segment padded past its fields (a QCD with text
+    after its step sizes) or one a Part 1 decoder skips (a Part 2 marker in a Part 1 codestream)
+    holds bytes no decoder reads.  Pointer and packet-header segments (TLM, PLM, PLT, PPM, PPT)
+    and CPF hold numbers only, judged as such."""
+    c = 1 if csiz < 257 else 2
+    for m, pos, ln in segs:
+        if 0xFF70 <= m <= 0xFF7F:
+            if not part2:
+                return False
+            continue
+        if m not in _EITHER and m not in (_TILE_ONLY if in_tile else _MAIN_ONLY):
+            return False
+        body = data[pos + 4 : pos + 2 + ln]
+        if m == _SIZ:
+            ok = len(body) == 36 + 3 * csiz
+        elif m == _COD:
+            ok = len(body) >= 10 and len(body) == 10 + (body[5] + 1 if body[0] & 1 else 0)
+        elif m == _COC:
+            ok = len(body) >= c + 6 and len(body) == c + 6 + (body[c + 1] + 1 if body[c] & 1 else 0)
+        elif m in (_QCD, _QCC):
+            q = body[c:] if m == _QCC else body
+            ok = bool(q) and any(len(q) == 1 + {0: 3 * nl + 1, 1: 2, 2: 2 * (3 * nl + 1)}.get(q[0] & 0x1F, -2) for nl in levels)
+        elif m == _RGN:
+            ok = len(body) == c + 2
+        elif m == _POC:
+            ok = len(body) > 0 and len(body) % (5 + 2 * c) == 0
+        elif m == _CRG:
+            ok = len(body) == 4 * csiz
+        elif m == _CAP:
+            ok = len(body) >= 4 and len(body) == 4 + 2 * bin(int.from_bytes(body[:4], "big")).count("1")
+        else:
+            ok = True
+        if not ok:
+            return False
+    return True
+
+
+def _tlm_ok(data: bytes, main: list[tuple[int, int, int]], parts: list[tuple[int, int]]) -> bool:
+    """Whether the main header's TLM segments (in their Ztlm order) list exactly the codestream's
+    tile-parts: their lengths (and tile indices, where they give them), nothing more.  A TLM is an
+    index a decoder may use or not: values that are not the tile-parts' could be anything."""
+    tlms = sorted((data[pos + 4], pos, ln) for m, pos, ln in main if m == 0xFF55)
+    if not tlms:
+        return True
+    listed: list[tuple[int | None, int]] = []
+    for _z, pos, ln in tlms:
+        if ln < 4:
+            return False
+        stlm = data[pos + 5]
+        st, sp = (stlm >> 4) & 3, 4 if stlm & 0x40 else 2
+        if st == 3 or (ln - 4) % (st + sp):
+            return False
+        for e in range(pos + 6, pos + 2 + ln, st + sp):
+            listed.append((int.from_bytes(data[e : e + st], "big") if st else None, int.from_bytes(data[e + st : e + st + sp], "big")))
+    if len(listed) != len(parts):
+        return False
+    return all(length == p_len and (t is None or t == p_t) for (t, length), (p_t, p_len) in zip(listed, parts))
 
 
 def jpegls_spans(data: bytes) -> list[tuple[int, int]] | None:

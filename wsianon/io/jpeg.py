@@ -95,6 +95,23 @@ def canonical_payload(marker: int, payload_head: bytes) -> int | None:
     return None
 
 
+def _loose_fields(marker: int, fields: bytes) -> tuple[int, int] | None:
+    """The part (payload offsets [start, end)) of a JFIF or Adobe segment's fields that is zeroed
+    because its values could spell text, or None when they cannot.  A decoder needs only the
+    JFIF major version and the Adobe colour transform; the rest (JFIF minor version, density
+    unit, densities, thumbnail size; Adobe version and flags) it reads and ignores, so any bytes
+    fit there.  They are kept when each 16-bit field's high byte is a control byte (a density
+    below 8192, Adobe version 100, flags 0 or 0x8000) and the one-byte JFIF fields are at most 2:
+    then no four printable bytes stand in a row (the vocabulary check's shortest run), as
+    every encoder writes them; else the whole part is zeroed (``fields``: the first
+    ``canonical_payload`` bytes of the payload)."""
+    if marker == APP0:
+        ok = len(fields) >= JFIF_FIELDS and fields[6] <= 2 and fields[7] <= 2 and fields[8] < 0x20 and fields[10] < 0x20
+        return None if ok else (6, min(len(fields), 12))
+    ok = len(fields) >= ADOBE_FIELDS and all(fields[i] < 0x20 or fields[i] == 0x80 for i in (5, 7, 9))
+    return None if ok else (5, min(len(fields), 11))
+
+
 def _segments(data: bytes, pos: int, stop_at_sos: bool) -> tuple[list[Segment], int, bool]:
     """Segments from ``pos``; returns (segments, position reached, complete).
 
@@ -197,6 +214,56 @@ def _decoder_segments_exact(data: bytes, segs: list[Segment]) -> None:
             seen.add(key)
         if j != len(body):
             raise JpegError(f"{marker_name(g.marker)} segment length does not match its tables")
+    _used_by_scans(data, segs)
+
+
+def _used_by_scans(data: bytes, segs: list[Segment]) -> None:
+    """Raise JpegError when the stream has a second frame header or a frame component no scan
+    codes, or when a quantization or Huffman table the stream defines is used by no scan after it: no later SOS names its Huffman table (DC or AC selector) or a component whose
+    frame entry names its quantization table, before the table is defined again or the stream
+    ends.  A decoder reads such a table and never uses it, so its values (64 to 256 bytes) can
+    be any bytes, text included, and it is a decoder segment whose payload is kept.  A stream
+    without a scan (a TIFF JPEGTables value) is judged where it is joined to a tile."""
+    if not any(g.marker == SOS for g in segs):
+        return
+    frames = [g for g in segs if g.marker in SOF_MARKERS]
+    if len(frames) > 1:
+        # one frame a stream (hierarchical streams, DHP/EXP, are not followed): a second frame
+        # header is one no decoder accepts, and its component entries could be anything
+        raise JpegError("more than one frame header")
+    quant: dict[int, int] = {}  # component id -> quantization table, from the frame header
+    for g in frames:
+        body = data[g.payload_offset : g.payload_offset + g.payload_length]
+        for k in range(body[5]):
+            quant[body[6 + 3 * k]] = body[8 + 3 * k] & 0x0F
+    scanned = {data[g.payload_offset + 1 + 2 * k] for g in segs if g.marker == SOS for k in range(data[g.payload_offset])}
+    if frames and (len(quant) != data[frames[0].payload_offset + 5] or not set(quant) <= scanned):
+        # a component no scan codes (or an id given twice): entries no decoder uses
+        raise JpegError("a frame component no scan codes")
+    pending: set[tuple[int, int]] = set()  # tables defined and not used by a scan yet
+    for g in segs:
+        body = data[g.payload_offset : g.payload_offset + g.payload_length]
+        if g.marker == SOS:
+            for k in range(body[0]):
+                cid, sel = body[1 + 2 * k], body[2 + 2 * k]
+                pending -= {(DHT, sel >> 4), (DHT, 0x10 | (sel & 0x0F))}
+                if cid in quant:
+                    pending.discard((DQT, quant[cid]))
+            continue
+        if g.marker not in (DQT, DHT):
+            continue
+        j = 0
+        while j < len(body):
+            key = (g.marker, body[j] & 0x0F if g.marker == DQT else body[j])
+            j += 1 + (128 if body[j] >> 4 else 64) if g.marker == DQT else 17 + sum(body[j + 1 : j + 17])
+            if key in pending:
+                raise JpegError(f"{_TABLE_NAMES[g.marker]} table defined again before any scan used it")
+            pending.add(key)
+    if pending:
+        raise JpegError(f"{_TABLE_NAMES[min(pending)[0]]} table used by no scan")
+
+
+_TABLE_NAMES = {DQT: "DQT", DHT: "DHT"}
 
 
 def trailing(data: bytes, segs: list[Segment]) -> tuple[int, int]:
@@ -242,7 +309,13 @@ def nonessential(data: bytes, segs: list[Segment]) -> list[Segment]:
             out.append(s)
             continue
         keep = canonical_payload(s.marker, head)
-        if keep is not None and s.payload_length > keep:
+        if keep is None:
+            continue
+        loose = _loose_fields(s.marker, bytes(data[s.payload_offset : s.payload_offset + min(keep, s.payload_length)]))
+        if loose is not None and loose[1] > loose[0]:
+            # the fields a decoder ignores, as a segment of their own (its payload is those bytes)
+            out.append(Segment(s.marker, s.payload_offset + loose[0] - 4, loose[1] - loose[0] + 2))
+        if s.payload_length > keep:
             # the bytes after a JFIF/Adobe segment's fields, as a segment of their own (its
             # payload is exactly those bytes; its end is the segment's end)
             out.append(Segment(s.marker, s.payload_offset + keep - 4, s.payload_length - keep + 2))
@@ -369,6 +442,31 @@ def learn_clean_header(data: bytes, known: list[bytes], limit: int = 8) -> None:
         return
     if complete and segs and segs[-1].marker == SOS and data[: segs[-1].end] not in known:
         known.append(data[: segs[-1].end])
+
+
+def restart_intervals(head: bytes) -> int | None:
+    """How many restart intervals the frame whose header starts ``head`` codes (its MCU count over
+    the DRI interval, the MCU from the frame's largest sampling factors; one component: 8 x 8),
+    or None when ``head`` holds no complete header with a frame size and a restart interval."""
+    try:
+        segs, complete = header_segments(head)
+    except JpegError:
+        return None
+    sof = next((g for g in segs if g.marker in SOF_MARKERS and g.end <= len(head)), None)
+    dri = next((g for g in segs if g.marker == DRI and g.end <= len(head)), None)
+    if not complete or sof is None or dri is None or sof.payload_length < 6:
+        return None
+    body = head[sof.payload_offset : sof.payload_offset + sof.payload_length]
+    h, w, n = int.from_bytes(body[1:3], "big"), int.from_bytes(body[3:5], "big"), body[5]
+    if len(body) < 6 + 3 * n or not n or not h or not w:
+        return None
+    hmax = max(body[7 + 3 * k] >> 4 for k in range(n)) if n > 1 else 1
+    vmax = max(body[7 + 3 * k] & 0x0F for k in range(n)) if n > 1 else 1
+    ri = int.from_bytes(head[dri.payload_offset : dri.payload_offset + 2], "big")
+    if not ri or not hmax or not vmax:
+        return None
+    mcus = -(-w // (8 * hmax)) * -(-h // (8 * vmax))
+    return -(-mcus // ri)
 
 
 def marker_name(marker: int) -> str:

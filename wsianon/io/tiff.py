@@ -383,3 +383,40 @@ class TiffStructure:
 
     def first_pointer_bytes(self, value: int) -> bytes:
         return self.pack("I" if self.first_field_size == 4 else "Q", value)
+
+
+def compression_of(ts: TiffStructure, ifd: IFD) -> int:
+    """The IFD's Compression as one integer: 1 (none) when the tag is absent, or when its value is
+    not one number a reader would take (such an entry is no JPEG page's)."""
+    try:
+        v = ts.value(ifd, COMPRESSION, 1)
+    except (CorruptInput, struct.error, ValueError):
+        return 1
+    return v if isinstance(v, int) else 1
+
+
+def chunk_count(ts: TiffStructure, ifd: IFD) -> int | None:
+    """How many tiles (or strips) the IFD's image has by its dimensions (TIFF 6.0: TilesPerImage,
+    StripsPerImage; times SamplesPerPixel when planar), or None when they cannot be told."""
+    try:
+
+        def one(tag: int, default: int) -> int:
+            v = ts.value(ifd, tag, default)
+            if not isinstance(v, int):
+                raise ValueError(tag)
+            return v
+
+        w, h, spp, planar = one(256, 0), one(257, 0), one(277, 1), one(284, 1)
+        if TILE_OFFSETS in ifd:
+            tw, tl, depth, td = one(322, 0), one(323, 0), one(32997, 1), one(32998, 1)
+            if not (w and h and tw and tl and depth and td):
+                return None
+            n = -(-w // tw) * -(-h // tl) * -(-depth // td)
+        else:
+            rows = one(278, 0xFFFFFFFF) or 0xFFFFFFFF
+            if not h:
+                return None
+            n = -(-h // rows)
+    except (CorruptInput, struct.error, ValueError):
+        return None
+    return n * (spp if planar == 2 else 1)

@@ -257,8 +257,8 @@ def check_tiles_tiff(snap: SourceSnapshot, fmt: str, out_main: Path, verdict: Ve
         verdict.add(
             "tiles-identical",
             False,
-            f"{snap.tiles_malformed} tiles/strips start like JPEG but cannot be followed to their end (a truncated "
-            "segment, or a table segment after the last scan): what they carry cannot be proven",
+            f"{snap.tiles_malformed} tiles/strips of JPEG pages are not JPEG or cannot be followed to their end (a "
+            "truncated segment, a table no scan uses or after the last scan): what they carry cannot be proven",
         )
         return
     n = sum(a[2] for a in out)

@@ -30,15 +30,31 @@ def tiff_allowlist(fmt: str) -> dict[str, frozenset[int]]:
     return {k: frozenset(base.get(k, [])) | frozenset(extra.get(k, [])) for k in KINDS}
 
 
-def allowed_tags(fmt: str, tags: set[int] | frozenset[int]) -> frozenset[int]:
-    """The tags an IFD holding ``tags`` may keep (its kind follows from its data tags)."""
+def allowed_tags(fmt: str, tags: set[int] | frozenset[int], compression: int | None = None) -> frozenset[int]:
+    """The tags an IFD holding ``tags`` may keep (its kind follows from its data tags;
+    ``compression``: its Compression value, when known — the JPEG-only tags go where it is not JPEG)."""
     al = tiff_allowlist(fmt)
     out = al["any"]
     if 324 in tags or 325 in tags:
         out = out | al["tiled"]
     if 273 in tags or 279 in tags:
         out = out | al["stripped"]
+    if compression is not None:
+        jpeg_only, jpeg_compressions = _jpeg_only()
+        if compression not in jpeg_compressions:
+            out = out - jpeg_only
     return out
+
+
+@lru_cache(maxsize=None)
+def _jpeg_only() -> tuple[frozenset[int], frozenset[int]]:
+    r = load("tiff_closed_world")
+    return frozenset(r["jpeg_only_tags"]), frozenset(r["jpeg_compressions"])
+
+
+@lru_cache(maxsize=None)
+def _fixed_counts() -> dict[int, int]:
+    return {int(k): v for k, v in load("tiff_closed_world")["fixed_counts"].items()}
 
 
 _NUMERIC = frozenset({3, 4, 5, 8, 9, 10, 11, 12, 13, 16, 17, 18})
@@ -59,6 +75,9 @@ def value_allowed(tag: int, typ: int, count: int) -> bool:
         return typ in (1, 7)
     if typ not in _NUMERIC:
         return False
+    fixed = _fixed_counts().get(tag)
+    if fixed is not None:
+        return count == fixed
     return tag in array or count == 1
 
 

@@ -193,6 +193,63 @@ def judge_lzw(data: bytes, expected: int) -> str | None:
     return None
 
 
+def judge_packbits(data: bytes, expected: int) -> str | None:
+    """A PackBits tile/strip: its runs must give exactly the tile's bytes and end at the count
+    (zero padding aside)."""
+    pos, total, n = 0, 0, len(data)
+    while total < expected and pos < n:
+        h = data[pos]
+        pos += 1
+        if h < 128:  # a literal run of h + 1 bytes
+            total += h + 1
+            pos += h + 1
+        elif h > 128:  # one byte repeated 257 - h times
+            total += 257 - h
+            pos += 1
+    if total > expected or pos > n:
+        return "PackBits runs do not end with the tile"
+    if any(data[pos:]):
+        return "bytes after the PackBits runs"
+    return None
+
+
+def judge_zstd(data: bytes, expected: int) -> str | None:
+    """A Zstandard tile/strip (RFC 8878): one frame, followed by its block headers (the last block
+    ends it, then its checksum when it has one), nothing after it but zero padding, and decoding
+    to no more than the tile's bytes.  A skippable frame or a second frame is not accepted."""
+    n = len(data)
+    if n < 6 or data[:4] != b"\x28\xb5\x2f\xfd":
+        return "not one Zstandard frame"
+    fhd = data[4]
+    if fhd & 0x08:
+        return "Zstandard frame header has its reserved bit set"
+    single = bool(fhd & 0x20)
+    fcs = (0, 2, 4, 8)[fhd >> 6] or (1 if single else 0)
+    pos = 5 + (0 if single else 1) + (0, 1, 2, 4)[fhd & 3] + fcs
+    while True:
+        if pos + 3 > n:
+            return "Zstandard frame truncated"
+        head = int.from_bytes(data[pos : pos + 3], "little")
+        kind, size = (head >> 1) & 3, head >> 3
+        if kind == 3:
+            return "Zstandard block of the reserved type"
+        pos += 3 + (1 if kind == 1 else size)
+        if head & 1:
+            break
+    pos += 4 if fhd & 0x04 else 0
+    if pos > n:
+        return "Zstandard frame truncated"
+    if any(data[pos:]):
+        return "bytes after the Zstandard frame"
+    try:
+        import imagecodecs
+
+        out = imagecodecs.zstd_decode(data[:pos])
+    except Exception:
+        return "Zstandard frame does not decode"
+    return "Zstandard frame decodes to more than the tile" if len(out) > expected else None
+
+
 def judge_j2k(data: bytes) -> str | None:
     """A JPEG 2000 codestream (Aperio 33003/33005, TIFF 34712): its marker segments are followed
     (``io.codestreams.j2k_segments``: main header, every tile-part by its Psot length) and nothing
@@ -223,6 +280,9 @@ def judge_j2k(data: bytes) -> str | None:
 # TIFF Compression: Deflate (8, 32946), LZW (5), none (1), JPEG 2000 (Aperio 33003/33005, 34712);
 # JPEG (7) is judged by the decoder
 _DEFLATE, _LZW, _NONE, _J2K = frozenset([8, 32946]), 5, 1, frozenset([33003, 33005, 34712])
+_PACKBITS, _ZSTD = 32773, frozenset([50000, 34926])
+# walked in Python (about 2 MB/s): their bytes count against LZW_BUDGET
+_WALKED = frozenset([_LZW, _PACKBITS])
 
 
 def sample_indices(n: int, every: bool) -> np.ndarray:
@@ -262,7 +322,7 @@ def check_tiff(path: Path, verdict, name: str | None = None, accept_unrun: bool 
         with TiffStructure(path) as ts:
             for ifd in ts.ifds:
                 comp = ts.value(ifd, COMPRESSION, 1)
-                if comp != 7 and comp not in _DEFLATE and comp not in _J2K and comp not in (_LZW, _NONE):
+                if comp != 7 and comp not in _DEFLATE and comp not in _J2K and comp not in _ZSTD and comp not in (_LZW, _NONE, _PACKBITS):
                     other.add(comp)  # e.g. JPEG 2000: not judged here
                     continue
                 t = ifd.get(jpeg.JPEG_TABLES)
@@ -274,10 +334,10 @@ def check_tiff(path: Path, verdict, name: str | None = None, accept_unrun: bool 
                 for off, cnt in zip(offs[pick].tolist(), cnts[pick].tolist()):
                     if cnt <= 0:
                         continue
-                    if cnt > MAX_STREAM or (comp == _LZW and lzw_bytes + cnt > LZW_BUDGET):
+                    if cnt > MAX_STREAM or (comp in _WALKED and lzw_bytes + cnt > LZW_BUDGET):
                         large += 1
                         continue
-                    lzw_bytes += cnt if comp == _LZW else 0
+                    lzw_bytes += cnt if comp in _WALKED else 0
                     n += 1
                     data = ts.read(off, cnt)
                     if comp == 7:
@@ -288,6 +348,10 @@ def check_tiff(path: Path, verdict, name: str | None = None, accept_unrun: bool 
                         why = judge_deflate(data, expected)
                     elif comp == _LZW:
                         why = judge_lzw(data, expected)
+                    elif comp == _PACKBITS:
+                        why = judge_packbits(data, expected)
+                    elif comp in _ZSTD:
+                        why = judge_zstd(data, expected)
                     elif comp in _J2K:
                         why = judge_j2k(data)
                     else:
@@ -311,7 +375,7 @@ def check_tiff(path: Path, verdict, name: str | None = None, accept_unrun: bool 
             if every or n + large >= total
             else f"{n} of {total} tile(s)/strip(s) (up to {SAMPLE} a level, spread evenly; --coded-data all judges every one)"
         )
-        + " (JPEG, JPEG 2000, Deflate, LZW, none): coded data only, nothing after it"
+        + " (JPEG, JPEG 2000, Deflate, LZW, PackBits, Zstandard, none): coded data only, nothing after it"
         + (f"; compression {sorted(other)} not judged here" if other else "")
         + (f"; {large} stream(s) too large to judge here" if large else "")
         if not bad

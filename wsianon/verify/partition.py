@@ -25,7 +25,8 @@ from wsianon.io.spans import as_int64, gaps_arrays, iter_pairs, union_parts
 from wsianon.errors import WsianonError
 from wsianon.io.extents import data_extents
 from wsianon.io.scan import Finding
-from wsianon.io.tiff import TYPES, Kind, TiffStructure
+from wsianon.io.jpeg import restart_intervals
+from wsianon.io.tiff import TYPES, Kind, TiffStructure, chunk_count, compression_of
 from wsianon.profiles import load
 from wsianon.profiles.closed_world import allowed_tags, tag_name, value_allowed
 from wsianon.verify.tileid import release_cycles
@@ -73,6 +74,9 @@ def _structure(path: Path, fmt: str):
     bad: list[tuple[int, int, int]] = []
     tagsets: list[set[int]] = []
     icc: list[tuple[int, int, int]] = []  # (IFD, offset, problems)
+    # entries whose tag and type are allowed but whose bytes are not all structure: (IFD, tag,
+    # entry offset, why)
+    loose: list[tuple[int, int, int, str]] = []
     rules = load("tiff_closed_world")
     safe = {t.encode("latin-1") for t in rules["icc_safe_types"]}
     with TiffStructure(path) as ts:
@@ -82,12 +86,17 @@ def _structure(path: Path, fmt: str):
         for ifd in ts.ifds:
             (n,) = ts.unpack("Q" if big else "H", ts.read(ifd.offset, cs))
             raw = ts.read(ifd.offset + cs, n * es)
-            allowed = allowed_tags(fmt, set(ifd.entries))
+            allowed = allowed_tags(fmt, set(ifd.entries), compression_of(ts, ifd))
             seen: set[int] = set()
+            highs = ts.read(ifd.next_field_offset + 8, 4 * n) if ts.kind is Kind.NDPI else b""
             for i in range(n):
                 tag, typ, count = ts.unpack("HHQ" if big else "HHI", raw[i * es : i * es + (12 if big else 8)])
                 if tag in seen or tag not in allowed or typ not in TYPES or not value_allowed(tag, typ, count):
                     bad.append((ifd.index, tag, ifd.offset + cs + i * es))
+                elif _spare_bytes_set(ts, raw[i * es : (i + 1) * es], typ, count, highs[4 * i : 4 * i + 4]):
+                    loose.append((ifd.index, tag, ifd.offset + cs + i * es, "bytes of its entry that hold no value are not zero"))
+                elif tag in _PER_INTERVAL and count > _restart_intervals(ts, ifd):
+                    loose.append((ifd.index, tag, ifd.offset + cs + i * es, "more values than its strip has restart intervals"))
                 seen.add(tag)
             tagsets.append(seen)
             spans.append((ifd.offset, min(ifd.end, ts.size)))
@@ -98,12 +107,57 @@ def _structure(path: Path, fmt: str):
                     icc.append((ifd.index, e.value_offset, icc_problems(ts.raw(e), safe)))
             if (324 in ifd and 325 in ifd) or (273 in ifd and 279 in ifd):
                 o, c = ts.data_span_arrays(ifd)
+                loose += _chunk_problems(ts, ifd, o, c)
                 used = c > 0
                 if not used.all():
                     o, c = o[used], c[used]
                 spans.add_arrays(o, o + c)
                 del o, c, used
-        return spans, bad, tagsets, ts.kind, ts.size, icc
+        return spans, bad + [x[:3] for x in loose], tagsets, ts.kind, ts.size, icc, {(i, t): why for i, t, _, why in loose}
+
+
+def _chunk_problems(ts: TiffStructure, ifd, offsets, counts) -> list[tuple[int, int, int, str]]:
+    """An offset/byte-count array with more values than the image has tiles (strips), or an empty
+    tile's (count 0) offset that is not 0: values no reader uses, which could hold anything."""
+    tag = 324 if 324 in ifd else 273
+    e = ifd.entries[tag]
+    out = []
+    n = chunk_count(ts, ifd)
+    if n is not None and len(offsets) > n:
+        out.append((ifd.index, tag, e.entry_offset, "more values than the image has tiles or strips"))
+    elif bool(((counts == 0) & (offsets != 0)).any()):
+        out.append((ifd.index, tag, e.entry_offset, "an empty tile's or strip's offset is not 0"))
+    return out
+
+
+# NDPI McuStarts and McuStartsHighBytes: one value a restart interval of the IFD's (one) strip
+_PER_INTERVAL = frozenset([65426, 65432])
+
+
+def _restart_intervals(ts: TiffStructure, ifd) -> int:
+    """The restart intervals of the JPEG strip of ``ifd`` (1 when its header gives none): values
+    of a McuStarts array beyond them are read by no reader and could be anything."""
+    try:
+        o, c = ts.data_span_arrays(ifd)
+    except WsianonError:
+        return 1
+    if len(o) != 1:
+        return 1
+    return restart_intervals(ts.read(int(o[0]), min(int(c[0]), 1 << 16))) or 1
+
+
+def _spare_bytes_set(ts: TiffStructure, entry: bytes, typ: int, count: int, high: bytes) -> bool:
+    """Whether an entry whose value lies in its own field leaves a byte of that field non-zero
+    after the value (a SHORT fills 2 of its 4 bytes, 6 of 8 in a BigTIFF), or, in an NDPI file,
+    has a non-zero high half that is no part of its value (only a single LONG's high half is):
+    bytes no reader looks at."""
+    head = 12 if ts.kind is Kind.BIG else 8
+    size = TYPES[typ][1] * count
+    if size > len(entry) - head or (ts.kind is Kind.NDPI and typ == 2):
+        return False  # the field holds an offset
+    if any(entry[head + size :]):
+        return True
+    return bool(high) and not (count == 1 and typ in (4, 13)) and any(high)
 
 
 def icc_problems(data: bytes, safe_types: set[bytes]) -> int:
@@ -176,7 +230,7 @@ def check_tiff_partition(path: Path, fmt: str, verdict, name: str | None = None)
     """Add the closed-world checks of one TIFF-family output to ``verdict``."""
     label = name or path.name
     try:
-        spans, bad, tagsets, kind, size, icc = _structure(path, fmt)
+        spans, bad, tagsets, kind, size, icc, spare = _structure(path, fmt)
     except WsianonError as exc:
         verdict.add("closed-world-structure", False, f"the output's TIFF structure cannot be walked: {exc.reason}")
         return
@@ -192,12 +246,19 @@ def check_tiff_partition(path: Path, fmt: str, verdict, name: str | None = None)
             f"{len(tagsets)} IFDs, tag sets {'agree' if same else 'DIFFER'} between two readers (tifffile sees {len(other)} pages)",
         )
     for ifd_index, tag, off in bad[:MAX_FINDINGS]:
-        verdict.findings.append(Finding(label, off, f"tag {tag_name(tag)} in IFD {ifd_index} (not allowed by the {fmt} profile)", "closed-world-tag"))
-    names = sorted({tag_name(t) for _, t, _ in bad})
+        why = spare.get((ifd_index, tag), f"not allowed by the {fmt} profile")
+        verdict.findings.append(Finding(label, off, f"tag {tag_name(tag)} in IFD {ifd_index} ({why})", "closed-world-tag"))
+    names = sorted({tag_name(t) for i, t, _ in bad if (i, t) not in spare})
+    unused = sorted({tag_name(t) for i, t in spare})
     verdict.add(
         "closed-world-tags",
         not bad,
-        f"every tag of every IFD allowed by the {fmt} profile" if not bad else f"{len(bad)} entries not allowed: {names}",
+        f"every tag of every IFD allowed by the {fmt} profile, no byte of an entry outside its value set"
+        if not bad
+        else "; ".join(
+            ([f"{len(bad) - len(spare)} entries not allowed: {names}"] if names else [])
+            + ([f"{len(spare)} entries holding bytes no reader reads: {unused}"] if unused else [])
+        ),
     )
     for ifd_index, off, problems in icc:
         if problems:

@@ -59,6 +59,9 @@ class Page:
     counts: np.ndarray  # uint64
     jpeg: bool
     tables: bytes | None
+    # Compression 7: every tile must be a JPEG stream (SOI first); not where tifffile splits an
+    # NDPI strip into its restart intervals (its tiles are the intervals' coded data)
+    jpeg_only: bool = False
 
 
 def level_pages(path: Path, fmt: str, dims: set[tuple[int, int]]) -> list[Page] | None:
@@ -90,7 +93,8 @@ def _level_pages(path: Path, fmt: str, dims: set[tuple[int, int]]) -> list[Page]
                         continue
                 except Exception:
                     continue
-                jpeg = getattr(p, "compression", 0) in (6, 7)
+                compression = getattr(p, "compression", 0)
+                jpeg = compression in (6, 7)
                 tables = getattr(p, "jpegtables", None) if jpeg else None
                 out.append(
                     Page(
@@ -100,6 +104,7 @@ def _level_pages(path: Path, fmt: str, dims: set[tuple[int, int]]) -> list[Page]
                         np.asarray(p.databytecounts, dtype=np.uint64),
                         jpeg,
                         bytes(tables) if tables else None,
+                        compression == 7 and not getattr(p, "jpegheader", None),  # NDPI: restart intervals
                     )
                 )
             return out
@@ -143,7 +148,9 @@ class _PageState:
     def normalize(self, data: bytes) -> tuple[bytes, int]:
         """``wsianon.io.jpeg.normalized``, counting the JPEG streams it cannot follow to their end."""
         out, zeroed, malformed = normalized_checked(data)
-        self.malformed += malformed
+        # a tile of a JPEG (7) page that is not a JPEG stream at all: no decoder reads it as one,
+        # and no JPEG walk judges what it holds
+        self.malformed += malformed or (self.page.jpeg_only and data[:2] != b"\xff\xd8")
         if zeroed and out != data:
             self.changed += 1
         return out, zeroed

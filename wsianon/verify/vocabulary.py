@@ -398,15 +398,20 @@ def _bmp_stream_findings(fd: int, off: int, cnt: int, name: str, out: list) -> b
     return True
 
 
-def tiff_pixel_spans(path: Path) -> tuple[_SpanSet, _SpanSet, list[tuple[int, int]]]:
-    """(JPEG streams, other pixel spans, ICC profiles) of every IFD of a TIFF-family file
-    (the tiles as numpy arrays, never one Python object a tile)."""
+def tiff_pixel_spans(path: Path) -> tuple[_SpanSet, _SpanSet, list[tuple[int, int]], list[tuple[int, int]], set[int]]:
+    """(JPEG streams, other pixel spans, ICC profiles, numeric values stored in their entries) of
+    every IFD of a TIFF-family file (the tiles as numpy arrays, never one Python object a tile).
+    The last are judged one by one: the IFD block around them is binary structure, but a number's
+    own bytes are no reason to let a word through (a BigTIFF DOUBLE holds 8 characters).  And the
+    offsets of the streams of old-style JPEG (6) pages, whose strips need not start with SOI."""
     from wsianon.io.tiff import COMPRESSION, TiffStructure
 
     jpegs: list[_SpanSet] = []
     other: list[_SpanSet] = []
     small: list[tuple[int, int]] = []  # structure: a few spans an IFD
     icc: list[tuple[int, int]] = []
+    inline: list[tuple[int, int]] = []
+    ojpeg: set[int] = set()
     with TiffStructure(path) as ts:
         for ifd in ts.ifds:
             comp = ts.value(ifd, COMPRESSION, 1)
@@ -417,6 +422,8 @@ def tiff_pixel_spans(path: Path) -> tuple[_SpanSet, _SpanSet, list[tuple[int, in
             tables = ifd.get(jpeg.JPEG_TABLES)
             if comp in jpeg.JPEG_COMPRESSIONS:
                 jpegs.append(spans)
+                if comp != 7:
+                    ojpeg.update(int(x) for part in spans.parts for x in part[0])
                 if tables is not None and tables.size >= 4:
                     jpegs.append(_SpanSet.of([(tables.value_offset, tables.size)]))
             else:
@@ -430,13 +437,19 @@ def tiff_pixel_spans(path: Path) -> tuple[_SpanSet, _SpanSet, list[tuple[int, in
             for tag, e in ifd.entries.items():
                 if tag in _NUMERIC_STRUCTURE and e.type in _NUMERIC_TYPES and not e.inline and e.size:
                     small.append((e.value_offset, e.size))
-    return _SpanSet.join(jpegs), _SpanSet.join(other + [_SpanSet.of(small)]), icc
+                elif tag not in _NUMERIC_STRUCTURE and e.type in _NUMERIC_TYPES and e.inline and e.size >= MIN_RUN:
+                    inline.append((e.value_offset, e.size))
+    return _SpanSet.join(jpegs), _SpanSet.join(other + [_SpanSet.of(small)]), icc, inline, ojpeg
 
 
-# tags whose numeric values are structure: BitsPerSample, strip/tile offsets and
-# byte counts, resolutions, TransferFunction, WhitePoint, PrimaryChromaticities,
-# ColorMap, SubIFDs, YCbCr coefficients/subsampling, ReferenceBlackWhite, NDPI McuStarts
-_NUMERIC_STRUCTURE = frozenset([258, 273, 279, 282, 283, 301, 318, 319, 320, 324, 325, 330, 339, 340, 341, 529, 530, 532, 65426])
+# tags whose numeric values are structure, not judged as text: strip/tile offsets and byte counts
+# (any four bytes of an offset may be printable), SubIFDs, NDPI McuStarts; and the arrays the
+# closed world never keeps (TransferFunction, WhitePoint, PrimaryChromaticities, ColorMap,
+# SMin/SMaxSampleValue: their presence fails it).  The values of every other numeric tag
+# (resolutions, BitsPerSample, YCbCr coefficients, ReferenceBlackWhite ...) are small numbers
+# whose bytes never spell a word: they are judged as text, so a rational or a double holding
+# one fails the vocabulary check.
+_NUMERIC_STRUCTURE = frozenset([273, 279, 301, 318, 319, 320, 324, 325, 330, 340, 341, 65426])
 _NUMERIC_TYPES = frozenset([3, 4, 5, 8, 9, 10, 11, 12, 13, 16, 17, 18])
 
 
@@ -482,19 +495,25 @@ def scan_tiff(path: Path, fmt: str, name: str | None = None, tiles: str = "heade
     vocab = vocabulary(fmt).with_names(names)
     name = name or path.name
     out: list[TextFinding] = []
-    jpegs, other, icc = tiff_pixel_spans(path)
+    jpegs, other, icc, inline, ojpeg = tiff_pixel_spans(path)
     opaque: list[tuple[int, int]] = []
     fd = os.open(path, os.O_RDONLY)
     try:
         for off, cnt in _unproven(jpegs, proven):
             if not _jpeg_stream_findings(fd, off, cnt, name, tiles == "walk" or proven is not None, out):
-                opaque.append((off, cnt))  # a "JPEG" page whose data is not JPEG: opaque pixel data
+                if off not in ojpeg:  # a JPEG (7) page's tile must be a JPEG stream
+                    out.append(TextFinding(name, off, "not a JPEG stream in a JPEG page"))
+                opaque.append((off, cnt))  # an old-style JPEG strip without SOI: opaque pixel data
             if len(out) >= MAX_FINDINGS:
                 return out
     finally:
         os.close(fd)
     _scan_outside(path, _SpanSet.join([jpegs, other, _SpanSet.of(opaque + icc)]), vocab, name, out)
     _icc_findings(path, icc, vocab, name, out)
+    with open(path, "rb") as fh:
+        for off, n in inline:
+            fh.seek(off)
+            scan_bytes(fh.read(n), vocab, name, off, out)
     return out
 
 
