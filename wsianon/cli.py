@@ -319,7 +319,7 @@ def _run_job_on_console(cfg, deliverer, *, json_out: bool, log: Path | None):
             o = info.get("outcome") if kind == "slide" else None
             if o is not None and o.status == Status.OK and o.verdict is not None and o.verdict.ok:
                 delivered.add(o.input_label)
-                deliveries.append(_print_delivery(deliverer.deliver_slide(o.input_label, o.outputs), quiet_stdout=json_out))
+                deliveries.append(_print_delivery(deliverer.deliver_slide(o.input_label, o.outputs, o.files), quiet_stdout=json_out))
 
         return wrapped
 
@@ -353,7 +353,7 @@ def _deliver_earlier(out: Path, deliverer, delivered: set[str], json_out: bool) 
     earlier, report_time = verified_slides(out)
     for s in earlier:
         if str(s.get("slide")) not in delivered:
-            r = deliverer.deliver_slide(str(s.get("slide")), s.get("outputs") or [], verified_before=report_time)
+            r = deliverer.deliver_slide(str(s.get("slide")), s.get("outputs") or [], s.get("files"), verified_before=report_time)
             if r.sent or not r.ok:
                 results.append(_print_delivery(r, quiet_stdout=json_out))
     return results
@@ -369,7 +369,7 @@ def _write_sheet(out: Path | None, sheet: Path, result) -> Path | None:
     try:
         write_review_sheet(out, sheet, result.mapping_path, result.quarantine_dir)
     except WsianonError as exc:
-        err_console.print(f"[red]error:[/red] {exc.one_line()}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/red] {safe_text(exc.one_line())}", highlight=False, soft_wrap=True)
         return None
     return sheet
 
@@ -499,6 +499,10 @@ def inspect(
             err_console.print(f"[red]error:[/red] {safe_text(exc.one_line())}", highlight=False, soft_wrap=True)
             code = 1
             continue
+        except Exception as exc:  # a bug: one line naming the file, never the message (it can quote the slide)
+            err_console.print(f"[red]error:[/red] {safe_text(s.path)}: internal error ({type(exc).__name__})", highlight=False, soft_wrap=True)
+            code = 1
+            continue
         pub = inv.public(show_values)
         if not show_values:  # a name the source chose (a key, an element) may itself identify: vocabulary only
             pub["fields"] = [safe_removal(f) for f in pub["fields"]]
@@ -603,7 +607,7 @@ def certify(
     if check:
         cert, problems = record.check_certificate(out)
         for p in problems:
-            err_console.print(f"mismatch: {p}", highlight=False, soft_wrap=True, markup=False)
+            err_console.print(f"mismatch: {safe_text(p)}", highlight=False, soft_wrap=True, markup=False)
         if problems:
             err_console.print(f"NOT CONFIRMED: {len(problems)} mismatch(es) against {record.CERT_JSON}", highlight=False)
             raise typer.Exit(1)
@@ -698,12 +702,12 @@ def key_init(
 
 def main() -> None:
     import os
-    import warnings
 
-    # library warnings (pydicom's VR complaints, ...) can quote values from the
-    # slide: the report carries what matters, so they stay quiet unless debugging
-    if not os.environ.get("WSIANON_DEBUG"):
-        warnings.simplefilter("ignore")
+    from wsianon.io.quiet import quiet_libraries
+
+    # library warnings and log records (pydicom's VR complaints, tifffile's parse errors) can quote
+    # values from the slide: the report carries what matters, so they stay quiet unless debugging
+    quiet_libraries()
     from wsianon.io.memory import collect_less_often, limit_malloc_arenas, no_teardown_collections
 
     limit_malloc_arenas()  # before any thread: one arena, a peak RSS that does not drift (wsianon/io/memory.py)
@@ -712,6 +716,11 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:  # a bug: its message can quote what a library read from a slide, so it is not printed
+        if os.environ.get("WSIANON_DEBUG"):
+            raise
+        err_console.print(f"error: internal error ({type(exc).__name__}); set WSIANON_DEBUG=1 to see its details", highlight=False, markup=False)
+        sys.exit(1)
     finally:
         no_teardown_collections()  # the work is done: teardown skips collecting what is left
 

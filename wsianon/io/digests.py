@@ -85,6 +85,31 @@ def sha256_of(fd: int, start: int = 0, chunk: int = 8 << 20) -> str:
     return h.hexdigest()
 
 
+def sha256_path(path: Path) -> str:
+    """SHA-256 of ``path``: the remembered one while it is the same file, unchanged, else read whole."""
+    known = lookup(path)
+    if known is not None:
+        return known
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        return sha256_of(fd)
+    finally:
+        os.close(fd)
+
+
+def is_verified(path: Path, entry: dict | None) -> bool:
+    """Whether ``path`` is still the file a verification listed (``entry``: ``{"file", "size",
+    "sha256"}`` as ``pipeline.anonymize.placed_files`` wrote it; without a digest, by size)."""
+    if not isinstance(entry, dict):
+        return False
+    try:
+        if os.stat(path).st_size != entry.get("size"):
+            return False
+        return entry.get("sha256") is None or sha256_path(path) == entry.get("sha256")
+    except OSError:
+        return False
+
+
 def expect_bytes(fd: int, data: bytes) -> None:
     """``expect`` for a file written whole from ``data`` (a new small file)."""
     import hashlib

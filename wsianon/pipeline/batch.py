@@ -97,6 +97,21 @@ def check_locations(cfg, out: Path | None, mapping: Path | None, quarantine: Pat
             raise WsianonError(out, "output folder is the same as, or inside, an input folder; choose an OUT outside the inputs")
 
 
+def refuse_private_over_inputs(sel, private) -> None:
+    """A private file we write (``(option, path)`` pairs) must not be one of the inputs: the mapping
+    would replace a slide, the log append to it (inputs are never modified but in-place)."""
+    for what, p in private:
+        if p is None or not os.path.isfile(p):
+            continue
+        for c in sel.candidates:
+            try:
+                same = os.path.samefile(p, c.path)
+            except OSError:
+                continue
+            if same:
+                raise WsianonError(p, f"{what} names an input file; the private file goes elsewhere (inputs are never modified)")
+
+
 def _clean_staging(folder: Path | None) -> int:
     """Remove staging folders and temp files a dead run left (we hold the job lock)."""
     n = 0
@@ -271,6 +286,7 @@ def run_batch(cfg, on_event: Callable[..., None] | None = None):
         exclude=getattr(cfg, "exclude", None),
         prune=prune,
     )
+    refuse_private_over_inputs(sel, (("--mapping", mapping_path), ("--log", getattr(cfg, "log", None))))
     if not sel.candidates and not sel.not_regular and sel.missing:
         # nothing to read at all: refuse before anything (OUT, report) is created
         raise WsianonError(sel.missing[0], "no such file or directory")
@@ -571,7 +587,7 @@ class _Run:
                 from wsianon.pipeline.record import ImageSeeder
 
                 self.seeder = ImageSeeder(self.out)
-            self.seeder.seed(o.input_label, list(o.outputs), imgs)
+            self.seeder.seed(o.input_label, list(o.outputs), imgs, o.files)
         man = self.man
         if man is not None and it.slide_id is not None and o.status in STATE_OF:
             mo = ms = None

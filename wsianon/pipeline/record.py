@@ -32,6 +32,7 @@ import hashlib
 import html
 import io
 import json
+import os
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -451,6 +452,15 @@ def _main_output(out: Path, s: dict) -> Path | None:
     return next((p for p in cands if p.is_file()), None)
 
 
+def _verified_main(out: Path, s: dict, files: list[OutputFile], verified: list[dict] | None) -> Path | list[Path] | None:
+    """What the record renders a shared slide's images from: a DICOM slide's verified instances
+    only (an instance added to its folder later, a label, must not be pictured), else its main output."""
+    main = _main_output(out, s)
+    if verified is not None and main is not None and main.is_dir():
+        return [out / f.rel for f in files if f.rel.lower().endswith(".dcm")] or None
+    return main
+
+
 def _output_files(out: Path, outputs: list[str]) -> list[Path]:
     files: list[Path] = []
     for o in outputs:
@@ -464,12 +474,26 @@ def _output_files(out: Path, outputs: list[str]) -> list[Path]:
     return files
 
 
-def _hashed_files(out: Path, outputs: list[str], cache: _Cache) -> list[OutputFile]:
+def _hashed_files(out: Path, outputs: list[str], cache: _Cache, verified: list[dict] | None = None) -> tuple[list[OutputFile], int]:
+    """The slide's output files with their SHA-256, and how many files its outputs hold that its
+    verification did not list (``verified``: the report entry's ``files``; None: a report an older
+    wsianon wrote, every file counts): a file added to or changed in the slide's folder after the
+    run was never verified, and is never certified."""
+    listed = None if verified is None else {f.get("file"): f for f in verified if isinstance(f, dict)}
     files = []
+    unverified = 0
     for p in _output_files(out, outputs):
         rel = p.relative_to(out).as_posix()
-        files.append(OutputFile(rel, p.stat().st_size, cache.sha(rel, p)))
-    return files
+        f = OutputFile(rel, p.stat().st_size, cache.sha(rel, p))
+        entry = listed.get(rel) if listed is not None else None
+        if listed is not None and (entry is None or entry.get("size") != f.size or entry.get("sha256") not in (None, f.sha256)):
+            unverified += 1
+            continue
+        files.append(f)
+    return files, unverified
+
+
+UNVERIFIED_NOTE = "{} file(s) in this slide's outputs were not verified by the job (added or changed after the run): not certified, never delivered"
 
 
 def _images_sig(files: list[OutputFile]) -> str:
@@ -501,7 +525,7 @@ class ImageSeeder:
         self._cache: _Cache | None = None
         self._last = 0.0
 
-    def seed(self, slide: str, outputs: list[str], imgs: dict) -> None:
+    def seed(self, slide: str, outputs: list[str], imgs: dict, verified: list[dict] | None = None) -> None:
         import time
 
         if self._cache is None:
@@ -509,7 +533,7 @@ class ImageSeeder:
             self._last = time.monotonic()
         cache = self._cache
         try:
-            sig = _images_sig(_hashed_files(self.out, outputs, cache))
+            sig = _images_sig(_hashed_files(self.out, outputs, cache, verified)[0])
         except OSError:
             return  # an output that vanished: the record says so at the end
         cache.put_images(slide, sig, imgs)
@@ -532,7 +556,7 @@ class _Render:
 
     rec: SlideRecord
     sig: str
-    main: Path | None
+    main: Path | list[Path] | None
 
 
 # slides rendered at once for the record: OpenSlide, wsidicom's decoders and Pillow work with the
@@ -612,11 +636,14 @@ def collect(out: Path, report: dict | None = None, key: bytes | None = None, on_
                 error=s.get("error"),
             )
             if rec.status in SHARED_STATES:
-                rec.files = _hashed_files(out, rec.outputs, cache)
+                verified = s.get("files") if isinstance(s.get("files"), list) else None
+                rec.files, unverified = _hashed_files(out, rec.outputs, cache, verified)
+                if unverified:
+                    rec.notes.append(UNVERIFIED_NOTE.format(unverified))
                 sig = _images_sig(rec.files)
                 imgs = cache.images(rec.slide, sig)
                 if imgs is None:
-                    todo.append(_Render(rec, sig, _main_output(out, s)))
+                    todo.append(_Render(rec, sig, _verified_main(out, s, rec.files, verified)))
                 else:
                     _show(out, rec, imgs)
             slides.append(rec)
@@ -1021,6 +1048,13 @@ def write_review_sheet(out: Path, sheet: Path, mapping: Path | None = None, quar
         rows = read_mapping(mapping)
     except OSError as exc:
         raise WsianonError(mapping, f"cannot read the private mapping: {os_reason(exc)}") from None
+    for row in rows:  # a source (the sheet would replace the slide: inputs are never modified)
+        try:
+            same = sheet.is_file() and os.path.samefile(sheet, row["source"])
+        except OSError:
+            same = False
+        if same:
+            raise OutputError(sheet, "the review sheet path names an input slide; nothing was written there (inputs are never modified)")
     data = collect(out)
     by_out: dict[str, dict] = {}
     for row in rows:

@@ -1,0 +1,271 @@
+"""Red team, round 2: identifiers that reach what wsianon shares or prints through a surface other
+than the slide's bytes — a file's extended attributes, a library's message, a file added to OUT
+after the run, a private file written over an input.  Each test fails on the code before its fix."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from tests.conftest import REPO, run_subprocess
+from tests.fixtures import orthanc as orth
+from tests.fixtures.plant_rt import replace_tag
+from tests.fixtures.svs_gen import write_svs
+
+NAME = "Doe^Jane"
+TOKEN = "RTQX7"  # grep-able: never in a clean output or message
+
+
+def _key(tmp: Path) -> Path:
+    k = tmp / "key"
+    if not k.exists():
+        k.write_text("ab" * 32)
+        k.chmod(0o600)
+    return k
+
+
+def _leaks(text: str) -> bool:
+    return TOKEN in text or NAME in text or "Traceback" in text
+
+
+def _xattrs_supported(folder: Path) -> bool:
+    probe = folder / ".xattr-probe"
+    probe.write_bytes(b"")
+    try:
+        os.setxattr(probe, "user.probe", b"1")
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.unlink()
+
+
+# ---------------------------------------------------------------------------
+# extended attributes: an in-place output kept the input's; verify did not look
+
+
+def test_in_place_output_keeps_no_extended_attribute(tmp_path):
+    if not _xattrs_supported(tmp_path):
+        pytest.skip("this file system has no user extended attributes")
+    src = write_svs(tmp_path / "case.svs", levels=1, size=(512, 384)).path
+    os.setxattr(src, "user.note", f"{NAME} {TOKEN}-xattr".encode())
+    res = run_subprocess("run", "--in-place", src, "--key-file", _key(tmp_path), "--mapping", tmp_path / "map.csv", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    (out,) = [p for p in tmp_path.iterdir() if p.name.startswith("WSI-") and p.suffix == ".svs"]
+    assert os.listxattr(out) == []
+    assert not _leaks(res.stdout + res.stderr)
+
+
+def test_verify_fails_a_file_with_a_foreign_extended_attribute(tmp_path):
+    if not _xattrs_supported(tmp_path):
+        pytest.skip("this file system has no user extended attributes")
+    key = _key(tmp_path)
+    (tmp_path / "in").mkdir()
+    write_svs(tmp_path / "in" / "case.svs", levels=1, size=(512, 384))
+    assert run_subprocess("run", tmp_path / "in", "-o", tmp_path / "out", "--key-file", key).returncode == 0
+    (out,) = (tmp_path / "out").glob("*.svs")
+    clean = run_subprocess("verify", "--json", out)
+    assert clean.returncode == 0, clean.stdout
+    os.setxattr(out, f"user.{TOKEN}", NAME.encode())
+    res = run_subprocess("verify", "--json", out)
+    failed = [c["check"] for r in json.loads(res.stdout) for c in r["checks"] if not c["ok"]]
+    assert res.returncode == 1 and failed == ["closed-world: file attributes"]
+    assert not _leaks(res.stdout + res.stderr)  # neither the attribute's name nor its value is shown
+
+
+# ---------------------------------------------------------------------------
+# a library's message quoting the slide: a traceback on inspect/verify, a log record on any console
+
+
+def _ome_tiff(path: Path, tiffdata: str) -> Path:
+    import tifffile
+
+    desc = (
+        '<?xml version="1.0"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06">'
+        f'<Image ID="Image:0" Name="label"><Pixels><TiffData {tiffdata}/></Pixels></Image></OME>'
+    )
+    img = np.zeros((512, 512, 3), np.uint8)
+    with tifffile.TiffWriter(path) as tw:
+        tw.write(img, tile=(256, 256), compression="jpeg", photometric="rgb", description=desc, metadata=None)
+        tw.write(img[::2, ::2], tile=(256, 256), compression="jpeg", photometric="rgb", subfiletype=1, metadata=None)
+    return path
+
+
+def test_inspect_and_verify_never_print_a_parser_message(tmp_path):
+    src = _ome_tiff(tmp_path / "ome.tif", f'IFD="{NAME}-{TOKEN}"')
+    for cmd in ("inspect", "verify"):
+        res = run_subprocess(cmd, "--allow-generic", src)
+        lines = res.stderr.strip().splitlines()
+        assert res.returncode == 1 and len(lines) == 1 and lines[0].startswith(f"error: {src}:"), res.stderr
+        assert not _leaks(res.stdout + res.stderr)
+
+
+def test_ome_plane_count_is_bounded_by_the_file(tmp_path):
+    src = _ome_tiff(tmp_path / "ome.tif", 'IFD="1" PlaneCount="100000000000"')
+    res = run_subprocess("inspect", "--allow-generic", "--json", src)  # looped over 1e11 IFD numbers before
+    assert res.returncode == 0, res.stderr
+    assert any(i["kind"] == "label" for i in json.loads(res.stdout)[0]["associated_images"])
+
+
+@pytest.fixture(scope="module")
+def nodata_svs(tmp_path_factory) -> Path:
+    """An SVS whose GDAL_NODATA tag holds a name: tifffile logs its parse error, quoting it."""
+    d = tmp_path_factory.mktemp("nodata") / "in"
+    d.mkdir()
+    src = write_svs(d / "case.svs", levels=1, size=(512, 384)).path
+    replace_tag(src, 0, 42113, 2, f"{NAME} {TOKEN}-nodata\0".encode())
+    return src
+
+
+def test_library_log_records_never_reach_the_console(nodata_svs, tmp_path):
+    res = run_subprocess("run", nodata_svs.parent, "-o", tmp_path / "out", "--key-file", _key(tmp_path))
+    assert res.returncode == 0, res.stderr
+    assert not _leaks(res.stdout + res.stderr)
+    res = run_subprocess("verify", nodata_svs)
+    assert not _leaks(res.stdout + res.stderr)
+
+
+def test_a_worker_process_prints_no_library_log_record(nodata_svs, tmp_path):
+    """What a Dask worker runs (``remote_process``) in a fresh interpreter our CLI did not start."""
+    code = f"""
+from pathlib import Path
+from wsianon.converters.base import SlideContext
+from wsianon.pipeline.anonymize import Destinations
+from wsianon.pipeline.detect import expand_inputs
+from wsianon.pipeline.workers import remote_process
+from wsianon.profiles.policy import Policy
+(src,) = expand_inputs([Path({str(nodata_svs)!r})])
+ctx = SlideContext(pseudonym="WSI-0123456789abcdef", key=b"k" * 32, policy=Policy())
+o, _ = remote_process(src, ctx, "native", Destinations(Path({str(tmp_path / "out")!r}), Path({str(tmp_path / "q")!r})))
+print("STATUS", o.status)
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert "STATUS ok" in res.stdout, res.stderr[-2000:]
+    assert not _leaks(res.stdout + res.stderr), res.stderr[-2000:]
+
+
+# ---------------------------------------------------------------------------
+# a file added to a verified slide's folder after the run: certified and delivered
+
+
+@pytest.fixture(scope="module")
+def dicom_out(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """A DICOM OUT (one small slide) and the job's input and key."""
+    tmp = tmp_path_factory.mktemp("dcmout")
+    (tmp / "in").mkdir()
+    write_svs(tmp / "in" / "case.svs", levels=1, size=(512, 384))
+    res = run_subprocess("run", "--target", "dicom", tmp / "in", "-o", tmp / "out", "--key-file", _key(tmp))
+    assert res.returncode == 0, res.stderr
+    return tmp / "out", tmp / "in", _key(tmp)
+
+
+def _copy_job(dicom_out, tmp: Path) -> Path:
+    out, _, _ = dicom_out
+    shutil.copytree(out, tmp / "out")
+    for side in out.parent.glob(f"{out.name}.*"):  # the job's manifest and record cache, beside OUT
+        if side.is_file():
+            shutil.copy(side, tmp / side.name)
+    return tmp / "out"
+
+
+def _add_named_instance(out: Path, patient_id: str) -> Path:
+    """A copy of an instance with a name and a new UID in the slide's folder, dated before the
+    report (as ``cp -p`` or ``rsync -t`` would leave it)."""
+    folder = next(p for p in out.iterdir() if p.is_dir())
+    ds = pydicom.dcmread(sorted(folder.glob("*.dcm"))[0])
+    ds.PatientName, ds.PatientID = NAME, patient_id
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    extra = folder / "zz-added.dcm"
+    ds.save_as(extra)
+    old = time.time() - 3600
+    os.utime(extra, (old, old))
+    return extra
+
+
+def test_the_record_certifies_only_verified_files(dicom_out, tmp_path):
+    out = _copy_job(dicom_out, tmp_path)
+    extra = _add_named_instance(out, f"{TOKEN}-cert")
+    res = run_subprocess("certify", out)  # the record written again (as a resumed job does)
+    assert res.returncode == 0, res.stderr
+    cert = json.loads((out / "wsianon-certificate.json").read_text())
+    listed = {o["file"] for o in cert["outputs"]}
+    assert listed and extra.relative_to(out).as_posix() not in listed
+    check = run_subprocess("certify", "--check", out)
+    assert check.returncode == 1 and f"{extra.relative_to(out).as_posix()}: not listed in the certificate" in check.stderr
+    html = (out / "wsianon-report.html").read_text()
+    assert "not verified by the job" in html and TOKEN not in html
+
+
+@pytest.fixture(scope="module")
+def orthanc(tmp_path_factory):
+    why = orth.why_unavailable()
+    if why:
+        pytest.skip(why)
+    server = orth.Orthanc(tmp_path_factory.mktemp("orthanc"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+def _on_store(server: orth.Orthanc, patient_id: str) -> list:
+    r = server.post("/tools/find", None, json={"Level": "Instance", "Query": {"PatientID": patient_id}})
+    assert r.status_code == 200
+    return r.json()
+
+
+def test_only_verified_files_are_delivered(orthanc, dicom_out, tmp_path):
+    out = _copy_job(dicom_out, tmp_path)
+    _, inp, key = dicom_out
+    dimse = ["--dimse", f"127.0.0.1:{orth.DICOM_PORT}", "--aet", orth.CLIENT_AET, "--aec", orth.AET]
+
+    def wsianon(*args):
+        return subprocess.run(orthanc.in_ns([sys.executable, "-m", "wsianon.cli", *map(str, args)]), capture_output=True, text=True, timeout=300, cwd=REPO)
+
+    _add_named_instance(out, f"{TOKEN}-push")
+    push = wsianon("push", out, *dimse)
+    assert push.returncode == 1 and "did not verify" in push.stderr, push.stderr
+    assert _on_store(orthanc, f"{TOKEN}-push") == []
+    verified = [pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in sorted(out.rglob("*.dcm")) if f.name != "zz-added.dcm"]
+    assert all(orthanc.post("/tools/lookup", uid).json() for uid in verified)  # the verified instances went
+    # a resumed run (the same command) delivers what an earlier run verified: the report it
+    # rewrites is newer than a file added in between, which was sent before
+    (out / next(p.name for p in out.iterdir() if p.is_dir()) / "zz-added.dcm").unlink()
+    _add_named_instance(out, f"{TOKEN}-resume")
+    again = wsianon("run", "--target", "dicom", inp, "-o", out, "--key-file", key, *dimse)
+    assert again.returncode == 1 and "did not verify" in again.stderr, again.stderr
+    assert _on_store(orthanc, f"{TOKEN}-resume") == []
+    # a verified instance changed after the run, same size and dates: not the file that was verified
+    (out / next(p.name for p in out.iterdir() if p.is_dir()) / "zz-added.dcm").unlink()
+    f = sorted(out.rglob("*.dcm"))[0]
+    st = f.stat()
+    data = bytearray(f.read_bytes())
+    data[-1] ^= 0xFF
+    f.write_bytes(bytes(data))
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    changed = wsianon("push", out, *dimse)
+    assert changed.returncode == 1 and "1 refused" in changed.stderr and "did not verify" in changed.stderr, changed.stderr
+
+
+# ---------------------------------------------------------------------------
+# a private file given the path of an input: the slide was replaced or appended to
+
+
+@pytest.mark.parametrize("option", ["--mapping", "--log", "--review-sheet"])
+def test_a_private_file_never_replaces_an_input(option, tmp_path):
+    src = write_svs(tmp_path / "case.svs", levels=1, size=(512, 384)).path
+    before = hashlib.sha256(src.read_bytes()).hexdigest()
+    res = run_subprocess("run", src, "-o", tmp_path / "out", "--key-file", _key(tmp_path), option, src)
+    assert hashlib.sha256(src.read_bytes()).hexdigest() == before
+    assert f"error: {src}:" in res.stderr and "Traceback" not in res.stderr
