@@ -269,3 +269,10 @@ def test_a_private_file_never_replaces_an_input(option, tmp_path):
     res = run_subprocess("run", src, "-o", tmp_path / "out", "--key-file", _key(tmp_path), option, src)
     assert hashlib.sha256(src.read_bytes()).hexdigest() == before
     assert f"error: {src}:" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_pseudonym_map_that_is_not_text_is_one_line(tmp_path):
+    m = tmp_path / "map.csv"
+    m.write_bytes(b"source,slide\n" + "Doe^Jäne.svs,WSI-1\n".encode("latin-1"))
+    res = run_subprocess("verify", "--pseudonyms", m, tmp_path)
+    assert res.returncode == 1 and res.stderr.strip() == f"error: {m}: pseudonym map is not UTF-8 text", res.stderr
