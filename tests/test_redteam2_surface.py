@@ -276,3 +276,20 @@ def test_a_pseudonym_map_that_is_not_text_is_one_line(tmp_path):
     m.write_bytes(b"source,slide\n" + "Doe^Jäne.svs,WSI-1\n".encode("latin-1"))
     res = run_subprocess("verify", "--pseudonyms", m, tmp_path)
     assert res.returncode == 1 and res.stderr.strip() == f"error: {m}: pseudonym map is not UTF-8 text", res.stderr
+
+
+def test_a_slide_failing_an_overwrite_run_leaves_no_earlier_output(tmp_path):
+    """Run with --macro keep, then again with --macro remove --overwrite after the source broke: the
+    earlier output (with the macro photo, which may show the label) stayed in OUT under a report
+    saying the slide failed and the macro was removed."""
+    key = _key(tmp_path)
+    (tmp_path / "in").mkdir()
+    src = write_svs(tmp_path / "in" / "case.svs", levels=1, size=(512, 384)).path
+    out = tmp_path / "out"
+    assert run_subprocess("run", tmp_path / "in", "-o", out, "--key-file", key, "--macro", "keep").returncode == 0
+    assert list(out.glob("*.svs"))
+    src.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
+    res = run_subprocess("run", tmp_path / "in", "-o", out, "--key-file", key, "--macro", "remove", "--overwrite")
+    assert res.returncode == 1
+    assert not list(out.glob("*.svs"))
+    assert run_subprocess("certify", "--check", out).returncode == 0  # OUT holds what the record certifies

@@ -370,6 +370,23 @@ class _Run:
     def error(self, src_b, rel, pseudo, fmt, reason, path, c, label=None, display_rel=None) -> None:
         _record_error(self.man, self.run_id, src_b, rel, pseudo, fmt, reason, self.target, self.live, self.emit, path, c, label=label, display_rel=display_rel)
 
+    def withdraw_earlier(self, src_b: bytes) -> None:
+        """A slide processed again with --overwrite that is not shared now (an error, or
+        quarantined): the outputs an earlier run placed for it leave OUT, so that OUT holds what
+        the record certifies (an output made under other options — a macro kept — is not left
+        behind under a report that says the slide failed)."""
+        row = self.man.by_source(src_b) if self.man is not None else None
+        if row is None or not row.outputs or self.out is None or self.policy.in_place:
+            return
+        for name in row.outputs:
+            p = self.out / name
+            if "/" in name or name in ("", ".", "..") or not _inside(p, self.out) or p.resolve() == Path(self.out).resolve():
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            elif p.exists() or p.is_symlink():
+                p.unlink(missing_ok=True)
+
     def next_label(self, what: str = "input") -> str:
         return f"{what} #{len(self.live) + 1}"
 
@@ -447,6 +464,8 @@ class _Run:
         if c is not None:
             self.roots_seen.add(c.root)
         if s.error is not None:
+            if self.policy.overwrite:
+                self.withdraw_earlier(src_b)
             pseudo = pseudonym_from(self.key, "relpath" if self.mode == "content" else self.mode, source=s.path, relpath=rel)
             self.error(src_b, rel, pseudo, None, redact_paths(s.error.reason, [s.path]), s.path, c, display_rel=shown)
             return None
@@ -588,6 +607,8 @@ class _Run:
 
                 self.seeder = ImageSeeder(self.out)
             self.seeder.seed(o.input_label, list(o.outputs), imgs, o.files)
+        if o.status in (Status.ERROR, Status.FAILED) and it.ctx.policy.overwrite:
+            self.withdraw_earlier(os.fsencode(_abs(it.src.path)))
         man = self.man
         if man is not None and it.slide_id is not None and o.status in STATE_OF:
             mo = ms = None
