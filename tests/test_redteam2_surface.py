@@ -293,3 +293,14 @@ def test_a_slide_failing_an_overwrite_run_leaves_no_earlier_output(tmp_path):
     assert res.returncode == 1
     assert not list(out.glob("*.svs"))
     assert run_subprocess("certify", "--check", out).returncode == 0  # OUT holds what the record certifies
+
+
+def test_an_existing_log_becomes_private(tmp_path):
+    (tmp_path / "in").mkdir()
+    write_svs(tmp_path / "in" / "case.svs", levels=1, size=(512, 384))
+    log = tmp_path / "job.log"
+    log.write_text("")
+    log.chmod(0o644)
+    res = run_subprocess("run", tmp_path / "in", "-o", tmp_path / "out", "--key-file", _key(tmp_path), "--log", log)
+    assert res.returncode == 0, res.stderr
+    assert "case.svs" in log.read_text() and log.stat().st_mode & 0o777 == 0o600  # it names the sources
