@@ -304,3 +304,53 @@ def test_an_existing_log_becomes_private(tmp_path):
     res = run_subprocess("run", tmp_path / "in", "-o", tmp_path / "out", "--key-file", _key(tmp_path), "--log", log)
     assert res.returncode == 0, res.stderr
     assert "case.svs" in log.read_text() and log.stat().st_mode & 0o777 == 0o600  # it names the sources
+
+
+@pytest.mark.parametrize("name", ["wsianon-certificate.pdf", "wsianon-report.html"])
+def test_record_files_in_out_are_judged(name, tmp_path):
+    """The record's files were trusted by name: a signed or annotated certificate PDF saved over
+    the one in OUT, or a report edited there, passed ``verify OUT`` (and the PDF ``certify --check``)."""
+    from wsianon.io import pdf
+
+    key = _key(tmp_path)
+    (tmp_path / "in").mkdir()
+    write_svs(tmp_path / "in" / "case.svs", levels=1, size=(512, 384))
+    out = tmp_path / "out"
+    assert run_subprocess("run", tmp_path / "in", "-o", out, "--key-file", key).returncode == 0
+    assert run_subprocess("verify", out).returncode == 0 and run_subprocess("certify", "--check", out).returncode == 0
+    if name.endswith(".pdf"):
+        doc = pdf.Document(title="reviewed")
+        doc.text(f"Reviewed for patient {NAME} MRN4711 {TOKEN}")
+        (out / name).write_bytes(doc.render())
+    else:
+        html = (out / name).read_text()
+        (out / name).write_text(html.replace("</main>", f"<p>{NAME} {TOKEN}</p></main>"))
+    res = run_subprocess("verify", "--json", out)
+    bad = [(Path(r["path"]).name, [c["check"] for c in r["checks"] if not c["ok"]]) for r in json.loads(res.stdout) if not r["ok"]]
+    assert res.returncode == 1 and bad == [(name, ["closed-world: files"])]
+    check = run_subprocess("certify", "--check", out)
+    assert check.returncode == 1 and f"mismatch: {name}:" in check.stderr
+    assert not _leaks(res.stdout + res.stderr + check.stdout + check.stderr)
+
+
+def test_pdf_content_ignores_how_the_streams_were_compressed():
+    """``certify --check`` compares the PDF's content with its rendering: another zlib build may
+    compress the pages differently (and so move every offset) without a false mismatch."""
+    import re
+    import zlib
+
+    from wsianon.io import pdf
+
+    doc = pdf.Document(title="t", footer="f")
+    for i in range(120):
+        doc.text(f"line {i} of the certificate")
+    data = doc.render()
+
+    def recompress(m: re.Match) -> bytes:
+        z = zlib.compress(zlib.decompress(m.group(2)), 1)
+        return b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(z) + z + b"\nendstream"
+
+    other = re.sub(rb"<< /Length (\d+) /Filter /FlateDecode >>\nstream\n(.*?)\nendstream", recompress, data, flags=re.S)
+    assert other != data and pdf.content(other) == pdf.content(data) is not None
+    assert pdf.content(data.replace(b"/Title (t)", b"/Title (x)")) not in (None, pdf.content(data))  # same shape, other text
+    assert pdf.content(data + b"%extra\n") is None  # anything after the trailer

@@ -976,16 +976,55 @@ def write_record(out: Path, key: bytes | None = None, on_render: Callable[[int, 
     return paths
 
 
+def _read_certificate(out: Path) -> tuple[dict | None, list[str]]:
+    """The certificate JSON and its own problems: unreadable, edited after issue, or a PDF beside
+    it that is not the certificate's rendering (the PDF is in OUT: a signed or annotated copy saved
+    over it, another PDF, is judged by nothing else)."""
+    try:
+        cert = json.loads((out / CERT_JSON).read_text())
+        if not isinstance(cert, dict):
+            raise ValueError("not an object")
+    except (OSError, ValueError) as exc:
+        return None, [f"{CERT_JSON}: not readable ({type(exc).__name__})"]
+    problems = []
+    if cert.get("certificate_id") != certificate_id(cert):
+        problems.append(f"{CERT_JSON}: the certificate ID does not match its content (edited after issue)")
+    if (out / CERT_PDF).exists() or (out / CERT_PDF).is_symlink():
+        try:
+            same = (out / CERT_PDF).is_file() and pdf.content((out / CERT_PDF).read_bytes()) == pdf.content(certificate_pdf(cert))
+        except (OSError, KeyError, TypeError, ValueError, AttributeError):
+            same = False
+        if not same:
+            problems.append(f"{CERT_PDF}: not the rendering of {CERT_JSON} (edited or replaced after issue)")
+    return cert, problems
+
+
+def record_file_problems(out: Path) -> dict[str, str]:
+    """The record files in OUT that are not what wsianon wrote: ``{name: problem}`` for the
+    certificate (JSON, PDF) and the reports it hashes (cheap: small files only; the outputs are
+    ``check_certificate``'s).  Without a readable certificate no record file is vouched for."""
+    out = Path(out)
+    present = [n for n in RECORD_FILES if (out / n).exists() or (out / n).is_symlink()]
+    cert, problems = _read_certificate(out)
+    if cert is None:
+        return {n: problems[0] for n in present}
+    bad = {p.split(":", 1)[0]: p for p in problems}
+    reports = {e.get("file"): e for e in cert.get("reports") or [] if isinstance(e, dict)}
+    for n in (REPORT_NAME, REPORT_HTML):
+        if n not in present:
+            continue
+        e, p = reports.get(n), out / n
+        if e is None or not p.is_file() or p.is_symlink() or p.stat().st_size != e.get("size") or sha256_file(p) != e.get("sha256"):
+            bad[n] = f"{n}: differs from the certificate"
+    return {n: bad[n] for n in present if n in bad}
+
+
 def check_certificate(out: Path) -> tuple[dict | None, list[str]]:
     """Re-hash everything the certificate lists; one line per mismatch (empty: confirmed)."""
     out = Path(out)
-    problems: list[str] = []
-    try:
-        cert = json.loads((out / CERT_JSON).read_text())
-    except (OSError, ValueError) as exc:
-        return None, [f"{CERT_JSON}: not readable ({type(exc).__name__})"]
-    if cert.get("certificate_id") != certificate_id(cert):
-        problems.append(f"{CERT_JSON}: the certificate ID does not match its content (edited after issue)")
+    cert, problems = _read_certificate(out)
+    if cert is None:
+        return None, problems
     listed = set()
     for entry in list(cert.get("reports") or []) + list(cert.get("outputs") or []):
         rel = entry.get("file", "")
