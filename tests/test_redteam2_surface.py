@@ -206,6 +206,22 @@ def test_the_record_certifies_only_verified_files(dicom_out, tmp_path):
     assert "not verified by the job" in html and TOKEN not in html
 
 
+def test_the_record_never_pictures_an_instance_added_after_the_run(dicom_out, tmp_path):
+    """A LABEL instance dropped into a verified slide's folder: the HTML report (in OUT) showed it as
+    a kept label, rendered from the folder."""
+    out = _copy_job(dicom_out, tmp_path)
+    (tmp_path / "out.wsianon-record.sqlite").unlink()  # the images are rendered again, not taken from the cache
+    folder = next(p for p in out.iterdir() if p.is_dir())
+    ds = pydicom.dcmread(sorted(folder.glob("*.dcm"))[-1])
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "LABEL", "NONE"]
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    ds.SpecimenLabelInImage = "YES"
+    ds.save_as(folder / "zz-label.dcm")
+    assert run_subprocess("certify", out).returncode == 0
+    html = (out / "wsianon-report.html").read_text()
+    assert "kept: label" not in html and "not rendered: the outputs changed after verification" in html
+
+
 @pytest.fixture(scope="module")
 def orthanc(tmp_path_factory):
     why = orth.why_unavailable()

@@ -454,7 +454,8 @@ def _main_output(out: Path, s: dict) -> Path | None:
 
 def _verified_main(out: Path, s: dict, files: list[OutputFile], verified: list[dict] | None) -> Path | list[Path] | None:
     """What the record renders a shared slide's images from: a DICOM slide's verified instances
-    only (an instance added to its folder later, a label, must not be pictured), else its main output."""
+    only, else its main output (a slide whose outputs changed after verification is not rendered:
+    an instance or data file added to its folder, a label, must not be pictured)."""
     main = _main_output(out, s)
     if verified is not None and main is not None and main.is_dir():
         return [out / f.rel for f in files if f.rel.lower().endswith(".dcm")] or None
@@ -642,7 +643,9 @@ def collect(out: Path, report: dict | None = None, key: bytes | None = None, on_
                     rec.notes.append(UNVERIFIED_NOTE.format(unverified))
                 sig = _images_sig(rec.files)
                 imgs = cache.images(rec.slide, sig)
-                if imgs is None:
+                if imgs is None and unverified:  # a reader would read the changed files too: nothing is rendered from them
+                    rec.image_error = "not rendered: the outputs changed after verification"
+                elif imgs is None:
                     todo.append(_Render(rec, sig, _verified_main(out, s, rec.files, verified)))
                 else:
                     _show(out, rec, imgs)
