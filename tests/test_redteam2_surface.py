@@ -370,3 +370,17 @@ def test_pdf_content_ignores_how_the_streams_were_compressed():
     assert other != data and pdf.content(other) == pdf.content(data) is not None
     assert pdf.content(data.replace(b"/Title (t)", b"/Title (x)")) not in (None, pdf.content(data))  # same shape, other text
     assert pdf.content(data + b"%extra\n") is None  # anything after the trailer
+
+
+def test_the_job_manifest_is_never_inside_out(tmp_path):
+    """``JobConfig(manifest=...)`` (Python API): the manifest holds the source paths, it was
+    accepted inside the shareable OUT."""
+    from wsianon.errors import WsianonError
+    from wsianon.pipeline.jobs import JobConfig, run_job
+
+    (tmp_path / "in").mkdir()
+    write_svs(tmp_path / "in" / "case.svs", levels=1, size=(512, 384))
+    out = tmp_path / "out"
+    with pytest.raises(WsianonError, match="must be outside the output folder"):
+        run_job(JobConfig(inputs=[tmp_path / "in"], out=out, key_file=_key(tmp_path), manifest=out / "job.sqlite"))
+    assert not (out / "job.sqlite").exists()

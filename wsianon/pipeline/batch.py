@@ -86,7 +86,12 @@ def check_locations(cfg, out: Path | None, mapping: Path | None, quarantine: Pat
     """Private files never inside the shareable OUT; OUT never equal to or inside an input folder."""
     if out is None:
         return
-    for what, p in (("--mapping", mapping), ("--quarantine", quarantine), ("--log", getattr(cfg, "log", None))):
+    for what, p in (
+        ("--mapping", mapping),
+        ("--quarantine", quarantine),
+        ("--log", getattr(cfg, "log", None)),
+        ("the job manifest", getattr(cfg, "manifest", None)),
+    ):
         if p is not None and _inside(p, out):
             raise WsianonError(p, f"{what} must be outside the output folder (OUT is shareable; this file is private)")
     if out.exists() and not out.is_dir():
