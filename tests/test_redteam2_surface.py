@@ -384,3 +384,13 @@ def test_the_job_manifest_is_never_inside_out(tmp_path):
     with pytest.raises(WsianonError, match="must be outside the output folder"):
         run_job(JobConfig(inputs=[tmp_path / "in"], out=out, key_file=_key(tmp_path), manifest=out / "job.sqlite"))
     assert not (out / "job.sqlite").exists()
+
+
+def test_a_slide_context_never_shows_the_project_key():
+    """A Dask worker logs a failed task's arguments (``SlideContext`` among them) with their repr."""
+    from wsianon.converters.base import SlideContext
+    from wsianon.profiles.policy import Policy
+
+    key = bytes(range(32))
+    text = repr(SlideContext("WSI-0123456789abcdef", key, Policy()))
+    assert "WSI-0123456789abcdef" in text and repr(key) not in text and key.hex() not in text and "key=" not in text
