@@ -394,3 +394,20 @@ def test_a_slide_context_never_shows_the_project_key():
     key = bytes(range(32))
     text = repr(SlideContext("WSI-0123456789abcdef", key, Policy()))
     assert "WSI-0123456789abcdef" in text and repr(key) not in text and key.hex() not in text and "key=" not in text
+
+
+def test_a_folder_of_other_files_is_refused_as_out(tmp_path):
+    """``-o`` naming a folder that holds other files (a notes file naming the patient): the run put
+    its outputs beside them, said the outputs were verified, and the folder was shared whole."""
+    (tmp_path / "in").mkdir()
+    write_svs(tmp_path / "in" / "case.svs", levels=1, size=(512, 384))
+    out = tmp_path / "share"
+    out.mkdir()
+    (out / "notes.txt").write_text(f"{NAME} MRN4711 {TOKEN}")
+    res = run_subprocess("run", tmp_path / "in", "-o", out, "--key-file", _key(tmp_path))
+    assert res.returncode == 1 and res.stderr.startswith(f"error: {out}: the output folder already holds 1 file(s)"), res.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"] and not _leaks(res.stdout + res.stderr)
+    # a job's own OUT is resumed as before
+    (out / "notes.txt").unlink()
+    assert run_subprocess("run", tmp_path / "in", "-o", out, "--key-file", _key(tmp_path)).returncode == 0
+    assert run_subprocess("run", tmp_path / "in", "-o", out, "--key-file", _key(tmp_path)).returncode == 0

@@ -102,6 +102,22 @@ def check_locations(cfg, out: Path | None, mapping: Path | None, quarantine: Pat
             raise WsianonError(out, "output folder is the same as, or inside, an input folder; choose an OUT outside the inputs")
 
 
+def refuse_foreign_out(out: Path, manifest: Path) -> None:
+    """OUT is shared whole: a folder that already holds files and is no wsianon job's output folder
+    (no job manifest beside it, no report in it) is refused, so that what is in OUT is what the job
+    verified and certified (``-o`` naming a folder of other files would put them beside the outputs)."""
+    try:
+        # (a dead run's staging folders and temp files are ours: removed at start)
+        entries = [e.name for e in os.scandir(out) if not e.name.startswith((STAGING_PREFIX, ".tmp-"))] if out.is_dir() else []
+    except OSError:
+        return  # an unreadable OUT fails where it is written, with its reason
+    if entries and not manifest.exists() and REPORT_NAME not in entries:
+        raise OutputError(
+            out,
+            f"the output folder already holds {len(entries)} file(s) and is not a wsianon output folder; choose a new or empty folder (OUT is shared whole)",
+        )
+
+
 def refuse_private_over_inputs(sel, private) -> None:
     """A private file we write (``(option, path)`` pairs) must not be one of the inputs: the mapping
     would replace a slide, the log append to it (inputs are never modified but in-place)."""
@@ -300,6 +316,7 @@ def run_batch(cfg, on_event: Callable[..., None] | None = None):
     man = lock = None
     if use_manifest:
         if out is not None:
+            refuse_foreign_out(out, Path(getattr(cfg, "manifest", None) or manifest_path(out)))
             try:
                 out.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
