@@ -411,3 +411,21 @@ def test_a_folder_of_other_files_is_refused_as_out(tmp_path):
     (out / "notes.txt").unlink()
     assert run_subprocess("run", tmp_path / "in", "-o", out, "--key-file", _key(tmp_path)).returncode == 0
     assert run_subprocess("run", tmp_path / "in", "-o", out, "--key-file", _key(tmp_path)).returncode == 0
+
+
+def test_an_input_inside_out_is_refused(tmp_path):
+    """Slides copied into the shared folder and run into it: the source (its name, label and
+    metadata) stayed in OUT and the run said every slide verified (exit 0)."""
+    key = _key(tmp_path)
+    (tmp_path / "in").mkdir()
+    write_svs(tmp_path / "in" / "a.svs", levels=1, size=(512, 384))
+    out = tmp_path / "out"
+    assert run_subprocess("run", tmp_path / "in", "-o", out, "--key-file", key).returncode == 0
+    (out / "new").mkdir()
+    src = write_svs(out / "new" / "Doe_Jane.svs", levels=1, size=(512, 384)).path
+    lst = tmp_path / "list.txt"
+    lst.write_text(f"{src}\n")
+    for args in ([out / "new"], [src], ["--from-file", lst]):
+        res = run_subprocess("run", *args, "-o", out, "--key-file", key)
+        assert res.returncode == 1 and "input lies inside the output folder" in res.stderr, res.stderr
+    assert len(list(out.glob("WSI-*.svs"))) == 1

@@ -100,6 +100,13 @@ def check_locations(cfg, out: Path | None, mapping: Path | None, quarantine: Pat
         ip = Path(inp)
         if ip.is_dir() and _inside(out, ip):
             raise WsianonError(out, "output folder is the same as, or inside, an input folder; choose an OUT outside the inputs")
+        refuse_input_in_out(ip, out)
+
+
+def refuse_input_in_out(inp: Path, out: Path) -> None:
+    """A source inside OUT would stay there, identifying, beside the outputs (OUT is shared whole)."""
+    if (inp.exists() or inp.is_symlink()) and _inside(inp, out):
+        raise WsianonError(inp, "input lies inside the output folder; sources never go into OUT (it is shared whole): move them out first")
 
 
 def refuse_foreign_out(out: Path, manifest: Path) -> None:
@@ -308,6 +315,10 @@ def run_batch(cfg, on_event: Callable[..., None] | None = None):
         prune=prune,
     )
     refuse_private_over_inputs(sel, (("--mapping", mapping_path), ("--log", getattr(cfg, "log", None))))
+    if out is not None:
+        for c in sel.candidates:
+            if c.explicit:  # --from-file entries (a folder's files are found below the folder, checked above)
+                refuse_input_in_out(Path(c.path), out)
     if not sel.candidates and not sel.not_regular and sel.missing:
         # nothing to read at all: refuse before anything (OUT, report) is created
         raise WsianonError(sel.missing[0], "no such file or directory")
