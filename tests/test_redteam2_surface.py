@@ -429,3 +429,19 @@ def test_an_input_inside_out_is_refused(tmp_path):
         res = run_subprocess("run", *args, "-o", out, "--key-file", key)
         assert res.returncode == 1 and "input lies inside the output folder" in res.stderr, res.stderr
     assert len(list(out.glob("WSI-*.svs"))) == 1
+
+
+def test_a_run_says_when_out_holds_what_it_did_not_verify(tmp_path):
+    """A file put into a job's OUT between two runs: the resumed run said every slide verified
+    (exit 0) with the file beside the outputs."""
+    key = _key(tmp_path)
+    (tmp_path / "in").mkdir()
+    write_svs(tmp_path / "in" / "a.svs", levels=1, size=(512, 384))
+    out = tmp_path / "out"
+    assert run_subprocess("run", tmp_path / "in", "-o", out, "--key-file", key).returncode == 0
+    (out / "notes.txt").write_text(f"{NAME} {TOKEN}")
+    res = run_subprocess("run", tmp_path / "in", "-o", out, "--key-file", key)
+    assert res.returncode == 1 and "OUT is NOT ready to share: 1 file(s)" in res.stdout + res.stderr
+    assert not _leaks(res.stdout + res.stderr)
+    (out / "notes.txt").unlink()
+    assert run_subprocess("run", tmp_path / "in", "-o", out, "--key-file", key).returncode == 0

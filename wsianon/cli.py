@@ -393,6 +393,11 @@ def _run_summary(result, out: Path | None, dry_run: bool, sheet: Path | None, de
         msg += f"\nmapping (private, keep outside OUT): {safe_text(result.mapping_path)}"
     if sheet is not None:
         msg += f"\nreview sheet (PRIVATE: shows the sources' labels and macros, identifying; never share): {safe_text(sheet)}"
+    if getattr(result, "unlisted", None):
+        msg += (
+            f"\nOUT is NOT ready to share: {len(result.unlisted)} file(s) in it are neither verified outputs of this job nor its record"
+            f" (put there after a run, or changed since): wsianon certify --check {safe_text(out)} names them"
+        )
     if any(o.status == Status.FAILED for o in result.outcomes) and result.quarantine_dir:
         msg += f"\nquarantine (failed verification): {safe_text(result.quarantine_dir)}"
     if deliverer is not None:

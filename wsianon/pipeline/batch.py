@@ -734,6 +734,10 @@ class _Run:
         res.processed = len(self.live)
         res.skipped_inputs = len(man.skipped()) if man else 0
         res.key_fingerprint = kfp
+        if report_path is not None and self.out is not None:
+            from wsianon.pipeline.record import unlisted_files
+
+            res.unlisted = unlisted_files(self.out)  # OUT is shared whole: what is in it must be certified
         return res
 
 

@@ -1022,6 +1022,21 @@ def record_file_problems(out: Path) -> dict[str, str]:
     return {n: bad[n] for n in present if n in bad}
 
 
+def unlisted_files(out: Path) -> list[str]:
+    """The files in OUT (relative, sorted) that are neither an output the certificate lists nor a
+    record file: a file put into OUT between two runs of a job, an output that changed after its
+    verification.  Cheap: names only (``check_certificate`` re-hashes)."""
+    out = Path(out)
+    try:
+        cert = json.loads((out / CERT_JSON).read_text())
+        listed = {o.get("file") for o in cert.get("outputs") or [] if isinstance(o, dict)}
+    except (OSError, ValueError, AttributeError):
+        listed = set()
+    return sorted(
+        rel for p in out.rglob("*") if (p.is_file() or p.is_symlink()) and (rel := p.relative_to(out).as_posix()) not in listed and rel not in RECORD_FILES
+    )
+
+
 def check_certificate(out: Path) -> tuple[dict | None, list[str]]:
     """Re-hash everything the certificate lists; one line per mismatch (empty: confirmed)."""
     out = Path(out)
