@@ -445,3 +445,16 @@ def test_a_run_says_when_out_holds_what_it_did_not_verify(tmp_path):
     assert not _leaks(res.stdout + res.stderr)
     (out / "notes.txt").unlink()
     assert run_subprocess("run", tmp_path / "in", "-o", out, "--key-file", key).returncode == 0
+
+
+def test_a_pseudonym_map_repeating_the_source_name_is_refused(tmp_path):
+    """An identity map (made from the file list by mistake) named the shared output after the
+    source, and the verifier accepts the map's names: exit 0 with ``Doe_Jane_S12-4711.svs`` in OUT."""
+    (tmp_path / "in").mkdir()
+    write_svs(tmp_path / "in" / "Doe_Jane_S12-4711.svs", levels=1, size=(512, 384))
+    m = tmp_path / "map.csv"
+    m.write_text("source,slide,patient\nDoe_Jane_S12-4711.svs,S12-4711,P-0001\n")
+    out = tmp_path / "out"
+    res = run_subprocess("run", tmp_path / "in", "-o", out, "--key-file", _key(tmp_path), "--pseudonyms", m)
+    assert res.returncode == 1 and "repeats the source's file name" in res.stderr, res.stderr
+    assert not [p for p in out.iterdir() if "4711" in p.name]

@@ -517,6 +517,19 @@ class _Run:
             it.adopted = True  # type: ignore[attr-defined]
             return it
         entry = self.pmap.lookup(s.path) if self.pmap else None
+        if entry is not None and _repeats_source_name(entry, s.path):
+            self.error(
+                src_b,
+                rel,
+                None,
+                s.format,
+                "the pseudonym map's name for this slide repeats the source's file name; refused",
+                s.path,
+                c,
+                label=self.next_label(),
+                display_rel=shown,
+            )
+            return None
         if entry is None and getattr(self.cfg, "strict", False):
             pseudo = pseudonym_from(self.key, self.mode, source=s.path, relpath=rel, content=fp[2])
             self.error(src_b, rel, None, s.format, "not in the pseudonym map (--strict)", s.path, c, label=pseudo, display_rel=shown)
@@ -739,6 +752,20 @@ class _Run:
 
             res.unlisted = unlisted_files(self.out)  # OUT is shared whole: what is in it must be certified
         return res
+
+
+def _repeats_source_name(entry, source: Path) -> bool:
+    """A pseudonym map that gives a slide (or its patient) the source's own name — a map made from
+    the file list by mistake — would name the shared output after the source, and the verifier
+    accepts the map's names: refused.  Compared case-insensitively, as whole name or contained."""
+    stems = {Path(source).stem.lower(), Path(source).name.lower()}
+    if Path(source).suffix.lower() == ".dcm" or Path(source).is_dir():
+        stems.add(Path(source).parent.name.lower())
+    for name in (entry.slide, entry.patient):
+        n = (name or "").lower()
+        if len(n) >= 4 and any(n in st or (len(st) >= 4 and st in n) for st in stems if st):
+            return True
+    return False
 
 
 def _unchanged(path, st) -> bool:
