@@ -249,29 +249,29 @@ def test_only_verified_files_are_delivered(orthanc, dicom_out, tmp_path):
     def wsianon(*args):
         return subprocess.run(orthanc.in_ns([sys.executable, "-m", "wsianon.cli", *map(str, args)]), capture_output=True, text=True, timeout=300, cwd=REPO)
 
-    _add_named_instance(out, f"{TOKEN}-push")
+    def uid(f: Path) -> str:
+        return pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID
+
+    added = _add_named_instance(out, f"{TOKEN}-push")
+    # a verified instance changed after the run, same size and dates: not the file that was verified
+    changed = sorted(f for f in out.rglob("*.dcm") if f != added)[-1]
+    st = changed.stat()
+    data = bytearray(changed.read_bytes())
+    data[-1] ^= 0xFF
+    changed.write_bytes(bytes(data))
+    os.utime(changed, ns=(st.st_atime_ns, st.st_mtime_ns))
     push = wsianon("push", out, *dimse)
-    assert push.returncode == 1 and "did not verify" in push.stderr, push.stderr
-    assert _on_store(orthanc, f"{TOKEN}-push") == []
-    verified = [pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in sorted(out.rglob("*.dcm")) if f.name != "zz-added.dcm"]
-    assert all(orthanc.post("/tools/lookup", uid).json() for uid in verified)  # the verified instances went
+    assert push.returncode == 1 and "2 refused" in push.stderr and "did not verify" in push.stderr, push.stderr
+    assert _on_store(orthanc, f"{TOKEN}-push") == [] and orthanc.post("/tools/lookup", uid(changed)).json() == []
+    verified = [uid(f) for f in sorted(out.rglob("*.dcm")) if f not in (added, changed)]
+    assert verified and all(orthanc.post("/tools/lookup", u).json() for u in verified)  # the verified instances went
     # a resumed run (the same command) delivers what an earlier run verified: the report it
     # rewrites is newer than a file added in between, which was sent before
-    (out / next(p.name for p in out.iterdir() if p.is_dir()) / "zz-added.dcm").unlink()
+    added.unlink()
     _add_named_instance(out, f"{TOKEN}-resume")
     again = wsianon("run", "--target", "dicom", inp, "-o", out, "--key-file", key, *dimse)
     assert again.returncode == 1 and "did not verify" in again.stderr, again.stderr
     assert _on_store(orthanc, f"{TOKEN}-resume") == []
-    # a verified instance changed after the run, same size and dates: not the file that was verified
-    (out / next(p.name for p in out.iterdir() if p.is_dir()) / "zz-added.dcm").unlink()
-    f = sorted(out.rglob("*.dcm"))[0]
-    st = f.stat()
-    data = bytearray(f.read_bytes())
-    data[-1] ^= 0xFF
-    f.write_bytes(bytes(data))
-    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
-    changed = wsianon("push", out, *dimse)
-    assert changed.returncode == 1 and "1 refused" in changed.stderr and "did not verify" in changed.stderr, changed.stderr
 
 
 # ---------------------------------------------------------------------------

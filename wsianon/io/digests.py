@@ -97,19 +97,6 @@ def sha256_path(path: Path) -> str:
         os.close(fd)
 
 
-def is_verified(path: Path, entry: dict | None) -> bool:
-    """Whether ``path`` is still the file a verification listed (``entry``: ``{"file", "size",
-    "sha256"}`` as ``pipeline.anonymize.placed_files`` wrote it; without a digest, by size)."""
-    if not isinstance(entry, dict):
-        return False
-    try:
-        if os.stat(path).st_size != entry.get("size"):
-            return False
-        return entry.get("sha256") is None or sha256_path(path) == entry.get("sha256")
-    except OSError:
-        return False
-
-
 def expect_bytes(fd: int, data: bytes) -> None:
     """``expect`` for a file written whole from ``data`` (a new small file)."""
     import hashlib

@@ -282,6 +282,7 @@ class Instance:
     transfer_syntax: str
     size: int
     fingerprint: str
+    sha256: str | None = None  # what its verification read (the report entry's files)
 
 
 def read_instance(path: Path, out: Path, slide: str) -> Instance:
@@ -305,8 +306,7 @@ def slide_instances(out: Path, slide: str, outputs: Iterable[str], verified: lis
     """The DICOM files of a slide's outputs that its verification listed (``verified``: the report
     entry's ``files``: path in OUT, size, SHA-256), and how many other files the outputs hold now:
     a file added to (or changed in) the slide's folder after the run was never verified and is
-    never sent.  Relative to OUT; nothing outside OUT, no symlinks.  Cost: a file whose digest this
-    process does not know (``wsianon push``) is read once more to hash it."""
+    never sent.  Relative to OUT; nothing outside OUT, no symlinks."""
     if verified is None:
         raise WsianonError(f"{slide}", NOT_LISTED)
     listed = {f.get("file"): f for f in verified if isinstance(f, dict)}
@@ -321,9 +321,15 @@ def slide_instances(out: Path, slide: str, outputs: Iterable[str], verified: lis
     for f in files:
         if f.is_symlink() or not f.resolve().is_relative_to(root):
             raise WsianonError(f"{slide}", "an output is a link or lies outside OUT: not sent")
-    # the file the verification listed, unchanged (its SHA-256: known here after a run, else read once)
-    mine = [f for f in files if io_digests.is_verified(f, listed.get(f.relative_to(out).as_posix()))]
-    return [read_instance(f, out, slide) for f in mine if f.suffix.lower() == ".dcm"], len(files) - len(mine)
+    # a file the verification listed, with its size (its SHA-256 is compared before it is sent)
+    mine = [(f, e) for f in files if (e := listed.get(f.relative_to(out).as_posix())) is not None and f.stat().st_size == e.get("size")]
+    instances = []
+    for f, e in mine:
+        if f.suffix.lower() == ".dcm":
+            inst = read_instance(f, out, slide)
+            inst.sha256 = e.get("sha256")
+            instances.append(inst)
+    return instances, len(files) - len(mine)
 
 
 # --------------------------------------------------------------------------- results
@@ -634,17 +640,19 @@ class Deliverer:
             res.refused = 1
             return res
         reasons: list[str] = []
-        if unverified:
-            res.refused += unverified
-            reasons.append(f"{unverified} {UNVERIFIED}")
         if not instances:
-            res.error = reasons[0] if reasons else "no DICOM instance in its outputs (deliver needs --target dicom)"
-            res.refused = max(res.refused, 1)
+            res.error = f"{unverified} {UNVERIFIED}" if unverified else "no DICOM instance in its outputs (deliver needs --target dicom)"
+            res.refused = max(unverified, 1)
             return res
         todo: list[Instance] = []
         for inst in instances:
             if self.log.acknowledged(key, inst.uid, inst.fingerprint):
                 res.already += 1
+            elif inst.sha256 is not None and io_digests.sha256_path(inst.path) != inst.sha256:
+                # changed since its verification (same size and date included): known after a run,
+                # else read once more here (only what is about to be sent)
+                unverified += 1
+                self.log.record(key, inst, "failed", "refused: not the file that was verified")
             elif verified_before is not None and inst.path.stat().st_mtime > verified_before:
                 res.refused += 1
                 self.log.record(key, inst, "failed", "refused: file changed after verification")
@@ -658,6 +666,9 @@ class Deliverer:
                 )
             else:
                 todo.append(inst)
+        if unverified:
+            res.refused += unverified
+            reasons.insert(0, f"{unverified} {UNVERIFIED}")
         recorded: set[str] = set()
         try:
             for uid_state in self._send(todo):
