@@ -458,3 +458,23 @@ def test_a_pseudonym_map_repeating_the_source_name_is_refused(tmp_path):
     res = run_subprocess("run", tmp_path / "in", "-o", out, "--key-file", _key(tmp_path), "--pseudonyms", m)
     assert res.returncode == 1 and "repeats the source's file name" in res.stderr, res.stderr
     assert not [p for p in out.iterdir() if "4711" in p.name]
+
+
+@pytest.mark.parametrize("option", ["--mapping", "--log", "--review-sheet"])
+def test_a_private_file_never_replaces_the_key_or_the_manifest(option, tmp_path):
+    """A typo naming the key file (or the manifest) as the mapping, log or review sheet replaced
+    the project key (every pseudonym and UID of the project unreproducible) or corrupted the job."""
+    key = _key(tmp_path)
+    before = key.read_bytes()
+    (tmp_path / "in").mkdir()
+    write_svs(tmp_path / "in" / "case.svs", levels=1, size=(512, 384))
+    out = tmp_path / "out"
+    res = run_subprocess("run", tmp_path / "in", "-o", out, "--key-file", key, option, key)
+    assert res.returncode != 0 and "name the same file" in res.stderr, res.stderr
+    assert key.read_bytes() == before
+    assert run_subprocess("run", tmp_path / "in", "-o", out, "--key-file", key).returncode == 0
+    manifest = tmp_path / "out.wsianon-job.sqlite"
+    head = manifest.read_bytes()[:100]
+    res = run_subprocess("run", tmp_path / "in", "-o", out, "--key-file", key, option, manifest)
+    assert res.returncode != 0 and "name the same file" in res.stderr, res.stderr
+    assert manifest.read_bytes()[:100] == head

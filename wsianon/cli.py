@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, NoReturn, Optional
@@ -201,7 +202,7 @@ def run(
         _fail("no inputs: name slides or folders, or --from-file LIST")
     if in_place and target is Target.dicom:
         _fail("--in-place works with --target native only")
-    sheet = None if (out is None or dry_run or no_review_sheet) else _review_sheet_path(out, review_sheet)
+    sheet = None if (out is None or dry_run or no_review_sheet) else _review_sheet_path(out, review_sheet, key_file, mapping, log)
     deliverer = None
     if dicomweb or dimse:
         if target is not Target.dicom or dry_run or out is None:
@@ -254,13 +255,30 @@ def run(
     raise typer.Exit(max(result.exit_code, 1 if any(not d.ok for d in deliveries) else 0))
 
 
-def _review_sheet_path(out: Path, review_sheet: Path | None) -> Path:
-    """The private review sheet's path (default OUT.review.html beside OUT); never inside OUT."""
+def _review_sheet_path(out: Path, review_sheet: Path | None, key_file: Path | None, mapping: Path | None, log: Path | None) -> Path:
+    """The private review sheet's path (default OUT.review.html beside OUT); never inside OUT, never
+    one of the job's other private files (it would replace the key, the manifest or the mapping)."""
+    from wsianon.pipeline.batch import refuse_clashes
+    from wsianon.pipeline.jobs import default_side_paths
+    from wsianon.pipeline.keys import key_path
+    from wsianon.pipeline.manifest import manifest_path
     from wsianon.pipeline.record import is_inside
 
     sheet = review_sheet or out.resolve().parent / f"{out.resolve().name}.review.html"
     if is_inside(sheet, out):
         _fail(f"{sheet}: the review sheet shows the sources' labels and macros (identifying); it is never written inside OUT")
+    try:
+        refuse_clashes(
+            {
+                "--review-sheet": sheet,
+                "--mapping": mapping or default_side_paths(out)[0],
+                "--log": log,
+                "the job manifest": manifest_path(Path(os.path.abspath(out))),
+                "the key file": key_path(key_file),
+            }
+        )
+    except WsianonError as exc:
+        _fail(exc.one_line())
     return sheet
 
 
@@ -706,8 +724,6 @@ def key_init(
 
 
 def main() -> None:
-    import os
-
     from wsianon.io.quiet import quiet_libraries
 
     # library warnings and log records (pydicom's VR complaints, tifffile's parse errors) can quote

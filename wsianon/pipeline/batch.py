@@ -26,7 +26,7 @@ from wsianon.io.safetext import os_reason, redact_paths
 from wsianon.pipeline import jobs as J
 from wsianon.pipeline import workers as W
 from wsianon.pipeline.detect import SlideSource, expand_inputs
-from wsianon.pipeline.keys import key_fingerprint, keyed_hex, load_or_create_key, pseudonym_from
+from wsianon.pipeline.keys import key_fingerprint, key_path, keyed_hex, load_or_create_key, pseudonym_from
 from wsianon.pipeline.manifest import MANIFEST_SUFFIX, JobLock, Manifest, _sql_reason, fast_fingerprint, full_hash, manifest_path
 from wsianon.pipeline.model import Outcome
 from wsianon.pipeline.pseudonyms import load_pseudonym_map
@@ -123,6 +123,20 @@ def refuse_foreign_out(out: Path, manifest: Path) -> None:
             out,
             f"the output folder already holds {len(entries)} file(s) and is not a wsianon output folder; choose a new or empty folder (OUT is shared whole)",
         )
+
+
+def refuse_clashes(files: dict[str, Path | None]) -> None:
+    """The job's own private files are different files: a ``--mapping`` or ``--log`` naming the key
+    file or the manifest would replace or append to it (a lost key makes every pseudonym and UID
+    of the project unreproducible; the manifest is the only record of which source is which)."""
+    seen: dict[str, str] = {}
+    for what, p in files.items():
+        if p is None:
+            continue
+        real = os.path.realpath(p)
+        if real in seen:
+            raise WsianonError(p, f"{what} and {seen[real]} name the same file; each is a file of its own")
+        seen[real] = what
 
 
 def refuse_private_over_inputs(sel, private) -> None:
@@ -327,15 +341,17 @@ def run_batch(cfg, on_event: Callable[..., None] | None = None):
     man = lock = None
     if use_manifest:
         if out is not None:
-            refuse_foreign_out(out, Path(getattr(cfg, "manifest", None) or manifest_path(out)))
-            try:
-                out.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise OutputError(out, f"cannot create output folder: {os_reason(exc)}") from None
             mpath = Path(getattr(cfg, "manifest", None) or manifest_path(out))
         else:
             assert mapping_path is not None, "without OUT a job is in-place (checked above): its mapping defaults to the working folder"
             mpath = Path(getattr(cfg, "manifest", None) or (mapping_path.parent / f"wsianon{MANIFEST_SUFFIX}"))
+        refuse_clashes({"--mapping": mapping_path, "--log": getattr(cfg, "log", None), "the job manifest": mpath, "the key file": key_path(cfg.key_file)})
+        if out is not None:
+            refuse_foreign_out(out, mpath)
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise OutputError(out, f"cannot create output folder: {os_reason(exc)}") from None
         lock = JobLock(mpath)
         lock.acquire()
     try:
