@@ -6,6 +6,7 @@ coordinator at the end of the job.  Counted by calls, never timed."""
 from __future__ import annotations
 
 import re
+import json
 import sqlite3
 from pathlib import Path
 
@@ -71,9 +72,10 @@ def test_workers_render_the_record_images_and_the_record_is_unchanged(tmp_path, 
     assert ok is not None and problems == []
 
 
-def test_a_changed_output_is_rendered_again(tmp_path, monkeypatch):
+def test_a_changed_output_is_not_rendered(tmp_path, monkeypatch):
     """The images a worker sent are keyed by the output's SHA-256: an output that changed
-    afterwards is rendered again from itself, not taken from the cache."""
+    afterwards is not taken from the cache, and not rendered from itself either (it is not what
+    was verified: the record leaves it out)."""
     arch = tmp_path / "arch"
     _archive(arch, 2)
     key = tmp_path / "job.key"
@@ -89,7 +91,10 @@ def test_a_changed_output_is_rendered_again(tmp_path, monkeypatch):
     victim = sorted(out.glob("WSI-*.svs"))[0]
     victim.write_bytes(victim.read_bytes() + b"\0")
     R.write_record(out)
-    assert renders[0] == 1
+    assert renders[0] == 0
+    html = (out / R.REPORT_HTML).read_text()
+    assert html.count("not rendered: the outputs changed after verification") == 2  # one card: its alt text and caption
+    assert victim.name not in {o["file"] for o in json.loads((out / R.CERT_JSON).read_text())["outputs"]}
 
 
 def test_replacing_a_slides_files_uses_an_index(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, NoReturn, Optional
@@ -201,7 +202,7 @@ def run(
         _fail("no inputs: name slides or folders, or --from-file LIST")
     if in_place and target is Target.dicom:
         _fail("--in-place works with --target native only")
-    sheet = None if (out is None or dry_run or no_review_sheet) else _review_sheet_path(out, review_sheet)
+    sheet = None if (out is None or dry_run or no_review_sheet) else _review_sheet_path(out, review_sheet, key_file, mapping, log)
     deliverer = None
     if dicomweb or dimse:
         if target is not Target.dicom or dry_run or out is None:
@@ -254,13 +255,30 @@ def run(
     raise typer.Exit(max(result.exit_code, 1 if any(not d.ok for d in deliveries) else 0))
 
 
-def _review_sheet_path(out: Path, review_sheet: Path | None) -> Path:
-    """The private review sheet's path (default OUT.review.html beside OUT); never inside OUT."""
+def _review_sheet_path(out: Path, review_sheet: Path | None, key_file: Path | None, mapping: Path | None, log: Path | None) -> Path:
+    """The private review sheet's path (default OUT.review.html beside OUT); never inside OUT, never
+    one of the job's other private files (it would replace the key, the manifest or the mapping)."""
+    from wsianon.pipeline.batch import refuse_clashes
+    from wsianon.pipeline.jobs import default_side_paths
+    from wsianon.pipeline.keys import key_path
+    from wsianon.pipeline.manifest import manifest_path
     from wsianon.pipeline.record import is_inside
 
     sheet = review_sheet or out.resolve().parent / f"{out.resolve().name}.review.html"
     if is_inside(sheet, out):
         _fail(f"{sheet}: the review sheet shows the sources' labels and macros (identifying); it is never written inside OUT")
+    try:
+        refuse_clashes(
+            {
+                "--review-sheet": sheet,
+                "--mapping": mapping or default_side_paths(out)[0],
+                "--log": log,
+                "the job manifest": manifest_path(Path(os.path.abspath(out))),
+                "the key file": key_path(key_file),
+            }
+        )
+    except WsianonError as exc:
+        _fail(exc.one_line())
     return sheet
 
 
@@ -319,7 +337,7 @@ def _run_job_on_console(cfg, deliverer, *, json_out: bool, log: Path | None):
             o = info.get("outcome") if kind == "slide" else None
             if o is not None and o.status == Status.OK and o.verdict is not None and o.verdict.ok:
                 delivered.add(o.input_label)
-                deliveries.append(_print_delivery(deliverer.deliver_slide(o.input_label, o.outputs), quiet_stdout=json_out))
+                deliveries.append(_print_delivery(deliverer.deliver_slide(o.input_label, o.outputs, o.files), quiet_stdout=json_out))
 
         return wrapped
 
@@ -353,7 +371,7 @@ def _deliver_earlier(out: Path, deliverer, delivered: set[str], json_out: bool) 
     earlier, report_time = verified_slides(out)
     for s in earlier:
         if str(s.get("slide")) not in delivered:
-            r = deliverer.deliver_slide(str(s.get("slide")), s.get("outputs") or [], verified_before=report_time)
+            r = deliverer.deliver_slide(str(s.get("slide")), s.get("outputs") or [], s.get("files"), verified_before=report_time)
             if r.sent or not r.ok:
                 results.append(_print_delivery(r, quiet_stdout=json_out))
     return results
@@ -369,7 +387,7 @@ def _write_sheet(out: Path | None, sheet: Path, result) -> Path | None:
     try:
         write_review_sheet(out, sheet, result.mapping_path, result.quarantine_dir)
     except WsianonError as exc:
-        err_console.print(f"[red]error:[/red] {exc.one_line()}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/red] {safe_text(exc.one_line())}", highlight=False, soft_wrap=True)
         return None
     return sheet
 
@@ -393,6 +411,11 @@ def _run_summary(result, out: Path | None, dry_run: bool, sheet: Path | None, de
         msg += f"\nmapping (private, keep outside OUT): {safe_text(result.mapping_path)}"
     if sheet is not None:
         msg += f"\nreview sheet (PRIVATE: shows the sources' labels and macros, identifying; never share): {safe_text(sheet)}"
+    if getattr(result, "unlisted", None):
+        msg += (
+            f"\nOUT is NOT ready to share: {len(result.unlisted)} file(s) in it are neither verified outputs of this job nor its record"
+            f" (put there after a run, or changed since): wsianon certify --check {safe_text(out)} names them"
+        )
     if any(o.status == Status.FAILED for o in result.outcomes) and result.quarantine_dir:
         msg += f"\nquarantine (failed verification): {safe_text(result.quarantine_dir)}"
     if deliverer is not None:
@@ -499,6 +522,10 @@ def inspect(
             err_console.print(f"[red]error:[/red] {safe_text(exc.one_line())}", highlight=False, soft_wrap=True)
             code = 1
             continue
+        except Exception as exc:  # a bug: one line naming the file, never the message (it can quote the slide)
+            err_console.print(f"[red]error:[/red] {safe_text(s.path)}: internal error ({type(exc).__name__})", highlight=False, soft_wrap=True)
+            code = 1
+            continue
         pub = inv.public(show_values)
         if not show_values:  # a name the source chose (a key, an element) may itself identify: vocabulary only
             pub["fields"] = [safe_removal(f) for f in pub["fields"]]
@@ -603,7 +630,7 @@ def certify(
     if check:
         cert, problems = record.check_certificate(out)
         for p in problems:
-            err_console.print(f"mismatch: {p}", highlight=False, soft_wrap=True, markup=False)
+            err_console.print(f"mismatch: {safe_text(p)}", highlight=False, soft_wrap=True, markup=False)
         if problems:
             err_console.print(f"NOT CONFIRMED: {len(problems)} mismatch(es) against {record.CERT_JSON}", highlight=False)
             raise typer.Exit(1)
@@ -697,13 +724,11 @@ def key_init(
 
 
 def main() -> None:
-    import os
-    import warnings
+    from wsianon.io.quiet import quiet_libraries
 
-    # library warnings (pydicom's VR complaints, ...) can quote values from the
-    # slide: the report carries what matters, so they stay quiet unless debugging
-    if not os.environ.get("WSIANON_DEBUG"):
-        warnings.simplefilter("ignore")
+    # library warnings and log records (pydicom's VR complaints, tifffile's parse errors) can quote
+    # values from the slide: the report carries what matters, so they stay quiet unless debugging
+    quiet_libraries()
     from wsianon.io.memory import collect_less_often, limit_malloc_arenas, no_teardown_collections
 
     limit_malloc_arenas()  # before any thread: one arena, a peak RSS that does not drift (wsianon/io/memory.py)
@@ -712,6 +737,11 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:  # a bug: its message can quote what a library read from a slide, so it is not printed
+        if os.environ.get("WSIANON_DEBUG"):
+            raise
+        err_console.print(f"error: internal error ({type(exc).__name__}); set WSIANON_DEBUG=1 to see its details", highlight=False, markup=False)
+        sys.exit(1)
     finally:
         no_teardown_collections()  # the work is done: teardown skips collecting what is left
 

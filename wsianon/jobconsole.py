@@ -63,6 +63,10 @@ class BatchConsole:
     def _log(self, event: str, **kw) -> None:
         if self.log is None and self.log_path is not None and event != "end":
             fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:  # private (it names the sources) also when it existed before, readable by others
+                os.fchmod(fd, 0o600)
+            except OSError:
+                pass
             self.log = os.fdopen(fd, "a", buffering=1, encoding="utf-8", errors="backslashreplace")
         if self.log:
             self.log.write(json.dumps({"t": round(time.time(), 3), "event": event, **kw}) + "\n")

@@ -70,7 +70,7 @@ class SlideContext:
     """Per-slide facts the pipeline hands to converters."""
 
     pseudonym: str  # output base name (no extension)
-    key: bytes  # the project key (HMAC for UIDs, SLIDE_IDs, date shifts)
+    key: bytes = field(repr=False)  # the project key (HMAC for UIDs, SLIDE_IDs, date shifts): never in a repr (a Dask worker logs a failed task's arguments)
     policy: Policy
     patient_pseudonym: str | None = None
     study_pseudonym: str | None = None

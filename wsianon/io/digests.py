@@ -85,6 +85,18 @@ def sha256_of(fd: int, start: int = 0, chunk: int = 8 << 20) -> str:
     return h.hexdigest()
 
 
+def sha256_path(path: Path) -> str:
+    """SHA-256 of ``path``: the remembered one while it is the same file, unchanged, else read whole."""
+    known = lookup(path)
+    if known is not None:
+        return known
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        return sha256_of(fd)
+    finally:
+        os.close(fd)
+
+
 def expect_bytes(fd: int, data: bytes) -> None:
     """``expect`` for a file written whole from ``data`` (a new small file)."""
     import hashlib

@@ -4,6 +4,7 @@ extractable (pdftotext) because it is plain WinAnsi-encoded text in Helvetica / 
 
 from __future__ import annotations
 
+import re
 import zlib
 
 PAGE_W, PAGE_H = 595.28, 841.89  # A4 in points
@@ -112,3 +113,48 @@ class Document:
             buf += b"%010d 00000 n \n" % off
         buf += b"trailer\n<< /Size %d /Root %d 0 R /Info %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, catalog, info, xref)
         return bytes(buf)
+
+
+_HEAD = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n"
+_STREAM = re.compile(rb"<< /Length (\d+) /Filter /FlateDecode >>\nstream\n")
+_OBJ_START = re.compile(rb"(\d+) 0 obj\n")
+
+
+def content(data: bytes) -> list[bytes] | None:
+    """The objects of a PDF this module wrote, in order, streams inflated — what two renderings of
+    one document share (compressed bytes, and so offsets, may differ between zlib builds); None
+    for anything else (another writer's PDF, an edited one)."""
+    if not data.startswith(_HEAD):
+        return None
+    objs: list[bytes] = []
+    pos = len(_HEAD)
+    while (m := _OBJ_START.match(data, pos)) is not None:
+        if int(m.group(1)) != len(objs) + 1:
+            return None
+        pos = m.end()
+        s = _STREAM.match(data, pos)
+        if s is not None:
+            n = int(s.group(1))
+            z = data[s.end() : s.end() + n]
+            end = s.end() + n
+            if data[end : end + 18] != b"\nendstream\nendobj\n":
+                return None
+            try:
+                d = zlib.decompressobj()
+                body = d.decompress(z, 1 << 26)
+                if d.unconsumed_tail or not d.eof or d.unused_data:
+                    return None
+            except zlib.error:
+                return None
+            objs.append(b"stream:" + body)
+            pos = end + 18
+        else:
+            end = data.find(b"\nendobj\n", pos)
+            if end < 0:
+                return None
+            objs.append(data[pos:end])
+            pos = end + 8
+    tail = re.fullmatch(rb"xref\n0 (\d+)\n0000000000 65535 f \n(?:\d{10} 00000 n \n)*trailer\n(<< [^\n]* >>)\nstartxref\n\d+\n%%EOF\n", data[pos:])
+    if tail is None or int(tail.group(1)) != len(objs) + 1:
+        return None
+    return objs + [tail.group(2)]

@@ -23,6 +23,7 @@ from wsianon.converters.base import Inventory, SlideContext
 from wsianon.errors import OutputError, WsianonError
 from wsianon.io import digests
 from wsianon.io.atomic import Staging, write_atomic
+from wsianon.io.fsattrs import remove_foreign_attributes
 from wsianon.io.jpeg_plan import deferred_removals, scrub_jpeg_segments
 from wsianon.io.plan import Plan, Removal, apply_copy, apply_in_place, journal_path, rollback_journal
 from wsianon.io.safetext import os_reason
@@ -30,6 +31,7 @@ from wsianon.io.writeback import Writeback
 from wsianon.pipeline.detect import SlideSource
 from wsianon.pipeline.model import Outcome, Status, Verdict
 from wsianon.verify import canaries as independent_canaries
+from wsianon.verify import fileattrs
 from wsianon.pipeline.verify import scan_outputs, snapshot_source, stem_canaries, verify_native
 
 if TYPE_CHECKING:
@@ -73,6 +75,7 @@ def _place_or_quarantine(staging: Staging, dest: Destinations, ctx: SlideContext
     if verdict.ok:
         moved = staging.commit(last=last, overwrite=ctx.policy.overwrite)
         outcome.outputs = [p.name for p in moved]
+        outcome.files = placed_files(moved, staging.out_dir)
         outcome.digests = digests.entries(list(moved))  # the record (in the coordinator) need not re-read them
         outcome.status = Status.OK
         return
@@ -84,6 +87,17 @@ def _place_or_quarantine(staging: Staging, dest: Destinations, ctx: SlideContext
     staging.commit(dest_dir=qdir, overwrite=True)
     write_atomic(qdir / "findings.json", json.dumps(verdict.as_dict(), indent=2).encode(), 0o600)
     os.chmod(qdir, 0o700)
+
+
+def placed_files(moved: list[Path], root: Path) -> list[dict]:
+    """The files just placed (verified): their paths below ``root``, sizes and SHA-256 (the
+    verifier's read-back computed them; ``None`` where it did not).  A file found in a slide's
+    output folder later, or changed since, was never verified (``record``, ``deliver``)."""
+    out = []
+    for m in moved:
+        files = sorted(q for q in m.rglob("*") if q.is_file() and not q.is_symlink()) if m.is_dir() and not m.is_symlink() else [m]
+        out += [{"file": f.relative_to(root).as_posix(), "size": f.stat().st_size, "sha256": digests.lookup(f)} for f in files]
+    return out
 
 
 def process_native_copy(src: SlideSource, inv: Inventory, ctx: SlideContext, dest: Destinations, outcome: Outcome, progress: Progress | None) -> None:
@@ -188,6 +202,11 @@ def process_native_in_place(src: SlideSource, inv: Inventory, ctx: SlideContext,
     except BaseException:
         rollback_journal(target)  # verification could not finish: the input goes back as it was
         raise
+    # the file keeps the input's extended attributes (a note someone attached): removed once the bytes
+    # verified (a rollback must give the input back with its own), then judged like the bytes
+    if verdict.ok:
+        remove_foreign_attributes(target)
+        fileattrs.add_check(verdict, [target])
     outcome.timings["verify"] = time.perf_counter() - t0
     outcome.verdict = verdict
     if not verdict.ok:

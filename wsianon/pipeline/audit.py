@@ -28,7 +28,7 @@ from wsianon.pipeline.verify import (
 )
 from wsianon.profiles.actions import Action
 from wsianon.profiles.policy import Policy
-from wsianon.verify import vocabulary
+from wsianon.verify import fileattrs, vocabulary
 from wsianon.verify.reportnames import safe_name
 
 
@@ -95,10 +95,13 @@ def audit_paths(paths: list[Path], source: Path | None = None, allow_generic: bo
                         check_tiles_tiff(src_snap, inv.format, s.path, verdict)
             if src_inv is not None and s.spec.is_dicom:
                 scan_outputs(src_inv.canaries() + stem_canaries(src_inv.path), s.files, verdict)
+            fileattrs.add_check(verdict, [s.path, *s.files, *(inv.input_files or ())])  # what the files carry outside their bytes
             results.append((s.path, verdict, None))
             covered.update(Path(f).resolve() for f in inv.input_files or ())
         except WsianonError as exc:
             results.append((s.path, None, exc))
+        except Exception as exc:  # a bug: this slide is not judged clean; its message (it can quote the slide) is not kept
+            results.append((s.path, None, WsianonError(s.path, f"internal error ({type(exc).__name__}) while auditing; not judged clean")))
     for stray in _stray_files([Path(p) for p in paths if Path(p).is_dir()], covered):
         verdict = Verdict()
         verdict.add(STRAY_CHECK, False, STRAY_DETAIL)
@@ -116,16 +119,19 @@ def _stray_files(folders: list[Path], covered: set[Path]) -> list[Path]:
     checks judge only the files that belong to a slide (a ``notes.txt`` beside them is no slide)."""
     import os
 
-    from wsianon.pipeline.record import RECORD_FILES
+    from wsianon.pipeline.record import RECORD_FILES, record_file_problems
 
     out = []
     for folder in folders:
         top = folder.resolve()
+        # the record's files are ours only while they are what wsianon wrote (the certificate
+        # vouches for the reports, its PDF is its rendering): any other is judged by nothing
+        forged = record_file_problems(top) if any((top / n).exists() for n in RECORD_FILES) else {}
         for root, dirs, files in os.walk(top):
             dirs.sort()
             for f in sorted(files):
                 p = Path(root) / f
-                if p.resolve() in covered or (Path(root) == top and f in RECORD_FILES):  # a slide reached through a link
+                if p.resolve() in covered or (Path(root) == top and f in RECORD_FILES and f not in forged):  # a slide reached through a link
                     continue
                 out.append(p)
     return out

@@ -26,7 +26,7 @@ from wsianon.io.safetext import os_reason, redact_paths
 from wsianon.pipeline import jobs as J
 from wsianon.pipeline import workers as W
 from wsianon.pipeline.detect import SlideSource, expand_inputs
-from wsianon.pipeline.keys import key_fingerprint, keyed_hex, load_or_create_key, pseudonym_from
+from wsianon.pipeline.keys import key_fingerprint, key_path, keyed_hex, load_or_create_key, pseudonym_from
 from wsianon.pipeline.manifest import MANIFEST_SUFFIX, JobLock, Manifest, _sql_reason, fast_fingerprint, full_hash, manifest_path
 from wsianon.pipeline.model import Outcome
 from wsianon.pipeline.pseudonyms import load_pseudonym_map
@@ -86,7 +86,12 @@ def check_locations(cfg, out: Path | None, mapping: Path | None, quarantine: Pat
     """Private files never inside the shareable OUT; OUT never equal to or inside an input folder."""
     if out is None:
         return
-    for what, p in (("--mapping", mapping), ("--quarantine", quarantine), ("--log", getattr(cfg, "log", None))):
+    for what, p in (
+        ("--mapping", mapping),
+        ("--quarantine", quarantine),
+        ("--log", getattr(cfg, "log", None)),
+        ("the job manifest", getattr(cfg, "manifest", None)),
+    ):
         if p is not None and _inside(p, out):
             raise WsianonError(p, f"{what} must be outside the output folder (OUT is shareable; this file is private)")
     if out.exists() and not out.is_dir():
@@ -95,6 +100,58 @@ def check_locations(cfg, out: Path | None, mapping: Path | None, quarantine: Pat
         ip = Path(inp)
         if ip.is_dir() and _inside(out, ip):
             raise WsianonError(out, "output folder is the same as, or inside, an input folder; choose an OUT outside the inputs")
+        refuse_input_in_out(ip, out)
+
+
+def refuse_input_in_out(inp: Path, out: Path) -> None:
+    """A source inside OUT would stay there, identifying, beside the outputs (OUT is shared whole)."""
+    if (inp.exists() or inp.is_symlink()) and _inside(inp, out):
+        raise WsianonError(inp, "input lies inside the output folder; sources never go into OUT (it is shared whole): move them out first")
+
+
+def refuse_foreign_out(out: Path, manifest: Path) -> None:
+    """OUT is shared whole: a folder that already holds files and is no wsianon job's output folder
+    (no job manifest beside it, no report in it) is refused, so that what is in OUT is what the job
+    verified and certified (``-o`` naming a folder of other files would put them beside the outputs)."""
+    try:
+        # (a dead run's staging folders and temp files are ours: removed at start)
+        entries = [e.name for e in os.scandir(out) if not e.name.startswith((STAGING_PREFIX, ".tmp-"))] if out.is_dir() else []
+    except OSError:
+        return  # an unreadable OUT fails where it is written, with its reason
+    if entries and not manifest.exists() and REPORT_NAME not in entries:
+        raise OutputError(
+            out,
+            f"the output folder already holds {len(entries)} file(s) and is not a wsianon output folder; choose a new or empty folder (OUT is shared whole)",
+        )
+
+
+def refuse_clashes(files: dict[str, Path | None]) -> None:
+    """The job's own private files are different files: a ``--mapping`` or ``--log`` naming the key
+    file or the manifest would replace or append to it (a lost key makes every pseudonym and UID
+    of the project unreproducible; the manifest is the only record of which source is which)."""
+    seen: dict[str, str] = {}
+    for what, p in files.items():
+        if p is None:
+            continue
+        real = os.path.realpath(p)
+        if real in seen:
+            raise WsianonError(p, f"{what} and {seen[real]} name the same file; each is a file of its own")
+        seen[real] = what
+
+
+def refuse_private_over_inputs(sel, private) -> None:
+    """A private file we write (``(option, path)`` pairs) must not be one of the inputs: the mapping
+    would replace a slide, the log append to it (inputs are never modified but in-place)."""
+    for what, p in private:
+        if p is None or not os.path.isfile(p):
+            continue
+        for c in sel.candidates:
+            try:
+                same = os.path.samefile(p, c.path)
+            except OSError:
+                continue
+            if same:
+                raise WsianonError(p, f"{what} names an input file; the private file goes elsewhere (inputs are never modified)")
 
 
 def _clean_staging(folder: Path | None) -> int:
@@ -271,6 +328,11 @@ def run_batch(cfg, on_event: Callable[..., None] | None = None):
         exclude=getattr(cfg, "exclude", None),
         prune=prune,
     )
+    refuse_private_over_inputs(sel, (("--mapping", mapping_path), ("--log", getattr(cfg, "log", None))))
+    if out is not None:
+        for c in sel.candidates:
+            if c.explicit:  # --from-file entries (a folder's files are found below the folder, checked above)
+                refuse_input_in_out(Path(c.path), out)
     if not sel.candidates and not sel.not_regular and sel.missing:
         # nothing to read at all: refuse before anything (OUT, report) is created
         raise WsianonError(sel.missing[0], "no such file or directory")
@@ -279,14 +341,17 @@ def run_batch(cfg, on_event: Callable[..., None] | None = None):
     man = lock = None
     if use_manifest:
         if out is not None:
-            try:
-                out.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise OutputError(out, f"cannot create output folder: {os_reason(exc)}") from None
             mpath = Path(getattr(cfg, "manifest", None) or manifest_path(out))
         else:
             assert mapping_path is not None, "without OUT a job is in-place (checked above): its mapping defaults to the working folder"
             mpath = Path(getattr(cfg, "manifest", None) or (mapping_path.parent / f"wsianon{MANIFEST_SUFFIX}"))
+        refuse_clashes({"--mapping": mapping_path, "--log": getattr(cfg, "log", None), "the job manifest": mpath, "the key file": key_path(cfg.key_file)})
+        if out is not None:
+            refuse_foreign_out(out, mpath)
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise OutputError(out, f"cannot create output folder: {os_reason(exc)}") from None
         lock = JobLock(mpath)
         lock.acquire()
     try:
@@ -355,6 +420,23 @@ class _Run:
 
     def error(self, src_b, rel, pseudo, fmt, reason, path, c, label=None, display_rel=None) -> None:
         _record_error(self.man, self.run_id, src_b, rel, pseudo, fmt, reason, self.target, self.live, self.emit, path, c, label=label, display_rel=display_rel)
+
+    def withdraw_earlier(self, src_b: bytes) -> None:
+        """A slide processed again with --overwrite that is not shared now (an error, or
+        quarantined): the outputs an earlier run placed for it leave OUT, so that OUT holds what
+        the record certifies (an output made under other options — a macro kept — is not left
+        behind under a report that says the slide failed)."""
+        row = self.man.by_source(src_b) if self.man is not None else None
+        if row is None or not row.outputs or self.out is None or self.policy.in_place:
+            return
+        for name in row.outputs:
+            p = self.out / name
+            if "/" in name or name in ("", ".", "..") or not _inside(p, self.out) or p.resolve() == Path(self.out).resolve():
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            elif p.exists() or p.is_symlink():
+                p.unlink(missing_ok=True)
 
     def next_label(self, what: str = "input") -> str:
         return f"{what} #{len(self.live) + 1}"
@@ -448,6 +530,8 @@ class _Run:
         if c is not None:
             self.roots_seen.add(c.root)
         if s.error is not None:
+            if self.policy.overwrite:
+                self.withdraw_earlier(src_b)
             pseudo = pseudonym_from(self.key, "relpath" if self.mode == "content" else self.mode, source=s.path, relpath=rel)
             self.error(src_b, rel, pseudo, None, redact_paths(s.error.reason, [s.path]), s.path, c, display_rel=shown)
             return None
@@ -466,6 +550,19 @@ class _Run:
             it.adopted = True  # type: ignore[attr-defined]
             return it
         entry = self.pmap.lookup(s.path) if self.pmap else None
+        if entry is not None and _repeats_source_name(entry, s.path):
+            self.error(
+                src_b,
+                rel,
+                None,
+                s.format,
+                "the pseudonym map's name for this slide repeats the source's file name; refused",
+                s.path,
+                c,
+                label=self.next_label(),
+                display_rel=shown,
+            )
+            return None
         if entry is None and getattr(self.cfg, "strict", False):
             pseudo = pseudonym_from(self.key, self.mode, source=s.path, relpath=rel, content=fp[2])
             self.error(src_b, rel, None, s.format, "not in the pseudonym map (--strict)", s.path, c, label=pseudo, display_rel=shown)
@@ -588,7 +685,9 @@ class _Run:
                 from wsianon.pipeline.record import ImageSeeder
 
                 self.seeder = ImageSeeder(self.out)
-            self.seeder.seed(o.input_label, list(o.outputs), imgs)
+            self.seeder.seed(o.input_label, list(o.outputs), imgs, o.files)
+        if o.status in (Status.ERROR, Status.FAILED) and it.ctx.policy.overwrite:
+            self.withdraw_earlier(os.fsencode(_abs(it.src.path)))
         man = self.man
         if man is not None and it.slide_id is not None and o.status in STATE_OF:
             mo = ms = None
@@ -681,7 +780,25 @@ class _Run:
         res.processed = len(self.live)
         res.skipped_inputs = len(man.skipped()) if man else 0
         res.key_fingerprint = kfp
+        if report_path is not None and self.out is not None:
+            from wsianon.pipeline.record import unlisted_files
+
+            res.unlisted = unlisted_files(self.out)  # OUT is shared whole: what is in it must be certified
         return res
+
+
+def _repeats_source_name(entry, source: Path) -> bool:
+    """A pseudonym map that gives a slide (or its patient) the source's own name — a map made from
+    the file list by mistake — would name the shared output after the source, and the verifier
+    accepts the map's names: refused.  Compared case-insensitively, as whole name or contained."""
+    stems = {Path(source).stem.lower(), Path(source).name.lower()}
+    if Path(source).suffix.lower() == ".dcm" or Path(source).is_dir():
+        stems.add(Path(source).parent.name.lower())
+    for name in (entry.slide, entry.patient):
+        n = (name or "").lower()
+        if len(n) >= 4 and any(n in st or (len(st) >= 4 and st in n) for st in stems if st):
+            return True
+    return False
 
 
 def _unchanged(path, st) -> bool:

@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 from urllib.parse import urlsplit, urlunsplit
 
+from wsianon.io import digests as io_digests
 from wsianon.io.safetext import human_bytes, os_reason
 from wsianon.errors import WsianonError
 from wsianon.pipeline.manifest import manifest_path, open_db  # one place decides where the job database lives
@@ -281,6 +282,7 @@ class Instance:
     transfer_syntax: str
     size: int
     fingerprint: str
+    sha256: str | None = None  # what its verification read (the report entry's files)
 
 
 def read_instance(path: Path, out: Path, slide: str) -> Instance:
@@ -296,20 +298,38 @@ def read_instance(path: Path, out: Path, slide: str) -> Instance:
     return Instance(slide, path, str(path.relative_to(out)), uid, cls_uid, ts, st.st_size, f"{st.st_size}:{st.st_mtime_ns}")
 
 
-def slide_instances(out: Path, slide: str, outputs: Iterable[str]) -> list[Instance]:
-    """The DICOM files of a slide's outputs (relative to OUT; nothing outside OUT, no symlinks)."""
+NOT_LISTED = "the report does not list the files this job verified (an older wsianon wrote it): not sent; run the job again with --overwrite"
+UNVERIFIED = "file(s) in the slide's outputs that this job did not verify (added or changed after the run): not sent"
+
+
+def slide_instances(out: Path, slide: str, outputs: Iterable[str], verified: list[dict] | None) -> tuple[list[Instance], int]:
+    """The DICOM files of a slide's outputs that its verification listed (``verified``: the report
+    entry's ``files``: path in OUT, size, SHA-256), and how many other files the outputs hold now:
+    a file added to (or changed in) the slide's folder after the run was never verified and is
+    never sent.  Relative to OUT; nothing outside OUT, no symlinks."""
+    if verified is None:
+        raise WsianonError(f"{slide}", NOT_LISTED)
+    listed = {f.get("file"): f for f in verified if isinstance(f, dict)}
     root = out.resolve()
     files: list[Path] = []
     for rel in outputs:
         p = out / rel
         if p.is_dir():
-            files.extend(sorted(q for q in p.rglob("*.dcm") if q.is_file()))
-        elif p.is_file() and p.suffix.lower() == ".dcm":
+            files.extend(sorted(q for q in p.rglob("*") if q.is_file() or q.is_symlink()))
+        elif p.is_file() or p.is_symlink():
             files.append(p)
     for f in files:
         if f.is_symlink() or not f.resolve().is_relative_to(root):
             raise WsianonError(f"{slide}", "an output is a link or lies outside OUT: not sent")
-    return [read_instance(f, out, slide) for f in files]
+    # a file the verification listed, with its size (its SHA-256 is compared before it is sent)
+    mine = [(f, e) for f in files if (e := listed.get(f.relative_to(out).as_posix())) is not None and f.stat().st_size == e.get("size")]
+    instances = []
+    for f, e in mine:
+        if f.suffix.lower() == ".dcm":
+            inst = read_instance(f, out, slide)
+            inst.sha256 = e.get("sha256")
+            instances.append(inst)
+    return instances, len(files) - len(mine)
 
 
 # --------------------------------------------------------------------------- results
@@ -597,36 +617,42 @@ class Deliverer:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def deliver_slide(self, slide: str, outputs: Iterable[str], verified_before: float | None = None) -> SlideDelivery:
-        """Send a verified slide's instances not yet acknowledged by this destination.
+    def deliver_slide(self, slide: str, outputs: Iterable[str], files: list[dict] | None, verified_before: float | None = None) -> SlideDelivery:
+        """Send a verified slide's instances not yet acknowledged by this destination: only the
+        ``files`` its verification listed (see :func:`slide_instances`).
         ``verified_before``: refuse files modified after this time (the report's).
         Never raises for delivery problems: they are in the result (one line)."""
         res = SlideDelivery(slide)
         try:
-            return self._deliver_slide(res, outputs, verified_before)
+            return self._deliver_slide(res, outputs, files, verified_before)
         except sqlite3.Error as exc:
             res.failed = max(res.failed, 1)
             res.error = f"job manifest error ({type(exc).__name__}); delivery state not recorded, run push again"
             return res
 
-    def _deliver_slide(self, res: SlideDelivery, outputs: Iterable[str], verified_before: float | None) -> SlideDelivery:
+    def _deliver_slide(self, res: SlideDelivery, outputs: Iterable[str], files: list[dict] | None, verified_before: float | None) -> SlideDelivery:
         slide = res.slide
         key = self.dest.key
         try:
-            instances = slide_instances(self.out, slide, outputs)
+            instances, unverified = slide_instances(self.out, slide, outputs, files)
         except WsianonError as exc:
             res.error = exc.one_line()
             res.refused = 1
             return res
+        reasons: list[str] = []
         if not instances:
-            res.error = "no DICOM instance in its outputs (deliver needs --target dicom)"
-            res.refused = 1
+            res.error = f"{unverified} {UNVERIFIED}" if unverified else "no DICOM instance in its outputs (deliver needs --target dicom)"
+            res.refused = max(unverified, 1)
             return res
         todo: list[Instance] = []
-        reasons: list[str] = []
         for inst in instances:
             if self.log.acknowledged(key, inst.uid, inst.fingerprint):
                 res.already += 1
+            elif inst.sha256 is not None and io_digests.sha256_path(inst.path) != inst.sha256:
+                # changed since its verification (same size and date included): known after a run,
+                # else read once more here (only what is about to be sent)
+                unverified += 1
+                self.log.record(key, inst, "failed", "refused: not the file that was verified")
             elif verified_before is not None and inst.path.stat().st_mtime > verified_before:
                 res.refused += 1
                 self.log.record(key, inst, "failed", "refused: file changed after verification")
@@ -640,6 +666,9 @@ class Deliverer:
                 )
             else:
                 todo.append(inst)
+        if unverified:
+            res.refused += unverified
+            reasons.insert(0, f"{unverified} {UNVERIFIED}")
         recorded: set[str] = set()
         try:
             for uid_state in self._send(todo):
@@ -730,7 +759,7 @@ def push_out(out: Path, dest: Destination, on_slide: Callable[[SlideDelivery], N
     results = []
     with Deliverer(out, dest) as d:
         for s in slides:
-            r = d.deliver_slide(str(s.get("slide")), s.get("outputs") or [], verified_before=report_time)
+            r = d.deliver_slide(str(s.get("slide")), s.get("outputs") or [], s.get("files"), verified_before=report_time)
             results.append(r)
             if on_slide:
                 on_slide(r)

@@ -69,10 +69,11 @@ class JobResult:
     processed: int = 0  # slides settled in this run
     skipped_inputs: int = 0  # input files that are not slides
     key_fingerprint: str | None = None
+    unlisted: list[str] = field(default_factory=list)  # files in OUT no verification vouches for (record.unlisted_files)
 
     @property
     def exit_code(self) -> int:
-        if not self.outcomes:
+        if not self.outcomes or self.unlisted:
             return 1
         return 0 if all(o.status in (Status.OK, Status.DRY_RUN, Status.SKIPPED) for o in self.outcomes) else 1
 

@@ -66,6 +66,11 @@ def init_key(path: Path) -> bytes:
     return key
 
 
+def key_path(path: Path | None) -> Path:
+    """The key file a job uses: ``path``, else the default."""
+    return Path(path) if path else Path(DEFAULT_KEY)
+
+
 def load_or_create_key(path: Path | None) -> bytes:
     """An explicit ``path`` must exist; the default key is created on first use."""
     if path:

@@ -93,6 +93,7 @@ class Outcome:
     bytes_in: int = 0
     bytes_written: int = 0
     closed_world: dict = field(default_factory=dict)  # unreferenced bytes zeroed, tags dropped (never values)
+    files: list[dict] = field(default_factory=list)  # the files verified and placed: {"file": path in OUT, "size": bytes}
     digests: list = field(default_factory=list)  # outputs' SHA-256 from the verifier's read-back (wsianon.io.digests.entries)
     images: dict | None = field(default=None, repr=False)  # the record's images of the output, rendered by a batch worker (record.prerender)
 
@@ -103,6 +104,7 @@ class Outcome:
             "target": self.target,
             "status": self.status,
             "outputs": self.outputs,
+            "files": self.files,  # what was verified: the record certifies and delivery sends these only
             "removed": [safe_removal(r.as_dict()) for r in self.removals],  # names: vocabulary only
             "verification": None if self.verdict is None else self.verdict.as_dict(),
             "error": self.error,

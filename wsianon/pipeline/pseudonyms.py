@@ -56,9 +56,18 @@ def load_pseudonym_map(path: Path) -> PseudonymMap:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise WsianonError(path, f"cannot read pseudonym map: {os_reason(exc)}") from None
+    except UnicodeDecodeError:  # its message would quote the bytes around the bad one
+        raise WsianonError(path, "pseudonym map is not UTF-8 text") from None
+    try:
+        return _parse(path, list(csv.reader(text.splitlines())))
+    except csv.Error:
+        raise WsianonError(path, "pseudonym map is not a CSV file") from None
+
+
+def _parse(path: Path, rows: list[list[str]]) -> PseudonymMap:
     entries: dict[str, PseudonymEntry] = {}
     slides: set[str] = set()
-    for lineno, row in enumerate(csv.reader(text.splitlines()), 1):
+    for lineno, row in enumerate(rows, 1):
         row = [c.strip() for c in row]
         if not row or not any(row) or row[0].startswith("#"):
             continue

@@ -32,6 +32,7 @@ import hashlib
 import html
 import io
 import json
+import os
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -451,6 +452,16 @@ def _main_output(out: Path, s: dict) -> Path | None:
     return next((p for p in cands if p.is_file()), None)
 
 
+def _verified_main(out: Path, s: dict, files: list[OutputFile], verified: list[dict] | None) -> Path | list[Path] | None:
+    """What the record renders a shared slide's images from: a DICOM slide's verified instances
+    only, else its main output (a slide whose outputs changed after verification is not rendered:
+    an instance or data file added to its folder, a label, must not be pictured)."""
+    main = _main_output(out, s)
+    if verified is not None and main is not None and main.is_dir():
+        return [out / f.rel for f in files if f.rel.lower().endswith(".dcm")] or None
+    return main
+
+
 def _output_files(out: Path, outputs: list[str]) -> list[Path]:
     files: list[Path] = []
     for o in outputs:
@@ -464,12 +475,26 @@ def _output_files(out: Path, outputs: list[str]) -> list[Path]:
     return files
 
 
-def _hashed_files(out: Path, outputs: list[str], cache: _Cache) -> list[OutputFile]:
+def _hashed_files(out: Path, outputs: list[str], cache: _Cache, verified: list[dict] | None = None) -> tuple[list[OutputFile], int]:
+    """The slide's output files with their SHA-256, and how many files its outputs hold that its
+    verification did not list (``verified``: the report entry's ``files``; None: a report an older
+    wsianon wrote, every file counts): a file added to or changed in the slide's folder after the
+    run was never verified, and is never certified."""
+    listed = None if verified is None else {f.get("file"): f for f in verified if isinstance(f, dict)}
     files = []
+    unverified = 0
     for p in _output_files(out, outputs):
         rel = p.relative_to(out).as_posix()
-        files.append(OutputFile(rel, p.stat().st_size, cache.sha(rel, p)))
-    return files
+        f = OutputFile(rel, p.stat().st_size, cache.sha(rel, p))
+        entry = listed.get(rel) if listed is not None else None
+        if listed is not None and (entry is None or entry.get("size") != f.size or entry.get("sha256") not in (None, f.sha256)):
+            unverified += 1
+            continue
+        files.append(f)
+    return files, unverified
+
+
+UNVERIFIED_NOTE = "{} file(s) in this slide's outputs were not verified by the job (added or changed after the run): not certified, never delivered"
 
 
 def _images_sig(files: list[OutputFile]) -> str:
@@ -501,7 +526,7 @@ class ImageSeeder:
         self._cache: _Cache | None = None
         self._last = 0.0
 
-    def seed(self, slide: str, outputs: list[str], imgs: dict) -> None:
+    def seed(self, slide: str, outputs: list[str], imgs: dict, verified: list[dict] | None = None) -> None:
         import time
 
         if self._cache is None:
@@ -509,7 +534,7 @@ class ImageSeeder:
             self._last = time.monotonic()
         cache = self._cache
         try:
-            sig = _images_sig(_hashed_files(self.out, outputs, cache))
+            sig = _images_sig(_hashed_files(self.out, outputs, cache, verified)[0])
         except OSError:
             return  # an output that vanished: the record says so at the end
         cache.put_images(slide, sig, imgs)
@@ -532,7 +557,7 @@ class _Render:
 
     rec: SlideRecord
     sig: str
-    main: Path | None
+    main: Path | list[Path] | None
 
 
 # slides rendered at once for the record: OpenSlide, wsidicom's decoders and Pillow work with the
@@ -612,11 +637,16 @@ def collect(out: Path, report: dict | None = None, key: bytes | None = None, on_
                 error=s.get("error"),
             )
             if rec.status in SHARED_STATES:
-                rec.files = _hashed_files(out, rec.outputs, cache)
+                verified = s.get("files") if isinstance(s.get("files"), list) else None
+                rec.files, unverified = _hashed_files(out, rec.outputs, cache, verified)
+                if unverified:
+                    rec.notes.append(UNVERIFIED_NOTE.format(unverified))
                 sig = _images_sig(rec.files)
                 imgs = cache.images(rec.slide, sig)
-                if imgs is None:
-                    todo.append(_Render(rec, sig, _main_output(out, s)))
+                if imgs is None and unverified:  # a reader would read the changed files too: nothing is rendered from them
+                    rec.image_error = "not rendered: the outputs changed after verification"
+                elif imgs is None:
+                    todo.append(_Render(rec, sig, _verified_main(out, s, rec.files, verified)))
                 else:
                     _show(out, rec, imgs)
             slides.append(rec)
@@ -949,16 +979,70 @@ def write_record(out: Path, key: bytes | None = None, on_render: Callable[[int, 
     return paths
 
 
+def _read_certificate(out: Path) -> tuple[dict | None, list[str]]:
+    """The certificate JSON and its own problems: unreadable, edited after issue, or a PDF beside
+    it that is not the certificate's rendering (the PDF is in OUT: a signed or annotated copy saved
+    over it, another PDF, is judged by nothing else)."""
+    try:
+        cert = json.loads((out / CERT_JSON).read_text())
+        if not isinstance(cert, dict):
+            raise ValueError("not an object")
+    except (OSError, ValueError) as exc:
+        return None, [f"{CERT_JSON}: not readable ({type(exc).__name__})"]
+    problems = []
+    if cert.get("certificate_id") != certificate_id(cert):
+        problems.append(f"{CERT_JSON}: the certificate ID does not match its content (edited after issue)")
+    if (out / CERT_PDF).exists() or (out / CERT_PDF).is_symlink():
+        try:
+            same = (out / CERT_PDF).is_file() and pdf.content((out / CERT_PDF).read_bytes()) == pdf.content(certificate_pdf(cert))
+        except (OSError, KeyError, TypeError, ValueError, AttributeError):
+            same = False
+        if not same:
+            problems.append(f"{CERT_PDF}: not the rendering of {CERT_JSON} (edited or replaced after issue)")
+    return cert, problems
+
+
+def record_file_problems(out: Path) -> dict[str, str]:
+    """The record files in OUT that are not what wsianon wrote: ``{name: problem}`` for the
+    certificate (JSON, PDF) and the reports it hashes (cheap: small files only; the outputs are
+    ``check_certificate``'s).  Without a readable certificate no record file is vouched for."""
+    out = Path(out)
+    present = [n for n in RECORD_FILES if (out / n).exists() or (out / n).is_symlink()]
+    cert, problems = _read_certificate(out)
+    if cert is None:
+        return {n: problems[0] for n in present}
+    bad = {p.split(":", 1)[0]: p for p in problems}
+    reports = {e.get("file"): e for e in cert.get("reports") or [] if isinstance(e, dict)}
+    for n in (REPORT_NAME, REPORT_HTML):
+        if n not in present:
+            continue
+        e, p = reports.get(n), out / n
+        if e is None or not p.is_file() or p.is_symlink() or p.stat().st_size != e.get("size") or sha256_file(p) != e.get("sha256"):
+            bad[n] = f"{n}: differs from the certificate"
+    return {n: bad[n] for n in present if n in bad}
+
+
+def unlisted_files(out: Path) -> list[str]:
+    """The files in OUT (relative, sorted) that are neither an output the certificate lists nor a
+    record file: a file put into OUT between two runs of a job, an output that changed after its
+    verification.  Cheap: names only (``check_certificate`` re-hashes)."""
+    out = Path(out)
+    try:
+        cert = json.loads((out / CERT_JSON).read_text())
+        listed = {o.get("file") for o in cert.get("outputs") or [] if isinstance(o, dict)}
+    except (OSError, ValueError, AttributeError):
+        listed = set()
+    return sorted(
+        rel for p in out.rglob("*") if (p.is_file() or p.is_symlink()) and (rel := p.relative_to(out).as_posix()) not in listed and rel not in RECORD_FILES
+    )
+
+
 def check_certificate(out: Path) -> tuple[dict | None, list[str]]:
     """Re-hash everything the certificate lists; one line per mismatch (empty: confirmed)."""
     out = Path(out)
-    problems: list[str] = []
-    try:
-        cert = json.loads((out / CERT_JSON).read_text())
-    except (OSError, ValueError) as exc:
-        return None, [f"{CERT_JSON}: not readable ({type(exc).__name__})"]
-    if cert.get("certificate_id") != certificate_id(cert):
-        problems.append(f"{CERT_JSON}: the certificate ID does not match its content (edited after issue)")
+    cert, problems = _read_certificate(out)
+    if cert is None:
+        return None, problems
     listed = set()
     for entry in list(cert.get("reports") or []) + list(cert.get("outputs") or []):
         rel = entry.get("file", "")
@@ -1021,6 +1105,13 @@ def write_review_sheet(out: Path, sheet: Path, mapping: Path | None = None, quar
         rows = read_mapping(mapping)
     except OSError as exc:
         raise WsianonError(mapping, f"cannot read the private mapping: {os_reason(exc)}") from None
+    for row in rows:  # a source (the sheet would replace the slide: inputs are never modified)
+        try:
+            same = sheet.is_file() and os.path.samefile(sheet, row["source"])
+        except OSError:
+            same = False
+        if same:
+            raise OutputError(sheet, "the review sheet path names an input slide; nothing was written there (inputs are never modified)")
     data = collect(out)
     by_out: dict[str, dict] = {}
     for row in rows:

@@ -38,6 +38,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from wsianon.errors import WsianonError
+from wsianon.io.quiet import quiet_libraries
 from wsianon.pipeline.model import Status
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ def _die_with_parent(parent: int) -> None:
 def worker_init(parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(parent)
+    quiet_libraries()
 
 
 def remote_process(src, ctx, target, dest):
@@ -76,6 +78,7 @@ def remote_process(src, ctx, target, dest):
     the other workers; the coordinator puts them in the record's cache), as ``outcome.images``."""
     from wsianon.pipeline.jobs import process_slide
 
+    quiet_libraries()  # a Dask worker is not started by our CLI: libraries' output would quote the slide in its log
     o, p = process_slide(src, ctx, target, dest)
     out = getattr(dest, "out", None)
     if out is not None and o.status == Status.OK and o.outputs and not ctx.policy.dry_run and not ctx.policy.in_place:

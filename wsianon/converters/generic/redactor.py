@@ -25,7 +25,7 @@ from pathlib import Path
 from wsianon.converters._tiffmeta import TIFF_MAGIC, decide_ascii, decision_field, local, open_tiff
 from wsianon.converters.base import Field, Inventory, NativeConverter, SlideContext
 from wsianon.converters.decisions import Decisions, ImageDecision, TagEdit, apply_tag_edits
-from wsianon.errors import UnsupportedFormat
+from wsianon.errors import CorruptInput, UnsupportedFormat
 from wsianon.io import tiffedit
 from wsianon.io.ifdcopy import drop_ifds, orphan_values
 from wsianon.io.plan import FilePlan, Plan
@@ -58,8 +58,10 @@ def describe_structure(ts: TiffStructure) -> str:
     return "generic TIFF" if ts.kind is Kind.CLASSIC else "generic BigTIFF"
 
 
-def _ome_associated(desc: str) -> dict[int, str]:
-    """IFD index -> kind for OME Images named like a label/macro/overview."""
+def _ome_associated(desc: str, n_ifds: int, path: Path | None = None) -> dict[int, str]:
+    """IFD index (below ``n_ifds``) -> kind for OME Images named like a label/macro/overview.  A
+    TiffData of such an image whose IFD or plane count is not a number leaves the label's IFD
+    unknown: refused (fail closed; the value is never quoted)."""
     out: dict[int, str] = {}
     try:
         root = ET.fromstring(desc)
@@ -76,9 +78,12 @@ def _ome_associated(desc: str) -> dict[int, str]:
         kind = "label" if kind in ("label", "slide label", "slidelabel", "barcode") else kind
         for td in img.iter():
             if local(td.tag) == "TiffData":
-                start = int(td.get("IFD", "0") or 0)
-                n = int(td.get("PlaneCount", "1") or 1)
-                for i in range(start, start + n):
+                try:
+                    start = int(td.get("IFD", "0") or 0)
+                    n = int(td.get("PlaneCount", "1") or 1)
+                except ValueError:
+                    raise CorruptInput(path, f"OME-XML: the TiffData of a {kind} image names no IFD number") from None
+                for i in range(max(start, 0), min(start + n, n_ifds)):  # only IFDs the file has (a huge count is no loop)
                     out[i] = kind
     return out
 
@@ -102,7 +107,7 @@ class GenericTiffConverter(NativeConverter):
         found: dict[int, str] = {}
         d0 = ts.text(ts.ifds[0], IMAGE_DESCRIPTION) or ""
         if "<OME" in d0:
-            found.update({i: k for i, k in _ome_associated(d0).items() if i < len(ts.ifds)})
+            found.update(_ome_associated(d0, len(ts.ifds), ts.path))
         for ifd in ts.ifds:
             d = ts.text(ifd, IMAGE_DESCRIPTION) or ""
             if "<OME" in d:
