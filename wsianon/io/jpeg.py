@@ -20,6 +20,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from wsianon.io.jpeg_std import standard_table
+
 SOI = 0xD8
 EOI = 0xD9
 SOS = 0xDA
@@ -240,27 +242,31 @@ def _used_by_scans(data: bytes, segs: list[Segment]) -> None:
     if frames and (len(quant) != data[frames[0].payload_offset + 5] or not set(quant) <= scanned):
         # a component no scan codes (or an id given twice): entries no decoder uses
         raise JpegError("a frame component no scan codes")
-    pending: set[tuple[int, int]] = set()  # tables defined and not used by a scan yet
+    pending: dict[tuple[int, int], bytes] = {}  # tables defined and not used by a scan yet
     for g in segs:
         body = data[g.payload_offset : g.payload_offset + g.payload_length]
         if g.marker == SOS:
             for k in range(body[0]):
                 cid, sel = body[1 + 2 * k], body[2 + 2 * k]
-                pending -= {(DHT, sel >> 4), (DHT, 0x10 | (sel & 0x0F))}
+                pending.pop((DHT, sel >> 4), None)
+                pending.pop((DHT, 0x10 | (sel & 0x0F)), None)
                 if cid in quant:
-                    pending.discard((DQT, quant[cid]))
+                    pending.pop((DQT, quant[cid]), None)
             continue
         if g.marker not in (DQT, DHT):
             continue
         j = 0
         while j < len(body):
             key = (g.marker, body[j] & 0x0F if g.marker == DQT else body[j])
-            j += 1 + (128 if body[j] >> 4 else 64) if g.marker == DQT else 17 + sum(body[j + 1 : j + 17])
+            start, j = j, j + (1 + (128 if body[j] >> 4 else 64) if g.marker == DQT else 17 + sum(body[j + 1 : j + 17]))
             if key in pending:
                 raise JpegError(f"{_TABLE_NAMES[g.marker]} table defined again before any scan used it")
-            pending.add(key)
-    if pending:
-        raise JpegError(f"{_TABLE_NAMES[min(pending)[0]]} table used by no scan")
+            pending[key] = body[start:j]
+    # an unused table is accepted only when it is an ITU T.81 Annex K table (an encoder's
+    # default set, e.g. the chrominance tables of a libjpeg tables-only stream for an RGB page)
+    free = sorted(k for k, t in pending.items() if not standard_table(k[0] == DQT, t))
+    if free:
+        raise JpegError(f"{_TABLE_NAMES[free[0][0]]} table used by no scan")
 
 
 _TABLE_NAMES = {DQT: "DQT", DHT: "DHT"}
