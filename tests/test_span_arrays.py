@@ -256,7 +256,7 @@ def test_partition_gaps_equal_list_computation(files):
     from wsianon.pipeline.model import Verdict
 
     path = files["planted"]  # the planted streams were appended; the originals left unreferenced
-    spans, _bad, _tags, _kind, size, _icc = partition._structure(path, "aperio")
+    spans, _bad, _tags, _kind, size, _icc, _spare = partition._structure(path, "aperio")
     starts, ends = spans.arrays()
     ranges = list(zip(starts.tolist(), ends.tolist()))
     expected = gaps(union_ranges(ranges), size)
