@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wsianon.io.jpeg import DHT, DQT, JpegError, walk
+from wsianon.io.jpeg import DHT, DQT, JpegError, table_spans, walk
 from wsianon.io.jpeg_std import standard_table
 
 from .conftest import BUNDLED
@@ -28,11 +28,8 @@ def _tables(data: bytes):
         if g.marker not in (DQT, DHT):
             continue
         body = data[g.payload_offset : g.payload_offset + g.payload_length]
-        j = 0
-        while j < len(body):
-            n = 1 + (128 if body[j] >> 4 else 64) if g.marker == DQT else 17 + sum(body[j + 1 : j + 17])
-            yield g.marker == DQT, body[j : j + n]
-            j += n
+        for _, start, end in table_spans(g.marker, body):
+            yield g.marker == DQT, body[start:end]
 
 
 def _libjpeg(quality: int) -> bytes:

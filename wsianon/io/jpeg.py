@@ -202,21 +202,31 @@ def _decoder_segments_exact(data: bytes, segs: list[Segment]) -> None:
             continue
         if g.marker not in (DQT, DHT):
             continue
-        j = 0
-        while j < len(body):
-            key = (g.marker, body[j] & 0x0F if g.marker == DQT else body[j])
-            if g.marker == DQT:
-                j += 1 + (128 if body[j] >> 4 else 64)
-            else:
-                if j + 17 > len(body):
-                    break
-                j += 17 + sum(body[j + 1 : j + 17])
+        end = 0
+        for key, _, stop in table_spans(g.marker, body):
             if key in seen:
                 raise JpegError(f"{marker_name(g.marker)} table defined twice before a scan")
             seen.add(key)
-        if j != len(body):
+            end = stop
+        if end != len(body):
             raise JpegError(f"{marker_name(g.marker)} segment length does not match its tables")
     _used_by_scans(data, segs)
+
+
+def table_spans(marker: int, body: bytes):
+    """(key, start, end) of each table of a DQT or DHT payload, in order: the key is (marker,
+    table id) for DQT, (marker, class and id byte) for DHT.  Stops before a Huffman table whose
+    17-byte header does not fit; an end past ``body`` is given as it is (the caller compares)."""
+    j = 0
+    while j < len(body):
+        if marker == DQT:
+            end = j + 1 + (128 if body[j] >> 4 else 64)
+        elif j + 17 > len(body):
+            return
+        else:
+            end = j + 17 + sum(body[j + 1 : j + 17])
+        yield (marker, body[j] & 0x0F if marker == DQT else body[j]), j, end
+        j = end
 
 
 def _used_by_scans(data: bytes, segs: list[Segment]) -> None:
@@ -255,13 +265,10 @@ def _used_by_scans(data: bytes, segs: list[Segment]) -> None:
             continue
         if g.marker not in (DQT, DHT):
             continue
-        j = 0
-        while j < len(body):
-            key = (g.marker, body[j] & 0x0F if g.marker == DQT else body[j])
-            start, j = j, j + (1 + (128 if body[j] >> 4 else 64) if g.marker == DQT else 17 + sum(body[j + 1 : j + 17]))
+        for key, start, end in table_spans(g.marker, body):
             if key in pending:
                 raise JpegError(f"{_TABLE_NAMES[g.marker]} table defined again before any scan used it")
-            pending[key] = body[start:j]
+            pending[key] = body[start:end]
     # an unused table is accepted only when it is an ITU T.81 Annex K table (an encoder's
     # default set, e.g. the chrominance tables of a libjpeg tables-only stream for an RGB page)
     free = sorted(k for k, t in pending.items() if not standard_table(k[0] == DQT, t))
