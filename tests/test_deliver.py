@@ -40,15 +40,7 @@ CREDS = {"WSIANON_DICOMWEB_USER": orth.USER, "WSIANON_DICOMWEB_PASSWORD": orth.P
 
 @pytest.fixture(scope="module")
 def orthanc(tmp_path_factory):
-    why = orth.why_unavailable()
-    if why:
-        pytest.skip(why)
-    server = orth.Orthanc(tmp_path_factory.mktemp("orthanc"))
-    try:
-        server.start()
-        yield server
-    finally:
-        server.close()
+    yield from orth.serve(tmp_path_factory)
 
 
 def wsianon(server: orth.Orthanc, *args, creds: bool = True) -> subprocess.CompletedProcess:

@@ -224,15 +224,7 @@ def test_the_record_never_pictures_an_instance_added_after_the_run(dicom_out, tm
 
 @pytest.fixture(scope="module")
 def orthanc(tmp_path_factory):
-    why = orth.why_unavailable()
-    if why:
-        pytest.skip(why)
-    server = orth.Orthanc(tmp_path_factory.mktemp("orthanc"))
-    try:
-        server.start()
-        yield server
-    finally:
-        server.close()
+    yield from orth.serve(tmp_path_factory)
 
 
 def _on_store(server: orth.Orthanc, patient_id: str) -> list:
