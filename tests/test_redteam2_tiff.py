@@ -33,7 +33,7 @@ from wsianon.io.jpeg import JpegError, dirty_segments, nonessential, scrub, walk
 
 from .conftest import BUNDLED
 from .fixtures.plant_jpeg import noise_jpeg
-from .fixtures.plant_rt2 import after_soi, edit_entries, header_segments, rewrite_streams, seg, set_entry, without
+from .fixtures.plant_rt2 import after_soi, edit_entries, header_segments, rewrite_level0_tiles, rewrite_streams, seg, set_entry, without
 from .fixtures.svs_gen import write_svs
 
 TOKEN = "RTQX7"
@@ -472,18 +472,7 @@ def test_text_after_packbits_or_zstd_tiles_fails_closed(cli, tmp_path, compressi
             tw.write(img, tile=(256, 256), compression=compression, photometric="rgb")
             tw.write(img[::2, ::2], tile=(256, 256), compression=compression, photometric="rgb", subfiletype=1)
         if tail:
-            with tifffile.TiffFile(p, mode="r+b") as tf:
-                page, fh = tf.pages[0], tf.filehandle
-                offs, cnts = [], []
-                for off, cnt in zip(page.dataoffsets, page.databytecounts):
-                    fh.seek(off)
-                    blob = fh.read(cnt) + tail
-                    fh.seek(0, 2)
-                    offs.append(fh.tell())
-                    cnts.append(len(blob))
-                    fh.write(blob)
-                page.tags["TileOffsets"].overwrite(offs)
-                page.tags["TileByteCounts"].overwrite(cnts)
+            rewrite_level0_tiles(p, lambda blob: blob + TEXT)
         paths.append(p)
     code, text, out = _run(cli, tmp_path, paths[0], "native", "--allow-generic")
     assert code == 0 and _placed(out), text

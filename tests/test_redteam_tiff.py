@@ -27,6 +27,7 @@ from wsianon.verify.reportnames import WITHHELD, safe_name
 from .conftest import BUNDLED
 from .fixtures.plant_jpeg import noise_jpeg, plant_tiff_jpeg
 from .fixtures.plant_rt import ecs_text, edit_text_tag
+from .fixtures.plant_rt2 import rewrite_level0_tiles
 from .fixtures.svs_gen import write_svs
 
 TOKEN = "RTQN7K"
@@ -243,29 +244,8 @@ def _deflate_tiff(path: Path, tail: bytes = b"") -> Path:
         tw.write(img, tile=(256, 256), compression="zlib", photometric="rgb")
         tw.write(img[::2, ::2], tile=(256, 256), compression="zlib", photometric="rgb", subfiletype=1)
     if tail:
-        _rewrite_level0_tiles(path, lambda blob: blob + tail)
+        rewrite_level0_tiles(path, lambda blob: blob + tail)
     return path
-
-
-def _rewrite_level0_tiles(path: Path, edit) -> None:
-    """Every level-0 tile replaced by ``edit(tile)``, appended at the end of the file (the original,
-    now unreferenced, zeroed)."""
-    import tifffile
-
-    with tifffile.TiffFile(path, mode="r+b") as tf:
-        page, fh = tf.pages[0], tf.filehandle
-        offs, cnts = [], []
-        for off, cnt in zip(page.dataoffsets, page.databytecounts):
-            fh.seek(off)
-            blob = edit(fh.read(cnt))
-            fh.seek(off)
-            fh.write(bytes(cnt))
-            fh.seek(0, 2)
-            offs.append(fh.tell())
-            cnts.append(len(blob))
-            fh.write(blob)
-        page.tags["TileOffsets"].overwrite(offs)
-        page.tags["TileByteCounts"].overwrite(cnts)
 
 
 def test_text_after_a_deflate_stream_fails_closed(cli, tmp_path):
@@ -355,7 +335,7 @@ def _j2k_svs(path: Path, edit=None) -> Path:
             img[::4, ::4], compression="jpeg", photometric="rgb", description=f"{banner}\n512x512 -> 128x128 - |AppMag = 20", metadata=None, rowsperstrip=128
         )
     if edit is not None:
-        _rewrite_level0_tiles(path, edit)
+        rewrite_level0_tiles(path, edit)
     return path
 
 
