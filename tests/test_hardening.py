@@ -501,3 +501,22 @@ def test_human_bytes_one_vocabulary_for_sizes():
     assert human_bytes(1536) == "1.5 KiB" and human_bytes(5 * 1024**2) == "5.0 MiB"
     assert human_bytes(2.5 * 1024**3) == "2.5 GiB" and human_bytes(3 * 1024**4) == "3.0 TiB"
     assert human_bytes(2048 * 1024**4) == "2048.0 TiB"  # the largest unit, not an empty string
+
+
+def test_verify_of_a_file_that_aborts_the_decoder_judges_the_others(tmp_path):
+    """`wsianon verify` decoded in-process: a byte count asking glib for a terabyte aborted the
+    whole audit (no verdict for any file). Now the decode probe runs in a child first, as in `run`."""
+    from .fixtures.bif_gen import make_bif
+
+    (tmp_path / "in").mkdir()
+    bad = make_bif(tmp_path / "in" / "case.bif").path
+    _overflow_tile_byte_counts(bad)
+    good = write_svs(tmp_path / "in" / "good.svs").path
+    out = tmp_path / "o"
+    assert run_subprocess("run", good, "-o", out).returncode == 0
+    (placed,) = out.glob("*.svs")
+    res = run_subprocess("verify", bad, placed)
+    assert res.returncode == 1 and "Traceback" not in res.stderr and "GLib" not in res.stderr + res.stdout
+    assert f"CLEAN {placed}" in res.stdout.splitlines() and "NOT CLEAN" not in res.stdout
+    err = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert err == [f"error: {bad}: IFD 4: image data beyond the end of the file (truncated?)"]
