@@ -28,7 +28,7 @@ def test_deleted_output_is_processed_again(tmp_path, tmp_path_factory, cli):
 
     code, _, e = cli("run", src, "-o", out, "--log", tmp_path / "job.log")
     assert code == 0, e
-    assert "1 slide(s) done earlier have outputs missing from OUT: processing them again" in e
+    assert "1 slide(s) done earlier have outputs missing or changed in OUT: processing them again" in " ".join(e.split())
     assert "1 slide(s) already done" in e  # the other one is left alone
     assert gone.exists()  # the same pseudonym: the output is written again
     assert sorted(p.name for p in out.glob("*.svs")) == outputs
@@ -45,8 +45,31 @@ def test_emptied_out_is_rebuilt_and_an_intact_one_is_not(tmp_path, tmp_path_fact
     shutil.rmtree(out)
     code, _, e = cli("run", src, "-o", out)
     assert code == 0, e
-    assert "2 slide(s) done earlier have outputs missing from OUT" in e
+    assert "2 slide(s) done earlier have outputs missing or changed in OUT" in e
     assert len(list(out.glob("*.svs"))) == 2 and _report(out)["summary"]["ok"] == 2
     # nothing missing now: the next run processes nothing
     code, _, e = cli("run", src, "-o", out)
-    assert code == 0 and "missing from OUT" not in e and "2 slide(s) already done, 0 to process" in e
+    assert code == 0 and "missing or changed in OUT" not in e and "2 slide(s) already done, 0 to process" in e
+
+
+def test_a_dicom_slide_missing_one_instance_or_with_a_changed_size_is_processed_again(tmp_path, tmp_path_factory, cli):
+    """The resume checks every file the verification placed (the report entry's ``files``), not
+    only the slide's folder: one instance deleted from it, or a file of another size."""
+    src = small_svs_folder(tmp_path_factory, "lostdcm", 2)
+    out = tmp_path / "out"
+    code, _, e = cli("run", "--target", "dicom", src, "-o", out)
+    assert code == 0, e
+    folders = sorted(p for p in out.iterdir() if p.is_dir())
+    assert len(folders) == 2
+    (first,) = sorted(folders[0].glob("*.dcm"))[:1]
+    first.unlink()
+    code, _, e = cli("run", "--target", "dicom", src, "-o", out)
+    assert code == 0, e
+    assert "1 slide(s) done earlier have outputs missing or changed in OUT" in e and first.exists()
+    with open(first, "ab") as fh:  # another size: not what was verified
+        fh.write(b"\0\0")
+    code, _, e = cli("run", "--target", "dicom", src, "-o", out)
+    assert code == 0, e
+    assert "1 slide(s) done earlier have outputs missing or changed in OUT" in e
+    code, o, e = cli("certify", "--check", out)
+    assert code == 0 and "CONFIRMED" in o + e

@@ -81,7 +81,7 @@ class BatchConsole:
             self._log("start", slides=self.total, bytes=info.get("bytes", 0), already_done=info.get("already", 0), skipped_inputs=info.get("skipped", 0))
             if info.get("lost"):
                 self._log("outputs-missing", slides=info["lost"])
-                self.err.print(f"{info['lost']} slide(s) done earlier have outputs missing from OUT: processing them again", highlight=False)
+                self.err.print(f"{info['lost']} slide(s) done earlier have outputs missing or changed in OUT: processing them again", highlight=False)
             if info.get("already"):
                 msg = f"resuming: {info['already']} slide(s) already done, {self.total} to process"
                 if info.get("already_failed"):

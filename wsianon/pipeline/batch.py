@@ -457,14 +457,15 @@ class _Run:
         _clean_staging(self.quarantine)
 
     def requeue_lost(self) -> None:
-        """Slides done earlier whose outputs are no longer in OUT (deleted or moved by hand, OUT
-        emptied) are processed again rather than counted as done: a resumed job's record and
-        certificate would otherwise list files that do not exist.  One ``stat`` per output; what
-        is left of such a slide's outputs is replaced."""
+        """Slides done earlier whose outputs are no longer in OUT as verified (deleted or moved by
+        hand, OUT emptied, one instance of a DICOM folder gone, a file of another size) are
+        processed again rather than counted as done: a resumed job's record would otherwise list
+        files that do not exist, or leave out a slide that is not whole.  One ``stat`` per file;
+        what is left of such a slide's outputs is replaced."""
         man, out = self.man, self.out
         if man is None or out is None or self.policy.in_place or self.policy.dry_run or self.policy.overwrite:
             return
-        lost = [(sid, src) for sid, src, names in man.done_outputs() if names and not all(os.path.lexists(out / n) for n in names)]
+        lost = [(sid, src) for sid, src, names, files in man.done_outputs() if names and not _outputs_whole(out, names, files)]
         if lost:
             man.set_pending([sid for sid, _ in lost])
             self.requeued.update(src for _, src in lost)
@@ -799,6 +800,19 @@ def _repeats_source_name(entry, source: Path) -> bool:
         if len(n) >= 4 and any(n in st or (len(st) >= 4 and st in n) for st in stems if st):
             return True
     return False
+
+
+def _outputs_whole(out: Path, names: list[str], files: list[tuple[str, int]]) -> bool:
+    """Every output name exists in OUT, and every file its verification placed has its size."""
+    if not all(os.path.lexists(out / n) for n in names):
+        return False
+    for rel, size in files:
+        try:
+            if os.stat(out / rel).st_size != size:
+                return False
+        except OSError:
+            return False
+    return True
 
 
 def _unchanged(path, st) -> bool:

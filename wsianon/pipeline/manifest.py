@@ -391,11 +391,16 @@ class Manifest:
         self.db.execute("UPDATE slides SET state='pending' WHERE state='running'")
         return rows
 
-    def done_outputs(self) -> list[tuple[int, bytes, list[str]]]:
-        """(id, source, output names) of the slides done and shared ('ok'): only those columns,
-        so a resume of 10^6 slides does not decode their report entries."""
-        cur = self.db.execute("SELECT id, source, outputs FROM slides WHERE state='ok' ORDER BY id")
-        return [(r[0], bytes(r[1]), json.loads(r[2]) if r[2] else []) for r in cur]
+    def done_outputs(self) -> list[tuple[int, bytes, list[str], list[tuple[str, int]]]]:
+        """(id, source, output names, [(file, size)] its verification placed) of the slides done and
+        shared ('ok'): the entry's ``files`` are extracted by SQLite, so a resume of 10^6 slides
+        does not decode their report entries (an entry an older wsianon wrote has none)."""
+        cur = self.db.execute("SELECT id, source, outputs, json_extract(entry, '$.files') FROM slides WHERE state='ok' ORDER BY id")
+        out = []
+        for sid, src, names, files in cur:
+            placed = [(f["file"], f["size"]) for f in json.loads(files) if isinstance(f, dict) and "file" in f] if files else []
+            out.append((sid, bytes(src), json.loads(names) if names else [], placed))
+        return out
 
     def set_pending(self, ids: Sequence[int]) -> None:
         """These slides are to be processed again (their outputs are gone from OUT)."""
