@@ -10,6 +10,7 @@ import ast
 from pathlib import Path
 
 from wsianon.converters import dpufs
+from wsianon.converters.dicom.engine import remap  # the DICOM route's UID mapping
 from wsianon.converters.mrxs import keyed_slide_id
 from wsianon.io import keyed
 from wsianon.pipeline.keys import pseudonym_from
@@ -39,13 +40,13 @@ def test_domains_separate_purposes():
     assert keyed.keyed_uid(K, "1.2.3.4") != keyed.keyed_uid(K, "1.2.3.4", "study")
     assert keyed.keyed_hex(K, "slide-relpath", "a") != keyed.keyed_hex(K, "slide-content", "a")
     assert keyed.keyed_uid(K, "1.2.3.4") != keyed.keyed_uid(b"\x01" * 32, "1.2.3.4")
-    assert keyed.remap_uid(K, "1.2.840.10008.1.2.4.50") == "1.2.840.10008.1.2.4.50"
+    assert remap(K, "1.2.840.10008.1.2.4.50") == "1.2.840.10008.1.2.4.50"
 
 
 def test_philips_native_and_dicom_route_map_a_uid_alike():
     # Philips TIFF / iSyntax native outputs used a second keyed_uid with another message layout
     assert dpufs.keyed_uid is keyed.keyed_uid
-    assert dpufs.keyed_uid(K, "1.2.3.4") == keyed.remap_uid(K, "1.2.3.4")
+    assert dpufs.keyed_uid(K, "1.2.3.4") == remap(K, "1.2.3.4")
 
 
 def test_hmac_is_called_only_in_the_keyed_module():

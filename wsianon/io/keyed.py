@@ -31,9 +31,6 @@ import hashlib
 import hmac
 import os
 
-# UIDs of the DICOM registry (SOP classes, transfer syntaxes, coding schemes ...) identify no one
-REGISTRY_ROOT = "1.2.840.10008."
-
 
 def _b(part: str | bytes) -> bytes:
     # bytes throughout: a file name that is not valid UTF-8 is hashed as it is
@@ -54,14 +51,6 @@ def mac(key: bytes, label: str, value: str) -> bytes:
 def keyed_uid(key: bytes, old: str, label: str = "uid") -> str:
     """``2.25.<int>`` from the first 128 bits of the labelled MAC of ``old``; at most 44 characters."""
     return "2.25." + str(int.from_bytes(mac(key, label, old.strip().rstrip("\0"))[:16], "big"))
-
-
-def remap_uid(key: bytes, old: str) -> str:
-    """A source UID replaced by its keyed UID; registry UIDs (``1.2.840.10008.``) and empty values kept."""
-    old = str(old).strip().rstrip("\0")
-    if not old or old.startswith(REGISTRY_ROOT):
-        return old
-    return keyed_uid(key, old)
 
 
 def keyed_token(key: bytes, label: str, value: str, length: int = 16) -> str:

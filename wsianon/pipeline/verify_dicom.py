@@ -38,8 +38,8 @@ from pydicom.dataset import Dataset
 from wsianon.converters.base import Inventory
 from wsianon.pipeline.model import Verdict
 from wsianon.profiles.actions import Action
-from wsianon.profiles.dicom import DicomProfile, profile_for_policy
-from wsianon.verify.dicom.common import REGISTRY, read_dataset
+from wsianon.profiles.dicom import REGISTRY_ROOT, DicomProfile, profile_for_policy
+from wsianon.verify.dicom.common import read_dataset
 from wsianon.verify.dicom import frames
 from wsianon.verify import ecs
 from wsianon.verify.dicom.frames import check_frame_segments, check_frames_dicom
@@ -99,7 +99,7 @@ def verify_dicom_output(inv: Inventory, result_files: list[Path], ctx, verdict: 
             try:
                 for e in read_dataset(Path(s)).iterall():
                     if e.VR == "UI":
-                        source_uids.update(v for v in element_values(e) if not v.startswith(REGISTRY))
+                        source_uids.update(v for v in element_values(e) if not v.startswith(REGISTRY_ROOT))
             except Exception:
                 continue
     problems: list[str] = []

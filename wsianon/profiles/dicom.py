@@ -241,6 +241,21 @@ def standard_uid(uid: str) -> bool:
 # a coded concept's value: exactly one of these (PS3.3 8.1); the first present is the code
 CODE_VALUE_KWS = ("CodeValue", "LongCodeValue", "URNCodeValue")
 
+# Pixel Data's optional index attributes: numbers that must equal the items' offsets and lengths
+# (bytes beyond them, or values that are not offsets, carry anything)
+OFFSET_TABLE_KWS = ("ExtendedOffsetTable", "ExtendedOffsetTableLengths", "EncapsulatedPixelDataValueTotalLength")
+
+
+def dictionary_tags(elem) -> bool:
+    """Every value of an AT element names an attribute of the DICOM dictionary (a pointer; any
+    other value is 4 free bytes).  An element without a value names nothing wrong."""
+    from pydicom.datadict import keyword_for_tag
+    from pydicom.tag import Tag
+
+    v = elem.value
+    vals = [] if v is None else list(v) if elem.VM > 1 else [v]
+    return all(keyword_for_tag(Tag(t)) for t in vals)
+
 
 def code_value(ds) -> tuple[str | None, str]:
     """(keyword, value) of a code item's code value: the first of ``CODE_VALUE_KWS`` with a value

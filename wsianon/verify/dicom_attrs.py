@@ -25,7 +25,19 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from wsianon.profiles.actions import Action
-from wsianon.profiles.dicom import CODE_VALUE_KWS, FREE_TEXT_VRS, DicomProfile, code_meaning, code_schemes, code_value, iod, standard_uid
+from wsianon.profiles.dicom import (
+    CODE_VALUE_KWS,
+    FREE_TEXT_VRS,
+    KEYED_ROOT,
+    OFFSET_TABLE_KWS,
+    DicomProfile,
+    code_meaning,
+    code_schemes,
+    code_value,
+    dictionary_tags,
+    iod,
+    standard_uid,
+)
 
 DATE_RE = {"DA": re.compile(r"^\d{8}$"), "TM": re.compile(r"^\d{2,6}(\.\d{1,6})?$"), "DT": re.compile(r"^\d{4,14}(\.\d{1,6})?([+-]\d{4})?$")}
 UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -34,7 +46,6 @@ CS_RE = re.compile(r"^[A-Z0-9_ ]{0,16}$")
 # (``standard_uid``), and keyed ones (2.25.<MAC>: what every replaced, dummy or generated UID is);
 # any other is a source's (an organisation's root, digits of an identifier) unless the output
 # records Retain UIDs
-KEYED_UID = "2.25."
 BINARY_JUDGED = ("ICCProfile", "RealWorldValueLUTData")  # and every *PaletteColorLookupTableData (see _Walker._binary)
 
 
@@ -105,11 +116,11 @@ class _Walker:
         if vr == "UI":
             if any(v and not UID_RE.match(v) for v in vals):
                 return "not a UID"
-            if "retain-uids" not in self.profile.options and any(v and not (v.startswith(KEYED_UID) or standard_uid(v)) for v in vals):
+            if "retain-uids" not in self.profile.options and any(v and not (v.startswith(KEYED_ROOT) or standard_uid(v)) for v in vals):
                 return "a UID neither of the DICOM registry nor keyed"
             return None
         if vr == "AT":
-            return None if _dictionary_tags(elem) else "a tag pointer to no attribute of the DICOM dictionary"
+            return None if dictionary_tags(elem) else "a tag pointer to no attribute of the DICOM dictionary"
         if vr == "CS":
             return "not a code string" if any(not CS_RE.match(v) for v in vals) else None
         if vr in FREE_TEXT_VRS and not all(self._text_ok(ds, kw, path, v, vr) for v in vals):
@@ -164,17 +175,6 @@ class _Walker:
         if kw in w.kept_text:
             return w.kept_text_ok(kw, v)
         return True  # kept on purpose by a Retain option the profile names (e.g. retain-device-identity)
-
-
-def _dictionary_tags(elem) -> bool:
-    """Every value of an AT element names an attribute of the DICOM dictionary (a pointer; any
-    other value is 4 free bytes)."""
-    from pydicom.datadict import keyword_for_tag
-    from pydicom.tag import Tag
-
-    v = elem.value
-    vals = [] if v is None else list(v) if elem.VM > 1 else [v]
-    return all(keyword_for_tag(Tag(t)) for t in vals)
 
 
 def _icc_problems(data: bytes) -> int:
@@ -255,9 +255,6 @@ def _native_length(ds: Dataset) -> int:
     bits = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * int(ds.BitsAllocated) * int(ds.get("NumberOfFrames", 1) or 1)
     n = (bits + 7) // 8
     return n + n % 2
-
-
-OFFSET_TABLE_KWS = ("ExtendedOffsetTable", "ExtendedOffsetTableLengths", "EncapsulatedPixelDataValueTotalLength")
 
 
 def _offset_tables(fd: int, ds: Dataset, items) -> str | None:

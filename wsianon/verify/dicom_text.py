@@ -40,14 +40,13 @@ from pydicom.dataset import Dataset
 
 from wsianon.profiles import load
 from wsianon.profiles.actions import Action
-from wsianon.profiles.dicom import CONTROL_CHARS, DicomProfile, code_meaning, code_schemes, code_value, iod, rule_for
+from wsianon.profiles.dicom import CODE_VALUE_KWS, CONTROL_CHARS, DicomProfile, code_meaning, code_schemes, code_value, iod, rule_for
 from wsianon.verify.vocabulary import Vocab, unknown_tokens, vocabulary
 
 NUMERIC_VRS = frozenset({"US", "UL", "SS", "SL", "FL", "FD", "SV", "UV", "AT", "OB", "OW", "OF", "OD", "OL", "OV"})
 DATE_RE = {"DA": re.compile(r"^\d{8}$"), "TM": re.compile(r"^\d{2,6}(\.\d{1,6})?$"), "DT": re.compile(r"^\d{4,14}(\.\d{1,6})?([+-]\d{4})?$")}
 UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 NUM_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
-CODE_KWS = ("CodeValue", "LongCodeValue", "URNCodeValue")
 CODE_NUM = re.compile(r"[0-9]{1,18}|C[0-9]{1,8}")
 _RUN = re.compile(rb"[\x20-\x7e]{4,}")
 MAX_FINDINGS = 50
@@ -182,7 +181,7 @@ class _Scan:
             if terms is not None:
                 return None if all(s in terms for s in strs) else "not an enumerated/defined term of the attribute"
             return None if not any(unknown_tokens(s, self.r.vocab) for s in strs) else "code string outside the DICOM vocabulary"
-        if kw == "CodingSchemeDesignator" or kw in CODE_KWS + ("CodeMeaning",) and ("CodeMeaning" in ds or any(k in ds for k in CODE_KWS)):
+        if kw == "CodingSchemeDesignator" or kw in CODE_VALUE_KWS + ("CodeMeaning",) and ("CodeMeaning" in ds or any(k in ds for k in CODE_VALUE_KWS)):
             return self._code(ds, kw, strs)
         if kw in self.identity:
             if all(s in self.pseudonyms or any(p.fullmatch(s) for p in self.r.identity_patterns) for s in strs):
@@ -199,7 +198,7 @@ class _Scan:
     def _code(self, ds: Dataset, kw: str, strs: list[str]) -> str | None:
         scheme = str(ds.get("CodingSchemeDesignator", "") or "").strip()
         value_kw, value = code_value(ds)
-        if kw in CODE_KWS and kw != value_kw:
+        if kw in CODE_VALUE_KWS and kw != value_kw:
             return "a second code value beside the code"
         if kw == "CodingSchemeDesignator":
             ok = all(s in code_schemes() or s in self.r.local_schemes for s in strs)

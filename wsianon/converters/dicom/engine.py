@@ -28,7 +28,19 @@ from wsianon import __version__ as _version
 from wsianon.io.keyed import keyed_uid
 from wsianon.io.plan import Removal
 from wsianon.profiles.actions import Action
-from wsianon.profiles.dicom import CODE_VALUE_KWS, FREE_TEXT_VRS, DicomProfile, action_by_type, code_meaning, code_schemes, code_value, iod, standard_uid
+from wsianon.profiles.dicom import (
+    CODE_VALUE_KWS,
+    FREE_TEXT_VRS,
+    OFFSET_TABLE_KWS,
+    DicomProfile,
+    action_by_type,
+    code_meaning,
+    code_schemes,
+    code_value,
+    dictionary_tags,
+    iod,
+    standard_uid,
+)
 
 TEXT_VRS = {"AE", "AS", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"}
 DATE_VRS = {"DA", "DT", "TM"}
@@ -63,10 +75,8 @@ SECOND_CODE_VALUE = "removed: a second code value beside the code (no dictionary
 UNREGISTERED_UID = "replaced: a UID outside the DICOM registry"
 UNKNOWN_TAG_POINTER = "removed: points to no attribute of the DICOM dictionary"
 OFFSET_TABLE = "removed: an offset table of Pixel Data (readers walk the items)"
-# Pixel Data's optional index attributes: numbers that must equal the items' offsets and lengths
-# (bytes beyond them, or values that are not offsets, carry anything); the items are copied as
-# they are, so the index goes (Basic Offset Table inside Pixel Data: judged by the verifier)
-OFFSET_TABLE_KWS = frozenset({"ExtendedOffsetTable", "ExtendedOffsetTableLengths", "EncapsulatedPixelDataValueTotalLength"})
+# Pixel Data's index attributes (``OFFSET_TABLE_KWS``): the items are copied as they are, so the
+# index goes (the Basic Offset Table inside Pixel Data is judged by the verifier)
 UNKNOWN_CODE = "dummy: code not in the DICOM/SNOMED dictionary"
 STRING_VRS = TEXT_VRS | DATE_VRS | {"DS", "IS", "UI"}
 
@@ -197,7 +207,7 @@ class Engine:
             return
         action, _rule = self.profile.action(int(tag), path, kw, elem.VR)
         type_ = wsi_type(path, kw) if kw else None
-        if elem.VR == "AT" and not _no_value(elem) and not _dictionary_tags(elem):
+        if elem.VR == "AT" and not _no_value(elem) and not dictionary_tags(elem):
             # a tag pointer is 4 free bytes: only one naming a DICOM attribute is a pointer
             del ds[tag]
             self._log(name, UNKNOWN_TAG_POINTER)
@@ -465,18 +475,10 @@ class Engine:
 
 def remap(key: bytes, uid: str) -> str:
     """A source UID as the output carries it: a standard UID (the registry's, a coding scheme's)
-    as it is, any other keyed (``keyed_uid``: what ``io.keyed.remap_uid`` gives a non-registry
-    UID) — also one a writer put under the registry's root without the registry naming it."""
+    as it is, any other keyed (``keyed_uid``) — also one a writer put under the registry's root
+    without the registry naming it."""
     old = str(uid).strip().rstrip("\0")
     return old if not old or standard_uid(old) else keyed_uid(key, old)
-
-
-def _dictionary_tags(elem: DataElement) -> bool:
-    """Every value of an AT element names an attribute of the DICOM dictionary."""
-    from pydicom.datadict import keyword_for_tag
-
-    vals = elem.value if elem.VM > 1 else [elem.value]
-    return all(keyword_for_tag(Tag(v)) for v in vals)
 
 
 def _kept_text_ok(kw: str, elem: DataElement) -> bool:

@@ -9,7 +9,6 @@ from typing import Protocol
 import pydicom
 from pydicom.dataset import Dataset
 
-REGISTRY = "1.2.840.10008."
 JPEG_TIFF_CODECS = {7, 6}
 J2K_TIFF_CODECS = {33003, 33005, 34712, 34713}
 IDENTITY_KWS = {"PatientID", "PatientName", "ContainerIdentifier", "SpecimenIdentifier"}

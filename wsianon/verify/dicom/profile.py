@@ -7,7 +7,7 @@ from __future__ import annotations
 from pydicom.dataset import Dataset
 
 from wsianon.profiles.actions import Action
-from wsianon.profiles.dicom import DicomProfile, standard_uid
+from wsianon.profiles.dicom import KEYED_ROOT, DicomProfile, standard_uid
 from wsianon.verify.dicom.common import IDENTITY_KWS
 
 # ---------------------------------------------------------------------------
@@ -57,7 +57,7 @@ def _check_values(elem, name: str, action: Action, source_values: set[str], sour
         problems.append(f"{name} not empty (profile: empty)")
     if action is Action.REPLACE:
         for v in vals:
-            if v in source_uids or not (v.startswith("2.25.") or standard_uid(v)):
+            if v in source_uids or not (v.startswith(KEYED_ROOT) or standard_uid(v)):
                 problems.append(f"{name} UID not replaced")
     for v in vals:
         if v in source_values:
