@@ -94,3 +94,14 @@ def read_whole_regular(path: Path, limit: int = 256 * 1024 * 1024) -> bytes:
     finally:
         os.close(fd)
     return read_regular(path, size)
+
+
+def same_file(a: Path | str | None, b: Path | str) -> bool:
+    """Whether ``a`` and ``b`` name the same existing file (a link, another path to it); False
+    when ``a`` is None or either cannot be reached."""
+    if a is None:
+        return False
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False

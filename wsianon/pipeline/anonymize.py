@@ -26,6 +26,7 @@ from wsianon.io.atomic import Staging, write_atomic
 from wsianon.io.fsattrs import remove_foreign_attributes
 from wsianon.io.jpeg_plan import deferred_removals, scrub_jpeg_segments
 from wsianon.io.plan import Plan, Removal, apply_copy, apply_in_place, journal_path, rollback_journal
+from wsianon.io.safefile import same_file
 from wsianon.io.safetext import os_reason
 from wsianon.io.writeback import Writeback
 from wsianon.pipeline.detect import SlideSource
@@ -120,7 +121,7 @@ def process_native_copy(src: SlideSource, inv: Inventory, ctx: SlideContext, des
         tapped = False
         for fp in plan.files:
             tap = None
-            if snap.feeder is not None and not tapped and _same_file(fp.source, inv.path):
+            if snap.feeder is not None and not tapped and same_file(fp.source, inv.path):
                 tap, tapped = snap.feeder.feed, True
             outcome.bytes_written += apply_copy(fp, staging.path(fp.dest), progress, tap=tap)
         snap.finish_stream(inv.path)
@@ -131,15 +132,6 @@ def process_native_copy(src: SlideSource, inv: Inventory, ctx: SlideContext, des
         verdict = verify_native(inv, conv, staging.root / main, files, ctx.policy, root=staging.root, snap=snap, names=ctx.names())
         outcome.timings["verify"] = time.perf_counter() - t0
         _place_or_quarantine(staging, dest, ctx, verdict, outcome, last=conv.commit_last(plan))
-
-
-def _same_file(a: Path | None, b: Path) -> bool:
-    if a is None:
-        return False
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 def check_in_place_target(target: Path, final: Path, overwrite: bool) -> None:

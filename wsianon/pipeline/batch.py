@@ -22,6 +22,7 @@ from wsianon.errors import OutputError, UnsupportedFormat, WsianonError
 from wsianon.io import digests as io_digests
 from wsianon.io.atomic import STAGING_PREFIX, write_atomic, write_private
 from wsianon.io.safefile import kind_of
+from wsianon.io.safefile import same_file
 from wsianon.io.safetext import os_reason, redact_paths
 from wsianon.pipeline import jobs as J
 from wsianon.pipeline import workers as W
@@ -146,11 +147,7 @@ def refuse_private_over_inputs(sel, private) -> None:
         if p is None or not os.path.isfile(p):
             continue
         for c in sel.candidates:
-            try:
-                same = os.path.samefile(p, c.path)
-            except OSError:
-                continue
-            if same:
+            if same_file(p, c.path):
                 raise WsianonError(p, f"{what} names an input file; the private file goes elsewhere (inputs are never modified)")
 
 

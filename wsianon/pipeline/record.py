@@ -32,7 +32,6 @@ import hashlib
 import html
 import io
 import json
-import os
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from pathlib import Path
 
 from wsianon.io import cache as io_cache
 from wsianon.io import digests as io_digests
+from wsianon.io.safefile import same_file
 from wsianon.io.safetext import human_bytes, os_reason
 from wsianon.pipeline.keys import key_fingerprint  # one fingerprint for manifest, report and certificate
 from wsianon import __version__
@@ -1106,11 +1106,7 @@ def write_review_sheet(out: Path, sheet: Path, mapping: Path | None = None, quar
     except OSError as exc:
         raise WsianonError(mapping, f"cannot read the private mapping: {os_reason(exc)}") from None
     for row in rows:  # a source (the sheet would replace the slide: inputs are never modified)
-        try:
-            same = sheet.is_file() and os.path.samefile(sheet, row["source"])
-        except OSError:
-            same = False
-        if same:
+        if same_file(sheet, row["source"]):
             raise OutputError(sheet, "the review sheet path names an input slide; nothing was written there (inputs are never modified)")
     data = collect(out)
     by_out: dict[str, dict] = {}
