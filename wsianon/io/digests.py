@@ -45,14 +45,19 @@ def lookup(path: Path) -> str | None:
     return _known.get(_key(st))
 
 
-def entries(paths: list[Path]) -> list[tuple[int, int, int, int, str]]:
-    """The remembered digests of ``paths`` with their identities, for another process
-    (a worker's outcome travels to the coordinator, which writes the record)."""
-    out = []
+def files_of(paths: list[Path]) -> list[Path]:
+    """``paths`` with each folder (not a link to one) replaced by the regular files below it, sorted."""
     files: list[Path] = []
     for p in map(Path, paths):
         files.extend(sorted(q for q in p.rglob("*") if q.is_file() and not q.is_symlink()) if p.is_dir() and not p.is_symlink() else [p])
-    for p in files:
+    return files
+
+
+def entries(paths: list[Path]) -> list[tuple[int, int, int, int, str]]:
+    """The remembered digests of the files of ``paths`` (:func:`files_of`) with their identities,
+    for another process (a worker's outcome travels to the coordinator, which writes the record)."""
+    out = []
+    for p in files_of(paths):
         try:
             k = _key(os.stat(p))
         except OSError:

@@ -76,8 +76,9 @@ def _place_or_quarantine(staging: Staging, dest: Destinations, ctx: SlideContext
     if verdict.ok:
         moved = staging.commit(last=last, overwrite=ctx.policy.overwrite)
         outcome.outputs = [p.name for p in moved]
-        outcome.files = placed_files(moved, staging.out_dir)
-        outcome.digests = digests.entries(list(moved))  # the record (in the coordinator) need not re-read them
+        placed = digests.files_of(moved)
+        outcome.files = placed_files(placed, staging.out_dir)
+        outcome.digests = digests.entries(placed)  # the record (in the coordinator) need not re-read them
         outcome.status = Status.OK
         return
     outcome.status = Status.FAILED
@@ -90,15 +91,12 @@ def _place_or_quarantine(staging: Staging, dest: Destinations, ctx: SlideContext
     os.chmod(qdir, 0o700)
 
 
-def placed_files(moved: list[Path], root: Path) -> list[dict]:
-    """The files just placed (verified): their paths below ``root``, sizes and SHA-256 (the
-    verifier's read-back computed them; ``None`` where it did not).  A file found in a slide's
-    output folder later, or changed since, was never verified (``record``, ``deliver``)."""
-    out = []
-    for m in moved:
-        files = sorted(q for q in m.rglob("*") if q.is_file() and not q.is_symlink()) if m.is_dir() and not m.is_symlink() else [m]
-        out += [{"file": f.relative_to(root).as_posix(), "size": f.stat().st_size, "sha256": digests.lookup(f)} for f in files]
-    return out
+def placed_files(files: list[Path], root: Path) -> list[dict]:
+    """The files just placed (verified; ``digests.files_of`` the placed outputs): their paths below
+    ``root``, sizes and SHA-256 (the verifier's read-back computed them; ``None`` where it did not).
+    A file found in a slide's output folder later, or changed since, was never verified
+    (``record``, ``deliver``)."""
+    return [{"file": f.relative_to(root).as_posix(), "size": f.stat().st_size, "sha256": digests.lookup(f)} for f in files]
 
 
 def process_native_copy(src: SlideSource, inv: Inventory, ctx: SlideContext, dest: Destinations, outcome: Outcome, progress: Progress | None) -> None:
