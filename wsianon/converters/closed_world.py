@@ -30,7 +30,7 @@ from wsianon.io.spans import iter_pairs, union_arrays
 from wsianon.io import icc
 from wsianon.io.extents import data_extents
 from wsianon.io.plan import FilePlan, Patch, Plan
-from wsianon.io.tiff import TIFF_MAGIC, TYPES, Kind, TiffStructure, compression_of
+from wsianon.io.tiff import TIFF_MAGIC, TYPES, Kind, TiffStructure, compression_of, value_bytes_only
 from wsianon.profiles.closed_world import allowed_tags, tag_name, value_allowed
 
 ICC_TAG = 34675
@@ -157,18 +157,20 @@ def _rewrite_ifd(ts: TiffStructure, view: PatchedView, ifd, fmt: str) -> tuple[b
     (n,) = ts.unpack("Q" if big else "H", view.pread(ifd.offset, cs))
     raw = view.pread(ifd.offset + cs, n * es)
     allowed = allowed_tags(fmt, set(ifd.entries), compression_of(ts, ifd))
-    keep, dropped, seen = [], [], set()
+    keep: list[tuple[int, int, int]] = []  # (entry index, type, count)
+    dropped, seen = [], set()
     for i in range(n):
         tag, typ, count = ts.unpack("HHQ" if big else "HHI", raw[i * es : i * es + (12 if big else 8)])
         if tag in allowed and tag not in seen and typ in TYPES and value_allowed(tag, typ, count):
-            keep.append(i)
+            keep.append((i, typ, count))
             seen.add(tag)
         else:
             dropped.append(tag)
     nxt = view.pread(ifd.next_field_offset, ts.next_size)
     highs = view.pread(ifd.next_field_offset + 8, 4 * n).ljust(4 * n, b"\0") if ts.kind is Kind.NDPI else b""
-    entries = [_value_bytes_only(ts, raw[i * es : (i + 1) * es], highs[4 * i : 4 * i + 4]) for i in keep]
-    spare = any(e != raw[i * es : (i + 1) * es] or h != highs[4 * i : 4 * i + 4] for i, (e, h) in zip(keep, entries))
+    given = [(raw[i * es : (i + 1) * es], highs[4 * i : 4 * i + 4]) for i, _, _ in keep]
+    entries = [value_bytes_only(ts.kind, e, h, typ, count) for (e, h), (_, typ, count) in zip(given, keep)]
+    spare = entries != given
     if not dropped and not spare:
         return None, ifd.end - ifd.offset, [], seen
     block = ts.pack("Q" if big else "H", len(keep)) + b"".join(e for e, _ in entries) + nxt
@@ -176,23 +178,6 @@ def _rewrite_ifd(ts: TiffStructure, view: PatchedView, ifd, fmt: str) -> tuple[b
         block += b"".join(h for _, h in entries)
     used = len(block)
     return block + bytes(ifd.end - ifd.offset - used), used, dropped, seen
-
-
-def _value_bytes_only(ts: TiffStructure, entry: bytes, high: bytes) -> tuple[bytes, bytes]:
-    """An IFD entry (and its NDPI high half) with every byte that holds no value zeroed: the
-    unused tail of a value stored in the entry's field (a SHORT leaves 2 of 4 bytes, 6 of 8 in a
-    BigTIFF), and an NDPI high half that is not part of an offset or a single LONG (an inline
-    value's high half).  A reader never looks at those bytes, so they could hold text."""
-    big = ts.kind is Kind.BIG
-    typ, count = ts.unpack("HQ" if big else "HI", entry[2 : 12 if big else 8])
-    head = 12 if big else 8
-    size = TYPES[typ][1] * count
-    inline = size <= len(entry) - head and not (ts.kind is Kind.NDPI and typ == 2)
-    if inline:
-        entry = entry[: head + size] + bytes(len(entry) - head - size)
-        if high and not (count == 1 and typ in (4, 13)):
-            high = bytes(len(high))
-    return entry, high
 
 
 def close_plan(plan: Plan, fmt: str) -> None:

@@ -385,6 +385,22 @@ class TiffStructure:
         return self.pack("I" if self.first_field_size == 4 else "Q", value)
 
 
+def value_bytes_only(kind: Kind, entry: bytes, high: bytes, typ: int, count: int) -> tuple[bytes, bytes]:
+    """An IFD entry (and its NDPI high half) with every byte that holds no value zeroed: the unused
+    tail of a value stored in the entry's field (a SHORT leaves 2 of 4 bytes, 6 of 8 in a
+    BigTIFF), and an NDPI high half that is not part of an offset or a single LONG (an inline
+    value's high half).  A reader never looks at those bytes, so they could hold text: the closed
+    world zeroes them, the verifier refuses an entry where this differs from the entry."""
+    head = 12 if kind is Kind.BIG else 8
+    size = TYPES[typ][1] * count
+    if size > len(entry) - head or (kind is Kind.NDPI and typ == 2):
+        return entry, high  # the field holds an offset
+    entry = entry[: head + size] + bytes(len(entry) - head - size)
+    if high and not (count == 1 and typ in (4, 13)):
+        high = bytes(len(high))
+    return entry, high
+
+
 def compression_of(ts: TiffStructure, ifd: IFD) -> int:
     """The IFD's Compression as one integer: 1 (none) when the tag is absent, or when its value is
     not one number a reader would take (such an entry is no JPEG page's)."""

@@ -26,7 +26,7 @@ from wsianon.errors import WsianonError
 from wsianon.io.extents import data_extents
 from wsianon.io.scan import Finding
 from wsianon.io.jpeg import restart_intervals
-from wsianon.io.tiff import TYPES, Kind, TiffStructure, chunk_count, compression_of
+from wsianon.io.tiff import TYPES, Kind, TiffStructure, chunk_count, compression_of, value_bytes_only
 from wsianon.profiles import load
 from wsianon.profiles.closed_world import allowed_tags, tag_name, value_allowed
 from wsianon.verify.tileid import release_cycles
@@ -93,7 +93,7 @@ def _structure(path: Path, fmt: str):
                 tag, typ, count = ts.unpack("HHQ" if big else "HHI", raw[i * es : i * es + (12 if big else 8)])
                 if tag in seen or tag not in allowed or typ not in TYPES or not value_allowed(tag, typ, count):
                     bad.append((ifd.index, tag, ifd.offset + cs + i * es))
-                elif _spare_bytes_set(ts, raw[i * es : (i + 1) * es], typ, count, highs[4 * i : 4 * i + 4]):
+                elif value_bytes_only(ts.kind, entry := raw[i * es : (i + 1) * es], high := highs[4 * i : 4 * i + 4], typ, count) != (entry, high):
                     loose.append((ifd.index, tag, ifd.offset + cs + i * es, "bytes of its entry that hold no value are not zero"))
                 elif tag in _PER_INTERVAL and count > _restart_intervals(ts, ifd):
                     loose.append((ifd.index, tag, ifd.offset + cs + i * es, "more values than its strip has restart intervals"))
@@ -144,20 +144,6 @@ def _restart_intervals(ts: TiffStructure, ifd) -> int:
     if len(o) != 1:
         return 1
     return restart_intervals(ts.read(int(o[0]), min(int(c[0]), 1 << 16))) or 1
-
-
-def _spare_bytes_set(ts: TiffStructure, entry: bytes, typ: int, count: int, high: bytes) -> bool:
-    """Whether an entry whose value lies in its own field leaves a byte of that field non-zero
-    after the value (a SHORT fills 2 of its 4 bytes, 6 of 8 in a BigTIFF), or, in an NDPI file,
-    has a non-zero high half that is no part of its value (only a single LONG's high half is):
-    bytes no reader looks at."""
-    head = 12 if ts.kind is Kind.BIG else 8
-    size = TYPES[typ][1] * count
-    if size > len(entry) - head or (ts.kind is Kind.NDPI and typ == 2):
-        return False  # the field holds an offset
-    if any(entry[head + size :]):
-        return True
-    return bool(high) and not (count == 1 and typ in (4, 13)) and any(high)
 
 
 def icc_problems(data: bytes, safe_types: set[bytes]) -> int:
