@@ -73,3 +73,26 @@ def test_a_dicom_slide_missing_one_instance_or_with_a_changed_size_is_processed_
     assert "1 slide(s) done earlier have outputs missing or changed in OUT" in e
     code, o, e = cli("certify", "--check", out)
     assert code == 0 and "CONFIRMED" in o + e
+
+
+def test_a_kill_after_the_requeue_leaves_a_slide_the_next_run_redoes(tmp_path, tmp_path_factory, cli):
+    """kill -9 between marking a slide with missing outputs pending and processing it: the next run
+    has no 'ok' row to find missing, yet what is left of the slide's outputs (its folder, the other
+    instances) is replaced, not refused as an existing output."""
+    import sqlite3
+
+    src = small_svs_folder(tmp_path_factory, "lostkill", 1)
+    out = tmp_path / "out"
+    assert cli("run", "--target", "dicom", src, "-o", out)[0] == 0
+    (folder,) = [p for p in out.iterdir() if p.is_dir()]
+    (first,) = sorted(folder.glob("*.dcm"))[:1]
+    first.unlink()
+    db = sqlite3.connect(tmp_path / "out.wsianon-job.sqlite")
+    with db:
+        db.execute("UPDATE slides SET state='pending'")  # what requeue_lost commits before the kill
+    db.close()
+    code, _, e = cli("run", "--target", "dicom", src, "-o", out)
+    assert code == 0, e
+    assert first.exists() and "missing or changed in OUT" not in e
+    code, o, e = cli("certify", "--check", out)
+    assert code == 0 and "CONFIRMED" in o + e
