@@ -385,7 +385,7 @@ def _write_sheet(out: Path | None, sheet: Path, result) -> Path | None:
         return None  # nothing was anonymized: no source to show
     assert out is not None, "a review sheet is only planned with -o OUT"
     try:
-        write_review_sheet(out, sheet, result.mapping_path, result.quarantine_dir)
+        write_review_sheet(out, sheet, result.mapping_path, result.quarantine_dir, data=result.record)
     except WsianonError as exc:
         err_console.print(f"[red]error:[/red] {safe_text(exc.one_line())}", highlight=False, soft_wrap=True)
         return None
@@ -646,10 +646,11 @@ def certify(
             if done == 0:
                 err_console.print(record.RENDERING.format(total), highlight=False)
 
-        paths = record.write_record(out, key=load_or_create_key(key_file) if key_file else None, on_render=rendering)
+        keep: dict = {}
+        paths = record.write_record(out, key=load_or_create_key(key_file) if key_file else None, on_render=rendering, keep=keep)
         out_console.print(f"report:      {paths['html']}\ncertificate: {paths['certificate']} (+ {paths['pdf'].name})", highlight=False, soft_wrap=True)
         if review_sheet is not None:
-            sheet = record.write_review_sheet(out, review_sheet, mapping)
+            sheet = record.write_review_sheet(out, review_sheet, mapping, data=keep.get("record"))
             out_console.print(
                 f"review sheet (PRIVATE: shows the sources' labels and macros, identifying; never share): {sheet}", highlight=False, soft_wrap=True
             )

@@ -210,9 +210,10 @@ def _outcome_from_entry(e: dict) -> Outcome:
     )
 
 
-def regenerate(man: Manifest, out: Path | None, mapping_path: Path | None, cfg, key: bytes | None = None, on_render=None) -> Path | None:
+def regenerate(man: Manifest, out: Path | None, mapping_path: Path | None, cfg, key: bytes | None = None, on_render=None, keep=None) -> Path | None:
     """Write OUT/wsianon-report.json and the mapping CSV from the manifest (cumulative), then the
-    record (``on_render(done, total)``: the slides whose images it renders, see ``record.collect``)."""
+    record (``on_render(done, total)``: the slides whose images it renders, see ``record.collect``;
+    ``keep``: see ``record.write_record``)."""
     import csv
     import io
 
@@ -267,7 +268,7 @@ def regenerate(man: Manifest, out: Path | None, mapping_path: Path | None, cfg, 
         from wsianon.pipeline.record import write_record
 
         assert out is not None, "the report is only written into OUT"
-        write_record(out, key=key, on_render=on_render)  # HTML report + certificate, from the cumulative report and the outputs
+        write_record(out, key=key, on_render=on_render, keep=keep)  # HTML report + certificate, from the cumulative report and the outputs
     return report_path
 
 
@@ -762,10 +763,13 @@ class _Run:
         """The job's result: this run's outcomes, then those of slides done in earlier runs."""
         man = self.man
         report_path = None
+        keep: dict = {}
         if man is not None:
             _clean_staging(self.out)  # what a lost worker left (every slide of this run is settled)
             man.end_run(self.run_id, "finished")
-            report_path = regenerate(man, self.out, mapping_path, self.cfg, on_render=lambda done, total: self.emit("record", done=done, total=total))
+            report_path = regenerate(
+                man, self.out, mapping_path, self.cfg, on_render=lambda done, total: self.emit("record", done=done, total=total), keep=keep
+            )
         outcomes = list(self.live)
         if man is not None:
             labels_now = {o.input_label for o in self.live}
@@ -778,6 +782,7 @@ class _Run:
         res.processed = len(self.live)
         res.skipped_inputs = len(man.skipped()) if man else 0
         res.key_fingerprint = kfp
+        res.record = keep.get("record")  # what the record collected: the review sheet shows the same
         if report_path is not None and self.out is not None:
             from wsianon.pipeline.record import unlisted_files
 

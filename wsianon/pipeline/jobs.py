@@ -15,7 +15,7 @@ import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from wsianon.converters.base import SlideContext
 from wsianon.errors import NothingToShare, WsianonError
@@ -70,6 +70,7 @@ class JobResult:
     skipped_inputs: int = 0  # input files that are not slides
     key_fingerprint: str | None = None
     unlisted: list[str] = field(default_factory=list)  # files in OUT no verification vouches for (record.unlisted_files)
+    record: Any = None  # what the record collected (record.RecordData): the review sheet shows the same
 
     @property
     def exit_code(self) -> int:

@@ -32,6 +32,7 @@ import hashlib
 import html
 import io
 import json
+import os
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -188,6 +189,7 @@ class _Cache:
 
     def __init__(self, out: Path):
         self.db = None
+        self.reads = 0  # output files read to hash them (not found in the cache unchanged, nor known from the run)
         path = out.parent / f"{out.name}.wsianon-record.sqlite"
         try:
             self.db = sqlite3.connect(path)
@@ -220,13 +222,16 @@ class _Cache:
             except sqlite3.Error:
                 self._drop()
 
-    def sha(self, rel: str, p: Path) -> str:
-        st = p.stat()
+    def sha(self, rel: str, p: Path, st=None) -> str:
+        st = st or p.stat()
         row = self._get("select size, mtime, sha from files where rel=?", (rel,))
         if row and row[0] == st.st_size and row[1] == st.st_mtime_ns:
             return row[2]
         # the verifier's read-back pass hashed this very file (same inode, size, mtime) already
-        digest = io_digests.lookup(p) or sha256_file(p)
+        digest = io_digests.lookup(p)
+        if digest is None:
+            self.reads += 1
+            digest = sha256_file(p)
         self._put("insert or replace into files values (?,?,?,?)", (rel, st.st_size, st.st_mtime_ns, digest))
         return digest
 
@@ -289,10 +294,11 @@ def placeholder(text: str) -> str:
     return _PLACEHOLDERS[text]
 
 
-def render_slide_images(path: Path | list[Path], thumbnail: bool = True) -> dict:
+def render_slide_images(path: Path | list[Path], thumbnail: bool = True, kinds: tuple[str, ...] | None = None) -> dict:
     """Thumbnail and kept associated images of one slide (an output, or a source for the review
     sheet): ``{"thumbnail": uri | None, "images": [[kind, uri], ...], "error": str | None}``.
-    ``thumbnail=False``: the associated images only (the review sheet shows no source thumbnail)."""
+    ``thumbnail=False``: the associated images only (the review sheet shows no source thumbnail);
+    ``kinds``: only the associated images of these kinds are rendered (None: all)."""
     res: dict = {"thumbnail": None, "images": [], "error": None}
     files = list(path) if isinstance(path, list) else None
     path = Path(path[0] if isinstance(path, list) else path)
@@ -305,7 +311,7 @@ def render_slide_images(path: Path | list[Path], thumbnail: bool = True) -> dict
                 if thumbnail:
                     res["thumbnail"] = data_uri(wsi.read_thumbnail((THUMB_PX, THUMB_PX)), THUMB_PX)
                 for kind, n, read in (("label", len(wsi.labels or []), wsi.read_label), ("overview", len(wsi.overviews or []), wsi.read_overview)):
-                    for i in range(n):
+                    for i in range(n if kinds is None or kind in kinds else 0):
                         res["images"].append([kind, data_uri(read(i), ASSOC_PX * 2)])
         else:
             import openslide
@@ -313,8 +319,9 @@ def render_slide_images(path: Path | list[Path], thumbnail: bool = True) -> dict
             with openslide.OpenSlide(str(path)) as s:
                 if thumbnail:
                     res["thumbnail"] = data_uri(bounded_thumbnail(s, THUMB_PX), THUMB_PX)
-                for name, img in sorted(s.associated_images.items()):
-                    res["images"].append([name, data_uri(img, ASSOC_PX * 2)])
+                assoc = s.associated_images  # read one by one, as asked for
+                for name in sorted(n for n in assoc if kinds is None or n in kinds):
+                    res["images"].append([name, data_uri(assoc[name], ASSOC_PX * 2)])
     except Exception as exc:  # a card says why; the rest of the record is still written
         res["error"] = f"could not be rendered ({type(exc).__name__})"
     return res
@@ -464,10 +471,12 @@ def _verified_main(out: Path, s: dict, files: list[OutputFile], verified: list[d
 
 def _output_files(out: Path, outputs: list[str]) -> list[Path]:
     files: list[Path] = []
+    top = Path(out).resolve()
     for o in outputs:
         p = out / o
-        if not is_inside(p, out) or p.resolve() == out.resolve():
-            continue  # a report naming something outside OUT is not followed
+        where = p.resolve()
+        if where == top or top not in where.parents:
+            continue  # a report naming something outside OUT (or OUT itself) is not followed
         if p.is_dir():
             files.extend(sorted(f for f in p.rglob("*") if f.is_file()))
         elif p.is_file():
@@ -485,7 +494,8 @@ def _hashed_files(out: Path, outputs: list[str], cache: _Cache, verified: list[d
     unverified = 0
     for p in _output_files(out, outputs):
         rel = p.relative_to(out).as_posix()
-        f = OutputFile(rel, p.stat().st_size, cache.sha(rel, p))
+        st = p.stat()
+        f = OutputFile(rel, st.st_size, cache.sha(rel, p, st))
         entry = listed.get(rel) if listed is not None else None
         if listed is not None and (entry is None or entry.get("size") != f.size or entry.get("sha256") not in (None, f.sha256)):
             unverified += 1
@@ -590,8 +600,11 @@ def _render_all(todo: list[_Render]):
             yield from zip(part, ex.map(render, part))
 
 
-def _show(out: Path, rec: SlideRecord, imgs: dict) -> None:
+def _show(out: Path, rec: SlideRecord, imgs: dict, read: bool = True) -> None:
+    """``imgs`` on the slide's card; ``read``: the record read its outputs (rendered or hashed them)."""
     rec.thumbnail, rec.images, rec.image_error = imgs["thumbnail"], imgs["images"], imgs["error"]
+    if not read:
+        return  # images and hashes from the cache: nothing of the outputs was read
     for p in _output_files(out, rec.outputs):  # read for the record: pages the run dropped stay dropped
         io_cache.drop_tree(p, only_synced=True)
 
@@ -638,6 +651,7 @@ def collect(out: Path, report: dict | None = None, key: bytes | None = None, on_
             )
             if rec.status in SHARED_STATES:
                 verified = s.get("files") if isinstance(s.get("files"), list) else None
+                reads = cache.reads
                 rec.files, unverified = _hashed_files(out, rec.outputs, cache, verified)
                 if unverified:
                     rec.notes.append(UNVERIFIED_NOTE.format(unverified))
@@ -648,7 +662,7 @@ def collect(out: Path, report: dict | None = None, key: bytes | None = None, on_
                 elif imgs is None:
                     todo.append(_Render(rec, sig, _verified_main(out, s, rec.files, verified)))
                 else:
-                    _show(out, rec, imgs)
+                    _show(out, rec, imgs, read=cache.reads != reads)
             slides.append(rec)
         if todo and on_render is not None:
             on_render(0, len(todo))
@@ -960,14 +974,17 @@ def certificate_pdf(cert: dict) -> bytes:
 # entry points
 
 
-def write_record(out: Path, key: bytes | None = None, on_render: Callable[[int, int], None] | None = None) -> dict[str, Path]:
+def write_record(out: Path, key: bytes | None = None, on_render: Callable[[int, int], None] | None = None, keep: dict | None = None) -> dict[str, Path]:
     """Write the HTML report, the certificate JSON and its PDF into OUT (from the report JSON);
-    ``on_render``: see :func:`collect`."""
+    ``on_render``: see :func:`collect`.  ``keep``: ``keep["record"]`` is set to what was collected
+    (the review sheet written next shows the same, without collecting it again)."""
     out = Path(out)
     try:
         data = collect(out, key=key, on_render=on_render)
     except OSError as exc:
         raise OutputError(out, f"cannot read the outputs for the report/certificate: {os_reason(exc)}") from None
+    if keep is not None:
+        keep["record"] = data
     paths = {"html": out / REPORT_HTML, "certificate": out / CERT_JSON, "pdf": out / CERT_PDF}
     try:
         write_atomic(paths["html"], render_html(data).encode("utf-8"))
@@ -1093,9 +1110,31 @@ def is_inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def write_review_sheet(out: Path, sheet: Path, mapping: Path | None = None, quarantine: Path | None = None) -> Path:
+SOURCE_KINDS = ("label", "macro", "overview")  # what the review sheet shows of a source
+
+
+def _source_images(src: Path) -> dict:
+    """A source's label and macro for the review sheet: ``{"images": [[kind, uri], ...], "error"}``."""
+    simg = render_slide_images(_dicom_series_folder(src) if src.suffix.lower() == ".dcm" else src, thumbnail=False, kinds=SOURCE_KINDS)
+    return {"images": [[k, u] for k, u in simg["images"] if k in SOURCE_KINDS], "error": simg["error"]}
+
+
+def write_review_sheet(
+    out: Path,
+    sheet: Path,
+    mapping: Path | None = None,
+    quarantine: Path | None = None,
+    on_render: Callable[[Path], None] | None = None,
+    data: RecordData | None = None,
+) -> Path:
     """The private review sheet (identifying by design): refused inside OUT, written mode 0600.
-    A quarantined slide shows its quarantined output (private too), so the reviewer sees what failed."""
+    A quarantined slide shows its quarantined output (private too), so the reviewer sees what failed.
+    The sources' images (and the quarantined outputs') are rendered once and kept in the sheet's
+    private cache (:mod:`wsianon.pipeline.sheetcache`); ``on_render(path)`` is called for each
+    one rendered now (not found there unchanged).  ``data``: what :func:`write_record` collected
+    just before (see its ``keep``); None: collected here."""
+    from wsianon.pipeline.sheetcache import SheetImages
+
     out, sheet = Path(out), Path(sheet)
     quarantine = Path(quarantine) if quarantine else out.parent / f"{out.name}.quarantine"
     if is_inside(sheet, out):
@@ -1108,39 +1147,26 @@ def write_review_sheet(out: Path, sheet: Path, mapping: Path | None = None, quar
     for row in rows:  # a source (the sheet would replace the slide: inputs are never modified)
         if same_file(sheet, row["source"]):
             raise OutputError(sheet, "the review sheet path names an input slide; nothing was written there (inputs are never modified)")
-    data = collect(out)
+    if data is None:
+        data = collect(out)
     by_out: dict[str, dict] = {}
     for row in rows:
         for o in row["outputs"]:
             by_out[o] = row
         if row.get("slide"):
             by_out[row["slide"]] = row
-    cards = []
-    for s in data.slides:
-        mrow = next((by_out[o] for o in s.outputs + [s.slide] if o in by_out), None)
-        src = Path(mrow["source"]) if mrow else None
-        if src is not None and src.exists():
-            simg = render_slide_images(_dicom_series_folder(src) if src.suffix.lower() == ".dcm" else src, thumbnail=False)
-            src_imgs = [(k, u) for k, u in simg["images"] if k in ("label", "macro", "overview")]
-            src_note = simg["error"] or ("" if src_imgs else "the source has no label or macro image")
-        else:
-            src_imgs, src_note = [], "source not available"
-        left = "".join(f'<figure><img src="{u}" alt="source {_e(k)}"><figcaption>SOURCE {_e(k)}</figcaption></figure>' for k, u in src_imgs)
-        right = f'<figure><img src="{s.thumbnail or placeholder("not shared: " + s.status)}" alt="output"><figcaption>OUTPUT slide</figcaption></figure>'
-        qdir = quarantine / s.slide
-        if s.status == State.QUARANTINED and qdir.is_dir():
-            main = _main_output(qdir, {"outputs": sorted(p.name for p in qdir.iterdir() if p.name != "findings.json")})
-            qimg = render_slide_images(main) if main else {"thumbnail": None}
-            if qimg["thumbnail"]:
-                right += f'<figure><img src="{qimg["thumbnail"]}" alt="quarantined output"><figcaption>QUARANTINED output (not shared)</figcaption></figure>'
-        right += "".join(f'<figure><img src="{u}" alt="kept {_e(k)}"><figcaption>OUTPUT kept {_e(k)}</figcaption></figure>' for k, u in s.images)
-        cards.append(
-            f'<article class="card" data-slide="{_e(s.slide)}"><h3>{_e(s.slide)} {_badge(s.status)} <span class=muted>{_e(s.format)}</span></h3>'
-            f'<p class="mono">{_e(src) if src else "(no mapping row)"}</p>'
-            f'<div class="grid2"><div><b>Source (identifying)</b><div class="pics">{left}</div><p class=muted>{_e(src_note)}</p></div>'
-            f'<div><b>Shared output</b><div class="pics">{right}</div></div></div>'
-            "<p><label><input type=checkbox> label gone and macro free of text, confirmed by eye</label></p></article>"
-        )
+    cache = SheetImages(sheet, out)
+
+    def rendered(key: bytes, path: Path, files: list[Path], fn: Callable[[], dict]) -> dict:
+        def render() -> dict:
+            if on_render is not None:
+                on_render(path)
+            return fn()
+
+        return cache.render(key, files, render, salt=f"{THUMB_PX}:{ASSOC_PX}:{','.join(SOURCE_KINDS)}")
+
+    with cache:  # on an error, nothing is pruned
+        cards = _sheet_cards(data, by_out, quarantine, rendered)
     doc = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>PRIVATE wsianon review sheet</title>
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
 <style>{_CSS} .card img{{max-width:300px;max-height:240px;border:1px solid var(--bd)}} .warn{{background:#b3261e}}</style></head>
@@ -1151,3 +1177,43 @@ def write_review_sheet(out: Path, sheet: Path, mapping: Path | None = None, quar
     except OSError as exc:
         raise OutputError(sheet, f"cannot write the review sheet: {os_reason(exc)}") from None
     return sheet
+
+
+def _sheet_cards(data: RecordData, by_out: dict[str, dict], quarantine: Path, rendered) -> list[str]:
+    """The review sheet's cards: each slide's source images beside its output's (``rendered(key,
+    path, files, render)``: a render, or the same from the sheet's private cache)."""
+    from wsianon.pipeline.sheetcache import source_files
+
+    cards = []
+    for s in data.slides:
+        mrow = next((by_out[o] for o in s.outputs + [s.slide] if o in by_out), None)
+        src = Path(mrow["source"]) if mrow else None
+        if src is not None and src.exists():
+            simg = rendered(b"source:" + os.fsencode(src), src, source_files(src), lambda src=src: _source_images(src))
+            src_imgs = [(k, u) for k, u in simg["images"]]
+            src_note = simg["error"] or ("" if src_imgs else "the source has no label or macro image")
+        else:
+            src_imgs, src_note = [], "source not available"
+        left = "".join(f'<figure><img src="{u}" alt="source {_e(k)}"><figcaption>SOURCE {_e(k)}</figcaption></figure>' for k, u in src_imgs)
+        right = f'<figure><img src="{s.thumbnail or placeholder("not shared: " + s.status)}" alt="output"><figcaption>OUTPUT slide</figcaption></figure>'
+        qdir = quarantine / s.slide
+        if s.status == State.QUARANTINED and qdir.is_dir():
+            qfiles = sorted(p for p in qdir.rglob("*") if p.is_file() or p.is_symlink())
+            qimg = rendered(b"quarantined:" + os.fsencode(qdir), qdir, qfiles, lambda qdir=qdir: _quarantined_images(qdir))
+            if qimg["thumbnail"]:
+                right += f'<figure><img src="{qimg["thumbnail"]}" alt="quarantined output"><figcaption>QUARANTINED output (not shared)</figcaption></figure>'
+        right += "".join(f'<figure><img src="{u}" alt="kept {_e(k)}"><figcaption>OUTPUT kept {_e(k)}</figcaption></figure>' for k, u in s.images)
+        cards.append(
+            f'<article class="card" data-slide="{_e(s.slide)}"><h3>{_e(s.slide)} {_badge(s.status)} <span class=muted>{_e(s.format)}</span></h3>'
+            f'<p class="mono">{_e(src) if src else "(no mapping row)"}</p>'
+            f'<div class="grid2"><div><b>Source (identifying)</b><div class="pics">{left}</div><p class=muted>{_e(src_note)}</p></div>'
+            f'<div><b>Shared output</b><div class="pics">{right}</div></div></div>'
+            "<p><label><input type=checkbox> label gone and macro free of text, confirmed by eye</label></p></article>"
+        )
+    return cards
+
+
+def _quarantined_images(qdir: Path) -> dict:
+    """A quarantined output's thumbnail (the review sheet shows what failed)."""
+    main = _main_output(qdir, {"outputs": sorted(p.name for p in qdir.iterdir() if p.name != "findings.json")})
+    return render_slide_images(main) if main else {"thumbnail": None, "images": [], "error": None}
