@@ -32,6 +32,7 @@ from wsianon.pipeline.manifest import MANIFEST_SUFFIX, JobLock, Manifest, _sql_r
 from wsianon.pipeline.model import Outcome
 from wsianon.pipeline.pseudonyms import load_pseudonym_map
 from wsianon.pipeline.report import REPORT_NAME, build_report, policy_fields
+from wsianon.pipeline.reportjson import report_bytes
 from wsianon.pipeline.selection import Candidate, display, select_inputs
 from wsianon.profiles.policy import PseudonymFrom, values
 from wsianon.pipeline.model import DONE_STATES, STATE_OF_STATUS, State, Status
@@ -218,6 +219,8 @@ def regenerate(man: Manifest, out: Path | None, mapping_path: Path | None, cfg, 
     import io
 
     rows = man.rows()
+    if keep is not None:
+        keep["rows"] = rows  # the job's result lists them too (nothing is written in between)
     entries = [r.entry for r in rows if r.entry is not None]
     report_path = None
     if out is not None:
@@ -247,7 +250,7 @@ def regenerate(man: Manifest, out: Path | None, mapping_path: Path | None, cfg, 
         data["skipped_inputs"] = [{"input": label, "reason": reason} for _, label, reason in skipped]
         report_path = Path(out) / REPORT_NAME
         try:
-            write_atomic(report_path, (json.dumps(data, indent=2) + "\n").encode())
+            write_atomic(report_path, report_bytes(data, Path(out)))  # json.dumps(data, indent=2), unchanged entries from the record's cache
         except OSError as exc:
             raise OutputError(report_path, f"cannot write the report: {os_reason(exc)}") from None
     if mapping_path is not None:
@@ -773,7 +776,7 @@ class _Run:
         outcomes = list(self.live)
         if man is not None:
             labels_now = {o.input_label for o in self.live}
-            for row in man.rows():
+            for row in keep.get("rows") or man.rows():
                 if row.entry is not None and row.entry.get("slide") not in labels_now:
                     outcomes.append(_outcome_from_entry(row.entry))
         has_mapping = mapping_path is not None and mapping_path.exists() and man is not None and bool(man.mapping_rows())
