@@ -10,6 +10,7 @@ still caught: not certified, and the run says OUT is not ready.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -74,3 +75,21 @@ def test_a_rerun_with_nothing_to_do_still_catches_a_changed_output(tmp_path, cli
     cert = json.loads((out / record.CERT_JSON).read_text())
     assert victim.name not in {o["file"] for o in cert["outputs"]} and len(cert["outputs"]) == 1
     assert record.unlisted_files(out) == [victim.name]
+
+
+def test_a_private_file_is_written_again_unless_it_holds_exactly_the_same(tmp_path):
+    from wsianon.io.atomic import holds, write_private_if_changed
+
+    p = tmp_path / "sheet.html"
+    data = bytes(range(256)) * 5000  # more than one comparison block
+    assert write_private_if_changed(p, data) is True and p.read_bytes() == data
+    assert write_private_if_changed(p, data) is False and holds(p, data, 0o600)
+    changed = bytearray(data)
+    changed[-1] ^= 1  # same size, last byte differs
+    assert write_private_if_changed(p, bytes(changed)) is True and p.read_bytes() == changed
+    os.chmod(p, 0o644)  # readable by others: written again (mode 0600) though the same
+    assert write_private_if_changed(p, bytes(changed)) is True and oct(p.stat().st_mode & 0o777) == "0o600"
+    link = tmp_path / "link.html"
+    link.symlink_to(p)
+    assert not holds(link, bytes(changed), 0o600)  # a link is replaced, never written through
+    assert write_private_if_changed(link, bytes(changed)) is True and not link.is_symlink()

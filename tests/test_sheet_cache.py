@@ -48,13 +48,17 @@ def _sheet(out: Path, sheet: Path) -> list[Path]:
 def test_a_rerun_renders_no_source_again_and_a_changed_source_is(tmp_path, cli):
     srcs, out, sheet = _job(tmp_path, cli)
     cache = cache_path(sheet)
+    mapping = tmp_path / "out.mapping.csv"
     first, stamp = sheet.read_bytes(), (_sha(cache), cache.stat().st_mtime_ns)
+    files = [(p.stat().st_ino, p.stat().st_mtime_ns) for p in (sheet, mapping)]
     assert first.count(b"SOURCE label") == 3 and first.count(b"SOURCE macro") == 3
-    # the same job again (CLI): nothing to do, nothing rendered — the cache is not even written
+    # the same job again (CLI): nothing to do, nothing rendered — the cache is not even written,
+    # nor are the sheet and the mapping, whose content would not change
     code, _o, err = cli("run", tmp_path / "in", "-o", out, "--key-file", tmp_path / "job.key")
     assert code == 0 and "3 slide(s) already done" in err, err
     assert (_sha(cache), cache.stat().st_mtime_ns) == stamp
     assert sheet.read_bytes() == first
+    assert [(p.stat().st_ino, p.stat().st_mtime_ns) for p in (sheet, mapping)] == files
     # through the entry point that counts: no render, the same sheet
     assert _sheet(out, sheet) == []
     assert sheet.read_bytes() == first
@@ -90,10 +94,12 @@ def test_the_cache_is_private_outside_out_and_never_part_of_the_record(tmp_path,
     assert cache.name not in cert and "sheet_images" not in cert
     shareable = (tmp_path / "out.wsianon-record.sqlite").read_bytes()
     assert all(u[1].encode() not in shareable for u in label_uris)  # the sources' label and macro renders
-    # made readable to others by hand: private again after the next sheet, the record still confirmed
+    # made readable to others by hand (the cache, the sheet): private again after the next sheet,
+    # though its content is the same; the record still confirmed
     os.chmod(cache, 0o644)
+    os.chmod(sheet, 0o644)
     assert _sheet(out, sheet) == []
-    assert oct(cache.stat().st_mode & 0o777) == "0o600"
+    assert oct(cache.stat().st_mode & 0o777) == "0o600" and oct(sheet.stat().st_mode & 0o777) == "0o600"
     assert cli("certify", "--check", out)[0] == 0 and record.unlisted_files(out) == []
     # certify --review-sheet elsewhere: its own cache beside it (rendered once), also 0600
     other = tmp_path / "private" / "sheet.html"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -111,6 +112,31 @@ class Staging:
 def write_private(path: Path, data: bytes) -> None:
     """Write a small private file (mode 0600) atomically."""
     write_atomic(path, data, 0o600)
+
+
+def holds(path: Path, data: bytes, mode: int) -> bool:
+    """``path`` is a regular file (not a link) of this mode holding exactly ``data`` (compared a
+    megabyte at a time): writing it again would change nothing but its time stamps."""
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or stat.S_IMODE(st.st_mode) != mode or st.st_size != len(data):
+            return False
+        view, step = memoryview(data), 1 << 20
+        with open(path, "rb", buffering=0) as fh:
+            for i in range(0, len(data), step):
+                if fh.read(step) != view[i : i + step]:
+                    return False
+            return fh.read(1) == b""
+    except OSError:
+        return False
+
+
+def write_private_if_changed(path: Path, data: bytes) -> bool:
+    """:func:`write_private`, unless the file already holds ``data`` with mode 0600; True: written."""
+    if holds(path, data, 0o600):
+        return False
+    write_private(path, data)
+    return True
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:

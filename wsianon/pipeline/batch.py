@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Callable
 from wsianon.converters.base import SlideContext
 from wsianon.errors import OutputError, UnsupportedFormat, WsianonError
 from wsianon.io import digests as io_digests
-from wsianon.io.atomic import STAGING_PREFIX, write_atomic, write_private
+from wsianon.io.atomic import STAGING_PREFIX, write_atomic, write_private_if_changed
 from wsianon.io.safefile import kind_of
 from wsianon.io.safefile import same_file
 from wsianon.io.safetext import os_reason, redact_paths
@@ -264,7 +264,7 @@ def regenerate(man: Manifest, out: Path | None, mapping_path: Path | None, cfg, 
             for s, label, _reason in man.skipped():
                 w.writerow([os.fsdecode(s), label, "skipped"])
             try:
-                write_private(mapping_path, buf.getvalue().encode("utf-8", "surrogateescape"))
+                write_private_if_changed(mapping_path, buf.getvalue().encode("utf-8", "surrogateescape"))
             except OSError as exc:
                 raise OutputError(mapping_path, f"cannot write the mapping: {os_reason(exc)}") from None
     if report_path is not None:

@@ -46,7 +46,7 @@ from wsianon.io.safetext import human_bytes, os_reason
 from wsianon.pipeline.keys import key_fingerprint  # one fingerprint for manifest, report and certificate
 from wsianon import __version__
 from wsianon.errors import OutputError, WsianonError
-from wsianon.io.atomic import write_atomic, write_private
+from wsianon.io.atomic import write_atomic, write_private_if_changed
 from wsianon.io import pdf
 from wsianon.pipeline.report import REPORT_NAME
 from wsianon.pipeline.model import State, Status
@@ -1173,7 +1173,8 @@ def write_review_sheet(
 <body><header class="warn"><h1>PRIVATE — review sheet (identifying)</h1><p>Shows the sources' labels and macros and their paths. Keep it with the private mapping, never share it, delete it after review.</p></header>
 <main>{"".join(cards)}</main></body></html>"""
     try:
-        write_private(sheet, doc.encode("utf-8", "backslashreplace"))  # undecodable file names stay visible, escaped
+        # undecodable file names stay visible, escaped; a sheet that would not change is not written again
+        write_private_if_changed(sheet, doc.encode("utf-8", "backslashreplace"))
     except OSError as exc:
         raise OutputError(sheet, f"cannot write the review sheet: {os_reason(exc)}") from None
     return sheet
