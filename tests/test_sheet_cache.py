@@ -163,7 +163,7 @@ def test_an_mrxs_source_is_rendered_again_when_its_data_folder_changes(tmp_path)
 
     def sheet_run() -> dict:
         with SheetImages(sheet, tmp_path / "out") as cache:
-            return cache.render(b"source:mrxs", source_files(src), render)
+            return cache.render(b"source:mrxs", cache.source_signature(src), render)
 
     imgs = sheet_run()
     assert "label" in [k for k, _u in imgs["images"]] and len(calls) == 1
@@ -171,3 +171,23 @@ def test_an_mrxs_source_is_rendered_again_when_its_data_folder_changes(tmp_path)
     data = files[-1]  # a data file of the slide's folder (the .mrxs itself unchanged)
     os.utime(data, ns=(data.stat().st_atime_ns, data.stat().st_mtime_ns + 1_000_000))
     assert sheet_run() == imgs and len(calls) == 2
+
+
+def test_a_dicom_sources_folder_is_its_signature_walked_once_per_sheet(tmp_path):
+    """A DICOM source's series is grouped from its folder: any file there (below it too) changing
+    renders it again; the folder is walked once per sheet however many series it holds."""
+    from wsianon.pipeline.sheetcache import SheetImages
+
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    for name in ("a.dcm", "b.dcm", "sub/c.dcm", "notes.txt"):
+        (folder / name).write_bytes(b"x" * 10)
+    a, b = folder / "a.dcm", folder / "b.dcm"
+    assert set(source_files(a)) == {folder / n for n in ("a.dcm", "b.dcm", "sub/c.dcm", "notes.txt")}
+    with SheetImages(tmp_path / "sheet.html") as cache:
+        first = cache.source_signature(a)
+        (folder / "sub" / "c.dcm").write_bytes(b"y" * 11)
+        assert cache.source_signature(b) == first  # the same sheet: walked once
+    with SheetImages(tmp_path / "sheet.html") as cache:
+        assert cache.source_signature(a) != first  # the next sheet sees the change
+        assert cache.source_signature(tmp_path / "in" / "notes.txt") != cache.source_signature(a)

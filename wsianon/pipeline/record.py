@@ -1133,7 +1133,7 @@ def write_review_sheet(
     private cache (:mod:`wsianon.pipeline.sheetcache`); ``on_render(path)`` is called for each
     one rendered now (not found there unchanged).  ``data``: what :func:`write_record` collected
     just before (see its ``keep``); None: collected here."""
-    from wsianon.pipeline.sheetcache import SheetImages
+    from wsianon.pipeline.sheetcache import SheetImages, signature
 
     out, sheet = Path(out), Path(sheet)
     quarantine = Path(quarantine) if quarantine else out.parent / f"{out.name}.quarantine"
@@ -1157,13 +1157,18 @@ def write_review_sheet(
             by_out[row["slide"]] = row
     cache = SheetImages(sheet, out)
 
-    def rendered(key: bytes, path: Path, files: list[Path], fn: Callable[[], dict]) -> dict:
+    salt = f"{THUMB_PX}:{ASSOC_PX}:{','.join(SOURCE_KINDS)}"  # what a render looks like: another one is not reused
+
+    def rendered(key: bytes, path: Path, files: list[Path] | None, fn: Callable[[], dict]) -> dict:
+        """``fn()`` for ``path`` (a source when ``files`` is None), or the same from the cache."""
+
         def render() -> dict:
             if on_render is not None:
                 on_render(path)
             return fn()
 
-        return cache.render(key, files, render, salt=f"{THUMB_PX}:{ASSOC_PX}:{','.join(SOURCE_KINDS)}")
+        sig = cache.source_signature(path, salt) if files is None else signature(files, salt) if cache.enabled else None
+        return cache.render(key, sig, render)
 
     with cache:  # on an error, nothing is pruned
         cards = _sheet_cards(data, by_out, quarantine, rendered)
@@ -1183,14 +1188,12 @@ def write_review_sheet(
 def _sheet_cards(data: RecordData, by_out: dict[str, dict], quarantine: Path, rendered) -> list[str]:
     """The review sheet's cards: each slide's source images beside its output's (``rendered(key,
     path, files, render)``: a render, or the same from the sheet's private cache)."""
-    from wsianon.pipeline.sheetcache import source_files
-
     cards = []
     for s in data.slides:
         mrow = next((by_out[o] for o in s.outputs + [s.slide] if o in by_out), None)
         src = Path(mrow["source"]) if mrow else None
         if src is not None and src.exists():
-            simg = rendered(b"source:" + os.fsencode(src), src, source_files(src), lambda src=src: _source_images(src))
+            simg = rendered(b"source:" + os.fsencode(src), src, None, lambda src=src: _source_images(src))
             src_imgs = [(k, u) for k, u in simg["images"]]
             src_note = simg["error"] or ("" if src_imgs else "the source has no label or macro image")
         else:

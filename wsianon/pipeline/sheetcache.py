@@ -77,6 +77,7 @@ class SheetImages:
         self.db: sqlite3.Connection | None = None
         self.used: set[bytes] = set()
         self.renders = 0  # renders done (not found in the cache) since opened
+        self._folders: dict[Path, str | None] = {}  # a DICOM folder's signature, walked once per sheet
         if out is not None:
             where, folder = self.path.resolve(), Path(out).resolve()
             if where == folder or folder in where.parents:
@@ -126,10 +127,22 @@ class SheetImages:
     def enabled(self) -> bool:
         return self.db is not None
 
-    def render(self, key: bytes, files: list[Path], fn: Callable[[], dict], salt: str = "") -> dict:
-        """``fn()``'s images for ``key``, from the cache when ``files`` are unchanged since."""
+    def source_signature(self, src: Path, salt: str = "") -> str | None:
+        """:func:`signature` of :func:`source_files`; the folder of DICOM sources is walked once
+        (a folder holding many series would otherwise be walked and stat'ed once per series)."""
+        if self.db is None:
+            return None
+        src = Path(src)
+        if src.suffix.lower() != ".dcm" or src.is_dir():
+            return signature(source_files(src), salt)
+        if src.parent not in self._folders:
+            self._folders[src.parent] = signature(source_files(src), salt)
+        return self._folders[src.parent]
+
+    def render(self, key: bytes, sig: str | None, fn: Callable[[], dict]) -> dict:
+        """``fn()``'s images for ``key``, from the cache when the files it reads still have the
+        signature ``sig`` (:func:`signature`; None: rendered, not kept)."""
         self.used.add(key)
-        sig = signature(files, salt) if self.db is not None else None
         if sig is not None and self.db is not None:
             try:
                 row = self.db.execute(f"select sig, data from {TABLE} where key=?", (key,)).fetchone()
