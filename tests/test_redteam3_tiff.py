@@ -272,3 +272,37 @@ def test_text_after_the_deflated_tile_positions_fails_closed(cli, tmp_path):
     and nothing but zeros may follow the stream."""
     code, text, out = _run(cli, tmp_path, _mrxs_with_stitching(tmp_path, TEXT))
     assert code != 0 and "failed: vocabulary" in text and not list(out.glob("*.mrxs"))
+
+
+def test_icc_colorimetric_tags_keep_only_their_fields():
+    """A colorimetric tag's element was kept whole: an XYZ tag declared longer than its one
+    XYZNumber, a curve with bytes after its points, and the numeric array types (ui08 ... : any
+    bytes) carried text no CMM reads.  Now the bytes after a type's fields are zeroed and the array
+    types emptied (``io.icc.structural_size``), and the verifier refuses them."""
+    from wsianon.io import icc
+    from wsianon.profiles import load
+    from wsianon.verify.partition import icc_problems
+
+    safe = {t.encode("latin-1") for t in load("tiff_closed_world")["icc_safe_types"]}
+    wtpt = b"XYZ " + bytes(4) + struct.pack(">iii", 63190, 65536, 54061) + TEXT
+    curv = b"curv" + bytes(4) + struct.pack(">IHH", 2, 0, 65535) + TEXT
+    arr = b"ui08" + bytes(4) + TEXT
+    tags = [(b"wtpt", wtpt), (b"rTRC", curv), (b"vcgt", arr)]
+    off, body, entries = 128 + 4 + 12 * len(tags), b"", b""
+    for sig, data in tags:
+        data += bytes(-len(data) % 4)
+        entries += sig + struct.pack(">II", off + len(body), len(data))
+        body += data
+    header = bytearray(128)
+    header[0:4] = struct.pack(">I", 128 + 4 + len(entries) + len(body))
+    header[8:10] = b"\x02\x10"
+    header[12:24] = b"mntrRGB XYZ "
+    header[36:40] = b"acsp"
+    header[68:80] = struct.pack(">3i", *icc.D50)
+    profile = bytes(header) + struct.pack(">I", len(tags)) + entries + body
+    assert icc_problems(profile, safe) > 0
+    out, _ = icc.sanitize(profile)
+    assert icc_problems(out, safe) == 0 and TOKEN.encode() not in out and b"MRN" not in out
+    parsed = {sig: (o, n) for sig, o, n in icc.parse(out)}
+    o, _n = parsed[b"wtpt"]
+    assert out[o : o + 20] == wtpt[:20]  # the white point itself is kept

@@ -36,15 +36,50 @@ SAFE_TYPES = frozenset(
         b"view",
         b"chrm",
         b"mpet",
-        b"ui08",
-        b"ui16",
-        b"ui32",
-        b"ui64",
-        b"uf32",
-        b"s15f",
-        b"u16f",
     }
 )
+# the numeric array types (ui08, ui16, ui32, ui64, uf32) are no standard tag's type: an array of
+# free numbers, i.e. of any bytes — emptied like text
+
+
+def structural_size(elem: bytes) -> int | None:
+    """How many bytes of a colorimetric tag element (``elem``: from its type signature to its
+    stated end) its type's fields take; the bytes after them (up to the element's size) no CMM
+    reads and are zeroed.  None: the type does not say (LUT-based mAB/mBA/mpet keep every byte),
+    or the fields run past the element (malformed: emptied)."""
+    typ = elem[:4]
+
+    def u(at: int, n: int) -> int:
+        return int.from_bytes(elem[at : at + n], "big")
+
+    if typ == b"XYZ ":
+        need = 20  # one XYZNumber: every standard tag of this type holds one
+    elif typ == b"curv":
+        need = 12 + 2 * u(8, 4)
+    elif typ == b"para":
+        params = {0: 1, 1: 3, 2: 4, 3: 5, 4: 7}.get(u(8, 2))
+        if params is None:
+            return 0
+        need = 12 + 4 * params
+    elif typ == b"sf32":
+        need = 44  # chad: a 3x3 matrix
+    elif typ == b"sig ":
+        need = 12
+    elif typ in (b"meas", b"view"):
+        need = 36
+    elif typ == b"chrm":
+        need = 12 + 8 * u(8, 2)
+    elif typ == b"mft1":
+        nin, nout, grid = elem[8:11] if len(elem) >= 11 else (0, 0, 0)
+        need = 48 + 256 * nin + grid**nin * nout + 256 * nout
+    elif typ == b"mft2":
+        nin, nout, grid = elem[8:11] if len(elem) >= 11 else (0, 0, 0)
+        need = 52 + 2 * (u(48, 2) * nin + grid**nin * nout + u(50, 2) * nout)
+    else:
+        return None
+    return need if need <= len(elem) else 0
+
+
 HEADER = 128
 MAX_TAGS = 1024
 
@@ -139,8 +174,12 @@ def sanitize(data: bytes) -> tuple[bytes, int]:
         done.add((off, size))
         typ = data[off : off + 4]
         if typ in SAFE_TYPES:
-            out[off : off + size] = data[off : off + size]
+            need = structural_size(data[off : off + size])
+            end = off + (size if need is None else need)
+            out[off:end] = data[off:end]
             out[off + 4 : off + 8] = bytes(4)  # every tag type's bytes 4-7 are reserved (zero)
+            if need == 0:  # fields running past the element: malformed, emptied
+                out[off : off + 4] = typ
             continue
         out[off : off + 4] = typ
         if typ == b"mluc" and size >= 16:
