@@ -574,6 +574,9 @@ def scan_plain(path: Path, fmt: str, name: str | None = None, blobs: list[tuple[
     return out
 
 
+_ZLIB_MAX = 64 << 20  # a larger record is read as it is (a position record is 9 bytes a camera image)
+
+
 def _zlib_blob_findings(fd: int, off: int, cnt: int, vocab: Vocab, name: str, out: list) -> bool:
     """Judge a blob that is one zlib stream (MRXS StitchingIntensityLayer: the tile positions,
     deflated): its inflated bytes are read as text, and nothing but zeros may follow the stream (a
@@ -581,11 +584,11 @@ def _zlib_blob_findings(fd: int, off: int, cnt: int, vocab: Vocab, name: str, ou
     import zlib
 
     head = os.pread(fd, 2, off)
-    if len(head) < 2 or head[0] & 0x0F != 8 or head[0] >> 4 > 7 or head[1] & 0x20 or (head[0] << 8 | head[1]) % 31:
+    if cnt > _ZLIB_MAX or len(head) < 2 or head[0] & 0x0F != 8 or head[0] >> 4 > 7 or head[1] & 0x20 or (head[0] << 8 | head[1]) % 31:
         return False
     d = zlib.decompressobj()
     try:
-        data = d.decompress(os.pread(fd, cnt, off), 64 << 20)
+        data = d.decompress(os.pread(fd, cnt, off), _ZLIB_MAX)
     except zlib.error:
         return False
     if not d.eof:
