@@ -117,10 +117,10 @@ def j2k_segments(data: bytes) -> list[tuple[str, int, int]] | None:
             end = n - 2
             while end > hp and data[end : end + 2] != b"\xff\xd9":
                 end -= 1
-            if data[end : end + 2] != b"\xff\xd9" or not _tlm_ok(data, main, parts + [(isot, end - start)]):
+            if data[end : end + 2] != b"\xff\xd9" or not _tlm_ok(data, main, parts + [(isot, end - start)]) or not _plt_ok(data, tile, end - (hp + 2)):
                 return None
             return out + [(TAIL, o, ln) for o, ln in _tail(data, end + 2)]
-        if psot < hp + 2 - start or start + psot > n:
+        if psot < hp + 2 - start or start + psot > n or not _plt_ok(data, tile, start + psot - (hp + 2)):
             return None
         parts.append((isot, psot))
         pos = start + psot
@@ -149,8 +149,12 @@ def _header(data: bytes, pos: int, stop: int) -> tuple[list[tuple[int, int, int]
 # the marker segments of JPEG 2000 Part 1 (and HTJ2K's CAP/CPF) by where they may stand; Part 2's
 # (FF70-FF7F) only in a codestream whose Rsiz says Part 2
 _SIZ, _COD, _COC, _QCD, _QCC, _RGN, _POC, _CRG, _CAP = 0xFF51, 0xFF52, 0xFF53, 0xFF5C, 0xFF5D, 0xFF5E, 0xFF5F, 0xFF63, 0xFF50
-_MAIN_ONLY = frozenset({_CAP, _SIZ, 0xFF55, 0xFF57, 0xFF59, 0xFF60, _CRG})  # CAP SIZ TLM PLM CPF PPM CRG
-_TILE_ONLY = frozenset({0xFF58, 0xFF61})  # PLT PPT
+# PLM (FF57), PPM (FF60) and PPT (FF61) are not followed: packet lengths for the whole codestream
+# and packed packet headers are numbers no rule here can prove (the packets are not parsed); WSI
+# encoders (Kakadu, OpenJPEG, Grok) write neither by default.  PLT is, its lengths adding up to its
+# tile-part's data (``_plt_ok``).
+_MAIN_ONLY = frozenset({_CAP, _SIZ, 0xFF55, 0xFF59, _CRG})  # CAP SIZ TLM CPF CRG
+_TILE_ONLY = frozenset({0xFF58})  # PLT
 _EITHER = frozenset({_COD, _COC, _QCD, _QCC, _RGN, _POC, _COM2K})
 
 
@@ -172,8 +176,8 @@ def _exact(data: bytes, segs: list[tuple[int, int, int]], csiz: int, levels: set
     """Whether every marker segment of a header (``segs``) may stand there and, where its fields
     give its size, holds exactly those fields: a segment padded past its fields (a QCD with text
     after its step sizes) or one a Part 1 decoder skips (a Part 2 marker in a Part 1 codestream)
-    holds bytes no decoder reads.  Pointer and packet-header segments (TLM, PLM, PLT, PPM, PPT)
-    and CPF hold numbers only, judged as such."""
+    holds bytes no decoder reads.  Pointer segments (TLM, PLT) are judged by the lengths they index
+    (``_tlm_ok``, ``_plt_ok``), CPF holds numbers only."""
     c = 1 if csiz < 257 else 2
     for m, pos, ln in segs:
         if 0xFF70 <= m <= 0xFF7F:
@@ -205,6 +209,29 @@ def _exact(data: bytes, segs: list[tuple[int, int, int]], csiz: int, levels: set
         if not ok:
             return False
     return True
+
+
+def _plt_ok(data: bytes, tile: list[tuple[int, int, int]], body: int) -> bool:
+    """Whether the PLT segments of a tile-part header (``tile``, in their Zplt order) list packet
+    lengths that add up to the tile-part's data (``body`` bytes after SOD), each length complete
+    (its last byte's high bit clear) and none zero.  An index a decoder may use or not: lengths
+    that are not the packets' could be anything.  Which packet each length belongs to is not
+    proven (the packet headers are not parsed): a PLT can still hold numbers that sum right."""
+    plts = sorted((data[pos + 4], pos, ln) for m, pos, ln in tile if m == 0xFF58)
+    if not plts:
+        return True
+    total = 0
+    for _z, pos, ln in plts:
+        value = 0
+        for b in data[pos + 5 : pos + 2 + ln]:
+            value = (value << 7) | (b & 0x7F)
+            if not b & 0x80:
+                if value == 0:
+                    return False
+                total, value = total + value, 0
+        if ln < 4 or data[pos + 1 + ln] & 0x80:
+            return False
+    return total == body
 
 
 def _tlm_ok(data: bytes, main: list[tuple[int, int, int]], parts: list[tuple[int, int]]) -> bool:

@@ -36,19 +36,100 @@ SAFE_TYPES = frozenset(
         b"view",
         b"chrm",
         b"mpet",
-        b"ui08",
-        b"ui16",
-        b"ui32",
-        b"ui64",
-        b"uf32",
-        b"s15f",
-        b"u16f",
     }
 )
+# the numeric array types (ui08, ui16, ui32, ui64, uf32) are no standard tag's type: an array of
+# free numbers, i.e. of any bytes — emptied like text
+
+
+def structural_size(elem: bytes) -> int | None:
+    """How many bytes of a colorimetric tag element (``elem``: from its type signature to its
+    stated end) its type's fields take; the bytes after them (up to the element's size) no CMM
+    reads and are zeroed.  None: the type does not say (LUT-based mAB/mBA/mpet keep every byte),
+    or the fields run past the element (malformed: emptied)."""
+    typ = elem[:4]
+
+    def u(at: int, n: int) -> int:
+        return int.from_bytes(elem[at : at + n], "big")
+
+    if typ == b"XYZ ":
+        need = 20  # one XYZNumber: every standard tag of this type holds one
+    elif typ == b"curv":
+        need = 12 + 2 * u(8, 4)
+    elif typ == b"para":
+        params = {0: 1, 1: 3, 2: 4, 3: 5, 4: 7}.get(u(8, 2))
+        if params is None:
+            return 0
+        need = 12 + 4 * params
+    elif typ == b"sf32":
+        need = 44  # chad: a 3x3 matrix
+    elif typ == b"sig ":
+        need = 12
+    elif typ in (b"meas", b"view"):
+        need = 36
+    elif typ == b"chrm":
+        need = 12 + 8 * u(8, 2)
+    elif typ == b"mft1":
+        nin, nout, grid = elem[8:11] if len(elem) >= 11 else (0, 0, 0)
+        need = 48 + 256 * nin + grid**nin * nout + 256 * nout
+    elif typ == b"mft2":
+        nin, nout, grid = elem[8:11] if len(elem) >= 11 else (0, 0, 0)
+        need = 52 + 2 * (u(48, 2) * nin + grid**nin * nout + u(50, 2) * nout)
+    else:
+        return None
+    return need if need <= len(elem) else 0
+
+
 HEADER = 128
-_DATE = (24, 36)
-_ID = (84, 100)
 MAX_TAGS = 1024
+
+# The header, closed world (ICC.1:2010 7.2): what a colour transform reads keeps its value — size,
+# version, device class, colour space, PCS, the flags' and attributes' defined bits, the rendering
+# intent, the PCS illuminant (D50 by the specification); the signatures that only name things (CMM,
+# platform, device manufacturer and model, creator), the reserved bits and the 28 reserved bytes are
+# zero.  The three signatures a transform reads are from the specification's enumerations.
+CLASSES = frozenset([b"scnr", b"mntr", b"prtr", b"link", b"spac", b"abst", b"nmcl"])
+SPACES = frozenset(
+    [b"XYZ ", b"Lab ", b"Luv ", b"YCbr", b"Yxy ", b"RGB ", b"GRAY", b"HSV ", b"HLS ", b"CMYK", b"CMY "] + [b"%XCLR" % c for c in b"23456789ABCDEF"]
+)
+D50 = (0x0000F6D6, 0x00010000, 0x0000D32D)
+_D50_SLACK = 64  # encoders round D50 differently (F6D5/F6D6, D32B/D32D): 1/1000 at most
+# tag signatures of ICC.1:2001 (v2) and ICC.1:2010 (v4), and the private ones colour software
+# writes (Apple's vcgt/ndin/mmod, Microsoft's MS00): a tag with any other signature is emptied and its
+# signature zeroed (a CMM ignores a tag it does not know; four free bytes otherwise)
+KNOWN_TAGS = frozenset(
+    t.replace("_", " ").encode()
+    for t in (
+        "A2B0 A2B1 A2B2 A2B3 B2A0 B2A1 B2A2 B2A3 D2B0 D2B1 D2B2 D2B3 B2D0 B2D1 B2D2 B2D3 bXYZ bTRC bkpt bfd_ "
+        "calt targ chad chrm cicp clro clrt clot ciis cprt crdi data dtim devs dmnd dmdd gamt kTRC gXYZ gTRC "
+        "lumi meas wtpt ncol ncl2 resp rig0 rig2 pre0 pre1 pre2 desc pseq psid psd0 psd1 psd2 psd3 ps2s ps2i "
+        "rXYZ rTRC scrd scrn tech ucr_ vued view mmod ndin vcgt MS00 DevD CIED Pmtr arts"
+    ).split()
+)
+
+
+def closed_header(data: bytes) -> bytes | None:
+    """The profile header (the first 128 bytes of ``data``) as the closed world keeps it, or None
+    when its version, device class, colour space or PCS is not one the specification names (the
+    profile is then zeroed whole).  One rule for the converter (:func:`sanitize` writes it) and the
+    verifiers (a kept header must equal it)."""
+    h = data[:HEADER]
+    if len(h) < HEADER or h[36:40] != b"acsp" or h[8] not in (2, 4):
+        return None
+    if h[12:16] not in CLASSES or h[16:20] not in SPACES or h[20:24] not in SPACES:
+        return None
+    out = bytearray(HEADER)
+    out[0:4] = h[0:4]  # size (a verifier checks it against the profile's length)
+    out[8:10] = h[8:10]  # version: major, minor.bug-fix nibbles (bytes 10-11 are zero)
+    out[12:24] = h[12:24]
+    out[36:40] = b"acsp"
+    out[47] = h[47] & 0x03  # flags: embedded, independent (bits 2-31 reserved)
+    out[63] = h[63] & 0x0F  # attributes: reflective/transparency, glossy/matte, polarity, colour/b&w
+    if h[64:66] == b"\0\0" and h[66:68] <= b"\0\x03":
+        out[66:68] = h[66:68]  # rendering intent 0-3
+    ill = struct.unpack(">3i", h[68:80])
+    out[68:80] = h[68:80] if all(abs(v - d) <= _D50_SLACK for v, d in zip(ill, D50)) else struct.pack(">3i", *D50)
+    return bytes(out)
 
 
 def parse(data: bytes) -> list[tuple[bytes, int, int]] | None:
@@ -72,23 +153,33 @@ def sanitize(data: bytes) -> tuple[bytes, int]:
 
     A profile that does not parse is zeroed entirely (returned length unchanged)."""
     tags = parse(data)
-    if tags is None:
+    header = closed_header(data)
+    if tags is None or header is None:
         return bytes(len(data)), 1
     out = bytearray(len(data))
-    out[:HEADER] = data[:HEADER]
-    out[_DATE[0] : _DATE[1]] = bytes(_DATE[1] - _DATE[0])
-    out[_ID[0] : _ID[1]] = bytes(_ID[1] - _ID[0])
+    out[:HEADER] = header
+    out[0:4] = struct.pack(">I", len(data))
     table_end = HEADER + 4 + 12 * len(tags)
     out[HEADER:table_end] = data[HEADER:table_end]
     emptied = 0
     done: set[tuple[int, int]] = set()
-    for _sig, off, size in sorted(tags, key=lambda t: t[1]):
+    for i, (sig, _off, _size) in enumerate(tags):
+        if sig not in KNOWN_TAGS:
+            out[HEADER + 4 + 12 * i : HEADER + 8 + 12 * i] = bytes(4)
+            emptied += 1
+    known = [t for t in tags if t[0] in KNOWN_TAGS]
+    for _sig, off, size in sorted(known, key=lambda t: t[1]):
         if (off, size) in done:
             continue  # tags may share their data
         done.add((off, size))
         typ = data[off : off + 4]
         if typ in SAFE_TYPES:
-            out[off : off + size] = data[off : off + size]
+            need = structural_size(data[off : off + size])
+            end = off + (size if need is None else need)
+            out[off:end] = data[off:end]
+            out[off + 4 : off + 8] = bytes(4)  # every tag type's bytes 4-7 are reserved (zero)
+            if need == 0:  # fields running past the element: malformed, emptied
+                out[off : off + 4] = typ
             continue
         out[off : off + 4] = typ
         if typ == b"mluc" and size >= 16:

@@ -257,7 +257,6 @@ def judge_j2k(data: bytes) -> str | None:
     encoder's banner such as ``Kakadu-v7.10``) or zeros, a tile-part header's COM zeros.  The
     packets inside a tile-part are not parsed (see README)."""
     from wsianon.io import codestreams
-    from wsianon.verify.reportnames import word_ok
 
     segs = codestreams.j2k_segments(data)
     if segs is None:
@@ -272,9 +271,18 @@ def judge_j2k(data: bytes) -> str | None:
             return "JPEG 2000 comment in a tile-part header"
         if data[o - 2 : o] != b"\x00\x01":  # Rcom 1 = Latin text, else binary
             return "JPEG 2000 binary comment"
-        if not all(word_ok(w) for w in re.findall(r"[^\W_]+", body.decode("latin-1"))):
+        if not _comment_ok(body):
             return "JPEG 2000 comment outside the vocabulary"
     return None
+
+
+@lru_cache(maxsize=256)
+def _comment_ok(body: bytes) -> bool:
+    """Whether a main-header comment's text is vocabulary (an encoder's banner): every tile of a
+    level carries the same one, judged once."""
+    from wsianon.verify.reportnames import word_ok
+
+    return all(word_ok(w) for w in re.findall(r"[^\W_]+", body.decode("latin-1")))
 
 
 # TIFF Compression: Deflate (8, 32946), LZW (5), none (1), JPEG 2000 (Aperio 33003/33005, 34712);
@@ -308,7 +316,8 @@ def _expected_bytes(ts, ifd, tiled: bool) -> int:
 
 def check_tiff(path: Path, verdict, name: str | None = None, accept_unrun: bool = False, every: bool = False) -> None:
     """Add the check for the tiles/strips of every IFD of the TIFF-family file ``path``: a sample
-    of each IFD's (:func:`sample_indices`), or all of them when ``every`` (--coded-data all)
+    of each IFD's (:func:`sample_indices`), or all of them when ``every`` (--coded-data all); every
+    JPEG 2000 tile always (its markers are followed, nothing is decoded)
     (``accept_unrun``: a missing decoder library does not fail the slide, --accept-unrun-checks)."""
     from wsianon.errors import WsianonError
     from wsianon.io.scan import Finding
@@ -330,7 +339,9 @@ def check_tiff(path: Path, verdict, name: str | None = None, accept_unrun: bool 
                 expected = _expected_bytes(ts, ifd, ifd.get(324) is not None) if comp != 7 else 0
                 offs, cnts = ts.data_span_arrays(ifd)
                 total += int((cnts > 0).sum())
-                pick = sample_indices(len(offs), every)
+                # JPEG 2000 is judged by its marker segments only (nothing is decoded): every tile,
+                # whatever --coded-data says (a sample would pass a planted tile beside it)
+                pick = sample_indices(len(offs), every or comp in _J2K)
                 for off, cnt in zip(offs[pick].tolist(), cnts[pick].tolist()):
                     if cnt <= 0:
                         continue
@@ -373,7 +384,7 @@ def check_tiff(path: Path, verdict, name: str | None = None, accept_unrun: bool 
         (
             f"{n} tile(s)/strip(s)"
             if every or n + large >= total
-            else f"{n} of {total} tile(s)/strip(s) (up to {SAMPLE} a level, spread evenly; --coded-data all judges every one)"
+            else f"{n} of {total} tile(s)/strip(s) (up to {SAMPLE} a level, spread evenly, JPEG 2000 every one; --coded-data all judges every one)"
         )
         + " (JPEG, JPEG 2000, Deflate, LZW, PackBits, Zstandard, none): coded data only, nothing after it"
         + (f"; compression {sorted(other)} not judged here" if other else "")

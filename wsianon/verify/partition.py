@@ -25,6 +25,7 @@ from wsianon.io.spans import as_int64, gaps_arrays, iter_pairs, union_parts
 from wsianon.errors import WsianonError
 from wsianon.io.extents import data_extents
 from wsianon.io.scan import Finding
+from wsianon.io import icc
 from wsianon.io.jpeg import restart_intervals
 from wsianon.io.tiff import TYPES, Kind, TiffStructure, chunk_count, compression_of, value_bytes_only
 from wsianon.profiles import load
@@ -154,18 +155,26 @@ def icc_problems(data: bytes, safe_types: set[bytes]) -> int:
     (n,) = struct.unpack(">I", data[128:132])
     if n > 1024 or 132 + 12 * n > len(data):
         return -1
+    # the header as the closed world keeps it (io.icc.closed_header: naming signatures, reserved
+    # bits and bytes zero), its size the profile's
+    header = icc.closed_header(data)
+    if header is None or header[:4] != struct.pack(">I", len(data)):
+        return -1
     keep = bytearray(len(data))  # 1 where a byte may be non-zero
-    keep[:128] = b"\1" * 128
-    keep[24:36] = bytes(12)  # creation date
-    keep[84:100] = bytes(16)  # profile ID
+    keep[:128] = bytes(1 if a == b else 0 for a, b in zip(data[:128], header))  # a differing byte counts
     keep[128 : 132 + 12 * n] = b"\1" * (4 + 12 * n)
     for i in range(n):
-        _sig, off, size = struct.unpack(">4sII", data[132 + 12 * i : 144 + 12 * i])
+        sig, off, size = struct.unpack(">4sII", data[132 + 12 * i : 144 + 12 * i])
         if off + size > len(data) or size < 8:
             return -1
+        if sig not in icc.KNOWN_TAGS:
+            keep[132 + 12 * i : 136 + 12 * i] = bytes(4)  # an unknown tag: its signature zeroed, its data too
+            continue
         typ = data[off : off + 4]
         if typ in safe_types:
-            keep[off : off + size] = b"\1" * size
+            need = icc.structural_size(data[off : off + size])  # no byte after its type's fields
+            keep[off : off + (size if need is None else max(need, 4))] = b"\1" * (size if need is None else max(need, 4))
+            keep[off + 4 : off + 8] = bytes(4)  # reserved
         else:
             keep[off : off + 4] = b"\1" * 4
             if typ == b"mluc" and size >= 16:

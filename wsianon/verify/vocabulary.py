@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import html
 import itertools
 import os
 import re
@@ -39,7 +40,6 @@ from wsianon.io.extents import data_extents
 from wsianon.io import jpeg
 from wsianon.profiles import load
 from wsianon.profiles.names import vocab_files
-from wsianon.io.safetext import looks_textual
 
 MIN_RUN = 4
 _READ = 8 << 20
@@ -157,6 +157,8 @@ def _profile_names(obj, key: str = "") -> list[str]:
 def unknown_tokens(text: str, vocab: Vocab) -> list[str]:
     """Tokens of ``text`` that are neither structural nor vocabulary (for tests and tooling)."""
     bad = []
+    if "&" in text:  # XML/HTML character references spell text in numbers ("&#68;&#111;&#101;"): judged as they read
+        text = html.unescape(text)
     for m in _B64.finditer(text):
         if not _base64_ok(m.group(0)):
             bad.append("<base64>")
@@ -200,30 +202,10 @@ class TextFinding:
         return {"file": self.file, "offset": self.offset, "kind": self.kind}
 
 
-def _mask_jpeg_tables(data: bytes) -> bytes:
-    """Decoder tables (DQT, DHT, SOF, SOS headers) of JPEG streams met outside pixel
-    data (a JPEGTables value, say) are binary that can look like text ("$3br",
-    "CDEFGHIJ..."): zeroed before the text scan.  COM/APPn payloads stay and are judged."""
-    pos = data.find(b"\xff\xd8\xff")
-    if pos < 0:
-        return data
-    buf = bytearray(data)
-    while pos >= 0:
-        try:
-            segs, _ = jpeg.header_segments(bytes(data[pos : pos + (1 << 20)]))
-        except jpeg.JpegError:
-            segs = []
-        for sg in segs:
-            if sg.marker in jpeg.ESSENTIAL and sg.length > 2:
-                a = pos + sg.payload_offset
-                buf[a : a + sg.payload_length] = bytes(len(buf[a : a + sg.payload_length]))
-        pos = data.find(b"\xff\xd8\xff", pos + 3)
-    return bytes(buf)
-
-
 def scan_bytes(data: bytes, vocab: Vocab, name: str, base: int = 0, out: list | None = None) -> list[TextFinding]:
     out = [] if out is None else out
-    data = _mask_jpeg_tables(data)
+    # nothing is masked here: a JPEG stream is skipped only where the output's structure says
+    # one stands (tiles, strips, JPEGTables, MRXS blobs), and judged there by its own rules
     for rx, kind, enc in ((_RUN_8, "text", "utf-8"), (_RUN_16LE, "utf-16le", "utf-16-le"), (_RUN_16BE, "utf-16be", "utf-16-be")):
         for m in rx.finditer(data):
             raw = m.group(0)
@@ -560,9 +542,9 @@ def _pairs_sorted(off: np.ndarray, cnt: np.ndarray, chunk: int) -> bool:
 def scan_plain(path: Path, fmt: str, name: str | None = None, blobs: list[tuple[int, int]] | None = None, whole: bool = True, names=()) -> list[TextFinding]:
     """Findings for a non-TIFF file (Slidedat.ini, Index.dat, a Data file whose blobs are given).
 
-    A blob that is a JPEG stream has its segments checked (``whole``: to its end);
-    any other blob is binary (histogram, position buffer) unless it looks like
-    text (an XML record), which is scanned like the rest of the file.  ``names``: see
+    A blob that is a JPEG stream has its segments checked (``whole``: to its end), a PNG or BMP
+    stream its chunks or headers, a zlib stream (deflated tile positions) its inflated bytes; any
+    other blob is scanned like the rest of the file.  ``names``: see
     :meth:`Vocab.with_names`."""
     vocab = vocabulary(fmt).with_names(names)
     name = name or path.name
@@ -580,12 +562,41 @@ def scan_plain(path: Path, fmt: str, name: str | None = None, blobs: list[tuple[
                     or _bmp_stream_findings(fd, off, cnt, name, out)
                 ):
                     skip.append((off, cnt))
-                elif not looks_textual(os.pread(fd, min(cnt, 1 << 16), off)):
+                elif _zlib_blob_findings(fd, off, cnt, vocab, name, out):
                     skip.append((off, cnt))
+                # any other blob is read as text with the rest of the file: a kept record that is
+                # not an image is a tile-position buffer (9-byte records: a flag byte and two
+                # little-endian int32 whose top byte is 0x00 or 0xFF, so never 4 printable bytes in
+                # a row); the records OpenSlide does not read are zero (mrxs-unread-records-zero)
         finally:
             os.close(fd)
     _scan_outside(path, skip, vocab, name, out)
     return out
+
+
+_ZLIB_MAX = 64 << 20  # a larger record is read as it is (a position record is 9 bytes a camera image)
+
+
+def _zlib_blob_findings(fd: int, off: int, cnt: int, vocab: Vocab, name: str, out: list) -> bool:
+    """Judge a blob that is one zlib stream (MRXS StitchingIntensityLayer: the tile positions,
+    deflated): its inflated bytes are read as text, and nothing but zeros may follow the stream (a
+    reader stops at its end); False when the blob is not a zlib stream."""
+    import zlib
+
+    head = os.pread(fd, 2, off)
+    if cnt > _ZLIB_MAX or len(head) < 2 or head[0] & 0x0F != 8 or head[0] >> 4 > 7 or head[1] & 0x20 or (head[0] << 8 | head[1]) % 31:
+        return False
+    d = zlib.decompressobj()
+    try:
+        data = d.decompress(os.pread(fd, cnt, off), _ZLIB_MAX)
+    except zlib.error:
+        return False
+    if not d.eof:
+        return False
+    if any(d.unused_data):
+        out.append(TextFinding(name, off + cnt - len(d.unused_data), "bytes after a zlib stream"))
+    scan_bytes(data, vocab, name + " (inflated record)", off, out)
+    return True
 
 
 def mrxs_pixel_spans(folder: Path) -> dict[str, list[tuple[int, int]]]:
