@@ -79,3 +79,73 @@ def test_run_of_a_dicom_input_that_aborts_the_decoder_processes_the_others(tmp_p
     err = [line for line in res.stderr.splitlines() if line.startswith("error:")]
     assert err == [f"error: {bad}: image data cannot be decoded (the decoder crashed on it); refused"]
     assert sorted(s["status"] for s in _report(out)["slides"]) == ["error", "ok"]
+
+
+# ---------------------------------------------------------------------------
+# 2. clean real outputs that plain `wsianon verify` failed
+
+
+def test_real_dicom_outputs_pass_verify_without_the_source(tmp_path, cli):
+    """Before: `run` verified these real slides against their sources, but a privacy officer's
+    `wsianon verify OUT` failed them: wsi2dcm's pyramid had a Frame of Reference per level in
+    one series ("FrameOfReferenceUID differs between instances") and 35 dciodvfy errors, all
+    attributes the source lacks; PixelMed's slide two zero thicknesses; highdicom's grayscale
+    instance 16-bit Pixel Data as OB and a Planar Configuration with one sample. Now the output has
+    one Frame of Reference (PS3.3 C.7.4.1.1.1), OW and no Planar Configuration where the standard
+    says so, and without a source an error that holds no value (an absent attribute, a zero) does
+    not fail the check; every other error still does."""
+    inputs = []
+    for name, rel in (("w2d", W2D), ("boxes", BOXES), ("grey", "dicom/highdicom_sm_image_grayscale.dcm")):
+        folder = tmp_path / "in" / name
+        src = shared(rel)
+        if src.is_dir():
+            shutil.copytree(src, folder)
+        else:
+            folder.mkdir(parents=True)
+            shutil.copy(src, folder)
+        inputs.append(str(folder))
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", "--target", "dicom", *inputs, "-o", str(out))
+    assert code == 0, stdout + stderr
+    for folder in (p for p in out.iterdir() if p.is_dir()):
+        dsets = [_read(f) for f in sorted(folder.glob("*.dcm"))]
+        assert len({str(ds.FrameOfReferenceUID) for ds in dsets}) == 1
+        assert all("PlanarConfiguration" not in ds for ds in dsets if ds.SamplesPerPixel == 1)
+    res = _wsianon("verify", out)
+    assert res.returncode == 0 and "NOT CLEAN" not in res.stdout, res.stdout
+    assert res.stdout.count("\nCLEAN ") + res.stdout.startswith("CLEAN ") == 3
+    assert "attributes absent or zero" in res.stdout
+
+
+def test_verify_without_source_still_fails_a_dciodvfy_error_with_a_value(tmp_path, cli):
+    """The errors accepted without a source are only those that hold no value: an attribute
+    present where it must not be, or an enumerated value the standard does not know, still fails."""
+    from wsianon.pipeline.model import Verdict
+    from wsianon.verify.dicom.validator import _parse_dciodvfy, check_dciodvfy, valueless
+
+    src = tmp_path / "in" / "a.dcm"
+    src.parent.mkdir()
+    shutil.copy(shared(BOXES), src)
+    out = tmp_path / "out"
+    assert cli("run", "--target", "dicom", str(src), "-o", str(out))[0] == 0
+    (vol,) = out.rglob("0001-volume.dcm")
+    clean = Verdict()
+    check_dciodvfy([vol], None, clean)
+    assert clean.ok and "absent or zero" in clean.checks[0].detail
+    ds = pydicom.dcmread(vol)
+    ds.SpecimenLabelInImage = "MAYBE"
+    ds.save_as(vol)
+    planted = Verdict()
+    check_dciodvfy([vol], None, planted)
+    assert not planted.ok, planted.checks[0].detail
+    errs = [
+        "Error - </SpecimenLabelInImage(0048,0010)> - Missing attribute for Type 1 Required - Module=<WholeSlideMicroscopyImage>",
+        "Error - </SpecimenLabelInImage(0048,0010)> - required to be NO for THUMBNAIL or VOLUME image",
+        "Error - </ImagedVolumeDepth(0048,0003)> - Value is zero",
+        "Error - </PixelData(7fe0,0010)> - Invalid Value Representation - VR = OB, Explicit VR, Bits Allocated = 16 exceeds 8",
+        "Error - </BurnedInAnnotation(0028,0301)> - required to be NO for THUMBNAIL or VOLUME image",
+    ]
+    assert valueless(errs) == errs[:3]
+    # the path of keywords is kept in a message, a value in <...> is not
+    parsed = _parse_dciodvfy(b"Error - </PatientName(0010,0010)> - bad - Module=<Patient>\nError - </Doe^Jane(0010,0010)> - x = <MRN4711>\n")
+    assert parsed == ["Error - </PatientName(0010,0010)> - bad - Module=<Patient>", "Error - <> - x = <>"]
