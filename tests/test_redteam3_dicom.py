@@ -149,3 +149,56 @@ def test_verify_without_source_still_fails_a_dciodvfy_error_with_a_value(tmp_pat
     # the path of keywords is kept in a message, a value in <...> is not
     parsed = _parse_dciodvfy(b"Error - </PatientName(0010,0010)> - bad - Module=<Patient>\nError - </Doe^Jane(0010,0010)> - x = <MRN4711>\n")
     assert parsed == ["Error - </PatientName(0010,0010)> - bad - Module=<Patient>", "Error - <> - x = <>"]
+
+
+# ---------------------------------------------------------------------------
+# 3. new hiding places
+
+
+def test_bytes_in_the_copied_pixel_data_header_are_zeroed_and_judged(tmp_path, cli):
+    """Before: a DICOM input's Pixel Data element is copied verbatim, so two bytes in its explicit
+    VR header's reserved field ("JD": initials) and four in the Sequence Delimitation Item's
+    length ("4711": digits of an MRN) reached OUT, and `run` and `verify` passed them. Now both
+    are written as the standard fixes them (zero), and the verifier refuses any other value."""
+    from wsianon.verify.dicom_attrs import check_dicom_attributes
+
+    src = tmp_path / "in" / "a.dcm"
+    src.parent.mkdir()
+    shutil.copy(shared(BOXES), src)
+    rt.with_pixel_header_bytes(src, reserved=b"JD", delimiter=b"4711")
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", "--target", "dicom", str(src), "-o", str(out))
+    assert code == 0, stdout + stderr
+    vol = next(out.rglob("0001-volume.dcm"))
+    data = vol.read_bytes()
+    at, end = rt.pixel_header_offsets(data)
+    assert data[at + 6 : at + 8] == bytes(2) and data[end + 4 :] == bytes(4)
+    assert check_dicom_attributes([vol])[0] == []
+    for planted in ({"reserved": b"JD"}, {"delimiter": b"4711"}):
+        copy = tmp_path / "planted" / next(iter(planted)) / vol.name
+        copy.parent.mkdir(parents=True)
+        shutil.copy(vol, copy)
+        rt.with_pixel_header_bytes(copy, **planted)
+        found, _n = check_dicom_attributes([copy])
+        assert len(found) == 1 and ("reserved header bytes" in found[0] or "non-zero length" in found[0]), found
+        code, stdout, _ = cli("verify", str(copy))
+        assert code == 1 and "FAIL dicom: closed world" in stdout and "4711" not in stdout and "JD" not in stdout
+
+
+def test_native_pixel_data_padding_byte_is_zeroed_and_judged(tmp_path, cli):
+    """Before: native Pixel Data of odd length carried its padding byte as the source wrote it
+    (one byte: an initial), shared and passed by `verify`. PS3.5 7.1.1 makes it 00H: now written
+    so, and any other value is refused."""
+    from wsianon.verify.dicom_attrs import check_dicom_attributes
+
+    src = rt.native_odd(shared("dicom/highdicom_sm_image.dcm"), tmp_path / "in" / "a.dcm", b"J")
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", "--target", "dicom", str(src), "-o", str(out))
+    assert code == 0, stdout + stderr
+    vol = next(out.rglob("0001-volume.dcm"))
+    assert vol.read_bytes()[-1:] == b"\0" and check_dicom_attributes([vol])[0] == []
+    planted = tmp_path / "planted" / vol.name
+    planted.parent.mkdir()
+    planted.write_bytes(vol.read_bytes()[:-1] + b"J")
+    found, _n = check_dicom_attributes([planted])
+    assert found == [f"{planted.name}: native Pixel Data's padding byte is not zero"]
