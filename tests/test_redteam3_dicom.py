@@ -27,12 +27,12 @@ def _read(p: Path):
         return pydicom.dcmread(p, stop_before_pixels=True)
 
 
-def _wsianon(*args, limit: int | None = None) -> subprocess.CompletedProcess:
+def _wsianon(*args, limit: int | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "wsianon.cli", *[str(a) for a in args]],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
         preexec_fn=rt.limited_memory(limit) if limit else None,
     )
 
@@ -79,6 +79,28 @@ def test_run_of_a_dicom_input_that_aborts_the_decoder_processes_the_others(tmp_p
     err = [line for line in res.stderr.splitlines() if line.startswith("error:")]
     assert err == [f"error: {bad}: image data cannot be decoded (the decoder crashed on it); refused"]
     assert sorted(s["status"] for s in _report(out)["slides"]) == ["error", "ok"]
+
+
+def test_verify_of_a_dicom_slide_declaring_more_frames_than_it_holds_judges_the_others(tmp_path, cli):
+    """Before: a THUMBNAIL declaring 2^31-1 frames of 1x1 (a few kB) held `wsianon verify` — lists
+    and arrays sized by Number of Frames — for minutes (and its memory until the kernel killed
+    it): no verdict for any slide. Now the frame count is checked against the file's size first."""
+    src = tmp_path / "in"
+    (src / "hd").mkdir(parents=True)
+    shutil.copy(shared(BOXES), src / "a.dcm")
+    shutil.copy(shared(BOXES.replace("_0", "_1")), src / "b.dcm")  # its THUMBNAIL
+    shutil.copy(shared("dicom/highdicom_sm_image.dcm"), src / "hd" / "c.dcm")  # another slide
+    out = tmp_path / "out"
+    assert cli("run", "--target", "dicom", str(src), "-o", str(out))[0] == 0
+    bad = tmp_path / "bad"
+    (good,) = [p for p in out.iterdir() if p.is_dir() and not list(p.glob("*thumbnail.dcm"))]
+    shutil.copytree(next(p for p in out.iterdir() if p.is_dir() and p != good), bad)
+    thumb = rt.with_frame_count(next(bad.glob("*thumbnail.dcm")))
+    res = _wsianon("verify", bad, good, limit=3 << 30, timeout=60)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert f"CLEAN {good / '0001-volume.dcm'}" in res.stdout.splitlines()
+    err = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert err == [f"error: {thumb}: Number of Frames is larger than the file can hold; refused"]
 
 
 # ---------------------------------------------------------------------------

@@ -144,9 +144,10 @@ def check_decodes(path: Path, timeout: float = PROBE_TIMEOUT_S) -> None:
 
 
 def check_decodes_dicom(files: list[Path], timeout: float = PROBE_TIMEOUT_S, name: Path | None = None) -> None:
-    """Refuse a DICOM slide (its instances ``files``) when wsidicom or OpenSlide crashes or hangs
-    reading it as the DICOM checks do; an error they report is left to those checks. ``name``:
-    the file the one-line error names (default: the first instance)."""
+    """Refuse a DICOM slide (its instances ``files``) when an instance declares more frames than
+    it can hold (``check_structure_dicom``), or wsidicom or OpenSlide crashes or hangs reading it
+    as the DICOM checks do; an error they report is left to those checks. ``name``: the file the
+    one-line error names (default: the first instance)."""
     if not files:
         return
     try:
@@ -157,7 +158,35 @@ def check_decodes_dicom(files: list[Path], timeout: float = PROBE_TIMEOUT_S, nam
         raise CorruptInput(name, exc.reason) from None
 
 
+def check_structure_dicom(path: Path) -> None:
+    """The frames an instance declares fit in its file: every encapsulated frame needs an item
+    header (8 bytes), a native one its Rows x Columns x samples x bits. The checks size lists and
+    arrays by Number of Frames (a frame's position in the matrix, the frames to judge), so an
+    instance declaring 2^31 frames in a few kB held the process (CPU and memory) until the
+    kernel killed it."""
+    import warnings
+
+    import pydicom
+
+    tags = ["NumberOfFrames", "Rows", "Columns", "SamplesPerPixel", "BitsAllocated"]
+    try:
+        size = path.stat().st_size
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=tags)
+        n = int(ds.get("NumberOfFrames", 1) or 1)
+        ts = str(ds.file_meta.get("TransferSyntaxUID", ""))
+        native = ts in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2")
+        per_frame = max(1, int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1) * int(ds.get("BitsAllocated", 8) or 8) // 8) if native else 8
+    except Exception:
+        return  # the checks report a file they cannot read
+    if n < 1 or n * per_frame > size:
+        raise CorruptInput(path, "Number of Frames is larger than the file can hold; refused")
+
+
 def _check_decodes_dicom(files: list[Path], timeout: float) -> None:
+    for f in files:
+        check_structure_dicom(Path(f))
     import openslide  # noqa: F401  imported here, once: the DICOM checks use both anyway, and a
     import wsidicom  # noqa: F401  forked child then need not import them (0.8 s a slide otherwise)
 
@@ -171,4 +200,4 @@ def preflight(path: Path) -> None:
     check_decodes(path)
 
 
-__all__ = ["preflight", "check_structure", "check_decodes", "check_decodes_dicom"]
+__all__ = ["preflight", "check_structure", "check_structure_dicom", "check_decodes", "check_decodes_dicom"]
