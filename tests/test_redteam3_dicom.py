@@ -224,3 +224,24 @@ def test_native_pixel_data_padding_byte_is_zeroed_and_judged(tmp_path, cli):
     planted.write_bytes(vol.read_bytes()[:-1] + b"J")
     found, _n = check_dicom_attributes([planted])
     assert found == [f"{planted.name}: native Pixel Data's padding byte is not zero"]
+
+
+def test_frame_split_over_two_fragments_passes_verify_when_openslide_reads_it(tmp_path, cli):
+    """Before: a clean slide whose frame is split over two fragments (legal) was shared by `run`
+    (wsidicom reads neither the source nor the output) but failed plain `verify` ("opens with
+    wsidicom: JpegError"). Without a source one reader suffices, as it already did for OpenSlide;
+    an instance neither reader opens still fails."""
+    from wsianon.pipeline.model import Verdict
+    from wsianon.verify.dicom.opens import check_opens
+
+    src = rt.two_fragments(shared(BOXES), tmp_path / "in" / "a.dcm")
+    out = tmp_path / "out"
+    assert cli("run", "--target", "dicom", str(src), "-o", str(out))[0] == 0
+    res = _wsianon("verify", out)
+    assert res.returncode == 0 and "NOT CLEAN" not in res.stdout and "(OpenSlide reads it)" in res.stdout, res.stdout
+    broken = tmp_path / "broken" / "0001-volume.dcm"
+    broken.parent.mkdir()
+    broken.write_bytes(next(out.rglob("0001-volume.dcm")).read_bytes()[:2000])
+    v = Verdict()
+    check_opens([broken], v, None)
+    assert [c.ok for c in v.checks] == [False, False]
