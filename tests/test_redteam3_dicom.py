@@ -245,3 +245,25 @@ def test_frame_split_over_two_fragments_passes_verify_when_openslide_reads_it(tm
     v = Verdict()
     check_opens([broken], v, None)
     assert [c.ok for c in v.checks] == [False, False]
+
+
+def test_volume_that_is_no_level_of_the_slide_is_quarantined_and_judged(tmp_path, cli):
+    """Before: a second VOLUME instance in the slide's series and pyramid whose matrix (30x10
+    against the slide's 50x50) is no level of the slide — a label photo given ImageType VOLUME,
+    here pixels spelling a name — was shared and passed `verify`: VOLUME frames get no barcode
+    search and equal the source's. Now every VOLUME must have the base level's aspect."""
+    from wsianon.verify.dicom.common import read_dataset
+    from wsianon.verify.dicom.pyramid import off_pyramid
+
+    text = b"RTQZ9P20 Doe^Jane MRN4711 "
+    files = rt.with_foreign_volume(shared("dicom/highdicom_sm_image.dcm"), tmp_path / "in", text)
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", "--target", "dicom", str(tmp_path / "in"), "-o", str(out))
+    (slide,) = _report(out)["slides"]
+    assert code == 1 and slide["status"] == "failed", slide
+    assert [c["check"] for c in slide["verification"]["checks"] if not c["ok"]] == ["dicom: pyramid"]
+    assert not [p for p in out.rglob("*") if p.is_file() and text.strip() in p.read_bytes()]
+    assert off_pyramid([(f, read_dataset(f)) for f in files]) == ["b.dcm"]
+    # the real pyramids are levels of their image (wsi2dcm: 12 levels down to 2x2)
+    real = sorted(shared(W2D).glob("*.dcm"))
+    assert len(real) == 12 and off_pyramid([(f, read_dataset(f)) for f in real]) == []
