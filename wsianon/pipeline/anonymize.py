@@ -31,6 +31,7 @@ from wsianon.io.safetext import os_reason
 from wsianon.io.writeback import Writeback
 from wsianon.pipeline.detect import SlideSource
 from wsianon.pipeline.model import Outcome, Status, Verdict
+from wsianon.pipeline.preflight import check_decodes_dicom
 from wsianon.verify import canaries as independent_canaries
 from wsianon.verify import fileattrs
 from wsianon.pipeline.verify import scan_outputs, snapshot_source, stem_canaries, verify_native
@@ -287,6 +288,8 @@ def convert_dicom(src: SlideSource, inv: Inventory, ctx: SlideContext, dest: Des
 
     assert dest.out is not None
     outcome.target = "dicom"
+    if not src.spec.is_dicom:
+        preflight_source(inv)  # a decoder crash or hang refuses this slide only
     staging = Staging(dest.out, ctx.pseudonym)
     try:
         folder = staging.path(ctx.pseudonym)
@@ -296,6 +299,9 @@ def convert_dicom(src: SlideSource, inv: Inventory, ctx: SlideContext, dest: Des
         if src.spec.is_dicom:
             result = dicom_mod.deidentify_series(inv, ctx, folder)
             rest = list(result.files)
+            # the frames are the source's: probe them where nothing but them lies (OpenSlide reads
+            # the whole folder of a DICOM file, an input's may hold anything), in a child
+            check_decodes_dicom(rest, name=Path(inv.input_files[0]) if inv.input_files else inv.path)
         else:
             frames = None if os.environ.get("WSIANON_FRAME_SCRUB") == "after" else dicom_mod.FrameScrub()
             result = dicom_mod.convert_slide(src.path, inv, ctx, folder, frames=frames)

@@ -15,7 +15,7 @@ from wsianon.errors import WsianonError
 from wsianon.pipeline.inspect import inspect_source
 from wsianon.pipeline.detect import expand_inputs
 from wsianon.pipeline.model import Verdict
-from wsianon.pipeline.preflight import preflight
+from wsianon.pipeline.preflight import check_decodes_dicom, preflight
 from wsianon.pipeline.verify import (
     SourceSnapshot,
     check_closed_world,
@@ -73,11 +73,14 @@ def audit_paths(paths: list[Path], source: Path | None = None, allow_generic: bo
             results.append((s.path, None, s.error))
             continue
         try:
+            # OpenSlide, libtiff and glib can abort the process on a hostile file (glib when a
+            # byte count asks for a terabyte, or a DICOM tile's size for more memory than there
+            # is): probe in a child first, as `run` does, so such a file is one slide's error and
+            # the other slides still get their verdicts
             if not s.spec.is_dicom:
-                # OpenSlide, libtiff and glib can abort the process on a hostile file (glib when a
-                # byte count asks for a terabyte): probe in a child first, as `run` does, so such a
-                # file is one slide's error and the other slides still get their verdicts
                 preflight(s.path)
+            else:
+                check_decodes_dicom(list(s.files or [s.path]))
             inv = inspect_source(s, policy)
             verdict = Verdict()
             if s.spec.is_dicom:

@@ -8,7 +8,8 @@ a terabyte — which would take the whole batch (and its report) down.  So
    the file (our own parser, no allocation from file values);
 2. the OpenSlide decode probe runs in a forked child process with a time limit:
    a crash or a hang there refuses this slide with a one-line reason, and the
-   batch goes on.
+   batch goes on. DICOM slides (inputs, and outputs judged by ``verify``) get the
+   same child probe of what the DICOM checks decode (``check_decodes_dicom``).
 """
 
 from __future__ import annotations
@@ -60,7 +61,46 @@ def _probe(path: str) -> int:
     return _OK
 
 
-def _probe_child(path: str) -> None:
+def _probe_dicom(paths: list[str]) -> int:
+    """What the DICOM checks decode in-process (``verify.dicom.opens``), done first here: wsidicom
+    opens the instances and reads the first tile; OpenSlide opens the first VOLUME instance (and
+    with it the series' other levels) and reads one region of every level. A Python exception is the checks' to judge (they report it); only
+    a crash or a hang of the decoders (glib aborts when a tile's size asks for more memory than
+    the machine gives) matters here, so every outcome that returns is ``_OK``."""
+    import warnings
+
+    import pydicom
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            from wsidicom import WsiDicom
+
+            with WsiDicom.open([Path(p) for p in paths]) as w:
+                w.read_tile(0, (0, 0))
+        except Exception:
+            pass
+        import openslide
+
+        for p in paths:  # OpenSlide finds the other levels of the series beside the first VOLUME
+            try:
+                it = pydicom.dcmread(p, stop_before_pixels=True, specific_tags=["ImageType"]).get("ImageType")
+            except Exception:
+                continue
+            if [str(v).upper() for v in list(it or [])[2:3]] != ["VOLUME"]:
+                continue
+            try:
+                with openslide.OpenSlide(p) as s:
+                    for lvl in range(s.level_count):
+                        w_, h_ = s.level_dimensions[lvl]
+                        s.read_region((0, 0), lvl, (min(16, w_), min(16, h_)))
+            except Exception:
+                pass
+            break
+    return _OK
+
+
+def _probe_child(path: str | list[str]) -> None:
     import faulthandler
     import os
 
@@ -69,34 +109,90 @@ def _probe_child(path: str) -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     os.close(devnull)
-    sys.exit(_probe(path))
+    sys.exit(_probe_dicom(path) if isinstance(path, list) else _probe(path))
+
+
+def _in_child(path: Path, arg: str | list[str], timeout: float) -> int | None:
+    """Run the probe for ``arg`` in a forked child; a crash or a hang refuses ``path``."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return _probe_dicom(arg) if isinstance(arg, list) else _probe(arg)  # no fork on this platform: probe in-process
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork in a threaded process: the child only probes
+        proc = multiprocessing.get_context("fork").Process(target=_probe_child, args=(arg,), daemon=True)
+        proc.start()
+    proc.join(timeout)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
+        raise CorruptInput(path, f"decoding the image data did not finish within {timeout:.0f} s; refused")
+    code = proc.exitcode
+    if code is not None and code < 0:
+        raise CorruptInput(path, "image data cannot be decoded (the decoder crashed on it); refused")
+    return code
 
 
 def check_decodes(path: Path, timeout: float = PROBE_TIMEOUT_S) -> None:
     """Refuse ``path`` when OpenSlide fails, crashes or hangs decoding its image data.
     Sources OpenSlide cannot open at all are left to the format's own checks."""
-    code: int | None
-    if "fork" not in multiprocessing.get_all_start_methods():
-        code = _probe(str(path))  # no fork on this platform: probe in-process
-    else:
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # fork in a threaded process: the child only probes
-            proc = multiprocessing.get_context("fork").Process(target=_probe_child, args=(str(path),), daemon=True)
-            proc.start()
-        proc.join(timeout)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
-            raise CorruptInput(path, f"decoding the image data did not finish within {timeout:.0f} s; refused")
-        code = proc.exitcode
-        if code is not None and code < 0:
-            raise CorruptInput(path, "image data cannot be decoded (the decoder crashed on it); refused")
+    code = _in_child(path, str(path), timeout)
     if code == _DECODE_ERROR:
         raise CorruptInput(path, DECODE_REASON)
     if code not in (_OK, _UNREADABLE):
         raise CorruptInput(path, "image data cannot be decoded (the decoder failed); refused")
+
+
+def check_decodes_dicom(files: list[Path], timeout: float = PROBE_TIMEOUT_S, name: Path | None = None) -> None:
+    """Refuse a DICOM slide (its instances ``files``) when an instance declares more frames than
+    it can hold (``check_structure_dicom``), or wsidicom or OpenSlide crashes or hangs reading it
+    as the DICOM checks do; an error they report is left to those checks. ``name``: the file the
+    one-line error names (default: the first instance)."""
+    if not files:
+        return
+    try:
+        _check_decodes_dicom(files, timeout)
+    except CorruptInput as exc:
+        if name is None:
+            raise
+        raise CorruptInput(name, exc.reason) from None
+
+
+def check_structure_dicom(path: Path) -> None:
+    """The frames an instance declares fit in its file: every encapsulated frame needs an item
+    header (8 bytes), a native one its Rows x Columns x samples x bits. The checks size lists and
+    arrays by Number of Frames (a frame's position in the matrix, the frames to judge), so an
+    instance declaring 2^31 frames in a few kB held the process (CPU and memory) until the
+    kernel killed it."""
+    import warnings
+
+    import pydicom
+
+    tags = ["NumberOfFrames", "Rows", "Columns", "SamplesPerPixel", "BitsAllocated"]
+    try:
+        size = path.stat().st_size
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=tags)
+        n = int(ds.get("NumberOfFrames", 1) or 1)
+        ts = str(ds.file_meta.get("TransferSyntaxUID", ""))
+        native = ts in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2")
+        per_frame = max(1, int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1) * int(ds.get("BitsAllocated", 8) or 8) // 8) if native else 8
+    except Exception:
+        return  # the checks report a file they cannot read
+    if n < 1 or n * per_frame > size:
+        raise CorruptInput(path, "Number of Frames is larger than the file can hold; refused")
+
+
+def _check_decodes_dicom(files: list[Path], timeout: float) -> None:
+    for f in files:
+        check_structure_dicom(Path(f))
+    import openslide  # noqa: F401  imported here, once: the DICOM checks use both anyway, and a
+    import wsidicom  # noqa: F401  forked child then need not import them (0.8 s a slide otherwise)
+
+    code = _in_child(Path(files[0]), [str(f) for f in files], timeout)
+    if code != _OK:
+        raise CorruptInput(Path(files[0]), "image data cannot be decoded (the decoder failed); refused")
 
 
 def preflight(path: Path) -> None:
@@ -104,4 +200,4 @@ def preflight(path: Path) -> None:
     check_decodes(path)
 
 
-__all__ = ["preflight", "check_structure", "check_decodes"]
+__all__ = ["preflight", "check_structure", "check_structure_dicom", "check_decodes", "check_decodes_dicom"]

@@ -12,6 +12,7 @@ result against the resolved Annex E profile (the rule DATA, not the engine's cod
 * ``dicom: barcodes`` — no barcode in a THUMBNAIL; a LABEL (only ours, --label blank) is one uniform
   colour; a kept OVERVIEW is searched and reported;
 * ``dicom: uids`` — one Study/Series/FrameOfReference UID for the slide, unique SOP Instance UIDs;
+* ``dicom: pyramid`` — every VOLUME instance is a level of the slide's image (its aspect);
 * ``dicom: frames`` — every frame equals the source frame (DICOM inputs) or the source tile
   bitstream (tiled TIFF sources; JPEG compared by tables and entropy-coded data, since the DICOM
   frame carries the shared JPEGTables and colour-space markers inline); frames the converter
@@ -45,6 +46,7 @@ from wsianon.verify import ecs
 from wsianon.verify.dicom.frames import check_frame_segments, check_frames_dicom
 from wsianon.verify.dicom.images import check_barcodes, check_record_and_images
 from wsianon.verify.dicom.opens import check_opens
+from wsianon.verify.dicom.pyramid import check_pyramid
 from wsianon.verify.dicom.profile import element_values, walk_profile
 from wsianon.verify.dicom.uids import check_uids
 from wsianon.verify.dicom.validator import check_dciodvfy, Dciodvfy
@@ -117,6 +119,7 @@ def verify_dicom_output(inv: Inventory, result_files: list[Path], ctx, verdict: 
     check_record_and_images(dsets, policy, verdict)
     check_barcodes(dsets, policy, verdict)
     check_uids(dsets, verdict, [Path(s) for s in inv.input_files] if inv.format == "dicom" else None)
+    check_pyramid(dsets, verdict)
     if inv.format == "dicom":
         check_frames_dicom([Path(s) for s in inv.input_files], dsets, verdict)
         sources = [Path(s) for s in inv.input_files]
@@ -158,6 +161,7 @@ def audit_dicom(inv: Inventory, files: list[Path], verdict: Verdict, pseudonyms:
     check_record_and_images(dsets, Policy(), verdict)
     check_barcodes(dsets, Policy(), verdict)
     check_uids(dsets, verdict)
+    check_pyramid(dsets, verdict)
     check_frame_segments(files, verdict)
     ecs.check_dicom(dsets, verdict, every=every_frame)
     check_dciodvfy(files, None, verdict)

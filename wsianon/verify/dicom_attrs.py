@@ -250,11 +250,11 @@ def _container_findings(f: Path, ds: Dataset) -> list[str]:
     return out
 
 
-def _native_length(ds: Dataset) -> int:
+def _native_length(ds: Dataset, padded: bool = True) -> int:
     """The length native (uncompressed) Pixel Data has: its frames' bits, padded to even."""
     bits = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * int(ds.BitsAllocated) * int(ds.get("NumberOfFrames", 1) or 1)
     n = (bits + 7) // 8
-    return n + n % 2
+    return n + n % 2 if padded else n
 
 
 def _offset_tables(fd: int, ds: Dataset, items) -> str | None:
@@ -317,6 +317,8 @@ def _data_set_end(f: Path) -> bool | str:
                 hdr, (length,) = 8, struct.unpack("<I", head[4:8])
             elif head[4:6] in (b"OB", b"OW", b"UN"):
                 hdr, (length,) = 12, struct.unpack("<I", head[8:12])
+                if head[6:8] != b"\0\0":  # PS3.5 7.1.2: reserved, 0000H
+                    return "Pixel Data's reserved header bytes are not zero"
             else:
                 return "Pixel Data with an unexpected VR"
             if length == 0xFFFFFFFF:
@@ -324,6 +326,8 @@ def _data_set_end(f: Path) -> bool | str:
                 if items.end is None:
                     return items.problem or "encapsulated Pixel Data is truncated"
                 end = items.end
+                if os.pread(fh.fileno(), 4, end - 4) != bytes(4):  # PS3.5 7.5.2: its length is 00000000H
+                    return "the Sequence Delimitation Item of Pixel Data has a non-zero length"
                 index = _offset_tables(fh.fileno(), head_ds, items)
                 if index is not None:
                     return index
@@ -333,6 +337,13 @@ def _data_set_end(f: Path) -> bool | str:
                 end = off + hdr + length
                 if length != _native_length(head_ds):
                     return "native Pixel Data is not exactly its frames (bytes beyond them are not pixels)"
+                if (
+                    length % 2 == 0
+                    and length
+                    and _native_length(head_ds) != _native_length(head_ds, padded=False)
+                    and os.pread(fh.fileno(), 1, end - 1) != b"\0"
+                ):
+                    return "native Pixel Data's padding byte is not zero"  # PS3.5 7.1.1: 00H
     except OSError:
         return "unreadable"
     except Exception as exc:

@@ -543,6 +543,9 @@ def _convert(source: Path, policy, uids, post, conv: Path, workers, keep_thumbna
         warnings.simplefilter("ignore")
         wsi = _open(source, policy, uids, post, result)
         with wsi:
+            from wsianon.converters.dicom.levels import align_levels
+
+            align_levels(getattr(i, "image_data", None) for lvl in wsi.levels for i in _instances(lvl))  # non-integer downsamples
             transcoded, reencoded = _reencoded_images(wsi)
             had_label = bool(list(getattr(wsi, "labels", None) or []))
             had_overview = bool(list(getattr(wsi, "overviews", None) or []))

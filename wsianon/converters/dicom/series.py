@@ -15,7 +15,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 from wsianon.converters.base import Field, Inventory, SlideContext
 from wsianon.converters.dicom.engine import DATE_VRS, Engine, Identity, remap
 from wsianon.io.keyed import date_offset_days, keyed_token, keyed_uid
-from wsianon.converters.dicom.stream import read_header, write_instance
+from wsianon.converters.dicom.stream import PixelSpan, read_header, write_instance
 from wsianon.errors import CorruptInput, NothingToShare, UnsupportedFormat
 from wsianon.io.plan import Removal
 from wsianon.io.scan import Scanner
@@ -309,6 +309,7 @@ def process_instances(
         if not (kind == "LABEL" and not keep_label) and not (kind == "OVERVIEW" and ctx.policy.macro != "keep")
     }
     n = 0
+    frame_of_reference: str | None = None  # PS3.3 C.7.4.1.1.1: one Frame of Reference UID per series
     for kind, f, ds, span in headers:
         where = f"instance {sources.index(f)}"
         if kind == "LABEL" and not keep_label:
@@ -318,6 +319,7 @@ def process_instances(
             result.removals.append(Removal("image", "overview", Action.REMOVE.done, where))
             continue
         engine.apply(ds)
+        frame_of_reference = one_frame_of_reference(ds, frame_of_reference, result)
         engine.prune_references(ds, kept_uids)
         engine.scrub(ds, scanner)
         clean_pixels = kind != "OVERVIEW"
@@ -330,9 +332,12 @@ def process_instances(
             ds.SpecimenLabelInImage = "NO"
         engine.record(ds, clean_pixel_data=clean_pixels)
         finalize_meta(ds)
+        if int(ds.get("SamplesPerPixel", 1) or 1) == 1 and "PlanarConfiguration" in ds:
+            del ds.PlanarConfiguration  # PS3.3 C.7.6.3.1.3: present only when Samples per Pixel > 1
         n += 1
         dest = out_dir / f"{n:04d}-{kind.lower()}.dcm"
-        write_instance(ds, f, span, dest)
+        pixel_data_at = write_instance(ds, f, span, dest) - (span.end - span.offset)
+        native_words_as_ow(ds, span, dest, pixel_data_at)
         result.files.append(dest)
         result.frame_map.append((f, dest))
     if not result.files:
@@ -342,6 +347,35 @@ def process_instances(
     if label_note:
         result.notes.append(label_note)
     result.removals.extend(engine.removals.values())
+
+
+def native_words_as_ow(ds: Dataset, span: PixelSpan, dest: Path, at: int) -> None:
+    """Native Pixel Data of more than 8 bits copied with VR OB (highdicom's 16-bit grayscale
+    test instance) is given VR OW, which PS3.5 8.2 requires: in Explicit VR Little Endian both VRs
+    have the same header layout and byte order, so only the two VR bytes change."""
+    if span.encapsulated or int(ds.get("BitsAllocated", 8) or 8) <= 8 or str(ds.file_meta.get("TransferSyntaxUID", "")) != "1.2.840.10008.1.2.1":
+        return
+    with open(dest, "r+b") as fh:
+        if os.pread(fh.fileno(), 6, at) == b"\xe0\x7f\x10\x00OB":
+            os.pwrite(fh.fileno(), b"OW", at + 4)
+
+
+def one_frame_of_reference(ds: Dataset, chosen: str | None, result: DicomResult) -> str | None:
+    """Give ``ds`` the series' Frame of Reference UID: the first instance's (already de-identified)
+    value. PS3.3 C.7.4.1.1.1: "Each Series shall have one and only one Frame of Reference UID";
+    some writers (wsi2dcm) give every level its own, so the output did not agree with itself and
+    ``wsianon verify`` without the source failed a clean slide. Returns the series' value."""
+    value = str(ds.get("FrameOfReferenceUID", "") or "")
+    if not value:
+        return chosen
+    if chosen is None:
+        return value
+    if value != chosen:
+        ds.FrameOfReferenceUID = chosen
+        note = "Frame of Reference UID: the source's instances had several in one series; the output has one (PS3.3 C.7.4.1.1.1)"
+        if note not in result.notes:
+            result.notes.append(note)
+    return chosen
 
 
 def align_inventory(inv: Inventory, profile: DicomProfile) -> None:

@@ -124,7 +124,7 @@ def write_instance(ds: Dataset, src: Path, span: PixelSpan | None, dest: Path) -
     """Write ``ds``'s header then copy ``src``'s Pixel Data element verbatim. Returns bytes written."""
     head = header_bytes(ds)
     try:
-        with open(src, "rb") as fin, open(dest, "wb") as fout:
+        with open(src, "rb") as fin, open(dest, "w+b") as fout:
             fout.write(head)
             fout.flush()
             written = len(head)
@@ -151,9 +151,38 @@ def write_instance(ds: Dataset, src: Path, span: PixelSpan | None, dest: Path) -
                         done = len(chunk)
                     pos += done
                     written += done
+                implicit = str(ds.file_meta.get("TransferSyntaxUID", "")) == "1.2.840.10008.1.2"
+                _canonical_pixel_header(fout.fileno(), len(head), span, implicit, _native_bytes(ds))
         return written
     except OSError as exc:
         raise OutputError(dest, f"cannot write: {os_reason(exc)}") from None
+
+
+def _native_bytes(ds: Dataset) -> int | None:
+    """The bytes native Pixel Data's frames fill (before the padding to even length)."""
+    try:
+        bits = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * int(ds.BitsAllocated) * int(ds.get("NumberOfFrames", 1) or 1)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return (bits + 7) // 8
+
+
+def _canonical_pixel_header(fd: int, at: int, span: PixelSpan, implicit: bool, native: int | None) -> None:
+    """The bytes of the copied Pixel Data element that hold no value are written as the standard
+    fixes them: the explicit VR header's two reserved bytes (PS3.5 7.1.2), the Sequence
+    Delimitation Item's length (PS3.5 7.5.2) and native data's padding byte to even length
+    (PS3.5 7.1.1: 00H) are zero. Copied verbatim they could carry a few source bytes (initials,
+    digits of an identifier) no reader shows."""
+    head = os.pread(fd, 8, at)
+    long_vr = not implicit and head[4:6] in _LONG_VRS
+    if long_vr and head[6:8] != b"\0\0":
+        os.pwrite(fd, b"\0\0", at + 6)
+    end = at + (span.end - span.offset)
+    if span.encapsulated:
+        if os.pread(fd, 8, end - 8)[:4] == b"\xfe\xff\xdd\xe0":
+            os.pwrite(fd, bytes(4), end - 4)
+    elif native is not None and native % 2 and end - at - (12 if long_vr else 8) == native + 1:
+        os.pwrite(fd, b"\0", end - 1)
 
 
 def scrub_frames(path: Path) -> int:

@@ -24,8 +24,8 @@ def check_opens(outputs: list[Path], verdict: Checks, sources: list[Path] | None
         wsidicom_ok = True
     except Exception as exc:
         wsidicom_ok = False
-        src_ok = _source_opens_wsidicom(sources) if sources else True
-        verdict.add("dicom: opens with wsidicom", not src_ok, f"{type(exc).__name__}" + ("" if src_ok else " (the source does not open either)"))
+        wsidicom_error = type(exc).__name__
+    openslide_ok = False
     try:
         import openslide
 
@@ -42,6 +42,7 @@ def check_opens(outputs: list[Path], verdict: Checks, sources: list[Path] | None
             allowed.add("macro")
         bad = [a for a in assoc if a in ("label", "macro") and a not in allowed]
         verdict.add("dicom: opens with OpenSlide", ok and not bad, f"vendor {vendor}, associated images {assoc}")
+        openslide_ok = ok
     except Exception as exc:
         # with a source: fine only when the source does not open either; auditing
         # without one (wsianon verify): fine when wsidicom read it (OpenSlide lacks
@@ -58,6 +59,12 @@ def check_opens(outputs: list[Path], verdict: Checks, sources: list[Path] | None
                 src_ok = False
         why = "" if src_ok else (" (the source does not open either)" if sources else " (wsidicom reads it)")
         verdict.add("dicom: opens with OpenSlide", not src_ok, f"{type(exc).__name__}{why}")
+    if not wsidicom_ok:
+        # with a source: fine only when the source does not open either; without one: fine when
+        # OpenSlide read it (wsidicom reads no frame split over several fragments, PS3.5 A.4)
+        src_ok = _source_opens_wsidicom(sources) if sources else not openslide_ok
+        why = "" if src_ok else (" (the source does not open either)" if sources else " (OpenSlide reads it)")
+        verdict.add("dicom: opens with wsidicom", not src_ok, f"{wsidicom_error}{why}")
 
 
 def _source_opens_wsidicom(sources: list[Path]) -> bool:

@@ -1,0 +1,55 @@
+"""``dicom: pyramid``: every VOLUME instance is a level of the slide's one image.
+
+A VOLUME instance is shown only as a pyramid level, so an image that is no level of the slide (a
+photo of the label given ImageType VOLUME, in the same series and pyramid) was shared unseen: no
+barcode search looks at VOLUME frames and its frames equal the source's. Each VOLUME's Total
+Pixel Matrix must have the base level's aspect: with ``r = base columns / columns`` (the
+level's downsample, itself known only to the rounding of ``columns``), its rows must be the
+base's rows over ``r``, to that rounding and one pixel more.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+
+from wsianon.verify.dicom.common import Checks, image_kind
+
+
+def _matrix(ds: Dataset) -> tuple[int, int] | None:
+    try:
+        return int(ds.TotalPixelMatrixColumns), int(ds.TotalPixelMatrixRows)
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def off_pyramid(dsets: list[tuple[Path, Dataset]]) -> list[str]:
+    """The VOLUME instances whose matrix is not a level of the largest one (names only)."""
+    volumes = [(p, m) for p, ds in dsets if image_kind(ds) == "VOLUME" and (m := _matrix(ds)) is not None]
+    if len(volumes) < 2:
+        return []
+    base_cols, base_rows = max((m for _p, m in volumes), key=lambda m: (m[0] * m[1], m))
+    bad = []
+    for p, (cols, rows) in volumes:
+        if cols < 1 or rows < 1 or cols > base_cols or rows > base_rows:
+            bad.append(p.name)
+            continue
+        low = base_rows * (cols - 1) / base_cols - 1
+        high = base_rows * (cols + 1) / base_cols + 1
+        if not low <= rows <= high:
+            bad.append(p.name)
+    return bad
+
+
+def check_pyramid(dsets: list[tuple[Path, Dataset]], verdict: Checks) -> None:
+    bad = off_pyramid(dsets)
+    verdict.add(
+        "dicom: pyramid",
+        not bad,
+        "; ".join(f"{n}: a VOLUME whose matrix is not a level of the slide's image" for n in bad[:5])
+        or "every VOLUME instance is a level of the slide's image",
+    )
+
+
+__all__ = ["check_pyramid", "off_pyramid"]
