@@ -5,7 +5,9 @@ on a hostile or broken file — glib aborts when a corrupt byte count asks it fo
 a terabyte — which would take the whole batch (and its report) down.  So
 
 1. for TIFF-family sources, every strip/tile span of every IFD must lie inside
-   the file (our own parser, no allocation from file values);
+   the file (our own parser, no allocation from file values); an MRXS slide is
+   loaded by its converter's checks (records inside the Data files, camera-image
+   positions near the declared grid);
 2. the OpenSlide decode probe runs in a forked child process with a time limit:
    a crash or a hang there refuses this slide with a one-line reason, and the
    batch goes on. DICOM slides (inputs, and outputs judged by ``verify``) get the
@@ -26,9 +28,16 @@ DECODE_REASON = "image data cannot be decoded (OpenSlide cannot read a tile or a
 
 
 def check_structure(path: Path) -> None:
-    """Every data span of a TIFF-family file lies inside the file (CorruptInput otherwise)."""
+    """Every data span of a TIFF-family file lies inside the file; an MRXS slide's records lie
+    inside its Data files and its camera-image positions near its declared grid (OpenSlide spins
+    for minutes on positions far outside it) (CorruptInput otherwise)."""
     from wsianon.io.tiff import TIFF_MAGIC, TiffStructure
 
+    if path.suffix.lower() == ".mrxs":
+        from wsianon.converters.mrxs.slide import load_slide
+
+        load_slide(path)
+        return
     try:
         with open(path, "rb") as fh:
             head = fh.read(4)

@@ -3,7 +3,8 @@ Slidedat.ini, Index.dat and the Data files it names.
 
 :func:`load_slide` opens and checks it: member names never leave the folder (no paths,
 no symbolic links), the NONHIER records Slidedat.ini declares are located through
-Index.dat, and every tile and record lies inside its Data file.
+Index.dat, every tile and record lies inside its Data file, and the camera-image positions lie
+near the grid Slidedat.ini declares (``positions.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from wsianon.converters.mrxs.datafile import read_blob
 from wsianon.converters.mrxs.index import IndexInfo, NonHierRecord, read_index
 from wsianon.converters.mrxs.ini import IniDoc
+from wsianon.converters.mrxs.positions import check_positions
 from wsianon.converters.mrxs.rules import rules
 from wsianon.errors import CorruptInput, UnsupportedFormat
 from wsianon.io.safefile import read_whole_regular
@@ -151,4 +153,6 @@ def load_slide(path: Path) -> Slide:
     records = _nonhier_records(ini)
     index = read_index(index_path, slide_id, hier_counts, records, _grid(ini))
     _check_extents(index_path, datafiles, index, records)
-    return Slide(path, folder, ini, slide_id, index_path, datafiles, records, index, hier_counts[0])
+    slide = Slide(path, folder, ini, slide_id, index_path, datafiles, records, index, hier_counts[0])
+    check_positions(slide)  # before anything decodes tiles placed by them
+    return slide

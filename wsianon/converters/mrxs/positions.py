@@ -1,0 +1,96 @@
+"""The camera-image positions OpenSlide places MRXS tiles by, checked before anything decodes them.
+
+OpenSlide reads one NONHIER record for the positions: the first record of the
+``VIMSLIDE_POSITION_BUFFER`` layer, else the ``StitchingIntensityLevel`` record of the
+``StitchingIntensityLayer`` layer (deflated).  It holds one 9-byte entry per position (a flag byte,
+then x and y as little-endian int32, multiplied by 2 ** IMAGE_CONCAT_FACTOR of level 0); there are
+``(IMAGENUMBER_X / d) * (IMAGENUMBER_Y / d)`` positions, ``d`` = CameraImageDivisionsPerSide.
+
+A slide's extent is where its positions put the camera images.  Positions far outside the grid
+Slidedat.ini declares (text written into them reads as x ≈ 10^9) made OpenSlide's decode probe spin
+until its 300 s limit: the slide was refused, but only after five minutes of a core.  A scanner
+places each camera image near its grid cell (stitching moves it by a fraction of an image), so a
+position more than :data:`SLACK_IMAGES` camera images outside the grid's extent is refused at once.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from typing import TYPE_CHECKING
+
+from wsianon.errors import CorruptInput
+
+if TYPE_CHECKING:
+    from wsianon.converters.mrxs.slide import Slide
+
+ENTRY = 9
+SLACK_IMAGES = 8  # camera images a position may lie outside the declared grid's extent
+ZOOM_LAYER = "Slide zoom level"
+
+
+def _int(slide: Slide, section: str, key: str, default: int | None = None) -> int | None:
+    value = slide.ini.get(section, key)
+    if value is None:
+        return default
+    try:
+        return int(value.strip())
+    except ValueError:
+        return None
+
+
+def _zoom_section(slide: Slide) -> str | None:
+    """The section of level 0 of the zoom-level layer (the HIER layer OpenSlide draws)."""
+    count = _int(slide, "HIERARCHICAL", "HIER_COUNT", 0) or 0
+    for i in range(count):
+        if (slide.ini.get("HIERARCHICAL", f"HIER_{i}_NAME") or "").strip() == ZOOM_LAYER:
+            return slide.ini.get("HIERARCHICAL", f"HIER_{i}_VAL_0_SECTION")
+    return None
+
+
+def _record(slide: Slide):
+    """The record OpenSlide reads the positions from, and whether it is deflated (None: no such record)."""
+    vims = [r for r in slide.records if r.layer_name == "VIMSLIDE_POSITION_BUFFER"]
+    if vims:
+        return vims[0], False
+    stitch = [r for r in slide.records if r.layer_name == "StitchingIntensityLayer" and r.name == "StitchingIntensityLevel"]
+    return (stitch[0], True) if stitch else (None, False)
+
+
+def check_positions(slide: Slide) -> None:
+    """Refuse a slide whose position record puts a camera image far outside its declared grid.
+    Records OpenSlide itself refuses at once (wrong size, a flag other than 0/1, a stream that does
+    not inflate) and slides without the parameters are left to it."""
+    rec, deflated = _record(slide)
+    if rec is None or not rec.present or not slide.index.supported:
+        return
+    section = _zoom_section(slide)
+    images_x, images_y = _int(slide, "GENERAL", "IMAGENUMBER_X"), _int(slide, "GENERAL", "IMAGENUMBER_Y")
+    divisions = _int(slide, "GENERAL", "CameraImageDivisionsPerSide", 1)
+    if section is None or not images_x or not images_y or not divisions or divisions < 1:
+        return
+    width, height = _int(slide, section, "DIGITIZER_WIDTH"), _int(slide, section, "DIGITIZER_HEIGHT")
+    exponent = _int(slide, section, "IMAGE_CONCAT_FACTOR", 0)
+    if not width or not height or exponent is None or width < 1 or height < 1 or not 0 <= exponent < 31:
+        return
+    concat = 1 << exponent
+    cols, rows = images_x // divisions, images_y // divisions
+    expected = ENTRY * cols * rows
+    blob = slide.blob(rec)
+    if deflated:
+        d = zlib.decompressobj()
+        try:
+            blob = d.decompress(blob, expected + 1)
+        except zlib.error:
+            return
+    if len(blob) != expected:
+        return  # OpenSlide refuses a record of another size
+    span_x, span_y = width * divisions, height * divisions
+    lo_x, hi_x = -SLACK_IMAGES * span_x, (cols + SLACK_IMAGES) * span_x
+    lo_y, hi_y = -SLACK_IMAGES * span_y, (rows + SLACK_IMAGES) * span_y
+    for i, (_flag, x, y) in enumerate(struct.iter_unpack("<Bii", blob)):
+        if not (lo_x <= x * concat <= hi_x and lo_y <= y * concat <= hi_y):
+            raise CorruptInput(
+                slide.mrxs,
+                f"camera image position {i} lies far outside the slide's declared {images_x}x{images_y} grid (the tile-position record is damaged or holds other data): refused",
+            )
