@@ -43,6 +43,7 @@ from wsianon.io import cache as io_cache
 from wsianon.io import digests as io_digests
 from wsianon.io.safefile import same_file
 from wsianon.io.safetext import human_bytes, os_reason
+from wsianon.pipeline.cachedb import BestEffortDB
 from wsianon.pipeline.keys import key_fingerprint  # one fingerprint for manifest, report and certificate
 from wsianon import __version__
 from wsianon.errors import OutputError, WsianonError
@@ -184,7 +185,7 @@ def _run_dates(report: dict) -> list[str]:
 # cache beside OUT (not identifying, but kept out of the shared folder)
 
 
-class _Cache:
+class _Cache(BestEffortDB):
     """Best effort: a cache that cannot be opened or written is simply not used."""
 
     def __init__(self, out: Path):
@@ -197,30 +198,6 @@ class _Cache:
             self.db.execute("create table if not exists images (slide text primary key, sig text, data text)")
         except sqlite3.Error:
             self._drop()
-
-    def _drop(self) -> None:
-        if self.db is not None:
-            try:
-                self.db.close()
-            except sqlite3.Error:
-                pass
-        self.db = None
-
-    def _get(self, sql: str, args: tuple):
-        if self.db is None:
-            return None
-        try:
-            return self.db.execute(sql, args).fetchone()
-        except sqlite3.Error:
-            self._drop()
-            return None
-
-    def _put(self, sql: str, args: tuple) -> None:
-        if self.db is not None:
-            try:
-                self.db.execute(sql, args)
-            except sqlite3.Error:
-                self._drop()
 
     def sha(self, rel: str, p: Path, st=None) -> str:
         st = st or p.stat()

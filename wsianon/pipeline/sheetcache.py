@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from wsianon import __version__
+from wsianon.pipeline.cachedb import BestEffortDB
 
 CACHE_SUFFIX = ".images.sqlite"
 TABLE = "sheet_images"
@@ -69,7 +70,7 @@ def signature(files: Iterable[Path], salt: str = "") -> str | None:
     return "\n".join(parts)
 
 
-class SheetImages:
+class SheetImages(BestEffortDB):
     """The cache of one review sheet (see the module's docstring); use as a context manager."""
 
     def __init__(self, sheet: Path, out: Path | None = None):
@@ -115,14 +116,6 @@ class SheetImages:
             raise
         return db
 
-    def _drop(self) -> None:
-        if self.db is not None:
-            try:
-                self.db.close()
-            except sqlite3.Error:
-                pass
-        self.db = None
-
     @property
     def enabled(self) -> bool:
         return self.db is not None
@@ -143,12 +136,8 @@ class SheetImages:
         """``fn()``'s images for ``key``, from the cache when the files it reads still have the
         signature ``sig`` (:func:`signature`; None: rendered, not kept)."""
         self.used.add(key)
-        if sig is not None and self.db is not None:
-            try:
-                row = self.db.execute(f"select sig, data from {TABLE} where key=?", (key,)).fetchone()
-            except sqlite3.Error:
-                row = None
-                self._drop()
+        if sig is not None:
+            row = self._get(f"select sig, data from {TABLE} where key=?", (key,))
             if row is not None and row[0] == sig:
                 try:
                     return json.loads(row[1])
@@ -156,11 +145,8 @@ class SheetImages:
                     pass
         self.renders += 1
         data = fn()
-        if sig is not None and self.db is not None and not data.get("error"):
-            try:
-                self.db.execute(f"insert or replace into {TABLE} values (?,?,?)", (key, sig, json.dumps(data)))
-            except sqlite3.Error:
-                self._drop()
+        if sig is not None and not data.get("error"):
+            self._put(f"insert or replace into {TABLE} values (?,?,?)", (key, sig, json.dumps(data)))
         return data
 
     def close(self, prune: bool = True) -> None:
