@@ -70,6 +70,34 @@ _STRUCTURAL = re.compile(
 )
 
 
+_HEX_BYTES = re.compile(r"(?:[0-9A-Fa-f]{2}){8,}")  # 8 bytes or more, as hex digits
+_NAME_BYTES = re.compile(rb"[A-Za-z0-9 ^.,'\-]+")
+
+
+_HEX_RUN = re.compile(r"(?<![0-9A-Za-z])(?:[0-9A-Fa-f]{2}){8,}(?![0-9A-Za-z])")
+
+
+def _spell_hex(m: re.Match) -> str:
+    spelled = hex_spelled(m.group(0))
+    return m.group(0) if spelled is None else f" {spelled} "
+
+
+def hex_spelled(w: str) -> str | None:
+    """The text a hex token spells ("446F655E4A616E65" is "Doe^Jane"), or None for a digest.
+
+    A structural hex token (a digest, a GUID part) passes as a number; written as hex, a name
+    would too.  A token of 8 bytes or more whose every byte is a letter, digit, space or one of
+    ``^.,'-`` (and 3 of them letters) is judged as the text it spells: random bytes are such with
+    a chance of (66/256)^8 ≈ 2e-5 for the shortest, 4e-10 for a 16-byte GUID written whole; a
+    GUID's parts (8-4-4-4-12 digits) are shorter than 8 bytes."""
+    if not _HEX_BYTES.fullmatch(w):
+        return None
+    raw = bytes.fromhex(w)
+    if not _NAME_BYTES.fullmatch(raw) or sum(chr(b).isalpha() for b in raw) < 3:
+        return None
+    return raw.decode("ascii")
+
+
 @dataclass
 class Vocab:
     fmt: str
@@ -91,12 +119,17 @@ class Vocab:
 
     def word_ok(self, w: str) -> bool:
         lw = w.lower()
-        if lw in self.words or _STRUCTURAL.fullmatch(w):
+        if lw in self.words:
             return True
+        if _STRUCTURAL.fullmatch(w):
+            spelled = hex_spelled(w)
+            return spelled is None or all(self.token_ok(t.group(0)) for t in _TOKEN.finditer(spelled))
         return any(p.fullmatch(w) for p in self.patterns)
 
     def token_ok(self, tok: str) -> bool:
         tok = tok.strip("_")
+        if hex_spelled(tok) is not None:
+            return self.word_ok(tok)  # the text it spells, not its digits and letters one by one
         if not tok or self.word_ok(tok):
             return True
         parts = [p for p in _PARTS.split(tok) if p]
@@ -159,6 +192,7 @@ def unknown_tokens(text: str, vocab: Vocab) -> list[str]:
     bad = []
     if "&" in text:  # XML/HTML character references spell text in numbers ("&#68;&#111;&#101;"): judged as they read
         text = html.unescape(text)
+    text = _HEX_RUN.sub(_spell_hex, text)  # hex spelling text ("446F655E4A616E65"): judged as it reads
     for m in _B64.finditer(text):
         if not _base64_ok(m.group(0)):
             bad.append("<base64>")
