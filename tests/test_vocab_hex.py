@@ -23,6 +23,9 @@ def test_hex_spelling_a_name_is_judged_as_the_name():
     for text in ("446F655E4A616E65", "4D524E3437313120", "x_446f655e4a616e65", "ID=446F655E4A616E65;"):
         assert unknown_tokens(text, v), text
     assert not unknown_tokens("41706572696F20496D616765", v)  # "Aperio Image": vocabulary, as text
+    # our pseudonyms are keyed bytes: one that spells text by chance is still ours
+    assert not unknown_tokens("WSI-446f655e4a616e65", v)
+    assert not unknown_tokens("Case-446F655E4A616E65", v.with_names(["Case-446F655E4A616E65"]))  # a map's declared name
 
 
 def test_digests_and_guids_stay_structural():

@@ -74,7 +74,8 @@ _HEX_BYTES = re.compile(r"(?:[0-9A-Fa-f]{2}){8,}")  # 8 bytes or more, as hex di
 _NAME_BYTES = re.compile(rb"[A-Za-z0-9 ^.,'\-]+")
 
 
-_HEX_RUN = re.compile(r"(?<![0-9A-Za-z])(?:[0-9A-Fa-f]{2}){8,}(?![0-9A-Za-z])")
+# not after "WSI-": our pseudonyms are 8 keyed bytes, which spell text by chance once in ~60,000
+_HEX_RUN = re.compile(r"(?<![0-9A-Za-z])(?<!WSI-)(?:[0-9A-Fa-f]{2}){8,}(?![0-9A-Za-z])")
 
 
 def _spell_hex(m: re.Match) -> str:
@@ -119,17 +120,12 @@ class Vocab:
 
     def word_ok(self, w: str) -> bool:
         lw = w.lower()
-        if lw in self.words:
+        if lw in self.words or _STRUCTURAL.fullmatch(w):
             return True
-        if _STRUCTURAL.fullmatch(w):
-            spelled = hex_spelled(w)
-            return spelled is None or all(self.token_ok(t.group(0)) for t in _TOKEN.finditer(spelled))
         return any(p.fullmatch(w) for p in self.patterns)
 
     def token_ok(self, tok: str) -> bool:
         tok = tok.strip("_")
-        if hex_spelled(tok) is not None:
-            return self.word_ok(tok)  # the text it spells, not its digits and letters one by one
         if not tok or self.word_ok(tok):
             return True
         parts = [p for p in _PARTS.split(tok) if p]
@@ -192,13 +188,13 @@ def unknown_tokens(text: str, vocab: Vocab) -> list[str]:
     bad = []
     if "&" in text:  # XML/HTML character references spell text in numbers ("&#68;&#111;&#101;"): judged as they read
         text = html.unescape(text)
-    text = _HEX_RUN.sub(_spell_hex, text)  # hex spelling text ("446F655E4A616E65"): judged as it reads
     for m in _B64.finditer(text):
         if not _base64_ok(m.group(0)):
             bad.append("<base64>")
     text = _B64.sub(" ", text)
     if vocab.names_rx is not None:
         text = vocab.names_rx.sub(" ", text)
+    text = _HEX_RUN.sub(_spell_hex, text)  # hex spelling text ("446F655E4A616E65"): judged as it reads
     for m in _TOKEN.finditer(text):
         if not vocab.token_ok(m.group(0)):
             bad.append(m.group(0))
