@@ -11,7 +11,8 @@ Checks (DESIGN.md §5):
    for the source file stem;
 3. pixels: every pyramid tile/strip of every level is byte-identical to the
    source's (TIFF-based formats, via tifffile);
-4. remaining associated images are searched for barcodes (zxing-cpp).
+4. remaining associated images are searched for barcodes (zxing-cpp); a kept thumbnail must be
+   the slide downsampled (``wsianon.verify.thumbnail``).
 
 Format-specific checks live in ``wsianon/verify/formats/<format>.py`` as
 ``check(inv, out_main, out_files, policy, verdict)``, named by the format's spec
@@ -30,6 +31,7 @@ from wsianon.io.scan import Canary, Scanner, SplitScanner, stem_canaries
 from wsianon.pipeline.model import Verdict
 from wsianon.profiles.policy import Policy
 from wsianon.verify import canaries as independent_canaries
+from wsianon.verify import thumbnail as thumbnail_provenance
 from wsianon.verify import tileid, vocabulary
 from wsianon.verify.readback import read_back
 
@@ -218,6 +220,9 @@ def check_openslide(snap: SourceSnapshot, conv: NativeConverter | None, out_main
                     verdict.add(f"barcode-{n}", True, f"{found} barcode(s) in the kept macro (kept on request)")
                 continue
             verdict.add(f"barcode-{n}", found == 0, f"{found} barcode(s) found in associated image {n!r}")
+        if "thumbnail" in names & allowed and props.get("openslide.vendor") != "mirax":
+            # the kept thumbnail must be the slide downsampled (an MRXS SlidePreview is a camera photo)
+            thumbnail_provenance.check_openslide(out, verdict)
         # read one region per level: the pyramid still decodes
         try:
             for lvl in range(out.level_count):
