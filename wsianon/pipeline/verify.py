@@ -220,9 +220,6 @@ def check_openslide(snap: SourceSnapshot, conv: NativeConverter | None, out_main
                     verdict.add(f"barcode-{n}", True, f"{found} barcode(s) in the kept macro (kept on request)")
                 continue
             verdict.add(f"barcode-{n}", found == 0, f"{found} barcode(s) found in associated image {n!r}")
-        if "thumbnail" in names & allowed and props.get("openslide.vendor") != "mirax":
-            # the kept thumbnail must be the slide downsampled (an MRXS SlidePreview is a camera photo)
-            thumbnail_provenance.check_openslide(out, verdict)
         # read one region per level: the pyramid still decodes
         try:
             for lvl in range(out.level_count):
@@ -232,6 +229,26 @@ def check_openslide(snap: SourceSnapshot, conv: NativeConverter | None, out_main
         except Exception as exc:
             verdict.add("pyramid-readable", False, f"reading a region failed ({type(exc).__name__})")
         return props
+    finally:
+        out.close()
+
+
+def check_thumbnail(conv: NativeConverter | None, out_main: Path, policy: Policy, verdict: Verdict) -> None:
+    """``thumbnail-provenance``: a kept thumbnail must be the slide downsampled
+    (``wsianon.verify.thumbnail``; an MRXS SlidePreview, a photo of the glass, is not judged).
+    Its own OpenSlide handle: a tile that fails to decode leaves a handle in error, and the
+    structure checks read through theirs."""
+    if conv is not None and not spec_of(conv.name).openslide_reads:
+        return
+    try:
+        out = _openslide().OpenSlide(str(out_main))
+    except Exception:
+        return  # openslide-open has failed the slide
+    try:
+        if out.properties.get("openslide.vendor") == "mirax":
+            return
+        if "thumbnail" in set(out.associated_images.keys()) & allowed_associated(conv, policy):
+            thumbnail_provenance.check_openslide(out, verdict)
     finally:
         out.close()
 
@@ -375,6 +392,7 @@ def verify_native(
     verdict.findings.extend(scan_verdict.findings)
     run_format_checks(inv.format, inv, out_main, out_files, policy, verdict, snap)
     check_closed_world(inv.format, out_main, verdict, root, policy.accept_unrun_checks, policy.coded_data == "all")
+    check_thumbnail(conv, out_main, policy, verdict)
     return verdict
 
 

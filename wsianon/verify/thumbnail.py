@@ -287,9 +287,9 @@ def check_dicom(dsets, verdict, name: str = "dicom: thumbnail") -> None:
                 continue
             shape = grid_shape(size)
             if shape not in refs:
-                ref_p, ref_ds, _m = volumes[pick_level([m for _p, _ds, m in volumes], shape)]
+                ref_p, ref_ds, _size = volumes[pick_level([m for _p, _ds, m in volumes], shape)]
                 refs[shape] = dicom_reference(ref_p, ref_ds, shape)
-            ok, detail, _m = judge(_assemble(p, ds), size, base, refs[shape])
+            ok, detail, _measures = judge(_assemble(p, ds), size, base, refs[shape])
         except Exception as exc:
             bad.append(f"{p.name}: the THUMBNAIL cannot be judged ({type(exc).__name__})")
             continue
