@@ -181,16 +181,29 @@ def openslide_reference(slide, shape: tuple[int, int]) -> np.ndarray:
     tw = int(props.get(f"openslide.level[{level}].tile-width") or 0)
     th = int(props.get(f"openslide.level[{level}].tile-height") or 0)
     pw, ph = max(1, min(PATCH, lw // n_x)), max(1, min(PATCH, lh // n_y))
+    tiled = 0 < tw <= PATCH and 0 < th <= PATCH
+    # each point's patch: the tile holding it when a tile fits in a cell, else a cell-sized region
+    # around it (cut to the tile holding it, so that every tile is read once, whole)
+    by_tile: dict[tuple[int, int, int, int], list[tuple[int, int, int, int, int, int]]] = {}
     for j in range(n_y):
         for i in range(n_x):
             cx, cy = int((i + 0.5) * lw / n_x), int((j + 0.5) * lh / n_y)
-            if 0 < tw <= pw and 0 < th <= ph:  # the tile holding the point: one tile decoded
-                x, y, w, h = cx - cx % tw, cy - cy % th, tw, th
+            if tiled:
+                x, y = cx - cx % tw, cy - cy % th
+                w, h = max(1, min(tw, lw - x)), max(1, min(th, lh - y))
+                if tw <= pw and th <= ph:
+                    box = (0, 0, w, h)
+                else:
+                    box = (max(0, cx - x - pw // 2), max(0, cy - y - ph // 2), min(w, cx - x + (pw + 1) // 2), min(h, cy - y + (ph + 1) // 2))
             else:
-                x, y, w, h = max(0, cx - pw // 2), max(0, cy - ph // 2), pw, ph
-            w, h = max(1, min(w, lw - x)), max(1, min(h, lh - y))
-            patch = flat(slide.read_region((int(x * down), int(y * down)), level, (w, h)))
-            grid[j, i] = _grey(patch).mean()
+                x, y = max(0, cx - pw // 2), max(0, cy - ph // 2)
+                w, h = max(1, min(pw, lw - x)), max(1, min(ph, lh - y))
+                box = (0, 0, w, h)
+            by_tile.setdefault((x, y, w, h), []).append((i, j, *box))
+    for (x, y, w, h), points in by_tile.items():
+        region = _grey(flat(slide.read_region((int(x * down), int(y * down)), level, (w, h))))
+        for i, j, x0, y0, x1, y1 in points:
+            grid[j, i] = region[y0:y1, x0:x1].mean()
     return prepare(grid, shape)
 
 
