@@ -269,3 +269,48 @@ def test_a_real_dicom_input_keeps_its_thumbnail(cli, tmp_path):
     (slide,) = json.loads((out / "wsianon-report.json").read_text())["slides"]
     checks = {c["check"]: c["ok"] for c in slide["verification"]["checks"]}
     assert checks.get("dicom: thumbnail") is True and "THUMBNAIL" in _kinds(out), sorted(checks)
+
+
+def test_a_level_too_large_to_read_whole_is_sampled(tmp_path, monkeypatch):
+    """A reference level over the bound (a slide without a pyramid) is sampled, not read whole:
+    forced here on small slides, the clean thumbnail still passes and the label photo still
+    fails, natively (OpenSlide tiles) and in DICOM (only the frames holding a sample)."""
+    import openslide
+
+    from wsianon.pipeline.model import Verdict
+    from wsianon.verify import thumbnail
+    from wsianon.verify.dicom.common import read_dataset
+
+    monkeypatch.setattr(thumbnail, "REF_MAX_PIXELS", 0)
+    for planted, want in ((None, True), (text_label(THUMB), False)):
+        v = Verdict()
+        with openslide.OpenSlide(str(_svs(tmp_path / f"n{want}", planted))) as s:
+            thumbnail.check_openslide(s, v)
+        assert [c.ok for c in v.checks] == [want], v.checks
+    # DICOM: the generated slide through wsidicomizer (VOLUME frames of 256 px), its THUMBNAIL replaced
+    from .fixtures.dicom_gen import make_dicom
+
+    fx = make_dicom(tmp_path / "d")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dsets = [(f, read_dataset(f)) for f in fx.files]
+    decoded: list[int] = []
+    from wsianon.verify.dicom import decode
+
+    original = decode._frames_at
+
+    def counting(path, ds, wanted):
+        decoded.append(len(wanted))
+        return original(path, ds, wanted)
+
+    monkeypatch.setattr(decode, "_frames_at", counting)
+    v = Verdict()
+    thumbnail.check_dicom(dsets, v)
+    assert [c.ok for c in v.checks] == [True], v.checks
+    assert decoded  # the reference came from sampled frames
+    (thumb,) = [p for p, ds in dsets if str(ds.ImageType[2]) == "THUMBNAIL"]
+    ds = read_dataset(thumb)
+    _replace_thumbnail_pixels(thumb, text_label((int(ds.TotalPixelMatrixColumns), int(ds.TotalPixelMatrixRows))))
+    v = Verdict()
+    thumbnail.check_dicom([(p, read_dataset(p)) for p, _ds in dsets], v)
+    assert [c.ok for c in v.checks] == [False], v.checks
