@@ -162,6 +162,20 @@ def _jpeg_tiles(n: int, quality: int = 90) -> list[bytes]:
 _TILES: list[bytes] | None = None
 
 
+def _thumbnail(tiles: list[bytes], side: int, long_side: int = 768) -> np.ndarray:
+    """The level-0 mosaic (tile ``i`` at row-major position ``i``, cycling ``tiles``) downsampled to
+    ``long_side`` pixels: each tile box-averaged to 16 px, the mosaic then resized."""
+    from PIL import Image
+
+    small = [np.asarray(Image.open(io.BytesIO(t)).convert("RGB").reduce(TILE // 16)) for t in tiles]
+    mosaic = np.empty((side * 16, side * 16, 3), np.uint8)
+    for i in range(side * side):
+        r, c = divmod(i, side)
+        mosaic[r * 16 : (r + 1) * 16, c * 16 : (c + 1) * 16] = small[i % len(small)]
+    n = min(long_side, side * 16)
+    return np.asarray(Image.fromarray(mosaic).resize((n, n), Image.Resampling.BOX))
+
+
 def make_svs(path: Path, size_gb: float) -> Path:
     """An Aperio-style BigTIFF: level 0 of ``size_gb`` GiB of 256-px JPEG tiles (64 distinct
     textured tiles cycled, ~30 KB each, so the tile count is that of a real slide of that size),
@@ -186,9 +200,13 @@ def make_svs(path: Path, size_gb: float) -> Path:
             yield tiles[i % len(tiles)]
 
     small = np.full((512, 1024, 3), 230, np.uint8)
+    thumb = _thumbnail(tiles, side)
     with tifffile.TiffWriter(path, bigtiff=True) as tw:
         tw.write(gen(side * side), shape=(h, w, 3), dtype=np.uint8, tile=(TILE, TILE), compression="jpeg", photometric="rgb", description=desc, metadata=None)
-        tw.write(small[::2, ::2], compression="jpeg", photometric="rgb", description=desc.replace(f"{w}x{h}", "512x256"), metadata=None)
+        # the thumbnail is the slide downsampled, as scanners write it (the verifier proves it is)
+        tw.write(
+            thumb, compression="jpeg", photometric="rgb", description=desc.replace(f"{w}x{h}", f"{w}x{h} -> {thumb.shape[1]}x{thumb.shape[0]}"), metadata=None
+        )
         tw.write(
             small[:256, :256], compression="lzw", photometric="rgb", description="Aperio Image Library v12.0.15\r\nlabel 256x256", metadata=None, subfiletype=1
         )

@@ -385,11 +385,16 @@ def test_offsets_of_empty_tiles_and_beyond_the_grid(cli, tmp_path):
     from wsianon.pipeline.model import Verdict
     from wsianon.verify.partition import check_tiff_partition
 
-    src = _svs(tmp_path)
+    from .fixtures.svs_gen import _tissue
+
+    thumb = _tissue(512, 512, 1)[::4, ::4].copy()
+    thumb[64:] = 255  # the bottom row of tiles is emptied below: the slide's thumbnail shows background there
+    src = _svs(tmp_path, thumbnail=thumb)
     raw = bytearray(src.read_bytes())
     with tifffile.TiffFile(src) as tf:
         page = tf.pages[0]
         ot, ct, n = page.tags[324].valueoffset, page.tags[325].valueoffset, len(page.dataoffsets)
+        assert n == 4  # a 2x2 tile grid: the last two are its bottom row
     for k, chunk in ((n - 2, b"Doe^"), (n - 1, b"Jane")):
         raw[ot + 4 * k : ot + 4 * k + 4] = chunk
         raw[ct + 4 * k : ct + 4 * k + 4] = bytes(4)

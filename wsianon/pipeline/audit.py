@@ -20,6 +20,7 @@ from wsianon.pipeline.verify import (
     SourceSnapshot,
     check_closed_world,
     check_openslide,
+    check_thumbnail,
     check_tiles_tiff,
     run_format_checks,
     scan_outputs,
@@ -97,6 +98,7 @@ def audit_paths(paths: list[Path], source: Path | None = None, allow_generic: bo
                 )  # judged from the file alone
                 # every printable run outside pixel data must be the format's vocabulary
                 vocabulary.add_check(verdict, inv.format, s.path, inv.input_files or s.files, root=s.path.parent, tiles="walk", names=pseudonyms or ())
+                check_thumbnail(s.converter, s.path, policy, verdict)
                 if src_inv is not None and src_snap is not None:
                     canaries = src_inv.canaries() + stem_canaries(src_inv.path) + source_property_canaries(src_snap, props)
                     scan_outputs(canaries, s.files, verdict)

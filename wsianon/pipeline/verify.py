@@ -11,7 +11,8 @@ Checks (DESIGN.md §5):
    for the source file stem;
 3. pixels: every pyramid tile/strip of every level is byte-identical to the
    source's (TIFF-based formats, via tifffile);
-4. remaining associated images are searched for barcodes (zxing-cpp).
+4. remaining associated images are searched for barcodes (zxing-cpp); a kept thumbnail must be
+   the slide downsampled (``wsianon.verify.thumbnail``).
 
 Format-specific checks live in ``wsianon/verify/formats/<format>.py`` as
 ``check(inv, out_main, out_files, policy, verdict)``, named by the format's spec
@@ -30,6 +31,7 @@ from wsianon.io.scan import Canary, Scanner, SplitScanner, stem_canaries
 from wsianon.pipeline.model import Verdict
 from wsianon.profiles.policy import Policy
 from wsianon.verify import canaries as independent_canaries
+from wsianon.verify import thumbnail as thumbnail_provenance
 from wsianon.verify import tileid, vocabulary
 from wsianon.verify.readback import read_back
 
@@ -231,6 +233,26 @@ def check_openslide(snap: SourceSnapshot, conv: NativeConverter | None, out_main
         out.close()
 
 
+def check_thumbnail(conv: NativeConverter | None, out_main: Path, policy: Policy, verdict: Verdict) -> None:
+    """``thumbnail-provenance``: a kept thumbnail must be the slide downsampled
+    (``wsianon.verify.thumbnail``; an MRXS SlidePreview, a photo of the glass, is not judged).
+    Its own OpenSlide handle: a tile that fails to decode leaves a handle in error, and the
+    structure checks read through theirs."""
+    if conv is not None and not spec_of(conv.name).openslide_reads:
+        return
+    try:
+        out = _openslide().OpenSlide(str(out_main))
+    except Exception:
+        return  # openslide-open has failed the slide
+    try:
+        if out.properties.get("openslide.vendor") == "mirax":
+            return
+        if "thumbnail" in set(out.associated_images.keys()) & allowed_associated(conv, policy):
+            thumbnail_provenance.check_openslide(out, verdict)
+    finally:
+        out.close()
+
+
 def check_tiles_tiff(snap: SourceSnapshot, fmt: str, out_main: Path, verdict: Verdict, out_ids: list | None = None) -> None:
     """Every pyramid tile/strip of the output equals the source's, byte for byte (tifffile;
     identities of ``wsianon.verify.tileid``).  ``out_ids``: the output's identities, when the
@@ -370,6 +392,7 @@ def verify_native(
     verdict.findings.extend(scan_verdict.findings)
     run_format_checks(inv.format, inv, out_main, out_files, policy, verdict, snap)
     check_closed_world(inv.format, out_main, verdict, root, policy.accept_unrun_checks, policy.coded_data == "all")
+    check_thumbnail(conv, out_main, policy, verdict)
     return verdict
 
 

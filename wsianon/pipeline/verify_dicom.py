@@ -11,6 +11,8 @@ result against the resolved Annex E profile (the rule DATA, not the engine's cod
 * ``dicom: images`` — no LABEL (unless our blank one), no OVERVIEW unless --macro keep (then flagged);
 * ``dicom: barcodes`` — no barcode in a THUMBNAIL; a LABEL (only ours, --label blank) is one uniform
   colour; a kept OVERVIEW is searched and reported;
+* ``dicom: thumbnail`` — every THUMBNAIL is the slide's pyramid downsampled (aspect and pixels;
+  ``wsianon.verify.thumbnail``);
 * ``dicom: uids`` — one Study/Series/FrameOfReference UID for the slide, unique SOP Instance UIDs;
 * ``dicom: pyramid`` — every VOLUME instance is a level of the slide's image (its aspect);
 * ``dicom: frames`` — every frame equals the source frame (DICOM inputs) or the source tile
@@ -43,6 +45,7 @@ from wsianon.profiles.dicom import REGISTRY_ROOT, DicomProfile, profile_for_poli
 from wsianon.verify.dicom.common import read_dataset
 from wsianon.verify.dicom import frames
 from wsianon.verify import ecs
+from wsianon.verify import thumbnail as thumbnail_provenance
 from wsianon.verify.dicom.frames import check_frame_segments, check_frames_dicom
 from wsianon.verify.dicom.images import check_barcodes, check_record_and_images
 from wsianon.verify.dicom.opens import check_opens
@@ -118,6 +121,7 @@ def verify_dicom_output(inv: Inventory, result_files: list[Path], ctx, verdict: 
     dicom_text.add_check(verdict, files, [ds for _f, ds in dsets], set(ctx.names()))  # the slide's pseudonyms
     check_record_and_images(dsets, policy, verdict)
     check_barcodes(dsets, policy, verdict)
+    thumbnail_provenance.check_dicom(dsets, verdict)
     check_uids(dsets, verdict, [Path(s) for s in inv.input_files] if inv.format == "dicom" else None)
     check_pyramid(dsets, verdict)
     if inv.format == "dicom":
@@ -160,6 +164,7 @@ def audit_dicom(inv: Inventory, files: list[Path], verdict: Verdict, pseudonyms:
     dicom_text.add_check(verdict, files, [ds for _f, ds in dsets], pseudonyms)
     check_record_and_images(dsets, Policy(), verdict)
     check_barcodes(dsets, Policy(), verdict)
+    thumbnail_provenance.check_dicom(dsets, verdict)
     check_uids(dsets, verdict)
     check_pyramid(dsets, verdict)
     check_frame_segments(files, verdict)

@@ -438,6 +438,10 @@ def convert_slide(source: Path, inv: Inventory, ctx: SlideContext, out_dir: Path
     scanner = source_scanner(inv)
     # a thumbnail the native route would remove (e.g. an MRXS preview showing a barcode) is not written
     keep_thumbnail = not any(i.kind == "thumbnail" and i.action is not Action.KEEP for i in inv.images)
+    # an MRXS preview (SlidePreview) is a photo of the glass, not the slide downsampled: a THUMBNAIL
+    # instance must be the slide (``dicom: thumbnail``), so it is not written either
+    preview = inv.format == "mrxs" and any(i.kind == "thumbnail" for i in inv.images)
+    keep_thumbnail = keep_thumbnail and not preview
     out_dir.mkdir(parents=True, exist_ok=True)
     policy = ctx.policy
     result = DicomResult()
@@ -462,7 +466,9 @@ def convert_slide(source: Path, inv: Inventory, ctx: SlideContext, out_dir: Path
         if frames is not None:
             for (*_f, written), final in zip(files, result.files[-len(files) :] if files else []):
                 frames.moved(written, final)
-        if not keep_thumbnail:
+        if preview:
+            result.removals.append(Removal("image", "thumbnail", "not written (an MRXS preview is no downsample of the slide)"))
+        elif not keep_thumbnail:
             result.removals.append(Removal("image", "thumbnail", "not written (the native inventory removes it)"))
         note = missing_levels_note(source, inv, [(w, h) for _o, w, h, kind, _p in files if kind == "VOLUME"])
         if note:

@@ -1,0 +1,314 @@
+"""``thumbnail-provenance`` (native) and ``dicom: thumbnail``: a kept thumbnail is the slide.
+
+A thumbnail says it is the slide, downsampled; nothing else judges its pixels but a barcode
+search, so a label photo (a handwritten name, no barcode) stored as the thumbnail — the SVS/GT450
+thumbnail IFD, a DICOM THUMBNAIL instance — would be shared as verified. Here it must be proven,
+from the output alone, to be what it says:
+
+* aspect — its size is the slide's (level 0's / the largest VOLUME's) scaled, to the rounding of
+  its size and one pixel more (real thumbnails: CMU-1 2220x2967 -> 574x768, TCGA 4443x3567 ->
+  956x768);
+* pixels — grey, box-averaged to at most ``GRID`` pixels on its long side and blurred, it
+  correlates (Pearson) with the slide's own pyramid — its smallest level at least
+  ``MIN_OVERSAMPLE`` times that size — rendered the same way at
+  least ``MIN_CORRELATION``; where either is near-uniform (a blank slide: no correlation to
+  speak of), their mean absolute difference is at most ``MAX_UNIFORM_MAD`` instead; and no
+  part of it departs from the rendering (the worst of ``BLOCKS`` x ``BLOCKS`` blocks of the
+  residual after a linear fit, ``MAX_BLOCK_RESIDUAL``). Proven at that size only: text small
+  against the thumbnail written onto the slide's own picture is not seen (README, Limitations).
+
+What is decoded is bounded: a reference level of at most ``REF_MAX_PIXELS`` is read whole; a larger
+one (a slide without a pyramid) is sampled at ``SAMPLES`` x ``SAMPLES`` points (each the tile holding
+the point or a region of at most ``PATCH`` px; DICOM: only the frames holding a point are decoded). The thresholds are calibrated on the real samples and planted label photos
+(README, "Verification"). Details name the check, never a measured value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+GRID = 64  # long side of the compared grey images
+SAMPLES = 32  # points per side where the reference level is too large to read whole
+PATCH = 512  # pixels per side of one sample at most (the tile holding the point, else a cell)
+REF_MAX_PIXELS = 4 << 20  # a level up to this is read whole
+MIN_OVERSAMPLE = 4  # the reference level is at least this many times the grid
+BLUR = 1.0  # Gaussian sigma, in grid cells
+MIN_CORRELATION = 0.80
+UNIFORM_STD = 4.0  # grey levels: below this (either image) correlation is meaningless
+MAX_UNIFORM_MAD = 8.0
+BLOCKS = 4  # the residual is judged in BLOCKS x BLOCKS parts
+MAX_BLOCK_RESIDUAL = 20.0  # grey levels, mean |residual| of the worst part
+
+DETAIL_OK = "the thumbnail is the slide's pyramid downsampled (aspect and pixels)"
+DETAIL_ASPECT = "the thumbnail's aspect is not the slide's: it cannot be the slide downsampled"
+DETAIL_PIXELS = "the thumbnail's pixels are not the slide's pyramid downsampled"
+
+
+def aspect_ok(thumb: tuple[int, int], base: tuple[int, int]) -> bool:
+    """``thumb`` (w, h) is ``base`` (w, h) scaled, to the rounding of the thumbnail's size."""
+    tw, th = thumb
+    bw, bh = base
+    if min(tw, th, bw, bh) < 1:
+        return False
+    # the thumbnail's long side fixes the scale; the other side is known to one pixel
+    if tw >= th:
+        return bh * (tw - 1) / bw - 1 <= th <= bh * (tw + 1) / bw + 1
+    return bw * (th - 1) / bh - 1 <= tw <= bw * (th + 1) / bh + 1
+
+
+def grid_shape(size: tuple[int, int]) -> tuple[int, int]:
+    """(w, h) of the compared images for a thumbnail of ``size`` (w, h)."""
+    w, h = size
+    scale = min(1.0, GRID / max(w, h))
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def _grey(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a)
+    if a.ndim == 2:
+        return a.astype(np.float32)
+    rgb = a[..., :3].astype(np.float32)
+    if a.shape[-1] == 1:
+        return rgb[..., 0]
+    return rgb @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def _box(grey: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Box-average (area) resample of a float image to ``shape`` (w, h)."""
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(np.ascontiguousarray(grey, np.float32)).resize(shape, Image.Resampling.BOX), np.float32)
+
+
+def _blur(a: np.ndarray) -> np.ndarray:
+    r = 2
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / BLUR) ** 2)
+    k /= k.sum()
+    p = np.pad(a, r, mode="edge")
+    rows = np.zeros((p.shape[0], a.shape[1]), np.float64)
+    for i in range(2 * r + 1):
+        rows += k[i] * p[:, i : i + a.shape[1]]
+    out = np.zeros(a.shape, np.float64)
+    for i in range(2 * r + 1):
+        out += k[i] * rows[i : i + a.shape[0], :]
+    return out
+
+
+def prepare(pixels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Grey, area-averaged to ``shape`` (w, h), blurred."""
+    return _blur(_box(_grey(pixels), shape))
+
+
+def measures(thumb: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    """Similarity of two prepared images of the same shape: ``corr`` (Pearson; NaN where either is
+    near-uniform, ``UNIFORM_STD``), ``mad`` (mean |difference|), ``block`` (worst part's mean |residual| after
+    fitting ``thumb ~ a*ref + b``)."""
+    a = thumb.astype(np.float64)
+    b = ref.astype(np.float64)
+    sa, sb = float(a.std()), float(b.std())
+    mad = float(np.abs(a - b).mean())
+    corr = float("nan")
+    if sa >= UNIFORM_STD and sb >= UNIFORM_STD:
+        corr = float(((a - a.mean()) * (b - b.mean())).mean() / (sa * sb))
+    if sb > 1e-6:
+        slope = float(((a - a.mean()) * (b - b.mean())).mean() / (sb * sb))
+        resid = a - (slope * (b - b.mean()) + a.mean())
+    else:
+        resid = a - a.mean()
+    h, w = resid.shape
+    block = 0.0
+    for i in range(BLOCKS):
+        for j in range(BLOCKS):
+            part = resid[i * h // BLOCKS : max((i + 1) * h // BLOCKS, i * h // BLOCKS + 1), j * w // BLOCKS : max((j + 1) * w // BLOCKS, j * w // BLOCKS + 1)]
+            if part.size:
+                block = max(block, float(np.abs(part).mean()))
+    return {"corr": corr, "mad": mad, "block": block, "std_thumb": sa, "std_ref": sb}
+
+
+def matches(m: dict[str, float]) -> bool:
+    if m["std_thumb"] < UNIFORM_STD or m["std_ref"] < UNIFORM_STD:  # no correlation to speak of
+        return m["mad"] <= MAX_UNIFORM_MAD and m["block"] <= MAX_BLOCK_RESIDUAL
+    return m["corr"] >= MIN_CORRELATION and m["block"] <= MAX_BLOCK_RESIDUAL
+
+
+def judge(thumb_pixels: np.ndarray, thumb_size: tuple[int, int], base_size: tuple[int, int], ref: np.ndarray) -> tuple[bool, str, dict]:
+    """(ok, detail, measures) for a thumbnail of ``thumb_size`` whose slide's level 0 is
+    ``base_size`` and whose prepared reference is ``ref``."""
+    if not aspect_ok(thumb_size, base_size):
+        return False, DETAIL_ASPECT, {}
+    m = measures(prepare(thumb_pixels, grid_shape(thumb_size)), ref)
+    ok = matches(m)
+    return ok, DETAIL_OK if ok else DETAIL_PIXELS, m
+
+
+def pick_level(dims: list[tuple[int, int]], shape: tuple[int, int]) -> int:
+    """Index of the smallest level at least ``MIN_OVERSAMPLE`` times the compared grid on both
+    sides (a pyramid may go down to 1x1), else of the largest."""
+    fits = [k for k, (w, h) in enumerate(dims) if w >= MIN_OVERSAMPLE * shape[0] and h >= MIN_OVERSAMPLE * shape[1]]
+    if fits:
+        return min(fits, key=lambda k: (dims[k][0] * dims[k][1], k))
+    return max(range(len(dims)), key=lambda k: (dims[k][0] * dims[k][1], -k))
+
+
+# --- OpenSlide (native outputs) -------------------------------------------------------------
+
+
+def openslide_reference(slide, shape: tuple[int, int]) -> np.ndarray:
+    """The slide's reference level (``pick_level``), rendered as OpenSlide draws it over its
+    background colour, prepared at ``shape``. A level over ``REF_MAX_PIXELS`` is sampled, not read whole."""
+    from PIL import Image
+
+    level = pick_level(list(slide.level_dimensions), shape)
+    lw, lh = slide.level_dimensions[level]
+    bg = "#" + str(slide.properties.get("openslide.background-color") or "ffffff")
+
+    def flat(region) -> np.ndarray:
+        a = np.asarray(region)
+        if a.shape[-1] == 4 and a[..., 3].min() == 255:  # opaque: nothing to composite
+            return a[..., :3]
+        canvas = Image.new("RGB", region.size, bg)
+        canvas.paste(region, mask=region)
+        return np.asarray(canvas)
+
+    if lw * lh <= REF_MAX_PIXELS:
+        return prepare(flat(slide.read_region((0, 0), level, (lw, lh))), shape)
+    down = slide.level_downsamples[level]
+    n_x, n_y = (max(1, round(SAMPLES * s / max(shape))) for s in shape)
+    grid = np.empty((n_y, n_x), np.float32)
+    props = slide.properties
+    tw = int(props.get(f"openslide.level[{level}].tile-width") or 0)
+    th = int(props.get(f"openslide.level[{level}].tile-height") or 0)
+    pw, ph = max(1, min(PATCH, lw // n_x)), max(1, min(PATCH, lh // n_y))
+    tiled = 0 < tw <= PATCH and 0 < th <= PATCH
+    # each point's patch: the tile holding it when a tile fits in a cell, else a cell-sized region
+    # around it (cut to the tile holding it, so that every tile is read once, whole)
+    by_tile: dict[tuple[int, int, int, int], list[tuple[int, int, int, int, int, int]]] = {}
+    for j in range(n_y):
+        for i in range(n_x):
+            cx, cy = int((i + 0.5) * lw / n_x), int((j + 0.5) * lh / n_y)
+            if tiled:
+                x, y = cx - cx % tw, cy - cy % th
+                w, h = max(1, min(tw, lw - x)), max(1, min(th, lh - y))
+                if tw <= pw and th <= ph:
+                    box = (0, 0, w, h)
+                else:
+                    box = (max(0, cx - x - pw // 2), max(0, cy - y - ph // 2), min(w, cx - x + (pw + 1) // 2), min(h, cy - y + (ph + 1) // 2))
+            else:
+                x, y = max(0, cx - pw // 2), max(0, cy - ph // 2)
+                w, h = max(1, min(pw, lw - x)), max(1, min(ph, lh - y))
+                box = (0, 0, w, h)
+            by_tile.setdefault((x, y, w, h), []).append((i, j, *box))
+    for (x, y, w, h), points in by_tile.items():
+        region = _grey(flat(slide.read_region((int(x * down), int(y * down)), level, (w, h))))
+        for i, j, x0, y0, x1, y1 in points:
+            grid[j, i] = region[y0:y1, x0:x1].mean()
+    return prepare(grid, shape)
+
+
+def check_openslide(slide, verdict, name: str = "thumbnail-provenance") -> None:
+    """Judge OpenSlide's ``thumbnail`` associated image of an open output slide."""
+    try:
+        img = slide.associated_images["thumbnail"]
+    except Exception as exc:
+        verdict.add(name, False, f"the thumbnail cannot be decoded to judge it ({type(exc).__name__})")
+        return
+    base = tuple(slide.level_dimensions[0])
+    if not aspect_ok(img.size, base):
+        verdict.add(name, False, DETAIL_ASPECT)
+        return
+    shape = grid_shape(img.size)
+    try:
+        ref = openslide_reference(slide, shape)
+    except Exception as exc:
+        verdict.add(name, False, f"the slide cannot be rendered to judge its thumbnail ({type(exc).__name__})")
+        return
+    ok, detail, _m = judge(np.asarray(img.convert("RGB")), img.size, base, ref)
+    verdict.add(name, ok, detail)
+
+
+# --- DICOM ---------------------------------------------------------------------------------
+
+
+def _matrix(ds) -> tuple[int, int]:
+    return int(ds.get("TotalPixelMatrixColumns", 0) or ds.Columns), int(ds.get("TotalPixelMatrixRows", 0) or ds.Rows)
+
+
+def dicom_reference(path: Path, ds, shape: tuple[int, int]) -> np.ndarray:
+    """A VOLUME instance's whole image prepared at ``shape``: assembled from every frame up to
+    ``REF_MAX_PIXELS``, otherwise sampled (only the frames holding a sample are decoded)."""
+    from wsianon.io.dicomframes import decode_rgb
+    from wsianon.verify.dicom.decode import _frames_at, frame_origins
+    from wsianon.verify.dicom.images import _assemble
+
+    cols, rows = _matrix(ds)
+    if cols * rows <= REF_MAX_PIXELS:
+        return prepare(_assemble(path, ds), shape)
+    origins = frame_origins(ds)
+    if origins is None:
+        raise ValueError("frame positions cannot be determined")
+    fw, fh = int(ds.Columns), int(ds.Rows)
+    where = {o: k for k, o in enumerate(origins)}
+    n_x, n_y = (max(1, round(SAMPLES * s / max(shape))) for s in shape)
+    points: dict[int, list[tuple[int, int, int, int]]] = {}
+    for j in range(n_y):
+        for i in range(n_x):
+            x = min(cols - 1, int((i + 0.5) * cols / n_x))
+            y = min(rows - 1, int((j + 0.5) * rows / n_y))
+            ox, oy = x - x % fw, y - y % fh
+            k = where.get((ox, oy))
+            if k is None:
+                raise ValueError("a sample point lies in no frame")
+            points.setdefault(k, []).append((i, j, x - ox, y - oy))
+    grid = np.empty((n_y, n_x), np.float32)
+    for k, fv in _frames_at(path, ds, sorted(points)):
+        a = _grey(decode_rgb(fv, ds))
+        for i, j, px, py in points[k]:
+            half = max(1, min(PATCH, cols // n_x, rows // n_y) // 2)
+            grid[j, i] = a[max(0, py - half) : py + half, max(0, px - half) : px + half].mean()
+    return prepare(grid, shape)
+
+
+def check_dicom(dsets, verdict, name: str = "dicom: thumbnail") -> None:
+    """Every THUMBNAIL instance must be the slide's pyramid (a VOLUME level) downsampled."""
+    from wsianon.verify.dicom.common import image_kind
+    from wsianon.verify.dicom.images import _assemble
+
+    thumbs = [(p, ds) for p, ds in dsets if image_kind(ds) == "THUMBNAIL"]
+    if not thumbs:
+        verdict.add(name, True, "no THUMBNAIL instance")
+        return
+    volumes = []
+    for p, ds in dsets:
+        if image_kind(ds) == "VOLUME":
+            try:
+                volumes.append((p, ds, _matrix(ds)))
+            except (AttributeError, TypeError, ValueError):
+                continue
+    if not volumes:
+        verdict.add(name, False, "a THUMBNAIL without a VOLUME level: it cannot be proven to be the slide")
+        return
+    base = max((m for _p, _ds, m in volumes), key=lambda m: (m[0] * m[1], m))
+    bad = []
+    refs: dict[tuple[int, int], np.ndarray] = {}
+    for p, ds in thumbs:
+        try:
+            size = _matrix(ds)
+            if not aspect_ok(size, base):
+                bad.append(f"{p.name}: {DETAIL_ASPECT}")
+                continue
+            shape = grid_shape(size)
+            if shape not in refs:
+                ref_p, ref_ds, _size = volumes[pick_level([m for _p, _ds, m in volumes], shape)]
+                refs[shape] = dicom_reference(ref_p, ref_ds, shape)
+            ok, detail, _measures = judge(_assemble(p, ds), size, base, refs[shape])
+        except Exception as exc:
+            bad.append(f"{p.name}: the THUMBNAIL cannot be judged ({type(exc).__name__})")
+            continue
+        if not ok:
+            bad.append(f"{p.name}: {detail}")
+    verdict.add(name, not bad, "; ".join(bad[:5]) or f"{len(thumbs)} THUMBNAIL instance(s): the slide's pyramid downsampled (aspect and pixels)")
+
+
+__all__ = ["aspect_ok", "check_dicom", "check_openslide", "judge", "measures", "openslide_reference", "dicom_reference"]
