@@ -5,6 +5,7 @@ frames, and neither may import the other."""
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 import warnings
@@ -16,7 +17,10 @@ from pydicom.dataset import Dataset
 JPEG_TS = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"}
 
 
+@functools.lru_cache(maxsize=1)
 def turbojpeg():
+    """One TurboJPEG binding per process: making one looks the library up with ``ldconfig`` in a
+    subprocess (1 ms); its decode opens a handle per call, so one instance serves every thread."""
     from turbojpeg import TurboJPEG
 
     return TurboJPEG()

@@ -75,9 +75,9 @@ def frame_origins(ds: Dataset) -> list[tuple[int, int]] | None:
 
 
 def _tj():
-    from turbojpeg import TurboJPEG
+    from wsianon.io.dicomframes import turbojpeg
 
-    return TurboJPEG()
+    return turbojpeg()  # one binding per process (making one runs ldconfig)
 
 
 def _decode_planes(tj, jpeg: bytes) -> tuple[list, list[tuple[int, int]]]:
