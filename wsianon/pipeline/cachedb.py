@@ -5,6 +5,14 @@ review sheet's private cache."""
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
+
+
+def record_cache_path(out: Path) -> Path:
+    """The record's cache beside OUT (``OUT.wsianon-record.sqlite``: output hashes, rendered
+    thumbnails, the report's encoded entries; nothing identifying)."""
+    out = Path(out)
+    return out.parent / f"{out.name}.wsianon-record.sqlite"
 
 
 class BestEffortDB:

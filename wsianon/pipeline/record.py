@@ -43,7 +43,7 @@ from wsianon.io import cache as io_cache
 from wsianon.io import digests as io_digests
 from wsianon.io.safefile import same_file
 from wsianon.io.safetext import human_bytes, os_reason
-from wsianon.pipeline.cachedb import BestEffortDB
+from wsianon.pipeline.cachedb import BestEffortDB, record_cache_path
 from wsianon.pipeline.keys import key_fingerprint  # one fingerprint for manifest, report and certificate
 from wsianon import __version__
 from wsianon.errors import OutputError, WsianonError
@@ -191,7 +191,7 @@ class _Cache(BestEffortDB):
     def __init__(self, out: Path):
         self.db = None
         self.reads = 0  # output files read to hash them (not found in the cache unchanged, nor known from the run)
-        path = out.parent / f"{out.name}.wsianon-record.sqlite"
+        path = record_cache_path(out)
         try:
             self.db = sqlite3.connect(path)
             self.db.execute("create table if not exists files (rel text primary key, size int, mtime int, sha text)")

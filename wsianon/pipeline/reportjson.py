@@ -18,6 +18,8 @@ import secrets
 import sqlite3
 from pathlib import Path
 
+from wsianon.pipeline.cachedb import record_cache_path
+
 TABLE = "report_entries"
 
 
@@ -37,7 +39,7 @@ def report_bytes(data: dict, out: Path | None = None) -> bytes:
     if out is None or not isinstance(slides, list) or not slides:
         return _plain(data)
     try:
-        db = sqlite3.connect(Path(out).parent / f"{Path(out).name}.wsianon-record.sqlite")
+        db = sqlite3.connect(record_cache_path(out))
     except sqlite3.Error:
         return _plain(data)
     try:

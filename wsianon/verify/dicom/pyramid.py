@@ -3,9 +3,9 @@
 A VOLUME instance is shown only as a pyramid level, so an image that is no level of the slide (a
 photo of the label given ImageType VOLUME, in the same series and pyramid) was shared unseen: no
 barcode search looks at VOLUME frames and its frames equal the source's. Each VOLUME's Total
-Pixel Matrix must have the base level's aspect: with ``r = base columns / columns`` (the
-level's downsample, itself known only to the rounding of ``columns``), its rows must be the
-base's rows over ``r``, to that rounding and one pixel more.
+Pixel Matrix must have the base level's aspect, to the rounding of its size and one pixel more
+(``verify.thumbnail.aspect_ok``, the rule a kept thumbnail is held to: ``|rows * base_cols -
+cols * base_rows| <= base_cols + base_rows`` whichever side is the longer).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 
 from wsianon.verify.dicom.common import Checks, image_kind
+from wsianon.verify.thumbnail import aspect_ok  # one rule: an image that is the base scaled
 
 
 def _matrix(ds: Dataset) -> tuple[int, int] | None:
@@ -32,12 +33,7 @@ def off_pyramid(dsets: list[tuple[Path, Dataset]]) -> list[str]:
     base_cols, base_rows = max((m for _p, m in volumes), key=lambda m: (m[0] * m[1], m))
     bad = []
     for p, (cols, rows) in volumes:
-        if cols < 1 or rows < 1 or cols > base_cols or rows > base_rows:
-            bad.append(p.name)
-            continue
-        low = base_rows * (cols - 1) / base_cols - 1
-        high = base_rows * (cols + 1) / base_cols + 1
-        if not low <= rows <= high:
+        if cols > base_cols or rows > base_rows or not aspect_ok((cols, rows), (base_cols, base_rows)):
             bad.append(p.name)
     return bad
 
