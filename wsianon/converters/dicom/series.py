@@ -15,7 +15,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 from wsianon.converters.base import Field, Inventory, SlideContext
 from wsianon.converters.dicom.engine import DATE_VRS, Engine, Identity, remap
 from wsianon.io.keyed import date_offset_days, keyed_token, keyed_uid
-from wsianon.converters.dicom.stream import PixelSpan, read_header, write_instance
+from wsianon.converters.dicom.stream import read_header, write_instance
 from wsianon.errors import CorruptInput, NothingToShare, UnsupportedFormat
 from wsianon.io.plan import Removal
 from wsianon.io.scan import Scanner
@@ -336,8 +336,7 @@ def process_instances(
             del ds.PlanarConfiguration  # PS3.3 C.7.6.3.1.3: present only when Samples per Pixel > 1
         n += 1
         dest = out_dir / f"{n:04d}-{kind.lower()}.dcm"
-        pixel_data_at = write_instance(ds, f, span, dest) - (span.end - span.offset)
-        native_words_as_ow(ds, span, dest, pixel_data_at)
+        write_instance(ds, f, span, dest)  # the Pixel Data element's header made canonical (OW, zeros)
         result.files.append(dest)
         result.frame_map.append((f, dest))
     if not result.files:
@@ -347,17 +346,6 @@ def process_instances(
     if label_note:
         result.notes.append(label_note)
     result.removals.extend(engine.removals.values())
-
-
-def native_words_as_ow(ds: Dataset, span: PixelSpan, dest: Path, at: int) -> None:
-    """Native Pixel Data of more than 8 bits copied with VR OB (highdicom's 16-bit grayscale
-    test instance) is given VR OW, which PS3.5 8.2 requires: in Explicit VR Little Endian both VRs
-    have the same header layout and byte order, so only the two VR bytes change."""
-    if span.encapsulated or int(ds.get("BitsAllocated", 8) or 8) <= 8 or str(ds.file_meta.get("TransferSyntaxUID", "")) != "1.2.840.10008.1.2.1":
-        return
-    with open(dest, "r+b") as fh:
-        if os.pread(fh.fileno(), 6, at) == b"\xe0\x7f\x10\x00OB":
-            os.pwrite(fh.fileno(), b"OW", at + 4)
 
 
 def one_frame_of_reference(ds: Dataset, chosen: str | None, result: DicomResult) -> str | None:

@@ -151,8 +151,9 @@ def write_instance(ds: Dataset, src: Path, span: PixelSpan | None, dest: Path) -
                         done = len(chunk)
                     pos += done
                     written += done
-                implicit = str(ds.file_meta.get("TransferSyntaxUID", "")) == "1.2.840.10008.1.2"
-                _canonical_pixel_header(fout.fileno(), len(head), span, implicit, _native_bytes(ds))
+                ts = str(ds.file_meta.get("TransferSyntaxUID", ""))
+                words = ts == "1.2.840.10008.1.2.1" and int(ds.get("BitsAllocated", 8) or 8) > 8
+                _canonical_pixel_header(fout.fileno(), len(head), span, ts == "1.2.840.10008.1.2", _native_bytes(ds), words)
         return written
     except OSError as exc:
         raise OutputError(dest, f"cannot write: {os_reason(exc)}") from None
@@ -167,13 +168,17 @@ def _native_bytes(ds: Dataset) -> int | None:
     return (bits + 7) // 8
 
 
-def _canonical_pixel_header(fd: int, at: int, span: PixelSpan, implicit: bool, native: int | None) -> None:
+def _canonical_pixel_header(fd: int, at: int, span: PixelSpan, implicit: bool, native: int | None, words: bool = False) -> None:
     """The bytes of the copied Pixel Data element that hold no value are written as the standard
     fixes them: the explicit VR header's two reserved bytes (PS3.5 7.1.2), the Sequence
     Delimitation Item's length (PS3.5 7.5.2) and native data's padding byte to even length
     (PS3.5 7.1.1: 00H) are zero. Copied verbatim they could carry a few source bytes (initials,
-    digits of an identifier) no reader shows."""
+    digits of an identifier) no reader shows. ``words``: native data of more than 8 bits in
+    Explicit VR Little Endian, whose VR PS3.5 8.2 requires to be OW — one copied as OB (highdicom's
+    16-bit grayscale test instance) gets OW (same header layout and byte order: two bytes change)."""
     head = os.pread(fd, 8, at)
+    if words and not span.encapsulated and head[:6] == b"\xe0\x7f\x10\x00OB":
+        os.pwrite(fd, b"OW", at + 4)
     long_vr = not implicit and head[4:6] in _LONG_VRS
     if long_vr and head[6:8] != b"\0\0":
         os.pwrite(fd, b"\0\0", at + 6)
