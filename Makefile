@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.wsianon-installed
 DEMO_OUT ?= demo-out
 
-.PHONY: all venv demo test lint bench clean sysdeps
+.PHONY: all venv demo test lint bench bench-peers clean sysdeps
 
 all: test
 
@@ -51,5 +51,13 @@ lint: venv
 bench: venv
 	@$(PY) benchmarks/run_all.py
 
+# wsianon against PathSafe, dicognito and deid on the same planted slides (benchmarks/bench_peers.py);
+# the peers get their own environment (.venv-peers), never wsianon's
+PEERS := .venv-peers
+bench-peers: venv
+	@test -x $(PEERS)/bin/python || "$$(bash tools/find-python.sh)" -m venv $(PEERS)
+	@$(PEERS)/bin/python -m pip install -qq --disable-pip-version-check 'pathsafe[dicom,openslide,convert]==2.0.4' dicognito==0.19.0 deid==0.4.13 openslide-bin
+	@$(PY) benchmarks/bench_peers.py --peers-venv $(PEERS)
+
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) $(DEMO_OUT).key $(DEMO_OUT).mapping.csv $(DEMO_OUT).quarantine $(DEMO_OUT).review.html $(DEMO_OUT).wsianon-record.sqlite $(DEMO_OUT).wsianon-job.sqlite*
+	rm -rf $(VENV) $(PEERS) $(DEMO_OUT) $(DEMO_OUT).key $(DEMO_OUT).mapping.csv $(DEMO_OUT).quarantine $(DEMO_OUT).review.html $(DEMO_OUT).wsianon-record.sqlite $(DEMO_OUT).wsianon-job.sqlite*
