@@ -3,8 +3,11 @@
     python benchmarks/bench_peers.py [--peers-venv .venv-peers] [--only svs,dicom,...] [--workdir DIR] [--json FILE]
 
 ``make bench-peers`` builds ``.venv-peers`` (PathSafe, dicognito and deid from PyPI, beside
-wsianon's own environment, never inside it) and runs this.  A peer that is not installed there
-is reported as such; wsianon always runs.
+wsianon's own environment, never inside it) and runs this.  EMPAIA wsi-anon (C) and ImageDePHI are
+not on PyPI: ``--wsi-anon PATH`` (its console program, built from its sources) and ``--imagedephi
+CHECKOUT`` (a source checkout, its dependencies installed in the peers' environment) add them.  A
+peer that is not there is reported as such; wsianon always runs.  ``--fields-only``: the same
+slides without the hidden tokens.
 
 The slides are the test suite's fixture generators (``tests/fixtures``), one per format, each with
 a canary in every identifying field a redactor of that format is expected to know ("fields": the
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import struct
 import subprocess
@@ -61,7 +65,7 @@ class Case:
 # --- the slides ------------------------------------------------------------------------------
 
 
-def _tiff_case(folder: Path, fmt: str) -> Case:
+def _tiff_case(folder: Path, fmt: str, plant: bool = True) -> Case:
     from tests.fixtures.bif_gen import identifying_values, make_bif
     from tests.fixtures.ndpi_gen import make_ndpi_info
     from tests.fixtures.philips_gen import make_philips
@@ -89,16 +93,19 @@ def _tiff_case(folder: Path, fmt: str) -> Case:
         src, fields, ifd = scn.path, scn.text_canaries(), -1
     dest = folder / "in" / src.name
     dest.parent.mkdir()
+    if not plant:
+        shutil.copy2(src, dest)
+        return Case(fmt, fmt, [dest], fields, {}, images=2)
     hidden = plant_tiff(src, dest, ifd=ifd)
     return Case(fmt, fmt, [dest], fields, hidden, images=2)
 
 
-def _mrxs_case(folder: Path) -> Case:
+def _mrxs_case(folder: Path, plant: bool = True) -> Case:
     from tests.fixtures.mrxs_gen import make_mrxs, text_canaries
     from tests.fixtures.plant import plant_mrxs
 
     info = make_mrxs(folder / "in", "slide")
-    hidden = plant_mrxs(info.folder.parent, info.folder.name)
+    hidden = plant_mrxs(info.folder.parent, info.folder.name) if plant else {}
     return Case("mrxs", "mrxs", [info.mrxs, info.folder], text_canaries(info), hidden, images=2)
 
 
@@ -117,7 +124,7 @@ def _with_frame_comments(path: Path, text: str) -> None:
     ds.save_as(path, enforce_file_format=True)
 
 
-def _dicom_case(folder: Path) -> Case:
+def _dicom_case(folder: Path, plant: bool = True) -> Case:
     """wsidicomizer's conversion of the SVS fixture, label and overview included, with the patient
     and study attributes set to canaries (``tests/fixtures/dicom_gen``) and a COM in every frame."""
     import pydicom
@@ -126,12 +133,12 @@ def _dicom_case(folder: Path) -> Case:
 
     fx = make_dicom(folder / "in" / "slide")
     for f in fx.files:
-        if "VOLUME" in list(pydicom.dcmread(f, stop_before_pixels=True).ImageType):
+        if plant and "VOLUME" in list(pydicom.dcmread(f, stop_before_pixels=True).ImageType):
             _with_frame_comments(f, DICOM_FRAME_COM)
-    return Case("dicom", "dicom", [fx.path], dict(fx.canaries), {"frame-com": DICOM_FRAME_COM}, images=2)
+    return Case("dicom", "dicom", [fx.path], dict(fx.canaries), {"frame-com": DICOM_FRAME_COM} if plant else {}, images=2)
 
 
-def _dicom_planted_case(folder: Path) -> Case | None:
+def _dicom_planted_case(folder: Path, plant: bool = True) -> Case | None:
     """highdicom's real VL WSI test image as VOLUME + LABEL with identifiers in every place of
     ``tests/fixtures/dicom_plant`` (nested sequences, issuers, a code's meaning, a private block,
     LabelText), plus the preamble and the optical path's ICC profile."""
@@ -144,12 +151,12 @@ def _dicom_planted_case(folder: Path) -> Case | None:
     src = SHARED / "dicom" / "highdicom_sm_image.dcm"
     if not src.exists():
         return None
-    paths = write_planted(src, folder / "in" / "slide")
+    paths = write_planted(src, folder / "in" / "slide", planted=plant)
     for p in paths:
         ds = pydicom.dcmread(p)
         for kw, value in CANARIES.items():
             setattr(ds, kw, value)
-        if p.name == "volume.dcm":
+        if plant and p.name == "volume.dcm":
             ds.preamble = DICOM_PREAMBLE.encode().ljust(128, b"\0")
             op = ds.OpticalPathSequence[0]
             if "ICCProfile" in op:
@@ -157,18 +164,21 @@ def _dicom_planted_case(folder: Path) -> Case | None:
         ds.save_as(p, enforce_file_format=True)
     hidden = {place: token(place) for place in PLACES}
     hidden.update(preamble=DICOM_PREAMBLE, icc=TOKEN)
+    if not plant:
+        hidden = {}
     return Case("dicom-planted", "dicom", [paths[0].parent], dict(CANARIES), hidden, images=1)
 
 
-def build(fmt: str, folder: Path) -> Case | None:
+def build(fmt: str, folder: Path, plant: bool = True) -> Case | None:
+    """``plant=False``: the same slide with its field canaries only (no hidden tokens)."""
     folder.mkdir(parents=True)
     if fmt == "mrxs":
-        return _mrxs_case(folder)
+        return _mrxs_case(folder, plant)
     if fmt == "dicom":
-        return _dicom_case(folder)
+        return _dicom_case(folder, plant)
     if fmt == "dicom-planted":
-        return _dicom_planted_case(folder)
-    return _tiff_case(folder, fmt)
+        return _dicom_planted_case(folder, plant)
+    return _tiff_case(folder, fmt, plant)
 
 
 # --- judging an output -----------------------------------------------------------------------
@@ -322,17 +332,49 @@ def run_deid(case: Case, work: Path, py: Path) -> dict:
     return {"rc": r.returncode, "claims_clean": r.returncode == 0 and bool(files), "files": files, "all_files": files, "note": ""}
 
 
-def tools(venv: Path | None) -> list[tuple[str, object, set[str]]]:
+def run_wsi_anon(case: Case, work: Path, exe: Path) -> dict:
+    """EMPAIA wsi-anon's console program: writes ``<name>.<ext>`` (and an MRXS folder) beside the
+    input; those new files are its outputs."""
+    inputs = _copy_inputs(case, work / "in")
+    before = set(_files(work / "in"))
+    r = subprocess.run([str(exe), str(inputs[0]), "-n", "anonslide"], capture_output=True, text=True, cwd=work / "in")
+    files = [p for p in _files(work / "in") if p not in before]
+    return {"rc": r.returncode, "claims_clean": r.returncode == 0 and bool(files), "files": files, "all_files": files, "note": ""}
+
+
+def run_imagedephi(case: Case, work: Path, py: Path, src: Path) -> dict:
+    """ImageDePHI (a source checkout on PYTHONPATH, its dependencies in the peers' environment),
+    default profile: its ``Redacted_*`` folder holds what it redacted; ``Failed_*`` what it could not
+    (not counted as output)."""
+    inputs = _copy_inputs(case, work / "in")
+    out = work / "out"
+    out.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(src))
+    code = "from imagedephi.main import imagedephi; imagedephi()"
+    target = inputs[0] if len(inputs) == 1 and inputs[0].is_file() else work / "in"
+    recursive = ["-r"] if target.is_dir() else []  # -r with a file finds nothing
+    r = subprocess.run([str(py), "-c", code, "run", *recursive, str(target), "-o", str(out)], capture_output=True, text=True, cwd=work, env=env)
+    everything = _files(out)
+    files = [p for p in everything if any(part.startswith("Redacted_") for part in p.relative_to(out).parts[:-1])]
+    failed = any(part.startswith("Failed_") and not part.endswith(".yaml") for p in everything for part in p.relative_to(out).parts[:-1])
+    note = "put in its Failed folder" if failed else ("" if files else "found no image it takes")
+    return {"rc": r.returncode, "claims_clean": r.returncode == 0 and bool(files) and not failed, "files": files, "all_files": everything, "note": note}
+
+
+def tools(venv: Path | None, wsi_anon: Path | None = None, imagedephi: Path | None = None) -> list[tuple[str, object, set[str]]]:
     """(name, runner or a reason it is absent, formats it takes)."""
     everything = {"svs", "gt450", "ndpi", "bif", "philips", "scn", "mrxs", "dicom"}
     ps = _peer_python(venv, "pathsafe")
     dg = _peer_python(venv, "dicognito")
     di = _peer_python(venv, "deid")
+    idp = _peer_python(venv, "tifftools") if imagedephi else None
     absent = f"not installed in {venv}" if venv else "no --peers-venv"
     return [
         ("wsianon native", lambda c, w, k: run_wsianon(c, w, k, "native"), everything),
         ("wsianon dicom", lambda c, w, k: run_wsianon(c, w, k, "dicom"), everything),
         ("PathSafe", (lambda c, w, k: run_pathsafe(c, w, ps)) if ps else absent, everything),
+        ("wsi-anon", (lambda c, w, k: run_wsi_anon(c, w, wsi_anon)) if wsi_anon else "no --wsi-anon", everything - {"scn", "dicom"}),
+        ("ImageDePHI", (lambda c, w, k: run_imagedephi(c, w, idp, imagedephi)) if idp and imagedephi else "no --imagedephi", everything),
         ("dicognito", (lambda c, w, k: run_dicognito(c, w, dg)) if dg else absent, {"dicom"}),
         ("deid", (lambda c, w, k: run_deid(c, w, di)) if di else absent, {"dicom"}),
     ]
@@ -372,6 +414,7 @@ def judge(case: Case, res: dict) -> dict:
     imgs, opens = images_left(case, files)
     verdict, failed = audit(files)
     return {
+        "note": res.get("note", ""),
         "wsianon_verify": verdict,
         "wsianon_verify_failed": failed,
         "claims_clean": res["claims_clean"],
@@ -393,10 +436,10 @@ def cell(j: dict | str) -> str:
     if isinstance(j, str):
         return j
     if not j["outputs"]:
-        return "no output" + (" (refused)" if j["rc"] else "")
+        return "no output" + (f" ({j['note']})" if j.get("note") else " (refused)" if j["rc"] else "")
     parts = [
         f"{len(j['fields_left'])}/{j['fields_total']} fields",
-        f"{len(j['hidden_left'])}/{j['hidden_total']} hidden",
+        *([f"{len(j['hidden_left'])}/{j['hidden_total']} hidden"] if j["hidden_total"] else []),
         f"{j['images_left']}/{j['images_total']} images" if j["opens"] else "images not checked",
     ]
     if j["in_reports"]:
@@ -411,23 +454,30 @@ def cell(j: dict | str) -> str:
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--peers-venv", type=Path, default=ROOT / ".venv-peers")
+    ap.add_argument("--wsi-anon", type=Path, default=None, help="EMPAIA wsi-anon's console program (bin/wsi-anon.out of a build), if you have one")
+    ap.add_argument(
+        "--imagedephi", type=Path, default=None, help="an ImageDePHI source checkout (its dependencies installed in the peers' environment), if you have one"
+    )
+    ap.add_argument("--fields-only", action="store_true", help="the slides without the hidden tokens (a canary in every identifying field only)")
     ap.add_argument("--only", default=",".join(FORMATS), help="formats, comma-separated: " + ",".join(FORMATS))
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args(argv)
     venv = a.peers_venv.resolve() if a.peers_venv and a.peers_venv.exists() else None
+    wsi_anon = a.wsi_anon.resolve() if a.wsi_anon else None
+    idp = a.imagedephi.resolve() if a.imagedephi else None
     root = Path(tempfile.mkdtemp(prefix="bench-peers-", dir=a.workdir))
     key = project_key(root)
     results: dict = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "peers": peer_versions(venv), "cases": {}}
     table = []
     try:
         for fmt in a.only.split(","):
-            case = build(fmt, root / "cases" / fmt)
+            case = build(fmt, root / "cases" / fmt, plant=not a.fields_only)
             if case is None:
                 print(f"{fmt}: skipped (its source sample is not in {SHARED})", flush=True)
                 continue
             row: dict = {}
-            for name, runner, takes in tools(venv):
+            for name, runner, takes in tools(venv, wsi_anon, idp):
                 if case.fmt not in takes:
                     continue
                 if isinstance(runner, str):
@@ -447,7 +497,7 @@ def main(argv=None) -> dict:
             table.append((fmt, row))
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    names = [n for n, _r, _t in tools(venv)]
+    names = [n for n, _r, _t in tools(venv, wsi_anon, idp)]
     print("\n| slide | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))
     for fmt, row in table:
