@@ -149,7 +149,7 @@ def test_certificate_lists_the_pages_and_check_names_an_edited_missing_or_extra_
         assert listed[rel]["size"] == (out / rel).stat().st_size and listed[rel]["sha256"] == record.sha256_file(out / rel)
     assert all(r["file"] not in {o["file"] for o in cert["outputs"]} for r in cert["reports"])  # record files, not outputs
     code, stdout, stderr = cli("certify", "--check", out)
-    assert code == 0 and "CONFIRMED" in stdout, stderr
+    assert code == 0 and "CONFIRMED" in stdout and "the reports and 3 card page(s) match" in " ".join(stdout.split()), stderr
     page = out / record.card_page_name(2)
     good = page.read_bytes()
     page.write_bytes(good.replace(b"cards page 2 of 3", b"cards page 2 of 9"))  # same size, other bytes
@@ -226,3 +226,11 @@ def test_the_review_sheet_of_a_paged_record_shows_every_outputs_thumbnail(out, c
     text = sheet.read_text()
     assert text.count('alt="output"') == N
     assert f'src="{record.placeholder("not shared: ok")}" alt="output"' not in text
+
+
+def test_card_pages_are_listed_in_their_numbers_order(tmp_path):
+    (tmp_path / record.CARDS_DIR).mkdir()
+    for no in (10000, 9999, 1):
+        (tmp_path / record.card_page_name(no)).write_text("x")
+    (tmp_path / record.CARDS_DIR / "notes.html").write_text("x")  # not named as a page: no record file
+    assert record.card_pages(tmp_path) == [record.card_page_name(n) for n in (1, 9999, 10000)]

@@ -940,6 +940,11 @@ def card_page_name(no: int) -> str:
 _PAGE_NAME = re.compile(r"[0-9]{4,}\.html")
 
 
+def _page_order(rel: str) -> tuple[int, str]:
+    """Card pages in their numbers' order (``9999.html`` before ``10000.html``)."""
+    return len(rel), rel
+
+
 def is_card_page(rel: str) -> bool:
     """Whether ``rel`` (relative to OUT) is named as a card page of a paged record."""
     head, _, name = rel.partition("/")
@@ -1155,7 +1160,7 @@ def card_pages(out: Path) -> list[str]:
     folder = Path(out) / CARDS_DIR
     if not folder.is_dir() or folder.is_symlink():
         return []
-    return sorted(f"{CARDS_DIR}/{e.name}" for e in os.scandir(folder) if _PAGE_NAME.fullmatch(e.name) and e.is_file(follow_symlinks=False))
+    return sorted((f"{CARDS_DIR}/{e.name}" for e in os.scandir(folder) if _PAGE_NAME.fullmatch(e.name) and e.is_file(follow_symlinks=False)), key=_page_order)
 
 
 def _load_images(out: Path, slides: list[SlideRecord], cache: _Cache) -> list[SlideRecord]:
@@ -1298,7 +1303,7 @@ def record_file_names(out: Path) -> list[str]:
     present = [n for n in RECORD_FILES if (out / n).exists() or (out / n).is_symlink()]
     folder = out / CARDS_DIR
     if folder.is_dir() and not folder.is_symlink():
-        present += sorted(f"{CARDS_DIR}/{e.name}" for e in os.scandir(folder) if _PAGE_NAME.fullmatch(e.name))
+        present += sorted((f"{CARDS_DIR}/{e.name}" for e in os.scandir(folder) if _PAGE_NAME.fullmatch(e.name)), key=_page_order)
     return present
 
 
