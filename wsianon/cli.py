@@ -650,8 +650,8 @@ def certify(
 
         keep: dict = {}
         paths = record.write_record(out, key=load_or_create_key(key_file) if key_file else None, on_render=rendering, keep=keep)
-        pages = record.card_pages(out)
-        more = f" (+ {len(pages)} card page(s) in {out / record.CARDS_DIR})" if pages else ""
+        card_pages = record.card_pages(out)
+        more = f" (+ {len(card_pages)} card page(s) in {out / record.CARDS_DIR})" if card_pages else ""
         out_console.print(f"report:      {paths['html']}{more}\ncertificate: {paths['certificate']} (+ {paths['pdf'].name})", highlight=False, soft_wrap=True)
         if review_sheet is not None:
             sheet = record.write_review_sheet(out, review_sheet, mapping, data=keep.get("record"))
