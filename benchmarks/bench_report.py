@@ -1,4 +1,4 @@
-"""Record benchmark: the HTML report, certificate JSON and PDF for a 10,000-slide job.
+"""Record benchmark: the HTML report (one file, or paged), certificate JSON and PDF for a 10,000-slide job.
 
 A synthetic report of N slides (realistic per-slide content: ~15 removed fields, ~10 checks, one
 to six output files with SHA-256) with small JPEG thumbnails (224 px, as the record renders them;
@@ -8,7 +8,13 @@ loads the page in headless Chromium (if installed) and times the load event and 
 Per-slide cost of collecting from real outputs (hash + thumbnail rendered from the output) is
 measured on a few generated Aperio slides.
 
-Usage: python benchmarks/bench_report.py [--slides 10000] [--workdir DIR]
+The record is measured both ways, each in a child process of its own (peak RSS apart): as one
+self-contained file (``--mode single``: a record up to the page size; every record before paging)
+and paged (``--mode paged``: the index and card pages of ``--page-size`` slides written page by
+page, then the certificate listing them; Chromium opens the index, follows the first row's link
+to its card page and opens the last card page, counting the cards shown with a decoded thumbnail).
+
+Usage: python benchmarks/bench_report.py [--slides 10000] [--mode both|single|paged] [--page-size N] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import hashlib
 import json
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -135,53 +142,139 @@ def per_slide_collect(work: Path, n: int = 8) -> float:
     return t / n
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident set so far (VmHWM), MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+SHOWN_JS = "[...document.querySelectorAll('#cards .card:not([hidden])')].filter(c => c.querySelector('img.thumb').naturalWidth > 0).length"
+
+
+def bench_single(data: record.RecordData, work: Path, n: int) -> None:
+    """The record as one file (what a record up to the page size is; every record before paging)."""
+    html, t_html = timed(lambda: record.render_html(data))
+    page = work / record.REPORT_HTML
+    page.write_text(html)
+    size = len(html.encode())
+    del html
+    out = work
+    (out / record.REPORT_NAME).write_text(json.dumps(data.report))
+    cert, t_cert = timed(lambda: record.build_certificate(out, data))
+    cert_json = json.dumps(cert, indent=2)
+    pdf, t_pdf = timed(lambda: record.certificate_pdf(cert))
+    print(f"HTML render (one file): {t_html:.2f} s, {size / 1e6:.1f} MB")
+    print(f"certificate JSON:       {t_cert:.2f} s (incl. hashing the report files), {len(cert_json) / 1e6:.1f} MB")
+    print(f"certificate PDF:        {t_pdf:.2f} s, {len(pdf) / 1e6:.2f} MB, {pdf.count(b'/Type /Page ')} pages")
+    print(f"peak RSS:               {peak_rss_mb():.0f} MB")
+    try:
+        from tests.fixtures.chromium import Chromium, find_chromium
+
+        if find_chromium():
+            with Chromium(timeout=300) as c:
+                t_load = c.load(page)
+                t_filter = c.evaluate(
+                    "(() => {const t=performance.now(); const s=document.getElementById('fformat'); s.value='ndpi'; s.dispatchEvent(new Event('change')); return performance.now()-t;})()"
+                )
+                t_sort = c.evaluate("(() => {const t=performance.now(); document.querySelector('th[data-sort=size]').click(); return performance.now()-t;})()")
+                visible = c.evaluate(SHOWN_JS)
+                errs = c.errors()
+            print(
+                f"Chromium load event:    {t_load:.2f} s; filter {t_filter / 1000:.2f} s, sort {t_sort / 1000:.2f} s; {visible} cards shown (thumbnail decoded) per page; console errors: {len(errs)}"
+            )
+        else:
+            print("Chromium:               not installed, load time not measured")
+    except Exception as exc:
+        print(f"Chromium:               failed ({type(exc).__name__}: {exc})")
+
+
+def bench_paged(data: record.RecordData, work: Path, n: int, page_size: int) -> None:
+    """The paged record: the index and the card pages written page by page, then the certificate."""
+    out = work
+    (out / record.REPORT_NAME).write_text(json.dumps(data.report))
+    written, t_html = timed(lambda: record.write_html(out, data, page_size))
+    pages = record.card_pages(out)
+    total = sum(s for s, _ in written.values())
+    index = written[record.REPORT_HTML][0]
+    largest = max((written[p][0] for p in pages), default=0)
+    cert, t_cert = timed(lambda: record.build_certificate(out, data, written))
+    cert_json = json.dumps(cert, indent=2)
+    pdf, t_pdf = timed(lambda: record.certificate_pdf(cert))
+    print(
+        f"HTML write (paged):     {t_html:.2f} s, {total / 1e6:.1f} MB in all: index {index / 1e6:.1f} MB + {len(pages)} card page(s) of {page_size} slides (largest {largest / 1e6:.1f} MB)"
+    )
+    print(f"certificate JSON:       {t_cert:.2f} s, {len(cert_json) / 1e6:.1f} MB, {len(cert['reports'])} report files listed")
+    print(f"certificate PDF:        {t_pdf:.2f} s, {len(pdf) / 1e6:.2f} MB, {pdf.count(b'/Type /Page ')} pages")
+    print(f"peak RSS:               {peak_rss_mb():.0f} MB")
+    try:
+        from tests.fixtures.chromium import Chromium, find_chromium
+
+        if not find_chromium():
+            print("Chromium:               not installed, load time not measured")
+            return
+        with Chromium(timeout=300) as c:
+            t_index = c.load(out / record.REPORT_HTML)
+            rows = c.evaluate("document.querySelectorAll('#slides tbody tr').length")
+            info = c.evaluate("document.getElementById('pinfo').textContent")
+            first = c.evaluate("document.querySelector('#slides tbody tr a').href")
+            t_filter = c.evaluate(
+                "(() => {const t=performance.now(); const s=document.getElementById('fformat'); s.value='ndpi'; s.dispatchEvent(new Event('change')); return performance.now()-t;})()"
+            )
+            t_sort = c.evaluate("(() => {const t=performance.now(); document.querySelector('th[data-sort=size]').click(); return performance.now()-t;})()")
+            t0 = time.perf_counter()
+            c.call("Page.navigate", session=True, url=first)
+            c.wait_event("Page.loadEventFired")
+            t_first = time.perf_counter() - t0
+            target = first.rsplit("#card-", 1)[1]
+            on_first = c.evaluate(SHOWN_JS)
+            target_shown = c.evaluate(
+                f"(() => {{const c=document.getElementById(decodeURIComponent('card-{target}')); return !!c && !c.hidden && c.querySelector('img.thumb').naturalWidth > 0;}})()"
+            )
+            t_last = c.load(out / pages[-1])
+            on_last = c.evaluate(SHOWN_JS)
+            errs = c.errors()
+        print(f"Chromium index:         load {t_index:.2f} s; {rows} rows shown ({info}); filter {t_filter / 1000:.2f} s, sort {t_sort / 1000:.2f} s")
+        print(
+            f"Chromium card pages:    first row's link ({first.rsplit('/', 1)[1][:40]}…) {t_first:.2f} s, {on_first} cards shown, its card shown: {target_shown}; "
+            f"last page {t_last:.2f} s, {on_last} cards shown; console errors: {len(errs)}"
+        )
+    except Exception as exc:
+        print(f"Chromium:               failed ({type(exc).__name__}: {exc})")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--slides", type=int, default=10000)
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--mode", choices=("both", "single", "paged"), default="both", help="both: each record in a child process of its own (peak RSS apart)")
+    ap.add_argument("--page-size", type=int, default=None, help=f"slides per card page (default: {record.PAGE_SLIDES}, or ${record.PAGE_SLIDES_ENV})")
+    ap.add_argument("--no-collect", action="store_true", help="skip the per-slide cost of collecting from real outputs")
     args, _ = ap.parse_known_args()
+    page_size = record.page_slides(args.page_size)
+    if args.mode == "both":
+        for mode in ("single", "paged"):
+            cmd = [sys.executable, __file__, "--slides", str(args.slides), "--mode", mode, "--page-size", str(page_size), "--no-collect"]
+            if args.workdir:
+                cmd += ["--workdir", str(args.workdir)]
+            print(f"--- {mode}", flush=True)
+            subprocess.run(cmd, check=False)
     work = Path(tempfile.mkdtemp(prefix="bench-report-", dir=args.workdir))
     try:
-        data, t_syn = timed(lambda: synthetic(args.slides))
-        html, t_html = timed(lambda: record.render_html(data))
-        page = work / record.REPORT_HTML
-        page.write_text(html)
-        out = work
-        (out / record.REPORT_NAME).write_text(json.dumps(data.report))
-        cert, t_cert = timed(lambda: record.build_certificate(out, data))
-        cert_json = json.dumps(cert, indent=2)
-        pdf, t_pdf = timed(lambda: record.certificate_pdf(cert))
-        print(
-            f"slides:                 {args.slides} ({sum(1 for s in data.slides if s.status == 'ok')} shared, {sum(len(s.files) for s in data.slides)} output files)"
-        )
-        print(f"synthetic data:         {t_syn:.2f} s")
-        print(f"HTML render:            {t_html:.2f} s, {len(html.encode()) / 1e6:.1f} MB")
-        print(f"certificate JSON:       {t_cert:.2f} s (incl. hashing the report files), {len(cert_json) / 1e6:.1f} MB")
-        print(f"certificate PDF:        {t_pdf:.2f} s, {len(pdf) / 1e6:.2f} MB, {pdf.count(b'/Type /Page ')} pages")
-        try:
-            from tests.fixtures.chromium import Chromium, find_chromium
-
-            if find_chromium():
-                with Chromium(timeout=300) as c:
-                    t_load = c.load(page)
-                    t_filter = c.evaluate(
-                        "(() => {const t=performance.now(); const s=document.getElementById('fformat'); s.value='ndpi'; s.dispatchEvent(new Event('change')); return performance.now()-t;})()"
-                    )
-                    t_sort = c.evaluate(
-                        "(() => {const t=performance.now(); document.querySelector('th[data-sort=size]').click(); return performance.now()-t;})()"
-                    )
-                    visible = c.evaluate("document.querySelectorAll('.card:not([hidden])').length")
-                    errs = c.errors()
-                print(
-                    f"Chromium load event:    {t_load:.2f} s; filter {t_filter / 1000:.2f} s, sort {t_sort / 1000:.2f} s; {visible} cards shown per page; console errors: {len(errs)}"
-                )
-            else:
-                print("Chromium:               not installed, load time not measured")
-        except Exception as exc:
-            print(f"Chromium:               failed ({type(exc).__name__}: {exc})")
-        cw = work / "collect"
-        cw.mkdir()
-        print(f"collect from outputs:   {per_slide_collect(cw) * 1000:.0f} ms per slide (SHA-256 + thumbnail + kept images from a small SVS, no cache)")
+        if args.mode != "both":
+            data, t_syn = timed(lambda: synthetic(args.slides))
+            print(
+                f"slides:                 {args.slides} ({sum(1 for s in data.slides if s.status == 'ok')} shared, {sum(len(s.files) for s in data.slides)} output files)"
+            )
+            print(f"synthetic data:         {t_syn:.2f} s, peak RSS with it {peak_rss_mb():.0f} MB")
+            (bench_single if args.mode == "single" else lambda d, w, n: bench_paged(d, w, n, page_size))(data, work, args.slides)
+        if not args.no_collect:
+            cw = work / "collect"
+            cw.mkdir()
+            print(f"collect from outputs:   {per_slide_collect(cw) * 1000:.0f} ms per slide (SHA-256 + thumbnail + kept images from a small SVS, no cache)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

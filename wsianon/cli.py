@@ -636,7 +636,9 @@ def certify(
             raise typer.Exit(1)
         assert cert is not None, "an unreadable certificate is reported as a problem"
         n = len(cert.get("outputs") or [])
-        out_console.print(f"CONFIRMED certificate {cert.get('certificate_id')}: {n} output file(s) and the reports match", highlight=False)
+        pages = sum(1 for r in cert.get("reports") or [] if isinstance(r, dict) and record.is_card_page(str(r.get("file"))))
+        what = f"the reports and {pages} card page(s)" if pages else "the reports"
+        out_console.print(f"CONFIRMED certificate {cert.get('certificate_id')}: {n} output file(s) and {what} match", highlight=False)
         raise typer.Exit(0)
     try:
         if key_file is not None and not key_file.is_file():
@@ -648,7 +650,9 @@ def certify(
 
         keep: dict = {}
         paths = record.write_record(out, key=load_or_create_key(key_file) if key_file else None, on_render=rendering, keep=keep)
-        out_console.print(f"report:      {paths['html']}\ncertificate: {paths['certificate']} (+ {paths['pdf'].name})", highlight=False, soft_wrap=True)
+        card_pages = record.card_pages(out)
+        more = f" (+ {len(card_pages)} card page(s) in {out / record.CARDS_DIR})" if card_pages else ""
+        out_console.print(f"report:      {paths['html']}{more}\ncertificate: {paths['certificate']} (+ {paths['pdf'].name})", highlight=False, soft_wrap=True)
         if review_sheet is not None:
             sheet = record.write_review_sheet(out, review_sheet, mapping, data=keep.get("record"))
             out_console.print(

@@ -130,19 +130,21 @@ def _stray_files(folders: list[Path], covered: set[Path]) -> list[Path]:
     checks judge only the files that belong to a slide (a ``notes.txt`` beside them is no slide)."""
     import os
 
-    from wsianon.pipeline.record import RECORD_FILES, record_file_problems
+    from wsianon.pipeline.record import record_file_names, record_file_problems
 
     out = []
     for folder in folders:
         top = folder.resolve()
         # the record's files are ours only while they are what wsianon wrote (the certificate
-        # vouches for the reports, its PDF is its rendering): any other is judged by nothing
-        forged = record_file_problems(top) if any((top / n).exists() for n in RECORD_FILES) else {}
+        # vouches for the reports and the card pages, its PDF is its rendering): any other is judged by nothing
+        names = set(record_file_names(top))
+        forged = record_file_problems(top) if names else {}
         for root, dirs, files in os.walk(top):
             dirs.sort()
             for f in sorted(files):
                 p = Path(root) / f
-                if p.resolve() in covered or (Path(root) == top and f in RECORD_FILES and f not in forged):  # a slide reached through a link
+                rel = p.relative_to(top).as_posix()
+                if p.resolve() in covered or (rel in names and rel not in forged):  # (resolved: a slide reached through a link)
                     continue
                 out.append(p)
     return out

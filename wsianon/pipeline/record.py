@@ -33,6 +33,7 @@ import html
 import io
 import json
 import os
+import re
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,6 +63,14 @@ ASSOC_PX = 120
 LIBRARIES = ("openslide-python", "openslide-bin", "tifffile", "pydicom", "highdicom", "wsidicom", "wsidicomizer", "opentile", "pillow", "numpy", "imagecodecs")
 SHARED_STATES = (State.OK,)
 LAZY_AFTER = 200  # above this many slides the cards are built page by page in the browser
+# Above PAGE_SLIDES slides the record is paged: wsianon-report.html is an index (summary, policy,
+# run facts, a compact table of every slide) and the cards are in numbered, self-contained card
+# pages of PAGE_SLIDES slides each in CARDS_DIR beside it (one HTML file of 10^5 slides held a store
+# of cards longer than the longest string a browser's JavaScript engine holds, and was built in
+# memory whole).  ``WSIANON_RECORD_PAGE_SLIDES`` sets another page size: a test / tuning knob.
+PAGE_SLIDES = 5000
+PAGE_SLIDES_ENV = "WSIANON_RECORD_PAGE_SLIDES"
+CARDS_DIR = "wsianon-report-cards"
 NOT_SHARED: dict[str, str] = {Status.FAILED: State.QUARANTINED, State.QUARANTINED: State.QUARANTINED, State.ERROR: State.ERROR}
 
 
@@ -74,6 +83,19 @@ def sha256_file(path: Path) -> str:
     hashes come from the verifier's read-back pass where this process verified the output)."""
     with open(path, "rb", buffering=0) as fh:
         return io_digests.sha256_of(fh.fileno())
+
+
+def page_slides(page_size: int | None = None) -> int:
+    """Slides a card page holds, and the most a record keeps in one file: ``page_size``, else
+    ``$WSIANON_RECORD_PAGE_SLIDES`` (a test / tuning knob), else PAGE_SLIDES."""
+    if page_size is None:
+        try:
+            page_size = int(os.environ.get(PAGE_SLIDES_ENV) or PAGE_SLIDES)
+        except ValueError:
+            raise WsianonError(Path(PAGE_SLIDES_ENV), "not a whole number of slides") from None
+    if page_size < 1:
+        raise WsianonError(Path(PAGE_SLIDES_ENV), "a card page holds at least one slide")
+    return page_size
 
 
 def library_versions() -> dict[str, str]:
@@ -403,6 +425,7 @@ class SlideRecord:
     findings: int = 0
     notes: list[str] = field(default_factory=list)
     error: str | None = None
+    image_sig: str | None = None  # a paged record: the images are in the record's cache under this key, not held
 
     @property
     def size(self) -> int:
@@ -577,18 +600,29 @@ def _render_all(todo: list[_Render]):
             yield from zip(part, ex.map(render, part))
 
 
-def _show(out: Path, rec: SlideRecord, imgs: dict, read: bool = True) -> None:
-    """``imgs`` on the slide's card; ``read``: the record read its outputs (rendered or hashed them)."""
-    rec.thumbnail, rec.images, rec.image_error = imgs["thumbnail"], imgs["images"], imgs["error"]
+def _show(out: Path, rec: SlideRecord, imgs: dict, read: bool = True, sig: str | None = None) -> None:
+    """``imgs`` on the slide's card; ``read``: the record read its outputs (rendered or hashed them);
+    ``sig``: the images are in the record's cache under this key and are not held (a paged record
+    loads them page by page, :func:`_load_images`)."""
+    rec.image_error = imgs["error"]
+    if sig is not None and (imgs["thumbnail"] or imgs["images"]):
+        rec.image_sig = sig
+    else:
+        rec.thumbnail, rec.images = imgs["thumbnail"], imgs["images"]
     if not read:
         return  # images and hashes from the cache: nothing of the outputs was read
     for p in _output_files(out, rec.outputs):  # read for the record: pages the run dropped stay dropped
         io_cache.drop_tree(p, only_synced=True)
 
 
-def collect(out: Path, report: dict | None = None, key: bytes | None = None, on_render: Callable[[int, int], None] | None = None) -> RecordData:
+def collect(
+    out: Path, report: dict | None = None, key: bytes | None = None, on_render: Callable[[int, int], None] | None = None, page_size: int | None = None
+) -> RecordData:
     """Read the report and the outputs: hashes, thumbnails, kept images.  ``on_render(done, total)``:
-    progress of the slides whose images are not cached (from (0, total) on; not called when none)."""
+    progress of the slides whose images are not cached (from (0, total) on; not called when none).
+    A report of more slides than the page size (:func:`page_slides`) gives a paged record: the
+    images stay in the record's cache (``SlideRecord.image_sig``) and are loaded page by page, so
+    what is held does not grow with the images of every slide (held anyway when the cache is off)."""
     out = Path(out)
     if report is None:
         try:
@@ -611,6 +645,7 @@ def collect(out: Path, report: dict | None = None, key: bytes | None = None, on_
     cache = _Cache(out)
     slides: list[SlideRecord] = []
     todo: list[_Render] = []
+    lean = len(report.get("slides") or []) > page_slides(page_size)
     try:
         for s in report.get("slides") or []:
             ver = s.get("verification") or {}
@@ -639,13 +674,13 @@ def collect(out: Path, report: dict | None = None, key: bytes | None = None, on_
                 elif imgs is None:
                     todo.append(_Render(rec, sig, _verified_main(out, s, rec.files, verified)))
                 else:
-                    _show(out, rec, imgs, read=cache.reads != reads)
+                    _show(out, rec, imgs, read=cache.reads != reads, sig=sig if lean and cache.db is not None else None)
             slides.append(rec)
         if todo and on_render is not None:
             on_render(0, len(todo))
         for done, (job, imgs) in enumerate(_render_all(todo), 1):
             cache.put_images(job.rec.slide, job.sig, imgs)
-            _show(out, job.rec, imgs)
+            _show(out, job.rec, imgs, sig=job.sig if lean and cache.db is not None else None)
             if on_render is not None:
                 on_render(done, len(todo))
     finally:
@@ -722,7 +757,14 @@ _JS = r"""
   document.getElementById('prev').addEventListener('click',function(){page--;apply();});
   document.getElementById('next').addEventListener('click',function(){page++;apply();});
   document.getElementById('controls').hidden=false;
-  apply();
+  function go(){  /* #card-NAME (a link from the index of a paged record): the table page showing that card */
+    var h=location.hash.slice(1); try{h=decodeURIComponent(h);}catch(e){return;}
+    if(h.indexOf('card-')!==0)return;
+    var n=parseInt(ps.value,10)||50;
+    for(var i=0;i<view.length;i++){if('card-'+view[i].getAttribute('data-slide')===h){page=Math.floor(i/n); apply(); var c=card(h); if(c){c.scrollIntoView();} return;}}
+  }
+  window.addEventListener('hashchange',go);
+  apply(); go();
 })();
 """
 
@@ -785,7 +827,19 @@ def _card(s: SlideRecord) -> str:
     )
 
 
-def render_html(data: RecordData) -> str:
+_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
+
+
+def _head(title: str) -> str:
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="{_CSP}">
+<title>{title}</title><style>{_CSS}</style></head>
+"""
+
+
+def _summary(data: RecordData) -> str:
+    """The record's summary, policy, run facts, method and versions (over all the slides)."""
     r = data.report
     pol = r.get("policy") or {}
     slides = data.slides
@@ -809,6 +863,42 @@ def render_html(data: RecordData) -> str:
     libs = " &middot; ".join(f"{_e(k)} {_e(v)}" for k, v in data.libraries.items())
     dates = "".join(f"<li>{_e(d)}</li>" for d in _run_dates(r)) or "<li>unknown</li>"
     pol_words = "".join(f"<li>{_e(w)}</li>" for w in policy_in_words(pol, _has_dicom(data)))
+    return f"""<section><h2>Summary</h2><div class="tiles">{tiles}</div></section>
+<div class="grid2">
+<section><h2>Policy</h2><ul class="plain">{pol_words}</ul><p class="muted">Command line: <code>{_e(policy_flags(pol, _has_dicom(data)))}</code></p></section>
+<section><h2>Run</h2><table><tr><th>Key fingerprint</th><td><code>{_e(data.fingerprint or "not recorded")}</code><br><span class=muted>a one-way hash of the project key, never the key</span></td></tr>
+<tr><th>Run dates</th><td><ul class="plain">{dates}</ul></td></tr>
+<tr><th>Targets</th><td>{tgt}</td></tr><tr><th>Formats</th><td>{fmt_rows}</td></tr></table></section>
+</div>
+<div class="grid2"><section><h2>Verification method</h2><p>{_e(METHOD)}</p></section>
+<section><h2>Tool and library versions</h2><p>wsianon {_e(r.get("version") or __version__)} &middot; Python {_e(r.get("python"))} &middot; {libs}</p></section></div>
+"""
+
+
+def _controls(slides: list[SlideRecord]) -> str:
+    """The slide table's filter, sort and pager controls (shown by the script)."""
+    fmt_opts = "".join(f'<option value="{_e(k)}">{_e(k)}</option>' for k in sorted({s.format or "unknown" for s in slides}))
+    st_opts = "".join(f'<option value="{_e(k)}">{_e(k)}</option>' for k in sorted({s.status for s in slides}))
+    return f"""<div class="controls" id="controls" hidden><input id="q" type="search" placeholder="filter (pseudonym, format, status…)">
+<select id="fstatus"><option value="">all states</option>{st_opts}</select><select id="fformat"><option value="">all formats</option>{fmt_opts}</select>
+<label>per page <select id="psize"><option>25</option><option selected>50</option><option>100</option><option>500</option></select></label>
+<span class="pager"><button id="prev" type="button">&lsaquo; prev</button> <button id="next" type="button">next &rsaquo;</button></span> <span id="pinfo" class="muted"></span></div>
+"""
+
+
+_TABLE_HEAD = (
+    '<thead><tr><th data-sort="slide">slide</th><th data-sort="format">format</th><th data-sort="target">target</th><th data-sort="status">status</th>'
+    '<th data-sort="checks">checks</th><th data-sort="size">size</th><th>SHA-256</th></tr></thead>'
+)
+
+
+def _script_json(obj) -> str:
+    """JSON for a ``<script type="application/json">`` (no ``</`` nor ``<!--`` inside)."""
+    return json.dumps(obj, separators=(",", ":")).replace("</", "<\\/").replace("<!--", "\\u003c!--")
+
+
+def _slides_and_cards(slides: list[SlideRecord]) -> str:
+    """The slide table (every row) and the slides' cards (kept as text above LAZY_AFTER)."""
     rows = []
     for i, s in enumerate(slides):
         ok = sum(1 for c in s.checks if c.get("ok"))
@@ -818,41 +908,149 @@ def render_html(data: RecordData) -> str:
             f'<td><a href="#card-{_e(s.slide)}">{_e(s.slide)}</a></td><td>{_e(s.format)}</td><td>{_e(s.target)}</td><td>{_badge(s.status)}</td>'
             f"<td>{ok}/{len(s.checks)}</td><td>{human_bytes(s.size) if s.files else ''}</td><td><code>{sha}</code></td></tr>"
         )
-    fmt_opts = "".join(f'<option value="{_e(k)}">{_e(k)}</option>' for k in sorted(formats))
-    st_opts = "".join(f'<option value="{_e(k)}">{_e(k)}</option>' for k in sorted(counts))
     if len(slides) > LAZY_AFTER:  # kept as text until shown: no DOM, no layout, no image decoding for the other pages
-        store = json.dumps({s.slide: _card(s) for s in slides}, separators=(",", ":")).replace("</", "<\\/").replace("<!--", "\\u003c!--")
-        cards = f'<script type="application/json" id="lazy-cards">{store}</script>'
+        cards = f'<script type="application/json" id="lazy-cards">{_script_json({s.slide: _card(s) for s in slides})}</script>'
         cards += (
             "<noscript><p>This report holds many slides: their cards are shown page by page with JavaScript. The table above lists every slide.</p></noscript>"
         )
     else:
         cards = "".join(_card(s) for s in slides)
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
-<title>wsianon de-identification report</title><style>{_CSS}</style></head>
-<body><header><h1>wsianon de-identification report</h1>
-<p>{len(slides)} slide(s) &middot; generated {_e(data.generated)} &middot; wsianon {_e(r.get("version") or __version__)} &middot; certificate: {CERT_JSON} / {CERT_PDF} in this folder</p></header>
-<main>
-<section><h2>Summary</h2><div class="tiles">{tiles}</div></section>
-<div class="grid2">
-<section><h2>Policy</h2><ul class="plain">{pol_words}</ul><p class="muted">Command line: <code>{_e(policy_flags(pol, _has_dicom(data)))}</code></p></section>
-<section><h2>Run</h2><table><tr><th>Key fingerprint</th><td><code>{_e(data.fingerprint or "not recorded")}</code><br><span class=muted>a one-way hash of the project key, never the key</span></td></tr>
-<tr><th>Run dates</th><td><ul class="plain">{dates}</ul></td></tr>
-<tr><th>Targets</th><td>{tgt}</td></tr><tr><th>Formats</th><td>{fmt_rows}</td></tr></table></section>
-</div>
-<div class="grid2"><section><h2>Verification method</h2><p>{_e(METHOD)}</p></section>
-<section><h2>Tool and library versions</h2><p>wsianon {_e(r.get("version") or __version__)} &middot; Python {_e(r.get("python"))} &middot; {libs}</p></section></div>
-<section><h2>Slides</h2>
-<div class="controls" id="controls" hidden><input id="q" type="search" placeholder="filter (pseudonym, format, status…)">
-<select id="fstatus"><option value="">all states</option>{st_opts}</select><select id="fformat"><option value="">all formats</option>{fmt_opts}</select>
-<label>per page <select id="psize"><option>25</option><option selected>50</option><option>100</option><option>500</option></select></label>
-<span class="pager"><button id="prev" type="button">&lsaquo; prev</button> <button id="next" type="button">next &rsaquo;</button></span> <span id="pinfo" class="muted"></span></div>
-<table id="slides"><thead><tr><th data-sort="slide">slide</th><th data-sort="format">format</th><th data-sort="target">target</th><th data-sort="status">status</th><th data-sort="checks">checks</th><th data-sort="size">size</th><th>SHA-256</th></tr></thead>
+    return f"""<section><h2>Slides</h2>
+{_controls(slides)}<table id="slides">{_TABLE_HEAD}
 <tbody>{"".join(rows)}</tbody></table></section>
 <div class="cards" id="cards">{cards}</div>
-</main><script>{_JS}</script></body></html>
+"""
+
+
+def render_html(data: RecordData) -> str:
+    """The whole record in one self-contained page (up to the page size, :func:`page_slides`)."""
+    r = data.report
+    return f"""{_head("wsianon de-identification report")}<body><header><h1>wsianon de-identification report</h1>
+<p>{len(data.slides)} slide(s) &middot; generated {_e(data.generated)} &middot; wsianon {_e(r.get("version") or __version__)} &middot; certificate: {CERT_JSON} / {CERT_PDF} in this folder</p></header>
+<main>
+{_summary(data)}{_slides_and_cards(data.slides)}</main><script>{_JS}</script></body></html>
+"""
+
+
+def card_page_name(no: int) -> str:
+    """The ``no``-th (from 1) card page of a paged record, relative to OUT."""
+    return f"{CARDS_DIR}/{no:04d}.html"
+
+
+_PAGE_NAME = re.compile(r"[0-9]{4,}\.html")
+
+
+def _page_order(rel: str) -> tuple[int, str]:
+    """Card pages in their numbers' order (``9999.html`` before ``10000.html``)."""
+    return len(rel), rel
+
+
+def is_card_page(rel: str) -> bool:
+    """Whether ``rel`` (relative to OUT) is named as a card page of a paged record."""
+    head, _, name = rel.partition("/")
+    return head == CARDS_DIR and _PAGE_NAME.fullmatch(name) is not None
+
+
+def render_card_page(data: RecordData, slides: list[SlideRecord], no: int, pages: int) -> str:
+    """One card page of a paged record: the cards of ``slides`` (self-contained like the report,
+    the same Content-Security-Policy), their table, and links to the index and the next pages."""
+    nav = f'<a href="../{REPORT_HTML}">&larr; index: summary, policy and every slide</a>'
+    if no > 1:
+        nav += f' &middot; <a href="{no - 1:04d}.html" rel="prev">&lsaquo; cards page {no - 1}</a>'
+    if no < pages:
+        nav += f' &middot; <a href="{no + 1:04d}.html" rel="next">cards page {no + 1} &rsaquo;</a>'
+    return f"""{_head(f"wsianon report: cards page {no} of {pages}")}<body><header><h1>wsianon de-identification report &mdash; cards page {no} of {pages}</h1>
+<p>{len(slides)} slide(s): {_e(slides[0].slide)} &hellip; {_e(slides[-1].slide)} &middot; of {len(data.slides)} in the report &middot; generated {_e(data.generated)} &middot; key fingerprint <code>{_e(data.fingerprint or "not recorded")}</code></p></header>
+<main><section><p id="nav">{nav}</p><p class="muted">The summary, the policy, the run and the certificate ({CERT_JSON} / {CERT_PDF}) are in the report's folder, one level up.</p></section>
+{_slides_and_cards(slides)}</main><script>{_JS}</script></body></html>
+"""
+
+
+_INDEX_JS = r"""
+(function(){
+  var d=JSON.parse(document.getElementById('slide-index').textContent);
+  var F=d.formats, T=d.targets, S=d.states, per=d.page, dirname=d.dir;
+  var rows=d.rows.map(function(r,i){return {slide:r[0],format:F[r[1]],target:T[r[2]],status:S[r[3]],checks:r[4],n:r[5],size:r[6],sha:r[7],i:i};});
+  d=null;
+  var tbody=document.querySelector('#slides tbody');
+  var q=document.getElementById('q'), st=document.getElementById('fstatus'), fm=document.getElementById('fformat');
+  var ps=document.getElementById('psize'), info=document.getElementById('pinfo');
+  var key='slide', dir=1, page=0, view=rows;
+  function pad(n){var s=String(n); while(s.length<4){s='0'+s;} return s;}
+  function href(r){return dirname+'/'+pad(Math.floor(r.i/per)+1)+'.html#card-'+encodeURIComponent(r.slide);}
+  function hb(n){if(n<1024){return n+' B';} var u=['KiB','MiB','GiB','TiB'], i=0; n/=1024; while(n>=1024&&i<u.length-1){n/=1024;i++;} return n.toFixed(1)+' '+u[i];}
+  function cell(tr,text){var td=document.createElement('td'); td.textContent=text; tr.appendChild(td); return td;}
+  function apply(){
+    var text=q.value.trim().toLowerCase(), s=st.value, f=fm.value;
+    view=rows.filter(function(r){return (!s||r.status===s)&&(!f||r.format===f)&&(!text||(r.slide+' '+r.format+' '+r.target+' '+r.status).toLowerCase().indexOf(text)>=0);});
+    view.sort(function(a,b){var x=a[key],y=b[key];return ((x<y?-1:x>y?1:0)||(a.i-b.i))*dir;});
+    var n=parseInt(ps.value,10)||50, pages=Math.max(1,Math.ceil(view.length/n));
+    if(page>=pages)page=pages-1; if(page<0)page=0;
+    var lo=page*n, hi=Math.min(lo+n,view.length), frag=document.createDocumentFragment();
+    for(var i=lo;i<hi;i++){
+      var r=view[i], tr=document.createElement('tr'); tr.setAttribute('data-slide',r.slide); tr.setAttribute('data-status',r.status);
+      var a=document.createElement('a'); a.href=href(r); a.textContent=r.slide; cell(tr,'').appendChild(a);
+      cell(tr,r.format); cell(tr,r.target);
+      var b=document.createElement('span'); b.className='badge '+(['ok','quarantined','error'].indexOf(r.status)>=0?r.status:'other'); b.textContent=r.status; cell(tr,'').appendChild(b);
+      cell(tr,r.checks+'/'+r.n); cell(tr,r.size?hb(r.size):'');
+      var c=document.createElement('code'); c.textContent=r.sha?r.sha+'\u2026':''; cell(tr,'').appendChild(c);
+      frag.appendChild(tr);
+    }
+    tbody.textContent=''; tbody.appendChild(frag);
+    info.textContent=view.length?('slides '+(lo+1)+'\u2013'+hi+' of '+view.length+' (page '+(page+1)+'/'+pages+')'):'no slide matches';
+  }
+  [].forEach.call(document.querySelectorAll('th[data-sort]'),function(th){th.addEventListener('click',function(){var k=th.getAttribute('data-sort');dir=(k===key)?-dir:1;key=k;apply();});});
+  q.addEventListener('input',function(){page=0;apply();}); st.addEventListener('change',function(){page=0;apply();});
+  fm.addEventListener('change',function(){page=0;apply();}); ps.addEventListener('change',function(){page=0;apply();});
+  document.getElementById('prev').addEventListener('click',function(){page--;apply();});
+  document.getElementById('next').addEventListener('click',function(){page++;apply();});
+  document.getElementById('controls').hidden=false;
+  apply();
+})();
+"""
+
+
+def render_index(data: RecordData, page_size: int) -> str:
+    """The entry point of a paged record: the summary over every slide, a compact table of every
+    slide (kept as JSON, shown page by page by the script, each row linking to its card) and the
+    list of the card pages (links that work without scripts, from file:// and a USB stick)."""
+    r = data.report
+    slides = data.slides
+    formats = sorted({s.format or "unknown" for s in slides})
+    targets = sorted({s.target for s in slides})
+    states = sorted({s.status for s in slides})
+    fi, ti, si = ({v: i for i, v in enumerate(x)} for x in (formats, targets, states))
+    rows = [
+        [
+            s.slide,
+            fi[s.format or "unknown"],
+            ti[s.target],
+            si[s.status],
+            sum(1 for c in s.checks if c.get("ok")),
+            len(s.checks),
+            s.size,
+            s.files[0].sha256[:16] if s.files else "",
+        ]
+        for s in slides
+    ]
+    table = _script_json({"formats": formats, "targets": targets, "states": states, "page": page_size, "dir": CARDS_DIR, "rows": rows})
+    del rows
+    pages = []
+    for no, lo in enumerate(range(0, len(slides), page_size), 1):
+        part = slides[lo : lo + page_size]
+        pages.append(
+            f'<li><a href="{card_page_name(no)}">cards page {no}</a> <span class=muted>slides {lo + 1}&ndash;{lo + len(part)}: {_e(part[0].slide)} &hellip; {_e(part[-1].slide)}</span></li>'
+        )
+    return f"""{_head("wsianon de-identification report")}<body><header><h1>wsianon de-identification report</h1>
+<p>{len(slides)} slide(s) &middot; generated {_e(data.generated)} &middot; wsianon {_e(r.get("version") or __version__)} &middot; certificate: {CERT_JSON} / {CERT_PDF} in this folder &middot; the slides' cards: {len(pages)} page(s) in {CARDS_DIR}/</p></header>
+<main>
+{_summary(data)}<section><h2>Slides</h2>
+{_controls(slides)}<table id="slides">{_TABLE_HEAD}<tbody></tbody></table>
+<noscript><p>The table of every slide is shown with JavaScript; without it, open the card pages below (each lists its slides).</p></noscript>
+<script type="application/json" id="slide-index">{table}</script></section>
+<section><h2>Cards</h2><p class="muted">Each slide's card (thumbnail from the output, kept images, what was removed, every check, the output files' SHA-256) is on a card page of {page_size} slides, in the report's order.</p>
+<ul class="plain" id="card-pages">{"".join(pages)}</ul></section>
+</main><script>{_INDEX_JS}</script></body></html>
 """
 
 
@@ -869,15 +1067,21 @@ def certificate_id(body: dict) -> str:
     return "WSIANON-" + "-".join(h[i : i + 5] for i in range(0, 20, 5))
 
 
-def build_certificate(out: Path, data: RecordData) -> dict:
+def build_certificate(out: Path, data: RecordData, written: dict[str, tuple[int, str]] | None = None) -> dict:
+    """The certificate's content; its reports: the JSON and HTML reports and every card page in
+    OUT (what is there: a paged record's pages, :func:`card_pages`).  ``written``: ``{file: (size,
+    SHA-256)}`` of record files this process just wrote (not read again while their size agrees)."""
     out = Path(out)
     pol = data.report.get("policy") or {}
     checks = sorted({ch for s in data.slides for c in s.checks if (ch := c.get("check"))})
     counts = _counts(data.slides)
+    written = written or {}
 
     def rec(name: str) -> dict:
         p = out / name
-        return {"file": name, "size": p.stat().st_size, "sha256": sha256_file(p)}
+        size = p.stat().st_size
+        known = written.get(name)
+        return {"file": name, "size": size, "sha256": known[1] if known and known[0] == size else sha256_file(p)}
 
     body = {
         "certificate": "wsianon de-identification certificate",
@@ -889,7 +1093,7 @@ def build_certificate(out: Path, data: RecordData) -> dict:
         "policy": {**pol, "command_line": policy_flags(pol, _has_dicom(data)), "in_words": policy_in_words(pol, _has_dicom(data))},
         "verification_method": {"description": METHOD, "checks": checks},
         "summary": {"slides": len(data.slides), **counts, "files": sum(len(s.files) for s in data.slides), "bytes": sum(s.size for s in data.slides)},
-        "reports": [rec(REPORT_NAME), rec(REPORT_HTML)],
+        "reports": [rec(REPORT_NAME), rec(REPORT_HTML), *(rec(n) for n in card_pages(out))],
         "outputs": [
             {"slide": s.slide, "format": s.format, "target": s.target, "file": f.rel, "size": f.size, "sha256": f.sha256}
             for s in data.slides
@@ -951,21 +1155,117 @@ def certificate_pdf(cert: dict) -> bytes:
 # entry points
 
 
-def write_record(out: Path, key: bytes | None = None, on_render: Callable[[int, int], None] | None = None, keep: dict | None = None) -> dict[str, Path]:
+def card_pages(out: Path) -> list[str]:
+    """The card pages in OUT (relative names, in order): files named as card pages in CARDS_DIR."""
+    folder = Path(out) / CARDS_DIR
+    if not folder.is_dir() or folder.is_symlink():
+        return []
+    return sorted((f"{CARDS_DIR}/{e.name}" for e in os.scandir(folder) if _PAGE_NAME.fullmatch(e.name) and e.is_file(follow_symlinks=False)), key=_page_order)
+
+
+def _load_images(out: Path, slides: list[SlideRecord], cache: _Cache) -> list[SlideRecord]:
+    """The images of a paged record's ``slides`` (those not held: ``image_sig``) from the record's
+    cache, or rendered again from the output when the cache lost them; returns the slides given
+    images here (the caller drops them once their page is written)."""
+    loaded = []
+    for rec in slides:
+        if rec.image_sig is None or rec.thumbnail is not None or rec.images:
+            continue
+        imgs = cache.images(rec.slide, rec.image_sig)
+        if imgs is None:
+            main = _main_output(out, {"outputs": rec.outputs})
+            if main is not None and main.is_dir():
+                dcm = [out / f.rel for f in rec.files if f.rel.lower().endswith(".dcm")]
+                imgs = render_slide_images(dcm) if dcm else {"thumbnail": None, "images": [], "error": "output missing"}
+            else:
+                imgs = render_slide_images(main) if main else {"thumbnail": None, "images": [], "error": "output missing"}
+        rec.thumbnail, rec.images, rec.image_error = imgs["thumbnail"], imgs["images"], imgs["error"]
+        loaded.append(rec)
+    return loaded
+
+
+def _remove_stale_pages(out: Path, keep: set[str]) -> None:
+    """Card pages (and temp files) a previous record left in CARDS_DIR that this one did not write;
+    the folder too once empty.  Other files are left where they are (``certify --check`` names them)."""
+    folder = out / CARDS_DIR
+    if not folder.is_dir() or folder.is_symlink():
+        return
+    for e in list(os.scandir(folder)):
+        rel = f"{CARDS_DIR}/{e.name}"
+        if (_PAGE_NAME.fullmatch(e.name) or e.name.startswith(".tmp-")) and rel not in keep and not e.is_dir(follow_symlinks=False):
+            os.unlink(e.path)
+    if not keep:
+        try:
+            folder.rmdir()
+        except OSError:
+            pass  # not empty: a file wsianon did not write, named by the check
+
+
+def write_html(out: Path, data: RecordData, page_size: int | None = None) -> dict[str, tuple[int, str]]:
+    """The HTML record: one self-contained ``wsianon-report.html`` up to the page size; beyond it,
+    the card pages (written one by one, each page's images loaded and dropped with it, so what is
+    held grows with the page, not the job) and the index.  Stale card pages are removed.  Returns
+    ``{file: (size, SHA-256)}`` of what was written."""
+    out = Path(out)
+    size = page_slides(page_size)
+    folder = out / CARDS_DIR
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise OutputError(folder, f"{CARDS_DIR} in OUT is not the folder of card pages wsianon writes; move it away")
+    clash = sorted({s.slide for s in data.slides for o in s.outputs if o.split("/", 1)[0] in (CARDS_DIR, REPORT_HTML)})
+    if clash:
+        raise OutputError(out, f"{len(clash)} slide(s) have an output named like the record's own files ({CARDS_DIR}, {REPORT_HTML}); rename them")
+    written: dict[str, tuple[int, str]] = {}
+
+    def put(rel: str, text: str) -> None:
+        body = text.encode("utf-8")
+        write_atomic(out / rel, body)
+        written[rel] = (len(body), hashlib.sha256(body).hexdigest())
+
+    if len(data.slides) <= size:
+        put(REPORT_HTML, render_html(data))
+        _remove_stale_pages(out, set())
+        return written
+    pages = (len(data.slides) + size - 1) // size
+    cache = _Cache(out)
+    try:
+        for no in range(1, pages + 1):
+            part = data.slides[(no - 1) * size : no * size]
+            loaded = _load_images(out, part, cache)
+            try:
+                put(card_page_name(no), render_card_page(data, part, no, pages))
+            finally:
+                for rec in loaded:
+                    rec.thumbnail, rec.images = None, []
+    finally:
+        cache.close()
+    _remove_stale_pages(out, set(written))
+    put(REPORT_HTML, render_index(data, size))
+    return written
+
+
+def write_record(
+    out: Path, key: bytes | None = None, on_render: Callable[[int, int], None] | None = None, keep: dict | None = None, page_size: int | None = None
+) -> dict[str, Path]:
     """Write the HTML report, the certificate JSON and its PDF into OUT (from the report JSON);
     ``on_render``: see :func:`collect`.  ``keep``: ``keep["record"]`` is set to what was collected
-    (the review sheet written next shows the same, without collecting it again)."""
+    (the review sheet written next shows the same, without collecting it again).  ``page_size``:
+    see :func:`page_slides`.  The certificate is removed before anything else is written and
+    written last: an interrupted record has no certificate (nothing that looks finished)."""
     out = Path(out)
+    size = page_slides(page_size)
     try:
-        data = collect(out, key=key, on_render=on_render)
+        data = collect(out, key=key, on_render=on_render, page_size=size)
     except OSError as exc:
         raise OutputError(out, f"cannot read the outputs for the report/certificate: {os_reason(exc)}") from None
     if keep is not None:
         keep["record"] = data
     paths = {"html": out / REPORT_HTML, "certificate": out / CERT_JSON, "pdf": out / CERT_PDF}
     try:
-        write_atomic(paths["html"], render_html(data).encode("utf-8"))
-        cert = build_certificate(out, data)
+        for p in (paths["certificate"], paths["pdf"]):
+            if p.is_file() or p.is_symlink():
+                p.unlink()
+        written = write_html(out, data, size)
+        cert = build_certificate(out, data, written)
         write_atomic(paths["certificate"], (json.dumps(cert, indent=2) + "\n").encode())
         write_atomic(paths["pdf"], certificate_pdf(cert))
     except OSError as exc:
@@ -996,19 +1296,30 @@ def _read_certificate(out: Path) -> tuple[dict | None, list[str]]:
     return cert, problems
 
 
-def record_file_problems(out: Path) -> dict[str, str]:
-    """The record files in OUT that are not what wsianon wrote: ``{name: problem}`` for the
-    certificate (JSON, PDF) and the reports it hashes (cheap: small files only; the outputs are
-    ``check_certificate``'s).  Without a readable certificate no record file is vouched for."""
+def record_file_names(out: Path) -> list[str]:
+    """The record's own files present in OUT (relative names): the reports, the certificate and
+    the card pages of a paged record (:func:`card_pages`; symlinks named so included)."""
     out = Path(out)
     present = [n for n in RECORD_FILES if (out / n).exists() or (out / n).is_symlink()]
+    folder = out / CARDS_DIR
+    if folder.is_dir() and not folder.is_symlink():
+        present += sorted((f"{CARDS_DIR}/{e.name}" for e in os.scandir(folder) if _PAGE_NAME.fullmatch(e.name)), key=_page_order)
+    return present
+
+
+def record_file_problems(out: Path) -> dict[str, str]:
+    """The record files in OUT that are not what wsianon wrote: ``{name: problem}`` for the
+    certificate (JSON, PDF), the reports and the card pages it hashes (the outputs are
+    ``check_certificate``'s).  Without a readable certificate no record file is vouched for."""
+    out = Path(out)
+    present = record_file_names(out)
     cert, problems = _read_certificate(out)
     if cert is None:
         return {n: problems[0] for n in present}
     bad = {p.split(":", 1)[0]: p for p in problems}
     reports = {e.get("file"): e for e in cert.get("reports") or [] if isinstance(e, dict)}
-    for n in (REPORT_NAME, REPORT_HTML):
-        if n not in present:
+    for n in present:
+        if n in (CERT_JSON, CERT_PDF):
             continue
         e, p = reports.get(n), out / n
         if e is None or not p.is_file() or p.is_symlink() or p.stat().st_size != e.get("size") or sha256_file(p) != e.get("sha256"):
@@ -1018,12 +1329,14 @@ def record_file_problems(out: Path) -> dict[str, str]:
 
 def unlisted_files(out: Path) -> list[str]:
     """The files in OUT (relative, sorted) that are neither an output the certificate lists nor a
-    record file: a file put into OUT between two runs of a job, an output that changed after its
-    verification.  Cheap: names only (``check_certificate`` re-hashes)."""
+    record file (a card page counts when the certificate lists it): a file put into OUT between two
+    runs of a job, an output that changed after its verification.  Cheap: names only
+    (``check_certificate`` re-hashes)."""
     out = Path(out)
     try:
         cert = json.loads((out / CERT_JSON).read_text())
         listed = {o.get("file") for o in cert.get("outputs") or [] if isinstance(o, dict)}
+        listed |= {n for e in cert.get("reports") or [] if isinstance(e, dict) and is_card_page(n := str(e.get("file")))}
     except (OSError, ValueError, AttributeError):
         listed = set()
     return sorted(
@@ -1147,8 +1460,15 @@ def write_review_sheet(
         sig = cache.source_signature(path, salt) if files is None else signature(files, salt) if cache.enabled else None
         return cache.render(key, sig, render)
 
-    with cache:  # on an error, nothing is pruned
-        cards = _sheet_cards(data, by_out, quarantine, rendered)
+    record_cache = _Cache(out)  # a paged record's output images are in the record's cache, not held
+    loaded = _load_images(out, data.slides, record_cache)
+    record_cache.close()
+    try:
+        with cache:  # on an error, nothing is pruned
+            cards = _sheet_cards(data, by_out, quarantine, rendered)
+    finally:
+        for rec in loaded:
+            rec.thumbnail, rec.images = None, []
     doc = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>PRIVATE wsianon review sheet</title>
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
 <style>{_CSS} .card img{{max-width:300px;max-height:240px;border:1px solid var(--bd)}} .warn{{background:#b3261e}}</style></head>
