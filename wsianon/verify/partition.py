@@ -172,8 +172,8 @@ def icc_problems(data: bytes, safe_types: set[bytes]) -> int:
             continue
         typ = data[off : off + 4]
         if typ in safe_types:
-            need = icc.structural_size(data[off : off + size])  # no byte after its type's fields
-            keep[off : off + (size if need is None else max(need, 4))] = b"\1" * (size if need is None else max(need, 4))
+            for a, b in icc.kept_ranges(data[off : off + size]):  # only its type's fields (io.icc)
+                keep[off + a : off + b] = b"\1" * (b - a)
             keep[off + 4 : off + 8] = bytes(4)  # reserved
         else:
             keep[off : off + 4] = b"\1" * 4

@@ -1,0 +1,124 @@
+"""Red team, round 4, native route (TIFF family) and ``wsianon verify`` of native outputs.
+
+1. An ICC profile's lutAtoB / lutBtoA tags ('mAB ', 'mBA ') and multiProcessElements ('mpet') were
+   kept whole: only the offsets inside them say which bytes a CMM reads, and nothing parsed them, so
+   text after the last curve, in the padding between parts or anywhere no offset reaches went to OUT
+   on both routes, and ``wsianon verify`` (closed-world-icc; the vocabulary check reads only an ICC
+   profile's text tags) passed it.  Now ``io.icc.kept_ranges`` walks an mAB/mBA element to its
+   curves' fields, its matrix and its CLUT's grid, precision and values; the converter keeps only
+   those and the verifier refuses any other non-zero byte.  'mpet' (not parsed) is emptied with its
+   tag signature.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wsianon.io import icc
+from wsianon.profiles import load
+from wsianon.verify.partition import icc_problems
+
+from .test_redteam2_tiff import TEXT, TOKEN, _failed_checks, _placed, _run
+from .test_redteam3_tiff import _svs
+
+SAFE = {t.encode("latin-1") for t in load("tiff_closed_world")["icc_safe_types"]}
+WTPT = b"XYZ " + bytes(4) + struct.pack(">iii", 63190, 65536, 54061)
+IDENTITY = b"curv" + bytes(8)  # a curve of no points: identity, 12 bytes
+
+
+def _profile(tags: list[tuple[bytes, bytes]], space: bytes = b"RGB ", pcs: bytes = b"XYZ ") -> bytes:
+    off, body, entries = 128 + 4 + 12 * len(tags), b"", b""
+    for sig, data in tags:
+        data += bytes(-len(data) % 4)
+        entries += sig + struct.pack(">II", off + len(body), len(data))
+        body += data
+    header = bytearray(128)
+    header[0:4] = struct.pack(">I", 128 + 4 + len(entries) + len(body))
+    header[8:10] = b"\x04\x20"
+    header[12:24] = b"mntr" + space + pcs
+    header[36:40] = b"acsp"
+    header[68:80] = struct.pack(">3i", *icc.D50)
+    return bytes(header) + struct.pack(">I", len(tags)) + entries + body
+
+
+def _mab(hide: bytes = b"") -> bytes:
+    """A 3-in 3-out lutAtoB: A curves, a 2x2x2 CLUT, M curves, matrix, B curves; ``hide`` is
+    written where no offset reaches: after the B curves, between parts, in the CLUT's unused grid
+    bytes and its padding."""
+    pad = hide[:4].ljust(4, b"\0") if hide else bytes(4)
+    a = 32
+    clut = a + 3 * 12 + len(pad)
+    grid = bytes([2, 2, 2]) + (hide[4:17].ljust(13, b"\0") if hide else bytes(13))
+    lut = grid + bytes([1]) + (hide[:3].ljust(3, b"\0") if hide else bytes(3)) + bytes(range(24))
+    m = clut + len(lut)
+    matrix_at = m + 3 * 12
+    b = matrix_at + 48
+    head = b"mAB " + bytes(4) + bytes([3, 3, 0, 0]) + struct.pack(">5I", b, matrix_at, m, clut, a)
+    matrix = struct.pack(">12i", 65536, 0, 0, 0, 65536, 0, 0, 0, 65536, 0, 0, 0)
+    return head + IDENTITY * 3 + pad + lut + IDENTITY * 3 + matrix + IDENTITY * 3 + hide
+
+
+def test_an_icc_lut_keeps_only_the_fields_its_offsets_reach():
+    """The converter keeps, and the verifier allows, only an mAB/mBA element's fields; a real v4
+    profile built of them (ICC's sRGB v4 preference profile, shipped with highdicom) transforms
+    colours as before, and its kept bytes pass."""
+    from PIL import Image, ImageCms
+
+    planted = _profile([(b"wtpt", WTPT), (b"A2B0", _mab(TEXT))])
+    assert icc_problems(planted, SAFE) > 0
+    out, _ = icc.sanitize(planted)
+    assert icc_problems(out, SAFE) == 0 and TOKEN.encode() not in out and b"Doe^" not in out and b"MRN" not in out
+    clean = _profile([(b"wtpt", WTPT), (b"A2B0", _mab())])
+    assert icc_problems(clean, SAFE) == 0 and icc.sanitize(clean)[0] == clean  # every field kept
+
+    real = (resources.files("highdicom") / "_icc_profiles" / "sRGB_v4_ICC_preference.icc").read_bytes()
+    kept, _ = icc.sanitize(real)
+    assert icc_problems(kept, SAFE) == 0
+    assert {real[o : o + 4] for _s, o, _n in icc.parse(real)} >= {b"mAB ", b"mBA "}
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    lab = ImageCms.createProfile("LAB")
+    for intent in (0, 1):  # perceptual (A2B0: mAB) and relative colorimetric (A2B1)
+        same = [
+            np.asarray(ImageCms.profileToProfile(img, ImageCms.ImageCmsProfile(io.BytesIO(p)), lab, renderingIntent=intent, outputMode="LAB"))
+            for p in (real, kept)
+        ]
+        assert np.array_equal(*same)
+
+
+def test_an_mpet_tag_is_emptied_with_its_signature():
+    mpet = b"mpet" + bytes(4) + struct.pack(">HHI", 3, 3, 0) + TEXT
+    out, emptied = icc.sanitize(_profile([(b"wtpt", WTPT), (b"D2B0", mpet)]))
+    assert emptied >= 1 and TOKEN.encode() not in out and b"D2B0" not in out
+    assert icc_problems(_profile([(b"wtpt", WTPT), (b"D2B0", mpet)]), SAFE) > 0
+
+
+@pytest.mark.parametrize("target", ["native", "dicom"])
+def test_text_in_an_icc_lut_never_reaches_out(cli, tmp_path, target):
+    (tmp_path / "src").mkdir()
+    prof = _profile([(b"wtpt", WTPT), (b"A2B0", _mab(TEXT))])
+    src = _svs(tmp_path / "src" / "CASE-7601.svs", extratags=[(34675, 7, len(prof), prof, True)])
+    code, text, out = _run(cli, tmp_path, src, target)  # asserts no planted text in OUT or on the console
+    assert code == 0 and _placed(out), text
+
+
+def test_verify_refuses_text_in_an_icc_lut_of_another_tools_output(cli, tmp_path):
+    """Another tool's output: its ICC profile's A2B0 holds text after its last curve."""
+    (tmp_path / "src").mkdir()
+    prof = _profile([(b"wtpt", WTPT), (b"A2B0", _mab(bytes(len(TEXT))))])
+    src = _svs(tmp_path / "src" / "CASE-7602.svs", extratags=[(34675, 7, len(prof), prof, True)])
+    code, text, out = _run(cli, tmp_path, src)
+    (slide,) = _placed(out)
+    assert code == 0 and _failed_checks(cli, slide) == set(), text
+    data = bytearray(slide.read_bytes())
+    at = data.index(prof[: 128 - 28][36:40]) - 36  # the kept profile ('acsp' at 36)
+    end = at + len(prof)
+    data[end - len(TEXT) : end] = TEXT
+    other = tmp_path / "other.svs"
+    other.write_bytes(bytes(data))
+    assert "closed-world-icc" in _failed_checks(cli, other)
