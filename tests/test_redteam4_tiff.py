@@ -8,6 +8,13 @@
    curves' fields, its matrix and its CLUT's grid, precision and values; the converter keeps only
    those and the verifier refuses any other non-zero byte.  'mpet' (not parsed) is emptied with its
    tag signature.
+2. Text the vocabulary check could not read: a kept NDPI property value (``Objective.Lens.Name``,
+   ``ScanMode``: safe keys kept as the map had them) holding a name in Shift-JIS (Hamamatsu's
+   software is Japanese) or Latin-1 gives no printable run of four characters; in UTF-8, "山田 太郎"
+   is a run whose tokens passed for being two characters long.  All three reached OUT, verified.
+   Now a TIFF text value (ASCII entries and XMP) must be UTF-8 and its non-ASCII tokens vocabulary
+   however short, CJK/kana/Hangul tokens are never short enough to pass, and the NDPI converter keeps
+   a safe key's value only when it is printable ASCII.
 """
 
 from __future__ import annotations
@@ -122,3 +129,50 @@ def test_verify_refuses_text_in_an_icc_lut_of_another_tools_output(cli, tmp_path
     other = tmp_path / "other.svs"
     other.write_bytes(bytes(data))
     assert "closed-world-icc" in _failed_checks(cli, other)
+
+
+# --- 2. text the vocabulary check could not read ---------------------------------------------
+
+VALUES = {
+    "shift-jis": "山田 太郎".encode("shift_jis"),
+    "latin-1": "Jöns Åsa Öst".encode("latin-1"),
+    "utf-8": "山田 太郎".encode(),
+}
+
+
+@pytest.mark.parametrize("enc", list(VALUES))
+def test_a_name_in_a_kept_ndpi_property_never_reaches_out(cli, tmp_path, enc):
+    from .fixtures.ndpi_gen import make_ndpi
+
+    val = VALUES[enc]
+    text = val.decode("latin-1")  # the fixture writes its values byte for byte
+    src, _ = make_ndpi(tmp_path / "src" / "CASE-7603.ndpi", canaries={"PropertyMap:Objective.Lens.Name": text, "PropertyMap:ScanMode": text})
+    code, out_text, out = _run(cli, tmp_path, src)
+    hits = [p.name for p in out.rglob("*") if p.is_file() and (val in p.read_bytes() or val[:4] in p.read_bytes())]
+    assert hits == [] and code == 0 and _placed(out), out_text
+
+
+@pytest.mark.parametrize("enc", list(VALUES))
+def test_verify_reads_a_text_value_as_its_reader_decodes_it(cli, tmp_path, enc):
+    """Another tool's NDPI output whose kept AutoFocus.AFMethod value is a 2-character name."""
+    from .fixtures.ndpi_gen import make_ndpi
+
+    src, _ = make_ndpi(tmp_path / "src" / "CASE-7604.ndpi", canaries={})
+    code, text, out = _run(cli, tmp_path, src)
+    (slide,) = _placed(out)
+    assert code == 0 and _failed_checks(cli, slide) == set(), text
+    name = {"shift-jis": "山田".encode("shift_jis"), "latin-1": "Åsa ".encode("latin-1"), "utf-8": "山 ".encode()}[enc]
+    data = slide.read_bytes()
+    assert data.count(b"AutoFocus.AFMethod=AUTO") == 1
+    other = tmp_path / "other.ndpi"
+    other.write_bytes(data.replace(b"AFMethod=AUTO", b"AFMethod=" + name))
+    assert "vocabulary" in _failed_checks(cli, other)
+
+
+def test_short_tokens_of_name_scripts_are_judged():
+    from wsianon.verify.vocabulary import unknown_tokens, vocabulary
+
+    vocab = vocabulary("ndpi")
+    assert unknown_tokens("山田 太郎", vocab) == ["山田", "太郎"]
+    assert unknown_tokens("김 민", vocab) and unknown_tokens("やま", vocab)
+    assert unknown_tokens("20x x y Ab", vocab) == []  # short Latin tokens still pass as structure

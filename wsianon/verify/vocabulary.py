@@ -129,16 +129,27 @@ class Vocab:
         if not tok or self.word_ok(tok):
             return True
         parts = [p for p in _PARTS.split(tok) if p]
-        if len(parts) > 1 and all(self.word_ok(p) or len(p) <= 2 for p in parts):
+        if len(parts) > 1 and all(self.word_ok(p) or _short(p) for p in parts):
             return True
         # CamelCase compounds of vocabulary words (ScanScope, SlideThumbnail)
         if len(parts) == 1:
             sub = _CAMEL.findall(tok)
-            if len(sub) > 1 and "".join(sub) == tok and all(self.word_ok(s) or len(s) <= 2 for s in sub):
+            if len(sub) > 1 and "".join(sub) == tok and all(self.word_ok(s) or _short(s) for s in sub):
                 return True
-        if len(parts) > 1 and all(self.word_ok(p) or len(p) <= 2 or all(self.word_ok(s) or len(s) <= 2 for s in _CAMEL.findall(p)) for p in parts):
+        if len(parts) > 1 and all(self.word_ok(p) or _short(p) or all(self.word_ok(s) or _short(s) for s in _CAMEL.findall(p)) for p in parts):
             return True
-        return len(tok) <= 2
+        return _short(tok)
+
+
+# scripts in which one or two characters spell a name (CJK ideographs, kana, Hangul): a token of
+# them is never let through for being short ("山田" is a surname)
+_NAME_SCRIPT = re.compile("[\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003ffff]")
+
+
+def _short(tok: str) -> bool:
+    """A token of one or two characters passes as structure (an axis letter, a unit, a flag)
+    unless it is written in a script where that is a whole name."""
+    return len(tok) <= 2 and not _NAME_SCRIPT.search(tok)
 
 
 @lru_cache(maxsize=None)
@@ -493,6 +504,35 @@ def _icc_findings(path: Path, spans: list[tuple[int, int]], vocab: Vocab, name: 
                 scan_bytes(data, vocab, name, off, out)
 
 
+_TEXT_VALUE_MAX = 64 << 20
+
+
+def _text_value_findings(path: Path, vocab: Vocab, name: str, out: list) -> None:
+    """Every ASCII value (and XMP) judged as the text a reader decodes: bytes that are not UTF-8
+    (a Latin-1 or Shift-JIS name: the printable runs the byte scan reads are shorter than it looks
+    at, or absent) are a finding, and so is a token of non-ASCII letters outside the vocabulary,
+    however short (a run of two CJK characters is no run of four)."""
+    from wsianon.io.tiff import ASCII, TiffStructure
+
+    with TiffStructure(path) as ts:
+        for ifd in ts.ifds:
+            for tag, e in ifd.entries.items():
+                if not e.size or not (e.type == ASCII or tag == 700):
+                    continue
+                raw = ts.read(e.value_offset, min(e.size, _TEXT_VALUE_MAX))
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    if exc.start < len(raw) - 3 or e.size <= _TEXT_VALUE_MAX:  # not a character cut by the cap
+                        out.append(TextFinding(name, e.value_offset + exc.start, "text value not UTF-8"))
+                        continue
+                    text = raw[: exc.start].decode("utf-8")
+                if not text.isascii() and any(not t.isascii() for t in unknown_tokens(text, vocab)):
+                    out.append(TextFinding(name, e.value_offset, "non-ASCII text outside the vocabulary"))
+                if len(out) >= MAX_FINDINGS:
+                    return
+
+
 def scan_tiff(path: Path, fmt: str, name: str | None = None, tiles: str = "headers", proven=None, names=()) -> list[TextFinding]:
     """Findings for a TIFF-family output.
 
@@ -522,6 +562,7 @@ def scan_tiff(path: Path, fmt: str, name: str | None = None, tiles: str = "heade
         os.close(fd)
     _scan_outside(path, _SpanSet.join([jpegs, other, _SpanSet.of(opaque + icc)]), vocab, name, out)
     _icc_findings(path, icc, vocab, name, out)
+    _text_value_findings(path, vocab, name, out)
     with open(path, "rb") as fh:
         for off, n in inline:
             fh.seek(off)
