@@ -12,9 +12,15 @@
    ``ScanMode``: safe keys kept as the map had them) holding a name in Shift-JIS (Hamamatsu's
    software is Japanese) or Latin-1 gives no printable run of four characters; in UTF-8, "山田 太郎"
    is a run whose tokens passed for being two characters long.  All three reached OUT, verified.
+   The same names in an MRXS Slidedat.ini safe key (OBJECTIVE_NAME, CAMERA_TYPE): Shift-JIS makes
+   the file non-UTF-8, read as Windows-1252 it is "ŽR“c ‘¾˜Y", tokens of two characters.
    Now a TIFF text value (ASCII entries and XMP) must be UTF-8 and its non-ASCII tokens vocabulary
-   however short, CJK/kana/Hangul tokens are never short enough to pass, and the NDPI converter keeps
-   a safe key's value only when it is printable ASCII.
+   however short, only ASCII tokens pass for being one or two characters long, and the NDPI and
+   MRXS converters keep a safe key's value only when it is printable ASCII.
+3. A name written as escaped bytes in a kept text value — percent-encoded ("%44%6F%65%5E…", as
+   URLs and XML attributes carry it, nested too), backslash escapes ("\\x44\\x6F…") or hex pairs
+   set apart ("44 6F 65 5E 4A 61 6E 65") — is tokens of two characters, which pass: it reached OUT,
+   verified.  Now the vocabulary check judges such text as it reads (``_unescape_bytes``).
 """
 
 from __future__ import annotations
@@ -175,4 +181,65 @@ def test_short_tokens_of_name_scripts_are_judged():
     vocab = vocabulary("ndpi")
     assert unknown_tokens("山田 太郎", vocab) == ["山田", "太郎"]
     assert unknown_tokens("김 민", vocab) and unknown_tokens("やま", vocab)
+    assert unknown_tokens("山田 太郎".encode("shift_jis").decode("cp1252"), vocab)  # "ŽR“c ‘¾˜Y"
     assert unknown_tokens("20x x y Ab", vocab) == []  # short Latin tokens still pass as structure
+
+
+def _mrxs_with(tmp_path: Path, val: bytes | None) -> Path:
+    from .fixtures.mrxs_gen import make_mrxs
+
+    info = make_mrxs(tmp_path / "src", "CASE-7605")
+    if val is not None:
+        ini = info.mrxs.with_suffix("") / "Slidedat.ini"
+        raw = ini.read_bytes()
+        assert b"Plan-Apochromat" in raw and b"AxioCam Mrm Rev.3" in raw
+        ini.write_bytes(raw.replace(b"Plan-Apochromat", val).replace(b"AxioCam Mrm Rev.3", val))
+    return info.mrxs
+
+
+@pytest.mark.parametrize("enc", list(VALUES))
+def test_a_name_in_a_kept_slidedat_value_never_reaches_out(cli, tmp_path, enc):
+    val = VALUES[enc]
+    code, text, out = _run(cli, tmp_path, _mrxs_with(tmp_path, val))
+    hits = [p.name for p in out.rglob("*") if p.is_file() and val[:4] in p.read_bytes()]
+    assert hits == [] and code == 0 and list(out.glob("*.mrxs")), text
+
+
+def test_verify_reads_a_slidedat_value_as_its_reader_decodes_it(cli, tmp_path):
+    """Another tool's MRXS output whose kept OBJECTIVE_NAME is a Shift-JIS name."""
+    code, text, out = _run(cli, tmp_path, _mrxs_with(tmp_path, None))
+    (slide,) = out.glob("*.mrxs")
+    assert code == 0 and _failed_checks(cli, slide) == set(), text
+    ini = slide.with_suffix("") / "Slidedat.ini"
+    ini.write_bytes(ini.read_bytes().replace(b"Plan-Apochromat", VALUES["shift-jis"]))
+    assert "vocabulary" in _failed_checks(cli, slide)
+
+
+# --- 3. escaped bytes ---------------------------------------------------------------------------
+
+ESCAPED = ["%44%6F%65%5E%4A%61%6E%65", "%2544%256F%2565%255E%254A%2561%256E%2565", "\\x44\\x6F\\x65\\x5E\\x4A\\x61\\x6E\\x65", "44 6F 65 5E 4A 61 6E 65", "44:6f:65:5e:4a:61:6e:65"]
+
+
+def test_escaped_bytes_are_judged_as_the_text_they_spell():
+    from wsianon.verify.vocabulary import unknown_tokens, vocabulary
+
+    vocab = vocabulary("ndpi")
+    for text in ESCAPED:
+        assert unknown_tokens(text, vocab), text
+    # what is no spelled text still passes: a percentage, bytes that are no name, a MAC address
+    for text in ("Q=70% 20x", "00 11 22 33 44 55 66 77 88", "ScanMode=AUTO", "00:1b:63:84:45:e6"):
+        assert unknown_tokens(text, vocab) == [], text
+
+
+@pytest.mark.parametrize("text", ESCAPED[:1] + ESCAPED[2:4])
+def test_an_escaped_name_in_a_kept_value_is_not_verified(cli, tmp_path, text):
+    from .fixtures.ndpi_gen import make_ndpi
+
+    src, _ = make_ndpi(tmp_path / "src" / "CASE-7606.ndpi", canaries={"PropertyMap:Objective.Lens.Name": text})
+    key = tmp_path / "key"
+    key.write_text("ab" * 32)
+    key.chmod(0o600)
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", "--target", "native", str(src), "-o", str(out), "--key-file", str(key))
+    placed = [p.name for p in out.rglob("*") if p.is_file() and text.encode() in p.read_bytes()]
+    assert code != 0 and placed == [] and "vocabulary" in stdout + stderr

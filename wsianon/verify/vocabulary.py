@@ -28,6 +28,7 @@ import html
 import itertools
 import os
 import re
+import urllib.parse
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -141,15 +142,11 @@ class Vocab:
         return _short(tok)
 
 
-# scripts in which one or two characters spell a name (CJK ideographs, kana, Hangul): a token of
-# them is never let through for being short ("山田" is a surname)
-_NAME_SCRIPT = re.compile("[\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003ffff]")
-
-
 def _short(tok: str) -> bool:
-    """A token of one or two characters passes as structure (an axis letter, a unit, a flag)
-    unless it is written in a script where that is a whole name."""
-    return len(tok) <= 2 and not _NAME_SCRIPT.search(tok)
+    """A token of one or two ASCII characters passes as structure (an axis letter, a unit, a flag).
+    No vocabulary word is anything but ASCII, and in other scripts one or two characters are a whole
+    name ("山田", a surname; Shift-JIS read as Windows-1252 gives "ŽR")."""
+    return len(tok) <= 2 and tok.isascii()
 
 
 @lru_cache(maxsize=None)
@@ -199,6 +196,7 @@ def unknown_tokens(text: str, vocab: Vocab) -> list[str]:
     bad = []
     if "&" in text:  # XML/HTML character references spell text in numbers ("&#68;&#111;&#101;"): judged as they read
         text = html.unescape(text)
+    text = _unescape_bytes(text)
     for m in _B64.finditer(text):
         if not _base64_ok(m.group(0)):
             bad.append("<base64>")
@@ -210,6 +208,31 @@ def unknown_tokens(text: str, vocab: Vocab) -> list[str]:
         if not vocab.token_ok(m.group(0)):
             bad.append(m.group(0))
     return bad
+
+
+_PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
+_BACKSLASH_X = re.compile(r"\\x([0-9A-Fa-f]{2})")
+# 8 or more bytes written as hex pairs apart ("44 6F 65 5E 4A 61 6E 65", "44:6F:65:..."): each pair
+# is a token too short to judge; joined, they are judged as the text they spell
+_HEX_PAIRS = re.compile(r"(?<![0-9A-Za-z])[0-9A-Fa-f]{2}(?:[ :,;.\-]{1,2}[0-9A-Fa-f]{2}){7,}(?![0-9A-Za-z])")
+
+
+def _spell_pairs(m: re.Match) -> str:
+    spelled = hex_spelled("".join(re.findall(r"[0-9A-Fa-f]{2}", m.group(0))))
+    return m.group(0) if spelled is None else f" {spelled} "
+
+
+def _unescape_bytes(text: str) -> str:
+    """Text written as escaped bytes is judged as it reads: percent-encoding ("%44%6F%65", as URLs
+    and some XML attributes carry names; nested encodings too), backslash escapes ("\\x44\\x6F")
+    and hex pairs set apart."""
+    for _ in range(3):
+        if not _PERCENT.search(text):
+            break
+        text = urllib.parse.unquote(text, errors="replace")
+    if "\\x" in text:
+        text = _BACKSLASH_X.sub(lambda m: chr(int(m.group(1), 16)), text)
+    return _HEX_PAIRS.sub(_spell_pairs, text)
 
 
 def _base64_ok(s: str) -> bool:
