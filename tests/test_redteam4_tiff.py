@@ -217,7 +217,13 @@ def test_verify_reads_a_slidedat_value_as_its_reader_decodes_it(cli, tmp_path):
 
 # --- 3. escaped bytes ---------------------------------------------------------------------------
 
-ESCAPED = ["%44%6F%65%5E%4A%61%6E%65", "%2544%256F%2565%255E%254A%2561%256E%2565", "\\x44\\x6F\\x65\\x5E\\x4A\\x61\\x6E\\x65", "44 6F 65 5E 4A 61 6E 65", "44:6f:65:5e:4a:61:6e:65"]
+ESCAPED = [
+    "%44%6F%65%5E%4A%61%6E%65",
+    "%2544%256F%2565%255E%254A%2561%256E%2565",
+    "\\x44\\x6F\\x65\\x5E\\x4A\\x61\\x6E\\x65",
+    "44 6F 65 5E 4A 61 6E 65",
+    "44:6f:65:5e:4a:61:6e:65",
+]
 
 
 def test_escaped_bytes_are_judged_as_the_text_they_spell():
