@@ -21,6 +21,12 @@
    URLs and XML attributes carry it, nested too), backslash escapes ("\\x44\\x6F…") or hex pairs
    set apart ("44 6F 65 5E 4A 61 6E 65") — is tokens of two characters, which pass: it reached OUT,
    verified.  Now the vocabulary check judges such text as it reads (``_unescape_bytes``).
+4. An ICC curve's points ('curv') and a LUT's input and output tables ('mft1', 'mft2', the curves of
+   'mAB '/'mBA ') were kept as they were and read as text by no check: "RTQX7 Doe^Jane MRN4711" as a
+   tone curve reached OUT on both routes, verified.  Real curves and tables are ramps (one
+   direction); now one that turns back by more than 1/64 of its range is emptied by the converter and
+   refused by the verifier (``io.icc._ramp``).  A CLUT's values (a grid of colours) are still kept
+   as they are (README, Limitations).
 """
 
 from __future__ import annotations
@@ -249,3 +255,66 @@ def test_an_escaped_name_in_a_kept_value_is_not_verified(cli, tmp_path, text):
     code, stdout, stderr = cli("run", "--target", "native", str(src), "-o", str(out), "--key-file", str(key))
     placed = [p.name for p in out.rglob("*") if p.is_file() and text.encode() in p.read_bytes()]
     assert code != 0 and placed == [] and "vocabulary" in stdout + stderr
+
+
+# --- 4. curve and LUT table values -------------------------------------------------------------
+
+
+def _curve(values: bytes) -> bytes:
+    return b"curv" + bytes(4) + struct.pack(">I", len(values) // 2) + values
+
+
+RAMP = struct.pack(">12H", *range(0, 65535, 5500))  # 12 points, rising
+TEXT_CURVE = TEXT[:24].ljust(24, b" ")  # 12 points spelling "RTQX7 Doe^Jane MRN4711"
+
+
+def test_icc_curves_and_lut_tables_must_be_ramps():
+    from PIL import Image, ImageCms
+
+    for planted in (
+        _profile([(b"wtpt", WTPT), (b"rTRC", _curve(TEXT_CURVE))]),
+        _profile([(b"wtpt", WTPT), (b"A2B0", b"mft1" + bytes(4) + bytes([3, 3, 2, 0]) + bytes(36) + (TEXT * 12)[:768] + bytes(24) + bytes(range(256)) * 3)]),
+        _profile([(b"wtpt", WTPT), (b"A2B0", _mab().replace(IDENTITY, _curve(TEXT_CURVE), 1))]),
+    ):
+        assert icc_problems(planted, SAFE) > 0
+        out, _ = icc.sanitize(planted)
+        assert icc_problems(out, SAFE) == 0 and TOKEN.encode() not in out and b"Doe^" not in out
+    falling = struct.pack(">12H", *range(65535, 0, -5500))
+    clean = _profile([(b"wtpt", WTPT), (b"rTRC", _curve(RAMP)), (b"gTRC", _curve(falling))])
+    assert icc_problems(clean, SAFE) == 0 and icc.sanitize(clean)[0] == clean
+    # real curves (4096 points) and LUT tables (PIL's Lab profile: mft2) are ramps: kept, same colours
+    crayons = (resources.files("pydicom") / "data" / "test_files" / "crayons.icc").read_bytes()
+    lab = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    for real in (crayons, lab):
+        kept, _ = icc.sanitize(real)
+        assert icc_problems(kept, SAFE) == 0
+        for sig, off, size in icc.parse(real):
+            if real[off : off + 4] in (b"curv", b"mft2"):
+                assert kept[off + 8 : off + size] == real[off + 8 : off + size], sig
+    srgb = ImageCms.createProfile("sRGB")
+    same = [np.asarray(ImageCms.profileToProfile(img, ImageCms.ImageCmsProfile(io.BytesIO(p)), srgb)) for p in (crayons, icc.sanitize(crayons)[0])]
+    assert np.array_equal(*same)
+
+
+@pytest.mark.parametrize("target", ["native", "dicom"])
+def test_text_in_an_icc_curve_never_reaches_out(cli, tmp_path, target):
+    (tmp_path / "src").mkdir()
+    prof = _profile([(b"wtpt", WTPT), (b"rTRC", _curve(TEXT_CURVE))])
+    src = _svs(tmp_path / "src" / "CASE-7607.svs", extratags=[(34675, 7, len(prof), prof, True)])
+    code, text, out = _run(cli, tmp_path, src, target)  # asserts no planted text in OUT or on the console
+    assert code == 0 and _placed(out), text
+
+
+def test_verify_refuses_text_in_an_icc_curve_of_another_tools_output(cli, tmp_path):
+    (tmp_path / "src").mkdir()
+    prof = _profile([(b"wtpt", WTPT), (b"rTRC", _curve(RAMP))])
+    src = _svs(tmp_path / "src" / "CASE-7608.svs", extratags=[(34675, 7, len(prof), prof, True)])
+    code, text, out = _run(cli, tmp_path, src)
+    (slide,) = _placed(out)
+    assert code == 0 and _failed_checks(cli, slide) == set(), text
+    data = slide.read_bytes()
+    assert data.count(RAMP) == 1
+    other = tmp_path / "other.svs"
+    other.write_bytes(data.replace(RAMP, TEXT_CURVE))
+    assert "closed-world-icc" in _failed_checks(cli, other)

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import struct
 
+import numpy as np
+
 SAFE_TYPES = frozenset(
     {
         b"XYZ ",
@@ -83,6 +85,43 @@ def structural_size(elem: bytes) -> int | None:
     return need if need <= len(elem) else 0
 
 
+_RAMP_SLACK = 64  # a step against a curve's direction of at most 1/64 of its range: rounding
+
+
+def _ramp(values: np.ndarray, full: int) -> bool:
+    """Whether a curve or LUT table (``values``, 0..``full``) runs one way: non-decreasing or
+    non-increasing, no step back larger than ``full / 64`` (rounding of a measured curve).  Tone
+    curves, shaper curves and a LUT's input and output tables are such ramps; text stored as their
+    values turns at nearly every letter."""
+    if len(values) < 3:
+        return True
+    v = values.astype(np.int64)
+    slack = full // _RAMP_SLACK
+    return bool((np.maximum.accumulate(v) - v).max() <= slack or (v - np.minimum.accumulate(v)).max() <= slack)
+
+
+def _tables_are_ramps(elem: bytes) -> bool:
+    """The point arrays of a 'curv', or the input and output tables of an 'mft1'/'mft2' (whose
+    fields ``structural_size`` found inside ``elem``), are ramps (:func:`_ramp`); the CLUT is not
+    judged (a grid of colours)."""
+    typ = elem[:4]
+    if typ == b"curv":
+        return _ramp(np.frombuffer(elem, ">u2", int.from_bytes(elem[8:12], "big"), 12), 0xFFFF)
+    if typ not in (b"mft1", b"mft2"):
+        return True
+    nin, nout, grid = elem[8:11]
+    if typ == b"mft1":
+        ni = no = 256
+        word, at, dtype, full = 1, 48, np.uint8, 0xFF
+    else:
+        ni, no = int.from_bytes(elem[48:50], "big"), int.from_bytes(elem[50:52], "big")
+        word, at, dtype, full = 2, 52, np.dtype(">u2"), 0xFFFF
+    tables = [(at + word * ni * i, ni) for i in range(nin)]
+    out_at = at + word * (ni * nin + grid**nin * nout)
+    tables += [(out_at + word * no * i, no) for i in range(nout)]
+    return all(_ramp(np.frombuffer(elem, dtype, n, o), full) for o, n in tables)
+
+
 def _curve_run(elem: bytes, at: int, n: int) -> list[tuple[int, int]] | None:
     """The fields of ``n`` curves (curv/para) stored one after another from ``at``, each starting
     on a 4-byte boundary (ICC.1:2010 10.12.2): their (start, end) within ``elem``; None when one is
@@ -93,7 +132,7 @@ def _curve_run(elem: bytes, at: int, n: int) -> list[tuple[int, int]] | None:
         if curve[:4] not in (b"curv", b"para"):
             return None
         size = structural_size(curve)
-        if not size:
+        if not size or not _tables_are_ramps(curve[:size]):
             return None
         out.append((at, at + size))
         at += size + (-size % 4)
@@ -158,6 +197,8 @@ def kept_ranges(elem: bytes) -> list[tuple[int, int]]:
         return [(0, 4)] if ranges is None else ranges
     need = structural_size(elem)
     if need is None:  # a type whose fields are not parsed here (mpet): not kept
+        return [(0, 4)]
+    if need and not _tables_are_ramps(elem[:need]):  # a curve or LUT table that turns: text, emptied
         return [(0, 4)]
     return [(0, max(need, 4))]
 
