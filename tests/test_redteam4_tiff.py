@@ -27,6 +27,10 @@
    direction); now one that turns back by more than 1/64 of its range is emptied by the converter and
    refused by the verifier (``io.icc._ramp``).  A CLUT's values (a grid of colours) are still kept
    as they are (README, Limitations).
+5. ``thumbnail-provenance`` compared grey only: the slide's own thumbnail with "DOE JANE" written
+   in large letters in colours of the picture's own luma (only the colour differs; legible) had
+   the slide's grey exactly and passed, native and in ``wsianon verify``.  Now the two colour
+   differences (Cb, Cr) are judged as the grey is, by the same rule.
 """
 
 from __future__ import annotations
@@ -318,3 +322,55 @@ def test_verify_refuses_text_in_an_icc_curve_of_another_tools_output(cli, tmp_pa
     other = tmp_path / "other.svs"
     other.write_bytes(data.replace(RAMP, TEXT_CURVE))
     assert "closed-world-icc" in _failed_checks(cli, other)
+
+
+# --- 5. a name in the thumbnail's colours only ---------------------------------------------------
+
+
+def _iso_name(thumb: np.ndarray) -> np.ndarray:
+    """``thumb`` with "DOE JANE" in large letters whose luma is the picture's own: only Cb/Cr change."""
+    from PIL import Image, ImageDraw
+
+    h, w = thumb.shape[:2]
+    m = Image.new("L", (w // 4, h // 4), 0)
+    d = ImageDraw.Draw(m)
+    d.text((2, 2), "DOE", fill=255)
+    d.text((2, 14), "JANE", fill=255)
+    mask = np.asarray(m.resize((w, h), Image.Resampling.NEAREST)) > 0
+    rgb = thumb.astype(np.float32)
+    y = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
+    cb = np.where(mask, -50.0, (rgb[..., 2] - y) * 0.564)
+    cr = np.where(mask, 70.0, (rgb[..., 0] - y) * 0.713)
+    r, b = y + 1.402 * cr, y + 1.772 * cb
+    g = (y - 0.299 * r - 0.114 * b) / 0.587
+    return np.clip(np.stack([r, g, b], -1), 0, 255).round().astype(np.uint8)
+
+
+def test_a_name_in_the_thumbnails_colours_only_is_refused(cli, tmp_path):
+    import openslide
+
+    from wsianon.pipeline.model import Verdict
+    from wsianon.verify import thumbnail
+
+    from .fixtures.svs_gen import write_svs
+
+    def svs(name: str, thumb=None) -> Path:
+        (tmp_path / name).mkdir()
+        return write_svs(tmp_path / name / "CASE-7609.svs", size=(1024, 768), levels=2, with_label=False, with_macro=False, thumbnail=thumb).path
+
+    clean = svs("clean")
+    with openslide.OpenSlide(str(clean)) as s:
+        own = np.asarray(s.associated_images["thumbnail"].convert("RGB"))
+    planted = svs("planted", _iso_name(own))
+    results = {}
+    for label, path in (("clean", clean), ("planted", planted)):
+        v = Verdict()
+        with openslide.OpenSlide(str(path)) as s:
+            img = s.associated_images["thumbnail"]
+            shape = thumbnail.grid_shape(img.size)
+            ref = thumbnail.openslide_reference(s, shape)
+            grey = thumbnail.measures(thumbnail.prepare(np.asarray(img.convert("RGB")), shape)[0], ref[0])
+            thumbnail.check_openslide(s, v)
+        results[label] = ([c.ok for c in v.checks], thumbnail.matches(grey))
+    assert results == {"clean": ([True], True), "planted": ([False], True)}  # the planted one's grey is the slide's
+    assert _failed_checks(cli, planted) >= {"thumbnail-provenance"}
