@@ -527,7 +527,7 @@ def _icc_findings(path: Path, spans: list[tuple[int, int]], vocab: Vocab, name: 
                 scan_bytes(data, vocab, name, off, out)
 
 
-_TEXT_VALUE_MAX = 64 << 20
+_TEXT_VALUE_MAX = 64 << 20  # a text value (an ImageDescription, XMP) larger than this is not judged: a finding
 
 
 def _text_value_findings(path: Path, vocab: Vocab, name: str, out: list) -> None:
@@ -537,19 +537,24 @@ def _text_value_findings(path: Path, vocab: Vocab, name: str, out: list) -> None
     however short (a run of two CJK characters is no run of four)."""
     from wsianon.io.tiff import ASCII, TiffStructure
 
+    seen: set[tuple[int, int]] = set()
+    budget = 4 * _TEXT_VALUE_MAX  # what is read in all (entries may all point at one large value)
     with TiffStructure(path) as ts:
         for ifd in ts.ifds:
             for tag, e in ifd.entries.items():
-                if not e.size or not (e.type == ASCII or tag == 700):
+                if not e.size or not (e.type == ASCII or tag == 700) or (e.value_offset, e.size) in seen:
                     continue
-                raw = ts.read(e.value_offset, min(e.size, _TEXT_VALUE_MAX))
+                seen.add((e.value_offset, e.size))
+                if e.size > min(budget, _TEXT_VALUE_MAX):  # not judged whole: fails closed
+                    out.append(TextFinding(name, e.value_offset, "text value larger than judged"))
+                    return
+                raw = ts.read(e.value_offset, e.size)
+                budget -= len(raw)
                 try:
                     text = raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
-                    if exc.start < len(raw) - 3 or e.size <= _TEXT_VALUE_MAX:  # not a character cut by the cap
-                        out.append(TextFinding(name, e.value_offset + exc.start, "text value not UTF-8"))
-                        continue
-                    text = raw[: exc.start].decode("utf-8")
+                    out.append(TextFinding(name, e.value_offset + exc.start, "text value not UTF-8"))
+                    continue
                 if not text.isascii() and any(not t.isascii() for t in unknown_tokens(text, vocab)):
                     out.append(TextFinding(name, e.value_offset, "non-ASCII text outside the vocabulary"))
                 if len(out) >= MAX_FINDINGS:
