@@ -164,6 +164,7 @@ def icc_problems(data: bytes, safe_types: set[bytes]) -> int:
     keep = np.zeros(len(data), dtype=bool)  # True where a byte may be non-zero (numpy: a profile may be large)
     keep[:128] = arr[:128] == np.frombuffer(header, dtype=np.uint8)  # a differing byte counts
     keep[128 : 132 + 12 * n] = True
+    judged: set[tuple[int, int]] = set()  # tags may share their data: judged once
     for i in range(n):
         sig, off, size = struct.unpack(">4sII", data[132 + 12 * i : 144 + 12 * i])
         if off + size > len(data) or size < 8:
@@ -171,6 +172,9 @@ def icc_problems(data: bytes, safe_types: set[bytes]) -> int:
         if sig not in icc.KNOWN_TAGS:
             keep[132 + 12 * i : 136 + 12 * i] = False  # an unknown tag: its signature zeroed, its data too
             continue
+        if (off, size) in judged:
+            continue
+        judged.add((off, size))
         typ = data[off : off + 4]
         if typ in safe_types:
             for a, b in icc.kept_ranges(data[off : off + size]):  # only its type's fields (io.icc)
