@@ -112,7 +112,8 @@ def _tables_are_ramps(elem: bytes) -> bool:
     nin, nout, grid = elem[8:11]
     if typ == b"mft1":
         ni = no = 256
-        word, at, dtype, full = 1, 48, np.uint8, 0xFF
+        dtype: np.dtype
+        word, at, dtype, full = 1, 48, np.dtype(np.uint8), 0xFF
     else:
         ni, no = int.from_bytes(elem[48:50], "big"), int.from_bytes(elem[50:52], "big")
         word, at, dtype, full = 2, 52, np.dtype(">u2"), 0xFFFF
