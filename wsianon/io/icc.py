@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import struct
 
+import numpy as np
+
 SAFE_TYPES = frozenset(
     {
         b"XYZ ",
@@ -35,9 +37,12 @@ SAFE_TYPES = frozenset(
         b"meas",
         b"view",
         b"chrm",
-        b"mpet",
     }
 )
+# multiProcessElementsType ('mpet', the optional floating-point D2Bx/B2Dx tags of ICC v4) is not
+# parsed here: its elements are emptied with their tag signatures (a CMM then uses the A2Bx/B2Ax
+# tags every such profile must also carry) — a structure kept whole would keep whatever its
+# padding and unreferenced bytes hold
 # the numeric array types (ui08, ui16, ui32, ui64, uf32) are no standard tag's type: an array of
 # free numbers, i.e. of any bytes — emptied like text
 
@@ -45,8 +50,8 @@ SAFE_TYPES = frozenset(
 def structural_size(elem: bytes) -> int | None:
     """How many bytes of a colorimetric tag element (``elem``: from its type signature to its
     stated end) its type's fields take; the bytes after them (up to the element's size) no CMM
-    reads and are zeroed.  None: the type does not say (LUT-based mAB/mBA/mpet keep every byte),
-    or the fields run past the element (malformed: emptied)."""
+    reads and are zeroed.  None: the type is not a run of fields from its start (mAB/mBA: see
+    :func:`kept_ranges`); 0: the fields run past the element (malformed: emptied)."""
     typ = elem[:4]
 
     def u(at: int, n: int) -> int:
@@ -78,6 +83,125 @@ def structural_size(elem: bytes) -> int | None:
     else:
         return None
     return need if need <= len(elem) else 0
+
+
+_RAMP_SLACK = 64  # a step against a curve's direction of at most 1/64 of its range: rounding
+
+
+def _ramp(values: np.ndarray, full: int) -> bool:
+    """Whether a curve or LUT table (``values``, 0..``full``) runs one way: non-decreasing or
+    non-increasing, no step back larger than ``full / 64`` (rounding of a measured curve).  Tone
+    curves, shaper curves and a LUT's input and output tables are such ramps; text stored as their
+    values turns at nearly every letter."""
+    if len(values) < 3:
+        return True
+    v = values.astype(np.int64)
+    slack = full // _RAMP_SLACK
+    return bool((np.maximum.accumulate(v) - v).max() <= slack or (v - np.minimum.accumulate(v)).max() <= slack)
+
+
+def _tables_are_ramps(elem: bytes) -> bool:
+    """The point arrays of a 'curv', or the input and output tables of an 'mft1'/'mft2' (whose
+    fields ``structural_size`` found inside ``elem``), are ramps (:func:`_ramp`); the CLUT is not
+    judged (a grid of colours)."""
+    typ = elem[:4]
+    if typ == b"curv":
+        return _ramp(np.frombuffer(elem, ">u2", int.from_bytes(elem[8:12], "big"), 12), 0xFFFF)
+    if typ not in (b"mft1", b"mft2"):
+        return True
+    nin, nout, grid = elem[8:11]
+    if typ == b"mft1":
+        ni = no = 256
+        dtype: np.dtype
+        word, at, dtype, full = 1, 48, np.dtype(np.uint8), 0xFF
+    else:
+        ni, no = int.from_bytes(elem[48:50], "big"), int.from_bytes(elem[50:52], "big")
+        word, at, dtype, full = 2, 52, np.dtype(">u2"), 0xFFFF
+    tables = [(at + word * ni * i, ni) for i in range(nin)]
+    out_at = at + word * (ni * nin + grid**nin * nout)
+    tables += [(out_at + word * no * i, no) for i in range(nout)]
+    return all(_ramp(np.frombuffer(elem, dtype, n, o), full) for o, n in tables)
+
+
+def _curve_run(elem: bytes, at: int, n: int) -> list[tuple[int, int]] | None:
+    """The fields of ``n`` curves (curv/para) stored one after another from ``at``, each starting
+    on a 4-byte boundary (ICC.1:2010 10.12.2): their (start, end) within ``elem``; None when one is
+    not a curve or runs past the element."""
+    out = []
+    for _ in range(n):
+        curve = elem[at:]
+        if curve[:4] not in (b"curv", b"para"):
+            return None
+        size = structural_size(curve)
+        if not size or not _tables_are_ramps(curve[:size]):
+            return None
+        out.append((at, at + size))
+        at += size + (-size % 4)
+    return out
+
+
+def _lut_ab_ranges(elem: bytes) -> list[tuple[int, int]] | None:
+    """The bytes of a lutAtoBType ('mAB ') or lutBtoAType ('mBA ') element that its fields take
+    (ICC.1:2010 10.12, 10.13): the channel counts, the five offsets and, at each non-zero offset,
+    its curves (their fields only), the matrix (12 numbers) or the CLUT (the grid points of its
+    input channels, the precision and its nout values per grid point).  The padding between them,
+    the reserved bytes, a CLUT's unused grid-point bytes and everything no offset reaches are no
+    field a CMM reads.  None: malformed (an offset into the header, a part running past the
+    element, a channel count out of range)."""
+    if len(elem) < 32:
+        return None
+    nin, nout = elem[8], elem[9]
+    if not (1 <= nin <= 15 and 1 <= nout <= 15):
+        return None
+    b_off, m_off, mc_off, clut_off, a_off = struct.unpack(">5I", elem[12:32])
+    a_to_b = elem[:4] == b"mAB "
+    # channels of each part: mAB runs A (nin) -> CLUT -> M (nout) -> matrix -> B (nout); mBA the
+    # reverse, B (nin) -> matrix -> M (nin) -> CLUT -> A (nout)
+    n_b, n_m, n_a = (nout, nout, nin) if a_to_b else (nin, nin, nout)
+    out = [(0, 4), (8, 10), (12, 32)]
+    for off, n in ((b_off, n_b), (mc_off, n_m), (a_off, n_a)):
+        if off:
+            if off < 32:
+                return None
+            run = _curve_run(elem, off, n)
+            if run is None:
+                return None
+            out += run
+    if m_off:
+        if m_off < 32 or m_off + 48 > len(elem):
+            return None
+        out.append((m_off, m_off + 48))
+    if clut_off:
+        if clut_off < 32 or clut_off + 20 > len(elem):
+            return None
+        grid = elem[clut_off : clut_off + nin]
+        precision = elem[clut_off + 16]
+        if precision not in (1, 2) or 0 in grid:
+            return None
+        points = 1
+        for g in grid:
+            points *= g
+        end = clut_off + 20 + points * nout * precision
+        if end > len(elem):
+            return None
+        out += [(clut_off, clut_off + nin), (clut_off + 16, clut_off + 17), (clut_off + 20, end)]
+    return out
+
+
+def kept_ranges(elem: bytes) -> list[tuple[int, int]]:
+    """(start, end) ranges of a colorimetric tag element (``elem``: from its type signature to its
+    stated end) that its type's fields take; every other byte is zeroed by :func:`sanitize` and must
+    be zero for the verifiers (bytes 4-7, reserved in every type, are zeroed by both on top).  A
+    malformed element keeps only its type signature (emptied)."""
+    if elem[:4] in (b"mAB ", b"mBA "):
+        ranges = _lut_ab_ranges(elem)
+        return [(0, 4)] if ranges is None else ranges
+    need = structural_size(elem)
+    if need is None:  # a type whose fields are not parsed here (mpet): not kept
+        return [(0, 4)]
+    if need and not _tables_are_ramps(elem[:need]):  # a curve or LUT table that turns: text, emptied
+        return [(0, 4)]
+    return [(0, max(need, 4))]
 
 
 HEADER = 128
@@ -164,22 +288,22 @@ def sanitize(data: bytes) -> tuple[bytes, int]:
     emptied = 0
     done: set[tuple[int, int]] = set()
     for i, (sig, _off, _size) in enumerate(tags):
-        if sig not in KNOWN_TAGS:
+        if sig not in KNOWN_TAGS or data[_off : _off + 4] == b"mpet":
             out[HEADER + 4 + 12 * i : HEADER + 8 + 12 * i] = bytes(4)
             emptied += 1
-    known = [t for t in tags if t[0] in KNOWN_TAGS]
+    known = [t for t in tags if t[0] in KNOWN_TAGS and data[t[1] : t[1] + 4] != b"mpet"]
     for _sig, off, size in sorted(known, key=lambda t: t[1]):
         if (off, size) in done:
             continue  # tags may share their data
         done.add((off, size))
         typ = data[off : off + 4]
         if typ in SAFE_TYPES:
-            need = structural_size(data[off : off + size])
-            end = off + (size if need is None else need)
-            out[off:end] = data[off:end]
+            ranges = kept_ranges(data[off : off + size])
+            for a, b in ranges:
+                out[off + a : off + b] = data[off + a : off + b]
             out[off + 4 : off + 8] = bytes(4)  # every tag type's bytes 4-7 are reserved (zero)
-            if need == 0:  # fields running past the element: malformed, emptied
-                out[off : off + 4] = typ
+            if ranges == [(0, 4)] and data[off + 8 : off + size].strip(b"\0"):
+                emptied += 1  # malformed, or a type whose fields are not parsed: emptied
             continue
         out[off : off + 4] = typ
         if typ == b"mluc" and size >= 16:

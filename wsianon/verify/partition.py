@@ -160,26 +160,31 @@ def icc_problems(data: bytes, safe_types: set[bytes]) -> int:
     header = icc.closed_header(data)
     if header is None or header[:4] != struct.pack(">I", len(data)):
         return -1
-    keep = bytearray(len(data))  # 1 where a byte may be non-zero
-    keep[:128] = bytes(1 if a == b else 0 for a, b in zip(data[:128], header))  # a differing byte counts
-    keep[128 : 132 + 12 * n] = b"\1" * (4 + 12 * n)
+    arr = np.frombuffer(data, dtype=np.uint8)
+    keep = np.zeros(len(data), dtype=bool)  # True where a byte may be non-zero (numpy: a profile may be large)
+    keep[:128] = arr[:128] == np.frombuffer(header, dtype=np.uint8)  # a differing byte counts
+    keep[128 : 132 + 12 * n] = True
+    judged: set[tuple[int, int]] = set()  # tags may share their data: judged once
     for i in range(n):
         sig, off, size = struct.unpack(">4sII", data[132 + 12 * i : 144 + 12 * i])
         if off + size > len(data) or size < 8:
             return -1
         if sig not in icc.KNOWN_TAGS:
-            keep[132 + 12 * i : 136 + 12 * i] = bytes(4)  # an unknown tag: its signature zeroed, its data too
+            keep[132 + 12 * i : 136 + 12 * i] = False  # an unknown tag: its signature zeroed, its data too
             continue
+        if (off, size) in judged:
+            continue
+        judged.add((off, size))
         typ = data[off : off + 4]
         if typ in safe_types:
-            need = icc.structural_size(data[off : off + size])  # no byte after its type's fields
-            keep[off : off + (size if need is None else max(need, 4))] = b"\1" * (size if need is None else max(need, 4))
-            keep[off + 4 : off + 8] = bytes(4)  # reserved
+            for a, b in icc.kept_ranges(data[off : off + size]):  # only its type's fields (io.icc)
+                keep[off + a : off + b] = True
+            keep[off + 4 : off + 8] = False  # reserved
         else:
-            keep[off : off + 4] = b"\1" * 4
+            keep[off : off + 4] = True
             if typ == b"mluc" and size >= 16:
-                keep[off + 12 : off + 16] = b"\1" * 4  # the record size of an empty list
-    return sum(1 for b, k in zip(data, keep) if b and not k)
+                keep[off + 12 : off + 16] = True  # the record size of an empty list
+    return int(np.count_nonzero((arr != 0) & ~keep))
 
 
 def _tifffile_tagsets(path: Path, ndpi: bool) -> list[set[int]] | None:

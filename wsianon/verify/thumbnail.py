@@ -76,6 +76,17 @@ def _grey(a: np.ndarray) -> np.ndarray:
     return rgb @ np.array([0.299, 0.587, 0.114], np.float32)
 
 
+def _channels(a: np.ndarray) -> np.ndarray:
+    """(3, h, w): grey (luma) and the two colour differences (Cb, Cr as JPEG scales them; zero for a
+    grey image).  Text written in colours of the picture's own luma changes only the latter."""
+    a = np.asarray(a)
+    y = _grey(a)
+    if a.ndim == 2 or a.shape[-1] < 3:
+        return np.stack([y, np.zeros_like(y), np.zeros_like(y)])
+    rgb = a[..., :3].astype(np.float32)
+    return np.stack([y, (rgb[..., 2] - y) * 0.564, (rgb[..., 0] - y) * 0.713])
+
+
 def _box(grey: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Box-average (area) resample of a float image to ``shape`` (w, h)."""
     from PIL import Image
@@ -98,8 +109,13 @@ def _blur(a: np.ndarray) -> np.ndarray:
 
 
 def prepare(pixels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Grey, area-averaged to ``shape`` (w, h), blurred."""
-    return _blur(_box(_grey(pixels), shape))
+    """Grey and colour differences (``_channels``), each area-averaged to ``shape`` (w, h) and
+    blurred: (3, h, w)."""
+    return _prepare_channels(_channels(pixels), shape)
+
+
+def _prepare_channels(chans: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    return np.stack([_blur(_box(c, shape)) for c in chans])
 
 
 def measures(thumb: np.ndarray, ref: np.ndarray) -> dict[str, float]:
@@ -136,11 +152,14 @@ def matches(m: dict[str, float]) -> bool:
 
 def judge(thumb_pixels: np.ndarray, thumb_size: tuple[int, int], base_size: tuple[int, int], ref: np.ndarray) -> tuple[bool, str, dict]:
     """(ok, detail, measures) for a thumbnail of ``thumb_size`` whose slide's level 0 is
-    ``base_size`` and whose prepared reference is ``ref``."""
+    ``base_size`` and whose prepared reference is ``ref`` (``prepare``: grey, then the colour
+    differences).  Each must match: a thumbnail whose grey is the slide's but whose colours spell
+    a name (text in colours of the picture's own luma) is not the slide downsampled."""
     if not aspect_ok(thumb_size, base_size):
         return False, DETAIL_ASPECT, {}
-    m = measures(prepare(thumb_pixels, grid_shape(thumb_size)), ref)
-    ok = matches(m)
+    thumb = prepare(thumb_pixels, grid_shape(thumb_size))
+    m = measures(thumb[0], ref[0])
+    ok = matches(m) and all(matches(measures(t, r)) for t, r in zip(thumb[1:], ref[1:]))
     return ok, DETAIL_OK if ok else DETAIL_PIXELS, m
 
 
@@ -177,7 +196,7 @@ def openslide_reference(slide, shape: tuple[int, int]) -> np.ndarray:
         return prepare(flat(slide.read_region((0, 0), level, (lw, lh))), shape)
     down = slide.level_downsamples[level]
     n_x, n_y = (max(1, round(SAMPLES * s / max(shape))) for s in shape)
-    grid = np.empty((n_y, n_x), np.float32)
+    grid = np.empty((3, n_y, n_x), np.float32)
     props = slide.properties
     tw = int(props.get(f"openslide.level[{level}].tile-width") or 0)
     th = int(props.get(f"openslide.level[{level}].tile-height") or 0)
@@ -207,10 +226,10 @@ def openslide_reference(slide, shape: tuple[int, int]) -> np.ndarray:
                 box = (0, 0, w, h)
             by_tile.setdefault((x, y, w, h), []).append((i, j, *box))
     for (x, y, w, h), points in by_tile.items():
-        region = _grey(flat(slide.read_region((int(x * down), int(y * down)), level, (w, h))))
+        region = _channels(flat(slide.read_region((int(x * down), int(y * down)), level, (w, h))))
         for i, j, x0, y0, x1, y1 in points:
-            grid[j, i] = region[y0:y1, x0:x1].mean()
-    return prepare(grid, shape)
+            grid[:, j, i] = region[:, y0:y1, x0:x1].mean(axis=(1, 2))
+    return _prepare_channels(grid, shape)
 
 
 def check_openslide(slide, verdict, name: str = "thumbnail-provenance") -> None:
@@ -266,18 +285,18 @@ def dicom_reference(path: Path, ds, shape: tuple[int, int]) -> np.ndarray:
             if k is None:
                 raise ValueError("a sample point lies in no frame")
             points.setdefault(k, []).append((i, j, x - ox, y - oy))
-    grid = np.empty((n_y, n_x), np.float32)
+    grid = np.empty((3, n_y, n_x), np.float32)
     half = max(1, min(PATCH, cols // n_x, rows // n_y) // 2)
     for k, fv in _frames_at(path, ds, sorted(points)):
         a, f = _decoded_small(fv, ds)
         for i, j, px, py in points[k]:
             y0, y1, x0, x1 = (int(v * f) for v in (max(0, py - half), py + half, max(0, px - half), px + half))
-            grid[j, i] = a[y0 : max(y1, y0 + 1), x0 : max(x1, x0 + 1)].mean()
-    return prepare(grid, shape)
+            grid[:, j, i] = a[:, y0 : max(y1, y0 + 1), x0 : max(x1, x0 + 1)].mean(axis=(1, 2))
+    return _prepare_channels(grid, shape)
 
 
 def _decoded_small(frame: bytes, ds) -> tuple[np.ndarray, float]:
-    """A frame as grey pixels, and their scale: a JPEG frame decoded at 1/8 (libjpeg-turbo's DCT
+    """A frame as grey and colour-difference pixels (``_channels``), and their scale: a JPEG frame decoded at 1/8 (libjpeg-turbo's DCT
     scaling: a sample is a mean over the frame, which the reduced decode keeps; 1,024 frames of a
     slide without a pyramid cost 1.4 s decoded whole), any other codec whole."""
     from wsianon.io.dicomframes import JPEG_TS, decode_rgb, turbojpeg
@@ -286,8 +305,8 @@ def _decoded_small(frame: bytes, ds) -> tuple[np.ndarray, float]:
         from turbojpeg import TJPF_RGB
 
         a = turbojpeg().decode(frame, pixel_format=TJPF_RGB, scaling_factor=(1, 8))
-        return _grey(a), a.shape[1] / int(ds.Columns)
-    return _grey(decode_rgb(frame, ds)), 1.0
+        return _channels(a), a.shape[1] / int(ds.Columns)
+    return _channels(decode_rgb(frame, ds)), 1.0
 
 
 def check_dicom(dsets, verdict, name: str = "dicom: thumbnail") -> None:

@@ -28,6 +28,7 @@ import html
 import itertools
 import os
 import re
+import urllib.parse
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -129,16 +130,23 @@ class Vocab:
         if not tok or self.word_ok(tok):
             return True
         parts = [p for p in _PARTS.split(tok) if p]
-        if len(parts) > 1 and all(self.word_ok(p) or len(p) <= 2 for p in parts):
+        if len(parts) > 1 and all(self.word_ok(p) or _short(p) for p in parts):
             return True
         # CamelCase compounds of vocabulary words (ScanScope, SlideThumbnail)
         if len(parts) == 1:
             sub = _CAMEL.findall(tok)
-            if len(sub) > 1 and "".join(sub) == tok and all(self.word_ok(s) or len(s) <= 2 for s in sub):
+            if len(sub) > 1 and "".join(sub) == tok and all(self.word_ok(s) or _short(s) for s in sub):
                 return True
-        if len(parts) > 1 and all(self.word_ok(p) or len(p) <= 2 or all(self.word_ok(s) or len(s) <= 2 for s in _CAMEL.findall(p)) for p in parts):
+        if len(parts) > 1 and all(self.word_ok(p) or _short(p) or all(self.word_ok(s) or _short(s) for s in _CAMEL.findall(p)) for p in parts):
             return True
-        return len(tok) <= 2
+        return _short(tok)
+
+
+def _short(tok: str) -> bool:
+    """A token of one or two ASCII characters passes as structure (an axis letter, a unit, a flag).
+    No vocabulary word is anything but ASCII, and in other scripts one or two characters are a whole
+    name ("山田", a surname; Shift-JIS read as Windows-1252 gives "ŽR")."""
+    return len(tok) <= 2 and tok.isascii()
 
 
 @lru_cache(maxsize=None)
@@ -188,6 +196,7 @@ def unknown_tokens(text: str, vocab: Vocab) -> list[str]:
     bad = []
     if "&" in text:  # XML/HTML character references spell text in numbers ("&#68;&#111;&#101;"): judged as they read
         text = html.unescape(text)
+    text = _unescape_bytes(text)
     for m in _B64.finditer(text):
         if not _base64_ok(m.group(0)):
             bad.append("<base64>")
@@ -199,6 +208,31 @@ def unknown_tokens(text: str, vocab: Vocab) -> list[str]:
         if not vocab.token_ok(m.group(0)):
             bad.append(m.group(0))
     return bad
+
+
+_PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
+_BACKSLASH_X = re.compile(r"\\x([0-9A-Fa-f]{2})")
+# 8 or more bytes written as hex pairs apart ("44 6F 65 5E 4A 61 6E 65", "44:6F:65:..."): each pair
+# is a token too short to judge; joined, they are judged as the text they spell
+_HEX_PAIRS = re.compile(r"(?<![0-9A-Za-z])[0-9A-Fa-f]{2}(?:[ :,;.\-]{1,2}[0-9A-Fa-f]{2}){7,}(?![0-9A-Za-z])")
+
+
+def _spell_pairs(m: re.Match) -> str:
+    spelled = hex_spelled("".join(re.findall(r"[0-9A-Fa-f]{2}", m.group(0))))
+    return m.group(0) if spelled is None else f" {spelled} "
+
+
+def _unescape_bytes(text: str) -> str:
+    """Text written as escaped bytes is judged as it reads: percent-encoding ("%44%6F%65", as URLs
+    and some XML attributes carry names; nested encodings too), backslash escapes ("\\x44\\x6F")
+    and hex pairs set apart."""
+    for _ in range(3):
+        if not _PERCENT.search(text):
+            break
+        text = urllib.parse.unquote(text, errors="replace")
+    if "\\x" in text:
+        text = _BACKSLASH_X.sub(lambda m: chr(int(m.group(1), 16)), text)
+    return _HEX_PAIRS.sub(_spell_pairs, text)
 
 
 def _base64_ok(s: str) -> bool:
@@ -493,6 +527,40 @@ def _icc_findings(path: Path, spans: list[tuple[int, int]], vocab: Vocab, name: 
                 scan_bytes(data, vocab, name, off, out)
 
 
+_TEXT_VALUE_MAX = 64 << 20  # a text value (an ImageDescription, XMP) larger than this is not judged: a finding
+
+
+def _text_value_findings(path: Path, vocab: Vocab, name: str, out: list) -> None:
+    """Every ASCII value (and XMP) judged as the text a reader decodes: bytes that are not UTF-8
+    (a Latin-1 or Shift-JIS name: the printable runs the byte scan reads are shorter than it looks
+    at, or absent) are a finding, and so is a token of non-ASCII letters outside the vocabulary,
+    however short (a run of two CJK characters is no run of four)."""
+    from wsianon.io.tiff import ASCII, TiffStructure
+
+    seen: set[tuple[int, int]] = set()
+    budget = 4 * _TEXT_VALUE_MAX  # what is read in all (entries may all point at one large value)
+    with TiffStructure(path) as ts:
+        for ifd in ts.ifds:
+            for tag, e in ifd.entries.items():
+                if not e.size or not (e.type == ASCII or tag == 700) or (e.value_offset, e.size) in seen:
+                    continue
+                seen.add((e.value_offset, e.size))
+                if e.size > min(budget, _TEXT_VALUE_MAX):  # not judged whole: fails closed
+                    out.append(TextFinding(name, e.value_offset, "text value larger than judged"))
+                    return
+                raw = ts.read(e.value_offset, e.size)
+                budget -= len(raw)
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    out.append(TextFinding(name, e.value_offset + exc.start, "text value not UTF-8"))
+                    continue
+                if not text.isascii() and any(not t.isascii() for t in unknown_tokens(text, vocab)):
+                    out.append(TextFinding(name, e.value_offset, "non-ASCII text outside the vocabulary"))
+                if len(out) >= MAX_FINDINGS:
+                    return
+
+
 def scan_tiff(path: Path, fmt: str, name: str | None = None, tiles: str = "headers", proven=None, names=()) -> list[TextFinding]:
     """Findings for a TIFF-family output.
 
@@ -522,6 +590,7 @@ def scan_tiff(path: Path, fmt: str, name: str | None = None, tiles: str = "heade
         os.close(fd)
     _scan_outside(path, _SpanSet.join([jpegs, other, _SpanSet.of(opaque + icc)]), vocab, name, out)
     _icc_findings(path, icc, vocab, name, out)
+    _text_value_findings(path, vocab, name, out)
     with open(path, "rb") as fh:
         for off, n in inline:
             fh.seek(off)

@@ -34,8 +34,8 @@ def ini_value_action(section: str, key: str, value: str, policy: Policy) -> tupl
         return _date_action(value, policy)
     if key in r["identifying_keys"]:
         return "blank", ""
-    if key in r["safe_keys"]:
-        return "keep", value
+    if key in r["safe_keys"] and value.isascii() and value.isprintable():
+        return "keep", value  # as printable ASCII only: a name in another script or code page is no model name
     if not value or re.match(r["structural_value_pattern"], value):
         return "keep", value
     return "blank", ""
