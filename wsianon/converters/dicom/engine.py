@@ -34,6 +34,7 @@ from wsianon.profiles.dicom import (
     OFFSET_TABLE_KWS,
     DicomProfile,
     action_by_type,
+    binary_judged,
     code_meaning,
     code_schemes,
     code_value,
@@ -75,6 +76,7 @@ SECOND_CODE_VALUE = "removed: a second code value beside the code (no dictionary
 UNREGISTERED_UID = "replaced: a UID outside the DICOM registry"
 UNKNOWN_TAG_POINTER = "removed: points to no attribute of the DICOM dictionary"
 OFFSET_TABLE = "removed: an offset table of Pixel Data (readers walk the items)"
+UNJUDGED_BINARY = "removed: bytes no check of the output can judge"
 # Pixel Data's index attributes (``OFFSET_TABLE_KWS``): the items are copied as they are, so the
 # index goes (the Basic Offset Table inside Pixel Data is judged by the verifier)
 UNKNOWN_CODE = "dummy: code not in the DICOM/SNOMED dictionary"
@@ -238,6 +240,12 @@ class Engine:
                 self._log(name, "removed: a real world value lookup table cannot be judged")
                 return
             self._sequence(elem, action, name, path + (step,))
+            return
+        if elem.VR in BIN_VRS and not _no_value(elem) and not binary_judged(path, kw):
+            # closed world: a byte string kept as it is must be one a check judges (an ICC
+            # profile, a palette); Encrypted Content, a signature, a UN value could hold anything
+            del ds[tag]
+            self._log(name, UNJUDGED_BINARY)
             return
         if action is Action.KEEP and elem.VR in FREE_TEXT_VRS and kw in iod().kept_text and not _kept_text_ok(kw, elem):
             action = action_by_type(type_)  # kept text of a form the profile does not allow: X/Z/D by Type

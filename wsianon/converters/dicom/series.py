@@ -14,13 +14,14 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
 from wsianon.converters.base import Field, Inventory, SlideContext
 from wsianon.converters.dicom.engine import DATE_VRS, Engine, Identity, remap
+from wsianon.io.dicomframes import unplaced_frames
 from wsianon.io.keyed import date_offset_days, keyed_token, keyed_uid
 from wsianon.converters.dicom.stream import read_header, write_instance
 from wsianon.errors import CorruptInput, NothingToShare, UnsupportedFormat
 from wsianon.io.plan import Removal
 from wsianon.io.scan import Scanner
 from wsianon.profiles.actions import Action
-from wsianon.profiles.dicom import FREE_TEXT_VRS, DicomProfile, iod, profile_for_policy
+from wsianon.profiles.dicom import FRAMES_JUDGED_TS, FREE_TEXT_VRS, DicomProfile, iod, profile_for_policy
 
 WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
 IMAGE_KINDS = ("VOLUME", "THUMBNAIL", "OVERVIEW", "LABEL")
@@ -286,6 +287,11 @@ def process_instances(
         sop = str(ds.get("SOPClassUID", ""))
         if sop != WSI_SOP_CLASS:
             raise UnsupportedFormat(f, "not a VL Whole Slide Microscopy Image instance (other SOP classes are refused)")
+        ts = str(ds.file_meta.get("TransferSyntaxUID", "") or "") if getattr(ds, "file_meta", None) is not None else ""
+        if ts not in FRAMES_JUDGED_TS:
+            raise UnsupportedFormat(
+                f, "a transfer syntax whose frames no check judges (e.g. RLE Lossless: bytes after a frame's segments); refused, nothing written"
+            )
         kind = _image_kind(ds)
         if kind is None:
             raise UnsupportedFormat(
@@ -295,6 +301,9 @@ def process_instances(
             )
         if span is None:
             raise UnsupportedFormat(f, "WSI instance without Pixel Data")
+        unplaced = unplaced_frames(ds)
+        if unplaced is not None:  # a frame no viewer shows could be any image: refused, not judged
+            raise UnsupportedFormat(f, f"frames without a place of their own in the image ({unplaced}); refused, nothing written")
         headers.append((kind, f, ds, span))
     first = next((ds for k, _f, ds, _s in headers if k == "VOLUME"), headers[0][2])
     identity = slide_identity(ctx, str(first.get("PatientID", "") or "") or None, str(first.get("StudyInstanceUID", "") or "") or None)
