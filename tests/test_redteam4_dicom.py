@@ -347,3 +347,21 @@ def test_volume_level_that_is_not_the_slide_is_quarantined_and_judged(tmp_path, 
     assert code == 0, stdout + stderr
     code, stdout, _ = cli("verify", str(clean))
     assert code == 0 and "level(s) compared with the others" in stdout, stdout
+
+
+def test_removed_label_is_not_held_to_the_frame_rules(tmp_path, cli):
+    """The two refusals above apply to the instances that will be shared: a LABEL instance that
+    the run removes (the default) in RLE Lossless does not refuse its slide."""
+    from pydicom.uid import RLELossless
+
+    folder = tmp_path / "in" / "slide"
+    folder.mkdir(parents=True)
+    shutil.copy(shared("dicom/openslide-python_boxes_0.dcm"), folder / "a.dcm")
+    label = _read(shared("dicom/openslide-python_boxes_1.dcm"))
+    label.ImageType = ["ORIGINAL", "PRIMARY", "LABEL", "NONE"]
+    label.compress(RLELossless)
+    label.save_as(folder / "b.dcm")
+    out = tmp_path / "out"
+    code, console, slide = _run(cli, folder, out)
+    assert code == 0 and slide["status"] == "ok", (console, slide.get("verification"))
+    assert [p.name for p in out.rglob("*.dcm")] == ["0001-volume.dcm"]

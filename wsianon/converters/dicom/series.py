@@ -287,11 +287,6 @@ def process_instances(
         sop = str(ds.get("SOPClassUID", ""))
         if sop != WSI_SOP_CLASS:
             raise UnsupportedFormat(f, "not a VL Whole Slide Microscopy Image instance (other SOP classes are refused)")
-        ts = str(ds.file_meta.get("TransferSyntaxUID", "") or "") if getattr(ds, "file_meta", None) is not None else ""
-        if ts not in FRAMES_JUDGED_TS:
-            raise UnsupportedFormat(
-                f, "a transfer syntax whose frames no check judges (e.g. RLE Lossless: bytes after a frame's segments); refused, nothing written"
-            )
         kind = _image_kind(ds)
         if kind is None:
             raise UnsupportedFormat(
@@ -301,9 +296,18 @@ def process_instances(
             )
         if span is None:
             raise UnsupportedFormat(f, "WSI instance without Pixel Data")
-        unplaced = unplaced_frames(ds)
-        if unplaced is not None:  # a frame no viewer shows could be any image: refused, not judged
-            raise UnsupportedFormat(f, f"frames without a place of their own in the image ({unplaced}); refused, nothing written")
+        if not (kind == "LABEL" and not keep_label) and not (kind == "OVERVIEW" and ctx.policy.macro != "keep"):
+            # an instance that will be shared: its frames are copied as they are, so they must be
+            # ones the checks judge, each with a place of its own (a frame no viewer shows could
+            # be any image); a LABEL/OVERVIEW that is removed is not held to it
+            ts = str(ds.file_meta.get("TransferSyntaxUID", "") or "") if getattr(ds, "file_meta", None) is not None else ""
+            if ts not in FRAMES_JUDGED_TS:
+                raise UnsupportedFormat(
+                    f, "a transfer syntax whose frames no check judges (e.g. RLE Lossless: bytes after a frame's segments); refused, nothing written"
+                )
+            unplaced = unplaced_frames(ds)
+            if unplaced is not None:
+                raise UnsupportedFormat(f, f"frames without a place of their own in the image ({unplaced}); refused, nothing written")
         headers.append((kind, f, ds, span))
     first = next((ds for k, _f, ds, _s in headers if k == "VOLUME"), headers[0][2])
     identity = slide_identity(ctx, str(first.get("PatientID", "") or "") or None, str(first.get("StudyInstanceUID", "") or "") or None)
