@@ -365,3 +365,46 @@ def test_removed_label_is_not_held_to_the_frame_rules(tmp_path, cli):
     code, console, slide = _run(cli, folder, out)
     assert code == 0 and slide["status"] == "ok", (console, slide.get("verification"))
     assert [p.name for p in out.rglob("*.dcm")] == ["0001-volume.dcm"]
+
+
+# ---------------------------------------------------------------------------
+# 8. bytes in a palette's increments
+
+
+def _palette(ds: Dataset, channels: list[np.ndarray]) -> None:
+    pal = Dataset()
+    for name, vals in zip(("Red", "Green", "Blue"), channels):
+        setattr(pal, f"{name}PaletteColorLookupTableDescriptor", [len(vals), 0, 16])
+        setattr(pal, f"{name}PaletteColorLookupTableData", np.asarray(vals, "<u2").tobytes())
+    ds.OpticalPathSequence[0].PaletteColorLookupTableSequence = Sequence([pal])
+
+
+def _text_steps() -> np.ndarray:
+    """A rising ramp whose steps are the bytes of text (68, 111, 101, ... for "Doe")."""
+    steps = np.frombuffer((b"Doe^Jane MRN4711 RDQX9 " * 12)[:255], dtype="u1").astype(np.int64)
+    return np.concatenate([[0], np.cumsum(steps)])
+
+
+def _jet() -> list[np.ndarray]:
+    x = np.linspace(0, 1, 256)
+    return [np.round(np.clip(np.minimum(4 * x - a, -4 * x + b), 0, 1) * 65535) for a, b in ((1.5, 4.5), (0.5, 3.5), (-0.5, 2.5))]
+
+
+def test_palette_whose_steps_hold_text_is_quarantined_and_a_colour_map_kept(tmp_path, cli):
+    """Before: a palette channel was accepted when it turned direction at most 4 times, so a
+    rising ramp whose increments are the bytes of a name (255 bytes a channel) was shared and
+    verified. Now a channel must be exactly a few straight segments (io.palette): the route makes
+    a colour map within 1 of that form exactly so (a jet map made with floats moves by 1 at most)
+    and the verifier refuses any other."""
+    text = _source(tmp_path / "t", HD, lambda ds: _palette(ds, [_text_steps()] * 3))
+    out = tmp_path / "out"
+    code, console, slide = _run(cli, text, out)
+    assert code == 1 and slide["status"] == "failed" and not list(out.rglob("*.dcm")), console
+    cw = next(c for c in slide["verification"]["checks"] if c["check"] == "dicom: closed world")
+    assert not cw["ok"] and "PaletteColorLookupTableData: palette data is not a colour ramp" in cw["detail"]
+    jet = _jet()
+    dcm = _shared_ok(cli, tmp_path / "j", _source(tmp_path / "j", HD, lambda ds: _palette(ds, jet)))
+    pal = _read(dcm).OpticalPathSequence[0].PaletteColorLookupTableSequence[0]
+    for name, vals in zip(("Red", "Green", "Blue"), jet):
+        kept = np.frombuffer(pal[f"{name}PaletteColorLookupTableData"].value, "<u2").astype(np.int64)
+        assert np.abs(kept - vals).max() <= 1

@@ -191,26 +191,20 @@ def _icc_problems(data: bytes) -> int:
     return icc_problems(data, {t.encode("latin-1") for t in load("tiff_closed_world")["icc_safe_types"]})
 
 
-MAX_PALETTE_TURNS = 4  # jet/rainbow palettes turn at most twice a channel; text turns at nearly every entry
-
-
 def _palette_ok(kw: str, data: bytes) -> bool:
-    """A palette channel (16-bit entries) is a ramp: piecewise monotonic with at most
-    ``MAX_PALETTE_TURNS`` changes of direction. A segmented palette (opcodes) is not judged: False."""
+    """A palette channel (16-bit entries) is a colour map: exactly a few straight segments, each
+    entry its segment's line rounded half up (``io.palette``; a monotone run of free increments
+    carried bytes). A segmented palette (opcodes) is not judged: False."""
     if kw.startswith("Segmented") or len(data) % 2:
         return False
     import struct
 
-    vals = struct.unpack(f"<{len(data) // 2}H", data)
-    turns, direction = 0, 0
-    for a, b in zip(vals, vals[1:]):
-        d = (b > a) - (b < a)
-        if d and direction and d != direction:
-            turns += 1
-            if turns > MAX_PALETTE_TURNS:
-                return False
-        direction = d or direction
-    return True
+    import numpy as np
+
+    from wsianon.io.palette import is_canonical
+
+    vals = np.asarray(struct.unpack(f"<{len(data) // 2}H", data))
+    return is_canonical(vals)
 
 
 # the File Meta Information an output carries (PS3.10 7.1); anything else there (Source/Sending AE

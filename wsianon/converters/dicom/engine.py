@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as _dt
 from dataclasses import dataclass, field
 
+import numpy as np
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
@@ -43,6 +44,7 @@ from wsianon.profiles.dicom import (
     standard_uid,
 )
 
+PALETTE_DATA_KWS = ("RedPaletteColorLookupTableData", "GreenPaletteColorLookupTableData", "BluePaletteColorLookupTableData")
 TEXT_VRS = {"AE", "AS", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"}
 DATE_VRS = {"DA", "DT", "TM"}
 NUM_VRS = {"DS", "IS", "FL", "FD", "SL", "SS", "UL", "US", "SV", "UV", "AT"}
@@ -252,6 +254,9 @@ class Engine:
         if action is Action.KEEP and kw == "ICCProfile" and not _no_value(elem):
             self._icc(elem, name)
             return
+        if action is Action.KEEP and kw in PALETTE_DATA_KWS and not _no_value(elem):
+            self._palette(elem, name)
+            return
         if action is Action.KEEP or _no_value(elem):
             return  # kept, or nothing to remove (the empty element stays)
         self._log(name, self._apply(ds, tag, elem, action, type_ in ("1", "1C")))
@@ -266,6 +271,23 @@ class Engine:
         if clean != value:
             elem.value = clean
             self._log(name, "cleaned: ICC profile text and unreferenced bytes zeroed")
+
+    def _palette(self, elem: DataElement, name: str) -> None:
+        """A palette channel within 1 of a few straight segments is made exactly that
+        (``io.palette``: its increments can carry no bytes); any other is left for the verifier,
+        which refuses it (a table of free numbers is no colour map)."""
+        import struct
+
+        from wsianon.io.palette import canonical
+
+        data = bytes(elem.value)
+        if len(data) % 2:
+            return
+        vals = np.frombuffer(data, "<u2")
+        clean = canonical(vals)
+        if clean is not None and not np.array_equal(clean, vals):
+            elem.value = struct.pack(f"<{len(clean)}H", *clean.tolist())
+            self._log(name, "cleaned: palette made exactly its straight segments (each entry moved by 1 at most)")
 
     def _readable_public(self, ds: Dataset, tag: BaseTag, path: tuple[str, ...]) -> DataElement | None:
         """The element, or None when it went for what it is, whatever the profile says:
