@@ -9,6 +9,7 @@ import functools
 import os
 import struct
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
@@ -174,3 +175,115 @@ def item_buffers(fd: int, pos: int, size: int, items: Items, chunk: int = ITEM_C
         if stop:
             return
         pos = base + at
+
+
+# ---------------------------------------------------------------------------
+# native samples' unused bits (PS3.5 8.1.1, PS3.3 C.7.6.3.1.1)
+
+NATIVE_CHUNK = 8 * 1024 * 1024  # bytes of native Pixel Data judged / rewritten at a time
+
+
+@dataclass(frozen=True)
+class SampleBits:
+    """Where a native sample's value lies in its Bits Allocated: bits ``low``..``high`` hold it;
+    every other bit holds no value a reader shows (it masks them) — zero, or for signed samples
+    above High Bit the sign's copies."""
+
+    allocated: int
+    low: int
+    high: int
+    signed: bool
+
+    @property
+    def dtype(self) -> str:
+        return {8: "u1", 16: "<u2", 32: "<u4"}[self.allocated]
+
+    def canonical(self, data: bytes) -> bytes:
+        """``data`` (whole samples) with every unused bit zero (signed: sign-extended above High Bit)."""
+        import numpy as np
+
+        a = np.frombuffer(data, dtype=self.dtype)
+        full = (1 << self.allocated) - 1
+        mask = ((1 << (self.high - self.low + 1)) - 1) << self.low
+        out = a & np.array(mask, dtype=a.dtype)
+        if self.signed and self.high + 1 < self.allocated:
+            above = full & ~((1 << (self.high + 1)) - 1)
+            out |= np.where(a & np.array(1 << self.high, dtype=a.dtype), np.array(above, dtype=a.dtype), np.array(0, dtype=a.dtype)).astype(a.dtype)
+        return out.tobytes()
+
+    def clean(self, data: bytes) -> bool:
+        """Every unused bit of ``data`` is zero (or, for signed samples, the sign's copies)."""
+        if self.canonical(data) == data:
+            return True
+        if not self.signed:
+            return False
+        import numpy as np
+
+        mask = ((1 << (self.high - self.low + 1)) - 1) << self.low
+        a = np.frombuffer(data, dtype=self.dtype)
+        return bool(((a & np.array(~mask & ((1 << self.allocated) - 1), dtype=a.dtype)) == 0).all())  # all zero, not sign-extended
+
+
+def sample_bits(ds: Dataset) -> SampleBits | None:
+    """The unused bits of ``ds``'s native samples, or None when every allocated bit is the value's
+    (Bits Stored = Bits Allocated, High Bit its last) or the allocation is not 8, 16 or 32 bits.
+    A High Bit outside the allocation, or below Bits Stored - 1, is a ValueError."""
+    try:
+        allocated, stored = int(ds.BitsAllocated), int(ds.BitsStored)
+        high = int(ds.get("HighBit", stored - 1))
+    except (AttributeError, TypeError, ValueError):
+        raise ValueError("Bits Allocated / Bits Stored / High Bit unreadable") from None
+    if allocated not in (8, 16, 32):
+        return None
+    low = high - stored + 1
+    if stored < 1 or low < 0 or high >= allocated:
+        raise ValueError("High Bit and Bits Stored do not fit Bits Allocated")
+    if stored == allocated:
+        return None
+    return SampleBits(allocated, low, high, int(ds.get("PixelRepresentation", 0) or 0) == 1)
+
+
+# ---------------------------------------------------------------------------
+# every frame has a place of its own in the image (PS3.3 C.8.12.4.1.3 / C.7.6.17.3)
+
+
+def unplaced_frames(ds: Dataset) -> str | None:
+    """Why some frame of ``ds`` has no place of its own in its total pixel matrix, or None.
+
+    A frame no place shows is drawn by no viewer: it could be any image (a photo of the label
+    appended to a level, two tiles for one place). TILED_FULL (or no per-frame positions): the
+    frames are exactly the tile grid, times the focal planes and optical paths; TILED_SPARSE: one
+    position a frame, inside the matrix, no two frames at the same place of one plane and path."""
+    try:
+        n = int(ds.get("NumberOfFrames", 1) or 1)
+        tw, th = int(ds.Columns), int(ds.Rows)
+        cols = int(ds.get("TotalPixelMatrixColumns", tw) or tw)
+        rows = int(ds.get("TotalPixelMatrixRows", th) or th)
+        planes = int(ds.get("TotalPixelMatrixFocalPlanes", 1) or 1)
+        paths = int(ds.get("NumberOfOpticalPaths", 1) or 1)
+    except (AttributeError, TypeError, ValueError):
+        return "frame geometry unreadable"
+    if min(n, tw, th, cols, rows, planes, paths) < 1:
+        return "frame geometry with a zero or negative size"
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if str(ds.get("DimensionOrganizationType", "") or "").upper() == "TILED_FULL" or not per_frame:
+        grid = -(-cols // tw) * -(-rows // th) * planes * paths
+        return None if n == grid else f"{n} frames for a tile grid of {grid}"
+    if len(per_frame) != n:
+        return f"{len(per_frame)} frame positions for {n} frames"
+    seen: set[tuple] = set()
+    for item in per_frame:
+        try:
+            pos = item.PlanePositionSlideSequence[0]
+            col, row = int(pos.ColumnPositionInTotalImagePixelMatrix), int(pos.RowPositionInTotalImagePixelMatrix)
+            z = str(pos.get("ZOffsetInSlideCoordinateSystem", "") or "").strip()
+            paths_seq = item.get("OpticalPathIdentificationSequence") or []
+            path = str(paths_seq[0].get("OpticalPathIdentifier", "") or "").strip() if paths_seq else ""
+        except (AttributeError, IndexError, TypeError, ValueError):
+            return "a frame without a readable position"
+        if not (1 <= col <= cols and 1 <= row <= rows):
+            return "a frame placed outside the total pixel matrix"
+        if (col, row, z, path) in seen:
+            return "two frames at the same place"
+        seen.add((col, row, z, path))
+    return None

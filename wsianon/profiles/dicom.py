@@ -245,6 +245,27 @@ CODE_VALUE_KWS = ("CodeValue", "LongCodeValue", "URNCodeValue")
 # (bytes beyond them, or values that are not offsets, carry anything)
 OFFSET_TABLE_KWS = ("ExtendedOffsetTable", "ExtendedOffsetTableLengths", "EncapsulatedPixelDataValueTotalLength")
 
+# the transfer syntaxes whose frames the checks of an output judge: native (exact length, padding
+# and unused bits), JPEG (segments; baseline/extended also their coded data), JPEG-LS and JPEG 2000
+# (their marker walks).  Any other (RLE Lossless: bytes after a frame's segments; encapsulated
+# uncompressed, JPEG XL, MPEG, deflated frames) carries frames nothing proves hold only pixels.
+FRAMES_JUDGED_TS = frozenset(
+    {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"} | {f"1.2.840.10008.1.2.4.{n}" for n in (50, 51, 57, 70, 80, 81, 90, 91, 92, 93, 201, 202, 203)}
+)
+
+# value representations whose values are bytes (pydicom gives them as ``bytes``): any byte string
+BINARY_VRS = frozenset({"OB", "OW", "OF", "OD", "OL", "OV", "UN"})
+# the binary attributes an output may carry with a value, each because a check judges its bytes:
+# an ICC profile (colorimetric tags only), a palette channel (a colour ramp); the top-level Pixel Data
+# (its frames) and offset tables are judged by the frame checks and against the items they index.  Any other binary value (Encrypted
+# Content, a nested icon's Pixel Data, a signature, bytes of a UN element) could hold anything.
+JUDGED_BINARY_KWS = frozenset({"ICCProfile", "RedPaletteColorLookupTableData", "GreenPaletteColorLookupTableData", "BluePaletteColorLookupTableData"})
+
+
+def binary_judged(path: tuple[str, ...], keyword: str) -> bool:
+    """True when a binary value of ``keyword`` at ``path`` is judged by a check of the output."""
+    return keyword in JUDGED_BINARY_KWS or (not path and (keyword in OFFSET_TABLE_KWS or keyword == "PixelData"))
+
 
 def dictionary_tags(elem) -> bool:
     """Every value of an AT element names an attribute of the DICOM dictionary (a pointer; any

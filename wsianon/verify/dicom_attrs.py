@@ -27,10 +27,12 @@ from pydicom.dataset import Dataset
 from wsianon.profiles.actions import Action
 from wsianon.profiles.dicom import (
     CODE_VALUE_KWS,
+    FRAMES_JUDGED_TS,
     FREE_TEXT_VRS,
     KEYED_ROOT,
     OFFSET_TABLE_KWS,
     DicomProfile,
+    binary_judged,
     code_meaning,
     code_schemes,
     code_value,
@@ -96,6 +98,9 @@ class _Walker:
                 continue
             if kw in BINARY_JUDGED or kw.endswith("PaletteColorLookupTableData"):
                 self._binary(kw, name, elem)
+                continue
+            if isinstance(elem.value, (bytes, bytearray)) and elem.value and not binary_judged(path, kw):
+                self.findings.add(f"{name}: bytes no check judges (binary value of {elem.VR})")
                 continue
             why = self._value(ds, elem, kw, path)
             if why:
@@ -186,26 +191,20 @@ def _icc_problems(data: bytes) -> int:
     return icc_problems(data, {t.encode("latin-1") for t in load("tiff_closed_world")["icc_safe_types"]})
 
 
-MAX_PALETTE_TURNS = 4  # jet/rainbow palettes turn at most twice a channel; text turns at nearly every entry
-
-
 def _palette_ok(kw: str, data: bytes) -> bool:
-    """A palette channel (16-bit entries) is a ramp: piecewise monotonic with at most
-    ``MAX_PALETTE_TURNS`` changes of direction. A segmented palette (opcodes) is not judged: False."""
+    """A palette channel (16-bit entries) is a colour map: exactly a few straight segments, each
+    entry its segment's line rounded half up (``io.palette``; a monotone run of free increments
+    carried bytes). A segmented palette (opcodes) is not judged: False."""
     if kw.startswith("Segmented") or len(data) % 2:
         return False
     import struct
 
-    vals = struct.unpack(f"<{len(data) // 2}H", data)
-    turns, direction = 0, 0
-    for a, b in zip(vals, vals[1:]):
-        d = (b > a) - (b < a)
-        if d and direction and d != direction:
-            turns += 1
-            if turns > MAX_PALETTE_TURNS:
-                return False
-        direction = d or direction
-    return True
+    import numpy as np
+
+    from wsianon.io.palette import is_canonical
+
+    vals = np.asarray(struct.unpack(f"<{len(data) // 2}H", data))
+    return is_canonical(vals)
 
 
 # the File Meta Information an output carries (PS3.10 7.1); anything else there (Source/Sending AE
@@ -244,9 +243,32 @@ def _container_findings(f: Path, ds: Dataset) -> list[str]:
             out.append(f"{f.name}: file meta ({e.tag.group:04X},{e.tag.element:04X}) {e.keyword}: not written by a de-identifier")
     if meta is not None and bytes(meta.get("FileMetaInformationVersion", b"\0\1") or b"") != b"\0\1":
         out.append(f"{f.name}: file meta FileMetaInformationVersion is not 00 01")
+    if meta is not None:
+        out += [f"{f.name}: file meta {kw}: {why}" for kw, why in _meta_uid_problems(ds, meta)]
     end = _data_set_end(f)
     if end is not True:
         out.append(f"{f.name}: {end}")
+    return out
+
+
+def _meta_uid_problems(ds: Dataset, meta) -> list[tuple[str, str]]:
+    """The File Meta UIDs are the data set's own or fixed ones: the instance's SOP Class and
+    Instance UIDs (both judged in the data set), a registry transfer syntax, and the
+    implementation that wrote the file named by a registry, keyed or pydicom's own UID (a
+    writer's root with digits after it could spell an identifier's)."""
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
+
+    out = []
+    same = {"MediaStorageSOPInstanceUID": "SOPInstanceUID", "MediaStorageSOPClassUID": "SOPClassUID"}
+    for kw, own in same.items():
+        if kw in meta and str(meta.get(kw) or "").strip() != str(ds.get(own, "") or "").strip():
+            out.append((kw, f"is not the data set's {own}"))
+    ts = str(meta.get("TransferSyntaxUID", "") or "").strip()
+    if ts not in FRAMES_JUDGED_TS:
+        out.append(("TransferSyntaxUID", "not one whose frames a check judges (native, JPEG, JPEG-LS, JPEG 2000)"))
+    impl = str(meta.get("ImplementationClassUID", "") or "").strip()
+    if impl and impl != PYDICOM_IMPLEMENTATION_UID and not (impl.startswith(KEYED_ROOT) or standard_uid(impl)):
+        out.append(("ImplementationClassUID", "a UID neither of the DICOM registry, keyed nor the writer's (pydicom)"))
     return out
 
 
@@ -294,6 +316,32 @@ def _offset_tables(fd: int, ds: Dataset, items) -> str | None:
     return None
 
 
+def _native_unused_bits(fd: int, ds: Dataset, at: int, length: int) -> str | None:
+    """Native samples' bits outside Bits Stored / High Bit hold no value a reader shows (it masks
+    them): they must be zero (signed samples: or the sign's copies above High Bit). The one-line
+    reason, or None."""
+    import os
+
+    from wsianon.io.dicomframes import NATIVE_CHUNK, sample_bits
+
+    try:
+        bits = sample_bits(ds)
+    except ValueError:
+        return "native Pixel Data whose High Bit and Bits Stored do not fit Bits Allocated"
+    if bits is None:
+        return None
+    size = bits.allocated // 8
+    end = at + length - length % size
+    step = NATIVE_CHUNK - NATIVE_CHUNK % 4
+    pos = at
+    while pos < end:
+        data = os.pread(fd, min(step, end - pos), pos)
+        if not data or len(data) % size or not bits.clean(data):
+            return "native Pixel Data has bits outside Bits Stored set (no pixel's value: they could hold anything)"
+        pos += len(data)
+    return None
+
+
 def _data_set_end(f: Path) -> bool | str:
     """True when the file ends with its Pixel Data element (or its last element when it has
     none); else the one-line reason."""
@@ -301,12 +349,16 @@ def _data_set_end(f: Path) -> bool | str:
     import struct
 
     from wsianon.io.dicomframes import walk_items
+    from wsianon.verify.dicom.encoding import header_problem
 
     try:
         with open(f, "rb") as fh, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             head_ds = pydicom.dcmread(fh, stop_before_pixels=True)
             off, size = fh.tell(), os.fstat(fh.fileno()).st_size
+            encoding = header_problem(os.pread(fh.fileno(), off, 0))
+            if encoding is not None:
+                return f"header encoding: {encoding}"
             if off >= size:
                 return True
             head = os.pread(fh.fileno(), 12, off)
@@ -344,6 +396,9 @@ def _data_set_end(f: Path) -> bool | str:
                     and os.pread(fh.fileno(), 1, end - 1) != b"\0"
                 ):
                     return "native Pixel Data's padding byte is not zero"  # PS3.5 7.1.1: 00H
+                unused = _native_unused_bits(fh.fileno(), head_ds, off + hdr, _native_length(head_ds, padded=False))
+                if unused is not None:
+                    return unused
     except OSError:
         return "unreadable"
     except Exception as exc:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as _dt
 from dataclasses import dataclass, field
 
+import numpy as np
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
@@ -34,6 +35,7 @@ from wsianon.profiles.dicom import (
     OFFSET_TABLE_KWS,
     DicomProfile,
     action_by_type,
+    binary_judged,
     code_meaning,
     code_schemes,
     code_value,
@@ -42,6 +44,7 @@ from wsianon.profiles.dicom import (
     standard_uid,
 )
 
+PALETTE_DATA_KWS = ("RedPaletteColorLookupTableData", "GreenPaletteColorLookupTableData", "BluePaletteColorLookupTableData")
 TEXT_VRS = {"AE", "AS", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"}
 DATE_VRS = {"DA", "DT", "TM"}
 NUM_VRS = {"DS", "IS", "FL", "FD", "SL", "SS", "UL", "US", "SV", "UV", "AT"}
@@ -75,6 +78,7 @@ SECOND_CODE_VALUE = "removed: a second code value beside the code (no dictionary
 UNREGISTERED_UID = "replaced: a UID outside the DICOM registry"
 UNKNOWN_TAG_POINTER = "removed: points to no attribute of the DICOM dictionary"
 OFFSET_TABLE = "removed: an offset table of Pixel Data (readers walk the items)"
+UNJUDGED_BINARY = "removed: bytes no check of the output can judge"
 # Pixel Data's index attributes (``OFFSET_TABLE_KWS``): the items are copied as they are, so the
 # index goes (the Basic Offset Table inside Pixel Data is judged by the verifier)
 UNKNOWN_CODE = "dummy: code not in the DICOM/SNOMED dictionary"
@@ -239,10 +243,19 @@ class Engine:
                 return
             self._sequence(elem, action, name, path + (step,))
             return
+        if elem.VR in BIN_VRS and not _no_value(elem) and not binary_judged(path, kw):
+            # closed world: a byte string kept as it is must be one a check judges (an ICC
+            # profile, a palette); Encrypted Content, a signature, a UN value could hold anything
+            del ds[tag]
+            self._log(name, UNJUDGED_BINARY)
+            return
         if action is Action.KEEP and elem.VR in FREE_TEXT_VRS and kw in iod().kept_text and not _kept_text_ok(kw, elem):
             action = action_by_type(type_)  # kept text of a form the profile does not allow: X/Z/D by Type
         if action is Action.KEEP and kw == "ICCProfile" and not _no_value(elem):
             self._icc(elem, name)
+            return
+        if action is Action.KEEP and kw in PALETTE_DATA_KWS and not _no_value(elem):
+            self._palette(elem, name)
             return
         if action is Action.KEEP or _no_value(elem):
             return  # kept, or nothing to remove (the empty element stays)
@@ -258,6 +271,23 @@ class Engine:
         if clean != value:
             elem.value = clean
             self._log(name, "cleaned: ICC profile text and unreferenced bytes zeroed")
+
+    def _palette(self, elem: DataElement, name: str) -> None:
+        """A palette channel within 1 of a few straight segments is made exactly that
+        (``io.palette``: its increments can carry no bytes); any other is left for the verifier,
+        which refuses it (a table of free numbers is no colour map)."""
+        import struct
+
+        from wsianon.io.palette import canonical
+
+        data = bytes(elem.value)
+        if len(data) % 2:
+            return
+        vals = np.frombuffer(data, "<u2")
+        clean = canonical(vals)
+        if clean is not None and not np.array_equal(clean, vals):
+            elem.value = struct.pack(f"<{len(clean)}H", *clean.tolist())
+            self._log(name, "cleaned: palette made exactly its straight segments (each entry moved by 1 at most)")
 
     def _readable_public(self, ds: Dataset, tag: BaseTag, path: tuple[str, ...]) -> DataElement | None:
         """The element, or None when it went for what it is, whatever the profile says:

@@ -14,13 +14,14 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
 from wsianon.converters.base import Field, Inventory, SlideContext
 from wsianon.converters.dicom.engine import DATE_VRS, Engine, Identity, remap
+from wsianon.io.dicomframes import unplaced_frames
 from wsianon.io.keyed import date_offset_days, keyed_token, keyed_uid
 from wsianon.converters.dicom.stream import read_header, write_instance
 from wsianon.errors import CorruptInput, NothingToShare, UnsupportedFormat
 from wsianon.io.plan import Removal
 from wsianon.io.scan import Scanner
 from wsianon.profiles.actions import Action
-from wsianon.profiles.dicom import FREE_TEXT_VRS, DicomProfile, iod, profile_for_policy
+from wsianon.profiles.dicom import FRAMES_JUDGED_TS, FREE_TEXT_VRS, DicomProfile, iod, profile_for_policy
 
 WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
 IMAGE_KINDS = ("VOLUME", "THUMBNAIL", "OVERVIEW", "LABEL")
@@ -295,6 +296,18 @@ def process_instances(
             )
         if span is None:
             raise UnsupportedFormat(f, "WSI instance without Pixel Data")
+        if not (kind == "LABEL" and not keep_label) and not (kind == "OVERVIEW" and ctx.policy.macro != "keep"):
+            # an instance that will be shared: its frames are copied as they are, so they must be
+            # ones the checks judge, each with a place of its own (a frame no viewer shows could
+            # be any image); a LABEL/OVERVIEW that is removed is not held to it
+            ts = str(ds.file_meta.get("TransferSyntaxUID", "") or "") if getattr(ds, "file_meta", None) is not None else ""
+            if ts not in FRAMES_JUDGED_TS:
+                raise UnsupportedFormat(
+                    f, "a transfer syntax whose frames no check judges (e.g. RLE Lossless: bytes after a frame's segments); refused, nothing written"
+                )
+            unplaced = unplaced_frames(ds)
+            if unplaced is not None:
+                raise UnsupportedFormat(f, f"frames without a place of their own in the image ({unplaced}); refused, nothing written")
         headers.append((kind, f, ds, span))
     first = next((ds for k, _f, ds, _s in headers if k == "VOLUME"), headers[0][2])
     identity = slide_identity(ctx, str(first.get("PatientID", "") or "") or None, str(first.get("StudyInstanceUID", "") or "") or None)

@@ -154,6 +154,8 @@ def write_instance(ds: Dataset, src: Path, span: PixelSpan | None, dest: Path) -
                 ts = str(ds.file_meta.get("TransferSyntaxUID", ""))
                 words = ts == "1.2.840.10008.1.2.1" and int(ds.get("BitsAllocated", 8) or 8) > 8
                 _canonical_pixel_header(fout.fileno(), len(head), span, ts == "1.2.840.10008.1.2", _native_bytes(ds), words)
+                if not span.encapsulated:
+                    _canonical_samples(fout.fileno(), len(head), span, ts == "1.2.840.10008.1.2", _native_bytes(ds), ds, dest)
         return written
     except OSError as exc:
         raise OutputError(dest, f"cannot write: {os_reason(exc)}") from None
@@ -188,6 +190,34 @@ def _canonical_pixel_header(fd: int, at: int, span: PixelSpan, implicit: bool, n
             os.pwrite(fd, bytes(4), end - 4)
     elif native is not None and native % 2 and end - at - (12 if long_vr else 8) == native + 1:
         os.pwrite(fd, b"\0", end - 1)
+
+
+def _canonical_samples(fd: int, at: int, span: PixelSpan, implicit: bool, native: int | None, ds: Dataset, dest: Path) -> int:
+    """Native samples keep only their value's bits: the bits outside Bits Stored / High Bit (PS3.5
+    8.1.1), which every reader masks, are zeroed (signed samples: the sign copied above High Bit).
+    Copied verbatim they carry anything the source put there (an overlay, bytes of text in the
+    high byte of 16-bit samples), unseen. Returns the bytes rewritten."""
+    from wsianon.io.dicomframes import NATIVE_CHUNK, sample_bits
+
+    try:
+        bits = sample_bits(ds)
+    except ValueError:
+        raise UnsupportedFormat(dest, "native Pixel Data whose High Bit and Bits Stored do not fit Bits Allocated") from None
+    if bits is None or native is None:
+        return 0
+    head = os.pread(fd, 8, at)
+    pos = at + (12 if not implicit and head[4:6] in _LONG_VRS else 8)
+    end = pos + native - native % (bits.allocated // 8)
+    step = NATIVE_CHUNK - NATIVE_CHUNK % 4
+    n = 0
+    while pos < end:
+        data = os.pread(fd, min(step, end - pos), pos)
+        clean = bits.canonical(data)
+        if clean != data:
+            os.pwrite(fd, clean, pos)
+            n += len(data)
+        pos += len(data)
+    return n
 
 
 def scrub_frames(path: Path) -> int:

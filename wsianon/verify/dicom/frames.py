@@ -313,7 +313,23 @@ def _digest_frames(path: Path, scrub: bool = False) -> list[bytes]:
     """sha256 per frame (``scrub``: of the frame as a correct redaction leaves it, its
     non-essential JPEG payloads zeroed — the source side)."""
     ts = _codestream_ts(path) if scrub else None
+    bits = _native_sample_bits(path) if scrub else None
+    if bits is not None:  # native samples: their unused bits zeroed, as a correct redaction leaves them
+        size = bits.allocated // 8
+        return [hashlib.sha256(bits.canonical(f) if len(f) % size == 0 else f).digest() for f in iter_frames(path)]
     return [hashlib.sha256((codestreams.zeroed(f, ts) if ts else normalized(f)[0]) if scrub else f).digest() for f in iter_frames(path)]
+
+
+def _native_sample_bits(path: Path):
+    """The unused bits of a native instance's samples (``io.dicomframes.sample_bits``), or None
+    (encapsulated, every bit used, or bits that do not fit: those frames are compared as they are)."""
+    from wsianon.io.dicomframes import pixel_value_offset, sample_bits
+
+    try:
+        ds, voff, length = pixel_value_offset(path)
+        return None if voff is None or length == 0xFFFFFFFF else sample_bits(ds)
+    except Exception:
+        return None
 
 
 def check_frame_segments(files: list[Path], verdict: Checks) -> None:
