@@ -150,6 +150,13 @@ def matches(m: dict[str, float]) -> bool:
     return m["corr"] >= MIN_CORRELATION and m["block"] <= MAX_BLOCK_RESIDUAL
 
 
+def alike(a: np.ndarray, b: np.ndarray) -> bool:
+    """Two prepared images (``prepare``: grey, then the two colour differences) show the same
+    picture: each channel ``matches`` (a kept thumbnail and the slide; a pyramid level and a larger
+    one)."""
+    return len(a) == len(b) == 3 and all(matches(measures(x, y)) for x, y in zip(a, b))
+
+
 def judge(thumb_pixels: np.ndarray, thumb_size: tuple[int, int], base_size: tuple[int, int], ref: np.ndarray) -> tuple[bool, str, dict]:
     """(ok, detail, measures) for a thumbnail of ``thumb_size`` whose slide's level 0 is
     ``base_size`` and whose prepared reference is ``ref`` (``prepare``: grey, then the colour
@@ -158,9 +165,8 @@ def judge(thumb_pixels: np.ndarray, thumb_size: tuple[int, int], base_size: tupl
     if not aspect_ok(thumb_size, base_size):
         return False, DETAIL_ASPECT, {}
     thumb = prepare(thumb_pixels, grid_shape(thumb_size))
-    m = measures(thumb[0], ref[0])
-    ok = matches(m) and all(matches(measures(t, r)) for t, r in zip(thumb[1:], ref[1:]))
-    return ok, DETAIL_OK if ok else DETAIL_PIXELS, m
+    ok = alike(thumb, ref)
+    return ok, DETAIL_OK if ok else DETAIL_PIXELS, measures(thumb[0], ref[0])
 
 
 def pick_level(dims: list[tuple[int, int]], shape: tuple[int, int]) -> int:

@@ -49,7 +49,7 @@ def unlike_levels(dsets: list[tuple[Path, Dataset]]) -> tuple[list[str], int]:
     """(``name: why`` for every VOLUME level, the base aside, whose pixels are not the slide's,
     number of levels compared). A level is shown when the viewer zooms out: a label photo scaled
     to a level's size and aspect passed the matrix rule above. Each is rendered as a kept
-    THUMBNAIL is judged (``verify.thumbnail``: grey, 64 px on the long side, blurred) and must
+    THUMBNAIL is judged (``verify.thumbnail.alike``: grey and colour differences, 64 px on the long side, blurred) and must
     match a larger level rendered the same way (the smallest at least 4x the grid; 0.80
     correlation, no 16th departing by more than 20 grey levels). Levels under
     ``MIN_LEVEL_SIDE`` on their long side are not compared. Instances of several focal
@@ -81,7 +81,7 @@ def unlike_levels(dsets: list[tuple[Path, Dataset]]) -> tuple[list[str], int]:
             # decode (`dicom: frame segments`, `dicom: entropy tight` and the readers judge that)
             continue
         n += 1
-        if not th.matches(th.measures(mine, refs[key])):  # type: ignore[arg-type]
+        if not th.alike(mine, refs[key]):  # type: ignore[arg-type]
             bad.append(f"{p.name}: a VOLUME level whose pixels are not the slide's (another level downsampled)")
     return bad, n
 
