@@ -15,7 +15,7 @@ from rich.table import Table
 from wsianon import __version__
 from wsianon.errors import WsianonError
 from wsianon.io.safetext import os_reason, safe_text
-from wsianon.profiles.policy import CodedData, DatesPolicy, LabelPolicy, MacroPolicy, PseudonymFrom, RenamePolicy, Target
+from wsianon.profiles.policy import CodedData, DatesPolicy, LabelPolicy, MacroPolicy, PseudonymFrom, RenamePolicy, Target, ThumbnailPolicy
 from wsianon.pipeline.model import Status
 from wsianon.verify.reportnames import safe_removal
 
@@ -90,6 +90,10 @@ def run(
     ] = Target.native,
     label: Annotated[LabelPolicy, typer.Option(help="Label image: remove it, or replace it by a blank image of the same size.")] = LabelPolicy.remove,
     macro: Annotated[MacroPolicy, typer.Option(help="Macro/overview image (usually shows the label): remove or keep.")] = MacroPolicy.remove,
+    thumbnail: Annotated[
+        ThumbnailPolicy,
+        typer.Option(help="Thumbnail (the slide downsampled; a kept one is proven to be the slide): keep, or remove to share nothing but the pyramid."),
+    ] = ThumbnailPolicy.keep,
     dates: Annotated[DatesPolicy, typer.Option(help="Acquisition dates and times: remove, keep the year only, or keep.")] = DatesPolicy.remove,
     rename: Annotated[RenamePolicy, typer.Option(help="Output file names: keyed pseudonym (default) or the source name.")] = RenamePolicy.pseudonym,
     profile: Annotated[
@@ -211,6 +215,7 @@ def run(
     policy = _policy(
         label=label.value,
         macro=macro.value,
+        thumbnail=thumbnail.value,
         dates=dates.value,
         rename=rename.value,
         dry_run=dry_run,

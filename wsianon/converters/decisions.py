@@ -142,7 +142,7 @@ class Decisions:
 
     def made_for(self, policy: Policy) -> bool:
         """True when these decisions hold for ``policy`` (the options that change a decision are equal)."""
-        return (self.policy.label, self.policy.macro, self.policy.dates) == (policy.label, policy.macro, policy.dates)
+        return (self.policy.label, self.policy.macro, self.policy.thumbnail, self.policy.dates) == (policy.label, policy.macro, policy.thumbnail, policy.dates)
 
     def inventory(self) -> Inventory:
         """The inventory ``inspect`` shows: a view of these decisions (the same objects)."""

@@ -175,6 +175,8 @@ def _policy_meta(cfg) -> str:
     meta = {"target": cfg.target, **policy_fields(p)}
     if p.coded_data != "sample":  # the report's policy says it of every slide (a job started before the option matches)
         meta["coded_data"] = p.coded_data
+    if p.thumbnail != "keep":  # likewise (a job started before --thumbnail kept its thumbnails)
+        meta["thumbnail"] = p.thumbnail
     return json.dumps(meta, sort_keys=True)
 
 
@@ -188,7 +190,8 @@ def _check_meta(man: Manifest, cfg, kfp: str, mode: str) -> None:
     oldp = man.get_meta("policy")
     if oldp is not None and oldp != _policy_meta(cfg) and not cfg.policy.overwrite:
         raise WsianonError(
-            man.path, "this job was started with other options (target, label, macro, dates, rename, ...); use the same options, a new OUT, or --overwrite"
+            man.path,
+            "this job was started with other options (target, label, macro, thumbnail, dates, rename, ...); use the same options, a new OUT, or --overwrite",
         )
     man.set_meta("key_fingerprint", kfp)
     man.set_meta("pseudonym_from", mode)

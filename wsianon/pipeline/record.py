@@ -124,6 +124,10 @@ def policy_in_words(policy: dict, dicom: bool = True) -> list[str]:
         "remove": "Macro / overview photograph of the whole glass slide (it usually shows the label): removed.",
         "keep": "Macro / overview photograph: KEPT as scanned — check on the review sheet that it shows no label text.",
     }
+    thumbnail: dict[str | None, str] = {
+        "keep": "Thumbnail (the slide downsampled, where the format has one): kept, proven to be the slide's own pyramid downsampled.",
+        "remove": "Thumbnail: removed; nothing but the pyramid remains of the slide's images.",
+    }
     dates: dict[str | None, str] = {
         "remove": "Acquisition dates and times: removed (a fixed dummy where the format requires a value).",
         "year": "Acquisition dates: reduced to the year; month, day and time removed.",
@@ -136,6 +140,7 @@ def policy_in_words(policy: dict, dicom: bool = True) -> list[str]:
     words = [
         label.get(policy.get("label"), f"Label image: {policy.get('label')}."),
         macro.get(policy.get("macro"), f"Macro image: {policy.get('macro')}."),
+        thumbnail.get(policy.get("thumbnail", "keep"), f"Thumbnail: {policy.get('thumbnail')}."),
         dates.get(policy.get("dates"), f"Dates: {policy.get('dates')}."),
         rename.get(policy.get("rename", "pseudonym"), f"File names: {policy.get('rename')}."),
         "Metadata: closed world — every field not known to be safe was removed or blanked; the slide's pyramid tiles were copied unchanged where the format allows.",
@@ -160,6 +165,8 @@ def policy_in_words(policy: dict, dicom: bool = True) -> list[str]:
 
 def policy_flags(policy: dict, dicom: bool = True) -> str:
     flags = f"--label {policy.get('label')} --macro {policy.get('macro')} --dates {policy.get('dates')} --rename {policy.get('rename', 'pseudonym')}"
+    if policy.get("thumbnail", "keep") != "keep":
+        flags += f" --thumbnail {policy.get('thumbnail')}"
     for o in (policy.get("dicom_options") or []) if dicom else []:
         flags += f" --profile {o}"
     if policy.get("coded_data") == "all":

@@ -43,7 +43,7 @@ def build_report(outcomes: list[Outcome], cfg) -> dict:
         "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
         "python": platform.python_version(),
         "target": cfg.target,
-        "policy": {**policy_fields(cfg.policy), "coded_data": cfg.policy.coded_data},
+        "policy": {**policy_fields(cfg.policy), "thumbnail": cfg.policy.thumbnail, "coded_data": cfg.policy.coded_data},
         "summary": summary(outcomes),
         "slides": [o.as_dict() for o in outcomes],
     }

@@ -149,7 +149,7 @@ def source_property_canaries(snap: SourceSnapshot, out_props: dict | None) -> li
 def allowed_associated(conv: NativeConverter | None, policy: Policy) -> set[str]:
     if conv is not None and hasattr(conv, "allowed_associated"):
         return set(conv.allowed_associated(policy))
-    allowed = {"thumbnail"}
+    allowed = set() if policy.thumbnail == "remove" else {"thumbnail"}
     if policy.label == "blank":
         allowed.add("label")
     if policy.macro == "keep":

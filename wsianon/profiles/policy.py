@@ -22,6 +22,14 @@ class MacroPolicy(StrEnum):
     keep = "keep"
 
 
+class ThumbnailPolicy(StrEnum):
+    """A kept thumbnail is proven to be the slide downsampled (``thumbnail-provenance``); ``remove``
+    drops it too, for those who want nothing beside the pyramid."""
+
+    keep = "keep"
+    remove = "remove"
+
+
 class DatesPolicy(StrEnum):
     remove = "remove"
     year = "year"
@@ -69,6 +77,7 @@ def check_choice(option: str, value: object, enum: type[StrEnum]) -> None:
 class Policy:
     label: LabelPolicy | str = LabelPolicy.remove
     macro: MacroPolicy | str = MacroPolicy.remove
+    thumbnail: ThumbnailPolicy | str = ThumbnailPolicy.keep
     dates: DatesPolicy | str = DatesPolicy.remove
     rename: RenamePolicy | str = RenamePolicy.pseudonym
     dry_run: bool = False
@@ -87,7 +96,7 @@ class Policy:
 
     def __post_init__(self) -> None:
         check_choice("coded-data", self.coded_data, CodedData)
-        for name, enum in (("label", LabelPolicy), ("macro", MacroPolicy), ("dates", DatesPolicy), ("rename", RenamePolicy)):
+        for name, enum in (("label", LabelPolicy), ("macro", MacroPolicy), ("thumbnail", ThumbnailPolicy), ("dates", DatesPolicy), ("rename", RenamePolicy)):
             check_choice(name, getattr(self, name), enum)
         if self.mpp is not None and not (0 < float(self.mpp) < 1000):
             raise ValueError("--mpp must be a pixel spacing in micrometres per pixel, above 0 and below 1000")

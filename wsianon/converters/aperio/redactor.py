@@ -167,7 +167,7 @@ class AperioConverter(NativeConverter):
                         action = Action.KEEP
                     image = ImageDecision(kind, where, True, action)
                 elif kind == "thumbnail":
-                    image = ImageDecision("thumbnail", where, False, Action.KEEP)
+                    image = ImageDecision("thumbnail", where, False, Action.REMOVE if policy.thumbnail == "remove" else Action.KEEP)
                 else:
                     image = ImageDecision("unknown", where, True, Action.REMOVE)
                 if image is not None:

@@ -437,7 +437,7 @@ def convert_slide(source: Path, inv: Inventory, ctx: SlideContext, out_dir: Path
         route.preflight(source)
     scanner = source_scanner(inv)
     # a thumbnail the native route would remove (e.g. an MRXS preview showing a barcode) is not written
-    keep_thumbnail = not any(i.kind == "thumbnail" and i.action is not Action.KEEP for i in inv.images)
+    keep_thumbnail = ctx.policy.thumbnail != "remove" and not any(i.kind == "thumbnail" and i.action is not Action.KEEP for i in inv.images)
     # an MRXS preview (SlidePreview) is a photo of the glass, not the slide downsampled: a THUMBNAIL
     # instance must be the slide (``dicom: thumbnail``), so it is not written either
     preview = inv.format == "mrxs" and any(i.kind == "thumbnail" for i in inv.images)
@@ -468,6 +468,8 @@ def convert_slide(source: Path, inv: Inventory, ctx: SlideContext, out_dir: Path
                 frames.moved(written, final)
         if preview:
             result.removals.append(Removal("image", "thumbnail", "not written (an MRXS preview is no downsample of the slide)"))
+        elif policy.thumbnail == "remove":
+            result.removals.append(Removal("image", "thumbnail", "not written (--thumbnail remove)"))
         elif not keep_thumbnail:
             result.removals.append(Removal("image", "thumbnail", "not written (the native inventory removes it)"))
         note = missing_levels_note(source, inv, [(w, h) for _o, w, h, kind, _p in files if kind == "VOLUME"])

@@ -273,6 +273,12 @@ def finalize_meta(ds: Dataset) -> None:
 _KIND_ORDER = {"VOLUME": 0, "THUMBNAIL": 1, "OVERVIEW": 2, "LABEL": 3}
 
 
+def _dropped(kind: str, policy, keep_label: bool) -> bool:
+    """An instance the run does not share: a LABEL (unless our blank one), an OVERVIEW unless
+    --macro keep, a THUMBNAIL with --thumbnail remove."""
+    return (kind == "LABEL" and not keep_label) or (kind == "OVERVIEW" and policy.macro != "keep") or (kind == "THUMBNAIL" and policy.thumbnail == "remove")
+
+
 def process_instances(
     sources: list[Path], ctx: SlideContext, out_dir: Path, result: DicomResult, label_note: str, keep_label: bool = False, scanner: Scanner | None = None
 ) -> None:
@@ -296,7 +302,7 @@ def process_instances(
             )
         if span is None:
             raise UnsupportedFormat(f, "WSI instance without Pixel Data")
-        if not (kind == "LABEL" and not keep_label) and not (kind == "OVERVIEW" and ctx.policy.macro != "keep"):
+        if not _dropped(kind, ctx.policy, keep_label):
             # an instance that will be shared: its frames are copied as they are, so they must be
             # ones the checks judge, each with a place of its own (a frame no viewer shows could
             # be any image); a LABEL/OVERVIEW that is removed is not held to it
@@ -316,11 +322,7 @@ def process_instances(
     headers.sort(key=lambda h: (_KIND_ORDER[h[0]], -int(h[2].get("TotalPixelMatrixColumns", 0) or h[2].get("Columns", 0) or 0), str(h[1])))
     # the instances that will be shared, by their output SOP Instance UID: references to any
     # other instance (a dropped LABEL/OVERVIEW, another series) are removed
-    kept_uids = {
-        engine.uid_out(str(ds.get("SOPInstanceUID", "")))
-        for kind, _f, ds, _s in headers
-        if not (kind == "LABEL" and not keep_label) and not (kind == "OVERVIEW" and ctx.policy.macro != "keep")
-    }
+    kept_uids = {engine.uid_out(str(ds.get("SOPInstanceUID", ""))) for kind, _f, ds, _s in headers if not _dropped(kind, ctx.policy, keep_label)}
     n = 0
     frame_of_reference: str | None = None  # PS3.3 C.7.4.1.1.1: one Frame of Reference UID per series
     for kind, f, ds, span in headers:
@@ -330,6 +332,9 @@ def process_instances(
             continue
         if kind == "OVERVIEW" and ctx.policy.macro != "keep":
             result.removals.append(Removal("image", "overview", Action.REMOVE.done, where))
+            continue
+        if kind == "THUMBNAIL" and ctx.policy.thumbnail == "remove":
+            result.removals.append(Removal("image", "thumbnail", Action.REMOVE.done, where))
             continue
         engine.apply(ds)
         frame_of_reference = one_frame_of_reference(ds, frame_of_reference, result)

@@ -26,6 +26,8 @@ def associated_actions(slide: Slide, policy: Policy) -> dict[int, str]:
             out[rec.table_slot] = "blank" if policy.label == "blank" else "remove"
         elif kind in ("macro", "wholeslide"):
             out[rec.table_slot] = "keep" if policy.macro == "keep" else "remove"
+        elif policy.thumbnail == "remove":
+            out[rec.table_slot] = "remove"
         else:  # thumbnail / preview: kept only when no barcode is found in it
             n = count_barcodes(slide.blob(rec)) if rec.present else 0
             out[rec.table_slot] = "keep" if n == 0 else "remove"

@@ -196,7 +196,7 @@ class VentanaConverter(NativeConverter):
     def _decide_structure(self, ts: TiffStructure, an: _Analysis, policy: Policy) -> None:
         """The label is wiped and unlinked (whatever ``--label`` says), its fields go with it; when it
         was IFD 0, where the iScan XMP lives on."""
-        an.remove = set(an.labels)
+        an.remove = set(an.labels) | (set(an.thumbnails) if policy.thumbnail == "remove" else set())
         if policy.label == "blank":
             an.plan_notes.append(
                 "BIF label: --label blank is not offered for BIF (the Label_Image is the whole-slide overview); the label image was wiped and unlinked instead"
@@ -243,7 +243,7 @@ class VentanaConverter(NativeConverter):
         for i in an.labels:
             d.images.append(ImageDecision(ImageKind.LABEL, f"IFD {i}", True, Action.REMOVE))
         for i in an.thumbnails:
-            d.images.append(ImageDecision(ImageKind.THUMBNAIL, f"IFD {i}", False, Action.KEEP))
+            d.images.append(ImageDecision(ImageKind.THUMBNAIL, f"IFD {i}", False, Action.REMOVE if i in an.remove else Action.KEEP))
         d.image_at = {int(img.where.split()[-1]): img for img in d.images}
         return d
 

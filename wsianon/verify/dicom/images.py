@@ -31,6 +31,8 @@ def check_record_and_images(dsets: list[tuple[Path, Dataset]], policy, verdict: 
             # the instance says its pixels show the label or other burned-in text: nothing here
             # cleans pixels, so it cannot be shared as de-identified
             img_bad.append(f"{path.name}: {kind or 'image'} instance flagged as showing the label or burned-in text")
+        if kind == "THUMBNAIL" and policy is not None and policy.thumbnail == "remove":
+            img_bad.append(f"{path.name}: THUMBNAIL instance (--thumbnail remove)")
         if kind == "OVERVIEW":
             if policy is None or policy.macro != "keep":
                 img_bad.append(f"{path.name}: OVERVIEW instance")
