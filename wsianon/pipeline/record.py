@@ -728,7 +728,17 @@ ul.plain{margin:4px 0;padding-left:18px}
 @media print{.controls,.pager{display:none}.card{break-inside:avoid;content-visibility:visible}}
 """
 
-_JS = r"""
+# the slide table's controls (sort, filter, page size, pager), wired the same in the one-file record and in a paged record's index
+_JS_CONTROLS = r"""  [].forEach.call(document.querySelectorAll('th[data-sort]'),function(th){th.addEventListener('click',function(){var k=th.getAttribute('data-sort');dir=(k===key)?-dir:1;key=k;apply();});});
+  q.addEventListener('input',function(){page=0;apply();}); st.addEventListener('change',function(){page=0;apply();});
+  fm.addEventListener('change',function(){page=0;apply();}); ps.addEventListener('change',function(){page=0;apply();});
+  document.getElementById('prev').addEventListener('click',function(){page--;apply();});
+  document.getElementById('next').addEventListener('click',function(){page++;apply();});
+  document.getElementById('controls').hidden=false;
+"""
+
+_JS = (
+    r"""
 (function(){
   var rows=[].slice.call(document.querySelectorAll('#slides tbody tr'));
   var cards={}, lazy={};
@@ -758,13 +768,9 @@ _JS = r"""
     for(var i=lo;i<hi;i++){var r=view[i]; r.hidden=false; var c=card('card-'+r.getAttribute('data-slide')); if(c){c.hidden=false; grid.appendChild(c);}}
     info.textContent=view.length?('slides '+(lo+1)+'\u2013'+hi+' of '+view.length+' (page '+(page+1)+'/'+pages+')'):'no slide matches';
   }
-  [].forEach.call(document.querySelectorAll('th[data-sort]'),function(th){th.addEventListener('click',function(){var k=th.getAttribute('data-sort');dir=(k===key)?-dir:1;key=k;apply();});});
-  q.addEventListener('input',function(){page=0;apply();}); st.addEventListener('change',function(){page=0;apply();});
-  fm.addEventListener('change',function(){page=0;apply();}); ps.addEventListener('change',function(){page=0;apply();});
-  document.getElementById('prev').addEventListener('click',function(){page--;apply();});
-  document.getElementById('next').addEventListener('click',function(){page++;apply();});
-  document.getElementById('controls').hidden=false;
-  function go(){  /* #card-NAME (a link from the index of a paged record): the table page showing that card */
+"""
+    + _JS_CONTROLS
+    + r"""  function go(){  /* #card-NAME (a link from the index of a paged record): the table page showing that card */
     var h=location.hash.slice(1); try{h=decodeURIComponent(h);}catch(e){return;}
     if(h.indexOf('card-')!==0)return;
     var n=parseInt(ps.value,10)||50;
@@ -774,6 +780,7 @@ _JS = r"""
   apply(); go();
 })();
 """
+)
 
 
 def _e(x) -> str:
@@ -973,7 +980,8 @@ def render_card_page(data: RecordData, slides: list[SlideRecord], no: int, pages
 """
 
 
-_INDEX_JS = r"""
+_INDEX_JS = (
+    r"""
 (function(){
   var d=JSON.parse(document.getElementById('slide-index').textContent);
   var F=d.formats, T=d.targets, S=d.states, per=d.page, dirname=d.dir;
@@ -1006,15 +1014,12 @@ _INDEX_JS = r"""
     tbody.textContent=''; tbody.appendChild(frag);
     info.textContent=view.length?('slides '+(lo+1)+'\u2013'+hi+' of '+view.length+' (page '+(page+1)+'/'+pages+')'):'no slide matches';
   }
-  [].forEach.call(document.querySelectorAll('th[data-sort]'),function(th){th.addEventListener('click',function(){var k=th.getAttribute('data-sort');dir=(k===key)?-dir:1;key=k;apply();});});
-  q.addEventListener('input',function(){page=0;apply();}); st.addEventListener('change',function(){page=0;apply();});
-  fm.addEventListener('change',function(){page=0;apply();}); ps.addEventListener('change',function(){page=0;apply();});
-  document.getElementById('prev').addEventListener('click',function(){page--;apply();});
-  document.getElementById('next').addEventListener('click',function(){page++;apply();});
-  document.getElementById('controls').hidden=false;
-  apply();
+"""
+    + _JS_CONTROLS
+    + r"""  apply();
 })();
 """
+)
 
 
 def render_index(data: RecordData, page_size: int) -> str:
