@@ -11,7 +11,8 @@ signature.  :func:`sanitize` returns a profile of the same length in which
   payload is zeroed (an empty text of the same type);
 * the header's creation date and profile ID are zeroed (the ID is an MD5 of
   the content; zero means "not computed");
-* every byte no tag references is zeroed.
+* every byte no tag references is zeroed;
+* an unknown (private) tag or an 'mpet' leaves the tag table (the others keep their order).
 
 Colour transforms are unchanged (no colorimetric byte moves); only the names
 a viewer might show become empty.  No vendor semantics here.
@@ -283,15 +284,16 @@ def sanitize(data: bytes) -> tuple[bytes, int]:
     out = bytearray(len(data))
     out[:HEADER] = header
     out[0:4] = struct.pack(">I", len(data))
-    table_end = HEADER + 4 + 12 * len(tags)
-    out[HEADER:table_end] = data[HEADER:table_end]
-    emptied = 0
-    done: set[tuple[int, int]] = set()
-    for i, (sig, _off, _size) in enumerate(tags):
-        if sig not in KNOWN_TAGS or data[_off : _off + 4] == b"mpet":
-            out[HEADER + 4 + 12 * i : HEADER + 8 + 12 * i] = bytes(4)
-            emptied += 1
     known = [t for t in tags if t[0] in KNOWN_TAGS and data[t[1] : t[1] + 4] != b"mpet"]
+    # an unknown (private) tag or an mpet leaves the tag table: the table keeps the other entries
+    # in their order and the freed entries are zero.  A zeroed signature left in place would be a
+    # tag of signature 0, and two of them (Apple's aarg/aagg/aabg, D2B0 and B2D0) a duplicate that
+    # LittleCMS refuses: the whole profile would no longer open (OpenSlide, Pillow)
+    emptied = len(tags) - len(known)
+    out[HEADER : HEADER + 4] = struct.pack(">I", len(known))
+    for i, (sig, off, size) in enumerate(known):
+        out[HEADER + 4 + 12 * i : HEADER + 16 + 12 * i] = struct.pack(">4sII", sig, off, size)
+    done: set[tuple[int, int]] = set()
     for _sig, off, size in sorted(known, key=lambda t: t[1]):
         if (off, size) in done:
             continue  # tags may share their data
