@@ -68,3 +68,22 @@ def test_an_mpet_pair_leaves_the_table_and_the_profile_opens():
     clean, _ = icc.sanitize(profile)
     assert icc_problems(clean, SAFE) == 0 and b"mpet" not in clean
     assert np.array_equal(_rgb(clean), _rgb(real))
+
+
+def test_a_tag_running_past_the_profiles_end_leaves_the_table():
+    """A tag whose stated size runs past the profile's end (a size miscounted: LittleCMS skips the
+    tag and reads the rest) made the whole profile 'not parse': it was zeroed, and the verifier
+    refused the zeros, so the slide was quarantined. Now that tag leaves the table."""
+    real = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    text = b"text" + bytes(4) + b"Copyright\0"
+    profile = bytearray(_with_tags(real, [(b"targ", text)]))
+    n = struct.unpack(">I", profile[128:132])[0]
+    at = 128 + 4 + 12 * (n - 1)
+    sig, off, _size = struct.unpack(">4sII", profile[at : at + 12])
+    profile[at : at + 12] = struct.pack(">4sII", sig, off, len(profile) - off + 2)
+    profile = bytes(profile)
+    before = _rgb(profile)  # LittleCMS opens it, the tag skipped
+    clean, emptied = icc.sanitize(profile)
+    assert any(clean) and emptied >= 1 and icc_problems(clean, SAFE) == 0
+    assert b"Copyright" not in clean and b"targ" not in clean
+    assert np.array_equal(_rgb(clean), before)
