@@ -11,7 +11,9 @@ signature.  :func:`sanitize` returns a profile of the same length in which
   payload is zeroed (an empty text of the same type);
 * the header's creation date and profile ID are zeroed (the ID is an MD5 of
   the content; zero means "not computed");
-* every byte no tag references is zeroed.
+* every byte no tag references is zeroed;
+* an unknown (private) tag, an 'mpet' or a tag whose data runs past the profile's end leaves the
+  tag table (the others keep their order).
 
 Colour transforms are unchanged (no colorimetric byte moves); only the names
 a viewer might show become empty.  No vendor semantics here.
@@ -256,8 +258,10 @@ def closed_header(data: bytes) -> bytes | None:
     return bytes(out)
 
 
-def parse(data: bytes) -> list[tuple[bytes, int, int]] | None:
-    """(signature, offset, size) per tag, or None when ``data`` is not a plausible ICC profile."""
+def parse(data: bytes, past_end: bool = False) -> list[tuple[bytes, int, int]] | None:
+    """(signature, offset, size) per tag, or None when ``data`` is not a plausible ICC profile.
+    ``past_end``: a tag whose data runs past the profile's end is left out instead (LittleCMS
+    skips such a tag and reads the rest: real profiles have one, a size miscounted)."""
     if len(data) < HEADER + 4 or data[36:40] != b"acsp":
         return None
     (n,) = struct.unpack(">I", data[HEADER : HEADER + 4])
@@ -266,7 +270,11 @@ def parse(data: bytes) -> list[tuple[bytes, int, int]] | None:
     tags = []
     for i in range(n):
         sig, off, size = struct.unpack(">4sII", data[HEADER + 4 + 12 * i : HEADER + 16 + 12 * i])
-        if off < HEADER + 4 + 12 * n or off + size > len(data) or size < 8:
+        if off < HEADER + 4 + 12 * n or size < 8:
+            return None
+        if off + size > len(data):
+            if past_end:
+                continue
             return None
         tags.append((sig, off, size))
     return tags
@@ -276,22 +284,24 @@ def sanitize(data: bytes) -> tuple[bytes, int]:
     """(sanitized profile of the same length, number of tags whose payload was zeroed).
 
     A profile that does not parse is zeroed entirely (returned length unchanged)."""
-    tags = parse(data)
+    tags = parse(data, past_end=True)  # a tag past the end leaves the table (a CMM skips it)
     header = closed_header(data)
     if tags is None or header is None:
         return bytes(len(data)), 1
+    overrun = struct.unpack_from(">I", data, HEADER)[0] - len(tags)
     out = bytearray(len(data))
     out[:HEADER] = header
     out[0:4] = struct.pack(">I", len(data))
-    table_end = HEADER + 4 + 12 * len(tags)
-    out[HEADER:table_end] = data[HEADER:table_end]
-    emptied = 0
-    done: set[tuple[int, int]] = set()
-    for i, (sig, _off, _size) in enumerate(tags):
-        if sig not in KNOWN_TAGS or data[_off : _off + 4] == b"mpet":
-            out[HEADER + 4 + 12 * i : HEADER + 8 + 12 * i] = bytes(4)
-            emptied += 1
     known = [t for t in tags if t[0] in KNOWN_TAGS and data[t[1] : t[1] + 4] != b"mpet"]
+    # an unknown (private) tag or an mpet leaves the tag table: the table keeps the other entries
+    # in their order and the freed entries are zero.  A zeroed signature left in place would be a
+    # tag of signature 0, and two of them (Apple's aarg/aagg/aabg, D2B0 and B2D0) a duplicate that
+    # LittleCMS refuses: the whole profile would no longer open (OpenSlide, Pillow)
+    emptied = len(tags) - len(known) + overrun
+    out[HEADER : HEADER + 4] = struct.pack(">I", len(known))
+    for i, (sig, off, size) in enumerate(known):
+        out[HEADER + 4 + 12 * i : HEADER + 16 + 12 * i] = struct.pack(">4sII", sig, off, size)
+    done: set[tuple[int, int]] = set()
     for _sig, off, size in sorted(known, key=lambda t: t[1]):
         if (off, size) in done:
             continue  # tags may share their data

@@ -254,8 +254,9 @@ def _container_findings(f: Path, ds: Dataset) -> list[str]:
 def _meta_uid_problems(ds: Dataset, meta) -> list[tuple[str, str]]:
     """The File Meta UIDs are the data set's own or fixed ones: the instance's SOP Class and
     Instance UIDs (both judged in the data set), a registry transfer syntax, and the
-    implementation that wrote the file named by a registry, keyed or pydicom's own UID (a
-    writer's root with digits after it could spell an identifier's)."""
+    implementation that wrote the file named by a registry, keyed, pydicom's own or a DICOM
+    toolkit's fixed UID (:func:`_toolkit_uid`: a PACS or toolkit that rewrote the meta; a
+    writer's root with other digits after it could spell an identifier's)."""
     from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
     out = []
@@ -267,9 +268,18 @@ def _meta_uid_problems(ds: Dataset, meta) -> list[tuple[str, str]]:
     if ts not in FRAMES_JUDGED_TS:
         out.append(("TransferSyntaxUID", "not one whose frames a check judges (native, JPEG, JPEG-LS, JPEG 2000)"))
     impl = str(meta.get("ImplementationClassUID", "") or "").strip()
-    if impl and impl != PYDICOM_IMPLEMENTATION_UID and not (impl.startswith(KEYED_ROOT) or standard_uid(impl)):
+    if impl and impl != PYDICOM_IMPLEMENTATION_UID and not (impl.startswith(KEYED_ROOT) or standard_uid(impl) or _toolkit_uid(impl)):
         out.append(("ImplementationClassUID", "a UID neither of the DICOM registry, keyed nor the writer's (pydicom)"))
     return out
+
+
+def _toolkit_uid(uid: str) -> bool:
+    """Whether ``uid`` is the Implementation Class UID a DICOM toolkit writes when it (re)writes a
+    file's meta (DCMTK, dcm4che, GDCM, PixelMed, fo-dicom, pynetdicom, highdicom): a whole-value
+    match of ``dicom_wsi_iod.json``'s patterns, whose only free part is a version number."""
+    from wsianon.profiles import load
+
+    return any(re.fullmatch(p, uid) for p in load("dicom_wsi_iod").get("implementation_class_uids", []))
 
 
 def _native_length(ds: Dataset, padded: bool = True) -> int:

@@ -45,6 +45,14 @@ def _one_plane(ds: Dataset) -> bool:
     return int(ds.get("TotalPixelMatrixFocalPlanes", 1) or 1) == 1 and int(ds.get("NumberOfOpticalPaths", 1) or 1) == 1
 
 
+def _optical_path(ds: Dataset) -> str | None:
+    """The identifier of an instance's one optical path (a fluorescence channel), or None."""
+    try:
+        return str(ds.OpticalPathSequence[0].OpticalPathIdentifier)
+    except (AttributeError, IndexError, TypeError):
+        return None
+
+
 def unlike_levels(dsets: list[tuple[Path, Dataset]]) -> tuple[list[str], int]:
     """(``name: why`` for every VOLUME level, the base aside, whose pixels are not the slide's,
     number of levels compared). A level is shown when the viewer zooms out: a label photo scaled
@@ -53,7 +61,9 @@ def unlike_levels(dsets: list[tuple[Path, Dataset]]) -> tuple[list[str], int]:
     match a larger level rendered the same way (the smallest at least 4x the grid; 0.80
     correlation, no 16th departing by more than 20 grey levels). Levels under
     ``MIN_LEVEL_SIDE`` on their long side are not compared. Instances of several focal
-    planes or optical paths are not compared (a channel need not look like another); nor is a
+    planes or optical paths are not compared (a channel need not look like another), and an
+    instance of one optical path is compared with the larger levels of its own path where it has
+    any (``_optical_path``); nor is a
     level that cannot be rendered (a sparse level whose sampled points fall where it has no frame,
     a frame that does not decode: the frame checks and the readers judge that)."""
     from wsianon.verify import thumbnail as th
@@ -65,8 +75,14 @@ def unlike_levels(dsets: list[tuple[Path, Dataset]]) -> tuple[list[str], int]:
     bad: list[str] = []
     refs: dict[tuple, object] = {}
     n = 0
+    paths = {str(p): _optical_path(ds) for p, ds, _m in volumes}
     for p, ds, m in volumes:
         others = [v for v in volumes if v[2][0] * v[2][1] > m[0] * m[1]]
+        # a channel (one instance a level and optical path, as fluorescence slides are stored) is
+        # compared with its own larger levels: another channel is another picture. A level with no
+        # larger one of its own path is compared with the others, as before (fail closed)
+        own = [v for v in others if paths[str(v[0])] == paths[str(p)]]
+        others = own or others
         if m == base or not others or max(m) < MIN_LEVEL_SIDE:
             continue  # the base is the slide's image by definition (its frames are the source's)
         shape = th.grid_shape(m)
