@@ -329,21 +329,9 @@ def test_verify_refuses_text_in_an_icc_curve_of_another_tools_output(cli, tmp_pa
 
 def _iso_name(thumb: np.ndarray) -> np.ndarray:
     """``thumb`` with "DOE JANE" in large letters whose luma is the picture's own: only Cb/Cr change."""
-    from PIL import Image, ImageDraw
+    from .fixtures.helpers import iso_name
 
-    h, w = thumb.shape[:2]
-    m = Image.new("L", (w // 4, h // 4), 0)
-    d = ImageDraw.Draw(m)
-    d.text((2, 2), "DOE", fill=255)
-    d.text((2, 14), "JANE", fill=255)
-    mask = np.asarray(m.resize((w, h), Image.Resampling.NEAREST)) > 0
-    rgb = thumb.astype(np.float32)
-    y = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
-    cb = np.where(mask, -50.0, (rgb[..., 2] - y) * 0.564)
-    cr = np.where(mask, 70.0, (rgb[..., 0] - y) * 0.713)
-    r, b = y + 1.402 * cr, y + 1.772 * cb
-    g = (y - 0.299 * r - 0.114 * b) / 0.587
-    return np.clip(np.stack([r, g, b], -1), 0, 255).round().astype(np.uint8)
+    return iso_name(thumb, (thumb.shape[1] // 4, thumb.shape[0] // 4), (2, 2))
 
 
 def test_a_name_in_the_thumbnails_colours_only_is_refused(cli, tmp_path):

@@ -20,21 +20,9 @@ def _cast(rgb: np.ndarray, gains=WARM) -> np.ndarray:
 def _iso_name(thumb: np.ndarray) -> np.ndarray:
     """``thumb`` with "DOE JANE" written across it in colours whose luma is the picture's own (only
     Cb/Cr change; as red team 4 planted it, in letters large against the thumbnail)."""
-    from PIL import Image, ImageDraw
+    from .fixtures.helpers import iso_name
 
-    h, w = thumb.shape[:2]
-    m = Image.new("L", (28, 28 * h // w), 0)
-    d = ImageDraw.Draw(m)
-    d.text((1, 1), "DOE", fill=255)
-    d.text((1, 13), "JANE", fill=255)
-    mask = np.asarray(m.resize((w, h), Image.Resampling.NEAREST)) > 0
-    rgb = thumb.astype(np.float32)
-    y = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
-    cb = np.where(mask, -50.0, (rgb[..., 2] - y) * 0.564)
-    cr = np.where(mask, 70.0, (rgb[..., 0] - y) * 0.713)
-    r, b = y + 1.402 * cr, y + 1.772 * cb
-    g = (y - 0.299 * r - 0.114 * b) / 0.587
-    return np.clip(np.stack([r, g, b], -1), 0, 255).round().astype(np.uint8)
+    return iso_name(thumb, (28, 28 * thumb.shape[0] // thumb.shape[1]), (1, 1))
 
 
 def _little_tissue() -> np.ndarray:
