@@ -287,19 +287,9 @@ def test_icc_colorimetric_tags_keep_only_their_fields():
     wtpt = b"XYZ " + bytes(4) + struct.pack(">iii", 63190, 65536, 54061) + TEXT
     curv = b"curv" + bytes(4) + struct.pack(">IHH", 2, 0, 65535) + TEXT
     arr = b"ui08" + bytes(4) + TEXT
-    tags = [(b"wtpt", wtpt), (b"rTRC", curv), (b"vcgt", arr)]
-    off, body, entries = 128 + 4 + 12 * len(tags), b"", b""
-    for sig, data in tags:
-        data += bytes(-len(data) % 4)
-        entries += sig + struct.pack(">II", off + len(body), len(data))
-        body += data
-    header = bytearray(128)
-    header[0:4] = struct.pack(">I", 128 + 4 + len(entries) + len(body))
-    header[8:10] = b"\x02\x10"
-    header[12:24] = b"mntrRGB XYZ "
-    header[36:40] = b"acsp"
-    header[68:80] = struct.pack(">3i", *icc.D50)
-    profile = bytes(header) + struct.pack(">I", len(tags)) + entries + body
+    from .fixtures.helpers import icc_profile
+
+    profile = icc_profile([(b"wtpt", wtpt), (b"rTRC", curv), (b"vcgt", arr)], version=b"\x02\x10")
     assert icc_problems(profile, safe) > 0
     out, _ = icc.sanitize(profile)
     assert icc_problems(out, safe) == 0 and TOKEN.encode() not in out and b"MRN" not in out

@@ -56,18 +56,9 @@ IDENTITY = b"curv" + bytes(8)  # a curve of no points: identity, 12 bytes
 
 
 def _profile(tags: list[tuple[bytes, bytes]], space: bytes = b"RGB ", pcs: bytes = b"XYZ ") -> bytes:
-    off, body, entries = 128 + 4 + 12 * len(tags), b"", b""
-    for sig, data in tags:
-        data += bytes(-len(data) % 4)
-        entries += sig + struct.pack(">II", off + len(body), len(data))
-        body += data
-    header = bytearray(128)
-    header[0:4] = struct.pack(">I", 128 + 4 + len(entries) + len(body))
-    header[8:10] = b"\x04\x20"
-    header[12:24] = b"mntr" + space + pcs
-    header[36:40] = b"acsp"
-    header[68:80] = struct.pack(">3i", *icc.D50)
-    return bytes(header) + struct.pack(">I", len(tags)) + entries + body
+    from .fixtures.helpers import icc_profile
+
+    return icc_profile(tags, b"\x04\x20", space, pcs)
 
 
 def _mab(hide: bytes = b"") -> bytes:
