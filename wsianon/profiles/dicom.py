@@ -259,7 +259,8 @@ BINARY_VRS = frozenset({"OB", "OW", "OF", "OD", "OL", "OV", "UN"})
 # an ICC profile (colorimetric tags only), a palette channel (a colour ramp); the top-level Pixel Data
 # (its frames) and offset tables are judged by the frame checks and against the items they index.  Any other binary value (Encrypted
 # Content, a nested icon's Pixel Data, a signature, bytes of a UN element) could hold anything.
-JUDGED_BINARY_KWS = frozenset({"ICCProfile", "RedPaletteColorLookupTableData", "GreenPaletteColorLookupTableData", "BluePaletteColorLookupTableData"})
+PALETTE_DATA_KWS = ("RedPaletteColorLookupTableData", "GreenPaletteColorLookupTableData", "BluePaletteColorLookupTableData")
+JUDGED_BINARY_KWS = frozenset({"ICCProfile", *PALETTE_DATA_KWS})
 
 
 def binary_judged(path: tuple[str, ...], keyword: str) -> bool:

@@ -197,14 +197,11 @@ def _palette_ok(kw: str, data: bytes) -> bool:
     carried bytes). A segmented palette (opcodes) is not judged: False."""
     if kw.startswith("Segmented") or len(data) % 2:
         return False
-    import struct
-
     import numpy as np
 
     from wsianon.io.palette import is_canonical
 
-    vals = np.asarray(struct.unpack(f"<{len(data) // 2}H", data))
-    return is_canonical(vals)
+    return is_canonical(np.frombuffer(data, "<u2"))  # the 16-bit entries, as the route reads them
 
 
 # the File Meta Information an output carries (PS3.10 7.1); anything else there (Source/Sending AE

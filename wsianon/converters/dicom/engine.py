@@ -30,9 +30,11 @@ from wsianon.io.keyed import keyed_uid
 from wsianon.io.plan import Removal
 from wsianon.profiles.actions import Action
 from wsianon.profiles.dicom import (
+    BINARY_VRS,
     CODE_VALUE_KWS,
     FREE_TEXT_VRS,
     OFFSET_TABLE_KWS,
+    PALETTE_DATA_KWS,
     DicomProfile,
     action_by_type,
     binary_judged,
@@ -44,11 +46,9 @@ from wsianon.profiles.dicom import (
     standard_uid,
 )
 
-PALETTE_DATA_KWS = ("RedPaletteColorLookupTableData", "GreenPaletteColorLookupTableData", "BluePaletteColorLookupTableData")
 TEXT_VRS = {"AE", "AS", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"}
 DATE_VRS = {"DA", "DT", "TM"}
 NUM_VRS = {"DS", "IS", "FL", "FD", "SL", "SS", "UL", "US", "SV", "UV", "AT"}
-BIN_VRS = {"OB", "OW", "OF", "OD", "OL", "OV", "UN"}
 
 DUMMY = {
     "AE": "ANONYMOUS",
@@ -243,7 +243,7 @@ class Engine:
                 return
             self._sequence(elem, action, name, path + (step,))
             return
-        if elem.VR in BIN_VRS and not _no_value(elem) and not binary_judged(path, kw):
+        if elem.VR in BINARY_VRS and not _no_value(elem) and not binary_judged(path, kw):
             # closed world: a byte string kept as it is must be one a check judges (an ICC
             # profile, a palette); Encrypted Content, a signature, a UN value could hold anything
             del ds[tag]
@@ -450,12 +450,12 @@ class Engine:
                 continue
             type_ = wsi_type(path, elem.keyword) if elem.keyword else None
             action = action_by_type(type_)
-            if action is Action.DUMMY and elem.VR in BIN_VRS:
+            if action is Action.DUMMY and elem.VR in BINARY_VRS:
                 action = Action.BLANK  # no meaningful binary dummy: empty
             if action is Action.REMOVE:
                 del ds[tag]
             elif action is Action.BLANK:
-                elem.value = self._empty(elem) if elem.VR not in BIN_VRS else b""
+                elem.value = self._empty(elem) if elem.VR not in BINARY_VRS else b""
             else:
                 elem.value = self._dummy(elem)
             self.removals.setdefault((name, "scrub"), Removal("field", name, f"{action.done}: held a source value"))
