@@ -220,6 +220,21 @@ def test_pages_are_written_holding_one_pages_images(out, monkeypatch):
     assert held == [3, 3, 1]
 
 
+def test_a_page_whose_images_left_the_cache_renders_them_from_the_outputs(out, monkeypatch):
+    """A paged record leaves the images in the record's cache and each page loads its own; an entry
+    the cache no longer gives (dropped, unreadable) is rendered again from the slide's output, as
+    ``collect`` renders it: every card still shows its output's thumbnail, no placeholder."""
+    monkeypatch.setattr(record._Cache, "images", lambda self, slide, sig: None)
+    rendered: list[object] = []
+    real = record.render_slide_images
+    monkeypatch.setattr(record, "render_slide_images", lambda main, *a, **k: rendered.append(main) or real(main, *a, **k))
+    record.write_record(out)
+    assert len(rendered) == 2 * N  # once by collect (nothing cached), once more when each page is written
+    for rel in _pages(out):
+        page = (out / rel).read_text()
+        assert page.count('<img class="thumb" alt="thumbnail of ') == page.count('class="card"') > 0, rel
+
+
 def test_the_review_sheet_of_a_paged_record_shows_every_outputs_thumbnail(out, cli, tmp_path):
     sheet = tmp_path / "sheet.html"
     assert cli("certify", out, "--review-sheet", sheet)[0] == 0

@@ -585,15 +585,20 @@ RENDERING = "record: rendering the thumbnails of {} slide(s) for the HTML report
 RENDER_BATCH = 64  # rendered images held at once before they go into the cache
 
 
+def _render_main(main: Path | list[Path] | None) -> dict:
+    """A shared slide's images rendered from what ``_verified_main`` gives (None: its output is gone)."""
+    if main is None:
+        return {"thumbnail": None, "images": [], "error": "output missing"}
+    return render_slide_images(main)
+
+
 def _render_all(todo: list[_Render]):
     """(job, images) for each of ``todo``, in order, rendered by up to ``RENDER_THREADS`` threads."""
     import os
     from concurrent.futures import ThreadPoolExecutor
 
     def render(job: _Render) -> dict:
-        if job.main is None:
-            return {"thumbnail": None, "images": [], "error": "output missing"}
-        return render_slide_images(job.main)
+        return _render_main(job.main)
 
     threads = max(1, min(RENDER_THREADS, os.cpu_count() or 1, len(todo)))
     if threads == 1:
@@ -1184,13 +1189,8 @@ def _load_images(out: Path, slides: list[SlideRecord], cache: _Cache) -> list[Sl
         if rec.image_sig is None or rec.thumbnail is not None or rec.images:
             continue
         imgs = cache.images(rec.slide, rec.image_sig)
-        if imgs is None:
-            main = _main_output(out, {"outputs": rec.outputs})
-            if main is not None and main.is_dir():
-                dcm = [out / f.rel for f in rec.files if f.rel.lower().endswith(".dcm")]
-                imgs = render_slide_images(dcm) if dcm else {"thumbnail": None, "images": [], "error": "output missing"}
-            else:
-                imgs = render_slide_images(main) if main else {"thumbnail": None, "images": [], "error": "output missing"}
+        if imgs is None:  # rendered as collect renders it (a DICOM slide: its certified instances only)
+            imgs = _render_main(_verified_main(out, {"outputs": rec.outputs}, rec.files, []))
         rec.thumbnail, rec.images, rec.image_error = imgs["thumbnail"], imgs["images"], imgs["error"]
         loaded.append(rec)
     return loaded
