@@ -327,14 +327,8 @@ def process_instances(
     frame_of_reference: str | None = None  # PS3.3 C.7.4.1.1.1: one Frame of Reference UID per series
     for kind, f, ds, span in headers:
         where = f"instance {sources.index(f)}"
-        if kind == "LABEL" and not keep_label:
-            result.removals.append(Removal("image", "label", Action.REMOVE.done, where))
-            continue
-        if kind == "OVERVIEW" and ctx.policy.macro != "keep":
-            result.removals.append(Removal("image", "overview", Action.REMOVE.done, where))
-            continue
-        if kind == "THUMBNAIL" and ctx.policy.thumbnail == "remove":
-            result.removals.append(Removal("image", "thumbnail", Action.REMOVE.done, where))
+        if _dropped(kind, ctx.policy, keep_label):
+            result.removals.append(Removal("image", kind.lower(), Action.REMOVE.done, where))
             continue
         engine.apply(ds)
         frame_of_reference = one_frame_of_reference(ds, frame_of_reference, result)
