@@ -80,7 +80,8 @@ _HEX_RUN = re.compile(r"(?<![0-9A-Za-z])(?<!WSI-)(?:[0-9A-Fa-f]{2}){8,}(?![0-9A-
 
 
 def _spell_hex(m: re.Match) -> str:
-    spelled = hex_spelled(m.group(0))
+    """A run of hex digits, or of hex pairs set apart, replaced by the text it spells (if any)."""
+    spelled = hex_spelled(re.sub(r"[^0-9A-Fa-f]", "", m.group(0)))
     return m.group(0) if spelled is None else f" {spelled} "
 
 
@@ -217,11 +218,6 @@ _BACKSLASH_X = re.compile(r"\\x([0-9A-Fa-f]{2})")
 _HEX_PAIRS = re.compile(r"(?<![0-9A-Za-z])[0-9A-Fa-f]{2}(?:[ :,;.\-]{1,2}[0-9A-Fa-f]{2}){7,}(?![0-9A-Za-z])")
 
 
-def _spell_pairs(m: re.Match) -> str:
-    spelled = hex_spelled("".join(re.findall(r"[0-9A-Fa-f]{2}", m.group(0))))
-    return m.group(0) if spelled is None else f" {spelled} "
-
-
 def _unescape_bytes(text: str) -> str:
     """Text written as escaped bytes is judged as it reads: percent-encoding ("%44%6F%65", as URLs
     and some XML attributes carry names; nested encodings too), backslash escapes ("\\x44\\x6F")
@@ -232,7 +228,7 @@ def _unescape_bytes(text: str) -> str:
         text = urllib.parse.unquote(text, errors="replace")
     if "\\x" in text:
         text = _BACKSLASH_X.sub(lambda m: chr(int(m.group(1), 16)), text)
-    return _HEX_PAIRS.sub(_spell_pairs, text)
+    return _HEX_PAIRS.sub(_spell_hex, text)
 
 
 def _base64_ok(s: str) -> bool:

@@ -79,11 +79,6 @@ def split_property_map(text: str) -> list[tuple[str, str, bool]]:
     return out
 
 
-# a safe key's value is kept only as printable ASCII: the map is read byte for byte (Latin-1), so a
-# Shift-JIS or Latin-1 name there would be kept as bytes no vocabulary can read
-_PLAIN = re.compile(r"[\x20-\x7e]*")
-
-
 class PropertyMapRewrite:
     def __init__(self, policy: Policy):
         r = _rules()
@@ -98,7 +93,9 @@ class PropertyMapRewrite:
             if not eq:
                 fields.append(Field("tag 65449 PropertyMap:unkeyed-text", k, Action.REMOVE))
                 continue
-            if k in self.safe and _PLAIN.fullmatch(v):
+            # a safe key's value is kept only as printable ASCII (as MRXS's): the map is read byte for
+            # byte (Latin-1), so a Shift-JIS or Latin-1 name there would be kept as bytes no vocabulary can read
+            if k in self.safe and v.isascii() and v.isprintable():
                 kept.append(f"{k}={v}")
                 continue
             action, new_v = Action.REMOVE, ""
