@@ -16,6 +16,8 @@ import pydicom
 from pydicom.dataset import Dataset
 
 JPEG_TS = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"}
+# explicit VRs whose element header is 12 bytes: VR, two reserved bytes, a 32-bit length (PS3.5 7.1.2)
+LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
 
 
 @functools.lru_cache(maxsize=1)

@@ -19,11 +19,10 @@ from pydicom.dataset import Dataset
 
 from wsianon.errors import CorruptInput, OutputError, UnsupportedFormat
 from wsianon.io import codestreams
-from wsianon.io.dicomframes import ITEM_CHUNK, TRUNCATED, Items, item_buffers, walk_items
+from wsianon.io.dicomframes import ITEM_CHUNK, LONG_VRS, TRUNCATED, Items, item_buffers, walk_items
 from wsianon.io.safetext import os_reason
 
 PIXEL_DATA = 0x7FE00010
-_LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"}
 _REFUSED_TS = {
     "1.2.840.10008.1.2.1.99": "deflated transfer syntax cannot be streamed",
     "1.2.840.10008.1.2.2": "big-endian transfer syntax is retired and not supported",
@@ -72,7 +71,7 @@ def read_header(path: Path, walk: bool = True) -> tuple[Dataset, PixelSpan | Non
                 hdr = 8
             else:
                 vr = head[4:6]
-                if vr in _LONG_VRS:
+                if vr in LONG_VRS:
                     (length,) = struct.unpack("<I", head[8:12])
                     hdr = 12
                 else:
@@ -181,7 +180,7 @@ def _canonical_pixel_header(fd: int, at: int, span: PixelSpan, implicit: bool, n
     head = os.pread(fd, 8, at)
     if words and not span.encapsulated and head[:6] == b"\xe0\x7f\x10\x00OB":
         os.pwrite(fd, b"OW", at + 4)
-    long_vr = not implicit and head[4:6] in _LONG_VRS
+    long_vr = not implicit and head[4:6] in LONG_VRS
     if long_vr and head[6:8] != b"\0\0":
         os.pwrite(fd, b"\0\0", at + 6)
     end = at + (span.end - span.offset)
@@ -206,7 +205,7 @@ def _canonical_samples(fd: int, at: int, span: PixelSpan, implicit: bool, native
     if bits is None or native is None:
         return 0
     head = os.pread(fd, 8, at)
-    pos = at + (12 if not implicit and head[4:6] in _LONG_VRS else 8)
+    pos = at + (12 if not implicit and head[4:6] in LONG_VRS else 8)
     end = pos + native - native % (bits.allocated // 8)
     step = NATIVE_CHUNK - NATIVE_CHUNK % 4
     n = 0
@@ -238,7 +237,7 @@ def scrub_frames(path: Path) -> int:
     fd = os.open(path, os.O_RDWR)
     try:
         head = os.pread(fd, 12, span.offset)
-        pos = span.offset + (12 if head[4:6] in _LONG_VRS else 8)
+        pos = span.offset + (12 if head[4:6] in LONG_VRS else 8)
         ts = str(ds.file_meta.get("TransferSyntaxUID", "")) if getattr(ds, "file_meta", None) else ""
         if ts in codestreams.J2K_TS or ts in codestreams.JPEGLS_TS:
             return _scrub_codestreams(path, fd, pos, ts)
