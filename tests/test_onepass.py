@@ -72,8 +72,7 @@ def test_identity_independent_of_chunking(svs, scrub):
     pages = tileid.level_pages(svs, "aperio", _dims(svs))
     assert pages and len(pages[0].counts) > 20
     whole = tileid.identities_of_file(svs, pages, scrub)
-    direct = tileid.Feeder(pages, scrub)
-    direct.streamable = False
+    direct = tileid.Feeder(pages, scrub, direct=True)
     assert direct.finish(svs) == whole
     rng = random.Random(7)
     data = svs.read_bytes()
@@ -281,8 +280,7 @@ def test_big_tiles_split_and_streamed_match_direct_reads(svs, monkeypatch):
     monkeypatch.setattr(tileid, "SCRUB_MAX", 700)
     _with_com_segment(svs)
     pages = tileid.level_pages(svs, "aperio", _dims(svs))
-    direct = tileid.Feeder(pages, True)
-    direct.streamable = False
+    direct = tileid.Feeder(pages, True, direct=True)
     ref = direct.finish(svs)
     data = svs.read_bytes()
     for step in (333, 5000, 1 << 20):

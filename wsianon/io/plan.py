@@ -329,6 +329,7 @@ def _tap_file(path: Path, size: int, tap: Tap | None, stream: digests.StreamDige
         from wsianon.io.jpeg import StreamScrub, marker_positions
 
         scrub = StreamScrub(deferred.streams)
+        deferred.streams = []  # the scrub holds them sorted: the IFDs' tables (16 bytes a tile) go
     try:
         pos = 0
         while pos < size and not stop.is_set():

@@ -123,6 +123,7 @@ def process_native_copy(src: SlideSource, inv: Inventory, ctx: SlideContext, des
             if snap.feeder is not None and not tapped and same_file(fp.source, inv.path):
                 tap, tapped = snap.feeder.feed, True
             outcome.bytes_written += apply_copy(fp, staging.path(fp.dest), progress, tap=tap)
+        tap = None  # the bound ``feed`` kept the source-side tile tables alive through verification
         snap.finish_stream(inv.path)
         deferred_removals(plan)  # the JPEG payloads the copy zeroed (outcome.removals is plan.removals)
         outcome.timings["apply"] = time.perf_counter() - t0

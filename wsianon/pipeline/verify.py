@@ -97,8 +97,7 @@ def snapshot_source(inv: Inventory, tiles: bool = True, stream: bool = False) ->
         return snap
     if tiles and not _format_handles_tiles(inv.format):
         if stream:
-            pages = tileid.level_pages(inv.path, inv.format, set(snap.level_dims))
-            snap.feeder = tileid.Feeder(pages, scrub=True) if pages is not None else None
+            snap.feeder = tileid.level_feeder(inv.path, inv.format, set(snap.level_dims), scrub=True)
         else:
             snap.feeder = _source_feeder(inv, snap)
             snap.finish_stream(inv.path)
@@ -107,10 +106,9 @@ def snapshot_source(inv: Inventory, tiles: bool = True, stream: bool = False) ->
 
 def _source_feeder(inv: Inventory, snap: SourceSnapshot) -> tileid.Feeder | None:
     assert snap.level_dims is not None, "called after OpenSlide gave the level sizes"
-    pages = tileid.level_pages(inv.path, inv.format, set(snap.level_dims))
-    if pages is None:
+    f = tileid.level_feeder(inv.path, inv.format, set(snap.level_dims), scrub=True)
+    if f is None:
         return None
-    f = tileid.Feeder(pages, scrub=True)
     try:
         tileid.feed_file(inv.path, f)
     except OSError:
@@ -245,6 +243,9 @@ def check_thumbnail(conv: NativeConverter | None, out_main: Path, policy: Policy
     except Exception:
         return  # openslide-open has failed the slide
     try:
+        # the reference reads every tile it needs once: OpenSlide's tile cache (32 MiB by
+        # default, the run's largest allocation) would only hold tiles never asked for again
+        out.set_cache(_openslide().OpenSlideCache(0))
         if out.properties.get("openslide.vendor") == "mirax":
             return
         if "thumbnail" in set(out.associated_images.keys()) & allowed_associated(conv, policy):
@@ -366,8 +367,7 @@ def verify_native(
     proven = None
     pixels = None
     if tiles_here and snap.level_dims is not None and snap.page_hashes is not None:
-        pages = tileid.level_pages(out_main, inv.format, set(snap.level_dims))
-        feeder = tileid.Feeder(pages, scrub=False) if pages is not None else None
+        feeder = tileid.level_feeder(out_main, inv.format, set(snap.level_dims), scrub=False)
         if feeder is not None and snap.tiles_malformed == 0:
             # the level tiles' segments are proven by their identity with the scrubbed source
             # (checked below; the verdict fails if it does not hold)

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import gc
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +112,13 @@ def _level_pages(path: Path, fmt: str, dims: set[tuple[int, int]]) -> list[Page]
         return None
 
 
+def level_feeder(path: Path, fmt: str, dims: set[tuple[int, int]], scrub: bool) -> "Feeder | None":
+    """A ``Feeder`` of ``path``'s level pages (``level_pages``), or None where they cannot be read;
+    no one else holds the pages' tile tables, so a streaming feeder keeps only its sorted one."""
+    pages = level_pages(path, fmt, dims)
+    return Feeder(pages, scrub) if pages is not None else None
+
+
 _frozen = False
 
 
@@ -144,6 +151,8 @@ class _PageState:
     malformed: int = 0  # JPEG tiles the walk cannot follow to their end (left as they are; ``normalized_checked``)
     changed: int = 0  # tiles ``normalized`` changed: a non-essential payload that was not all zeros
     unchecked: int = 0  # tiles longer than SCRUB_MAX: only their first SCRUB_MAX bytes were normalized
+    tiles: int = 0  # the page's tile count, zero-length tiles included
+    counts_id: str = ""  # xxh3_128 of the page's byte counts (a part of the identity)
 
     def normalize(self, data: bytes) -> tuple[bytes, int]:
         """``wsianon.io.jpeg.normalized``, counting the JPEG streams it cannot follow to their end."""
@@ -156,16 +165,22 @@ class _PageState:
         return out, zeroed
 
 
+_NONE = np.zeros(0, np.uint64)
+
+
 class Feeder:
     """Per-page identities of the level pages ``pages``, fed with the file's bytes in file order.
 
     ``scrub``: the source side (each JPEG tile normalized as a correct redaction leaves it).
     Feed every byte of the file once, in order (``feed``), then ``finish``."""
 
-    def __init__(self, pages: list[Page], scrub: bool):
-        self.pages = pages
+    def __init__(self, pages: list[Page], scrub: bool, direct: bool = False):
+        """``direct``: read the tiles one by one in tile order at ``finish`` (what a feeder does
+        whose pages are not in file order) even where they could be streamed."""
         self.scrub = scrub
-        self.states = [_PageState(p, scrub and p.jpeg) for p in pages]
+        self.states = [
+            _PageState(p, scrub and p.jpeg, tiles=len(p.counts), counts_id=xxhash.xxh3_128_hexdigest(p.counts.astype("<u8").tobytes())) for p in pages
+        ]
         for st in self.states:
             t = st.page.tables
             if t:
@@ -181,7 +196,7 @@ class Feeder:
         cnt = np.concatenate(cnts) if cnts else np.zeros(0, np.uint64)
         page = np.concatenate(pg) if pg else np.zeros(0, np.int32)
         # streamable: within each page, tile order is file order, and no two tiles overlap
-        self.streamable = all(bool(np.all(o[1:] >= o[:-1] + c[:-1])) for o, c in zip(offs, cnts))
+        self.streamable = not direct and all(bool(np.all(o[1:] >= o[:-1] + c[:-1])) for o, c in zip(offs, cnts))
         order = np.argsort(off, kind="stable")
         off, cnt, page = off[order], cnt[order], page[order]
         if len(off) > 1 and not bool(np.all(off[1:] >= off[:-1] + cnt[:-1])):
@@ -189,6 +204,11 @@ class Feeder:
         self._off = off.astype(np.int64)
         self._end = (off + cnt).astype(np.int64)
         self._page = page
+        if self.streamable:
+            # fed in file order from the sorted table above: the pages' own tables (16 bytes a
+            # tile) are not needed again (``_read_direct``, for pages out of order, reads them)
+            for st in self.states:
+                st.page = replace(st.page, offsets=_NONE, counts=_NONE)
         self._k = 0  # next tile (global, file order)
         self._partial: bytearray | None = None  # the current tile's bytes so far (scrubbed pages, tile across chunks)
         self._raw_left = 0  # bytes of the current big tile still to hash raw (past SCRUB_MAX)
@@ -357,7 +377,9 @@ class Feeder:
         return sum(st.malformed for st in self.states)
 
     def spans(self) -> "TileSpans":
-        return TileSpans(self.pages)
+        """The pages' tiles with data, from this feeder's own sorted table (no copy: the
+        verification holds the output's tile table once, not twice)."""
+        return TileSpans.of_sorted(self._off, self._end)
 
     def finish(self, path: Path | None = None) -> list[tuple[int, int, int, str]]:
         """``(width, height, tiles, identity)`` per page.  A feeder that could not stream reads
@@ -372,11 +394,10 @@ class Feeder:
                 self.states[int(self._page[k])].short = True
         out = []
         for st in self.states:
-            p = st.page
-            ident = st.h.hexdigest() + ":" + xxhash.xxh3_128_hexdigest(p.counts.astype("<u8").tobytes())
+            ident = st.h.hexdigest() + ":" + st.counts_id
             if st.short:
                 ident += ":short"
-            out.append((p.width, p.height, len(p.counts), ident))
+            out.append((st.page.width, st.page.height, st.tiles, ident))
         return out
 
     def _read_direct(self, path: Path) -> None:
@@ -430,7 +451,8 @@ def identities_of_file(path: Path, pages: list[Page], scrub: bool, chunk: int = 
 
 
 class TileSpans:
-    """Membership test for ``(offset, length)`` of the pages' tiles (sorted arrays, 16 bytes a tile)."""
+    """Membership test for ``(offset, length)`` of the pages' tiles (sorted arrays of starts and
+    ends, 16 bytes a tile; none of its own where a ``Feeder`` lends its sorted tile table)."""
 
     def __init__(self, pages: list[Page]):
         off = np.concatenate([p.offsets for p in pages]) if pages else np.zeros(0, np.uint64)
@@ -438,11 +460,18 @@ class TileSpans:
         order = np.lexsort((cnt, off))
         # int64, searched with an int64: a Python int against uint64 makes numpy convert the array
         self._off = off[order].astype(np.int64)
-        self._cnt = cnt[order].astype(np.int64)
+        self._end = self._off + cnt[order].astype(np.int64)
+
+    @classmethod
+    def of_sorted(cls, off: np.ndarray, end: np.ndarray) -> "TileSpans":
+        """The spans ``[off, end)`` as they are (int64, sorted by ``off``): shared, not copied."""
+        ts = cls.__new__(cls)
+        ts._off, ts._end = off, end
+        return ts
 
     def runs(self) -> tuple[np.ndarray, np.ndarray]:
         """The tiles' bytes as sorted, disjoint ranges (starts, ends): touching tiles join."""
-        return union_arrays(self._off, self._off + self._cnt, drop_empty=True)
+        return union_arrays(self._off, self._end, drop_empty=True)
 
     def contains(self, offsets: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """``self(offset, length)`` for arrays of spans at once (a boolean mask)."""
@@ -452,7 +481,7 @@ class TileSpans:
         hi = self._off.searchsorted(offsets, side="right")
         out = np.zeros(len(offsets), dtype=bool)
         one = (hi - lo) == 1
-        out[one] = self._cnt[lo[one]] == lengths[one]
+        out[one] = self._end[lo[one]] - self._off[lo[one]] == lengths[one]
         for k in np.flatnonzero((hi - lo) > 1):  # several tiles at one offset: rare, one by one
             out[k] = self(int(offsets[k]), int(lengths[k]))
         return out
@@ -461,7 +490,7 @@ class TileSpans:
         i = int(self._off.searchsorted(np.int64(offset)))
         n = len(self._off)
         while i < n and int(self._off[i]) == offset:
-            if int(self._cnt[i]) == length:
+            if int(self._end[i]) - offset == length:
                 return True
             i += 1
         return False
