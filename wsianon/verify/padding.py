@@ -33,6 +33,7 @@ that does not decode fails the check.  The cost is O(sqrt(tiles)): only edge til
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -193,6 +194,8 @@ def judge_grid(
         if i is None:
             return None
         if i not in cache:
+            if len(cache) >= 4:  # the edge is walked in order: its neighbour is the tile just judged
+                del cache[next(iter(cache))]
             cache[i] = decode(i, ty * nx + tx)
         return cache[i]
 
@@ -210,16 +213,22 @@ def judge_grid(
             a.reshape(th, tw, -1),
             height - ty * th,
             width - tx * tw,
-            above=(lambda ty=ty, tx=tx: tile(ty - 1, tx)) if ty > 0 else None,
-            left=(lambda ty=ty, tx=tx: tile(ty, tx - 1)) if tx > 0 else None,
+            above=partial(tile, ty - 1, tx) if ty > 0 else None,
+            left=partial(tile, ty, tx - 1) if tx > 0 else None,
         )
         if st:
             stats.append(st)
         if why is not None:
             bad.append((i, why))
-        if len(cache) > 4 * max(nx, ny) + 8:  # keep the edge tiles' neighbours only
-            cache.clear()
     return judged, bad, stats
+
+
+def _row_major(base: int, nx: int, ty: int, tx: int) -> int:
+    return base + ty * nx + tx
+
+
+def _placed(grid: dict[tuple[int, int], int], ty: int, tx: int) -> int | None:
+    return grid.get((ty, tx))
 
 
 def _judge_page(fh, page) -> tuple[int, list[tuple[int, str]]]:
@@ -250,7 +259,7 @@ def _judge_page(fh, page) -> tuple[int, list[tuple[int, str]]]:
     for p in range(planes):
         base = p * ny * nx
         try:
-            n, why, _st = judge_grid(ny, nx, th, tw, h, w, decode, lambda ty, tx, base=base: base + ty * nx + tx)
+            n, why, _st = judge_grid(ny, nx, th, tw, h, w, decode, partial(_row_major, base, nx))
         except Exception as exc:
             bad.append((0, f"an edge tile does not decode ({type(exc).__name__})"))
             continue
@@ -291,8 +300,8 @@ def check_tiff(path: Path, verdict, name: str | None = None) -> None:
     except Exception as exc:
         verdict.add(CHECK, False, f"tifffile cannot read the output's tiled pages ({type(exc).__name__})")
         return
-    for ifd, off, why in bad[:20]:
-        verdict.findings.append(Finding(label, off, f"edge tile of IFD {ifd}: {why}", CHECK))
+    for ifd, off, reason in bad[:20]:
+        verdict.findings.append(Finding(label, off, f"edge tile of IFD {ifd}: {reason}", CHECK))
     note = f"; not judged: {', '.join(sorted(unjudged))}" if unjudged else ""
     verdict.add(
         CHECK,
@@ -385,7 +394,7 @@ def _judge_instance(path: Path, ds, located) -> tuple[int, list[str]]:
     bad: list[str] = []
     for grid in grids:
         try:
-            n, why, _st = judge_grid(ny, nx, rows, cols, total_r, total_c, decode, lambda ty, tx, grid=grid: grid.get((ty, tx)))
+            n, why, _st = judge_grid(ny, nx, rows, cols, total_r, total_c, decode, partial(_placed, grid))
         except Exception as exc:
             bad.append(f"{path.name}: an edge frame does not decode ({type(exc).__name__})")
             continue
