@@ -224,3 +224,20 @@ def test_real_dicom_padding_is_explained(rel, judged):
     padding.check_dicom([(f, read_dataset(f)) for f in files], v)
     assert v.checks[-1].ok, v.checks[-1].detail
     assert v.checks[-1].detail.startswith(f"{judged} edge frame(s)")
+
+
+@pytest.mark.parametrize("compression", ["lzw", "zlib", "jpeg2000", None])
+def test_other_compressions_are_decoded_and_judged(tmp_path, compression):
+    import tifffile
+
+    from .fixtures.svs_gen import _tissue, padded_tiles
+
+    img = _tissue(300, 400, 2)
+    for text, ok in ((None, True), (PAD_TEXT, False)):
+        path = tmp_path / f"{compression}-{ok}.tif"
+        with tifffile.TiffWriter(path) as tw:
+            tw.write(padded_tiles(img, 256, text), shape=img.shape, dtype=img.dtype, tile=(256, 256), compression=compression, photometric="rgb", metadata=None)
+        v = Verdict()
+        padding.check_tiff(path, v)
+        assert v.checks[-1].ok is ok, v.checks[-1].detail
+        assert "not judged" not in v.checks[-1].detail
