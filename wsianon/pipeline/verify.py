@@ -398,13 +398,17 @@ def verify_native(
 
 def check_closed_world(fmt: str, out_main: Path, verdict: Verdict, root: Path | None = None, accept_unrun: bool = False, every_tile: bool = False) -> None:
     """The closed-world partition proof the format's spec names: every output byte accounted for
-    (TIFF: and every JPEG tile/strip's entropy-coded data coded units only, ``wsianon.verify.ecs``)."""
-    from wsianon.verify import ecs, partition
+    (TIFF: and every JPEG tile/strip's entropy-coded data coded units only, ``wsianon.verify.ecs``;
+    every edge tile's padding, the pixels beyond the image, explained by its visible edge,
+    ``wsianon.verify.padding``)."""
+    from wsianon.verify import ecs, padding, partition
 
     cw = spec_of(fmt).closed_world
     if cw is ClosedWorld.TIFF:
-        partition.check_tiff_partition(out_main, fmt, verdict, out_main.relative_to(root).as_posix() if root else None)
-        ecs.check_tiff(out_main, verdict, out_main.relative_to(root).as_posix() if root else None, accept_unrun, every_tile)
+        name = out_main.relative_to(root).as_posix() if root else None
+        partition.check_tiff_partition(out_main, fmt, verdict, name)
+        ecs.check_tiff(out_main, verdict, name, accept_unrun, every_tile)
+        padding.check_tiff(out_main, verdict, name)
     elif cw is ClosedWorld.MRXS:
         partition.check_mrxs_partition(out_main, verdict, root)
 

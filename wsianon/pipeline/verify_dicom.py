@@ -21,6 +21,8 @@ result against the resolved Annex E profile (the rule DATA, not the engine's cod
   re-tiled without re-encoding (NDPI) decode to the same Y/Cb/Cr samples as the source region;
   frames the route declares lossy re-encoded (DCM 113040) are within a PSNR bound of the source
   read by OpenSlide (see "frames of converted slides");
+* ``dicom: frame padding`` — the padding of every edge frame (beyond the total pixel matrix) is
+  uniform, the visible edge replicated or a neighbour frame's copy (``wsianon.verify.padding``);
 * ``dicom: dciodvfy`` — no errors (for DICOM inputs: no error the source instance did not have);
 * ``dicom: opens`` — wsidicom opens the folder, OpenSlide opens the instances as DICOM.
 
@@ -44,7 +46,7 @@ from wsianon.profiles.actions import Action
 from wsianon.profiles.dicom import REGISTRY_ROOT, DicomProfile, profile_for_policy
 from wsianon.verify.dicom.common import read_dataset
 from wsianon.verify.dicom import frames
-from wsianon.verify import ecs
+from wsianon.verify import ecs, padding
 from wsianon.verify import thumbnail as thumbnail_provenance
 from wsianon.verify.dicom.frames import check_frame_segments, check_frames_dicom
 from wsianon.verify.dicom.images import check_barcodes, check_record_and_images
@@ -140,6 +142,8 @@ def verify_dicom_output(inv: Inventory, result_files: list[Path], ctx, verdict: 
         getattr(policy, "coded_data", "sample") == "all",
         fragments=frame_segments.fragments if frame_segments is not None else None,
     )
+    # the edge frames' padding (pixels beyond the total pixel matrix) holds nothing new
+    padding.check_dicom(dsets, verdict, fragments=frame_segments.fragments if frame_segments is not None else None)
     check_dciodvfy(files, sources, verdict, started, bool(getattr(policy, "accept_unrun_checks", False)))
     check_opens(files, verdict, sources, policy)
 
@@ -169,5 +173,6 @@ def audit_dicom(inv: Inventory, files: list[Path], verdict: Verdict, pseudonyms:
     check_pyramid(dsets, verdict)
     check_frame_segments(files, verdict)
     ecs.check_dicom(dsets, verdict, every=every_frame)
+    padding.check_dicom(dsets, verdict)
     check_dciodvfy(files, None, verdict)
     check_opens(files, verdict, None)
