@@ -72,21 +72,28 @@ def _dev(a: np.ndarray, ref: np.ndarray, scale: float) -> np.ndarray:
     return d.astype(np.float32) / np.float32(scale)
 
 
-def _cells(dev: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per 8 x 8 cell of the tile, the mean and max of ``dev`` over the padding pixels (``mask``);
-    cells without padding give (-1, -1)."""
-    h, w = dev.shape
-    hh, ww = -(-h // CELL) * CELL, -(-w // CELL) * CELL
-    d = np.zeros((hh, ww), np.float32)
-    m = np.zeros((hh, ww), bool)
-    d[:h, :w] = np.where(mask, dev, 0)
-    m[:h, :w] = mask
-    d = d.reshape(hh // CELL, CELL, ww // CELL, CELL)
-    m = m.reshape(hh // CELL, CELL, ww // CELL, CELL)
-    n = m.sum(axis=(1, 3))
-    mean = np.where(n > 0, d.sum(axis=(1, 3)) / np.maximum(n, 1), -1)
-    mx = np.where(n > 0, d.max(axis=(1, 3)), -1)
-    return mean, mx
+class _Grid:
+    """The 8 x 8 cells of a region (``mask``: its padding pixels), counted once for every model."""
+
+    def __init__(self, mask: np.ndarray):
+        h, w = mask.shape
+        self.h, self.w = h, w
+        self.hh, self.ww = -(-h // CELL) * CELL, -(-w // CELL) * CELL
+        m = np.zeros((self.hh, self.ww), bool)
+        m[:h, :w] = mask
+        self.mask = mask
+        self.n = m.reshape(self.hh // CELL, CELL, self.ww // CELL, CELL).sum(axis=(1, 3))
+        self.has = self.n > 0  # the cells holding padding
+
+    def cells(self, dev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per cell, the mean and max of ``dev`` over the padding pixels; cells without padding
+        give (-1, -1)."""
+        d = np.zeros((self.hh, self.ww), np.float32)
+        d[: self.h, : self.w] = np.where(self.mask, dev, 0)
+        d = d.reshape(self.hh // CELL, CELL, self.ww // CELL, CELL)
+        mean = np.where(self.has, d.sum(axis=(1, 3)) / np.maximum(self.n, 1), -1)
+        mx = np.where(self.has, d.max(axis=(1, 3)), -1)
+        return mean, mx
 
 
 def judge_tile(
@@ -140,8 +147,9 @@ def judge_tile(
         edge = dist < EDGE_BAND
         tmean = np.where(edge, EDGE_MEAN_DEV, MEAN_DEV)
         tmax = np.where(edge, EDGE_MAX_DEV, MAX_DEV)
-        todo = _cells(np.zeros(mask.shape, np.float32), mask)[0] >= 0  # the cells holding this region
-        has = todo.copy()
+        grid = _Grid(mask)
+        has = grid.has
+        todo = has.copy()  # the cells holding this region
         best_mean = np.full(todo.shape, np.inf, np.float32)
         best_max = np.full(todo.shape, np.inf, np.float32)
         for model in models:
@@ -155,7 +163,7 @@ def judge_tile(
                 if nb is None:
                     continue
                 ref = nb[fy:y1, fx:x1]
-            mean, mx = _cells(_dev(sub, ref, scale), mask)
+            mean, mx = grid.cells(_dev(sub, ref, scale))
             if model in ("above", "left"):  # coded apart from its original: its coding noise, near or far
                 ok = todo & (mean <= STALE_MEAN_DEV) & (mx <= STALE_MAX_DEV)
             else:
@@ -163,7 +171,7 @@ def judge_tile(
             better = has & (mean < best_mean)
             best_mean, best_max = np.where(better, mean, best_mean), np.where(better, mx, best_max)
             todo &= ~ok
-            if not todo.any() and model != "uniform":  # (the stats: the best of the cheap models)
+            if not todo.any():  # every cell explained: the other models are not tried
                 break
         unexplained += int(todo.sum())
         for key, sel in (("", has & ~edge), ("edge_", has & edge)):
