@@ -342,8 +342,7 @@ def _verify_dicom_phase(src: SlideSource, inv: Inventory, ctx: SlideContext, out
         verify_dicom_output(inv, list(result.files), ctx, verdict, frame_segments=segments)
         scan.result()
     segments.check(verdict)
-    verdict.checks.extend(scan_verdict.checks)
-    verdict.findings.extend(scan_verdict.findings)
+    verdict.extend(scan_verdict)
     outcome.timings["verify"] = time.perf_counter() - t0
     return verdict
 

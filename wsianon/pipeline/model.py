@@ -68,6 +68,11 @@ class Verdict:
         self.checks.append(c)
         return c
 
+    def extend(self, other: "Verdict") -> None:
+        """``other``'s checks and findings after this one's (a part judged apart, in a thread)."""
+        self.checks.extend(other.checks)
+        self.findings.extend(other.findings)
+
     def as_dict(self) -> dict:
         return {
             "ok": self.ok,
