@@ -99,3 +99,27 @@ def test_thumbnail_check_reads_without_openslide_tile_cache(cli, svs, tmp_path, 
     code, o, e = cli("run", "--target", "native", svs, "-o", tmp_path / "out")
     assert code == 0, o + e
     assert 0 in capacities
+
+
+def test_padding_check_lets_go_of_the_pages_it_read(svs, monkeypatch):
+    """The edge-padding check reads every page with tifffile (its tile table as Python tuples,
+    ~80 bytes a tile): nothing of them may outlive the check, or they are held through the
+    thumbnail check that follows (measured: +12 MB of peak at 4 GiB)."""
+    import tifffile
+
+    from wsianon.pipeline.model import Verdict
+    from wsianon.verify import padding
+
+    files: list[weakref.ref] = []
+    init = tifffile.TiffFile.__init__
+
+    def recording(self, *a, **kw):
+        files.append(weakref.ref(self))
+        return init(self, *a, **kw)
+
+    monkeypatch.setattr(tifffile.TiffFile, "__init__", recording)
+    v = Verdict()
+    padding.check_tiff(svs, v)
+    assert [c.name for c in v.checks] == ["tiles-padding"] and v.checks[0].ok
+    assert files  # it read the file with tifffile
+    assert all(ref() is None for ref in files)  # and no collection was needed after it returned

@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from wsianon.verify.tileid import release_cycles
+
 CHECK = "tiles-padding"
 DICOM_CHECK = "dicom: frame padding"
 CELL = 8
@@ -276,38 +278,57 @@ def _judge_page(fh, page) -> tuple[int, list[tuple[int, str]]]:
     return judged, bad
 
 
-def check_tiff(path: Path, verdict, name: str | None = None) -> None:
-    """``tiles-padding`` for every tiled page (IFD, SubIFDs included) of the TIFF-family file ``path``."""
+def _pages_and_subifds(pages):
     import tifffile
 
-    from wsianon.io.scan import Finding
+    for top in pages:
+        todo = [top]
+        while todo:
+            page = todo.pop(0)
+            if isinstance(page, tifffile.TiffPage):
+                todo.extend(page.pages or ())  # SubIFDs
+                yield page
 
-    label = name or path.name
+
+def _judge_tiff(path: Path) -> tuple[int, int, list[tuple[int, int, str]], set[str]]:
+    import tifffile
+
     pages = judged = 0
     bad: list[tuple[int, int, str]] = []
     unjudged: set[str] = set()
+    with tifffile.TiffFile(path) as tf:
+        # one page at a time (tifffile gives each page's tile table as Python tuples, ~80 bytes a
+        # tile): a page and its SubIFDs are judged and let go before the next is read
+        tf.pages.cache = False
+        for page in _pages_and_subifds(tf.pages):
+            if not page.is_tiled or (page.imagewidth % page.tilewidth == 0 and page.imagelength % page.tilelength == 0):
+                continue
+            pages += 1
+            try:
+                n, why = _judge_page(tf.filehandle, page)
+            except LookupError as exc:
+                unjudged.add(str(exc))
+                continue
+            judged += n
+            ifd = page.index if isinstance(page.index, int) else 0
+            bad.extend((ifd, off, reason) for off, reason in why)
+    return pages, judged, bad, unjudged
+
+
+def check_tiff(path: Path, verdict, name: str | None = None) -> None:
+    """``tiles-padding`` for every tiled page (IFD, SubIFDs included) of the TIFF-family file ``path``."""
+    from wsianon.io.scan import Finding
+
+    label = name or path.name
     try:
-        with tifffile.TiffFile(path) as tf:
-            todo = list(tf.pages)
-            while todo:
-                page = todo.pop(0)
-                if not isinstance(page, tifffile.TiffPage):
-                    continue
-                todo.extend(page.pages or ())  # SubIFDs
-                if not page.is_tiled or (page.imagewidth % page.tilewidth == 0 and page.imagelength % page.tilelength == 0):
-                    continue
-                pages += 1
-                try:
-                    n, why = _judge_page(tf.filehandle, page)
-                except LookupError as exc:
-                    unjudged.add(str(exc))
-                    continue
-                judged += n
-                ifd = page.index if isinstance(page.index, int) else 0
-                bad.extend((ifd, off, reason) for off, reason in why)
+        pages, judged, bad, unjudged = _judge_tiff(path)
     except Exception as exc:
         verdict.add(CHECK, False, f"tifffile cannot read the output's tiled pages ({type(exc).__name__})")
         return
+    finally:
+        # the pages' tile tables, held by the cycles tifffile's objects form (collected here, once
+        # _judge_tiff's frame is gone, not during the checks that follow)
+        release_cycles()
     for ifd, off, reason in bad[:20]:
         verdict.findings.append(Finding(label, off, f"edge tile of IFD {ifd}: {reason}", CHECK))
     note = f"; not judged: {', '.join(sorted(unjudged))}" if unjudged else ""
