@@ -1,0 +1,191 @@
+"""Red team, round 5 (rt5lut): two gaps the README's Limitations admitted.
+
+A. ``dicom: pyramid`` compared a DICOM level with a larger one only for instances of one focal
+   plane and one optical path, skipped every instance of the largest level's matrix, and skipped a
+   sparse level where a sampled point fell in no frame: a label photo rode as a focal plane, an
+   optical path of a brightfield slide, or a sparse level's frames (``run --target dicom`` shared
+   it, ``wsianon verify`` passed it). Now every picture (one focal plane of one optical path) is
+   compared, a sparse level over the region its frames cover.
+B. see below."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from wsianon.verify.dicom.pyramid import check_pyramid
+
+from .conftest import shared
+from .fixtures import dicom_planes as dp
+
+
+class _Verdict:
+    def __init__(self):
+        self.checks: dict[str, tuple[bool, str]] = {}
+
+    def add(self, name: str, ok: bool, detail: str = "", not_run: bool = False):
+        self.checks[name] = (ok, detail)
+
+
+def _pyramid(folder: Path) -> tuple[bool, str]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        files = [folder] if folder.is_file() else sorted(folder.rglob("*.dcm"))
+        dsets = [(p, pydicom.dcmread(p, stop_before_pixels=True)) for p in files]
+    v = _Verdict()
+    check_pyramid(dsets, v)
+    return v.checks["dicom: pyramid"]
+
+
+def _slide(tmp_path: Path, name: str) -> Path:
+    return dp.copy_slide(shared(dp.SLIDE), tmp_path / "in" / name)
+
+
+def _size(path: Path) -> tuple[int, int]:
+    ds = dp.read(path, pixels=False)
+    return int(ds.TotalPixelMatrixColumns), int(ds.TotalPixelMatrixRows)
+
+
+def _run(cli, src: Path, out: Path):
+    code, stdout, stderr = cli("run", "--target", "dicom", str(src), "-o", str(out))
+    (slide,) = json.loads((out / "wsianon-report.json").read_text())["slides"]
+    checks = {c["check"]: c for c in (slide.get("verification") or {}).get("checks", [])}
+    return code, stdout + stderr, slide, checks
+
+
+def _refused(cli, tmp_path: Path, src: Path, name: str, needle: str) -> None:
+    """``run --target dicom`` quarantines the slide by ``dicom: pyramid`` finding ``needle`` (the
+    output's instances are renamed), and `wsianon verify` of the input fails the file ``name``."""
+    out = tmp_path / "out"
+    code, console, slide, checks = _run(cli, src, out)
+    assert slide["status"] != "ok" and not list(out.rglob("*.dcm")), console
+    assert not checks["dicom: pyramid"]["ok"] and needle in checks["dicom: pyramid"]["detail"], checks["dicom: pyramid"]
+    code, stdout, _ = cli("verify", str(src))
+    assert code == 1 and "FAIL dicom: pyramid" in stdout and f"{name}{needle}" in stdout, stdout
+
+
+def _shared(cli, tmp_path: Path, src: Path) -> str:
+    out = tmp_path / "out"
+    code, console, slide, checks = _run(cli, src, out)
+    assert code == 0 and slide["status"] == "ok", (console, slide.get("verification"))
+    return checks["dicom: pyramid"]["detail"]
+
+
+# ---------------------------------------------------------------------------
+# A1. a focal plane that is another picture
+
+
+def test_focal_plane_of_the_largest_level_that_is_a_label_is_quarantined(tmp_path, cli):
+    """Before: an instance of several focal planes was not compared (and the largest level never
+    is): the slide's level 0 with a second focal plane holding a label photo was shared by
+    ``run --target dicom`` and passed `verify`. Now each focal plane of the largest level must
+    look like its first."""
+    src = _slide(tmp_path, "z")
+    dp.with_focal_planes(src / dp.L0, [dp.label_photo(*_size(src / dp.L0))])
+    _refused(cli, tmp_path, src, dp.L0, " (focal plane 2 of 2): a VOLUME level whose pixels are not the slide's")
+
+
+def test_focal_plane_of_a_level_that_is_a_label_is_refused(tmp_path):
+    src = _slide(tmp_path, "z3")
+    dp.with_focal_planes(src / dp.L3, [dp.label_photo(*_size(src / dp.L3))])
+    ok, detail = _pyramid(src)
+    assert not ok and "level-3-frames-0-1.dcm (focal plane 2 of 2): a VOLUME level whose pixels are not the slide's" in detail, detail
+
+
+def test_focal_planes_of_the_slide_defocused_are_shared(tmp_path, cli):
+    """Realistic focal planes (the slide 2 and 6 px out of focus; even 64 px correlates 0.99 at
+    64 px) pass, at the largest level and a smaller one."""
+    src = _slide(tmp_path, "zok")
+    for name in (dp.L0, dp.L3):
+        img = dp.picture_of(dp.read(src / name))
+        dp.with_focal_planes(src / name, [dp.defocus(img, 2), dp.defocus(img, 6)])
+    assert "level(s) compared with the others" in _shared(cli, tmp_path, src)
+
+
+# ---------------------------------------------------------------------------
+# A2. an optical path of a brightfield image that is another picture
+
+
+def test_optical_path_instance_that_is_a_label_is_quarantined(tmp_path, cli):
+    """Before: an instance of the largest level's matrix was never compared, whatever its optical
+    path: a label photo as optical path "2" of the (brightfield) slide's level 0 was shared and
+    passed `verify`. Now every optical path of a brightfield image must look like the others."""
+    src = _slide(tmp_path, "p")
+    dp.path_instance(src, dp.L0, "2", dp.label_photo(*_size(src / dp.L0)))
+    _refused(cli, tmp_path, src, f"path-2-{dp.L0}", ": a VOLUME level whose pixels are not the slide's")
+
+
+def test_second_optical_path_in_one_instance_is_refused(tmp_path):
+    src = _slide(tmp_path, "p2")
+    dp.with_optical_paths(src / dp.L3, [dp.label_photo(*_size(src / dp.L3))])
+    ok, detail = _pyramid(src)
+    assert not ok and "(optical path 2 of 2): a VOLUME level whose pixels are not the slide's" in detail, detail
+    # the same path of the slide's own picture passes
+    src = _slide(tmp_path, "p2ok")
+    dp.with_optical_paths(src / dp.L3, [dp.picture_of(dp.read(src / dp.L3))])
+    ok, detail = _pyramid(src)
+    assert ok, detail
+
+
+def test_fluorescence_channel_is_named_as_not_compared(tmp_path):
+    """A fluorescence channel need not look like another: channels of the largest level are not
+    compared with each other, and the detail says so (README, Limitations)."""
+    src = _slide(tmp_path, "f")
+    dp.path_instance(src, dp.L0, "2", 255 - dp.picture_of(dp.read(src / dp.L0)), fluorescence=True)
+    ok, detail = _pyramid(src)
+    assert ok and "2 fluorescence channel(s) compared within their own optical path only" in detail, detail
+
+
+# ---------------------------------------------------------------------------
+# A3. a sparse level
+
+
+def _sparse_label(src: Path) -> None:
+    dp.larger_base(src)
+    lab = dp.label_photo(1000, 1000)
+    dp.sparse(src / dp.L0, [(x, y, dp.encode(lab[y : y + 500, x : x + 500])) for y in (0, 500) for x in (0, 500)])
+
+
+def test_sparse_level_of_a_label_is_quarantined(tmp_path, cli):
+    """Before: a sparse level (TILED_SPARSE) over 4 Mpx is sampled, and a sampled point in no
+    frame skipped the level: four frames of a label photo as the slide's 6.6 Mpx level (its base
+    now a level twice as large) were shared by ``run --target dicom``. Now a sparse level is
+    rendered over the region its frames cover and compared there."""
+    src = _slide(tmp_path, "s")
+    _sparse_label(src)
+    _refused(cli, tmp_path, src, dp.L0, ": a VOLUME level whose pixels are not the slide's")
+
+
+def test_sparse_level_of_the_slides_tissue_is_shared(tmp_path, cli):
+    """A real sparse level keeps the frames that hold tissue at their places: it passes."""
+    src = _slide(tmp_path, "sok")
+    dp.larger_base(src)
+    kept = dp.tissue_frames(src / dp.L0)
+    assert 0 < len(kept) < 30
+    dp.sparse(src / dp.L0, kept)
+    _shared(cli, tmp_path, src)
+
+
+def test_sparse_frames_where_the_slide_has_none_are_refused(tmp_path):
+    """A sparse level's frames where the larger level has no frame cannot be compared: refused
+    (a real slide's levels hold the same tissue)."""
+    src = _slide(tmp_path, "s2")
+    dp.larger_base(src)
+    base = src / "level-base.dcm"
+    ds = dp.read(base)
+    frames = dp.frames_of(ds)
+    dp.sparse(base, [((k % 9) * 500, (k // 9) * 500, frames[k]) for k in range(len(frames)) if (k // 9) >= 6])  # its lower half only
+    lab = dp.label_photo(1000, 1000)
+    dp.sparse(src / dp.L0, [(x, y, dp.encode(lab[y : y + 500, x : x + 500])) for y in (0, 500) for x in (0, 500)])
+    ok, detail = _pyramid(src)
+    assert not ok and "level-0-frames-0-30.dcm: a VOLUME picture that cannot be compared with the slide" in detail, detail
+
+
+@pytest.mark.parametrize("name", ["wsi2dcm-cmu-1-small-region", "highdicom_sm_image.dcm", "highdicom_sm_image_grayscale.dcm", "pathml_small_dicom.dcm"])
+def test_real_samples_pass(name):
+    ok, detail = _pyramid(shared(f"dicom/{name}"))
+    assert ok, detail
