@@ -6,18 +6,27 @@ A. ``dicom: pyramid`` compared a DICOM level with a larger one only for instance
    optical path of a brightfield slide, or a sparse level's frames (``run --target dicom`` shared
    it, ``wsianon verify`` passed it). Now every picture (one focal plane of one optical path) is
    compared, a sparse level over the region its frames cover.
-B. see below."""
+B. The values of an ICC LUT's CLUT ('mft1'/'mft2'/'mAB '/'mBA ': a grid of colours) were kept as
+   they were and no check read them: a name written into the CLUT reached OUT on both routes and
+   passed `wsianon verify`. Now a CLUT must be a smooth function of its grid position
+   (``io.icc._clut_is_smooth``), else the tag is emptied by the converters and refused by the
+   verifiers, as a curve that is no ramp is."""
 
 from __future__ import annotations
 
+import io
 import json
+import struct
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 
+from wsianon.io import icc
 from wsianon.verify.dicom.pyramid import check_pyramid
+from wsianon.verify.partition import icc_problems
 
 from .conftest import shared
 from .fixtures import dicom_planes as dp
@@ -189,3 +198,120 @@ def test_sparse_frames_where_the_slide_has_none_are_refused(tmp_path):
 def test_real_samples_pass(name):
     ok, detail = _pyramid(shared(f"dicom/{name}"))
     assert ok, detail
+
+
+# ---------------------------------------------------------------------------
+# B. ICC CLUT values
+
+
+def _icc():
+    """The ICC builders of red team 4 (reused): profile, lutAtoB, white point; its text and runner."""
+    from . import test_redteam4_tiff as rt4
+
+    return rt4
+
+
+def _smooth_clut(g: int = 17) -> np.ndarray:
+    """An RGB -> XYZ table as a scanner profile holds one: gamma 2.2, a matrix (16-bit values)."""
+    x = (np.arange(g) / (g - 1)) ** 2.2
+    rgb = np.stack(np.meshgrid(x, x, x, indexing="ij"), axis=-1)
+    m = np.array([[0.4361, 0.3851, 0.1431], [0.2225, 0.7169, 0.0606], [0.0139, 0.0971, 0.7141]])
+    return np.round(np.clip(rgb @ m.T, 0, 1) * 65535).astype(np.uint16)
+
+
+def _mft2(clut: np.ndarray) -> bytes:
+    """An 'mft2' of 3 inputs and outputs: identity matrix, 2-entry ramp tables, ``clut``."""
+    g = clut.shape[0]
+    head = b"mft2" + bytes(4) + bytes([3, 3, g, 0]) + struct.pack(">9i", 65536, 0, 0, 0, 65536, 0, 0, 0, 65536) + struct.pack(">HH", 2, 2)
+    ramp = struct.pack(">2H", 0, 65535) * 3
+    return head + ramp + clut.astype(">u2").tobytes() + ramp
+
+
+def _with_text(elem: bytes, at: int, text: bytes) -> bytes:
+    return elem[:at] + text + elem[at + len(text) :]
+
+
+TEXT24 = b"RTQX7 Doe^Jane MRN4711 "[:24].ljust(24, b" ")
+CLUT_AT = 52 + 2 * 2 * 3  # an mft2's CLUT after its header and input tables
+
+
+def _planted_profiles() -> list[bytes]:
+    rt4 = _icc()
+    clut = _mft2(_smooth_clut())
+    point = 2 * 3 * (14 * 17 * 17 + 14 * 17 + 8)  # grid point (14, 14, 8): bright, inside the grid
+    return [
+        rt4._profile([(b"wtpt", rt4.WTPT), (b"A2B0", _with_text(clut, CLUT_AT + 2 * 3 * 2000, TEXT24))]),  # A2B: strict bound
+        rt4._profile([(b"wtpt", rt4.WTPT), (b"B2A0", _with_text(clut, CLUT_AT + point, TEXT24))]),  # B2A: lenient bound
+        rt4._profile([(b"wtpt", rt4.WTPT), (b"A2B0", rt4._mab().replace(bytes(range(24)), TEXT24))]),  # a 2-point grid
+    ]
+
+
+def test_text_in_an_icc_clut_is_emptied_and_refused():
+    """Before: a CLUT's values were kept whole and allowed: the planted profiles passed
+    ``icc_problems`` and kept the text through ``icc.sanitize``. Now each is emptied and refused;
+    the smooth table, and red team 4's additive 2-point lutAtoB, are kept byte for byte."""
+    rt4 = _icc()
+    for planted in _planted_profiles():
+        assert icc_problems(planted, rt4.SAFE) > 0
+        out, emptied = icc.sanitize(planted)
+        assert emptied >= 1 and icc_problems(out, rt4.SAFE) == 0 and b"Doe^" not in out and b"RTQX" not in out
+    for clean in (
+        rt4._profile([(b"wtpt", rt4.WTPT), (b"A2B0", _mft2(_smooth_clut()))]),
+        rt4._profile([(b"wtpt", rt4.WTPT), (b"B2A0", _mft2(_smooth_clut()))]),
+        rt4._profile([(b"wtpt", rt4.WTPT), (b"A2B0", rt4._mab())]),
+    ):
+        assert icc_problems(clean, rt4.SAFE) == 0 and icc.sanitize(clean)[0] == clean
+
+
+def test_real_cluts_are_kept_and_transform_alike():
+    """Real CLUTs (ICC's sRGB v4 preference profile: 17-point mAB/mBA, a gamut-mapping B2A0 whose
+    second differences reach 0.37 of the range; LittleCMS's Lab profile: a 2-point mft2) are kept
+    as they were and transform colours as before."""
+    from importlib import resources
+
+    from PIL import Image, ImageCms
+
+    rt4 = _icc()
+    v4 = (resources.files("highdicom") / "_icc_profiles" / "sRGB_v4_ICC_preference.icc").read_bytes()
+    lab = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    for real in (v4, lab):
+        kept, _ = icc.sanitize(real)
+        assert icc_problems(kept, rt4.SAFE) == 0
+        for sig, off, size in icc.parse(real):
+            if real[off : off + 4] in (b"mft2", b"mAB ", b"mBA "):
+                assert kept[off + 8 : off + size] == real[off + 8 : off + size], sig
+    srgb = ImageCms.createProfile("sRGB")
+    for intent in (0, 1):
+        same = [
+            np.asarray(ImageCms.profileToProfile(img, ImageCms.ImageCmsProfile(io.BytesIO(p)), srgb, renderingIntent=intent)) for p in (v4, icc.sanitize(v4)[0])
+        ]
+        assert np.array_equal(*same)
+
+
+@pytest.mark.parametrize("target", ["native", "dicom"])
+def test_text_in_an_icc_clut_never_reaches_out(cli, tmp_path, target):
+    """Before: the name in the A2B0's CLUT reached OUT on both routes (the runner asserts that no
+    planted text is in OUT or on the console)."""
+    rt4 = _icc()
+    (tmp_path / "src").mkdir()
+    prof = _planted_profiles()[0]
+    src = rt4._svs(tmp_path / "src" / "CASE-7611.svs", extratags=[(34675, 7, len(prof), prof, True)])
+    code, text, out = rt4._run(cli, tmp_path, src, target)
+    assert code == 0 and rt4._placed(out), text
+
+
+def test_verify_refuses_text_in_an_icc_clut_of_another_tools_output(cli, tmp_path):
+    rt4 = _icc()
+    (tmp_path / "src").mkdir()
+    clut = _mft2(_smooth_clut())
+    prof = rt4._profile([(b"wtpt", rt4.WTPT), (b"A2B0", clut)])
+    src = rt4._svs(tmp_path / "src" / "CASE-7612.svs", extratags=[(34675, 7, len(prof), prof, True)])
+    code, text, out = rt4._run(cli, tmp_path, src)
+    (slide,) = rt4._placed(out)
+    assert code == 0 and rt4._failed_checks(cli, slide) == set(), text
+    data = slide.read_bytes()
+    at = data.index(clut)
+    other = tmp_path / "other.svs"
+    other.write_bytes(_with_text(data, at + CLUT_AT + 2 * 3 * 2000, TEXT24))
+    assert "closed-world-icc" in rt4._failed_checks(cli, other)
