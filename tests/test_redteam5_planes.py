@@ -194,6 +194,21 @@ def test_sparse_frames_where_the_slide_has_none_are_refused(tmp_path):
     assert not ok and "level-0-frames-0-30.dcm: a VOLUME picture that cannot be compared with the slide" in detail, detail
 
 
+def test_volume_without_a_matrix_is_quarantined(tmp_path, cli):
+    """Before: a VOLUME instance without Total Pixel Matrix Columns/Rows (Type 1; here a label
+    photo of level 3's frame size beside the slide's levels) was left out of every comparison:
+    ``run --target dicom`` shared it, `dicom: pyramid` passed. Now it fails closed."""
+    from pydicom.encaps import encapsulate
+
+    src = _slide(tmp_path, "m")
+    ds = dp.read(src / dp.L3)
+    ds.PixelData = encapsulate([dp.encode(dp.label_photo(int(ds.Columns), int(ds.Rows)))])
+    del ds.TotalPixelMatrixColumns, ds.TotalPixelMatrixRows
+    dp._new_instance(ds)
+    ds.save_as(src / "extra.dcm")
+    _refused(cli, tmp_path, src, "extra.dcm", ": a VOLUME without a readable Total Pixel Matrix")
+
+
 @pytest.mark.parametrize("name", ["wsi2dcm-cmu-1-small-region", "highdicom_sm_image.dcm", "highdicom_sm_image_grayscale.dcm", "pathml_small_dicom.dcm"])
 def test_real_samples_pass(name):
     ok, detail = _pyramid(shared(f"dicom/{name}"))

@@ -40,6 +40,13 @@ def off_pyramid(dsets: list[tuple[Path, Dataset]]) -> list[str]:
     return bad
 
 
+def unmeasured(dsets: list[tuple[Path, Dataset]]) -> list[str]:
+    """The VOLUME instances without a readable Total Pixel Matrix (Type 1 in the VL WSI IOD; every
+    real slide's levels have one): no rule above places them in the slide's image, so their pixels
+    (a label photo) cannot be compared with it — refused (names only)."""
+    return [p.name for p, ds in dsets if image_kind(ds) == "VOLUME" and _matrix(ds) is None]
+
+
 MIN_LEVEL_SIDE = 16  # a level smaller than this on its long side is not compared (JPEG rounding dominates)
 MIN_COVERED = 0.5  # a grid cell is compared where at least this much of it has pixels in both images
 MIN_CELLS = 16  # fewer cells compared than this cannot tell a picture (fail closed)
@@ -324,12 +331,14 @@ def unplaced(dsets: list[tuple[Path, Dataset]]) -> list[str]:
 def check_pyramid(dsets: list[tuple[Path, Dataset]], verdict: Checks) -> None:
     bad = off_pyramid(dsets)
     loose = unplaced(dsets)
+    blind = unmeasured(dsets)
     unlike, compared, notes = unlike_levels(dsets) if not bad and not loose else ([], 0, [])
     verdict.add(
         "dicom: pyramid",
-        not bad and not loose and not unlike,
+        not bad and not loose and not unlike and not blind,
         "; ".join(
-            [f"{n}: a VOLUME whose matrix is not a level of the slide's image" for n in bad[:5]]
+            [f"{n}: a VOLUME without a readable Total Pixel Matrix (no place in the slide's image)" for n in blind[:5]]
+            + [f"{n}: a VOLUME whose matrix is not a level of the slide's image" for n in bad[:5]]
             + [f"{x} (a frame no viewer shows)" for x in loose[:5]]
             + unlike[:5]
         )
