@@ -179,6 +179,24 @@ def test_sparse_level_of_the_slides_tissue_is_shared(tmp_path, cli):
     _shared(cli, tmp_path, src)
 
 
+def test_sparse_focal_plane_that_is_a_label_is_refused(tmp_path):
+    """A sparse level's frames are grouped by their Z offset: a second focal plane of level 1 in
+    TILED_SPARSE (its frames at Z 2 µm) holding a label photo is compared, and refused; the
+    same plane holding the slide passes."""
+    for name, second in (("label", lambda img: dp.label_photo(img.shape[1], img.shape[0])), ("slide", lambda img: dp.defocus(img, 3))):
+        src = _slide(tmp_path, f"sz-{name}")
+        ds = dp.read(src / dp.L1)
+        img = dp.picture_of(ds)
+        frames = [((k % 3) * 500, (k // 3) * 500, f) for k, f in enumerate(dp.frames_of(ds))]
+        other = dp.tiles(second(img), 500, 500)
+        dp.sparse(src / dp.L1, frames + [(x, y, other[k]) for k, (x, y, _f) in enumerate(frames)], z=[0.0] * 9 + [2.0] * 9)
+        ok, detail = _pyramid(src)
+        if name == "label":
+            assert not ok and "level-1-frames-0-9.dcm (focal plane 2 of 2): a VOLUME level whose pixels are not the slide's" in detail, detail
+        else:
+            assert ok, detail
+
+
 def test_sparse_frames_where_the_slide_has_none_are_refused(tmp_path):
     """A sparse level's frames where the larger level has no frame cannot be compared: refused
     (a real slide's levels hold the same tissue)."""
