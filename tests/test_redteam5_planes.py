@@ -334,6 +334,28 @@ def test_text_in_an_icc_clut_never_reaches_out(cli, tmp_path, target):
     assert code == 0 and rt4._placed(out), text
 
 
+def test_text_in_an_icc_clut_of_a_dicom_input_never_reaches_out(cli, tmp_path):
+    """The DICOM input route (the engine's ICC closed world): highdicom's sample with the planted
+    profile as its optical path's ICC Profile is shared with the A2B0 emptied; `verify` refuses
+    the profile put back into the output."""
+    from . import test_redteam4_dicom as rt4d
+
+    prof = _planted_profiles()[0]
+    src = rt4d._source(tmp_path, rt4d.HD, lambda ds: setattr(ds.OpticalPathSequence[0], "ICCProfile", prof))
+    out = tmp_path / "out"
+    code, console, slide = rt4d._run(cli, src, out)
+    assert code == 0 and slide["status"] == "ok", (console, slide.get("verification"))
+    assert b"RTQX" not in rt4d._out_bytes(out) and b"Doe^" not in rt4d._out_bytes(out)
+    (dcm,) = sorted(out.rglob("*.dcm"))
+    ds = rt4d._read(dcm)
+    ds.OpticalPathSequence[0].ICCProfile = prof
+    planted = tmp_path / "planted" / dcm.parent.name / dcm.name
+    planted.parent.mkdir(parents=True)
+    ds.save_as(planted)
+    code, stdout, _ = cli("verify", str(planted))
+    assert code == 1 and "ICCProfile" in stdout and "RTQX" not in stdout, stdout
+
+
 def test_verify_refuses_text_in_an_icc_clut_of_another_tools_output(cli, tmp_path):
     rt4 = _icc()
     (tmp_path / "src").mkdir()
