@@ -169,14 +169,18 @@ def test_sparse_level_of_a_label_is_quarantined(tmp_path, cli):
     _refused(cli, tmp_path, src, dp.L0, ": a VOLUME level whose pixels are not the slide's")
 
 
-def test_sparse_level_of_the_slides_tissue_is_shared(tmp_path, cli):
-    """A real sparse level keeps the frames that hold tissue at their places: it passes."""
+def test_sparse_level_of_the_slides_tissue_is_shared_and_verifies(tmp_path, cli):
+    """A real sparse level keeps the frames that hold tissue at their places: it passes, and its
+    output passes `wsianon verify` (before: `dicom: dciodvfy` failed it there — dciodvfy counts a
+    sparse level's frames against the full tile grid, an error `run` accepts as the source's)."""
     src = _slide(tmp_path, "sok")
     dp.larger_base(src)
     kept = dp.tissue_frames(src / dp.L0)
     assert 0 < len(kept) < 30
     dp.sparse(src / dp.L0, kept)
     _shared(cli, tmp_path, src)
+    code, stdout, _ = cli("verify", str(tmp_path / "out"))
+    assert code == 0 and "ok   dicom: dciodvfy" in stdout, stdout
 
 
 def test_sparse_focal_plane_that_is_a_label_is_refused(tmp_path):
@@ -370,3 +374,15 @@ def test_verify_refuses_text_in_an_icc_clut_of_another_tools_output(cli, tmp_pat
     other = tmp_path / "other.svs"
     other.write_bytes(_with_text(data, at + CLUT_AT + 2 * 3 * 2000, TEXT24))
     assert "closed-world-icc" in rt4._failed_checks(cli, other)
+
+
+def test_sparse_frame_count_error_is_accepted_only_for_a_sparse_instance(tmp_path):
+    """dciodvfy's full-grid frame count error is accepted (without the source) only where the
+    instance is TILED_SPARSE: a TILED_FULL level with a frame too few or too many still fails."""
+    from wsianon.verify.dicom.validator import sparse_miscount
+
+    err = "Error - </NumberOfFrames(0028,0008)> - NumberOfFrames does not match expected value for tiled total pixel matrix = <> - expected 30"
+    src = _slide(tmp_path, "c")
+    assert sparse_miscount([err], src / dp.L0) == []
+    dp.sparse(src / dp.L0, dp.tissue_frames(src / dp.L0))
+    assert sparse_miscount([err, "Error - </Rows(0028,0010)> - other"], src / dp.L0) == [err]
