@@ -61,22 +61,60 @@ class _Plane:
     path: Path
     ds: Dataset
     matrix: tuple[int, int]
-    family: str  # "" for brightfield (RGB, no fluorescence: every path the same picture), else the path's
+    family: str  # "" for brightfield (every optical path the same picture), else its fluorescence path's
     z: float
     name: str  # for details: the file, and which plane / path of how many (never an identifier)
-    frames: dict[tuple[int, int], int]  # frame origin (0-based x, y) -> frame index
-    full: bool  # every tile of the matrix has a frame
+    first: int  # TILED_FULL: the index of its first frame (its frames are the tile grid from there)
+    sparse: dict[tuple[int, int], int] | None = None  # TILED_SPARSE: frame origin (0-based x, y) -> index
+
+    @property
+    def tile(self) -> tuple[int, int]:
+        return int(self.ds.Columns), int(self.ds.Rows)
 
     def bbox(self) -> tuple[int, int, int, int]:
         """(x, y, w, h) of what its frames cover, clipped to the matrix."""
-        if self.full:
+        if self.sparse is None:
             return (0, 0, *self.matrix)
-        fw, fh = int(self.ds.Columns), int(self.ds.Rows)
-        xs = [x for x, _y in self.frames]
-        ys = [y for _x, y in self.frames]
-        x0, y0 = min(xs), min(ys)
-        x1, y1 = min(self.matrix[0], max(xs) + fw), min(self.matrix[1], max(ys) + fh)
+        fw, fh = self.tile
+        x0, y0 = min(x for x, _y in self.sparse), min(y for _x, y in self.sparse)
+        x1 = min(self.matrix[0], max(x for x, _y in self.sparse) + fw)
+        y1 = min(self.matrix[1], max(y for _x, y in self.sparse) + fh)
         return x0, y0, max(1, x1 - x0), max(1, y1 - y0)
+
+    def frames_in(self, x0: int, y0: int, w: int, h: int) -> dict[int, tuple[int, int]]:
+        """index -> origin of the frames meeting the region (a TILED_FULL grid is not listed whole:
+        only the region's tiles)."""
+        fw, fh = self.tile
+        if self.sparse is None:
+            nx = -(-self.matrix[0] // fw)
+            return {
+                self.first + ty * nx + tx: (tx * fw, ty * fh)
+                for ty in range(y0 // fh, (y0 + h - 1) // fh + 1)
+                for tx in range(x0 // fw, (x0 + w - 1) // fw + 1)
+            }
+        return {k: (fx, fy) for (fx, fy), k in self.sparse.items() if fx < x0 + w and fx + fw > x0 and fy < y0 + h and fy + fh > y0}
+
+    def frame_at(self, x: int, y: int, cells: dict) -> tuple[int, int, int] | None:
+        """(origin x, origin y, index) of the frame holding pixel (x, y), or None (a sparse gap);
+        ``cells``: a sparse plane's frames by the tile cells they meet (``cells``)."""
+        fw, fh = self.tile
+        if self.sparse is None:
+            return x - x % fw, y - y % fh, self.first + (y // fh) * -(-self.matrix[0] // fw) + x // fw
+        for fx, fy, k in cells.get((x // fw, y // fh), ()):
+            if fx <= x < fx + fw and fy <= y < fy + fh:
+                return fx, fy, k
+        return None
+
+    def cells(self) -> dict[tuple[int, int], list[tuple[int, int, int]]]:
+        """A sparse plane's frames by the tile cells they meet (a sparse frame need not lie on the
+        tile grid); empty for TILED_FULL."""
+        fw, fh = self.tile
+        out: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
+        for (fx, fy), k in (self.sparse or {}).items():
+            for cy in range(fy // fh, (fy + fh - 1) // fh + 1):
+                for cx in range(fx // fw, (fx + fw - 1) // fw + 1):
+                    out.setdefault((cx, cy), []).append((fx, fy, k))
+        return out
 
 
 def _fluorescence(op: Dataset) -> bool:
@@ -128,8 +166,7 @@ def _planes(p: Path, ds: Dataset) -> list[_Plane]:
             for z in range(n_planes):
                 first = (o * n_planes + z) * grid
                 name = _label(p.name, z, n_planes, o, n_paths)
-                frames = {((k % nx) * fw, (k // nx) * fh): first + k for k in range(grid)}
-                out.append(_Plane(p, ds, (cols, rows), family(o), z0 + z * step, name, frames, True))
+                out.append(_Plane(p, ds, (cols, rows), family(o), z0 + z * step, name, first))
         return out
     ids = [str(op.get("OpticalPathIdentifier", "")) for op in ops]
     groups: dict[tuple[float, int], dict[tuple[int, int], int]] = {}
@@ -149,8 +186,7 @@ def _planes(p: Path, ds: Dataset) -> list[_Plane]:
     zs = sorted({zf for zf, _o in groups})
     for (zf, o), frames in sorted(groups.items()):
         name = _label(p.name, zs.index(zf), len(zs), o, len(ops))
-        full = len(frames) == -(-cols // fw) * -(-rows // fh) and all(x % fw == 0 and y % fh == 0 for x, y in frames)
-        out.append(_Plane(p, ds, (cols, rows), family(o), zf, name, frames, full))
+        out.append(_Plane(p, ds, (cols, rows), family(o), zf, name, 0, frames))
     return out
 
 
@@ -165,25 +201,13 @@ def _render(plane: _Plane, region: tuple[int, int, int, int], shape: tuple[int, 
     from wsianon.verify.dicom.decode import _frames_at
 
     ds = plane.ds
-    fw, fh = int(ds.Columns), int(ds.Rows)
     x0, y0, w, h = region
-    # frames by the tile cells they meet (a sparse frame need not lie on the tile grid)
-    cells: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
-    for (fx, fy), k in plane.frames.items():
-        for cy in range(fy // fh, (fy + fh - 1) // fh + 1):
-            for cx in range(fx // fw, (fx + fw - 1) // fw + 1):
-                cells.setdefault((cx, cy), []).append((fx, fy, k))
-
-    def frame_at(x: int, y: int) -> tuple[int, int, int] | None:
-        for fx, fy, k in cells.get((x // fw, y // fh), ()):
-            if fx <= x < fx + fw and fy <= y < fy + fh:
-                return fx, fy, k
-        return None
+    cells = plane.cells()
 
     if w * h <= th.REF_MAX_PIXELS:
         chans = np.zeros((3, h, w), np.float32)
         cover = np.zeros((h, w), np.float32)
-        wanted = {k: (fx, fy) for (fx, fy), k in plane.frames.items() if fx < x0 + w and fx + fw > x0 and fy < y0 + h and fy + fh > y0}
+        wanted = plane.frames_in(x0, y0, w, h)
         for k, fv in _frames_at(plane.path, ds, sorted(wanted)):
             fx, fy = wanted[k]
             a = th._channels(decode_rgb(fv, ds))
@@ -201,7 +225,7 @@ def _render(plane: _Plane, region: tuple[int, int, int, int], shape: tuple[int, 
             for i in range(n_x):
                 x = min(x0 + w - 1, x0 + int((i + 0.5) * w / n_x))
                 y = min(y0 + h - 1, y0 + int((j + 0.5) * h / n_y))
-                if (hit := frame_at(x, y)) is not None:
+                if (hit := plane.frame_at(x, y, cells)) is not None:
                     fx, fy, k = hit
                     points.setdefault(k, []).append((i, j, x - fx, y - fy))
         half = max(1, min(th.PATCH, w // n_x, h // n_y) // 2)
