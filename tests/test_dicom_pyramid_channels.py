@@ -1,5 +1,7 @@
 """False positive: a fluorescence-style DICOM slide stores one instance a level and optical path
-(channel); ``dicom: pyramid`` compared a channel's level with another channel's larger level."""
+(channel); ``dicom: pyramid`` compared a channel's level with another channel's larger level.
+A channel is one of fluorescence illumination (its Type 1 IlluminationTypeCodeSequence says so):
+the optical paths of a brightfield image are compared with each other (tests/test_redteam5_planes.py)."""
 
 from __future__ import annotations
 
@@ -23,8 +25,11 @@ def _channel(ds: Dataset, ident: str, picture=None) -> None:
     """``ds`` as the instance of one optical path ``ident``; ``picture`` maps its one frame."""
     from turbojpeg import TurboJPEG
 
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "111743", "DCM", "Epifluorescence illumination"
     op = Dataset()
     op.OpticalPathIdentifier = ident
+    op.IlluminationTypeCodeSequence = Sequence([code])
     ds.OpticalPathSequence = Sequence([op])
     ds.NumberOfOpticalPaths = 1
     if picture is not None:
@@ -61,8 +66,9 @@ def test_each_channel_is_compared_with_its_own_larger_levels(tmp_path):
             ds = _read(LEVELS.format(lvl))
             _channel(ds, ident, picture)
             dsets.append(_write(tmp_path, f"ch{ident}-{lvl}.dcm", ds))
-    bad, compared = unlike_levels(dsets)
+    bad, compared, notes = unlike_levels(dsets)
     assert bad == [] and compared == 6
+    assert notes == ["2 fluorescence channel(s) compared within their own optical path only"]
 
 
 def test_a_level_of_a_path_of_its_own_is_still_compared(tmp_path):
@@ -76,5 +82,5 @@ def test_a_level_of_a_path_of_its_own_is_still_compared(tmp_path):
     rogue = _read(LEVELS.format(4))
     _channel(rogue, "9", _other_stain)
     dsets.append(_write(tmp_path, "rogue.dcm", rogue))
-    bad, _n = unlike_levels(dsets)
+    bad, _n, _notes = unlike_levels(dsets)
     assert [b.split(":")[0] for b in bad] == ["rogue.dcm"]

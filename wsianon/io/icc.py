@@ -125,6 +125,53 @@ def _tables_are_ramps(elem: bytes) -> bool:
     return all(_ramp(np.frombuffer(elem, dtype, n, o), full) for o, n in tables)
 
 
+# A CLUT (a grid of colours, 'mft1'/'mft2'/'mAB '/'mBA ') is a smooth function of its grid position:
+# along each axis of 3 or more points no value departs from its neighbours' mean by more than a
+# bound, i.e. |second difference| <= a fraction of the full scale. Measured on the 6 real profiles
+# with CLUTs on this machine (README, Limitations): device-to-PCS tables (A2Bx) reach 0.125 (a 5-point grid),
+# 0.066 (17 points); PCS-to-device tables (B2Ax: gamut mapping, out-of-gamut corners) 0.47 (5
+# points), 0.37 (17), 0.21 (33). Text written as values breaks either bound at nearly every place.
+# A grid of 2 points on every axis has no second difference: real ones are additive (a matrix, an
+# identity: each mixed difference of two axes within a unit), text is not.
+_CLUT_STRICT = 4  # A2Bx axes of _CLUT_STRICT_POINTS or more: |second difference| <= full / 4
+_CLUT_STRICT_POINTS = 5
+_CLUT_LENIENT = (3, 4)  # any other axis of 3 or more points: <= 3/4 of full
+_CLUT_ADDITIVE = 64  # a 2-point grid: every mixed difference of two axes <= full / 64
+
+
+def _clut_is_smooth(values: np.ndarray, grid: tuple[int, ...], nout: int, full: int, a_to_b: bool) -> bool:
+    """Whether a CLUT's values (``grid`` points per input, ``nout`` outputs a point, 0..``full``) are
+    a smooth function of their grid position (the bounds above); ``a_to_b``: an A2Bx table of an
+    input, display, output or colour-space profile (the strict bound)."""
+    a = values.astype(np.int64).reshape(tuple(grid) + (nout,))
+    for ax, g in enumerate(grid):
+        if g < 3:
+            continue
+        limit = full / _CLUT_STRICT if a_to_b and g >= _CLUT_STRICT_POINTS else full * _CLUT_LENIENT[0] / _CLUT_LENIENT[1]
+        if np.abs(np.diff(a, 2, axis=ax)).max() > limit:
+            return False
+    if all(g == 2 for g in grid):
+        for i in range(len(grid)):
+            for j in range(i + 1, len(grid)):
+                if np.abs(np.diff(np.diff(a, axis=i), axis=j)).max() > full / _CLUT_ADDITIVE:
+                    return False
+    return True
+
+
+def _mft_clut_is_smooth(elem: bytes, a_to_b: bool) -> bool:
+    """The CLUT of an 'mft1'/'mft2' (whose fields ``structural_size`` found inside ``elem``)."""
+    typ = elem[:4]
+    if typ not in (b"mft1", b"mft2"):
+        return True
+    nin, nout, grid = elem[8:11]
+    dtype: np.dtype
+    if typ == b"mft1":
+        at, dtype, full = 48 + 256 * nin, np.dtype(np.uint8), 0xFF
+    else:
+        at, dtype, full = 52 + 2 * int.from_bytes(elem[48:50], "big") * nin, np.dtype(">u2"), 0xFFFF
+    return _clut_is_smooth(np.frombuffer(elem, dtype, grid**nin * nout, at), (grid,) * nin, nout, full, a_to_b)
+
+
 def _curve_run(elem: bytes, at: int, n: int) -> list[tuple[int, int]] | None:
     """The fields of ``n`` curves (curv/para) stored one after another from ``at``, each starting
     on a 4-byte boundary (ICC.1:2010 10.12.2): their (start, end) within ``elem``; None when one is
@@ -142,14 +189,15 @@ def _curve_run(elem: bytes, at: int, n: int) -> list[tuple[int, int]] | None:
     return out
 
 
-def _lut_ab_ranges(elem: bytes) -> list[tuple[int, int]] | None:
+def _lut_ab_ranges(elem: bytes, a_to_b: bool = False) -> list[tuple[int, int]] | None:
     """The bytes of a lutAtoBType ('mAB ') or lutBtoAType ('mBA ') element that its fields take
     (ICC.1:2010 10.12, 10.13): the channel counts, the five offsets and, at each non-zero offset,
     its curves (their fields only), the matrix (12 numbers) or the CLUT (the grid points of its
     input channels, the precision and its nout values per grid point).  The padding between them,
     the reserved bytes, a CLUT's unused grid-point bytes and everything no offset reaches are no
     field a CMM reads.  None: malformed (an offset into the header, a part running past the
-    element, a channel count out of range)."""
+    element, a channel count out of range), or a curve that is no ramp or a CLUT that is not smooth
+    (:func:`_clut_is_smooth`; ``a_to_b``: an A2Bx table)."""
     if len(elem) < 32:
         return None
     nin, nout = elem[8], elem[9]
@@ -186,24 +234,42 @@ def _lut_ab_ranges(elem: bytes) -> list[tuple[int, int]] | None:
         end = clut_off + 20 + points * nout * precision
         if end > len(elem):
             return None
+        clut_type: np.dtype = np.dtype(np.uint8) if precision == 1 else np.dtype(">u2")
+        full = 0xFF if precision == 1 else 0xFFFF
+        if not _clut_is_smooth(np.frombuffer(elem, clut_type, points * nout, clut_off + 20), tuple(grid), nout, full, a_to_b):
+            return None
         out += [(clut_off, clut_off + nin), (clut_off + 16, clut_off + 17), (clut_off + 20, end)]
     return out
 
 
-def kept_ranges(elem: bytes) -> list[tuple[int, int]]:
+def kept_ranges(elem: bytes, a_to_b: bool = False) -> list[tuple[int, int]]:
     """(start, end) ranges of a colorimetric tag element (``elem``: from its type signature to its
     stated end) that its type's fields take; every other byte is zeroed by :func:`sanitize` and must
     be zero for the verifiers (bytes 4-7, reserved in every type, are zeroed by both on top).  A
-    malformed element keeps only its type signature (emptied)."""
+    malformed element, a curve or LUT table that is no ramp and a LUT whose CLUT is not smooth keep
+    only their type signature (emptied).  ``a_to_b``: the element is an A2Bx tag's of a profile
+    that is no device link or abstract profile (:func:`a_to_b_data`): its CLUT is held to the
+    strict bound."""
     if elem[:4] in (b"mAB ", b"mBA "):
-        ranges = _lut_ab_ranges(elem)
+        ranges = _lut_ab_ranges(elem, a_to_b)
         return [(0, 4)] if ranges is None else ranges
     need = structural_size(elem)
     if need is None:  # a type whose fields are not parsed here (mpet): not kept
         return [(0, 4)]
     if need and not _tables_are_ramps(elem[:need]):  # a curve or LUT table that turns: text, emptied
         return [(0, 4)]
+    if need and not _mft_clut_is_smooth(elem[:need], a_to_b):  # a CLUT that is not smooth: emptied
+        return [(0, 4)]
     return [(0, max(need, 4))]
+
+
+def a_to_b_data(data: bytes, tags: list[tuple[bytes, int, int]]) -> set[tuple[int, int]]:
+    """(offset, size) of the tag data an A2Bx tag points to (device to PCS, held to the strict CLUT
+    bound), unless the profile is a device link or abstract profile (device to device, PCS to PCS:
+    gamut mapping as a B2Ax's). One rule for the converter and the verifiers."""
+    if data[12:16] in (b"link", b"abst"):
+        return set()
+    return {(off, size) for sig, off, size in tags if sig[:3] == b"A2B"}
 
 
 HEADER = 128
@@ -302,13 +368,14 @@ def sanitize(data: bytes) -> tuple[bytes, int]:
     for i, (sig, off, size) in enumerate(known):
         out[HEADER + 4 + 12 * i : HEADER + 16 + 12 * i] = struct.pack(">4sII", sig, off, size)
     done: set[tuple[int, int]] = set()
+    strict = a_to_b_data(data, known)
     for _sig, off, size in sorted(known, key=lambda t: t[1]):
         if (off, size) in done:
             continue  # tags may share their data
         done.add((off, size))
         typ = data[off : off + 4]
         if typ in SAFE_TYPES:
-            ranges = kept_ranges(data[off : off + size])
+            ranges = kept_ranges(data[off : off + size], (off, size) in strict)
             for a, b in ranges:
                 out[off + a : off + b] = data[off + a : off + b]
             out[off + 4 : off + 8] = bytes(4)  # every tag type's bytes 4-7 are reserved (zero)

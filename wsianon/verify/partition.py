@@ -165,6 +165,8 @@ def icc_problems(data: bytes, safe_types: set[bytes]) -> int:
     keep[:128] = arr[:128] == np.frombuffer(header, dtype=np.uint8)  # a differing byte counts
     keep[128 : 132 + 12 * n] = True
     judged: set[tuple[int, int]] = set()  # tags may share their data: judged once
+    table = [struct.unpack(">4sII", data[132 + 12 * i : 144 + 12 * i]) for i in range(n)]
+    strict = icc.a_to_b_data(data, [t for t in table if t[0] in icc.KNOWN_TAGS])  # CLUT bounds (io.icc)
     for i in range(n):
         sig, off, size = struct.unpack(">4sII", data[132 + 12 * i : 144 + 12 * i])
         if off + size > len(data) or size < 8:
@@ -177,7 +179,7 @@ def icc_problems(data: bytes, safe_types: set[bytes]) -> int:
         judged.add((off, size))
         typ = data[off : off + 4]
         if typ in safe_types:
-            for a, b in icc.kept_ranges(data[off : off + size]):  # only its type's fields (io.icc)
+            for a, b in icc.kept_ranges(data[off : off + size], (off, size) in strict):  # only its type's fields (io.icc)
                 keep[off + a : off + b] = True
             keep[off + 4 : off + 8] = False  # reserved
         else:

@@ -121,27 +121,32 @@ def _prepare_channels(chans: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.stack([_blur(_box(c, shape)) for c in chans])
 
 
-def measures(thumb: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+def measures(thumb: np.ndarray, ref: np.ndarray, valid: np.ndarray | None = None) -> dict[str, float]:
     """Similarity of two prepared images of the same shape: ``corr`` (Pearson; NaN where either is
     near-uniform, ``UNIFORM_STD``), ``mad`` (mean |difference|), ``block`` (worst part's mean |residual| after
-    fitting ``thumb ~ a*ref + b``)."""
+    fitting ``thumb ~ a*ref + b``). With ``valid`` (a boolean mask of the shape) only those cells
+    count (a sparse DICOM level: where both images have pixels); a part without one is not judged."""
     a = thumb.astype(np.float64)
     b = ref.astype(np.float64)
-    sa, sb = float(a.std()), float(b.std())
-    mad = float(np.abs(a - b).mean())
+    v = np.ones(a.shape, bool) if valid is None else np.asarray(valid, bool)
+    av, bv = a[v], b[v]
+    sa, sb = float(av.std()), float(bv.std())
+    mad = float(np.abs(av - bv).mean())
     corr = float("nan")
     if sa >= UNIFORM_STD and sb >= UNIFORM_STD:
-        corr = float(((a - a.mean()) * (b - b.mean())).mean() / (sa * sb))
+        corr = float(((av - av.mean()) * (bv - bv.mean())).mean() / (sa * sb))
     if sb > 1e-6:
-        slope = float(((a - a.mean()) * (b - b.mean())).mean() / (sb * sb))
-        resid = a - (slope * (b - b.mean()) + a.mean())
+        slope = float(((av - av.mean()) * (bv - bv.mean())).mean() / (sb * sb))
+        resid = a - (slope * (b - bv.mean()) + av.mean())
     else:
-        resid = a - a.mean()
+        resid = a - av.mean()
     h, w = resid.shape
     block = 0.0
     for i in range(BLOCKS):
         for j in range(BLOCKS):
-            part = resid[i * h // BLOCKS : max((i + 1) * h // BLOCKS, i * h // BLOCKS + 1), j * w // BLOCKS : max((j + 1) * w // BLOCKS, j * w // BLOCKS + 1)]
+            rows = slice(i * h // BLOCKS, max((i + 1) * h // BLOCKS, i * h // BLOCKS + 1))
+            cols = slice(j * w // BLOCKS, max((j + 1) * w // BLOCKS, j * w // BLOCKS + 1))
+            part = resid[rows, cols][v[rows, cols]]
             if part.size:
                 block = max(block, float(np.abs(part).mean()))
     return {"corr": corr, "mad": mad, "block": block, "std_thumb": sa, "std_ref": sb}
@@ -153,21 +158,23 @@ def matches(m: dict[str, float]) -> bool:
     return m["corr"] >= MIN_CORRELATION and m["block"] <= MAX_BLOCK_RESIDUAL
 
 
-def alike(a: np.ndarray, b: np.ndarray) -> bool:
+def alike(a: np.ndarray, b: np.ndarray, valid: np.ndarray | None = None) -> bool:
     """Two prepared images (``prepare``: grey, then the two colour differences) show the same
     picture: each channel ``matches`` (a kept thumbnail and the slide; a pyramid level and a larger
     one).  A colour difference is compared less the median of its difference to the other where
     that is at most ``MAX_COLOUR_CAST``: a thumbnail white-balanced or colour-managed apart from
     the tiles is shifted whole (one number, no text), which on a slide of little tissue (a colour
     difference near-uniform, judged by its mean absolute difference) failed; text written in
-    colours changes the lesser part of it, whose difference the median leaves whole."""
-    if not len(a) == len(b) == 3 or not matches(measures(a[0], b[0])):
+    colours changes the lesser part of it, whose difference the median leaves whole. ``valid``:
+    only those cells are compared (``measures``)."""
+    v = np.ones(a.shape[1:], bool) if valid is None else np.asarray(valid, bool)
+    if not len(a) == len(b) == 3 or not v.any() or not matches(measures(a[0], b[0], valid)):
         return False
     for x, y in zip(a[1:], b[1:]):
-        shift = float(np.median(x - y))  # the background's: text in colours is the lesser part
+        shift = float(np.median((x - y)[v]))  # the background's: text in colours is the lesser part
         if abs(shift) <= MAX_COLOUR_CAST:
             x = x - shift
-        if not matches(measures(x, y)):
+        if not matches(measures(x, y, valid)):
             return False
     return True
 

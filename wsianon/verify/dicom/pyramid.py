@@ -10,8 +10,10 @@ cols * base_rows| <= base_cols + base_rows`` whichever side is the longer).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from pydicom.dataset import Dataset
 
 from wsianon.verify.dicom.common import Checks, image_kind
@@ -38,68 +40,308 @@ def off_pyramid(dsets: list[tuple[Path, Dataset]]) -> list[str]:
     return bad
 
 
+def unmeasured(dsets: list[tuple[Path, Dataset]]) -> list[str]:
+    """The VOLUME instances without a readable Total Pixel Matrix (Type 1 in the VL WSI IOD; every
+    real slide's levels have one): no rule above places them in the slide's image, so their pixels
+    (a label photo) cannot be compared with it — refused (names only)."""
+    return [p.name for p, ds in dsets if image_kind(ds) == "VOLUME" and _matrix(ds) is None]
+
+
 MIN_LEVEL_SIDE = 16  # a level smaller than this on its long side is not compared (JPEG rounding dominates)
+MIN_COVERED = 0.5  # a grid cell is compared where at least this much of it has pixels in both images
+MIN_CELLS = 16  # fewer cells compared than this cannot tell a picture (fail closed)
+# DCM CID 8123 illumination methods that are fluorescence: a channel is another picture of the slide
+FLUORESCENCE = {"111743", "111749"}  # Epifluorescence, Total internal reflection fluorescence
 
 
-def _one_plane(ds: Dataset) -> bool:
-    return int(ds.get("TotalPixelMatrixFocalPlanes", 1) or 1) == 1 and int(ds.get("NumberOfOpticalPaths", 1) or 1) == 1
+@dataclass
+class _Plane:
+    """One picture of a VOLUME instance: the frames of one focal plane and optical path."""
 
+    path: Path
+    ds: Dataset
+    matrix: tuple[int, int]
+    family: str  # "" for brightfield (every optical path the same picture), else its fluorescence path's
+    z: float
+    name: str  # for details: the file, and which plane / path of how many (never an identifier)
+    first: int  # TILED_FULL: the index of its first frame (its frames are the tile grid from there)
+    sparse: dict[tuple[int, int], int] | None = None  # TILED_SPARSE: frame origin (0-based x, y) -> index
 
-def _optical_path(ds: Dataset) -> str | None:
-    """The identifier of an instance's one optical path (a fluorescence channel), or None."""
-    try:
-        return str(ds.OpticalPathSequence[0].OpticalPathIdentifier)
-    except (AttributeError, IndexError, TypeError):
+    @property
+    def tile(self) -> tuple[int, int]:
+        return int(self.ds.Columns), int(self.ds.Rows)
+
+    def bbox(self) -> tuple[int, int, int, int]:
+        """(x, y, w, h) of what its frames cover, clipped to the matrix."""
+        if self.sparse is None:
+            return (0, 0, *self.matrix)
+        fw, fh = self.tile
+        x0, y0 = min(x for x, _y in self.sparse), min(y for _x, y in self.sparse)
+        x1 = min(self.matrix[0], max(x for x, _y in self.sparse) + fw)
+        y1 = min(self.matrix[1], max(y for _x, y in self.sparse) + fh)
+        return x0, y0, max(1, x1 - x0), max(1, y1 - y0)
+
+    def frames_in(self, x0: int, y0: int, w: int, h: int) -> dict[int, tuple[int, int]]:
+        """index -> origin of the frames meeting the region (a TILED_FULL grid is not listed whole:
+        only the region's tiles)."""
+        fw, fh = self.tile
+        if self.sparse is None:
+            nx = -(-self.matrix[0] // fw)
+            return {
+                self.first + ty * nx + tx: (tx * fw, ty * fh)
+                for ty in range(y0 // fh, (y0 + h - 1) // fh + 1)
+                for tx in range(x0 // fw, (x0 + w - 1) // fw + 1)
+            }
+        return {k: (fx, fy) for (fx, fy), k in self.sparse.items() if fx < x0 + w and fx + fw > x0 and fy < y0 + h and fy + fh > y0}
+
+    def frame_at(self, x: int, y: int, cells: dict) -> tuple[int, int, int] | None:
+        """(origin x, origin y, index) of the frame holding pixel (x, y), or None (a sparse gap);
+        ``cells``: a sparse plane's frames by the tile cells they meet (``cells``)."""
+        fw, fh = self.tile
+        if self.sparse is None:
+            return x - x % fw, y - y % fh, self.first + (y // fh) * -(-self.matrix[0] // fw) + x // fw
+        for fx, fy, k in cells.get((x // fw, y // fh), ()):
+            if fx <= x < fx + fw and fy <= y < fy + fh:
+                return fx, fy, k
         return None
 
+    def cells(self) -> dict[tuple[int, int], list[tuple[int, int, int]]]:
+        """A sparse plane's frames by the tile cells they meet (a sparse frame need not lie on the
+        tile grid); empty for TILED_FULL."""
+        fw, fh = self.tile
+        out: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
+        for (fx, fy), k in (self.sparse or {}).items():
+            for cy in range(fy // fh, (fy + fh - 1) // fh + 1):
+                for cx in range(fx // fw, (fx + fw - 1) // fw + 1):
+                    out.setdefault((cx, cy), []).append((fx, fy, k))
+        return out
 
-def unlike_levels(dsets: list[tuple[Path, Dataset]]) -> tuple[list[str], int]:
-    """(``name: why`` for every VOLUME level, the base aside, whose pixels are not the slide's,
-    number of levels compared). A level is shown when the viewer zooms out: a label photo scaled
-    to a level's size and aspect passed the matrix rule above. Each is rendered as a kept
-    THUMBNAIL is judged (``verify.thumbnail.alike``: grey and colour differences, 64 px on the long side, blurred) and must
-    match a larger level rendered the same way (the smallest at least 4x the grid; 0.80
-    correlation, no 16th departing by more than 20 grey levels). Levels under
-    ``MIN_LEVEL_SIDE`` on their long side are not compared. Instances of several focal
-    planes or optical paths are not compared (a channel need not look like another), and an
-    instance of one optical path is compared with the larger levels of its own path where it has
-    any (``_optical_path``); nor is a
-    level that cannot be rendered (a sparse level whose sampled points fall where it has no frame,
-    a frame that does not decode: the frame checks and the readers judge that)."""
+
+def _fluorescence(op: Dataset) -> bool:
+    return any(str(c.get("CodeValue", "")) in FLUORESCENCE for c in op.get("IlluminationTypeCodeSequence") or [])
+
+
+def _float(v, default: float = 0.0) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return default
+
+
+def _label(name: str, z: int, planes: int, o: int, paths: int) -> str:
+    """A picture named for details: its file, and which focal plane and optical path of how many
+    (an index: an OpticalPathIdentifier is the source's text)."""
+    return name + (f" (focal plane {z + 1} of {planes})" if planes > 1 else "") + (f" (optical path {o + 1} of {paths})" if paths > 1 else "")
+
+
+def _planes(p: Path, ds: Dataset) -> list[_Plane]:
+    """The pictures of a VOLUME instance: TILED_FULL frames are ordered tile, focal plane, optical
+    path (PS3.3 C.8.12.4.1.3); TILED_SPARSE frames are grouped by their Z offset and optical path.
+    An instance whose frames have no place of their own is judged by ``unplaced`` instead."""
+    cols, rows = int(ds.TotalPixelMatrixColumns), int(ds.TotalPixelMatrixRows)
+    fw, fh = int(ds.Columns), int(ds.Rows)
+    n = int(ds.get("NumberOfFrames", 1) or 1)
+    ops = list(ds.get("OpticalPathSequence") or [])
+
+    def family(k: int) -> str:
+        op = ops[k] if k < len(ops) else Dataset()
+        return f"path:{op.get('OpticalPathIdentifier', '')}" if _fluorescence(op) else ""
+
+    n_paths = max(1, int(ds.get("NumberOfOpticalPaths", 1) or 1))
+    n_planes = max(1, int(ds.get("TotalPixelMatrixFocalPlanes", 1) or 1))
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    out: list[_Plane] = []
+    if str(ds.get("DimensionOrganizationType", "") or "").upper() == "TILED_FULL" or not per_frame:
+        nx, ny = -(-cols // fw), -(-rows // fh)
+        grid = nx * ny
+        if n != grid * n_planes * n_paths:
+            return []
+        try:
+            shared = ds.SharedFunctionalGroupsSequence[0]
+            z0 = _float(shared.PlanePositionSlideSequence[0].ZOffsetInSlideCoordinateSystem) if "PlanePositionSlideSequence" in shared else 0.0
+            step = _float(shared.PixelMeasuresSequence[0].get("SpacingBetweenSlices"), 0.001) * 1000
+        except (AttributeError, IndexError, TypeError):
+            z0, step = 0.0, 1.0
+        for o in range(n_paths):
+            for z in range(n_planes):
+                first = (o * n_planes + z) * grid
+                name = _label(p.name, z, n_planes, o, n_paths)
+                out.append(_Plane(p, ds, (cols, rows), family(o), z0 + z * step, name, first))
+        return out
+    ids = [str(op.get("OpticalPathIdentifier", "")) for op in ops]
+    groups: dict[tuple[float, int], dict[tuple[int, int], int]] = {}
+    for k, item in enumerate(per_frame):
+        try:
+            pos = item.PlanePositionSlideSequence[0]
+            xy = (int(pos.ColumnPositionInTotalImagePixelMatrix) - 1, int(pos.RowPositionInTotalImagePixelMatrix) - 1)
+            zf = _float(pos.get("ZOffsetInSlideCoordinateSystem"))
+            seq = item.get("OpticalPathIdentificationSequence")
+            if not seq and "SharedFunctionalGroupsSequence" in ds:
+                seq = ds.SharedFunctionalGroupsSequence[0].get("OpticalPathIdentificationSequence")
+            ident = str(seq[0].get("OpticalPathIdentifier", "")) if seq else (ids[0] if ids else "")
+        except (AttributeError, IndexError, TypeError, ValueError):
+            return []
+        o = ids.index(ident) if ident in ids else 0
+        groups.setdefault((zf, o), {})[xy] = k
+    zs = sorted({zf for zf, _o in groups})
+    for (zf, o), frames in sorted(groups.items()):
+        name = _label(p.name, zs.index(zf), len(zs), o, len(ops))
+        out.append(_Plane(p, ds, (cols, rows), family(o), zf, name, 0, frames))
+    return out
+
+
+def _render(plane: _Plane, region: tuple[int, int, int, int], shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(grey and colour differences box-averaged to ``shape``, unblurred: (3, h, w); the part of
+    each cell that has pixels: (h, w)) of ``region`` (x, y, w, h) of a plane: read whole up to
+    ``REF_MAX_PIXELS`` (only the frames meeting the region), else sampled at ``SAMPLES`` points a
+    side (only the frames holding a point are decoded, at 1/8 for JPEG), as ``verify.thumbnail``
+    renders a reference level. Where no frame is, nothing is counted (a sparse level)."""
+    from wsianon.io.dicomframes import decode_rgb
+    from wsianon.verify import thumbnail as th
+    from wsianon.verify.dicom.decode import _frames_at
+
+    ds = plane.ds
+    x0, y0, w, h = region
+    cells = plane.cells()
+
+    if w * h <= th.REF_MAX_PIXELS:
+        chans = np.zeros((3, h, w), np.float32)
+        cover = np.zeros((h, w), np.float32)
+        wanted = plane.frames_in(x0, y0, w, h)
+        for k, fv in _frames_at(plane.path, ds, sorted(wanted)):
+            fx, fy = wanted[k]
+            a = th._channels(decode_rgb(fv, ds))
+            ax0, ay0 = max(fx, x0), max(fy, y0)
+            ax1, ay1 = min(fx + a.shape[2], x0 + w), min(fy + a.shape[1], y0 + h)
+            if ax1 > ax0 and ay1 > ay0:
+                chans[:, ay0 - y0 : ay1 - y0, ax0 - x0 : ax1 - x0] = a[:, ay0 - fy : ay1 - fy, ax0 - fx : ax1 - fx]
+                cover[ay0 - y0 : ay1 - y0, ax0 - x0 : ax1 - x0] = 1
+    else:
+        n_x, n_y = (max(1, round(th.SAMPLES * s / max(shape))) for s in shape)
+        chans = np.zeros((3, n_y, n_x), np.float32)
+        cover = np.zeros((n_y, n_x), np.float32)
+        points: dict[int, list[tuple[int, int, int, int]]] = {}
+        for j in range(n_y):
+            for i in range(n_x):
+                x = min(x0 + w - 1, x0 + int((i + 0.5) * w / n_x))
+                y = min(y0 + h - 1, y0 + int((j + 0.5) * h / n_y))
+                if (hit := plane.frame_at(x, y, cells)) is not None:
+                    fx, fy, k = hit
+                    points.setdefault(k, []).append((i, j, x - fx, y - fy))
+        half = max(1, min(th.PATCH, w // n_x, h // n_y) // 2)
+        for k, fv in _frames_at(plane.path, ds, sorted(points)):
+            a, f = th._decoded_small(fv, ds)
+            for i, j, px, py in points[k]:
+                ya, yb, xa, xb = (int(v * f) for v in (max(0, py - half), py + half, max(0, px - half), px + half))
+                chans[:, j, i] = a[:, ya : max(yb, ya + 1), xa : max(xb, xa + 1)].mean(axis=(1, 2))
+                cover[j, i] = 1
+    box_cover = th._box(cover, shape)
+    grid = np.stack([th._box(c * cover, shape) for c in chans]) / np.maximum(box_cover, 1e-6)
+    return grid, box_cover
+
+
+def _blurred(grid: np.ndarray, cover: np.ndarray) -> np.ndarray:
+    """Blurred as ``verify.thumbnail.prepare`` blurs, counting only cells with pixels (normalised:
+    a sparse level's empty cells pull no colour in)."""
     from wsianon.verify import thumbnail as th
 
-    volumes = [(p, ds, m) for p, ds in dsets if image_kind(ds) == "VOLUME" and _one_plane(ds) and (m := _matrix(ds)) is not None]
-    if len(volumes) < 2:
-        return [], 0
-    base = max((m for _p, _ds, m in volumes), key=lambda m: (m[0] * m[1], m))
+    if (cover >= 1 - 1e-3).all():
+        return np.stack([th._blur(c) for c in grid])
+    weight = th._blur(cover)
+    return np.stack([th._blur(c * cover) for c in grid]) / np.maximum(weight, 1e-6)
+
+
+def _scaled(region: tuple[int, int, int, int], src: tuple[int, int], dst: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``region`` of a ``src``-sized matrix in a ``dst``-sized one (at least one pixel)."""
+    sx, sy = dst[0] / src[0], dst[1] / src[1]
+    x, y = min(dst[0] - 1, int(region[0] * sx)), min(dst[1] - 1, int(region[1] * sy))
+    return x, y, max(1, min(dst[0] - x, round(region[2] * sx))), max(1, min(dst[1] - y, round(region[3] * sy)))
+
+
+def unlike_levels(dsets: list[tuple[Path, Dataset]]) -> tuple[list[str], int, list[str]]:
+    """(``name: why`` for every picture of a VOLUME instance whose pixels are not the slide's,
+    number of pictures compared, notes on what was not compared). A picture is one focal plane of
+    one optical path of an instance; a level is shown when the viewer zooms out, a focal plane when
+    it focuses, an optical path when it is chosen: a label photo scaled to a level's matrix passed
+    the matrix rule above. Each is rendered as a kept THUMBNAIL is judged
+    (``verify.thumbnail.alike``: grey and colour differences, 64 px on the long side, blurred) and
+    must match a picture of its family (every optical path of a brightfield image — RGB, no
+    fluorescence illumination; else its own optical path) rendered the same way: a level the
+    nearest focal plane of a larger level (the smallest at least 4x the grid; focal planes of one
+    slide look alike at that size: CMU-1 blurred by 64 px still correlates 0.99), the largest
+    level's other pictures its first. A sparse level (TILED_SPARSE) is rendered over the region its
+    frames cover and compared where both have pixels; too little of that (``MIN_CELLS``) fails.
+    A family whose largest level is not the slide's is compared with the others (fail closed).
+    Not compared, and named in the notes: levels under ``MIN_LEVEL_SIDE`` on their long side,
+    fluorescence channels with each other (a channel need not look like another), and pictures
+    whose frames do not decode (``dicom: frame segments`` and the readers judge those)."""
+    from wsianon.verify import thumbnail as th
+
+    planes: list[_Plane] = []
+    for p, ds in dsets:
+        if image_kind(ds) == "VOLUME" and _matrix(ds) is not None:
+            try:
+                planes.extend(_planes(p, ds))
+            except (AttributeError, TypeError, ValueError):
+                continue  # unreadable frame geometry: ``unplaced`` fails it
+    if len(planes) < 2:
+        return [], 0, []
+    area = lambda q: q.matrix[0] * q.matrix[1]  # noqa: E731
+    base = max(planes, key=lambda q: (area(q), q.matrix)).matrix
+    families = {q.family for q in planes}
+    tops = {f: max(area(q) for q in planes if q.family == f) for f in families}
     bad: list[str] = []
-    refs: dict[tuple, object] = {}
-    n = 0
-    paths = {str(p): _optical_path(ds) for p, ds, _m in volumes}
-    for p, ds, m in volumes:
-        others = [v for v in volumes if v[2][0] * v[2][1] > m[0] * m[1]]
-        # a channel (one instance a level and optical path, as fluorescence slides are stored) is
-        # compared with its own larger levels: another channel is another picture. A level with no
-        # larger one of its own path is compared with the others, as before (fail closed)
-        own = [v for v in others if paths[str(v[0])] == paths[str(p)]]
-        others = own or others
-        if m == base or not others or max(m) < MIN_LEVEL_SIDE:
-            continue  # the base is the slide's image by definition (its frames are the source's)
-        shape = th.grid_shape(m)
-        ref_p, ref_ds, _m = others[th.pick_level([v[2] for v in others], shape)]
+    notes: list[str] = []
+    cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+    n = small = undecoded = 0
+
+    def render(q: _Plane, region, shape):
+        key = (id(q), region, shape)
+        if key not in cache:
+            cache[key] = _render(q, region, shape)
+        return cache[key]
+
+    for q in planes:
+        own = [r for r in planes if r.family == q.family]
+        larger = [r for r in own if area(r) > area(q)]
+        if not larger and tops[q.family] < base[0] * base[1]:
+            larger = [r for r in planes if area(r) > area(q)]  # a family without the slide's largest level
+        if larger:
+            candidates = larger
+        else:  # the largest level of its family: its other pictures are compared with its first
+            same = [r for r in own if r.matrix == q.matrix]
+            if same[0] is q:
+                continue  # the slide's picture by definition (its frames are the source's)
+            candidates = [same[0]]
+        if max(q.matrix) < MIN_LEVEL_SIDE:
+            small += 1
+            continue
+        region = q.bbox()
+        shape = th.grid_shape(region[2:])
+        levels = sorted({r.matrix for r in candidates}, key=lambda m: m[0] * m[1])
+        level = levels[th.pick_level([_scaled(region, q.matrix, m)[2:] for m in levels], shape)]
+        ref = min((r for r in candidates if r.matrix == level), key=lambda r: (abs(r.z - q.z), planes.index(r)))
         try:
-            key = (str(ref_p), shape)
-            if key not in refs:
-                refs[key] = th.dicom_reference(ref_p, ref_ds, shape)
-            mine = th.dicom_reference(p, ds, shape)
+            mine, mine_cover = render(q, region, shape)
+            theirs, their_cover = render(ref, _scaled(region, q.matrix, ref.matrix), shape)
         except Exception:
-            # a sparse level without a frame where a point was sampled, or a frame that does not
-            # decode (`dicom: frame segments`, `dicom: entropy tight` and the readers judge that)
+            undecoded += 1  # a frame that does not decode (`dicom: frame segments`, the readers)
             continue
         n += 1
-        if not th.alike(mine, refs[key]):  # type: ignore[arg-type]
-            bad.append(f"{p.name}: a VOLUME level whose pixels are not the slide's (another level downsampled)")
-    return bad, n
+        valid = (mine_cover >= MIN_COVERED) & (their_cover >= MIN_COVERED)
+        if int(valid.sum()) < min(MIN_CELLS, valid.size):
+            bad.append(f"{q.name}: a VOLUME picture that cannot be compared with the slide (its frames lie where a larger level has none)")
+        elif not th.alike(_blurred(mine, mine_cover), _blurred(theirs, their_cover), None if valid.all() else valid):
+            why = "another level downsampled" if larger else "the level's other focal planes and optical paths"
+            bad.append(f"{q.name}: a VOLUME level whose pixels are not the slide's ({why})")
+    channels = len([f for f in families if f and tops[f] == base[0] * base[1]])
+    if channels > 1 or (channels and "" in families):
+        notes.append(f"{channels} fluorescence channel(s) compared within their own optical path only")
+    if small:
+        notes.append(f"{small} picture(s) under {MIN_LEVEL_SIDE} px not compared")
+    if undecoded:
+        notes.append(f"{undecoded} picture(s) whose frames do not decode not compared (the frame checks judge them)")
+    return bad, n, notes
 
 
 def unplaced(dsets: list[tuple[Path, Dataset]]) -> list[str]:
@@ -113,18 +355,21 @@ def unplaced(dsets: list[tuple[Path, Dataset]]) -> list[str]:
 def check_pyramid(dsets: list[tuple[Path, Dataset]], verdict: Checks) -> None:
     bad = off_pyramid(dsets)
     loose = unplaced(dsets)
-    unlike, compared = unlike_levels(dsets) if not bad and not loose else ([], 0)
+    blind = unmeasured(dsets)
+    unlike, compared, notes = unlike_levels(dsets) if not bad and not loose else ([], 0, [])
     verdict.add(
         "dicom: pyramid",
-        not bad and not loose and not unlike,
+        not bad and not loose and not unlike and not blind,
         "; ".join(
-            [f"{n}: a VOLUME whose matrix is not a level of the slide's image" for n in bad[:5]]
+            [f"{n}: a VOLUME without a readable Total Pixel Matrix (no place in the slide's image)" for n in blind[:5]]
+            + [f"{n}: a VOLUME whose matrix is not a level of the slide's image" for n in bad[:5]]
             + [f"{x} (a frame no viewer shows)" for x in loose[:5]]
             + unlike[:5]
         )
         or "every VOLUME instance is a level of the slide's image"
         + (f" ({compared} level(s) compared with the others, pixels and aspect)" if compared else "")
-        + "; every frame has a place of its own in it",
+        + "; every frame has a place of its own in it"
+        + "".join(f"; {x}" for x in notes),
     )
 
 
