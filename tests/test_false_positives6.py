@@ -1,0 +1,224 @@
+"""False-positive hunt 6: clean, realistic inputs that `run` quarantined or `wsianon verify`
+(without the source) failed, and the leak each fix must keep closed.
+
+1. `run --label blank` writes a uniform stand-in label; `wsianon verify` knows no policy and
+   refused it (native: associated-images/residual-images; DICOM: dicom: images / opens).
+2. An Aperio region export (ImageScope) whose thumbnail is as large as its one level:
+   `--thumbnail remove` quarantined it (tiles-identical counted the thumbnail as a level page).
+3. A standard colour palette (PS3.6 Annex B, identified by its well-known UID) in an optical path:
+   16-bit spellings were refused as "not a colour ramp", the segmented ones removed (dciodvfy then
+   failed the output), and the 8-bit stored PET palette was rewritten as if it were 16-bit words.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
+from .conftest import shared
+
+CMU = "aperio/CMU-1-Small-Region.svs"
+SMALL = "aperio/openslide-python_small.svs"
+GREY = "dicom/highdicom_sm_image_grayscale.dcm"
+
+
+def _run(cli, src: Path, out: Path, *opts: str) -> dict:
+    code, stdout, _ = cli("run", src, "--out", out, "--no-review-sheet", "--json", *opts)
+    report = json.loads(stdout)
+    return {"code": code, "status": [s["status"] for s in report["slides"]], "slides": report["slides"]}
+
+
+def _verify(cli, out: Path) -> tuple[int, list]:
+    code, stdout, _ = cli("verify", out, "--json")
+    return code, [c for v in json.loads(stdout) for c in v["checks"] if not c["ok"]]
+
+
+# -- 1. a blank label passes verify; a real label does not ----------------------------------------
+
+
+@pytest.mark.parametrize("target", ["native", "dicom"])
+def test_blank_label_output_verifies_without_its_source(cli, tmp_path, target):
+    """Before: native NOT CLEAN (associated-images: not allowed ['label'], residual-images:
+    label); DICOM NOT CLEAN (dicom: images: LABEL instance; dicom: opens with OpenSlide)."""
+    out = tmp_path / "out"
+    r = _run(cli, shared(CMU), out, "--target", target, "--label", "blank")
+    assert r["code"] == 0 and r["status"] == ["ok"]
+    code, failed = _verify(cli, out)
+    assert failed == [] and code == 0
+
+
+def test_a_label_that_is_not_blank_still_fails_verify(cli):
+    """The source's own handwritten label: refused as before (native)."""
+    code, failed = _verify(cli, shared(CMU))
+    assert code == 1
+    assert any(c["check"] == "associated-images" and "label" in c["detail"] for c in failed)
+
+
+def test_uniform_means_every_band():
+    """A name written in colours of one grey changes only the colour bands: not blank."""
+    from wsianon.pipeline.verify import uniform
+
+    grey = Image.new("RGB", (40, 20), (128, 128, 128))
+    assert uniform(grey) and uniform(grey.convert("RGBA")) and uniform(grey.convert("L"))
+    text = np.full((20, 40, 3), 128, np.uint8)
+    text[5:15, 5:35] = (140, 109, 190)  # the same grey as PIL converts it (L = 128)
+    painted = Image.fromarray(text)
+    assert painted.convert("L").getextrema()[0] == painted.convert("L").getextrema()[1]
+    assert not uniform(painted)
+
+
+def test_a_non_uniform_dicom_label_still_fails_verify(cli, tmp_path):
+    """A LABEL instance whose frame is not one colour: refused (dicom: barcodes)."""
+    from turbojpeg import TurboJPEG
+    from pydicom.encaps import encapsulate
+
+    out = tmp_path / "out"
+    assert _run(cli, shared(CMU), out, "--target", "dicom", "--label", "blank")["code"] == 0
+    label = next(p for p in out.rglob("*.dcm") if "LABEL" in pydicom.dcmread(p, stop_before_pixels=True).ImageType)
+    ds = pydicom.dcmread(label)
+    img = np.full((int(ds.Rows), int(ds.Columns), 3), 255, np.uint8)
+    img[10:30, 10:60] = 0
+    ds.PixelData = encapsulate([TurboJPEG().encode(img, quality=90)] * int(ds.get("NumberOfFrames", 1)))
+    ds.save_as(label)
+    code, failed = _verify(cli, out)
+    assert code == 1 and any(c["check"] == "dicom: barcodes" and "not blank" in c["detail"] for c in failed)
+
+
+# -- 2. a thumbnail as large as the one level ------------------------------------------------------
+
+
+def test_thumbnail_as_large_as_the_level_can_be_removed(cli, tmp_path):
+    """Before: quarantined, 'tiles-identical: pyramid pages: source 2, output 1'."""
+    out = tmp_path / "out"
+    r = _run(cli, shared(SMALL), out, "--thumbnail", "remove")
+    assert r["code"] == 0 and r["status"] == ["ok"]
+    checks = {c["check"]: c for c in r["slides"][0]["verification"]["checks"]}
+    assert checks["tiles-identical"]["ok"]
+
+
+def test_output_pages_must_still_be_the_source_pages():
+    """The subsequence rule: a page the source lacks, or a level size left without a page, is not
+    matched."""
+    from wsianon.pipeline.verify import _kept_pages
+
+    lvl, thumb = (16, 16, 1, "a"), (16, 16, 1, "b")
+    assert _kept_pages([lvl, thumb], [lvl], [(16, 16)]) == [lvl]
+    assert _kept_pages([lvl, thumb], [(16, 16, 1, "c")], [(16, 16)]) == []
+    big, small = (64, 64, 4, "x"), (16, 16, 1, "y")
+    assert _kept_pages([big, small, thumb], [big], [(64, 64), (16, 16)]) == []
+
+
+# -- 3. the standard's colour palettes -------------------------------------------------------------
+
+
+def _palette_files() -> dict[str, Path]:
+    import pydicom.data
+
+    d = Path(pydicom.data.__file__).parent / "palettes"
+    return {p.stem: p for p in sorted(d.glob("*.dcm"))}
+
+
+def _slide_with_palette(tmp_path: Path, name: str, sixteen: bool, tamper: bool = False) -> Path:
+    """The real highdicom MONOCHROME2 slide with a well-known palette in its optical path: as the
+    standard stores it (8-bit, some segmented) or as 256 16-bit entries (values x 257)."""
+    from pydicom.pixels import apply_color_lut
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pal = pydicom.dcmread(_palette_files()[name])
+        ds = pydicom.dcmread(shared(GREY))
+        item = Dataset()
+        if sixteen:
+            rgb = np.asarray(apply_color_lut(np.arange(256, dtype=np.uint8), pal)).astype(np.uint32) * 257
+            for i, c in enumerate(("Red", "Green", "Blue")):
+                setattr(item, f"{c}PaletteColorLookupTableDescriptor", [256, 0, 16])
+                item.add(pydicom.DataElement(f"{c}PaletteColorLookupTableData", "OW", rgb[:, i].astype("<u2").tobytes()))
+        else:
+            for e in pal:
+                if "PaletteColorLookupTable" in e.keyword and e.keyword != "PaletteColorLookupTableUID":
+                    item[e.tag] = copy.deepcopy(e)
+        item.PaletteColorLookupTableUID = pal.PaletteColorLookupTableUID
+        if tamper:  # two bytes of the green channel changed: no longer the standard's values
+            kw = next(e.keyword for e in item if e.keyword.startswith(("Green", "SegmentedGreen")) and e.keyword.endswith("Data"))
+            v = bytearray(item[kw].value)
+            v[-4:-2] = b"Do"
+            item[kw].value = bytes(v)
+        ds.OpticalPathSequence[0].PaletteColorLookupTableSequence = Sequence([item])
+        d = tmp_path / f"in-{name}-{int(sixteen)}"
+        d.mkdir()
+        ds.save_as(d / "slide.dcm")
+        return d
+
+
+def _palette_of(out: Path) -> Dataset:
+    f = next(out.rglob("*.dcm"))
+    return pydicom.dcmread(f, stop_before_pixels=True).OpticalPathSequence[0].PaletteColorLookupTableSequence[0]
+
+
+@pytest.mark.parametrize("name", ["hotmetalblue", "pet20step", "summer", "winter"])
+def test_standard_palette_in_16_bits_passes(cli, tmp_path, name):
+    """Before: quarantined ('palette data is not a colour ramp'): an 8-bit map spelled in 16 bits
+    is a staircase, or PET 20 Step's 20 steps exceed the segment count."""
+    src = _slide_with_palette(tmp_path, name, sixteen=True)
+    out = tmp_path / "out"
+    r = _run(cli, src, out, "--target", "dicom")
+    assert r["code"] == 0 and r["status"] == ["ok"]
+    code, failed = _verify(cli, out)
+    assert failed == [] and code == 0
+    assert _palette_of(out) == pydicom.dcmread(src / "slide.dcm", stop_before_pixels=True).OpticalPathSequence[0].PaletteColorLookupTableSequence[0]
+
+
+@pytest.mark.parametrize("name", ["pet", "fall"])
+def test_standard_palette_as_stored_is_kept_exactly(cli, tmp_path, name):
+    """Before: PET's 8-bit entries were 'cleaned' as 16-bit words (values changed) and then
+    refused; FALL's segmented data was removed as unjudged bytes and dciodvfy refused the rest.
+    (`wsianon verify` still fails both on dciodvfy: an 8-bit descriptor is not an enumerated
+    value in a WSI optical path — the input's own non-conformance, which run compares.)"""
+    src = _slide_with_palette(tmp_path, name, sixteen=False)
+    out = tmp_path / "out"
+    r = _run(cli, src, out, "--target", "dicom")
+    assert r["code"] == 0 and r["status"] == ["ok"]
+    assert _palette_of(out) == pydicom.dcmread(src / "slide.dcm", stop_before_pixels=True).OpticalPathSequence[0].PaletteColorLookupTableSequence[0]
+
+
+@pytest.mark.parametrize("name,sixteen", [("pet20step", True), ("summer", True), ("fall", False)])
+def test_a_palette_not_exactly_the_standards_is_still_refused(tmp_path, name, sixteen):
+    """The well-known UID is no pass: two bytes off the standard's values and the channel is
+    judged as any palette (refused: not a colour ramp / segmented)."""
+    from wsianon.io.palette import well_known
+    from wsianon.verify.dicom_attrs import _Walker
+    from wsianon.profiles.dicom import DicomProfile
+
+    src = _slide_with_palette(tmp_path, name, sixteen=sixteen, tamper=True)
+    ds = pydicom.dcmread(src / "slide.dcm", stop_before_pixels=True)
+    item = ds.OpticalPathSequence[0].PaletteColorLookupTableSequence[0]
+    assert not well_known(item)
+    w = _Walker(DicomProfile(), set(), None)
+    w.walk(item, ("OpticalPathSequence", "PaletteColorLookupTableSequence"))
+    assert any("Green" in f and "palette data is not a colour ramp" in f for f in w.findings)
+
+
+def test_every_well_known_palette_is_recognised_in_each_spelling(tmp_path):
+    from wsianon.io.palette import well_known
+
+    names = sorted(_palette_files())
+    assert len(names) == 8
+    for name in names:
+        for sixteen in (False, True):
+            src = _slide_with_palette(tmp_path, name, sixteen)
+            item = pydicom.dcmread(src / "slide.dcm", stop_before_pixels=True).OpticalPathSequence[0].PaletteColorLookupTableSequence[0]
+            assert well_known(item), (name, sixteen)
+            del item.PaletteColorLookupTableUID  # identified by its UID, not by its values alone
+            assert not well_known(item)
+            os.remove(src / "slide.dcm")
+            src.rmdir()
