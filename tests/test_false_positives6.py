@@ -222,3 +222,55 @@ def test_every_well_known_palette_is_recognised_in_each_spelling(tmp_path):
             assert not well_known(item)
             os.remove(src / "slide.dcm")
             src.rmdir()
+
+
+# -- 4. a removed description that is part of a standard code meaning ------------------------------
+
+HD_RGB = "dicom/highdicom_sm_image.dcm"
+
+
+def _slide_with(tmp_path: Path, name: str, **optical) -> Path:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(shared(HD_RGB))
+        for k, v in optical.items():
+            setattr(ds.OpticalPathSequence[0], k, v)
+        d = tmp_path / name
+        d.mkdir()
+        ds.save_as(d / "slide.dcm")
+        return d
+
+
+def test_description_in_a_standard_code_meaning_is_no_canary(cli, tmp_path):
+    """OpticalPathDescription 'Brightfield' (removed) made a canary that the scrub found in the
+    dictionary meaning 'Brightfield illumination' (DCM 111744) of the same optical path: the meaning
+    became a dummy and 'dicom: text vocabulary' quarantined the slide. (Left as is, the byte scan
+    would have found the standard's own word in the output.)"""
+    src = _slide_with(tmp_path, "in", OpticalPathDescription="Brightfield")
+    out = tmp_path / "out"
+    r = _run(cli, src, out, "--target", "dicom")
+    assert r["code"] == 0 and r["status"] == ["ok"]
+    item = pydicom.dcmread(next(out.rglob("*.dcm")), stop_before_pixels=True).OpticalPathSequence[0]
+    assert item.IlluminationTypeCodeSequence[0].CodeMeaning == "Brightfield illumination"
+    assert not str(item.get("OpticalPathDescription", "") or "")
+    code, failed = _verify(cli, out)
+    assert failed == [] and code == 0
+
+
+def test_such_a_value_copied_into_kept_text_is_still_refused(cli, tmp_path):
+    """The canary is gone, the vocabulary check is not: 'Spectrum' (inside SCT 414298005 'Full
+    Spectrum') as the removed description and as the kept Optical Path Identifier: quarantined."""
+    src = _slide_with(tmp_path, "in", OpticalPathDescription="Spectrum", OpticalPathIdentifier="Spectrum")
+    out = tmp_path / "out"
+    r = _run(cli, src, out, "--target", "dicom")
+    assert r["code"] == 1 and r["status"] == ["failed"]
+    bad = {c["check"]: c["detail"] for c in r["slides"][0]["verification"]["checks"] if not c["ok"]}
+    assert "OpticalPathIdentifier" in bad.get("dicom: text vocabulary", "")
+
+
+def test_in_standard_text():
+    from wsianon.profiles.dicom import in_standard_text
+
+    texts = {"brightfield illumination", "full spectrum"}
+    assert in_standard_text("Brightfield", texts) and in_standard_text(" FULL SPECTRUM ", texts)
+    assert not in_standard_text("Brightfield^Jane", texts) and not in_standard_text("", texts)
