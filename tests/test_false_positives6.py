@@ -274,3 +274,61 @@ def test_in_standard_text():
     texts = {"brightfield illumination", "full spectrum"}
     assert in_standard_text("Brightfield", texts) and in_standard_text(" FULL SPECTRUM ", texts)
     assert not in_standard_text("Brightfield^Jane", texts) and not in_standard_text("", texts)
+
+
+# -- 5. scanner makers and channel names in the text the DICOM route keeps -------------------------
+
+
+def _slide_made_by(tmp_path: Path, name: str, maker: str, model: str, ident: str | None = None) -> Path:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(shared(HD_RGB))
+        ds.Manufacturer, ds.ManufacturerModelName = maker, model
+        if ident is not None:
+            ds.OpticalPathSequence[0].OpticalPathIdentifier = ident
+        d = tmp_path / name
+        d.mkdir()
+        ds.save_as(d / "slide.dcm")
+        return d
+
+
+@pytest.mark.parametrize(
+    "maker,model,ident",
+    [
+        ("Carl Zeiss Microscopy GmbH", "Axioscan 7", None),
+        ("Sakura Finetek", "VisionTek", None),
+        ("Huron Technologies", "TissueScope LE120", None),
+        ("Akoya Biosciences", "Vectra Polaris", None),
+        ("Evident", "SLIDEVIEW VS200", None),
+        ("PreciPoint GmbH", "M8", None),
+        ("Leica Biosystems", "Aperio GT 450", "Brightfield"),
+        ("Hamamatsu", "NanoZoomer S360", "DAPI"),
+    ],
+)
+def test_real_scanner_makers_and_channel_names_are_vocabulary(cli, tmp_path, maker, model, ident):
+    """Before: quarantined, 'dicom: text vocabulary: Manufacturer / ManufacturerModelName /
+    OpticalPathIdentifier: text outside the DICOM vocabulary' (both run and verify)."""
+    out = tmp_path / "out"
+    r = _run(cli, _slide_made_by(tmp_path, "in", maker, model, ident), out, "--target", "dicom")
+    assert r["code"] == 0 and r["status"] == ["ok"]
+    ds = pydicom.dcmread(next(out.rglob("*.dcm")), stop_before_pixels=True)
+    assert (ds.Manufacturer, ds.ManufacturerModelName) == (maker, model)
+    code, failed = _verify(cli, out)
+    assert failed == [] and code == 0
+
+
+def test_a_phrase_is_vocabulary_only_whole():
+    """'Carl Zeiss' is a maker; 'Carl' alone (or beside another word) is a given name."""
+    from wsianon.verify.dicom_text import _rules
+    from wsianon.verify.vocabulary import unknown_tokens
+
+    v = _rules().vocab
+    assert unknown_tokens("Carl Zeiss Microscopy GmbH", v) == [] and unknown_tokens("CARL  ZEISS", v) == []
+    assert unknown_tokens("Carl Smith", v) == ["Carl", "Smith"]
+    assert unknown_tokens("Zeiss Carl", v) == ["Carl"] and unknown_tokens("Carl Zeissler", v) != []
+
+
+def test_a_name_as_the_maker_is_still_refused(cli, tmp_path):
+    out = tmp_path / "out"
+    r = _run(cli, _slide_made_by(tmp_path, "in", "Carl Doe Imaging", "Axioscan 7"), out, "--target", "dicom")
+    assert r["code"] == 1 and r["status"] == ["failed"]
