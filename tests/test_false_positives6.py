@@ -332,3 +332,49 @@ def test_a_name_as_the_maker_is_still_refused(cli, tmp_path):
     out = tmp_path / "out"
     r = _run(cli, _slide_made_by(tmp_path, "in", "Carl Doe Imaging", "Axioscan 7"), out, "--target", "dicom")
     assert r["code"] == 1 and r["status"] == ["failed"]
+
+
+# -- 6. a date reduced to its year (run --dates year) in wsianon verify ----------------------------
+
+
+def _fixture(kind: str, d: Path) -> Path:
+    from .fixtures import bif_gen, isyntax_gen, philips_gen, scn_gen
+
+    d.mkdir()
+    if kind == "aperio":
+        import shutil
+
+        return Path(shutil.copy(shared(CMU), d / "s.svs"))
+    make = {"philips": philips_gen.make_philips, "scn": scn_gen.make_scn, "bif": bif_gen.make_bif, "isyntax": isyntax_gen.make_isyntax}[kind]
+    path = d / {"philips": "s.tiff", "scn": "s.scn", "bif": "s.bif", "isyntax": "s.isyntax"}[kind]
+    make(path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["aperio", "philips", "scn", "bif", "isyntax"])
+def test_year_only_dates_pass_verify(cli, tmp_path, kind):
+    """Before, `wsianon verify` of a clean `run --dates year` output: NOT CLEAN (aperio-profile:
+    Date; philips-profile / isyntax-profile: DICOM_ACQUISITION_DATETIME ...; leica-profile:
+    creation-date; tiff-datetime: DateTime still set)."""
+    out = tmp_path / "out"
+    r = _run(cli, _fixture(kind, tmp_path / "in"), out, "--dates", "year")
+    assert r["code"] == 0 and r["status"] == ["ok"]
+    code, failed = _verify(cli, out)
+    assert failed == [] and code == 0
+
+
+def test_kept_dates_still_fail_verify(cli, tmp_path):
+    """A whole date (--dates keep) is a finding for `wsianon verify`, which knows no policy."""
+    out = tmp_path / "out"
+    assert _run(cli, _fixture("aperio", tmp_path / "in"), out, "--dates", "keep")["code"] == 0
+    code, failed = _verify(cli, out)
+    assert code == 1 and any(c["check"] == "aperio-profile" and "Date" in c["detail"] for c in failed)
+
+
+def test_year_only():
+    from wsianon.verify.dates import year_only
+
+    for v in ("20190101000000.000000", '"20180101"', '"20180101" "20190101"', "2019:01:01 00:00:00", "2019-01-01T00:00:00Z", "01/01/09", "2019"):
+        assert year_only(v), v
+    for v in ("", "20190102", "2019:01:01 00:00:01", "12/29/09", "2019-01-01T00:00:00+01:00", "20190101123000", "Doe 2019", "2019:01:01 00:00:00 x"):
+        assert not year_only(v), v
