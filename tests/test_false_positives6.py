@@ -378,3 +378,76 @@ def test_year_only():
         assert year_only(v), v
     for v in ("", "20190102", "2019:01:01 00:00:01", "12/29/09", "2019-01-01T00:00:00+01:00", "20190101123000", "Doe 2019", "2019:01:01 00:00:00 x"):
         assert not year_only(v), v
+
+
+# -- 7. Aperio: a safe key's free word -------------------------------------------------------------
+
+
+def _cmu_with_parmset(tmp_path: Path, value: str) -> Path:
+    """CMU-1 with its 'Parmset = USM Filter' (the scan settings' name) set to ``value``
+    (padded to the same length: offsets unchanged)."""
+    data = bytearray(shared(CMU).read_bytes())
+    old = b"Parmset = USM Filter"
+    new = (b"Parmset = " + value.encode()).ljust(len(old))
+    assert len(new) == len(old)
+    i = data.find(old)
+    data[i : i + len(old)] = new
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "s.svs").write_bytes(bytes(data))
+    return d / "s.svs"
+
+
+@pytest.mark.parametrize("value", ["COVERSLIP", "IHC Kidney", "Jane Doe"])
+def test_parmset_that_is_not_vocabulary_is_blanked(cli, tmp_path, value):
+    """Before: the safe key kept any value, and the vocabulary check (and the independent canary
+    scan) quarantined the slide. Now the value is blanked (reported) and the slide is shared."""
+    out = tmp_path / "out"
+    r = _run(cli, _cmu_with_parmset(tmp_path, value), out)
+    assert r["code"] == 0 and r["status"] == ["ok"]
+    assert ("ImageDescription:Parmset", "blanked") in {(x["name"], x["action"]) for x in r["slides"][0]["removed"]}
+    svs = next(out.glob("*.svs"))
+    assert value.encode() not in svs.read_bytes() and b"Parmset = |" in svs.read_bytes()
+    code, failed = _verify(cli, out)
+    assert failed == [] and code == 0
+
+
+def test_parmset_of_vocabulary_is_kept(cli, tmp_path):
+    out = tmp_path / "out"
+    r = _run(cli, shared(CMU), out)
+    assert r["code"] == 0 and b"Parmset = USM Filter|" in next(out.glob("*.svs")).read_bytes()
+
+
+@pytest.mark.parametrize("key,value", [("Objective.Lens.Name", "PlanApo 20x"), ("ScanMode", "Normal")])
+def test_ndpi_safe_property_that_is_not_vocabulary_goes(cli, tmp_path, monkeypatch, key, value):
+    """Before: the safe key kept it (printable ASCII) and the vocabulary check and the canary scan
+    quarantined the slide. Now the key leaves the property map (reported)."""
+    from .fixtures import ndpi_gen
+
+    monkeypatch.setitem(ndpi_gen.SAFE_PROPERTIES, key, value)
+    (tmp_path / "in").mkdir()
+    path, _ = ndpi_gen.make_ndpi(tmp_path / "in" / "s.ndpi")
+    out = tmp_path / "out"
+    r = _run(cli, path, out)
+    assert r["code"] == 0 and r["status"] == ["ok"]
+    assert (f"tag 65449 PropertyMap:{key}", "removed") in {(x["name"], x["action"]) for x in r["slides"][0]["removed"]}
+    assert value.encode() not in next(out.glob("*.ndpi")).read_bytes()
+    assert _verify(cli, out) == (0, [])
+
+
+@pytest.mark.parametrize("key,value", [("OBJECTIVE_NAME", "EC Plan-Neofluar"), ("CAMERA_TYPE", "Pike F-505C")])
+def test_mrxs_safe_key_that_is_not_vocabulary_is_blanked(cli, tmp_path, key, value):
+    """The same for Slidedat.ini: a Zeiss objective or a camera the vocabulary lacks quarantined
+    the slide; now the value is blanked."""
+    from .fixtures import mrxs_gen
+
+    info = mrxs_gen.make_mrxs(tmp_path / "in")
+    ini = next((tmp_path / "in").rglob("Slidedat.ini"))
+    text = ini.read_text()
+    line = next(ln for ln in text.splitlines() if ln.startswith(f"{key} = "))
+    ini.write_text(text.replace(line, f"{key} = {value}"))
+    out = tmp_path / "out"
+    r = _run(cli, next((tmp_path / "in").glob("*.mrxs")), out)
+    assert r["code"] == 0 and r["status"] == ["ok"], info
+    assert all(value.encode() not in f.read_bytes() for f in out.rglob("*") if f.is_file())
+    assert _verify(cli, out) == (0, [])
