@@ -66,3 +66,81 @@ def canonical(vals: np.ndarray) -> np.ndarray | None:
 def is_canonical(vals: np.ndarray) -> bool:
     """``vals`` is exactly at most ``MAX_SEGMENTS`` straight segments rounded half up."""
     return segments(vals, 0) is not None
+
+
+# -- the well-known colour palettes (PS3.6 Annex B) ---------------------------------------------
+
+COLOURS = ("Red", "Green", "Blue")
+
+
+def _well_known_files() -> dict[str, str]:
+    """The standard's well-known palette SOP Instances as pydicom ships them (PS3.6 Annex B,
+    its values verbatim), by their registry UID (1.2.840.10008.1.5.n)."""
+    from pydicom import dcmread
+    from pydicom.data import get_palette_files
+
+    out = {}
+    for f in get_palette_files("*.dcm"):
+        uid = str(dcmread(f, stop_before_pixels=True, specific_tags=["PaletteColorLookupTableUID"]).get("PaletteColorLookupTableUID", ""))
+        if uid.startswith("1.2.840.10008.1.5."):
+            out[uid] = str(f)
+    return out
+
+
+_FORMS: dict[str, list[dict[str, tuple[tuple[int, ...], str, bytes]]]] = {}
+
+
+def _forms(uid: str) -> list[dict[str, tuple[tuple[int, ...], str, bytes]]]:
+    """Each way a writer spells well-known palette ``uid``, colour -> (descriptor, data keyword,
+    data bytes): as the standard stores it (8-bit entries, some segmented) and expanded to 256
+    16-bit entries (each value times 257, full scale, or times 256) as a WSI optical path needs
+    them; [] for a UID that names no well-known palette."""
+    if uid not in _FORMS:
+        files = _well_known_files()
+        forms: list[dict[str, tuple[tuple[int, ...], str, bytes]]] = []
+        if uid in files:
+            import warnings
+
+            from pydicom import dcmread
+            from pydicom.pixels import apply_color_lut
+
+            pal = dcmread(files[uid])
+            stored = {}
+            for c in COLOURS:
+                kw = next(k for k in (f"{c}PaletteColorLookupTableData", f"Segmented{c}PaletteColorLookupTableData") if k in pal)
+                stored[c] = (tuple(int(x) for x in pal[f"{c}PaletteColorLookupTableDescriptor"].value), kw, bytes(pal[kw].value))
+            forms.append(stored)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                rgb = np.asarray(apply_color_lut(np.arange(256, dtype=np.uint8), pal)).astype(np.uint32)
+            if rgb.shape == (256, 3) and int(rgb.max()) <= 255:
+                for scale in (257, 256):
+                    forms.append(
+                        {c: ((256, 0, 16), f"{c}PaletteColorLookupTableData", (rgb[:, i] * scale).astype("<u2").tobytes()) for i, c in enumerate(COLOURS)}
+                    )
+        _FORMS[uid] = forms
+    return _FORMS[uid]
+
+
+def well_known(item) -> bool:
+    """``item`` (a data set holding a palette: a Palette Color Lookup Table Sequence item) is a
+    well-known colour palette exactly: its Palette Color Lookup Table UID is one of PS3.6 Annex
+    B's and every channel's descriptor and data equal that palette's in one of its spellings
+    (``_forms``), no other palette data beside them. Its values are the standard's, the same in
+    every file: nothing in them was chosen by the writer."""
+    uid = str(item.get("PaletteColorLookupTableUID", "") or "").strip()
+    if not uid.startswith("1.2.840.10008.1.5."):
+        return False
+    present = {e.keyword for e in item if (e.keyword or "").endswith("PaletteColorLookupTableData")}
+    for form in _forms(uid):
+        if present != {kw for _d, kw, _b in form.values()}:
+            continue
+        try:
+            if all(
+                tuple(int(x) for x in item[f"{c}PaletteColorLookupTableDescriptor"].value) == desc and bytes(item[kw].value) == data
+                for c, (desc, kw, data) in form.items()
+            ):
+                return True
+        except (KeyError, TypeError, ValueError):
+            return False
+    return False

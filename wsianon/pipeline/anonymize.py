@@ -333,6 +333,7 @@ def _verify_dicom_phase(src: SlideSource, inv: Inventory, ctx: SlideContext, out
     if src.spec.is_dicom:
         independent = independent_canaries.drop_kept_dicom(independent, list(result.files))
     canaries = independent_canaries.union(inv.canaries() + stem_canaries(inv.path), independent, inv.format)
+    canaries = independent_canaries.drop_standard_text(canaries, list(result.files))
     # the byte scan (I/O + hyperscan, GIL released) overlaps the DICOM checks; its read-back
     # also feeds the frame-segment check (frames located by the verifier's own item walk)
     segments = FrameSegments(list(result.files))

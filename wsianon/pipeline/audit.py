@@ -9,6 +9,7 @@ output byte for the source's canary values and compares the pyramid tiles.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from wsianon.errors import WsianonError
@@ -27,6 +28,7 @@ from wsianon.pipeline.verify import (
     snapshot_source,
     source_property_canaries,
     stem_canaries,
+    uniform,
 )
 from wsianon.profiles.actions import Action
 from wsianon.profiles.policy import Policy
@@ -34,7 +36,24 @@ from wsianon.verify import fileattrs, vocabulary
 from wsianon.verify.reportnames import safe_name
 
 
-def _residual_fields(inv, verdict: Verdict, names=()) -> None:
+def _blank_label(inv, path: Path) -> bool:
+    """The output's one label image is uniform — every band of it one value as OpenSlide decodes
+    it —, as the stand-in ``run --label blank`` writes: nothing in it was chosen, so ``verify``
+    (which knows no policy) accepts it as ``run`` does under that policy. Two label images, or one
+    OpenSlide does not show, are judged as before (refused)."""
+    if sum(1 for i in inv.images if i.kind == "label") != 1:
+        return False
+    try:
+        import openslide
+
+        with openslide.OpenSlide(str(path)) as o:
+            img = o.associated_images.get("label") if "label" in o.associated_images else None
+            return img is not None and uniform(img)
+    except Exception:
+        return False
+
+
+def _residual_fields(inv, verdict: Verdict, names=(), blank_label: bool = False) -> None:
     # a value that is the format's vocabulary or structural (a number, a keyed UID,
     # one of our pseudonyms, a name of the pseudonym map) is not an identifier: the vocabulary
     # scan judges all text
@@ -46,7 +65,7 @@ def _residual_fields(inv, verdict: Verdict, names=()) -> None:
         f"identifying fields still carrying values: {residual}" if residual else "no identifying field carries a value",
     )
     # an image the format replaces by a neutral one (the MRXS preview) is judged by the format's checks
-    imgs = sorted({i.kind for i in inv.images if i.identifying and i.action is not Action.REPLACE})
+    imgs = sorted({i.kind for i in inv.images if i.identifying and i.action is not Action.REPLACE and not (blank_label and i.kind == "label")})
     verdict.add("residual-images", not imgs, f"identifying images still present: {imgs}" if imgs else "no label/macro image present")
 
 
@@ -90,15 +109,17 @@ def audit_paths(paths: list[Path], source: Path | None = None, allow_generic: bo
                 audit_dicom(inv, s.files, verdict, pseudonyms, every_frame=coded_data == "all")
             else:
                 snap = src_snap or snapshot_source(inv, tiles=False)
-                props = check_openslide(snap, s.converter, s.path, policy, verdict)
-                _residual_fields(inv, verdict, pseudonyms)
-                run_format_checks(inv.format, inv, s.path, s.files, policy, verdict, src_snap)
+                blank = _blank_label(inv, s.path)
+                slide_policy = replace(policy, label="blank") if blank else policy  # judged as run --label blank is
+                props = check_openslide(snap, s.converter, s.path, slide_policy, verdict)
+                _residual_fields(inv, verdict, pseudonyms, blank)
+                run_format_checks(inv.format, inv, s.path, s.files, slide_policy, verdict, src_snap)
                 check_closed_world(
                     inv.format, s.path, verdict, accept_unrun=policy.accept_unrun_checks, every_tile=coded_data == "all"
                 )  # judged from the file alone
                 # every printable run outside pixel data must be the format's vocabulary
                 vocabulary.add_check(verdict, inv.format, s.path, inv.input_files or s.files, root=s.path.parent, tiles="walk", names=pseudonyms or ())
-                check_thumbnail(s.converter, s.path, policy, verdict)
+                check_thumbnail(s.converter, s.path, slide_policy, verdict)
                 if src_inv is not None and src_snap is not None:
                     canaries = src_inv.canaries() + stem_canaries(src_inv.path) + source_property_canaries(src_snap, props)
                     scan_outputs(canaries, s.files, verdict)

@@ -211,6 +211,29 @@ def code_meaning(scheme: str, value: str) -> str | None:
     return None if m is None else m[:64].strip()
 
 
+def standard_meanings(ds) -> set[str]:
+    """The dictionary meanings (casefolded) of the coded concepts in ``ds`` and its sequences that
+    the dictionary knows: the text the DICOM route writes for them, the same in every output."""
+    out: set[str] = set()
+    for elem in ds:
+        if elem.VR == "SQ":
+            for item in elem.value or []:
+                _kw, value = code_value(item)
+                m = code_meaning(str(item.get("CodingSchemeDesignator", "") or ""), value) if value else None
+                if m:
+                    out.add(m.casefold())
+                out |= standard_meanings(item)
+    return out
+
+
+def in_standard_text(value: str, texts) -> bool:
+    """``value`` (as the byte scan matches it: case-insensitive) occurs inside one of ``texts``,
+    the dictionary meanings an output keeps: a canary of it would find the standard's own words
+    in every such output, so it is none (free text holding it is judged by the vocabulary check)."""
+    v = value.strip().casefold()
+    return bool(v) and any(v in t for t in texts)
+
+
 REGISTRY_ROOT = "1.2.840.10008."
 KEYED_ROOT = "2.25."
 

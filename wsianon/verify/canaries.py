@@ -158,6 +158,24 @@ def _dicom_values(files: list[Path]) -> list[tuple[str, str]]:
     return out
 
 
+def drop_standard_text(canaries: list[Canary], outputs: list[Path]) -> list[Canary]:
+    """Canaries whose value occurs inside a dictionary code meaning the DICOM outputs keep
+    ("Brightfield" in "Brightfield illumination", DCM 111744): the byte scan would find the
+    standard's own words in every such output. Free text holding the value is judged by the
+    vocabulary check (``dicom: text vocabulary``), not by this scan."""
+    import pydicom
+
+    from wsianon.profiles.dicom import in_standard_text, standard_meanings
+
+    texts: set[str] = set()
+    for f in [Path(p) for p in outputs if Path(p).suffix.lower() == ".dcm"][:50]:
+        try:
+            texts |= standard_meanings(pydicom.dcmread(str(f), stop_before_pixels=True))
+        except Exception:
+            continue
+    return [c for c in canaries if not in_standard_text(c.value, texts)]
+
+
 def harvest(path: Path, fmt: str, files: list[Path] | None = None) -> list[Canary]:
     """Canaries from an independent reading of the source ``path`` (format ``fmt``)."""
     path = Path(path)

@@ -24,6 +24,7 @@ from pathlib import Path
 import pydicom
 from pydicom.dataset import Dataset
 
+from wsianon.io.palette import well_known
 from wsianon.profiles.actions import Action
 from wsianon.profiles.dicom import (
     CODE_VALUE_KWS,
@@ -97,7 +98,7 @@ class _Walker:
                                 self.findings.add(f"{name}: reference to an instance that is not among the outputs")
                 continue
             if kw in BINARY_JUDGED or kw.endswith("PaletteColorLookupTableData"):
-                self._binary(kw, name, elem)
+                self._binary(ds, kw, name, elem)
                 continue
             if isinstance(elem.value, (bytes, bytearray)) and elem.value and not binary_judged(path, kw):
                 self.findings.add(f"{name}: bytes no check judges (binary value of {elem.VR})")
@@ -132,16 +133,18 @@ class _Walker:
             return "text is not a dummy, pseudonym or vocabulary value"
         return None
 
-    def _binary(self, kw: str, name: str, elem) -> None:
+    def _binary(self, ds: Dataset, kw: str, name: str, elem) -> None:
         """Binary and numeric-table values that can carry text: an ICC profile keeps its colorimetric
-        tags only; a palette lookup table is a colour ramp; a real world value LUT is not kept."""
+        tags only; a palette lookup table is a colour ramp or, item ``ds`` whole, a well-known
+        palette of the standard exactly (``io.palette.well_known``); a real world value LUT is
+        not kept."""
         if not elem.value:
             return
         if kw == "RealWorldValueLUTData":  # free numbers (text fits in them as doubles)
             self.findings.add(f"{name}: a lookup table of free numbers (not judged)")
         elif kw == "ICCProfile" and _icc_problems(bytes(elem.value)):
             self.findings.add(f"{name}: ICC profile with text, private or unreferenced bytes")
-        elif kw.endswith("PaletteColorLookupTableData") and not _palette_ok(kw, bytes(elem.value)):
+        elif kw.endswith("PaletteColorLookupTableData") and not (_palette_ok(kw, bytes(elem.value)) or well_known(ds)):
             self.findings.add(f"{name}: palette data is not a colour ramp (could hold anything)")
 
     def _text_ok(self, ds: Dataset, kw: str, path: tuple[str, ...], v: str, vr: str) -> bool:

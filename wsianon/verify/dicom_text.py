@@ -77,7 +77,7 @@ def _rules() -> _Rules:
     for t in texts:
         for tok in re.findall(r"[A-Za-z]+", t):
             words.add(tok.lower())
-    vocab = Vocab("dicom", frozenset(words), list(base.patterns))
+    vocab = Vocab("dicom", frozenset(words), list(base.patterns), phrases_rx=base.phrases_rx)
     method = frozenset(w.vocabulary.get("DeidentificationMethod", []))
     pats = tuple(re.compile(p) for p in (w.vocabulary.get("DeidentificationMethodPattern"),) if p)
     fixed = {k: frozenset(v) for k, v in w.vocabulary.items() if isinstance(v, list)}

@@ -110,6 +110,8 @@ class Vocab:
     # vocabulary, not keyed, but the caller's declared names; see ``with_names``
     names: frozenset[str] = frozenset()
     names_rx: re.Pattern | None = None
+    # product names of several words, accepted only whole ("Carl Zeiss": "Carl" alone is a name)
+    phrases_rx: re.Pattern | None = None
 
     def with_names(self, names) -> Vocab:
         """This vocabulary, also accepting each of ``names`` wherever it stands as a whole name in
@@ -155,11 +157,13 @@ def vocabulary(fmt: str) -> Vocab:
     """The vocabulary of a format: its own file plus the common one."""
     words: set[str] = set()
     patterns: list[re.Pattern] = []
+    phrases: list[str] = []
     for data in vocab_files(fmt):
         for w in data.get("words", []):
             words.add(w.lower())
             words.update(p.lower() for p in _PARTS.split(w) if p)
         patterns += [re.compile(p) for p in data.get("patterns", [])]
+        phrases += data.get("phrases", [])
     # the format's own profile names its keys, attributes and enumerations: vocabulary too
     try:
         prof = load(fmt)
@@ -168,7 +172,9 @@ def vocabulary(fmt: str) -> Vocab:
     for w in _profile_names(prof):
         words.add(w.lower())
         words.update(p.lower() for p in _PARTS.split(w) if p)
-    return Vocab(fmt, frozenset(words), patterns)
+    alt = "|".join(r"\s+".join(re.escape(w) for w in ph.split()) for ph in sorted(phrases, key=len, reverse=True))
+    phrases_rx = re.compile(r"(?<![^\W_])(?:%s)(?![^\W_])" % alt, re.IGNORECASE) if alt else None
+    return Vocab(fmt, frozenset(words), patterns, phrases_rx=phrases_rx)
 
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.\- ]{1,60}")
@@ -204,6 +210,8 @@ def unknown_tokens(text: str, vocab: Vocab) -> list[str]:
     text = _B64.sub(" ", text)
     if vocab.names_rx is not None:
         text = vocab.names_rx.sub(" ", text)
+    if vocab.phrases_rx is not None:
+        text = vocab.phrases_rx.sub(" ", text)
     text = _HEX_RUN.sub(_spell_hex, text)  # hex spelling text ("446F655E4A616E65"): judged as it reads
     for m in _TOKEN.finditer(text):
         if not vocab.token_ok(m.group(0)):

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from wsianon.converters._tiffmeta import tiff_datetime_for_policy
+from wsianon.converters._vocab import vocabulary_value
 from wsianon.converters.base import Field, Inventory, NativeConverter, SlideContext
 from wsianon.converters.decisions import Action, Decisions, ImageDecision, TagEdit, apply_tag_edits
 from wsianon.errors import CorruptInput
@@ -104,7 +105,10 @@ class DescriptionRewrite:
                         fields.append(Field("ImageDescription:unkeyed-text", item.strip(), Action.BLANK))
                     new_items.append("")
                     continue
-                if k in self.safe:
+                # a safe key's value only as the format's vocabulary (numbers, 'USM Filter'): a free
+                # word there (Parmset names the scan settings as the operator chose: 'COVERSLIP', or
+                # a name) would quarantine the slide at the vocabulary check, so it is blanked
+                if k in self.safe and vocabulary_value(v, "aperio"):
                     new_items.append(item)
                     continue
                 action = Action.BLANK

@@ -28,6 +28,7 @@ from pydicom.tag import BaseTag, Tag
 from wsianon import __version__ as _version
 from wsianon.io.keyed import keyed_uid
 from wsianon.io.plan import Removal
+from wsianon.io.palette import well_known
 from wsianon.profiles.actions import Action
 from wsianon.profiles.dicom import (
     BINARY_VRS,
@@ -243,6 +244,8 @@ class Engine:
                 return
             self._sequence(elem, action, name, path + (step,))
             return
+        if kw.startswith("Segmented") and kw.endswith("PaletteColorLookupTableData") and well_known(ds):
+            return  # a well-known palette of the standard (PS3.6 Annex B), its values exactly
         if elem.VR in BINARY_VRS and not _no_value(elem) and not binary_judged(path, kw):
             # closed world: a byte string kept as it is must be one a check judges (an ICC
             # profile, a palette); Encrypted Content, a signature, a UN value could hold anything
@@ -255,7 +258,8 @@ class Engine:
             self._icc(elem, name)
             return
         if action is Action.KEEP and kw in PALETTE_DATA_KWS and not _no_value(elem):
-            self._palette(elem, name)
+            if not well_known(ds):  # the standard's palette stays as the standard spells it
+                self._palette(elem, name)
             return
         if action is Action.KEEP or _no_value(elem):
             return  # kept, or nothing to remove (the empty element stays)

@@ -21,7 +21,7 @@ from wsianon.errors import CorruptInput, NothingToShare, UnsupportedFormat
 from wsianon.io.plan import Removal
 from wsianon.io.scan import Scanner
 from wsianon.profiles.actions import Action
-from wsianon.profiles.dicom import FRAMES_JUDGED_TS, FREE_TEXT_VRS, DicomProfile, iod, profile_for_policy
+from wsianon.profiles.dicom import FRAMES_JUDGED_TS, FREE_TEXT_VRS, DicomProfile, in_standard_text, iod, profile_for_policy, standard_meanings
 
 WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
 IMAGE_KINDS = ("VOLUME", "THUMBNAIL", "OVERVIEW", "LABEL")
@@ -163,6 +163,7 @@ def inspect_dicom(files: list[Path]) -> Inventory:
     profile = DicomProfile()
     raw: list[tuple[str, str, Action, str, str]] = []
     kept_values: set[str] = set()
+    standard_texts: set[str] = set()
     kinds: list[tuple[str | None, Path]] = []
     levels = 0
     for i, f in enumerate(files):
@@ -173,6 +174,7 @@ def inspect_dicom(files: list[Path]) -> Inventory:
                 warnings.simplefilter("ignore")
                 _walk_values(ds, (), profile, raw, f"instance {i}")
                 _kept_values(ds, profile, kept_values)
+                standard_texts |= standard_meanings(ds)
         except Exception as exc:  # pydicom raises NotImplementedError, ValueError, ... on broken elements
             raise CorruptInput(f, f"broken DICOM data set: an element cannot be decoded ({type(exc).__name__})") from None
         kinds.append((kind, f))
@@ -181,7 +183,7 @@ def inspect_dicom(files: list[Path]) -> Inventory:
         sm = getattr(ds, "file_meta", None)
         if sm is not None and sm.get("SourceApplicationEntityTitle"):
             raw.append(("file meta/SourceApplicationEntityTitle", str(sm.SourceApplicationEntityTitle).strip(), Action.REMOVE, "AE", f"instance {i}"))
-    return _inventory(files, raw, kept_values, kinds, levels)
+    return _inventory(files, raw, kept_values, kinds, levels, standard_texts)
 
 
 def _kept_values(ds: Dataset, profile: DicomProfile, kept_values: set[str]) -> None:
@@ -201,7 +203,7 @@ def _kept_values(ds: Dataset, profile: DicomProfile, kept_values: set[str]) -> N
             continue
 
 
-def _inventory(files, raw, kept_values, kinds, levels) -> Inventory:
+def _inventory(files, raw, kept_values, kinds, levels, standard_texts: set[str] | frozenset[str] = frozenset()) -> Inventory:
     inv = Inventory(format="dicom", path=files[0].parent if len(files) > 1 else files[0], input_files=files, levels=levels)
     seen: set[tuple[str, str]] = set()
     for name, value, action, vr, where in raw:
@@ -210,7 +212,13 @@ def _inventory(files, raw, kept_values, kinds, levels) -> Inventory:
         seen.add((name, value))
         # values that also occur as kept values (e.g. a description equal to an ImageType word)
         # or times of day are too generic to be proven absent from bytes
-        canary = vr not in ("TM", "CS", "DS", "IS", "US", "UL", "SS", "SL", "FL", "FD", "AT", "UV", "SV") and value.lower() not in kept_values
+        # or part of a standard code meaning the output keeps ("Brightfield" in DCM 111744
+        # "Brightfield illumination"): the standard's text, in every such output, not a copy
+        canary = (
+            vr not in ("TM", "CS", "DS", "IS", "US", "UL", "SS", "SL", "FL", "FD", "AT", "UV", "SV")
+            and value.lower() not in kept_values
+            and not in_standard_text(value, standard_texts)
+        )
         inv.fields.append(Field(name=name, value=value, action=action, where=where, canary=canary))
     from wsianon.converters.base import AssociatedImage
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from wsianon.converters._vocab import vocabulary_value
 from wsianon.profiles import load
 from wsianon.profiles.policy import Policy, year_only
 
@@ -34,8 +35,10 @@ def ini_value_action(section: str, key: str, value: str, policy: Policy) -> tupl
         return _date_action(value, policy)
     if key in r["identifying_keys"]:
         return "blank", ""
-    if key in r["safe_keys"] and value.isascii() and value.isprintable():
-        return "keep", value  # as printable ASCII only: a name in another script or code page is no model name
+    if key in r["safe_keys"] and value.isascii() and value.isprintable() and vocabulary_value(value, "mrxs"):
+        # as printable ASCII only (a name in another script or code page is no model name), and
+        # as the format's vocabulary (a free word would quarantine the slide: it is blanked)
+        return "keep", value
     if not value or re.match(r["structural_value_pattern"], value):
         return "keep", value
     return "blank", ""

@@ -21,6 +21,7 @@ import struct
 from pathlib import Path
 from typing import Literal
 
+from wsianon.converters._vocab import vocabulary_value
 from wsianon.converters.base import Field, Inventory, NativeConverter, SlideContext
 from wsianon.converters.decisions import Action, Decisions, ImageDecision, TagEdit, apply_tag_edits
 from wsianon.errors import CorruptInput, UnsupportedFormat
@@ -95,7 +96,10 @@ class PropertyMapRewrite:
                 continue
             # a safe key's value is kept only as printable ASCII (as MRXS's): the map is read byte for
             # byte (Latin-1), so a Shift-JIS or Latin-1 name there would be kept as bytes no vocabulary can read
-            if k in self.safe and v.isascii() and v.isprintable():
+            # and only as the format's vocabulary: a free word there (a lens or mode name the
+            # vocabulary lacks, or a name) would quarantine the slide at the vocabulary check, so
+            # the key goes instead (fail closed)
+            if k in self.safe and v.isascii() and v.isprintable() and vocabulary_value(v, "ndpi"):
                 kept.append(f"{k}={v}")
                 continue
             action, new_v = Action.REMOVE, ""

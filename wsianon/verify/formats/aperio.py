@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from wsianon.profiles import load
+from wsianon.verify.dates import year_only
 from wsianon.verify.reportnames import safe_name
 
 
@@ -24,11 +25,20 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
     except Exception:
         verdict.add("aperio-profile", False, "output not readable by OpenSlide")
         return
-    bad = sorted(k.split(".", 1)[1] for k, v in props.items() if k.startswith("aperio.") and v.strip() and k.split(".", 1)[1] not in allowed)
+    dates = set(rules["date_keys"])
+    bad = sorted(
+        k.split(".", 1)[1]
+        for k, v in props.items()
+        if k.startswith("aperio.")
+        and v.strip()
+        and k.split(".", 1)[1] not in allowed
+        and not (k.split(".", 1)[1] in dates and year_only(v))  # --dates year's form: the year only, whatever the policy
+    )
     verdict.add("aperio-profile", not bad, f"non-safe keys with values: {[safe_name(b) for b in bad]}" if bad else "only safe keys carry values")
     dt = props.get("tiff.DateTime", "")
     if policy.dates == "remove":
-        verdict.add("tiff-datetime", not dt.strip(), "DateTime empty" if not dt.strip() else "DateTime still set")
+        ok = not dt.strip() or year_only(dt)
+        verdict.add("tiff-datetime", ok, ("DateTime empty" if not dt.strip() else "DateTime the year only") if ok else "DateTime still set")
     for k in ("tiff.Artist", "tiff.HostComputer", "tiff.Make", "tiff.Model", "tiff.Software", "tiff.Copyright", "tiff.DocumentName"):
         if props.get(k, "").strip():
             verdict.add("tiff-text", False, f"{k} still set")

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from wsianon.io.jpeg import normalized_checked
+from wsianon.verify.dates import year_only
 
 HANDLES_TILES = True  # the generic TIFF tile check does not apply to Leica levels
 
@@ -81,7 +82,8 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
         verdict.add("leica-profile", False, "output not readable by OpenSlide")
         return
     bad = [k for k in ("leica.barcode",) if props.get(k, "").strip()]
-    if policy.dates == "remove" and props.get("leica.creation-date", "").strip():
+    created = props.get("leica.creation-date", "").strip()
+    if policy.dates == "remove" and created and not year_only(created):  # --dates year's form: the year only
         bad.append("leica.creation-date")
     ver = props.get("leica.device-version", "")
     if ver and not re.fullmatch(r"[0-9.]*", ver):

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from wsianon.profiles import load
+from wsianon.verify.dates import year_only
 from wsianon.verify.reportnames import safe_name
 
 
@@ -32,7 +33,7 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
             continue
         if uid_rx.search(name) and all(t.strip('"').startswith("2.25.") for t in v.split()):
             continue
-        if date_rx.search(name) and policy.dates != "remove":
+        if date_rx.search(name) and (policy.dates != "remove" or year_only(v)):  # --dates year's form: the year only
             continue
         if name == r["derivation_attribute"] and "sourceFilename" not in v:
             continue

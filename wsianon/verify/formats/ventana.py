@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from wsianon.profiles import load
+from wsianon.verify.dates import year_only
 from wsianon.verify.reportnames import safe_name
 
 
@@ -54,4 +55,5 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
     verdict.add("ventana-iscan-first", b"iScan" in xmp, "IFD 0 carries the iScan XMP" if b"iScan" in xmp else "IFD 0 has no iScan XMP")
     dt = props.get("tiff.DateTime", "")
     if policy.dates == "remove":
-        verdict.add("tiff-datetime", not dt.strip(), "DateTime empty" if not dt.strip() else "DateTime still set")
+        ok = not dt.strip() or year_only(dt)
+        verdict.add("tiff-datetime", ok, ("DateTime empty" if not dt.strip() else "DateTime the year only") if ok else "DateTime still set")
