@@ -430,8 +430,9 @@ def check_closed_world(fmt: str, out_main: Path, verdict: Verdict, root: Path | 
     """The closed-world partition proof the format's spec names: every output byte accounted for
     (TIFF: and every JPEG tile/strip's entropy-coded data coded units only, ``wsianon.verify.ecs``;
     every edge tile's padding, the pixels beyond the image, explained by its visible edge,
-    ``wsianon.verify.padding``)."""
-    from wsianon.verify import ecs, padding, partition
+    ``wsianon.verify.padding``; every tile/strip coding exactly the pixels its page declares,
+    ``wsianon.verify.sof``)."""
+    from wsianon.verify import ecs, padding, partition, sof
 
     cw = spec_of(fmt).closed_world
     if cw is ClosedWorld.TIFF:
@@ -439,6 +440,7 @@ def check_closed_world(fmt: str, out_main: Path, verdict: Verdict, root: Path | 
         partition.check_tiff_partition(out_main, fmt, verdict, name)
         ecs.check_tiff(out_main, verdict, name, accept_unrun, every_tile)
         padding.check_tiff(out_main, verdict, name)
+        sof.check_tiff(out_main, verdict, name)
     elif cw is ClosedWorld.MRXS:
         partition.check_mrxs_partition(out_main, verdict, root)
 

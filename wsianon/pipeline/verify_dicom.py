@@ -46,7 +46,7 @@ from wsianon.profiles.actions import Action
 from wsianon.profiles.dicom import REGISTRY_ROOT, DicomProfile, profile_for_policy
 from wsianon.verify.dicom.common import read_dataset
 from wsianon.verify.dicom import frames
-from wsianon.verify import ecs, padding
+from wsianon.verify import ecs, padding, sof
 from wsianon.verify import thumbnail as thumbnail_provenance
 from wsianon.verify.dicom.frames import check_frame_segments, check_frames_dicom
 from wsianon.verify.dicom.images import check_barcodes, check_record_and_images
@@ -144,6 +144,8 @@ def verify_dicom_output(inv: Inventory, result_files: list[Path], ctx, verdict: 
     )
     # the edge frames' padding (pixels beyond the total pixel matrix) holds nothing new
     padding.check_dicom(dsets, verdict, fragments=frame_segments.fragments if frame_segments is not None else None)
+    # every frame codes exactly Rows x Columns: no pixels beyond the frame
+    sof.check_dicom(dsets, verdict, fragments=frame_segments.fragments if frame_segments is not None else None)
     check_dciodvfy(files, sources, verdict, started, bool(getattr(policy, "accept_unrun_checks", False)))
     check_opens(files, verdict, sources, policy)
 
@@ -177,5 +179,6 @@ def audit_dicom(inv: Inventory, files: list[Path], verdict: Verdict, pseudonyms:
     check_frame_segments(files, verdict)
     ecs.check_dicom(dsets, verdict, every=every_frame)
     padding.check_dicom(dsets, verdict)
+    sof.check_dicom(dsets, verdict)
     check_dciodvfy(files, None, verdict)
     check_opens(files, verdict, None, blank)
