@@ -147,6 +147,18 @@ def test_strip_with_rows_under_the_image_is_quarantined(tmp_path, cli, page, ext
     assert set(_failed(report)) == {"dicom: frame size"}, _failed(report)
 
 
+@pytest.mark.parametrize("page,extra", [(1, ("--thumbnail", "remove")), (4, ())], ids=["thumbnail-removed", "macro-removed"])
+def test_hidden_rows_in_a_page_not_shared_do_not_stop_the_slide(tmp_path, cli, page, extra):
+    """The rule judges what is shared: the same sources, their page removed, verify (the reason
+    the redactors do not refuse such a source at plan time)."""
+    src = _svs(tmp_path)
+    sp.replace_chunk(src, page, 0, sp.encode(sp.with_hidden_rows(sp.decoded_chunk(src, page, 0))))
+    for target in ("native", "dicom"):
+        code, report, out = _run(cli, tmp_path, src, target, *extra)
+        assert code == 0, (target, _failed(report))
+        assert _placed(out)
+
+
 def _stripped(tmp_path: Path, name: str, compression: str | None, rows: int = 100, rps: int = 64, predictor: bool = False) -> Path:
     import tifffile
 
