@@ -108,6 +108,19 @@ def test_tile_sof_other_than_the_tile_is_quarantined(tmp_path, cli, kind):
     assert f"frame {INTERIOR + 1}: JPEG frame header" in failed["dicom: frame size"]
 
 
+def test_dicom_input_with_a_frame_larger_than_rows_columns_is_quarantined(tmp_path, cli):
+    from .fixtures.dicom_gen import make_dicom
+
+    seed = _svs(tmp_path, "seed")
+    sp.oversize_tile(seed, 0, INTERIOR)
+    fx = make_dicom(tmp_path / "dcm-in", seed_svs=seed)  # a scanner's export: the tile as a frame
+    code, report, out = _run(cli, tmp_path, fx.path, "dicom")
+    assert code == 1 and _placed(out) == []
+    assert set(_failed(report)) == {"dicom: frame size"}, _failed(report)
+    code, failed = _verify(cli, fx.path)  # the instances themselves
+    assert code != 0 and "dicom: frame size" in failed
+
+
 def test_verify_finds_a_planted_tile_in_a_clean_output(tmp_path, cli):
     code, report, out = _run(cli, tmp_path, _svs(tmp_path), "native")
     assert code == 0, _failed(report)
