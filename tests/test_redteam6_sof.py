@@ -231,6 +231,31 @@ def test_last_strip_rows_beyond_the_image_are_judged(tmp_path, compression, pred
             assert ok, detail
 
 
+def test_uncompressed_tile_with_rows_beyond_the_tile_fails_every_tile(tmp_path):
+    """An uncompressed tile stored with 16 rows more than the tile: readers take the tile's bytes
+    and drop the rest.  ``tiles-coded-tight`` judged that only in its sample (32 tiles a level):
+    tile 1 of 100 is outside it; the count is judged here for every tile."""
+    import tifffile
+
+    from wsianon.verify import ecs
+
+    from .fixtures.svs_gen import _tissue, render_text
+
+    path = tmp_path / "raw.tif"
+    with tifffile.TiffWriter(path) as tw:
+        tw.write(_tissue(640, 640, 5), tile=(64, 64), photometric="rgb", metadata=None)
+    assert _check(path)[0]
+    with tifffile.TiffFile(path) as tf:
+        tile = tf.pages[0].asarray()[:64, 64:128]
+    hidden = np.repeat(render_text((16, 64), "DOE", size=10)[..., None], 3, axis=2)
+    sp.replace_chunk(path, 0, 1, np.ascontiguousarray(np.concatenate([tile, hidden])).tobytes())
+    v = Verdict()
+    ecs.check_tiff(path, v)  # the default sample
+    assert v.checks[-1].ok, v.checks[-1].detail
+    ok, detail = _check(path)
+    assert not ok and "IFD 0, uncompressed tile holds more than its pixels" in detail
+
+
 def test_last_jpeg_strip_rounded_up_is_judged_as_padding(tmp_path):
     from .fixtures.svs_gen import render_text
 

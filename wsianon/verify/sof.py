@@ -23,7 +23,9 @@ file and every frame of a DICOM instance:
   are decoded and must be padding by the models of :mod:`wsianon.verify.padding`.
 * JPEG 2000: the codestream's SIZ image size (Xsiz - XOsiz, Ysiz - YOsiz) alike.
 * LZW, Deflate, PackBits and uncompressed strips: the last strip of each plane may decode to more
-  rows than the image has left (RowsPerStrip rows): those rows must be padding, as above.
+  rows than the image has left (RowsPerStrip rows): those rows must be padding, as above; an
+  uncompressed tile or other strip holds no more bytes than its pixels (LZW / Deflate tiles that
+  decode to more than the tile are ``tiles-coded-tight``'s finding, in the tiles it judges).
 * A page has no more tiles or strips than its image needs.
 
 MCU padding inside a JPEG (a frame of 200 lines codes 208 in 16-line MCUs) is not declared pixels:
@@ -230,6 +232,12 @@ def _judge_ifd(ts, ifd, bad: list[tuple[int, int, str]], unjudged: set[str]) -> 
     planar, spp = _value(ts, ifd, 284, 1), _value(ts, ifd, 277, 1)
     per_plane = max(len(offs) // (spp if planar == 2 else 1), 1)
     sized = comp == _JPEG or comp in _J2K
+    bps = _value(ts, ifd, 258, 8)
+    if comp == _NONE and tiled:  # every uncompressed tile holds no more bytes than its pixels
+        th, tw = _value(ts, ifd, 323, 0), _value(ts, ifd, 322, 0)
+        over = np.flatnonzero(cnts > th * -(-(tw * (spp if planar == 1 else 1) * bps) // 8))
+        bad.extend((ifd.index, int(offs[j]), "uncompressed tile holds more than its pixels") for j in over[:20].tolist())
+        return len(offs)
     if not sized and (tiled or comp not in _DEFLATE | {_LZW, _NONE, _PACKBITS}):
         if not tiled:
             unjudged.add(f"compression {comp}")
@@ -243,7 +251,7 @@ def _judge_ifd(ts, ifd, bad: list[tuple[int, int, str]], unjudged: set[str]) -> 
     tables = ts.read(t.value_offset, t.size) if t is not None and t.size >= 4 else None
     th, tw = (_value(ts, ifd, 323, 0), _value(ts, ifd, 322, 0)) if tiled else (0, 0)
     rps = 0 if tiled else min(_value(ts, ifd, 278, 0xFFFFFFFF) or 0xFFFFFFFF, height)
-    bps, predictor = _value(ts, ifd, 258, 8), _value(ts, ifd, 317, 1)
+    predictor = _value(ts, ifd, 317, 1)
     kind = "JPEG 2000 image size" if comp in _J2K else "JPEG frame header"
     sizes = _Sizes(read, j2k=comp in _J2K)
     judged = 0
@@ -256,6 +264,9 @@ def _judge_ifd(ts, ifd, bad: list[tuple[int, int, str]], unjudged: set[str]) -> 
         judged += 1
         try:
             if not sized:  # LZW / Deflate / PackBits / uncompressed strips: only the last of a plane can hold more
+                if comp == _NONE and not last and cnt > want_h * -(-(width * (spp if planar == 1 else 1) * bps) // 8):
+                    bad.append((ifd.index, off, "uncompressed strip holds more than its rows"))
+                    continue
                 raw = _decode_strip(read(off, cnt), comp, None) if last else None
                 why = _plain_last_strip(raw, want_h, rps, width, spp if planar == 1 else 1, bps, predictor) if isinstance(raw, bytes) else None
             else:
