@@ -142,6 +142,56 @@ def test_verify_finds_a_planted_frame_in_a_clean_dicom_output(tmp_path, cli):
     assert f"{vol.name} frame {INTERIOR + 1}: JPEG frame header larger than Rows x Columns" in failed["dicom: frame size"]
 
 
+def test_frames_of_several_fragments_are_judged(tmp_path):
+    """Frames split over several fragments (PS3.5 allows it) are read whole and judged alike."""
+    from wsianon.verify.dicom.common import read_dataset
+
+    from .fixtures.dicom_gen import make_dicom
+
+    fx = make_dicom(tmp_path / "dcm")
+    vol = next(f for f in fx.files if int(read_dataset(f).get("NumberOfFrames", 1)) == 12)  # level 0
+
+    def judged() -> tuple[bool, str]:
+        v = Verdict()
+        sof.check_dicom([(vol, read_dataset(vol))], v)
+        return v.checks[-1].ok, v.checks[-1].detail
+
+    sp.replace_dicom_frame(vol, 0, lambda f: f, fragments=2)
+    ok, detail = judged()
+    assert ok and detail.startswith("12 JPEG"), detail
+    sp.replace_dicom_frame(vol, INTERIOR, sp.oversize_stream, fragments=2)
+    ok, detail = judged()
+    assert not ok and f"frame {INTERIOR + 1}: JPEG frame header larger than Rows x Columns" in detail
+
+
+def test_ndpi_level_with_rows_under_the_page_fails(tmp_path, monkeypatch):
+    """An NDPI level is one JPEG of the page's size; one coding 32 rows of a name under it (its
+    McuStarts for the page's rows only) fails here.  OpenSlide already refused to open such a
+    level (native route), and the DICOM route's frames are cut from the page's rows only."""
+    from PIL import Image
+
+    from .fixtures import ndpi_gen
+
+    orig_jpeg, orig_starts = ndpi_gen._jpeg_with_restarts, ndpi_gen.mcu_starts
+    cut: list[int] = []
+
+    def taller(img, interval, quality=88):
+        if img.size == (512, 384):
+            cut.append((512 // (8 * interval)) * (384 // 8))
+            img = Image.fromarray(sp.with_hidden_rows(np.asarray(img.convert("RGB"))))
+        return orig_jpeg(img, interval, quality)
+
+    def starts(jp):
+        out = orig_starts(jp)
+        return out[: cut.pop()] if cut else out
+
+    monkeypatch.setattr(ndpi_gen, "_jpeg_with_restarts", taller)
+    monkeypatch.setattr(ndpi_gen, "mcu_starts", starts)
+    path, _can = ndpi_gen.make_ndpi(tmp_path / "CASE-6604.ndpi")
+    ok, detail = _check(path)
+    assert not ok and "IFD 0, strip: JPEG frame header taller than the strip" in detail
+
+
 # --- 2. stripped pages: rows under the thumbnail / kept macro ----------------------------------
 
 
