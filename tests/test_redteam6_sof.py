@@ -350,6 +350,15 @@ def test_more_strips_than_the_image_has_fail(tmp_path):
     assert not ok and "IFD 0, more strips than its image has" in detail
 
 
+def test_a_codec_with_its_own_size_not_judged_is_named(tmp_path):
+    import tifffile
+
+    path = tmp_path / "webp.tif"
+    tifffile.imwrite(path, np.zeros((300, 300, 3), np.uint8), tile=(256, 256), compression="webp", photometric="rgb", metadata=None)
+    ok, detail = _check(path)
+    assert ok and detail.endswith("; pages of compression 50001 not judged")
+
+
 # --- 3. DNL: a frame header of 0 lines, the height after the scan ------------------------------
 
 

@@ -50,6 +50,7 @@ _HEAD = 1024
 _J2K = frozenset([33003, 33004, 33005, 34712])
 _DEFLATE = frozenset([8, 32946])
 _LZW, _PACKBITS, _NONE, _JPEG = 5, 32773, 1, 7
+_BYTE_STREAMS = frozenset([_LZW, _PACKBITS, 50000, 34926, 34925]) | _DEFLATE  # no size of their own
 _MCU = 16  # the tallest JPEG MCU: a strip rounded up to it is rounded, not extended
 # DICOM transfer syntaxes whose frames carry a size: JPEG baseline/extended/lossless, JPEG-LS, JPEG 2000
 _TS_JPEG = frozenset(
@@ -239,9 +240,12 @@ def _judge_ifd(ts, ifd, bad: list[tuple[int, int, str]], unjudged: set[str]) -> 
         bad.extend((ifd.index, int(offs[j]), "uncompressed tile holds more than its pixels") for j in over[:20].tolist())
         return len(offs)
     if not sized and (tiled or comp not in _DEFLATE | {_LZW, _NONE, _PACKBITS}):
-        if not tiled:
+        # LZW / Deflate / PackBits / Zstandard / LZMA tiles decoding to more than the tile are
+        # tiles-coded-tight's finding; a codec that states its own size (WebP, JPEG XL, ...) is
+        # named in the detail as not judged
+        if not tiled or comp not in _BYTE_STREAMS:
             unjudged.add(f"compression {comp}")
-        return 0  # a tile of another compression decodes to its tile size: nothing to prove here
+        return 0
     fd = ts.fh.fileno()
 
     def read(o: int, n: int) -> bytes:
@@ -304,7 +308,7 @@ def check_tiff(path: Path, verdict, name: str | None = None) -> None:
         return
     for index, off, why in bad[:20]:
         verdict.findings.append(Finding(label, off, f"IFD {index}: {why}", CHECK))
-    note = f"; strips of {', '.join(sorted(unjudged))} not judged" if unjudged else ""
+    note = f"; pages of {', '.join(sorted(unjudged))} not judged" if unjudged else ""
     verdict.add(
         CHECK,
         not bad,
