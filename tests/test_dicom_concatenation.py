@@ -281,3 +281,32 @@ def test_thumbnail_reference_over_parts_equals_the_unsplit_level(tmp_path, monke
     assert np.allclose(th.dicom_reference(first, ds, (48, 64), parts), expected)
     with pytest.raises(ValueError):  # a part alone is no image
         th.dicom_reference(first, ds, (48, 64), parts[:1]) if sampled else th.dicom_reference(first, ds, (48, 64))
+
+
+def test_a_thumbnail_is_judged_against_a_concatenated_level(cli, tmp_path):
+    """A THUMBNAIL whose reference level (the smallest at least 4x its grid) is a concatenation:
+    judged over the parts (before, the reference could not be read: 'cannot be judged')."""
+    src = concat_gen.make(tmp_path / "in", shared(WSI2DCM), {L0: [8, 8, 8, 6], L1: [5, 4], "level-2-frames-0-4.dcm": [2, 2]})
+    for p in src.glob("level-*.dcm"):
+        if int(p.name.split("-")[1]) >= 3:
+            p.unlink()
+    thumb = _read(shared(WSI2DCM) / "level-3-frames-0-1.dcm")
+    thumb.ImageType = ["DERIVED", "PRIMARY", "THUMBNAIL", "RESAMPLED"]
+    thumb.save_as(src / "thumbnail.dcm", enforce_file_format=True)
+    out = tmp_path / "out"
+    r = _run(cli, src, out)
+    assert r["code"] == 0 and r["status"] == "ok", r
+    checks = {c["check"]: c["detail"] for c in r["slide"]["verification"]["checks"]}
+    assert "1 THUMBNAIL instance(s): the slide's pyramid downsampled" in checks["dicom: thumbnail"]
+    code, failed = _verify(cli, out)
+    assert code == 0, failed
+
+
+def test_concatenation_attributes_without_a_concatenation_uid_are_refused(cli, tmp_path):
+    def no_uid(name, parts):
+        if name == L1:
+            del parts[1].ConcatenationUID
+
+    r = _run(cli, concat_gen.make(tmp_path / "in", shared(WSI2DCM), tamper=no_uid), tmp_path / "out")
+    _refused(r)
+    assert "without a readable Concatenation UID" in r["error"]

@@ -271,7 +271,7 @@ def unplaced_frames(ds: Dataset) -> str | None:
     full = str(ds.get("DimensionOrganizationType", "") or "").upper() == "TILED_FULL" or not per_frame
     grid = -(-cols // tw) * -(-rows // th) * planes * paths
     part = concatenation_part(ds)
-    if part is not None or any(kw in ds for kw in CONCATENATION_KEYS):
+    if part is not None or any(kw in ds for kw in CONCATENATION_KEYS[:4]):
         # one part of a concatenation: its frames are frames offset .. offset + n - 1 of the whole's
         # TILED_FULL order; that the parts make the whole exactly is ``concatenation_problems``'
         if part is None:
@@ -306,6 +306,8 @@ def unplaced_frames(ds: Dataset) -> str | None:
 # Concatenation UID; frame k of the part whose Concatenation Frame Offset Number is o is frame o + k
 # of the whole (for a WSI level: of its TILED_FULL order, PS3.3 C.8.12.4.1.3)
 
+# the first four make an instance a part (the source's SOP Instance UID alone, Type 1C, does not:
+# an instance that only names a concatenation source is whole by itself)
 CONCATENATION_KEYS = (
     "ConcatenationUID",
     "InConcatenationNumber",

@@ -359,31 +359,47 @@ def unlike_levels(dsets: list[tuple[Path, Dataset]]) -> tuple[list[str], int, li
 
 def unplaced(dsets: list[tuple[Path, Dataset]]) -> list[str]:
     """``name: why`` for every instance with a frame that has no place of its own in its image
-    (``io.dicomframes.unplaced_frames``): a frame no viewer draws could be any image. The parts
-    of a concatenation must make one whole exactly (``io.dicomframes.concatenation_problems``:
-    no overlap, no gap, no part missing, every part describing the same image)."""
-    from wsianon.io.dicomframes import concatenation_problems, unplaced_frames
+    (``io.dicomframes.unplaced_frames``): a frame no viewer draws could be any image."""
+    from wsianon.io.dicomframes import unplaced_frames
 
-    return [f"{p.name}: {why}" for p, ds in dsets if (why := unplaced_frames(ds)) is not None] + concatenation_problems(dsets)
+    return [f"{p.name}: {why}" for p, ds in dsets if (why := unplaced_frames(ds)) is not None]
+
+
+def not_whole(dsets: list[tuple[Path, Dataset]]) -> list[str]:
+    """``name: why`` for every concatenation whose parts do not make one whole image exactly
+    (``io.dicomframes.concatenation_problems``: a part missing, overlapping or after a gap, parts
+    describing different images, not the tile grid's frames): frames whose place is not proven."""
+    from wsianon.io.dicomframes import concatenation_problems
+
+    return concatenation_problems(dsets)
+
+
+def _concatenations(dsets: list[tuple[Path, Dataset]]) -> int:
+    from wsianon.io.dicomframes import concatenation_groups
+
+    return len(concatenation_groups(dsets))
 
 
 def check_pyramid(dsets: list[tuple[Path, Dataset]], verdict: Checks) -> None:
     bad = off_pyramid(dsets)
     loose = unplaced(dsets)
+    broken = not_whole(dsets)
     blind = unmeasured(dsets)
-    unlike, compared, notes = unlike_levels(dsets) if not bad and not loose else ([], 0, [])
+    unlike, compared, notes = unlike_levels(dsets) if not bad and not loose and not broken else ([], 0, [])
     verdict.add(
         "dicom: pyramid",
-        not bad and not loose and not unlike and not blind,
+        not bad and not loose and not broken and not unlike and not blind,
         "; ".join(
             [f"{n}: a VOLUME without a readable Total Pixel Matrix (no place in the slide's image)" for n in blind[:5]]
             + [f"{n}: a VOLUME whose matrix is not a level of the slide's image" for n in bad[:5]]
             + [f"{x} (a frame no viewer shows)" for x in loose[:5]]
+            + broken[:5]
             + unlike[:5]
         )
         or "every VOLUME instance is a level of the slide's image"
         + (f" ({compared} level(s) compared with the others, pixels and aspect)" if compared else "")
         + "; every frame has a place of its own in it"
+        + (f" ({n_concat} concatenation(s): their parts make one image exactly)" if (n_concat := _concatenations(dsets)) else "")
         + "".join(f"; {x}" for x in notes),
     )
 
