@@ -310,3 +310,21 @@ def test_concatenation_attributes_without_a_concatenation_uid_are_refused(cli, t
     r = _run(cli, concat_gen.make(tmp_path / "in", shared(WSI2DCM), tamper=no_uid), tmp_path / "out")
     _refused(r)
     assert "without a readable Concatenation UID" in r["error"]
+
+
+def test_verify_with_the_source_names_a_concatenation_uid_not_remapped(cli, tmp_path):
+    """With the source at hand (``verify --source``), the source's own Concatenation UID in the
+    output is named by ``dicom: profile`` (a UID not replaced), besides its form."""
+    src = concat_gen.make(tmp_path / "in", shared(WSI2DCM))
+    out = tmp_path / "out"
+    assert _run(cli, src, out)["code"] == 0
+    original = str(_read(src / "level-0-frames-0-30-part1.dcm").ConcatenationUID)
+    for p in _level0_parts(out):
+        p.chmod(0o644)
+        ds = _read(p)
+        ds.ConcatenationUID = original
+        ds.save_as(p)
+    code, stdout, _ = cli("verify", out, "--source", src, "--json")
+    failed = [c for v in json.loads(stdout) for c in v["checks"] if not c["ok"]]
+    assert code == 1
+    assert any(c["check"] == "dicom: profile" and "ConcatenationUID UID not replaced" in c["detail"] for c in failed), failed
