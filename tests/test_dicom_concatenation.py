@@ -328,3 +328,16 @@ def test_verify_with_the_source_names_a_concatenation_uid_not_remapped(cli, tmp_
     failed = [c for v in json.loads(stdout) for c in v["checks"] if not c["ok"]]
     assert code == 1
     assert any(c["check"] == "dicom: profile" and "ConcatenationUID UID not replaced" in c["detail"] for c in failed), failed
+
+
+def test_parts_numbered_out_of_frame_order_are_refused(cli, tmp_path):
+    """A reader that orders the parts by In-concatenation Number must draw what the checks compare
+    (frames placed by their offset): numbers must rise with the offsets."""
+
+    def swapped(name, parts):
+        if name == L0:
+            parts[0].InConcatenationNumber, parts[1].InConcatenationNumber = 2, 1
+
+    r = _run(cli, concat_gen.make(tmp_path / "in", shared(WSI2DCM), tamper=swapped), tmp_path / "out")
+    _refused(r)
+    assert "numbers not in the order of their frames" in r["error"]

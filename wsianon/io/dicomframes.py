@@ -389,7 +389,8 @@ def concatenation_groups(dsets) -> dict[str, list]:
 
 def concatenation_problems(dsets) -> list[str]:
     """``name: why`` for every concatenation whose parts do not make one whole exactly (fail closed):
-    part numbers 1..N (N the In-concatenation Total Number where given) each once; frame offsets
+    part numbers 1..N (N the In-concatenation Total Number where given) each once, in the order of
+    their frames; frame offsets
     from 0 without overlap or gap; every part saying the same of the whole (``CONCATENATION_WHOLE``,
     transfer syntax included); a TILED_FULL VOLUME whose frames are exactly its tile grid, times its
     focal planes and optical paths. A concatenation of a LABEL, OVERVIEW or THUMBNAIL (no writer
@@ -409,13 +410,16 @@ def concatenation_problems(dsets) -> list[str]:
         if differ:
             out.append(f"{name}: the parts of a concatenation disagree on {', '.join(differ[:4])}")
             continue
-        numbers = sorted(concatenation_part(ds)[1] for _p, ds in parts)  # type: ignore[index]
+        numbers = [concatenation_part(ds)[1] for _p, ds in parts]  # type: ignore[index]  # in frame-offset order
         try:
             total = int(first["InConcatenationTotalNumber"].value) if "InConcatenationTotalNumber" in first else len(parts)
         except (TypeError, ValueError):
             total = -1
         if numbers != list(range(1, total + 1)):
-            out.append(f"{name}: a concatenation whose parts are not numbered 1 to {max(total, 0)} each once (a part missing or repeated)")
+            # numbered 1..N in the order of their frames: a reader that orders the parts by number
+            # draws what this check compares
+            why = "a part missing or repeated" if sorted(numbers) != list(range(1, total + 1)) else "numbers not in the order of their frames"
+            out.append(f"{name}: a concatenation whose parts are not numbered 1 to {max(total, 0)} each once in frame order ({why})")
             continue
         expected = 0
         problem = None
