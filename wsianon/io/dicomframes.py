@@ -433,9 +433,9 @@ def concatenation_problems(dsets) -> list[str]:
         if problem is not None:
             out.append(problem)
             continue
-        why = unplaced_frames(first)
-        if why is not None:
-            out.append(f"{name}: {why}")
+        unplaced = unplaced_frames(first)
+        if unplaced is not None:
+            out.append(f"{name}: {unplaced}")
             continue
         try:
             grid = (
