@@ -268,8 +268,18 @@ def unplaced_frames(ds: Dataset) -> str | None:
     if min(n, tw, th, cols, rows, planes, paths) < 1:
         return "frame geometry with a zero or negative size"
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
-    if str(ds.get("DimensionOrganizationType", "") or "").upper() == "TILED_FULL" or not per_frame:
-        grid = -(-cols // tw) * -(-rows // th) * planes * paths
+    full = str(ds.get("DimensionOrganizationType", "") or "").upper() == "TILED_FULL" or not per_frame
+    grid = -(-cols // tw) * -(-rows // th) * planes * paths
+    part = concatenation_part(ds)
+    if part is not None or any(kw in ds for kw in CONCATENATION_KEYS[:4]):
+        # one part of a concatenation: its frames are frames offset .. offset + n - 1 of the whole's
+        # TILED_FULL order; that the parts make the whole exactly is ``concatenation_problems``'
+        if part is None:
+            return "concatenation attributes without a readable Concatenation UID, part number and frame offset"
+        if not full:
+            return "a concatenation of a TILED_SPARSE instance (not supported)"
+        return None if 0 <= part[2] and part[2] + n <= grid else f"frames {part[2] + 1} to {part[2] + n} of a concatenation for a tile grid of {grid}"
+    if full:
         return None if n == grid else f"{n} frames for a tile grid of {grid}"
     if len(per_frame) != n:
         return f"{len(per_frame)} frame positions for {n} frames"
@@ -289,3 +299,154 @@ def unplaced_frames(ds: Dataset) -> str | None:
             return "two frames at the same place"
         seen.add((col, row, z, path))
     return None
+
+
+# ---------------------------------------------------------------------------
+# concatenations (PS3.3 C.7.6.16.2.2): one image split over several instances (parts) that share a
+# Concatenation UID; frame k of the part whose Concatenation Frame Offset Number is o is frame o + k
+# of the whole (for a WSI level: of its TILED_FULL order, PS3.3 C.8.12.4.1.3)
+
+# the first four make an instance a part (the source's SOP Instance UID alone, Type 1C, does not:
+# an instance that only names a concatenation source is whole by itself)
+CONCATENATION_KEYS = (
+    "ConcatenationUID",
+    "InConcatenationNumber",
+    "InConcatenationTotalNumber",
+    "ConcatenationFrameOffsetNumber",
+    "SOPInstanceUIDOfConcatenationSource",
+)
+# what describes the whole image: every part must say the same (PS3.3 C.7.6.16.2.2.4: the parts
+# of a concatenation differ only in their frames and in what identifies the part)
+CONCATENATION_WHOLE = (
+    "SOPInstanceUIDOfConcatenationSource",
+    "InConcatenationTotalNumber",
+    "SOPClassUID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "FrameOfReferenceUID",
+    "PyramidUID",
+    "ImageType",
+    "DimensionOrganizationType",
+    "DimensionOrganizationSequence",
+    "TotalPixelMatrixColumns",
+    "TotalPixelMatrixRows",
+    "TotalPixelMatrixFocalPlanes",
+    "NumberOfOpticalPaths",
+    "TotalPixelMatrixOriginSequence",
+    "ImagedVolumeWidth",
+    "ImagedVolumeHeight",
+    "ImagedVolumeDepth",
+    "Rows",
+    "Columns",
+    "SamplesPerPixel",
+    "PhotometricInterpretation",
+    "PlanarConfiguration",
+    "BitsAllocated",
+    "BitsStored",
+    "HighBit",
+    "PixelRepresentation",
+    "LossyImageCompression",
+    "LossyImageCompressionRatio",
+    "LossyImageCompressionMethod",
+    "SharedFunctionalGroupsSequence",
+    "OpticalPathSequence",
+)
+
+
+def concatenation_part(ds: Dataset) -> tuple[str, int, int] | None:
+    """(Concatenation UID, In-concatenation Number, Concatenation Frame Offset Number) of a part of
+    a concatenation, or None (not a part, or those three not all readable)."""
+    try:
+        uid = str(ds.get("ConcatenationUID", "") or "").strip()
+        number, offset = ds.get("InConcatenationNumber"), ds.get("ConcatenationFrameOffsetNumber")
+        if not uid or number is None or offset is None:
+            return None
+        return uid, int(number), int(offset)
+    except (TypeError, ValueError):
+        return None
+
+
+def _whole_value(ds: Dataset, kw: str) -> str:
+    if kw not in ds:
+        return ""
+    if kw == "SharedFunctionalGroupsSequence" or kw == "OpticalPathSequence" or kw.endswith("Sequence"):
+        return repr(ds[kw].value)
+    return str(ds[kw].value)
+
+
+def concatenation_groups(dsets) -> dict[str, list]:
+    """``dsets`` ((path, dataset) pairs) of the parts of each concatenation by its UID, in order of
+    their frame offset (then part number); instances that are no part are left out."""
+    groups: dict[str, list] = {}
+    for item in dsets:
+        part = concatenation_part(item[1])
+        if part is not None:
+            groups.setdefault(part[0], []).append(item)
+    for items in groups.values():
+        items.sort(key=lambda it: (concatenation_part(it[1])[2], concatenation_part(it[1])[1]))  # type: ignore[index]
+    return groups
+
+
+def concatenation_problems(dsets) -> list[str]:
+    """``name: why`` for every concatenation whose parts do not make one whole exactly (fail closed):
+    part numbers 1..N (N the In-concatenation Total Number where given) each once, in the order of
+    their frames; frame offsets
+    from 0 without overlap or gap; every part saying the same of the whole (``CONCATENATION_WHOLE``,
+    transfer syntax included); a TILED_FULL VOLUME whose frames are exactly its tile grid, times its
+    focal planes and optical paths. A concatenation of a LABEL, OVERVIEW or THUMBNAIL (no writer
+    splits one that small) or of a TILED_SPARSE level is refused. ``dsets``: (path, dataset)."""
+    out: list[str] = []
+    for _uid, parts in concatenation_groups(dsets).items():
+        name = Path(parts[0][0]).name
+        first = parts[0][1]
+        kinds = list(first.get("ImageType") or [])
+        if len(kinds) < 3 or str(kinds[2]).upper() != "VOLUME":
+            out.append(f"{name}: a concatenation of an image that is no VOLUME level (not supported)")
+            continue
+        ts = {str(getattr(ds, "file_meta", Dataset()).get("TransferSyntaxUID", "")) for _p, ds in parts}
+        differ = [kw for kw in CONCATENATION_WHOLE if len({_whole_value(ds, kw) for _p, ds in parts}) > 1]
+        if len(ts) > 1:
+            differ.append("transfer syntax")
+        if differ:
+            out.append(f"{name}: the parts of a concatenation disagree on {', '.join(differ[:4])}")
+            continue
+        numbers = [concatenation_part(ds)[1] for _p, ds in parts]  # type: ignore[index]  # in frame-offset order
+        try:
+            total = int(first["InConcatenationTotalNumber"].value) if "InConcatenationTotalNumber" in first else len(parts)
+        except (TypeError, ValueError):
+            total = -1
+        if numbers != list(range(1, total + 1)):
+            # numbered 1..N in the order of their frames: a reader that orders the parts by number
+            # draws what this check compares
+            why = "a part missing or repeated" if sorted(numbers) != list(range(1, total + 1)) else "numbers not in the order of their frames"
+            out.append(f"{name}: a concatenation whose parts are not numbered 1 to {max(total, 0)} each once in frame order ({why})")
+            continue
+        expected = 0
+        problem = None
+        for p, ds in parts:
+            offset = concatenation_part(ds)[2]  # type: ignore[index]
+            n = int(ds.get("NumberOfFrames", 1) or 1)
+            if offset != expected:
+                problem = f"{Path(p).name}: frames of a concatenation {'overlapping another part' if offset < expected else 'after a gap'}"
+                break
+            expected = offset + n
+        if problem is not None:
+            out.append(problem)
+            continue
+        unplaced = unplaced_frames(first)
+        if unplaced is not None:
+            out.append(f"{name}: {unplaced}")
+            continue
+        try:
+            grid = (
+                -(-int(first.TotalPixelMatrixColumns) // int(first.Columns))
+                * -(-int(first.TotalPixelMatrixRows) // int(first.Rows))
+                * int(first.get("TotalPixelMatrixFocalPlanes", 1) or 1)
+                * int(first.get("NumberOfOpticalPaths", 1) or 1)
+            )
+        except (AttributeError, TypeError, ValueError, ZeroDivisionError):
+            out.append(f"{name}: frame geometry unreadable")
+            continue
+        if expected != grid:
+            out.append(f"{name}: a concatenation of {expected} frames for a tile grid of {grid} (a part missing, or frames left over)")
+    return out

@@ -394,9 +394,11 @@ def _grids(ds, count: int, nx: int, ny: int, cols: int, rows: int) -> list[dict[
     return [grid]
 
 
-def _judge_instance(path: Path, ds, located) -> tuple[int, list[str]]:
+def _judge_instance(path: Path, ds, located, parts=None, fragments=None) -> tuple[int, list[str]]:
     """Judge the edge frames of one tiled instance: (frames judged, reasons).  Raises LookupError
-    for a transfer syntax this check does not decode."""
+    for a transfer syntax this check does not decode.  ``parts``: the instances of a concatenation
+    whose first part ``ds`` is (``verify.dicom.decode.wholes``): its frames are judged as the one
+    grid they make (frame k of a part is frame offset + k of the whole's TILED_FULL order)."""
     from wsianon.verify.ecs import _frames
 
     total_c, total_r = int(ds.TotalPixelMatrixColumns), int(ds.TotalPixelMatrixRows)
@@ -405,14 +407,21 @@ def _judge_instance(path: Path, ds, located) -> tuple[int, list[str]]:
     ts_uid = str(ds.file_meta.get("TransferSyntaxUID", ""))
     if ts_uid not in _TS_JPEG | _TS_J2K | _TS_JLS | _TS_NATIVE:
         raise LookupError(f"transfer syntax {ts_uid}")
-    count = int(ds.get("NumberOfFrames", 1) or 1)
+    whole = parts is not None and len(parts) > 1
+    count = sum(n for *_x, n in parts) if whole else int(ds.get("NumberOfFrames", 1) or 1)
     grids = _grids(ds, count, nx, ny, cols, rows)
     need: set[int] = set()  # the edge frames and their neighbours up and left
     for grid in grids:
         for (ty, tx), i in grid.items():
             if ty >= ny - 2 or tx >= nx - 2:
                 need.add(i)
-    raw = dict(_frames(path, count, need, located))
+    if whole:
+        raw: dict[int, bytes] = {}
+        for ppath, _pds, first, n in parts:
+            pick = {i - first for i in need if first <= i < first + n}
+            raw.update((first + i, f) for i, f in _frames(Path(ppath), n, pick, (fragments or {}).get(ppath, False)))
+    else:
+        raw = dict(_frames(path, count, need, located))
     spp, bits, planar = int(ds.get("SamplesPerPixel", 1)), int(ds.get("BitsAllocated", 8)), int(ds.get("PlanarConfiguration", 0) or 0)
 
     def decode(i: int, _pos: int) -> np.ndarray | None:
@@ -436,10 +445,12 @@ def check_dicom(dsets, verdict, fragments=None) -> None:
     """``dicom: frame padding``: the same judgement for the edge frames of every tiled instance
     (``dsets``: (path, dataset) pairs; ``fragments``: {path: frames' (offset, length)} as the
     verifier's read-back found them)."""
+    from wsianon.verify.dicom.decode import wholes
+
     judged = instances = 0
     bad: list[str] = []
     unjudged: set[str] = set()
-    for path, ds in dsets:
+    for path, ds, parts in wholes(list(dsets)):  # a concatenation once, as the grid its parts make
         try:
             total_c, total_r = int(ds.get("TotalPixelMatrixColumns", 0) or 0), int(ds.get("TotalPixelMatrixRows", 0) or 0)
             cols, rows = int(ds.get("Columns", 0) or 0), int(ds.get("Rows", 0) or 0)
@@ -450,7 +461,7 @@ def check_dicom(dsets, verdict, fragments=None) -> None:
             continue
         instances += 1
         try:
-            n, why = _judge_instance(Path(path), ds, (fragments or {}).get(path, False))
+            n, why = _judge_instance(Path(path), ds, (fragments or {}).get(path, False), parts, fragments)
         except LookupError as exc:
             unjudged.add(str(exc))
             continue

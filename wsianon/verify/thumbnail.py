@@ -288,16 +288,18 @@ def _matrix(ds) -> tuple[int, int]:
     return int(ds.get("TotalPixelMatrixColumns", 0) or ds.Columns), int(ds.get("TotalPixelMatrixRows", 0) or ds.Rows)
 
 
-def dicom_reference(path: Path, ds, shape: tuple[int, int]) -> np.ndarray:
+def dicom_reference(path: Path, ds, shape: tuple[int, int], parts=None) -> np.ndarray:
     """A VOLUME instance's whole image prepared at ``shape``: assembled from every frame up to
-    ``REF_MAX_PIXELS``, otherwise sampled (only the frames holding a sample are decoded)."""
-    from wsianon.verify.dicom.decode import _frames_at, frame_origins
+    ``REF_MAX_PIXELS``, otherwise sampled (only the frames holding a sample are decoded).
+    ``parts``: the instances of a concatenation whose first part ``ds`` is (``decode.wholes``)."""
+    from wsianon.verify.dicom.decode import _frames_at, frame_origins, whole_count, whole_frames_at
     from wsianon.verify.dicom.images import _assemble
 
     cols, rows = _matrix(ds)
     if cols * rows <= REF_MAX_PIXELS:
-        return prepare(_assemble(path, ds), shape)
-    origins = frame_origins(ds)
+        return prepare(_assemble(path, ds, parts), shape)
+    whole = parts is not None and len(parts) > 1
+    origins = frame_origins(ds, whole_count(parts)) if whole else frame_origins(ds)
     if origins is None:
         raise ValueError("frame positions cannot be determined")
     fw, fh = int(ds.Columns), int(ds.Rows)
@@ -315,7 +317,7 @@ def dicom_reference(path: Path, ds, shape: tuple[int, int]) -> np.ndarray:
             points.setdefault(k, []).append((i, j, x - ox, y - oy))
     grid = np.empty((3, n_y, n_x), np.float32)
     half = max(1, min(PATCH, cols // n_x, rows // n_y) // 2)
-    for k, fv in _frames_at(path, ds, sorted(points)):
+    for k, fv in whole_frames_at(parts, sorted(points)) if whole else _frames_at(path, ds, sorted(points)):
         a, f = _decoded_small(fv, ds)
         for i, j, px, py in points[k]:
             y0, y1, x0, x1 = (int(v * f) for v in (max(0, py - half), py + half, max(0, px - half), px + half))
@@ -346,11 +348,15 @@ def check_dicom(dsets, verdict, name: str = "dicom: thumbnail") -> None:
     if not thumbs:
         verdict.add(name, True, "no THUMBNAIL instance")
         return
+    from wsianon.verify.dicom.decode import wholes
+
     volumes = []
-    for p, ds in dsets:
+    parts_of = {}
+    for p, ds, parts in wholes(dsets):  # a concatenated level once, read over its parts
         if image_kind(ds) == "VOLUME":
             try:
                 volumes.append((p, ds, _matrix(ds)))
+                parts_of[p] = parts
             except (AttributeError, TypeError, ValueError):
                 continue
     if not volumes:
@@ -368,7 +374,7 @@ def check_dicom(dsets, verdict, name: str = "dicom: thumbnail") -> None:
             shape = grid_shape(size)
             if shape not in refs:
                 ref_p, ref_ds, _size = volumes[pick_level([m for _p, _ds, m in volumes], shape)]
-                refs[shape] = dicom_reference(ref_p, ref_ds, shape)
+                refs[shape] = dicom_reference(ref_p, ref_ds, shape, parts_of[ref_p])
             ok, detail, _measures = judge(_assemble(p, ds), size, base, refs[shape])
         except Exception as exc:
             bad.append(f"{p.name}: the THUMBNAIL cannot be judged ({type(exc).__name__})")

@@ -14,7 +14,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
 from wsianon.converters.base import Field, Inventory, SlideContext
 from wsianon.converters.dicom.engine import DATE_VRS, Engine, Identity, remap
-from wsianon.io.dicomframes import unplaced_frames
+from wsianon.io.dicomframes import concatenation_problems, unplaced_frames
 from wsianon.io.keyed import date_offset_days, keyed_token, keyed_uid
 from wsianon.converters.dicom.stream import read_header, write_instance
 from wsianon.errors import CorruptInput, NothingToShare, UnsupportedFormat
@@ -323,6 +323,12 @@ def process_instances(
             if unplaced is not None:
                 raise UnsupportedFormat(f, f"frames without a place of their own in the image ({unplaced}); refused, nothing written")
         headers.append((kind, f, ds, span))
+    # a level split over several instances (a concatenation): its parts must make the one whole
+    # exactly (no overlap, no gap, no part missing, the same image described by each)
+    shared = [(f, ds) for kind, f, ds, _s in headers if not _dropped(kind, ctx.policy, keep_label)]
+    broken = concatenation_problems(shared)
+    if broken:
+        raise UnsupportedFormat(shared[0][0], f"a concatenation that is not one whole image ({broken[0]}); refused, nothing written")
     first = next((ds for k, _f, ds, _s in headers if k == "VOLUME"), headers[0][2])
     identity = slide_identity(ctx, str(first.get("PatientID", "") or "") or None, str(first.get("StudyInstanceUID", "") or "") or None)
     engine = Engine(profile, ctx.key, identity)

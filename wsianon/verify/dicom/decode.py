@@ -53,17 +53,21 @@ def declares_reencoding(ds: Dataset) -> bool:
     return False
 
 
-def frame_origins(ds: Dataset) -> list[tuple[int, int]] | None:
-    """0-based (x, y) of every frame in the total pixel matrix; None if not one plane/path."""
+def frame_origins(ds: Dataset, frames: int | None = None) -> list[tuple[int, int]] | None:
+    """0-based (x, y) of every frame in the total pixel matrix; None if not one plane/path.
+    ``frames``: the whole's frame count when ``ds`` is the first part of a concatenation (its
+    parts' frames in TILED_FULL order, ``whole_frames_at``)."""
     cols, rows = int(ds.TotalPixelMatrixColumns), int(ds.TotalPixelMatrixRows)
     tw, th = int(ds.Columns), int(ds.Rows)
-    n = int(ds.get("NumberOfFrames", 1) or 1)
+    n = int(ds.get("NumberOfFrames", 1) or 1) if frames is None else frames
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
     if str(ds.get("DimensionOrganizationType", "")).upper() == "TILED_FULL" or not per_frame:
         nx, ny = -(-cols // tw), -(-rows // th)
         if n != nx * ny:
             return None
         return [((k % nx) * tw, (k // nx) * th) for k in range(n)]
+    if frames is not None:
+        return None
     out = []
     for item in per_frame:
         try:
@@ -350,6 +354,46 @@ def _frames_at(path: Path, ds: Dataset, wanted: list[int]):
     for k, fv in enumerate(iter_frames(path)):
         if k in want:
             yield k, fv
+
+
+Part = tuple[Path, Dataset, int, int]  # an instance of an image: path, dataset, first frame in the whole, frames
+
+
+def wholes(dsets) -> list[tuple[Path, Dataset, list[Part]]]:
+    """Each image of ``dsets`` ((path, dataset) pairs) once: an instance on its own, or a
+    concatenation as its first part with all its parts (``io.dicomframes.concatenation_groups``;
+    that they make the whole exactly is ``concatenation_problems``', which ``dicom: pyramid``
+    and the converter apply)."""
+    from wsianon.io.dicomframes import concatenation_groups, concatenation_part
+
+    groups = concatenation_groups(dsets)
+    out: list[tuple[Path, Dataset, list[Part]]] = []
+    seen: set[str] = set()
+    for p, ds in dsets:
+        part = concatenation_part(ds)
+        if part is None:
+            out.append((p, ds, [(p, ds, 0, int(ds.get("NumberOfFrames", 1) or 1))]))
+            continue
+        if part[0] in seen:
+            continue
+        seen.add(part[0])
+        members = groups[part[0]]
+        parts = [(q, d, concatenation_part(d)[2], int(d.get("NumberOfFrames", 1) or 1)) for q, d in members]  # type: ignore[index]
+        out.append((members[0][0], members[0][1], parts))
+    return out
+
+
+def whole_frames_at(parts: list[Part], wanted: list[int]):
+    """(index in the whole, frame bytes) of the ``wanted`` frames of an image made of ``parts``."""
+    for path, ds, first, n in parts:
+        local = [k - first for k in wanted if first <= k < first + n]
+        if local:
+            for k, fv in _frames_at(path, ds, local):
+                yield first + k, fv
+
+
+def whole_count(parts: list[Part]) -> int:
+    return sum(n for *_x, n in parts)
 
 
 class _Tally:

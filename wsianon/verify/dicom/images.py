@@ -10,7 +10,7 @@ from pydicom.dataset import Dataset
 
 from wsianon.io.dicomframes import decode_rgb
 from wsianon.verify.dicom.common import Checks, image_kind
-from wsianon.verify.dicom.decode import _frames_at, frame_origins
+from wsianon.verify.dicom.decode import Part, _frames_at, frame_origins, whole_count, whole_frames_at
 from wsianon.verify.dicom.profile import _is_deid_item
 
 
@@ -47,9 +47,10 @@ def check_record_and_images(dsets: list[tuple[Path, Dataset]], policy, verdict: 
 MAX_IMAGE_PIXELS = 64 << 20  # a THUMBNAIL/OVERVIEW/LABEL larger than this is searched at reduced size
 
 
-def _assemble(path: Path, ds: Dataset):
+def _assemble(path: Path, ds: Dataset, parts: list[Part] | None = None):
     """A (non-VOLUME) instance's whole image as an RGB/grey array, frame by frame; at most
-    MAX_IMAGE_PIXELS (larger images are assembled from every n-th pixel)."""
+    MAX_IMAGE_PIXELS (larger images are assembled from every n-th pixel). ``parts``: the
+    instances of a concatenation whose first part ``ds`` is (``decode.wholes``)."""
     import numpy as np
 
     cols = int(ds.get("TotalPixelMatrixColumns", 0) or ds.Columns)
@@ -57,11 +58,16 @@ def _assemble(path: Path, ds: Dataset):
     step = 1
     while (cols // step) * (rows // step) > MAX_IMAGE_PIXELS:
         step *= 2
-    origins = frame_origins(ds) if "TotalPixelMatrixColumns" in ds else [(0, 0)]
+    if parts is not None and len(parts) > 1:
+        origins = frame_origins(ds, whole_count(parts))
+        frames = whole_frames_at(parts, list(range(len(origins or []))))
+    else:
+        origins = frame_origins(ds) if "TotalPixelMatrixColumns" in ds else [(0, 0)]
+        frames = _frames_at(path, ds, list(range(len(origins or []))))
     if origins is None:
         raise ValueError("frame positions cannot be determined")
     out = None
-    for k, fv in _frames_at(path, ds, list(range(len(origins)))):
+    for k, fv in frames:
         a = decode_rgb(fv, ds)
         x, y = origins[k]
         h, w = min(a.shape[0], rows - y), min(a.shape[1], cols - x)

@@ -66,6 +66,13 @@ class _Plane:
     name: str  # for details: the file, and which plane / path of how many (never an identifier)
     first: int  # TILED_FULL: the index of its first frame (its frames are the tile grid from there)
     sparse: dict[tuple[int, int], int] | None = None  # TILED_SPARSE: frame origin (0-based x, y) -> index
+    parts: list | None = None  # a concatenation's instances (``decode.wholes``): indices are the whole's
+
+    def frames_at(self, wanted: list[int]):
+        """(index, bytes) of the ``wanted`` frames, over a concatenation's parts where it is one."""
+        from wsianon.verify.dicom.decode import _frames_at, whole_frames_at
+
+        return whole_frames_at(self.parts, wanted) if self.parts else _frames_at(self.path, self.ds, wanted)
 
     @property
     def tile(self) -> tuple[int, int]:
@@ -134,13 +141,16 @@ def _label(name: str, z: int, planes: int, o: int, paths: int) -> str:
     return name + (f" (focal plane {z + 1} of {planes})" if planes > 1 else "") + (f" (optical path {o + 1} of {paths})" if paths > 1 else "")
 
 
-def _planes(p: Path, ds: Dataset) -> list[_Plane]:
+def _planes(p: Path, ds: Dataset, parts: list | None = None) -> list[_Plane]:
     """The pictures of a VOLUME instance: TILED_FULL frames are ordered tile, focal plane, optical
     path (PS3.3 C.8.12.4.1.3); TILED_SPARSE frames are grouped by their Z offset and optical path.
-    An instance whose frames have no place of their own is judged by ``unplaced`` instead."""
+    An instance whose frames have no place of their own is judged by ``unplaced`` instead.
+    ``parts``: the instances of a concatenation whose first part ``ds`` is (TILED_FULL: the
+    whole's frames in order over its parts, ``decode.wholes``)."""
     cols, rows = int(ds.TotalPixelMatrixColumns), int(ds.TotalPixelMatrixRows)
     fw, fh = int(ds.Columns), int(ds.Rows)
-    n = int(ds.get("NumberOfFrames", 1) or 1)
+    whole = parts if parts is not None and len(parts) > 1 else None
+    n = sum(part[3] for part in whole) if whole else int(ds.get("NumberOfFrames", 1) or 1)
     ops = list(ds.get("OpticalPathSequence") or [])
 
     def family(k: int) -> str:
@@ -166,8 +176,10 @@ def _planes(p: Path, ds: Dataset) -> list[_Plane]:
             for z in range(n_planes):
                 first = (o * n_planes + z) * grid
                 name = _label(p.name, z, n_planes, o, n_paths)
-                out.append(_Plane(p, ds, (cols, rows), family(o), z0 + z * step, name, first))
+                out.append(_Plane(p, ds, (cols, rows), family(o), z0 + z * step, name, first, parts=whole))
         return out
+    if whole:
+        return []  # a concatenation of a TILED_SPARSE level: refused by ``unplaced``
     ids = [str(op.get("OpticalPathIdentifier", "")) for op in ops]
     groups: dict[tuple[float, int], dict[tuple[int, int], int]] = {}
     for k, item in enumerate(per_frame):
@@ -198,7 +210,6 @@ def _render(plane: _Plane, region: tuple[int, int, int, int], shape: tuple[int, 
     renders a reference level. Where no frame is, nothing is counted (a sparse level)."""
     from wsianon.io.dicomframes import decode_rgb
     from wsianon.verify import thumbnail as th
-    from wsianon.verify.dicom.decode import _frames_at
 
     ds = plane.ds
     x0, y0, w, h = region
@@ -208,7 +219,7 @@ def _render(plane: _Plane, region: tuple[int, int, int, int], shape: tuple[int, 
         chans = np.zeros((3, h, w), np.float32)
         cover = np.zeros((h, w), np.float32)
         wanted = plane.frames_in(x0, y0, w, h)
-        for k, fv in _frames_at(plane.path, ds, sorted(wanted)):
+        for k, fv in plane.frames_at(sorted(wanted)):
             fx, fy = wanted[k]
             a = th._channels(decode_rgb(fv, ds))
             ax0, ay0 = max(fx, x0), max(fy, y0)
@@ -229,7 +240,7 @@ def _render(plane: _Plane, region: tuple[int, int, int, int], shape: tuple[int, 
                     fx, fy, k = hit
                     points.setdefault(k, []).append((i, j, x - fx, y - fy))
         half = max(1, min(th.PATCH, w // n_x, h // n_y) // 2)
-        for k, fv in _frames_at(plane.path, ds, sorted(points)):
+        for k, fv in plane.frames_at(sorted(points)):
             a, f = th._decoded_small(fv, ds)
             for i, j, px, py in points[k]:
                 ya, yb, xa, xb = (int(v * f) for v in (max(0, py - half), py + half, max(0, px - half), px + half))
@@ -277,11 +288,13 @@ def unlike_levels(dsets: list[tuple[Path, Dataset]]) -> tuple[list[str], int, li
     whose frames do not decode (``dicom: frame segments`` and the readers judge those)."""
     from wsianon.verify import thumbnail as th
 
+    from wsianon.verify.dicom.decode import wholes
+
     planes: list[_Plane] = []
-    for p, ds in dsets:
+    for p, ds, parts in wholes(dsets):  # a concatenated level once: its parts are one picture
         if image_kind(ds) == "VOLUME" and _matrix(ds) is not None:
             try:
-                planes.extend(_planes(p, ds))
+                planes.extend(_planes(p, ds, parts))
             except (AttributeError, TypeError, ValueError):
                 continue  # unreadable frame geometry: ``unplaced`` fails it
     if len(planes) < 2:
@@ -352,23 +365,41 @@ def unplaced(dsets: list[tuple[Path, Dataset]]) -> list[str]:
     return [f"{p.name}: {why}" for p, ds in dsets if (why := unplaced_frames(ds)) is not None]
 
 
+def not_whole(dsets: list[tuple[Path, Dataset]]) -> list[str]:
+    """``name: why`` for every concatenation whose parts do not make one whole image exactly
+    (``io.dicomframes.concatenation_problems``: a part missing, overlapping or after a gap, parts
+    describing different images, not the tile grid's frames): frames whose place is not proven."""
+    from wsianon.io.dicomframes import concatenation_problems
+
+    return concatenation_problems(dsets)
+
+
+def _concatenations(dsets: list[tuple[Path, Dataset]]) -> int:
+    from wsianon.io.dicomframes import concatenation_groups
+
+    return len(concatenation_groups(dsets))
+
+
 def check_pyramid(dsets: list[tuple[Path, Dataset]], verdict: Checks) -> None:
     bad = off_pyramid(dsets)
     loose = unplaced(dsets)
+    broken = not_whole(dsets)
     blind = unmeasured(dsets)
-    unlike, compared, notes = unlike_levels(dsets) if not bad and not loose else ([], 0, [])
+    unlike, compared, notes = unlike_levels(dsets) if not bad and not loose and not broken else ([], 0, [])
     verdict.add(
         "dicom: pyramid",
-        not bad and not loose and not unlike and not blind,
+        not bad and not loose and not broken and not unlike and not blind,
         "; ".join(
             [f"{n}: a VOLUME without a readable Total Pixel Matrix (no place in the slide's image)" for n in blind[:5]]
             + [f"{n}: a VOLUME whose matrix is not a level of the slide's image" for n in bad[:5]]
             + [f"{x} (a frame no viewer shows)" for x in loose[:5]]
+            + broken[:5]
             + unlike[:5]
         )
         or "every VOLUME instance is a level of the slide's image"
         + (f" ({compared} level(s) compared with the others, pixels and aspect)" if compared else "")
         + "; every frame has a place of its own in it"
+        + (f" ({n_concat} concatenation(s): their parts make one image exactly)" if (n_concat := _concatenations(dsets)) else "")
         + "".join(f"; {x}" for x in notes),
     )
 
