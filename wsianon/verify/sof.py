@@ -60,7 +60,12 @@ _TS_J2K = frozenset(["1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.84
 
 
 class _Unsized(Exception):
-    """The stream gives no size this check can read (no frame header / SIZ)."""
+    """The stream gives no size this check can read (no frame header / SIZ).  ``reason``: this
+    module's own wording (never a library's message), safe in a detail."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
 
 
 def _sof(data: bytes) -> tuple[int, int, int] | None:
@@ -278,7 +283,7 @@ def _judge_ifd(ts, ifd, bad: list[tuple[int, int, str]], unjudged: set[str]) -> 
                 rounded = max(rps, -(-want_h // _MCU) * _MCU) if comp == _JPEG else want_h
                 why = _sized(h, w, want_h, want_w, what, kind, last, rounded, lambda o=off, n=cnt: _decode_strip(read(o, n), comp, tables))
         except _Unsized as exc:
-            why = f"{what}: {exc}"
+            why = f"{what}: {exc.reason}"
         except Exception as exc:
             why = f"{what} does not decode ({type(exc).__name__})"
         if why is not None:
@@ -367,7 +372,7 @@ def check_dicom(dsets, verdict, fragments=None) -> None:
                     sizes = _Sizes(lambda o, n, b=b: b[o : o + n], j2k=j2k)
                     got.append((i, sizes.size(0, len(b))))
         except _Unsized as exc:
-            bad.append(f"{path.name}: a frame's size unreadable ({exc})")
+            bad.append(f"{path.name}: a frame's size unreadable ({exc.reason})")
             continue
         except Exception as exc:
             bad.append(f"{path.name}: frames unreadable ({type(exc).__name__})")
