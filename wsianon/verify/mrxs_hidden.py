@@ -25,6 +25,7 @@ import struct
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from wsianon.verify import sof
 from wsianon.verify.padding import judge_tile
@@ -123,8 +124,10 @@ def check(folder: Path, cp: configparser.RawConfigParser, verdict) -> None:
             for image, off, ln, fno in items:
                 n += 1
                 read = reader(fno)
+                if fno not in sizes:
+                    sizes[fno] = sof._Sizes(read)
                 try:
-                    got = _coded_size(fmt, read, off, ln, sizes.setdefault(fno, sof._Sizes(read)))
+                    got = _coded_size(fmt, read, off, ln, sizes[fno])
                 except sof._Unsized:
                     unsized += 1
                     continue
@@ -136,8 +139,6 @@ def check(folder: Path, cp: configparser.RawConfigParser, verdict) -> None:
                 if vw < w or vh < h:
                     partial.append((lvl, image, off, ln, fno, vh * 65536 + vw))
         for _lvl, _image, off, ln, fno, v in partial:
-            from PIL import Image
-
             judged += 1
             try:
                 a = np.asarray(Image.open(io.BytesIO(reader(fno)(off, ln))).convert("RGB"))
