@@ -32,6 +32,7 @@ from pathlib import Path
 
 from wsianon.io.ini import read_ini
 from wsianon.io.jpeg import normalized_checked
+from wsianon.verify import mrxs_hidden
 
 HANDLES_TILES = True  # tiles live in Data files: compared here, not through tifffile
 
@@ -226,6 +227,7 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
 
     _check_unread(folder, cp, verdict)
     _check_member_names(cp, verdict)
+    mrxs_hidden.check(folder, cp, verdict)
 
     # associated records
     allowed = set()
