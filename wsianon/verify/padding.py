@@ -99,12 +99,20 @@ class _Grid:
 
 
 def judge_tile(
-    a: np.ndarray, vh: int, vw: int, above: Callable[[], np.ndarray | None] | None = None, left: Callable[[], np.ndarray | None] | None = None
+    a: np.ndarray,
+    vh: int,
+    vw: int,
+    above: Callable[[], np.ndarray | None] | None = None,
+    left: Callable[[], np.ndarray | None] | None = None,
+    buffers: Callable[[], list[np.ndarray]] | None = None,
 ) -> tuple[str | None, dict]:
     """Why the padding of the decoded tile ``a`` (rows x cols [x channels]; the first ``vh`` rows
     and ``vw`` columns visible) is not explained by the visible image, or None; with the worst
     cell's deviations under its best model (``stats``: the measurements in the README).
-    ``above``/``left``: the decoded neighbour tiles, asked for only when needed (None: none)."""
+    ``above``/``left``: the decoded neighbour tiles, asked for only when needed (None: none).
+    ``buffers``: the tile-buffer states a writer that reuses one buffer for every tile of every
+    level leaves behind (:func:`buffer_states`; each made of visible pixels only), tried on the
+    bottom band and the corner."""
     if a.ndim == 3 and a.shape[-1] == 1:
         a = a[..., 0]
     th, tw = a.shape[:2]
@@ -130,10 +138,11 @@ def judge_tile(
     # of the tile's 8 x 8 cell grid
     r_in, c_in = min(vh + SPILL, th), min(vw + SPILL, tw)
     regions = [
-        ((0, r_in, c_in, tw), ("uniform", "replicated", "left")),
-        ((r_in, th, 0, c_in), ("uniform", "replicated", "above")),
-        ((r_in, th, c_in, tw), ("uniform", "replicated", "above", "left")),
+        ((0, r_in, c_in, tw), ("uniform", "replicated", "left", "buffer")),
+        ((r_in, th, 0, c_in), ("uniform", "replicated", "above", "buffer")),
+        ((r_in, th, c_in, tw), ("uniform", "replicated", "above", "left", "buffer")),
     ]
+    states: list[np.ndarray] | None = None
     unexplained = 0
     worst = {"mean": 0.0, "max": 0.0, "edge_mean": 0.0, "edge_max": 0.0}
     for (y0, y1, x0, x1), models in regions:
@@ -155,6 +164,20 @@ def judge_tile(
         best_mean = np.full(todo.shape, np.inf, np.float32)
         best_max = np.full(todo.shape, np.inf, np.float32)
         for model in models:
+            if model == "buffer":  # a reused tile buffer's state: lossless copies, the tight thresholds
+                if states is None:
+                    states = [s.reshape(a.shape) for s in (buffers() if buffers is not None else []) if s.size == a.size]
+                for state in states:
+                    mean, mx = grid.cells(_dev(sub, state[fy:y1, fx:x1], scale))
+                    ok = todo & (mean <= tmean) & (mx <= tmax)
+                    better = has & (mean < best_mean)
+                    best_mean, best_max = np.where(better, mean, best_mean), np.where(better, mx, best_max)
+                    todo &= ~ok
+                    if not todo.any():
+                        break
+                if not todo.any():
+                    break
+                continue
             if model == "uniform":  # the region's own colour
                 pad = sub[mask]
                 ref = np.median(pad.reshape(len(pad), -1), axis=0).astype(a.dtype).reshape(a.shape[2:])
@@ -186,7 +209,15 @@ def judge_tile(
 
 
 def judge_grid(
-    ny: int, nx: int, th: int, tw: int, height: int, width: int, decode: Decoder, index: Callable[[int, int], int | None]
+    ny: int,
+    nx: int,
+    th: int,
+    tw: int,
+    height: int,
+    width: int,
+    decode: Decoder,
+    index: Callable[[int, int], int | None],
+    buffers: Callable[[], list[np.ndarray]] | None = None,
 ) -> tuple[int, list[tuple[int, str]], list[dict]]:
     """Judge the edge tiles of one grid of ``ny`` x ``nx`` tiles of ``th`` x ``tw`` over an image of
     ``height`` x ``width``: (tiles judged, [(tile index, why)], stats).  ``index(ty, tx)``: the tile's
@@ -225,6 +256,7 @@ def judge_grid(
             width - tx * tw,
             above=partial(tile, ty - 1, tx) if ty > 0 else None,
             left=partial(tile, ty, tx - 1) if tx > 0 else None,
+            buffers=buffers,
         )
         if st:
             stats.append(st)
@@ -241,7 +273,79 @@ def _placed(grid: dict[tuple[int, int], int], ty: int, tx: int) -> int | None:
     return grid.get((ty, tx))
 
 
-def _judge_page(fh, page) -> tuple[int, list[tuple[int, str]]]:
+def _page_decoder(fh, page) -> Callable[[int], np.ndarray | None]:
+    th, tw = page.tilelength, page.tilewidth
+    offs, cnts, tables = page.dataoffsets, page.databytecounts, page.jpegtables
+
+    def decode(i: int) -> np.ndarray | None:
+        if not cnts[i] or not offs[i]:
+            return None  # an empty tile: nothing stored
+        fh.seek(int(offs[i]))
+        data = fh.read(int(cnts[i]))
+        arr, _idx, _shape = page.decode(data, i, jpegtables=tables)
+        return None if arr is None else np.asarray(arr).reshape(th, tw, -1)
+
+    return decode
+
+
+def _row_state(decode: Callable[[int], np.ndarray | None], ty: int, nx: int, vh: int, vw: int) -> np.ndarray | None:
+    """The tile buffer after a row-major writer wrote tile row ``ty`` (its first ``vh`` rows and
+    ``vw`` columns of the last tile visible): the last tile's visible pixels, the columns beyond
+    them from the tile before it (visible there); None where that is not all visible pixels."""
+    last = decode(ty * nx + nx - 1)
+    if last is None:
+        return None
+    th, tw = last.shape[:2]
+    state = last.copy()
+    if vw < tw:
+        if nx < 2:
+            return None
+        prev = decode(ty * nx + nx - 2)
+        if prev is None:
+            return None
+        state[:, vw:] = prev[:, vw:]
+    return state[:vh] if vh < th else state
+
+
+def buffer_states(fh, pages) -> dict[tuple, list[np.ndarray]]:
+    """The states of one tile buffer reused for every tile of every level (libvips ``tiffsave``
+    with a lossless or WebP codec: it clears the buffer of an edge tile for JPEG only, so the
+    padding of an edge tile is what the tiles written before it left there; it writes each
+    level's full tile rows as the pyramid fills, then the bottom rows level by level).  Per tile
+    shape and channels, every composite of visible pixels that a level's last full tile row and
+    then the bottom rows (above their ``vh``) of the levels in the file's order leave.  A cell the model explains is a copy, at the same
+    place in the tile, of pixels the slide shows elsewhere."""
+    full: dict[tuple, list[np.ndarray]] = {}
+    bottoms: dict[tuple, list[np.ndarray]] = {}  # in the file's order of the levels
+    for page in pages:
+        h, w, th, tw = page.imagelength, page.imagewidth, page.tilelength, page.tilewidth
+        if page.imagedepth > 1 or page.tiledepth > 1 or len(page.dataoffsets) != -(-h // th) * -(-w // tw):
+            continue
+        ny, nx = -(-h // th), -(-w // tw)
+        vh, vw = h - (ny - 1) * th, w - (nx - 1) * tw
+        decode = _page_decoder(fh, page)
+        try:
+            a = _row_state(decode, ny - 2, nx, th, vw) if ny >= 2 else None
+            b = _row_state(decode, ny - 1, nx, vh, vw) if vh < th else None
+        except Exception:
+            continue
+        for got, into in ((a, full), (b, bottoms)):
+            if got is not None:
+                into.setdefault((th, tw, got.shape[2], got.dtype.str), []).append(got)
+    # from each level's last full row, the bottom rows written over it level after level
+    states: dict[tuple, list[np.ndarray]] = {}
+    for key, rows in full.items():
+        out = states.setdefault(key, [])
+        for r in rows:
+            c = r.copy()
+            out.append(c.copy())
+            for b in bottoms.get(key, []):
+                c[: b.shape[0]] = b
+                out.append(c.copy())
+    return states
+
+
+def _judge_page(fh, page, states: dict[tuple, list[np.ndarray]] | None = None) -> tuple[int, list[tuple[int, str]]]:
     """Judge the edge tiles of one tiled TIFF page (every plane of a planar page): (tiles judged,
     [(tile offset, why)]).  Raises LookupError for a page this check cannot decode."""
     import tifffile
@@ -266,10 +370,15 @@ def _judge_page(fh, page) -> tuple[int, list[tuple[int, str]]]:
 
     judged = 0
     bad: list[tuple[int, str]] = []
+
+    def buffers() -> list[np.ndarray]:
+        spp = int(page.samplesperpixel) if planes == 1 else 1
+        return [s for key, got in (states or {}).items() if key[:3] == (th, tw, spp) for s in got]
+
     for p in range(planes):
         base = p * ny * nx
         try:
-            n, why, _st = judge_grid(ny, nx, th, tw, h, w, decode, partial(_row_major, base, nx))
+            n, why, _st = judge_grid(ny, nx, th, tw, h, w, decode, partial(_row_major, base, nx), buffers if planes == 1 else None)
         except Exception as exc:
             bad.append((0, f"an edge tile does not decode ({type(exc).__name__})"))
             continue
@@ -300,12 +409,14 @@ def _judge_tiff(path: Path) -> tuple[int, int, list[tuple[int, int, str]], set[s
         # one page at a time (tifffile gives each page's tile table as Python tuples, ~80 bytes a
         # tile): a page and its SubIFDs are judged and let go before the next is read
         tf.pages.cache = False
+        # first the tile-buffer states (a few tiles of each page), then the pages one by one
+        states = buffer_states(tf.filehandle, (p for p in _pages_and_subifds(tf.pages) if p.is_tiled))
         for page in _pages_and_subifds(tf.pages):
             if not page.is_tiled or (page.imagewidth % page.tilewidth == 0 and page.imagelength % page.tilelength == 0):
                 continue
             pages += 1
             try:
-                n, why = _judge_page(tf.filehandle, page)
+                n, why = _judge_page(tf.filehandle, page, states)
             except LookupError as exc:
                 unjudged.add(str(exc))
                 continue
