@@ -135,3 +135,73 @@ def test_buffer_states_are_visible_pixels_only(tmp_path):
             # no state holds the drawn name's dark strokes where the image is visible-only tissue
             assert not np.array_equal(s[..., 0] == 40, drawn == 40)
     assert not _check(path).ok
+
+
+# --- 2. GDAL COG / GTiff JPEG in YCbCr: overviews padded by replicating the edge, then coded 4:2:0 --
+
+
+def _streaky(h: int, w: int, seed: int) -> np.ndarray:
+    """Photo-like tissue with fine detail: replicated downwards, its last row makes the sharp
+    vertical streaks GDAL's overview padding shows (measured on the CMU-1 pixels)."""
+    rng = np.random.default_rng(seed)
+    base = _tissue(h, w, seed).astype(np.int16)
+    cols = rng.integers(-70, 70, (1, w, 3))  # column-to-column contrast, as nuclei and fibres give
+    return (base + cols).clip(0, 255).astype(np.uint8)
+
+
+def _gdal_like(path: Path, img: np.ndarray, tile: int = 512, text: str | None = None) -> Path:
+    """A tiled TIFF as ``gdal_translate -of COG -co COMPRESS=JPEG -co QUALITY=90`` writes an
+    overview: the edge tiles' padding the visible edge replicated (row and column), JPEG YCbCr
+    with 2 x 2 chroma subsampling at quality 90 (GDAL 3.6).  ``text``: a name drawn into it."""
+    import tifffile
+
+    h, w = img.shape[:2]
+
+    def tiles():
+        for y in range(0, h, tile):
+            for x in range(0, w, tile):
+                part = img[y : y + tile, x : x + tile]
+                yy = np.minimum(np.arange(tile), part.shape[0] - 1)
+                xx = np.minimum(np.arange(tile), part.shape[1] - 1)
+                t = part[yy][:, xx].copy()
+                if text is not None and (part.shape[0] < tile or part.shape[1] < tile):
+                    drawn = render_text((tile - part.shape[0], tile), text, 40, 255)
+                    t[part.shape[0] :] = drawn[..., None]
+                yield t
+
+    with tifffile.TiffWriter(path) as tw:
+        tw.write(
+            tiles(),
+            shape=img.shape,
+            dtype=np.uint8,
+            tile=(tile, tile),
+            compression="jpeg",
+            compressionargs={"level": 90},
+            photometric="ycbcr",
+            subsampling=(2, 2),
+            metadata=None,
+        )
+    return path
+
+
+def test_gdal_ycbcr_jpeg_replicated_padding_verifies(tmp_path):
+    img = _streaky(700, 900, 3)  # 2 x 2 tiles of 512: 188 rows / 388 columns of the edge tiles visible
+    got = _check(_gdal_like(tmp_path / "cog.tif", img))
+    assert got.ok, got.detail
+    assert got.detail.startswith("3 edge tile(s) of 1 tiled page(s)")
+
+
+def test_jpeg_chroma_reads_the_sof():
+    import imagecodecs
+
+    img = _streaky(64, 64, 1)
+    assert padding.jpeg_chroma(imagecodecs.jpeg8_encode(img, level=90, subsampling=(2, 2))) == (2, 2)
+    assert padding.jpeg_chroma(imagecodecs.jpeg8_encode(img, level=90, subsampling=(1, 1))) is None
+    assert padding.jpeg_chroma(b"not a jpeg") is None
+
+
+def test_name_in_gdal_like_padding_is_still_refused(tmp_path):
+    img = _streaky(700, 900, 3)
+    got = _check(_gdal_like(tmp_path / "leak.tif", img, text=PAD_TEXT))
+    assert not got.ok
+    assert "edge tile(s) carry pixels beyond the image" in got.detail

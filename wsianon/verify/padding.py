@@ -8,7 +8,7 @@ the source's, copied unchanged) never see it — a writer can put a patient's na
 
 This check decodes every edge tile of every tiled page (every edge frame of every instance) and
 requires every 8 x 8 cell of its padding (on the tile's own grid, the pixels beyond the image) to
-be explained by what the visible image already holds, by one of the three models real writers
+be explained by what the visible image already holds, by one of the models real writers
 were measured to use (README, "Verification"):
 
 * ``uniform`` — one colour (the median of the tile's padding): Aperio/GT450 white, black, zeros;
@@ -16,6 +16,11 @@ were measured to use (README, "Verification"):
 * ``stale`` — the same in-tile pixels of the tile one row up (bottom padding) or one column to
   the left (right padding): an encoder's buffer not cleared between tiles (the TCGA sample's
   level 2, JPEG 2000, holds the rows 256 above in its 9 padding rows).
+* ``buffer`` (TIFF) — a state of one tile buffer reused for every tile of every level, built from
+  visible pixels only (:func:`buffer_states`: libvips ``tiffsave`` with a lossless codec).
+
+A JPEG tile whose SOF codes chroma subsampled is compared as coded (:func:`_dev_chroma`), and a
+cell no pixel of which departs by more than :data:`FLAT_MAX` is explained whatever its mean.
 
 A cell is explained when, for one model, the pixels' mean deviation (the largest over the
 channels, 8-bit scale) is at most :data:`MEAN_DEV` and their largest at most :data:`MAX_DEV`;
@@ -54,7 +59,12 @@ EDGE_MEAN_DEV = 16.0
 EDGE_MAX_DEV = 64.0
 STALE_MEAN_DEV = 24.0
 STALE_MAX_DEV = 80.0
-MODELS = ("uniform", "replicated", "stale")
+# a cell every pixel of which is within FLAT_MAX of the model is explained whatever its mean: the
+# coding noise a JPEG leaves on replicated streaks of tissue (GDAL COG JPEG Q90 overviews: a mean
+# of 9.8 at a largest 16, README "Verification"); text hidden within it departs by no more than
+# the MAX_DEV every explained cell may reach anyway
+FLAT_MAX = 20.0
+MODELS = ("uniform", "replicated", "stale", "buffer")
 # lines (rows below, columns right of the image) next to the edge that may hold anything: too
 # narrow for legible text (README, "Limitations")
 SPILL = 2
@@ -72,6 +82,52 @@ def _dev(a: np.ndarray, ref: np.ndarray, scale: float) -> np.ndarray:
             m = np.maximum(m, d[..., c])
         d = m
     return d.astype(np.float32) / np.float32(scale)
+
+
+def jpeg_chroma(data: bytes) -> tuple[int, int] | None:
+    """The chroma subsampling (rows, columns) a 3-component JPEG codes, from its SOF; None when
+    the stream has no such SOF or codes chroma at full resolution or unevenly."""
+    i, n = 2, len(data)
+    if data[:2] != b"\xff\xd8":
+        return None
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:
+            i += 1
+            continue
+        size = int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker in (0xC0, 0xC1, 0xC2):
+            seg = data[i + 4 : i + 2 + size]
+            if len(seg) < 6 or seg[5] != 3 or len(seg) < 6 + 9:
+                return None
+            hv = [(seg[6 + 3 * k + 1] >> 4, seg[6 + 3 * k + 1] & 15) for k in range(3)]
+            (h0, v0), (h1, v1), (h2, v2) = hv
+            if (h1, v1) != (h2, v2) or not h1 or not v1 or h0 % h1 or v0 % v1 or (h0 == h1 and v0 == v1):
+                return None
+            return v0 // v1, h0 // h1
+        if marker == 0xDA:
+            return None
+        i += 2 + size
+    return None
+
+
+def _dev_chroma(a: np.ndarray, ref: np.ndarray, scale: float, sub: tuple[int, int]) -> np.ndarray:
+    """:func:`_dev` for a JPEG that codes chroma at 1/``sub`` (rows, columns) of the resolution
+    (YCbCr 4:2:0 / 4:2:2): luma per pixel, Cb and Cr averaged over the ``sub`` blocks the codec
+    stores (it cannot carry finer chroma, so nothing it holds is averaged away)."""
+    h, w = a.shape[:2]
+    sy, sx = sub
+    if a.ndim != 3 or a.shape[2] != 3 or h % sy or w % sx:
+        return _dev(a, ref, scale)
+    ref = np.broadcast_to(np.asarray(ref), a.shape)
+    m = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], np.float32)
+    d = (a.astype(np.float32) - ref.astype(np.float32)) @ m.T
+    lum = np.abs(d[..., 0])
+    c = d[..., 1:].reshape(h // sy, sy, w // sx, sx, 2).mean(axis=(1, 3))
+    c = np.abs(c).max(axis=-1).repeat(sy, axis=0).repeat(sx, axis=1)
+    return np.maximum(lum, c) / np.float32(scale)
 
 
 class _Grid:
@@ -105,6 +161,7 @@ def judge_tile(
     above: Callable[[], np.ndarray | None] | None = None,
     left: Callable[[], np.ndarray | None] | None = None,
     buffers: Callable[[], list[np.ndarray]] | None = None,
+    chroma: tuple[int, int] | None = None,
 ) -> tuple[str | None, dict]:
     """Why the padding of the decoded tile ``a`` (rows x cols [x channels]; the first ``vh`` rows
     and ``vw`` columns visible) is not explained by the visible image, or None; with the worst
@@ -112,7 +169,8 @@ def judge_tile(
     ``above``/``left``: the decoded neighbour tiles, asked for only when needed (None: none).
     ``buffers``: the tile-buffer states a writer that reuses one buffer for every tile of every
     level leaves behind (:func:`buffer_states`; each made of visible pixels only), tried on the
-    bottom band and the corner."""
+    bottom band and the corner.  ``chroma``: the JPEG's chroma subsampling (rows, columns), where
+    the deviation is luma per pixel and chroma per subsampled block (:func:`_dev_chroma`)."""
     if a.ndim == 3 and a.shape[-1] == 1:
         a = a[..., 0]
     th, tw = a.shape[:2]
@@ -120,6 +178,7 @@ def judge_tile(
     if vh <= 0 or vw <= 0 or (vh == th and vw == tw):
         return None, {}
     scale = 256.0 if a.dtype.itemsize > 1 else 1.0
+    dev = partial(_dev_chroma, sub=chroma) if chroma and chroma != (1, 1) else _dev
     yy = np.minimum(np.arange(th), vh - 1)
     xx = np.minimum(np.arange(tw), vw - 1)
     neighbours: dict[str, np.ndarray | None] = {}
@@ -168,8 +227,8 @@ def judge_tile(
                 if states is None:
                     states = [s.reshape(a.shape) for s in (buffers() if buffers is not None else []) if s.size == a.size]
                 for state in states:
-                    mean, mx = grid.cells(_dev(sub, state[fy:y1, fx:x1], scale))
-                    ok = todo & (mean <= tmean) & (mx <= tmax)
+                    mean, mx = grid.cells(dev(sub, state[fy:y1, fx:x1], scale))
+                    ok = todo & (((mean <= tmean) & (mx <= tmax)) | (mx <= FLAT_MAX))
                     better = has & (mean < best_mean)
                     best_mean, best_max = np.where(better, mean, best_mean), np.where(better, mx, best_max)
                     todo &= ~ok
@@ -188,11 +247,11 @@ def judge_tile(
                 if nb is None:
                     continue
                 ref = nb[fy:y1, fx:x1]
-            mean, mx = grid.cells(_dev(sub, ref, scale))
+            mean, mx = grid.cells(dev(sub, ref, scale))
             if model in ("above", "left"):  # coded apart from its original: its coding noise, near or far
                 ok = todo & (mean <= STALE_MEAN_DEV) & (mx <= STALE_MAX_DEV)
             else:
-                ok = todo & (mean <= tmean) & (mx <= tmax)
+                ok = todo & (((mean <= tmean) & (mx <= tmax)) | (mx <= FLAT_MAX))
             better = has & (mean < best_mean)
             best_mean, best_max = np.where(better, mean, best_mean), np.where(better, mx, best_max)
             todo &= ~ok
@@ -218,6 +277,7 @@ def judge_grid(
     decode: Decoder,
     index: Callable[[int, int], int | None],
     buffers: Callable[[], list[np.ndarray]] | None = None,
+    chroma: Callable[[int], tuple[int, int] | None] | None = None,
 ) -> tuple[int, list[tuple[int, str]], list[dict]]:
     """Judge the edge tiles of one grid of ``ny`` x ``nx`` tiles of ``th`` x ``tw`` over an image of
     ``height`` x ``width``: (tiles judged, [(tile index, why)], stats).  ``index(ty, tx)``: the tile's
@@ -257,6 +317,7 @@ def judge_grid(
             above=partial(tile, ty - 1, tx) if ty > 0 else None,
             left=partial(tile, ty, tx - 1) if tx > 0 else None,
             buffers=buffers,
+            chroma=chroma(i) if chroma is not None else None,
         )
         if st:
             stats.append(st)
@@ -365,11 +426,18 @@ def _judge_page(fh, page, states: dict[tuple, list[np.ndarray]] | None = None) -
             return None  # an empty tile: nothing stored
         fh.seek(int(offs[i]))
         data = fh.read(int(cnts[i]))
+        if jpeg:
+            subs[i] = jpeg_chroma(data)
         arr, _idx, _shape = page.decode(data, i, jpegtables=tables)
         return None if arr is None else np.asarray(arr).reshape(th, tw, -1)
 
     judged = 0
     bad: list[tuple[int, str]] = []
+
+    # a JPEG that codes chroma subsampled (GDAL's PHOTOMETRIC=YCBCR, Aperio) is judged as it is
+    # coded: each tile's own SOF says how (``jpeg_chroma``)
+    subs: dict[int, tuple[int, int] | None] = {}
+    jpeg = int(page.compression) == 7
 
     def buffers() -> list[np.ndarray]:
         spp = int(page.samplesperpixel) if planes == 1 else 1
@@ -378,7 +446,7 @@ def _judge_page(fh, page, states: dict[tuple, list[np.ndarray]] | None = None) -
     for p in range(planes):
         base = p * ny * nx
         try:
-            n, why, _st = judge_grid(ny, nx, th, tw, h, w, decode, partial(_row_major, base, nx), buffers if planes == 1 else None)
+            n, why, _st = judge_grid(ny, nx, th, tw, h, w, decode, partial(_row_major, base, nx), buffers if planes == 1 else None, subs.get)
         except Exception as exc:
             bad.append((0, f"an edge tile does not decode ({type(exc).__name__})"))
             continue
