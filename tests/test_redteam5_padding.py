@@ -187,7 +187,7 @@ def test_text_in_padding_is_refused(contrast):
 def test_check_names_what_it_cannot_decode(tmp_path, monkeypatch):
     src = write_svs(tmp_path / "a.svs", size=ODD).path
 
-    def refuse(_fh, _page):
+    def refuse(_fh, _page, *_states):
         raise LookupError("compression 34892")
 
     monkeypatch.setattr(padding, "_judge_page", refuse)

@@ -8,7 +8,7 @@ the source's, copied unchanged) never see it — a writer can put a patient's na
 
 This check decodes every edge tile of every tiled page (every edge frame of every instance) and
 requires every 8 x 8 cell of its padding (on the tile's own grid, the pixels beyond the image) to
-be explained by what the visible image already holds, by one of the three models real writers
+be explained by what the visible image already holds, by one of the models real writers
 were measured to use (README, "Verification"):
 
 * ``uniform`` — one colour (the median of the tile's padding): Aperio/GT450 white, black, zeros;
@@ -16,6 +16,11 @@ were measured to use (README, "Verification"):
 * ``stale`` — the same in-tile pixels of the tile one row up (bottom padding) or one column to
   the left (right padding): an encoder's buffer not cleared between tiles (the TCGA sample's
   level 2, JPEG 2000, holds the rows 256 above in its 9 padding rows).
+* ``buffer`` (TIFF) — a state of one tile buffer reused for every tile of every level, built from
+  visible pixels only (:func:`buffer_states`: libvips ``tiffsave`` with a lossless codec).
+
+A JPEG tile whose SOF codes chroma subsampled is compared as coded (:func:`_dev_chroma`), and a
+cell no pixel of which departs by more than :data:`FLAT_MAX` is explained whatever its mean.
 
 A cell is explained when, for one model, the pixels' mean deviation (the largest over the
 channels, 8-bit scale) is at most :data:`MEAN_DEV` and their largest at most :data:`MAX_DEV`;
@@ -54,7 +59,12 @@ EDGE_MEAN_DEV = 16.0
 EDGE_MAX_DEV = 64.0
 STALE_MEAN_DEV = 24.0
 STALE_MAX_DEV = 80.0
-MODELS = ("uniform", "replicated", "stale")
+# a cell every pixel of which is within FLAT_MAX of the model is explained whatever its mean: the
+# coding noise a JPEG leaves on replicated streaks of tissue (GDAL COG JPEG Q90 overviews: a mean
+# of 9.8 at a largest 16, README "Verification"); text hidden within it departs by no more than
+# the MAX_DEV every explained cell may reach anyway
+FLAT_MAX = 20.0
+MODELS = ("uniform", "replicated", "stale", "buffer")
 # lines (rows below, columns right of the image) next to the edge that may hold anything: too
 # narrow for legible text (README, "Limitations")
 SPILL = 2
@@ -72,6 +82,52 @@ def _dev(a: np.ndarray, ref: np.ndarray, scale: float) -> np.ndarray:
             m = np.maximum(m, d[..., c])
         d = m
     return d.astype(np.float32) / np.float32(scale)
+
+
+def jpeg_chroma(data: bytes) -> tuple[int, int] | None:
+    """The chroma subsampling (rows, columns) a 3-component JPEG codes, from its SOF; None when
+    the stream has no such SOF or codes chroma at full resolution or unevenly."""
+    i, n = 2, len(data)
+    if data[:2] != b"\xff\xd8":
+        return None
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:
+            i += 1
+            continue
+        size = int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker in (0xC0, 0xC1, 0xC2):
+            seg = data[i + 4 : i + 2 + size]
+            if len(seg) < 6 or seg[5] != 3 or len(seg) < 6 + 9:
+                return None
+            hv = [(seg[6 + 3 * k + 1] >> 4, seg[6 + 3 * k + 1] & 15) for k in range(3)]
+            (h0, v0), (h1, v1), (h2, v2) = hv
+            if (h1, v1) != (h2, v2) or not h1 or not v1 or h0 % h1 or v0 % v1 or (h0 == h1 and v0 == v1):
+                return None
+            return v0 // v1, h0 // h1
+        if marker == 0xDA:
+            return None
+        i += 2 + size
+    return None
+
+
+def _dev_chroma(a: np.ndarray, ref: np.ndarray, scale: float, sub: tuple[int, int]) -> np.ndarray:
+    """:func:`_dev` for a JPEG that codes chroma at 1/``sub`` (rows, columns) of the resolution
+    (YCbCr 4:2:0 / 4:2:2): luma per pixel, Cb and Cr averaged over the ``sub`` blocks the codec
+    stores (it cannot carry finer chroma, so nothing it holds is averaged away)."""
+    h, w = a.shape[:2]
+    sy, sx = sub
+    if a.ndim != 3 or a.shape[2] != 3 or h % sy or w % sx:
+        return _dev(a, ref, scale)
+    ref = np.broadcast_to(np.asarray(ref), a.shape)
+    m = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], np.float32)
+    d = (a.astype(np.float32) - ref.astype(np.float32)) @ m.T
+    lum = np.abs(d[..., 0])
+    c = d[..., 1:].reshape(h // sy, sy, w // sx, sx, 2).mean(axis=(1, 3))
+    c = np.abs(c).max(axis=-1).repeat(sy, axis=0).repeat(sx, axis=1)
+    return np.maximum(lum, c) / np.float32(scale)
 
 
 class _Grid:
@@ -99,12 +155,22 @@ class _Grid:
 
 
 def judge_tile(
-    a: np.ndarray, vh: int, vw: int, above: Callable[[], np.ndarray | None] | None = None, left: Callable[[], np.ndarray | None] | None = None
+    a: np.ndarray,
+    vh: int,
+    vw: int,
+    above: Callable[[], np.ndarray | None] | None = None,
+    left: Callable[[], np.ndarray | None] | None = None,
+    buffers: Callable[[], list[np.ndarray]] | None = None,
+    chroma: tuple[int, int] | None = None,
 ) -> tuple[str | None, dict]:
     """Why the padding of the decoded tile ``a`` (rows x cols [x channels]; the first ``vh`` rows
     and ``vw`` columns visible) is not explained by the visible image, or None; with the worst
     cell's deviations under its best model (``stats``: the measurements in the README).
-    ``above``/``left``: the decoded neighbour tiles, asked for only when needed (None: none)."""
+    ``above``/``left``: the decoded neighbour tiles, asked for only when needed (None: none).
+    ``buffers``: the tile-buffer states a writer that reuses one buffer for every tile of every
+    level leaves behind (:func:`buffer_states`; each made of visible pixels only), tried on the
+    bottom band and the corner.  ``chroma``: the JPEG's chroma subsampling (rows, columns), where
+    the deviation is luma per pixel and chroma per subsampled block (:func:`_dev_chroma`)."""
     if a.ndim == 3 and a.shape[-1] == 1:
         a = a[..., 0]
     th, tw = a.shape[:2]
@@ -112,6 +178,7 @@ def judge_tile(
     if vh <= 0 or vw <= 0 or (vh == th and vw == tw):
         return None, {}
     scale = 256.0 if a.dtype.itemsize > 1 else 1.0
+    dev = partial(_dev_chroma, sub=chroma) if chroma and chroma != (1, 1) else _dev
     yy = np.minimum(np.arange(th), vh - 1)
     xx = np.minimum(np.arange(tw), vw - 1)
     neighbours: dict[str, np.ndarray | None] = {}
@@ -130,10 +197,11 @@ def judge_tile(
     # of the tile's 8 x 8 cell grid
     r_in, c_in = min(vh + SPILL, th), min(vw + SPILL, tw)
     regions = [
-        ((0, r_in, c_in, tw), ("uniform", "replicated", "left")),
-        ((r_in, th, 0, c_in), ("uniform", "replicated", "above")),
-        ((r_in, th, c_in, tw), ("uniform", "replicated", "above", "left")),
+        ((0, r_in, c_in, tw), ("uniform", "replicated", "left", "buffer")),
+        ((r_in, th, 0, c_in), ("uniform", "replicated", "above", "buffer")),
+        ((r_in, th, c_in, tw), ("uniform", "replicated", "above", "left", "buffer")),
     ]
+    states: list[np.ndarray] | None = None
     unexplained = 0
     worst = {"mean": 0.0, "max": 0.0, "edge_mean": 0.0, "edge_max": 0.0}
     for (y0, y1, x0, x1), models in regions:
@@ -155,6 +223,20 @@ def judge_tile(
         best_mean = np.full(todo.shape, np.inf, np.float32)
         best_max = np.full(todo.shape, np.inf, np.float32)
         for model in models:
+            if model == "buffer":  # a reused tile buffer's state: lossless copies, the tight thresholds
+                if states is None:
+                    states = [s.reshape(a.shape) for s in (buffers() if buffers is not None else []) if s.size == a.size]
+                for state in states:
+                    mean, mx = grid.cells(dev(sub, state[fy:y1, fx:x1], scale))
+                    ok = todo & (((mean <= tmean) & (mx <= tmax)) | (mx <= FLAT_MAX))
+                    better = has & (mean < best_mean)
+                    best_mean, best_max = np.where(better, mean, best_mean), np.where(better, mx, best_max)
+                    todo &= ~ok
+                    if not todo.any():
+                        break
+                if not todo.any():
+                    break
+                continue
             if model == "uniform":  # the region's own colour
                 pad = sub[mask]
                 ref = np.median(pad.reshape(len(pad), -1), axis=0).astype(a.dtype).reshape(a.shape[2:])
@@ -165,11 +247,11 @@ def judge_tile(
                 if nb is None:
                     continue
                 ref = nb[fy:y1, fx:x1]
-            mean, mx = grid.cells(_dev(sub, ref, scale))
+            mean, mx = grid.cells(dev(sub, ref, scale))
             if model in ("above", "left"):  # coded apart from its original: its coding noise, near or far
                 ok = todo & (mean <= STALE_MEAN_DEV) & (mx <= STALE_MAX_DEV)
             else:
-                ok = todo & (mean <= tmean) & (mx <= tmax)
+                ok = todo & (((mean <= tmean) & (mx <= tmax)) | (mx <= FLAT_MAX))
             better = has & (mean < best_mean)
             best_mean, best_max = np.where(better, mean, best_mean), np.where(better, mx, best_max)
             todo &= ~ok
@@ -186,7 +268,16 @@ def judge_tile(
 
 
 def judge_grid(
-    ny: int, nx: int, th: int, tw: int, height: int, width: int, decode: Decoder, index: Callable[[int, int], int | None]
+    ny: int,
+    nx: int,
+    th: int,
+    tw: int,
+    height: int,
+    width: int,
+    decode: Decoder,
+    index: Callable[[int, int], int | None],
+    buffers: Callable[[], list[np.ndarray]] | None = None,
+    chroma: Callable[[int], tuple[int, int] | None] | None = None,
 ) -> tuple[int, list[tuple[int, str]], list[dict]]:
     """Judge the edge tiles of one grid of ``ny`` x ``nx`` tiles of ``th`` x ``tw`` over an image of
     ``height`` x ``width``: (tiles judged, [(tile index, why)], stats).  ``index(ty, tx)``: the tile's
@@ -225,6 +316,8 @@ def judge_grid(
             width - tx * tw,
             above=partial(tile, ty - 1, tx) if ty > 0 else None,
             left=partial(tile, ty, tx - 1) if tx > 0 else None,
+            buffers=buffers,
+            chroma=chroma(i) if chroma is not None else None,
         )
         if st:
             stats.append(st)
@@ -241,7 +334,79 @@ def _placed(grid: dict[tuple[int, int], int], ty: int, tx: int) -> int | None:
     return grid.get((ty, tx))
 
 
-def _judge_page(fh, page) -> tuple[int, list[tuple[int, str]]]:
+def _page_decoder(fh, page) -> Callable[[int], np.ndarray | None]:
+    th, tw = page.tilelength, page.tilewidth
+    offs, cnts, tables = page.dataoffsets, page.databytecounts, page.jpegtables
+
+    def decode(i: int) -> np.ndarray | None:
+        if not cnts[i] or not offs[i]:
+            return None  # an empty tile: nothing stored
+        fh.seek(int(offs[i]))
+        data = fh.read(int(cnts[i]))
+        arr, _idx, _shape = page.decode(data, i, jpegtables=tables)
+        return None if arr is None else np.asarray(arr).reshape(th, tw, -1)
+
+    return decode
+
+
+def _row_state(decode: Callable[[int], np.ndarray | None], ty: int, nx: int, vh: int, vw: int) -> np.ndarray | None:
+    """The tile buffer after a row-major writer wrote tile row ``ty`` (its first ``vh`` rows and
+    ``vw`` columns of the last tile visible): the last tile's visible pixels, the columns beyond
+    them from the tile before it (visible there); None where that is not all visible pixels."""
+    last = decode(ty * nx + nx - 1)
+    if last is None:
+        return None
+    th, tw = last.shape[:2]
+    state = last.copy()
+    if vw < tw:
+        if nx < 2:
+            return None
+        prev = decode(ty * nx + nx - 2)
+        if prev is None:
+            return None
+        state[:, vw:] = prev[:, vw:]
+    return state[:vh] if vh < th else state
+
+
+def buffer_states(fh, pages) -> dict[tuple, list[np.ndarray]]:
+    """The states of one tile buffer reused for every tile of every level (libvips ``tiffsave``
+    with a lossless or WebP codec: it clears the buffer of an edge tile for JPEG only, so the
+    padding of an edge tile is what the tiles written before it left there; it writes each
+    level's full tile rows as the pyramid fills, then the bottom rows level by level).  Per tile
+    shape and channels, every composite of visible pixels that a level's last full tile row and
+    then the bottom rows (above their ``vh``) of the levels in the file's order leave.  A cell the model explains is a copy, at the same
+    place in the tile, of pixels the slide shows elsewhere."""
+    full: dict[tuple, list[np.ndarray]] = {}
+    bottoms: dict[tuple, list[np.ndarray]] = {}  # in the file's order of the levels
+    for page in pages:
+        h, w, th, tw = page.imagelength, page.imagewidth, page.tilelength, page.tilewidth
+        if page.imagedepth > 1 or page.tiledepth > 1 or len(page.dataoffsets) != -(-h // th) * -(-w // tw):
+            continue
+        ny, nx = -(-h // th), -(-w // tw)
+        vh, vw = h - (ny - 1) * th, w - (nx - 1) * tw
+        decode = _page_decoder(fh, page)
+        try:
+            a = _row_state(decode, ny - 2, nx, th, vw) if ny >= 2 else None
+            b = _row_state(decode, ny - 1, nx, vh, vw) if vh < th else None
+        except Exception:
+            continue
+        for got, into in ((a, full), (b, bottoms)):
+            if got is not None:
+                into.setdefault((th, tw, got.shape[2], got.dtype.str), []).append(got)
+    # from each level's last full row, the bottom rows written over it level after level
+    states: dict[tuple, list[np.ndarray]] = {}
+    for key, rows in full.items():
+        out = states.setdefault(key, [])
+        for r in rows:
+            c = r.copy()
+            out.append(c.copy())
+            for b in bottoms.get(key, []):
+                c[: b.shape[0]] = b
+                out.append(c.copy())
+    return states
+
+
+def _judge_page(fh, page, states: dict[tuple, list[np.ndarray]] | None = None) -> tuple[int, list[tuple[int, str]]]:
     """Judge the edge tiles of one tiled TIFF page (every plane of a planar page): (tiles judged,
     [(tile offset, why)]).  Raises LookupError for a page this check cannot decode."""
     import tifffile
@@ -261,15 +426,27 @@ def _judge_page(fh, page) -> tuple[int, list[tuple[int, str]]]:
             return None  # an empty tile: nothing stored
         fh.seek(int(offs[i]))
         data = fh.read(int(cnts[i]))
+        if jpeg:
+            subs[i] = jpeg_chroma(data)
         arr, _idx, _shape = page.decode(data, i, jpegtables=tables)
         return None if arr is None else np.asarray(arr).reshape(th, tw, -1)
 
     judged = 0
     bad: list[tuple[int, str]] = []
+
+    # a JPEG that codes chroma subsampled (GDAL's PHOTOMETRIC=YCBCR, Aperio) is judged as it is
+    # coded: each tile's own SOF says how (``jpeg_chroma``)
+    subs: dict[int, tuple[int, int] | None] = {}
+    jpeg = int(page.compression) == 7
+
+    def buffers() -> list[np.ndarray]:
+        spp = int(page.samplesperpixel) if planes == 1 else 1
+        return [s for key, got in (states or {}).items() if key[:3] == (th, tw, spp) for s in got]
+
     for p in range(planes):
         base = p * ny * nx
         try:
-            n, why, _st = judge_grid(ny, nx, th, tw, h, w, decode, partial(_row_major, base, nx))
+            n, why, _st = judge_grid(ny, nx, th, tw, h, w, decode, partial(_row_major, base, nx), buffers if planes == 1 else None, subs.get)
         except Exception as exc:
             bad.append((0, f"an edge tile does not decode ({type(exc).__name__})"))
             continue
@@ -300,12 +477,14 @@ def _judge_tiff(path: Path) -> tuple[int, int, list[tuple[int, int, str]], set[s
         # one page at a time (tifffile gives each page's tile table as Python tuples, ~80 bytes a
         # tile): a page and its SubIFDs are judged and let go before the next is read
         tf.pages.cache = False
+        # first the tile-buffer states (a few tiles of each page), then the pages one by one
+        states = buffer_states(tf.filehandle, (p for p in _pages_and_subifds(tf.pages) if p.is_tiled))
         for page in _pages_and_subifds(tf.pages):
             if not page.is_tiled or (page.imagewidth % page.tilewidth == 0 and page.imagelength % page.tilelength == 0):
                 continue
             pages += 1
             try:
-                n, why = _judge_page(tf.filehandle, page)
+                n, why = _judge_page(tf.filehandle, page, states)
             except LookupError as exc:
                 unjudged.add(str(exc))
                 continue
