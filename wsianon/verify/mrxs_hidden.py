@@ -148,6 +148,10 @@ def check(folder: Path, cp: configparser.RawConfigParser, verdict) -> None:
             why, _st = judge_tile(a, v >> 16, v & 0xFFFF)
             if why is not None:
                 hidden_bad += 1
+    except (KeyError, ValueError, IndexError, OSError, struct.error, configparser.Error) as exc:
+        # a level's section or its keys missing or malformed (a damaged Slidedat.ini)
+        verdict.add(FRAME_CHECK, False, f"cannot walk the zoom levels: {type(exc).__name__}")
+        return
     finally:
         for fh in handles.values():
             fh.close()  # type: ignore[attr-defined]
