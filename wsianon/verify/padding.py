@@ -87,29 +87,22 @@ def _dev(a: np.ndarray, ref: np.ndarray, scale: float) -> np.ndarray:
 def jpeg_chroma(data: bytes) -> tuple[int, int] | None:
     """The chroma subsampling (rows, columns) a 3-component JPEG codes, from its SOF; None when
     the stream has no such SOF or codes chroma at full resolution or unevenly."""
-    i, n = 2, len(data)
-    if data[:2] != b"\xff\xd8":
+    from wsianon.io import jpeg
+
+    try:
+        segs, _complete = jpeg.header_segments(data)
+    except jpeg.JpegError:
         return None
-    while i + 4 <= n:
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:
-            i += 1
+    for g in segs:
+        if g.marker not in (0xC0, 0xC1, 0xC2):
             continue
-        size = int.from_bytes(data[i + 2 : i + 4], "big")
-        if marker in (0xC0, 0xC1, 0xC2):
-            seg = data[i + 4 : i + 2 + size]
-            if len(seg) < 6 or seg[5] != 3 or len(seg) < 6 + 9:
-                return None
-            hv = [(seg[6 + 3 * k + 1] >> 4, seg[6 + 3 * k + 1] & 15) for k in range(3)]
-            (h0, v0), (h1, v1), (h2, v2) = hv
-            if (h1, v1) != (h2, v2) or not h1 or not v1 or h0 % h1 or v0 % v1 or (h0 == h1 and v0 == v1):
-                return None
-            return v0 // v1, h0 // h1
-        if marker == 0xDA:
+        seg = data[g.payload_offset : g.payload_offset + g.payload_length]
+        if len(seg) < 6 + 9 or seg[5] != 3:
             return None
-        i += 2 + size
+        (h0, v0), (h1, v1), (h2, v2) = [(seg[6 + 3 * k + 1] >> 4, seg[6 + 3 * k + 1] & 15) for k in range(3)]
+        if (h1, v1) != (h2, v2) or not h1 or not v1 or h0 % h1 or v0 % v1 or (h0 == h1 and v0 == v1):
+            return None
+        return v0 // v1, h0 // h1
     return None
 
 
