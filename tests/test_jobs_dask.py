@@ -142,3 +142,74 @@ def test_dask_lost_worker_slide_retried(tmp_path, cluster):
             p.wait(timeout=30)
     cluster["procs"].append(cluster["worker"]())
     client.wait_for_workers(2, timeout=120)
+
+
+def _submitted(monkeypatch, tmp_path, cluster, send_key: bool) -> tuple[bytes, list[bytes], object]:
+    """Run a 3-slide job on the real cluster through the Python API, recording every task's
+    arguments as pickled for the scheduler (the spy calls the real ``Client.submit``)."""
+    import pickle
+
+    from wsianon.pipeline.jobs import JobConfig, run_job
+    from wsianon.pipeline.keys import read_key
+
+    arch = tmp_path / "arch"
+    _make_archive(arch, 3)
+    key_file = _key(tmp_path)
+    sent: list[bytes] = []
+    real = distributed.Client.submit
+
+    def spy(self, fn, *args, **kw):
+        sent.append(pickle.dumps((fn, args)))
+        return real(self, fn, *args, **kw)
+
+    monkeypatch.setattr(distributed.Client, "submit", spy)
+    res = run_job(JobConfig(inputs=[arch], out=tmp_path / "out", key_file=key_file, scheduler=cluster["addr"], send_key=send_key))
+    return read_key(key_file), sent, res
+
+
+def test_dask_tasks_carry_the_key_file_path_not_the_key(monkeypatch, tmp_path, cluster):
+    key, sent, res = _submitted(monkeypatch, tmp_path, cluster, send_key=False)
+    assert len(sent) == 3
+    for blob in sent:  # neither the key's bytes nor its hex reach the scheduler
+        assert key not in blob and key.hex().encode() not in blob
+        assert str(tmp_path / "job.key").encode() in blob  # the workers read it there
+    assert [o.status.value for o in res.outcomes] == ["ok"] * 3
+    # the outputs are those of a local run with the same key (the workers used the same key)
+    r = run_subprocess("run", tmp_path / "arch", "-o", tmp_path / "local", "--key-file", tmp_path / "job.key")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.svs")) == sorted(p.name for p in (tmp_path / "local").glob("*.svs"))
+
+
+def test_dask_send_key_sends_it(monkeypatch, tmp_path, cluster):
+    """--send-key: the old way, for clusters without the key file at the same path (the spy above
+    would see the key: this proves it can)."""
+    key, sent, res = _submitted(monkeypatch, tmp_path, cluster, send_key=True)
+    assert len(sent) == 3 and all(key in blob for blob in sent)
+    assert [o.status.value for o in res.outcomes] == ["ok"] * 3
+
+
+def test_worker_refuses_a_missing_or_other_key(tmp_path):
+    """The worker side of a task: a key file it cannot read, or another key at the path, fails the
+    slide with one line naming the file, never the key."""
+    from wsianon.converters.base import SlideContext
+    from wsianon.pipeline import workers as W
+    from wsianon.pipeline.keys import key_fingerprint, read_key
+    from wsianon.pipeline.model import Status
+    from wsianon.profiles.policy import Policy
+
+    class Src:
+        format = "aperio"
+
+    ctx = SlideContext(pseudonym="WSI-x", key=b"", policy=Policy())
+    key_file = _key(tmp_path)
+    key = read_key(key_file)
+    o, plans = W.remote_process_keyed(Src(), ctx, "native", None, W.KeyByPath(str(tmp_path / "absent.key"), key_fingerprint(key)))
+    assert o.status is Status.ERROR and "absent.key" in o.error and "does not exist" in o.error and plans == []
+    o, _ = W.remote_process_keyed(Src(), ctx, "native", None, W.KeyByPath(str(key_file), key_fingerprint(b"another key of 32 bytes........")))
+    assert o.status is Status.ERROR and "another key" in o.error
+    assert key.hex() not in o.error
+
+
+def test_send_key_without_scheduler_is_a_usage_error(tmp_path):
+    r = run_subprocess("run", tmp_path, "-o", tmp_path / "out", "--send-key")
+    assert r.returncode == 2 and "--send-key applies to --scheduler only" in r.stderr

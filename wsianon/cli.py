@@ -160,6 +160,14 @@ def run(
         Optional[str],
         typer.Option("--scheduler", help="Run the slides on this Dask distributed scheduler (e.g. tcp://host:8786); OUT must be shared with the workers."),
     ] = None,
+    send_key: Annotated[
+        bool,
+        typer.Option(
+            "--send-key",
+            help="With --scheduler: send the project key inside each task (trusted network or Dask TLS only). "
+            "Default: the workers read the key file at the same path and only its fingerprint travels.",
+        ),
+    ] = False,
     full_hash: Annotated[bool, typer.Option("--full-hash", help="Also record each source's full SHA-256 in the job manifest.")] = False,
     log: Annotated[Optional[Path], typer.Option("--log", help="Write JSON lines of job events to FILE (private: outside OUT).")] = None,
     dicomweb: Annotated[
@@ -206,6 +214,8 @@ def run(
         _fail("no inputs: name slides or folders, or --from-file LIST")
     if in_place and target is Target.dicom:
         _fail("--in-place works with --target native only")
+    if send_key and not scheduler:
+        _fail("--send-key applies to --scheduler only")
     sheet = None if (out is None or dry_run or no_review_sheet) else _review_sheet_path(out, review_sheet, key_file, mapping, log)
     deliverer = None
     if dicomweb or dimse:
@@ -245,6 +255,7 @@ def run(
         include=list(include or []),
         exclude=list(exclude or []),
         scheduler=scheduler,
+        send_key=send_key,
         full_hash=full_hash,
         log=log,
     )

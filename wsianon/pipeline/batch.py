@@ -721,7 +721,10 @@ class _Run:
     def runner(self, items: list[Item]):
         scheduler = getattr(self.cfg, "scheduler", None)
         if scheduler:
-            return W.run_dask(items, scheduler, self.target, self.dest, self.emit, self.on_submit)
+            ref = None
+            if not getattr(self.cfg, "send_key", False):
+                ref = W.KeyByPath(str(key_path(self.cfg.key_file).resolve()), key_fingerprint(self.key))
+            return W.run_dask(items, scheduler, self.target, self.dest, self.emit, self.on_submit, key_ref=ref)
         if self.cfg.workers > 1 and len(items) > 1:
             return W.run_pool(items, self.cfg.workers, self.target, self.dest, self.emit, self.on_submit)
         return W.run_serial(items, self.target, self.dest, self.emit, self.on_submit)

@@ -48,6 +48,7 @@ class JobConfig:
     include: list[str] = field(default_factory=list)  # globs (file name or relative path)
     exclude: list[str] = field(default_factory=list)
     scheduler: str | None = None  # Dask distributed scheduler address
+    send_key: bool = False  # Dask: send the key in each task instead of workers reading the key file
     full_hash: bool = False  # record each source's full SHA-256 in the manifest
     manifest: Path | None = None  # default: manifest_path(OUT)
     log: Path | None = None  # JSON lines of events (the CLI writes it)

@@ -88,6 +88,43 @@ def remote_process(src, ctx, target, dest):
     return o, p
 
 
+class KeyByPath:
+    """What a Dask task carries instead of the project key: the key file's absolute path (the
+    workers read it there, as they read the inputs and write OUT at the same paths) and the key's
+    public fingerprint, so a worker holding another key at that path fails the slide instead of
+    writing outputs with other UIDs.  The key itself never travels to the scheduler or a worker."""
+
+    __slots__ = ("path", "fingerprint")
+
+    def __init__(self, path: str, fingerprint: str) -> None:
+        self.path, self.fingerprint = path, fingerprint
+
+    def __reduce__(self):
+        return (KeyByPath, (self.path, self.fingerprint))
+
+
+def remote_process_keyed(src, ctx, target, dest, ref: KeyByPath):
+    """:func:`remote_process` for a task that carries a :class:`KeyByPath` (``ctx.key`` empty):
+    the worker reads the key file, checks its fingerprint, then processes the slide.  A key it
+    cannot read, or another key, is this slide's error (one line, never the key)."""
+    import dataclasses
+    from pathlib import Path
+
+    from wsianon.pipeline.keys import key_fingerprint, read_key
+    from wsianon.pipeline.model import Outcome
+
+    def failed(reason: str):
+        return Outcome(input_label=ctx.pseudonym, format=src.format, target=target, status=Status.ERROR, error=reason), []
+
+    try:
+        key = read_key(Path(ref.path))
+    except WsianonError as exc:
+        return failed(f"the Dask worker cannot use the project key file {ref.path}: {exc.reason}")
+    if key_fingerprint(key) != ref.fingerprint:
+        return failed(f"the Dask worker's key file {ref.path} holds another key than the coordinator's (fingerprints differ)")
+    return remote_process(src, dataclasses.replace(ctx, key=key), target, dest)
+
+
 def _lost(item: Any, reason: str):
     from wsianon.pipeline.model import Outcome
 
@@ -252,10 +289,11 @@ def _stop(ex: ProcessPoolExecutor) -> None:
             pass
 
 
-def run_dask(items: list, address: str, target: str, dest, emit: Callable[..., None], on_submit: Callable) -> Iterator[tuple]:
+def run_dask(items: list, address: str, target: str, dest, emit: Callable[..., None], on_submit: Callable, key_ref: KeyByPath | None = None) -> Iterator[tuple]:
     """Slides on an existing Dask distributed cluster.  The scheduler re-runs a
     slide whose worker is lost; one lost too often ends as an error for that slide
-    (the next run retries it)."""
+    (the next run retries it).  ``key_ref``: the tasks carry it instead of the project key
+    (the workers read the key file at the same path); None sends the key in each task."""
     try:
         from distributed import Client, as_completed
     except ImportError:
@@ -268,7 +306,14 @@ def run_dask(items: list, address: str, target: str, dest, emit: Callable[..., N
         futs = {}
         for it in items:
             on_submit(it)
-            f = client.submit(remote_process, it.src, it.ctx, target, dest, pure=False, key=f"wsianon-slide-{it.pseudonym}-{time.time_ns()}")
+            name = f"wsianon-slide-{it.pseudonym}-{time.time_ns()}"
+            if key_ref is not None:
+                import dataclasses
+
+                ctx = dataclasses.replace(it.ctx, key=b"")
+                f = client.submit(remote_process_keyed, it.src, ctx, target, dest, key_ref, pure=False, key=name)
+            else:
+                f = client.submit(remote_process, it.src, it.ctx, target, dest, pure=False, key=name)
             futs[f] = it
             emit("slide-start", item=it)
         for f in as_completed(list(futs), loop=client.loop):
