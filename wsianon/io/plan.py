@@ -110,10 +110,15 @@ class FilePlan:
         ps = dedup
         for a, b in zip(ps, ps[1:]):
             if b.offset < a.end:
-                # overlapping patches: the later one in the plan must not silently lose
+                # overlapping patches: the later one in the plan must not silently lose.  Every
+                # patch's place comes from the source's own offsets and counts, so two that
+                # claim the same bytes with different contents mean structures of the file
+                # overlap (a count or offset damaged): the slide is refused, fail-closed
                 if a.data is None and b.data is None:
                     continue
-                raise ValueError(f"{self.dest}: overlapping patches at {a.offset} ({a.reason}) and {b.offset} ({b.reason})")
+                raise CorruptInput(
+                    self.source, f"two structures of the file claim the same bytes (at offset {b.offset}: {a.reason}; {b.reason}): its structure is damaged"
+                )
         return ps
 
 
