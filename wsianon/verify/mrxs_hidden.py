@@ -34,25 +34,37 @@ FRAME_CHECK = sof.CHECK
 GRID_CHECK = "mrxs-beyond-grid"
 
 
-def _zoom_items(folder: Path, cp: configparser.RawConfigParser):
-    """Per zoom level, [(image index, offset, length, file number)] of the items inside the grid."""
+Item = tuple[int, int, int, int]  # (image index, offset, length, file number)
+
+
+def zoom_items(idx: bytes, cp: configparser.RawConfigParser) -> list[list[Item]]:
+    """Per zoom level, the Index.dat items inside the grid (IMAGENUMBER_X x IMAGENUMBER_Y), in page
+    order: the one walk of the zoom-level pages, for these checks and ``mrxs-tiles-identical``.
+
+    An item outside the grid is none OpenSlide draws (proven zero by mrxs-unread-records-zero).
+    Fail closed (ValueError): a negative item count or item field, a page reaching past the end of
+    Index.dat, a page chain that loops; a grid not stated (OpenSlide refuses such a slide)."""
     sid = cp.get("GENERAL", "SLIDE_ID")
-    idx = (folder / cp.get("HIERARCHICAL", "INDEXFILE")).read_bytes()
     (table,) = struct.unpack_from("<i", idx, 5 + len(sid))
     grid = cp.getint("GENERAL", "IMAGENUMBER_X") * cp.getint("GENERAL", "IMAGENUMBER_Y")
     out = []
     for lvl in range(cp.getint("HIERARCHICAL", "HIER_0_COUNT")):
         (rec,) = struct.unpack_from("<i", idx, table + 4 * lvl)
         (page,) = struct.unpack_from("<i", idx, rec + 4)
-        items, seen = [], set()
-        while page and page not in seen:
+        items: list[Item] = []
+        seen: set[int] = set()
+        while page:
+            if page in seen:
+                raise ValueError("page chain loops")
             seen.add(page)
             count, nxt = struct.unpack_from("<ii", idx, page)
             if count < 0 or page + 8 + 16 * count > len(idx):
                 raise ValueError("page")
             for k in range(count):
                 item = struct.unpack_from("<iiii", idx, page + 8 + 16 * k)
-                if 0 <= item[0] < grid:  # outside: proven zero by mrxs-unread-records-zero
+                if min(item) < 0:
+                    raise ValueError("negative item field")  # OpenSlide refuses the slide
+                if item[0] < grid:
                     items.append(item)
             page = nxt
         out.append(items)
@@ -89,12 +101,13 @@ def _visible(images: int, x: int, concat: int, div: int, size: int) -> int:
 def check(folder: Path, cp: configparser.RawConfigParser, verdict) -> None:
     """``tiles-frame-size`` and ``mrxs-beyond-grid`` on the output ``folder``."""
     try:
-        levels = _zoom_items(folder, cp)
+        idx = (folder / cp.get("HIERARCHICAL", "INDEXFILE")).read_bytes()
+        levels = zoom_items(idx, cp)
         nx, ny = cp.getint("GENERAL", "IMAGENUMBER_X"), cp.getint("GENERAL", "IMAGENUMBER_Y")
         div = max(1, cp.getint("GENERAL", "CameraImageDivisionsPerSide", fallback=1))
         files = [folder / cp.get("DATAFILE", f"FILE_{i}") for i in range(cp.getint("DATAFILE", "FILE_COUNT"))]
     except (KeyError, ValueError, IndexError, OSError, struct.error, configparser.Error) as exc:
-        verdict.add(FRAME_CHECK, False, f"cannot walk the zoom levels: {type(exc).__name__}")
+        _unwalkable(verdict, exc)
         return
     handles: dict[int, object] = {}
 
@@ -150,7 +163,7 @@ def check(folder: Path, cp: configparser.RawConfigParser, verdict) -> None:
                 hidden_bad += 1
     except (KeyError, ValueError, IndexError, OSError, struct.error, configparser.Error) as exc:
         # a level's section or its keys missing or malformed (a damaged Slidedat.ini)
-        verdict.add(FRAME_CHECK, False, f"cannot walk the zoom levels: {type(exc).__name__}")
+        _unwalkable(verdict, exc)
         return
     finally:
         for fh in handles.values():
@@ -170,3 +183,7 @@ def check(folder: Path, cp: configparser.RawConfigParser, verdict) -> None:
         if not hidden_bad
         else f"{hidden_bad} of {judged} zoom-level image(s) reaching past the grid hold more than padding there",
     )
+
+
+def _unwalkable(verdict, exc: Exception) -> None:
+    verdict.add(FRAME_CHECK, False, f"cannot walk the zoom levels: {type(exc).__name__}")

@@ -50,40 +50,27 @@ def _ini(folder: Path) -> configparser.RawConfigParser:
 
 
 def _level_tiles(folder: Path, cp: configparser.RawConfigParser, scrub: bool = False, malformed: list[int] | None = None) -> list[list[str]]:
-    """sha256 of every tile blob, per zoom level, in Index.dat order (``scrub``: of the
-    blob with its non-essential JPEG payloads zeroed, what the output must hold; ``malformed``
-    gets one entry per JPEG blob that cannot be followed to its end)."""
-    sid = cp.get("GENERAL", "SLIDE_ID")
+    """sha256 of every tile blob inside the grid, per zoom level, in Index.dat order (the walk of
+    :func:`mrxs_hidden.zoom_items`; ``scrub``: of the blob with its non-essential JPEG payloads
+    zeroed, what the output must hold; ``malformed`` gets one entry per JPEG blob that cannot be
+    followed to its end)."""
     idx = (folder / cp.get("HIERARCHICAL", "INDEXFILE")).read_bytes()
     files = [folder / cp.get("DATAFILE", f"FILE_{i}") for i in range(cp.getint("DATAFILE", "FILE_COUNT"))]
-    levels = cp.getint("HIERARCHICAL", "HIER_0_COUNT")
-    grid = _grid_size(cp)
-    root = 5 + len(sid)
-    (table,) = struct.unpack_from("<i", idx, root)
+    levels = mrxs_hidden.zoom_items(idx, cp)
     out: list[list[str]] = []
     handles = [open(f, "rb") for f in files]
     try:
-        for lvl in range(levels):
-            (rec,) = struct.unpack_from("<i", idx, table + 4 * lvl)
-            (page,) = struct.unpack_from("<i", idx, rec + 4)
+        for items in levels:
             hashes = []
-            seen = set()
-            while page and page not in seen:
-                seen.add(page)
-                count, nxt = struct.unpack_from("<ii", idx, page)
-                for k in range(count):
-                    image, off, ln, fno = struct.unpack_from("<iiii", idx, page + 8 + 16 * k)
-                    if grid is not None and not 0 <= image < grid:
-                        continue  # not drawn by OpenSlide: proven zero by mrxs-unread-records-zero
-                    fh = handles[fno]
-                    fh.seek(off)
-                    blob = fh.read(ln)
-                    if scrub:
-                        blob, _zeroed, bad = normalized_checked(blob)
-                        if bad and malformed is not None:
-                            malformed.append(image)
-                    hashes.append(f"{image}:{hashlib.sha256(blob).hexdigest()}")
-                page = nxt
+            for image, off, ln, fno in items:
+                fh = handles[fno]
+                fh.seek(off)
+                blob = fh.read(ln)
+                if scrub:
+                    blob, _zeroed, bad = normalized_checked(blob)
+                    if bad and malformed is not None:
+                        malformed.append(image)
+                hashes.append(f"{image}:{hashlib.sha256(blob).hexdigest()}")
             out.append(hashes)
     finally:
         for h in handles:
