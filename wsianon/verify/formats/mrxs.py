@@ -51,18 +51,24 @@ def _ini(folder: Path) -> configparser.RawConfigParser:
 
 def _level_tiles(folder: Path, cp: configparser.RawConfigParser, scrub: bool = False, malformed: list[int] | None = None) -> list[list[str]]:
     """sha256 of every tile blob inside the grid, per zoom level, in Index.dat order (the walk of
-    :func:`mrxs_hidden.zoom_items`; ``scrub``: of the blob with its non-essential JPEG payloads
-    zeroed, what the output must hold; ``malformed`` gets one entry per JPEG blob that cannot be
-    followed to its end)."""
+    :func:`mrxs_hidden.zoom_items`).  ``scrub``: what the output must hold — the blob with its
+    non-essential JPEG payloads zeroed, and zeros for an image OpenSlide places nowhere (positions
+    not scanned, by this slide's position record) unless its blob is also a placed image's;
+    ``malformed`` gets one entry per such JPEG blob that cannot be followed to its end."""
     idx = (folder / cp.get("HIERARCHICAL", "INDEXFILE")).read_bytes()
     files = [folder / cp.get("DATAFILE", f"FILE_{i}") for i in range(cp.getint("DATAFILE", "FILE_COUNT"))]
     levels = mrxs_hidden.zoom_items(idx, cp)
+    undrawn = mrxs_hidden.placement(folder, cp, idx, levels)[0] if scrub else [set() for _ in levels]
+    shown = {it[1:] for lvl, items in enumerate(levels) for k, it in enumerate(items) if k not in undrawn[lvl]}
     out: list[list[str]] = []
     handles = [open(f, "rb") for f in files]
     try:
-        for items in levels:
+        for lvl, items in enumerate(levels):
             hashes = []
-            for image, off, ln, fno in items:
+            for k, (image, off, ln, fno) in enumerate(items):
+                if k in undrawn[lvl] and (off, ln, fno) not in shown:
+                    hashes.append(f"{image}:{hashlib.sha256(bytes(ln)).hexdigest()}")  # zeroed by the redactor
+                    continue
                 fh = handles[fno]
                 fh.seek(off)
                 blob = fh.read(ln)
