@@ -158,5 +158,37 @@ def test_a_damaged_position_record_fails_one_line(tmp_path, how):
     _damage(info.folder, how)
     checks = _hidden_checks(info.folder)
     ok, detail = checks["mrxs-unscanned"]
-    assert ok is False and detail.startswith("cannot read the camera positions"), detail
+    assert ok is False and detail.startswith("cannot follow where OpenSlide places the images"), detail
     assert "\n" not in detail
+
+
+def test_concat_factors_past_32_bits_fail_one_line(tmp_path):
+    """IMAGE_CONCAT_FACTOR totals past 30 leave OpenSlide's 32-bit arithmetic (a block of 2^40
+    positions a side): the placement is not modelled, the check fails at once."""
+    info = make_mrxs(tmp_path, "SLIDE-C1")
+    ini = info.folder / "Slidedat.ini"
+    text = ini.read_text()
+    at = text.index("[LAYER_0_LEVEL_2_SECTION]")
+    ini.write_text(text[:at] + text[at:].replace("IMAGE_CONCAT_FACTOR = 1", "IMAGE_CONCAT_FACTOR = 40", 1))
+    ok, detail = _hidden_checks(info.folder)["mrxs-unscanned"]
+    assert ok is False and detail.startswith("cannot follow where OpenSlide places the images"), detail
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_both_models_read_a_block_as_openslide_does(seed):
+    """The redactor's and the verifier's lookup of a lower-level block among the active positions
+    (answered from the active set when the block is larger) agree with OpenSlide's loop, including
+    a block past a row's end, which reads the next row."""
+    import random
+
+    from wsianon.converters.mrxs.positions import _block_active as redactor_block
+    from wsianon.verify.mrxs_hidden import _block_active as verifier_block
+
+    rng = random.Random(seed)
+    for _ in range(3000):
+        cols, rows, span = rng.randint(1, 7), rng.randint(1, 7), rng.randint(1, 9)
+        active = set(rng.sample(range(cols * rows), rng.randint(0, cols * rows)))
+        xp, yp = rng.randint(0, cols), rng.randint(0, rows)
+        want = any((yp + j) * cols + xp + i in active for j in range(span) for i in range(span))
+        assert verifier_block(active, cols, xp, yp, span) == want
+        assert redactor_block(active, cols, yp * cols + xp, span) == want

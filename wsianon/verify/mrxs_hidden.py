@@ -175,6 +175,8 @@ def placement(folder: Path, cp: configparser.RawConfigParser, idx: bytes, levels
     mixed, total = 0, 0
     for lvl, items in enumerate(levels):
         total += cp.getint(cp.get("HIERARCHICAL", f"HIER_0_VAL_{lvl}_SECTION"), "IMAGE_CONCAT_FACTOR")
+        if not 0 <= total <= 30:
+            raise ValueError("concat factor")  # past OpenSlide's 32-bit arithmetic
         per = max(1, (1 << total) // div)  # positions an image covers a side
         tiles, span = (per, 1) if split else (1, per)  # sub-tiles an image a side, positions a sub-tile a side
         gone: set[int] = set()
@@ -190,8 +192,8 @@ def placement(folder: Path, cp: configparser.RawConfigParser, idx: bytes, levels
                         ok = pos[c] != (0, 0) or (xp, yp) == (0, 0)
                         if ok:
                             active.add(c)
-                    else:  # OpenSlide's own arithmetic: a block past the row's end reads the next row
-                        ok = any((yp + j) * cols + xp + i in active for j in range(span) for i in range(span))
+                    else:
+                        ok = _block_active(active, cols, xp, yp, span)
                     placed += ok
                     skipped += not ok
             if not placed:
@@ -200,6 +202,20 @@ def placement(folder: Path, cp: configparser.RawConfigParser, idx: bytes, levels
                 mixed += 1
         undrawn.append(gone)
     return undrawn, mixed
+
+
+def _block_active(active: set[int], cols: int, xp: int, yp: int, span: int) -> bool:
+    """Whether a position of the ``span`` x ``span`` block at (xp, yp) is active, by OpenSlide's
+    own arithmetic (position ``(yp + j) * cols + xp + i``: a block past a row's end reads the next
+    row); a large block is answered from the active positions instead of its own."""
+    if span * span <= len(active):
+        return any((yp + j) * cols + xp + i in active for j in range(span) for i in range(span))
+    base = yp * cols + xp
+    for c in active:
+        r = c - base  # = j * cols + i for some 0 <= i, j < span?
+        if r >= 0 and max(0, -(-(r - span + 1) // cols)) <= min(span - 1, r // cols):
+            return True
+    return False
 
 
 def _coded_size(fmt: str, read, off: int, ln: int, sizes: sof._Sizes) -> tuple[int, int]:
@@ -323,7 +339,7 @@ def check(folder: Path, cp: configparser.RawConfigParser, verdict) -> None:
         else f"{hidden_bad} of {judged} zoom-level image(s) reaching past the grid hold more than padding there",
     )
     if unplaced is not None:
-        verdict.add(UNSCANNED_CHECK, False, f"cannot read the camera positions OpenSlide places images by: {unplaced}")
+        verdict.add(UNSCANNED_CHECK, False, f"cannot follow where OpenSlide places the images (position record, grid, concat factors): {unplaced}")
         return
     count, dirty = unscanned
     verdict.add(

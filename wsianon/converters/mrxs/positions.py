@@ -171,10 +171,10 @@ def undrawn_spans(slide: Slide) -> set[tuple[int, int, int]]:
     for lvl, items in enumerate(slide.index.zoom_items):
         sect = slide.ini.get("HIERARCHICAL", f"HIER_0_VAL_{lvl}_SECTION") or ""
         exponent = _int(slide, sect, "IMAGE_CONCAT_FACTOR")
-        if exponent is None or not 0 <= exponent < 31:
-            return set()
+        if exponent is None or not 0 <= exponent <= 30 or total + exponent > 30:
+            return set()  # past OpenSlide's 32-bit arithmetic: nothing zeroed (the verifier fails it)
         total += exponent
-        per = max(1, (1 << min(total, 31)) // d)
+        per = max(1, (1 << total) // d)
         tiles, span = (per, 1) if split else (1, per)
         for image, off, ln, fno in items:
             x, y = image % nx, image // nx
@@ -196,4 +196,17 @@ def _placed(lvl: int, xp: int, yp: int, cols: int, pos: list[tuple[int, int]], a
             return False
         active.add(c)
         return True
-    return any((yp + j) * cols + xp + i in active for j in range(span) for i in range(span))
+    return _block_active(active, cols, yp * cols + xp, span)
+
+
+def _block_active(active: set[int], cols: int, base: int, span: int) -> bool:
+    """Whether OpenSlide finds an active position in the ``span`` x ``span`` block at position
+    ``base``: ``base + j * cols + i`` for 0 <= i, j < span (past a row's end it reads the next
+    row).  Counted from the active positions when that is shorter than the block."""
+    if span * span <= len(active):
+        return any(base + j * cols + i in active for j in range(span) for i in range(span))
+    for c in active:
+        r = c - base
+        if r >= 0 and any(0 <= r - j * cols < span for j in range(min(span, r // cols + 1) if cols else 1)):
+            return True
+    return False
