@@ -86,6 +86,8 @@ def test_unscanned_images_are_zeroed_and_every_drawn_pixel_is_kept(cli, tmp_path
         assert len(a) == 3 and all(np.array_equal(x, y) for x, y in zip(a, b))
     details = " ".join(ch["detail"] for s in slides for ch in (s.get("verification") or {}).get("checks", []))
     assert "DOE" not in details
+    removed = [(r["name"], r["action"], r["where"]) for r in slides[0]["removed"]]
+    assert ("zoom-level images at positions not scanned (OpenSlide places none of their pixels)", "zeroed", "1 blob(s)") in removed, removed
     unscanned = [next(c["detail"] for c in s["verification"]["checks"] if c["check"] == "mrxs-unscanned") for s in slides]
     # placed nowhere: level-0 image 5; level-1 image 10 and the four level-0 images under it.  Drawn
     # in part (the documented limitation): level-1 image 0 and level-2 image 0 over position 5,

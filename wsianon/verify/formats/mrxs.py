@@ -7,7 +7,9 @@ documented reading order; OpenSlide itself is run by the generic checks.
 Checks:
 * mrxs-tiles-identical: every pyramid tile blob the output's Index.dat names
   is byte-identical to the blob the source's Index.dat names at the same
-  position (sha256 per zoom level);
+  position (sha256 per zoom level), zeros where OpenSlide places the image
+  nowhere (camera positions not scanned: ``mrxs_hidden.placement``);
+* tiles-frame-size, mrxs-beyond-grid, mrxs-unscanned: :mod:`wsianon.verify.mrxs_hidden`;
 * mrxs-associated-records: no SlideBarcode / SlideThumbnail / WholeSlide value
   left in [HIERARCHICAL] (unless asked to keep), and OpenSlide lists no
   label / macro;
