@@ -21,7 +21,7 @@ import openslide
 import pytest
 
 from tests.fixtures.mrxs_gen import make_mrxs
-from tests.fixtures.mrxs_hidden import _items, label_picture, plant_unscanned, replace_tile
+from tests.fixtures.mrxs_hidden import _items, label_picture, plant_unscanned, replace_tile, use_positions
 
 NAME = "RT8 DOE^JANE"
 
@@ -114,6 +114,29 @@ def test_verify_fails_an_output_holding_them(cli, tmp_path, planted):
         fails = [ln.split(":")[0].strip() for ln in stdout.splitlines() if ln.strip().startswith("FAIL")]
         assert "FAIL mrxs-unscanned" in fails, fails
         assert "DOE" not in stdout
+
+
+def test_two_divisions_a_side(cli, tmp_path):
+    """CameraImageDivisionsPerSide = 2 (real slides have 4): a position holds 2 x 2 level-0 images,
+    and a level-1 image covers one position.  Position 5 not scanned: its four level-0 images and
+    the level-1 image over it are zeroed (one of each holding the picture); what OpenSlide draws is
+    unchanged (the 512 x 512 hole at level 0 included)."""
+    info = make_mrxs(tmp_path / "src", "SLIDE-D2", images=8, levels=4)
+    use_positions(info, {5}, divisions=2)
+    replace_tile(info, 0, 2 * 8 + 3, label_picture(NAME))  # level-0 image (3, 2): position (1, 1)
+    replace_tile(info, 1, 2 * 8 + 2, label_picture(NAME))  # level-1 image (2, 2): position (1, 1)
+    out = tmp_path / "out"
+    code, report = _run(cli, [info.mrxs], out)
+    slide = report["slides"][0]
+    assert code == 0 and slide["status"] == "ok"
+    detail = next(c["detail"] for c in slide["verification"]["checks"] if c["check"] == "mrxs-unscanned")
+    assert detail.startswith("5 zoom-level image(s)") and "; 2 image(s) partly" in detail, detail
+    main = out / next(o for o in slide["outputs"] if o.endswith(".mrxs"))
+    o = _out_info(info, main)
+    assert not any(_blob(o, 0, 2 * 8 + 3)) and not any(_blob(o, 1, 2 * 8 + 2)) and any(_blob(o, 0, 2 * 8 + 1))
+    a, b = _levels(info.mrxs), _levels(main)
+    assert len(a) == 4 and all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert int((a[0][..., 3] == 0).sum()) == 512 * 512  # position 5 is not drawn, in both
 
 
 class _Verdict:
