@@ -18,10 +18,13 @@ image is refused there (OpenSlide cannot read it), the hidden columns never reac
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 
+import pytest
+
 from tests.fixtures.mrxs_gen import make_mrxs
-from tests.fixtures.mrxs_hidden import plant_beyond_grid, plant_tall_frame
+from tests.fixtures.mrxs_hidden import _items, plant_beyond_grid, plant_tall_frame
 
 NAME = "RT7 DOE^JANE"
 
@@ -92,3 +95,33 @@ def test_dicom_route_carries_only_what_openslide_draws(cli, tmp_path):
     assert code == 1
     assert report["slides"][0]["status"] != "ok"
     assert not list(out.rglob("*.dcm"))
+
+
+class _Verdict:
+    def __init__(self) -> None:
+        self.checks: dict[str, bool] = {}
+
+    def add(self, name: str, ok: bool, detail: str) -> None:
+        self.checks[name] = ok
+
+
+def test_one_walker_refuses_a_negative_item_count(tmp_path):
+    """``mrxs-tiles-identical`` read a negative page count as an empty page (its tiles unjudged),
+    ``tiles-frame-size`` refused it: both now walk the pages with ``mrxs_hidden.zoom_items``."""
+    from wsianon.verify import mrxs_hidden
+    from wsianon.verify.formats.mrxs import _ini, _level_tiles
+
+    info = make_mrxs(tmp_path, "SLIDE-N1")
+    cp = _ini(info.folder)
+    assert [len(x) for x in _level_tiles(info.folder, cp)] == [16, 4, 1]
+    idx, items = _items(info, 0)
+    last_page = items[8][0] - 8  # level 0: 16 items, the second page holds the last 8
+    struct.pack_into("<i", idx, last_page, -1)
+    (info.folder / "Index.dat").write_bytes(bytes(idx))
+    with pytest.raises(ValueError):
+        _level_tiles(info.folder, cp)
+    with pytest.raises(ValueError):
+        mrxs_hidden.zoom_items(bytes(idx), cp)
+    verdict = _Verdict()
+    mrxs_hidden.check(info.folder, cp, verdict)
+    assert verdict.checks["tiles-frame-size"] is False

@@ -12,8 +12,15 @@ OpenSlide's mirax reader decodes every zoom-level image at the size its level's 
   ends inside it (IMAGENUMBER_X/Y not a multiple), OpenSlide skips its sub-tiles past the grid
   (and clips it to the level's size): those columns/rows are never shown.  They must be padding by
   the models of :mod:`wsianon.verify.padding` (uniform, or the last visible column/row repeated).
+* ``mrxs-unscanned``: OpenSlide places a level-0 image by its camera position; a position the
+  position record leaves at (0, 0) (other than the first) was not scanned, and OpenSlide skips the
+  image there, and on lower levels every image none of whose positions holds a placed level-0
+  image.  Such an image is never shown: it must be zero (the redactor zeroes it; a blob that is
+  also a placed image's is that image).  The record is the output's own, parsed here.  An image
+  that covers both kinds of position (a lower level) shares its JPEG with shown pixels: not judged
+  (README "Limitations").
 
-Both judge the output alone.  Overlapped strips of camera images (OVERLAP_X/Y, a position layer)
+All judge the output alone.  Overlapped strips of camera images (OVERLAP_X/Y, a position layer)
 are tissue that a neighbour covers: not judged here (README "Limitations").
 """
 
@@ -22,6 +29,7 @@ from __future__ import annotations
 import configparser
 import io
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -32,31 +40,182 @@ from wsianon.verify.padding import judge_tile
 
 FRAME_CHECK = sof.CHECK
 GRID_CHECK = "mrxs-beyond-grid"
+UNSCANNED_CHECK = "mrxs-unscanned"
 
 
-def _zoom_items(folder: Path, cp: configparser.RawConfigParser):
-    """Per zoom level, [(image index, offset, length, file number)] of the items inside the grid."""
+Item = tuple[int, int, int, int]  # (image index, offset, length, file number)
+
+
+def zoom_items(idx: bytes, cp: configparser.RawConfigParser) -> list[list[Item]]:
+    """Per zoom level, the Index.dat items inside the grid (IMAGENUMBER_X x IMAGENUMBER_Y), in page
+    order: the one walk of the zoom-level pages, for these checks and ``mrxs-tiles-identical``.
+
+    An item outside the grid is none OpenSlide draws (proven zero by mrxs-unread-records-zero).
+    Fail closed (ValueError): a negative item count or item field, a page reaching past the end of
+    Index.dat, a page chain that loops; a grid not stated (OpenSlide refuses such a slide)."""
     sid = cp.get("GENERAL", "SLIDE_ID")
-    idx = (folder / cp.get("HIERARCHICAL", "INDEXFILE")).read_bytes()
     (table,) = struct.unpack_from("<i", idx, 5 + len(sid))
     grid = cp.getint("GENERAL", "IMAGENUMBER_X") * cp.getint("GENERAL", "IMAGENUMBER_Y")
     out = []
     for lvl in range(cp.getint("HIERARCHICAL", "HIER_0_COUNT")):
         (rec,) = struct.unpack_from("<i", idx, table + 4 * lvl)
         (page,) = struct.unpack_from("<i", idx, rec + 4)
-        items, seen = [], set()
-        while page and page not in seen:
+        items: list[Item] = []
+        seen: set[int] = set()
+        while page:
+            if page in seen:
+                raise ValueError("page chain loops")
             seen.add(page)
             count, nxt = struct.unpack_from("<ii", idx, page)
             if count < 0 or page + 8 + 16 * count > len(idx):
                 raise ValueError("page")
             for k in range(count):
                 item = struct.unpack_from("<iiii", idx, page + 8 + 16 * k)
-                if 0 <= item[0] < grid:  # outside: proven zero by mrxs-unread-records-zero
+                if min(item) < 0:
+                    raise ValueError("negative item field")  # OpenSlide refuses the slide
+                if item[0] < grid:
                     items.append(item)
             page = nxt
         out.append(items)
     return out
+
+
+# -- where OpenSlide places the zoom-level images: the position record -----------------------------
+
+POSITION_LAYERS = (("VIMSLIDE_POSITION_BUFFER", False), ("StitchingIntensityLayer", True))
+
+
+def _position_slot(cp: configparser.RawConfigParser) -> tuple[int, bool] | None:
+    """(nonhier table slot, deflated) of the record OpenSlide reads the camera positions from: the
+    first value of the VIMSLIDE_POSITION_BUFFER layer, else of the StitchingIntensityLayer layer;
+    None when Slidedat.ini names neither.  A layer before it without its name or values fails
+    (OpenSlide refuses the slide)."""
+    n = cp.getint("HIERARCHICAL", "NONHIER_COUNT")
+    for target, deflated in POSITION_LAYERS:
+        slot = 0
+        for li in range(n):
+            name = cp.get("HIERARCHICAL", f"NONHIER_{li}_NAME")
+            count = cp.getint("HIERARCHICAL", f"NONHIER_{li}_COUNT")
+            if count == 0:
+                raise ValueError("a NONHIER layer without values")
+            if name == target:
+                return slot, deflated
+            slot += count
+    return None
+
+
+def _i32(v: int) -> int:
+    return (v + (1 << 31)) % (1 << 32) - (1 << 31)
+
+
+def _positions(folder: Path, cp: configparser.RawConfigParser, idx: bytes) -> tuple[list[tuple[int, int]], bool]:
+    """(the camera positions, level-0 pixels as OpenSlide computes them; whether OpenSlide splits
+    images into one sub-tile a position: a position record or a level-0 overlap).  Without a
+    record OpenSlide spaces them by the level-0 image size less the overlap.  A record OpenSlide
+    refuses (wrong size, a flag other than 0/1, a stream that does not inflate to its size, its
+    Index.dat entry damaged) raises ValueError."""
+    nx, ny = cp.getint("GENERAL", "IMAGENUMBER_X"), cp.getint("GENERAL", "IMAGENUMBER_Y")
+    div = cp.getint("GENERAL", "CameraImageDivisionsPerSide", fallback=1)
+    if nx <= 0 or ny <= 0 or div <= 0:
+        raise ValueError("grid")
+    cols, npos = nx // div, (nx // div) * (ny // div)
+    sect0 = cp.get("HIERARCHICAL", "HIER_0_VAL_0_SECTION")
+    ovx, ovy = cp.getfloat(sect0, "OVERLAP_X"), cp.getfloat(sect0, "OVERLAP_Y")
+    found = _position_slot(cp)
+    if found is None:
+        w0, h0 = cp.getint(sect0, "DIGITIZER_WIDTH"), cp.getint(sect0, "DIGITIZER_HEIGHT")
+        pos = [(_i32(int((i % cols) * (w0 * div - ovx))), _i32(int((i // cols) * (h0 * div - ovy)))) for i in range(npos)]
+        return pos, bool(ovx or ovy)
+    slot, deflated = found
+    sid = cp.get("GENERAL", "SLIDE_ID")
+    (table,) = struct.unpack_from("<i", idx, 5 + len(sid) + 4)
+    (ptr,) = struct.unpack_from("<i", idx, table + 4 * slot)
+    zero, page = struct.unpack_from("<ii", idx, ptr)
+    count, _skip, z1, z2, off, size, fno = struct.unpack_from("<7i", idx, page)
+    if zero or count != 1 or z1 or z2 or off < 0 or size < 0 or not 0 <= fno < cp.getint("DATAFILE", "FILE_COUNT"):
+        raise ValueError("position record entry")
+    with open(folder / cp.get("DATAFILE", f"FILE_{fno}"), "rb") as fh:
+        fh.seek(off)
+        blob = fh.read(size)
+    if len(blob) != size:
+        raise ValueError("position record cut")
+    want = 9 * npos
+    if deflated:
+        d = zlib.decompressobj()
+        try:
+            blob = d.decompress(blob, want + 1)
+        except zlib.error:
+            raise ValueError("position record does not inflate") from None
+        if not d.eof:
+            raise ValueError("position record does not inflate to its size")
+    if len(blob) != want:
+        raise ValueError("position record size")
+    concat0 = 1 << cp.getint(sect0, "IMAGE_CONCAT_FACTOR")
+    pos = []
+    for flag, x, y in struct.iter_unpack("<Bii", blob):
+        if flag & 0xFE:
+            raise ValueError("position flag")
+        pos.append((_i32(x * concat0), _i32(y * concat0)))
+    return pos, True
+
+
+def placement(folder: Path, cp: configparser.RawConfigParser, idx: bytes, levels: list[list[Item]]) -> tuple[list[set[int]], int]:
+    """(per level, the indices in ``levels[level]`` of the images OpenSlide places no part of;
+    how many images it places only partly), by OpenSlide's mirax reader: an image is split into
+    sub-tiles (one a camera position when it splits at all); at level 0 a sub-tile at a position
+    the record leaves at (0, 0) (other than the first) is skipped, the others make their position
+    active; on lower levels a sub-tile is placed when a position it covers is active, i.e. holds a
+    placed level-0 image.  A position record OpenSlide refuses raises ValueError."""
+    pos, split = _positions(folder, cp, idx)
+    nx, ny = cp.getint("GENERAL", "IMAGENUMBER_X"), cp.getint("GENERAL", "IMAGENUMBER_Y")
+    div = cp.getint("GENERAL", "CameraImageDivisionsPerSide", fallback=1)
+    cols = nx // div
+    active: set[int] = set()
+    undrawn: list[set[int]] = []
+    mixed, total = 0, 0
+    for lvl, items in enumerate(levels):
+        total += cp.getint(cp.get("HIERARCHICAL", f"HIER_0_VAL_{lvl}_SECTION"), "IMAGE_CONCAT_FACTOR")
+        if not 0 <= total <= 30:
+            raise ValueError("concat factor")  # past OpenSlide's 32-bit arithmetic
+        per = max(1, (1 << total) // div)  # positions an image covers a side
+        tiles, span = (per, 1) if split else (1, per)  # sub-tiles an image a side, positions a sub-tile a side
+        gone: set[int] = set()
+        for k, (image, _off, _ln, _fno) in enumerate(items):
+            placed = skipped = 0
+            for yy in range(image // nx, min(ny, image // nx + tiles * div), div):
+                for xx in range(image % nx, min(nx, image % nx + tiles * div), div):
+                    xp, yp = xx // div, yy // div
+                    if lvl == 0:
+                        c = yp * cols + xp
+                        if c >= len(pos):
+                            raise ValueError("a camera image past the position record")
+                        ok = pos[c] != (0, 0) or (xp, yp) == (0, 0)
+                        if ok:
+                            active.add(c)
+                    else:
+                        ok = _block_active(active, cols, xp, yp, span)
+                    placed += ok
+                    skipped += not ok
+            if not placed:
+                gone.add(k)
+            elif skipped:
+                mixed += 1
+        undrawn.append(gone)
+    return undrawn, mixed
+
+
+def _block_active(active: set[int], cols: int, xp: int, yp: int, span: int) -> bool:
+    """Whether a position of the ``span`` x ``span`` block at (xp, yp) is active, by OpenSlide's
+    own arithmetic (position ``(yp + j) * cols + xp + i``: a block past a row's end reads the next
+    row); a large block is answered from the active positions instead of its own."""
+    if span * span <= len(active):
+        return any((yp + j) * cols + xp + i in active for j in range(span) for i in range(span))
+    base = yp * cols + xp
+    for c in active:
+        r = c - base  # = j * cols + i for some 0 <= i, j < span?
+        if r >= 0 and max(0, -(-(r - span + 1) // cols)) <= min(span - 1, r // cols):
+            return True
+    return False
 
 
 def _coded_size(fmt: str, read, off: int, ln: int, sizes: sof._Sizes) -> tuple[int, int]:
@@ -87,15 +246,21 @@ def _visible(images: int, x: int, concat: int, div: int, size: int) -> int:
 
 
 def check(folder: Path, cp: configparser.RawConfigParser, verdict) -> None:
-    """``tiles-frame-size`` and ``mrxs-beyond-grid`` on the output ``folder``."""
+    """``tiles-frame-size``, ``mrxs-beyond-grid`` and ``mrxs-unscanned`` on the output ``folder``."""
     try:
-        levels = _zoom_items(folder, cp)
+        idx = (folder / cp.get("HIERARCHICAL", "INDEXFILE")).read_bytes()
+        levels = zoom_items(idx, cp)
         nx, ny = cp.getint("GENERAL", "IMAGENUMBER_X"), cp.getint("GENERAL", "IMAGENUMBER_Y")
         div = max(1, cp.getint("GENERAL", "CameraImageDivisionsPerSide", fallback=1))
         files = [folder / cp.get("DATAFILE", f"FILE_{i}") for i in range(cp.getint("DATAFILE", "FILE_COUNT"))]
     except (KeyError, ValueError, IndexError, OSError, struct.error, configparser.Error) as exc:
-        verdict.add(FRAME_CHECK, False, f"cannot walk the zoom levels: {type(exc).__name__}")
+        _unwalkable(verdict, exc)
         return
+    try:
+        undrawn, mixed = placement(folder, cp, idx, levels)
+        unplaced: str | None = None
+    except (KeyError, ValueError, IndexError, OSError, struct.error, configparser.Error) as exc:
+        undrawn, mixed, unplaced = [set() for _ in levels], 0, type(exc).__name__
     handles: dict[int, object] = {}
 
     def reader(fno: int):
@@ -121,7 +286,9 @@ def check(folder: Path, cp: configparser.RawConfigParser, verdict) -> None:
             concat_total += cp.getint(sect, "IMAGE_CONCAT_FACTOR")
             concat = 1 << concat_total
             sizes: dict[int, sof._Sizes] = {}
-            for image, off, ln, fno in items:
+            for k, (image, off, ln, fno) in enumerate(items):
+                if k in undrawn[lvl]:
+                    continue  # placed nowhere: judged by mrxs-unscanned (zero)
                 n += 1
                 read = reader(fno)
                 if fno not in sizes:
@@ -148,9 +315,10 @@ def check(folder: Path, cp: configparser.RawConfigParser, verdict) -> None:
             why, _st = judge_tile(a, v >> 16, v & 0xFFFF)
             if why is not None:
                 hidden_bad += 1
+        unscanned = _unscanned(levels, undrawn, reader)
     except (KeyError, ValueError, IndexError, OSError, struct.error, configparser.Error) as exc:
         # a level's section or its keys missing or malformed (a damaged Slidedat.ini)
-        verdict.add(FRAME_CHECK, False, f"cannot walk the zoom levels: {type(exc).__name__}")
+        _unwalkable(verdict, exc)
         return
     finally:
         for fh in handles.values():
@@ -170,3 +338,36 @@ def check(folder: Path, cp: configparser.RawConfigParser, verdict) -> None:
         if not hidden_bad
         else f"{hidden_bad} of {judged} zoom-level image(s) reaching past the grid hold more than padding there",
     )
+    if unplaced is not None:
+        verdict.add(UNSCANNED_CHECK, False, f"cannot follow where OpenSlide places the images (position record, grid, concat factors): {unplaced}")
+        return
+    count, dirty = unscanned
+    verdict.add(
+        UNSCANNED_CHECK,
+        not dirty,
+        f"{count} zoom-level image(s) OpenSlide places nowhere (positions not scanned): all zero; {mixed} image(s) partly at such positions not judged"
+        if not dirty
+        else f"{dirty} of {count} zoom-level image(s) OpenSlide places nowhere (positions not scanned) hold non-zero bytes",
+    )
+
+
+def _unwalkable(verdict, exc: Exception) -> None:
+    verdict.add(FRAME_CHECK, False, f"cannot walk the zoom levels: {type(exc).__name__}")
+    verdict.add(UNSCANNED_CHECK, False, f"cannot walk the zoom levels: {type(exc).__name__}")
+
+
+def _unscanned(levels: list[list[Item]], undrawn: list[set[int]], reader) -> tuple[int, int]:
+    """(images placed nowhere, those of them holding a non-zero byte); an image whose bytes are
+    exactly a placed image's (the same blob) is that image, shown."""
+    shown = {it[1:] for lvl, items in enumerate(levels) for k, it in enumerate(items) if k not in undrawn[lvl]}
+    count = dirty = 0
+    for lvl, items in enumerate(levels):
+        for k in sorted(undrawn[lvl]):
+            count += 1
+            _image, off, ln, fno = items[k]
+            if (off, ln, fno) in shown:
+                continue
+            data = reader(fno)(off, ln)
+            if len(data) != ln or any(data):
+                dirty += 1
+    return count, dirty

@@ -52,6 +52,8 @@ class IndexInfo:
     size: int
     nonhier_table: int = 0
     hier_tiles: list[tuple[int, int, int]] = field(default_factory=list)  # (offset, length, fileno)
+    # per zoom level, its items inside the grid: (image index, offset, length, fileno)
+    zoom_items: list[list[tuple[int, int, int, int]]] = field(default_factory=list)
     # blobs of HIER layers other than the zoom levels (filter, focus ...): OpenSlide reads none of them
     other_hier: list[tuple[int, int, int]] = field(default_factory=list)
 
@@ -85,7 +87,8 @@ def read_index(path: Path, slide_id: str, hier_counts: list[int], records: list[
     info.nonhier_table = _i32(data, root + 4, path, "nonhier table pointer")
     for i in range(sum(hier_counts)):
         if i < hier_counts[0]:
-            _walk_hier_record(data, path, hier_table, i, info.hier_tiles, info.other_hier, grid)
+            info.zoom_items.append([])
+            _walk_hier_record(data, path, hier_table, i, info.hier_tiles, info.other_hier, grid, info.zoom_items[-1])
         else:
             _walk_hier_record(data, path, hier_table, i, info.other_hier, info.other_hier, None)
     for slot, rec in enumerate(records):
@@ -94,10 +97,17 @@ def read_index(path: Path, slide_id: str, hier_counts: list[int], records: list[
 
 
 def _walk_hier_record(
-    data: bytes, path: Path, table: int, i: int, tiles: list[tuple[int, int, int]], outside: list[tuple[int, int, int]], grid: tuple[int, int] | None
+    data: bytes,
+    path: Path,
+    table: int,
+    i: int,
+    tiles: list[tuple[int, int, int]],
+    outside: list[tuple[int, int, int]],
+    grid: tuple[int, int] | None,
+    items: list[tuple[int, int, int, int]] | None = None,
 ) -> None:
     """Follow hier record ``i``'s page chain; its items' blobs are collected into ``tiles`` (those
-    whose image index lies outside ``grid`` into ``outside``)."""
+    whose image index lies outside ``grid`` into ``outside``), the items inside into ``items``."""
     ptr = _i32(data, table + 4 * i, path, f"hier record {i} pointer")
     if _i32(data, ptr, path, f"hier record {i}") != 0:
         raise CorruptInput(path, f"Index.dat corrupt: hier record {i} does not start with 0")
@@ -116,6 +126,8 @@ def _walk_hier_record(
         for index, off, ln, fno in _page_tiles(data, path, page, count):
             inside = grid is None or index < grid[0] * grid[1]
             (tiles if inside else outside).append((off, ln, fno))
+            if inside and items is not None:
+                items.append((index, off, ln, fno))
         if nxt == 0:
             break
         page = nxt

@@ -94,3 +94,119 @@ def check_positions(slide: Slide) -> None:
                 slide.mrxs,
                 f"camera image position {i} lies far outside the slide's declared {images_x}x{images_y} grid (the tile-position record is damaged or holds other data): refused",
             )
+
+
+# -- images OpenSlide places nowhere (positions not scanned) -------------------------------------
+
+
+def _float(slide: Slide, section: str, key: str) -> float | None:
+    try:
+        return float((slide.ini.get(section, key) or "").strip())
+    except ValueError:
+        return None
+
+
+def _camera_positions(slide: Slide, section: str, cols: int, npos: int) -> tuple[list[tuple[int, int]], bool] | None:
+    """(the camera positions as OpenSlide computes them, level-0 pixels; whether it splits images
+    into one sub-tile a position); None where OpenSlide refuses the record (it then opens nothing)."""
+    ovx, ovy = _float(slide, section, "OVERLAP_X"), _float(slide, section, "OVERLAP_Y")
+    if ovx is None or ovy is None:
+        return None
+    names = {r.layer_name for r in slide.records}
+    if not names & {"VIMSLIDE_POSITION_BUFFER", "StitchingIntensityLayer"}:
+        w, h, d = _int(slide, section, "DIGITIZER_WIDTH"), _int(slide, section, "DIGITIZER_HEIGHT"), _int(slide, "GENERAL", "CameraImageDivisionsPerSide", 1)
+        if not w or not h or not d:
+            return None
+        return [(int((i % cols) * (w * d - ovx)), int((i // cols) * (h * d - ovy))) for i in range(npos)], bool(ovx or ovy)
+    # the first value of the layer (OpenSlide reads it whatever its name)
+    layer = "VIMSLIDE_POSITION_BUFFER" if "VIMSLIDE_POSITION_BUFFER" in names else "StitchingIntensityLayer"
+    rec = next(r for r in slide.records if r.layer_name == layer)
+    exponent = _int(slide, section, "IMAGE_CONCAT_FACTOR", 0)
+    if not rec.present or exponent is None or not 0 <= exponent < 31:
+        return None
+    blob = slide.blob(rec)
+    if layer == "StitchingIntensityLayer":
+        inflater = zlib.decompressobj()
+        try:
+            blob = inflater.decompress(blob, ENTRY * npos + 1)
+        except zlib.error:
+            return None
+        if not inflater.eof:
+            return None
+    if len(blob) != ENTRY * npos:
+        return None
+    out = []
+    for flag, x, y in struct.iter_unpack("<Bii", blob):
+        if flag & 0xFE:
+            return None
+        out.append((_i32(x << exponent), _i32(y << exponent)))
+    return out, True
+
+
+def _i32(v: int) -> int:
+    """``v`` as OpenSlide's 32-bit arithmetic leaves it."""
+    return (v + (1 << 31)) % (1 << 32) - (1 << 31)
+
+
+def undrawn_spans(slide: Slide) -> set[tuple[int, int, int]]:
+    """(offset, length, file number) of the zoom-level images OpenSlide places no part of (and no
+    placed image shares): at level 0 those at a camera position the record leaves at (0, 0) (not
+    scanned; the first position excepted), on lower levels those none of whose positions holds a
+    placed level-0 image (OpenSlide's mirax reader).  Their pixels are never shown, so they are
+    zeroed; an image placed only partly is kept (it shares its JPEG with shown pixels)."""
+    section = _zoom_section(slide)
+    nx, ny = _int(slide, "GENERAL", "IMAGENUMBER_X"), _int(slide, "GENERAL", "IMAGENUMBER_Y")
+    d = _int(slide, "GENERAL", "CameraImageDivisionsPerSide", 1)
+    if section is None or not nx or not ny or not d or nx < 1 or ny < 1 or d < 1 or not slide.index.supported:
+        return set()
+    cols = nx // d
+    found = _camera_positions(slide, section, cols, cols * (ny // d))
+    if found is None:
+        return set()
+    pos, split = found
+    active: set[int] = set()
+    gone: set[tuple[int, int, int]] = set()
+    shown: set[tuple[int, int, int]] = set()
+    total = 0
+    for lvl, items in enumerate(slide.index.zoom_items):
+        sect = slide.ini.get("HIERARCHICAL", f"HIER_0_VAL_{lvl}_SECTION") or ""
+        exponent = _int(slide, sect, "IMAGE_CONCAT_FACTOR")
+        if exponent is None or not 0 <= exponent <= 30 or total + exponent > 30:
+            return set()  # past OpenSlide's 32-bit arithmetic: nothing zeroed (the verifier fails it)
+        total += exponent
+        per = max(1, (1 << total) // d)
+        tiles, span = (per, 1) if split else (1, per)
+        for image, off, ln, fno in items:
+            x, y = image % nx, image // nx
+            placed = False
+            for yy in range(y, min(ny, y + tiles * d), d):
+                for xx in range(x, min(nx, x + tiles * d), d):
+                    placed |= _placed(lvl, xx // d, yy // d, cols, pos, active, span)
+            (shown if placed else gone).add((off, ln, fno))
+    return gone - shown
+
+
+def _placed(lvl: int, xp: int, yp: int, cols: int, pos: list[tuple[int, int]], active: set[int], span: int) -> bool:
+    """Whether OpenSlide places the sub-tile at camera position (xp, yp) (level 0: marks it active)."""
+    c = yp * cols + xp
+    if lvl == 0:
+        if c >= len(pos):
+            return True  # beyond the record (OpenSlide reads past it): kept, the verifier judges it
+        if pos[c] == (0, 0) and (xp, yp) != (0, 0):
+            return False
+        active.add(c)
+        return True
+    return _block_active(active, cols, yp * cols + xp, span)
+
+
+def _block_active(active: set[int], cols: int, base: int, span: int) -> bool:
+    """Whether OpenSlide finds an active position in the ``span`` x ``span`` block at position
+    ``base``: ``base + j * cols + i`` for 0 <= i, j < span (past a row's end it reads the next
+    row).  Counted from the active positions when that is shorter than the block."""
+    if span * span <= len(active):
+        return any(base + j * cols + i in active for j in range(span) for i in range(span))
+    for c in active:
+        r = c - base
+        if r >= 0 and any(0 <= r - j * cols < span for j in range(min(span, r // cols + 1) if cols else 1)):
+            return True
+    return False

@@ -42,6 +42,7 @@ from wsianon.converters.mrxs.datafile import header_patches, xml_texts
 from wsianon.converters.mrxs.images import associated_actions, label_blanks, remove_records
 from wsianon.converters.mrxs.index import NonHierRecord
 from wsianon.converters.mrxs.ini import IniDoc
+from wsianon.converters.mrxs.positions import undrawn_spans
 from wsianon.converters.mrxs.rules import ini_value_action, rules, text_records
 from wsianon.converters.mrxs.slide import Slide, load_slide
 from wsianon.errors import CorruptInput, WsianonError
@@ -339,13 +340,16 @@ def _plan_records(plan: Plan, an: MrxsAnalysis, idx_fp: FilePlan, data_fps: list
     slide, removed = an.slide, an.removed
     if removed:
         idx_fp.patches.append(idx.nonhier_table_patch(slide.index, slide.records, removed))
+    undrawn = undrawn_spans(slide)
     for off, ln, fno in slide.index.hier_tiles:
-        data_fps[fno].jpeg_spans.append((off, ln))
+        if (off, ln, fno) not in undrawn:
+            data_fps[fno].jpeg_spans.append((off, ln))
     for rec in slide.records:  # kept associated images (the thumbnail) too
         if rec.present and rec.table_slot not in removed:
             data_fps[rec.fileno].jpeg_spans.append((rec.offset, rec.size))
     _destroy_removed(slide, idx_fp, data_fps, removed)
     _zero_other_hier(plan, slide, data_fps)
+    _zero_undrawn(plan, undrawn, data_fps)
     for slot, data in an.blanks.items():
         rec = slide.records[slot]
         data_fps[rec.fileno].patches.append(Patch(rec.offset, rec.size, data + bytes(rec.size - len(data)), "label replaced by blank"))
@@ -368,6 +372,19 @@ def _zero_other_hier(plan: Plan, slide: Slide, data_fps: list[FilePlan]) -> None
             n += 1
     if n:
         plan.remove("structure", "HIER items OpenSlide does not draw", "zeroed", f"{n} blob(s)")
+
+
+def _zero_undrawn(plan: Plan, undrawn: set[tuple[int, int, int]], data_fps: list[FilePlan]) -> None:
+    """Zoom-level images OpenSlide places nowhere (camera positions not scanned) zeroed: no viewer
+    shows them, so nothing proves what they hold (a label photo would pass as a tile); every pixel
+    OpenSlide draws stays as it was (``mrxs-unscanned`` proves them zero from the output)."""
+    n = 0
+    for off, ln, fno in sorted(undrawn):
+        if ln > 0:
+            data_fps[fno].patches.append(Patch(off, ln, None, "zoom-level image at a position not scanned zeroed"))
+            n += 1
+    if n:
+        plan.remove("structure", "zoom-level images at positions not scanned (OpenSlide places none of their pixels)", "zeroed", f"{n} blob(s)")
 
 
 def _destroy_removed(slide: Slide, idx_fp: FilePlan, data_fps: list[FilePlan], removed: set[int]) -> None:

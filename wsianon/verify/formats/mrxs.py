@@ -7,7 +7,9 @@ documented reading order; OpenSlide itself is run by the generic checks.
 Checks:
 * mrxs-tiles-identical: every pyramid tile blob the output's Index.dat names
   is byte-identical to the blob the source's Index.dat names at the same
-  position (sha256 per zoom level);
+  position (sha256 per zoom level), zeros where OpenSlide places the image
+  nowhere (camera positions not scanned: ``mrxs_hidden.placement``);
+* tiles-frame-size, mrxs-beyond-grid, mrxs-unscanned: :mod:`wsianon.verify.mrxs_hidden`;
 * mrxs-associated-records: no SlideBarcode / SlideThumbnail / WholeSlide value
   left in [HIERARCHICAL] (unless asked to keep), and OpenSlide lists no
   label / macro;
@@ -50,40 +52,33 @@ def _ini(folder: Path) -> configparser.RawConfigParser:
 
 
 def _level_tiles(folder: Path, cp: configparser.RawConfigParser, scrub: bool = False, malformed: list[int] | None = None) -> list[list[str]]:
-    """sha256 of every tile blob, per zoom level, in Index.dat order (``scrub``: of the
-    blob with its non-essential JPEG payloads zeroed, what the output must hold; ``malformed``
-    gets one entry per JPEG blob that cannot be followed to its end)."""
-    sid = cp.get("GENERAL", "SLIDE_ID")
+    """sha256 of every tile blob inside the grid, per zoom level, in Index.dat order (the walk of
+    :func:`mrxs_hidden.zoom_items`).  ``scrub``: what the output must hold — the blob with its
+    non-essential JPEG payloads zeroed, and zeros for an image OpenSlide places nowhere (positions
+    not scanned, by this slide's position record) unless its blob is also a placed image's;
+    ``malformed`` gets one entry per such JPEG blob that cannot be followed to its end."""
     idx = (folder / cp.get("HIERARCHICAL", "INDEXFILE")).read_bytes()
     files = [folder / cp.get("DATAFILE", f"FILE_{i}") for i in range(cp.getint("DATAFILE", "FILE_COUNT"))]
-    levels = cp.getint("HIERARCHICAL", "HIER_0_COUNT")
-    grid = _grid_size(cp)
-    root = 5 + len(sid)
-    (table,) = struct.unpack_from("<i", idx, root)
+    levels = mrxs_hidden.zoom_items(idx, cp)
+    undrawn = mrxs_hidden.placement(folder, cp, idx, levels)[0] if scrub else [set() for _ in levels]
+    shown = {it[1:] for lvl, items in enumerate(levels) for k, it in enumerate(items) if k not in undrawn[lvl]}
     out: list[list[str]] = []
     handles = [open(f, "rb") for f in files]
     try:
-        for lvl in range(levels):
-            (rec,) = struct.unpack_from("<i", idx, table + 4 * lvl)
-            (page,) = struct.unpack_from("<i", idx, rec + 4)
+        for lvl, items in enumerate(levels):
             hashes = []
-            seen = set()
-            while page and page not in seen:
-                seen.add(page)
-                count, nxt = struct.unpack_from("<ii", idx, page)
-                for k in range(count):
-                    image, off, ln, fno = struct.unpack_from("<iiii", idx, page + 8 + 16 * k)
-                    if grid is not None and not 0 <= image < grid:
-                        continue  # not drawn by OpenSlide: proven zero by mrxs-unread-records-zero
-                    fh = handles[fno]
-                    fh.seek(off)
-                    blob = fh.read(ln)
-                    if scrub:
-                        blob, _zeroed, bad = normalized_checked(blob)
-                        if bad and malformed is not None:
-                            malformed.append(image)
-                    hashes.append(f"{image}:{hashlib.sha256(blob).hexdigest()}")
-                page = nxt
+            for k, (image, off, ln, fno) in enumerate(items):
+                if k in undrawn[lvl] and (off, ln, fno) not in shown:
+                    hashes.append(f"{image}:{hashlib.sha256(bytes(ln)).hexdigest()}")  # zeroed by the redactor
+                    continue
+                fh = handles[fno]
+                fh.seek(off)
+                blob = fh.read(ln)
+                if scrub:
+                    blob, _zeroed, bad = normalized_checked(blob)
+                    if bad and malformed is not None:
+                        malformed.append(image)
+                hashes.append(f"{image}:{hashlib.sha256(blob).hexdigest()}")
             out.append(hashes)
     finally:
         for h in handles:
