@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 
 from wsianon.converters.closed_world import PatchedView, _merge, _zero_unreferenced
 from wsianon.converters.mrxs.ini import IniDoc  # the same line model that rendered the file
+from wsianon.errors import CorruptInput
 from wsianon.io.plan import FilePlan, Plan
 from wsianon.profiles import load
 from wsianon.profiles.closed_world import mrxs_base_sections, mrxs_key_allowed
@@ -95,7 +96,10 @@ def _close_index(idx_fp: FilePlan, sid: str, n_hier: int, n_non: int, report: di
         view = PatchedView(idx_fp, fd, size)
         if view.pread(0, 5) != load_mrxs_version():
             return None  # a layout the redactor zeroed after its header (fail-closed there)
-        refs, data = _index_references(view, sid, n_hier, n_non)
+        try:
+            refs, data = _index_references(view, sid, n_hier, n_non)
+        except _Damaged as exc:  # the analysis read less of Index.dat than this walk: refused here
+            raise CorruptInput(idx_fp.source, exc.reason) from None
         report["unreferenced_bytes_zeroed"] += _zero_unreferenced(idx_fp, fd, size, view.size, _merge(refs), [])
     finally:
         os.close(fd)
@@ -134,10 +138,18 @@ def _close_data_file(fp: FilePlan, spans: list[tuple[int, int]]) -> int:
         os.close(dfd)
 
 
+class _Damaged(ValueError):
+    """Index.dat's tables or pages do not hold together (a one-line refusal of the slide)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 def _i32(view: PatchedView, off: int) -> int:
-    b = view.pread(off, 4)
+    b = view.pread(off, 4) if off >= 0 else b""
     if len(b) != 4:
-        raise ValueError(f"Index.dat: read at {off} beyond the end")
+        raise _Damaged(f"Index.dat points to offset {off}, outside the file: its structure is damaged")
     return struct.unpack("<i", b)[0]
 
 
@@ -147,9 +159,11 @@ def _walk_pages(view: PatchedView, page: int, item: int, refs: list, data: dict,
         seen.add(page)
         count, nxt = _i32(view, page), _i32(view, page + 4)
         if count < 0:
-            raise ValueError("Index.dat: negative page item count")
+            raise _Damaged("Index.dat has a page with a negative item count: its structure is damaged")
         refs.append((page, page + 8 + item * count))
         raw = view.pread(page + 8, item * count)
+        if len(raw) != item * count:
+            raise _Damaged(f"Index.dat has a page at offset {page} reaching past the end of the file: its structure is damaged")
         for k in range(count):
             off, ln, fno = struct.unpack_from("<iii", raw, k * item + value_at)
             if ln > 0:
