@@ -1,0 +1,143 @@
+"""Red team, round 8: identifiers where no redactor looks.
+
+1. The symbol list of a JPEG Huffman table a scan uses.  A table's symbols are bytes; the codes a
+   tile's coded units never use decode to nothing, so their symbols can be any bytes — a name
+   among the 125 sixteen-bit codes of the Annex K AC table changes no pixel.  The unused-table
+   rule (round 2) judged only tables no scan names, and the vocabulary check masks decoder tables
+   (Annex K tables spell "CDEFGHIJSTUVWXYZ"), so the name reached OUT on both routes with the
+   slide verified.  Now ``io.jpeg.walk`` refuses a table whose symbols of one code length are not
+   in ascending order (ITU T.81 Annex K.2; every encoder's table in the real samples) or whose DC
+   symbols pass category 16: the slide is quarantined (``tiles-identical`` / ``dicom: frame
+   segments``), and ``verify`` fails another tool's output holding one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from wsianon.io.jpeg import DHT, JpegError, huffman_symbols_problem, table_spans, walk
+from wsianon.io.jpeg_std import standard_table
+
+from .conftest import BUNDLED
+from .fixtures.plant_rt2 import rewrite_streams
+from .fixtures.plant_rt8 import NAME, decoded, huffman_symbols
+from .fixtures.svs_gen import write_svs
+
+KEY = "ab" * 32
+CMU = BUNDLED / "CMU-1-Small-Region.svs"
+
+
+def _streams(path: Path) -> list[bytes]:
+    """Every JPEG tile/strip of ``path`` (its JPEGTables joined in front where it has one)."""
+    out = []
+    with tifffile.TiffFile(path) as tf:
+        fh = tf.filehandle
+        for page in tf.pages:
+            if page.compression != 7:
+                continue
+            jt = page.tags.get(347)
+            for off, cnt in zip(page.dataoffsets, page.databytecounts):
+                fh.seek(off)
+                data = fh.read(cnt)
+                out.append(jt.value[:-2] + data[2:] if jt is not None else data)
+    return out
+
+
+def _tables(data: bytes) -> list[bytes]:
+    out = []
+    for g in walk(data):
+        if g.marker == DHT:
+            body = data[g.payload_offset : g.payload_offset + g.payload_length]
+            out += [body[s:e] for _, s, e in table_spans(DHT, body)]
+    return out
+
+
+def _slide(tmp_path: Path, name: str) -> Path:
+    (tmp_path / "src").mkdir(exist_ok=True)
+    return write_svs(tmp_path / "src" / name, size=(1024, 768), levels=2).path
+
+
+def _planted(tmp_path: Path) -> Path:
+    """A generated SVS whose every JPEG tile carries the name in its AC table's symbols; the
+    fixture proves the plant invisible (every tile decodes to the same pixels)."""
+    src = _slide(tmp_path, "CASE-8101.svs")
+    before = _streams(src)
+    assert rewrite_streams(src, tile=huffman_symbols) == len(before)
+    after = _streams(src)
+    assert all(NAME in a for a in after)
+    assert all(np.array_equal(decoded(a), decoded(b)) for a, b in zip(after, before))
+    return src
+
+
+def _hits(out: Path, *texts: str) -> list[str]:
+    found = [p.name for p in out.rglob("*") if p.is_file() and NAME[:8] in p.read_bytes()]
+    return found + ["console" for t in texts if NAME[:8].decode() in t]
+
+
+def _run(cli, tmp_path: Path, src: Path, target: str) -> tuple[int, str, Path]:
+    key = tmp_path / "key"
+    key.write_text(KEY)
+    key.chmod(0o600)
+    out = tmp_path / f"out-{target}-{src.stem}"
+    code, stdout, stderr = cli("run", "--target", target, str(src), "-o", str(out), "--key-file", str(key))
+    assert _hits(out, stdout, stderr) == []
+    return code, stdout + stderr, out
+
+
+def test_a_table_holding_text_is_refused_and_encoders_tables_are_not():
+    planted = huffman_symbols(_streams(CMU)[0])  # CMU-1: JPEGTables + an abbreviated tile
+    with pytest.raises(JpegError, match="out of order"):
+        walk(planted)
+    # every table of the real sample, libjpeg's optimal tables and the Annex K tables pass
+    streams = _streams(CMU)
+    for quality in (30, 90):
+        for optimize in (False, True):
+            b = io.BytesIO()
+            img = (np.random.default_rng(quality).random((64, 64, 3)) * 255).astype("uint8")
+            Image.fromarray(img).save(b, "JPEG", quality=quality, optimize=optimize)
+            streams.append(b.getvalue())
+    tables = [t for s in streams for t in _tables(s)]
+    assert len(tables) > 8 and all(huffman_symbols_problem(t) is None for t in tables)
+    assert any(standard_table(False, t) for t in tables)
+    # a DC table's symbols are categories: bytes of text are none
+    dc = next(t for t in tables if t[0] >> 4 == 0)
+    counts = bytearray(dc[1:17])
+    counts[15] += 3
+    assert huffman_symbols_problem(bytes([dc[0]]) + bytes(counts) + dc[17:] + b"DEO")  # ascending, yet no category == "has a DC symbol beyond category 16"
+
+
+@pytest.mark.parametrize("target", ["native", "dicom"])
+def test_text_in_a_used_huffman_table_fails_closed(cli, tmp_path, target):
+    """Before: the slide was verified and the name was in every output tile (native) or frame."""
+    src = _planted(tmp_path)
+    code, text, out = _run(cli, tmp_path, src, target)
+    assert code != 0 and "1 failed" in text, text
+    assert not [p for p in out.rglob("*") if p.suffix in (".svs", ".dcm")]
+    (slide,) = json.loads((out / "wsianon-report.json").read_text())["slides"]
+    failed = {c["check"] for c in slide["verification"]["checks"] if not c["ok"]}
+    assert failed & ({"tiles-identical"} if target == "native" else {"dicom: frame segments"}), failed
+
+
+def test_the_same_slide_without_the_text_is_shared(cli, tmp_path):
+    code, text, out = _run(cli, tmp_path, _slide(tmp_path, "CASE-8102.svs"), "native")
+    assert code == 0 and [p for p in out.rglob("*.svs")], text
+
+
+def test_verify_refuses_another_tools_output_holding_it(cli, tmp_path):
+    code, text, out = _run(cli, tmp_path, _slide(tmp_path, "CASE-8103.svs"), "native")
+    (svs,) = sorted(out.rglob("*.svs"))
+    assert code == 0
+    code, stdout, _ = cli("verify", "--json", str(svs))
+    assert code == 0, stdout
+    rewrite_streams(svs, tile=huffman_symbols)
+    code, stdout, _ = cli("verify", "--json", str(svs))
+    failed = {c["check"] for c in json.loads(stdout)[0]["checks"] if not c["ok"]}
+    assert code != 0 and failed, stdout
+    assert NAME[:8].decode() not in stdout
