@@ -9,6 +9,7 @@
    in ascending order (ITU T.81 Annex K.2; every encoder's table in the real samples) or whose DC
    symbols pass category 16: the slide is quarantined (``tiles-identical`` / ``dicom: frame
    segments``), and ``verify`` fails another tool's output holding one.
+2. Numbers a JPEG 2000 header holds (CRG, CAP, POC): see section 2 below.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from wsianon.io.jpeg_std import standard_table
 
 from .conftest import BUNDLED
 from .fixtures.plant_rt2 import rewrite_streams
-from .fixtures.plant_rt8 import NAME, decoded, huffman_symbols
+from .fixtures.plant_rt8 import J2K_PLACES, NAME, decoded, huffman_symbols
 from .fixtures.svs_gen import write_svs
 
 KEY = "ab" * 32
@@ -141,3 +142,82 @@ def test_verify_refuses_another_tools_output_holding_it(cli, tmp_path):
     failed = {c["check"] for c in json.loads(stdout)[0]["checks"] if not c["ok"]}
     assert code != 0 and failed, stdout
     assert NAME[:8].decode() not in stdout
+
+
+# --- 2. numbers a JPEG 2000 header holds ----------------------------------------------------------
+#
+# A codestream's CRG (component registration), CAP (capabilities) and POC (progression order
+# changes) segments were judged by their length only: their 16-bit fields are numbers a decoder
+# reads and ignores (CRG, CAP of parts it does not know) or clamps (POC's end layer), so the name
+# rode in every tile (12 to 16 bytes a tile) on both routes, the slide verified.  Now each field
+# must lie in its own range (CRG whole quarters of a sample; CAP only Part 15's, as HTJ2K writes
+# it; POC within the codestream's resolutions, components and layers; RGN's style and shift):
+# the codestream is not followed and the slide is quarantined.
+
+
+def _j2k(img: np.ndarray) -> bytes:
+    import imagecodecs
+
+    return imagecodecs.jpeg2k_encode(img, codecformat="j2k")
+
+
+@pytest.mark.parametrize("place", list(J2K_PLACES))
+def test_numbers_of_a_jpeg2000_header_are_judged(place):
+    import imagecodecs
+
+    from wsianon.io.codestreams import j2k_segments
+
+    img = np.random.default_rng(8).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    clean = _j2k(img)
+    planted = J2K_PLACES[place](clean)
+    assert np.array_equal(imagecodecs.jpeg2k_decode(planted), imagecodecs.jpeg2k_decode(clean))  # no pixel changes
+    assert j2k_segments(clean) is not None and j2k_segments(planted) is None
+
+
+def test_what_encoders_write_in_those_segments_is_followed():
+    import imagecodecs
+
+    from wsianon.io.codestreams import j2k_segments
+
+    from .fixtures.plant_rt8 import _seg2k, j2k_main
+
+    img = np.random.default_rng(9).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    clean = _j2k(img)
+    assert j2k_segments(imagecodecs.htj2k_encode(img)) is not None  # CAP 0x00020000 + Ccap15
+    assert j2k_segments(j2k_main(clean, _seg2k(0x63, bytes(4) + b"\x80\x00\x80\x00" * 2))) is not None  # chroma centred
+    # one progression (LRCP) over every resolution, component and layer; an RGN of shift 5
+    assert j2k_segments(j2k_main(clean, _seg2k(0x5F, b"\x00\x00\x00\x01\x21\x03\x00"))) is not None
+    assert j2k_segments(j2k_main(clean, _seg2k(0x5E, b"\x00\x00\x05"))) is not None
+    assert j2k_segments(j2k_main(clean, _seg2k(0x5E, b"\x00\x01\x05"))) is None  # a style Part 1 does not define
+
+
+@pytest.mark.parametrize("target", ["native", "dicom"])
+@pytest.mark.parametrize("place", list(J2K_PLACES))
+def test_text_in_jpeg2000_header_numbers_fails_closed(cli, tmp_path, place, target):
+    """Before: shared on both routes (``verify`` passed), the name in every level-0 tile or frame."""
+    from .test_redteam_tiff import _j2k_svs
+
+    (tmp_path / "src").mkdir()
+    src = _j2k_svs(tmp_path / "src" / "CASE-8201.svs", J2K_PLACES[place])
+    marks = NAME[:2] + b"\x21\x03" if place == "poc" else NAME[:8]
+    assert src.read_bytes().count(marks) == 4
+    code, stdout, stderr = cli("run", "--target", target, str(src), "-o", str(tmp_path / "out"))
+    out = tmp_path / "out"
+    assert code != 0 and "1 failed" in stdout + stderr, stdout + stderr
+    assert not [p for p in out.rglob("*") if p.suffix in (".svs", ".dcm")]
+    assert not [p for p in out.rglob("*") if p.is_file() and marks in p.read_bytes()]
+
+
+def test_verify_refuses_text_in_jpeg2000_header_numbers_of_another_tools_output(cli, tmp_path):
+    from .fixtures.plant_rt2 import rewrite_level0_tiles
+    from .test_redteam_tiff import _j2k_svs
+
+    (tmp_path / "src").mkdir()
+    src = _j2k_svs(tmp_path / "src" / "CASE-8202.svs")
+    code, stdout, stderr = cli("run", "--target", "native", str(src), "-o", str(tmp_path / "out"))
+    (svs,) = sorted((tmp_path / "out").rglob("*.svs"))
+    assert code == 0 and cli("verify", str(svs))[0] == 0, stdout + stderr
+    rewrite_level0_tiles(svs, J2K_PLACES["crg"])
+    code, stdout, _ = cli("verify", "--json", str(svs))
+    failed = {c["check"] for c in json.loads(stdout)[0]["checks"] if not c["ok"]}
+    assert code != 0 and "tiles-coded-tight" in failed, stdout
