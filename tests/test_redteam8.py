@@ -221,3 +221,191 @@ def test_verify_refuses_text_in_jpeg2000_header_numbers_of_another_tools_output(
     code, stdout, _ = cli("verify", "--json", str(svs))
     failed = {c["check"] for c in json.loads(stdout)[0]["checks"] if not c["ok"]}
     assert code != 0 and "tiles-coded-tight" in failed, stdout
+
+
+# --- 3. places tried that are already safe (kept here so they stay safe) ----------------------------
+#
+# Each plants the name where a list-driven redactor would not look; the route must share the
+# slide without it (or refuse the slide) and ``verify`` must fail another tool's output holding it.
+
+DNAME = NAME.decode()
+
+
+def _icon():
+    from pydicom.dataset import Dataset
+
+    it = Dataset()
+    it.SamplesPerPixel, it.PhotometricInterpretation, it.Rows, it.Columns = 1, "MONOCHROME2", 2, 9
+    it.BitsAllocated, it.BitsStored, it.HighBit, it.PixelRepresentation = 8, 8, 7, 0
+    it.PixelData = NAME + b"X"
+    it["PixelData"].VR = "OB"
+    return it
+
+
+def _dicom_places():
+    from pydicom.dataelem import DataElement
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    def deep_text(ds):
+        step = Dataset()
+        step.ValueType, step.TextValue = "TEXT", DNAME
+        name = Dataset()
+        name.CodeValue, name.CodingSchemeDesignator, name.CodeMeaning = "121106", "DCM", "Comment"
+        step.ConceptNameCodeSequence = Sequence([name])
+        prep = Dataset()
+        prep.SpecimenPreparationStepContentItemSequence = Sequence([step])
+        ds.SpecimenDescriptionSequence[0].SpecimenPreparationSequence = Sequence([prep])
+
+    def meta(ds):
+        ds.file_meta.PrivateInformationCreatorUID = "1.2.3.4"
+        ds.file_meta.PrivateInformation = NAME + b"\0"
+
+    def overlay(ds):
+        for tag, vr, value in ((0x60000010, "US", 2), (0x60000011, "US", 9), (0x60000022, "LO", DNAME), (0x60003000, "OW", NAME + b"X")):
+            ds.add(DataElement(tag, vr, value))
+
+    return {
+        "icon image": lambda ds: setattr(ds, "IconImageSequence", Sequence([_icon()])),
+        "nested icon image": lambda ds: setattr(ds.SpecimenDescriptionSequence[0], "IconImageSequence", Sequence([_icon()])),
+        "file meta private information": meta,
+        "trailing padding": lambda ds: ds.add(DataElement(0xFFFCFFFC, "OB", NAME + b"\0")),
+        "overlay": overlay,
+        "nested UN": lambda ds: ds.SpecimenDescriptionSequence[0].add(DataElement(0x00400600, "UN", NAME + b" ")),
+        "deep specimen text": deep_text,
+    }
+
+
+@pytest.fixture(scope="module")
+def dicom_clean(tmp_path_factory):
+    from .conftest import shared
+
+    src = shared("dicom/highdicom_sm_image.dcm")
+    out = tmp_path_factory.mktemp("rt8dcm") / "out"
+    from typer.testing import CliRunner
+
+    from wsianon.cli import app
+
+    res = CliRunner().invoke(app, ["run", "--target", "dicom", str(src), "-o", str(out)], catch_exceptions=False)
+    assert res.exit_code == 0, res.stdout
+    (dcm,) = sorted(out.rglob("*.dcm"))
+    return src, dcm
+
+
+@pytest.mark.parametrize("place", list(_dicom_places()))
+def test_dicom_places_already_safe(cli, tmp_path, dicom_clean, place):
+    import warnings
+
+    import pydicom
+
+    src, dcm = dicom_clean
+    edit = _dicom_places()[place]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(src)
+        edit(ds)
+        planted_src = tmp_path / "in" / src.name
+        planted_src.parent.mkdir()
+        ds.save_as(planted_src)
+        assert NAME[:8] in planted_src.read_bytes()
+        out = tmp_path / "out"
+        code, stdout, stderr = cli("run", "--target", "dicom", str(planted_src), "-o", str(out))
+        assert _hits(out, stdout, stderr) == []
+        ds = pydicom.dcmread(dcm)
+        edit(ds)
+        planted = tmp_path / "planted" / dcm.parent.name / dcm.name
+        planted.parent.mkdir(parents=True)
+        ds.save_as(planted)
+    code, stdout, _ = cli("verify", str(planted))
+    assert code == 1 and DNAME[:8] not in stdout, stdout
+
+
+def test_a_group_length_in_another_tools_output_is_refused(cli, dicom_clean, tmp_path):
+    """pydicom never writes one; a group length holding 4 letters, inserted byte by byte."""
+    import struct
+
+    _src, dcm = dicom_clean
+    data = dcm.read_bytes()
+    start = 144 + struct.unpack_from("<I", data, 140)[0]  # after the File Meta group
+    assert data[start : start + 2] == b"\x08\x00"
+    planted = tmp_path / dcm.parent.name / dcm.name
+    planted.parent.mkdir()
+    planted.write_bytes(data[:start] + b"\x08\x00\x00\x00UL\x04\x00" + NAME[1:5] + data[start:])
+    code, stdout, _ = cli("verify", str(planted))
+    assert code == 1 and "dicom: closed world" in stdout, stdout
+
+
+def _tiff_places():
+    import struct
+
+    from .fixtures.plant_rt2 import set_entry
+
+    def ifd(entries):
+        return struct.pack("<H", len(entries)) + b"".join(struct.pack("<HHI", *e[:3]) + e[3] for e in entries) + bytes(4)
+
+    def subifd(ents, alloc):
+        s = alloc(NAME + b"\0")
+        return set_entry(ents, alloc, 330, 13, 1, struct.pack("<I", alloc(ifd([(270, 2, len(NAME) + 1, struct.pack("<I", s))]))), False)
+
+    def interop(ents, alloc):
+        u = alloc(NAME)
+        inter = alloc(ifd([(1, 2, 4, b"R98\0"), (2, 7, len(NAME), struct.pack("<I", u))]))
+        return set_entry(ents, alloc, 34665, 13, 1, struct.pack("<I", alloc(ifd([(40965, 13, 1, struct.pack("<I", inter))]))), False)
+
+    iptc = b"\x1c\x02\x50" + struct.pack(">H", len(NAME)) + NAME
+    photoshop = b"8BIM\x04\x04\x00\x00" + struct.pack(">I", len(NAME) + 1) + NAME + b"\0"
+    xmp = b"<x:xmpmeta><dc:creator>" + NAME + b"</dc:creator></x:xmpmeta>"
+    return {
+        "xmp": lambda e, a: set_entry(e, a, 700, 1, len(xmp), xmp, False),
+        "iptc": lambda e, a: set_entry(e, a, 33723, 7, len(iptc), iptc, False),
+        "photoshop": lambda e, a: set_entry(e, a, 34377, 1, len(photoshop), photoshop, False),
+        "subifd chain": subifd,
+        "exif interop": interop,
+    }
+
+
+@pytest.mark.parametrize("place", list(_tiff_places()))
+def test_tiff_places_already_safe(cli, tmp_path, place):
+    import shutil
+
+    from .fixtures.plant_rt2 import edit_entries
+
+    (tmp_path / "src").mkdir()
+    src = write_svs(tmp_path / "src" / "CASE-8301.svs", size=(512, 512), levels=1, with_label=False, with_macro=False).path
+    clean = tmp_path / "clean.svs"
+    shutil.copyfile(src, clean)
+    edit_entries(src, 0, _tiff_places()[place])
+    assert NAME in src.read_bytes()
+    code, text, out = _run(cli, tmp_path, src, "native")
+    assert code == 0, text  # removed by the closed world: the slide is shared without it
+    code, _text, out = _run(cli, tmp_path, clean, "native")
+    (svs,) = sorted(out.rglob("*.svs"))
+    edit_entries(svs, 0, _tiff_places()[place])
+    code, stdout, _ = cli("verify", str(svs))
+    assert code == 1 and "closed-world-tags" in stdout and DNAME[:8] not in stdout, stdout
+
+
+@pytest.mark.parametrize("place", ["comment", "processing instruction", "doctype entity", "cdata"])
+def test_ventana_xmp_markup_already_safe(cli, tmp_path, monkeypatch, place):
+    import tests.fixtures.bif_gen as bif_gen
+
+    piece = {
+        "comment": f"<!-- {DNAME} -->",
+        "processing instruction": f"<?note {DNAME}?>",
+        "cdata": f"<![CDATA[{DNAME}]]>",
+    }
+    original = bif_gen.iscan_xmp
+
+    def planted(*a, **k):
+        x = original(*a, **k)
+        if place == "doctype entity":
+            return x.replace(b"<iScan", f'<!DOCTYPE iScan [<!ENTITY n "{DNAME}">]><iScan'.encode(), 1)
+        return x.replace(b"<AOI0", piece[place].encode() + b"<AOI0")
+
+    monkeypatch.setattr(bif_gen, "iscan_xmp", planted)
+    (tmp_path / "src").mkdir()
+    src = tmp_path / "src" / "CASE-8302.bif"
+    bif_gen.make_bif(src)
+    assert NAME in src.read_bytes()
+    code, text, _out = _run(cli, tmp_path, src, "native")
+    assert code == 0, text
