@@ -409,3 +409,40 @@ def test_ventana_xmp_markup_already_safe(cli, tmp_path, monkeypatch, place):
     assert NAME in src.read_bytes()
     code, text, _out = _run(cli, tmp_path, src, "native")
     assert code == 0, text
+
+
+def test_jfxx_thumbnail_in_a_tile_is_zeroed():
+    import struct
+
+    from wsianon.io.jpeg import scrub
+
+    from .fixtures.plant_jpeg import noise_jpeg
+
+    jpg = noise_jpeg(3, 16)
+    thumb = b"\xff\xd8\xff\xfe" + struct.pack(">H", len(NAME) + 2) + NAME + b"\xff\xd9"
+    app0 = b"JFXX\x00\x10" + thumb
+    planted = jpg[:2] + b"\xff\xe0" + struct.pack(">H", len(app0) + 2) + app0 + jpg[2:]
+    clean, n = scrub(planted)
+    assert n == 1 and NAME not in clean and len(clean) == len(planted)
+
+
+@pytest.mark.parametrize("tag", [270, 305, 306])
+def test_a_second_entry_of_a_kept_text_tag_is_refused(cli, tmp_path, tag):
+    """An IFD holding ImageDescription / Software / DateTime twice (readers use one of them)."""
+    import struct
+
+    from .fixtures.plant_rt2 import edit_entries
+
+    def second(ents, alloc):
+        return ents + [[tag, 2, len(NAME) + 1, struct.pack("<I", alloc(NAME + b"\0")), bytes(4)]]
+
+    (tmp_path / "src").mkdir()
+    src = write_svs(tmp_path / "src" / "CASE-8303.svs", size=(512, 512), levels=1, with_label=False, with_macro=False).path
+    code, _text, out = _run(cli, tmp_path, src, "native")
+    (svs,) = sorted(out.rglob("*.svs"))
+    edit_entries(svs, 0, second)
+    assert NAME in svs.read_bytes()
+    code, stdout, _ = cli("verify", str(svs))
+    assert code == 1 and "closed-world-tags" in stdout and DNAME[:8] not in stdout, stdout
+    edit_entries(src, 0, second)
+    code, text, _out = _run(cli, tmp_path, src, "dicom")  # nothing planted reaches OUT (asserted by _run)
