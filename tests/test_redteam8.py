@@ -187,6 +187,8 @@ def test_what_encoders_write_in_those_segments_is_followed():
     assert j2k_segments(j2k_main(clean, _seg2k(0x63, bytes(4) + b"\x80\x00\x80\x00" * 2))) is not None  # chroma centred
     # one progression (LRCP) over every resolution, component and layer; an RGN of shift 5
     assert j2k_segments(j2k_main(clean, _seg2k(0x5F, b"\x00\x00\x00\x01\x21\x03\x00"))) is not None
+    assert j2k_segments(j2k_main(clean, _seg2k(0x5F, b"\x00\x00\xff\xff\x21\x00\x00"))) is not None  # "all" layers, components
+    assert j2k_segments(j2k_main(clean, _seg2k(0x5F, b"\x00\x00\x00\x02\x21\x03\x00"))) is None  # 2 layers of 1
     assert j2k_segments(j2k_main(clean, _seg2k(0x5E, b"\x00\x00\x05"))) is not None
     assert j2k_segments(j2k_main(clean, _seg2k(0x5E, b"\x00\x01\x05"))) is None  # a style Part 1 does not define
 

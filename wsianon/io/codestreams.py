@@ -182,12 +182,13 @@ def _layers(data: bytes, segs: list[tuple[int, int, int]], inherited: int = 0) -
 
 def _poc_ok(entry: bytes, c: int, csiz: int, layers: int) -> bool:
     """One progression order change (RSpoc, CSpoc, LYEpoc, REpoc, CEpoc, Ppoc) within the
-    codestream's own ranges: resolutions 0..33, components up to Csiz (CEpoc 0 is 256), layers up
-    to the COD's count, one of the five progression orders.  Its numbers are then small: no text."""
+    codestream's own ranges: resolutions 0..33, components up to Csiz (or CEpoc 0: "all", 256),
+    layers up to the COD's count (or 65535: "all"), one of the five progression orders.  Its
+    numbers are then small or all-ones: no text."""
     rs, cs = entry[0], int.from_bytes(entry[1 : 1 + c], "big")
     lye = int.from_bytes(entry[1 + c : 3 + c], "big")
-    re_, ce, order = entry[3 + c], int.from_bytes(entry[4 + c : 4 + 2 * c], "big") or (256 if c == 1 else 16384), entry[4 + 2 * c]
-    return rs < re_ <= 33 and cs < ce <= csiz and 1 <= lye <= max(layers, 1) and order <= 4
+    re_, ce, order = entry[3 + c], int.from_bytes(entry[4 + c : 4 + 2 * c], "big"), entry[4 + 2 * c]
+    return rs < re_ <= 33 and (ce == 0 or cs < ce <= csiz) and (1 <= lye <= max(layers, 1) or lye == 0xFFFF) and order <= 4
 
 
 def _exact(data: bytes, segs: list[tuple[int, int, int]], csiz: int, levels: set[int], part2: bool, in_tile: bool = False, layers: int = 0) -> bool:
