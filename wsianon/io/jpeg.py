@@ -225,17 +225,17 @@ def huffman_symbols_problem(table: bytes) -> str | None:
     one an encoder writes, or None.  Its symbols are bytes a scan may never decode (a code no
     coded unit uses), so a used table could carry text in them; ITU T.81 Annex K.2 lists the
     symbols of one code length in ascending order (libjpeg's optimal tables and the Annex K.3
-    typical tables do the same), and a DC table's symbols are categories 0 to 16 (16: lossless).
-    In that form a symbol list holds no legible text: each code length's symbols are a rising
-    run of distinct bytes (a word is stored only as the set of its letters, in order)."""
+    typical tables do the same, and so do encoders that list every symbol, up to 255, in a table
+    they do not optimize).  In that form a symbol list holds no legible text: each code length's
+    symbols are a rising run of distinct bytes (a word is stored only as the set of its letters,
+    in order).  Which symbols a table lists is not judged: decoders differ on what they accept
+    (libjpeg-turbo refuses a DC symbol past 15/16, DCMTK decodes it)."""
     symbols, p = table[17:], 0
     for n in table[1:17]:
         run = symbols[p : p + n]
         if any(a >= b for a, b in zip(run, run[1:])):
             return "lists a code length's symbols out of order"
         p += n
-    if table[0] >> 4 == 0 and any(v > 16 for v in symbols):
-        return "has a DC symbol beyond category 16"
     return None
 
 
