@@ -151,7 +151,7 @@ def test_verify_refuses_another_tools_output_holding_it(cli, tmp_path):
 # reads and ignores (CRG, CAP of parts it does not know) or clamps (POC's end layer), so the name
 # rode in every tile (12 to 16 bytes a tile) on both routes, the slide verified.  Now each field
 # must lie in its own range (CRG whole quarters of a sample; CAP only Part 15's, as HTJ2K writes
-# it; POC within the codestream's resolutions, components and layers; RGN's style and shift):
+# it; POC within the codestream's resolutions, components and layers; RGN's component and style):
 # the codestream is not followed and the slide is quarantined.
 
 

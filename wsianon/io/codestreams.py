@@ -218,8 +218,8 @@ def _exact(data: bytes, segs: list[tuple[int, int, int]], csiz: int, levels: set
         elif m in (_QCD, _QCC):
             q = body[c:] if m == _QCC else body
             ok = bool(q) and any(len(q) == 1 + {0: 3 * nl + 1, 1: 2, 2: 2 * (3 * nl + 1)}.get(q[0] & 0x1F, -2) for nl in levels)
-        elif m == _RGN:  # Crgn, Srgn (0: implicit ROI, the only style), SPrgn (a shift of at most 37)
-            ok = len(body) == c + 2 and int.from_bytes(body[:c], "big") < csiz and body[c] == 0 and body[c + 1] <= 37
+        elif m == _RGN:  # Crgn, Srgn (0: implicit ROI, the only style Part 1 defines), SPrgn (a shift)
+            ok = len(body) == c + 2 and int.from_bytes(body[:c], "big") < csiz and body[c] == 0
         elif m == _POC:
             ok = (
                 len(body) > 0
