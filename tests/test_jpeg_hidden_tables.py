@@ -244,5 +244,6 @@ def test_a_table_defined_twice_before_a_scan_is_not_followed():
     assert len(walk(jpg)) > 5  # the stream as the encoder wrote it: each table once
     # redefined after a scan used it (a second scan with its own tables): as encoders write
     sos = next(i for i in range(2, len(jpg)) if jpg[i] == 0xFF and jpg[i + 1] == 0xDA)
-    second = _seg(0xDB, bytes([0]) + bytes(range(1, 65))) + _seg(0xC4, huff) + jpg[sos:-2] + b"\xff\xd9"
+    categories = bytes([0x00]) + bytes(15) + bytes([12]) + bytes(range(12))  # a DC table as encoders list it
+    second = _seg(0xDB, bytes([0]) + bytes(range(1, 65))) + _seg(0xC4, categories) + jpg[sos:-2] + b"\xff\xd9"
     assert [g.marker for g in walk(jpg[:-2] + second)].count(0xDA) == 2

@@ -85,7 +85,8 @@ def j2k_segments(data: bytes) -> list[tuple[str, int, int]] | None:
     part2 = len(data) >= 8 and bool(data[6] & 0x80)  # Rsiz: a Part 2 codestream
     csiz = struct.unpack_from(">H", data, 40)[0] if n >= 42 else 0
     levels = _levels(data, main, csiz)
-    if levels is None or not _exact(data, main, csiz, levels, part2):
+    layers = _layers(data, main)
+    if levels is None or not _exact(data, main, csiz, levels, part2, layers=layers):
         return None
     # tile-parts: SOT (Psot = the tile-part's length from SOT), its header up to SOD, then data
     parts: list[tuple[int, int]] = []  # (Isot, length) of each tile-part, for TLM
@@ -110,7 +111,7 @@ def j2k_segments(data: bytes) -> list[tuple[str, int, int]] | None:
         tile, hp = walked
         out += [(TILE_COM, p + 6, ln - 4) for m, p, ln in tile if m == _COM2K and ln > 4]
         tile_levels = _levels(data, tile, csiz, levels)
-        if tile_levels is None or not _exact(data, tile, csiz, tile_levels, part2, in_tile=True):
+        if tile_levels is None or not _exact(data, tile, csiz, tile_levels, part2, in_tile=True, layers=_layers(data, tile, layers)):
             return None
         (isot,) = struct.unpack_from(">H", data, start + 4)
         if psot == 0:  # the last tile-part runs to EOC
@@ -154,6 +155,7 @@ _SIZ, _COD, _COC, _QCD, _QCC, _RGN, _POC, _CRG, _CAP = 0xFF51, 0xFF52, 0xFF53, 0
 # encoders (Kakadu, OpenJPEG, Grok) write neither by default.  PLT is, its lengths adding up to its
 # tile-part's data (``_plt_ok``).
 _MAIN_ONLY = frozenset({_CAP, _SIZ, 0xFF55, 0xFF59, _CRG})  # CAP SIZ TLM CPF CRG
+_PCAP_PART15 = b"\x00\x02\x00\x00"
 _TILE_ONLY = frozenset({0xFF58})  # PLT
 _EITHER = frozenset({_COD, _COC, _QCD, _QCC, _RGN, _POC, _COM2K})
 
@@ -172,12 +174,32 @@ def _levels(data: bytes, segs: list[tuple[int, int, int]], csiz: int, inherited:
     return out if out else None
 
 
-def _exact(data: bytes, segs: list[tuple[int, int, int]], csiz: int, levels: set[int], part2: bool, in_tile: bool = False) -> bool:
+def _layers(data: bytes, segs: list[tuple[int, int, int]], inherited: int = 0) -> int:
+    """The largest number of quality layers the COD segments of ``segs`` (or ``inherited``) give."""
+    counts = [struct.unpack_from(">H", data, pos + 6)[0] for m, pos, ln in segs if m == _COD and ln >= 6]
+    return max([inherited, *counts])
+
+
+def _poc_ok(entry: bytes, c: int, csiz: int, layers: int) -> bool:
+    """One progression order change (RSpoc, CSpoc, LYEpoc, REpoc, CEpoc, Ppoc) within the
+    codestream's own ranges: resolutions 0..33, components up to Csiz (or CEpoc 0: "all", 256),
+    layers up to the COD's count (or 65535: "all"), one of the five progression orders.  Its
+    numbers are then small or all-ones: no text."""
+    rs, cs = entry[0], int.from_bytes(entry[1 : 1 + c], "big")
+    lye = int.from_bytes(entry[1 + c : 3 + c], "big")
+    re_, ce, order = entry[3 + c], int.from_bytes(entry[4 + c : 4 + 2 * c], "big"), entry[4 + 2 * c]
+    return rs < re_ <= 33 and (ce == 0 or cs < ce <= csiz) and (1 <= lye <= max(layers, 1) or lye == 0xFFFF) and order <= 4
+
+
+def _exact(data: bytes, segs: list[tuple[int, int, int]], csiz: int, levels: set[int], part2: bool, in_tile: bool = False, layers: int = 0) -> bool:
     """Whether every marker segment of a header (``segs``) may stand there and, where its fields
     give its size, holds exactly those fields: a segment padded past its fields (a QCD with text
     after its step sizes) or one a Part 1 decoder skips (a Part 2 marker in a Part 1 codestream)
     holds bytes no decoder reads.  Pointer segments (TLM, PLT) are judged by the lengths they index
-    (``_tlm_ok``, ``_plt_ok``), CPF holds numbers only."""
+    (``_tlm_ok``, ``_plt_ok``), CPF holds numbers only.  Segments whose fields are numbers a decoder
+    reads and may ignore (CRG registration offsets, a POC's ranges, an RGN's shift, CAP's
+    capability words) must hold values in their own small ranges: free 16-bit fields held text.
+    ``layers``: the quality layers the COD segments give (POC's end layer is judged by them)."""
     c = 1 if csiz < 257 else 2
     for m, pos, ln in segs:
         if 0xFF70 <= m <= 0xFF7F:
@@ -196,14 +218,18 @@ def _exact(data: bytes, segs: list[tuple[int, int, int]], csiz: int, levels: set
         elif m in (_QCD, _QCC):
             q = body[c:] if m == _QCC else body
             ok = bool(q) and any(len(q) == 1 + {0: 3 * nl + 1, 1: 2, 2: 2 * (3 * nl + 1)}.get(q[0] & 0x1F, -2) for nl in levels)
-        elif m == _RGN:
-            ok = len(body) == c + 2
+        elif m == _RGN:  # Crgn, Srgn (0: implicit ROI, the only style Part 1 defines), SPrgn (a shift)
+            ok = len(body) == c + 2 and int.from_bytes(body[:c], "big") < csiz and body[c] == 0
         elif m == _POC:
-            ok = len(body) > 0 and len(body) % (5 + 2 * c) == 0
-        elif m == _CRG:
-            ok = len(body) == 4 * csiz
-        elif m == _CAP:
-            ok = len(body) >= 4 and len(body) == 4 + 2 * bin(int.from_bytes(body[:4], "big")).count("1")
+            ok = (
+                len(body) > 0
+                and len(body) % (5 + 2 * c) == 0
+                and all(_poc_ok(body[k : k + 5 + 2 * c], c, csiz, layers) for k in range(0, len(body), 5 + 2 * c))
+            )
+        elif m == _CRG:  # offsets in 1/65536 of a sample: whole quarters only (0, or a centred chroma)
+            ok = len(body) == 4 * csiz and all(v % 0x4000 == 0 for v in struct.unpack(f">{2 * csiz}H", body))
+        elif m == _CAP:  # Part 15 (HTJ2K) is the only part that defines a CAP field (Pcap bit 15, one Ccap)
+            ok = len(body) == 6 and body[:4] == _PCAP_PART15
         else:
             ok = True
         if not ok:

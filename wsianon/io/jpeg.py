@@ -183,8 +183,10 @@ def _decoder_segments_exact(data: bytes, segs: list[Segment]) -> None:
     """Raise JpegError when a decoder segment holds more bytes than its fields (a frame, scan,
     restart-interval or table segment padded: a decoder refuses it, and the padding could be
     anything), or when a quantization or Huffman table is defined twice with no scan between (the
-    first definition is never used, and a segment may hold any number of them)."""
+    first definition is never used, and a segment may hold any number of them), or when a Huffman
+    table's symbols are not listed as encoders list them (:func:`huffman_symbols_problem`)."""
     seen: set[tuple[int, int]] = set()
+    huffman: list[bytes] = []
     for g in segs:
         body = data[g.payload_offset : g.payload_offset + g.payload_length]
         if g.marker == SOS:
@@ -203,14 +205,38 @@ def _decoder_segments_exact(data: bytes, segs: list[Segment]) -> None:
         if g.marker not in (DQT, DHT):
             continue
         end = 0
-        for key, _, stop in table_spans(g.marker, body):
+        for key, start, stop in table_spans(g.marker, body):
             if key in seen:
                 raise JpegError(f"{marker_name(g.marker)} table defined twice before a scan")
             seen.add(key)
+            if g.marker == DHT:
+                huffman.append(body[start:stop])
             end = stop
         if end != len(body):
             raise JpegError(f"{marker_name(g.marker)} segment length does not match its tables")
     _used_by_scans(data, segs)
+    for table in huffman:
+        if why := huffman_symbols_problem(table):
+            raise JpegError(f"DHT table {why}")
+
+
+def huffman_symbols_problem(table: bytes) -> str | None:
+    """Why a Huffman table's symbol list (``table``: its class/id byte, 16 counts, symbols) is not
+    one an encoder writes, or None.  Its symbols are bytes a scan may never decode (a code no
+    coded unit uses), so a used table could carry text in them; ITU T.81 Annex K.2 lists the
+    symbols of one code length in ascending order (libjpeg's optimal tables and the Annex K.3
+    typical tables do the same, and so do encoders that list every symbol, up to 255, in a table
+    they do not optimize).  In that form a symbol list holds no legible text: each code length's
+    symbols are a rising run of distinct bytes (a word is stored only as the set of its letters,
+    in order).  Which symbols a table lists is not judged: decoders differ on what they accept
+    (libjpeg-turbo refuses a DC symbol past 15/16, DCMTK decodes it)."""
+    symbols, p = table[17:], 0
+    for n in table[1:17]:
+        run = symbols[p : p + n]
+        if any(a >= b for a, b in zip(run, run[1:])):
+            return "lists a code length's symbols out of order"
+        p += n
+    return None
 
 
 def table_spans(marker: int, body: bytes):
