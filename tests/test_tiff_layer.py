@@ -123,7 +123,7 @@ def test_zero_fill_patch_streams(tmp_path):
 
 def test_overlapping_data_patches_are_refused(tmp_path):
     fp = FilePlan("x", tmp_path / "x", [Patch(0, 4, b"abcd", "a"), Patch(2, 4, b"efgh", "b")])
-    with pytest.raises(ValueError):
+    with pytest.raises(CorruptInput, match="claim the same bytes"):  # a damaged file, refused in one line
         fp.sorted_patches()
 
 
