@@ -16,6 +16,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 JPEG_TS = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"}
+JPEG_LOSSLESS_TS = {"1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70"}
 # explicit VRs whose element header is 12 bytes: VR, two reserved bytes, a 32-bit length (PS3.5 7.1.2)
 LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
 
@@ -80,6 +81,8 @@ def decode_rgb(frame: bytes, ds: Dataset):
         return imagecodecs.jpeg2k_decode(frame)
     if ts in ("1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"):
         return imagecodecs.jpegls_decode(frame)
+    if ts in JPEG_LOSSLESS_TS:  # process 14 (SOF3): libjpeg-turbo 3 decodes it, TurboJPEG's binding refuses it
+        return imagecodecs.jpeg8_decode(frame)
     spp = int(ds.get("SamplesPerPixel", 1))
     a = np.frombuffer(frame, np.uint8).reshape(int(ds.Rows), int(ds.Columns), spp)
     return a[..., 0] if spp == 1 else a
