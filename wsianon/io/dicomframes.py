@@ -66,6 +66,26 @@ def iter_frames(path: Path):
                 yield fh.read(size)
 
 
+def offset_table_problem(path: Path) -> str | None:
+    """Why encapsulated Pixel Data's first item is no Basic Offset Table (PS3.5 A.4: the first item
+    is the table, empty or one 32-bit offset a frame), or None (also for native Pixel Data).
+    wsidicom's ``offset_table="none"`` writes the first frame there: every reader (pydicom,
+    wsidicom itself) takes the frame's bytes for offsets."""
+    ds, voff, length = pixel_value_offset(path)
+    if voff is None or length != 0xFFFFFFFF:
+        return None
+    with open(path, "rb") as fh:
+        fh.seek(voff)
+        head = fh.read(8)
+    if len(head) < 8:
+        return "encapsulated Pixel Data is truncated"
+    group, elem, ln = struct.unpack("<HHI", head)
+    n = int(ds.get("NumberOfFrames", 1) or 1)
+    if (group, elem) != (0xFFFE, 0xE000) or ln not in (0, 4 * n):
+        return "encapsulated Pixel Data whose first item is no Basic Offset Table (PS3.5 A.4: empty or one offset a frame)"
+    return None
+
+
 def decode_rgb(frame: bytes, ds: Dataset):
     """An output frame as an RGB (or grey) uint8 array."""
     import numpy as np
