@@ -162,6 +162,42 @@ def test_a_jpeg_lossless_level_that_is_another_picture_is_refused(cli, tmp_path,
     assert not list(out.rglob("*.dcm"))  # quarantined
 
 
+def test_a_name_in_jpeg_lossless_frame_padding_is_refused(cli, tmp_path, lossless_src):
+    """``dicom: frame padding`` did not decode JPEG Lossless ("not judged: transfer syntax"): a
+    name drawn into the padding of a level's edge frames was shared. Now judged like the other
+    codecs' (wsidicomizer's own lossless padding passes: the tests above)."""
+    import imagecodecs
+
+    from .fixtures.svs_gen import PAD_TEXT, render_text
+
+    src = tmp_path / "in"
+    shutil.copytree(lossless_src, src)
+    for p in sorted(src.glob("*.dcm")):
+        ds = _read(p)
+        if ds.ImageType[2] != "VOLUME" or int(ds.TotalPixelMatrixColumns) < 2000:
+            continue
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        w, h = int(ds.TotalPixelMatrixColumns), int(ds.TotalPixelMatrixRows)
+        nx, ny = -(-w // cols), -(-h // rows)
+        vh = h - (ny - 1) * rows
+        assert vh < rows  # the bottom row of frames has padding
+        frames = _frames(ds)
+        drawn = render_text((rows - vh, cols), PAD_TEXT, 40, 255)
+        for tx in range(nx):
+            k = (ny - 1) * nx + tx
+            a = np.array(imagecodecs.jpeg8_decode(frames[k]))
+            a[vh:] = drawn[..., None]
+            frames[k] = imagecodecs.jpeg8_encode(a, lossless=True, colorspace="RGB")
+        ds.PixelData = encapsulate(frames)
+        ds.save_as(p, enforce_file_format=True)
+    out = tmp_path / "out"
+    r = _run(cli, src, out)
+    assert r["code"] != 0 and r["status"] == "failed", r["error"]
+    bad = _failed(r)
+    assert "dicom: frame padding" in bad and "of its padding not uniform, replicated or a neighbour" in bad["dicom: frame padding"], bad
+    assert not list(out.rglob("*.dcm"))
+
+
 # -- 2. HTJ2K and dicom3tools that predate it ------------------------------------------------------
 
 
