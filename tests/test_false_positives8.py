@@ -150,7 +150,11 @@ def test_a_jpeg_lossless_level_that_is_another_picture_is_refused(cli, tmp_path,
     label = np.zeros((ny * rows, nx * cols, 3), np.uint8)
     big = _label_image(h, w)
     label[:h, :w] = big if big.ndim == 3 else big[..., None]
-    frames = [imagecodecs.jpeg8_encode(label[y : y + rows, x : x + cols], lossless=True, colorspace="RGB") for y in range(0, ny * rows, rows) for x in range(0, nx * cols, cols)]
+    frames = [
+        imagecodecs.jpeg8_encode(label[y : y + rows, x : x + cols], lossless=True, colorspace="RGB")
+        for y in range(0, ny * rows, rows)
+        for x in range(0, nx * cols, cols)
+    ]
     assert len(frames) == int(ds.NumberOfFrames)
     ds.PixelData = encapsulate(frames)
     ds.save_as(p, enforce_file_format=True)
