@@ -16,6 +16,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 JPEG_TS = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"}
+JPEG_LOSSLESS_TS = {"1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70"}
 # explicit VRs whose element header is 12 bytes: VR, two reserved bytes, a 32-bit length (PS3.5 7.1.2)
 LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
 
@@ -65,6 +66,26 @@ def iter_frames(path: Path):
                 yield fh.read(size)
 
 
+def offset_table_problem(path: Path) -> str | None:
+    """Why encapsulated Pixel Data's first item is no Basic Offset Table (PS3.5 A.4: the first item
+    is the table, empty or one 32-bit offset a frame), or None (also for native Pixel Data).
+    wsidicom's ``offset_table="none"`` writes the first frame there: every reader (pydicom,
+    wsidicom itself) takes the frame's bytes for offsets."""
+    ds, voff, length = pixel_value_offset(path)
+    if voff is None or length != 0xFFFFFFFF:
+        return None
+    with open(path, "rb") as fh:
+        fh.seek(voff)
+        head = fh.read(8)
+    if len(head) < 8:
+        return "encapsulated Pixel Data is truncated"
+    group, elem, ln = struct.unpack("<HHI", head)
+    n = int(ds.get("NumberOfFrames", 1) or 1)
+    if (group, elem) != (0xFFFE, 0xE000) or ln not in (0, 4 * n):
+        return "encapsulated Pixel Data whose first item is no Basic Offset Table (PS3.5 A.4: empty or one offset a frame)"
+    return None
+
+
 def decode_rgb(frame: bytes, ds: Dataset):
     """An output frame as an RGB (or grey) uint8 array."""
     import numpy as np
@@ -80,6 +101,8 @@ def decode_rgb(frame: bytes, ds: Dataset):
         return imagecodecs.jpeg2k_decode(frame)
     if ts in ("1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"):
         return imagecodecs.jpegls_decode(frame)
+    if ts in JPEG_LOSSLESS_TS:  # process 14 (SOF3): libjpeg-turbo 3 decodes it, TurboJPEG's binding refuses it
+        return imagecodecs.jpeg8_decode(frame)
     spp = int(ds.get("SamplesPerPixel", 1))
     a = np.frombuffer(frame, np.uint8).reshape(int(ds.Rows), int(ds.Columns), spp)
     return a[..., 0] if spp == 1 else a

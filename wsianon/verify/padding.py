@@ -518,12 +518,13 @@ _TS_JPEG = frozenset(["1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"])
 _TS_J2K = frozenset(["1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"])
 _TS_JLS = frozenset(["1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"])
 _TS_NATIVE = frozenset(["1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"])
+_TS_JPEG_LOSSLESS = frozenset(["1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70"])  # process 14: libjpeg-turbo 3 decodes it
 
 
 def _decode_frame(ts_uid: str, data: bytes, rows: int, cols: int, spp: int, bits: int, planar: int) -> np.ndarray:
     import imagecodecs
 
-    if ts_uid in _TS_JPEG:
+    if ts_uid in _TS_JPEG or ts_uid in _TS_JPEG_LOSSLESS:
         return np.asarray(imagecodecs.jpeg8_decode(data))
     if ts_uid in _TS_J2K:
         return np.asarray(imagecodecs.jpeg2k_decode(data))
@@ -577,7 +578,7 @@ def _judge_instance(path: Path, ds, located, parts=None, fragments=None) -> tupl
     cols, rows = int(ds.Columns), int(ds.Rows)
     nx, ny = -(-total_c // cols), -(-total_r // rows)
     ts_uid = str(ds.file_meta.get("TransferSyntaxUID", ""))
-    if ts_uid not in _TS_JPEG | _TS_J2K | _TS_JLS | _TS_NATIVE:
+    if ts_uid not in _TS_JPEG | _TS_JPEG_LOSSLESS | _TS_J2K | _TS_JLS | _TS_NATIVE:
         raise LookupError(f"transfer syntax {ts_uid}")
     whole = parts is not None and len(parts) > 1
     count = sum(n for *_x, n in parts) if whole else int(ds.get("NumberOfFrames", 1) or 1)

@@ -14,7 +14,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
 from wsianon.converters.base import Field, Inventory, SlideContext
 from wsianon.converters.dicom.engine import DATE_VRS, Engine, Identity, remap
-from wsianon.io.dicomframes import concatenation_problems, unplaced_frames
+from wsianon.io.dicomframes import concatenation_problems, offset_table_problem, unplaced_frames
 from wsianon.io.keyed import date_offset_days, keyed_token, keyed_uid
 from wsianon.converters.dicom.stream import read_header, write_instance
 from wsianon.errors import CorruptInput, NothingToShare, UnsupportedFormat
@@ -319,6 +319,9 @@ def process_instances(
                 raise UnsupportedFormat(
                     f, "a transfer syntax whose frames no check judges (e.g. RLE Lossless: bytes after a frame's segments); refused, nothing written"
                 )
+            table = offset_table_problem(f)
+            if table is not None:
+                raise UnsupportedFormat(f, f"{table}; refused, nothing written")
             unplaced = unplaced_frames(ds)
             if unplaced is not None:
                 raise UnsupportedFormat(f, f"frames without a place of their own in the image ({unplaced}); refused, nothing written")
