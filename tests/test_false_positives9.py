@@ -10,6 +10,10 @@ encoders installed here and every real sample (README "Verification", "Encoders 
 2. liblj92 (imagecodecs ``ljpeg_encode``, lossless JPEG as DNG writers use it) lists a lossless
    DC table's categories by frequency: refused the same way.
 Both forms are now followed (``_encoder_order``), narrowly: what red team 8 plants stays refused.
+3. DCMTK's ``dcmcjpls`` (lossless, its default) ends some scans with FF, then EOI: the JPEG-LS walk
+   (``io.codestreams.jpegls_spans``) took FF FF for an unknown marker, so wsi2dcm's CMU-1 pyramid
+   re-encoded by dcmcjpls was quarantined on both routes ("dicom: frame segments").  An FF byte
+   before a marker (a fill byte, T.81 B.1.1.2, or such a scan's last byte) is now passed over.
 The rest: guards (the hunt's encoders and options, the real samples), which passed before too.
 """
 
@@ -412,3 +416,48 @@ def test_wsidicomizer_encoders_pass(settings):
     data = enc.encode(_tissue_with_noise()[:256, :256])
     kind = {"JpegSettings": "jpeg", "JpegLosslessSettings": "jpeg", "JpegLsSettings": "jpegls"}.get(settings, "j2k")
     assert _judge(kind, data)
+
+
+# --- 3. a fill byte before a JPEG-LS marker ----------------------------------------------------------
+
+
+def test_a_fill_byte_before_a_jpegls_marker_is_followed():
+    """Before: ``jpegls_spans`` returned None (the frame "cannot be followed to its end")."""
+    img = _tissue_with_noise()[:128, :128]
+    enc = imagecodecs.jpegls_encode(img)
+    fill = enc[:-2] + b"\xff\xff" + enc[-2:]
+    assert np.array_equal(imagecodecs.jpegls_decode(fill), img)
+    assert jpegls_spans(enc) == [] and jpegls_spans(fill) == []
+    # only FF bytes are fill: another byte there is an unknown marker, refused
+    assert jpegls_spans(enc[:-2] + b"\xff\xffAB" + enc[-2:]) is None
+
+
+def test_a_pyramid_dcmtk_reencoded_to_jpegls_is_shared(cli, tmp_path):
+    """wsi2dcm's CMU-1 pyramid, each instance decompressed (dcmdjpeg) and re-encoded by dcmcjpls
+    (DCMTK, lossless, its default).  Before: run exit 1 on both routes, "1 failed"."""
+    import shutil
+
+    src_dir = SHARED / "dicom" / "wsi2dcm-cmu-1-small-region"
+    if not src_dir.is_dir():
+        pytest.skip(f"real sample data not available: {src_dir} (../shared/testdata is absent)")
+    if not (shutil.which("dcmdjpeg") and shutil.which("dcmcjpls")):
+        pytest.skip("DCMTK (dcmdjpeg, dcmcjpls) is not installed")
+    src = tmp_path / "jls"
+    src.mkdir()
+    for f in sorted(src_dir.glob("*.dcm")):
+        raw = tmp_path / f"raw-{f.name}"
+        subprocess.run(["dcmdjpeg", str(f), str(raw)], check=True, capture_output=True)
+        subprocess.run(["dcmcjpls", str(raw), str(src / f.name)], check=True, capture_output=True)
+    frames = list(generate_frames(pydicom.dcmread(src / "level-0-frames-0-30.dcm").PixelData, number_of_frames=30))
+    assert any(f.endswith(b"\xff\xff\xd9") for f in frames)  # the FF before EOI this test is about
+    key = tmp_path / "key"
+    key.write_text(KEY)
+    key.chmod(0o600)
+    for target in ("native", "dicom"):
+        out = tmp_path / f"out-{target}"
+        code, stdout, stderr = cli("run", "--target", target, str(src), "-o", str(out), "--key-file", str(key), "--no-review-sheet")
+        assert code == 0, stdout + stderr
+        dcms = sorted(out.rglob("*.dcm"))
+        assert len(dcms) == 12
+        code, stdout, _ = cli("verify", "--json", str(dcms[0].parent))
+        assert code == 0, stdout
