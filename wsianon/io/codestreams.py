@@ -284,8 +284,8 @@ def _tlm_ok(data: bytes, main: list[tuple[int, int, int]], parts: list[tuple[int
 
 def jpegls_spans(data: bytes) -> list[tuple[int, int]] | None:
     """(offset, length) of every COM / APPn payload and of the bytes after EOI in a JPEG-LS stream
-    (ISO 14495-1: in scan data a marker is FF followed by a byte with its high bit set); None when
-    the stream cannot be followed."""
+    (ISO 14495-1: in scan data a marker is FF followed by a byte with its high bit set; fill bytes,
+    FF, may stand before a marker); None when the stream cannot be followed."""
     if not is_jpegls(data):
         return None
     out: list[tuple[int, int]] = []
@@ -294,6 +294,9 @@ def jpegls_spans(data: bytes) -> list[tuple[int, int]] | None:
         if pos + 2 > n:
             return None
         (m,) = struct.unpack_from(">H", data, pos)
+        if m == 0xFFFF:  # FF before a marker: a fill byte (T.81 B.1.1.2) or a scan's last byte
+            pos += 1  # (DCMTK's dcmcjpls ends some scans with FF, then EOI); one byte, no text
+            continue
         if m == _EOI:
             return out + _tail(data, pos + 2)
         if m not in _JLS_SEGMENTS and not 0xFFD0 <= m <= 0xFFD7:

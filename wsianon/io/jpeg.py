@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from wsianon.io.jpeg_std import standard_table
+from wsianon.io.jpeg_std import standard_counts, standard_table
 
 SOI = 0xD8
 EOI = 0xD9
@@ -229,14 +229,53 @@ def huffman_symbols_problem(table: bytes) -> str | None:
     they do not optimize).  In that form a symbol list holds no legible text: each code length's
     symbols are a rising run of distinct bytes (a word is stored only as the set of its letters,
     in order).  Which symbols a table lists is not judged: decoders differ on what they accept
-    (libjpeg-turbo refuses a DC symbol past 15/16, DCMTK decodes it)."""
+    (libjpeg-turbo refuses a DC symbol past 15/16, DCMTK decodes it).
+
+    Two forms encoders write are followed too (:func:`_encoder_order`): libjpeg's optimal table
+    whose codes were limited to 16 bits, and a table of symbols 0..16 only in any order."""
     symbols, p = table[17:], 0
     for n in table[1:17]:
         run = symbols[p : p + n]
-        if any(a >= b for a, b in zip(run, run[1:])):
+        if any(a >= b for a, b in zip(run, run[1:])) and not _encoder_order(table):
             return "lists a code length's symbols out of order"
         p += n
     return None
+
+
+def _encoder_order(table: bytes) -> bool:
+    """Whether a table whose symbols of one code length are not ascending is one encoders write:
+
+    * libjpeg's ``jpeg_gen_optimal_table`` (libjpeg-turbo, IJG 6b-9, so Pillow, GDAL, libvips,
+      DCMTK, TurboJPEG, imagecodecs ``optimize``) lists symbols by their Huffman code length
+      before it limits codes to 16 bits, then folds the longer codes (T.81 K.2, Adjust_BITS):
+      two codes longer than 16 bits become one of 16, and one code of the longest length up to
+      15 that has codes is split in two one bit longer.  The symbols of length 16 and of the
+      longest length below 16 that has any then hold several rising runs (one a pre-fold
+      length); every shorter length keeps its single rising run.  Such a table is complete but
+      for the all-ones code (libjpeg reserves it), lists no symbol twice and has not the
+      code-length counts of an Annex K table (encoders write those with Annex K's symbols: a
+      name written over some of them stays refused).  6,000 tables of libjpeg's builder
+      (tests.fixtures.libjpeg_huffman, skewed counts) hold to this; a name of distinct letters
+      in those two lengths of such a table is not refused (README, limitations);
+    * a table whose every symbol is 0..16 (a DC or lossless table: SSSS categories; liblj92,
+      imagecodecs ``ljpeg_encode``, lists them by frequency): distinct bytes below 0x11, no
+      printable character, in any order.
+    Any other order is refused."""
+    counts, symbols = table[1:17], table[17:]
+    if len(set(symbols)) != len(symbols):
+        return False
+    if all(v <= 16 for v in symbols):
+        return True
+    if sum(n << (16 - length) for length, n in enumerate(counts, 1)) != 0xFFFF or standard_counts(table):
+        return False
+    folded = max((length for length, n in enumerate(counts[:15], 1) if n), default=0)
+    p = 0
+    for n in counts[: max(folded - 1, 0)]:  # the lengths the fold leaves as they were
+        run = symbols[p : p + n]
+        if any(a >= b for a, b in zip(run, run[1:])):
+            return False
+        p += n
+    return True
 
 
 def table_spans(marker: int, body: bytes):

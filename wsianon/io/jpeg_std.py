@@ -86,4 +86,11 @@ def standard_table(marker_is_dqt: bool, table: bytes) -> bool:
     return any(table[1:] == bits + vals for bits, vals in _HUFFMAN.get(cls, ()))
 
 
-__all__ = ["standard_table"]
+def standard_counts(table: bytes) -> bool:
+    """Whether a Huffman table (its class/id byte, 16 counts, symbols) has the code-length counts
+    (BITS) of an Annex K table of its class, whatever its symbols."""
+    bits = table[1:17]
+    return len(bits) == 16 and any(bits == b for b, _vals in _HUFFMAN.get(table[0] & 0xF0, ()))
+
+
+__all__ = ["standard_counts", "standard_table"]
