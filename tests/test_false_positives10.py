@@ -39,7 +39,14 @@ def _dense_pyramid(path: Path, quality: int = 100, noise: float = 16.0) -> Path:
     img = np.clip(a + rng.normal(0, noise, a.shape), 0, 255).astype(np.uint8)
     with tifffile.TiffWriter(path) as tw:
         for lvl in range(3):
-            tw.write(img, tile=(256, 256), photometric="rgb", compression="jpeg", compressionargs={"level": quality, "subsampling": "444"}, subfiletype=1 if lvl else 0)
+            tw.write(
+                img,
+                tile=(256, 256),
+                photometric="rgb",
+                compression="jpeg",
+                compressionargs={"level": quality, "subsampling": "444"},
+                subfiletype=1 if lvl else 0,
+            )
             h, w = img.shape[0] // 2, img.shape[1] // 2
             img = img[: h * 2, : w * 2].reshape(h, 2, w, 2, 3).mean(axis=(1, 3)).astype(np.uint8)
     return path

@@ -53,7 +53,9 @@ REENCODE_QUALITY, REENCODE_SUBSAMPLING = 80, "422"  # wsidicomizer's default Jpe
 REENCODE_MARGIN_DB = 1.5  # frame PSNR vs the re-encode's (clean conversions measured: worst -0.8 dB)
 REENCODE_CAP_DB = 45.0  # the frame PSNR never required above this (the re-encode may be exact)
 BLOCK = 16
-BLOCK_RMSE_FACTOR, BLOCK_RMSE_SLACK = 2.0, 10.0
+# a 16x16 block of a clean frame measured at most 1.9 grey levels RMSE beyond 2x the re-encode's;
+# a planted name on white is caught from 30 grey levels below white (2-px strokes; 1-px: 45)
+BLOCK_RMSE_FACTOR, BLOCK_RMSE_SLACK = 2.0, 6.0
 LOSSY_COMPRESSION_CODE = "113040"  # DCM, CID 7203 Image Derivation: Lossy Compression
 JPEG_TS = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"}
 RST_OR_EOI = {bytes([0xFF, m]) for m in range(0xD0, 0xD8)} | {b"\xff\xd9"}
