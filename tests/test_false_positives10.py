@@ -146,3 +146,18 @@ def test_name_planted_by_the_converter_is_refused_by_the_route(dense, tmp_path, 
     assert not frames["ok"] and "beyond a lossy re-encode" in frames["detail"], frames
     assert not list(out.rglob("*.dcm"))
     shutil.rmtree(out, ignore_errors=True)
+
+
+def test_faint_name_on_white_is_refused_though_the_frame_keeps_its_psnr(tmp_path, cli):
+    """The other side of a flat bound: on white background a faint name costs a frame next to no
+    PSNR (here it stays above 40 dB, far above 30), yet its blocks depart from the source far
+    beyond what the route's own re-encode costs there."""
+    src = _dense_pyramid(tmp_path / "plain.tif", quality=90, noise=0.0)
+    out = tmp_path / "out"
+    code, _o, _e = cli("run", "--allow-generic", "--mpp", "0.5", "--target", "dicom", str(src), "-o", str(out))
+    assert code == 0, _frames_check(_report(out))
+    vol = next(out.rglob("0001-volume.dcm"))
+    cost = _plant_name(vol, 0, grey=215, scale=2)
+    assert cost > 40.0
+    code, stdout, _e = cli("verify", "--allow-generic", "--source", str(src), str(vol.parent))
+    assert code != 0 and "frame 0 differs from the source region beyond a lossy re-encode" in stdout and "16x16 block" in stdout, stdout

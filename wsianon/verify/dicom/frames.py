@@ -138,17 +138,27 @@ def _reencode_judged(got, ref, level: tuple[int, float], x: int, y: int, w: int,
     exact pixels: the reading closer to the frame is the one the converter encoded."""
     import numpy as np
 
-    def grey(a):
+    bg = np.asarray(getattr(ref, "bg", (255, 255, 255)), np.uint8)
+
+    def framed(a):
+        """The region as the converter encodes it: the frame's full size, the part beyond the total
+        pixel matrix the background colour (what OpenSlide renders there; no reader is asked
+        for pixels outside the slide)."""
+        if a.shape[:2] != (fh, fw):
+            full = np.empty((fh, fw, 3), np.uint8)
+            full[...] = bg
+            full[:h, :w] = a
+            a = full
         return np.asarray(a.mean(axis=2), np.uint8) if got.ndim == 2 else a
 
-    full = ref.region(level[0], level[1], x, y, fw, fh)
-    if got.shape != grey(full[:h, :w]).shape:
+    region = ref.region(level[0], level[1], x, y, w, h)
+    if region.shape[:2] != (h, w) or got.shape != framed(region)[:h, :w].shape:
         return None
-    best = ReencodeBound(got, grey(full), w, h, jpeg)
+    best = ReencodeBound(got, framed(region), w, h, jpeg)
     if getattr(ref, "exact_region", None) is not None:
-        exact = ref.exact_region(level[0], level[1], x, y, fw, fh)
-        if exact is not None and exact.shape[:2] == (fh, fw):
-            other = ReencodeBound(got, grey(exact), w, h, jpeg)
+        exact = ref.exact_region(level[0], level[1], x, y, w, h)
+        if exact is not None and exact.shape[:2] == (h, w):
+            other = ReencodeBound(got, framed(exact), w, h, jpeg)
             if (not other.failure(), other.frame_psnr - other.own_psnr) > (not best.failure(), best.frame_psnr - best.own_psnr):
                 best = other
     return best
