@@ -127,6 +127,11 @@ def audit_paths(paths: list[Path], source: Path | None = None, allow_generic: bo
                         check_tiles_tiff(src_snap, inv.format, s.path, verdict)
             if src_inv is not None and s.spec.is_dicom:
                 scan_outputs(src_inv.canaries() + stem_canaries(src_inv.path), s.files, verdict)
+                if not srcs[0].spec.is_dicom:  # converted from another format: every frame proven against it
+                    from wsianon.pipeline.verify_dicom import _check_frames_converted
+                    from wsianon.verify.dicom.common import read_dataset
+
+                    _check_frames_converted(src_inv, [(Path(f), read_dataset(Path(f))) for f in s.files], verdict)
             fileattrs.add_check(verdict, [s.path, *s.files, *(inv.input_files or ())])  # what the files carry outside their bytes
             results.append((s.path, verdict, None))
             covered.update(Path(f).resolve() for f in inv.input_files or ())

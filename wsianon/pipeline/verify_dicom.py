@@ -19,8 +19,9 @@ result against the resolved Annex E profile (the rule DATA, not the engine's cod
   bitstream (tiled TIFF sources; JPEG compared by tables and entropy-coded data, since the DICOM
   frame carries the shared JPEGTables and colour-space markers inline); frames the converter
   re-tiled without re-encoding (NDPI) decode to the same Y/Cb/Cr samples as the source region;
-  frames the route declares lossy re-encoded (DCM 113040) are within a PSNR bound of the source
-  read by OpenSlide (see "frames of converted slides");
+  frames the route declares lossy re-encoded (DCM 113040) are as close to the source read by
+  OpenSlide as the verifier's own re-encode of it with the route's settings, over the frame and
+  in every 16x16 block (``verify.dicom.decode.ReencodeBound``);
 * ``dicom: frame padding`` — the padding of every edge frame (beyond the total pixel matrix) is
   uniform, the visible edge replicated or a neighbour frame's copy (``wsianon.verify.padding``);
 * ``dicom: dciodvfy`` — no errors (for DICOM inputs: no error the source instance did not have);

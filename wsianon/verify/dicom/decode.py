@@ -29,8 +29,18 @@ from wsianon.verify.dicom.jpeg import _fragments
 #                depends on its own 8x8 block only), equals the same region of the source decoded
 #                the same way, sample for sample;
 # * "re-encoded" the instance declares a lossy re-encode (DerivationCodeSequence DCM 113040 "Lossy
-#                Compression", which the route writes when wsidicomizer transcodes): decoded pixels
-#                are within MIN_PSNR_DB of the same region read from the source by OpenSlide.
+#                Compression", which the route writes when wsidicomizer transcodes): the same region
+#                read from the source by OpenSlide is re-encoded here as the route encodes it
+#                (wsidicomizer's default: libjpeg-turbo through imagecodecs, quality 80, 4:2:2
+#                YCbCr), and the decoded frame must be as close to the source as that re-encode is,
+#                over the frame (PSNR at most REENCODE_MARGIN_DB below the re-encode's, capped at
+#                REENCODE_CAP_DB) and in every 16x16 block (RMSE at most BLOCK_RMSE_FACTOR times the
+#                re-encode's there plus BLOCK_RMSE_SLACK grey levels): a picture or a name planted in
+#                a frame departs from the source far beyond what the re-encode costs in its blocks,
+#                even where it costs the whole frame little PSNR.  A flat PSNR bound cannot do both:
+#                dense tissue re-encoded at quality 80 is below 30 dB, a faint name on a flat
+#                background costs far less.  Frames that are not JPEG (no known encoder to repeat)
+#                keep the flat MIN_PSNR_DB bound.
 #
 # An instance that declares no re-encode must pass "bytes" or "re-tiled".  Decoded comparisons run
 # one frame at a time (memory: a few frames); beyond MAX_DECODED_FRAMES per slide an even sample is
@@ -38,7 +48,14 @@ from wsianon.verify.dicom.jpeg import _fragments
 
 MAX_DECODED_FRAMES = 4096
 WHOLE_DECODE_BYTES = 64 << 20  # a source strip up to this decoded size is decoded whole, once
-MIN_PSNR_DB = 30.0
+MIN_PSNR_DB = 30.0  # re-encoded frames that are not JPEG
+REENCODE_QUALITY, REENCODE_SUBSAMPLING = 80, "422"  # wsidicomizer's default JpegSettings()
+REENCODE_MARGIN_DB = 1.5  # frame PSNR vs the re-encode's (clean conversions measured: worst -0.37 dB)
+REENCODE_CAP_DB = 45.0  # the frame PSNR never required above this (the re-encode may be exact)
+BLOCK = 16
+# a 16x16 block of a clean frame measured at most 1.9 grey levels RMSE beyond 2x the re-encode's;
+# a planted name on white is caught from 30 grey levels below white (2-px strokes; 1-px: 45)
+BLOCK_RMSE_FACTOR, BLOCK_RMSE_SLACK = 2.0, 6.0
 LOSSY_COMPRESSION_CODE = "113040"  # DCM, CID 7203 Image Derivation: Lossy Compression
 JPEG_TS = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"}
 RST_OR_EOI = {bytes([0xFF, m]) for m in range(0xD0, 0xD8)} | {b"\xff\xd9"}
@@ -324,6 +341,67 @@ class _OpenSlideReference:
         return ((rgba[..., :3] * a + bg * (255 - a) + 127) // 255).astype(np.uint8)
 
 
+class ReencodeBound:
+    """A decoded re-encoded frame ``got`` (cropped to the ``w`` x ``h`` inside the total pixel
+    matrix) judged against the source region ``src`` (the frame's full size, the part outside the
+    matrix as the reference renders it) and against ``src`` re-encoded here as the route encodes
+    (``jpeg``: the frame is JPEG; otherwise only the flat MIN_PSNR_DB bound applies)."""
+
+    def __init__(self, got, src, w: int, h: int, jpeg: bool):
+        import imagecodecs
+        import numpy as np
+
+        exp = src[:h, :w]
+        self.jpeg = jpeg
+        self.frame_psnr = _psnr(got, exp)
+        self.own_psnr = float("inf")
+        self.excess = -float("inf")  # the worst block's RMSE beyond what the re-encode allows there
+        if not jpeg:
+            return
+        cs = imagecodecs.JPEG8.CS.GRAYSCALE if src.ndim == 2 else imagecodecs.JPEG8.CS.YCbCr
+        enc = imagecodecs.jpeg8_encode(np.ascontiguousarray(src), level=REENCODE_QUALITY, subsampling=REENCODE_SUBSAMPLING, outcolorspace=cs)
+        own = np.asarray(imagecodecs.jpeg8_decode(enc))[:h, :w]
+        if own.shape != exp.shape:
+            own = own.reshape(exp.shape) if own.size == exp.size else own[..., 0]
+        self.own_psnr = _psnr(own, exp)
+        f, o = _block_rmse(got, exp), _block_rmse(own, exp)
+        self.excess = float((f - BLOCK_RMSE_FACTOR * o).max()) if f.size else 0.0
+
+    @property
+    def required_db(self) -> float:
+        if not self.jpeg:
+            return MIN_PSNR_DB
+        return min(self.own_psnr - REENCODE_MARGIN_DB, REENCODE_CAP_DB)
+
+    def failure(self) -> str:
+        """Why the frame is beyond a lossy re-encode, or ""."""
+        if self.frame_psnr < self.required_db:
+            if not self.jpeg:
+                return f"PSNR {self.frame_psnr:.1f} dB < {MIN_PSNR_DB:.0f} dB"
+            return f"PSNR {self.frame_psnr:.1f} dB, the route's own re-encode of that region {self.own_psnr:.1f} dB"
+        if self.excess > BLOCK_RMSE_SLACK:
+            return f"a {BLOCK}x{BLOCK} block {self.excess:.0f} grey levels RMSE beyond the route's own re-encode there"
+        return ""
+
+
+def _block_rmse(a, b):
+    """RMSE of each BLOCK x BLOCK block (partial blocks at the right and bottom edges included)."""
+    import numpy as np
+
+    d = a.astype(np.float32) - b.astype(np.float32)
+    d = d * d
+    if d.ndim == 3:
+        d = d.mean(axis=2)
+    h, w = d.shape
+    ph, pw = -h % BLOCK, -w % BLOCK
+    ones = np.pad(np.ones_like(d), ((0, ph), (0, pw)))
+    d = np.pad(d, ((0, ph), (0, pw)))
+    bh, bw = d.shape[0] // BLOCK, d.shape[1] // BLOCK
+    s = d.reshape(bh, BLOCK, bw, BLOCK).sum(axis=(1, 3))
+    c = ones.reshape(bh, BLOCK, bw, BLOCK).sum(axis=(1, 3))
+    return np.sqrt(s / np.maximum(c, 1))
+
+
 def _psnr(a, b) -> float:
     import numpy as np
 
@@ -404,3 +482,14 @@ class _Tally:
         self.hows: set[str] = set()
         self.samples: set[str] = set()
         self.worst = float("inf")
+        self.worst_margin = float("inf")  # re-encoded: frame PSNR minus the own re-encode's (capped)
+        self.worst_excess = -float("inf")  # re-encoded: worst block RMSE beyond the allowance
+        self.flat = False  # re-encoded frames without a known encoder (flat bound)
+
+    def note(self, b: ReencodeBound) -> None:
+        self.worst = min(self.worst, b.frame_psnr)
+        if not b.jpeg:
+            self.flat = True
+            return
+        self.worst_margin = min(self.worst_margin, b.frame_psnr - min(b.own_psnr, REENCODE_CAP_DB + REENCODE_MARGIN_DB))
+        self.worst_excess = max(self.worst_excess, b.excess)
