@@ -9,10 +9,17 @@
    byte scan harvests no canary from a safe key).  Now an escaped NUL spells nothing, ``0x`` and
    ``\\u`` forms are unescaped, and 8 or more decimal numbers set apart are judged like hex pairs:
    the redactor blanks the value, and ``verify`` fails another tool's output holding it.
+2. Pieces.  A name split by control characters ("DO\\x01E^\\x01JA\\x01NE", NUL or tab between) or by
+   spaces into tokens of one or two letters ("Do e^ Ja ne") gave no printable run of four and no
+   token longer than two (which pass as axes, units, flags): kept under ``Parmset`` and verified.
+   Now a safe Aperio value must be printable (as NDPI's and MRXS's already were), a TIFF text value
+   holding a control character other than tab, CR and LF (NULs ending it aside) is a vocabulary
+   finding, and three or more one- or two-letter tokens in a row are judged joined.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -100,3 +107,120 @@ def test_verify_refuses_an_encoded_name_in_another_tools_output(cli, tmp_path, f
         tag.overwrite(tag.value + "|Parmset = " + ENCODED[form])
     code, stdout, _ = cli("verify", str(planted))
     assert code == 1 and "vocabulary" in stdout and ENCODED[form] not in stdout, stdout
+
+
+SPLIT = {
+    "control characters": "DO\x01E^\x01JA\x01NE",
+    "NULs": "DO\x00E^\x00JA\x00NE",
+    "tabs": "DO\tE^\tJA\tNE",
+    "spaces": "Do e^ Ja ne",
+}
+
+
+@pytest.mark.parametrize("form", list(SPLIT))
+def test_a_name_in_short_pieces_under_a_safe_aperio_key_is_blanked(cli, tmp_path, form):
+    """Before: exit 0, the pieces kept in the output .svs and the slide verified."""
+    value = SPLIT[form].encode()
+    src = _svs(tmp_path, "CASE-9201.svs", Parmset=SPLIT[form])
+    assert value in src.read_bytes()
+    code, text, out = _run(cli, tmp_path, src)
+    assert code == 0, text
+    (svs,) = sorted(out.rglob("*.svs"))
+    assert value not in svs.read_bytes()
+
+
+@pytest.mark.parametrize("form", ["control characters", "NULs", "spaces"])
+def test_verify_refuses_a_name_in_short_pieces_in_another_tools_output(cli, tmp_path, form):
+    code, text, out = _run(cli, tmp_path, _svs(tmp_path, "CASE-9202.svs"))
+    assert code == 0, text
+    (svs,) = sorted(out.rglob("*.svs"))
+    planted = tmp_path / "planted" / svs.name
+    planted.parent.mkdir()
+    shutil.copyfile(svs, planted)
+    with tifffile.TiffFile(planted, mode="r+b") as tf:
+        tag = tf.pages[0].tags[270]
+        tag.overwrite(tag.value + "|Parmset = " + SPLIT[form])
+    assert SPLIT[form].encode() in planted.read_bytes()
+    code, stdout, _ = cli("verify", str(planted))
+    assert code == 1 and "vocabulary" in stdout, stdout
+
+
+def test_short_tokens_of_real_text_still_pass():
+    v = vocabulary("aperio")
+    for text in ("JPEG/RGB Q=70", "X Y Z", "R G B", "46000x32914 [0,100 46000x32714] (256x256) JPEG/RGB Q=30"):
+        assert not unknown_tokens(text, v), text
+
+
+@pytest.mark.parametrize("value", ["Do e Ja ne", ENCODED["hex of UTF-16LE"]])
+def test_a_name_in_a_kept_dicom_text_is_refused(cli, tmp_path, value):
+    """DICOM route, DICOM input: ManufacturerModelName is kept as the source wrote it and judged
+    by the vocabulary ("Jane Doe" there is refused).  Before: the name in pieces or as hex of
+    UTF-16 was kept and the instance verified."""
+    import warnings
+
+    import pydicom
+
+    from .conftest import shared
+
+    src = shared("dicom/highdicom_sm_image.dcm")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(src)
+        ds.ManufacturerModelName = value
+        planted = tmp_path / "in" / src.name
+        planted.parent.mkdir()
+        ds.save_as(planted)
+    code, text, out = _run(cli, tmp_path, planted, "dicom")
+    assert code == 1, text
+    assert not [p for p in out.rglob("*") if p.is_file() and value.encode() in p.read_bytes()]
+    (slide,) = json.loads((out / "wsianon-report.json").read_text())["slides"]
+    failed = {c["check"] for c in slide["verification"]["checks"] if not c["ok"]}
+    assert "dicom: text vocabulary" in failed, failed
+
+
+def _dicom_safe_places():
+    from pydicom.dataelem import DataElement
+
+    utf16 = NAME.decode().encode("utf-16-le")
+
+    def private_ob(ds):
+        ds.add_new(0x00091010, "LO", "ACME")
+        ds.add(DataElement(0x00091011, "OB", utf16))
+
+    def latin1(ds):
+        ds.SpecificCharacterSet = "ISO_IR 100"
+        ds.ManufacturerModelName = "MÜLLER"
+
+    def cjk(ds):
+        ds.SpecificCharacterSet = "ISO_IR 192"
+        ds.ManufacturerModelName = "山田"
+
+    return {
+        "UTF-16 in a private OB": (private_ob, utf16),
+        "UTF-16 in a UN": (lambda ds: ds.add(DataElement(0x00400600, "UN", utf16)), utf16),
+        "Latin-1 model name": (latin1, "MÜLLER".encode("latin-1")),
+        "UTF-8 CJK model name": (cjk, "山田".encode()),
+    }
+
+
+@pytest.mark.parametrize("place", list(_dicom_safe_places()))
+def test_dicom_encoded_places_already_safe(cli, tmp_path, place):
+    """Tried in round 9 and safe before it: removed (private, UN) or refused (not vocabulary)."""
+    import warnings
+
+    import pydicom
+
+    from .conftest import shared
+
+    edit, needle = _dicom_safe_places()[place]
+    src = shared("dicom/highdicom_sm_image.dcm")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(src)
+        edit(ds)
+        planted = tmp_path / "in" / src.name
+        planted.parent.mkdir()
+        ds.save_as(planted)
+    assert needle in planted.read_bytes()
+    _code, text, out = _run(cli, tmp_path, planted, "dicom")
+    assert not [p for p in out.rglob("*") if p.is_file() and needle in p.read_bytes()], text

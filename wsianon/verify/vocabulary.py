@@ -216,10 +216,28 @@ def unknown_tokens(text: str, vocab: Vocab) -> list[str]:
     if vocab.phrases_rx is not None:
         text = vocab.phrases_rx.sub(" ", text)
     text = _HEX_RUN.sub(_spell_hex, text)  # hex spelling text ("446F655E4A616E65"): judged as it reads
+    chain: list[str] = []
     for m in _TOKEN.finditer(text):
-        if not vocab.token_ok(m.group(0)):
-            bad.append(m.group(0))
+        tok = m.group(0)
+        if not vocab.token_ok(tok):
+            bad.append(tok)
+        # one- or two-letter tokens pass alone (an axis, a unit, a flag); three or more in a row
+        # ("Do e^ Ja ne": a name in pieces too short to judge) are judged joined
+        if len(tok) <= 2 and tok.isascii() and tok.isalpha():
+            chain.append(tok)
+            continue
+        _judge_chain(chain, vocab, bad)
+        chain = []
+    _judge_chain(chain, vocab, bad)
     return bad
+
+
+def _judge_chain(chain: list[str], vocab: Vocab, bad: list[str]) -> None:
+    joined = "".join(chain)
+    if len(chain) < 3 or len(joined) < 4 or all(t.lower() in vocab.words for t in chain):
+        return  # pieces that are each a word ("in mm"), or too few to spell a name
+    if not vocab.token_ok(joined):
+        bad.append("<short pieces>")
 
 
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
@@ -556,10 +574,16 @@ def _icc_findings(path: Path, spans: list[tuple[int, int]], vocab: Vocab, name: 
 _TEXT_VALUE_MAX = 64 << 20  # a text value (an ImageDescription, XMP) larger than this is not judged: a finding
 
 
+# what a text value may hold besides printable text: tab, CR, LF (and NULs ending it); any other
+# control character splits a name into runs shorter than the byte scan judges
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def _text_value_findings(path: Path, vocab: Vocab, name: str, out: list) -> None:
     """Every ASCII value (and XMP) judged as the text a reader decodes: bytes that are not UTF-8
     (a Latin-1 or Shift-JIS name: the printable runs the byte scan reads are shorter than it looks
-    at, or absent) are a finding, and so is a token of non-ASCII letters outside the vocabulary,
+    at, or absent) are a finding, so is a control character other than tab, CR and LF (NULs at
+    the end aside), and so is a token of non-ASCII letters outside the vocabulary,
     however short (a run of two CJK characters is no run of four)."""
     from wsianon.io.tiff import ASCII, TiffStructure
 
@@ -581,7 +605,9 @@ def _text_value_findings(path: Path, vocab: Vocab, name: str, out: list) -> None
                 except UnicodeDecodeError as exc:
                     out.append(TextFinding(name, e.value_offset + exc.start, "text value not UTF-8"))
                     continue
-                if not text.isascii() and any(not t.isascii() for t in unknown_tokens(text, vocab)):
+                if _CONTROL.search(text.rstrip("\0")):  # "DO\x01E^\x01JA": runs too short to judge
+                    out.append(TextFinding(name, e.value_offset, "text value with control characters"))
+                elif not text.isascii() and any(not t.isascii() for t in unknown_tokens(text, vocab)):
                     out.append(TextFinding(name, e.value_offset, "non-ASCII text outside the vocabulary"))
                 if len(out) >= MAX_FINDINGS:
                     return
