@@ -224,3 +224,22 @@ def test_dicom_encoded_places_already_safe(cli, tmp_path, place):
     assert needle in planted.read_bytes()
     _code, text, out = _run(cli, tmp_path, planted, "dicom")
     assert not [p for p in out.rglob("*") if p.is_file() and needle in p.read_bytes()], text
+
+
+@pytest.mark.parametrize("value", ["Do e Ja ne", ENCODED["hex of UTF-16LE"]])
+def test_a_name_in_a_kept_philips_attribute_fails_closed(cli, tmp_path, monkeypatch, value):
+    """Philips TIFF, native: DICOM_LOSSY_IMAGE_COMPRESSION_METHOD is kept as written.  Before: the
+    name there in pieces or as hex of UTF-16 was kept and the slide verified; now it is quarantined."""
+    import tests.fixtures.philips_gen as philips_gen
+
+    original = philips_gen.dpufs_xml
+    monkeypatch.setattr(philips_gen, "dpufs_xml", lambda *a, **k: original(*a, **k).replace("PHILIPS_DP_1_0", value))
+    (tmp_path / "src").mkdir()
+    src = tmp_path / "src" / "CASE-9501.tiff"
+    philips_gen.make_philips(src)
+    assert value.encode() in src.read_bytes()
+    code, text, out = _run(cli, tmp_path, src)
+    assert code == 1, text
+    assert not [p for p in out.rglob("*") if p.is_file() and value.encode() in p.read_bytes()]
+    (slide,) = json.loads((out / "wsianon-report.json").read_text())["slides"]
+    assert "vocabulary" in {c["check"] for c in slide["verification"]["checks"] if not c["ok"]}
