@@ -243,3 +243,17 @@ def test_a_name_in_a_kept_philips_attribute_fails_closed(cli, tmp_path, monkeypa
     assert not [p for p in out.rglob("*") if p.is_file() and value.encode() in p.read_bytes()]
     (slide,) = json.loads((out / "wsianon-report.json").read_text())["slides"]
     assert "vocabulary" in {c["check"] for c in slide["verification"]["checks"] if not c["ok"]}
+
+
+@pytest.mark.parametrize("form", ["hex of UTF-16LE", "decimal bytes"])
+def test_an_encoded_name_under_a_safe_ndpi_property_is_blanked(cli, tmp_path, form):
+    """NDPI, native: Objective.Lens.Name is a safe property kept as vocabulary.  Before: the name
+    written there in these forms was kept and the slide verified; now the redactor blanks it."""
+    from .fixtures.ndpi_gen import CANARIES, make_ndpi
+
+    value = ENCODED[form]
+    src, _ = make_ndpi(tmp_path / "src" / "CASE-9601.ndpi", canaries={**CANARIES, "PropertyMap:Objective.Lens.Name": value})
+    assert value.encode() in src.read_bytes()
+    code, text, out = _run(cli, tmp_path, src)
+    assert code == 0, text
+    assert not [p for p in out.rglob("*") if p.is_file() and value.encode() in p.read_bytes()]
