@@ -15,6 +15,9 @@
    Now a safe Aperio value must be printable (as NDPI's and MRXS's already were), a TIFF text value
    holding a control character other than tab, CR and LF (NULs ending it aside) is a vocabulary
    finding, and three or more one- or two-letter tokens in a row are judged joined.
+3. The same forms in other kept values, all leaking before (exit 0, value kept, verified): an
+   NDPI safe property and an MRXS Slidedat.ini safe key (now blanked), a Philips XML attribute kept
+   as written (now quarantined), a DICOM ManufacturerModelName (now refused).
 """
 
 from __future__ import annotations
@@ -256,4 +259,20 @@ def test_an_encoded_name_under_a_safe_ndpi_property_is_blanked(cli, tmp_path, fo
     assert value.encode() in src.read_bytes()
     code, text, out = _run(cli, tmp_path, src)
     assert code == 0, text
+    assert not [p for p in out.rglob("*") if p.is_file() and value.encode() in p.read_bytes()]
+
+
+@pytest.mark.parametrize("value", [ENCODED["hex of UTF-16LE"], "Do e Ja ne"])
+def test_a_name_under_a_safe_mrxs_key_is_blanked(cli, tmp_path, value):
+    """MRXS, native: OBJECTIVE_NAME in Slidedat.ini is a safe key kept as vocabulary.  Before: the
+    name there as hex of UTF-16 or in pieces was kept and the slide verified; now it is blanked."""
+    from .fixtures.mrxs_gen import make_mrxs
+
+    make_mrxs(tmp_path / "src", "CASE-9701")
+    ini = tmp_path / "src" / "CASE-9701" / "Slidedat.ini"
+    text = ini.read_bytes()
+    assert b"Plan-Apochromat" in text
+    ini.write_bytes(text.replace(b"Plan-Apochromat", value.encode()))
+    code, out_text, out = _run(cli, tmp_path, tmp_path / "src" / "CASE-9701.mrxs")
+    assert code == 0, out_text
     assert not [p for p in out.rglob("*") if p.is_file() and value.encode() in p.read_bytes()]
