@@ -72,7 +72,9 @@ _STRUCTURAL = re.compile(
 
 
 _HEX_BYTES = re.compile(r"(?:[0-9A-Fa-f]{2}){8,}")  # 8 bytes or more, as hex digits
-_NAME_BYTES = re.compile(rb"[A-Za-z0-9 ^.,'\-]+")
+# NUL spells nothing: a C string ends in one, UTF-16 puts one beside every ASCII letter
+# ("44006F00650000" is "Doe" in UTF-16LE); it is dropped from the text a run spells
+_NAME_BYTES = re.compile(rb"[A-Za-z0-9 ^.,'\-\x00]+")
 
 
 # not after "WSI-": our pseudonyms are 8 keyed bytes, which spell text by chance once in ~60,000
@@ -81,7 +83,7 @@ _HEX_RUN = re.compile(r"(?<![0-9A-Za-z])(?<!WSI-)(?:[0-9A-Fa-f]{2}){8,}(?![0-9A-
 
 def _spell_hex(m: re.Match) -> str:
     """A run of hex digits, or of hex pairs set apart, replaced by the text it spells (if any)."""
-    spelled = hex_spelled(re.sub(r"[^0-9A-Fa-f]", "", m.group(0)))
+    spelled = hex_spelled(re.sub(r"0[xX]|[^0-9A-Fa-f]", "", m.group(0)))
     return m.group(0) if spelled is None else f" {spelled} "
 
 
@@ -89,16 +91,17 @@ def hex_spelled(w: str) -> str | None:
     """The text a hex token spells ("446F655E4A616E65" is "Doe^Jane"), or None for a digest.
 
     A structural hex token (a digest, a GUID part) passes as a number; written as hex, a name
-    would too.  A token of 8 bytes or more whose every byte is a letter, digit, space or one of
-    ``^.,'-`` (and 3 of them letters) is judged as the text it spells: random bytes are such with
-    a chance of (66/256)^8 ≈ 2e-5 for the shortest, 4e-10 for a 16-byte GUID written whole; a
-    GUID's parts (8-4-4-4-12 digits) are shorter than 8 bytes."""
+    would too.  A token of 8 bytes or more whose every byte is a letter, digit, space, one of
+    ``^.,'-`` or NUL (and 3 of them letters) is judged as the text it spells, NULs left out (a
+    NUL-terminated or UTF-16 name): random bytes are such with a chance of (67/256)^8 ≈ 2e-5 for
+    the shortest, 5e-10 for a 16-byte GUID written whole; a GUID's parts (8-4-4-4-12 digits) are
+    shorter than 8 bytes."""
     if not _HEX_BYTES.fullmatch(w):
         return None
     raw = bytes.fromhex(w)
     if not _NAME_BYTES.fullmatch(raw) or sum(chr(b).isalpha() for b in raw) < 3:
         return None
-    return raw.decode("ascii")
+    return raw.replace(b"\0", b"").decode("ascii")
 
 
 @dataclass
@@ -213,30 +216,67 @@ def unknown_tokens(text: str, vocab: Vocab) -> list[str]:
     if vocab.phrases_rx is not None:
         text = vocab.phrases_rx.sub(" ", text)
     text = _HEX_RUN.sub(_spell_hex, text)  # hex spelling text ("446F655E4A616E65"): judged as it reads
+    chain: list[str] = []
     for m in _TOKEN.finditer(text):
-        if not vocab.token_ok(m.group(0)):
-            bad.append(m.group(0))
+        tok = m.group(0)
+        if not vocab.token_ok(tok):
+            bad.append(tok)
+        # one- or two-letter tokens pass alone (an axis, a unit, a flag); three or more in a row
+        # ("Do e^ Ja ne": a name in pieces too short to judge) are judged joined
+        if len(tok) <= 2 and tok.isascii() and tok.isalpha():
+            chain.append(tok)
+            continue
+        _judge_chain(chain, vocab, bad)
+        chain = []
+    _judge_chain(chain, vocab, bad)
     return bad
+
+
+def _judge_chain(chain: list[str], vocab: Vocab, bad: list[str]) -> None:
+    joined = "".join(chain)
+    if len(chain) < 3 or len(joined) < 4 or all(t.lower() in vocab.words for t in chain):
+        return  # pieces that are each a word ("in mm"), or too few to spell a name
+    if not vocab.token_ok(joined):
+        bad.append("<short pieces>")
 
 
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
 _BACKSLASH_X = re.compile(r"\\x([0-9A-Fa-f]{2})")
+_BACKSLASH_U = re.compile(r"\\u([0-9A-Fa-f]{4})")
+# 8 or more bytes written as decimal numbers set apart ("68 111 101 94 74 97 110 101"): judged by the
+# same rule as hex (every number a letter, digit, space, ^.,'- or NUL, and 3 letters among them)
+_DEC_BYTES = re.compile(r"(?<![0-9A-Za-z.])[0-9]{1,3}(?:(?:, ?| |;)[0-9]{1,3}){7,}(?![0-9A-Za-z]|\.[0-9])")
 # 8 or more bytes written as hex pairs apart ("44 6F 65 5E 4A 61 6E 65", "44:6F:65:..."): each pair
-# is a token too short to judge; joined, they are judged as the text they spell
-_HEX_PAIRS = re.compile(r"(?<![0-9A-Za-z])[0-9A-Fa-f]{2}(?:[ :,;.\-]{1,2}[0-9A-Fa-f]{2}){7,}(?![0-9A-Za-z])")
+# is a token too short to judge; joined, they are judged as the text they spell ("0x44 0x6F ..." too)
+_HEX_PAIRS = re.compile(r"(?<![0-9A-Za-z])(?:0[xX])?[0-9A-Fa-f]{2}(?:[ :,;.\-]{1,2}(?:0[xX])?[0-9A-Fa-f]{2}){7,}(?![0-9A-Za-z])")
 
 
 def _unescape_bytes(text: str) -> str:
     """Text written as escaped bytes is judged as it reads: percent-encoding ("%44%6F%65", as URLs
     and some XML attributes carry names; nested encodings too), backslash escapes ("\\x44\\x6F")
-    and hex pairs set apart."""
+    ("\\u0044" too), hex pairs set apart ("0x44 0x6F" too) and decimal bytes set apart.  An escaped
+    NUL spells nothing (UTF-16 written escaped: "%44%00%6F%00"); a NUL written as such still
+    separates tokens."""
+    text = text.replace("\x00", " ")
     for _ in range(3):
         if not _PERCENT.search(text):
             break
         text = urllib.parse.unquote(text, errors="replace")
     if "\\x" in text:
         text = _BACKSLASH_X.sub(lambda m: chr(int(m.group(1), 16)), text)
+    if "\\u" in text:
+        text = _BACKSLASH_U.sub(lambda m: chr(int(m.group(1), 16)), text)
+    text = _DEC_BYTES.sub(_spell_dec, text.replace("\x00", ""))
     return _HEX_PAIRS.sub(_spell_hex, text)
+
+
+def _spell_dec(m: re.Match) -> str:
+    """A run of decimal numbers set apart replaced by the text its bytes spell (if any)."""
+    nums = [int(n) for n in re.findall(r"[0-9]+", m.group(0))]
+    if max(nums) > 255:
+        return m.group(0)
+    spelled = hex_spelled(bytes(nums).hex())
+    return m.group(0) if spelled is None else f" {spelled} "
 
 
 def _base64_ok(s: str) -> bool:
@@ -534,10 +574,16 @@ def _icc_findings(path: Path, spans: list[tuple[int, int]], vocab: Vocab, name: 
 _TEXT_VALUE_MAX = 64 << 20  # a text value (an ImageDescription, XMP) larger than this is not judged: a finding
 
 
+# what a text value may hold besides printable text: tab, CR, LF (and NULs ending it); any other
+# control character splits a name into runs shorter than the byte scan judges
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def _text_value_findings(path: Path, vocab: Vocab, name: str, out: list) -> None:
     """Every ASCII value (and XMP) judged as the text a reader decodes: bytes that are not UTF-8
     (a Latin-1 or Shift-JIS name: the printable runs the byte scan reads are shorter than it looks
-    at, or absent) are a finding, and so is a token of non-ASCII letters outside the vocabulary,
+    at, or absent) are a finding, so is a control character other than tab, CR and LF (NULs at
+    the end aside), and so is a token of non-ASCII letters outside the vocabulary,
     however short (a run of two CJK characters is no run of four)."""
     from wsianon.io.tiff import ASCII, TiffStructure
 
@@ -559,7 +605,9 @@ def _text_value_findings(path: Path, vocab: Vocab, name: str, out: list) -> None
                 except UnicodeDecodeError as exc:
                     out.append(TextFinding(name, e.value_offset + exc.start, "text value not UTF-8"))
                     continue
-                if not text.isascii() and any(not t.isascii() for t in unknown_tokens(text, vocab)):
+                if _CONTROL.search(text.rstrip("\0")):  # "DO\x01E^\x01JA": runs too short to judge
+                    out.append(TextFinding(name, e.value_offset, "text value with control characters"))
+                elif not text.isascii() and any(not t.isascii() for t in unknown_tokens(text, vocab)):
                     out.append(TextFinding(name, e.value_offset, "non-ASCII text outside the vocabulary"))
                 if len(out) >= MAX_FINDINGS:
                     return

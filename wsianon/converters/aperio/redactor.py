@@ -107,8 +107,9 @@ class DescriptionRewrite:
                     continue
                 # a safe key's value only as the format's vocabulary (numbers, 'USM Filter'): a free
                 # word there (Parmset names the scan settings as the operator chose: 'COVERSLIP', or
-                # a name) would quarantine the slide at the vocabulary check, so it is blanked
-                if k in self.safe and vocabulary_value(v, "aperio"):
+                # a name) would quarantine the slide at the vocabulary check, so it is blanked; so is
+                # a value holding control characters ('DO\x01E^\x01JA': pieces too short to judge)
+                if k in self.safe and v.isprintable() and vocabulary_value(v, "aperio"):
                     new_items.append(item)
                     continue
                 action = Action.BLANK
