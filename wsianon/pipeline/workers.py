@@ -119,9 +119,9 @@ def remote_process_keyed(src, ctx, target, dest, ref: KeyByPath):
     try:
         key = read_key(Path(ref.path))
     except WsianonError as exc:
-        return failed(f"the Dask worker cannot use the project key file {ref.path}: {exc.reason}")
+        return failed(f"the Dask worker cannot use the project key file at the coordinator's path: {exc.reason}")
     if key_fingerprint(key) != ref.fingerprint:
-        return failed(f"the Dask worker's key file {ref.path} holds another key than the coordinator's (fingerprints differ)")
+        return failed("the Dask worker's key file at the coordinator's path holds another key (fingerprints differ)")
     return remote_process(src, dataclasses.replace(ctx, key=key), target, dest)
 
 

@@ -101,7 +101,10 @@ def hex_spelled(w: str) -> str | None:
     raw = bytes.fromhex(w)
     if not _NAME_BYTES.fullmatch(raw) or sum(chr(b).isalpha() for b in raw) < 3:
         return None
-    return raw.replace(b"\0", b"").decode("ascii")
+    text = raw.replace(b"\0", b"")
+    if all(a <= b for a, b in zip(text, text[1:])) or all(a >= b for a, b in zip(text, text[1:])):
+        return None  # a rising or falling run (a ramp, a table of levels) spells no legible word
+    return text.decode("ascii")
 
 
 @dataclass

@@ -15,6 +15,8 @@ position more than :data:`SLACK_IMAGES` camera images outside the grid's extent 
 
 from __future__ import annotations
 
+import math
+
 import struct
 import zlib
 from typing import TYPE_CHECKING
@@ -100,10 +102,12 @@ def check_positions(slide: Slide) -> None:
 
 
 def _float(slide: Slide, section: str, key: str) -> float | None:
+    """A finite number, or None (nothing is zeroed then; ``nan``/``inf`` would reach ``int()``)."""
     try:
-        return float((slide.ini.get(section, key) or "").strip())
+        v = float((slide.ini.get(section, key) or "").strip())
     except ValueError:
         return None
+    return v if math.isfinite(v) else None
 
 
 def _camera_positions(slide: Slide, section: str, cols: int, npos: int) -> tuple[list[tuple[int, int]], bool] | None:
