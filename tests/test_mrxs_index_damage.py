@@ -40,3 +40,20 @@ def test_a_page_pointer_outside_index_dat_is_refused_in_one_line(tmp_path, value
     assert "internal error" not in r.stderr
     assert tree_hashes(tmp_path / "in") == before
     assert not list((tmp_path / "out").glob("*.mrxs"))
+
+
+@pytest.mark.parametrize("key", ["NONHIER_0_COUNT", "NONHIER_COUNT", "HIER_0_COUNT"])
+def test_a_huge_declared_count_is_refused_at_once(tmp_path, key):
+    """Fuzz campaign ``WSIANON_FUZZ_SEED=99`` (mrxs): a Slidedat.ini count of 10^8 was walked key by
+    key (each lookup a pass over the file's lines) and hung the run past the fuzz case's 60 s."""
+    info = make_mrxs(tmp_path / "in", "case", images=2, levels=2)
+    ini = info.folder / "Slidedat.ini"
+    lines = ini.read_text().splitlines(keepends=True)
+    hit = [i for i, line in enumerate(lines) if line.split("=")[0].strip() == key]
+    assert hit, key
+    lines[hit[0]] = f"{key} = 99999999\n"
+    ini.write_text("".join(lines))
+    assert run_subprocess("key", "init", tmp_path / "k").returncode == 0
+    r = run_subprocess("run", tmp_path / "in", "-o", tmp_path / "out", "--key-file", tmp_path / "k")
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert r.returncode == 1 and len(errors) == 1 and "more entries than the file has lines" in errors[0], r.stderr

@@ -92,9 +92,18 @@ def _datafiles(folder: Path, ini: IniDoc) -> list[Path]:
     return [safe_member(folder, ini.get("DATAFILE", f"FILE_{i}"), f"data file FILE_{i}") for i in range(nfiles)]
 
 
+def _declared(ini: IniDoc, key: str) -> int:
+    """A count Slidedat.ini declares for entries that each need a line of their own: more than
+    the file has lines is a damaged file (a count of 10^8 would otherwise be walked key by key)."""
+    n = ini.int("HIERARCHICAL", key)
+    if n < 0 or n > len(ini.lines):
+        raise CorruptInput(ini.path, f"Slidedat.ini declares {key} = {n}, more entries than the file has lines")
+    return n
+
+
 def _hier_counts(ini: IniDoc) -> list[int]:
-    hier_count = ini.int("HIERARCHICAL", "HIER_COUNT")
-    hier_counts = [ini.int("HIERARCHICAL", f"HIER_{i}_COUNT") for i in range(hier_count)]
+    hier_count = _declared(ini, "HIER_COUNT")
+    hier_counts = [_declared(ini, f"HIER_{i}_COUNT") for i in range(hier_count)]
     if not hier_counts or ini.get("HIERARCHICAL", "HIER_0_NAME") != "Slide zoom level":
         raise CorruptInput(ini.path, "Slidedat.ini has no 'Slide zoom level' hierarchy")
     return hier_counts
@@ -103,9 +112,9 @@ def _hier_counts(ini: IniDoc) -> list[int]:
 def _nonhier_records(ini: IniDoc) -> list[NonHierRecord]:
     """Every NONHIER value Slidedat.ini declares, in nonhier-table order (not yet located)."""
     records: list[NonHierRecord] = []
-    for li in range(ini.int("HIERARCHICAL", "NONHIER_COUNT")):
+    for li in range(_declared(ini, "NONHIER_COUNT")):
         lname = ini.get("HIERARCHICAL", f"NONHIER_{li}_NAME") or ""
-        for vi in range(ini.int("HIERARCHICAL", f"NONHIER_{li}_COUNT")):
+        for vi in range(_declared(ini, f"NONHIER_{li}_COUNT")):
             name = ini.get("HIERARCHICAL", f"NONHIER_{li}_VAL_{vi}") or ""
             section = ini.get("HIERARCHICAL", f"NONHIER_{li}_VAL_{vi}_SECTION")
             records.append(NonHierRecord(li, vi, lname, name, section, len(records)))
