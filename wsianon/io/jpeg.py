@@ -235,11 +235,14 @@ def huffman_symbols_problem(table: bytes) -> str | None:
     whose codes were limited to 16 bits, and a table of symbols 0..16 only in any order."""
     symbols, p = table[17:], 0
     for n in table[1:17]:
-        run = symbols[p : p + n]
-        if any(a >= b for a, b in zip(run, run[1:])) and not _encoder_order(table):
-            return "lists a code length's symbols out of order"
+        if not _rising(symbols[p : p + n]):  # the encoder forms are judged on the whole table, once
+            return None if _encoder_order(table) else "lists a code length's symbols out of order"
         p += n
     return None
+
+
+def _rising(run: bytes) -> bool:
+    return all(a < b for a, b in zip(run, run[1:]))
 
 
 def _encoder_order(table: bytes) -> bool:
@@ -271,8 +274,7 @@ def _encoder_order(table: bytes) -> bool:
     folded = max((length for length, n in enumerate(counts[:15], 1) if n), default=0)
     p = 0
     for n in counts[: max(folded - 1, 0)]:  # the lengths the fold leaves as they were
-        run = symbols[p : p + n]
-        if any(a >= b for a, b in zip(run, run[1:])):
+        if not _rising(symbols[p : p + n]):
             return False
         p += n
     return True

@@ -26,6 +26,7 @@ benchmarks; the outcomes are the same).
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import signal
@@ -88,48 +89,43 @@ def remote_process(src, ctx, target, dest):
     return o, p
 
 
+@dataclasses.dataclass(frozen=True)
 class KeyByPath:
     """What a Dask task carries instead of the project key: the key file's absolute path (the
     workers read it there, as they read the inputs and write OUT at the same paths) and the key's
     public fingerprint, so a worker holding another key at that path fails the slide instead of
     writing outputs with other UIDs.  The key itself never travels to the scheduler or a worker."""
 
-    __slots__ = ("path", "fingerprint")
-
-    def __init__(self, path: str, fingerprint: str) -> None:
-        self.path, self.fingerprint = path, fingerprint
-
-    def __reduce__(self):
-        return (KeyByPath, (self.path, self.fingerprint))
+    path: str
+    fingerprint: str
 
 
 def remote_process_keyed(src, ctx, target, dest, ref: KeyByPath):
     """:func:`remote_process` for a task that carries a :class:`KeyByPath` (``ctx.key`` empty):
     the worker reads the key file, checks its fingerprint, then processes the slide.  A key it
     cannot read, or another key, is this slide's error (one line, never the key)."""
-    import dataclasses
     from pathlib import Path
 
     from wsianon.pipeline.keys import key_fingerprint, read_key
-    from wsianon.pipeline.model import Outcome
-
-    def failed(reason: str):
-        return Outcome(input_label=ctx.pseudonym, format=src.format, target=target, status=Status.ERROR, error=reason), []
 
     try:
         key = read_key(Path(ref.path))
     except WsianonError as exc:
-        return failed(f"the Dask worker cannot use the project key file at the coordinator's path: {exc.reason}")
+        return _failed(ctx.pseudonym, src.format, target, f"the Dask worker cannot use the project key file at the coordinator's path: {exc.reason}")
     if key_fingerprint(key) != ref.fingerprint:
-        return failed("the Dask worker's key file at the coordinator's path holds another key (fingerprints differ)")
+        return _failed(ctx.pseudonym, src.format, target, "the Dask worker's key file at the coordinator's path holds another key (fingerprints differ)")
     return remote_process(src, dataclasses.replace(ctx, key=key), target, dest)
 
 
 def _lost(item: Any, reason: str):
+    return _failed(item.pseudonym, item.src.format, item.target, reason)
+
+
+def _failed(label: str, fmt: str, target, reason: str):
+    """A slide's error outcome (no plans), built where the slide could not be processed."""
     from wsianon.pipeline.model import Outcome
 
-    o = Outcome(input_label=item.pseudonym, format=item.src.format, target=item.target, status=Status.ERROR, error=reason)
-    return o, []
+    return Outcome(input_label=label, format=fmt, target=target, status=Status.ERROR, error=reason), []
 
 
 def overlap_enabled() -> bool:
@@ -308,8 +304,6 @@ def run_dask(items: list, address: str, target: str, dest, emit: Callable[..., N
             on_submit(it)
             name = f"wsianon-slide-{it.pseudonym}-{time.time_ns()}"
             if key_ref is not None:
-                import dataclasses
-
                 ctx = dataclasses.replace(it.ctx, key=b"")
                 f = client.submit(remote_process_keyed, it.src, ctx, target, dest, key_ref, pure=False, key=name)
             else:
