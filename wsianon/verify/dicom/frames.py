@@ -152,9 +152,12 @@ def _reencode_judged(got, ref, level: tuple[int, float], x: int, y: int, w: int,
         return np.asarray(a.mean(axis=2), np.uint8) if got.ndim == 2 else a
 
     region = ref.region(level[0], level[1], x, y, w, h)
-    if region.shape[:2] != (h, w) or got.shape != framed(region)[:h, :w].shape:
+    if region.shape[:2] != (h, w):
         return None
-    best = ReencodeBound(got, framed(region), w, h, jpeg)
+    source = framed(region)
+    if got.shape != source[:h, :w].shape:
+        return None
+    best = ReencodeBound(got, source, w, h, jpeg)
     if getattr(ref, "exact_region", None) is not None:
         exact = ref.exact_region(level[0], level[1], x, y, w, h)
         if exact is not None and exact.shape[:2] == (h, w):
