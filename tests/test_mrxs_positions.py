@@ -14,6 +14,8 @@ import struct
 import zlib
 from pathlib import Path
 
+import pytest
+
 from .conftest import run_subprocess
 from .fixtures.mrxs_gen import make_mrxs
 
@@ -113,3 +115,21 @@ def test_verify_refuses_such_a_slide_before_decoding(tmp_path):
     assert r.returncode == 1, text
     assert REASON in text and "did not finish within" not in text, text
     assert "Traceback" not in text
+
+
+def test_the_stitching_layer_is_read_by_its_name_whatever_its_value_is_named(tmp_path):
+    """OpenSlide finds the position record by the layer's name (NONHIER_i_NAME =
+    StitchingIntensityLayer) and reads the layer's first value, whatever that value is named.  The
+    check looked for a value named StitchingIntensityLevel: a record named otherwise was placed by
+    OpenSlide but never checked (the decode probe then spun until its limit)."""
+    from wsianon.converters.mrxs.slide import load_slide
+    from wsianon.errors import CorruptInput
+
+    src = _mrxs(tmp_path, planted=True, deflated=True)
+    ini = src.with_suffix("") / "Slidedat.ini"
+    text = ini.read_bytes()
+    assert b"NONHIER_1_VAL_0 = StitchingIntensityLevel" in text
+    ini.write_bytes(text.replace(b"NONHIER_1_VAL_0 = StitchingIntensityLevel", b"NONHIER_1_VAL_0 = default"))
+    with pytest.raises(CorruptInput) as exc:
+        load_slide(src)
+    assert REASON in str(exc.value) and "Doe" not in str(exc.value)

@@ -1,8 +1,8 @@
 """The camera-image positions OpenSlide places MRXS tiles by, checked before anything decodes them.
 
-OpenSlide reads one NONHIER record for the positions: the first record of the
-``VIMSLIDE_POSITION_BUFFER`` layer, else the ``StitchingIntensityLevel`` record of the
-``StitchingIntensityLayer`` layer (deflated).  It holds one 9-byte entry per position (a flag byte,
+OpenSlide reads one NONHIER record for the positions, found by the layer's name: the first value
+of the ``VIMSLIDE_POSITION_BUFFER`` layer, else the first value of the ``StitchingIntensityLayer``
+layer (deflated), whatever the value is named.  It holds one 9-byte entry per position (a flag byte,
 then x and y as little-endian int32, multiplied by 2 ** IMAGE_CONCAT_FACTOR of level 0); there are
 ``(IMAGENUMBER_X / d) * (IMAGENUMBER_Y / d)`` positions, ``d`` = CameraImageDivisionsPerSide.
 
@@ -50,13 +50,19 @@ def _zoom_section(slide: Slide) -> str | None:
     return None
 
 
+POSITION_LAYERS = (("VIMSLIDE_POSITION_BUFFER", False), ("StitchingIntensityLayer", True))
+
+
 def _record(slide: Slide):
-    """The record OpenSlide reads the positions from, and whether it is deflated (None: no such record)."""
-    vims = [r for r in slide.records if r.layer_name == "VIMSLIDE_POSITION_BUFFER"]
-    if vims:
-        return vims[0], False
-    stitch = [r for r in slide.records if r.layer_name == "StitchingIntensityLayer" and r.name == "StitchingIntensityLevel"]
-    return (stitch[0], True) if stitch else (None, False)
+    """The record OpenSlide reads the positions from, and whether it is deflated (None: no such
+    record).  OpenSlide finds it by the layer's name (NONHIER_i_NAME) and reads the layer's first
+    value whatever that value is named: the VIMSLIDE_POSITION_BUFFER layer, else the
+    StitchingIntensityLayer layer."""
+    for layer, deflated in POSITION_LAYERS:
+        rec = next((r for r in slide.records if r.layer_name == layer), None)
+        if rec is not None:
+            return rec, deflated
+    return None, False
 
 
 def check_positions(slide: Slide) -> None:
