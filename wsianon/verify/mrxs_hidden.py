@@ -16,7 +16,10 @@ OpenSlide's mirax reader decodes every zoom-level image at the size its level's 
   position record leaves at (0, 0) (other than the first) was not scanned, and OpenSlide skips the
   image there, and on lower levels every image none of whose positions holds a placed level-0
   image.  Such an image is never shown: it must be zero (the redactor zeroes it; a blob that is
-  also a placed image's is that image).  The record is the output's own, parsed here.  An image
+  also a placed image's is that image).  The record is the output's own, parsed here (found by
+  its layer's name, as OpenSlide finds it).  An image at a camera position past the record
+  (IMAGENUMBER_X/Y not a multiple of CameraImageDivisionsPerSide: OpenSlide reads past it) fails
+  the check.  An image
   that covers both kinds of position (a lower level) shares its JPEG with shown pixels: not judged
   (README "Limitations").
 
@@ -108,6 +111,10 @@ def _i32(v: int) -> int:
     return (v + (1 << 31)) % (1 << 32) - (1 << 31)
 
 
+class PastRecord(ValueError):
+    """A zoom-level image at a camera position past the position record (OpenSlide reads past it)."""
+
+
 def _positions(folder: Path, cp: configparser.RawConfigParser, idx: bytes) -> tuple[list[tuple[int, int]], bool]:
     """(the camera positions, level-0 pixels as OpenSlide computes them; whether OpenSlide splits
     images into one sub-tile a position: a position record or a level-0 overlap).  Without a
@@ -185,10 +192,10 @@ def placement(folder: Path, cp: configparser.RawConfigParser, idx: bytes, levels
             for yy in range(image // nx, min(ny, image // nx + tiles * div), div):
                 for xx in range(image % nx, min(nx, image % nx + tiles * div), div):
                     xp, yp = xx // div, yy // div
+                    c = yp * cols + xp
+                    if c >= len(pos):  # OpenSlide looks the position up at every level
+                        raise PastRecord(f"level {lvl}")
                     if lvl == 0:
-                        c = yp * cols + xp
-                        if c >= len(pos):
-                            raise ValueError("a camera image past the position record")
                         ok = pos[c] != (0, 0) or (xp, yp) == (0, 0)
                         if ok:
                             active.add(c)
@@ -338,6 +345,13 @@ def check(folder: Path, cp: configparser.RawConfigParser, verdict) -> None:
         if not hidden_bad
         else f"{hidden_bad} of {judged} zoom-level image(s) reaching past the grid hold more than padding there",
     )
+    if unplaced == PastRecord.__name__:
+        verdict.add(
+            UNSCANNED_CHECK,
+            False,
+            f"a zoom-level image lies at a camera position past the position record (IMAGENUMBER_X/Y {nx}x{ny} not a multiple of CameraImageDivisionsPerSide {div}): OpenSlide reads past the record there",
+        )
+        return
     if unplaced is not None:
         verdict.add(UNSCANNED_CHECK, False, f"cannot follow where OpenSlide places the images (position record, grid, concat factors): {unplaced}")
         return

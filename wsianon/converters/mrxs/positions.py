@@ -65,10 +65,48 @@ def _record(slide: Slide):
     return None, False
 
 
+def check_grid(slide: Slide) -> None:
+    """Refuse a zoom-level image at a camera position past the position record.
+
+    OpenSlide keeps ``(IMAGENUMBER_X / d) * (IMAGENUMBER_Y / d)`` positions (``d`` =
+    CameraImageDivisionsPerSide).  It looks every sub-tile of every zoom-level image up at position
+    ``(yy / d) * (IMAGENUMBER_X / d) + xx / d``, at every level; where IMAGENUMBER_X or _Y is not a
+    multiple of ``d``, an image in the last columns or rows is looked up past the end of the
+    record (an out-of-bounds read in OpenSlide; nothing says where that image belongs)."""
+    nx, ny = _int(slide, "GENERAL", "IMAGENUMBER_X"), _int(slide, "GENERAL", "IMAGENUMBER_Y")
+    d = _int(slide, "GENERAL", "CameraImageDivisionsPerSide", 1)
+    if not nx or not ny or not d or nx < 1 or ny < 1 or d < 1:
+        return  # OpenSlide refuses the slide
+    cols, npos = nx // d, (nx // d) * (ny // d)
+    if not slide.index.supported:
+        return
+    section = _zoom_section(slide)
+    ovx, ovy = (_float(slide, section, "OVERLAP_X"), _float(slide, section, "OVERLAP_Y")) if section else (None, None)
+    split = _record(slide)[0] is not None or bool(ovx) or bool(ovy)
+    total = 0
+    for lvl, items in enumerate(slide.index.zoom_items):
+        exponent = _int(slide, slide.ini.get("HIERARCHICAL", f"HIER_0_VAL_{lvl}_SECTION") or "", "IMAGE_CONCAT_FACTOR")
+        if exponent is None or not 0 <= exponent <= 30 or total + exponent > 30:
+            return  # OpenSlide refuses the slide
+        total += exponent
+        tiles = max(1, (1 << total) // d) if split else 1  # sub-tiles an image a side
+        for image, _off, _ln, _fno in items:
+            x, y = image % nx, image // nx
+            last_x = x + (min(nx - 1 - x, (tiles - 1) * d) // d) * d  # its last sub-tile's column
+            last_y = y + (min(ny - 1 - y, (tiles - 1) * d) // d) * d
+            if (last_y // d) * cols + last_x // d >= npos:
+                raise CorruptInput(
+                    slide.mrxs,
+                    f"zoom-level image {image} of level {lvl} lies at a camera position past the position record (IMAGENUMBER_X/Y {nx}x{ny} not a multiple of CameraImageDivisionsPerSide {d}): OpenSlide reads past the record there: refused",
+                )
+
+
 def check_positions(slide: Slide) -> None:
-    """Refuse a slide whose position record puts a camera image far outside its declared grid.
-    Records OpenSlide itself refuses at once (wrong size, a flag other than 0/1, a stream that does
-    not inflate) and slides without the parameters are left to it."""
+    """Refuse a slide whose position record puts a camera image far outside its declared grid
+    (and what :func:`check_grid` refuses).  Records OpenSlide itself refuses at once (wrong size, a
+    flag other than 0/1, a stream that does not inflate) and slides without the parameters are
+    left to it."""
+    check_grid(slide)
     rec, deflated = _record(slide)
     if rec is None or not rec.present or not slide.index.supported:
         return
@@ -199,9 +237,9 @@ def undrawn_spans(slide: Slide) -> set[tuple[int, int, int]]:
 def _placed(lvl: int, xp: int, yp: int, cols: int, pos: list[tuple[int, int]], active: set[int], span: int) -> bool:
     """Whether OpenSlide places the sub-tile at camera position (xp, yp) (level 0: marks it active)."""
     c = yp * cols + xp
+    if c >= len(pos):
+        return True  # past the record: refused when the slide is loaded (check_grid); kept here
     if lvl == 0:
-        if c >= len(pos):
-            return True  # beyond the record (OpenSlide reads past it): kept, the verifier judges it
         if pos[c] == (0, 0) and (xp, yp) != (0, 0):
             return False
         active.add(c)
