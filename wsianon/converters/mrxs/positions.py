@@ -19,6 +19,7 @@ import math
 
 import struct
 import zlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from wsianon.errors import CorruptInput
@@ -65,11 +66,16 @@ def _record(slide: Slide):
     return None, False
 
 
+INT32_MAX = (1 << 31) - 1
+
+
 def check_grid(slide: Slide) -> None:
-    """Refuse a zoom-level image at a camera position past the position record.
+    """Refuse a camera grid OpenSlide cannot hold, and a zoom-level image at a camera position past
+    the position record.
 
     OpenSlide keeps ``(IMAGENUMBER_X / d) * (IMAGENUMBER_Y / d)`` positions (``d`` =
-    CameraImageDivisionsPerSide).  It looks every sub-tile of every zoom-level image up at position
+    CameraImageDivisionsPerSide) and the record's size, 9 bytes a position, in 32-bit ints: a grid
+    past that is no scanner's.  It looks every sub-tile of every zoom-level image up at position
     ``(yy / d) * (IMAGENUMBER_X / d) + xx / d``, at every level; where IMAGENUMBER_X or _Y is not a
     multiple of ``d``, an image in the last columns or rows is looked up past the end of the
     record (an out-of-bounds read in OpenSlide; nothing says where that image belongs)."""
@@ -78,6 +84,10 @@ def check_grid(slide: Slide) -> None:
     if not nx or not ny or not d or nx < 1 or ny < 1 or d < 1:
         return  # OpenSlide refuses the slide
     cols, npos = nx // d, (nx // d) * (ny // d)
+    if ENTRY * npos > INT32_MAX:
+        raise CorruptInput(
+            slide.mrxs, f"Slidedat.ini declares a grid of {npos} camera positions, past OpenSlide's 32-bit arithmetic (no scanner writes such a grid): refused"
+        )
     if not slide.index.supported:
         return
     section = _zoom_section(slide)
@@ -154,26 +164,28 @@ def _float(slide: Slide, section: str, key: str) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _camera_positions(slide: Slide, section: str, cols: int, npos: int) -> tuple[list[tuple[int, int]], bool] | None:
-    """(the camera positions as OpenSlide computes them, level-0 pixels; whether it splits images
-    into one sub-tile a position); None where OpenSlide refuses the record (it then opens nothing)."""
+Position = Callable[[int], tuple[int, int]]
+
+
+def _camera_positions(slide: Slide, section: str, cols: int, npos: int) -> tuple[Position, bool] | None:
+    """(camera position ``c`` -> where OpenSlide puts it, level-0 pixels; whether it splits images
+    into one sub-tile a position); None where OpenSlide refuses the record (it then opens nothing).
+    Computed per position asked for: a grid of 10^8 positions is never built as a list."""
     ovx, ovy = _float(slide, section, "OVERLAP_X"), _float(slide, section, "OVERLAP_Y")
     if ovx is None or ovy is None:
         return None
-    names = {r.layer_name for r in slide.records}
-    if not names & {"VIMSLIDE_POSITION_BUFFER", "StitchingIntensityLayer"}:
+    rec, deflated = _record(slide)
+    if rec is None:
         w, h, d = _int(slide, section, "DIGITIZER_WIDTH"), _int(slide, section, "DIGITIZER_HEIGHT"), _int(slide, "GENERAL", "CameraImageDivisionsPerSide", 1)
-        if not w or not h or not d:
+        if not w or not h or not d or not cols:
             return None
-        return [(int((i % cols) * (w * d - ovx)), int((i // cols) * (h * d - ovy))) for i in range(npos)], bool(ovx or ovy)
-    # the first value of the layer (OpenSlide reads it whatever its name)
-    layer = "VIMSLIDE_POSITION_BUFFER" if "VIMSLIDE_POSITION_BUFFER" in names else "StitchingIntensityLayer"
-    rec = next(r for r in slide.records if r.layer_name == layer)
+        step_x, step_y = w * d - ovx, h * d - ovy
+        return (lambda c: (int((c % cols) * step_x), int((c // cols) * step_y))), bool(ovx or ovy)
     exponent = _int(slide, section, "IMAGE_CONCAT_FACTOR", 0)
     if not rec.present or exponent is None or not 0 <= exponent < 31:
         return None
     blob = slide.blob(rec)
-    if layer == "StitchingIntensityLayer":
+    if deflated:
         inflater = zlib.decompressobj()
         try:
             blob = inflater.decompress(blob, ENTRY * npos + 1)
@@ -181,14 +193,14 @@ def _camera_positions(slide: Slide, section: str, cols: int, npos: int) -> tuple
             return None
         if not inflater.eof:
             return None
-    if len(blob) != ENTRY * npos:
+    if len(blob) != ENTRY * npos or max(blob[0::ENTRY], default=0) > 1:  # a flag other than 0/1
         return None
-    out = []
-    for flag, x, y in struct.iter_unpack("<Bii", blob):
-        if flag & 0xFE:
-            return None
-        out.append((_i32(x << exponent), _i32(y << exponent)))
-    return out, True
+
+    def at(c: int) -> tuple[int, int]:
+        _flag, x, y = struct.unpack_from("<Bii", blob, ENTRY * c)
+        return _i32(x << exponent), _i32(y << exponent)
+
+    return at, True
 
 
 def _i32(v: int) -> int:
@@ -207,8 +219,8 @@ def undrawn_spans(slide: Slide) -> set[tuple[int, int, int]]:
     d = _int(slide, "GENERAL", "CameraImageDivisionsPerSide", 1)
     if section is None or not nx or not ny or not d or nx < 1 or ny < 1 or d < 1 or not slide.index.supported:
         return set()
-    cols = nx // d
-    found = _camera_positions(slide, section, cols, cols * (ny // d))
+    cols, npos = nx // d, (nx // d) * (ny // d)
+    found = _camera_positions(slide, section, cols, npos)
     if found is None:
         return set()
     pos, split = found
@@ -229,18 +241,18 @@ def undrawn_spans(slide: Slide) -> set[tuple[int, int, int]]:
             placed = False
             for yy in range(y, min(ny, y + tiles * d), d):
                 for xx in range(x, min(nx, x + tiles * d), d):
-                    placed |= _placed(lvl, xx // d, yy // d, cols, pos, active, span)
+                    placed |= _placed(lvl, xx // d, yy // d, cols, npos, pos, active, span)
             (shown if placed else gone).add((off, ln, fno))
     return gone - shown
 
 
-def _placed(lvl: int, xp: int, yp: int, cols: int, pos: list[tuple[int, int]], active: set[int], span: int) -> bool:
+def _placed(lvl: int, xp: int, yp: int, cols: int, npos: int, pos: Position, active: set[int], span: int) -> bool:
     """Whether OpenSlide places the sub-tile at camera position (xp, yp) (level 0: marks it active)."""
     c = yp * cols + xp
-    if c >= len(pos):
+    if c >= npos:
         return True  # past the record: refused when the slide is loaded (check_grid); kept here
     if lvl == 0:
-        if pos[c] == (0, 0) and (xp, yp) != (0, 0):
+        if pos(c) == (0, 0) and (xp, yp) != (0, 0):
             return False
         active.add(c)
         return True
