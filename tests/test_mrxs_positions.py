@@ -14,6 +14,8 @@ import struct
 import zlib
 from pathlib import Path
 
+import pytest
+
 from .conftest import run_subprocess
 from .fixtures.mrxs_gen import make_mrxs
 
@@ -113,3 +115,76 @@ def test_verify_refuses_such_a_slide_before_decoding(tmp_path):
     assert r.returncode == 1, text
     assert REASON in text and "did not finish within" not in text, text
     assert "Traceback" not in text
+
+
+def test_the_stitching_layer_is_read_by_its_name_whatever_its_value_is_named(tmp_path):
+    """OpenSlide finds the position record by the layer's name (NONHIER_i_NAME =
+    StitchingIntensityLayer) and reads the layer's first value, whatever that value is named.  The
+    check looked for a value named StitchingIntensityLevel: a record named otherwise was placed by
+    OpenSlide but never checked (the decode probe then spun until its limit)."""
+    from wsianon.converters.mrxs.slide import load_slide
+    from wsianon.errors import CorruptInput
+
+    src = _mrxs(tmp_path, planted=True, deflated=True)
+    ini = src.with_suffix("") / "Slidedat.ini"
+    text = ini.read_bytes()
+    assert b"NONHIER_1_VAL_0 = StitchingIntensityLevel" in text
+    ini.write_bytes(text.replace(b"NONHIER_1_VAL_0 = StitchingIntensityLevel", b"NONHIER_1_VAL_0 = default"))
+    with pytest.raises(CorruptInput) as exc:
+        load_slide(src)
+    assert REASON in str(exc.value) and "Doe" not in str(exc.value)
+
+
+def _limit_memory() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (AS_LIMIT, AS_LIMIT))
+
+
+AS_LIMIT = 4 << 30  # the run's address space: a list of 10^8 positions needs about 10 GiB
+
+
+def test_a_huge_grid_without_a_position_record_is_never_listed(tmp_path):
+    """Without a position record both models listed every camera position of the IMAGENUMBER grid:
+    a crafted 10000 x 10000 grid (the fixture's images in its first row) took 9 GiB and more than a
+    minute before anything was written.  Positions are now computed when asked for: the slide (which
+    OpenSlide opens) is shared and verified, within a 4 GiB address space."""
+    import json
+    import subprocess
+    import sys
+
+    info = make_mrxs(tmp_path / "src", "SLIDE-G8")
+    ini = info.folder / "Slidedat.ini"
+    text = ini.read_bytes()
+    for axis in (b"X", b"Y"):
+        assert b"IMAGENUMBER_%s = 4\n" % axis in text
+        text = text.replace(b"IMAGENUMBER_%s = 4\n" % axis, b"IMAGENUMBER_%s = 10000\n" % axis)
+    ini.write_bytes(text)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "wsianon.cli", "run", str(info.mrxs), "-o", str(out), "--key-file", str(_key(tmp_path))]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=240, preexec_fn=_limit_memory)  # a hang guard, not a timing
+    assert r.returncode == 0, (r.stdout + r.stderr)[-2000:]
+    slide = json.loads((out / "wsianon-report.json").read_text())["slides"][0]
+    checks = {c["check"]: c["ok"] for c in slide["verification"]["checks"]}
+    assert slide["status"] == "ok" and checks["mrxs-unscanned"] and checks["tiles-frame-size"], checks
+
+
+def test_a_grid_past_openslides_32_bit_arithmetic_is_refused(tmp_path):
+    """20000 x 20000 camera positions: OpenSlide's position count times 9 bytes overflows its
+    32-bit int (no scanner writes such a grid).  The redactor refuses the slide with one line;
+    the verifier's placement model fails it."""
+    from tests.test_mrxs_unscanned import _hidden_checks
+    from wsianon.converters.mrxs.slide import load_slide
+    from wsianon.errors import CorruptInput
+
+    info = make_mrxs(tmp_path / "src", "SLIDE-G9")
+    ini = info.folder / "Slidedat.ini"
+    text = ini.read_bytes()
+    for axis in (b"X", b"Y"):
+        text = text.replace(b"IMAGENUMBER_%s = 4\n" % axis, b"IMAGENUMBER_%s = 20000\n" % axis)
+    ini.write_bytes(text)
+    with pytest.raises(CorruptInput) as exc:
+        load_slide(info.mrxs)
+    assert "past OpenSlide's 32-bit arithmetic" in str(exc.value) and "\n" not in str(exc.value)
+    ok, detail = _hidden_checks(info.folder)["mrxs-unscanned"]
+    assert ok is False and detail.startswith("cannot follow where OpenSlide places the images"), detail

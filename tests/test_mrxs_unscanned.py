@@ -21,7 +21,7 @@ import openslide
 import pytest
 
 from tests.fixtures.mrxs_gen import make_mrxs
-from tests.fixtures.mrxs_hidden import _items, label_picture, plant_unscanned, replace_tile, use_positions
+from tests.fixtures.mrxs_hidden import _items, add_tile, label_picture, plant_unscanned, replace_tile, use_positions
 
 NAME = "RT8 DOE^JANE"
 
@@ -217,3 +217,42 @@ def test_both_models_read_a_block_as_openslide_does(seed):
         want = any((yp + j) * cols + xp + i in active for j in range(span) for i in range(span))
         assert verifier_block(active, cols, xp, yp, span) == want
         assert redactor_block(active, cols, yp * cols + xp, span) == want
+
+
+def _past_the_record(tmp_path: Path, record: bool):
+    """CameraImageDivisionsPerSide = 2 and IMAGENUMBER_Y odd: a level-0 image in the last row (not a
+    multiple of 2) lies at a camera position past the position record (``record``: 16 positions of
+    an 8 x 9 grid; else the 4 OpenSlide computes for a 4 x 5 grid without one).  OpenSlide reads
+    past the record there."""
+    if record:
+        info = make_mrxs(tmp_path / "src", "SLIDE-P1", images=8, levels=4)
+        use_positions(info, set(), divisions=2)
+        n = 8
+    else:
+        info = make_mrxs(tmp_path / "src", "SLIDE-P0")
+        n = 4
+    ini = info.folder / "Slidedat.ini"
+    text = ini.read_bytes()
+    for a, b in ((f"IMAGENUMBER_Y = {n}\n", f"IMAGENUMBER_Y = {n + 1}\n"), ("CameraImageDivisionsPerSide = 1", "CameraImageDivisionsPerSide = 2")):
+        if not record or "Camera" not in a:
+            assert a.encode() in text
+            text = text.replace(a.encode(), b.encode())
+    ini.write_bytes(text)
+    add_tile(info, 0, n * n, label_picture(NAME))  # image (0, n): position row n // 2, past the record's n // 2 rows
+    return info
+
+
+@pytest.mark.parametrize("record", [True, False], ids=["position-record", "no-record"])
+def test_an_image_past_the_position_record_is_refused_and_fails_verify(cli, tmp_path, record):
+    """The redactor kept such an image and its verifier failed the output (quarantined: the two
+    disagreed).  Now the redactor refuses the slide with one line, and the verifier's finding
+    names the reason."""
+    info = _past_the_record(tmp_path, record)
+    out = tmp_path / "out"
+    code, report = _run(cli, [info.mrxs], out)
+    slide = report["slides"][0]
+    assert code == 1 and slide["status"] != "ok" and not list(out.glob("*.mrxs")), slide
+    reason = slide.get("error") or ""
+    assert "past the position record" in reason and "\n" not in reason and "DOE" not in reason, reason
+    ok, detail = _hidden_checks(info.folder)["mrxs-unscanned"]
+    assert ok is False and "past the position record" in detail and "\n" not in detail, detail

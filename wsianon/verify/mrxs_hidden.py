@@ -16,7 +16,10 @@ OpenSlide's mirax reader decodes every zoom-level image at the size its level's 
   position record leaves at (0, 0) (other than the first) was not scanned, and OpenSlide skips the
   image there, and on lower levels every image none of whose positions holds a placed level-0
   image.  Such an image is never shown: it must be zero (the redactor zeroes it; a blob that is
-  also a placed image's is that image).  The record is the output's own, parsed here.  An image
+  also a placed image's is that image).  The record is the output's own, parsed here (found by
+  its layer's name, as OpenSlide finds it; positions computed when asked for, never listed).  An
+  image at a camera position past the record (IMAGENUMBER_X/Y not a multiple of
+  CameraImageDivisionsPerSide: OpenSlide reads past it) fails the check.  An image
   that covers both kinds of position (a lower level) shares its JPEG with shown pixels: not judged
   (README "Limitations").
 
@@ -30,6 +33,7 @@ import configparser
 import io
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -108,24 +112,34 @@ def _i32(v: int) -> int:
     return (v + (1 << 31)) % (1 << 32) - (1 << 31)
 
 
-def _positions(folder: Path, cp: configparser.RawConfigParser, idx: bytes) -> tuple[list[tuple[int, int]], bool]:
-    """(the camera positions, level-0 pixels as OpenSlide computes them; whether OpenSlide splits
-    images into one sub-tile a position: a position record or a level-0 overlap).  Without a
-    record OpenSlide spaces them by the level-0 image size less the overlap.  A record OpenSlide
-    refuses (wrong size, a flag other than 0/1, a stream that does not inflate to its size, its
-    Index.dat entry damaged) raises ValueError."""
+class PastRecord(ValueError):
+    """A zoom-level image at a camera position past the position record (OpenSlide reads past it)."""
+
+
+Position = Callable[[int], tuple[int, int]]
+
+
+def _positions(folder: Path, cp: configparser.RawConfigParser, idx: bytes) -> tuple[Position, bool]:
+    """(camera position -> where OpenSlide puts it, level-0 pixels, computed when asked (a grid of
+    10^8 positions is never listed); whether OpenSlide splits images into one sub-tile a position:
+    a position record or a level-0 overlap).  Without a record OpenSlide spaces them by the level-0
+    image size less the overlap.  A record OpenSlide refuses (wrong size, a flag other than 0/1, a
+    stream that does not inflate to its size, its Index.dat entry damaged), or a grid past its
+    32-bit arithmetic (9 bytes a position), raises ValueError."""
     nx, ny = cp.getint("GENERAL", "IMAGENUMBER_X"), cp.getint("GENERAL", "IMAGENUMBER_Y")
     div = cp.getint("GENERAL", "CameraImageDivisionsPerSide", fallback=1)
     if nx <= 0 or ny <= 0 or div <= 0:
         raise ValueError("grid")
     cols, npos = nx // div, (nx // div) * (ny // div)
+    if 9 * npos >= 1 << 31:
+        raise ValueError("a grid past OpenSlide's 32-bit arithmetic")
     sect0 = cp.get("HIERARCHICAL", "HIER_0_VAL_0_SECTION")
     ovx, ovy = cp.getfloat(sect0, "OVERLAP_X"), cp.getfloat(sect0, "OVERLAP_Y")
     found = _position_slot(cp)
     if found is None:
         w0, h0 = cp.getint(sect0, "DIGITIZER_WIDTH"), cp.getint(sect0, "DIGITIZER_HEIGHT")
-        pos = [(_i32(int((i % cols) * (w0 * div - ovx))), _i32(int((i // cols) * (h0 * div - ovy)))) for i in range(npos)]
-        return pos, bool(ovx or ovy)
+        step_x, step_y = w0 * div - ovx, h0 * div - ovy
+        return (lambda c: (_i32(int((c % cols) * step_x)), _i32(int((c // cols) * step_y)))), bool(ovx or ovy)
     slot, deflated = found
     sid = cp.get("GENERAL", "SLIDE_ID")
     (table,) = struct.unpack_from("<i", idx, 5 + len(sid) + 4)
@@ -151,12 +165,14 @@ def _positions(folder: Path, cp: configparser.RawConfigParser, idx: bytes) -> tu
     if len(blob) != want:
         raise ValueError("position record size")
     concat0 = 1 << cp.getint(sect0, "IMAGE_CONCAT_FACTOR")
-    pos = []
-    for flag, x, y in struct.iter_unpack("<Bii", blob):
-        if flag & 0xFE:
-            raise ValueError("position flag")
-        pos.append((_i32(x * concat0), _i32(y * concat0)))
-    return pos, True
+    if any(flag & 0xFE for flag in set(blob[0::9])):
+        raise ValueError("position flag")
+
+    def at(c: int) -> tuple[int, int]:
+        _flag, x, y = struct.unpack_from("<Bii", blob, 9 * c)
+        return _i32(x * concat0), _i32(y * concat0)
+
+    return at, True
 
 
 def placement(folder: Path, cp: configparser.RawConfigParser, idx: bytes, levels: list[list[Item]]) -> tuple[list[set[int]], int]:
@@ -169,7 +185,7 @@ def placement(folder: Path, cp: configparser.RawConfigParser, idx: bytes, levels
     pos, split = _positions(folder, cp, idx)
     nx, ny = cp.getint("GENERAL", "IMAGENUMBER_X"), cp.getint("GENERAL", "IMAGENUMBER_Y")
     div = cp.getint("GENERAL", "CameraImageDivisionsPerSide", fallback=1)
-    cols = nx // div
+    cols, npos = nx // div, (nx // div) * (ny // div)
     active: set[int] = set()
     undrawn: list[set[int]] = []
     mixed, total = 0, 0
@@ -185,11 +201,11 @@ def placement(folder: Path, cp: configparser.RawConfigParser, idx: bytes, levels
             for yy in range(image // nx, min(ny, image // nx + tiles * div), div):
                 for xx in range(image % nx, min(nx, image % nx + tiles * div), div):
                     xp, yp = xx // div, yy // div
+                    c = yp * cols + xp
+                    if c >= npos:  # OpenSlide looks the position up at every level
+                        raise PastRecord(f"level {lvl}")
                     if lvl == 0:
-                        c = yp * cols + xp
-                        if c >= len(pos):
-                            raise ValueError("a camera image past the position record")
-                        ok = pos[c] != (0, 0) or (xp, yp) == (0, 0)
+                        ok = pos(c) != (0, 0) or (xp, yp) == (0, 0)
                         if ok:
                             active.add(c)
                     else:
@@ -338,6 +354,13 @@ def check(folder: Path, cp: configparser.RawConfigParser, verdict) -> None:
         if not hidden_bad
         else f"{hidden_bad} of {judged} zoom-level image(s) reaching past the grid hold more than padding there",
     )
+    if unplaced == PastRecord.__name__:
+        verdict.add(
+            UNSCANNED_CHECK,
+            False,
+            f"a zoom-level image lies at a camera position past the position record (IMAGENUMBER_X/Y {nx}x{ny} not a multiple of CameraImageDivisionsPerSide {div}): OpenSlide reads past the record there",
+        )
+        return
     if unplaced is not None:
         verdict.add(UNSCANNED_CHECK, False, f"cannot follow where OpenSlide places the images (position record, grid, concat factors): {unplaced}")
         return

@@ -1,8 +1,8 @@
 """The camera-image positions OpenSlide places MRXS tiles by, checked before anything decodes them.
 
-OpenSlide reads one NONHIER record for the positions: the first record of the
-``VIMSLIDE_POSITION_BUFFER`` layer, else the ``StitchingIntensityLevel`` record of the
-``StitchingIntensityLayer`` layer (deflated).  It holds one 9-byte entry per position (a flag byte,
+OpenSlide reads one NONHIER record for the positions, found by the layer's name: the first value
+of the ``VIMSLIDE_POSITION_BUFFER`` layer, else the first value of the ``StitchingIntensityLayer``
+layer (deflated), whatever the value is named.  It holds one 9-byte entry per position (a flag byte,
 then x and y as little-endian int32, multiplied by 2 ** IMAGE_CONCAT_FACTOR of level 0); there are
 ``(IMAGENUMBER_X / d) * (IMAGENUMBER_Y / d)`` positions, ``d`` = CameraImageDivisionsPerSide.
 
@@ -19,6 +19,7 @@ import math
 
 import struct
 import zlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from wsianon.errors import CorruptInput
@@ -50,19 +51,72 @@ def _zoom_section(slide: Slide) -> str | None:
     return None
 
 
+POSITION_LAYERS = (("VIMSLIDE_POSITION_BUFFER", False), ("StitchingIntensityLayer", True))
+
+
 def _record(slide: Slide):
-    """The record OpenSlide reads the positions from, and whether it is deflated (None: no such record)."""
-    vims = [r for r in slide.records if r.layer_name == "VIMSLIDE_POSITION_BUFFER"]
-    if vims:
-        return vims[0], False
-    stitch = [r for r in slide.records if r.layer_name == "StitchingIntensityLayer" and r.name == "StitchingIntensityLevel"]
-    return (stitch[0], True) if stitch else (None, False)
+    """The record OpenSlide reads the positions from, and whether it is deflated (None: no such
+    record).  OpenSlide finds it by the layer's name (NONHIER_i_NAME) and reads the layer's first
+    value whatever that value is named: the VIMSLIDE_POSITION_BUFFER layer, else the
+    StitchingIntensityLayer layer."""
+    for layer, deflated in POSITION_LAYERS:
+        rec = next((r for r in slide.records if r.layer_name == layer), None)
+        if rec is not None:
+            return rec, deflated
+    return None, False
+
+
+INT32_MAX = (1 << 31) - 1
+
+
+def check_grid(slide: Slide) -> None:
+    """Refuse a camera grid OpenSlide cannot hold, and a zoom-level image at a camera position past
+    the position record.
+
+    OpenSlide keeps ``(IMAGENUMBER_X / d) * (IMAGENUMBER_Y / d)`` positions (``d`` =
+    CameraImageDivisionsPerSide) and the record's size, 9 bytes a position, in 32-bit ints: a grid
+    past that is no scanner's.  It looks every sub-tile of every zoom-level image up at position
+    ``(yy / d) * (IMAGENUMBER_X / d) + xx / d``, at every level; where IMAGENUMBER_X or _Y is not a
+    multiple of ``d``, an image in the last columns or rows is looked up past the end of the
+    record (an out-of-bounds read in OpenSlide; nothing says where that image belongs)."""
+    nx, ny = _int(slide, "GENERAL", "IMAGENUMBER_X"), _int(slide, "GENERAL", "IMAGENUMBER_Y")
+    d = _int(slide, "GENERAL", "CameraImageDivisionsPerSide", 1)
+    if not nx or not ny or not d or nx < 1 or ny < 1 or d < 1:
+        return  # OpenSlide refuses the slide
+    cols, npos = nx // d, (nx // d) * (ny // d)
+    if ENTRY * npos > INT32_MAX:
+        raise CorruptInput(
+            slide.mrxs, f"Slidedat.ini declares a grid of {npos} camera positions, past OpenSlide's 32-bit arithmetic (no scanner writes such a grid): refused"
+        )
+    if not slide.index.supported:
+        return
+    section = _zoom_section(slide)
+    ovx, ovy = (_float(slide, section, "OVERLAP_X"), _float(slide, section, "OVERLAP_Y")) if section else (None, None)
+    split = _record(slide)[0] is not None or bool(ovx) or bool(ovy)
+    total = 0
+    for lvl, items in enumerate(slide.index.zoom_items):
+        exponent = _int(slide, slide.ini.get("HIERARCHICAL", f"HIER_0_VAL_{lvl}_SECTION") or "", "IMAGE_CONCAT_FACTOR")
+        if exponent is None or not 0 <= exponent <= 30 or total + exponent > 30:
+            return  # OpenSlide refuses the slide
+        total += exponent
+        tiles = max(1, (1 << total) // d) if split else 1  # sub-tiles an image a side
+        for image, _off, _ln, _fno in items:
+            x, y = image % nx, image // nx
+            last_x = x + (min(nx - 1 - x, (tiles - 1) * d) // d) * d  # its last sub-tile's column
+            last_y = y + (min(ny - 1 - y, (tiles - 1) * d) // d) * d
+            if (last_y // d) * cols + last_x // d >= npos:
+                raise CorruptInput(
+                    slide.mrxs,
+                    f"zoom-level image {image} of level {lvl} lies at a camera position past the position record (IMAGENUMBER_X/Y {nx}x{ny} not a multiple of CameraImageDivisionsPerSide {d}): OpenSlide reads past the record there: refused",
+                )
 
 
 def check_positions(slide: Slide) -> None:
-    """Refuse a slide whose position record puts a camera image far outside its declared grid.
-    Records OpenSlide itself refuses at once (wrong size, a flag other than 0/1, a stream that does
-    not inflate) and slides without the parameters are left to it."""
+    """Refuse a slide whose position record puts a camera image far outside its declared grid
+    (and what :func:`check_grid` refuses).  Records OpenSlide itself refuses at once (wrong size, a
+    flag other than 0/1, a stream that does not inflate) and slides without the parameters are
+    left to it."""
+    check_grid(slide)
     rec, deflated = _record(slide)
     if rec is None or not rec.present or not slide.index.supported:
         return
@@ -110,26 +164,28 @@ def _float(slide: Slide, section: str, key: str) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _camera_positions(slide: Slide, section: str, cols: int, npos: int) -> tuple[list[tuple[int, int]], bool] | None:
-    """(the camera positions as OpenSlide computes them, level-0 pixels; whether it splits images
-    into one sub-tile a position); None where OpenSlide refuses the record (it then opens nothing)."""
+Position = Callable[[int], tuple[int, int]]
+
+
+def _camera_positions(slide: Slide, section: str, cols: int, npos: int) -> tuple[Position, bool] | None:
+    """(camera position ``c`` -> where OpenSlide puts it, level-0 pixels; whether it splits images
+    into one sub-tile a position); None where OpenSlide refuses the record (it then opens nothing).
+    Computed per position asked for: a grid of 10^8 positions is never built as a list."""
     ovx, ovy = _float(slide, section, "OVERLAP_X"), _float(slide, section, "OVERLAP_Y")
     if ovx is None or ovy is None:
         return None
-    names = {r.layer_name for r in slide.records}
-    if not names & {"VIMSLIDE_POSITION_BUFFER", "StitchingIntensityLayer"}:
+    rec, deflated = _record(slide)
+    if rec is None:
         w, h, d = _int(slide, section, "DIGITIZER_WIDTH"), _int(slide, section, "DIGITIZER_HEIGHT"), _int(slide, "GENERAL", "CameraImageDivisionsPerSide", 1)
-        if not w or not h or not d:
+        if not w or not h or not d or not cols:
             return None
-        return [(int((i % cols) * (w * d - ovx)), int((i // cols) * (h * d - ovy))) for i in range(npos)], bool(ovx or ovy)
-    # the first value of the layer (OpenSlide reads it whatever its name)
-    layer = "VIMSLIDE_POSITION_BUFFER" if "VIMSLIDE_POSITION_BUFFER" in names else "StitchingIntensityLayer"
-    rec = next(r for r in slide.records if r.layer_name == layer)
+        step_x, step_y = w * d - ovx, h * d - ovy
+        return (lambda c: (int((c % cols) * step_x), int((c // cols) * step_y))), bool(ovx or ovy)
     exponent = _int(slide, section, "IMAGE_CONCAT_FACTOR", 0)
     if not rec.present or exponent is None or not 0 <= exponent < 31:
         return None
     blob = slide.blob(rec)
-    if layer == "StitchingIntensityLayer":
+    if deflated:
         inflater = zlib.decompressobj()
         try:
             blob = inflater.decompress(blob, ENTRY * npos + 1)
@@ -137,14 +193,14 @@ def _camera_positions(slide: Slide, section: str, cols: int, npos: int) -> tuple
             return None
         if not inflater.eof:
             return None
-    if len(blob) != ENTRY * npos:
+    if len(blob) != ENTRY * npos or max(blob[0::ENTRY], default=0) > 1:  # a flag other than 0/1
         return None
-    out = []
-    for flag, x, y in struct.iter_unpack("<Bii", blob):
-        if flag & 0xFE:
-            return None
-        out.append((_i32(x << exponent), _i32(y << exponent)))
-    return out, True
+
+    def at(c: int) -> tuple[int, int]:
+        _flag, x, y = struct.unpack_from("<Bii", blob, ENTRY * c)
+        return _i32(x << exponent), _i32(y << exponent)
+
+    return at, True
 
 
 def _i32(v: int) -> int:
@@ -163,8 +219,8 @@ def undrawn_spans(slide: Slide) -> set[tuple[int, int, int]]:
     d = _int(slide, "GENERAL", "CameraImageDivisionsPerSide", 1)
     if section is None or not nx or not ny or not d or nx < 1 or ny < 1 or d < 1 or not slide.index.supported:
         return set()
-    cols = nx // d
-    found = _camera_positions(slide, section, cols, cols * (ny // d))
+    cols, npos = nx // d, (nx // d) * (ny // d)
+    found = _camera_positions(slide, section, cols, npos)
     if found is None:
         return set()
     pos, split = found
@@ -185,18 +241,18 @@ def undrawn_spans(slide: Slide) -> set[tuple[int, int, int]]:
             placed = False
             for yy in range(y, min(ny, y + tiles * d), d):
                 for xx in range(x, min(nx, x + tiles * d), d):
-                    placed |= _placed(lvl, xx // d, yy // d, cols, pos, active, span)
+                    placed |= _placed(lvl, xx // d, yy // d, cols, npos, pos, active, span)
             (shown if placed else gone).add((off, ln, fno))
     return gone - shown
 
 
-def _placed(lvl: int, xp: int, yp: int, cols: int, pos: list[tuple[int, int]], active: set[int], span: int) -> bool:
+def _placed(lvl: int, xp: int, yp: int, cols: int, npos: int, pos: Position, active: set[int], span: int) -> bool:
     """Whether OpenSlide places the sub-tile at camera position (xp, yp) (level 0: marks it active)."""
     c = yp * cols + xp
+    if c >= npos:
+        return True  # past the record: refused when the slide is loaded (check_grid); kept here
     if lvl == 0:
-        if c >= len(pos):
-            return True  # beyond the record (OpenSlide reads past it): kept, the verifier judges it
-        if pos[c] == (0, 0) and (xp, yp) != (0, 0):
+        if pos(c) == (0, 0) and (xp, yp) != (0, 0):
             return False
         active.add(c)
         return True
