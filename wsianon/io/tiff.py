@@ -368,8 +368,11 @@ class TiffStructure:
         if len(o) != len(c):
             raise CorruptInput(self.path, f"IFD {ifd.index}: offset and byte-count arrays differ in length")
         used = c > 0
-        if used.any() and int((o[used] + c[used]).max()) > self.size:
-            raise CorruptInput(self.path, f"IFD {ifd.index}: image data beyond the end of the file (truncated?)")
+        if used.any():
+            # judged without adding: an offset near 2^64 plus its count wraps around in uint64
+            ou, cu = o[used], c[used]
+            if int(ou.max()) > self.size or bool((cu > np.uint64(self.size) - ou).any()):
+                raise CorruptInput(self.path, f"IFD {ifd.index}: image data beyond the end of the file (truncated?)")
         return o, c
 
     def iter_ascii_entries(self, ifd: IFD) -> Iterator[Entry]:
