@@ -313,3 +313,24 @@ def test_ndpi_property_map_key_names_are_never_reported(cli, tmp_path):
     code, console, out = _run(cli, tmp_path, src)
     assert code == 0, console
     assert _leaks(out, console) == []
+
+
+def test_isyntax_attribute_name_with_a_number(cli, tmp_path):
+    """iSyntax header: <Attribute Name="PIM_DP_4711"> is taken out by the redactor (the dpufs rule
+    above), and in another tool's output, with an empty value, is a finding.  Before: the Name
+    matched its schema form ([A-Z][A-Z0-9_]*), the numbers passed the vocabulary and no value was
+    there for the profile check: verified (exit 0)."""
+    from tests.fixtures.isyntax_gen import make_isyntax
+    from tests.fixtures.redteam_plant import after_isyntax_root, isyntax_attr, isyntax_edit
+
+    (tmp_path / "src").mkdir()
+    src = tmp_path / "src" / "a-0001.isyntax"
+    make_isyntax(src, padding=b"\n" * 4000)
+    isyntax_edit(src, lambda s: after_isyntax_root(s, isyntax_attr("PIM_DP_4711", "1")))
+    code, console, out = _run(cli, tmp_path, src)
+    assert code == 0, console
+    assert _leaks(out, console) == []
+    (wsi,) = sorted(out.glob("*.isyntax"))
+    isyntax_edit(wsi, lambda s: after_isyntax_root(s, isyntax_attr("PIM_DP_4711", "")))
+    code, stdout, _ = cli("verify", str(wsi))
+    assert code == 1 and "vocabulary" in stdout and "4711" not in stdout, stdout
