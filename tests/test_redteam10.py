@@ -334,3 +334,23 @@ def test_isyntax_attribute_name_with_a_number(cli, tmp_path):
     isyntax_edit(wsi, lambda s: after_isyntax_root(s, isyntax_attr("PIM_DP_4711", "")))
     code, stdout, _ = cli("verify", str(wsi))
     assert code == 1 and "vocabulary" in stdout and "4711" not in stdout, stdout
+
+
+@pytest.mark.parametrize("edit", [(b"VAL_0 = default", b"VAL_0 = S19-4711"), (b"= VIMSLIDE_HISTOGRAM_DATA", b"= S19-4711")], ids=["record name", "layer name"])
+def test_mrxs_nonhier_name_with_a_number_fails_closed(cli, tmp_path, edit):
+    """A NONHIER record or layer named "S19-4711": kept in the output's Slidedat.ini (OpenSlide finds
+    records by name) and, numbers passing the vocabulary, verified and shared (exit 0, "4711" in
+    the output).  Now a section name, or a layer, record or section name HIERARCHICAL gives, with
+    a run of 4 or more digits is a vocabulary finding: quarantined, named nowhere in OUT."""
+    from tests.fixtures.mrxs_gen import make_mrxs
+
+    info = make_mrxs(tmp_path / "src", "CASE-0042")
+    ini = info.folder / "Slidedat.ini"
+    raw = ini.read_bytes()
+    assert edit[0] in raw
+    ini.write_bytes(raw.replace(*edit))
+    code, console, out = _run(cli, tmp_path, info.mrxs)
+    assert code == 1, console
+    assert _leaks(out, console) == []
+    (slide,) = json.loads((out / "wsianon-report.json").read_text())["slides"]
+    assert "vocabulary" in {c["check"] for c in slide["verification"]["checks"] if not c["ok"]}

@@ -844,9 +844,25 @@ def ini_text_findings(path: Path, fmt: str, name: str, names=()) -> list[TextFin
     for n, line in enumerate(text.splitlines(), 1):
         if unknown_tokens(line, vocab):
             out.append(TextFinding(name, n, "text outside the vocabulary (line, decoded)"))
-            if len(out) >= MAX_FINDINGS:
-                break
+        elif _LONG_NUMBER.search(_ini_name(line)):
+            out.append(TextFinding(name, n, "name holding a number of 4 or more digits"))
+        if len(out) >= MAX_FINDINGS:
+            break
     return out
+
+
+# the lines of Slidedat.ini that NAME something the source chose: a section, and the layer, record
+# and section names HIERARCHICAL gives (numbers pass the vocabulary, so a record or section named
+# "S19-4711" passed; red team 10)
+_INI_NAMING_KEY = re.compile(r"(?:NON)?HIER_\d+_(?:NAME|SECTION|VAL_\d+(?:_SECTION)?)")
+
+
+def _ini_name(line: str) -> str:
+    t = line.strip()
+    if t.startswith("["):
+        return t
+    key, eq, value = t.partition("=")
+    return value if eq and _INI_NAMING_KEY.fullmatch(key.strip()) else ""
 
 
 def scan_output(fmt: str, main: Path, files: list[Path], root: Path | None = None, tiles: str = "headers", proven=None, names=()) -> list[TextFinding]:
