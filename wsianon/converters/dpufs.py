@@ -43,6 +43,7 @@ from wsianon.converters.base import AssociatedImage, Field
 from wsianon.io.plan import Removal
 from wsianon.io.scan import Canary
 from wsianon.profiles.names import public as public_name
+from wsianon.profiles.names import shown as shown_name
 from wsianon.profiles.actions import Action
 from wsianon.profiles.policy import Policy
 
@@ -268,6 +269,12 @@ class XmlCleaner:
             if len(a):  # container: recurse
                 for child in a:
                     self._clean_attrs(child, f"{where}/{_shown(name)}", skip)
+                continue
+            if not shown_name("isyntax", name):
+                # the Name itself is the writer's text ("PIM_DP_DOE_JANE", "PIM_DP_4711"): a leaf
+                # attribute of a name that is not the schema's vocabulary is taken out with its value
+                self._add(Field(f"XML {_shown(name)}", (a.text or "").strip() or name, Action.REMOVE, where))
+                obj.remove(a)
                 continue
             self._decide_attribute(a, name, where)
 

@@ -18,6 +18,7 @@ WITHHELD = "[withheld]"
 
 _SPLIT = re.compile(r"[^A-Za-z0-9]+")
 _CAMEL = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+_LONG_NUMBER = re.compile(r"[0-9]{4}")
 _WORDISH = re.compile(r"[A-Za-z][A-Za-z0-9_.\- ]{1,60}")
 
 
@@ -68,11 +69,19 @@ def words(fmt: str) -> frozenset[str]:
     return frozenset(out)
 
 
+def _index(part: str) -> bool:
+    """A number in a name is an index (FILE_0, LEVEL_12) up to 3 digits; longer, a source's key may
+    be a case number, an MRN or a date ("S19-4711", "19790101"): not shown."""
+    return part.isdigit() and len(part) <= 3
+
+
 def _part_ok(part: str, vocab: frozenset[str]) -> bool:
-    if part.isdigit() or len(part) <= 2 or part.lower() in vocab:
+    if _LONG_NUMBER.search(part):
+        return False
+    if _index(part) or len(part) <= 2 or part.lower() in vocab:
         return True
     sub = _CAMEL.findall(part)
-    return len(sub) > 1 and "".join(sub) == part and all(s.isdigit() or len(s) <= 2 or s.lower() in vocab for s in sub)
+    return len(sub) > 1 and "".join(sub) == part and all(_index(s) or len(s) <= 2 or s.lower() in vocab for s in sub)
 
 
 def shown(fmt: str, name: str) -> bool:

@@ -22,6 +22,11 @@ FORMATS = ("aperio", "dicom", "generic", "isyntax", "leica", "mrxs", "ndpi", "ph
 # words: maximal runs of letters and digits (any script); everything else is kept as it is
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _CAMEL = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+# a number of 4 or more digits in a name a source chose is a case number, an MRN or a date as often
+# as structure (an Aperio key "S19-4711", "19790101"): withheld; indices (FILE_0, LEVEL_12, IFD 3)
+# are shorter.  Our own wording "tag N" (a TIFF tag number, 16 bits) at the head of a name is kept.
+_LONG_NUMBER = re.compile(r"[0-9]{4}")
+_TAG = re.compile(r"tag ([0-9]{1,5})(?![0-9])")
 
 
 @lru_cache(maxsize=1)
@@ -63,7 +68,13 @@ def safe_name(text: str) -> str:
     if not text:
         return text
     text = "".join(c for c in text if " " <= c <= "~" or c.isalnum())
-    return _WORD.sub(lambda m: m.group(0) if word_ok(m.group(0)) else WITHHELD, text)
+    m = _TAG.match(text)
+    head = m.group(0) if m and int(m.group(1)) <= 0xFFFF else ""
+    return head + _WORD.sub(lambda m: m.group(0) if _name_word_ok(m.group(0)) else WITHHELD, text[len(head) :])
+
+
+def _name_word_ok(w: str) -> bool:
+    return not _LONG_NUMBER.search(w) and word_ok(w)
 
 
 def safe_removal(d: dict) -> dict:

@@ -582,6 +582,26 @@ _TEXT_VALUE_MAX = 64 << 20  # a text value (an ImageDescription, XMP) larger tha
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
+# the NAMES a text value gives (red team 10): XML element and attribute names, the Name="..." of a
+# Philips/iSyntax <Attribute>, the keys of an Aperio "|key = value" list.  A name is vocabulary or
+# an index, and the vocabulary passes numbers as structure, so a name holding a case number or a
+# date ("PIM_DP_4711", <iScan S19-4711="">, "|19790101 = |") passed every check.  A run of 4 or
+# more digits in a name is a finding; real names carry indices of 1 to 3 digits (AOI0, FILE_12).
+_XML_NAMES = (
+    re.compile(r"<\s*/?\s*([^\s/<>=\"'!?]+)"),
+    re.compile(r"([^\s<>=\"'/]+)\s*=\s*[\"']"),
+    re.compile(r"\bName\s*=\s*[\"']([^\"'<>]*)[\"']"),
+)
+_KEY_NAMES = re.compile(r"\|\s*([^|=]*?)\s*=")
+_LONG_NUMBER = re.compile(r"[0-9]{4}")
+
+
+def long_number_names(text: str) -> list[int]:
+    """Positions in ``text`` of names (see ``_XML_NAMES``) that hold a run of 4 or more digits."""
+    patterns = _XML_NAMES if "<" in text else (_KEY_NAMES,)
+    return sorted({m.start(1) for rx in patterns for m in rx.finditer(text) if _LONG_NUMBER.search(m.group(1))})
+
+
 def _text_value_findings(path: Path, vocab: Vocab, name: str, out: list) -> None:
     """Every ASCII value (and XMP) judged as the text a reader decodes: bytes that are not UTF-8
     (a Latin-1 or Shift-JIS name: the printable runs the byte scan reads are shorter than it looks
@@ -612,6 +632,8 @@ def _text_value_findings(path: Path, vocab: Vocab, name: str, out: list) -> None
                     out.append(TextFinding(name, e.value_offset, "text value with control characters"))
                 elif not text.isascii() and any(not t.isascii() for t in unknown_tokens(text, vocab)):
                     out.append(TextFinding(name, e.value_offset, "non-ASCII text outside the vocabulary"))
+                for at in long_number_names(text)[:1]:
+                    out.append(TextFinding(name, e.value_offset + len(text[:at].encode()), "name holding a number of 4 or more digits"))
                 if len(out) >= MAX_FINDINGS:
                     return
 
@@ -822,9 +844,25 @@ def ini_text_findings(path: Path, fmt: str, name: str, names=()) -> list[TextFin
     for n, line in enumerate(text.splitlines(), 1):
         if unknown_tokens(line, vocab):
             out.append(TextFinding(name, n, "text outside the vocabulary (line, decoded)"))
-            if len(out) >= MAX_FINDINGS:
-                break
+        elif _LONG_NUMBER.search(_ini_name(line)):
+            out.append(TextFinding(name, n, "name holding a number of 4 or more digits"))
+        if len(out) >= MAX_FINDINGS:
+            break
     return out
+
+
+# the lines of Slidedat.ini that NAME something the source chose: a section, and the layer, record
+# and section names HIERARCHICAL gives (numbers pass the vocabulary, so a record or section named
+# "S19-4711" passed; red team 10)
+_INI_NAMING_KEY = re.compile(r"(?:NON)?HIER_\d+_(?:NAME|SECTION|VAL_\d+(?:_SECTION)?)")
+
+
+def _ini_name(line: str) -> str:
+    t = line.strip()
+    if t.startswith("["):
+        return t
+    key, eq, value = t.partition("=")
+    return value if eq and _INI_NAMING_KEY.fullmatch(key.strip()) else ""
 
 
 def scan_output(fmt: str, main: Path, files: list[Path], root: Path | None = None, tiles: str = "headers", proven=None, names=()) -> list[TextFinding]:

@@ -33,6 +33,7 @@ from wsianon.io.tiff import (
     TiffStructure,
 )
 from wsianon.profiles import load
+from wsianon.profiles.names import shown
 from wsianon.profiles.policy import Policy, year_only
 
 _SPLIT = re.compile(r"(\r\n|\n|;)")
@@ -111,6 +112,12 @@ class DescriptionRewrite:
                 # a value holding control characters ('DO\x01E^\x01JA': pieces too short to judge)
                 if k in self.safe and v.isprintable() and vocabulary_value(v, "aperio"):
                     new_items.append(item)
+                    continue
+                # the key itself is the source's text: one that is not the format's vocabulary
+                # ("Doe^Jane", "S19-4711", markup, control characters) is taken out with its value,
+                # not kept as "key = " for the vocabulary check to quarantine the slide
+                if not (k.isprintable() and shown("aperio", k)):
+                    fields.append(Field(f"ImageDescription:{k}", item.strip(), Action.REMOVE))
                     continue
                 action = Action.BLANK
                 new_v = ""

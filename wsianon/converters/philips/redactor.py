@@ -42,7 +42,7 @@ from wsianon.converters._tiffmeta import (
 )
 from wsianon.converters.base import AssociatedImage, Field, Inventory, NativeConverter, SlideContext
 from wsianon.converters.decisions import Decisions
-from wsianon.converters.dpufs import DecidedXml, XmlCleaner, keyed_uid  # noqa: F401 (keyed_uid: public here before the extraction)
+from wsianon.converters.dpufs import DecidedXml, XmlCleaner, keyed_uid, normalize_markup  # noqa: F401 (keyed_uid: public here before the extraction)
 from wsianon.errors import CorruptInput
 from wsianon.io import tiffedit
 from wsianon.io.ifdcopy import drop_ifds, orphan_values
@@ -126,6 +126,10 @@ class PhilipsConverter(NativeConverter):
             levels = cleaner.clean(root)
         except ValueError:
             raise CorruptInput(ts.path, "Philips XML: the root element is not DataObject DPUfsImport") from None
+        # closed world for the markup, as iSyntax's (the same schema): XML attributes but the schema's
+        # and elements but DataObject / Attribute / Array are dropped (their names are the writer's text)
+        for w, v in normalize_markup(root, set(r["allowed_xml_attributes"])):
+            cleaner.fields.append(Field(f"XML markup: {w}", v, Action.REMOVE, "IFD 0"))
         decl = xml_declaration(raw.rstrip(b"\0").decode("utf-8", "replace"))
         an.declaration = decl + ("\n" if decl else "")
         an.xml = DecidedXml.freeze(root, cleaner.uid_elements)

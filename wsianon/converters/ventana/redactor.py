@@ -51,11 +51,16 @@ from wsianon.io.plan import FilePlan, Patch, Plan
 from wsianon.io.tiff import ASCII, BYTE, IMAGE_DESCRIPTION, SOFTWARE, TILE_OFFSETS, XMP, TiffStructure
 from wsianon.profiles import load
 from wsianon.profiles.actions import Action
+from wsianon.profiles.names import shown
 from wsianon.profiles.policy import Policy
 
 
 def _rules() -> dict:
     return load("ventana")
+
+
+def _local(name: str) -> str:
+    return name.rsplit("}", 1)[-1]
 
 
 def clean_xml(root: ET.Element, keep_attr, where: str, prefix: str) -> list[Field]:
@@ -67,13 +72,26 @@ def clean_xml(root: ET.Element, keep_attr, where: str, prefix: str) -> list[Fiel
             val = el.attrib[name]
             if keep_attr(path, el.tag, name):
                 continue
+            if not shown("ventana", _local(name)):
+                # the attribute's name is the writer's text ("Doe_Jane", "S19-4711"): taken out with
+                # its value, not kept with an empty one
+                fields.append(Field(f"{prefix}{path}:{name}", val.strip() or name, Action.REMOVE, where))
+                del el.attrib[name]
+                continue
             if val.strip():
                 fields.append(Field(f"{prefix}{path}:{name}", val.strip(), Action.BLANK, where))
             el.attrib[name] = ""
         if el.text and el.text.strip():
             fields.append(Field(f"{prefix}{path}#text", el.text.strip(), Action.BLANK, where))
             el.text = ""
-        for child in el:
+        for child in list(el):
+            if not shown("ventana", _local(child.tag)):  # an element of a name that is not the vocabulary
+                fields.append(Field(f"{prefix}{path}/{child.tag}", "".join(child.itertext()).strip() or child.tag, Action.REMOVE, where))
+                tail = child.tail
+                el.remove(child)
+                if tail and tail.strip():
+                    fields.append(Field(f"{prefix}{path}#tail", tail.strip(), Action.BLANK, where))
+                continue
             walk(child, f"{path}/{child.tag}")
             if child.tail and child.tail.strip():
                 fields.append(Field(f"{prefix}{path}#tail", child.tail.strip(), Action.BLANK, where))
