@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wsianon.io.safetext import os_reason
+from wsianon.pipeline.detect import as_slide_input
 from wsianon.errors import WsianonError
 
 # files that belong to another slide's folder and are never slides themselves
@@ -118,6 +119,9 @@ def select_inputs(
         items.extend(_read_list(Path(from_file), input_root))
     seen: set[bytes] = set()
     for idx, (p, rel) in enumerate(items):
+        p = as_slide_input(p)
+        if rel is not None and p.suffix == ".mrxs" and not rel.endswith(b".mrxs"):
+            rel = os.fsencode(os.path.join(os.path.dirname(os.fsdecode(rel)), p.name))
         ap = Path(os.path.abspath(p))
         if not os.path.lexists(ap):
             sel.missing.append(p)

@@ -1,0 +1,41 @@
+"""The CLI as a data manager meets it: the rough edges of everyday use (an MRXS named by its
+folder, a slide named twice, a broken link in a folder, a stopped run, a shell pattern that
+matched nothing), each a one-line answer that names the file and the reason."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .fixtures.mrxs_gen import make_mrxs
+
+
+def _mapping_sources(out: Path) -> list[str]:
+    lines = (out.parent / f"{out.name}.mapping.csv").read_text().splitlines()[1:]
+    return [ln.rsplit(",", 2)[0] for ln in lines]
+
+
+def test_mrxs_slide_folder_stands_for_its_slide(cli, tmp_path):
+    """An MRXS slide folder (NAME/ beside NAME.mrxs) given on its own is that slide, with the
+    pseudonym the .mrxs file gets: it used to be walked as a folder of slides ('directory
+    contains no slide', its data files listed as skipped)."""
+    info = make_mrxs(tmp_path / "in", images=2, levels=1)
+    out = tmp_path / "out"
+    code, stdout, err = cli("run", info.folder, "-o", out, "--no-review-sheet")
+    assert code == 0, stdout + err
+    assert _mapping_sources(out) == [str(info.mrxs)]
+    by_file = tmp_path / "out2"
+    code, _, _ = cli("run", info.mrxs, "-o", by_file, "--no-review-sheet")
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("WSI-")) == sorted(p.name for p in by_file.iterdir() if p.name.startswith("WSI-"))
+    code, stdout, err = cli("inspect", info.folder, "--json")
+    assert code == 0, err
+    assert [r["path"] for r in json.loads(stdout)] == [str(info.mrxs)]
+
+
+def test_mrxs_data_file_names_its_slide(cli, tmp_path):
+    """A file inside an MRXS slide folder given on its own: one line saying whose file it is."""
+    info = make_mrxs(tmp_path / "in", images=2, levels=1)
+    code, _, err = cli("run", info.folder / "Data0000.dat", "-o", tmp_path / "out", "--no-review-sheet")
+    assert code == 1
+    assert f"a file of the MRXS slide {info.mrxs.name}: give the .mrxs file" in err
