@@ -39,3 +39,26 @@ def test_mrxs_data_file_names_its_slide(cli, tmp_path):
     code, _, err = cli("run", info.folder / "Data0000.dat", "-o", tmp_path / "out", "--no-review-sheet")
     assert code == 1
     assert f"a file of the MRXS slide {info.mrxs.name}: give the .mrxs file" in err
+
+
+def test_same_slide_named_twice_is_processed_once(cli, tmp_path):
+    """A slide named by its path, its ./ form, a symbolic link and a hard link to it is one
+    slide: one output, one mapping row (a link used to give the same slide a second pseudonym,
+    so the shared set held it twice)."""
+    from .fixtures.svs_gen import write_svs
+
+    d = tmp_path / "in"
+    d.mkdir()
+    slide = write_svs(d / "a.svs", levels=1, size=(512, 384)).path
+    (d / "link.svs").symlink_to("a.svs")
+    (d / "hard.svs").hardlink_to(slide)
+    out = tmp_path / "out"
+    code, stdout, err = cli("run", slide, d / "." / "a.svs", d / "link.svs", d / "hard.svs", "-o", out, "--no-review-sheet")
+    assert code == 0, stdout + err
+    assert len([p for p in out.iterdir() if p.name.startswith("WSI-")]) == 1
+    assert _mapping_sources(out) == [str(slide)]
+    # the same within a folder: the links beside the slide are not second slides
+    out2 = tmp_path / "out2"
+    code, stdout, err = cli("run", d, "-o", out2, "--no-review-sheet")
+    assert code == 0, stdout + err
+    assert len([p for p in out2.iterdir() if p.name.startswith("WSI-")]) == 1
