@@ -62,3 +62,22 @@ def test_same_slide_named_twice_is_processed_once(cli, tmp_path):
     code, stdout, err = cli("run", d, "-o", out2, "--no-review-sheet")
     assert code == 0, stdout + err
     assert len([p for p in out2.iterdir() if p.name.startswith("WSI-")]) == 1
+
+
+def test_broken_symlink_is_named_as_such(cli, tmp_path):
+    """A dangling symbolic link: named as one, in a folder (skipped) and named on its own (an
+    error), not as a FIFO/device or 'No such file or directory' (ls shows it there)."""
+    from .fixtures.svs_gen import write_svs
+
+    d = tmp_path / "in"
+    d.mkdir()
+    write_svs(d / "a.svs", levels=1, size=(512, 384))
+    (d / "gone.svs").symlink_to("moved-away.svs")
+    out = tmp_path / "out"
+    code, stdout, err = cli("run", d, "-o", out, "--no-review-sheet")
+    assert code == 0, stdout + err
+    reasons = [s["reason"] for s in json.loads((out / "wsianon-report.json").read_text())["skipped_inputs"]]
+    assert reasons == ["a broken symbolic link (what it points to does not exist)"]
+    code, _, err = cli("run", d / "gone.svs", "-o", tmp_path / "out2", "--no-review-sheet")
+    assert code == 1
+    assert "gone.svs: a broken symbolic link (what it points to does not exist)" in err

@@ -198,6 +198,14 @@ def _check_meta(man: Manifest, cfg, kfp: str, mode: str) -> None:
     man.set_meta("policy", _policy_meta(cfg))
 
 
+BROKEN_LINK = "a broken symbolic link (what it points to does not exist)"
+
+
+def _broken_link(p: Path) -> bool:
+    """A symbolic link whose target is missing (a dangling link is no FIFO or device)."""
+    return os.path.islink(p) and not os.path.exists(p)
+
+
 def _error_outcome(label: str, reason: str, target: str, fmt: str | None = None) -> Outcome:
     o = Outcome(input_label=label, format=fmt, status=Status.ERROR, error=reason, target=target)
     return o
@@ -495,16 +503,17 @@ class _Run:
 
     def skip_not_regular(self, sel) -> None:
         for c in sel.not_regular:
+            broken = _broken_link(c.path)
             if c.explicit:  # named by the user: refused as an error (one line), never opened
                 try:
-                    reason = f"is {kind_of(os.stat(c.path).st_mode)}, not a regular file: refused"
+                    reason = BROKEN_LINK if broken else f"is {kind_of(os.stat(c.path).st_mode)}, not a regular file: refused"
                 except OSError as exc:
                     reason = f"cannot read: {os_reason(exc)}"
                 self.error(os.fsencode(_abs(c.path)), c.relpath, None, None, reason, c.path, c, label=self.next_label(), display_rel=c.shown or None)
                 continue
             label = "SKIP-" + keyed_hex(self.key, "skipped", c.relpath)[:12]
             if self.man is not None:
-                self.man.add_skipped(os.fsencode(c.path), label, "not a regular file (FIFO, device or socket); not opened")
+                self.man.add_skipped(os.fsencode(c.path), label, BROKEN_LINK if broken else "not a regular file (FIFO, device or socket); not opened")
 
     def items(self, todo: list[Candidate]) -> list[Item]:
         """Detect the slides among the inputs still to do and make one work item per slide."""
