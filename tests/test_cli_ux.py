@@ -81,3 +81,38 @@ def test_broken_symlink_is_named_as_such(cli, tmp_path):
     code, _, err = cli("run", d / "gone.svs", "-o", tmp_path / "out2", "--no-review-sheet")
     assert code == 1
     assert "gone.svs: a broken symbolic link (what it points to does not exist)" in err
+
+
+def test_sigterm_stops_the_job_as_ctrl_c_does(tmp_path, tmp_path_factory):
+    """SIGTERM (kill, systemd, a batch scheduler) mid-run: a clean stop, exit 143, one line, no
+    staging folder left in OUT, the run marked interrupted (not 'running') and the next run
+    resumes.  Before, the process died at once: exit -15, a .wsianon-tmp-* folder in OUT and a
+    manifest saying the run and a slide were still running."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from .conftest import small_svs_folder
+
+    src = small_svs_folder(tmp_path_factory, "in", 12)
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "wsianon.cli", "run", str(src), "-o", str(out), "--no-review-sheet"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert proc.stdout is not None
+    first = proc.stdout.readline()  # the first slide placed: the job is under way
+    assert first.startswith("OK"), first
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 143, stderr
+    assert "interrupted:" in stderr and "run the same command again to resume" in stderr
+    assert "Traceback" not in stderr
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".wsianon-tmp-")]
+    from wsianon.jobconsole import status_text
+
+    text, _ = status_text(out)
+    assert "(interrupted)" in text and "running" not in text, text
+    res = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "resuming:" in res.stderr
+    assert len([p for p in out.iterdir() if p.name.startswith("WSI-")]) == 12

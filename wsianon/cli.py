@@ -358,6 +358,7 @@ def _run_job_on_console(cfg, deliverer, *, json_out: bool, log: Path | None):
         return wrapped
 
     quiet = json_out or not err_console.is_terminal
+    terminated = _stop_on_sigterm()
     try:
         with BatchConsole(out_console, err_console, quiet=quiet, json_out=json_out, log=log) as on_event:
             result = run_job(cfg, on_event=with_delivery(on_event))
@@ -369,14 +370,47 @@ def _run_job_on_console(cfg, deliverer, *, json_out: bool, log: Path | None):
         _fail(f"{safe_text(exc.filename or '')}: {os_reason(exc)}", 1)
     except JobInterrupted as exc:
         err_console.print(f"{exc.summary}; nothing partial was placed in OUT; run the same command again to resume", highlight=False)
-        raise typer.Exit(130) from None
+        raise typer.Exit(143 if terminated() else 130) from None
     except KeyboardInterrupt:
         err_console.print("interrupted: no partial output was placed in OUT")
-        raise typer.Exit(130) from None
+        raise typer.Exit(143 if terminated() else 130) from None
     finally:
+        terminated(restore=True)
         if deliverer is not None:
             deliverer.close()
     return result, deliveries
+
+
+def _stop_on_sigterm():
+    """SIGTERM (kill, systemd, a batch scheduler, docker stop) stops the job as Ctrl-C does: the
+    workers stopped, the slides in flight requeued, the staging folders removed, the run marked
+    interrupted in the manifest, one line, exit 143.  Without it the process died mid-slide,
+    leaving a staging folder in OUT and its run 'running' in the manifest.  Returns a function:
+    ``()`` says whether SIGTERM came, ``(restore=True)`` puts the former handler back."""
+    import signal
+
+    seen: list[int] = []
+    try:
+        before = signal.getsignal(signal.SIGTERM)
+    except ValueError:  # not the main thread: nothing is installed
+        return lambda restore=False: False
+
+    def on_term(signum, frame):
+        seen.append(signum)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM during the clean-up ends it at once
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, on_term)
+    except ValueError:
+        return lambda restore=False: False
+
+    def terminated(restore: bool = False) -> bool:
+        if restore:
+            signal.signal(signal.SIGTERM, before)
+        return bool(seen)
+
+    return terminated
 
 
 def _deliver_earlier(out: Path, deliverer, delivered: set[str], json_out: bool) -> list:

@@ -69,6 +69,7 @@ def _die_with_parent(parent: int) -> None:
 
 def worker_init(parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the coordinator's clean stop (cli.py): a worker just ends
     _die_with_parent(parent)
     quiet_libraries()
 
