@@ -116,3 +116,14 @@ def test_sigterm_stops_the_job_as_ctrl_c_does(tmp_path, tmp_path_factory):
     assert res.returncode == 0, res.stderr
     assert "resuming:" in res.stderr
     assert len([p for p in out.iterdir() if p.name.startswith("WSI-")]) == 12
+
+
+def test_pattern_that_matched_nothing_is_said_to_be_one(cli, tmp_path):
+    """'wsianon run *.svs' where no .svs exists: the shell passes '*.svs' on as it is; the line
+    says so (run, inspect, verify), instead of a bare 'no such file or directory'."""
+    pattern = tmp_path / "*.svs"
+    for args in (("run", pattern, "-o", tmp_path / "out"), ("inspect", pattern), ("verify", pattern)):
+        code, _, err = cli(*args)
+        assert code == 1, args
+        assert "*.svs: no such file or directory (a pattern that matched no file" in err, (args, err)
+    assert not (tmp_path / "out").exists()

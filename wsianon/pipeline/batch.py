@@ -26,7 +26,7 @@ from wsianon.io.safefile import same_file
 from wsianon.io.safetext import os_reason, redact_paths
 from wsianon.pipeline import jobs as J
 from wsianon.pipeline import workers as W
-from wsianon.pipeline.detect import SlideSource, expand_inputs
+from wsianon.pipeline.detect import SlideSource, expand_inputs, missing_reason
 from wsianon.pipeline.keys import key_fingerprint, key_path, keyed_hex, load_or_create_key, pseudonym_from
 from wsianon.pipeline.manifest import MANIFEST_SUFFIX, JobLock, Manifest, _sql_reason, fast_fingerprint, full_hash, manifest_path
 from wsianon.pipeline.model import Outcome
@@ -347,7 +347,7 @@ def run_batch(cfg, on_event: Callable[..., None] | None = None):
                 refuse_input_in_out(Path(c.path), out)
     if not sel.candidates and not sel.not_regular and sel.missing:
         # nothing to read at all: refuse before anything (OUT, report) is created
-        raise WsianonError(sel.missing[0], "no such file or directory")
+        raise WsianonError(sel.missing[0], missing_reason(sel.missing[0]))
 
     use_manifest = not policy.dry_run
     man = lock = None
@@ -485,7 +485,7 @@ class _Run:
 
     def record_missing(self, sel) -> None:
         for m in sel.missing:
-            self.error(os.fsencode(_abs(m)), None, None, None, "no such file or directory", m, None, label=self.next_label(), display_rel=os.fsencode(m))
+            self.error(os.fsencode(_abs(m)), None, None, None, missing_reason(m), m, None, label=self.next_label(), display_rel=os.fsencode(m))
 
     def not_done(self, sel) -> list[Candidate]:
         """Resume fast path: files of done slides, unchanged since, are not read again."""

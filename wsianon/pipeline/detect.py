@@ -84,6 +84,14 @@ def detect_file(path: Path, allow_generic: bool = False) -> tuple[str, NativeCon
     raise UnsupportedFormat(path, "not a whole slide image format wsianon supports")
 
 
+def missing_reason(p: Path) -> str:
+    """Why an input is not there: a name with a wildcard is most often a shell pattern that
+    matched no file (the shell then passes it on as it is, e.g. a literal ``*.svs``)."""
+    if any(ch in p.name for ch in "*?["):
+        return "no such file or directory (a pattern that matched no file: the shell passed it on as it is)"
+    return "no such file or directory"
+
+
 def mrxs_slide_of(folder: Path) -> Path | None:
     """The MRXS slide file (``NAME.mrxs`` beside it) of an MRXS slide folder ``NAME/`` holding a
     Slidedat.ini, or None: such a folder is part of that slide, never a folder of slides."""
@@ -135,7 +143,7 @@ def expand_inputs(inputs: list[Path], allow_generic: bool = False) -> list[Slide
     for inp in inputs:
         p = as_slide_input(Path(inp))
         if not p.exists() and not p.is_symlink():
-            slides.append(SlideSource(p, error=CorruptInput(p, "no such file or directory")))
+            slides.append(SlideSource(p, error=CorruptInput(p, missing_reason(p))))
             continue
         if p.is_dir():
             found = 0
