@@ -358,7 +358,7 @@ def _run_job_on_console(cfg, deliverer, *, json_out: bool, log: Path | None):
         return wrapped
 
     quiet = json_out or not err_console.is_terminal
-    terminated = _stop_on_sigterm()
+    stopped = _stop_on_signals()
     try:
         with BatchConsole(out_console, err_console, quiet=quiet, json_out=json_out, log=log) as on_event:
             result = run_job(cfg, on_event=with_delivery(on_event))
@@ -370,47 +370,62 @@ def _run_job_on_console(cfg, deliverer, *, json_out: bool, log: Path | None):
         _fail(f"{safe_text(exc.filename or '')}: {os_reason(exc)}", 1)
     except JobInterrupted as exc:
         err_console.print(f"{exc.summary}; nothing partial was placed in OUT; run the same command again to resume", highlight=False)
-        raise typer.Exit(143 if terminated() else 130) from None
+        raise typer.Exit(stopped() or 130) from None
     except KeyboardInterrupt:
         err_console.print("interrupted: no partial output was placed in OUT")
-        raise typer.Exit(143 if terminated() else 130) from None
+        raise typer.Exit(stopped() or 130) from None
     finally:
-        terminated(restore=True)
+        stopped(restore=True)
         if deliverer is not None:
             deliverer.close()
     return result, deliveries
 
 
-def _stop_on_sigterm():
-    """SIGTERM (kill, systemd, a batch scheduler, docker stop) stops the job as Ctrl-C does: the
-    workers stopped, the slides in flight requeued, the staging folders removed, the run marked
-    interrupted in the manifest, one line, exit 143.  Without it the process died mid-slide,
-    leaving a staging folder in OUT and its run 'running' in the manifest.  Returns a function:
-    ``()`` says whether SIGTERM came, ``(restore=True)`` puts the former handler back."""
+def _stop_on_signals():
+    """Ctrl-C (SIGINT) and SIGTERM (kill, systemd, a batch scheduler, docker stop) stop the job
+    cleanly: the workers stopped, the slides in flight requeued, the staging folders removed, the
+    run marked interrupted in the manifest, one line; exit 130 (SIGINT) or 143 (SIGTERM).  Before,
+    SIGTERM killed the process mid-slide (a staging folder left in OUT, the run 'running' in the
+    manifest), and either signal arriving in logging's fork handler (run each time a worker or a
+    subprocess is forked) was ignored there and left logging's lock held: the run then hung.
+    Returns a function: ``()`` the exit status for the signal that came (None: none came),
+    ``(restore=True)`` puts the former handlers back."""
     import signal
 
-    seen: list[int] = []
-    try:
-        before = signal.getsignal(signal.SIGTERM)
-    except ValueError:  # not the main thread: nothing is installed
-        return lambda restore=False: False
+    from wsianon.pipeline.batch import STOP
 
-    def on_term(signum, frame):
+    seen: list[int] = []
+    again = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}  # a second signal: as without us
+    try:
+        before = {sig: signal.getsignal(sig) for sig in again}
+    except ValueError:  # not the main thread: nothing is installed
+        return lambda restore=False: None
+    STOP.clear()
+
+    def on_signal(signum, frame):
         seen.append(signum)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM during the clean-up ends it at once
+        STOP.set()  # the job also stops at its next slide boundary (batch.drive): the backstop below
+        signal.signal(signum, again[signum])
+        if frame is not None and frame.f_globals.get("__name__") == "logging":
+            # inside logging's lock handling (its fork handler runs here): an exception there is
+            # ignored and leaves the lock held; the slide boundary stops the job instead
+            return
         raise KeyboardInterrupt
 
     try:
-        signal.signal(signal.SIGTERM, on_term)
+        for sig in again:
+            signal.signal(sig, on_signal)
     except ValueError:
-        return lambda restore=False: False
+        return lambda restore=False: None
 
-    def terminated(restore: bool = False) -> bool:
+    def stopped(restore: bool = False) -> int | None:
         if restore:
-            signal.signal(signal.SIGTERM, before)
-        return bool(seen)
+            for sig, handler in before.items():
+                signal.signal(sig, handler)
+            STOP.clear()
+        return 128 + seen[0] if seen else None
 
-    return terminated
+    return stopped
 
 
 def _deliver_earlier(out: Path, deliverer, delivered: set[str], json_out: bool) -> list:

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import sqlite3
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -42,6 +43,11 @@ if TYPE_CHECKING:
 
 STATE_OF = STATE_OF_STATUS
 PSEUDONYM_MODES = values(PseudonymFrom)
+
+
+# set by the CLI's SIGTERM handler: the job stops at the next slide boundary as on Ctrl-C (when the
+# signal could not interrupt the run where it arrived)
+STOP = threading.Event()
 
 
 class JobInterrupted(Exception):
@@ -746,6 +752,8 @@ class _Run:
         try:
             for it, o, p in runner:
                 self.commit(it, o, p)
+                if STOP.is_set():
+                    raise KeyboardInterrupt
         except KeyboardInterrupt:
             if close:
                 close()  # stops the pool (kills its workers), or the serial runner's verification in flight
