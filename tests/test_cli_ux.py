@@ -106,9 +106,16 @@ def test_sigterm_stops_the_job_as_ctrl_c_does(tmp_path, tmp_path_factory):
     first = proc.stdout.readline()  # the first slide placed: the job is under way
     assert first.startswith("OK"), first
     proc.send_signal(signal.SIGTERM)
-    stdout, stderr = proc.communicate(timeout=300)
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:  # hung: not left running after the test
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 143, stderr
     assert "interrupted:" in stderr and "run the same command again to resume" in stderr
+    # one line, also piped (a log file): no hard wrap at 80 columns
+    assert any(ln.startswith("interrupted:") and ln.endswith("run the same command again to resume") for ln in stderr.splitlines()), stderr
     assert "Traceback" not in stderr
     assert not [p.name for p in out.iterdir() if p.name.startswith(".wsianon-tmp-")]
     from wsianon.jobconsole import status_text
@@ -187,3 +194,13 @@ def test_stop_request_ends_the_job_at_the_next_slide_boundary(tmp_path, tmp_path
     assert (exc.value.done_now, exc.value.pending) == (1, 2)
     res = run_job(JobConfig(inputs=[src], out=out))
     assert res.exit_code == 0 and res.already_done == 1
+
+
+def test_piped_lines_are_not_wrapped(cli, tmp_path):
+    """Output piped to a file keeps each message on one line (rich wrapped at 80 columns when
+    not a terminal: 'keep it private and backed\\nup', a split 'interrupted: ...' line)."""
+    deep = tmp_path / ("a-rather-long-folder-name-" * 3) / "project.key"
+    deep.parent.mkdir(parents=True)
+    code, stdout, _ = cli("key", "init", deep)
+    assert code == 0
+    assert len(stdout.splitlines()) == 1 and stdout.rstrip().endswith("keep it private and backed up"), stdout

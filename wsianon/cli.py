@@ -369,10 +369,10 @@ def _run_job_on_console(cfg, deliverer, *, json_out: bool, log: Path | None):
     except OSError as exc:  # the --log file, a vanished folder: one line, never a traceback
         _fail(f"{safe_text(exc.filename or '')}: {os_reason(exc)}", 1)
     except JobInterrupted as exc:
-        err_console.print(f"{exc.summary}; nothing partial was placed in OUT; run the same command again to resume", highlight=False)
+        err_console.print(f"{exc.summary}; nothing partial was placed in OUT; run the same command again to resume", highlight=False, soft_wrap=True)
         raise typer.Exit(stopped() or 130) from None
     except KeyboardInterrupt:
-        err_console.print("interrupted: no partial output was placed in OUT")
+        err_console.print("interrupted: no partial output was placed in OUT", soft_wrap=True)
         raise typer.Exit(stopped() or 130) from None
     finally:
         stopped(restore=True)
@@ -613,6 +613,7 @@ def inspect(
                 out_console.print(
                     f"  image {safe_text(img['kind']):10} {safe_text(img['where']):12} identifying={img['identifying']} -> {safe_text(img['action'])}",
                     highlight=False,
+                    soft_wrap=True,
                 )
             if not show_values:
                 out_console.print("  (values hidden; --show-values prints them)", style="dim")
@@ -697,13 +698,13 @@ def certify(
         for p in problems:
             err_console.print(f"mismatch: {safe_text(p)}", highlight=False, soft_wrap=True, markup=False)
         if problems:
-            err_console.print(f"NOT CONFIRMED: {len(problems)} mismatch(es) against {record.CERT_JSON}", highlight=False)
+            err_console.print(f"NOT CONFIRMED: {len(problems)} mismatch(es) against {record.CERT_JSON}", highlight=False, soft_wrap=True)
             raise typer.Exit(1)
         assert cert is not None, "an unreadable certificate is reported as a problem"
         n = len(cert.get("outputs") or [])
         pages = sum(1 for r in cert.get("reports") or [] if isinstance(r, dict) and record.is_card_page(str(r.get("file"))))
         what = f"the reports and {pages} card page(s)" if pages else "the reports"
-        out_console.print(f"CONFIRMED certificate {cert.get('certificate_id')}: {n} output file(s) and {what} match", highlight=False)
+        out_console.print(f"CONFIRMED certificate {cert.get('certificate_id')}: {n} output file(s) and {what} match", highlight=False, soft_wrap=True)
         raise typer.Exit(0)
     try:
         if key_file is not None and not key_file.is_file():
@@ -711,7 +712,7 @@ def certify(
 
         def rendering(done: int, total: int) -> None:
             if done == 0:
-                err_console.print(record.RENDERING.format(total), highlight=False)
+                err_console.print(record.RENDERING.format(total), highlight=False, soft_wrap=True)
 
         keep: dict = {}
         paths = record.write_record(out, key=load_or_create_key(key_file) if key_file else None, on_render=rendering, keep=keep)
@@ -790,7 +791,7 @@ def key_init(
         key = init_key(path)
     except WsianonError as exc:
         _fail(exc.one_line(), 1)
-    out_console.print(f"created {path} (fingerprint {key_fingerprint(key)}); keep it private and backed up", highlight=False)
+    out_console.print(f"created {path} (fingerprint {key_fingerprint(key)}); keep it private and backed up", highlight=False, soft_wrap=True)
 
 
 def main() -> None:
@@ -810,7 +811,9 @@ def main() -> None:
     except Exception as exc:  # a bug: its message can quote what a library read from a slide, so it is not printed
         if os.environ.get("WSIANON_DEBUG"):
             raise
-        err_console.print(f"error: internal error ({type(exc).__name__}); set WSIANON_DEBUG=1 to see its details", highlight=False, markup=False)
+        err_console.print(
+            f"error: internal error ({type(exc).__name__}); set WSIANON_DEBUG=1 to see its details", highlight=False, markup=False, soft_wrap=True
+        )
         sys.exit(1)
     finally:
         no_teardown_collections()  # the work is done: teardown skips collecting what is left
