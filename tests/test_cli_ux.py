@@ -204,3 +204,29 @@ def test_piped_lines_are_not_wrapped(cli, tmp_path):
     code, stdout, _ = cli("key", "init", deep)
     assert code == 0
     assert len(stdout.splitlines()) == 1 and stdout.rstrip().endswith("keep it private and backed up"), stdout
+
+
+def test_workers_never_more_than_slides(tmp_path, tmp_path_factory, monkeypatch, cli):
+    """--workers 50 for 2 slides starts 2 worker processes: a fork pool starts all of its
+    workers at once, and '--workers 100000' for two slides forked processes by the thousand
+    until the machine ran out (seen).  A --workers above 1024 is a usage error (exit 2)."""
+    import wsianon.pipeline.workers as W
+    from wsianon.pipeline.jobs import JobConfig, run_job
+
+    from .conftest import small_svs_folder
+
+    started: list[int] = []
+    real = W.ProcessPoolExecutor
+
+    def recording(*args, **kw):
+        started.append(kw["max_workers"])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(W, "ProcessPoolExecutor", recording)
+    src = small_svs_folder(tmp_path_factory, "in", 2)
+    res = run_job(JobConfig(inputs=[src], out=tmp_path / "out", workers=50))
+    assert res.exit_code == 0
+    assert started and max(started) == 2
+    code, _, err = cli("run", src, "-o", tmp_path / "out2", "--workers", "100000")
+    assert code == 2 and "--workers" in err
+    assert not (tmp_path / "out2").exists()

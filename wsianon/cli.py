@@ -36,6 +36,9 @@ out_console = Console()
 err_console = Console(stderr=True)
 
 
+MAX_WORKERS = 1024  # local worker processes: a larger --workers is a usage error, not a fork storm
+
+
 def _flags_take_no_value() -> None:
     """typer's rich help prints a boolean flag's type (``--dry-run <bool>``) as if it took
     a value; a flag takes none, so its type column stays empty."""
@@ -114,7 +117,9 @@ def run(
     ] = False,
     allow_generic: Annotated[bool, typer.Option("--allow-generic", help="Anonymize TIFFs no vendor redactor claims, fail-closed.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist in OUT.")] = False,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Slides processed in parallel.")] = 1,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, max=MAX_WORKERS, help="Slides processed in parallel (local processes; never more than there are slides).")
+    ] = 1,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
     review_sheet: Annotated[
         Optional[Path],
