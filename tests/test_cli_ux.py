@@ -230,3 +230,12 @@ def test_workers_never_more_than_slides(tmp_path, tmp_path_factory, monkeypatch,
     code, _, err = cli("run", src, "-o", tmp_path / "out2", "--workers", "100000")
     assert code == 2 and "--workers" in err
     assert not (tmp_path / "out2").exists()
+
+
+def test_help_names_the_exit_codes(cli):
+    """run --help says what each exit status means, the stop signals' too."""
+    code, out, _ = cli("run", "--help")
+    assert code == 0
+    flat = " ".join(out.split())
+    for words in ("Exit 0: all clean", "2: usage error", "130/143: stopped by Ctrl-C/SIGTERM"):
+        assert words in flat, words

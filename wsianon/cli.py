@@ -207,7 +207,7 @@ def run(
         ),
     ] = None,
 ) -> None:
-    """Anonymize slides and verify the outputs. Exit 0: all clean; 1: some slide failed; 2: usage error.
+    """Anonymize slides and verify the outputs. Exit 0: all clean; 1: some slide failed or an input/OUT was refused; 2: usage error; 130/143: stopped by Ctrl-C/SIGTERM (resumable).
 
     A job is resumable: running the same command again skips the slides already done (see
     OUT.wsianon-job.sqlite beside OUT and 'wsianon status OUT')."""
@@ -573,7 +573,7 @@ def inspect(
     json_out: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
     allow_generic: Annotated[bool, typer.Option("--allow-generic", help="Also inspect TIFFs no vendor redactor claims.")] = False,
 ) -> None:
-    """List the identifying content a slide holds: metadata fields, label/macro images. Values are hidden unless --show-values."""
+    """List the identifying content a slide holds: metadata fields, label/macro images. Values are hidden unless --show-values. Exit 1 if an input could not be read."""
     from wsianon.pipeline.detect import expand_inputs
     from wsianon.pipeline.inspect import inspect_source
     from wsianon.profiles.policy import Policy
