@@ -239,3 +239,38 @@ def test_help_names_the_exit_codes(cli):
     flat = " ".join(out.split())
     for words in ("Exit 0: all clean", "2: usage error", "130/143: stopped by Ctrl-C/SIGTERM"):
         assert words in flat, words
+
+
+def test_status_after_kill_9_does_not_say_running(tmp_path, tmp_path_factory):
+    """After kill -9 (or a power cut) 'wsianon status OUT' said the last run was '(running)'
+    although no process was left; it now says the run ended without finishing (the job lock,
+    held by a live run, tells them apart)."""
+    import os
+    import subprocess
+    import sys
+
+    from wsianon.jobconsole import status_text
+    from wsianon.pipeline.manifest import JobLock, manifest_path
+
+    from .conftest import small_svs_folder
+
+    src = small_svs_folder(tmp_path_factory, "in", 8)
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "wsianon.cli", "run", str(src), "-o", str(out), "--no-review-sheet"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert proc.stdout is not None
+    try:
+        assert proc.stdout.readline().startswith("OK")
+    finally:
+        proc.kill()
+        proc.communicate()
+    text, code = status_text(out)
+    assert code == 1
+    assert "(running)" not in text and "ended without finishing" in text, text
+    lock = JobLock(manifest_path(out))  # the lock held, as a live run holds it: still said to be running
+    lock.acquire()
+    try:
+        text, _ = status_text(out)
+        assert "(running)" in text, text
+    finally:
+        lock.release()

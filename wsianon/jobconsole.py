@@ -169,7 +169,7 @@ class BatchConsole:
 
 def status_text(out: Path) -> tuple[str, int]:
     """``wsianon status OUT``: counts per state, failures with reasons, throughput."""
-    from wsianon.pipeline.manifest import Manifest, manifest_path
+    from wsianon.pipeline.manifest import Manifest, job_alive, manifest_path
     from wsianon.pipeline.selection import display
 
     man = Manifest(manifest_path(out), create=False)
@@ -184,7 +184,11 @@ def status_text(out: Path) -> tuple[str, int]:
             lines.append(f"skipped inputs (not slides): {len(sk)}")
         if runs:
             last = runs[-1]
-            lines.append(f"runs: {len(runs)}; last: {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(last['started']))} ({last['status']})")
+            state = last["status"]
+            if state == "running" and not job_alive(manifest_path(out)):
+                # its process is gone (kill -9, a power cut): nothing could record the end
+                state = "ended without finishing: the process was killed; run the same command again to resume"
+            lines.append(f"runs: {len(runs)}; last: {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(last['started']))} ({state})")
         if tot["seconds"] > 0:
             lines.append(
                 f"throughput: {tot['bytes_in'] / tot['seconds'] / 1e6:.1f} MB/s of slide time, {tot['slides'] / tot['seconds'] * 3600:.0f} slides/hour per worker"
