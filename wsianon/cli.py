@@ -36,6 +36,9 @@ out_console = Console()
 err_console = Console(stderr=True)
 
 
+MAX_WORKERS = 1024  # local worker processes: a larger --workers is a usage error, not a fork storm
+
+
 def _flags_take_no_value() -> None:
     """typer's rich help prints a boolean flag's type (``--dry-run <bool>``) as if it took
     a value; a flag takes none, so its type column stays empty."""
@@ -114,7 +117,9 @@ def run(
     ] = False,
     allow_generic: Annotated[bool, typer.Option("--allow-generic", help="Anonymize TIFFs no vendor redactor claims, fail-closed.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist in OUT.")] = False,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Slides processed in parallel.")] = 1,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, max=MAX_WORKERS, help="Slides processed in parallel (local processes; never more than there are slides).")
+    ] = 1,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
     review_sheet: Annotated[
         Optional[Path],
@@ -202,7 +207,7 @@ def run(
         ),
     ] = None,
 ) -> None:
-    """Anonymize slides and verify the outputs. Exit 0: all clean; 1: some slide failed; 2: usage error.
+    """Anonymize slides and verify the outputs. Exit 0: all clean; 1: some slide failed or an input/OUT was refused; 2: usage error; 130/143: stopped by Ctrl-C/SIGTERM (resumable).
 
     A job is resumable: running the same command again skips the slides already done (see
     OUT.wsianon-job.sqlite beside OUT and 'wsianon status OUT')."""
@@ -358,6 +363,7 @@ def _run_job_on_console(cfg, deliverer, *, json_out: bool, log: Path | None):
         return wrapped
 
     quiet = json_out or not err_console.is_terminal
+    stopped = _stop_on_signals()
     try:
         with BatchConsole(out_console, err_console, quiet=quiet, json_out=json_out, log=log) as on_event:
             result = run_job(cfg, on_event=with_delivery(on_event))
@@ -368,15 +374,63 @@ def _run_job_on_console(cfg, deliverer, *, json_out: bool, log: Path | None):
     except OSError as exc:  # the --log file, a vanished folder: one line, never a traceback
         _fail(f"{safe_text(exc.filename or '')}: {os_reason(exc)}", 1)
     except JobInterrupted as exc:
-        err_console.print(f"{exc.summary}; nothing partial was placed in OUT; run the same command again to resume", highlight=False)
-        raise typer.Exit(130) from None
+        err_console.print(f"{exc.summary}; nothing partial was placed in OUT; run the same command again to resume", highlight=False, soft_wrap=True)
+        raise typer.Exit(stopped() or 130) from None
     except KeyboardInterrupt:
-        err_console.print("interrupted: no partial output was placed in OUT")
-        raise typer.Exit(130) from None
+        err_console.print("interrupted: no partial output was placed in OUT", soft_wrap=True)
+        raise typer.Exit(stopped() or 130) from None
     finally:
+        stopped(restore=True)
         if deliverer is not None:
             deliverer.close()
     return result, deliveries
+
+
+def _stop_on_signals():
+    """Ctrl-C (SIGINT) and SIGTERM (kill, systemd, a batch scheduler, docker stop) stop the job
+    cleanly: the workers stopped, the slides in flight requeued, the staging folders removed, the
+    run marked interrupted in the manifest, one line; exit 130 (SIGINT) or 143 (SIGTERM).  Before,
+    SIGTERM killed the process mid-slide (a staging folder left in OUT, the run 'running' in the
+    manifest), and either signal arriving in logging's fork handler (run each time a worker or a
+    subprocess is forked) was ignored there and left logging's lock held: the run then hung.
+    Returns a function: ``()`` the exit status for the signal that came (None: none came),
+    ``(restore=True)`` puts the former handlers back."""
+    import signal
+
+    from wsianon.pipeline.batch import STOP
+
+    seen: list[int] = []
+    again = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}  # a second signal: as without us
+    try:
+        before = {sig: signal.getsignal(sig) for sig in again}
+    except ValueError:  # not the main thread: nothing is installed
+        return lambda restore=False: None
+    STOP.clear()
+
+    def on_signal(signum, frame):
+        seen.append(signum)
+        STOP.set()  # the job also stops at its next slide boundary (batch.drive): the backstop below
+        signal.signal(signum, again[signum])
+        if frame is not None and frame.f_globals.get("__name__") == "logging":
+            # inside logging's lock handling (its fork handler runs here): an exception there is
+            # ignored and leaves the lock held; the slide boundary stops the job instead
+            return
+        raise KeyboardInterrupt
+
+    try:
+        for sig in again:
+            signal.signal(sig, on_signal)
+    except ValueError:
+        return lambda restore=False: None
+
+    def stopped(restore: bool = False) -> int | None:
+        if restore:
+            for sig, handler in before.items():
+                signal.signal(sig, handler)
+            STOP.clear()
+        return 128 + seen[0] if seen else None
+
+    return stopped
 
 
 def _deliver_earlier(out: Path, deliverer, delivered: set[str], json_out: bool) -> list:
@@ -519,7 +573,7 @@ def inspect(
     json_out: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
     allow_generic: Annotated[bool, typer.Option("--allow-generic", help="Also inspect TIFFs no vendor redactor claims.")] = False,
 ) -> None:
-    """List the identifying content a slide holds: metadata fields, label/macro images. Values are hidden unless --show-values."""
+    """List the identifying content a slide holds: metadata fields, label/macro images. Values are hidden unless --show-values. Exit 1 if an input could not be read."""
     from wsianon.pipeline.detect import expand_inputs
     from wsianon.pipeline.inspect import inspect_source
     from wsianon.profiles.policy import Policy
@@ -564,6 +618,7 @@ def inspect(
                 out_console.print(
                     f"  image {safe_text(img['kind']):10} {safe_text(img['where']):12} identifying={img['identifying']} -> {safe_text(img['action'])}",
                     highlight=False,
+                    soft_wrap=True,
                 )
             if not show_values:
                 out_console.print("  (values hidden; --show-values prints them)", style="dim")
@@ -648,13 +703,13 @@ def certify(
         for p in problems:
             err_console.print(f"mismatch: {safe_text(p)}", highlight=False, soft_wrap=True, markup=False)
         if problems:
-            err_console.print(f"NOT CONFIRMED: {len(problems)} mismatch(es) against {record.CERT_JSON}", highlight=False)
+            err_console.print(f"NOT CONFIRMED: {len(problems)} mismatch(es) against {record.CERT_JSON}", highlight=False, soft_wrap=True)
             raise typer.Exit(1)
         assert cert is not None, "an unreadable certificate is reported as a problem"
         n = len(cert.get("outputs") or [])
         pages = sum(1 for r in cert.get("reports") or [] if isinstance(r, dict) and record.is_card_page(str(r.get("file"))))
         what = f"the reports and {pages} card page(s)" if pages else "the reports"
-        out_console.print(f"CONFIRMED certificate {cert.get('certificate_id')}: {n} output file(s) and {what} match", highlight=False)
+        out_console.print(f"CONFIRMED certificate {cert.get('certificate_id')}: {n} output file(s) and {what} match", highlight=False, soft_wrap=True)
         raise typer.Exit(0)
     try:
         if key_file is not None and not key_file.is_file():
@@ -662,7 +717,7 @@ def certify(
 
         def rendering(done: int, total: int) -> None:
             if done == 0:
-                err_console.print(record.RENDERING.format(total), highlight=False)
+                err_console.print(record.RENDERING.format(total), highlight=False, soft_wrap=True)
 
         keep: dict = {}
         paths = record.write_record(out, key=load_or_create_key(key_file) if key_file else None, on_render=rendering, keep=keep)
@@ -741,7 +796,7 @@ def key_init(
         key = init_key(path)
     except WsianonError as exc:
         _fail(exc.one_line(), 1)
-    out_console.print(f"created {path} (fingerprint {key_fingerprint(key)}); keep it private and backed up", highlight=False)
+    out_console.print(f"created {path} (fingerprint {key_fingerprint(key)}); keep it private and backed up", highlight=False, soft_wrap=True)
 
 
 def main() -> None:
@@ -761,7 +816,9 @@ def main() -> None:
     except Exception as exc:  # a bug: its message can quote what a library read from a slide, so it is not printed
         if os.environ.get("WSIANON_DEBUG"):
             raise
-        err_console.print(f"error: internal error ({type(exc).__name__}); set WSIANON_DEBUG=1 to see its details", highlight=False, markup=False)
+        err_console.print(
+            f"error: internal error ({type(exc).__name__}); set WSIANON_DEBUG=1 to see its details", highlight=False, markup=False, soft_wrap=True
+        )
         sys.exit(1)
     finally:
         no_teardown_collections()  # the work is done: teardown skips collecting what is left

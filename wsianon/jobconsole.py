@@ -81,12 +81,14 @@ class BatchConsole:
             self._log("start", slides=self.total, bytes=info.get("bytes", 0), already_done=info.get("already", 0), skipped_inputs=info.get("skipped", 0))
             if info.get("lost"):
                 self._log("outputs-missing", slides=info["lost"])
-                self.err.print(f"{info['lost']} slide(s) done earlier have outputs missing or changed in OUT: processing them again", highlight=False)
+                self.err.print(
+                    f"{info['lost']} slide(s) done earlier have outputs missing or changed in OUT: processing them again", highlight=False, soft_wrap=True
+                )
             if info.get("already"):
                 msg = f"resuming: {info['already']} slide(s) already done, {self.total} to process"
                 if info.get("already_failed"):
                     msg += f" ({info['already_failed']} failed in an earlier run and are left alone: --retry-failed tries them again)"
-                self.err.print(msg, highlight=False)
+                self.err.print(msg, highlight=False, soft_wrap=True)
         elif kind == "slide-start":
             it = info["item"]
             self.inflight[it.display] = 0
@@ -114,7 +116,7 @@ class BatchConsole:
             from wsianon.pipeline.record import RENDERING
 
             self._log("record", slides=total)
-            self.err.print(RENDERING.format(total), highlight=False)
+            self.err.print(RENDERING.format(total), highlight=False, soft_wrap=True)
             if self.task is not None:
                 self.progress.update(self.task, description="record", slides=f"0/{total} thumbnails")
         elif self.task is not None:
@@ -167,7 +169,7 @@ class BatchConsole:
 
 def status_text(out: Path) -> tuple[str, int]:
     """``wsianon status OUT``: counts per state, failures with reasons, throughput."""
-    from wsianon.pipeline.manifest import Manifest, manifest_path
+    from wsianon.pipeline.manifest import Manifest, job_alive, manifest_path
     from wsianon.pipeline.selection import display
 
     man = Manifest(manifest_path(out), create=False)
@@ -182,7 +184,11 @@ def status_text(out: Path) -> tuple[str, int]:
             lines.append(f"skipped inputs (not slides): {len(sk)}")
         if runs:
             last = runs[-1]
-            lines.append(f"runs: {len(runs)}; last: {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(last['started']))} ({last['status']})")
+            state = last["status"]
+            if state == "running" and not job_alive(manifest_path(out)):
+                # its process is gone (kill -9, a power cut): nothing could record the end
+                state = "ended without finishing: the process was killed; run the same command again to resume"
+            lines.append(f"runs: {len(runs)}; last: {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(last['started']))} ({state})")
         if tot["seconds"] > 0:
             lines.append(
                 f"throughput: {tot['bytes_in'] / tot['seconds'] / 1e6:.1f} MB/s of slide time, {tot['slides'] / tot['seconds'] * 3600:.0f} slides/hour per worker"

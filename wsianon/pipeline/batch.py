@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import sqlite3
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -26,7 +27,7 @@ from wsianon.io.safefile import same_file
 from wsianon.io.safetext import os_reason, redact_paths
 from wsianon.pipeline import jobs as J
 from wsianon.pipeline import workers as W
-from wsianon.pipeline.detect import SlideSource, expand_inputs
+from wsianon.pipeline.detect import SlideSource, expand_inputs, missing_reason
 from wsianon.pipeline.keys import key_fingerprint, key_path, keyed_hex, load_or_create_key, pseudonym_from
 from wsianon.pipeline.manifest import MANIFEST_SUFFIX, JobLock, Manifest, _sql_reason, fast_fingerprint, full_hash, manifest_path
 from wsianon.pipeline.model import Outcome
@@ -42,6 +43,11 @@ if TYPE_CHECKING:
 
 STATE_OF = STATE_OF_STATUS
 PSEUDONYM_MODES = values(PseudonymFrom)
+
+
+# set by the CLI's SIGTERM handler: the job stops at the next slide boundary as on Ctrl-C (when the
+# signal could not interrupt the run where it arrived)
+STOP = threading.Event()
 
 
 class JobInterrupted(Exception):
@@ -198,6 +204,14 @@ def _check_meta(man: Manifest, cfg, kfp: str, mode: str) -> None:
     man.set_meta("policy", _policy_meta(cfg))
 
 
+BROKEN_LINK = "a broken symbolic link (what it points to does not exist)"
+
+
+def _broken_link(p: Path) -> bool:
+    """A symbolic link whose target is missing (a dangling link is no FIFO or device)."""
+    return os.path.islink(p) and not os.path.exists(p)
+
+
 def _error_outcome(label: str, reason: str, target: str, fmt: str | None = None) -> Outcome:
     o = Outcome(input_label=label, format=fmt, status=Status.ERROR, error=reason, target=target)
     return o
@@ -339,7 +353,7 @@ def run_batch(cfg, on_event: Callable[..., None] | None = None):
                 refuse_input_in_out(Path(c.path), out)
     if not sel.candidates and not sel.not_regular and sel.missing:
         # nothing to read at all: refuse before anything (OUT, report) is created
-        raise WsianonError(sel.missing[0], "no such file or directory")
+        raise WsianonError(sel.missing[0], missing_reason(sel.missing[0]))
 
     use_manifest = not policy.dry_run
     man = lock = None
@@ -477,7 +491,7 @@ class _Run:
 
     def record_missing(self, sel) -> None:
         for m in sel.missing:
-            self.error(os.fsencode(_abs(m)), None, None, None, "no such file or directory", m, None, label=self.next_label(), display_rel=os.fsencode(m))
+            self.error(os.fsencode(_abs(m)), None, None, None, missing_reason(m), m, None, label=self.next_label(), display_rel=os.fsencode(m))
 
     def not_done(self, sel) -> list[Candidate]:
         """Resume fast path: files of done slides, unchanged since, are not read again."""
@@ -495,16 +509,17 @@ class _Run:
 
     def skip_not_regular(self, sel) -> None:
         for c in sel.not_regular:
+            broken = _broken_link(c.path)
             if c.explicit:  # named by the user: refused as an error (one line), never opened
                 try:
-                    reason = f"is {kind_of(os.stat(c.path).st_mode)}, not a regular file: refused"
+                    reason = BROKEN_LINK if broken else f"is {kind_of(os.stat(c.path).st_mode)}, not a regular file: refused"
                 except OSError as exc:
                     reason = f"cannot read: {os_reason(exc)}"
                 self.error(os.fsencode(_abs(c.path)), c.relpath, None, None, reason, c.path, c, label=self.next_label(), display_rel=c.shown or None)
                 continue
             label = "SKIP-" + keyed_hex(self.key, "skipped", c.relpath)[:12]
             if self.man is not None:
-                self.man.add_skipped(os.fsencode(c.path), label, "not a regular file (FIFO, device or socket); not opened")
+                self.man.add_skipped(os.fsencode(c.path), label, BROKEN_LINK if broken else "not a regular file (FIFO, device or socket); not opened")
 
     def items(self, todo: list[Candidate]) -> list[Item]:
         """Detect the slides among the inputs still to do and make one work item per slide."""
@@ -737,6 +752,8 @@ class _Run:
         try:
             for it, o, p in runner:
                 self.commit(it, o, p)
+                if STOP.is_set():
+                    raise KeyboardInterrupt
         except KeyboardInterrupt:
             if close:
                 close()  # stops the pool (kills its workers), or the serial runner's verification in flight

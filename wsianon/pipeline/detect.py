@@ -78,7 +78,43 @@ def detect_file(path: Path, allow_generic: bool = False) -> tuple[str, NativeCon
         )
     if head[:3] == b"\xff\xd8\xff" and path.suffix.lower() == ".mrxs":
         raise CorruptInput(path, "MRXS preview without a readable slide folder")
+    slide = mrxs_slide_of(path.parent)
+    if slide is not None:  # Data0000.dat, Slidedat.ini, ... given on their own: the slide is NAME.mrxs
+        raise UnsupportedFormat(path, f"a file of the MRXS slide {slide.name}: give the .mrxs file (its folder goes with it)")
     raise UnsupportedFormat(path, "not a whole slide image format wsianon supports")
+
+
+def missing_reason(p: Path) -> str:
+    """Why an input is not there: a name with a wildcard is most often a shell pattern that
+    matched no file (the shell then passes it on as it is, e.g. a literal ``*.svs``)."""
+    if any(ch in p.name for ch in "*?["):
+        return "no such file or directory (a pattern that matched no file: the shell passed it on as it is)"
+    return "no such file or directory"
+
+
+def mrxs_slide_of(folder: Path) -> Path | None:
+    """The MRXS slide file (``NAME.mrxs`` beside it) of an MRXS slide folder ``NAME/`` holding a
+    Slidedat.ini, or None: such a folder is part of that slide, never a folder of slides."""
+    try:
+        if not (folder / "Slidedat.ini").is_file():
+            return None
+        ap = Path(os.path.abspath(folder))
+        slide = ap.parent / f"{ap.name}.mrxs"
+        return slide if slide.is_file() else None
+    except OSError:
+        return None
+
+
+def as_slide_input(p: Path) -> Path:
+    """An input as the slide it names: an MRXS slide folder given on its own stands for its
+    ``NAME.mrxs`` (the path as the user gave it, so that what is shown stays theirs)."""
+    if not p.is_dir():
+        return p
+    slide = mrxs_slide_of(p)
+    if slide is None:
+        return p
+    q = Path(os.path.normpath(p))
+    return q.parent / slide.name if q.name == slide.stem else slide
 
 
 # files that belong to another slide's folder and are never slides themselves
@@ -105,9 +141,9 @@ def expand_inputs(inputs: list[Path], allow_generic: bool = False) -> list[Slide
     slides: list[SlideSource] = []
     dicom_files: list[Path] = []
     for inp in inputs:
-        p = Path(inp)
+        p = as_slide_input(Path(inp))
         if not p.exists() and not p.is_symlink():
-            slides.append(SlideSource(p, error=CorruptInput(p, "no such file or directory")))
+            slides.append(SlideSource(p, error=CorruptInput(p, missing_reason(p))))
             continue
         if p.is_dir():
             found = 0

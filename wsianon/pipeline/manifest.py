@@ -110,6 +110,23 @@ class JobLock:
             self.fd = None
 
 
+def job_alive(manifest: Path) -> bool:
+    """Whether a run holds the job's lock now (read only: the lock file is never created here).
+    A run that died by SIGKILL or a power cut left its run 'running' in the manifest; its lock
+    went with its process."""
+    try:
+        fd = os.open(str(manifest) + ".lock", os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # (also drops the shared lock just taken)
+    return False
+
+
 @dataclass
 class Row:
     id: int

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wsianon.io.safetext import os_reason
+from wsianon.pipeline.detect import as_slide_input
 from wsianon.errors import WsianonError
 
 # files that belong to another slide's folder and are never slides themselves
@@ -58,6 +59,15 @@ def _is_regular(p: Path) -> bool:
         return stat.S_ISREG(os.stat(p).st_mode)
     except OSError:
         return False
+
+
+def _identity(p: Path) -> tuple[int, int] | bytes:
+    """The file a path names (device, inode), or the path itself when it cannot be read."""
+    try:
+        st = os.stat(p)
+    except OSError:
+        return os.fsencode(p)
+    return (st.st_dev, st.st_ino)
 
 
 def _walk(root: Path, prefix: bytes, sel: Selection, include: list[str], exclude: list[str], prune: list[Path], shown: bytes, idx: int) -> None:
@@ -116,8 +126,11 @@ def select_inputs(
     items: list[tuple[Path, bytes | None]] = [(Path(p), None) for p in inputs]
     if from_file is not None:
         items.extend(_read_list(Path(from_file), input_root))
-    seen: set[bytes] = set()
+    seen: set[tuple[int, int] | bytes] = set()
     for idx, (p, rel) in enumerate(items):
+        p = as_slide_input(p)
+        if rel is not None and p.suffix == ".mrxs" and not rel.endswith(b".mrxs"):
+            rel = os.fsencode(os.path.join(os.path.dirname(os.fsdecode(rel)), p.name))
         ap = Path(os.path.abspath(p))
         if not os.path.lexists(ap):
             sel.missing.append(p)
@@ -133,10 +146,11 @@ def select_inputs(
                 continue
         c = Candidate(ap, r, True, os.fsencode(p), idx)
         (sel.candidates if _is_regular(ap) else sel.not_regular).append(c)
-    # one candidate per path (an input named twice, a list with duplicates)
+    # one candidate per file (an input named twice, a list with duplicates, a symbolic or hard
+    # link to a file named already): the first one named wins, the slide is processed once
     out = []
     for c in sel.candidates:
-        k = os.fsencode(c.path)
+        k = _identity(c.path)
         if k not in seen:
             seen.add(k)
             out.append(c)

@@ -69,6 +69,7 @@ def _die_with_parent(parent: int) -> None:
 
 def worker_init(parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the coordinator's clean stop (cli.py): a worker just ends
     _die_with_parent(parent)
     quiet_libraries()
 
@@ -229,7 +230,10 @@ def run_serial(items: list, target: Target, dest, emit: Callable[..., None], on_
 
 
 def run_pool(items: list, workers: int, target: str, dest, emit: Callable[..., None], on_submit: Callable) -> Iterator[tuple]:
-    """A local pool of ``workers`` processes; at most 2 slides per worker in flight."""
+    """A local pool of ``workers`` processes; at most 2 slides per worker in flight.  Never more
+    processes than slides: a fork pool starts all of its workers at once, so ``--workers 100000``
+    for two slides forked a hundred thousand processes."""
+    workers = max(1, min(workers, len(items)))
     ctx = multiprocessing.get_context("fork")
     pending = deque(items)  # popped from the left: O(1) a slide, whatever the batch size
     ex = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=worker_init, initargs=(os.getpid(),))
