@@ -102,9 +102,9 @@ DICOM_TARGET_FORMATS = ["svs", "gt450", "ndpi", "mrxs", "bif", "philips", "scn",
 HAS_LABEL = {"svs", "gt450", "philips", "mrxs"}
 HAS_MACRO = {"svs", "gt450", "ndpi", "philips", "scn", "mrxs"}
 HAS_THUMBNAIL = {"svs", "gt450", "mrxs"}
-# formats whose kept whole date `wsianon verify` fails (README: NDPI, MRXS and generic TIFF dates are
-# judged by the vocabulary only, where a date passes)
-VERIFY_JUDGES_DATES = {"svs", "gt450", "bif", "philips", "scn"}
+# formats whose kept whole date `wsianon verify` fails (README; NDPI, MRXS and generic TIFF through
+# the dates-year-only check)
+VERIFY_JUDGES_DATES = {"svs", "gt450", "bif", "philips", "scn", "ndpi", "mrxs", "generic"}
 
 
 @dataclass
