@@ -177,6 +177,9 @@ class XmlCleaner:
         # the image data of the label / macro objects the policy keeps (blank or as they are): the only
         # PIM_DP_IMAGE_DATA left as it is; one anywhere else (the WSI, the root) is an unknown value
         self._image_ok: set[int] = set()
+        # the image objects _decide_image cleaned (a blank label, a kept macro): the walk of the
+        # root passes them by (a second pass would take their year-reduced dates for the source's)
+        self._objects_done: set[int] = set()
 
     def _type_of(self, obj: ET.Element) -> str:
         for a in obj.findall("Attribute"):
@@ -241,10 +244,12 @@ class XmlCleaner:
                 if a.get("Name") == self.r["image_data_attribute"]:
                     a.text = blank_jpeg_b64(data)
             self._clean_attrs(obj, "DPScannedImage", skip={self.r["image_data_attribute"]})
+            self._objects_done.add(id(obj))
         else:  # keep (macro on request): clean its metadata but keep the picture
             self._image_ok.update(id(a) for a in obj.findall("Attribute") if a.get("Name") == self.r["image_data_attribute"])
             self.canaries = [c for c in self.canaries if not c.name.startswith("PIM_DP_IMAGE_DATA (" + t)]
             self._clean_attrs(obj, "DPScannedImage", skip={self.r["image_data_attribute"]})
+            self._objects_done.add(id(obj))
 
     def _is_safe(self, name: str, a: ET.Element, value: str) -> bool:
         if name not in self.safe:
@@ -260,7 +265,7 @@ class XmlCleaner:
     def _clean_attrs(self, obj: ET.Element, where: str, skip: AbstractSet[str] = frozenset()) -> None:
         for a in list(obj):
             if a.tag != "Attribute":
-                if a.tag in ("Array", "DataObject"):
+                if a.tag in ("Array", "DataObject") and id(a) not in self._objects_done:
                     self._clean_attrs(a, where, skip)
                 continue
             name = a.get("Name") or ""

@@ -32,7 +32,7 @@ from wsianon.pipeline.model import Verdict
 from wsianon.profiles.policy import Policy
 from wsianon.verify import canaries as independent_canaries
 from wsianon.verify import thumbnail as thumbnail_provenance
-from wsianon.verify import tileid, vocabulary
+from wsianon.verify import dates, tileid, vocabulary
 from wsianon.verify.readback import read_back
 
 # property keys that describe structure, never identity
@@ -194,6 +194,8 @@ def check_openslide(snap: SourceSnapshot, conv: NativeConverter | None, out_main
         return None
     try:
         props = dict(out.properties)
+        if conv is not None and conv.name in ("ndpi", "generic-tiff"):  # (Aperio, Ventana, Philips, Leica, MRXS: the format's hook)
+            dates.check_kept_dates({k: v for k, v in props.items() if k in ("tiff.DateTime", "hamamatsu.Created")}, policy, verdict)
         if snap.level_count is not None:
             same = snap.level_count == out.level_count and snap.level_dims == tuple(tuple(d) for d in out.level_dimensions)
             verdict.add(

@@ -102,6 +102,15 @@ class Policy:
             raise ValueError("--mpp must be a pixel spacing in micrometres per pixel, above 0 and below 1000")
 
 
+def date_only(value: str) -> bool:
+    """``value`` is a date/time and nothing else: digits and date/time punctuation only, with a year
+    (``--dates keep`` keeps such a value; free text in a date field is no date: it is removed)."""
+    import re
+
+    v = value.strip()
+    return bool(v) and re.fullmatch(r"[0-9][0-9 :/.\-+TZ]*", v) is not None and bool(year_only(v))
+
+
 def year_only(value: str) -> str:
     """Reduce a date/time string to its year where one can be found, else ''."""
     import re

@@ -25,3 +25,15 @@ def year_only(value: str) -> bool:
     """``value`` (non-empty) is one or more dates, each its year only."""
     parts = str(value).split() if "/" in value or '"' in value or ":" not in value else [value.strip()]
     return bool(parts) and all(_YEAR_ONLY.fullmatch(p) for p in parts)
+
+
+def check_kept_dates(values: dict[str, str], policy, verdict) -> None:
+    """``tiff-datetime``-like check for formats without their own: unless ``--dates keep`` was
+    asked for, every date field (name -> value) is empty or its year only. ``wsianon verify`` knows
+    no policy (remove), so a whole date fails it (findings name the field, never the value)."""
+    if getattr(policy, "dates", "remove") == "keep" or not values:
+        return
+    from wsianon.verify.reportnames import safe_name
+
+    bad = sorted(safe_name(k) for k, v in values.items() if str(v).strip() and not year_only(str(v).strip()))
+    verdict.add("dates-year-only", not bad, f"{len(values)} date field(s) empty or the year only" if not bad else f"a whole date in: {bad}")

@@ -167,7 +167,9 @@ class MrxsConverter(NativeConverter):
         plan = Plan(format=self.name)
         new_id = keyed_slide_id(ctx.key, slide.slide_id)
 
-        _plan_ini_values(plan, ini, an, new_id, base)
+        # SLIDE_NAME is text inside the slide: the keyed pseudonym even with --rename keep (which
+        # keeps the source's name on the files only; the stem inside would quarantine the slide)
+        _plan_ini_values(plan, ini, an, new_id, ctx.pseudonym)
         _plan_member_names(plan, ini, len(slide.datafiles))
         _plan_ini_free_text(plan, ini, an)
         _plan_associated(plan, slide, ini, an)
@@ -263,7 +265,7 @@ def _decide_preview(d: Decisions, an: MrxsAnalysis) -> None:
 
 
 def _plan_ini_values(plan: Plan, ini: IniDoc, an: MrxsAnalysis, new_id: str, base: str) -> None:
-    """SLIDE_ID keyed, SLIDE_NAME the output name, dates by policy, the rest blanked unless safe."""
+    """SLIDE_ID keyed, SLIDE_NAME the pseudonym, dates by policy, the rest blanked unless safe."""
     for v in an.ini_values:
         l = ini.lines[v.line]
         if v.action is Action.KEEP:

@@ -29,7 +29,7 @@ from wsianon.io import tiffedit
 from wsianon.io.plan import FilePlan, Plan
 from wsianon.io.tiff import IFD, Kind, TiffStructure
 from wsianon.profiles import load
-from wsianon.profiles.policy import Policy, year_only
+from wsianon.profiles.policy import Policy, date_only, year_only
 
 
 def _rules() -> dict:
@@ -105,7 +105,7 @@ class PropertyMapRewrite:
             action, new_v = Action.REMOVE, ""
             if k in self.dates and self.policy.dates != "remove":
                 if self.policy.dates == "keep":
-                    action, new_v = Action.KEEP, v
+                    action, new_v = (Action.KEEP, v) if date_only(v) else (Action.REMOVE, "")
                 else:
                     y = year_only(v)
                     action, new_v = (Action.YEAR, y) if y else (Action.REMOVE, "")
@@ -123,7 +123,7 @@ def _ascii_action(tag: int, value: str, policy: Policy) -> tuple[Action, bytes |
     if pat and re.match(pat, value.strip()):
         return Action.KEEP, None
     if tag in r["date_tags"]:
-        if policy.dates == "keep":
+        if policy.dates == "keep" and date_only(value):
             return Action.KEEP, None
         if policy.dates == "year":
             y = year_only(value)

@@ -45,7 +45,7 @@ def _walk_sequence(
     return n
 
 
-def _check_values(elem, name: str, action: Action, source_values: set[str], source_uids: set[str], problems: list[str]) -> None:
+def _check_values(elem, name: str, action: Action, profile: DicomProfile, source_values: set[str], source_uids: set[str], problems: list[str]) -> None:
     """A non-sequence element's values against its action (KEEP, REMOVE, BLANK, REPLACE) and the source's values."""
     vals = element_values(elem)
     if action is Action.KEEP:
@@ -59,6 +59,8 @@ def _check_values(elem, name: str, action: Action, source_values: set[str], sour
         for v in vals:
             if v in source_uids or not (v.startswith(KEYED_ROOT) or standard_uid(v)):
                 problems.append(f"{name} UID not replaced")
+    if elem.VR == "TM" and action is Action.CLEAN and profile.date_mode == "shift":
+        return  # Retain Modified Dates shifts dates by whole days: the time of day is kept (as in a DT)
     for v in vals:
         if v in source_values:
             problems.append(f"{name} still holds a source value")
@@ -82,5 +84,5 @@ def walk_profile(ds: Dataset, profile: DicomProfile, source_values: set[str], so
         if elem.VR == "SQ":
             n += _walk_sequence(elem, kw, name, action, profile, source_values, source_uids, problems, path)
         else:
-            _check_values(elem, name, action, source_values, source_uids, problems)
+            _check_values(elem, name, action, profile, source_values, source_uids, problems)
     return n

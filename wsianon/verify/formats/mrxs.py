@@ -33,6 +33,7 @@ import struct
 from pathlib import Path
 
 from wsianon.io.ini import read_ini
+from wsianon.verify.dates import check_kept_dates
 from wsianon.io.jpeg import normalized_checked
 from wsianon.verify import mrxs_hidden
 
@@ -222,6 +223,8 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
 
     _check_unread(folder, cp, verdict)
     _check_member_names(cp, verdict)
+    general = dict(cp.items("GENERAL")) if cp.has_section("GENERAL") else {}
+    check_kept_dates({k: v for k, v in general.items() if "CREATIONDATETIME" in k.upper()}, policy, verdict)
     mrxs_hidden.check(folder, cp, verdict)
 
     # associated records
