@@ -111,6 +111,16 @@ def date_only(value: str) -> bool:
     return bool(v) and re.fullmatch(r"[0-9][0-9 :/.\-+TZ]*", v) is not None and bool(year_only(v))
 
 
+def clock_only(value: str) -> bool:
+    """``value`` is a date, a time of day or a time zone and nothing else ("12/29/09", "09:59:15",
+    "GMT-05:00", "2021-03-11T10:22:09Z"): digits and date/time punctuation, a zone's GMT/UTC.
+    ``--dates keep`` keeps such a value; free text in a date or time field is removed."""
+    import re
+
+    v = value.strip()
+    return re.fullmatch(r"(?:GMT|UTC)?[0-9 :/.\-+TZ]*", v) is not None and any(c.isdigit() for c in v)
+
+
 def year_only(value: str) -> str:
     """Reduce a date/time string to its year where one can be found, else ''."""
     import re

@@ -34,7 +34,7 @@ from wsianon.io.tiff import (
 )
 from wsianon.profiles import load
 from wsianon.profiles.names import shown
-from wsianon.profiles.policy import Policy, year_only
+from wsianon.profiles.policy import Policy, clock_only, year_only
 
 _SPLIT = re.compile(r"(\r\n|\n|;)")
 
@@ -122,7 +122,7 @@ class DescriptionRewrite:
                 action = Action.BLANK
                 new_v = ""
                 if k in self.date_keys or k in self.time_keys:
-                    if self.policy.dates == "keep":
+                    if self.policy.dates == "keep" and clock_only(v):  # free text there is no date: blanked
                         action = Action.KEEP
                         new_v = v
                     elif self.policy.dates == "year" and k in self.date_keys:
