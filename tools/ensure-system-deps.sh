@@ -7,6 +7,8 @@
 #   orthanc, orthanc-dicomweb, orthanc-wsi - the DICOM store the delivery tests push to
 #                    (started by the tests themselves in a loopback-only network namespace)
 #   openssl        - the throw-away certificate of the TLS front in those tests
+#   libvips-tools, gdal-bin, dcmtk - the real encoders the false-positive tests run (vips,
+#                    gdal_translate, dcmcjpls/dcmdjpeg): their outputs must verify clean
 set -u
 need=()
 have_pkg() { dpkg -s "$1" >/dev/null 2>&1; }
@@ -17,6 +19,9 @@ if command -v dpkg >/dev/null 2>&1; then
   command -v pdftotext >/dev/null 2>&1 || need+=(poppler-utils)
   for p in orthanc orthanc-dicomweb orthanc-wsi; do have_pkg $p || need+=($p); done
   command -v openssl >/dev/null 2>&1 || need+=(openssl)
+  command -v vips >/dev/null 2>&1 || need+=(libvips-tools)
+  command -v gdal_translate >/dev/null 2>&1 || need+=(gdal-bin)
+  command -v dcmcjpls >/dev/null 2>&1 || need+=(dcmtk)
 else
   ldconfig -p 2>/dev/null | grep -q libturbojpeg || need+=(libturbojpeg0)
   command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
@@ -33,7 +38,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   fi
   trap '[ -n "$norc" ] && rm -f /usr/sbin/policy-rc.d' EXIT
   apt-get install -y -q "${need[@]}" >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1; apt-get install -y -q "${need[@]}" >/dev/null; } || {
-    echo "warning: could not install ${need[*]} with apt-get; the DICOM target, dciodvfy and report (chromium, pdftotext) tests need them" >&2; exit 0; }
+    echo "warning: could not install ${need[*]} with apt-get; the DICOM target, dciodvfy, report (chromium, pdftotext) and encoder (vips, gdal, dcmtk) tests need them" >&2; exit 0; }
 else
   echo "warning: missing system packages: ${need[*]} (install with: sudo apt-get install ${need[*]})." >&2
   echo "         The DICOM target and the native tiles-coded-tight check need libturbojpeg0, the tests use dciodvfy." >&2
