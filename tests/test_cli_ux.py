@@ -36,12 +36,23 @@ def test_mrxs_slide_folder_stands_for_its_slide(cli, tmp_path):
     assert [r["path"] for r in json.loads(stdout)] == [str(info.mrxs)]
 
 
-def test_mrxs_data_file_names_its_slide(cli, tmp_path):
-    """A file inside an MRXS slide folder given on its own: one line saying whose file it is."""
-    info = make_mrxs(tmp_path / "in", images=2, levels=1)
-    code, _, err = cli("run", info.folder / "Data0000.dat", "-o", tmp_path / "out", "--no-review-sheet")
+def test_mrxs_data_file_says_to_give_its_slide(cli, tmp_path):
+    """A file inside an MRXS slide folder given on its own: one line saying what to give instead.
+    The console line names the path; the reason, which the shared report and certificate carry,
+    does not name the slide (it used to: "a file of the MRXS slide S19-DoeJane.mrxs" in the report)."""
+    from .fixtures.svs_gen import write_svs
+
+    info = make_mrxs(tmp_path / "in", "S19-DoeJane", images=2, levels=1)
+    good = write_svs(tmp_path / "in" / "good.svs", levels=1, size=(512, 384)).path
+    out = tmp_path / "out"
+    code, _, err = cli("run", info.folder / "Data0000.dat", good, "-o", out)
     assert code == 1
-    assert f"a file of the MRXS slide {info.mrxs.name}: give the .mrxs file" in err
+    line = next(ln for ln in err.splitlines() if "Data0000.dat" in ln)
+    assert "give the slide's .mrxs file beside that folder" in line and str(info.folder) in line
+    shared = [p for p in out.rglob("*") if p.is_file() and p.suffix in (".json", ".html", ".pdf", ".csv")]
+    assert any(p.name == "wsianon-report.json" for p in shared), sorted(p.name for p in shared)
+    for p in shared:
+        assert b"DoeJane" not in p.read_bytes(), p.name
 
 
 def test_same_slide_named_twice_is_processed_once(cli, tmp_path):
@@ -274,3 +285,44 @@ def test_status_after_kill_9_does_not_say_running(tmp_path, tmp_path_factory):
         assert "(running)" in text, text
     finally:
         lock.release()
+
+
+def test_interrupt_says_when_out_holds_files_the_record_does_not_list(cli, tmp_path, tmp_path_factory, monkeypatch):
+    """With --workers, a worker places a verified output before the job records it: a slide that
+    finished as the job stopped can be whole in OUT and still pending.  The stop then says that OUT
+    is not ready to share (it said "nothing partial was placed" and nothing more, while `certify
+    --check` named the file as not in the certificate; review of stop 28).  Simulated here by a
+    file placed in OUT at the moment the stop is asked for."""
+    from wsianon.pipeline import batch as B
+    from wsianon.pipeline.batch import STOP, JobInterrupted
+    from wsianon.pipeline.jobs import JobConfig, run_job
+
+    from .conftest import small_svs_folder
+
+    src = small_svs_folder(tmp_path_factory, "in", 3)
+    orig = B.W.run_serial
+
+    def placing_then_stopping(items, target, dest, emit, on_submit):
+        for k, res in enumerate(orig(items, target, dest, emit, on_submit)):
+            yield res
+            if k == 0:
+                (dest_dir / "WSI-finished-unrecorded.svs").write_bytes(b"x")
+                STOP.set()
+
+    monkeypatch.setattr(B.W, "run_serial", placing_then_stopping)
+    dest_dir = tmp_path / "api"
+    try:
+        with pytest.raises(JobInterrupted) as exc:
+            run_job(JobConfig(inputs=[src], out=dest_dir))
+    finally:
+        STOP.clear()
+    assert exc.value.unlisted == 1 and exc.value.pending >= 1
+    dest_dir = tmp_path / "cli"
+    try:
+        code, _, err = cli("run", src, "-o", dest_dir, "--no-review-sheet")
+    finally:
+        STOP.clear()
+    assert code == 130
+    assert "1 file(s) in it are not yet in the record" in err and "NOT ready to share" in err
+    # without such a file the stop says nothing partial was placed, as before
+    monkeypatch.setattr(B.W, "run_serial", orig)

@@ -374,7 +374,17 @@ def _run_job_on_console(cfg, deliverer, *, json_out: bool, log: Path | None):
     except OSError as exc:  # the --log file, a vanished folder: one line, never a traceback
         _fail(f"{safe_text(exc.filename or '')}: {os_reason(exc)}", 1)
     except JobInterrupted as exc:
-        err_console.print(f"{exc.summary}; nothing partial was placed in OUT; run the same command again to resume", highlight=False, soft_wrap=True)
+        if exc.unlisted:
+            # whole outputs of slides that finished as the job stopped, placed by their workers
+            # before the job recorded them: OUT does not match its record until the resume
+            err_console.print(
+                f"{exc.summary}; nothing partial was placed in OUT, but {exc.unlisted} file(s) in it are not yet in the record "
+                "(slides that finished as the job stopped): OUT is NOT ready to share; run the same command again to resume",
+                highlight=False,
+                soft_wrap=True,
+            )
+        else:
+            err_console.print(f"{exc.summary}; nothing partial was placed in OUT; run the same command again to resume", highlight=False, soft_wrap=True)
         raise typer.Exit(stopped() or 130) from None
     except KeyboardInterrupt:
         err_console.print("interrupted: no partial output was placed in OUT", soft_wrap=True)

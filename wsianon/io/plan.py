@@ -380,7 +380,7 @@ def apply_in_place(fp: FilePlan, target: Path, keep_journal: bool = False) -> in
         raise ValueError("in-place application needs a source file")
     jpath = journal_path(target)
     if jpath.exists() or jpath.is_symlink():
-        raise OutputError(target, f"an unfinished in-place run left {jpath.name}; run 'wsianon rollback' first")
+        raise OutputError(target, "an unfinished in-place run left its journal (.wsianon-journal) beside the file; run 'wsianon rollback' first")
     try:
         fd = os.open(target, os.O_RDWR | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0))
     except OSError as exc:
@@ -409,7 +409,7 @@ def apply_in_place(fp: FilePlan, target: Path, keep_journal: bool = False) -> in
             written += len(fp.append)
         os.fsync(fd)
     except OSError as exc:
-        raise OutputError(target, f"in-place write failed: {os_reason(exc)}; journal kept at {jpath.name}") from None
+        raise OutputError(target, f"in-place write failed: {os_reason(exc)}; its journal (.wsianon-journal) is kept beside the file") from None
     finally:
         os.close(fd)
     if not keep_journal:

@@ -53,8 +53,12 @@ STOP = threading.Event()
 class JobInterrupted(Exception):
     """Ctrl-C: the job stopped cleanly; ``done_now`` slides finished in this run."""
 
-    def __init__(self, done_now: int, done_total: int, pending: int):
+    def __init__(self, done_now: int, done_total: int, pending: int, unlisted: int = 0):
         self.done_now, self.done_total, self.pending = done_now, done_total, pending
+        # files in OUT the regenerated record does not list: with --workers, a worker places a
+        # verified output before the job records it, so a slide finishing as the job stopped can
+        # be whole in OUT and still pending (the resume processes it again and replaces it)
+        self.unlisted = unlisted
         super().__init__(self.summary)
 
     @property
@@ -768,10 +772,16 @@ class _Run:
                 except WsianonError:
                     pass
                 c = man.counts()
+                unlisted = 0
+                if self.out is not None and not self.policy.in_place:
+                    from wsianon.pipeline.record import unlisted_files
+
+                    unlisted = len(unlisted_files(self.out))
                 raise JobInterrupted(
                     len([o for o in self.live if o.status in STATE_OF]),
                     sum(c.get(s, 0) for s in ("ok", "quarantined", "error")),
                     c.get("pending", 0),
+                    unlisted,
                 ) from None
             raise
         finally:

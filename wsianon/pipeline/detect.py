@@ -80,7 +80,9 @@ def detect_file(path: Path, allow_generic: bool = False) -> tuple[str, NativeCon
         raise CorruptInput(path, "MRXS preview without a readable slide folder")
     slide = mrxs_slide_of(path.parent)
     if slide is not None:  # Data0000.dat, Slidedat.ini, ... given on their own: the slide is NAME.mrxs
-        raise UnsupportedFormat(path, f"a file of the MRXS slide {slide.name}: give the .mrxs file (its folder goes with it)")
+        # the reason goes into the shared report and certificate: it does not repeat the slide's
+        # name (an MRXS name is often the case number); the console line names the path
+        raise UnsupportedFormat(path, "a file inside an MRXS slide's folder: give the slide's .mrxs file beside that folder (the folder goes with it)")
     raise UnsupportedFormat(path, "not a whole slide image format wsianon supports")
 
 

@@ -43,7 +43,7 @@ def check_native(src: SlideSource, inv: Inventory, ctx: SlideContext, out: Path 
         anon.check_in_place_target(src.path, final, ctx.policy.overwrite)
         jp = anon.journal_path(src.path)
         if _exists(jp):
-            raise OutputError(src.path, f"an unfinished in-place run left {jp.name}; run 'wsianon rollback' first")
+            raise OutputError(src.path, "an unfinished in-place run left its journal (.wsianon-journal) beside the file; run 'wsianon rollback' first")
     elif out is not None and not ctx.policy.overwrite:
         for top in sorted({f.dest.split("/")[0] for f in plan.files}):
             if _exists(out / top):

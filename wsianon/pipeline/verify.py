@@ -29,6 +29,7 @@ from wsianon.converters.base import Inventory, NativeConverter
 from wsianon.converters.registry import ClosedWorld, spec_of
 from wsianon.io.scan import Canary, Scanner, SplitScanner, stem_canaries
 from wsianon.pipeline.model import Verdict
+from wsianon.profiles import load as load_profile
 from wsianon.profiles.policy import Policy
 from wsianon.verify import canaries as independent_canaries
 from wsianon.verify import thumbnail as thumbnail_provenance
@@ -195,7 +196,9 @@ def check_openslide(snap: SourceSnapshot, conv: NativeConverter | None, out_main
     try:
         props = dict(out.properties)
         if conv is not None and conv.name in ("ndpi", "generic-tiff"):  # (Aperio, Ventana, Philips, Leica, MRXS: the format's hook)
-            dates.check_kept_dates({k: v for k, v in props.items() if k in ("tiff.DateTime", "hamamatsu.Created")}, policy, verdict)
+            # every date the NDPI profile names (Created, Updated), not only the first of them
+            keys = {"tiff.DateTime"} | {f"hamamatsu.{k}" for k in load_profile("ndpi")["date_property_keys"]}
+            dates.check_kept_dates({k: v for k, v in props.items() if k in keys}, policy, verdict)
         if snap.level_count is not None:
             same = snap.level_count == out.level_count and snap.level_dims == tuple(tuple(d) for d in out.level_dimensions)
             verdict.add(

@@ -102,23 +102,89 @@ class Policy:
             raise ValueError("--mpp must be a pixel spacing in micrometres per pixel, above 0 and below 1000")
 
 
-def date_only(value: str) -> bool:
-    """``value`` is a date/time and nothing else: digits and date/time punctuation only, with a year
-    (``--dates keep`` keeps such a value; free text in a date field is no date: it is removed)."""
+# the forms a date/time field's value may take to be kept by ``--dates keep``: every
+# whitespace-separated token is a date, a time of day (optionally with its zone and AM/PM), an ISO
+# date-time or a time zone, with real month, day, hour and minute numbers.  A run of digits that
+# is none of these (an MRN "77123456", "4711" after a date, "55 66 77") is no date: removed.
+_DATE_SEP = r"[-/:.]"
+_TIME = r"(?P<h>\d{1,2}):(?P<mi>\d{2})(?::(?P<s>\d{2})(?:[.,]\d{1,9})?)?"
+_ZONE = r"(?:Z|(?:GMT|UTC)?[+-](?P<zh>\d{2})(?::?(?P<zm>\d{2}))?)"
+
+
+def _date_ok(tok: str) -> bool:
     import re
 
-    v = value.strip()
-    return bool(v) and re.fullmatch(r"[0-9][0-9 :/.\-+TZ]*", v) is not None and bool(year_only(v))
+    m = re.fullmatch(rf"(\d{{4}}){_DATE_SEP}(\d{{1,2}}){_DATE_SEP}(\d{{1,2}})", tok)  # 2019-07-23, 2019:07:23
+    if m:
+        y, mo, d = (int(g) for g in m.groups())
+        return 1 <= mo <= 12 and 1 <= d <= 31
+    m = re.fullmatch(r"(\d{1,2})([/.\-])(\d{1,2})\2(\d{2}|\d{4})", tok)  # 12/29/09, 23.07.2019
+    if m:
+        a, b = int(m.group(1)), int(m.group(3))
+        return (1 <= a <= 12 and 1 <= b <= 31) or (1 <= b <= 12 and 1 <= a <= 31)
+    m = re.fullmatch(r"(\d{4})(\d{2})(\d{2})", tok)  # 20190723 (DICOM DA)
+    if m:
+        y, mo, d = (int(g) for g in m.groups())
+        return 1900 <= y <= 2099 and 1 <= mo <= 12 and 1 <= d <= 31
+    return False
+
+
+def _zone_ok(m) -> bool:
+    zh, zm = m.group("zh"), m.group("zm")
+    return (zh is None or int(zh) <= 14) and (zm is None or int(zm) <= 59)
+
+
+def _time_ok(tok: str) -> bool:
+    import re
+
+    m = re.fullmatch(rf"{_TIME}{_ZONE}?", tok)
+    if not m:
+        return False
+    h, mi, sec = int(m.group("h")), int(m.group("mi")), m.group("s")
+    return h <= 24 and mi <= 59 and (sec is None or int(sec) <= 60) and _zone_ok(m)
+
+
+def _clock_tokens(value: str) -> list[str] | None:
+    """The kinds ("date", "time", "zone", "ampm") of ``value``'s tokens, or None when a token is
+    none of them."""
+    import re
+
+    kinds: list[str] = []
+    for tok in value.split():
+        if re.fullmatch(r"(?i)AM|PM", tok) and kinds and kinds[-1] == "time":
+            kinds.append("ampm")
+            continue
+        if tok in ("Z", "GMT", "UTC"):
+            kinds.append("zone")
+            continue
+        z = re.fullmatch(_ZONE, tok)
+        if z and _zone_ok(z):
+            kinds.append("zone")
+            continue
+        date, t, rest = tok.partition("T")  # ISO 8601: 2021-03-11T10:22:09Z
+        if t and _date_ok(date) and _time_ok(rest):
+            kinds += ["date", "time"]
+        elif _date_ok(tok):
+            kinds.append("date")
+        elif _time_ok(tok):
+            kinds.append("time")
+        else:
+            return None
+    return kinds
+
+
+def date_only(value: str) -> bool:
+    """``value`` is a date (with its time and zone, if any) and nothing else, with a year
+    (``--dates keep`` keeps such a value; free text or a bare number in a date field is no date: it is removed)."""
+    kinds = _clock_tokens(value)
+    return bool(kinds) and "date" in kinds and bool(year_only(value))
 
 
 def clock_only(value: str) -> bool:
     """``value`` is a date, a time of day or a time zone and nothing else ("12/29/09", "09:59:15",
-    "GMT-05:00", "2021-03-11T10:22:09Z"): digits and date/time punctuation, a zone's GMT/UTC.
-    ``--dates keep`` keeps such a value; free text in a date or time field is removed."""
-    import re
-
-    v = value.strip()
-    return re.fullmatch(r"(?:GMT|UTC)?[0-9 :/.\-+TZ]*", v) is not None and any(c.isdigit() for c in v)
+    "09:59:15 AM", "GMT-05:00", "UTC", "2021-03-11T10:22:09Z").  ``--dates keep`` keeps such a
+    value; free text or a bare number in a date or time field is removed."""
+    return bool(_clock_tokens(value))
 
 
 def year_only(value: str) -> str:
