@@ -81,6 +81,29 @@ _NAME_BYTES = re.compile(rb"[A-Za-z0-9 ^.,'\-\x00]+")
 _HEX_RUN = re.compile(r"(?<![0-9A-Za-z])(?<!WSI-)(?:[0-9A-Fa-f]{2}){8,}(?![0-9A-Za-z])")
 
 
+# a run of hex digits glued to letters ("0x446F655E4A616E65", "MR446F...", "...656Eh"): 16 digits
+# or more bounded by characters that are no hex digits, holding a hex letter (decimal digits glued
+# to a unit stay a number, as in a value standing apart), judged inside its token (red team 11)
+_HEX_GLUED = re.compile(r"(?<![0-9A-Fa-f])(?=[0-9]*[A-Fa-f])[0-9A-Fa-f]{16,}(?![0-9A-Fa-f])")
+
+
+def _glued_hex_text(tok: str, vocab: Vocab) -> bool:
+    """Whether ``tok`` holds a run of hex glued to letters that spells text outside ``vocab``; a
+    run of odd length is read without its first digit and without its last (a hex letter glued on:
+    "ID446F..." is "I" + "D446F..."). A token that is a word or pattern of the vocabulary (our
+    ``P`` + 16 keyed hex digits) is not read: keyed bytes spell text by chance, as the ``WSI-``
+    pseudonyms' do."""
+    if vocab.word_ok(tok):
+        return False
+    for m in _HEX_GLUED.finditer(tok):
+        run = m.group(0)
+        for w in (run,) if len(run) % 2 == 0 else (run[1:], run[:-1]):
+            spelled = hex_spelled(w)
+            if spelled is not None and unknown_tokens(spelled, vocab):
+                return True
+    return False
+
+
 def _spell_hex(m: re.Match) -> str:
     """A run of hex digits, or of hex pairs set apart, replaced by the text it spells (if any)."""
     spelled = hex_spelled(re.sub(r"0[xX]|[^0-9A-Fa-f]", "", m.group(0)))
@@ -224,6 +247,8 @@ def unknown_tokens(text: str, vocab: Vocab) -> list[str]:
         tok = m.group(0)
         if not vocab.token_ok(tok):
             bad.append(tok)
+        elif len(tok) >= 17 and _glued_hex_text(tok, vocab):  # passed as a CamelCase of pieces and numbers
+            bad.append("<hex>")
         # one- or two-letter tokens pass alone (an axis, a unit, a flag); three or more in a row
         # ("Do e^ Ja ne": a name in pieces too short to judge) are judged joined
         if len(tok) <= 2 and tok.isascii() and tok.isalpha():
