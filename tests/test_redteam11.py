@@ -150,3 +150,75 @@ def test_glued_hex_under_a_safe_mrxs_key_is_blanked(cli, tmp_path):
     code, out_text, out = _run(cli, tmp_path, tmp_path / "src" / "CASE-1103.mrxs")
     assert code == 0, out_text
     assert _holding(out, value) == []
+
+
+# Round 9 read hex pairs set apart by space : , ; . - and decimal bytes set apart by space , ; —
+# the same bytes set apart by another separator (or written as U+/%u code points, or as
+# backslash-octal escapes) passed as numbers and one- or two-letter tokens, and were kept and
+# verified the same way.
+NAME = b"Doe^Jane"
+SEPARATED = {
+    "hex pairs, underscores": "_".join(f"{b:02X}" for b in NAME),
+    "hex pairs, slashes": "/".join(f"{b:02X}" for b in NAME),
+    "hex pairs, bars": "|".join(f"{b:02x}" for b in NAME),
+    "hex pairs, quoted-printable": "".join(f"={b:02X}" for b in NAME),
+    "hex pairs, backslashes": "\\".join(f"{b:02X}" for b in NAME),
+    "hex pairs, plus signs": "+".join(f"{b:02X}" for b in NAME),
+    "decimal bytes, underscores": "_".join(str(b) for b in NAME),
+    "decimal bytes, slashes": "/".join(str(b) for b in NAME),
+    "decimal bytes, dashes": "-".join(str(b) for b in NAME),
+    "decimal bytes, colons": ":".join(str(b) for b in NAME),
+    "U+ code points": " ".join(f"U+{b:04X}" for b in NAME),
+    "%u escapes": "".join(f"%u{b:04X}" for b in NAME),
+    "backslash-octal escapes": "".join(f"\\{b:03o}" for b in NAME),
+}
+
+# the same separators between numbers that spell nothing: structural as before
+SEPARATED_CLEAN = [
+    "10/20/30/40/50/60/70/80",
+    "1_2_3_4_5_6_7_8_9_10",
+    "255|255|255|0|0|0|128|128",
+    "FF_FF_FF_00_00_00_80_80",
+    "2021-03-17 08:41:27",
+    "1.2.840.10008.5.1.4.1.1.77.1.6",
+    "8-16-32-64-128-256-512-1024",
+    "U+0030 U+0031 U+0032",
+    "\\000\\001\\002",
+]
+
+
+@pytest.mark.parametrize("form", list(SEPARATED))
+def test_bytes_set_apart_by_other_separators_are_judged(form):
+    assert unknown_tokens(SEPARATED[form], vocabulary("aperio")), form
+
+
+@pytest.mark.parametrize("fmt", ["aperio", "mrxs", "dicom"])
+def test_numbers_set_apart_that_spell_nothing_stay_structural(fmt):
+    v = vocabulary(fmt)
+    assert [t for t in SEPARATED_CLEAN if unknown_tokens(t, v)] == []
+
+
+@pytest.mark.parametrize("form", ["hex pairs, underscores", "decimal bytes, slashes", "%u escapes"])
+def test_bytes_set_apart_under_a_safe_aperio_key_are_blanked(cli, tmp_path, form):
+    """Before: exit 0, the value kept in the output .svs and the slide verified."""
+    value = SEPARATED[form]
+    src = _svs(tmp_path, "CASE-1104.svs", Parmset=value)
+    assert value.encode() in src.read_bytes()
+    code, text, out = _run(cli, tmp_path, src)
+    assert code == 0, text
+    assert _holding(out, value) == []
+
+
+def test_verify_refuses_bytes_set_apart_in_another_tools_output(cli, tmp_path):
+    value = SEPARATED["hex pairs, slashes"]  # (a bar is the description's own separator)
+    code, text, out = _run(cli, tmp_path, _svs(tmp_path, "CASE-1105.svs"))
+    assert code == 0, text
+    (svs,) = sorted(out.rglob("*.svs"))
+    planted = tmp_path / "planted" / svs.name
+    planted.parent.mkdir()
+    shutil.copyfile(svs, planted)
+    with tifffile.TiffFile(planted, mode="r+b") as tf:
+        tag = tf.pages[0].tags[270]
+        tag.overwrite(tag.value + "|Parmset = " + value)
+    code, stdout, _ = cli("verify", str(planted))
+    assert code == 1 and "vocabulary" in stdout, stdout

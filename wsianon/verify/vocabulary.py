@@ -273,10 +273,16 @@ _BACKSLASH_X = re.compile(r"\\x([0-9A-Fa-f]{2})")
 _BACKSLASH_U = re.compile(r"\\u([0-9A-Fa-f]{4})")
 # 8 or more bytes written as decimal numbers set apart ("68 111 101 94 74 97 110 101"): judged by the
 # same rule as hex (every number a letter, digit, space, ^.,'- or NUL, and 3 letters among them)
-_DEC_BYTES = re.compile(r"(?<![0-9A-Za-z.])[0-9]{1,3}(?:(?:, ?| |;)[0-9]{1,3}){7,}(?![0-9A-Za-z]|\.[0-9])")
+# separators: those of round 9 and (red team 11) tab _ / | + = # * ~ : - \\ (a dot stays a version's or
+# a UID's, whose components are numbers too)
+_DEC_BYTES = re.compile(r"(?<![0-9A-Za-z.])[0-9]{1,3}(?:(?:, ?| |;|[\t_/|+=#*~:\\-])[0-9]{1,3}){7,}(?![0-9A-Za-z]|\.[0-9])")
 # 8 or more bytes written as hex pairs apart ("44 6F 65 5E 4A 61 6E 65", "44:6F:65:..."): each pair
 # is a token too short to judge; joined, they are judged as the text they spell ("0x44 0x6F ..." too)
-_HEX_PAIRS = re.compile(r"(?<![0-9A-Za-z])(?:0[xX])?[0-9A-Fa-f]{2}(?:[ :,;.\-]{1,2}(?:0[xX])?[0-9A-Fa-f]{2}){7,}(?![0-9A-Za-z])")
+# ("=44=6F": quoted-printable; separators as the decimal bytes' and a dot; red team 11)
+_HEX_PAIRS = re.compile(r"(?<![0-9A-Za-z])(?:0[xX])?[0-9A-Fa-f]{2}(?:[ \t:,;.\-_/|+=#*~\\']{1,2}(?:0[xX])?[0-9A-Fa-f]{2}){7,}(?![0-9A-Za-z])")
+# code points written U+0044 or %u0044, and backslash-octal escapes (\104): the bytes they spell
+_CODE_POINT = re.compile(r"(?:U\+|%u)([0-9A-Fa-f]{4})")
+_BACKSLASH_OCT = re.compile(r"\\([0-3][0-7]{2})")
 
 
 def _unescape_bytes(text: str) -> str:
@@ -294,6 +300,10 @@ def _unescape_bytes(text: str) -> str:
         text = _BACKSLASH_X.sub(lambda m: chr(int(m.group(1), 16)), text)
     if "\\u" in text:
         text = _BACKSLASH_U.sub(lambda m: chr(int(m.group(1), 16)), text)
+    if "U+" in text or "%u" in text:
+        text = _CODE_POINT.sub(lambda m: chr(int(m.group(1), 16)), text)
+    if "\\" in text:
+        text = _BACKSLASH_OCT.sub(lambda m: chr(int(m.group(1), 8)), text)
     text = _DEC_BYTES.sub(_spell_dec, text.replace("\x00", ""))
     return _HEX_PAIRS.sub(_spell_hex, text)
 
