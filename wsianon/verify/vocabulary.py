@@ -91,8 +91,7 @@ def _glued_hex_text(tok: str, vocab: Vocab) -> bool:
     """Whether ``tok`` holds a run of hex glued to letters that spells text outside ``vocab``; a
     run of odd length is read without its first digit and without its last (a hex letter glued on:
     "ID446F..." is "I" + "D446F..."). A token that is a word or pattern of the vocabulary (our
-    ``P`` + 16 keyed hex digits) is not read: keyed bytes spell text by chance, as the ``WSI-``
-    pseudonyms' do."""
+    ``WSI-`` pseudonyms: keyed bytes spell text by chance) is not read."""
     if vocab.word_ok(tok):
         return False
     for m in _HEX_GLUED.finditer(tok):
