@@ -84,7 +84,7 @@ _HEX_RUN = re.compile(r"(?<![0-9A-Za-z])(?<!WSI-)(?:[0-9A-Fa-f]{2}){8,}(?![0-9A-
 # a run of hex digits glued to letters ("0x446F655E4A616E65", "MR446F...", "...656Eh"): 16 digits
 # or more bounded by characters that are no hex digits, holding a hex letter (decimal digits glued
 # to a unit stay a number, as in a value standing apart), judged inside its token (red team 11)
-_HEX_GLUED = re.compile(r"(?<![0-9A-Fa-f])(?=[0-9]*[A-Fa-f])[0-9A-Fa-f]{16,}(?![0-9A-Fa-f])")
+_HEX_GLUED = re.compile(r"(?<![0-9A-Fa-f])(?<!WSI-)(?=[0-9]*[A-Fa-f])[0-9A-Fa-f]{16,}(?![0-9A-Fa-f])")
 
 
 def _glued_hex_text(tok: str, vocab: Vocab) -> bool:
