@@ -81,6 +81,28 @@ _NAME_BYTES = re.compile(rb"[A-Za-z0-9 ^.,'\-\x00]+")
 _HEX_RUN = re.compile(r"(?<![0-9A-Za-z])(?<!WSI-)(?:[0-9A-Fa-f]{2}){8,}(?![0-9A-Za-z])")
 
 
+# a run of hex digits glued to letters ("0x446F655E4A616E65", "MR446F...", "...656Eh"): 16 digits
+# or more bounded by characters that are no hex digits, holding a hex letter (decimal digits glued
+# to a unit stay a number, as in a value standing apart), judged inside its token (red team 11)
+_HEX_GLUED = re.compile(r"(?<![0-9A-Fa-f])(?<!WSI-)(?=[0-9]*[A-Fa-f])[0-9A-Fa-f]{16,}(?![0-9A-Fa-f])")
+
+
+def _glued_hex_text(tok: str, vocab: Vocab) -> bool:
+    """Whether ``tok`` holds a run of hex glued to letters that spells text outside ``vocab``; a
+    run of odd length is read without its first digit and without its last (a hex letter glued on:
+    "ID446F..." is "I" + "D446F..."). A token that is a word or pattern of the vocabulary (our
+    ``WSI-`` pseudonyms: keyed bytes spell text by chance) is not read."""
+    if vocab.word_ok(tok):
+        return False
+    for m in _HEX_GLUED.finditer(tok):
+        run = m.group(0)
+        for w in (run,) if len(run) % 2 == 0 else (run[1:], run[:-1]):
+            spelled = hex_spelled(w)
+            if spelled is not None and unknown_tokens(spelled, vocab):
+                return True
+    return False
+
+
 def _spell_hex(m: re.Match) -> str:
     """A run of hex digits, or of hex pairs set apart, replaced by the text it spells (if any)."""
     spelled = hex_spelled(re.sub(r"0[xX]|[^0-9A-Fa-f]", "", m.group(0)))
@@ -224,6 +246,8 @@ def unknown_tokens(text: str, vocab: Vocab) -> list[str]:
         tok = m.group(0)
         if not vocab.token_ok(tok):
             bad.append(tok)
+        elif len(tok) >= 17 and _glued_hex_text(tok, vocab):  # passed as a CamelCase of pieces and numbers
+            bad.append("<hex>")
         # one- or two-letter tokens pass alone (an axis, a unit, a flag); three or more in a row
         # ("Do e^ Ja ne": a name in pieces too short to judge) are judged joined
         if len(tok) <= 2 and tok.isascii() and tok.isalpha():
@@ -248,10 +272,16 @@ _BACKSLASH_X = re.compile(r"\\x([0-9A-Fa-f]{2})")
 _BACKSLASH_U = re.compile(r"\\u([0-9A-Fa-f]{4})")
 # 8 or more bytes written as decimal numbers set apart ("68 111 101 94 74 97 110 101"): judged by the
 # same rule as hex (every number a letter, digit, space, ^.,'- or NUL, and 3 letters among them)
-_DEC_BYTES = re.compile(r"(?<![0-9A-Za-z.])[0-9]{1,3}(?:(?:, ?| |;)[0-9]{1,3}){7,}(?![0-9A-Za-z]|\.[0-9])")
+# separators: those of round 9 and (red team 11) tab _ / | + = # * ~ : - \\ (a dot stays a version's or
+# a UID's, whose components are numbers too)
+_DEC_BYTES = re.compile(r"(?<![0-9A-Za-z.])[0-9]{1,3}(?:(?:, ?| |;|[\t_/|+=#*~:\\-])[0-9]{1,3}){7,}(?![0-9A-Za-z]|\.[0-9])")
 # 8 or more bytes written as hex pairs apart ("44 6F 65 5E 4A 61 6E 65", "44:6F:65:..."): each pair
 # is a token too short to judge; joined, they are judged as the text they spell ("0x44 0x6F ..." too)
-_HEX_PAIRS = re.compile(r"(?<![0-9A-Za-z])(?:0[xX])?[0-9A-Fa-f]{2}(?:[ :,;.\-]{1,2}(?:0[xX])?[0-9A-Fa-f]{2}){7,}(?![0-9A-Za-z])")
+# ("=44=6F": quoted-printable; separators as the decimal bytes' and a dot; red team 11)
+_HEX_PAIRS = re.compile(r"(?<![0-9A-Za-z])(?:0[xX])?[0-9A-Fa-f]{2}(?:[ \t:,;.\-_/|+=#*~\\']{1,2}(?:0[xX])?[0-9A-Fa-f]{2}){7,}(?![0-9A-Za-z])")
+# code points written U+0044 or %u0044, and backslash-octal escapes (\104): the bytes they spell
+_CODE_POINT = re.compile(r"(?:U\+|%u)([0-9A-Fa-f]{4})")
+_BACKSLASH_OCT = re.compile(r"\\([0-3][0-7]{2})")
 
 
 def _unescape_bytes(text: str) -> str:
@@ -269,6 +299,10 @@ def _unescape_bytes(text: str) -> str:
         text = _BACKSLASH_X.sub(lambda m: chr(int(m.group(1), 16)), text)
     if "\\u" in text:
         text = _BACKSLASH_U.sub(lambda m: chr(int(m.group(1), 16)), text)
+    if "U+" in text or "%u" in text:
+        text = _CODE_POINT.sub(lambda m: chr(int(m.group(1), 16)), text)
+    if "\\" in text:
+        text = _BACKSLASH_OCT.sub(lambda m: chr(int(m.group(1), 8)), text)
     text = _DEC_BYTES.sub(_spell_dec, text.replace("\x00", ""))
     return _HEX_PAIRS.sub(_spell_hex, text)
 
