@@ -177,7 +177,7 @@ def date_only(value: str) -> bool:
     """``value`` is a date (with its time and zone, if any) and nothing else, with a year
     (``--dates keep`` keeps such a value; free text or a bare number in a date field is no date: it is removed)."""
     kinds = _clock_tokens(value)
-    return bool(kinds) and "date" in kinds and bool(year_only(value))
+    return kinds is not None and "date" in kinds and bool(year_only(value))
 
 
 def clock_only(value: str) -> bool:
