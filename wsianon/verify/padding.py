@@ -46,6 +46,27 @@ import numpy as np
 from wsianon.verify.tileid import release_cycles
 
 CHECK = "tiles-padding"
+# a tile larger than this is not decoded here: the check fails it (a TileLength of 558,276 rows
+# over a 512-row page made every edge tile a 143-Mpx array, judged for minutes; fuzz seed 1, SCN)
+MAX_TILE_PIXELS = 1 << 26
+
+
+class CodedSize(Exception):
+    """A JPEG tile whose frame header is not its page's tile size (``tiles-sof`` judges it too):
+    its padding is not what the page declares, so it is not judged as such."""
+
+
+def _coded_fits(data: bytes, th: int, tw: int) -> bool:
+    """Whether a JPEG tile's frame header says ``th`` x ``tw`` (or holds no size to compare)."""
+    from wsianon.verify.sof import _fits, _sof, _Unsized
+
+    try:
+        size = _sof(data)
+    except _Unsized:
+        return True  # no frame header: the decoder and tiles-sof refuse it
+    return size is None or (_fits(size[0], th) and _fits(size[1], tw))
+
+
 DICOM_CHECK = "dicom: frame padding"
 CELL = 8
 # thresholds on the 8-bit scale, per 8 x 8 cell: the mean and the largest deviation from the model
@@ -331,11 +352,15 @@ def _page_decoder(fh, page) -> Callable[[int], np.ndarray | None]:
     th, tw = page.tilelength, page.tilewidth
     offs, cnts, tables = page.dataoffsets, page.databytecounts, page.jpegtables
 
+    jpeg = int(page.compression) == 7
+
     def decode(i: int) -> np.ndarray | None:
         if not cnts[i] or not offs[i]:
             return None  # an empty tile: nothing stored
         fh.seek(int(offs[i]))
         data = fh.read(int(cnts[i]))
+        if jpeg and not _coded_fits(data, th, tw):
+            raise CodedSize()
         arr, _idx, _shape = page.decode(data, i, jpegtables=tables)
         return None if arr is None else np.asarray(arr).reshape(th, tw, -1)
 
@@ -373,7 +398,7 @@ def buffer_states(fh, pages) -> dict[tuple, list[np.ndarray]]:
     bottoms: dict[tuple, list[np.ndarray]] = {}  # in the file's order of the levels
     for page in pages:
         h, w, th, tw = page.imagelength, page.imagewidth, page.tilelength, page.tilewidth
-        if page.imagedepth > 1 or page.tiledepth > 1 or len(page.dataoffsets) != -(-h // th) * -(-w // tw):
+        if page.imagedepth > 1 or page.tiledepth > 1 or th * tw > MAX_TILE_PIXELS or len(page.dataoffsets) != -(-h // th) * -(-w // tw):
             continue
         ny, nx = -(-h // th), -(-w // tw)
         vh, vw = h - (ny - 1) * th, w - (nx - 1) * tw
@@ -420,6 +445,8 @@ def _judge_page(fh, page, states: dict[tuple, list[np.ndarray]] | None = None) -
         fh.seek(int(offs[i]))
         data = fh.read(int(cnts[i]))
         if jpeg:
+            if not _coded_fits(data, th, tw):
+                raise CodedSize()
             subs[i] = jpeg_chroma(data)
         arr, _idx, _shape = page.decode(data, i, jpegtables=tables)
         return None if arr is None else np.asarray(arr).reshape(th, tw, -1)
@@ -440,6 +467,9 @@ def _judge_page(fh, page, states: dict[tuple, list[np.ndarray]] | None = None) -
         base = p * ny * nx
         try:
             n, why, _st = judge_grid(ny, nx, th, tw, h, w, decode, partial(_row_major, base, nx), buffers if planes == 1 else None, subs.get)
+        except CodedSize:
+            bad.append((0, f"an edge tile's JPEG frame header is not the page's {tw} x {th} tile"))
+            continue
         except Exception as exc:
             bad.append((0, f"an edge tile does not decode ({type(exc).__name__})"))
             continue
@@ -476,6 +506,10 @@ def _judge_tiff(path: Path) -> tuple[int, int, list[tuple[int, int, str]], set[s
             if not page.is_tiled or (page.imagewidth % page.tilewidth == 0 and page.imagelength % page.tilelength == 0):
                 continue
             pages += 1
+            if page.tilelength * page.tilewidth > MAX_TILE_PIXELS:
+                ifd = page.index if isinstance(page.index, int) else 0
+                bad.append((ifd, 0, f"tiles of {page.tilewidth} x {page.tilelength} px, more than this check decodes"))
+                continue
             try:
                 n, why = _judge_page(tf.filehandle, page, states)
             except LookupError as exc:
@@ -633,6 +667,9 @@ def check_dicom(dsets, verdict, fragments=None) -> None:
         if not total_c or not total_r or not cols or not rows or (total_c % cols == 0 and total_r % rows == 0):
             continue
         instances += 1
+        if rows * cols > MAX_TILE_PIXELS:
+            bad.append(f"{Path(path).name}: frames of {cols} x {rows} px, more than this check decodes")
+            continue
         try:
             n, why = _judge_instance(Path(path), ds, (fragments or {}).get(path, False), parts, fragments)
         except LookupError as exc:
