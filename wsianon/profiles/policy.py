@@ -154,7 +154,7 @@ def _clock_tokens(value: str) -> list[str] | None:
         if re.fullmatch(r"(?i)AM|PM", tok) and kinds and kinds[-1] == "time":
             kinds.append("ampm")
             continue
-        if tok in ("Z", "GMT", "UTC"):
+        if tok in ("GMT", "UTC"):  # a bare zone; "Z" and offsets are _ZONE's
             kinds.append("zone")
             continue
         z = re.fullmatch(_ZONE, tok)
