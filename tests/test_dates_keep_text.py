@@ -15,17 +15,23 @@ from wsianon.profiles.policy import clock_only, date_only
 NAME = "DOE^JANE"
 
 
-@pytest.mark.parametrize("key", ["Time", "Time Zone", "Date"])
-def test_free_text_in_an_aperio_date_field_is_blanked_under_keep(tmp_path, cli, key):
-    value = {"Time": "15:09:26", "Time Zone": "GMT+0713", "Date": "03/14/17"}[key]
+def _kept_svs(tmp_path, cli, extra: dict[str, str]) -> bytes:
+    """An SVS with ``extra`` description keys run with ``--dates keep``: shared (not quarantined);
+    the output's bytes."""
     src = tmp_path / "in" / "s.svs"
     src.parent.mkdir()
-    write_svs(src, extra={key: f"{value} {NAME}"})
+    write_svs(src, extra=extra)
     out = tmp_path / "out"
     code, _, stderr = cli("run", str(src), "-o", str(out), "--dates", "keep")
     slide = json.loads((out / "wsianon-report.json").read_text())["slides"][0]
     assert code == 0 and slide["status"] == "ok", (stderr, slide.get("error"))
-    data = b"".join(p.read_bytes() for p in out.glob("*.svs"))
+    return b"".join(p.read_bytes() for p in out.glob("*.svs"))
+
+
+@pytest.mark.parametrize("key", ["Time", "Time Zone", "Date"])
+def test_free_text_in_an_aperio_date_field_is_blanked_under_keep(tmp_path, cli, key):
+    value = {"Time": "15:09:26", "Time Zone": "GMT+0713", "Date": "03/14/17"}[key]
+    data = _kept_svs(tmp_path, cli, {key: f"{value} {NAME}"})
     assert NAME.encode() not in data
     # the other date fields are kept as they were (the option still keeps dates)
     for k, v in {"Time": "15:09:26", "Time Zone": "GMT+0713", "Date": "03/14/17"}.items():
@@ -89,14 +95,7 @@ def test_date_only_needs_a_real_date():
 
 @pytest.mark.parametrize("key,value", [("Date", "77123456"), ("Time", "55 66 77")])
 def test_a_number_in_an_aperio_date_field_is_blanked_under_keep(tmp_path, cli, key, value):
-    src = tmp_path / "in" / "s.svs"
-    src.parent.mkdir()
-    write_svs(src, extra={key: value})
-    out = tmp_path / "out"
-    code, _, stderr = cli("run", str(src), "-o", str(out), "--dates", "keep")
-    slide = json.loads((out / "wsianon-report.json").read_text())["slides"][0]
-    assert code == 0 and slide["status"] == "ok", (stderr, slide.get("error"))
-    data = b"".join(p.read_bytes() for p in out.glob("*.svs"))
+    data = _kept_svs(tmp_path, cli, {key: value})
     assert value.encode() not in data
     assert f"|{key} = ".encode() in data  # the key stays, blanked
 

@@ -27,7 +27,6 @@ Places tried and safe before this round are kept below as regression cases.
 from __future__ import annotations
 
 import json
-import shutil
 import warnings
 from pathlib import Path
 
@@ -38,20 +37,10 @@ from wsianon.profiles.names import shown
 from wsianon.verify.reportnames import safe_name
 from wsianon.verify.vocabulary import long_number_names
 
-from .fixtures.svs_gen import write_svs
+from .fixtures.helpers import planted_aperio_copy, plain_svs as _svs, run_keyed as _run
 
-KEY = "ab" * 32
 # what must appear nowhere in OUT, on the console or in the manifest for the names planted here
 NEEDLES = [b"Jane", b"JANE", b"4711", b"12345678", b"19790101"]
-
-
-def _run(cli, tmp_path: Path, src: Path, target: str = "native", *extra: str) -> tuple[int, str, Path]:
-    key = tmp_path / "key"
-    key.write_text(KEY)
-    key.chmod(0o600)
-    out = tmp_path / f"out-{target}"
-    code, stdout, stderr = cli("run", "--target", target, str(src), "-o", str(out), "--key-file", str(key), *extra)
-    return code, stdout + stderr, out
 
 
 def _leaks(out: Path, console: str) -> list[str]:
@@ -60,11 +49,6 @@ def _leaks(out: Path, console: str) -> list[str]:
     files = [p for p in out.rglob("*") if p.is_file()] + [p for p in out.parent.glob(out.name + ".wsianon-*.sqlite")]
     found = [str(p.relative_to(out.parent)) for p in files if any(n in p.read_bytes() for n in NEEDLES)]
     return found + [f"console: {n!r}" for n in NEEDLES if n.decode() in console]
-
-
-def _svs(tmp_path: Path, **extra: str) -> Path:
-    (tmp_path / "src").mkdir(exist_ok=True)
-    return write_svs(tmp_path / "src" / "CASE-1001.svs", size=(512, 512), levels=1, with_label=False, with_macro=False, extra=extra).path
 
 
 # -- 1. numbers in names: report, inspect, converters -----------------------------------------------
@@ -142,13 +126,7 @@ def test_verify_refuses_a_number_in_a_key_name_of_another_tools_output(cli, tmp_
     the Aperio profile (no value) and the vocabulary (numbers are structure)."""
     code, console, out = _run(cli, tmp_path, _svs(tmp_path))
     assert code == 0, console
-    (svs,) = sorted(out.rglob("*.svs"))
-    planted = tmp_path / "planted" / svs.name
-    planted.parent.mkdir()
-    shutil.copyfile(svs, planted)
-    with tifffile.TiffFile(planted, mode="r+b") as tf:
-        tag = tf.pages[0].tags[270]
-        tag.overwrite(tag.value + f"|{key} = ")
+    planted = planted_aperio_copy(out, tmp_path, f"|{key} = ")
     code, stdout, _ = cli("verify", str(planted))
     assert code == 1 and "vocabulary" in stdout and key not in stdout, stdout
 

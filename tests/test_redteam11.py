@@ -16,17 +16,14 @@ accepts ``P`` + 16 hex digits (our keyed PatientID's form) outside the identity 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
-import tifffile
 
 from wsianon.verify.vocabulary import unknown_tokens, vocabulary
 
-from .fixtures.svs_gen import write_svs
+from .fixtures.helpers import planted_aperio_copy, plain_svs as _svs, run_keyed as _run
 
-KEY = "cd" * 32
 HEX = b"Doe^Jane".hex().upper()
 
 GLUED = {
@@ -49,20 +46,6 @@ CLEAN = [
     "X3F2504E04F8911D39A0C0305E82C3301",
     "0xF9e107d9d372bb6826bd81d3542a419d6",
 ]
-
-
-def _run(cli, tmp_path: Path, src: Path, target: str = "native") -> tuple[int, str, Path]:
-    key = tmp_path / "key"
-    key.write_text(KEY)
-    key.chmod(0o600)
-    out = tmp_path / f"out-{target}-{src.stem}"
-    code, stdout, stderr = cli("run", "--target", target, str(src), "-o", str(out), "--key-file", str(key))
-    return code, stdout + stderr, out
-
-
-def _svs(tmp_path: Path, name: str, **extra: str) -> Path:
-    (tmp_path / "src").mkdir(exist_ok=True)
-    return write_svs(tmp_path / "src" / name, size=(512, 512), levels=1, with_label=False, with_macro=False, extra=extra).path
 
 
 def _holding(out: Path, value: str) -> list[Path]:
@@ -98,13 +81,7 @@ def test_verify_refuses_glued_hex_in_another_tools_output(cli, tmp_path, form):
     """Before: ``wsianon verify`` printed CLEAN for the output with the value added."""
     code, text, out = _run(cli, tmp_path, _svs(tmp_path, "CASE-1102.svs"))
     assert code == 0, text
-    (svs,) = sorted(out.rglob("*.svs"))
-    planted = tmp_path / "planted" / svs.name
-    planted.parent.mkdir()
-    shutil.copyfile(svs, planted)
-    with tifffile.TiffFile(planted, mode="r+b") as tf:
-        tag = tf.pages[0].tags[270]
-        tag.overwrite(tag.value + "|Parmset = " + GLUED[form])
+    planted = planted_aperio_copy(out, tmp_path, "|Parmset = " + GLUED[form])
     code, stdout, _ = cli("verify", str(planted))
     assert code == 1 and "vocabulary" in stdout and GLUED[form] not in stdout, stdout
 
@@ -214,13 +191,7 @@ def test_verify_refuses_bytes_set_apart_in_another_tools_output(cli, tmp_path):
     value = SEPARATED["hex pairs, slashes"]  # (a bar is the description's own separator)
     code, text, out = _run(cli, tmp_path, _svs(tmp_path, "CASE-1105.svs"))
     assert code == 0, text
-    (svs,) = sorted(out.rglob("*.svs"))
-    planted = tmp_path / "planted" / svs.name
-    planted.parent.mkdir()
-    shutil.copyfile(svs, planted)
-    with tifffile.TiffFile(planted, mode="r+b") as tf:
-        tag = tf.pages[0].tags[270]
-        tag.overwrite(tag.value + "|Parmset = " + value)
+    planted = planted_aperio_copy(out, tmp_path, "|Parmset = " + value)
     code, stdout, _ = cli("verify", str(planted))
     assert code == 1 and "vocabulary" in stdout, stdout
 

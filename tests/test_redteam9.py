@@ -23,17 +23,13 @@
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import pytest
-import tifffile
 
 from wsianon.verify.vocabulary import unknown_tokens, vocabulary
 
-from .fixtures.svs_gen import write_svs
+from .fixtures.helpers import planted_aperio_copy, plain_svs as _svs, run_keyed as _run
 
-KEY = "ab" * 32
 NAME = b"Doe^Jane"
 
 ENCODED = {
@@ -71,20 +67,6 @@ def test_the_same_forms_without_text_stay_structural():
     assert [t for t in CLEAN if unknown_tokens(t, v)] == []
 
 
-def _run(cli, tmp_path: Path, src: Path, target: str = "native") -> tuple[int, str, Path]:
-    key = tmp_path / "key"
-    key.write_text(KEY)
-    key.chmod(0o600)
-    out = tmp_path / f"out-{target}-{src.stem}"
-    code, stdout, stderr = cli("run", "--target", target, str(src), "-o", str(out), "--key-file", str(key))
-    return code, stdout + stderr, out
-
-
-def _svs(tmp_path: Path, name: str, **extra: str) -> Path:
-    (tmp_path / "src").mkdir(exist_ok=True)
-    return write_svs(tmp_path / "src" / name, size=(512, 512), levels=1, with_label=False, with_macro=False, extra=extra).path
-
-
 @pytest.mark.parametrize("form", ["hex of UTF-16LE", "percent-encoded UTF-16LE", "decimal bytes"])
 def test_an_encoded_name_under_a_safe_aperio_key_is_blanked(cli, tmp_path, form):
     """Before: exit 0, the value kept in the output .svs and the slide verified."""
@@ -101,13 +83,7 @@ def test_an_encoded_name_under_a_safe_aperio_key_is_blanked(cli, tmp_path, form)
 def test_verify_refuses_an_encoded_name_in_another_tools_output(cli, tmp_path, form):
     code, text, out = _run(cli, tmp_path, _svs(tmp_path, "CASE-9102.svs"))
     assert code == 0, text
-    (svs,) = sorted(out.rglob("*.svs"))
-    planted = tmp_path / "planted" / svs.name
-    planted.parent.mkdir()
-    shutil.copyfile(svs, planted)
-    with tifffile.TiffFile(planted, mode="r+b") as tf:
-        tag = tf.pages[0].tags[270]
-        tag.overwrite(tag.value + "|Parmset = " + ENCODED[form])
+    planted = planted_aperio_copy(out, tmp_path, "|Parmset = " + ENCODED[form])
     code, stdout, _ = cli("verify", str(planted))
     assert code == 1 and "vocabulary" in stdout and ENCODED[form] not in stdout, stdout
 
@@ -136,13 +112,7 @@ def test_a_name_in_short_pieces_under_a_safe_aperio_key_is_blanked(cli, tmp_path
 def test_verify_refuses_a_name_in_short_pieces_in_another_tools_output(cli, tmp_path, form):
     code, text, out = _run(cli, tmp_path, _svs(tmp_path, "CASE-9202.svs"))
     assert code == 0, text
-    (svs,) = sorted(out.rglob("*.svs"))
-    planted = tmp_path / "planted" / svs.name
-    planted.parent.mkdir()
-    shutil.copyfile(svs, planted)
-    with tifffile.TiffFile(planted, mode="r+b") as tf:
-        tag = tf.pages[0].tags[270]
-        tag.overwrite(tag.value + "|Parmset = " + SPLIT[form])
+    planted = planted_aperio_copy(out, tmp_path, "|Parmset = " + SPLIT[form])
     assert SPLIT[form].encode() in planted.read_bytes()
     code, stdout, _ = cli("verify", str(planted))
     assert code == 1 and "vocabulary" in stdout, stdout
