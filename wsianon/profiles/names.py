@@ -18,7 +18,6 @@ WITHHELD = "[withheld]"
 
 _SPLIT = re.compile(r"[^A-Za-z0-9]+")
 _CAMEL = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
-_LONG_NUMBER = re.compile(r"[0-9]{4}")
 _WORDISH = re.compile(r"[A-Za-z][A-Za-z0-9_.\- ]{1,60}")
 
 
@@ -69,6 +68,18 @@ def words(fmt: str) -> frozenset[str]:
     return frozenset(out)
 
 
+# a run of 4 or more digits in a name a source chose is a case number, an MRN or a date as often as
+# structure ("S19-4711", "19790101"); real names carry indices of 1 to 3 digits (FILE_0, LEVEL_12,
+# AOI0).  The one rule for the converters (``shown``), the report (``verify/reportnames.py``) and
+# the verifier's name findings (``verify/vocabulary.py``).
+_LONG_NUMBER = re.compile(r"[0-9]{4}")
+
+
+def has_long_number(name: str) -> bool:
+    """Whether ``name`` holds a run of 4 or more digits (not shown, withheld, a finding)."""
+    return _LONG_NUMBER.search(name) is not None
+
+
 def _index(part: str) -> bool:
     """A number in a name is an index (FILE_0, LEVEL_12) up to 3 digits; longer, a source's key may
     be a case number, an MRN or a date ("S19-4711", "19790101"): not shown."""
@@ -76,7 +87,7 @@ def _index(part: str) -> bool:
 
 
 def _part_ok(part: str, vocab: frozenset[str]) -> bool:
-    if _LONG_NUMBER.search(part):
+    if has_long_number(part):
         return False
     if _index(part) or len(part) <= 2 or part.lower() in vocab:
         return True

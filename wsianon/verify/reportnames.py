@@ -15,17 +15,15 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from wsianon.profiles.names import WITHHELD  # one placeholder, in the converters and the report
+from wsianon.profiles.names import WITHHELD, has_long_number  # one placeholder and one number rule, in the converters and the report
 
 FORMATS = ("aperio", "dicom", "generic", "isyntax", "leica", "mrxs", "ndpi", "philips", "ventana")
 
 # words: maximal runs of letters and digits (any script); everything else is kept as it is
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _CAMEL = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
-# a number of 4 or more digits in a name a source chose is a case number, an MRN or a date as often
-# as structure (an Aperio key "S19-4711", "19790101"): withheld; indices (FILE_0, LEVEL_12, IFD 3)
-# are shorter.  Our own wording "tag N" (a TIFF tag number, 16 bits) at the head of a name is kept.
-_LONG_NUMBER = re.compile(r"[0-9]{4}")
+# a word holding a number of 4 or more digits is withheld (``names.has_long_number``).  Our own
+# wording "tag N" (a TIFF tag number, 16 bits) at the head of a name is kept.
 _TAG = re.compile(r"tag ([0-9]{1,5})(?![0-9])")
 
 
@@ -74,7 +72,7 @@ def safe_name(text: str) -> str:
 
 
 def _name_word_ok(w: str) -> bool:
-    return not _LONG_NUMBER.search(w) and word_ok(w)
+    return not has_long_number(w) and word_ok(w)
 
 
 def safe_removal(d: dict) -> dict:

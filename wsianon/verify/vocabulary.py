@@ -40,7 +40,7 @@ from wsianon.io.spans import as_int64, iter_pairs, union_parts
 from wsianon.io.extents import data_extents
 from wsianon.io import jpeg
 from wsianon.profiles import load
-from wsianon.profiles.names import vocab_files
+from wsianon.profiles.names import has_long_number, vocab_files
 
 MIN_RUN = 4
 _READ = 8 << 20
@@ -627,13 +627,12 @@ _XML_NAMES = (
     re.compile(r"\bName\s*=\s*[\"']([^\"'<>]*)[\"']"),
 )
 _KEY_NAMES = re.compile(r"\|\s*([^|=]*?)\s*=")
-_LONG_NUMBER = re.compile(r"[0-9]{4}")
 
 
 def long_number_names(text: str) -> list[int]:
     """Positions in ``text`` of names (see ``_XML_NAMES``) that hold a run of 4 or more digits."""
     patterns = _XML_NAMES if "<" in text else (_KEY_NAMES,)
-    return sorted({m.start(1) for rx in patterns for m in rx.finditer(text) if _LONG_NUMBER.search(m.group(1))})
+    return sorted({m.start(1) for rx in patterns for m in rx.finditer(text) if has_long_number(m.group(1))})
 
 
 def _text_value_findings(path: Path, vocab: Vocab, name: str, out: list) -> None:
@@ -878,7 +877,7 @@ def ini_text_findings(path: Path, fmt: str, name: str, names=()) -> list[TextFin
     for n, line in enumerate(text.splitlines(), 1):
         if unknown_tokens(line, vocab):
             out.append(TextFinding(name, n, "text outside the vocabulary (line, decoded)"))
-        elif _LONG_NUMBER.search(_ini_name(line)):
+        elif has_long_number(_ini_name(line)):
             out.append(TextFinding(name, n, "name holding a number of 4 or more digits"))
         if len(out) >= MAX_FINDINGS:
             break
