@@ -46,28 +46,10 @@ import numpy as np
 from wsianon.verify.tileid import release_cycles
 
 CHECK = "tiles-padding"
+DICOM_CHECK = "dicom: frame padding"
 # a tile larger than this is not decoded here: the check fails it (a TileLength of 558,276 rows
 # over a 512-row page made every edge tile a 143-Mpx array, judged for minutes; fuzz seed 1, SCN)
 MAX_TILE_PIXELS = 1 << 26
-
-
-class CodedSize(Exception):
-    """A JPEG tile whose frame header is not its page's tile size (``tiles-sof`` judges it too):
-    its padding is not what the page declares, so it is not judged as such."""
-
-
-def _coded_fits(data: bytes, th: int, tw: int) -> bool:
-    """Whether a JPEG tile's frame header says ``th`` x ``tw`` (or holds no size to compare)."""
-    from wsianon.verify.sof import _fits, _sof, _Unsized
-
-    try:
-        size = _sof(data)
-    except _Unsized:
-        return True  # no frame header: the decoder and tiles-sof refuse it
-    return size is None or (_fits(size[0], th) and _fits(size[1], tw))
-
-
-DICOM_CHECK = "dicom: frame padding"
 CELL = 8
 # thresholds on the 8-bit scale, per 8 x 8 cell: the mean and the largest deviation from the model
 # (measured, README "Verification": real uniform/replicated padding departs by a mean of at most
@@ -348,10 +330,28 @@ def _placed(grid: dict[tuple[int, int], int], ty: int, tx: int) -> int | None:
     return grid.get((ty, tx))
 
 
-def _page_decoder(fh, page) -> Callable[[int], np.ndarray | None]:
-    th, tw = page.tilelength, page.tilewidth
-    offs, cnts, tables = page.dataoffsets, page.databytecounts, page.jpegtables
+class CodedSize(Exception):
+    """A JPEG tile whose frame header is not its page's tile size (``tiles-sof`` judges it too):
+    its padding is not what the page declares, so it is not judged as such."""
 
+
+def _coded_fits(data: bytes, th: int, tw: int) -> bool:
+    """Whether a JPEG tile's frame header says ``th`` x ``tw`` (or holds no size to compare)."""
+    from wsianon.verify.sof import _fits, _sof, _Unsized
+
+    try:
+        size = _sof(data)
+    except _Unsized:
+        return True  # no frame header: the decoder and tiles-sof refuse it
+    return size is None or (_fits(size[0], th) and _fits(size[1], tw))
+
+
+def _page_decoder(fh, page, subs: dict[int, tuple[int, int] | None] | None = None) -> Callable[[int], np.ndarray | None]:
+    """Tile ``i`` of a tiled page, decoded at the page's tile size (None: empty).  A JPEG tile coded
+    at another size raises :class:`CodedSize`; ``subs`` gets each JPEG tile's chroma subsampling."""
+    th, tw = page.tilelength, page.tilewidth
+    # the tag values are read lazily: all of them before any seek
+    offs, cnts, tables = page.dataoffsets, page.databytecounts, page.jpegtables
     jpeg = int(page.compression) == 7
 
     def decode(i: int) -> np.ndarray | None:
@@ -359,8 +359,11 @@ def _page_decoder(fh, page) -> Callable[[int], np.ndarray | None]:
             return None  # an empty tile: nothing stored
         fh.seek(int(offs[i]))
         data = fh.read(int(cnts[i]))
-        if jpeg and not _coded_fits(data, th, tw):
-            raise CodedSize()
+        if jpeg:
+            if not _coded_fits(data, th, tw):
+                raise CodedSize()
+            if subs is not None:
+                subs[i] = jpeg_chroma(data)
         arr, _idx, _shape = page.decode(data, i, jpegtables=tables)
         return None if arr is None else np.asarray(arr).reshape(th, tw, -1)
 
@@ -435,29 +438,18 @@ def _judge_page(fh, page, states: dict[tuple, list[np.ndarray]] | None = None) -
     if page.compression not in tifffile.TIFF.DECOMPRESSORS:
         raise LookupError(f"compression {int(page.compression)}")
     ny, nx = -(-h // th), -(-w // tw)
-    # the tag values are read lazily: all of them before any seek
-    offs, cnts, tables = page.dataoffsets, page.databytecounts, page.jpegtables
-    planes = max(len(offs) // (ny * nx), 1)
-
-    def decode(i: int, _pos: int) -> np.ndarray | None:
-        if not cnts[i] or not offs[i]:
-            return None  # an empty tile: nothing stored
-        fh.seek(int(offs[i]))
-        data = fh.read(int(cnts[i]))
-        if jpeg:
-            if not _coded_fits(data, th, tw):
-                raise CodedSize()
-            subs[i] = jpeg_chroma(data)
-        arr, _idx, _shape = page.decode(data, i, jpegtables=tables)
-        return None if arr is None else np.asarray(arr).reshape(th, tw, -1)
-
-    judged = 0
-    bad: list[tuple[int, str]] = []
-
     # a JPEG that codes chroma subsampled (GDAL's PHOTOMETRIC=YCBCR, Aperio) is judged as it is
     # coded: each tile's own SOF says how (``jpeg_chroma``)
     subs: dict[int, tuple[int, int] | None] = {}
-    jpeg = int(page.compression) == 7
+    tile = _page_decoder(fh, page, subs)
+    offs = page.dataoffsets
+    planes = max(len(offs) // (ny * nx), 1)
+
+    def decode(i: int, _pos: int) -> np.ndarray | None:
+        return tile(i)
+
+    judged = 0
+    bad: list[tuple[int, str]] = []
 
     def buffers() -> list[np.ndarray]:
         spp = int(page.samplesperpixel) if planes == 1 else 1
