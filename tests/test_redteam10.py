@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import re
-import warnings
 from pathlib import Path
 
 import pytest
@@ -38,7 +37,7 @@ from wsianon.profiles.names import shown
 from wsianon.verify.reportnames import safe_name
 from wsianon.verify.vocabulary import long_number_names
 
-from .fixtures.helpers import planted_aperio_copy, plain_svs as _svs, run_keyed as _run
+from .fixtures.helpers import planted_aperio_copy, planted_dicom_copy, plain_svs as _svs, run_keyed as _run
 
 # what must appear nowhere in OUT, on the console or in the manifest for the names planted here
 NEEDLES = [b"Jane", b"JANE", b"4711", b"12345678", b"19790101"]
@@ -225,23 +224,17 @@ def test_mrxs_nonhier_record_name_fails_closed(cli, tmp_path):
 def test_dicom_private_creator_and_code_names_already_safe(cli, tmp_path):
     """Private creator "DOE^JANE" (top level and in an OpticalPathSequence item) and a CodeMeaning
     "Doe^Jane" in a kept code sequence: removed / replaced by the code's standard meaning."""
-    import pydicom
-
     from .conftest import shared
 
-    src = shared("dicom/highdicom_sm_image.dcm")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ds = pydicom.dcmread(src)
+    def edit(ds):
         ds.add_new(0x00090010, "LO", "DOE^JANE")
         ds.add_new(0x00091001, "LO", "1")
         item = ds.OpticalPathSequence[0]
         item.add_new(0x00090010, "LO", "DOE^JANE")
         item.add_new(0x00091001, "LO", "1")
         item.IlluminationColorCodeSequence[0].CodeMeaning = "Doe^Jane"
-        planted = tmp_path / "in" / src.name
-        planted.parent.mkdir()
-        ds.save_as(planted)
+
+    planted = planted_dicom_copy(shared("dicom/highdicom_sm_image.dcm"), tmp_path, edit)
     code, console, out = _run(cli, tmp_path, planted, "dicom")
     assert code == 0, console
     assert _leaks(out, console) == []

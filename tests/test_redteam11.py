@@ -15,14 +15,13 @@ accepts ``P`` + 16 hex digits (our keyed PatientID's form) outside the identity 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from wsianon.verify.vocabulary import unknown_tokens, vocabulary
 
-from .fixtures.helpers import planted_aperio_copy, plain_svs as _svs, run_keyed as _run
+from .fixtures.helpers import planted_aperio_copy, plain_svs as _svs, run_dicom_with_model_name, run_keyed as _run
 
 HEX = b"Doe^Jane".hex().upper()
 
@@ -65,15 +64,18 @@ def test_glued_hex_that_spells_nothing_stays_structural(fmt):
     assert [t for t in CLEAN if unknown_tokens(t, v)] == []
 
 
-@pytest.mark.parametrize("form", ["0x prefix", "h suffix", "letters before"])
-def test_glued_hex_under_a_safe_aperio_key_is_blanked(cli, tmp_path, form):
+def _blanked_under_a_safe_aperio_key(cli, tmp_path, name: str, value: str) -> None:
     """Before: exit 0, the value kept in the output .svs and the slide verified."""
-    value = GLUED[form]
-    src = _svs(tmp_path, "CASE-1101.svs", Parmset=value)
+    src = _svs(tmp_path, name, Parmset=value)
     assert value.encode() in src.read_bytes()
     code, text, out = _run(cli, tmp_path, src)
     assert code == 0, text  # blanked by the redactor: the slide is shared without it
     assert _holding(out, value) == []
+
+
+@pytest.mark.parametrize("form", ["0x prefix", "h suffix", "letters before"])
+def test_glued_hex_under_a_safe_aperio_key_is_blanked(cli, tmp_path, form):
+    _blanked_under_a_safe_aperio_key(cli, tmp_path, "CASE-1101.svs", GLUED[form])
 
 
 @pytest.mark.parametrize("form", ["0x prefix", "letter after"])
@@ -92,26 +94,12 @@ def test_glued_hex_in_a_kept_dicom_text_is_refused(cli, tmp_path, form):
     ``0x`` + the name's hex was carried to the output and the instance verified; so was ``P`` +
     the name's hex, the form of our keyed PatientID, which the DICOM vocabulary accepted in any
     attribute (it is accepted in the identity attributes only now, where the PatientID stands)."""
-    import warnings
-
-    import pydicom
-
     from .conftest import shared
 
     value = GLUED[form]
-    src = shared("dicom/highdicom_sm_image.dcm")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ds = pydicom.dcmread(src)
-        ds.ManufacturerModelName = value
-        planted = tmp_path / "in" / src.name
-        planted.parent.mkdir()
-        ds.save_as(planted)
-    code, text, out = _run(cli, tmp_path, planted, "dicom")
+    code, text, out, failed = run_dicom_with_model_name(cli, tmp_path, shared("dicom/highdicom_sm_image.dcm"), value)
     assert code == 1, text
     assert _holding(out, value) == []
-    (slide,) = json.loads((out / "wsianon-report.json").read_text())["slides"]
-    failed = {c["check"] for c in slide["verification"]["checks"] if not c["ok"]}
     assert "dicom: text vocabulary" in failed, failed
 
 
@@ -178,13 +166,7 @@ def test_numbers_set_apart_that_spell_nothing_stay_structural(fmt):
 
 @pytest.mark.parametrize("form", ["hex pairs, underscores", "decimal bytes, slashes", "%u escapes"])
 def test_bytes_set_apart_under_a_safe_aperio_key_are_blanked(cli, tmp_path, form):
-    """Before: exit 0, the value kept in the output .svs and the slide verified."""
-    value = SEPARATED[form]
-    src = _svs(tmp_path, "CASE-1104.svs", Parmset=value)
-    assert value.encode() in src.read_bytes()
-    code, text, out = _run(cli, tmp_path, src)
-    assert code == 0, text
-    assert _holding(out, value) == []
+    _blanked_under_a_safe_aperio_key(cli, tmp_path, "CASE-1104.svs", SEPARATED[form])
 
 
 def test_verify_refuses_bytes_set_apart_in_another_tools_output(cli, tmp_path):

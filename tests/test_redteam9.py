@@ -28,7 +28,7 @@ import pytest
 
 from wsianon.verify.vocabulary import unknown_tokens, vocabulary
 
-from .fixtures.helpers import planted_aperio_copy, plain_svs as _svs, run_keyed as _run
+from .fixtures.helpers import planted_aperio_copy, planted_dicom_copy, plain_svs as _svs, run_dicom_with_model_name, run_keyed as _run
 
 NAME = b"Doe^Jane"
 
@@ -129,25 +129,11 @@ def test_a_name_in_a_kept_dicom_text_is_refused(cli, tmp_path, value):
     """DICOM route, DICOM input: ManufacturerModelName is kept as the source wrote it and judged
     by the vocabulary ("Jane Doe" there is refused).  Before: the name in pieces or as hex of
     UTF-16 was kept and the instance verified."""
-    import warnings
-
-    import pydicom
-
     from .conftest import shared
 
-    src = shared("dicom/highdicom_sm_image.dcm")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ds = pydicom.dcmread(src)
-        ds.ManufacturerModelName = value
-        planted = tmp_path / "in" / src.name
-        planted.parent.mkdir()
-        ds.save_as(planted)
-    code, text, out = _run(cli, tmp_path, planted, "dicom")
+    code, text, out, failed = run_dicom_with_model_name(cli, tmp_path, shared("dicom/highdicom_sm_image.dcm"), value)
     assert code == 1, text
     assert not [p for p in out.rglob("*") if p.is_file() and value.encode() in p.read_bytes()]
-    (slide,) = json.loads((out / "wsianon-report.json").read_text())["slides"]
-    failed = {c["check"] for c in slide["verification"]["checks"] if not c["ok"]}
     assert "dicom: text vocabulary" in failed, failed
 
 
@@ -179,21 +165,10 @@ def _dicom_safe_places():
 @pytest.mark.parametrize("place", list(_dicom_safe_places()))
 def test_dicom_encoded_places_already_safe(cli, tmp_path, place):
     """Tried in round 9 and safe before it: removed (private, UN) or refused (not vocabulary)."""
-    import warnings
-
-    import pydicom
-
     from .conftest import shared
 
     edit, needle = _dicom_safe_places()[place]
-    src = shared("dicom/highdicom_sm_image.dcm")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ds = pydicom.dcmread(src)
-        edit(ds)
-        planted = tmp_path / "in" / src.name
-        planted.parent.mkdir()
-        ds.save_as(planted)
+    planted = planted_dicom_copy(shared("dicom/highdicom_sm_image.dcm"), tmp_path, edit)
     assert needle in planted.read_bytes()
     _code, text, out = _run(cli, tmp_path, planted, "dicom")
     assert not [p for p in out.rglob("*") if p.is_file() and needle in p.read_bytes()], text
