@@ -11,7 +11,7 @@ all: test
 sysdeps:
 	@bash tools/ensure-system-deps.sh
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py wsianon/io/_markers.c
 	@bash tools/ensure-system-deps.sh
 	@if [ ! -x $(PY) ]; then \
 	  PYBIN=$$(bash tools/find-python.sh) || exit 1; \

@@ -82,20 +82,53 @@ def test_plan_walk_answers_like_stream_spans(tmp_path, order, monkeypatch):
         assert len(reads) < 2 * len(spans)
 
 
-@pytest.mark.parametrize("piece", [1, 2, 3, 7, 64, 1 << 20])
-def test_marker_positions_in_pieces_match_a_byte_by_byte_search(monkeypatch, piece):
-    """``marker_positions`` works through long buffers in pieces; every piece boundary (a 0xFF as
-    a piece's last byte, its follower in the next piece) gives what a byte-by-byte search gives."""
-    from wsianon.io import jpeg
-
-    rng = np.random.default_rng(piece)
+def _marker_data(seed: int) -> tuple[bytes, list[int]]:
+    rng = np.random.default_rng(seed)
     data = bytearray(rng.integers(0, 256, 5000, dtype=np.uint8).tobytes())
     for k in range(0, len(data) - 1, 5):  # many 0xFF, followed by every kind of byte
         data[k] = 0xFF
     data[-1] = 0xFF  # a 0xFF as the very last byte has no follower: never a marker
     naive = [p for p in range(len(data) - 1) if data[p] == 0xFF and data[p + 1] not in (0x00, 0xFF, *range(0xD0, 0xD8))]
+    return bytes(data), naive
+
+
+@pytest.mark.parametrize("piece", [1, 2, 3, 7, 64, 1 << 20])
+def test_numpy_marker_search_in_pieces_matches_a_byte_by_byte_search(monkeypatch, piece):
+    """The numpy search works through long buffers in pieces; every piece boundary (a 0xFF as a
+    piece's last byte, its follower in the next piece) gives what a byte-by-byte search gives."""
+    from wsianon.io import jpeg
+
+    data, naive = _marker_data(piece)
     monkeypatch.setattr(jpeg, "MARKER_PIECE", piece)
-    got = jpeg.marker_positions(bytes(data))
+    got = jpeg._markers_numpy(data)
     assert got.tolist() == naive and len(naive) > 100
-    assert jpeg.marker_positions(memoryview(bytes(data))[10:20]).tolist() == [p - 10 for p in naive if 10 <= p < 19]
-    assert jpeg.marker_positions(b"\xff").tolist() == [] and jpeg.marker_positions(b"\xff\xd9").tolist() == [0]
+    assert jpeg._markers_numpy(memoryview(data)[10:20]).tolist() == [p - 10 for p in naive if 10 <= p < 19]
+    assert jpeg._markers_numpy(b"\xff").tolist() == [] and jpeg._markers_numpy(b"\xff\xd9").tolist() == [0]
+
+
+def test_c_marker_search_is_built_and_matches_numpy():
+    """The set-up builds the C search (setup.py, wsianon/io/_markers.c) and ``marker_positions``
+    uses it; it gives what a byte-by-byte search and the numpy search give: on random bytes with
+    many 0xFF, on views and slices, on every short buffer of marker-like bytes, and on the empty,
+    one-byte and two-byte edge cases.  (Where no compiler was available the install falls back to
+    numpy; this environment is built by ``make venv``, which has one.)"""
+    import itertools
+
+    from wsianon.io import jpeg
+
+    assert jpeg._c_markers is not None, "wsianon.io._markers was not built (make venv compiles it)"
+    for seed in range(8):
+        data, naive = _marker_data(seed)
+        got = jpeg.marker_positions(data)
+        assert got.dtype == np.int64 and got.tolist() == naive == jpeg._markers_numpy(data).tolist()
+        for a, b in ((0, 1), (3, 4000), (4999, 5000), (17, 17)):
+            assert jpeg.marker_positions(memoryview(data)[a:b]).tolist() == jpeg._markers_numpy(data[a:b]).tolist()
+        arr = np.frombuffer(data, dtype=np.uint8)
+        assert jpeg.marker_positions(memoryview(arr)[100:900]).tolist() == [p - 100 for p in naive if 100 <= p < 899]
+    alphabet = (0x00, 0xFF, 0xD0, 0xD7, 0xD8, 0xD9, 0xCF, 0xDA, 0x41)
+    for n in range(5):
+        for combo in itertools.product(alphabet, repeat=n):
+            buf = bytes(combo)
+            assert jpeg.marker_positions(buf).tolist() == jpeg._markers_numpy(buf).tolist(), buf
+    big = bytes([0xFF, 0xE1]) * 100_000  # more positions than the first allocation holds
+    assert jpeg.marker_positions(big).tolist() == list(range(0, 200_000, 2))
