@@ -2,13 +2,16 @@
 followed by an fsync of the copy (``sync FILE``), whole processes, alternating pairs, medians;
 then in-place (the patch itself, milliseconds, and the whole verified ``run --in-place``).
 
-    python benchmarks/bench_native.py [--size-gb 2] [--pairs 4] [--cold-pairs N] [--workdir DIR] [--json FILE]
+    python benchmarks/bench_native.py [--size-gb 2] [--pairs 4] [--cold-pairs N] [--flat] [--workdir DIR] [--json FILE]
 
 ``--cold-pairs``: the same comparison with the source's pages dropped before every run of
 either side (a slide read from storage the first time, as in an archive migration).
 ``--floor-pairs``: ``cp``+fsync against the floor of any verified copy with a SHA-256
 certificate (``_floor.py``: kernel copy, SHA-256 and xxh3 of the source read alongside, fsync,
 one read-back) — how much of the ratio the machine leaves for verification proper.
+
+``--flat``: the slide without its pyramid (level 0 only), as every figure before the fourteenth
+stop was measured: the checks that read the slide small then sample level 0.
 
 Not a test: nothing here is asserted.  The slide is generated (see ``_common.make_svs``).
 """
@@ -162,12 +165,13 @@ def floor_ab(src: Path, work: Path, n_pairs: int) -> dict:
     return {"cp_fsync": res["a"], "floor": res["b"], "ratio": res["ratio"], "walls_cp": res["walls_a"], "walls_floor": res["walls_b"], "load": res["load"]}
 
 
-def bench(size_gb: float, n_pairs: int, work: Path, hint_pairs: int = 0, cold_pairs: int = 0, floor_pairs: int = 0) -> dict:
+def bench(size_gb: float, n_pairs: int, work: Path, hint_pairs: int = 0, cold_pairs: int = 0, floor_pairs: int = 0, flat: bool = False) -> dict:
     src = work / "BENCH-CASE-0001.svs"
     t0 = time.perf_counter()
-    make_svs(src, size_gb)
+    make_svs(src, size_gb, pyramid=not flat)
     size = src.stat().st_size
-    print(f"native: generated {size / 1e9:.2f} GB slide in {time.perf_counter() - t0:.1f} s (load {load():.1f})", flush=True)
+    kind = "without a pyramid" if flat else "with a pyramid"
+    print(f"native: generated {size / 1e9:.2f} GB slide {kind} in {time.perf_counter() - t0:.1f} s (load {load():.1f})", flush=True)
     key, out = project_key(work), work / "out"
     warm(src)
     res = pairs(lambda: cp_fsync(src, work / "cp.svs"), lambda: wsianon_run(src, out, key), n_pairs, "cp+fsync", "wsianon run+verify")
@@ -176,6 +180,7 @@ def bench(size_gb: float, n_pairs: int, work: Path, hint_pairs: int = 0, cold_pa
     ip = in_place(src, work, repeat=3)
     r = {
         "size_bytes": size,
+        "pyramid": not flat,
         "cp_fsync": res["a"],
         "run_verify": res["b"],
         "ratio": res["ratio"],
@@ -216,11 +221,12 @@ def main(argv=None) -> dict:
     ap.add_argument("--hint-pairs", type=int, default=0, help="also compare the page-cache hints off/on (cold source)")
     ap.add_argument("--cold-pairs", type=int, default=0, help="also compare with the source not in the page cache")
     ap.add_argument("--floor-pairs", type=int, default=0, help="also compare cp+fsync with the floor of a verified copy (_floor.py)")
+    ap.add_argument("--flat", action="store_true", help="a slide without a pyramid (level 0 only), as every figure before the fourteenth stop")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="wsianon-bench-", dir=args.workdir))
     try:
-        r = bench(args.size_gb, args.pairs, work, args.hint_pairs, args.cold_pairs, args.floor_pairs)
+        r = bench(args.size_gb, args.pairs, work, args.hint_pairs, args.cold_pairs, args.floor_pairs, flat=args.flat)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.json:

@@ -211,7 +211,7 @@ def test_native_benchmark_smoke(tmp_path):
     finally:
         sys.path.remove(str(BENCH))
     r = bench_native.bench(0.004, 1, tmp_path, hint_pairs=1, cold_pairs=1)  # raises SystemExit if a run fails
-    assert r["size_bytes"] > 3_000_000
+    assert r["size_bytes"] > 3_000_000 and r["pyramid"]  # level 0 and one 4x level, verified clean
     assert r["cold"]["run_verify"]["wall"] > 0 and r["cold"]["cp_fsync"]["wall"] > 0
     assert r["run_verify"]["wall"] > 0 and r["cp_fsync"]["wall"] > 0 and r["ratio"] > 0
     assert r["run_verify"]["rss_mib"] > r["cp_fsync"]["rss_mib"]  # a Python process against cp
