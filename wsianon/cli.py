@@ -375,11 +375,13 @@ def _run_job_on_console(cfg, deliverer, *, json_out: bool, log: Path | None):
         _fail(f"{safe_text(exc.filename or '')}: {os_reason(exc)}", 1)
     except JobInterrupted as exc:
         if exc.unlisted:
-            # whole outputs of slides that finished as the job stopped, placed by their workers
-            # before the job recorded them: OUT does not match its record until the resume
+            # the safety net: files in OUT the record does not list (workers leave their outputs
+            # staged for the job to place, so only a Dask task still running when the job
+            # stopped, or a file put into OUT meanwhile, leaves one): OUT does not match its
+            # record until the resume
             err_console.print(
                 f"{exc.summary}; nothing partial was placed in OUT, but {exc.unlisted} file(s) in it are not yet in the record "
-                "(slides that finished as the job stopped): OUT is NOT ready to share; run the same command again to resume",
+                "(a slide still finishing on a Dask worker, or a file put into OUT meanwhile): OUT is NOT ready to share; run the same command again to resume",
                 highlight=False,
                 soft_wrap=True,
             )

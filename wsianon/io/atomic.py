@@ -41,6 +41,18 @@ class Staging:
             raise OutputError(self.out_dir, f"cannot write output folder: {os_reason(exc)}") from None
         self.committed = False
 
+    @classmethod
+    def reopen(cls, out_dir: Path, name: str) -> "Staging":
+        """The staging folder ``name`` a worker left in ``out_dir`` (verified, not placed): the
+        coordinator places it (:meth:`commit`) when it records the slide."""
+        out_dir = Path(out_dir)
+        root = out_dir / name
+        if not name.startswith(STAGING_PREFIX) or "/" in name or os.sep in name or root.is_symlink() or not root.is_dir():
+            raise OutputError(out_dir, "the verified output's staging folder is gone (removed while the job ran?)")
+        s = cls.__new__(cls)
+        s.out_dir, s.root, s.committed = out_dir, root, False
+        return s
+
     def path(self, rel: str) -> Path:
         p = (self.root / rel).resolve()
         if not str(p).startswith(str(self.root.resolve()) + os.sep):
@@ -54,13 +66,43 @@ class Staging:
     def files(self) -> list[Path]:
         return sorted(p for p in self.root.rglob("*") if p.is_file())
 
-    def commit(self, last: list[str] | None = None, overwrite: bool = False, dest_dir: Path | None = None) -> list[Path]:
-        """Move the staged top-level entries into place (``last`` ones moved last)."""
-        dest_dir = Path(dest_dir or self.out_dir)
-        dest_dir.mkdir(parents=True, exist_ok=True)
+    def order(self, last: list[str] | None = None) -> list[str]:
+        """The staged top-level entries in the order :meth:`commit` moves them (``last`` ones last)."""
         last = last or []
         names = [p.name for p in self.entries()]
-        order = [n for n in names if n not in last] + [n for n in last if n in names]
+        return [n for n in names if n not in last] + [n for n in last if n in names]
+
+    def sync(self) -> list[str]:
+        """Durable before visible: every staged file (those the copy did not fsync itself: the
+        DICOM writer's) and folder reaches the disk before a final name points to it, so a crash
+        never leaves a named, empty or partial output.  Returns the files (relative to the staging
+        folder) this process had fsynced already (the copy's): their pages leave the page cache
+        once placed (:meth:`commit`)."""
+        synced = []
+        try:
+            for p in self.files():
+                if cache.is_synced(p):
+                    synced.append(p.relative_to(self.root).as_posix())
+                else:
+                    _fsync_path(p)
+            for d in {p.parent for p in self.files()} | {self.root}:
+                _fsync_path(d)
+        except OSError as exc:
+            raise OutputError(self.out_dir, f"cannot write output: {os_reason(exc)}") from None
+        return synced
+
+    def keep(self) -> None:
+        """Leave the staging folder in place when this object is done with (its verified output
+        is placed later, by the coordinator: :meth:`reopen`)."""
+        self.committed = True
+
+    def commit(self, last: list[str] | None = None, overwrite: bool = False, dest_dir: Path | None = None, synced: list[str] | None = None) -> list[Path]:
+        """Move the staged top-level entries into place (``last`` ones moved last).  ``synced``:
+        what :meth:`sync` returned where it already ran (a worker: the files have not changed
+        since); None: it runs here."""
+        dest_dir = Path(dest_dir or self.out_dir)
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        order = self.order(last)
         for n in order:
             target = dest_dir / n
             if target.exists() or target.is_symlink():
@@ -70,17 +112,8 @@ class Staging:
                     shutil.rmtree(target)
                 else:
                     target.unlink()
-        try:
-            # durable before visible: a file the copy did not fsync itself (the DICOM writer's)
-            # reaches the disk before its final name does, so a crash never leaves a named,
-            # empty or partial output
-            for p in self.files():
-                if not cache.is_synced(p):
-                    _fsync_path(p)
-            for d in {p.parent for p in self.files()} | {self.root}:
-                _fsync_path(d)
-        except OSError as exc:
-            raise OutputError(dest_dir, f"cannot write output: {os_reason(exc)}") from None
+        if synced is None:
+            synced = self.sync()
         moved = []
         try:
             for n in order:
@@ -89,11 +122,11 @@ class Staging:
             _fsync_path(dest_dir)  # the renames themselves
         except OSError as exc:
             raise OutputError(dest_dir, f"cannot move output into place: {os_reason(exc)}") from None
-        # verified and placed: this run reads them no more, so the pages of those it fsynced
+        # verified and placed: this run reads them no more, so the pages of those the copy fsynced
         # leave the page cache (a batch of large slides must not push the working set out);
         # in the background: the record and the next slide need not wait for it
-        for m in moved:
-            cache.drop_tree_later(m, only_synced=True)
+        for rel in synced:
+            cache.drop_tree_later(dest_dir / rel)
         self.discard()
         self.committed = True
         return moved

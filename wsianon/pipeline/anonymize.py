@@ -46,6 +46,23 @@ Progress = Callable[[int], None]
 class Destinations:
     out: Path | None  # the shareable output folder
     quarantine: Path  # failed outputs, with their findings (outside OUT)
+    # a worker (local pool, Dask) leaves the verified output in its staging folder: the coordinator
+    # places it (``place_staged``) when it records the slide, so that a stop in between leaves in
+    # OUT no whole output the record does not list (the staging folder is removed, the slide redone)
+    place_later: bool = False
+
+
+@dataclass
+class Placement:
+    """What placing a verified (or quarantined) slide's staging folder takes, carried by its
+    outcome (``Outcome.place``) from a worker to the coordinator."""
+
+    staging: str  # the staging folder's name, inside OUT
+    last: list[str]  # top-level entries moved last (``Staging.commit``)
+    overwrite: bool
+    synced: list[str]  # ``Staging.sync``: done where the slide was verified
+    quarantine: str | None = None  # a failed slide: its quarantine folder (absolute)
+    findings: bytes = b""  # a failed slide: its findings.json
 
 
 def preflight_source(inv: Inventory) -> None:
@@ -72,24 +89,71 @@ def make_plan(src: SlideSource, inv: Inventory, ctx: SlideContext, copy: bool = 
 
 
 def _place_or_quarantine(staging: Staging, dest: Destinations, ctx: SlideContext, verdict: Verdict, outcome: Outcome, last: list[str] | None = None) -> None:
-    """A verified slide moves into OUT; a failed one goes to the quarantine with its findings."""
+    """A verified slide moves into OUT; a failed one goes to the quarantine with its findings.
+    The outcome says what is placed (``outputs``, ``files``, ``digests``: the names in OUT; a
+    rename keeps each file's identity, so the staged files' digests are the placed ones'); with
+    ``dest.place_later`` (a worker) the staging folder stays and ``outcome.place`` says how the
+    coordinator places it, else it is placed here."""
     outcome.verdict = verdict
+    pl = Placement(staging.root.name, list(last or []), ctx.policy.overwrite, staging.sync())
     if verdict.ok:
-        moved = staging.commit(last=last, overwrite=ctx.policy.overwrite)
-        outcome.outputs = [p.name for p in moved]
-        placed = digests.files_of(moved)
-        outcome.files = placed_files(placed, staging.out_dir)
-        outcome.digests = digests.entries(placed)  # the record (in the coordinator) need not re-read them
+        order = staging.order(last)
+        outcome.outputs = order
+        staged = digests.files_of([staging.root / n for n in order])
+        outcome.files = placed_files(staged, staging.root)
+        outcome.digests = digests.entries(staged)  # the record (in the coordinator) need not re-read them
         outcome.status = Status.OK
+    else:
+        outcome.status = Status.FAILED
+        outcome.error = "verification failed; output quarantined"
+        pl.quarantine = str(dest.quarantine / ctx.pseudonym)
+        pl.findings = json.dumps(verdict.as_dict(), indent=2).encode()
+    if dest.place_later:
+        staging.keep()
+        outcome.place = pl
         return
-    outcome.status = Status.FAILED
-    outcome.error = "verification failed; output quarantined"
-    qdir = dest.quarantine / ctx.pseudonym
-    if qdir.exists():
-        shutil.rmtree(qdir)
-    staging.commit(dest_dir=qdir, overwrite=True)
-    write_atomic(qdir / "findings.json", json.dumps(verdict.as_dict(), indent=2).encode(), 0o600)
-    os.chmod(qdir, 0o700)
+    _place(staging, pl, outcome)
+
+
+def place_staged(out: Path, outcome: Outcome) -> None:
+    """The coordinator's side of ``Destinations.place_later``: place the staging folder a worker
+    left in ``out`` as ``outcome.place`` says (nothing to do without one).  Raises as placing in
+    the worker would (the caller makes it the slide's outcome); the staging folder is removed in
+    any case."""
+    pl, outcome.place = outcome.place, None
+    if pl is None:
+        return
+    try:
+        staging = Staging.reopen(out, pl.staging)
+    except BaseException:
+        outcome.outputs, outcome.files, outcome.digests = [], [], []  # nothing of it is shared
+        raise
+    with staging:
+        _place(staging, pl, outcome)
+
+
+def _place(staging: Staging, pl: Placement, outcome: Outcome) -> None:
+    try:
+        if pl.quarantine is None:
+            staging.commit(last=pl.last, overwrite=pl.overwrite, synced=pl.synced)
+            return
+        qdir = Path(pl.quarantine)
+        if qdir.exists():
+            shutil.rmtree(qdir)
+        staging.commit(dest_dir=qdir, overwrite=True, synced=pl.synced)
+        write_atomic(qdir / "findings.json", pl.findings, 0o600)
+        os.chmod(qdir, 0o700)
+    except BaseException:
+        if pl.quarantine is None:  # what was moved before the error (or a Ctrl-C) leaves OUT again
+            for n in outcome.outputs:
+                p = staging.out_dir / n
+                if not os.path.lexists(staging.root / n) and os.path.lexists(p):
+                    if p.is_dir() and not p.is_symlink():
+                        shutil.rmtree(p, ignore_errors=True)
+                    else:
+                        p.unlink(missing_ok=True)
+        outcome.outputs, outcome.files, outcome.digests = [], [], []  # nothing of it is shared
+        raise
 
 
 def placed_files(files: list[Path], root: Path) -> list[dict]:

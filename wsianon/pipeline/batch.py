@@ -55,9 +55,10 @@ class JobInterrupted(Exception):
 
     def __init__(self, done_now: int, done_total: int, pending: int, unlisted: int = 0):
         self.done_now, self.done_total, self.pending = done_now, done_total, pending
-        # files in OUT the regenerated record does not list: with --workers, a worker places a
-        # verified output before the job records it, so a slide finishing as the job stopped can
-        # be whole in OUT and still pending (the resume processes it again and replaces it)
+        # files in OUT the regenerated record does not list: a safety net (a worker leaves its
+        # verified output in a staging folder that the coordinator places when it records the slide,
+        # and the stop removes what is staged; a Dask task still running when the job stopped, or a
+        # file put into OUT by hand, can still leave one)
         self.unlisted = unlisted
         super().__init__(self.summary)
 
@@ -697,7 +698,14 @@ class _Run:
             self.man.mark_running(it.slide_id, self.run_id)
 
     def commit(self, it: Item, o: Outcome, p: list[dict]) -> None:
-        """A finished slide: its outcome, its row (mapping, state, timings) in one transaction, the event."""
+        """A finished slide: its verified output placed (a worker left it staged: ``o.place``), its
+        outcome, its row (mapping, state, timings) in one transaction, the event.  Placed before the
+        row is written: a stop before this leaves the output staged (removed, the slide redone)."""
+        if o.place is not None:
+            if self.out is None:  # never: a worker stages only inside OUT
+                raise WsianonError(None, "a worker's output is staged but the job has no output folder")
+            with J.settle(o, it.src):  # an error placing it is this slide's, as in the worker
+                J.anon.place_staged(self.out, o)
         self.plans.extend(p)
         self.live.append(o)
         io_digests.adopt(o.digests)  # a worker's read-back digests: the record need not re-read the outputs

@@ -101,6 +101,9 @@ class Outcome:
     files: list[dict] = field(default_factory=list)  # the files verified and placed: {"file": path in OUT, "size": bytes}
     digests: list = field(default_factory=list)  # outputs' SHA-256 from the verifier's read-back (wsianon.io.digests.entries)
     images: dict | None = field(default=None, repr=False)  # the record's images of the output, rendered by a batch worker (record.prerender)
+    # a batch worker's verified output still in its staging folder: how the coordinator places it
+    # (``anonymize.Placement``, ``anonymize.place_staged``); None once placed
+    place: object | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict:
         return {

@@ -3,7 +3,10 @@ processes that die with the job, or on a Dask distributed cluster.
 
 Every runner yields ``(item, outcome, plans)`` as slides finish; the caller (the
 coordinator, which owns the manifest) commits each one.  Workers never touch the
-manifest, the mapping or the report.
+manifest, the mapping or the report, and never place an output: a pool or Dask worker leaves
+the verified output in its staging folder inside OUT and the coordinator places it when it
+commits the slide (``anonymize.place_staged``), so a stop before that leaves only a staging
+folder (removed; the slide is redone), never a whole output the record does not list.
 
 Workers die with the job: each local worker asks the kernel to kill it when its
 parent dies (``prctl(PR_SET_PDEATHSIG, SIGKILL)`` on Linux) and also polls its
@@ -75,18 +78,26 @@ def worker_init(parent: int) -> None:
 
 
 def remote_process(src, ctx, target, dest):
-    """One slide on a worker (local pool or Dask): the outcome and dry-run plans.  A slide
-    placed in OUT also gets the record's images of its output rendered here (in parallel with
-    the other workers; the coordinator puts them in the record's cache), as ``outcome.images``."""
+    """One slide on a worker (local pool or Dask): the outcome and dry-run plans.  The worker
+    leaves a verified output in its staging folder inside OUT (``dest.place_later``): the
+    coordinator places it when it records the slide (``anonymize.place_staged``), so a stop in
+    between leaves nothing in OUT the record does not list.  A slide to be shared also gets the
+    record's images of its output rendered here, from the staged files (in parallel with the
+    other workers; the coordinator puts them in the record's cache), as ``outcome.images``."""
     from wsianon.pipeline.jobs import process_slide
 
     quiet_libraries()  # a Dask worker is not started by our CLI: libraries' output would quote the slide in its log
-    o, p = process_slide(src, ctx, target, dest)
     out = getattr(dest, "out", None)
-    if out is not None and o.status == Status.OK and o.outputs and not ctx.policy.dry_run and not ctx.policy.in_place:
+    if out is not None and not dest.place_later:
+        dest = dataclasses.replace(dest, place_later=True)
+    o, p = process_slide(src, ctx, target, dest)
+    place = o.place
+    if out is not None and place is not None and o.status == Status.OK and o.outputs and not ctx.policy.dry_run and not ctx.policy.in_place:
+        from pathlib import Path
+
         from wsianon.pipeline.record import prerender
 
-        o.images = prerender(out, list(o.outputs))
+        o.images = prerender(Path(out) / place.staging, list(o.outputs))  # the names below it are the placed ones
     return o, p
 
 
