@@ -406,10 +406,15 @@ def verify_native(
             proven = feeder.spans()
             pixels = {out_main: proven.runs()}
 
+    coded_verdict = Verdict()
+
     def scans() -> None:
         # every printable run outside pixel data must be the format's vocabulary (small reads:
         # the bytes outside pixel data, the headers of JPEG streams not proven by tile identity)
         vocabulary.add_check(scan_verdict, inv.format, out_main, out_files, root, proven=proven, names=names)
+        # then what the tiles code (small reads, decoding the edge tiles: CPU the read-back, which
+        # waits on its reads and the scan, leaves on the other core)
+        check_coded_data(inv.format, out_main, coded_verdict, root, policy.accept_unrun_checks, policy.coded_data == "all")
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         scan = pool.submit(scans)
@@ -421,12 +426,13 @@ def verify_native(
             check_tiles_tiff(snap, inv.format, out_main, verdict, out_ids=feeder.finish(out_main) if feeder is not None else None)
         scan.result()
     verdict.extend(scan_verdict)
-    # after the read-back, one after the other: the closed-world proof reads every page's tile
+    # after the read-back, one after the other: the partition proof reads every page's tile
     # table (tifffile: Python tuples, ~80 bytes a tile) and the thumbnail check renders the slide
     # (~25 MiB); beside the read-back's buffers either would raise the peak (measured: run beside
     # it, the thumbnail check raised a 4 GiB run's peak RSS by 16 MiB, 1 GiB's by 1)
     run_format_checks(inv.format, inv, out_main, out_files, policy, verdict, snap)
-    check_closed_world(inv.format, out_main, verdict, root, policy.accept_unrun_checks, policy.coded_data == "all")
+    check_partition(inv.format, out_main, verdict, root)
+    verdict.extend(coded_verdict)  # the closed-world proof's checks in their order: partition, then these
     check_thumbnail(conv, out_main, policy, verdict)
     return verdict
 
@@ -437,17 +443,33 @@ def check_closed_world(fmt: str, out_main: Path, verdict: Verdict, root: Path | 
     every edge tile's padding, the pixels beyond the image, explained by its visible edge,
     ``wsianon.verify.padding``; every tile/strip coding exactly the pixels its page declares,
     ``wsianon.verify.sof``)."""
-    from wsianon.verify import ecs, padding, partition, sof
+    check_partition(fmt, out_main, verdict, root)
+    check_coded_data(fmt, out_main, verdict, root, accept_unrun, every_tile)
+
+
+def check_partition(fmt: str, out_main: Path, verdict: Verdict, root: Path | None = None) -> None:
+    """The first part of :func:`check_closed_world`: every output byte accounted for."""
+    from wsianon.verify import partition
 
     cw = spec_of(fmt).closed_world
     if cw is ClosedWorld.TIFF:
+        partition.check_tiff_partition(out_main, fmt, verdict, out_main.relative_to(root).as_posix() if root else None)
+    elif cw is ClosedWorld.MRXS:
+        partition.check_mrxs_partition(out_main, verdict, root)
+
+
+def check_coded_data(fmt: str, out_main: Path, verdict: Verdict, root: Path | None = None, accept_unrun: bool = False, every_tile: bool = False) -> None:
+    """The second part of :func:`check_closed_world` (TIFF): what the tiles and strips code —
+    entropy-coded data only, padding explained, exactly the declared pixels.  Small reads and the
+    page tables as numpy arrays (``TiffStructure``; padding one tifffile page at a time): it runs
+    beside the read-back without raising its peak."""
+    from wsianon.verify import ecs, padding, sof
+
+    if spec_of(fmt).closed_world is ClosedWorld.TIFF:
         name = out_main.relative_to(root).as_posix() if root else None
-        partition.check_tiff_partition(out_main, fmt, verdict, name)
         ecs.check_tiff(out_main, verdict, name, accept_unrun, every_tile)
         padding.check_tiff(out_main, verdict, name)
         sof.check_tiff(out_main, verdict, name)
-    elif cw is ClosedWorld.MRXS:
-        partition.check_mrxs_partition(out_main, verdict, root)
 
 
 def _format_handles_tiles(fmt: str) -> bool:
