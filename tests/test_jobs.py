@@ -479,6 +479,9 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
         pytest.fail("the batch finished before the interrupt; cannot test Ctrl-C")
     assert proc.returncode == 130, e
     assert "Traceback" not in e and "finished in this run" in e and "resume" in e
+    # the signal came as the first output appeared: that slide is placed and recorded whole
+    # (signals wait for the commit), nothing in OUT is outside the record
+    assert "not yet in the record" not in e and "NOT ready" not in e, e
     _no_tmp(out)
     r = run_subprocess("run", arch, "-o", out, "--key-file", key)
     assert r.returncode == 0, r.stderr

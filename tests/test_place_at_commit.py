@@ -157,3 +157,123 @@ def test_quarantine_from_pool_workers(tmp_path, tmp_path_factory, monkeypatch):
     assert not any(bad.input_label in f for f in _in_out(out) if f not in R.RECORD_FILES)
     assert not [p for p in out.iterdir() if p.name.startswith(STAGING_PREFIX)]
     assert _certified(out) == _outputs(out) and len(_outputs(out)) == 2
+
+
+def test_a_stop_signal_waits_for_the_slide_being_placed_and_recorded(tmp_path, tmp_path_factory, monkeypatch):
+    """The CLI's Ctrl-C / SIGTERM handler raises KeyboardInterrupt wherever the coordinator is;
+    a signal that comes while it places a slide and records it (``io.atomic.uninterrupted``)
+    waits until both are done, then stops the job: the slide is placed AND recorded, OUT holds
+    nothing unlisted.  (Raised at once, the signal cut the commit between the renames and the
+    manifest row: the whole output stayed in OUT unrecorded, "OUT is NOT ready to share"; or it
+    landed as the page-cache thread was being started, and the process hung at exit.)"""
+    import os
+    import signal
+
+    from wsianon import cli
+
+    src = small_svs_folder(tmp_path_factory, "in", N)
+    out = tmp_path / "out"
+    real_place = anon.place_staged
+    signalled: list[str] = []
+
+    def place_with_a_signal(o_out, outcome):
+        if not signalled:
+            signalled.append(outcome.input_label)
+            os.kill(os.getpid(), signal.SIGINT)  # delivered here, in the middle of the commit
+        real_place(o_out, outcome)
+
+    monkeypatch.setattr(anon, "place_staged", place_with_a_signal)
+    stopped = cli._stop_on_signals()
+    try:
+        with pytest.raises(JobInterrupted) as exc:
+            run_job(JobConfig(inputs=[src], out=out, workers=2))
+        assert stopped() == 130
+    finally:
+        stopped(restore=True)
+    assert len(signalled) == 1
+    assert exc.value.unlisted == 0 and R.unlisted_files(out) == []
+    assert exc.value.done_now == 1 and exc.value.done_total == 1 and exc.value.pending == N - 1
+    assert len(_outputs(out)) >= 1 and _certified(out) == _outputs(out)  # the signalled slide: placed and recorded
+    assert not [p for p in out.iterdir() if p.name.startswith(STAGING_PREFIX)]
+
+
+def test_uninterrupted_defers_a_stop_to_its_end_and_only_on_the_main_thread():
+    import os
+    import signal
+    import threading
+
+    from wsianon import cli
+    from wsianon.io.atomic import uninterrupted
+
+    stopped = cli._stop_on_signals()
+    try:
+        reached = []
+        with pytest.raises(KeyboardInterrupt):
+            with uninterrupted():
+                with uninterrupted():
+                    os.kill(os.getpid(), signal.SIGINT)
+                    reached.append("inner")  # not cut: deferred
+                reached.append("outer")  # still not cut: the outermost section ends first
+            reached.append("after")  # never: raised as the section ended
+        assert reached == ["inner", "outer"] and stopped() == 130
+    finally:
+        stopped(restore=True)
+    stopped = cli._stop_on_signals()
+    try:
+        with pytest.raises(KeyboardInterrupt):  # outside a section: at once
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):
+                pass
+    finally:
+        stopped(restore=True)
+    # a section entered by another thread does not hold the main thread's stop back
+    entered, leave = threading.Event(), threading.Event()
+
+    def hold():
+        with uninterrupted():
+            entered.set()
+            leave.wait(10)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    entered.wait(10)
+    stopped = cli._stop_on_signals()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):
+                pass
+    finally:
+        stopped(restore=True)
+        leave.set()
+        t.join()
+
+
+def test_the_page_cache_thread_cannot_hold_the_exit(tmp_path):
+    """``drop_tree_later``'s thread is a daemon (an interrupt while a ThreadPoolExecutor started
+    its thread left one the interpreter waited for at exit, for ever), the exit still waits for
+    what is queued (atexit ``settle``), and a forked child starts a thread of its own."""
+    import os
+    import threading
+
+    from wsianon.io import cache
+
+    if not cache.ENABLED or cache._fadvise is None:
+        pytest.skip("no posix_fadvise here: drop_tree_later does nothing")
+    f = tmp_path / "x.bin"
+    f.write_bytes(b"x" * 4096)
+    cache.drop_tree_later(f)
+    cache.settle()
+    threads = [t for t in threading.enumerate() if t.name == "wsianon-cache-drop"]
+    assert threads and all(t.daemon for t in threads)
+    pid = os.fork()
+    if pid == 0:  # the child: its drop must run (a queue without a thread would hang settle())
+        try:
+            cache.drop_tree_later(f)
+            done = threading.Event()
+            threading.Thread(target=lambda: (cache.settle(), done.set()), daemon=True).start()
+            os._exit(0 if done.wait(10) else 3)
+        except BaseException:
+            os._exit(4)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -409,6 +409,7 @@ def _stop_on_signals():
     ``(restore=True)`` puts the former handlers back."""
     import signal
 
+    from wsianon.io.atomic import defer_stop
     from wsianon.pipeline.batch import STOP
 
     seen: list[int] = []
@@ -426,6 +427,8 @@ def _stop_on_signals():
         if frame is not None and frame.f_globals.get("__name__") == "logging":
             # inside logging's lock handling (its fork handler runs here): an exception there is
             # ignored and leaves the lock held; the slide boundary stops the job instead
+            return
+        if defer_stop():  # placing and recording a slide: stopped as that ends (io.atomic.uninterrupted)
             return
         raise KeyboardInterrupt
 

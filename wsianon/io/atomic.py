@@ -11,6 +11,8 @@ import os
 import shutil
 import stat
 import tempfile
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from wsianon.errors import OutputError
@@ -18,6 +20,43 @@ from wsianon.io import cache
 from wsianon.io.safetext import os_reason
 
 STAGING_PREFIX = ".wsianon-tmp-"
+
+# stop signals (Ctrl-C, SIGTERM) and the sections they must not cut: the CLI's handler raises
+# KeyboardInterrupt wherever the main thread is, which in the middle of placing a slide's outputs
+# and recording them left a whole output in OUT that the record did not list, or a thread started
+# but not yet registered with its executor (the interpreter then waited for it at exit for ever)
+_sections = 0  # uninterrupted() sections the main thread is in
+_stop_pending = False
+
+
+@contextmanager
+def uninterrupted():
+    """A section of the main thread a stop signal does not cut: a signal that comes meanwhile
+    (``defer_stop``) raises KeyboardInterrupt when the outermost section ends (unless the section
+    ends by an exception of its own: the job's stop flag, set by the handler, stops it at the next
+    slide).  Other threads: no effect (signal handlers run in the main thread only)."""
+    global _sections, _stop_pending
+    main = threading.current_thread() is threading.main_thread()
+    if main:
+        _sections += 1
+    try:
+        yield
+    finally:
+        if main:
+            _sections -= 1
+    if main and _sections == 0 and _stop_pending:
+        _stop_pending = False
+        raise KeyboardInterrupt
+
+
+def defer_stop() -> bool:
+    """For a stop-signal handler (it runs in the main thread): True when the main thread is in an
+    ``uninterrupted`` section, which then raises KeyboardInterrupt as it ends; False: stop now."""
+    global _stop_pending
+    if _sections:
+        _stop_pending = True
+        return True
+    return False
 
 
 def _fsync_path(path: Path) -> None:

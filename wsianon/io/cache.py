@@ -27,7 +27,8 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+import queue
+from concurrent.futures import Future
 from pathlib import Path
 
 ENABLED = os.environ.get("WSIANON_CACHE_HINTS", "on").lower() not in ("off", "0", "no")
@@ -93,21 +94,39 @@ def drop_tree(path: Path, only_synced: bool = False) -> int:
 
 
 _later_lock = threading.Lock()
-_later_pool: ThreadPoolExecutor | None = None
+_later_queue: queue.SimpleQueue | None = None
 _later: list[Future] = []
 
 
+def _later_worker(q: queue.SimpleQueue) -> None:
+    while True:
+        fn, args, fut = q.get()
+        if not fut.set_running_or_notify_cancel():
+            continue
+        try:
+            fut.set_result(fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - handed to settle() through the future
+            fut.set_exception(exc)
+
+
 def drop_tree_later(path: Path, only_synced: bool = False) -> None:
-    """``drop_tree`` in a background thread (one, in order); ``settle`` waits for what is queued."""
-    global _later_pool
+    """``drop_tree`` in a background thread (one, in order); ``settle`` waits for what is queued
+    (and so does the process's exit, through ``atexit``).  The thread is a daemon: a stop signal
+    that lands while it is being started (a ``ThreadPoolExecutor`` then never learns of its
+    thread, and the interpreter waited for it at exit for ever: seen with Ctrl-C as the job
+    placed its first output) can leave at most an idle thread that does not hold the exit."""
+    global _later_queue
     if not ENABLED or _fadvise is None:
         return
     with _later_lock:
-        if _later_pool is None:
-            _later_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wsianon-cache-drop")
-            atexit.register(settle)
+        if _later_queue is None:
+            q: queue.SimpleQueue = queue.SimpleQueue()
+            threading.Thread(target=_later_worker, args=(q,), name="wsianon-cache-drop", daemon=True).start()
+            _later_queue = q  # only once its thread runs: an interrupt before this starts another next time
         _later[:] = [f for f in _later if not f.done()]
-        _later.append(_later_pool.submit(drop_tree, Path(path), only_synced))
+        fut: Future = Future()
+        _later.append(fut)
+        _later_queue.put((drop_tree, (Path(path), only_synced), fut))
 
 
 def settle() -> None:
@@ -120,3 +139,15 @@ def settle() -> None:
             f.result()
         except Exception:  # noqa: BLE001 - a hint that could not be given changes nothing
             pass
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (a pool worker) has no copy of the parent's thread: it starts its own."""
+    global _later_lock, _later_queue
+    _later_lock, _later_queue = threading.Lock(), None
+    _later.clear()
+
+
+atexit.register(settle)  # the process's exit waits for the drops queued (nothing queued: returns at once)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

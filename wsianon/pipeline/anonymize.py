@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Callable
 from wsianon.converters.base import Inventory, SlideContext
 from wsianon.errors import OutputError, WsianonError
 from wsianon.io import digests
-from wsianon.io.atomic import Staging, write_atomic
+from wsianon.io.atomic import Staging, uninterrupted, write_atomic
 from wsianon.io.fsattrs import remove_foreign_attributes
 from wsianon.io.jpeg_plan import deferred_removals, scrub_jpeg_segments
 from wsianon.io.plan import Plan, Removal, apply_copy, apply_in_place, journal_path, rollback_journal
@@ -133,6 +133,11 @@ def place_staged(out: Path, outcome: Outcome) -> None:
 
 
 def _place(staging: Staging, pl: Placement, outcome: Outcome) -> None:
+    with uninterrupted():  # all of a slide's entries or none: a stop signal waits for the renames
+        _place_now(staging, pl, outcome)
+
+
+def _place_now(staging: Staging, pl: Placement, outcome: Outcome) -> None:
     try:
         if pl.quarantine is None:
             staging.commit(last=pl.last, overwrite=pl.overwrite, synced=pl.synced)

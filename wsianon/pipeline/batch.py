@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Callable
 from wsianon.converters.base import SlideContext
 from wsianon.errors import OutputError, UnsupportedFormat, WsianonError
 from wsianon.io import digests as io_digests
-from wsianon.io.atomic import STAGING_PREFIX, write_atomic, write_private_if_changed
+from wsianon.io.atomic import STAGING_PREFIX, uninterrupted, write_atomic, write_private_if_changed
 from wsianon.io.safefile import kind_of
 from wsianon.io.safefile import same_file
 from wsianon.io.safetext import os_reason, redact_paths
@@ -701,6 +701,10 @@ class _Run:
         """A finished slide: its verified output placed (a worker left it staged: ``o.place``), its
         outcome, its row (mapping, state, timings) in one transaction, the event.  Placed before the
         row is written: a stop before this leaves the output staged (removed, the slide redone)."""
+        with uninterrupted():  # a stop signal waits until the slide is placed and recorded
+            self._commit(it, o, p)
+
+    def _commit(self, it: Item, o: Outcome, p: list[dict]) -> None:
         if o.place is not None:
             if self.out is None:  # never: a worker stages only inside OUT
                 raise WsianonError(None, "a worker's output is staged but the job has no output folder")
