@@ -12,7 +12,7 @@ from pathlib import Path
 import tifffile
 
 from tests.fixtures.svs_gen import write_svs
-from wsianon.verify import padding
+from wsianon.verify import padding, sof
 
 
 def _with_tile_length(tmp_path: Path, rows: int) -> Path:
@@ -67,9 +67,9 @@ def test_coded_fits_reads_the_frame_header():
     buf = BytesIO()
     Image.fromarray(np.zeros((32, 48, 3), np.uint8)).save(buf, "JPEG")
     data = buf.getvalue()
-    assert padding._coded_fits(data, 32, 48)
-    assert not padding._coded_fits(data, 48, 32)
-    assert not padding._coded_fits(data, 64, 48)
+    assert sof.coded_fits(data, 32, 48)
+    assert not sof.coded_fits(data, 48, 32)
+    assert not sof.coded_fits(data, 64, 48)
 
 
 def test_a_dicom_frame_larger_than_the_check_decodes_fails_it_undecoded(tmp_path, monkeypatch):

@@ -120,7 +120,7 @@ def as_slide_input(p: Path) -> Path:
 
 
 # files that belong to another slide's folder and are never slides themselves
-_SKIP_NAMES = {"Slidedat.ini", "Index.dat"}
+SKIP_NAMES = frozenset({"Slidedat.ini", "Index.dat"})
 
 
 def _candidates(directory: Path) -> list[Path]:
@@ -130,7 +130,7 @@ def _candidates(directory: Path) -> list[Path]:
         # an MRXS slide folder (NAME/ beside NAME.mrxs) belongs to that slide
         dirs[:] = sorted(d for d in dirs if not (rootp / f"{d}.mrxs").exists() and not d.startswith(".wsianon-tmp-"))
         for f in sorted(files):
-            if f in _SKIP_NAMES or f.startswith(".") or f.endswith(".wsianon-journal"):
+            if f in SKIP_NAMES or f.startswith(".") or f.endswith(".wsianon-journal"):
                 continue
             if not is_regular(rootp / f):
                 continue  # a FIFO, socket or device inside a folder is never a slide (and never opened)

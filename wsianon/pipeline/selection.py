@@ -18,11 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wsianon.io.safetext import os_reason
-from wsianon.pipeline.detect import as_slide_input
+from wsianon.pipeline.detect import SKIP_NAMES, as_slide_input
 from wsianon.errors import WsianonError
-
-# files that belong to another slide's folder and are never slides themselves
-_SKIP_NAMES = {"Slidedat.ini", "Index.dat"}
 
 
 @dataclass
@@ -96,7 +93,7 @@ def _walk(root: Path, prefix: bytes, sel: Selection, include: list[str], exclude
                     continue  # an MRXS slide folder belongs to NAME.mrxs; OUT is never an input
                 subdirs.append((p, rel, shw_e))
                 continue
-            if name in _SKIP_NAMES or name.endswith(".wsianon-journal"):
+            if name in SKIP_NAMES or name.endswith(".wsianon-journal"):
                 continue
             rel_s = os.fsdecode(rel)
             if (include and not _matches(include, rel_s)) or (exclude and _matches(exclude, rel_s)):

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wsianon.verify.sof import coded_fits
 from wsianon.verify.tileid import release_cycles
 
 CHECK = "tiles-padding"
@@ -347,17 +348,6 @@ class CodedSize(Exception):
     its padding is not what the page declares, so it is not judged as such."""
 
 
-def _coded_fits(data: bytes, th: int, tw: int) -> bool:
-    """Whether a JPEG tile's frame header says ``th`` x ``tw`` (or holds no size to compare)."""
-    from wsianon.verify.sof import _fits, _sof, _Unsized
-
-    try:
-        size = _sof(data)
-    except _Unsized:
-        return True  # no frame header: the decoder and tiles-sof refuse it
-    return size is None or (_fits(size[0], th) and _fits(size[1], tw))
-
-
 def _page_decoder(fh, page, subs: dict[int, tuple[int, int] | None] | None = None) -> Callable[[int], np.ndarray | None]:
     """Tile ``i`` of a tiled page, decoded at the page's tile size (None: empty).  A JPEG tile coded
     at another size raises :class:`CodedSize`; ``subs`` gets each JPEG tile's chroma subsampling."""
@@ -372,7 +362,7 @@ def _page_decoder(fh, page, subs: dict[int, tuple[int, int] | None] | None = Non
         fh.seek(int(offs[i]))
         data = fh.read(int(cnts[i]))
         if jpeg:
-            if not _coded_fits(data, th, tw):
+            if not coded_fits(data, th, tw):
                 raise CodedSize()
             if subs is not None:
                 subs[i] = jpeg_chroma(data)

@@ -140,6 +140,16 @@ def _fits(coded: int, declared: int) -> bool:
     return coded == declared or (declared > 0xFFFF and coded == 0)
 
 
+def coded_fits(data: bytes, th: int, tw: int) -> bool:
+    """Whether the JPEG stream ``data``'s frame header says ``th`` x ``tw`` (or holds no size to
+    compare: no frame header, a DNL height — the decoder and this check refuse those)."""
+    try:
+        size = _sof(data)
+    except _Unsized:
+        return True
+    return size is None or (_fits(size[0], th) and _fits(size[1], tw))
+
+
 def _decode_strip(data: bytes, comp: int, tables: bytes | None) -> bytes | np.ndarray:
     import imagecodecs
 
