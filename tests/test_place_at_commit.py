@@ -46,6 +46,22 @@ def _entries(out: Path) -> dict[str, dict]:
     return {e["slide"]: {k: v for k, v in e.items() if k != "timings_s"} for e in slides}
 
 
+def _on_first_placing(monkeypatch, action) -> list[str]:
+    """``action(out, outcome)`` once, as the coordinator places the first slide a worker left
+    staged (then it places it); returns the list that gets that slide's label."""
+    real = anon.place_staged
+    hit: list[str] = []
+
+    def hook(o_out, o):
+        if not hit:
+            hit.append(o.input_label)
+            action(o_out, o)
+        return real(o_out, o)
+
+    monkeypatch.setattr(anon, "place_staged", hook)
+    return hit
+
+
 def test_a_stop_before_the_commit_leaves_no_unlisted_output(tmp_path, tmp_path_factory, monkeypatch):
     """The coordinator stops (Ctrl-C) when the first slide a worker verified reaches it, before
     it records it: the run is interrupted with every slide pending, OUT holds nothing the record
@@ -85,16 +101,7 @@ def test_a_placing_error_in_the_coordinator_is_the_slides_error(tmp_path, tmp_pa
     ends as an error with nothing of it listed or left in OUT; the others are placed."""
     src = small_svs_folder(tmp_path_factory, "in", 2)
     out = tmp_path / "out"
-    real = anon.place_staged
-    lost: list[str] = []
-
-    def staging_gone(o_out, o):
-        if not lost:
-            lost.append(o.input_label)
-            anon.Staging.reopen(o_out, o.place.staging).discard()
-        return real(o_out, o)
-
-    monkeypatch.setattr(anon, "place_staged", staging_gone)
+    lost = _on_first_placing(monkeypatch, lambda o_out, o: anon.Staging.reopen(o_out, o.place.staging).discard())
     res = run_job(JobConfig(inputs=[src], out=out, workers=2))
     assert res.exit_code == 1 and res.unlisted == []
     by = {o.input_label: o for o in res.outcomes}
@@ -173,16 +180,8 @@ def test_a_stop_signal_waits_for_the_slide_being_placed_and_recorded(tmp_path, t
 
     src = small_svs_folder(tmp_path_factory, "in", N)
     out = tmp_path / "out"
-    real_place = anon.place_staged
-    signalled: list[str] = []
-
-    def place_with_a_signal(o_out, outcome):
-        if not signalled:
-            signalled.append(outcome.input_label)
-            os.kill(os.getpid(), signal.SIGINT)  # delivered here, in the middle of the commit
-        real_place(o_out, outcome)
-
-    monkeypatch.setattr(anon, "place_staged", place_with_a_signal)
+    # the signal is delivered in the middle of the commit
+    signalled = _on_first_placing(monkeypatch, lambda o_out, o: os.kill(os.getpid(), signal.SIGINT))
     stopped = cli._stop_on_signals()
     try:
         with pytest.raises(JobInterrupted) as exc:
