@@ -98,7 +98,8 @@ def test_tile_sof_other_than_the_tile_is_quarantined(tmp_path, cli, kind):
     code, report, out = _run(cli, tmp_path, src, "native")
     assert code == 1 and _placed(out) == []
     failed = _failed(report)
-    assert set(failed) == {"tiles-frame-size"}, failed
+    # OpenSlide cannot decode the tile either: pyramid-consistency, which reads it, fails closed too
+    assert set(failed) - {"pyramid-consistency"} == {"tiles-frame-size"}, failed
     assert "IFD 0, tile: JPEG frame header " + ("smaller" if kind == "smaller" else "larger") + " than the tile" in failed["tiles-frame-size"]
     # the DICOM route passes the tile through as a frame
     code, report, out = _run(cli, tmp_path, src, "dicom")
@@ -128,7 +129,7 @@ def test_verify_finds_a_planted_tile_in_a_clean_output(tmp_path, cli):
     assert _verify(cli, slide) == (0, {})
     sp.oversize_tile(slide, 0, INTERIOR)  # another tool's output, judged by `wsianon verify`
     code, failed = _verify(cli, slide)
-    assert code != 0 and set(failed) == {"tiles-frame-size"}, failed
+    assert code != 0 and set(failed) - {"pyramid-consistency"} == {"tiles-frame-size"}, failed  # (as above)
 
 
 def test_verify_finds_a_planted_frame_in_a_clean_dicom_output(tmp_path, cli):
@@ -202,7 +203,8 @@ def test_strip_with_rows_under_the_image_is_quarantined(tmp_path, cli, page, ext
     code, report, out = _run(cli, tmp_path, src, "native", *extra)
     assert code == 1 and _placed(out) == []
     failed = _failed(report)
-    assert set(failed) == {"tiles-frame-size"}, failed
+    # OpenSlide cannot decode the tile either: pyramid-consistency, which reads it, fails closed too
+    assert set(failed) - {"pyramid-consistency"} == {"tiles-frame-size"}, failed
     assert "strip: JPEG frame header taller than the strip" in failed["tiles-frame-size"]
     # the DICOM route writes the strip as the THUMBNAIL's (OVERVIEW's) frame, unchanged
     code, report, out = _run(cli, tmp_path, src, "dicom", *extra)

@@ -34,6 +34,7 @@ from wsianon.profiles.policy import Policy
 from wsianon.verify import canaries as independent_canaries
 from wsianon.verify import thumbnail as thumbnail_provenance
 from wsianon.verify import dates, tileid, vocabulary
+from wsianon.verify import levels as pyramid_levels
 from wsianon.verify.readback import read_back
 
 # property keys that describe structure, never identity
@@ -245,9 +246,10 @@ def check_openslide(snap: SourceSnapshot, conv: NativeConverter | None, out_main
 
 def check_thumbnail(conv: NativeConverter | None, out_main: Path, policy: Policy, verdict: Verdict) -> None:
     """``thumbnail-provenance``: a kept thumbnail must be the slide downsampled
-    (``wsianon.verify.thumbnail``; an MRXS SlidePreview, a photo of the glass, is not judged).
-    Its own OpenSlide handle: a tile that fails to decode leaves a handle in error, and the
-    structure checks read through theirs."""
+    (``wsianon.verify.thumbnail``; an MRXS SlidePreview, a photo of the glass, is not judged), and
+    ``pyramid-consistency``: every level below the base must be a larger level downsampled
+    (``wsianon.verify.levels``; not MRXS: README, Limitations). Its own OpenSlide handle: a
+    tile that fails to decode leaves a handle in error, and the structure checks read through theirs."""
     if conv is not None and not spec_of(conv.name).openslide_reads:
         return
     try:
@@ -262,6 +264,7 @@ def check_thumbnail(conv: NativeConverter | None, out_main: Path, policy: Policy
             return
         if "thumbnail" in set(out.associated_images.keys()) & allowed_associated(conv, policy):
             thumbnail_provenance.check_openslide(out, verdict)
+        pyramid_levels.check_openslide(out, verdict)
     finally:
         out.close()
 

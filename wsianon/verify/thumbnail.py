@@ -35,6 +35,7 @@ PATCH = 512  # pixels per side of one sample at most (the tile holding the point
 READ = 64  # pixels per side read of a tile that stands for its cell (its middle)
 REF_MAX_PIXELS = 4 << 20  # a level up to this is read whole
 MIN_OVERSAMPLE = 4  # the reference level is at least this many times the grid
+MIN_LEVEL_SIDE = 16  # a pyramid level smaller than this on its long side is not compared with another (JPEG rounding dominates)
 BLUR = 1.0  # Gaussian sigma, in grid cells
 MIN_CORRELATION = 0.80
 UNIFORM_STD = 4.0  # grey levels: below this (either image) correlation is meaningless
@@ -109,6 +110,28 @@ def _blur(a: np.ndarray) -> np.ndarray:
     for i in range(2 * r + 1):
         out += k[i] * rows[i : i + a.shape[0], :]
     return out
+
+
+MIN_COVERED = 0.5  # a grid cell is compared where at least this much of it has pixels in both images
+MIN_CELLS = 16  # fewer cells compared than this cannot tell a picture (fail closed)
+
+
+def covered_grid(chans: np.ndarray, cover: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(channels (3, h, w) box-averaged to ``shape`` counting only pixels that are there, unblurred;
+    the part of each cell that has pixels) of ``chans`` whose pixels are there as much as ``cover``
+    says (0..1): a sparse level (DICOM TILED_SPARSE, an MRXS or Leica level OpenSlide draws in
+    part) pulls no colour in from where it has none."""
+    box_cover = _box(cover, shape)
+    return np.stack([_box(c * cover, shape) for c in chans]) / np.maximum(box_cover, 1e-6), box_cover
+
+
+def blurred_covered(grid: np.ndarray, cover: np.ndarray) -> np.ndarray:
+    """Blurred as ``prepare`` blurs, counting only cells with pixels (normalised: a sparse level's
+    empty cells pull no colour in)."""
+    if (cover >= 1 - 1e-3).all():
+        return np.stack([_blur(c) for c in grid])
+    weight = _blur(cover)
+    return np.stack([_blur(c * cover) for c in grid]) / np.maximum(weight, 1e-6)
 
 
 def prepare(pixels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -223,6 +246,11 @@ def _flat(region, bg: str) -> np.ndarray:
     return np.asarray(canvas)
 
 
+def flat(slide, region) -> np.ndarray:
+    """An OpenSlide RGBA region as RGB pixels, drawn over the slide's background colour."""
+    return _flat(region, _background(slide))
+
+
 def read_level_reduced(slide, level: int, factor: int) -> np.ndarray:
     """Level ``level`` of an OpenSlide slide, whole, over its background colour, box-averaged by
     ``factor`` on both sides (PIL ``reduce``; ``factor`` 1: as read): RGB uint8.  Read in strips
@@ -251,10 +279,6 @@ def openslide_reference(slide, shape: tuple[int, int]) -> np.ndarray:
     grid as it is read (``read_level_reduced``; ``prepare`` then averages the rest of the way)."""
     level = pick_level(list(slide.level_dimensions), shape)
     lw, lh = slide.level_dimensions[level]
-    bg = _background(slide)
-
-    def flat(region) -> np.ndarray:
-        return _flat(region, bg)
 
     if lw * lh <= REF_MAX_PIXELS:
         factor = min(lw // (MIN_OVERSAMPLE * shape[0]), lh // (MIN_OVERSAMPLE * shape[1]))
@@ -291,7 +315,7 @@ def openslide_reference(slide, shape: tuple[int, int]) -> np.ndarray:
                 box = (0, 0, w, h)
             by_tile.setdefault((x, y, w, h), []).append((i, j, *box))
     for (x, y, w, h), points in by_tile.items():
-        region = _channels(flat(slide.read_region((int(x * down), int(y * down)), level, (w, h))))
+        region = _channels(flat(slide, slide.read_region((int(x * down), int(y * down)), level, (w, h))))
         for i, j, x0, y0, x1, y1 in points:
             grid[:, j, i] = region[:, y0:y1, x0:x1].mean(axis=(1, 2))
     return _prepare_channels(grid, shape)

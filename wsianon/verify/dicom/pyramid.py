@@ -17,7 +17,9 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from wsianon.verify.dicom.common import Checks, image_kind
-from wsianon.verify.thumbnail import aspect_ok  # one rule: an image that is the base scaled
+
+# one rule: an image that is the base scaled; and the rules the native levels are compared by (``verify.levels``)
+from wsianon.verify.thumbnail import MIN_CELLS, MIN_COVERED, MIN_LEVEL_SIDE, aspect_ok, blurred_covered, covered_grid
 
 
 def _matrix(ds: Dataset) -> tuple[int, int] | None:
@@ -47,9 +49,6 @@ def unmeasured(dsets: list[tuple[Path, Dataset]]) -> list[str]:
     return [p.name for p, ds in dsets if image_kind(ds) == "VOLUME" and _matrix(ds) is None]
 
 
-MIN_LEVEL_SIDE = 16  # a level smaller than this on its long side is not compared (JPEG rounding dominates)
-MIN_COVERED = 0.5  # a grid cell is compared where at least this much of it has pixels in both images
-MIN_CELLS = 16  # fewer cells compared than this cannot tell a picture (fail closed)
 # DCM CID 8123 illumination methods that are fluorescence: a channel is another picture of the slide
 FLUORESCENCE = {"111743", "111749"}  # Epifluorescence, Total internal reflection fluorescence
 
@@ -246,20 +245,7 @@ def _render(plane: _Plane, region: tuple[int, int, int, int], shape: tuple[int, 
                 ya, yb, xa, xb = (int(v * f) for v in (max(0, py - half), py + half, max(0, px - half), px + half))
                 chans[:, j, i] = a[:, ya : max(yb, ya + 1), xa : max(xb, xa + 1)].mean(axis=(1, 2))
                 cover[j, i] = 1
-    box_cover = th._box(cover, shape)
-    grid = np.stack([th._box(c * cover, shape) for c in chans]) / np.maximum(box_cover, 1e-6)
-    return grid, box_cover
-
-
-def _blurred(grid: np.ndarray, cover: np.ndarray) -> np.ndarray:
-    """Blurred as ``verify.thumbnail.prepare`` blurs, counting only cells with pixels (normalised:
-    a sparse level's empty cells pull no colour in)."""
-    from wsianon.verify import thumbnail as th
-
-    if (cover >= 1 - 1e-3).all():
-        return np.stack([th._blur(c) for c in grid])
-    weight = th._blur(cover)
-    return np.stack([th._blur(c * cover) for c in grid]) / np.maximum(weight, 1e-6)
+    return covered_grid(chans, cover, shape)
 
 
 def _scaled(region: tuple[int, int, int, int], src: tuple[int, int], dst: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -344,7 +330,7 @@ def unlike_levels(dsets: list[tuple[Path, Dataset]]) -> tuple[list[str], int, li
         valid = (mine_cover >= MIN_COVERED) & (their_cover >= MIN_COVERED)
         if int(valid.sum()) < min(MIN_CELLS, valid.size):
             bad.append(f"{q.name}: a VOLUME picture that cannot be compared with the slide (its frames lie where a larger level has none)")
-        elif not th.alike(_blurred(mine, mine_cover), _blurred(theirs, their_cover), None if valid.all() else valid):
+        elif not th.alike(blurred_covered(mine, mine_cover), blurred_covered(theirs, their_cover), None if valid.all() else valid):
             why = "another level downsampled" if larger else "the level's other focal planes and optical paths"
             bad.append(f"{q.name}: a VOLUME level whose pixels are not the slide's ({why})")
     channels = len([f for f in families if f and tops[f] == base[0] * base[1]])
