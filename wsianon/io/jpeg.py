@@ -432,6 +432,7 @@ def dirty_segments(data: bytes) -> list[Segment]:
 # tiles: 2.5 GB/s whole, 3.3 GB/s in 1 MiB pieces, 2.9 GB/s in 256 KiB pieces.
 MARKER_PIECE = 1 << 20
 
+_c_markers: Any
 try:  # the C search (wsianon/io/_markers.c, built by the install): same answer, ~3x the speed
     from wsianon.io import _markers as _c_markers
 except ImportError:  # no compiler where this was installed: the numpy search

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from wsianon.io.plan import Removal
 from wsianon.io.scan import Finding
 from wsianon.verify.reportnames import safe_removal
+
+if TYPE_CHECKING:
+    from wsianon.pipeline.anonymize import Placement
 
 
 class Status(StrEnum):
@@ -103,7 +107,7 @@ class Outcome:
     images: dict | None = field(default=None, repr=False)  # the record's images of the output, rendered by a batch worker (record.prerender)
     # a batch worker's verified output still in its staging folder: how the coordinator places it
     # (``anonymize.Placement``, ``anonymize.place_staged``); None once placed
-    place: object | None = field(default=None, repr=False)
+    place: Placement | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict:
         return {
