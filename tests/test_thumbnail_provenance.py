@@ -352,3 +352,40 @@ def test_a_reference_level_read_whole_is_read_in_strips_and_reduced_as_read():
     assert max(size[0] * size[1] for _loc, size in reads) <= T.STRIP_PIXELS
     assert sum(size[1] for _loc, size in reads) == h and [loc[1] for loc, _s in reads] == sorted({loc[1] for loc, _s in reads})
     assert np.abs(ref - whole).max() < 1.0  # box-averaged by parts: the same reference to rounding
+
+
+def test_sampled_reads_by_two_threads_give_what_one_thread_gives(tmp_path, monkeypatch):
+    """The sampled checks (a reference level too large to read whole; pyramid-consistency's
+    patches) read their tiles by two threads: the answers are those of one thread, in order."""
+    import numpy as np
+    import openslide
+
+    from wsianon.verify import levels
+    from wsianon.verify import thumbnail as T
+
+    from .fixtures.svs_gen import write_svs
+
+    src = write_svs(tmp_path / "s.svs", size=(3072, 2048), levels=3, tile=256).path
+    monkeypatch.setattr(T, "REF_MAX_PIXELS", 0)  # sample level 0's tiles
+    calls: list[int] = []
+    real = T.read_in_threads
+
+    def counted(read, items, workers=2):
+        calls.append(workers)
+        return real(read, items, workers)
+
+    got = {}
+    for workers in (1, 2):
+        monkeypatch.setattr(T, "read_in_threads", lambda read, items, w=workers: counted(read, items, w))
+        monkeypatch.setattr(levels, "read_in_threads", lambda read, items, w=workers: counted(read, items, w))
+        with openslide.OpenSlide(str(src)) as s:
+            s.set_cache(openslide.OpenSlideCache(0))
+            ref = T.openslide_reference(s, (64, 43))
+            pair = levels._pair(s, 1, 0)
+        got[workers] = (ref, pair)
+    assert calls.count(1) >= 2 and calls.count(2) >= 2
+    assert np.array_equal(got[1][0], got[2][0]) and np.ptp(got[1][0][0]) > 1  # a picture, not a blank
+    for a, b in zip(got[1][1], got[2][1]):
+        assert np.array_equal(a, b)
+    items = list(range(50))
+    assert real(lambda x: x * x, items, 2) == [x * x for x in items]

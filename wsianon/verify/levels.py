@@ -45,6 +45,7 @@ from wsianon.verify.thumbnail import (
     covered_grid,
     grid_shape,
     pick_level,
+    read_in_threads,
 )
 
 NAME = "pyramid-consistency"
@@ -104,16 +105,23 @@ def _sampled(slide, level: int, points) -> tuple[np.ndarray, np.ndarray]:
         xa, ya = min(lw - 1, int(x / down)), min(lh - 1, int(y / down))
         xb, yb = min(lw, max(xa + 1, round((x + w) / down))), min(lh, max(ya + 1, round((y + h) / down)))
         by_tile.setdefault((xa // tw, ya // th), []).append((i, j, xa, ya, xb, yb))
-    for group in by_tile.values():
+
+    def read(group) -> list[tuple[int, int, np.ndarray, float]]:
         x0, y0 = min(b[2] for b in group), min(b[3] for b in group)
         x1, y1 = max(b[4] for b in group), max(b[5] for b in group)
         a = np.asarray(slide.read_region((int(x0 * down), int(y0 * down)), level, (x1 - x0, y1 - y0)))
+        got = []
         for i, j, xa, ya, xb, yb in group:
             patch = a[ya - y0 : yb - y0, xa - x0 : xb - x0].reshape(-1, 4).astype(np.float64)
             alpha = patch[:, 3] / 255.0
             if alpha.sum() > 0:
-                rgb[j, i] = (patch[:, :3] * alpha[:, None]).sum(axis=0) / alpha.sum()
-                cover[j, i] = alpha.mean()
+                got.append((i, j, (patch[:, :3] * alpha[:, None]).sum(axis=0) / alpha.sum(), float(alpha.mean())))
+        return got
+
+    for got in read_in_threads(read, list(by_tile.values())):
+        for i, j, colour, part in got:
+            rgb[j, i] = colour
+            cover[j, i] = part
     return _channels(rgb.astype(np.float32)), cover
 
 
