@@ -100,11 +100,12 @@ def wsianon(src: Path, out: Path, key: Path) -> dict:
     return r
 
 
-def bench(size_gb: float, n_pairs: int, work: Path, bare_chunk: int | None = None) -> dict:
+def bench(size_gb: float, n_pairs: int, work: Path, bare_chunk: int | None = None, flat: bool = False) -> dict:
     src = work / "BENCH-CASE-0001.svs"
     t0 = time.perf_counter()
-    make_svs(src, size_gb)
-    print(f"dicom: generated {src.stat().st_size / 1e9:.2f} GB slide in {time.perf_counter() - t0:.1f} s (load {load():.1f})", flush=True)
+    make_svs(src, size_gb, pyramid=not flat)
+    kind = "without a pyramid" if flat else "with a pyramid"
+    print(f"dicom: generated {src.stat().st_size / 1e9:.2f} GB slide {kind} in {time.perf_counter() - t0:.1f} s (load {load():.1f})", flush=True)
     warm(src)
     label = f"bare wsidicomizer, chunk_size={bare_chunk}" if bare_chunk else "bare wsidicomizer"
     res = pairs(lambda: bare(src, work / "bare", bare_chunk), lambda: wsianon(src, work / "out", project_key(work)), n_pairs, label, "wsianon --target dicom")
@@ -115,6 +116,7 @@ def bench(size_gb: float, n_pairs: int, work: Path, bare_chunk: int | None = Non
     print(f"  CPU (user+sys) {cpu_w:.2f} s against {cpu_b:.2f} s: {cpu_w / cpu_b:.2f}x")
     return {
         "bare_chunk": bare_chunk,
+        "pyramid": not flat,
         "cpu_ratio": cpu_w / cpu_b,
         "size_bytes": src.stat().st_size,
         "bare": res["a"],
@@ -141,11 +143,12 @@ def main(argv=None) -> dict:
         default=None,
         help="give bare wsidicomizer this chunk_size (wsianon's PASSTHROUGH_CHUNK, 16): wsianon's overhead like for like",
     )
+    ap.add_argument("--flat", action="store_true", help="a slide without a pyramid (level 0 only), as every figure before the fourteenth stop")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="wsianon-bench-", dir=args.workdir))
     try:
-        r = bench_batch(args.batch, args.slide_mb, args.pairs, work) if args.batch else bench(args.size_gb, args.pairs, work, args.bare_chunk)
+        r = bench_batch(args.batch, args.slide_mb, args.pairs, work) if args.batch else bench(args.size_gb, args.pairs, work, args.bare_chunk, flat=args.flat)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.json:

@@ -11,6 +11,7 @@ cols * base_rows| <= base_cols + base_rows`` whichever side is the longer).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -239,13 +240,28 @@ def _render(plane: _Plane, region: tuple[int, int, int, int], shape: tuple[int, 
                     fx, fy, k = hit
                     points.setdefault(k, []).append((i, j, x - fx, y - fy))
         half = max(1, min(th.PATCH, w // n_x, h // n_y) // 2)
-        for k, fv in plane.frames_at(sorted(points)):
+
+        def sample(item) -> list[tuple[int, int, np.ndarray]]:
+            k, fv = item
             a, f = th._decoded_small(fv, ds)
+            got = []
             for i, j, px, py in points[k]:
                 ya, yb, xa, xb = (int(v * f) for v in (max(0, py - half), py + half, max(0, px - half), px + half))
-                chans[:, j, i] = a[:, ya : max(yb, ya + 1), xa : max(xb, xa + 1)].mean(axis=(1, 2))
-                cover[j, i] = 1
+                got.append((i, j, a[:, ya : max(yb, ya + 1), xa : max(xb, xa + 1)].mean(axis=(1, 2))))
+            return got
+
+        # the frames decoded by two threads (libjpeg-turbo without the GIL), read in batches so
+        # that no more than a batch of frames is held at once
+        frames = plane.frames_at(sorted(points))
+        while batch := list(islice(frames, _BATCH)):
+            for got in th.read_in_threads(sample, batch):
+                for i, j, mean in got:
+                    chans[:, j, i] = mean
+                    cover[j, i] = 1
     return covered_grid(chans, cover, shape)
+
+
+_BATCH = 64  # frames of a sampled level decoded by the threads at a time
 
 
 def _scaled(region: tuple[int, int, int, int], src: tuple[int, int], dst: tuple[int, int]) -> tuple[int, int, int, int]:
