@@ -119,25 +119,15 @@ def _cmu1_pyramid(path: Path, level1=None) -> Path:
     else:
         lv = level1.resize((lw, lh))
     head = "Aperio Image Library v12.0.15\r\n"
+    pages = [
+        (base, 90, f"{head}{w}x{h} (256x256) JPEG/RGB Q=90|AppMag = 20|MPP = 0.499"),
+        (lv, 50, f"{head}{w}x{h} (256x256) -> {lw}x{lh} JPEG/RGB Q=50"),  # the level coded apart, at another quality
+    ]
     with tifffile.TiffWriter(path) as tw:
-        tw.write(
-            np.asarray(base),
-            tile=(256, 256),
-            compression="jpeg",
-            compressionargs={"level": 90},
-            photometric="rgb",
-            description=f"{head}{w}x{h} (256x256) JPEG/RGB Q=90|AppMag = 20|MPP = 0.499",
-            metadata=None,
-        )
-        tw.write(
-            np.asarray(lv),
-            tile=(256, 256),
-            compression="jpeg",
-            compressionargs={"level": 50},
-            photometric="rgb",
-            description=f"{head}{w}x{h} (256x256) -> {lw}x{lh} JPEG/RGB Q=50",
-            metadata=None,
-        )
+        for img, quality, desc in pages:
+            tw.write(
+                np.asarray(img), tile=(256, 256), compression="jpeg", compressionargs={"level": quality}, photometric="rgb", description=desc, metadata=None
+            )
     return path
 
 
