@@ -115,6 +115,22 @@ def test_focal_planes_of_the_slide_defocused_are_shared(tmp_path, cli):
     assert "level(s) compared with the others" in _shared(cli, tmp_path, src)
 
 
+@pytest.mark.parametrize("name", [dp.L0, dp.L1], ids=["sampled", "whole"])
+def test_a_thumbnail_reference_of_several_focal_planes_is_its_first(tmp_path, name):
+    """A kept thumbnail is compared with a level rendered (``thumbnail.dicom_reference``); an
+    instance of two focal planes could not be placed (its frames are the grid twice) and every
+    thumbnail judged against it failed. Now its first focal plane is rendered: the same picture
+    as the instance before the plane was added, even when the second plane is a label photo."""
+    from wsianon.verify.thumbnail import dicom_reference, grid_shape
+
+    src = _slide(tmp_path, "ref")
+    size = _size(src / name)
+    before = dicom_reference(src / name, dp.read(src / name), grid_shape(size))
+    dp.with_focal_planes(src / name, [dp.label_photo(*size)])
+    after = dicom_reference(src / name, dp.read(src / name), grid_shape(size))
+    assert np.array_equal(before, after)
+
+
 # ---------------------------------------------------------------------------
 # A2. an optical path of a brightfield image that is another picture
 

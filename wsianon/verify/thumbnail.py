@@ -370,14 +370,14 @@ def dicom_reference(path: Path, ds, shape: tuple[int, int], parts=None) -> np.nd
     """A VOLUME instance's whole image prepared at ``shape``: assembled from every frame up to
     ``REF_MAX_PIXELS``, otherwise sampled (only the frames holding a sample are decoded).
     ``parts``: the instances of a concatenation whose first part ``ds`` is (``decode.wholes``)."""
-    from wsianon.verify.dicom.decode import _frames_at, frame_origins, whole_count, whole_frames_at
+    from wsianon.verify.dicom.decode import _frames_at, first_picture, frame_origins, whole_count, whole_frames_at
     from wsianon.verify.dicom.images import _assemble
 
     cols, rows = _matrix(ds)
     if cols * rows <= REF_MAX_PIXELS:
         return prepare(_assemble(path, ds, parts), shape)
     whole = parts is not None and len(parts) > 1
-    origins = frame_origins(ds, whole_count(parts)) if whole else frame_origins(ds)
+    origins = first_picture(ds, frame_origins(ds, whole_count(parts)) if whole else frame_origins(ds))
     if origins is None:
         raise ValueError("frame positions cannot be determined")
     fw, fh = int(ds.Columns), int(ds.Rows)

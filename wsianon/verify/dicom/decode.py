@@ -70,19 +70,29 @@ def declares_reencoding(ds: Dataset) -> bool:
     return False
 
 
+def pictures(ds: Dataset) -> int:
+    """Pictures a TILED_FULL instance holds: its focal planes times its optical paths (its frames
+    repeat the tile grid once for each, focal planes first; PS3.3 C.8.12.4.1.2)."""
+    try:
+        return max(1, int(ds.get("TotalPixelMatrixFocalPlanes", 1) or 1)) * max(1, int(ds.get("NumberOfOpticalPaths", 1) or 1))
+    except (TypeError, ValueError):
+        return 1
+
+
 def frame_origins(ds: Dataset, frames: int | None = None) -> list[tuple[int, int]] | None:
-    """0-based (x, y) of every frame in the total pixel matrix; None if not one plane/path.
-    ``frames``: the whole's frame count when ``ds`` is the first part of a concatenation (its
-    parts' frames in TILED_FULL order, ``whole_frames_at``)."""
+    """0-based (x, y) of every frame in the total pixel matrix; None if they cannot be told.  A
+    TILED_FULL instance of several pictures (``pictures``) repeats the grid's origins for each
+    (``first_picture`` keeps the first's).  ``frames``: the whole's frame count when ``ds`` is the
+    first part of a concatenation (its parts' frames in TILED_FULL order, ``whole_frames_at``)."""
     cols, rows = int(ds.TotalPixelMatrixColumns), int(ds.TotalPixelMatrixRows)
     tw, th = int(ds.Columns), int(ds.Rows)
     n = int(ds.get("NumberOfFrames", 1) or 1) if frames is None else frames
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
     if str(ds.get("DimensionOrganizationType", "")).upper() == "TILED_FULL" or not per_frame:
         nx, ny = -(-cols // tw), -(-rows // th)
-        if n != nx * ny:
+        if n not in (nx * ny, nx * ny * pictures(ds)):
             return None
-        return [((k % nx) * tw, (k // nx) * th) for k in range(n)]
+        return [((k % nx) * tw, (k // nx % ny) * th) for k in range(n)]
     if frames is not None:
         return None
     out = []
@@ -93,6 +103,15 @@ def frame_origins(ds: Dataset, frames: int | None = None) -> list[tuple[int, int
         except Exception:
             return None
     return out if len(out) == n else None
+
+
+def first_picture(ds: Dataset, origins: list[tuple[int, int]] | None) -> list[tuple[int, int]] | None:
+    """The origins of the first picture's frames (``frame_origins`` of a TILED_FULL instance of
+    several pictures holds every picture's): an image of the instance shows one focal plane."""
+    if origins is None or str(ds.get("DimensionOrganizationType", "")).upper() != "TILED_FULL":
+        return origins
+    nx, ny = -(-int(ds.TotalPixelMatrixColumns) // int(ds.Columns)), -(-int(ds.TotalPixelMatrixRows) // int(ds.Rows))
+    return origins[: nx * ny]
 
 
 def _tj():

@@ -37,7 +37,9 @@ from wsianon.verify.dicom.decode import (
     _Tally,
     _tj,
     declares_reencoding,
+    first_picture,
     frame_origins,
+    pictures,
 )
 from wsianon.verify.dicom.jpeg import ProvenHeaders, _fragments, fragments_at
 
@@ -68,11 +70,14 @@ def _compare_bytes(path: Path, ds: Dataset, page, fds: int, problems: list[str],
     return n
 
 
-def _compare_retiled(path: Path, ds: Dataset, level: _JpegLevel, wanted: list[int], problems: list[str], tally: _Tally) -> int:
+def _compare_retiled(path: Path, ds: Dataset, levels: list[_JpegLevel], wanted: list[int], problems: list[str], tally: _Tally) -> int:
+    """Each wanted frame against its picture's source page (``levels``: one per picture, in the
+    instance's order), decoded to raw planes, sample for sample."""
     import numpy as np
 
     origins = frame_origins(ds)
-    if origins is None:
+    per_picture = len(first_picture(ds, origins) or [])
+    if origins is None or len(origins) != per_picture * len(levels):
         problems.append(f"{path.name}: frame positions cannot be determined")
         return 0
     if str(ds.file_meta.get("TransferSyntaxUID", "")) not in JPEG_TS:
@@ -82,6 +87,7 @@ def _compare_retiled(path: Path, ds: Dataset, level: _JpegLevel, wanted: list[in
     n = 0
     for k, fv in _frames_at(path, ds, wanted):
         x, y = origins[k]
+        level = levels[k // per_picture]
         w, h = min(int(ds.Columns), cols - x), min(int(ds.Rows), rows - y)
         try:
             fplanes, fdivs = _decode_planes(level.tj, fv)
@@ -104,7 +110,7 @@ def _compare_reencoded(
     """Each wanted frame against the source region re-encoded here as the route encodes
     (``decode.ReencodeBound``): within the error that re-encode has, globally and per block."""
     origins = frame_origins(ds)
-    if origins is None:
+    if origins is None or len(origins) != len(first_picture(ds, origins) or []):
         problems.append(f"{path.name}: frame positions cannot be determined")
         return 0
     cols, rows = int(ds.TotalPixelMatrixColumns), int(ds.TotalPixelMatrixRows)
@@ -167,16 +173,36 @@ def _reencode_judged(got, ref, level: tuple[int, float], x: int, y: int, w: int,
     return best
 
 
+def _source_pictures(pages: list, size: tuple[int, int], n: int) -> list | None:
+    """The source pages of ``size`` that are the ``n`` focal planes of one level, in the order a
+    TILED_FULL instance holds its pictures (Z offset rising: NDPI tag 65424), or None when the
+    source has not exactly ``n`` such pages."""
+    same = [pg for pg in pages if (pg.imagewidth, pg.imagelength) == size and float(pg.tags.valueof(65421) or 0) > 0]
+    if len(same) != n:
+        return None
+    return sorted(same, key=lambda pg: int(pg.tags.valueof(65424) or 0))
+
+
 def _plan_levels(volumes: list[tuple[Path, Dataset]], pages: list, problems: list[str]) -> list[tuple]:
-    """How each VOLUME instance is proven: (mode, path, ds, source page) with mode "bytes"
-    (passed through), "re-tiled" (JPEG, decoded sample for sample) or "re-encoded" (declared lossy)."""
+    """How each VOLUME instance is proven: (mode, path, ds, source pages: one per picture) with
+    mode "bytes" (passed through), "re-tiled" (JPEG, decoded sample for sample) or "re-encoded"
+    (declared lossy). An instance of several pictures (an NDPI z-stack's focal planes) is proven
+    re-tiled only, each picture against its own source page."""
     plan = []
     for path, ds in volumes:
         size = (int(ds.TotalPixelMatrixColumns), int(ds.TotalPixelMatrixRows))
+        n = pictures(ds)
         same = sorted((pg for pg in pages if (pg.imagewidth, pg.imagelength) == size), key=lambda pg: not pg.is_tiled)
         page = same[0] if same else None
+        if n > 1:
+            stack = _source_pictures(pages, size, n)
+            if stack is None or declares_reencoding(ds) or any(int(pg.compression) not in JPEG_TIFF_CODECS for pg in stack):
+                problems.append(f"{path.name}: {n} focal planes or optical paths, and no JPEG source level page for each to prove them against")
+                continue
+            plan.append(("re-tiled", path, ds, stack))
+            continue
         if declares_reencoding(ds):
-            plan.append(("re-encoded", path, ds, None))
+            plan.append(("re-encoded", path, ds, [None]))
             continue
         if page is None:
             problems.append(f"{path.name}: no source level of the same size to prove its frames against (and no re-encode declared)")
@@ -186,9 +212,9 @@ def _plan_levels(volumes: list[tuple[Path, Dataset]], pages: list, problems: lis
             page.is_tiled and getattr(page, "jpegheader", None) is None and (int(page.tilewidth), int(page.tilelength)) == (int(ds.Columns), int(ds.Rows))
         )
         if same_tiling and codec in JPEG_TIFF_CODECS | J2K_TIFF_CODECS:
-            plan.append(("bytes", path, ds, page))
+            plan.append(("bytes", path, ds, [page]))
         elif codec in JPEG_TIFF_CODECS:
-            plan.append(("re-tiled", path, ds, page))
+            plan.append(("re-tiled", path, ds, [page]))
         else:
             problems.append(f"{path.name}: source codec {codec} cannot be passed through, yet no re-encode is declared")
     return plan
@@ -233,16 +259,18 @@ class _Sources:
                 h.close()
 
 
-def _compare_level(src: _Sources, mode: str, path: Path, ds: Dataset, page, wanted: list[int], problems: list[str], t: _Tally) -> int | None:
-    """Frames of one level compared in ``mode``; None when the level cannot be proven at all."""
+def _compare_level(src: _Sources, mode: str, path: Path, ds: Dataset, pages: list, wanted: list[int], problems: list[str], t: _Tally) -> int | None:
+    """Frames of one level compared in ``mode`` (``pages``: the source page of each picture);
+    None when the level cannot be proven at all."""
     if mode == "re-tiled":
         assert src.fs is not None  # re-tiled levels come from the TIFF source, which is open
-        level = _JpegLevel(src.fs.fileno(), page, src.tj, src.whole_limit)
-        if level.unsupported:
-            problems.append(f"{path.name}: re-tiled from the source but not provable: {level.unsupported}")
-            return None
-        t.hows.add(level.how)
-        return _compare_retiled(path, ds, level, wanted, problems, t)
+        levels = [_JpegLevel(src.fs.fileno(), page, src.tj, src.whole_limit) for page in pages]
+        for level in levels:
+            if level.unsupported:
+                problems.append(f"{path.name}: re-tiled from the source but not provable: {level.unsupported}")
+                return None
+            t.hows.add(level.how)
+        return _compare_retiled(path, ds, levels, wanted, problems, t)
     ref = src.reference(path.name, problems)
     if ref is None:
         return None
@@ -310,7 +338,7 @@ def check_frames_converted(
         plan = _plan_levels(volumes, src.pages, problems)
         decoded_total = sum(int(ds.get("NumberOfFrames", 1) or 1) for m, _p, ds, _x in plan if m != "bytes")
         src.tj = _tj() if any(m == "re-tiled" for m, *_ in plan) else None
-        for mode, path, ds, page in plan:
+        for mode, path, ds, pages in plan:
             if problems:
                 break
             n_frames = int(ds.get("NumberOfFrames", 1) or 1)
@@ -321,11 +349,11 @@ def check_frames_converted(
                 if mode == "bytes":
                     assert src.fs is not None  # passed-through levels come from the TIFF source, which is open
                     frags = (fragments or {}).get(path, False)
-                    t.frames += _compare_bytes(path, ds, page, src.fs.fileno(), problems, frags)
+                    t.frames += _compare_bytes(path, ds, pages[0], src.fs.fileno(), problems, frags)
                     continue
                 wanted = _sample(n_frames, max(2, max_decoded * n_frames // max(decoded_total, 1)))
                 sampled |= len(wanted) < n_frames
-                got = _compare_level(src, mode, path, ds, page, wanted, problems, t)
+                got = _compare_level(src, mode, path, ds, pages, wanted, problems, t)
             except Exception as exc:  # a reader failing is a failed proof, never a crash
                 problems.append(f"{path.name}: frames could not be compared ({type(exc).__name__})")
                 continue

@@ -10,7 +10,7 @@ from pydicom.dataset import Dataset
 
 from wsianon.io.dicomframes import decode_rgb
 from wsianon.verify.dicom.common import Checks, image_kind
-from wsianon.verify.dicom.decode import Part, _frames_at, frame_origins, whole_count, whole_frames_at
+from wsianon.verify.dicom.decode import Part, _frames_at, first_picture, frame_origins, whole_count, whole_frames_at
 from wsianon.verify.dicom.profile import _is_deid_item
 
 
@@ -59,10 +59,10 @@ def _assemble(path: Path, ds: Dataset, parts: list[Part] | None = None):
     while (cols // step) * (rows // step) > MAX_IMAGE_PIXELS:
         step *= 2
     if parts is not None and len(parts) > 1:
-        origins = frame_origins(ds, whole_count(parts))
+        origins = first_picture(ds, frame_origins(ds, whole_count(parts)))
         frames = whole_frames_at(parts, list(range(len(origins or []))))
     else:
-        origins = frame_origins(ds) if "TotalPixelMatrixColumns" in ds else [(0, 0)]
+        origins = first_picture(ds, frame_origins(ds)) if "TotalPixelMatrixColumns" in ds else [(0, 0)]
         frames = _frames_at(path, ds, list(range(len(origins or []))))
     if origins is None:
         raise ValueError("frame positions cannot be determined")
