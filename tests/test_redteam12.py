@@ -165,14 +165,109 @@ def test_real_multi_level_slide_passes():
     assert ok, detail
 
 
-@pytest.mark.xfail(strict=True, reason="not judged: a focal plane OpenSlide does not show (README, Limitations)")
-def test_a_label_photo_as_another_ndpi_focal_plane(cli, tmp_path):
-    """Still open: an NDPI page of level 0's size at another Z offset (a z-stack's focal plane) is
-    kept and proven identical to the source's, but OpenSlide shows only Z offset 0, so
-    ``pyramid-consistency`` never sees it: a label photo there is shared and verified."""
+def _zstack(tmp_path: Path, plane, name: str = "CASE-1203.ndpi", size=(1024, 768), base=None) -> Path:
+    """An NDPI whose level 0 has a second focal plane (a page of its size at Z offset 1 um) holding
+    ``plane``; ``base``: level 0's own picture (the fixture's tissue by default)."""
     from .fixtures.ndpi_gen import make_ndpi_info
 
+    (tmp_path / "src").mkdir(parents=True, exist_ok=True)
+    w, h = size
+    pixels = {lv: base.resize((w >> lv, h >> lv)) for lv in range(3)} if base is not None else None
+    return make_ndpi_info(tmp_path / "src" / name, levels=3, width=w, height=h, level_pixels=pixels, focal_planes={0: plane}).path
+
+
+def _planes_judged(path: Path) -> tuple[bool, str]:
+    from wsianon.pipeline.model import Verdict
+    from wsianon.verify import planes
+
+    v = Verdict()
+    planes.check_ndpi(path, v)
+    ((name, ok, detail),) = [(c.name, c.ok, c.detail) for c in v.checks]
+    assert name == "focal-planes"
+    return ok, detail
+
+
+@pytest.mark.parametrize("target", ["native", "dicom"])
+def test_a_label_photo_as_another_ndpi_focal_plane_is_quarantined(cli, tmp_path, target):
+    """Before: an NDPI page of level 0's size at another Z offset (a z-stack's focal plane) was kept
+    and proven identical to the source's, but OpenSlide showed only Z offset 0 here, so
+    ``pyramid-consistency`` never saw it: a label photo there was shared and verified. Now
+    ``focal-planes`` (``wsianon/verify/planes.py``) compares it with level 0's page at Z offset 0;
+    the DICOM route's ``dicom: pyramid`` compares the instance's second focal plane with its first."""
+    src = _zstack(tmp_path, label_photo((1024, 768)))
+    code, text, out = run_keyed(cli, tmp_path, src, target)
+    check = "focal-planes" if target == "native" else "dicom: pyramid"
+    assert code != 0 and f"failed: {check}" in text, text[-800:]
+    assert _placed(out) == [] and not list(out.rglob("*.dcm")), text[-800:]
+    assert NAME not in text and DATE not in text
+    if target == "native":
+        quarantined = [p for p in out.parent.rglob("*.ndpi") if "quarantine" in str(p)]
+        assert quarantined, sorted(str(p) for p in out.parent.rglob("*"))
+        ok, detail = _checks(cli, quarantined[0])[check]  # wsianon verify: the output alone
+        assert ok is False and "page 3" in detail and NAME not in detail and DATE not in detail, detail
+
+
+@pytest.mark.parametrize(("target", "z"), [("native", 1000), ("dicom", 1000), ("dicom", -1000)])
+def test_a_z_stack_whose_planes_are_the_slide_defocused_is_shared(cli, tmp_path, target, z):
+    """Every level with a second focal plane, the slide out of focus: shared on both routes. On the
+    DICOM route each level is one instance of two focal planes, and ``dicom: frames`` proves each
+    plane's frames against its own source page, in Z offset order (at -1 um the second page in the
+    file is the instance's first plane); before, it could not place the frames of an instance of
+    two pictures and quarantined the clean slide."""
+    from PIL import ImageFilter
+
+    from .fixtures.ndpi_gen import make_ndpi_info, tissue
+
     (tmp_path / "src").mkdir()
-    src = make_ndpi_info(tmp_path / "src" / "CASE-1203.ndpi", levels=3, width=1024, height=768, focal_planes={0: label_photo((1024, 768))}).path
-    code, text, out = run_keyed(cli, tmp_path, src)
-    assert code != 0 and _placed(out) == [], text[-800:]
+    base = tissue(1024, 768)
+    planes = {lv: base.resize((1024 >> lv, 768 >> lv)).filter(ImageFilter.GaussianBlur(2)) for lv in range(3)}
+    src = make_ndpi_info(tmp_path / "src" / "CASE-1204.ndpi", levels=3, width=1024, height=768, focal_planes=planes, focal_z=z).path
+    code, text, out = run_keyed(cli, tmp_path, src, target)
+    assert code == 0, text[-800:]
+    checks = _report_checks(out)
+    if target == "native":
+        assert _placed(out) and checks.get("focal-planes") is True
+        ok, detail = _checks(cli, _placed(out)[0])["focal-planes"]
+        assert ok is True and "3 level page(s) at another focal plane" in detail, detail
+    else:
+        assert checks.get("dicom: frames") is True and checks.get("dicom: pyramid") is True
+        report = json.loads((out / "wsianon-report.json").read_text())
+        (frames,) = [c["detail"] for s in report["slides"] for c in s["verification"]["checks"] if c["check"] == "dicom: frames"]
+        assert "12 frames of 3 levels re-tiled" in frames, frames
+
+
+def test_a_focal_plane_of_a_size_no_level_has_fails(tmp_path):
+    """Nothing to compare it with: fail closed."""
+    from .fixtures.ndpi_gen import make_ndpi_info, tissue
+
+    src = make_ndpi_info(tmp_path / "odd.ndpi", levels=3, width=1024, height=768, focal_planes={(640, 480): tissue(640, 480)}).path
+    ok, detail = _planes_judged(src)
+    assert ok is False and "page 3: a level page of a size no page at Z offset 0 has" in detail, detail
+
+
+def test_a_single_plane_ndpi_says_so(tmp_path):
+    ok, detail = _planes_judged(_ndpi(tmp_path))
+    assert ok is True and "one focal plane" in detail
+
+
+def test_real_tissue_focal_planes_are_sampled(tmp_path):
+    """CMU-1's real tissue as a 5.2 Mpx NDPI base (over ``REF_MAX_PIXELS``: sampled through its
+    restart intervals, not read whole): a plane of it defocused by 4 px passes; the label photo, or
+    the tissue flipped (the same colours elsewhere), fails."""
+    import openslide
+    from PIL import Image, ImageFilter
+
+    from wsianon.verify.thumbnail import REF_MAX_PIXELS
+
+    size = (2048, 2560)
+    assert size[0] * size[1] > REF_MAX_PIXELS
+    with openslide.OpenSlide(str(BUNDLED / "CMU-1-Small-Region.svs")) as s:
+        base = s.read_region((0, 0), 0, size).convert("RGB")
+    cases = {
+        "defocused": (base.filter(ImageFilter.GaussianBlur(4)), True),
+        "label": (label_photo(size), False),
+        "flipped": (base.transpose(Image.Transpose.ROTATE_180), False),
+    }
+    for name, (plane, expected) in cases.items():
+        ok, detail = _planes_judged(_zstack(tmp_path / name, plane, size=size, base=base))
+        assert ok is expected, (name, detail)

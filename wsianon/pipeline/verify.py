@@ -35,6 +35,7 @@ from wsianon.verify import canaries as independent_canaries
 from wsianon.verify import thumbnail as thumbnail_provenance
 from wsianon.verify import dates, tileid, vocabulary
 from wsianon.verify import levels as pyramid_levels
+from wsianon.verify import planes as focal_planes
 from wsianon.verify.readback import read_back
 
 # property keys that describe structure, never identity
@@ -248,7 +249,9 @@ def check_thumbnail(conv: NativeConverter | None, out_main: Path, policy: Policy
     """``thumbnail-provenance``: a kept thumbnail must be the slide downsampled
     (``wsianon.verify.thumbnail``; an MRXS SlidePreview, a photo of the glass, is not judged), and
     ``pyramid-consistency``: every level below the base must be a larger level downsampled
-    (``wsianon.verify.levels``; not MRXS: README, Limitations). Its own OpenSlide handle: a
+    (``wsianon.verify.levels``; not MRXS: README, Limitations), and for an NDPI ``focal-planes``:
+    every level page OpenSlide does not show (another Z offset) must be its level's page at Z
+    offset 0 (``wsianon.verify.planes``). Its own OpenSlide handle: a
     tile that fails to decode leaves a handle in error, and the structure checks read through theirs."""
     if conv is not None and not spec_of(conv.name).openslide_reads:
         return
@@ -265,6 +268,8 @@ def check_thumbnail(conv: NativeConverter | None, out_main: Path, policy: Policy
         if "thumbnail" in set(out.associated_images.keys()) & allowed_associated(conv, policy):
             thumbnail_provenance.check_openslide(out, verdict)
         pyramid_levels.check_openslide(out, verdict)
+        if out.properties.get("openslide.vendor") == "hamamatsu" and out_main.suffix.lower() == ".ndpi":
+            focal_planes.check_ndpi(out_main, verdict)
     finally:
         out.close()
 

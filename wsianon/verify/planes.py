@@ -1,0 +1,170 @@
+"""``focal-planes`` (native NDPI): every level page OpenSlide does not show is the slide.
+
+An NDPI z-stack stores each level once per focal plane: pages of one size, the Z offset (tag
+65424, nanometres) telling them apart. OpenSlide shows the page at Z offset 0 only, so
+``pyramid-consistency`` never sees the others; the tile identity proves them the source's, which
+says nothing of what they show: a label photo of level 0's size at another Z offset was shared and
+verified (red team 12), and a viewer that focuses shows it. Here every level page (source lens,
+tag 65421, above 0) other than the first at Z offset 0 of its size must be ``alike`` that page
+(``verify.thumbnail``: grey and the two colour differences, ``GRID`` px on the long side, blurred;
+its thresholds; focal planes of one slide look alike at that size, as the DICOM route's
+``dicom: pyramid`` holds its focal planes to their first). A page of a size no Z-offset-0 page has
+fails (nothing to compare it with: fail closed).
+
+A page up to ``thumbnail.REF_MAX_PIXELS`` is read whole; larger ones are sampled, both at the same ``levels.POINTS`` points on the long side, each point's patch
+at most ``thumbnail.READ`` px a side, the same pixels in both. An NDPI page is one JPEG whose
+restart intervals tifffile reads as segments (McuStarts, tag 65426): only the segments a patch
+meets are read and decoded, each once, by two threads; a page tifffile cannot cut so (one
+segment larger than ``thumbnail.REF_MAX_PIXELS``) or that does not decode fails. Details name the
+check and the page's index, never a measured value.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from wsianon.verify.levels import POINTS
+from wsianon.verify.thumbnail import (
+    MIN_LEVEL_SIDE,
+    READ,
+    REF_MAX_PIXELS,
+    _channels,
+    alike,
+    blurred_covered,
+    covered_grid,
+    grid_shape,
+    read_in_threads,
+)
+
+NAME = "focal-planes"
+LENS, Z_OFFSET = 65421, 65424
+
+
+def _tag(page, code: int, default=0):
+    tag = page.tags.get(code)
+    return default if tag is None else tag.value
+
+
+def level_pages(tif) -> list[tuple[int, int, tuple[int, int]]]:
+    """(page index, Z offset, (w, h)) of every level page (source lens above 0) of an NDPI."""
+    out = []
+    for i, page in enumerate(tif.pages):
+        try:
+            lens = float(_tag(page, LENS, 0.0))
+        except (TypeError, ValueError):
+            continue
+        if lens > 0:
+            out.append((i, int(_tag(page, Z_OFFSET, 0) or 0), (int(page.imagewidth), int(page.imagelength))))
+    return out
+
+
+def _sample(fd: int, page, boxes: list[tuple[int, int, int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """(mean colour (n, 3), 1 where the box has pixels (n,)) of each box (x0, y0, x1, y1) of
+    ``page``: the segments the boxes meet, each read and decoded once."""
+    seg_h, seg_w = int(page.chunks[0]), int(page.chunks[1])
+    per_row = int(page.chunked[1])
+    if seg_h * seg_w > REF_MAX_PIXELS:
+        raise ValueError("a segment too large to sample")
+    offsets, counts = page.dataoffsets, page.databytecounts
+    uses: dict[int, list[tuple[int, int, int, int, int]]] = {}
+    for n, (x0, y0, x1, y1) in enumerate(boxes):
+        for r in range(y0 // seg_h, (y1 - 1) // seg_h + 1):
+            for c in range(x0 // seg_w, (x1 - 1) // seg_w + 1):
+                uses.setdefault(r * per_row + c, []).append((n, x0 - c * seg_w, y0 - r * seg_h, x1 - c * seg_w, y1 - r * seg_h))
+    decode, header, tables = page.decode, page.jpegheader, page.jpegtables
+
+    def read(k: int) -> list[tuple[int, np.ndarray, int]]:
+        data = os.pread(fd, int(counts[k]), int(offsets[k]))
+        a = decode(data, k, jpegheader=header, jpegtables=tables)[0]
+        a = np.asarray(a).reshape(a.shape[-3:])[..., :3]
+        got = []
+        for n, xa, ya, xb, yb in uses[k]:
+            part = a[max(0, ya) : max(0, yb), max(0, xa) : max(0, xb)]
+            if part.size:
+                got.append((n, part.reshape(-1, 3).sum(axis=0, dtype=np.float64), part.shape[0] * part.shape[1]))
+        return got
+
+    sums = np.zeros((len(boxes), 3), np.float64)
+    pixels = np.zeros(len(boxes), np.float64)
+    for got in read_in_threads(read, sorted(uses)):
+        for n, s, count in got:
+            sums[n] += s
+            pixels[n] += count
+    return sums / np.maximum(pixels, 1)[:, None], (pixels > 0).astype(np.float32)
+
+
+def _prepared(fd: int, page, size: tuple[int, int], shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(``page`` prepared at ``shape`` (box-averaged and blurred counting only cells with pixels),
+    the part of each cell with pixels): read whole up to ``REF_MAX_PIXELS``, else sampled at
+    ``POINTS`` points on the long side."""
+    w, h = size
+    if w * h <= REF_MAX_PIXELS:
+        a = np.asarray(page.asarray())[..., :3]
+        grid, grid_cover = covered_grid(_channels(a), np.ones(a.shape[:2], np.float32), shape)
+        return blurred_covered(grid, grid_cover), grid_cover
+    n_x, n_y = (max(1, round(POINTS * s / max(shape))) for s in shape)
+    half_x, half_y = max(1, min(READ, w // n_x) // 2), max(1, min(READ, h // n_y) // 2)
+    boxes = []
+    for j in range(n_y):
+        for i in range(n_x):
+            cx, cy = int((i + 0.5) * w / n_x), int((j + 0.5) * h / n_y)
+            x0, y0 = max(0, cx - half_x), max(0, cy - half_y)
+            boxes.append((x0, y0, min(w, max(x0 + 1, cx + half_x)), min(h, max(y0 + 1, cy + half_y))))
+    colours, cover = _sample(fd, page, boxes)
+    grid, grid_cover = covered_grid(_channels(colours.reshape(n_y, n_x, 3).astype(np.float32)), cover.reshape(n_y, n_x), shape)
+    return blurred_covered(grid, grid_cover), grid_cover
+
+
+def check_ndpi(path: Path, verdict) -> None:
+    """Judge every level page of an NDPI output that OpenSlide does not show."""
+    import tifffile
+
+    try:
+        tif = tifffile.TiffFile(str(path))
+    except Exception as exc:
+        verdict.add(NAME, False, f"the pages cannot be read to judge them ({type(exc).__name__})")
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        pages = level_pages(tif)
+        first: dict[tuple[int, int], int] = {}
+        for i, z, size in pages:
+            if z == 0:
+                first.setdefault(size, i)
+        others = [(i, size) for i, z, size in pages if first.get(size) != i]
+        if not others:
+            verdict.add(NAME, True, "one focal plane: every level page is one OpenSlide shows")
+            return
+        bad: list[str] = []
+        n = small = 0
+        refs: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # each size's first page, sampled once
+        for i, size in others:
+            if max(size) < MIN_LEVEL_SIDE:
+                small += 1
+                continue
+            if size not in first:
+                bad.append(f"page {i}: a level page of a size no page at Z offset 0 has")
+                continue
+            shape = grid_shape(size)
+            try:
+                mine, _ = _prepared(fd, tif.pages[i], size, shape)
+                if size not in refs:
+                    refs[size] = _prepared(fd, tif.pages[first[size]], size, shape)
+                theirs = refs[size][0]
+            except Exception as exc:
+                bad.append(f"page {i}: cannot be read to judge it ({type(exc).__name__})")
+                continue
+            n += 1
+            if not alike(mine, theirs):
+                bad.append(f"page {i}: its pixels are not the slide's (the level's page at Z offset 0)")
+        note = f"; {small} page(s) under {MIN_LEVEL_SIDE} px not compared" if small else ""
+        verdict.add(NAME, not bad, "; ".join(bad[:5]) + note if bad else f"{n} level page(s) at another focal plane are the slide (pixels){note}")
+    finally:
+        os.close(fd)
+        tif.close()
+
+
+__all__ = ["NAME", "check_ndpi", "level_pages"]
