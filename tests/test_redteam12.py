@@ -245,6 +245,26 @@ def test_a_focal_plane_of_a_size_no_level_has_fails(tmp_path):
     assert ok is False and "page 3: a level page of a size no page at Z offset 0 has" in detail, detail
 
 
+def test_a_focal_plane_whose_lens_is_a_rational_is_judged(cli, tmp_path):
+    """The redactor reads a RATIONAL lens (20/1) as its quotient and keeps the page as a level: the
+    check reads it the same way, or a label photo there would pass unjudged."""
+    from .fixtures.ndpi_gen import make_ndpi_info
+
+    (tmp_path / "src").mkdir()
+    src = make_ndpi_info(
+        tmp_path / "src" / "CASE-1205.ndpi", levels=3, width=1024, height=768, focal_planes={0: label_photo((1024, 768))}, focal_lens_rational=True
+    ).path
+    code, text, out = run_keyed(cli, tmp_path, src)
+    assert code != 0 and "failed: focal-planes" in text and _placed(out) == [], text[-800:]
+
+
+def test_numbers_are_read_as_the_redactor_reads_them():
+    from wsianon.verify.planes import number
+
+    assert number((20, 1)) == 20.0 and number((40,)) == 40.0 and number(-1.0) == -1.0
+    assert number((1, 0)) is None and number("x") is None and number((1, 2, 3)) is None
+
+
 def test_a_single_plane_ndpi_says_so(tmp_path):
     ok, detail = _planes_judged(_ndpi(tmp_path))
     assert ok is True and "one focal plane" in detail

@@ -43,21 +43,30 @@ NAME = "focal-planes"
 LENS, Z_OFFSET = 65421, 65424
 
 
-def _tag(page, code: int, default=0):
-    tag = page.tags.get(code)
-    return default if tag is None else tag.value
+def number(value) -> float | None:
+    """A tag's value as one number, as the NDPI redactor reads it (a RATIONAL as its quotient), or
+    None."""
+    try:
+        if isinstance(value, (tuple, list)):
+            if len(value) == 2:
+                return float(value[0]) / float(value[1])
+            value = value[0] if len(value) == 1 else None
+        return None if value is None else float(value)
+    except (TypeError, ValueError, ZeroDivisionError, IndexError):
+        return None
 
 
-def level_pages(tif) -> list[tuple[int, int, tuple[int, int]]]:
-    """(page index, Z offset, (w, h)) of every level page (source lens above 0) of an NDPI."""
+def level_pages(tif) -> list[tuple[int, float, tuple[int, int]]]:
+    """(page index, Z offset, (w, h)) of every level page (source lens above 0) of an NDPI; a Z
+    offset that is no number counts as another focal plane (judged: fail closed)."""
     out = []
     for i, page in enumerate(tif.pages):
-        try:
-            lens = float(_tag(page, LENS, 0.0))
-        except (TypeError, ValueError):
-            continue
-        if lens > 0:
-            out.append((i, int(_tag(page, Z_OFFSET, 0) or 0), (int(page.imagewidth), int(page.imagelength))))
+        tag = page.tags.get(LENS)
+        lens = None if tag is None else number(tag.value)
+        if lens is not None and lens > 0:
+            z_tag = page.tags.get(Z_OFFSET)
+            z = 0.0 if z_tag is None else number(z_tag.value)
+            out.append((i, float("nan") if z is None else z, (int(page.imagewidth), int(page.imagelength))))
     return out
 
 
@@ -129,7 +138,11 @@ def check_ndpi(path: Path, verdict) -> None:
         return
     fd = os.open(path, os.O_RDONLY)
     try:
-        pages = level_pages(tif)
+        try:
+            pages = level_pages(tif)
+        except Exception as exc:  # a page tifffile cannot parse: nothing proves what it shows
+            verdict.add(NAME, False, f"the pages cannot be read to judge them ({type(exc).__name__})")
+            return
         first: dict[tuple[int, int], int] = {}
         for i, z, size in pages:
             if z == 0:
