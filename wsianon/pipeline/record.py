@@ -54,6 +54,7 @@ from wsianon.io import pdf
 from wsianon.pipeline.report import REPORT_NAME
 from wsianon.pipeline.model import State, Status
 from wsianon.verify.ecs import SAMPLE as CODED_SAMPLE
+from wsianon.verify.thumbnail import tile_size
 
 REPORT_HTML = "wsianon-report.html"
 CERT_JSON = "wsianon-certificate.json"
@@ -405,12 +406,7 @@ def bounded_thumbnail(slide, px: int, workers: int = 2):
     scale = min(px / w, px / h)
     tw, th = max(1, round(w * scale)), max(1, round(h * scale))
     ds = slide.level_downsamples[lvl]
-    props = getattr(slide, "properties", None) or {}
-    try:
-        tile_w = int(props.get(f"openslide.level[{lvl}].tile-width", 0))
-        tile_h = int(props.get(f"openslide.level[{lvl}].tile-height", 0))
-    except (TypeError, ValueError):
-        tile_w = tile_h = 0
+    tile_w, tile_h = tile_size(slide, lvl)
     cells = []
     for gy in range(MOSAIC_GRID):
         for gx in range(MOSAIC_GRID):

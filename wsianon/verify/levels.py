@@ -46,6 +46,7 @@ from wsianon.verify.thumbnail import (
     grid_shape,
     pick_level,
     read_in_threads,
+    tile_size,
 )
 
 NAME = "pyramid-consistency"
@@ -72,9 +73,7 @@ def _points(slide, r: int, extent: tuple[float, float], shape: tuple[int, int]) 
     down = slide.level_downsamples[r]
     n_x, n_y = (max(1, round(POINTS * s / max(shape))) for s in shape)
     pw, ph = min(ew / n_x, READ * down), min(eh / n_y, READ * down)
-    props = slide.properties
-    tw = int(props.get(f"openslide.level[{r}].tile-width") or 0) * down
-    th = int(props.get(f"openslide.level[{r}].tile-height") or 0) * down
+    tw, th = (t * down for t in tile_size(slide, r))
 
     def place(c: float, p: float, tile: float, limit: float) -> float:
         x = c - p / 2
@@ -97,9 +96,7 @@ def _sampled(slide, level: int, points) -> tuple[np.ndarray, np.ndarray]:
     n_y = max(p[1] for p in points) + 1
     rgb = np.zeros((n_y, n_x, 3), np.float64)
     cover = np.zeros((n_y, n_x), np.float32)
-    props = slide.properties
-    tw = int(props.get(f"openslide.level[{level}].tile-width") or 0) or 256
-    th = int(props.get(f"openslide.level[{level}].tile-height") or 0) or 256
+    tw, th = (t or 256 for t in tile_size(slide, level))
     by_tile: dict[tuple[int, int], list[tuple[int, int, int, int, int, int]]] = {}
     for i, j, x, y, w, h in points:
         xa, ya = min(lw - 1, int(x / down)), min(lh - 1, int(y / down))

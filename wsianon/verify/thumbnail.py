@@ -286,9 +286,7 @@ def openslide_reference(slide, shape: tuple[int, int]) -> np.ndarray:
     down = slide.level_downsamples[level]
     n_x, n_y = (max(1, round(SAMPLES * s / max(shape))) for s in shape)
     grid = np.empty((3, n_y, n_x), np.float32)
-    props = slide.properties
-    tw = int(props.get(f"openslide.level[{level}].tile-width") or 0)
-    th = int(props.get(f"openslide.level[{level}].tile-height") or 0)
+    tw, th = tile_size(slide, level)
     pw, ph = max(1, min(PATCH, lw // n_x)), max(1, min(PATCH, lh // n_y))
     tiled = 0 < tw <= PATCH and 0 < th <= PATCH
     # each point's patch: the tile holding it when a tile fits in a cell, else a cell-sized region
@@ -324,6 +322,16 @@ def openslide_reference(slide, shape: tuple[int, int]) -> np.ndarray:
         for i, j, mean in got:
             grid[:, j, i] = mean
     return _prepare_channels(grid, shape)
+
+
+def tile_size(slide, level: int) -> tuple[int, int]:
+    """(w, h) of ``level``'s tiles as OpenSlide gives them (``openslide.level[N].tile-width`` /
+    ``-height``); 0 where it gives none or no number."""
+    props = getattr(slide, "properties", None) or {}
+    try:
+        return int(props.get(f"openslide.level[{level}].tile-width") or 0), int(props.get(f"openslide.level[{level}].tile-height") or 0)
+    except (TypeError, ValueError):
+        return 0, 0
 
 
 def read_in_threads(read, items: list, workers: int = 2) -> list:
