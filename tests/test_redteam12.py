@@ -291,3 +291,48 @@ def test_real_tissue_focal_planes_are_sampled(tmp_path):
     for name, (plane, expected) in cases.items():
         ok, detail = _planes_judged(_zstack(tmp_path / name, plane, size=size, base=base))
         assert ok is expected, (name, detail)
+
+
+def _scn_zstack(tmp_path: Path, plane: np.ndarray, name: str) -> Path:
+    from .fixtures.scn_gen import make_scn
+
+    (tmp_path / "src").mkdir(parents=True, exist_ok=True)
+    return make_scn(tmp_path / "src" / name, focal_plane=plane).path
+
+
+def test_a_label_photo_as_another_leica_focal_plane_is_quarantined(cli, tmp_path):
+    """The same for a Leica SCN: a ``<dimension r="0" z="1">`` of the main image holding a label
+    photo was kept, its tiles proven the source's, and shared verified (OpenSlide shows z 0)."""
+    src = _scn_zstack(tmp_path, np.asarray(label_photo((1024, 512))), "CASE-1301.scn")
+    code, text, out = run_keyed(cli, tmp_path, src)
+    assert code != 0 and "failed: focal-planes" in text and not list(out.rglob("*.scn")), text[-800:]
+    assert NAME not in text and DATE not in text
+    (quarantined,) = [p for p in out.parent.rglob("*.scn") if "quarantine" in str(p)]
+    ok, detail = _checks(cli, quarantined)["focal-planes"]
+    assert ok is False and "page 3" in detail and NAME not in detail, detail
+    code, text, out = run_keyed(cli, tmp_path, src, "dicom")  # the DICOM route fails it too
+    assert code != 0 and not list(out.rglob("*.dcm")), text[-800:]
+
+
+def test_a_leica_focal_plane_of_the_slide_defocused_is_shared(cli, tmp_path):
+    from PIL import Image, ImageFilter
+
+    from .fixtures.scn_gen import _pattern
+
+    plane = np.asarray(Image.fromarray(_pattern(512, 1024, 0)).filter(ImageFilter.GaussianBlur(2)))
+    code, text, out = run_keyed(cli, tmp_path, _scn_zstack(tmp_path, plane, "CASE-1302.scn"))
+    assert code == 0 and _report_checks(out).get("focal-planes") is True, text[-800:]
+    assert _report_checks(out).get("leica-tiles-identical") is True
+
+
+def test_every_leica_dimension_page_is_compared_with_the_source(tmp_path):
+    """``leica-tiles-identical`` keyed the pages by their size: a second focal plane of level 0
+    (or a second region's level of the same size) replaced the first's entry, so only one of
+    them was compared with the source. Each is a page of its own now."""
+    from wsianon.verify.formats.leica import _dimension_pages
+
+    from .fixtures.scn_gen import _pattern
+
+    pages = _dimension_pages(_scn_zstack(tmp_path, _pattern(512, 1024, 3), "CASE-1303.scn"))
+    assert pages is not None and len(pages) == 6  # macro 2, main 3, the second plane
+    assert len({v for k, v in pages.items() if k[:2] == (1024, 512)}) == 2

@@ -251,7 +251,7 @@ def check_thumbnail(conv: NativeConverter | None, out_main: Path, policy: Policy
     ``pyramid-consistency``: every level below the base must be a larger level downsampled
     (``wsianon.verify.levels``; not MRXS: README, Limitations), and for an NDPI ``focal-planes``:
     every level page OpenSlide does not show (another Z offset) must be its level's page at Z
-    offset 0 (``wsianon.verify.planes``). Its own OpenSlide handle: a
+    offset 0 (``wsianon.verify.planes``), as for a Leica SCN every ``<dimension>`` at another z. Its own OpenSlide handle: a
     tile that fails to decode leaves a handle in error, and the structure checks read through theirs."""
     if conv is not None and not spec_of(conv.name).openslide_reads:
         return
@@ -268,8 +268,11 @@ def check_thumbnail(conv: NativeConverter | None, out_main: Path, policy: Policy
         if "thumbnail" in set(out.associated_images.keys()) & allowed_associated(conv, policy):
             thumbnail_provenance.check_openslide(out, verdict)
         pyramid_levels.check_openslide(out, verdict)
-        if out.properties.get("openslide.vendor") == "hamamatsu" and out_main.suffix.lower() == ".ndpi":
+        vendor = out.properties.get("openslide.vendor")
+        if vendor == "hamamatsu" and out_main.suffix.lower() == ".ndpi":
             focal_planes.check_ndpi(out_main, verdict)
+        elif vendor == "leica":
+            focal_planes.check_leica(out_main, verdict)
     finally:
         out.close()
 

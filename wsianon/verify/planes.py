@@ -1,4 +1,4 @@
-"""``focal-planes`` (native NDPI): every level page OpenSlide does not show is the slide.
+"""``focal-planes`` (native NDPI and Leica SCN): every level page OpenSlide does not show is the slide.
 
 An NDPI z-stack stores each level once per focal plane: pages of one size, the Z offset (tag
 65424, nanometres) telling them apart. OpenSlide shows the page at Z offset 0 only, so
@@ -9,7 +9,9 @@ tag 65421, above 0) other than the first at Z offset 0 of its size must be ``ali
 (``verify.thumbnail``: grey and the two colour differences, ``GRID`` px on the long side, blurred;
 its thresholds; focal planes of one slide look alike at that size, as the DICOM route's
 ``dicom: pyramid`` holds its focal planes to their first). A page of a size no Z-offset-0 page has
-fails (nothing to compare it with: fail closed).
+fails (nothing to compare it with: fail closed). A Leica SCN does the same in its XML: an
+``<image>``'s ``<dimension>`` entries of one resolution differ by their ``z``; OpenSlide shows z 0,
+and every other dimension's page must be alike the first at z 0 of its size in that image.
 
 A page up to ``thumbnail.REF_MAX_PIXELS`` is read whole; larger ones are sampled, both at the same ``levels.POINTS`` points on the long side, each point's patch
 at most ``thumbnail.READ`` px a side, the same pixels in both. An NDPI page is one JPEG whose
@@ -22,6 +24,7 @@ check and the page's index, never a measured value.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -127,8 +130,30 @@ def _prepared(fd: int, page, size: tuple[int, int], shape: tuple[int, int]) -> t
     return blurred_covered(grid, grid_cover), grid_cover
 
 
-def check_ndpi(path: Path, verdict) -> None:
-    """Judge every level page of an NDPI output that OpenSlide does not show."""
+_IMAGE = re.compile(r"<image\b.*?</image>", re.S)
+_DIM = re.compile(r"<dimension\b[^>]*>")
+_ATTR = re.compile(r'(\w+)="([^"]*)"')
+
+
+def leica_pages(tif) -> list[tuple[int, float, tuple[int, int], int]]:
+    """(page index, z, (w, h), image ordinal) of every ``<dimension>`` of a Leica SCN's XML: an
+    image's dimensions at one resolution differ by their ``z`` (a focal plane; OpenSlide shows
+    z 0 only). A z that is no number counts as another plane (judged: fail closed)."""
+    xml = tif.pages.first.description or ""
+    out = []
+    for k, image in enumerate(_IMAGE.findall(xml)):
+        for m in _DIM.finditer(image):
+            a = dict(_ATTR.findall(m.group(0)))
+            i = int(a["ifd"])
+            z = number(a.get("z", "0"))
+            page = tif.pages[i]
+            out.append((i, float("nan") if z is None else z, (int(page.imagewidth), int(page.imagelength)), k))
+    return out
+
+
+def _judge(path: Path, find, verdict) -> None:
+    """Every page ``find(tif)`` lists ((index, z, size, group)) other than the first at z 0 of
+    its size in its group must be alike that one."""
     import tifffile
 
     try:
@@ -139,34 +164,35 @@ def check_ndpi(path: Path, verdict) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         try:
-            pages = level_pages(tif)
-        except Exception as exc:  # a page tifffile cannot parse: nothing proves what it shows
+            pages = find(tif)
+        except Exception as exc:  # a page or a description tifffile cannot parse: nothing proves what it shows
             verdict.add(NAME, False, f"the pages cannot be read to judge them ({type(exc).__name__})")
             return
-        first: dict[tuple[int, int], int] = {}
-        for i, z, size in pages:
+        first: dict[tuple, int] = {}
+        for i, z, size, group in pages:
             if z == 0:
-                first.setdefault(size, i)
-        others = [(i, size) for i, z, size in pages if first.get(size) != i]
+                first.setdefault((group, size), i)
+        others = [(i, (group, size)) for i, z, size, group in pages if first.get((group, size)) != i]
         if not others:
             verdict.add(NAME, True, "one focal plane: every level page is one OpenSlide shows")
             return
         bad: list[str] = []
         n = small = 0
-        refs: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # each size's first page, sampled once
-        for i, size in others:
+        refs: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}  # each size's first page, sampled once
+        for i, key in others:
+            size = key[1]
             if max(size) < MIN_LEVEL_SIDE:
                 small += 1
                 continue
-            if size not in first:
+            if key not in first:
                 bad.append(f"page {i}: a level page of a size no page at Z offset 0 has")
                 continue
             shape = grid_shape(size)
             try:
                 mine, _ = _prepared(fd, tif.pages[i], size, shape)
-                if size not in refs:
-                    refs[size] = _prepared(fd, tif.pages[first[size]], size, shape)
-                theirs = refs[size][0]
+                if key not in refs:
+                    refs[key] = _prepared(fd, tif.pages[first[key]], size, shape)
+                theirs = refs[key][0]
             except Exception as exc:
                 bad.append(f"page {i}: cannot be read to judge it ({type(exc).__name__})")
                 continue
@@ -180,4 +206,14 @@ def check_ndpi(path: Path, verdict) -> None:
         tif.close()
 
 
-__all__ = ["NAME", "check_ndpi", "level_pages"]
+def check_ndpi(path: Path, verdict) -> None:
+    """Judge every level page of an NDPI output that OpenSlide does not show."""
+    _judge(path, lambda tif: [(i, z, size, 0) for i, z, size in level_pages(tif)], verdict)
+
+
+def check_leica(path: Path, verdict) -> None:
+    """Judge every ``<dimension>`` of a Leica SCN output's images that OpenSlide does not show."""
+    _judge(path, leica_pages, verdict)
+
+
+__all__ = ["NAME", "check_leica", "check_ndpi", "leica_pages", "level_pages"]

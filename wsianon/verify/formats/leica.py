@@ -21,13 +21,15 @@ _DIM = re.compile(r"<dimension\b[^>]*>")
 _ATTR = re.compile(r'(\w+)="([^"]*)"')
 
 
-def _dimension_pages(path: Path, scrub: bool = False, malformed: list[int] | None = None) -> dict[tuple[int, int], str] | None:
+def _dimension_pages(path: Path, scrub: bool = False, malformed: list[int] | None = None) -> dict[tuple[int, int, str, int], str] | None:
     """sha256 of each XML-named page's tiles (``scrub``: as a correct redaction leaves
     them, non-essential JPEG payloads zeroed — the source side; ``malformed`` gets one entry
-    per JPEG tile that cannot be followed to its end)."""
+    per JPEG tile that cannot be followed to its end), keyed by (w, h, z, how many pages of that
+    size and z came before): another focal plane of a level, or a second region's level of the same
+    size, is a page of its own, not one hidden behind the other's key."""
     import tifffile
 
-    out: dict[tuple[int, int], str] = {}
+    out: dict[tuple[int, int, str, int], str] = {}
     with tifffile.TiffFile(path) as tf:
         first = tf.pages.first  # a TiffPage (frames are never asked for)
         xml = first.description or ""
@@ -53,7 +55,8 @@ def _dimension_pages(path: Path, scrub: bool = False, malformed: list[int] | Non
                         malformed.append(off)
                 h.update(blob)
                 h.update(b"|")
-            out[(page.imagewidth, page.imagelength)] = h.hexdigest()
+            key = (int(page.imagewidth), int(page.imagelength), a.get("z", "0"))
+            out[key + (sum(1 for k in out if k[:3] == key),)] = h.hexdigest()
     return out
 
 
