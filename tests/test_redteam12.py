@@ -310,8 +310,18 @@ def test_a_label_photo_as_another_leica_focal_plane_is_quarantined(cli, tmp_path
     (quarantined,) = [p for p in out.parent.rglob("*.scn") if "quarantine" in str(p)]
     ok, detail = _checks(cli, quarantined)["focal-planes"]
     assert ok is False and "page 3" in detail and NAME not in detail, detail
-    code, text, out = run_keyed(cli, tmp_path, src, "dicom")  # the DICOM route fails it too
-    assert code != 0 and not list(out.rglob("*.dcm")), text[-800:]
+
+
+def test_a_leica_z_stack_is_refused_by_the_dicom_route_with_the_way_out(cli, tmp_path):
+    """The converter's reader gives every plane of a level one focal position, so the DICOM level
+    0 it wrote was another plane than z 0 (quarantined, clean or not): refused up front now,
+    naming ``--target native``."""
+    from .fixtures.scn_gen import _pattern
+
+    for name, plane in (("CASE-1306.scn", np.asarray(label_photo((1024, 512)))), ("CASE-1307.scn", _pattern(512, 1024, 0))):
+        code, text, out = run_keyed(cli, tmp_path / name, _scn_zstack(tmp_path / name, plane, name), "dicom")
+        assert code != 0 and not list(out.rglob("*.dcm")), text[-800:]
+        assert "holds 2 focal planes" in " ".join(text.split()) and "--target native" in text, text[-800:]
 
 
 def test_a_leica_focal_plane_of_the_slide_defocused_is_shared(cli, tmp_path):
