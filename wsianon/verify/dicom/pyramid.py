@@ -10,6 +10,7 @@ cols * base_rows| <= base_cols + base_rows`` whichever side is the longer).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -262,6 +263,83 @@ def _render(plane: _Plane, region: tuple[int, int, int, int], shape: tuple[int, 
 
 
 _BATCH = 64  # frames of a sampled level decoded by the threads at a time
+# points on the long side where a pair of pictures, one of them over ``REF_MAX_PIXELS``, is sampled
+# together (``verify.levels.POINTS``, the native rule: each point's patch the same part of the slide
+# in both pictures)
+POINTS = 16
+
+
+def _patches(plane: _Plane, boxes: list[tuple[float, float, float, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """(mean colour differences (3, n): grey and the two colour differences; the part of each box
+    that has frames (n,)) of each box (x0, y0, x1, y1 in the plane's pixels): only the frames a
+    box meets are decoded, each once (at 1/8 for JPEG: a sample there is an 8 x 8 block's mean),
+    by two threads, in batches of ``_BATCH``."""
+    from wsianon.verify import thumbnail as th
+
+    uses: dict[int, list[tuple[int, float, float, float, float]]] = {}
+    for n, (x0, y0, x1, y1) in enumerate(boxes):
+        for k, (fx, fy) in plane.frames_in(int(x0), int(y0), max(1, math.ceil(x1) - int(x0)), max(1, math.ceil(y1) - int(y0))).items():
+            uses.setdefault(k, []).append((n, x0 - fx, y0 - fy, x1 - fx, y1 - fy))
+    fw, fh = plane.tile
+    sums = np.zeros((len(boxes), 3), np.float64)
+    area = np.zeros(len(boxes), np.float64)
+
+    def sample(item) -> list[tuple[int, np.ndarray, float]]:
+        k, fv = item
+        a, f = th._decoded_small(fv, plane.ds)
+        got = []
+        for n, xa, ya, xb, yb in uses[k]:
+            xa, ya, xb, yb = max(0.0, xa), max(0.0, ya), min(float(fw), xb), min(float(fh), yb)
+            if xb <= xa or yb <= ya:
+                continue
+            i0, j0 = min(a.shape[2] - 1, int(xa * f)), min(a.shape[1] - 1, int(ya * f))
+            part = a[:, j0 : max(j0 + 1, round(yb * f)), i0 : max(i0 + 1, round(xb * f))]
+            weight = (xb - xa) * (yb - ya)
+            got.append((n, part.mean(axis=(1, 2)) * weight, weight))
+        return got
+
+    frames = plane.frames_at(sorted(uses))
+    while batch := list(islice(frames, _BATCH)):
+        for got in th.read_in_threads(sample, batch):
+            for n, s, weight in got:
+                sums[n] += s
+                area[n] += weight
+    sizes = np.array([(x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in boxes], np.float64)
+    return (sums / np.maximum(area, 1e-9)[:, None]).T, np.clip(area / np.maximum(sizes, 1e-9), 0.0, 1.0)
+
+
+def _render_pair(
+    q: _Plane, region_q: tuple[int, int, int, int], ref: _Plane, region_r: tuple[int, int, int, int], shape: tuple[int, int]
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """(``_render``'s answer for ``q`` over ``region_q``, the same for ``ref`` over ``region_r``: the
+    same part of the slide), both sampled at the same ``POINTS`` points on the long side: each
+    point's patch is the frame of ``ref`` holding it (the grid cell where that is smaller) and the
+    same part of the slide in ``q``. Sampled apart (a patch standing for a cell of thousands of
+    pixels), two levels of dense real tissue differ by what the tissue holds inside each cell;
+    sampled together they differ by resampling and compression only (``verify.levels``)."""
+    n_x, n_y = (max(1, round(POINTS * s / max(shape))) for s in shape)
+    xq, yq, wq, hq = region_q
+    xr, yr, wr, hr = region_r
+    fw, fh = ref.tile
+    pw, ph = min(float(fw), wr / n_x), min(float(fh), hr / n_y)
+
+    def place(c: float, p: float, tile: int, lo: float, hi: float) -> float:
+        t0 = math.floor(c / tile) * tile  # inside the frame holding the point, then inside the region
+        return min(max(min(max(c - p / 2, t0), t0 + tile - p), lo), max(lo, hi - p))
+
+    boxes_r, boxes_q = [], []
+    for j in range(n_y):
+        for i in range(n_x):
+            x0 = place(xr + (i + 0.5) * wr / n_x, pw, fw, xr, xr + wr)
+            y0 = place(yr + (j + 0.5) * hr / n_y, ph, fh, yr, yr + hr)
+            boxes_r.append((x0, y0, x0 + pw, y0 + ph))
+            u0, v0, u1, v1 = ((x0 - xr) / wr, (y0 - yr) / hr, (x0 + pw - xr) / wr, (y0 + ph - yr) / hr)
+            boxes_q.append((xq + u0 * wq, yq + v0 * hq, xq + u1 * wq, yq + v1 * hq))
+    out = []
+    for plane, boxes in ((q, boxes_q), (ref, boxes_r)):
+        chans, cover = _patches(plane, boxes)
+        out.append(covered_grid(chans.reshape(3, n_y, n_x).astype(np.float32), cover.reshape(n_y, n_x).astype(np.float32), shape))
+    return out[0], out[1]
 
 
 def _scaled(region: tuple[int, int, int, int], src: tuple[int, int], dst: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -285,6 +363,7 @@ def unlike_levels(dsets: list[tuple[Path, Dataset]]) -> tuple[list[str], int, li
     level's other pictures its first. A sparse level (TILED_SPARSE) is rendered over the region its
     frames cover and compared where both have pixels; too little of that (``MIN_CELLS``) fails.
     A family whose largest level is not the slide's is compared with the others (fail closed).
+    A pair one of whose pictures is over ``REF_MAX_PIXELS`` is sampled together (``_render_pair``).
     Not compared, and named in the notes: levels under ``MIN_LEVEL_SIDE`` on their long side,
     fluorescence channels with each other (a channel need not look like another), and pictures
     whose frames do not decode (``dicom: frame segments`` and the readers judge those)."""
@@ -336,9 +415,13 @@ def unlike_levels(dsets: list[tuple[Path, Dataset]]) -> tuple[list[str], int, li
         levels = sorted({r.matrix for r in candidates}, key=lambda m: m[0] * m[1])
         level = levels[th.pick_level([_scaled(region, q.matrix, m)[2:] for m in levels], shape)]
         ref = min((r for r in candidates if r.matrix == level), key=lambda r: (abs(r.z - q.z), planes.index(r)))
+        ref_region = _scaled(region, q.matrix, ref.matrix)
         try:
-            mine, mine_cover = render(q, region, shape)
-            theirs, their_cover = render(ref, _scaled(region, q.matrix, ref.matrix), shape)
+            if max(region[2] * region[3], ref_region[2] * ref_region[3]) > th.REF_MAX_PIXELS:
+                (mine, mine_cover), (theirs, their_cover) = _render_pair(q, region, ref, ref_region, shape)
+            else:
+                mine, mine_cover = render(q, region, shape)
+                theirs, their_cover = render(ref, ref_region, shape)
         except Exception:
             undecoded += 1  # a frame that does not decode (`dicom: frame segments`, the readers)
             continue
