@@ -207,13 +207,14 @@ def test_a_label_photo_as_another_ndpi_focal_plane_is_quarantined(cli, tmp_path,
         assert ok is False and "page 3" in detail and NAME not in detail and DATE not in detail, detail
 
 
-@pytest.mark.parametrize(("target", "z"), [("native", 1000), ("dicom", 1000), ("dicom", -1000)])
-def test_a_z_stack_whose_planes_are_the_slide_defocused_is_shared(cli, tmp_path, target, z):
+@pytest.mark.parametrize(("target", "z", "rational"), [("native", 1000, False), ("dicom", 1000, False), ("dicom", -1000, False), ("dicom", 1000, True)])
+def test_a_z_stack_whose_planes_are_the_slide_defocused_is_shared(cli, tmp_path, target, z, rational):
     """Every level with a second focal plane, the slide out of focus: shared on both routes. On the
     DICOM route each level is one instance of two focal planes, and ``dicom: frames`` proves each
     plane's frames against its own source page, in Z offset order (at -1 um the second page in the
     file is the instance's first plane); before, it could not place the frames of an instance of
-    two pictures and quarantined the clean slide."""
+    two pictures and quarantined the clean slide. ``rational``: the planes' lens written as a
+    RATIONAL (the redactor's reading, 20/1; it stopped ``dicom: frames`` with a TypeError)."""
     from PIL import ImageFilter
 
     from .fixtures.ndpi_gen import make_ndpi_info, tissue
@@ -221,7 +222,9 @@ def test_a_z_stack_whose_planes_are_the_slide_defocused_is_shared(cli, tmp_path,
     (tmp_path / "src").mkdir()
     base = tissue(1024, 768)
     planes = {lv: base.resize((1024 >> lv, 768 >> lv)).filter(ImageFilter.GaussianBlur(2)) for lv in range(3)}
-    src = make_ndpi_info(tmp_path / "src" / "CASE-1204.ndpi", levels=3, width=1024, height=768, focal_planes=planes, focal_z=z).path
+    src = make_ndpi_info(
+        tmp_path / "src" / "CASE-1204.ndpi", levels=3, width=1024, height=768, focal_planes=planes, focal_z=z, focal_lens_rational=rational
+    ).path
     code, text, out = run_keyed(cli, tmp_path, src, target)
     assert code == 0, text[-800:]
     checks = _report_checks(out)

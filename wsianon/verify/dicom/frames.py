@@ -177,10 +177,13 @@ def _source_pictures(pages: list, size: tuple[int, int], n: int) -> list | None:
     """The source pages of ``size`` that are the ``n`` focal planes of one level, in the order a
     TILED_FULL instance holds its pictures (Z offset rising: NDPI tag 65424), or None when the
     source has not exactly ``n`` such pages."""
-    same = [pg for pg in pages if (pg.imagewidth, pg.imagelength) == size and float(pg.tags.valueof(65421) or 0) > 0]
-    if len(same) != n:
+    from wsianon.verify.planes import LENS, Z_OFFSET, number
+
+    same = [pg for pg in pages if (pg.imagewidth, pg.imagelength) == size and (number(pg.tags.valueof(LENS)) or 0) > 0]
+    z = [number(pg.tags.valueof(Z_OFFSET) or 0) for pg in same]
+    if len(same) != n or any(v is None or v != v for v in z):
         return None
-    return sorted(same, key=lambda pg: int(pg.tags.valueof(65424) or 0))
+    return [pg for _z, _k, pg in sorted(zip(z, range(len(same)), same))]
 
 
 def _plan_levels(volumes: list[tuple[Path, Dataset]], pages: list, problems: list[str]) -> list[tuple]:
