@@ -237,6 +237,7 @@ def test_a_z_stack_whose_planes_are_the_slide_defocused_is_shared(cli, tmp_path,
         report = json.loads((out / "wsianon-report.json").read_text())
         (frames,) = [c["detail"] for s in report["slides"] for c in s["verification"]["checks"] if c["check"] == "dicom: frames"]
         assert "12 frames of 3 levels re-tiled" in frames, frames
+        assert "pyramid incomplete" not in json.dumps(report)  # three levels, each of two planes: none missing
 
 
 def test_a_focal_plane_of_a_size_no_level_has_fails(tmp_path):

@@ -209,8 +209,11 @@ def missing_levels_note(source: Path, inv: Inventory, written: list[tuple[int, i
     """A report note naming the source's pyramid levels the DICOM output does not have (the
     converter's reader exposes only levels whose downsample is a power of two), or None."""
     sizes = _source_level_sizes(source, inv)
-    n_src = max(len(sizes), int(inv.levels or 0))
-    if len(written) >= n_src:
+    # the format's own reading lists each level once (an NDPI z-stack's inventory counts a level
+    # once per focal plane); else tifffile's series, or the inventory's count where that is more
+    own = spec_of(inv.format).dicom.level_sizes is not None and bool(sizes)
+    n_src = len(sizes) if own else max(len(sizes), int(inv.levels or 0))
+    if len(written) >= n_src and (not own or set(sizes) <= set(written)):
         return None
     have = set(written)
     missing = [f"level {i} ({w}x{h})" for i, (w, h) in enumerate(sizes) if (w, h) not in have]

@@ -10,13 +10,17 @@ PASSTHROUGH_NOTE = "pyramid re-tiled without re-encoding: NDPI strips cut into f
 
 
 def level_sizes(source: Path) -> list[tuple[int, int]]:
-    """(width, height) of every IFD whose source lens is positive (the pyramid levels)."""
+    """(width, height) of the pyramid levels: the sizes of the IFDs whose source lens is positive,
+    each once (a z-stack stores a level once per focal plane: one level, not several)."""
     import tifffile
 
-    sizes = []
+    from wsianon.verify.planes import number
+
+    sizes: list[tuple[int, int]] = []
     with tifffile.TiffFile(source) as tf:
         for p in tf.pages:
             assert isinstance(p, tifffile.TiffPage), "tf.pages yields TiffPage unless useframes is set"
-            if p.tags.valueof(LENS_TAG) is not None and float(p.tags.valueof(LENS_TAG)) > 0:
-                sizes.append((int(p.imagewidth), int(p.imagelength)))
+            size = (int(p.imagewidth), int(p.imagelength))
+            if (number(p.tags.valueof(LENS_TAG)) or 0) > 0 and size not in sizes:
+                sizes.append(size)
     return sizes
