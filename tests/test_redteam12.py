@@ -350,3 +350,26 @@ def test_every_leica_dimension_page_is_compared_with_the_source(tmp_path):
     pages = _dimension_pages(_scn_zstack(tmp_path, _pattern(512, 1024, 3), "CASE-1303.scn"))
     assert pages is not None and len(pages) == 6  # macro 2, main 3, the second plane
     assert len({v for k, v in pages.items() if k[:2] == (1024, 512)}) == 2
+
+
+def test_a_level_tile_that_does_not_decode_is_quarantined_not_an_internal_error(cli, tmp_path):
+    """Fuzz seed 8 (SVS, BIF, SCN): a level tile OpenSlide cannot decode leaves its handle in
+    error, and the vendor, read after ``pyramid-consistency`` to pick the focal-plane check, raised
+    there: an internal error, nothing written. The vendor is read before any pixel now."""
+    import tifffile
+
+    from .fixtures.svs_gen import write_svs
+
+    (tmp_path / "src").mkdir()
+    src = write_svs(tmp_path / "src" / "CASE-1401.svs", size=(2048, 1536), levels=3, with_label=False, with_macro=False).path
+    with tifffile.TiffFile(src) as tf:
+        level1 = [pg for pg in tf.pages if pg.is_tiled][1]
+        off, cnt = int(level1.dataoffsets[5]), int(level1.databytecounts[5])
+    data = bytearray(src.read_bytes())
+    sos = bytes(data[off : off + cnt]).find(b"\xff\xda")
+    data[off + sos + 40 : off + sos + 44] = b"\xff\xc4\x00\x01"  # a marker inside the entropy-coded data
+    src.write_bytes(bytes(data))
+    code, text, out = run_keyed(cli, tmp_path, src)
+    assert code == 1 and "internal error" not in text and "failed:" in text and _placed(out) == [], text[-800:]
+    report = json.loads((out / "wsianon-report.json").read_text())
+    assert [s["status"] for s in report["slides"]] == ["failed"]

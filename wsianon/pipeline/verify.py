@@ -263,12 +263,14 @@ def check_thumbnail(conv: NativeConverter | None, out_main: Path, policy: Policy
         # the reference reads every tile it needs once: OpenSlide's tile cache (32 MiB by
         # default, the run's largest allocation) would only hold tiles never asked for again
         out.set_cache(_openslide().OpenSlideCache(0))
-        if out.properties.get("openslide.vendor") == "mirax":
+        # read before any pixel: a tile that fails to decode leaves the handle in error, and every
+        # later call on it (a property too) raises
+        vendor = out.properties.get("openslide.vendor")
+        if vendor == "mirax":
             return
         if "thumbnail" in set(out.associated_images.keys()) & allowed_associated(conv, policy):
             thumbnail_provenance.check_openslide(out, verdict)
         pyramid_levels.check_openslide(out, verdict)
-        vendor = out.properties.get("openslide.vendor")
         if vendor == "hamamatsu" and out_main.suffix.lower() == ".ndpi":
             focal_planes.check_ndpi(out_main, verdict)
         elif vendor == "leica":
