@@ -37,7 +37,8 @@ that does not decode fails the check.  The cost is O(sqrt(tiles)): only edge til
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from itertools import chain
 from functools import partial
 from pathlib import Path
 
@@ -287,10 +288,14 @@ def judge_grid(
     index: Callable[[int, int], int | None],
     buffers: Callable[[], list[np.ndarray]] | None = None,
     chroma: Callable[[int], tuple[int, int] | None] | None = None,
+    cells: Iterable[tuple[int, int]] | None = None,
 ) -> tuple[int, list[tuple[int, str]], list[dict]]:
     """Judge the edge tiles of one grid of ``ny`` x ``nx`` tiles of ``th`` x ``tw`` over an image of
     ``height`` x ``width``: (tiles judged, [(tile index, why)], stats).  ``index(ty, tx)``: the tile's
-    index (None: absent, e.g. a sparse DICOM grid); ``decode(index)``: its pixels (None: empty)."""
+    index (None: absent, e.g. a sparse DICOM grid); ``decode(index)``: its pixels (None: empty).
+    ``cells``: the (row, column) of the tiles there are (a DICOM grid's frames): only those on the
+    edge are walked — a matrix declared billions of tiles wide walks its frames, not its width
+    (the edge of such a grid was listed whole: gigabytes; fuzz seed 9)."""
     judged = 0
     bad: list[tuple[int, str]] = []
     stats: list[dict] = []
@@ -309,8 +314,15 @@ def judge_grid(
             cache[i] = decode(i, ty * nx + tx)
         return cache[i]
 
-    edge = [(ty, nx - 1) for ty in range(ny)] if pad_r else []
-    edge += [(ny - 1, tx) for tx in range(nx - (1 if pad_r else 0))] if pad_b else []
+    edge: Iterable[tuple[int, int]]
+    if cells is None:  # walked, never listed: ``ny`` and ``nx`` are bounded by the caller's tile table
+        right = ((ty, nx - 1) for ty in range(ny)) if pad_r else iter(())
+        bottom = ((ny - 1, tx) for tx in range(nx - (1 if pad_r else 0))) if pad_b else iter(())
+        edge = chain(right, bottom)
+    else:
+        there = set(cells)
+        edge = sorted(c for c in there if pad_r and c[1] == nx - 1)
+        edge += sorted((c for c in there if pad_b and c[0] == ny - 1 and not (pad_r and c[1] == nx - 1)), key=lambda c: c[1])
     for ty, tx in edge:
         i = index(ty, tx)
         if i is None:
@@ -440,6 +452,8 @@ def _judge_page(fh, page, states: dict[tuple, list[np.ndarray]] | None = None) -
     if page.compression not in tifffile.TIFF.DECOMPRESSORS:
         raise LookupError(f"compression {int(page.compression)}")
     ny, nx = -(-h // th), -(-w // tw)
+    if ny * nx > len(page.dataoffsets):  # a tile table shorter than the image's grid: the edge is not stored
+        return 0, [(0, f"its tile table holds {len(page.dataoffsets)} tile(s), its {w} x {h} image needs {ny * nx}")]
     # a JPEG that codes chroma subsampled (GDAL's PHOTOMETRIC=YCBCR, Aperio) is judged as it is
     # coded: each tile's own SOF says how (``jpeg_chroma``)
     subs: dict[int, tuple[int, int] | None] = {}
@@ -633,7 +647,7 @@ def _judge_instance(path: Path, ds, located, parts=None, fragments=None) -> tupl
     bad: list[str] = []
     for grid in grids:
         try:
-            n, why, _st = judge_grid(ny, nx, rows, cols, total_r, total_c, decode, partial(_placed, grid))
+            n, why, _st = judge_grid(ny, nx, rows, cols, total_r, total_c, decode, partial(_placed, grid), cells=grid)
         except Exception as exc:
             bad.append(f"{path.name}: an edge frame does not decode ({type(exc).__name__})")
             continue
