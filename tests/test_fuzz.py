@@ -6,7 +6,8 @@ offsets and counts pointing far beyond the file, IFD chains that loop (for MRXS:
 Index.dat, Slidedat.ini and data-file damage).  Every case runs through the CLI
 entry point in-process and must end with
 
-* no traceback and no hang (a per-case alarm; a hard watchdog behind it),
+* no traceback and no hang (a per-case alarm; a hard watchdog behind it), and no case taking
+  the process past ``MAX_RSS_MIB`` of memory,
 * the input unchanged (hash of every input file),
 * nothing half-written: only the report and verified outputs in OUT,
 * exit 0 with the slide verified, or exit 1 with one ``error:`` line naming the
@@ -24,6 +25,7 @@ import faulthandler
 import json
 import os
 import random
+import resource
 import shutil
 import signal
 import struct
@@ -36,6 +38,9 @@ from .conftest import tree_hashes
 CASES = int(os.environ.get("WSIANON_FUZZ_CASES", "36"))
 SEED = int(os.environ.get("WSIANON_FUZZ_SEED", "12"))
 CASE_TIMEOUT = 60
+# a damaged slide is judged in bounded memory: seed 9's SVS with a 6.2e18-px ImageWidth grew the
+# process to 24 GB before the kernel killed it (a case is flagged when it takes the process past this)
+MAX_RSS_MIB = 2048
 
 
 class CaseTimeout(BaseException):
@@ -309,6 +314,7 @@ def test_fuzz_run(fmt, originals, tmp_path):
         orig = originals[fmt]
         problems: list[str] = []
         outcomes: dict[int, int] = {}
+        peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
         for i in range(CASES):
             case_dir = tmp_path / f"c{i}"
             if fmt == "mrxs":
@@ -322,6 +328,10 @@ def test_fuzz_run(fmt, originals, tmp_path):
                 src.write_bytes(data)
             out = tmp_path / f"o{i}"
             found = _check_case(f"{fmt} #{i} ({what})", case_dir, src, out, fmt == "qptiff")
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10  # MiB (Linux counts KiB)
+            if peak > MAX_RSS_MIB >= peak_before:  # the case that took the process past the bound
+                found.append(f"{fmt} #{i} ({what}): the process peaked at {peak} MiB (bound {MAX_RSS_MIB} MiB)")
+            peak_before = peak
             if i % 4 == 0:  # the read-only commands on a quarter of the cases
                 found += _check_read_only(f"{fmt} #{i} ({what})", case_dir, src, fmt == "qptiff", "inspect")
                 found += _check_read_only(f"{fmt} #{i} ({what})", case_dir, src, fmt == "qptiff", "verify")
