@@ -280,3 +280,39 @@ def test_a_grid_declared_billions_of_tiles_wide_is_judged_in_bounded_memory(tmp_
     ((name, ok, detail),) = checks
     assert name == "tiles-padding" and ok is False and "its tile table holds" in detail and "MemoryError" not in detail, detail
     assert judged == 0  # the one edge cell there is decodes to nothing (an empty frame)
+
+
+_DECLARED = r"""
+import json, resource, sys, warnings
+warnings.simplefilter("ignore")
+resource.setrlimit(resource.RLIMIT_AS, (1536 << 20, 1536 << 20))
+import pydicom
+from wsianon.pipeline.model import Verdict
+from wsianon.verify import padding
+
+ds = pydicom.dcmread(sys.argv[1])
+ds.TotalPixelMatrixColumns = ds.TotalPixelMatrixRows = 4_000_000_000  # 156e12 tiles declared
+if sys.argv[3] == "frames":
+    ds.NumberOfFrames = 2**31 - 1  # over the one frame there is
+ds.save_as(sys.argv[2])
+v = Verdict()
+padding.check_dicom([(sys.argv[2], pydicom.dcmread(sys.argv[2], stop_before_pixels=True))], v)
+print(json.dumps([(c.name, c.ok, c.detail) for c in v.checks]))
+"""
+
+
+@pytest.mark.parametrize("declared", ["matrix", "frames"])
+def test_a_dicom_grid_declared_larger_than_its_frames_is_walked_by_its_frames(tmp_path, declared):
+    """``wsianon verify`` of a DICOM instance whose Total Pixel Matrix declares 4e9 px a side over
+    one frame hung in the padding check (every cell of the declared grid was visited); a
+    NumberOfFrames of 2**31 over that one frame likewise. Now the check walks the frames the file
+    holds (and ``dicom: pyramid`` fails such an instance: its frames are not the tile grid)."""
+    import subprocess
+    import sys
+
+    src = shared("dicom/wsi2dcm-cmu-1-small-region/level-3-frames-0-1.dcm")
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-c", _DECLARED, str(src), str(tmp_path / "huge.dcm"), declared], cwd=root, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr[-1500:]
+    ((name, ok, detail),) = json.loads(r.stdout.strip().splitlines()[-1])
+    assert name == padding.DICOM_CHECK and "0 edge frame(s) of 1 instance(s)" in detail, detail

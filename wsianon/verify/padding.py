@@ -599,14 +599,55 @@ def _grids(ds, count: int, nx: int, ny: int, cols: int, rows: int) -> list[dict[
     (columns, then rows, then planes) unless the per-frame groups place the frames (TILED_SPARSE;
     one grid then, frames off the tile grid left out)."""
     positions = _positions(ds, count)
-    if positions is None:
+    if positions is None:  # only the last two tile rows and columns: the edge and its neighbours
         per = nx * ny
-        return [{(i // nx, i % nx): p * per + i for i in range(per) if p * per + i < count} for p in range(max(count // per, 1))]
+        grids = []
+        for p in range(max(count // per, 1)):
+            base, n = p * per, min(per, count - p * per)
+            g: dict[tuple[int, int], int] = {}
+            for ty in range(ny):  # the last two columns, top down, while the plane has those frames
+                if ty * nx >= n:
+                    break
+                for tx in (nx - 2, nx - 1):
+                    if tx >= 0 and ty * nx + tx < n:
+                        g[(ty, tx)] = base + ty * nx + tx
+            for ty in (ny - 2, ny - 1):  # the last two rows, left to right, likewise
+                for tx in range(nx) if ty >= 0 else ():
+                    if ty * nx + tx >= n:
+                        break
+                    g[(ty, tx)] = base + ty * nx + tx
+            grids.append(g)
+        return grids
     grid: dict[tuple[int, int], int] = {}
     for i, (c, r) in enumerate(positions):
         if c % cols == 0 and r % rows == 0:
             grid.setdefault((r // rows, c // cols), i)
     return [grid]
+
+
+def _frames_there(path: Path, ds, located, part_paths: list[Path] | None) -> int:
+    """At most how many frames the instance's file(s) hold: one a fragment the read-back or an
+    item walk found, else what its bytes could hold (an 8-byte item header a frame, or a native
+    frame's size)."""
+    import os
+
+    if part_paths is None:
+        if located is False:
+            from wsianon.verify.ecs import _located
+
+            located = _located(path)
+        if located:
+            return len(located)
+    size = sum(os.path.getsize(p) for p in (part_paths or [path]))
+    if str(ds.file_meta.get("TransferSyntaxUID", "")) in _TS_NATIVE:
+        frame = (
+            int(ds.get("Rows", 1) or 1)
+            * int(ds.get("Columns", 1) or 1)
+            * int(ds.get("SamplesPerPixel", 1) or 1)
+            * max(1, int(ds.get("BitsAllocated", 8) or 8) // 8)
+        )
+        return size // max(1, frame)
+    return size // 8
 
 
 def _judge_instance(path: Path, ds, located, parts=None, fragments=None) -> tuple[int, list[str]]:
@@ -624,6 +665,8 @@ def _judge_instance(path: Path, ds, located, parts=None, fragments=None) -> tupl
         raise LookupError(f"transfer syntax {ts_uid}")
     whole = parts is not None and len(parts) > 1
     count = sum(n for *_x, n in parts) if whole else int(ds.get("NumberOfFrames", 1) or 1)
+    # frames there are, not frames declared: a NumberOfFrames of 2**31 over one frame was walked
+    count = min(count, _frames_there(path, ds, located, [Path(p[0]) for p in parts] if whole else None))
     grids = _grids(ds, count, nx, ny, cols, rows)
     need: set[int] = set()  # the edge frames and their neighbours up and left
     for grid in grids:
