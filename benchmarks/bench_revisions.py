@@ -2,7 +2,9 @@
 same command running the code of a git revision (``git archive`` into a scratch folder, put first
 on ``PYTHONPATH`` of the child), with ``cp`` + ``sync FILE`` as the floor; whole child processes,
 alternating order, medians, and each run's stage timings from its report (less noise-sensitive
-than wall time on a shared machine).
+than wall time on a shared machine). The revision's optional C extension (the JPEG marker search)
+is compiled into the scratch folder as its install would build it: before, the revision ran the
+numpy fallback, and an A/B against a revision since the extension measured the extension too.
 
     python benchmarks/bench_revisions.py --base REV [--target native|dicom] [--size-gb 1] [--pairs 3] [--workdir DIR] [--json FILE]
 
@@ -36,6 +38,21 @@ def export(rev: str, dest: Path) -> Path:
     data = subprocess.run(["git", "-C", str(REPO), "archive", rev], capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(dest)], input=data, check=True)
     compile_tree(dest)  # both sides load bytecode, as installed (wsianon_cmd compiles this tree)
+    if (dest / "wsianon" / "io" / "_markers.c").exists():
+        # the revision's optional C extension, built as its install builds it: without it the
+        # revision runs the numpy fallback, and the A/B measures the extension, not the change
+        # (compiled here as setuptools would: the project's environment has no setuptools, pip
+        # builds in an isolated one)
+        import sysconfig
+
+        io = dest / "wsianon" / "io"
+        cc = (sysconfig.get_config_var("CC") or "cc").split()
+        target = io / f"_markers{sysconfig.get_config_var('EXT_SUFFIX')}"
+        flags = [*(sysconfig.get_config_var("CFLAGS") or "-O3").split(), *(sysconfig.get_config_var("CCSHARED") or "-fPIC").split()]
+        cmd = [*cc, "-shared", *flags, f"-I{sysconfig.get_paths()['include']}", str(io / "_markers.c"), "-o", str(target)]
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not target.exists():
+            print(f"note: {rev}'s C extension did not build: it runs the numpy marker search", file=sys.stderr)
     return dest
 
 
