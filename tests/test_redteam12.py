@@ -225,6 +225,8 @@ def test_a_z_stack_whose_planes_are_the_slide_defocused_is_shared(cli, tmp_path,
     src = make_ndpi_info(
         tmp_path / "src" / "CASE-1204.ndpi", levels=3, width=1024, height=768, focal_planes=planes, focal_z=z, focal_lens_rational=rational
     ).path
+    _code, shown, _err = cli("inspect", "--json", str(src))
+    assert [s["levels"] for s in json.loads(shown)] == [3]  # three levels of two planes, not six levels
     code, text, out = run_keyed(cli, tmp_path, src, target)
     assert code == 0, text[-800:]
     checks = _report_checks(out)

@@ -27,7 +27,7 @@ from wsianon.converters.decisions import Action, Decisions, ImageDecision, TagEd
 from wsianon.errors import CorruptInput, UnsupportedFormat
 from wsianon.io import tiffedit
 from wsianon.io.plan import FilePlan, Plan
-from wsianon.io.tiff import IFD, Kind, TiffStructure
+from wsianon.io.tiff import IFD, IMAGE_LENGTH, IMAGE_WIDTH, Kind, TiffStructure
 from wsianon.profiles import load
 from wsianon.profiles.policy import Policy, date_only, year_only
 
@@ -163,6 +163,7 @@ class NdpiConverter(NativeConverter):
         pm = PropertyMapRewrite(policy)
         with self._open(path) as ts:
             d.ifds = len(ts.ifds)
+            level_sizes: list[tuple] = []
             for ifd in ts.ifds:
                 where = f"IFD {ifd.index}"
                 kind = classify(ts, ifd)
@@ -171,7 +172,11 @@ class NdpiConverter(NativeConverter):
                 if kind == "level":
                     if not spans:
                         raise CorruptInput(path, f"NDPI level IFD {ifd.index} has no image data")
-                    d.levels += 1
+                    # a z-stack stores a level once per focal plane: a level is a size
+                    size = (ts.value(ifd, IMAGE_WIDTH), ts.value(ifd, IMAGE_LENGTH))
+                    if size not in level_sizes:
+                        level_sizes.append(size)
+                        d.levels += 1
                 elif kind == "macro":
                     image = ImageDecision("macro", where, True, Action.KEEP if policy.macro == "keep" else Action.REMOVE)
                 elif kind == "map":
