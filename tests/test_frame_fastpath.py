@@ -218,7 +218,7 @@ def _level_pairs(src: Path, out_dir: Path) -> tuple[bytes | None, list[tuple[byt
         if frames_mod.image_kind(ds) != "VOLUME":
             continue
         (plan,) = frames_mod._plan_levels([(p, ds)], pages, [])
-        mode, path, ds, page = plan
+        mode, path, ds, (page,) = plan  # one source page a picture: this level has one
         assert mode == "bytes"
         frags = frames_mod._located(path)
         assert frags is not None
@@ -292,7 +292,7 @@ def test_compare_bytes_names_the_first_changed_frame(generated, tmp_path):
         b = fh.read(1)
         fh.seek(o + ln // 2)
         fh.write(bytes([b[0] ^ 0x20]))
-    ((_, path, ds, page),) = frames_mod._plan_levels([(p, ds)], pages, [])
+    ((_, path, ds, (page,)),) = frames_mod._plan_levels([(p, ds)], pages, [])
     for located in (frags, False):  # fragments from FrameSegments' walk, or walked here
         problems: list[str] = []
         with open(src, "rb") as fs:
