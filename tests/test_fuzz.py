@@ -228,12 +228,16 @@ def _alarm(signum, frame):
     raise CaseTimeout()
 
 
-def _run_case(case_dir: Path, src: Path, out: Path, allow_generic: bool, command: str = "run") -> tuple[int, str, str, BaseException | None]:
+def _run_case(
+    case_dir: Path, src: Path, out: Path, allow_generic: bool, command: str = "run", extra: tuple[str, ...] = ()
+) -> tuple[int, str, str, BaseException | None]:
+    """One CLI command in-process under the per-case alarm; ``extra``: more options (``run`` only,
+    e.g. ``("--target", "dicom")``)."""
     from typer.testing import CliRunner
 
     from wsianon.cli import app
 
-    args = [command, str(src)] + (["-o", str(out)] if command == "run" else []) + (["--allow-generic"] if allow_generic else [])
+    args = [command, str(src)] + (["-o", str(out), *extra] if command == "run" else []) + (["--allow-generic"] if allow_generic else [])
     old = signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(CASE_TIMEOUT)
     try:
@@ -262,10 +266,12 @@ def _check_read_only(case_id: str, case_dir: Path, src: Path, allow_generic: boo
     return problems
 
 
-def _check_case(case_id: str, case_dir: Path, src: Path, out: Path, allow_generic: bool) -> list[str]:
+def _check_case(case_id: str, case_dir: Path, src: Path, out: Path, allow_generic: bool, extra: tuple[str, ...] = (), one_slide: bool = True) -> list[str]:
+    """``one_slide=False``: the input may be reported as several slides (a DICOM folder whose
+    damaged instance no longer groups with the others: each is judged on its own)."""
     problems: list[str] = []
     before = tree_hashes(case_dir)
-    code, stdout, stderr, exc = _run_case(case_dir, src, out, allow_generic)
+    code, stdout, stderr, exc = _run_case(case_dir, src, out, allow_generic, extra=extra)
     text = stdout + stderr
     if isinstance(exc, CaseTimeout):
         return [f"{case_id}: hang (> {CASE_TIMEOUT} s)"]
@@ -277,7 +283,7 @@ def _check_case(case_id: str, case_dir: Path, src: Path, out: Path, allow_generi
     if not report_path.exists():
         return problems + [f"{case_id}: no report (exit {code}): {stderr[-300:]!r}"]
     slides = json.loads(report_path.read_text())["slides"]
-    if len(slides) != 1:
+    if (len(slides) != 1) if one_slide else not slides:
         problems.append(f"{case_id}: {len(slides)} slides reported")
     ok_outputs = {n for s in slides if s["status"] == "ok" for n in s["outputs"]}
     for s in slides:
@@ -292,6 +298,14 @@ def _check_case(case_id: str, case_dir: Path, src: Path, out: Path, allow_generi
         if p.name not in RECORD_FILES and p.name not in ok_outputs:
             problems.append(f"{case_id}: unexpected {p.name} in OUT")
     statuses = [s["status"] for s in slides]
+    if not one_slide and len(slides) > 1:
+        err = [l for l in stderr.splitlines() if l.startswith("error:")]
+        bad = [s for s in statuses if s in ("error", "failed")]
+        if code not in (0, 1) or (code == 0) != (not bad):
+            problems.append(f"{case_id}: exit {code} with {statuses}")
+        if len(err) != statuses.count("error") or any(str(case_dir) not in l for l in err):
+            problems.append(f"{case_id}: {statuses.count('error')} slide(s) in error, error lines {err or stderr[-300:]!r}")
+        return problems
     if code == 0:
         if statuses != ["ok"]:
             problems.append(f"{case_id}: exit 0 with {statuses}")

@@ -15,6 +15,8 @@ from pathlib import Path
 import pydicom
 from pydicom.dataset import Dataset
 
+from wsianon.errors import CorruptInput
+
 JPEG_TS = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"}
 JPEG_LOSSLESS_TS = {"1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70"}
 # explicit VRs whose element header is 12 bytes: VR, two reserved bytes, a 32-bit length (PS3.5 7.1.2)
@@ -46,6 +48,21 @@ def pixel_value_offset(path: Path) -> tuple[Dataset, int | None, int]:
     return ds, off + 12, struct.unpack("<I", head[8:12])[0]
 
 
+def _extended_table(ds: Dataset, span: int) -> tuple[list[int], list[int]] | None:
+    """The Extended Offset Table and its lengths (whole 8-byte entries), or None when a frame they
+    name does not lie in the ``span`` bytes of the Pixel Data's value (or they are no bytes):
+    pydicom reads each frame by them, asking for a buffer of the length claimed (2**40: a TiB),
+    however short the file."""
+    try:
+        raw = bytes(ds.get("ExtendedOffsetTable") or b""), bytes(ds.get("ExtendedOffsetTableLengths") or b"")
+    except (TypeError, ValueError):  # a value of another VR
+        return None
+    offsets, lengths = (list(struct.unpack(f"<{len(r) // 8}Q", r[: len(r) // 8 * 8])) for r in raw)
+    if any(o + 8 + ln > span for o, ln in zip(offsets, lengths)):
+        return None
+    return offsets, lengths
+
+
 def iter_frames(path: Path):
     """Yield every frame's bytes of an instance, reading one frame at a time."""
     ds, voff, length = pixel_value_offset(path)
@@ -57,7 +74,9 @@ def iter_frames(path: Path):
         if length == 0xFFFFFFFF:
             eot = None
             if "ExtendedOffsetTable" in ds and "ExtendedOffsetTableLengths" in ds:
-                eot = (ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths)
+                eot = _extended_table(ds, os.fstat(fh.fileno()).st_size - voff)
+                if eot is None:
+                    raise CorruptInput(path, "an Extended Offset Table pointing beyond the Pixel Data")
             yield from pydicom.encaps.generate_frames(fh, number_of_frames=n, extended_offsets=eot)
         else:
             spp = int(ds.get("SamplesPerPixel", 1))
@@ -80,9 +99,14 @@ def offset_table_problem(path: Path) -> str | None:
     if len(head) < 8:
         return "encapsulated Pixel Data is truncated"
     group, elem, ln = struct.unpack("<HHI", head)
-    n = int(ds.get("NumberOfFrames", 1) or 1)
+    try:
+        n = int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):  # "x", "1e9": pydicom keeps the text, int() refuses it
+        return "encapsulated Pixel Data with an unreadable Number of Frames"
     if (group, elem) != (0xFFFE, 0xE000) or ln not in (0, 4 * n):
         return "encapsulated Pixel Data whose first item is no Basic Offset Table (PS3.5 A.4: empty or one offset a frame)"
+    if ("ExtendedOffsetTable" in ds or "ExtendedOffsetTableLengths" in ds) and _extended_table(ds, path.stat().st_size - voff - 8 - ln) is None:
+        return "an Extended Offset Table pointing beyond the Pixel Data"
     return None
 
 

@@ -311,6 +311,8 @@ def process_instances(
         if span is None:
             raise UnsupportedFormat(f, "WSI instance without Pixel Data")
         if not _dropped(kind, ctx.policy, keep_label):
+            if not str(ds.get("SOPInstanceUID", "") or ""):  # Type 1: the output's file meta and references name it
+                raise CorruptInput(f, "WSI instance without a SOP Instance UID; refused, nothing written")
             # an instance that will be shared: its frames are copied as they are, so they must be
             # ones the checks judge, each with a place of its own (a frame no viewer shows could
             # be any image); a LABEL/OVERVIEW that is removed is not held to it

@@ -121,7 +121,10 @@ def header_bytes(ds: Dataset) -> bytes:
 
 def write_instance(ds: Dataset, src: Path, span: PixelSpan | None, dest: Path) -> int:
     """Write ``ds``'s header then copy ``src``'s Pixel Data element verbatim. Returns bytes written."""
-    head = header_bytes(ds)
+    try:
+        head = header_bytes(ds)
+    except OSError as exc:  # pydicom's writer on an element it cannot encode (text in an SL): into memory, no I/O
+        raise CorruptInput(src, f"a data element cannot be encoded in its VR ({type(exc).__name__}); refused, nothing written") from None
     try:
         with open(src, "rb") as fin, open(dest, "w+b") as fout:
             fout.write(head)
