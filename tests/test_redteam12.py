@@ -375,3 +375,31 @@ def test_a_level_tile_that_does_not_decode_is_quarantined_not_an_internal_error(
     assert code == 1 and "internal error" not in text and "failed:" in text and _placed(out) == [], text[-800:]
     report = json.loads((out / "wsianon-report.json").read_text())
     assert [s["status"] for s in report["slides"]] == ["failed"]
+
+
+@pytest.mark.parametrize("size", [(1024, 768), (2560, 2048)], ids=["whole", "sampled"])
+def test_grey_focal_planes_are_judged_as_grey(tmp_path, size):
+    """A grey z-stack (a fluorescence scan: one sample a pixel) is read as grey, whole and sampled:
+    its channels were cut as if RGB (a 2-d page lost all but three columns, a segment failed to
+    reshape)."""
+    import tifffile
+    from PIL import ImageFilter
+
+    from wsianon.verify.planes import _prepared, _rgb
+
+    assert _rgb(np.zeros((4, 5), np.uint8)).shape == (4, 5, 3) and _rgb(np.zeros((4, 5, 1), np.uint8)).shape == (4, 5, 3)
+    from .fixtures.ndpi_gen import tissue
+
+    w, h = size
+    grey = tissue(w, h).convert("L")
+    for name, plane in (("same", grey.filter(ImageFilter.GaussianBlur(2))), ("label", label_photo(size).convert("L"))):
+        path = tmp_path / f"{name}.tif"
+        tifffile.imwrite(path, np.asarray(grey), tile=(256, 256), compression="jpeg", photometric="minisblack")
+        tifffile.imwrite(path, np.asarray(plane), tile=(256, 256), compression="jpeg", photometric="minisblack", append=True)
+        from wsianon.verify.thumbnail import alike, grid_shape
+
+        with tifffile.TiffFile(path) as tf, open(path, "rb") as fh:
+            shape = grid_shape(size)
+            a, _ = _prepared(fh.fileno(), tf.pages[0], size, shape)
+            b, _ = _prepared(fh.fileno(), tf.pages[1], size, shape)
+        assert alike(a, b) is (name == "same"), name

@@ -73,6 +73,14 @@ def level_pages(tif) -> list[tuple[int, float, tuple[int, int]]]:
     return out
 
 
+def _rgb(a: np.ndarray) -> np.ndarray:
+    """(h, w, 3) of a decoded page or segment: grey (a fluorescence scan: (h, w) or (h, w, 1))
+    repeated in the three channels, colour cut to its first three."""
+    if a.ndim == 2:
+        a = a[..., None]
+    return np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a[..., :3]
+
+
 def _sample(fd: int, page, boxes: list[tuple[int, int, int, int]]) -> tuple[np.ndarray, np.ndarray]:
     """(mean colour (n, 3), 1 where the box has pixels (n,)) of each box (x0, y0, x1, y1) of
     ``page``: the segments the boxes meet, each read and decoded once."""
@@ -91,7 +99,7 @@ def _sample(fd: int, page, boxes: list[tuple[int, int, int, int]]) -> tuple[np.n
     def read(k: int) -> list[tuple[int, np.ndarray, int]]:
         data = os.pread(fd, int(counts[k]), int(offsets[k]))
         a = decode(data, k, jpegheader=header, jpegtables=tables)[0]
-        a = np.asarray(a).reshape(a.shape[-3:])[..., :3]
+        a = _rgb(np.asarray(a).reshape(a.shape[-3:]))
         got = []
         for n, xa, ya, xb, yb in uses[k]:
             part = a[max(0, ya) : max(0, yb), max(0, xa) : max(0, xb)]
@@ -114,7 +122,7 @@ def _prepared(fd: int, page, size: tuple[int, int], shape: tuple[int, int]) -> t
     ``POINTS`` points on the long side."""
     w, h = size
     if w * h <= REF_MAX_PIXELS:
-        a = np.asarray(page.asarray())[..., :3]
+        a = _rgb(np.asarray(page.asarray()))
         grid, grid_cover = covered_grid(_channels(a), np.ones(a.shape[:2], np.float32), shape)
         return blurred_covered(grid, grid_cover), grid_cover
     n_x, n_y = (max(1, round(POINTS * s / max(shape))) for s in shape)
