@@ -102,28 +102,6 @@ class _Plane:
             }
         return {k: (fx, fy) for (fx, fy), k in self.sparse.items() if fx < x0 + w and fx + fw > x0 and fy < y0 + h and fy + fh > y0}
 
-    def frame_at(self, x: int, y: int, cells: dict) -> tuple[int, int, int] | None:
-        """(origin x, origin y, index) of the frame holding pixel (x, y), or None (a sparse gap);
-        ``cells``: a sparse plane's frames by the tile cells they meet (``cells``)."""
-        fw, fh = self.tile
-        if self.sparse is None:
-            return x - x % fw, y - y % fh, self.first + (y // fh) * -(-self.matrix[0] // fw) + x // fw
-        for fx, fy, k in cells.get((x // fw, y // fh), ()):
-            if fx <= x < fx + fw and fy <= y < fy + fh:
-                return fx, fy, k
-        return None
-
-    def cells(self) -> dict[tuple[int, int], list[tuple[int, int, int]]]:
-        """A sparse plane's frames by the tile cells they meet (a sparse frame need not lie on the
-        tile grid); empty for TILED_FULL."""
-        fw, fh = self.tile
-        out: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
-        for (fx, fy), k in (self.sparse or {}).items():
-            for cy in range(fy // fh, (fy + fh - 1) // fh + 1):
-                for cx in range(fx // fw, (fx + fw - 1) // fw + 1):
-                    out.setdefault((cx, cy), []).append((fx, fy, k))
-        return out
-
 
 def _fluorescence(op: Dataset) -> bool:
     return any(str(c.get("CodeValue", "")) in FLUORESCENCE for c in op.get("IlluminationTypeCodeSequence") or [])
@@ -205,60 +183,25 @@ def _planes(p: Path, ds: Dataset, parts: list | None = None) -> list[_Plane]:
 
 def _render(plane: _Plane, region: tuple[int, int, int, int], shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """(grey and colour differences box-averaged to ``shape``, unblurred: (3, h, w); the part of
-    each cell that has pixels: (h, w)) of ``region`` (x, y, w, h) of a plane: read whole up to
-    ``REF_MAX_PIXELS`` (only the frames meeting the region), else sampled at ``SAMPLES`` points a
-    side (only the frames holding a point are decoded, at 1/8 for JPEG), as ``verify.thumbnail``
-    renders a reference level. Where no frame is, nothing is counted (a sparse level)."""
+    each cell that has pixels: (h, w)) of ``region`` (x, y, w, h) of a plane, read whole (only the
+    frames meeting the region; a region over ``REF_MAX_PIXELS`` is sampled with the picture it is
+    compared with, ``_render_pair``). Where no frame is, nothing is counted (a sparse level)."""
     from wsianon.io.dicomframes import decode_rgb
     from wsianon.verify import thumbnail as th
 
     ds = plane.ds
     x0, y0, w, h = region
-    cells = plane.cells()
-
-    if w * h <= th.REF_MAX_PIXELS:
-        chans = np.zeros((3, h, w), np.float32)
-        cover = np.zeros((h, w), np.float32)
-        wanted = plane.frames_in(x0, y0, w, h)
-        for k, fv in plane.frames_at(sorted(wanted)):
-            fx, fy = wanted[k]
-            a = th._channels(decode_rgb(fv, ds))
-            ax0, ay0 = max(fx, x0), max(fy, y0)
-            ax1, ay1 = min(fx + a.shape[2], x0 + w), min(fy + a.shape[1], y0 + h)
-            if ax1 > ax0 and ay1 > ay0:
-                chans[:, ay0 - y0 : ay1 - y0, ax0 - x0 : ax1 - x0] = a[:, ay0 - fy : ay1 - fy, ax0 - fx : ax1 - fx]
-                cover[ay0 - y0 : ay1 - y0, ax0 - x0 : ax1 - x0] = 1
-    else:
-        n_x, n_y = (max(1, round(th.SAMPLES * s / max(shape))) for s in shape)
-        chans = np.zeros((3, n_y, n_x), np.float32)
-        cover = np.zeros((n_y, n_x), np.float32)
-        points: dict[int, list[tuple[int, int, int, int]]] = {}
-        for j in range(n_y):
-            for i in range(n_x):
-                x = min(x0 + w - 1, x0 + int((i + 0.5) * w / n_x))
-                y = min(y0 + h - 1, y0 + int((j + 0.5) * h / n_y))
-                if (hit := plane.frame_at(x, y, cells)) is not None:
-                    fx, fy, k = hit
-                    points.setdefault(k, []).append((i, j, x - fx, y - fy))
-        half = max(1, min(th.PATCH, w // n_x, h // n_y) // 2)
-
-        def sample(item) -> list[tuple[int, int, np.ndarray]]:
-            k, fv = item
-            a, f = th._decoded_small(fv, ds)
-            got = []
-            for i, j, px, py in points[k]:
-                ya, yb, xa, xb = (int(v * f) for v in (max(0, py - half), py + half, max(0, px - half), px + half))
-                got.append((i, j, a[:, ya : max(yb, ya + 1), xa : max(xb, xa + 1)].mean(axis=(1, 2))))
-            return got
-
-        # the frames decoded by two threads (libjpeg-turbo without the GIL), read in batches so
-        # that no more than a batch of frames is held at once
-        frames = plane.frames_at(sorted(points))
-        while batch := list(islice(frames, _BATCH)):
-            for got in th.read_in_threads(sample, batch):
-                for i, j, mean in got:
-                    chans[:, j, i] = mean
-                    cover[j, i] = 1
+    chans = np.zeros((3, h, w), np.float32)
+    cover = np.zeros((h, w), np.float32)
+    wanted = plane.frames_in(x0, y0, w, h)
+    for k, fv in plane.frames_at(sorted(wanted)):
+        fx, fy = wanted[k]
+        a = th._channels(decode_rgb(fv, ds))
+        ax0, ay0 = max(fx, x0), max(fy, y0)
+        ax1, ay1 = min(fx + a.shape[2], x0 + w), min(fy + a.shape[1], y0 + h)
+        if ax1 > ax0 and ay1 > ay0:
+            chans[:, ay0 - y0 : ay1 - y0, ax0 - x0 : ax1 - x0] = a[:, ay0 - fy : ay1 - fy, ax0 - fx : ax1 - fx]
+            cover[ay0 - y0 : ay1 - y0, ax0 - x0 : ax1 - x0] = 1
     return covered_grid(chans, cover, shape)
 
 
