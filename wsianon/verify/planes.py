@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wsianon.verify.formats.leica import _ATTR, _DIM  # the SCN XML read as the Leica checks read it
 from wsianon.verify.levels import POINTS
 from wsianon.verify.thumbnail import (
     MIN_LEVEL_SIDE,
@@ -139,8 +140,6 @@ def _prepared(fd: int, page, size: tuple[int, int], shape: tuple[int, int]) -> t
 
 
 _IMAGE = re.compile(r"<image\b.*?</image>", re.S)
-_DIM = re.compile(r"<dimension\b[^>]*>")
-_ATTR = re.compile(r'(\w+)="([^"]*)"')
 
 
 def leica_pages(tif) -> list[tuple[int, float, tuple[int, int], int]]:
