@@ -386,20 +386,19 @@ def test_grey_focal_planes_are_judged_as_grey(tmp_path, size):
     from PIL import ImageFilter
 
     from wsianon.verify.planes import _prepared, _rgb
+    from wsianon.verify.thumbnail import alike, grid_shape
 
-    assert _rgb(np.zeros((4, 5), np.uint8)).shape == (4, 5, 3) and _rgb(np.zeros((4, 5, 1), np.uint8)).shape == (4, 5, 3)
     from .fixtures.ndpi_gen import tissue
 
+    assert _rgb(np.zeros((4, 5), np.uint8)).shape == (4, 5, 3) and _rgb(np.zeros((4, 5, 1), np.uint8)).shape == (4, 5, 3)
     w, h = size
+    shape = grid_shape(size)
     grey = tissue(w, h).convert("L")
     for name, plane in (("same", grey.filter(ImageFilter.GaussianBlur(2))), ("label", label_photo(size).convert("L"))):
         path = tmp_path / f"{name}.tif"
         tifffile.imwrite(path, np.asarray(grey), tile=(256, 256), compression="jpeg", photometric="minisblack")
         tifffile.imwrite(path, np.asarray(plane), tile=(256, 256), compression="jpeg", photometric="minisblack", append=True)
-        from wsianon.verify.thumbnail import alike, grid_shape
-
         with tifffile.TiffFile(path) as tf, open(path, "rb") as fh:
-            shape = grid_shape(size)
             a, _ = _prepared(fh.fileno(), tf.pages[0], size, shape)
             b, _ = _prepared(fh.fileno(), tf.pages[1], size, shape)
         assert alike(a, b) is (name == "same"), name
