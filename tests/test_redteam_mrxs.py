@@ -22,9 +22,11 @@ import json
 import os
 import re
 import shutil
+import struct
 import zlib
 from pathlib import Path
 
+import pytest
 
 from tests.fixtures.isyntax_gen import label_jpeg, make_isyntax
 from tests.fixtures.mrxs_gen import _jpeg, label_image, make_mrxs
@@ -37,6 +39,7 @@ from tests.fixtures.redteam_plant import (
     plant_histogram_text,
     plant_ini_key_names,
     plant_member_names,
+    plant_out_of_grid_in_page,
     plant_out_of_grid_tile,
     plant_png_tiles,
 )
@@ -109,21 +112,27 @@ def test_mrxs_hiding_places_never_reach_out(cli, tmp_path):
     plant_png_tiles(k, None, fmt="BMP24")  # clean BMP tiles: shared
     grid = make_mrxs(src, "SLIDE-M10", images=2, levels=2)
     plant_out_of_grid_tile(grid, _jpeg(label_image("RTQXGRIDLBL")))
+    grid2 = make_mrxs(src, "SLIDE-P12", images=2, levels=2)
+    plant_out_of_grid_in_page(grid2, _jpeg(label_image("RTQXGRIDLBL")))
     cp = make_mrxs(src, "SLIDE-N11", images=2, levels=2)  # a Windows-1252 Slidedat.ini, a name in a safe key
     ini = cp.folder / "Slidedat.ini"
     ini.write_bytes(ini.read_bytes().replace(b"OBJECTIVE_NAME = Plan-Apochromat", "OBJECTIVE_NAME = Björn Ås".encode("cp1252")))
 
     out = tmp_path / "out"
-    code, report, console = _run(cli, [x.mrxs for x in (a, b, c, d, e, f, g, h, k, grid, cp)], out)
+    code, report, console = _run(cli, [x.mrxs for x in (a, b, c, d, e, f, g, h, k, grid, cp, grid2)], out)
     assert code == 1  # the PNG / BMP tiles with text are quarantined
     status = [s["status"] for s in report["slides"]]
     # the cp1252 name in a safe key is blanked (a safe key keeps printable ASCII only: round 4)
-    assert status == ["ok"] * 5 + ["failed", "ok", "failed", "ok", "ok", "ok"], status
+    # the out-of-grid item on a page chained to the end of Index.dat is refused (OpenSlide reads
+    # a level's pages one after another: it draws the next level's image at level 0's origin);
+    # on the level's own page OpenSlide refuses the output (an image row past the grid)
+    assert status == ["ok"] * 5 + ["failed", "ok", "failed", "ok", "error", "ok", "failed"], status
+    assert "next-page pointer" in report["slides"][9]["error"]
     assert _hits(out, list(t.values()) + ["Björn"]) == []
     assert not any("Björn".encode("cp1252") in p.read_bytes() for p in out.rglob("*") if p.is_file())
     assert not any(v in console for v in t.values())
     placed = sorted(out.glob("*.mrxs"))
-    assert len(placed) == 9
+    assert len(placed) == 8
     for s in report["slides"]:
         if s["status"] == "ok":
             checks = _checks(s)
@@ -137,7 +146,7 @@ def test_mrxs_hiding_places_never_reach_out(cli, tmp_path):
     for slide, text in ((d, "RTQXFLTLBL"), (grid, "RTQXGRIDLBL")):
         lbl = _jpeg(label_image(text))[-300:-236]  # entropy-coded data
         assert lbl in (slide.folder / "Data0000.dat").read_bytes()
-        for p in placed:
+        for p in placed + sorted((tmp_path / "out.quarantine").glob("*/*.mrxs")):
             assert lbl not in (p.with_suffix("") / "Data0000.dat").read_bytes()
     # the report names what it removed without the names the source chose
     names = [r["name"] + " " + r["where"] for s in report["slides"] for r in s["removed"]]
@@ -172,6 +181,42 @@ def test_verify_fails_on_unread_records_and_member_names(cli, tmp_path):
     code, stdout, _ = cli("verify", "--json", str(main))
     failed = {c["check"] for c in json.loads(stdout)[0]["checks"] if not c["ok"]}
     assert code == 1 and failed == {"mrxs-member-names"}, failed
+
+
+def test_verify_fails_a_zoom_level_page_chained_elsewhere(cli, tmp_path):
+    """OpenSlide reads a zoom level's data pages one after another in Index.dat; an output whose
+    level-0 page points to a page elsewhere is drawn from other bytes than that chain names (here
+    the level-1 record and page: its image at level 0's origin). ``verify`` fails it."""
+    info = make_mrxs(tmp_path / "src", "SLIDE-V2", images=2, levels=2)
+    out = tmp_path / "out"
+    code, _report, _ = _run(cli, [info.mrxs], out)
+    assert code == 0
+    (main,) = out.glob("*.mrxs")
+    code, stdout, _ = cli("verify", str(main))
+    assert code == 0, stdout[-2000:]
+    idx_path = main.with_suffix("") / "Index.dat"
+    idx = bytearray(idx_path.read_bytes())
+    (table,) = struct.unpack_from("<i", idx, 5 + len(info.canaries["SLIDE_ID"]))  # a keyed ID as long
+    (rec,) = struct.unpack_from("<i", idx, table)
+    (page,) = struct.unpack_from("<i", idx, rec + 4)
+    count, nxt = struct.unpack_from("<ii", idx, page)
+    assert nxt == 0
+    first = struct.unpack_from("<iiii", idx, page + 8)
+    struct.pack_into("<i", idx, page + 4, len(idx))  # a chain to a page at the end: item 0 again
+    idx += struct.pack("<ii", 1, 0) + struct.pack("<iiii", *first)
+    idx_path.write_bytes(bytes(idx))
+    code, stdout, stderr = cli("verify", "--json", str(main))
+    assert code == 1 and json.loads(stdout) == []
+    assert "Index.dat" in stderr and "next-page pointer" in stderr, stderr
+    # the verifier's own walk of the zoom levels (mrxs_hidden.zoom_items) refuses it too
+    import configparser
+
+    from wsianon.verify import mrxs_hidden
+
+    cp = configparser.RawConfigParser()
+    cp.read_string((main.with_suffix("") / "Slidedat.ini").read_text())
+    with pytest.raises(ValueError, match="next-page pointer"):
+        mrxs_hidden.zoom_items(bytes(idx), cp)
 
 
 LABEL_B64 = base64.b64encode(label_jpeg("RTQXISXLBL")).decode()

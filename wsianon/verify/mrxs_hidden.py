@@ -56,7 +56,9 @@ def zoom_items(idx: bytes, cp: configparser.RawConfigParser) -> list[list[Item]]
 
     An item outside the grid is none OpenSlide draws (proven zero by mrxs-unread-records-zero).
     Fail closed (ValueError): a negative item count or item field, a page reaching past the end of
-    Index.dat, a page chain that loops; a grid not stated (OpenSlide refuses such a slide)."""
+    Index.dat, a page chain that loops or a next-page pointer not where its page ends (OpenSlide reads
+    the next page there, whatever the pointer says: other bytes would be drawn as items than the
+    chain names); a grid not stated (OpenSlide refuses such a slide)."""
     sid = cp.get("GENERAL", "SLIDE_ID")
     (table,) = struct.unpack_from("<i", idx, 5 + len(sid))
     grid = cp.getint("GENERAL", "IMAGENUMBER_X") * cp.getint("GENERAL", "IMAGENUMBER_Y")
@@ -79,6 +81,8 @@ def zoom_items(idx: bytes, cp: configparser.RawConfigParser) -> list[list[Item]]
                     raise ValueError("negative item field")  # OpenSlide refuses the slide
                 if item[0] < grid:
                     items.append(item)
+            if nxt and nxt != page + 8 + 16 * count:
+                raise ValueError("a next-page pointer not where its page ends")  # OpenSlide reads on in file order
             page = nxt
         out.append(items)
     return out

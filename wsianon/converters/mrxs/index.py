@@ -130,6 +130,13 @@ def _walk_hier_record(
                 items.append((index, off, ln, fno))
         if nxt == 0:
             break
+        if grid is not None and nxt != page + 8 + 16 * count:
+            # OpenSlide reads the next page where this one ends (it takes a non-zero pointer as
+            # "more follow" and never seeks to it): a page elsewhere makes it draw other bytes as
+            # items than the ones the chain names (a level-1 image drawn at level 0's origin)
+            raise CorruptInput(
+                path, "Index.dat corrupt: a data page's next-page pointer is not where the page ends (readers disagree about the slide's images)"
+            )
         page = nxt
 
 
