@@ -249,7 +249,7 @@ def check_thumbnail(conv: NativeConverter | None, out_main: Path, policy: Policy
     """``thumbnail-provenance``: a kept thumbnail must be the slide downsampled
     (``wsianon.verify.thumbnail``; an MRXS SlidePreview, a photo of the glass, is not judged), and
     ``pyramid-consistency``: every level below the base must be a larger level downsampled
-    (``wsianon.verify.levels``; not MRXS: README, Limitations), and for an NDPI ``focal-planes``:
+    (``wsianon.verify.levels``; MRXS over the part its level 0 places images in), and for an NDPI ``focal-planes``:
     every level page OpenSlide does not show (another Z offset) must be its level's page at Z
     offset 0 (``wsianon.verify.planes``), as for a Leica SCN every ``<dimension>`` at another z. Its own OpenSlide handle: a
     tile that fails to decode leaves a handle in error, and the structure checks read through theirs."""
@@ -266,9 +266,7 @@ def check_thumbnail(conv: NativeConverter | None, out_main: Path, policy: Policy
         # read before any pixel: a tile that fails to decode leaves the handle in error, and every
         # later call on it (a property too) raises
         vendor = out.properties.get("openslide.vendor")
-        if vendor == "mirax":
-            return
-        if "thumbnail" in set(out.associated_images.keys()) & allowed_associated(conv, policy):
+        if vendor != "mirax" and "thumbnail" in set(out.associated_images.keys()) & allowed_associated(conv, policy):
             thumbnail_provenance.check_openslide(out, verdict)
         pyramid_levels.check_openslide(out, verdict)
         if vendor == "hamamatsu" and out_main.suffix.lower() == ".ndpi":

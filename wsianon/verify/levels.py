@@ -22,9 +22,9 @@ one tile are read together (each tile decoded once), at most ``POINTS`` x ``POIN
 compared, and only the patches' pixels are averaged (a patch's mean colour, then its grey and colour
 differences: they are linear in the colour). Levels under ``MIN_LEVEL_SIDE`` px on their long side
 are not compared (JPEG rounding dominates them; named in the detail). A level that cannot be read
-fails (fail closed). Details name the check and the level's index, never a measured value. MRXS is
-not judged (the caller skips it: OpenSlide's drawing of a MIRAX slide follows its placement model,
-and no real MIRAX pixels were available; README, Limitations).
+fails (fail closed). Details name the check and the level's index, never a measured value. An
+MRXS slide is judged as OpenSlide draws it, over the box of its placed level-0 images (``_region``);
+no real MIRAX pixels were available to calibrate that (README, Limitations).
 """
 
 from __future__ import annotations
@@ -61,28 +61,47 @@ ORPHAN = 0.1
 DETAIL_PIXELS = "its pixels are not the slide's (a larger level downsampled)"
 
 
-def _extent(dims, downs, k: int, r: int) -> tuple[float, float]:
-    """The part of the slide (level-0 pixels from the origin) levels ``k`` and ``r`` both cover."""
-    return min(dims[k][0] * downs[k], dims[r][0] * downs[r]), min(dims[k][1] * downs[k], dims[r][1] * downs[r])
+def _region(slide, dims, downs, k: int, r: int) -> tuple[float, float, float, float]:
+    """(x, y, width, height): the part of the slide (level-0 pixels) levels ``k`` and ``r`` both
+    cover. An MRXS slide's is cut to OpenSlide's bounds, the box of the level-0 images it places
+    (``openslide.bounds-*``, computed from the index, not read from the file): a real MIRAX grid
+    spans the whole glass and holds tissue in a part of it, and its levels have no pixels
+    elsewhere. A lower-level image drawn outside that box covers no placed level-0 image, which
+    the redactor zeroes and ``mrxs-unscanned`` proves zero."""
+    ew = min(dims[k][0] * downs[k], dims[r][0] * downs[r])
+    eh = min(dims[k][1] * downs[k], dims[r][1] * downs[r])
+    props = slide.properties
+    if props.get("openslide.vendor") != "mirax":
+        return 0.0, 0.0, ew, eh
+    try:
+        bx, by, bw, bh = (float(props[f"openslide.bounds-{n}"]) for n in ("x", "y", "width", "height"))
+    except (KeyError, ValueError):
+        return 0.0, 0.0, ew, eh
+    x0, y0 = min(max(bx, 0.0), ew), min(max(by, 0.0), eh)
+    return x0, y0, max(0.0, min(bx + bw, ew) - x0), max(0.0, min(by + bh, eh) - y0)
 
 
-def _points(slide, r: int, extent: tuple[float, float], shape: tuple[int, int]) -> list[tuple[int, int, float, float, float, float]]:
+def _points(slide, r: int, region: tuple[float, float, float, float], shape: tuple[int, int]) -> list[tuple[int, int, float, float, float, float]]:
     """(i, j, x, y, w, h): each grid point's patch, in level-0 pixels (``POINTS`` points on the
-    long side, as many as ``shape`` allows on the other)."""
-    ew, eh = extent
+    long side of ``region``, as many as ``shape`` allows on the other)."""
+    ox, oy, ew, eh = region
     down = slide.level_downsamples[r]
     n_x, n_y = (max(1, round(POINTS * s / max(shape))) for s in shape)
     pw, ph = min(ew / n_x, READ * down), min(eh / n_y, READ * down)
     tw, th = (t * down for t in tile_size(slide, r))
 
-    def place(c: float, p: float, tile: float, limit: float) -> float:
+    def place(c: float, p: float, tile: float, lo: float, size: float) -> float:
         x = c - p / 2
         if 0 < p <= tile:  # inside the tile of r holding the point
             t0 = math.floor(c / tile) * tile
             x = min(max(x, t0), t0 + tile - p)
-        return min(max(x, 0.0), max(0.0, limit - p))
+        return min(max(x, lo), max(lo, lo + size - p))
 
-    return [(i, j, place((i + 0.5) * ew / n_x, pw, tw, ew), place((j + 0.5) * eh / n_y, ph, th, eh), pw, ph) for j in range(n_y) for i in range(n_x)]
+    return [
+        (i, j, place(ox + (i + 0.5) * ew / n_x, pw, tw, ox, ew), place(oy + (j + 0.5) * eh / n_y, ph, th, oy, eh), pw, ph)
+        for j in range(n_y)
+        for i in range(n_x)
+    ]
 
 
 def _sampled(slide, level: int, points) -> tuple[np.ndarray, np.ndarray]:
@@ -127,13 +146,13 @@ def _pair(slide, k: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
     and blurred counting only cells with pixels); the part of each cell with pixels, for each),
     sampled at the same points of the part of the slide both cover."""
     dims = [tuple(d) for d in slide.level_dimensions]
-    extent = _extent(dims, list(slide.level_downsamples), k, r)
+    region = _region(slide, dims, list(slide.level_downsamples), k, r)
     # one grid for every level of a pyramid (its levels' sizes differ by rounding only); a level
     # smaller than the grid at its own size
-    shape = grid_shape((max(1, round(extent[0])), max(1, round(extent[1]))))
+    shape = grid_shape((max(1, round(region[2])), max(1, round(region[3]))))
     if max(dims[k]) < GRID:
         shape = grid_shape(dims[k])
-    points = _points(slide, r, extent, shape)
+    points = _points(slide, r, region, shape)
     (mine, mine_cover), (theirs, their_cover) = (covered_grid(*_sampled(slide, q, points), shape) for q in (k, r))
     return blurred_covered(mine, mine_cover), blurred_covered(theirs, their_cover), mine_cover, their_cover
 
