@@ -657,3 +657,26 @@ def test_element_of_a_numeric_vr_holding_text_is_refused(original, tmp_path):
     slides = _refused(case_dir, src, tmp_path / "out")
     assert [s["status"] for s in slides] == ["error"], slides
     assert "cannot be encoded" in slides[0]["error"], slides[0]["error"]
+
+
+def _truncated_pixel_data(b: bytes, elems: list[Elem]) -> bytes:
+    px = _find(elems, PIXEL_DATA)
+    assert px is not None
+    return b[: px.value_at + 200]
+
+
+def test_run_names_the_damaged_instance(original, tmp_path):
+    """A damaged instance that is not the slide's first file: ``run``'s one error line named the
+    slide's first file (its display path) while ``verify`` named the damaged instance; both name
+    the instance now (the source's own file, as the user gave it)."""
+    from .test_fuzz import _run_case
+
+    case_dir, src = _damaged(original, tmp_path, "3-volume.dcm", _truncated_pixel_data)
+    slides = _refused(case_dir, src, tmp_path / "out", read_only=False)
+    assert [s["status"] for s in slides] == ["error"], slides
+    assert "3-volume" not in slides[0]["error"]  # the report keeps the reason only
+    code, _, stderr, _ = _run_case(case_dir, src, tmp_path / "out2", False, extra=TARGET)
+    err = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert code == 1 and err == [f"error: {src / '3-volume.dcm'}: {slides[0]['error']}"], err
+    code, _, stderr, _ = _run_case(case_dir, src, case_dir, False, "verify")
+    assert [line.split(": ")[1] for line in stderr.splitlines() if line.startswith("error:")] == [str(src / "3-volume.dcm")]

@@ -162,7 +162,11 @@ class BatchConsole:
             if failed:
                 line += f" (failed: {safe(', '.join(failed))})"
         if o.status == Status.ERROR:
-            self.err.print(f"[red]error:[/red] {safe(disp)}: {safe(o.error)}", highlight=False, soft_wrap=True)
+            where = disp
+            if o.error_file is not None and info.get("source") is not None:
+                # the instance the error is about, spelled as the user gave the slide's first file
+                where = os.path.join(os.path.dirname(disp), os.path.relpath(o.error_file, os.path.dirname(info["source"])))
+            self.err.print(f"[red]error:[/red] {safe(where)}: {safe(o.error)}", highlight=False, soft_wrap=True)
         if not self.json_out:
             (self.err if o.status != Status.OK else self.out).print(line, highlight=False, soft_wrap=True)
 

@@ -180,6 +180,8 @@ def settle(outcome: Outcome, src: SlideSource) -> Iterator[None]:
         outcome.status = Status.ERROR
         # the reason only: reports live inside OUT, paths stay out
         outcome.error = redact_paths(exc.reason, [src.path, *src.files])
+        if exc.path is not None and exc.path != src.path and exc.path in src.files:
+            outcome.error_file = exc.path  # a damaged instance, not the slide's first file
     except MemoryError:
         outcome.status = Status.ERROR
         outcome.error = "out of memory"

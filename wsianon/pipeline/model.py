@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wsianon.io.plan import Removal
@@ -97,6 +98,9 @@ class Outcome:
     removals: list[Removal] = field(default_factory=list)
     verdict: Verdict | None = None
     error: str | None = None  # one-line reason (no identifying values)
+    # the file of a multi-file slide (a DICOM instance) the error is about: the console's error
+    # line names it (never in a report: paths stay out of OUT)
+    error_file: Path | None = field(default=None, repr=False)
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     bytes_in: int = 0
