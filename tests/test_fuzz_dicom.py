@@ -680,3 +680,32 @@ def test_run_names_the_damaged_instance(original, tmp_path):
     assert code == 1 and err == [f"error: {src / '3-volume.dcm'}: {slides[0]['error']}"], err
     code, _, stderr, _ = _run_case(case_dir, src, case_dir, False, "verify")
     assert [line.split(": ")[1] for line in stderr.splitlines() if line.startswith("error:")] == [str(src / "3-volume.dcm")]
+
+
+@pytest.mark.parametrize("groups", ["absent", "empty"])
+def test_tiled_sparse_without_positions_is_refused_as_such(original, tmp_path, groups):
+    """A TILED_SPARSE VOLUME without per-frame positions (no Per-Frame Functional Groups, or
+    none in it): its frames have no place; it was taken for the TILED_FULL grid and refused only
+    when OpenSlide crashed on it ("the decoder crashed on it"), or, the sequence empty, shared.
+    ``run`` and ``verify`` refuse it before decoding, saying why."""
+    import pydicom
+    from pydicom.sequence import Sequence
+
+    from .test_fuzz import _run_case
+
+    case_dir = tmp_path / "case"
+    src = case_dir / "slide"
+    shutil.copytree(original, src)
+    ds = pydicom.dcmread(src / "3-volume.dcm")
+    ds.DimensionOrganizationType = "TILED_SPARSE"
+    if groups == "empty":
+        ds.PerFrameFunctionalGroupsSequence = Sequence([])
+    else:
+        assert "PerFrameFunctionalGroupsSequence" not in ds
+    ds.save_as(src / "3-volume.dcm")
+    slides = _refused(case_dir, src, tmp_path / "out")
+    assert [s["status"] for s in slides] == ["error"], slides
+    assert "TILED_SPARSE image without per-frame positions" in slides[0]["error"], slides[0]["error"]
+    code, _, stderr, _ = _run_case(case_dir, src, case_dir, False, "verify")
+    err = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert code == 1 and err == [f"error: {src / '3-volume.dcm'}: TILED_SPARSE image without per-frame positions; refused"], err

@@ -296,13 +296,16 @@ def sample_bits(ds: Dataset) -> SampleBits | None:
 # every frame has a place of its own in the image (PS3.3 C.8.12.4.1.3 / C.7.6.17.3)
 
 
+SPARSE_UNPLACED = "TILED_SPARSE image without per-frame positions"
+
+
 def unplaced_frames(ds: Dataset) -> str | None:
     """Why some frame of ``ds`` has no place of its own in its total pixel matrix, or None.
 
     A frame no place shows is drawn by no viewer: it could be any image (a photo of the label
-    appended to a level, two tiles for one place). TILED_FULL (or no per-frame positions): the
-    frames are exactly the tile grid, times the focal planes and optical paths; TILED_SPARSE: one
-    position a frame, inside the matrix, no two frames at the same place of one plane and path."""
+    appended to a level, two tiles for one place). TILED_FULL (or no per-frame positions, unless
+    TILED_SPARSE): the frames are exactly the tile grid, times the focal planes and optical paths;
+    TILED_SPARSE: one position a frame, inside the matrix, no two frames at the same place of one plane and path."""
     try:
         n = int(ds.get("NumberOfFrames", 1) or 1)
         tw, th = int(ds.Columns), int(ds.Rows)
@@ -315,7 +318,10 @@ def unplaced_frames(ds: Dataset) -> str | None:
     if min(n, tw, th, cols, rows, planes, paths) < 1:
         return "frame geometry with a zero or negative size"
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
-    full = str(ds.get("DimensionOrganizationType", "") or "").upper() == "TILED_FULL" or not per_frame
+    organization = str(ds.get("DimensionOrganizationType", "") or "").upper()
+    if organization == "TILED_SPARSE" and not per_frame:
+        return SPARSE_UNPLACED  # its frames are placed by per-frame positions only (the decoders crashed on it)
+    full = organization == "TILED_FULL" or not per_frame
     grid = -(-cols // tw) * -(-rows // th) * planes * paths
     part = concatenation_part(ds)
     if part is not None or any(kw in ds for kw in CONCATENATION_KEYS[:4]):

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from wsianon.errors import CorruptInput
+from wsianon.io.dicomframes import SPARSE_UNPLACED
 
 PROBE_TIMEOUT_S = 300
 _OK, _UNREADABLE, _DECODE_ERROR = 0, 4, 3
@@ -169,7 +170,8 @@ def check_decodes_dicom(files: list[Path], timeout: float = PROBE_TIMEOUT_S, nam
 
 def check_structure_dicom(path: Path) -> None:
     """The frames an instance declares fit in its file: every encapsulated frame needs an item
-    header (8 bytes), a native one its Rows x Columns x samples x bits. The checks size lists and
+    header (8 bytes), a native one its Rows x Columns x samples x bits; a TILED_SPARSE one has
+    per-frame positions. The checks size lists and
     arrays by Number of Frames (a frame's position in the matrix, the frames to judge), so an
     instance declaring 2^31 frames in a few kB held the process (CPU and memory) until the
     kernel killed it."""
@@ -177,7 +179,7 @@ def check_structure_dicom(path: Path) -> None:
 
     import pydicom
 
-    tags = ["NumberOfFrames", "Rows", "Columns", "SamplesPerPixel", "BitsAllocated"]
+    tags = ["NumberOfFrames", "Rows", "Columns", "SamplesPerPixel", "BitsAllocated", "DimensionOrganizationType"]
     try:
         size = path.stat().st_size
         with warnings.catch_warnings():
@@ -187,10 +189,29 @@ def check_structure_dicom(path: Path) -> None:
         ts = str(ds.file_meta.get("TransferSyntaxUID", ""))
         native = ts in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2")
         per_frame = max(1, int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1) * int(ds.get("BitsAllocated", 8) or 8) // 8) if native else 8
+        sparse = str(ds.get("DimensionOrganizationType", "") or "").upper() == "TILED_SPARSE"
     except Exception:
         return  # the checks report a file they cannot read
     if n < 1 or n * per_frame > size:
         raise CorruptInput(path, "Number of Frames is larger than the file can hold; refused")
+    if sparse and not _per_frame_groups(path):  # its frames have no place (OpenSlide crashed on it)
+        raise CorruptInput(path, f"{SPARSE_UNPLACED}; refused")
+
+
+def _per_frame_groups(path: Path) -> bool:
+    """Whether ``path`` has a Per-Frame Functional Groups Sequence with an item (True when it
+    cannot be read: the checks report that)."""
+    import warnings
+
+    import pydicom
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PerFrameFunctionalGroupsSequence"])
+        return bool(ds.get("PerFrameFunctionalGroupsSequence"))
+    except Exception:
+        return True
 
 
 def _check_decodes_dicom(files: list[Path], timeout: float) -> None:
