@@ -709,3 +709,68 @@ def test_tiled_sparse_without_positions_is_refused_as_such(original, tmp_path, g
     code, _, stderr, _ = _run_case(case_dir, src, case_dir, False, "verify")
     err = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert code == 1 and err == [f"error: {src / '3-volume.dcm'}: TILED_SPARSE image without per-frame positions; refused"], err
+
+
+@pytest.mark.parametrize("value", [b"", b"YBR_ICT", b"MONOCHROME2"])
+def test_photometric_interpretation_the_codec_does_not_carry_fails_verification(original, tmp_path, value):
+    """A VOLUME of JPEG baseline frames (three components) whose Photometric Interpretation is
+    empty, YBR_ICT (JPEG 2000's) or MONOCHROME2 (one sample): every check passed and the slide
+    was shared, though a viewer draws it in other colours than the checks decoded, or not at all.
+    ``dicom: photometric`` (PS3.5 8.2) quarantines it, and ``verify`` fails the output."""
+    from .test_fuzz import _run_case
+
+    case_dir, src = _damaged(original, tmp_path, "3-volume.dcm", _retyped(0x00280004, b"CS", value))
+    out = tmp_path / "out"
+    code, _, _, _ = _run_case(case_dir, src, out, False, extra=TARGET)
+    (slide,) = json.loads((out / "wsianon-report.json").read_text())["slides"]
+    failed = {c["check"]: c["detail"] for c in slide["verification"]["checks"] if not c["ok"]}
+    assert code == 1 and slide["status"] == "failed" and list(failed) == ["dicom: photometric"], (code, slide["status"], failed)
+    assert (value.decode() or "an empty value") in failed["dicom: photometric"], failed
+    quarantined = tmp_path / "out.quarantine" / slide["slide"]
+    code, stdout, _, _ = _run_case(case_dir, quarantined, case_dir, False, "verify")
+    assert code == 1 and "dicom: photometric" in stdout, stdout[-500:]
+
+
+def test_photometric_interpretation_rule():
+    """The rule by transfer syntax and samples; the values real files and wsidicomizer write pass."""
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+
+    from wsianon.verify.dicom.photometric import photometric_problem
+
+    from .conftest import SHARED
+
+    def ds(ts: str, pi: str, spp: int) -> Dataset:
+        d = Dataset()
+        d.file_meta = FileMetaDataset()
+        d.file_meta.TransferSyntaxUID = ts
+        d.PhotometricInterpretation, d.SamplesPerPixel = pi, spp
+        return d
+
+    jpeg, j2k, j2k_lossless, native = "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.1"
+    for ts, pi, spp in [
+        (jpeg, "YBR_FULL_422", 3),
+        (jpeg, "RGB", 3),
+        (jpeg, "YBR_FULL", 3),
+        (jpeg, "MONOCHROME2", 1),
+        (j2k, "YBR_ICT", 3),
+        (j2k, "YBR_FULL_422", 3),
+    ]:
+        assert photometric_problem(ds(ts, pi, spp)) is None, (ts, pi)
+    for ts, pi, spp in [(j2k_lossless, "YBR_RCT", 3), (native, "RGB", 3), (native, "MONOCHROME2", 1), ("1.2.840.10008.1.2.4.80", "RGB", 3)]:
+        assert photometric_problem(ds(ts, pi, spp)) is None, (ts, pi)
+    for ts, pi, spp in [
+        (jpeg, "YBR_ICT", 3),
+        (jpeg, "", 3),
+        (j2k_lossless, "YBR_ICT", 3),
+        (native, "YBR_RCT", 3),
+        (jpeg, "RGB", 1),
+        (native, "MONOCHROME2", 3),
+    ]:
+        assert photometric_problem(ds(ts, pi, spp)) is not None, (ts, pi, spp)
+    secret = photometric_problem(ds(jpeg, "SMITH", 3))
+    assert secret is not None and "SMITH" not in secret  # the instance's own text is never shown
+    assert photometric_problem(ds("1.2.3.4", "SMITH", 3)) is None  # a transfer syntax the table does not know: not judged here
+    real = sorted((SHARED / "dicom").rglob("*.dcm"))
+    for f in real:
+        assert photometric_problem(pydicom.dcmread(f, stop_before_pixels=True)) is None, f.name

@@ -15,6 +15,8 @@ result against the resolved Annex E profile (the rule DATA, not the engine's cod
   ``wsianon.verify.thumbnail``);
 * ``dicom: uids`` — one Study/Series/FrameOfReference UID for the slide, unique SOP Instance UIDs;
 * ``dicom: pyramid`` — every VOLUME instance is a level of the slide's image (its aspect);
+* ``dicom: photometric`` — every instance's Photometric Interpretation is one PS3.5 8.2 allows for
+  its transfer syntax, with its number of samples (``wsianon.verify.dicom.photometric``);
 * ``dicom: frames`` — every frame equals the source frame (DICOM inputs) or the source tile
   bitstream (tiled TIFF sources; JPEG compared by tables and entropy-coded data, since the DICOM
   frame carries the shared JPEGTables and colour-space markers inline); frames the converter
@@ -52,6 +54,7 @@ from wsianon.verify import thumbnail as thumbnail_provenance
 from wsianon.verify.dicom.frames import check_frame_segments, check_frames_dicom
 from wsianon.verify.dicom.images import check_barcodes, check_record_and_images
 from wsianon.verify.dicom.opens import check_opens
+from wsianon.verify.dicom.photometric import check_photometric
 from wsianon.verify.dicom.pyramid import check_pyramid
 from wsianon.verify.dicom.profile import element_values, walk_profile
 from wsianon.verify.dicom.uids import check_uids
@@ -127,6 +130,7 @@ def verify_dicom_output(inv: Inventory, result_files: list[Path], ctx, verdict: 
     thumbnail_provenance.check_dicom(dsets, verdict)
     check_uids(dsets, verdict, [Path(s) for s in inv.input_files] if inv.format == "dicom" else None)
     check_pyramid(dsets, verdict)
+    check_photometric(dsets, verdict)
     if inv.format == "dicom":
         check_frames_dicom([Path(s) for s in inv.input_files], dsets, verdict)
         sources = [Path(s) for s in inv.input_files]
@@ -177,6 +181,7 @@ def audit_dicom(inv: Inventory, files: list[Path], verdict: Verdict, pseudonyms:
     thumbnail_provenance.check_dicom(dsets, verdict)
     check_uids(dsets, verdict)
     check_pyramid(dsets, verdict)
+    check_photometric(dsets, verdict)
     check_frame_segments(files, verdict)
     ecs.check_dicom(dsets, verdict, every=every_frame)
     padding.check_dicom(dsets, verdict)

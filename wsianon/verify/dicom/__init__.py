@@ -6,6 +6,7 @@ Modules, one concept each (``wsianon/pipeline/verify_dicom.py`` runs them for on
 * ``profile.py`` — ``dicom: profile`` (the Annex E walk);
 * ``images.py`` — ``dicom: record``, ``dicom: images``, ``dicom: barcodes``;
 * ``uids.py`` — ``dicom: uids``;
+* ``photometric.py`` — ``dicom: photometric``;
 * ``jpeg.py`` — JPEG frames against source tiles (tables + entropy-coded data);
 * ``decode.py`` — decoding re-tiled / re-encoded frames, PSNR, sampling;
 * ``frames.py`` — ``dicom: frames`` and ``dicom: frame segments``;
