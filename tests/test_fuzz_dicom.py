@@ -604,6 +604,17 @@ def test_volume_without_sop_instance_uid_is_refused(original, tmp_path):
     assert [s["status"] for s in slides] == ["error"] and "SOP Instance UID" in slides[0]["error"]
 
 
+def test_verify_judges_a_volume_without_sop_instance_uid(original, tmp_path, cli):
+    """``verify`` of the same folder ended in "internal error (AttributeError) while auditing"
+    (``dicom: uids`` read the attribute unguarded); it now fails ``dicom: uids`` naming the file."""
+    _case_dir, src = _damaged(original, tmp_path, "3-volume.dcm", _without(0x00080018))
+    code, stdout, stderr = cli("verify", str(src))
+    assert code == 1
+    assert "internal error" not in stdout + stderr
+    line = next(ln for ln in stdout.splitlines() if "dicom: uids" in ln)
+    assert line.strip().startswith("FAIL") and "3-volume.dcm: SOPInstanceUID missing or empty" in line, line
+
+
 def _retyped(tag: int, vr: bytes, value: bytes):
     def mutate(b: bytes, elems: list[Elem]) -> bytes:
         return _put(b, elems, tag, _element(tag, vr, value))

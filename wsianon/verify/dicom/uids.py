@@ -20,10 +20,14 @@ def check_uids(dsets: list[tuple[Path, Dataset]], verdict: Checks, sources: list
     pyr = {str(ds.get("PyramidUID", "")) for _p, ds in dsets if image_kind(ds) == "VOLUME"}
     if len(pyr) > 1:
         bad.append("PyramidUID differs between levels")
-    sops = [str(ds.SOPInstanceUID) for _p, ds in dsets]
+    missing = [p.name for p, ds in dsets if not str(ds.get("SOPInstanceUID", "") or "").strip()]
+    if missing:  # a required (type 1) attribute: an instance nobody can address
+        bad.append(f"{', '.join(missing[:3])}: SOPInstanceUID missing or empty")
+    sops = [str(ds.get("SOPInstanceUID", "") or "") for _p, ds in dsets]
     if len(set(sops)) != len(sops):
         bad.append("SOPInstanceUID repeated")
     for p, ds in dsets:
-        if str(ds.file_meta.get("MediaStorageSOPInstanceUID", "")) != str(ds.SOPInstanceUID):
+        meta = getattr(ds, "file_meta", None)
+        if str(meta.get("MediaStorageSOPInstanceUID", "") if meta is not None else "") != str(ds.get("SOPInstanceUID", "") or ""):
             bad.append(f"{p.name}: MediaStorageSOPInstanceUID differs from SOPInstanceUID")
     verdict.add("dicom: uids", not bad, "; ".join(bad[:5]) or "one study/series/frame of reference; unique instances")
