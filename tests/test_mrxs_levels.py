@@ -130,3 +130,67 @@ def test_only_the_part_level_0_places_images_in_is_compared(tmp_path):
     (clean,), (planted,) = results
     assert clean[:2] == ("pyramid-consistency", True), clean
     assert planted[:2] == ("pyramid-consistency", False) and "level 1" in planted[2], planted
+
+
+def test_real_tissue_with_stitching_offsets_passes(tmp_path, monkeypatch):
+    """A clean slide must not be quarantined: real tissue (the bundled CMU-1 region, tiled) as an
+    8 x 8 MIRAX grid, its camera positions moved up to 48 px (of 256) from the grid as a stitcher
+    moves them. OpenSlide draws a lower-level image at its first camera image's position, so its
+    levels are offset from level 0 by up to that much: they pass. The same slide with a label photo
+    as level 1 fails."""
+    import random
+    import struct
+
+    import openslide
+    from PIL import Image
+
+    import tests.fixtures.mrxs_gen as gen
+    from tests.conftest import BUNDLED
+    from tests.fixtures.mrxs_hidden import use_positions
+    from wsianon.verify import levels
+
+    cmu = openslide.OpenSlide(str(BUNDLED / "CMU-1-Small-Region.svs"))
+    try:
+        region = cmu.read_region((0, 0), 0, cmu.dimensions).convert("RGB")
+    finally:
+        cmu.close()
+
+    def real_tissue(w: int, h: int, seed: int = 0) -> Image.Image:
+        out = Image.new("RGB", (w, h))
+        for y in range(0, h, region.height):
+            for x in range(0, w, region.width):
+                out.paste(region, (x, y))
+        return out
+
+    monkeypatch.setattr(gen, "tissue", real_tissue)
+
+    class Verdict:
+        def __init__(self) -> None:
+            self.got: list[tuple[str, bool, str]] = []
+
+        def add(self, name: str, ok: bool, detail: str) -> None:
+            self.got.append((name, ok, detail))
+
+    got = []
+    for name, plant in (("SLIDE-R1", False), ("SLIDE-R2", True)):
+        info = gen.make_mrxs(tmp_path / "src", name, images=8, levels=4)
+        if plant:
+            _label_as_level(info, 1)
+        use_positions(info, set())
+        fname, off, _ln = info.blobs["default"]
+        data = bytearray((info.folder / fname).read_bytes())
+        rng = random.Random(48)
+        for i in range(64):
+            flag, x, y = struct.unpack_from("<Bii", data, off + 9 * i)
+            struct.pack_into("<Bii", data, off + 9 * i, flag, max(0, x + rng.randint(-48, 48)), max(0, y + rng.randint(-48, 48)))
+        (info.folder / fname).write_bytes(bytes(data))
+        slide = openslide.OpenSlide(str(info.mrxs))
+        try:
+            v = Verdict()
+            levels.check_openslide(slide, v)
+        finally:
+            slide.close()
+        got.append(v.got)
+    (clean,), (planted,) = got
+    assert clean[:2] == ("pyramid-consistency", True), clean
+    assert planted[:2] == ("pyramid-consistency", False) and "level 1" in planted[2], planted
