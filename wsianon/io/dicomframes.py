@@ -299,6 +299,36 @@ def sample_bits(ds: Dataset) -> SampleBits | None:
 SPARSE_UNPLACED = "TILED_SPARSE image without per-frame positions"
 
 
+# the numbers the checks size frames, arrays and grids by (PS3.3 C.7.6.3, C.8.12.4, C.7.6.6)
+GEOMETRY_NUMBERS = (
+    "NumberOfFrames",
+    "Rows",
+    "Columns",
+    "SamplesPerPixel",
+    "BitsAllocated",
+    "BitsStored",
+    "HighBit",
+    "TotalPixelMatrixColumns",
+    "TotalPixelMatrixRows",
+    "TotalPixelMatrixFocalPlanes",
+    "NumberOfOpticalPaths",
+)
+
+
+def unreadable_numbers(ds: Dataset) -> str | None:
+    """The first of ``GEOMETRY_NUMBERS`` ``ds`` holds that is no integer (an IS "x", a DS in a US
+    element), or None. Every check reads them as integers; ``run`` refuses such an input before
+    any check (the converter), ``verify`` must too."""
+    for kw in GEOMETRY_NUMBERS:
+        try:
+            value = ds.get(kw)
+            if value is not None and value != "":
+                int(value)
+        except (TypeError, ValueError, OverflowError):
+            return kw
+    return None
+
+
 def unplaced_frames(ds: Dataset) -> str | None:
     """Why some frame of ``ds`` has no place of its own in its total pixel matrix, or None.
 

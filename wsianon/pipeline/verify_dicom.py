@@ -44,6 +44,8 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 
 from wsianon.converters.base import Inventory
+from wsianon.errors import CorruptInput
+from wsianon.io.dicomframes import unreadable_numbers
 from wsianon.pipeline.model import Verdict
 from wsianon.profiles.actions import Action
 from wsianon.profiles.dicom import REGISTRY_ROOT, DicomProfile, profile_for_policy
@@ -162,6 +164,9 @@ def audit_dicom(inv: Inventory, files: list[Path], verdict: Verdict, pseudonyms:
 
     files = [Path(f) for f in files]
     dsets = [(f, read_dataset(f)) for f in files]
+    for f, ds in dsets:
+        if (kw := unreadable_numbers(ds)) is not None:  # every check reads them as numbers
+            raise CorruptInput(f, f"{kw} is not a number; not judged")
     problems: list[str] = []
     from wsianon.verify.dicom_attrs import recorded_profile
 
