@@ -27,6 +27,14 @@ def _checks(slide: dict) -> dict[str, bool]:
     return {c["check"]: c["ok"] for c in (slide.get("verification") or {}).get("checks", [])}
 
 
+class _Verdict:
+    def __init__(self) -> None:
+        self.got: list[tuple[str, bool, str]] = []
+
+    def add(self, name: str, ok: bool, detail: str) -> None:
+        self.got.append((name, ok, detail))
+
+
 def _label_as_level(info, level: int, part: int = 1) -> None:
     """The images of ``level`` covering 1/``part`` of it (a corner) replaced by a label photo
     scaled to that part (level 1 of ``make_mrxs``: image indices at even columns and rows)."""
@@ -102,13 +110,6 @@ def test_only_the_part_level_0_places_images_in_is_compared(tmp_path):
 
     from wsianon.verify import levels
 
-    class Verdict:
-        def __init__(self) -> None:
-            self.got: list[tuple[str, bool, str]] = []
-
-        def add(self, name: str, ok: bool, detail: str) -> None:
-            self.got.append((name, ok, detail))
-
     results = []
     for name, plant in (("SLIDE-G1", False), ("SLIDE-G2", True)):
         info = make_mrxs(tmp_path / "src", name, images=4, levels=3)
@@ -122,7 +123,7 @@ def test_only_the_part_level_0_places_images_in_is_compared(tmp_path):
         slide = openslide.OpenSlide(str(info.mrxs))
         try:
             assert "openslide.bounds-width" in slide.properties
-            v = Verdict()
+            v = _Verdict()
             levels.check_openslide(slide, v)
         finally:
             slide.close()
@@ -164,13 +165,6 @@ def test_real_tissue_with_stitching_offsets_passes(tmp_path, monkeypatch):
 
     monkeypatch.setattr(gen, "tissue", real_tissue)
 
-    class Verdict:
-        def __init__(self) -> None:
-            self.got: list[tuple[str, bool, str]] = []
-
-        def add(self, name: str, ok: bool, detail: str) -> None:
-            self.got.append((name, ok, detail))
-
     got = []
     for name, plant in (("SLIDE-R1", False), ("SLIDE-R2", True)):
         info = gen.make_mrxs(tmp_path / "src", name, images=8, levels=4)
@@ -186,7 +180,7 @@ def test_real_tissue_with_stitching_offsets_passes(tmp_path, monkeypatch):
         (info.folder / fname).write_bytes(bytes(data))
         slide = openslide.OpenSlide(str(info.mrxs))
         try:
-            v = Verdict()
+            v = _Verdict()
             levels.check_openslide(slide, v)
         finally:
             slide.close()
