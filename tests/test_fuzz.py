@@ -364,3 +364,53 @@ def test_fuzz_run(fmt, originals, tmp_path):
         assert outcomes.get(0, 0) >= CASES // 3, outcomes
     finally:
         faulthandler.cancel_dump_traceback_later()
+
+
+AS_LIMIT = 4 << 30  # the run's address space in the regression below: a run needs well under 2 GiB
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (AS_LIMIT, AS_LIMIT))
+
+
+def test_an_output_openslide_reads_where_the_source_it_could_not_is_probed_first(tmp_path):
+    """Seed 35, SVS case 12: bit flips in IFD 0 gave DateTime field type 130 and Artist type 0
+    (OpenSlide refuses such a source, so the decode probe had nothing to read) and a TileLength of
+    8,388,864 rows. The redactor drops the two corrupt fields; OpenSlide then opened the output,
+    and the verifier's in-process read asked glib for 8.6 GB: glib aborts on a failed allocation,
+    and the whole batch died (under a memory limit, as on a machine short of memory). The output
+    is now probed in a child first: the slide is refused with one line, the batch goes on."""
+    import subprocess
+    import sys
+
+    from .fixtures.svs_gen import write_svs
+
+    (tmp_path / "src").mkdir()
+    bad = write_svs(tmp_path / "src" / "a-bad.svs", size=(512, 384)).path
+    good = write_svs(tmp_path / "src" / "b-good.svs", size=(512, 384)).path
+    b = bytearray(bad.read_bytes())
+    (ifd,) = struct.unpack_from("<I", b, 4)
+    for k in range(struct.unpack_from("<H", b, ifd)[0]):
+        at = ifd + 2 + 12 * k
+        tag = struct.unpack_from("<H", b, at)[0]
+        if tag == 323:  # TileLength
+            struct.pack_into("<I", b, at + 8, 8388864)
+        elif tag == 306:  # DateTime: a field type no reader knows
+            struct.pack_into("<H", b, at + 2, 130)
+        elif tag == 315:  # Artist
+            struct.pack_into("<H", b, at + 2, 0)
+    bad.write_bytes(bytes(b))
+    key = tmp_path / "key"
+    key.write_text("ab" * 32)
+    key.chmod(0o600)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "wsianon.cli", "run", str(bad), str(good), "-o", str(out), "--key-file", str(key)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, preexec_fn=_limit_memory)  # a hang guard, not a timing
+    assert r.returncode == 1, (r.returncode, (r.stdout + r.stderr)[-2000:])
+    assert "Traceback" not in r.stdout + r.stderr and "GLib" not in r.stderr
+    slides = json.loads((out / "wsianon-report.json").read_text())["slides"]
+    assert [s["status"] for s in slides] == ["error", "ok"], slides
+    assert slides[0]["error"] == "once redacted, image data cannot be decoded (the decoder crashed on it); refused, nothing written", slides[0]["error"]
+    err = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(err) == 1 and str(bad) in err[0], err
+    assert len(list(out.glob("*.svs"))) == 1

@@ -65,14 +65,24 @@ class Placement:
     findings: bytes = b""  # a failed slide: its findings.json
 
 
-def preflight_source(inv: Inventory) -> None:
+def preflight_source(inv: Inventory) -> bool:
     """Refuse a source whose structure is broken or whose image data OpenSlide cannot
     decode (a corrupt tile or associated image; a decoder crash or hang, probed in a
     child process) with a clear reason, before anything is written.  Sources
-    OpenSlide cannot open at all are left to the format's own checks."""
+    OpenSlide cannot open at all are left to the format's own checks; whether OpenSlide
+    opened (and probed) it: where not, ``probe_output`` probes the output before the
+    verifier reads it in-process."""
     from wsianon.pipeline.preflight import preflight
 
-    preflight(inv.path)
+    return preflight(inv.path)
+
+
+def probe_output(inv: Inventory, probed: bool, output: Path) -> None:
+    """The decode probe on ``output`` when the source's could not run (``preflight_source``)."""
+    if not probed:
+        from wsianon.pipeline.preflight import check_output_decodes
+
+        check_output_decodes(inv.path, output)
 
 
 def make_plan(src: SlideSource, inv: Inventory, ctx: SlideContext, copy: bool = False) -> Plan:
@@ -173,7 +183,7 @@ def process_native_copy(src: SlideSource, inv: Inventory, ctx: SlideContext, des
     conv = src.converter
     assert conv is not None  # native sources are detected by their converter
     t0 = time.perf_counter()
-    preflight_source(inv)
+    probed = preflight_source(inv)
     plan = make_plan(src, inv, ctx, copy=True)
     outcome.timings["plan"] = time.perf_counter() - t0
     outcome.removals = plan.removals
@@ -198,6 +208,7 @@ def process_native_copy(src: SlideSource, inv: Inventory, ctx: SlideContext, des
         outcome.timings["apply"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         files = staging.files()
+        probe_output(inv, probed, staging.root / main)
         verdict = verify_native(inv, conv, staging.root / main, files, ctx.policy, root=staging.root, snap=snap, names=ctx.names())
         outcome.timings["verify"] = time.perf_counter() - t0
         _place_or_quarantine(staging, dest, ctx, verdict, outcome, last=conv.commit_last(plan))
@@ -238,7 +249,7 @@ def rename_no_replace(src: Path, dest: Path, overwrite: bool) -> None:
 def process_native_in_place(src: SlideSource, inv: Inventory, ctx: SlideContext, outcome: Outcome) -> Path:
     conv = src.converter
     assert conv is not None  # native sources are detected by their converter
-    preflight_source(inv)
+    probed = preflight_source(inv)
     plan = make_plan(src, inv, ctx)
     if len(plan.files) != 1 or plan.files[0].source is None or plan.files[0].content is not None:
         raise WsianonError(src.path, f"in-place mode supports single-file formats only ({conv.title} is not)")
@@ -259,6 +270,7 @@ def process_native_in_place(src: SlideSource, inv: Inventory, ctx: SlideContext,
     outcome.timings["apply"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     try:
+        probe_output(inv, probed, target)
         verdict = verify_native(inv, conv, target, [target], ctx.policy, root=target.parent, snap=snap, names=ctx.names())
     except BaseException:
         rollback_journal(target)  # verification could not finish: the input goes back as it was
