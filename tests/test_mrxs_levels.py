@@ -188,3 +188,30 @@ def test_real_tissue_with_stitching_offsets_passes(tmp_path, monkeypatch):
     (clean,), (planted,) = got
     assert clean[:2] == ("pyramid-consistency", True), clean
     assert planted[:2] == ("pyramid-consistency", False) and "level 1" in planted[2], planted
+
+
+def test_a_level_whose_compared_part_is_small_is_not_compared(tmp_path, monkeypatch):
+    """The size guard (``MIN_LEVEL_SIDE``: JPEG rounding dominates a level of a few pixels) applies
+    to the part compared, not to the level: on a grid spanning the glass, a low level is
+    thousands of pixels wide while the scanned part of it is a few. Here the guard is raised above
+    level 1's part (512 px) but not its size (1,280,000 px): level 1 is counted as small."""
+    import openslide
+
+    from wsianon.verify import levels
+
+    info = make_mrxs(tmp_path / "src", "SLIDE-S1", images=2, levels=2)
+    ini = info.folder / "Slidedat.ini"
+    text = ini.read_bytes()
+    for axis in (b"X", b"Y"):
+        text = text.replace(b"IMAGENUMBER_%s = 2\n" % axis, b"IMAGENUMBER_%s = 10000\n" % axis)
+    ini.write_bytes(text)
+    monkeypatch.setattr(levels, "MIN_LEVEL_SIDE", 600)
+    slide = openslide.OpenSlide(str(info.mrxs))
+    try:
+        assert slide.level_dimensions[1][0] > 600 and int(slide.properties["openslide.bounds-width"]) // 2 < 600
+        v = _Verdict()
+        levels.check_openslide(slide, v)
+    finally:
+        slide.close()
+    ((name, ok, detail),) = v.got
+    assert (name, ok) == ("pyramid-consistency", True) and "1 level(s) under 600 px not compared" in detail, v.got

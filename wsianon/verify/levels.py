@@ -183,8 +183,12 @@ def check_openslide(slide, verdict) -> None:
         return
     bad: list[str] = []
     n = small = 0
+    downs = list(slide.level_downsamples)
     for k in range(1, len(dims)):
-        if max(dims[k]) < MIN_LEVEL_SIDE:
+        # the part compared, at the level's own size: an MRXS slide's bounds can be far smaller
+        # than its level (a grid spanning the glass)
+        part = _region(slide, dims, downs, k, 0)
+        if max(dims[k]) < MIN_LEVEL_SIDE or max(part[2], part[3]) / downs[k] < MIN_LEVEL_SIDE:
             small += 1
             continue
         area = dims[k][0] * dims[k][1]
