@@ -11,8 +11,9 @@ Checks (DESIGN.md §5):
    for the source file stem;
 3. pixels: every pyramid tile/strip of every level is byte-identical to the
    source's (TIFF-based formats, via tifffile);
-4. remaining associated images are searched for barcodes (zxing-cpp); a kept thumbnail must be
-   the slide downsampled (``wsianon.verify.thumbnail``).
+4. remaining associated images are searched for barcodes (zxing-cpp), and so is one pyramid level
+   of bounded size (``wsianon.verify.pyramid_barcodes``: a label scanned into the pyramid); a kept
+   thumbnail must be the slide downsampled (``wsianon.verify.thumbnail``).
 
 Format-specific checks live in ``wsianon/verify/formats/<format>.py`` as
 ``check(inv, out_main, out_files, policy, verdict)``, named by the format's spec
@@ -36,6 +37,7 @@ from wsianon.verify import thumbnail as thumbnail_provenance
 from wsianon.verify import dates, tileid, vocabulary
 from wsianon.verify import levels as pyramid_levels
 from wsianon.verify import planes as focal_planes
+from wsianon.verify import pyramid_barcodes
 from wsianon.verify.readback import read_back
 
 # property keys that describe structure, never identity
@@ -249,7 +251,8 @@ def check_thumbnail(conv: NativeConverter | None, out_main: Path, policy: Policy
     """``thumbnail-provenance``: a kept thumbnail must be the slide downsampled
     (``wsianon.verify.thumbnail``; an MRXS SlidePreview, a photo of the glass, is not judged), and
     ``pyramid-consistency``: every level below the base must be a larger level downsampled
-    (``wsianon.verify.levels``; MRXS over the part its level 0 places images in), and for an NDPI ``focal-planes``:
+    (``wsianon.verify.levels``; MRXS over the part its level 0 places images in), ``barcode-pyramid``:
+    no barcode in one level of bounded size (``wsianon.verify.pyramid_barcodes``), and for an NDPI ``focal-planes``:
     every level page OpenSlide does not show (another Z offset) must be its level's page at Z
     offset 0 (``wsianon.verify.planes``), as for a Leica SCN every ``<dimension>`` at another z. Its own OpenSlide handle: a
     tile that fails to decode leaves a handle in error, and the structure checks read through theirs."""
@@ -269,6 +272,7 @@ def check_thumbnail(conv: NativeConverter | None, out_main: Path, policy: Policy
         if vendor != "mirax" and "thumbnail" in set(out.associated_images.keys()) & allowed_associated(conv, policy):
             thumbnail_provenance.check_openslide(out, verdict)
         pyramid_levels.check_openslide(out, verdict)
+        pyramid_barcodes.check_openslide(out, verdict)
         if vendor == "hamamatsu" and out_main.suffix.lower() == ".ndpi":
             focal_planes.check_ndpi(out_main, verdict)
         elif vendor == "leica":

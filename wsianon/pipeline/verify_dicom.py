@@ -53,6 +53,7 @@ from wsianon.verify.dicom.common import read_dataset
 from wsianon.verify.dicom import frames
 from wsianon.verify import ecs, padding, sof
 from wsianon.verify import thumbnail as thumbnail_provenance
+from wsianon.verify import pyramid_barcodes
 from wsianon.verify.dicom.frames import check_frame_segments, check_frames_dicom
 from wsianon.verify.dicom.images import check_barcodes, check_record_and_images
 from wsianon.verify.dicom.opens import check_opens
@@ -130,6 +131,7 @@ def verify_dicom_output(inv: Inventory, result_files: list[Path], ctx, verdict: 
     check_record_and_images(dsets, policy, verdict)
     check_barcodes(dsets, policy, verdict)
     thumbnail_provenance.check_dicom(dsets, verdict)
+    pyramid_barcodes.check_dicom(dsets, verdict)
     check_uids(dsets, verdict, [Path(s) for s in inv.input_files] if inv.format == "dicom" else None)
     check_pyramid(dsets, verdict)
     check_photometric(dsets, verdict)
@@ -184,6 +186,7 @@ def audit_dicom(inv: Inventory, files: list[Path], verdict: Verdict, pseudonyms:
     check_record_and_images(dsets, blank, verdict)
     check_barcodes(dsets, blank, verdict)
     thumbnail_provenance.check_dicom(dsets, verdict)
+    pyramid_barcodes.check_dicom(dsets, verdict)
     check_uids(dsets, verdict)
     check_pyramid(dsets, verdict)
     check_photometric(dsets, verdict)

@@ -1,0 +1,161 @@
+"""Red team, round 13: a slide label scanned INTO the pyramid.
+
+The native route removes the label and macro images and searches every kept associated image for
+barcodes; the pyramid levels are passed through, proven identical to the source's
+(``tiles-identical``) and proven the base downsampled (``pyramid-consistency``). When the scan area
+itself covers the slide's label (an operator drew the scan region over the label end; here a label
+with a barcode and a printed name pasted into a corner of level 0, every lower level made from that
+base), the label is in every level, consistent across them: ``wsianon run --target native``
+shared it and ``wsianon verify`` passed it, since nothing searched the pyramid for barcodes. Now
+``barcode-pyramid`` (``wsianon/verify/pyramid_barcodes.py``) searches one level of bounded size
+with zxing-cpp and quarantines the slide; a clean slide passes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .conftest import BUNDLED
+from .fixtures.helpers import run_keyed
+
+BARCODE = "S24-13579"  # the value the label's barcode codes (and prints)
+CHECK = "barcode-pyramid"
+SIZE = (2048, 1536)
+
+
+def _base(labelled: bool, tissue) -> np.ndarray:
+    """Level 0: the fixture's tissue, with (``labelled``) a 400 x 300 label — a Code 128 barcode
+    and the value printed — pasted into its top right corner."""
+    from PIL import Image
+
+    from .fixtures.mrxs_gen import label_image
+
+    img = Image.fromarray(np.asarray(tissue)).convert("RGB")
+    if labelled:
+        img.paste(label_image(BARCODE), (SIZE[0] - 420, 20))
+    return np.asarray(img)
+
+
+def _svs(tmp_path: Path, labelled: bool) -> Path:
+    from .fixtures.svs_gen import _tissue, write_svs
+
+    (tmp_path / "src").mkdir(parents=True, exist_ok=True)
+    base = _base(labelled, _tissue(SIZE[1], SIZE[0], 1))
+    return write_svs(tmp_path / "src" / "CASE-1301.svs", size=SIZE, levels=3, with_label=False, with_macro=False, level_pixels={0: base}).path
+
+
+def _ndpi(tmp_path: Path, labelled: bool) -> Path:
+    from PIL import Image
+
+    from .fixtures.ndpi_gen import make_ndpi_info, tissue
+
+    (tmp_path / "src").mkdir(parents=True, exist_ok=True)
+    base = Image.fromarray(_base(labelled, tissue(*SIZE)))
+    pixels = {lv: base.resize((SIZE[0] >> lv, SIZE[1] >> lv), Image.Resampling.BILINEAR) for lv in range(3)}
+    return make_ndpi_info(tmp_path / "src" / "CASE-1302.ndpi", levels=3, width=SIZE[0], height=SIZE[1], level_pixels=pixels).path
+
+
+MAKERS = {"aperio": _svs, "ndpi": _ndpi}
+
+
+def _checks(cli, path: Path) -> dict[str, tuple[bool, str]]:
+    _code, out, _err = cli("verify", "--json", str(path))
+    return {c["check"]: (c["ok"], c["detail"]) for c in json.loads(out)[0]["checks"]}
+
+
+def _placed(out: Path) -> list[Path]:
+    return [p for p in out.rglob("*") if p.suffix in (".svs", ".ndpi")]
+
+
+def _report_checks(out: Path) -> dict[str, tuple[bool, str]]:
+    report = json.loads((out / "wsianon-report.json").read_text())
+    return {c["check"]: (c["ok"], c["detail"]) for s in report["slides"] for c in s["verification"]["checks"]}
+
+
+@pytest.mark.parametrize("fmt", sorted(MAKERS))
+def test_a_label_scanned_into_the_pyramid_is_quarantined(cli, tmp_path, fmt):
+    """Before: exit 0, the slide shared with the label in its pyramid, every check passing."""
+    src = MAKERS[fmt](tmp_path, True)
+    code, text, out = run_keyed(cli, tmp_path, src, "native")
+    assert code != 0 and f"failed: {CHECK}" in text and _placed(out) == [], text[-800:]
+    assert BARCODE not in text
+    quarantined = [p for p in out.parent.rglob("*") if p.suffix == src.suffix and "quarantine" in str(p)]
+    assert quarantined, sorted(str(p) for p in out.parent.rglob("*"))
+    checks = _checks(cli, quarantined[0])  # wsianon verify, no source: the output alone
+    failing = sorted(k for k, (ok, _d) in checks.items() if not ok)
+    assert failing == [CHECK], failing  # the pyramid is the base downsampled: only the barcode fails it
+    ok, detail = checks[CHECK]
+    assert ok is False and "level 0" in detail and "1 barcode(s)" in detail and BARCODE not in detail, detail
+
+
+@pytest.mark.parametrize("fmt", sorted(MAKERS))
+def test_an_output_made_without_the_check_fails_verify(cli, tmp_path, fmt, monkeypatch):
+    """An output shared by a run without the check (an older wsianon): ``wsianon verify`` fails it."""
+    from wsianon.verify import pyramid_barcodes
+
+    src = MAKERS[fmt](tmp_path, True)
+    with monkeypatch.context() as m:
+        m.setattr(pyramid_barcodes, "check_openslide", lambda slide, verdict: None)
+        code, text, out = run_keyed(cli, tmp_path, src, "native")
+    assert code == 0 and _placed(out), text[-800:]  # the gap: shared, every check passing
+    ok, detail = _checks(cli, _placed(out)[0])[CHECK]
+    assert ok is False and BARCODE not in detail, detail
+
+
+@pytest.mark.parametrize("fmt", sorted(MAKERS))
+def test_a_clean_slide_passes(cli, tmp_path, fmt):
+    code, text, out = run_keyed(cli, tmp_path, MAKERS[fmt](tmp_path, False))
+    assert code == 0 and _placed(out), text[-800:]
+    ok, detail = _report_checks(out)[CHECK]
+    assert ok is True and "no barcode in pyramid level 0" in detail, detail
+    assert _checks(cli, _placed(out)[0])[CHECK][0] is True
+
+
+def test_bundled_real_tissue_has_no_barcode():
+    """CMU-1's real tissue (its one level, 6.6 Mpx, searched reduced 2x) holds no barcode."""
+    import openslide
+
+    from wsianon.pipeline.model import Verdict
+    from wsianon.verify import pyramid_barcodes
+
+    v = Verdict()
+    with openslide.OpenSlide(str(BUNDLED / "CMU-1-Small-Region.svs")) as s:
+        pyramid_barcodes.check_openslide(s, v)
+    ((name, ok, detail),) = [(c.name, c.ok, c.detail) for c in v.checks]
+    assert name == CHECK and ok, detail
+
+
+def test_search_level_and_reduction():
+    from wsianon.verify.pyramid_barcodes import MAX_PIXELS, pick_search_level, reduce_factor
+
+    assert pick_search_level([(80000, 60000), (20000, 15000), (5000, 3750), (1250, 937)]) == 2
+    assert pick_search_level([(1500, 1000), (750, 500)]) == 0
+    assert pick_search_level([(2000, 100), (1000, 50)]) == 0
+    assert pick_search_level([(2220, 2967)]) == 0  # CMU-1: one level, searched reduced 2x
+    assert pick_search_level([(4096, 4096), (2048, 2048)]) == 1  # 4096 reduced 2x is no larger than level 1
+    assert pick_search_level([(106752, 106752), (26688, 26688), (6672, 6672), (1668, 1668)]) == 3  # the 4 GiB benchmark slide: level 2 reduced 4x is level 3
+    assert pick_search_level([(75520, 75520)]) is None  # one huge level: not searched
+    assert pick_search_level([(75520, 75520), (1024, 1024)]) == 1
+    for size in [(5000, 3750), (2048, 2048), (2049, 2048), (100000, 3)]:
+        f = reduce_factor(size)
+        assert -(-size[0] // f) * -(-size[1] // f) <= MAX_PIXELS
+        assert f == 1 or -(-size[0] // (f - 1)) * -(-size[1] // (f - 1)) > MAX_PIXELS
+
+
+@pytest.mark.parametrize("labelled", [True, False], ids=["labelled", "clean"])
+def test_the_dicom_route_searches_a_volume_level(cli, tmp_path, labelled):
+    """``dicom: barcode pyramid``: the largest VOLUME level of at most 4 Mpx (here level 0, 2048 x
+    1536) is searched; before, VOLUME frames got no barcode search and the labelled slide was
+    shared as DICOM."""
+    code, text, out = run_keyed(cli, tmp_path, _svs(tmp_path, labelled), "dicom")
+    if labelled:
+        assert code != 0 and "failed: dicom: barcode pyramid" in text and not list(out.rglob("*.dcm")), text[-800:]
+        assert BARCODE not in text
+    else:
+        assert code == 0 and list(out.rglob("*.dcm")), text[-800:]
+        ok, detail = _report_checks(out)["dicom: barcode pyramid"]
+        assert ok is True and "no barcode in the VOLUME level" in detail, detail

@@ -1,0 +1,170 @@
+"""``barcode-pyramid`` (native): no barcode in the slide's pyramid itself.
+
+The label and macro images are removed and every kept associated image is searched for barcodes,
+but the pyramid levels are passed through, proven identical to the source's (``tiles-identical``)
+and proven the base downsampled (``pyramid-consistency``). When the scan area itself covers the
+slide's label — an operator drew the scan region over the label end, a Leica SCN region does, a
+label photo is pasted into a corner of level 0 and the lower levels are made from that base — the
+label, its barcode and printed name, is in every level, consistent across them, and nothing else
+looks for it.
+
+Here one level of bounded size is searched with zxing-cpp: the smallest level whose long side is
+at least ``TARGET`` px (else the largest) among those of at most ``MAX_LEVEL_PIXELS`` (a slide of
+one huge level, no pyramid, is not searched: its detail says so), read through OpenSlide in strips of rows and
+box-averaged by the least whole factor that brings it under ``MAX_PIXELS``
+(``verify.thumbnail.read_level_reduced``: a strip and the reduced picture held at once). zxing
+reads the whole picture, then overlapping square crops of ``CROP`` px (a label in a corner is a
+small part of the picture; a crop searched alone, the reader's own downscaled tries see it at a
+size they find). Any barcode found fails the check; the detail names the level and the count,
+never a decoded value. Not caught: a name written or printed without a barcode, and a barcode too
+small at the searched level (README, Limitations).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from wsianon.verify.thumbnail import read_level_reduced
+
+NAME = "barcode-pyramid"
+TARGET = 2000  # the searched level's long side, at least (else the largest level)
+MAX_PIXELS = 4 << 20  # the reduced picture searched, at most
+# the searched level, at most (every pixel of it is decoded: ~1,000 tiles of 256 px); a pyramid
+# whose levels step 4x on a side has one between TARGET and 4 x TARGET on its long side
+MAX_LEVEL_PIXELS = 64 << 20
+CROP = 1024  # the side of the overlapping crops searched after the whole picture
+STEP = CROP * 3 // 4  # crops overlap by a quarter: a barcode up to 256 px wide lies whole in one
+UPSCALE = 2  # each crop is searched enlarged: a barcode of 1.2 to 1.8 px a module is read only so
+
+
+def _searched(size: tuple[int, int]) -> tuple[int, int]:
+    """The size of the picture searched for a level of ``size``: reduced by ``reduce_factor``."""
+    f = reduce_factor(size)
+    return -(-size[0] // f), -(-size[1] // f)
+
+
+def pick_search_level(dims: list[tuple[int, int]]) -> int | None:
+    """Among the levels of at most ``MAX_LEVEL_PIXELS``: the smallest whose searched picture (the
+    level reduced to at most ``MAX_PIXELS``) has a long side of at least ``TARGET``; else the one
+    whose searched picture is largest (of those, the smallest level: a larger level reduced by a
+    whole factor to the same size costs its decoding for nothing); None where every level is larger
+    (one huge level, no pyramid)."""
+    fit = [i for i, d in enumerate(dims) if d[0] * d[1] <= MAX_LEVEL_PIXELS]
+    big = [i for i in fit if max(_searched(dims[i])) >= TARGET]
+    if big:
+        return min(big, key=lambda i: (dims[i][0] * dims[i][1], i))
+    return min(fit, key=lambda i: (-math.prod(_searched(dims[i])), dims[i][0] * dims[i][1], i)) if fit else None
+
+
+def reduce_factor(size: tuple[int, int]) -> int:
+    """The least whole factor that brings ``size`` (w, h) to at most ``MAX_PIXELS`` pixels."""
+    w, h = size
+    f = max(1, math.ceil(math.sqrt(w * h / MAX_PIXELS)))
+    while math.ceil(w / f) * math.ceil(h / f) > MAX_PIXELS:
+        f += 1
+    return f
+
+
+def _starts(n: int) -> list[int]:
+    if n <= CROP:
+        return [0]
+    out = list(range(0, n - CROP, STEP))
+    return out + [n - CROP]
+
+
+def count_barcodes(pixels: np.ndarray) -> int:
+    """Distinct barcodes (format and content) zxing-cpp finds in ``pixels`` (RGB uint8, searched as
+    grey): the whole picture, then each overlapping ``CROP`` px crop enlarged ``UPSCALE`` times (a
+    picture no larger than one crop: itself enlarged)."""
+    import zxingcpp
+    from PIL import Image
+
+    h, w = pixels.shape[:2]
+    if pixels.ndim == 3 and pixels.shape[2] >= 3:
+        grey = np.ascontiguousarray(pixels[..., :3].astype(np.uint16).sum(axis=2, dtype=np.uint16) // 3, dtype=np.uint8)
+    else:
+        grey = np.ascontiguousarray(pixels.reshape(pixels.shape[:2]), dtype=np.uint8)
+    seen: set[tuple[str, bytes]] = set()
+
+    def search(a: np.ndarray, **options) -> None:
+        for r in zxingcpp.read_barcodes(np.ascontiguousarray(a), **options):
+            seen.add((str(r.format), bytes(r.bytes)))
+
+    search(grey)
+    for y in _starts(h):
+        for x in _starts(w):
+            crop = Image.fromarray(np.ascontiguousarray(grey[y : y + CROP, x : x + CROP]))
+            search(np.asarray(crop.resize((crop.width * UPSCALE, crop.height * UPSCALE), Image.Resampling.BILINEAR)), try_downscale=False, try_invert=False)
+    return len(seen)
+
+
+def check_openslide(slide, verdict) -> None:
+    """Search one bounded level of an open output slide for barcodes."""
+    try:
+        import zxingcpp  # noqa: F401
+    except Exception:
+        verdict.add(NAME, True, "skipped: zxing-cpp is not installed")
+        return
+    try:
+        dims = [tuple(d) for d in slide.level_dimensions]
+        level = pick_search_level(dims)
+        if level is None:
+            verdict.add(NAME, True, f"not searched: no level of at most {MAX_LEVEL_PIXELS >> 20} Mpx (no pyramid to read the slide small)")
+            return
+        factor = reduce_factor(dims[level])
+        pixels = read_level_reduced(slide, level, factor)
+    except Exception as exc:  # fail closed: what cannot be read cannot be shown free of a label
+        verdict.add(NAME, False, f"the pyramid cannot be read to search it for barcodes ({type(exc).__name__})")
+        return
+    try:
+        found = count_barcodes(pixels)
+    except Exception as exc:  # fail closed, as above
+        verdict.add(NAME, False, f"the barcode search of pyramid level {level} failed ({type(exc).__name__})")
+        return
+    h, w = pixels.shape[:2]
+    where = f"level {level} ({w}x{h} px searched{f', reduced {factor}x' if factor > 1 else ''})"
+    verdict.add(NAME, found == 0, f"{found} barcode(s) found in pyramid {where}" if found else f"no barcode in pyramid {where}")
+
+
+def check_dicom(dsets, verdict, name: str = "dicom: barcode pyramid") -> None:
+    """The DICOM route's search: the largest 8-bit VOLUME level of at most ``MAX_PIXELS`` (assembled whole
+    from its frames, as ``dicom: thumbnail``'s reference is; a concatenated level read over its
+    parts), searched as ``check_openslide`` searches a native level."""
+    try:
+        import zxingcpp  # noqa: F401
+    except Exception:
+        verdict.add(name, True, "skipped: zxing-cpp is not installed")
+        return
+    from wsianon.verify.dicom.common import image_kind
+    from wsianon.verify.dicom.decode import wholes
+    from wsianon.verify.dicom.images import _assemble
+    from wsianon.verify.thumbnail import _matrix
+
+    volumes: list[tuple] = []
+    try:
+        for p, ds, parts in wholes(dsets):  # a concatenated level once, read over its parts
+            if image_kind(ds) == "VOLUME" and int(ds.get("BitsAllocated", 8) or 8) == 8:  # (a 16-bit level: not searched)
+                w, h = _matrix(ds)
+                if w * h <= MAX_PIXELS:
+                    volumes.append((w * h, len(volumes), p, ds, parts))
+    except Exception as exc:
+        verdict.add(name, False, f"the VOLUME levels cannot be read to search them for barcodes ({type(exc).__name__})")
+        return
+    if not volumes:
+        verdict.add(name, True, f"not searched: no 8-bit VOLUME level of at most {MAX_PIXELS >> 20} Mpx")
+        return
+    _area, _i, p, ds, parts = max(volumes, key=lambda v: (v[0], -v[1]))
+    try:
+        pixels = _assemble(p, ds, parts)
+        found = count_barcodes(pixels)
+    except Exception as exc:  # fail closed
+        verdict.add(name, False, f"{p.name}: the VOLUME level cannot be searched for barcodes ({type(exc).__name__})")
+        return
+    h, w = pixels.shape[:2]
+    where = f"the VOLUME level {p.name} ({w}x{h} px searched)"
+    verdict.add(name, found == 0, f"{found} barcode(s) found in {where}" if found else f"no barcode in {where}")
+
+
+__all__ = ["NAME", "check_dicom", "check_openslide", "count_barcodes", "pick_search_level"]
