@@ -23,7 +23,7 @@ compared, and only the patches' pixels are averaged (a patch's mean colour, then
 differences: they are linear in the colour). Levels under ``MIN_LEVEL_SIDE`` px on their long side
 are not compared (JPEG rounding dominates them; named in the detail). A level that cannot be read
 fails (fail closed). Details name the check and the level's index, never a measured value. An
-MRXS slide is judged as OpenSlide draws it, over the box of its placed level-0 images (``_region``);
+MRXS slide is judged as OpenSlide draws it, over the box of its placed level-0 images (``_bounds``, ``_region``);
 no real MIRAX pixels were available to calibrate that (README, Limitations).
 """
 
@@ -61,22 +61,34 @@ ORPHAN = 0.1
 DETAIL_PIXELS = "its pixels are not the slide's (a larger level downsampled)"
 
 
-def _region(slide, dims, downs, k: int, r: int) -> tuple[float, float, float, float]:
-    """(x, y, width, height): the part of the slide (level-0 pixels) levels ``k`` and ``r`` both
-    cover. An MRXS slide's is cut to OpenSlide's bounds, the box of the level-0 images it places
-    (``openslide.bounds-*``, computed from the index, not read from the file): a real MIRAX grid
-    spans the whole glass and holds tissue in a part of it, and its levels have no pixels
-    elsewhere. A lower-level image drawn outside that box covers no placed level-0 image, which
-    the redactor zeroes and ``mrxs-unscanned`` proves zero."""
-    ew = min(dims[k][0] * downs[k], dims[r][0] * downs[r])
-    eh = min(dims[k][1] * downs[k], dims[r][1] * downs[r])
+Bounds = tuple[float, float, float, float] | None
+
+
+def _bounds(slide) -> Bounds:
+    """An MRXS slide's OpenSlide bounds (x, y, width, height in level-0 pixels: the box of the
+    level-0 images it places, computed from the index, not read from the file; absent when they
+    are the whole level), else None."""
     props = slide.properties
     if props.get("openslide.vendor") != "mirax":
-        return 0.0, 0.0, ew, eh
+        return None
     try:
         bx, by, bw, bh = (float(props[f"openslide.bounds-{n}"]) for n in ("x", "y", "width", "height"))
     except (KeyError, ValueError):
+        return None
+    return bx, by, bw, bh
+
+
+def _region(dims, downs, k: int, r: int, bounds: Bounds = None) -> tuple[float, float, float, float]:
+    """(x, y, width, height): the part of the slide (level-0 pixels) levels ``k`` and ``r`` both
+    cover, cut to ``bounds`` (``_bounds``): a real MIRAX grid spans the whole glass and holds
+    tissue in a part of it, and its levels have no pixels elsewhere. A lower-level image drawn
+    outside that box covers no placed level-0 image, which the redactor zeroes and
+    ``mrxs-unscanned`` proves zero."""
+    ew = min(dims[k][0] * downs[k], dims[r][0] * downs[r])
+    eh = min(dims[k][1] * downs[k], dims[r][1] * downs[r])
+    if bounds is None:
         return 0.0, 0.0, ew, eh
+    bx, by, bw, bh = bounds
     x0, y0 = min(max(bx, 0.0), ew), min(max(by, 0.0), eh)
     return x0, y0, max(0.0, min(bx + bw, ew) - x0), max(0.0, min(by + bh, eh) - y0)
 
@@ -141,12 +153,12 @@ def _sampled(slide, level: int, points) -> tuple[np.ndarray, np.ndarray]:
     return _channels(rgb.astype(np.float32)), cover
 
 
-def _pair(slide, k: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _pair(slide, k: int, r: int, bounds: Bounds = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(level ``k``, level ``r``: prepared at the compared grid (``verify.thumbnail``: box-averaged
     and blurred counting only cells with pixels); the part of each cell with pixels, for each),
     sampled at the same points of the part of the slide both cover."""
     dims = [tuple(d) for d in slide.level_dimensions]
-    region = _region(slide, dims, list(slide.level_downsamples), k, r)
+    region = _region(dims, list(slide.level_downsamples), k, r, bounds)
     # one grid for every level of a pyramid (its levels' sizes differ by rounding only); a level
     # smaller than the grid at its own size
     shape = grid_shape((max(1, round(region[2])), max(1, round(region[3]))))
@@ -157,12 +169,12 @@ def _pair(slide, k: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
     return blurred_covered(mine, mine_cover), blurred_covered(theirs, their_cover), mine_cover, their_cover
 
 
-def _judge(slide, k: int, r: int) -> str | None:
+def _judge(slide, k: int, r: int, bounds: Bounds = None) -> str | None:
     """Why level ``k`` is not level ``r`` downsampled, or None. Compared where both have pixels
     (``MIN_COVERED``); a level with pixels in a cell where the larger has none (``ORPHAN``; the
     larger is made from the same scan: it has pixels wherever a smaller level does) fails, and so
     does one with too little to compare (``MIN_CELLS``)."""
-    mine, theirs, mine_cover, their_cover = _pair(slide, k, r)
+    mine, theirs, mine_cover, their_cover = _pair(slide, k, r, bounds)
     valid = (mine_cover >= MIN_COVERED) & (their_cover >= MIN_COVERED)
     if ((mine_cover >= 1 - ORPHAN) & (their_cover <= ORPHAN)).any():
         return "it has pixels where a larger level has none"
@@ -175,6 +187,8 @@ def check_openslide(slide, verdict) -> None:
     """Judge every level of an open output slide below its base."""
     try:
         dims = [tuple(d) for d in slide.level_dimensions]
+        downs = list(slide.level_downsamples)
+        bounds = _bounds(slide)
     except Exception as exc:  # a handle a failed read left in error (the thumbnail check's)
         verdict.add(NAME, False, f"the levels cannot be read to judge them ({type(exc).__name__})")
         return
@@ -183,11 +197,10 @@ def check_openslide(slide, verdict) -> None:
         return
     bad: list[str] = []
     n = small = 0
-    downs = list(slide.level_downsamples)
     for k in range(1, len(dims)):
         # the part compared, at the level's own size: an MRXS slide's bounds can be far smaller
         # than its level (a grid spanning the glass)
-        part = _region(slide, dims, downs, k, 0)
+        part = _region(dims, downs, k, 0, bounds)
         if max(dims[k]) < MIN_LEVEL_SIDE or max(part[2], part[3]) / downs[k] < MIN_LEVEL_SIDE:
             small += 1
             continue
@@ -195,7 +208,7 @@ def check_openslide(slide, verdict) -> None:
         larger = [i for i in range(len(dims)) if dims[i][0] * dims[i][1] > area] or list(range(k))
         r = larger[pick_level([dims[i] for i in larger], grid_shape(dims[k]))]
         try:
-            why = _judge(slide, k, r)
+            why = _judge(slide, k, r, bounds)
         except Exception as exc:
             bad.append(f"level {k}: cannot be read to judge it ({type(exc).__name__})")
             continue
