@@ -63,9 +63,9 @@ def test_hidden_pixels_quarantine_the_slide(cli, tmp_path):
 
 def test_verify_fails_on_an_output_holding_them(cli, tmp_path, monkeypatch):
     """Outputs made without these checks (as every run before them) fail ``verify``. The tall
-    frame fails ``pyramid-consistency`` too (OpenSlide cannot decode the image it draws), so the
-    run that makes the outputs goes without that check as well."""
-    from wsianon.verify import levels, mrxs_hidden
+    frame fails ``pyramid-consistency`` and ``barcode-pyramid`` too (OpenSlide cannot decode the
+    image it draws), so the run that makes the outputs goes without those checks as well."""
+    from wsianon.verify import levels, mrxs_hidden, pyramid_barcodes
 
     src = tmp_path / "src"
     tall = make_mrxs(src, "SLIDE-V1")
@@ -76,6 +76,7 @@ def test_verify_fails_on_an_output_holding_them(cli, tmp_path, monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(mrxs_hidden, "check", lambda *a, **k: None)
         m.setattr(levels, "check_openslide", lambda *a, **k: None)
+        m.setattr(pyramid_barcodes, "check_openslide", lambda *a, **k: None)
         code, report = _run(cli, [tall.mrxs, beyond.mrxs], out)
     assert code == 0, [s["status"] for s in report["slides"]]
     placed = sorted(out.glob("*.mrxs"))
@@ -86,7 +87,7 @@ def test_verify_fails_on_an_output_holding_them(cli, tmp_path, monkeypatch):
         assert code == 1, stdout[-2000:]
         fails += [ln.split(":")[0].strip() for ln in stdout.splitlines() if ln.strip().startswith("FAIL")]
         assert "DOE" not in stdout
-    assert sorted(fails) == ["FAIL mrxs-beyond-grid", "FAIL pyramid-consistency", "FAIL tiles-frame-size"], fails
+    assert sorted(fails) == ["FAIL barcode-pyramid", "FAIL mrxs-beyond-grid", "FAIL pyramid-consistency", "FAIL tiles-frame-size"], fails
 
 
 def test_dicom_route_carries_only_what_openslide_draws(cli, tmp_path):
