@@ -89,7 +89,7 @@ def test_a_label_scanned_into_the_pyramid_is_quarantined(cli, tmp_path, fmt):
     failing = sorted(k for k, (ok, _d) in checks.items() if not ok)
     assert failing == [CHECK], failing  # the pyramid is the base downsampled: only the barcode fails it
     ok, detail = checks[CHECK]
-    assert ok is False and "level 0" in detail and "1 barcode(s)" in detail and BARCODE not in detail, detail
+    assert ok is False and "level 1" in detail and "1 barcode(s)" in detail and BARCODE not in detail, detail  # its 1,024 px level
 
 
 @pytest.mark.parametrize("fmt", sorted(MAKERS))
@@ -111,7 +111,7 @@ def test_a_clean_slide_passes(cli, tmp_path, fmt):
     code, text, out = run_keyed(cli, tmp_path, MAKERS[fmt](tmp_path, False))
     assert code == 0 and _placed(out), text[-800:]
     ok, detail = _report_checks(out)[CHECK]
-    assert ok is True and "no barcode in pyramid level 0" in detail, detail
+    assert ok is True and "no barcode in pyramid level 1" in detail, detail
     assert _checks(cli, _placed(out)[0])[CHECK][0] is True
 
 
@@ -132,9 +132,10 @@ def test_bundled_real_tissue_has_no_barcode():
 def test_search_level_and_reduction():
     from wsianon.verify.pyramid_barcodes import MAX_PIXELS, pick_search_level, reduce_factor
 
-    assert pick_search_level([(80000, 60000), (20000, 15000), (5000, 3750), (1250, 937)]) == 2
+    assert pick_search_level([(80000, 60000), (20000, 15000), (5000, 3750), (1250, 937)]) == 3
     assert pick_search_level([(1500, 1000), (750, 500)]) == 0
-    assert pick_search_level([(2000, 100), (1000, 50)]) == 0
+    assert pick_search_level([(2000, 100), (1000, 50)]) == 1
+    assert pick_search_level([(1998, 100), (999, 50)]) == 0  # level 1 under TARGET: the larger
     assert pick_search_level([(2220, 2967)]) == 0  # CMU-1: one level, searched reduced 2x
     assert pick_search_level([(4096, 4096), (2048, 2048)]) == 1  # 4096 reduced 2x is no larger than level 1
     assert pick_search_level([(106752, 106752), (26688, 26688), (6672, 6672), (1668, 1668)]) == 3  # the 4 GiB benchmark slide: level 2 reduced 4x is level 3

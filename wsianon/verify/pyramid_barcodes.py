@@ -29,7 +29,7 @@ import numpy as np
 from wsianon.verify.thumbnail import read_level_reduced
 
 NAME = "barcode-pyramid"
-TARGET = 2000  # the searched level's long side, at least (else the largest level)
+TARGET = 1000  # the searched level's long side, at least (else the largest level)
 MAX_PIXELS = 4 << 20  # the reduced picture searched, at most
 # the searched level, at most (every pixel of it is decoded: ~1,000 tiles of 256 px); a pyramid
 # whose levels step 4x on a side has one between TARGET and 4 x TARGET on its long side
