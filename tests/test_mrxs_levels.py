@@ -35,6 +35,32 @@ class _Verdict:
         self.got.append((name, ok, detail))
 
 
+def _spread_grid(info, images: int) -> None:
+    """IMAGENUMBER_X/Y of ``images`` turned to 10,000: a grid spanning far more than the images
+    (all of them land in row 0, a box OpenSlide's bounds give)."""
+    ini = info.folder / "Slidedat.ini"
+    text = ini.read_bytes()
+    for axis in (b"X", b"Y"):
+        text = text.replace(b"IMAGENUMBER_%s = %d\n" % (axis, images), b"IMAGENUMBER_%s = 10000\n" % axis)
+    ini.write_bytes(text)
+
+
+def _judged(mrxs: Path) -> tuple[list[tuple[str, bool, str]], dict[str, str], list[tuple[int, int]]]:
+    """``pyramid-consistency`` on the slide: (its verdict lines, OpenSlide's properties, level sizes)."""
+    import openslide
+
+    from wsianon.verify import levels
+
+    slide = openslide.OpenSlide(str(mrxs))
+    try:
+        props, dims = dict(slide.properties), [tuple(d) for d in slide.level_dimensions]
+        v = _Verdict()
+        levels.check_openslide(slide, v)
+    finally:
+        slide.close()
+    return v.got, props, dims
+
+
 def _label_as_level(info, level: int, part: int = 1) -> None:
     """The images of ``level`` covering 1/``part`` of it (a corner) replaced by a label photo
     scaled to that part (level 1 of ``make_mrxs``: image indices at even columns and rows)."""
@@ -106,28 +132,15 @@ def test_only_the_part_level_0_places_images_in_is_compared(tmp_path):
     are compared over OpenSlide's bounds. Clean, they pass (compared over the whole grid, almost
     every point lies where no level has pixels: "too little of it has pixels"); a label photo as
     level 1 there fails."""
-    import openslide
-
-    from wsianon.verify import levels
-
     results = []
     for name, plant in (("SLIDE-G1", False), ("SLIDE-G2", True)):
         info = make_mrxs(tmp_path / "src", name, images=4, levels=3)
         if plant:
             _label_as_level(info, 1)
-        ini = info.folder / "Slidedat.ini"
-        text = ini.read_bytes()
-        for axis in (b"X", b"Y"):
-            text = text.replace(b"IMAGENUMBER_%s = 4\n" % axis, b"IMAGENUMBER_%s = 10000\n" % axis)
-        ini.write_bytes(text)
-        slide = openslide.OpenSlide(str(info.mrxs))
-        try:
-            assert "openslide.bounds-width" in slide.properties
-            v = _Verdict()
-            levels.check_openslide(slide, v)
-        finally:
-            slide.close()
-        results.append(v.got)
+        _spread_grid(info, 4)
+        got, props, _dims = _judged(info.mrxs)
+        assert "openslide.bounds-width" in props
+        results.append(got)
     (clean,), (planted,) = results
     assert clean[:2] == ("pyramid-consistency", True), clean
     assert planted[:2] == ("pyramid-consistency", False) and "level 1" in planted[2], planted
@@ -148,7 +161,6 @@ def test_real_tissue_with_stitching_offsets_passes(tmp_path, monkeypatch):
     import tests.fixtures.mrxs_gen as gen
     from tests.conftest import BUNDLED
     from tests.fixtures.mrxs_hidden import use_positions
-    from wsianon.verify import levels
 
     cmu = openslide.OpenSlide(str(BUNDLED / "CMU-1-Small-Region.svs"))
     try:
@@ -178,13 +190,7 @@ def test_real_tissue_with_stitching_offsets_passes(tmp_path, monkeypatch):
             flag, x, y = struct.unpack_from("<Bii", data, off + 9 * i)
             struct.pack_into("<Bii", data, off + 9 * i, flag, max(0, x + rng.randint(-48, 48)), max(0, y + rng.randint(-48, 48)))
         (info.folder / fname).write_bytes(bytes(data))
-        slide = openslide.OpenSlide(str(info.mrxs))
-        try:
-            v = _Verdict()
-            levels.check_openslide(slide, v)
-        finally:
-            slide.close()
-        got.append(v.got)
+        got.append(_judged(info.mrxs)[0])
     (clean,), (planted,) = got
     assert clean[:2] == ("pyramid-consistency", True), clean
     assert planted[:2] == ("pyramid-consistency", False) and "level 1" in planted[2], planted
@@ -195,23 +201,12 @@ def test_a_level_whose_compared_part_is_small_is_not_compared(tmp_path, monkeypa
     to the part compared, not to the level: on a grid spanning the glass, a low level is
     thousands of pixels wide while the scanned part of it is a few. Here the guard is raised above
     level 1's part (512 px) but not its size (1,280,000 px): level 1 is counted as small."""
-    import openslide
-
     from wsianon.verify import levels
 
     info = make_mrxs(tmp_path / "src", "SLIDE-S1", images=2, levels=2)
-    ini = info.folder / "Slidedat.ini"
-    text = ini.read_bytes()
-    for axis in (b"X", b"Y"):
-        text = text.replace(b"IMAGENUMBER_%s = 2\n" % axis, b"IMAGENUMBER_%s = 10000\n" % axis)
-    ini.write_bytes(text)
+    _spread_grid(info, 2)
     monkeypatch.setattr(levels, "MIN_LEVEL_SIDE", 600)
-    slide = openslide.OpenSlide(str(info.mrxs))
-    try:
-        assert slide.level_dimensions[1][0] > 600 and int(slide.properties["openslide.bounds-width"]) // 2 < 600
-        v = _Verdict()
-        levels.check_openslide(slide, v)
-    finally:
-        slide.close()
-    ((name, ok, detail),) = v.got
-    assert (name, ok) == ("pyramid-consistency", True) and "1 level(s) under 600 px not compared" in detail, v.got
+    got, props, dims = _judged(info.mrxs)
+    assert dims[1][0] > 600 and int(props["openslide.bounds-width"]) // 2 < 600
+    ((name, ok, detail),) = got
+    assert (name, ok) == ("pyramid-consistency", True) and "1 level(s) under 600 px not compared" in detail, got
