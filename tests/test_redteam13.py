@@ -160,3 +160,56 @@ def test_the_dicom_route_searches_a_volume_level(cli, tmp_path, labelled):
         assert code == 0 and list(out.rglob("*.dcm")), text[-800:]
         ok, detail = _report_checks(out)["dicom: barcode pyramid"]
         assert ok is True and "no barcode in the VOLUME level" in detail, detail
+
+
+def _one_level_svs(tmp_path: Path, name: str, size: tuple[int, int], labelled: bool) -> Path:
+    from PIL import Image
+
+    from .fixtures.mrxs_gen import label_image
+    from .fixtures.svs_gen import _tissue, write_svs
+
+    img = Image.fromarray(np.asarray(_tissue(size[1], size[0], 1))).convert("RGB")
+    if labelled:
+        img.paste(label_image(BARCODE), (size[0] - 420, 20))
+    (tmp_path / "src").mkdir(exist_ok=True)
+    return write_svs(tmp_path / "src" / name, size=size, levels=1, with_label=False, with_macro=False, level_pixels={0: np.asarray(img)}).path
+
+
+def test_the_dicom_route_searches_a_level_larger_than_the_searched_picture(cli, tmp_path):
+    """A DICOM output whose every VOLUME level is over 4 Mpx (here one level of 2,600 x 2,000 px;
+    CMU-1's smallest is 2,875 x 2,057): ``dicom: barcode pyramid`` searched only levels of at most
+    4 Mpx, said "not searched", and the labelled slide was shared. Now the level is assembled
+    reduced 2x (each frame box-averaged as it is decoded) and the label is found."""
+    src = _one_level_svs(tmp_path, "CASE-1303.svs", (2600, 2000), labelled=True)
+    code, text, out = run_keyed(cli, tmp_path, src, "dicom")
+    assert code != 0 and not list(out.rglob("*.dcm")), text[-800:]
+    ok, detail = _report_checks(out)["dicom: barcode pyramid"]
+    assert ok is False and detail.startswith("1 barcode(s) found in the VOLUME level") and "reduced 2x" in detail, detail
+    assert BARCODE not in text and BARCODE not in (out / "wsianon-report.json").read_text()
+
+
+def test_a_reduced_assembly_is_the_box_average_of_the_whole(cli, tmp_path):
+    """``images._assemble(..., reduce=f)`` box-averages each frame as it is decoded: the picture
+    equals PIL's ``reduce`` of the whole assembled level where the factor divides the frames (2, 4;
+    the last frames' partial boxes included), and keeps every third pixel for 3; the clean
+    one-level slide over 4 Mpx passes its search."""
+    import pydicom
+    from PIL import Image
+
+    from wsianon.verify.dicom.images import _assemble
+
+    src = _one_level_svs(tmp_path, "CASE-1304.svs", (2600, 2000), labelled=False)
+    code, text, out = run_keyed(cli, tmp_path, src, "dicom")
+    assert code == 0, text[-800:]
+    ok, detail = _report_checks(out)["dicom: barcode pyramid"]
+    assert ok is True and "px searched, reduced 2x" in detail, detail
+    (vol,) = [p for p in out.rglob("*.dcm") if "VOLUME" in list(pydicom.dcmread(p, stop_before_pixels=True).ImageType)]
+    ds = pydicom.dcmread(vol, stop_before_pixels=True)
+    whole = _assemble(vol, ds)
+    assert whole.shape[:2] == (2000, 2600) and int(ds.Columns) % 4 == 0
+    for f in (2, 4):
+        reduced = _assemble(vol, ds, reduce=f)
+        expect = np.asarray(Image.fromarray(whole).reduce(f))
+        assert reduced.shape == expect.shape == (-(-2000 // f), -(-2600 // f), 3)
+        assert np.array_equal(reduced, expect)
+    assert np.array_equal(_assemble(vol, ds, reduce=3), whole[::3, ::3])

@@ -129,9 +129,10 @@ def check_openslide(slide, verdict) -> None:
 
 
 def check_dicom(dsets, verdict, name: str = "dicom: barcode pyramid") -> None:
-    """The DICOM route's search: the largest 8-bit VOLUME level of at most ``MAX_PIXELS`` (assembled whole
-    from its frames, as ``dicom: thumbnail``'s reference is; a concatenated level read over its
-    parts), searched as ``check_openslide`` searches a native level."""
+    """The DICOM route's search: of the 8-bit VOLUME levels, the one ``pick_search_level`` picks
+    (as ``check_openslide`` picks a native level), assembled from its frames reduced by
+    ``reduce_factor`` (each frame box-averaged as it is decoded, ``images._assemble``; a
+    concatenated level read over its parts) and searched as a native level is."""
     try:
         import zxingcpp  # noqa: F401
     except Exception:
@@ -146,24 +147,29 @@ def check_dicom(dsets, verdict, name: str = "dicom: barcode pyramid") -> None:
     try:
         for p, ds, parts in wholes(dsets):  # a concatenated level once, read over its parts
             if image_kind(ds) == "VOLUME" and int(ds.get("BitsAllocated", 8) or 8) == 8:  # (a 16-bit level: not searched)
-                w, h = _matrix(ds)
-                if w * h <= MAX_PIXELS:
-                    volumes.append((w * h, len(volumes), p, ds, parts))
+                volumes.append((_matrix(ds), p, ds, parts))
     except Exception as exc:
         verdict.add(name, False, f"the VOLUME levels cannot be read to search them for barcodes ({type(exc).__name__})")
         return
-    if not volumes:
-        verdict.add(name, True, f"not searched: no 8-bit VOLUME level of at most {MAX_PIXELS >> 20} Mpx")
+    pick = pick_search_level([v[0] for v in volumes])
+    if pick is None:
+        verdict.add(
+            name, True, f"not searched: no 8-bit VOLUME level of at most {MAX_LEVEL_PIXELS >> 20} Mpx" if volumes else "not searched: no 8-bit VOLUME level"
+        )
         return
-    _area, _i, p, ds, parts = max(volumes, key=lambda v: (v[0], -v[1]))
+    size, p, ds, parts = volumes[pick]
+    factor = reduce_factor(size)
+    # frames of 256 or 512 px and a factor of 3: 4 reduces every frame to whole boxes, averaged
+    # (a factor that divides no frame keeps every n-th pixel: ``_assemble``)
+    factor = next((f for f in range(factor, factor + factor // 3 + 1) if int(ds.Columns) % f == 0 and int(ds.Rows) % f == 0), factor)
     try:
-        pixels = _assemble(p, ds, parts)
+        pixels = _assemble(p, ds, parts, reduce=factor)
         found = count_barcodes(pixels)
     except Exception as exc:  # fail closed
         verdict.add(name, False, f"{p.name}: the VOLUME level cannot be searched for barcodes ({type(exc).__name__})")
         return
     h, w = pixels.shape[:2]
-    where = f"the VOLUME level {p.name} ({w}x{h} px searched)"
+    where = f"the VOLUME level {p.name} ({w}x{h} px searched{f', reduced {factor}x' if factor > 1 else ''})"
     verdict.add(name, found == 0, f"{found} barcode(s) found in {where}" if found else f"no barcode in {where}")
 
 

@@ -47,17 +47,19 @@ def check_record_and_images(dsets: list[tuple[Path, Dataset]], policy, verdict: 
 MAX_IMAGE_PIXELS = 64 << 20  # a THUMBNAIL/OVERVIEW/LABEL larger than this is searched at reduced size
 
 
-def _assemble(path: Path, ds: Dataset, parts: list[Part] | None = None):
-    """A (non-VOLUME) instance's whole image as an RGB/grey array, frame by frame; at most
-    MAX_IMAGE_PIXELS (larger images are assembled from every n-th pixel). ``parts``: the
-    instances of a concatenation whose first part ``ds`` is (``decode.wholes``)."""
+def _assemble(path: Path, ds: Dataset, parts: list[Part] | None = None, reduce: int = 1):
+    """An instance's whole image as an RGB/grey array, frame by frame; at most MAX_IMAGE_PIXELS
+    (larger images are reduced by a power of two more). ``parts``: the instances of a
+    concatenation whose first part ``ds`` is (``decode.wholes``). ``reduce`` > 1: the image
+    reduced by that factor (``ceil`` of each side). A reduced image is box-averaged, each frame as
+    it is decoded (PIL ``reduce``: only the reduced picture and one frame are held), where the
+    frame size and every frame origin are multiples of the factor (each frame then covers whole
+    boxes); else every n-th pixel is kept."""
     import numpy as np
+    from PIL import Image
 
     cols = int(ds.get("TotalPixelMatrixColumns", 0) or ds.Columns)
     rows = int(ds.get("TotalPixelMatrixRows", 0) or ds.Rows)
-    step = 1
-    while (cols // step) * (rows // step) > MAX_IMAGE_PIXELS:
-        step *= 2
     if parts is not None and len(parts) > 1:
         origins = first_picture(ds, frame_origins(ds, whole_count(parts)))
         frames = whole_frames_at(parts, list(range(len(origins or []))))
@@ -66,6 +68,10 @@ def _assemble(path: Path, ds: Dataset, parts: list[Part] | None = None):
         frames = _frames_at(path, ds, list(range(len(origins or []))))
     if origins is None:
         raise ValueError("frame positions cannot be determined")
+    step = max(1, int(reduce))
+    while (cols // step) * (rows // step) > MAX_IMAGE_PIXELS:
+        step *= 2
+    box = step > 1 and int(ds.Columns) % step == 0 and int(ds.Rows) % step == 0 and all(x % step == 0 and y % step == 0 for x, y in origins)
     out = None
     for k, fv in frames:
         a = decode_rgb(fv, ds)
@@ -73,9 +79,15 @@ def _assemble(path: Path, ds: Dataset, parts: list[Part] | None = None):
         h, w = min(a.shape[0], rows - y), min(a.shape[1], cols - x)
         if out is None:
             out = np.full((-(-rows // step), -(-cols // step)) + a.shape[2:], 255, np.uint8)
-        # frame origins are multiples of the frame size; keep the pixels on the step grid
-        oy, ox = -(-y // step), -(-x // step)
-        part = a[(oy * step - y) : h : step, (ox * step - x) : w : step]
+        if h <= 0 or w <= 0:  # a frame wholly outside the matrix
+            continue
+        if box:
+            part = np.asarray(Image.fromarray(np.ascontiguousarray(a[:h, :w])).reduce(step))
+            oy, ox = y // step, x // step
+        else:
+            # frame origins are multiples of the frame size; keep the pixels on the step grid
+            oy, ox = -(-y // step), -(-x // step)
+            part = a[(oy * step - y) : h : step, (ox * step - x) : w : step]
         out[oy : oy + part.shape[0], ox : ox + part.shape[1]] = part
     return out
 
