@@ -74,7 +74,8 @@ def test_markup_in_paths_run_inspect_verify(markup_dir, tmp_path, cli):
     assert sorted(s["status"] for s in _report(out)["slides"]) == ["error", "ok"]
     assert f"outputs: {out}" in stdout
     code, stdout, stderr = cli("inspect", good, bad)
-    assert code == 1 and "slide [red].svs" in stdout and f"error: {bad}: " in stderr
+    # the whole path on one line, however long (a table title wrapped it at the console's width)
+    assert code == 1 and f"{good} — " in stdout and f"error: {bad}: " in stderr, stdout
     produced = next(out.glob("*.svs"))
     code, stdout, stderr = cli("verify", produced, "--source", good)
     assert code == 0, stdout + stderr

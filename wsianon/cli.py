@@ -617,7 +617,10 @@ def inspect(
         pub["path"] = str(s.path)
         results.append(pub)
         if not json_out:
-            t = Table(title=f"{safe_text(s.path)} — {safe_text(inv.format)}, {inv.levels} level(s)", show_lines=False)
+            # the heading on its own line, never wrapped (a table title is wrapped at the console's
+            # width, which broke a long path in two)
+            out_console.print(f"{safe_text(s.path)} — {safe_text(inv.format)}, {inv.levels} level(s)", highlight=False, soft_wrap=True)
+            t = Table(show_lines=False)
             t.add_column("field")
             t.add_column("where")
             t.add_column("action")
