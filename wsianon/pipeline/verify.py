@@ -28,6 +28,7 @@ from pathlib import Path
 
 from wsianon.converters.base import Inventory, NativeConverter
 from wsianon.converters.registry import ClosedWorld, spec_of
+from wsianon.io import barcodes
 from wsianon.io.scan import Canary, Scanner, SplitScanner, stem_canaries
 from wsianon.pipeline.model import Verdict
 from wsianon.profiles import load as load_profile
@@ -167,15 +168,16 @@ def uniform(img) -> bool:
     return all(lo == hi for lo, hi in (ext if isinstance(ext[0], tuple) else (ext,)))
 
 
-def _barcodes(img) -> int:
+def _barcodes(img) -> int | None:
+    """Barcodes found in ``img``; 0 without zxing-cpp, None when the search itself failed."""
     try:
-        import zxingcpp
+        import zxingcpp  # noqa: F401
     except Exception:
         return 0
     try:
-        return len(zxingcpp.read_barcodes(img.convert("RGB")))
+        return len(barcodes.read(img.convert("RGB")))
     except Exception:
-        return 0
+        return None
 
 
 def check_openslide(snap: SourceSnapshot, conv: NativeConverter | None, out_main: Path, policy: Policy, verdict: Verdict) -> dict | None:
@@ -229,6 +231,9 @@ def check_openslide(snap: SourceSnapshot, conv: NativeConverter | None, out_main
             if n == "label" and policy.label == "blank":
                 continue
             found = _barcodes(out.associated_images[n])
+            if found is None:  # fail closed: what cannot be searched cannot be shown free of a label
+                verdict.add(f"barcode-{n}", False, f"the barcode search of associated image {n!r} failed")
+                continue
             if n == "macro" and policy.macro == "keep":
                 if found:
                     verdict.add(f"barcode-{n}", True, f"{found} barcode(s) in the kept macro (kept on request)")

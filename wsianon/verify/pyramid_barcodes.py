@@ -26,6 +26,7 @@ import math
 
 import numpy as np
 
+from wsianon.io import barcodes
 from wsianon.verify.thumbnail import read_level_reduced
 
 NAME = "barcode-pyramid"
@@ -78,7 +79,6 @@ def count_barcodes(pixels: np.ndarray) -> int:
     """Distinct barcodes (format and content) zxing-cpp finds in ``pixels`` (RGB uint8, searched as
     grey): the whole picture, then each overlapping ``CROP`` px crop enlarged ``UPSCALE`` times (a
     picture no larger than one crop: itself enlarged)."""
-    import zxingcpp
     from PIL import Image
 
     h, w = pixels.shape[:2]
@@ -89,7 +89,7 @@ def count_barcodes(pixels: np.ndarray) -> int:
     seen: set[tuple[str, bytes]] = set()
 
     def search(a: np.ndarray, **options) -> None:
-        for r in zxingcpp.read_barcodes(np.ascontiguousarray(a), **options):
+        for r in barcodes.read(np.ascontiguousarray(a), **options):
             seen.add((str(r.format), bytes(r.bytes)))
 
     search(grey)

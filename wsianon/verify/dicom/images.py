@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 
+from wsianon.io import barcodes
 from wsianon.io.dicomframes import decode_rgb
 from wsianon.verify.dicom.common import Checks, image_kind
 from wsianon.verify.dicom.decode import Part, _frames_at, first_picture, frame_origins, whole_count, whole_frames_at
@@ -101,7 +102,7 @@ def check_barcodes(dsets: list[tuple[Path, Dataset]], policy, verdict: Checks) -
         verdict.add("dicom: barcodes", True, "no image besides the pyramid levels")
         return
     try:
-        import zxingcpp
+        import zxingcpp  # noqa: F401
     except Exception:
         verdict.add("dicom: barcodes", True, "skipped: zxing-cpp is not installed")
         return
@@ -110,7 +111,7 @@ def check_barcodes(dsets: list[tuple[Path, Dataset]], policy, verdict: Checks) -
         kind = image_kind(ds)
         try:
             img = _assemble(path, ds)
-            found = len(zxingcpp.read_barcodes(img))
+            found = len(barcodes.read(img))
         except Exception as exc:
             bad.append(f"{path.name}: {kind} cannot be decoded to search it ({type(exc).__name__})")
             continue
