@@ -57,3 +57,30 @@ def test_a_label_barcode_is_found(kind):
     img = np.asarray(zxingcpp.write_barcode_to_image(zxingcpp.create_barcode("S24-13579", fmt), scale=4))
     found = barcodes.read(np.ascontiguousarray(img))
     assert [r.text for r in found] == ["S24-13579"]
+
+
+def test_a_search_that_fails_fails_closed(cli, tmp_path, monkeypatch):
+    """zxing-cpp raising while a kept associated image is searched: ``barcode-thumbnail`` fails
+    (it counted 0 barcodes and passed), as ``barcode-pyramid`` does."""
+    import json
+
+    from wsianon.io import barcodes
+
+    from .fixtures.helpers import run_keyed
+    from .fixtures.svs_gen import write_svs
+
+    (tmp_path / "src").mkdir()
+    src = write_svs(tmp_path / "src" / "CASE-1305.svs", size=(1024, 768), levels=2).path
+    code, text, out = run_keyed(cli, tmp_path, src)
+    assert code == 0, text[-800:]
+    (slide,) = out.glob("*.svs")
+
+    def broken(*_a, **_k):
+        raise RuntimeError("zxing-cpp failed")
+
+    monkeypatch.setattr(barcodes, "read", broken)
+    code, stdout, _err = cli("verify", "--json", str(slide))
+    checks = {c["check"]: (c["ok"], c["detail"]) for c in json.loads(stdout)[0]["checks"]}
+    assert code != 0
+    assert checks["barcode-thumbnail"] == (False, "the barcode search of associated image 'thumbnail' failed")
+    assert checks["barcode-pyramid"][0] is False and "failed" in checks["barcode-pyramid"][1]
