@@ -213,3 +213,20 @@ def test_a_reduced_assembly_is_the_box_average_of_the_whole(cli, tmp_path):
         assert reduced.shape == expect.shape == (-(-2000 // f), -(-2600 // f), 3)
         assert np.array_equal(reduced, expect)
     assert np.array_equal(_assemble(vol, ds, reduce=3), whole[::3, ::3])
+
+
+@pytest.mark.parametrize("n", [1, 700, 1024, 1025, 1110, 1240, 1484, 2048, 2220, 4096, 10000])
+def test_crops_cover_the_side_and_overlap(n):
+    """``_spans``: the crops start at 0, end at the side, overlap by at least ``OVERLAP`` (a barcode
+    up to that wide lies whole in one), are no longer than ``CROP`` (+1, rounding) and as few as
+    that allows: a picture of 1,110 or 1,240 px is searched in two crops a side of 684 and 749 px,
+    not two of 1,024 px."""
+    from wsianon.verify.pyramid_barcodes import CROP, OVERLAP, _spans
+
+    spans = _spans(n)
+    assert spans[0][0] == 0 and spans[-1][0] + spans[-1][1] == n
+    assert all(a + la - b >= OVERLAP for (a, la), (b, _lb) in zip(spans, spans[1:]))
+    assert all(length <= min(n, CROP + 1) for _s, length in spans)
+    assert len(spans) == (1 if n <= CROP else -(-(n - OVERLAP) // (CROP - OVERLAP)))
+    if n in (1110, 1240):
+        assert [length for _s, length in spans] == [{1110: 684, 1240: 749}[n]] * 2

@@ -13,9 +13,9 @@ at least ``TARGET`` px (else the largest) among those of at most ``MAX_LEVEL_PIX
 one huge level, no pyramid, is not searched: its detail says so), read through OpenSlide in strips of rows and
 box-averaged by the least whole factor that brings it under ``MAX_PIXELS``
 (``verify.thumbnail.read_level_reduced``: a strip and the reduced picture held at once). zxing
-reads the whole picture, then overlapping square crops of ``CROP`` px (a label in a corner is a
-small part of the picture; a crop searched alone, the reader's own downscaled tries see it at a
-size they find). Any barcode found fails the check; the detail names the level and the count,
+reads the whole picture, then overlapping crops of at most ``CROP`` px a side, enlarged (a label
+in a corner is a small part of the picture; a crop searched alone and enlarged, the reader sees
+a barcode of 1.2 to 1.8 px a module at a size it reads). Any barcode found fails the check; the detail names the level and the count,
 never a decoded value. Not caught: a name written or printed without a barcode, and a barcode too
 small at the searched level (README, Limitations).
 """
@@ -35,8 +35,8 @@ MAX_PIXELS = 4 << 20  # the reduced picture searched, at most
 # the searched level, at most (every pixel of it is decoded: ~1,000 tiles of 256 px); a pyramid
 # whose levels step 4x on a side has one between TARGET and 4 x TARGET on its long side
 MAX_LEVEL_PIXELS = 64 << 20
-CROP = 1024  # the side of the overlapping crops searched after the whole picture
-STEP = CROP * 3 // 4  # crops overlap by a quarter: a barcode up to 256 px wide lies whole in one
+CROP = 1024  # the overlapping crops searched after the whole picture: at most this on a side
+OVERLAP = 256  # crops overlap by at least this: a barcode up to 256 px wide lies whole in one
 UPSCALE = 2  # each crop is searched enlarged: a barcode of 1.2 to 1.8 px a module is read only so
 
 
@@ -68,17 +68,23 @@ def reduce_factor(size: tuple[int, int]) -> int:
     return f
 
 
-def _starts(n: int) -> list[int]:
+def _spans(n: int) -> list[tuple[int, int]]:
+    """(start, length) of the crops along a side of ``n`` px: the fewest crops of at most
+    ``CROP`` px that overlap by at least ``OVERLAP``, all of one length (as short as that allows:
+    a 1,240 px side is two crops of 748 px, not two of 1,024 that overlap by 808 and are searched,
+    enlarged, at twice the cost)."""
     if n <= CROP:
-        return [0]
-    out = list(range(0, n - CROP, STEP))
-    return out + [n - CROP]
+        return [(0, n)]
+    k = -(-(n - OVERLAP) // (CROP - OVERLAP))
+    length = min(n, -(-(n + (k - 1) * OVERLAP) // k) + 1)  # +1: the starts' rounding
+    starts = [(n - length) * i // (k - 1) for i in range(k)]
+    return [(s, length) for s in starts]
 
 
 def count_barcodes(pixels: np.ndarray) -> int:
     """Distinct barcodes (format and content) zxing-cpp finds in ``pixels`` (RGB uint8, searched as
-    grey): the whole picture, then each overlapping ``CROP`` px crop enlarged ``UPSCALE`` times (a
-    picture no larger than one crop: itself enlarged)."""
+    grey): the whole picture, then each overlapping crop (``_spans``: at most ``CROP`` px a side)
+    enlarged ``UPSCALE`` times (a picture no larger than one crop: itself enlarged)."""
     from PIL import Image
 
     h, w = pixels.shape[:2]
@@ -93,9 +99,9 @@ def count_barcodes(pixels: np.ndarray) -> int:
             seen.add((str(r.format), bytes(r.bytes)))
 
     search(grey)
-    for y in _starts(h):
-        for x in _starts(w):
-            crop = Image.fromarray(np.ascontiguousarray(grey[y : y + CROP, x : x + CROP]))
+    for y, ch in _spans(h):
+        for x, cw in _spans(w):
+            crop = Image.fromarray(np.ascontiguousarray(grey[y : y + ch, x : x + cw]))
             search(np.asarray(crop.resize((crop.width * UPSCALE, crop.height * UPSCALE), Image.Resampling.BILINEAR)), try_downscale=False, try_invert=False)
     return len(seen)
 
