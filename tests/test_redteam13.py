@@ -230,3 +230,37 @@ def test_crops_cover_the_side_and_overlap(n):
     assert len(spans) == (1 if n <= CROP else -(-(n - OVERLAP) // (CROP - OVERLAP)))
     if n in (1110, 1240):
         assert [length for _s, length in spans] == [{1110: 684, 1240: 749}[n]] * 2
+
+
+@pytest.mark.parametrize(
+    ("name", "factor", "searched"),
+    [
+        ("highdicom_sm_image.dcm", 5, "no barcode in the VOLUME level"),
+        ("pathml_small_dicom.dcm", 4, "not searched: no 8-bit VOLUME level"),
+    ],
+)
+def test_reduced_assembly_of_real_instances(name, factor, searched):
+    """Real instances: highdicom's 10 px frames reduced by 5 (a 50 px matrix: whole boxes), and
+    pathml's 500 px JPEG frames by 4 (500 = 4 x 125; its 3,236 x 2,638 matrix leaves partial
+    boxes at the edges): the reduced assembly equals PIL's reduce of the whole. ``dicom: barcode
+    pyramid`` searches the VOLUME instance and says why it does not search pathml's (it has no
+    ImageType, so no VOLUME)."""
+    import pydicom
+    from PIL import Image
+
+    from wsianon.pipeline.model import Verdict
+    from wsianon.verify import pyramid_barcodes
+    from wsianon.verify.dicom.images import _assemble
+
+    from .conftest import shared
+
+    path = shared(f"dicom/{name}")
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    whole = _assemble(path, ds)
+    reduced = _assemble(path, ds, reduce=factor)
+    assert reduced.shape[:2] == (-(-whole.shape[0] // factor), -(-whole.shape[1] // factor))
+    assert np.array_equal(reduced, np.asarray(Image.fromarray(whole).reduce(factor)))
+    v = Verdict()
+    pyramid_barcodes.check_dicom([(path, ds)], v)
+    (check,) = v.checks
+    assert check.name == "dicom: barcode pyramid" and check.ok and check.detail.startswith(searched), check
