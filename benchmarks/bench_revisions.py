@@ -68,6 +68,8 @@ def run(src: Path, out: Path, key: Path, pythonpath: str | None, target: str = "
     except (OSError, ValueError, KeyError, IndexError):
         r["stages"], r["status"] = None, "no report"
     fresh_out(out)
+    if r["rc"] != 0:  # a run that failed or quarantined its slide is not a timing of the job
+        raise SystemExit(f"wsianon run failed (rc {r['rc']}, slide status {r['status']}):\n{r['out'][-2000:]}")
     return r
 
 

@@ -219,3 +219,20 @@ def test_native_benchmark_smoke(tmp_path):
     if shutil.which("fincore") and hasattr(os, "posix_fadvise"):
         assert r["cache_hints"]["resident_after_run"]["on"]["output_mib"] == 0
         assert r["cache_hints"]["resident_after_run"]["off"]["output_mib"] > 0
+
+
+def test_revision_benchmark_refuses_a_failed_run(tmp_path):
+    """``bench_revisions.run`` times a whole ``wsianon run``; a run that fails or quarantines its
+    slide is no timing of the job and stops the benchmark (it printed the time of a quarantined
+    DICOM run as if it were one)."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        bench_revisions = importlib.import_module("bench_revisions")
+    finally:
+        sys.path.remove(str(BENCH))
+    src = tmp_path / "CASE-1.svs"
+    src.write_bytes(b"II*\x00" + b"\x00" * 64)  # no slide
+    key = tmp_path / "key"
+    assert subprocess.run([sys.executable, "-m", "wsianon.cli", "key", "init", str(key)], capture_output=True).returncode == 0
+    with pytest.raises(SystemExit, match=r"wsianon run failed \(rc 1"):
+        bench_revisions.run(src, tmp_path / "out", key, None)
