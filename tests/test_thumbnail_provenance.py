@@ -282,6 +282,7 @@ def test_a_level_too_large_to_read_whole_is_sampled(tmp_path, monkeypatch):
     from wsianon.verify.dicom.common import read_dataset
 
     monkeypatch.setattr(thumbnail, "REF_MAX_PIXELS", 0)
+    monkeypatch.setattr(thumbnail, "THUMB_REF_WHOLE_PIXELS", 0)  # (over 64 Mpx: sampled)
     for planted, want in ((None, True), (text_label(THUMB), False)):
         v = Verdict()
         with openslide.OpenSlide(str(_svs(tmp_path / f"n{want}", planted))) as s:

@@ -17,7 +17,8 @@ from the output alone, to be what it says:
   residual after a linear fit, ``MAX_BLOCK_RESIDUAL``). Proven at that size only: text small
   against the thumbnail written onto the slide's own picture is not seen (README, Limitations).
 
-What is decoded is bounded: a reference level of at most ``REF_MAX_PIXELS`` is read whole; a larger
+What is decoded is bounded: a reference level of at most ``THUMB_REF_WHOLE_PIXELS`` is read whole,
+box-averaged as it is read (a strip of rows, DICOM one frame, and the reduced picture held); a larger
 one (a slide without a pyramid) is sampled at ``SAMPLES`` x ``SAMPLES`` points (each the tile holding
 the point or a region of at most ``PATCH`` px; DICOM: only the frames holding a point are decoded). The thresholds are calibrated on the real samples and planted label photos
 (README, "Verification"). Details name the check, never a measured value.
@@ -34,6 +35,10 @@ SAMPLES = 32  # points per side where the reference level is too large to read w
 PATCH = 512  # pixels per side of one sample at most (the tile holding the point, else a cell)
 READ = 64  # pixels per side read of a tile that stands for its cell (its middle)
 REF_MAX_PIXELS = 4 << 20  # a level up to this is read whole
+# the thumbnail check's reference level is read whole, reduced as it is read, up to this: sampled at
+# 32 points a side, a slide of one 5.2 Mpx level with a pen circle or a printed line on it failed
+# an honest thumbnail (correlation 0.44; read whole, 0.98)
+THUMB_REF_WHOLE_PIXELS = 64 << 20
 MIN_OVERSAMPLE = 4  # the reference level is at least this many times the grid
 MIN_LEVEL_SIDE = 16  # a pyramid level smaller than this on its long side is not compared with another (JPEG rounding dominates)
 BLUR = 1.0  # Gaussian sigma, in grid cells
@@ -280,7 +285,7 @@ def openslide_reference(slide, shape: tuple[int, int]) -> np.ndarray:
     level = pick_level(list(slide.level_dimensions), shape)
     lw, lh = slide.level_dimensions[level]
 
-    if lw * lh <= REF_MAX_PIXELS:
+    if lw * lh <= THUMB_REF_WHOLE_PIXELS:
         factor = min(lw // (MIN_OVERSAMPLE * shape[0]), lh // (MIN_OVERSAMPLE * shape[1]))
         return prepare(read_level_reduced(slide, level, factor), shape)
     down = slide.level_downsamples[level]
@@ -384,6 +389,11 @@ def dicom_reference(path: Path, ds, shape: tuple[int, int], parts=None) -> np.nd
     cols, rows = _matrix(ds)
     if cols * rows <= REF_MAX_PIXELS:
         return prepare(_assemble(path, ds, parts), shape)
+    if cols * rows <= THUMB_REF_WHOLE_PIXELS:  # reduced as it is assembled (one frame and the picture held)
+        factor = max(1, min(cols // (MIN_OVERSAMPLE * shape[0]), rows // (MIN_OVERSAMPLE * shape[1])))
+        fw, fh = int(ds.Columns), int(ds.Rows)
+        factor = next((f for f in range(factor, 0, -1) if fw % f == 0 and fh % f == 0), 1)  # a divisor of the frame: box-averaged
+        return prepare(_assemble(path, ds, parts, reduce=factor), shape)
     whole = parts is not None and len(parts) > 1
     origins = first_picture(ds, frame_origins(ds, whole_count(parts)) if whole else frame_origins(ds))
     if origins is None:
