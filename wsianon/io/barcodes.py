@@ -11,6 +11,15 @@ from __future__ import annotations
 import functools
 
 
+def available() -> bool:
+    """Whether zxing-cpp can be imported (without it, the searches say they were skipped)."""
+    try:
+        import zxingcpp  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
 @functools.cache
 def label_formats():
     """zxing-cpp's readable formats less DX Film Edge (a ``BarcodeFormats``). zxing-cpp 3 lists
@@ -30,4 +39,4 @@ def read(image, **options) -> list:
     return zxingcpp.read_barcodes(image, formats=label_formats(), **options)
 
 
-__all__ = ["label_formats", "read"]
+__all__ = ["available", "label_formats", "read"]

@@ -170,9 +170,7 @@ def uniform(img) -> bool:
 
 def _barcodes(img) -> int | None:
     """Barcodes found in ``img``; 0 without zxing-cpp, None when the search itself failed."""
-    try:
-        import zxingcpp  # noqa: F401
-    except Exception:
+    if not barcodes.available():
         return 0
     try:
         return len(barcodes.read(img.convert("RGB")))

@@ -71,7 +71,7 @@ def reduce_factor(size: tuple[int, int]) -> int:
 def _spans(n: int) -> list[tuple[int, int]]:
     """(start, length) of the crops along a side of ``n`` px: the fewest crops of at most
     ``CROP`` px that overlap by at least ``OVERLAP``, all of one length (as short as that allows:
-    a 1,240 px side is two crops of 748 px, not two of 1,024 that overlap by 808 and are searched,
+    a 1,240 px side is two crops of 749 px, not two of 1,024 that overlap by 808 and are searched,
     enlarged, at twice the cost)."""
     if n <= CROP:
         return [(0, n)]
@@ -108,9 +108,7 @@ def count_barcodes(pixels: np.ndarray) -> int:
 
 def check_openslide(slide, verdict) -> None:
     """Search one bounded level of an open output slide for barcodes."""
-    try:
-        import zxingcpp  # noqa: F401
-    except Exception:
+    if not barcodes.available():
         verdict.add(NAME, True, "skipped: zxing-cpp is not installed")
         return
     try:
@@ -139,14 +137,12 @@ def check_dicom(dsets, verdict, name: str = "dicom: barcode pyramid") -> None:
     (as ``check_openslide`` picks a native level), assembled from its frames reduced by
     ``reduce_factor`` (each frame box-averaged as it is decoded, ``images._assemble``; a
     concatenated level read over its parts) and searched as a native level is."""
-    try:
-        import zxingcpp  # noqa: F401
-    except Exception:
+    if not barcodes.available():
         verdict.add(name, True, "skipped: zxing-cpp is not installed")
         return
     from wsianon.verify.dicom.common import image_kind
     from wsianon.verify.dicom.decode import wholes
-    from wsianon.verify.dicom.images import _assemble
+    from wsianon.verify.dicom.images import _assemble, frame_divisor
     from wsianon.verify.thumbnail import _matrix
 
     volumes: list[tuple] = []
@@ -167,7 +163,7 @@ def check_dicom(dsets, verdict, name: str = "dicom: barcode pyramid") -> None:
     factor = reduce_factor(size)
     # frames of 256 or 512 px and a factor of 3: 4 reduces every frame to whole boxes, averaged
     # (a factor that divides no frame keeps every n-th pixel: ``_assemble``)
-    factor = next((f for f in range(factor, factor + factor // 3 + 1) if int(ds.Columns) % f == 0 and int(ds.Rows) % f == 0), factor)
+    factor = frame_divisor(ds, range(factor, factor + factor // 3 + 1), factor)
     try:
         pixels = _assemble(p, ds, parts, reduce=factor)
         found = count_barcodes(pixels)

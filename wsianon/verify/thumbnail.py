@@ -277,6 +277,12 @@ def read_level_reduced(slide, level: int, factor: int) -> np.ndarray:
     return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
 
+def _oversampled_factor(size: tuple[int, int], shape: tuple[int, int]) -> int:
+    """The largest whole factor that keeps a level of ``size`` at least ``MIN_OVERSAMPLE`` times
+    the compared grid ``shape`` on both sides (at least 1)."""
+    return max(1, min(size[0] // (MIN_OVERSAMPLE * shape[0]), size[1] // (MIN_OVERSAMPLE * shape[1])))
+
+
 def openslide_reference(slide, shape: tuple[int, int]) -> np.ndarray:
     """The slide's reference level (``pick_level``), rendered as OpenSlide draws it over its
     background colour, prepared at ``shape``. A level over ``REF_MAX_PIXELS`` is sampled, not read
@@ -286,8 +292,7 @@ def openslide_reference(slide, shape: tuple[int, int]) -> np.ndarray:
     lw, lh = slide.level_dimensions[level]
 
     if lw * lh <= THUMB_REF_WHOLE_PIXELS:
-        factor = min(lw // (MIN_OVERSAMPLE * shape[0]), lh // (MIN_OVERSAMPLE * shape[1]))
-        return prepare(read_level_reduced(slide, level, factor), shape)
+        return prepare(read_level_reduced(slide, level, _oversampled_factor((lw, lh), shape)), shape)
     down = slide.level_downsamples[level]
     n_x, n_y = (max(1, round(SAMPLES * s / max(shape))) for s in shape)
     grid = np.empty((3, n_y, n_x), np.float32)
@@ -381,18 +386,17 @@ def _matrix(ds) -> tuple[int, int]:
 
 def dicom_reference(path: Path, ds, shape: tuple[int, int], parts=None) -> np.ndarray:
     """A VOLUME instance's whole image prepared at ``shape``: assembled from every frame up to
-    ``REF_MAX_PIXELS``, otherwise sampled (only the frames holding a sample are decoded).
+    ``REF_MAX_PIXELS``; up to ``THUMB_REF_WHOLE_PIXELS`` assembled reduced (each frame box-averaged
+    as it is decoded); otherwise sampled (only the frames holding a sample are decoded).
     ``parts``: the instances of a concatenation whose first part ``ds`` is (``decode.wholes``)."""
     from wsianon.verify.dicom.decode import _frames_at, first_picture, frame_origins, whole_count, whole_frames_at
-    from wsianon.verify.dicom.images import _assemble
+    from wsianon.verify.dicom.images import _assemble, frame_divisor
 
     cols, rows = _matrix(ds)
     if cols * rows <= REF_MAX_PIXELS:
         return prepare(_assemble(path, ds, parts), shape)
     if cols * rows <= THUMB_REF_WHOLE_PIXELS:  # reduced as it is assembled (one frame and the picture held)
-        factor = max(1, min(cols // (MIN_OVERSAMPLE * shape[0]), rows // (MIN_OVERSAMPLE * shape[1])))
-        fw, fh = int(ds.Columns), int(ds.Rows)
-        factor = next((f for f in range(factor, 0, -1) if fw % f == 0 and fh % f == 0), 1)  # a divisor of the frame: box-averaged
+        factor = frame_divisor(ds, range(_oversampled_factor((cols, rows), shape), 0, -1), 1)  # box-averaged
         return prepare(_assemble(path, ds, parts, reduce=factor), shape)
     whole = parts is not None and len(parts) > 1
     origins = first_picture(ds, frame_origins(ds, whole_count(parts)) if whole else frame_origins(ds))

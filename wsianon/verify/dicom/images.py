@@ -93,6 +93,13 @@ def _assemble(path: Path, ds: Dataset, parts: list[Part] | None = None, reduce: 
     return out
 
 
+def frame_divisor(ds: Dataset, factors, default: int) -> int:
+    """The first of ``factors`` that divides both sides of ``ds``'s frames (``_assemble`` then
+    box-averages each frame whole), else ``default``."""
+    fw, fh = int(ds.Columns), int(ds.Rows)
+    return next((f for f in factors if fw % f == 0 and fh % f == 0), default)
+
+
 def check_barcodes(dsets: list[tuple[Path, Dataset]], policy, verdict: Checks) -> None:
     """``dicom: barcodes`` — no barcode in any image that remains besides the pyramid (THUMBNAIL,
     our blank LABEL, which must moreover be one uniform colour); a kept OVERVIEW (--macro keep) is
@@ -101,9 +108,7 @@ def check_barcodes(dsets: list[tuple[Path, Dataset]], policy, verdict: Checks) -
     if not others:
         verdict.add("dicom: barcodes", True, "no image besides the pyramid levels")
         return
-    try:
-        import zxingcpp  # noqa: F401
-    except Exception:
+    if not barcodes.available():
         verdict.add("dicom: barcodes", True, "skipped: zxing-cpp is not installed")
         return
     bad, notes = [], []
