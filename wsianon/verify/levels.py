@@ -18,8 +18,9 @@ that is smaller), moved (at most half a patch) to lie inside one of its tiles. S
 patch of a few hundred pixels standing for a cell of thousands differs from the cell's mean by what
 the tissue holds there, and two levels of dense real tissue scored 0.95 with a 16th departing by
 17.6 grey levels (of 20); sampled together they score 0.998 and 2.6 at worst. Cost: the patches starting in
-one tile are read together (each tile decoded once), at most ``POINTS`` x ``POINTS`` per level
-compared, and only the patches' pixels are averaged (a patch's mean colour, then its grey and colour
+one tile are read together, over every pair the level is in (a middle level is the smaller of one
+pair and the larger of the next, sampled at the same points: each tile decoded once), at most
+``POINTS`` x ``POINTS`` per level compared, and only the patches' pixels are averaged (a patch's mean colour, then its grey and colour
 differences: they are linear in the colour). Levels under ``MIN_LEVEL_SIDE`` px on their long side
 are not compared (JPEG rounding dominates them; named in the detail). A level that cannot be read
 fails (fail closed). Details name the check and the level's index, never a measured value. An
@@ -121,42 +122,49 @@ def _sampled(slide, level: int, points) -> tuple[np.ndarray, np.ndarray]:
     of ``level`` at each point's patch: its mean colour over the pixels OpenSlide draws there (an
     MRXS or Leica level may be drawn in part); the patches starting in one tile read together
     (each tile decoded once)."""
+    return _sampled_many(slide, level, [points])[0]
+
+
+def _sampled_many(slide, level: int, point_sets: list) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``_sampled`` of ``level`` for each of ``point_sets`` (the points of every pair the level is
+    in: the smaller level of one, the larger of the next), their patches grouped by the tile they
+    start in over all the sets, so a tile both pairs sample is decoded once (a pyramid's level 1
+    is sampled at 16 px a patch against level 0 and at 64 px against level 2, in the same tiles)."""
     lw, lh = slide.level_dimensions[level]
     down = slide.level_downsamples[level]
-    n_x = max(p[0] for p in points) + 1
-    n_y = max(p[1] for p in points) + 1
-    rgb = np.zeros((n_y, n_x, 3), np.float64)
-    cover = np.zeros((n_y, n_x), np.float32)
+    out = []
     tw, th = (t or 256 for t in tile_size(slide, level))
-    by_tile: dict[tuple[int, int], list[tuple[int, int, int, int, int, int]]] = {}
-    for i, j, x, y, w, h in points:
-        xa, ya = min(lw - 1, int(x / down)), min(lh - 1, int(y / down))
-        xb, yb = min(lw, max(xa + 1, round((x + w) / down))), min(lh, max(ya + 1, round((y + h) / down)))
-        by_tile.setdefault((xa // tw, ya // th), []).append((i, j, xa, ya, xb, yb))
+    by_tile: dict[tuple[int, int], list[tuple[int, int, int, int, int, int, int]]] = {}
+    for s, points in enumerate(point_sets):
+        n_x = max(p[0] for p in points) + 1
+        n_y = max(p[1] for p in points) + 1
+        out.append((np.zeros((n_y, n_x, 3), np.float64), np.zeros((n_y, n_x), np.float32)))
+        for i, j, x, y, w, h in points:
+            xa, ya = min(lw - 1, int(x / down)), min(lh - 1, int(y / down))
+            xb, yb = min(lw, max(xa + 1, round((x + w) / down))), min(lh, max(ya + 1, round((y + h) / down)))
+            by_tile.setdefault((xa // tw, ya // th), []).append((s, i, j, xa, ya, xb, yb))
 
-    def read(group) -> list[tuple[int, int, np.ndarray, float]]:
-        x0, y0 = min(b[2] for b in group), min(b[3] for b in group)
-        x1, y1 = max(b[4] for b in group), max(b[5] for b in group)
+    def read(group) -> list[tuple[int, int, int, np.ndarray, float]]:
+        x0, y0 = min(b[3] for b in group), min(b[4] for b in group)
+        x1, y1 = max(b[5] for b in group), max(b[6] for b in group)
         a = np.asarray(slide.read_region((int(x0 * down), int(y0 * down)), level, (x1 - x0, y1 - y0)))
         got = []
-        for i, j, xa, ya, xb, yb in group:
+        for s, i, j, xa, ya, xb, yb in group:
             patch = a[ya - y0 : yb - y0, xa - x0 : xb - x0].reshape(-1, 4).astype(np.float64)
             alpha = patch[:, 3] / 255.0
             if alpha.sum() > 0:
-                got.append((i, j, (patch[:, :3] * alpha[:, None]).sum(axis=0) / alpha.sum(), float(alpha.mean())))
+                got.append((s, i, j, (patch[:, :3] * alpha[:, None]).sum(axis=0) / alpha.sum(), float(alpha.mean())))
         return got
 
     for got in read_in_threads(read, list(by_tile.values())):
-        for i, j, colour, part in got:
-            rgb[j, i] = colour
-            cover[j, i] = part
-    return _channels(rgb.astype(np.float32)), cover
+        for s, i, j, colour, part in got:
+            out[s][0][j, i] = colour
+            out[s][1][j, i] = part
+    return [(_channels(rgb.astype(np.float32)), cover) for rgb, cover in out]
 
 
-def _pair(slide, k: int, r: int, bounds: Bounds = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(level ``k``, level ``r``: prepared at the compared grid (``verify.thumbnail``: box-averaged
-    and blurred counting only cells with pixels); the part of each cell with pixels, for each),
-    sampled at the same points of the part of the slide both cover."""
+def _pair_points(slide, k: int, r: int, bounds: Bounds = None) -> tuple[tuple[int, int], list]:
+    """(the compared grid's shape, the points both levels of the pair ``k``, ``r`` are sampled at)."""
     dims = [tuple(d) for d in slide.level_dimensions]
     region = _region(dims, list(slide.level_downsamples), k, r, bounds)
     # one grid for every level of a pyramid (its levels' sizes differ by rounding only); a level
@@ -164,9 +172,34 @@ def _pair(slide, k: int, r: int, bounds: Bounds = None) -> tuple[np.ndarray, np.
     shape = grid_shape((max(1, round(region[2])), max(1, round(region[3]))))
     if max(dims[k]) < GRID:
         shape = grid_shape(dims[k])
-    points = _points(slide, r, region, shape)
-    (mine, mine_cover), (theirs, their_cover) = (covered_grid(*_sampled(slide, q, points), shape) for q in (k, r))
+    return shape, _points(slide, r, region, shape)
+
+
+def _prepared(
+    shape: tuple[int, int], mine_s: tuple[np.ndarray, np.ndarray], theirs_s: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The two levels' samples at the compared grid (``verify.thumbnail``: box-averaged and blurred
+    counting only cells with pixels), and the part of each cell with pixels, for each."""
+    (mine, mine_cover), (theirs, their_cover) = (covered_grid(x[0], x[1], shape) for x in (mine_s, theirs_s))
     return blurred_covered(mine, mine_cover), blurred_covered(theirs, their_cover), mine_cover, their_cover
+
+
+def _pair(slide, k: int, r: int, bounds: Bounds = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(level ``k``, level ``r``: prepared at the compared grid (``verify.thumbnail``: box-averaged
+    and blurred counting only cells with pixels); the part of each cell with pixels, for each),
+    sampled at the same points of the part of the slide both cover."""
+    shape, points = _pair_points(slide, k, r, bounds)
+    return _prepared(shape, _sampled(slide, k, points), _sampled(slide, r, points))
+
+
+def _verdict_of(mine, theirs, mine_cover, their_cover) -> str | None:
+    """Why the smaller level is not the larger downsampled, from the prepared pair (``_judge``)."""
+    valid = (mine_cover >= MIN_COVERED) & (their_cover >= MIN_COVERED)
+    if ((mine_cover >= 1 - ORPHAN) & (their_cover <= ORPHAN)).any():
+        return "it has pixels where a larger level has none"
+    if int(valid.sum()) < min(MIN_CELLS, valid.size):
+        return "too little of it has pixels to compare it with a larger level"
+    return None if alike(mine, theirs, None if valid.all() else valid) else DETAIL_PIXELS
 
 
 def _judge(slide, k: int, r: int, bounds: Bounds = None) -> str | None:
@@ -174,13 +207,22 @@ def _judge(slide, k: int, r: int, bounds: Bounds = None) -> str | None:
     (``MIN_COVERED``); a level with pixels in a cell where the larger has none (``ORPHAN``; the
     larger is made from the same scan: it has pixels wherever a smaller level does) fails, and so
     does one with too little to compare (``MIN_CELLS``)."""
-    mine, theirs, mine_cover, their_cover = _pair(slide, k, r, bounds)
-    valid = (mine_cover >= MIN_COVERED) & (their_cover >= MIN_COVERED)
-    if ((mine_cover >= 1 - ORPHAN) & (their_cover <= ORPHAN)).any():
-        return "it has pixels where a larger level has none"
-    if int(valid.sum()) < min(MIN_CELLS, valid.size):
-        return "too little of it has pixels to compare it with a larger level"
-    return None if alike(mine, theirs, None if valid.all() else valid) else DETAIL_PIXELS
+    return _verdict_of(*_pair(slide, k, r, bounds))
+
+
+def _judge_all(slide, pairs: list[tuple[int, int]], bounds: Bounds = None) -> dict[int, str | None]:
+    """``_judge`` of every pair (k, r), each level sampled once for all the pairs it is in
+    (``_sampled_many``); returns level k's verdict, or raises what reading a level raised."""
+    points = {k: _pair_points(slide, k, r, bounds) for k, r in pairs}
+    wanted: dict[int, list[tuple[int, int]]] = {}  # level -> (pair's k, role: 0 the smaller, 1 the larger)
+    for k, r in pairs:
+        wanted.setdefault(k, []).append((k, 0))
+        wanted.setdefault(r, []).append((k, 1))
+    samples: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+    for level in sorted(wanted):
+        got = _sampled_many(slide, level, [points[k][1] for k, _role in wanted[level]])
+        samples.update(zip(wanted[level], got))
+    return {k: _verdict_of(*_prepared(points[k][0], samples[(k, 0)], samples[(k, 1)])) for k, _r in pairs}
 
 
 def check_openslide(slide, verdict) -> None:
@@ -196,7 +238,8 @@ def check_openslide(slide, verdict) -> None:
         verdict.add(NAME, True, "one level: the slide's picture by definition (its tiles are the source's)")
         return
     bad: list[str] = []
-    n = small = 0
+    small = 0
+    pairs: list[tuple[int, int]] = []
     for k in range(1, len(dims)):
         # the part compared, at the level's own size: an MRXS slide's bounds can be far smaller
         # than its level (a grid spanning the glass)
@@ -206,15 +249,15 @@ def check_openslide(slide, verdict) -> None:
             continue
         area = dims[k][0] * dims[k][1]
         larger = [i for i in range(len(dims)) if dims[i][0] * dims[i][1] > area] or list(range(k))
-        r = larger[pick_level([dims[i] for i in larger], grid_shape(dims[k]))]
-        try:
-            why = _judge(slide, k, r, bounds)
-        except Exception as exc:
-            bad.append(f"level {k}: cannot be read to judge it ({type(exc).__name__})")
-            continue
-        n += 1
-        if why is not None:
-            bad.append(f"level {k}: {why}")
+        pairs.append((k, larger[pick_level([dims[i] for i in larger], grid_shape(dims[k]))]))
+    try:
+        verdicts = _judge_all(slide, pairs, bounds)
+    except Exception as exc:  # fail closed: a level that cannot be read fails every pair (the handle is in error)
+        verdicts = {k: f"cannot be read to judge it ({type(exc).__name__})" for k, _r in pairs}
+    n = len(pairs)
+    for k, _r in pairs:
+        if verdicts[k] is not None:
+            bad.append(f"level {k}: {verdicts[k]}")
     note = f"; {small} level(s) under {MIN_LEVEL_SIDE} px not compared" if small else ""
     verdict.add(NAME, not bad, "; ".join(bad[:5]) + note if bad else f"{n} level(s) below the base are a larger level downsampled (pixels){note}")
 
