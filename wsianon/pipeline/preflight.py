@@ -21,7 +21,6 @@ import sys
 from pathlib import Path
 
 from wsianon.errors import CorruptInput
-from wsianon.io.dicomframes import SPARSE_UNPLACED
 
 PROBE_TIMEOUT_S = 300
 _OK, _UNREADABLE, _DECODE_ERROR = 0, 4, 3
@@ -209,6 +208,8 @@ def check_structure_dicom(path: Path) -> None:
     if n < 1 or n * per_frame > size:
         raise CorruptInput(path, "Number of Frames is larger than the file can hold; refused")
     if sparse and not _per_frame_groups(path):  # its frames have no place (OpenSlide crashed on it)
+        from wsianon.io.dicomframes import SPARSE_UNPLACED
+
         raise CorruptInput(path, f"{SPARSE_UNPLACED}; refused")
 
 
