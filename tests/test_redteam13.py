@@ -236,15 +236,15 @@ def test_crops_cover_the_side_and_overlap(n):
     ("name", "factor", "searched"),
     [
         ("highdicom_sm_image.dcm", 5, "no barcode in the VOLUME level"),
-        ("pathml_small_dicom.dcm", 4, "not searched: no 8-bit VOLUME level"),
+        ("pathml_small_dicom.dcm", 4, "no barcode in the image without an image type"),
     ],
 )
 def test_reduced_assembly_of_real_instances(name, factor, searched):
     """Real instances: highdicom's 10 px frames reduced by 5 (a 50 px matrix: whole boxes), and
     pathml's 500 px JPEG frames by 4 (500 = 4 x 125; its 3,236 x 2,638 matrix leaves partial
     boxes at the edges): the reduced assembly equals PIL's reduce of the whole. ``dicom: barcode
-    pyramid`` searches the VOLUME instance and says why it does not search pathml's (it has no
-    ImageType, so no VOLUME)."""
+    pyramid`` searches the VOLUME instance, and pathml's, which has no ImageType (before: "not
+    searched: no 8-bit VOLUME level", and the check passed)."""
     import pydicom
     from PIL import Image
 
@@ -264,3 +264,32 @@ def test_reduced_assembly_of_real_instances(name, factor, searched):
     pyramid_barcodes.check_dicom([(path, ds)], v)
     (check,) = v.checks
     assert check.name == "dicom: barcode pyramid" and check.ok and check.detail.startswith(searched), check
+
+
+@pytest.mark.parametrize("typed", [True, False], ids=["volume", "untyped"])
+def test_an_image_without_image_type_is_searched_where_no_volume_is(tmp_path, typed):
+    """``wsianon verify`` of DICOM files whose image has no ImageType value 3 (pathml writes
+    them so): ``dicom: barcode pyramid`` said "not searched: no 8-bit VOLUME level" and passed,
+    whatever the image showed. Such an image is now searched where no instance is a VOLUME; a
+    labelled one fails as the VOLUME level it was made from does. (``run`` refuses such inputs.)"""
+    import pydicom
+    from wsidicomizer import WsiDicomizer
+
+    from wsianon.pipeline.model import Verdict
+    from wsianon.verify import pyramid_barcodes
+
+    src = _one_level_svs(tmp_path, "CASE-1313.svs", (1600, 1200), labelled=True)
+    out = tmp_path / "dcm"
+    WsiDicomizer.convert(src, out, include_label=False, include_overview=False, include_confidential=False)
+    (path,) = [p for p in out.rglob("*.dcm") if pydicom.dcmread(p, stop_before_pixels=True).ImageType[2] == "VOLUME"]
+    if not typed:
+        ds = pydicom.dcmread(path)
+        del ds.ImageType
+        ds.save_as(path)
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    v = Verdict()
+    pyramid_barcodes.check_dicom([(path, ds)], v)
+    (check,) = v.checks
+    what = "the VOLUME level" if typed else "the image without an image type"
+    assert check.ok is False and check.detail.startswith(f"1 barcode(s) found in {what} {path.name}"), check
+    assert BARCODE not in check.detail

@@ -133,7 +133,8 @@ def check_openslide(slide, verdict) -> None:
 
 
 def check_dicom(dsets, verdict, name: str = "dicom: barcode pyramid") -> None:
-    """The DICOM route's search: of the 8-bit VOLUME levels, the one ``pick_search_level`` picks
+    """The DICOM route's search: of the 8-bit VOLUME levels (where there is none, the 8-bit images
+    without ImageType value 3, as pathml writes them: ``wsianon verify`` of such files), the one ``pick_search_level`` picks
     (as ``check_openslide`` picks a native level), assembled from its frames reduced by
     ``reduce_factor`` (each frame box-averaged as it is decoded, ``images._assemble``; a
     concatenated level read over its parts) and searched as a native level is."""
@@ -146,13 +147,23 @@ def check_dicom(dsets, verdict, name: str = "dicom: barcode pyramid") -> None:
     from wsianon.verify.thumbnail import _matrix
 
     volumes: list[tuple] = []
+    untyped: list[tuple] = []  # images without ImageType value 3 (pathml's): searched where no VOLUME is
     try:
         for p, ds, parts in wholes(dsets):  # a concatenated level once, read over its parts
-            if image_kind(ds) == "VOLUME" and int(ds.get("BitsAllocated", 8) or 8) == 8:  # (a 16-bit level: not searched)
+            if int(ds.get("BitsAllocated", 8) or 8) != 8:  # (a 16-bit level: not searched)
+                continue
+            kind = image_kind(ds)
+            if kind == "VOLUME":
                 volumes.append((_matrix(ds), p, ds, parts))
+            elif not kind and "Rows" in ds and "Columns" in ds:
+                untyped.append((_matrix(ds), p, ds, parts))
     except Exception as exc:
         verdict.add(name, False, f"the VOLUME levels cannot be read to search them for barcodes ({type(exc).__name__})")
         return
+    # only where no image says it is a VOLUME: an untyped image picked among typed levels could
+    # stand in for the level that holds the label
+    what = "the VOLUME level" if volumes or not untyped else "the image without an image type"
+    volumes = volumes or untyped
     pick = pick_search_level([v[0] for v in volumes])
     if pick is None:
         verdict.add(
@@ -168,10 +179,10 @@ def check_dicom(dsets, verdict, name: str = "dicom: barcode pyramid") -> None:
         pixels = _assemble(p, ds, parts, reduce=factor)
         found = count_barcodes(pixels)
     except Exception as exc:  # fail closed
-        verdict.add(name, False, f"{p.name}: the VOLUME level cannot be searched for barcodes ({type(exc).__name__})")
+        verdict.add(name, False, f"{p.name}: {what.removeprefix('the ')} cannot be searched for barcodes ({type(exc).__name__})")
         return
     h, w = pixels.shape[:2]
-    where = f"the VOLUME level {p.name} ({w}x{h} px searched{f', reduced {factor}x' if factor > 1 else ''})"
+    where = f"{what} {p.name} ({w}x{h} px searched{f', reduced {factor}x' if factor > 1 else ''})"
     verdict.add(name, found == 0, f"{found} barcode(s) found in {where}" if found else f"no barcode in {where}")
 
 
