@@ -272,10 +272,23 @@ def check_thumbnail(conv: NativeConverter | None, out_main: Path, policy: Policy
         # read before any pixel: a tile that fails to decode leaves the handle in error, and every
         # later call on it (a property too) raises
         vendor = out.properties.get("openslide.vendor")
-        if vendor != "mirax" and "thumbnail" in set(out.associated_images.keys()) & allowed_associated(conv, policy):
-            thumbnail_provenance.check_openslide(out, verdict)
-        pyramid_levels.check_openslide(out, verdict)
-        pyramid_barcodes.check_openslide(out, verdict)
+        judge_thumbnail = vendor != "mirax" and "thumbnail" in set(out.associated_images.keys()) & allowed_associated(conv, policy)
+        thumb, levels, codes = Verdict(), Verdict(), Verdict()
+
+        def pictures() -> None:  # one picture at a time: the thumbnail's reference, then the searched level
+            if judge_thumbnail:
+                thumbnail_provenance.check_openslide(out, thumb)
+            pyramid_barcodes.check_openslide(out, codes)
+
+        # the levels' sampled reads (two threads, OpenSlide decoding without the GIL) beside the
+        # two checks that read one small level whole: the levels check alone leaves a core idle
+        # between its reads, zxing-cpp's search is one thread
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="wsianon-pictures") as pool:
+            beside = pool.submit(pictures)
+            pyramid_levels.check_openslide(out, levels)
+            beside.result()
+        for v in (thumb, levels, codes):  # in the order they were judged one after the other
+            verdict.extend(v)
         if vendor == "hamamatsu" and out_main.suffix.lower() == ".ndpi":
             focal_planes.check_ndpi(out_main, verdict)
         elif vendor == "leica":
