@@ -293,3 +293,26 @@ def test_an_image_without_image_type_is_searched_where_no_volume_is(tmp_path, ty
     what = "the VOLUME level" if typed else "the image without an image type"
     assert check.ok is False and check.detail.startswith(f"1 barcode(s) found in {what} {path.name}"), check
     assert BARCODE not in check.detail
+
+
+@pytest.mark.parametrize(("name", "what"), [("highdicom_sm_image.dcm", "the VOLUME level"), ("pathml_small_dicom.dcm", "the image without an image type")])
+def test_a_searched_image_that_cannot_be_assembled_fails(monkeypatch, name, what):
+    """Fail closed, typed or not: the picked image's frames cannot be assembled, the check fails
+    and names the file and what it is."""
+    import pydicom
+
+    from wsianon.pipeline.model import Verdict
+    from wsianon.verify import pyramid_barcodes
+    from wsianon.verify.dicom import images
+
+    from .conftest import shared
+
+    def broken(*a, **k):
+        raise ValueError("a frame does not decode")
+
+    monkeypatch.setattr(images, "_assemble", broken)
+    path = shared(f"dicom/{name}")
+    v = Verdict()
+    pyramid_barcodes.check_dicom([(path, pydicom.dcmread(path, stop_before_pixels=True))], v)
+    (check,) = v.checks
+    assert check.ok is False and check.detail == f"{path.name}: {what} cannot be searched for barcodes (ValueError)", check

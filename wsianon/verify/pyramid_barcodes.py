@@ -179,7 +179,7 @@ def check_dicom(dsets, verdict, name: str = "dicom: barcode pyramid") -> None:
         pixels = _assemble(p, ds, parts, reduce=factor)
         found = count_barcodes(pixels)
     except Exception as exc:  # fail closed
-        verdict.add(name, False, f"{p.name}: {what.removeprefix('the ')} cannot be searched for barcodes ({type(exc).__name__})")
+        verdict.add(name, False, f"{p.name}: {what} cannot be searched for barcodes ({type(exc).__name__})")
         return
     h, w = pixels.shape[:2]
     where = f"{what} {p.name} ({w}x{h} px searched{f', reduced {factor}x' if factor > 1 else ''})"
