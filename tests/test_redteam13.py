@@ -316,3 +316,23 @@ def test_a_searched_image_that_cannot_be_assembled_fails(monkeypatch, name, what
     pyramid_barcodes.check_dicom([(path, pydicom.dcmread(path, stop_before_pixels=True))], v)
     (check,) = v.checks
     assert check.ok is False and check.detail == f"{path.name}: {what} cannot be searched for barcodes (ValueError)", check
+
+
+def test_a_searched_level_without_columns_fails_closed():
+    """Fuzz seed 49 (case 12: Columns deleted from the base VOLUME instance): choosing the reduction
+    read Rows and Columns outside the fail-closed block, and ``wsianon verify`` stopped with an
+    internal error (AttributeError) instead of judging the slide. The check now fails, named."""
+    import pydicom
+
+    from wsianon.pipeline.model import Verdict
+    from wsianon.verify import pyramid_barcodes
+
+    from .conftest import shared
+
+    path = shared("dicom/highdicom_sm_image.dcm")
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    del ds.Columns
+    v = Verdict()
+    pyramid_barcodes.check_dicom([(path, ds)], v)
+    (check,) = v.checks
+    assert check.ok is False and check.detail == f"{path.name}: the VOLUME level cannot be searched for barcodes (AttributeError)", check

@@ -172,10 +172,11 @@ def check_dicom(dsets, verdict, name: str = "dicom: barcode pyramid") -> None:
         return
     size, p, ds, parts = volumes[pick]
     factor = reduce_factor(size)
-    # frames of 256 or 512 px and a factor of 3: 4 reduces every frame to whole boxes, averaged
-    # (a factor that divides no frame keeps every n-th pixel: ``_assemble``)
-    factor = frame_divisor(ds, range(factor, factor + factor // 3 + 1), factor)
     try:
+        # frames of 256 or 512 px and a factor of 3: 4 reduces every frame to whole boxes, averaged
+        # (a factor that divides no frame keeps every n-th pixel: ``_assemble``); inside the fail-closed
+        # block: it reads Rows and Columns, which a damaged file may lack (fuzz seed 49)
+        factor = frame_divisor(ds, range(factor, factor + factor // 3 + 1), factor)
         pixels = _assemble(p, ds, parts, reduce=factor)
         found = count_barcodes(pixels)
     except Exception as exc:  # fail closed
