@@ -22,13 +22,17 @@ openslide = pytest.importorskip("openslide")
 
 
 def _three_levels(path: Path, level2=None) -> Path:
-    """CMU-1's tissue (2,220 x 2,967) as an Aperio slide with levels 4x and 16x smaller, each the
+    """CMU-1's tissue (2,208 x 2,960 of its 2,220 x 2,967) as an Aperio slide with levels 4x and 16x smaller, each the
     base downsampled (``level2``: a picture written in level 2's place)."""
     import tifffile
     from PIL import Image
 
     with openslide.OpenSlide(str(BUNDLED / "CMU-1-Small-Region.svs")) as s:
         base = s.read_region((0, 0), 0, s.level_dimensions[0]).convert("RGB")
+    # cut to multiples of 16: the levels' downsamples are then exactly 4 and 16 (OpenSlide draws a
+    # level read from a level-0 position that is not a whole number of its pixels with a sub-pixel
+    # shift, so where a downsample is not whole, reads from other origins differ a little)
+    base = base.crop((0, 0, base.width // 16 * 16, base.height // 16 * 16))
     w, h = base.size
     head = "Aperio Image Library v12.0.15\r\n"
     pages = [(base, f"{head}{w}x{h} (256x256) JPEG/RGB Q=90|AppMag = 20|MPP = 0.499")]
@@ -76,9 +80,9 @@ def _open(path: Path, fail: int | None = None) -> _Counting:
 
 
 def test_shared_reads_give_the_pair_by_pair_scores_and_verdicts(tmp_path):
-    """The samples of each pair, read level by level for every pair at once, equal the pair's own
-    sampling (``_pair``) array for array; the verdicts are the same, on a clean slide and on one
-    whose level 2 is a label photo."""
+    """Level 1, sampled for both pairs it is in at once, equals it sampled for each pair alone,
+    array for array; the verdicts equal those of each pair sampled alone (``_pair``), on a clean
+    slide and on one whose level 2 is a label photo."""
     from wsianon.verify import levels
 
     with openslide.OpenSlide(str(BUNDLED / "CMU-1-Small-Region.svs")) as s:
@@ -88,12 +92,13 @@ def test_shared_reads_give_the_pair_by_pair_scores_and_verdicts(tmp_path):
         try:
             pairs = [(1, 0), (2, 1)]
             shared = levels._judge_all(slide, pairs)
+            # level 1 sampled for both pairs at once equals it sampled for each pair alone
+            sets = [levels._pair_points(slide, k, r)[1] for k, r in pairs]
+            for together, points in zip(levels._sampled_many(slide, 1, sets), sets):
+                (alone,) = levels._sampled_many(slide, 1, [points])
+                assert all(np.array_equal(a, b) for a, b in zip(together, alone))
             for k, r in pairs:
-                apart = levels._pair(slide, k, r)
-                shape, points = levels._pair_points(slide, k, r)
-                together = levels._prepared(shape, *levels._sampled_many(slide, k, [points]), *levels._sampled_many(slide, r, [points]))
-                assert all(np.array_equal(a, b) for a, b in zip(apart, together))
-                assert shared[k] == levels._judge(slide, k, r)
+                assert shared[k] == levels._verdict_of(*levels._pair(slide, k, r))
                 assert (shared[k] is None) == (k != bad_level), (path.name, k, shared[k])
         finally:
             slide.close()
@@ -113,10 +118,10 @@ def test_each_tile_of_a_middle_level_is_read_once(tmp_path):
         whole = dict(slide.reads)
         dims = slide.level_dimensions
         slide.reads.clear()
-        levels._judge(slide, 2, 1)  # the pair level 1 is the larger of, alone
+        levels._pair(slide, 2, 1)  # the pair level 1 is the larger of, alone
         as_larger = slide.reads[1]
         slide.reads.clear()
-        levels._judge(slide, 1, 0)
+        levels._pair(slide, 1, 0)
         as_smaller = slide.reads[1]
     finally:
         slide.close()

@@ -117,19 +117,17 @@ def _points(slide, r: int, region: tuple[float, float, float, float], shape: tup
     ]
 
 
-def _sampled(slide, level: int, points) -> tuple[np.ndarray, np.ndarray]:
-    """(grey and colour differences (3, n_y, n_x), the part of the patch that has pixels (n_y, n_x))
-    of ``level`` at each point's patch: its mean colour over the pixels OpenSlide draws there (an
-    MRXS or Leica level may be drawn in part); the patches starting in one tile read together
-    (each tile decoded once)."""
-    return _sampled_many(slide, level, [points])[0]
-
-
 def _sampled_many(slide, level: int, point_sets: list) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``_sampled`` of ``level`` for each of ``point_sets`` (the points of every pair the level is
-    in: the smaller level of one, the larger of the next), their patches grouped by the tile they
-    start in over all the sets, so a tile both pairs sample is decoded once (a pyramid's level 1
-    is sampled at 16 px a patch against level 0 and at 64 px against level 2, in the same tiles)."""
+    """For each of ``point_sets`` (the points of every pair the level is in: the smaller level of
+    one, the larger of the next): (grey and colour differences (3, n_y, n_x), the part of the patch
+    that has pixels (n_y, n_x)) of ``level`` at each point's patch: its mean colour over the pixels
+    OpenSlide draws there (an MRXS or Leica level may be drawn in part). The patches starting in one
+    tile are read together over all the sets, so a tile both pairs sample is decoded once (a
+    pyramid's level 1 is sampled at 16 px a patch against level 0 and at 64 px against level 2, in
+    the same tiles). Where the level's downsample is whole, a patch's pixels are the same whatever
+    else its read holds; where it is not (a level of 741 px under one of 2,967), OpenSlide draws a
+    read from a level-0 position with a sub-pixel shift, so a patch read with others differs from
+    it read alone by that shift (as patches of one pair in one tile always were)."""
     lw, lh = slide.level_dimensions[level]
     down = slide.level_downsamples[level]
     out = []
@@ -189,11 +187,14 @@ def _pair(slide, k: int, r: int, bounds: Bounds = None) -> tuple[np.ndarray, np.
     and blurred counting only cells with pixels); the part of each cell with pixels, for each),
     sampled at the same points of the part of the slide both cover."""
     shape, points = _pair_points(slide, k, r, bounds)
-    return _prepared(shape, _sampled(slide, k, points), _sampled(slide, r, points))
+    return _prepared(shape, _sampled_many(slide, k, [points])[0], _sampled_many(slide, r, [points])[0])
 
 
 def _verdict_of(mine, theirs, mine_cover, their_cover) -> str | None:
-    """Why the smaller level is not the larger downsampled, from the prepared pair (``_judge``)."""
+    """Why the smaller level of a prepared pair (``_prepared``) is not the larger downsampled, or
+    None. Compared where both have pixels (``MIN_COVERED``); a level with pixels in a cell where the
+    larger has none (``ORPHAN``; the larger is made from the same scan: it has pixels wherever a
+    smaller level does) fails, and so does one with too little to compare (``MIN_CELLS``)."""
     valid = (mine_cover >= MIN_COVERED) & (their_cover >= MIN_COVERED)
     if ((mine_cover >= 1 - ORPHAN) & (their_cover <= ORPHAN)).any():
         return "it has pixels where a larger level has none"
@@ -202,17 +203,10 @@ def _verdict_of(mine, theirs, mine_cover, their_cover) -> str | None:
     return None if alike(mine, theirs, None if valid.all() else valid) else DETAIL_PIXELS
 
 
-def _judge(slide, k: int, r: int, bounds: Bounds = None) -> str | None:
-    """Why level ``k`` is not level ``r`` downsampled, or None. Compared where both have pixels
-    (``MIN_COVERED``); a level with pixels in a cell where the larger has none (``ORPHAN``; the
-    larger is made from the same scan: it has pixels wherever a smaller level does) fails, and so
-    does one with too little to compare (``MIN_CELLS``)."""
-    return _verdict_of(*_pair(slide, k, r, bounds))
-
-
 def _judge_all(slide, pairs: list[tuple[int, int]], bounds: Bounds = None) -> dict[int, str | None]:
-    """``_judge`` of every pair (k, r), each level sampled once for all the pairs it is in
-    (``_sampled_many``); returns level k's verdict, or raises what reading a level raised."""
+    """Why level k is not level r downsampled (``_verdict_of``), or None, for every pair (k, r),
+    each level sampled once for all the pairs it is in (``_sampled_many``); raises what reading a
+    level raised."""
     points = {k: _pair_points(slide, k, r, bounds) for k, r in pairs}
     wanted: dict[int, list[tuple[int, int]]] = {}  # level -> (pair's k, role: 0 the smaller, 1 the larger)
     for k, r in pairs:
