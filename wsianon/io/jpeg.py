@@ -497,6 +497,21 @@ def clean_by_known_header(data: bytes, known: list[bytes]) -> bool:
     return False
 
 
+def _bytes_viewed(arr):
+    """The ``bytes`` (or ``bytearray``) object the 1-d uint8 array ``arr`` views whole (made by
+    ``np.frombuffer`` of it or of a memoryview of all of it), else None: where there is one,
+    ``bytes.startswith(hdr, offset)`` compares a header in place. The numpy comparison it stands
+    in for gathered every header's bytes through an index array (the benchmark slide's 623-byte
+    tile headers: 0.9 ms an 8 MiB buffer against 0.13 ms, twice a buffer in the copy's tap)."""
+    base = arr.base
+    if isinstance(base, memoryview):
+        obj = base.obj
+        base = obj if isinstance(obj, (bytes, bytearray)) and base.contiguous and base.nbytes == len(obj) else None
+    if isinstance(base, (bytes, bytearray)) and arr.ndim == 1 and arr.dtype.itemsize == 1 and arr.nbytes == len(base):
+        return base
+    return None
+
+
 def clean_by_header_many(arr, s, e, hdr: bytes, markers=None):
     """:func:`clean_by_known_header` for many streams of one buffer at once (numpy): a boolean
     array, True where stream ``arr[s[i]:e[i]]`` starts with ``hdr`` (a header found clean), ends
@@ -513,8 +528,12 @@ def clean_by_header_many(arr, s, e, hdr: bytes, markers=None):
     ok &= (arr[np.maximum(eoi, 0)] == 0xFF) & (arr[np.maximum(eoi + 1, 0)] == 0xD9)
     idx = np.flatnonzero(ok)
     if len(idx):
-        block = arr[s[idx, None] + np.arange(L)]
-        ok[idx[~(block == np.frombuffer(hdr, dtype=np.uint8)).all(axis=1)]] = False
+        raw = _bytes_viewed(arr)
+        if raw is not None:  # compared in place, no copy of the headers
+            same = np.fromiter((raw.startswith(hdr, a) for a in s[idx].tolist()), bool, len(idx))
+        else:
+            same = (arr[s[idx, None] + np.arange(L)] == np.frombuffer(hdr, dtype=np.uint8)).all(axis=1)
+        ok[idx[~same]] = False
         idx = np.flatnonzero(ok)
     if not len(idx):
         return ok
