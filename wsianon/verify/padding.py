@@ -122,7 +122,7 @@ def _dev_chroma(a: np.ndarray, ref: np.ndarray, scale: float, sub: tuple[int, in
     # channel-first, so that every plane below is contiguous (channel-last views are strided by
     # 3: twice the time for the same values, measured)
     r = np.asarray(ref).astype(np.float32)
-    d = a.transpose(2, 0, 1).astype(np.float32, order="C") - (r.transpose(2, 0, 1) if r.ndim == 3 else r.reshape(-1, 1, 1))
+    d = np.ascontiguousarray(a.transpose(2, 0, 1), dtype=np.float32) - (r.transpose(2, 0, 1) if r.ndim == 3 else r.reshape(-1, 1, 1))
     dr, dg, db = d[0], d[1], d[2]
     # the colour transform channel by channel and each block's mean as a sum of its sy x sx strided
     # views: the same values as a matrix product and a mean over the axes of a 5-d view, in a third
