@@ -404,6 +404,7 @@ def convert_dicom(src: SlideSource, inv: Inventory, ctx: SlideContext, dest: Des
 
 def _verify_dicom_phase(src: SlideSource, inv: Inventory, ctx: SlideContext, outcome: Outcome, staging: Staging, result: DicomResult) -> Verdict:
     """The DICOM route's verification of a staged slide: the verifier's verdict (nothing placed)."""
+    from wsianon.io.dicomframes import walks_remembered
     from wsianon.pipeline.verify_dicom import verify_dicom_output
     from wsianon.verify.dicom.frames import FrameSegments
 
@@ -417,9 +418,10 @@ def _verify_dicom_phase(src: SlideSource, inv: Inventory, ctx: SlideContext, out
     canaries = independent_canaries.drop_standard_text(canaries, list(result.files))
     # the byte scan (I/O + hyperscan, GIL released) overlaps the DICOM checks; its read-back
     # also feeds the frame-segment check (frames located by the verifier's own item walk)
-    segments = FrameSegments(list(result.files))
     out_files = staging.files()
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    # one walk of each instance's items serves every check that locates its frames
+    with walks_remembered(), ThreadPoolExecutor(max_workers=1) as pool:
+        segments = FrameSegments(list(result.files))
         scan = pool.submit(scan_outputs, canaries, out_files, scan_verdict, staging.root, segments.feeders_for(out_files))
         verify_dicom_output(inv, list(result.files), ctx, verdict, frame_segments=segments)
         scan.result()

@@ -162,6 +162,13 @@ def verify_dicom_output(inv: Inventory, result_files: list[Path], ctx, verdict: 
 def audit_dicom(inv: Inventory, files: list[Path], verdict: Verdict, pseudonyms: set[str] | None = None, every_frame: bool = False) -> None:
     """Check already-anonymized DICOM files (``wsianon verify``): no source to compare with.
     ``pseudonyms``: a pseudonym map's names, accepted in the identity attributes."""
+    from wsianon.io.dicomframes import walks_remembered
+
+    with walks_remembered():  # one walk of each instance's items for every check that locates frames
+        _audit_dicom(inv, files, verdict, pseudonyms, every_frame)
+
+
+def _audit_dicom(inv: Inventory, files: list[Path], verdict: Verdict, pseudonyms: set[str] | None, every_frame: bool) -> None:
     from wsianon.profiles.policy import Policy
 
     files = [Path(f) for f in files]

@@ -358,7 +358,7 @@ def _data_set_end(f: Path) -> bool | str:
     import os
     import struct
 
-    from wsianon.io.dicomframes import walk_items
+    from wsianon.io.dicomframes import remembered_walk
     from wsianon.verify.dicom.encoding import header_problem
 
     try:
@@ -384,7 +384,7 @@ def _data_set_end(f: Path) -> bool | str:
             else:
                 return "Pixel Data with an unexpected VR"
             if length == 0xFFFFFFFF:
-                items = walk_items(fh.fileno(), off + hdr, size)
+                items = remembered_walk(fh.fileno(), off + hdr, size)
                 if items.end is None:
                     return items.problem or "encapsulated Pixel Data is truncated"
                 end = items.end

@@ -14,7 +14,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from wsianon.io import codestreams
-from wsianon.io.dicomframes import walk_items
+from wsianon.io.dicomframes import remembered_walk
 from wsianon.io.jpeg import normalized
 
 # ---------------------------------------------------------------------------
@@ -133,7 +133,7 @@ def fragments_at(fd: int, off: int, ds: Dataset) -> list[tuple[int, int]] | None
     head = os.pread(fd, 12, off)
     if len(head) < 12 or struct.unpack_from("<HH", head) != (0x7FE0, 0x0010) or struct.unpack_from("<I", head, 8)[0] != 0xFFFFFFFF:
         return None
-    items = walk_items(fd, off + 12, os.fstat(fd).st_size)
+    items = remembered_walk(fd, off + 12, os.fstat(fd).st_size)
     if items.problem is not None or items.end is None:
         return None
     out = items.values[1:]  # the first item is the Basic Offset Table
