@@ -124,3 +124,37 @@ def test_a_file_nobody_registered_is_hashed_with_sha256(tmp_path, sha_calls):
     rb = read_back(f, "plain.bin")
     assert rb.sha256 == hashlib.sha256(f.read_bytes()).hexdigest()
     assert sha_calls
+
+
+def _feed_all(s: digests.StreamDigest, data: bytes, step: int) -> None:
+    for o in range(0, len(data), step):
+        s.feed(o, data[o : o + step])
+
+
+def _intended(data: bytes, patches: list, tail: bytes) -> bytes:
+    b = bytearray(data)
+    for p in patches:
+        b[p.offset : p.end] = p.data if p.data is not None else bytes(p.length)
+    return bytes(b) + tail
+
+
+def test_both_digests_are_the_intended_bytes_whatever_the_buffers(tmp_path):
+    """SHA-256 (in the digest's thread) and xxh3_128 (in the feeding thread) each take every
+    buffer in order, patched, and the tail: equal to hashing the intended bytes at once, for
+    buffers of any size (one byte, across patches, larger than the file)."""
+    import threading
+
+    import xxhash
+
+    fp = _patched_plan(_source(tmp_path))
+    whole = fp.source.read_bytes()
+    for step in (1 << 16, 4093, 1, len(whole) + 10):
+        data = whole[:3000] if step == 1 else whole  # a byte at a time: a short file keeps it quick
+        patches = [p for p in fp.patches if p.end <= len(data)]
+        expect = _intended(data, patches, fp.append)
+        s = digests.StreamDigest(plan_mod.effective_patches(FilePlan(dest="x", source=None, patches=patches), len(data)), fp.append)
+        feeder = threading.Thread(target=_feed_all, args=(s, data, step))
+        feeder.start()
+        feeder.join()
+        assert s.finish(len(data)) == (hashlib.sha256(expect).hexdigest(), xxhash.xxh3_128(expect).hexdigest()), step
+        s.close()
