@@ -72,6 +72,8 @@ def test_in_place_and_numpy_comparisons_agree(seed):
     # a memoryview of the whole buffer is viewed in place too; a part of one is not
     assert np.array_equal(jpeg.clean_by_header_many(np.frombuffer(memoryview(buf), dtype=np.uint8), s, e, hdr, markers), a)
     assert jpeg._bytes_viewed(np.frombuffer(memoryview(buf)[1:], dtype=np.uint8)) is None
+    # an int8 view compares values (0xFF is -1 there), so it never takes the byte comparison
+    assert jpeg._bytes_viewed(np.frombuffer(buf, dtype=np.int8)) is None
     # what it proves, the one-stream shortcut proves; what it cannot, it leaves to the walk
     for i, kind in enumerate(kinds):
         data = buf[s[i] : e[i]]
