@@ -119,3 +119,48 @@ def test_a_dicom_run_judges_the_frame_checks_beside_and_in_order(cli, tmp_path, 
         "dicom: frame size",
         "dicom: dciodvfy",
     ], names
+
+
+def test_wsianon_verify_of_dicom_outputs_judges_the_frame_checks_beside_and_in_order(cli, tmp_path, monkeypatch):
+    """``wsianon verify`` of DICOM outputs: the frame checks (segments, entropy, padding, size) in
+    the frames thread, the report's order the in-line one, and the same verdict."""
+    from tests.fixtures.svs_gen import write_svs
+
+    src = tmp_path / "src"
+    src.mkdir()
+    write_svs(src / "a.svs")
+    out = tmp_path / "out"
+    cli("run", str(src), "-o", str(out), "--target", "dicom")
+    (folder,) = [p for p in out.iterdir() if p.is_dir()]
+    where: dict[str, str] = {}
+    for mod, name, label in (
+        (VD, "check_frame_segments", "segments"),
+        (VD.ecs, "check_dicom", "ecs"),
+        (VD.sof, "check_dicom", "sof"),
+        (VD, "check_pyramid", "pyramid"),
+    ):
+        real = getattr(mod, name)
+
+        def wrapped(*a, _real=real, _label=label, **k):
+            where[_label] = threading.current_thread().name
+            return _real(*a, **k)
+
+        monkeypatch.setattr(mod, name, wrapped)
+    code, stdout, _err = cli("verify", str(folder), "--json")
+    assert code == 0, stdout
+    reports = json.loads(stdout)
+    for k in ("segments", "ecs", "sof"):
+        assert where[k].startswith("wsianon-frames"), where
+    assert not where["pyramid"].startswith("wsianon-frames"), where
+    names = [c["check"] for c in reports[0]["checks"]]
+    assert names[names.index("dicom: uids") : names.index("dicom: dciodvfy") + 1] == [
+        "dicom: uids",
+        "dicom: pyramid",
+        "dicom: photometric",
+        "dicom: frame segments",
+        "dicom: entropy tight",
+        "dicom: frame padding",
+        "dicom: frame size",
+        "dicom: dciodvfy",
+    ], names
+    assert all(r["ok"] for r in reports), [c for r in reports for c in r["checks"] if not c["ok"]]

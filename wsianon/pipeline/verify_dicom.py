@@ -227,16 +227,21 @@ def _audit_dicom(inv: Inventory, files: list[Path], verdict: Verdict, pseudonyms
     # a LABEL instance is accepted as the blank stand-in run --label blank writes only where it is
     # one: flagged BurnedInAnnotation NO ("dicom: images") and one uniform colour ("dicom: barcodes")
     blank = Policy(label="blank")
-    check_record_and_images(dsets, blank, verdict)
-    check_barcodes(dsets, blank, verdict)
-    thumbnail_provenance.check_dicom(dsets, verdict)
-    pyramid_barcodes.check_dicom(dsets, verdict)
-    check_uids(dsets, verdict)
-    check_pyramid(dsets, verdict)
-    check_photometric(dsets, verdict)
-    check_frame_segments(files, verdict)
-    ecs.check_dicom(dsets, verdict, every=every_frame)
-    padding.check_dicom(dsets, verdict)
-    sof.check_dicom(dsets, verdict)
+    frame_checks = [
+        lambda v: check_frame_segments(files, v),
+        lambda v: ecs.check_dicom(dsets, v, every=every_frame),
+        lambda v: padding.check_dicom(dsets, v),
+        lambda v: sof.check_dicom(dsets, v),
+    ]
+    # the frame checks beside the picture checks, as the run's verification judges them
+    with _Beside(frame_checks, True) as beside:
+        check_record_and_images(dsets, blank, verdict)
+        check_barcodes(dsets, blank, verdict)
+        thumbnail_provenance.check_dicom(dsets, verdict)
+        pyramid_barcodes.check_dicom(dsets, verdict)
+        check_uids(dsets, verdict)
+        check_pyramid(dsets, verdict)
+        check_photometric(dsets, verdict)
+        beside.join(verdict)
     check_dciodvfy(files, None, verdict)
     check_opens(files, verdict, None, blank)
