@@ -210,13 +210,42 @@ _BATCH = 64  # frames of a sampled level decoded by the threads at a time
 # together (``verify.levels.POINTS``, the native rule: each point's patch the same part of the slide
 # in both pictures)
 POINTS = 16
+# the decoded frames ``_Decoded`` keeps for the next pair, at most (bytes of decoded samples)
+DECODED_BUDGET = 16 << 20
 
 
-def _patches(plane: _Plane, boxes: list[tuple[float, float, float, float]]) -> tuple[np.ndarray, np.ndarray]:
+class _Decoded:
+    """Frames ``_patches`` decoded (``thumbnail._decoded_small``: samples and their scale), kept
+    within ``DECODED_BUDGET`` bytes for the pictures' next pair: a middle level is the smaller
+    picture of one pair and the larger of the next, sampled at the same ``POINTS`` grid points
+    over the same part of the slide, so the frames holding them are the same frames (measured on
+    a four-level pyramid: 977 decodes, 356 of them a frame decoded once already). A frame is
+    decoded the same way each time: a kept one gives what decoding it again would."""
+
+    def __init__(self, budget: int = DECODED_BUDGET):
+        import threading
+
+        self.budget = budget
+        self.used = 0
+        self.frames: dict[tuple[int, int], tuple[np.ndarray, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, plane: "_Plane", k: int) -> tuple[np.ndarray, float] | None:
+        return self.frames.get((id(plane), k))
+
+    def put(self, plane: "_Plane", k: int, a: np.ndarray, f: float) -> None:
+        with self._lock:
+            if self.used + a.nbytes <= self.budget and (id(plane), k) not in self.frames:
+                self.frames[(id(plane), k)] = (a, f)
+                self.used += a.nbytes
+
+
+def _patches(plane: _Plane, boxes: list[tuple[float, float, float, float]], decoded: _Decoded | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(mean colour differences (3, n): grey and the two colour differences; the part of each box
     that has frames (n,)) of each box (x0, y0, x1, y1 in the plane's pixels): only the frames a
     box meets are decoded, each once (at 1/8 for JPEG: a sample there is an 8 x 8 block's mean),
-    by two threads, in batches of ``_BATCH``."""
+    by two threads, in batches of ``_BATCH``; a frame ``decoded`` holds is not read again (the
+    frames decoded here are offered to it: ``plane`` must outlive it)."""
     from wsianon.verify import thumbnail as th
 
     uses: dict[int, list[tuple[int, float, float, float, float]]] = {}
@@ -227,9 +256,7 @@ def _patches(plane: _Plane, boxes: list[tuple[float, float, float, float]]) -> t
     sums = np.zeros((len(boxes), 3), np.float64)
     area = np.zeros(len(boxes), np.float64)
 
-    def sample(item) -> list[tuple[int, np.ndarray, float]]:
-        k, fv = item
-        a, f = th._decoded_small(fv, plane.ds)
+    def measured(k: int, a: np.ndarray, f: float) -> list[tuple[int, np.ndarray, float]]:
         got = []
         for n, xa, ya, xb, yb in uses[k]:
             xa, ya, xb, yb = max(0.0, xa), max(0.0, ya), min(float(fw), xb), min(float(fh), yb)
@@ -241,18 +268,40 @@ def _patches(plane: _Plane, boxes: list[tuple[float, float, float, float]]) -> t
             got.append((n, part.mean(axis=(1, 2)) * weight, weight))
         return got
 
-    frames = plane.frames_at(sorted(uses))
+    def sample(item) -> list[tuple[int, np.ndarray, float]]:
+        k, fv = item
+        a, f = th._decoded_small(fv, plane.ds)
+        if decoded is not None:
+            decoded.put(plane, k, a, f)
+        return measured(k, a, f)
+
+    def add(got: list[tuple[int, np.ndarray, float]]) -> None:
+        for n, s, weight in got:
+            sums[n] += s
+            area[n] += weight
+
+    todo = []
+    for k in sorted(uses):
+        kept = decoded.get(plane, k) if decoded is not None else None
+        if kept is None:
+            todo.append(k)
+        else:
+            add(measured(k, *kept))
+    frames = plane.frames_at(todo)
     while batch := list(islice(frames, _BATCH)):
         for got in th.read_in_threads(sample, batch):
-            for n, s, weight in got:
-                sums[n] += s
-                area[n] += weight
+            add(got)
     sizes = np.array([(x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in boxes], np.float64)
     return (sums / np.maximum(area, 1e-9)[:, None]).T, np.clip(area / np.maximum(sizes, 1e-9), 0.0, 1.0)
 
 
 def _render_pair(
-    q: _Plane, region_q: tuple[int, int, int, int], ref: _Plane, region_r: tuple[int, int, int, int], shape: tuple[int, int]
+    q: _Plane,
+    region_q: tuple[int, int, int, int],
+    ref: _Plane,
+    region_r: tuple[int, int, int, int],
+    shape: tuple[int, int],
+    decoded: _Decoded | None = None,
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """(``_render``'s answer for ``q`` over ``region_q``, the same for ``ref`` over ``region_r``: the
     same part of the slide), both sampled at the same ``POINTS`` points on the long side: each
@@ -280,7 +329,7 @@ def _render_pair(
             boxes_q.append((xq + u0 * wq, yq + v0 * hq, xq + u1 * wq, yq + v1 * hq))
     out = []
     for plane, boxes in ((q, boxes_q), (ref, boxes_r)):
-        chans, cover = _patches(plane, boxes)
+        chans, cover = _patches(plane, boxes, decoded)
         out.append(covered_grid(chans.reshape(3, n_y, n_x).astype(np.float32), cover.reshape(n_y, n_x).astype(np.float32), shape))
     return out[0], out[1]
 
@@ -330,6 +379,7 @@ def unlike_levels(dsets: list[tuple[Path, Dataset]]) -> tuple[list[str], int, li
     bad: list[str] = []
     notes: list[str] = []
     cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+    decoded = _Decoded()  # a middle level's frames, sampled as the smaller picture, again as the larger
     n = small = undecoded = 0
 
     def render(q: _Plane, region, shape):
@@ -361,7 +411,7 @@ def unlike_levels(dsets: list[tuple[Path, Dataset]]) -> tuple[list[str], int, li
         ref_region = _scaled(region, q.matrix, ref.matrix)
         try:
             if max(region[2] * region[3], ref_region[2] * ref_region[3]) > th.REF_MAX_PIXELS:
-                (mine, mine_cover), (theirs, their_cover) = _render_pair(q, region, ref, ref_region, shape)
+                (mine, mine_cover), (theirs, their_cover) = _render_pair(q, region, ref, ref_region, shape, decoded)
             else:
                 mine, mine_cover = render(q, region, shape)
                 theirs, their_cover = render(ref, ref_region, shape)
