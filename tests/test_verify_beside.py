@@ -75,6 +75,26 @@ def test_leaving_without_join_waits_for_the_thread_and_adds_nothing():
     assert verdict.checks == []
 
 
+def test_leaving_without_join_starts_no_further_check():
+    started, release = threading.Event(), threading.Event()
+    ran: list[str] = []
+
+    def first(v: Verdict) -> None:
+        started.set()
+        release.wait(5)
+        ran.append("first")
+
+    def second(v: Verdict) -> None:
+        ran.append("second")
+
+    with pytest.raises(KeyboardInterrupt):
+        with VD._Beside([first, second], True):
+            started.wait(5)
+            threading.Timer(0.2, release.set).start()
+            raise KeyboardInterrupt
+    assert ran == ["first"]  # the running check ended, the next one never started
+
+
 def test_a_dicom_run_judges_the_frame_checks_beside_and_in_order(cli, tmp_path, monkeypatch):
     """The whole DICOM route: the frame checks run in the frames thread, the picture checks in
     the verifier's, and the report lists every check in the in-line order."""

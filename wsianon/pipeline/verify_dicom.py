@@ -93,13 +93,17 @@ class _Beside:
     (the frame checks read bytes and decode frames, mostly without the GIL, while the picture checks
     decode and search; measured: the verification's tail ran on one core), else in ``join``. A
     check that raises is re-raised by ``join``, as it would have been in line; leaving the block
-    without ``join`` (the caller's check raised) waits for the thread and drops its verdicts."""
+    without ``join`` (the caller's check raised, an interrupt) starts no further check, waits for
+    the one running and drops the verdicts."""
 
     def __init__(self, checks: list, threaded: bool):
+        import threading
+
         self.checks = checks
         self.verdicts = [Verdict() for _ in checks]
         self.pool = None
         self.future = None
+        self._abandoned = threading.Event()
         if threaded:
             from concurrent.futures import ThreadPoolExecutor
 
@@ -108,6 +112,8 @@ class _Beside:
 
     def _run(self) -> None:
         for check, v in zip(self.checks, self.verdicts):
+            if self._abandoned.is_set():
+                return
             check(v)
 
     def __enter__(self) -> "_Beside":
@@ -122,6 +128,7 @@ class _Beside:
             verdict.extend(v)
 
     def __exit__(self, *exc) -> None:
+        self._abandoned.set()  # after join: nothing left to start
         if self.pool is not None:
             self.pool.shutdown(wait=True)
 
