@@ -9,6 +9,7 @@ import threading
 
 import pytest
 
+from tests.fixtures.helpers import verified_dicom_run
 from wsianon.pipeline import verify_dicom as VD
 from wsianon.pipeline.model import Verdict
 
@@ -98,8 +99,6 @@ def test_leaving_without_join_starts_no_further_check():
 def test_a_dicom_run_judges_the_frame_checks_beside_and_in_order(cli, tmp_path, monkeypatch):
     """The whole DICOM route: the frame checks run in the frames thread, the picture checks in
     the verifier's, and the report lists every check in the in-line order."""
-    from tests.fixtures.svs_gen import write_svs
-
     where: dict[str, str] = {}
 
     def spy(mod, name, label):
@@ -116,13 +115,7 @@ def test_a_dicom_run_judges_the_frame_checks_beside_and_in_order(cli, tmp_path, 
     spy(VD.padding, "check_dicom", "padding")
     spy(VD.sof, "check_dicom", "sof")
     spy(VD, "check_pyramid", "pyramid")
-    src = tmp_path / "src"
-    src.mkdir()
-    write_svs(src / "a.svs")
-    out = tmp_path / "out"
-    cli("run", str(src), "-o", str(out), "--target", "dicom")
-    (s,) = json.loads((out / "wsianon-report.json").read_text())["slides"]
-    assert s["status"] == "ok" and s["verification"]["ok"], s["status"]
+    _out, s = verified_dicom_run(cli, tmp_path)
     for k in ("frames", "ecs", "padding", "sof"):
         assert where[k].startswith("wsianon-frames"), where
     assert not where["pyramid"].startswith("wsianon-frames"), where
@@ -144,13 +137,7 @@ def test_a_dicom_run_judges_the_frame_checks_beside_and_in_order(cli, tmp_path, 
 def test_wsianon_verify_of_dicom_outputs_judges_the_frame_checks_beside_and_in_order(cli, tmp_path, monkeypatch):
     """``wsianon verify`` of DICOM outputs: the frame checks (segments, entropy, padding, size) in
     the frames thread, the report's order the in-line one, and the same verdict."""
-    from tests.fixtures.svs_gen import write_svs
-
-    src = tmp_path / "src"
-    src.mkdir()
-    write_svs(src / "a.svs")
-    out = tmp_path / "out"
-    cli("run", str(src), "-o", str(out), "--target", "dicom")
+    out, _s = verified_dicom_run(cli, tmp_path)
     (folder,) = [p for p in out.iterdir() if p.is_dir()]
     where: dict[str, str] = {}
     for mod, name, label in (

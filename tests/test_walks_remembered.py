@@ -4,7 +4,6 @@ set and the pyramid's frames each walked the base level's 23,409 item headers (0
 
 from __future__ import annotations
 
-import json
 import os
 import struct
 from collections import Counter
@@ -80,7 +79,7 @@ def test_nested_scopes_keep_the_memory_until_the_outermost_closes(tmp_path, walk
 def test_a_dicom_run_walks_each_instance_once(cli, tmp_path, monkeypatch, walks):
     """The whole DICOM route: its verification asks for the base level's items from three checks
     and walks them once; the verdict is unchanged (verified)."""
-    from tests.fixtures.svs_gen import write_svs
+    from tests.fixtures.helpers import verified_dicom_run
 
     asked: Counter = Counter()
     real = DF.remembered_walk
@@ -93,13 +92,7 @@ def test_a_dicom_run_walks_each_instance_once(cli, tmp_path, monkeypatch, walks)
     import wsianon.verify.dicom.jpeg as J
 
     monkeypatch.setattr(J, "remembered_walk", asking)  # the closed world imports it from io.dicomframes when it runs
-    src = tmp_path / "src"
-    src.mkdir()
-    write_svs(src / "a.svs")
-    out = tmp_path / "out"
-    cli("run", str(src), "-o", str(out), "--target", "dicom")
-    (s,) = json.loads((out / "wsianon-report.json").read_text())["slides"]
-    assert s["status"] == "ok" and s["verification"]["ok"], s["status"]
+    out, _s = verified_dicom_run(cli, tmp_path)  # converted and verified
     inodes = {p.stat().st_ino for p in out.rglob("*.dcm")}
     walked = Counter(i for i in walks if i in inodes)
     assert walked and max(walked.values()) == 1, walked  # each instance walked once
