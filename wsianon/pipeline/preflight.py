@@ -48,6 +48,33 @@ def check_structure(path: Path) -> None:
     with TiffStructure(path) as ts:
         for ifd in ts.ifds:
             ts.data_span_arrays(ifd)  # validated like data_spans, 16 bytes a tile (no per-tile tuples)
+            _check_tile_size(ts, ifd)
+
+
+def _check_tile_size(ts, ifd) -> None:
+    """A tiled page's TileWidth x TileLength is at most ``padding.MAX_TILE_PIXELS`` (CorruptInput
+    otherwise). OpenSlide allocates a tile's pixels before decoding it, and glib aborts the process
+    when the machine cannot give them: a bit flip in a Leica SCN's TileLength (256 -> 67,109,120
+    rows) asked for 64 GiB where the verifier's sampled reads met the tile, after the decode probe
+    had read a corner of each level that lies outside the image (fuzz seed 73, SCN case 1). A tile
+    that large is never shown clean anyway: the padding check does not decode it and fails it."""
+    from wsianon.io.tiff import TILE_OFFSETS
+    from wsianon.verify.padding import MAX_TILE_PIXELS
+
+    if TILE_OFFSETS not in ifd:
+        return
+    sides = []
+    for tag in (TILE_WIDTH, TILE_LENGTH):
+        v = ts.value(ifd, tag, 0)
+        v = v[0] if isinstance(v, tuple) and v else v
+        if not isinstance(v, int):
+            raise CorruptInput(ts.path, f"IFD {ifd.index}: the tile size is not a number (field type corrupt); refused")
+        sides.append(v)
+    if sides[0] * sides[1] > MAX_TILE_PIXELS:
+        raise CorruptInput(ts.path, f"IFD {ifd.index}: tiles of {sides[0]} x {sides[1]} px, more than {MAX_TILE_PIXELS:,} px a tile (damaged?); refused")
+
+
+TILE_WIDTH, TILE_LENGTH = 322, 323
 
 
 def _probe(path: str) -> int:
