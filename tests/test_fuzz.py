@@ -410,7 +410,30 @@ def test_an_output_openslide_reads_where_the_source_it_could_not_is_probed_first
     assert "Traceback" not in r.stdout + r.stderr and "GLib" not in r.stderr
     slides = json.loads((out / "wsianon-report.json").read_text())["slides"]
     assert [s["status"] for s in slides] == ["error", "ok"], slides
-    assert slides[0]["error"] == "once redacted, image data cannot be decoded (the decoder crashed on it); refused, nothing written", slides[0]["error"]
+    # since fuzz seed 73 the structure check refuses tiles of more than 2^26 px before anything is
+    # written or decoded (``preflight._check_tile_size``); the output probe behind it is tested below
+    assert slides[0]["error"] == "IFD 0: tiles of 256 x 8388864 px, more than 67,108,864 px a tile (damaged?); refused", slides[0]["error"]
     err = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert len(err) == 1 and str(bad) in err[0], err
     assert len(list(out.glob("*.svs"))) == 1
+
+
+def test_an_output_whose_decode_probe_crashes_is_refused_in_the_sources_name(tmp_path, monkeypatch):
+    """``check_output_decodes``: the probe of a written output runs in a forked child; a decoder
+    that aborts there (here the probe itself aborts, as glib does on a failed allocation) refuses
+    the source with one line, and the calling process lives on."""
+    import os
+
+    from wsianon.errors import CorruptInput
+    from wsianon.pipeline import preflight
+
+    from .fixtures.svs_gen import write_svs
+
+    src = write_svs(tmp_path / "a.svs", size=(512, 384)).path
+    output = write_svs(tmp_path / "out.svs", size=(512, 384)).path
+    preflight.check_output_decodes(src, output)  # a clean output passes the real probe
+    monkeypatch.setattr(preflight, "_probe", lambda path: os.abort())  # the forked child inherits it
+    with pytest.raises(CorruptInput) as err:
+        preflight.check_output_decodes(src, output)
+    assert err.value.path == src
+    assert err.value.reason == "once redacted, image data cannot be decoded (the decoder crashed on it); refused, nothing written"
