@@ -58,7 +58,7 @@ def _check_tile_size(ts, ifd) -> None:
     rows) asked for 64 GiB where the verifier's sampled reads met the tile, after the decode probe
     had read a corner of each level that lies outside the image (fuzz seed 73, SCN case 1). A tile
     that large is never shown clean anyway: the padding check does not decode it and fails it."""
-    from wsianon.io.tiff import TILE_OFFSETS
+    from wsianon.io.tiff import TILE_LENGTH, TILE_OFFSETS, TILE_WIDTH
     from wsianon.verify.padding import MAX_TILE_PIXELS
 
     if TILE_OFFSETS not in ifd:
@@ -72,9 +72,6 @@ def _check_tile_size(ts, ifd) -> None:
         sides.append(v)
     if sides[0] * sides[1] > MAX_TILE_PIXELS:
         raise CorruptInput(ts.path, f"IFD {ifd.index}: tiles of {sides[0]} x {sides[1]} px, more than {MAX_TILE_PIXELS:,} px a tile (damaged?); refused")
-
-
-TILE_WIDTH, TILE_LENGTH = 322, 323
 
 
 def _probe(path: str) -> int:
