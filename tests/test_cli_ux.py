@@ -326,3 +326,30 @@ def test_interrupt_says_when_out_holds_files_the_record_does_not_list(cli, tmp_p
     assert "1 file(s) in it are not yet in the record" in err and "NOT ready to share" in err
     # without such a file the stop says nothing partial was placed, as before
     monkeypatch.setattr(B.W, "run_serial", orig)
+
+
+def test_an_option_that_takes_one_value_given_twice_is_refused(cli, tmp_path):
+    """``-o A -o B`` used to run into B without a word (click keeps the last value): a job run
+    into the wrong folder, or with the second of two label policies, is refused before anything
+    is read or written, naming the option and not its values. Repeatable options and flags
+    given twice still run."""
+    from .fixtures.svs_gen import write_svs
+
+    slide = write_svs(tmp_path / "Doe-Jane.svs", levels=1, size=(512, 384)).path
+    a, b = tmp_path / "outA", tmp_path / "outB"
+    for args, option in (
+        (("-o", a, "-o", b), "'-o' / '--out'"),
+        (("-o", a, "--label", "blank", "--label", "remove"), "'--label'"),
+        (("-o", a, "--workers", "1", "--workers", "2"), "'--workers'"),
+    ):
+        code, stdout, err = cli("run", slide, *args, "--no-review-sheet")
+        assert code == 2, stdout + err
+        assert "given more than once" in err and option in err, err
+        assert str(b) not in err and "blank" not in err
+        assert not a.exists() and not b.exists()
+    code, _, err = cli("verify", slide, "--source", slide, "--source", slide)
+    assert code == 2 and "'--source'" in err and "given more than once" in err
+    # repeatable options and repeated flags are not refused
+    code, stdout, err = cli("run", slide, "-o", a, "--exclude", "*.ndpi", "--exclude", "*.scn", "--no-review-sheet", "--no-review-sheet")
+    assert code == 0, stdout + err
+    assert len([p for p in a.iterdir() if p.name.startswith("WSI-")]) == 1

@@ -11,6 +11,7 @@ from typing import Annotated, NoReturn, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperCommand, TyperOption
 
 from wsianon import __version__
 from wsianon.errors import WsianonError
@@ -62,6 +63,32 @@ def _flags_take_no_value() -> None:
 _flags_take_no_value()
 
 
+class _OptionsOnce(TyperCommand):
+    """A command whose options that take one value may each be given once: click keeps the last
+    of ``-o A -o B`` without a word, and a job run into the wrong folder, or with the wrong
+    policy, on an archive's only copies is a mistake to stop before anything is written.
+    Repeatable options (``--profile``, ``--include``) and flags (given twice they mean the same)
+    are left alone. The values are not echoed: they may be slide names."""
+
+    def make_parser(self, ctx):
+        parser = super().make_parser(ctx)
+        parse = parser.parse_args
+
+        def parse_args(args):
+            opts, rest, order = parse(args=args)
+            seen: set[int] = set()
+            for param in order:
+                if not isinstance(param, TyperOption) or param.multiple or param.count or param.is_flag:
+                    continue
+                if id(param) in seen:
+                    raise typer.BadParameter("given more than once; give it once (only one value can apply).", ctx=ctx, param=param)
+                seen.add(id(param))
+            return opts, rest, order
+
+        parser.parse_args = parse_args  # type: ignore[method-assign]
+        return parser
+
+
 def _version(value: bool) -> None:
     if value:
         out_console.print(f"wsianon {__version__}")
@@ -84,7 +111,7 @@ def _status_style(status: str) -> str:
     return {"ok": "green", "dry-run": "cyan", "failed": "red", "error": "red"}.get(status, "white")
 
 
-@app.command()
+@app.command(cls=_OptionsOnce)
 def run(
     inputs: Annotated[Optional[list[Path]], typer.Argument(help="Slides, slide folders or DICOM folders to anonymize.", show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Output folder (shareable: only pseudonymised names and the report go here).")] = None,
@@ -548,7 +575,7 @@ def _print_delivery(d, quiet_stdout: bool = False):
     return d
 
 
-@app.command()
+@app.command(cls=_OptionsOnce)
 def push(
     out: Annotated[Path, typer.Argument(help="An output folder of wsianon run --target dicom (its report lists what verified clean).", show_default=False)],
     dicomweb: Annotated[Optional[str], typer.Option("--dicomweb", help="DICOMweb (STOW-RS) base URL.")] = None,
@@ -581,7 +608,7 @@ def push(
     raise typer.Exit(1 if bad or not results else 0)
 
 
-@app.command()
+@app.command(cls=_OptionsOnce)
 def inspect(
     inputs: Annotated[list[Path], typer.Argument(help="Slides to inspect.", show_default=False)],
     show_values: Annotated[bool, typer.Option("--show-values", help="Also print the identifying values themselves (careful: sensitive).")] = False,
@@ -645,7 +672,7 @@ def inspect(
     raise typer.Exit(code)
 
 
-@app.command()
+@app.command(cls=_OptionsOnce)
 def verify(
     paths: Annotated[list[Path], typer.Argument(help="Anonymized outputs (or any slides) to audit.", show_default=False)],
     source: Annotated[Optional[Path], typer.Option("--source", help="The original slide, to compare against (canaries, tiles).")] = None,
@@ -696,7 +723,7 @@ def verify(
     raise typer.Exit(code)
 
 
-@app.command()
+@app.command(cls=_OptionsOnce)
 def certify(
     out: Annotated[Path, typer.Argument(help="An output folder wsianon wrote (holding wsianon-report.json).", show_default=False)],
     check: Annotated[
@@ -752,7 +779,7 @@ def certify(
     raise typer.Exit(0)
 
 
-@app.command()
+@app.command(cls=_OptionsOnce)
 def rollback(
     paths: Annotated[list[Path], typer.Argument(help="Files an interrupted --in-place run left a journal for.", show_default=False)],
     discard: Annotated[bool, typer.Option("--discard", help="Remove the journal without touching the file (after you checked the file yourself).")] = False,
@@ -784,7 +811,7 @@ def rollback(
     raise typer.Exit(code)
 
 
-@app.command()
+@app.command(cls=_OptionsOnce)
 def status(
     out: Annotated[Path, typer.Argument(help="The output folder of a job.", show_default=False)],
 ) -> None:
@@ -803,7 +830,7 @@ key_app = typer.Typer(help="Project keys (pseudonyms and UIDs are keyed hashes).
 app.add_typer(key_app, name="key")
 
 
-@key_app.command("init")
+@key_app.command("init", cls=_OptionsOnce)
 def key_init(
     path: Annotated[Path, typer.Argument(help="Where to create the key file (mode 0600).", show_default=False)],
 ) -> None:
