@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from wsianon.verify import thumbnail as th
 from wsianon.verify.dicom import pyramid as P
 from wsianon.verify.dicom.common import read_dataset
 
@@ -29,8 +30,6 @@ def pyramid(tmp_path_factory) -> list:
     assert res.exit_code == 0, res.stdout
     return [(p, read_dataset(p)) for p in sorted(Path(out).rglob("*.dcm"))]
 
-
-from wsianon.verify import thumbnail as th  # noqa: E402
 
 _REAL_PAIR, _REAL_DECODE = P._render_pair, th._decoded_small
 

@@ -29,6 +29,7 @@ from wsianon.io.tiff import (
     IMAGE_WIDTH,
     NEW_SUBFILE_TYPE,
     TIFF_MAGIC,
+    TILE_WIDTH,
     IFD,
     TiffStructure,
 )
@@ -56,7 +57,7 @@ def classify_ifd(ts: TiffStructure, ifd: IFD) -> str:
             return "label"
         if line.startswith("macro ") or line == "macro":
             return "macro"
-    tiled = 322 in ifd
+    tiled = TILE_WIDTH in ifd
     if tiled:
         return "level"
     nst = ts.value(ifd, NEW_SUBFILE_TYPE, 0)

@@ -29,7 +29,7 @@ from wsianon.errors import CorruptInput, UnsupportedFormat
 from wsianon.io import tiffedit
 from wsianon.io.ifdcopy import drop_ifds, orphan_values
 from wsianon.io.plan import FilePlan, Plan
-from wsianon.io.tiff import IFD, IMAGE_DESCRIPTION, Kind, TiffStructure
+from wsianon.io.tiff import IFD, IMAGE_DESCRIPTION, TILE_WIDTH, Kind, TiffStructure
 from wsianon.profiles import load
 from wsianon.profiles.actions import Action
 from wsianon.profiles.policy import Policy
@@ -139,7 +139,7 @@ class GenericTiffConverter(NativeConverter):
             blobs = set(_rules()["blob_tags"])
             for ifd in ts.ifds:
                 self._decide_ifd(ts, ifd, policy, d, blobs, ifd.index not in an.remove)
-            d.levels = sum(1 for ifd in ts.ifds if 322 in ifd) or len(ts.ifds)
+            d.levels = sum(1 for ifd in ts.ifds if TILE_WIDTH in ifd) or len(ts.ifds)
         d.analysis = an
         return d
 
