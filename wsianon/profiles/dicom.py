@@ -138,6 +138,7 @@ CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 
 # free-text value representations: kept only when listed in dicom_wsi_iod.json "kept_text"
 FREE_TEXT_VRS = frozenset({"AE", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"})
+BINARY_NUMBER_VRS = frozenset({"US", "SS", "UL", "SL", "FL", "FD", "SV", "UV"})  # their bytes can be text
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,8 @@ class Iod:
     dummies: frozenset[str]
     vocabulary: dict
     code_items: frozenset[str]
+    judged_lists: frozenset[str] = frozenset()  # binary-number lists the verifier judges (keyword)
+    ranges: dict = field(default_factory=dict)  # keyword -> (low, high, step): the values a binary number may take
 
     def allows(self, path: tuple[str, ...], keyword: str) -> bool:
         """True when the attribute at this sequence path belongs to the IOD (or the record)."""
@@ -186,6 +189,8 @@ def iod() -> Iod:
         frozenset(data["dummies"]),
         dict(data["vocabulary"]),
         frozenset(data["code_items"]),
+        frozenset(data["numbers"]["judged_lists"]),
+        {k: (lo, hi, step) for k, (lo, hi, step) in data["numbers"]["ranges"].items()},
     )
 
 

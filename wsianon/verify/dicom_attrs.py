@@ -9,7 +9,11 @@ Walks every attribute of every instance, recursively, and proves that
   the vocabulary (the standard meaning of its coded concept, a fixed term of the record), or an
   attribute the profile keeps with a value of the allowed form (``kept_text``);
 * every reference to an SOP instance resolves to one of the outputs; every conditional attribute
-  has its condition.
+  has its condition;
+* binary numbers (VR US SS UL SL FL FD SV UV: text fits in their bytes) keep the standard's
+  multiplicity, form a list only where the list is judged (``DimensionIndexValues``: one index a
+  dimension, none above the instance's frame count), and stay in their range where the profile
+  data gives one (wavelengths).
 
 Findings name the attribute by keyword path (never its value). Imports only pydicom and
 :mod:`wsianon.profiles`.
@@ -22,11 +26,13 @@ import warnings
 from pathlib import Path
 
 import pydicom
+from pydicom.datadict import dictionary_VM
 from pydicom.dataset import Dataset
 
 from wsianon.io.palette import well_known
 from wsianon.profiles.actions import Action
 from wsianon.profiles.dicom import (
+    BINARY_NUMBER_VRS,
     CODE_VALUE_KWS,
     FRAMES_JUDGED_TS,
     FREE_TEXT_VRS,
@@ -74,9 +80,12 @@ class _Walker:
         self.world = iod()
         self.findings: set[str] = set()
         self.n = 0
+        self.root = Dataset()  # the instance being walked (its frame count and dimensions)
 
     def walk(self, ds: Dataset, path: tuple[str, ...] = ()) -> None:
         w = self.world
+        if not path:
+            self.root = ds
         for elem in ds:
             self.n += 1
             tag = elem.tag
@@ -103,7 +112,7 @@ class _Walker:
             if isinstance(elem.value, (bytes, bytearray)) and elem.value and not binary_judged(path, kw):
                 self.findings.add(f"{name}: bytes no check judges (binary value of {elem.VR})")
                 continue
-            why = self._value(ds, elem, kw, path)
+            why = self._numbers(elem, kw) if elem.VR in BINARY_NUMBER_VRS else self._value(ds, elem, kw, path)
             if why:
                 self.findings.add(f"{name}: {why}")
         for kw, needs in w.conditions.items():
@@ -131,6 +140,32 @@ class _Walker:
             return "not a code string" if any(not CS_RE.match(v) for v in vals) else None
         if vr in FREE_TEXT_VRS and not all(self._text_ok(ds, kw, path, v, vr) for v in vals):
             return "text is not a dummy, pseudonym or vocabulary value"
+        return None
+
+    def _numbers(self, elem, kw: str) -> str | None:
+        """Why binary numbers are not proven safe, or None: their bytes are free (``Smit`` is the
+        UL 1953066323), so a list of them holds any text. The standard's multiplicity bounds
+        most; an unbounded one (``1-n``) is kept only as a judged list; a range bounds some."""
+        vals = [] if elem.value is None else (list(elem.value) if elem.VM > 1 else [elem.value])
+        if not vals:
+            return None
+        try:
+            vm = dictionary_VM(elem.tag)
+        except KeyError:
+            return "not in the DICOM dictionary"
+        most = None if "n" in vm else int(vm.split("-")[-1])
+        if most is not None and len(vals) > most:
+            return f"{len(vals)} values where the standard allows {vm}"
+        if kw == "DimensionIndexValues":  # the one judged list (profile data: numbers/judged_lists)
+            dims = len(self.root.get("DimensionIndexSequence") or [])
+            frames = int(self.root.get("NumberOfFrames", 1) or 1)
+            if len(vals) > dims or any(not (1 <= int(v) <= frames) for v in vals):
+                return "dimension indices beyond the instance's dimensions or frames"
+        elif len(vals) > 1 and most is None and kw not in self.world.judged_lists:
+            return "a list of free numbers (its bytes could be text; no check judges it)"
+        rng = self.world.ranges.get(kw)
+        if rng is not None and not all(_in_range(float(v), *rng) for v in vals):
+            return f"a value outside {rng[0]}..{rng[1]} in steps of {rng[2]}"
         return None
 
     def _binary(self, ds: Dataset, kw: str, name: str, elem) -> None:
@@ -183,6 +218,15 @@ class _Walker:
         if kw in w.kept_text:
             return w.kept_text_ok(kw, v)
         return True  # kept on purpose by a Retain option the profile names (e.g. retain-device-identity)
+
+
+def _in_range(v: float, low: float, high: float, step: float) -> bool:
+    """``v`` within [low, high] and a multiple of ``step`` (to a float32's precision: 865.3 nm
+    stored as FL is 865.2999878); NaN and infinities are not."""
+    if not low <= v <= high:
+        return False
+    k = v / step
+    return abs(k - round(k)) <= 1e-3
 
 
 def _icc_problems(data: bytes) -> int:
