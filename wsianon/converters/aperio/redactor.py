@@ -74,6 +74,7 @@ class DescriptionRewrite:
     def __init__(self, policy: Policy):
         r = _rules()
         self.safe = set(r["safe_keys"])
+        self.forms = {k: re.compile(f) for k, f in r["safe_value_forms"].items()}
         self.date_keys = set(r["date_keys"])
         self.time_keys = set(r["time_keys"])
         self.banner_ok = re.compile(r["banner_safe_pattern"])
@@ -111,7 +112,9 @@ class DescriptionRewrite:
                 # word there (Parmset names the scan settings as the operator chose: 'COVERSLIP', or
                 # a name) would quarantine the slide at the vocabulary check, so it is blanked; so is
                 # a value holding control characters ('DO\x01E^\x01JA': pieces too short to judge)
-                if k in self.safe and v.isprintable() and vocabulary_value(v, "aperio"):
+                # a safe number in its form only (at most so many digits: an MRN as AppMag is blanked)
+                form = self.forms.get(k)
+                if k in self.safe and v.isprintable() and vocabulary_value(v, "aperio") and (not v or form is None or form.fullmatch(v)):
                     new_items.append(item)
                     continue
                 # the key itself is the source's text: one that is not the format's vocabulary

@@ -1,8 +1,10 @@
 """Aperio-specific verification: every ``aperio.*`` property OpenSlide reads from
-the output is either a key the profile lists as safe, or empty."""
+the output is either a key the profile lists as safe, or empty; a safe key with a value form
+(a number of at most so many digits) holds a value of that form."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from wsianon.profiles import load
@@ -34,7 +36,15 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
         and k.split(".", 1)[1] not in allowed
         and not (k.split(".", 1)[1] in dates and year_only(v))  # --dates year's form: the year only, whatever the policy
     )
-    verdict.add("aperio-profile", not bad, f"non-safe keys with values: {[safe_name(b) for b in bad]}" if bad else "only safe keys carry values")
+    # a safe key's number beyond its form (more digits than the field holds: an MRN as AppMag)
+    forms = {k: re.compile(f) for k, f in rules["safe_value_forms"].items()}
+    off = sorted(k for k, f in forms.items() if (v := props.get(f"aperio.{k}", "").strip()) and not f.fullmatch(v))
+    if bad:
+        verdict.add("aperio-profile", False, f"non-safe keys with values: {[safe_name(b) for b in bad]}")
+    elif off:
+        verdict.add("aperio-profile", False, f"safe keys with values outside their form (a number of more digits than the field holds): {off}")
+    else:
+        verdict.add("aperio-profile", True, "only safe keys carry values, each in its form")
     dt = props.get("tiff.DateTime", "")
     if policy.dates == "remove":
         ok = not dt.strip() or year_only(dt)
