@@ -83,6 +83,35 @@ def test_the_route_removes_the_sequences_of_free_number_lists(cli, tmp_path):
         assert not {"FrameExtractionSequence", "ReferencedDefinedProtocolSequence", "PrivateDataElementCharacteristicsSequence"} & set(d.dir())
 
 
+def _dimension(pointer: int) -> Dataset:
+    dim = Dataset()
+    dim.DimensionIndexPointer = pointer
+    dim.FunctionalGroupPointer = 0x0048021A  # PlanePositionSlideSequence
+    return dim
+
+
+def _sparse(d: Dataset) -> None:
+    """Per-frame functional groups for ``d``'s frames in TILED_FULL order: each frame's place and
+    its dimension indices (column, row: the rank of its place among the level's columns and rows),
+    a duration that is the same in every frame."""
+    cols = -(-int(d.TotalPixelMatrixColumns) // int(d.Columns))
+    items = []
+    for k in range(int(d.NumberOfFrames)):
+        pos = Dataset()
+        pos.ColumnPositionInTotalImagePixelMatrix = 1 + (k % cols) * int(d.Columns)
+        pos.RowPositionInTotalImagePixelMatrix = 1 + (k // cols) * int(d.Rows)
+        content = Dataset()
+        content.DimensionIndexValues = [1 + k % cols, 1 + k // cols]
+        content.FrameAcquisitionDuration = 12.5
+        item = Dataset()
+        item.PlanePositionSlideSequence = Sequence([pos])
+        item.FrameContentSequence = Sequence([content])
+        items.append(item)
+    d.PerFrameFunctionalGroupsSequence = Sequence(items)
+    d.DimensionOrganizationType = "TILED_SPARSE"
+    d.DimensionIndexSequence = Sequence([_dimension(0x0048021E), _dimension(0x0048021F)])
+
+
 def _planted(tmp_path: Path, clean: Path, name: str, edit) -> Path:
     ds = _read(clean)
     edit(ds)
@@ -120,6 +149,28 @@ def test_the_verifier_judges_binary_numbers_from_the_output(cli, tmp_path):
         item.DimensionIndexValues = _u32("Smit")
         d.SharedFunctionalGroupsSequence[0].FrameContentSequence = Sequence([item])
 
+    def zonal_map_pointer(d):  # (1010,xxxx) takes any element number: two free bytes a pointer
+        dim = Dataset()
+        dim.add_new(0x00209165, "AT", 0x1010_5A51)
+        d.DimensionIndexSequence = Sequence([_dimension(0x0048021E), dim])
+
+    def pointer_list(d):  # DimensionIndexPointer allows one value
+        d.DimensionIndexSequence = Sequence([_dimension(0x0048021E)])
+        d.DimensionIndexSequence[0].DimensionIndexPointer = [0x0048021E] * 7
+
+    def many_dimensions(d):
+        d.DimensionIndexSequence = Sequence([_dimension(0x0048021E) for _ in range(9)])
+
+    def per_frame_duration(d):  # 8 free bytes a frame
+        _sparse(d)
+        for k, item in enumerate(d.PerFrameFunctionalGroupsSequence):
+            item.FrameContentSequence[0].FrameAcquisitionDuration = struct.unpack("<d", NAME.encode()[8 * k % 24 : 8 * k % 24 + 8])[0]
+
+    def per_frame_indices_spelling(d):  # one index a letter, whatever the frame's place
+        _sparse(d)
+        for k, item in enumerate(d.PerFrameFunctionalGroupsSequence):
+            item.FrameContentSequence[0].DimensionIndexValues = [1 + k % 2, 1]
+
     cases = {
         "lists": (
             lists,
@@ -133,7 +184,18 @@ def test_the_verifier_judges_binary_numbers_from_the_output(cli, tmp_path):
         "pass_band": (pass_band_text, ["OpticalPathSequence/ImagePathFilterPassBand: a value outside"]),
         "wavelength": (wavelength_text, ["OpticalPathSequence/IlluminationWaveLength: a value outside"]),
         "wavelength_in_range": (wavelength_in_range, ["OpticalPathSequence/IlluminationWaveLength: a value outside"]),
-        "dimensions": (dimension_indices, ["FrameContentSequence/DimensionIndexValues: dimension indices beyond"]),
+        "dimensions": (
+            dimension_indices,
+            ["SharedFunctionalGroupsSequence/FrameContentSequence/DimensionIndexValues: dimension indices shared by every frame"],
+        ),
+        "zonal_map": (
+            zonal_map_pointer,
+            ["DimensionIndexSequence/DimensionIndexPointer: a tag pointer to no attribute of the DICOM dictionary (or to a repeating group)"],
+        ),
+        "pointer_list": (pointer_list, ["DimensionIndexSequence/DimensionIndexPointer: 7 values where the standard allows 1"]),
+        "many_dimensions": (many_dimensions, ["DimensionIndexSequence: more than 8 dimensions"]),
+        "per_frame_duration": (per_frame_duration, ["FrameContentSequence/FrameAcquisitionDuration: a number that differs from frame to frame"]),
+        "per_frame_indices": (per_frame_indices_spelling, ["DimensionIndexValues: not one index per value"]),
     }
     for name, (edit, needles) in cases.items():
         planted = _planted(tmp_path, clean, name, edit)
@@ -148,7 +210,8 @@ def test_the_verifier_judges_binary_numbers_from_the_output(cli, tmp_path):
 
 def test_judged_numbers_that_are_in_bounds_pass(cli, tmp_path):
     """What a real output holds: one value where the standard allows a list, a wavelength in nm,
-    the standard's multiplicity, dimension indices within the instance's frames."""
+    the standard's multiplicity, a TILED_SPARSE instance's per-frame places with dimension indices
+    that follow them and a number that is the same in every frame."""
     fx = make_dicom(tmp_path / "in")
     out = tmp_path / "out"
     code, stdout, err = cli("run", "--target", "dicom", fx.path, "-o", out, "--no-review-sheet")
@@ -159,14 +222,39 @@ def test_judged_numbers_that_are_in_bounds_pass(cli, tmp_path):
         d.RecommendedAbsentPixelCIELabValue = [65535, 32896, 32896]
         d.OpticalPathSequence[0].ImagePathFilterPassBand = [400, 700]
         d.OpticalPathSequence[0].IlluminationWaveLength = 532.5
-        dim = Dataset()
-        dim.DimensionIndexPointer = 0x0048021E
-        dim.FunctionalGroupPointer = 0x0048021A
-        d.DimensionIndexSequence = Sequence([dim, dim])
-        item = Dataset()
-        item.DimensionIndexValues = [1, min(2, int(d.NumberOfFrames))]
-        d.SharedFunctionalGroupsSequence[0].FrameContentSequence = Sequence([item])
+        _sparse(d)  # per-frame places and dimension indices as a TILED_SPARSE instance holds them
 
     planted = _planted(tmp_path, clean, "plausible", plausible)
     found, _n = check_dicom_attributes([planted])
-    assert not [f for f in found if "number" in f or "values where" in f or "outside" in f or "dimension indices" in f], found
+    assert found == [], found
+    assert len(_read(planted).PerFrameFunctionalGroupsSequence) > 1
+
+
+def test_a_numeric_specimen_localization_item_is_shared(cli, tmp_path):
+    """False positive found by the red team: the Content Item Macro's value type is NUMERIC
+    (PS3.3 Table 10-2; SR's is NUM); a conformant Specimen Localization item of that type was
+    quarantined as a word outside the vocabulary."""
+
+    def code(value: str, scheme: str, meaning: str) -> Sequence:
+        c = Dataset()
+        c.CodeValue, c.CodingSchemeDesignator, c.CodeMeaning = value, scheme, meaning
+        return Sequence([c])
+
+    fx = make_dicom(tmp_path / "in")
+    vol = _volume(fx.path)
+    ds = _read(vol)
+    item = Dataset()
+    item.ValueType = "NUMERIC"
+    item.ConceptNameCodeSequence = code("111718", "DCM", "Location of Specimen X offset")
+    item.MeasurementUnitsCodeSequence = code("mm", "UCUM", "millimeter")
+    item.NumericValue = "12.5"
+    ds.SpecimenDescriptionSequence[0].SpecimenLocalizationContentItemSequence = Sequence([item])
+    ds.save_as(vol)
+    out = tmp_path / "out"
+    code_, stdout, err = cli("run", "--target", "dicom", fx.path, "-o", out, "--no-review-sheet")
+    (slide,) = json.loads((out / "wsianon-report.json").read_text())["slides"]
+    assert code_ == 0 and slide["status"] == "ok", (stdout + err, slide["verification"])
+    kept = [
+        _read(f).SpecimenDescriptionSequence[0].get("SpecimenLocalizationContentItemSequence") for f in out.rglob("*.dcm") if "VOLUME" in _read(f).ImageType
+    ]
+    assert any(seq and seq[0].ValueType == "NUMERIC" for seq in kept)

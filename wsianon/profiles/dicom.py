@@ -156,6 +156,9 @@ class Iod:
     code_items: frozenset[str]
     judged_lists: frozenset[str] = frozenset()  # binary-number lists the verifier judges (keyword)
     ranges: dict = field(default_factory=dict)  # keyword -> (low, high, step): the values a binary number may take
+    pointers: dict = field(default_factory=dict)  # AT keyword -> the tags it may name (dimension organisation)
+    max_dimensions: int = 8  # DimensionIndexSequence items at most
+    per_frame_judged: frozenset[str] = frozenset()  # per-frame numbers (item path) that may differ between frames
 
     def allows(self, path: tuple[str, ...], keyword: str) -> bool:
         """True when the attribute at this sequence path belongs to the IOD (or the record)."""
@@ -191,6 +194,9 @@ def iod() -> Iod:
         frozenset(data["code_items"]),
         frozenset(data["numbers"]["judged_lists"]),
         {k: (lo, hi, step) for k, (lo, hi, step) in data["numbers"]["ranges"].items()},
+        {k: frozenset(int(t, 16) for t in tags) for k, tags in data["numbers"]["pointers"].items()},
+        int(data["numbers"]["max_dimensions"]),
+        frozenset(data["numbers"]["per_frame_judged"]),
     )
 
 
@@ -298,13 +304,15 @@ def binary_judged(path: tuple[str, ...], keyword: str) -> bool:
 
 def dictionary_tags(elem) -> bool:
     """Every value of an AT element names an attribute of the DICOM dictionary (a pointer; any
-    other value is 4 free bytes).  An element without a value names nothing wrong."""
-    from pydicom.datadict import keyword_for_tag
+    other value is 4 free bytes), and not one of a repeating group: ZonalMap (1010,xxxx) or a
+    curve's (50xx,xxxx) take any element or group number, two free bytes a value.  An element
+    without a value names nothing wrong."""
+    from pydicom.datadict import DicomDictionary
     from pydicom.tag import Tag
 
     v = elem.value
     vals = [] if v is None else list(v) if elem.VM > 1 else [v]
-    return all(keyword_for_tag(Tag(t)) for t in vals)
+    return all(Tag(t) in DicomDictionary for t in vals)
 
 
 def code_value(ds) -> tuple[str | None, str]:

@@ -98,6 +98,8 @@ class _Walker:
                 self.findings.add(f"{name}: not in the VL WSI IOD")
                 continue
             if elem.VR == "SQ":
+                if kw == "DimensionIndexSequence" and len(elem.value or []) > w.max_dimensions:
+                    self.findings.add(f"{name}: more than {w.max_dimensions} dimensions (each a list of numbers a frame)")
                 for item in elem.value or []:
                     self.walk(item, path + (kw,))
                 if kw in w.references:
@@ -112,7 +114,7 @@ class _Walker:
             if isinstance(elem.value, (bytes, bytearray)) and elem.value and not binary_judged(path, kw):
                 self.findings.add(f"{name}: bytes no check judges (binary value of {elem.VR})")
                 continue
-            why = self._numbers(elem, kw) if elem.VR in BINARY_NUMBER_VRS else self._value(ds, elem, kw, path)
+            why = self._numbers(elem, kw, path) if elem.VR in BINARY_NUMBER_VRS else self._value(ds, elem, kw, path)
             if why:
                 self.findings.add(f"{name}: {why}")
         for kw, needs in w.conditions.items():
@@ -135,28 +137,32 @@ class _Walker:
                 return "a UID neither of the DICOM registry nor keyed"
             return None
         if vr == "AT":
-            return None if dictionary_tags(elem) else "a tag pointer to no attribute of the DICOM dictionary"
+            if not dictionary_tags(elem):
+                return "a tag pointer to no attribute of the DICOM dictionary (or to a repeating group)"
+            allowed = self.world.pointers.get(kw)
+            if allowed is not None and any(int(t) not in allowed for t in (list(elem.value) if elem.VM > 1 else [elem.value])):
+                return "a tag pointer to an attribute no WSI dimension is organised by"
+            return _too_many(elem)
         if vr == "CS":
             return "not a code string" if any(not CS_RE.match(v) for v in vals) else None
         if vr in FREE_TEXT_VRS and not all(self._text_ok(ds, kw, path, v, vr) for v in vals):
             return "text is not a dummy, pseudonym or vocabulary value"
         return None
 
-    def _numbers(self, elem, kw: str) -> str | None:
+    def _numbers(self, elem, kw: str, path: tuple[str, ...]) -> str | None:
         """Why binary numbers are not proven safe, or None: their bytes are free (``Smit`` is the
         UL 1953066323), so a list of them holds any text. The standard's multiplicity bounds
         most; an unbounded one (``1-n``) is kept only as a judged list; a range bounds some."""
         vals = [] if elem.value is None else (list(elem.value) if elem.VM > 1 else [elem.value])
         if not vals:
             return None
-        try:
-            vm = dictionary_VM(elem.tag)
-        except KeyError:
-            return "not in the DICOM dictionary"
-        most = None if "n" in vm else int(vm.split("-")[-1])
-        if most is not None and len(vals) > most:
-            return f"{len(vals)} values where the standard allows {vm}"
+        too_many = _too_many(elem)
+        if too_many:
+            return too_many
+        most = None if "n" in dictionary_VM(elem.tag) else 1
         if kw == "DimensionIndexValues":  # the one judged list (profile data: numbers/judged_lists)
+            if "SharedFunctionalGroupsSequence" in path:
+                return "dimension indices shared by every frame (Frame Content is per-frame only)"
             dims = len(self.root.get("DimensionIndexSequence") or [])
             frames = int(self.root.get("NumberOfFrames", 1) or 1)
             if len(vals) > dims or any(not (1 <= int(v) <= frames) for v in vals):
@@ -218,6 +224,70 @@ class _Walker:
         if kw in w.kept_text:
             return w.kept_text_ok(kw, v)
         return True  # kept on purpose by a Retain option the profile names (e.g. retain-device-identity)
+
+
+def _too_many(elem) -> str | None:
+    """More values than the dictionary's multiplicity allows (``3``, ``1-3``, ``2-2n``: the last
+    bound, none when it ends in n), or an attribute the dictionary does not know."""
+    try:
+        vm = dictionary_VM(elem.tag)
+    except KeyError:
+        return "not in the DICOM dictionary"
+    if "n" in vm or elem.VM <= int(vm.split("-")[-1]):
+        return None
+    return f"{elem.VM} values where the standard allows {vm}"
+
+
+_FRAME_NUMBER_VRS = BINARY_NUMBER_VRS | {"IS", "DS", "AT"}
+
+
+def _frame_numbers(item: Dataset, prefix: str = ""):
+    """(item path, values) of every number in one frame's functional groups, at any depth."""
+    for elem in item:
+        kw = elem.keyword or f"({elem.tag.group:04X},{elem.tag.element:04X})"
+        if elem.VR == "SQ":
+            for sub in elem.value or []:
+                yield from _frame_numbers(sub, f"{prefix}{kw}/")
+        elif elem.VR in _FRAME_NUMBER_VRS and elem.value is not None:
+            yield prefix + kw, str(list(elem.value) if elem.VM > 1 else elem.value)
+
+
+def _per_frame_findings(ds: Dataset) -> list[str]:
+    """A frame's own numbers hold what its place and dimension indices do not need: any number of
+    PerFrameFunctionalGroupsSequence other than those (``per_frame_judged``) must be the same in
+    every frame (a duration or a temporal index that differs is 8 or 4 free bytes a frame), and
+    a dimension's indices must stand one for one for the values of the attribute it points to."""
+    items = ds.get("PerFrameFunctionalGroupsSequence") or []
+    if len(items) < 2:
+        return []
+    world = iod()
+    first: dict[str, str] = {}
+    varying: set[str] = set()
+    for item in items:
+        for path, value in _frame_numbers(item):
+            if path in world.per_frame_judged:
+                continue
+            if first.setdefault(path, value) != value:
+                varying.add(path)
+    out = [f"PerFrameFunctionalGroupsSequence/{p}: a number that differs from frame to frame (no check judges it)" for p in sorted(varying)]
+    dims = [(i.get("DimensionIndexPointer"), i.get("FunctionalGroupPointer")) for i in ds.get("DimensionIndexSequence") or []]
+    by_value: list[dict] = [{} for _ in dims]
+    by_index: list[dict] = [{} for _ in dims]
+    for item in items:
+        content = item.get("FrameContentSequence") or []
+        raw = content[0].get("DimensionIndexValues") if content else None
+        if raw is None:
+            continue
+        indices = [raw] if isinstance(raw, int) else list(raw)
+        for j, ((pointer, group), index) in enumerate(zip(dims, indices)):
+            holder = item.get(group).value[0] if group is not None and group in item and item.get(group).value else item
+            value = str(holder.get(pointer).value) if pointer is not None and pointer in holder else None
+            if by_value[j].setdefault(value, index) != index or by_index[j].setdefault(index, value) != value:
+                return [
+                    *out,
+                    "PerFrameFunctionalGroupsSequence/FrameContentSequence/DimensionIndexValues: not one index per value of what its dimension points to",
+                ]
+    return out
 
 
 def _in_range(v: float, low: float, high: float, step: float) -> bool:
@@ -492,6 +562,7 @@ def check_dicom_attributes(
     # identity attributes agree with each other (a partial de-identification leaves them apart)
     for f, ds in dsets:
         w.findings.update(_container_findings(f, ds))
+        w.findings.update(f"{f.name}: {x}" for x in _per_frame_findings(ds))
         if "PatientName" in ds and "PatientID" in ds and str(ds.PatientName).strip() != str(ds.PatientID).strip():
             w.findings.add(f"{f.name}: PatientName differs from PatientID (not one pseudonym)")
         cid = str(ds.get("ContainerIdentifier", "") or "").strip()
