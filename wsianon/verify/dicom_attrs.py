@@ -248,8 +248,12 @@ def _frame_numbers(item: Dataset, prefix: str = ""):
         if elem.VR == "SQ":
             for sub in elem.value or []:
                 yield from _frame_numbers(sub, f"{prefix}{kw}/")
-        elif elem.VR in _FRAME_NUMBER_VRS and elem.value is not None:
-            yield prefix + kw, str(list(elem.value) if elem.VM > 1 else elem.value)
+        elif elem.VR in _FRAME_NUMBER_VRS:
+            try:
+                value = str(list(elem.value) if elem.VM > 1 else elem.value)
+            except Exception:  # a value pydicom cannot convert: compared as unreadable
+                value = "unreadable"
+            yield prefix + kw, value
 
 
 def _per_frame_findings(ds: Dataset) -> list[str]:
@@ -280,14 +284,23 @@ def _per_frame_findings(ds: Dataset) -> list[str]:
             continue
         indices = [raw] if isinstance(raw, int) else list(raw)
         for j, ((pointer, group), index) in enumerate(zip(dims, indices)):
-            holder = item.get(group).value[0] if group is not None and group in item and item.get(group).value else item
-            value = str(holder.get(pointer).value) if pointer is not None and pointer in holder else None
+            value = _pointed(item, group, pointer)
             if by_value[j].setdefault(value, index) != index or by_index[j].setdefault(index, value) != value:
                 return [
                     *out,
                     "PerFrameFunctionalGroupsSequence/FrameContentSequence/DimensionIndexValues: not one index per value of what its dimension points to",
                 ]
     return out
+
+
+def _pointed(item: Dataset, group, pointer) -> str | None:
+    """The value of the attribute ``pointer`` names in the functional group ``group`` names, of one
+    frame (None when there is none: a pointer to a non-sequence, to nothing, to a damaged item)."""
+    try:
+        holder = item[group].value[0] if group is not None and group in item else item
+        return str(holder[pointer].value) if pointer is not None and pointer in holder else None
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return None
 
 
 def _in_range(v: float, low: float, high: float, step: float) -> bool:
