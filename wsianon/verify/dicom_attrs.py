@@ -12,8 +12,11 @@ Walks every attribute of every instance, recursively, and proves that
   has its condition;
 * binary numbers (VR US SS UL SL FL FD SV UV: text fits in their bytes) keep the standard's
   multiplicity, form a list only where the list is judged (``DimensionIndexValues``: one index a
-  dimension, none above the instance's frame count), and stay in their range where the profile
-  data gives one (wavelengths).
+  dimension, none above the instance's frame count, per frame only, one index per value of what
+  its dimension points to), and stay in their range where the profile data gives one
+  (wavelengths); tag pointers (AT) name non-repeating attributes of the dictionary (a dimension's:
+  a frame's place or optical path); a number of the per-frame functional groups other than a
+  frame's place and indices is the same in every frame.
 
 Findings name the attribute by keyword path (never its value). Imports only pydicom and
 :mod:`wsianon.profiles`.
