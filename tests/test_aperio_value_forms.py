@@ -62,6 +62,15 @@ def test_the_verifier_refuses_a_number_beyond_its_form(cli, tmp_path):
     (check,) = [c for c in rep["checks"] if c["check"] == "aperio-profile"]
     assert not check["ok"] and "outside their form" in check["detail"] and "AppMag" in check["detail"]
     assert MRN not in stdout
+    # the key twice, the MRN first: OpenSlide shows only the last (20); the verifier reads both
+    with tifffile.TiffFile(svs, mode="r+b") as tf:
+        tag = tf.pages[0].tags[270]
+        tag.overwrite(tag.value.replace(f"AppMag = {MRN}", f"AppMag = {MRN}|AppMag = 20"))
+    code, stdout, _ = cli("verify", svs, "--json")
+    assert code == 1, stdout
+    (rep,) = json.loads(stdout)
+    (check,) = [c for c in rep["checks"] if c["check"] == "aperio-profile"]
+    assert not check["ok"] and "AppMag" in check["detail"]
 
 
 @pytest.mark.parametrize("value,ok", [("20", True), ("40", True), ("0.625", True), (MRN, False), ("20.12345", False)])

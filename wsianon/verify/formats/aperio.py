@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from wsianon.io.tiff import IMAGE_DESCRIPTION, TiffStructure
 from wsianon.profiles import load
 from wsianon.verify.dates import year_only
 from wsianon.verify.reportnames import safe_name
@@ -36,9 +37,11 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
         and k.split(".", 1)[1] not in allowed
         and not (k.split(".", 1)[1] in dates and year_only(v))  # --dates year's form: the year only, whatever the policy
     )
-    # a safe key's number beyond its form (more digits than the field holds: an MRN as AppMag)
+    # a safe key's number beyond its form (more digits than the field holds: an MRN as AppMag), in
+    # every page's description as written: OpenSlide shows a key given twice by its last value only
     forms = {k: re.compile(f) for k, f in rules["safe_value_forms"].items()}
-    off = sorted(k for k, f in forms.items() if (v := props.get(f"aperio.{k}", "").strip()) and not f.fullmatch(v))
+    described = _described(out_main)
+    off = ["(descriptions unreadable)"] if described is None else sorted({k for k, v in described if k in forms and v and not forms[k].fullmatch(v)})
     if bad:
         verdict.add("aperio-profile", False, f"non-safe keys with values: {[safe_name(b) for b in bad]}")
     elif off:
@@ -55,3 +58,20 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
             break
     else:
         verdict.add("tiff-text", True, "no free-text TIFF tags carry values")
+
+
+def _described(path: Path) -> list[tuple[str, str]] | None:
+    """Every ``key = value`` item of every page's ImageDescription, as written (a key twice:
+    both), stripped; None when the file does not parse (fail closed)."""
+    items: list[tuple[str, str]] = []
+    try:
+        with TiffStructure(path) as ts:
+            for ifd in ts.ifds:
+                desc = ts.text(ifd, IMAGE_DESCRIPTION) or ""
+                for item in desc.split("|")[1:]:
+                    key, eq, value = item.partition("=")
+                    if eq:
+                        items.append((key.strip(), value.strip()))
+    except Exception:
+        return None
+    return items
