@@ -154,7 +154,6 @@ class Iod:
     dummies: frozenset[str]
     vocabulary: dict
     code_items: frozenset[str]
-    judged_lists: frozenset[str] = frozenset()  # binary-number lists the verifier judges (keyword)
     ranges: dict = field(default_factory=dict)  # keyword -> (low, high, step): the values a binary number may take
     pointers: dict = field(default_factory=dict)  # AT keyword -> the tags it may name (dimension organisation)
     max_dimensions: int = 8  # DimensionIndexSequence items at most
@@ -192,7 +191,6 @@ def iod() -> Iod:
         frozenset(data["dummies"]),
         dict(data["vocabulary"]),
         frozenset(data["code_items"]),
-        frozenset(data["numbers"]["judged_lists"]),
         {k: (lo, hi, step) for k, (lo, hi, step) in data["numbers"]["ranges"].items()},
         {k: frozenset(int(t, 16) for t in tags) for k, tags in data["numbers"]["pointers"].items()},
         int(data["numbers"]["max_dimensions"]),

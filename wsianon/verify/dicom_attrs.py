@@ -67,12 +67,15 @@ def _read(path: Path) -> Dataset:
         return pydicom.dcmread(path, stop_before_pixels=True)
 
 
-def _vals(elem) -> list[str]:
+def _raw(elem) -> list:
+    """An element's values as pydicom gives them (numbers, tags, strings), none for an empty one."""
     v = elem.value
-    if v is None or isinstance(v, (bytes, bytearray)):
-        return []
-    vals = list(v) if elem.VM > 1 else [v]
-    return [str(x).strip() for x in vals]
+    return [] if v is None else list(v) if elem.VM > 1 else [v]
+
+
+def _vals(elem) -> list[str]:
+    """An element's values as stripped text (none for a binary value)."""
+    return [] if isinstance(elem.value, (bytes, bytearray)) else [str(x).strip() for x in _raw(elem)]
 
 
 class _Walker:
@@ -143,7 +146,7 @@ class _Walker:
             if not dictionary_tags(elem):
                 return "a tag pointer to no attribute of the DICOM dictionary (or to a repeating group)"
             allowed = self.world.pointers.get(kw)
-            if allowed is not None and any(int(t) not in allowed for t in (list(elem.value) if elem.VM > 1 else [elem.value])):
+            if allowed is not None and any(int(t) not in allowed for t in _raw(elem)):
                 return "a tag pointer to an attribute no WSI dimension is organised by"
             return _too_many(elem)
         if vr == "CS":
@@ -156,21 +159,20 @@ class _Walker:
         """Why binary numbers are not proven safe, or None: their bytes are free (``Smit`` is the
         UL 1953066323), so a list of them holds any text. The standard's multiplicity bounds
         most; an unbounded one (``1-n``) is kept only as a judged list; a range bounds some."""
-        vals = [] if elem.value is None else (list(elem.value) if elem.VM > 1 else [elem.value])
+        vals = _raw(elem)
         if not vals:
             return None
         too_many = _too_many(elem)
         if too_many:
             return too_many
-        most = None if "n" in dictionary_VM(elem.tag) else 1
-        if kw == "DimensionIndexValues":  # the one judged list (profile data: numbers/judged_lists)
+        if kw == "DimensionIndexValues":  # the one list of binary numbers a check judges
             if "SharedFunctionalGroupsSequence" in path:
                 return "dimension indices shared by every frame (Frame Content is per-frame only)"
             dims = len(self.root.get("DimensionIndexSequence") or [])
             frames = int(self.root.get("NumberOfFrames", 1) or 1)
             if len(vals) > dims or any(not (1 <= int(v) <= frames) for v in vals):
                 return "dimension indices beyond the instance's dimensions or frames"
-        elif len(vals) > 1 and most is None and kw not in self.world.judged_lists:
+        elif len(vals) > 1 and "n" in dictionary_VM(elem.tag):
             return "a list of free numbers (its bytes could be text; no check judges it)"
         rng = self.world.ranges.get(kw)
         if rng is not None and not all(_in_range(float(v), *rng) for v in vals):
@@ -253,7 +255,7 @@ def _frame_numbers(item: Dataset, prefix: str = ""):
                 yield from _frame_numbers(sub, f"{prefix}{kw}/")
         elif elem.VR in _FRAME_NUMBER_VRS:
             try:
-                value = str(list(elem.value) if elem.VM > 1 else elem.value)
+                value = str(_raw(elem))
             except Exception:  # a value pydicom cannot convert: compared as unreadable
                 value = "unreadable"
             yield prefix + kw, value
