@@ -71,6 +71,16 @@ def test_the_verifier_refuses_a_number_beyond_its_form(cli, tmp_path):
     (rep,) = json.loads(stdout)
     (check,) = [c for c in rep["checks"] if c["check"] == "aperio-profile"]
     assert not check["ok"] and "AppMag" in check["detail"]
+    # the same for a key that is not safe: digits first, the key again empty (no word to see)
+    with tifffile.TiffFile(svs, mode="r+b") as tf:
+        tag = tf.pages[0].tags[270]
+        tag.overwrite(tag.value.replace(f"AppMag = {MRN}|AppMag = 20", f"AppMag = 20|Filename = {MRN}|Filename = "))
+    code, stdout, _ = cli("verify", svs, "--json")
+    assert code == 1, stdout
+    (rep,) = json.loads(stdout)
+    (check,) = [c for c in rep["checks"] if c["check"] == "aperio-profile"]
+    assert not check["ok"] and "non-safe keys with values" in check["detail"] and "Filename" in check["detail"]
+    assert MRN not in stdout
 
 
 @pytest.mark.parametrize("value,ok", [("20", True), ("40", True), ("0.625", True), (MRN, False), ("20.12345", False)])

@@ -28,23 +28,17 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
     except Exception:
         verdict.add("aperio-profile", False, "output not readable by OpenSlide")
         return
-    dates = set(rules["date_keys"])
-    bad = sorted(
-        k.split(".", 1)[1]
-        for k, v in props.items()
-        if k.startswith("aperio.")
-        and v.strip()
-        and k.split(".", 1)[1] not in allowed
-        and not (k.split(".", 1)[1] in dates and year_only(v))  # --dates year's form: the year only, whatever the policy
-    )
-    # a safe key's number beyond its form (more digits than the field holds: an MRN as AppMag), in
     # every page's description as written: OpenSlide shows a key given twice by its last value only
-    forms = {k: re.compile(f) for k, f in rules["safe_value_forms"].items()}
+    # ("Filename = 4711|...|Filename = " read as empty), and the digits of the first are no word
+    # the vocabulary check would see
     described = _described(out_main)
-    off = ["(descriptions unreadable)"] if described is None else sorted({k for k, v in described if k in forms and v and not forms[k].fullmatch(v)})
-    if bad:
+    dates = set(rules["date_keys"])
+    forms = {k: re.compile(f) for k, f in rules["safe_value_forms"].items()}
+    if described is None:
+        verdict.add("aperio-profile", False, "descriptions unreadable")
+    elif bad := sorted({k for k, v in described if v and k not in allowed and not (k in dates and year_only(v))}):  # --dates year: the year only
         verdict.add("aperio-profile", False, f"non-safe keys with values: {[safe_name(b) for b in bad]}")
-    elif off:
+    elif off := sorted({k for k, v in described if k in forms and v and not forms[k].fullmatch(v)}):  # an MRN as AppMag
         verdict.add("aperio-profile", False, f"safe keys with values outside their form (a number of more digits than the field holds): {off}")
     else:
         verdict.add("aperio-profile", True, "only safe keys carry values, each in its form")
