@@ -151,7 +151,8 @@ def _header(data: bytes, pos: int, stop: int) -> tuple[list[tuple[int, int, int]
 # (FF70-FF7F) only in a codestream whose Rsiz says Part 2
 _SIZ, _COD, _COC, _QCD, _QCC, _RGN, _POC, _CRG, _CAP = 0xFF51, 0xFF52, 0xFF53, 0xFF5C, 0xFF5D, 0xFF5E, 0xFF5F, 0xFF63, 0xFF50
 # PLM (FF57), PPM (FF60) and PPT (FF61) are not followed: packet lengths for the whole codestream
-# and packed packet headers are numbers no rule here can prove (the packets are not parsed); WSI
+# and packed packet headers are numbers no rule here can prove (``io.j2k_packets`` reads packet headers
+# in the tile-parts only); WSI
 # encoders (Kakadu, OpenJPEG, Grok) write neither by default.  PLT is, its lengths adding up to its
 # tile-part's data (``_plt_ok``).
 _MAIN_ONLY = frozenset({_CAP, _SIZ, 0xFF55, 0xFF59, _CRG})  # CAP SIZ TLM CPF CRG
@@ -242,7 +243,8 @@ def _plt_ok(data: bytes, tile: list[tuple[int, int, int]], body: int) -> bool:
     lengths that add up to the tile-part's data (``body`` bytes after SOD), each length complete
     (its last byte's high bit clear) and none zero.  An index a decoder may use or not: lengths
     that are not the packets' could be anything.  Which packet each length belongs to is not
-    proven (the packet headers are not parsed): a PLT can still hold numbers that sum right."""
+    proven (``io.j2k_packets`` parses the packet headers but not against the PLT): a PLT can still
+    hold numbers that sum right."""
     plts = sorted((data[pos + 4], pos, ln) for m, pos, ln in tile if m == 0xFF58)
     if not plts:
         return True

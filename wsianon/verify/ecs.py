@@ -24,7 +24,7 @@ decoder library the check is "not run" (fails unless --accept-unrun-checks).
 
 Deflate and LZW tiles/strips are judged by their own stream ends (``judge_deflate``,
 ``judge_lzw``), JPEG 2000 codestreams by their markers (``judge_j2k``: comments, bytes after
-EOC; the packets inside a tile-part are not parsed), uncompressed ones by their size; other
+EOC; in the sample, every packet header, which must account for each tile-part's bytes), uncompressed ones by their size; other
 compressions (PackBits, ...) are named in the detail as not judged.
 """
 
@@ -250,13 +250,14 @@ def judge_zstd(data: bytes, expected: int) -> str | None:
     return "Zstandard frame decodes to more than the tile" if len(out) > expected else None
 
 
-def judge_j2k(data: bytes) -> str | None:
+def judge_j2k(data: bytes, packets: bool = True) -> str | None:
     """A JPEG 2000 codestream (Aperio 33003/33005, TIFF 34712): its marker segments are followed
     (``io.codestreams.j2k_segments``: main header, every tile-part by its Psot length) and nothing
     but zero padding may follow EOC; a main-header COM segment must hold vocabulary text (an
-    encoder's banner such as ``Kakadu-v7.10``) or zeros, a tile-part header's COM zeros.  The
-    packets inside a tile-part are not parsed (see README)."""
-    from wsianon.io import codestreams
+    encoder's banner such as ``Kakadu-v7.10``) or zeros, a tile-part header's COM zeros.  With
+    ``packets``, every packet header is parsed too (``io.j2k_packets.surplus``, about 1.5 ms a
+    256 px tile): the packets must account for each tile-part's bytes, but zero padding."""
+    from wsianon.io import codestreams, j2k_packets
 
     segs = codestreams.j2k_segments(data)
     if segs is None:
@@ -273,6 +274,10 @@ def judge_j2k(data: bytes) -> str | None:
             return "JPEG 2000 binary comment"
         if not _comment_ok(body):
             return "JPEG 2000 comment outside the vocabulary"
+    if packets:
+        why = j2k_packets.surplus(data)
+        if why is not None and why != j2k_packets.NOT_FOLLOWED:
+            return f"JPEG 2000 packets: {why}"
     return None
 
 
@@ -339,10 +344,12 @@ def check_tiff(path: Path, verdict, name: str | None = None, accept_unrun: bool 
                 expected = _expected_bytes(ts, ifd, ifd.get(324) is not None) if comp != 7 else 0
                 offs, cnts = ts.data_span_arrays(ifd)
                 total += int((cnts > 0).sum())
-                # JPEG 2000 is judged by its marker segments only (nothing is decoded): every tile,
-                # whatever --coded-data says (a sample would pass a planted tile beside it)
+                # JPEG 2000 is judged by its marker segments (nothing is decoded): every tile,
+                # whatever --coded-data says (a sample would pass a planted tile beside it); its
+                # packet headers are parsed in the sample (all with --coded-data all)
                 pick = sample_indices(len(offs), every or comp in _J2K)
-                for off, cnt in zip(offs[pick].tolist(), cnts[pick].tolist()):
+                parsed = set(sample_indices(len(offs), every).tolist()) if comp in _J2K else set()
+                for k, off, cnt in zip(pick.tolist(), offs[pick].tolist(), cnts[pick].tolist()):
                     if cnt <= 0:
                         continue
                     if cnt > MAX_STREAM or (comp in _WALKED and lzw_bytes + cnt > LZW_BUDGET):
@@ -364,7 +371,7 @@ def check_tiff(path: Path, verdict, name: str | None = None, accept_unrun: bool 
                     elif comp in _ZSTD:
                         why = judge_zstd(data, expected)
                     elif comp in _J2K:
-                        why = judge_j2k(data)
+                        why = judge_j2k(data, packets=k in parsed)
                     else:
                         why = None if cnt <= expected else "bytes after the uncompressed tile"
                     if why is not None:
@@ -384,7 +391,7 @@ def check_tiff(path: Path, verdict, name: str | None = None, accept_unrun: bool 
         (
             f"{n} tile(s)/strip(s)"
             if every or n + large >= total
-            else f"{n} of {total} tile(s)/strip(s) (up to {SAMPLE} a level, spread evenly, JPEG 2000 every one; --coded-data all judges every one)"
+            else f"{n} of {total} tile(s)/strip(s) (up to {SAMPLE} a level, spread evenly, JPEG 2000 markers every one and its packets in the sample; --coded-data all judges every one)"
         )
         + " (JPEG, JPEG 2000, Deflate, LZW, PackBits, Zstandard, none): coded data only, nothing after it"
         + (f"; compression {sorted(other)} not judged here" if other else "")
