@@ -224,8 +224,11 @@ def test_failed_left_alone_unless_retry_failed(tmp_path, cli):
     assert code == 1 and "error:" not in e  # not retried
     code, o, e = cli("run", arch, "-o", out, "--key-file", key, "--retry-failed")
     assert code == 1 and e.count("error:") == 1  # retried, still broken
-    code, o, e = cli("status", out)
-    assert code == 1 and "broken.svs" in o
+    code, o, e = cli("status", out)  # captured (no terminal): the failure by its pseudonym
+    assert code == 1 and "broken.svs" not in o and "failures:\n  WSI-" in o, o
+    from wsianon.jobconsole import status_text
+
+    assert "broken.svs" in status_text(out, sources=True)[0]  # on the user's own terminal: the source
 
 
 def test_second_concurrent_run_refused(tmp_path, cli):

@@ -815,11 +815,13 @@ def rollback(
 def status(
     out: Annotated[Path, typer.Argument(help="The output folder of a job.", show_default=False)],
 ) -> None:
-    """Summarize a job's manifest: slides per state, failures with reasons, throughput. Exit 1 while slides are failed or unfinished."""
+    """Summarize a job's manifest: slides per state, failures with reasons, throughput. Exit 1 while slides are failed or unfinished.
+
+    Failures are named by the source's path on a terminal only; piped or redirected output names them by pseudonym (as run's per-slide lines)."""
     from wsianon.jobconsole import status_text
 
     try:
-        text, code = status_text(out)
+        text, code = status_text(out, sources=out_console.is_terminal)
     except WsianonError as exc:
         _fail(exc.one_line(), 1)
     out_console.print(text, highlight=False, soft_wrap=True)

@@ -145,8 +145,11 @@ class BatchConsole:
             bytes=o.bytes_in,
         )
         style = _style(o.status)
-        # the source's name on the user's own terminal; piped or captured output keeps the pseudonym
-        shown = disp if self.err.is_terminal else o.input_label
+        stream = self.err if o.status != Status.OK else self.out
+        # the source's name on the user's own terminal; piped, captured or redirected output keeps
+        # the pseudonym: decided for the stream the line is written to (`run > run.log` with stderr
+        # a terminal writes the OK lines to the file)
+        shown = disp if stream.is_terminal else o.input_label
         line = f"[{style}]{o.status.upper():8}[/{style}] {safe(shown)}"
         if o.format:
             line += f" ({safe(o.format)})"
@@ -155,12 +158,7 @@ class BatchConsole:
         if o.status == Status.DRY_RUN and info.get("source") is not None:
             line += f" <- {safe(info['source'])}"  # the source, on the console only (never in a report)
         if o.status in (Status.OK, Status.FAILED) and o.verdict is not None:
-            failed = [c.name for c in o.verdict.checks if not c.ok]
-            line += f"  verified: {len(o.verdict.checks) - len(failed)}/{len(o.verdict.checks)} checks"
-            if o.verdict.findings:
-                line += f", {len(o.verdict.findings)} residual identifier(s)"
-            if failed:
-                line += f" (failed: {safe(', '.join(failed))})"
+            line += verified_text(o.verdict)
         if o.status == Status.ERROR:
             where = disp
             if o.error_file is not None and info.get("source") is not None:
@@ -168,11 +166,30 @@ class BatchConsole:
                 where = os.path.join(os.path.dirname(disp), os.path.relpath(o.error_file, os.path.dirname(info["source"])))
             self.err.print(f"[red]error:[/red] {safe(where)}: {safe(o.error)}", highlight=False, soft_wrap=True)
         if not self.json_out:
-            (self.err if o.status != Status.OK else self.out).print(line, highlight=False, soft_wrap=True)
+            stream.print(line, highlight=False, soft_wrap=True)
 
 
-def status_text(out: Path) -> tuple[str, int]:
-    """``wsianon status OUT``: counts per state, failures with reasons, throughput."""
+def verified_text(verdict) -> str:
+    """A slide line's verification: the checks that ran and passed of those that ran, the residual
+    identifiers, the failed checks, and the checks that did not run (a missing tool) and were
+    accepted with --accept-unrun-checks: never counted as passed."""
+    ran = [c for c in verdict.checks if not c.not_run]
+    failed = [c.name for c in verdict.checks if not c.ok]
+    accepted = [c.name for c in verdict.checks if c.not_run and c.ok]
+    text = f"  verified: {sum(1 for c in ran if c.ok)}/{len(ran)} checks"
+    if verdict.findings:
+        text += f", {len(verdict.findings)} residual identifier(s)"
+    if failed:
+        text += f" (failed: {safe(', '.join(failed))})"
+    if accepted:
+        text += f"; {len(accepted)} NOT RUN, accepted by --accept-unrun-checks: {safe(', '.join(accepted))}"
+    return text
+
+
+def status_text(out: Path, sources: bool = False) -> tuple[str, int]:
+    """``wsianon status OUT``: counts per state, failures with reasons, throughput.  Failures are
+    named by their pseudonym; by the source's relative path (identifying) only with ``sources``
+    (the CLI: its output is the user's own terminal), as ``run``'s per-slide lines are."""
     from wsianon.pipeline.manifest import Manifest, job_alive, manifest_path
     from wsianon.pipeline.selection import display
 
@@ -201,7 +218,8 @@ def status_text(out: Path) -> tuple[str, int]:
         if fails:
             lines.append("failures:")
             for pseudo, rel, reason in fails[:50]:
-                lines.append(f"  {safe(display(rel) if rel else pseudo or '?')}: {safe(reason)}")
+                name = display(rel) if sources and rel else pseudo or "?"
+                lines.append(f"  {safe(name)}: {safe(reason)}")
             if len(fails) > 50:
                 lines.append(f"  ... and {len(fails) - 50} more")
         code = 0 if not fails and not counts.get("pending") and not counts.get("running") else 1

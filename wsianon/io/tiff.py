@@ -141,7 +141,7 @@ class TiffStructure:
     # -- low-level reads -----------------------------------------------------
     def read(self, offset: int, size: int) -> bytes:
         if offset < 0 or size < 0 or offset + size > self.size:
-            raise CorruptInput(self.path, f"truncated or corrupt TIFF: read of {size} bytes at {offset} beyond end ({self.size})")
+            raise CorruptInput(self.path, f"truncated or corrupt TIFF: a read beyond the end of the file ({self.size} bytes)")
         self.fh.seek(offset)
         data = self.fh.read(size)
         if len(data) != size:
@@ -182,7 +182,7 @@ class TiffStructure:
             self.first_field_size = 8
             (first,) = self.unpack("Q", head[8:16])
         else:
-            raise UnsupportedFormat(self.path, f"not a TIFF file (version {version})")
+            raise UnsupportedFormat(self.path, "not a TIFF file (the version is neither 42, classic TIFF, nor 43, BigTIFF)")
 
         if self.kind is Kind.CLASSIC and self.byteorder == "<" and self.size >= 12:
             # NDPI: the header's first-IFD offset is 64 bits; with the first IFD
@@ -201,7 +201,7 @@ class TiffStructure:
         offset = first
         while offset:
             if offset in seen:
-                raise CorruptInput(self.path, f"IFD chain loops back to offset {offset}")
+                raise CorruptInput(self.path, "IFD chain loops back to an earlier IFD")
             if len(self.ifds) >= MAX_IFDS:
                 raise CorruptInput(self.path, "too many IFDs")
             seen.add(offset)
@@ -235,10 +235,10 @@ class TiffStructure:
         count_size = 8 if big else 2
         entry_size = 20 if big else 12
         if offset < 8 or offset + count_size > self.size:
-            raise CorruptInput(self.path, f"IFD {index} offset {offset} is outside the file ({self.size} bytes)")
+            raise CorruptInput(self.path, f"IFD {index}: its offset is outside the file ({self.size} bytes)")
         (n,) = self.unpack("Q" if big else "H", self.read(offset, count_size))
         if n == 0 or n > MAX_ENTRIES:
-            raise CorruptInput(self.path, f"IFD {index} at {offset} has an implausible entry count {n}")
+            raise CorruptInput(self.path, f"IFD {index}: implausible entry count (0 or more than {MAX_ENTRIES:,})")
         base = offset + count_size
         raw = self.read(base, n * entry_size)
         next_field = base + n * entry_size
@@ -281,7 +281,7 @@ class TiffStructure:
             high_off = (next_field + 8 + 4 * i) if self.kind is Kind.NDPI else None
             ent = Entry(tag, typ, count, base + i * entry_size, field_offset, value_offset, size, inline, high_off)
             if not inline and value_offset + size > self.size:
-                raise CorruptInput(self.path, f"IFD {index} tag {tag} points beyond the end of the file (truncated?)")
+                raise CorruptInput(self.path, f"IFD {index}: a tag's value points beyond the end of the file (truncated?)")
             ifd.entries.setdefault(tag, ent)
         return ifd
 
@@ -292,7 +292,7 @@ class TiffStructure:
     def values(self, entry: Entry) -> tuple:
         """Numeric values of an entry (for NDPI, LONG values carry their high halves)."""
         if entry.type not in TYPES:
-            raise CorruptInput(self.path, f"tag {entry.tag} has an unknown field type {entry.type}")
+            raise CorruptInput(self.path, "a tag has an unknown field type")
         code, size = TYPES[entry.type]
         data = self.raw(entry)
         if entry.type == ASCII or entry.type == UNDEFINED:

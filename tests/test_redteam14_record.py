@@ -1,0 +1,148 @@
+"""Red team 14 (rtC): what the record and the console say.
+
+1. ``run --target dicom --accept-unrun-checks`` without dciodvfy: the certificate (JSON, PDF) listed
+   ``dicom: dciodvfy`` under "Checks run", its method said the outputs were checked "with ...
+   dciodvfy", the recorded policy left the flag out and the console said ``verified: 21/21 checks``.
+2. ``certify OUT`` after a verified output was replaced: exit 0, and a certificate that silently
+   left the changed file out.
+3. ``run > run.log`` with stderr a terminal: the OK lines in the file named the sources.
+4. ``status OUT`` piped named the failures by the sources' paths.
+5. A damaged TIFF's error reason printed bytes of the file as numbers ("offset 1852142929": "Quen").
+6. The certificate's method said "associated images (label, macro) checked to be gone" with
+   ``--macro keep --label blank``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.svs_gen import write_svs
+from wsianon.pipeline import record
+
+NAME = "Smithereens_Quentin_98765432"
+
+
+def _outcome(status="ok"):
+    from wsianon.pipeline.model import Outcome, Verdict
+
+    v = Verdict()
+    v.add("a", True, "")
+    v.add("dicom: dciodvfy", True, "not run", not_run=True)
+    o = Outcome(input_label="WSI-0123456789abcdef", format="aperio", status=status, outputs=["WSI-0123456789abcdef.svs"], target="native")
+    o.verdict = v
+    return o
+
+
+@pytest.mark.parametrize("out_terminal, err_terminal", [(False, True), (True, False), (False, False), (True, True)])
+def test_slide_line_names_the_source_only_on_the_stream_that_is_a_terminal(out_terminal, err_terminal):
+    """``run > run.log`` with stderr a terminal: the OK lines (stdout) named the source, because
+    the choice followed stderr."""
+    from rich.console import Console
+
+    from wsianon.jobconsole import BatchConsole
+
+    for status, to_out in (("ok", True), ("failed", False)):
+        bo, be = io.StringIO(), io.StringIO()
+        with BatchConsole(
+            Console(file=bo, force_terminal=out_terminal, width=300), Console(file=be, force_terminal=err_terminal, width=300), quiet=True, json_out=False
+        ) as bc:
+            bc("slide", outcome=_outcome(status), display=f"in/{NAME}.svs", source=Path(f"/x/in/{NAME}.svs"), size=0)
+        text = (bo if to_out else be).getvalue()
+        assert text.strip(), (status, bo.getvalue(), be.getvalue())
+        terminal = out_terminal if to_out else err_terminal
+        assert (NAME in text) == terminal, (status, out_terminal, err_terminal, text)
+        if not terminal:
+            assert "WSI-0123456789abcdef" in text
+
+
+def test_status_names_failures_by_pseudonym_unless_a_terminal(tmp_path, cli):
+    from wsianon.jobconsole import status_text
+
+    (tmp_path / "in").mkdir()
+    good = tmp_path / "in" / "CASE-1.svs"
+    write_svs(good, levels=1, size=(768, 512))
+    (tmp_path / "in" / f"{NAME}.svs").write_bytes(good.read_bytes()[:20000])  # truncated: an error
+    out = tmp_path / "out"
+    assert cli("run", tmp_path / "in", "-o", out, "--no-review-sheet")[0] == 1
+    code, stdout, stderr = cli("status", out)  # captured: no terminal
+    assert code == 1 and "failures:" in stdout
+    assert NAME not in stdout + stderr and "WSI-" in stdout.split("failures:")[1], stdout
+    assert NAME in status_text(out, sources=True)[0]  # the user's own terminal
+    assert NAME not in status_text(out)[0]
+    code, stdout, _ = cli("status", "--help")
+    assert "pseudonym" in " ".join(stdout.split())
+
+
+def _tiff_error(tmp_path, data: bytes) -> str:
+    from wsianon.errors import WsianonError
+    from wsianon.io.tiff import TiffStructure
+
+    p = tmp_path / "t.tif"
+    p.write_bytes(data)
+    with pytest.raises(WsianonError) as exc:
+        with TiffStructure(p) as ts:
+            for ifd in ts.ifds:
+                for e in ifd.entries.values():
+                    ts.values(e)
+    return exc.value.reason
+
+
+def _numbers(data: bytes) -> set[str]:
+    """Every 2-, 4- and 8-byte integer the file's bytes read as (both byte orders), as decimal text."""
+    out = set()
+    for size, code in ((2, "H"), (4, "I"), (8, "Q")):
+        for i in range(len(data) - size + 1):
+            for bo in "<>":
+                n = struct.unpack(bo + code, data[i : i + size])[0]
+                if n > 99:  # small numbers (an IFD index, a count of our own) say nothing of the bytes
+                    out.add(str(n))
+    return out
+
+
+def _entry(tag, typ, count, value):
+    return struct.pack("<HHII", tag, typ, count, value)
+
+
+CORRUPT = {
+    # the red team's file: a name written where the first IFD's offset is
+    "offset from text": b"II*\x00" + b"Quentin Smithereens MRN 98765432 " * 8,
+    "version": b"II" + struct.pack("<H", 4711) + b"\x08\x00\x00\x00" + b"\x00" * 16,
+    "entry count": b"II*\x00\x08\x00\x00\x00" + struct.pack("<H", 9999) + b"\x00" * 40,
+    "loop": b"II*\x00" + struct.pack("<I", 200) + b"\x00" * 192 + struct.pack("<H", 1) + _entry(256, 4, 1, 7) + struct.pack("<I", 200) + b"\x00" * 8,
+    "tag beyond the end": b"II*\x00\x08\x00\x00\x00" + struct.pack("<H", 1) + _entry(4711, 2, 64, 0x4D52) + b"\x00\x00\x00\x00" + b"\x00" * 8,
+    "read beyond the end": b"II*\x00\x08\x00\x00\x00" + struct.pack("<H", 500) + _entry(256, 4, 1, 7) + b"\x00" * 8,
+    "unknown type": b"II*\x00\x08\x00\x00\x00" + struct.pack("<H", 1) + _entry(4711, 77, 1, 7) + b"\x00\x00\x00\x00" + b"\x00" * 8,
+}
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPT))
+def test_tiff_error_reasons_print_no_value_read_from_the_file(tmp_path, case):
+    data = CORRUPT[case]
+    import re
+
+    reason = _tiff_error(tmp_path, data)
+    assert reason
+    leaked = sorted(n for n in _numbers(data) if n in reason and n != str(len(data)))
+    assert not leaked, (case, reason)
+    # nor any number worked out from them (a read's size, an offset plus a count): the numbers
+    # left are the file's own size, an IFD's place in the chain and the parser's own limits
+    numbers = [t for t in re.findall(r"\d+(?:,\d{3})*", reason) if t not in (str(len(data)), "42", "43", "4,096") and int(t.replace(",", "")) > 9]
+    assert not numbers, (case, reason)
+
+
+def test_run_report_of_a_damaged_tiff_holds_no_file_bytes(tmp_path, cli):
+    data = CORRUPT["offset from text"]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "slide1.svs").write_bytes(data)
+    out = tmp_path / "out"
+    assert cli("run", tmp_path / "in" / "slide1.svs", "-o", out, "--no-review-sheet")[0] == 1
+    n = str(struct.unpack("<I", b"Quen")[0])
+    for name in (record.REPORT_NAME, record.REPORT_HTML, record.CERT_JSON):
+        assert n not in (out / name).read_text(), name
+    err = json.loads((out / record.REPORT_NAME).read_text())["slides"][0]["error"]
+    assert "outside the file" in err, err
