@@ -255,12 +255,16 @@ def test_certify_check_fails_after_an_output_byte_changes(tmp_path, cli):
     assert f"{cert['outputs'][0]['file']}: SHA-256 differs" in stderr
     assert "../escape.txt: outside the output folder" in stderr
     # re-issuing the record does not certify what changed after the verification (it was never
-    # verified): the changed output is left out of the certificate, which the check names
+    # verified): certify refuses with one line naming it, and issues nothing (a certificate that
+    # left it out said the slide was verified and shared while its output was not what was verified)
     (out / "extra.txt").unlink()
-    assert cli("certify", out)[0] == 0
+    changed = victim.relative_to(out).as_posix()
+    code, _, stderr = cli("certify", out)
+    assert code == 1 and f"{changed}: changed since the run verified it" in stderr and "no certificate issued" in stderr, stderr
+    # the run's record, written as a run writes it, leaves the changed output out, which the check names
+    record.write_record(out)
     code, _, stderr = cli("certify", "--check", out)
     lines = [ln for ln in stderr.splitlines() if ln.startswith("mismatch:")]
-    changed = victim.relative_to(out).as_posix()
     assert code == 1 and lines == [f"mismatch: {changed}: not listed in the certificate"], stderr
     assert changed not in {o["file"] for o in json.loads((out / record.CERT_JSON).read_text())["outputs"]}
 
@@ -312,9 +316,11 @@ def test_record_follows_a_cumulative_report(tmp_path, cli):
     assert cert["key_fingerprint"] == second["key_fingerprint"] and len(cert["run_dates"]) >= 2
     page = (out / record.REPORT_HTML).read_text()
     assert page.count('class="card"') == 2 and second["key_fingerprint"] in page
-    # a report that lost the first run's slide no longer accounts for its output
+    # a report that lost the first run's slide no longer accounts for its output: certify says OUT
+    # is not ready to share (exit 1), and the check names the file
     (out / record.REPORT_NAME).write_text(json.dumps(dict(second, slides=second["slides"][1:])))
-    assert cli("certify", out)[0] == 0
+    code, _, stderr = cli("certify", out)
+    assert code == 1 and "OUT is NOT ready to share: 1 file(s)" in stderr, stderr
     code, _, stderr = cli("certify", "--check", out)
     gone = second["slides"][0]["outputs"][0]
     assert code == 1 and f"{gone}: not listed in the certificate" in stderr

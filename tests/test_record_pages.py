@@ -180,13 +180,14 @@ def test_verify_and_resume_treat_the_pages_as_record_files(out, cli):
 def test_a_record_of_fewer_slides_leaves_no_stale_page(out, cli, monkeypatch):
     report = json.loads((out / record.REPORT_NAME).read_text())
     (out / record.REPORT_NAME).write_text(json.dumps(dict(report, slides=report["slides"][:4])))
-    assert cli("certify", out)[0] == 0
+    code, _, stderr = cli("certify", out)  # written; the dropped slides' outputs make OUT not ready to share
+    assert code == 1 and "OUT is NOT ready to share" in stderr, stderr
     assert _pages(out) == [record.card_page_name(1), record.card_page_name(2)]
     code, _, stderr = cli("certify", "--check", out)  # only the dropped slides' outputs are unaccounted for
     dropped = {o for s in report["slides"][4:] for o in s["outputs"]}
     assert code == 1 and {ln.split(": ")[1] for ln in _mismatches(stderr)} == dropped, stderr
     monkeypatch.setenv(record.PAGE_SLIDES_ENV, "10")  # one file again: no card page, no folder
-    assert cli("certify", out)[0] == 0
+    assert cli("certify", out)[0] == 1
     assert not (out / record.CARDS_DIR).exists()
     assert 'id="lazy-cards"' not in (out / record.REPORT_HTML).read_text() and (out / record.REPORT_HTML).read_text().count('class="card"') == 4
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import struct
 from pathlib import Path
 
@@ -25,6 +26,132 @@ from tests.fixtures.svs_gen import write_svs
 from wsianon.pipeline import record
 
 NAME = "Smithereens_Quentin_98765432"
+
+
+def _pdf_text(path: Path) -> str:
+    """The PDF's text lines (wsianon's own PDF: one Tj a line), wrapped lines joined by a space."""
+    import re
+
+    from wsianon.io import pdf
+
+    objs = pdf.content(path.read_bytes())
+    assert objs is not None
+    shown = [m.decode("latin-1") for o in objs for m in re.findall(rb"\(((?:\\.|[^\\)])*)\) Tj", o)]
+    return " ".join(re.sub(r"\\(.)", r"\1", t) for t in shown)
+
+
+@pytest.fixture
+def no_dciodvfy(monkeypatch):
+    real = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda cmd, *a, **kw: None if cmd == "dciodvfy" else real(cmd, *a, **kw))
+
+
+def test_certificate_and_console_say_which_checks_did_not_run(tmp_path, cli, no_dciodvfy):
+    src = tmp_path / "in" / f"{NAME}.svs"
+    src.parent.mkdir()
+    write_svs(src, levels=1, size=(768, 512))
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", src, "-o", out, "--target", "dicom", "--accept-unrun-checks", "--no-review-sheet")
+    assert code == 0, stderr
+    ok = next(ln for ln in stdout.splitlines() if ln.startswith("OK"))
+    # the line counts the checks that ran, and names the one that did not
+    assert "NOT RUN, accepted by --accept-unrun-checks: dicom: dciodvfy" in ok, ok
+    report = json.loads((out / record.REPORT_NAME).read_text())
+    checks = report["slides"][0]["verification"]["checks"]
+    ran = [c for c in checks if not c.get("not_run")]
+    assert f"verified: {len(ran)}/{len(ran)} checks" in ok and f"{len(checks)}/{len(checks)}" not in ok, ok
+    assert "checks NOT RUN on 1 slide(s), accepted by --accept-unrun-checks" in stdout and "dicom: dciodvfy" in stdout.splitlines()[-1] + stdout
+    assert report["policy"]["accept_unrun_checks"] is True
+
+    cert = json.loads((out / record.CERT_JSON).read_text())
+    method = cert["verification_method"]
+    assert "dicom: dciodvfy" not in method["checks"]  # "Checks run" lists what ran
+    assert method["not_run_accepted"] == {"dicom: dciodvfy": 1}
+    assert "and dciodvfy" not in method["description"] and "dciodvfy was not run" in method["description"]
+    assert "NOT RUN" in method["description"] and "--accept-unrun-checks" in method["description"]
+    assert cert["policy"]["command_line"].endswith("--accept-unrun-checks")
+    assert any("ACCEPTED as not run" in w for w in cert["policy"]["in_words"])
+    pdf_text = _pdf_text(out / record.CERT_PDF)
+    run_line = pdf_text[pdf_text.index("Checks run: ") : pdf_text.index("Checks NOT RUN (accepted")]
+    assert "dicom: frames" in run_line and "dciodvfy" not in run_line, run_line
+    assert "Checks NOT RUN (accepted with --accept-unrun-checks; the slides were shared without them): dicom: dciodvfy (1 slide(s))" in pdf_text
+    assert "dciodvfy was not run" in pdf_text and "--accept-unrun-checks" in pdf_text.split("Policy", 1)[1].split("- Label")[0]
+    page = (out / record.REPORT_HTML).read_text()
+    assert "NOT RUN" in page and "dciodvfy was not run" in page
+    assert cli("certify", "--check", out)[0] == 0  # the PDF is the certificate's rendering
+
+
+def test_a_certificate_without_unrun_checks_renders_as_before(tmp_path, cli):
+    """Every check ran: the method reads as it always did (certificates issued before still pass
+    ``certify --check``: their PDF is compared with this rendering)."""
+    src = tmp_path / "CASE-1.svs"
+    write_svs(src, levels=1, size=(768, 512))
+    out = tmp_path / "out"
+    assert cli("run", src, "-o", out, "--no-review-sheet")[0] == 0
+    cert = json.loads((out / record.CERT_JSON).read_text())
+    assert "not_run_accepted" not in cert["verification_method"]
+    assert cert["verification_method"]["description"] == (
+        "Each output was re-opened after it was written, independently of the code that wrote it: its structure parsed, every metadata "
+        "field checked against the format's allowlist, associated images (label, macro) checked to be gone, remaining images searched "
+        "for barcodes, every output byte scanned for the source's identifying values (in several encodings), the pyramid tiles compared "
+        "with the source's, and the output opened with OpenSlide (native). An output failing any check was quarantined outside the "
+        "shared folder and is not part of this certificate."
+    )
+    assert "--accept-unrun-checks" not in cert["policy"]["command_line"] and cert["policy"]["accept_unrun_checks"] is False
+    assert "NOT RUN" not in _pdf_text(out / record.CERT_PDF) and "Checks run: " in _pdf_text(out / record.CERT_PDF)
+
+
+def test_method_follows_the_policy(tmp_path, cli):
+    src = tmp_path / "CASE-1.svs"
+    write_svs(src, levels=1, size=(768, 512))
+    out = tmp_path / "out"
+    assert cli("run", src, "-o", out, "--macro", "keep", "--label", "blank", "--no-review-sheet")[0] == 0
+    desc = json.loads((out / record.CERT_JSON).read_text())["verification_method"]["description"]
+    assert "checked to be gone" not in desc, desc
+    assert "the label checked to be a uniform blank image" in desc and "macro photograph KEPT as scanned" in desc
+    assert "review sheet" in desc and "dciodvfy" not in desc  # a native job: no DICOM verifier named
+    assert "macro photograph KEPT" in (out / record.REPORT_HTML).read_text()
+    # the thumbnail removed is named among the images checked to be gone
+    words = record.method_text({"label": "remove", "macro": "remove", "thumbnail": "remove"}, [])
+    assert "associated images (label, macro, thumbnail) checked to be gone" in words
+
+
+def test_certify_refuses_an_output_changed_after_verification(tmp_path, cli):
+    src = tmp_path / "in" / f"{NAME}.svs"
+    src.parent.mkdir()
+    write_svs(src, levels=1, size=(768, 512))
+    out = tmp_path / "out"
+    assert cli("run", src, "-o", out, "--no-review-sheet")[0] == 0
+    victim = next(out.glob("WSI-*.svs"))
+    before = {n: (out / n).read_bytes() for n in (record.CERT_JSON, record.CERT_PDF, record.REPORT_HTML)}
+    shutil.copyfile(src, victim)  # the identifying source, under the output's name
+    code, stdout, stderr = cli("certify", out)
+    assert code == 1
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    assert f"{victim.name}: changed since the run verified it" in lines[0] and "no certificate issued" in lines[0], lines
+    assert "Smithereens" not in stderr + stdout and "certificate:" not in stdout
+    # nothing was issued: the certificate is the run's (listing the file as verified), which --check compares
+    assert {n: (out / n).read_bytes() for n in before} == before
+    code, _, stderr = cli("certify", "--check", out)
+    assert code == 1 and f"{victim.name}: " in stderr
+    # a verified output gone is refused the same way
+    victim.unlink()
+    code, _, stderr = cli("certify", out)
+    assert code == 1 and f"{victim.name}: missing (verified by the run, gone since)" in stderr, stderr
+
+
+def test_certify_says_when_out_holds_a_file_the_certificate_does_not(tmp_path, cli):
+    src = tmp_path / "CASE-1.svs"
+    write_svs(src, levels=1, size=(768, 512))
+    out = tmp_path / "out"
+    assert cli("run", src, "-o", out, "--no-review-sheet")[0] == 0
+    (out / "notes.txt").write_text("x")
+    code, stdout, stderr = cli("certify", out)
+    assert code == 1 and "certificate:" in stdout
+    assert "OUT is NOT ready to share: 1 file(s)" in stderr and "notes.txt" not in stderr
+    (out / "notes.txt").unlink()
+    assert cli("certify", out)[0] == 0
 
 
 def _outcome(status="ok"):

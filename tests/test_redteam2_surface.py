@@ -193,10 +193,15 @@ def _add_named_instance(out: Path, patient_id: str) -> Path:
 
 
 def test_the_record_certifies_only_verified_files(dicom_out, tmp_path):
+    from wsianon.pipeline import record
+
     out = _copy_job(dicom_out, tmp_path)
     extra = _add_named_instance(out, f"{TOKEN}-cert")
-    res = run_subprocess("certify", out)  # the record written again (as a resumed job does)
-    assert res.returncode == 0, res.stderr
+    # certify refuses (one line naming the instance) and issues nothing
+    res = run_subprocess("certify", out)
+    assert res.returncode == 1 and f"{extra.relative_to(out).as_posix()}: not verified by the run" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr and TOKEN not in res.stderr.replace(extra.relative_to(out).as_posix(), "")
+    record.write_record(out)  # the record written again (as a resumed job does)
     cert = json.loads((out / "wsianon-certificate.json").read_text())
     listed = {o["file"] for o in cert["outputs"]}
     assert listed and extra.relative_to(out).as_posix() not in listed
@@ -209,6 +214,8 @@ def test_the_record_certifies_only_verified_files(dicom_out, tmp_path):
 def test_the_record_never_pictures_an_instance_added_after_the_run(dicom_out, tmp_path):
     """A LABEL instance dropped into a verified slide's folder: the HTML report (in OUT) showed it as
     a kept label, rendered from the folder."""
+    from wsianon.pipeline import record
+
     out = _copy_job(dicom_out, tmp_path)
     (tmp_path / "out.wsianon-record.sqlite").unlink()  # the images are rendered again, not taken from the cache
     folder = next(p for p in out.iterdir() if p.is_dir())
@@ -217,7 +224,8 @@ def test_the_record_never_pictures_an_instance_added_after_the_run(dicom_out, tm
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
     ds.SpecimenLabelInImage = "YES"
     ds.save_as(folder / "zz-label.dcm")
-    assert run_subprocess("certify", out).returncode == 0
+    assert run_subprocess("certify", out).returncode == 1  # refused, nothing written
+    record.write_record(out)  # the record written again (as a resumed job does)
     html = (out / "wsianon-report.html").read_text()
     assert "kept: label" not in html and "not rendered: the outputs changed after verification" in html
 

@@ -528,6 +528,10 @@ def _run_summary(result, out: Path | None, dry_run: bool, sheet: Path | None, de
             f"\nOUT is NOT ready to share: {len(result.unlisted)} file(s) in it are neither verified outputs of this job nor its record"
             f" (put there after a run, or changed since): wsianon certify --check {safe_text(out)} names them"
         )
+    unrun = sorted({c.name for o in result.outcomes if o.verdict is not None for c in o.verdict.checks if c.not_run and c.ok})
+    if unrun:
+        n = sum(1 for o in result.outcomes if o.verdict is not None and any(c.not_run and c.ok for c in o.verdict.checks))
+        msg += f"\nchecks NOT RUN on {n} slide(s), accepted by --accept-unrun-checks (the report and certificate say so): {safe_text(', '.join(unrun))}"
     if any(o.status == Status.FAILED for o in result.outcomes) and result.quarantine_dir:
         msg += f"\nquarantine (failed verification): {safe_text(result.quarantine_dir)}"
     if deliverer is not None:
@@ -756,6 +760,7 @@ def certify(
         what = f"the reports and {pages} card page(s)" if pages else "the reports"
         out_console.print(f"CONFIRMED certificate {cert.get('certificate_id')}: {n} output file(s) and {what} match", highlight=False, soft_wrap=True)
         raise typer.Exit(0)
+    code = 0
     try:
         if key_file is not None and not key_file.is_file():
             _fail(f"{key_file}: no such key file", 2)
@@ -765,10 +770,21 @@ def certify(
                 err_console.print(record.RENDERING.format(total), highlight=False, soft_wrap=True)
 
         keep: dict = {}
-        paths = record.write_record(out, key=load_or_create_key(key_file) if key_file else None, on_render=rendering, keep=keep)
+        # an output that no longer matches what the run verified (changed, added to a slide's
+        # folder, gone) is refused with one line naming it: never a certificate that leaves it out
+        paths = record.write_record(out, key=load_or_create_key(key_file) if key_file else None, on_render=rendering, keep=keep, refuse_changed=True)
         card_pages = record.card_pages(out)
         more = f" (+ {len(card_pages)} card page(s) in {out / record.CARDS_DIR})" if card_pages else ""
         out_console.print(f"report:      {paths['html']}{more}\ncertificate: {paths['certificate']} (+ {paths['pdf'].name})", highlight=False, soft_wrap=True)
+        stray = record.unlisted_files(out)
+        if stray:  # as a run says it: a file in OUT that is neither a certified output nor the record
+            err_console.print(
+                f"OUT is NOT ready to share: {len(stray)} file(s) in it are neither certified outputs nor the record"
+                f" (put there after a run): wsianon certify --check {safe_text(out)} names them",
+                highlight=False,
+                soft_wrap=True,
+            )
+            code = 1
         if review_sheet is not None:
             sheet = record.write_review_sheet(out, review_sheet, mapping, data=keep.get("record"))
             out_console.print(
@@ -776,7 +792,7 @@ def certify(
             )
     except WsianonError as exc:
         _fail(exc.one_line(), 1)
-    raise typer.Exit(0)
+    raise typer.Exit(code)
 
 
 @app.command(cls=_OptionsOnce)

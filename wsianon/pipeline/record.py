@@ -162,6 +162,11 @@ def policy_in_words(policy: dict, dicom: bool = True) -> list[str]:
         words.append("In-place mode: the input files themselves were patched (journaled, rolled back on failure).")
     if policy.get("allow_generic"):
         words.append("Generic TIFFs no vendor redactor claims were anonymized fail-closed (--allow-generic).")
+    if policy.get("accept_unrun_checks"):
+        words.append(
+            "Verification checks that could not run (a tool or library not available, e.g. dciodvfy) were ACCEPTED as not run "
+            "(--accept-unrun-checks): a slide could pass without them; the verification method names the checks not run."
+        )
     return words
 
 
@@ -173,6 +178,8 @@ def policy_flags(policy: dict, dicom: bool = True) -> str:
         flags += f" --profile {o}"
     if policy.get("coded_data") == "all":
         flags += " --coded-data all"
+    if policy.get("accept_unrun_checks"):
+        flags += " --accept-unrun-checks"
     return flags
 
 
@@ -180,15 +187,84 @@ def _has_dicom(data: "RecordData") -> bool:
     return any(s.target == "dicom" for s in data.slides)
 
 
-METHOD = (
-    "Each output was re-opened after it was written, independently of the code that wrote it: its "
-    "structure parsed, every metadata field checked against the format's allowlist, associated images "
-    "(label, macro) checked to be gone, remaining images searched for barcodes, every output byte "
-    "scanned for the source's identifying values (in several encodings), the pyramid tiles compared "
-    "with the source's, and the output opened with OpenSlide (native) or wsidicom, the Annex E profile "
-    "and dciodvfy (DICOM). An output failing any check was quarantined outside the shared folder and "
-    "is not part of this certificate."
-)
+DCIODVFY = "dicom: dciodvfy"
+
+
+def ran_checks(slides: list["SlideRecord"]) -> list[str]:
+    """The checks that ran on at least one slide (a check reported "not run" did not)."""
+    return sorted({ch for s in slides for c in s.checks if (ch := c.get("check")) and not c.get("not_run")})
+
+
+def unrun_checks(slides: list["SlideRecord"]) -> dict[str, int]:
+    """``{check: slides}``: the checks that did not run (a tool not installed) and were accepted
+    (--accept-unrun-checks: the slide passed without them), with how many slides lack them."""
+    counts: dict[str, int] = {}
+    for s in slides:
+        for ch in sorted({str(c["check"]) for c in s.checks if c.get("not_run") and c.get("ok") and c.get("check")}):
+            counts[ch] = counts.get(ch, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def effective_policy(data: "RecordData") -> dict:
+    """The report's policy, with --accept-unrun-checks also where a slide's checks show it was used
+    (a job resumed without it keeps the slides an earlier run accepted)."""
+    pol = dict(data.report.get("policy") or {})
+    if unrun_checks(data.slides):
+        pol["accept_unrun_checks"] = True
+    return pol
+
+
+def method_text(policy: dict, slides: list["SlideRecord"]) -> str:
+    """The verification method in words, as the policy and the recorded checks have it: the
+    associated images as the policy treated them, dciodvfy only where it ran, and the checks that
+    did not run (accepted with --accept-unrun-checks)."""
+    label, macro, thumbnail = policy.get("label", "remove"), policy.get("macro", "remove"), policy.get("thumbnail", "keep")
+    gone = [k for k, v in (("label", label), ("macro", macro), ("thumbnail", thumbnail)) if v == "remove"]
+    images = []
+    if gone:
+        images.append(f"associated images ({', '.join(gone)}) checked to be gone")
+    if label == "blank":
+        images.append("the label checked to be a uniform blank image")
+    if macro == "keep":
+        images.append(
+            "the macro photograph KEPT as scanned, as the policy asked (a label or barcode in it is not held against it: check it on the review sheet)"
+        )
+    ran = set(ran_checks(slides))
+    names = ran | set(unrun_checks(slides))
+    targets = {s.target for s in slides} or {"native", "dicom"}
+    # which verifiers judged the outputs: as the recorded checks show (a DICOM input kept native is
+    # judged as DICOM), else as the targets say (slides that all ended in an error)
+    native = "openslide-detect" in names if names else bool(targets - {"dicom"})
+    dicom = any(n.startswith("dicom: ") for n in names) if names else "dicom" in targets
+    if not (native or dicom):
+        native, dicom = bool(targets - {"dicom"}), "dicom" in targets
+    opened = []
+    if native:
+        opened.append("OpenSlide (native)")
+    if dicom:
+        if DCIODVFY in ran or not slides:
+            opened.append("wsidicom, the Annex E profile and dciodvfy (DICOM)")
+        else:
+            opened.append("wsidicom and the Annex E profile (DICOM; dciodvfy was not run)")
+    text = (
+        "Each output was re-opened after it was written, independently of the code that wrote it: its "
+        f"structure parsed, every metadata field checked against the format's allowlist, {', '.join(images + [''])}"
+        "remaining images searched for barcodes, every output byte "
+        "scanned for the source's identifying values (in several encodings), the pyramid tiles compared "
+        f"with the source's, and the output opened with {' or '.join(opened)}. An output failing any check was "
+        "quarantined outside the shared folder and is not part of this certificate."
+    )
+    unrun = unrun_checks(slides)
+    if unrun:
+        text += (
+            " Checks NOT RUN (a tool or library they need was not available), accepted with --accept-unrun-checks: the slides "
+            f"were shared without them: {'; '.join(f'{c} on {n} slide(s)' for c, n in unrun.items())}."
+        )
+    return text
+
+
+# the method as it reads for the default policy with every check run
+METHOD = method_text({}, [])
 
 
 def _status(s: dict) -> str:
@@ -524,24 +600,53 @@ def _output_files(out: Path, outputs: list[str]) -> list[Path]:
     return files
 
 
-def _hashed_files(out: Path, outputs: list[str], cache: _Cache, verified: list[dict] | None = None) -> tuple[list[OutputFile], int]:
+CHANGED = "changed since the run verified it (its content differs)"
+ADDED = "not verified by the run (added to the slide's outputs after it)"
+MISSING = "missing (verified by the run, gone since)"
+
+
+def _hashed_files(
+    out: Path, outputs: list[str], cache: _Cache, verified: list[dict] | None = None, changed: list[tuple[str, str]] | None = None
+) -> tuple[list[OutputFile], int]:
     """The slide's output files with their SHA-256, and how many files its outputs hold that its
     verification did not list (``verified``: the report entry's ``files``; None: a report an older
     wsianon wrote, every file counts): a file added to or changed in the slide's folder after the
-    run was never verified, and is never certified."""
+    run was never verified, and is never certified.  ``changed`` gets ``(file, reason)`` of each
+    such file and of each verified file that is gone (``certify`` refuses to issue over them)."""
     listed = None if verified is None else {f.get("file"): f for f in verified if isinstance(f, dict)}
     files = []
     unverified = 0
+    seen = set()
     for p in _output_files(out, outputs):
         rel = p.relative_to(out).as_posix()
+        seen.add(rel)
         st = p.stat()
         f = OutputFile(rel, st.st_size, cache.sha(rel, p, st))
         entry = listed.get(rel) if listed is not None else None
         if listed is not None and (entry is None or entry.get("size") != f.size or entry.get("sha256") not in (None, f.sha256)):
             unverified += 1
+            if changed is not None:
+                changed.append((rel, ADDED if entry is None else CHANGED))
             continue
         files.append(f)
+    if changed is not None:
+        if listed is not None:
+            changed.extend((rel, MISSING) for rel in sorted(r for r in listed if isinstance(r, str)) if rel not in seen)
+        else:
+            changed.extend((o, MISSING) for o in outputs if not (out / o).exists())
     return files, unverified
+
+
+def changed_outputs_line(changed: list[tuple[str, str]], most: int = 5) -> str:
+    """One line for ``certify``'s refusal: the output files (their names in OUT) that no longer
+    match what the run verified, and why."""
+    named = "; ".join(f"{rel}: {why}" for rel, why in changed[:most])
+    if len(changed) > most:
+        named += f"; and {len(changed) - most} more"
+    return (
+        f"{named} -- no certificate issued: {len(changed)} output file(s) no longer match what the run verified "
+        "(restore them, or delete them and run the job again to process their slides again)"
+    )
 
 
 UNVERIFIED_NOTE = "{} file(s) in this slide's outputs were not verified by the job (added or changed after the run): not certified, never delivered"
@@ -661,10 +766,17 @@ def _show(out: Path, rec: SlideRecord, imgs: dict, read: bool = True, sig: str |
 
 
 def collect(
-    out: Path, report: dict | None = None, key: bytes | None = None, on_render: Callable[[int, int], None] | None = None, page_size: int | None = None
+    out: Path,
+    report: dict | None = None,
+    key: bytes | None = None,
+    on_render: Callable[[int, int], None] | None = None,
+    page_size: int | None = None,
+    refuse_changed: bool = False,
 ) -> RecordData:
     """Read the report and the outputs: hashes, thumbnails, kept images.  ``on_render(done, total)``:
     progress of the slides whose images are not cached (from (0, total) on; not called when none).
+    ``refuse_changed``: an output file of a shared slide that no longer matches what the run verified
+    (changed, added, gone) raises :class:`OutputError` naming it, before anything is rendered.
     A report of more slides than the page size (:func:`page_slides`) gives a paged record: the
     images stay in the record's cache (``SlideRecord.image_sig``) and are loaded page by page, so
     what is held does not grow with the images of every slide (held anyway when the cache is off)."""
@@ -691,6 +803,7 @@ def collect(
     slides: list[SlideRecord] = []
     todo: list[_Render] = []
     lean = len(report.get("slides") or []) > page_slides(page_size)
+    changed: list[tuple[str, str]] = []
     try:
         for s in report.get("slides") or []:
             ver = s.get("verification") or {}
@@ -709,7 +822,7 @@ def collect(
             if rec.status in SHARED_STATES:
                 verified = s.get("files") if isinstance(s.get("files"), list) else None
                 reads = cache.reads
-                rec.files, unverified = _hashed_files(out, rec.outputs, cache, verified)
+                rec.files, unverified = _hashed_files(out, rec.outputs, cache, verified, changed)
                 if unverified:
                     rec.notes.append(UNVERIFIED_NOTE.format(unverified))
                 sig = _images_sig(rec.files)
@@ -721,6 +834,8 @@ def collect(
                 else:
                     _show(out, rec, imgs, read=cache.reads != reads, sig=sig if lean and cache.db is not None else None)
             slides.append(rec)
+        if refuse_changed and changed:
+            raise OutputError(out, changed_outputs_line(changed))
         if todo and on_render is not None:
             on_render(0, len(todo))
         for done, (job, imgs) in enumerate(_render_all(todo), 1):
@@ -761,7 +876,7 @@ code,.mono{font:12px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;word-b
 .card h3{margin:0 0 8px;font-size:15px;display:flex;gap:8px;align-items:center;flex-wrap:wrap}
 .card .pics{display:flex;gap:10px;align-items:flex-start;flex-wrap:wrap}.card figure{margin:0;text-align:center;font-size:12px;color:var(--mut)}
 .card img.thumb{max-width:224px;max-height:224px;border:1px solid var(--bd);background:#fafafa}.card img.assoc{max-width:120px;max-height:120px;border:1px solid var(--bd)}
-.card details{margin-top:6px}.card summary{cursor:pointer;font-weight:600}.pass{color:var(--ok)}.fail{color:var(--bad)}
+.card details{margin-top:6px}.card summary{cursor:pointer;font-weight:600}.pass{color:var(--ok)}.fail{color:var(--bad)}.warn{color:var(--warn)}
 ul.plain{margin:4px 0;padding-left:18px}
 @media print{.controls,.pager{display:none}.card{break-inside:avoid;content-visibility:visible}}
 """
@@ -844,9 +959,11 @@ def _card(s: SlideRecord) -> str:
         why = "not shared: quarantined" if s.status == "quarantined" else ("not shared: error" if s.status == "error" else (s.image_error or "no image"))
         thumb = f'<figure><img class="thumb" alt="{_e(why)}" src="{placeholder(why)}"><figcaption>{_e(why)}</figcaption></figure>'
     assoc = "".join(f'<figure><img class="assoc" alt="kept {_e(k)}" src="{u}"><figcaption>kept: {_e(k)}</figcaption></figure>' for k, u in s.images)
-    ok = sum(1 for c in s.checks if c.get("ok"))
+    ran = [c for c in s.checks if not c.get("not_run")]
+    ok = sum(1 for c in ran if c.get("ok"))
+    unrun = sum(1 for c in s.checks if c.get("not_run"))
     checks = "".join(
-        f'<li class="{"pass" if c.get("ok") else "fail"}">{"&#10003;" if c.get("ok") else "&#10007;"} <b>{_e(c.get("check"))}</b>{": " + _e(c.get("detail")) if c.get("detail") else ""}</li>'
+        f'<li class="{"warn" if c.get("not_run") else "pass" if c.get("ok") else "fail"}">{"&#8211; NOT RUN" if c.get("not_run") else "&#10003;" if c.get("ok") else "&#10007;"} <b>{_e(c.get("check"))}</b>{": " + _e(c.get("detail")) if c.get("detail") else ""}</li>'
         for c in s.checks
     )
     fields = sorted({(r.get("name"), r.get("action")) for r in s.removed if r.get("kind") != "image"}, key=lambda x: (str(x[0]), str(x[1])))
@@ -874,7 +991,7 @@ def _card(s: SlideRecord) -> str:
             else ""
         )
         + f"<details><summary>Removed ({len(images)} image kind(s), {len(fields)} field(s))</summary>{removed or '<p class=muted>nothing recorded</p>'}</details>"
-        + f'<details><summary>Verification: {ok}/{len(s.checks)} checks passed</summary><ul class="plain">{checks}</ul></details>'
+        + f'<details><summary>Verification: {ok}/{len(ran)} checks passed{f", {unrun} NOT RUN" if unrun else ""}</summary><ul class="plain">{checks}</ul></details>'
         + "</article>"
     )
 
@@ -893,7 +1010,7 @@ def _head(title: str) -> str:
 def _summary(data: RecordData) -> str:
     """The record's summary, policy, run facts, method and versions (over all the slides)."""
     r = data.report
-    pol = r.get("policy") or {}
+    pol = effective_policy(data)
     slides = data.slides
     counts = _counts(slides)
     formats: dict[str, int] = {}
@@ -922,7 +1039,7 @@ def _summary(data: RecordData) -> str:
 <tr><th>Run dates</th><td><ul class="plain">{dates}</ul></td></tr>
 <tr><th>Targets</th><td>{tgt}</td></tr><tr><th>Formats</th><td>{fmt_rows}</td></tr></table></section>
 </div>
-<div class="grid2"><section><h2>Verification method</h2><p>{_e(METHOD)}</p></section>
+<div class="grid2"><section><h2>Verification method</h2><p>{_e(method_text(pol, slides))}</p></section>
 <section><h2>Tool and library versions</h2><p>wsianon {_e(r.get("version") or __version__)} &middot; Python {_e(r.get("python"))} &middot; {libs}</p></section></div>
 """
 
@@ -953,12 +1070,13 @@ def _slides_and_cards(slides: list[SlideRecord]) -> str:
     """The slide table (every row) and the slides' cards (kept as text above LAZY_AFTER)."""
     rows = []
     for i, s in enumerate(slides):
-        ok = sum(1 for c in s.checks if c.get("ok"))
+        ok = sum(1 for c in s.checks if c.get("ok") and not c.get("not_run"))
+        unrun = sum(1 for c in s.checks if c.get("not_run"))
         sha = s.files[0].sha256[:16] + "…" if s.files else ""
         rows.append(
             f'<tr data-slide="{_e(s.slide)}" data-format="{_e(s.format)}" data-status="{_e(s.status)}" data-target="{_e(s.target)}" data-size="{s.size}" data-checks="{ok}" data-i="{i}">'
             f'<td><a href="#card-{_e(s.slide)}">{_e(s.slide)}</a></td><td>{_e(s.format)}</td><td>{_e(s.target)}</td><td>{_badge(s.status)}</td>'
-            f"<td>{ok}/{len(s.checks)}</td><td>{human_bytes(s.size) if s.files else ''}</td><td><code>{sha}</code></td></tr>"
+            f"<td>{ok}/{len(s.checks) - unrun}{f' ({unrun} not run)' if unrun else ''}</td><td>{human_bytes(s.size) if s.files else ''}</td><td><code>{sha}</code></td></tr>"
         )
     if len(slides) > LAZY_AFTER:  # kept as text until shown: no DOM, no layout, no image decoding for the other pages
         cards = f'<script type="application/json" id="lazy-cards">{_script_json({s.slide: _card(s) for s in slides})}</script>'
@@ -1076,8 +1194,8 @@ def render_index(data: RecordData, page_size: int) -> str:
             fi[s.format or "unknown"],
             ti[s.target],
             si[s.status],
-            sum(1 for c in s.checks if c.get("ok")),
-            len(s.checks),
+            sum(1 for c in s.checks if c.get("ok") and not c.get("not_run")),
+            sum(1 for c in s.checks if not c.get("not_run")),
             s.size,
             s.files[0].sha256[:16] if s.files else "",
         ]
@@ -1122,8 +1240,9 @@ def build_certificate(out: Path, data: RecordData, written: dict[str, tuple[int,
     OUT (what is there: a paged record's pages, :func:`card_pages`).  ``written``: ``{file: (size,
     SHA-256)}`` of record files this process just wrote (not read again while their size agrees)."""
     out = Path(out)
-    pol = data.report.get("policy") or {}
-    checks = sorted({ch for s in data.slides for c in s.checks if (ch := c.get("check"))})
+    pol = effective_policy(data)
+    checks = ran_checks(data.slides)
+    unrun = unrun_checks(data.slides)
     counts = _counts(data.slides)
     written = written or {}
 
@@ -1141,7 +1260,12 @@ def build_certificate(out: Path, data: RecordData, written: dict[str, tuple[int,
         "run_dates": _run_dates(data.report),
         "key_fingerprint": data.fingerprint,
         "policy": {**pol, "command_line": policy_flags(pol, _has_dicom(data)), "in_words": policy_in_words(pol, _has_dicom(data))},
-        "verification_method": {"description": METHOD, "checks": checks},
+        "verification_method": {
+            "description": method_text(pol, data.slides),
+            "checks": checks,
+            # checks that did not run (a tool not installed), accepted with --accept-unrun-checks: {check: slides}
+            **({"not_run_accepted": unrun} if unrun else {}),
+        },
         "summary": {"slides": len(data.slides), **counts, "files": sum(len(s.files) for s in data.slides), "bytes": sum(s.size for s in data.slides)},
         "reports": [rec(REPORT_NAME), rec(REPORT_HTML), *(rec(n) for n in card_pages(out))],
         "outputs": [
@@ -1176,6 +1300,14 @@ def certificate_pdf(cert: dict) -> bytes:
     doc.subheading("Verification method")
     doc.text(cert["verification_method"]["description"])
     doc.text("Checks run: " + ", ".join(cert["verification_method"]["checks"]), size=8)
+    unrun = cert["verification_method"].get("not_run_accepted")
+    if unrun:  # (a certificate without it renders as before: certify --check compares the PDF with this rendering)
+        doc.text(
+            "Checks NOT RUN (accepted with --accept-unrun-checks; the slides were shared without them): "
+            + ", ".join(f"{c} ({n} slide(s))" for c, n in unrun.items()),
+            bold=True,
+            size=8,
+        )
     doc.subheading("Reports")
     for r in cert["reports"]:
         doc.text(f"{r['file']}  {r['size']:,} bytes  SHA-256 {r['sha256']}", mono=True, size=7.5)
@@ -1289,17 +1421,23 @@ def write_html(out: Path, data: RecordData, page_size: int | None = None) -> dic
 
 
 def write_record(
-    out: Path, key: bytes | None = None, on_render: Callable[[int, int], None] | None = None, keep: dict | None = None, page_size: int | None = None
+    out: Path,
+    key: bytes | None = None,
+    on_render: Callable[[int, int], None] | None = None,
+    keep: dict | None = None,
+    page_size: int | None = None,
+    refuse_changed: bool = False,
 ) -> dict[str, Path]:
     """Write the HTML report, the certificate JSON and its PDF into OUT (from the report JSON);
     ``on_render``: see :func:`collect`.  ``keep``: ``keep["record"]`` is set to what was collected
     (the review sheet written next shows the same, without collecting it again).  ``page_size``:
     see :func:`page_slides`.  The certificate is removed before anything else is written and
-    written last: an interrupted record has no certificate (nothing that looks finished)."""
+    written last: an interrupted record has no certificate (nothing that looks finished).
+    ``refuse_changed`` (``certify``): see :func:`collect`; nothing is written then."""
     out = Path(out)
     size = page_slides(page_size)
     try:
-        data = collect(out, key=key, on_render=on_render, page_size=size)
+        data = collect(out, key=key, on_render=on_render, page_size=size, refuse_changed=refuse_changed)
     except OSError as exc:
         raise OutputError(out, f"cannot read the outputs for the report/certificate: {os_reason(exc)}") from None
     if keep is not None:

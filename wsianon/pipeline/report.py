@@ -43,7 +43,13 @@ def build_report(outcomes: list[Outcome], cfg) -> dict:
         "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
         "python": platform.python_version(),
         "target": cfg.target,
-        "policy": {**policy_fields(cfg.policy), "thumbnail": cfg.policy.thumbnail, "coded_data": cfg.policy.coded_data},
+        "policy": {
+            **policy_fields(cfg.policy),
+            "thumbnail": cfg.policy.thumbnail,
+            "coded_data": cfg.policy.coded_data,
+            # recorded: the certificate says which checks did not run and that the user accepted that
+            "accept_unrun_checks": bool(getattr(cfg.policy, "accept_unrun_checks", False)),
+        },
         "summary": summary(outcomes),
         "slides": [o.as_dict() for o in outcomes],
     }
