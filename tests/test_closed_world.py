@@ -268,12 +268,17 @@ def test_icc_sanitize_keeps_colour_and_empties_text():
     out, emptied = icc.sanitize(src)
     assert len(out) == len(src) and emptied == 1
     assert b"PLNTICC" not in out
-    tags = {sig: (off, size) for sig, off, size in icc.parse(out)}
+    # the profile is rebuilt (table sorted, sizes exact, packed): its header names its size, zeros
+    # follow it up to the TIFF entry's length
+    size_out = struct.unpack(">I", out[:4])[0]
+    assert out[36:40] == b"acsp" and size_out <= len(out) and not out[size_out:].strip(b"\0")
+    tags = {sig: (off, size) for sig, off, size in icc.parse(out[:size_out])}
+    src_tags = {sig: (off, size) for sig, off, size in icc.parse(src)}
     off, size = tags[b"wtpt"]
-    assert out[off : off + size] == src[off : off + size]  # colorimetric data untouched
+    soff, ssize = src_tags[b"wtpt"]
+    assert out[off : off + size] == src[soff : soff + ssize]  # colorimetric data untouched
     doff, dsize = tags[b"desc"]
     assert out[doff : doff + 4] == b"desc" and not out[doff + 8 : doff + dsize].strip(b"\0")
-    assert out[36:40] == b"acsp" and struct.unpack(">I", out[:4])[0] == len(out)
     # something that is not an ICC profile is zeroed whole
     assert icc.sanitize(b"not a profile at all")[0] == bytes(20)
 

@@ -82,7 +82,7 @@ def test_icc_header_keeps_what_a_transform_reads():
     safe = {t.encode("latin-1") for t in load("tiff_closed_world")["icc_safe_types"]}
     real = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     clean, _ = icc.sanitize(real)
-    assert icc_problems(clean, safe) == 0 and clean[:4] == real[:4] and clean[12:24] == real[12:24]
+    assert icc_problems(clean, safe) == 0 and clean[12:24] == real[12:24]  # the size: the rebuilt profile's
     img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8))
     srgb = ImageCms.createProfile("sRGB")
     same = [np.asarray(ImageCms.profileToProfile(img, ImageCms.ImageCmsProfile(_io.BytesIO(p)), srgb)) for p in (real, clean)]

@@ -2,21 +2,23 @@
 
 An ICC profile is a 128-byte header, a tag table (count, then signature /
 offset / size per tag) and tag data, each element starting with a 4-byte type
-signature.  :func:`sanitize` returns a profile of the same length in which
+signature.  :func:`sanitize` rebuilds the profile, closed world:
 
-* tags of a colorimetric type (``SAFE_TYPES``: curves, matrices, LUTs, XYZ
-  values, measurement and viewing conditions, signatures) keep their bytes;
-* every other tag (text: 'desc', 'text', 'mluc', date 'dtim', named colours,
-  colorant names, private and unknown types) keeps its type signature and its
-  payload is zeroed (an empty text of the same type);
-* the header's creation date and profile ID are zeroed (the ID is an MD5 of
-  the content; zero means "not computed");
-* every byte no tag references is zeroed;
-* an unknown (private) tag, an 'mpet' or a tag whose data runs past the profile's end leaves the
-  tag table (the others keep their order).
+* the tags a colour transform reads (``TAG_TYPES``: LUTs, colorant XYZs and
+  curves, white and black point, adaptation matrix), each with a type its
+  signature allows, keep their type's fields only (``kept_ranges``: every
+  other byte zero); 'desc' and 'cprt' stay as empty texts of their type;
+* every other tag (texts, dates, informational, private and unknown tags,
+  'mpet', a second tag of a signature, a malformed element, a curve that is no
+  ramp, a CLUT that is not smooth) leaves the table;
+* the header's naming signatures, creation date and profile ID are zero;
+* the table is sorted, each tag's size is exactly its fields, the elements
+  are packed on 4-byte boundaries (identical ones shared) and the profile ends
+  after the last: no size, offset, order or padding is a free number, and a
+  verifier proves a profile clean by rebuilding it (:func:`closed_problems`).
 
-Colour transforms are unchanged (no colorimetric byte moves); only the names
-a viewer might show become empty.  No vendor semantics here.
+Colour transforms are unchanged (every colorimetric field keeps its value);
+only the names a viewer might show become empty.  No vendor semantics here.
 """
 
 from __future__ import annotations
@@ -346,45 +348,123 @@ def parse(data: bytes, past_end: bool = False) -> list[tuple[bytes, int, int]] |
     return tags
 
 
-def sanitize(data: bytes) -> tuple[bytes, int]:
-    """(sanitized profile of the same length, number of tags whose payload was zeroed).
+# The tags a profile keeps (closed world), each with the tag types its signature allows
+# (ICC.1:2001, ICC.1:2010): what a colour transform reads — the LUTs (A2Bx device to PCS, B2Ax PCS to
+# device; lutAtoBType only for A2Bx, lutBtoAType only for B2Ax), the matrix/TRC model's colorant
+# XYZs and curves, the white and black points and the adaptation matrix — and the two texts every
+# profile must name ('desc', 'cprt'), kept as empty texts.  Any other tag (informational ones such
+# as 'tech', 'meas', 'view', 'lumi', 'chrm', 'dtim', 'vcgt', gamut and preview LUTs, private and
+# unknown ones, a second tag of one signature, a tag whose type its signature does not allow such
+# as an 'A2B0' pointing at XYZ data) leaves the table: its signature, type, offset and size would
+# otherwise be numbers nothing constrains.
+_LUTS = (b"mft1", b"mft2")
+_TEXTS = frozenset([b"desc", b"mluc", b"text"])
+TAG_TYPES: dict[bytes, frozenset[bytes]] = {
+    **{b"A2B%d" % i: frozenset(_LUTS + (b"mAB ",)) for i in range(3)},
+    **{b"B2A%d" % i: frozenset(_LUTS + (b"mBA ",)) for i in range(3)},
+    **{s: frozenset([b"XYZ "]) for s in (b"wtpt", b"bkpt", b"rXYZ", b"gXYZ", b"bXYZ")},
+    **{s: frozenset([b"curv", b"para"]) for s in (b"rTRC", b"gTRC", b"bTRC", b"kTRC")},
+    b"chad": frozenset([b"sf32"]),
+    b"desc": _TEXTS,
+    b"cprt": _TEXTS,
+}
+# a kept text tag is this empty element of its type: the type, the reserved bytes and the counts
+# (a textDescriptionType of v2 with no ASCII, Unicode or ScriptCode text; an mluc of no records of
+# the standard record size; a textType of one NUL)
+EMPTY_TEXT = {
+    b"desc": b"desc" + bytes(86),
+    b"mluc": b"mluc" + bytes(4) + struct.pack(">II", 0, 12),
+    b"text": b"text" + bytes(5),
+}
 
-    A profile that does not parse is zeroed entirely (returned length unchanged)."""
+
+def _kept_element(data: bytes, sig: bytes, off: int, size: int, strict: bool, safe_types: frozenset[bytes] | set[bytes]) -> bytes | None:
+    """The element a kept tag holds in the closed world, exactly as long as its type's fields (a
+    colorimetric type: its fields only, bytes 4-7 and every byte between fields zero; a text: the
+    empty element of its type), or None when the tag leaves the table (a signature not kept, a type
+    its signature does not allow, malformed, a curve that is no ramp, a CLUT that is not smooth)."""
+    allowed = TAG_TYPES.get(sig)
+    typ = data[off : off + 4]
+    if allowed is None or typ not in allowed:
+        return None
+    if typ in _TEXTS:
+        return EMPTY_TEXT[typ]
+    if typ not in safe_types:
+        return None
+    elem = data[off : off + size]
+    ranges = kept_ranges(elem, strict)
+    if ranges == [(0, 4)]:
+        return None  # malformed or not judged a colour table: the tag leaves the table
+    out = bytearray(max(b for _a, b in ranges))
+    for a, b in ranges:
+        out[a:b] = elem[a:b]
+    out[4:8] = bytes(4)  # every tag type's bytes 4-7 are reserved (zero)
+    return bytes(out)
+
+
+def sanitize(data: bytes, compact: bool = False, safe_types: frozenset[bytes] | set[bytes] = SAFE_TYPES) -> tuple[bytes, int]:
+    """(sanitized profile, number of tags left out or emptied).
+
+    The profile is rebuilt, closed world: the header as :func:`closed_header` keeps it, the tag
+    table sorted by signature with the tags :data:`TAG_TYPES` keeps (each signature once), and each
+    kept tag's element exactly as long as its type's fields (:func:`_kept_element`), the elements in
+    table order, each on a 4-byte boundary, identical elements stored once; the profile's size is
+    where the last element ends, rounded up to 4.  No offset, size, order or padding is left to
+    choose: a verifier proves a profile clean by rebuilding it and comparing (:func:`closed_problems`).
+
+    ``compact``: the rebuilt profile as it is (the DICOM route writes it); otherwise it is followed by
+    zeros up to ``len(data)`` (a TIFF route rewrites the profile in place: the header's size names
+    the profile, the zeros after it are no part of it).  A profile that does not parse, or whose
+    rebuilt form is longer than it (in place), is zeroed entirely (its length unchanged)."""
     tags = parse(data, past_end=True)  # a tag past the end leaves the table (a CMM skips it)
     header = closed_header(data)
     if tags is None or header is None:
         return bytes(len(data)), 1
-    overrun = struct.unpack_from(">I", data, HEADER)[0] - len(tags)
-    out = bytearray(len(data))
-    out[:HEADER] = header
-    out[0:4] = struct.pack(">I", len(data))
-    known = [t for t in tags if t[0] in KNOWN_TAGS and data[t[1] : t[1] + 4] != b"mpet"]
-    # an unknown (private) tag or an mpet leaves the tag table: the table keeps the other entries
-    # in their order and the freed entries are zero.  A zeroed signature left in place would be a
-    # tag of signature 0, and two of them (Apple's aarg/aagg/aabg, D2B0 and B2D0) a duplicate that
-    # LittleCMS refuses: the whole profile would no longer open (OpenSlide, Pillow)
-    emptied = len(tags) - len(known) + overrun
-    out[HEADER : HEADER + 4] = struct.pack(">I", len(known))
-    for i, (sig, off, size) in enumerate(known):
-        out[HEADER + 4 + 12 * i : HEADER + 16 + 12 * i] = struct.pack(">4sII", sig, off, size)
-    done: set[tuple[int, int]] = set()
-    strict = a_to_b_data(data, known)
-    for _sig, off, size in sorted(known, key=lambda t: t[1]):
-        if (off, size) in done:
-            continue  # tags may share their data
-        done.add((off, size))
-        typ = data[off : off + 4]
-        if typ in SAFE_TYPES:
-            ranges = kept_ranges(data[off : off + size], (off, size) in strict)
-            for a, b in ranges:
-                out[off + a : off + b] = data[off + a : off + b]
-            out[off + 4 : off + 8] = bytes(4)  # every tag type's bytes 4-7 are reserved (zero)
-            if ranges == [(0, 4)] and data[off + 8 : off + size].strip(b"\0"):
-                emptied += 1  # malformed, or a type whose fields are not parsed: emptied
-            continue
-        out[off : off + 4] = typ
-        if typ == b"mluc" and size >= 16:
-            out[off + 12 : off + 16] = struct.pack(">I", 12)  # zero records of the standard size
-        if data[off + 8 : off + size].strip(b"\0"):
+    emptied = struct.unpack_from(">I", data, HEADER)[0] - len(tags)  # tags running past the end
+    strict = a_to_b_data(data, [t for t in tags if t[0] in KNOWN_TAGS])
+    kept: dict[bytes, bytes] = {}
+    for sig, off, size in tags:
+        elem = None if sig in kept else _kept_element(data, sig, off, size, (off, size) in strict, safe_types)
+        if elem is None:
             emptied += 1
+            continue
+        if elem[:4] in _TEXTS and data[off + 8 : off + size].strip(b"\0"):
+            emptied += 1  # a text emptied
+        kept[sig] = elem
+    n = len(kept)
+    at = HEADER + 4 + 12 * n
+    table, body, placed = [], bytearray(), {}
+    for sig in sorted(kept):
+        elem = kept[sig]
+        if elem not in placed:
+            placed[elem] = at + len(body)
+            body += elem + bytes(-len(elem) % 4)
+        table.append(struct.pack(">4sII", sig, placed[elem], len(elem)))
+    out = bytearray(header) + struct.pack(">I", n) + b"".join(table) + body
+    out[0:4] = struct.pack(">I", len(out))
+    if not compact:
+        if len(out) > len(data):
+            return bytes(len(data)), emptied + 1
+        out += bytes(len(data) - len(out))
     return bytes(out), emptied
+
+
+def closed_problems(data: bytes, exact: bool, safe_types: frozenset[bytes] | set[bytes] = SAFE_TYPES) -> int:
+    """Bytes in which ``data`` differs from its own closed-world form (:func:`sanitize`: a profile
+    is clean when rebuilding it changes nothing), or -1 when it does not parse.  ``exact``: the
+    profile must be exactly as long as its header says (DICOM); otherwise zeros may follow it (a
+    TIFF route rewrites a profile in place, the TIFF entry keeps its length)."""
+    if len(data) < HEADER + 4 or data[36:40] != b"acsp" or closed_header(data) is None:
+        return -1
+    size = struct.unpack_from(">I", data, 0)[0]
+    if size < HEADER + 4 or size > len(data) or (exact and size != len(data)):
+        return -1
+    head = data[:size]
+    if parse(head) is None:
+        return -1
+    clean, _ = sanitize(head, compact=True, safe_types=safe_types)
+    a = np.frombuffer(head, np.uint8)
+    b = np.frombuffer(clean, np.uint8)
+    m = min(len(a), len(b))
+    differ = int(np.count_nonzero(a[:m] != b[:m])) + abs(len(a) - len(b))
+    return differ + int(np.count_nonzero(np.frombuffer(data, np.uint8, offset=size)))

@@ -147,46 +147,17 @@ def _restart_intervals(ts: TiffStructure, ifd) -> int:
     return restart_intervals(ts.read(int(o[0]), min(int(c[0]), 1 << 16))) or 1
 
 
-def icc_problems(data: bytes, safe_types: set[bytes]) -> int:
-    """Non-zero bytes of an ICC profile outside its header, tag table and colorimetric tags
-    (text, dates, names, private tags and unreferenced bytes must be zero); -1: does not parse."""
-    if len(data) < 132 or data[36:40] != b"acsp":
-        return -1
-    (n,) = struct.unpack(">I", data[128:132])
-    if n > 1024 or 132 + 12 * n > len(data):
-        return -1
-    # the header as the closed world keeps it (io.icc.closed_header: naming signatures, reserved
-    # bits and bytes zero), its size the profile's
-    header = icc.closed_header(data)
-    if header is None or header[:4] != struct.pack(">I", len(data)):
-        return -1
-    arr = np.frombuffer(data, dtype=np.uint8)
-    keep = np.zeros(len(data), dtype=bool)  # True where a byte may be non-zero (numpy: a profile may be large)
-    keep[:128] = arr[:128] == np.frombuffer(header, dtype=np.uint8)  # a differing byte counts
-    keep[128 : 132 + 12 * n] = True
-    judged: set[tuple[int, int]] = set()  # tags may share their data: judged once
-    table = [struct.unpack(">4sII", data[132 + 12 * i : 144 + 12 * i]) for i in range(n)]
-    strict = icc.a_to_b_data(data, [t for t in table if t[0] in icc.KNOWN_TAGS])  # CLUT bounds (io.icc)
-    for i in range(n):
-        sig, off, size = struct.unpack(">4sII", data[132 + 12 * i : 144 + 12 * i])
-        if off + size > len(data) or size < 8:
-            return -1
-        if sig not in icc.KNOWN_TAGS:
-            keep[132 + 12 * i : 136 + 12 * i] = False  # an unknown tag: its signature zeroed, its data too
-            continue
-        if (off, size) in judged:
-            continue
-        judged.add((off, size))
-        typ = data[off : off + 4]
-        if typ in safe_types:
-            for a, b in icc.kept_ranges(data[off : off + size], (off, size) in strict):  # only its type's fields (io.icc)
-                keep[off + a : off + b] = True
-            keep[off + 4 : off + 8] = False  # reserved
-        else:
-            keep[off : off + 4] = True
-            if typ == b"mluc" and size >= 16:
-                keep[off + 12 : off + 16] = True  # the record size of an empty list
-    return int(np.count_nonzero((arr != 0) & ~keep))
+def icc_problems(data: bytes, safe_types: set[bytes], exact: bool = False) -> int:
+    """Bytes in which an ICC profile differs from its closed-world form, or -1: does not parse.
+
+    The closed-world form is the profile rebuilt by ``io.icc.sanitize`` (one rule for the converter
+    and the verifiers): the header's naming signatures, reserved bits and bytes zero; the tag table
+    sorted, each signature once and with a type its signature allows; each tag's size exactly its
+    type's fields, its data packed on 4-byte boundaries; every text empty, every byte between fields
+    zero.  No tag-table entry, size, offset or padding is a free number: a profile equal to its own
+    rebuild holds nothing else.  ``exact``: the profile must be as long as its header says (DICOM);
+    otherwise only zeros may follow it (a TIFF route rewrites a profile in place)."""
+    return icc.closed_problems(data, exact, safe_types)
 
 
 def _tifffile_tagsets(path: Path, ndpi: bool) -> list[set[int]] | None:

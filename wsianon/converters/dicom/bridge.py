@@ -495,7 +495,7 @@ def _post_processor(engine: Engine, scanner: Scanner):
         kind = _image_kind(dataset) or "VOLUME"
         for op in getattr(dataset, "OpticalPathSequence", None) or []:
             if "ICCProfile" in op:  # closed world: colour data kept, every ICC text emptied
-                op.ICCProfile = icc.sanitize(bytes(op.ICCProfile))[0]
+                op.ICCProfile = icc.sanitize(bytes(op.ICCProfile), compact=True)[0]
             if "ColorSpace" in op and str(op.ColorSpace).upper() not in ("SRGB", "ADOBERGB", "ROMMRGB"):
                 del op.ColorSpace  # wsidicom copies the ICC description here: only defined terms stay
         engine.apply(dataset)
