@@ -6,7 +6,10 @@ ramps: a channel rising to its colour (fluorescence), or the few straight pieces
 rainbow map. A channel is accepted only as at most ``MAX_SEGMENTS`` straight segments, every entry
 the segment's line rounded half up between its end points: what is left free is the end points, a
 handful of numbers. The route makes a palette within one of such a form exactly that form (the
-colours change by at most 1/65535); any other palette is not a colour map and is refused.
+colours change by at most 1/65535). The closed world then keeps only a clipped ramp a channel
+(``is_ramp``: one line, flat at 0 or full scale before and after it), as fluorescence palettes
+are: the end points of several segments are free numbers (11 a channel for 10 segments). The
+route removes any other palette from an optical path; the verifier refuses it.
 """
 
 from __future__ import annotations
@@ -66,6 +69,31 @@ def canonical(vals: np.ndarray) -> np.ndarray | None:
 def is_canonical(vals: np.ndarray) -> bool:
     """``vals`` is exactly at most ``MAX_SEGMENTS`` straight segments rounded half up."""
     return segments(vals, 0) is not None
+
+
+def is_ramp(vals: np.ndarray, full: int = 0xFFFF) -> bool:
+    """``vals`` is a clipped ramp: one straight line rounded half up (``_line``) between its end
+    points, optionally after a flat run at 0 or ``full`` at its start and before one at its end
+    (the clipping of a ramp that reaches its bound early).  A fluorescence palette is such a ramp
+    in each channel (black to the colour's component); what is free is the line's two end points
+    (its colour) or where it is clipped.  A channel of several segments is no such ramp: the end
+    points of 10 segments were 11 free 16-bit numbers a channel (a name, an MRN, a birth date in
+    66 bytes), and a map of several pieces (jet) is refused too: the route removes such a palette
+    from an optical path (Type 3, the image stays monochrome)."""
+    v = np.asarray(vals).astype(np.int64)
+    n = len(v)
+    if n < 3:
+        return True
+    start, end = 0, n - 1
+    if int(v[0]) in (0, full):
+        run = np.flatnonzero(v != v[0])
+        start = int(run[0]) - 1 if len(run) else n - 1
+    if int(v[-1]) in (0, full) and start < n - 1:
+        run = np.flatnonzero(v != v[-1])
+        end = int(run[-1]) + 1
+    if end <= start:
+        return True  # one flat run at a bound
+    return bool(np.array_equal(v[start : end + 1], _line(int(v[start]), int(v[end]), end - start)))
 
 
 # -- the well-known colour palettes (PS3.6 Annex B) ---------------------------------------------

@@ -158,6 +158,16 @@ class Iod:
     pointers: dict = field(default_factory=dict)  # AT keyword -> the tags it may name (dimension organisation)
     max_dimensions: int = 8  # DimensionIndexSequence items at most
     per_frame_judged: frozenset[str] = frozenset()  # per-frame numbers (item path) that may differ between frames
+    text_lists: dict = field(default_factory=dict)  # DS/IS keyword of VM 1-n -> (most values, keyword bounding the count)
+
+    def text_list_bound(self, ds, keyword: str) -> int:
+        """How many values a DS/IS attribute of an unbounded multiplicity may hold in ``ds``: 1,
+        unless ``text_lists`` names it (its most, and at most as many as its partner holds)."""
+        if keyword not in self.text_lists:
+            return 1
+        most, partner = self.text_lists[keyword]
+        count = max(1, int(ds[partner].VM or 0)) if partner and partner in ds else 1
+        return min(most, count)
 
     def allows(self, path: tuple[str, ...], keyword: str) -> bool:
         """True when the attribute at this sequence path belongs to the IOD (or the record)."""
@@ -195,6 +205,7 @@ def iod() -> Iod:
         {k: frozenset(int(t, 16) for t in tags) for k, tags in data["numbers"]["pointers"].items()},
         int(data["numbers"]["max_dimensions"]),
         frozenset(data["numbers"]["per_frame_judged"]),
+        {k: (int(most), partner) for k, (most, partner) in data["numbers"].get("text_lists", {}).items()},
     )
 
 

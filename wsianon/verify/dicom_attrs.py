@@ -24,6 +24,7 @@ Findings name the attribute by keyword path (never its value). Imports only pydi
 
 from __future__ import annotations
 
+from functools import lru_cache
 import re
 import warnings
 from pathlib import Path
@@ -149,10 +150,24 @@ class _Walker:
             if allowed is not None and any(int(t) not in allowed for t in _raw(elem)):
                 return "a tag pointer to an attribute no WSI dimension is organised by"
             return _too_many(elem)
+        if vr in ("DS", "IS"):
+            return self._text_numbers(ds, elem, kw)
         if vr == "CS":
             return "not a code string" if any(not CS_RE.match(v) for v in vals) else None
         if vr in FREE_TEXT_VRS and not all(self._text_ok(ds, kw, path, v, vr) for v in vals):
             return "text is not a dummy, pseudonym or vocabulary value"
+        return None
+
+    def _text_numbers(self, ds: Dataset, elem, kw: str) -> str | None:
+        """Why a DS/IS value is not proven safe, or None: more values than the dictionary allows, or
+        a list of an unbounded multiplicity (``1-n``) longer than the profile data's bound
+        (``numbers.text_lists``: one value, or e.g. one compression ratio a lossy method) — 37
+        decimal strings are 37 free bytes, as a binary list's are."""
+        too_many = _too_many(elem)
+        if too_many:
+            return too_many
+        if elem.VM > 1 and "n" in dictionary_VM(elem.tag) and elem.VM > self.world.text_list_bound(ds, kw):
+            return "a list of free numbers (more decimal values than the attribute holds in real outputs)"
         return None
 
     def _numbers(self, elem, kw: str, path: tuple[str, ...]) -> str | None:
@@ -198,6 +213,11 @@ class _Walker:
         if not v or v in w.dummies:
             return True
         if kw in w.identity:
+            # the shape of wsianon's keyed pseudonyms (vocab_dicom.json's identity_patterns, the same
+            # test as dicom_text), or a name the caller's map gives. Without names (the pipeline
+            # does not pass them here), a name may be a map's: dicom_text, which gets them, judges
+            if any(p.fullmatch(v) for p in _identity_patterns()):
+                return True
             return self.pseudonyms is None or v in self.pseudonyms or v.rstrip("-0123456789") in self.pseudonyms
         if kw == "CodingSchemeDesignator" and (v in code_schemes() or v == "99WSIANON"):
             return True
@@ -229,6 +249,13 @@ class _Walker:
         if kw in w.kept_text:
             return w.kept_text_ok(kw, v)
         return True  # kept on purpose by a Retain option the profile names (e.g. retain-device-identity)
+
+
+@lru_cache(maxsize=1)
+def _identity_patterns() -> tuple[re.Pattern, ...]:
+    from wsianon.profiles import load
+
+    return tuple(re.compile(p) for p in load("vocab_dicom")["identity_patterns"])
 
 
 def _too_many(elem) -> str | None:
@@ -323,20 +350,21 @@ def _icc_problems(data: bytes) -> int:
     from wsianon.profiles import load
     from wsianon.verify.partition import icc_problems
 
-    return icc_problems(data, {t.encode("latin-1") for t in load("tiff_closed_world")["icc_safe_types"]})
+    return icc_problems(data, {t.encode("latin-1") for t in load("tiff_closed_world")["icc_safe_types"]}, exact=True)
 
 
 def _palette_ok(kw: str, data: bytes) -> bool:
-    """A palette channel (16-bit entries) is a colour map: exactly a few straight segments, each
-    entry its segment's line rounded half up (``io.palette``; a monotone run of free increments
-    carried bytes). A segmented palette (opcodes) is not judged: False."""
+    """A palette channel (16-bit entries) is a colour ramp: exactly one straight line rounded half
+    up, clipped by flat runs at 0 or full scale (``io.palette.is_ramp``; a monotone run of free
+    increments carried bytes, and the end points of ten straight segments 66 bytes). A segmented
+    palette (opcodes) is not judged: False."""
     if kw.startswith("Segmented") or len(data) % 2:
         return False
     import numpy as np
 
-    from wsianon.io.palette import is_canonical
+    from wsianon.io.palette import is_ramp
 
-    return is_canonical(np.frombuffer(data, "<u2"))  # the 16-bit entries, as the route reads them
+    return is_ramp(np.frombuffer(data, "<u2"))  # the 16-bit entries, as the route reads them
 
 
 # the File Meta Information an output carries (PS3.10 7.1); anything else there (Source/Sending AE

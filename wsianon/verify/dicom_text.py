@@ -13,8 +13,9 @@ value representation:
   and a CodeMeaning equal to the standard meaning of the code — a code meaning nobody else wrote is
   a finding;
 * identity attributes (PatientID, PatientName, ContainerIdentifier, SpecimenIdentifier): a keyed
-  pseudonym (by pattern), a pseudonym the caller names (a pseudonym map's values, known to the
-  pipeline), or the output's own name; anything else is judged as text;
+  pseudonym (by pattern, ``identity_patterns``) or a pseudonym the caller names (a pseudonym map's
+  values, known to the pipeline or given to ``verify --pseudonyms``); anything else — a word, an
+  MRN's digits, the name of the folder the file lies in — is a finding;
 * the de-identification record: the method texts and codes this tool writes;
 * attributes a Retain option recorded in the output keeps on purpose (e.g. DeviceSerialNumber under
   Retain Device Identity): counted, not judged — the user asked for them;
@@ -183,9 +184,10 @@ class _Scan:
             return None if not any(unknown_tokens(s, self.r.vocab) for s in strs) else "code string outside the DICOM vocabulary"
         if kw == "CodingSchemeDesignator" or kw in CODE_VALUE_KWS + ("CodeMeaning",) and ("CodeMeaning" in ds or any(k in ds for k in CODE_VALUE_KWS)):
             return self._code(ds, kw, strs)
-        if kw in self.identity:
+        if kw in self.identity:  # a pseudonym's shape or the caller's map, never "any word" (digits: an MRN)
             if all(s in self.pseudonyms or any(p.fullmatch(s) for p in self.r.identity_patterns) for s in strs):
                 return None
+            return "identity value is no keyed pseudonym and not one the pseudonym map names"
         if kw == "DeidentificationMethod":  # this tool's texts; another tool's are judged as text below
             if all(s in self.r.method_texts or any(p.match(s) for p in self.r.method_patterns) for s in strs):
                 return None
@@ -231,9 +233,11 @@ def scan_dicom_text(files: list[Path], datasets: list[Dataset] | None = None, ps
     """(findings, values judged, values kept by a recorded Retain option) for one slide's instances."""
     files = [Path(f) for f in files]
     dsets = list(datasets) if datasets is not None and len(datasets) == len(files) else [_read(f) for f in files]
+    # the names the caller gives (run: the slide's pseudonyms; verify: a --pseudonyms map's). The
+    # folder an instance lies in is no name by itself: any tool's output filed per patient
+    # ('OUT/Smithereens^Quentin/') would otherwise pass its real name as a pseudonym; a folder named
+    # by wsianon's keyed pseudonym has that shape, which identity_patterns accept anyway
     names = set(pseudonyms or ())
-    for f in files:  # the output's folder is named by its slide pseudonym
-        names.add(f.parent.name)
     scan = None
     for f, ds in zip(files, dsets):
         scan = scan or _Scan(recorded_options(ds), frozenset(n for n in names if n))

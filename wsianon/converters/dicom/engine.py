@@ -192,6 +192,8 @@ class Engine:
     def _walk(self, ds: Dataset, path: tuple[str, ...]) -> None:
         for tag in list(ds.keys()):
             self._element(ds, Tag(tag), path)
+        if path and path[-1] == "OpticalPathSequence" and "PaletteColorLookupTableSequence" in ds:
+            self._optical_palette(ds, "/".join(path + ("PaletteColorLookupTableSequence",)))
         self._conditions(ds, path)
         self._code_item(ds, path)
 
@@ -261,20 +263,23 @@ class Engine:
             if not well_known(ds):  # the standard's palette stays as the standard spells it
                 self._palette(elem, name)
             return
+        if action is Action.KEEP and elem.VR in ("DS", "IS") and elem.VM > 1:
+            self._text_number_list(ds, elem, kw, name)
         if action is Action.KEEP or _no_value(elem):
             return  # kept, or nothing to remove (the empty element stays)
         self._log(name, self._apply(ds, tag, elem, action, type_ in ("1", "1C")))
 
     def _icc(self, elem: DataElement, name: str) -> None:
         """An ICC profile keeps its colorimetric tags only (``io.icc.sanitize``: every text, date,
-        private or unreferenced byte zeroed, same length), as on the TIFF routes."""
+        private or unreferenced byte zeroed, the profile rebuilt with its table and sizes canonical
+        and no padding), as on the TIFF routes (which keep the length: zeros follow)."""
         from wsianon.io.icc import sanitize
 
         value = bytes(elem.value)
-        clean, _emptied = sanitize(value)
+        clean, _emptied = sanitize(value, compact=True)
         if clean != value:
             elem.value = clean
-            self._log(name, "cleaned: ICC profile text and unreferenced bytes zeroed")
+            self._log(name, "cleaned: ICC profile rebuilt (colorimetric tags only, texts empty, table canonical)")
 
     def _palette(self, elem: DataElement, name: str) -> None:
         """A palette channel within 1 of a few straight segments is made exactly that
@@ -292,6 +297,43 @@ class Engine:
         if clean is not None and not np.array_equal(clean, vals):
             elem.value = struct.pack(f"<{len(clean)}H", *clean.tolist())
             self._log(name, "cleaned: palette made exactly its straight segments (each entry moved by 1 at most)")
+
+    def _text_number_list(self, ds: Dataset, elem: DataElement, kw: str, name: str) -> None:
+        """A kept DS/IS list is trimmed to what the attribute holds (the verifier's rule: the
+        dictionary's multiplicity; one value of a ``1-n`` attribute unless the profile data's
+        ``numbers.text_lists`` allow more, e.g. one compression ratio a lossy method): a longer
+        list is free numbers (decimal strings can spell text)."""
+        from pydicom.datadict import dictionary_VM
+
+        try:
+            vm = dictionary_VM(elem.tag)
+        except KeyError:
+            return
+        most = iod().text_list_bound(ds, kw) if "n" in vm else int(vm.split("-")[-1])
+        if elem.VM > most:
+            elem.value = list(elem.value)[:most] if most > 1 else elem.value[0]
+            self._log(name, f"trimmed: {most} value(s) kept (a longer list of numbers could carry text)")
+
+    def _optical_palette(self, op: Dataset, name: str) -> None:
+        """An optical path's palette (Type 3) stays only when it is a well-known palette exactly or
+        every channel a clipped ramp (``io.palette.is_ramp``, after ``_palette`` made it exact):
+        the end points of a map of several segments are free numbers. Any other is removed (the
+        image stays monochrome), so the route writes nothing the verifier refuses."""
+        from wsianon.io.palette import is_ramp
+
+        def ok(item: Dataset) -> bool:
+            if well_known(item):
+                return True
+            channels = [e for e in item if (e.keyword or "").endswith("PaletteColorLookupTableData")]
+            for e in channels:
+                data = bytes(e.value or b"")
+                if (e.keyword or "").startswith("Segmented") or len(data) % 2 or not is_ramp(np.frombuffer(data, "<u2")):
+                    return False
+            return True
+
+        if not all(ok(item) for item in op.PaletteColorLookupTableSequence):
+            del op.PaletteColorLookupTableSequence
+            self._log(name, "removed: a palette that is no ramp a channel (its segments' end points are free numbers)")
 
     def _readable_public(self, ds: Dataset, tag: BaseTag, path: tuple[str, ...]) -> DataElement | None:
         """The element, or None when it went for what it is, whatever the profile says:
