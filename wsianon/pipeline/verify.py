@@ -38,6 +38,7 @@ from wsianon.verify import thumbnail as thumbnail_provenance
 from wsianon.verify import dates, tileid, vocabulary
 from wsianon.verify import levels as pyramid_levels
 from wsianon.verify import planes as focal_planes
+from wsianon.verify import pages as image_pages
 from wsianon.verify import pyramid_barcodes
 from wsianon.verify.readback import read_back
 
@@ -213,15 +214,19 @@ def check_openslide(snap: SourceSnapshot, conv: NativeConverter | None, out_main
         else:
             verdict.add("levels", out.level_count >= 1, f"{out.level_count} levels (source not readable by OpenSlide)")
         names = set(out.associated_images.keys())
+        sizes = []
         for n in sorted(names):
             try:
-                out.associated_images[n]
+                sizes.append(out.associated_images[n].size)
             except Exception as exc:
                 verdict.add(f"decode-{n}", False, f"associated image {n!r} cannot be decoded: {type(exc).__name__}")
                 names.discard(n)
         allowed = allowed_associated(conv, policy)
         extra = sorted(names - allowed)
         verdict.add("associated-images", not extra, f"present: {sorted(names)}; not allowed: {extra}")
+        if vendor != "mirax":  # every picture of a TIFF-family output is one OpenSlide shows
+            shown = image_pages.shown_sizes(out.level_dimensions, out.level_downsamples, sizes, props, vendor)
+            image_pages.check(out_main, shown, verdict, slide=out)
         if "label" in names and policy.label == "blank":
             blank = uniform(out.associated_images["label"])
             verdict.add("label-blank", blank, "label is a uniform blank image" if blank else "label is not blank")

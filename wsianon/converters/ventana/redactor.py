@@ -130,6 +130,7 @@ class _Analysis:
     levels: list[int] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
     thumbnails: list[int] = field(default_factory=list)
+    others: list[int] = field(default_factory=list)  # pictures that are none of these (removed)
     fields: list[Field] = field(default_factory=list)
     ascii: list[AsciiDecision] = field(default_factory=list)
     xmp_new: dict[int, bytes] = field(default_factory=dict)  # ifd index -> cleaned XMP
@@ -204,6 +205,10 @@ class VentanaConverter(NativeConverter):
             an.xmp_new[ifd.index] = new
             if new != raw.rstrip(b"\0"):
                 an.xmp_changed.add(ifd.index)
+        known = set(an.labels) | set(an.levels) | set(an.thumbnails) | {an.iscan_ifd}
+        # any other picture (a Probability_Image, an undescribed page): no reader shows it and no
+        # check judges it (red team stop 37 stored a label photo there): wiped and unlinked
+        an.others = [ifd.index for ifd in ts.ifds if ifd.index not in known and _has_picture(ts, ifd)]
         if not an.levels:
             raise CorruptInput(ts.path, "Ventana BIF without pyramid levels (no 'level=' descriptions)")
         if an.iscan_ifd is None:
@@ -214,7 +219,7 @@ class VentanaConverter(NativeConverter):
     def _decide_structure(self, ts: TiffStructure, an: _Analysis, policy: Policy) -> None:
         """The label is wiped and unlinked (whatever ``--label`` says), its fields go with it; when it
         was IFD 0, where the iScan XMP lives on."""
-        an.remove = set(an.labels) | (set(an.thumbnails) if policy.thumbnail == "remove" else set())
+        an.remove = set(an.labels) | set(an.others) | (set(an.thumbnails) if policy.thumbnail == "remove" else set())
         if policy.label == "blank":
             an.plan_notes.append(
                 "BIF label: --label blank is not offered for BIF (the Label_Image is the whole-slide overview); the label image was wiped and unlinked instead"
@@ -262,6 +267,8 @@ class VentanaConverter(NativeConverter):
             d.images.append(ImageDecision(ImageKind.LABEL, f"IFD {i}", True, Action.REMOVE))
         for i in an.thumbnails:
             d.images.append(ImageDecision(ImageKind.THUMBNAIL, f"IFD {i}", False, Action.REMOVE if i in an.remove else Action.KEEP))
+        for i in an.others:
+            d.images.append(ImageDecision(ImageKind.UNKNOWN, f"IFD {i}", True, Action.REMOVE))
         d.image_at = {int(img.where.split()[-1]): img for img in d.images}
         return d
 
@@ -287,7 +294,7 @@ class VentanaConverter(NativeConverter):
                 for img in d.images:
                     if img.action is Action.REMOVE:
                         i = int(img.where.split()[-1])
-                        patches.extend(tiffedit.wipe_image_data(ts, ts.ifds[i], f"wipe label pixels (IFD {i})"))
+                        patches.extend(tiffedit.wipe_image_data(ts, ts.ifds[i], f"wipe {img.kind.value} pixels (IFD {i})"))
                         plan.remove("image", img.kind.value, "wiped+unlinked", img.where)
             for idx, group in edits.items():
                 for edit in group:
@@ -334,6 +341,14 @@ class VentanaConverter(NativeConverter):
                 patches.append(Patch(te.value_offset, te.size, None, f"old value of tag {tag} (IFD {first.index} relocated)"))
         plan.notes.append(f"BIF: the iScan XMP now lives in the new first IFD (was IFD {first.index})")
         return None, first_overrides
+
+
+def _has_picture(ts: TiffStructure, ifd) -> bool:
+    """Whether a directory holds pixel data of more than one pixel."""
+    if int(ts.value(ifd, 256, 0) or 0) * int(ts.value(ifd, 257, 0) or 0) <= 1:
+        return False
+    _offs, cnts = ts.data_span_arrays(ifd)
+    return bool(len(cnts)) and bool((cnts > 0).any())
 
 
 def tiled(ts: TiffStructure, idx: int) -> bool:

@@ -1,0 +1,113 @@
+"""``image-pages``: every picture a TIFF-family output holds is one a reader shows.
+
+The checks that judge pictures (associated images and their barcodes, thumbnail provenance,
+pyramid consistency, the barcode pyramid, focal planes) look at what OpenSlide shows: a level, an
+associated image.  A page OpenSlide does not show was judged by nothing (red team stop 37: a
+label photo with the MRN's barcode stored as one more stripped page of a BIF, a Philips TIFF, a
+Leica SCN, a generic TIFF was shared as verified).  Here every directory in the output's chain
+that holds pixel data must have the size of a level or of an associated image OpenSlide shows
+(an NDPI's or SCN's other focal planes have their level's size and are judged by
+``focal-planes``; a Leica SCN's images are placed in its collection, see :func:`shown_sizes`);
+any other picture must be the slide downsampled by the thumbnail rule (a reduced-resolution page
+OpenSlide's generic reader leaves out), else it fails the slide.  A 1 x 1 page (BIF's directory that carries
+the iScan XMP in front of the pyramid) holds no picture.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from wsianon.io.tiff import IMAGE_LENGTH, IMAGE_WIDTH, TiffStructure
+
+CHECK = "image-pages"
+
+
+def unshown(path: Path, shown: set[tuple[int, int]]) -> list[tuple[int, int, int]]:
+    """(IFD index, width, height) of every page of ``path`` that holds pixel data and whose size
+    is none of ``shown``.  Raises what the TIFF walk raises for a file it cannot follow."""
+    out = []
+    with TiffStructure(path) as ts:
+        for ifd in ts.ifds:
+            w, h = int(ts.value(ifd, IMAGE_WIDTH, 0) or 0), int(ts.value(ifd, IMAGE_LENGTH, 0) or 0)
+            if w * h <= 1:
+                continue
+            _offs, cnts = ts.data_span_arrays(ifd)
+            if not len(cnts) or not (cnts > 0).any():
+                continue
+            if (w, h) not in shown:
+                out.append((ifd.index, w, h))
+    return out
+
+
+def shown_sizes(level_dims, downsamples, associated_dims, props: dict, vendor: str | None) -> set[tuple[int, int]]:
+    """The picture sizes OpenSlide shows: its levels and associated images; a Leica SCN's levels
+    are its collection's, whose images (``openslide.region[k]``) are stored at each level's
+    downsample, and its associated images as pyramids of their own (a kept macro's smaller pages)."""
+    shown = {(int(w), int(h)) for w, h in level_dims} | {(int(w), int(h)) for w, h in associated_dims}
+    if vendor == "leica":
+        k = 0
+        while f"openslide.region[{k}].width" in props:
+            rw, rh = int(props[f"openslide.region[{k}].width"]), int(props[f"openslide.region[{k}].height"])
+            for d in downsamples:
+                d = int(round(float(d)))
+                shown |= {(rw // d, rh // d), (-(-rw // d), -(-rh // d))}
+            k += 1
+        for w, h in list(associated_dims):
+            d = 2
+            while w // d or h // d:
+                shown |= {(w // d, h // d), (-(-w // d), -(-h // d))}
+                d *= 2
+    return shown
+
+
+# a page no reader shows is decoded whole to be judged up to this many pixels (larger: fails)
+MAX_JUDGED_PIXELS = 16 << 20
+
+
+def check(path: Path, shown: set[tuple[int, int]], verdict, slide=None) -> None:
+    """Add ``image-pages`` for the output ``path`` (``shown``: :func:`shown_sizes`).  A page of
+    another size passes only when ``slide`` (the open OpenSlide handle) is given and the page
+    *is the slide* by the thumbnail rule (``verify.thumbnail.judge``: a reduced-resolution page
+    OpenSlide's generic TIFF reader leaves out, as a QPTIFF's second page); a label photo is not."""
+    from wsianon.errors import WsianonError
+
+    try:
+        extra = unshown(path, shown)
+    except (WsianonError, OSError, ValueError) as exc:
+        verdict.add(CHECK, False, f"the output's directories cannot be walked ({type(exc).__name__})")
+        return
+    bad = [(i, w, h) for i, w, h in extra if slide is None or not _is_the_slide(path, i, (w, h), slide)]
+    if bad:
+        first = ", ".join(f"IFD {i} ({w} x {h})" for i, w, h in bad[:3])
+        verdict.add(CHECK, False, f"{len(bad)} picture(s) no reader shows that are not the slide (no level, no associated image): {first}")
+    else:
+        alike = f"; {len(extra)} other page(s) shown to be the slide downsampled" if extra else ""
+        verdict.add(CHECK, True, f"every page with pixel data is a level or an associated image OpenSlide shows{alike}")
+
+
+def _is_the_slide(path: Path, index: int, size: tuple[int, int], slide) -> bool:
+    """Whether page ``index`` of ``path`` is the slide downsampled (the thumbnail rule)."""
+    import numpy as np
+    import tifffile
+
+    from wsianon.verify import thumbnail
+
+    if size[0] * size[1] > MAX_JUDGED_PIXELS:
+        return False
+    base = tuple(slide.level_dimensions[0])
+    if not thumbnail.aspect_ok(size, base):
+        return False
+    try:
+        with tifffile.TiffFile(path) as tf:
+            pixels = np.asarray(tf.pages[index].asarray())
+        if pixels.ndim == 3 and pixels.shape[2] > 3:
+            pixels = pixels[..., :3]
+        if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3):
+            return False
+        if pixels.ndim == 2:
+            pixels = np.repeat(pixels[..., None], 3, axis=2)
+        ref = thumbnail.openslide_reference(slide, thumbnail.grid_shape(size))
+        ok, _detail, _m = thumbnail.judge(pixels, size, base, ref)
+        return bool(ok)
+    except Exception:  # noqa: BLE001 - a page that cannot be read or judged is not shown to be the slide
+        return False
