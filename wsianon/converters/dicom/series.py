@@ -21,6 +21,7 @@ from wsianon.errors import CorruptInput, NothingToShare, UnsupportedFormat
 from wsianon.io.plan import Removal
 from wsianon.io.scan import Scanner
 from wsianon.profiles.actions import Action
+from wsianon.profiles.names import has_long_number
 from wsianon.profiles.dicom import FRAMES_JUDGED_TS, FREE_TEXT_VRS, DicomProfile, in_standard_text, iod, profile_for_policy, standard_meanings
 
 WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
@@ -213,10 +214,14 @@ def _inventory(files, raw, kept_values, kinds, levels, standard_texts: set[str] 
         # values that also occur as kept values (e.g. a description equal to an ImageType word)
         # or times of day are too generic to be proven absent from bytes
         # or part of a standard code meaning the output keeps ("Brightfield" in DCM 111744
-        # "Brightfield illumination"): the standard's text, in every such output, not a copy
+        # "Brightfield illumination"): the standard's text, in every such output, not a copy.
+        # A value with a run of 4 or more digits (an MRN, a date, a case number) stays a canary even
+        # where it is also kept (a SeriesNumber, an unknown code's value equal to the PatientID):
+        # red team stop 37 had that kept copy switch the scrub off for every other copy; the kept
+        # copy itself is then found by the canary scan and the slide quarantined, fail-closed
         canary = (
             vr not in ("TM", "CS", "DS", "IS", "US", "UL", "SS", "SL", "FL", "FD", "AT", "UV", "SV")
-            and value.lower() not in kept_values
+            and (value.lower() not in kept_values or has_long_number(value))
             and not in_standard_text(value, standard_texts)
         )
         inv.fields.append(Field(name=name, value=value, action=action, where=where, canary=canary))
