@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import AbstractSet
 
 from wsianon.converters._tiffmeta import compile_all
+from wsianon.converters._vocab import vocabulary_value
 from wsianon.io.keyed import keyed_uid
 from wsianon.converters.base import AssociatedImage, Field
 from wsianon.io.plan import Removal
@@ -156,9 +157,10 @@ class XmlCleaner:
     ``keyed_uids_kept``: a UID attribute whose value already is keyed dummy UIDs is no identifier
     (decided KEEP, not a canary; the render re-keys it like every UID)."""
 
-    def __init__(self, rules: dict, policy: Policy, keyed_uids_kept: bool = False):
+    def __init__(self, rules: dict, policy: Policy, keyed_uids_kept: bool = False, fmt: str | None = None):
         r = rules
         self.r = r
+        self.fmt = fmt
         self.safe = set(r["safe_attributes"])
         self.date_rx = re.compile(r["date_attribute_pattern"])
         self.uid_rx = re.compile(r["uid_attribute_pattern"])
@@ -260,7 +262,11 @@ class XmlCleaner:
         rx = self.value_rx.get(name)
         if rx is not None and value and not rx.fullmatch(value):
             return False
-        return True
+        # with ``fmt`` (Philips TIFF; iSyntax's header values are read by pyisyntax as written) only
+        # as the format's vocabulary (as the NDPI, MRXS and Aperio redactors keep safe values):
+        # a free word there (a model name the vocabulary lacks, or a name) would be kept for the
+        # verifier to quarantine the slide; blanked instead (red team stop 37)
+        return not value or self.fmt is None or vocabulary_value(value, self.fmt)
 
     def _clean_attrs(self, obj: ET.Element, where: str, skip: AbstractSet[str] = frozenset()) -> None:
         for a in list(obj):

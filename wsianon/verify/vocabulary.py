@@ -54,6 +54,7 @@ _RUN_16BE = re.compile(rb"(?:\x00[\x20-\x7e]){%d,}" % MIN_RUN)
 _TOKEN = re.compile(r"[^\W_]+(?:[_.\-:/+'][^\W_]+)*_*", re.UNICODE)
 _PARTS = re.compile(r"[_.\-:/+']+")
 _CAMEL = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+_HEX_LETTERS = re.compile(r"[A-Fa-f]+")
 _B64 = re.compile(r"[A-Za-z0-9+/]{64,}={0,2}")
 
 # structural tokens: numbers, dates, times, versions, dimensions, UIDs, digests, pseudonyms
@@ -160,6 +161,8 @@ class Vocab:
         tok = tok.strip("_")
         if not tok or self.word_ok(tok):
             return True
+        if not self._pieces_ok(tok):
+            return False
         parts = [p for p in _PARTS.split(tok) if p]
         if len(parts) > 1 and all(self.word_ok(p) or _short(p) for p in parts):
             return True
@@ -171,6 +174,30 @@ class Vocab:
         if len(parts) > 1 and all(self.word_ok(p) or _short(p) or all(self.word_ok(s) or _short(s) for s in _CAMEL.findall(p)) for p in parts):
             return True
         return _short(tok)
+
+    def _pieces_ok(self, tok: str) -> bool:
+        """The chain rule of :func:`unknown_tokens` inside one token: three or more pieces of one
+        or two letters in a row (separated by ``._-:/+'`` or by case: "Q.U.E.N.T.I.N",
+        "Q_U_E_N", "QuEnTiN") are judged joined, as a word (red team stop 37: a name in such
+        pieces passed as structure).  Pieces that are each a vocabulary word ("in", "mm"), runs
+        under 4 letters ("U.S.A") and hex pairs ("FF_FF_FF_00", judged as hex elsewhere) pass."""
+        pieces = [c for p in _PARTS.split(tok) if p for c in (_CAMEL.findall(p) or [p])]
+        run: list[str] = []
+        for piece in [*pieces, ""]:
+            if piece and len(piece) <= 2 and piece.isascii() and piece.isalpha():
+                run.append(piece)
+                continue
+            joined = "".join(run)
+            if (
+                len(run) >= 3
+                and len(joined) >= 4
+                and not _HEX_LETTERS.fullmatch(joined)
+                and not all(t.lower() in self.words for t in run)
+                and not self.word_ok(joined)
+            ):
+                return False
+            run = []
+        return True
 
 
 def _short(tok: str) -> bool:

@@ -121,7 +121,7 @@ class PhilipsConverter(NativeConverter):
             an.notes.append("Philips label IFD: --label blank is honoured for the XML label only; the label IFD was wiped and unlinked")
         raw = ts.raw(ts.ifds[0].entries[IMAGE_DESCRIPTION]) if IMAGE_DESCRIPTION in ts.ifds[0] else b""
         root = parse_xml(raw, ts.path, "Philips ImageDescription XML")
-        cleaner = XmlCleaner(r, policy)
+        cleaner = XmlCleaner(r, policy, fmt="philips")
         try:
             levels = cleaner.clean(root)
         except ValueError:

@@ -1,0 +1,220 @@
+"""Red team, stop 37: pictures no reader shows, and a kept copy of an identifier.
+
+* A label photo (name, birth date, the MRN as a Code 128 barcode) stored as one more stripped page
+  of a Ventana BIF (described ``Probability_Image``), a Philips TIFF, a Leica SCN (an IFD no
+  ``<dimension>`` names) or a generic TIFF was kept by the redactors and judged by no check (they
+  look at what OpenSlide shows): shared as verified.  Now ``image-pages`` requires every page with
+  pixel data to be a level or an associated image OpenSlide shows, and the BIF redactor wipes and
+  unlinks pictures that are none of its label, levels and thumbnail.
+* DICOM route: a removed identifier (the PatientID) that also occurred as a kept value (a
+  SeriesNumber, an unknown code's value) stopped being a canary, so its copies in kept free text
+  (Manufacturer, OpticalPathIdentifier) were neither scrubbed nor found.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from .conftest import shared
+from .fixtures.helpers import barcode_image
+
+MRN = "98765432"
+
+
+def _label_photo() -> np.ndarray:
+    from PIL import Image, ImageDraw
+
+    label = Image.new("RGB", (600, 300), (250, 250, 250))
+    d = ImageDraw.Draw(label)
+    d.text((20, 20), "Quentin Smithereens", fill=(0, 0, 0))
+    d.text((20, 50), f"DOB 1979-01-01  MRN {MRN}", fill=(0, 0, 0))
+    label.paste(barcode_image(MRN, 3), (20, 100))
+    return np.asarray(label)
+
+
+def _with_label_page(fmt: str, folder: Path) -> tuple[Path, list[str]]:
+    """A fixture slide of ``fmt`` with the label photo appended as one more stripped page."""
+    extra: list[str] = []
+    desc = software = None
+    if fmt == "ventana":
+        from .fixtures.bif_gen import make_bif
+
+        src, big, desc = folder / "CASE-1.bif", True, "Probability_Image"
+        make_bif(src)
+    elif fmt == "philips":
+        from .fixtures.philips_gen import make_philips
+
+        src, big, software = folder / "CASE-1.tiff", False, "Philips DP v1.0"
+        make_philips(src)
+    elif fmt == "leica":
+        from .fixtures.scn_gen import make_scn
+
+        src, big = folder / "CASE-1.scn", True
+        make_scn(src)
+    else:
+        from .fixtures.generic_gen import make_generic_tiff
+
+        src = folder / "CASE-1.tif"
+        make_generic_tiff(src)
+        big, extra = tifffile.TiffFile(src).is_bigtiff, ["--allow-generic"]
+    with tifffile.TiffWriter(src, bigtiff=big, append=True) as tw:
+        tw.write(_label_photo(), photometric="rgb", compression="jpeg", rowsperstrip=16, metadata=None, software=software, description=desc, subfiletype=1)
+    return src, extra
+
+
+def _label_pages(path: Path) -> list[int]:
+    with tifffile.TiffFile(path) as tf:
+        return [p.index for p in tf.pages if p.shape[:2] == (300, 600)]
+
+
+@pytest.mark.parametrize("fmt", ["ventana", "philips", "leica", "generic"])
+def test_a_picture_no_reader_shows_is_not_shared(cli, tmp_path, fmt):
+    (tmp_path / "src").mkdir()
+    src, extra = _with_label_page(fmt, tmp_path / "src")
+    assert _label_pages(src)
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", "--target", "native", *extra, str(src), "-o", str(out))
+    (slide,) = json.loads((out / "wsianon-report.json").read_text())["slides"]
+    checks = {c["check"]: c for c in (slide.get("verification") or {}).get("checks", [])}
+    assert "Smithereens" not in stdout + stderr and MRN not in stdout + stderr
+    if fmt == "ventana":  # a picture the BIF model does not know: wiped and unlinked, the slide shared
+        assert code == 0 and slide["status"] == "ok", stdout + stderr
+        assert checks["image-pages"]["ok"]
+        assert any(r["name"] == "unknown" and r["action"] == "wiped+unlinked" for r in slide["removed"])
+        (output,) = [out / f for f in slide["outputs"]]
+        assert _label_pages(output) == []
+    else:  # the others keep it: refused, nothing shared
+        assert code != 0 and slide["status"] == "failed", stdout + stderr
+        assert not checks["image-pages"]["ok"] and "(600 x 300)" in checks["image-pages"]["detail"]
+        assert not any(p.suffix.lower() in (".tiff", ".tif", ".scn") for p in out.rglob("*") if p.is_file())
+
+
+def test_verify_finds_a_picture_added_to_a_clean_output(cli, tmp_path):
+    """``wsianon verify`` of an output the redactor wrote, a label page appended afterwards."""
+    from .fixtures.philips_gen import make_philips
+
+    (tmp_path / "src").mkdir()
+    src = tmp_path / "src" / "CASE-2.tiff"
+    make_philips(src)
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", "--target", "native", str(src), "-o", str(out))
+    assert code == 0, stdout + stderr
+    (slide,) = json.loads((out / "wsianon-report.json").read_text())["slides"]
+    assert {c["check"]: c["ok"] for c in slide["verification"]["checks"]}["image-pages"]
+    (output,) = [out / f for f in slide["outputs"]]
+    planted = tmp_path / "planted" / output.name
+    planted.parent.mkdir()
+    shutil.copyfile(output, planted)
+    with tifffile.TiffWriter(planted, append=True) as tw:
+        tw.write(_label_photo(), photometric="rgb", compression="jpeg", rowsperstrip=16, metadata=None, software="Philips DP v1.0", subfiletype=1)
+    vcode, vout, _ = cli("verify", "--json", str(planted))
+    checks = {c["check"]: c for c in json.loads(vout)[0]["checks"]}
+    assert vcode == 1 and not checks["image-pages"]["ok"]
+
+
+def _dicom_source(folder: Path, edit) -> Path:
+    import pydicom
+
+    folder.mkdir(parents=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(shared("dicom/highdicom_sm_image.dcm"))
+        ds.PatientName, ds.PatientID, ds.PatientBirthDate = "Smithereens^Quentin", MRN, "19790101"
+        edit(ds)
+        ds.save_as(folder / "slide.dcm", enforce_file_format=True)
+    return folder
+
+
+def _code(value: str, scheme: str, meaning: str):
+    from pydicom.dataset import Dataset
+
+    c = Dataset()
+    c.CodeValue, c.CodingSchemeDesignator, c.CodeMeaning = value, scheme, meaning
+    return c
+
+
+def _series_number(ds) -> None:
+    ds.Manufacturer = MRN
+    ds.SeriesNumber = MRN
+
+
+def _unknown_code(ds) -> None:
+    from pydicom.sequence import Sequence
+
+    ds.OpticalPathSequence[0].OpticalPathIdentifier = MRN
+    ds.SpecimenDescriptionSequence[0].PrimaryAnatomicStructureSequence = Sequence([_code(MRN, "SCT", "tissue")])
+
+
+@pytest.mark.parametrize("edit", [_series_number, _unknown_code], ids=["series-number", "unknown-code"])
+def test_a_kept_copy_of_the_patient_id_does_not_switch_off_its_scrub(cli, tmp_path, edit):
+    import pydicom
+
+    src = _dicom_source(tmp_path / "in", edit)
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", "--target", "dicom", str(src), "-o", str(out))
+    (slide,) = json.loads((out / "wsianon-report.json").read_text())["slides"]
+    outputs = sorted(out.rglob("*.dcm"))
+    if code == 0:  # shared: then no copy of the MRN is left anywhere in it
+        assert slide["status"] == "ok" and outputs
+        for f in outputs:
+            assert MRN.encode() not in f.read_bytes()
+            ds = pydicom.dcmread(f, stop_before_pixels=True)
+            assert not [e.keyword for e in ds.iterall() if e.VR != "SQ" and MRN in str(e.value)]
+    else:  # or refused, nothing shared
+        assert slide["status"] == "failed" and not outputs
+    assert MRN not in stdout + stderr
+
+
+NAME_IN_PIECES = ["Q.U.E.N.T.I.N", "Q_U_E_N_T_I_N_S_M_I_T_H", "QuEnTiN_SmItHeReEnS", "S.M.I.T.H.E.R.E.E.N.S"]
+
+
+@pytest.mark.parametrize("fmt", ["philips", "ventana", "mrxs", "ndpi", "leica", "aperio", "dicom"])
+def test_a_name_in_one_letter_pieces_inside_a_token_is_not_vocabulary(fmt):
+    """The chain rule for pieces of one or two letters applies inside a token too (it applied only
+    to separate tokens: "Q.U.E.N.T.I.N" passed as seven pieces of structure)."""
+    from wsianon.verify.vocabulary import unknown_tokens, vocabulary
+
+    v = vocabulary(fmt)
+    for text in NAME_IN_PIECES:
+        assert unknown_tokens(text, v), (fmt, text)
+    for text in ["U.S.A", "x.y.z", "R.G.B", "FF_FF_FF_00_00_00_80_80", "in mm", "v1.2.3.4", "A.B.C"]:
+        assert unknown_tokens(text, v) == [], (fmt, text)
+
+
+def _philips_with_model_name(tmp_path: Path, monkeypatch, value: str) -> Path:
+    import tests.fixtures.philips_gen as philips_gen
+
+    original = philips_gen.dpufs_xml
+    monkeypatch.setattr(philips_gen, "dpufs_xml", lambda *a, **k: original(*a, **k).replace(">UFS Scanner<", f">{value}<"))
+    (tmp_path / "src").mkdir()
+    src = tmp_path / "src" / "CASE-3.tiff"
+    philips_gen.make_philips(src)
+    assert value.encode() in src.read_bytes()
+    return src
+
+
+@pytest.mark.parametrize(
+    "value,kept",
+    [
+        ("Philips UltraFast Scanner", True),  # the products' own names: vocabulary (were quarantined)
+        ("IntelliSite Pathology Solution", True),
+        ("Philips Q.U.E.N.T.I.N Scanner", False),  # a name in pieces: blanked, the slide shared
+        ("Philips Zyxqwv Scanner", False),  # a word no vocabulary knows: blanked, not quarantined
+    ],
+)
+def test_philips_keeps_a_safe_attribute_only_as_vocabulary(cli, tmp_path, monkeypatch, value, kept):
+    src = _philips_with_model_name(tmp_path, monkeypatch, value)
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", "--target", "native", str(src), "-o", str(out))
+    assert code == 0, stdout + stderr
+    (slide,) = json.loads((out / "wsianon-report.json").read_text())["slides"]
+    (output,) = [out / f for f in slide["outputs"]]
+    assert (value.encode() in output.read_bytes()) is kept
+    assert any("DICOM_MANUFACTURERS_MODEL_NAME" in r["name"] and r["action"] != "kept" for r in slide["removed"]) is not kept
