@@ -39,7 +39,8 @@ def test_tiles_larger_than_a_decoder_is_given_are_refused_by_the_structure_check
     with pytest.raises(CorruptInput) as err:
         preflight.check_structure(src)
     assert err.value.path == src
-    assert f"tiles of 256 x {MAX_TILE_PIXELS // 256 + 256} px" in err.value.reason
+    assert "tiles of more than" in err.value.reason
+    assert str(MAX_TILE_PIXELS // 256 + 256) not in err.value.reason  # no number read from the file
 
 
 def test_tiles_of_the_bound_pass():

@@ -277,7 +277,7 @@ def blank_label_patches(ts: TiffStructure, ifd: IFD) -> list[Patch]:
         arr = np.full((rows, width, spp), 255, dtype=np.uint8)
         data = _encode_strip(arr, comp, predictor)
         if data is None or len(data) > cnt:
-            raise CorruptInput(ts.path, f"label IFD {ifd.index}: cannot write a blank label with compression {comp}")
+            raise CorruptInput(ts.path, f"label IFD {ifd.index}: cannot write a blank label in its compression")
         patches.append(Patch(off, cnt, data + bytes(cnt - len(data)), "label replaced by blank image"))
         new_counts.append(len(data))
     code = {3: "H", 4: "I", 16: "Q"}[counts_entry.type]

@@ -65,7 +65,7 @@ def read_header(path: Path, walk: bool = True) -> tuple[Dataset, PixelSpan | Non
                     raise UnsupportedFormat(path, "float pixel data is not a whole slide image")
                 if tag == 0xFFFCFFFC:  # only trailing padding, no pixel data
                     return ds, None
-                raise CorruptInput(path, f"unexpected element ({group:04X},{elem:04X}) where Pixel Data should be")
+                raise CorruptInput(path, "an unexpected element where Pixel Data should be")
             if implicit:
                 (length,) = struct.unpack("<I", head[4:8])
                 hdr = 8

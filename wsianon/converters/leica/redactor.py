@@ -239,7 +239,7 @@ class LeicaConverter(NativeConverter):
             ifds = [_int(d, "ifd", ts.path) for d in img.iter(q("dimension"))]
             for i in ifds:
                 if not 0 <= i < n_ifds:
-                    raise CorruptInput(ts.path, f"Leica XML names IFD {i}, the file has {n_ifds}")
+                    raise CorruptInput(ts.path, f"Leica XML names an IFD the file does not have (it has {n_ifds})")
             if is_macro:
                 an.macro_images.append(img)
                 an.macro_ifds.extend(ifds)

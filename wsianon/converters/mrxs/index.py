@@ -60,7 +60,7 @@ class IndexInfo:
 
 def _i32(data: bytes, off: int, path: Path, what: str) -> int:
     if off < 0 or off + 4 > len(data):
-        raise CorruptInput(path, f"Index.dat truncated or corrupt: {what} at {off} is outside the file ({len(data)} bytes)")
+        raise CorruptInput(path, f"Index.dat truncated or corrupt: {what} is outside the file ({len(data)} bytes)")
     return struct.unpack_from("<i", data, off)[0]
 
 

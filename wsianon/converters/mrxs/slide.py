@@ -97,7 +97,7 @@ def _declared(ini: IniDoc, key: str) -> int:
     the file has lines is a damaged file (a count of 10^8 would otherwise be walked key by key)."""
     n = ini.int("HIERARCHICAL", key)
     if n < 0 or n > len(ini.lines):
-        raise CorruptInput(ini.path, f"Slidedat.ini declares {key} = {n}, more entries than the file has lines")
+        raise CorruptInput(ini.path, f"Slidedat.ini declares for {key} more entries than the file has lines")
     return n
 
 
@@ -129,14 +129,14 @@ def _check_extents(index_path: Path, datafiles: list[Path], index: IndexInfo, re
         return
     for off, ln, fno in index.hier_tiles + index.other_hier:
         if fno >= nfiles:
-            raise CorruptInput(index_path, f"Index.dat names data file {fno}, Slidedat.ini lists {nfiles}")
+            raise CorruptInput(index_path, f"Index.dat names a data file Slidedat.ini does not list (it lists {nfiles})")
         if off + ln > sizes[fno]:
             raise CorruptInput(datafiles[fno], "tile data beyond the end of the data file (truncated?)")
     for r in records:
         if not r.present:
             continue
         if r.fileno >= nfiles:
-            raise CorruptInput(index_path, f"Index.dat names data file {r.fileno}, Slidedat.ini lists {nfiles}")
+            raise CorruptInput(index_path, f"Index.dat names a data file Slidedat.ini does not list (it lists {nfiles})")
         if r.offset + r.size > sizes[r.fileno]:
             raise CorruptInput(datafiles[r.fileno], f"NONHIER record {r.table_slot} data beyond the end of the data file (truncated?)")
 

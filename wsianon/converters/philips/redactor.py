@@ -136,7 +136,7 @@ class PhilipsConverter(NativeConverter):
         if not an.render(None).rstrip().endswith(b"</DataObject>"):  # the UIDs' values do not change the end
             raise CorruptInput(ts.path, "Philips XML does not end with </DataObject>")
         if levels != len(an.levels):
-            raise CorruptInput(ts.path, f"Philips XML lists {levels} PixelDataRepresentation objects for {len(an.levels)} tiled levels")
+            raise CorruptInput(ts.path, f"Philips XML lists another number of PixelDataRepresentation objects than its {len(an.levels)} tiled levels")
         an.xml_images = cleaner.images
         an.canaries = cleaner.canaries
         an.fields.extend(cleaner.fields)
