@@ -64,12 +64,14 @@ from wsianon.verify.dicom.uids import check_uids
 from wsianon.verify.dicom.validator import check_dciodvfy, Dciodvfy
 
 
-def _check_closed_world(files: list[Path], profile: DicomProfile | None, verdict: Verdict, dsets=None) -> None:
+def _check_closed_world(files: list[Path], profile: DicomProfile | None, verdict: Verdict, dsets=None, names: set[str] | None = None) -> None:
     """``dicom: closed world`` (wsianon.verify.dicom_attrs): every attribute allowlisted, every
-    text a dummy/pseudonym/vocabulary value, every reference resolving."""
+    text a dummy/pseudonym/vocabulary value, every reference resolving.  ``names``: the
+    pseudonyms an identity attribute may hold besides a keyed pseudonym's shape (the slide's, a
+    map's; none: only that shape)."""
     from wsianon.verify.dicom_attrs import check_dicom_attributes
 
-    found, n = check_dicom_attributes(files, profile, datasets=[ds for _f, ds in dsets] if dsets else None)
+    found, n = check_dicom_attributes(files, profile, pseudonyms=set(names or ()), datasets=[ds for _f, ds in dsets] if dsets else None)
     verdict.add(
         "dicom: closed world",
         not found,
@@ -187,7 +189,7 @@ def verify_dicom_output(inv: Inventory, result_files: list[Path], ctx, verdict: 
         lambda v: sof.check_dicom(dsets, v, fragments=fragments),
     ]
     with _Beside(frame_checks, frame_segments is not None) as beside:
-        _check_closed_world(files, profile, verdict, dsets)
+        _check_closed_world(files, profile, verdict, dsets, set(ctx.names()))
         from wsianon.verify import dicom_text  # every remaining text value is vocabulary (issue 8, 4b)
 
         dicom_text.add_check(verdict, files, [ds for _f, ds in dsets], set(ctx.names()))  # the slide's pseudonyms
@@ -227,7 +229,7 @@ def _audit_dicom(inv: Inventory, files: list[Path], verdict: Verdict, pseudonyms
         walk_profile(ds, recorded_profile(ds), set(), set(), problems)
     # without the source, dates/dummies cannot be judged; private tags, X and Z can
     verdict.add("dicom: profile", not problems, "; ".join(sorted(set(problems))[:8]) or "conforms to the Basic Profile")
-    _check_closed_world(files, None, verdict, dsets)  # the options the outputs record
+    _check_closed_world(files, None, verdict, dsets, pseudonyms)  # the options the outputs record
     from wsianon.verify import dicom_text  # every remaining text value is vocabulary (issue 8, 4b)
 
     dicom_text.add_check(verdict, files, [ds for _f, ds in dsets], pseudonyms)

@@ -214,8 +214,8 @@ class _Walker:
             return True
         if kw in w.identity:
             # the shape of wsianon's keyed pseudonyms (vocab_dicom.json's identity_patterns, the same
-            # test as dicom_text), or a name the caller's map gives. Without names (the pipeline
-            # does not pass them here), a name may be a map's: dicom_text, which gets them, judges
+            # test as dicom_text), or a name the caller gives (the slide's pseudonyms in ``run``, a
+            # map's in ``verify``); ``pseudonyms`` None (a caller of its own) accepts any name
             if any(p.fullmatch(v) for p in _identity_patterns()):
                 return True
             return self.pseudonyms is None or v in self.pseudonyms or v.rstrip("-0123456789") in self.pseudonyms
