@@ -218,3 +218,26 @@ def test_philips_keeps_a_safe_attribute_only_as_vocabulary(cli, tmp_path, monkey
     (output,) = [out / f for f in slide["outputs"]]
     assert (value.encode() in output.read_bytes()) is kept
     assert any("DICOM_MANUFACTURERS_MODEL_NAME" in r["name"] and r["action"] != "kept" for r in slide["removed"]) is not kept
+
+
+def test_a_picture_of_a_level_size_beside_that_level_is_judged(cli, tmp_path):
+    """A label photo scaled to a level's size passes the size test: every page of a size more
+    pages have than OpenSlide shows must be the slide (the level itself is; the photo is not)."""
+    import openslide
+    from PIL import Image
+
+    from .fixtures.philips_gen import make_philips
+
+    (tmp_path / "src").mkdir()
+    src = tmp_path / "src" / "CASE-4.tiff"
+    make_philips(src)
+    with openslide.OpenSlide(str(src)) as s:
+        w, h = s.level_dimensions[-1]
+    photo = np.asarray(Image.fromarray(_label_photo()).resize((w, h)))
+    with tifffile.TiffWriter(src, append=True) as tw:
+        tw.write(photo, photometric="rgb", compression="jpeg", rowsperstrip=16, metadata=None, software="Philips DP v1.0", subfiletype=1)
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", "--target", "native", str(src), "-o", str(out))
+    (slide,) = json.loads((out / "wsianon-report.json").read_text())["slides"]
+    checks = {c["check"]: c for c in slide["verification"]["checks"]}
+    assert code != 0 and not checks["image-pages"]["ok"] and f"({w} x {h})" in checks["image-pages"]["detail"], stdout + stderr

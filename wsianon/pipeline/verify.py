@@ -225,8 +225,13 @@ def check_openslide(snap: SourceSnapshot, conv: NativeConverter | None, out_main
         extra = sorted(names - allowed)
         verdict.add("associated-images", not extra, f"present: {sorted(names)}; not allowed: {extra}")
         if vendor != "mirax":  # every picture of a TIFF-family output is one OpenSlide shows
-            shown = image_pages.shown_sizes(out.level_dimensions, out.level_downsamples, sizes, props, vendor)
-            image_pages.check(out_main, shown, verdict, slide=out)
+            try:  # a handle left in error by a tile that failed to decode raises on every call
+                shown = image_pages.shown_sizes(out.level_dimensions, out.level_downsamples, sizes, props, vendor)
+            except Exception as exc:
+                verdict.add(image_pages.CHECK, False, f"OpenSlide cannot give the output's sizes ({type(exc).__name__})")
+            else:
+                counts = image_pages.shown_counts(out.level_dimensions, sizes, vendor)
+                image_pages.check(out_main, shown, verdict, slide=out, counts=counts)
         if "label" in names and policy.label == "blank":
             blank = uniform(out.associated_images["label"])
             verdict.add("label-blank", blank, "label is a uniform blank image" if blank else "label is not blank")

@@ -9,7 +9,8 @@ that holds pixel data must have the size of a level or of an associated image Op
 (an NDPI's or SCN's other focal planes have their level's size and are judged by
 ``focal-planes``; a Leica SCN's images are placed in its collection, see :func:`shown_sizes`);
 any other picture must be the slide downsampled by the thumbnail rule (a reduced-resolution page
-OpenSlide's generic reader leaves out), else it fails the slide.  A 1 x 1 page (BIF's directory that carries
+OpenSlide's generic reader leaves out), else it fails the slide; so must every page of a size more
+pages have than OpenSlide shows (a label photo scaled to a level's size beside that level).  A 1 x 1 page (BIF's directory that carries
 the iScan XMP in front of the pyramid) holds no picture.
 """
 
@@ -22,10 +23,13 @@ from wsianon.io.tiff import IMAGE_LENGTH, IMAGE_WIDTH, TiffStructure
 CHECK = "image-pages"
 
 
-def unshown(path: Path, shown: set[tuple[int, int]]) -> list[tuple[int, int, int]]:
+def unshown(path: Path, shown: set[tuple[int, int]], counts: dict[tuple[int, int], int] | None = None) -> list[tuple[int, int, int]]:
     """(IFD index, width, height) of every page of ``path`` that holds pixel data and whose size
-    is none of ``shown``.  Raises what the TIFF walk raises for a file it cannot follow."""
+    is none of ``shown``; with ``counts`` (how many pictures of each size OpenSlide shows), also
+    every page of a size that more pages have than that (which of them is the level is not
+    known: all are judged).  Raises what the TIFF walk raises for a file it cannot follow."""
     out = []
+    by_size: dict[tuple[int, int], list[int]] = {}
     with TiffStructure(path) as ts:
         for ifd in ts.ifds:
             w, h = int(ts.value(ifd, IMAGE_WIDTH, 0) or 0), int(ts.value(ifd, IMAGE_LENGTH, 0) or 0)
@@ -36,6 +40,23 @@ def unshown(path: Path, shown: set[tuple[int, int]]) -> list[tuple[int, int, int
                 continue
             if (w, h) not in shown:
                 out.append((ifd.index, w, h))
+            else:
+                by_size.setdefault((w, h), []).append(ifd.index)
+    if counts is not None:
+        for size, pages in by_size.items():
+            if len(pages) > counts.get(size, 1):
+                out.extend((i, *size) for i in pages)
+    return sorted(out)
+
+
+def shown_counts(level_dims, associated_dims, vendor: str | None) -> dict[tuple[int, int], int] | None:
+    """How many pictures of each size OpenSlide shows (levels and associated images); None for an
+    NDPI or a Leica SCN, whose other focal planes are pages of a level's size (``focal-planes``)."""
+    if vendor in ("hamamatsu", "leica"):
+        return None
+    out: dict[tuple[int, int], int] = {}
+    for w, h in [*level_dims, *associated_dims]:
+        out[(int(w), int(h))] = out.get((int(w), int(h)), 0) + 1
     return out
 
 
@@ -64,7 +85,7 @@ def shown_sizes(level_dims, downsamples, associated_dims, props: dict, vendor: s
 MAX_JUDGED_PIXELS = 16 << 20
 
 
-def check(path: Path, shown: set[tuple[int, int]], verdict, slide=None) -> None:
+def check(path: Path, shown: set[tuple[int, int]], verdict, slide=None, counts: dict[tuple[int, int], int] | None = None) -> None:
     """Add ``image-pages`` for the output ``path`` (``shown``: :func:`shown_sizes`).  A page of
     another size passes only when ``slide`` (the open OpenSlide handle) is given and the page
     *is the slide* by the thumbnail rule (``verify.thumbnail.judge``: a reduced-resolution page
@@ -72,7 +93,7 @@ def check(path: Path, shown: set[tuple[int, int]], verdict, slide=None) -> None:
     from wsianon.errors import WsianonError
 
     try:
-        extra = unshown(path, shown)
+        extra = unshown(path, shown, counts)
     except (WsianonError, OSError, ValueError) as exc:
         verdict.add(CHECK, False, f"the output's directories cannot be walked ({type(exc).__name__})")
         return
