@@ -241,3 +241,35 @@ def test_a_picture_of_a_level_size_beside_that_level_is_judged(cli, tmp_path):
     (slide,) = json.loads((out / "wsianon-report.json").read_text())["slides"]
     checks = {c["check"]: c for c in slide["verification"]["checks"]}
     assert code != 0 and not checks["image-pages"]["ok"] and f"({w} x {h})" in checks["image-pages"]["detail"], stdout + stderr
+
+
+def test_digit_forms_of_an_identifier():
+    from wsianon.io.scan import Canary, Scanner, digit_forms
+
+    forms = digit_forms("98765432")
+    assert {"9876-5432", "98 765 432", "98.765.432", "987 65432"} <= set(forms)
+    dates = digit_forms("19790101")
+    assert {"1979-01-01", "01.01.1979", "01/01/1979", "1/1/1979", "01/01/79"} <= set(dates)
+    assert digit_forms("12345") == [] and digit_forms("AB123456") == []  # short or not digits: none
+    sc = Scanner([Canary("PatientID", "98765432"), Canary("PatientBirthDate", "19790101")])
+    text = b"scanner 9876-5432 and born 01.01.1979 here"
+    assert {f.canary for f in sc.scan_bytes(text)} == {"PatientID", "PatientBirthDate"}
+    assert sc.scan_bytes(b"version 9.8.7 of 2026-12-06, 98765 px") == []
+
+
+@pytest.mark.parametrize("written", ["9876-5432", "98 765 432", "1979-01-01", "01.01.1979"])
+def test_an_identifier_reformatted_in_kept_text_is_scrubbed(cli, tmp_path, written):
+    """DICOM route: the source's PatientID 98765432 and birth date 19790101 written otherwise in a
+    kept free-text attribute (Manufacturer) were kept and the run verified."""
+    import pydicom
+
+    def edit(ds):
+        ds.Manufacturer = written
+
+    src = _dicom_source(tmp_path / "in", edit)
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", "--target", "dicom", str(src), "-o", str(out))
+    assert code == 0, stdout + stderr
+    for f in sorted(out.rglob("*.dcm")):
+        assert written.encode() not in f.read_bytes()
+        assert str(pydicom.dcmread(f, stop_before_pixels=True).Manufacturer) != written

@@ -60,6 +60,29 @@ def base64_fragments(data: bytes) -> list[bytes]:
     return out
 
 
+def digit_forms(v: str) -> list[str]:
+    """Other ways a writer puts a number of 6 to 20 digits (an MRN, an accession number, a birth
+    date) into text: one separator (``-``, space, ``.``, ``/``) between any two groups of 2 or more
+    digits ("9876-5432"), groups of three from the right ("98 765 432", "98.765.432"), and for a
+    date written YYYYMMDD its usual orders with ``-``, ``/`` or ``.`` ("1979-01-01", "01.01.1979",
+    "1/1/1979", "01/01/79").  Red team stop 37: such a copy in kept free text passed the canary
+    scan, which searched the value only as written."""
+    if not (v.isascii() and v.isdigit() and 6 <= len(v) <= 20):
+        return []
+    out = [v[:i] + sep + v[i:] for i in range(2, len(v) - 1) for sep in ("-", " ", ".", "/")]
+    head = len(v) % 3 or 3
+    groups = [v[:head]] + [v[i : i + 3] for i in range(head, len(v), 3)]
+    out += [sep.join(groups) for sep in (" ", ".", ",", "'")]
+    if len(v) == 8:
+        y, m, d = v[:4], v[4:6], v[6:]
+        if 1 <= int(m) <= 12 and 1 <= int(d) <= 31:
+            for sep in ("-", "/", "."):
+                out += [sep.join((y, m, d)), sep.join((d, m, y)), sep.join((m, d, y))]
+                out += [sep.join((str(int(d)), str(int(m)), y)), sep.join((str(int(m)), str(int(d)), y))]
+                out += [sep.join((d, m, y[2:])), sep.join((m, d, y[2:]))]
+    return list(dict.fromkeys(f for f in out if f != v))
+
+
 def variants(value: str) -> tuple[list[bytes], list[bytes]]:
     """(case-insensitive patterns, case-sensitive patterns) for a value."""
     ci: list[bytes] = []
@@ -70,6 +93,7 @@ def variants(value: str) -> tuple[list[bytes], list[bytes]]:
     # a file name's undecodable bytes (os.fsdecode's surrogate escapes) are scanned as the bytes they were
     raw = v.encode("utf-8", "surrogateescape")
     ci.append(raw)
+    ci.extend(f.encode("ascii") for f in digit_forms(v))
     try:
         ci.append(v.encode("latin-1"))
     except UnicodeEncodeError:
