@@ -197,3 +197,20 @@ def test_header_numbers_cannot_ask_for_unbounded_work(opj):
     struct.pack_into(">I", wide, siz + 6, 0x7FFFFFFF)
     struct.pack_into(">I", wide, siz + 22, 0x7FFFFFFF)
     assert surplus(bytes(wide)) == "a progression of more steps than are followed here"
+
+
+def test_header_padding_bits_must_be_zero(opj):
+    """Red team stop 37: a COD's layer count raised from 1 to 3 made text appended after the last
+    packet read as the new layers' empty packets (an ASCII byte's first bit is 0, its other 7 bits
+    the header's byte padding), and the padding of every header held up to 7 free bits."""
+    tile = next(_tcga_tiles())
+    cod = tile.index(b"\xff\x52")
+    assert struct.unpack_from(">H", tile, cod + 6)[0] == 1  # one layer
+    three = tile[: cod + 6] + struct.pack(">H", 3) + tile[cod + 8 :]
+    assert surplus(three) is None  # the new layers' packets are simply absent (a truncated codestream)
+    planted = _appended(three, 0, b"Quentin Smithereens")
+    assert surplus(planted) == "a packet header's padding bits are not zero"
+    assert surplus(_appended(three, 0, bytes(19))) is None  # zero bytes are empty packets of those layers
+    # one empty packet header whose padding has a bit set, and the same with zero padding
+    assert surplus(_appended(three, 0, b"\x01")) == "a packet header's padding bits are not zero"
+    assert surplus(_appended(three, 0, b"\x00")) is None

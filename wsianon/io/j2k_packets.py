@@ -185,11 +185,19 @@ class _Bits:
 
 def _align(bits: _Bits) -> int:
     """Byte-align after a header (B.10.1): when its last byte was 0xFF, the next (whose first bit
-    is the stuffed 0) belongs to the header too."""
+    is the stuffed 0) belongs to the header too.  The bits that pad the header to its byte end
+    must be zero, as encoders write them: red team stop 37 raised a COD's layer count so that
+    text appended after the last packet read as empty packets (an ASCII byte's first bit is 0,
+    and its other 7 bits are such padding)."""
+    if bits.ct and bits.buf & ((1 << bits.ct) - 1):
+        raise _Bad("a packet header's padding bits are not zero")
     if (bits.buf & 0xFF) == 0xFF:
         if bits.pos >= bits.end:
             raise _Bad("a packet header runs past its tile-part")
-        bits.buf = ((bits.buf << 8) & 0xFFFF) | bits.data[bits.pos]
+        nxt = bits.data[bits.pos]
+        if nxt & 0x7F:
+            raise _Bad("a packet header's padding bits are not zero")
+        bits.buf = ((bits.buf << 8) & 0xFFFF) | nxt
         bits.pos += 1
     bits.ct = 0
     return bits.pos
