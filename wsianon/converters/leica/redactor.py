@@ -36,6 +36,7 @@ from wsianon.converters._tiffmeta import (
     parse_xml,
     xml_declaration,
 )
+from wsianon.converters._vocab import vocabulary_value
 from wsianon.converters.base import Field, Inventory, NativeConverter, SlideContext
 from wsianon.converters.decisions import Decisions, ImageDecision, ImageKind, TagEdit
 from wsianon.errors import CorruptInput
@@ -119,10 +120,14 @@ class _XmlCleaner:
         el.attrib[name] = ""
 
     def _safe_attribute(self, tag: str, name: str, val: str) -> bool:
-        """Listed by the profile (a device model only when it has the shape of a model name)."""
+        """Listed by the profile (a device model only when it has the shape of a model name), and
+        only as the format's vocabulary (red team stop 37: "Leica SCN400 QuEnTiN SmItHeReEnS"
+        has a model name's shape; kept, the verifier quarantined the slide): blanked otherwise."""
         if name not in self.safe_attrs.get(tag, ()):
             return False
-        return not (tag == "device" and name == "model" and not self.model_ok.fullmatch(val))
+        if tag == "device" and name == "model" and not self.model_ok.fullmatch(val):
+            return False
+        return not val.strip() or vocabulary_value(val, "leica")
 
     def _version(self, el: ET.Element, path: str, name: str, val: str) -> None:
         """device@version keeps only its leading version number."""
@@ -145,7 +150,10 @@ class _XmlCleaner:
             self._barcode(txt)
         elif txt and tag in self.dates:
             self._date(el, path, txt)
-        elif txt and tag not in self.safe_text:
+        elif txt and (tag not in self.safe_text or (tag != "objective" and not vocabulary_value(txt, "leica"))):
+            # a safe text only as vocabulary; but <objective> is never blanked: OpenSlide 4 reading
+            # a Leica SCN whose objective is empty or missing crashes (SIGSEGV), and the verifier
+            # opens the output in-process (one not vocabulary is kept for the verifier to refuse)
             self._field(f"XML {path}", txt, Action.BLANK)
             el.text = ""
 

@@ -42,6 +42,7 @@ from wsianon.converters._tiffmeta import (
     serialize,
     xml_declaration,
 )
+from wsianon.converters._vocab import vocabulary_value
 from wsianon.converters.base import Field, Inventory, NativeConverter, SlideContext
 from wsianon.converters.decisions import Decisions, ImageDecision, ImageKind, TagEdit, report_fields
 from wsianon.errors import CorruptInput
@@ -64,13 +65,16 @@ def _local(name: str) -> str:
 
 
 def clean_xml(root: ET.Element, keep_attr, where: str, prefix: str) -> list[Field]:
-    """Blank, in place, every attribute ``keep_attr(path, name)`` rejects and every text node."""
+    """Blank, in place, every attribute ``keep_attr(path, name)`` rejects and every text node.  A
+    kept attribute keeps its value only as the format's vocabulary (as the NDPI, MRXS, Aperio and
+    Philips redactors keep safe values: red team stop 37 wrote a name as "Q.U.E.N.T.I.N" into an
+    iScan BuildVersion, kept for the verifier to quarantine the slide): blanked otherwise."""
     fields: list[Field] = []
 
     def walk(el: ET.Element, path: str) -> None:
         for name in list(el.attrib):
             val = el.attrib[name]
-            if keep_attr(path, el.tag, name):
+            if keep_attr(path, el.tag, name) and (not val.strip() or vocabulary_value(val, "ventana")):
                 continue
             if not shown("ventana", _local(name)):
                 # the attribute's name is the writer's text ("Doe_Jane", "S19-4711"): taken out with
