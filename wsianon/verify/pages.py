@@ -10,8 +10,9 @@ that holds pixel data must have the size of a level or of an associated image Op
 ``focal-planes``; a Leica SCN's images are placed in its collection, see :func:`shown_sizes`);
 any other picture must be the slide downsampled by the thumbnail rule (a reduced-resolution page
 OpenSlide's generic reader leaves out), else it fails the slide; so must every page of a size more
-pages have than OpenSlide shows (a label photo scaled to a level's size beside that level).  A 1 x 1 page (BIF's directory that carries
-the iScan XMP in front of the pyramid) holds no picture.
+pages have than OpenSlide shows (a label photo scaled to a level's size beside that level).  A 1 x 1 page of at most 8 bytes (BIF's
+directory that carries the iScan XMP in front of the pyramid) holds no picture; a page of width or
+height 0 with data is judged like any other.
 """
 
 from __future__ import annotations
@@ -33,11 +34,13 @@ def unshown(path: Path, shown: set[tuple[int, int]], counts: dict[tuple[int, int
     with TiffStructure(path) as ts:
         for ifd in ts.ifds:
             w, h = int(ts.value(ifd, IMAGE_WIDTH, 0) or 0), int(ts.value(ifd, IMAGE_LENGTH, 0) or 0)
-            if w * h <= 1:
-                continue
             _offs, cnts = ts.data_span_arrays(ifd)
             if not len(cnts) or not (cnts > 0).any():
                 continue
+            if w == h == 1 and int(cnts.sum()) <= 8:
+                continue  # one pixel (BIF's directory in front of the pyramid): no picture
+            # any other page with data is judged, a width or height of 0 too (red team stop 37,
+            # round 2: a label photo's page with ImageWidth 0 was taken for "no picture")
             if (w, h) not in shown:
                 out.append((ifd.index, w, h))
             else:

@@ -54,7 +54,6 @@ _RUN_16BE = re.compile(rb"(?:\x00[\x20-\x7e]){%d,}" % MIN_RUN)
 _TOKEN = re.compile(r"[^\W_]+(?:[_.\-:/+'][^\W_]+)*_*", re.UNICODE)
 _PARTS = re.compile(r"[_.\-:/+']+")
 _CAMEL = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
-_HEX_LETTERS = re.compile(r"[A-Fa-f]+")
 _B64 = re.compile(r"[A-Za-z0-9+/]{64,}={0,2}")
 
 # structural tokens: numbers, dates, times, versions, dimensions, UIDs, digests, pseudonyms
@@ -183,15 +182,20 @@ class Vocab:
         under 4 letters ("U.S.A") and hex pairs ("FF_FF_FF_00", judged as hex elsewhere) pass."""
         pieces = [c for p in _PARTS.split(tok) if p for c in (_CAMEL.findall(p) or [p])]
         run: list[str] = []
-        for piece in [*pieces, ""]:
+        for k, piece in enumerate([*pieces, ""]):
             if piece and len(piece) <= 2 and piece.isascii() and piece.isalpha():
+                run.append(piece)
+                continue
+            # a single digit between letter pieces stands for a letter ("QU3NT1N", "Sm1th": red
+            # team stop 37, round 2); the run goes on through it
+            if run and len(piece) == 1 and piece.isdigit() and k + 1 < len(pieces) and pieces[k + 1].isalpha():
                 run.append(piece)
                 continue
             joined = "".join(run)
             if (
                 len(run) >= 3
                 and len(joined) >= 4
-                and not _HEX_LETTERS.fullmatch(joined)
+                and sum(c.isalpha() and c.lower() not in "abcdef" for c in joined) >= 2  # not hex ("0x1F2E", "FF_FF")
                 and not all(t.lower() in self.words for t in run)
                 and not self.word_ok(joined)
             ):
