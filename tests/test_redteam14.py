@@ -172,7 +172,18 @@ def test_a_kept_copy_of_the_patient_id_does_not_switch_off_its_scrub(cli, tmp_pa
     assert MRN not in stdout + stderr
 
 
-NAME_IN_PIECES = ["Q.U.E.N.T.I.N", "Q_U_E_N_T_I_N_S_M_I_T_H", "QuEnTiN_SmItHeReEnS", "S.M.I.T.H.E.R.E.E.N.S"]
+NAME_IN_PIECES = [
+    "Q.U.E.N.T.I.N",
+    "Q_U_E_N_T_I_N_S_M_I_T_H",
+    "QuEnTiN_SmItHeReEnS",
+    "S.M.I.T.H.E.R.E.E.N.S",
+    # round 2: single digits between the letter pieces
+    "QU3NT1N",
+    "SM1TH3R33NS",
+    "Qu-en-1-ti-n",
+    "Q1U1E1N1T1I1N",
+    "Sm1th",
+]
 
 
 @pytest.mark.parametrize("fmt", ["philips", "ventana", "mrxs", "ndpi", "leica", "aperio", "dicom"])
@@ -184,7 +195,7 @@ def test_a_name_in_one_letter_pieces_inside_a_token_is_not_vocabulary(fmt):
     v = vocabulary(fmt)
     for text in NAME_IN_PIECES:
         assert unknown_tokens(text, v), (fmt, text)
-    for text in ["U.S.A", "x.y.z", "R.G.B", "FF_FF_FF_00_00_00_80_80", "in mm", "v1.2.3.4", "A.B.C"]:
+    for text in ["U.S.A", "x.y.z", "R.G.B", "FF_FF_FF_00_00_00_80_80", "in mm", "v1.2.3.4", "A.B.C", "a1b2c3d4", "R2D2", "x86_64", "CD3CD4", "PD-L1"]:
         assert unknown_tokens(text, v) == [], (fmt, text)
 
 
@@ -273,3 +284,103 @@ def test_an_identifier_reformatted_in_kept_text_is_scrubbed(cli, tmp_path, writt
     for f in sorted(out.rglob("*.dcm")):
         assert written.encode() not in f.read_bytes()
         assert str(pydicom.dcmread(f, stop_before_pixels=True).Manufacturer) != written
+
+
+@pytest.mark.parametrize("fmt", ["philips", "ventana"])
+def test_a_picture_page_of_width_zero_is_judged(cli, tmp_path, fmt):
+    """Round 2: a label photo's page with ImageWidth 0 was taken for "no picture" (BIF: described
+    as a level, kept by the redactor)."""
+    (tmp_path / "src").mkdir()
+    if fmt == "philips":
+        from .fixtures.philips_gen import make_philips
+
+        src, big, desc, software = tmp_path / "src" / "CASE-5.tiff", False, None, "Philips DP v1.0"
+        make_philips(src)
+    else:
+        from .fixtures.bif_gen import make_bif
+
+        src, big, desc, software = tmp_path / "src" / "CASE-5.bif", True, "level=0 mag=40 quality=90", None
+        make_bif(src)
+    with tifffile.TiffWriter(src, bigtiff=big, append=True) as tw:
+        tw.write(_label_photo(), photometric="rgb", compression="jpeg", rowsperstrip=16, metadata=None, software=software, description=desc, subfiletype=1)
+    with tifffile.TiffFile(src, mode="r+b") as tf:
+        tf.pages[-1].tags["ImageWidth"].overwrite(0)
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", "--target", "native", str(src), "-o", str(out))
+    (slide,) = json.loads((out / "wsianon-report.json").read_text())["slides"]
+    failed = {c["check"] for c in (slide.get("verification") or {}).get("checks", []) if not c["ok"]}
+    assert code != 0 and slide["status"] != "ok", stdout + stderr
+    assert "image-pages" in failed or slide["status"] == "error", (slide["status"], failed)
+
+
+def _ramp_palette_item(descriptor_first: tuple[int, int], items: int = 1):
+    """A clipped-ramp palette (what the route keeps) whose descriptors start with the two given
+    values: (256, 0) is what real writers put; other values are free numbers."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    ramp = np.arange(256, dtype=np.int64) * 257
+    out = []
+    for _ in range(items):
+        pal = Dataset()
+        for c in ("Red", "Green", "Blue"):
+            setattr(pal, f"{c}PaletteColorLookupTableDescriptor", [*descriptor_first, 16])
+            setattr(pal, f"{c}PaletteColorLookupTableData", ramp.astype("<u2").tobytes())
+        out.append(pal)
+    return Sequence(out)
+
+
+@pytest.mark.parametrize(
+    "descriptor,items,ok",
+    [((256, 0), 1, True), ((0x5153, 0x4D49), 1, False), ((256, 0x5448), 1, False), ((256, 0), 3, False)],
+    ids=["real", "text-in-both", "text-in-first-mapped", "three-items"],
+)
+def test_palette_descriptors_and_items_are_judged(tmp_path, descriptor, items, ok):
+    """Round 2: a kept ramp's descriptor (entries, first mapped value) held 4 free bytes a channel,
+    and several palette items (a dciodvfy error ``run`` forgives when the source has it) more."""
+    import pydicom
+
+    from wsianon.verify.dicom_attrs import check_dicom_attributes
+
+    def edit(ds):
+        ds.OpticalPathSequence[0].PaletteColorLookupTableSequence = _ramp_palette_item(descriptor, items)
+
+    src = _dicom_source(tmp_path / "in", edit)
+    ds = pydicom.dcmread(src / "slide.dcm")
+    found, _n = check_dicom_attributes([src / "slide.dcm"], datasets=[ds])
+    palette = [f for f in found if "Palette" in f]
+    assert (palette == []) is ok, palette
+
+
+def test_icc_numbers_out_of_a_colour_range_leave_the_profile():
+    """Round 2: text written as the s15Fixed16 numbers of XYZ tags, the chad matrix and parametric
+    curves (208 bytes of a patient record in one profile) was kept by the rebuild."""
+    import struct
+
+    from wsianon.io import icc
+
+    from .fixtures.helpers import icc_profile
+
+    def xyz(raw: bytes) -> bytes:
+        return b"XYZ " + bytes(4) + raw
+
+    def para(raw: bytes) -> bytes:
+        return b"para" + bytes(4) + struct.pack(">HH", 4, 0) + raw
+
+    good_xyz = xyz(struct.pack(">3i", *icc.D50))
+    good_para = para(struct.pack(">7i", *(int(v * 65536) for v in (2.4, 1 / 1.055, 0.055 / 1.055, 1 / 12.92, 0.04045, 0, 0))))
+    profile = icc_profile(
+        [
+            (b"wtpt", xyz(b"Quentin Smit")),
+            (b"rXYZ", good_xyz),
+            (b"gXYZ", xyz(b"98765432 DOB")),
+            (b"rTRC", para(b"hereens MRN 98765432 DOB 19790101 ")[:40]),
+            (b"gTRC", good_para),
+        ]
+    )
+    clean, _n = icc.sanitize(profile, compact=True)
+    kept = {sig for sig, _o, _s in icc.parse(clean) or []}
+    assert b"rXYZ" in kept and b"gTRC" in kept
+    assert not kept & {b"wtpt", b"gXYZ", b"rTRC"}
+    assert b"Quentin" not in clean and b"98765432" not in clean and b"hereens" not in clean
+    assert icc.closed_problems(profile, exact=True) and not icc.closed_problems(clean, exact=True)
