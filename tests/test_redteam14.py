@@ -384,3 +384,44 @@ def test_icc_numbers_out_of_a_colour_range_leave_the_profile():
     assert not kept & {b"wtpt", b"gXYZ", b"rTRC"}
     assert b"Quentin" not in clean and b"98765432" not in clean and b"hereens" not in clean
     assert icc.closed_problems(profile, exact=True) and not icc.closed_problems(clean, exact=True)
+
+
+def _native_run(cli, src: Path, out: Path) -> tuple[int, dict, bytes]:
+    code, stdout, stderr = cli("run", "--target", "native", str(src), "-o", str(out))
+    (slide,) = json.loads((out / "wsianon-report.json").read_text())["slides"]
+    data = b"".join((out / f).read_bytes() for f in slide.get("outputs", []))
+    return code, slide, data
+
+
+def test_ventana_and_leica_keep_safe_values_only_as_vocabulary(cli, tmp_path, monkeypatch):
+    """A name in pieces in a Ventana iScan BuildVersion, and in a Leica device model of a model
+    name's shape, were kept (for the verifier to quarantine the slide): now blanked, and the slide
+    shared.  A Leica objective is never blanked (OpenSlide crashes on an empty one): one that is
+    not vocabulary is kept and the slide quarantined, without a crash."""
+    import tests.fixtures.bif_gen as bif_gen
+    import tests.fixtures.scn_gen as scn_gen
+
+    pieces = "Q.U.E.N.T.I.N"
+    orig_xmp = bif_gen.iscan_xmp
+    monkeypatch.setattr(bif_gen, "iscan_xmp", lambda *a, **k: orig_xmp(*a, **k).replace(b'BuildVersion="3.3.1.1"', f'BuildVersion="3.3.1.1 {pieces}"'.encode()))
+    (tmp_path / "b").mkdir()
+    bif_gen.make_bif(tmp_path / "b" / "CASE-6.bif")
+    code, slide, data = _native_run(cli, tmp_path / "b" / "CASE-6.bif", tmp_path / "bout")
+    assert code == 0 and slide["status"] == "ok" and pieces.encode() not in data
+    assert any("BuildVersion" in r["name"] and r["action"] in ("blanked", "removed") for r in slide["removed"]), [r["name"] for r in slide["removed"]]
+
+    orig_xml = scn_gen.scn_xml
+    monkeypatch.setattr(
+        scn_gen, "scn_xml", lambda *a, **k: orig_xml(*a, **k).replace('model="Leica SCN400;Leica SCN"', 'model="Leica SCN400 QuEnTiN SmItHeReEnS"')
+    )
+    (tmp_path / "l").mkdir()
+    scn_gen.make_scn(tmp_path / "l" / "CASE-6.scn")
+    code, slide, data = _native_run(cli, tmp_path / "l" / "CASE-6.scn", tmp_path / "lout")
+    assert code == 0 and slide["status"] == "ok" and b"QuEnTiN" not in data
+    assert any(r["name"].endswith("device@model") and r["action"] == "blanked" for r in slide["removed"])
+
+    monkeypatch.setattr(scn_gen, "scn_xml", lambda *a, **k: orig_xml(*a, **k).replace("<objective>20</objective>", f"<objective>{pieces}</objective>"))
+    (tmp_path / "o").mkdir()
+    scn_gen.make_scn(tmp_path / "o" / "CASE-7.scn")
+    code, slide, _data = _native_run(cli, tmp_path / "o" / "CASE-7.scn", tmp_path / "oout")
+    assert code == 1 and slide["status"] == "failed"  # quarantined by the vocabulary check, no crash
