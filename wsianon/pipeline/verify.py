@@ -231,7 +231,16 @@ def check_openslide(snap: SourceSnapshot, conv: NativeConverter | None, out_main
                 verdict.add(image_pages.CHECK, False, f"OpenSlide cannot give the output's sizes ({type(exc).__name__})")
             else:
                 counts = image_pages.shown_counts(out.level_dimensions, sizes, vendor)
-                image_pages.check(out_main, shown, verdict, slide=out, counts=counts)
+                keep = vendor == "generic-tiff" and policy.macro == "keep"
+                image_pages.check(
+                    out_main,
+                    shown,
+                    verdict,
+                    slide=out,
+                    counts=counts,
+                    kept_on_request=keep,
+                    ndpi_levels={(int(w), int(h)) for w, h in out.level_dimensions} if vendor == "hamamatsu" else None,
+                )
         if "label" in names and policy.label == "blank":
             blank = uniform(out.associated_images["label"])
             verdict.add("label-blank", blank, "label is a uniform blank image" if blank else "label is not blank")

@@ -24,7 +24,12 @@ from wsianon.io.tiff import IMAGE_LENGTH, IMAGE_WIDTH, TiffStructure
 CHECK = "image-pages"
 
 
-def unshown(path: Path, shown: set[tuple[int, int]], counts: dict[tuple[int, int], int] | None = None) -> list[tuple[int, int, int]]:
+NDPI_SOURCE_LENS = 65421
+
+
+def unshown(
+    path: Path, shown: set[tuple[int, int]], counts: dict[tuple[int, int], int] | None = None, ndpi_levels: set[tuple[int, int]] | None = None
+) -> list[tuple[int, int, int]]:
     """(IFD index, width, height) of every page of ``path`` that holds pixel data and whose size
     is none of ``shown``; with ``counts`` (how many pictures of each size OpenSlide shows), also
     every page of a size that more pages have than that (which of them is the level is not
@@ -41,7 +46,12 @@ def unshown(path: Path, shown: set[tuple[int, int]], counts: dict[tuple[int, int
                 continue  # one pixel (BIF's directory in front of the pyramid): no picture
             # any other page with data is judged, a width or height of 0 too (red team stop 37,
             # round 2: a label photo's page with ImageWidth 0 was taken for "no picture")
-            if (w, h) not in shown:
+            lens = ts.value(ifd, NDPI_SOURCE_LENS, 1) if ndpi_levels and (w, h) in ndpi_levels else 1
+            lens = float(lens[0] if isinstance(lens, (tuple, list)) else lens)
+            if (w, h) not in shown or lens <= 0:
+                # an NDPI's page at a level's size must be a level (a positive lens): a macro
+                # (-1) or map (-2) lens there is judged (red team stop 37, round 3: a label photo
+                # at level 0's size with lens -1 passed, focal-planes judging lenses above 0 only)
                 out.append((ifd.index, w, h))
             else:
                 by_size.setdefault((w, h), []).append(ifd.index)
@@ -88,7 +98,15 @@ def shown_sizes(level_dims, downsamples, associated_dims, props: dict, vendor: s
 MAX_JUDGED_PIXELS = 16 << 20
 
 
-def check(path: Path, shown: set[tuple[int, int]], verdict, slide=None, counts: dict[tuple[int, int], int] | None = None) -> None:
+def check(
+    path: Path,
+    shown: set[tuple[int, int]],
+    verdict,
+    slide=None,
+    counts: dict[tuple[int, int], int] | None = None,
+    kept_on_request: bool = False,
+    ndpi_levels: set[tuple[int, int]] | None = None,
+) -> None:
     """Add ``image-pages`` for the output ``path`` (``shown``: :func:`shown_sizes`).  A page of
     another size passes only when ``slide`` (the open OpenSlide handle) is given and the page
     *is the slide* by the thumbnail rule (``verify.thumbnail.judge``: a reduced-resolution page
@@ -96,17 +114,37 @@ def check(path: Path, shown: set[tuple[int, int]], verdict, slide=None, counts: 
     from wsianon.errors import WsianonError
 
     try:
-        extra = unshown(path, shown, counts)
+        extra = unshown(path, shown, counts, ndpi_levels=ndpi_levels)
     except (WsianonError, OSError, ValueError) as exc:
         verdict.add(CHECK, False, f"the output's directories cannot be walked ({type(exc).__name__})")
         return
-    bad = [(i, w, h) for i, w, h in extra if slide is None or not _is_the_slide(path, i, (w, h), slide)]
+    bad = [(i, w, h) for i, w, h in extra if not _blank(path, i, (w, h)) and (slide is None or not _is_the_slide(path, i, (w, h), slide))]
+    if bad and kept_on_request:
+        # a generic TIFF's macro kept with --macro keep: OpenSlide's generic reader shows no
+        # associated image, so the picture the user asked to keep is one no reader shows
+        verdict.add(CHECK, True, f"{len(bad)} picture(s) no reader shows, kept on request (--macro keep): not judged")
+        return
     if bad:
         first = ", ".join(f"IFD {i} ({w} x {h})" for i, w, h in bad[:3])
         verdict.add(CHECK, False, f"{len(bad)} picture(s) no reader shows that are not the slide (no level, no associated image): {first}")
     else:
         alike = f"; {len(extra)} other page(s) shown to be the slide downsampled" if extra else ""
         verdict.add(CHECK, True, f"every page with pixel data is a level or an associated image OpenSlide shows{alike}")
+
+
+def _blank(path: Path, index: int, size: tuple[int, int]) -> bool:
+    """Whether page ``index`` is one uniform colour (a label blanked by ``--label blank``)."""
+    import numpy as np
+    import tifffile
+
+    if size[0] * size[1] > MAX_JUDGED_PIXELS:
+        return False
+    try:
+        with tifffile.TiffFile(path) as tf:
+            pixels = np.asarray(tf.pages[index].asarray())
+    except Exception:  # noqa: BLE001 - a page that cannot be read is no blank
+        return False
+    return pixels.size > 0 and bool((pixels == pixels.reshape(-1, *pixels.shape[2:])[0]).all())
 
 
 def _is_the_slide(path: Path, index: int, size: tuple[int, int], slide) -> bool:
