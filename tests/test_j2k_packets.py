@@ -197,6 +197,14 @@ def test_header_numbers_cannot_ask_for_unbounded_work(opj):
     struct.pack_into(">I", wide, siz + 6, 0x7FFFFFFF)
     struct.pack_into(">I", wide, siz + 22, 0x7FFFFFFF)
     assert surplus(bytes(wide)) == "a progression of more steps than are followed here"
+    # round 3: 65,535 layers of one-byte empty packets (13 s a tile before the packet bound)
+    cod = cs.index(b"\xff\x52")
+    many = cs[: cod + 6] + struct.pack(">H", 65535) + cs[cod + 8 :]
+    sot, psot = _tile_parts(many)[-1]
+    end = sot + psot
+    padded = many[:end] + bytes(70000) + many[end:]
+    padded = padded[: sot + 6] + struct.pack(">I", psot + 70000) + padded[sot + 10 :]
+    assert surplus(padded) == "more packets than are followed here"
 
 
 def test_header_padding_bits_must_be_zero(opj):

@@ -183,6 +183,10 @@ NAME_IN_PIECES = [
     "Qu-en-1-ti-n",
     "Q1U1E1N1T1I1N",
     "Sm1th",
+    # round 3: two digits between them
+    "QU12EN34TI56N",
+    "S00m00i00t00h",
+    "Sm12it34he56re78en",
 ]
 
 
@@ -262,6 +266,7 @@ def test_digit_forms_of_an_identifier():
     dates = digit_forms("19790101")
     assert {"1979-01-01", "01.01.1979", "01/01/1979", "1/1/1979", "01/01/79"} <= set(dates)
     assert digit_forms("12345") == [] and digit_forms("AB123456") == []  # short or not digits: none
+    assert "25.0000" not in digit_forms("250000")  # a decimal number ("Left = 25.000000") is no form
     sc = Scanner([Canary("PatientID", "98765432"), Canary("PatientBirthDate", "19790101")])
     text = b"scanner 9876-5432 and born 01.01.1979 here"
     assert {f.canary for f in sc.scan_bytes(text)} == {"PatientID", "PatientBirthDate"}
@@ -425,3 +430,24 @@ def test_ventana_and_leica_keep_safe_values_only_as_vocabulary(cli, tmp_path, mo
     scn_gen.make_scn(tmp_path / "o" / "CASE-7.scn")
     code, slide, _data = _native_run(cli, tmp_path / "o" / "CASE-7.scn", tmp_path / "oout")
     assert code == 1 and slide["status"] == "failed"  # quarantined by the vocabulary check, no crash
+
+
+def test_an_ndpi_picture_at_a_level_size_must_have_a_level_lens(cli, tmp_path):
+    """Round 3: a label photo at level 0's size whose SourceLens (65421) is -1 (a second macro)
+    passed: NDPI is exempt from the count rule (its focal planes share a level's size) and
+    focal-planes judges pages of a lens above 0 only."""
+    from PIL import Image
+
+    from .fixtures.ndpi_gen import make_ndpi
+
+    (tmp_path / "src").mkdir()
+    photo = Image.fromarray(_label_photo()).resize((512, 384))
+    src, _can = make_ndpi(tmp_path / "src" / "CASE-8.ndpi", focal_planes={0: photo})
+    with tifffile.TiffFile(src, mode="r+b") as tf:
+        (page,) = [p for p in tf.pages if 65424 in p.tags and p.tags[65424].value != 0]
+        page.tags[65421].overwrite(-1.0)
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", "--target", "native", "--macro", "keep", str(src), "-o", str(out))
+    (slide,) = json.loads((out / "wsianon-report.json").read_text())["slides"]
+    checks = {c["check"]: c for c in slide["verification"]["checks"]}
+    assert code != 0 and not checks["image-pages"]["ok"], stdout + stderr

@@ -27,6 +27,10 @@ NOT_FOLLOWED = "not followed"
 # components, 6 resolutions and 1 layer takes 18): a codestream beyond them is refused
 MAX_BLOCKS = 1 << 18
 MAX_STEPS = 1 << 22
+# packets read in one codestream (a 256 px tile of 20 layers, 8 resolutions, 3 components and 64
+# precincts a resolution has 30,720): 65,535 layers of one-byte empty packets took 13 s a tile
+# (red team stop 37, round 3)
+MAX_PACKETS = 1 << 16
 
 _SIZ, _COD, _COC, _POC, _SOT, _SOD, _EOC = 0xFF51, 0xFF52, 0xFF53, 0xFF5F, 0xFF90, 0xFF93, 0xFFD9
 _SOP, _EPH = b"\xff\x91", b"\xff\x92"
@@ -549,7 +553,7 @@ def surplus(data: bytes) -> str | None:
         if base.cod is None or base.scod is None:
             return "no COD segment"
         tiles: dict[int, tuple[_Tile, object]] = {}
-        budget = [32 * len(data) + 4096]  # code-block visits: most read a bit (8 a byte), some none
+        budget = [32 * len(data) + 4096, 0]  # code-block visits: most read a bit (8 a byte), some none
         seen_parts: dict[int, int] = {}
         n = len(data)
         while True:
@@ -629,6 +633,9 @@ def _packets(tile: _Tile, data: bytes, budget: list[int]):
     """One reader per packet, in the tile's order: each reads its packet at a position (up to a
     tile-part's end) and returns where the next one starts."""
     for seq, (layer, r, c, k) in enumerate(_order(tile)):
+        budget[1] += 1
+        if budget[1] > MAX_PACKETS:
+            raise _Bad("more packets than are followed here")
         bands = _precinct(tile.comps[c][r], r, k)
         style = tile.styles[c].cblk_style
         yield lambda pos, end, bands=bands, layer=layer, style=style, seq=seq: _packet(data, pos, end, bands, layer, style, tile.scod, seq, budget)

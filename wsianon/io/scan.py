@@ -62,14 +62,15 @@ def base64_fragments(data: bytes) -> list[bytes]:
 
 def digit_forms(v: str) -> list[str]:
     """Other ways a writer puts a number of 6 to 20 digits (an MRN, an accession number, a birth
-    date) into text: one separator (``-``, space, ``.``, ``/``) between any two groups of 2 or more
+    date) into text: one separator (``-``, space, ``/``) between any two groups of 2 or more
     digits ("9876-5432"), groups of three from the right ("98 765 432", "98.765.432"), and for a
     date written YYYYMMDD its usual orders with ``-``, ``/`` or ``.`` ("1979-01-01", "01.01.1979",
     "1/1/1979", "01/01/79").  Red team stop 37: such a copy in kept free text passed the canary
     scan, which searched the value only as written."""
     if not (v.isascii() and v.isdigit() and 6 <= len(v) <= 20):
         return []
-    out = [v[:i] + sep + v[i:] for i in range(2, len(v) - 1) for sep in ("-", " ", ".", "/")]
+    # (not "." between two groups: "25.0000" is a decimal number, as "Left = 25.000000" holds)
+    out = [v[:i] + sep + v[i:] for i in range(2, len(v) - 1) for sep in ("-", " ", "/")]
     head = len(v) % 3 or 3
     groups = [v[:head]] + [v[i : i + 3] for i in range(head, len(v), 3)]
     out += [sep.join(groups) for sep in (" ", ".", ",", "'")]

@@ -186,9 +186,9 @@ class Vocab:
             if piece and len(piece) <= 2 and piece.isascii() and piece.isalpha():
                 run.append(piece)
                 continue
-            # a single digit between letter pieces stands for a letter ("QU3NT1N", "Sm1th": red
-            # team stop 37, round 2); the run goes on through it
-            if run and len(piece) == 1 and piece.isdigit() and k + 1 < len(pieces) and pieces[k + 1].isalpha():
+            # one or two digits between letter pieces stand for a letter or fill ("QU3NT1N",
+            # "Sm1th", "QU12EN34": red team stop 37, rounds 2 and 3); the run goes on through them
+            if run and len(piece) <= 2 and piece.isdigit() and k + 1 < len(pieces) and pieces[k + 1].isalpha():
                 run.append(piece)
                 continue
             joined = "".join(run)
