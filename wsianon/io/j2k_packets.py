@@ -466,6 +466,12 @@ def _order(tile: _Tile):
         rs = range(rs0, min(re_, maxr))
         cs = range(cs0, min(ce, ncomp))
 
+        def visit(c: int, r: int, x: int, y: int, lays: range = lays):
+            """The packets of the precinct a position progression visits at (x, y), every layer."""
+            if r < len(tile.comps[c]) and (p := _position_precincts(tile, c, r, x, y)) is not None:
+                for layer in lays:
+                    yield (layer, r, c, p)
+
         def prec(c: int, r: int) -> range:
             if r >= len(tile.comps[c]):
                 return range(0)
@@ -483,35 +489,18 @@ def _order(tile: _Tile):
             seq = ((l, r, c, p) for r in rs for l in lays for c in cs for p in prec(c, r))
         elif order == _RPCL:
             ys, xs = _positions(tile, cs, rs, 1), _positions(tile, cs, rs, 0)
-            seq = (
-                (l, r, c, p)
-                for r in rs
-                for y in ys
-                for x in xs
-                for c in cs
-                if r < len(tile.comps[c]) and (p := _position_precincts(tile, c, r, x, y)) is not None
-                for l in lays
-            )
+            seq = (k for r in rs for y in ys for x in xs for c in cs for k in visit(c, r, x, y))
         elif order == _PCRL:
             ys, xs = _positions(tile, cs, rs, 1), _positions(tile, cs, rs, 0)
-            seq = (
-                (l, r, c, p)
-                for y in ys
-                for x in xs
-                for c in cs
-                for r in rs
-                if r < len(tile.comps[c]) and (p := _position_precincts(tile, c, r, x, y)) is not None
-                for l in lays
-            )
+            seq = (k for y in ys for x in xs for c in cs for r in rs for k in visit(c, r, x, y))
         elif order == _CPRL:
             seq = (
-                (l, r, c, p)
+                k
                 for c in cs
                 for y in _positions(tile, range(c, c + 1), rs, 1)
                 for x in _positions(tile, range(c, c + 1), rs, 0)
                 for r in rs
-                if r < len(tile.comps[c]) and (p := _position_precincts(tile, c, r, x, y)) is not None
-                for l in lays
+                for k in visit(c, r, x, y)
             )
         else:
             raise _Bad("an unknown progression order")
