@@ -451,3 +451,19 @@ def test_an_ndpi_picture_at_a_level_size_must_have_a_level_lens(cli, tmp_path):
     (slide,) = json.loads((out / "wsianon-report.json").read_text())["slides"]
     checks = {c["check"]: c for c in slide["verification"]["checks"]}
     assert code != 0 and not checks["image-pages"]["ok"], stdout + stderr
+
+
+def test_a_damaged_samples_per_pixel_is_one_error_line(cli, tmp_path):
+    """Fuzz seed 81: SamplesPerPixel retyped IS with the value "x" ended the slide as an internal
+    error (a ValueError in the route); now a one-line error naming the file and the reason."""
+    src = _dicom_source(tmp_path / "in", lambda ds: None)
+    f = src / "slide.dcm"
+    data = f.read_bytes()
+    us = b"\x28\x00\x02\x00US\x02\x00"
+    at = data.index(us)
+    f.write_bytes(data[:at] + b"\x28\x00\x02\x00IS\x02\x00x " + data[at + len(us) + 2 :])  # same length
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", "--target", "dicom", str(src), "-o", str(out))
+    (slide,) = json.loads((out / "wsianon-report.json").read_text())["slides"]
+    assert code != 0 and slide["status"] == "error" and "internal error" not in (slide["error"] or ""), slide["error"]
+    assert "Samples per Pixel is not a number" in slide["error"] or "broken" in slide["error"], slide["error"]

@@ -368,7 +368,11 @@ def process_instances(
             ds.SpecimenLabelInImage = "NO"
         engine.record(ds, clean_pixel_data=clean_pixels)
         finalize_meta(ds)
-        if int(ds.get("SamplesPerPixel", 1) or 1) == 1 and "PlanarConfiguration" in ds:
+        try:
+            samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        except (TypeError, ValueError):  # a damaged element (fuzz seed 81: retyped IS "x")
+            raise CorruptInput(f, "Samples per Pixel is not a number") from None
+        if samples == 1 and "PlanarConfiguration" in ds:
             del ds.PlanarConfiguration  # PS3.3 C.7.6.3.1.3: present only when Samples per Pixel > 1
         n += 1
         dest = out_dir / f"{n:04d}-{kind.lower()}.dcm"
