@@ -38,14 +38,9 @@ def unshown(
     by_size: dict[tuple[int, int], list[int]] = {}
     with TiffStructure(path) as ts:
         for ifd in ts.ifds:
-            w, h = int(ts.value(ifd, IMAGE_WIDTH, 0) or 0), int(ts.value(ifd, IMAGE_LENGTH, 0) or 0)
-            _offs, cnts = ts.data_span_arrays(ifd)
-            if not len(cnts) or not (cnts > 0).any():
+            if not ts.holds_picture(ifd):
                 continue
-            if w == h == 1 and int(cnts.sum()) <= 8:
-                continue  # one pixel (BIF's directory in front of the pyramid): no picture
-            # any other page with data is judged, a width or height of 0 too (red team stop 37,
-            # round 2: a label photo's page with ImageWidth 0 was taken for "no picture")
+            w, h = int(ts.value(ifd, IMAGE_WIDTH, 0) or 0), int(ts.value(ifd, IMAGE_LENGTH, 0) or 0)
             lens = ts.value(ifd, NDPI_SOURCE_LENS, 1) if ndpi_levels and (w, h) in ndpi_levels else 1
             lens = float(lens[0] if isinstance(lens, (tuple, list)) else lens)
             if (w, h) not in shown or lens <= 0:
@@ -118,12 +113,12 @@ def check(
     except (WsianonError, OSError, ValueError) as exc:
         verdict.add(CHECK, False, f"the output's directories cannot be walked ({type(exc).__name__})")
         return
-    bad = [(i, w, h) for i, w, h in extra if not _blank(path, i, (w, h)) and (slide is None or not _is_the_slide(path, i, (w, h), slide))]
-    if bad and kept_on_request:
+    if extra and kept_on_request:
         # a generic TIFF's macro kept with --macro keep: OpenSlide's generic reader shows no
         # associated image, so the picture the user asked to keep is one no reader shows
-        verdict.add(CHECK, True, f"{len(bad)} picture(s) no reader shows, kept on request (--macro keep): not judged")
+        verdict.add(CHECK, True, f"{len(extra)} picture(s) no reader shows, kept on request (--macro keep): not judged")
         return
+    bad = [(i, w, h) for i, w, h in extra if not _blank_or_the_slide(path, i, (w, h), slide)]
     if bad:
         first = ", ".join(f"IFD {i} ({w} x {h})" for i, w, h in bad[:3])
         verdict.add(CHECK, False, f"{len(bad)} picture(s) no reader shows that are not the slide (no level, no associated image): {first}")
@@ -132,23 +127,10 @@ def check(
         verdict.add(CHECK, True, f"every page with pixel data is a level or an associated image OpenSlide shows{alike}")
 
 
-def _blank(path: Path, index: int, size: tuple[int, int]) -> bool:
-    """Whether page ``index`` is one uniform colour (a label blanked by ``--label blank``)."""
-    import numpy as np
-    import tifffile
-
-    if size[0] * size[1] > MAX_JUDGED_PIXELS:
-        return False
-    try:
-        with tifffile.TiffFile(path) as tf:
-            pixels = np.asarray(tf.pages[index].asarray())
-    except Exception:  # noqa: BLE001 - a page that cannot be read is no blank
-        return False
-    return pixels.size > 0 and bool((pixels == pixels.reshape(-1, *pixels.shape[2:])[0]).all())
-
-
-def _is_the_slide(path: Path, index: int, size: tuple[int, int], slide) -> bool:
-    """Whether page ``index`` of ``path`` is the slide downsampled (the thumbnail rule)."""
+def _blank_or_the_slide(path: Path, index: int, size: tuple[int, int], slide) -> bool:
+    """Whether page ``index`` of ``path`` (decoded once) is one uniform colour (a label blanked
+    by ``--label blank``) or, with ``slide`` (the open OpenSlide handle), the slide downsampled
+    by the thumbnail rule.  A page too large, unreadable or not 8-bit is neither."""
     import numpy as np
     import tifffile
 
@@ -156,12 +138,16 @@ def _is_the_slide(path: Path, index: int, size: tuple[int, int], slide) -> bool:
 
     if size[0] * size[1] > MAX_JUDGED_PIXELS:
         return False
-    base = tuple(slide.level_dimensions[0])
-    if not thumbnail.aspect_ok(size, base):
-        return False
     try:
         with tifffile.TiffFile(path) as tf:
             pixels = np.asarray(tf.pages[index].asarray())
+        if pixels.size and (pixels == pixels.reshape(-1, *pixels.shape[2:])[0]).all():
+            return True
+        if slide is None:
+            return False
+        base = tuple(slide.level_dimensions[0])
+        if not thumbnail.aspect_ok(size, base):
+            return False
         if pixels.ndim == 3 and pixels.shape[2] > 3:
             pixels = pixels[..., :3]
         if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3):
@@ -171,5 +157,5 @@ def _is_the_slide(path: Path, index: int, size: tuple[int, int], slide) -> bool:
         ref = thumbnail.openslide_reference(slide, thumbnail.grid_shape(size))
         ok, _detail, _m = thumbnail.judge(pixels, size, base, ref)
         return bool(ok)
-    except Exception:  # noqa: BLE001 - a page that cannot be read or judged is not shown to be the slide
+    except Exception:  # noqa: BLE001 - a page that cannot be read or judged is neither
         return False

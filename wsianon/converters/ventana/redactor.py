@@ -212,7 +212,7 @@ class VentanaConverter(NativeConverter):
         known = set(an.labels) | set(an.levels) | set(an.thumbnails) | {an.iscan_ifd}
         # any other picture (a Probability_Image, an undescribed page): no reader shows it and no
         # check judges it (red team stop 37 stored a label photo there): wiped and unlinked
-        an.others = [ifd.index for ifd in ts.ifds if ifd.index not in known and _has_picture(ts, ifd)]
+        an.others = [ifd.index for ifd in ts.ifds if ifd.index not in known and ts.holds_picture(ifd)]
         if not an.levels:
             raise CorruptInput(ts.path, "Ventana BIF without pyramid levels (no 'level=' descriptions)")
         if an.iscan_ifd is None:
@@ -345,14 +345,6 @@ class VentanaConverter(NativeConverter):
                 patches.append(Patch(te.value_offset, te.size, None, f"old value of tag {tag} (IFD {first.index} relocated)"))
         plan.notes.append(f"BIF: the iScan XMP now lives in the new first IFD (was IFD {first.index})")
         return None, first_overrides
-
-
-def _has_picture(ts: TiffStructure, ifd) -> bool:
-    """Whether a directory holds pixel data of more than one pixel."""
-    if int(ts.value(ifd, 256, 0) or 0) * int(ts.value(ifd, 257, 0) or 0) <= 1:
-        return False
-    _offs, cnts = ts.data_span_arrays(ifd)
-    return bool(len(cnts)) and bool((cnts > 0).any())
 
 
 def tiled(ts: TiffStructure, idx: int) -> bool:
