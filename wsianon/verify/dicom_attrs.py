@@ -24,7 +24,6 @@ Findings name the attribute by keyword path (never its value). Imports only pydi
 
 from __future__ import annotations
 
-from functools import lru_cache
 import re
 import warnings
 from pathlib import Path
@@ -34,6 +33,7 @@ from pydicom.datadict import dictionary_VM
 from pydicom.dataset import Dataset
 
 from wsianon.io.palette import well_known
+from wsianon.verify.dicom_text import identity_patterns
 from wsianon.profiles.actions import Action
 from wsianon.profiles.dicom import (
     BINARY_NUMBER_VRS,
@@ -223,7 +223,7 @@ class _Walker:
             # the shape of wsianon's keyed pseudonyms (vocab_dicom.json's identity_patterns, the same
             # test as dicom_text), or a name the caller gives (the slide's pseudonyms in ``run``, a
             # map's in ``verify``); ``pseudonyms`` None (a caller of its own) accepts any name
-            if any(p.fullmatch(v) for p in _identity_patterns()):
+            if any(p.fullmatch(v) for p in identity_patterns()):
                 return True
             return self.pseudonyms is None or v in self.pseudonyms or v.rstrip("-0123456789") in self.pseudonyms
         if kw == "CodingSchemeDesignator" and (v in code_schemes() or v == "99WSIANON"):
@@ -256,13 +256,6 @@ class _Walker:
         if kw in w.kept_text:
             return w.kept_text_ok(kw, v)
         return True  # kept on purpose by a Retain option the profile names (e.g. retain-device-identity)
-
-
-@lru_cache(maxsize=1)
-def _identity_patterns() -> tuple[re.Pattern, ...]:
-    from wsianon.profiles import load
-
-    return tuple(re.compile(p) for p in load("vocab_dicom")["identity_patterns"])
 
 
 def _too_many(elem) -> str | None:

@@ -64,6 +64,12 @@ class _Rules:
     fixed_texts: dict
 
 
+def identity_patterns() -> tuple[re.Pattern, ...]:
+    """The shapes of wsianon's keyed pseudonyms an identity attribute may hold (``vocab_dicom.json``):
+    the one test for this check and ``dicom: closed world`` (``verify.dicom_attrs``)."""
+    return _rules().identity_patterns
+
+
 @lru_cache(maxsize=1)
 def _rules() -> _Rules:
     data = load("vocab_dicom")
