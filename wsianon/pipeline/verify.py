@@ -240,6 +240,7 @@ def check_openslide(snap: SourceSnapshot, conv: NativeConverter | None, out_main
                     counts=counts,
                     kept_on_request=keep,
                     ndpi_levels={(int(w), int(h)) for w, h in out.level_dimensions} if vendor == "hamamatsu" else None,
+                    leica=vendor == "leica",
                 )
         if "label" in names and policy.label == "blank":
             blank = uniform(out.associated_images["label"])

@@ -7,7 +7,8 @@ label photo with the MRN's barcode stored as one more stripped page of a BIF, a 
 Leica SCN, a generic TIFF was shared as verified).  Here every directory in the output's chain
 that holds pixel data must have the size of a level or of an associated image OpenSlide shows
 (an NDPI's or SCN's other focal planes have their level's size and are judged by
-``focal-planes``; a Leica SCN's images are placed in its collection, see :func:`shown_sizes`);
+``focal-planes``; a Leica SCN's images are placed in its collection, see :func:`shown_sizes`,
+and its pages are the ones its XML's ``<dimension>`` entries name: any other is judged);
 any other picture must be the slide downsampled by the thumbnail rule (a reduced-resolution page
 OpenSlide's generic reader leaves out), else it fails the slide; so must every page of a size more
 pages have than OpenSlide shows (a label photo scaled to a level's size beside that level).  A 1 x 1 page of at most 8 bytes (BIF's
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wsianon.io.tiff import IMAGE_LENGTH, IMAGE_WIDTH, TiffStructure
+from wsianon.io.tiff import IMAGE_DESCRIPTION, IMAGE_LENGTH, IMAGE_WIDTH, TiffStructure
 
 CHECK = "image-pages"
 
@@ -28,17 +29,29 @@ NDPI_SOURCE_LENS = 65421
 
 
 def unshown(
-    path: Path, shown: set[tuple[int, int]], counts: dict[tuple[int, int], int] | None = None, ndpi_levels: set[tuple[int, int]] | None = None
+    path: Path,
+    shown: set[tuple[int, int]],
+    counts: dict[tuple[int, int], int] | None = None,
+    ndpi_levels: set[tuple[int, int]] | None = None,
+    leica: bool = False,
 ) -> list[tuple[int, int, int]]:
     """(IFD index, width, height) of every page of ``path`` that holds pixel data and whose size
     is none of ``shown``; with ``counts`` (how many pictures of each size OpenSlide shows), also
     every page of a size that more pages have than that (which of them is the level is not
-    known: all are judged).  Raises what the TIFF walk raises for a file it cannot follow."""
+    known: all are judged); with ``leica``, also every page no ``<dimension>`` of the SCN XML
+    names.  Raises what the TIFF walk raises for a file it cannot follow."""
     out = []
     by_size: dict[tuple[int, int], list[int]] = {}
     with TiffStructure(path) as ts:
+        named = leica_named(ts) if leica else None
         for ifd in ts.ifds:
             if not ts.holds_picture(ifd):
+                continue
+            if named is not None and ifd.index not in named:
+                # a Leica SCN's pages are its XML's: OpenSlide, focal-planes and the tile identity
+                # read the pages a <dimension> names; a page of a level's size that none names
+                # was judged by nothing (red team stop 37, round 3)
+                out.append((ifd.index, int(ts.value(ifd, IMAGE_WIDTH, 0) or 0), int(ts.value(ifd, IMAGE_LENGTH, 0) or 0)))
                 continue
             w, h = int(ts.value(ifd, IMAGE_WIDTH, 0) or 0), int(ts.value(ifd, IMAGE_LENGTH, 0) or 0)
             lens = ts.value(ifd, NDPI_SOURCE_LENS, 1) if ndpi_levels and (w, h) in ndpi_levels else 1
@@ -55,6 +68,20 @@ def unshown(
             if len(pages) > counts.get(size, 1):
                 out.extend((i, *size) for i in pages)
     return sorted(out)
+
+
+def leica_named(ts: TiffStructure) -> set[int]:
+    """The IFD indices the ``<dimension ifd="…">`` entries of a Leica SCN's XML (the first
+    page's ImageDescription) name; an entry whose ifd is no number names none."""
+    from wsianon.verify.formats.leica import _ATTR, _DIM
+
+    xml = (ts.text(ts.ifds[0], IMAGE_DESCRIPTION) or "") if ts.ifds else ""
+    out = set()
+    for m in _DIM.finditer(xml):
+        value = dict(_ATTR.findall(m.group(0))).get("ifd", "")
+        if value.isdigit():
+            out.add(int(value))
+    return out
 
 
 def shown_counts(level_dims, associated_dims, vendor: str | None) -> dict[tuple[int, int], int] | None:
@@ -101,6 +128,7 @@ def check(
     counts: dict[tuple[int, int], int] | None = None,
     kept_on_request: bool = False,
     ndpi_levels: set[tuple[int, int]] | None = None,
+    leica: bool = False,
 ) -> None:
     """Add ``image-pages`` for the output ``path`` (``shown``: :func:`shown_sizes`).  A page of
     another size passes only when ``slide`` (the open OpenSlide handle) is given and the page
@@ -109,7 +137,7 @@ def check(
     from wsianon.errors import WsianonError
 
     try:
-        extra = unshown(path, shown, counts, ndpi_levels=ndpi_levels)
+        extra = unshown(path, shown, counts, ndpi_levels=ndpi_levels, leica=leica)
     except (WsianonError, OSError, ValueError) as exc:
         verdict.add(CHECK, False, f"the output's directories cannot be walked ({type(exc).__name__})")
         return
