@@ -340,6 +340,63 @@ def code_schemes() -> frozenset[str]:
     return frozenset(s for s, _v in _code_index())
 
 
+# Verhoeff's dihedral-group tables (SNOMED CT identifiers end in a Verhoeff check digit)
+_VERHOEFF_D = (
+    (0, 1, 2, 3, 4, 5, 6, 7, 8, 9),
+    (1, 2, 3, 4, 0, 6, 7, 8, 9, 5),
+    (2, 3, 4, 0, 1, 7, 8, 9, 5, 6),
+    (3, 4, 0, 1, 2, 8, 9, 5, 6, 7),
+    (4, 0, 1, 2, 3, 9, 5, 6, 7, 8),
+    (5, 9, 8, 7, 6, 0, 4, 3, 2, 1),
+    (6, 5, 9, 8, 7, 1, 0, 4, 3, 2),
+    (7, 6, 5, 9, 8, 2, 1, 0, 4, 3),
+    (8, 7, 6, 5, 9, 3, 2, 1, 0, 4),
+    (9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+)
+_VERHOEFF_P = (
+    (0, 1, 2, 3, 4, 5, 6, 7, 8, 9),
+    (1, 5, 7, 6, 2, 8, 3, 0, 9, 4),
+    (5, 8, 0, 3, 7, 9, 6, 1, 4, 2),
+    (8, 9, 1, 6, 0, 4, 3, 5, 2, 7),
+    (9, 4, 5, 3, 1, 2, 6, 8, 7, 0),
+    (4, 2, 8, 6, 5, 7, 3, 9, 0, 1),
+    (2, 7, 9, 3, 8, 0, 6, 4, 1, 5),
+    (7, 0, 4, 6, 9, 1, 3, 2, 5, 8),
+)
+
+
+def _verhoeff_ok(digits: str) -> bool:
+    c = 0
+    for i, ch in enumerate(reversed(digits)):
+        c = _VERHOEFF_D[c][_VERHOEFF_P[i % 8][ord(ch) - 48]]
+    return c == 0
+
+
+_DCM_CODE = re.compile(r"1(09|1[0-9]|2[0-9]|3[0-9])[0-9]{3}")
+_NCIT_CODE = re.compile(r"C[0-9]{1,6}")
+_UMLS_CODE = re.compile(r"C[0-9]{7}")
+
+
+def unknown_code_form(scheme: str, value: str) -> bool:
+    """True when the value of a code the concept dictionary does not know may stay: it has its
+    scheme's form exactly (any other value, or any value of another scheme, is the dummy). SNOMED
+    CT: 6-18 digits with a valid Verhoeff check digit and partition identifier (2nd and 3rd digit
+    from the right) 00 or 10, a concept's; DCM: six digits in the range of DCM's codes (109000 to
+    139999); NCIt: C and 1-6 digits; UMLS: C and 7 digits. Every digit string was a code before:
+    a birth date as a DCM code value passed (red team stop 38)."""
+    v = str(value).strip()
+    s = str(scheme).strip()
+    if s == "SCT":
+        return bool(re.fullmatch(r"[1-9][0-9]{5,17}", v)) and v[-3:-1] in ("00", "10") and _verhoeff_ok(v)
+    if s == "DCM":
+        return bool(_DCM_CODE.fullmatch(v))
+    if s == "NCIt":
+        return bool(_NCIT_CODE.fullmatch(v))
+    if s == "UMLS":
+        return bool(_UMLS_CODE.fullmatch(v))
+    return False
+
+
 def rule_for(tag: int) -> Rule | None:
     """The Annex E row for a (public) tag, exact rows before repeating-group patterns."""
     exact, patterns, private, _ = _tables()

@@ -50,6 +50,7 @@ from wsianon.profiles.dicom import (
     dictionary_tags,
     iod,
     standard_uid,
+    unknown_code_form,
 )
 
 DATE_RE = {"DA": re.compile(r"^\d{8}$"), "TM": re.compile(r"^\d{2,6}(\.\d{1,6})?$"), "DT": re.compile(r"^\d{4,14}(\.\d{1,6})?([+-]\d{4})?$")}
@@ -235,8 +236,8 @@ class _Walker:
                 return False  # a second code value beside the code: nothing judges it
             meaning = code_meaning(scheme, value)
             if meaning is None:
-                # an unknown code: only dummies (checked above) or a numeric code value of a dictionary scheme
-                return kw == "CodingSchemeDesignator" and v == "99WSIANON" or kw == "CodeValue" and v.isdigit()
+                # an unknown code: only dummies (checked above) or a code value of its scheme's form
+                return kw == "CodingSchemeDesignator" and v == "99WSIANON" or kw == "CodeValue" and unknown_code_form(scheme, v)
             if kw == "CodeMeaning":
                 return v == meaning
             return True  # the code itself is in the dictionary

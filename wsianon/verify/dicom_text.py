@@ -41,14 +41,13 @@ from pydicom.dataset import Dataset
 
 from wsianon.profiles import load
 from wsianon.profiles.actions import Action
-from wsianon.profiles.dicom import CODE_VALUE_KWS, CONTROL_CHARS, DicomProfile, code_meaning, code_schemes, code_value, iod, rule_for
+from wsianon.profiles.dicom import CODE_VALUE_KWS, CONTROL_CHARS, DicomProfile, code_meaning, code_schemes, code_value, iod, rule_for, unknown_code_form
 from wsianon.verify.vocabulary import Vocab, unknown_tokens, vocabulary
 
 NUMERIC_VRS = frozenset({"US", "UL", "SS", "SL", "FL", "FD", "SV", "UV", "AT", "OB", "OW", "OF", "OD", "OL", "OV"})
 DATE_RE = {"DA": re.compile(r"^\d{8}$"), "TM": re.compile(r"^\d{2,6}(\.\d{1,6})?$"), "DT": re.compile(r"^\d{4,14}(\.\d{1,6})?([+-]\d{4})?$")}
 UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 NUM_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
-CODE_NUM = re.compile(r"[0-9]{1,18}|C[0-9]{1,8}")
 _RUN = re.compile(rb"[\x20-\x7e]{4,}")
 MAX_FINDINGS = 50
 
@@ -216,12 +215,12 @@ class _Scan:
             if kw == "CodeMeaning" and _norm(strs[0]) != _norm(meaning):
                 return "code meaning is not the standard meaning of the code"
             return None
-        # a code the dictionary does not know: its value a dummy or a plain code number of a
-        # dictionary scheme (SNOMED CT, DCM, NCIt), its meaning a dummy
+        # a code the dictionary does not know: its value a dummy or of its scheme's form
+        # (``unknown_code_form``: SNOMED CT, DCM, NCIt, UMLS), its meaning a dummy
         dummies = iod().dummies
         if kw == "CodeMeaning":
             return None if all(s in dummies for s in strs) else "meaning of a code the dictionary does not know"
-        if all(s in dummies or (scheme in code_schemes() or scheme in self.r.local_schemes) and CODE_NUM.fullmatch(s) for s in strs):
+        if all(s in dummies or unknown_code_form(scheme, s) for s in strs):
             return None
         return "code not in its scheme's dictionary"
 

@@ -45,6 +45,7 @@ from wsianon.profiles.dicom import (
     dictionary_tags,
     iod,
     standard_uid,
+    unknown_code_form,
 )
 
 TEXT_VRS = {"AE", "AS", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"}
@@ -428,7 +429,7 @@ class Engine:
             ds.CodeMeaning = DUMMY["LO"]
             changed = True
         for kw in ("CodeValue", "LongCodeValue", "URNCodeValue"):
-            if kw in ds and str(ds.get(kw) or "") not in ("", DUMMY["SH"]) and not _code_syntax(str(ds.get(kw)), scheme):
+            if kw in ds and str(ds.get(kw) or "") not in ("", DUMMY["SH"]) and not unknown_code_form(scheme, str(ds.get(kw))):
                 setattr(ds, kw, DUMMY["SH"] if kw == "CodeValue" else "")
                 changed = True
         if scheme and scheme not in code_schemes() and scheme != "99WSIANON":
@@ -564,13 +565,6 @@ def _kept_text_ok(kw: str, elem: DataElement) -> bool:
         return False
     vals = list(v) if elem.VM > 1 else [v]
     return all(iod().kept_text_ok(kw, str(x).strip()) for x in vals if x is not None and str(x).strip())
-
-
-def _code_syntax(value: str, scheme: str) -> bool:
-    """A code value of a known scheme that is a plain number (SNOMED CT, DCM) or NCIt-style."""
-    import re
-
-    return scheme in code_schemes() and bool(re.fullmatch(r"[0-9]{1,18}|C[0-9]{1,8}", value))
 
 
 def _resolves(item: Dataset, kept: set[str]) -> bool:
