@@ -15,6 +15,7 @@ from typing import AbstractSet
 from wsianon.converters.base import Field
 from wsianon.errors import CorruptInput, WsianonError
 from wsianon.io.tiff import ASCII, DATETIME, IFD, TIFF_MAGIC, TiffStructure
+from wsianon.io.xmlform import source_declaration
 from wsianon.profiles.actions import Action
 from wsianon.profiles.policy import Policy, year_only
 
@@ -102,8 +103,10 @@ def parse_xml(data: bytes | str, path: Path, what: str) -> ET.Element:
 
 
 def xml_declaration(text: str) -> str:
-    m = re.match(r"\s*(<\?xml[^>]*\?>)", text)
-    return m.group(1) if m else ""
+    """The XML declaration to write before a rewritten XML: the source's own when it is a real one in
+    the accepted spelling, the canonical one for any other ``<?xml`` start (a processing instruction
+    ``<?xml-x 98765432?>`` was copied verbatim: red team stop 38), '' when the source has none."""
+    return source_declaration(text)
 
 
 def serialize(root: ET.Element, declaration: str = "", default_ns: str | None = None) -> str:

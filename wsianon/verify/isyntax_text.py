@@ -35,6 +35,7 @@ import xml.etree.ElementTree as ET
 from functools import lru_cache
 from pathlib import Path
 
+from wsianon.io.xmlform import markup_after, prolog_end
 from wsianon.profiles import load
 from wsianon.verify.formats.isyntax import _terminator
 
@@ -214,6 +215,15 @@ def scan_isyntax(path: Path, name: str | None = None) -> tuple[list, str]:
             ET.fromstring(text.lstrip("\ufeff").strip())
         except ET.ParseError as exc:
             out.append(TextFinding(name, 0, f"XML header is not well-formed (line {exc.position[0]})"))
+        # the prolog is a real XML declaration and a line break, nothing else: a processing
+        # instruction in its place (<?xml-x 98765432?>) passed as numbers (red team stop 38)
+        start = prolog_end(text)
+        if start is None:
+            out.append(TextFinding(name, 0, "XML prolog other than an XML declaration"))
+        else:
+            at = markup_after(text, start)
+            if at is not None:
+                out.append(TextFinding(name, len(text[:at].encode()), "processing instruction, comment or DOCTYPE in the XML header"))
 
     # coded tables and images: judged by structure, masked from the text scan
     masked = bytearray(header)

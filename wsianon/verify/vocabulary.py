@@ -666,6 +666,25 @@ def long_number_names(text: str) -> list[int]:
     return sorted({m.start(1) for rx in patterns for m in rx.finditer(text) if has_long_number(m.group(1))})
 
 
+def _xml_form_findings(text: str, base: int, name: str, out: list) -> None:
+    """An XML text value (one that starts with ``<``) holds its declaration and elements only: the
+    prolog is a real XML declaration (version 1.0/1.1, a known charset, standalone yes/no) and at
+    most one line break, and no processing instruction, comment, DOCTYPE or CDATA section follows
+    (``io.xmlform``; a processing instruction ``<?xml-x 98765432 S19-4711?>`` in place of the
+    declaration was copied into the output and passed, red team stop 38: numbers pass as structure)."""
+    from wsianon.io.xmlform import markup_after, prolog_end
+
+    if not text.lstrip().startswith("<"):
+        return
+    start = prolog_end(text)
+    if start is None:
+        out.append(TextFinding(name, base, "XML prolog other than an XML declaration"))
+        return
+    at = markup_after(text, start)
+    if at is not None:
+        out.append(TextFinding(name, base + len(text[:at].encode()), "processing instruction, comment or DOCTYPE in XML"))
+
+
 def _text_value_findings(path: Path, vocab: Vocab, name: str, out: list) -> None:
     """Every ASCII value (and XMP) judged as the text a reader decodes: bytes that are not UTF-8
     (a Latin-1 or Shift-JIS name: the printable runs the byte scan reads are shorter than it looks
@@ -692,6 +711,7 @@ def _text_value_findings(path: Path, vocab: Vocab, name: str, out: list) -> None
                 except UnicodeDecodeError as exc:
                     out.append(TextFinding(name, e.value_offset + exc.start, "text value not UTF-8"))
                     continue
+                _xml_form_findings(text.rstrip("\0"), e.value_offset, name, out)
                 if _CONTROL.search(text.rstrip("\0")):  # "DO\x01E^\x01JA": runs too short to judge
                     out.append(TextFinding(name, e.value_offset, "text value with control characters"))
                 elif not text.isascii() and any(not t.isascii() for t in unknown_tokens(text, vocab)):

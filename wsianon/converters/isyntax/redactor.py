@@ -43,6 +43,7 @@ from wsianon.converters.decisions import Decisions
 from wsianon.converters.dpufs import DecidedXml, XmlCleaner, XmlFieldDecision, normalize_markup
 from wsianon.errors import CorruptInput, UnsupportedFormat
 from wsianon.io.plan import FilePlan, Patch, Plan
+from wsianon.io.xmlform import source_declaration
 from wsianon.profiles import load
 from wsianon.profiles.actions import Action
 from wsianon.profiles.policy import Policy
@@ -102,8 +103,9 @@ def parse_header(data: bytes, path: Path) -> tuple[ET.Element, str]:
         raise CorruptInput(path, f"iSyntax header is not well-formed XML (line {exc.position[0]}, column {exc.position[1]})") from None
     if root.tag != "DataObject" or root.get("ObjectType") != "DPUfsImport":
         raise CorruptInput(path, "iSyntax header root is not DataObject DPUfsImport")
-    m = re.match(r"\s*(<\?xml[^>]*\?>)", text)
-    return root, (m.group(1) if m else "")
+    # a real XML declaration only: a processing instruction in its place (<?xml-x 98765432?>) is
+    # not carried over (red team stop 38)
+    return root, source_declaration(text)
 
 
 def wsi_objects(root: ET.Element) -> list[ET.Element]:

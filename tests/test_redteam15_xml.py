@@ -1,0 +1,168 @@
+"""Red team, stop 38: vendor XML that a parser reads the same way but that carries text elsewhere.
+
+* A processing instruction in place of the XML declaration (``<?xml-x 98765432 19790101 S19-4711?>``)
+  was taken for the declaration and copied into the Philips, Leica and Ventana outputs (numbers
+  pass as structure): now only a real declaration is kept (else the canonical one is written), and
+  the verifier requires the prolog of an XML text value (and of the iSyntax header) to be one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+PAYLOAD = "98765432 19790101 S19-4711"
+PI = f"<?xml-x {PAYLOAD}?>"
+
+
+def _run(cli, src: Path, out: Path) -> tuple[int, dict, str]:
+    code, stdout, stderr = cli("run", "--target", "native", str(src), "-o", str(out))
+    (slide,) = json.loads((out / "wsianon-report.json").read_text())["slides"]
+    return code, slide, stdout + stderr
+
+
+def _outputs(out: Path, slide: dict) -> list[Path]:
+    return [out / f for f in slide["outputs"]]
+
+
+def _swap_declaration(x):
+    """``x`` (str or bytes) with its XML declaration replaced by the processing instruction."""
+    s = x.decode() if isinstance(x, bytes) else x
+    for d in ('<?xml version="1.0" encoding="UTF-8" ?>', '<?xml version="1.0" encoding="utf-8"?>'):
+        if s.startswith(d):
+            s = PI + s[len(d) :]
+            break
+    else:
+        raise AssertionError("no declaration")
+    return s.encode() if isinstance(x, bytes) else s
+
+
+@pytest.mark.parametrize("fmt", ["philips", "leica", "ventana"])
+def test_a_processing_instruction_for_a_declaration_is_not_copied(cli, tmp_path, monkeypatch, fmt):
+    (tmp_path / "src").mkdir()
+    if fmt == "philips":
+        from .fixtures import philips_gen as g
+
+        orig = g.dpufs_xml
+        monkeypatch.setattr(g, "dpufs_xml", lambda *a, **k: _swap_declaration(orig(*a, **k)))
+        src = tmp_path / "src" / "CASE-1.tiff"
+        g.make_philips(src)
+    elif fmt == "leica":
+        from .fixtures import scn_gen as g
+
+        orig = g.scn_xml
+        monkeypatch.setattr(g, "scn_xml", lambda *a, **k: _swap_declaration(orig(*a, **k)))
+        src = tmp_path / "src" / "CASE-1.scn"
+        g.make_scn(src)
+    else:
+        from .fixtures import bif_gen as g
+
+        orig, orig2 = g.iscan_xmp, g.encode_info_xmp
+        monkeypatch.setattr(g, "iscan_xmp", lambda *a, **k: _swap_declaration(orig(*a, **k)))
+        monkeypatch.setattr(g, "encode_info_xmp", lambda *a, **k: _swap_declaration(orig2(*a, **k)))
+        src = tmp_path / "src" / "CASE-1.bif"
+        g.make_bif(src)
+    assert PI.encode() in src.read_bytes()
+    out = tmp_path / "out"
+    code, slide, log = _run(cli, src, out)
+    assert code == 0 and slide["status"] == "ok", log
+    for f in _outputs(out, slide):
+        data = f.read_bytes()
+        assert b"<?xml-x" not in data and b"98765432" not in data and b"S19-4711" not in data
+
+
+@pytest.fixture(scope="module")
+def philips_output(tmp_path_factory) -> Path:
+    """A Philips TIFF output the redactor wrote (clean: its vocabulary check passes)."""
+    from wsianon.verify.vocabulary import scan_tiff
+
+    from .conftest import run_subprocess
+    from .fixtures.philips_gen import make_philips
+
+    d = tmp_path_factory.mktemp("rt15_philips")
+    (d / "src").mkdir()
+    src = d / "src" / "CASE-1.tiff"
+    make_philips(src)
+    key = d / "key"
+    assert run_subprocess("key", "init", str(key)).returncode == 0
+    p = run_subprocess("run", "--target", "native", "--key-file", str(key), str(src), "-o", str(d / "out"))
+    assert p.returncode == 0, p.stdout + p.stderr
+    (out,) = [f for f in (d / "out").iterdir() if f.name.startswith("WSI-")]
+    assert scan_tiff(out, "philips") == []
+    return out
+
+
+@pytest.fixture(scope="module")
+def isyntax_output(tmp_path_factory) -> Path:
+    """An iSyntax output the redactor wrote (clean: its vocabulary check passes)."""
+    from wsianon.verify.isyntax_text import scan_isyntax
+
+    from .conftest import run_subprocess
+    from .fixtures.isyntax_gen import make_isyntax
+
+    d = tmp_path_factory.mktemp("rt15_isyntax")
+    (d / "src").mkdir()
+    src = d / "src" / "CASE-1.isyntax"
+    make_isyntax(src)
+    key = d / "key"
+    assert run_subprocess("key", "init", str(key)).returncode == 0
+    p = run_subprocess("run", "--target", "native", "--key-file", str(key), str(src), "-o", str(d / "out"))
+    assert p.returncode == 0, p.stdout + p.stderr
+    (out,) = [f for f in (d / "out").iterdir() if f.name.startswith("WSI-")]
+    assert scan_isyntax(out)[0] == []
+    return out
+
+
+def _edit_xml(output: Path, tmp_path: Path, edit) -> Path:
+    """A copy of ``output`` whose XML (a Philips TIFF's ImageDescription, an iSyntax header) is
+    ``edit(xml)``, written in place over the XML and the padding after it (NULs, newlines)."""
+    data = bytearray(output.read_bytes())
+    start = data.index(b"<?xml")
+    if output.suffix == ".isyntax":
+        end = data.index(b"\r\n\x04")
+        xml = bytes(data[start:end]).rstrip(b"\n")
+        fill = b"\n"
+    else:
+        stop = data.index(b"</DataObject>\0", start) + len(b"</DataObject>")
+        xml = bytes(data[start:stop])
+        end = stop
+        while data[end] == 0:
+            end += 1
+        fill = b"\0"
+    new = edit(xml)
+    assert len(new) <= end - start, "no room for the edited XML"
+    data[start:end] = new + fill * (end - start - len(new))
+    planted = tmp_path / output.name
+    planted.write_bytes(bytes(data))
+    return planted
+
+
+def _kinds(findings) -> list[str]:
+    return [f.kind for f in findings]
+
+
+def test_verifier_refuses_a_processing_instruction_prolog(philips_output, isyntax_output, tmp_path):
+    from wsianon.verify.isyntax_text import scan_isyntax
+    from wsianon.verify.vocabulary import scan_tiff
+
+    def swap(x: bytes) -> bytes:
+        assert x.startswith(b"<?xml version=")
+        return PI.encode() + x[x.index(b"?>") + 2 :]
+
+    assert "XML prolog other than an XML declaration" in _kinds(scan_tiff(_edit_xml(philips_output, tmp_path, swap), "philips"))
+    assert "XML prolog other than an XML declaration" in _kinds(scan_isyntax(_edit_xml(isyntax_output, tmp_path, swap))[0])
+    # after a real declaration, or inside the document, as well
+    for where in (b"<DataObject", b"</DataObject>"):
+
+        def plant(x: bytes, where=where) -> bytes:
+            return x.replace(where, b"<?x " + PAYLOAD.encode() + b"?>" + where, 1)
+
+        kinds = _kinds(scan_tiff(_edit_xml(philips_output, tmp_path, plant), "philips"))
+        kinds += _kinds(scan_isyntax(_edit_xml(isyntax_output, tmp_path, plant))[0])
+        if where == b"<DataObject":  # before the root: the prolog
+            assert kinds.count("XML prolog other than an XML declaration") == 2
+        else:
+            assert "processing instruction, comment or DOCTYPE in XML" in kinds
+            assert "processing instruction, comment or DOCTYPE in the XML header" in kinds
