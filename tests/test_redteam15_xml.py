@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -125,11 +126,15 @@ def _edit_xml(output: Path, tmp_path: Path, edit) -> Path:
         xml = bytes(data[start:end]).rstrip(b"\n")
         fill = b"\n"
     else:
-        stop = data.index(b"</DataObject>\0", start) + len(b"</DataObject>")
-        xml = bytes(data[start:stop])
-        end = stop
-        while data[end] == 0:
-            end += 1
+        import tifffile
+
+        with tifffile.TiffFile(output) as tf:
+            tag = tf.pages.first.tags["ImageDescription"]
+            start, end = tag.valueoffset, tag.valueoffset + tag.count - 1  # the last NUL stays
+        # room for what is planted: the keyed UIDs written shorter (still of their form), three
+        # blanked attributes left out
+        xml = re.sub(rb"2\.25\.[0-9]+", b"2.25.1", bytes(data[start:end]).rstrip(b"\0"))
+        xml = re.sub(rb"<Attribute [^>]*/>\s*", b"", xml, count=3)
         fill = b"\0"
     new = edit(xml)
     assert len(new) <= end - start, "no room for the edited XML"
@@ -166,3 +171,57 @@ def test_verifier_refuses_a_processing_instruction_prolog(philips_output, isynta
         else:
             assert "processing instruction, comment or DOCTYPE in XML" in kinds
             assert "processing instruction, comment or DOCTYPE in the XML header" in kinds
+
+
+# -- text in a container without children ---------------------------------------------------------
+
+_SCANNED = '<Attribute Name="PIM_DP_SCANNED_IMAGES" Group="0x301D" Element="0x1003" PMSVR="IDataObjectArray">'
+
+
+@pytest.mark.parametrize(
+    "fmt, piece",
+    [
+        ("philips", f"{_SCANNED}<Array>{PAYLOAD}</Array></Attribute>"),
+        ("philips", f'<DataObject ObjectType="DPScannedImage">{PAYLOAD}</DataObject>'),
+        ("isyntax", f"{_SCANNED}<Array>{PAYLOAD}</Array></Attribute>"),
+        ("isyntax", f"{_SCANNED}{PAYLOAD}</Attribute>"),
+    ],
+)
+def test_text_in_a_container_without_children_is_removed(cli, tmp_path, monkeypatch, fmt, piece):
+    """``<Array>S19-4711 98765432</Array>``: the text of a container without children was kept
+    (only containers with children had theirs cleared, and only <Attribute> leaves were judged)."""
+    (tmp_path / "src").mkdir()
+    if fmt == "philips":
+        from .fixtures import philips_gen as g
+
+        orig = g.dpufs_xml
+        monkeypatch.setattr(g, "dpufs_xml", lambda *a, **k: orig(*a, **k).replace(_SCANNED, piece + _SCANNED, 1))
+        src = tmp_path / "src" / "CASE-1.tiff"
+        g.make_philips(src)
+    else:
+        from .fixtures import isyntax_gen as g
+
+        iorig = g.header_xml
+        monkeypatch.setattr(g, "header_xml", lambda *a, **k: iorig(*a, **k).replace(_SCANNED, piece + _SCANNED, 1))
+        src = tmp_path / "src" / "CASE-1.isyntax"
+        g.make_isyntax(src)
+    assert PAYLOAD.encode() in src.read_bytes()
+    out = tmp_path / "out"
+    code, slide, log = _run(cli, src, out)
+    assert code == 0 and slide["status"] == "ok", log
+    for f in _outputs(out, slide):
+        data = f.read_bytes()
+        assert b"98765432" not in data and b"S19-4711" not in data
+
+
+def test_verifier_refuses_text_in_a_container(philips_output, isyntax_output, tmp_path):
+    from wsianon.verify.isyntax_text import scan_isyntax
+    from wsianon.verify.vocabulary import scan_tiff
+
+    for out, scan in ((philips_output, lambda p: scan_tiff(p, "philips")), (isyntax_output, lambda p: scan_isyntax(p)[0])):
+        for plant in (
+            lambda x: x.replace(b"<Array>", b"<Array>" + PAYLOAD.encode(), 1),  # beside children
+            lambda x: x.replace(b"</DataObject>", f"{_SCANNED}<Array>{PAYLOAD}</Array></Attribute></DataObject>".encode(), 1),
+            lambda x: x.replace(b"</DataObject>", f"{_SCANNED}{PAYLOAD}</Attribute></DataObject>".encode(), 1),
+        ):
+            assert "text inside a DPUfsImport container" in _kinds(scan(_edit_xml(out, tmp_path, plant)))

@@ -43,6 +43,7 @@ from wsianon.io.keyed import keyed_uid
 from wsianon.converters.base import AssociatedImage, Field
 from wsianon.io.plan import Removal
 from wsianon.io.scan import Canary
+from wsianon.io.xmlform import dpufs_container
 from wsianon.profiles.names import public as public_name
 from wsianon.profiles.names import shown as shown_name
 from wsianon.profiles.actions import Action
@@ -356,8 +357,14 @@ def _shown(name: str) -> str:
     return public_name("isyntax", str(name))
 
 
+def is_container(el: ET.Element) -> bool:
+    """An element whose text is no value (``io.xmlform.dpufs_container``)."""
+    return dpufs_container(el)
+
+
 def normalize_markup(root: ET.Element, allowed_xml_attributes: set[str]) -> list[tuple[str, str]]:
-    """Closed world for the markup itself: no text outside leaf Attribute elements but whitespace,
+    """Closed world for the markup itself: no text outside leaf Attribute elements but whitespace
+    (a DataObject, an Array or an IDataObjectArray attribute holds none, children or not),
     no XML attributes but the schema's, no elements but DataObject / Attribute / Array.  Returns
     (what, value) for each thing dropped (the value is a canary, never printed).
 
@@ -369,7 +376,9 @@ def normalize_markup(root: ET.Element, allowed_xml_attributes: set[str]) -> list
         if el.tail is not None and el.tail.strip():
             dropped.append((f"text after <{_shown(el.tag)}>", el.tail.strip()))
             el.tail = "\n"
-        if len(el) and el.text is not None and el.text.strip():
+        # a container's text is no value, whether or not it holds children: an <Array> or a
+        # <DataObject> without children (``<Array>S19-4711</Array>``) kept its text, red team stop 38
+        if is_container(el) and el.text is not None and el.text.strip():
             dropped.append((f"text inside <{_shown(el.tag)}>", el.text.strip()))
             el.text = "\n"
         for k in list(el.attrib):

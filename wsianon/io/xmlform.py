@@ -84,6 +84,18 @@ def markup_after(text: str, start: int) -> int | None:
     return min(found) if found else None
 
 
+def dpufs_container(el: ET.Element) -> bool:
+    """True for a DPUfsImport element whose text is no value: one with children, a DataObject or an
+    Array (children or not: ``<Array>S19-4711</Array>``, red team stop 38), an ``IDataObjectArray``
+    attribute (a container even when empty)."""
+    return bool(len(el)) or el.tag != "Attribute" or el.get("PMSVR") == "IDataObjectArray"
+
+
+def dpufs_container_text(root: ET.Element) -> bool:
+    """True when a container of the tree (:func:`dpufs_container`) holds text other than whitespace."""
+    return any(dpufs_container(el) and (el.text or "").strip() for el in root.iter())
+
+
 def dpufs_value(text: str | None, joined: bool = False) -> str:
     """A leaf value in canonical form: whitespace runs as single spaces, none at the ends (``joined``:
     no whitespace at all, for base64)."""
@@ -103,7 +115,7 @@ def dpufs_canonical(root: ET.Element, short_empty_elements: bool, joined: Abstra
     rank = {k: i for i, k in enumerate(DPUFS_ATTRIBUTE_ORDER)}
     for el in out.iter():
         el.tail = None
-        if len(el) or el.tag != "Attribute":
+        if dpufs_container(el):
             el.text = None
         else:
             el.text = dpufs_value(el.text, (el.get("Name") or "") in joined)
@@ -121,6 +133,8 @@ __all__ = [
     "ENCODINGS",
     "declaration_ok",
     "dpufs_canonical",
+    "dpufs_container",
+    "dpufs_container_text",
     "dpufs_value",
     "markup_after",
     "prolog_end",

@@ -177,6 +177,25 @@ def _seek_table(fd: int, body: int, file_size: int) -> tuple[int, int] | None:
     return parse_table(os.pread(fd, size, body + 8), file_size), 8 + size
 
 
+def _header_form(text: str, name: str, out: list) -> None:
+    """The header's XML form: the prolog is a real XML declaration and a line break, nothing else (a
+    processing instruction in its place, <?xml-x 98765432?>, passed as numbers: red team stop 38),
+    no processing instruction, comment or DOCTYPE follows, and the DPUfsImport document holds no
+    text in a container (``vocabulary.dpufs_findings``)."""
+    from wsianon.verify.vocabulary import TextFinding, dpufs_findings
+
+    start = prolog_end(text)
+    if start is None:
+        out.append(TextFinding(name, 0, "XML prolog other than an XML declaration"))
+        return
+    at = markup_after(text, start)
+    if at is not None:
+        out.append(TextFinding(name, len(text[:at].encode()), "processing instruction, comment or DOCTYPE in the XML header"))
+    kind = dpufs_findings(text[start:].rstrip("\n"))
+    if kind:
+        out.append(TextFinding(name, len(text[:start].encode()), kind))
+
+
 def scan_isyntax(path: Path, name: str | None = None) -> tuple[list, str]:
     """(findings, detail) for one iSyntax file; findings are vocabulary.TextFinding."""
     from wsianon.verify.vocabulary import MAX_FINDINGS, TextFinding, _base64_ok, unknown_tokens, vocabulary
@@ -215,15 +234,7 @@ def scan_isyntax(path: Path, name: str | None = None) -> tuple[list, str]:
             ET.fromstring(text.lstrip("\ufeff").strip())
         except ET.ParseError as exc:
             out.append(TextFinding(name, 0, f"XML header is not well-formed (line {exc.position[0]})"))
-        # the prolog is a real XML declaration and a line break, nothing else: a processing
-        # instruction in its place (<?xml-x 98765432?>) passed as numbers (red team stop 38)
-        start = prolog_end(text)
-        if start is None:
-            out.append(TextFinding(name, 0, "XML prolog other than an XML declaration"))
-        else:
-            at = markup_after(text, start)
-            if at is not None:
-                out.append(TextFinding(name, len(text[:at].encode()), "processing instruction, comment or DOCTYPE in the XML header"))
+        _header_form(text, name, out)
 
     # coded tables and images: judged by structure, masked from the text scan
     masked = bytearray(header)

@@ -683,6 +683,28 @@ def _xml_form_findings(text: str, base: int, name: str, out: list) -> None:
     at = markup_after(text, start)
     if at is not None:
         out.append(TextFinding(name, base + len(text[:at].encode()), "processing instruction, comment or DOCTYPE in XML"))
+    if text.startswith("<DataObject", start):  # the Philips DPUfsImport document
+        kind = dpufs_findings(text[start:])
+        if kind:
+            out.append(TextFinding(name, base, kind))
+
+
+def dpufs_findings(xml: str) -> str | None:
+    """What is wrong with a DPUfsImport document (Philips TIFF, iSyntax; the text from its root
+    element on), None when nothing: a container (a DataObject, an Array, an IDataObjectArray
+    attribute, children or not) holds no text (``<Array>S19-4711 98765432</Array>`` was kept and
+    passed, red team stop 38: numbers pass as structure)."""
+    import xml.etree.ElementTree as ET
+
+    from wsianon.io.xmlform import dpufs_container_text
+
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return "XML not well-formed"
+    if dpufs_container_text(root):
+        return "text inside a DPUfsImport container"
+    return None
 
 
 def _text_value_findings(path: Path, vocab: Vocab, name: str, out: list) -> None:
