@@ -68,3 +68,90 @@ def test_unknown_code_with_a_date_for_value_gets_the_dummy(tmp_path, cli):
     text, _n, _k = scan_dicom_text([planted])
     assert any("code not in its scheme's dictionary" in f for f in text), text
     assert not any(DOB in f for f in found + text)
+
+
+# ---------------------------------------------------------------------------
+# 1. a standard attribute written with another VR than its dictionary's
+
+FD_TEXT = {
+    "ManufacturerModelName": b"Doe^Jane",
+    "PositionReferenceIndicator": DOB.encode(),
+    "ConvolutionKernel": MRN.encode(),
+    "SpatialResolution": ACC.encode(),
+}
+
+
+def _as_fd(values: dict[str, bytes]):
+    import struct
+
+    from pydicom.dataelem import DataElement
+    from pydicom.datadict import tag_for_keyword
+
+    def edit(ds: Dataset) -> None:
+        for kw, raw in values.items():
+            tag = tag_for_keyword(kw)
+            if tag in ds:
+                del ds[tag]
+            ds.add(DataElement(tag, "FD", struct.unpack("<d", raw)[0]))
+
+    return edit
+
+
+def test_vr_allowed():
+    from wsianon.profiles.dicom import vr_allowed
+
+    assert vr_allowed(0x00081090, "LO") and vr_allowed(0x00081090, "UN") and not vr_allowed(0x00081090, "FD")
+    assert vr_allowed(0x00280106, "US") and vr_allowed(0x00280106, "SS") and vr_allowed(0x00280106, "US or SS")
+    assert vr_allowed(0x00080000, "UL") and not vr_allowed(0x00080000, "FD")  # a group length
+    assert vr_allowed(0x00091010, "FD") and vr_allowed(0x00021010, "FD")  # private; not in the dictionary
+    assert vr_allowed(0x60003000, "OW") and not vr_allowed(0x60003000, "FD")  # a repeating group's entry
+
+
+def test_text_written_as_fd_is_removed_and_refused(tmp_path, cli):
+    """Before: ManufacturerModelName, PositionReferenceIndicator, ConvolutionKernel and
+    SpatialResolution written with explicit VR FD (8 bytes of a name, a birth date, an MRN, an
+    accession number each) were judged as numbers by every check: the route shared them and
+    `wsianon verify` passed the output. Now the route drops such an element, writing it back in
+    its dictionary VR where the IOD requires it (ManufacturerModelName Type 1: the dummy;
+    PositionReferenceIndicator Type 2: empty), and the header walk refuses it in an output."""
+    out = tmp_path / "out"
+    code, console, slide = _run(cli, _source(tmp_path / "a", HD, _as_fd(FD_TEXT)), out)
+    assert code == 0 and slide["status"] == "ok", (console, slide["verification"])
+    (dcm,) = sorted(out.rglob("*.dcm"))
+    data = dcm.read_bytes()
+    assert not [v for v in FD_TEXT.values() if v in data]
+    ds = _read(dcm, pixels=False)
+    assert ds["ManufacturerModelName"].VR == "LO" and ds.ManufacturerModelName == "ANONYMIZED"
+    assert ds["PositionReferenceIndicator"].VR == "LO" and ds.PositionReferenceIndicator == ""
+    assert "ConvolutionKernel" not in ds and "SpatialResolution" not in ds
+    assert any("written with a VR" in r["action"] for r in slide["removed"] if r["name"] == "ConvolutionKernel")
+    planted = _planted(tmp_path, dcm, _as_fd({"StudyDescription": b"Doe^Jane", "ManufacturerModelName": MRN.encode()}), "fd")
+    found, _n = check_dicom_attributes([planted])
+    assert any("(0008,1030) StudyDescription written with a VR its dictionary entry does not give it" in f for f in found), found
+    code, stdout, _ = cli("verify", str(planted))
+    assert code == 1 and "FAIL dicom: closed world" in stdout, stdout
+    assert not any(m in stdout + "\n".join(found) for m in (NAME, MRN))
+
+
+def _meta_version_fd(ds: Dataset) -> None:
+    import struct
+
+    from pydicom.dataelem import DataElement
+
+    del ds.file_meta[0x00020001]
+    ds.file_meta.add(DataElement(0x00020001, "FD", struct.unpack("<d", NAME.encode())[0]))
+
+
+def test_file_meta_written_with_another_vr(tmp_path, cli):
+    """The File Meta the same way: a FileMetaInformationVersion written as FD (8 bytes of a name)
+    was copied by the route and ended the verifier with an internal error (TypeError); now the
+    route writes it anew (00 01, OB) and the closed world refuses it in an output."""
+    out = tmp_path / "out"
+    code, console, slide = _run(cli, _source(tmp_path / "a", HD, _meta_version_fd), out)
+    assert code == 0 and slide["status"] == "ok", (console, slide["verification"], slide["error"])
+    (dcm,) = sorted(out.rglob("*.dcm"))
+    meta = _read(dcm, pixels=False).file_meta
+    assert meta["FileMetaInformationVersion"].VR == "OB" and meta.FileMetaInformationVersion == b"\0\1"
+    found, _n = check_dicom_attributes([_planted(tmp_path, dcm, _meta_version_fd, "meta")])
+    assert any("(0002,0001) FileMetaInformationVersion written with a VR" in f for f in found), found
+    assert any("FileMetaInformationVersion is not 00 01" in f for f in found), found

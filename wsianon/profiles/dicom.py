@@ -311,6 +311,33 @@ def binary_judged(path: tuple[str, ...], keyword: str) -> bool:
     return keyword in JUDGED_BINARY_KWS or (not path and (keyword in OFFSET_TABLE_KWS or keyword == "PixelData"))
 
 
+def dictionary_vrs(tag: int) -> frozenset[str] | None:
+    """The VRs the DICOM dictionary gives a public tag ("US or SS" is both, and the ambiguous
+    spelling itself, as pydicom holds it before writing); a group length (gggg,0000) is UL. None
+    for a private tag or one the dictionary does not know (judged elsewhere: the closed world)."""
+    from pydicom.datadict import dictionary_VR
+
+    if (tag >> 16) % 2:
+        return None
+    if tag & 0xFFFF == 0:
+        return frozenset({"UL"})
+    try:
+        vr = dictionary_VR(tag)
+    except KeyError:
+        return None
+    return frozenset({vr, *vr.split(" or ")})
+
+
+def vr_allowed(tag: int, vr: str) -> bool:
+    """A value written with ``vr`` is read as its attribute's: the dictionary's VR (or one of
+    them), UN (PS3.5 6.2.2: a reader gives a known tag its dictionary VR; pydicom does), or a tag
+    the dictionary does not know. Any other VR makes every check judge the value as something it
+    is not: red team stop 38 wrote ManufacturerModelName as FD, 8 bytes of a name judged as a
+    number."""
+    vrs = dictionary_vrs(tag)
+    return vrs is None or vr in vrs or vr == "UN"
+
+
 def dictionary_tags(elem) -> bool:
     """Every value of an AT element names an attribute of the DICOM dictionary (a pointer; any
     other value is 4 free bytes), and not one of a repeating group: ZonalMap (1010,xxxx) or a

@@ -418,7 +418,8 @@ def _container_findings(f: Path, ds: Dataset) -> list[str]:
     for e in meta or []:
         if e.keyword not in FILE_META:
             out.append(f"{f.name}: file meta ({e.tag.group:04X},{e.tag.element:04X}) {e.keyword}: not written by a de-identifier")
-    if meta is not None and bytes(meta.get("FileMetaInformationVersion", b"\0\1") or b"") != b"\0\1":
+    version = meta.get("FileMetaInformationVersion", b"\0\1") if meta is not None else b"\0\1"
+    if not isinstance(version, bytes) or version != b"\0\1":  # a value of another VR too (a float: stop 38)
         out.append(f"{f.name}: file meta FileMetaInformationVersion is not 00 01")
     if meta is not None:
         out += [f"{f.name}: file meta {kw}: {why}" for kw, why in _meta_uid_problems(ds, meta)]

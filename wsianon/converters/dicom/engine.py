@@ -46,6 +46,7 @@ from wsianon.profiles.dicom import (
     iod,
     standard_uid,
     unknown_code_form,
+    vr_allowed,
 )
 
 TEXT_VRS = {"AE", "AS", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"}
@@ -84,6 +85,7 @@ UNJUDGED_BINARY = "removed: bytes no check of the output can judge"
 # Pixel Data's index attributes (``OFFSET_TABLE_KWS``): the items are copied as they are, so the
 # index goes (the Basic Offset Table inside Pixel Data is judged by the verifier)
 UNKNOWN_CODE = "dummy: code not in the DICOM/SNOMED dictionary"
+WRONG_VR = "removed: written with a VR its dictionary entry does not give it"
 STRING_VRS = TEXT_VRS | DATE_VRS | {"DS", "IS", "UI"}
 
 # tags the engine writes itself (identity and de-identification record)
@@ -213,8 +215,11 @@ class Engine:
             del ds[tag]
             self._log(name, NOT_IN_IOD)
             return
-        action, _rule = self.profile.action(int(tag), path, kw, elem.VR)
         type_ = wsi_type(path, kw) if kw else None
+        if not vr_allowed(int(tag), elem.VR):
+            self._wrong_vr(ds, tag, name, type_)
+            return
+        action, _rule = self.profile.action(int(tag), path, kw, elem.VR)
         if elem.VR == "AT" and not _no_value(elem) and not dictionary_tags(elem):
             # a tag pointer is 4 free bytes: only one naming a DICOM attribute is a pointer
             del ds[tag]
@@ -269,6 +274,22 @@ class Engine:
         if action is Action.KEEP or _no_value(elem):
             return  # kept, or nothing to remove (the empty element stays)
         self._log(name, self._apply(ds, tag, elem, action, type_ in ("1", "1C")))
+
+    def _wrong_vr(self, ds: Dataset, tag: BaseTag, name: str, type_: str | None) -> None:
+        """An element written with a VR its dictionary entry does not give it (text as FD: red
+        team stop 38) is read as that VR and could not be judged as what it is: it goes, and
+        where the IOD requires it, it comes back in its dictionary VR as a removed value does (a
+        dummy for Type 1, empty for Type 2)."""
+        from pydicom.datadict import dictionary_VR
+
+        del ds[tag]
+        action = action_by_type(type_)
+        vr = dictionary_VR(tag).split(" or ")[0]
+        if action is Action.DUMMY and vr != "SQ":
+            ds.add(DataElement(tag, vr, self._dummy(DataElement(tag, vr, None))))
+        elif action is not Action.REMOVE:
+            ds.add(DataElement(tag, vr, self._empty(DataElement(tag, vr, None))))
+        self._log(name, WRONG_VR if action is Action.REMOVE else f"{action.done}: {WRONG_VR.split(': ', 1)[1]}")
 
     def _icc(self, elem: DataElement, name: str) -> None:
         """An ICC profile keeps its colorimetric tags only (``io.icc.sanitize``: every text, date,

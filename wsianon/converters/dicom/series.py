@@ -22,7 +22,7 @@ from wsianon.io.plan import Removal
 from wsianon.io.scan import Scanner
 from wsianon.profiles.actions import Action
 from wsianon.profiles.names import has_long_number
-from wsianon.profiles.dicom import FRAMES_JUDGED_TS, FREE_TEXT_VRS, DicomProfile, in_standard_text, iod, profile_for_policy, standard_meanings
+from wsianon.profiles.dicom import FRAMES_JUDGED_TS, FREE_TEXT_VRS, DicomProfile, in_standard_text, iod, profile_for_policy, standard_meanings, vr_allowed
 
 WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
 IMAGE_KINDS = ("VOLUME", "THUMBNAIL", "OVERVIEW", "LABEL")
@@ -262,6 +262,9 @@ def slide_identity(ctx: SlideContext, source_patient_id: str | None, source_stud
 def finalize_meta(ds: Dataset) -> None:
     """File meta that agrees with the de-identified data set and names no source application."""
     fm = ds.file_meta
+    for elem in list(fm):
+        if not vr_allowed(int(elem.tag), elem.VR):  # read as another VR than its own: rewritten or left out
+            del fm[elem.tag]
     fm.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     fm.MediaStorageSOPClassUID = ds.SOPClassUID
     for kw in (

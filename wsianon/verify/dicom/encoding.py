@@ -9,8 +9,13 @@ data set. This walk proves, from the file alone, that the File Meta Information 
 up to Pixel Data are elements in ascending tag order, each once, sequences only of items, every
 reserved byte and delimiter length zero, and nothing between or around them.
 
+Every public element of the dictionary must be written with a VR the dictionary gives it (or UN,
+which a reader resolves to the dictionary's): a value written as another VR is read, and judged by
+every check, as that VR's (red team stop 38: ManufacturerModelName as FD, a name's 8 bytes judged
+as a number; ``profiles.dicom.vr_allowed``).
+
 Pixel Data's own header, items and what follows it are judged by ``dicom_attrs._data_set_end``.
-Imports only pydicom's dictionary.
+Imports only pydicom's dictionary (through ``profiles.dicom``).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import struct
 
 from wsianon.io.dicomframes import LONG_VRS
+from wsianon.profiles.dicom import vr_allowed
 
 UNDEFINED = 0xFFFFFFFF
 SHORT_VRS = frozenset(
@@ -41,6 +47,12 @@ def _implicit_sq(tag: int) -> bool:
         return dictionary_VR(tag) == "SQ"
     except KeyError:
         return False
+
+
+def _keyword(tag: int) -> str:
+    from pydicom.datadict import keyword_for_tag
+
+    return keyword_for_tag(tag) or "an attribute"
 
 
 class _Walk:
@@ -87,6 +99,8 @@ class _Walk:
                     length, pos = struct.unpack_from("<H", self.buf, pos + 6)[0], pos + 8
                 else:
                     raise _Bad("an element with no VR of the standard")
+                if not vr_allowed(tag, vr.decode("ascii")):
+                    raise _Bad(f"({group:04X},{element:04X}) {_keyword(tag)} written with a VR its dictionary entry does not give it")
             else:
                 length, pos = self._u32(pos + 4), pos + 8
             if vr == b"SQ" or (vr is None and (length == UNDEFINED or _implicit_sq(tag))) or (vr == b"UN" and length == UNDEFINED):
