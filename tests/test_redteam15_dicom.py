@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from pydicom.dataset import Dataset
 
 from wsianon.verify.dicom_attrs import check_dicom_attributes
@@ -155,3 +157,86 @@ def test_file_meta_written_with_another_vr(tmp_path, cli):
     found, _n = check_dicom_attributes([_planted(tmp_path, dcm, _meta_version_fd, "meta")])
     assert any("(0002,0001) FileMetaInformationVersion written with a VR" in f for f in found), found
     assert any("FileMetaInformationVersion is not 00 01" in f for f in found), found
+
+
+# ---------------------------------------------------------------------------
+# 2. a fragment after the last frame of encapsulated Pixel Data
+
+WSI2DCM = "dicom/wsi2dcm-cmu-1-small-region"
+LEVEL2 = "level-2-frames-0-4.dcm"  # 4 frames
+
+
+def _label_jpeg(w: int, h: int) -> bytes:
+    import io
+
+    from PIL import Image, ImageDraw
+
+    im = Image.new("RGB", (w, h), "white")
+    ImageDraw.Draw(im).text((20, 100), f"{NAME} {MRN}", fill="black")
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _refragment(ds: Dataset, extra: bool, bot: bool, per_frame: int = 1) -> None:
+    from pydicom.encaps import encapsulate, generate_frames
+
+    n = int(ds.NumberOfFrames)
+    frames = list(generate_frames(ds.PixelData, number_of_frames=n))
+    label = _label_jpeg(int(ds.Columns), int(ds.Rows))
+    label += b"\0" * (len(label) % 2)
+    if extra and not bot:  # a fifth fragment, read by pydicom as a fifth frame
+        frames.append(label)
+    data = encapsulate(frames, fragments_per_frame=per_frame, has_bot=bot)
+    if extra and bot:  # the Basic Offset Table's 4 frames, the photo a last fragment of the last
+        data += b"\xfe\xff\x00\xe0" + len(label).to_bytes(4, "little") + label
+    ds.PixelData = data
+    ds["PixelData"].VR = "OB"
+
+
+def _slide(tmp_path: Path, edit) -> Path:
+    import shutil
+
+    from .conftest import shared
+
+    folder = tmp_path / "in" / "slide"
+    shutil.copytree(shared(WSI2DCM), folder)
+    for p in folder.iterdir():
+        p.chmod(0o644)
+    ds = _read(folder / LEVEL2)
+    edit(ds)
+    ds.save_as(folder / LEVEL2)
+    return folder
+
+
+@pytest.mark.parametrize("bot", [False, True], ids=["no-offset-table", "basic-offset-table"])
+def test_a_fragment_after_the_last_frame_is_refused(tmp_path, cli, bot):
+    """Before: a label photo (a valid JPEG) appended as a fifth fragment of the 4-frame level,
+    the Basic Offset Table empty, was copied into a verified output: pydicom yields it as a fifth
+    frame, no check tied the fragments to NumberOfFrames. Now the route refuses such an input
+    (nothing written) and the closed world refuses such an output. With a Basic Offset Table the
+    photo is a second codestream in the last frame: quarantined before (dicom: frames, frame
+    segments), now refused at the start and by the closed world the same way."""
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", "--target", "dicom", str(_slide(tmp_path, lambda ds: _refragment(ds, True, bot))), "-o", str(out))
+    assert code != 0 and "codestreams (ends) for 4 frames" in stdout + stderr, stdout + stderr
+    assert not list(out.rglob("*.dcm"))
+    clean = tmp_path / "clean"
+    code, stdout, stderr = cli("run", "--target", "dicom", str(_slide(tmp_path / "c", lambda ds: None)), "-o", str(clean))
+    assert code == 0, stdout + stderr
+    (dcm,) = [p for p in clean.rglob("*.dcm") if int(_read(p, pixels=False).get("NumberOfFrames", 1)) == 4]
+    planted = _planted(tmp_path, dcm, lambda ds: _refragment(ds, True, bot), "frag")
+    found, _n = check_dicom_attributes([planted])
+    assert any("codestreams (ends) for 4 frames" in f for f in found), found
+    code, stdout, _ = cli("verify", str(planted))
+    assert code == 1 and "FAIL dicom: closed world" in stdout, stdout
+
+
+def test_frames_over_several_fragments_without_an_offset_table_still_verify(tmp_path, cli):
+    """A frame may span fragments (PS3.5 A.4); without an offset table its codestream's end marks
+    where it ends, as pydicom reads it: such a level is shared and verifies."""
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", "--target", "dicom", str(_slide(tmp_path, lambda ds: _refragment(ds, False, False, 3))), "-o", str(out))
+    assert code == 0, stdout + stderr
+    code, stdout, _ = cli("verify", str(out))
+    assert code == 0, stdout

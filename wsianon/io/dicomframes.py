@@ -89,7 +89,8 @@ def iter_frames(path: Path):
 
 def offset_table_problem(path: Path) -> str | None:
     """Why encapsulated Pixel Data's first item is no Basic Offset Table (PS3.5 A.4: the first item
-    is the table, empty or one 32-bit offset a frame), or None (also for native Pixel Data).
+    is the table, empty or one 32-bit offset a frame), or its fragments are not exactly its frames
+    (``surplus_fragments``), or None (also for native Pixel Data).
     wsidicom's ``offset_table="none"`` writes the first frame there: every reader (pydicom,
     wsidicom itself) takes the frame's bytes for offsets."""
     ds, voff, length = pixel_value_offset(path)
@@ -109,7 +110,11 @@ def offset_table_problem(path: Path) -> str | None:
         return "encapsulated Pixel Data whose first item is no Basic Offset Table (PS3.5 A.4: empty or one offset a frame)"
     if ("ExtendedOffsetTable" in ds or "ExtendedOffsetTableLengths" in ds) and _extended_table(ds, path.stat().st_size - voff - 8 - ln) is None:
         return "an Extended Offset Table pointing beyond the Pixel Data"
-    return None
+    with open(path, "rb") as fh:  # the frames are copied as they are: exactly NumberOfFrames of them
+        items = walk_items(fh.fileno(), voff, os.fstat(fh.fileno()).st_size)
+        if items.problem is not None or items.end is None:
+            return items.problem or TRUNCATED
+        return surplus_fragments(fh.fileno(), items, n)
 
 
 def decode_rgb(frame: bytes, ds: Dataset):
@@ -231,6 +236,46 @@ def remembered_walk(fd: int, pos: int, size: int) -> Items:
         if _walks_open:
             _walks[key] = items
     return items
+
+
+_EOI = b"\xff\xd9"  # JPEG / JPEG-LS EOI, JPEG 2000 EOC: the last two bytes of every frame's codestream
+
+
+def surplus_fragments(fd: int, items: Items, n: int) -> str | None:
+    """Why encapsulated Pixel Data's fragments (``items``: a completed walk, the Basic Offset
+    Table first) are not exactly ``n`` frames, or None.  One fragment a frame is exactly the
+    frames; fewer fragments cannot be; more must split into frames one way only: every frame's
+    codestream ends at the end of its last fragment (EOI / EOC, then at most the padding zero),
+    no other fragment ends in EOI or holds one in its last 10 bytes (where pydicom splits frames
+    without an offset table), there are exactly ``n`` such ends and the last fragment is one;
+    with a Basic Offset Table its frames end exactly there too.  Red team stop 38 appended a
+    label photo as a fifth fragment of a 4-frame instance without an offset table: pydicom
+    yields it as a fifth frame, no check counted it.  Reads the last 10 bytes of each fragment,
+    only when there are more fragments than frames; the Extended Offset Table is not consulted
+    (the route removes it, the verifier requires one fragment a frame beside it)."""
+    frags = items.values[1:]
+    if len(frags) == n:
+        return None
+    if len(frags) < n:
+        return "encapsulated Pixel Data with fewer fragments than frames"
+    ends: list[int] = []
+    for i, (off, ln) in enumerate(frags):
+        tail = os.pread(fd, min(ln, 10), off + ln - min(ln, 10)) if ln else b""
+        exact = tail.endswith(_EOI) or tail.endswith(_EOI + b"\0")
+        if exact != (_EOI in tail):
+            return "encapsulated Pixel Data with a fragment that ends no frame but holds a codestream's end"
+        if exact:
+            ends.append(i)
+    if len(ends) != n or ends[-1] != len(frags) - 1:
+        return f"encapsulated Pixel Data whose fragments hold {len(ends)} codestreams (ends) for {n} frames, or bytes after the last"
+    bot_off, bot_len = items.values[0]
+    if bot_len:
+        offs = struct.unpack(f"<{bot_len // 4}I", os.pread(fd, bot_len - bot_len % 4, bot_off))
+        first = frags[0][0] - 8
+        starts = [o - 8 - first for o, _ln in frags]
+        if [starts.index(o) if o in starts else -1 for o in offs] != [0] + [e + 1 for e in ends[:-1]]:
+            return "a Basic Offset Table whose frames are not the fragments' codestreams"
+    return None
 
 
 def item_buffers(fd: int, pos: int, size: int, items: Items, chunk: int = ITEM_CHUNK):
