@@ -343,15 +343,21 @@ class TiffStructure:
 
     def holds_picture(self, ifd: IFD) -> bool:
         """Whether a directory holds pixel data that can be a picture: any strip or tile byte,
-        except a 1 x 1 page of at most 8 bytes (BIF's directory carrying the iScan XMP in front
-        of the pyramid).  A width or height of 0 with data still counts (red team stop 37, round
-        2: a label photo's page with ImageWidth 0).  The one rule for the BIF redactor's unknown
-        pages and the verifier's ``image-pages``."""
-        _offs, cnts = self.data_span_arrays(ifd)
+        except a 1 x 1 page whose one data byte is 0xFF (the directory the BIF redactor writes to
+        carry the iScan XMP in front of the pyramid).  A width or height of 0 with data still
+        counts (red team stop 37, round 2: a label photo's page with ImageWidth 0), and so does a
+        1 x 1 page of any other data (red team stop 38: 1 x 1 pages of 64-bit samples carried 8
+        bytes of text each, as many pages as one liked, while any 1 x 1 page of at most 8 bytes
+        was taken for none).  The one rule for the BIF redactor's unknown pages and the
+        verifier's ``image-pages``."""
+        offs, cnts = self.data_span_arrays(ifd)
         if not len(cnts) or not (cnts > 0).any():
             return False
         one = int(self.value(ifd, IMAGE_WIDTH, 0) or 0) == int(self.value(ifd, IMAGE_LENGTH, 0) or 0) == 1
-        return not (one and int(cnts.sum()) <= 8)
+        if one and int(cnts.sum()) == 1:
+            at = int(offs[cnts > 0][0])
+            return self.read(at, 1) != b"\xff"
+        return True
 
     def data_span_arrays(self, ifd: IFD):
         """``data_spans`` as two uint64 numpy arrays (offsets, byte counts), validated alike.

@@ -294,6 +294,9 @@ def _comment_ok(body: bytes) -> bool:
 # JPEG (7) is judged by the decoder
 _DEFLATE, _LZW, _NONE, _J2K = frozenset([8, 32946]), 5, 1, frozenset([33003, 33005, 34712])
 _PACKBITS, _ZSTD = 32773, frozenset([50000, 34926])
+# every compression whose coded data ``check_tiff`` judges (a page of any other is not proven to
+# hold its picture only: ``image-pages`` refuses it where no reader shows it)
+JUDGED_COMPRESSIONS = frozenset({7, _LZW, _NONE, _PACKBITS}) | _DEFLATE | _J2K | _ZSTD
 # walked in Python (about 2 MB/s): their bytes count against LZW_BUDGET
 _WALKED = frozenset([_LZW, _PACKBITS])
 

@@ -11,9 +11,11 @@ that holds pixel data must have the size of a level or of an associated image Op
 and its pages are the ones its XML's ``<dimension>`` entries name: any other is judged);
 any other picture must be the slide downsampled by the thumbnail rule (a reduced-resolution page
 OpenSlide's generic reader leaves out), else it fails the slide; so must every page of a size more
-pages have than OpenSlide shows (a label photo scaled to a level's size beside that level).  A 1 x 1 page of at most 8 bytes (BIF's
-directory that carries the iScan XMP in front of the pyramid) holds no picture; a page of width or
-height 0 with data is judged like any other.
+pages have than OpenSlide shows (a label photo scaled to a level's size beside that level).  A 1 x 1 page whose one data byte is 0xFF
+(the directory the BIF redactor writes to carry the iScan XMP in front of the pyramid) holds no
+picture; a page of width or height 0 with data is judged like any other.  A page judged passes
+when it is blank (white or black, 8-bit) or the slide, and only in a compression whose coded data
+``tiles-coded-tight`` judges.
 """
 
 from __future__ import annotations
@@ -118,6 +120,9 @@ def shown_sizes(level_dims, downsamples, associated_dims, props: dict, vendor: s
 
 # a page no reader shows is decoded whole to be judged up to this many pixels (larger: fails)
 MAX_JUDGED_PIXELS = 16 << 20
+# a blank page is white or black in every channel (within JPEG's rounding): any other colour is
+# 3 free bytes a page, as many pages as one likes
+BLANK_WHITE, BLANK_BLACK = 250, 5
 
 
 def check(
@@ -156,21 +161,31 @@ def check(
 
 
 def _blank_or_the_slide(path: Path, index: int, size: tuple[int, int], slide) -> bool:
-    """Whether page ``index`` of ``path`` (decoded once) is one uniform colour (a label blanked
-    by ``--label blank``) or, with ``slide`` (the open OpenSlide handle), the slide downsampled
-    by the thumbnail rule.  A page too large, unreadable or not 8-bit is neither."""
+    """Whether page ``index`` of ``path`` (decoded once) is blank (8-bit, one colour, white or
+    black: a label blanked by ``--label blank`` is white) or, with ``slide`` (the open OpenSlide
+    handle), the slide downsampled by the thumbnail rule.  A page too large, unreadable, not
+    8-bit, or of a compression whose coded data ``tiles-coded-tight`` does not judge is neither
+    (red team stop 38: a white WebP page with a patient record after its stream passed as
+    blank, and 1 x 1 pages of 64-bit samples, one colour by definition, carried 8 bytes each)."""
     import numpy as np
     import tifffile
 
     from wsianon.verify import thumbnail
+    from wsianon.verify.ecs import JUDGED_COMPRESSIONS
 
     if size[0] * size[1] > MAX_JUDGED_PIXELS:
         return False
     try:
         with tifffile.TiffFile(path) as tf:
-            pixels = np.asarray(tf.pages[index].asarray())
+            page = tf.pages[index]
+            if int(page.compression) not in JUDGED_COMPRESSIONS:
+                return False
+            pixels = np.asarray(page.asarray())
+        if pixels.dtype != np.uint8:
+            return False
         if pixels.size and (pixels == pixels.reshape(-1, *pixels.shape[2:])[0]).all():
-            return True
+            colour = pixels.reshape(-1, *pixels.shape[2:])[0]
+            return bool((colour >= BLANK_WHITE).all() or (colour <= BLANK_BLACK).all())
         if slide is None:
             return False
         base = tuple(slide.level_dimensions[0])
@@ -178,7 +193,7 @@ def _blank_or_the_slide(path: Path, index: int, size: tuple[int, int], slide) ->
             return False
         if pixels.ndim == 3 and pixels.shape[2] > 3:
             pixels = pixels[..., :3]
-        if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3):
+        if pixels.ndim not in (2, 3):
             return False
         if pixels.ndim == 2:
             pixels = np.repeat(pixels[..., None], 3, axis=2)
