@@ -22,7 +22,10 @@ one tile are read together, over every pair the level is in (a middle level is t
 pair and the larger of the next, sampled at the same points: each tile decoded once), at most
 ``POINTS`` x ``POINTS`` per level compared, and only the patches' pixels are averaged (a patch's mean colour, then its grey and colour
 differences: they are linear in the colour). Levels under ``MIN_LEVEL_SIDE`` px on their long side
-are not compared (JPEG rounding dominates them; named in the detail). A level that cannot be read
+are too small for that (JPEG rounding dominates them): each of at least ``TINY_MIN_PIXELS`` is
+read whole and judged against the slide at its size by the mean difference of the prepared
+channels (``TINY_GREY``, ``TINY_COLOUR``); smaller ones and an MRXS slide's are not compared,
+named in the detail. A level that cannot be read
 fails (fail closed). Details name the check and the level's index, never a measured value. An
 MRXS slide is judged as OpenSlide draws it, over the box of its placed level-0 images (``_bounds``, ``_region``);
 no real MIRAX pixels were available to calibrate that (README, Limitations).
@@ -42,6 +45,10 @@ from wsianon.verify.thumbnail import (
     READ,
     _channels,
     alike,
+    aspect_ok,
+    flat,
+    openslide_reference,
+    prepare,
     blurred_covered,
     covered_grid,
     grid_shape,
@@ -60,6 +67,15 @@ POINTS = 16
 # edge: 0.50 against 0.48)
 ORPHAN = 0.1
 DETAIL_PIXELS = "its pixels are not the slide's (a larger level downsampled)"
+# a level under MIN_LEVEL_SIDE (too small for the correlation rule: JPEG rounding dominates it) of
+# at least TINY_MIN_PIXELS is judged whole against the slide at its size, by the mean |difference|
+# of the prepared channels (grey; the two colour differences): raw text bytes as the pixels of a
+# 15 x 15 level (red team stop 38: 675 bytes of a patient record read back from a verified output)
+# measured 120-175 grey levels from three real slides; the slides' own pixels resampled to 15 to
+# 4 px a side 0-6 (area) and 0.4-13.6 (nearest: a writer's pixel picked, not averaged). Under 16
+# pixels a nearest pick departs as far as text (one dark pixel of a 2 x 2 level: 84), so such a
+# level (at most 45 bytes) is not judged, named in the detail
+TINY_GREY, TINY_COLOUR, TINY_MIN_PIXELS = 48.0, 32.0, 16
 
 
 Bounds = tuple[float, float, float, float] | None
@@ -219,6 +235,17 @@ def _judge_all(slide, pairs: list[tuple[int, int]], bounds: Bounds = None) -> di
     return {k: _verdict_of(*_prepared(points[k][0], samples[(k, 0)], samples[(k, 1)])) for k, _r in pairs}
 
 
+def _tiny_verdict(slide, dims: list[tuple[int, int]], k: int) -> str | None:
+    """Why level ``k`` (under ``MIN_LEVEL_SIDE``, read whole) is not the slide at its size, or None."""
+    w, h = dims[k]
+    if not aspect_ok((w, h), dims[0]):
+        return "its aspect is not the slide's"
+    mine = prepare(flat(slide, slide.read_region((0, 0), k, (w, h))), (w, h))
+    ref = openslide_reference(slide, (w, h))
+    grey, cb, cr = (float(x) for x in np.abs(mine - ref).reshape(3, -1).mean(axis=1))
+    return None if grey <= TINY_GREY and max(cb, cr) <= TINY_COLOUR else DETAIL_PIXELS
+
+
 def check_openslide(slide, verdict) -> None:
     """Judge every level of an open output slide below its base."""
     try:
@@ -234,10 +261,14 @@ def check_openslide(slide, verdict) -> None:
     bad: list[str] = []
     small = 0
     pairs: list[tuple[int, int]] = []
+    tiny: list[int] = []
     for k in range(1, len(dims)):
         # the part compared, at the level's own size: an MRXS slide's bounds can be far smaller
         # than its level (a grid spanning the glass)
         part = _region(dims, downs, k, 0, bounds)
+        if max(dims[k]) < MIN_LEVEL_SIDE and bounds is None and dims[k][0] * dims[k][1] >= TINY_MIN_PIXELS:
+            tiny.append(k)
+            continue
         if max(dims[k]) < MIN_LEVEL_SIDE or max(part[2], part[3]) / downs[k] < MIN_LEVEL_SIDE:
             small += 1
             continue
@@ -248,11 +279,17 @@ def check_openslide(slide, verdict) -> None:
         verdicts = _judge_all(slide, pairs, bounds)
     except Exception as exc:  # fail closed: a level that cannot be read fails every pair (the handle is in error)
         verdicts = {k: f"cannot be read to judge it ({type(exc).__name__})" for k, _r in pairs}
+    for k in tiny:
+        try:
+            verdicts[k] = _tiny_verdict(slide, dims, k)
+        except Exception as exc:  # fail closed
+            verdicts[k] = f"cannot be read to judge it ({type(exc).__name__})"
     n = len(pairs)
-    for k, _r in pairs:
+    for k in sorted(verdicts):
         if verdicts[k] is not None:
             bad.append(f"level {k}: {verdicts[k]}")
     note = f"; {small} level(s) under {MIN_LEVEL_SIDE} px not compared" if small else ""
+    note += f"; {len(tiny)} level(s) under {MIN_LEVEL_SIDE} px judged whole" if tiny else ""
     verdict.add(NAME, not bad, "; ".join(bad[:5]) + note if bad else f"{n} level(s) below the base are a larger level downsampled (pixels){note}")
 
 
