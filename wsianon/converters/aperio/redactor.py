@@ -80,6 +80,14 @@ class DescriptionRewrite:
         self.banner_ok = re.compile(r["banner_safe_pattern"])
         self.policy = policy
 
+    def _banner_prefix(self, piece: str) -> str:
+        """The longest run of ``piece``'s first words that has the banner's form, or ""."""
+        words = piece.split()
+        for n in range(len(words) - 1, 0, -1):
+            if self.banner_ok.match(" ".join(words[:n])):
+                return " ".join(words[:n])
+        return ""
+
     def rewrite(self, desc: str) -> tuple[str, list[Field]]:
         fields: list[Field] = []
         banner, sep, rest = desc.partition("|")
@@ -92,8 +100,11 @@ class DescriptionRewrite:
             if not piece.strip() or self.banner_ok.match(piece.strip()):
                 out_banner.append(piece)
             else:
+                # the product's banner keeps its longest prefix of the banner's form (OpenSlide
+                # knows an Aperio slide by "Aperio" in front): free text after it goes
+                kept = self._banner_prefix(piece.strip())
                 fields.append(Field("ImageDescription:banner-text", piece.strip(), Action.BLANK))
-                out_banner.append("")
+                out_banner.append(kept)
         out = "".join(out_banner)
         if sep:
             items = rest.split("|")

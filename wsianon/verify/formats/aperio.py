@@ -1,6 +1,7 @@
 """Aperio-specific verification: every ``aperio.*`` property OpenSlide reads from
 the output is either a key the profile lists as safe, or empty; a safe key with a value form
-(a number of at most so many digits) holds a value of that form."""
+(a number of at most so many digits) holds a value of that form; every banner line (before the
+first ``|``) has the banner's form (``aperio.json`` ``banner_safe_pattern``)."""
 
 from __future__ import annotations
 
@@ -34,8 +35,15 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
     described = _described(out_main)
     dates = set(rules["date_keys"])
     forms = {k: re.compile(f) for k, f in rules["safe_value_forms"].items()}
-    if described is None:
+    banner_ok = re.compile(rules["banner_safe_pattern"])
+    banners = _banners(out_main)
+    if described is None or banners is None:
         verdict.add("aperio-profile", False, "descriptions unreadable")
+    elif any(b and not banner_ok.match(b) for b in banners):
+        # the banner's lines (product and version, sizes and codec) each in their form: free text
+        # after "Aperio Image Library" was kept as a banner (red team stop 38: digits and a case
+        # number there passed, no word for the vocabulary check)
+        verdict.add("aperio-profile", False, "a banner line outside its form (product and version, sizes, codec)")
     elif bad := sorted({k for k, v in described if v and k not in allowed and not (k in dates and year_only(v))}):  # --dates year: the year only
         verdict.add("aperio-profile", False, f"non-safe keys with values: {[safe_name(b) for b in bad]}")
     elif off := sorted({k for k, v in described if k in forms and v and not forms[k].fullmatch(v)}):  # an MRN as AppMag
@@ -52,6 +60,23 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
             break
     else:
         verdict.add("tiff-text", True, "no free-text TIFF tags carry values")
+
+
+_BANNER_SPLIT = re.compile(r"\r\n|\n|;")  # as the redactor splits it
+
+
+def _banners(path: Path) -> list[str] | None:
+    """Every line (``\\n``, ``;`` apart) of every page's ImageDescription before its first ``|``,
+    stripped; None when the file does not parse (fail closed)."""
+    out: list[str] = []
+    try:
+        with TiffStructure(path) as ts:
+            for ifd in ts.ifds:
+                desc = ts.text(ifd, IMAGE_DESCRIPTION) or ""
+                out += [piece.strip() for piece in _BANNER_SPLIT.split(desc.partition("|")[0])]
+    except Exception:
+        return None
+    return out
 
 
 def _described(path: Path) -> list[tuple[str, str]] | None:
