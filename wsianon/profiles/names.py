@@ -73,11 +73,17 @@ def words(fmt: str) -> frozenset[str]:
 # AOI0).  The one rule for the converters (``shown``), the report (``verify/reportnames.py``) and
 # the verifier's name findings (``verify/vocabulary.py``).
 _LONG_NUMBER = re.compile(r"[0-9]{4}")
+# digit groups one separator apart are one number written in parts ("12.03.79", "987 654 32",
+# "S19-47-11": red team stop 38, a birth date and an MRN shown in the report as key names)
+_GROUPS = re.compile(r"[0-9]+(?:[ ._/:,\-][0-9]+)+")
 
 
 def has_long_number(name: str) -> bool:
-    """Whether ``name`` holds a run of 4 or more digits (not shown, withheld, a finding)."""
-    return _LONG_NUMBER.search(name) is not None
+    """Whether ``name`` holds a number of 4 or more digits, in one run or in groups one separator
+    apart (not shown, withheld, a finding)."""
+    if _LONG_NUMBER.search(name) is not None:
+        return True
+    return any(sum(c.isdigit() for c in m.group(0)) >= 4 for m in _GROUPS.finditer(name))
 
 
 def _index(part: str) -> bool:
@@ -95,10 +101,16 @@ def _part_ok(part: str, vocab: frozenset[str]) -> bool:
     return len(sub) > 1 and "".join(sub) == part and all(_index(s) or len(s) <= 2 or s.lower() in vocab for s in sub)
 
 
+def grouped_numbers(name: str) -> list[tuple[int, int]]:
+    """(start, end) of every number of 4 or more digits written in groups one separator apart in
+    ``name`` ("12.03.79", "987 654 32"), which no single word of it shows."""
+    return [m.span() for m in _GROUPS.finditer(name) if sum(c.isdigit() for c in m.group(0)) >= 4]
+
+
 def shown(fmt: str, name: str) -> bool:
     """Whether ``name`` is made of ``fmt``'s vocabulary (and numbers) only."""
     vocab = words(fmt)
-    return all(_part_ok(p, vocab) for p in _SPLIT.split(name) if p)
+    return not grouped_numbers(name) and all(_part_ok(p, vocab) for p in _SPLIT.split(name) if p)
 
 
 def public(fmt: str, name: str, placeholder: str = WITHHELD) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from wsianon.profiles.names import WITHHELD, has_long_number  # one placeholder and one number rule, in the converters and the report
+from wsianon.profiles.names import WITHHELD, grouped_numbers, has_long_number  # one placeholder and one number rule, in the converters and the report
 
 FORMATS = ("aperio", "dicom", "generic", "isyntax", "leica", "mrxs", "ndpi", "philips", "ventana")
 
@@ -68,7 +68,17 @@ def safe_name(text: str) -> str:
     text = "".join(c for c in text if " " <= c <= "~" or c.isalnum())
     m = _TAG.match(text)
     head = m.group(0) if m and int(m.group(1)) <= 0xFFFF else ""
-    return head + _WORD.sub(lambda m: m.group(0) if _name_word_ok(m.group(0)) else WITHHELD, text[len(head) :])
+    rest = text[len(head) :]
+    # a number written in groups ("12.03.79", "987 654 32") goes whole: no one word of it is long
+    parts, at = [], 0
+    for start, end in grouped_numbers(rest):
+        parts += [_words_safe(rest[at:start]), WITHHELD]
+        at = end
+    return head + "".join(parts) + _words_safe(rest[at:])
+
+
+def _words_safe(text: str) -> str:
+    return _WORD.sub(lambda m: m.group(0) if _name_word_ok(m.group(0)) else WITHHELD, text)
 
 
 def _name_word_ok(w: str) -> bool:
