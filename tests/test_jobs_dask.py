@@ -214,3 +214,31 @@ def test_worker_refuses_a_missing_or_other_key(tmp_path):
 def test_send_key_without_scheduler_is_a_usage_error(tmp_path):
     r = run_subprocess("run", tmp_path, "-o", tmp_path / "out", "--send-key")
     assert r.returncode == 2 and "--send-key applies to --scheduler only" in r.stderr
+
+
+def test_a_worker_under_its_nanny_runs_slides(tmp_path):
+    """`dask worker ADDR` as the README shows it (with its nanny, whose worker process is daemonic):
+    the decode probe forked its child through multiprocessing, which a daemonic process may not
+    do, so every slide ended as an internal error (AssertionError; red team stop 38). The fixture
+    above runs --no-nanny workers, which hid it."""
+    port = _free_port()
+    addr = f"tcp://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_")}
+    env["PYTHONWARNINGS"] = "ignore"
+    common = dict(env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs = [subprocess.Popen([str(DASK), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], **common)]
+    procs.append(subprocess.Popen([str(DASK), "worker", addr, "--host", "127.0.0.1", "--nthreads", "1", "--no-dashboard", "--death-timeout", "60"], **common))
+    try:
+        with distributed.Client(addr, timeout="60s") as client:
+            client.wait_for_workers(1, timeout=120)
+            assert client.run(lambda: __import__("multiprocessing").current_process().daemon) == {w: True for w in client.scheduler_info()["workers"]}
+        arch = tmp_path / "arch"
+        _make_archive(arch, 2)
+        r = run_subprocess("run", arch, "-o", tmp_path / "out", "--key-file", _key(tmp_path), "--scheduler", addr)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert [s["status"] for s in _slides(tmp_path / "out" / "wsianon-report.json")] == ["ok", "ok"]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.kill(p.pid, signal.SIGKILL)
+            p.wait(timeout=30)

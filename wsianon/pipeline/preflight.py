@@ -145,23 +145,65 @@ def _probe_child(path: str | list[str]) -> None:
     sys.exit(_probe_dicom(path) if isinstance(path, list) else _probe(path))
 
 
-def _in_child(path: Path, arg: str | list[str], timeout: float) -> int | None:
-    """Run the probe for ``arg`` in a forked child; a crash or a hang refuses ``path``."""
-    if "fork" not in multiprocessing.get_all_start_methods():
-        return _probe_dicom(arg) if isinstance(arg, list) else _probe(arg)  # no fork on this platform: probe in-process
+def _forked(arg: str | list[str], timeout: float) -> int | None:
+    """The probe's exit code in a child forked with ``os.fork`` (minus the signal's number when a
+    signal ended it), or None when it ran past ``timeout`` (then killed). Not multiprocessing's
+    Process: a daemonic process may not start one, and a Dask worker under its nanny is daemonic
+    (every slide ended as an internal error there: red team stop 38)."""
+    import os
+    import signal
+    import time
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # fork in a threaded process: the child only probes
-        proc = multiprocessing.get_context("fork").Process(target=_probe_child, args=(arg,), daemon=True)
-        proc.start()
-    proc.join(timeout)
-    if proc.is_alive():
-        proc.kill()
-        proc.join()
+        pid = os.fork()
+    if pid == 0:  # the child: probe, then leave without the parent's exit handlers
+        code = 1
+        try:
+            _probe_child(arg)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:  # noqa: BLE001 - any failure is the probe's exit code 1
+            code = 1
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + timeout
+    try:
+        import select
+
+        fd = os.pidfd_open(pid)  # Linux 5.3+: woken the moment the child ends
+    except (AttributeError, OSError):
+        fd = None
+    try:
+        delay = 0.001
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return os.waitstatus_to_exitcode(status)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return None
+            if fd is not None:
+                select.select([fd], [], [], left)
+            else:
+                time.sleep(min(delay, left))
+                delay = min(delay * 2, 0.05)
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _in_child(path: Path, arg: str | list[str], timeout: float) -> int | None:
+    """Run the probe for ``arg`` in a forked child; a crash or a hang refuses ``path``."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return _probe_dicom(arg) if isinstance(arg, list) else _probe(arg)  # no fork on this platform: probe in-process
+    code = _forked(arg, timeout)
+    if code is None:
         raise CorruptInput(path, f"decoding the image data did not finish within {timeout:.0f} s; refused")
-    code = proc.exitcode
-    if code is not None and code < 0:
+    if code < 0:
         raise CorruptInput(path, "image data cannot be decoded (the decoder crashed on it); refused")
     return code
 
