@@ -1,0 +1,257 @@
+"""Red team, stop 38 (native route, the report's names, Dask under its nanny).
+
+* 1 x 1 pages of 64-bit samples carried 8 bytes of text each (as many pages as one liked): any
+  1 x 1 page of at most 8 bytes was taken for "no picture" (meant for the BIF redactor's own
+  directory in front of the pyramid, whose one byte is 0xFF).
+* A page no reader shows passed ``image-pages`` as "blank" when it decoded to one colour: a white
+  WebP with a patient record after its stream (a compression whose coded data no check judges),
+  a 1 x 1 page of 64-bit samples (one colour by definition).
+* A pyramid level under 16 px was never compared: a 15 x 15 Deflate level whose pixels were the
+  bytes of a patient record read back from a verified output.
+* Free text after "Aperio Image Library" in the banner line was kept as part of the banner.
+* Names in the report: a birth date or an MRN in digit groups ("12.03.79", "987 654 32") was
+  shown as structure, each group having at most 3 digits.
+* ``dask worker ADDR`` with its nanny: every slide ended as an internal error (the decode probe's
+  fork through multiprocessing, refused in a daemonic process); see ``test_jobs_dask``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+TEXTS = [b"Doe^Jane", b"S19-4711", b"98765432", b"19790101"]
+RECORD = b"PATIENT Doe^Jane MRN 98765432 DOB 19790101 CASE S19-4711 "
+
+
+def _fixture(fmt: str, folder: Path) -> tuple[Path, bool, list[str]]:
+    folder.mkdir(parents=True, exist_ok=True)
+    if fmt == "philips":
+        from .fixtures.philips_gen import make_philips
+
+        src = folder / "CASE-1.tiff"
+        make_philips(src)
+        return src, False, []
+    if fmt == "ventana":
+        from .fixtures.bif_gen import make_bif
+
+        src = folder / "CASE-1.bif"
+        make_bif(src)
+        return src, True, []
+    if fmt == "leica":
+        from .fixtures.scn_gen import make_scn
+
+        src = folder / "CASE-1.scn"
+        make_scn(src)
+        return src, True, []
+    from .fixtures.generic_gen import make_generic_tiff
+
+    src = folder / "CASE-1.tif"
+    make_generic_tiff(src)
+    return src, tifffile.TiffFile(src).is_bigtiff, ["--allow-generic"]
+
+
+def _run(cli, src: Path, out: Path, extra: list[str]) -> tuple[int, dict, str]:
+    code, stdout, stderr = cli("run", "--target", "native", *extra, str(src), "-o", str(out))
+    (slide,) = json.loads((out / "wsianon-report.json").read_text())["slides"]
+    return code, slide, stdout + stderr
+
+
+def _checks(slide: dict) -> dict:
+    return {c["check"]: c for c in (slide.get("verification") or {}).get("checks", [])}
+
+
+def _bytes_of(out: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file())
+
+
+@pytest.mark.parametrize("fmt", ["philips", "ventana", "leica", "generic"])
+def test_one_pixel_pages_of_64_bit_samples_are_pictures(cli, tmp_path, fmt):
+    """Four 1 x 1 pages of one 64-bit sample each, their 8 bytes a name, a case number, an MRN and
+    a birth date: shared as verified in four formats. Now the BIF redactor wipes them (unknown
+    pictures) and the other formats' slides are quarantined (``image-pages``)."""
+    src, big, extra = _fixture(fmt, tmp_path / "src")
+    with tifffile.TiffWriter(src, bigtiff=big, append=True) as tw:
+        for text in TEXTS:
+            tw.write(np.frombuffer(text, np.uint64).reshape(1, 1), photometric="minisblack", metadata=None)
+    out = tmp_path / "out"
+    code, slide, log = _run(cli, src, out, extra)
+    if fmt == "ventana":
+        assert code == 0 and slide["status"] == "ok", log
+        assert not any(t in _bytes_of(out) for t in TEXTS)
+    else:
+        assert code != 0 and not _checks(slide)["image-pages"]["ok"], log
+
+
+def test_the_bif_front_directory_still_holds_no_picture(tmp_path):
+    """The one 1 x 1 page that is no picture: the BIF redactor's own (one byte, 0xFF)."""
+    from wsianon.io.tiff import TiffStructure
+
+    for data, picture in [(b"\xff", False), (b"\x00", True), (b"A", True)]:
+        path = tmp_path / f"one{data.hex()}.tif"
+        tifffile.imwrite(path, np.frombuffer(data, np.uint8).reshape(1, 1), photometric="minisblack", metadata=None)
+        with TiffStructure(path) as ts:
+            assert ts.holds_picture(ts.ifds[0]) is picture, data
+
+
+def test_a_uniform_page_passes_only_white_or_black_and_judged(cli, tmp_path):
+    """A page no reader shows passes as blank only when 8-bit, one colour, white or black, in a
+    compression whose coded data is judged: a white WebP page (text may follow its stream: WebP is
+    not judged) and a uniform grey page (3 free bytes a page) fail; a white JPEG page passes."""
+    from PIL import Image
+
+    results = {}
+    for name, pixels, compression in [
+        ("white-jpeg", np.full((64, 64, 3), 255, np.uint8), "jpeg"),
+        ("white-webp", np.full((64, 64, 3), 255, np.uint8), "webp"),
+        ("grey-jpeg", np.full((64, 64, 3), (83, 109, 101), np.uint8), "jpeg"),
+    ]:
+        src, big, extra = _fixture("philips", tmp_path / name / "src")
+        if compression == "jpeg":  # a JPEG's uniform colour decodes exactly: check it did
+            assert len(np.unique(np.asarray(Image.fromarray(pixels)).reshape(-1, 3), axis=0)) == 1
+        with tifffile.TiffWriter(src, bigtiff=big, append=True) as tw:
+            tw.write(pixels, photometric="rgb", compression=compression, rowsperstrip=64, metadata=None, software="Philips DP v1.0", subfiletype=1)
+        code, slide, log = _run(cli, src, tmp_path / name / "out", extra)
+        results[name] = (code, _checks(slide)["image-pages"]["ok"])
+    assert results == {"white-jpeg": (0, True), "white-webp": (1, False), "grey-jpeg": (1, False)}
+
+
+def _aperio_with_tiny_level(path: Path, level: np.ndarray) -> None:
+    """The fixture SVS with one more pyramid level (a 16 x 16 Deflate tile holding ``level``)
+    written after its last level: OpenSlide shows it as the smallest level."""
+    from .fixtures.svs_gen import write_svs
+
+    base = path.with_suffix(".base.svs")
+    write_svs(base, with_label=False, with_macro=False)
+    h, w = level.shape[:2]
+    tile = np.zeros((16, 16, 3), np.uint8)
+    tile[:h, :w] = level
+    with tifffile.TiffFile(base) as tf:
+        pages = list(tf.pages)
+        with tifffile.TiffWriter(path) as tw:
+            for page in pages:
+                if page.is_tiled:
+                    tw.write(
+                        page.asarray(),
+                        tile=(page.tilelength, page.tilewidth),
+                        compression="jpeg",
+                        photometric="rgb",
+                        description=page.description,
+                        metadata=None,
+                    )
+                else:
+                    tw.write(page.asarray(), compression="jpeg", photometric="rgb", description=page.description, metadata=None, rowsperstrip=page.imagelength)
+            banner = pages[0].description.split("|")[0].split("\r\n")[0]
+            tw.write(
+                tile, tile=(16, 16), compression="zlib", photometric="rgb", description=f"{banner}\r\n1024x768 (16x16) -> {w}x{h} JPEG/RGB Q=70", metadata=None
+            )
+    # the tile holds the whole 16 x 16 block; the page says the level is w x h
+    with tifffile.TiffFile(path, mode="r+b") as tf:
+        page = tf.pages[-1]
+        page.tags["ImageWidth"].overwrite(w)
+        page.tags["ImageLength"].overwrite(h)
+    base.unlink()
+
+
+def test_a_tiny_level_whose_pixels_are_text_is_judged(cli, tmp_path):
+    """A 12 x 9 level (the slide's aspect) whose pixels are the bytes of a patient record: levels
+    under 16 px were not compared, and OpenSlide's read_region gave the record back from a
+    verified output. A level of the slide's own pixels at that size still passes."""
+    import openslide
+
+    text = np.frombuffer((RECORD * 8)[: 12 * 9 * 3], np.uint8).reshape(9, 12, 3)
+    src = tmp_path / "src" / "CASE-2.svs"
+    src.parent.mkdir()
+    _aperio_with_tiny_level(src, text)
+    with openslide.OpenSlide(str(src)) as s:
+        assert s.level_dimensions[-1] == (12, 9)
+    from .fixtures.svs_gen import write_svs
+
+    plain = tmp_path / "plain.svs"
+    write_svs(plain, with_label=False, with_macro=False)
+    with openslide.OpenSlide(str(plain)) as s:
+        clean = np.asarray(s.get_thumbnail((12, 9)).convert("RGB"))
+    assert clean.shape == (9, 12, 3)
+    code, slide, log = _run(cli, src, tmp_path / "out", [])
+    check = _checks(slide)["pyramid-consistency"]
+    assert code != 0 and not check["ok"] and "level" in check["detail"], log
+
+    good = tmp_path / "good" / "CASE-3.svs"
+    good.parent.mkdir()
+    _aperio_with_tiny_level(good, clean)
+    code, slide, log = _run(cli, good, tmp_path / "out-good", [])
+    check = _checks(slide)["pyramid-consistency"]
+    assert code == 0 and check["ok"] and "judged whole" in check["detail"], log
+
+
+@pytest.mark.parametrize("gt450", [False, True])
+def test_free_text_after_the_aperio_banner_goes(cli, tmp_path, gt450):
+    """ "Aperio Image Library v12.0.15 S19-4711 98765432 19790101": the banner's pattern allowed
+    anything after the product's name. Now the product and its version stay (OpenSlide still
+    knows the slide) and the rest goes; ``aperio-profile`` refuses a banner line of another form."""
+    from .fixtures.svs_gen import write_svs
+
+    src = tmp_path / "src" / "CASE-4.svs"
+    src.parent.mkdir()
+    write_svs(src, gt450=gt450)
+    banner = b"Aperio Leica Biosystems GT450 v1.0.1" if gt450 else b"Aperio Image Library v12.0.15"
+    planted = banner + b" S19-4711 98765432"
+    with tifffile.TiffFile(src, mode="r+b") as tf:
+        for page in tf.pages:
+            if page.description.startswith(banner.decode() + "\r\n"):  # the levels' descriptions
+                page.tags["ImageDescription"].overwrite(planted.decode() + page.description[len(banner) :])
+    assert src.read_bytes().count(planted) >= 2
+    out = tmp_path / "out"
+    code, slide, log = _run(cli, src, out, [])
+    assert code == 0 and slide["status"] == "ok", log
+    written = _bytes_of(out)
+    assert b"S19-4711" not in written and b"98765432" not in written and banner in written
+
+    # the verifier alone: a banner line of another form written into the output (same length)
+    # fails aperio-profile
+    from wsianon.pipeline.model import Verdict
+    from wsianon.verify.formats import aperio
+
+    (output,) = [out / f for f in slide["outputs"]]
+    version = banner.rsplit(b" ", 1)[1] + b"\r\n"
+    tampered = tmp_path / "tampered.svs"
+    tampered.write_bytes(output.read_bytes().replace(version, (b"v1 S" + b"9" * 20)[: len(version) - 2] + b"\r\n", 1))
+    assert tampered.read_bytes() != output.read_bytes()
+
+    class Policy:
+        dates = "remove"
+
+    for path, ok in [(output, True), (tampered, False)]:
+        v = Verdict()
+        aperio.check(None, path, [path], Policy(), v)
+        assert {c.name: c.ok for c in v.checks}["aperio-profile"] is ok, path
+
+
+def test_grouped_numbers_in_names_are_withheld():
+    from wsianon.profiles.names import shown
+    from wsianon.verify.reportnames import safe_name
+
+    assert safe_name("ImageDescription:Wu Li 12.03.79") == "ImageDescription:Wu Li [withheld]"
+    assert safe_name("MRN 987 654 32") == "[withheld] [withheld]"
+    assert "47" not in safe_name("Case S19-47-11") and "03" not in safe_name("Gray Jo 12/03/79")
+    for name in ("LAYER_0_LEVEL_12_SECTION", "Tile_1_2", "v1.2.3", "tag 55000", "IFD 3"):
+        assert safe_name(name) == name
+    assert not shown("aperio", "Wu Li 12.03.79") and shown("mrxs", "NONHIER_12_VAL_3")
+
+
+def test_grouped_numbers_in_aperio_key_names_stay_out_of_the_report(cli, tmp_path):
+    from .fixtures.svs_gen import write_svs
+
+    src = tmp_path / "src" / "CASE-5.svs"
+    src.parent.mkdir()
+    write_svs(src, extra={"Wu Li 12.03.79": "1", "MRN 987 654 32": "2"})
+    out = tmp_path / "out"
+    code, _stdout, _stderr = cli("run", "--target", "native", str(src), "-o", str(out))
+    assert code == 0
+    for name in ("wsianon-report.json", "wsianon-report.html"):
+        text = (out / name).read_text()
+        assert "12.03.79" not in text and "987 654" not in text and "654 32" not in text, name
