@@ -255,3 +255,31 @@ def test_grouped_numbers_in_aperio_key_names_stay_out_of_the_report(cli, tmp_pat
     for name in ("wsianon-report.json", "wsianon-report.html"):
         text = (out / name).read_text()
         assert "12.03.79" not in text and "987 654" not in text and "654 32" not in text, name
+
+
+def test_slidedat_whitespace_is_written_one_way(cli, tmp_path):
+    """Slidedat.ini kept each line's whitespace as the source wrote it (spaces and tabs around "="
+    and after a value, a line's own ending, blank lines): a bit or more a line that no check reads
+    as text. Now the redactor writes every kept line one way and the vocabulary check refuses any
+    other (the output's ini with a tab added after a value fails ``verify``)."""
+    from .fixtures.mrxs_gen import make_mrxs
+
+    info = make_mrxs(tmp_path / "in", crlf=True)
+    ini = info.folder / "Slidedat.ini"
+    lines = ini.read_bytes().split(b"\r\n")
+    bits = [b" \t", b"\t", b"  ", b" "]
+    planted = [ln + bits[i % 4] if b"=" in ln else ln for i, ln in enumerate(lines)]
+    ini.write_bytes(b"\r\n".join(planted) + b"\n\r\n\n")
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", "--target", "native", str(info.mrxs), "-o", str(out))
+    assert code == 0, stdout + stderr
+    (written,) = list(out.rglob("Slidedat.ini"))
+    text = written.read_bytes().decode("utf-8")
+    body = text.split("\r\n")
+    assert body[-1] == "" and all(ln and (ln == ln.strip() or ln.endswith(" = ")) and "\t" not in ln and "  " not in ln and "\n" not in ln for ln in body[:-1])
+
+    code, stdout, stderr = cli("verify", str(out))
+    assert code == 0, stdout + stderr
+    written.write_bytes(written.read_bytes().replace(b"\r\n", b"\t\r\n", 1))
+    code, stdout, stderr = cli("verify", str(out))
+    assert code != 0, stdout + stderr

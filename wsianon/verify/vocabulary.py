@@ -947,7 +947,14 @@ def ini_text_findings(path: Path, fmt: str, name: str, names=()) -> list[TextFin
             text = raw.decode("cp1252", "replace")
     vocab = vocabulary(fmt).with_names(names)
     out = []
-    for n, line in enumerate(text.splitlines(), 1):
+    lines = text.splitlines(keepends=True)
+    ending = lines[0][len(lines[0].rstrip("\r\n")) :] if lines else ""
+    for n, whole in enumerate(lines, 1):
+        line = whole.rstrip("\r\n")
+        if not _INI_FORM.fullmatch(line) or whole[len(line) :] not in (ending, ""):
+            # every line in its one form (``IniDoc.canonical``): whitespace a writer chose is a
+            # free bit or more a line (red team stop 38)
+            out.append(TextFinding(name, n, "a line not in the form the redactor writes (section, KEY = VALUE, one line ending)"))
         if unknown_tokens(line, vocab):
             out.append(TextFinding(name, n, "text outside the vocabulary (line, decoded)"))
         elif has_long_number(_ini_name(line)):
@@ -955,6 +962,10 @@ def ini_text_findings(path: Path, fmt: str, name: str, names=()) -> list[TextFin
         if len(out) >= MAX_FINDINGS:
             break
     return out
+
+
+# a Slidedat.ini line as the MRXS redactor writes it (``converters.mrxs.ini.IniDoc.canonical``)
+_INI_FORM = re.compile(r"\[\S(?:[^\r\n]*\S)?\]|[^\s=\[;#][^\s=]* = (?:\S(?:[^\r\n]*\S)?)?")
 
 
 # the lines of Slidedat.ini that NAME something the source chose: a section, and the layer, record

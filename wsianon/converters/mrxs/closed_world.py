@@ -59,7 +59,7 @@ def close_mrxs(plan: Plan) -> None:
 
 def _close_ini(plan: Plan, ini_fp: FilePlan, report: dict) -> IniDoc:
     """Delete the sections, keys, comments and free text of Slidedat.ini the profile does not
-    allow (re-rendering the file when anything went); the ini as it now is."""
+    allow, and write every kept line in its one form (``IniDoc.canonical``); the ini as it now is."""
     assert ini_fp.content is not None, "chosen for its content"
     ini = IniDoc(ini_fp.content, Path(ini_fp.dest))
     sections = set(mrxs_base_sections()) | {(l.value or "").strip() for l in ini.kv() if l.section == "HIERARCHICAL" and (l.key or "").endswith("_SECTION")}
@@ -77,8 +77,9 @@ def _close_ini(plan: Plan, ini_fp: FilePlan, report: dict) -> IniDoc:
         elif l.kind == "kv" and not mrxs_key_allowed(l.section, l.key or ""):
             l.deleted = True
             keys_removed += 1
+    ini.canonical()
+    ini_fp.content = ini.render()
     if keys_removed or sections_removed:
-        ini_fp.content = ini.render()
         # key and section names may themselves be text another tool wrote: counted, never named
         plan.remove("field", "Slidedat.ini: keys/sections not allowed by the profile", f"removed ({keys_removed} key(s), {sections_removed} section(s))")
     report["ini_keys_removed"], report["ini_sections_removed"] = keys_removed, sections_removed

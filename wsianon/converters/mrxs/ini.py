@@ -125,6 +125,25 @@ class IniDoc:
             if inside:
                 l.deleted = True
 
+    def canonical(self) -> None:
+        """Every kept line written one way (the verifier's form, ``verify.vocabulary``): a section
+        as ``[NAME]``, a key as ``KEY = VALUE`` (key and value stripped), every line ending as the
+        file's first, blank lines gone. Whitespace a writer chose (runs of spaces and tabs around
+        ``=`` and after a value, a line ending of its own, blank lines) is a free bit or more a
+        line, which no check reads as text (red team stop 38)."""
+        ending = next((l.ending for l in self.lines if l.ending), "\r\n")
+        for l in self.lines:
+            if l.deleted:
+                continue
+            if l.kind == "blank":
+                l.deleted = True
+                continue
+            if l.kind == "section":
+                l.text = f"[{l.section}]"
+            elif l.kind == "kv":
+                l.text = f"{l.key} = {(l.value or '').strip()}"
+            l.ending = ending
+
     def render(self) -> bytes:
         text = "".join(l.text + l.ending for l in self.lines if not l.deleted)
         return self.bom + text.encode(self.encoding, errors="replace")
