@@ -225,3 +225,82 @@ def test_verifier_refuses_text_in_a_container(philips_output, isyntax_output, tm
             lambda x: x.replace(b"</DataObject>", f"{_SCANNED}{PAYLOAD}</Attribute></DataObject>".encode(), 1),
         ):
             assert "text inside a DPUfsImport container" in _kinds(scan(_edit_xml(out, tmp_path, plant)))
+
+
+# -- bits in the whitespace between elements --------------------------------------------------------
+
+SECRET = b"Doe^Jane 98765432"
+_GAP = re.compile(r">([ \t\r\n]+)<")
+
+
+def _bits_in_gaps(xml: str, after: str) -> str:
+    """``xml`` with the whitespace between elements after ``after`` rewritten as bits of SECRET
+    (space = 0, tab = 1; line breaks kept)."""
+    bits = iter("".join(f"{b:08b}" for b in SECRET))
+    start = xml.index(after)
+
+    def gap(m: re.Match) -> str:
+        return ">" + "".join(("\t" if next(bits, "0") == "1" else " ") if c in " \t" else c for c in m.group(1)) + "<"
+
+    return xml[:start] + _GAP.sub(gap, xml[start:])
+
+
+def _inter_element_whitespace(xml: str) -> set[str]:
+    return {m.group(1) for m in _GAP.finditer(xml)}
+
+
+@pytest.mark.parametrize("fmt", ["philips", "isyntax"])
+def test_whitespace_between_elements_is_written_in_one_form(cli, tmp_path, monkeypatch, fmt):
+    """Space = 0, tab = 1 between the kept elements carried a name through ``run`` and ``verify``."""
+    (tmp_path / "src").mkdir()
+    after = "PIIM_PIXEL_DATA_REPRESENTATION_SEQUENCE"
+    if fmt == "philips":
+        from .fixtures import philips_gen as g
+
+        orig = g.dpufs_xml
+
+        def spaced(*a, **k):  # the fixture writes no whitespace: one space or tab in every gap
+            x = orig(*a, **k)
+            i = x.index(after)
+            return _bits_in_gaps(x[:i] + x[i:].replace("><", "> <"), after)
+
+        monkeypatch.setattr(g, "dpufs_xml", spaced)
+        src = tmp_path / "src" / "CASE-1.tiff"
+        g.make_philips(src)
+    else:
+        from .fixtures import isyntax_gen as g
+
+        iorig = g.header_xml
+        monkeypatch.setattr(g, "header_xml", lambda *a, **k: _bits_in_gaps(iorig(*a, **k), after))
+        src = tmp_path / "src" / "CASE-1.isyntax"
+        g.make_isyntax(src)
+    assert any(" " in w for w in _inter_element_whitespace(src.read_bytes().decode("latin-1")))
+    out = tmp_path / "out"
+    code, slide, log = _run(cli, src, out)
+    assert code == 0 and slide["status"] == "ok", log
+    (output,) = _outputs(out, slide)
+    data = output.read_bytes().decode("latin-1")
+    xml = data[data.index("<?xml") : data.index("</DataObject>\0" if fmt == "philips" else "\r\n\x04")]
+    gaps = _inter_element_whitespace(xml.rstrip("\n"))
+    assert gaps and all(re.fullmatch("\n\t*", w) for w in gaps), gaps
+
+
+def test_verifier_refuses_whitespace_of_the_writers_choosing(philips_output, isyntax_output, tmp_path):
+    from wsianon.verify.isyntax_text import scan_isyntax
+    from wsianon.verify.vocabulary import scan_tiff
+
+    form = "DPUfsImport XML not in its one form"
+    for out, scan in ((philips_output, lambda p: scan_tiff(p, "philips")), (isyntax_output, lambda p: scan_isyntax(p)[0])):
+        for plant in (
+            lambda x: x.replace(b"\n\t<", b"\n <", 1),  # a space for a tab
+            lambda x: x.replace(b"\n\t\t<", b"\n\t \t<", 1),  # one more
+            lambda x: x.replace(b"<Attribute ", b"<Attribute  ", 1),  # spacing inside a tag
+            lambda x: re.sub(rb'Group="([^"]*)" Element="([^"]*)"', rb'Element="\2" Group="\1"', x, count=1),  # attribute order
+            lambda x: x.replace(b">PHILIPS<", b"> PHILIPS<", 1).replace(b">WSI<", b">WSI\t<", 1),  # a value's ends
+        ):
+            planted = _edit_xml(out, tmp_path, plant)
+            assert planted.read_bytes() != out.read_bytes()
+            assert any(k.startswith(form) for k in _kinds(scan(planted))), out.suffix
+    # the iSyntax padding after the document: newlines only
+    planted = _edit_xml(isyntax_output, tmp_path, lambda x: x + b"\n\t \t\n")
+    assert any(k.startswith(form) for k in _kinds(scan_isyntax(planted)[0]))

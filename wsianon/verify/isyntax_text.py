@@ -180,8 +180,8 @@ def _seek_table(fd: int, body: int, file_size: int) -> tuple[int, int] | None:
 def _header_form(text: str, name: str, out: list) -> None:
     """The header's XML form: the prolog is a real XML declaration and a line break, nothing else (a
     processing instruction in its place, <?xml-x 98765432?>, passed as numbers: red team stop 38),
-    no processing instruction, comment or DOCTYPE follows, and the DPUfsImport document holds no
-    text in a container (``vocabulary.dpufs_findings``)."""
+    no processing instruction, comment or DOCTYPE follows, and the DPUfsImport document is in its one
+    form, newline padding after it (``vocabulary.dpufs_findings``)."""
     from wsianon.verify.vocabulary import TextFinding, dpufs_findings
 
     start = prolog_end(text)
@@ -191,7 +191,7 @@ def _header_form(text: str, name: str, out: list) -> None:
     at = markup_after(text, start)
     if at is not None:
         out.append(TextFinding(name, len(text[:at].encode()), "processing instruction, comment or DOCTYPE in the XML header"))
-    kind = dpufs_findings(text[start:].rstrip("\n"))
+    kind = dpufs_findings(text[start:].rstrip("\n"), short_empty_elements=False)  # padded with newlines
     if kind:
         out.append(TextFinding(name, len(text[:start].encode()), kind))
 

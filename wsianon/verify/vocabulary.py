@@ -689,14 +689,18 @@ def _xml_form_findings(text: str, base: int, name: str, out: list) -> None:
             out.append(TextFinding(name, base, kind))
 
 
-def dpufs_findings(xml: str) -> str | None:
+def dpufs_findings(xml: str, short_empty_elements: bool = True) -> str | None:
     """What is wrong with a DPUfsImport document (Philips TIFF, iSyntax; the text from its root
-    element on), None when nothing: a container (a DataObject, an Array, an IDataObjectArray
-    attribute, children or not) holds no text (``<Array>S19-4711 98765432</Array>`` was kept and
-    passed, red team stop 38: numbers pass as structure)."""
+    element on), None when nothing.  It must be its parsed tree written in the one form the
+    redactors write (``io.xmlform.dpufs_canonical``: a line break and one tab a level between
+    elements, XML attributes in the schema's order, single spaces inside a value; empty elements
+    ``<a />`` for Philips TIFF, ``<a></a>`` for iSyntax): the whitespace between elements carried a
+    name as bits (space = 0, tab = 1) and passed, and so did text in a container (a DataObject, an
+    Array, an IDataObjectArray attribute, children or not: ``<Array>S19-4711 98765432</Array>``;
+    numbers pass as structure; red team stop 38)."""
     import xml.etree.ElementTree as ET
 
-    from wsianon.io.xmlform import dpufs_container_text
+    from wsianon.io.xmlform import dpufs_canonical, dpufs_container_text
 
     try:
         root = ET.fromstring(xml)
@@ -704,6 +708,10 @@ def dpufs_findings(xml: str) -> str | None:
         return "XML not well-formed"
     if dpufs_container_text(root):
         return "text inside a DPUfsImport container"
+    canon = dpufs_canonical(root, short_empty_elements)
+    if canon != xml:
+        at = next((i for i, (a, b) in enumerate(zip(canon, xml)) if a != b), min(len(canon), len(xml)))
+        return f"DPUfsImport XML not in its one form (whitespace, attribute order or spacing of the writer's choosing, from character {at})"
     return None
 
 

@@ -43,7 +43,7 @@ from wsianon.converters.decisions import Decisions
 from wsianon.converters.dpufs import DecidedXml, XmlCleaner, XmlFieldDecision, normalize_markup
 from wsianon.errors import CorruptInput, UnsupportedFormat
 from wsianon.io.plan import FilePlan, Patch, Plan
-from wsianon.io.xmlform import source_declaration
+from wsianon.io.xmlform import dpufs_canonical, source_declaration
 from wsianon.profiles import load
 from wsianon.profiles.actions import Action
 from wsianon.profiles.policy import Policy
@@ -161,7 +161,9 @@ class _Analysis:
     def render(self, key: bytes | None, path: Path) -> bytes:
         """The redacted header padded to its length (``key`` None: the shortest UIDs, for the size
         check before the key is known); refused when it would not fit."""
-        body = ET.tostring(self.xml.render(key), encoding="unicode", short_empty_elements=False)
+        # one form (io/xmlform.py): the source's whitespace, attribute order and spacing carried a
+        # name as bits (space = 0, tab = 1) through run and verify, red team stop 38
+        body = dpufs_canonical(self.xml.render(key), short_empty_elements=False, joined=frozenset(_rules().get("base64_attributes", ())))
         new = ((self.declaration + "\n") if self.declaration else "").encode("utf-8") + body.encode("utf-8")
         if len(new) > self.header_len:
             raise CorruptInput(path, f"redacted iSyntax header would not fit ({len(new)} > {self.header_len} bytes); refused")
