@@ -304,3 +304,101 @@ def test_verifier_refuses_whitespace_of_the_writers_choosing(philips_output, isy
     # the iSyntax padding after the document: newlines only
     planted = _edit_xml(isyntax_output, tmp_path, lambda x: x + b"\n\t \t\n")
     assert any(k.startswith(form) for k in _kinds(scan_isyntax(planted)[0]))
+
+
+# -- the iSyntax block header table ------------------------------------------------------------------
+
+
+def _records(blocks) -> bytes:
+    """Records of a partial block header table (the fixture's layout), without the byte count."""
+    from .fixtures import isyntax_gen as g
+
+    return g.partial_block_header_table(blocks)[4:]
+
+
+def _pyramid_blocks(width=1024, height=768, levels=3, block=128) -> list[tuple[int, int, int, int, int, int]]:
+    """Every codeblock of the fixture's pyramid where libisyntax places it (H blocks at every scale,
+    LL at the top), colours 0-2, template 0."""
+    pad = (3 << levels) - 3
+    wip, hip = width + 2 * pad, height + 2 * pad
+    gw = ((wip + (block << levels) - 1) // (block << levels)) << (levels - 1)
+    gh = ((hip + (block << levels) - 1) // (block << levels)) << (levels - 1)
+    out = []
+    for s in range(levels):
+        for coef in (1, 0) if s == levels - 1 else (1,):
+            first = (3 << s) - 2 + (0 if coef else 1 << s)
+            for by in range(gh >> s):
+                for bx in range(gw >> s):
+                    for c in range(3):
+                        out.append((first + bx * ((2 * block) << s), first + by * ((2 * block) << s), c, s, coef, 0))
+    return out
+
+
+def _text_records(secret: bytes) -> list[tuple[int, int, int, int, int, int]]:
+    """The red team's records: 3 bytes of text in the coefficient, 2 in the template id."""
+    s = secret + b" " * (-len(secret) % 5)
+    return [(1, 1, 0, 0, int.from_bytes(s[i : i + 3], "little"), int.from_bytes(s[i + 3 : i + 5], "little")) for i in range(0, len(s), 5)]
+
+
+def _table_of(path: Path) -> bytes:
+    import base64
+
+    m = re.search(rb'Name="UFS_IMAGE_BLOCK_HEADER_TABLE"[^>]*>([^<]*)<', path.read_bytes())
+    assert m
+    return base64.b64decode(m.group(1).strip())
+
+
+def test_block_header_table_records_outside_the_pyramid_are_dropped(cli, tmp_path, monkeypatch):
+    """A name in the coefficient (bounded by 2^24) and template id (2^16) fields of extra records
+    was kept, libisyntax still opening the file."""
+    from .fixtures import isyntax_gen as g
+
+    orig = g.partial_block_header_table
+    monkeypatch.setattr(g, "partial_block_header_table", lambda blocks: orig(list(blocks) + _text_records(SECRET) + [tuple(blocks[0])]))
+    (tmp_path / "src").mkdir()
+    src = tmp_path / "src" / "CASE-1.isyntax"
+    g.make_isyntax(src)
+    assert len(_table_of(src)) == 4 + 48 * 6
+    out = tmp_path / "out"
+    code, slide, log = _run(cli, src, out)
+    assert code == 0 and slide["status"] == "ok", log
+    (output,) = _outputs(out, slide)
+    table = _table_of(output)
+    assert table == orig([(1, 1, 0, 0, 1, 0)])  # the one codeblock, once
+    assert any(r["name"] == "UFS_IMAGE_BLOCK_HEADER_TABLE: 5 items not in the pyramid" for r in slide["removed"]), slide["removed"]
+
+
+def test_verifier_bounds_every_block_record_field(isyntax_output, tmp_path, monkeypatch):
+    import base64
+    import struct
+
+    from wsianon.verify.isyntax_text import scan_isyntax
+
+    from .fixtures import isyntax_gen as g
+
+    table = base64.b64encode(_table_of(isyntax_output))
+
+    def with_records(recs: bytes):
+        new = base64.b64encode(struct.pack("<I", len(recs)) + recs)
+        return lambda x: x.replace(table, new, 1)
+
+    one = (1, 1, 0, 0, 1, 0)
+    for extra in (
+        _text_records(SECRET),
+        [(1, 1, 0, 0, 1, 0)],  # the same codeblock twice
+        [(1, 1, 3, 0, 1, 0)],  # colour
+        [(1, 1, 0, 3, 1, 0)],  # scale (3 levels)
+        [(1, 1, 0, 0, 2, 0)],  # coefficient
+        [(1, 1, 0, 0, 0, 0)],  # LL below the top scale
+        [(1, 1, 0, 0, 1, 1)],  # template id (1 template)
+        [(2, 1, 0, 0, 1, 0)],  # x between two tiles
+        [(1 + 256 * 8, 1, 0, 0, 1, 0)],  # x past the grid (8 tiles across)
+        [(1, 1 + 256 * 4, 0, 0, 1, 0)],  # y past the grid (4 tiles down)
+    ):
+        planted = _edit_xml(isyntax_output, tmp_path, with_records(_records([one] + extra)))
+        kinds = _kinds(scan_isyntax(planted)[0])
+        assert any("no codeblock of the pyramid" in k for k in kinds), extra
+    # every codeblock of the pyramid, each once: nothing to find
+    full = g.partial_block_header_table(_pyramid_blocks())
+    planted = _edit_xml(isyntax_output, tmp_path, with_records(full[4:]))
+    assert scan_isyntax(planted)[0] == []

@@ -32,6 +32,7 @@ import os
 import re
 import struct
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -165,6 +166,165 @@ def parse_block_header_table(raw: bytes, file_size: int) -> int:
     return parse_table(raw[4:], file_size)
 
 
+@dataclass(frozen=True)
+class BlockGrid:
+    """The WSI's codeblock grid as libisyntax computes it from the header (``isyntax.c``: the
+    UFS_IMAGE_GENERAL_HEADERS dimension ranges x, y, colour, scale; the block size of the first
+    UFS_IMAGE_BLOCK_HEADER_TEMPLATES entry; the per-level padding of 3)."""
+
+    offset_x: int
+    offset_y: int
+    width: int  # including the padding
+    height: int
+    levels: int
+    block_w: int
+    block_h: int
+    templates: int
+
+    def grid(self) -> tuple[int, int]:
+        """Tiles across and down at scale 0 (libisyntax: grid_width, grid_height)."""
+        L = self.levels
+        gw = ((self.width + (self.block_w << L) - 1) // (self.block_w << L)) << (L - 1)
+        gh = ((self.height + (self.block_h << L) - 1) // (self.block_h << L)) << (L - 1)
+        return gw, gh
+
+
+def _ranges(obj: ET.Element) -> list[tuple[int, int, int]]:
+    out = []
+    for a in obj.iter("Attribute"):
+        if a.get("Name") == "UFS_IMAGE_DIMENSION_RANGE":
+            nums = re.findall(r"-?\d+", a.text or "")
+            if len(nums) != 3:
+                return []
+            out.append((int(nums[0]), int(nums[1]), int(nums[2])))
+    return out
+
+
+def _steps(r: tuple[int, int, int]) -> int:
+    start, step, end = r
+    return ((end + step) - start) // (step or 1)
+
+
+def block_grid(wsi: ET.Element) -> BlockGrid | None:
+    """The codeblock grid of a WSI ``DPScannedImage`` object, None when its header lacks what it
+    takes (then its block header table cannot be bounded)."""
+    general = templates = None
+    for a in wsi.findall("Attribute"):
+        if a.get("Name") == "UFS_IMAGE_GENERAL_HEADERS" and general is None:
+            general = a
+        elif a.get("Name") == "UFS_IMAGE_BLOCK_HEADER_TEMPLATES" and templates is None:
+            templates = a
+    if general is None or templates is None:
+        return None
+    g = _ranges(general)
+    objs = [d for d in templates.iter("DataObject") if d.get("ObjectType") == "UFSImageBlockHeaderTemplate"]
+    t0 = _ranges(objs[0]) if objs else []
+    if len(g) < 4 or len(t0) < 2:
+        return None
+    levels, bw, bh = _steps(g[3]), _steps(t0[0]), _steps(t0[1])
+    if not (1 <= levels <= 16 and 1 <= bw <= 4096 and 1 <= bh <= 4096):
+        return None
+    return BlockGrid(g[0][0], g[1][0], _steps(g[0]), _steps(g[1]), levels, bw, bh, len(objs))
+
+
+# the two record layouts of a UFS_IMAGE_BLOCK_HEADER_TABLE (libisyntax: isyntax_partial_block_header_t,
+# the data offset and size in the seek table; isyntax_full_block_header_t): item size -> (record
+# size, its element headers (offset, group, element, size))
+_LAYOUTS = {
+    40: (48, ((8, 0x301D, 0x200E, 20), (36, 0x301D, 0x2012, 4))),
+    72: (80, ((8, 0x301D, 0x200E, 20), (36, 0x301D, 0x2010, 8), (52, 0x301D, 0x2011, 8), (68, 0x301D, 0x2012, 4))),
+}
+
+
+def block_records(table: bytes):
+    """The records of a block header table (after its u32 byte count) as an (n, 6) int64 array of x,
+    y, colour, scale, coefficient, template id; None when the table is not records of one of
+    libisyntax's two layouts, every element header as the layout says."""
+    import numpy as np
+
+    if len(table) < 8 or struct.unpack_from("<HH", table, 0) != ITEM:
+        return None
+    (size,) = struct.unpack_from("<I", table, 4)
+    if size not in _LAYOUTS:
+        return None
+    rec, heads = _LAYOUTS[size]
+    if len(table) % rec:
+        return None
+    arr = np.frombuffer(table, np.uint8).reshape(-1, rec)
+    want = [(0, ITEM[0], ITEM[1], size)] + list(heads)
+    for off, g, e, n in want:
+        head = np.frombuffer(struct.pack("<HHI", g, e, n), np.uint8)
+        if not (arr[:, off : off + 8] == head).all():
+            return None
+    coords = np.ascontiguousarray(arr[:, 16:36]).view("<u4").astype(np.int64)
+    tid = np.ascontiguousarray(arr[:, rec - 4 : rec]).view("<u4").astype(np.int64)
+    return np.hstack([coords, tid])
+
+
+def bad_block_records(recs, grid: BlockGrid):
+    """Boolean mask of the records (:func:`block_records`) that are no codeblock of the pyramid, as
+    libisyntax places them (``isyntax.c``, the block id of a codeblock): colour 0-2, scale below the
+    level count, coefficient 0 (LL, at the top scale only) or 1 (LH/HL/HH), x and y exactly the
+    first valid pixel of their scale plus a whole number of tiles of that scale inside the padded
+    grid, a template id below the number of templates — and each codeblock once (a second record
+    of the same coordinates is marked).  Every field is then a function of where its codeblock
+    is: no bit of it is free (red team stop 38 wrote a name into the coefficient and template id
+    fields, bounded only by 2^24 and 2^16)."""
+    import numpy as np
+
+    x, y, c, s, k, t = (recs[:, i] for i in range(6))
+    top = grid.levels - 1
+    ok = (c <= 2) & (s <= top) & (k <= 1) & ((k == 1) | (s == top)) & (t < grid.templates)
+    sc = np.minimum(s, top)
+    first = (3 << sc) - 2 + np.where(k == 0, 1 << sc, 0)
+    gw, gh = grid.grid()
+    for v, origin, block, across in ((x, grid.offset_x, grid.block_w, gw), (y, grid.offset_y, grid.block_h, gh)):
+        stride = (2 * block) << sc
+        d = v - origin - first
+        ok &= (d >= 0) & (d % stride == 0) & (d // stride < (across >> sc))
+    dup = np.ones(len(recs), bool)
+    if len(recs):
+        _, once = np.unique(recs[:, :5], axis=0, return_index=True)
+        dup[once] = False
+    return ~ok | dup
+
+
+BLOCK_HEADER_TABLE = "UFS_IMAGE_BLOCK_HEADER_TABLE"
+
+
+def table_grids(text: str) -> dict[str, BlockGrid | None]:
+    """The value of each WSI's block header table (whitespace stripped) -> the grid of its WSI
+    (:func:`block_grid`); a table anywhere else is absent (no geometry bounds it)."""
+    try:
+        root = ET.fromstring(text.lstrip("\ufeff").strip())
+    except ET.ParseError:
+        return {}
+    out: dict[str, BlockGrid | None] = {}
+    for obj in root.iter("DataObject"):
+        if obj.get("ObjectType") != "DPScannedImage":
+            continue
+        if not any(a.get("Name") == "PIM_DP_IMAGE_TYPE" and (a.text or "").strip() == "WSI" for a in obj.findall("Attribute")):
+            continue
+        grid = block_grid(obj)
+        for a in obj.findall("Attribute"):
+            if a.get("Name") == BLOCK_HEADER_TABLE:
+                out["".join((a.text or "").split())] = grid
+    return out
+
+
+def block_table_check(raw: bytes, grid: BlockGrid | None) -> None:
+    """Raises TableError when a decoded block header table (u32 byte count, records) holds a record
+    that is no codeblock of its WSI's pyramid (:func:`bad_block_records`), or cannot be judged."""
+    if grid is None:
+        raise TableError("no WSI geometry bounds its records")
+    recs = block_records(raw[4:])
+    if recs is None:
+        raise TableError("records not of libisyntax's partial or full block header layout")
+    bad = int(bad_block_records(recs, grid).sum())
+    if bad:
+        raise TableError(f"{bad} record(s) no codeblock of the pyramid or a second record of one")
+
+
 def _seek_table(fd: int, body: int, file_size: int) -> tuple[int, int] | None:
     """(records, bytes) of the seek table at the body's start, None when the body has none;
     raises TableError when it is there but does not parse."""
@@ -239,6 +399,7 @@ def scan_isyntax(path: Path, name: str | None = None) -> tuple[list, str]:
     # coded tables and images: judged by structure, masked from the text scan
     masked = bytearray(header)
     tables = records = 0
+    grids: dict[str, BlockGrid | None] | None = None  # the block header tables' grids, read when one is met
     for m in _LEAF_RX.finditer(header):
         nm = _NAME_RX.search(m.group(1))
         attr = nm.group(1).decode("ascii", "replace") if nm else ""
@@ -252,6 +413,10 @@ def scan_isyntax(path: Path, name: str | None = None) -> tuple[list, str]:
                     raw = base64.b64decode(val, validate=True)
                     records += parse_block_header_table(raw, size)
                     tables += 1
+                    if attr == BLOCK_HEADER_TABLE:
+                        if grids is None:
+                            grids = table_grids(text or "")
+                        block_table_check(raw, grids.get(val.decode("ascii")))
                 except (binascii.Error, ValueError, struct.error) as exc:
                     why = _why(exc, "not base64")
                     out.append(TextFinding(name, a, f"coded table {attr} does not parse as bounded numeric records ({why})"))

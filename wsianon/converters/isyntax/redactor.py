@@ -49,6 +49,7 @@ from wsianon.profiles.actions import Action
 from wsianon.profiles.policy import Policy
 
 PAD = b"\n"
+BLOCK_HEADER_TABLE = "UFS_IMAGE_BLOCK_HEADER_TABLE"
 _READ = 8 << 20
 _ROOT_RX = re.compile(rb'^(?:\xef\xbb\xbf)?\s*(?:<\?xml[^>]*\?>\s*)?<DataObject\s+ObjectType\s*=\s*"DPUfsImport"\s*>')
 
@@ -144,6 +145,43 @@ def wsi_geometry(wsi: ET.Element) -> tuple[int, int, int] | None:
     return steps(ranges[0]) - 2 * padding, steps(ranges[1]) - 2 * padding, levels
 
 
+def drop_stray_block_records(wsi: ET.Element) -> int:
+    """The WSI's block header table without the records that are no codeblock of its pyramid (or a
+    second record of one): their fields were free numbers (a name in the coefficient and template id
+    fields, bounded by 2^24 and 2^16, passed; red team stop 38).  libisyntax places a codeblock by
+    its record's fields (its block id), so the pyramid's records are the ones it reads; the rule is
+    the verifier's (``verify.isyntax_text.bad_block_records``).  A table that does not parse, or a
+    WSI without the geometry, is left as it is (the verifier refuses it).  Returns the records
+    dropped."""
+    import base64
+    import binascii
+    import struct
+
+    import numpy as np
+
+    from wsianon.verify.isyntax_text import bad_block_records, block_grid, block_records
+
+    grid = block_grid(wsi)
+    dropped = 0
+    for a in wsi.findall("Attribute"):
+        if a.get("Name") != BLOCK_HEADER_TABLE or grid is None:
+            continue
+        try:
+            raw = base64.b64decode("".join((a.text or "").split()), validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        recs = block_records(raw[4:]) if len(raw) >= 4 and struct.unpack_from("<I", raw)[0] == len(raw) - 4 else None
+        if recs is None or not len(recs):
+            continue
+        bad = bad_block_records(recs, grid)
+        if not bad.any():
+            continue
+        kept = np.frombuffer(raw[4:], np.uint8).reshape(len(recs), -1)[~bad].tobytes()
+        a.text = base64.b64encode(struct.pack("<I", len(kept)) + kept).decode("ascii")
+        dropped += int(bad.sum())
+    return dropped
+
+
 @dataclass
 class _Analysis:
     """The one walk's result, which the plan carries out: the decided header tree (rendered with the
@@ -196,6 +234,9 @@ class ISyntaxConverter(NativeConverter):
         except ValueError:
             raise CorruptInput(path, "iSyntax header: its DPUfsImport structure cannot be cleaned") from None
         dropped = normalize_markup(root, set(r["allowed_xml_attributes"]))
+        stray = drop_stray_block_records(wsi_objects(root)[0])
+        if stray:
+            dropped.append((f"{BLOCK_HEADER_TABLE}: {stray} items not in the pyramid", ""))  # the report's words
         geo = wsi_geometry(wsi_objects(root)[0])
         levels = geo[2] if geo else pdr_levels
         an = _Analysis(len(data), eot, decl, DecidedXml.freeze(root, cleaner.uid_elements), cleaner.images, cleaner.decided, dropped, levels)
