@@ -135,6 +135,25 @@ def test_text_written_as_fd_is_removed_and_refused(tmp_path, cli):
     assert not any(m in stdout + "\n".join(found) for m in (NAME, MRN))
 
 
+def test_a_number_the_image_needs_written_with_another_vr_is_refused(tmp_path, cli):
+    """A Type 1 attribute the image is read by, written with another VR (BitsStored as SS; fuzz
+    seed 81's SamplesPerPixel as IS "x"), has no dummy that describes the image: the route
+    wrote 0 and the verifier ended in an internal error; now the instance is refused, naming the
+    attribute (a keyword), nothing written."""
+    from pydicom.dataelem import DataElement
+
+    def edit(ds: Dataset) -> None:
+        bits = int(ds.BitsStored)
+        del ds[0x00280101]
+        ds.add(DataElement(0x00280101, "SS", bits))
+
+    out = tmp_path / "out"
+    code, console, slide = _run(cli, _source(tmp_path / "a", HD, edit), out)
+    assert code != 0 and slide["status"] == "error", (console, slide)
+    assert "BitsStored is written with a VR its dictionary entry does not give it" in slide["error"], slide["error"]
+    assert not list(out.rglob("*.dcm"))
+
+
 def _meta_version_fd(ds: Dataset) -> None:
     import struct
 

@@ -93,6 +93,12 @@ CONTAINER_ID = Tag(0x0040, 0x0512)
 SPECIMEN_ID = Tag(0x0040, 0x0551)
 
 
+class WrongVR(ValueError):
+    """A Type 1 attribute the instance needs, written with a VR its dictionary entry does not
+    give it: no dummy stands for its value (the caller refuses the instance). ``args[0]``: the
+    element's keyword path."""
+
+
 @dataclass(frozen=True)
 class Identity:
     """The pseudonymous identity a slide's instances get."""
@@ -279,13 +285,18 @@ class Engine:
         """An element written with a VR its dictionary entry does not give it (text as FD: red
         team stop 38) is read as that VR and could not be judged as what it is: it goes, and
         where the IOD requires it, it comes back in its dictionary VR as a removed value does (a
-        dummy for Type 1, empty for Type 2)."""
+        dummy for Type 1 free text, empty for Type 2). A Type 1 value of any other VR (a number,
+        UID or defined term the image is read by) raises ``WrongVR``."""
         from pydicom.datadict import dictionary_VR
 
-        del ds[tag]
         action = action_by_type(type_)
         vr = dictionary_VR(tag).split(" or ")[0]
-        if action is Action.DUMMY and vr != "SQ":
+        if action is Action.DUMMY and vr not in FREE_TEXT_VRS:
+            # a value the instance needs (SamplesPerPixel, a UID, a defined term): a dummy would
+            # describe another image, or none (fuzz seed 81: SamplesPerPixel retyped IS "x")
+            raise WrongVR(name)
+        del ds[tag]
+        if action is Action.DUMMY:
             ds.add(DataElement(tag, vr, self._dummy(DataElement(tag, vr, None))))
         elif action is not Action.REMOVE:
             ds.add(DataElement(tag, vr, self._empty(DataElement(tag, vr, None))))

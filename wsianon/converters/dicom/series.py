@@ -13,7 +13,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
 from wsianon.converters.base import Field, Inventory, SlideContext
-from wsianon.converters.dicom.engine import DATE_VRS, Engine, Identity, remap
+from wsianon.converters.dicom.engine import DATE_VRS, Engine, Identity, WrongVR, remap
 from wsianon.io.dicomframes import concatenation_problems, offset_table_problem, unplaced_frames
 from wsianon.io.keyed import date_offset_days, keyed_token, keyed_uid
 from wsianon.converters.dicom.stream import read_header, write_instance
@@ -357,7 +357,12 @@ def process_instances(
         if _dropped(kind, ctx.policy, keep_label):
             result.removals.append(Removal("image", kind.lower(), Action.REMOVE.done, where))
             continue
-        engine.apply(ds)
+        try:
+            engine.apply(ds)
+        except WrongVR as exc:
+            raise CorruptInput(
+                f, f"broken DICOM data set: {exc.args[0]} is written with a VR its dictionary entry does not give it; refused, nothing written"
+            ) from None
         frame_of_reference = one_frame_of_reference(ds, frame_of_reference, result)
         engine.prune_references(ds, kept_uids)
         engine.scrub(ds, scanner)
