@@ -259,3 +259,71 @@ def test_frames_over_several_fragments_without_an_offset_table_still_verify(tmp_
     assert code == 0, stdout + stderr
     code, stdout, _ = cli("verify", str(out))
     assert code == 0, stdout
+
+
+# ---------------------------------------------------------------------------
+# 4. an identifier of letters and digits respelled in kept text
+
+
+def _respelled(ds: Dataset) -> None:
+    ds.AccessionNumber, ds.PatientID = ACC, MRN
+    ds.Manufacturer = "Leica S19 4711"
+    ds.ManufacturerModelName = "Aperio S194711"
+    ds.OpticalPathSequence[0].OpticalPathIdentifier = "S19.4711"
+
+
+def test_alnum_forms():
+    from wsianon.io.scan import Canary, Scanner, alnum_forms
+
+    assert set(alnum_forms(ACC)) == {"S194711", "S19 4711", "S19.4711", "S19/4711", "S19_4711"}
+    assert "9876.5432" not in alnum_forms("9876-5432") and "98765432" in alnum_forms("9876-5432")  # no decimal number
+    for v in ("S194711", "CMU-1", "Carl Zeiss", "A1-B2", "S19--4711", "Doe^Jane"):  # one group, short, no digit, two separators
+        assert alnum_forms(v) == [], v
+    sc = Scanner([Canary("AccessionNumber", ACC)])
+    for text in (b"Leica S19 4711", b"Aperio s194711", b"S19_4711", b"path S19/4711"):
+        assert sc.scan_bytes(text), text
+    assert not sc.scan_bytes(b"Leica S19 4712 S19471")
+
+
+def test_respelled_accession_number_is_scrubbed_and_found(tmp_path, cli):
+    """Before: the value scrub and the canary scan searched an identifier of letters and digits
+    only as written: AccessionNumber S19-4711 (removed) stayed as "Leica S19 4711" in
+    Manufacturer, "Aperio S194711" in ManufacturerModelName and "S19.4711" as the
+    OpticalPathIdentifier, verified. Now its other spellings are searched too: the route gives
+    those attributes dummies, and `verify --source` finds a respelling planted in the output."""
+    src = _source(tmp_path / "a", HD, _respelled)
+    out = tmp_path / "out"
+    code, console, slide = _run(cli, src, out)
+    assert code == 0 and slide["status"] == "ok", (console, slide["verification"])
+    (dcm,) = sorted(out.rglob("*.dcm"))
+    data = dcm.read_bytes().lower()
+    assert not [f for f in (b"s19 4711", b"s194711", b"s19.4711") if f in data]
+    ds = _read(dcm, pixels=False)
+    assert "4711" not in f"{ds.Manufacturer} {ds.ManufacturerModelName} {ds.OpticalPathSequence[0].get('OpticalPathIdentifier', '')}"
+
+    def plant(d: Dataset) -> None:
+        d.Manufacturer = "Leica S19 4711"
+
+    planted = _planted(tmp_path, dcm, plant, "acc")
+    code, stdout, _ = cli("verify", str(planted.parent), "--source", str(src))
+    assert code == 1 and "AccessionNumber" in stdout, stdout
+    assert "4711" not in stdout
+
+
+def test_ordinary_text_with_numbers_is_not_quarantined(tmp_path, cli):
+    """No false positive: removed descriptions of words and numbers and kept text that shares
+    words and numbers with them but none of their spellings: shared, the kept text as it was."""
+
+    def edit(ds: Dataset) -> None:
+        ds.AccessionNumber = "AB-12"  # short: no other spellings
+        ds.StudyDescription = "HE stain slide 2 of 3"
+        ds.SeriesDescription = "Level 1 scan 40x"
+        ds.Manufacturer = "Leica Biosystems"
+        ds.ManufacturerModelName = "Aperio GT 450"
+        ds.SoftwareVersions = "1.2.3"
+
+    out = tmp_path / "out"
+    code, console, slide = _run(cli, _source(tmp_path / "a", HD, edit), out)
+    assert code == 0 and slide["status"] == "ok", (console, slide["verification"])
+    ds = _read(sorted(out.rglob("*.dcm"))[0], pixels=False)
+    assert (ds.Manufacturer, ds.ManufacturerModelName) == ("Leica Biosystems", "Aperio GT 450")

@@ -84,6 +84,30 @@ def digit_forms(v: str) -> list[str]:
     return list(dict.fromkeys(f for f in out if f != v))
 
 
+_ALNUM_GROUPS = re.compile(r"[A-Za-z0-9]+(?:[-./_ ][A-Za-z0-9]+)+")
+ALNUM_SEPARATORS = ("", " ", "-", ".", "/", "_")
+
+
+def alnum_forms(v: str) -> list[str]:
+    """Other ways a writer puts an identifier of letters and digits into text: a value of two or
+    more groups of letters/digits split by one separator each (``-``, ``.``, ``/``, ``_``,
+    space), 6 or more letters and digits in all, one of them a digit ("S19-4711", "JD 4711"),
+    with its groups joined by each of nothing, space, ``-``, ``.``, ``/``, ``_`` ("S194711",
+    "S19 4711", "S19.4711"); the scan is case-insensitive anyway. Two groups of digits only
+    are not joined by ``.`` (a decimal number, as ``digit_forms`` leaves it out). Red team stop
+    38: an accession number S19-4711 passed as "Leica S19 4711" and "Aperio S194711" in kept
+    DICOM text, the scan having searched it only as written."""
+    if not (v.isascii() and _ALNUM_GROUPS.fullmatch(v)):
+        return []
+    groups = re.split(r"[-./_ ]", v)
+    chars = "".join(groups)
+    if len(chars) < 6 or not any(c.isdigit() for c in chars):
+        return []
+    decimal = len(groups) == 2 and all(g.isdigit() for g in groups)
+    out = [sep.join(groups) for sep in ALNUM_SEPARATORS if not (decimal and sep == ".")]
+    return list(dict.fromkeys(f for f in out if f != v))
+
+
 def variants(value: str) -> tuple[list[bytes], list[bytes]]:
     """(case-insensitive patterns, case-sensitive patterns) for a value."""
     ci: list[bytes] = []
@@ -95,6 +119,7 @@ def variants(value: str) -> tuple[list[bytes], list[bytes]]:
     raw = v.encode("utf-8", "surrogateescape")
     ci.append(raw)
     ci.extend(f.encode("ascii") for f in digit_forms(v))
+    ci.extend(f.encode("ascii") for f in alnum_forms(v))
     try:
         ci.append(v.encode("latin-1"))
     except UnicodeEncodeError:
