@@ -402,3 +402,85 @@ def test_verifier_bounds_every_block_record_field(isyntax_output, tmp_path, monk
     full = g.partial_block_header_table(_pyramid_blocks())
     planted = _edit_xml(isyntax_output, tmp_path, with_records(full[4:]))
     assert scan_isyntax(planted)[0] == []
+
+
+# -- the scanner's ICC profile in the DPUfsImport XML -------------------------------------------------
+
+
+def _srgb_icc() -> bytes:
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+@pytest.mark.parametrize("fmt", ["philips", "isyntax"])
+def test_the_icc_profile_is_rebuilt_and_kept(cli, tmp_path, monkeypatch, fmt):
+    """``DICOM_ICCPROFILE`` (base64, in ``DP_COLOR_MANAGEMENT`` as real files have it): an iSyntax
+    file was refused by the vocabulary check (base64 that is no JPEG), a Philips TIFF lost it
+    (blanked).  Now it is rebuilt closed world (io.icc.sanitize) and kept; the verifier judges it
+    as a profile."""
+    import base64
+
+    from wsianon.io import icc
+
+    profile = _srgb_icc()
+    assert icc.closed_problems(profile, exact=True) != 0  # it has texts (description, copyright)
+    b64 = base64.b64encode(profile).decode()
+    head = '<Attribute Name="DICOM_ICCPROFILE" Group="0x0028" Element="0x2000" PMSVR="IString">'
+    cm = f'<Attribute Name="DP_COLOR_MANAGEMENT" Group="0x301D" Element="0x1013" PMSVR="IDataObjectArray"><Array><DataObject ObjectType="DPColorManagement">{head}{b64}</Attribute></DataObject></Array></Attribute>'
+    anchor = '<Attribute Name="PIM_DP_IMAGE_TYPE"'
+    (tmp_path / "src").mkdir()
+    if fmt == "philips":
+        from .fixtures import philips_gen as g
+
+        orig = g.dpufs_xml
+
+        def with_icc(*a, **k):
+            x = orig(*a, **k)
+            i = x.index('<Attribute Name="PIIM_PIXEL_DATA_REPRESENTATION_SEQUENCE"')
+            return x[:i] + head + b64 + "</Attribute>" + x[i:]
+
+        monkeypatch.setattr(g, "dpufs_xml", with_icc)
+        src = tmp_path / "src" / "CASE-1.tiff"
+        g.make_philips(src)
+    else:
+        from .fixtures import isyntax_gen as g
+
+        iorig = g.header_xml
+
+        def with_cm(*a, **k):
+            x = iorig(*a, **k)
+            i = x.rindex(anchor)  # the WSI's
+            return x[:i] + cm + x[i:]
+
+        monkeypatch.setattr(g, "header_xml", with_cm)
+        src = tmp_path / "src" / "CASE-1.isyntax"
+        g.make_isyntax(src)
+    out = tmp_path / "out"
+    code, slide, log = _run(cli, src, out)
+    assert code == 0 and slide["status"] == "ok", log
+    (output,) = _outputs(out, slide)
+    m = re.search(rb'Name="DICOM_ICCPROFILE"[^>]*>([^<]+)<', output.read_bytes())
+    assert m, "the profile is kept"
+    kept = base64.b64decode(m.group(1))
+    assert kept != profile and kept[36:40] == b"acsp" and icc.closed_problems(kept, exact=True) == 0
+
+
+def test_verifier_refuses_an_icc_profile_with_text(isyntax_output, tmp_path):
+    """Only a profile in its closed-world form passes as base64: one with its texts is judged."""
+    import base64
+
+    from wsianon.io import icc
+    from wsianon.verify.isyntax_text import scan_isyntax
+
+    raw = _srgb_icc()
+    head = b'<Attribute Name="DICOM_ICCPROFILE" Group="0x0028" Element="0x2000" PMSVR="IString">'
+    for profile, found in ((raw, True), (icc.sanitize(raw, compact=True)[0], False)):
+        value = head + base64.b64encode(profile) + b"</Attribute>"
+
+        def plant(x: bytes, value=value) -> bytes:
+            i = x.index(b"\n\t<Attribute ")
+            return x[:i] + b"\n\t" + value + x[i:]
+
+        kinds = _kinds(scan_isyntax(_edit_xml(isyntax_output, tmp_path, plant))[0])
+        assert ("text outside the iSyntax vocabulary" in kinds) is found, kinds

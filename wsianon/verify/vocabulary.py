@@ -348,11 +348,18 @@ def _spell_dec(m: re.Match) -> str:
 
 
 def _base64_ok(s: str) -> bool:
-    """Base64 is acceptable only when it decodes to a JPEG without text segments (a blank label)."""
+    """Base64 is acceptable only when it decodes to a JPEG without text segments (a blank label) or
+    to an ICC profile in its closed-world form (``io.icc.closed_problems``: colorimetric tags only,
+    every text empty, no byte left to choose; the Philips DPUfsImport ``DICOM_ICCPROFILE``, red team
+    stop 38: an iSyntax file carrying its profile was refused)."""
     try:
         raw = base64.b64decode(s + "=" * (-len(s) % 4), validate=True)
     except (binascii.Error, ValueError):
         return False
+    if raw[36:40] == b"acsp":
+        from wsianon.io import icc
+
+        return icc.closed_problems(raw, exact=True) == 0
     if not jpeg.is_jpeg(raw):
         return False
     try:
@@ -973,7 +980,7 @@ def ini_text_findings(path: Path, fmt: str, name: str, names=()) -> list[TextFin
 
 
 # a Slidedat.ini line as the MRXS redactor writes it (``converters.mrxs.ini.IniDoc.canonical``)
-_INI_FORM = re.compile(r"\[\S(?:[^\r\n]*\S)?\]|[^\s=\[;#][^\s=]* = (?:\S(?:[^\r\n]*\S)?)?")
+_INI_FORM = re.compile(r"\[\S+(?: \S+)*\]|[^\s=\[;#][^\s=]* = (?:\S+(?: \S+)*)?")
 
 
 # the lines of Slidedat.ini that NAME something the source chose: a section, and the layer, record
