@@ -14,6 +14,7 @@ from pydicom.dataset import Dataset
 from wsianon.verify.dicom_attrs import check_dicom_attributes
 from wsianon.verify.dicom_text import scan_dicom_text
 
+from .conftest import shared as shared_path
 from .test_redteam4_dicom import HD, _read, _run, _source
 
 NAME, MRN, DOB, ACC = "Doe^Jane", "98765432", "19790101", "S19-4711"
@@ -327,3 +328,34 @@ def test_ordinary_text_with_numbers_is_not_quarantined(tmp_path, cli):
     assert code == 0 and slide["status"] == "ok", (console, slide["verification"])
     ds = _read(sorted(out.rglob("*.dcm"))[0], pixels=False)
     assert (ds.Manufacturer, ds.ManufacturerModelName) == ("Leica Biosystems", "Aperio GT 450")
+
+
+# ---------------------------------------------------------------------------
+# dciodvfy's messages: a character of an invalid value outside <...>
+
+
+def test_dciodvfy_character_outside_the_brackets_is_dropped(tmp_path):
+    """dciodvfy names the character it refuses after the value ("... = <Doe> - Character invalid
+    for this VR = 'o' (0x6f)"): the brackets' value was dropped, that character and its code
+    reached the report detail. Now every quoted character, its code and a bare value after " = "
+    are dropped too; names and the message's words stay."""
+    import shutil
+    import subprocess
+
+    from wsianon.verify.dicom.validator import _parse_dciodvfy
+
+    line = b"Error - </ImageType(0008,0008)[4]> - Value invalid for this VR [CS] = <Doe> - Character invalid for this VR = 'o' (0x6f)\n"
+    assert _parse_dciodvfy(line) == ["Error - </ImageType(0008,0008)> - Value invalid for this VR [CS] = <> - Character invalid for this VR = ''"]
+    bare = b"Error - </PixelSpacing(0028,0030)> - PixelSpacing = 98765432 versus ImagerPixelSpacing = 19790101\n"
+    assert not any(v in e for e in _parse_dciodvfy(bare) for v in (MRN, DOB))
+    assert _parse_dciodvfy(b"Error - </Rows(0028,0010)> - Value is zero\n") == ["Error - </Rows(0028,0010)> - Value is zero"]
+    if shutil.which("dciodvfy") is None:
+        return
+    ds = _read(shared_path(HD))
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "VOLUME", "Quentin"]
+    p = tmp_path / "bad.dcm"
+    ds.save_as(p)
+    r = subprocess.run(["dciodvfy", "-new", str(p)], capture_output=True)
+    assert b"'Q'" in r.stdout + r.stderr or b"'u'" in r.stdout + r.stderr  # dciodvfy prints the characters
+    errs = _parse_dciodvfy(r.stdout + r.stderr)
+    assert errs and not any("'" + c + "'" in e or f"0x{ord(c):02x}" in e for e in errs for c in "Quentin")

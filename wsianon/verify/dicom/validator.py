@@ -65,6 +65,18 @@ def _keep(m: re.Match) -> str:
     return "<>"
 
 
+_QUOTED = re.compile(r"'[^']*'")  # a character or text of the value: "Character invalid for this VR = 'o' (0x6f)"
+_CODE = re.compile(r" ?\(0x[0-9A-Fa-f]+\)")  # that character's code
+_BARE = re.compile(r"= (?![<'])[^<>]*?(?= - | versus | but |$)")  # a value not in <...>: "PixelSpacing = 0.25 versus ..."
+
+
+def _unquoted_values(line: str) -> str:
+    """What dciodvfy prints of a value outside ``<...>`` dropped: a quoted character (one
+    character of an invalid value per message: red team stop 38 found "Character invalid for
+    this VR = 'o' (0x6f)" reaching the report detail), its code, a bare value after " = "."""
+    return _BARE.sub("= ", _CODE.sub("", _QUOTED.sub("''", line)))
+
+
 def _parse_dciodvfy(out: bytes) -> list[str]:
     text = out.decode("latin-1", "replace")
     errs = []
@@ -75,6 +87,7 @@ def _parse_dciodvfy(out: bytes) -> list[str]:
             # of dictionary keywords are names, kept
             line = re.sub(r"(?<!attribute )(?<!Attribute )(?<!element )(?<!Element )<[^>]*>", _keep, line)
             line = re.sub(r"\[\d+\]", "", line)
+            line = _unquoted_values(line)
             errs.append(line.strip())
     return errs
 
