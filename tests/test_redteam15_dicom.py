@@ -349,6 +349,8 @@ def test_dciodvfy_character_outside_the_brackets_is_dropped(tmp_path):
     bare = b"Error - </PixelSpacing(0028,0030)> - PixelSpacing = 98765432 versus ImagerPixelSpacing = 19790101\n"
     assert not any(v in e for e in _parse_dciodvfy(bare) for v in (MRN, DOB))
     assert _parse_dciodvfy(b"Error - </Rows(0028,0010)> - Value is zero\n") == ["Error - </Rows(0028,0010)> - Value is zero"]
+    length = b"Error - </PixelData(7fe0,0010)> - PixelData has incorrect value length = <19790101> - expected 98765432 dec\n"
+    assert _parse_dciodvfy(length) == ["Error - </PixelData(7fe0,0010)> - PixelData has incorrect value length = <> - expected"]
     if shutil.which("dciodvfy") is None:
         return
     ds = _read(shared_path(HD))

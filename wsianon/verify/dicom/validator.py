@@ -68,13 +68,15 @@ def _keep(m: re.Match) -> str:
 _QUOTED = re.compile(r"'[^']*'")  # a character or text of the value: "Character invalid for this VR = 'o' (0x6f)"
 _CODE = re.compile(r" ?\(0x[0-9A-Fa-f]+\)")  # that character's code
 _BARE = re.compile(r"= (?![<'])[^<>]*?(?= - | versus | but |$)")  # a value not in <...>: "PixelSpacing = 0.25 versus ..."
+_NUMBER = re.compile(r"(expected (?:multiple of )?|length is )(?:0x)?[0-9A-Fa-f.]+(?: dec)?")  # "... - expected 262144 dec"
 
 
 def _unquoted_values(line: str) -> str:
     """What dciodvfy prints of a value outside ``<...>`` dropped: a quoted character (one
     character of an invalid value per message: red team stop 38 found "Character invalid for
-    this VR = 'o' (0x6f)" reaching the report detail), its code, a bare value after " = "."""
-    return _BARE.sub("= ", _CODE.sub("", _QUOTED.sub("''", line)))
+    this VR = 'o' (0x6f)" reaching the report detail), its code, a bare value after " = ", a
+    number after "expected" or "length is" (a length computed from the file's values)."""
+    return _NUMBER.sub(r"\1", _BARE.sub("= ", _CODE.sub("", _QUOTED.sub("''", line))))
 
 
 def _parse_dciodvfy(out: bytes) -> list[str]:
