@@ -33,11 +33,9 @@ from wsianon.io.tiff import (
     IFD,
     TiffStructure,
 )
-from wsianon.profiles import load
+from wsianon.profiles import aperio_banner, load
 from wsianon.profiles.names import shown
 from wsianon.profiles.policy import Policy, clock_only, year_only
-
-_SPLIT = re.compile(r"(\r\n|\n|;)")
 
 
 def _rules() -> dict:
@@ -77,35 +75,20 @@ class DescriptionRewrite:
         self.forms = {k: re.compile(f) for k, f in r["safe_value_forms"].items()}
         self.date_keys = set(r["date_keys"])
         self.time_keys = set(r["time_keys"])
-        self.banner_ok = re.compile(r["banner_safe_pattern"])
         self.policy = policy
 
-    def _banner_prefix(self, piece: str) -> str:
-        """The longest run of ``piece``'s first words that has the banner's form, or ""."""
-        words = piece.split()
-        for n in range(len(words) - 1, 0, -1):
-            if self.banner_ok.match(" ".join(words[:n])):
-                return " ".join(words[:n])
-        return ""
-
-    def rewrite(self, desc: str) -> tuple[str, list[Field]]:
+    def rewrite(self, desc: str, geometry: tuple) -> tuple[str, list[Field]]:
+        """``desc`` cleaned, and what went.  ``geometry`` (the slide's first page's size, this
+        page's size, its tile size or None: ``aperio_banner.geometry``): the banner is written in
+        its one form (``profiles.aperio_banner``)."""
         fields: list[Field] = []
         banner, sep, rest = desc.partition("|")
-        pieces = _SPLIT.split(banner)
-        out_banner = []
-        for i, piece in enumerate(pieces):
-            if i % 2 == 1:  # separator
-                out_banner.append(piece)
-                continue
-            if not piece.strip() or self.banner_ok.match(piece.strip()):
-                out_banner.append(piece)
-            else:
-                # the product's banner keeps its longest prefix of the banner's form (OpenSlide
-                # knows an Aperio slide by "Aperio" in front): free text after it goes
-                kept = self._banner_prefix(piece.strip())
-                fields.append(Field("ImageDescription:banner-text", piece.strip(), Action.BLANK))
-                out_banner.append(kept)
-        out = "".join(out_banner)
+        out = aperio_banner.canonical(banner, *geometry)
+        kept = {line for line in aperio_banner.SPLIT.split(out)[0::2] if line}
+        for line in aperio_banner.SPLIT.split(banner)[0::2]:
+            if line.strip() and line.strip() not in kept:
+                # the line as written stays a canary only where it is not what is kept
+                fields.append(Field("ImageDescription:banner-text", line.strip(), Action.BLANK))
         if sep:
             items = rest.split("|")
             new_items = []
@@ -203,7 +186,7 @@ class AperioConverter(NativeConverter):
                 for e in ts.iter_ascii_entries(ifd):
                     value = ts.ascii(e)
                     if e.tag == IMAGE_DESCRIPTION:
-                        new, fields = rewriter.rewrite(value)
+                        new, fields = rewriter.rewrite(value, aperio_banner.geometry(ts, ifd))
                         for f in fields:
                             f.where = where
                         d.fields += fields

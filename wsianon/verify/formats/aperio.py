@@ -1,7 +1,7 @@
 """Aperio-specific verification: every ``aperio.*`` property OpenSlide reads from
 the output is either a key the profile lists as safe, or empty; a safe key with a value form
 (a number of at most so many digits) holds a value of that form; every banner line (before the
-first ``|``) has the banner's form (``aperio.json`` ``banner_safe_pattern``)."""
+first ``|``) is in its one form for the page (``profiles.aperio_banner``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from wsianon.io.tiff import IMAGE_DESCRIPTION, TiffStructure
-from wsianon.profiles import load
+from wsianon.profiles import aperio_banner, load
 from wsianon.verify.dates import year_only
 from wsianon.verify.reportnames import safe_name
 
@@ -35,15 +35,14 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
     described = _described(out_main)
     dates = set(rules["date_keys"])
     forms = {k: re.compile(f) for k, f in rules["safe_value_forms"].items()}
-    banner_ok = re.compile(rules["banner_safe_pattern"])
     banners = _banners(out_main)
     if described is None or banners is None:
         verdict.add("aperio-profile", False, "descriptions unreadable")
-    elif any(b and not banner_ok.match(b) for b in banners):
-        # the banner's lines (product and version, sizes and codec) each in their form: free text
-        # after "Aperio Image Library" was kept as a banner (red team stop 38: digits and a case
-        # number there passed, no word for the vocabulary check)
-        verdict.add("aperio-profile", False, "a banner line outside its form (product and version, sizes, codec)")
+    elif not all(banners):
+        # every page's banner in its one form (``profiles.aperio_banner``): the product and one
+        # version, the page's own geometry, a known codec, no empty or padded line (red team
+        # stop 38: a case number after the product, an MRN as the scan's size, bits as whitespace)
+        verdict.add("aperio-profile", False, "a banner not in its one form (product and version, the page's own sizes, codec)")
     elif bad := sorted({k for k, v in described if v and k not in allowed and not (k in dates and year_only(v))}):  # --dates year: the year only
         verdict.add("aperio-profile", False, f"non-safe keys with values: {[safe_name(b) for b in bad]}")
     elif off := sorted({k for k, v in described if k in forms and v and not forms[k].fullmatch(v)}):  # an MRN as AppMag
@@ -62,18 +61,16 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
         verdict.add("tiff-text", True, "no free-text TIFF tags carry values")
 
 
-_BANNER_SPLIT = re.compile(r"\r\n|\n|;")  # as the redactor splits it
-
-
-def _banners(path: Path) -> list[str] | None:
-    """Every line (``\\n``, ``;`` apart) of every page's ImageDescription before its first ``|``,
-    stripped; None when the file does not parse (fail closed)."""
-    out: list[str] = []
+def _banners(path: Path) -> list[bool] | None:
+    """For every page, whether its ImageDescription's banner (before the first ``|``) is in its one
+    form for the page's geometry; None when the file does not parse (fail closed)."""
+    out: list[bool] = []
     try:
         with TiffStructure(path) as ts:
             for ifd in ts.ifds:
-                desc = ts.text(ifd, IMAGE_DESCRIPTION) or ""
-                out += [piece.strip() for piece in _BANNER_SPLIT.split(desc.partition("|")[0])]
+                desc = ts.text(ifd, IMAGE_DESCRIPTION)
+                if desc is not None:
+                    out.append(aperio_banner.is_canonical(desc.partition("|")[0], *aperio_banner.geometry(ts, ifd)))
     except Exception:
         return None
     return out
