@@ -72,10 +72,12 @@ DETAIL_PIXELS = "its pixels are not the slide's (a larger level downsampled)"
 # of the prepared channels (grey; the two colour differences): raw text bytes as the pixels of a
 # 15 x 15 level (red team stop 38: 675 bytes of a patient record read back from a verified output)
 # measured 120-175 grey levels from three real slides; the slides' own pixels resampled to 15 to
-# 4 px a side 0-6 (area) and 0.4-13.6 (nearest: a writer's pixel picked, not averaged). Under 16
-# pixels a nearest pick departs as far as text (one dark pixel of a 2 x 2 level: 84), so such a
-# level (at most 45 bytes) is not judged, named in the detail
-TINY_GREY, TINY_COLOUR, TINY_MIN_PIXELS = 48.0, 32.0, 16
+# 4 px a side 0-6 (area) and 0.4-13.6 (nearest: a writer's pixel picked, not averaged); round 2's
+# record bytes with bit 7 set (to look bright) 39 / 31. Under 16 pixels a nearest pick departs as
+# far as text (one dark pixel of a 2 x 2 level: 84), so such a level is not compared; it must be
+# the pyramid's next smaller level (the slide's aspect, its long side at most TINY_STEP of the next
+# larger level's): round 2 stored any number of 15 x 1 levels of 45 bytes each
+TINY_GREY, TINY_COLOUR, TINY_MIN_PIXELS, TINY_STEP = 24.0, 16.0, 16, 2 / 3
 
 
 Bounds = tuple[float, float, float, float] | None
@@ -268,6 +270,9 @@ def check_openslide(slide, verdict) -> None:
         part = _region(dims, downs, k, 0, bounds)
         if max(dims[k]) < MIN_LEVEL_SIDE and bounds is None and dims[k][0] * dims[k][1] >= TINY_MIN_PIXELS:
             tiny.append(k)
+            continue
+        if max(dims[k]) < MIN_LEVEL_SIDE and bounds is None and (not aspect_ok(dims[k], dims[0]) or max(dims[k]) > TINY_STEP * max(dims[k - 1])):
+            bad.append(f"level {k}: a level under {TINY_MIN_PIXELS} pixels that is not the pyramid's next smaller level (aspect or size)")
             continue
         if max(dims[k]) < MIN_LEVEL_SIDE or max(part[2], part[3]) / downs[k] < MIN_LEVEL_SIDE:
             small += 1
