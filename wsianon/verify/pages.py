@@ -185,7 +185,12 @@ def _blank_or_the_slide(path: Path, index: int, size: tuple[int, int], slide) ->
             return False
         if pixels.size and (pixels == pixels.reshape(-1, *pixels.shape[2:])[0]).all():
             colour = pixels.reshape(-1, *pixels.shape[2:])[0]
-            return bool((colour >= BLANK_WHITE).all() or (colour <= BLANK_BLACK).all())
+            if not ((colour >= BLANK_WHITE).all() or (colour <= BLANK_BLACK).all()):
+                return False
+            # a blank JPEG page's tables are the standard's (any quality): a table's values are
+            # free bytes a uniform picture does not show (round 2: 128 bytes of a record in a
+            # white page's two quantization tables)
+            return int(page.compression) != 7 or _standard_jpeg_tables(path, index)
         if slide is None:
             return False
         base = tuple(slide.level_dimensions[0])
@@ -202,3 +207,34 @@ def _blank_or_the_slide(path: Path, index: int, size: tuple[int, int], slide) ->
         return bool(ok)
     except Exception:  # noqa: BLE001 - a page that cannot be read or judged is neither
         return False
+
+
+def _standard_jpeg_tables(path: Path, index: int) -> bool:
+    """Whether every quantization and Huffman table of page ``index`` of ``path`` (its JPEGTables
+    and each strip's or tile's header) is one of ITU T.81 Annex K's (``io.jpeg_std``)."""
+    import tifffile
+
+    from wsianon.io import jpeg, jpeg_std
+
+    with tifffile.TiffFile(path) as tf:
+        page = tf.pages[index]
+        streams = [bytes(page.jpegtables)] if page.jpegtables else []
+        fh = tf.filehandle
+        for off, count in zip(page.dataoffsets, page.databytecounts):
+            fh.seek(off)
+            streams.append(fh.read(min(int(count), 1 << 16)))
+    for data in streams:
+        if not data.startswith(b"\xff\xd8"):
+            return False
+        try:
+            segs, _pos, _complete = jpeg._segments(data, 0, stop_at_sos=True)
+        except jpeg.JpegError:
+            return False
+        for seg in segs:
+            if seg.marker not in (jpeg.DQT, jpeg.DHT):
+                continue
+            body = data[seg.payload_offset : seg.end]
+            for _key, start, end in jpeg.table_spans(seg.marker, body):
+                if not jpeg_std.standard_table(seg.marker == jpeg.DQT, body[start:end]):
+                    return False
+    return True
