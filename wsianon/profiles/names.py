@@ -75,7 +75,9 @@ def words(fmt: str) -> frozenset[str]:
 _LONG_NUMBER = re.compile(r"[0-9]{4}")
 # digit groups one separator apart are one number written in parts ("12.03.79", "987 654 32",
 # "S19-47-11": red team stop 38, a birth date and an MRN shown in the report as key names)
-_GROUPS = re.compile(r"[0-9]+(?:[ ._/:,\-][0-9]+)+")
+# (and round 2: groups up to three separators apart, "12 - 03 - 79", "12..03..79", or one letter
+# apart, "987n654n32")
+_GROUPS = re.compile(r"[0-9]+(?:(?:[^A-Za-z0-9]{1,3}|[A-Za-z])[0-9]+)+")
 
 
 def has_long_number(name: str) -> bool:

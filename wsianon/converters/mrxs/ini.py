@@ -127,8 +127,9 @@ class IniDoc:
 
     def canonical(self) -> None:
         """Every kept line written one way (the verifier's form, ``verify.vocabulary``): a section
-        as ``[NAME]``, a key as ``KEY = VALUE`` (key and value stripped), every line ending as the
-        file's first, blank lines gone. Whitespace a writer chose (runs of spaces and tabs around
+        as ``[NAME]``, a key as ``KEY = VALUE`` (key and value stripped, a run of whitespace inside
+        a value or a section's name one space: both alike, so a name a value gives still finds its
+        section), every line ending as the file's first, blank lines gone. Whitespace a writer chose (runs of spaces and tabs around
         ``=`` and after a value, a line ending of its own, blank lines) is a free bit or more a
         line, which no check reads as text (red team stop 38)."""
         ending = next((l.ending for l in self.lines if l.ending), "\r\n")
@@ -139,9 +140,11 @@ class IniDoc:
                 l.deleted = True
                 continue
             if l.kind == "section":
+                l.section = " ".join((l.section or "").split())
                 l.text = f"[{l.section}]"
             elif l.kind == "kv":
-                l.text = f"{l.key} = {(l.value or '').strip()}"
+                l.value = " ".join((l.value or "").split())
+                l.text = f"{l.key} = {l.value}"
             l.ending = ending
 
     def render(self) -> bytes:
