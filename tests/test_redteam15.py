@@ -283,3 +283,138 @@ def test_slidedat_whitespace_is_written_one_way(cli, tmp_path):
     written.write_bytes(written.read_bytes().replace(b"\r\n", b"\t\r\n", 1))
     code, stdout, stderr = cli("verify", str(out))
     assert code != 0, stdout + stderr
+
+
+# -- round 2 ---------------------------------------------------------------------------------------
+
+
+def test_a_white_jpeg_page_with_its_own_tables_is_judged(cli, tmp_path):
+    """Round 2: a white JPEG page's two quantization tables held 128 bytes of a record (a uniform
+    picture does not show its tables). A blank JPEG page must use the standard's tables."""
+    import io
+
+    from PIL import Image
+
+    results = {}
+    for name, qtables in [("record", [list((RECORD * 3)[:64]), list((RECORD * 3)[64:128])]), ("standard", None)]:
+        src, big, extra = _fixture("philips", tmp_path / name / "src")
+        buf = io.BytesIO()
+        Image.fromarray(np.full((64, 64, 3), 255, np.uint8)).save(buf, "JPEG", subsampling=0, **({"qtables": qtables} if qtables else {"quality": 80}))
+        data = buf.getvalue()
+        with tifffile.TiffWriter(src, bigtiff=big, append=True) as tw:
+            tw.write(
+                np.full((64, 64, 3), 255, np.uint8),
+                photometric="rgb",
+                compression="jpeg",
+                rowsperstrip=64,
+                metadata=None,
+                software="Philips DP v1.0",
+                subfiletype=1,
+            )
+        with open(src, "ab") as fh:
+            at = fh.seek(0, 2)
+            fh.write(data)
+        with tifffile.TiffFile(src, mode="r+b") as tf:
+            page = tf.pages[-1]
+            assert "JPEGTables" not in page.tags
+            page.tags["StripOffsets"].overwrite([at])
+            page.tags["StripByteCounts"].overwrite([len(data)])
+        code, slide, log = _run(cli, src, tmp_path / name / "out", extra)
+        results[name] = (code, _checks(slide)["image-pages"]["ok"])
+    assert results == {"record": (1, False), "standard": (0, True)}
+
+
+def test_tiny_levels_under_16_pixels_must_be_the_pyramid_and_text_bytes_made_bright_fail(cli, tmp_path):
+    """Round 2: any number of 15 x 1 levels (45 bytes each) passed uncompared; a 12 x 9 level of
+    the record's bytes with bit 7 set (to look bright) passed the tiny rule's first bounds."""
+    src = tmp_path / "a" / "CASE-6.svs"
+    src.parent.mkdir()
+    _aperio_with_tiny_level(src, np.frombuffer((RECORD * 2)[:45], np.uint8).reshape(1, 15, 3))
+    code, slide, log = _run(cli, src, tmp_path / "a-out", [])
+    check = _checks(slide)["pyramid-consistency"]
+    assert code != 0 and not check["ok"] and "next smaller level" in check["detail"], log
+
+    bright = np.frombuffer((RECORD * 8)[: 12 * 9 * 3], np.uint8).reshape(9, 12, 3) | 0x80
+    src = tmp_path / "b" / "CASE-7.svs"
+    src.parent.mkdir()
+    _aperio_with_tiny_level(src, bright)
+    code, slide, log = _run(cli, src, tmp_path / "b-out", [])
+    check = _checks(slide)["pyramid-consistency"]
+    assert code != 0 and not check["ok"], log
+
+
+def test_a_tiny_focal_plane_is_judged_against_its_first_plane():
+    """Round 2: Leica focal planes under 16 px (54 bytes of a record each) were not compared."""
+    from wsianon.verify.planes import _tiny_alike
+
+    class Page:
+        def __init__(self, a):
+            self.a = a
+
+        def asarray(self):
+            return self.a
+
+    rng = np.random.default_rng(7)
+    slide = np.clip(200 + rng.normal(0, 6, (3, 6, 3)), 0, 255).astype(np.uint8)
+    near = np.clip(slide.astype(int) + rng.integers(-3, 4, slide.shape), 0, 255).astype(np.uint8)
+    text = np.frombuffer((RECORD * 2)[:54], np.uint8).reshape(3, 6, 3)
+    assert _tiny_alike(Page(near), Page(slide)) and not _tiny_alike(Page(text), Page(slide))
+    assert not _tiny_alike(Page(text | 0x80), Page(slide))
+
+
+@pytest.mark.parametrize(
+    "line,planted",
+    [
+        ("98765432x19790101 [4711,2019 1024x768] (256x256) -> {w}x{h} JPEG/RGB Q=70", [b"98765432", b"19790101", b"4711,2019"]),
+        ("Aperio Image Library v19.7901.01 987 654 32", [b"7901", b"987 654 32"]),
+        ("Aperio Image Library v12.0.15 \t \t\t  \t", [b" \t \t\t"]),
+    ],
+)
+def test_aperio_banner_lines_are_written_from_the_pages_geometry(cli, tmp_path, line, planted):
+    """Round 2: the banner's size line took any digits (an MRN as the scan's size, a date as the
+    region), the product line any number of version digits and number words, and whitespace or
+    empty lines passed as written. Now every line is written from the page's own geometry, the
+    product with one version, lines stripped, empty ones dropped."""
+    from .fixtures.svs_gen import write_svs
+
+    src = tmp_path / "src" / "CASE-8.svs"
+    src.parent.mkdir()
+    write_svs(src)
+    with tifffile.TiffFile(src, mode="r+b") as tf:
+        for page in tf.pages:
+            desc = page.description
+            if page.is_tiled:
+                head, _sep, rest = desc.partition("|")
+                lines = head.split("\r\n")
+                new = line.format(w=page.imagewidth, h=page.imagelength)
+                lines[1 if new[0].isdigit() else 0] = new
+                page.tags["ImageDescription"].overwrite("\r\n;\n".join(lines) + ("|" + rest if rest else ""))
+    out = tmp_path / "out"
+    code, slide, log = _run(cli, src, out, [])
+    assert code == 0 and slide["status"] == "ok", log
+    written = _bytes_of(out)
+    assert not any(p in written for p in planted)
+    code, stdout, stderr = cli("verify", str(out))
+    assert code == 0, stdout + stderr
+
+
+def test_names_hide_no_number_in_other_groupings():
+    from wsianon.verify.reportnames import safe_name
+
+    for name in ("MRN 12 - 03 - 79", "x 12..03..79", "x 12. 03. 79", "x 987n654n32", "x 98 . 76 . 54 . 32"):
+        assert not any(c.isdigit() for c in safe_name(name)), name
+
+
+def test_slidedat_values_keep_one_space_between_words(cli, tmp_path):
+    """Round 2: a run of spaces inside a kept value ("AxioCam  Mrm   Rev.3") was written as it was."""
+    from .fixtures.mrxs_gen import make_mrxs
+
+    info = make_mrxs(tmp_path / "in")
+    ini = info.folder / "Slidedat.ini"
+    text = ini.read_bytes()
+    assert b"CAMERA_TYPE = AxioCam Mrm Rev.3" in text
+    ini.write_bytes(text.replace(b"CAMERA_TYPE = AxioCam Mrm Rev.3", b"CAMERA_TYPE = AxioCam  Mrm   Rev.3", 1))
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", "--target", "native", str(info.mrxs), "-o", str(out))
+    (written,) = list(out.rglob("Slidedat.ini"))
+    assert b"  " not in written.read_bytes() and code == 0, stdout + stderr
