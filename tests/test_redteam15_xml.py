@@ -484,3 +484,103 @@ def test_verifier_refuses_an_icc_profile_with_text(isyntax_output, tmp_path):
 
         kinds = _kinds(scan_isyntax(_edit_xml(isyntax_output, tmp_path, plant))[0])
         assert ("text outside the iSyntax vocabulary" in kinds) is found, kinds
+
+
+# -- Leica SCN and Ventana XMP: the same rule, in Canonical XML ---------------------------------------
+
+
+def _xml_values(path: Path) -> list[str]:
+    import tifffile
+
+    out = []
+    with tifffile.TiffFile(path) as tf:
+        for page in tf.pages:
+            for t in (270, 700):
+                if t in page.tags:
+                    v = page.tags[t].value
+                    v = v.decode("utf-8") if isinstance(v, bytes) else v
+                    if v.lstrip().startswith("<"):
+                        out.append(v.rstrip("\0"))
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["leica", "ventana"])
+def test_leica_and_ventana_xml_is_written_in_one_form(cli, tmp_path, monkeypatch, fmt):
+    """The whitespace between elements (and the attribute order) of the source's XML was copied."""
+
+    def spaced(x):
+        s = x.decode() if isinstance(x, bytes) else x
+        s = s.replace("><", "> \t \t<")
+        return s.encode() if isinstance(x, bytes) else s
+
+    (tmp_path / "src").mkdir()
+    if fmt == "leica":
+        from .fixtures import scn_gen as g
+
+        orig = g.scn_xml
+        monkeypatch.setattr(g, "scn_xml", lambda *a, **k: spaced(orig(*a, **k)))
+        src = tmp_path / "src" / "CASE-1.scn"
+        g.make_scn(src)
+    else:
+        from .fixtures import bif_gen as g
+
+        orig, orig2 = g.iscan_xmp, g.encode_info_xmp
+        monkeypatch.setattr(g, "iscan_xmp", lambda *a, **k: spaced(orig(*a, **k)))
+        monkeypatch.setattr(g, "encode_info_xmp", lambda *a, **k: spaced(orig2(*a, **k)))
+        src = tmp_path / "src" / "CASE-1.bif"
+        g.make_bif(src)
+    assert any("> \t \t<" in v for v in _xml_values(src))
+    out = tmp_path / "out"
+    code, slide, log = _run(cli, src, out)
+    assert code == 0 and slide["status"] == "ok", log
+    (output,) = [f for f in _outputs(out, slide) if f.suffix in (".scn", ".bif")]
+    values = _xml_values(output)
+    assert values and not any(re.search(r">\s+<", v) for v in values)
+
+
+@pytest.mark.parametrize("fmt", ["leica", "ventana"])
+def test_verifier_refuses_leica_and_ventana_xml_in_another_form(cli, tmp_path, fmt):
+    import tifffile
+
+    from wsianon.verify.vocabulary import scan_tiff
+
+    (tmp_path / "src").mkdir()
+    if fmt == "leica":
+        from .fixtures.scn_gen import make_scn
+
+        src = tmp_path / "src" / "CASE-1.scn"
+        make_scn(src)
+        tag = 270
+    else:
+        from .fixtures.bif_gen import make_bif
+
+        src = tmp_path / "src" / "CASE-1.bif"
+        make_bif(src)
+        tag = 700
+    code, slide, log = _run(cli, src, tmp_path / "out")
+    assert code == 0, log
+    (output,) = [f for f in _outputs(tmp_path / "out", slide) if f.suffix in (".scn", ".bif")]
+    assert scan_tiff(output, fmt) == []
+    with tifffile.TiffFile(output) as tf:
+        t = tf.pages.first.tags[tag]
+        start, count = t.valueoffset, t.count
+    data = output.read_bytes()
+    xml = data[start : start + count]
+    decl = re.match(rb'<\?xml version="1\.0" encoding="(?:utf|UTF)-8"\?>', xml)
+    assert decl
+
+    def whitespace(x: bytes) -> bytes:  # the same length: a shorter declaration, a gap
+        short = b'<?xml version="1.0"?>'
+        gap = b" \t" * ((len(decl.group(0)) - len(short)) // 2)
+        gap += b" " * (len(decl.group(0)) - len(short) - len(gap))
+        return short + x[len(decl.group(0)) :].replace(b"><", b">" + gap + b"<", 1)
+
+    def order(x: bytes) -> bytes:  # two XML attributes of an element swapped
+        return re.sub(rb'<(\w+) (\w+="[^"]*") (\w+="[^"]*")', rb"<\1 \3 \2", x, count=1)
+
+    for plant in (whitespace, order):
+        new = plant(xml)
+        assert len(new) == len(xml) and new != xml
+        planted = tmp_path / f"planted{output.suffix}"
+        planted.write_bytes(data[:start] + new + data[start + count :])
+        assert any(k.startswith("XML not in its one form") for k in _kinds(scan_tiff(planted, fmt))), plant.__name__

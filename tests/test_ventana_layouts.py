@@ -11,6 +11,7 @@ verifier still catches what the redactor did not remove.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -115,9 +116,12 @@ def _plant_label_bytes(path: Path, source: Path) -> None:
 def _plant_iscan(path: Path, source: Path) -> None:
     """A source canary back in the blanked iScan BaseName of the front directory's XMP."""
     data = bytearray(path.read_bytes())
-    old = b'BaseName="" JP2FileName="" UnitNumber=""'
-    i = data.index(old)
+    # the blanked attributes around BaseName (the XMP is Canonical XML: attributes sorted by name)
+    m = re.search(rb'(?:\w+="" )*BaseName=""(?: \w+="")*', data)
+    assert m
+    i, old = m.start(), m.group(0)
     new = f'BaseName="{CANARIES["BaseName"]}"'.encode()
+    assert len(new) <= len(old)
     data[i : i + len(old)] = new + b" " * (len(old) - len(new))
     path.write_bytes(bytes(data))
 

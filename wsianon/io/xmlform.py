@@ -84,6 +84,15 @@ def markup_after(text: str, start: int) -> int | None:
     return min(found) if found else None
 
 
+def c14n(xml: str) -> str:
+    """``xml`` (no prolog) in Canonical XML 2.0 with whitespace-only text removed and text trimmed
+    (``ET.canonicalize(strip_text=True)``): XML attributes sorted, one spelling of every tag, no
+    whitespace between elements.  The form the Leica SCN and Ventana BIF redactors write their XML in
+    (the source's whitespace and attribute order were copied: bits, red team stop 38), and the form a
+    verifier requires of an XML text value that is no DPUfsImport document."""
+    return ET.canonicalize(xml, strip_text=True)
+
+
 def dpufs_container(el: ET.Element) -> bool:
     """True for a DPUfsImport element whose text is no value: one with children, a DataObject or an
     Array (children or not: ``<Array>S19-4711</Array>``, red team stop 38), an ``IDataObjectArray``
@@ -130,6 +139,7 @@ def dpufs_canonical(root: ET.Element, short_empty_elements: bool, joined: Abstra
 __all__ = [
     "DECLARATION",
     "DPUFS_ATTRIBUTE_ORDER",
+    "c14n",
     "ENCODINGS",
     "declaration_ok",
     "dpufs_canonical",

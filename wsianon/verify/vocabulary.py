@@ -676,7 +676,10 @@ def long_number_names(text: str) -> list[int]:
 def _xml_form_findings(text: str, base: int, name: str, out: list) -> None:
     """An XML text value (one that starts with ``<``) holds its declaration and elements only: the
     prolog is a real XML declaration (version 1.0/1.1, a known charset, standalone yes/no) and at
-    most one line break, and no processing instruction, comment, DOCTYPE or CDATA section follows
+    most one line break, no processing instruction, comment, DOCTYPE or CDATA section follows, and
+    the document is in the one form its redactor writes (a DPUfsImport document: ``dpufs_findings``;
+    any other, Leica SCN and Ventana XMP: Canonical XML without whitespace between elements,
+    ``io.xmlform.c14n`` — the source's whitespace and attribute order were copied, red team stop 38)
     (``io.xmlform``; a processing instruction ``<?xml-x 98765432 S19-4711?>`` in place of the
     declaration was copied into the output and passed, red team stop 38: numbers pass as structure)."""
     from wsianon.io.xmlform import markup_after, prolog_end
@@ -694,6 +697,18 @@ def _xml_form_findings(text: str, base: int, name: str, out: list) -> None:
         kind = dpufs_findings(text[start:])
         if kind:
             out.append(TextFinding(name, base, kind))
+    elif at is None:  # any other (Leica SCN, Ventana XMP): Canonical XML, no whitespace between elements
+        import xml.etree.ElementTree as ET
+
+        from wsianon.io.xmlform import c14n
+
+        body = text[start:]
+        try:
+            same = c14n(body) == body
+        except ET.ParseError:
+            same = False
+        if not same:
+            out.append(TextFinding(name, base, "XML not in its one form (whitespace, attribute order or spacing of the writer's choosing)"))
 
 
 def dpufs_findings(xml: str, short_empty_elements: bool = True) -> str | None:

@@ -44,6 +44,7 @@ from wsianon.io import tiffedit
 from wsianon.io.ifdcopy import drop_ifds, orphan_values
 from wsianon.io.plan import FilePlan, Patch, Plan
 from wsianon.io.tiff import ASCII, IMAGE_DESCRIPTION, TILE_OFFSETS, TiffStructure
+from wsianon.io.xmlform import c14n
 from wsianon.profiles import load
 from wsianon.profiles.actions import Action
 from wsianon.profiles.policy import Policy, year_only
@@ -291,7 +292,9 @@ class LeicaConverter(NativeConverter):
                 old = _int(dim, "ifd", path)
                 dim.set("ifd", str(old - sum(1 for x in shift if x < old)))
         ET.register_namespace("", an.ns)
-        an.new_xml = (an.decl + ET.tostring(root, encoding="unicode")).encode("utf-8")
+        # one form (Canonical XML, whitespace-only text removed): the source's whitespace between
+        # elements and attribute order were copied (bits a reader never shows, red team stop 38)
+        an.new_xml = (an.decl + c14n(ET.tostring(root, encoding="unicode"))).encode("utf-8")
         for f in an.fields:
             idx = int(f.where.split()[-1]) if f.where.startswith("IFD ") else -1
             if idx in an.remove and idx != 0:
