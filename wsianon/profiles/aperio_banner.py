@@ -4,7 +4,8 @@ redactor writes and the verifier accepts.
 A banner is lines (``\\r\\n``, ``\\n`` or ``;`` apart) of three kinds:
 
 * the product and its version: ``Aperio Image Library v12.0.15``, ``Aperio Leica Biosystems GT450
-  v1.0.1`` (OpenSlide knows an Aperio slide by "Aperio" in front);
+  v1.0.1`` (OpenSlide knows an Aperio slide by "Aperio" in front), kept as ``Aperio Image
+  Library v12.0``: model words and the version's major and minor number;
 * the page's geometry: ``46000x32914 [42673,5576 2220x2967] (240x240) -> 574x768 - JPEG/RGB Q=30``
   (the scan's size, the region cut from it, the tile size, the page's own size, the codec);
 * an associated image's name and size: ``label 387x463`` (OpenSlide names the image by its first
@@ -14,19 +15,20 @@ Every number a line holds is free text to the vocabulary check, so a line is kep
 page's own geometry writes it (red team stop 38: digits and a case number after the product, an
 MRN and a birth date as the scan's size and region, whitespace and empty lines as bits, passed):
 the first size is the slide's (its first page's), the tile size the page's tiles, the size after
-``->`` and an associated image's size the page's own; the region is dropped; the product keeps one
-version and its model words; the codec is a known one, its quality at most 100. Lines are written
-stripped, empty ones dropped; the separators between them stay as written (at most 3 choices a
-line: documented)."""
+``->`` and an associated image's size the page's own; the region is dropped; the product keeps its
+model words and its version's major and minor number; the codec is a known one, its quality at
+most 100. One line of each kind is kept (the first), stripped, empty ones dropped; the separators
+between them stay as written (3 choices at most two junctions a page: documented)."""
 
 from __future__ import annotations
 
 import re
 
 SPLIT = re.compile(r"(\r\n|\n|;)")
-_PRODUCT = re.compile(
-    r"Aperio (?:Image Library|Leica Biosystems)(?: (?:GT450|DX|AT2|CS2|AT|CS|GT)){0,2}(?: (?:v[0-9]{1,2}(?:\.[0-9]{1,3}){0,3}|vFS[0-9]{1,3}(?: [0-9]{1,2})?))?"
-)
+_PRODUCT = re.compile(r"Aperio (?:Image Library|Leica Biosystems)(?: (?:GT450|DX|AT2|CS2|AT|CS|GT)){0,2}")
+# a version: its major and minor number only (round 3 of stop 38 wrote an MRN and a birth date as
+# the versions of several product lines), "vFS90" as the old ScanScope writers spell theirs
+_VERSION = re.compile(r"v(?P<major>[0-9]{1,2})(?![0-9])(?:\.(?P<minor>[0-9]{1,2})(?![0-9]))?|vFS(?P<fs>[0-9]{1,2})(?![0-9])")
 _CODEC = r"(?:JPEG|J2K|JP2K|LZW|NONE|RAW)/(?:RGB|YCC|YCbCr|KDU|YUV16|YUV|NONE)"
 _DIMS = re.compile(
     r"(?P<w>[0-9]{1,9})x(?P<h>[0-9]{1,9})(?P<region> \[[0-9]{1,9},[0-9]{1,9} [0-9]{1,9}x[0-9]{1,9}\])?"
@@ -63,20 +65,36 @@ def canonical_line(line: str, base: Size, size: Size, tile: Size | None) -> str:
     words = text.split()
     for n in range(len(words), 1, -1):  # the product: its longest prefix of the form
         if _PRODUCT.fullmatch(" ".join(words[:n])):
-            return " ".join(words[:n])
+            out = " ".join(words[:n])
+            v = _VERSION.match(words[n]) if n < len(words) else None
+            if v and v["fs"]:
+                return f"{out} vFS{int(v['fs'])}"
+            if v:
+                return f"{out} v{int(v['major'])}" + (f".{int(v['minor'])}" if v["minor"] else "")
+            return out
     return ""
+
+
+def _kind(line: str) -> str:
+    """Which of the three kinds a canonical line is (one of each a banner keeps)."""
+    return "product" if line.startswith("Aperio") else "associated" if _ASSOCIATED.fullmatch(line) else "geometry"
 
 
 def canonical(banner: str, base: Size, size: Size, tile: Size | None) -> str:
     """The banner as the redactor writes it: every line :func:`canonical_line`, empty lines (and
-    the separator after them) dropped, the other separators as written."""
+    the separator after them) dropped, and of each kind (product, geometry, associated image) the
+    first only (a real slide's thumbnail carries its writer's and an earlier writer's, which is
+    history, not the page: round 3 of stop 38 wrote an MRN as several lines' versions and
+    qualities); the other separators as written."""
     parts = SPLIT.split(banner)
     lines = [canonical_line(p, base, size, tile) for p in parts[0::2]]
     seps = parts[1::2]
     out: list[str] = []
+    kinds: set[str] = set()
     for i, line in enumerate(lines):
-        if not line:
+        if not line or _kind(line) in kinds:
             continue
+        kinds.add(_kind(line))
         if out:
             out.append(seps[i - 1] if i - 1 < len(seps) else "\n")
         out.append(line)
