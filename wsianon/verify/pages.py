@@ -14,7 +14,8 @@ OpenSlide's generic reader leaves out), else it fails the slide; so must every p
 pages have than OpenSlide shows (a label photo scaled to a level's size beside that level).  A 1 x 1 page whose one data byte is 0xFF
 (the directory the BIF redactor writes to carry the iScan XMP in front of the pyramid) holds no
 picture; a page of width or height 0 with data is judged like any other.  A page judged passes
-when it is blank (white or black, 8-bit) or the slide, and only in a compression whose coded data
+when it is blank (8-bit, uncompressed, all white or all black, each strip exactly its rows: a
+coded page's coding choices are free bytes) or the slide in a compression whose coded data
 ``tiles-coded-tight`` judges.
 """
 
@@ -120,9 +121,6 @@ def shown_sizes(level_dims, downsamples, associated_dims, props: dict, vendor: s
 
 # a page no reader shows is decoded whole to be judged up to this many pixels (larger: fails)
 MAX_JUDGED_PIXELS = 16 << 20
-# a blank page is white or black in every channel (within JPEG's rounding): any other colour is
-# 3 free bytes a page, as many pages as one likes
-BLANK_WHITE, BLANK_BLACK = 250, 5
 
 
 def check(
@@ -161,12 +159,13 @@ def check(
 
 
 def _blank_or_the_slide(path: Path, index: int, size: tuple[int, int], slide) -> bool:
-    """Whether page ``index`` of ``path`` (decoded once) is blank (8-bit, one colour, white or
-    black: a label blanked by ``--label blank`` is white) or, with ``slide`` (the open OpenSlide
-    handle), the slide downsampled by the thumbnail rule.  A page too large, unreadable, not
-    8-bit, or of a compression whose coded data ``tiles-coded-tight`` does not judge is neither
-    (red team stop 38: a white WebP page with a patient record after its stream passed as
-    blank, and 1 x 1 pages of 64-bit samples, one colour by definition, carried 8 bytes each)."""
+    """Whether page ``index`` of ``path`` (decoded once) is blank (8-bit, uncompressed, every
+    sample 255 or every sample 0, each strip exactly its rows) or, with ``slide`` (the open
+    OpenSlide handle), the slide downsampled by the thumbnail rule.  A page too large, unreadable,
+    not 8-bit, or of a compression whose coded data ``tiles-coded-tight`` does not judge is
+    neither (red team stop 38: a white WebP page with a patient record after its stream passed as
+    blank; 1 x 1 pages of 64-bit samples, one colour by definition, carried 8 bytes each; a grey
+    page 3 bytes; coded white pages their coding choices)."""
     import numpy as np
     import tifffile
 
@@ -185,12 +184,13 @@ def _blank_or_the_slide(path: Path, index: int, size: tuple[int, int], slide) ->
             return False
         if pixels.size and (pixels == pixels.reshape(-1, *pixels.shape[2:])[0]).all():
             colour = pixels.reshape(-1, *pixels.shape[2:])[0]
-            if not ((colour >= BLANK_WHITE).all() or (colour <= BLANK_BLACK).all()):
+            if not ((colour == 255).all() or (colour == 0).all()):
                 return False
-            # a blank JPEG page's tables are the standard's (any quality): a table's values are
-            # free bytes a uniform picture does not show (round 2: 128 bytes of a record in a
-            # white page's two quantization tables)
-            return int(page.compression) != 7 or _standard_jpeg_tables(path, index)
+            # uncompressed, every strip exactly its rows: a coded blank page's coding choices are
+            # free bytes a uniform picture does not show (rounds 2 and 3: a record in a white
+            # JPEG page's quantization tables, its strips' qualities, restart interval and
+            # component ids; a Deflate page's stored-block padding, a PackBits page's run lengths)
+            return int(page.compression) == 1 and _strips_exact(path, index)
         if slide is None:
             return False
         base = tuple(slide.level_dimensions[0])
@@ -209,32 +209,16 @@ def _blank_or_the_slide(path: Path, index: int, size: tuple[int, int], slide) ->
         return False
 
 
-def _standard_jpeg_tables(path: Path, index: int) -> bool:
-    """Whether every quantization and Huffman table of page ``index`` of ``path`` (its JPEGTables
-    and each strip's or tile's header) is one of ITU T.81 Annex K's (``io.jpeg_std``)."""
+def _strips_exact(path: Path, index: int) -> bool:
+    """Whether every strip of uncompressed page ``index`` holds exactly its rows' bytes."""
     import tifffile
-
-    from wsianon.io import jpeg, jpeg_std
 
     with tifffile.TiffFile(path) as tf:
         page = tf.pages[index]
-        streams = [bytes(page.jpegtables)] if page.jpegtables else []
-        fh = tf.filehandle
-        for off, count in zip(page.dataoffsets, page.databytecounts):
-            fh.seek(off)
-            streams.append(fh.read(min(int(count), 1 << 16)))
-    for data in streams:
-        if not data.startswith(b"\xff\xd8"):
+        if not isinstance(page, tifffile.TiffPage) or page.is_tiled or page.planarconfig != 1:
             return False
-        try:
-            segs, _pos, _complete = jpeg._segments(data, 0, stop_at_sos=True)
-        except jpeg.JpegError:
-            return False
-        for seg in segs:
-            if seg.marker not in (jpeg.DQT, jpeg.DHT):
-                continue
-            body = data[seg.payload_offset : seg.end]
-            for _key, start, end in jpeg.table_spans(seg.marker, body):
-                if not jpeg_std.standard_table(seg.marker == jpeg.DQT, body[start:end]):
-                    return False
-    return True
+        row = page.imagewidth * page.samplesperpixel * page.bitspersample // 8
+        rps = min(page.rowsperstrip or page.imagelength, page.imagelength)
+        counts = [int(c) for c in page.databytecounts]
+        rows = [min(rps, page.imagelength - k * rps) for k in range(len(counts))]
+        return len(counts) * rps >= page.imagelength and all(c == r * row for c, r in zip(counts, rows))
