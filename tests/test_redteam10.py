@@ -60,8 +60,8 @@ def _leaks(out: Path, console: str) -> list[str]:
 
 
 def test_a_long_number_in_a_name_is_withheld_in_the_report():
-    # "19-4711": one number in two groups (stop 38), withheld whole
-    assert safe_name("ImageDescription:S19-4711") == "ImageDescription:S[withheld]"
+    # "19", "4711": digit runs holding 4 or more digits together (stop 38): each withheld
+    assert safe_name("ImageDescription:S19-4711") == "ImageDescription:S[withheld]-[withheld]"
     assert safe_name("ImageDescription:MRN 12345678") == "ImageDescription:[withheld] [withheld]"
     assert safe_name("ImageDescription:19790101") == "ImageDescription:[withheld]"
     # structure stays: indices, our own "tag N" (a 16-bit TIFF tag number)

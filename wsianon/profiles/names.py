@@ -73,19 +73,17 @@ def words(fmt: str) -> frozenset[str]:
 # AOI0).  The one rule for the converters (``shown``), the report (``verify/reportnames.py``) and
 # the verifier's name findings (``verify/vocabulary.py``).
 _LONG_NUMBER = re.compile(r"[0-9]{4}")
-# digit groups one separator apart are one number written in parts ("12.03.79", "987 654 32",
-# "S19-47-11": red team stop 38, a birth date and an MRN shown in the report as key names)
-# (and round 2: groups up to three separators apart, "12 - 03 - 79", "12..03..79", or one letter
-# apart, "987n654n32")
-_GROUPS = re.compile(r"[0-9]+(?:(?:[^A-Za-z0-9]{1,3}|[A-Za-z])[0-9]+)+")
+# digit groups anywhere in one name are one number written in parts ("12.03.79", "987 654 32",
+# "S19-47-11": red team stop 38, a birth date and an MRN shown in the report as key names; rounds 2
+# and 3 moved the groups apart by more separators, letters, words): a name whose digit runs hold 4
+# or more digits together shows none of them
+_DIGITS = re.compile(r"[0-9]+")
 
 
 def has_long_number(name: str) -> bool:
-    """Whether ``name`` holds a number of 4 or more digits, in one run or in groups one separator
-    apart (not shown, withheld, a finding)."""
-    if _LONG_NUMBER.search(name) is not None:
-        return True
-    return any(sum(c.isdigit() for c in m.group(0)) >= 4 for m in _GROUPS.finditer(name))
+    """Whether ``name`` holds a run of 4 or more digits (not shown, withheld, a finding; digit runs
+    that hold 4 or more together are withheld from the report too: :func:`grouped_numbers`)."""
+    return _LONG_NUMBER.search(name) is not None
 
 
 def _index(part: str) -> bool:
@@ -104,9 +102,10 @@ def _part_ok(part: str, vocab: frozenset[str]) -> bool:
 
 
 def grouped_numbers(name: str) -> list[tuple[int, int]]:
-    """(start, end) of every number of 4 or more digits written in groups one separator apart in
-    ``name`` ("12.03.79", "987 654 32"), which no single word of it shows."""
-    return [m.span() for m in _GROUPS.finditer(name) if sum(c.isdigit() for c in m.group(0)) >= 4]
+    """(start, end) of every digit run of ``name`` when its runs hold 4 or more digits together
+    ("12.03.79", "987 654 32", "19aa79aa03aa12"): no single word of it shows the number; else []."""
+    runs = [m.span() for m in _DIGITS.finditer(name)]
+    return runs if len(runs) > 1 and sum(b - a for a, b in runs) >= 4 else []
 
 
 def shown(fmt: str, name: str) -> bool:
