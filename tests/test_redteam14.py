@@ -238,24 +238,34 @@ def test_philips_keeps_a_safe_attribute_only_as_vocabulary(cli, tmp_path, monkey
 def test_a_picture_of_a_level_size_beside_that_level_is_judged(cli, tmp_path):
     """A label photo scaled to a level's size passes the size test: every page of a size more
     pages have than OpenSlide shows must be the slide (the level itself is; the photo is not)."""
-    import openslide
-    from PIL import Image
 
     from .fixtures.philips_gen import make_philips
 
     (tmp_path / "src").mkdir()
     src = tmp_path / "src" / "CASE-4.tiff"
     make_philips(src)
+    w, h = _append_level_size_photo(src, False, rowsperstrip=16, software="Philips DP v1.0", subfiletype=1)
+    code, checks, log = _native_checks(cli, src, tmp_path / "out")
+    assert code != 0 and not checks["image-pages"]["ok"] and f"({w} x {h})" in checks["image-pages"]["detail"], log
+
+
+def _append_level_size_photo(src: Path, bigtiff: bool, **write) -> tuple[int, int]:
+    """The label photo scaled to the smallest level's size, appended as one more page; that size."""
+    import openslide
+    from PIL import Image
+
     with openslide.OpenSlide(str(src)) as s:
         w, h = s.level_dimensions[-1]
     photo = np.asarray(Image.fromarray(_label_photo()).resize((w, h)))
-    with tifffile.TiffWriter(src, append=True) as tw:
-        tw.write(photo, photometric="rgb", compression="jpeg", rowsperstrip=16, metadata=None, software="Philips DP v1.0", subfiletype=1)
-    out = tmp_path / "out"
+    with tifffile.TiffWriter(src, bigtiff=bigtiff, append=True) as tw:
+        tw.write(photo, photometric="rgb", compression="jpeg", metadata=None, **write)
+    return w, h
+
+
+def _native_checks(cli, src: Path, out: Path) -> tuple[int, dict, str]:
     code, stdout, stderr = cli("run", "--target", "native", str(src), "-o", str(out))
     (slide,) = json.loads((out / "wsianon-report.json").read_text())["slides"]
-    checks = {c["check"]: c for c in slide["verification"]["checks"]}
-    assert code != 0 and not checks["image-pages"]["ok"] and f"({w} x {h})" in checks["image-pages"]["detail"], stdout + stderr
+    return code, {c["check"]: c for c in slide["verification"]["checks"]}, stdout + stderr
 
 
 def test_a_leica_page_of_a_level_size_no_dimension_names_is_judged(cli, tmp_path):
@@ -263,33 +273,21 @@ def test_a_leica_page_of_a_level_size_no_dimension_names_is_judged(cli, tmp_path
     of the XML names passed ``image-pages`` (Leica has no count rule: its focal planes share a
     level's size) and ``focal-planes`` (which reads the pages the XML names). Now every picture
     page of an SCN must be one the XML names, else be blank or the slide."""
-    import openslide
-    from PIL import Image
 
     from .fixtures.scn_gen import make_scn
 
     (tmp_path / "src").mkdir()
     src = tmp_path / "src" / "CASE-6.scn"
     make_scn(src)
-    with openslide.OpenSlide(str(src)) as s:
-        w, h = s.level_dimensions[-1]
-    photo = np.asarray(Image.fromarray(_label_photo()).resize((w, h)))
-    with tifffile.TiffWriter(src, bigtiff=True, append=True) as tw:
-        tw.write(photo, photometric="rgb", compression="jpeg", tile=(16, 16), metadata=None)
-    out = tmp_path / "out"
-    code, stdout, stderr = cli("run", "--target", "native", str(src), "-o", str(out))
-    (slide,) = json.loads((out / "wsianon-report.json").read_text())["slides"]
-    checks = {c["check"]: c for c in slide["verification"]["checks"]}
-    assert code != 0 and not checks["image-pages"]["ok"] and f"({w} x {h})" in checks["image-pages"]["detail"], stdout + stderr
+    w, h = _append_level_size_photo(src, True, tile=(16, 16))
+    code, checks, log = _native_checks(cli, src, tmp_path / "out")
+    assert code != 0 and not checks["image-pages"]["ok"] and f"({w} x {h})" in checks["image-pages"]["detail"], log
     # the clean slide's pages are all named: it passes
     clean = tmp_path / "clean" / "CASE-7.scn"
     clean.parent.mkdir()
     make_scn(clean)
-    out2 = tmp_path / "out2"
-    code, stdout, stderr = cli("run", "--target", "native", str(clean), "-o", str(out2))
-    (slide,) = json.loads((out2 / "wsianon-report.json").read_text())["slides"]
-    checks = {c["check"]: c for c in slide["verification"]["checks"]}
-    assert code == 0 and checks["image-pages"]["ok"], stdout + stderr
+    code, checks, log = _native_checks(cli, clean, tmp_path / "out2")
+    assert code == 0 and checks["image-pages"]["ok"], log
 
 
 def test_digit_forms_of_an_identifier():
