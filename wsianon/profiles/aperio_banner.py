@@ -109,8 +109,16 @@ def is_canonical(banner: str, base: Size, size: Size, tile: Size | None) -> bool
 def geometry(ts, ifd) -> tuple[Size, Size, Size | None]:
     """(the first page's size, ``ifd``'s size, its tile size or None) of a ``TiffStructure``."""
 
+    def one(d, tag: int) -> int:
+        v = ts.value(d, tag, 0)
+        v = v[0] if isinstance(v, (tuple, list)) and v else v  # a damaged entry of several values
+        try:
+            return max(0, int(v or 0))
+        except (TypeError, ValueError):
+            return 0
+
     def size(d, w: int, h: int) -> Size:
-        return int(ts.value(d, w, 0) or 0), int(ts.value(d, h, 0) or 0)
+        return one(d, w), one(d, h)
 
     tiled = ifd.get(322) is not None
     return size(ts.ifds[0], 256, 257), size(ifd, 256, 257), size(ifd, 322, 323) if tiled else None
