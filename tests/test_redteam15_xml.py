@@ -40,31 +40,38 @@ def _swap_declaration(x):
     return s.encode() if isinstance(x, bytes) else s
 
 
-@pytest.mark.parametrize("fmt", ["philips", "leica", "ventana"])
-def test_a_processing_instruction_for_a_declaration_is_not_copied(cli, tmp_path, monkeypatch, fmt):
+def _source_with_xml_edit(tmp_path: Path, monkeypatch, fmt: str, edit) -> Path:
+    """A fixture slide of ``fmt`` (philips, leica, ventana) whose generator's XML went through
+    ``edit`` (str or bytes in, the same out) before it was written."""
     (tmp_path / "src").mkdir()
     if fmt == "philips":
         from .fixtures import philips_gen as g
 
         orig = g.dpufs_xml
-        monkeypatch.setattr(g, "dpufs_xml", lambda *a, **k: _swap_declaration(orig(*a, **k)))
+        monkeypatch.setattr(g, "dpufs_xml", lambda *a, **k: edit(orig(*a, **k)))
         src = tmp_path / "src" / "CASE-1.tiff"
         g.make_philips(src)
     elif fmt == "leica":
         from .fixtures import scn_gen as g
 
         orig = g.scn_xml
-        monkeypatch.setattr(g, "scn_xml", lambda *a, **k: _swap_declaration(orig(*a, **k)))
+        monkeypatch.setattr(g, "scn_xml", lambda *a, **k: edit(orig(*a, **k)))
         src = tmp_path / "src" / "CASE-1.scn"
         g.make_scn(src)
     else:
         from .fixtures import bif_gen as g
 
         orig, orig2 = g.iscan_xmp, g.encode_info_xmp
-        monkeypatch.setattr(g, "iscan_xmp", lambda *a, **k: _swap_declaration(orig(*a, **k)))
-        monkeypatch.setattr(g, "encode_info_xmp", lambda *a, **k: _swap_declaration(orig2(*a, **k)))
+        monkeypatch.setattr(g, "iscan_xmp", lambda *a, **k: edit(orig(*a, **k)))
+        monkeypatch.setattr(g, "encode_info_xmp", lambda *a, **k: edit(orig2(*a, **k)))
         src = tmp_path / "src" / "CASE-1.bif"
         g.make_bif(src)
+    return src
+
+
+@pytest.mark.parametrize("fmt", ["philips", "leica", "ventana"])
+def test_a_processing_instruction_for_a_declaration_is_not_copied(cli, tmp_path, monkeypatch, fmt):
+    src = _source_with_xml_edit(tmp_path, monkeypatch, fmt, _swap_declaration)
     assert PI.encode() in src.read_bytes()
     out = tmp_path / "out"
     code, slide, log = _run(cli, src, out)
@@ -513,22 +520,7 @@ def test_leica_and_ventana_xml_is_written_in_one_form(cli, tmp_path, monkeypatch
         s = s.replace("><", "> \t \t<")
         return s.encode() if isinstance(x, bytes) else s
 
-    (tmp_path / "src").mkdir()
-    if fmt == "leica":
-        from .fixtures import scn_gen as g
-
-        orig = g.scn_xml
-        monkeypatch.setattr(g, "scn_xml", lambda *a, **k: spaced(orig(*a, **k)))
-        src = tmp_path / "src" / "CASE-1.scn"
-        g.make_scn(src)
-    else:
-        from .fixtures import bif_gen as g
-
-        orig, orig2 = g.iscan_xmp, g.encode_info_xmp
-        monkeypatch.setattr(g, "iscan_xmp", lambda *a, **k: spaced(orig(*a, **k)))
-        monkeypatch.setattr(g, "encode_info_xmp", lambda *a, **k: spaced(orig2(*a, **k)))
-        src = tmp_path / "src" / "CASE-1.bif"
-        g.make_bif(src)
+    src = _source_with_xml_edit(tmp_path, monkeypatch, fmt, spaced)
     assert any("> \t \t<" in v for v in _xml_values(src))
     out = tmp_path / "out"
     code, slide, log = _run(cli, src, out)
