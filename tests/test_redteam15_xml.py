@@ -40,6 +40,15 @@ def _swap_declaration(x):
     return s.encode() if isinstance(x, bytes) else s
 
 
+def _shared_without(cli, src: Path, out: Path, *needles: bytes) -> None:
+    """``run`` shares ``src`` (status ok) and no output file holds any of ``needles``."""
+    code, slide, log = _run(cli, src, out)
+    assert code == 0 and slide["status"] == "ok", log
+    for f in _outputs(out, slide):
+        data = f.read_bytes()
+        assert not any(n in data for n in needles), f
+
+
 def _source_with_xml_edit(tmp_path: Path, monkeypatch, fmt: str, edit) -> Path:
     """A fixture slide of ``fmt`` (philips, leica, ventana) whose generator's XML went through
     ``edit`` (str or bytes in, the same out) before it was written."""
@@ -73,12 +82,23 @@ def _source_with_xml_edit(tmp_path: Path, monkeypatch, fmt: str, edit) -> Path:
 def test_a_processing_instruction_for_a_declaration_is_not_copied(cli, tmp_path, monkeypatch, fmt):
     src = _source_with_xml_edit(tmp_path, monkeypatch, fmt, _swap_declaration)
     assert PI.encode() in src.read_bytes()
-    out = tmp_path / "out"
-    code, slide, log = _run(cli, src, out)
-    assert code == 0 and slide["status"] == "ok", log
-    for f in _outputs(out, slide):
-        data = f.read_bytes()
-        assert b"<?xml-x" not in data and b"98765432" not in data and b"S19-4711" not in data
+    _shared_without(cli, src, tmp_path / "out", b"<?xml-x", b"98765432", b"S19-4711")
+
+
+def _redacted(tmp_path_factory, name: str, make) -> Path:
+    """The output ``wsianon run --target native`` writes for the fixture ``make`` builds."""
+    from .conftest import run_subprocess
+
+    d = tmp_path_factory.mktemp(f"rt15_{name}")
+    (d / "src").mkdir()
+    src = d / "src" / name
+    make(src)
+    key = d / "key"
+    assert run_subprocess("key", "init", str(key)).returncode == 0
+    p = run_subprocess("run", "--target", "native", "--key-file", str(key), str(src), "-o", str(d / "out"))
+    assert p.returncode == 0, p.stdout + p.stderr
+    (out,) = [f for f in (d / "out").iterdir() if f.name.startswith("WSI-")]
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -86,18 +106,9 @@ def philips_output(tmp_path_factory) -> Path:
     """A Philips TIFF output the redactor wrote (clean: its vocabulary check passes)."""
     from wsianon.verify.vocabulary import scan_tiff
 
-    from .conftest import run_subprocess
     from .fixtures.philips_gen import make_philips
 
-    d = tmp_path_factory.mktemp("rt15_philips")
-    (d / "src").mkdir()
-    src = d / "src" / "CASE-1.tiff"
-    make_philips(src)
-    key = d / "key"
-    assert run_subprocess("key", "init", str(key)).returncode == 0
-    p = run_subprocess("run", "--target", "native", "--key-file", str(key), str(src), "-o", str(d / "out"))
-    assert p.returncode == 0, p.stdout + p.stderr
-    (out,) = [f for f in (d / "out").iterdir() if f.name.startswith("WSI-")]
+    out = _redacted(tmp_path_factory, "CASE-1.tiff", make_philips)
     assert scan_tiff(out, "philips") == []
     return out
 
@@ -107,18 +118,9 @@ def isyntax_output(tmp_path_factory) -> Path:
     """An iSyntax output the redactor wrote (clean: its vocabulary check passes)."""
     from wsianon.verify.isyntax_text import scan_isyntax
 
-    from .conftest import run_subprocess
     from .fixtures.isyntax_gen import make_isyntax
 
-    d = tmp_path_factory.mktemp("rt15_isyntax")
-    (d / "src").mkdir()
-    src = d / "src" / "CASE-1.isyntax"
-    make_isyntax(src)
-    key = d / "key"
-    assert run_subprocess("key", "init", str(key)).returncode == 0
-    p = run_subprocess("run", "--target", "native", "--key-file", str(key), str(src), "-o", str(d / "out"))
-    assert p.returncode == 0, p.stdout + p.stderr
-    (out,) = [f for f in (d / "out").iterdir() if f.name.startswith("WSI-")]
+    out = _redacted(tmp_path_factory, "CASE-1.isyntax", make_isyntax)
     assert scan_isyntax(out)[0] == []
     return out
 
@@ -213,12 +215,7 @@ def test_text_in_a_container_without_children_is_removed(cli, tmp_path, monkeypa
         src = tmp_path / "src" / "CASE-1.isyntax"
         g.make_isyntax(src)
     assert PAYLOAD.encode() in src.read_bytes()
-    out = tmp_path / "out"
-    code, slide, log = _run(cli, src, out)
-    assert code == 0 and slide["status"] == "ok", log
-    for f in _outputs(out, slide):
-        data = f.read_bytes()
-        assert b"98765432" not in data and b"S19-4711" not in data
+    _shared_without(cli, src, tmp_path / "out", b"98765432", b"S19-4711")
 
 
 def test_verifier_refuses_text_in_a_container(philips_output, isyntax_output, tmp_path):
