@@ -276,7 +276,17 @@ def _respelled(ds: Dataset) -> None:
 def test_alnum_forms():
     from wsianon.io.scan import Canary, Scanner, alnum_forms
 
-    assert set(alnum_forms(ACC)) == {"S194711", "S19 4711", "S19.4711", "S19/4711", "S19_4711"}
+    assert set(alnum_forms(ACC)) == {
+        "S194711",
+        "S19 4711",
+        "S19.4711",
+        "S19/4711",
+        "S19_4711",
+        "S19:4711",
+        "S19,4711",
+        "S19+4711",
+        "S19#4711",
+    }  # the last four: round 2
     assert "9876.5432" not in alnum_forms("9876-5432") and "98765432" in alnum_forms("9876-5432")  # no decimal number
     for v in ("S194711", "CMU-1", "Carl Zeiss", "A1-B2", "S19--4711", "Doe^Jane"):  # one group, short, no digit, two separators
         assert alnum_forms(v) == [], v

@@ -60,6 +60,10 @@ def base64_fragments(data: bytes) -> list[bytes]:
     return out
 
 
+# one separator between two groups of digits (round 2 of stop 38 added ":", ",", "+", "#", "_")
+DIGIT_SEPARATORS = ("-", " ", "/", ":", ",", "+", "#", "_")
+
+
 def digit_forms(v: str) -> list[str]:
     """Other ways a writer puts a number of 6 to 20 digits (an MRN, an accession number, a birth
     date) into text: one separator (``-``, space, ``/``) between any two groups of 2 or more
@@ -70,10 +74,12 @@ def digit_forms(v: str) -> list[str]:
     if not (v.isascii() and v.isdigit() and 6 <= len(v) <= 20):
         return []
     # (not "." between two groups: "25.0000" is a decimal number, as "Left = 25.000000" holds)
-    out = [v[:i] + sep + v[i:] for i in range(2, len(v) - 1) for sep in ("-", " ", "/")]
+    out = [v[:i] + sep + v[i:] for i in range(2, len(v) - 1) for sep in DIGIT_SEPARATORS]
     head = len(v) % 3 or 3
     groups = [v[:head]] + [v[i : i + 3] for i in range(head, len(v), 3)]
     out += [sep.join(groups) for sep in (" ", ".", ",", "'")]
+    if len(v) % 2 == 0:  # pairs ("98:76:54:32": red team stop 38, round 2)
+        out += [sep.join(v[i : i + 2] for i in range(0, len(v), 2)) for sep in (" ", "-", ":", ".")]
     if len(v) == 8:
         y, m, d = v[:4], v[4:6], v[6:]
         if 1 <= int(m) <= 12 and 1 <= int(d) <= 31:
@@ -84,8 +90,8 @@ def digit_forms(v: str) -> list[str]:
     return list(dict.fromkeys(f for f in out if f != v))
 
 
-_ALNUM_GROUPS = re.compile(r"[A-Za-z0-9]+(?:[-./_ ][A-Za-z0-9]+)+")
-ALNUM_SEPARATORS = ("", " ", "-", ".", "/", "_")
+_ALNUM_GROUPS = re.compile(r"[A-Za-z0-9]+(?:[-./_ :,+#][A-Za-z0-9]+)+")
+ALNUM_SEPARATORS = ("", " ", "-", ".", "/", "_", ":", ",", "+", "#")
 
 
 def alnum_forms(v: str) -> list[str]:
@@ -99,7 +105,7 @@ def alnum_forms(v: str) -> list[str]:
     DICOM text, the scan having searched it only as written."""
     if not (v.isascii() and _ALNUM_GROUPS.fullmatch(v)):
         return []
-    groups = re.split(r"[-./_ ]", v)
+    groups = re.split(r"[-./_ :,+#]", v)
     chars = "".join(groups)
     if len(chars) < 6 or not any(c.isdigit() for c in chars):
         return []
