@@ -684,7 +684,14 @@ def _xml_form_findings(text: str, base: int, name: str, out: list) -> None:
     declaration was copied into the output and passed, red team stop 38: numbers pass as structure)."""
     from wsianon.io.xmlform import markup_after, prolog_end
 
-    if not text.lstrip().startswith("<"):
+    head = text.lstrip()
+    for bom in ("\ufeff", "\xef\xbb\xbf"):  # as UTF-8 text, or its bytes read as Latin-1
+        if head.startswith(bom) and head[len(bom) :].lstrip().startswith("<"):
+            # no redactor writes one; past it, every form check was skipped (red team stop 38,
+            # round 2: a processing instruction and whitespace bits after a BOM passed verify)
+            out.append(TextFinding(name, base, "a byte-order mark in front of XML"))
+            return
+    if not head.startswith("<"):
         return
     start = prolog_end(text)
     if start is None:
