@@ -437,3 +437,30 @@ def test_slidedat_values_keep_one_space_between_words(cli, tmp_path):
     code, stdout, stderr = cli("run", "--target", "native", str(info.mrxs), "-o", str(out))
     (written,) = list(out.rglob("Slidedat.ini"))
     assert b"  " not in written.read_bytes() and code == 0, stdout + stderr
+
+
+def test_identifier_forms_with_more_separators():
+    """DICOM round 2: "Leica S19:4711", "S19,4711", "S19+4711", "S19#4711" and "9876:5432",
+    "98:76:54:32", "9876,5432" were kept while S19-4711 and 98765432 were removed."""
+    from wsianon.io.scan import Canary, Scanner, alnum_forms, digit_forms
+
+    assert {"S19:4711", "S19,4711", "S19+4711", "S19#4711"} <= set(alnum_forms("S19-4711"))
+    assert {"9876:5432", "98:76:54:32", "9876,5432", "9876+5432"} <= set(digit_forms("98765432"))
+    sc = Scanner([Canary("AccessionNumber", "S19-4711"), Canary("PatientID", "98765432")])
+    for text in (b"Leica S19:4711", b"Leica S19#4711", b"Leica 98:76:54:32", b"Leica 9876,5432"):
+        assert sc.scan_bytes(text), text
+    assert sc.scan_bytes(b"Leica Biosystems GT 450, 2026-12-07 10:11:12, 1,000 px") == []
+
+
+def test_a_byte_order_mark_in_front_of_xml_is_a_finding():
+    """XML round 2: a UTF-8 byte-order mark in front of an XML value made the vocabulary check skip
+    every XML form rule (str.lstrip keeps U+FEFF): a processing instruction and whitespace bits
+    after it passed ``verify``. No redactor writes one: it is a finding."""
+    from wsianon.verify.vocabulary import _xml_form_findings
+
+    xml = '<?xml version="1.0" encoding="UTF-8"?>\n<scn xmlns="urn:x"><collection name="x"></collection></scn>'
+    for text, bad in [(xml, False), ("\ufeff" + xml, True), ("\xef\xbb\xbf" + xml, True), ("\ufeff<?x 98765432?>" + xml, True)]:
+        out: list = []
+        _xml_form_findings(text, 0, "f", out)
+        assert bool(out) is bad, (text[:20], out)
+        assert not bad or "byte-order mark" in out[0].kind
