@@ -49,6 +49,7 @@ from wsianon.verify.thumbnail import (
     flat,
     openslide_reference,
     prepare,
+    within,
     blurred_covered,
     covered_grid,
     grid_shape,
@@ -243,9 +244,7 @@ def _tiny_verdict(slide, dims: list[tuple[int, int]], k: int) -> str | None:
     if not aspect_ok((w, h), dims[0]):
         return "its aspect is not the slide's"
     mine = prepare(flat(slide, slide.read_region((0, 0), k, (w, h))), (w, h))
-    ref = openslide_reference(slide, (w, h))
-    grey, cb, cr = (float(x) for x in np.abs(mine - ref).reshape(3, -1).mean(axis=1))
-    return None if grey <= TINY_GREY and max(cb, cr) <= TINY_COLOUR else DETAIL_PIXELS
+    return None if within(mine, openslide_reference(slide, (w, h)), TINY_GREY, TINY_COLOUR) else DETAIL_PIXELS
 
 
 def check_openslide(slide, verdict) -> None:
@@ -268,11 +267,13 @@ def check_openslide(slide, verdict) -> None:
         # the part compared, at the level's own size: an MRXS slide's bounds can be far smaller
         # than its level (a grid spanning the glass)
         part = _region(dims, downs, k, 0, bounds)
-        if max(dims[k]) < MIN_LEVEL_SIDE and bounds is None and dims[k][0] * dims[k][1] >= TINY_MIN_PIXELS:
-            tiny.append(k)
-            continue
-        if max(dims[k]) < MIN_LEVEL_SIDE and bounds is None and (not aspect_ok(dims[k], dims[0]) or max(dims[k]) > TINY_STEP * max(dims[k - 1])):
-            bad.append(f"level {k}: a level under {TINY_MIN_PIXELS} pixels that is not the pyramid's next smaller level (aspect or size)")
+        if max(dims[k]) < MIN_LEVEL_SIDE and bounds is None:
+            if dims[k][0] * dims[k][1] >= TINY_MIN_PIXELS:
+                tiny.append(k)  # judged whole below
+            elif not aspect_ok(dims[k], dims[0]) or max(dims[k]) > TINY_STEP * max(dims[k - 1]):
+                bad.append(f"level {k}: a level under {TINY_MIN_PIXELS} pixels that is not the pyramid's next smaller level (aspect or size)")
+            else:
+                small += 1
             continue
         if max(dims[k]) < MIN_LEVEL_SIDE or max(part[2], part[3]) / downs[k] < MIN_LEVEL_SIDE:
             small += 1

@@ -41,6 +41,7 @@ from wsianon.verify.thumbnail import (
     covered_grid,
     grid_shape,
     read_in_threads,
+    within,
 )
 
 NAME = "focal-planes"
@@ -172,8 +173,7 @@ def _tiny_alike(page, first) -> bool:
     a, b = _rgb(np.asarray(page.asarray())), _rgb(np.asarray(first.asarray()))
     if a.shape != b.shape or a.dtype != np.uint8 or b.dtype != np.uint8:
         return False
-    grey, cb, cr = (float(x) for x in np.abs(_channels(a) - _channels(b)).reshape(3, -1).mean(axis=1))
-    return grey <= TINY_PLANE_GREY and max(cb, cr) <= TINY_PLANE_COLOUR
+    return within(_channels(a), _channels(b), TINY_PLANE_GREY, TINY_PLANE_COLOUR)
 
 
 def _judge(path: Path, find, verdict) -> None:

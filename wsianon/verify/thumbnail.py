@@ -207,6 +207,15 @@ def alike(a: np.ndarray, b: np.ndarray, valid: np.ndarray | None = None) -> bool
     return True
 
 
+def within(a: np.ndarray, b: np.ndarray, grey: float, colour: float) -> bool:
+    """Whether two channel images of one shape (``_channels`` or ``prepare``: grey, then the two
+    colour differences) differ by at most ``grey`` in the grey's mean |difference| and ``colour``
+    in either colour difference's: a picture too small for ``alike`` (a pyramid level or a focal
+    plane under ``MIN_LEVEL_SIDE``)."""
+    g, cb, cr = (float(x) for x in np.abs(a - b).reshape(3, -1).mean(axis=1))
+    return g <= grey and max(cb, cr) <= colour
+
+
 def judge(thumb_pixels: np.ndarray, thumb_size: tuple[int, int], base_size: tuple[int, int], ref: np.ndarray) -> tuple[bool, str, dict]:
     """(ok, detail, measures) for a thumbnail of ``thumb_size`` whose slide's level 0 is
     ``base_size`` and whose prepared reference is ``ref`` (``prepare``: grey, then the colour
