@@ -180,6 +180,7 @@ def _blank_or_the_slide(path: Path, index: int, size: tuple[int, int], slide) ->
             if int(page.compression) not in JUDGED_COMPRESSIONS:
                 return False
             pixels = np.asarray(page.asarray())
+            raw = int(page.compression) == 1 and _strips_exact(page)
         if pixels.dtype != np.uint8:
             return False
         if pixels.size and (pixels == pixels.reshape(-1, *pixels.shape[2:])[0]).all():
@@ -190,7 +191,7 @@ def _blank_or_the_slide(path: Path, index: int, size: tuple[int, int], slide) ->
             # free bytes a uniform picture does not show (rounds 2 and 3: a record in a white
             # JPEG page's quantization tables, its strips' qualities, restart interval and
             # component ids; a Deflate page's stored-block padding, a PackBits page's run lengths)
-            return int(page.compression) == 1 and _strips_exact(path, index)
+            return raw
         if slide is None:
             return False
         base = tuple(slide.level_dimensions[0])
@@ -209,16 +210,15 @@ def _blank_or_the_slide(path: Path, index: int, size: tuple[int, int], slide) ->
         return False
 
 
-def _strips_exact(path: Path, index: int) -> bool:
-    """Whether every strip of uncompressed page ``index`` holds exactly its rows' bytes."""
+def _strips_exact(page) -> bool:
+    """Whether every strip of an uncompressed tifffile page holds exactly its rows' bytes (its
+    tags only: read while the page's file is open)."""
     import tifffile
 
-    with tifffile.TiffFile(path) as tf:
-        page = tf.pages[index]
-        if not isinstance(page, tifffile.TiffPage) or page.is_tiled or page.planarconfig != 1:
-            return False
-        row = page.imagewidth * page.samplesperpixel * page.bitspersample // 8
-        rps = min(page.rowsperstrip or page.imagelength, page.imagelength)
-        counts = [int(c) for c in page.databytecounts]
-        rows = [min(rps, page.imagelength - k * rps) for k in range(len(counts))]
-        return len(counts) * rps >= page.imagelength and all(c == r * row for c, r in zip(counts, rows))
+    if not isinstance(page, tifffile.TiffPage) or page.is_tiled or page.planarconfig != 1:
+        return False
+    row = page.imagewidth * page.samplesperpixel * page.bitspersample // 8
+    rps = min(page.rowsperstrip or page.imagelength, page.imagelength)
+    counts = [int(c) for c in page.databytecounts]
+    rows = [min(rps, page.imagelength - k * rps) for k in range(len(counts))]
+    return len(counts) * rps >= page.imagelength and all(c == r * row for c, r in zip(counts, rows))

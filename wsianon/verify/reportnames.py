@@ -69,7 +69,8 @@ def safe_name(text: str) -> str:
     m = _TAG.match(text)
     head = m.group(0) if m and int(m.group(1)) <= 0xFFFF else ""
     rest = text[len(head) :]
-    # a number written in groups ("12.03.79", "987 654 32") goes whole: no one word of it is long
+    # a number written in parts ("12.03.79", "987 654 32", "19aa79aa03aa12"): every digit run of
+    # it is withheld, no one word of it being long (``names.grouped_numbers``)
     parts, at = [], 0
     for start, end in grouped_numbers(rest):
         parts += [_words_safe(rest[at:start]), WITHHELD]

@@ -129,9 +129,10 @@ class IniDoc:
         """Every kept line written one way (the verifier's form, ``verify.vocabulary``): a section
         as ``[NAME]``, a key as ``KEY = VALUE`` (key and value stripped, a run of whitespace inside
         a value or a section's name one space: both alike, so a name a value gives still finds its
-        section), every line ending as the file's first, blank lines gone. Whitespace a writer chose (runs of spaces and tabs around
-        ``=`` and after a value, a line ending of its own, blank lines) is a free bit or more a
-        line, which no check reads as text (red team stop 38)."""
+        section), every line ending as the file's first, blank lines gone. Whitespace a writer
+        chose (runs of spaces and tabs around ``=`` and after a value, a line ending of its own,
+        blank lines) is a free bit or more a line, which no check reads as text (red team stop
+        38)."""
         ending = next((l.ending for l in self.lines if l.ending), "\r\n")
         for l in self.lines:
             if l.deleted:

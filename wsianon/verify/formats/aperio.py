@@ -32,13 +32,13 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
     # every page's description as written: OpenSlide shows a key given twice by its last value only
     # ("Filename = 4711|...|Filename = " read as empty), and the digits of the first are no word
     # the vocabulary check would see
-    described = _described(out_main)
+    read = _described(out_main)
     dates = set(rules["date_keys"])
     forms = {k: re.compile(f) for k, f in rules["safe_value_forms"].items()}
-    banners = _banners(out_main)
-    if described is None or banners is None:
+    described, banners_ok = read if read is not None else ([], False)
+    if read is None:
         verdict.add("aperio-profile", False, "descriptions unreadable")
-    elif not all(banners):
+    elif not banners_ok:
         # every page's banner in its one form (``profiles.aperio_banner``): the product and one
         # version, the page's own geometry, a known codec, no empty or padded line (red team
         # stop 38: a case number after the product, an MRN as the scan's size, bits as whitespace)
@@ -61,33 +61,24 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
         verdict.add("tiff-text", True, "no free-text TIFF tags carry values")
 
 
-def _banners(path: Path) -> list[bool] | None:
-    """For every page, whether its ImageDescription's banner (before the first ``|``) is in its one
-    form for the page's geometry; None when the file does not parse (fail closed)."""
-    out: list[bool] = []
+def _described(path: Path) -> tuple[list[tuple[str, str]], bool] | None:
+    """(every ``key = value`` item of every page's ImageDescription, as written (a key twice:
+    both), stripped; whether every page's banner (before the first ``|``) is in its one form for
+    the page's geometry), from one walk of the pages; None when the file does not parse (fail
+    closed)."""
+    items: list[tuple[str, str]] = []
+    banners_ok = True
     try:
         with TiffStructure(path) as ts:
             for ifd in ts.ifds:
                 desc = ts.text(ifd, IMAGE_DESCRIPTION)
-                if desc is not None:
-                    out.append(aperio_banner.is_canonical(desc.partition("|")[0], *aperio_banner.geometry(ts, ifd)))
-    except Exception:
-        return None
-    return out
-
-
-def _described(path: Path) -> list[tuple[str, str]] | None:
-    """Every ``key = value`` item of every page's ImageDescription, as written (a key twice:
-    both), stripped; None when the file does not parse (fail closed)."""
-    items: list[tuple[str, str]] = []
-    try:
-        with TiffStructure(path) as ts:
-            for ifd in ts.ifds:
-                desc = ts.text(ifd, IMAGE_DESCRIPTION) or ""
+                if desc is None:
+                    continue
+                banners_ok = banners_ok and aperio_banner.is_canonical(desc.partition("|")[0], *aperio_banner.geometry(ts, ifd))
                 for item in desc.split("|")[1:]:
                     key, eq, value = item.partition("=")
                     if eq:
                         items.append((key.strip(), value.strip()))
     except Exception:
         return None
-    return items
+    return items, banners_ok
