@@ -7,7 +7,23 @@ traceback.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+# a number of 4 or more digits in a reason about an input's content (digit groups joined by one
+# of ``. , : / -`` counted together, "98:76:54:32" one number), except the codec's name "JPEG 2000"
+_NUMBER = re.compile(r"(?<!JPEG )\d+(?:[.,:/-]\d+)*")
+
+
+def withhold_numbers(reason: str) -> str:
+    """``reason`` with every number of 4 or more digits shown as ``<number>``.
+
+    A reason about a file's content often names a value read from it (an offset, a count, a
+    position), and it reaches the console, the job manifest and the shared report and
+    certificate; a damaged or crafted file chooses those values, so an MRN or a birth date could
+    be one (red team stop 39: "Index.dat points to offset 98765432", "frames 98765432 to ...").
+    Small numbers (an IFD's index, a level, a count of a few) stay: they say where, not what."""
+    return _NUMBER.sub(lambda m: "<number>" if sum(c.isdigit() for c in m.group()) >= 4 else m.group(), reason)
 
 
 class WsianonError(Exception):
@@ -23,11 +39,19 @@ class WsianonError(Exception):
         return msg
 
 
-class UnsupportedFormat(WsianonError):
+class _ContentError(WsianonError):
+    """An error about what an input holds: its reason never shows a long number
+    (:func:`withhold_numbers`)."""
+
+    def __init__(self, path: str | Path | None, reason: str):
+        super().__init__(path, withhold_numbers(reason))
+
+
+class UnsupportedFormat(_ContentError):
     """The file is not a format any redactor claims."""
 
 
-class CorruptInput(WsianonError):
+class CorruptInput(_ContentError):
     """The file claims a supported format but its structure is broken."""
 
 
@@ -35,6 +59,6 @@ class OutputError(WsianonError):
     """The output cannot be written (permissions, full disk, ...)."""
 
 
-class NothingToShare(WsianonError):
+class NothingToShare(_ContentError):
     """The input holds nothing that may be shared (e.g. a DICOM series of only a LABEL): the
     slide is skipped, which is not a failure."""

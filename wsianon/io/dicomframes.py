@@ -267,7 +267,7 @@ def surplus_fragments(fd: int, items: Items, n: int) -> str | None:
         if exact:
             ends.append(i)
     if len(ends) != n or ends[-1] != len(frags) - 1:
-        return f"encapsulated Pixel Data whose fragments hold {len(ends)} codestreams (ends) for {n} frames, or bytes after the last"
+        return "encapsulated Pixel Data whose fragments do not end one codestream a frame, or bytes after the last"
     bot_off, bot_len = items.values[0]
     if bot_len:
         offs = struct.unpack(f"<{bot_len // 4}I", os.pread(fd, bot_len - bot_len % 4, bot_off))
@@ -452,11 +452,11 @@ def unplaced_frames(ds: Dataset) -> str | None:
             return "concatenation attributes without a readable Concatenation UID, part number and frame offset"
         if not full:
             return "a concatenation of a TILED_SPARSE instance (not supported)"
-        return None if 0 <= part[2] and part[2] + n <= grid else f"frames {part[2] + 1} to {part[2] + n} of a concatenation for a tile grid of {grid}"
+        return None if 0 <= part[2] and part[2] + n <= grid else "frames of a concatenation beyond its tile grid"
     if full:
-        return None if n == grid else f"{n} frames for a tile grid of {grid}"
+        return None if n == grid else "more or fewer frames than its tile grid"
     if len(per_frame) != n:
-        return f"{len(per_frame)} frame positions for {n} frames"
+        return "frame positions not one a frame"
     seen: set[tuple] = set()
     for item in per_frame:
         try:
@@ -593,7 +593,7 @@ def concatenation_problems(dsets) -> list[str]:
             # numbered 1..N in the order of their frames: a reader that orders the parts by number
             # draws what this check compares
             why = "a part missing or repeated" if sorted(numbers) != list(range(1, total + 1)) else "numbers not in the order of their frames"
-            out.append(f"{name}: a concatenation whose parts are not numbered 1 to {max(total, 0)} each once in frame order ({why})")
+            out.append(f"{name}: a concatenation whose parts are not numbered from 1, each once in frame order ({why})")
             continue
         expected = 0
         problem = None
@@ -622,5 +622,5 @@ def concatenation_problems(dsets) -> list[str]:
             out.append(f"{name}: frame geometry unreadable")
             continue
         if expected != grid:
-            out.append(f"{name}: a concatenation of {expected} frames for a tile grid of {grid} (a part missing, or frames left over)")
+            out.append(f"{name}: a concatenation whose frames are not its tile grid (a part missing, or frames left over)")
     return out

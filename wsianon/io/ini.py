@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import re
 
 
 class _CaseKeeping(configparser.RawConfigParser):
@@ -18,3 +19,9 @@ def read_ini(text: str) -> configparser.RawConfigParser:
     cp = _CaseKeeping(strict=False, interpolation=None, delimiters=("=",), comment_prefixes=(";", "#"))
     cp.read_string(text)
     return cp
+
+
+def natural_key(text: str) -> tuple[tuple[int, int, str], ...]:
+    """Sort key ordering runs of digits by their number (``LAYER_2`` before ``LAYER_10``); the
+    digits as written break ties, so distinct texts never compare equal."""
+    return tuple((0, int(p), p) if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", text) if p)

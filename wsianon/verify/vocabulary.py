@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wsianon.io.ini import read_ini
+from wsianon.io.ini import natural_key, read_ini
 from wsianon.io.spans import as_int64, iter_pairs, union_parts
 from wsianon.io.extents import data_extents
 from wsianon.io import jpeg
@@ -984,14 +984,21 @@ def ini_text_findings(path: Path, fmt: str, name: str, names=()) -> list[TextFin
             text = raw.decode("cp1252", "replace")
     vocab = vocabulary(fmt).with_names(names)
     out = []
-    lines = text.splitlines(keepends=True)
-    ending = lines[0][len(lines[0].rstrip("\r\n")) :] if lines else ""
-    for n, whole in enumerate(lines, 1):
+    if not _utf8_without_bom(raw):
+        # the redactor writes UTF-8 without a byte-order mark (``IniDoc.canonical``): the choice of
+        # encoding and mark is a free bit or two (red team stop 39)
+        out.append(TextFinding(name, 1, "not the encoding the redactor writes (UTF-8 without a byte-order mark)"))
+    order = _IniOrder()
+    for n, whole in enumerate(text.splitlines(keepends=True), 1):
         line = whole.rstrip("\r\n")
-        if not _INI_FORM.fullmatch(line) or whole[len(line) :] not in (ending, ""):
+        if not _INI_FORM.fullmatch(line) or whole[len(line) :] != "\r\n":
             # every line in its one form (``IniDoc.canonical``): whitespace a writer chose is a
             # free bit or more a line (red team stop 38)
-            out.append(TextFinding(name, n, "a line not in the form the redactor writes (section, KEY = VALUE, one line ending)"))
+            out.append(TextFinding(name, n, "a line not in the form the redactor writes (section, KEY = VALUE, CRLF)"))
+        elif not order.follows(line):
+            # sections and keys in natural order, each once: the order of a few hundred keys is
+            # some hundred free bits (red team stop 39)
+            out.append(TextFinding(name, n, "a section or key out of the order the redactor writes (natural order, each once)"))
         if unknown_tokens(line, vocab):
             out.append(TextFinding(name, n, "text outside the vocabulary (line, decoded)"))
         elif has_long_number(_ini_name(line)):
@@ -999,6 +1006,37 @@ def ini_text_findings(path: Path, fmt: str, name: str, names=()) -> list[TextFin
         if len(out) >= MAX_FINDINGS:
             break
     return out
+
+
+def _utf8_without_bom(raw: bytes) -> bool:
+    if raw.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")):
+        return False
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+class _IniOrder:
+    """Whether each line of a Slidedat.ini (already in ``_INI_FORM``) comes where
+    ``IniDoc.canonical`` puts it: every section after the one before it in natural order, every
+    key after the one before it in its section, none before the first section."""
+
+    def __init__(self) -> None:
+        self.section: tuple | None = None
+        self.key: tuple | None = None
+
+    def follows(self, line: str) -> bool:
+        if line.startswith("["):
+            here = natural_key(line[1:-1])
+            ok = self.section is None or here > self.section
+            self.section, self.key = here, None
+            return ok
+        here = natural_key(line.partition(" = ")[0])
+        ok = self.section is not None and (self.key is None or here > self.key)
+        self.key = here
+        return ok
 
 
 # a Slidedat.ini line as the MRXS redactor writes it (``converters.mrxs.ini.IniDoc.canonical``)

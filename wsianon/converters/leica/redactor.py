@@ -71,6 +71,10 @@ class _Analysis:
     macro_ifds: list[int] = field(default_factory=list)
     macro_images: list[ET.Element] = field(default_factory=list)
     main_images: int = 0
+    # images OpenSlide does not show (an illuminationSource other than brightfield): no check
+    # judges their pixels, so they are removed whatever the flags (red team stop 39)
+    unshown_ifds: list[int] = field(default_factory=list)
+    unshown_images: list[ET.Element] = field(default_factory=list)
     fields: list[Field] = field(default_factory=list)
     ascii: list[AsciiDecision] = field(default_factory=list)
     levels: int = 0
@@ -249,9 +253,13 @@ class LeicaConverter(NativeConverter):
             for i in ifds:
                 if not 0 <= i < n_ifds:
                     raise CorruptInput(ts.path, f"Leica XML names an IFD the file does not have (it has {n_ifds})")
+            source = next((e.text or "" for e in img.iter(q("illuminationSource"))), "brightfield").strip()
             if is_macro:
                 an.macro_images.append(img)
                 an.macro_ifds.extend(ifds)
+            elif source != "brightfield":
+                an.unshown_images.append(img)
+                an.unshown_ifds.extend(ifds)
             else:
                 an.main_images += 1
                 an.levels = max(an.levels, len([d for d in img.iter(q("dimension")) if d.get("z", "0") == "0"]))
@@ -276,7 +284,7 @@ class LeicaConverter(NativeConverter):
         """The macro is wiped and unlinked unless ``--macro keep``: its <image> leaves the XML, the
         other images' IFD numbers follow the new chain, and the fields of its IFDs go with it
         (IFD 0's XML fields live on in the new first IFD)."""
-        an.remove = set() if policy.macro == "keep" else set(an.macro_ifds)
+        an.remove = set(an.unshown_ifds) if policy.macro == "keep" else set(an.macro_ifds) | set(an.unshown_ifds)
         if an.remove and an.main_images > 1:
             an.plan_notes.append("Leica: slide with several main images and no macro — OpenSlide may refuse it (it hashes the macro)")
         q = lambda t: f"{{{an.ns}}}{t}"  # noqa: E731
@@ -285,7 +293,7 @@ class LeicaConverter(NativeConverter):
         if an.remove:
             coll = root.find(q("collection"))
             assert coll is not None, "_analyze raises on a missing <collection>"
-            for img in an.macro_images:
+            for img in an.unshown_images + ([] if policy.macro == "keep" else an.macro_images):
                 coll.remove(img)
             shift = sorted(an.remove)
             for dim in root.iter(q("dimension")):
@@ -318,6 +326,9 @@ class LeicaConverter(NativeConverter):
         action = Action.KEEP if policy.macro == "keep" else Action.REMOVE
         for i in an.macro_ifds:
             d.images.append(ImageDecision(ImageKind.MACRO, f"IFD {i}", True, action))
+            d.image_at[i] = d.images[-1]
+        for i in an.unshown_ifds:  # an image OpenSlide does not show: removed, fail-closed
+            d.images.append(ImageDecision(ImageKind.OTHER, f"IFD {i}", True, Action.REMOVE))
             d.image_at[i] = d.images[-1]
         return d
 

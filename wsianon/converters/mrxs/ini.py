@@ -1,7 +1,8 @@
-"""Slidedat.ini as a list of lines, so that the bytes the redactor does not change
-survive as they were: encoding, byte-order mark, line endings and key order.
+"""Slidedat.ini as a list of lines.
 
-A value is rewritten in place (:meth:`IniLine.set_value`), a key renamed
+Parsed as OpenSlide's key-file reader reads it: a key given twice in a section counts by its
+last value (the earlier lines are marked deleted at once), a section given twice is one section.
+:meth:`IniDoc.canonical` then writes the kept lines in one form and one order. A value is rewritten in place (:meth:`IniLine.set_value`), a key renamed
 (:meth:`IniLine.rename`), a line or a whole section marked deleted; :meth:`IniDoc.render`
 writes the result.  :func:`renumber_nonhier` renumbers a NONHIER layer's
 ``[HIERARCHICAL]`` keys after records are removed from it.
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wsianon.errors import CorruptInput
+from wsianon.io.ini import natural_key
 
 
 @dataclass
@@ -94,6 +96,11 @@ class IniDoc:
             self.lines.append(ln)
         if not any(l.kind == "section" for l in self.lines):
             raise CorruptInput(path, "Slidedat.ini has no sections (not an MRXS slide description)")
+        seen: set[tuple[str | None, str | None]] = set()
+        for l in reversed(self.lines):  # GKeyFile: a key given twice counts by its last value
+            if l.kind == "kv":
+                l.deleted = (l.section, l.key) in seen
+                seen.add((l.section, l.key))
 
     def kv(self):
         return [l for l in self.lines if l.kind == "kv" and not l.deleted]
@@ -126,27 +133,30 @@ class IniDoc:
                 l.deleted = True
 
     def canonical(self) -> None:
-        """Every kept line written one way (the verifier's form, ``verify.vocabulary``): a section
-        as ``[NAME]``, a key as ``KEY = VALUE`` (key and value stripped, a run of whitespace inside
-        a value or a section's name one space: both alike, so a name a value gives still finds its
-        section), every line ending as the file's first, blank lines gone. Whitespace a writer
-        chose (runs of spaces and tabs around ``=`` and after a value, a line ending of its own,
-        blank lines) is a free bit or more a line, which no check reads as text (red team stop
-        38)."""
-        ending = next((l.ending for l in self.lines if l.ending), "\r\n")
+        """Every kept line written one way and in one order (the verifier's form,
+        ``verify.vocabulary.ini_text_findings``): a section as ``[NAME]``, a key as ``KEY = VALUE``
+        (key and value stripped, a run of whitespace inside a value or a section's name one space:
+        both alike, so a name a value gives still finds its section), sections and the keys of
+        each in natural order (:func:`natural_key`), a section given twice merged, every line
+        ending CRLF, blank lines gone, UTF-8 without a byte-order mark. Whitespace a writer chose
+        is a free bit or more a line (red team stop 38), and the order of a few hundred keys some
+        hundred bits more (stop 39); readers look keys up by name (GKeyFile), so the order and
+        the form carry nothing they need."""
+        sections: dict[str, list[IniLine]] = {}
         for l in self.lines:
-            if l.deleted:
+            if l.deleted or l.kind not in ("section", "kv"):
                 continue
-            if l.kind == "blank":
-                l.deleted = True
-                continue
-            if l.kind == "section":
-                l.section = " ".join((l.section or "").split())
-                l.text = f"[{l.section}]"
-            elif l.kind == "kv":
-                l.value = " ".join((l.value or "").split())
-                l.text = f"{l.key} = {l.value}"
-            l.ending = ending
+            name = " ".join((l.section or "").split())
+            keys = sections.setdefault(name, [])
+            if l.kind == "kv":
+                l.section, l.value = name, " ".join((l.value or "").split())
+                l.text, l.ending = f"{l.key} = {l.value}", "\r\n"
+                keys.append(l)
+        lines: list[IniLine] = []
+        for name in sorted(sections, key=natural_key):
+            lines.append(IniLine(f"[{name}]", "\r\n", name, kind="section"))
+            lines += sorted(sections[name], key=lambda l: natural_key(l.key or ""))
+        self.lines, self.bom, self.encoding = lines, b"", "utf-8"
 
     def render(self) -> bytes:
         text = "".join(l.text + l.ending for l in self.lines if not l.deleted)

@@ -1,0 +1,202 @@
+"""Red team, stop 39 (native route and the reasons of refusals).
+
+* Slidedat.ini kept its keys and sections in the source's order, its byte-order mark and its
+  line endings: the order of a few hundred keys is some hundred free bits no check reads.
+* A Leica SCN image OpenSlide does not show (an illuminationSource other than brightfield) was
+  kept with ``--macro keep``: its pages are named by the XML, so ``image-pages`` passed them, and
+  no picture check sees an image OpenSlide skips (a label photo verified).
+* A refusal's reason named values read from the file ("Index.dat points to offset 98765432",
+  "frames 98765432 to ..."), and reasons reach the console, the job manifest and the shared
+  report and certificate.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import tifffile
+
+from wsianon.errors import CorruptInput, withhold_numbers
+from wsianon.io.ini import natural_key
+
+
+def _slidedat(out: Path) -> Path:
+    (written,) = list(out.rglob("Slidedat.ini"))
+    return written
+
+
+def test_slidedat_is_written_in_one_order_and_encoding(cli, tmp_path):
+    """The source's keys reversed in every section, its sections shuffled, a byte-order mark, LF
+    endings: the output is UTF-8 without a mark, CRLF, sections and keys in natural order; an
+    output with two keys swapped, a mark or LF endings fails ``verify``."""
+    from .fixtures.mrxs_gen import make_mrxs
+
+    info = make_mrxs(tmp_path / "in", bom=True)
+    ini = info.folder / "Slidedat.ini"
+    raw = ini.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    sections: list[list[bytes]] = []
+    for line in raw[3:].splitlines():
+        if line.startswith(b"["):
+            sections.append([line])
+        elif line.strip():
+            sections[-1].append(line)
+    shuffled = sections[1:] + sections[:1]
+    ini.write_bytes(b"\xef\xbb\xbf" + b"\n".join(b"\n".join([s[0], *reversed(s[1:])]) for s in shuffled) + b"\n")
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", "--target", "native", str(info.mrxs), "-o", str(out))
+    assert code == 0, stdout + stderr
+    written = _slidedat(out)
+    data = written.read_bytes()
+    assert not data.startswith(b"\xef\xbb\xbf") and data.endswith(b"\r\n") and b"\n" not in data.replace(b"\r\n", b"")
+    lines = data.decode("utf-8").split("\r\n")[:-1]
+    heads = [ln[1:-1] for ln in lines if ln.startswith("[")]
+    assert len(heads) > 3 and heads == sorted(heads, key=natural_key)
+    keys: dict[str, list[str]] = {}
+    for ln in lines:
+        if ln.startswith("["):
+            here = keys.setdefault(ln[1:-1], [])
+        else:
+            here.append(ln.partition(" = ")[0])
+    assert all(k == sorted(k, key=natural_key) for k in keys.values()) and max(len(k) for k in keys.values()) > 10
+    code, stdout, stderr = cli("verify", str(out))
+    assert code == 0, stdout + stderr
+
+    general = lines.index("[GENERAL]")
+    swapped = lines[: general + 1] + [lines[general + 2], lines[general + 1]] + lines[general + 3 :]
+    for planted in (
+        "\r\n".join(swapped).encode() + b"\r\n",  # two keys swapped: a bit
+        b"\xef\xbb\xbf" + data,  # a byte-order mark
+        data.replace(b"\r\n", b"\n"),  # LF endings
+        data + lines[-1].encode() + b"\r\n",  # the last key given twice
+    ):
+        written.write_bytes(planted)
+        code, stdout, stderr = cli("verify", str(out))
+        assert code != 0 and "Slidedat.ini" in stdout + stderr, stdout + stderr
+    written.write_bytes(data)
+    code, stdout, stderr = cli("verify", str(out))
+    assert code == 0, stdout + stderr
+
+
+def test_a_key_given_twice_counts_by_its_last_value(cli, tmp_path):
+    """OpenSlide's key-file reader takes a key given twice by its last value; the redactor read
+    the first. The output now holds the key once, with the value OpenSlide read from the source."""
+    from .fixtures.mrxs_gen import make_mrxs
+
+    info = make_mrxs(tmp_path / "in")
+    ini = info.folder / "Slidedat.ini"
+    text = ini.read_text()
+    assert "OBJECTIVE_MAGNIFICATION = 20" in text
+    ini.write_text(text.replace("OBJECTIVE_MAGNIFICATION = 20", "OBJECTIVE_MAGNIFICATION = 20\nOBJECTIVE_MAGNIFICATION = 40", 1))
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", "--target", "native", str(info.mrxs), "-o", str(out))
+    assert code == 0, stdout + stderr
+    written = _slidedat(out).read_text()
+    assert written.count("OBJECTIVE_MAGNIFICATION") == 1 and "OBJECTIVE_MAGNIFICATION = 40" in written
+
+
+def _scn_with_other_image(path: Path, source: str) -> None:
+    """The SCN fixture with one more <image> inside the collection, lit by ``source``, whose one
+    page is a label photo (rows of a patient record's bytes)."""
+    from .fixtures.scn_gen import CANARIES, TILE, _pattern, scn_xml
+
+    macro_px, main_px = [(300, 600), (75, 150)], [(1024, 512), (512, 256), (256, 128)]
+    xml = scn_xml(dict(CANARIES), "2010/10", (1_200_000, 2_400_000), macro_px, main_px, (100_000, 1_000_000))
+    xml = xml.replace(
+        "</collection>",
+        '<image name="" uuid=""><pixels sizeX="512" sizeY="256"><dimension sizeX="512" sizeY="256" r="0" ifd="5"/></pixels>'
+        '<view sizeX="512000" sizeY="256000" offsetX="100000" offsetY="1600000" spacingZ="0"/><scanSettings>'
+        "<objectiveSettings><objective>20</objective></objectiveSettings><illuminationSettings><numericalAperture>0.25"
+        f"</numericalAperture><illuminationSource>{source}</illuminationSource></illuminationSettings></scanSettings></image>"
+        "</collection>",
+    )
+    record = np.frombuffer(b"PATIENT Doe^Jane MRN 98765432 DOB 19790101 CASE S19-4711 " * 2300, np.uint8)
+    label = np.resize(record, (256, 512, 3))
+    pages = [(_pattern(h, w, i + 10), i) for i, (w, h) in enumerate(macro_px)]
+    base = _pattern(main_px[0][1], main_px[0][0], 0)
+    for i, (w, h) in enumerate(main_px):
+        pages.append((base if i == 0 else base.reshape(h, 2**i, w, 2**i, 3).mean(axis=(1, 3)).round().astype(np.uint8), i))
+    pages.append((label, 0))
+    with tifffile.TiffWriter(path, bigtiff=True) as tw:
+        for k, (img, i) in enumerate(pages):
+            tw.write(
+                img,
+                photometric="rgb",
+                compression="jpeg",
+                tile=(TILE, TILE),
+                description=xml if k == 0 else None,
+                metadata=None,
+                subfiletype=0 if i == 0 else 1,
+            )
+
+
+@pytest.mark.parametrize("macro", ["keep", "remove"])
+def test_a_leica_image_openslide_does_not_show_is_removed(cli, tmp_path, macro):
+    """A fluorescence <image> among brightfield ones (OpenSlide skips it) holding a label photo was
+    kept with ``--macro keep`` and verified. The route now removes every image OpenSlide does not
+    show, whatever the flags."""
+    src = tmp_path / "in" / "CASE-1.scn"
+    src.parent.mkdir()
+    _scn_with_other_image(src, "fluorescence")
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", "--target", "native", "--macro", macro, str(src), "-o", str(out))
+    assert code == 0, stdout + stderr
+    (written,) = list(out.glob("*.scn"))
+    with tifffile.TiffFile(written) as tf:
+        assert "fluorescence" not in (tf.pages.first.description or "")
+        sizes = [p.shape[:2] for p in tf.pages]
+    assert sizes.count((256, 512)) == 1, sizes
+    (slide,) = json.loads((out / "wsianon-report.json").read_text())["slides"]
+    assert any(c["check"] == "leica-images-shown" and c["ok"] for c in slide["verification"]["checks"])
+
+
+def test_the_verifier_refuses_a_leica_image_openslide_does_not_show(tmp_path):
+    """``leica-images-shown`` judges the output alone: an SCN whose XML lists an image besides the
+    macro that is no region OpenSlide shows fails; the fixture (one main image) passes it."""
+    from wsianon.pipeline.model import Verdict
+    from wsianon.verify.formats import leica
+
+    from .fixtures.scn_gen import make_scn
+
+    verdicts = {}
+    for kind in ("fluorescence", "plain"):
+        path = tmp_path / f"{kind}.scn"
+        _scn_with_other_image(path, kind) if kind != "plain" else make_scn(path)
+        verdict = Verdict()
+        leica.check(SimpleNamespace(path=path), path, [path], SimpleNamespace(dates="keep"), verdict)
+        (shown,) = [c for c in verdict.checks if c.name == "leica-images-shown"]
+        verdicts[kind] = shown.ok
+    assert verdicts == {"fluorescence": False, "plain": True}
+
+
+def test_reasons_about_an_input_withhold_long_numbers():
+    assert withhold_numbers("Index.dat points to offset 98765432, outside the file") == "Index.dat points to offset <number>, outside the file"
+    assert withhold_numbers("IFD 3: 12 tiles; a JPEG 2000 page; 98:76:54:32 and 987-65") == "IFD 3: 12 tiles; a JPEG 2000 page; <number> and <number>"
+    assert "98765432" not in str(CorruptInput("x.svs", "at offset 98765432"))
+
+
+def test_a_pointer_the_file_chose_stays_out_of_the_record(cli, tmp_path):
+    """An Index.dat page pointer set to 98765432 made the refusal read "Index.dat points to offset
+    98765432, outside the file" on the console and in the shared report, HTML and certificate."""
+    from .fixtures.mrxs_gen import make_mrxs
+
+    info = make_mrxs(tmp_path / "in")
+    index = info.folder / "Index.dat"
+    data = bytearray(index.read_bytes())
+    root = 5 + len(info.canaries["SLIDE_ID"])
+    _hier, nonhier = struct.unpack_from("<ii", data, root)
+    record = struct.unpack_from("<i", data, nonhier + 4 * 5)[0]
+    page = struct.unpack_from("<i", data, record + 4)[0]
+    struct.pack_into("<i", data, page + 4, 98765432)
+    index.write_bytes(bytes(data))
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", "--target", "native", str(info.mrxs), "-o", str(out))
+    assert code != 0 and "outside the file" in stdout + stderr, stdout + stderr
+    assert "98765432" not in stdout + stderr
+    shared = [p for p in [*out.rglob("*"), *out.parent.glob(out.name + ".*")] if p.is_file()]
+    assert shared and not [p.name for p in shared if b"98765432" in p.read_bytes()]
