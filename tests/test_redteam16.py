@@ -200,3 +200,48 @@ def test_a_pointer_the_file_chose_stays_out_of_the_record(cli, tmp_path):
     assert "98765432" not in stdout + stderr
     shared = [p for p in [*out.rglob("*"), *out.parent.glob(out.name + ".*")] if p.is_file()]
     assert shared and not [p.name for p in shared if b"98765432" in p.read_bytes()]
+
+
+TAGS = "".join(chr(0xE0000 + ord(c)) for c in "Doe^Jane 98765432")  # invisible Unicode tag characters
+
+
+def test_text_spelled_in_characters_no_token_reads_is_judged(cli, tmp_path):
+    """A name as Unicode tag characters after a vocabulary word (invisible, no token) or as
+    box-drawing symbols passed every text rule (red team stop 39, DICOM; the native values had
+    the same hole). The redactor blanks such a kept value; the verifier refuses one in Slidedat.ini."""
+    from wsianon.verify.vocabulary import odd_characters
+
+    from .fixtures.mrxs_gen import make_mrxs
+
+    assert not any(odd_characters(t) for t in ("AxioCam Mrm Rev.3", "0.25 µm, 37 °C", "Björn", "±2 × 3"))
+    assert all(odd_characters(t) for t in ("AxioCam" + TAGS, "Leica ╫╡╚", "Leica\u00a0SCN", "Le\u0301ica", "a\ufffd"))
+    info = make_mrxs(tmp_path / "in")
+    ini = info.folder / "Slidedat.ini"
+    ini.write_text(ini.read_text().replace("CAMERA_TYPE = AxioCam Mrm Rev.3", "CAMERA_TYPE = AxioCam" + TAGS, 1), encoding="utf-8")
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", "--target", "native", str(info.mrxs), "-o", str(out))
+    assert code == 0, stdout + stderr
+    written = _slidedat(out)
+    data = written.read_bytes().decode("utf-8")
+    assert "CAMERA_TYPE" not in data or "CAMERA_TYPE = \r\n" in data
+    assert not odd_characters(data)
+    lines = data.split("\r\n")
+    at = next(i for i, ln in enumerate(lines) if ln.startswith("CAMERA") or ln.startswith("CURRENT_SLIDE_VERSION"))
+    lines[at] += TAGS
+    written.write_text("\r\n".join(lines), encoding="utf-8", newline="")
+    code, stdout, stderr = cli("verify", str(out))
+    assert code != 0 and "Slidedat.ini" in stdout + stderr, stdout + stderr
+
+
+def test_a_tiff_text_value_in_characters_no_token_reads_is_refused(tmp_path):
+    """A TIFF ASCII value (Software) of "Leica" and tag characters: the vocabulary scan of the
+    output reads "Leica" alone; now the value is a finding. The same value in plain words is not."""
+    from wsianon.verify.vocabulary import scan_tiff
+
+    found = {}
+    for kind, value in (("tags", "Leica" + TAGS), ("plain", "Leica SCN400")):
+        path = tmp_path / f"{kind}.tif"
+        tifffile.imwrite(path, np.zeros((16, 16), np.uint8), extratags=[(305, "s", 0, value.encode("utf-8"), True)], metadata=None, software=False)
+        found[kind] = [f.kind for f in scan_tiff(path, "leica")]
+    assert not found["plain"], found
+    assert any("no token rule reads" in k for k in found["tags"]), found

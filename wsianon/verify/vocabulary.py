@@ -28,6 +28,7 @@ import html
 import itertools
 import os
 import re
+import unicodedata
 import urllib.parse
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -653,6 +654,27 @@ _TEXT_VALUE_MAX = 64 << 20  # a text value (an ImageDescription, XMP) larger tha
 # control character splits a name into runs shorter than the byte scan judges
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
+# symbols real slide text carries (units, signs, arrows of a scale) besides ASCII's
+_SAFE_SYMBOLS = frozenset("µ°²³¹±×÷·®©™€£¥¢§¶¬→←≤≥≈")
+
+
+def odd_characters(text: str) -> bool:
+    """Whether ``text`` holds a character no token rule reads: a symbol outside ASCII and
+    :data:`_SAFE_SYMBOLS`, a combining mark, an invisible (format, private-use, unassigned,
+    surrogate) character, a space other than U+0020, or the replacement character. The tokens
+    are runs of letters and digits, so text spelled in those characters was no token at all: a
+    name as GB18030 pairs decoding to box-drawing symbols, or as Unicode tag characters after
+    "Leica" (red team stop 39). Letters of any script, digits and punctuation stay: tokens and
+    separators judge them."""
+    for ch in text:
+        if ch.isascii() and (ch.isprintable() or ch in "\t\r\n\0"):
+            continue
+        kind = unicodedata.category(ch)
+        if kind[0] in "LNP" or (kind[0] == "S" and ch in _SAFE_SYMBOLS):
+            continue
+        return True
+    return False
+
 
 # the NAMES a text value gives (red team 10): XML element and attribute names, the Name="..." of a
 # Philips/iSyntax <Attribute>, the keys of an Aperio "|key = value" list.  A name is vocabulary or
@@ -773,6 +795,8 @@ def _text_value_findings(path: Path, vocab: Vocab, name: str, out: list) -> None
                 _xml_form_findings(text.rstrip("\0"), e.value_offset, name, out)
                 if _CONTROL.search(text.rstrip("\0")):  # "DO\x01E^\x01JA": runs too short to judge
                     out.append(TextFinding(name, e.value_offset, "text value with control characters"))
+                elif odd_characters(text.rstrip("\0")):
+                    out.append(TextFinding(name, e.value_offset, "text value with characters no token rule reads (symbols, invisible)"))
                 elif not text.isascii() and any(not t.isascii() for t in unknown_tokens(text, vocab)):
                     out.append(TextFinding(name, e.value_offset, "non-ASCII text outside the vocabulary"))
                 for at in long_number_names(text)[:1]:
@@ -999,7 +1023,7 @@ def ini_text_findings(path: Path, fmt: str, name: str, names=()) -> list[TextFin
             # sections and keys in natural order, each once: the order of a few hundred keys is
             # some hundred free bits (red team stop 39)
             out.append(TextFinding(name, n, "a section or key out of the order the redactor writes (natural order, each once)"))
-        if unknown_tokens(line, vocab):
+        if unknown_tokens(line, vocab) or odd_characters(line):
             out.append(TextFinding(name, n, "text outside the vocabulary (line, decoded)"))
         elif has_long_number(_ini_name(line)):
             out.append(TextFinding(name, n, "name holding a number of 4 or more digits"))
