@@ -13,14 +13,20 @@ with a base64 JPEG in ``PIM_DP_IMAGE_DATA``; the barcode is base64 in
 whose Name is listed safe keep their text, dates follow the date policy, UIDs
 are decided dummies, everything else is blanked; label/macro objects are
 removed (or the label's JPEG replaced by a blank one with ``--label blank``).
+Every Attribute kept is of a Name in the shared DPUfsImport attribute table
+(``profiles.dpufs_table``): one of another Name is taken out with its content,
+and the render (``io.xmlform.dpufs_canonical`` with the table) writes each kept
+one's Group, Element and PMSVR from the table and the siblings of each
+DataObject in (Group, Element) order, whatever the source wrote (red team stop 38:
+both were free values, bits an MRN could be written in).
 What needs no key is carried out on the tree; :class:`DecidedXml` keeps the
 decided tree and renders it with a key (the keyed dummy UIDs), as often as
 plans ask, without deciding again.  Optional profile keys (used by iSyntax,
 absent for Philips TIFF):
 
-* ``attribute_tags`` — Name -> "0xGGGG,0xEEEE": a safe Name is only safe with
-  its own DICOM tag (readers such as libisyntax dispatch on the tag, not the
-  name);
+* ``tag_bound_attributes`` — Names that are only safe with their own DICOM tag
+  (the shared table's, ``profiles/data/dpufs_attributes.json``: readers such as
+  libisyntax dispatch on the tag, not the name);
 * ``safe_value_patterns`` — Name -> regex the whole value must match to stay;
 * ``derivation_separator`` / ``derivation_joiner`` — how the derivation
   description's items are split and joined (default ``-``).
@@ -45,6 +51,7 @@ from wsianon.converters.base import AssociatedImage, Field
 from wsianon.io.plan import Removal
 from wsianon.io.scan import Canary
 from wsianon.io.xmlform import dpufs_container
+from wsianon.profiles import dpufs_table
 from wsianon.profiles.names import public as public_name
 from wsianon.profiles.names import shown as shown_name
 from wsianon.profiles.actions import Action
@@ -167,7 +174,11 @@ class XmlCleaner:
         self.date_rx = re.compile(r["date_attribute_pattern"])
         self.uid_rx = re.compile(r["uid_attribute_pattern"])
         self.deriv_items = compile_all(r["derivation_safe_items"])
-        self.tags = {k: v.upper().replace("X", "x") for k, v in r.get("attribute_tags", {}).items()}
+        # every kept Attribute is of a Name in the shared table, written with its Group, Element and
+        # PMSVR (``io.xmlform.dpufs_canonical``); the Names a reader dispatches on by tag
+        # (``tag_bound_attributes``, iSyntax) are safe only on their own tag in the source
+        self.table = dpufs_table()
+        self.tags = {k: f"{t[0]},{t[1]}".upper().replace("X", "x") for k in r.get("tag_bound_attributes", ()) if (t := self.table.get(k))}
         self.value_rx = {k: re.compile(v, re.S) for k, v in r.get("safe_value_patterns", {}).items()}
         self.icc = frozenset(r.get("icc_attributes", ()))
         self.deriv_sep = r.get("derivation_separator", "-")
@@ -280,15 +291,24 @@ class XmlCleaner:
             name = a.get("Name") or ""
             if name in skip and id(a) in self._image_ok:
                 continue
+            container = name in self.table and self.table[name][2] == "IDataObjectArray"
+            if name not in self.table or (len(a) and not container):
+                # the Name itself is the writer's text ("PIM_DP_DOE_JANE", "PIM_DP_4711"), or a name
+                # the attribute table lacks (no Group, Element and PMSVR to write but the source's own,
+                # free values), or a leaf's name holding children: taken out with its content
+                text = "" if len(a) else (a.text or "").strip()
+                vocab = shown_name("isyntax", name)
+                self._add(Field(f"XML {_shown(name)}", text or name, Action.REMOVE, where, canary=bool(text) or not vocab))
+                obj.remove(a)
+                continue
             if len(a):  # container: recurse
                 for child in a:
                     self._clean_attrs(child, f"{where}/{_shown(name)}", skip)
                 continue
-            if not shown_name("isyntax", name):
-                # the Name itself is the writer's text ("PIM_DP_DOE_JANE", "PIM_DP_4711"): a leaf
-                # attribute of a name that is not the schema's vocabulary is taken out with its value
-                self._add(Field(f"XML {_shown(name)}", (a.text or "").strip() or name, Action.REMOVE, where))
-                obj.remove(a)
+            if container:  # an IDataObjectArray without children holds no value (the render drops its text)
+                if (a.text or "").strip():
+                    self._add(Field(f"XML {_shown(name)}", (a.text or "").strip(), Action.BLANK, where))
+                    a.text = ""
                 continue
             self._decide_attribute(a, name, where)
 

@@ -14,6 +14,15 @@ def load(name: str) -> dict:
         return json.load(fh)
 
 
+@lru_cache(maxsize=1)
+def dpufs_table() -> dict[str, tuple[str, str, str]]:
+    """The Philips DPUfsImport attribute table (``data/dpufs_attributes.json``, shared by Philips TIFF
+    and iSyntax): Name -> (Group, Element, PMSVR), the one set of XML attributes an output's
+    ``<Attribute>`` of that Name carries (``io.xmlform.dpufs_canonical`` writes them, the verifier
+    requires them).  Do not change the mapping returned (it is cached)."""
+    return {k: (v[0], v[1], v[2]) for k, v in load("dpufs_attributes")["attributes"].items()}
+
+
 # format name -> profile file, where they differ
 _PROFILE_FILE = {"generic-tiff": "generic"}
 

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import cast
 
 from wsianon.io import digests
-from wsianon.profiles import load
+from wsianon.profiles import dpufs_table, load
 
 HANDLES_TILES = True
 OPENSLIDE_READS = False
@@ -153,7 +153,8 @@ def _year_form(v: str) -> bool:
 
 
 def _value_allowed(name: str, a: ET.Element, v: str, r: dict, policy) -> bool:
-    tags = {k: v2.upper().replace("X", "x") for k, v2 in r.get("attribute_tags", {}).items()}
+    # the names libisyntax dispatches on by tag: safe only on their own (the shared table's)
+    tags = {k: f"{t[0]},{t[1]}".upper().replace("X", "x") for k in r.get("tag_bound_attributes", ()) if (t := dpufs_table().get(k))}
     if name in set(r["safe_attributes"]):
         want = tags.get(name)
         rx = r.get("safe_value_patterns", {}).get(name)
