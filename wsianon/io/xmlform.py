@@ -14,7 +14,11 @@ choice the writer made, a finding.
   (a real XML declaration: version 1.0/1.1, a known charset, standalone yes/no, in one spelling);
 * :func:`dpufs_canonical` — the Philips DPUfsImport form (Philips TIFF, iSyntax): every element on a
   line of its own, indented by one tab a level, XML attributes in the schema's order, no text in a
-  container, every value's whitespace single spaces (base64 values without any).
+  container, every value's whitespace single spaces (base64 values without any); with the attribute
+  table (``profiles.dpufs_table``, passed in: io reads no profile), every ``<Attribute>`` of a Name
+  in it carries that Name's Group, Element and PMSVR, and the children of every DataObject stand in
+  one order (:func:`dpufs_order`).  Both were the writer's choice: an MRN written as Group/Element
+  hex, a name as the order of 18 top-level siblings (red team stop 38, closed in stop 39).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from __future__ import annotations
 import copy
 import re
 import xml.etree.ElementTree as ET
-from typing import AbstractSet
+from typing import AbstractSet, Mapping
 
 DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>'
 
@@ -34,6 +38,11 @@ ENCODINGS = frozenset({"utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "lati
 # the XML attributes of a DPUfsImport element, in the order libisyntax insists on (ObjectType is a
 # DataObject's only one); any other (the redactor drops them) after these, by name
 DPUFS_ATTRIBUTE_ORDER = ("ObjectType", "Name", "Group", "Element", "PMSVR")
+
+# the DPUfsImport attribute table: Name -> (Group, Element, PMSVR) (``profiles.dpufs_table``)
+DpufsTable = Mapping[str, tuple[str, str, str]]
+
+_HEX4 = re.compile(r"0x[0-9A-Fa-f]{4}")
 
 
 def source_declaration(text: str) -> str:
@@ -112,18 +121,67 @@ def dpufs_value(text: str | None, joined: bool = False) -> str:
     return ("" if joined else " ").join(parts)
 
 
-def dpufs_canonical(root: ET.Element, short_empty_elements: bool, joined: AbstractSet[str] = frozenset()) -> str:
+def dpufs_bind(el: ET.Element, table: DpufsTable) -> bool:
+    """Give an ``<Attribute>`` of a Name in ``table`` that Name's Group, Element and PMSVR (the
+    writer's values were free: 4 hex digits each and a type name); False when its Name is not in
+    the table (nothing changed)."""
+    want = table.get(el.get("Name") or "")
+    if want is None:
+        return False
+    el.set("Group", want[0])
+    el.set("Element", want[1])
+    el.set("PMSVR", want[2])
+    return True
+
+
+def _hex(v: str | None) -> int:
+    return int(v, 16) if v and _HEX4.fullmatch(v) else 0x10000
+
+
+def dpufs_sibling_key(el: ET.Element) -> tuple[bool, int, int, str]:
+    """Where a child of a DataObject stands among its siblings: Attributes first, by (Group, Element)
+    (the table's, once bound: the DICOM order a Philips writer uses, and the one libisyntax's
+    single pass relies on: PIM_DP_IMAGE_TYPE 0x1004 before the UFS_IMAGE_* 0x20xx attributes whose
+    values it files under the image type, UFS_IMAGE_NUMBER_OF_BLOCKS 0x2001 and the cluster header
+    templates 0x2016 before the cluster header table 0x201F that is decoded with them), then by
+    Name; anything else after them."""
+    return el.tag != "Attribute", _hex(el.get("Group")), _hex(el.get("Element")), el.get("Name") or ""
+
+
+def dpufs_order(obj: ET.Element) -> list[ET.Element]:
+    """The children of a DataObject in their one order (:func:`dpufs_sibling_key`; siblings alike in
+    it by their serialization, so no two orders of one set of children are both accepted).  The
+    items of an ``<Array>`` are never reordered: their order is meaning (pyramid levels, dimensions,
+    scanned images, templates)."""
+    kids = list(obj)
+    keys = [dpufs_sibling_key(k) for k in kids]
+    tied = {k for k in keys if keys.count(k) > 1} if len(set(keys)) < len(keys) else set()
+    return [
+        kid
+        for _, _, kid in sorted(
+            ((key, ET.tostring(kid, encoding="unicode") if key in tied else "", kid) for key, kid in zip(keys, kids)),
+            key=lambda t: (t[0], t[1]),
+        )
+    ]
+
+
+def dpufs_canonical(root: ET.Element, short_empty_elements: bool, joined: AbstractSet[str] = frozenset(), table: DpufsTable | None = None) -> str:
     """The DPUfsImport tree ``root`` written in its one form (a copy is changed, never ``root``).
 
-    Every ``Attribute`` without children keeps its value in :func:`dpufs_value`'s form (``joined``:
-    the Names whose value is base64), every other element's character data is dropped, the XML
-    attributes are put in :data:`DPUFS_ATTRIBUTE_ORDER`, and the whitespace between elements is a
+    With ``table``, every ``Attribute`` of a Name in it gets that Name's Group, Element and PMSVR
+    (:func:`dpufs_bind`; an Attribute of another Name keeps its own: the redactors write none, the
+    verifier refuses one).  Every ``Attribute`` without children keeps its value in
+    :func:`dpufs_value`'s form (``joined``: the Names whose value is base64), every other element's
+    character data is dropped, the XML attributes are put in :data:`DPUFS_ATTRIBUTE_ORDER`, the
+    children of every DataObject in :func:`dpufs_order`, and the whitespace between elements is a
     line break and one tab a level (libisyntax reads a container attribute's tag from the whitespace
     inside it: there is always some)."""
     out = copy.deepcopy(root)
     rank = {k: i for i, k in enumerate(DPUFS_ATTRIBUTE_ORDER)}
     for el in out.iter():
         el.tail = None
+        if table is not None and el.tag == "Attribute":
+            dpufs_bind(el, table)
         if dpufs_container(el):
             el.text = None
         else:
@@ -132,6 +190,11 @@ def dpufs_canonical(root: ET.Element, short_empty_elements: bool, joined: Abstra
             items = sorted(el.attrib.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
             el.attrib.clear()
             el.attrib.update(items)
+    # children before their parents (reversed document order): a tie is broken by the serialization
+    # of subtrees already in their one order
+    for el in reversed(list(out.iter())):
+        if el.tag == "DataObject" and len(el) > 1:
+            el[:] = dpufs_order(el)
     ET.indent(out, space="\t")
     return ET.tostring(out, encoding="unicode", short_empty_elements=short_empty_elements)
 
@@ -139,12 +202,16 @@ def dpufs_canonical(root: ET.Element, short_empty_elements: bool, joined: Abstra
 __all__ = [
     "DECLARATION",
     "DPUFS_ATTRIBUTE_ORDER",
+    "DpufsTable",
     "c14n",
     "ENCODINGS",
     "declaration_ok",
+    "dpufs_bind",
     "dpufs_canonical",
     "dpufs_container",
     "dpufs_container_text",
+    "dpufs_order",
+    "dpufs_sibling_key",
     "dpufs_value",
     "markup_after",
     "prolog_end",

@@ -748,10 +748,15 @@ def dpufs_findings(xml: str, short_empty_elements: bool = True) -> str | None:
     ``<a />`` for Philips TIFF, ``<a></a>`` for iSyntax): the whitespace between elements carried a
     name as bits (space = 0, tab = 1) and passed, and so did text in a container (a DataObject, an
     Array, an IDataObjectArray attribute, children or not: ``<Array>S19-4711 98765432</Array>``;
-    numbers pass as structure; red team stop 38)."""
+    numbers pass as structure; red team stop 38).  Every ``<Attribute>`` is of a Name in the
+    attribute table (``profiles/data/dpufs_attributes.json``) and carries exactly its Group, Element
+    and PMSVR, and the children of every DataObject stand in their one order (``io.xmlform.
+    dpufs_order``: by (Group, Element)): the tag values and the sibling order were the writer's
+    choice, an MRN written as hex and a name as the order of 18 siblings (red team stop 38)."""
     import xml.etree.ElementTree as ET
 
-    from wsianon.io.xmlform import dpufs_canonical, dpufs_container_text
+    from wsianon.io.xmlform import dpufs_canonical, dpufs_container_text, dpufs_sibling_key
+    from wsianon.profiles import dpufs_table
 
     try:
         root = ET.fromstring(xml)
@@ -759,7 +764,18 @@ def dpufs_findings(xml: str, short_empty_elements: bool = True) -> str | None:
         return "XML not well-formed"
     if dpufs_container_text(root):
         return "text inside a DPUfsImport container"
-    canon = dpufs_canonical(root, short_empty_elements)
+    table = dpufs_table()
+    for el in root.iter("Attribute"):
+        want = table.get(el.get("Name") or "")
+        if want is None:
+            return "DPUfsImport Attribute of a Name outside the attribute table"
+        if (el.get("Group"), el.get("Element"), el.get("PMSVR")) != want:
+            return "DPUfsImport Attribute whose Group, Element or PMSVR is not its Name's (values of the writer's choosing)"
+    for el in root.iter("DataObject"):
+        keys = [dpufs_sibling_key(k) for k in el]
+        if keys != sorted(keys):
+            return "DPUfsImport sibling elements out of their one order (Group, Element): an order of the writer's choosing"
+    canon = dpufs_canonical(root, short_empty_elements, table=table)
     if canon != xml:
         at = next((i for i, (a, b) in enumerate(zip(canon, xml)) if a != b), min(len(canon), len(xml)))
         return f"DPUfsImport XML not in its one form (whitespace, attribute order or spacing of the writer's choosing, from character {at})"

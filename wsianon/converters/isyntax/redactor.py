@@ -44,7 +44,7 @@ from wsianon.converters.dpufs import DecidedXml, XmlCleaner, XmlFieldDecision, n
 from wsianon.errors import CorruptInput, UnsupportedFormat
 from wsianon.io.plan import FilePlan, Patch, Plan
 from wsianon.io.xmlform import dpufs_canonical, source_declaration
-from wsianon.profiles import load
+from wsianon.profiles import dpufs_table, load
 from wsianon.profiles.actions import Action
 from wsianon.profiles.policy import Policy
 
@@ -201,7 +201,7 @@ class _Analysis:
         check before the key is known); refused when it would not fit."""
         # one form (io/xmlform.py): the source's whitespace, attribute order and spacing carried a
         # name as bits (space = 0, tab = 1) through run and verify, red team stop 38
-        body = dpufs_canonical(self.xml.render(key), short_empty_elements=False, joined=frozenset(_rules().get("base64_attributes", ())))
+        body = dpufs_canonical(self.xml.render(key), short_empty_elements=False, joined=frozenset(_rules().get("base64_attributes", ())), table=dpufs_table())
         new = ((self.declaration + "\n") if self.declaration else "").encode("utf-8") + body.encode("utf-8")
         if len(new) > self.header_len:
             raise CorruptInput(path, f"redacted iSyntax header would not fit ({len(new)} > {self.header_len} bytes); refused")

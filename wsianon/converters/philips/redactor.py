@@ -49,7 +49,7 @@ from wsianon.io.plan import FilePlan, Patch, Plan
 from wsianon.io.scan import Canary
 from wsianon.io.tiff import IMAGE_DESCRIPTION, SOFTWARE, TILE_OFFSETS, TiffStructure
 from wsianon.io.xmlform import dpufs_canonical
-from wsianon.profiles import load
+from wsianon.profiles import dpufs_table, load
 from wsianon.profiles.actions import Action
 from wsianon.profiles.policy import Policy
 
@@ -79,7 +79,7 @@ class _Analysis:
         assert self.xml is not None, "analyze sets xml or raises"
         # one form (io/xmlform.py): the source's whitespace, attribute order and spacing carried a
         # name as bits (space = 0, tab = 1) through run and verify, red team stop 38
-        body = dpufs_canonical(self.xml.render(key), short_empty_elements=True, joined=frozenset(_rules().get("base64_attributes", ())))
+        body = dpufs_canonical(self.xml.render(key), short_empty_elements=True, joined=frozenset(_rules().get("base64_attributes", ())), table=dpufs_table())
         return (self.declaration + body).encode("utf-8")
 
 
