@@ -245,3 +245,18 @@ def test_a_tiff_text_value_in_characters_no_token_reads_is_refused(tmp_path):
         found[kind] = [f.kind for f in scan_tiff(path, "leica")]
     assert not found["plain"], found
     assert any("no token rule reads" in k for k in found["tags"]), found
+
+
+def test_dates_year_takes_the_scan_year_not_any_date():
+    """``--dates year`` on the DICOM route took the first field whose name holds "date": an Aperio
+    ``Birth Date`` key written before ``Date`` made every DICOM date the birth year."""
+    from wsianon.converters.dicom.bridge import source_year
+
+    def inv(*pairs):
+        return SimpleNamespace(fields=[SimpleNamespace(name=n, value=v) for n, v in pairs])
+
+    assert source_year(inv(("ImageDescription:Birth Date", "03/12/1961"), ("ImageDescription:Date", "03/14/17"))) == "2017"
+    assert source_year(inv(("ImageDescription:Birth Date", "03/12/1961"))) is None
+    assert source_year(inv(("tag 306 DateTime", "2019:07:14 11:22:33"), ("XML DICOM_ACQUISITION_DATETIME", "20180714"))) == "2018"
+    assert source_year(inv(("Slidedat.ini:SLIDE_CREATIONDATETIME", "17/03/2021 09:41:27"))) == "2021"
+    assert source_year(inv(("XML scn/collection/image/creationDate", "2019-07-14T11:22:33Z"))) == "2019"

@@ -301,17 +301,24 @@ def _icc_metadata(source: Path) -> dict:
     return _user_metadata(paths) if paths else {}
 
 
+# the fields that say when a slide was scanned, by the last word of their inventory name, best
+# first: Philips/iSyntax, MRXS, Leica XML, Aperio's ImageDescription "Date", TIFF DateTime (306)
+ACQUISITION_DATES = ("dicom_acquisition_datetime", "slide_creationdatetime", "slide_utc_creationdatetime", "creationdate", "date", "datetime")
+
+
 def source_year(inv: Inventory) -> str | None:
-    """The scan's year from the native inventory's date fields (``--dates year``), or None."""
+    """The scan's year from the native inventory's acquisition-date fields (``--dates year``), or
+    None. Only the fields :data:`ACQUISITION_DATES` names count: any field whose name holds
+    "date" took an Aperio ``Birth Date`` key written before ``Date`` for the scan's date, and
+    every DICOM date became the birth year (red team stop 39)."""
     from wsianon.profiles.policy import year_only
 
+    ranked = []
     for f in inv.fields:
-        leaf = re.split(r"[:/.]", f.name)[-1].lower()
-        if "date" in leaf and f.value:
-            y = year_only(str(f.value))
-            if y:
-                return y
-    return None
+        leaf = re.sub(r"^(?:tag \d+ |xml )", "", re.split(r"[:/.]", f.name)[-1].lower())
+        if leaf in ACQUISITION_DATES and f.value and (y := year_only(str(f.value))):
+            ranked.append((ACQUISITION_DATES.index(leaf), y))
+    return min(ranked)[1] if ranked else None
 
 
 def source_scanner(inv: Inventory) -> Scanner:
