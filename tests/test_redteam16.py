@@ -260,3 +260,71 @@ def test_dates_year_takes_the_scan_year_not_any_date():
     assert source_year(inv(("tag 306 DateTime", "2019:07:14 11:22:33"), ("XML DICOM_ACQUISITION_DATETIME", "20180714"))) == "2018"
     assert source_year(inv(("Slidedat.ini:SLIDE_CREATIONDATETIME", "17/03/2021 09:41:27"))) == "2021"
     assert source_year(inv(("XML scn/collection/image/creationDate", "2019-07-14T11:22:33Z"))) == "2019"
+
+
+def _philips1_xml(c, dims, order, label_b64, macro_b64) -> str:
+    """A DPUfsImport description laid out as OpenSlide's real ``Philips-1.tiff`` test slide's is
+    (its names, tags, PMSVRs and order, quoted in OpenSlide's public test data; an NDPI converted
+    by Philips' tool, so a Hamamatsu manufacturer and the NDPI's file name in the derivation)."""
+    q = "&quot;"
+
+    def a(name, group, element, pmsvr, value, depth):
+        return "\t" * depth + f'<Attribute Name="{name}" Group="{group}" Element="{element}" PMSVR="{pmsvr}">{value}</Attribute>\n'
+
+    x = '<?xml version="1.0" encoding="UTF-8" ?>\n<DataObject ObjectType="DPUfsImport">\n'
+    x += a("DICOM_MANUFACTURER", "0x0008", "0x0070", "IString", "Hamamatsu", 1)
+    x += '\t<Attribute Name="PIM_DP_SCANNED_IMAGES" Group="0x301D" Element="0x1003" PMSVR="IDataObjectArray">\n\t\t<Array>\n\t\t\t<DataObject ObjectType="DPScannedImage">\n'
+    x += a("PIM_DP_IMAGE_TYPE", "0x301D", "0x1004", "IString", "WSI", 4)
+    x += a("UFS_IMAGE_PIXEL_TRANSFORMATION_METHOD", "0x301D", "0x2013", "IString", "0", 4)
+    x += a("DICOM_BITS_ALLOCATED", "0x0028", "0x0100", "IUInt16", "8", 4)
+    x += a("DICOM_BITS_STORED", "0x0028", "0x0101", "IUInt16", "8", 4)
+    derivation = f"tiff-useBigTIFF=1-useRgb=0-levels=10003,10002,10000,10001-processing=0-q80-sourceFilename={q}T14-03469_3311940 - 2015-12-09 17.29.29.ndpi{q}"
+    x += a("DICOM_DERIVATION_DESCRIPTION", "0x0008", "0x2111", "IString", derivation, 4)
+    x += a("DICOM_HIGH_BIT", "0x0028", "0x0102", "IUInt16", "7", 4)
+    x += a("DICOM_LOSSY_IMAGE_COMPRESSION", "0x0028", "0x2110", "IString", "01", 4)
+    x += a("DICOM_LOSSY_IMAGE_COMPRESSION_METHOD", "0x0028", "0x2114", "IStringArray", f"{q}PHILIPS_TIFF_1_0{q}", 4)
+    x += a("DICOM_LOSSY_IMAGE_COMPRESSION_RATIO", "0x0028", "0x2112", "IDoubleArray", f"{q}3{q}", 4)
+    x += a("DICOM_PHOTOMETRIC_INTERPRETATION", "0x0028", "0x0004", "IString", "RGB", 4)
+    x += a("DICOM_PIXEL_REPRESENTATION", "0x0028", "0x0103", "IUInt16", "0", 4)
+    x += a("DICOM_PIXEL_SPACING", "0x0028", "0x0030", "IDoubleArray", f"{q}0.000226891{q} {q}0.000226907{q}", 4)
+    x += a("DICOM_PLANAR_CONFIGURATION", "0x0028", "0x0006", "IUInt16", "0", 4)
+    x += a("DICOM_SAMPLES_PER_PIXEL", "0x0028", "0x0002", "IUInt16", "3", 4)
+    x += '\t\t\t\t<Attribute Name="PIIM_PIXEL_DATA_REPRESENTATION_SEQUENCE" Group="0x1001" Element="0x8B01" PMSVR="IDataObjectArray">\n\t\t\t\t\t<Array>\n'
+    for i, (w, h) in enumerate(dims):
+        spacing = 0.000227273 * 2**i
+        x += '\t\t\t\t\t\t<DataObject ObjectType="PixelDataRepresentation">\n'
+        x += a("DICOM_PIXEL_SPACING", "0x0028", "0x0030", "IDoubleArray", f"{q}{spacing:.6g}{q} {q}{spacing:.6g}{q}", 7)
+        x += a("PIIM_DP_PIXEL_DATA_REPRESENTATION_POSITION", "0x101D", "0x100B", "IDoubleArray", f"{q}0{q} {q}0{q} {q}0{q}", 7)
+        x += a("PIIM_PIXEL_DATA_REPRESENTATION_COLUMNS", "0x2001", "0x115E", "IUInt32", str(w), 7)
+        x += a("PIIM_PIXEL_DATA_REPRESENTATION_NUMBER", "0x1001", "0x8B02", "IUInt16", str(i), 7)
+        x += a("PIIM_PIXEL_DATA_REPRESENTATION_ROWS", "0x2001", "0x115D", "IUInt32", str(h), 7)
+        x += "\t\t\t\t\t\t</DataObject>\n"
+    x += "\t\t\t\t\t</Array>\n\t\t\t\t</Attribute>\n"
+    x += a("PIM_DP_IMAGE_COLUMNS", "0x301D", "0x1007", "IUInt32", str(dims[0][0]), 4)
+    x += a("PIM_DP_IMAGE_ROWS", "0x301D", "0x1006", "IUInt32", str(dims[0][1]), 4)
+    x += a("PIM_DP_SOURCE_FILE", "0x301D", "0x1000", "IString", "%FILENAME%", 4)
+    x += "\t\t\t</DataObject>\n\t\t</Array>\n\t</Attribute>\n"
+    x += a("PIM_DP_UFS_BARCODE", "0x301D", "0x1002", "IString", "MzMxMTk0MA==", 1)
+    x += a("PIM_DP_UFS_INTERFACE_VERSION", "0x301D", "0x1001", "IString", "5.0", 1)
+    x += a("DICOM_SOFTWARE_VERSIONS", "0x0018", "0x1020", "IStringArray", f"{q}4.0.3{q}", 1)
+    return x + "</DataObject>\n"
+
+
+def test_a_philips_tiff_laid_out_as_a_real_one_is_shared(cli, tmp_path, monkeypatch):
+    """False positive: a Philips TIFF whose description is laid out as OpenSlide's real
+    Philips-1.tiff was quarantined (UFS_IMAGE_PIXEL_TRANSFORMATION_METHOD was no vocabulary, and
+    the independent canary harvest took its name for a value). Now it is shared, verified, with
+    the NDPI file name and the barcode gone."""
+    from .fixtures import philips_gen
+
+    monkeypatch.setattr(philips_gen, "dpufs_xml", _philips1_xml)
+    src = tmp_path / "in" / "Philips-1.tiff"
+    src.parent.mkdir()
+    philips_gen.make_philips(src, images_in="ifd")
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", "--target", "native", str(src), "-o", str(out))
+    assert code == 0, stdout + stderr
+    (written,) = list(out.glob("*.tiff"))
+    data = written.read_bytes()
+    assert b"T14-03469" not in data and b"3311940" not in data and b"MzMxMTk0MA" not in data
+    assert b"UFS_IMAGE_PIXEL_TRANSFORMATION_METHOD" in data
