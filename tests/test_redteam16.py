@@ -239,12 +239,22 @@ def test_a_tiff_text_value_in_characters_no_token_reads_is_refused(tmp_path):
     from wsianon.verify.vocabulary import scan_tiff
 
     found = {}
-    for kind, value in (("tags", "Leica" + TAGS), ("plain", "Leica SCN400")):
+    escaped = "".join(f"&#x{ord(c):X};" for c in TAGS)  # round 2: ASCII escapes of what no token reads
+    for kind, value in (
+        ("tags", "Leica" + TAGS),
+        ("plain", "Leica SCN400"),
+        ("escaped", "Leica SCN400 " + escaped),
+        ("u-escaped", "Leica \\u200B\\u200C\\u200B"),
+    ):
         path = tmp_path / f"{kind}.tif"
         tifffile.imwrite(path, np.zeros((16, 16), np.uint8), extratags=[(305, "s", 0, value.encode("utf-8"), True)], metadata=None, software=False)
         found[kind] = [f.kind for f in scan_tiff(path, "leica")]
     assert not found["plain"], found
     assert any("no token rule reads" in k for k in found["tags"]), found
+    assert found["escaped"] and found["u-escaped"], found
+    from wsianon.converters._vocab import vocabulary_value
+
+    assert vocabulary_value("USM", "aperio") and not vocabulary_value("USM" + escaped, "aperio")  # the redactor blanks it
 
 
 def test_dates_year_takes_the_scan_year_not_any_date():
@@ -328,3 +338,25 @@ def test_a_philips_tiff_laid_out_as_a_real_one_is_shared(cli, tmp_path, monkeypa
     data = written.read_bytes()
     assert b"T14-03469" not in data and b"3311940" not in data and b"MzMxMTk0MA" not in data
     assert b"UFS_IMAGE_PIXEL_TRANSFORMATION_METHOD" in data
+
+
+@pytest.mark.parametrize("name", ["CASE-1.isyntax", "CASE-1.tiff"])
+def test_a_dpufs_value_in_tag_characters_is_refused(tmp_path_factory, tmp_path, name):
+    """The iSyntax header's text pieces (and the Philips description, a TIFF text value) with the
+    manufacturer followed by invisible tag characters: a finding of the output's own scan."""
+    from wsianon.verify.isyntax_text import scan_isyntax
+    from wsianon.verify.vocabulary import scan_tiff
+
+    from .fixtures.isyntax_gen import make_isyntax
+    from .fixtures.philips_gen import make_philips
+    from .test_redteam15_xml import _edit_xml, _redacted
+
+    output = _redacted(tmp_path_factory, name, make_isyntax if name.endswith(".isyntax") else make_philips)
+
+    def scan(path: Path) -> list:
+        return scan_isyntax(path)[0] if path.suffix == ".isyntax" else scan_tiff(path, "philips")
+
+    assert scan(output) == []
+    planted = _edit_xml(output, tmp_path, lambda xml: xml.replace(b">PHILIPS<", b">PHILIPS" + TAGS[:6].encode() + b"<", 1))
+    assert TAGS[:6].encode() in planted.read_bytes()
+    assert scan(planted), "the tag characters passed"

@@ -358,7 +358,7 @@ def _header_form(text: str, name: str, out: list) -> None:
 
 def scan_isyntax(path: Path, name: str | None = None) -> tuple[list, str]:
     """(findings, detail) for one iSyntax file; findings are vocabulary.TextFinding."""
-    from wsianon.verify.vocabulary import MAX_FINDINGS, TextFinding, _base64_ok, unknown_tokens, vocabulary
+    from wsianon.verify.vocabulary import MAX_FINDINGS, TextFinding, _base64_ok, odd_characters, unknown_tokens, vocabulary
 
     path = Path(path)
     name = name or path.name
@@ -442,7 +442,8 @@ def scan_isyntax(path: Path, name: str | None = None) -> tuple[list, str]:
     # judged piece by piece between markup delimiters, so a finding points at its piece
     vocab = vocabulary("isyntax")
     for m in _PIECE_RX.finditer(bytes(masked)):
-        if unknown_tokens(html.unescape(m.group(0).decode("utf-8", "replace")), vocab):
+        piece = html.unescape(m.group(0).decode("utf-8", "replace"))
+        if unknown_tokens(piece, vocab) or odd_characters(piece):  # a name in tag characters: no token
             out.append(TextFinding(name, m.start(), "text outside the iSyntax vocabulary"))
             if len(out) >= MAX_FINDINGS:
                 break

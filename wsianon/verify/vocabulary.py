@@ -261,9 +261,14 @@ def _profile_names(obj, key: str = "") -> list[str]:
 def unknown_tokens(text: str, vocab: Vocab) -> list[str]:
     """Tokens of ``text`` that are neither structural nor vocabulary (for tests and tooling)."""
     bad = []
+    written = text
     if "&" in text:  # XML/HTML character references spell text in numbers ("&#68;&#111;&#101;"): judged as they read
         text = html.unescape(text)
     text = _unescape_bytes(text)
+    if text != written and odd_characters(text) and not odd_characters(written):
+        # escapes of characters no token reads ("USM&#xE0044;&#xE006F;...", "\u200B" bits): the
+        # escapes are ASCII, what they spell is no token (red team stop 39, round 2)
+        bad.append("<escaped odd characters>")
     for m in _B64.finditer(text):
         if not _base64_ok(m.group(0)):
             bad.append("<base64>")
