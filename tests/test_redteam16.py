@@ -360,3 +360,56 @@ def test_a_dpufs_value_in_tag_characters_is_refused(tmp_path_factory, tmp_path, 
     planted = _edit_xml(output, tmp_path, lambda xml: xml.replace(b">PHILIPS<", b">PHILIPS" + TAGS[:6].encode() + b"<", 1))
     assert TAGS[:6].encode() in planted.read_bytes()
     assert scan(planted), "the tag characters passed"
+
+
+def _overwrite_description(path: Path, page: int, edit) -> None:
+    with tifffile.TiffFile(path, mode="r+b") as tf:
+        tag = tf.pages[page].tags[270]
+        tag.overwrite(edit(tag.value))
+
+
+def test_aperio_descriptions_are_written_in_one_form(cli, tmp_path):
+    """Aperio (red team stop 39, round 2): every page kept its own product version and JPEG
+    quality ("v98.76 ... Q=98" on page 0, "v54.32" on the next: an MRN), a safe key given twice
+    kept both copies (OpenSlide shows the last), and runs of spaces in and around kept values
+    were written as they were. Now every page repeats the first page's version and quality, each
+    key is written once (its last value) as KEY = VALUE with one space between words, in key
+    order; an output otherwise fails ``verify``."""
+    from .fixtures.svs_gen import write_svs
+
+    (tmp_path / "in").mkdir()
+    src = write_svs(tmp_path / "in" / "case.svs", levels=3, extra={"Parmset": "USM   Filter"}).path
+    _overwrite_description(src, 0, lambda d: d.replace("AppMag = 20|", "AppMag = 20|Focus Offset = 987.654320|Focus Offset = 0.000000|AppMag   =  20|"))
+    pages = len(tifffile.TiffFile(src).pages)
+    versions = ["v54.32", "v19.79", "v3.12", "v47.11", "v0.8"]
+    for page in range(1, pages):
+        _overwrite_description(src, page, lambda d, v=versions[page - 1]: d.replace("v12.0.15", v).replace("Q=70", "Q=54"))
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", "--target", "native", str(src), "-o", str(out))
+    assert code == 0, stdout + stderr
+    (svs,) = out.glob("*.svs")
+    with tifffile.TiffFile(svs) as tf:
+        descs = [p.description for p in tf.pages if p.description]
+    assert len(descs) >= 3
+    assert all("v12.0" in d.split("|")[0] and "v54" not in d and "v19" not in d and "Q=54" not in d for d in descs), descs
+    items = descs[0].split("|")[1:]
+    keys = [i.partition(" = ")[0] for i in items]
+    assert keys == sorted(set(keys)) and keys.count("Focus Offset") == 1 and "Focus Offset = 0.000000" in items
+    assert "Parmset = USM Filter" in items and not any("  " in i for i in items)
+    code, stdout, stderr = cli("verify", str(out))
+    assert code == 0, stdout + stderr
+
+    first = descs[0]
+    for page, edit in (
+        (1, lambda d: d.replace("v12.0", "v12.1", 1)),  # another page's own version
+        (0, lambda d: d.replace("Parmset = USM Filter", "Parmset = USM  Filter")),  # two spaces
+        (0, lambda d: d.replace("|AppMag = 20|", "|AppMag = 20|AppMag = 20|")),  # a key twice
+        (0, lambda d: d.replace("|AppMag = 20|", "|").replace("|MPP = ", "|AppMag = 20|MPP = ")),  # order
+    ):
+        before = tifffile.TiffFile(svs).pages[page].description
+        _overwrite_description(svs, page, edit)
+        assert tifffile.TiffFile(svs).pages[page].description != before
+        code, stdout, stderr = cli("verify", str(out))
+        assert code != 0 and "aperio-profile" in stdout + stderr, stdout + stderr
+        _overwrite_description(svs, page, lambda d, b=before: b)
+    assert tifffile.TiffFile(svs).pages[0].description == first

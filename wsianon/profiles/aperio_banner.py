@@ -80,14 +80,33 @@ def _kind(line: str) -> str:
     return "product" if line.startswith("Aperio") else "associated" if _ASSOCIATED.fullmatch(line) else "geometry"
 
 
-def canonical(banner: str, base: Size, size: Size, tile: Size | None) -> str:
+_Q = re.compile(r" Q=[0-9]{1,3}$")
+
+
+def _as_first(line: str, first: str) -> str:
+    """``line`` (canonical) with the product line and the JPEG quality of ``first`` (the first
+    page's canonical banner): one version and one quality a file, not one a page (red team stop
+    39: four pages' versions and qualities spelled an MRN and a birth date)."""
+    lines = [x for x in SPLIT.split(first)[0::2] if x]
+    if _kind(line) == "product":
+        return next((x for x in lines if _kind(x) == "product"), "")
+    if _kind(line) == "geometry" and _Q.search(line):
+        q = next((m.group(0) for x in lines if _kind(x) == "geometry" and (m := _Q.search(x))), "")
+        return _Q.sub("", line) + q
+    return line
+
+
+def canonical(banner: str, base: Size, size: Size, tile: Size | None, first: str | None = None) -> str:
     """The banner as the redactor writes it: every line :func:`canonical_line`, empty lines (and
     the separator after them) dropped, and of each kind (product, geometry, associated image) the
     first only (a real slide's thumbnail carries its writer's and an earlier writer's, which is
     history, not the page: round 3 of stop 38 wrote an MRN as several lines' versions and
-    qualities); the other separators as written."""
+    qualities); the other separators as written. ``first``: the first page's banner as this
+    writes it, whose product line and quality every other page repeats (:func:`_as_first`)."""
     parts = SPLIT.split(banner)
     lines = [canonical_line(p, base, size, tile) for p in parts[0::2]]
+    if first is not None:
+        lines = [_as_first(line, first) if line else line for line in lines]
     seps = parts[1::2]
     out: list[str] = []
     kinds: set[str] = set()
@@ -101,9 +120,9 @@ def canonical(banner: str, base: Size, size: Size, tile: Size | None) -> str:
     return "".join(out)
 
 
-def is_canonical(banner: str, base: Size, size: Size, tile: Size | None) -> bool:
+def is_canonical(banner: str, base: Size, size: Size, tile: Size | None, first: str | None = None) -> bool:
     """Whether ``banner`` is written as :func:`canonical` writes it (the verifier's test)."""
-    return canonical(banner, base, size, tile) == banner
+    return canonical(banner, base, size, tile, first) == banner
 
 
 def geometry(ts, ifd) -> tuple[Size, Size, Size | None]:

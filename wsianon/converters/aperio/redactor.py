@@ -76,14 +76,21 @@ class DescriptionRewrite:
         self.date_keys = set(r["date_keys"])
         self.time_keys = set(r["time_keys"])
         self.policy = policy
+        self.first: str | None = None  # the first page's banner as written: its version and quality are every page's
 
     def rewrite(self, desc: str, geometry: tuple) -> tuple[str, list[Field]]:
         """``desc`` cleaned, and what went.  ``geometry`` (the slide's first page's size, this
         page's size, its tile size or None: ``aperio_banner.geometry``): the banner is written in
-        its one form (``profiles.aperio_banner``)."""
+        its one form (``profiles.aperio_banner``), the product line and quality the first page's.
+        The items after it are written ``KEY = VALUE`` (one space between a value's words), each
+        key once (a key given twice by its last value, as OpenSlide reads it), in key order, no
+        empty item: spacing, repeats and order a writer chose were free bits (red team stop 39)."""
         fields: list[Field] = []
         banner, sep, rest = desc.partition("|")
-        out = aperio_banner.canonical(banner, *geometry)
+        base, size, tile = geometry
+        out = aperio_banner.canonical(banner, base, size, tile, first=self.first)
+        if self.first is None:
+            self.first = out
         kept = {line for line in aperio_banner.SPLIT.split(out)[0::2] if line}
         for line in aperio_banner.SPLIT.split(banner)[0::2]:
             if line.strip() and line.strip() not in kept:
@@ -91,17 +98,22 @@ class DescriptionRewrite:
                 fields.append(Field("ImageDescription:banner-text", line.strip(), Action.BLANK))
         if sep:
             items = rest.split("|")
+            last = {" ".join(item.partition("=")[0].split()): i for i, item in enumerate(items) if "=" in item}
             new_items = []
-            for item in items:
+            for i, item in enumerate(items):
                 key, eq, value = item.partition("=")
-                k = key.strip()
+                k = " ".join(key.split())
                 v = value.strip()
                 if not eq:
                     # free text without a key: fail-closed
                     if item.strip():
                         fields.append(Field("ImageDescription:unkeyed-text", item.strip(), Action.BLANK))
-                    new_items.append("")
                     continue
+                if last[k] != i:  # given again later: OpenSlide shows the last only
+                    if v:
+                        fields.append(Field(f"ImageDescription:{k}", v, Action.REMOVE))
+                    continue
+                item = f"{k} = {' '.join(v.split())}"
                 # a safe key's value only as the format's vocabulary (numbers, 'USM Filter'): a free
                 # word there (Parmset names the scan settings as the operator chose: 'COVERSLIP', or
                 # a name) would quarantine the slide at the vocabulary check, so it is blanked; so is
@@ -130,10 +142,11 @@ class DescriptionRewrite:
                 if action is Action.KEEP:
                     new_items.append(item)
                 else:
-                    new_items.append(f"{key.rstrip()} = {new_v}" if new_v else f"{key.rstrip()} = ")
+                    new_items.append(f"{k} = {new_v}" if new_v else f"{k} = ")
                 if v:
                     fields.append(Field(f"ImageDescription:{k}", v, action))
-            out += "|" + "|".join(new_items)
+            if new_items:
+                out += "|" + "|".join(sorted(new_items, key=lambda it: it.partition(" = ")[0]))
         return out, fields
 
 
