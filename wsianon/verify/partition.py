@@ -371,6 +371,7 @@ class _MrxsLayout:
     """What Slidedat.ini says about the slide's Index.dat and Data files."""
 
     sid: str
+    n_zoom: int  # records of the zoom-level layer (HIER_0, "Slide zoom level")
     n_hier: int  # records of all hierarchical layers
     n_non: int  # records of all non-hierarchical layers
     idx_path: Path
@@ -383,17 +384,25 @@ class _MrxsLayout:
         general = _ini_section(entries, "GENERAL")
         datafile = _ini_section(entries, "DATAFILE")
         sid = general["SLIDE_ID"]
+        n_zoom = int(hier["HIER_0_COUNT"])
         n_hier = sum(int(hier[f"HIER_{i}_COUNT"]) for i in range(int(hier["HIER_COUNT"])))
         n_non = sum(int(hier[f"NONHIER_{i}_COUNT"]) for i in range(int(hier["NONHIER_COUNT"])))
         idx_path = folder / hier["INDEXFILE"]
         files = [folder / datafile[f"FILE_{i}"] for i in range(int(datafile["FILE_COUNT"]))]
-        return cls(sid, n_hier, n_non, idx_path, files, idx_path.read_bytes())
+        return cls(sid, n_zoom, n_hier, n_non, idx_path, files, idx_path.read_bytes())
 
 
 class _IndexWalk:
     """The byte ranges of Index.dat its records reference (``refs``) and the Data-file
     regions they point to (``data``: file number -> ranges).  ValueError or struct.error
-    when Index.dat cannot be walked."""
+    when Index.dat cannot be walked.
+
+    Only the values a reader reads are referenced: a HIER record of a layer other than the zoom
+    levels references no page (OpenSlide draws none of them: their page, count and next pointer
+    zero, is unreferenced), a NONHIER record's page its item count and its first item's offset,
+    size and file number (OpenSlide reads nothing else of it: the next-page pointer, the two
+    reserved values and any further item are unreferenced, so zero).  ``mrxs-index-form`` checks
+    the same form by value."""
 
     def __init__(self, layout: _MrxsLayout):
         self.idx = layout.idx
@@ -407,13 +416,26 @@ class _IndexWalk:
         for i in range(layout.n_hier):
             ptr = self.i32(ht + 4 * i)
             self.refs.append((ptr, ptr + 8))
-            self.pages(self.i32(ptr + 4), 16, 4)
+            if i < layout.n_zoom:
+                self.pages(self.i32(ptr + 4), 16, 4)
         self.refs.append((nt, nt + 4 * layout.n_non))
         for i in range(layout.n_non):
             ptr = self.i32(nt + 4 * i)
             if ptr:
                 self.refs.append((ptr, ptr + 8))
-                self.pages(self.i32(ptr + 4), 20, 8)
+                self.nonhier_page(self.i32(ptr + 4))
+
+    def nonhier_page(self, page: int) -> None:
+        """A NONHIER record's page: its count (0 or 1) and one item's (offset, size, file)."""
+        count = self.i32(page)
+        if count not in (0, 1):
+            raise ValueError(page)
+        self.refs.append((page, page + 4))
+        if count:
+            off, ln, fno = self.i32(page + 16), self.i32(page + 20), self.i32(page + 24)
+            self.refs.append((page + 16, page + 28))
+            if ln > 0:
+                self.data.setdefault(fno, []).append((off, off + ln))
 
     def i32(self, off: int) -> int:
         if off < 0 or off + 4 > len(self.idx):
@@ -436,9 +458,17 @@ class _IndexWalk:
             page = nxt
 
 
+def _data_header(path: Path, header: bytes) -> list[tuple[int, int]]:
+    """A Data file's header as a referenced span: only when it is exactly ``header`` (the output
+    Index.dat's version and SLIDE_ID); any other bytes there are unreferenced (so must be zero)."""
+    with open(path, "rb") as fh:
+        return [(0, len(header))] if fh.read(len(header)) == header else []
+
+
 def _report_mrxs_bytes(verdict, folder: Path, label, layout: _MrxsLayout, walk: _IndexWalk) -> None:
     total_nonzero = total_unref = 0
-    for path, spans in [(layout.idx_path, walk.refs)] + [(f, [(0, walk.base)] + walk.data.get(i, [])) for i, f in enumerate(layout.files)]:
+    header = layout.idx[: walk.base]
+    for path, spans in [(layout.idx_path, walk.refs)] + [(f, _data_header(f, header) + walk.data.get(i, [])) for i, f in enumerate(layout.files)]:
         nz, unref, first = _gap_nonzero(path, spans)
         total_unref += unref
         if nz:

@@ -9,7 +9,9 @@ zeroing of unreferenced bytes.  Here:
   section names the layer sections a slide has); comments and free text go;
   removals are counted, never named (a name may be text another tool wrote);
 * Index.dat keeps only the bytes its header, tables, record pointers and
-  record pages reference, as the plan leaves them;
+  the values a reader reads of the record pages take, as the plan leaves them (a non-zoom
+  HIER record's page and a NONHIER page's next pointer, reserved values and further items
+  are zero);
 * each Data file keeps only its header and the regions a kept Index record
   points to.  Every other byte is zeroed.
 """
@@ -43,12 +45,13 @@ def close_mrxs(plan: Plan) -> None:
     if idx_fp is None or not sid:
         return
     try:
+        n_zoom = ini.int("HIERARCHICAL", "HIER_0_COUNT")
         n_hier = sum(ini.int("HIERARCHICAL", f"HIER_{i}_COUNT") for i in range(ini.int("HIERARCHICAL", "HIER_COUNT")))
         n_non = sum(ini.int("HIERARCHICAL", f"NONHIER_{i}_COUNT") for i in range(ini.int("HIERARCHICAL", "NONHIER_COUNT")))
         nfiles = ini.int("DATAFILE", "FILE_COUNT")
     except Exception:
         return
-    data = _close_index(idx_fp, sid, n_hier, n_non, report)
+    data = _close_index(idx_fp, sid, (n_zoom, n_hier), n_non, report)
     if data is None:
         return
     for i in range(nfiles):
@@ -86,7 +89,7 @@ def _close_ini(plan: Plan, ini_fp: FilePlan, report: dict) -> IniDoc:
     return ini
 
 
-def _close_index(idx_fp: FilePlan, sid: str, n_hier: int, n_non: int, report: dict) -> dict[int, list[tuple[int, int]]] | None:
+def _close_index(idx_fp: FilePlan, sid: str, n_hier: tuple[int, int], n_non: int, report: dict) -> dict[int, list[tuple[int, int]]] | None:
     """Zero the bytes of Index.dat (as the plan leaves it) that no table or record page
     references; the Data-file regions its records point to (file number -> ranges), or
     None for a layout the redactor zeroed after its header."""
@@ -107,25 +110,43 @@ def _close_index(idx_fp: FilePlan, sid: str, n_hier: int, n_non: int, report: di
     return data
 
 
-def _index_references(view: PatchedView, sid: str, n_hier: int, n_non: int) -> tuple[list[tuple[int, int]], dict[int, list[tuple[int, int]]]]:
-    """(byte ranges of Index.dat that the header, tables, record pointers and pages take,
-    Data-file regions its records point to)."""
+def _index_references(view: PatchedView, sid: str, n_hier: tuple[int, int], n_non: int) -> tuple[list[tuple[int, int]], dict[int, list[tuple[int, int]]]]:
+    """(byte ranges of Index.dat that the header, tables, record pointers and the values a reader
+    reads of the pages take, Data-file regions its records point to).  ``n_hier``: (zoom-level
+    records, all HIER records).  A non-zoom HIER record's page takes nothing (the redactor writes
+    it empty: zeros), a NONHIER page its count and its one item's offset, size and file number
+    (its next-page pointer and reserved values are zero, other items unreferenced)."""
     root = 5 + len(sid)
     refs: list[tuple[int, int]] = [(0, root + 8)]
     data: dict[int, list[tuple[int, int]]] = {}
     ht, nt = _i32(view, root), _i32(view, root + 4)
-    refs.append((ht, ht + 4 * n_hier))
-    for i in range(n_hier):
+    n_zoom, n_all = n_hier
+    refs.append((ht, ht + 4 * n_all))
+    for i in range(n_all):
         ptr = _i32(view, ht + 4 * i)
         refs.append((ptr, ptr + 8))
-        _walk_pages(view, _i32(view, ptr + 4), 16, refs, data, 4)
+        if i < n_zoom:
+            _walk_pages(view, _i32(view, ptr + 4), 16, refs, data, 4)
     refs.append((nt, nt + 4 * n_non))
     for slot in range(n_non):
         ptr = _i32(view, nt + 4 * slot)
         if ptr:
             refs.append((ptr, ptr + 8))
-            _walk_pages(view, _i32(view, ptr + 4), 20, refs, data, 8)
+            page = _i32(view, ptr + 4)
+            refs.append((page, page + 4))
+            if _i32(view, page) >= 1:
+                refs.append((page + 16, page + 28))
+                off, ln, fno = struct.unpack("<iii", _exact(view, page + 16, 12))
+                if ln > 0:
+                    data.setdefault(fno, []).append((off, off + ln))
     return refs, data
+
+
+def _exact(view: PatchedView, off: int, n: int) -> bytes:
+    b = view.pread(off, n) if off >= 0 else b""
+    if len(b) != n:
+        raise _Damaged(f"Index.dat points to offset {off}, outside the file: its structure is damaged")
+    return b
 
 
 def _close_data_file(fp: FilePlan, spans: list[tuple[int, int]]) -> int:

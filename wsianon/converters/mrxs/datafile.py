@@ -2,9 +2,10 @@
 that Index.dat points to (tiles of the zoom levels, NONHIER records).
 
 Here: reading one record's blob, the text inside free-text blobs (ProfileXML, XML
-headers), and the header rewrite: the SLIDE_ID replaced wherever it occurs in the first
-``data_header_scan_bytes``, and — when Index.dat could not be walked, so nothing is
-known to be image data — everything after the header zeroed.
+headers), and the header rewrite: the header written in one form (Index.dat's version and
+the keyed SLIDE_ID, whatever the source held there), the SLIDE_ID replaced wherever else it
+occurs in the first ``data_header_scan_bytes``, and — when Index.dat could not be walked,
+so nothing is known to be image data — everything after the header zeroed.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from wsianon.converters.mrxs.index import VERSION_BYTES, NonHierRecord
+from wsianon.converters.mrxs.index import NonHierRecord
+from wsianon.errors import CorruptInput
 from wsianon.io.plan import Patch
 from wsianon.io.safetext import looks_textual
 
@@ -36,26 +38,22 @@ def xml_texts(blob: bytes) -> list[str]:
     return [v.strip() for v in vals if len(v.strip()) >= 5 and not re.fullmatch(r"[-0-9.,: ]+|utf-8|1\.0", v.strip())]
 
 
-def _header_end(data: bytes, slide_id: str) -> int:
-    i = data.find(slide_id.encode("latin-1"))
-    return i + len(slide_id) if i >= 0 else 0
-
-
-def header_patches(path: Path, old_id: str, new_id: str, scan_bytes: int, zero_rest: bool) -> tuple[list[Patch], int]:
-    """(patches, SLIDE_ID hits) for one Data file: every SLIDE_ID in its first ``scan_bytes``
-    replaced; with ``zero_rest`` everything after the header zeroed as well (fail-closed)."""
+def header_patches(path: Path, old_id: str, new_id: str, header: bytes, scan_bytes: int, zero_rest: bool) -> list[Patch]:
+    """The patches of one Data file: its header (the version and SLIDE_ID in front) written as
+    ``header`` whatever the source held there, every other SLIDE_ID in its first ``scan_bytes``
+    replaced; with ``zero_rest`` everything after the header zeroed as well (fail-closed).  A file
+    shorter than its header is refused."""
     size = path.stat().st_size
+    if size < len(header):
+        raise CorruptInput(path, "Data file shorter than its header (version and SLIDE_ID)")
     with open(path, "rb") as fh:
         head = fh.read(min(scan_bytes, size))
     old = old_id.encode("latin-1")
-    patches = []
-    pos = head.find(old)
+    patches = [Patch(0, len(header), header, "Data file header: Index.dat's version and the keyed SLIDE_ID")]
+    pos = head.find(old, len(header))
     while pos >= 0:
         patches.append(Patch(pos, len(old), new_id.encode("latin-1"), "SLIDE_ID replaced"))
         pos = head.find(old, pos + len(old))
-    hits = len(patches)
-    if zero_rest:
-        end = _header_end(head, old_id) or min(size, VERSION_BYTES)
-        if size > end:
-            patches.append(Patch(end, size - end, None, "data of an unreadable index zeroed (fail-closed)"))
-    return patches, hits
+    if zero_rest and size > len(header):
+        patches.append(Patch(len(header), size - len(header), None, "data of an unreadable index zeroed (fail-closed)"))
+    return patches

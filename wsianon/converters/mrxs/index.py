@@ -36,6 +36,8 @@ class NonHierRecord:
     table_slot: int  # position in the flattened nonhier table
     pointer: int = 0  # value stored in the table
     entry_offset: int = 0  # Index.dat offset of (offset, size, fileno)
+    page: int = 0  # Index.dat offset of its data page (0: none)
+    count: int = 0  # the page's item count as the source has it
     offset: int = 0
     size: int = 0
     fileno: int = -1
@@ -56,6 +58,8 @@ class IndexInfo:
     zoom_items: list[list[tuple[int, int, int, int]]] = field(default_factory=list)
     # blobs of HIER layers other than the zoom levels (filter, focus ...): OpenSlide reads none of them
     other_hier: list[tuple[int, int, int]] = field(default_factory=list)
+    # first data page of every HIER record of a layer other than the zoom levels (written empty)
+    other_pages: list[int] = field(default_factory=list)
 
 
 def _i32(data: bytes, off: int, path: Path, what: str) -> int:
@@ -85,12 +89,19 @@ def read_index(path: Path, slide_id: str, hier_counts: list[int], records: list[
     root = VERSION_BYTES + len(slide_id)
     hier_table = _i32(data, root, path, "hier table pointer")
     info.nonhier_table = _i32(data, root + 4, path, "nonhier table pointer")
+    zoom_pages: set[int] = set()
     for i in range(sum(hier_counts)):
         if i < hier_counts[0]:
             info.zoom_items.append([])
-            _walk_hier_record(data, path, hier_table, i, info.hier_tiles, info.other_hier, grid, info.zoom_items[-1])
+            zoom_pages.update(_walk_hier_record(data, path, hier_table, i, info.hier_tiles, info.other_hier, grid, info.zoom_items[-1]))
         else:
-            _walk_hier_record(data, path, hier_table, i, info.other_hier, info.other_hier, None)
+            pages = _walk_hier_record(data, path, hier_table, i, info.other_hier, info.other_hier, None)
+            info.other_pages.append(pages[0])
+    spans = [(z, z + 8 + 16 * _i32(data, z, path, "page item count")) for z in zoom_pages] if info.other_pages else []
+    for page in info.other_pages:
+        if any(a < page + 8 and page < b for a, b in spans):
+            # its page is written empty (no reader draws the layer): it must not be a zoom level's
+            raise CorruptInput(path, "Index.dat corrupt: a HIER record of a layer other than the zoom levels shares its data page with a zoom level")
     for slot, rec in enumerate(records):
         _read_nonhier_record(data, path, info.nonhier_table, slot, rec)
     return info
@@ -105,18 +116,21 @@ def _walk_hier_record(
     outside: list[tuple[int, int, int]],
     grid: tuple[int, int] | None,
     items: list[tuple[int, int, int, int]] | None = None,
-) -> None:
+) -> list[int]:
     """Follow hier record ``i``'s page chain; its items' blobs are collected into ``tiles`` (those
-    whose image index lies outside ``grid`` into ``outside``), the items inside into ``items``."""
+    whose image index lies outside ``grid`` into ``outside``), the items inside into ``items``;
+    the chain's pages, first page first."""
     ptr = _i32(data, table + 4 * i, path, f"hier record {i} pointer")
     if _i32(data, ptr, path, f"hier record {i}") != 0:
         raise CorruptInput(path, f"Index.dat corrupt: hier record {i} does not start with 0")
     page = _i32(data, ptr + 4, path, f"hier record {i} page pointer")
-    seen = set()
+    seen: set[int] = set()
+    chain: list[int] = []
     while True:
         if page in seen:
             raise CorruptInput(path, "Index.dat corrupt: data pages loop")
         seen.add(page)
+        chain.append(page)
         count = _i32(data, page, path, "page item count")
         nxt = _i32(data, page + 4, path, "next page pointer")
         if count < 0:
@@ -129,7 +143,7 @@ def _walk_hier_record(
             if inside and items is not None:
                 items.append((index, off, ln, fno))
         if nxt == 0:
-            break
+            return chain
         if grid is not None and nxt != page + 8 + 16 * count:
             # OpenSlide reads the next page where this one ends (it takes a non-zero pointer as
             # "more follow" and never seeks to it): a page elsewhere makes it draw other bytes as
@@ -160,6 +174,12 @@ def _read_nonhier_record(data: bytes, path: Path, table: int, slot: int, rec: No
         raise CorruptInput(path, f"Index.dat corrupt: nonhier record {slot} does not start with 0")
     page = _i32(data, ptr + 4, path, f"nonhier record {slot} page pointer")
     count = _i32(data, page, path, "nonhier page item count")
+    nxt = _i32(data, page + 4, path, "nonhier page next pointer")
+    if nxt and not 0 <= nxt <= len(data) - 8:
+        # no reader follows it (OpenSlide skips it; the output's is 0), but a pointer out of the
+        # file is a damaged index: refused, as the closed-world walk that followed it did
+        raise CorruptInput(path, f"Index.dat corrupt: nonhier record {slot}'s next-page pointer is outside the file")
+    rec.page, rec.count = page, count
     if count < 1:
         return
     rec.entry_offset = page + 16
@@ -183,6 +203,24 @@ def nonhier_table_patch(index: IndexInfo, records: list[NonHierRecord], removed:
     table = [r.pointer for r in records if r.table_slot not in removed]
     table += [0] * (len(records) - len(table))
     return Patch(index.nonhier_table, 4 * len(table), struct.pack(f"<{len(table)}i", *table), "associated records removed")
+
+
+def nonhier_page_patch(rec: NonHierRecord) -> Patch:
+    """A NONHIER record's data page in its one form: one item (count 1, next page 0, the two
+    reserved values 0, then offset, size, file number), or none (count 0, next page 0).  OpenSlide
+    reads the count (at least 1), skips the next-page pointer, requires the two reserved values to
+    be 0 and reads the first item only; the items after it and the pages the pointer names are no
+    longer referenced (closed world: zeroed)."""
+    if rec.count >= 1:
+        return Patch(rec.page, 16, struct.pack("<iiii", 1, 0, 0, 0), "NONHIER data page: one item, reserved values zero")
+    return Patch(rec.page, 8, None, "NONHIER data page: no item")
+
+
+def empty_page_patch(page: int) -> Patch:
+    """The first data page of a HIER record of a layer other than the zoom levels, emptied (count 0,
+    next page 0): no reader draws those layers (OpenSlide reads the zoom levels only), so their
+    items' image index, offset and file number hold nothing a reader uses."""
+    return Patch(page, 8, None, "HIER record of a non-zoom layer: data page emptied")
 
 
 def entry_zero_patch(rec: NonHierRecord) -> Patch:

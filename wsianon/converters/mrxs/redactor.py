@@ -12,10 +12,13 @@ without metadata) and ``PSEUDO/`` with
   identifying and unknown free-text values blanked, the label / macro /
   whole-slide records removed and the remaining NONHIER values renumbered);
 * ``Index.dat`` patched: the new SLIDE_ID in the header, the removed records
-  dropped from the nonhier pointer table and their page entries zeroed;
-* the Data files patched: the new SLIDE_ID in their headers, the removed
-  blobs and every free-text blob (ProfileXML, XML headers, unknown records)
-  zeroed.  Pyramid tile bytes are never touched.
+  dropped from the nonhier pointer table and their page entries zeroed, every
+  NONHIER page in its one form (one item or none, next-page pointer and reserved
+  values zero) and the pages of non-zoom HIER records emptied;
+* the Data files patched: every header written as the output Index.dat's own
+  (its version and the keyed SLIDE_ID, whatever the source held there), the
+  removed blobs and every free-text blob (ProfileXML, XML headers, unknown
+  records) zeroed.  Pyramid tile bytes are never touched.
 
 Decided once: ``analyze`` loads the slide and decides every ini value, free-text
 line, associated image, free-text record and the preview without the key
@@ -350,6 +353,7 @@ def _plan_records(plan: Plan, an: MrxsAnalysis, idx_fp: FilePlan, data_fps: list
         if rec.present and rec.table_slot not in removed:
             data_fps[rec.fileno].jpeg_spans.append((rec.offset, rec.size))
     _destroy_removed(slide, idx_fp, data_fps, removed)
+    _canonical_pages(plan, slide, idx_fp)
     _zero_other_hier(plan, slide, data_fps)
     _zero_undrawn(plan, undrawn, data_fps)
     for slot, data in an.blanks.items():
@@ -360,6 +364,25 @@ def _plan_records(plan: Plan, an: MrxsAnalysis, idx_fp: FilePlan, data_fps: list
         if rec.size:
             data_fps[rec.fileno].patches.append(Patch(rec.offset, rec.size, None, f"{_shown(rec.name)} zeroed"))
             plan.remove("field", _shown(rec.name), "zeroed", f"Data file {rec.fileno}")
+
+
+def _canonical_pages(plan: Plan, slide: Slide, idx_fp: FilePlan) -> None:
+    """Index.dat's pages that no reader reads whole, in one form: every NONHIER record's page one
+    item (or none) with its reserved values and next-page pointer zero, every HIER record of a
+    non-zoom layer without items.  What the source held there (free values no reader checks) is
+    not carried over; ``mrxs-index-form`` proves the form from the output."""
+    pages: set[int] = set()
+    for rec in slide.records:
+        if rec.pointer and rec.page not in pages:
+            pages.add(rec.page)
+            idx_fp.patches.append(idx.nonhier_page_patch(rec))
+    for page in dict.fromkeys(slide.index.other_pages):
+        if page not in pages:
+            idx_fp.patches.append(idx.empty_page_patch(page))
+    if pages or slide.index.other_pages:
+        plan.remove(
+            "structure", "Index.dat pages no reader reads whole", "written in their one form", f"{len(pages) + len(set(slide.index.other_pages))} page(s)"
+        )
 
 
 def _zero_other_hier(plan: Plan, slide: Slide, data_fps: list[FilePlan]) -> None:
@@ -412,12 +435,13 @@ def _plan_unreadable_index(plan: Plan, slide: Slide, idx_fp: FilePlan) -> None:
 
 
 def _plan_data_headers(plan: Plan, slide: Slide, data_fps: list[FilePlan], new_id: str) -> None:
+    """Every Data file's header written in one form, whatever the source held there: the version
+    Index.dat carries and the keyed SLIDE_ID (the output Index.dat's own header)."""
     scan_n = rules()["data_header_scan_bytes"]
+    header = slide.index.version.encode("latin-1") + new_id.encode("latin-1")
     for i, (p, fp) in enumerate(zip(slide.datafiles, data_fps)):
-        patches, hits = header_patches(p, slide.slide_id, new_id, scan_n, zero_rest=not slide.index.supported)
-        fp.patches.extend(patches)
-        if hits:
-            plan.remove("field", "Data file header:SLIDE_ID", "replaced (keyed)", f"FILE_{i}")
+        fp.patches.extend(header_patches(p, slide.slide_id, new_id, header, scan_n, zero_rest=not slide.index.supported))
+        plan.remove("field", "Data file header:SLIDE_ID", "replaced (keyed)", f"FILE_{i}")
 
 
 def _note_other_files(plan: Plan, slide: Slide) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wsianon.converters.mrxs.datafile import read_blob
-from wsianon.converters.mrxs.index import IndexInfo, NonHierRecord, read_index
+from wsianon.converters.mrxs.index import VERSION_BYTES, IndexInfo, NonHierRecord, read_index
 from wsianon.converters.mrxs.ini import IniDoc
 from wsianon.converters.mrxs.positions import check_positions
 from wsianon.converters.mrxs.rules import rules
@@ -121,8 +121,9 @@ def _nonhier_records(ini: IniDoc) -> list[NonHierRecord]:
     return records
 
 
-def _check_extents(index_path: Path, datafiles: list[Path], index: IndexInfo, records: list[NonHierRecord]) -> None:
-    """Every tile and record names a listed Data file and ends inside it."""
+def _check_extents(index_path: Path, datafiles: list[Path], index: IndexInfo, records: list[NonHierRecord], header: int) -> None:
+    """Every tile and record names a listed Data file and lies inside it, after its ``header``
+    bytes (version and SLIDE_ID: written anew in the output, so no blob may share them)."""
     nfiles = len(datafiles)
     sizes = [p.stat().st_size for p in datafiles]
     if not index.supported:
@@ -132,6 +133,8 @@ def _check_extents(index_path: Path, datafiles: list[Path], index: IndexInfo, re
             raise CorruptInput(index_path, f"Index.dat names a data file Slidedat.ini does not list (it lists {nfiles})")
         if off + ln > sizes[fno]:
             raise CorruptInput(datafiles[fno], "tile data beyond the end of the data file (truncated?)")
+        if ln and off < header:
+            raise CorruptInput(datafiles[fno], "tile data inside the data file's header")
     for r in records:
         if not r.present:
             continue
@@ -139,6 +142,8 @@ def _check_extents(index_path: Path, datafiles: list[Path], index: IndexInfo, re
             raise CorruptInput(index_path, f"Index.dat names a data file Slidedat.ini does not list (it lists {nfiles})")
         if r.offset + r.size > sizes[r.fileno]:
             raise CorruptInput(datafiles[r.fileno], f"NONHIER record {r.table_slot} data beyond the end of the data file (truncated?)")
+        if r.size and r.offset < header:
+            raise CorruptInput(datafiles[r.fileno], f"NONHIER record {r.table_slot} data inside the data file's header")
 
 
 def _grid(ini: IniDoc) -> tuple[int, int] | None:
@@ -161,7 +166,7 @@ def load_slide(path: Path) -> Slide:
     hier_counts = _hier_counts(ini)
     records = _nonhier_records(ini)
     index = read_index(index_path, slide_id, hier_counts, records, _grid(ini))
-    _check_extents(index_path, datafiles, index, records)
+    _check_extents(index_path, datafiles, index, records, VERSION_BYTES + len(slide_id))
     slide = Slide(path, folder, ini, slide_id, index_path, datafiles, records, index, hier_counts[0])
     check_positions(slide)  # before anything decodes tiles placed by them
     return slide

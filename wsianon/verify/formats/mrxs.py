@@ -14,7 +14,11 @@ Checks:
   left in [HIERARCHICAL] (unless asked to keep), and OpenSlide lists no
   label / macro;
 * mrxs-slide-id: the new SLIDE_ID is the same in Slidedat.ini, the Index.dat
-  header and every Data file header, and differs from the source's;
+  header and every Data file header, and differs from the source's; the Index.dat header
+  is the version OpenSlide reads ("01.02") and that SLIDE_ID, and every Data file starts
+  with exactly the same bytes (whatever its source held there);
+* mrxs-index-form: the Index.dat values no reader uses are zero (the pages of non-zoom HIER
+  records hold no item, a NONHIER page one item or none, no next page, zero reserved values);
 * mrxs-preview: the .mrxs preview is a JPEG without COM / APPn text segments
   and without a barcode;
 * mrxs-unread-records-zero: the blobs of NONHIER records OpenSlide does not read (all but the
@@ -188,6 +192,66 @@ def _check_unread(folder: Path, cp: configparser.RawConfigParser, verdict) -> No
         verdict.add("mrxs-unread-records-zero", False, f"cannot walk the records: {type(exc).__name__}")
 
 
+def _index_version() -> bytes:
+    """The one Index.dat version OpenSlide reads (it refuses any other)."""
+    from wsianon.profiles import load
+
+    return load("mrxs")["index_version"].encode("latin-1")
+
+
+def index_form_problems(idx: bytes, cp: configparser.RawConfigParser) -> int:
+    """Values of Index.dat no reader uses that are not in their one form (the redactor writes them
+    so): a HIER record of a layer other than the zoom levels whose first page holds an item count
+    or next-page pointer (OpenSlide draws no such layer), a NONHIER record's page with more than
+    one item, a next-page pointer, or non-zero reserved values before its (offset, size, file)
+    (OpenSlide reads the count, skips the pointer, requires the two values 0 and reads one item).
+    ValueError / struct.error when the tables cannot be walked."""
+    sid = cp.get("GENERAL", "SLIDE_ID")
+    hier_t, non_t = struct.unpack_from("<ii", idx, 5 + len(sid))
+    n_zoom = cp.getint("HIERARCHICAL", "HIER_0_COUNT")
+    n_hier = sum(cp.getint("HIERARCHICAL", f"HIER_{i}_COUNT") for i in range(cp.getint("HIERARCHICAL", "HIER_COUNT")))
+    n_non = sum(cp.getint("HIERARCHICAL", f"NONHIER_{i}_COUNT") for i in range(cp.getint("HIERARCHICAL", "NONHIER_COUNT")))
+
+    def page_of(table: int, i: int) -> int | None:
+        (ptr,) = struct.unpack_from("<i", idx, table + 4 * i)
+        if not ptr:
+            return None
+        head, page = struct.unpack_from("<ii", idx, ptr)
+        if head != 0 or page < 0:
+            raise ValueError("record")
+        return page
+
+    bad = 0
+    for i in range(n_zoom, n_hier):
+        page = page_of(hier_t, i)
+        if page is None or struct.unpack_from("<ii", idx, page) != (0, 0):
+            bad += 1
+    for slot in range(n_non):
+        page = page_of(non_t, slot)
+        if page is None:
+            continue
+        count, nxt = struct.unpack_from("<ii", idx, page)
+        if count not in (0, 1) or nxt != 0 or (count and struct.unpack_from("<ii", idx, page + 8) != (0, 0)):
+            bad += 1
+    return bad
+
+
+def _check_index_form(folder: Path, cp: configparser.RawConfigParser, verdict) -> None:
+    """mrxs-index-form: the Index.dat values no reader uses are in their one form (zero)."""
+    try:
+        idx = (folder / cp.get("HIERARCHICAL", "INDEXFILE")).read_bytes()
+        bad = index_form_problems(idx, cp)
+        verdict.add(
+            "mrxs-index-form",
+            bad == 0,
+            "Index.dat: non-zoom HIER records without items, NONHIER pages one item with zero reserved values and no next page"
+            if not bad
+            else f"{bad} Index.dat record page(s) holding values no reader uses (items of a non-zoom layer, reserved values, next-page pointers)",
+        )
+    except (KeyError, ValueError, IndexError, OSError, struct.error, configparser.Error) as exc:
+        verdict.add("mrxs-index-form", False, f"cannot walk the records: {type(exc).__name__}")
+
+
 def _check_member_names(cp: configparser.RawConfigParser, verdict) -> None:
     """mrxs-member-names: Index.dat and DataNNNN.dat, 3DHistech's own names (a source's names are
     text its writer chose: a case number passes as a number, so none is accepted)."""
@@ -222,6 +286,7 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
         src_cp = None
 
     _check_unread(folder, cp, verdict)
+    _check_index_form(folder, cp, verdict)
     _check_member_names(cp, verdict)
     general = dict(cp.items("GENERAL")) if cp.has_section("GENERAL") else {}
     check_kept_dates({k: v for k, v in general.items() if "CREATIONDATETIME" in k.upper()}, policy, verdict)
@@ -243,12 +308,15 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
         old = src_cp.get("GENERAL", "SLIDE_ID") if src_cp and src_folder.resolve() != folder.resolve() else None
         ok = bool(sid) and sid != old
         idx = (folder / cp.get("HIERARCHICAL", "INDEXFILE")).read_bytes()
-        ok = ok and idx[5 : 5 + len(sid)] == sid.encode()
+        header = _index_version() + sid.encode()
+        ok = ok and idx[: len(header)] == header
         missing = []
         for i in range(cp.getint("DATAFILE", "FILE_COUNT")):
             with open(folder / cp.get("DATAFILE", f"FILE_{i}"), "rb") as fh:
                 head = fh.read(4096)
-            if old and old.encode() in head:
+            if head[: len(header)] != header:  # every Data file's header: Index.dat's, exactly
+                missing.append(i)
+            elif old and old.encode() in head:
                 missing.append(i)
             elif (
                 old
@@ -258,7 +326,13 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
             ):
                 missing.append(i)
         ok = ok and not missing
-        verdict.add("mrxs-slide-id", ok, "new SLIDE_ID consistent in Slidedat.ini, Index.dat and Data headers" if ok else "SLIDE_ID inconsistent or unchanged")
+        verdict.add(
+            "mrxs-slide-id",
+            ok,
+            "new SLIDE_ID consistent in Slidedat.ini, Index.dat and Data headers (each header: the index version and that SLIDE_ID, exactly)"
+            if ok
+            else "SLIDE_ID inconsistent or unchanged, or an Index.dat / Data file header not exactly the index version and the SLIDE_ID",
+        )
     except Exception as exc:
         verdict.add("mrxs-slide-id", False, f"cannot read SLIDE_ID locations: {type(exc).__name__}")
 
