@@ -12,7 +12,8 @@ Error - Value invalid for this VR - (0x0008,0x1030) LO Study Description  LO [1]
 def test_errors_only_values_dropped_attribute_names_kept():
     errs = _parse_dciodvfy(OUT)
     assert errs == [
-        "Error - Unrecognized enumerated value <> for value 1 of attribute <Number of Frames>",
-        "Error - Value invalid for this VR - (0x0008,0x1030) LO Study Description  LO  = <> - Character invalid",
+        # a message ends at its first value (where a value ends cannot be told: red team stop 39)
+        "Error - Unrecognized enumerated value <>",
+        "Error - Value invalid for this VR - (0x0008,0x1030) LO Study Description  LO  = <>",
     ]
     assert not any("DOE" in e or "0x6" in e for e in errs)

@@ -48,50 +48,58 @@ _PATH = re.compile(r"</((?:[A-Za-z0-9]*\([0-9a-fA-F]{4},[0-9a-fA-F]{4}\)(?:\[\d+
 _SEGMENT = re.compile(r"([A-Za-z0-9]*)\(([0-9a-fA-F]{4}),([0-9a-fA-F]{4})\)")
 
 
-def _keep(m: re.Match) -> str:
-    """A ``<...>`` of a dciodvfy message: kept when it names (a module, an element, or an attribute
-    path of dictionary keywords and tags, as ``-new`` prints them), ``<>`` otherwise (a value)."""
-    text = m.group(0)
-    if m.string[: m.start()].endswith(("Module=", "Element=")) and _NAME.fullmatch(text):
-        return text
-    path = _PATH.fullmatch(text)
-    if path is not None:
-        from pydicom.datadict import keyword_for_tag
+def _path_ok(path: re.Match) -> bool:
+    """An attribute path of ``-new`` (``</Seq(gggg,eeee)[1]/Keyword(gggg,eeee)>``) names only:
+    every keyword is the dictionary's for its tag (or none, for a tag it does not know)."""
+    from pydicom.datadict import keyword_for_tag
 
-        for name, group, elem in _SEGMENT.findall(path.group(1)):
-            if name and name != keyword_for_tag(int(group + elem, 16)):
-                return "<>"
-        return text
-    return "<>"
+    return all(not name or name == keyword_for_tag(int(group + elem, 16)) for name, group, elem in _SEGMENT.findall(path.group(1)))
 
 
-_QUOTED = re.compile(r"'[^']*'")  # a character or text of the value: "Character invalid for this VR = 'o' (0x6f)"
-_CODE = re.compile(r" ?\(0x[0-9A-Fa-f]+\)")  # that character's code
-_BARE = re.compile(r"= (?![<'])[^<>]*?(?= - | versus | but |$)")  # a value not in <...>: "PixelSpacing = 0.25 versus ..."
 _NUMBER = re.compile(r"(expected (?:multiple of )?|length is )(?:0x)?[0-9A-Fa-f.]+(?: dec)?")  # "... - expected 262144 dec"
 
 
-def _unquoted_values(line: str) -> str:
-    """What dciodvfy prints of a value outside ``<...>`` dropped: a quoted character (one
-    character of an invalid value per message: red team stop 38 found "Character invalid for
-    this VR = 'o' (0x6f)" reaching the report detail), its code, a bare value after " = ", a
-    number after "expected" or "length is" (a length computed from the file's values)."""
-    return _NUMBER.sub(r"\1", _BARE.sub("= ", _CODE.sub("", _QUOTED.sub("''", line))))
+def _words(line: str) -> str:
+    """One dciodvfy message with nothing it quotes from the file: its own words, the attribute
+    path (dictionary keywords and tags) and the names after ``Module=``/``Element=`` stay; at the
+    first value (``" = "``: ``= <value>``, ``= 'c'``, a bare value) the message ends in
+    ``= <>``, and at anything else it quotes (a ``<...>`` or quotes that are no such name: a
+    private creator in a path, a value of the old format) in ``<>``. The rest of the line is
+    dropped whole: where a value ends cannot be told (it may hold ``>``, ``<``, quotes or
+    `` - ``: red team stop 39 kept what followed the first ``>`` of a value)."""
+    out: list[str] = []
+    pos = 0
+    while pos < len(line):
+        hits = [i for i in (line.find(" = ", pos), line.find("<", pos), line.find("'", pos), line.find('"', pos)) if i >= 0]
+        if not hits:
+            out.append(line[pos:])
+            break
+        i = min(hits)
+        out.append(line[pos:i])
+        if line.startswith(" = ", i):
+            out.append(" = <>")
+            break
+        if line[i] == "<":
+            path = _PATH.match(line, i)
+            if path is not None and _path_ok(path):
+                out.append(path.group(0))
+                pos = path.end()
+                continue
+            name = _NAME.match(line, i)
+            if name is not None and line[:i].endswith(("Module=", "Element=")):
+                out.append(name.group(0))
+                pos = name.end()
+                continue
+        out.append("<>")
+        break
+    return _NUMBER.sub(r"\1", re.sub(r"\[\d+\]", "", "".join(out)))  # an item's or a value's index: no name
 
 
 def _parse_dciodvfy(out: bytes) -> list[str]:
+    """The error messages of dciodvfy's output, each as :func:`_words` keeps it (nothing
+    identifying reaches a report)."""
     text = out.decode("latin-1", "replace")
-    errs = []
-    for line in text.splitlines():
-        if line.startswith("Error"):
-            # values appear in <...>: drop them so nothing identifying reaches a report; the
-            # attribute or element a message is about (also in <...>), its module and its path
-            # of dictionary keywords are names, kept
-            line = re.sub(r"(?<!attribute )(?<!Attribute )(?<!element )(?<!Element )<[^>]*>", _keep, line)
-            line = re.sub(r"\[\d+\]", "", line)
-            line = _unquoted_values(line)
-            errs.append(line.strip())
-    return errs
+    return [_words(line).strip() for line in text.splitlines() if line.startswith("Error")]
 
 
 _ABSENT = re.compile(r"Error - </(?:[^>]*/)?([A-Za-z0-9]*\([0-9a-fA-F]{4},[0-9a-fA-F]{4}\))> - Missing attribute for Type ")
