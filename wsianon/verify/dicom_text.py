@@ -19,6 +19,10 @@ value representation:
 * the de-identification record: the method texts and codes this tool writes;
 * attributes a Retain option recorded in the output keeps on purpose (e.g. DeviceSerialNumber under
   Retain Device Identity): counted, not judged — the user asked for them;
+* every text value (a retained one too): only characters of the safe alphabet
+  (:func:`wsianon.profiles.dicom.unsafe_text`: letters, marks and digits of any script, printable
+  ASCII, a few unit symbols) — a symbol, format, private-use or unassigned character, U+FFFD or a
+  control character yields no token and can spell a name by itself;
 * every other text value (AE LO LT PN SH ST UC UR UT, and UN bytes): every token must be structural
   (a number, a date, a version, a UID, a keyed pseudonym) or a word of the vocabulary —
   ``vocab_common.json`` + ``vocab_dicom.json`` (scanner manufacturer and model words, dummies,
@@ -41,7 +45,17 @@ from pydicom.dataset import Dataset
 
 from wsianon.profiles import load
 from wsianon.profiles.actions import Action
-from wsianon.profiles.dicom import CODE_VALUE_KWS, CONTROL_CHARS, DicomProfile, code_meaning, code_schemes, code_value, iod, rule_for, unknown_code_form
+from wsianon.profiles.dicom import (
+    CODE_VALUE_KWS,
+    DicomProfile,
+    code_meaning,
+    code_schemes,
+    code_value,
+    iod,
+    rule_for,
+    unknown_code_form,
+    unsafe_text,
+)
 from wsianon.verify.vocabulary import Vocab, unknown_tokens, vocabulary
 
 NUMERIC_VRS = frozenset({"US", "UL", "SS", "SL", "FL", "FD", "SV", "UV", "AT", "OB", "OW", "OF", "OD", "OL", "OV"})
@@ -117,6 +131,15 @@ def _norm(s: str) -> str:
     return " ".join(s.split()).casefold()
 
 
+def _marks_in_words(s: str) -> str:
+    """``s`` with every combining mark as a letter no vocabulary word holds: a mark stays in the
+    token it follows (the tokenizer reads marks as separators, so "Leica" followed by marks that
+    spell a name was the word Leica)."""
+    import unicodedata
+
+    return "".join("\u00fe" if unicodedata.category(ch)[0] == "M" else ch for ch in s)
+
+
 class _Scan:
     def __init__(self, profile: DicomProfile, pseudonyms: frozenset[str]):
         self.r = _rules()
@@ -177,16 +200,19 @@ class _Scan:
             return None if all(UID_RE.match(s) for s in strs) else "not a UID"
         if vr in ("DS", "IS"):
             return None if all(NUM_RE.match(s) for s in strs) else f"{vr} value is not a number"
+        if any(unsafe_text(s) for s in strs):
+            return (
+                "text with control characters or others outside the safe alphabet (format, private-use or unassigned"
+                " characters, U+FFFD for bytes the declared character set does not decode, symbols)"
+            )
         if self._retained(elem, path, kw):
             self.kept += 1
             return None
-        if any(CONTROL_CHARS.search(s) for s in strs):
-            return "text with control characters (an escape sequence or bytes no declared character set decodes)"
         if vr == "CS":
             terms = self.r.cs_terms.get(kw)
             if terms is not None:
                 return None if all(s in terms for s in strs) else "not an enumerated/defined term of the attribute"
-            return None if not any(unknown_tokens(s, self.r.vocab) for s in strs) else "code string outside the DICOM vocabulary"
+            return None if not any(unknown_tokens(_marks_in_words(s), self.r.vocab) for s in strs) else "code string outside the DICOM vocabulary"
         if kw == "CodingSchemeDesignator" or kw in CODE_VALUE_KWS + ("CodeMeaning",) and ("CodeMeaning" in ds or any(k in ds for k in CODE_VALUE_KWS)):
             return self._code(ds, kw, strs)
         if kw in self.identity:  # a pseudonym's shape or the caller's map, never "any word" (digits: an MRN)
@@ -199,7 +225,7 @@ class _Scan:
         fixed = self.r.fixed_texts.get(kw)
         if fixed is not None and all(s in fixed for s in strs):
             return None
-        bad = [s for s in strs if unknown_tokens(s.replace("^", " "), self.r.vocab)]
+        bad = [s for s in strs if unknown_tokens(_marks_in_words(s).replace("^", " "), self.r.vocab)]
         return "text outside the DICOM vocabulary" if bad else None
 
     def _code(self, ds: Dataset, kw: str, strs: list[str]) -> str | None:

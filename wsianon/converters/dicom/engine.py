@@ -46,6 +46,7 @@ from wsianon.profiles.dicom import (
     iod,
     standard_uid,
     unknown_code_form,
+    unsafe_text,
     vr_allowed,
 )
 
@@ -266,8 +267,10 @@ class Engine:
             del ds[tag]
             self._log(name, UNJUDGED_BINARY)
             return
-        if action is Action.KEEP and elem.VR in FREE_TEXT_VRS and kw in iod().kept_text and not _kept_text_ok(kw, elem):
-            action = action_by_type(type_)  # kept text of a form the profile does not allow: X/Z/D by Type
+        if action is Action.KEEP and elem.VR in FREE_TEXT_VRS and not _kept_text_ok(kw, elem):
+            # kept text of a form the profile does not allow, or (also text a Retain option keeps)
+            # with a character outside the safe alphabet (``unsafe_text``): X/Z/D by Type
+            action = action_by_type(type_)
         if action is Action.KEEP and kw == "ICCProfile" and not _no_value(elem):
             self._icc(elem, name)
             return
@@ -591,12 +594,16 @@ def remap(key: bytes, uid: str) -> str:
 
 
 def _kept_text_ok(kw: str, elem: DataElement) -> bool:
+    """A kept free-text value may stay: of the form ``kept_text`` allows where it lists the
+    attribute, and (any kept text, also one a Retain option keeps) in the safe alphabet."""
     try:
         v = elem.value
     except Exception:
         return False
-    vals = list(v) if elem.VM > 1 else [v]
-    return all(iod().kept_text_ok(kw, str(x).strip()) for x in vals if x is not None and str(x).strip())
+    vals = [str(x).strip() for x in (list(v) if elem.VM > 1 else [v]) if x is not None and str(x).strip()]
+    if kw in iod().kept_text:
+        return all(iod().kept_text_ok(kw, x) for x in vals)
+    return not any(unsafe_text(x) for x in vals)
 
 
 def _resolves(item: Dataset, kept: set[str]) -> bool:
