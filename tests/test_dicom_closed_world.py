@@ -315,14 +315,19 @@ def test_dciodvfy_absent_is_not_run_and_fails_unless_accepted(tmp_path, cli, mon
     assert code == 0 and slide["status"] == "ok" and chk["not_run"] and chk["ok"] and re.search("not run", chk["detail"])
 
 
-def test_verify_without_source_honours_the_recorded_retain_option(tmp_path, cli):
+def test_verify_without_source_honours_the_retain_option_given(tmp_path, cli):
+    """``verify --profile`` (as given to run) keeps the option's attributes out of judgement; what
+    the output records of its options is only a claim (red team stop 39: test_redteam16_dicom)."""
     out = tmp_path / "out"
     code, _o, _e = cli("run", "--target", "dicom", "--profile", "retain-device-identity", str(shared("dicom/openslide-python_boxes_0.dcm")), "-o", str(out))
     assert code == 0
     dcm = next(out.rglob("*.dcm"))
     assert _read(dcm).DeviceSerialNumber == "CPAPERIOCS"  # kept on request, and recorded (113109)
-    code, stdout, _ = cli("verify", str(dcm))
+    code, stdout, _ = cli("verify", "--profile", "retain-device-identity", str(dcm))
     # (the source's own dciodvfy errors cannot be told apart without --source)
     assert re.search(r"ok\s+dicom: closed world", stdout) and re.search(r"ok\s+dicom: profile", stdout), stdout
-    found, _n = check_dicom_attributes([dcm])
+    assert re.search(r"ok\s+dicom: text vocabulary", stdout), stdout
+    from wsianon.profiles.dicom import DEFAULT_OPTIONS, DicomProfile
+
+    found, _n = check_dicom_attributes([dcm], DicomProfile(DEFAULT_OPTIONS | {"retain-device-identity"}))
     assert found == []

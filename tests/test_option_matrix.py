@@ -289,6 +289,8 @@ def run_case(src: Sources, name: str) -> Run:
         vargs = ["verify", *tops, "--json", "--allow-generic"]
         if case.pseudonyms:
             vargs += ["--pseudonyms", work / "map.csv"]
+        # the DICOM options given to run (verify judges by them, not by what an output records)
+        vargs += ["--dates", case.dates] + (["--profile", case.profile] if case.profile else [])
         _, vout = _invoke(*vargs)
         for r in json.loads(vout[vout.index("[") :]):
             verdicts[str(Path(r["path"]).resolve())] = bool(r["ok"])

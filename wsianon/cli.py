@@ -690,14 +690,27 @@ def verify(
         ),
     ] = None,
     coded_data: Annotated[CodedData, typer.Option("--coded-data", help=CODED_DATA_HELP)] = CodedData.sample,
+    profile: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--profile",
+            help="DICOM outputs: the --profile option(s) given to run (e.g. retain-device-identity); an option an output records but was not given here is a finding.",
+        ),
+    ] = None,
+    dates: Annotated[
+        DatesPolicy, typer.Option(help="DICOM outputs: the --dates given to run (keep and year record a Retain dates option).")
+    ] = DatesPolicy.remove,
 ) -> None:
     """Audit outputs: structure, residual identifying metadata, associated images, canary values. Exit 1 if anything remains."""
     from wsianon.pipeline.audit import audit_paths
     from wsianon.pipeline.pseudonyms import load_pseudonym_map
+    from wsianon.profiles.dicom import profile_for_policy
 
+    # the options come from the user, as given to run: an output's own record of them is a claim
+    dicom_profile = profile_for_policy(_policy(dates=dates.value, dicom_options=_dicom_options(profile)))
     try:
         names = load_pseudonym_map(pseudonyms).names() if pseudonyms is not None else None
-        verdicts = audit_paths(paths, source=source, allow_generic=allow_generic, pseudonyms=names, coded_data=coded_data.value)
+        verdicts = audit_paths(paths, source=source, allow_generic=allow_generic, pseudonyms=names, coded_data=coded_data.value, dicom_profile=dicom_profile)
     except WsianonError as exc:
         _fail(exc.one_line(), 1)
     code = 0

@@ -69,11 +69,20 @@ def _residual_fields(inv, verdict: Verdict, names=(), blank_label: bool = False)
     verdict.add("residual-images", not imgs, f"identifying images still present: {imgs}" if imgs else "no label/macro image present")
 
 
-def audit_paths(paths: list[Path], source: Path | None = None, allow_generic: bool = False, pseudonyms: set[str] | None = None, coded_data: str = "sample"):
+def audit_paths(
+    paths: list[Path],
+    source: Path | None = None,
+    allow_generic: bool = False,
+    pseudonyms: set[str] | None = None,
+    coded_data: str = "sample",
+    dicom_profile=None,
+):
     """A verdict (or a one-line error) for each slide among ``paths``.  ``pseudonyms``: names a
     pseudonym map chose (``run --pseudonyms``), accepted where an output names its slide or
     patient, as ``run``'s own verification accepts them; keyed pseudonyms need no map.
-    ``coded_data``: "all" judges every tile's/frame's coded data, "sample" a sample (--coded-data)."""
+    ``coded_data``: "all" judges every tile's/frame's coded data, "sample" a sample (--coded-data).
+    ``dicom_profile``: the DICOM options the outputs were made with (``verify --profile/--dates``,
+    as given to ``run``; None: the default options), never what an output records of them."""
     policy = Policy(coded_data=coded_data)
     src_inv = None
     src_snap: SourceSnapshot | None = None
@@ -106,7 +115,7 @@ def audit_paths(paths: list[Path], source: Path | None = None, allow_generic: bo
             if s.spec.is_dicom:
                 from wsianon.pipeline.verify_dicom import audit_dicom
 
-                audit_dicom(inv, s.files, verdict, pseudonyms, every_frame=coded_data == "all")
+                audit_dicom(inv, s.files, verdict, pseudonyms, every_frame=coded_data == "all", profile=dicom_profile)
             else:
                 snap = src_snap or snapshot_source(inv, tiles=False)
                 blank = _blank_label(inv, s.path)

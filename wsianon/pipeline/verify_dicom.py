@@ -192,7 +192,8 @@ def verify_dicom_output(inv: Inventory, result_files: list[Path], ctx, verdict: 
         _check_closed_world(files, profile, verdict, dsets, set(ctx.names()))
         from wsianon.verify import dicom_text  # every remaining text value is vocabulary (issue 8, 4b)
 
-        dicom_text.add_check(verdict, files, [ds for _f, ds in dsets], set(ctx.names()))  # the slide's pseudonyms
+        # the slide's pseudonyms, and the Retain options of the run's own policy (never the output's claims)
+        dicom_text.add_check(verdict, files, [ds for _f, ds in dsets], set(ctx.names()), profile)
         check_record_and_images(dsets, policy, verdict)
         check_barcodes(dsets, policy, verdict)
         thumbnail_provenance.check_dicom(dsets, verdict)
@@ -205,16 +206,22 @@ def verify_dicom_output(inv: Inventory, result_files: list[Path], ctx, verdict: 
     check_opens(files, verdict, sources, policy)
 
 
-def audit_dicom(inv: Inventory, files: list[Path], verdict: Verdict, pseudonyms: set[str] | None = None, every_frame: bool = False) -> None:
+def audit_dicom(
+    inv: Inventory, files: list[Path], verdict: Verdict, pseudonyms: set[str] | None = None, every_frame: bool = False, profile: DicomProfile | None = None
+) -> None:
     """Check already-anonymized DICOM files (``wsianon verify``): no source to compare with.
-    ``pseudonyms``: a pseudonym map's names, accepted in the identity attributes."""
+    ``pseudonyms``: a pseudonym map's names, accepted in the identity attributes. ``profile``:
+    the options the outputs were made with, as the user says (``verify --profile/--dates``, as
+    given to ``run``); None: the default options. What an output records of its options
+    (DeidentificationMethodCodeSequence) widens nothing: a Retain option it claims and ``profile``
+    lacks is a finding (red team stop 39)."""
     from wsianon.io.dicomframes import walks_remembered
 
     with walks_remembered():  # one walk of each instance's items for every check that locates frames
-        _audit_dicom(inv, files, verdict, pseudonyms, every_frame)
+        _audit_dicom(inv, files, verdict, pseudonyms, every_frame, profile or DicomProfile())
 
 
-def _audit_dicom(inv: Inventory, files: list[Path], verdict: Verdict, pseudonyms: set[str] | None, every_frame: bool) -> None:
+def _audit_dicom(inv: Inventory, files: list[Path], verdict: Verdict, pseudonyms: set[str] | None, every_frame: bool, profile: DicomProfile) -> None:
     from wsianon.profiles.policy import Policy
 
     files = [Path(f) for f in files]
@@ -223,16 +230,14 @@ def _audit_dicom(inv: Inventory, files: list[Path], verdict: Verdict, pseudonyms
         if (kw := unreadable_numbers(ds)) is not None:  # every check reads them as numbers
             raise CorruptInput(f, f"{kw} is not a number; not judged")
     problems: list[str] = []
-    from wsianon.verify.dicom_attrs import recorded_profile
-
-    for _f, ds in dsets:  # judged against the options the output records (e.g. retain-device-identity)
-        walk_profile(ds, recorded_profile(ds), set(), set(), problems)
+    for _f, ds in dsets:  # judged against the options given (e.g. verify --profile retain-device-identity)
+        walk_profile(ds, profile, set(), set(), problems)
     # without the source, dates/dummies cannot be judged; private tags, X and Z can
     verdict.add("dicom: profile", not problems, "; ".join(sorted(set(problems))[:8]) or "conforms to the Basic Profile")
-    _check_closed_world(files, None, verdict, dsets, pseudonyms)  # the options the outputs record
+    _check_closed_world(files, profile, verdict, dsets, pseudonyms)
     from wsianon.verify import dicom_text  # every remaining text value is vocabulary (issue 8, 4b)
 
-    dicom_text.add_check(verdict, files, [ds for _f, ds in dsets], pseudonyms)
+    dicom_text.add_check(verdict, files, [ds for _f, ds in dsets], pseudonyms, profile)
     # a LABEL instance is accepted as the blank stand-in run --label blank writes only where it is
     # one: flagged BurnedInAnnotation NO ("dicom: images") and one uniform colour ("dicom: barcodes")
     blank = Policy(label="blank")

@@ -59,7 +59,7 @@ CS_RE = re.compile(r"^[A-Z0-9_ ]{0,16}$")
 # UIDs a de-identified output may carry: the DICOM registry's and registered coding schemes'
 # (``standard_uid``), and keyed ones (2.25.<MAC>: what every replaced, dummy or generated UID is);
 # any other is a source's (an organisation's root, digits of an identifier) unless the output
-# records Retain UIDs
+# was de-identified with Retain UIDs (the option given to the verification)
 BINARY_JUDGED = ("ICCProfile", "RealWorldValueLUTData")  # and every *PaletteColorLookupTableData (see _Walker._binary)
 
 
@@ -599,27 +599,20 @@ def _data_set_end(f: Path) -> bool | str:
     return True if end == size else "bytes after Pixel Data (trailing padding or other bytes)"
 
 
-def recorded_profile(ds: Dataset) -> DicomProfile:
-    """The profile an instance says it was de-identified with (its CID 7050 method codes)."""
-    from wsianon.profiles.dicom import OPTIONS
-
-    by_code = {code: name for name, (code, _m) in OPTIONS.items()}
-    codes = {str(i.get("CodeValue", "")) for i in ds.get("DeidentificationMethodCodeSequence") or []}
-    opts = frozenset(by_code[c] for c in codes if c in by_code and by_code[c] != "basic")
-    return DicomProfile(opts)
-
-
 def check_dicom_attributes(
     files: list[Path], profile: DicomProfile | None = None, pseudonyms: set[str] | None = None, datasets: list[Dataset] | None = None
 ) -> tuple[list[str], int]:
-    """(findings, number of attributes walked) for one slide's output instances. Without
-    ``profile``, the options each output records (DeidentificationMethodCodeSequence) are used.
-    ``datasets``: the files' headers when the caller has already read them (never modified)."""
+    """(findings, number of attributes walked) for one slide's output instances. ``profile``: the
+    options the slide was de-identified with, as the caller knows them (``run``: its policy's;
+    ``wsianon verify``: its flags'); without it the default options. Never what the output records
+    (DeidentificationMethodCodeSequence): a claimed Retain option kept the attributes it names out
+    of judgement (red team stop 39). ``datasets``: the files' headers when the caller has already
+    read them (never modified)."""
     if datasets is not None and len(datasets) == len(files):
         dsets = list(zip([Path(f) for f in files], datasets))
     else:
         dsets = [(Path(f), _read(Path(f))) for f in files]
-    profile = profile or (recorded_profile(dsets[0][1]) if dsets else DicomProfile())
+    profile = profile or DicomProfile()
     sops = {str(ds.get("SOPInstanceUID", "")).strip() for _f, ds in dsets}
     w = _Walker(profile, sops, pseudonyms)
     found: set[str] = set()

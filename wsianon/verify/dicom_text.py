@@ -17,8 +17,11 @@ value representation:
   values, known to the pipeline or given to ``verify --pseudonyms``); anything else — a word, an
   MRN's digits, the name of the folder the file lies in — is a finding;
 * the de-identification record: the method texts and codes this tool writes;
-* attributes a Retain option recorded in the output keeps on purpose (e.g. DeviceSerialNumber under
-  Retain Device Identity): counted, not judged — the user asked for them;
+* attributes a Retain option keeps on purpose (e.g. DeviceSerialNumber under Retain Device
+  Identity): counted, not judged — the user asked for them. The options come from outside the
+  output (``run``: its policy; ``wsianon verify``: its ``--profile``/``--dates``), never from what
+  the output records: an output claiming a Retain option this verification was not given
+  (DeidentificationMethodCodeSequence, CID 7050) is a finding, and its attributes are judged;
 * every text value (a retained one too): only characters of the safe alphabet
   (:func:`wsianon.profiles.dicom.unsafe_text`: letters, marks and digits of any script, printable
   ASCII, a few unit symbols) — a symbol, format, private-use or unassigned character, U+FFFD or a
@@ -42,11 +45,13 @@ from pathlib import Path
 
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.tag import Tag
 
 from wsianon.profiles import load
 from wsianon.profiles.actions import Action
 from wsianon.profiles.dicom import (
     CODE_VALUE_KWS,
+    OPTIONS,
     DicomProfile,
     code_meaning,
     code_schemes,
@@ -174,7 +179,7 @@ class _Scan:
                 self.add(elem.tag, where, why)
 
     def _retained(self, elem, path, kw) -> bool:
-        """Kept on purpose by a Retain option the output records (the Basic Profile would not keep it)."""
+        """Kept on purpose by a Retain option this verification was given (the Basic Profile would not keep it)."""
         rule = rule_for(int(elem.tag))
         if rule is None or rule.basic is Action.KEEP:
             return False
@@ -251,17 +256,28 @@ class _Scan:
         return "code not in its scheme's dictionary"
 
 
-def recorded_options(ds: Dataset) -> DicomProfile:
-    """The Retain/Clean options an instance records (DeidentificationMethodCodeSequence, CID 7050)."""
-    from wsianon.profiles.dicom import OPTIONS
+_METHOD_CODES = 0x00120064  # DeidentificationMethodCodeSequence
 
+
+def unclaimed_options(ds: Dataset, profile: DicomProfile) -> list[str]:
+    """The Retain options (CID 7050) ``ds`` records in its DeidentificationMethodCodeSequence that
+    ``profile`` does not hold: an output's claim is no permission (red team stop 39: codes appended
+    to a clean output made ``verify`` pass a serial number, an institution and a UID unjudged)."""
     by_code = {code: name for name, (code, _m) in OPTIONS.items()}
-    codes = {str(i.get("CodeValue", "")).strip() for i in ds.get("DeidentificationMethodCodeSequence") or []}
-    return DicomProfile(frozenset(by_code[c] for c in codes if c in by_code and by_code[c] != "basic"))
+    found = []
+    for item in ds.get("DeidentificationMethodCodeSequence") or []:
+        name = by_code.get(str(item.get("CodeValue", "") or "").strip())
+        if name and name.startswith("retain-") and name not in profile.options and name not in found:
+            found.append(name)
+    return found
 
 
-def scan_dicom_text(files: list[Path], datasets: list[Dataset] | None = None, pseudonyms: set[str] | None = None) -> tuple[list[str], int, int]:
-    """(findings, values judged, values kept by a recorded Retain option) for one slide's instances."""
+def scan_dicom_text(
+    files: list[Path], datasets: list[Dataset] | None = None, pseudonyms: set[str] | None = None, profile: DicomProfile | None = None
+) -> tuple[list[str], int, int]:
+    """(findings, values judged, values kept by a Retain option) for one slide's instances.
+    ``profile``: the options the slide was de-identified with, as the caller knows them (``run``:
+    its policy's; ``wsianon verify``: its flags'); None: the default options (no Retain option)."""
     files = [Path(f) for f in files]
     dsets = list(datasets) if datasets is not None and len(datasets) == len(files) else [_read(f) for f in files]
     # the names the caller gives (run: the slide's pseudonyms; verify: a --pseudonyms map's). The
@@ -269,11 +285,17 @@ def scan_dicom_text(files: list[Path], datasets: list[Dataset] | None = None, ps
     # ('OUT/Smithereens^Quentin/') would otherwise pass its real name as a pseudonym; a folder named
     # by wsianon's keyed pseudonym has that shape, which identity_patterns accept anyway
     names = set(pseudonyms or ())
+    profile = profile if profile is not None else DicomProfile()
     scan = None
     for f, ds in zip(files, dsets):
-        scan = scan or _Scan(recorded_options(ds), frozenset(n for n in names if n))
-        scan.profile = recorded_options(ds)
+        scan = scan or _Scan(profile, frozenset(n for n in names if n))
         scan.file = f.name
+        for name in unclaimed_options(ds, profile):
+            scan.add(
+                Tag(_METHOD_CODES),
+                "DeidentificationMethodCodeSequence",
+                f"records {name}, an option this verification was not given (run's --profile/--dates; verify takes the same flags)",
+            )
         if getattr(ds, "file_meta", None) is not None:
             scan.walk(ds.file_meta, ("meta",))
         scan.walk(ds)
@@ -282,9 +304,11 @@ def scan_dicom_text(files: list[Path], datasets: list[Dataset] | None = None, ps
     return scan.findings, scan.n, scan.kept
 
 
-def add_check(verdict, files: list[Path], datasets: list[Dataset] | None = None, pseudonyms: set[str] | None = None) -> list[str]:
+def add_check(
+    verdict, files: list[Path], datasets: list[Dataset] | None = None, pseudonyms: set[str] | None = None, profile: DicomProfile | None = None
+) -> list[str]:
     """Record ``dicom: text vocabulary`` on ``verdict`` (anything with ``add(name, ok, detail)``)."""
-    found, n, kept = scan_dicom_text(files, datasets, pseudonyms)
+    found, n, kept = scan_dicom_text(files, datasets, pseudonyms, profile)
     more = f" (+{len(found) - 8} more)" if len(found) > 8 else ""
     verdict.add(
         "dicom: text vocabulary",
@@ -292,6 +316,6 @@ def add_check(verdict, files: list[Path], datasets: list[Dataset] | None = None,
         "; ".join(found[:8]) + more
         if found
         else f"{n} values of {len(files)} instances: numbers, dates, UIDs, defined terms, dictionary codes, keyed pseudonyms "
-        f"or DICOM vocabulary" + (f"; {kept} kept by a recorded Retain option" if kept else ""),
+        f"or DICOM vocabulary" + (f"; {kept} kept by a Retain option given to this verification" if kept else ""),
     )
     return found
