@@ -106,8 +106,10 @@ def test_planted_tokens_never_reach_out_native(cli, slides, tmp_path):
         checks = {c["check"]: c["ok"] for c in s["verification"]["checks"]}
         assert checks.get("closed-world-tags") and checks.get("closed-world-bytes") and checks.get("closed-world-structure"), s["format"]
         assert {"34665 ExifIFD", "34853 GPSIFD"} <= names, (s["format"], names)
-        assert any(n.startswith("65455") for n in names) and any(n.startswith("65001") for n in names)
-        assert any(n.startswith("65002") for n in names)
+        # the planted unknown tags 65455, 65001, 65002: named without their number (the source's
+        # choice; red team stop 39)
+        unknown = [d for d in cw["tags_dropped"] if d["name"] == "[withheld] (private/unknown)"]
+        assert len(unknown) >= 3 and all(d["tag"] is None for d in unknown), cw["tags_dropped"]
         if s["format"] == "ndpi":
             assert "65423 NDPI YOffset" in names  # allowed number, but text-typed: removed
         # the ICC profile is kept, its text emptied, and verification proves it

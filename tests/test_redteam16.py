@@ -413,3 +413,65 @@ def test_aperio_descriptions_are_written_in_one_form(cli, tmp_path):
         assert code != 0 and "aperio-profile" in stdout + stderr, stdout + stderr
         _overwrite_description(svs, page, lambda d, b=before: b)
     assert tifffile.TiffFile(svs).pages[0].description == first
+
+
+def test_unknown_tag_numbers_stay_out_of_the_record(cli, tmp_path):
+    """Unknown TIFF tags numbered 4711, 5432, 9876 and 19790 were dropped and named by number in
+    the shared report, HTML and certificate ("tag 9876 (private/unknown)"): the number is the
+    source's choice. Known tags keep their number and name."""
+    from wsianon.profiles.closed_world import tag_name
+    from wsianon.verify.reportnames import safe_name
+
+    from .fixtures.svs_gen import write_svs
+
+    assert tag_name(270) == "270 ImageDescription" and "4711" not in tag_name(4711)
+    assert safe_name("tag 306") == "tag 306" and "4711" not in safe_name("tag 4711")
+    plain = write_svs(tmp_path / "plain.svs").path
+    src = tmp_path / "in" / "CASE-3.svs"
+    src.parent.mkdir()
+    with tifffile.TiffFile(plain) as tf, tifffile.TiffWriter(src) as tw:
+        for i, p in enumerate(tf.pages):
+            extra = [(n, "B", 1, 1, True) for n in (4711, 5432, 9876, 19790)] if i == 0 else []
+            layout = {"tile": (p.tilelength, p.tilewidth)} if p.is_tiled else {"rowsperstrip": p.rowsperstrip}
+            compression = p.compression.name.lower() if p.compression != 1 else None
+            tw.write(
+                p.asarray(),
+                compression=compression,
+                photometric="rgb",
+                description=p.description,
+                subfiletype=p.subfiletype,
+                metadata=None,
+                extratags=extra,
+                **layout,
+            )
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", "--target", "native", str(src), "-o", str(out))
+    assert code == 0, stdout + stderr
+    (slide,) = json.loads((out / "wsianon-report.json").read_text())["slides"]
+    assert len(slide["closed_world"]["tags_dropped"]) == 4
+    for f in out.iterdir():
+        if f.is_file():
+            data = f.read_bytes()
+            assert not [n for n in (b"4711", b"5432", b"9876", b"19790") if n in data], f.name
+
+
+def test_a_page_no_reader_shows_is_named_without_its_size(cli, tmp_path):
+    """``image-pages``' detail named a refused page's width and height, which the source chose
+    ("IFD 6 (9876 x 1)": an MRN as the sizes of extra pages of a generic TIFF), in the shared
+    report: it names the page only."""
+    from .fixtures.generic_gen import make_generic_tiff
+
+    src = tmp_path / "in" / "CASE-12.tif"
+    src.parent.mkdir()
+    make_generic_tiff(src)
+    rng = np.random.default_rng(1)
+    for w, h in ((9876, 1), (5432, 1)):
+        tifffile.imwrite(src, rng.integers(0, 255, (h, w), np.uint8), append=True, metadata=None)
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", "--target", "native", "--allow-generic", str(src), "-o", str(out))
+    (slide,) = json.loads((out / "wsianon-report.json").read_text())["slides"]
+    assert code != 0 and slide["status"] != "ok", stdout + stderr
+    assert any(c["check"] == "image-pages" and not c["ok"] for c in slide["verification"]["checks"])
+    for f in [p for p in out.iterdir() if p.is_file()]:
+        assert b"9876" not in f.read_bytes() and b"5432" not in f.read_bytes(), f.name
+    assert "9876" not in stdout + stderr

@@ -31,7 +31,7 @@ from wsianon.io import icc
 from wsianon.io.extents import data_extents
 from wsianon.io.plan import FilePlan, Patch, Plan
 from wsianon.io.tiff import TIFF_MAGIC, TYPES, Kind, TiffStructure, compression_of, value_bytes_only
-from wsianon.profiles.closed_world import allowed_tags, tag_name, value_allowed
+from wsianon.profiles.closed_world import known_tag_name, allowed_tags, tag_name, value_allowed
 
 ICC_TAG = 34675
 _CHECK_LIMIT = 1 << 20  # unreferenced stretches up to this size are read: zero ones need no patch
@@ -226,7 +226,8 @@ def _close_file(plan: Plan, fp: FilePlan, fmt: str) -> tuple[int, list[dict], in
                 blocks.append(Patch(ifd.offset, len(block), block, f"closed world: IFD {ifd.index} keeps allowed tags only"))
             for tag in dropped:
                 name = tag_name(tag)
-                dropped_report.append({"tag": tag, "name": name, "where": f"IFD {ifd.index}"})
+                # an unknown tag's number is the source's choice: the shared report does not show it
+                dropped_report.append({"tag": tag if known_tag_name(tag) else None, "name": name, "where": f"IFD {ifd.index}"})
                 plan.remove("tag", f"tag {name}", "removed (not allowed by the format profile)", f"IFD {ifd.index}")
             for tag in kept:
                 e = ifd.entries[tag]

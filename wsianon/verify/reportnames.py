@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from wsianon.profiles.closed_world import known_tag_name
 from wsianon.profiles.names import WITHHELD, grouped_numbers, has_long_number  # one placeholder and one number rule, in the converters and the report
 
 FORMATS = ("aperio", "dicom", "generic", "isyntax", "leica", "mrxs", "ndpi", "philips", "ventana")
@@ -67,8 +68,11 @@ def safe_name(text: str) -> str:
         return text
     text = "".join(c for c in text if " " <= c <= "~" or c.isalnum())
     m = _TAG.match(text)
-    head = m.group(0) if m and int(m.group(1)) <= 0xFFFF else ""
-    rest = text[len(head) :]
+    # wsianon's own "tag N" for a tag the profile or tifffile knows; an unknown tag's number is the
+    # source's choice (red team stop 39: "tag 4711", "tag 9876" spelled a case number)
+    head, rest = "", text
+    if m and int(m.group(1)) <= 0xFFFF:
+        head, rest = (m.group(0) if known_tag_name(int(m.group(1))) else f"tag {WITHHELD}"), text[len(m.group(0)) :]
     # a number written in parts ("12.03.79", "987 654 32", "19aa79aa03aa12"): every digit run of
     # it is withheld, no one word of it being long (``names.grouped_numbers``)
     parts, at = [], 0
