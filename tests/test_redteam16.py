@@ -103,36 +103,10 @@ def test_a_key_given_twice_counts_by_its_last_value(cli, tmp_path):
 def _scn_with_other_image(path: Path, source: str) -> None:
     """The SCN fixture with one more <image> inside the collection, lit by ``source``, whose one
     page is a label photo (rows of a patient record's bytes)."""
-    from .fixtures.scn_gen import CANARIES, TILE, _pattern, scn_xml
+    from .fixtures.scn_gen import make_scn
 
-    macro_px, main_px = [(300, 600), (75, 150)], [(1024, 512), (512, 256), (256, 128)]
-    xml = scn_xml(dict(CANARIES), "2010/10", (1_200_000, 2_400_000), macro_px, main_px, (100_000, 1_000_000))
-    xml = xml.replace(
-        "</collection>",
-        '<image name="" uuid=""><pixels sizeX="512" sizeY="256"><dimension sizeX="512" sizeY="256" r="0" ifd="5"/></pixels>'
-        '<view sizeX="512000" sizeY="256000" offsetX="100000" offsetY="1600000" spacingZ="0"/><scanSettings>'
-        "<objectiveSettings><objective>20</objective></objectiveSettings><illuminationSettings><numericalAperture>0.25"
-        f"</numericalAperture><illuminationSource>{source}</illuminationSource></illuminationSettings></scanSettings></image>"
-        "</collection>",
-    )
     record = np.frombuffer(b"PATIENT Doe^Jane MRN 98765432 DOB 19790101 CASE S19-4711 " * 2300, np.uint8)
-    label = np.resize(record, (256, 512, 3))
-    pages = [(_pattern(h, w, i + 10), i) for i, (w, h) in enumerate(macro_px)]
-    base = _pattern(main_px[0][1], main_px[0][0], 0)
-    for i, (w, h) in enumerate(main_px):
-        pages.append((base if i == 0 else base.reshape(h, 2**i, w, 2**i, 3).mean(axis=(1, 3)).round().astype(np.uint8), i))
-    pages.append((label, 0))
-    with tifffile.TiffWriter(path, bigtiff=True) as tw:
-        for k, (img, i) in enumerate(pages):
-            tw.write(
-                img,
-                photometric="rgb",
-                compression="jpeg",
-                tile=(TILE, TILE),
-                description=xml if k == 0 else None,
-                metadata=None,
-                subfiletype=0 if i == 0 else 1,
-            )
+    make_scn(path, extra_image=(source, np.resize(record, (256, 512, 3))))
 
 
 @pytest.mark.parametrize("macro", ["keep", "remove"])
