@@ -265,7 +265,7 @@ def unknown_tokens(text: str, vocab: Vocab) -> list[str]:
     if "&" in text:  # XML/HTML character references spell text in numbers ("&#68;&#111;&#101;"): judged as they read
         text = html.unescape(text)
     text = _unescape_bytes(text)
-    if text != written and odd_characters(text) and not odd_characters(written):
+    if text != written and odd_characters("".join(c for c in text if not c.isascii())) and not odd_characters(written):
         # escapes of characters no token reads ("USM&#xE0044;&#xE006F;...", "\u200B" bits): the
         # escapes are ASCII, what they spell is no token (red team stop 39, round 2)
         bad.append("<escaped odd characters>")
@@ -286,9 +286,14 @@ def unknown_tokens(text: str, vocab: Vocab) -> list[str]:
         elif len(tok) >= 17 and _glued_hex_text(tok, vocab):  # passed as a CamelCase of pieces and numbers
             bad.append("<hex>")
         # one- or two-letter tokens pass alone (an axis, a unit, a flag); three or more in a row
-        # ("Do e^ Ja ne": a name in pieces too short to judge) are judged joined
-        if len(tok) <= 2 and tok.isascii() and tok.isalpha():
-            chain.append(tok)
+        # ("Do e^ Ja ne": a name in pieces too short to judge) are judged joined; so are the pieces
+        # of a token made only of such pieces ("Do.e^Ja.ne"), and a number of one or two digits
+        # between them continues the run ("Jo 1 hn 1 Sm 1 it 1 h"; red team stop 39, round 2)
+        pieces = [p for p in _PARTS.split(tok) if p]
+        if all(len(p) <= 2 and p.isascii() and p.isalpha() for p in pieces):
+            chain.extend(pieces)
+            continue
+        if chain and len(tok) <= 2 and tok.isdigit():
             continue
         _judge_chain(chain, vocab, bad)
         chain = []

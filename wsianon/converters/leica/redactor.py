@@ -254,12 +254,12 @@ class LeicaConverter(NativeConverter):
                 if not 0 <= i < n_ifds:
                     raise CorruptInput(ts.path, f"Leica XML names an IFD the file does not have (it has {n_ifds})")
             source = next((e.text or "" for e in img.iter(q("illuminationSource"))), "brightfield").strip()
-            if is_macro:
-                an.macro_images.append(img)
-                an.macro_ifds.extend(ifds)
-            elif source != "brightfield":
+            if source != "brightfield":  # before the macro's shape: a fluorescence "macro" is shown by nothing either
                 an.unshown_images.append(img)
                 an.unshown_ifds.extend(ifds)
+            elif is_macro:
+                an.macro_images.append(img)
+                an.macro_ifds.extend(ifds)
             else:
                 an.main_images += 1
                 an.levels = max(an.levels, len([d for d in img.iter(q("dimension")) if d.get("z", "0") == "0"]))
