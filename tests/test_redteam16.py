@@ -469,3 +469,13 @@ def test_a_name_in_pieces_across_tokens_is_judged_joined():
         assert not vocabulary_value(planted, "aperio"), planted
     for clean in ("USM Filter", "in 2 mm", "0.25 um 20 x", "x 1 y 2 z"):
         assert not unknown_tokens(clean, vocab), clean
+
+
+def test_a_gt450_geometry_line_is_kept():
+    """False positive of usability (round 3): a real GT450 writes its scan region with a comma,
+    ``[0,0,92908x44891]``; the banner's geometry line did not parse and was dropped."""
+    from wsianon.profiles import aperio_banner
+
+    banner = "Aperio Leica Biosystems GT450 DX v1.0.1\r\n92908x44891 [0,0,92908x44891] (256x256) JPEG/YCC Q=91"
+    out = aperio_banner.canonical(banner, (92908, 44891), (92908, 44891), (256, 256))
+    assert out == "Aperio Leica Biosystems GT450 DX v1.0\r\n92908x44891 (256x256) JPEG/YCC Q=91"

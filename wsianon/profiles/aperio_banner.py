@@ -7,7 +7,8 @@ A banner is lines (``\\r\\n``, ``\\n`` or ``;`` apart) of three kinds:
   v1.0.1`` (OpenSlide knows an Aperio slide by "Aperio" in front), kept as ``Aperio Image
   Library v12.0``: model words and the version's major and minor number;
 * the page's geometry: ``46000x32914 [42673,5576 2220x2967] (240x240) -> 574x768 - JPEG/RGB Q=30``
-  (the scan's size, the region cut from it, the tile size, the page's own size, the codec);
+  (the scan's size, the region cut from it, the tile size, the page's own size, the codec; a GT450
+  writes the region ``[0,0,92908x44891]``);
 * an associated image's name and size: ``label 387x463`` (OpenSlide names the image by its first
   word).
 
@@ -31,7 +32,7 @@ _PRODUCT = re.compile(r"Aperio (?:Image Library|Leica Biosystems)(?: (?:GT450|DX
 _VERSION = re.compile(r"v(?P<major>[0-9]{1,2})(?![0-9])(?:\.(?P<minor>[0-9]{1,2})(?![0-9]))?|vFS(?P<fs>[0-9]{1,2})(?![0-9])")
 _CODEC = r"(?:JPEG|J2K|JP2K|LZW|NONE|RAW)/(?:RGB|YCC|YCbCr|KDU|YUV16|YUV|NONE)"
 _DIMS = re.compile(
-    r"(?P<w>[0-9]{1,9})x(?P<h>[0-9]{1,9})(?P<region> \[[0-9]{1,9},[0-9]{1,9} [0-9]{1,9}x[0-9]{1,9}\])?"
+    r"(?P<w>[0-9]{1,9})x(?P<h>[0-9]{1,9})(?P<region> \[[0-9]{1,9},[0-9]{1,9}[ ,][0-9]{1,9}x[0-9]{1,9}\])?"
     r"(?P<tile> \([0-9]{1,9}x[0-9]{1,9}\))?(?P<arrow> -> [0-9]{1,9}x[0-9]{1,9})?(?P<dash> -)?"
     rf"(?: (?P<codec>{_CODEC})(?: Q=(?P<q>[0-9]{{1,3}}))?)?"
 )
