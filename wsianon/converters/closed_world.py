@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import re
 
 from wsianon.converters.registry import ClosedWorld, spec_of
 from wsianon.io.spans import gaps as unreferenced
@@ -31,7 +32,7 @@ from wsianon.io import icc
 from wsianon.io.extents import data_extents
 from wsianon.io.plan import FilePlan, Patch, Plan
 from wsianon.io.tiff import TIFF_MAGIC, TYPES, Kind, TiffStructure, compression_of, value_bytes_only
-from wsianon.profiles.closed_world import known_tag_name, allowed_tags, tag_name, value_allowed
+from wsianon.profiles.closed_world import allowed_tags, known_tag_name, per_sample_count_ok, per_sample_tags, tag_name, value_allowed
 
 ICC_TAG = 34675
 _CHECK_LIMIT = 1 << 20  # unreferenced stretches up to this size are read: zero ones need no patch
@@ -150,8 +151,96 @@ def _subtract(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> list[tuple[
     return out
 
 
-def _rewrite_ifd(ts: TiffStructure, view: PatchedView, ifd, fmt: str) -> tuple[bytes | None, int, list[int], set[int]]:
-    """(new block or None when unchanged, referenced length, dropped tags, kept tags)."""
+ASCII_TYPE = 2
+PROPERTY_MAP = 65449  # NDPI: "key=value" items, each ending in CR LF
+# a run of blanks holding a space (two spaces, a space and a tab): runs of tabs alone are the
+# indentation of an XML description (Philips), left as they are
+_BLANK_RUN = re.compile(rb"[ \t]*(?: [ \t]|\t )[ \t]*")
+
+
+def _one_line(text: bytes) -> bytes:
+    """A text in one form: every run of blanks holding a space one space, no whitespace at
+    either end, except the one space after a closing ``=`` (an Aperio item without a value,
+    ``User = ``)."""
+    t = _BLANK_RUN.sub(b" ", text).lstrip()
+    s = t.rstrip()
+    if s.endswith(b"=") and t[len(s) : len(s) + 1] == b" ":
+        s += b" "
+    return s
+
+
+def one_form_ascii(tag: int, raw: bytes) -> bytes:
+    """The bytes a kept ASCII value is written as (red team stop 39: the lengths of runs of
+    spaces and the count of trailing NULs spelled numbers): the text up to its first NUL in one
+    form and exactly one terminating NUL (count = length + 1). The NDPI PropertyMap: its items
+    ``key=value`` with key and value in one form, each ending in CR LF, no other lines."""
+    text = raw.split(b"\0", 1)[0]
+    if tag == PROPERTY_MAP:
+        items = []
+        for line in re.split(rb"\r\n|\n|\r", text):
+            k, eq, v = line.partition(b"=")
+            if eq:  # a line that is no item (the NDPI route drops those first): dropped
+                items.append(_one_line(k) + eq + _one_line(v))
+        return b"".join(i + b"\r\n" for i in items) + b"\0"
+    return _one_line(text) + b"\0"
+
+
+def _one_form_value(ts: TiffStructure, view: PatchedView, ifd, tag: int, typ: int, count: int, samples: int | None) -> bytes | None:
+    """The value a kept entry must hold instead of its own (None: it is in its one form): a
+    kept ASCII value in one form; a per-sample tag (BitsPerSample, SampleFormat, ...) with more
+    values than SamplesPerPixel cut to those (no reader reads the rest)."""
+    e = ifd.entries.get(tag)
+    if e is None or e.type != typ or e.count != count or not count:
+        return None
+    if typ == ASCII_TYPE:
+        raw = view.pread(e.value_offset, e.size)
+        new = one_form_ascii(tag, raw)
+        return None if new == raw else new
+    if tag in per_sample_tags() and samples is not None and count > samples and not per_sample_count_ok(count, samples):
+        return view.pread(e.value_offset, e.size)[: samples * TYPES[typ][1]]
+    return None
+
+
+def _samples(ts: TiffStructure, ifd) -> int | None:
+    """SamplesPerPixel of ``ifd`` (1 when absent), None when it is not one number."""
+    e = ifd.entries.get(277)
+    if e is None:
+        return 1
+    try:
+        v = ts.values(e)
+    except Exception:
+        return None
+    return int(v[0]) if len(v) == 1 and v[0] >= 1 else None
+
+
+def _with_value(ts: TiffStructure, ifd, tag: int, typ: int, entry: bytes, new: bytes) -> tuple[bytes, Patch | None, tuple[int, int] | None]:
+    """(the entry holding ``new``, the patch writing it where the old value was, the span it
+    occupies there): in the entry's field when it fits there (not an NDPI text: its readers look
+    for text out of line), else over the old value, the rest of that zeroed. ``new`` must be no
+    longer than the old value unless it fits the field (the one form only shortens: a text
+    without its NUL that no longer fits is written empty)."""
+    big = ts.kind is Kind.BIG
+    head, field_len = (12, 8) if big else (8, 4)
+    e = ifd.entries[tag]
+    out_of_line = ts.kind is Kind.NDPI and typ == ASCII_TYPE
+    if not (len(new) <= field_len and not out_of_line) and not (not e.inline and len(new) <= e.size):
+        new = b"\0"  # an ASCII value without its NUL that no longer fits where it was: written empty
+        if out_of_line and (e.inline or not e.size):  # no place for it (no value bytes): the verifier judges it
+            return entry, None, None
+    count = len(new) // TYPES[typ][1]
+    counted = entry[:4] + ts.pack("Q" if big else "I", count)
+    if len(new) <= field_len and not out_of_line:
+        return counted + new + bytes(field_len - len(new)), None, None
+    patch = Patch(e.value_offset, e.size, new + bytes(e.size - len(new)), f"closed world: a value of IFD {ifd.index} in its one form")
+    return counted + entry[head:], patch, (e.value_offset, e.value_offset + len(new))
+
+
+def _rewrite_ifd(
+    ts: TiffStructure, view: PatchedView, ifd, fmt: str
+) -> tuple[bytes | None, int, list[int], set[int], list[Patch], dict[int, tuple[int, int] | None]]:
+    """(new block or None when unchanged, referenced length, dropped tags, kept tags, patches
+    writing kept values in their one form, the spans those values now occupy by tag: None
+    when the value moved into its entry)."""
     big = ts.kind is Kind.BIG
     cs, es = (8, 20) if big else (2, 12)
     (n,) = ts.unpack("Q" if big else "H", view.pread(ifd.offset, cs))
@@ -169,15 +258,32 @@ def _rewrite_ifd(ts: TiffStructure, view: PatchedView, ifd, fmt: str) -> tuple[b
     nxt = view.pread(ifd.next_field_offset, ts.next_size)
     highs = view.pread(ifd.next_field_offset + 8, 4 * n).ljust(4 * n, b"\0") if ts.kind is Kind.NDPI else b""
     given = [(raw[i * es : (i + 1) * es], highs[4 * i : 4 * i + 4]) for i, _, _ in keep]
-    entries = [value_bytes_only(ts.kind, e, h, typ, count) for (e, h), (_, typ, count) in zip(given, keep)]
+    samples = _samples(ts, ifd)
+    values: list[Patch] = []
+    moved: dict[int, tuple[int, int] | None] = {}
+    formed = []
+    for (e, h), (_, typ, count) in zip(given, keep):
+        tag = ts.unpack("H", e[:2])[0]
+        new = _one_form_value(ts, view, ifd, tag, typ, count, samples)
+        if new is not None:
+            e, patch, span = _with_value(ts, ifd, tag, typ, e, new)
+            if patch is not None:
+                values.append(patch)
+            moved[tag] = span
+        formed.append((e, h))
+    entries = [value_bytes_only(ts.kind, e, h, typ, _count_of(ts, e)) for (e, h), (_, typ, _) in zip(formed, keep)]
     spare = entries != given
     if not dropped and not spare:
-        return None, ifd.end - ifd.offset, [], seen
+        return None, ifd.end - ifd.offset, [], seen, values, moved
     block = ts.pack("Q" if big else "H", len(keep)) + b"".join(e for e, _ in entries) + nxt
     if ts.kind is Kind.NDPI:
         block += b"".join(h for _, h in entries)
     used = len(block)
-    return block + bytes(ifd.end - ifd.offset - used), used, dropped, seen
+    return block + bytes(ifd.end - ifd.offset - used), used, dropped, seen, values, moved
+
+
+def _count_of(ts: TiffStructure, entry: bytes) -> int:
+    return ts.unpack("Q" if ts.kind is Kind.BIG else "I", entry[4 : 12 if ts.kind is Kind.BIG else 8])[0]
 
 
 def close_plan(plan: Plan, fmt: str) -> None:
@@ -220,10 +326,11 @@ def _close_file(plan: Plan, fp: FilePlan, fmt: str) -> tuple[int, list[dict], in
         dropped_report: list[dict] = []
         icc_emptied = 0
         for ifd in ts.ifds:
-            block, used, dropped, kept = _rewrite_ifd(ts, view, ifd, fmt)
+            block, used, dropped, kept, values, moved = _rewrite_ifd(ts, view, ifd, fmt)
             spans.append((ifd.offset, min(ifd.offset + used, view.size)))
             if block is not None:
                 blocks.append(Patch(ifd.offset, len(block), block, f"closed world: IFD {ifd.index} keeps allowed tags only"))
+            blocks += values
             for tag in dropped:
                 name = tag_name(tag)
                 # an unknown tag's number is the source's choice: the shared report does not show it
@@ -231,7 +338,11 @@ def _close_file(plan: Plan, fp: FilePlan, fmt: str) -> tuple[int, list[dict], in
                 plan.remove("tag", f"tag {name}", "removed (not allowed by the format profile)", f"IFD {ifd.index}")
             for tag in kept:
                 e = ifd.entries[tag]
-                if not e.inline and e.size:
+                if tag in moved:
+                    span = moved[tag]
+                    if span is not None:
+                        spans.append(span)
+                elif not e.inline and e.size:
                     spans.append((e.value_offset, e.value_offset + e.size))
                 if tag == ICC_TAG and e.size:
                     old = view.pread(e.value_offset, e.size)

@@ -81,6 +81,17 @@ def value_allowed(tag: int, typ: int, count: int) -> bool:
     return tag in array or count == 1
 
 
+@lru_cache(maxsize=None)
+def per_sample_tags() -> frozenset[int]:
+    """The tags holding one value a sample (``tiff_closed_world.json`` per_sample_tags)."""
+    return frozenset(load("tiff_closed_world")["per_sample_tags"])
+
+
+def per_sample_count_ok(count: int, samples: int) -> bool:
+    """Whether a per-sample tag's ``count`` is one a reader reads whole: SamplesPerPixel, or 1."""
+    return count in (1, samples)
+
+
 def known_tag_name(tag: int) -> str | None:
     """The name of a TIFF tag the profile or tifffile knows, else None."""
     name = load("tiff_closed_world")["names"].get(str(tag))
