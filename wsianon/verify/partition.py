@@ -29,7 +29,7 @@ from wsianon.io import icc
 from wsianon.io.jpeg import restart_intervals
 from wsianon.io.tiff import TYPES, Kind, TiffStructure, chunk_count, compression_of, value_bytes_only
 from wsianon.profiles import load
-from wsianon.profiles.closed_world import allowed_tags, tag_name, value_allowed
+from wsianon.profiles.closed_world import allowed_tags, per_sample_count_ok, per_sample_tags, tag_name, value_allowed
 from wsianon.verify.tileid import release_cycles
 
 MAX_FINDINGS = 50
@@ -98,6 +98,8 @@ def _structure(path: Path, fmt: str):
                     loose.append((ifd.index, tag, ifd.offset + cs + i * es, "bytes of its entry that hold no value are not zero"))
                 elif tag in _PER_INTERVAL and count > _restart_intervals(ts, ifd):
                     loose.append((ifd.index, tag, ifd.offset + cs + i * es, "more values than its strip has restart intervals"))
+                elif tag in per_sample_tags() and not per_sample_count_ok(count, _samples_per_pixel(ts, ifd)):
+                    loose.append((ifd.index, tag, ifd.offset + cs + i * es, "a per-sample tag whose count is neither SamplesPerPixel nor 1"))
                 seen.add(tag)
             tagsets.append(seen)
             spans.append((ifd.offset, min(ifd.end, ts.size)))
@@ -129,6 +131,18 @@ def _chunk_problems(ts: TiffStructure, ifd, offsets, counts) -> list[tuple[int, 
     elif bool(((counts == 0) & (offsets != 0)).any()):
         out.append((ifd.index, tag, e.entry_offset, "an empty tile's or strip's offset is not 0"))
     return out
+
+
+def _samples_per_pixel(ts: TiffStructure, ifd) -> int:
+    """SamplesPerPixel (1 when absent; 0, matching no count, when it is not one number)."""
+    e = ifd.entries.get(277)
+    if e is None:
+        return 1
+    try:
+        v = ts.values(e)
+    except WsianonError:
+        return 0
+    return int(v[0]) if len(v) == 1 else 0
 
 
 # NDPI McuStarts and McuStartsHighBytes: one value a restart interval of the IFD's (one) strip
