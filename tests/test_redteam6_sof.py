@@ -402,6 +402,15 @@ def test_rows_coded_beyond_the_frame_header_are_bytes_after_the_last_coded_unit(
     sp.replace_chunk(src, 0, INTERIOR, short)
     assert _check(src)[0]
     why = ecs.judge(short)
+    if restarts:
+        # more restart markers than the frame's MCUs ask for: the JPEG walk itself refuses the
+        # stream (every tile, not only the judged sample; tests/test_redteam16_jpeg.py)
+        from wsianon.io.jpeg import JpegError, walk
+
+        assert why == ecs.NOT_WALKABLE
+        with pytest.raises(JpegError, match="restart markers"):
+            walk(short)
+        return
     assert why is not None and why.startswith("decoder:") and "extraneous bytes" in why
 
 

@@ -9,6 +9,14 @@ another identifier, DAC/DHP/EXP, JPG*) can carry text (EXIF, XMP, comments)
 and is zeroed in place: the marker and its length stay, so the stream keeps
 its length and stays a valid JPEG; entropy-coded data is never touched.
 
+Outside entropy-coded data a stream has one form, so its layout carries no free bits: no fill
+bytes (0xFF before a marker; decoders skip any number), no standalone marker but SOI (first) and
+EOI (restart markers and TEM outside a scan are skipped by decoders), at most one DRI before a
+scan, with an interval the scan reaches (a larger one asks for no restart marker, so its 16 bits
+are free), and in a scan's data exactly the restart markers the interval asks for, numbered in
+turn.  A stream in any other form is one the walk refuses (the redaction cannot prove it: the
+slide fails verification).
+
 ``header_segments`` reads only the segments before the first scan (cheap: a
 few hundred bytes per tile); ``walk`` follows the whole stream, entropy-coded
 data included, for callers that have the bytes anyway (verification).
@@ -127,12 +135,16 @@ def _segments(data: bytes, pos: int, stop_at_sos: bool) -> tuple[list[Segment], 
             return out, pos, False
         if data[pos] != 0xFF:
             raise JpegError(f"expected a marker at byte {pos}")
-        while pos + 1 < n and data[pos + 1] == 0xFF:
-            pos += 1
-        if pos + 2 > n:
-            return out, pos, False
+        if data[pos + 1] == 0xFF:
+            # fill bytes (T.81 B.1.1.2): decoders skip any number of them, so their count is
+            # free; no encoder writes them between segments
+            raise JpegError("fill bytes before a marker")
         m = data[pos + 1]
         if m in STANDALONE:
+            if m not in (SOI, EOI) or (m == SOI and pos != 0):
+                # a restart marker or TEM outside a scan (or a second SOI): decoders skip it, so a
+                # run of them (3 bits each) is free; no encoder writes one there
+                raise JpegError("a standalone marker (restart, TEM or a second SOI) outside a scan")
             out.append(Segment(m, pos, 0))
             pos += 2
             if m == EOI:
@@ -157,6 +169,10 @@ def _segments(data: bytes, pos: int, stop_at_sos: bool) -> tuple[list[Segment], 
             if mk is None:
                 return out, n, True  # entropy-coded data to the end (no EOI)
             pos = mk.start()
+            if data[pos - 1] == 0xFF and pos - 1 >= seg.end:
+                # the search skips fill bytes: an 0xFF before the marker that ends the scan is one
+                # (entropy-coded data stuffs every 0xFF of its own with a zero)
+                raise JpegError("fill bytes before a marker")
 
 
 def walk(data: bytes) -> list[Segment]:
@@ -187,20 +203,39 @@ def _decoder_segments_exact(data: bytes, segs: list[Segment]) -> None:
     table's symbols are not listed as encoders list them (:func:`huffman_symbols_problem`)."""
     seen: set[tuple[int, int]] = set()
     huffman: list[bytes] = []
-    for g in segs:
+    frame: bytes | None = None  # the SOF payload (its marker: ``frame_marker``)
+    frame_marker = 0
+    interval: int | None = None  # the DRI interval defined since the last scan
+    current = 0  # the restart interval in force (a DRI holds for the scans after it)
+    for i, g in enumerate(segs):
         body = data[g.payload_offset : g.payload_offset + g.payload_length]
         if g.marker == SOS:
             if not body or len(body) != 4 + 2 * body[0]:
                 raise JpegError("SOS segment length does not match its components")
+            mcus = scan_mcus(frame_marker, frame, body) if frame is not None else None
+            if interval and mcus is not None and interval > mcus:
+                # an interval no scan reaches needs no restart marker: its 16 bits are free
+                raise JpegError("restart interval larger than the scan's MCU count")
+            if i + 1 < len(segs):  # the scan's entropy-coded data ends at the next marker
+                _scan_restarts(data, g.end, segs[i + 1].offset, current if interval is None else interval, mcus)
             seen.clear()
+            if interval is not None:
+                current = interval
+            interval = None
             continue
         if g.marker in SOF_MARKERS:
             if len(body) < 6 or len(body) != 6 + 3 * body[5]:
                 raise JpegError(f"{marker_name(g.marker)} segment length does not match its components")
+            frame, frame_marker = body, g.marker
             continue
         if g.marker in (DRI, DNL):
             if len(body) != 2:
                 raise JpegError(f"{marker_name(g.marker)} segment length is not 4")
+            if g.marker == DRI:
+                if interval is not None:
+                    # a decoder uses the last definition: the others' values are free
+                    raise JpegError("DRI defined twice before a scan")
+                interval = int.from_bytes(body, "big")
             continue
         if g.marker not in (DQT, DHT):
             continue
@@ -214,10 +249,58 @@ def _decoder_segments_exact(data: bytes, segs: list[Segment]) -> None:
             end = stop
         if end != len(body):
             raise JpegError(f"{marker_name(g.marker)} segment length does not match its tables")
+    if interval is not None and not any(g.marker == SOS for g in segs):
+        # a restart interval in a stream without a scan (a TIFF JPEGTables value): no frame to
+        # bound it by, and no encoder writes one there
+        raise JpegError("DRI segment in a stream without a scan")
     _used_by_scans(data, segs)
     for table in huffman:
         if why := huffman_symbols_problem(table):
             raise JpegError(f"DHT table {why}")
+
+
+LOSSLESS_SOF = frozenset([0xC3, 0xC7, 0xCB, 0xCF])
+_RST = re.compile(rb"\xff[\xd0-\xd7]")
+
+
+def _scan_restarts(data: bytes, start: int, stop: int, interval: int, mcus: int | None) -> None:
+    """Raise JpegError when the entropy-coded data ``data[start:stop]`` (``stop``: the marker that
+    ends the scan) holds a fill byte (0xFF 0xFF: before a restart marker, or before that marker;
+    decoders skip any number, so their count is free; coded data stuffs its own 0xFF with a zero),
+    or restart markers that are not the ones the interval asks for: ceil(MCUs / interval) - 1 of
+    them (none without an interval), numbered RST0, RST1, ... modulo 8 (a decoder resynchronises
+    past other numbers, whose 3 bits would be free).  Where the markers stand in the data is the
+    decoder's to judge (``verify.ecs``: a restart marker out of place is a decoder warning)."""
+    if data.find(b"\xff\xff", start, stop + 1) >= 0:
+        raise JpegError("fill bytes in or after a scan's entropy-coded data")
+    if mcus is None:
+        return
+    found = b"".join(_RST.findall(data, start, stop))[1::2]
+    want = -(-mcus // interval) - 1 if interval else 0
+    if len(found) != want or found != bytes(0xD0 + (k & 7) for k in range(want)):
+        raise JpegError("restart markers not as the restart interval asks")
+
+
+def scan_mcus(sof_marker: int, frame: bytes, scan: bytes) -> int | None:
+    """How many MCUs the scan whose SOS payload is ``scan`` codes, in the frame whose SOF payload
+    is ``frame`` (ITU T.81 A.2: an interleaved scan's MCU covers the largest sampling factors; a
+    one-component scan's MCU is one block of that component; a lossless frame's block is one
+    sample).  None for a frame of height 0 (defined later by DNL: not bounded here)."""
+    unit = 1 if sof_marker in LOSSLESS_SOF else 8
+    y, x, n = int.from_bytes(frame[1:3], "big"), int.from_bytes(frame[3:5], "big"), frame[5]
+    if not y:
+        return None
+    comps = {frame[6 + 3 * k]: (frame[7 + 3 * k] >> 4, frame[7 + 3 * k] & 0x0F) for k in range(n)}
+    hmax = max((h for h, _ in comps.values()), default=1) or 1
+    vmax = max((v for _, v in comps.values()), default=1) or 1
+    if scan[0] > 1:
+        return _ceil(x, unit * hmax) * _ceil(y, unit * vmax)
+    h, v = comps.get(scan[1], (hmax, vmax))
+    return _ceil(_ceil(x * h, hmax), unit) * _ceil(_ceil(y * v, vmax), unit)
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
 
 
 def huffman_symbols_problem(table: bytes) -> str | None:
@@ -493,7 +576,8 @@ def clean_by_known_header(data: bytes, known: list[bytes]) -> bool:
             if not len(hit):
                 return False
             m = len(hdr) + int(hit[0])
-            return data[m + 1] == EOI and not any(data[m + 2 :])
+            # the marker search skips fill bytes: an 0xFF right before EOI is one (walked: refused)
+            return data[m + 1] == EOI and data[m - 1] != 0xFF and not any(data[m + 2 :])
     return False
 
 
@@ -529,6 +613,7 @@ def clean_by_header_many(arr, s, e, hdr: bytes, markers=None):
     eoi = np.where(padded, e - 3, e - 2)
     ok = (eoi - s) >= L
     ok &= (arr[np.maximum(eoi, 0)] == 0xFF) & (arr[np.maximum(eoi + 1, 0)] == 0xD9)
+    ok &= arr[np.maximum(eoi - 1, 0)] != 0xFF  # a fill byte before EOI (the marker search skips it)
     idx = np.flatnonzero(ok)
     if len(idx):
         raw = _bytes_viewed(arr)

@@ -333,13 +333,14 @@ class Feeder:
 
         Fast path: the tile's header (to the end of its first SOS) is byte-identical to one
         already proven clean on this page, it ends with EOI, and the first marker after the
-        header is that EOI (no further segment, nothing after EOI): then ``normalized`` would
+        header is that EOI (no further segment, nothing after EOI, no fill byte before it: the
+        marker search skips fill bytes): then ``normalized`` would
         return the tile unchanged (its parse depends only on those bytes), so it is hashed
         from the buffer as it is.  Anything else takes ``normalized`` itself."""
         eoi = e - 3 if e - s >= 3 and mv[e - 3 : e] == b"\xff\xd9\x00" else e - 2
         for hdr in st.headers:
             L = len(hdr)
-            if eoi - s >= L and mv[s : s + L] == hdr and mv[eoi : eoi + 2] == b"\xff\xd9":
+            if eoi - s >= L and mv[s : s + L] == hdr and mv[eoi : eoi + 2] == b"\xff\xd9" and mv[eoi - 1] != 0xFF:
                 i = int(markers.searchsorted(s + L))
                 if i < len(markers) and int(markers[i]) == eoi:
                     st.h.update(mv[s:e])
