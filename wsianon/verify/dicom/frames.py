@@ -595,11 +595,16 @@ def _frame_segments(path: Path, bad: list[str], jpeg_only: bool = False) -> int:
             continue
         try:
             dirty = dirty_segments(f)
-        except JpegError:
+        except JpegError as exc:
             if follows_jpeg_rules(f):
                 # a JPEG frame that cannot be followed to its end (a truncated segment, a table
-                # after the last scan): what it carries cannot be proven
-                bad.append(f"{path.name} frame {i}: JPEG stream that cannot be followed to its end")
+                # after the last scan) or not in the one form the walk accepts (fill bytes, a
+                # standalone marker outside a scan, a restart interval no scan reaches or defined
+                # twice, restart markers other than the interval asks for): what it carries cannot
+                # be proven.  The walk's reason is named when it holds no number (a number read
+                # from the frame would carry its bits into the report)
+                why = str(exc)
+                bad.append(f"{path.name} frame {i}: JPEG stream that cannot be followed to its end" + ("" if any(c.isdigit() for c in why) else f" ({why})"))
             continue  # other codecs (JPEG-LS): judged by the frame checks
         if dirty:
             bad.append(f"{path.name} frame {i}: {', '.join(sorted({marker_name(s.marker) for s in dirty}))}")
