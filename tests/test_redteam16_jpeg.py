@@ -129,6 +129,17 @@ def test_fill_bytes_outside_the_entropy_coded_data_are_refused(where):
         # take a tile whose EOI follows fill bytes (the marker search skips them): it is walked
         hdr = jpg[: walk(jpg)[[g.marker for g in walk(jpg)].index(0xDA)].end]
         assert clean_by_known_header(jpg, [hdr]) and not clean_by_known_header(data, [hdr])
+        # one fill byte before EOI that makes the stream even (DICOM encoders pad an odd frame so,
+        # instead of a 0x00 after EOI): its presence follows from the parity, it is accepted
+        for stream in (jpg, jpg[:2] + _seg(0xFE, b"\x00") + jpg[2:]):  # both parities (5 bytes more)
+            one = stream[:-2] + b"\xff" + stream[-2:]
+            if len(one) % 2 == 0:
+                assert walk(one)
+                assert stream is not jpg or clean_by_known_header(one, [hdr])
+            else:
+                with pytest.raises(JpegError, match="fill bytes"):
+                    walk(one)
+                assert not clean_by_known_header(one, [hdr])
         buf = jpg + data
         arr = np.frombuffer(buf, dtype=np.uint8)
         ok = clean_by_header_many(arr, np.array([0, len(jpg)]), np.array([len(jpg), len(buf)]), hdr)

@@ -10,7 +10,8 @@ and is zeroed in place: the marker and its length stay, so the stream keeps
 its length and stays a valid JPEG; entropy-coded data is never touched.
 
 Outside entropy-coded data a stream has one form, so its layout carries no free bits: no fill
-bytes (0xFF before a marker; decoders skip any number), no standalone marker but SOI (first) and
+bytes (0xFF before a marker; decoders skip any number; but one before an EOI that makes the
+stream even, as DICOM encoders pad an odd frame: ``parity_fill_ok``), no standalone marker but SOI (first) and
 EOI (restart markers and TEM outside a scan are skipped by decoders), at most one DRI before a
 scan, with an interval the scan reaches (a larger one asks for no restart marker, so its 16 bits
 are free), and in a scan's data exactly the restart markers the interval asks for, numbered in
@@ -169,7 +170,7 @@ def _segments(data: bytes, pos: int, stop_at_sos: bool) -> tuple[list[Segment], 
             if mk is None:
                 return out, n, True  # entropy-coded data to the end (no EOI)
             pos = mk.start()
-            if data[pos - 1] == 0xFF and pos - 1 >= seg.end:
+            if pos - 1 >= seg.end and not parity_fill_ok(data, pos, 0):
                 # the search skips fill bytes: an 0xFF before the marker that ends the scan is one
                 # (entropy-coded data stuffs every 0xFF of its own with a zero)
                 raise JpegError("fill bytes before a marker")
@@ -263,6 +264,17 @@ LOSSLESS_SOF = frozenset([0xC3, 0xC7, 0xCB, 0xCF])
 _RST = re.compile(rb"\xff[\xd0-\xd7]")
 
 
+def parity_fill_ok(data, eoi: int, start: int) -> bool:
+    """Whether the bytes before the marker at ``eoi`` (of the stream starting at ``start`` of
+    ``data``) hold no fill byte, or exactly one before an EOI that then ends at an even length:
+    the form DICOM encoders use to make an odd-length frame even (T.81 B.1.1.2, instead of a 0x00
+    after EOI).  Its presence follows from the parity of the rest, so it carries nothing of its
+    own; any other fill byte is refused (the marker searches skip them)."""
+    if data[eoi - 1] != 0xFF:
+        return True
+    return data[eoi + 1] == EOI and data[eoi - 2] != 0xFF and (eoi - start) % 2 == 0
+
+
 def _scan_restarts(data: bytes, start: int, stop: int, interval: int, mcus: int | None) -> None:
     """Raise JpegError when the entropy-coded data ``data[start:stop]`` (``stop``: the marker that
     ends the scan) holds a fill byte (0xFF 0xFF: before a restart marker, or before that marker;
@@ -271,7 +283,8 @@ def _scan_restarts(data: bytes, start: int, stop: int, interval: int, mcus: int 
     them (none without an interval), numbered RST0, RST1, ... modulo 8 (a decoder resynchronises
     past other numbers, whose 3 bits would be free).  Where the markers stand in the data is the
     decoder's to judge (``verify.ecs``: a restart marker out of place is a decoder warning)."""
-    if data.find(b"\xff\xff", start, stop + 1) >= 0:
+    single = data[stop - 1] == 0xFF and parity_fill_ok(data, stop, 0)  # the one fill byte allowed
+    if data.find(b"\xff\xff", start, stop if single else stop + 1) >= 0:
         raise JpegError("fill bytes in or after a scan's entropy-coded data")
     if mcus is None:
         return
@@ -577,7 +590,7 @@ def clean_by_known_header(data: bytes, known: list[bytes]) -> bool:
                 return False
             m = len(hdr) + int(hit[0])
             # the marker search skips fill bytes: an 0xFF right before EOI is one (walked: refused)
-            return data[m + 1] == EOI and data[m - 1] != 0xFF and not any(data[m + 2 :])
+            return data[m + 1] == EOI and parity_fill_ok(data, m, 0) and not any(data[m + 2 :])
     return False
 
 
@@ -613,7 +626,8 @@ def clean_by_header_many(arr, s, e, hdr: bytes, markers=None):
     eoi = np.where(padded, e - 3, e - 2)
     ok = (eoi - s) >= L
     ok &= (arr[np.maximum(eoi, 0)] == 0xFF) & (arr[np.maximum(eoi + 1, 0)] == 0xD9)
-    ok &= arr[np.maximum(eoi - 1, 0)] != 0xFF  # a fill byte before EOI (the marker search skips it)
+    # a fill byte before EOI (the marker search skips it): only as ``parity_fill_ok`` allows
+    ok &= (arr[np.maximum(eoi - 1, 0)] != 0xFF) | ((arr[np.maximum(eoi - 2, 0)] != 0xFF) & ((eoi - s) % 2 == 0))
     idx = np.flatnonzero(ok)
     if len(idx):
         raw = _bytes_viewed(arr)

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import xxhash
 
-from wsianon.io.jpeg import clean_by_header_many, learn_clean_header, marker_positions, normalized, normalized_checked
+from wsianon.io.jpeg import clean_by_header_many, learn_clean_header, marker_positions, normalized, normalized_checked, parity_fill_ok
 from wsianon.io.spans import union_arrays
 from wsianon.profiles import tifffile_open
 
@@ -333,14 +333,14 @@ class Feeder:
 
         Fast path: the tile's header (to the end of its first SOS) is byte-identical to one
         already proven clean on this page, it ends with EOI, and the first marker after the
-        header is that EOI (no further segment, nothing after EOI, no fill byte before it: the
-        marker search skips fill bytes): then ``normalized`` would
+        header is that EOI (no further segment, nothing after EOI, no fill byte before it but the
+        one ``parity_fill_ok`` allows: the marker search skips fill bytes): then ``normalized`` would
         return the tile unchanged (its parse depends only on those bytes), so it is hashed
         from the buffer as it is.  Anything else takes ``normalized`` itself."""
         eoi = e - 3 if e - s >= 3 and mv[e - 3 : e] == b"\xff\xd9\x00" else e - 2
         for hdr in st.headers:
             L = len(hdr)
-            if eoi - s >= L and mv[s : s + L] == hdr and mv[eoi : eoi + 2] == b"\xff\xd9" and mv[eoi - 1] != 0xFF:
+            if eoi - s >= L and mv[s : s + L] == hdr and mv[eoi : eoi + 2] == b"\xff\xd9" and parity_fill_ok(mv, eoi, s):
                 i = int(markers.searchsorted(s + L))
                 if i < len(markers) and int(markers[i]) == eoi:
                     st.h.update(mv[s:e])
