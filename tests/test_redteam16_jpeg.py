@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import re
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -218,6 +219,35 @@ def test_tile_identity_feeder_walks_a_known_header_tile_with_fill_bytes_before_e
     tileid.feed_file(path, f)
     f.finish(path)
     assert f.states[0].malformed == 2
+
+
+def test_fill_bytes_inside_the_entropy_coded_data_on_every_path():
+    """0xFF 0xFF ... 0xFF 0x00 in a scan's data decodes as one 0xFF (libjpeg skips the fill bytes
+    silently), so the count is free in every tile; the walk refuses it, and so do the shortcuts
+    for a tile whose header repeats a clean one (which never walk its data)."""
+    from wsianon.verify import tileid
+
+    a = noise_jpeg(3, 256)
+    hdr = a[: a.index(b"\xff\xda") + 14]  # to the end of SOS (3 components)
+    i = a.index(b"\xff\x00", len(hdr))
+    c = a[:i] + b"\xff" * ord("D") + a[i:]
+    with pytest.raises(JpegError, match="fill bytes"):
+        walk(c)
+    assert clean_by_known_header(a, [hdr]) and not clean_by_known_header(c, [hdr])
+    buf = a + c + a
+    s = np.array([0, len(a), len(a) + len(c)])
+    ok = clean_by_header_many(np.frombuffer(buf, dtype=np.uint8), s, s + np.array([len(a), len(c), len(a)]), hdr)
+    assert ok.tolist() == [True, False, True]
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "tiles.bin"
+        path.write_bytes(buf)
+        page = tileid.Page(0, 0, s.astype(np.uint64), np.array([len(a), len(c), len(a)], dtype=np.uint64), True, None)
+        f = tileid.Feeder([page], scrub=True)
+        tileid.feed_file(path, f)
+        f.finish(path)
+        assert f.states[0].malformed == 1
 
 
 def test_fill_bytes_before_eoi_of_tiles_with_a_known_header(cli, tmp_path):

@@ -590,7 +590,7 @@ def clean_by_known_header(data: bytes, known: list[bytes]) -> bool:
                 return False
             m = len(hdr) + int(hit[0])
             # the marker search skips fill bytes: an 0xFF right before EOI is one (walked: refused)
-            return data[m + 1] == EOI and parity_fill_ok(data, m, 0) and not any(data[m + 2 :])
+            return data[m + 1] == EOI and parity_fill_ok(data, m, 0) and data.find(b"\xff\xff", len(hdr), m) < 0 and not any(data[m + 2 :])
     return False
 
 
@@ -646,6 +646,19 @@ def clean_by_header_many(arr, s, e, hdr: bytes, markers=None):
     hit = j < len(markers)
     ok &= hit
     ok[hit] &= markers[j[hit]] == eoi[hit]
+    idx = np.flatnonzero(ok)
+    if len(idx):
+        # fill bytes inside the entropy-coded data (0xFF 0xFF ... before a stuffed zero or a
+        # restart marker): decoders skip them and the marker search does too, so their count
+        # would be free; the walk refuses them, and so does this shortcut (one pass over the
+        # streams' 0xFF bytes)
+        lo, hi = int(s[idx[0]]), int(eoi[idx[-1]])
+        ff = np.flatnonzero(arr[lo:hi] == 0xFF)
+        pairs = ff[:-1][np.diff(ff) == 1] + lo  # p: p and p + 1 are both 0xFF
+        k = pairs.searchsorted(s[idx] + L)
+        inside = k < len(pairs)
+        inside[inside] &= pairs[k[inside]] < eoi[idx][inside] - 1  # the one fill before EOI: parity_fill_ok
+        ok[idx[inside]] = False
     return ok
 
 

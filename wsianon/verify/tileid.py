@@ -340,7 +340,13 @@ class Feeder:
         eoi = e - 3 if e - s >= 3 and mv[e - 3 : e] == b"\xff\xd9\x00" else e - 2
         for hdr in st.headers:
             L = len(hdr)
-            if eoi - s >= L and mv[s : s + L] == hdr and mv[eoi : eoi + 2] == b"\xff\xd9" and parity_fill_ok(mv, eoi, s):
+            if (
+                eoi - s >= L
+                and mv[s : s + L] == hdr
+                and mv[eoi : eoi + 2] == b"\xff\xd9"
+                and parity_fill_ok(mv, eoi, s)
+                and bytes(mv[s + L : eoi]).find(b"\xff\xff") < 0
+            ):
                 i = int(markers.searchsorted(s + L))
                 if i < len(markers) and int(markers[i]) == eoi:
                     st.h.update(mv[s:e])
