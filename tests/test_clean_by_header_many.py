@@ -46,7 +46,7 @@ def _streams(seed: int):
             tail = b"\x00\x00"
         elif kind == "padded":  # a DICOM item's even-length padding after EOI
             tail = EOI + b"\x00"
-        elif kind == "restart":  # restart markers are entropy-coded data
+        elif kind == "restart":  # a restart marker the header's interval (none) does not ask for
             body = body[: len(body) // 2] + b"\xff\xd3" + body[len(body) // 2 :]
         stream = bytes(h) + body + tail if kind != "short" else bytes(h[: len(h) // 2]) + EOI
         starts.append(len(buf))
@@ -78,10 +78,12 @@ def test_in_place_and_numpy_comparisons_agree(seed):
     for i, kind in enumerate(kinds):
         data = buf[s[i] : e[i]]
         if a[i]:
-            assert kind in ("clean", "padded", "restart")
+            assert kind in ("clean", "padded")
             assert jpeg.clean_by_known_header(data, [hdr])
         else:
-            assert kind in ("header", "segment", "no-eoi", "short")
+            # a restart marker the interval does not ask for: the walk refuses it (free bits), so
+            # the shortcut leaves it to the walk (tests/test_redteam16_jpeg.py)
+            assert kind in ("header", "segment", "no-eoi", "short", "restart")
     assert a.sum() > 100 and (~a).sum() > 50  # both answers occur
 
 

@@ -250,6 +250,38 @@ def test_fill_bytes_inside_the_entropy_coded_data_on_every_path():
         assert f.states[0].malformed == 1
 
 
+def test_restart_markers_on_the_header_repeat_shortcuts(tmp_path):
+    """The shortcuts (a tile whose header repeats a proven clean one) never walk its data, and the
+    marker search skips restart markers: they check them as the walk does (count and numbering)."""
+    from wsianon.verify import tileid
+
+    a = _restart_jpeg()  # interval 2, 31 markers
+    hdr = a[: a.index(b"\xff\xda") + 14]
+    rst = [m.start() for m in re.finditer(rb"\xff[\xd0-\xd7]", a)]
+    c = bytearray(a)
+    c[rst[9] + 1] = 0xD0 + (int("4", 8) if c[rst[9] + 1] != 0xD4 else 5)  # an octal digit
+    c = bytes(c)
+    d = a[: rst[-1]] + a[rst[-1] + 2 :]  # one marker fewer
+    plain = noise_jpeg(3, 256)  # no interval: no restart marker may stand in its data
+    phdr = plain[: plain.index(b"\xff\xda") + 14]
+    i = plain.index(b"\xff\x00", len(phdr))
+    p = plain[:i] + b"\xff\xd0" + plain[i:]
+    for good, bad, h in ((a, c, hdr), (a, d, hdr), (plain, p, phdr)):
+        with pytest.raises(JpegError, match="restart markers"):
+            walk(bad)
+        assert clean_by_known_header(good, [h]) and not clean_by_known_header(bad, [h])
+        buf = good + bad + good
+        s = np.array([0, len(good), len(good) + len(bad)])
+        lens = np.array([len(good), len(bad), len(good)])
+        assert clean_by_header_many(np.frombuffer(buf, dtype=np.uint8), s, s + lens, h).tolist() == [True, False, True]
+        path = tmp_path / "tiles.bin"
+        path.write_bytes(buf)
+        f = tileid.Feeder([tileid.Page(0, 0, s.astype(np.uint64), lens.astype(np.uint64), True, None)], scrub=True)
+        tileid.feed_file(path, f)
+        f.finish(path)
+        assert f.states[0].malformed == 1
+
+
 def test_fill_bytes_before_eoi_of_tiles_with_a_known_header(cli, tmp_path):
     """The verifier skips the walk of a tile whose header is one it proved clean and whose EOI is
     the first marker after it (the header-repeat shortcut); the marker search skips fill bytes, so

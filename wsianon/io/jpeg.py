@@ -294,6 +294,35 @@ def _scan_restarts(data: bytes, start: int, stop: int, interval: int, mcus: int 
         raise JpegError("restart markers not as the restart interval asks")
 
 
+def header_restarts(hdr: bytes) -> int | None:
+    """How many restart markers the scan whose header ``hdr`` ends (a stream's bytes to the end of
+    its first SOS) asks for: ceil(MCUs / interval) - 1, 0 without an interval; None when that is
+    not known here (no frame header, a height given by DNL, a header that does not parse)."""
+    try:
+        segs, complete = header_segments(hdr)
+    except JpegError:
+        return None
+    sof = next((g for g in segs if g.marker in SOF_MARKERS), None)
+    if not complete or sof is None or not segs or segs[-1].marker != SOS or segs[-1].end > len(hdr):
+        return None
+    sos = segs[-1]
+    mcus = scan_mcus(sof.marker, hdr[sof.payload_offset : sof.end], hdr[sos.payload_offset : sos.end])
+    dri = [g for g in segs if g.marker == DRI]
+    interval = int.from_bytes(hdr[dri[-1].payload_offset : dri[-1].end], "big") if dri else 0
+    if mcus is None:
+        return None
+    return _ceil(mcus, interval) - 1 if interval else 0
+
+
+def restarts_as_asked(data, start: int, stop: int, want: int | None) -> bool:
+    """Whether ``data[start:stop]`` (a scan's entropy-coded data) holds exactly ``want`` restart
+    markers, numbered RST0, RST1, ... modulo 8 (``want`` None: not known, False)."""
+    if want is None:
+        return False
+    found = b"".join(_RST.findall(data, start, stop))[1::2]
+    return found == bytes(0xD0 + (k & 7) for k in range(want))
+
+
 def scan_mcus(sof_marker: int, frame: bytes, scan: bytes) -> int | None:
     """How many MCUs the scan whose SOS payload is ``scan`` codes, in the frame whose SOF payload
     is ``frame`` (ITU T.81 A.2: an interleaved scan's MCU covers the largest sampling factors; a
@@ -590,7 +619,13 @@ def clean_by_known_header(data: bytes, known: list[bytes]) -> bool:
                 return False
             m = len(hdr) + int(hit[0])
             # the marker search skips fill bytes: an 0xFF right before EOI is one (walked: refused)
-            return data[m + 1] == EOI and parity_fill_ok(data, m, 0) and data.find(b"\xff\xff", len(hdr), m) < 0 and not any(data[m + 2 :])
+            return (
+                data[m + 1] == EOI
+                and parity_fill_ok(data, m, 0)
+                and data.find(b"\xff\xff", len(hdr), m) < 0
+                and not any(data[m + 2 :])
+                and restarts_as_asked(data, len(hdr), m, header_restarts(hdr))
+            )
     return False
 
 
@@ -659,6 +694,25 @@ def clean_by_header_many(arr, s, e, hdr: bytes, markers=None):
         inside = k < len(pairs)
         inside[inside] &= pairs[k[inside]] < eoi[idx][inside] - 1  # the one fill before EOI: parity_fill_ok
         ok[idx[inside]] = False
+        # restart markers (the marker search skips them too): exactly the ones the header's
+        # interval asks for, numbered in turn (the walk's rule); none without an interval
+        want = header_restarts(hdr)
+        cand = ff[ff + lo + 1 < len(arr)] + lo
+        nxt = arr[cand + 1]
+        rst = cand[(nxt >= 0xD0) & (nxt <= 0xD7)]
+        idx = np.flatnonzero(ok)
+        n_rst = rst.searchsorted(eoi[idx]) - rst.searchsorted(s[idx] + L)
+        if want is None:
+            ok[idx] = False
+        elif want == 0:
+            ok[idx[n_rst != 0]] = False
+        else:  # streams with restart intervals (rare in tiles): their numbering, one by one
+            raw = _bytes_viewed(arr)
+            for t in idx.tolist():
+                a, b = int(s[t]), int(eoi[t])
+                ok[t] = restarts_as_asked(
+                    raw if raw is not None else arr[a:b].tobytes(), a + L if raw is not None else L, b if raw is not None else b - a, want
+                )
     return ok
 
 

@@ -41,7 +41,16 @@ from pathlib import Path
 import numpy as np
 import xxhash
 
-from wsianon.io.jpeg import clean_by_header_many, learn_clean_header, marker_positions, normalized, normalized_checked, parity_fill_ok
+from wsianon.io.jpeg import (
+    clean_by_header_many,
+    learn_clean_header,
+    marker_positions,
+    normalized,
+    normalized_checked,
+    parity_fill_ok,
+    header_restarts,
+    restarts_as_asked,
+)
 from wsianon.io.spans import union_arrays
 from wsianon.profiles import tifffile_open
 
@@ -346,6 +355,7 @@ class Feeder:
                 and mv[eoi : eoi + 2] == b"\xff\xd9"
                 and parity_fill_ok(mv, eoi, s)
                 and bytes(mv[s + L : eoi]).find(b"\xff\xff") < 0
+                and restarts_as_asked(mv, s + L, eoi, header_restarts(hdr))
             ):
                 i = int(markers.searchsorted(s + L))
                 if i < len(markers) and int(markers[i]) == eoi:
