@@ -201,18 +201,6 @@ def _one_form_value(ts: TiffStructure, view: PatchedView, ifd, tag: int, typ: in
     return None
 
 
-def _samples(ts: TiffStructure, ifd) -> int | None:
-    """SamplesPerPixel of ``ifd`` (1 when absent), None when it is not one number."""
-    e = ifd.entries.get(277)
-    if e is None:
-        return 1
-    try:
-        v = ts.values(e)
-    except Exception:
-        return None
-    return int(v[0]) if len(v) == 1 and v[0] >= 1 else None
-
-
 def _with_value(ts: TiffStructure, ifd, tag: int, typ: int, entry: bytes, new: bytes) -> tuple[bytes, Patch | None, tuple[int, int] | None]:
     """(the entry holding ``new``, the patch writing it where the old value was, the span it
     occupies there): in the entry's field when it fits there (not an NDPI text: its readers look
@@ -258,7 +246,7 @@ def _rewrite_ifd(
     nxt = view.pread(ifd.next_field_offset, ts.next_size)
     highs = view.pread(ifd.next_field_offset + 8, 4 * n).ljust(4 * n, b"\0") if ts.kind is Kind.NDPI else b""
     given = [(raw[i * es : (i + 1) * es], highs[4 * i : 4 * i + 4]) for i, _, _ in keep]
-    samples = _samples(ts, ifd)
+    samples = ts.samples_per_pixel(ifd)
     values: list[Patch] = []
     moved: dict[int, tuple[int, int] | None] = {}
     formed = []

@@ -310,6 +310,17 @@ class TiffStructure:
         v = self.values(e)
         return v[0] if len(v) == 1 else v
 
+    def samples_per_pixel(self, ifd: IFD) -> int | None:
+        """SamplesPerPixel of ``ifd`` (1 when absent), None when it is not one positive number."""
+        e = ifd.get(277)
+        if e is None:
+            return 1
+        try:
+            v = self.values(e)
+        except Exception:  # a damaged entry: no number
+            return None
+        return int(v[0]) if len(v) == 1 and v[0] >= 1 else None
+
     def ascii(self, entry: Entry) -> str:
         data = self.raw(entry)
         return data.split(b"\0", 1)[0].decode("latin-1") if entry.type == ASCII else data.decode("latin-1")

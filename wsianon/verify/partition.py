@@ -98,7 +98,7 @@ def _structure(path: Path, fmt: str):
                     loose.append((ifd.index, tag, ifd.offset + cs + i * es, "bytes of its entry that hold no value are not zero"))
                 elif tag in _PER_INTERVAL and count > _restart_intervals(ts, ifd):
                     loose.append((ifd.index, tag, ifd.offset + cs + i * es, "more values than its strip has restart intervals"))
-                elif tag in per_sample_tags() and not per_sample_count_ok(count, _samples_per_pixel(ts, ifd)):
+                elif tag in per_sample_tags() and not per_sample_count_ok(count, ts.samples_per_pixel(ifd) or 0):  # 0: no count matches
                     loose.append((ifd.index, tag, ifd.offset + cs + i * es, "a per-sample tag whose count is neither SamplesPerPixel nor 1"))
                 seen.add(tag)
             tagsets.append(seen)
@@ -131,18 +131,6 @@ def _chunk_problems(ts: TiffStructure, ifd, offsets, counts) -> list[tuple[int, 
     elif bool(((counts == 0) & (offsets != 0)).any()):
         out.append((ifd.index, tag, e.entry_offset, "an empty tile's or strip's offset is not 0"))
     return out
-
-
-def _samples_per_pixel(ts: TiffStructure, ifd) -> int:
-    """SamplesPerPixel (1 when absent; 0, matching no count, when it is not one number)."""
-    e = ifd.entries.get(277)
-    if e is None:
-        return 1
-    try:
-        v = ts.values(e)
-    except WsianonError:
-        return 0
-    return int(v[0]) if len(v) == 1 else 0
 
 
 # NDPI McuStarts and McuStartsHighBytes: one value a restart interval of the IFD's (one) strip
