@@ -238,7 +238,7 @@ class TiffStructure:
             raise CorruptInput(self.path, f"IFD {index}: its offset is outside the file ({self.size} bytes)")
         (n,) = self.unpack("Q" if big else "H", self.read(offset, count_size))
         if n == 0 or n > MAX_ENTRIES:
-            raise CorruptInput(self.path, f"IFD {index}: implausible entry count (0 or more than {MAX_ENTRIES:,})")
+            raise CorruptInput(self.path, f"IFD {index}: implausible entry count (0, or more than any writer uses)")
         base = offset + count_size
         raw = self.read(base, n * entry_size)
         next_field = base + n * entry_size

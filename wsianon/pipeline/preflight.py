@@ -71,7 +71,7 @@ def _check_tile_size(ts, ifd) -> None:
             raise CorruptInput(ts.path, f"IFD {ifd.index}: the tile size is not a number (field type corrupt); refused")
         sides.append(v)
     if sides[0] * sides[1] > MAX_TILE_PIXELS:
-        raise CorruptInput(ts.path, f"IFD {ifd.index}: tiles of more than {MAX_TILE_PIXELS:,} px a tile (damaged?); refused")
+        raise CorruptInput(ts.path, f"IFD {ifd.index}: tiles of more than {MAX_TILE_PIXELS >> 20} Mpx a tile (damaged?); refused")
 
 
 def _probe(path: str) -> int:

@@ -151,7 +151,7 @@ class NdpiConverter(NativeConverter):
         ts = TiffStructure(path)
         if ts.kind is not Kind.NDPI:
             ts.close()
-            raise UnsupportedFormat(path, "not a Hamamatsu NDPI file (no tag 65420)")
+            raise UnsupportedFormat(path, "not a Hamamatsu NDPI file (no NDPI format tag)")
         return ts
 
     # -- analyze: the one walk --------------------------------------------------
