@@ -479,3 +479,30 @@ def test_a_gt450_geometry_line_is_kept():
     banner = "Aperio Leica Biosystems GT450 DX v1.0.1\r\n92908x44891 [0,0,92908x44891] (256x256) JPEG/YCC Q=91"
     out = aperio_banner.canonical(banner, (92908, 44891), (92908, 44891), (256, 256))
     assert out == "Aperio Leica Biosystems GT450 DX v1.0\r\n92908x44891 (256x256) JPEG/YCC Q=91"
+
+
+def test_an_associated_image_claiming_a_huge_size_is_refused_without_decoding_it(cli, tmp_path):
+    """Fuzz seed 85 (svs-bigtiff #39): a bit flip made the macro page's ImageWidth 1,049,176 px; the
+    decode probe's child asked OpenSlide for the whole macro (width x height x 4 bytes: 1.6 GB of
+    peak memory) and the slide was shared. An associated image over 64 Mpx is now refused as damaged,
+    before anything decodes it."""
+    import resource
+    import struct as st
+
+    from .fixtures.svs_gen import write_svs
+
+    (tmp_path / "in").mkdir()
+    src = write_svs(tmp_path / "in" / "case.svs", size=(512, 384)).path
+    with tifffile.TiffFile(src) as tf:
+        (macro,) = [p for p in tf.pages if "macro" in (p.description or "")]
+        tag = macro.tags[256]
+        entry = tag.offset  # the IFD entry: tag, type, count, value (classic TIFF)
+    data = bytearray(src.read_bytes())
+    assert st.unpack_from("<H", data, entry)[0] == 256
+    st.pack_into("<HHII", data, entry, 256, 4, 1, 1_049_176)
+    src.write_bytes(bytes(data))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss >> 10
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", "--target", "native", str(src), "-o", str(out))
+    assert code != 0 and "an associated image" in stdout + stderr and "64 Mpx" in stdout + stderr, stdout + stderr
+    assert (resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss >> 10) - before < 1024

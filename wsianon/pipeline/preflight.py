@@ -23,7 +23,11 @@ from pathlib import Path
 from wsianon.errors import CorruptInput
 
 PROBE_TIMEOUT_S = 300
-_OK, _UNREADABLE, _DECODE_ERROR = 0, 4, 3
+_OK, _UNREADABLE, _DECODE_ERROR, _TOO_LARGE = 0, 4, 3, 5
+# an associated image (label, macro, thumbnail) larger than this is damaged: OpenSlide decodes it
+# whole, width x height x 4 bytes (a macro whose ImageWidth a bit flip made 1,049,176 px took 1.6 GB:
+# fuzz seed 85); real ones are a few Mpx
+MAX_ASSOCIATED_PIXELS = 1 << 26
 DECODE_REASON = "image data cannot be decoded (OpenSlide cannot read a tile or an associated image)"
 
 
@@ -83,6 +87,9 @@ def _probe(path: str) -> int:
         return _UNREADABLE
     try:
         for name in list(slide.associated_images.keys()):
+            w, h = (int(slide.properties.get(f"openslide.associated.{name}.{k}", 0) or 0) for k in ("width", "height"))
+            if w * h > MAX_ASSOCIATED_PIXELS:
+                return _TOO_LARGE
             slide.associated_images[name]
         for lvl in range(slide.level_count):
             w, h = slide.level_dimensions[lvl]
@@ -215,6 +222,8 @@ def check_decodes(path: Path, timeout: float = PROBE_TIMEOUT_S) -> bool:
     code = _in_child(path, str(path), timeout)
     if code == _DECODE_ERROR:
         raise CorruptInput(path, DECODE_REASON)
+    if code == _TOO_LARGE:
+        raise CorruptInput(path, f"an associated image (label, macro, thumbnail) of more than {MAX_ASSOCIATED_PIXELS >> 20} Mpx (damaged?); refused")
     if code not in (_OK, _UNREADABLE):
         raise CorruptInput(path, "image data cannot be decoded (the decoder failed); refused")
     return code == _OK
