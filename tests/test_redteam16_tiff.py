@@ -40,6 +40,19 @@ def _run_ok(cli, src: Path, out: Path) -> Path:
     return written
 
 
+def _each_refused(cli, out: Path, written: Path, good: bytes, plants) -> None:
+    """``good`` (in the verified output ``written``) replaced by each of ``plants`` (same length)
+    in turn: ``verify`` of ``out`` must fail every time; the output is restored after."""
+    data = written.read_bytes()
+    assert good in data
+    for planted in plants:
+        assert len(planted) == len(good)
+        written.write_bytes(data.replace(good, planted))
+        code, stdout, stderr = cli("verify", str(out))
+        assert code != 0, (planted, stdout + stderr)
+    written.write_bytes(data)
+
+
 def _assert_one_form(path: Path) -> None:
     for ifd, tag, raw in _ascii_values(path):
         text = raw[:-1]
@@ -105,29 +118,15 @@ def test_verify_refuses_text_values_not_in_one_form(cli, tmp_path):
     make_bif(tmp_path / "CASE-1.bif")
     out = tmp_path / "out"
     written = _run_ok(cli, tmp_path / "CASE-1.bif", out)
-    data = written.read_bytes()
     good = b"ScanOutputManager 1.1.0.15854\0"
-    assert good in data
-    for planted in (b"ScanOutputManager  1.1.0.1585\0", b"ScanOutputManager 1.1.0\0\0\0\0\0\0\0", b"ScanOutputManager 1.1.0.1585 \0"):
-        assert len(planted) == len(good)
-        written.write_bytes(data.replace(good, planted))
-        code, stdout, stderr = cli("verify", str(out))
-        assert code != 0, (planted, stdout + stderr)
-    written.write_bytes(data)
+    _each_refused(cli, out, written, good, (b"ScanOutputManager  1.1.0.1585\0", b"ScanOutputManager 1.1.0\0\0\0\0\0\0\0", b"ScanOutputManager 1.1.0.1585 \0"))
     code, stdout, stderr = cli("verify", str(out))
     assert code == 0, stdout + stderr
 
     make_ndpi(tmp_path / "CASE-2.ndpi")
     out = tmp_path / "out-ndpi"
     written = _run_ok(cli, tmp_path / "CASE-2.ndpi", out)
-    data = written.read_bytes()
-    good = b"Magnificant=20\r\n"
-    assert good in data
-    for planted in (b"Magnificant=20 \n", b"Magnificant= 20\n", b"Magnificant=20\n\n"):
-        assert len(planted) == len(good)
-        written.write_bytes(data.replace(good, planted))
-        code, stdout, stderr = cli("verify", str(out))
-        assert code != 0, (planted, stdout + stderr)
+    _each_refused(cli, out, written, b"Magnificant=20\r\n", (b"Magnificant=20 \n", b"Magnificant= 20\n", b"Magnificant=20\n\n"))
 
 
 def _extra_per_sample(src: Path, tag: int) -> None:
