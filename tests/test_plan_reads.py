@@ -132,3 +132,39 @@ def test_c_marker_search_is_built_and_matches_numpy():
             assert jpeg.marker_positions(buf).tolist() == jpeg._markers_numpy(buf).tolist(), buf
     big = bytes([0xFF, 0xE1]) * 100_000  # more positions than the first allocation holds
     assert jpeg.marker_positions(big).tolist() == list(range(0, 200_000, 2))
+
+
+def test_c_pairs_and_restarts_search_matches_a_byte_by_byte_search():
+    """``pairs_and_restarts`` (the header-repeat shortcut's count of fill bytes and restart
+    markers, C where built) gives what a byte-by-byte search and the numpy search give: random
+    bytes with many 0xFF, views and slices, every short buffer of marker-like bytes, and more
+    positions than the first allocation holds."""
+    import itertools
+
+    from wsianon.io import jpeg
+
+    assert jpeg._c_markers is not None, "wsianon.io._markers was not built (make venv compiles it)"
+
+    def naive(b: bytes) -> tuple[list[int], list[int]]:
+        ff = [p for p in range(len(b) - 1) if b[p] == 0xFF]
+        return [p for p in ff if b[p + 1] == 0xFF], [p for p in ff if 0xD0 <= b[p + 1] <= 0xD7]
+
+    def both(buf) -> tuple[list[int], list[int]]:
+        c, n = jpeg.pairs_and_restarts(buf), jpeg._pairs_restarts_numpy(buf)
+        assert c[0].dtype == c[1].dtype == np.int64
+        assert (c[0].tolist(), c[1].tolist()) == (n[0].tolist(), n[1].tolist()), bytes(buf)
+        return c[0].tolist(), c[1].tolist()
+
+    rng = np.random.default_rng(7)
+    for _ in range(8):
+        data = bytes(rng.choice([0x00, 0xFF, 0xFF, 0xD0, 0xD3, 0xD7, 0xD8, 0xD9, 0x12], 6000).astype(np.uint8))
+        want = naive(data)
+        assert both(data) == want and len(want[0]) > 100 and len(want[1]) > 100
+        for a, b in ((0, 1), (3, 4000), (4999, 5000), (17, 17)):
+            assert both(memoryview(data)[a:b]) == naive(data[a:b])
+    alphabet = (0x00, 0xFF, 0xD0, 0xD7, 0xD8, 0xCF, 0x41)
+    for n in range(5):
+        for combo in itertools.product(alphabet, repeat=n):
+            assert both(bytes(combo)) == naive(bytes(combo))
+    pairs, rst = jpeg.pairs_and_restarts(b"\xff" * 300_001 + b"\xd0")
+    assert pairs.tolist() == list(range(300_000)) and rst.tolist() == [300_000]

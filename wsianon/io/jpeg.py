@@ -605,6 +605,32 @@ def _markers_in(a):
     return pos[keep].astype(np.int64, copy=False)
 
 
+def pairs_and_restarts(buf):
+    """Two sorted int64 numpy arrays of positions p in ``buf`` (but the last byte) where byte p is
+    0xFF: those where byte p + 1 is 0xFF as well (a fill byte: p and p + 1 are both 0xFF), and those
+    where it is a restart marker (0xD0-0xD7) -- the two kinds :func:`marker_positions` skips (the C
+    extension where it was built, else :func:`_pairs_restarts_numpy`)."""
+    import numpy as np
+
+    if _c_markers is not None:
+        pairs, rst = _c_markers.pairs_and_restarts(buf)
+        return np.frombuffer(pairs, dtype=np.int64), np.frombuffer(rst, dtype=np.int64)
+    return _pairs_restarts_numpy(buf)
+
+
+def _pairs_restarts_numpy(buf):
+    """:func:`pairs_and_restarts` with numpy (the fallback, and the C search's reference)."""
+    import numpy as np
+
+    a = np.frombuffer(buf, dtype=np.uint8)
+    if len(a) < 2:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty.copy()
+    ff = np.flatnonzero(a[:-1] == 0xFF)
+    nxt = a[ff + 1]
+    return ff[nxt == 0xFF].astype(np.int64, copy=False), ff[(nxt >= 0xD0) & (nxt <= 0xD7)].astype(np.int64, copy=False)
+
+
 def clean_by_known_header(data: bytes, known: list[bytes]) -> bool:
     """True when ``data`` provably has no dirty segment without walking it: it starts with one of
     ``known`` (headers, to the end of the first SOS, of streams :func:`dirty_segments` found clean)
@@ -687,9 +713,11 @@ def clean_by_header_many(arr, s, e, hdr: bytes, markers=None):
         # restart marker): decoders skip them and the marker search does too, so their count
         # would be free; the walk refuses them, and so does this shortcut (one pass over the
         # streams' 0xFF bytes)
+        # (one pass over the streams' 0xFF bytes: the C search where it was built)
         lo, hi = int(s[idx[0]]), int(eoi[idx[-1]])
-        ff = np.flatnonzero(arr[lo:hi] == 0xFF)
-        pairs = ff[:-1][np.diff(ff) == 1] + lo  # p: p and p + 1 are both 0xFF
+        pairs, rst = pairs_and_restarts(memoryview(arr)[lo:hi])
+        pairs = pairs + lo  # p: p and p + 1 are both 0xFF
+        rst = rst + lo
         k = pairs.searchsorted(s[idx] + L)
         inside = k < len(pairs)
         inside[inside] &= pairs[k[inside]] < eoi[idx][inside] - 1  # the one fill before EOI: parity_fill_ok
@@ -697,9 +725,6 @@ def clean_by_header_many(arr, s, e, hdr: bytes, markers=None):
         # restart markers (the marker search skips them too): exactly the ones the header's
         # interval asks for, numbered in turn (the walk's rule); none without an interval
         want = header_restarts(hdr)
-        cand = ff[ff + lo + 1 < len(arr)] + lo
-        nxt = arr[cand + 1]
-        rst = cand[(nxt >= 0xD0) & (nxt <= 0xD7)]
         idx = np.flatnonzero(ok)
         n_rst = rst.searchsorted(eoi[idx]) - rst.searchsorted(s[idx] + L)
         if want is None:
