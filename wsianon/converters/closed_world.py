@@ -185,7 +185,7 @@ def one_form_ascii(tag: int, raw: bytes) -> bytes:
     return _one_line(text) + b"\0"
 
 
-def _one_form_value(ts: TiffStructure, view: PatchedView, ifd, tag: int, typ: int, count: int, samples: int | None) -> bytes | None:
+def _one_form_value(view: PatchedView, ifd, tag: int, typ: int, count: int, samples: int | None) -> bytes | None:
     """The value a kept entry must hold instead of its own (None: it is in its one form): a
     kept ASCII value in one form; a per-sample tag (BitsPerSample, SampleFormat, ...) with more
     values than SamplesPerPixel cut to those (no reader reads the rest)."""
@@ -252,7 +252,7 @@ def _rewrite_ifd(
     formed = []
     for (e, h), (_, typ, count) in zip(given, keep):
         tag = ts.unpack("H", e[:2])[0]
-        new = _one_form_value(ts, view, ifd, tag, typ, count, samples)
+        new = _one_form_value(view, ifd, tag, typ, count, samples)
         if new is not None:
             e, patch, span = _with_value(ts, ifd, tag, typ, e, new)
             if patch is not None:

@@ -792,6 +792,33 @@ def dpufs_findings(xml: str, short_empty_elements: bool = True) -> str | None:
     return None
 
 
+def _text_form_problems(tag: int, text: str) -> list[str]:
+    """Why a TIFF ASCII value is not in its one form (red team stop 39: the lengths of runs of
+    spaces and the count of trailing NULs spelled numbers): exactly one NUL, at its end (count
+    = length + 1); no run of blanks holding a space (tabs alone: an XML description's
+    indentation); no whitespace at either end but the space after a closing ``=`` (an Aperio
+    item without a value). The NDPI PropertyMap (65449): items ``key=value``, key and value in
+    that form, each ending in CR LF."""
+    problems: list[str] = []
+    if not text.endswith("\0") or text.count("\0") != 1:
+        problems.append("text value not ended by exactly one NUL (bytes or NULs after its end)")
+    body = text.split("\0", 1)[0]
+    if tag == 65449:
+        items = body.split("\r\n")
+        if items[-1] != "" or any(not i or "\r" in i or "\n" in i or "=" not in i for i in items[:-1]):
+            problems.append("property map not in items key=value each ended by CR LF")
+        parts = [p for i in items[:-1] for p in i.split("=", 1)]
+    else:
+        parts = [body]
+    for p in parts:
+        if re.search(r" [ \t]|\t ", p):
+            problems.append("text value with a run of spaces")
+        end = p[:-1] if p.endswith("= ") else p
+        if p[:1].isspace() or end[-1:].isspace():
+            problems.append("text value with whitespace at its start or end")
+    return problems
+
+
 def _text_value_findings(path: Path, vocab: Vocab, name: str, out: list) -> None:
     """Every ASCII value (and XMP) judged as the text a reader decodes: bytes that are not UTF-8
     (a Latin-1 or Shift-JIS name: the printable runs the byte scan reads are shorter than it looks
@@ -799,32 +826,6 @@ def _text_value_findings(path: Path, vocab: Vocab, name: str, out: list) -> None
     the end aside), and so is a token of non-ASCII letters outside the vocabulary,
     however short (a run of two CJK characters is no run of four)."""
     from wsianon.io.tiff import ASCII, TiffStructure
-
-    def _text_form_problems(tag: int, text: str) -> list[str]:
-        """Why a TIFF ASCII value is not in its one form (red team stop 39: the lengths of runs of
-        spaces and the count of trailing NULs spelled numbers): exactly one NUL, at its end (count
-        = length + 1); no run of blanks holding a space (tabs alone: an XML description's
-        indentation); no whitespace at either end but the space after a closing ``=`` (an Aperio
-        item without a value). The NDPI PropertyMap (65449): items ``key=value``, key and value in
-        that form, each ending in CR LF."""
-        problems: list[str] = []
-        if not text.endswith("\0") or text.count("\0") != 1:
-            problems.append("text value not ended by exactly one NUL (bytes or NULs after its end)")
-        body = text.split("\0", 1)[0]
-        if tag == 65449:
-            items = body.split("\r\n")
-            if items[-1] != "" or any(not i or "\r" in i or "\n" in i or "=" not in i for i in items[:-1]):
-                problems.append("property map not in items key=value each ended by CR LF")
-            parts = [p for i in items[:-1] for p in i.split("=", 1)]
-        else:
-            parts = [body]
-        for p in parts:
-            if re.search(r" [ \t]|\t ", p):
-                problems.append("text value with a run of spaces")
-            end = p[:-1] if p.endswith("= ") else p
-            if p[:1].isspace() or end[-1:].isspace():
-                problems.append("text value with whitespace at its start or end")
-        return problems
 
     seen: set[tuple[int, int]] = set()
     budget = 4 * _TEXT_VALUE_MAX  # what is read in all (entries may all point at one large value)
