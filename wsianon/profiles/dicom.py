@@ -21,6 +21,7 @@ from functools import lru_cache
 from typing import Iterable, Mapping
 
 from wsianon.profiles import load
+from wsianon.profiles.alphabet import DICOM_TEXT
 from wsianon.profiles.actions import Action
 
 # user-facing option names (the CLI's --profile values); the table's columns map onto them
@@ -131,33 +132,18 @@ def _tables():
     return exact, patterns, private, types
 
 
-# the symbols (beyond letters, marks and digits of any script, and ASCII) real kept values carry:
-# units and signs of instrument and code texts (red team stop 39: every other symbol, format
-# character or code point nothing assigns carried a name nothing reads as a token)
-SAFE_SYMBOLS = frozenset("\u00b5\u00b0\u00b2\u00b3\u00b1\u00d7\u00ae\u2122\u00a9\u3000")
-
-
 def unsafe_text(value: str) -> bool:
     """True when ``value`` holds a character outside the alphabet kept DICOM text may use:
     printable ASCII (TAB, LF, FF and CR too), the letters, combining marks and decimal digits of
-    any script, and ``SAFE_SYMBOLS``. Anything else yields no token for the vocabulary check and
+    any script, and a few units and signs. Anything else yields no token for the vocabulary check and
     can carry text by itself: C0/C1 controls (an escape sequence of a character set the instance
     does not declare: ISO 2022 JIS text reads as short ASCII runs after ESC $ B),
     U+FFFD (bytes the declared character set does not decode), format characters (Unicode TAG
     characters spell ASCII invisibly), private-use, unassigned and surrogate code points, and
     symbols (GB18030 decodes 0xA8 + an ASCII letter as a box-drawing symbol: every second byte
-    of the value spelled a name; red team stop 39)."""
-    import unicodedata
-
-    for ch in value:
-        if " " <= ch <= "~" or ch in "\t\n\f\r" or ch in SAFE_SYMBOLS:
-            continue
-        if ch < "\x80":
-            return True
-        cat = unicodedata.category(ch)
-        if cat[0] not in "LM" and cat != "Nd":
-            return True
-    return False
+    of the value spelled a name; red team stop 39). One definition with the native route's:
+    :data:`wsianon.profiles.alphabet.DICOM_TEXT`."""
+    return DICOM_TEXT.outside(value)
 
 
 # free-text value representations: kept only when listed in dicom_wsi_iod.json "kept_text"

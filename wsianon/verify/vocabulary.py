@@ -28,7 +28,6 @@ import html
 import itertools
 import os
 import re
-import unicodedata
 import urllib.parse
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -40,6 +39,7 @@ from wsianon.io.ini import natural_key, read_ini
 from wsianon.io.spans import as_int64, iter_pairs, union_parts
 from wsianon.io.extents import data_extents
 from wsianon.io import jpeg
+from wsianon.profiles.alphabet import NATIVE_TEXT
 from wsianon.profiles import load
 from wsianon.profiles.names import has_long_number, vocab_files
 
@@ -664,26 +664,17 @@ _TEXT_VALUE_MAX = 64 << 20  # a text value (an ImageDescription, XMP) larger tha
 # control character splits a name into runs shorter than the byte scan judges
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
-# symbols real slide text carries (units, signs, arrows of a scale) besides ASCII's
-_SAFE_SYMBOLS = frozenset("µ°²³¹±×÷·®©™€£¥¢§¶¬→←≤≥≈")
-
 
 def odd_characters(text: str) -> bool:
-    """Whether ``text`` holds a character no token rule reads: a symbol outside ASCII and
-    :data:`_SAFE_SYMBOLS`, a combining mark, an invisible (format, private-use, unassigned,
-    surrogate) character, a space other than U+0020, or the replacement character. The tokens
-    are runs of letters and digits, so text spelled in those characters was no token at all: a
-    name as GB18030 pairs decoding to box-drawing symbols, or as Unicode tag characters after
-    "Leica" (red team stop 39). Letters of any script, digits and punctuation stay: tokens and
-    separators judge them."""
-    for ch in text:
-        if ch.isascii() and (ch.isprintable() or ch in "\t\r\n\0"):
-            continue
-        kind = unicodedata.category(ch)
-        if kind[0] in "LNP" or (kind[0] == "S" and ch in _SAFE_SYMBOLS):
-            continue
-        return True
-    return False
+    """Whether ``text`` holds a character no token rule reads (outside
+    :data:`wsianon.profiles.alphabet.NATIVE_TEXT`): a symbol outside ASCII and the few units and
+    signs real slide text carries, a combining mark, an invisible (format, private-use,
+    unassigned, surrogate) character, a space other than U+0020, or the replacement character.
+    The tokens are runs of letters and digits, so text spelled in those characters was no token
+    at all: a name as GB18030 pairs decoding to box-drawing symbols, or as Unicode tag characters
+    after "Leica" (red team stop 39). Letters of any script, digits and punctuation stay: tokens
+    and separators judge them."""
+    return NATIVE_TEXT.outside(text)
 
 
 # the NAMES a text value gives (red team 10): XML element and attribute names, the Name="..." of a
