@@ -40,10 +40,14 @@ demo: venv
 	@echo "== private review sheet: $(CURDIR)/$(DEMO_OUT).review.html (identifying: sources' labels and macros)"
 
 # the suite runs in TEST_JOBS processes (pytest-xdist), a test file per process at a time (its
-# module fixtures built once); measured on the 2-core CI machine: 27:12 in one process, 16:38 in two
+# module fixtures built once); measured on the 2-core CI machine: 27:12 in one process, 16:38 in two.
+# Its temporary files go to this checkout's .pytest-tmp (emptied at the start of each run), not to
+# /tmp/pytest-of-USER: there, every new pytest session deletes all but the 3 newest sessions'
+# folders, so other pytest runs on the machine during a long `make test` deleted this run's module
+# fixtures under it (a random late test failed, at stop 39 and 40)
 TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
 test: venv lint
-	@$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_JOBS) --dist loadfile
+	@$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_JOBS) --dist loadfile --basetemp="$(CURDIR)/.pytest-tmp"
 
 # import contracts (layers; the verifier never imports a redactor), lint + format, types: config in pyproject.toml
 lint: venv
@@ -63,4 +67,4 @@ bench-peers: venv
 	@$(PY) benchmarks/bench_peers.py --peers-venv $(PEERS)
 
 clean:
-	rm -rf $(VENV) $(PEERS) $(DEMO_OUT) $(DEMO_OUT).key $(DEMO_OUT).mapping.csv $(DEMO_OUT).quarantine $(DEMO_OUT).review.html $(DEMO_OUT).wsianon-record.sqlite $(DEMO_OUT).wsianon-job.sqlite*
+	rm -rf $(VENV) $(PEERS) .pytest-tmp $(DEMO_OUT) $(DEMO_OUT).key $(DEMO_OUT).mapping.csv $(DEMO_OUT).quarantine $(DEMO_OUT).review.html $(DEMO_OUT).wsianon-record.sqlite $(DEMO_OUT).wsianon-job.sqlite*
