@@ -46,45 +46,52 @@ static PyObject *posv_bytes(posv *a) {
     return res;
 }
 
-static PyObject *pairs_and_restarts(PyObject *self, PyObject *arg) {
+/* which list the 0xFF at q belongs to, by the byte after it: 0 none, 1 the first, 2 the second */
+static int kind_marker(unsigned char c) { return after_ff_is_marker(c) ? 1 : 0; }
+static int kind_pair_restart(unsigned char c) { return c == 0xFF ? 1 : (c >= 0xD0 && c <= 0xD7) ? 2 : 0; }
+
+/* the positions of the 0xFF bytes of b[0..n) (but the last byte) into one and two, by kind();
+ * -1 when out of memory. Runs without the GIL. */
+static int scan(const unsigned char *b, Py_ssize_t n, int (*kind)(unsigned char), posv *one, posv *two) {
+    int rc = 0;
+    if (n < 2)
+        return 0;
+    Py_BEGIN_ALLOW_THREADS
+    const unsigned char *p = b, *end = b + n - 1; /* a 0xFF at end has no byte after it */
+    while (p < end) {
+        const unsigned char *q = (const unsigned char *)memchr(p, 0xFF, (size_t)(end - p));
+        if (q == NULL)
+            break;
+        int k = kind(q[1]);
+        if (k && posv_push(k == 1 ? one : two, (int64_t)(q - b)) < 0) {
+            rc = -1;
+            break;
+        }
+        p = q + 1;
+    }
+    Py_END_ALLOW_THREADS
+    return rc;
+}
+
+/* scan() of a buffer object: its two lists as a tuple of bytes (with_two) or the first alone */
+static PyObject *scan_buffer(PyObject *arg, int (*kind)(unsigned char), int with_two) {
     Py_buffer view;
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
         return NULL;
-    const unsigned char *b = (const unsigned char *)view.buf;
-    Py_ssize_t n = view.len;
-    posv pairs = {NULL, 0, 0}, rst = {NULL, 0, 0};
-    int nomem = 0;
-    if (n >= 2) {
-        Py_BEGIN_ALLOW_THREADS
-        const unsigned char *p = b, *end = b + n - 1; /* a 0xFF at end has no byte after it */
-        while (p < end) {
-            const unsigned char *q = (const unsigned char *)memchr(p, 0xFF, (size_t)(end - p));
-            if (q == NULL)
-                break;
-            unsigned char c = q[1];
-            if (c == 0xFF) {
-                if (posv_push(&pairs, (int64_t)(q - b)) < 0) {
-                    nomem = 1;
-                    break;
-                }
-            } else if (c >= 0xD0 && c <= 0xD7) {
-                if (posv_push(&rst, (int64_t)(q - b)) < 0) {
-                    nomem = 1;
-                    break;
-                }
-            }
-            p = q + 1;
-        }
-        Py_END_ALLOW_THREADS
-    }
+    posv one = {NULL, 0, 0}, two = {NULL, 0, 0};
+    int rc = scan((const unsigned char *)view.buf, view.len, kind, &one, &two);
     PyBuffer_Release(&view);
-    if (nomem) {
-        free(pairs.v);
-        free(rst.v);
+    if (rc < 0) {
+        free(one.v);
+        free(two.v);
         return PyErr_NoMemory();
     }
-    PyObject *a = posv_bytes(&pairs);
-    PyObject *r = posv_bytes(&rst);
+    PyObject *a = posv_bytes(&one);
+    PyObject *r = posv_bytes(&two);
+    if (!with_two) {
+        Py_XDECREF(r);
+        return a;
+    }
     if (a == NULL || r == NULL) {
         Py_XDECREF(a);
         Py_XDECREF(r);
@@ -93,47 +100,9 @@ static PyObject *pairs_and_restarts(PyObject *self, PyObject *arg) {
     return Py_BuildValue("(NN)", a, r);
 }
 
-static PyObject *positions(PyObject *self, PyObject *arg) {
-    Py_buffer view;
-    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
-        return NULL;
-    const unsigned char *b = (const unsigned char *)view.buf;
-    Py_ssize_t n = view.len;
-    Py_ssize_t cap = 64, k = 0;
-    int64_t *out = (int64_t *)malloc((size_t)cap * sizeof(int64_t));
-    int nomem = out == NULL;
-    if (!nomem && n >= 2) {
-        Py_BEGIN_ALLOW_THREADS
-        const unsigned char *p = b, *end = b + n - 1; /* a 0xFF at end has no byte after it */
-        while (p < end) {
-            const unsigned char *q = (const unsigned char *)memchr(p, 0xFF, (size_t)(end - p));
-            if (q == NULL)
-                break;
-            if (after_ff_is_marker(q[1])) {
-                if (k == cap) {
-                    int64_t *grown = (int64_t *)realloc(out, (size_t)cap * 2 * sizeof(int64_t));
-                    if (grown == NULL) {
-                        nomem = 1;
-                        break;
-                    }
-                    out = grown;
-                    cap *= 2;
-                }
-                out[k++] = (int64_t)(q - b);
-            }
-            p = q + 1;
-        }
-        Py_END_ALLOW_THREADS
-    }
-    PyBuffer_Release(&view);
-    if (nomem) {
-        free(out);
-        return PyErr_NoMemory();
-    }
-    PyObject *res = PyBytes_FromStringAndSize((const char *)out, k * (Py_ssize_t)sizeof(int64_t));
-    free(out);
-    return res;
-}
+static PyObject *positions(PyObject *self, PyObject *arg) { return scan_buffer(arg, kind_marker, 0); }
+
+static PyObject *pairs_and_restarts(PyObject *self, PyObject *arg) { return scan_buffer(arg, kind_pair_restart, 1); }
 
 static PyMethodDef methods[] = {
     {"positions", positions, METH_O, "JPEG marker positions in a buffer, as native int64 bytes."},
