@@ -168,3 +168,22 @@ def test_c_pairs_and_restarts_search_matches_a_byte_by_byte_search():
             assert both(bytes(combo)) == naive(bytes(combo))
     pairs, rst = jpeg.pairs_and_restarts(b"\xff" * 300_001 + b"\xd0")
     assert pairs.tolist() == list(range(300_000)) and rst.tolist() == [300_000]
+
+
+def test_c_prefix_mask_matches_a_naive_comparison():
+    """``prefix_mask`` (many streams' first bytes against one header, C where built) gives what a
+    naive comparison and the numpy fallback give: starts before, inside, at and past the buffer's
+    end, empty and longer-than-buffer prefixes, on bytes, memoryviews and numpy arrays."""
+    from wsianon.io import jpeg
+
+    assert jpeg._c_markers is not None, "wsianon.io._markers was not built (make venv compiles it)"
+    rng = np.random.default_rng(3)
+    for _ in range(400):
+        n = int(rng.integers(0, 120))
+        buf = bytes(rng.choice([0x00, 0x01, 0xFF], n).astype(np.uint8))
+        pre = bytes(rng.choice([0x00, 0x01, 0xFF], int(rng.integers(0, 6))).astype(np.uint8))
+        starts = rng.integers(-3, n + 4, int(rng.integers(0, 40)))
+        naive = [0 <= a <= n - len(pre) and buf[a : a + len(pre)] == pre for a in starts.tolist()]
+        for view in (buf, memoryview(buf), np.frombuffer(buf, dtype=np.uint8)):
+            assert jpeg.prefix_mask(view, starts, pre).tolist() == naive
+        assert jpeg._prefix_mask_numpy(buf, starts.astype(np.int64), pre).tolist() == naive

@@ -104,8 +104,37 @@ static PyObject *positions(PyObject *self, PyObject *arg) { return scan_buffer(a
 
 static PyObject *pairs_and_restarts(PyObject *self, PyObject *arg) { return scan_buffer(arg, kind_pair_restart, 1); }
 
+/* prefix_mask(buffer, starts, prefix) -> bytes: for each native int64 position in starts, 1 where
+ * buffer holds prefix at that position (wholly inside the buffer), else 0 -- the comparison of many
+ * streams' first bytes with one known header (wsianon.io.jpeg.prefix_mask) without a Python call a
+ * stream. */
+static PyObject *prefix_mask(PyObject *self, PyObject *args) {
+    Py_buffer buf, starts, prefix;
+    if (!PyArg_ParseTuple(args, "y*y*y*", &buf, &starts, &prefix))
+        return NULL;
+    Py_ssize_t k = starts.len / (Py_ssize_t)sizeof(int64_t);
+    PyObject *res = PyBytes_FromStringAndSize(NULL, k);
+    if (res != NULL) {
+        unsigned char *out = (unsigned char *)PyBytes_AS_STRING(res);
+        const unsigned char *b = (const unsigned char *)buf.buf, *pre = (const unsigned char *)prefix.buf;
+        Py_ssize_t n = buf.len, L = prefix.len;
+        const int64_t *at = (const int64_t *)starts.buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < k; i++) {
+            int64_t a = at[i];
+            out[i] = a >= 0 && a <= (int64_t)(n - L) && memcmp(b + a, pre, (size_t)L) == 0;
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&buf);
+    PyBuffer_Release(&starts);
+    PyBuffer_Release(&prefix);
+    return res;
+}
+
 static PyMethodDef methods[] = {
     {"positions", positions, METH_O, "JPEG marker positions in a buffer, as native int64 bytes."},
+    {"prefix_mask", prefix_mask, METH_VARARGS, "1 where the buffer holds the prefix at each int64 start, else 0, as bytes."},
     {"pairs_and_restarts", pairs_and_restarts, METH_O, "Positions of 0xFF 0xFF pairs and of restart markers, as native int64 bytes."},
     {NULL, NULL, 0, NULL},
 };

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from wsianon.io.jpeg_std import standard_counts, standard_table
@@ -256,7 +257,7 @@ def _decoder_segments_exact(data: bytes, segs: list[Segment]) -> None:
         raise JpegError("DRI segment in a stream without a scan")
     _used_by_scans(data, segs)
     for table in huffman:
-        if why := huffman_symbols_problem(table):
+        if why := huffman_symbols_problem(bytes(table)):
             raise JpegError(f"DHT table {why}")
 
 
@@ -345,6 +346,7 @@ def _ceil(a: int, b: int) -> int:
     return -(-a // b)
 
 
+@lru_cache(maxsize=1024)
 def huffman_symbols_problem(table: bytes) -> str | None:
     """Why a Huffman table's symbol list (``table``: its class/id byte, 16 counts, symbols) is not
     one an encoder writes, or None.  Its symbols are bytes a scan may never decode (a code no
@@ -357,7 +359,8 @@ def huffman_symbols_problem(table: bytes) -> str | None:
     (libjpeg-turbo refuses a DC symbol past 15/16, DCMTK decodes it).
 
     Two forms encoders write are followed too (:func:`_encoder_order`): libjpeg's optimal table
-    whose codes were limited to 16 bits, and a table of symbols 0..16 only in any order."""
+    whose codes were limited to 16 bits, and a table of symbols 0..16 only in any order.
+    Cached by the table's bytes: a slide's tiles repeat a few tables ~10^5 times."""
     symbols, p = table[17:], 0
     for n in table[1:17]:
         if not _rising(symbols[p : p + n]):  # the encoder forms are judged on the whole table, once
@@ -631,6 +634,37 @@ def _pairs_restarts_numpy(buf):
     return ff[nxt == 0xFF].astype(np.int64, copy=False), ff[(nxt >= 0xD0) & (nxt <= 0xD7)].astype(np.int64, copy=False)
 
 
+def prefix_mask(buf, starts, prefix: bytes):
+    """A boolean numpy array, True where ``buf`` (any buffer) holds ``prefix`` at position
+    ``starts[i]`` wholly inside it: many streams' first bytes compared with one known header at
+    once (the C extension where it was built, else :func:`_prefix_mask_numpy`)."""
+    import numpy as np
+
+    at = np.ascontiguousarray(starts, dtype=np.int64)
+    if _c_markers is not None:
+        return np.frombuffer(_c_markers.prefix_mask(buf, at, prefix), dtype=np.bool_)
+    return _prefix_mask_numpy(buf, at, prefix)
+
+
+def _prefix_mask_numpy(buf, at, prefix: bytes):
+    """:func:`prefix_mask` with numpy (the fallback, and the C comparison's reference): the
+    starts in groups, so the gathered bytes stay a few MB."""
+    import numpy as np
+
+    a = np.frombuffer(buf, dtype=np.uint8)
+    L = len(prefix)
+    ok = (at >= 0) & (at <= len(a) - L)
+    if not L:
+        return ok
+    want = np.frombuffer(prefix, dtype=np.uint8)
+    idx = np.flatnonzero(ok)
+    step = max(1, (4 << 20) // L)
+    for i in range(0, len(idx), step):
+        part = idx[i : i + step]
+        ok[part] = (a[at[part, None] + np.arange(L)] == want).all(axis=1)
+    return ok
+
+
 def clean_by_known_header(data: bytes, known: list[bytes]) -> bool:
     """True when ``data`` provably has no dirty segment without walking it: it starts with one of
     ``known`` (headers, to the end of the first SOS, of streams :func:`dirty_segments` found clean)
@@ -691,11 +725,7 @@ def clean_by_header_many(arr, s, e, hdr: bytes, markers=None):
     ok &= (arr[np.maximum(eoi - 1, 0)] != 0xFF) | ((arr[np.maximum(eoi - 2, 0)] != 0xFF) & ((eoi - s) % 2 == 0))
     idx = np.flatnonzero(ok)
     if len(idx):
-        raw = _bytes_viewed(arr)
-        if raw is not None:  # compared in place, no copy of the headers
-            same = np.fromiter((raw.startswith(hdr, a) for a in s[idx].tolist()), bool, len(idx))
-        else:
-            same = (arr[s[idx, None] + np.arange(L)] == np.frombuffer(hdr, dtype=np.uint8)).all(axis=1)
+        same = prefix_mask(arr, s[idx], hdr)  # compared in place, no copy of the headers
         ok[idx[~same]] = False
         idx = np.flatnonzero(ok)
     if not len(idx):
