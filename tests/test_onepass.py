@@ -122,8 +122,8 @@ def test_copy_tap_sees_the_source_and_the_output_is_patched(tmp_path):
     fp = FilePlan("out.bin", source=src, patches=[Patch(100, 10, b"X" * 10, "t"), Patch(2 << 20, 5000, None, "z")])
     seen = bytearray()
 
-    def tap(off: int, buf: bytes, markers) -> None:
-        assert off == len(seen) and markers is None  # no JPEG scrub planned: the copy searched nothing
+    def tap(off: int, buf: bytes, markers, ff) -> None:
+        assert off == len(seen) and markers is None and ff is None  # no JPEG scrub planned: the copy searched nothing
         seen.extend(buf)
 
     apply_copy(fp, tmp_path / "out.bin", tap=tap)
@@ -135,18 +135,20 @@ def test_copy_tap_sees_the_source_and_the_output_is_patched(tmp_path):
 
 def test_copy_tap_gets_the_marker_positions_the_scrub_searched(tmp_path):
     """With a deferred JPEG scrub the copy searches each buffer's markers once and hands them to
-    the tap (the tile identity uses them rather than searching again)."""
-    from wsianon.io.jpeg import marker_positions
+    the tap (the tile identity uses them rather than searching again), with the fill-byte pairs and
+    restart markers from the same pass."""
+    from wsianon.io.jpeg import marker_positions, pairs_and_restarts
     from wsianon.io.jpeg_plan import DeferredScrub
 
     src = tmp_path / "src.bin"
-    data = os.urandom((2 << 20) + 777) + b"\xff\xd8\xff\xfe\x00\x04ab\xff\xd9"
+    data = os.urandom((2 << 20) + 777) + b"\xff\xd8\xff\xfe\x00\x04ab\xff\xff\xd0\xff\xd9"
     src.write_bytes(data)
     got: list[tuple[int, bool]] = []
 
-    def tap(off: int, buf: bytes, markers) -> None:
-        assert markers is not None
-        got.append((off, np.array_equal(markers, marker_positions(buf))))
+    def tap(off: int, buf: bytes, markers, ff) -> None:
+        assert markers is not None and ff is not None
+        pairs, rst = pairs_and_restarts(buf)
+        got.append((off, np.array_equal(markers, marker_positions(buf)) and np.array_equal(ff[0], pairs) and np.array_equal(ff[1], rst) and len(rst) > 0))
 
     apply_copy(FilePlan("o.bin", source=src, deferred_scrub=DeferredScrub([], [])), tmp_path / "o.bin", tap=tap)
     assert got and all(same for _, same in got) and got[0][0] == 0
@@ -157,7 +159,7 @@ def test_copy_tap_error_is_reported(tmp_path):
     src = tmp_path / "src.bin"
     src.write_bytes(os.urandom(1 << 20))
 
-    def tap(off: int, buf: bytes, markers) -> None:
+    def tap(off: int, buf: bytes, markers, ff) -> None:
         raise ValueError("tap failed")
 
     with pytest.raises(ValueError, match="tap failed"):

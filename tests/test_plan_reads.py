@@ -136,7 +136,7 @@ def test_c_marker_search_is_built_and_matches_numpy():
 
 def test_c_pairs_and_restarts_search_matches_a_byte_by_byte_search():
     """``pairs_and_restarts`` (the header-repeat shortcut's count of fill bytes and restart
-    markers, C where built) gives what a byte-by-byte search and the numpy search give: random
+    markers, C where built) and ``marker_index`` (the markers, pairs and restarts from one pass) give what a byte-by-byte search and the numpy search give: random
     bytes with many 0xFF, views and slices, every short buffer of marker-like bytes, and more
     positions than the first allocation holds."""
     import itertools
@@ -153,6 +153,10 @@ def test_c_pairs_and_restarts_search_matches_a_byte_by_byte_search():
         c, n = jpeg.pairs_and_restarts(buf), jpeg._pairs_restarts_numpy(buf)
         assert c[0].dtype == c[1].dtype == np.int64
         assert (c[0].tolist(), c[1].tolist()) == (n[0].tolist(), n[1].tolist()), bytes(buf)
+        # the one-pass index gives the same three lists as the separate searches
+        idx = jpeg.marker_index(buf)
+        assert [a.dtype for a in idx] == [np.int64] * 3
+        assert (idx.at.tolist(), idx.pairs.tolist(), idx.restarts.tolist()) == (jpeg._markers_numpy(buf).tolist(), n[0].tolist(), n[1].tolist())
         return c[0].tolist(), c[1].tolist()
 
     rng = np.random.default_rng(7)
@@ -187,3 +191,34 @@ def test_c_prefix_mask_matches_a_naive_comparison():
         for view in (buf, memoryview(buf), np.frombuffer(buf, dtype=np.uint8)):
             assert jpeg.prefix_mask(view, starts, pre).tolist() == naive
         assert jpeg._prefix_mask_numpy(buf, starts.astype(np.int64), pre).tolist() == naive
+
+
+def test_header_repeat_shortcut_same_answer_with_the_tap_index():
+    """``clean_by_header_many`` given the copy's one-pass index of the whole buffer (``ff``) answers
+    as it does searching the streams itself: a clean stream is proven, one with a fill byte inside
+    its coded data or a restart marker its header does not ask for is not."""
+    import io
+
+    from PIL import Image
+
+    from wsianon.io import jpeg
+
+    rng = np.random.default_rng(5)
+    b = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(b, "JPEG", quality=90)
+    clean = b.getvalue()
+    known: list[bytes] = []
+    jpeg.learn_clean_header(clean, known)
+    hdr = known[0]
+    stuffed = clean.index(b"\xff\x00", len(hdr))  # a stuffed 0xFF in the coded data
+    fill = clean[:stuffed] + b"\xff" + clean[stuffed:]  # a fill byte before it
+    rst = clean[:stuffed] + b"\xff\xd0" + clean[stuffed:]  # a restart marker without a DRI
+    streams = [clean, fill, clean, rst, clean]
+    buf = b"".join(streams)
+    s = np.cumsum([0] + [len(x) for x in streams[:-1]]).astype(np.int64)
+    e = s + np.array([len(x) for x in streams], dtype=np.int64)
+    arr = np.frombuffer(buf, dtype=np.uint8)
+    alone = jpeg.clean_by_header_many(arr, s, e, hdr)
+    idx = jpeg.marker_index(buf)
+    given = jpeg.clean_by_header_many(arr, s, e, hdr, idx.at, (idx.pairs, idx.restarts))
+    assert alone.tolist() == given.tolist() == [True, False, True, False, True]

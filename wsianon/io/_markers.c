@@ -46,13 +46,14 @@ static PyObject *posv_bytes(posv *a) {
     return res;
 }
 
-/* which list the 0xFF at q belongs to, by the byte after it: 0 none, 1 the first, 2 the second */
+/* which list the 0xFF at q belongs to, by the byte after it: 0 none, else 1 + the list's index */
 static int kind_marker(unsigned char c) { return after_ff_is_marker(c) ? 1 : 0; }
 static int kind_pair_restart(unsigned char c) { return c == 0xFF ? 1 : (c >= 0xD0 && c <= 0xD7) ? 2 : 0; }
+static int kind_all(unsigned char c) { return c == 0xFF ? 2 : (c >= 0xD0 && c <= 0xD7) ? 3 : c != 0x00 ? 1 : 0; }
 
-/* the positions of the 0xFF bytes of b[0..n) (but the last byte) into one and two, by kind();
+/* the positions of the 0xFF bytes of b[0..n) (but the last byte) into lists[kind() - 1];
  * -1 when out of memory. Runs without the GIL. */
-static int scan(const unsigned char *b, Py_ssize_t n, int (*kind)(unsigned char), posv *one, posv *two) {
+static int scan(const unsigned char *b, Py_ssize_t n, int (*kind)(unsigned char), posv *lists) {
     int rc = 0;
     if (n < 2)
         return 0;
@@ -63,7 +64,7 @@ static int scan(const unsigned char *b, Py_ssize_t n, int (*kind)(unsigned char)
         if (q == NULL)
             break;
         int k = kind(q[1]);
-        if (k && posv_push(k == 1 ? one : two, (int64_t)(q - b)) < 0) {
+        if (k && posv_push(&lists[k - 1], (int64_t)(q - b)) < 0) {
             rc = -1;
             break;
         }
@@ -73,36 +74,40 @@ static int scan(const unsigned char *b, Py_ssize_t n, int (*kind)(unsigned char)
     return rc;
 }
 
-/* scan() of a buffer object: its two lists as a tuple of bytes (with_two) or the first alone */
-static PyObject *scan_buffer(PyObject *arg, int (*kind)(unsigned char), int with_two) {
+/* scan() of a buffer object: its lists as a tuple of bytes (nlists > 1) or the first alone */
+static PyObject *scan_buffer(PyObject *arg, int (*kind)(unsigned char), int nlists) {
     Py_buffer view;
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
         return NULL;
-    posv one = {NULL, 0, 0}, two = {NULL, 0, 0};
-    int rc = scan((const unsigned char *)view.buf, view.len, kind, &one, &two);
+    posv lists[3] = {{NULL, 0, 0}, {NULL, 0, 0}, {NULL, 0, 0}};
+    int rc = scan((const unsigned char *)view.buf, view.len, kind, lists);
     PyBuffer_Release(&view);
     if (rc < 0) {
-        free(one.v);
-        free(two.v);
+        for (int i = 0; i < 3; i++)
+            free(lists[i].v);
         return PyErr_NoMemory();
     }
-    PyObject *a = posv_bytes(&one);
-    PyObject *r = posv_bytes(&two);
-    if (!with_two) {
-        Py_XDECREF(r);
-        return a;
+    if (nlists == 1)
+        return posv_bytes(&lists[0]);
+    PyObject *out = PyTuple_New(nlists);
+    for (int i = 0; i < nlists; i++) {
+        PyObject *item = out ? posv_bytes(&lists[i]) : NULL;
+        if (item == NULL) {
+            for (int j = i; j < 3; j++)
+                free(lists[j].v);
+            Py_XDECREF(out);
+            return out ? NULL : PyErr_NoMemory();
+        }
+        PyTuple_SET_ITEM(out, i, item);
     }
-    if (a == NULL || r == NULL) {
-        Py_XDECREF(a);
-        Py_XDECREF(r);
-        return NULL;
-    }
-    return Py_BuildValue("(NN)", a, r);
+    return out;
 }
 
-static PyObject *positions(PyObject *self, PyObject *arg) { return scan_buffer(arg, kind_marker, 0); }
+static PyObject *positions(PyObject *self, PyObject *arg) { return scan_buffer(arg, kind_marker, 1); }
 
-static PyObject *pairs_and_restarts(PyObject *self, PyObject *arg) { return scan_buffer(arg, kind_pair_restart, 1); }
+static PyObject *pairs_and_restarts(PyObject *self, PyObject *arg) { return scan_buffer(arg, kind_pair_restart, 2); }
+
+static PyObject *index_all(PyObject *self, PyObject *arg) { return scan_buffer(arg, kind_all, 3); }
 
 /* prefix_mask(buffer, starts, prefix) -> bytes: for each native int64 position in starts, 1 where
  * buffer holds prefix at that position (wholly inside the buffer), else 0 -- the comparison of many
@@ -134,6 +139,7 @@ static PyObject *prefix_mask(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"positions", positions, METH_O, "JPEG marker positions in a buffer, as native int64 bytes."},
+    {"index", index_all, METH_O, "positions, then pairs_and_restarts, of one buffer in one pass: a tuple of three bytes."},
     {"prefix_mask", prefix_mask, METH_VARARGS, "1 where the buffer holds the prefix at each int64 start, else 0, as bytes."},
     {"pairs_and_restarts", pairs_and_restarts, METH_O, "Positions of 0xFF 0xFF pairs and of restart markers, as native int64 bytes."},
     {NULL, NULL, 0, NULL},

@@ -10,3 +10,7 @@ def pairs_and_restarts(buf: Buffer, /) -> tuple[bytes, bytes]:
 def prefix_mask(buf: Buffer, starts: Buffer, prefix: Buffer, /) -> bytes:
     """For each native int64 position in ``starts``: 1 where ``buf`` holds ``prefix`` there (wholly
     inside ``buf``), else 0 (see wsianon.io.jpeg.prefix_mask)."""
+
+def index(buf: Buffer, /) -> tuple[bytes, bytes, bytes]:
+    """``positions(buf)`` and ``pairs_and_restarts(buf)`` from one pass (see
+    wsianon.io.jpeg.marker_index)."""

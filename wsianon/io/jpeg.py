@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from wsianon.io.jpeg_std import standard_counts, standard_table
 
@@ -608,6 +608,28 @@ def _markers_in(a):
     return pos[keep].astype(np.int64, copy=False)
 
 
+class MarkerIndex(NamedTuple):
+    """A buffer's 0xFF bytes by what follows them, from one pass: ``at``, :func:`marker_positions`;
+    ``pairs`` and ``restarts``, :func:`pairs_and_restarts` (sorted int64 numpy arrays of positions
+    in the buffer)."""
+
+    at: Any
+    pairs: Any
+    restarts: Any
+
+
+def marker_index(buf) -> MarkerIndex:
+    """:func:`marker_positions` and :func:`pairs_and_restarts` of ``buf`` in one pass over it (the C
+    extension where it was built): the copy's tap searches each buffer once for its JPEG scrub and
+    the source's tile identity, which both count fill bytes and restart markers."""
+    import numpy as np
+
+    if _c_markers is not None:
+        at, pairs, rst = _c_markers.index(buf)
+        return MarkerIndex(np.frombuffer(at, dtype=np.int64), np.frombuffer(pairs, dtype=np.int64), np.frombuffer(rst, dtype=np.int64))
+    return MarkerIndex(_markers_numpy(buf), *_pairs_restarts_numpy(buf))
+
+
 def pairs_and_restarts(buf):
     """Two sorted int64 numpy arrays of positions p in ``buf`` (but the last byte) where byte p is
     0xFF: those where byte p + 1 is 0xFF as well (a fill byte: p and p + 1 are both 0xFF), and those
@@ -707,13 +729,14 @@ def _bytes_viewed(arr):
     return None
 
 
-def clean_by_header_many(arr, s, e, hdr: bytes, markers=None):
+def clean_by_header_many(arr, s, e, hdr: bytes, markers=None, ff=None):
     """:func:`clean_by_known_header` for many streams of one buffer at once (numpy): a boolean
     array, True where stream ``arr[s[i]:e[i]]`` starts with ``hdr`` (a header found clean), ends
     with EOI (or EOI and one zero byte: a DICOM item's even-length padding) and has that EOI as
     its first marker after the header.  False means "not proven here".  ``markers``: the sorted
     ``marker_positions`` of ``arr`` (over the streams at least), or None to search only the
-    streams whose header and EOI match."""
+    streams whose header and EOI match.  ``ff``: (pairs, restarts), :func:`pairs_and_restarts` of
+    all of ``arr`` (a :class:`MarkerIndex`'s), or None to search the streams here."""
     import numpy as np
 
     L = len(hdr)
@@ -744,10 +767,13 @@ def clean_by_header_many(arr, s, e, hdr: bytes, markers=None):
         # would be free; the walk refuses them, and so does this shortcut (one pass over the
         # streams' 0xFF bytes)
         # (one pass over the streams' 0xFF bytes: the C search where it was built)
-        lo, hi = int(s[idx[0]]), int(eoi[idx[-1]])
-        pairs, rst = pairs_and_restarts(memoryview(arr)[lo:hi])
-        pairs = pairs + lo  # p: p and p + 1 are both 0xFF
-        rst = rst + lo
+        if ff is not None:  # the whole buffer's: positions outside the streams are never looked at
+            pairs, rst = ff
+        else:
+            lo, hi = int(s[idx[0]]), int(eoi[idx[-1]])
+            pairs, rst = pairs_and_restarts(memoryview(arr)[lo:hi])
+            pairs = pairs + lo  # p: p and p + 1 are both 0xFF
+            rst = rst + lo
         k = pairs.searchsorted(s[idx] + L)
         inside = k < len(pairs)
         inside[inside] &= pairs[k[inside]] < eoi[idx][inside] - 1  # the one fill before EOI: parity_fill_ok
@@ -965,6 +991,7 @@ class StreamScrub:
         self._head = [_HEAD] * len(streams)  # bytes to read of a head, per IFD (see _want)
         self._k = 0
         self._buf_markers: Any = None  # marker_positions of the buffer being fed (numpy), once known
+        self._buf_ff: Any = None  # its (pairs, restarts) where the caller gave them with its markers
 
     @property
     def done(self) -> bool:
@@ -986,10 +1013,11 @@ class StreamScrub:
             self._head[g] = max(map(len, known)) + 16
         return found
 
-    def feed(self, fd: int, pos: int, buf, markers=None) -> list[ScrubSpan]:
+    def feed(self, fd: int, pos: int, buf, markers=None, ff=None) -> list[ScrubSpan]:
         """The spans of every stream not judged yet that starts before ``pos + len(buf)``
         (``buf``: the file's bytes from ``pos``; ``markers``: its ``marker_positions`` when the
-        caller has them, else they are searched here where needed).
+        caller has them, else they are searched here where needed; ``ff``: its
+        ``pairs_and_restarts`` likewise, from the same :class:`MarkerIndex`).
 
         Fed the file's bytes, this sees every stream whole: a stream that may carry something
         after its entropy-coded data (``_scan_then_eoi`` cannot show otherwise) is judged from all
@@ -1004,6 +1032,7 @@ class StreamScrub:
         mv = memoryview(buf)
         k0 = self._k
         self._buf_markers = markers
+        self._buf_ff = ff if markers is not None else None
         todo = self._todo(pos, buf, k0, kk) if kk > k0 else None
         for k in range(k0, kk) if todo is None else (k0 + i for i in todo.nonzero()[0].tolist()):
             off, cnt = int(self._off[k]), int(self._cnt[k])
@@ -1061,7 +1090,7 @@ class StreamScrub:
             if len(sel):
                 if self._buf_markers is None:  # searched once a buffer: _scan_then_eoi uses it too
                     self._buf_markers = marker_positions(buf)
-                todo[sel[clean_by_header_many(arr, s, e, hdr, self._buf_markers)]] = False
+                todo[sel[clean_by_header_many(arr, s, e, hdr, self._buf_markers, self._buf_ff)]] = False
         return todo
 
     def rest(self, fd: int) -> list[ScrubSpan]:

@@ -36,8 +36,9 @@ CHUNK = 8 * 1024 * 1024
 _os_write = os.write
 _copy_file_range = getattr(os, "copy_file_range", None)
 
-# the copy's tap: (offset, buffer, the buffer's JPEG marker positions when the copy searched them, else None)
-Tap = Callable[[int, bytes, "np.ndarray | None"], None]
+# the copy's tap: (offset, buffer, the buffer's JPEG marker positions when the copy searched them,
+# else None, and its (fill-byte pairs, restart markers) from the same search, else None)
+Tap = Callable[[int, bytes, "np.ndarray | None", "tuple[np.ndarray, np.ndarray] | None"], None]
 
 
 @dataclass
@@ -331,7 +332,7 @@ def _tap_file(path: Path, size: int, tap: Tap | None, stream: digests.StreamDige
     zeroed: list[Patch] = []
     scrub = None
     if deferred is not None:
-        from wsianon.io.jpeg import StreamScrub, marker_positions
+        from wsianon.io.jpeg import StreamScrub, marker_index
 
         scrub = StreamScrub(deferred.streams)
         deferred.streams = []  # the scrub holds them sorted: the IFDs' tables (16 bytes a tile) go
@@ -341,13 +342,14 @@ def _tap_file(path: Path, size: int, tap: Tap | None, stream: digests.StreamDige
             buf = os.pread(fd, min(CHUNK, size - pos), pos)
             if not buf:
                 break
-            markers = None
+            markers = ff = None
             if scrub is not None:  # the marker search is done once a buffer, for the scrub and the tap
-                markers = marker_positions(buf)
-                _late_patches(deferred, scrub.feed(fd, pos, buf, markers), stream, zeroed)
+                index = marker_index(buf)
+                markers, ff = index.at, (index.pairs, index.restarts)
+                _late_patches(deferred, scrub.feed(fd, pos, buf, markers, ff), stream, zeroed)
             stream.feed(pos, buf)
             if tap is not None:
-                tap(pos, buf, markers)
+                tap(pos, buf, markers, ff)
             pos += len(buf)
         if scrub is not None and not stop.is_set():
             _late_patches(deferred, scrub.rest(fd), stream, zeroed)  # streams past what was read

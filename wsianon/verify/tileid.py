@@ -225,10 +225,11 @@ class Feeder:
 
     # -- feeding -----------------------------------------------------------------------
 
-    def feed(self, offset: int, buf, markers=None) -> None:
+    def feed(self, offset: int, buf, markers=None, ff=None) -> None:
         """The file's bytes [offset, offset + len(buf)); offsets must follow on from the last call.
         ``markers``: ``marker_positions(buf)`` when the caller searched them already (the copy's
-        tap, which searches each buffer once for its JPEG scrub), else searched here."""
+        tap, which searches each buffer once for its JPEG scrub), else searched here; ``ff``:
+        ``pairs_and_restarts(buf)`` from the same search (``jpeg.marker_index``), or None."""
         if not self.streamable:
             self._pos = offset + len(buf)
             return
@@ -255,8 +256,8 @@ class Feeder:
                     self._raw_batch(st, mv, c0, k, kk)
                 else:
                     if markers is None:
-                        markers = marker_positions(mv)
-                    self._scrub_batch(st, mv, c0, k, kk, markers)
+                        markers, ff = marker_positions(mv), None
+                    self._scrub_batch(st, mv, c0, k, kk, markers, ff)
                 k = kk
                 continue
             if not st.scrub:
@@ -325,12 +326,12 @@ class Feeder:
         for i0, i1 in self._stretches(k, kk, np.ones(kk - k, dtype=bool)):
             st.h.update(mv[int(s[i0]) : int(e[i1 - 1])])
 
-    def _scrub_batch(self, st: _PageState, mv: memoryview, c0: int, k: int, kk: int, markers: np.ndarray) -> None:
+    def _scrub_batch(self, st: _PageState, mv: memoryview, c0: int, k: int, kk: int, markers: np.ndarray, ff=None) -> None:
         """``_scrubbed_tile`` for the tiles [k, kk), its fast path checked for all at once (numpy);
         runs of clean contiguous tiles are hashed in one update (their concatenation)."""
         s, e = self._off[k:kk] - c0, self._end[k:kk] - c0
         # a zero after EOI (a DICOM item's even-length padding) is one ``normalized`` leaves as it is
-        ok = clean_by_header_many(np.frombuffer(mv, dtype=np.uint8), s, e, st.headers[0], markers)
+        ok = clean_by_header_many(np.frombuffer(mv, dtype=np.uint8), s, e, st.headers[0], markers, ff)
         for i0, i1 in self._stretches(k, kk, ok):
             if ok[i0]:
                 st.h.update(mv[int(s[i0]) : int(e[i1 - 1])])
