@@ -506,3 +506,28 @@ def test_an_associated_image_claiming_a_huge_size_is_refused_without_decoding_it
     code, stdout, stderr = cli("run", "--target", "native", str(src), "-o", str(out))
     assert code != 0 and "an associated image" in stdout + stderr and "64 Mpx" in stdout + stderr, stdout + stderr
     assert (resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss >> 10) - before < 1024
+
+
+@pytest.mark.parametrize("field_type,count", [(2, 1), (4, 0)], ids=["ascii", "no-value"])
+def test_a_strip_page_whose_width_is_not_a_number_fails_verification(cli, tmp_path, field_type, count):
+    """Fuzz seed 86 (svs-bigtiff #44): a damaged field type made the label page's ImageWidth ASCII;
+    ``verify`` of the slide ended in "internal error (ValueError) while auditing" (tiles-coded-tight
+    took the size of an LZW strip with int() of the bytes the field holds; a count of 0, no value,
+    raised the same in max()). The size that is not a number fails the check, naming the page."""
+    import struct as st
+
+    from .fixtures.svs_gen import write_svs
+
+    src = write_svs(tmp_path / "case.svs", size=(512, 384)).path
+    with tifffile.TiffFile(src) as tf:
+        (label,) = [p for p in tf.pages if "label" in (p.description or "")]
+        assert label.compression == 5 and not label.is_tiled  # LZW strips: their decoded size is computed
+        entry, index = label.tags[256].offset, label.index
+    data = bytearray(src.read_bytes())
+    assert st.unpack_from("<H", data, entry)[0] == 256
+    st.pack_into("<HI", data, entry + 2, field_type, count)
+    src.write_bytes(bytes(data))
+    code, stdout, stderr = cli("verify", str(src))
+    assert code == 1 and "internal error" not in stdout + stderr, stdout + stderr
+    (line,) = [ln for ln in stdout.splitlines() if "tiles-coded-tight" in ln]
+    assert line.strip().startswith("FAIL") and f"IFD {index}: tag 256 is not a number" in line, line

@@ -310,11 +310,16 @@ def sample_indices(n: int, every: bool) -> np.ndarray:
 
 
 def _expected_bytes(ts, ifd, tiled: bool) -> int:
-    """The most bytes one tile (or strip) of ``ifd`` decodes to."""
+    """The most bytes one tile (or strip) of ``ifd`` decodes to (CorruptInput where a size field
+    is not numbers: a damaged field type, e.g. ASCII, gives bytes, and a count of 0 no value)."""
+    from wsianon.errors import CorruptInput
 
     def v(tag: int, default: int) -> int:
         x = ts.value(ifd, tag, default)
-        return int(max(x) if isinstance(x, (tuple, list)) else x)
+        xs = x if isinstance(x, (tuple, list)) else (x,)
+        if not xs or not all(isinstance(n, int) for n in xs):
+            raise CorruptInput(ts.path, f"IFD {ifd.index}: tag {tag} is not a number (field type or count corrupt)")
+        return max(xs)
 
     w = v(322 if tiled else 256, 0)
     h = v(323, 0) if tiled else min(v(278, 1 << 32), v(257, 0))
