@@ -531,3 +531,33 @@ def test_a_strip_page_whose_width_is_not_a_number_fails_verification(cli, tmp_pa
     assert code == 1 and "internal error" not in stdout + stderr, stdout + stderr
     (line,) = [ln for ln in stdout.splitlines() if "tiles-coded-tight" in ln]
     assert line.strip().startswith("FAIL") and f"IFD {index}: tag 256 is not a number" in line, line
+
+
+def test_samples_per_pixel_of_a_damaged_field_type_is_no_number(cli, tmp_path):
+    """Fuzz seed 86 (ndpi #18): a damaged field type made a level's SamplesPerPixel ASCII; its value
+    is bytes, and ``TiffStructure.samples_per_pixel`` compared them with 1: ``run`` ended in
+    "internal error (TypeError)" (the closed world's per-sample cut) and so did ``verify`` (the
+    per-sample count check), since red team stop 39. It is no number (None) now: the slide is
+    judged, not crashed on."""
+    import struct as st
+
+    from wsianon.io.tiff import TiffStructure
+
+    from .fixtures.ndpi_gen import make_ndpi
+
+    (tmp_path / "in").mkdir()
+    src = make_ndpi(tmp_path / "in" / "case.ndpi", levels=2, width=256, height=192)[0]
+    with tifffile.TiffFile(src) as tf:
+        entry = tf.pages[1].tags[277].offset
+    data = bytearray(src.read_bytes())
+    assert st.unpack_from("<HH", data, entry) == (277, 3)  # SHORT
+    st.pack_into("<H", data, entry + 2, 2)  # ASCII: one byte, b"\x03"
+    src.write_bytes(bytes(data))
+    with TiffStructure(src) as ts:
+        assert ts.samples_per_pixel(ts.ifds[1]) is None
+    code, stdout, stderr = cli("run", str(src), "-o", str(tmp_path / "out"))
+    assert code in (0, 1) and "internal error" not in stdout + stderr, stdout + stderr
+    (slide,) = json.loads((tmp_path / "out" / "wsianon-report.json").read_text())["slides"]
+    assert slide["status"] in ("ok", "failed", "error") and "internal error" not in (slide["error"] or ""), slide
+    code, stdout, stderr = cli("verify", str(src))
+    assert code == 1 and "internal error" not in stdout + stderr, stdout + stderr

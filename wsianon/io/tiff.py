@@ -319,7 +319,8 @@ class TiffStructure:
             v = self.values(e)
         except Exception:  # a damaged entry: no number
             return None
-        return int(v[0]) if len(v) == 1 and v[0] >= 1 else None
+        # bytes where the field type is ASCII or UNDEFINED (a damaged type): no number either
+        return v[0] if len(v) == 1 and isinstance(v[0], int) and v[0] >= 1 else None
 
     def ascii(self, entry: Entry) -> str:
         data = self.raw(entry)
