@@ -631,6 +631,17 @@ def test_unreadable_number_of_frames_is_refused(original, tmp_path, instance):
     assert [s["status"] for s in slides] == ["error"], slides
 
 
+@pytest.mark.parametrize("instance", ["0-label.dcm", "1-overview.dcm"])
+def test_unreadable_width_of_a_dropped_instance_is_no_internal_error(original, tmp_path, instance):
+    """Seed 90 #10: a LABEL's TotalPixelMatrixColumns retyped IS "x" ended in an internal error
+    (ValueError in process_instances, which ordered the instances by int() of it). The LABEL and
+    the OVERVIEW are dropped (default options), so their geometry is never checked: the slide is
+    shared without them (a shared instance with such a value is refused, ``unplaced_frames``)."""
+    case_dir, src = _damaged(original, tmp_path, instance, _retyped(0x00480006, b"IS", b"x"))
+    slides = _refused(case_dir, src, tmp_path / "out")
+    assert [s["status"] for s in slides] == ["ok"], slides
+
+
 def _extended_offset_table(offsets: list[int], lengths: list[int]):
     def mutate(b: bytes, elems: list[Elem]) -> bytes:
         b = _put(b, elems, 0x7FE00001, _element(0x7FE00001, b"OV", struct.pack(f"<{len(offsets)}Q", *offsets)))

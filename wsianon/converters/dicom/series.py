@@ -295,6 +295,17 @@ def _dropped(kind: str, policy, keep_label: bool) -> bool:
     return (kind == "LABEL" and not keep_label) or (kind == "OVERVIEW" and policy.macro != "keep") or (kind == "THUMBNAIL" and policy.thumbnail == "remove")
 
 
+def _width(ds) -> int:
+    """The image's width for the order of the instances: TotalPixelMatrixColumns, else Columns; 0
+    when it is not a number. Only an instance the run drops can hold such a value here (a shared
+    one's frame geometry is checked before, ``unplaced_frames``): fuzz seed 90, a LABEL's
+    TotalPixelMatrixColumns retyped IS "x" ended in an internal error (ValueError)."""
+    try:
+        return int(ds.get("TotalPixelMatrixColumns", 0) or ds.get("Columns", 0) or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 def process_instances(
     sources: list[Path], ctx: SlideContext, out_dir: Path, result: DicomResult, label_note: str, keep_label: bool = False, scanner: Scanner | None = None
 ) -> None:
@@ -346,7 +357,7 @@ def process_instances(
     identity = slide_identity(ctx, str(first.get("PatientID", "") or "") or None, str(first.get("StudyInstanceUID", "") or "") or None)
     engine = Engine(profile, ctx.key, identity)
     result.identity, result.profile = identity, profile
-    headers.sort(key=lambda h: (_KIND_ORDER[h[0]], -int(h[2].get("TotalPixelMatrixColumns", 0) or h[2].get("Columns", 0) or 0), str(h[1])))
+    headers.sort(key=lambda h: (_KIND_ORDER[h[0]], -_width(h[2]), str(h[1])))
     # the instances that will be shared, by their output SOP Instance UID: references to any
     # other instance (a dropped LABEL/OVERVIEW, another series) are removed
     kept_uids = {engine.uid_out(str(ds.get("SOPInstanceUID", ""))) for kind, _f, ds, _s in headers if not _dropped(kind, ctx.policy, keep_label)}
