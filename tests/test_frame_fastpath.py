@@ -21,6 +21,7 @@ from wsianon.verify.dicom import frames as frames_mod
 from wsianon.verify.dicom import jpeg as jpeg_mod
 from wsianon.verify.dicom.jpeg import ProvenHeaders, _same_mv
 from wsianon.profiles.policy import Policy
+from wsianon.verify.shown_levels import shown_levels
 
 from .conftest import shared
 from .fixtures.plant_jpeg import noise_jpeg
@@ -217,7 +218,7 @@ def _level_pairs(src: Path, out_dir: Path) -> tuple[bytes | None, list[tuple[byt
             ds = pydicom.dcmread(p, stop_before_pixels=True)
         if frames_mod.image_kind(ds) != "VOLUME":
             continue
-        (plan,) = frames_mod._plan_levels([(p, ds)], pages, [])
+        (plan,) = frames_mod._plan_levels([(p, ds)], pages, [], shown_levels(src, pages))
         mode, path, ds, (page,) = plan  # one source page a picture: this level has one
         assert mode == "bytes"
         frags = frames_mod._located(path)
@@ -292,7 +293,7 @@ def test_compare_bytes_names_the_first_changed_frame(generated, tmp_path):
         b = fh.read(1)
         fh.seek(o + ln // 2)
         fh.write(bytes([b[0] ^ 0x20]))
-    ((_, path, ds, (page,)),) = frames_mod._plan_levels([(p, ds)], pages, [])
+    ((_, path, ds, (page,)),) = frames_mod._plan_levels([(p, ds)], pages, [], shown_levels(src, pages))
     for located in (frags, False):  # fragments from FrameSegments' walk, or walked here
         problems: list[str] = []
         with open(src, "rb") as fs:

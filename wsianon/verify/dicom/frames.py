@@ -42,6 +42,7 @@ from wsianon.verify.dicom.decode import (
     pictures,
 )
 from wsianon.verify.dicom.jpeg import ProvenHeaders, _fragments, fragments_at
+from wsianon.verify.shown_levels import ShownLevels, shown_levels
 
 
 def _compare_bytes(path: Path, ds: Dataset, page, fds: int, problems: list[str], frags: list[tuple[int, int]] | None | bool = False) -> int:
@@ -186,29 +187,55 @@ def _source_pictures(pages: list, size: tuple[int, int], n: int) -> list | None:
     return [pg for _z, _k, pg in sorted(zip(z, range(len(same)), same))]
 
 
-def _plan_levels(volumes: list[tuple[Path, Dataset]], pages: list, problems: list[str]) -> list[tuple]:
+NOT_THE_SLIDE = "the DICOM pyramid is not the slide OpenSlide shows"
+
+
+def _plan_levels(volumes: list[tuple[Path, Dataset]], pages: list, problems: list[str], shown: ShownLevels | str) -> list[tuple]:
     """How each VOLUME instance is proven: (mode, path, ds, source pages: one per picture) with
     mode "bytes" (passed through), "re-tiled" (JPEG, decoded sample for sample) or "re-encoded"
     (declared lossy). An instance of several pictures (an NDPI z-stack's focal planes) is proven
-    re-tiled only, each picture against its own source page."""
+    re-tiled only, each picture against its own source page.
+
+    ``shown`` (``verify.shown_levels``): the page OpenSlide reads for each of its levels. A level
+    passed through or re-tiled is proven against that page only, never against any page of its
+    size (red team stop 40: an NDPI's macro first in the IFD chain, a hidden focal plane, a Leica
+    fluorescence image OpenSlide does not show were each the DICOM pyramid, proven against
+    themselves); the page OpenSlide reads as level 0 (of the region written) must be written, and a
+    re-encoded pyramid must hold OpenSlide's level 0 (``check_frames_converted``: its frames are
+    compared with OpenSlide's own rendering of the level of their size)."""
     plan = []
+    by_page = shown.pages() if isinstance(shown, ShownLevels) else {}
+    written: set[int] = set()  # pages OpenSlide reads for a level, written as a level
+    regions: set[int] = set()
     for path, ds in volumes:
         size = (int(ds.TotalPixelMatrixColumns), int(ds.TotalPixelMatrixRows))
         n = pictures(ds)
-        same = sorted((pg for pg in pages if (pg.imagewidth, pg.imagelength) == size), key=lambda pg: not pg.is_tiled)
-        page = same[0] if same else None
+        if declares_reencoding(ds) and n == 1:
+            plan.append(("re-encoded", path, ds, [None]))
+            continue
+        if not isinstance(shown, ShownLevels):
+            why = shown or "OpenSlide's levels of the source are not known"
+            problems.append(f"{path.name}: {why}: which source page is the level cannot be told")
+            continue
+        own = [k for k, pg in enumerate(pages) if k in by_page and (pg.imagewidth, pg.imagelength) == size]
+        if len(own) != 1:
+            problems.append(
+                f"{path.name}: not a level OpenSlide shows of the source: no source page OpenSlide reads for a level of its size "
+                "to prove its frames against (and no re-encode declared)"
+            )
+            continue
+        page = pages[own[0]]
+        written.add(own[0])
+        regions.add(by_page[own[0]])
         if n > 1:
             stack = _source_pictures(pages, size, n)
             if stack is None or declares_reencoding(ds) or any(int(pg.compression) not in JPEG_TIFF_CODECS for pg in stack):
                 problems.append(f"{path.name}: {n} focal planes or optical paths, and no JPEG source level page for each to prove them against")
                 continue
+            if not any(pg is page for pg in stack):
+                problems.append(f"{path.name}: its focal planes do not include the page OpenSlide shows for the level")
+                continue
             plan.append(("re-tiled", path, ds, stack))
-            continue
-        if declares_reencoding(ds):
-            plan.append(("re-encoded", path, ds, [None]))
-            continue
-        if page is None:
-            problems.append(f"{path.name}: no source level of the same size to prove its frames against (and no re-encode declared)")
             continue
         codec = int(page.compression)
         same_tiling = (
@@ -220,6 +247,10 @@ def _plan_levels(volumes: list[tuple[Path, Dataset]], pages: list, problems: lis
             plan.append(("re-tiled", path, ds, [page]))
         else:
             problems.append(f"{path.name}: source codec {codec} cannot be passed through, yet no re-encode is declared")
+    if isinstance(shown, ShownLevels) and not problems:
+        bases = shown.bases()
+        if any(bases.get(r) not in written for r in regions):
+            problems.append(f"the page OpenSlide shows as level 0 is not written as a level: {NOT_THE_SLIDE}")
     return plan
 
 
@@ -241,6 +272,11 @@ class _Sources:
         self.fs = open(source, "rb") if self.tf is not None else None
         self.ref: _OpenSlideReference | None = None
         self.tj = None
+        self.reencoded_levels: set[int] = set()  # OpenSlide's levels the re-encoded frames were compared with
+
+    def shown(self) -> ShownLevels | str:
+        """OpenSlide's levels of the source and the page it reads for each (``shown_levels``)."""
+        return shown_levels(self.source, self.pages if self.tf is not None else [])
 
     def reference(self, name: str, problems: list[str]):
         if self.ref is None:
@@ -281,6 +317,7 @@ def _compare_level(src: _Sources, mode: str, path: Path, ds: Dataset, pages: lis
     if lv is None:
         problems.append(f"{path.name}: re-encoded, and the source has no level of the same size")
         return None
+    src.reencoded_levels.add(lv[0])
     return _compare_reencoded(path, ds, ref, lv, wanted, problems, t)
 
 
@@ -338,7 +375,7 @@ def check_frames_converted(
     sampled = False
     src = _Sources(Path(source), frame_reference, whole_limit)
     try:
-        plan = _plan_levels(volumes, src.pages, problems)
+        plan = _plan_levels(volumes, src.pages, problems, src.shown())
         decoded_total = sum(int(ds.get("NumberOfFrames", 1) or 1) for m, _p, ds, _x in plan if m != "bytes")
         src.tj = _tj() if any(m == "re-tiled" for m, *_ in plan) else None
         for mode, path, ds, pages in plan:
@@ -367,6 +404,9 @@ def check_frames_converted(
                 problems.append(f"{path.name}: {got} of {len(wanted)} frames compared")
     finally:
         src.close()
+    if not problems and tallies["re-encoded"].levels and not (tallies["bytes"].levels or tallies["re-tiled"].levels) and 0 not in src.reencoded_levels:
+        # a re-encoded pyramid without the level OpenSlide shows as level 0 (a page-level pyramid is held to its level 0 page in _plan_levels)
+        problems.append(f"no level is OpenSlide's level 0 of the source: {NOT_THE_SLIDE}")
     if problems:
         verdict.add("dicom: frames", False, "; ".join(problems[:5]))
         return
