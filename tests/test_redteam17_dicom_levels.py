@@ -17,6 +17,7 @@ the route's refusal switched off).
 
 from __future__ import annotations
 
+import re
 import struct
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from PIL import Image, ImageDraw
 
 from wsianon.converters.base import Inventory, SlideContext
 from wsianon.converters.dicom import bridge, convert_slide
+from wsianon.errors import UnsupportedFormat
 from wsianon.pipeline.detect import detect_file
 from wsianon.pipeline.model import Verdict
 from wsianon.pipeline.verify_dicom import _check_frames_converted
@@ -115,6 +117,18 @@ PLANTED = [scn_hidden_image, ndpi_macro_first, ndpi_plane_first]
 
 
 @pytest.mark.parametrize("build", PLANTED, ids=lambda f: f.__name__)
+def test_route_refuses_a_pyramid_that_is_not_openslides_levels(tmp_path, build):
+    src = build(tmp_path)
+    out = tmp_path / "o"
+    with pytest.raises(UnsupportedFormat) as exc:
+        _convert(src, out)
+    reason = exc.value.reason
+    assert reason == bridge.FOREIGN_PYRAMID
+    assert not re.search(r"\d", reason)  # one reason, no numbers
+    assert not list(out.rglob("*.dcm"))  # nothing written
+
+
+@pytest.mark.parametrize("build", PLANTED, ids=lambda f: f.__name__)
 def test_verifier_refuses_the_planted_pyramid_on_its_own(tmp_path, build, monkeypatch):
     src = build(tmp_path)
     monkeypatch.setattr(bridge, "refuse_foreign_pyramid", lambda *_a: None, raising=False)  # the route as it was
@@ -172,3 +186,28 @@ def test_shown_levels_are_the_pages_openslide_reads(tmp_path):
     with tifffile.TiffFile(svs) as tf:
         tiled = [k for k, p in enumerate(tf.pages) if p.is_tiled]
     assert shown.chains[0] == tiled
+
+
+def test_route_holds_a_pixel_reading_pyramid_to_openslides_level_sizes(tmp_path):
+    """A source wsidicomizer reads by pixels (tiffslide, OpenSlide) has no page to name: its
+    levels must have OpenSlide's levels' sizes, level 0 first."""
+    from types import SimpleNamespace
+
+    from wsidicom.geometry import Size
+
+    svs = tmp_path / "PIXELS-SVS-1.svs"
+    write_svs(svs)
+    import openslide
+
+    with openslide.OpenSlide(str(svs)) as s:
+        dims = [tuple(map(int, d)) for d in s.level_dimensions]
+
+    def wsi(sizes):
+        levels = [SimpleNamespace(instances=[SimpleNamespace(image_data=SimpleNamespace(image_size=Size(*wh)))]) for wh in sizes]
+        return SimpleNamespace(pyramids=[levels])
+
+    bridge.refuse_foreign_pyramid(svs, wsi(dims))  # OpenSlide's own levels: accepted
+    for sizes in (dims[1:], [(dims[0][0] + 64, dims[0][1])] + dims[1:], [dims[0], (40, 30)]):
+        with pytest.raises(UnsupportedFormat) as exc:
+            bridge.refuse_foreign_pyramid(svs, wsi(sizes))
+        assert exc.value.reason == bridge.FOREIGN_PYRAMID

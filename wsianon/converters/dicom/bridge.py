@@ -190,6 +190,81 @@ def refuse_route(source: Path, inv: Inventory) -> None:
         route.refuse(source)
 
 
+FOREIGN_PYRAMID = (
+    "cannot convert to DICOM: wsidicomizer's reader would build the DICOM pyramid from pages that are not the "
+    "levels OpenSlide shows of this slide (another image, the macro or a focal plane OpenSlide does not show); "
+    "refused, nothing written; use --target native"
+)
+
+
+def _tiff_page_index(data) -> int | None:
+    """The IFD index of the TIFF page an opentile level image reads, or None (a pixel-reading source)."""
+    page = getattr(getattr(data, "_tiff_image", None), "_page", None)
+    idx = getattr(page, "index", None)
+    return idx if isinstance(idx, int) else None
+
+
+def refuse_foreign_pyramid(source: Path, wsi) -> None:
+    """Refuse, before anything is written, a pyramid wsidicomizer's reader builds from pages that
+    are not OpenSlide's levels of the source (``verify.shown_levels``: the page OpenSlide reads for
+    each level). opentile takes tifffile's first series of an NDPI (a macro or a focal plane
+    OpenSlide never shows, first in the IFD chain, became the DICOM pyramid) and the widest
+    non-macro image of a Leica SCN, whatever its illumination (a fluorescence image OpenSlide does
+    not show): red team stop 40. Each pyramid's level 0 must hold the page OpenSlide reads for a
+    region's level 0, and every level the page OpenSlide reads for one of that region's levels
+    (other pages of a level only of its size: focal planes, which ``dicom: pyramid`` judges). A
+    pixel-reading source (tiffslide, OpenSlide) has no pages here: its levels must have OpenSlide's
+    levels' sizes, level 0 first (``dicom: frames`` compares its frames with OpenSlide's own
+    rendering of the level of their size)."""
+    from wsianon.verify.shown_levels import ShownLevels, shown_levels
+
+    pyramids = [
+        [[_tiff_page_index(inst.image_data) for inst in _instances(level)] for level in pyramid] for pyramid in (getattr(wsi, "pyramids", None) or [wsi.levels])
+    ]
+    found = [i for pyramid in pyramids for level in pyramid for i in level]
+    if not any(i is not None for i in found):
+        _refuse_foreign_pixel_pyramid(source, wsi)
+        return
+    shown = shown_levels(source)
+    if not isinstance(shown, ShownLevels) or any(i is None for i in found):
+        raise UnsupportedFormat(source, FOREIGN_PYRAMID)
+    by_page, bases, sizes = shown.pages(), shown.bases(), shown.page_sizes
+    for pyramid in pyramids:
+        region: int | None = None
+        for level in pyramid:
+            pages = [i for i in level if i is not None]
+            own = [i for i in pages if i in by_page and (region is None or by_page[i] == region)]
+            if len(own) != 1 or any(sizes.get(i) != sizes.get(own[0]) for i in pages):
+                raise UnsupportedFormat(source, FOREIGN_PYRAMID)
+            if region is None:  # the pyramid's level 0: the page OpenSlide reads for a region's level 0
+                region = by_page[own[0]]
+                if bases.get(region) != own[0]:
+                    raise UnsupportedFormat(source, FOREIGN_PYRAMID)
+
+
+def _refuse_foreign_pixel_pyramid(source: Path, wsi) -> None:
+    """A pixel-reading source (tiffslide for BIF, OpenSlide for MRXS): every level's size must be
+    one of OpenSlide's levels (within its bounds, as ``dicom: frames`` places it), each pyramid's
+    level 0 OpenSlide's level 0. Where OpenSlide cannot read the source (iSyntax) its own reader is
+    the reference and nothing is asked here."""
+    from wsianon.verify.dicom.decode import _OpenSlideReference
+
+    try:
+        ref = _OpenSlideReference(source)
+    except Exception:
+        return
+    try:
+        for pyramid in getattr(wsi, "pyramids", None) or [wsi.levels]:
+            for n, level in enumerate(pyramid):
+                for inst in _instances(level):
+                    size = inst.image_data.image_size
+                    lv = ref.level_for(int(size.width), int(size.height))
+                    if lv is None or n == 0 and lv[0] != 0:
+                        raise UnsupportedFormat(source, FOREIGN_PYRAMID)
+    finally:
+        ref.close()
+
+
 def _source_level_sizes(source: Path, inv: Inventory) -> list[tuple[int, int]]:
     """(width, height) of the source's pyramid levels as the file stores them (the format's own
     reading where its spec has one, e.g. NDPI's lens tag; else tifffile's first series' levels)."""
@@ -561,6 +636,7 @@ def _convert(source: Path, policy, uids, post, conv: Path, workers, keep_thumbna
         warnings.simplefilter("ignore")
         wsi = _open(source, policy, uids, post, result)
         with wsi:
+            refuse_foreign_pyramid(source, wsi)
             from wsianon.converters.dicom.levels import align_levels
 
             align_levels(getattr(i, "image_data", None) for lvl in wsi.levels for i in _instances(lvl))  # non-integer downsamples
