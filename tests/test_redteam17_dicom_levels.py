@@ -188,6 +188,28 @@ def test_shown_levels_are_the_pages_openslide_reads(tmp_path):
     assert shown.chains[0] == tiled
 
 
+def test_incomplete_pyramid_note_names_openslides_levels_by_index_only(tmp_path):
+    # F3: an SCN whose macro (removed) has four levels of chosen sizes: no note (the three levels
+    # OpenSlide shows are all built), and no size of the source's in any note
+    src = tmp_path / "in" / "SIZES-SCN-1.scn"
+    src.parent.mkdir(parents=True)
+    make_scn(src, macro_sizes=[(1979, 1201), (987, 654), (98, 76), (54, 32)])
+    _inv, res = _convert(src, tmp_path / "o1")
+    text = " ".join(res.notes)
+    assert "pyramid incomplete" not in text
+    for size in ("1979x1201", "987x654", "98x76", "54x32", "1979", "1201"):
+        assert size not in text
+    # an NDPI level whose downsample is not a power of two is not built: named by its index
+    sizes = [(2048, 1536), (1024, 768), (640, 480), (320, 240), (160, 120)]
+    info = make_ndpi_info(tmp_path / "in" / "LEVELS-NDPI-6.ndpi", width=2048, height=1536, interval=4, level_sizes=sizes)
+    _inv, res = _convert(info.path, tmp_path / "o2")
+    (note,) = [n for n in res.notes if n.startswith("pyramid incomplete")]
+    assert "the source has 5 levels" in note
+    named = note.split("not built: ", 1)[1].split(" (", 1)[0].split(", ")
+    assert "level 2" in named and "level 0" not in named and "level 1" not in named
+    assert not re.search(r"\d+x\d+", note)
+
+
 def test_route_holds_a_pixel_reading_pyramid_to_openslides_level_sizes(tmp_path):
     """A source wsidicomizer reads by pixels (tiffslide, OpenSlide) has no page to name: its
     levels must have OpenSlide's levels' sizes, level 0 first."""

@@ -148,7 +148,6 @@ def test_detection_follows_the_table(tmp_path):
 def test_per_format_facts_are_spec_attributes():
     assert spec_of("ndpi").tifffile_kwargs == {"is_ndpi": True}  # from the NDPI profile, shared with the verifier
     assert all(not s.tifffile_kwargs for s in FORMATS if s.name != "ndpi")
-    assert spec_of("ndpi").dicom.level_sizes is not None
     assert "restart intervals" in spec_of("ndpi").dicom.passthrough_note
     assert spec_of("ventana").dicom.refuse is not None
     assert spec_of("isyntax").dicom.via is DicomVia.PYISYNTAX and spec_of("isyntax").dicom.preflight is not None

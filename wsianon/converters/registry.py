@@ -59,8 +59,6 @@ class DicomRoute:
     refuse: Callable[[Path], None] | None = None
     # run only before a real conversion (may be slow: e.g. a decoding probe in a child process)
     preflight: Callable[[Path], None] | None = None
-    # the source's pyramid level sizes as the file stores them, when not tifffile's first series
-    level_sizes: Callable[[Path], list[tuple[int, int]]] | None = None
     # the report note on how the pyramid was carried, when tiles were not transcoded
     passthrough_note: str = "pyramid tiles passed through without re-encoding"
 

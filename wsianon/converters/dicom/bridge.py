@@ -265,36 +265,34 @@ def _refuse_foreign_pixel_pyramid(source: Path, wsi) -> None:
         ref.close()
 
 
-def _source_level_sizes(source: Path, inv: Inventory) -> list[tuple[int, int]]:
-    """(width, height) of the source's pyramid levels as the file stores them (the format's own
-    reading where its spec has one, e.g. NDPI's lens tag; else tifffile's first series' levels)."""
-    import tifffile
-
-    try:
-        own = spec_of(inv.format).dicom.level_sizes
-        if own is not None:
-            return own(source)
-        with tifffile.TiffFile(source) as tf:
-            return [(int(lv.shape[1]), int(lv.shape[0])) for lv in tf.series[0].levels]
-    except Exception:
-        return []
-
-
 def missing_levels_note(source: Path, inv: Inventory, written: list[tuple[int, int]]) -> str | None:
-    """A report note naming the source's pyramid levels the DICOM output does not have (the
-    converter's reader exposes only levels whose downsample is a power of two), or None."""
-    sizes = _source_level_sizes(source, inv)
-    # the format's own reading lists each level once (an NDPI z-stack's inventory counts a level
-    # once per focal plane); else tifffile's series, or the inventory's count where that is more
-    own = spec_of(inv.format).dicom.level_sizes is not None and bool(sizes)
-    n_src = len(sizes) if own else max(len(sizes), int(inv.levels or 0))
-    if len(written) >= n_src and (not own or set(sizes) <= set(written)):
+    """A report note naming, by index only, OpenSlide's levels of the source that the DICOM output
+    does not have (the converter's reader exposes only levels whose downsample is a power of two),
+    or None. The levels are the pages OpenSlide reads for them (``verify.shown_levels``; a Leica
+    SCN: the region written), never tifffile's first series (an SCN's can be the removed macro),
+    and no size is named: the source chooses them (red team stop 40: "1979x1201", a birth date, as
+    a macro level's size in OUT's report). Levels OpenSlide computes from a page (an NDPI's JPEG
+    scaling) are no stored level: not counted, and the stored levels are numbered 0, 1, ... in
+    OpenSlide's order."""
+    from wsianon.verify.shown_levels import ShownLevels, shown_levels
+
+    shown = shown_levels(source)
+    if not isinstance(shown, ShownLevels):
         return None
     have = set(written)
-    missing = [f"level {i} ({w}x{h})" for i, (w, h) in enumerate(sizes) if (w, h) not in have]
-    named = ", ".join(missing) if missing else f"{n_src - len(written)} level(s)"
+    if shown.chains:
+        sizes = shown.page_sizes
+        chain = next((c for c in shown.chains if c and c[0] is not None and sizes.get(c[0]) in have), shown.chains[0])
+        levels = list(enumerate(sizes.get(i) for i in chain if i is not None))  # stored levels, numbered in order
+        missing = [k for k, size in levels if size not in have]
+    else:  # OpenSlide reads the slide itself (MRXS): its levels are the converter's source
+        levels = list(enumerate(shown.dims))
+        missing = [k for k, size in levels if size not in have] if len(written) < len(levels) else []
+    if not missing:
+        return None
+    named = ", ".join(f"level {k}" for k in missing)
     return (
-        f"pyramid incomplete: the source has {n_src} levels, the DICOM output {len(written)}; not built: {named} "
+        f"pyramid incomplete: the source has {len(levels)} levels, the DICOM output {len(written)}; not built: {named} "
         "(wsidicomizer's reader exposes only levels whose downsample is a power of two); viewers "
         "compute the missing resolutions from the levels present"
     )

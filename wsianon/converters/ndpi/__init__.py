@@ -4,14 +4,14 @@
 ``redactor.py``: sniff, inspect, plan; this package declares the format's :class:`FormatSpec`.
 """
 
-from wsianon.converters.ndpi.dicom import PASSTHROUGH_NOTE, level_sizes
+from wsianon.converters.ndpi.dicom import PASSTHROUGH_NOTE
 from wsianon.converters.ndpi.redactor import NdpiConverter
 from wsianon.converters.registry import SHARED_CHECKS_SUFFICE, ClosedWorld, DicomRoute, DicomVia, FormatSpec
 
 SPEC: FormatSpec = FormatSpec.native(
     NdpiConverter(),
     verification=SHARED_CHECKS_SUFFICE,
-    dicom=DicomRoute(DicomVia.WSIDICOMIZER, level_sizes=level_sizes, passthrough_note=PASSTHROUGH_NOTE),
+    dicom=DicomRoute(DicomVia.WSIDICOMIZER, passthrough_note=PASSTHROUGH_NOTE),
     closed_world=ClosedWorld.TIFF,
 )
 
