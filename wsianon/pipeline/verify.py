@@ -305,7 +305,7 @@ def check_thumbnail(conv: NativeConverter | None, out_main: Path, policy: Policy
         # between its reads, zxing-cpp's search is one thread
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="wsianon-pictures") as pool:
             beside = pool.submit(pictures)
-            pyramid_levels.check_openslide(out, levels)
+            pyramid_levels.check_openslide(out, levels, out_main)
             beside.result()
         for v in (thumb, levels, codes):  # in the order they were judged one after the other
             verdict.extend(v)

@@ -83,6 +83,54 @@ TINY_GREY, TINY_COLOUR, TINY_MIN_PIXELS, TINY_STEP = 24.0, 16.0, 16, 2 / 3
 
 Bounds = tuple[float, float, float, float] | None
 
+# A TIFF writer may leave tiles out (byte count 0: a Philips scanner's un-scanned tiles; OpenSlide
+# draws them transparent, cuCIM and opentile white). A smaller level then has pixels where the
+# larger has none: such a cell is not an orphan only where every tile of the larger level it meets
+# is left out in the output's own tile table (a real tile, blank or not, is pixels), and only when
+# the smaller level shows nothing there: every pixel of its patch (less ABSENT_MARGIN px at each
+# side, where its downsampling reaches into the scanned neighbour) at least ABSENT_LIGHT in each
+# channel (white fill with JPEG noise); anything drawn there is pixels no larger level has.
+ABSENT_LIGHT = 224
+ABSENT_MARGIN = 1
+DETAIL_ABSENT = "it has pixels that are not blank where a larger level leaves its tiles out"
+Absent = dict[int, tuple[int, int, np.ndarray]]  # level -> (tile width, tile height, left-out mask (rows, columns))
+
+
+def absent_tiles(path, dims: list[tuple[int, int]]) -> Absent:
+    """For each level of ``dims`` whose one tiled page of its size (the output's own TIFF, read by
+    tifffile, not the redactor) leaves tiles out (byte count 0): its tile size and which tiles.
+    A level with no such page, more than one, or a tile table that is not its grid gets nothing
+    (its empty cells stay orphans: fail closed)."""
+    import tifffile
+
+    found: Absent = {}
+    if path is None:
+        return found
+    try:
+        with tifffile.TiffFile(path) as tf:
+            by_size: dict[tuple[int, int], list] = {}
+            for pg in tf.pages:
+                if isinstance(pg, tifffile.TiffPage) and pg.is_tiled:
+                    by_size.setdefault((int(pg.imagewidth), int(pg.imagelength)), []).append(pg)
+            for level, size in enumerate(dims):
+                pages = by_size.get((int(size[0]), int(size[1])), [])
+                if len(pages) != 1:
+                    continue
+                pg = pages[0]
+                tw, th = int(pg.tilewidth), int(pg.tilelength)
+                if tw <= 0 or th <= 0:
+                    continue
+                cols, rows = -(-size[0] // tw), -(-size[1] // th)
+                counts = np.asarray(pg.databytecounts, np.int64)
+                if int(pg.planarconfig) == 2 or int(pg.imagedepth or 1) != 1 or counts.size != cols * rows:
+                    continue
+                mask = (counts == 0).reshape(rows, cols)
+                if mask.any():
+                    found[level] = (tw, th, mask)
+    except Exception:
+        return {}
+    return found
+
 
 def _bounds(slide) -> Bounds:
     """An MRXS slide's OpenSlide bounds (x, y, width, height in level-0 pixels: the box of the
@@ -222,10 +270,53 @@ def _verdict_of(mine, theirs, mine_cover, their_cover) -> str | None:
     return None if alike(mine, theirs, None if valid.all() else valid) else DETAIL_PIXELS
 
 
-def _judge_all(slide, pairs: list[tuple[int, int]], bounds: Bounds = None) -> dict[int, str | None]:
+def _patch_pixels(slide, level: int, x: float, y: float, w: float, h: float, margin: int = 0) -> np.ndarray:
+    """The RGBA pixels of ``level`` over a point's patch (level-0 ``x, y, w, h``), as
+    ``_sampled_many`` bounds it, less ``margin`` px at each side where the patch is larger."""
+    lw, lh = slide.level_dimensions[level]
+    down = slide.level_downsamples[level]
+    xa, ya = min(lw - 1, int(x / down)), min(lh - 1, int(y / down))
+    xb, yb = min(lw, max(xa + 1, round((x + w) / down))), min(lh, max(ya + 1, round((y + h) / down)))
+    if xb - xa > 2 * margin:
+        xa, xb = xa + margin, xb - margin
+    if yb - ya > 2 * margin:
+        ya, yb = ya + margin, yb - margin
+    return np.asarray(slide.read_region((int(xa * down), int(ya * down)), level, (xb - xa, yb - ya)))
+
+
+def _in_absent(slide, level: int, absent: tuple[int, int, np.ndarray], x: float, y: float, w: float, h: float) -> bool:
+    """Whether every tile of ``level`` a point's patch meets is left out (``absent_tiles``)."""
+    tw, th, mask = absent
+    lw, lh = slide.level_dimensions[level]
+    down = slide.level_downsamples[level]
+    xa, ya = min(lw - 1, int(x / down)), min(lh - 1, int(y / down))
+    xb, yb = min(lw, max(xa + 1, round((x + w) / down))), min(lh, max(ya + 1, round((y + h) / down)))
+    return bool(mask[ya // th : (yb - 1) // th + 1, xa // tw : (xb - 1) // tw + 1].all())
+
+
+def _excuse_absent(slide, k: int, r: int, points: list, mine: tuple[np.ndarray, np.ndarray], absent: Absent) -> bool:
+    """Level ``k``'s samples (``mine``) with the points where level ``r`` leaves its tiles out
+    taken as having no pixels (so neither an orphan nor compared) — when ``k`` is blank there
+    (``ABSENT_LIGHT``); False when it is not (``DETAIL_ABSENT``)."""
+    if r not in absent:
+        return True
+    cover = mine[1]
+    for i, j, x, y, w, h in points:
+        if cover[j, i] <= 0 or not _in_absent(slide, r, absent[r], x, y, w, h):
+            continue
+        px = _patch_pixels(slide, k, x, y, w, h, ABSENT_MARGIN)
+        drawn = px[..., 3] > 0
+        if (px[..., :3][drawn] < ABSENT_LIGHT).any():
+            return False
+        cover[j, i] = 0.0
+    return True
+
+
+def _judge_all(slide, pairs: list[tuple[int, int]], bounds: Bounds = None, absent: Absent | None = None) -> dict[int, str | None]:
     """Why level k is not level r downsampled (``_verdict_of``), or None, for every pair (k, r),
     each level sampled once for all the pairs it is in (``_sampled_many``); raises what reading a
-    level raised."""
+    level raised.  ``absent``: the levels that leave tiles out (``absent_tiles``), where a smaller
+    level may show blank background (``_excuse_absent``)."""
     points = {k: _pair_points(slide, k, r, bounds) for k, r in pairs}
     wanted: dict[int, list[tuple[int, int]]] = {}  # level -> (pair's k, role: 0 the smaller, 1 the larger)
     for k, r in pairs:
@@ -235,7 +326,16 @@ def _judge_all(slide, pairs: list[tuple[int, int]], bounds: Bounds = None) -> di
     for level in sorted(wanted):
         got = _sampled_many(slide, level, [points[k][1] for k, _role in wanted[level]])
         samples.update(zip(wanted[level], got))
-    return {k: _verdict_of(*_prepared(points[k][0], samples[(k, 0)], samples[(k, 1)])) for k, _r in pairs}
+    verdicts: dict[int, str | None] = {}
+    for k, r in pairs:
+        mine = samples[(k, 0)]
+        if absent:
+            mine = (mine[0], mine[1].copy())
+            if not _excuse_absent(slide, k, r, points[k][1], mine, absent):
+                verdicts[k] = DETAIL_ABSENT
+                continue
+        verdicts[k] = _verdict_of(*_prepared(points[k][0], mine, samples[(k, 1)]))
+    return verdicts
 
 
 def _tiny_verdict(slide, dims: list[tuple[int, int]], k: int) -> str | None:
@@ -247,8 +347,9 @@ def _tiny_verdict(slide, dims: list[tuple[int, int]], k: int) -> str | None:
     return None if within(mine, openslide_reference(slide, (w, h)), TINY_GREY, TINY_COLOUR) else DETAIL_PIXELS
 
 
-def check_openslide(slide, verdict) -> None:
-    """Judge every level of an open output slide below its base."""
+def check_openslide(slide, verdict, path=None) -> None:
+    """Judge every level of an open output slide below its base (``path``: the output's file, whose
+    tile tables say which tiles a level leaves out: ``absent_tiles``; without it none is)."""
     try:
         dims = [tuple(d) for d in slide.level_dimensions]
         downs = list(slide.level_downsamples)
@@ -282,7 +383,8 @@ def check_openslide(slide, verdict) -> None:
         larger = [i for i in range(len(dims)) if dims[i][0] * dims[i][1] > area] or list(range(k))
         pairs.append((k, larger[pick_level([dims[i] for i in larger], grid_shape(dims[k]))]))
     try:
-        verdicts = _judge_all(slide, pairs, bounds)
+        absent = absent_tiles(path, dims) if bounds is None and pairs else {}
+        verdicts = _judge_all(slide, pairs, bounds, absent)
     except Exception as exc:  # fail closed: a level that cannot be read fails every pair (the handle is in error)
         verdicts = {k: f"cannot be read to judge it ({type(exc).__name__})" for k, _r in pairs}
     for k in tiny:

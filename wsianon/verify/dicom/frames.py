@@ -45,15 +45,20 @@ from wsianon.verify.dicom.jpeg import ProvenHeaders, _fragments, fragments_at
 from wsianon.verify.shown_levels import ShownLevels, shown_levels
 
 
-def _compare_bytes(path: Path, ds: Dataset, page, fds: int, problems: list[str], frags: list[tuple[int, int]] | None | bool = False) -> int:
+def _compare_bytes(
+    path: Path, ds: Dataset, page, fds: int, problems: list[str], frags: list[tuple[int, int]] | None | bool = False, absent: list[int] | None = None
+) -> int:
     """Every frame against the source tile with the same index; returns frames equal.  ``frags``:
     the frames' fragments as this verifier's item walk found them (``FrameSegments.fragments``;
     None: not one fragment per frame), or False to walk the items here.  One ``pread`` a frame and
     a tile (measured cheaper than large buffers over runs of them: the small reads land in cache
-    where the comparison reads them)."""
+    where the comparison reads them).  A tile the source leaves out (byte count 0: an un-scanned
+    Philips tile, which OpenSlide draws transparent) has no bitstream to equal: its frame must be
+    exactly the blank fill (``_absent_fill``); the indices of such frames go to ``absent``."""
     same = ProvenHeaders(getattr(page, "jpegtables", None)).same  # _same_mv, proven headers not parsed again
     n = 0
     offs, cnts = page.dataoffsets, page.databytecounts
+    blank: list = []  # the fill a tile the source leaves out stands for (``_absent_fill``), made on first need
     with open(path, "rb") as fo:
         fdo = fo.fileno()
         located = _fragments(fdo, path, ds) if isinstance(frags, bool) else frags
@@ -62,6 +67,16 @@ def _compare_bytes(path: Path, ds: Dataset, page, fds: int, problems: list[str],
             if k >= len(offs):
                 problems.append(f"{path.name}: more frames than source tiles")
                 return n
+            if cnts[k] == 0:  # a tile the source leaves out (not scanned): the frame must be the blank fill
+                if not blank:
+                    blank.append(_absent_fill(page, fds, ds))
+                if blank[0] is None or not ProvenHeaders(None).same(blank[0], fv):
+                    problems.append(f"{path.name}: frame {k} stands for a tile the source leaves out and is not the blank fill")
+                    return n
+                if absent is not None:
+                    absent.append(k)
+                n += 1
+                continue
             if not same(os.pread(fds, cnts[k], offs[k]), fv):
                 problems.append(f"{path.name}: frame {k} differs from source tile {k}")
                 return n
@@ -69,6 +84,43 @@ def _compare_bytes(path: Path, ds: Dataset, page, fds: int, problems: list[str],
     if n != len(offs):
         problems.append(f"{path.name}: {n} frames for {len(offs)} source tiles")
     return n
+
+
+# a blank fill decodes to one grey value at least this light: opentile fills with the DC
+# coefficient round(1023 / q) of luminance 1.0, which decodes within q / 16 of 255 for any DC
+# quantizer q of 1..255
+BLANK_MIN_VALUE = 239
+
+
+def _absent_fill(page, fds: int, ds: Dataset) -> bytes | None:
+    """The frame a converter reading the source with opentile writes for a tile ``page`` leaves out
+    (``SparseTiledLevelImage``: the page's first stored tile, its JPEG tables spliced in, every DCT
+    coefficient replaced by the DC of white; tables and headers the source's and libjpeg-turbo's),
+    made here from the source with opentile's own fill encoder, and proven blank by decoding it:
+    one grey value (R = G = B) in every pixel, at least ``BLANK_MIN_VALUE``.  None when it cannot be
+    made or is not blank (every frame standing for such a tile then fails: nothing else proves
+    what it shows).  The frame's bytes are compared with this, so they hold nothing the source's
+    tables and this fill do not."""
+    import numpy as np
+
+    try:
+        from opentile.jpeg.jpeg import Jpeg, find_turbojpeg_path
+
+        cnts, offs = page.databytecounts, page.dataoffsets
+        k = next(i for i, c in enumerate(cnts) if c)
+        tile = os.pread(fds, cnts[k], offs[k])
+        tables = getattr(page, "jpegtables", None)
+        if tables is not None:
+            prefix, scan = Jpeg.calculate_prefix_and_scan_offset(tile, tables, False)
+            tile = Jpeg.add_jpeg_prefix(prefix, scan, tile)
+        fill = bytes(Jpeg(find_turbojpeg_path()).fill_frame(tile, 1.0))
+        px = np.asarray(decode_rgb(fill, ds))
+    except Exception:
+        return None
+    if px.ndim != 3 or px.shape[:2] != (int(ds.Rows), int(ds.Columns)) or px.size == 0:
+        return None
+    v = int(px.flat[0])
+    return fill if v >= BLANK_MIN_VALUE and bool((px == v).all()) else None
 
 
 def _compare_retiled(path: Path, ds: Dataset, levels: list[_JpegLevel], wanted: list[int], problems: list[str], tally: _Tally) -> int:
@@ -373,6 +425,7 @@ def check_frames_converted(
     problems: list[str] = []
     tallies = {"bytes": _Tally(), "re-tiled": _Tally(), "re-encoded": _Tally()}
     sampled = False
+    absent: list[int] = []  # frames standing for tiles the source leaves out, proven the blank fill
     src = _Sources(Path(source), frame_reference, whole_limit)
     try:
         plan = _plan_levels(volumes, src.pages, problems, src.shown())
@@ -389,7 +442,7 @@ def check_frames_converted(
                 if mode == "bytes":
                     assert src.fs is not None  # passed-through levels come from the TIFF source, which is open
                     frags = (fragments or {}).get(path, False)
-                    t.frames += _compare_bytes(path, ds, pages[0], src.fs.fileno(), problems, frags)
+                    t.frames += _compare_bytes(path, ds, pages[0], src.fs.fileno(), problems, frags, absent)
                     continue
                 wanted = _sample(n_frames, max(2, max_decoded * n_frames // max(decoded_total, 1)))
                 sampled |= len(wanted) < n_frames
@@ -410,7 +463,11 @@ def check_frames_converted(
     if problems:
         verdict.add("dicom: frames", False, "; ".join(problems[:5]))
         return
-    verdict.add("dicom: frames", True, _frames_summary(tallies, sampled, max_decoded))
+    summary = _frames_summary(tallies, sampled, max_decoded)
+    if absent:
+        # not counted: how many tiles a source leaves out is the source's choice (no source-chosen number in a detail)
+        summary += " (frames standing for tiles the source leaves out: each exactly the blank fill, which decodes uniform white)"
+    verdict.add("dicom: frames", True, summary)
 
 
 def _frame_key(ds: Dataset) -> tuple:
