@@ -7,6 +7,12 @@ both routes: ``dicom: frames`` compared opentile's white fill with a source tile
 base has none. A frame standing for such a tile must now be exactly the blank fill (made from the
 source with opentile's fill encoder and decoded uniform white), and a smaller level may show blank
 background only where the output's own tile table leaves the larger level's tiles out.
+
+F4: ``<device model="Leica SCN400 98765432 S19-4711;Doe^Jane">``: the native route removes it
+whole (the canary is the whole value); opentile keeps it up to its first ';', so every DICOM
+instance carried ManufacturerModelName "Leica SCN400 98765432 S19-4711", verified. A scanner's
+name holding a number of 4 or more digits is now a dummy on the route and refused by
+``dicom: text vocabulary`` (a Hamamatsu catalogue number under a Hamamatsu Manufacturer aside).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from tests.fixtures.philips_gen import make_philips
 from wsianon.verify import levels
 from wsianon.verify.dicom import frames as F
 from wsianon.verify.dicom.common import image_kind, read_dataset
+from wsianon.verify.dicom_text import scan_dicom_text
 
 DIMS = [(4096, 3072), (2048, 1536), (1024, 768), (512, 384), (256, 192)]
 LEFT_OUT = {0: [0, 1]}  # the two top-left level-0 tiles: not scanned
@@ -241,3 +248,104 @@ def test_only_the_tile_table_excuses_a_level(tmp_path):
     stored.parent.mkdir()
     make_philips(stored, dims=DIMS)
     assert levels.absent_tiles(stored, DIMS) == {}
+
+
+# ---------------------------------------------------------------------------------------------
+# F4: a scanner's name the converter derives from a source field
+
+
+def _scn_with_model(tmp_path: Path, model: str) -> Path:
+    from tests.fixtures.scn_gen import make_scn
+
+    src = tmp_path / "src" / "CASE-1703.scn"
+    src.parent.mkdir(parents=True, exist_ok=True)
+    make_scn(src)
+    with tifffile.TiffFile(src, mode="r+b") as tf:
+        t = tf.pages[0].tags[270]
+        assert 'model="Leica SCN400;Leica SCN"' in t.value
+        t.overwrite(t.value.replace('model="Leica SCN400;Leica SCN"', f'model="{model}"'))
+    return src
+
+
+def test_scn_model_cut_at_its_semicolon_is_a_dummy(cli, tmp_path):
+    """Before: ManufacturerModelName "Leica SCN400 98765432 S19-4711" in every instance, 21/21."""
+    src = _scn_with_model(tmp_path, "Leica SCN400 98765432 S19-4711;Doe^Jane")
+    code, text, out = run_keyed(cli, tmp_path, src, "dicom")
+    assert code == 0, text
+    for f in out.rglob("*"):
+        if f.is_file():
+            data = f.read_bytes()
+            assert b"98765432" not in data and b"S19-4711" not in data and b"Doe^Jane" not in data, f.name
+    for f in out.rglob("*.dcm"):
+        assert str(pydicom.dcmread(f, stop_before_pixels=True).ManufacturerModelName) == "ANONYMIZED"
+    assert any("4 or more digits" in r["action"] for r in _slide(out)["removed"] if r["name"] == "ManufacturerModelName")
+
+
+def test_verifier_refuses_a_model_name_holding_a_long_number(cli, tmp_path):
+    """The planted output (the value opentile wrote) is refused by ``wsianon verify`` alone."""
+    src = _scn_with_model(tmp_path, "Leica SCN400;Leica SCN")
+    code, text, out = run_keyed(cli, tmp_path, src, "dicom")
+    assert code == 0, text
+    planted = tmp_path / "planted.dcm"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(sorted(out.rglob("*.dcm"))[0])
+    assert str(ds.ManufacturerModelName) == "Leica SCN400"  # a real model name stays
+    ds.ManufacturerModelName = "Leica SCN400 98765432 S19-4711"
+    ds.save_as(planted)
+    found, _n, _k = scan_dicom_text([planted])
+    assert any("ManufacturerModelName: a scanner's maker or model name holding a number of 4 or more digits" in f for f in found), found
+    code, stdout, _ = cli("verify", str(planted))
+    assert code == 1 and "dicom: text vocabulary" in stdout and "98765432" not in stdout and "4711" not in stdout, stdout
+
+
+@pytest.mark.parametrize(
+    "value, maker",
+    [
+        ("Leica SCN400", "Leica Biosystems"),
+        ("Aperio converted by com.pixelmed.convert.TIFFToDicom", "Leica Biosystems"),
+        ("Test Model", "Test Manufacturer"),
+        ("UFS Scanner", "PHILIPS"),
+        ("Aperio GT 450", "Leica Biosystems"),
+        ("NanoZoomer S360 (C13220-01)", "Hamamatsu"),
+        ("NanoZoomer 2.0-HT C9600-12", "Hamamatsu Photonics"),
+        ("C13210-01", "Hamamatsu"),
+        ("Pannoramic 250 Flash III", "3DHISTECH"),
+        ("wsianon", "wsianon"),
+    ],
+)
+def test_real_scanner_names_pass(value, maker):
+    from wsianon.profiles.dicom import device_text_ok
+
+    assert device_text_ok(value, maker) and device_text_ok(maker, maker)
+
+
+@pytest.mark.parametrize(
+    "value, maker",
+    [
+        ("Leica SCN400 98765432 S19-4711", "Leica"),
+        ("JD 4711", ""),
+        ("NanoZoomer S360 (C13220-01)", "Leica"),  # a catalogue number only under Hamamatsu
+        ("NanoZoomer 19790101", "Hamamatsu"),
+        ("C98765432", "Hamamatsu"),
+        ("SCN\u0664\u0667\u0661\u0661", "Leica"),  # digits of another script
+    ],
+)
+def test_long_numbers_in_scanner_names_are_refused(value, maker):
+    from wsianon.profiles.dicom import device_text_ok
+
+    assert not device_text_ok(value, maker)
+
+
+def test_ndpi_model_number_stays_on_the_dicom_route(cli, tmp_path):
+    """A Hamamatsu catalogue number (the NDPI Model the native route keeps) is no finding."""
+    from tests.fixtures import ndpi_gen
+
+    c = dict(ndpi_gen.CANARIES, Make="Hamamatsu", Model="C13220-01")
+    src = tmp_path / "src" / "CASE-1704.ndpi"
+    src.parent.mkdir()
+    ndpi_gen.make_ndpi(src, canaries=c)
+    code, text, out = run_keyed(cli, tmp_path, src, "dicom")
+    assert code == 0, text
+    ds = pydicom.dcmread(sorted(out.rglob("*.dcm"))[0], stop_before_pixels=True)
+    assert "C13220-01" in str(ds.ManufacturerModelName) and str(ds.Manufacturer) == "Hamamatsu"

@@ -128,13 +128,20 @@ def test_short_tokens_of_real_text_still_pass():
 def test_a_name_in_a_kept_dicom_text_is_refused(cli, tmp_path, value):
     """DICOM route, DICOM input: ManufacturerModelName is kept as the source wrote it and judged
     by the vocabulary ("Jane Doe" there is refused).  Before: the name in pieces or as hex of
-    UTF-16 was kept and the instance verified."""
+    UTF-16 was kept and the instance verified.  Since stop 40 a scanner's name holding a number
+    of 4 or more digits (the hex's "44006") is a dummy on the route, the slide shared without it
+    (``tests/test_redteam17_sparse_model.py``)."""
+    from wsianon.profiles.dicom import device_text_ok
+
     from .conftest import shared
 
     code, text, out, failed = run_dicom_with_model_name(cli, tmp_path, shared("dicom/highdicom_sm_image.dcm"), value)
-    assert code == 1, text
     assert not [p for p in out.rglob("*") if p.is_file() and value.encode() in p.read_bytes()]
-    assert "dicom: text vocabulary" in failed, failed
+    if device_text_ok(value):
+        assert code == 1, text
+        assert "dicom: text vocabulary" in failed, failed
+    else:
+        assert code == 0 and not failed, text
 
 
 def _dicom_safe_places():

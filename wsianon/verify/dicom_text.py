@@ -51,11 +51,13 @@ from wsianon.profiles import load
 from wsianon.profiles.actions import Action
 from wsianon.profiles.dicom import (
     CODE_VALUE_KWS,
+    DEVICE_TEXT_KWS,
     OPTIONS,
     DicomProfile,
     code_meaning,
     code_schemes,
     code_value,
+    device_text_ok,
     iod,
     rule_for,
     unknown_code_form,
@@ -227,6 +229,10 @@ class _Scan:
         if kw == "DeidentificationMethod":  # this tool's texts; another tool's are judged as text below
             if all(s in self.r.method_texts or any(p.match(s) for p in self.r.method_patterns) for s in strs):
                 return None
+        if kw in DEVICE_TEXT_KWS and not all(device_text_ok(s, str(ds.get("Manufacturer", "") or "")) for s in strs):
+            # no scanner's name holds one; an MRN, a case number or a date does (a Leica SCN model
+            # cut at its first ';' by the converter carried both: red team stop 40)
+            return "a scanner's maker or model name holding a number of 4 or more digits"
         fixed = self.r.fixed_texts.get(kw)
         if fixed is not None and all(s in fixed for s in strs):
             return None

@@ -448,8 +448,7 @@ def _post_write_fixups(ds, engine: Engine, scanner: Scanner | None = None, reenc
     size = (int(ds.get("TotalPixelMatrixColumns", 0) or ds.get("Columns", 0) or 0), int(ds.get("TotalPixelMatrixRows", 0) or ds.get("Rows", 0) or 0))
     if reencoded and (kind or "VOLUME", *size) in reencoded:
         _declare_reencoded(ds)
-    if scanner is not None:
-        engine.scrub(ds, scanner)
+    engine.scrub(ds, scanner)  # also without canaries: a scanner's name is judged itself
     items = ds.get("ContributingEquipmentSequence") or []
     if items and "ContributionDescription" in items[-1]:
         items[-1].ContributionDescription = str(items[-1].ContributionDescription).rstrip(" ")

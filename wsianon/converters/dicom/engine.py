@@ -36,8 +36,10 @@ from wsianon.profiles.dicom import (
     FREE_TEXT_VRS,
     OFFSET_TABLE_KWS,
     PALETTE_DATA_KWS,
+    DEVICE_TEXT_KWS,
     DicomProfile,
     action_by_type,
+    device_text_ok,
     binary_judged,
     code_meaning,
     code_schemes,
@@ -513,8 +515,7 @@ class Engine:
         from wsianon.profiles.dicom import wsi_type
 
         hits: list[str] = []
-        if scanner is None or not scanner.canaries:
-            return hits
+        canaries = scanner is not None and bool(scanner.canaries)
         for tag in list(ds.keys()):
             try:
                 elem = ds[tag]
@@ -528,7 +529,15 @@ class Engine:
                     hits += self.scrub(item, scanner, path + (kw,))
                 continue
             data = _value_bytes(elem)
-            if not data or not scanner.scan_bytes(data, limit=1):
+            if not data:
+                continue
+            if canaries and scanner.scan_bytes(data, limit=1):
+                why = "held a source value"
+            elif elem.keyword in DEVICE_TEXT_KWS and not _device_text_ok(ds, elem):
+                # a scanner's name the converter derived from source fields (opentile's SCN model up
+                # to its first ';'): judged itself, not only for the source's removed values
+                why = "a scanner's name holding a number of 4 or more digits"
+            else:
                 continue
             type_ = wsi_type(path, elem.keyword) if elem.keyword else None
             action = action_by_type(type_)
@@ -540,7 +549,7 @@ class Engine:
                 elem.value = self._empty(elem) if elem.VR not in BINARY_VRS else b""
             else:
                 elem.value = self._dummy(elem)
-            self.removals.setdefault((name, "scrub"), Removal("field", name, f"{action.done}: held a source value"))
+            self.removals.setdefault((name, "scrub"), Removal("field", name, f"{action.done}: {why}"))
             hits.append(name)
         return hits
 
@@ -604,6 +613,21 @@ def _kept_text_ok(kw: str, elem: DataElement) -> bool:
     if kw in iod().kept_text:
         return all(iod().kept_text_ok(kw, x) for x in vals)
     return not any(unsafe_text(x) for x in vals)
+
+
+def _device_text_ok(ds: Dataset, elem: DataElement) -> bool:
+    """A Manufacturer / ManufacturerModelName of free text holds no number of 4 or more digits
+    (``profiles.dicom.device_text_ok``; the item's Manufacturer says whether a Hamamatsu catalogue
+    number is a model designation)."""
+    if elem.VR not in FREE_TEXT_VRS:
+        return True  # another VR: judged as that VR (``vr_allowed`` removes a wrong one)
+    try:
+        v = elem.value
+        maker = ds.get("Manufacturer", "")
+    except Exception:
+        return False
+    vals = [str(x) for x in (list(v) if elem.VM > 1 else [v]) if x is not None]
+    return all(device_text_ok(x, str(maker or "")) for x in vals)
 
 
 def _resolves(item: Dataset, kept: set[str]) -> bool:
