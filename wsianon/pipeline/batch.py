@@ -32,7 +32,7 @@ from wsianon.pipeline.keys import key_fingerprint, key_path, keyed_hex, load_or_
 from wsianon.pipeline.manifest import MANIFEST_SUFFIX, JobLock, Manifest, _sql_reason, fast_fingerprint, full_hash, manifest_path
 from wsianon.pipeline.model import Outcome
 from wsianon.pipeline.pseudonyms import load_pseudonym_map
-from wsianon.pipeline.report import REPORT_NAME, build_report, policy_fields
+from wsianon.pipeline.report import MANIFEST_NOTE, REPORT_NAME, build_report, policy_fields
 from wsianon.pipeline.reportjson import report_bytes
 from wsianon.pipeline.selection import Candidate, display, select_inputs
 from wsianon.profiles.policy import PseudonymFrom, values
@@ -262,7 +262,8 @@ def regenerate(man: Manifest, out: Path | None, mapping_path: Path | None, cfg, 
             "key_fingerprint": man.get_meta("key_fingerprint"),
             "pseudonym_from": man.get_meta("pseudonym_from"),
             "runs": len(man.runs()),
-            "manifest": "private, beside OUT (" + man.path.name.replace(MANIFEST_SUFFIX, "") + MANIFEST_SUFFIX + ")",
+            # never the manifest's file name: it is OUT's own folder name (``-o exports/S19-4711_Doe_Jane``)
+            "manifest": MANIFEST_NOTE,
         }
         # what the record (HTML report, certificate) reads: the job's key fingerprint and every run's dates
         data["key_fingerprint"] = man.get_meta("key_fingerprint")

@@ -51,7 +51,7 @@ from wsianon import __version__
 from wsianon.errors import OutputError, WsianonError
 from wsianon.io.atomic import write_atomic, write_private_if_changed
 from wsianon.io import pdf
-from wsianon.pipeline.report import REPORT_NAME
+from wsianon.pipeline.report import MANIFEST_NOTE, REPORT_NAME
 from wsianon.pipeline.model import State, Status
 from wsianon.verify.ecs import SAMPLE as CODED_SAMPLE
 from wsianon.verify.thumbnail import tile_size
@@ -1507,7 +1507,21 @@ def record_file_problems(out: Path) -> dict[str, str]:
         e, p = reports.get(n), out / n
         if e is None or not p.is_file() or p.is_symlink() or p.stat().st_size != e.get("size") or sha256_file(p) != e.get("sha256"):
             bad[n] = f"{n}: differs from the certificate"
+    if REPORT_NAME in present and REPORT_NAME not in bad and not _job_names_nothing(out / REPORT_NAME):
+        bad[REPORT_NAME] = f"{REPORT_NAME}: its job section names a file beside OUT (OUT's own folder name)"
     return {n: bad[n] for n in present if n in bad}
+
+
+def _job_names_nothing(report: Path) -> bool:
+    """The report's ``job`` section says where the manifest is without naming it: earlier versions
+    wrote "private, beside OUT (<OUT's folder name>.wsianon-job.sqlite)" (red team B, F8: a
+    per-case export, ``-o exports/S19-4711_Doe_Jane``, put the case number and name into the shared
+    report).  Judged from the report alone: the text is ours, one fixed sentence."""
+    try:
+        job = json.loads(report.read_text()).get("job")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return job is None or (isinstance(job, dict) and job.get("manifest", MANIFEST_NOTE) == MANIFEST_NOTE)
 
 
 def unlisted_files(out: Path) -> list[str]:

@@ -9,6 +9,9 @@ from wsianon import __version__
 from wsianon.pipeline.model import Outcome
 
 REPORT_NAME = "wsianon-report.json"
+# where the report says the job's manifest is: never its file name, which is OUT's own folder name
+# (``-o exports/S19-4711_Doe_Jane``; red team B, F8)
+MANIFEST_NOTE = "private, beside OUT"
 
 
 def summary(outcomes: list[Outcome]) -> dict:
