@@ -504,9 +504,13 @@ def test_batch_progress_bar_and_source_names_on_a_terminal(tmp_path):
     arch = tmp_path / "arch"
     _make_archive(arch, 3)
     key = _key(tmp_path)
+    from tests.fixtures.helpers import PtyStream
+
     for terminal in (True, False):
+        # a terminal is a real one (a pseudo-terminal): the choice follows the file descriptor
+        pty_out = PtyStream() if terminal else None
         buf_out, buf_err = io.StringIO(), io.StringIO()
-        out_c = Console(file=buf_out, force_terminal=terminal, width=200)
+        out_c = Console(file=pty_out.file if pty_out else buf_out, force_terminal=terminal, width=200)
         err_c = Console(file=buf_err, force_terminal=terminal, width=200)
         bars = []
         with BatchConsole(out_c, err_c, quiet=False, json_out=False) as bc:
@@ -520,7 +524,9 @@ def test_batch_progress_bar_and_source_names_on_a_terminal(tmp_path):
         assert res.exit_code == 0
         assert bars == ["1/3 slides", "2/3 slides", "3/3 slides"]
         assert bc.progress.tasks[0].completed == bc.progress.tasks[0].total  # bytes: all done
-        text = buf_out.getvalue()
+        if pty_out is not None:
+            pty_out.close()
+        text = pty_out.text() if pty_out is not None else buf_out.getvalue()
         if terminal:
             assert "arch/a/slide01.svs" in text and "arch/b/slide00.svs" in text
         else:

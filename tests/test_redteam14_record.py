@@ -168,19 +168,29 @@ def _outcome(status="ok"):
 @pytest.mark.parametrize("out_terminal, err_terminal", [(False, True), (True, False), (False, False), (True, True)])
 def test_slide_line_names_the_source_only_on_the_stream_that_is_a_terminal(out_terminal, err_terminal):
     """``run > run.log`` with stderr a terminal: the OK lines (stdout) named the source, because
-    the choice followed stderr."""
+    the choice followed stderr.  (A terminal is a real one, a pseudo-terminal: the choice follows
+    the file descriptor, red team B F4, ``tests/test_redteam17_console_attrs.py``.)"""
     from rich.console import Console
 
+    from tests.fixtures.helpers import PtyStream
     from wsianon.jobconsole import BatchConsole
 
+    def stream(terminal: bool):
+        return PtyStream() if terminal else io.StringIO()
+
+    def written(s) -> str:
+        if isinstance(s, PtyStream):
+            s.close()
+            return s.text()
+        return s.getvalue()
+
     for status, to_out in (("ok", True), ("failed", False)):
-        bo, be = io.StringIO(), io.StringIO()
-        with BatchConsole(
-            Console(file=bo, force_terminal=out_terminal, width=300), Console(file=be, force_terminal=err_terminal, width=300), quiet=True, json_out=False
-        ) as bc:
+        bo, be = stream(out_terminal), stream(err_terminal)
+        with BatchConsole(Console(file=getattr(bo, "file", bo), width=300), Console(file=getattr(be, "file", be), width=300), quiet=True, json_out=False) as bc:
             bc("slide", outcome=_outcome(status), display=f"in/{NAME}.svs", source=Path(f"/x/in/{NAME}.svs"), size=0)
-        text = (bo if to_out else be).getvalue()
-        assert text.strip(), (status, bo.getvalue(), be.getvalue())
+        texts = {"out": written(bo), "err": written(be)}
+        text = texts["out" if to_out else "err"]
+        assert text.strip(), (status, texts)
         terminal = out_terminal if to_out else err_terminal
         assert (NAME in text) == terminal, (status, out_terminal, err_terminal, text)
         if not terminal:

@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Annotated, NoReturn, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from typer.core import TyperCommand, TyperOption
 
 from wsianon import __version__
 from wsianon.errors import WsianonError
 from wsianon.io.safetext import os_reason, safe_text
+from wsianon.jobconsole import TerminalConsole
 from wsianon.profiles.policy import CodedData, DatesPolicy, LabelPolicy, MacroPolicy, PseudonymFrom, RenamePolicy, Target, ThumbnailPolicy
 from wsianon.pipeline.model import Status
 from wsianon.verify.reportnames import safe_removal
@@ -33,8 +33,9 @@ app = typer.Typer(
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
 )
-out_console = Console()
-err_console = Console(stderr=True)
+# terminals by their file descriptors, never by FORCE_COLOR / TTY_COMPATIBLE (``jobconsole.on_terminal``)
+out_console = TerminalConsole()
+err_console = TerminalConsole(stderr=True)
 
 
 MAX_WORKERS = 1024  # local worker processes: a larger --workers is a usage error, not a fork storm
@@ -61,6 +62,18 @@ def _flags_take_no_value() -> None:
 
 
 _flags_take_no_value()
+
+
+def _typer_consoles_by_descriptor() -> None:
+    """typer prints help and usage errors through consoles of its own, made terminals by
+    FORCE_COLOR, PY_COLORS or GITHUB_ACTIONS: they too are terminals only by their file
+    descriptors (``TerminalConsole``), so no control code reaches a piped stream."""
+    import typer.rich_utils as _ru
+
+    _ru.Console = TerminalConsole  # type: ignore[misc]
+
+
+_typer_consoles_by_descriptor()
 
 
 class _OptionsOnce(TyperCommand):

@@ -20,6 +20,49 @@ from wsianon.pipeline.model import Status
 safe = safe_text
 
 
+def on_terminal(stream) -> bool:
+    """Whether ``stream`` (a file, or a rich Console's file) is a terminal: by its real file
+    descriptor (``os.isatty``), never by what the environment claims.  rich's ``is_terminal``
+    believes FORCE_COLOR and TTY_COMPATIBLE (set in many CI and container set-ups): with one of them
+    ``run > run.log`` named the sources in run.log and wrote control codes into it (red team B, F4).
+    A stream without a file descriptor (a StringIO, a test runner's capture) is not a terminal."""
+    stream = getattr(stream, "file", stream)  # a Console: the file it writes to now
+    try:
+        return os.isatty(stream.fileno())
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError and a ValueError
+        return False
+
+
+class TerminalConsole(Console):
+    """A rich Console that is a terminal only when its file is one (:func:`on_terminal`):
+    FORCE_COLOR, TTY_COMPATIBLE=1 and TTY_INTERACTIVE=1 make no piped stream a terminal, so no
+    colour, cursor or progress-bar control codes reach it; TTY_COMPATIBLE=0 still turns a terminal
+    into plain output.  The colour system is decided again at every write: a console made while its
+    stream was a terminal writes none once the stream is piped (sys.stdout replaced)."""
+
+    @property
+    def is_terminal(self) -> bool:
+        return on_terminal(self.file) and self._environ.get("TTY_COMPATIBLE") != "0"
+
+    @property
+    def is_interactive(self) -> bool:
+        return self.is_terminal and not self.is_dumb_terminal and self._environ.get("TTY_INTERACTIVE") != "0"
+
+    @is_interactive.setter
+    def is_interactive(self, value: bool) -> None:
+        pass  # decided by the stream itself (rich sets it from TTY_INTERACTIVE at construction)
+
+    @property  # type: ignore[override]
+    def _color_system(self):
+        if not self.is_terminal:
+            return None
+        return self.__dict__.get("_detected_color_system")
+
+    @_color_system.setter
+    def _color_system(self, value) -> None:
+        self.__dict__["_detected_color_system"] = value
+
+
 def _style(status: str) -> str:
     return {"ok": "green", "dry-run": "cyan", "failed": "red", "error": "red"}.get(status, "white")
 
@@ -149,7 +192,7 @@ class BatchConsole:
         # the source's name on the user's own terminal; piped, captured or redirected output keeps
         # the pseudonym: decided for the stream the line is written to (`run > run.log` with stderr
         # a terminal writes the OK lines to the file)
-        shown = disp if stream.is_terminal else o.input_label
+        shown = disp if on_terminal(stream) else o.input_label
         line = f"[{style}]{o.status.upper():8}[/{style}] {safe(shown)}"
         if o.format:
             line += f" ({safe(o.format)})"
