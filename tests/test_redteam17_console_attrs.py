@@ -7,6 +7,9 @@ F4. FORCE_COLOR or TTY_COMPATIBLE made piped output name the sources: ``run … 
     ``OK /…/MRN98765432/Doe_Jane_19790101.svs``, progress-bar text and ANSI codes into the files,
     ``TTY_COMPATIBLE=1 wsianon status OUT | …`` listed failures by source path (rich's
     ``is_terminal`` believes the environment; the choice now follows the file descriptor).
+F3. ``io/fsattrs.SAFE_PREFIXES`` accepted the whole ``security.`` namespace: ``security.patient``
+    with a name and MRN, free text as ``security.selinux``, survived an in-place run and
+    ``verify`` said "closed-world: file attributes: ok".  Now: known names, each in its one form.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import io
 import json
 import os
 import re
+import struct
 import zlib
 from pathlib import Path
 
@@ -184,3 +188,106 @@ def test_slide_line_follows_the_descriptor_not_force_terminal():
     line(tty.file)
     tty.close()
     assert "Doe_Jane" in tty.text()
+
+
+# -- F3: extended attributes: known names in their forms only --------------------------------------
+
+PLANTED = {"security.patient": b"Doe^Jane MRN 98765432 DOB 19790101", "user.note": b"Doe^Jane"}
+LABEL = b"system_u:object_r:user_home_t:s0\x00"
+# a POSIX ACL in the kernel's form: user::rw- user:1000:r-- group::r-- mask::r-- other::r--
+ACL = struct.pack("<I", 2) + b"".join(
+    struct.pack("<HHI", *e) for e in ((0x01, 6, 0xFFFFFFFF), (0x02, 4, 1000), (0x04, 4, 0xFFFFFFFF), (0x10, 4, 0xFFFFFFFF), (0x20, 4, 0xFFFFFFFF))
+)
+
+
+def _set(path: Path, attrs: dict[str, bytes]) -> None:
+    for name, value in attrs.items():
+        try:
+            os.setxattr(path, name, value)
+        except OSError as exc:  # not root (security.* needs CAP_SYS_ADMIN), or no xattrs here
+            pytest.skip(f"the file system refuses to set {name} ({os.strerror(exc.errno or 0)}): needs root on a file system with extended attributes")
+
+
+def _attrs(path: Path) -> dict[str, bytes]:
+    return {n: os.getxattr(path, n) for n in os.listxattr(path)}
+
+
+def test_attribute_forms():
+    from wsianon.io.fsattrs import acl_in_form, known_safe, selinux_in_form
+
+    for good in (
+        LABEL,
+        b"system_u:object_r:user_home_t:s0",
+        b"u:object_r:app_data_file:s0:c512,c768",
+        b"staff_u:object_r:var_t:s0-s15:c0.c1023",
+        b"user_u:object_r:tmp_t",
+    ):
+        assert selinux_in_form(good), good
+    for bad in (
+        b"S19-4711 Doe^Jane",
+        b"Doe^Jane:object_r:user_home_t:s0",
+        b"system_u:object_r:user_home_t:s0 Doe Jane",
+        b"system_u:system_r:user_home_t:s0",  # a file's role is object_r
+        b"system_u:object_r:user_home_t:s0\x00Doe^Jane",
+        b"system_u:object_r:" + b"t" * 300 + b":s0",
+        b"",
+    ):
+        assert not selinux_in_form(bad), bad
+    assert acl_in_form(ACL)
+    assert not acl_in_form(ACL + b"Doe^Jane")  # not whole entries
+    assert not acl_in_form(struct.pack("<I", 2) + b"Doe^Jane")  # tag/perm not an entry's
+    assert not acl_in_form(struct.pack("<I", 2) + struct.pack("<HHI", 0x20, 4, 98765432))  # an id on an unnamed entry
+    assert known_safe("security.selinux", LABEL) and known_safe("system.posix_acl_access", ACL)
+    for name in ("security.patient", "security.capability", "security.ima", "security.evm", "security.SMACK64", "user.note", "trusted.x", "system.nfs4_acl"):
+        assert not known_safe(name, LABEL), name
+
+
+def test_in_place_removes_security_attributes_it_does_not_know(tmp_path, cli, key):
+    """An in-place run removes every attribute but a label and an ACL in their forms; free text as
+    ``security.selinux`` is removed too.  Verified after."""
+    src = tmp_path / "in"
+    src.mkdir()
+    a = write_svs(src / "a.svs", levels=1, size=(768, 512)).path
+    b = write_svs(src / "b.svs", levels=1, size=(768, 512)).path
+    _set(a, {**PLANTED, "security.selinux": b"S19-4711 Doe^Jane"})
+    _set(b, {**PLANTED, "security.selinux": LABEL})
+    try:
+        os.setxattr(b, "system.posix_acl_access", ACL)
+        acl = True
+    except OSError:  # a file system without POSIX ACLs
+        acl = False
+    code, stdout, stderr = cli("run", "--in-place", src, "--key-file", key, "--mapping", tmp_path / "map.csv", "--no-review-sheet")
+    assert code == 0, stdout + stderr
+    outs = sorted(src.glob("WSI-*.svs"))
+    assert len(outs) == 2
+    left = [_attrs(p) for p in outs]
+    assert {} in left  # a's: all gone, its free-text label too
+    kept = next(x for x in left if x)
+    assert kept.get("security.selinux") == LABEL and (not acl or kept.get("system.posix_acl_access") == ACL), kept
+    assert set(kept) <= {"security.selinux", "system.posix_acl_access"}
+    code, stdout, _ = cli("verify", src)
+    assert code == 0 and "closed-world: file attributes" in stdout, stdout
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [("security.patient", PLANTED["security.patient"]), ("security.selinux", b"S19-4711 Doe^Jane"), ("security.x", LABEL)],
+    ids=["unknown-name", "free-text-label", "label-under-another-name"],
+)
+def test_verify_refuses_unknown_security_attributes(tmp_path, cli, key, name, value):
+    """The verifier on its own: an output carrying a ``security.*`` attribute of an unknown name,
+    or free text as the SELinux label, is not clean; a label in its form is."""
+    src = tmp_path / "in"
+    src.mkdir()
+    write_svs(src / "a.svs", levels=1, size=(768, 512))
+    out = tmp_path / "out"
+    assert cli("run", src, "-o", out, "--key-file", key, "--no-review-sheet")[0] == 0
+    target = next(out.glob("WSI-*.svs"))
+    _set(target, {"security.selinux": LABEL})
+    code, stdout, _ = cli("verify", out)
+    assert code == 0, stdout
+    _set(target, {name: value})
+    code, stdout, stderr = cli("verify", out)
+    assert code == 1, stdout + stderr
+    line = next(ln for ln in stdout.splitlines() if "closed-world: file attributes" in ln)
+    assert "FAIL" in line.upper() and "Doe" not in stdout + stderr and name not in stdout + stderr, line
