@@ -10,6 +10,10 @@ F4. FORCE_COLOR or TTY_COMPATIBLE made piped output name the sources: ``run … 
 F3. ``io/fsattrs.SAFE_PREFIXES`` accepted the whole ``security.`` namespace: ``security.patient``
     with a name and MRN, free text as ``security.selinux``, survived an in-place run and
     ``verify`` said "closed-world: file attributes: ok".  Now: known names, each in its one form.
+FP1. ``CMU-1-Small-Region.svs`` copied as ``46000.svs``, ``32914.svs`` or ``000424.svs`` was
+    quarantined by the canary scan: its own kept OriginalWidth, OriginalHeight and LineCameraSkew
+    digits.  A numeric file name standing as a field the profile keeps as a number is no hit;
+    anywhere else it still is.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import io
 import json
 import os
 import re
+import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -291,3 +296,67 @@ def test_verify_refuses_unknown_security_attributes(tmp_path, cli, key, name, va
     assert code == 1, stdout + stderr
     line = next(ln for ln in stdout.splitlines() if "closed-world: file attributes" in ln)
     assert "FAIL" in line.upper() and "Doe" not in stdout + stderr and name not in stdout + stderr, line
+
+
+# -- FP1: a numeric file name equal to a number the slide keeps as structure -------------------------
+
+CMU = Path(__file__).parent / "data" / "CMU-1-Small-Region.svs"
+
+
+def test_numeric_file_names_equal_to_kept_numbers_are_verified(tmp_path, cli, key):
+    """The real slide under its own numbers' names: every one verified clean (was: 3 quarantined)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for stem in ("46000", "32914", "000424"):
+        shutil.copyfile(CMU, src / f"{stem}.svs")
+    code, stdout, stderr = cli("run", src, "-o", tmp_path / "out", "--key-file", key, "--workers", "3", "--no-review-sheet")
+    assert code == 0, stdout + stderr
+    assert stdout.count("OK ") == 3 and "FAILED" not in stdout + stderr, stdout
+
+
+def _scan(path: Path, stem: str) -> tuple[bool, int]:
+    """The verifier's canary scan of ``path`` for the file name ``stem``.svs, with the numbers the
+    output keeps as OpenSlide reads them: (passed, hits)."""
+    import openslide
+
+    from wsianon.io.scan import stem_canaries
+    from wsianon.pipeline.model import Verdict
+    from wsianon.pipeline.verify import own_numbers, scan_outputs
+
+    with openslide.OpenSlide(str(path)) as s:
+        props = dict(s.properties)
+    source = Path(f"/x/{stem}.svs")
+    verdict = Verdict()
+    scan_outputs(stem_canaries(source), [path], verdict, numbers=(source, own_numbers("aperio", props)))
+    (check,) = [c for c in verdict.checks if c.name == "canary-scan"]
+    return check.ok, len(verdict.findings)
+
+
+@pytest.mark.parametrize(
+    "stem, addition",
+    [
+        ("46000", "|Parmset = case 46000"),  # free text around it
+        ("46000", "|Parmset = 46000"),  # a free-text field holding only it
+        ("46000", "|Notes = 460001"),  # inside a longer number
+        ("46000", "|Notes = 46000x32914"),  # a word after it
+        ("98765432", "|Parmset = 98765432"),  # a number no kept field holds
+        ("000424", "|Parmset = 1.000424"),  # the same digits in another number
+    ],
+    ids=["free-text", "free-text-field", "longer-number", "word-after", "not-kept", "other-number"],
+)
+def test_numeric_file_name_elsewhere_is_still_caught(tmp_path, cli, key, stem, addition):
+    """The verifier on its own (its canary scan, the output's own kept numbers): the clean output
+    of the real slide passes for the file name ``46000.svs``; the same output with the name's
+    digits planted anywhere but a kept numeric field fails."""
+    from tests.fixtures.helpers import planted_aperio_copy
+
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copyfile(CMU, src / f"{stem}.svs")
+    out = tmp_path / "out"
+    assert cli("run", src, "-o", out, "--key-file", key, "--no-review-sheet")[0] == 0
+    (clean,) = out.glob("WSI-*.svs")
+    assert _scan(clean, stem)[0]
+    planted = planted_aperio_copy(out, tmp_path, addition)
+    ok, hits = _scan(planted, stem)
+    assert not ok and hits >= 1, addition

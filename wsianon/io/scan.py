@@ -527,6 +527,9 @@ class SplitScanStream:
         return sorted(found, key=lambda f: f.offset)[: self.limit]
 
 
+STEM_CANARY = "file name"
+
+
 def stem_canaries(path: Path) -> list[Canary]:
     """The source file's stem (and the part before the first dot) are identifiers too.
 
@@ -534,4 +537,68 @@ def stem_canaries(path: Path) -> list[Canary]:
     everywhere; a stem is scanned when it has a digit (case numbers do) or at
     least 10 characters."""
     stems = {path.stem, path.stem.split(".")[0]}
-    return [Canary("file name", s) for s in sorted(stems) if any(c.isdigit() for c in s) or len(s) >= 10]
+    return [Canary(STEM_CANARY, s) for s in sorted(stems) if any(c.isdigit() for c in s) or len(s) >= 10]
+
+
+_NUMBER_BYTES = frozenset(b"0123456789.+-")
+_WORD_BYTES = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+def numeric_stems(path: Path) -> frozenset[str]:
+    """The parts of ``stem_canaries`` that are only digits (a database image ID, ``46000.svs``)."""
+    return frozenset(c.value for c in stem_canaries(path) if c.value.isascii() and c.value.isdigit())
+
+
+def _digit_runs(item: bytes, s: bytes) -> list[int]:
+    """Where ``s`` (digits) stands in ``item`` as a whole run of digits."""
+    out, i = [], item.find(s)
+    while i >= 0:
+        j = i + len(s)
+        if (i == 0 or item[i - 1] not in b"0123456789") and (j == len(item) or item[j] not in b"0123456789"):
+            out.append(i)
+        i = item.find(s, i + 1)
+    return out
+
+
+def own_number_hit(path: Path, offset: int, stems: frozenset[str], items: frozenset[bytes]) -> bool:
+    """Whether the text hit at ``offset`` of ``path`` is a numeric file name (``stems``) standing
+    as a whole run of digits inside one of ``items``, found there whole: a field the format's
+    profile keeps as a number, as the output writes it with its leading separator
+    (``|OriginalWidth = 46000``, the format module's ``numeric_items``), and no number or word
+    going on after it.  That is the slide's own structure, not its name.
+
+    False positive of red team B (FP1): ``CMU-1-Small-Region.svs`` stored as ``46000.svs``,
+    ``32914.svs`` or ``000424.svs`` was quarantined, those being its own OriginalWidth,
+    OriginalHeight and LineCameraSkew digits.  Still caught: the same digits anywhere else (free text
+    ``case 46000``, a free-text field holding only them, a longer number, a word around them), every
+    other encoding (UTF-16, base64, the digit forms ``9876-5432``) and every other canary."""
+    if not stems or not items:
+        return False
+    span = max(map(len, items)) + 1
+    start = max(offset - span, 0)
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(start)
+            window = fh.read(offset - start + span + 1)
+    except OSError:
+        return False
+    i = offset - start
+    for s in (x.encode("ascii") for x in stems):
+        if window[i : i + len(s)] != s:
+            continue
+        for item in items:
+            for p in _digit_runs(item, s):
+                a, b = i - p, i - p + len(item)
+                if a >= 0 and window[a:b] == item and (b == len(window) or window[b] not in _NUMBER_BYTES | _WORD_BYTES):
+                    return True
+    return False
+
+
+def drop_own_number_hits(findings: list[Finding], path: Path, stems: frozenset[str], items: frozenset[bytes], limit: int = 50) -> tuple[list[Finding], int]:
+    """``findings`` of one file without the hits :func:`own_number_hit` explains, and how many
+    were dropped.  A scan that stopped at ``limit`` findings keeps them all (a hit it did not
+    report might be one no kept number explains)."""
+    if len(findings) >= limit or not stems or not items:
+        return findings, 0
+    kept = [f for f in findings if not (f.canary == STEM_CANARY and f.encoding == "text" and own_number_hit(path, f.offset, stems, items))]
+    return kept, len(findings) - len(kept)

@@ -23,6 +23,7 @@ from wsianon.pipeline.verify import (
     check_openslide,
     check_thumbnail,
     check_tiles_tiff,
+    own_numbers,
     run_format_checks,
     scan_outputs,
     snapshot_source,
@@ -131,7 +132,7 @@ def audit_paths(
                 check_thumbnail(s.converter, s.path, slide_policy, verdict)
                 if src_inv is not None and src_snap is not None:
                     canaries = src_inv.canaries() + stem_canaries(src_inv.path) + source_property_canaries(src_snap, props)
-                    scan_outputs(canaries, s.files, verdict)
+                    scan_outputs(canaries, s.files, verdict, numbers=(src_inv.path, own_numbers(inv.format, props)))
                     if src_snap.format_state is None:  # a format with its own snapshot proves its body itself
                         check_tiles_tiff(src_snap, inv.format, s.path, verdict)
             if src_inv is not None and s.spec.is_dicom:

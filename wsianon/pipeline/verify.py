@@ -29,7 +29,7 @@ from pathlib import Path
 from wsianon.converters.base import Inventory, NativeConverter
 from wsianon.converters.registry import ClosedWorld, spec_of
 from wsianon.io import barcodes
-from wsianon.io.scan import Canary, Scanner, SplitScanner, stem_canaries
+from wsianon.io.scan import Canary, Scanner, SplitScanner, drop_own_number_hits, numeric_stems, stem_canaries
 from wsianon.pipeline.model import Verdict
 from wsianon.profiles import load as load_profile
 from wsianon.profiles.policy import Policy
@@ -375,26 +375,51 @@ def _kept_pages(src: list, out: list, dims) -> list:
     return kept if {(a[0], a[1]) for a in kept} >= {tuple(d) for d in dims} else []
 
 
+def own_numbers(fmt: str | None, out_props: dict | None) -> frozenset[bytes]:
+    """The items of the output's metadata (from OpenSlide's properties of the OUTPUT) that its
+    format's profile keeps as numbers, as the output writes them (the format module's
+    ``numeric_items``; none for a format without one)."""
+    numeric = getattr(format_checks(fmt), "numeric_items", None) if fmt else None
+    if numeric is None or not out_props:
+        return frozenset()
+    return frozenset(numeric(out_props))
+
+
 def scan_outputs(
-    canaries: list[Canary], out_files: list[Path], verdict: Verdict, root: Path | None = None, feeders: dict | None = None, pixels: dict | None = None
+    canaries: list[Canary],
+    out_files: list[Path],
+    verdict: Verdict,
+    root: Path | None = None,
+    feeders: dict | None = None,
+    pixels: dict | None = None,
+    numbers: tuple[Path, frozenset[bytes]] | None = None,
 ) -> None:
     """The canary scan of every output file, in the single read-back pass
     (``wsianon.verify.readback``: the SHA-256 the record needs and, for files in ``feeders``,
     the tile identity are taken from the same buffers).  ``pixels``: for a file, the byte ranges
     (starts, ends) of pixel data whose identity with the source's is checked (a failed identity
     fails the verdict); the base64 forms of the values are not searched there
-    (``wsianon.io.scan.SplitScanner``), the plain forms are."""
+    (``wsianon.io.scan.SplitScanner``), the plain forms are.  ``numbers``: (the source's path,
+    :func:`own_numbers` of the output): a numeric file name found standing as one of those numbers
+    is the slide's own structure, not its name (``wsianon.io.scan.own_number_hit``)."""
     scanner: Scanner | SplitScanner = SplitScanner(canaries) if pixels else Scanner(canaries)
     total = 0
     skipped = 0
+    own = 0
     for f in out_files:
         name = str(f.relative_to(root)) if root else f.name
         skip = (pixels or {}).get(f)
         rb = read_back(f, name, scanner, (feeders or {}).get(f), skip=skip)
-        verdict.findings.extend(rb.findings)
+        found = rb.findings
+        if numbers is not None:
+            found, n = drop_own_number_hits(found, f, numeric_stems(numbers[0]), numbers[1])
+            own += n
+        verdict.findings.extend(found)
         total += rb.size
         skipped += int((skip[1] - skip[0]).sum()) if skip is not None else 0
     encoded = f"; base64 forms outside {skipped} bytes of pixel data proven identical to the source" if skipped else ""
+    if own:  # a count of hits, never the number
+        encoded += f"; the numeric file name found only as a number the slide's metadata keeps ({own} place(s): its own structure, not counted)"
     verdict.add(
         "canary-scan",
         not verdict.findings,
@@ -470,7 +495,15 @@ def verify_native(
     with ThreadPoolExecutor(max_workers=1) as pool:
         scan = pool.submit(scans)
         # one read of every output file: canaries, tile identity and SHA-256 from the same buffers
-        scan_outputs(canaries, out_files, verdict, root, feeders={out_main: feeder} if feeder is not None else None, pixels=pixels)
+        scan_outputs(
+            canaries,
+            out_files,
+            verdict,
+            root,
+            feeders={out_main: feeder} if feeder is not None else None,
+            pixels=pixels,
+            numbers=(inv.path, own_numbers(inv.format, out_props)),
+        )
         if feeder is not None and feeder.fed == 0:  # out_main was not among out_files: read it for the tiles
             tileid.feed_file(out_main, feeder)
         if tiles_here:

@@ -14,6 +14,21 @@ from wsianon.verify.dates import year_only
 from wsianon.verify.reportnames import safe_name
 
 
+def numeric_items(props: dict) -> frozenset[bytes]:
+    """The description items of an output (OpenSlide's ``props`` of it) that the profile keeps as
+    numbers, each holding a number of its field's form, as the output writes them
+    (``|OriginalWidth = 46000``: the aperio-profile check holds every item to ``KEY = VALUE``): the
+    slide's own structure, which a numeric file name may equal by chance
+    (``wsianon.io.scan.own_number_hit``).  Free-text keys (``Parmset``, ``ICC Profile``) never are."""
+    forms = load("aperio")["safe_value_forms"]
+    out = set()
+    for k, v in props.items():
+        key = k.split(".", 1)[1] if k.startswith("aperio.") else None
+        if key in forms and isinstance(v, str) and re.fullmatch(forms[key], v):
+            out.add(f"|{key} = {v}".encode("ascii"))
+    return frozenset(out)
+
+
 def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
     import openslide
 
