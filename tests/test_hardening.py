@@ -18,8 +18,10 @@ from .fixtures.svs_gen import write_svs
 
 @pytest.fixture(autouse=True)
 def _cwd(tmp_path, monkeypatch):
-    """In-place runs write their mapping into the working directory: keep it out of the repository."""
-    monkeypatch.chdir(tmp_path)
+    """In-place runs write their mapping into the working directory: keep it out of the repository,
+    and out of the folder of the slides they patch (refused there: red team stop 40, F2)."""
+    (tmp_path / "cwd").mkdir(exist_ok=True)
+    monkeypatch.chdir(tmp_path / "cwd")
 
 
 def _report(out: Path) -> dict:

@@ -409,14 +409,16 @@ def test_cli_end_to_end(tmp_path, cli):
 
 
 def test_cli_in_place(tmp_path, cli, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # the in-place mapping is written to the working folder
+    # the in-place mapping is written to the working folder (never the folder of the patched slides)
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
     isx = make_isyntax(tmp_path / "CASE-IS-INPLACE.isyntax")
     body = isx.body()
     code, stdout, stderr = cli("run", "--in-place", str(isx.path))
     assert code == 0, stdout + stderr
     outs = [p for p in tmp_path.iterdir() if p.suffix == ".isyntax"]
     assert len(outs) == 1 and "CASE" not in outs[0].name
-    assert "CASE-IS-INPLACE" in (tmp_path / "wsianon.mapping.csv").read_text()
+    assert "CASE-IS-INPLACE" in (tmp_path / "cwd" / "wsianon.mapping.csv").read_text()
     assert outs[0].read_bytes()[isx.body_offset :] == body
     assert scan_for(outs[0], isx.text_canaries()) == []
     assert not list(tmp_path.glob("*.wsianon-journal"))

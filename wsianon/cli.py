@@ -262,6 +262,8 @@ def run(
     if send_key and not scheduler:
         _fail("--send-key applies to --scheduler only")
     sheet = None if (out is None or dry_run or no_review_sheet) else _review_sheet_path(out, review_sheet, key_file, mapping, log)
+    if not dry_run:  # before the log is opened: nothing is written into another job's OUT
+        _refuse_shared(out, [("--review-sheet", sheet), ("--mapping", mapping), ("--quarantine", quarantine), ("--log", log)])
     deliverer = None
     if dicomweb or dimse:
         if target is not Target.dicom or dry_run or out is None:
@@ -314,6 +316,18 @@ def run(
     msg = _run_summary(result, out, dry_run, sheet, deliverer, deliveries)
     (err_console if json_out else out_console).print(msg, highlight=False, soft_wrap=True)
     raise typer.Exit(max(result.exit_code, 1 if any(not d.ok for d in deliveries) else 0))
+
+
+def _refuse_shared(out: Path | None, private: list) -> None:
+    """OUT inside another job's OUT, or a private file inside any wsianon OUT: one line, exit 1."""
+    from wsianon.pipeline import sharedout
+
+    try:
+        if out is not None:
+            sharedout.refuse_out_in_shared(out)
+        sharedout.refuse_private_in_shared([(w, p) for w, p in private if p is not None], own=out)
+    except WsianonError as exc:
+        _fail(exc.one_line(), 1)
 
 
 def _review_sheet_path(out: Path, review_sheet: Path | None, key_file: Path | None, mapping: Path | None, log: Path | None) -> Path:
@@ -795,6 +809,10 @@ def certify(
             if done == 0:
                 err_console.print(record.RENDERING.format(total), highlight=False, soft_wrap=True)
 
+        if review_sheet is not None:  # before anything is written: never into a wsianon OUT
+            if record.is_inside(review_sheet, out):
+                _fail(f"{review_sheet}: the review sheet shows the sources' labels and macros (identifying); it is never written inside OUT", 1)
+            _refuse_shared(None, [("--review-sheet", review_sheet)])
         keep: dict = {}
         # an output that no longer matches what the run verified (changed, added to a slide's
         # folder, gone) is refused with one line naming it: never a certificate that leaves it out

@@ -26,6 +26,7 @@ from wsianon.io.safefile import kind_of
 from wsianon.io.safefile import same_file
 from wsianon.io.safetext import os_reason, redact_paths
 from wsianon.pipeline import jobs as J
+from wsianon.pipeline import sharedout
 from wsianon.pipeline import workers as W
 from wsianon.pipeline.detect import SlideSource, expand_inputs, missing_reason
 from wsianon.pipeline.keys import key_fingerprint, key_path, keyed_hex, load_or_create_key, pseudonym_from
@@ -96,17 +97,22 @@ def _inside(child: Path, parent: Path) -> bool:
 
 
 def check_locations(cfg, out: Path | None, mapping: Path | None, quarantine: Path | None) -> None:
-    """Private files never inside the shareable OUT; OUT never equal to or inside an input folder."""
-    if out is None:
-        return
-    for what, p in (
+    """Private files never inside the shareable OUT nor inside any other wsianon OUT; OUT never
+    inside another wsianon OUT, never equal to or inside an input folder."""
+    private = [
         ("--mapping", mapping),
         ("--quarantine", quarantine),
         ("--log", getattr(cfg, "log", None)),
         ("the job manifest", getattr(cfg, "manifest", None)),
-    ):
+    ]
+    if out is None:
+        sharedout.refuse_private_in_shared(private)
+        return
+    for what, p in private:
         if p is not None and _inside(p, out):
             raise WsianonError(p, f"{what} must be outside the output folder (OUT is shareable; this file is private)")
+    sharedout.refuse_out_in_shared(out)
+    sharedout.refuse_private_in_shared(private + [("the job manifest", manifest_path(out))], own=out)
     if out.exists() and not out.is_dir():
         raise OutputError(out, "output path exists and is not a folder")
     for inp in cfg.inputs:
@@ -114,6 +120,24 @@ def check_locations(cfg, out: Path | None, mapping: Path | None, quarantine: Pat
         if ip.is_dir() and _inside(out, ip):
             raise WsianonError(out, "output folder is the same as, or inside, an input folder; choose an OUT outside the inputs")
         refuse_input_in_out(ip, out)
+
+
+def refuse_private_beside_patched(sel, private, inputs=()) -> None:
+    """--in-place patches the slides where they are (their folder is the one to be shared): a
+    private file (``(option, path)`` pairs: the mapping, the manifest beside it, the log) in the
+    folder of a slide being patched, or inside a folder given as input, would be shared with them."""
+    folders = {os.path.realpath(os.path.dirname(os.path.abspath(c.path))) for c in sel.candidates}
+    roots = [os.path.realpath(i) for i in inputs if os.path.isdir(i)]
+    for what, p in private:
+        if p is None:
+            continue
+        home = os.path.realpath(os.path.dirname(os.path.abspath(p)))
+        if home in folders or any(_inside(Path(home), Path(r)) for r in roots):
+            raise WsianonError(
+                p,
+                f"{what} is private and would be written beside the slides --in-place patches (the folder to be shared); "
+                "give --mapping PATH (and --log) in another folder",
+            )
 
 
 def refuse_input_in_out(inp: Path, out: Path) -> None:
@@ -353,6 +377,9 @@ def run_batch(cfg, on_event: Callable[..., None] | None = None):
         prune=prune,
     )
     refuse_private_over_inputs(sel, (("--mapping", mapping_path), ("--log", getattr(cfg, "log", None))))
+    if policy.in_place and not policy.dry_run:
+        mp = getattr(cfg, "manifest", None) or (mapping_path.parent / f"wsianon{MANIFEST_SUFFIX}" if mapping_path is not None else None)
+        refuse_private_beside_patched(sel, (("the mapping", mapping_path), ("the job manifest", mp), ("--log", getattr(cfg, "log", None))), list(cfg.inputs))
     if out is not None:
         for c in sel.candidates:
             if c.explicit:  # --from-file entries (a folder's files are found below the folder, checked above)

@@ -1626,6 +1626,9 @@ def write_review_sheet(
     quarantine = Path(quarantine) if quarantine else out.parent / f"{out.name}.quarantine"
     if is_inside(sheet, out):
         raise OutputError(sheet, "the review sheet shows the sources' labels and macros (identifying) and is never written inside OUT")
+    from wsianon.pipeline.sharedout import refuse_private_in_shared
+
+    refuse_private_in_shared([("the review sheet", sheet)], own=out)  # nor inside another job's OUT
     mapping = Path(mapping) if mapping else out.parent / f"{out.name}.mapping.csv"
     try:
         rows = read_mapping(mapping)

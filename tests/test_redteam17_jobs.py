@@ -1,0 +1,117 @@
+"""Red team B, stop 40 (jobs: what a run may write, and under which stated policy).
+
+* F1 — ``--overwrite`` with other options (what the refusal suggested) processed only the slides
+  named this time, swapped the job's policy, and the report and the certificate then stated the
+  new policy ("Macro removed", "File names: a keyed pseudonym") over an earlier output named after
+  the patient with its macro; ``certify --check`` confirmed it.  Now a run with other options must
+  name every slide the job shared (else refused, nothing changed), and what earlier runs shared
+  leaves OUT and is made again under the new options.
+* F2 — a second job's OUT inside an earlier job's OUT (or its ``--mapping``, ``--log``,
+  ``--review-sheet``, ``--quarantine`` there, or ``certify --review-sheet`` there) wrote its
+  private files into the certified, shared folder; an ``--in-place`` run started from the slide's
+  folder wrote the mapping and the manifest beside the patched slide.  Now refused, nothing written.
+* F5 — a ``--pseudonyms`` map naming a slide after one of its own identifiers (its barcode, the
+  patient folder it came from) was verified: the guard compared map names with the source's file
+  name only, and the verifiers accept map names wherever they appear.  Now the run refuses such an
+  entry (naming the map's line, never the value), the verifiers fail it on their own
+  (``pseudonym-names``), and a changed map is part of the job's compared options.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.svs_gen import write_svs
+
+
+def _svs(path: Path, **kw) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_svs(path, levels=1, size=(768, 512), **kw)
+    return path
+
+
+def _listing(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def _policy_words(out: Path) -> list[str]:
+    return json.loads((out / "wsianon-certificate.json").read_text())["policy"]["in_words"]
+
+
+# ---------------------------------------------------------------- F2: private files, shared folders
+
+
+@pytest.fixture
+def shared_out(cli, tmp_path, key):
+    a = _svs(tmp_path / "in" / "A" / "slide1.svs")
+    share = tmp_path / "share"
+    code, so, se = cli("run", str(a.parent), "-o", str(share), "--key-file", str(key))
+    assert code == 0, so + se
+    return share
+
+
+def _second(tmp_path) -> Path:
+    return _svs(tmp_path / "in" / "MRN98765432" / "Doe_Jane_19790101.svs")
+
+
+def test_out_inside_another_jobs_out_is_refused(cli, tmp_path, key, shared_out):
+    src = _second(tmp_path)
+    before = _listing(tmp_path)
+    code, so, se = cli("run", str(src.parent), "-o", str(shared_out / "batch2"), "--key-file", str(key))
+    assert code == 1, so + se
+    assert "inside another wsianon output folder" in se
+    assert _listing(tmp_path) == before
+
+
+@pytest.mark.parametrize("option,name", [("--mapping", "map.csv"), ("--log", "job.log"), ("--review-sheet", "sheet.html"), ("--quarantine", "q")])
+def test_private_file_inside_another_jobs_out_is_refused(cli, tmp_path, key, shared_out, option, name):
+    src = _second(tmp_path)
+    before = _listing(tmp_path)
+    code, so, se = cli("run", str(src.parent), "-o", str(tmp_path / "out3"), "--key-file", str(key), option, str(shared_out / "sub" / name))
+    assert code == 1, so + se
+    assert "inside a wsianon output folder" in se
+    assert _listing(tmp_path) == before
+
+
+def test_run_api_refuses_private_files_in_another_jobs_out(tmp_path, key, shared_out):
+    from wsianon.errors import WsianonError
+    from wsianon.pipeline.jobs import JobConfig, run_job
+    from wsianon.profiles.policy import Policy
+
+    src = _second(tmp_path)
+    before = _listing(tmp_path)
+    with pytest.raises(WsianonError, match="inside another wsianon output folder"):
+        run_job(JobConfig(inputs=[src], out=shared_out / "b2", policy=Policy(), key_file=key))
+    with pytest.raises(WsianonError, match="inside a wsianon output folder"):
+        run_job(JobConfig(inputs=[src], out=tmp_path / "o", policy=Policy(), key_file=key, mapping=shared_out / "m.csv"))
+    assert _listing(tmp_path) == before
+
+
+def test_certify_review_sheet_inside_a_shared_out_is_refused(cli, tmp_path, key, shared_out):
+    other = tmp_path / "other"
+    code, so, se = cli("run", str(_second(tmp_path).parent), "-o", str(other), "--key-file", str(key), "--no-review-sheet")
+    assert code == 0, so + se
+    before = _listing(tmp_path)
+    code, so, se = cli("certify", str(other), "--review-sheet", str(shared_out / "sheet.html"))
+    assert code == 1, so + se
+    assert _listing(tmp_path) == before
+
+
+def test_in_place_refuses_its_mapping_beside_the_patched_slide(tmp_path, key, monkeypatch):
+    from tests.conftest import run_subprocess
+
+    folder = tmp_path / "to_share"
+    src = _svs(folder / "Doe_Jane_19790101.svs")
+    before = src.read_bytes()
+    r = run_subprocess("run", "--in-place", src.name, "--key-file", str(key), cwd=folder)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "beside the slides --in-place patches" in r.stderr
+    assert os.listdir(folder) == [src.name] and src.read_bytes() == before
+    # a folder given as input, with the mapping inside it, likewise
+    r = run_subprocess("run", "--in-place", str(folder), "--key-file", str(key), "--mapping", str(folder / "sub" / "m.csv"))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert os.listdir(folder) == [src.name]
