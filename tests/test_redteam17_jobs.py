@@ -42,6 +42,82 @@ def _policy_words(out: Path) -> list[str]:
     return json.loads((out / "wsianon-certificate.json").read_text())["policy"]["in_words"]
 
 
+# ---------------------------------------------------------------- F1: --overwrite and the policy
+
+
+def test_overwrite_with_other_options_must_name_every_slide_of_the_job(cli, tmp_path, key):
+    a = _svs(tmp_path / "in" / "A" / "Doe_Jane_19790101.svs")
+    b = _svs(tmp_path / "in" / "B" / "Roe_Rick_19800202.svs")
+    out = tmp_path / "out"
+    code, so, se = cli("run", str(a.parent), "-o", str(out), "--key-file", str(key), "--rename", "keep", "--macro", "keep")
+    assert code == 0, so + se
+    before = {p: (out / p).read_bytes() for p in _listing(out) if (out / p).is_file()}
+    # the refusal's old advice: only slide B, default options, --overwrite
+    code, so, se = cli("run", str(b.parent), "-o", str(out), "--key-file", str(key), "--overwrite")
+    assert code == 1, so + se
+    assert "not among this run's inputs" in se
+    assert "Doe_Jane" not in se and "Roe_Rick" not in se
+    # nothing changed: A's output, its record, under the options it was made with
+    assert {p: (out / p).read_bytes() for p in _listing(out) if (out / p).is_file()} == before
+    assert any(w.startswith("File names: the source file names were kept") for w in _policy_words(out))
+    # a plain re-run without --overwrite is refused too (other options)
+    code, so, se = cli("run", str(b.parent), "-o", str(out), "--key-file", str(key))
+    assert code == 1 and "other options" in se
+    # every slide of the job named again: A is made again under the new options, its earlier
+    # output (named after the patient, with its macro) leaves OUT
+    code, so, se = cli("run", str(a.parent), str(b.parent), "-o", str(out), "--key-file", str(key), "--overwrite")
+    assert code == 0, so + se
+    names = [n for n in os.listdir(out) if not n.startswith("wsianon-")]
+    assert len(names) == 2 and all(n.startswith("WSI-") for n in names), names
+    words = _policy_words(out)
+    assert any(w.startswith("File names: a keyed pseudonym") for w in words)
+    assert any(w.startswith("Macro") and "removed" in w for w in words)
+    code, so, se = cli("certify", "--check", str(out))
+    assert code == 0, so + se
+    code, so, se = cli("verify", str(out))
+    assert code == 0, so + se
+
+
+def test_policy_switch_withdraws_and_requeues_what_earlier_runs_shared(tmp_path, key):
+    """The switch itself (before any slide is made again) leaves no output of the old options in
+    OUT and queues every slide again: a run stopped right after it resumes them."""
+    from wsianon.pipeline import batch
+    from wsianon.pipeline.jobs import JobConfig, run_job
+    from wsianon.pipeline.manifest import Manifest, manifest_path
+    from wsianon.profiles.policy import Policy
+
+    a = _svs(tmp_path / "in" / "Doe_Jane_19790101.svs")
+    out = tmp_path / "out"
+    cfg = JobConfig(inputs=[a], out=out, policy=Policy(rename="keep"), key_file=key)
+    assert run_job(cfg).exit_code == 0
+    assert (out / a.name).exists()
+
+    class Stop(Exception):
+        pass
+
+    def stop(self, items, mapping_path):
+        raise Stop
+
+    cfg2 = JobConfig(inputs=[a], out=out, policy=Policy(overwrite=True), key_file=key)
+    orig = batch._Run.drive
+    batch._Run.drive = stop  # type: ignore[method-assign]
+    try:
+        with pytest.raises(Stop):
+            run_job(cfg2)
+    finally:
+        batch._Run.drive = orig  # type: ignore[method-assign]
+    assert not (out / a.name).exists()
+    man = Manifest(manifest_path(out))
+    try:
+        assert [r.state for r in man.rows()] == ["pending"]
+    finally:
+        man.close()
+    # the resume (same new options, no --overwrite) makes it again
+    res = run_job(JobConfig(inputs=[a], out=out, policy=Policy(), key_file=key))
+    assert res.exit_code == 0
+    assert [n for n in os.listdir(out) if not n.startswith("wsianon-")][0].startswith("WSI-")
+
+
 # ---------------------------------------------------------------- F2: private files, shared folders
 
 

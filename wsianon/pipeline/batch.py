@@ -215,7 +215,7 @@ def _policy_meta(cfg) -> str:
     return json.dumps(meta, sort_keys=True)
 
 
-def _check_meta(man: Manifest, cfg, kfp: str, mode: str) -> None:
+def _check_meta(man: Manifest, cfg, kfp: str, mode: str, sel=None) -> bool:
     old = man.get_meta("key_fingerprint")
     if old is not None and old != kfp:
         raise WsianonError(man.path, f"this job was started with another key (fingerprint {old}, now {kfp}); use the same --key-file or a new OUT")
@@ -223,14 +223,42 @@ def _check_meta(man: Manifest, cfg, kfp: str, mode: str) -> None:
     if oldm is not None and oldm != mode:
         raise WsianonError(man.path, f"this job derives pseudonyms from '{oldm}', not '{mode}'; use the same --pseudonym-from or a new OUT")
     oldp = man.get_meta("policy")
-    if oldp is not None and oldp != _policy_meta(cfg) and not cfg.policy.overwrite:
+    changed = oldp is not None and oldp != _policy_meta(cfg)
+    if changed and not cfg.policy.overwrite:
         raise WsianonError(
             man.path,
-            "this job was started with other options (target, label, macro, thumbnail, dates, rename, ...); use the same options, a new OUT, or --overwrite",
+            "this job was started with other options (target, label, macro, thumbnail, dates, rename, pseudonym map, ...); "
+            "use the same options, a new OUT, or --overwrite with all of the job's inputs",
         )
+    if changed and sel is not None:
+        left = _not_redone(man, sel)
+        if left:
+            # the report and the certificate state ONE policy for every slide they list: an output
+            # made under the old options and not made again would be certified under the new ones
+            raise WsianonError(
+                man.path,
+                f"--overwrite with other options: {left} slide(s) this job shared under its earlier options are not among this run's inputs, "
+                "and the record would state the new options for them; give all of the job's inputs again, or use a new OUT",
+            )
     man.set_meta("key_fingerprint", kfp)
     man.set_meta("pseudonym_from", mode)
     man.set_meta("policy", _policy_meta(cfg))
+    return changed
+
+
+def _not_redone(man: Manifest, sel) -> int:
+    """How many slides shared earlier ('ok' in the manifest) none of this run's inputs names (by
+    the source or one of its files): a run with other options would not make them again."""
+    given = {os.fsencode(_abs(Path(c.path))) for c in sel.candidates}
+    by_slide: dict[int, set[bytes]] = {}
+    for path, (_s, _m, sid, _st) in man.file_states().items():
+        by_slide.setdefault(sid, set()).add(path)
+    n = 0
+    for sid, src, _names, _files in man.done_outputs():
+        if src in given or by_slide.get(sid, set()) & given:
+            continue
+        n += 1
+    return n
 
 
 BROKEN_LINK = "a broken symbolic link (what it points to does not exist)"
@@ -425,10 +453,11 @@ def _run(cfg, emit, key, kfp, mode, pmap, out, mapping_path, quarantine, sel, ma
     adoption of in-place outputs renamed before a kill), refuse pseudonym collisions, register the
     items in the manifest, process them (serial, local pool or Dask) committing each result, and
     regenerate the report."""
-    if man is not None:
-        _check_meta(man, cfg, kfp, mode)
+    changed = _check_meta(man, cfg, kfp, mode, sel) if man is not None else False
     r = _Run(cfg, emit, key, mode, pmap, out, quarantine, man)
     r.recover()
+    if changed:
+        r.redo_all()
     r.record_missing(sel)
     todo = r.not_done(sel)
     r.skip_not_regular(sel)
@@ -488,6 +517,20 @@ class _Run:
                 shutil.rmtree(p, ignore_errors=True)
             elif p.exists() or p.is_symlink():
                 p.unlink(missing_ok=True)
+
+    def redo_all(self) -> None:
+        """The options changed (--overwrite, every earlier slide among the inputs): what earlier runs
+        shared leaves OUT now and each slide is queued again, so that OUT never holds an output made
+        under the old options beside a record stating the new ones (also when this run is stopped
+        before it made them again: the next run resumes them)."""
+        man = self.man
+        if man is None or self.out is None or self.policy.in_place:
+            return  # (in-place: the outputs are the patched sources, each named again by this run)
+        done = man.done_outputs()
+        for _sid, src, _names, _files in done:
+            self.withdraw_earlier(src)
+        man.set_pending([sid for sid, *_ in done])
+        self.requeued.update(src for _sid, src, *_ in done)
 
     def next_label(self, what: str = "input") -> str:
         return f"{what} #{len(self.live) + 1}"
