@@ -191,3 +191,105 @@ def test_in_place_refuses_its_mapping_beside_the_patched_slide(tmp_path, key, mo
     r = run_subprocess("run", "--in-place", str(folder), "--key-file", str(key), "--mapping", str(folder / "sub" / "m.csv"))
     assert r.returncode == 1, r.stdout + r.stderr
     assert os.listdir(folder) == [src.name]
+
+
+# ---------------------------------------------------------------- F5: a map naming a slide after itself
+
+
+def _barcoded(tmp_path: Path, folder: str) -> Path:
+    return _svs(tmp_path / "in" / folder / "slide1.svs", extra={"Barcode": "S19-4711", "Title": "S19-4711"})
+
+
+def _map(tmp_path: Path, src: Path, *names: str, name: str = "map.csv") -> Path:
+    m = tmp_path / name
+    m.write_text("source,slide,patient\n" + f"{src},{','.join(names)}\n")
+    return m
+
+
+@pytest.mark.parametrize("target", ["native", "dicom"])
+def test_map_name_of_a_patient_folder_is_refused(cli, tmp_path, key, target):
+    src = _barcoded(tmp_path, "MRN98765432")
+    m = _map(tmp_path, src, "Case001", "MRN98765432")
+    out = tmp_path / "out"
+    code, so, se = cli("run", "--target", target, str(src.parent), "-o", str(out), "--key-file", str(key), "--pseudonyms", str(m))
+    assert code == 1, so + se
+    assert "(line 2)" in se and "folder name" in se
+    assert "MRN98765432" not in se.replace(str(src), "")
+    assert [n for n in os.listdir(out) if not n.startswith("wsianon-")] == []
+
+
+@pytest.mark.parametrize("target", ["native", "dicom"])
+def test_map_name_that_is_the_slides_barcode_is_refused(cli, tmp_path, key, target):
+    src = _barcoded(tmp_path, "A")
+    m = _map(tmp_path, src, "S19-4711", "P001")
+    out = tmp_path / "out"
+    code, so, se = cli("run", "--target", target, str(src.parent), "-o", str(out), "--key-file", str(key), "--pseudonyms", str(m))
+    assert code == 1, so + se
+    assert "(line 2)" in se and "identifying values" in se
+    assert "S19-4711" not in se
+    assert [n for n in os.listdir(out) if not n.startswith("wsianon-")] == []
+    report = json.loads((out / "wsianon-report.json").read_text())
+    assert [s["status"] for s in report["slides"]] == ["error"]
+    # the shared record lists the slide under a keyed label, never under the refused name
+    for f in ("wsianon-report.json", "wsianon-report.html", "wsianon-certificate.json"):
+        assert b"S19-4711" not in (out / f).read_bytes(), f
+
+
+@pytest.mark.parametrize("target", ["native", "dicom"])
+def test_verifier_fails_a_map_name_that_is_the_slides_barcode_on_its_own(cli, tmp_path, key, target, monkeypatch):
+    """The run's refusal switched off: the verification itself quarantines the slide."""
+    from wsianon.pipeline import jobs
+
+    monkeypatch.setattr(jobs, "refuse_map_identifiers", lambda *a: None)
+    src = _barcoded(tmp_path, "A")
+    m = _map(tmp_path, src, "S19-4711", "P001")
+    out = tmp_path / "out"
+    code, so, se = cli("run", "--target", target, "--workers", "1", str(src.parent), "-o", str(out), "--key-file", str(key), "--pseudonyms", str(m))
+    assert code == 1, so + se
+    assert [n for n in os.listdir(out) if not n.startswith("wsianon-")] == []
+    (entry,) = json.loads((out / "wsianon-report.json").read_text())["slides"]
+    assert entry["status"] == "failed"
+    (check,) = [c for c in entry["verification"]["checks"] if c["check"] == "pseudonym-names"]
+    assert not check["ok"]
+    for f in ("wsianon-report.json", "wsianon-report.html", "wsianon-certificate.json"):
+        assert b"S19-4711" not in (out / f).read_bytes(), f
+
+
+def test_map_names_that_are_no_identifier_of_the_slide_pass(cli, tmp_path, key):
+    """No false positive: names unlike the slide's values and folders, in a folder named 'in'."""
+    src = _barcoded(tmp_path, "A")
+    m = _map(tmp_path, src, "Case001", "P001")
+    out = tmp_path / "out"
+    code, so, se = cli("run", str(src.parent), "-o", str(out), "--key-file", str(key), "--pseudonyms", str(m))
+    assert code == 0, so + se
+    assert (out / "Case001.svs").exists()
+    (entry,) = json.loads((out / "wsianon-report.json").read_text())["slides"]
+    assert [c["ok"] for c in entry["verification"]["checks"] if c["check"] == "pseudonym-names"] == [True]
+
+
+def test_mapnames_rules():
+    from wsianon.verify.mapnames import repeated
+
+    src = Path("/data/in/MRN98765432/case/slide1.svs")
+    assert repeated(["MRN98765432"], [], src) == ["MRN98765432"]
+    assert repeated(["X-MRN98765432-1"], [], src) == ["X-MRN98765432-1"]
+    assert repeated(["s19-4711"], ["S19-4711"], None) == ["s19-4711"]
+    assert repeated(["P-S19-4711"], ["S19-4711 "], None) == ["P-S19-4711"]
+    assert repeated(["Case001", "P001", "WSI-0123456789abcdef"], ["0123", "in", "S19-4711"], src) == []  # short words, keyed names
+
+
+def test_a_changed_map_is_a_changed_job(cli, tmp_path, key):
+    src = _svs(tmp_path / "in" / "A" / "slide1.svs")
+    out = tmp_path / "out"
+    code, so, se = cli("run", str(src.parent), "-o", str(out), "--key-file", str(key), "--pseudonyms", str(_map(tmp_path, src, "Case001")))
+    assert code == 0, so + se
+    fixed = _map(tmp_path, src, "Case002", name="map2.csv")
+    code, so, se = cli("run", str(src.parent), "-o", str(out), "--key-file", str(key), "--pseudonyms", str(fixed))
+    assert code == 1 and "pseudonym map" in se, so + se
+    assert (out / "Case001.svs").exists()
+    code, so, se = cli("run", str(src.parent), "-o", str(out), "--key-file", str(key), "--pseudonyms", str(fixed), "--overwrite")
+    assert code == 0, so + se
+    assert [n for n in os.listdir(out) if not n.startswith("wsianon-")] == ["Case002.svs"]
+    # the same map again: resumes as done
+    code, so, se = cli("run", str(src.parent), "-o", str(out), "--key-file", str(key), "--pseudonyms", str(fixed))
+    assert code == 0 and "already done" in so + se, so + se

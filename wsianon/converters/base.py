@@ -74,6 +74,7 @@ class SlideContext:
     policy: Policy
     patient_pseudonym: str | None = None
     study_pseudonym: str | None = None
+    map_line: int = 0  # the pseudonym map's line that chose the names above (0: keyed pseudonyms, no map entry)
 
     def names(self) -> frozenset[str]:
         """The pseudonyms an output of this slide may carry as text (its name, MRXS's SLIDE_NAME,

@@ -34,6 +34,7 @@ from wsianon.pipeline.model import Outcome, Status, Verdict
 from wsianon.pipeline.preflight import check_decodes_dicom
 from wsianon.verify import canaries as independent_canaries
 from wsianon.verify import fileattrs
+from wsianon.verify import mapnames
 from wsianon.pipeline.verify import scan_outputs, snapshot_source, stem_canaries, verify_native
 
 if TYPE_CHECKING:
@@ -415,6 +416,8 @@ def _verify_dicom_phase(src: SlideSource, inv: Inventory, ctx: SlideContext, out
     if src.spec.is_dicom:
         independent = independent_canaries.drop_kept_dicom(independent, list(result.files))
     canaries = independent_canaries.union(inv.canaries() + stem_canaries(inv.path), independent, inv.format)
+    # a pseudonym map's names are accepted as DICOM text: never one of the source's own values
+    mapnames.add_check(verdict, ctx.names(), [c.value for c in inv.canaries() + stem_canaries(inv.path) + independent], inv.path)
     canaries = independent_canaries.drop_standard_text(canaries, list(result.files))
     # the byte scan (I/O + hyperscan, GIL released) overlaps the DICOM checks; its read-back
     # also feeds the frame-segment check (frames located by the verifier's own item walk)

@@ -37,6 +37,7 @@ from wsianon.pipeline.report import MANIFEST_NOTE, REPORT_NAME, build_report, po
 from wsianon.pipeline.reportjson import report_bytes
 from wsianon.pipeline.selection import Candidate, display, select_inputs
 from wsianon.profiles.policy import PseudonymFrom, values
+from wsianon.verify import mapnames
 from wsianon.pipeline.model import DONE_STATES, STATE_OF_STATUS, State, Status
 
 if TYPE_CHECKING:
@@ -212,6 +213,8 @@ def _policy_meta(cfg) -> str:
         meta["coded_data"] = p.coded_data
     if p.thumbnail != "keep":  # likewise (a job started before --thumbnail kept its thumbnails)
         meta["thumbnail"] = p.thumbnail
+    if getattr(cfg, "pseudonyms", None):  # the map names the outputs: a changed map is a changed job
+        meta["pseudonym_map"] = load_pseudonym_map(cfg.pseudonyms).digest()
     return json.dumps(meta, sort_keys=True)
 
 
@@ -652,7 +655,7 @@ class _Run:
                 rel,
                 None,
                 s.format,
-                "the pseudonym map's name for this slide repeats the source's file name; refused",
+                f"the pseudonym map's name for this slide (line {entry.line}) repeats the source's file name or a folder name of its path; refused",
                 s.path,
                 c,
                 label=self.next_label(),
@@ -675,6 +678,7 @@ class _Run:
             policy=pol,
             patient_pseudonym=entry.patient if entry else None,
             study_pseudonym=entry.study if entry else None,
+            map_line=(entry.line or 1) if entry else 0,
         )
         it = Item(s, ctx, pseudo, rel, self.target, shown=shown, size=fp[0])
         it.fp = fp  # type: ignore[attr-defined]
@@ -920,7 +924,8 @@ def _repeats_source_name(entry, source: Path) -> bool:
         n = (name or "").lower()
         if len(n) >= 4 and any(n in st or (len(st) >= 4 and st in n) for st in stems if st):
             return True
-    return False
+    # nor a folder name of its path (a patient or case folder: MRN98765432/slide1.svs)
+    return bool(mapnames.repeated([n for n in (entry.slide, entry.patient, entry.study) if n], [], source))
 
 
 def _outputs_whole(out: Path, names: list[str], files: list[tuple[str, int]]) -> bool:

@@ -112,6 +112,7 @@ class Deferred:
                 self.staged.verify_and_place(gate)
         finally:
             self.outcome.timings["total"] = self.spent + time.perf_counter() - t0
+            withhold_map_name(self.outcome, self.staged.ctx, self.src)
 
     def discard(self) -> None:
         """Drop the staged slide unverified (the run stops before its second phase starts)."""
@@ -133,6 +134,7 @@ def start_slide(
         t0 = time.perf_counter()
         inv = inspect_source(src, ctx.policy)
         outcome.timings["inspect"] = time.perf_counter() - t0
+        refuse_map_identifiers(src, inv, ctx)
         use_dicom = target == "dicom" or src.spec.is_dicom  # a DICOM input has the DICOM route only
         if ctx.policy.dry_run:
             from wsianon.pipeline import dryrun
@@ -158,7 +160,40 @@ def start_slide(
             anon.process_native_copy(src, inv, ctx, dest, outcome, progress)
     if deferred is None:
         outcome.timings["total"] = time.perf_counter() - t_start
+        withhold_map_name(outcome, ctx, src)
     return outcome, plans, deferred
+
+
+MAP_REFUSED = "the pseudonym map's names for this slide (line {}) repeat one of its identifying values or a folder name of its path; refused (choose names that are no identifier of the slide)"
+
+
+def withhold_map_name(outcome: Outcome, ctx: SlideContext, src: SlideSource) -> None:
+    """A slide whose map name was refused (here, or by the verification's ``pseudonym-names``) is
+    listed in the shared report under a keyed label, never under that name (the slide's own
+    identifier)."""
+    if not ctx.map_line:
+        return
+    v = outcome.verdict
+    failed = v is not None and any(c.name == "pseudonym-names" and not c.ok for c in v.checks)
+    if failed or (outcome.error or "").startswith(MAP_REFUSED.split("(")[0]):
+        from wsianon.pipeline.keys import slide_pseudonym
+
+        outcome.input_label = slide_pseudonym(ctx.key, src.path)
+
+
+def refuse_map_identifiers(src: SlideSource, inv, ctx: SlideContext) -> None:
+    """A pseudonym map's names for this slide (slide, patient, study) that repeat one of the values
+    the inspection read from it (its barcode, case number, patient ID) or a folder name of its path
+    are refused before anything is written (the error names the map's line, never the value)."""
+    if not ctx.map_line:
+        return
+    from wsianon.io.scan import stem_canaries
+    from wsianon.verify import mapnames
+
+    values = [c.value for c in inv.canaries() + stem_canaries(src.path)]
+    names = [n for n in (ctx.pseudonym, ctx.patient_pseudonym, ctx.study_pseudonym) if n]
+    if mapnames.repeated(names, values, src.path):
+        raise WsianonError(src.path, MAP_REFUSED.format(ctx.map_line))
 
 
 def deferrable(src: SlideSource, ctx: SlideContext, target: Target | str) -> bool:

@@ -9,8 +9,10 @@ PatientID/PatientName; slides that share a study pseudonym share StudyInstanceUI
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from wsianon.errors import WsianonError
@@ -24,6 +26,7 @@ class PseudonymEntry:
     slide: str
     patient: str | None = None
     study: str | None = None
+    line: int = field(default=0, compare=False)  # the map's line that gives it (errors name the line, never the value)
 
 
 class PseudonymMap:
@@ -43,6 +46,12 @@ class PseudonymMap:
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    def digest(self) -> str:
+        """SHA-256 of what the map says (each source and its names, in order): the job compares it
+        between runs, so that a changed map is not ignored on resume (kept in the private manifest)."""
+        rows = sorted((k, e.slide, e.patient or "", e.study or "") for k, e in self.entries.items())
+        return hashlib.sha256(json.dumps(rows).encode("utf-8", "surrogateescape")).hexdigest()
 
     def names(self) -> set[str]:
         """Every slide and patient pseudonym the map gives (the values written as text: folder
@@ -83,7 +92,7 @@ def _parse(path: Path, rows: list[list[str]]) -> PseudonymMap:
             raise WsianonError(path, f"line {lineno}: slide pseudonym used twice")
         slides.add(slide)
         src = row[0]
-        entry = PseudonymEntry(slide, row[2] if len(row) > 2 and row[2] else None, row[3] if len(row) > 3 and row[3] else None)
+        entry = PseudonymEntry(slide, row[2] if len(row) > 2 and row[2] else None, row[3] if len(row) > 3 and row[3] else None, lineno)
         if src in entries:
             raise WsianonError(path, f"line {lineno}: source listed twice")
         entries[src] = entry

@@ -34,6 +34,7 @@ from wsianon.pipeline.model import Verdict
 from wsianon.profiles import load as load_profile
 from wsianon.profiles.policy import Policy
 from wsianon.verify import canaries as independent_canaries
+from wsianon.verify import mapnames
 from wsianon.verify import thumbnail as thumbnail_provenance
 from wsianon.verify import dates, tileid, vocabulary
 from wsianon.verify import levels as pyramid_levels
@@ -464,11 +465,12 @@ def verify_native(
     snap = snap or snapshot_source(inv)
     verdict = Verdict()
     out_props = check_openslide(snap, conv, out_main, policy, verdict)
-    canaries = independent_canaries.union(
-        inv.canaries() + stem_canaries(inv.path) + source_property_canaries(snap, out_props),
-        independent_canaries.harvest(inv.path, inv.format),
-        inv.format,
-    )
+    read = inv.canaries() + stem_canaries(inv.path) + source_property_canaries(snap, out_props)
+    harvested = independent_canaries.harvest(inv.path, inv.format)
+    canaries = independent_canaries.union(read, harvested, inv.format)
+    # a pseudonym map's names are accepted as text below: never one of the source's own values
+    # (all of them: a barcode the byte scan leaves to the vocabulary check is still the slide's)
+    mapnames.add_check(verdict, names, [c.value for c in read + harvested], inv.path)
     scan_verdict = Verdict()
     tiles_here = not _format_handles_tiles(inv.format)
     feeder = None
