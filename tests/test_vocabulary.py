@@ -154,6 +154,13 @@ def test_vocabulary_values_are_not_canaries():
     assert cn.is_vocabulary("Brightfield", "mrxs")
     assert not cn.is_vocabulary("SSID-CANARY-4417", "aperio")
     assert not cn.is_vocabulary("03/14/17", "aperio")  # numbers and dates stay canaries
+    # accession and case numbers stay canaries although the vocabulary check passes their
+    # letter-and-digit pieces as model numbers (red team stop 40: "S19-4711" was dropped)
+    for fmt in ("aperio", "ndpi", "leica", "mrxs", "dicom"):
+        for value in ("S19-4711", "S19-12345", "AB-1234", "Case S19-4711"):
+            assert not cn.is_vocabulary(value, fmt), (fmt, value)
+    assert cn.is_vocabulary("C13220-01", "ndpi") and cn.is_vocabulary("NanoZoomer (C13220-01)", "ndpi")  # a vocabulary pattern
+    assert cn.is_vocabulary("iec61966-2.1", "aperio")  # a vocabulary word
     from wsianon.io.scan import Canary
 
     kept = cn.union([Canary("ScannerType", "GT450"), Canary("User", "USER-CANARY-5e0c1f")], [], "aperio")

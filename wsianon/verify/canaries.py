@@ -23,7 +23,7 @@ from typing import Any
 from wsianon.io.ini import read_ini
 from wsianon.io.scan import Canary
 from wsianon.profiles import tifffile_open
-from wsianon.verify.vocabulary import _STRUCTURAL, _TOKEN, unknown_tokens, vocabulary
+from wsianon.verify.vocabulary import _PARTS, _STRUCTURAL, _TOKEN, unknown_tokens, vocabulary
 
 MAX_VALUES = 5000
 _SPLIT = re.compile(r"[|\r\n;]+")
@@ -39,6 +39,14 @@ def is_vocabulary(value: str, fmt: str) -> bool:
     toks = [t for t in (m.group(0).strip("_") for m in _TOKEN.finditer(value)) if t]
     if not toks or unknown_tokens(value, vocab):
         return False
+    # the vocabulary check lets letter-and-digit pieces pass as model numbers ("GT450", "S360"),
+    # and so "S19-4711", an accession number, was dropped from the canaries as "vocabulary" (red
+    # team stop 40): a token of two or more pieces holding digits, or with a piece of 4 or more
+    # digits alone, is no vocabulary here unless it is a vocabulary word or pattern itself
+    for t in toks:
+        numbered = [p for p in _PARTS.split(t) if p and any(c.isdigit() for c in p)]
+        if not vocab.word_ok(t) and (len(numbered) > 1 or any(p.isdigit() and len(p) >= 4 for p in numbered)):
+            return False
     return all(not _STRUCTURAL.fullmatch(t) and len(t) > 2 for t in toks)
 
 
