@@ -36,6 +36,7 @@ import math
 import os
 import re
 import sqlite3
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -1524,11 +1525,38 @@ def _job_names_nothing(report: Path) -> bool:
     return job is None or (isinstance(job, dict) and job.get("manifest", MANIFEST_NOTE) == MANIFEST_NOTE)
 
 
+def unlisted_entries(out: Path, listed: set[str]) -> list[str]:
+    """Every entry of OUT (relative, sorted; a folder with a trailing ``/``) that is neither a
+    regular file ``listed`` names, a record file, nor a folder on the way to a listed file: a file,
+    an empty folder, a FIFO, socket or device, a symbolic link (to anything, also one at a listed
+    name: the certificate lists files), walked without following links.  OUT is shared whole, and
+    a folder's name is shared with it (red team 17: an empty folder and a FIFO named after the
+    patient passed ``certify --check`` and a resumed run, which counted regular files only)."""
+    out = Path(out)
+    on_the_way = {p.as_posix() for rel in listed for p in Path(rel).parents if p.as_posix() != "."}
+    found = []
+    for root, dirs, files in os.walk(out):
+        dirs.sort()
+        for name in [*dirs, *files]:
+            p = os.path.join(root, name)
+            rel = Path(p).relative_to(out).as_posix()
+            try:
+                mode = os.lstat(p).st_mode
+            except OSError:
+                continue  # gone meanwhile
+            if stat.S_ISDIR(mode):
+                if rel not in on_the_way:
+                    found.append(rel + "/")
+            elif not stat.S_ISREG(mode) or (rel not in listed and rel not in RECORD_FILES):
+                found.append(rel)
+    return sorted(found)
+
+
 def unlisted_files(out: Path) -> list[str]:
-    """The files in OUT (relative, sorted) that are neither an output the certificate lists nor a
-    record file (a card page counts when the certificate lists it): a file put into OUT between two
-    runs of a job, an output that changed after its verification.  Cheap: names only
-    (``check_certificate`` re-hashes)."""
+    """The entries of OUT (relative, sorted; :func:`unlisted_entries`) that are neither an output
+    the certificate lists nor a record file (a card page counts when the certificate lists it): a
+    file or folder put into OUT between two runs of a job, an output that changed after its
+    verification.  Cheap: names only (``check_certificate`` re-hashes)."""
     out = Path(out)
     try:
         cert = json.loads((out / CERT_JSON).read_text())
@@ -1536,9 +1564,7 @@ def unlisted_files(out: Path) -> list[str]:
         listed |= {n for e in cert.get("reports") or [] if isinstance(e, dict) and is_card_page(n := str(e.get("file")))}
     except (OSError, ValueError, AttributeError):
         listed = set()
-    return sorted(
-        rel for p in out.rglob("*") if (p.is_file() or p.is_symlink()) and (rel := p.relative_to(out).as_posix()) not in listed and rel not in RECORD_FILES
-    )
+    return unlisted_entries(out, {str(n) for n in listed if n})
 
 
 def check_certificate(out: Path) -> tuple[dict | None, list[str]]:
@@ -1558,15 +1584,21 @@ def check_certificate(out: Path) -> tuple[dict | None, list[str]]:
         if not p.is_file():
             problems.append(f"{rel}: missing")
             continue
+        if p.is_symlink():  # (one whose target lies inside OUT: the certificate lists files)
+            problems.append(f"{rel}: a symbolic link, not the file the certificate lists")
+            continue
         size = p.stat().st_size
         if size != entry.get("size"):
             problems.append(f"{rel}: size {size:,} bytes, certificate says {entry.get('size'):,}")
         elif sha256_file(p) != entry.get("sha256"):
             problems.append(f"{rel}: SHA-256 differs from the certificate")
-    for p in sorted(out.rglob("*")):
-        rel = p.relative_to(out).as_posix()
-        if p.is_file() and rel not in listed and rel not in (CERT_JSON, CERT_PDF):
-            problems.append(f"{rel}: not listed in the certificate")
+    # every entry: a folder, a FIFO or a link is shared with OUT as much as a file (its name)
+    for rel in unlisted_entries(out, {str(n) for n in listed if n}):
+        if rel in listed:  # a listed name that is no regular file: said above (missing, a link)
+            continue
+        q = out / rel
+        what = " (a folder)" if rel.endswith("/") else " (a symbolic link)" if q.is_symlink() else "" if q.is_file() else " (a FIFO, socket or device)"
+        problems.append(f"{rel}: not listed in the certificate{what}")
     return cert, problems
 
 
