@@ -292,6 +292,8 @@ def run_case(src: Sources, name: str) -> Run:
             vargs += ["--pseudonyms", work / "map.csv"]
         # the DICOM options given to run (verify judges by them, not by what an output records)
         vargs += ["--dates", case.dates] + (["--profile", case.profile] if case.profile else [])
+        # the --rename given to run: a kept source name is judged unless verify is told (red team 17)
+        vargs += ["--rename", case.rename]
         _, vout = _invoke(*vargs)
         for r in json.loads(vout[vout.index("[") :]):
             verdicts[str(Path(r["path"]).resolve())] = bool(r["ok"])

@@ -59,8 +59,8 @@ def test_run_verifies_map_pseudonyms_and_verify_accepts_them_only_with_the_map(t
         assert code == 1 and "dicom: text vocabulary" in _failed(report), report
     elif fmt == "mrxs":  # SLIDE_NAME in Slidedat.ini
         assert code == 1 and {"vocabulary", "residual-metadata"} <= _failed(report), report
-    else:  # an SVS carries its pseudonym only in its file name, which is not judged
-        assert code == 0, report
+    else:  # an SVS carries its pseudonym only in its file name, judged since red team 17
+        assert code == 1 and _failed(report) == {"names"}, report
     # with it, the same outputs are clean
     code, report = _verify(cli, "--pseudonyms", pmap, *written)
     assert code == 0, report

@@ -727,6 +727,12 @@ def verify(
     dates: Annotated[
         DatesPolicy, typer.Option(help="DICOM outputs: the --dates given to run (keep and year record a Retain dates option).")
     ] = DatesPolicy.remove,
+    rename: Annotated[
+        RenamePolicy,
+        typer.Option(
+            help="The --rename given to run: with keep, a native slide's file name (an MRXS slide's folder) is the source's on request and not judged; every other name is."
+        ),
+    ] = RenamePolicy.pseudonym,
 ) -> None:
     """Audit outputs: structure, residual identifying metadata, associated images, canary values. Exit 1 if anything remains."""
     from wsianon.pipeline.audit import audit_paths
@@ -737,7 +743,15 @@ def verify(
     dicom_profile = profile_for_policy(_policy(dates=dates.value, dicom_options=_dicom_options(profile)))
     try:
         names = load_pseudonym_map(pseudonyms).names() if pseudonyms is not None else None
-        verdicts = audit_paths(paths, source=source, allow_generic=allow_generic, pseudonyms=names, coded_data=coded_data.value, dicom_profile=dicom_profile)
+        verdicts = audit_paths(
+            paths,
+            source=source,
+            allow_generic=allow_generic,
+            pseudonyms=names,
+            coded_data=coded_data.value,
+            dicom_profile=dicom_profile,
+            rename_keep=rename is RenamePolicy.keep,
+        )
     except WsianonError as exc:
         _fail(exc.one_line(), 1)
     code = 0

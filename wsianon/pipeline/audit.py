@@ -33,7 +33,7 @@ from wsianon.pipeline.verify import (
 )
 from wsianon.profiles.actions import Action
 from wsianon.profiles.policy import Policy
-from wsianon.verify import fileattrs, vocabulary
+from wsianon.verify import fileattrs, filenames, vocabulary
 from wsianon.verify.reportnames import safe_name
 
 
@@ -77,13 +77,17 @@ def audit_paths(
     pseudonyms: set[str] | None = None,
     coded_data: str = "sample",
     dicom_profile=None,
+    rename_keep: bool = False,
 ):
     """A verdict (or a one-line error) for each slide among ``paths``.  ``pseudonyms``: names a
     pseudonym map chose (``run --pseudonyms``), accepted where an output names its slide or
     patient, as ``run``'s own verification accepts them; keyed pseudonyms need no map.
     ``coded_data``: "all" judges every tile's/frame's coded data, "sample" a sample (--coded-data).
     ``dicom_profile``: the DICOM options the outputs were made with (``verify --profile/--dates``,
-    as given to ``run``; None: the default options), never what an output records of them."""
+    as given to ``run``; None: the default options), never what an output records of them.
+    ``rename_keep``: the outputs were made with ``run --rename keep`` (``verify --rename keep``):
+    a native slide's own file name (and an MRXS slide's folder) is the source's by request, not
+    judged; every other name is (:mod:`wsianon.verify.filenames`)."""
     policy = Policy(coded_data=coded_data)
     src_inv = None
     src_snap: SourceSnapshot | None = None
@@ -97,6 +101,7 @@ def audit_paths(
             src_snap = snapshot_source(src_inv)
     results: list[tuple[Path, Verdict | None, WsianonError | None]] = []
     covered: set[Path] = set()  # the files of the slides found (and of those that could not be read)
+    roots = [Path(p) for p in paths if Path(p).is_dir()]
     for s in expand_inputs(paths, allow_generic):
         covered.update(Path(f).resolve() for f in [s.path, *(s.files or ())])
         if s.error is not None:
@@ -143,44 +148,85 @@ def audit_paths(
 
                     _check_frames_converted(src_inv, [(Path(f), read_dataset(Path(f))) for f in s.files], verdict)
             fileattrs.add_check(verdict, [s.path, *s.files, *(inv.input_files or ())])  # what the files carry outside their bytes
+            _names_check(verdict, inv.format, s, [s.path, *s.files, *(inv.input_files or ())], roots, pseudonyms, rename_keep)
             results.append((s.path, verdict, None))
             covered.update(Path(f).resolve() for f in inv.input_files or ())
         except WsianonError as exc:
             results.append((s.path, None, exc))
         except Exception as exc:  # a bug: this slide is not judged clean; its message (it can quote the slide) is not kept
             results.append((s.path, None, WsianonError(s.path, f"internal error ({type(exc).__name__}) while auditing; not judged clean")))
-    for stray in _stray_files([Path(p) for p in paths if Path(p).is_dir()], covered):
+    for stray, detail in _stray_files(roots, covered):  # (NOT CLEAN whatever its name)
         verdict = Verdict()
-        verdict.add(STRAY_CHECK, False, STRAY_DETAIL)
+        verdict.add(STRAY_CHECK, False, detail)
         results.append((stray, verdict, None))
     return results
 
 
 STRAY_CHECK = "closed-world: files"
 STRAY_DETAIL = "a file that is neither part of a slide nor a record file wsianon writes: it was not judged (audit it on its own, or remove it)"
+STRAY_FOLDER = "a folder that holds no audited slide (empty, or only files no slide check judges): its name is shared with it (remove it)"
+STRAY_LINK = "a symbolic link to a folder: not followed, its files were not judged (audit the folder itself, or remove the link)"
+STRAY_OTHER = "a FIFO, socket or device: not a file, never read (remove it)"
 
 
-def _stray_files(folders: list[Path], covered: set[Path]) -> list[Path]:
-    """The regular files below ``folders`` that are part of no audited slide and are not the
-    record's own files (directly in a given folder): closed world for a folder, since the slide
-    checks judge only the files that belong to a slide (a ``notes.txt`` beside them is no slide)."""
+def _below(path: Path, root: Path) -> bool:
     import os
+
+    return Path(os.path.abspath(root)) in Path(os.path.abspath(path)).parents
+
+
+def _names_check(verdict: Verdict, fmt: str, s, files: list[Path], roots: list[Path], pseudonyms, rename_keep: bool) -> None:
+    """The names the slide is shared under: its files', the folders between the folder given to
+    ``verify`` and them, and the targets of links among them (:mod:`wsianon.verify.filenames`)."""
+    accepted: set[str] = set()
+    if rename_keep and not s.spec.is_dicom:  # the source's name, kept on request (DICOM outputs keep pseudonyms)
+        accepted = {s.path.name, s.path.stem} if s.path.suffix.lower() == ".mrxs" else {s.path.name}
+    judge = filenames.NameJudge(vocabulary.vocabulary(fmt).with_names(pseudonyms or ()), frozenset(accepted))
+    for f in dict.fromkeys(Path(f) for f in files):
+        root = next((r for r in roots if _below(f, r)), None)
+        judge.path(f, root if root is not None else s.path.parent)
+    judge.add_check(verdict)
+
+
+def _stray_files(folders: list[Path], covered: set[Path]) -> list[tuple[Path, str]]:
+    """The entries below ``folders`` that are part of no audited slide and are not the record's
+    own files (directly in a given folder), with what they are: closed world for a folder, since
+    the slide checks judge only the files that belong to a slide (a ``notes.txt`` beside them is
+    no slide).  Files, FIFOs and the like, links to folders (never followed) and folders that hold
+    no audited slide or record file (an empty folder named after the patient: red team 17)."""
+    import os
+    import stat
 
     from wsianon.pipeline.record import record_file_names, record_file_problems
 
-    out = []
+    out: list[tuple[Path, str]] = []
     for folder in folders:
         top = folder.resolve()
         # the record's files are ours only while they are what wsianon wrote (the certificate
         # vouches for the reports and the card pages, its PDF is its rendering): any other is judged by nothing
         names = set(record_file_names(top))
         forged = record_file_problems(top) if names else {}
+        holding: set[Path] = set()  # folders that hold an audited slide's file or a record file
+        folders_seen: list[Path] = []
         for root, dirs, files in os.walk(top):
             dirs.sort()
+            rootp = Path(root)
+            for d in list(dirs):
+                p = rootp / d
+                if p.is_symlink():
+                    out.append((p, STRAY_LINK))  # (os.walk does not enter it)
+                else:
+                    folders_seen.append(p)
             for f in sorted(files):
-                p = Path(root) / f
+                p = rootp / f
                 rel = p.relative_to(top).as_posix()
                 if p.resolve() in covered or (rel in names and rel not in forged):  # (resolved: a slide reached through a link)
+                    holding.update(p.parents)
                     continue
-                out.append(p)
+                try:
+                    regular = stat.S_ISREG(os.stat(p).st_mode)
+                except OSError:
+                    regular = True  # a broken link: a file no check read
+                out.append((p, STRAY_DETAIL if regular else STRAY_OTHER))
+        out += [(p, STRAY_FOLDER) for p in folders_seen if p not in holding]
     return out
