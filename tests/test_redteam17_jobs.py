@@ -206,27 +206,26 @@ def _map(tmp_path: Path, src: Path, *names: str, name: str = "map.csv") -> Path:
     return m
 
 
+# (the source's folder, the map's slide and patient names, the value not to show, the reason's words)
+_MAP_CASES = {
+    "patient-folder": ("MRN98765432", ("Case001", "MRN98765432"), "MRN98765432", "folder name"),
+    "slides-barcode": ("A", ("S19-4711", "P001"), "S19-4711", "identifying values"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_MAP_CASES))
 @pytest.mark.parametrize("target", ["native", "dicom"])
-def test_map_name_of_a_patient_folder_is_refused(cli, tmp_path, key, target):
-    src = _barcoded(tmp_path, "MRN98765432")
-    m = _map(tmp_path, src, "Case001", "MRN98765432")
+def test_map_name_that_is_the_slides_own_identifier_is_refused(cli, tmp_path, key, target, case):
+    """A map naming the slide after its folder (a patient's MRN) or its own barcode is refused,
+    naming the map's line, never the value; nothing is written for it."""
+    folder, names, value, words = _MAP_CASES[case]
+    src = _barcoded(tmp_path, folder)
+    m = _map(tmp_path, src, *names)
     out = tmp_path / "out"
     code, so, se = cli("run", "--target", target, str(src.parent), "-o", str(out), "--key-file", str(key), "--pseudonyms", str(m))
     assert code == 1, so + se
-    assert "(line 2)" in se and "folder name" in se
-    assert "MRN98765432" not in se.replace(str(src), "")
-    assert [n for n in os.listdir(out) if not n.startswith("wsianon-")] == []
-
-
-@pytest.mark.parametrize("target", ["native", "dicom"])
-def test_map_name_that_is_the_slides_barcode_is_refused(cli, tmp_path, key, target):
-    src = _barcoded(tmp_path, "A")
-    m = _map(tmp_path, src, "S19-4711", "P001")
-    out = tmp_path / "out"
-    code, so, se = cli("run", "--target", target, str(src.parent), "-o", str(out), "--key-file", str(key), "--pseudonyms", str(m))
-    assert code == 1, so + se
-    assert "(line 2)" in se and "identifying values" in se
-    assert "S19-4711" not in se
+    assert "(line 2)" in se and words in se
+    assert value not in se.replace(str(src), "")
     assert [n for n in os.listdir(out) if not n.startswith("wsianon-")] == []
     report = json.loads((out / "wsianon-report.json").read_text())
     assert [s["status"] for s in report["slides"]] == ["error"]
