@@ -126,7 +126,10 @@ def in_place(src: Path, work: Path, repeat: int) -> dict:
 
     conv = AperioConverter()
     ctx = SlideContext("BENCH", b"k" * 32, Policy())
-    target = work / "inplace.svs"
+    # the slide in a folder of its own: an in-place run's private files (mapping, job manifest)
+    # may not lie beside the slides it patches
+    (work / "inplace").mkdir(exist_ok=True)
+    target = work / "inplace" / "inplace.svs"
     times, written = [], 0
     for _ in range(repeat):
         shutil.copyfile(src, target)
@@ -141,9 +144,7 @@ def in_place(src: Path, work: Path, repeat: int) -> dict:
     whole = child(
         [*wsianon_cmd(), "run", "--in-place", str(target), "--key-file", str(project_key(work)), "--mapping", str(work / "inplace.mapping.csv")], cwd=work
     )
-    for p in work.glob("*.svs"):
-        if p != src:
-            p.unlink()
+    shutil.rmtree(work / "inplace", ignore_errors=True)  # the patched (renamed) copy
     if whole["rc"] != 0:
         raise SystemExit(f"wsianon run --in-place failed:\n{whole['out']}")
     return {"patch_ms": statistics.median(times) * 1000, "bytes_written": written, "run": whole}
