@@ -92,11 +92,6 @@ def _abs(p: Path) -> Path:
     return Path(os.path.abspath(p))
 
 
-def _inside(child: Path, parent: Path) -> bool:
-    c, p = os.path.realpath(child), os.path.realpath(parent)
-    return c == p or c.startswith(p.rstrip(os.sep) + os.sep)
-
-
 def check_locations(cfg, out: Path | None, mapping: Path | None, quarantine: Path | None) -> None:
     """Private files never inside the shareable OUT nor inside any other wsianon OUT; OUT never
     inside another wsianon OUT, never equal to or inside an input folder."""
@@ -110,7 +105,7 @@ def check_locations(cfg, out: Path | None, mapping: Path | None, quarantine: Pat
         sharedout.refuse_private_in_shared(private)
         return
     for what, p in private:
-        if p is not None and _inside(p, out):
+        if p is not None and sharedout.inside(p, out):
             raise WsianonError(p, f"{what} must be outside the output folder (OUT is shareable; this file is private)")
     sharedout.refuse_out_in_shared(out)
     sharedout.refuse_private_in_shared(private + [("the job manifest", manifest_path(out))], own=out)
@@ -118,7 +113,7 @@ def check_locations(cfg, out: Path | None, mapping: Path | None, quarantine: Pat
         raise OutputError(out, "output path exists and is not a folder")
     for inp in cfg.inputs:
         ip = Path(inp)
-        if ip.is_dir() and _inside(out, ip):
+        if ip.is_dir() and sharedout.inside(out, ip):
             raise WsianonError(out, "output folder is the same as, or inside, an input folder; choose an OUT outside the inputs")
         refuse_input_in_out(ip, out)
 
@@ -133,7 +128,7 @@ def refuse_private_beside_patched(sel, private, inputs=()) -> None:
         if p is None:
             continue
         home = os.path.realpath(os.path.dirname(os.path.abspath(p)))
-        if home in folders or any(_inside(Path(home), Path(r)) for r in roots):
+        if home in folders or any(sharedout.inside(Path(home), Path(r)) for r in roots):
             raise WsianonError(
                 p,
                 f"{what} is private and would be written beside the slides --in-place patches (the folder to be shared); "
@@ -143,7 +138,7 @@ def refuse_private_beside_patched(sel, private, inputs=()) -> None:
 
 def refuse_input_in_out(inp: Path, out: Path) -> None:
     """A source inside OUT would stay there, identifying, beside the outputs (OUT is shared whole)."""
-    if (inp.exists() or inp.is_symlink()) and _inside(inp, out):
+    if (inp.exists() or inp.is_symlink()) and sharedout.inside(inp, out):
         raise WsianonError(inp, "input lies inside the output folder; sources never go into OUT (it is shared whole): move them out first")
 
 
@@ -514,7 +509,7 @@ class _Run:
             return
         for name in row.outputs:
             p = self.out / name
-            if "/" in name or name in ("", ".", "..") or not _inside(p, self.out) or p.resolve() == Path(self.out).resolve():
+            if "/" in name or name in ("", ".", "..") or not sharedout.inside(p, self.out) or p.resolve() == Path(self.out).resolve():
                 continue
             if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p, ignore_errors=True)

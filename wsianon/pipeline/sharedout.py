@@ -16,8 +16,10 @@ import os
 from pathlib import Path
 
 from wsianon.errors import WsianonError
+from wsianon.pipeline.record import CERT_JSON
+from wsianon.pipeline.report import REPORT_NAME
 
-RECORD_NAMES = ("wsianon-report.json", "wsianon-certificate.json")  # report.REPORT_NAME, record.CERT_JSON
+RECORD_NAMES = (REPORT_NAME, CERT_JSON)
 
 
 def is_wsianon_out(folder: Path) -> bool:
@@ -25,8 +27,10 @@ def is_wsianon_out(folder: Path) -> bool:
     return any(os.path.isfile(os.path.join(folder, n)) for n in RECORD_NAMES)
 
 
-def _inside(child: str, parent: str) -> bool:
-    return child == parent or child.startswith(parent.rstrip(os.sep) + os.sep)
+def inside(child, parent) -> bool:
+    """``child`` is ``parent`` or lies in it, links resolved (also batch's locations checks)."""
+    c, p = os.path.realpath(child), os.path.realpath(parent)
+    return c == p or c.startswith(p.rstrip(os.sep) + os.sep)
 
 
 def enclosing_out(path: Path, own: Path | None = None, include_self: bool = True) -> Path | None:
@@ -44,7 +48,7 @@ def enclosing_out(path: Path, own: Path | None = None, include_self: bool = True
             break
         p = parent
     for c in cands:
-        if own_real is not None and _inside(c, own_real):
+        if own_real is not None and inside(c, own_real):
             continue  # this run's own OUT (refused by the caller's own check) or a folder in it
         if os.path.isdir(c) and is_wsianon_out(Path(c)):
             return Path(c)
