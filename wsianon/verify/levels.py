@@ -184,6 +184,14 @@ def _points(slide, r: int, region: tuple[float, float, float, float], shape: tup
     ]
 
 
+def _patch_box(lw: int, lh: int, down: float, x: float, y: float, w: float, h: float) -> tuple[int, int, int, int]:
+    """A point's patch (level-0 ``x, y, w, h``) in a level of ``lw`` x ``lh`` px and downsample
+    ``down``: (xa, ya, xb, yb), at least one pixel, inside the level."""
+    xa, ya = min(lw - 1, int(x / down)), min(lh - 1, int(y / down))
+    xb, yb = min(lw, max(xa + 1, round((x + w) / down))), min(lh, max(ya + 1, round((y + h) / down)))
+    return xa, ya, xb, yb
+
+
 def _sampled_many(slide, level: int, point_sets: list) -> list[tuple[np.ndarray, np.ndarray]]:
     """For each of ``point_sets`` (the points of every pair the level is in: the smaller level of
     one, the larger of the next): (grey and colour differences (3, n_y, n_x), the part of the patch
@@ -205,8 +213,7 @@ def _sampled_many(slide, level: int, point_sets: list) -> list[tuple[np.ndarray,
         n_y = max(p[1] for p in points) + 1
         out.append((np.zeros((n_y, n_x, 3), np.float64), np.zeros((n_y, n_x), np.float32)))
         for i, j, x, y, w, h in points:
-            xa, ya = min(lw - 1, int(x / down)), min(lh - 1, int(y / down))
-            xb, yb = min(lw, max(xa + 1, round((x + w) / down))), min(lh, max(ya + 1, round((y + h) / down)))
+            xa, ya, xb, yb = _patch_box(lw, lh, down, x, y, w, h)
             by_tile.setdefault((xa // tw, ya // th), []).append((s, i, j, xa, ya, xb, yb))
 
     def read(group) -> list[tuple[int, int, int, np.ndarray, float]]:
@@ -275,8 +282,7 @@ def _patch_pixels(slide, level: int, x: float, y: float, w: float, h: float, mar
     ``_sampled_many`` bounds it, less ``margin`` px at each side where the patch is larger."""
     lw, lh = slide.level_dimensions[level]
     down = slide.level_downsamples[level]
-    xa, ya = min(lw - 1, int(x / down)), min(lh - 1, int(y / down))
-    xb, yb = min(lw, max(xa + 1, round((x + w) / down))), min(lh, max(ya + 1, round((y + h) / down)))
+    xa, ya, xb, yb = _patch_box(lw, lh, down, x, y, w, h)
     if xb - xa > 2 * margin:
         xa, xb = xa + margin, xb - margin
     if yb - ya > 2 * margin:
@@ -288,9 +294,7 @@ def _in_absent(slide, level: int, absent: tuple[int, int, np.ndarray], x: float,
     """Whether every tile of ``level`` a point's patch meets is left out (``absent_tiles``)."""
     tw, th, mask = absent
     lw, lh = slide.level_dimensions[level]
-    down = slide.level_downsamples[level]
-    xa, ya = min(lw - 1, int(x / down)), min(lh - 1, int(y / down))
-    xb, yb = min(lw, max(xa + 1, round((x + w) / down))), min(lh, max(ya + 1, round((y + h) / down)))
+    xa, ya, xb, yb = _patch_box(lw, lh, slide.level_downsamples[level], x, y, w, h)
     return bool(mask[ya // th : (yb - 1) // th + 1, xa // tw : (xb - 1) // tw + 1].all())
 
 
