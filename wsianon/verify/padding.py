@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wsianon.verify.decoded import tile_fits
 from wsianon.verify.sof import coded_fits
 from wsianon.verify.tileid import release_cycles
 
@@ -420,7 +421,7 @@ def buffer_states(fh, pages) -> dict[tuple, list[np.ndarray]]:
     bottoms: dict[tuple, list[np.ndarray]] = {}  # in the file's order of the levels
     for page in pages:
         h, w, th, tw = page.imagelength, page.imagewidth, page.tilelength, page.tilewidth
-        if page.imagedepth > 1 or page.tiledepth > 1 or th * tw > MAX_TILE_PIXELS or len(page.dataoffsets) != -(-h // th) * -(-w // tw):
+        if page.imagedepth > 1 or page.tiledepth > 1 or th * tw > MAX_TILE_PIXELS or not tile_fits(page) or len(page.dataoffsets) != -(-h // th) * -(-w // tw):
             continue
         ny, nx = -(-h // th), -(-w // tw)
         vh, vw = h - (ny - 1) * th, w - (nx - 1) * tw
@@ -519,7 +520,7 @@ def _judge_tiff(path: Path) -> tuple[int, int, list[tuple[int, int, str]], set[s
             if not page.is_tiled or (page.imagewidth % page.tilewidth == 0 and page.imagelength % page.tilelength == 0):
                 continue
             pages += 1
-            if page.tilelength * page.tilewidth > MAX_TILE_PIXELS:
+            if page.tilelength * page.tilewidth > MAX_TILE_PIXELS or not tile_fits(page):
                 ifd = page.index if isinstance(page.index, int) else 0
                 bad.append((ifd, 0, f"tiles of {page.tilewidth} x {page.tilelength} px, more than this check decodes"))
                 continue

@@ -170,6 +170,7 @@ def _blank_or_the_slide(path: Path, index: int, size: tuple[int, int], slide) ->
     import tifffile
 
     from wsianon.verify import thumbnail
+    from wsianon.verify.decoded import page_fits
     from wsianon.verify.ecs import JUDGED_COMPRESSIONS
 
     if size[0] * size[1] > MAX_JUDGED_PIXELS:
@@ -177,7 +178,7 @@ def _blank_or_the_slide(path: Path, index: int, size: tuple[int, int], slide) ->
     try:
         with tifffile.TiffFile(path) as tf:
             page = tf.pages[index]
-            if int(page.compression) not in JUDGED_COMPRESSIONS:
+            if int(page.compression) not in JUDGED_COMPRESSIONS or not page_fits(page):
                 return False
             pixels = np.asarray(page.asarray())
             raw = int(page.compression) == 1 and _strips_exact(page)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wsianon.verify.decoded import page_fits, tile_fits
 from wsianon.verify.formats.leica import _ATTR, _DIM  # the SCN XML read as the Leica checks read it
 from wsianon.verify.levels import POINTS
 from wsianon.verify.thumbnail import (
@@ -88,7 +89,7 @@ def _sample(fd: int, page, boxes: list[tuple[int, int, int, int]]) -> tuple[np.n
     ``page``: the segments the boxes meet, each read and decoded once."""
     seg_h, seg_w = int(page.chunks[0]), int(page.chunks[1])
     per_row = int(page.chunked[1])
-    if seg_h * seg_w > REF_MAX_PIXELS:
+    if seg_h * seg_w > REF_MAX_PIXELS or not tile_fits(page):
         raise ValueError("a segment too large to sample")
     offsets, counts = page.dataoffsets, page.databytecounts
     uses: dict[int, list[tuple[int, int, int, int, int]]] = {}
@@ -124,6 +125,8 @@ def _prepared(fd: int, page, size: tuple[int, int], shape: tuple[int, int]) -> t
     ``POINTS`` points on the long side."""
     w, h = size
     if w * h <= REF_MAX_PIXELS:
+        if not page_fits(page):
+            raise ValueError("a page too large to decode")
         a = _rgb(np.asarray(page.asarray()))
         grid, grid_cover = covered_grid(_channels(a), np.ones(a.shape[:2], np.float32), shape)
         return blurred_covered(grid, grid_cover), grid_cover
@@ -170,6 +173,8 @@ def _tiny_alike(page, first) -> bool:
     """Whether a page under ``MIN_LEVEL_SIDE`` (read whole) is its level's page at Z offset 0 within
     ``TINY_PLANE_GREY`` / ``TINY_PLANE_COLOUR`` (mean difference of grey and the two colour
     differences, pixel by pixel)."""
+    if not (page_fits(page) and page_fits(first)):
+        raise ValueError("a page too large to decode")
     a, b = _rgb(np.asarray(page.asarray())), _rgb(np.asarray(first.asarray()))
     if a.shape != b.shape or a.dtype != np.uint8 or b.dtype != np.uint8:
         return False
