@@ -615,6 +615,23 @@ def test_verify_judges_a_volume_without_sop_instance_uid(original, tmp_path, cli
     assert line.strip().startswith("FAIL") and "3-volume.dcm: SOPInstanceUID missing or empty" in line, line
 
 
+def test_a_damaged_value_representation_is_refused_naming_the_file(original, tmp_path):
+    """Seed 92 #59: bit flips turned SeriesInstanceUID's VR 'UI' into 'Ui' in the label instance;
+    pydicom raises NotImplementedError when the value is first read (not in ``dcmread``), and
+    ``run``, ``inspect`` and ``verify`` each ended in a traceback.  Now the file is refused, named."""
+
+    def mutate(b: bytes, elems: list[Elem]) -> bytes:
+        e = _find(elems, 0x0020000E)
+        assert e is not None and b[e.start + 4 : e.start + 6] == b"UI"
+        return b[: e.start + 4] + b"Ui" + b[e.start + 6 :]
+
+    case_dir, src = _damaged(original, tmp_path, "0-label.dcm", mutate)
+    slides = _refused(case_dir, src, tmp_path / "out")
+    # the unreadable file is its own error; the instances that still group are judged as a slide
+    errors = [s["error"] for s in slides if s["status"] == "error"]
+    assert len(errors) == 1 and "not a readable DICOM file" in errors[0], slides  # (the error line names the file: _refused)
+
+
 def _retyped(tag: int, vr: bytes, value: bytes):
     def mutate(b: bytes, elems: list[Elem]) -> bytes:
         return _put(b, elems, tag, _element(tag, vr, value))

@@ -96,13 +96,16 @@ def group_series(paths: list[Path]) -> list[list[Path]]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 ds = pydicom.dcmread(p, stop_before_pixels=True, specific_tags=["SeriesInstanceUID", "SOPClassUID"])
+                # pydicom converts an element's value when it is first read: a damaged VR (fuzz
+                # seed 92, LABEL/NONE #59: 'Ui' for SeriesInstanceUID's 'UI') raises here, not in dcmread
+                meta = getattr(ds, "file_meta", None)
+                storage = str(meta.get("MediaStorageSOPClassUID", "")) if meta is not None else ""
+                uid = str(ds.get("SeriesInstanceUID", "") or "")
         except Exception as exc:
             raise CorruptInput(p, f"not a readable DICOM file ({type(exc).__name__})") from None
-        meta = getattr(ds, "file_meta", None)
-        if meta is not None and str(meta.get("MediaStorageSOPClassUID", "")) == MEDIA_DIRECTORY:
+        if storage == MEDIA_DIRECTORY:
             directories.append(p)  # a DICOMDIR (the media's index, PS3.10): no image, never copied to OUT
             continue
-        uid = str(ds.get("SeriesInstanceUID", "") or "")
         if not uid:
             raise CorruptInput(p, "DICOM file has no SeriesInstanceUID")
         groups.setdefault(uid, []).append(p)
