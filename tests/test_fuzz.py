@@ -323,6 +323,46 @@ def _check_case(case_id: str, case_dir: Path, src: Path, out: Path, allow_generi
     return problems
 
 
+def _canaries(fmt: str) -> dict[str, str]:
+    """The identifying values the fixture of ``fmt`` plants (its generator's canaries)."""
+    import importlib
+
+    if fmt == "qptiff":
+        return {}
+    mod = importlib.import_module(f"tests.fixtures.{ {'svs-bigtiff': 'svs'}.get(fmt, fmt) }_gen")
+    out = dict(mod.CANARIES)
+    for extra in ("DATETIME_CANARY", "PRIVATE_CANARY", "ARTIST_CANARY"):
+        if hasattr(mod, extra):
+            out[extra] = getattr(mod, extra)
+    return out
+
+
+def _tree_bytes(root: Path) -> bytes:
+    """Every regular file's bytes under ``root`` (or ``root`` itself), joined."""
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    return b"\0".join(p.read_bytes() for p in files)
+
+
+def _leaks(case_id: str, damaged: bytes, out: Path, canaries: dict[str, str]) -> list[str]:
+    """A verified output holds none of the canaries that the damaged source (``damaged``: its
+    bytes) still holds: damage may make the redactor read a file otherwise than the fixture was
+    written, and what it then keeps must still be clean, or the slide must not be verified."""
+    report = out / "wsianon-report.json"
+    if not report.exists():
+        return []
+    kept = {k: v.encode() for k, v in canaries.items() if v.encode() in damaged}
+    found = []
+    for s in json.loads(report.read_text())["slides"]:
+        if s["status"] != "ok":
+            continue
+        for name in s["outputs"]:
+            body = _tree_bytes(out / name)
+            hits = sorted(k for k, v in kept.items() if v in body)
+            if hits:
+                found.append(f"{case_id}: verified output {name} holds canaries {hits}")
+    return found
+
+
 def _grew(case_id: str, peak_before: int) -> list[str]:
     """The finding when the process's peak memory, which only grows, grew by more than
     ``MAX_GROWTH_MIB`` since ``peak_before`` (MiB): measured after each command, so a command's
@@ -340,6 +380,7 @@ def test_fuzz_run(fmt, originals, tmp_path):
     try:
         rng = random.Random(f"{SEED}:{fmt}")
         orig = originals[fmt]
+        canaries = _canaries(fmt)
         problems: list[str] = []
         outcomes: dict[int, int] = {}
         peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
@@ -356,6 +397,7 @@ def test_fuzz_run(fmt, originals, tmp_path):
                 src.write_bytes(data)
             out = tmp_path / f"o{i}"
             found = _check_case(f"{fmt} #{i} ({what})", case_dir, src, out, fmt == "qptiff")
+            found += _leaks(f"{fmt} #{i} ({what})", _tree_bytes(case_dir), out, canaries)
             found += _grew(f"{fmt} #{i} ({what})", peak_before)
             peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
             if i % 4 == 0:  # the read-only commands on a quarter of the cases

@@ -40,7 +40,8 @@ from pathlib import Path
 
 import pytest
 
-from .test_fuzz import CASE_TIMEOUT, MAX_GROWTH_MIB, _check_case, _check_read_only
+from .fixtures.dicom_gen import CANARIES as DICOM_CANARIES
+from .test_fuzz import CASE_TIMEOUT, MAX_GROWTH_MIB, _check_case, _check_read_only, _leaks, _tree_bytes
 
 CASES = int(os.environ.get("WSIANON_FUZZ_CASES", "32"))
 READ_ONLY_EVERY = int(os.environ.get("WSIANON_FUZZ_READ_ONLY_EVERY", "4"))  # inspect and verify on every n-th case
@@ -517,6 +518,7 @@ def _one_case(original: Path, case_dir: Path, out: Path, rng: random.Random, cas
     cid = f"{case_id} ({what})"
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
     found = _check_case(cid, case_dir, src, out, False, TARGET, one_slide=False)
+    found += _leaks(cid, _tree_bytes(case_dir), out, DICOM_CANARIES)
     if read_only:
         found += _check_read_only(cid, case_dir, src, False, "inspect")
         found += _check_read_only(cid, case_dir, src, False, "verify")

@@ -25,7 +25,7 @@ import shutil
 import pytest
 
 from tests.fixtures.isyntax_gen import TERMINATOR, make_isyntax
-from tests.test_fuzz import CASE_TIMEOUT, _check_case, _check_read_only, _grew
+from tests.test_fuzz import CASE_TIMEOUT, _check_case, _check_read_only, _grew, _leaks
 
 CASES = int(os.environ.get("WSIANON_FUZZ_CASES", "24"))
 SEED = int(os.environ.get("WSIANON_FUZZ_SEED", "12"))
@@ -84,26 +84,6 @@ def mutate(data: bytes, header_len: int, rng: random.Random) -> tuple[bytes, str
     at = rng.choice(closes)
     end = data.index(b">", at) + 1
     return bytes(b[:at] + b[end:]), f"a closing tag at {at} removed"
-
-
-def _leaks(case_id: str, damaged: bytes, out, canaries: dict[str, str]) -> list[str]:
-    """A verified output must hold none of the fixture's canaries that the damaged source still
-    holds (damage may leave a file the redactor reads otherwise than the fixture: what it then
-    keeps must still be clean, or the slide must not be verified)."""
-    report = out / "wsianon-report.json"
-    if not report.exists():
-        return []
-    kept = [v.encode() for v in canaries.values() if v.encode() in damaged]
-    found = []
-    for s in json.loads(report.read_text())["slides"]:
-        if s["status"] != "ok":
-            continue
-        for name in s["outputs"]:
-            body = (out / name).read_bytes()
-            hits = sorted(k for k, v in canaries.items() if v.encode() in kept and v.encode() in body)
-            if hits:
-                found.append(f"{case_id}: verified output {name} holds canaries {hits}")
-    return found
 
 
 def test_fuzz_isyntax(original, tmp_path):
