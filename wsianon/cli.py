@@ -666,6 +666,9 @@ def inspect(
             code = 1
             continue
         except Exception as exc:  # a bug: one line naming the file, never the message (it can quote the slide)
+            from wsianon.io.quiet import debug_traceback
+
+            debug_traceback(exc)
             err_console.print(f"[red]error:[/red] {safe_text(s.path)}: internal error ({type(exc).__name__})", highlight=False, soft_wrap=True)
             code = 1
             continue

@@ -43,3 +43,14 @@ def quiet_libraries() -> None:
         lg.propagate = False
         if not any(isinstance(h, logging.NullHandler) for h in lg.handlers):
             lg.addHandler(logging.NullHandler())
+
+
+def debug_traceback(exc: BaseException) -> None:
+    """With ``WSIANON_DEBUG`` in the environment, print ``exc``'s whole traceback (its message
+    included: it can quote a slide's value, so only when asked) on stderr; otherwise nothing.
+    Where an internal error is reduced to its type (a slide's outcome, an audit, ``inspect``)."""
+    if os.environ.get("WSIANON_DEBUG"):
+        import sys
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)

@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from wsianon.errors import WsianonError
+from wsianon.io.quiet import debug_traceback
 from wsianon.pipeline.inspect import inspect_source
 from wsianon.pipeline.detect import expand_inputs
 from wsianon.pipeline.model import Verdict
@@ -154,6 +155,7 @@ def audit_paths(
         except WsianonError as exc:
             results.append((s.path, None, exc))
         except Exception as exc:  # a bug: this slide is not judged clean; its message (it can quote the slide) is not kept
+            debug_traceback(exc)
             results.append((s.path, None, WsianonError(s.path, f"internal error ({type(exc).__name__}) while auditing; not judged clean")))
     for stray, detail in _stray_files(roots, covered):  # (NOT CLEAN whatever its name)
         verdict = Verdict()

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator
 
 from wsianon.converters.base import SlideContext
 from wsianon.errors import NothingToShare, WsianonError
+from wsianon.io.quiet import debug_traceback
 from wsianon.io.safetext import os_reason, redact_paths
 from wsianon.pipeline import anonymize as anon
 from wsianon.pipeline.detect import SlideSource
@@ -229,6 +230,7 @@ def settle(outcome: Outcome, src: SlideSource) -> Iterator[None]:
         # frames only (file:line:function), never the message: it could carry a value
         frames = traceback.extract_tb(exc.__traceback__)[-4:]
         outcome.notes.append("internal error at " + " <- ".join(f"{Path(f.filename).name}:{f.lineno}:{f.name}" for f in reversed(frames)))
+        debug_traceback(exc)
 
 
 def run_job(cfg: JobConfig, on_event: Callable[..., None] | None = None) -> JobResult:

@@ -170,12 +170,13 @@ def uniform(img) -> bool:
     return all(lo == hi for lo, hi in (ext if isinstance(ext[0], tuple) else (ext,)))
 
 
-def _barcodes(img) -> int | None:
-    """Barcodes found in ``img``; 0 without zxing-cpp, None when the search itself failed."""
+def _barcodes(slide, name: str) -> int | None:
+    """Barcodes found in ``slide``'s associated image ``name``; 0 without zxing-cpp, None when
+    the image could not be read (a handle left in error) or the search itself failed."""
     if not barcodes.available():
         return 0
     try:
-        return len(barcodes.read(img.convert("RGB")))
+        return len(barcodes.read(slide.associated_images[name].convert("RGB")))
     except Exception:
         return None
 
@@ -244,12 +245,16 @@ def check_openslide(snap: SourceSnapshot, conv: NativeConverter | None, out_main
                     leica=vendor == "leica",
                 )
         if "label" in names and policy.label == "blank":
-            blank = uniform(out.associated_images["label"])
-            verdict.add("label-blank", blank, "label is a uniform blank image" if blank else "label is not blank")
+            try:
+                blank = uniform(out.associated_images["label"])
+            except Exception as exc:  # a handle left in error by an earlier read: not shown blank
+                verdict.add("label-blank", False, f"the label cannot be read to judge it ({type(exc).__name__})")
+            else:
+                verdict.add("label-blank", blank, "label is a uniform blank image" if blank else "label is not blank")
         for n in sorted(names & allowed):
             if n == "label" and policy.label == "blank":
                 continue
-            found = _barcodes(out.associated_images[n])
+            found = _barcodes(out, n)
             if found is None:  # fail closed: what cannot be searched cannot be shown free of a label
                 verdict.add(f"barcode-{n}", False, f"the barcode search of associated image {n!r} failed")
                 continue
@@ -269,6 +274,18 @@ def check_openslide(snap: SourceSnapshot, conv: NativeConverter | None, out_main
         return props
     finally:
         out.close()
+
+
+def _judged_or_failed(name: str, verdict: Verdict, check, *args) -> None:
+    """``check(*args)``, or check ``name`` failed when it raises.  The picture checks share one
+    OpenSlide handle from two threads, and a tile that fails to decode in one leaves the handle in
+    error: every later call on it raises OpenSlideError, a property or the levels' sizes too (fuzz
+    seed 95, svs-bigtiff #16: the thumbnail check read the level sizes after the levels check met
+    a damaged tile, and the slide ended in an internal error, as often as the threads met so)."""
+    try:
+        check(*args)
+    except Exception as exc:  # noqa: BLE001 - what cannot be judged is not shown clean
+        verdict.add(name, False, f"OpenSlide failed while this check read the output ({type(exc).__name__})")
 
 
 def check_thumbnail(conv: NativeConverter | None, out_main: Path, policy: Policy, verdict: Verdict) -> None:
@@ -298,15 +315,15 @@ def check_thumbnail(conv: NativeConverter | None, out_main: Path, policy: Policy
 
         def pictures() -> None:  # one picture at a time: the thumbnail's reference, then the searched level
             if judge_thumbnail:
-                thumbnail_provenance.check_openslide(out, thumb)
-            pyramid_barcodes.check_openslide(out, codes)
+                _judged_or_failed(thumbnail_provenance.NAME, thumb, thumbnail_provenance.check_openslide, out, thumb)
+            _judged_or_failed(pyramid_barcodes.NAME, codes, pyramid_barcodes.check_openslide, out, codes)
 
         # the levels' sampled reads (two threads, OpenSlide decoding without the GIL) beside the
         # two checks that read one small level whole: the levels check alone leaves a core idle
         # between its reads, zxing-cpp's search is one thread
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="wsianon-pictures") as pool:
             beside = pool.submit(pictures)
-            pyramid_levels.check_openslide(out, levels, out_main)
+            _judged_or_failed(pyramid_levels.NAME, levels, pyramid_levels.check_openslide, out, levels, out_main)
             beside.result()
         for v in (thumb, levels, codes):  # in the order they were judged one after the other
             verdict.extend(v)

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+NAME = "thumbnail-provenance"  # the check of the kept thumbnail (check_openslide's default name)
 GRID = 64  # long side of the compared grey images
 SAMPLES = 32  # points per side where the reference level is too large to read whole
 PATCH = 512  # pixels per side of one sample at most (the tile holding the point, else a cell)
@@ -365,7 +366,7 @@ def read_in_threads(read, items: list, workers: int = 2) -> list:
         return list(ex.map(read, items))
 
 
-def check_openslide(slide, verdict, name: str = "thumbnail-provenance") -> None:
+def check_openslide(slide, verdict, name: str = NAME) -> None:
     """Judge OpenSlide's ``thumbnail`` associated image of an open output slide."""
     try:
         img = slide.associated_images["thumbnail"]
