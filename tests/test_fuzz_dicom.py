@@ -634,6 +634,25 @@ def test_a_damaged_value_representation_is_refused_naming_the_file(original, tmp
     assert len(errors) == 1 and "not a readable DICOM file" in errors[0], slides  # (the error line names the file: _refused)
 
 
+def test_a_damaged_vr_in_the_file_meta_is_refused_by_verify(original, tmp_path, cli):
+    """Seed 95 #20: bit flips turned MediaStorageSOPInstanceUID's VR into 'UK' in the overview's
+    File Meta Information; ``verify`` read it first in the closed-world check and ended in
+    "internal error (NotImplementedError) while auditing".  The DICOM preflight now converts every
+    element's value once: the file is refused, named, with its reason."""
+
+    def mutate(b: bytes, elems: list[Elem]) -> bytes:
+        e = _find(elems, 0x00020003)
+        assert e is not None and b[e.start + 4 : e.start + 6] == b"UI"
+        return b[: e.start + 4] + b"UK" + b[e.start + 6 :]
+
+    case_dir, src = _damaged(original, tmp_path, "1-overview.dcm", mutate)
+    _refused(case_dir, src, tmp_path / "out")  # run, inspect and verify: no traceback, no internal error
+    code, stdout, stderr = cli("verify", str(src))
+    assert code == 1
+    (line,) = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
+    assert "1-overview.dcm" in line and "an element's value cannot be read" in line, line
+
+
 def _retyped(tag: int, vr: bytes, value: bytes):
     def mutate(b: bytes, elems: list[Elem]) -> bytes:
         return _put(b, elems, tag, _element(tag, vr, value))
