@@ -319,7 +319,7 @@ def _values_convert(path: Path) -> None:
                 if n >= MAX_CONVERTED_ELEMENTS:
                     break
     except Exception as exc:
-        raise CorruptInput(path, f"an element's value cannot be read ({type(exc).__name__}: a damaged value representation or length); refused") from None
+        raise CorruptInput(path, f"broken DICOM data set: an element cannot be decoded ({type(exc).__name__}); refused") from None  # (the inventory's words)
 
 
 def _per_frame_groups(path: Path) -> bool:
