@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -247,6 +248,24 @@ def test_ndpi_frames_proven_whole_spliced_and_sampled(ndpi_run):
     assert ok and "restart intervals covering each frame joined" in detail, detail
     ok, detail = _frames(inv, res.files, max_decoded=2, whole_limit=0)
     assert ok and "sampled" in detail and "of 6 frames" in detail, detail
+
+
+def test_ndpi_offset_from_the_slide_centre_does_not_reach_the_origin(ndpi_run):
+    """The fixture's NDPI offsets (tags 65422/65423: -1,234,567 and 765,432 nm) made wsidicomizer
+    write an origin of (11.830568, 38.862567) mm, the same on every level: the source's numbers in
+    TotalPixelMatrixOriginSequence (red team stop 40).  Every instance's origin is (0, 0) now; the
+    Z offset and the orientation are wsidicomizer's, and the frames are still proven (above)."""
+    info, (_inv, _ctx, res) = ndpi_run
+    raw = info.path.read_bytes()
+    assert struct.pack("<i", -1234567) in raw and struct.pack("<i", 765432) in raw  # the fixture holds them
+    seen = 0
+    for f in res.files:
+        ds = _read(f)
+        for item in ds.get("TotalPixelMatrixOriginSequence") or []:
+            assert (float(item.XOffsetInSlideCoordinateSystem), float(item.YOffsetInSlideCoordinateSystem)) == (0.0, 0.0), f.name
+            seen += 1
+        assert "ImageOrientationSlide" in ds
+    assert seen >= 3  # every level wrote one
 
 
 def test_ndpi_subsampled_chroma_proven_exactly(tmp_path, monkeypatch):

@@ -433,6 +433,18 @@ def _blank_frames(path: Path) -> bool:
     return n > 0
 
 
+def _zero_origin(ds) -> None:
+    """The image's origin in the slide coordinate system at (0, 0) mm (Z offset and orientation
+    kept).  wsidicomizer takes it from the source: an NDPI's offset from the slide centre (tags
+    65422/65423, which the native route zeroes) became TotalPixelMatrixOriginSequence's X and Y,
+    a free number of the source's in a structural attribute (red team stop 40).  A shared slide
+    needs no place on the glass.  Every instance of a conversion gets the same origin, so the
+    levels stay aligned; wsidicomizer writes TILED_FULL instances (no per-frame positions)."""
+    for item in ds.get("TotalPixelMatrixOriginSequence") or []:
+        item.XOffsetInSlideCoordinateSystem = "0"
+        item.YOffsetInSlideCoordinateSystem = "0"
+
+
 def _post_write_fixups(ds, engine: Engine, scanner: Scanner | None = None, reencoded: set | None = None, instance: tuple[int, str] | None = None) -> None:
     """What wsidicom sets while writing, after our post-processor ran; the re-encode declaration
     (the image size is known only now); the value scrub once more over the final header.
@@ -449,6 +461,7 @@ def _post_write_fixups(ds, engine: Engine, scanner: Scanner | None = None, reenc
     if reencoded and (kind or "VOLUME", *size) in reencoded:
         _declare_reencoded(ds)
     engine.scrub(ds, scanner)  # also without canaries: a scanner's name is judged itself
+    _zero_origin(ds)
     items = ds.get("ContributingEquipmentSequence") or []
     if items and "ContributionDescription" in items[-1]:
         items[-1].ContributionDescription = str(items[-1].ContributionDescription).rstrip(" ")
