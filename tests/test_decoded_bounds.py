@@ -102,3 +102,18 @@ def test_padding_does_not_decode_tiles_of_too_many_samples(tmp_path):
     padding.check_tiff(p, v)
     (c,) = [c for c in v.checks if c.name == padding.CHECK]
     assert not c.ok and "more than this check decodes" in c.detail, c
+
+
+def test_an_ndpi_segment_is_a_restart_interval_not_the_page(tmp_path):
+    """tifffile decodes an NDPI level page by its restart intervals (McuStarts): one segment is
+    their size, so a large NDPI level (one JPEG of gigapixels) is still sampled segment by segment
+    by ``focal-planes``, never refused for its page's size."""
+    from tests.fixtures.ndpi_gen import make_ndpi
+
+    p, _ = make_ndpi(tmp_path / "s.ndpi", width=1024, height=768)
+    with tifffile.TiffFile(p) as t:
+        page = t.pages[0]
+        seg = page.chunks
+        assert seg[0] * seg[1] < page.imagewidth * page.imagelength  # cut into segments
+        assert decoded.tile_bytes(page) == seg[0] * seg[1] * seg[2]
+        assert decoded.tile_fits(page)

@@ -363,6 +363,24 @@ def _leaks(case_id: str, damaged: bytes, out: Path, canaries: dict[str, str]) ->
     return found
 
 
+def _outcome(out: Path, outcomes: dict[str, int]) -> list[dict]:
+    """The slides OUT's report lists (none without a report), their statuses joined and tallied in
+    ``outcomes``."""
+    report = out / "wsianon-report.json"
+    slides = json.loads(report.read_text())["slides"] if report.exists() else []
+    status = "/".join(s["status"] for s in slides) or "no report"
+    outcomes[status] = outcomes.get(status, 0) + 1
+    return slides
+
+
+def _judge_cases(label: str, problems: list[str], outcomes: dict[str, int], cases: int) -> None:
+    """The end of a fuzz run: no problem found, and the control that the damage was real (at
+    least a quarter of the cases refused or quarantined)."""
+    print(f"{label}: {outcomes}")
+    assert not problems, "\n".join(problems)
+    assert sum(n for s, n in outcomes.items() if s != "ok") >= cases // 4, outcomes
+
+
 def _grew(case_id: str, peak_before: int) -> list[str]:
     """The finding when the process's peak memory, which only grows, grew by more than
     ``MAX_GROWTH_MIB`` since ``peak_before`` (MiB): measured after each command, so a command's

@@ -25,7 +25,7 @@ import shutil
 import pytest
 
 from tests.fixtures.isyntax_gen import TERMINATOR, make_isyntax
-from tests.test_fuzz import CASE_TIMEOUT, _check_case, _check_read_only, _grew, _leaks
+from tests.test_fuzz import CASE_TIMEOUT, _check_case, _check_read_only, _grew, _judge_cases, _leaks, _outcome
 
 CASES = int(os.environ.get("WSIANON_FUZZ_CASES", "24"))
 SEED = int(os.environ.get("WSIANON_FUZZ_SEED", "12"))
@@ -111,17 +111,12 @@ def test_fuzz_isyntax(original, tmp_path):
                     found += _grew(f"{cid} [{command}]", peak_before)
                     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
             problems += found
-            report = out / "wsianon-report.json"
-            status = "/".join(s["status"] for s in json.loads(report.read_text())["slides"]) if report.exists() else "no report"
-            outcomes[status] = outcomes.get(status, 0) + 1
-            print(f"#{i} {what}: {status}")  # shown by -s
+            slides = _outcome(out, outcomes)
+            print(f"#{i} {what}: {[s['status'] for s in slides]}")  # shown by -s
             for p in (case_dir, out, tmp_path / f"o{i}.quarantine"):
                 shutil.rmtree(p, ignore_errors=True)
             faulthandler.dump_traceback_later(CASE_TIMEOUT * 3, exit=True)
-        print(f"isyntax fuzz seed {SEED}: {outcomes}")
-        assert not problems, "\n".join(problems)
-        # the control: the damage is real (some cases are refused or quarantined)
-        assert sum(n for s, n in outcomes.items() if s != "ok") >= CASES // 4, outcomes
+        _judge_cases(f"isyntax fuzz seed {SEED}", problems, outcomes, CASES)
     finally:
         faulthandler.cancel_dump_traceback_later()
 

@@ -30,11 +30,13 @@ def page_bytes(page) -> int:
 
 
 def tile_bytes(page) -> int:
-    """Bytes of one decoded tile (or strip) of ``page``: its samples when they are interleaved."""
-    rows = min(int(page.rowsperstrip or page.imagelength), int(page.imagelength))
-    th, tw, td = int(page.tilelength or rows), int(page.tilewidth or page.imagewidth), int(page.tiledepth or 1)
-    spp = int(page.samplesperpixel) if int(page.planarconfig) == 1 else 1
-    return th * tw * td * max(spp, 1) * _itemsize(page)
+    """Bytes of one decoded tile or strip of ``page`` (tifffile's ``chunks``: the shape it decodes
+    one segment to, samples included where they are interleaved; an NDPI page's segments are its
+    restart intervals, as tifffile cuts it by McuStarts)."""
+    n = 1
+    for s in page.chunks:
+        n *= int(s)
+    return n * _itemsize(page)
 
 
 def page_fits(page) -> bool:
