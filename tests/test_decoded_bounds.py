@@ -7,8 +7,6 @@ page the check cannot read: it fails (fail closed)."""
 from __future__ import annotations
 
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import tifffile
@@ -77,23 +75,14 @@ def test_verify_never_decodes_the_page_and_fails_it(tmp_path, monkeypatch):
 
 
 def test_verify_of_such_a_page_stays_small_in_its_own_process(tmp_path):
-    """The whole command in a process of its own: its peak memory, not a spy's count.  Read as
-    the process's own high-water mark (VmHWM), not ``ru_maxrss``: a child that pytest starts by
-    vfork + exec inherits the parent's peak there (a full ``make test`` worker's 1.7 GB was read as
-    this command's)."""
+    """The whole command in a process of its own: its peak memory, not a spy's count
+    (``helpers.cli_peak``: the process's own high-water mark and its probes')."""
+    from tests.fixtures.helpers import cli_peak
+
     (tmp_path / "x").mkdir()
     p = _with_samples(tmp_path / "x", 3)
-    code = (
-        "import re\n"
-        "from typer.testing import CliRunner\n"
-        "from wsianon.cli import app\n"
-        f"r = CliRunner().invoke(app, ['verify', {str(p)!r}])\n"
-        "hwm = int(re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read()).group(1))\n"
-        "print(r.exit_code, hwm >> 10)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=True).stdout.split()
-    exit_code, peak_mib = int(out[-2]), int(out[-1])
-    assert exit_code == 1  # NOT CLEAN: the source's label is there
+    code, _text, peak_mib = cli_peak("verify", p)
+    assert code == 1  # NOT CLEAN: the source's label is there
     assert peak_mib < 1024, f"verify peaked at {peak_mib} MiB"
 
 
