@@ -310,6 +310,20 @@ class TiffStructure:
         v = self.values(e)
         return v[0] if len(v) == 1 else v
 
+    def dimensions(self, ifd: IFD) -> tuple[int, int]:
+        """(ImageWidth, ImageLength) of ``ifd``, each 0 where it is absent or not one integer (a
+        damaged entry of several values: fuzz seed 108, a bit flip in the count); a page of size 0
+        with data is judged as a picture all the same (``holds_picture``)."""
+
+        def one(tag: int) -> int:
+            try:
+                v = self.value(ifd, tag, 0)
+            except Exception:  # noqa: BLE001 - a value that cannot be read is no size
+                return 0
+            return int(v) if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0
+
+        return one(IMAGE_WIDTH), one(IMAGE_LENGTH)
+
     def samples_per_pixel(self, ifd: IFD) -> int | None:
         """SamplesPerPixel of ``ifd`` (1 when absent), None when it is not one positive number."""
         e = ifd.get(277)
@@ -365,7 +379,7 @@ class TiffStructure:
         offs, cnts = self.data_span_arrays(ifd)
         if not len(cnts) or not (cnts > 0).any():
             return False
-        one = int(self.value(ifd, IMAGE_WIDTH, 0) or 0) == int(self.value(ifd, IMAGE_LENGTH, 0) or 0) == 1
+        one = self.dimensions(ifd) == (1, 1)
         if one and int(cnts.sum()) == 1:
             at = int(offs[cnts > 0][0])
             return self.read(at, 1) != b"\xff"

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wsianon.io.tiff import IMAGE_DESCRIPTION, IMAGE_LENGTH, IMAGE_WIDTH, TiffStructure
+from wsianon.io.tiff import IMAGE_DESCRIPTION, TiffStructure
 
 CHECK = "image-pages"
 
@@ -54,9 +54,9 @@ def unshown(
                 # a Leica SCN's pages are its XML's: OpenSlide, focal-planes and the tile identity
                 # read the pages a <dimension> names; a page of a level's size that none names
                 # was judged by nothing (red team stop 37, round 3)
-                out.append((ifd.index, int(ts.value(ifd, IMAGE_WIDTH, 0) or 0), int(ts.value(ifd, IMAGE_LENGTH, 0) or 0)))
+                out.append((ifd.index, *ts.dimensions(ifd)))
                 continue
-            w, h = int(ts.value(ifd, IMAGE_WIDTH, 0) or 0), int(ts.value(ifd, IMAGE_LENGTH, 0) or 0)
+            w, h = ts.dimensions(ifd)
             lens = ts.value(ifd, NDPI_SOURCE_LENS, 1) if ndpi_levels and (w, h) in ndpi_levels else 1
             lens = float(lens[0] if isinstance(lens, (tuple, list)) else lens)
             if (w, h) not in shown or lens <= 0:
