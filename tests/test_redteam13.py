@@ -141,6 +141,9 @@ def test_search_level_and_reduction():
     assert pick_search_level([(106752, 106752), (26688, 26688), (6672, 6672), (1668, 1668)]) == 3  # the 4 GiB benchmark slide: level 2 reduced 4x is level 3
     assert pick_search_level([(75520, 75520)]) is None  # one huge level: not searched
     assert pick_search_level([(75520, 75520), (1024, 1024)]) == 1
+    # fuzz seed 120: a DICOM TotalPixelMatrixRows of -1 (math domain error in verify); no size: not searched
+    assert pick_search_level([(2048, -1), (1024, 768)]) == 1
+    assert pick_search_level([(2048, -1)]) is None and pick_search_level([(0, 0)]) is None
     for size in [(5000, 3750), (2048, 2048), (2049, 2048), (100000, 3)]:
         f = reduce_factor(size)
         assert -(-size[0] // f) * -(-size[1] // f) <= MAX_PIXELS

@@ -52,7 +52,9 @@ def pick_search_level(dims: list[tuple[int, int]]) -> int | None:
     whose searched picture is largest (of those, the smallest level: a larger level reduced by a
     whole factor to the same size costs its decoding for nothing); None where every level is larger
     (one huge level, no pyramid)."""
-    fit = [i for i, d in enumerate(dims) if d[0] * d[1] <= MAX_LEVEL_PIXELS]
+    # a level of no positive size is none to search (fuzz seed 120: a DICOM TotalPixelMatrixRows of
+    # -1 made the search size the square root of a negative number); the other checks judge it
+    fit = [i for i, d in enumerate(dims) if d[0] > 0 and d[1] > 0 and d[0] * d[1] <= MAX_LEVEL_PIXELS]
     big = [i for i in fit if max(_searched(dims[i])) >= TARGET]
     if big:
         return min(big, key=lambda i: (dims[i][0] * dims[i][1], i))
