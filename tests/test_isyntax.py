@@ -508,3 +508,27 @@ def test_dicom_verifier_reference_levels(tmp_path):
         assert ref.level_for(1000, 768) is None
     finally:
         ref.close()
+
+
+def test_a_level_count_past_any_scanner_is_no_geometry():
+    """The verifier's iSyntax geometry computes ``3 << levels`` from the header's scale range: a
+    range of 99,999,999,999 levels would be a 12.5 GB integer (as MRXS's concat factor was, fuzz
+    seed 124).  Past ``MAX_LEVELS`` the geometry is not read (the checks that need it fail)."""
+    import xml.etree.ElementTree as ET
+
+    from wsianon.verify.formats import isyntax as v
+
+    def wsi(levels_end: str) -> ET.Element:
+        ranges = "".join(
+            f'<DataObject ObjectType="UFSImageDimensionRange"><Attribute Name="UFS_IMAGE_DIMENSION_RANGE">{r}</Attribute></DataObject>'
+            for r in ("0 1 1033", "0 1 793", "0 1 2", levels_end, "0 1 3")
+        )
+        return ET.fromstring(
+            '<DataObject><Attribute Name="UFS_IMAGE_GENERAL_HEADERS"><Array><DataObject>'
+            f'<Attribute Name="UFS_IMAGE_DIMENSION_RANGES"><Array>{ranges}</Array></Attribute>'
+            "</DataObject></Array></Attribute></DataObject>"
+        )
+
+    assert v._geometry(wsi("0 1 2")) == (1034 - 2 * 21, 794 - 2 * 21, 3)  # 3 levels: padding (3 << 3) - 3
+    assert v._geometry(wsi("0 1 99999999999")) is None
+    assert v._geometry(wsi(f"0 1 {v.MAX_LEVELS}")) is None and v._geometry(wsi(f"0 1 {v.MAX_LEVELS - 1}")) is not None

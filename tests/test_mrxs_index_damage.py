@@ -57,3 +57,23 @@ def test_a_huge_declared_count_is_refused_at_once(tmp_path, key):
     r = run_subprocess("run", tmp_path / "in", "-o", tmp_path / "out", "--key-file", tmp_path / "k")
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert r.returncode == 1 and len(errors) == 1 and "more entries than the file has lines" in errors[0], r.stderr
+
+
+def test_a_huge_concat_factor_is_judged_in_bounded_memory(tmp_path):
+    """Fuzz seed 124 (MRXS #53): level 0's IMAGE_CONCAT_FACTOR replaced by 99,999,999,999; the
+    verifier's position check computed ``1 << factor``, a 12.5 GB integer, and the kernel killed the
+    run (a worker crash in the fuzz run).  The factor is bounded as OpenSlide's 32-bit arithmetic
+    bounds it before any shift: the slide is quarantined in bounded memory, ``verify`` too."""
+    from tests.fixtures.helpers import cli_peak
+
+    m = make_mrxs(tmp_path / "in", "case", images=2, levels=2)
+    ini = m.mrxs.parent / "case" / "Slidedat.ini"
+    text = ini.read_text()
+    assert "IMAGE_CONCAT_FACTOR = 0" in text
+    ini.write_text(text.replace("IMAGE_CONCAT_FACTOR = 0", "IMAGE_CONCAT_FACTOR = 99999999999", 1))
+    code, out, peak = cli_peak("run", m.mrxs, "-o", tmp_path / "out")
+    assert code == 1 and "Traceback" not in out and "internal error" not in out, out
+    assert peak < 1024, f"the run peaked at {peak} MiB"
+    code, out, peak = cli_peak("verify", m.mrxs)
+    assert code == 1 and "NOT CLEAN" in out and "internal error" not in out, out
+    assert peak < 1024, f"verify peaked at {peak} MiB"

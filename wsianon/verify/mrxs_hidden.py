@@ -168,7 +168,7 @@ def _positions(folder: Path, cp: configparser.RawConfigParser, idx: bytes) -> tu
             raise ValueError("position record does not inflate to its size")
     if len(blob) != want:
         raise ValueError("position record size")
-    concat0 = 1 << cp.getint(sect0, "IMAGE_CONCAT_FACTOR")
+    concat0 = 1 << _concat_exponent(cp.getint(sect0, "IMAGE_CONCAT_FACTOR"))
     if any(flag & 0xFE for flag in set(blob[0::9])):
         raise ValueError("position flag")
 
@@ -177,6 +177,15 @@ def _positions(folder: Path, cp: configparser.RawConfigParser, idx: bytes) -> tu
         return _i32(x * concat0), _i32(y * concat0)
 
     return at, True
+
+
+def _concat_exponent(n: int) -> int:
+    """An IMAGE_CONCAT_FACTOR (or the levels' sum of them) as OpenSlide's 32-bit arithmetic takes
+    it: 0 to 30, else ValueError, before any ``1 << n`` (fuzz seed 124: 99,999,999,999 made that
+    shift a 12.5 GB integer and the kernel killed the run)."""
+    if not 0 <= n <= 30:
+        raise ValueError("concat factor")
+    return n
 
 
 def placement(folder: Path, cp: configparser.RawConfigParser, idx: bytes, levels: list[list[Item]]) -> tuple[list[set[int]], int]:
@@ -304,7 +313,7 @@ def check(folder: Path, cp: configparser.RawConfigParser, verdict) -> None:
             w, h = cp.getint(sect, "DIGITIZER_WIDTH"), cp.getint(sect, "DIGITIZER_HEIGHT")
             fmt = cp.get(sect, "IMAGE_FORMAT", fallback="JPEG").strip()
             concat_total += cp.getint(sect, "IMAGE_CONCAT_FACTOR")
-            concat = 1 << concat_total
+            concat = 1 << _concat_exponent(concat_total)
             sizes: dict[int, sof._Sizes] = {}
             for k, (image, off, ln, fno) in enumerate(items):
                 if k in undrawn[lvl]:

@@ -42,6 +42,7 @@ from wsianon.profiles import dpufs_table, load
 HANDLES_TILES = True
 OPENSLIDE_READS = False
 _CHUNK = 8 << 20
+MAX_LEVELS = 32  # a pyramid of more levels than this (2^32 px a side at level 0) is no scanner's: its geometry is not read
 
 
 def _terminator(fd: int) -> int | None:
@@ -141,8 +142,8 @@ def _geometry(wsi: ET.Element) -> tuple[int, int, int] | None:
                 if len(nums) == 3:
                     start, step, end = nums
                     ranges.append(((end + step) - start) // (step or 1))
-        if len(ranges) < 4:
-            return None
+        if len(ranges) < 4 or not 0 < ranges[3] <= MAX_LEVELS:
+            return None  # (a level count past any scanner's: no ``3 << n`` of a header's number, as MRXS's concat factor)
         pad = (3 << ranges[3]) - 3
         return ranges[0] - 2 * pad, ranges[1] - 2 * pad, ranges[3]
     return None
