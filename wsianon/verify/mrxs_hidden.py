@@ -180,9 +180,9 @@ def _positions(folder: Path, cp: configparser.RawConfigParser, idx: bytes) -> tu
 
 
 def _concat_exponent(n: int) -> int:
-    """An IMAGE_CONCAT_FACTOR (or the levels' sum of them) as OpenSlide's 32-bit arithmetic takes
-    it: 0 to 30, else ValueError, before any ``1 << n`` (fuzz seed 124: 99,999,999,999 made that
-    shift a 12.5 GB integer and the kernel killed the run)."""
+    """Level 0's IMAGE_CONCAT_FACTOR as OpenSlide's 32-bit arithmetic takes it: 0 to 30, else
+    ValueError (the placement is not modelled), before any ``1 << n`` (fuzz seed 124:
+    99,999,999,999 made that shift a 12.5 GB integer and the kernel killed the run)."""
     if not 0 <= n <= 30:
         raise ValueError("concat factor")
     return n
@@ -313,7 +313,9 @@ def check(folder: Path, cp: configparser.RawConfigParser, verdict) -> None:
             w, h = cp.getint(sect, "DIGITIZER_WIDTH"), cp.getint(sect, "DIGITIZER_HEIGHT")
             fmt = cp.get(sect, "IMAGE_FORMAT", fallback="JPEG").strip()
             concat_total += cp.getint(sect, "IMAGE_CONCAT_FACTOR")
-            concat = 1 << _concat_exponent(concat_total)
+            # past 62 the visible sizes are those of an image wider than any grid (0 columns
+            # clipped, no sub-tile): the shift is capped there, never 1 << a header's number
+            concat = 1 << min(concat_total, 62)
             sizes: dict[int, sof._Sizes] = {}
             for k, (image, off, ln, fno) in enumerate(items):
                 if k in undrawn[lvl]:
