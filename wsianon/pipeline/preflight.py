@@ -17,7 +17,6 @@ a terabyte — which would take the whole batch (and its report) down.  So
 from __future__ import annotations
 
 import itertools
-
 import multiprocessing
 import sys
 from pathlib import Path
@@ -269,12 +268,13 @@ def check_structure_dicom(path: Path) -> None:
 
     import pydicom
 
-    tags = ["NumberOfFrames", "Rows", "Columns", "SamplesPerPixel", "BitsAllocated", "DimensionOrganizationType"]
     try:
         size = path.stat().st_size
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=tags)
+            # the whole header once: pydicom converts a value when it is first read, so the few
+            # read here cost no more than before, and the checks below reuse the same data set
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
         n = int(ds.get("NumberOfFrames", 1) or 1)
         ts = str(ds.file_meta.get("TransferSyntaxUID", ""))
         native = ts in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2")
@@ -284,8 +284,8 @@ def check_structure_dicom(path: Path) -> None:
         return  # the checks report a file they cannot read
     if n < 1 or n * per_frame > size:
         raise CorruptInput(path, "Number of Frames is larger than the file can hold; refused")
-    _values_convert(path)
-    if sparse and not _per_frame_groups(path):  # its frames have no place (OpenSlide crashed on it)
+    _values_convert(path, ds)
+    if sparse and not _per_frame_groups(ds):  # its frames have no place (OpenSlide crashed on it)
         from wsianon.io.dicomframes import SPARSE_UNPLACED
 
         raise CorruptInput(path, f"{SPARSE_UNPLACED}; refused")
@@ -296,22 +296,14 @@ def check_structure_dicom(path: Path) -> None:
 MAX_CONVERTED_ELEMENTS = 100_000
 
 
-def _values_convert(path: Path) -> None:
-    """Every element of ``path``'s header (File Meta Information, data set, sequence items, up to
-    ``MAX_CONVERTED_ELEMENTS``) converts to a value.  pydicom converts an element when it is first
-    read, not in ``dcmread``: a damaged VR (fuzz seed 95, ``UK`` for MediaStorageSOPInstanceUID's
-    ``UI``) raised NotImplementedError in whichever check read it first, and the slide ended as an
-    internal error.  A header that does not read at all is left to the checks, as above."""
+def _values_convert(path: Path, ds) -> None:
+    """Every element of ``path``'s header ``ds`` (File Meta Information, data set, sequence items,
+    up to ``MAX_CONVERTED_ELEMENTS``) converts to a value.  pydicom converts an element when it is
+    first read, not in ``dcmread``: a damaged VR (fuzz seed 95, ``UK`` for
+    MediaStorageSOPInstanceUID's ``UI``) raised NotImplementedError in whichever check read it
+    first, and the slide ended as an internal error."""
     import warnings
 
-    import pydicom
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
-    except Exception:
-        return
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -322,17 +314,10 @@ def _values_convert(path: Path) -> None:
         raise CorruptInput(path, f"broken DICOM data set: an element cannot be decoded ({type(exc).__name__}); refused") from None  # (the inventory's words)
 
 
-def _per_frame_groups(path: Path) -> bool:
-    """Whether ``path`` has a Per-Frame Functional Groups Sequence with an item (True when it
-    cannot be read: the checks report that)."""
-    import warnings
-
-    import pydicom
-
+def _per_frame_groups(ds) -> bool:
+    """Whether the header ``ds`` has a Per-Frame Functional Groups Sequence with an item (True when
+    it cannot be read: the checks report that)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PerFrameFunctionalGroupsSequence"])
         return bool(ds.get("PerFrameFunctionalGroupsSequence"))
     except Exception:
         return True
