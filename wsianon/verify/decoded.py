@@ -10,6 +10,8 @@ the check that wanted it judges it as it judges any picture it cannot read (fail
 
 from __future__ import annotations
 
+import math
+
 # a decoded page or tile this verifier reads whole: 16 Mpx of 4 samples of 32 bits (the largest
 # page read whole, ``pages.MAX_JUDGED_PIXELS``, RGBA at 8 bits takes a quarter of this)
 MAX_DECODED_BYTES = 256 << 20
@@ -23,33 +25,30 @@ def _itemsize(page) -> int:
 
 def page_bytes(page) -> int:
     """Bytes of ``page`` decoded whole (every sample of every pixel of every plane)."""
-    n = 1
-    for s in page.shape:
-        n *= int(s)
-    return n * _itemsize(page)
+    return math.prod(int(x) for x in page.shape) * _itemsize(page)
 
 
 def tile_bytes(page) -> int:
     """Bytes of one decoded tile or strip of ``page`` (tifffile's ``chunks``: the shape it decodes
     one segment to, samples included where they are interleaved; an NDPI page's segments are its
     restart intervals, as tifffile cuts it by McuStarts)."""
-    n = 1
-    for s in page.chunks:
-        n *= int(s)
-    return n * _itemsize(page)
+    return math.prod(int(x) for x in page.chunks) * _itemsize(page)
+
+
+def _within(size, page) -> bool:
+    """Whether ``size(page)`` is at most ``MAX_DECODED_BYTES``; a page whose sizes cannot be read
+    does not fit (it is not decoded)."""
+    try:
+        return size(page) <= MAX_DECODED_BYTES
+    except (TypeError, ValueError, AttributeError, OverflowError):
+        return False
 
 
 def page_fits(page) -> bool:
     """Whether ``page`` decoded whole stays within ``MAX_DECODED_BYTES``."""
-    try:
-        return page_bytes(page) <= MAX_DECODED_BYTES
-    except (TypeError, ValueError, AttributeError, OverflowError):
-        return False
+    return _within(page_bytes, page)
 
 
 def tile_fits(page) -> bool:
     """Whether one decoded tile of ``page`` stays within ``MAX_DECODED_BYTES``."""
-    try:
-        return tile_bytes(page) <= MAX_DECODED_BYTES
-    except (TypeError, ValueError, AttributeError, OverflowError):
-        return False
+    return _within(tile_bytes, page)
