@@ -180,9 +180,10 @@ def _positions(folder: Path, cp: configparser.RawConfigParser, idx: bytes) -> tu
 
 
 def _concat_exponent(n: int) -> int:
-    """Level 0's IMAGE_CONCAT_FACTOR as OpenSlide's 32-bit arithmetic takes it: 0 to 30, else
-    ValueError (the placement is not modelled), before any ``1 << n`` (fuzz seed 124:
-    99,999,999,999 made that shift a 12.5 GB integer and the kernel killed the run)."""
+    """An IMAGE_CONCAT_FACTOR (level 0's, or the levels' running sum) as OpenSlide's 32-bit
+    arithmetic takes it: 0 to 30, else ValueError (the placement is not modelled), before any
+    ``1 << n`` (fuzz seed 124: 99,999,999,999 made that shift a 12.5 GB integer and the kernel
+    killed the run)."""
     if not 0 <= n <= 30:
         raise ValueError("concat factor")
     return n
@@ -204,9 +205,7 @@ def placement(folder: Path, cp: configparser.RawConfigParser, idx: bytes, levels
     mixed, total = 0, 0
     for lvl, items in enumerate(levels):
         total += cp.getint(cp.get("HIERARCHICAL", f"HIER_0_VAL_{lvl}_SECTION"), "IMAGE_CONCAT_FACTOR")
-        if not 0 <= total <= 30:
-            raise ValueError("concat factor")  # past OpenSlide's 32-bit arithmetic
-        per = max(1, (1 << total) // div)  # positions an image covers a side
+        per = max(1, (1 << _concat_exponent(total)) // div)  # positions an image covers a side
         tiles, span = (per, 1) if split else (1, per)  # sub-tiles an image a side, positions a sub-tile a side
         gone: set[int] = set()
         for k, (image, _off, _ln, _fno) in enumerate(items):
