@@ -43,3 +43,46 @@ def test_verify_judges_such_a_page_and_fails_it(tmp_path):
     assert err is None and verdict is not None  # judged, not an internal error
     (pages,) = [c for c in verdict.checks if c.name == "image-pages"]
     assert not pages.ok and "IFD 2" in pages.detail, pages
+
+
+def _damaged_label(tmp_path, count: int | None = None, width: int | None = None):
+    """An SVS whose label page's ImageWidth has ``count`` values, or is ``width`` (LONG)."""
+    p = write_svs(tmp_path / "s.svs", size=(512, 384)).path
+    with tifffile.TiffFile(p) as t:
+        (idx,) = [i for i, pg in enumerate(t.pages) if "label" in (pg.description or "")]
+        entry = t.pages[idx].tags["ImageWidth"].offset
+    data = bytearray(p.read_bytes())
+    _tag, typ, n, v = struct.unpack_from("<HHII", data, entry)
+    if count is not None:
+        struct.pack_into("<HHII", data, entry, 256, typ, count, 8)
+    else:
+        struct.pack_into("<HHII", data, entry, 256, 4, 1, width)
+    p.write_bytes(bytes(data))
+    return p, idx
+
+
+def test_a_blank_label_of_a_damaged_size_is_refused_in_one_line(tmp_path, cli):
+    """Fuzzing with --label blank (stop 42): a label whose ImageWidth has 40 values ended the run in
+    "internal error (TypeError)" (``blank_label_patches`` drew a label of a tuple's width); the
+    slide is now refused with the reason, and nothing is written for it."""
+    p, idx = _damaged_label(tmp_path, count=40)
+    code, _out, err = cli("run", p, "-o", tmp_path / "o", "--label", "blank")
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 1 and len(lines) == 1, err
+    assert "internal error" not in lines[0] and f"label IFD {idx}" in lines[0] and str(p.name) in lines[0], lines
+    assert not [q for q in (tmp_path / "o").iterdir() if q.suffix == ".svs"]
+
+
+def test_a_blank_label_is_never_drawn_past_its_bound(tmp_path):
+    """A label of 2,000,000 px a row (one number, but no label photo is that wide) is refused before
+    numpy is asked for its rows (the decode probe refuses such a slide first in a run)."""
+    import pytest
+
+    from wsianon.converters.aperio.redactor import MAX_LABEL_SAMPLES, blank_label_patches
+    from wsianon.errors import CorruptInput
+
+    p, idx = _damaged_label(tmp_path, width=2_000_000)
+    with TiffStructure(p) as ts:
+        assert ts.dimensions(ts.ifds[idx])[0] * ts.dimensions(ts.ifds[idx])[1] * 3 > MAX_LABEL_SAMPLES
+        with pytest.raises(CorruptInput, match="larger than"):
+            blank_label_patches(ts, ts.ifds[idx])

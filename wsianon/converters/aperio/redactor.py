@@ -25,8 +25,6 @@ from wsianon.io.tiff import (
     COMPRESSION,
     DATETIME,
     IMAGE_DESCRIPTION,
-    IMAGE_LENGTH,
-    IMAGE_WIDTH,
     NEW_SUBFILE_TYPE,
     TIFF_MAGIC,
     TILE_WIDTH,
@@ -259,6 +257,11 @@ class AperioConverter(NativeConverter):
         return plan
 
 
+# a blank label is drawn whole, a strip at a time: a label photo is a few Mpx; a damaged size (a
+# bit flip in ImageWidth) would otherwise ask numpy for gigabytes
+MAX_LABEL_SAMPLES = 3 << 26
+
+
 def blank_label_patches(ts: TiffStructure, ifd: IFD) -> list[Patch]:
     """Replace a stripped label's pixels by a white image of the same size and codec.
 
@@ -267,20 +270,26 @@ def blank_label_patches(ts: TiffStructure, ifd: IFD) -> list[Patch]:
     """
     import numpy as np
 
-    width = ts.value(ifd, IMAGE_WIDTH)
-    height = ts.value(ifd, IMAGE_LENGTH)
+    width, height = ts.dimensions(ifd)  # 0 where damaged (not one number)
     comp = ts.value(ifd, COMPRESSION, 1)
-    spp = ts.value(ifd, 277, 3)
+    spp = ts.samples_per_pixel(ifd) if 277 in ifd else 3
     rps = ts.value(ifd, 278, height) or height
     predictor = ts.value(ifd, 317, 1)
     if 273 not in ifd or 279 not in ifd:
         raise CorruptInput(ts.path, f"label IFD {ifd.index} is not stripped")
+    if not (width and height and spp and isinstance(rps, int) and rps > 0 and isinstance(comp, int) and isinstance(predictor, int)):
+        # a count or field type damaged (several values, text): no size to draw a blank label of
+        raise CorruptInput(ts.path, f"label IFD {ifd.index}: its size or coding is not one number each (damaged?); cannot write a blank label")
+    if width * height * spp > MAX_LABEL_SAMPLES:
+        raise CorruptInput(ts.path, f"label IFD {ifd.index}: larger than {MAX_LABEL_SAMPLES >> 20} M samples (damaged?); cannot write a blank label")
     spans = ts.data_spans(ifd)
     counts_entry = ifd.entries[279]
     patches: list[Patch] = []
     new_counts = []
     for i, (off, cnt) in enumerate(spans):
         rows = min(rps, height - i * rps)
+        if rows <= 0:
+            raise CorruptInput(ts.path, f"label IFD {ifd.index}: more strips than its height holds (damaged?); cannot write a blank label")
         arr = np.full((rows, width, spp), 255, dtype=np.uint8)
         data = _encode_strip(arr, comp, predictor)
         if data is None or len(data) > cnt:
