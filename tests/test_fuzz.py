@@ -396,7 +396,9 @@ def _grew(case_id: str, peak_before: int) -> list[str]:
 # values): ``--label blank`` draws a new label into the damaged page, ``--macro keep`` keeps a page
 # the default removes, and so on; a stop-42 bug (a label whose ImageWidth had 40 values ended as
 # an internal error with --label blank only) hid from fuzzing of the defaults alone.  Not drawn:
-# ``--in-place`` (it changes the input), ``--dates keep`` (a kept date is the fixture's canary)
+# ``--in-place`` (it changes the input), ``--dates keep`` (a kept date is the fixture's canary).
+# ``--target dicom`` (the conversion reads the damaged source through wsidicomizer and opentile)
+# only where the fuzzer's target is not DICOM already (``TO_DICOM``)
 OPTIONS: list[tuple[float, tuple[tuple[str, ...], ...]]] = [
     (1 / 3, (("--label", "blank"),)),
     (1 / 4, (("--macro", "keep"),)),
@@ -407,11 +409,15 @@ OPTIONS: list[tuple[float, tuple[tuple[str, ...], ...]]] = [
 ]
 
 
-def draw_options(rng: random.Random) -> tuple[str, ...]:
-    """One case's options (``OPTIONS``), drawn from ``rng``: a generator of its own, so that a
-    seed's damage (its case ids) is the same whatever options are drawn."""
+TO_DICOM = (1 / 5, (("--target", "dicom"),))
+
+
+def draw_options(rng: random.Random, to_dicom: bool = False) -> tuple[str, ...]:
+    """One case's options (``OPTIONS``, and ``TO_DICOM`` when asked), drawn from ``rng``: a
+    generator of its own, so that a seed's damage (its case ids) is the same whatever options are
+    drawn."""
     out: list[str] = []
-    for chance, values in OPTIONS:
+    for chance, values in OPTIONS + ([TO_DICOM] if to_dicom else []):
         if rng.random() < chance:
             out += rng.choice(values)
     return tuple(out)
@@ -440,7 +446,7 @@ def test_fuzz_run(fmt, originals, tmp_path):
                 data, what = _mutate_tiff(orig.read_bytes(), rng)
                 src.write_bytes(data)
             out = tmp_path / f"o{i}"
-            options = draw_options(options_rng)
+            options = draw_options(options_rng, to_dicom=True)
             cid = f"{fmt} #{i} ({what}){' ' + ' '.join(options) if options else ''}"
             found = _check_case(cid, case_dir, src, out, fmt == "qptiff", options)
             found += _leaks(cid, _tree_bytes(case_dir), out, canaries)

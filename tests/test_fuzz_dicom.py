@@ -41,7 +41,7 @@ from pathlib import Path
 import pytest
 
 from .fixtures.dicom_gen import CANARIES as DICOM_CANARIES
-from .test_fuzz import CASE_TIMEOUT, MAX_GROWTH_MIB, _check_case, _check_read_only, _judge_cases, _leaks, _outcome, _tree_bytes
+from .test_fuzz import CASE_TIMEOUT, MAX_GROWTH_MIB, _check_case, _check_read_only, _judge_cases, _leaks, _outcome, _tree_bytes, draw_options
 
 CASES = int(os.environ.get("WSIANON_FUZZ_CASES", "32"))
 READ_ONLY_EVERY = int(os.environ.get("WSIANON_FUZZ_READ_ONLY_EVERY", "4"))  # inspect and verify on every n-th case
@@ -511,13 +511,16 @@ def _mutate_folder(folder: Path, rng: random.Random) -> str:
 # the run
 
 
-def _one_case(original: Path, case_dir: Path, out: Path, rng: random.Random, case_id: str, read_only: bool) -> tuple[list[str], str]:
+def _one_case(
+    original: Path, case_dir: Path, out: Path, rng: random.Random, case_id: str, read_only: bool, options: tuple[str, ...] = ()
+) -> tuple[list[str], str]:
+    """``options``: run's options besides the target (``test_fuzz.draw_options``)."""
     src = case_dir / "slide"
     shutil.copytree(original, src)
     what = _mutate_folder(src, rng)
-    cid = f"{case_id} ({what})"
+    cid = f"{case_id} ({what}){' ' + ' '.join(options) if options else ''}"
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
-    found = _check_case(cid, case_dir, src, out, False, TARGET, one_slide=False)
+    found = _check_case(cid, case_dir, src, out, False, TARGET + options, one_slide=False)
     found += _leaks(cid, _tree_bytes(case_dir), out, DICOM_CANARIES)
     if read_only:
         found += _check_read_only(cid, case_dir, src, False, "inspect")
@@ -532,11 +535,12 @@ def test_fuzz_dicom(original, tmp_path):
     faulthandler.dump_traceback_later(CASE_TIMEOUT * 4, exit=True)  # a hang in C code still ends the test run
     try:
         rng = random.Random(f"{SEED}:dicom")
+        options_rng = random.Random(f"{SEED}:dicom:options")  # each case's options (test_fuzz.OPTIONS)
         problems: list[str] = []
         outcomes: dict[str, int] = {}
         for i in range(CASES):
             case_dir, out = tmp_path / f"c{i}", tmp_path / f"o{i}"
-            found, what = _one_case(original, case_dir, out, rng, f"dicom #{i}", i % READ_ONLY_EVERY == 0)
+            found, what = _one_case(original, case_dir, out, rng, f"dicom #{i}", i % READ_ONLY_EVERY == 0, draw_options(options_rng))
             problems += found
             slides = _outcome(out, outcomes)
             print(f"#{i} {what}: {[s['status'] for s in slides]} {[s['error'] for s in slides if s['error']]}"[:300])  # shown by -s

@@ -25,7 +25,7 @@ import shutil
 import pytest
 
 from tests.fixtures.isyntax_gen import TERMINATOR, make_isyntax
-from tests.test_fuzz import CASE_TIMEOUT, _check_case, _check_read_only, _grew, _judge_cases, _leaks, _outcome
+from tests.test_fuzz import CASE_TIMEOUT, _check_case, _check_read_only, _grew, _judge_cases, _leaks, _outcome, draw_options
 
 CASES = int(os.environ.get("WSIANON_FUZZ_CASES", "24"))
 SEED = int(os.environ.get("WSIANON_FUZZ_SEED", "12"))
@@ -90,6 +90,7 @@ def test_fuzz_isyntax(original, tmp_path):
     faulthandler.dump_traceback_later(CASE_TIMEOUT * 3, exit=True)  # a hang in C code still ends the test run
     try:
         rng = random.Random(f"{SEED}:isyntax")
+        options_rng = random.Random(f"{SEED}:isyntax:options")  # each case's options (test_fuzz.OPTIONS)
         data = original.path.read_bytes()
         problems: list[str] = []
         outcomes: dict[str, int] = {}
@@ -100,8 +101,9 @@ def test_fuzz_isyntax(original, tmp_path):
             src = case_dir / original.path.name
             damaged, what = mutate(data, original.header_len, rng)
             src.write_bytes(damaged)
-            cid = f"isyntax #{i} ({what})"
-            found = _check_case(cid, case_dir, src, out, False)
+            options = draw_options(options_rng, to_dicom=True)
+            cid = f"isyntax #{i} ({what}){' ' + ' '.join(options) if options else ''}"
+            found = _check_case(cid, case_dir, src, out, False, options)
             found += _leaks(cid, damaged, out, original.text_canaries())
             found += _grew(cid, peak_before)
             peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
