@@ -249,6 +249,22 @@ def test_in_place_mode(cli, tmp_path):
     assert not list(tmp_path.glob("*.wsianon-journal"))
 
 
+def test_in_place_json_prints_the_report(cli, tmp_path):
+    """``run --in-place --json`` prints the run's report on stdout, as with OUT (an in-place job has
+    no OUT to write it into; before stop 42 it printed nothing and exited 0), and the report holds
+    the verified slide under its pseudonym, with no source name or canary."""
+    fx = write_svs(tmp_path / "s.svs")
+    code, out, err = cli("run", fx.path, "--in-place", "--json", "--mapping", _private(tmp_path) / "m.csv")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["policy"]["in_place"] is True and report["summary"]["ok"] == 1
+    (entry,) = report["slides"]
+    assert entry["status"] == "ok" and entry["outputs"] == [f"{entry['slide']}.svs"]
+    assert (tmp_path / entry["outputs"][0]).is_file() and not fx.path.exists()
+    assert "s.svs" not in out and not any(v in out for v in fx.canaries.values())
+    assert not list(tmp_path.glob("wsianon-report.json"))  # still written nowhere
+
+
 def test_in_place_writes_little(tmp_path):
     """In-place costs no full copy: the bytes written are a small fraction of the file."""
     from wsianon.converters.aperio import AperioConverter

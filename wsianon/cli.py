@@ -313,6 +313,8 @@ def run(
         print(json.dumps(result.plans, indent=2))
     if json_out and result.report_path:
         print(result.report_path.read_text())
+    elif json_out and result.report is not None:  # in place: no OUT to write the report into
+        print(json.dumps(result.report, indent=2))
     msg = _run_summary(result, out, dry_run, sheet, deliverer, deliveries)
     (err_console if json_out else out_console).print(msg, highlight=False, soft_wrap=True)
     raise typer.Exit(max(result.exit_code, 1 if any(not d.ok for d in deliveries) else 0))

@@ -295,7 +295,7 @@ def regenerate(man: Manifest, out: Path | None, mapping_path: Path | None, cfg, 
         keep["rows"] = rows  # the job's result lists them too (nothing is written in between)
     entries = [r.entry for r in rows if r.entry is not None]
     report_path = None
-    if out is not None:
+    if out is not None or keep is not None:  # an in-place job writes no report; ``run --json`` prints it
         data = build_report([], cfg)
         counts: dict[str, int] = {}
         for e in entries:
@@ -321,6 +321,9 @@ def regenerate(man: Manifest, out: Path | None, mapping_path: Path | None, cfg, 
         data["slides"] = entries
         # files that are not slides: listed by a keyed label and our own reason, never by name
         data["skipped_inputs"] = [{"input": label, "reason": reason} for _, label, reason in skipped]
+        if keep is not None:
+            keep["report"] = data
+    if out is not None:
         report_path = Path(out) / REPORT_NAME
         try:
             write_atomic(report_path, report_bytes(data, Path(out)))  # json.dumps(data, indent=2), unchanged entries from the record's cache
@@ -901,6 +904,7 @@ class _Run:
         res.skipped_inputs = len(man.skipped()) if man else 0
         res.key_fingerprint = kfp
         res.record = keep.get("record")  # what the record collected: the review sheet shows the same
+        res.report = keep.get("report")  # the report's content (also where none is written: in place)
         if report_path is not None and self.out is not None:
             from wsianon.pipeline.record import unlisted_files
 

@@ -73,6 +73,7 @@ class JobResult:
     key_fingerprint: str | None = None
     unlisted: list[str] = field(default_factory=list)  # files in OUT no verification vouches for (record.unlisted_files)
     record: Any = None  # what the record collected (record.RecordData): the review sheet shows the same
+    report: dict | None = None  # the report's content (OUT/wsianon-report.json; an in-place job's is written nowhere)
 
     @property
     def exit_code(self) -> int:
