@@ -294,6 +294,19 @@ def test_a_pseudonym_map_that_is_not_text_is_one_line(tmp_path):
     assert res.returncode == 1 and res.stderr.strip() == f"error: {m}: pseudonym map is not UTF-8 text", res.stderr
 
 
+@pytest.mark.parametrize("text", ["", "source,slide\n", "# exported 2026-12-07\n\n"])
+def test_a_pseudonym_map_naming_no_slide_is_refused(text, tmp_path, cli):
+    """A map given with --pseudonyms that names nobody (an empty export) was taken as a map of no
+    slides: every slide got a keyed pseudonym instead, and nothing said the map was not used
+    (stop 42). It is refused before anything is read or written."""
+    src = write_svs(tmp_path / "case.svs", levels=1, size=(512, 384)).path
+    m = tmp_path / "map.csv"
+    m.write_text(text)
+    code, _out, err = cli("run", src, "-o", tmp_path / "out", "--pseudonyms", m)
+    assert code == 1 and err.strip() == f"error: {m}: pseudonym map lists no slide (empty, or only a header and comments)", err
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_slide_failing_an_overwrite_run_leaves_no_earlier_output(tmp_path):
     """Run with --macro keep, then again with --macro remove --overwrite after the source broke: the
     earlier output (with the macro photo, which may show the label) stayed in OUT under a report

@@ -99,4 +99,6 @@ def _parse(path: Path, rows: list[list[str]]) -> PseudonymMap:
         p = Path(src)
         for alias in (p.name, p.stem):
             entries.setdefault(alias, entry)
+    if not entries:  # a map given explicitly that names nobody (an export that failed): every slide would fall back unseen
+        raise WsianonError(path, "pseudonym map lists no slide (empty, or only a header and comments)")
     return PseudonymMap(entries)
