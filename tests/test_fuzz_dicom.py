@@ -719,6 +719,29 @@ def test_element_of_a_numeric_vr_holding_text_is_rewritten(original, tmp_path):
     assert any("written with a VR" in r["action"] and r["name"].endswith("CodingSchemeDesignator") for r in slides[0]["removed"]), slides[0]["removed"]
 
 
+def _pixel_spacing_byte(b: bytes, _elems: list[Elem]) -> bytes:
+    """One digit of the instance's PixelSpacing (DS, inside the Shared Functional Groups' Pixel
+    Measures) made 0xFF, which is no character of the instance's UTF-8."""
+    at = b.index(b"\x28\x00\x30\x00DS") + 8 + 3
+    return b[:at] + b"\xff" + b[at + 1 :]
+
+
+def test_a_value_that_cannot_be_written_back_is_refused_naming_the_instance(original, tmp_path):
+    """Seed 129 #42 (bit flips in a VOLUME's header): a PixelSpacing byte that is no UTF-8 was read
+    as U+FFFD; writing the header back, pydicom's writer failed to encode it, and its own wrapper of
+    that error raised TypeError: the slide ended as an internal error naming the slide's first
+    file. The instance is refused with the reason, named."""
+    from .test_fuzz import _run_case
+
+    case_dir, src = _damaged(original, tmp_path, "3-volume.dcm", _pixel_spacing_byte)
+    slides = _refused(case_dir, src, tmp_path / "out", read_only=False)
+    assert [s["status"] for s in slides] == ["error"], slides
+    assert "cannot be encoded in its VR or character set (UnicodeEncodeError)" in slides[0]["error"], slides
+    code, _, stderr, _ = _run_case(case_dir, src, tmp_path / "out2", False, extra=TARGET)
+    err = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert code == 1 and len(err) == 1 and err[0].startswith(f"error: {src / '3-volume.dcm'}: "), err
+
+
 def _truncated_pixel_data(b: bytes, elems: list[Elem]) -> bytes:
     px = _find(elems, PIXEL_DATA)
     assert px is not None

@@ -119,12 +119,32 @@ def header_bytes(ds: Dataset) -> bytes:
     return buf.getvalue()
 
 
+def _encoding_failure(exc: BaseException) -> str | None:
+    """The name of the error pydicom's writer met encoding a value, where ``exc`` (or what it was
+    raised from or during) is one, else None (then a bug of ours: left an internal error).  Into
+    memory, so never I/O: an OSError is pydicom's on text in a binary VR (an SL); a UnicodeError a
+    value outside its character set (fuzz seed 129, DICOM #42: bit flips in a header left U+FFFD in
+    a DS of the Pixel Measures, and pydicom's own wrapper of that error raised TypeError); an
+    OverflowError or struct.error a number its VR cannot hold."""
+    seen = 0
+    e: BaseException | None = exc
+    while e is not None and seen < 16:
+        if isinstance(e, (UnicodeError, OSError, OverflowError, struct.error)):
+            return type(e).__name__
+        e = e.__cause__ or e.__context__
+        seen += 1
+    return None
+
+
 def write_instance(ds: Dataset, src: Path, span: PixelSpan | None, dest: Path) -> int:
     """Write ``ds``'s header then copy ``src``'s Pixel Data element verbatim. Returns bytes written."""
     try:
         head = header_bytes(ds)
-    except OSError as exc:  # pydicom's writer on an element it cannot encode (text in an SL): into memory, no I/O
-        raise CorruptInput(src, f"a data element cannot be encoded in its VR ({type(exc).__name__}); refused, nothing written") from None
+    except Exception as exc:
+        cause = _encoding_failure(exc)
+        if cause is None:
+            raise
+        raise CorruptInput(src, f"a data element cannot be encoded in its VR or character set ({cause}); refused, nothing written") from None
     try:
         with open(src, "rb") as fin, open(dest, "w+b") as fout:
             fout.write(head)
