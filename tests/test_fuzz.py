@@ -233,11 +233,16 @@ def _run_case(
 ) -> tuple[int, str, str, BaseException | None]:
     """One CLI command in-process under the per-case alarm; ``extra``: more options (``run`` only,
     e.g. ``("--target", "dicom")``)."""
+    args = [command, str(src)] + (["-o", str(out), *extra] if command == "run" else []) + (["--allow-generic"] if allow_generic else [])
+    return _invoke(args)
+
+
+def _invoke(args: list[str]) -> tuple[int, str, str, BaseException | None]:
+    """The CLI with ``args`` in-process under the per-case alarm."""
     from typer.testing import CliRunner
 
     from wsianon.cli import app
 
-    args = [command, str(src)] + (["-o", str(out), *extra] if command == "run" else []) + (["--allow-generic"] if allow_generic else [])
     old = signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(CASE_TIMEOUT)
     try:
@@ -247,6 +252,42 @@ def _run_case(
         signal.signal(signal.SIGALRM, old)
     exc = res.exception if not isinstance(res.exception, SystemExit) else None
     return res.exit_code, res.stdout, res.stderr, exc
+
+
+# the options ``verify`` is told of (as given to ``run``), and those it has no option for: an output
+# made with one of these (a blank label, a kept macro) is not ``verify``'s to accept
+VERIFY_OPTIONS = ("--rename", "--coded-data", "--dates")
+RUN_ONLY = ("--label", "--macro")
+
+
+def _verify_agrees(case_id: str, out: Path, src: Path, options: tuple[str, ...], allow_generic: bool) -> list[str]:
+    """A slide ``run`` verified (with ``options``) is verified by ``verify --source`` too, given the
+    options it has: the two verifiers judge the same output, and one that fails what the other
+    passed is either too lax or quarantines clean slides. Slides made with ``RUN_ONLY`` options
+    are not judged here."""
+    report = out / "wsianon-report.json"
+    if not report.exists() or any(o in options for o in RUN_ONLY):
+        return []
+    data = json.loads(report.read_text())
+    if len(data["slides"]) != 1 or data["skipped_inputs"]:
+        return []  # ``--source`` takes one slide: a source folder holding more (or files no slide is made of) is not one
+    given = dict(zip(options[::2], options[1::2]))
+    extra = [x for k in VERIFY_OPTIONS if k in given and (k != "--dates" or given.get("--target") == "dicom") for x in (k, given[k])]
+    found = []
+    for s in data["slides"]:
+        if s["status"] != "ok":
+            continue
+        for name in s["outputs"]:
+            args = ["verify", str(out / name), "--source", str(src), *extra] + (["--allow-generic"] if allow_generic else [])
+            code, stdout, stderr, exc = _invoke(args)
+            if isinstance(exc, CaseTimeout):
+                found.append(f"{case_id} [verify --source]: hang (> {CASE_TIMEOUT} s)")
+            elif exc is not None or "Traceback" in stdout + stderr:
+                found.append(f"{case_id} [verify --source]: exception {type(exc).__name__ if exc else ''} / traceback in output")
+            elif code != 0:
+                failed = [line.strip() for line in stdout.splitlines() if "FAIL" in line][:3]
+                found.append(f"{case_id} [verify --source]: run verified {name}, verify says exit {code}: {failed or stderr[-300:]!r}")
+    return found
 
 
 def _check_read_only(case_id: str, case_dir: Path, src: Path, allow_generic: bool, command: str) -> list[str]:
@@ -450,6 +491,7 @@ def test_fuzz_run(fmt, originals, tmp_path):
             cid = f"{fmt} #{i} ({what}){' ' + ' '.join(options) if options else ''}"
             found = _check_case(cid, case_dir, src, out, fmt == "qptiff", options)
             found += _leaks(cid, _tree_bytes(case_dir), out, canaries)
+            found += _verify_agrees(cid, out, src, options, fmt == "qptiff")
             found += _grew(cid, peak_before)
             peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
             if i % 4 == 0:  # the read-only commands on a quarter of the cases

@@ -41,7 +41,7 @@ from pathlib import Path
 import pytest
 
 from .fixtures.dicom_gen import CANARIES as DICOM_CANARIES
-from .test_fuzz import CASE_TIMEOUT, MAX_GROWTH_MIB, _check_case, _check_read_only, _judge_cases, _leaks, _outcome, _tree_bytes, draw_options
+from .test_fuzz import CASE_TIMEOUT, MAX_GROWTH_MIB, _check_case, _check_read_only, _judge_cases, _leaks, _outcome, _tree_bytes, _verify_agrees, draw_options
 
 CASES = int(os.environ.get("WSIANON_FUZZ_CASES", "32"))
 READ_ONLY_EVERY = int(os.environ.get("WSIANON_FUZZ_READ_ONLY_EVERY", "4"))  # inspect and verify on every n-th case
@@ -522,6 +522,7 @@ def _one_case(
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
     found = _check_case(cid, case_dir, src, out, False, TARGET + options, one_slide=False)
     found += _leaks(cid, _tree_bytes(case_dir), out, DICOM_CANARIES)
+    found += _verify_agrees(cid, out, src, TARGET + options, False)
     if read_only:
         found += _check_read_only(cid, case_dir, src, False, "inspect")
         found += _check_read_only(cid, case_dir, src, False, "verify")
@@ -740,6 +741,31 @@ def test_a_value_that_cannot_be_written_back_is_refused_naming_the_instance(orig
     code, _, stderr, _ = _run_case(case_dir, src, tmp_path / "out2", False, extra=TARGET)
     err = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert code == 1 and len(err) == 1 and err[0].startswith(f"error: {src / '3-volume.dcm'}: "), err
+
+
+def test_verify_with_the_source_judges_as_run_does(original, tmp_path, cli):
+    """Seed 13 #8 (a RESAMPLED level's PhotometricInterpretation YBR_FULL, which dciodvfy reports
+    for JPEG Baseline in this IOD): ``run`` verified the output, holding it to no dciodvfy error the
+    source instance did not have, and ``verify OUT --source SOURCE`` failed the same output: the
+    audit judged it as if it had no source (found by the fuzzers' agreement check, stop 42).  With a
+    DICOM source the audit now holds dciodvfy, the viewers and the UIDs to the source as ``run``
+    does; without one, an error is still the output's own."""
+    import pydicom
+
+    case_dir = tmp_path / "case"
+    src = case_dir / "slide"
+    shutil.copytree(original, src)
+    ds = pydicom.dcmread(src / "4-volume.dcm")
+    ds.PhotometricInterpretation = "YBR_FULL"
+    ds.save_as(src / "4-volume.dcm")
+    out = tmp_path / "out"
+    slides = _refused(case_dir, src, out, read_only=False)
+    assert [s["status"] for s in slides] == ["ok"], slides
+    (name,) = slides[0]["outputs"]
+    code, stdout, _err = cli("verify", out / name, "--source", src)
+    assert code == 0 and "no errors beyond the source's own" in stdout, stdout
+    code, stdout, _err = cli("verify", out / name)
+    assert code == 1 and "FAIL dicom: dciodvfy" in stdout, stdout
 
 
 def _truncated_pixel_data(b: bytes, elems: list[Elem]) -> bytes:

@@ -25,7 +25,7 @@ import shutil
 import pytest
 
 from tests.fixtures.isyntax_gen import TERMINATOR, make_isyntax
-from tests.test_fuzz import CASE_TIMEOUT, _check_case, _check_read_only, _grew, _judge_cases, _leaks, _outcome, draw_options
+from tests.test_fuzz import CASE_TIMEOUT, _check_case, _check_read_only, _grew, _judge_cases, _leaks, _outcome, _verify_agrees, draw_options
 
 CASES = int(os.environ.get("WSIANON_FUZZ_CASES", "24"))
 SEED = int(os.environ.get("WSIANON_FUZZ_SEED", "12"))
@@ -105,6 +105,7 @@ def test_fuzz_isyntax(original, tmp_path):
             cid = f"isyntax #{i} ({what}){' ' + ' '.join(options) if options else ''}"
             found = _check_case(cid, case_dir, src, out, False, options)
             found += _leaks(cid, damaged, out, original.text_canaries())
+            found += _verify_agrees(cid, out, src, options, False)
             found += _grew(cid, peak_before)
             peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
             if i % 3 == 0:

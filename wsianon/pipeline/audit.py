@@ -20,6 +20,7 @@ from wsianon.pipeline.model import Verdict
 from wsianon.pipeline.preflight import check_decodes_dicom, preflight
 from wsianon.pipeline.verify import (
     SourceSnapshot,
+    _format_handles_tiles,
     check_closed_world,
     check_openslide,
     check_thumbnail,
@@ -122,14 +123,18 @@ def audit_paths(
             if s.spec.is_dicom:
                 from wsianon.pipeline.verify_dicom import audit_dicom
 
-                audit_dicom(inv, s.files, verdict, pseudonyms, every_frame=coded_data == "all", profile=dicom_profile)
+                dicom_sources = [Path(f) for f in src_inv.input_files] if src_inv is not None and srcs[0].spec.is_dicom else None
+                audit_dicom(inv, s.files, verdict, pseudonyms, every_frame=coded_data == "all", profile=dicom_profile, sources=dicom_sources)
             else:
                 snap = src_snap or snapshot_source(inv, tiles=False)
                 blank = _blank_label(inv, s.path)
                 slide_policy = replace(policy, label="blank") if blank else policy  # judged as run --label blank is
                 props = check_openslide(snap, s.converter, s.path, slide_policy, verdict)
                 _residual_fields(inv, verdict, pseudonyms, blank)
-                run_format_checks(inv.format, inv, s.path, s.files, slide_policy, verdict, src_snap)
+                # the format's own proof against the source where there is one of its format (as
+                # ``run`` judges it); else the output stands in for its source: consistency only
+                hook_inv = src_inv if src_inv is not None and src_inv.format == inv.format else inv
+                run_format_checks(inv.format, hook_inv, s.path, s.files, slide_policy, verdict, src_snap)
                 check_closed_world(
                     inv.format, s.path, verdict, accept_unrun=policy.accept_unrun_checks, every_tile=coded_data == "all"
                 )  # judged from the file alone
@@ -139,8 +144,16 @@ def audit_paths(
                 if src_inv is not None and src_snap is not None:
                     canaries = src_inv.canaries() + stem_canaries(src_inv.path) + source_property_canaries(src_snap, props)
                     scan_outputs(canaries, s.files, verdict, numbers=(src_inv.path, own_numbers(inv.format, props)))
-                    if src_snap.format_state is None:  # a format with its own snapshot proves its body itself
+                    if src_snap.format_state is not None:
+                        pass  # a format with its own snapshot proves its body itself
+                    elif not _format_handles_tiles(inv.format):
                         check_tiles_tiff(src_snap, inv.format, s.path, verdict)
+                    elif hook_inv is inv:  # the format's hook compares the pyramid, but only with a source of its format
+                        verdict.add(
+                            "tiles-identical",
+                            False,
+                            f"the source's format ({src_inv.format}) is not the output's ({inv.format}): the pyramids cannot be compared",
+                        )
             if src_inv is not None and s.spec.is_dicom:
                 scan_outputs(src_inv.canaries() + stem_canaries(src_inv.path), s.files, verdict)
                 if not srcs[0].spec.is_dicom:  # converted from another format: every frame proven against it

@@ -207,21 +207,31 @@ def verify_dicom_output(inv: Inventory, result_files: list[Path], ctx, verdict: 
 
 
 def audit_dicom(
-    inv: Inventory, files: list[Path], verdict: Verdict, pseudonyms: set[str] | None = None, every_frame: bool = False, profile: DicomProfile | None = None
+    inv: Inventory,
+    files: list[Path],
+    verdict: Verdict,
+    pseudonyms: set[str] | None = None,
+    every_frame: bool = False,
+    profile: DicomProfile | None = None,
+    sources: list[Path] | None = None,
 ) -> None:
     """Check already-anonymized DICOM files (``wsianon verify``): no source to compare with.
     ``pseudonyms``: a pseudonym map's names, accepted in the identity attributes. ``profile``:
     the options the outputs were made with, as the user says (``verify --profile/--dates``, as
     given to ``run``); None: the default options. What an output records of its options
     (DeidentificationMethodCodeSequence) widens nothing: a Retain option it claims and ``profile``
-    lacks is a finding (red team stop 39)."""
+    lacks is a finding (red team stop 39).  ``sources``: the instances of the DICOM slide the outputs
+    were made from (``verify --source``): judged against them as ``run`` judges its outputs (the
+    UIDs replaced; dciodvfy and the viewers held to no error the source did not have), else alone."""
     from wsianon.io.dicomframes import walks_remembered
 
     with walks_remembered():  # one walk of each instance's items for every check that locates frames
-        _audit_dicom(inv, files, verdict, pseudonyms, every_frame, profile or DicomProfile())
+        _audit_dicom(inv, files, verdict, pseudonyms, every_frame, profile or DicomProfile(), sources or None)
 
 
-def _audit_dicom(inv: Inventory, files: list[Path], verdict: Verdict, pseudonyms: set[str] | None, every_frame: bool, profile: DicomProfile) -> None:
+def _audit_dicom(
+    inv: Inventory, files: list[Path], verdict: Verdict, pseudonyms: set[str] | None, every_frame: bool, profile: DicomProfile, sources: list[Path] | None
+) -> None:
     from wsianon.profiles.policy import Policy
 
     files = [Path(f) for f in files]
@@ -253,9 +263,9 @@ def _audit_dicom(inv: Inventory, files: list[Path], verdict: Verdict, pseudonyms
         check_barcodes(dsets, blank, verdict)
         thumbnail_provenance.check_dicom(dsets, verdict)
         pyramid_barcodes.check_dicom(dsets, verdict)
-        check_uids(dsets, verdict)
+        check_uids(dsets, verdict, sources)
         check_pyramid(dsets, verdict)
         check_photometric(dsets, verdict)
         beside.join(verdict)
-    check_dciodvfy(files, None, verdict)
-    check_opens(files, verdict, None, blank)
+    check_dciodvfy(files, sources, verdict)
+    check_opens(files, verdict, sources, blank)
