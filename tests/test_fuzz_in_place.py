@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_fuzz import CASE_TIMEOUT, CASES, SEED, CaseTimeout, _alarm, _canaries, _make, _mutate_tiff, draw_options
+from .test_fuzz import CASE_TIMEOUT, CASES, RUN_ONLY, SEED, CaseTimeout, _alarm, _canaries, _invoke, _make, _mutate_tiff, draw_options
 
 FORMATS = ["svs", "svs-bigtiff", "ndpi", "bif", "philips", "scn", "qptiff"]
 
@@ -56,7 +56,27 @@ def _run(src: Path, side: Path, options: tuple[str, ...], allow_generic: bool) -
     return res.exit_code, res.stdout, res.stderr, exc
 
 
-def _judge(cid: str, case_dir: Path, src: Path, damaged: bytes, canaries: dict[str, str], result) -> list[str]:
+def _verify_agrees(cid: str, patched: Path, src: Path, damaged: bytes, options: tuple[str, ...]) -> list[str]:
+    """``verify PATCHED --source`` (the damaged input, kept aside) passes what ``run --in-place``
+    verified (``test_fuzz._verify_agrees``; not for ``RUN_ONLY`` options, which verify has none of)."""
+    if any(o in options for o in RUN_ONLY):
+        return []
+    given = dict(zip(options[::2], options[1::2]))
+    aside = patched.parent.parent / f"{patched.parent.name}-source" / src.name
+    aside.parent.mkdir()
+    aside.write_bytes(damaged)
+    args = ["verify", str(patched), "--source", str(aside)] + [x for k in ("--rename", "--coded-data") if k in given for x in (k, given[k])]
+    code, stdout, stderr, exc = _invoke(args + (["--allow-generic"] if src.suffix == ".qptiff" else []))
+    shutil.rmtree(aside.parent, ignore_errors=True)
+    if exc is not None or "Traceback" in stdout + stderr:
+        return [f"{cid} [verify --source]: exception {type(exc).__name__ if exc else ''} / traceback in output"]
+    if code != 0:
+        failed = [line.strip() for line in stdout.splitlines() if "FAIL" in line][:3]
+        return [f"{cid} [verify --source]: run verified it in place, verify says exit {code}: {failed or stderr[-300:]!r}"]
+    return []
+
+
+def _judge(cid: str, case_dir: Path, src: Path, damaged: bytes, canaries: dict[str, str], result, options: tuple[str, ...] = ()) -> list[str]:
     code, stdout, stderr, exc = result
     if isinstance(exc, CaseTimeout):
         return [f"{cid}: hang (> {CASE_TIMEOUT} s)"]
@@ -80,6 +100,7 @@ def _judge(cid: str, case_dir: Path, src: Path, damaged: bytes, canaries: dict[s
         hits = sorted(k for k, v in canaries.items() if v.encode() in damaged and v.encode() in body)
         if hits:
             problems.append(f"{cid}: the verified file holds canaries {hits}")
+        problems += _verify_agrees(cid, case_dir / name, src, damaged, options)
     elif code == 1:
         if left != [src.name] or hashlib.sha256(src.read_bytes()).digest() != hashlib.sha256(damaged).digest():
             problems.append(f"{cid}: exit 1 ({statuses}), but the input is not given back as it was: the folder holds {left}")
@@ -115,7 +136,7 @@ def test_fuzz_in_place(fmt, originals, tmp_path):
             options = draw_options(options_rng) if i >= 0 else ()
             cid = f"{fmt} #{i} ({what}){' ' + ' '.join(options) if options else ''}"
             result = _run(src, side, options, fmt == "qptiff")
-            problems += _judge(cid, case_dir, src, damaged, canaries, result)
+            problems += _judge(cid, case_dir, src, damaged, canaries, result, options)
             if i < 0:
                 assert result[0] == 0 and not problems, (cid, result[2][-500:], problems)
                 continue
