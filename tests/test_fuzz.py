@@ -453,6 +453,12 @@ OPTIONS: list[tuple[float, tuple[tuple[str, ...], ...]]] = [
 TO_DICOM = (1 / 5, (("--target", "dicom"),))
 
 
+def generators(label: str) -> tuple[random.Random, random.Random]:
+    """A fuzz run's generators: of the damage (``label``, as before options were drawn, so a
+    seed's case ids stay the same) and of the options (``draw_options``)."""
+    return random.Random(label), random.Random(f"{label}:options")
+
+
 def draw_options(rng: random.Random, to_dicom: bool = False) -> tuple[str, ...]:
     """One case's options (``OPTIONS``, and ``TO_DICOM`` when asked), drawn from ``rng``: a
     generator of its own, so that a seed's damage (its case ids) is the same whatever options are
@@ -468,8 +474,7 @@ def draw_options(rng: random.Random, to_dicom: bool = False) -> tuple[str, ...]:
 def test_fuzz_run(fmt, originals, tmp_path):
     faulthandler.dump_traceback_later(CASE_TIMEOUT * 3, exit=True)  # a hang in C code still ends the test run
     try:
-        rng = random.Random(f"{SEED}:{fmt}")
-        options_rng = random.Random(f"{SEED}:{fmt}:options")
+        rng, options_rng = generators(f"{SEED}:{fmt}")
         orig = originals[fmt]
         canaries = _canaries(fmt)
         problems: list[str] = []

@@ -41,7 +41,19 @@ from pathlib import Path
 import pytest
 
 from .fixtures.dicom_gen import CANARIES as DICOM_CANARIES
-from .test_fuzz import CASE_TIMEOUT, MAX_GROWTH_MIB, _check_case, _check_read_only, _judge_cases, _leaks, _outcome, _tree_bytes, _verify_agrees, draw_options
+from .test_fuzz import (
+    CASE_TIMEOUT,
+    MAX_GROWTH_MIB,
+    _check_case,
+    _check_read_only,
+    _judge_cases,
+    _leaks,
+    _outcome,
+    _tree_bytes,
+    _verify_agrees,
+    draw_options,
+    generators,
+)
 
 CASES = int(os.environ.get("WSIANON_FUZZ_CASES", "32"))
 READ_ONLY_EVERY = int(os.environ.get("WSIANON_FUZZ_READ_ONLY_EVERY", "4"))  # inspect and verify on every n-th case
@@ -535,8 +547,7 @@ def _one_case(
 def test_fuzz_dicom(original, tmp_path):
     faulthandler.dump_traceback_later(CASE_TIMEOUT * 4, exit=True)  # a hang in C code still ends the test run
     try:
-        rng = random.Random(f"{SEED}:dicom")
-        options_rng = random.Random(f"{SEED}:dicom:options")  # each case's options (test_fuzz.OPTIONS)
+        rng, options_rng = generators(f"{SEED}:dicom")  # the damage, each case's options (test_fuzz.OPTIONS)
         problems: list[str] = []
         outcomes: dict[str, int] = {}
         for i in range(CASES):

@@ -21,14 +21,12 @@ from __future__ import annotations
 import faulthandler
 import hashlib
 import json
-import random
 import shutil
-import signal
 from pathlib import Path
 
 import pytest
 
-from .test_fuzz import CASE_TIMEOUT, CASES, RUN_ONLY, SEED, CaseTimeout, _alarm, _canaries, _invoke, _make, _mutate_tiff, draw_options
+from .test_fuzz import CASE_TIMEOUT, CASES, RUN_ONLY, SEED, CaseTimeout, _canaries, _invoke, _make, _mutate_tiff, draw_options, generators
 
 FORMATS = ["svs", "svs-bigtiff", "ndpi", "bif", "philips", "scn", "qptiff"]
 
@@ -40,20 +38,8 @@ def originals(tmp_path_factory):
 
 
 def _run(src: Path, side: Path, options: tuple[str, ...], allow_generic: bool) -> tuple[int, str, str, BaseException | None]:
-    from typer.testing import CliRunner
-
-    from wsianon.cli import app
-
     args = ["run", str(src), "--in-place", "--json", "--mapping", str(side / "map.csv"), *options] + (["--allow-generic"] if allow_generic else [])
-    old = signal.signal(signal.SIGALRM, _alarm)
-    signal.alarm(CASE_TIMEOUT)
-    try:
-        res = CliRunner().invoke(app, args, catch_exceptions=True)
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
-    exc = res.exception if not isinstance(res.exception, SystemExit) else None
-    return res.exit_code, res.stdout, res.stderr, exc
+    return _invoke(args)
 
 
 def _verify_agrees(cid: str, patched: Path, src: Path, damaged: bytes, options: tuple[str, ...]) -> list[str]:
@@ -120,8 +106,7 @@ def _judge(cid: str, case_dir: Path, src: Path, damaged: bytes, canaries: dict[s
 def test_fuzz_in_place(fmt, originals, tmp_path):
     faulthandler.dump_traceback_later(CASE_TIMEOUT * 3, exit=True)  # a hang in C code still ends the test run
     try:
-        rng = random.Random(f"{SEED}:{fmt}:in-place")
-        options_rng = random.Random(f"{SEED}:{fmt}:in-place:options")
+        rng, options_rng = generators(f"{SEED}:{fmt}:in-place")
         orig = originals[fmt]
         canaries = _canaries(fmt)
         problems: list[str] = []

@@ -25,7 +25,7 @@ import shutil
 import pytest
 
 from tests.fixtures.isyntax_gen import TERMINATOR, make_isyntax
-from tests.test_fuzz import CASE_TIMEOUT, _check_case, _check_read_only, _grew, _judge_cases, _leaks, _outcome, _verify_agrees, draw_options
+from tests.test_fuzz import CASE_TIMEOUT, _check_case, _check_read_only, _grew, _judge_cases, _leaks, _outcome, _verify_agrees, draw_options, generators
 
 CASES = int(os.environ.get("WSIANON_FUZZ_CASES", "24"))
 SEED = int(os.environ.get("WSIANON_FUZZ_SEED", "12"))
@@ -89,8 +89,7 @@ def mutate(data: bytes, header_len: int, rng: random.Random) -> tuple[bytes, str
 def test_fuzz_isyntax(original, tmp_path):
     faulthandler.dump_traceback_later(CASE_TIMEOUT * 3, exit=True)  # a hang in C code still ends the test run
     try:
-        rng = random.Random(f"{SEED}:isyntax")
-        options_rng = random.Random(f"{SEED}:isyntax:options")  # each case's options (test_fuzz.OPTIONS)
+        rng, options_rng = generators(f"{SEED}:isyntax")  # the damage, each case's options (test_fuzz.OPTIONS)
         data = original.path.read_bytes()
         problems: list[str] = []
         outcomes: dict[str, int] = {}
