@@ -290,6 +290,32 @@ def _verify_agrees(case_id: str, out: Path, src: Path, options: tuple[str, ...],
     return found
 
 
+def _check_dry_run(case_id: str, case_dir: Path, src: Path, out: Path, allow_generic: bool, options: tuple[str, ...], canaries: dict[str, str]) -> list[str]:
+    """``run --dry-run`` on a damaged file: no traceback or hang, nothing written (the input
+    unchanged, OUT never made), exit 0, or 1 with one error line naming the file; and no value of
+    the slide in what it prints (the plan names fields and reasons, never their values)."""
+    before = tree_hashes(case_dir)
+    damaged = _tree_bytes(case_dir)
+    code, stdout, stderr, exc = _invoke(["run", str(src), "-o", str(out), "--dry-run", *options] + (["--allow-generic"] if allow_generic else []))
+    cid = f"{case_id} [--dry-run]"
+    if isinstance(exc, CaseTimeout):
+        return [f"{cid}: hang (> {CASE_TIMEOUT} s)"]
+    if exc is not None or "Traceback" in stdout + stderr:
+        return [f"{cid}: exception {type(exc).__name__ if exc else ''} / traceback in output"]
+    problems = [] if tree_hashes(case_dir) == before else [f"{cid}: input changed"]
+    if out.exists():
+        problems.append(f"{cid}: OUT was made")
+    err = [line for line in stderr.splitlines() if line.startswith("error:")]
+    if code not in (0, 1) or (code == 1 and (len(err) != 1 or str(case_dir) not in err[0])):
+        problems.append(f"{cid}: exit {code}, error lines {err or stderr[-300:]!r}")
+    elif err and "internal error" in err[0]:
+        problems.append(f"{cid}: {err[0]}")
+    shown = sorted(k for k, v in canaries.items() if v.encode() in damaged and v in stdout + stderr)
+    if shown:
+        problems.append(f"{cid}: prints the slide's values {shown}")
+    return problems
+
+
 def _check_read_only(case_id: str, case_dir: Path, src: Path, allow_generic: bool, command: str) -> list[str]:
     """``inspect`` / ``verify`` (no source) on a mutated file: no traceback or hang, input
     unchanged, and exit 0, or 1 with at most one error line, naming the file."""
@@ -499,6 +525,8 @@ def test_fuzz_run(fmt, originals, tmp_path):
             found += _verify_agrees(cid, out, src, options, fmt == "qptiff")
             found += _grew(cid, peak_before)
             peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
+            if i % 4 == 2:  # --dry-run on another quarter
+                found += _check_dry_run(cid, case_dir, src, tmp_path / f"dry{i}", fmt == "qptiff", options, canaries)
             if i % 4 == 0:  # the read-only commands on a quarter of the cases
                 for command in ("inspect", "verify"):  # each measured on its own: the case's own id names the command that grew
                     found += _check_read_only(f"{fmt} #{i} ({what})", case_dir, src, fmt == "qptiff", command)
