@@ -419,6 +419,13 @@ def _leaks(case_id: str, damaged: bytes, out: Path, canaries: dict[str, str]) ->
         return []
     kept = {k: v.encode() for k, v in canaries.items() if v.encode() in damaged}
     found = []
+    from wsianon.pipeline.record import RECORD_FILES  # shared with the outputs: never a value of a slide, verified or not
+
+    for name in RECORD_FILES:
+        body = (out / name).read_bytes() if (out / name).is_file() else b""
+        hits = sorted(k for k, v in kept.items() if v in body)
+        if hits:
+            found.append(f"{case_id}: the record's {name} holds canaries {hits}")
     for s in json.loads(report.read_text())["slides"]:
         if s["status"] != "ok":
             continue
