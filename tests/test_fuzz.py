@@ -255,9 +255,10 @@ def _invoke(args: list[str]) -> tuple[int, str, str, BaseException | None]:
 
 
 # the options ``verify`` is told of (as given to ``run``), and those it has no option for: an output
-# made with one of these (a blank label, a kept macro) is not ``verify``'s to accept
+# made with one of these (a kept macro, which shows the label) is not ``verify``'s to accept; a blank
+# label is (``verify`` accepts the stand-in ``--label blank`` writes)
 VERIFY_OPTIONS = ("--rename", "--coded-data", "--dates")
-RUN_ONLY = ("--label", "--macro")
+RUN_ONLY = ("--macro",)
 
 
 def _verify_agrees(case_id: str, out: Path, src: Path, options: tuple[str, ...], allow_generic: bool) -> list[str]:

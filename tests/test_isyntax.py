@@ -201,6 +201,36 @@ def test_label_blank_and_macro_keep(tmp_path):
     assert any(c.name == "label-blank" and c.ok for c in v.checks)
 
 
+def test_verify_accepts_the_blank_label_run_writes(tmp_path, cli):
+    """``run --label blank`` writes a uniform label object; ``verify`` (which knows no policy) took
+    it for the label photo and failed every such output ``run`` had verified: its blank-label rule
+    decoded through OpenSlide, which does not read iSyntax (stop 42, the fuzzers' agreement
+    check). The format's own rule decides now; a label that is not uniform still fails."""
+    isx = make_isyntax(tmp_path / "a.isyntax")
+    out = tmp_path / "o"
+    code, _o, err = cli("run", isx.path, "-o", out, "--label", "blank")
+    assert code == 0, err
+    (main,) = [p for p in out.iterdir() if p.suffix == ".isyntax"]
+    for args in ((), ("--source", isx.path)):
+        code, stdout, _e = cli("verify", main, *args)
+        assert code == 0 and "label-blank" in stdout, stdout
+    # the label object's image replaced by the source's label photo (the same size, not uniform)
+    data = main.read_bytes()
+    header, rest = data.split(TERMINATOR, 1)
+    root = ET.fromstring(header.decode().strip())
+    blank = next(
+        (a.text or "").strip()
+        for o in root.iter("DataObject")
+        if any(x.get("Name") == "PIM_DP_IMAGE_TYPE" and (x.text or "").strip() == "LABELIMAGE" for x in o.findall("Attribute"))
+        for a in o.findall("Attribute")
+        if a.get("Name") == "PIM_DP_IMAGE_DATA"
+    )
+    photo = base64.b64encode(base64.b64decode(isx.label_b64)).decode()
+    main.write_bytes(header.replace(blank.encode(), photo.encode()) + TERMINATOR + rest)
+    code, stdout, _e = cli("verify", main)
+    assert code == 1 and ("FAIL residual-images" in stdout or "FAIL label-blank" in stdout), stdout
+
+
 def test_dates_year(tmp_path):
     isx = make_isyntax(tmp_path / "a.isyntax")
     _, _, out = run_native(ISyntaxConverter(), isx.path, tmp_path / "o", Policy(dates="year"))

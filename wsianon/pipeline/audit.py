@@ -25,6 +25,7 @@ from wsianon.pipeline.verify import (
     check_openslide,
     check_thumbnail,
     check_tiles_tiff,
+    format_checks,
     own_numbers,
     run_format_checks,
     scan_outputs,
@@ -41,11 +42,15 @@ from wsianon.verify.reportnames import safe_name
 
 def _blank_label(inv, path: Path) -> bool:
     """The output's one label image is uniform — every band of it one value as OpenSlide decodes
-    it —, as the stand-in ``run --label blank`` writes: nothing in it was chosen, so ``verify``
-    (which knows no policy) accepts it as ``run`` does under that policy. Two label images, or one
-    OpenSlide does not show, are judged as before (refused)."""
+    it, or by the rule of the format's own hook where OpenSlide does not read the format (its
+    ``blank_label``: iSyntax) —, as the stand-in ``run --label blank`` writes: nothing in it was
+    chosen, so ``verify`` (which knows no policy) accepts it as ``run`` does under that policy. Two
+    label images, or one OpenSlide does not show, are judged as before (refused)."""
     if sum(1 for i in inv.images if i.kind == "label") != 1:
         return False
+    own = getattr(format_checks(inv.format), "blank_label", None)
+    if own is not None:  # a format OpenSlide does not read judges its label itself (iSyntax)
+        return bool(own(path))
     try:
         import openslide
 

@@ -201,6 +201,30 @@ def _uniform_jpeg(b64: str) -> bool:
         return False
 
 
+def blank_label(path: Path) -> bool:
+    """The output holds exactly one label image object and every image datum of it is a uniform
+    JPEG (``_uniform_jpeg``, the rule of this hook's ``label-blank`` check): the stand-in ``run
+    --label blank`` writes, which ``verify`` (knowing no policy) accepts as ``run`` does.  OpenSlide
+    does not read iSyntax, so the audit's OpenSlide rule never saw it (stop 42: every such output
+    ``run`` verified failed ``verify``).  The header only is read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            eot = _terminator(fd)
+            raw = os.pread(fd, eot, 0) if eot is not None else b""
+        finally:
+            os.close(fd)
+        root = ET.fromstring(raw.decode("utf-8").lstrip("\ufeff").strip())
+    except Exception:  # no header, not UTF-8, not XML: no blank label (the checks report why)
+        return False
+    r = load("isyntax")
+    labels = [o for o in root.iter("DataObject") if o.get("ObjectType") == "DPScannedImage" and _image_kind(o, r) == "label"]
+    if len(labels) != 1:
+        return False
+    data = [(a.text or "").strip() for a in labels[0].findall("Attribute") if a.get("Name") == r["image_data_attribute"]]
+    return bool(data) and all(_uniform_jpeg(d) for d in data if d) and any(data)
+
+
 def check(inv, out_main: Path, out_files: list[Path], policy, verdict, source_state: dict | None = None) -> None:
     r = load("isyntax")
     lay = read_layout(out_main)
