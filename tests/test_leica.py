@@ -176,3 +176,44 @@ def test_cli_end_to_end(tmp_path, cli):
         assert scan_for(o, fxs[0].text_canaries()) == []
     for path, h in before.items():
         assert file_hash(path) == h
+
+
+def _unreadable_page(path):
+    """A page the XML names whose ImageWidth field type is ASCII (fuzz seed 138, SCN #40): tifffile
+    cannot read the page, so its tiles cannot be compared."""
+    import struct
+
+    import tifffile
+
+    with tifffile.TiffFile(path) as t:
+        entry = t.pages[1].tags["ImageWidth"].offset
+    b = bytearray(path.read_bytes())
+    struct.pack_into("<H", b, entry + 2, 2)
+    path.write_bytes(bytes(b))
+
+
+def test_in_place_compares_with_the_source_before_it_was_patched(tmp_path, cli):
+    """In place the source is the output once patched: the Leica pyramid check compared the patched
+    file with itself, so a slide whose pages cannot be read was verified in place while a copy of it
+    failed (found by the in-place fuzzer's agreement with ``verify --source``, seed 138). The check
+    now takes the source's pages before anything is written: both modes fail it, and in place the
+    file is given back as it was."""
+    import hashlib
+
+    (tmp_path / "a").mkdir()
+    copy_src = make_scn(tmp_path / "a" / "case.scn").path
+    _unreadable_page(copy_src)
+    code, _out, _err = cli("run", copy_src, "-o", tmp_path / "o")
+    (entry,) = json.loads((tmp_path / "o" / "wsianon-report.json").read_text())["slides"]
+    assert code == 1 and entry["status"] == "failed", entry
+    assert [c["check"] for c in entry["verification"]["checks"] if not c["ok"]] == ["leica-tiles-identical"], entry
+    inplace = tmp_path / "b" / "case.scn"
+    inplace.parent.mkdir()
+    inplace.write_bytes(copy_src.read_bytes())
+    before = hashlib.sha256(inplace.read_bytes()).hexdigest()
+    (tmp_path / "side").mkdir()
+    code, out, _err = cli("run", inplace, "--in-place", "--json", "--mapping", tmp_path / "side" / "m.csv")
+    (entry,) = json.loads(out)["slides"]
+    assert code == 1 and entry["status"] == "failed", entry
+    assert [c["check"] for c in entry["verification"]["checks"] if not c["ok"]] == ["leica-tiles-identical"], entry
+    assert hashlib.sha256(inplace.read_bytes()).hexdigest() == before and sorted(p.name for p in inplace.parent.iterdir()) == ["case.scn"]

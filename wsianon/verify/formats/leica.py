@@ -69,15 +69,32 @@ def _dimension_pages(path: Path, scrub: bool = False, malformed: list[int] | Non
     return out
 
 
-def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
+def snapshot(path: Path) -> dict:
+    """The source's XML-named pages (``_dimension_pages``, scrubbed), taken before anything is
+    written: in place the source IS the output once patched, and the check compared the patched
+    file with itself (found by the in-place fuzzer's agreement with ``verify --source``, stop 42)."""
+    malformed: list[int] = []
+    try:
+        return {"pages": _dimension_pages(path, scrub=True, malformed=malformed), "malformed": malformed, "error": None}
+    except Exception as exc:  # judged by the check: the source's pages cannot be read
+        return {"pages": None, "malformed": malformed, "error": type(exc).__name__}
+
+
+def check(inv, out_main: Path, out_files: list[Path], policy, verdict, source_state: dict | None = None) -> None:
+    """``source_state``: the source's ``snapshot`` (taken before writing); None: the source
+    (``inv.path``) is read here."""
     import openslide
 
+    state = source_state if source_state is not None else snapshot(inv.path)
     try:
-        malformed: list[int] = []
-        src = _dimension_pages(inv.path, scrub=True, malformed=malformed)
+        if state["error"] is not None:
+            raise ValueError(state["error"])
+        malformed = state["malformed"]
+        src = state["pages"]
         out = _dimension_pages(out_main)
     except Exception as exc:
-        verdict.add("leica-tiles-identical", False, f"tifffile cannot read the pages: {type(exc).__name__}")
+        name = state["error"] if state["error"] is not None else type(exc).__name__
+        verdict.add("leica-tiles-identical", False, f"tifffile cannot read the pages: {name}")
         return
     if not src or not out:
         verdict.add("leica-tiles-identical", False, "no <scn> dimensions found")
