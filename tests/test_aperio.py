@@ -249,6 +249,28 @@ def test_in_place_mode(cli, tmp_path):
     assert not list(tmp_path.glob("*.wsianon-journal"))
 
 
+def test_in_place_scans_for_what_the_source_held(cli, tmp_path, monkeypatch):
+    """The verifier's own reading of the source's values (``verify.canaries.harvest``) is taken
+    before the patch: in place it read the patched file, found none of the values the patch had
+    blanked, and scanned the output for nothing the redactor did not already list (stop 42).  With
+    the redactor's list emptied, a copy and an in-place run search the same canaries, all of them
+    the verifier's."""
+    from wsianon.converters.base import Inventory
+
+    monkeypatch.setattr(Inventory, "canaries", lambda self: [])  # only the verifier's own reading is left
+    counts = {}
+    for mode in ("copy", "in-place"):
+        (tmp_path / mode).mkdir()
+        fx = write_svs(tmp_path / mode / "s.svs")
+        args = ("-o", tmp_path / mode / "o") if mode == "copy" else ("--in-place", "--mapping", _private(tmp_path) / f"{mode}.csv")
+        code, out, err = cli("run", fx.path, "--json", *args)
+        assert code == 0, err
+        report = json.loads((tmp_path / mode / "o" / "wsianon-report.json").read_text()) if mode == "copy" else json.loads(out)
+        (scan,) = [c for c in report["slides"][0]["verification"]["checks"] if c["check"] == "canary-scan"]
+        counts[mode] = int(scan["detail"].split(" canary values")[0])
+    assert counts["copy"] >= len(fx.canaries) and counts["in-place"] == counts["copy"], counts
+
+
 def test_in_place_json_prints_the_report(cli, tmp_path):
     """``run --in-place --json`` prints the run's report on stdout, as with OUT (an in-place job has
     no OUT to write it into; before stop 42 it printed nothing and exited 0), and the report holds

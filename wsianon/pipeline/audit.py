@@ -36,6 +36,7 @@ from wsianon.pipeline.verify import (
 )
 from wsianon.profiles.actions import Action
 from wsianon.profiles.policy import Policy
+from wsianon.verify import canaries as independent_canaries
 from wsianon.verify import fileattrs, filenames, vocabulary
 from wsianon.verify.reportnames import safe_name
 
@@ -147,7 +148,9 @@ def audit_paths(
                 vocabulary.add_check(verdict, inv.format, s.path, inv.input_files or s.files, root=s.path.parent, tiles="walk", names=pseudonyms or ())
                 check_thumbnail(s.converter, s.path, slide_policy, verdict)
                 if src_inv is not None and src_snap is not None:
-                    canaries = src_inv.canaries() + stem_canaries(src_inv.path) + source_property_canaries(src_snap, props)
+                    read = src_inv.canaries() + stem_canaries(src_inv.path) + source_property_canaries(src_snap, props)
+                    # with the verifier's own reading of the source, as ``run`` scans for them
+                    canaries = independent_canaries.union(read, src_snap.harvested or [], src_inv.format)
                     scan_outputs(canaries, s.files, verdict, numbers=(src_inv.path, own_numbers(inv.format, props)))
                     if src_snap.format_state is not None:
                         pass  # a format with its own snapshot proves its body itself

@@ -78,6 +78,9 @@ class SourceSnapshot:
     feeder: tileid.Feeder | None = None
     tiles_malformed: int = -1  # source level tiles that start like JPEG but do not parse (-1: not known)
     format: str = ""  # the source's format: its hook's ``kept_property`` names the values its profile keeps
+    # the verifier's own reading of the source's identifying values (``wsianon.verify.canaries.harvest``),
+    # taken before writing: in place the source is the patched file once verified (None: not taken)
+    harvested: list[Canary] | None = None
 
     def finish_stream(self, path: Path) -> None:
         if self.feeder is not None:
@@ -92,6 +95,7 @@ def snapshot_source(inv: Inventory, tiles: bool = True, stream: bool = False) ->
     """``stream``: the tile identities are taken from the copy's own reads of the source
     (``snap.feeder``), not by reading the source here."""
     snap = SourceSnapshot(format=inv.format)
+    snap.harvested = independent_canaries.harvest(inv.path, inv.format)
     mod = format_checks(inv.format)
     if tiles and hasattr(mod, "snapshot"):
         snap.format_state = mod.snapshot(inv.path)
@@ -483,7 +487,9 @@ def verify_native(
     verdict = Verdict()
     out_props = check_openslide(snap, conv, out_main, policy, verdict)
     read = inv.canaries() + stem_canaries(inv.path) + source_property_canaries(snap, out_props)
-    harvested = independent_canaries.harvest(inv.path, inv.format)
+    # the source's values as the verifier read them before anything was written (in place the
+    # file at inv.path is the patched output now: read there, the harvest found nothing blanked)
+    harvested = snap.harvested if snap.harvested is not None else independent_canaries.harvest(inv.path, inv.format)
     canaries = independent_canaries.union(read, harvested, inv.format)
     # a pseudonym map's names are accepted as text below: never one of the source's own values
     # (all of them: a barcode the byte scan leaves to the vocabulary check is still the slide's)
