@@ -162,3 +162,30 @@ def test_kept_values_are_not_canaries_but_removed_ones_are(tmp_path):
     plain = _tiff_layout(tmp_path, name="CASE-BIF-0002.bif")
     snap = snapshot_source(VentanaConverter().inspect(plain.path), tiles=False)
     assert "property tiff.Software" not in {c.name for c in source_property_canaries(snap, None)}
+
+
+def test_a_level_whose_description_is_not_ascii_is_no_level(tmp_path, cli):
+    """Fuzz seed 142, BIF #91: a level page's ImageDescription with a damaged field type (IFD
+    instead of ASCII). The redactor read its bytes as text and kept the page as a level; OpenSlide
+    takes no such description and shows no such level, and the closed world dropped the field: the
+    output held a page no reader names, which ``run`` verified (its pixels are the slide's) and
+    ``verify --source`` refused as an unknown image. It is one of the other pages now: wiped and
+    unlinked, and both verifiers pass the slide."""
+    import struct
+
+    src = make_bif(tmp_path / "s.bif").path
+    with tifffile.TiffFile(src) as t:
+        (idx,) = [i for i, p in enumerate(t.pages) if (p.description or "").startswith("level=2")]
+        entry = t.pages[idx].tags["ImageDescription"].offset
+    b = bytearray(src.read_bytes())
+    struct.pack_into("<H", b, entry + 2, 13)  # the field type: IFD (LONG-sized, not text)
+    src.write_bytes(bytes(b))
+    out = tmp_path / "o"
+    report = cli_run_ok(cli, [src], out)
+    (entry_,) = report["slides"]
+    assert any(r["name"] == "unknown" and r["where"] == f"IFD {idx}" and r["action"] == "wiped+unlinked" for r in entry_["removed"]), entry_["removed"]
+    (main,) = [p for p in out.iterdir() if p.suffix == ".bif"]
+    with tifffile.TiffFile(main) as t:
+        assert all(p.description for p in t.pages)  # no page without a description left
+    code, stdout, _e = cli("verify", main, "--source", src)
+    assert code == 0, stdout

@@ -173,7 +173,12 @@ class VentanaConverter(NativeConverter):
         keep = {int(k): compile_all(v) for k, v in rules["ascii_keep"].items()}
         keep[IMAGE_DESCRIPTION] = keep_desc + [re.compile(re.escape(d)) for d in label_desc]
         for ifd in ts.ifds:
-            desc = (ts.text(ifd, IMAGE_DESCRIPTION) or "").strip()
+            # a page is what its description says only where that is ASCII, as readers take it: a
+            # damaged field type (fuzz seed 142, BIF #91) is no description to OpenSlide, which
+            # then shows no such level, and the closed world drops the field, leaving a page no
+            # reader names: such a page is one of the others (wiped and unlinked), not a level
+            e = ifd.get(IMAGE_DESCRIPTION)
+            desc = (ts.text(ifd, IMAGE_DESCRIPTION) or "").strip() if e is not None and e.type == ASCII else ""
             if desc in label_desc:
                 an.labels.append(ifd.index)
             elif desc.startswith("level=") or "level=" in desc:
