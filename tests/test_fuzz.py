@@ -281,14 +281,21 @@ def _verify_agrees(case_id: str, out: Path, src: Path, options: tuple[str, ...],
         for name in s["outputs"]:
             args = ["verify", str(out / name), "--source", str(src), *extra] + (["--allow-generic"] if allow_generic else [])
             code, stdout, stderr, exc = _invoke(args)
-            if isinstance(exc, CaseTimeout):
-                found.append(f"{case_id} [verify --source]: hang (> {CASE_TIMEOUT} s)")
-            elif exc is not None or "Traceback" in stdout + stderr:
-                found.append(f"{case_id} [verify --source]: exception {type(exc).__name__ if exc else ''} / traceback in output")
+            if broke := _broke(f"{case_id} [verify --source]", stdout, stderr, exc):
+                found += broke
             elif code != 0:
                 failed = [line.strip() for line in stdout.splitlines() if "FAIL" in line][:3]
                 found.append(f"{case_id} [verify --source]: run verified {name}, verify says exit {code}: {failed or stderr[-300:]!r}")
     return found
+
+
+def _broke(cid: str, stdout: str, stderr: str, exc: BaseException | None) -> list[str]:
+    """The finding when a command hung or raised (a traceback reached its output), else []."""
+    if isinstance(exc, CaseTimeout):
+        return [f"{cid}: hang (> {CASE_TIMEOUT} s)"]
+    if exc is not None or "Traceback" in stdout + stderr:
+        return [f"{cid}: exception {type(exc).__name__ if exc else ''} / traceback in output"]
+    return []
 
 
 def _check_dry_run(case_id: str, case_dir: Path, src: Path, out: Path, allow_generic: bool, options: tuple[str, ...], canaries: dict[str, str]) -> list[str]:
@@ -299,10 +306,8 @@ def _check_dry_run(case_id: str, case_dir: Path, src: Path, out: Path, allow_gen
     damaged = _tree_bytes(case_dir)
     code, stdout, stderr, exc = _invoke(["run", str(src), "-o", str(out), "--dry-run", *options] + (["--allow-generic"] if allow_generic else []))
     cid = f"{case_id} [--dry-run]"
-    if isinstance(exc, CaseTimeout):
-        return [f"{cid}: hang (> {CASE_TIMEOUT} s)"]
-    if exc is not None or "Traceback" in stdout + stderr:
-        return [f"{cid}: exception {type(exc).__name__ if exc else ''} / traceback in output"]
+    if broke := _broke(cid, stdout, stderr, exc):
+        return broke
     problems = [] if tree_hashes(case_dir) == before else [f"{cid}: input changed"]
     if out.exists():
         problems.append(f"{cid}: OUT was made")
@@ -323,10 +328,8 @@ def _check_read_only(case_id: str, case_dir: Path, src: Path, allow_generic: boo
     before = tree_hashes(case_dir)
     code, stdout, stderr, exc = _run_case(case_dir, src, case_dir, allow_generic, command)
     cid = f"{case_id} [{command}]"
-    if isinstance(exc, CaseTimeout):
-        return [f"{cid}: hang (> {CASE_TIMEOUT} s)"]
-    if exc is not None or "Traceback" in stdout + stderr:
-        return [f"{cid}: exception {type(exc).__name__ if exc else ''} / traceback in output"]
+    if broke := _broke(cid, stdout, stderr, exc):
+        return broke
     problems = [] if tree_hashes(case_dir) == before else [f"{cid}: input changed"]
     err = [l for l in stderr.splitlines() if l.startswith("error:")]
     if code not in (0, 1) or len(err) > 1 or (err and str(case_dir) not in err[0]) or (code == 1 and command == "inspect" and not err):
@@ -342,11 +345,8 @@ def _check_case(case_id: str, case_dir: Path, src: Path, out: Path, allow_generi
     problems: list[str] = []
     before = tree_hashes(case_dir)
     code, stdout, stderr, exc = _run_case(case_dir, src, out, allow_generic, extra=extra)
-    text = stdout + stderr
-    if isinstance(exc, CaseTimeout):
-        return [f"{case_id}: hang (> {CASE_TIMEOUT} s)"]
-    if exc is not None or "Traceback" in text:
-        return [f"{case_id}: exception {type(exc).__name__ if exc else ''} / traceback in output"]
+    if broke := _broke(case_id, stdout, stderr, exc):
+        return broke
     if tree_hashes(case_dir) != before:
         problems.append(f"{case_id}: input changed")
     report_path = out / "wsianon-report.json"

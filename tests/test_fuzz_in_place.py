@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_fuzz import CASE_TIMEOUT, CASES, RUN_ONLY, SEED, CaseTimeout, _canaries, _invoke, _make, _mutate_tiff, draw_options, generators
+from .test_fuzz import CASE_TIMEOUT, CASES, RUN_ONLY, SEED, _broke, _canaries, _invoke, _make, _mutate_tiff, draw_options, generators
 
 FORMATS = ["svs", "svs-bigtiff", "ndpi", "bif", "philips", "scn", "qptiff"]
 
@@ -54,8 +54,8 @@ def _verify_agrees(cid: str, patched: Path, src: Path, damaged: bytes, options: 
     args = ["verify", str(patched), "--source", str(aside)] + [x for k in ("--rename", "--coded-data") if k in given for x in (k, given[k])]
     code, stdout, stderr, exc = _invoke(args + (["--allow-generic"] if src.suffix == ".qptiff" else []))
     shutil.rmtree(aside.parent, ignore_errors=True)
-    if exc is not None or "Traceback" in stdout + stderr:
-        return [f"{cid} [verify --source]: exception {type(exc).__name__ if exc else ''} / traceback in output"]
+    if broke := _broke(f"{cid} [verify --source]", stdout, stderr, exc):
+        return broke
     if code != 0:
         failed = [line.strip() for line in stdout.splitlines() if "FAIL" in line][:3]
         return [f"{cid} [verify --source]: run verified it in place, verify says exit {code}: {failed or stderr[-300:]!r}"]
@@ -64,10 +64,8 @@ def _verify_agrees(cid: str, patched: Path, src: Path, damaged: bytes, options: 
 
 def _judge(cid: str, case_dir: Path, src: Path, damaged: bytes, canaries: dict[str, str], result, options: tuple[str, ...] = ()) -> list[str]:
     code, stdout, stderr, exc = result
-    if isinstance(exc, CaseTimeout):
-        return [f"{cid}: hang (> {CASE_TIMEOUT} s)"]
-    if exc is not None or "Traceback" in stdout + stderr:
-        return [f"{cid}: exception {type(exc).__name__ if exc else ''} / traceback in output"]
+    if broke := _broke(cid, stdout, stderr, exc):
+        return broke
     try:
         slides = json.loads(stdout)["slides"] if stdout.strip() else []
     except (ValueError, KeyError):
