@@ -364,6 +364,29 @@ def test_thumbnail_cost_does_not_grow_with_a_slide_without_pyramid(monkeypatch):
     assert max(w * h for w, h in reads) <= 2 * record_strip_pixels()
 
 
+def test_a_dicom_thumbnail_never_decodes_a_huge_level_whole(tmp_path, monkeypatch):
+    """Fuzz seed 147 (Philips #3 through --target dicom): a quarantined output whose one level
+    declared 370,024 x 768 px took the record to 2.2 GB: wsidicom's ``read_thumbnail`` decodes the
+    smallest level whole. A DICOM slide whose smallest level is above ``MAX_THUMB_SOURCE_PIXELS``
+    is sampled through OpenSlide's reader (``bounded_thumbnail``) instead; here the bound is lowered
+    below the fixture's smallest level, and wsidicom's whole-level read is made to fail."""
+    from wsidicom import WsiDicom
+
+    files = sorted(make_dicom(tmp_path / "slide").files)
+    whole = record.render_slide_images(files)["thumbnail"]
+    assert whole is not None  # under the bound: wsidicom's own thumbnail, as before
+
+    def refuse(*_a, **_k):
+        raise AssertionError("the whole level must not be decoded")
+
+    monkeypatch.setattr(record, "MAX_THUMB_SOURCE_PIXELS", 1000)
+    monkeypatch.setattr(WsiDicom, "read_thumbnail", refuse)
+    res = record.render_slide_images(files)
+    assert res["error"] is None and res["thumbnail"] is not None and res["thumbnail"].startswith("data:image/")
+    img = Image.open(io.BytesIO(base64.b64decode(res["thumbnail"].split(",", 1)[1])))
+    assert max(img.size) == record.THUMB_PX
+
+
 def record_strip_pixels() -> int:
     from wsianon.verify.thumbnail import STRIP_PIXELS
 
