@@ -85,8 +85,15 @@ def test_a_changed_tile_fails_against_the_source(fmt, cli, tmp_path):
 
 
 def test_a_source_of_another_format_fails_the_comparison(cli, tmp_path):
+    """Either way round: an SVS output against an SCN source gave the Aperio hook the Leica
+    source's snapshot, and the audit ended in "internal error (TypeError)"."""
     src = _source("scn", tmp_path / "src")
     main = _run(cli, src, tmp_path / "out")
     other = write_svs(tmp_path / "other.svs", size=(512, 384)).path
     code, checks = _verify(cli, main, other)
     assert code == 1 and checks["tiles-identical"].startswith("FAIL:") and "aperio" in checks["tiles-identical"], checks
+    code, out, _err = cli("run", other, "-o", tmp_path / "out2")
+    assert code == 0
+    (svs_out,) = [p for p in (tmp_path / "out2").iterdir() if p.suffix == ".svs"]
+    code, checks = _verify(cli, svs_out, src)
+    assert code == 1 and checks["tiles-identical"].startswith("FAIL:") and "leica" in checks["tiles-identical"], checks

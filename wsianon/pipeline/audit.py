@@ -138,9 +138,11 @@ def audit_paths(
                 props = check_openslide(snap, s.converter, s.path, slide_policy, verdict)
                 _residual_fields(inv, verdict, pseudonyms, blank)
                 # the format's own proof against the source where there is one of its format (as
-                # ``run`` judges it); else the output stands in for its source: consistency only
+                # ``run`` judges it, with the source's snapshot); else the output stands in for its
+                # source: consistency only (another format's snapshot is nothing this hook reads)
                 hook_inv = src_inv if src_inv is not None and src_inv.format == inv.format else inv
-                run_format_checks(inv.format, hook_inv, s.path, s.files, slide_policy, verdict, src_snap)
+                same_format = hook_inv is not inv
+                run_format_checks(inv.format, hook_inv, s.path, s.files, slide_policy, verdict, src_snap if same_format else None)
                 check_closed_world(
                     inv.format, s.path, verdict, accept_unrun=policy.accept_unrun_checks, every_tile=coded_data == "all"
                 )  # judged from the file alone
@@ -152,16 +154,14 @@ def audit_paths(
                     # with the verifier's own reading of the source, as ``run`` scans for them
                     canaries = independent_canaries.union(read, src_snap.harvested or [], src_inv.format)
                     scan_outputs(canaries, s.files, verdict, numbers=(src_inv.path, own_numbers(inv.format, props)))
-                    if src_snap.format_state is not None:
-                        pass  # a format with its own snapshot proves its body itself
-                    elif not _format_handles_tiles(inv.format):
-                        check_tiles_tiff(src_snap, inv.format, s.path, verdict)
-                    elif hook_inv is inv:  # the format's hook compares the pyramid, but only with a source of its format
+                    if not same_format:  # no pyramid comparison holds across formats
                         verdict.add(
                             "tiles-identical",
                             False,
                             f"the source's format ({src_inv.format}) is not the output's ({inv.format}): the pyramids cannot be compared",
                         )
+                    elif src_snap.format_state is None and not _format_handles_tiles(inv.format):
+                        check_tiles_tiff(src_snap, inv.format, s.path, verdict)  # (else the format's hook compared them above)
             if src_inv is not None and s.spec.is_dicom:
                 scan_outputs(src_inv.canaries() + stem_canaries(src_inv.path), s.files, verdict)
                 if not srcs[0].spec.is_dicom:  # converted from another format: every frame proven against it
