@@ -419,26 +419,6 @@ def render_slide_images(path: Path | list[Path], thumbnail: bool = True, kinds: 
 # A smallest level above this many pixels is not decoded whole (OpenSlide's get_thumbnail would:
 # a slide without a pyramid can need gigabytes); it is sampled on a grid of small regions instead.
 MAX_THUMB_SOURCE_PIXELS = 16_000_000
-
-
-def _dicom_bounded_thumbnail(files: list[Path]) -> str | None:
-    """``bounded_thumbnail`` of a DICOM slide whose smallest level is too large to decode whole,
-    through OpenSlide (which opens the series from any of its VOLUME instances); None where
-    OpenSlide opens none of them.  wsidicom's ``read_thumbnail`` decodes the level whole: a
-    quarantined output whose one level declared 370,024 x 768 px took the record to 2.2 GB (fuzz
-    seed 147, Philips #3 through --target dicom)."""
-    import openslide
-
-    for f in files:
-        try:
-            s = openslide.OpenSlide(str(f))
-        except Exception:
-            continue
-        with s:
-            return data_uri(bounded_thumbnail(s, THUMB_PX), THUMB_PX)
-    return None
-
-
 MOSAIC_GRID = 16
 MOSAIC_PATCH = 64  # px of the level read per cell: one tile decoded per cell (see _in_one_tile)
 
@@ -537,6 +517,24 @@ def bounded_thumbnail(slide, px: int, workers: int = 2):
     for cell, img in zip(cells, patches):
         out.paste(img, cell[2])
     return out
+
+
+def _dicom_bounded_thumbnail(files: list[Path]) -> str | None:
+    """``bounded_thumbnail`` of a DICOM slide whose smallest level is too large to decode whole,
+    through OpenSlide (which opens the series from any of its VOLUME instances); None where
+    OpenSlide opens none of them.  wsidicom's ``read_thumbnail`` decodes the level whole: a
+    quarantined output whose one level declared 370,024 x 768 px took the record to 2.2 GB (fuzz
+    seed 147, Philips #3 through --target dicom)."""
+    import openslide
+
+    for f in files:
+        try:
+            s = openslide.OpenSlide(str(f))
+        except Exception:
+            continue
+        with s:
+            return data_uri(bounded_thumbnail(s, THUMB_PX), THUMB_PX)
+    return None
 
 
 # ---------------------------------------------------------------------------

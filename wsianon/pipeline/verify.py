@@ -95,7 +95,8 @@ def snapshot_source(inv: Inventory, tiles: bool = True, stream: bool = False) ->
     """``stream``: the tile identities are taken from the copy's own reads of the source
     (``snap.feeder``), not by reading the source here."""
     snap = SourceSnapshot(format=inv.format)
-    snap.harvested = independent_canaries.harvest(inv.path, inv.format)
+    if tiles:  # a source to compare with (``tiles=False``: an output audited alone, nothing to harvest)
+        snap.harvested = independent_canaries.harvest(inv.path, inv.format)
     mod = format_checks(inv.format)
     if tiles and hasattr(mod, "snapshot"):
         snap.format_state = mod.snapshot(inv.path)

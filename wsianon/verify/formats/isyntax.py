@@ -222,7 +222,7 @@ def blank_label(path: Path) -> bool:
     if len(labels) != 1:
         return False
     data = [(a.text or "").strip() for a in labels[0].findall("Attribute") if a.get("Name") == r["image_data_attribute"]]
-    return bool(data) and all(_uniform_jpeg(d) for d in data if d) and any(data)
+    return any(data) and all(_uniform_jpeg(d) for d in data if d)
 
 
 def check(inv, out_main: Path, out_files: list[Path], policy, verdict, source_state: dict | None = None) -> None:

@@ -87,15 +87,13 @@ def check(inv, out_main: Path, out_files: list[Path], policy, verdict, source_st
 
     state = source_state if source_state is not None else snapshot(inv.path)
     try:
-        if state["error"] is not None:
-            raise ValueError(state["error"])
-        malformed = state["malformed"]
-        src = state["pages"]
-        out = _dimension_pages(out_main)
+        out = _dimension_pages(out_main) if state["error"] is None else None
     except Exception as exc:
-        name = state["error"] if state["error"] is not None else type(exc).__name__
-        verdict.add("leica-tiles-identical", False, f"tifffile cannot read the pages: {name}")
+        state = {**state, "error": type(exc).__name__}
+    if state["error"] is not None:
+        verdict.add("leica-tiles-identical", False, f"tifffile cannot read the pages: {state['error']}")
         return
+    malformed, src = state["malformed"], state["pages"]
     if not src or not out:
         verdict.add("leica-tiles-identical", False, "no <scn> dimensions found")
         return
