@@ -171,3 +171,43 @@ def test_scrub_frames_leaves_a_clean_instance_untouched(tmp_path, monkeypatch):
     before = path.read_bytes()
     assert stream.scrub_frames(path) == 0
     assert path.read_bytes() == before
+
+
+def test_pairs_read_as_the_list_of_tuples_they_pack():
+    """A walk's (offset, length) pairs are packed (``Pairs``): every way the readers use the list
+    of tuples they replace gives the same answers, and 100,000 pairs cost 16 bytes each, not the
+    ~120 of tuples (measured: 22.5 MiB of a 4.5 GB slide's DICOM verification peak)."""
+    import tracemalloc
+
+    from wsianon.io.dicomframes import Pairs
+
+    ref = [(8 * k + 100, 3 * k + 1) for k in range(50)]
+    p = Pairs()
+    for t in ref:
+        p.append(t)
+    assert p == ref and list(p) == ref and len(p) == 50
+    assert p[0] == ref[0] and p[-1] == ref[-1] and p[7] == ref[7]
+    v = p[1:]
+    assert v == ref[1:] and v[0] == ref[1] and v[-1] == ref[-1] and len(v) == 49
+    assert v[2:5] == ref[3:6] and p[::7] == ref[::7] and p[10:3] == [] and p[-3:] == ref[-3:]
+    assert v[1:] + v[:1] == ref[2:] + ref[1:2]
+    assert [o for o, _ln in v] == [o for o, _ln in ref[1:]]
+    with pytest.raises(IndexError):
+        v[49]
+    with pytest.raises(TypeError):
+        v.append((1, 2))  # a view of a walk is read-only
+    assert p.pop() == ref[-1] and p == ref[:-1] and v == ref[1:-1]  # a view ends at its walk's end at most
+    assert Pairs() == [] and Pairs() != [(1, 2)] and not Pairs()
+
+    tracemalloc.start()
+    try:
+        big = Pairs()
+        for k in range(100_000):
+            big.append((k * 30_000, 29_999))
+        held = tracemalloc.get_traced_memory()[0]
+        frames = big[1:]  # the frames after the offset table: a view, no copy
+        assert tracemalloc.get_traced_memory()[0] - held < 1000
+    finally:
+        tracemalloc.stop()
+    assert len(frames) == 99_999 and frames[-1] == (99_999 * 30_000, 29_999)
+    assert held < 20 * 100_000, held  # array growth over-allocates a little over 16 bytes a pair
