@@ -278,12 +278,17 @@ def _variants(tmp_path):
         b"</Array></Attribute></DataObject>"
     )
     out["would-not-fit"] = tiny + TERMINATOR + bytes(range(256)) * 4
+    # one flipped bit in the name of the attribute that holds the image objects (fuzz seed 152 #75):
+    # an unknown attribute, removed whole with the WSI inside it; was "internal error (IndexError)"
+    assert data.count(b'"PIM_DP_SCANNED_IMAGES"') == 1
+    out["no-wsi-left"] = data.replace(b'"PIM_DP_SCANNED_IMAGES"', b'"PIm_DP_SCANNED_IMAGES"')
     reasons = {
         "truncated": "no cr lf eot terminator",
         "no-terminator": "no cr lf eot terminator",
         "no-crlf": "not preceded by cr lf",
         "bad-xml": "not well-formed xml",
         "would-not-fit": "would not fit",
+        "no-wsi-left": "wsi image object does not survive cleaning",
     }
     paths = {}
     for k, v in out.items():

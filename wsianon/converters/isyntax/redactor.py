@@ -234,6 +234,10 @@ class ISyntaxConverter(NativeConverter):
         except ValueError:
             raise CorruptInput(path, "iSyntax header: its DPUfsImport structure cannot be cleaned") from None
         dropped = normalize_markup(root, set(r["allowed_xml_attributes"]))
+        if len(wsi_objects(root)) != 1:
+            # what marked the image as the WSI (its PIM_DP_IMAGE_TYPE) was not allowlisted as it
+            # stands (damaged markup): cleaned, the header would hold no slide a reader opens
+            raise CorruptInput(path, "iSyntax header: its WSI image object does not survive cleaning (damaged markup)")
         stray = drop_stray_block_records(wsi_objects(root)[0])
         if stray:
             dropped.append((f"{BLOCK_HEADER_TABLE}: {stray} items not in the pyramid", ""))  # the report's words
