@@ -894,3 +894,25 @@ def test_photometric_interpretation_rule():
     real = sorted((SHARED / "dicom").rglob("*.dcm"))
     for f in real:
         assert photometric_problem(pydicom.dcmread(f, stop_before_pixels=True)) is None, f.name
+
+
+def test_verify_source_drops_vocabulary_as_run_does(original, tmp_path):
+    """Seed 160 #77: a bit flip turned the overview's ManufacturerModelName (0008,1090) "Aperio" into
+    a RetrieveURL (0008,1190). ``run`` drops vocabulary from the source's values before its byte
+    scan, so it verified the output (which keeps the volumes' model, "Aperio"); ``verify --source``
+    scanned the source's values as read and failed it (a scanner model taken for an identifier).
+    Both now judge the same list."""
+    import pydicom
+
+    case_dir = tmp_path / "case"
+    src = case_dir / "slide"
+    shutil.copytree(original, src)
+    p = src / "1-overview.dcm"
+    ds = pydicom.dcmread(p)
+    ds.RetrieveURL = "Aperio"
+    ds.save_as(p)
+    out = tmp_path / "out"
+    problems = _check_case("regression", case_dir, src, out, False, TARGET, one_slide=False)
+    problems += _verify_agrees("regression", out, src, TARGET, False)
+    assert not problems, "\n".join(problems)
+    assert [s["status"] for s in json.loads((out / "wsianon-report.json").read_text())["slides"]] == ["ok"]
