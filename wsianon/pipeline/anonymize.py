@@ -420,10 +420,9 @@ def _verify_dicom_phase(src: SlideSource, inv: Inventory, ctx: SlideContext, out
     independent = independent_canaries.harvest(inv.path, inv.format, list(inv.input_files))
     if src.spec.is_dicom:
         independent = independent_canaries.drop_kept_dicom(independent, list(result.files))
-    canaries = independent_canaries.union(inv.canaries() + stem_canaries(inv.path), independent, inv.format)
     # a pseudonym map's names are accepted as DICOM text: never one of the source's own values
     mapnames.add_check(verdict, ctx.names(), [c.value for c in inv.canaries() + stem_canaries(inv.path) + independent], inv.path)
-    canaries = independent_canaries.drop_standard_text(canaries, list(result.files))
+    canaries = independent_canaries.for_dicom_outputs(inv.canaries() + stem_canaries(inv.path), independent, inv.format, list(result.files))
     # the byte scan (I/O + hyperscan, GIL released) overlaps the DICOM checks; its read-back
     # also feeds the frame-segment check (frames located by the verifier's own item walk)
     out_files = staging.files()

@@ -163,10 +163,9 @@ def audit_paths(
                     elif src_snap.format_state is None and not _format_handles_tiles(inv.format):
                         check_tiles_tiff(src_snap, inv.format, s.path, verdict)  # (else the format's hook compared them above)
             if src_inv is not None and s.spec.is_dicom:
-                # as ``run`` scans a DICOM output: vocabulary (a scanner model a damaged source holds
-                # in another attribute) and the standard's own words are not the source's values
-                src_canaries = independent_canaries.union(src_inv.canaries() + stem_canaries(src_inv.path), [], src_inv.format)
-                scan_outputs(independent_canaries.drop_standard_text(src_canaries, list(s.files)), s.files, verdict)
+                # the list ``run`` scans a DICOM output for (vocabulary and the standard's own words dropped)
+                read = src_inv.canaries() + stem_canaries(src_inv.path)
+                scan_outputs(independent_canaries.for_dicom_outputs(read, [], src_inv.format, list(s.files)), s.files, verdict)
                 if not srcs[0].spec.is_dicom:  # converted from another format: every frame proven against it
                     from wsianon.pipeline.verify_dicom import _check_frames_converted
                     from wsianon.verify.dicom.common import read_dataset

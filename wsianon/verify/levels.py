@@ -108,9 +108,8 @@ def absent_tiles(path, dims: list[tuple[int, int]]) -> Absent:
     of a 4.5 GB slide's traced peak (3 MiB at 1.1 GB), the part of it that grew with the slide."""
     from wsianon.verify.tileid import release_cycles
 
-    found: Absent = {}
     if path is None:
-        return found
+        return {}
     try:
         by_size: dict[tuple[int, int], list[int]] = {}
         for level, (w, h) in enumerate(dims):
