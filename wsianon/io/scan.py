@@ -165,6 +165,7 @@ class Scanner:
         self.skipped = [c for c in canaries if not c.scannable]
         self.encodings = tuple(e for e in ENCODINGS if e in encodings)
         self._lookup: dict[bytes, tuple[str, str]] = {}
+        self._text_patterns: frozenset[bytes] | None = None
         ci_pats: list[bytes] = []
         cs_pats: list[bytes] = []
         for c in self.canaries:
@@ -242,6 +243,12 @@ class Scanner:
             self._hs_ids.append((name, enc, len(p)))
         self._fb_ci = build([p for p, _, ci in bad if ci], re.IGNORECASE)
         self._fb_cs = build([p for p, _, ci in bad if not ci], 0)
+
+    def text_patterns(self) -> frozenset[bytes]:
+        """The plain-text patterns searched (lower case, as matched: case-insensitive)."""
+        if self._text_patterns is None:
+            self._text_patterns = frozenset(p for p, (_name, enc) in self._lookup.items() if enc == "text")
+        return self._text_patterns
 
     def stream(self, name: str, limit: int = 50, skip=None) -> "ScanStream":
         """A scan of one file fed with its bytes in order (``ScanStream``).  ``skip`` is what a
@@ -463,6 +470,9 @@ class SplitScanner:
         self.encoded = Scanner(canaries, engine, ENCODED)
         self.canaries, self.skipped = self.plain.canaries, self.plain.skipped
 
+    def text_patterns(self) -> frozenset[bytes]:
+        return self.plain.text_patterns()
+
     def stream(self, name: str, limit: int = 50, skip=None) -> "SplitScanStream":
         """``skip``: (starts, ends) of sorted, disjoint byte ranges the encoded forms are not
         searched in (numpy int64 arrays), or None for none."""
@@ -602,3 +612,82 @@ def drop_own_number_hits(findings: list[Finding], path: Path, stems: frozenset[s
         return findings, 0
     kept = [f for f in findings if not (f.canary == STEM_CANARY and f.encoding == "text" and own_number_hit(path, f.offset, stems, items))]
     return kept, len(findings) - len(kept)
+
+
+# A keyed UID is "2.25." and the decimal digits of a 128-bit keyed hash (``wsianon.io.keyed``):
+# up to 39 digits no one chose.  A short run of digits (a time "15:09:26" searched as "150926", a
+# six-digit file name or accession number) stands somewhere in them by chance: about 34 in 10^6
+# UIDs hold a given six digits, and a DICOM output of one slide holds about eight UIDs, so
+# counting such a hit failed about one clean slide in 4,000 (and for ever, where the UIDs are
+# keyed from the source's: Philips, DICOM sources).  Runs of up to CHANCE_DIGITS digits found
+# inside a keyed UID of the output's structure are therefore not counted; a longer run (chance
+# below 3 in 10^7 a slide), any other form of a value, and a UID that is itself one of the
+# values searched for (a source UID kept) still are.
+CHANCE_DIGITS = 8
+KEYED_UID_PREFIX = b"2.25."
+_UID_SPAN = 64 + 1  # the longest UID and a delimiter
+_UID_BYTES = frozenset(b"0123456789.")
+
+
+def keyed_form(uid: bytes) -> bool:
+    """Whether ``uid`` has a keyed UID's form: ``2.25.`` and the decimal value (no leading zero)
+    of 128 bits or fewer."""
+    digits = uid[len(KEYED_UID_PREFIX) :]
+    return (
+        uid.startswith(KEYED_UID_PREFIX)
+        and 0 < len(digits) <= 39
+        and digits.isdigit()
+        and (digits == b"0" or not digits.startswith(b"0"))
+        and int(digits) < 1 << 128
+    )
+
+
+def chance_uid_hit(window: bytes, i: int, patterns: frozenset[bytes], uids: frozenset[bytes]) -> bool:
+    """Whether the text hit at ``window[i]`` is a run of at most ``CHANCE_DIGITS`` digits standing
+    inside the digits of one of ``uids`` (keyed UIDs the output's structure holds), that UID
+    written whole there (no digit or dot on either side), and no other pattern matching at ``i``."""
+    here = [p for p in patterns if window[i : i + len(p)].lower() == p]
+    if not here or not all(p.isdigit() and len(p) <= CHANCE_DIGITS for p in here):
+        return False
+    n = max(map(len, here))
+    for u in uids:
+        j = window.find(u, max(i - len(u), 0))
+        while 0 <= j <= i:
+            end = j + len(u)
+            whole = (j == 0 or window[j - 1] not in _UID_BYTES) and (end == len(window) or window[end] not in _UID_BYTES)
+            if whole and j + len(KEYED_UID_PREFIX) <= i and i + n <= end:
+                return True
+            j = window.find(u, j + 1)
+    return False
+
+
+def drop_chance_uid_hits(findings: list[Finding], path: Path, patterns: frozenset[bytes], uids: frozenset[bytes], limit: int = 50) -> tuple[list[Finding], int]:
+    """``findings`` of one file without the hits :func:`chance_uid_hit` explains, and how many
+    were dropped.  ``patterns``: the scan's plain-text patterns (``Scanner.text_patterns``);
+    ``uids``: the keyed UIDs the output's structure holds (only those of keyed form that are not
+    themselves a pattern are taken).  A scan that stopped at ``limit`` findings keeps them all."""
+    uids = frozenset(u for u in uids if keyed_form(u) and u.lower() not in patterns)
+    if not findings or len(findings) >= limit or not uids or not any(p.isdigit() and len(p) <= CHANCE_DIGITS for p in patterns):
+        return findings, 0
+    kept = []
+    try:
+        with open(path, "rb") as fh:
+            for f in findings:
+                if f.encoding == "text":
+                    start = max(f.offset - _UID_SPAN, 0)
+                    fh.seek(start)
+                    if chance_uid_hit(fh.read(f.offset - start + _UID_SPAN + 1), f.offset - start, patterns, uids):
+                        continue
+                kept.append(f)
+    except OSError:
+        return findings, 0
+    return kept, len(findings) - len(kept)
+
+
+def chance_in_uids(value: bytes, findings: list[Finding], patterns: frozenset[bytes]) -> bool:
+    """Whether every one of ``findings`` (of ``value`` scanned alone: one UI element's bytes, its
+    values split by backslashes) is a run of digits :func:`chance_uid_hit` explains inside one of
+    its keyed UIDs.  The converter's value scrub asks it before it replaces a UID as holding a
+    source value, so that the UIDs it writes are the ones the verifier accepts."""
+    uids = frozenset(u for u in (t.strip(b"\0 ") for t in value.split(b"\\")) if keyed_form(u) and u.lower() not in patterns)
+    return bool(uids and findings) and all(f.encoding == "text" and chance_uid_hit(value, f.offset, patterns, uids) for f in findings)

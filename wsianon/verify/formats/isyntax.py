@@ -38,6 +38,7 @@ from typing import cast
 
 from wsianon.io import digests
 from wsianon.profiles import dpufs_table, load
+from wsianon.verify import keyeduids
 
 HANDLES_TILES = True
 OPENSLIDE_READS = False
@@ -223,6 +224,11 @@ def blank_label(path: Path) -> bool:
         return False
     data = [(a.text or "").strip() for a in labels[0].findall("Attribute") if a.get("Name") == r["image_data_attribute"]]
     return any(data) and all(_uniform_jpeg(d) for d in data if d)
+
+
+def keyed_uids(out_main: Path) -> frozenset[bytes]:
+    """The keyed UIDs of the output's XML header, in the attributes the profile calls UIDs."""
+    return keyeduids.from_philips_xml(read_layout(out_main)["header"].decode("utf-8", "replace"), load("isyntax")["uid_attribute_pattern"])
 
 
 def check(inv, out_main: Path, out_files: list[Path], policy, verdict, source_state: dict | None = None) -> None:

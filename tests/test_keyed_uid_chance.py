@@ -1,0 +1,192 @@
+"""A few digits of a value found inside one of the output's keyed UIDs by chance.
+
+A keyed UID is ``2.25.`` and the ~39 decimal digits of a keyed hash.  A six-digit value (a
+numeric file name, a time searched as ``150926``) stands in them by chance in about one UID of
+30,000, and a DICOM output holds about eight: counting such a hit failed about one clean slide in
+4,000, and for ever, since the UIDs are keyed from the slide (the same key gives the same UIDs).
+The canary scan does not count a run of at most ``CHANCE_DIGITS`` digits inside a keyed UID the
+output's structure holds; everything else it still counts (the unit tests below)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_subprocess
+from wsianon.io.scan import CHANCE_DIGITS, Canary, Scanner, chance_uid_hit, drop_chance_uid_hits, keyed_form
+from wsianon.verify import keyeduids
+
+UID = b"2.25.123456150926789012345678901234567890"  # 38 digits: below 2**128
+assert keyed_form(UID)
+
+
+def _file(tmp_path: Path, body: bytes) -> Path:
+    p = tmp_path / "out.dcm"
+    p.write_bytes(b"\x08\x00\x18\x00UI" + len(body).to_bytes(2, "little") + body + b"\x00 trailing text\x00")
+    return p
+
+
+def _scan(path: Path, values: dict[str, str]):
+    sc = Scanner([Canary(k, v) for k, v in values.items()])
+    return sc, sc.scan_file(path)
+
+
+def test_a_time_found_inside_a_keyed_uid_is_not_counted(tmp_path):
+    p = _file(tmp_path, UID)
+    sc, found = _scan(p, {"Time": "15:09:26"})
+    assert len(found) == 1  # "150926" inside the UID: the scan itself finds it
+    kept, n = drop_chance_uid_hits(found, p, sc.text_patterns(), frozenset({UID}))
+    assert kept == [] and n == 1
+
+
+@pytest.mark.parametrize(
+    "body, values, uids",
+    [
+        # the same digits outside any UID (free text after the value)
+        (b"2.25.1234567\x00case 150926", {"Time": "15:09:26"}, {b"2.25.1234567"}),
+        # a UID-shaped run the output's structure does not name as a UID
+        (UID, {"Time": "15:09:26"}, set()),
+        # a UID that is itself one of the values searched for: a source UID kept
+        (UID, {"Time": "15:09:26", "StudyInstanceUID": UID.decode()}, {UID}),
+        # nine digits: beyond chance (about 3 in 10^7 a slide)
+        (UID, {"Accession": "123456150"}, {UID}),
+        # a longer value matching at the same place as the six digits
+        (UID, {"Time": "15:09:26", "ID": "150926789012345"}, {UID}),
+    ],
+    ids=["outside-uid", "not-a-structural-uid", "source-uid-kept", "nine-digits", "a-longer-value-there"],
+)
+def test_what_is_still_counted(tmp_path, body, values, uids):
+    p = _file(tmp_path, body)
+    sc, found = _scan(p, values)
+    assert found
+    kept, n = drop_chance_uid_hits(found, p, sc.text_patterns(), frozenset(uids))
+    assert n == 0 and kept == found
+
+
+def test_the_uid_must_be_written_whole():
+    pats = frozenset({b"150926"})
+    u = b"2.25.1150926"
+    assert chance_uid_hit(b"\x00" + u + b"\x00", 7, pats, frozenset({u}))
+    # the same characters as the start of a longer number (more digits, or ".5" after it)
+    assert not chance_uid_hit(b"\x00" + u + b"7\x00", 7, pats, frozenset({u}))
+    assert not chance_uid_hit(b"\x00" + u + b".5\x00", 7, pats, frozenset({u}))
+    assert not chance_uid_hit(b"\x001" + u + b"\x00", 8, pats, frozenset({u}))
+    # the digits in the root "2.25." are not the hash's
+    assert not chance_uid_hit(b"\x002.25.1\x00", 1, frozenset({b"2.25"}), frozenset({b"2.25.1"}))
+
+
+def test_keyed_form():
+    assert keyed_form(b"2.25.0") and keyed_form(b"2.25." + str(2**128 - 1).encode())
+    assert not keyed_form(b"2.25." + str(2**128).encode())
+    assert not keyed_form(b"2.25.0123") and not keyed_form(b"2.25.") and not keyed_form(b"1.2.840.10008.1.2")
+
+
+def test_a_check_of_the_limit_keeps_every_finding(tmp_path):
+    p = _file(tmp_path, UID)
+    sc, found = _scan(p, {"Time": "15:09:26"})
+    kept, n = drop_chance_uid_hits(found, p, sc.text_patterns(), frozenset({UID}), limit=len(found))
+    assert n == 0 and kept == found
+
+
+def test_philips_xml_uids_are_read_from_uid_attributes_only():
+    xml = (
+        '<?xml version="1.0"?><DataObject ObjectType="DPUfsImport">'
+        '<Attribute Name="DICOM_STUDY_INSTANCE_UID" PMSVR="IString">2.25.111</Attribute>'
+        '<Attribute Name="DICOM_DERIVATION_DESCRIPTION" PMSVR="IString">2.25.222</Attribute>'
+        '<Attribute Name="PIM_DP_UFS_UID" PMSVR="IStringArray">"2.25.333" "1.2.3"</Attribute>'
+        "</DataObject>"
+    )
+    assert keyeduids.from_philips_xml(xml, "_UID$") == {b"2.25.111", b"2.25.333"}
+    assert keyeduids.from_philips_xml("<not xml", "_UID$") == frozenset()
+
+
+# ---------------------------------------------------------------------------
+# whole runs: the slide's file name is six digits of one of the UIDs the run writes
+
+
+def _key(tmp_path: Path) -> Path:
+    key = tmp_path / "key"
+    key.write_text("3c" * 32 + "\n")
+    key.chmod(0o600)
+    return key
+
+
+def _outputs(out: Path) -> bytes:
+    return b"".join(f.read_bytes() for f in sorted(out.rglob("*")) if f.is_file() and f.suffix.lower() in (".dcm", ".tiff", ".isyntax"))
+
+
+def _study_uid(out: Path) -> bytes:
+    """The output's StudyInstanceUID (keyed from the slide's pseudonym, or from the source's UID:
+    the same in every run; wsidicom asks for some other UIDs in its threads' order)."""
+    data = _outputs(out)
+    dcm = next((f for f in sorted(out.rglob("*.dcm"))), None)
+    if dcm is not None:
+        import pydicom
+
+        return str(pydicom.dcmread(dcm, stop_before_pixels=True).StudyInstanceUID).encode()
+    m = re.search(rb'Name="DICOM_STUDY_INSTANCE_UID"[^>]*>"?(2\.25\.\d+)', data)
+    assert m, "no study UID in the Philips XML"
+    return m.group(1)
+
+
+def _uid_digits(out: Path) -> str:
+    """Six digits standing inside the output's study UID, and nowhere else in the output."""
+    data = _outputs(out)
+    u = _study_uid(out)[5:]
+    for i in range(len(u) - 6):
+        d = u[i : i + 6]
+        if d[0:1] != b"0" and data.count(d) == data.count(u):
+            return d.decode()
+    raise AssertionError("no six digits found only inside one UID")
+
+
+@pytest.mark.parametrize("fmt", ["svs-to-dicom", "philips", "isyntax"])
+def test_a_numeric_file_name_inside_a_keyed_uid_passes_run_and_verify(tmp_path, fmt):
+    """Without the rule, the DICOM route's value scrub replaced the study UID (the digits are
+    then not in the output), and the canary scan of every route failed the slide."""
+    (tmp_path / "src").mkdir()
+    target = "native"
+    if fmt == "svs-to-dicom":
+        from tests.fixtures.svs_gen import write_svs
+
+        first = tmp_path / "src" / "CASE-1.svs"
+        write_svs(first, levels=1, size=(768, 512))
+        target = "dicom"
+    elif fmt == "philips":  # the UIDs keyed from the source's, whatever the slide's name
+        from tests.fixtures.philips_gen import make_philips
+
+        first = tmp_path / "src" / "CASE-1.tiff"
+        make_philips(first)
+    else:
+        from tests.fixtures.isyntax_gen import make_isyntax
+
+        first = tmp_path / "src" / "CASE-1.isyntax"
+        make_isyntax(first)
+    key = _key(tmp_path)
+    # content pseudonyms: the UIDs do not depend on the file's name
+    common = ("--target", target, "--key-file", key, "--pseudonym-from", "content")
+    res = run_subprocess("run", first, "-o", tmp_path / "out1", *common)
+    assert res.returncode == 0, res.stdout + res.stderr
+    digits = _uid_digits(tmp_path / "out1")
+    named = first.parent / f"{digits}{first.suffix}"  # the same folder (a folder can name the study)
+    shutil.copyfile(first, named)
+    out = tmp_path / "out2"
+    res = run_subprocess("run", named, "-o", out, *common, "--json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    # the six digits are in the output: inside a UID, as planned
+    assert digits.encode() in _outputs(out)
+    slide = json.loads((out / "wsianon-report.json").read_text())["slides"][0]
+    assert slide["status"] == "ok", slide["verification"]["checks"]
+    scan = next(c for c in slide["verification"]["checks"] if c["check"] == "canary-scan")
+    assert scan["ok"] and f"at most {CHANCE_DIGITS} digits found inside the output's keyed UIDs" in scan["detail"], scan
+    assert digits not in json.dumps(slide)  # the report counts, never names
+    # verify --source judges it as run did
+    outs = [p for p in out.iterdir() if not p.name.startswith("wsianon-")]
+    res = run_subprocess("verify", *outs, "--source", named, "--json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    checks = [c for v in json.loads(res.stdout) for c in v["checks"] if c["check"] == "canary-scan"]
+    assert checks and all(c["ok"] for c in checks) and any("inside the output's keyed UIDs" in c["detail"] for c in checks), checks
