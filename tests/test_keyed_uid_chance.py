@@ -104,6 +104,30 @@ def test_philips_xml_uids_are_read_from_uid_attributes_only():
     assert keyeduids.from_philips_xml("<not xml", "_UID$") == frozenset()
 
 
+def test_the_dicom_value_scrub_keeps_a_keyed_uid_and_replaces_a_uid_holding_a_value():
+    from pydicom.dataset import Dataset
+
+    from wsianon.converters.dicom.engine import Engine
+    from wsianon.converters.dicom.series import Identity
+    from wsianon.profiles.dicom import DicomProfile
+
+    scanner = Scanner([Canary("Time", "15:09:26"), Canary("file name", "987654321")])
+    chance = "2.25.123456150926789012345678901234567890"
+    ds = Dataset()
+    ds.StudyInstanceUID = chance
+    ds.SeriesInstanceUID = "1.2.3.987654321.4"  # a source value in a UID no key made
+    ds.SOPInstanceUID = "2.25.11987654321"  # nine digits: counted, even inside a keyed UID
+    hits = Engine(DicomProfile(), b"k" * 32, Identity("S1", "P1")).scrub(ds, scanner)
+    assert ds.StudyInstanceUID == chance and "StudyInstanceUID" not in hits
+    assert {"SeriesInstanceUID", "SOPInstanceUID"} <= set(hits)
+    assert "987654321" not in ds.SeriesInstanceUID + ds.SOPInstanceUID
+    # the dummy UIDs are the slide's own: another slide's scrub of the same element gives another
+    other = Dataset()
+    other.SOPInstanceUID = "2.25.11987654321"
+    Engine(DicomProfile(), b"k" * 32, Identity("S2", "P2")).scrub(other, scanner)
+    assert other.SOPInstanceUID != ds.SOPInstanceUID and other.SOPInstanceUID.startswith("2.25.")
+
+
 # ---------------------------------------------------------------------------
 # whole runs: the slide's file name is six digits of one of the UIDs the run writes
 

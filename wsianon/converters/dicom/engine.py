@@ -168,7 +168,10 @@ class Engine:
     def _dummy(self, elem: DataElement):
         vr = elem.VR
         if vr == "UI":
-            return keyed_uid(self.key, f"dummy:{int(elem.tag):08X}", "dummy")
+            # keyed by the slide and the value replaced too: one key's dummy for the element alone
+            # was the same UID in every slide (two slides' SOPInstanceUIDs alike, one overwriting
+            # the other in a DICOM store)
+            return keyed_uid(self.key, f"dummy:{int(elem.tag):08X}:{self.identity.slide}:{elem.value if elem.value is not None else ''}", "dummy")
         if vr in DUMMY:
             return DUMMY[vr]
         if vr in NUM_VRS:
