@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -32,10 +33,16 @@ def tree_hashes(root: Path) -> dict[str, str]:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_key(tmp_path_factory, monkeypatch):
-    """Every test gets its own project key (never the user's ~/.config/wsianon/key)."""
+def _isolated_key(request, tmp_path_factory, monkeypatch):
+    """Every test gets its own project key (never the user's ~/.config/wsianon/key), the same in
+    every run of the test (derived from its name): the keyed UIDs a test's outputs carry are then
+    the same every run, so a test's own raw byte scan that finds a value's digits inside one by
+    chance (about one UID in 30,000 for six digits) fails every run, not one run in thousands."""
     kdir = tmp_path_factory.mktemp("key")
-    monkeypatch.setenv("WSIANON_KEY_FILE", str(kdir / "key"))
+    key = kdir / "key"
+    key.write_text(hashlib.sha256(b"wsianon test key\0" + request.node.nodeid.encode()).hexdigest() + "\n")
+    key.chmod(0o600)
+    monkeypatch.setenv("WSIANON_KEY_FILE", str(key))
     import wsianon.pipeline.keys as keys
 
     monkeypatch.setattr(keys, "DEFAULT_KEY", kdir / "key")
