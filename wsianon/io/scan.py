@@ -614,19 +614,26 @@ def drop_own_number_hits(findings: list[Finding], path: Path, stems: frozenset[s
     return kept, len(findings) - len(kept)
 
 
-# A keyed UID is "2.25." and the decimal digits of a 128-bit keyed hash (``wsianon.io.keyed``):
-# up to 39 digits no one chose.  A short run of digits (a time "15:09:26" searched as "150926", a
-# six-digit file name or accession number) stands somewhere in them by chance: about 34 in 10^6
-# UIDs hold a given six digits, and a DICOM output of one slide holds about eight UIDs, so
-# counting such a hit failed about one clean slide in 4,000 (and for ever, where the UIDs are
-# keyed from the source's: Philips, DICOM sources).  Runs of up to CHANCE_DIGITS digits found
-# inside a keyed UID of the output's structure are therefore not counted; a longer run (chance
-# below 3 in 10^7 a slide), any other form of a value, and a UID that is itself one of the
-# values searched for (a source UID kept) still are.
-CHANCE_DIGITS = 8
+# A keyed UID is "2.25." and the decimal digits of a 128-bit keyed hash, a keyed slide pseudonym
+# "WSI-" and 16 hex digits of one, a keyed patient token "P" and 16 (``wsianon.io.keyed``,
+# ``wsianon.pipeline.keys``): characters no one chose.  A short run of them (a time "15:09:26"
+# searched as "150926", a five- or six-digit file name or accession number) stands somewhere in
+# them by chance: about 34 in 10^6 UIDs hold a given six digits, and a DICOM output of one slide
+# holds about eight; about 12 in 10^6 pseudonyms hold a given five.  Counting such a hit failed
+# about one clean slide in 4,000 (one in 360 for a five-digit file name), for ever, since the UIDs
+# and pseudonyms are keyed from the slide; the DICOM route's value scrub blanked the slide's
+# PatientID and replaced its ContainerIdentifier.  Runs of up to CHANCE_RUN such characters found
+# inside a keyed token of the output's structure are therefore not counted; a longer run (chance
+# below 3 in 10^7 a slide), any other form of a value, and a token that is itself one of the
+# values searched for (a source UID kept, an earlier run's pseudonym) still are.
+CHANCE_RUN = 8
 KEYED_UID_PREFIX = b"2.25."
-_UID_SPAN = 64 + 1  # the longest UID and a delimiter
+_TOKEN_SPAN = 64 + 1  # the longest token (a UID) and a delimiter
+_DIGITS = frozenset(b"0123456789")
+_HEX = frozenset(b"0123456789abcdef")  # as matched: the scan is case-insensitive
 _UID_BYTES = frozenset(b"0123456789.")
+_WORD = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+KEYED_TOKENS = re.compile(rb"2\.25\.[0-9]{1,39}|WSI-[0-9a-f]{16}|P[0-9A-F]{16}")
 
 
 def keyed_form(uid: bytes) -> bool:
@@ -642,41 +649,73 @@ def keyed_form(uid: bytes) -> bool:
     )
 
 
-def chance_uid_hit(window: bytes, i: int, patterns: frozenset[bytes], uids: frozenset[bytes]) -> bool:
-    """Whether the text hit at ``window[i]`` is a run of at most ``CHANCE_DIGITS`` digits standing
-    inside the digits of one of ``uids`` (keyed UIDs the output's structure holds), that UID
-    written whole there (no digit or dot on either side), and no other pattern matching at ``i``."""
+def _keyed_part(token: bytes) -> tuple[int, frozenset[int], frozenset[int]] | None:
+    """(where the keyed hash's characters start in ``token``, the characters they are drawn
+    from, the characters that may not stand beside the token) for a keyed UID, slide pseudonym
+    or patient token; None for anything else."""
+    if keyed_form(token):
+        return len(KEYED_UID_PREFIX), _DIGITS, _UID_BYTES
+    if re.fullmatch(rb"WSI-[0-9a-f]{16}|P[0-9A-F]{16}", token):
+        return token.index(b"-") + 1 if token.startswith(b"WSI-") else 1, _HEX, _WORD
+    return None
+
+
+def keyed_tokens(text: bytes) -> frozenset[bytes]:
+    """The keyed tokens (UIDs, pseudonyms) written whole in ``text``."""
+    out = set()
+    for m in KEYED_TOKENS.finditer(text):
+        part = _keyed_part(m.group())
+        a, b = m.span()
+        if part is not None and (a == 0 or text[a - 1] not in part[2]) and (b == len(text) or text[b] not in part[2]):
+            out.add(m.group())
+    return frozenset(out)
+
+
+def chance_token_hit(window: bytes, i: int, patterns: frozenset[bytes], tokens: frozenset[bytes]) -> bool:
+    """Whether the text hit at ``window[i]`` is a run of at most ``CHANCE_RUN`` characters of a
+    keyed hash standing inside the hash part of one of ``tokens`` (keyed UIDs and pseudonyms the
+    output's structure holds), that token written whole there (no character of its kind on
+    either side), and no other pattern matching at ``i``."""
     here = [p for p in patterns if window[i : i + len(p)].lower() == p]
-    if not here or not all(p.isdigit() and len(p) <= CHANCE_DIGITS for p in here):
+    if not here or any(len(p) > CHANCE_RUN for p in here):
         return False
     n = max(map(len, here))
-    for u in uids:
+    for u in tokens:
+        part = _keyed_part(u)
+        if part is None or not all(set(p) <= part[1] for p in here):
+            continue
+        start, _chars, beside = part
         j = window.find(u, max(i - len(u), 0))
         while 0 <= j <= i:
             end = j + len(u)
-            whole = (j == 0 or window[j - 1] not in _UID_BYTES) and (end == len(window) or window[end] not in _UID_BYTES)
-            if whole and j + len(KEYED_UID_PREFIX) <= i and i + n <= end:
+            whole = (j == 0 or window[j - 1] not in beside) and (end == len(window) or window[end] not in beside)
+            if whole and j + start <= i and i + n <= end:
                 return True
             j = window.find(u, j + 1)
     return False
 
 
-def drop_chance_uid_hits(findings: list[Finding], path: Path, patterns: frozenset[bytes], uids: frozenset[bytes], limit: int = 50) -> tuple[list[Finding], int]:
-    """``findings`` of one file without the hits :func:`chance_uid_hit` explains, and how many
+def _usable(tokens, patterns: frozenset[bytes]) -> frozenset[bytes]:
+    return frozenset(u for u in tokens if _keyed_part(u) is not None and u.lower() not in patterns)
+
+
+def drop_chance_hits(findings: list[Finding], path: Path, patterns: frozenset[bytes], tokens: frozenset[bytes], limit: int = 50) -> tuple[list[Finding], int]:
+    """``findings`` of one file without the hits :func:`chance_token_hit` explains, and how many
     were dropped.  ``patterns``: the scan's plain-text patterns (``Scanner.text_patterns``);
-    ``uids``: the keyed UIDs the output's structure holds (only those of keyed form that are not
-    themselves a pattern are taken).  A scan that stopped at ``limit`` findings keeps them all."""
-    uids = frozenset(u for u in uids if keyed_form(u) and u.lower() not in patterns)
-    if not findings or len(findings) >= limit or not uids or not any(p.isdigit() and len(p) <= CHANCE_DIGITS for p in patterns):
+    ``tokens``: the keyed UIDs and pseudonyms the output's structure holds (only those of keyed
+    form that are not themselves a pattern are taken).  A scan that stopped at ``limit`` findings
+    keeps them all."""
+    tokens = _usable(tokens, patterns)
+    if not findings or len(findings) >= limit or not tokens or not any(len(p) <= CHANCE_RUN for p in patterns):
         return findings, 0
     kept = []
     try:
         with open(path, "rb") as fh:
             for f in findings:
                 if f.encoding == "text":
-                    start = max(f.offset - _UID_SPAN, 0)
+                    start = max(f.offset - _TOKEN_SPAN, 0)
                     fh.seek(start)
-                    if chance_uid_hit(fh.read(f.offset - start + _UID_SPAN + 1), f.offset - start, patterns, uids):
+                    if chance_token_hit(fh.read(f.offset - start + _TOKEN_SPAN + 1), f.offset - start, patterns, tokens):
                         continue
                 kept.append(f)
     except OSError:
@@ -684,10 +723,12 @@ def drop_chance_uid_hits(findings: list[Finding], path: Path, patterns: frozense
     return kept, len(findings) - len(kept)
 
 
-def chance_in_uids(value: bytes, findings: list[Finding], patterns: frozenset[bytes]) -> bool:
-    """Whether every one of ``findings`` (of ``value`` scanned alone: one UI element's bytes, its
-    values split by backslashes) is a run of digits :func:`chance_uid_hit` explains inside one of
-    its keyed UIDs.  The converter's value scrub asks it before it replaces a UID as holding a
-    source value, so that the UIDs it writes are the ones the verifier accepts."""
-    uids = frozenset(u for u in (t.strip(b"\0 ") for t in value.split(b"\\")) if keyed_form(u) and u.lower() not in patterns)
-    return bool(uids and findings) and all(f.encoding == "text" and chance_uid_hit(value, f.offset, patterns, uids) for f in findings)
+def chance_in_value(value: bytes, findings: list[Finding], patterns: frozenset[bytes], uid: bool) -> bool:
+    """Whether every one of ``findings`` (of ``value`` scanned alone: one element's bytes) is a
+    run :func:`chance_token_hit` explains inside one of the keyed tokens written whole in it: its
+    keyed UIDs where ``uid`` (a UI element), else its keyed pseudonyms (a text element), as the
+    verifier reads them (``wsianon.verify.keyedtokens``).  The converter's value scrub asks it
+    before it replaces a value as holding a source value, so that the UIDs and pseudonyms it
+    writes are the ones the verifier accepts."""
+    tokens = _usable((t for t in keyed_tokens(value) if t.startswith(KEYED_UID_PREFIX) == uid), patterns)
+    return bool(tokens and findings) and all(f.encoding == "text" and chance_token_hit(value, f.offset, patterns, tokens) for f in findings)

@@ -33,7 +33,7 @@ from wsianon.pipeline.detect import SlideSource
 from wsianon.pipeline.model import Outcome, Status, Verdict
 from wsianon.pipeline.preflight import check_decodes_dicom
 from wsianon.verify import canaries as independent_canaries
-from wsianon.verify import fileattrs, keyeduids
+from wsianon.verify import fileattrs, keyedtokens
 from wsianon.verify import mapnames
 from wsianon.pipeline.verify import scan_outputs, snapshot_source, stem_canaries, verify_native
 
@@ -430,7 +430,7 @@ def _verify_dicom_phase(src: SlideSource, inv: Inventory, ctx: SlideContext, out
     with walks_remembered(), ThreadPoolExecutor(max_workers=1) as pool:
         segments = FrameSegments(list(result.files))
         scan = pool.submit(
-            scan_outputs, canaries, out_files, scan_verdict, staging.root, segments.feeders_for(out_files), uids=keyeduids.from_dicom(list(result.files))
+            scan_outputs, canaries, out_files, scan_verdict, staging.root, segments.feeders_for(out_files), tokens=keyedtokens.from_dicom(list(result.files))
         )
         verify_dicom_output(inv, list(result.files), ctx, verdict, frame_segments=segments)
         scan.result()

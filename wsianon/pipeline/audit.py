@@ -37,7 +37,7 @@ from wsianon.pipeline.verify import (
 from wsianon.profiles.actions import Action
 from wsianon.profiles.policy import Policy
 from wsianon.verify import canaries as independent_canaries
-from wsianon.verify import fileattrs, filenames, keyeduids, vocabulary
+from wsianon.verify import fileattrs, filenames, keyedtokens, vocabulary
 from wsianon.verify.reportnames import safe_name
 
 
@@ -153,8 +153,8 @@ def audit_paths(
                     read = src_inv.canaries() + stem_canaries(src_inv.path) + source_property_canaries(src_snap, props)
                     # with the verifier's own reading of the source, as ``run`` scans for them
                     canaries = independent_canaries.union(read, src_snap.harvested or [], src_inv.format)
-                    uids = keyeduids.of_output(s.path, s.files, format_checks(inv.format))
-                    scan_outputs(canaries, s.files, verdict, numbers=(src_inv.path, own_numbers(inv.format, props)), uids=uids)
+                    tokens = keyedtokens.of_output(s.path, s.files, format_checks(inv.format))
+                    scan_outputs(canaries, s.files, verdict, numbers=(src_inv.path, own_numbers(inv.format, props)), tokens=tokens)
                     if not same_format:  # no pyramid comparison holds across formats
                         verdict.add(
                             "tiles-identical",
@@ -167,7 +167,10 @@ def audit_paths(
                 # the list ``run`` scans a DICOM output for (vocabulary and the standard's own words dropped)
                 read = src_inv.canaries() + stem_canaries(src_inv.path)
                 scan_outputs(
-                    independent_canaries.for_dicom_outputs(read, [], src_inv.format, list(s.files)), s.files, verdict, uids=keyeduids.from_dicom(list(s.files))
+                    independent_canaries.for_dicom_outputs(read, [], src_inv.format, list(s.files)),
+                    s.files,
+                    verdict,
+                    tokens=keyedtokens.from_dicom(list(s.files)),
                 )
                 if not srcs[0].spec.is_dicom:  # converted from another format: every frame proven against it
                     from wsianon.pipeline.verify_dicom import _check_frames_converted

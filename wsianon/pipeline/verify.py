@@ -29,14 +29,14 @@ from pathlib import Path
 from wsianon.converters.base import Inventory, NativeConverter
 from wsianon.converters.registry import ClosedWorld, spec_of
 from wsianon.io import barcodes
-from wsianon.io.scan import CHANCE_DIGITS, Canary, Scanner, SplitScanner, drop_chance_uid_hits, drop_own_number_hits, numeric_stems, stem_canaries
+from wsianon.io.scan import CHANCE_RUN, Canary, Scanner, SplitScanner, drop_chance_hits, drop_own_number_hits, numeric_stems, stem_canaries
 from wsianon.pipeline.model import Verdict
 from wsianon.profiles import load as load_profile
 from wsianon.profiles.policy import Policy
 from wsianon.verify import canaries as independent_canaries
 from wsianon.verify import mapnames
 from wsianon.verify import thumbnail as thumbnail_provenance
-from wsianon.verify import dates, keyeduids, tileid, vocabulary
+from wsianon.verify import dates, keyedtokens, tileid, vocabulary
 from wsianon.verify import levels as pyramid_levels
 from wsianon.verify import planes as focal_planes
 from wsianon.verify import pages as image_pages
@@ -416,7 +416,7 @@ def scan_outputs(
     feeders: dict | None = None,
     pixels: dict | None = None,
     numbers: tuple[Path, frozenset[bytes]] | None = None,
-    uids: frozenset[bytes] = frozenset(),
+    tokens: frozenset[bytes] = frozenset(),
 ) -> None:
     """The canary scan of every output file, in the single read-back pass
     (``wsianon.verify.readback``: the SHA-256 the record needs and, for files in ``feeders``,
@@ -425,11 +425,12 @@ def scan_outputs(
     fails the verdict); the base64 forms of the values are not searched there
     (``wsianon.io.scan.SplitScanner``), the plain forms are.  ``numbers``: (the source's path,
     :func:`own_numbers` of the output): a numeric file name found standing as one of those numbers
-    is the slide's own structure, not its name (``wsianon.io.scan.own_number_hit``).  ``uids``: the
-    keyed UIDs the output's structure holds (:func:`wsianon.verify.keyeduids`): a run of a few
-    digits found inside one stands there by chance (``wsianon.io.scan.chance_uid_hit``)."""
+    is the slide's own structure, not its name (``wsianon.io.scan.own_number_hit``).  ``tokens``: the
+    keyed UIDs and pseudonyms the output's structure holds (:mod:`wsianon.verify.keyedtokens`): a
+    run of a few characters found inside one stands there by chance
+    (``wsianon.io.scan.chance_token_hit``)."""
     scanner: Scanner | SplitScanner = SplitScanner(canaries) if pixels else Scanner(canaries)
-    patterns = scanner.text_patterns() if uids else frozenset()
+    patterns = scanner.text_patterns() if tokens else frozenset()
     total = 0
     skipped = 0
     own = 0
@@ -442,8 +443,8 @@ def scan_outputs(
         if numbers is not None:
             found, n = drop_own_number_hits(found, f, numeric_stems(numbers[0]), numbers[1])
             own += n
-        if uids:
-            found, n = drop_chance_uid_hits(found, f, patterns, uids)
+        if tokens:
+            found, n = drop_chance_hits(found, f, patterns, tokens)
             chance += n
         verdict.findings.extend(found)
         total += rb.size
@@ -452,7 +453,7 @@ def scan_outputs(
     if own:  # a count of hits, never the number
         encoded += f"; the numeric file name found only as a number the slide's metadata keeps ({own} place(s): its own structure, not counted)"
     if chance:  # a count of hits, never the digits
-        encoded += f"; {chance} run(s) of at most {CHANCE_DIGITS} digits found inside the output's keyed UIDs (chance: not counted)"
+        encoded += f"; {chance} run(s) of at most {CHANCE_RUN} characters found inside the output's keyed UIDs or pseudonyms (chance: not counted)"
     verdict.add(
         "canary-scan",
         not verdict.findings,
@@ -539,7 +540,7 @@ def verify_native(
             feeders={out_main: feeder} if feeder is not None else None,
             pixels=pixels,
             numbers=(inv.path, own_numbers(inv.format, out_props)),
-            uids=keyeduids.of_output(out_main, out_files, format_checks(inv.format)),
+            tokens=keyedtokens.of_output(out_main, out_files, format_checks(inv.format)),
         )
         if feeder is not None and feeder.fed == 0:  # out_main was not among out_files: read it for the tiles
             tileid.feed_file(out_main, feeder)

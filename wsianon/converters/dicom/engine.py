@@ -28,7 +28,7 @@ from pydicom.tag import BaseTag, Tag
 from wsianon import __version__ as _version
 from wsianon.io.keyed import keyed_uid
 from wsianon.io.plan import Removal
-from wsianon.io.scan import chance_in_uids
+from wsianon.io.scan import chance_in_value
 from wsianon.io.palette import well_known
 from wsianon.profiles.actions import Action
 from wsianon.profiles.dicom import (
@@ -535,9 +535,9 @@ class Engine:
             data = _value_bytes(elem)
             if not data:
                 continue
-            if canaries and (found := scanner.scan_bytes(data)) and not (elem.VR == "UI" and chance_in_uids(data, found, scanner.text_patterns())):
-                # (a few of a value's digits inside a keyed UID stand there by chance: the
-                # verifier's canary scan does not count them either)
+            if canaries and (found := scanner.scan_bytes(data)) and not chance_in_value(data, found, scanner.text_patterns(), elem.VR == "UI"):
+                # (a few of a value's characters inside a keyed UID or pseudonym we wrote stand
+                # there by chance: the verifier's canary scan does not count them either)
                 why = "held a source value"
             elif elem.keyword in DEVICE_TEXT_KWS and not _device_text_ok(ds, elem):
                 # a scanner's name the converter derived from source fields (opentile's SCN model up

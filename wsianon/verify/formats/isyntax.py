@@ -38,7 +38,7 @@ from typing import cast
 
 from wsianon.io import digests
 from wsianon.profiles import dpufs_table, load
-from wsianon.verify import keyeduids
+from wsianon.verify import keyedtokens
 
 HANDLES_TILES = True
 OPENSLIDE_READS = False
@@ -226,9 +226,9 @@ def blank_label(path: Path) -> bool:
     return any(data) and all(_uniform_jpeg(d) for d in data if d)
 
 
-def keyed_uids(out_main: Path) -> frozenset[bytes]:
+def keyed_tokens(out_main: Path) -> frozenset[bytes]:
     """The keyed UIDs of the output's XML header, in the attributes the profile calls UIDs."""
-    return keyeduids.from_philips_xml(read_layout(out_main)["header"].decode("utf-8", "replace"), load("isyntax")["uid_attribute_pattern"])
+    return keyedtokens.from_philips_xml(read_layout(out_main)["header"].decode("utf-8", "replace"), load("isyntax")["uid_attribute_pattern"])
 
 
 def check(inv, out_main: Path, out_files: list[Path], policy, verdict, source_state: dict | None = None) -> None:

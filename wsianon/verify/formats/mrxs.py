@@ -39,7 +39,7 @@ from pathlib import Path
 from wsianon.io.ini import read_ini
 from wsianon.verify.dates import check_kept_dates
 from wsianon.io.jpeg import normalized_checked
-from wsianon.verify import mrxs_hidden
+from wsianon.verify import keyedtokens, mrxs_hidden
 
 HANDLES_TILES = True  # tiles live in Data files: compared here, not through tifffile
 
@@ -261,6 +261,12 @@ def _check_member_names(cp: configparser.RawConfigParser, verdict) -> None:
     except (configparser.Error, ValueError):
         ok = False
     verdict.add("mrxs-member-names", ok, "Index.dat and DataNNNN.dat names only" if ok else "index or Data file names other than Index.dat / DataNNNN.dat")
+
+
+def keyed_tokens(out_main: Path) -> frozenset[bytes]:
+    """The keyed pseudonym Slidedat.ini's SLIDE_NAME holds (``wsianon.verify.keyedtokens``)."""
+    cp = _ini(Path(out_main).with_suffix(""))
+    return frozenset(t for sec in cp.sections() if cp.has_option(sec, "SLIDE_NAME") for t in keyedtokens.pseudonym_tokens(cp.get(sec, "SLIDE_NAME")))
 
 
 def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:

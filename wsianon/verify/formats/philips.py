@@ -6,18 +6,18 @@ import re
 from pathlib import Path
 
 from wsianon.profiles import load
-from wsianon.verify import keyeduids
+from wsianon.verify import keyedtokens
 from wsianon.verify.dates import year_only
 from wsianon.verify.reportnames import safe_name
 
 
-def keyed_uids(out_main: Path) -> frozenset[bytes]:
+def keyed_tokens(out_main: Path) -> frozenset[bytes]:
     """The keyed UIDs of the output's XML, in the attributes the profile calls UIDs."""
     import tifffile
 
     with tifffile.TiffFile(out_main) as tf:
         text = tf.pages.first.description
-    return keyeduids.from_philips_xml(text, load("philips")["uid_attribute_pattern"])
+    return keyedtokens.from_philips_xml(text, load("philips")["uid_attribute_pattern"])
 
 
 def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:

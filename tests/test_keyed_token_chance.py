@@ -1,11 +1,13 @@
-"""A few digits of a value found inside one of the output's keyed UIDs by chance.
+"""A few characters of a value found inside one of the output's keyed UIDs or pseudonyms by chance.
 
 A keyed UID is ``2.25.`` and the ~39 decimal digits of a keyed hash.  A six-digit value (a
 numeric file name, a time searched as ``150926``) stands in them by chance in about one UID of
 30,000, and a DICOM output holds about eight: counting such a hit failed about one clean slide in
 4,000, and for ever, since the UIDs are keyed from the slide (the same key gives the same UIDs).
-The canary scan does not count a run of at most ``CHANCE_DIGITS`` digits inside a keyed UID the
-output's structure holds; everything else it still counts (the unit tests below)."""
+The same holds for a keyed pseudonym (``WSI-`` and 16 hex digits): a five-digit file name stands
+in one in about 90,000 slides. The canary scan does not count a run of at most ``CHANCE_RUN``
+characters inside a keyed UID or pseudonym the output's structure holds, and the DICOM route's
+value scrub does not replace one; everything else is still counted (the unit tests below)."""
 
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_subprocess
-from wsianon.io.scan import CHANCE_DIGITS, Canary, Scanner, chance_uid_hit, drop_chance_uid_hits, keyed_form
-from wsianon.verify import keyeduids
+from wsianon.io.scan import CHANCE_RUN, Canary, Scanner, chance_token_hit, drop_chance_hits, keyed_form, keyed_tokens
+from wsianon.verify import keyedtokens
 
 UID = b"2.25.123456150926789012345678901234567890"  # 38 digits: below 2**128
 assert keyed_form(UID)
@@ -39,7 +41,7 @@ def test_a_time_found_inside_a_keyed_uid_is_not_counted(tmp_path):
     p = _file(tmp_path, UID)
     sc, found = _scan(p, {"Time": "15:09:26"})
     assert len(found) == 1  # "150926" inside the UID: the scan itself finds it
-    kept, n = drop_chance_uid_hits(found, p, sc.text_patterns(), frozenset({UID}))
+    kept, n = drop_chance_hits(found, p, sc.text_patterns(), frozenset({UID}))
     assert kept == [] and n == 1
 
 
@@ -63,20 +65,33 @@ def test_what_is_still_counted(tmp_path, body, values, uids):
     p = _file(tmp_path, body)
     sc, found = _scan(p, values)
     assert found
-    kept, n = drop_chance_uid_hits(found, p, sc.text_patterns(), frozenset(uids))
+    kept, n = drop_chance_hits(found, p, sc.text_patterns(), frozenset(uids))
     assert n == 0 and kept == found
 
 
 def test_the_uid_must_be_written_whole():
     pats = frozenset({b"150926"})
     u = b"2.25.1150926"
-    assert chance_uid_hit(b"\x00" + u + b"\x00", 7, pats, frozenset({u}))
+    assert chance_token_hit(b"\x00" + u + b"\x00", 7, pats, frozenset({u}))
     # the same characters as the start of a longer number (more digits, or ".5" after it)
-    assert not chance_uid_hit(b"\x00" + u + b"7\x00", 7, pats, frozenset({u}))
-    assert not chance_uid_hit(b"\x00" + u + b".5\x00", 7, pats, frozenset({u}))
-    assert not chance_uid_hit(b"\x001" + u + b"\x00", 8, pats, frozenset({u}))
+    assert not chance_token_hit(b"\x00" + u + b"7\x00", 7, pats, frozenset({u}))
+    assert not chance_token_hit(b"\x00" + u + b".5\x00", 7, pats, frozenset({u}))
+    assert not chance_token_hit(b"\x001" + u + b"\x00", 8, pats, frozenset({u}))
     # the digits in the root "2.25." are not the hash's
-    assert not chance_uid_hit(b"\x002.25.1\x00", 1, frozenset({b"2.25"}), frozenset({b"2.25.1"}))
+    assert not chance_token_hit(b"\x002.25.1\x00", 1, frozenset({b"2.25"}), frozenset({b"2.25.1"}))
+
+
+def test_pseudonyms_and_patient_tokens():
+    pats = frozenset({b"73722"})
+    slide, patient = b"WSI-e04624778db73722", b"P0A1B2C3D4E73722F"
+    assert keyed_tokens(b"\x00" + slide + b"\x00x " + patient + b"/") == {slide, patient}
+    assert chance_token_hit(b"\x00" + slide + b"-2\x00", 16, pats, frozenset({slide}))  # SpecimenIdentifier WSI-…-2
+    assert chance_token_hit(b"=" + patient + b"\n", 12, pats, frozenset({patient}))
+    # not whole (a longer word), in the "WSI-" prefix, or not made of hex digits
+    assert not chance_token_hit(b"x" + slide, 16, pats, frozenset({slide}))
+    assert not chance_token_hit(b" " + slide + b"9", 16, pats, frozenset({slide}))
+    assert not chance_token_hit(b" " + slide, 1, frozenset({b"wsi-e0"}), frozenset({slide}))
+    assert not keyed_tokens(b"WSI-E04624778DB73722 WSI-e04624778db7372 XP0A1B2C3D4E73722F")
 
 
 def test_keyed_form():
@@ -88,7 +103,7 @@ def test_keyed_form():
 def test_a_check_of_the_limit_keeps_every_finding(tmp_path):
     p = _file(tmp_path, UID)
     sc, found = _scan(p, {"Time": "15:09:26"})
-    kept, n = drop_chance_uid_hits(found, p, sc.text_patterns(), frozenset({UID}), limit=len(found))
+    kept, n = drop_chance_hits(found, p, sc.text_patterns(), frozenset({UID}), limit=len(found))
     assert n == 0 and kept == found
 
 
@@ -100,8 +115,8 @@ def test_philips_xml_uids_are_read_from_uid_attributes_only():
         '<Attribute Name="PIM_DP_UFS_UID" PMSVR="IStringArray">"2.25.333" "1.2.3"</Attribute>'
         "</DataObject>"
     )
-    assert keyeduids.from_philips_xml(xml, "_UID$") == {b"2.25.111", b"2.25.333"}
-    assert keyeduids.from_philips_xml("<not xml", "_UID$") == frozenset()
+    assert keyedtokens.from_philips_xml(xml, "_UID$") == {b"2.25.111", b"2.25.333"}
+    assert keyedtokens.from_philips_xml("<not xml", "_UID$") == frozenset()
 
 
 def test_the_dicom_value_scrub_keeps_a_keyed_uid_and_replaces_a_uid_holding_a_value():
@@ -126,6 +141,22 @@ def test_the_dicom_value_scrub_keeps_a_keyed_uid_and_replaces_a_uid_holding_a_va
     other.SOPInstanceUID = "2.25.11987654321"
     Engine(DicomProfile(), b"k" * 32, Identity("S2", "P2")).scrub(other, scanner)
     assert other.SOPInstanceUID != ds.SOPInstanceUID and other.SOPInstanceUID.startswith("2.25.")
+
+
+def test_the_dicom_value_scrub_keeps_the_slides_pseudonym():
+    from pydicom.dataset import Dataset
+
+    from wsianon.converters.dicom.engine import Engine
+    from wsianon.converters.dicom.series import Identity
+    from wsianon.profiles.dicom import DicomProfile
+
+    scanner = Scanner([Canary("file name", "73722")])
+    ds = Dataset()
+    ds.PatientID = ds.ContainerIdentifier = "WSI-e04624778db73722"
+    ds.PatientComments = "case 73722"  # the value itself, in other text: still scrubbed
+    hits = Engine(DicomProfile(), b"k" * 32, Identity("WSI-e04624778db73722", "WSI-e04624778db73722")).scrub(ds, scanner)
+    assert ds.PatientID == ds.ContainerIdentifier == "WSI-e04624778db73722"
+    assert hits == ["PatientComments"]
 
 
 # ---------------------------------------------------------------------------
@@ -206,7 +237,7 @@ def test_a_numeric_file_name_inside_a_keyed_uid_passes_run_and_verify(tmp_path, 
     slide = json.loads((out / "wsianon-report.json").read_text())["slides"][0]
     assert slide["status"] == "ok", slide["verification"]["checks"]
     scan = next(c for c in slide["verification"]["checks"] if c["check"] == "canary-scan")
-    assert scan["ok"] and f"at most {CHANCE_DIGITS} digits found inside the output's keyed UIDs" in scan["detail"], scan
+    assert scan["ok"] and f"at most {CHANCE_RUN} characters found inside the output's keyed UIDs or pseudonyms" in scan["detail"], scan
     assert digits not in json.dumps(slide)  # the report counts, never names
     # verify --source judges it as run did
     outs = [p for p in out.iterdir() if not p.name.startswith("wsianon-")]
@@ -214,3 +245,51 @@ def test_a_numeric_file_name_inside_a_keyed_uid_passes_run_and_verify(tmp_path, 
     assert res.returncode == 0, res.stdout + res.stderr
     checks = [c for v in json.loads(res.stdout) for c in v["checks"] if c["check"] == "canary-scan"]
     assert checks and all(c["ok"] for c in checks) and any("inside the output's keyed UIDs" in c["detail"] for c in checks), checks
+
+
+# (key, file name) pairs found by search: the slide pseudonym (relpath mode) holds the file name
+PSEUDONYM_CASES = {"svs-to-dicom": ("02" * 32, "73722.svs"), "mrxs": ("01" * 32, "97361.mrxs")}
+
+
+@pytest.mark.parametrize("fmt", sorted(PSEUDONYM_CASES))
+def test_a_numeric_file_name_inside_the_keyed_pseudonym_passes_run_and_verify(tmp_path, fmt):
+    """Without the rule, the DICOM route blanked PatientID and PatientName and replaced the
+    ContainerIdentifier by a dummy, and MRXS (SLIDE_NAME) failed the canary scan."""
+    from wsianon.pipeline.keys import pseudonym_from
+
+    hexkey, name = PSEUDONYM_CASES[fmt]
+    stem = name.split(".")[0]
+    pseudo = pseudonym_from(bytes.fromhex(hexkey), "relpath", source=Path(name), relpath=name.encode())
+    assert stem in pseudo  # the search's premise: else the derivation changed and the pair must be found anew
+    key = tmp_path / "key"
+    key.write_text(hexkey + "\n")
+    key.chmod(0o600)
+    src = tmp_path / "src"
+    src.mkdir()
+    if fmt == "mrxs":
+        from tests.fixtures.mrxs_gen import make_mrxs
+
+        make_mrxs(src, stem)
+        target = "native"
+    else:
+        from tests.fixtures.svs_gen import write_svs
+
+        write_svs(src / name, levels=1, size=(768, 512))
+        target = "dicom"
+    out = tmp_path / "out"
+    res = run_subprocess("run", "--target", target, src / name, "-o", out, "--key-file", key, "--json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    slide = json.loads((out / "wsianon-report.json").read_text())["slides"][0]
+    assert slide["status"] == "ok", slide["verification"]["checks"]
+    assert not [r for r in slide["removed"] if "held a source value" in r["action"]], slide["removed"]
+    scan = next(c for c in slide["verification"]["checks"] if c["check"] == "canary-scan")
+    assert "inside the output's keyed UIDs or pseudonyms" in scan["detail"], scan
+    if target == "dicom":
+        import pydicom
+
+        ds = pydicom.dcmread(next(out.rglob("*volume.dcm")), stop_before_pixels=True)
+        assert ds.PatientID == ds.ContainerIdentifier == pseudo
+    else:
+        assert f"= {pseudo}".encode() in next(out.rglob("Slidedat.ini")).read_bytes()
+    res = run_subprocess("verify", *[p for p in out.iterdir() if not p.name.startswith("wsianon-")], "--source", src / name, "--json")
+    assert res.returncode == 0, res.stdout + res.stderr
