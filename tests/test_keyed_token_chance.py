@@ -92,6 +92,12 @@ def test_pseudonyms_and_patient_tokens():
     assert not chance_token_hit(b" " + slide + b"9", 16, pats, frozenset({slide}))
     assert not chance_token_hit(b" " + slide, 1, frozenset({b"wsi-e0"}), frozenset({slide}))
     assert not keyed_tokens(b"WSI-E04624778DB73722 WSI-e04624778db7372 XP0A1B2C3D4E73722F")
+    # a keyed upper-case hex identifier a format module names (MRXS SLIDE_ID): written against
+    # other bytes by its format ("01.02" and the SLIDE_ID), so no delimiter is asked for
+    sid = b"0F29D97361F4C876A1B2C3D4E5F60718"
+    assert chance_token_hit(b"01.02" + sid + b"\x10\x00", 10, frozenset({b"97361"}), frozenset({sid}))
+    assert not chance_token_hit(b"01.02" + sid.lower(), 10, frozenset({b"97361"}), frozenset({sid.lower()}))
+    assert not keyed_tokens(b" " + sid + b" ")  # never found in text by its form alone
 
 
 def test_keyed_form():
@@ -292,4 +298,35 @@ def test_a_numeric_file_name_inside_the_keyed_pseudonym_passes_run_and_verify(tm
     else:
         assert f"= {pseudo}".encode() in next(out.rglob("Slidedat.ini")).read_bytes()
     res = run_subprocess("verify", *[p for p in out.iterdir() if not p.name.startswith("wsianon-")], "--source", src / name, "--json")
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_a_numeric_file_name_inside_the_keyed_mrxs_slide_id_passes_run_and_verify(tmp_path):
+    """MRXS SLIDE_ID is keyed upper-case hex of the source's length (32): five digits in a row
+    stand in it for most keys. Without the rule the canary scan of Slidedat.ini, Index.dat and
+    every Data file failed the slide for ever."""
+    from tests.fixtures.mrxs_gen import CANARIES, make_mrxs
+    from wsianon.converters.mrxs.redactor import keyed_slide_id
+
+    def runs(new_id: str) -> list[str]:
+        return [new_id[i : i + 5] for i in range(len(new_id) - 4) if new_id[i : i + 5].isdigit() and new_id[i] != "0"]
+
+    # the first key (01…01, 02…02, …) whose SLIDE_ID holds five digits in a row
+    hexkey, new_id = next((k, n) for k in (f"{b:02x}" * 32 for b in range(1, 256)) if runs(n := keyed_slide_id(bytes.fromhex(k), CANARIES["SLIDE_ID"])))
+    stem = runs(new_id)[0]
+    key = tmp_path / "key"
+    key.write_text(hexkey + "\n")
+    key.chmod(0o600)
+    src = tmp_path / "src"
+    src.mkdir()
+    make_mrxs(src, stem)
+    out = tmp_path / "out"
+    res = run_subprocess("run", src / f"{stem}.mrxs", "-o", out, "--key-file", key, "--json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    slide = json.loads((out / "wsianon-report.json").read_text())["slides"][0]
+    assert slide["status"] == "ok", slide["verification"]["checks"]
+    assert f"SLIDE_ID = {new_id}".encode() in next(out.rglob("Slidedat.ini")).read_bytes()
+    scan = next(c for c in slide["verification"]["checks"] if c["check"] == "canary-scan")
+    assert "inside the output's keyed UIDs or pseudonyms" in scan["detail"], scan
+    res = run_subprocess("verify", *[p for p in out.iterdir() if not p.name.startswith("wsianon-")], "--source", src / f"{stem}.mrxs", "--json")
     assert res.returncode == 0, res.stdout + res.stderr

@@ -615,8 +615,9 @@ def drop_own_number_hits(findings: list[Finding], path: Path, stems: frozenset[s
 
 
 # A keyed UID is "2.25." and the decimal digits of a 128-bit keyed hash, a keyed slide pseudonym
-# "WSI-" and 16 hex digits of one, a keyed patient token "P" and 16 (``wsianon.io.keyed``,
-# ``wsianon.pipeline.keys``): characters no one chose.  A short run of them (a time "15:09:26"
+# "WSI-" and 16 hex digits of one, a keyed patient token "P" and 16, a keyed identifier of upper-case
+# hex digits (MRXS SLIDE_ID) (``wsianon.io.keyed``, ``wsianon.pipeline.keys``): characters no one
+# chose.  A short run of them (a time "15:09:26"
 # searched as "150926", a five- or six-digit file name or accession number) stands somewhere in
 # them by chance: about 34 in 10^6 UIDs hold a given six digits, and a DICOM output of one slide
 # holds about eight; about 12 in 10^6 pseudonyms hold a given five.  Counting such a hit failed
@@ -657,6 +658,10 @@ def _keyed_part(token: bytes) -> tuple[int, frozenset[int], frozenset[int]] | No
         return len(KEYED_UID_PREFIX), _DIGITS, _UID_BYTES
     if re.fullmatch(rb"WSI-[0-9a-f]{16}|P[0-9A-F]{16}", token):
         return token.index(b"-") + 1 if token.startswith(b"WSI-") else 1, _HEX, _WORD
+    if re.fullmatch(rb"[0-9A-F]{16,64}", token):
+        # a keyed identifier a format module names (MRXS SLIDE_ID), which the format writes
+        # against other bytes ("01.02" and the SLIDE_ID in Index.dat and every Data file)
+        return 0, _HEX, frozenset()
     return None
 
 

@@ -264,9 +264,13 @@ def _check_member_names(cp: configparser.RawConfigParser, verdict) -> None:
 
 
 def keyed_tokens(out_main: Path) -> frozenset[bytes]:
-    """The keyed pseudonym Slidedat.ini's SLIDE_NAME holds (``wsianon.verify.keyedtokens``)."""
+    """The keyed pseudonym Slidedat.ini's SLIDE_NAME holds and the keyed SLIDE_ID (the
+    ``mrxs-slide-id`` check proves it the same in every file), for ``wsianon.verify.keyedtokens``."""
     cp = _ini(Path(out_main).with_suffix(""))
-    return frozenset(t for sec in cp.sections() if cp.has_option(sec, "SLIDE_NAME") for t in keyedtokens.pseudonym_tokens(cp.get(sec, "SLIDE_NAME")))
+    out = {t for sec in cp.sections() if cp.has_option(sec, "SLIDE_NAME") for t in keyedtokens.pseudonym_tokens(cp.get(sec, "SLIDE_NAME"))}
+    if cp.has_option("GENERAL", "SLIDE_ID"):
+        out.add(cp.get("GENERAL", "SLIDE_ID").strip().encode("ascii", "replace"))
+    return frozenset(out)
 
 
 def check(inv, out_main: Path, out_files: list[Path], policy, verdict) -> None:
