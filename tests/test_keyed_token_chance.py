@@ -182,7 +182,8 @@ def _outputs(out: Path) -> bytes:
 
 def _study_uid(out: Path) -> bytes:
     """The output's StudyInstanceUID (keyed from the slide's pseudonym, or from the source's UID:
-    the same in every run; wsidicom asks for some other UIDs in its threads' order)."""
+    the same in every run and under any file name; any keyed UID of the output would do, this is
+    one every route writes)."""
     data = _outputs(out)
     dcm = next((f for f in sorted(out.rglob("*.dcm"))), None)
     if dcm is not None:
