@@ -100,6 +100,29 @@ def test_pseudonyms_and_patient_tokens():
     assert not keyed_tokens(b" " + sid + b" ")  # never found in text by its form alone
 
 
+def test_dicom_tokens_are_read_where_the_engine_writes_them(tmp_path):
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPInstanceUID = "2.25.77"
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.77.1.6"
+    ds.SOPInstanceUID = "2.25.77"
+    ds.StudyInstanceUID = "1.2.840.113619.2.55"  # not of keyed form
+    ds.PatientID = "WSI-e04624778db73722"
+    item = Dataset()
+    item.SpecimenIdentifier = "WSI-e04624778db73722-2"
+    item.SpecimenUID = "2.25.88"
+    ds.SpecimenDescriptionSequence = Sequence([item])
+    ds.StudyDescription = "WSI-0000000000000001 2.25.99"  # forms in free text: no tokens
+    p = tmp_path / "x.dcm"
+    ds.save_as(p, enforce_file_format=True)
+    assert keyedtokens.from_dicom([p]) == {b"2.25.77", b"2.25.88", b"WSI-e04624778db73722"}
+
+
 def test_keyed_form():
     assert keyed_form(b"2.25.0") and keyed_form(b"2.25." + str(2**128 - 1).encode())
     assert not keyed_form(b"2.25." + str(2**128).encode())
@@ -160,9 +183,10 @@ def test_the_dicom_value_scrub_keeps_the_slides_pseudonym():
     ds = Dataset()
     ds.PatientID = ds.ContainerIdentifier = "WSI-e04624778db73722"
     ds.PatientComments = "case 73722"  # the value itself, in other text: still scrubbed
+    ds.StudyDescription = "WSI-e04624778db73722"  # a pseudonym's form where the engine writes none
     hits = Engine(DicomProfile(), b"k" * 32, Identity("WSI-e04624778db73722", "WSI-e04624778db73722")).scrub(ds, scanner)
     assert ds.PatientID == ds.ContainerIdentifier == "WSI-e04624778db73722"
-    assert hits == ["PatientComments"]
+    assert sorted(hits) == ["PatientComments", "StudyDescription"]
 
 
 # ---------------------------------------------------------------------------

@@ -290,6 +290,8 @@ def in_standard_text(value: str, texts) -> bool:
 
 REGISTRY_ROOT = "1.2.840.10008."
 KEYED_ROOT = "2.25."
+# the attributes the engine writes the slide's and the patient's pseudonyms into (any depth)
+PSEUDONYM_KEYWORDS = frozenset({"PatientID", "PatientName", "ContainerIdentifier", "SpecimenIdentifier"})
 
 
 @lru_cache(maxsize=1)

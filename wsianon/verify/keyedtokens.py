@@ -6,8 +6,9 @@ keyed hash's, and a short run of a value's characters stands there by chance
 (:func:`wsianon.io.scan.chance_token_hit`).  Only tokens in their own positions are taken: the
 keyed UIDs of DICOM elements of VR UI (at any depth, and the file meta) and of the Philips XML
 attributes whose name the format's profile calls a UID (Philips TIFF, iSyntax); the keyed
-pseudonyms (``WSI-`` and 16 hex digits, ``P`` and 16) of DICOM text elements and of the values a
-format writes its slide's name into (MRXS ``SLIDE_NAME``).  A UID-shaped run of free text is not
+pseudonyms (``WSI-`` and 16 hex digits, ``P`` and 16) of the DICOM attributes the engine writes
+them into (``PSEUDONYM_KEYWORDS``) and of the values a format writes its slide's name into (MRXS
+``SLIDE_NAME``); the keyed MRXS ``SLIDE_ID``.  A UID-shaped run of free text is not
 a UID.
 """
 
@@ -19,8 +20,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from wsianon.io.scan import keyed_form, keyed_tokens
-
-_TEXT_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT"})
+from wsianon.profiles.dicom import PSEUDONYM_KEYWORDS
 
 
 def uid_tokens(value: str) -> set[bytes]:
@@ -40,8 +40,9 @@ def pseudonym_tokens(value: str) -> set[bytes]:
 
 
 def from_dicom(files: list[Path]) -> frozenset[bytes]:
-    """Every keyed UID among the UI elements and every keyed pseudonym in the text elements of
-    the DICOM files (sequences and file meta included); a file pydicom cannot read gives none."""
+    """Every keyed UID among the UI elements and every keyed pseudonym in the pseudonym
+    attributes of the DICOM files (sequences and file meta included); a file pydicom cannot read
+    gives none."""
     import pydicom
 
     out: set[bytes] = set()
@@ -51,7 +52,7 @@ def from_dicom(files: list[Path]) -> frozenset[bytes]:
             if elem.VR == "SQ":
                 for item in elem.value or ():
                     walk(item)
-            elif elem.value is not None and (elem.VR == "UI" or elem.VR in _TEXT_VRS):
+            elif elem.value is not None and (elem.VR == "UI" or elem.keyword in PSEUDONYM_KEYWORDS):
                 values = elem.value if isinstance(elem.value, (list, tuple, pydicom.multival.MultiValue)) else [elem.value]
                 for v in values:
                     out.update(uid_tokens(str(v)) if elem.VR == "UI" else pseudonym_tokens(str(v)))

@@ -38,6 +38,7 @@ from wsianon.profiles.dicom import (
     OFFSET_TABLE_KWS,
     PALETTE_DATA_KWS,
     DEVICE_TEXT_KWS,
+    PSEUDONYM_KEYWORDS,
     DicomProfile,
     action_by_type,
     device_text_ok,
@@ -535,7 +536,8 @@ class Engine:
             data = _value_bytes(elem)
             if not data:
                 continue
-            if canaries and (found := scanner.scan_bytes(data)) and not chance_in_value(data, found, scanner.text_patterns(), elem.VR == "UI"):
+            ours = elem.VR == "UI" or elem.keyword in PSEUDONYM_KEYWORDS  # where keyed UIDs and pseudonyms stand
+            if canaries and (found := scanner.scan_bytes(data)) and not (ours and chance_in_value(data, found, scanner.text_patterns(), elem.VR == "UI")):
                 # (a few of a value's characters inside a keyed UID or pseudonym we wrote stand
                 # there by chance: the verifier's canary scan does not count them either)
                 why = "held a source value"

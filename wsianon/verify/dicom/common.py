@@ -9,9 +9,11 @@ from typing import Protocol
 import pydicom
 from pydicom.dataset import Dataset
 
+from wsianon.profiles.dicom import PSEUDONYM_KEYWORDS
+
 JPEG_TIFF_CODECS = {7, 6}
 J2K_TIFF_CODECS = {33003, 33005, 34712, 34713}
-IDENTITY_KWS = {"PatientID", "PatientName", "ContainerIdentifier", "SpecimenIdentifier"}
+IDENTITY_KWS = set(PSEUDONYM_KEYWORDS)
 
 
 def read_dataset(path: Path, pixels: bool = False) -> Dataset:
