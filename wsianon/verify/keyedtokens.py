@@ -43,6 +43,9 @@ def from_dicom(files: list[Path]) -> frozenset[bytes]:
     """Every keyed UID among the UI elements and every keyed pseudonym in the pseudonym
     attributes of the DICOM files (sequences and file meta included); a file pydicom cannot read
     gives none."""
+    files = [Path(f) for f in files if Path(f).suffix.lower() == ".dcm"]
+    if not files:
+        return frozenset()  # (a native run imports no DICOM library)
     import pydicom
 
     out: set[bytes] = set()
@@ -58,8 +61,6 @@ def from_dicom(files: list[Path]) -> frozenset[bytes]:
                     out.update(uid_tokens(str(v)) if elem.VR == "UI" else pseudonym_tokens(str(v)))
 
     for f in files:
-        if Path(f).suffix.lower() != ".dcm":
-            continue
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
