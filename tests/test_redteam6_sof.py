@@ -88,6 +88,41 @@ def test_fixture_tile_codes_a_name_beyond_the_tile(tmp_path):
 # --- 1. a tile's (frame's) SOF larger or smaller than the tile ---------------------------------
 
 
+def test_the_picture_checks_do_not_depend_on_which_thread_meets_a_bad_tile_first(tmp_path, cli, monkeypatch):
+    """The levels check meeting the damaged tile first (forced here) leaves its OpenSlide handle
+    in error; the thumbnail and barcode checks read through a handle of their own, so their
+    verdicts are what they read. Before, they shared the handle, and thumbnail-provenance failed
+    as often as the levels thread came first (a clean-clone make test saw it)."""
+    import threading
+
+    from wsianon.pipeline import verify as V
+
+    src = _svs(tmp_path)
+    sp.oversize_tile(src, 0, INTERIOR)
+    met = threading.Event()
+    real_levels, real_thumb = V.pyramid_levels.check_openslide, V.thumbnail_provenance.check_openslide
+
+    def levels_first(slide, *a, **k):
+        try:
+            slide.read_region((0, 0), 0, slide.level_dimensions[0])  # every level-0 tile, the damaged one too
+        except Exception:
+            pass
+        finally:
+            met.set()
+        return real_levels(slide, *a, **k)
+
+    def thumb_after(slide, *a, **k):
+        assert met.wait(60)
+        return real_thumb(slide, *a, **k)
+
+    monkeypatch.setattr(V.pyramid_levels, "check_openslide", levels_first)
+    monkeypatch.setattr(V.thumbnail_provenance, "check_openslide", thumb_after)
+    code, report, out = _run(cli, tmp_path, src, "native")
+    failed = _failed(report)
+    assert code == 1 and "tiles-frame-size" in failed and "pyramid-consistency" in failed, failed
+    assert "thumbnail-provenance" not in failed, failed
+
+
 @pytest.mark.parametrize("kind", ["rows", "columns", "smaller"])
 def test_tile_sof_other_than_the_tile_is_quarantined(tmp_path, cli, kind):
     src = _svs(tmp_path)

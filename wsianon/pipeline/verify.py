@@ -282,11 +282,11 @@ def check_openslide(snap: SourceSnapshot, conv: NativeConverter | None, out_main
 
 
 def _judged_or_failed(name: str, verdict: Verdict, check, *args) -> None:
-    """``check(*args)``, or check ``name`` failed when it raises.  The picture checks share one
-    OpenSlide handle from two threads, and a tile that fails to decode in one leaves the handle in
-    error: every later call on it raises OpenSlideError, a property or the levels' sizes too (fuzz
-    seed 95, svs-bigtiff #16: the thumbnail check read the level sizes after the levels check met
-    a damaged tile, and the slide ended in an internal error, as often as the threads met so)."""
+    """``check(*args)``, or check ``name`` failed when it raises.  A tile that fails to decode
+    leaves an OpenSlide handle in error: every later call on it raises OpenSlideError, a property
+    or the levels' sizes too (fuzz seed 95, svs-bigtiff #16: the thumbnail check read the level
+    sizes after the levels check met a damaged tile through the handle they then shared, and the
+    slide ended in an internal error; the picture checks now have a handle of their own)."""
     try:
         check(*args)
     except Exception as exc:  # noqa: BLE001 - what cannot be judged is not shown clean
@@ -319,9 +319,23 @@ def check_thumbnail(conv: NativeConverter | None, out_main: Path, policy: Policy
         thumb, levels, codes = Verdict(), Verdict(), Verdict()
 
         def pictures() -> None:  # one picture at a time: the thumbnail's reference, then the searched level
-            if judge_thumbnail:
-                _judged_or_failed(thumbnail_provenance.NAME, thumb, thumbnail_provenance.check_openslide, out, thumb)
-            _judged_or_failed(pyramid_barcodes.NAME, codes, pyramid_barcodes.check_openslide, out, codes)
+            # a handle of their own: a tile the levels check fails to decode meanwhile leaves the
+            # levels' handle in error, and these checks' verdicts would then depend on which
+            # thread read first (a clean-clone test run saw thumbnail-provenance fail so)
+            try:
+                own = _openslide().OpenSlide(str(out_main))
+            except Exception as exc:
+                for name, v in ((thumbnail_provenance.NAME, thumb), (pyramid_barcodes.NAME, codes)):
+                    if name != thumbnail_provenance.NAME or judge_thumbnail:
+                        v.add(name, False, f"the output cannot be opened again to judge it ({type(exc).__name__})")
+                return
+            try:
+                own.set_cache(_openslide().OpenSlideCache(0))
+                if judge_thumbnail:
+                    _judged_or_failed(thumbnail_provenance.NAME, thumb, thumbnail_provenance.check_openslide, own, thumb)
+                _judged_or_failed(pyramid_barcodes.NAME, codes, pyramid_barcodes.check_openslide, own, codes)
+            finally:
+                own.close()
 
         # the levels' sampled reads (two threads, OpenSlide decoding without the GIL) beside the
         # two checks that read one small level whole: the levels check alone leaves a core idle
