@@ -417,9 +417,7 @@ def _verify_dicom_phase(src: SlideSource, inv: Inventory, ctx: SlideContext, out
     release_cycles()
     verdict = Verdict()
     scan_verdict = Verdict()
-    independent = independent_canaries.harvest(inv.path, inv.format, list(inv.input_files))
-    if src.spec.is_dicom:
-        independent = independent_canaries.drop_kept_dicom(independent, list(result.files))
+    independent = independent_canaries.independent_for_dicom(inv.path, inv.format, inv.input_files, list(result.files), src.spec.is_dicom)
     # a pseudonym map's names are accepted as DICOM text: never one of the source's own values
     mapnames.add_check(verdict, ctx.names(), [c.value for c in inv.canaries() + stem_canaries(inv.path) + independent], inv.path)
     canaries = independent_canaries.for_dicom_outputs(inv.canaries() + stem_canaries(inv.path), independent, inv.format, list(result.files))

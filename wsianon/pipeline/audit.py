@@ -164,10 +164,19 @@ def audit_paths(
                     elif src_snap.format_state is None and not _format_handles_tiles(inv.format):
                         check_tiles_tiff(src_snap, inv.format, s.path, verdict)  # (else the format's hook compared them above)
             if src_inv is not None and s.spec.is_dicom:
-                # the list ``run`` scans a DICOM output for (vocabulary and the standard's own words dropped)
+                # the list ``run`` scans a DICOM output for (the values as read and as the verifier
+                # reads them itself; vocabulary and the standard's own words dropped)
                 read = src_inv.canaries() + stem_canaries(src_inv.path)
+                independent = independent_canaries.independent_for_dicom(
+                    src_inv.path,
+                    src_inv.format,
+                    src_inv.input_files,
+                    list(s.files),
+                    srcs[0].spec.is_dicom,
+                    src_snap.harvested if src_snap is not None else None,
+                )
                 scan_outputs(
-                    independent_canaries.for_dicom_outputs(read, [], src_inv.format, list(s.files)),
+                    independent_canaries.for_dicom_outputs(read, independent, src_inv.format, list(s.files)),
                     s.files,
                     verdict,
                     tokens=keyedtokens.from_dicom(list(s.files)),

@@ -226,6 +226,16 @@ def for_dicom_outputs(read: list[Canary], independent: list[Canary], fmt: str, o
     return drop_standard_text(union(read, independent, fmt), outputs)
 
 
+def independent_for_dicom(path: Path, fmt: str, input_files, outputs: list[Path], source_is_dicom: bool, harvested: list[Canary] | None = None) -> list[Canary]:
+    """The verifier's own reading of the source that a DICOM output's byte scan adds to the values
+    as read (``harvest``; ``harvested``: taken already), less, for a DICOM source, the attributes
+    the outputs keep with the same value (``drop_kept_dicom``).  ``run`` and ``verify --source``
+    both take it (before, ``verify --source`` scanned a DICOM output for the values as read only:
+    a value the redactor's reading missed was found by ``run`` and not by the audit)."""
+    independent = harvested if harvested is not None else harvest(path, fmt, list(input_files or ()) or None)
+    return drop_kept_dicom(independent, outputs) if source_is_dicom else independent
+
+
 def drop_kept_dicom(canaries: list[Canary], outputs: list[Path]) -> list[Canary]:
     """Independent DICOM canaries whose attribute the outputs keep with the same value:
     kept on purpose by the profile (judged by the DICOM attribute checks, not here)."""
