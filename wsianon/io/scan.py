@@ -614,19 +614,19 @@ def drop_own_number_hits(findings: list[Finding], path: Path, stems: frozenset[s
     return kept, len(findings) - len(kept)
 
 
-# A keyed UID is "2.25." and the decimal digits of a 128-bit keyed hash, a keyed slide pseudonym
-# "WSI-" and 16 hex digits of one, a keyed patient token "P" and 16, a keyed identifier of upper-case
-# hex digits (MRXS SLIDE_ID) (``wsianon.io.keyed``, ``wsianon.pipeline.keys``): characters no one
-# chose.  A short run of them (a time "15:09:26"
-# searched as "150926", a five- or six-digit file name or accession number) stands somewhere in
-# them by chance: about 34 in 10^6 UIDs hold a given six digits, and a DICOM output of one slide
-# holds about eight; about 12 in 10^6 pseudonyms hold a given five.  Counting such a hit failed
-# about one clean slide in 4,000 (one in 360 for a five-digit file name), for ever, since the UIDs
-# and pseudonyms are keyed from the slide; the DICOM route's value scrub blanked the slide's
-# PatientID and replaced its ContainerIdentifier.  Runs of up to CHANCE_RUN such characters found
-# inside a keyed token of the output's structure are therefore not counted; a longer run (chance
-# below 3 in 10^7 a slide), any other form of a value, and a token that is itself one of the
-# values searched for (a source UID kept, an earlier run's pseudonym) still are.
+# A keyed UID is "2.25." and the decimal digits of a 128-bit keyed hash; a keyed slide pseudonym
+# "WSI-" and 16 hex digits of one; a keyed patient token "P" and 16; the keyed MRXS SLIDE_ID
+# upper-case hex digits (``wsianon.io.keyed``, ``wsianon.pipeline.keys``): characters no one chose.
+# A short run of them (a time "15:09:26" searched as "150926", a five- or six-digit file name or
+# accession number) stands somewhere in them by chance: about 34 in 10^6 UIDs hold a given six
+# digits, and a DICOM output of one slide holds about eight; about 12 in 10^6 pseudonyms and 27 in
+# 10^6 SLIDE_IDs hold a given five.  Counting such a hit failed about one clean slide in 4,000 (one
+# in 360 for a five-digit file name on the DICOM route), for ever, since the UIDs and pseudonyms
+# are keyed from the slide; the DICOM route's value scrub blanked the slide's PatientID and
+# replaced its ContainerIdentifier.  Runs of up to CHANCE_RUN such characters found inside a keyed
+# token of the output's structure are therefore not counted; a longer run (chance below 3 in 10^7
+# a slide), any other form of a value, and a token that is itself one of the values searched for
+# (a source UID kept, an earlier run's pseudonym) still are.
 CHANCE_RUN = 8
 KEYED_UID_PREFIX = b"2.25."
 _TOKEN_SPAN = 64 + 1  # the longest token (a UID) and a delimiter
