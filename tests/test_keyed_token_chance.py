@@ -22,7 +22,7 @@ from tests.conftest import run_subprocess
 from wsianon.io.scan import CHANCE_RUN, Canary, Scanner, chance_token_hit, drop_chance_hits, keyed_form, keyed_tokens
 from wsianon.verify import keyedtokens
 
-UID = b"2.25.123456150926789012345678901234567890"  # 38 digits: below 2**128
+UID = b"2.25.123456150926789012345678901234567890"  # 36 digits: below 2**128
 assert keyed_form(UID)
 
 
