@@ -916,3 +916,29 @@ def test_verify_source_drops_vocabulary_as_run_does(original, tmp_path):
     problems += _verify_agrees("regression", out, src, TARGET, False)
     assert not problems, "\n".join(problems)
     assert [s["status"] for s in json.loads((out / "wsianon-report.json").read_text())["slides"]] == ["ok"]
+
+
+def test_verify_source_aligns_the_inventory_with_the_profile_as_run_does(original, tmp_path):
+    """Seed 170 #70: a bit flip moved a volume's ContainerTypeCodeSequence (0040,0518) to the
+    unnamed (0040,0508), and its CodeValue (a SNOMED code the profile keeps) became a field of the
+    source's inventory. ``run``'s conversion aligns the inventory with the profile (the field is
+    kept, no value that must vanish) and verified the output; ``verify --source`` read the source
+    afresh, counted the code and failed it. The audit now aligns its reading as ``run`` does."""
+    import pydicom
+    from pydicom.dataelem import DataElement
+
+    case_dir = tmp_path / "case"
+    src = case_dir / "slide"
+    shutil.copytree(original, src)
+    p = next(f for f in sorted(src.glob("*volume.dcm")))
+    ds = pydicom.dcmread(p)
+    seq = ds.ContainerTypeCodeSequence
+    assert seq and seq[0].CodeValue
+    del ds.ContainerTypeCodeSequence
+    ds.add(DataElement(0x00400508, "SQ", seq))
+    ds.save_as(p)
+    out = tmp_path / "out"
+    problems = _check_case("regression", case_dir, src, out, False, TARGET, one_slide=False)
+    problems += _verify_agrees("regression", out, src, TARGET, False)
+    assert not problems, "\n".join(problems)
+    assert [s["status"] for s in json.loads((out / "wsianon-report.json").read_text())["slides"]] == ["ok"]
