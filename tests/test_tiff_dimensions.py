@@ -86,3 +86,26 @@ def test_a_blank_label_is_never_drawn_past_its_bound(tmp_path):
         assert ts.dimensions(ts.ifds[idx])[0] * ts.dimensions(ts.ifds[idx])[1] * 3 > MAX_LABEL_SAMPLES
         with pytest.raises(CorruptInput, match="larger than"):
             blank_label_patches(ts, ts.ifds[idx])
+
+
+def test_a_blank_label_whose_strip_byte_counts_have_another_type_is_refused_in_one_line(tmp_path, cli):
+    """Fuzz seed 172, svs #40 (``run --in-place --label blank``): a bit flip gave the label's
+    StripByteCounts (279) the field type IFD (13), which the TIFF reader reads as numbers, and
+    ``blank_label_patches`` ended in "internal error (KeyError)" packing the new counts; the slide
+    is now refused with the reason, and the input is left as it was."""
+    (tmp_path / "slides").mkdir()
+    p = write_svs(tmp_path / "slides" / "s.svs", size=(512, 384)).path
+    with tifffile.TiffFile(p) as t:
+        (idx,) = [i for i, pg in enumerate(t.pages) if "label" in (pg.description or "")]
+        entry = t.pages[idx].tags["StripByteCounts"].offset
+    data = bytearray(p.read_bytes())
+    tag, typ, n, v = struct.unpack_from("<HHII", data, entry)
+    assert tag == 279 and typ in (3, 4)
+    struct.pack_into("<HHII", data, entry, 279, 13, n, v)
+    p.write_bytes(bytes(data))
+    before = p.read_bytes()
+    code, _out, err = cli("run", p, "--in-place", "--label", "blank", "--mapping", tmp_path / "map.csv")
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 1 and len(lines) == 1, err
+    assert "internal error" not in lines[0] and f"label IFD {idx}" in lines[0] and "field type 13" in lines[0], lines
+    assert p.read_bytes() == before

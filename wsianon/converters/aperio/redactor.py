@@ -284,6 +284,12 @@ def blank_label_patches(ts: TiffStructure, ifd: IFD) -> list[Patch]:
         raise CorruptInput(ts.path, f"label IFD {ifd.index}: larger than {MAX_LABEL_SAMPLES >> 20} M samples (damaged?); cannot write a blank label")
     spans = ts.data_spans(ifd)
     counts_entry = ifd.entries[279]
+    if counts_entry.type not in (3, 4, 16):
+        # (fuzz seed 172, svs #40 in place: type IFD (13), an internal error (KeyError) before)
+        raise CorruptInput(
+            ts.path,
+            f"label IFD {ifd.index}: its StripByteCounts are of TIFF field type {counts_entry.type}, not SHORT, LONG or LONG8 (damaged?); cannot write a blank label",
+        )
     patches: list[Patch] = []
     new_counts = []
     for i, (off, cnt) in enumerate(spans):
