@@ -15,11 +15,10 @@ a UID.
 from __future__ import annotations
 
 import re
-import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from wsianon.io.scan import keyed_form, keyed_tokens
+from wsianon.io.scan import KEYED_UID_PREFIX, keyed_form, keyed_tokens
 from wsianon.profiles.dicom import PSEUDONYM_KEYWORDS
 
 
@@ -36,7 +35,7 @@ def uid_tokens(value: str) -> set[bytes]:
 
 def pseudonym_tokens(value: str) -> set[bytes]:
     """The keyed pseudonyms written whole in a text value."""
-    return {t for t in keyed_tokens(value.encode("utf-8", "replace")) if not t.startswith(b"2.25.")}
+    return {t for t in keyed_tokens(value.encode("utf-8", "replace")) if not t.startswith(KEYED_UID_PREFIX)}
 
 
 def from_dicom(files: list[Path]) -> frozenset[bytes]:
@@ -47,6 +46,8 @@ def from_dicom(files: list[Path]) -> frozenset[bytes]:
     if not files:
         return frozenset()  # (a native run imports no DICOM library)
     import pydicom
+
+    from wsianon.verify.dicom.common import read_dataset
 
     out: set[bytes] = set()
 
@@ -62,9 +63,7 @@ def from_dicom(files: list[Path]) -> frozenset[bytes]:
 
     for f in files:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ds = pydicom.dcmread(str(f), stop_before_pixels=True)
+            ds = read_dataset(f)
             walk(ds)
             if getattr(ds, "file_meta", None) is not None:
                 walk(ds.file_meta)
