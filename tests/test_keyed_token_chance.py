@@ -355,3 +355,66 @@ def test_a_numeric_file_name_inside_the_keyed_mrxs_slide_id_passes_run_and_verif
     assert "inside the output's keyed UIDs or pseudonyms" in scan["detail"], scan
     res = run_subprocess("verify", *[p for p in out.iterdir() if not p.name.startswith("wsianon-")], "--source", src / f"{stem}.mrxs", "--json")
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+# a UUID-derived UID (2.25. and at most 39 digits below 2**128) a writer built around the scan's
+# date: its eight digits are the source's, not a keyed hash's
+RETAINED_UID = "2.25.31415926" + "20240311" + "271828182845904523"
+assert keyed_form(RETAINED_UID.encode())
+
+
+def _dicom_source_with_a_dated_uid(tmp_path: Path) -> Path:
+    import pydicom
+
+    from tests.fixtures.dicom_gen import DATES, make_dicom
+
+    assert DATES["StudyDate"] in RETAINED_UID
+    src = make_dicom(tmp_path / "src").path
+    for f in sorted(src.glob("*.dcm")):
+        ds = pydicom.dcmread(f)
+        ds.SeriesInstanceUID = RETAINED_UID
+        ds.save_as(f)
+    return src
+
+
+def test_a_value_inside_a_uid_the_source_holds_is_no_chance(tmp_path):
+    """``retain-uids`` keeps the source's SeriesInstanceUID; a source whose UID holds its
+    StudyDate's eight digits kept them, and the chance rule (stop 44) passed them as a keyed
+    hash's characters: the output carried the scan date and was verified (stop 45).  A token
+    the source holds is no keyed hash's: the value scrub now replaces the UID, and the verifier
+    counts such a hit wherever the redactor left one."""
+    import pydicom
+
+    src = _dicom_source_with_a_dated_uid(tmp_path)
+    key = _key(tmp_path)
+    out = tmp_path / "out"
+    res = run_subprocess("run", "--target", "dicom", "--profile", "retain-uids", src, "-o", out, "--key-file", key, "--json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert b"20240311" not in _outputs(out)
+    slide = json.loads((out / "wsianon-report.json").read_text())["slides"][0]
+    assert slide["status"] == "ok", slide["verification"]["checks"]
+    assert [r for r in slide["removed"] if r["name"].endswith("SeriesInstanceUID") and "held a source value" in r["action"]], slide["removed"]
+    # the verifier on its own: the source's UID put back into the output (as a redactor without
+    # the scrub would have left it) is counted, not taken for chance
+    outs = [p for p in out.iterdir() if not p.name.startswith("wsianon-")]
+    for f in out.rglob("*.dcm"):
+        ds = pydicom.dcmread(f)
+        ds.SeriesInstanceUID = RETAINED_UID
+        ds.save_as(f)
+    res = run_subprocess("verify", *outs, "--source", src, "--profile", "retain-uids", "--json")
+    assert res.returncode != 0, res.stdout
+    checks = [c for v in json.loads(res.stdout) for c in v["checks"] if c["check"] == "canary-scan"]
+    assert checks and not all(c["ok"] for c in checks), checks
+    assert "20240311" not in res.stdout + res.stderr  # counted, never named
+
+
+def test_the_source_tokens_are_read_from_values_and_headers(tmp_path):
+    src = _dicom_source_with_a_dated_uid(tmp_path)
+    files = sorted(src.glob("*.dcm"))
+    (tmp_path / "plain").mkdir()
+    bare = tmp_path / "plain" / "instance"  # a source instance without an extension
+    shutil.copyfile(files[0], bare)
+    assert RETAINED_UID.encode() in keyedtokens.of_source([], [bare])
+    assert RETAINED_UID.encode() not in keyedtokens.from_dicom([bare])  # outputs: .dcm only
+    assert keyedtokens.of_source([f"uid {RETAINED_UID}", "WSI-0123456789abcdef"]) >= {RETAINED_UID.encode(), b"WSI-0123456789abcdef"}
+    assert keyedtokens.of_source(["2.25.0123", "no token"]) == frozenset()  # a leading zero is no keyed form

@@ -728,12 +728,13 @@ def drop_chance_hits(findings: list[Finding], path: Path, patterns: frozenset[by
     return kept, len(findings) - len(kept)
 
 
-def chance_in_value(value: bytes, findings: list[Finding], patterns: frozenset[bytes], uid: bool) -> bool:
+def chance_in_value(value: bytes, findings: list[Finding], patterns: frozenset[bytes], uid: bool, foreign: frozenset[bytes] = frozenset()) -> bool:
     """Whether every one of ``findings`` (of ``value`` scanned alone: one element's bytes) is a
     run :func:`chance_token_hit` explains inside one of the keyed tokens written whole in it: its
     keyed UIDs where ``uid`` (a UI element), else its keyed pseudonyms (a text element), as the
     verifier reads them (``wsianon.verify.keyedtokens``).  The converter's value scrub asks it
     before it replaces a value as holding a source value, so that the UIDs and pseudonyms it
-    writes are the ones the verifier accepts."""
-    tokens = _usable((t for t in keyed_tokens(value) if t.startswith(KEYED_UID_PREFIX) == uid), patterns)
+    writes are the ones the verifier accepts.  ``foreign``: the tokens the source holds (a UID a
+    Retain option keeps is the source's characters, not a keyed hash's): never chance."""
+    tokens = _usable((t for t in keyed_tokens(value) if t.startswith(KEYED_UID_PREFIX) == uid and t not in foreign), patterns)
     return bool(tokens and findings) and all(f.encoding == "text" and chance_token_hit(value, f.offset, patterns, tokens) for f in findings)

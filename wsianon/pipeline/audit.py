@@ -10,6 +10,7 @@ output byte for the source's canary values and compares the pyramid tiles.
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from wsianon.errors import WsianonError
@@ -31,6 +32,7 @@ from wsianon.pipeline.verify import (
     scan_outputs,
     snapshot_source,
     source_property_canaries,
+    source_tokens,
     stem_canaries,
     uniform,
 )
@@ -154,7 +156,14 @@ def audit_paths(
                     # with the verifier's own reading of the source, as ``run`` scans for them
                     canaries = independent_canaries.union(read, src_snap.harvested or [], src_inv.format)
                     tokens = keyedtokens.of_output(s.path, s.files, format_checks(inv.format))
-                    scan_outputs(canaries, s.files, verdict, numbers=(src_inv.path, own_numbers(inv.format, props)), tokens=tokens)
+                    scan_outputs(
+                        canaries,
+                        s.files,
+                        verdict,
+                        numbers=(src_inv.path, own_numbers(inv.format, props)),
+                        tokens=tokens,
+                        foreign=partial(source_tokens, src_inv, canaries),
+                    )
                     if not same_format:  # no pyramid comparison holds across formats
                         verdict.add(
                             "tiles-identical",
@@ -183,11 +192,13 @@ def audit_paths(
                     srcs[0].spec.is_dicom,
                     src_snap.harvested if src_snap is not None else None,
                 )
+                searched = independent_canaries.for_dicom_outputs(read, independent, src_inv.format, list(s.files))
                 scan_outputs(
-                    independent_canaries.for_dicom_outputs(read, independent, src_inv.format, list(s.files)),
+                    searched,
                     s.files,
                     verdict,
                     tokens=keyedtokens.from_dicom(list(s.files)),
+                    foreign=partial(source_tokens, src_inv, searched, srcs[0].spec.is_dicom),
                 )
                 if not srcs[0].spec.is_dicom:  # converted from another format: every frame proven against it
                     from wsianon.pipeline.verify_dicom import _check_frames_converted

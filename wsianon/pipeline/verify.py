@@ -22,6 +22,7 @@ Format-specific checks live in ``wsianon/verify/formats/<format>.py`` as
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -431,6 +432,7 @@ def scan_outputs(
     pixels: dict | None = None,
     numbers: tuple[Path, frozenset[bytes]] | None = None,
     tokens: frozenset[bytes] = frozenset(),
+    foreign: Callable[[], frozenset[bytes]] | None = None,
 ) -> None:
     """The canary scan of every output file, in the single read-back pass
     (``wsianon.verify.readback``: the SHA-256 the record needs and, for files in ``feeders``,
@@ -442,7 +444,9 @@ def scan_outputs(
     is the slide's own structure, not its name (``wsianon.io.scan.own_number_hit``).  ``tokens``: the
     keyed UIDs and pseudonyms the output's structure holds (:mod:`wsianon.verify.keyedtokens`): a
     run of a few characters found inside one stands there by chance
-    (``wsianon.io.scan.chance_token_hit``)."""
+    (``wsianon.io.scan.chance_token_hit``) — unless the source holds it too (``foreign``: called
+    once, at the first hit, for :func:`source_tokens`; a UID ``retain-uids`` kept is the source's
+    characters, no chance)."""
     scanner: Scanner | SplitScanner = SplitScanner(canaries) if pixels else Scanner(canaries)
     patterns = scanner.text_patterns() if tokens else frozenset()
     total = 0
@@ -457,7 +461,9 @@ def scan_outputs(
         if numbers is not None:
             found, n = drop_own_number_hits(found, f, numeric_stems(numbers[0]), numbers[1])
             own += n
-        if tokens:
+        if tokens and found:
+            if foreign is not None:
+                tokens, foreign = tokens - foreign(), None
             found, n = drop_chance_hits(found, f, patterns, tokens)
             chance += n
         verdict.findings.extend(found)
@@ -474,6 +480,14 @@ def scan_outputs(
         f"{len(scanner.canaries)} canary values ({len(scanner.skipped)} too short to byte-scan) searched in "
         f"{len(out_files)} file(s), {total} bytes{encoded}: {len(verdict.findings)} hit(s)",
     )
+
+
+def source_tokens(inv: Inventory, canaries: list[Canary], dicom: bool = False) -> frozenset[bytes]:
+    """The keyed-form tokens the slide's source holds (``keyedtokens.of_source``): in its
+    inventory's values and the values searched for, and (``dicom``: a DICOM source) in its
+    instances' UI and pseudonym attributes."""
+    values = [str(f.value) for f in inv.fields if f.value] + [c.value for c in canaries]
+    return keyedtokens.of_source(values, list(inv.input_files) if dicom else [])
 
 
 def format_checks(fmt: str | None):
@@ -555,6 +569,7 @@ def verify_native(
             pixels=pixels,
             numbers=(inv.path, own_numbers(inv.format, out_props)),
             tokens=keyedtokens.of_output(out_main, out_files, format_checks(inv.format)),
+            foreign=lambda: source_tokens(inv, canaries),
         )
         if feeder is not None and feeder.fed == 0:  # out_main was not among out_files: read it for the tiles
             tileid.feed_file(out_main, feeder)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable
 from pathlib import Path
 
 from wsianon.io.scan import KEYED_UID_PREFIX, keyed_form, keyed_tokens
@@ -38,16 +39,10 @@ def pseudonym_tokens(value: str) -> set[bytes]:
     return {t for t in keyed_tokens(value.encode("utf-8", "replace")) if not t.startswith(KEYED_UID_PREFIX)}
 
 
-def from_dicom(files: list[Path]) -> frozenset[bytes]:
+def of_dataset(ds) -> set[bytes]:
     """Every keyed UID among the UI elements and every keyed pseudonym in the pseudonym
-    attributes of the DICOM files (sequences and file meta included); a file pydicom cannot read
-    gives none."""
-    files = [Path(f) for f in files if Path(f).suffix.lower() == ".dcm"]
-    if not files:
-        return frozenset()  # (a native run imports no DICOM library)
+    attributes of a pydicom data set (its sequences at any depth, and its file meta)."""
     import pydicom
-
-    from wsianon.verify.dicom.common import read_dataset
 
     out: set[bytes] = set()
 
@@ -61,15 +56,51 @@ def from_dicom(files: list[Path]) -> frozenset[bytes]:
                 for v in values:
                     out.update(uid_tokens(str(v)) if elem.VR == "UI" else pseudonym_tokens(str(v)))
 
+    walk(ds)
+    if getattr(ds, "file_meta", None) is not None:
+        walk(ds.file_meta)
+    return out
+
+
+def from_dicom(files: list[Path], any_name: bool = False) -> frozenset[bytes]:
+    """:func:`of_dataset` of every DICOM file (``.dcm``, or any file with ``any_name``: a source's
+    instances may have no extension); a file pydicom cannot read gives none."""
+    files = [Path(f) for f in files if any_name or Path(f).suffix.lower() == ".dcm"]
+    if not files:
+        return frozenset()  # (a native run imports no DICOM library)
+    from wsianon.verify.dicom.common import read_dataset
+
+    out: set[bytes] = set()
     for f in files:
         try:
-            ds = read_dataset(f)
-            walk(ds)
-            if getattr(ds, "file_meta", None) is not None:
-                walk(ds.file_meta)
+            out |= of_dataset(read_dataset(f))
         except Exception:
             continue
     return frozenset(out)
+
+
+def in_values(values: Iterable[str]) -> set[bytes]:
+    """The keyed-form tokens (UIDs, pseudonyms) written whole in any of ``values``."""
+    out: set[bytes] = set()
+    for v in values:
+        text = str(v)
+        out |= uid_tokens(text) | keyed_tokens(text.encode("utf-8", "replace"))
+    return out
+
+
+def of_source(values: Iterable[str], dicom_files: Iterable[Path] = ()) -> frozenset[bytes]:
+    """The keyed-form tokens a slide's *source* holds: those written whole in the values read
+    from it (``values``: its inventory's fields and canaries) and, for a DICOM source, of its
+    instances' UI and pseudonym attributes (:func:`from_dicom`, any file name).
+
+    A token of the output that the source holds too was copied from it (a UID ``retain-uids``
+    keeps, a pseudonym of an earlier run): its characters are the source's, not a keyed hash's
+    drawn for this output, so a short run of a value's characters in it is no chance and is
+    counted (callers take these out of the tokens :func:`wsianon.io.scan.chance_token_hit` may
+    use).  Without it a StudyDate written into a source's ``2.25.`` UID and kept by
+    ``retain-uids`` was verified (stop 45)."""
+    files = [Path(f) for f in dicom_files if Path(f).is_file()]
+    return frozenset(in_values(values) | (from_dicom(files, any_name=True) if files else set()))
 
 
 def from_philips_xml(text: str, name_pattern: str) -> frozenset[bytes]:

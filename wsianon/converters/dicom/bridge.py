@@ -53,6 +53,7 @@ from wsianon.errors import WsianonError, CorruptInput, UnsupportedFormat
 from wsianon.io import icc
 from wsianon.io.plan import Removal
 from wsianon.io.scan import Scanner
+from wsianon.verify import keyedtokens
 
 log = logging.getLogger(__name__)
 
@@ -544,7 +545,7 @@ def convert_slide(source: Path, inv: Inventory, ctx: SlideContext, out_dir: Path
     identity = slide_identity(ctx, None, None)
     if profile.date_mode == "year":  # the converter's dates are not the scan's: the source's own year
         identity = dataclasses.replace(identity, source_year=source_year(inv) or "")
-    engine = Engine(profile, ctx.key, identity)
+    engine = Engine(profile, ctx.key, identity, foreign=keyedtokens.of_source([f.value for f in inv.fields if f.value] + [c.value for c in inv.canaries()]))
     result.identity, result.profile = identity, profile
     tmp = Path(tempfile.mkdtemp(prefix=".wsidicomizer-", dir=out_dir))
     try:

@@ -158,6 +158,9 @@ class Engine:
     key: bytes
     identity: Identity
     removals: dict[tuple[str, str], Removal] = field(default_factory=dict)
+    # the keyed-form tokens the source holds (``wsianon.verify.keyedtokens.of_source``): a UID a
+    # Retain option keeps is the source's characters, so the value scrub counts every hit in it
+    foreign: frozenset[bytes] = frozenset()
 
     # -- bookkeeping -------------------------------------------------------
     def _log(self, name: str, what: Action | str, where: str = "") -> None:
@@ -537,9 +540,14 @@ class Engine:
             if not data:
                 continue
             ours = elem.VR == "UI" or elem.keyword in PSEUDONYM_KEYWORDS  # where keyed UIDs and pseudonyms stand
-            if canaries and (found := scanner.scan_bytes(data)) and not (ours and chance_in_value(data, found, scanner.text_patterns(), elem.VR == "UI")):
+            if (
+                canaries
+                and (found := scanner.scan_bytes(data))
+                and not (ours and chance_in_value(data, found, scanner.text_patterns(), elem.VR == "UI", self.foreign))
+            ):
                 # (a few of a value's characters inside a keyed UID or pseudonym we wrote stand
-                # there by chance: the verifier's canary scan does not count them either)
+                # there by chance: the verifier's canary scan does not count them either; inside
+                # one the source holds, kept by a Retain option, they are the source's)
                 why = "held a source value"
             elif elem.keyword in DEVICE_TEXT_KWS and not _device_text_ok(ds, elem):
                 # a scanner's name the converter derived from source fields (opentile's SCN model up

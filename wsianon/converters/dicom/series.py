@@ -20,6 +20,7 @@ from wsianon.converters.dicom.stream import read_header, write_instance
 from wsianon.errors import CorruptInput, NothingToShare, UnsupportedFormat
 from wsianon.io.plan import Removal
 from wsianon.io.scan import Scanner
+from wsianon.verify import keyedtokens
 from wsianon.profiles.actions import Action
 from wsianon.profiles.names import has_long_number
 from wsianon.profiles.dicom import FRAMES_JUDGED_TS, FREE_TEXT_VRS, DicomProfile, in_standard_text, iod, profile_for_policy, standard_meanings, vr_allowed
@@ -359,6 +360,10 @@ def process_instances(
     first = next((ds for k, _f, ds, _s in headers if k == "VOLUME"), headers[0][2])
     identity = slide_identity(ctx, str(first.get("PatientID", "") or "") or None, str(first.get("StudyInstanceUID", "") or "") or None)
     engine = Engine(profile, ctx.key, identity)
+    # before the engine changes them: the tokens the source's own headers and fields hold
+    engine.foreign = keyedtokens.of_source([c.value for c in (scanner.canaries if scanner is not None else ())]) | frozenset(
+        t for _k, _f, ds, _s in headers for t in keyedtokens.of_dataset(ds)
+    )
     result.identity, result.profile = identity, profile
     headers.sort(key=lambda h: (_KIND_ORDER[h[0]], -_width(h[2]), str(h[1])))
     # the instances that will be shared, by their output SOP Instance UID: references to any
