@@ -80,11 +80,14 @@ def from_dicom(files: list[Path], any_name: bool = False) -> frozenset[bytes]:
 
 
 def in_values(values: Iterable[str]) -> set[bytes]:
-    """The keyed-form tokens (UIDs, pseudonyms) written whole in any of ``values``."""
+    """The keyed-form tokens (UIDs, pseudonyms) written whole in any of ``values``, and a value
+    that is an identifier of upper-case hex digits (an MRXS SLIDE_ID's form) as a whole."""
     out: set[bytes] = set()
     for v in values:
         text = str(v)
         out |= uid_tokens(text) | keyed_tokens(text.encode("utf-8", "replace"))
+        if re.fullmatch(r"[0-9A-Fa-f]{16,64}", text.strip()):
+            out |= {text.strip().encode("ascii"), text.strip().upper().encode("ascii")}
     return out
 
 
