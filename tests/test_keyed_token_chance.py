@@ -419,3 +419,33 @@ def test_the_source_tokens_are_read_from_values_and_headers(tmp_path):
     assert keyedtokens.of_source([f"uid {RETAINED_UID}", "WSI-0123456789abcdef"]) >= {RETAINED_UID.encode(), b"WSI-0123456789abcdef"}
     assert keyedtokens.of_source(["2.25.0123", "no token"]) == frozenset()  # a leading zero is no keyed form
     assert b"4F3A9C0E1B2D48A6B7C8D9E0F1A2B3C4" in keyedtokens.of_source([" 4f3a9c0e1b2d48a6b7c8d9e0f1a2b3c4"])  # an MRXS SLIDE_ID
+
+
+def test_scan_outputs_counts_a_hit_inside_a_token_the_source_holds(tmp_path):
+    """The wiring every route uses: ``tokens`` from the output, ``foreign`` (called at the first
+    hit only) from the source; a token in both is no chance."""
+    from wsianon.io.scan import Canary
+    from wsianon.pipeline.model import Verdict
+    from wsianon.pipeline.verify import scan_outputs
+
+    p = _file(tmp_path, UID)
+    canaries = [Canary("Time", "15:09:26")]
+    calls = []
+
+    def foreign(held):
+        def read():
+            calls.append(held)
+            return frozenset(held)
+
+        return read
+
+    for held, counted in ((set(), False), ({UID}, True)):
+        v = Verdict()
+        scan_outputs(canaries, [p], v, tokens=frozenset({UID}), foreign=foreign(held))
+        scan = next(c for c in v.checks if c.name == "canary-scan")
+        assert scan.ok is (not counted) and len(v.findings) == int(counted), scan
+    assert len(calls) == 2
+    clean = tmp_path / "clean.dcm"
+    clean.write_bytes(b"no value here")
+    scan_outputs(canaries, [clean], Verdict(), tokens=frozenset({UID}), foreign=foreign(set()))
+    assert len(calls) == 2  # no hit: the source is not read
