@@ -47,7 +47,11 @@ def of_dataset(ds) -> set[bytes]:
     out: set[bytes] = set()
 
     def walk(ds) -> None:
-        for elem in ds:
+        for tag in list(ds.keys()):
+            try:
+                elem = ds[tag]
+            except Exception:  # a damaged element no reader takes (the engine drops it): no token of it
+                continue
             if elem.VR == "SQ":
                 for item in elem.value or ():
                     walk(item)
