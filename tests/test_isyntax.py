@@ -567,3 +567,11 @@ def test_a_level_count_past_any_scanner_is_no_geometry():
     assert v._geometry(wsi("0 1 2")) == (1034 - 2 * 21, 794 - 2 * 21, 3)  # 3 levels: padding (3 << 3) - 3
     assert v._geometry(wsi("0 1 99999999999")) is None
     assert v._geometry(wsi(f"0 1 {v.MAX_LEVELS}")) is None and v._geometry(wsi(f"0 1 {v.MAX_LEVELS - 1}")) is not None
+    # the redactor's own reading (its inventory's level count): fuzz seed 184 isyntax #59, a scale
+    # range "0 1 4294967295", grew the process by 2.2 GB computing ``3 << 4294967296``
+    from wsianon.converters.isyntax import redactor
+
+    assert redactor.wsi_geometry(wsi("0 1 2")) == v._geometry(wsi("0 1 2"))
+    for end in ("0 1 -1", "0 1 -9", f"0 1 {v.MAX_LEVELS}", "0 1 4294967295", "0 1 99999999999"):  # (no levels, or past any scanner's)
+        assert redactor.wsi_geometry(wsi(end)) is None, end
+    assert redactor.wsi_geometry(wsi(f"0 1 {v.MAX_LEVELS - 1}")) is not None

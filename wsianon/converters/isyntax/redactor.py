@@ -120,6 +120,9 @@ def wsi_objects(root: ET.Element) -> list[ET.Element]:
     return out
 
 
+MAX_LEVELS = 32  # more levels than this (2^32 px a side at level 0) are no scanner's: no geometry is read
+
+
 def wsi_geometry(wsi: ET.Element) -> tuple[int, int, int] | None:
     """(width, height, levels) from the WSI's UFS_IMAGE_GENERAL_HEADERS dimension ranges
     (libisyntax's arithmetic: x, y, colour, scale; the padding depends on the level count)."""
@@ -141,6 +144,10 @@ def wsi_geometry(wsi: ET.Element) -> tuple[int, int, int] | None:
         return ((end + step) - start) // (step or 1)
 
     levels = steps(ranges[3])
+    if not 0 < levels <= MAX_LEVELS:
+        # no scanner's pyramid: ``3 << levels`` of a damaged header's 4294967296 levels was a
+        # 512 MiB integer, and the geometry 2 GiB more (fuzz seed 184, isyntax #59)
+        return None
     padding = (3 << levels) - 3
     return steps(ranges[0]) - 2 * padding, steps(ranges[1]) - 2 * padding, levels
 
