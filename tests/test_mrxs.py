@@ -175,6 +175,63 @@ def test_macro_keep_and_label_blank(mrxs, tmp_path):
         assert zxingcpp.read_barcodes(s.associated_images["label"].convert("RGB")) == []
 
 
+@pytest.mark.parametrize("width", ["0", "60000"])
+def test_label_blank_of_a_damaged_size_removes_the_label(tmp_path, width):
+    """Slidedat.ini's BARCODE_IMAGE_WIDTH/HEIGHT size the blank label: 0 was an internal error
+    (PIL cannot write an empty image), 30000 x 30000 took 3.6 GB to draw (a larger size, more; the
+    process of a batch killed for memory).  Such a label is removed, as one whose blank does not
+    fit; the run is held to 3 GiB of address space here (60000 x 60000 needs 10 GB)."""
+    import resource
+    import subprocess
+    import sys
+
+    from tests.conftest import run_subprocess
+
+    info = make_mrxs(tmp_path / "in")
+    ini = info.mrxs.with_suffix("") / "Slidedat.ini"
+    text = ini.read_text(encoding="utf-8-sig")
+    assert "BARCODE_IMAGE_WIDTH = 400" in text and "BARCODE_IMAGE_HEIGHT = 300" in text
+    ini.write_text(
+        text.replace("BARCODE_IMAGE_WIDTH = 400", f"BARCODE_IMAGE_WIDTH = {width}").replace("BARCODE_IMAGE_HEIGHT = 300", f"BARCODE_IMAGE_HEIGHT = {width}")
+    )
+    key = tmp_path / "key"
+    assert run_subprocess("key", "init", key).returncode == 0
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "wsianon.cli", "run", "--label", "blank", str(info.mrxs), "-o", str(out), "--key-file", str(key)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, preexec_fn=limit)
+    assert res.returncode == 0, res.stdout + res.stderr
+    slide = json.loads((out / "wsianon-report.json").read_text())["slides"][0]
+    assert slide["status"] == "ok"
+    assert [r for r in slide["removed"] if r["name"] == "label" and "removed" in r["action"]], slide["removed"]
+    (mrxs_out,) = out.glob("*.mrxs")
+    with openslide.OpenSlide(str(mrxs_out)) as s:
+        assert "label" not in s.associated_images
+
+
+def test_blank_sizes():
+    from wsianon.io.jpeg_images import MAX_BLANK_PIXELS, blank_jpeg, blank_size_ok
+    from wsianon.converters.dpufs import blank_jpeg_b64
+
+    assert blank_size_ok((1, 1)) and blank_size_ok((8192, 8192)) and not blank_size_ok((0, 300)) and not blank_size_ok((8193, 8192))
+    assert MAX_BLANK_PIXELS == 8192 * 8192
+    with pytest.raises(ValueError):
+        blank_jpeg((30000, 30000))
+    # a Philips label JPEG whose header claims 12000 x 12000 (PIL opens it with a warning only)
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), "red").save(buf, "JPEG")
+    data = bytearray(buf.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = (12000).to_bytes(2, "big") * 2
+    import base64
+
+    blank = base64.b64decode(blank_jpeg_b64(base64.b64encode(bytes(data)).decode()))
+    assert Image.open(io.BytesIO(blank)).size == (1, 1)
+
+
 def test_thumbnail_with_barcode_is_removed(tmp_path):
     info = make_mrxs(tmp_path / "in", barcode_in_thumbnail=True)
     inv, plan, files = redact(info.mrxs, tmp_path / "o")

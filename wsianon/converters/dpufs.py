@@ -46,6 +46,7 @@ from typing import AbstractSet
 from wsianon.converters._tiffmeta import compile_all
 from wsianon.converters._vocab import vocabulary_value
 from wsianon.io import icc
+from wsianon.io.jpeg_images import blank_size_ok
 from wsianon.io.keyed import keyed_uid
 from wsianon.converters.base import AssociatedImage, Field
 from wsianon.io.plan import Removal
@@ -88,6 +89,8 @@ def blank_jpeg_b64(b64: str) -> str:
             w, h = im.size
     except Exception:
         pass
+    if not blank_size_ok((w, h)):  # a header's size past any label's: not drawn (up to 537 MB)
+        w, h = 1, 1
     buf = io.BytesIO()
     Image.new("RGB", (w, h), (255, 255, 255)).save(buf, "JPEG", quality=50)
     return base64.b64encode(buf.getvalue()).decode()

@@ -53,9 +53,24 @@ def neutral_jpeg(size: tuple[int, int]) -> bytes:
     return buf.getvalue()
 
 
+# a blank label larger than this (64 Mpx: a label photo has a few) is a damaged header's size:
+# drawn, 30000 x 30000 took 3.6 GB and 60000 x 60000 would take 11 (stop 45)
+MAX_BLANK_PIXELS = 1 << 26
+
+
+def blank_size_ok(size: tuple[int, int]) -> bool:
+    """Whether a blank label can be drawn at ``size`` (at least 1 x 1, at most ``MAX_BLANK_PIXELS``)."""
+    w, h = size
+    return 0 < w and 0 < h and w * h <= MAX_BLANK_PIXELS
+
+
 def blank_jpeg(size: tuple[int, int]) -> bytes:
-    """A white JPEG of ``size`` without metadata (a blanked label)."""
+    """A white JPEG of ``size`` without metadata (a blanked label); ValueError for a size
+    :func:`blank_size_ok` refuses."""
     from PIL import Image
+
+    if not blank_size_ok(size):
+        raise ValueError("no size a blank label can be drawn at")
 
     buf = io.BytesIO()
     Image.new("RGB", size, (255, 255, 255)).save(buf, "JPEG", quality=50)

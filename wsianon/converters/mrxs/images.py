@@ -9,7 +9,7 @@ from wsianon.converters.mrxs.ini import IniDoc, renumber_nonhier
 from wsianon.converters.mrxs.rules import associated_kind
 from wsianon.converters.mrxs.slide import Slide
 from wsianon.errors import CorruptInput
-from wsianon.io.jpeg_images import blank_jpeg, count_barcodes
+from wsianon.io.jpeg_images import blank_jpeg, blank_size_ok, count_barcodes
 from wsianon.profiles.policy import Policy
 
 _DEFAULT_LABEL_SIZE = (400, 300)
@@ -48,8 +48,11 @@ def label_blanks(slide: Slide, actions: dict[int, str]) -> dict[int, bytes]:
         if action != "blank":
             continue
         rec = slide.records[slot]
-        data = blank_jpeg(_label_size(slide.ini, rec))
-        if slide.index.supported and rec.present and len(data) <= rec.size:
+        size = _label_size(slide.ini, rec)
+        # a size of no pixels, or past any label's (a damaged Slidedat.ini: 0 was an internal
+        # error, 30000 x 30000 took 3.6 GB to draw): removed, as a blank that does not fit is
+        data = blank_jpeg(size) if blank_size_ok(size) else None
+        if data is not None and slide.index.supported and rec.present and len(data) <= rec.size:
             blanks[slot] = data
         else:
             actions[slot] = "remove"
