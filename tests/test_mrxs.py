@@ -232,6 +232,23 @@ def test_blank_sizes():
     assert Image.open(io.BytesIO(blank)).size == (1, 1)
 
 
+def test_a_preview_of_a_damaged_size_gets_the_default_stand_in(tmp_path):
+    """The ``.mrxs`` preview is replaced by a grey JPEG of its size: a header claiming 12000 x
+    12000 (PIL opens it with a warning only) would have drawn 144 Mpx."""
+    from wsianon.converters.mrxs.redactor import _DEFAULT_PREVIEW_SIZE, _preview_size
+
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), "red").save(buf, "JPEG")
+    data = bytearray(buf.getvalue())
+    sof = data.index(b"\xff\xc0")
+    p = tmp_path / "x.mrxs"
+    p.write_bytes(bytes(data))
+    assert _preview_size(p) == (16, 16)
+    data[sof + 5 : sof + 9] = (12000).to_bytes(2, "big") * 2
+    p.write_bytes(bytes(data))
+    assert _preview_size(p) == _DEFAULT_PREVIEW_SIZE != (12000, 12000)
+
+
 def test_thumbnail_with_barcode_is_removed(tmp_path):
     info = make_mrxs(tmp_path / "in", barcode_in_thumbnail=True)
     inv, plan, files = redact(info.mrxs, tmp_path / "o")

@@ -49,7 +49,7 @@ from wsianon.converters.mrxs.positions import undrawn_spans
 from wsianon.converters.mrxs.rules import ini_value_action, rules, text_records
 from wsianon.converters.mrxs.slide import Slide, load_slide
 from wsianon.errors import CorruptInput, WsianonError
-from wsianon.io.jpeg_images import jpeg_text_segments, neutral_jpeg
+from wsianon.io.jpeg_images import blank_size_ok, jpeg_text_segments, neutral_jpeg
 from wsianon.io.plan import FilePlan, Patch, Plan
 from wsianon.io.safefile import read_regular
 from wsianon.io.keyed import same_length_hex
@@ -334,9 +334,12 @@ def _preview_size(mrxs: Path) -> tuple[int, int]:
         from PIL import Image
 
         with Image.open(mrxs) as im:
-            return im.size
+            size = im.size
     except Exception:
         return _DEFAULT_PREVIEW_SIZE
+    # a header's size past any preview's (PIL opens up to 179 Mpx with a warning only): the
+    # stand-in is not drawn at it (up to 537 MB and seconds of JPEG coding)
+    return size if blank_size_ok(size) else _DEFAULT_PREVIEW_SIZE
 
 
 def _plan_records(plan: Plan, an: MrxsAnalysis, idx_fp: FilePlan, data_fps: list[FilePlan]) -> None:
