@@ -447,3 +447,22 @@ def test_verifier_rejects_a_label_that_is_not_blank(tmp_path):
     verify_dicom_output(inv, res.files, ctx, v)
     bad = {c.name: c.detail for c in v.checks if not c.ok}
     assert "not blank" in bad.get("dicom: barcodes", ""), bad
+
+
+def test_the_dicom_routes_blank_label_is_not_drawn_at_a_damaged_size():
+    """``--label blank`` on a conversion draws the blank at the source label's size: none past
+    64 Mpx, none of no pixels (``io.jpeg_images.blank_size_ok``)."""
+    from PIL import Image
+
+    from wsianon.converters.dicom.bridge import _blank_label
+
+    class Wsi:
+        def __init__(self, size):
+            self.size = size
+
+        def read_label(self):
+            return Image.new("RGB", (1, 1)) if self.size is None else type("L", (), {"size": self.size})()
+
+    assert _blank_label(Wsi((640, 300))).size == (640, 300)
+    assert _blank_label(Wsi((0, 300))).size == (512, 256)
+    assert _blank_label(Wsi((12000, 12000))).size == (512, 256)

@@ -51,6 +51,7 @@ from wsianon.profiles.actions import Action
 from wsianon.profiles.dicom import profile_for_policy
 from wsianon.errors import WsianonError, CorruptInput, UnsupportedFormat
 from wsianon.io import icc
+from wsianon.io.jpeg_images import blank_size_ok
 from wsianon.io.plan import Removal
 from wsianon.io.scan import Scanner
 from wsianon.verify import keyedtokens
@@ -96,6 +97,8 @@ def _blank_label(wsi):
         size = wsi.read_label().size
     except Exception:
         pass
+    if not blank_size_ok(size):  # no label's size (a damaged header's): the default stand-in
+        size = (512, 256)
     return Image.new("RGB", size, (255, 255, 255))
 
 
