@@ -214,7 +214,7 @@ def _mutate_mrxs(case_dir: Path, rng: random.Random) -> str:
         what = f"Slidedat.ini line {i} deleted"
     else:
         k = lines[i].split("=")[0]
-        lines[i] = f"{k}= {rng.choice(['-1', '2147483648', '99999999999', 'x', '', '../../etc/passwd'])}\n"
+        lines[i] = f"{k}= {rng.choice(['-1', '2147483648', '99999999999', 'x', '', '../../etc/passwd', '0', '30000'])}\n"
         what = f"Slidedat.ini line {i} value replaced"
     p.write_bytes("".join(lines).encode("utf-8", "surrogateescape"))
     return what
