@@ -419,6 +419,14 @@ def test_the_source_tokens_are_read_from_values_and_headers(tmp_path):
     assert keyedtokens.of_source([f"uid {RETAINED_UID}", "WSI-0123456789abcdef"]) >= {RETAINED_UID.encode(), b"WSI-0123456789abcdef"}
     assert keyedtokens.of_source(["2.25.0123", "no token"]) == frozenset()  # a leading zero is no keyed form
     assert b"4F3A9C0E1B2D48A6B7C8D9E0F1A2B3C4" in keyedtokens.of_source([" 4f3a9c0e1b2d48a6b7c8d9e0f1a2b3c4"])  # an MRXS SLIDE_ID
+    # as every route reads them: an inventory's fields, the values searched for, its DICOM files
+    from types import SimpleNamespace
+
+    from wsianon.io.scan import Canary
+
+    inv = SimpleNamespace(fields=[SimpleNamespace(value=f"uid {UID.decode()}"), SimpleNamespace(value=None)], input_files=[bare])
+    assert keyedtokens.of_inventory(inv, [Canary("ID", "WSI-0123456789abcdef")]) == {UID, b"WSI-0123456789abcdef"}
+    assert keyedtokens.of_inventory(inv, [], dicom=True) == {UID, RETAINED_UID.encode()}
 
 
 def test_scan_outputs_counts_a_hit_inside_a_token_the_source_holds(tmp_path):

@@ -35,7 +35,7 @@ from wsianon.pipeline.preflight import check_decodes_dicom
 from wsianon.verify import canaries as independent_canaries
 from wsianon.verify import fileattrs, keyedtokens
 from wsianon.verify import mapnames
-from wsianon.pipeline.verify import scan_outputs, snapshot_source, source_tokens, stem_canaries, verify_native
+from wsianon.pipeline.verify import scan_outputs, snapshot_source, stem_canaries, verify_native
 
 if TYPE_CHECKING:
     from wsianon.converters.dicom import DicomResult
@@ -435,7 +435,7 @@ def _verify_dicom_phase(src: SlideSource, inv: Inventory, ctx: SlideContext, out
             staging.root,
             segments.feeders_for(out_files),
             tokens=keyedtokens.from_dicom(list(result.files)),
-            foreign=lambda: source_tokens(inv, canaries, src.spec.is_dicom),
+            foreign=lambda: keyedtokens.of_inventory(inv, canaries, src.spec.is_dicom),
         )
         verify_dicom_output(inv, list(result.files), ctx, verdict, frame_segments=segments)
         scan.result()

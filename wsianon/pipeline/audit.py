@@ -32,7 +32,6 @@ from wsianon.pipeline.verify import (
     scan_outputs,
     snapshot_source,
     source_property_canaries,
-    source_tokens,
     stem_canaries,
     uniform,
 )
@@ -162,7 +161,7 @@ def audit_paths(
                         verdict,
                         numbers=(src_inv.path, own_numbers(inv.format, props)),
                         tokens=tokens,
-                        foreign=partial(source_tokens, src_inv, canaries),
+                        foreign=partial(keyedtokens.of_inventory, src_inv, canaries),
                     )
                     if not same_format:  # no pyramid comparison holds across formats
                         verdict.add(
@@ -198,7 +197,7 @@ def audit_paths(
                     s.files,
                     verdict,
                     tokens=keyedtokens.from_dicom(list(s.files)),
-                    foreign=partial(source_tokens, src_inv, searched, srcs[0].spec.is_dicom),
+                    foreign=partial(keyedtokens.of_inventory, src_inv, searched, srcs[0].spec.is_dicom),
                 )
                 if not srcs[0].spec.is_dicom:  # converted from another format: every frame proven against it
                     from wsianon.pipeline.verify_dicom import _check_frames_converted

@@ -445,7 +445,7 @@ def scan_outputs(
     keyed UIDs and pseudonyms the output's structure holds (:mod:`wsianon.verify.keyedtokens`): a
     run of a few characters found inside one stands there by chance
     (``wsianon.io.scan.chance_token_hit``) — unless the source holds it too (``foreign``: called
-    once, at the first hit, for :func:`source_tokens`; a UID ``retain-uids`` kept is the source's
+    once, at the first hit, for ``keyedtokens.of_inventory``; a UID ``retain-uids`` kept is the source's
     characters, no chance)."""
     scanner: Scanner | SplitScanner = SplitScanner(canaries) if pixels else Scanner(canaries)
     patterns = scanner.text_patterns() if tokens else frozenset()
@@ -480,14 +480,6 @@ def scan_outputs(
         f"{len(scanner.canaries)} canary values ({len(scanner.skipped)} too short to byte-scan) searched in "
         f"{len(out_files)} file(s), {total} bytes{encoded}: {len(verdict.findings)} hit(s)",
     )
-
-
-def source_tokens(inv: Inventory, canaries: list[Canary], dicom: bool = False) -> frozenset[bytes]:
-    """The keyed-form tokens the slide's source holds (``keyedtokens.of_source``): in its
-    inventory's values and the values searched for, and (``dicom``: a DICOM source) in its
-    instances' UI and pseudonym attributes."""
-    values = [str(f.value) for f in inv.fields if f.value] + [c.value for c in canaries]
-    return keyedtokens.of_source(values, list(inv.input_files) if dicom else [])
 
 
 def format_checks(fmt: str | None):
@@ -569,7 +561,7 @@ def verify_native(
             pixels=pixels,
             numbers=(inv.path, own_numbers(inv.format, out_props)),
             tokens=keyedtokens.of_output(out_main, out_files, format_checks(inv.format)),
-            foreign=lambda: source_tokens(inv, canaries),
+            foreign=lambda: keyedtokens.of_inventory(inv, canaries),
         )
         if feeder is not None and feeder.fed == 0:  # out_main was not among out_files: read it for the tiles
             tileid.feed_file(out_main, feeder)

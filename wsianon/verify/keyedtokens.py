@@ -110,6 +110,15 @@ def of_source(values: Iterable[str], dicom_files: Iterable[Path] = ()) -> frozen
     return frozenset(in_values(values) | (from_dicom(files, any_name=True) if files else set()))
 
 
+def of_inventory(inv, canaries, dicom: bool = False) -> frozenset[bytes]:
+    """:func:`of_source` of a slide's source as an inventory reads it: its fields' values and the
+    values searched for (``canaries``), and (``dicom``: a DICOM source) its instances' UI and
+    pseudonym attributes.  ``inv``: any object with ``fields`` (``.value``) and ``input_files``
+    (the converters' Inventory, which this module does not import)."""
+    values = [str(f.value) for f in inv.fields if f.value] + [c.value for c in canaries]
+    return of_source(values, list(inv.input_files) if dicom else [])
+
+
 def from_philips_xml(text: str, name_pattern: str) -> frozenset[bytes]:
     """Every keyed UID in the values of the XML's ``Attribute`` elements whose ``Name`` matches
     ``name_pattern`` (the format profile's ``uid_attribute_pattern``); XML that does not parse

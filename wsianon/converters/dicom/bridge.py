@@ -548,7 +548,7 @@ def convert_slide(source: Path, inv: Inventory, ctx: SlideContext, out_dir: Path
     identity = slide_identity(ctx, None, None)
     if profile.date_mode == "year":  # the converter's dates are not the scan's: the source's own year
         identity = dataclasses.replace(identity, source_year=source_year(inv) or "")
-    engine = Engine(profile, ctx.key, identity, foreign=keyedtokens.of_source([f.value for f in inv.fields if f.value] + [c.value for c in inv.canaries()]))
+    engine = Engine(profile, ctx.key, identity, foreign=keyedtokens.of_inventory(inv, inv.canaries()))
     result.identity, result.profile = identity, profile
     tmp = Path(tempfile.mkdtemp(prefix=".wsidicomizer-", dir=out_dir))
     try:
