@@ -46,7 +46,7 @@ from typing import AbstractSet
 from wsianon.converters._tiffmeta import compile_all
 from wsianon.converters._vocab import vocabulary_value
 from wsianon.io import icc
-from wsianon.io.jpeg_images import blank_size_ok
+from wsianon.io.jpeg_images import blank_jpeg, blank_size_ok
 from wsianon.io.keyed import keyed_uid
 from wsianon.converters.base import AssociatedImage, Field
 from wsianon.io.plan import Removal
@@ -91,9 +91,7 @@ def blank_jpeg_b64(b64: str) -> str:
         pass
     if not blank_size_ok((w, h)):  # a header's size past any label's: not drawn (up to 537 MB)
         w, h = 1, 1
-    buf = io.BytesIO()
-    Image.new("RGB", (w, h), (255, 255, 255)).save(buf, "JPEG", quality=50)
-    return base64.b64encode(buf.getvalue()).decode()
+    return base64.b64encode(blank_jpeg((w, h))).decode()
 
 
 def _tag_of(a: ET.Element) -> str:
