@@ -663,6 +663,31 @@ def test_a_damaged_vr_in_the_file_meta_is_refused_by_verify(original, tmp_path, 
     assert "1-overview.dcm" in line and "broken DICOM data set: an element cannot be decoded" in line, line
 
 
+def test_a_decimal_string_list_that_is_no_number_is_quarantined_not_an_internal_error(original, tmp_path):
+    """Seed 195 #65: bit flips grew SliceThickness's length in a VOLUME's shared functional groups
+    so that its value swallowed the next element's header ("0.0005(\\x000\\x00DS..."): two values
+    where the attribute holds one, the first no number.  pydicom keeps a decimal string that is no
+    number as text and raised ValueError only when the engine trimmed the list to the attribute's
+    multiplicity: an internal error.  The list is now left as it is for the verifier, which refuses
+    it as it refuses a non-number within the multiplicity (not a number, too many values): the
+    slide is quarantined, nothing placed."""
+
+    def mutate(b: bytes, elems: list[Elem]) -> bytes:
+        i = b.find(b"\x28\x00\x30\x00DS")  # PixelSpacing, inside SharedFunctionalGroupsSequence
+        assert i > 0 and b.count(b"\x28\x00\x30\x00DS") == 1
+        (n,) = struct.unpack_from("<H", b, i + 6)
+        value = ("x" + "\\1" * ((n - 1) // 2)).ljust(n).encode()  # same length: 'x', then more values than its VM of 2
+        return b[: i + 8] + value + b[i + 8 + n :]
+
+    case_dir, src = _damaged(original, tmp_path, "3-volume.dcm", mutate)
+    slides = _refused(case_dir, src, tmp_path / "out")  # run, inspect and verify: no traceback, no internal error
+    assert [s["status"] for s in slides] == ["failed"], slides
+    failed = {c["check"]: c["detail"] for c in slides[0]["verification"]["checks"] if not c["ok"]}
+    assert "PixelSpacing: DS value is not a number" in failed.get("dicom: text vocabulary", ""), failed
+    assert "PixelSpacing: 9 values where the standard allows 2" in failed.get("dicom: closed world", ""), failed
+    assert not list((tmp_path / "out").rglob("*.dcm"))  # nothing placed
+
+
 def _retyped(tag: int, vr: bytes, value: bytes):
     def mutate(b: bytes, elems: list[Elem]) -> bytes:
         return _put(b, elems, tag, _element(tag, vr, value))
