@@ -142,3 +142,146 @@ def test_openslide_detect_fails_an_output_of_another_vendor(tmp_path, fmt):
     v = Verdict()
     check_openslide(SourceSnapshot(format="generic-tiff"), registry.generic_converter(), src, Policy(), v)
     assert [c.ok for c in v.checks if c.name == "openslide-detect"] == [True]
+
+
+class _Inv:
+    """What the format checks read of an inventory: the source's path (and no level count)."""
+
+    levels = None
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+
+def test_philips_profile_fails_identifying_attributes_with_values(cli, tmp_path):
+    from wsianon.verify.formats import philips
+
+    from .fixtures.philips_gen import make_philips
+
+    (tmp_path / "src").mkdir()
+    src = make_philips(tmp_path / "src" / "CASE-4606.tiff").path
+    assert _verdicts(philips.check, src)["philips-profile"] == [False]
+    assert _verdicts(philips.check, _output(cli, tmp_path, src, ".tiff"))["philips-profile"] == [True]
+
+
+def test_leica_profile_fails_a_barcode_still_set(cli, tmp_path):
+    from wsianon.verify.formats import leica
+
+    from .fixtures.scn_gen import make_scn
+
+    (tmp_path / "src").mkdir()
+    src = make_scn(tmp_path / "src" / "CASE-4607.scn").path
+
+    def profile(path: Path) -> list[bool]:
+        v = Verdict()
+        leica.check(_Inv(src), path, [path], Policy(), v)
+        return [c.ok for c in v.checks if c.name == "leica-profile"]
+
+    assert profile(src) == [False]
+    assert profile(_output(cli, tmp_path, src, ".scn")) == [True]
+
+
+def test_ventana_iscan_xmp_not_on_the_first_directory_fails(tmp_path):
+    """``ventana-iscan-first``: the first directory carries the iScan XMP (readers take a TIFF for a
+    Ventana slide by it).  A TIFF OpenSlide opens without it (as a generic TIFF) fails; a BIF passes."""
+    from wsianon.verify.formats import ventana
+
+    from .fixtures.bif_gen import make_bif
+    from .fixtures.generic_gen import make_generic_tiff
+
+    (tmp_path / "src").mkdir()
+    bif = make_bif(tmp_path / "src" / "CASE-4608.bif").path
+    assert _verdicts(ventana.check, bif)["ventana-iscan-first"] == [True]
+    plain = make_generic_tiff(tmp_path / "src" / "plain.tif").path
+    assert _verdicts(ventana.check, plain)["ventana-iscan-first"] == [False]
+
+
+def test_isyntax_structure_fails_a_header_of_another_root(cli, tmp_path):
+    from wsianon.verify.formats import isyntax
+
+    from .fixtures.isyntax_gen import make_isyntax
+
+    (tmp_path / "src").mkdir()
+    src = make_isyntax(tmp_path / "src" / "CASE-4609.isyntax").path
+    out = _output(cli, tmp_path, src, ".isyntax")
+
+    def structure(path: Path) -> list[bool]:
+        v = Verdict()
+        isyntax.check(None, path, [path], Policy(), v, source_state=isyntax.snapshot(src))
+        return [c.ok for c in v.checks if c.name == "isyntax-structure"]
+
+    assert structure(out) == [True]
+    data = bytearray(out.read_bytes())
+    at = data.find(b'ObjectType="DPUfsImport"')
+    assert at > 0
+    data[at : at + 24] = b'ObjectType="DPUfsImpxrt"'
+    broken = tmp_path / "broken.isyntax"
+    broken.write_bytes(bytes(data))
+    assert structure(broken) == [False]
+
+
+def test_mrxs_label_and_macro_records_and_a_preview_with_text_fail(cli, tmp_path):
+    """``mrxs-associated-records``: Slidedat.ini lists no label/macro layer (beyond what the
+    policy keeps); ``mrxs-preview``: the .mrxs preview JPEG has no COM/APPn segment, no barcode."""
+    from wsianon.verify.formats import mrxs
+
+    from .fixtures.mrxs_gen import make_mrxs
+
+    info = make_mrxs(tmp_path / "src", "CASE-4610")
+    src = info.mrxs
+
+    def judged(path: Path, policy: Policy | None = None) -> dict[str, list[bool]]:
+        v = Verdict()
+        mrxs.check(_Inv(src), path, [path], policy or Policy(), v)
+        return {n: [c.ok for c in v.checks if c.name == n] for n in ("mrxs-associated-records", "mrxs-preview")}
+
+    assert judged(src) == {"mrxs-associated-records": [False], "mrxs-preview": [False]}
+    out = _output(cli, tmp_path, src, ".mrxs")
+    assert judged(out) == {"mrxs-associated-records": [True], "mrxs-preview": [True]}
+
+
+def test_closed_world_structure_fails_where_the_two_tiff_readers_disagree(tmp_path):
+    """``closed-world-structure``: wsianon's own TIFF walker and tifffile must see the same
+    directories and tags; an entry of a type no TIFF defines (99), which tifffile skips, is one
+    only the walker sees."""
+    from wsianon.verify.partition import check_tiff_partition
+
+    from .fixtures.generic_gen import make_generic_tiff
+    from .fixtures.plant_rt2 import edit_entries
+
+    (tmp_path / "src").mkdir()
+    plain = make_generic_tiff(tmp_path / "src" / "plain.tif").path
+
+    def structure(path: Path) -> list[bool]:
+        v = Verdict()
+        check_tiff_partition(path, "generic-tiff", v)
+        return [c.ok for c in v.checks if c.name == "closed-world-structure"]
+
+    assert structure(plain) == [True]
+    edit_entries(plain, 0, lambda ents, alloc: [*ents, [40001, 99, 1, b"\0\0\0\0", b""]])
+    assert structure(plain) == [False]
+
+
+def test_dicom_output_wsidicom_cannot_open_fails_where_the_source_opens(tmp_path):
+    """``dicom: opens with wsidicom``: an output folder wsidicom cannot open (here: no VOLUME
+    instance, only the thumbnail) fails when the source folder opens."""
+    import shutil
+
+    from wsianon.verify.dicom.common import image_kind, read_dataset
+    from wsianon.verify.dicom.opens import check_opens
+
+    from .fixtures.dicom_gen import make_dicom
+
+    fx = make_dicom(tmp_path / "src")
+    sources = list(fx.files)
+
+    def opens(files: list[Path]) -> list[bool]:
+        v = Verdict()
+        check_opens(files, v, sources, Policy())
+        return [c.ok for c in v.checks if c.name == "dicom: opens with wsidicom"]
+
+    assert opens(sources) == [True]
+    (tmp_path / "thumb").mkdir()
+    thumb = next(f for f in sources if image_kind(read_dataset(f)) == "THUMBNAIL")
+    only = shutil.copy(thumb, tmp_path / "thumb" / thumb.name)
+    assert opens([Path(only)]) == [False]
