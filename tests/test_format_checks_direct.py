@@ -285,3 +285,53 @@ def test_dicom_output_wsidicom_cannot_open_fails_where_the_source_opens(tmp_path
     thumb = next(f for f in sources if image_kind(read_dataset(f)) == "THUMBNAIL")
     only = shutil.copy(thumb, tmp_path / "thumb" / thumb.name)
     assert opens([Path(only)]) == [False]
+
+
+def test_label_blank_fails_a_label_that_is_not_blank(cli, tmp_path):
+    """``label-blank`` (``--label blank``): the label kept is one uniform colour; the source's
+    label photo is not (TIFF family through OpenSlide, iSyntax through its header)."""
+    from wsianon.converters import registry
+    from wsianon.pipeline.verify import SourceSnapshot, check_openslide
+    from wsianon.verify.formats import isyntax
+
+    from .fixtures.isyntax_gen import make_isyntax
+    from .fixtures.svs_gen import write_svs
+
+    (tmp_path / "src").mkdir()
+    svs = write_svs(tmp_path / "src" / "CASE-4611.svs", size=(512, 384), levels=1).path
+    blank = Policy(label="blank")
+
+    def tiff(path: Path) -> list[bool]:
+        v = Verdict()
+        check_openslide(SourceSnapshot(format="aperio"), registry.by_name("aperio"), path, blank, v)
+        return [c.ok for c in v.checks if c.name == "label-blank"]
+
+    assert tiff(svs) == [False]
+    key = tmp_path / "key"
+    key.write_text(KEY)
+    key.chmod(0o600)
+    code, stdout, stderr = cli("run", "--target", "native", "--label", "blank", str(svs), "-o", str(tmp_path / "out"), "--key-file", str(key))
+    assert code == 0, stdout + stderr
+    (out,) = (tmp_path / "out").rglob("*.svs")
+    assert tiff(out) == [True]
+
+    isx = make_isyntax(tmp_path / "src" / "CASE-4612.isyntax").path
+    v = Verdict()
+    isyntax.check(None, isx, [isx], blank, v, source_state=isyntax.snapshot(isx))
+    assert [c.ok for c in v.checks if c.name == "label-blank"] == [False]
+
+
+def test_verify_fails_residual_images_of_a_source(cli, tmp_path):
+    """``residual-images`` (``wsianon verify``): a slide that still holds its label and macro
+    photos fails by name; its verified output passes."""
+    from .fixtures.svs_gen import write_svs
+
+    (tmp_path / "src").mkdir()
+    src = write_svs(tmp_path / "src" / "CASE-4613.svs", size=(512, 384), levels=1).path
+
+    def residual(path: Path) -> list[str]:
+        _code, stdout, _stderr = cli("verify", str(path))
+        return [ln.split()[0] for ln in stdout.splitlines() if "residual-images" in ln]
+
+    assert residual(src) == ["FAIL"]
+    assert residual(_output(cli, tmp_path, src, ".svs")) == ["ok"]
