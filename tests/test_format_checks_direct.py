@@ -335,3 +335,40 @@ def test_verify_fails_residual_images_of_a_source(cli, tmp_path):
 
     assert residual(src) == ["FAIL"]
     assert residual(_output(cli, tmp_path, src, ".svs")) == ["ok"]
+
+
+def test_levels_fail_an_output_whose_pyramid_is_not_the_sources(cli, tmp_path):
+    """``levels``: the output has the source's levels, of the source's sizes (OpenSlide; the
+    iSyntax header's level count against the inventory's)."""
+    from wsianon.converters import registry
+    from wsianon.pipeline.verify import SourceSnapshot, check_openslide
+    from wsianon.verify.formats import isyntax
+
+    from .fixtures.isyntax_gen import make_isyntax
+    from .fixtures.svs_gen import write_svs
+
+    (tmp_path / "src").mkdir()
+    svs = write_svs(tmp_path / "src" / "CASE-4614.svs", size=(1024, 768), levels=2).path
+
+    def levels(count: int, dims: tuple) -> list[bool]:
+        snap = SourceSnapshot(format="aperio")
+        snap.level_count, snap.level_dims = count, dims
+        v = Verdict()
+        check_openslide(snap, registry.by_name("aperio"), svs, Policy(), v)
+        return [c.ok for c in v.checks if c.name == "levels"]
+
+    assert levels(2, ((1024, 768), (512, 384))) == [True]
+    assert levels(3, ((1024, 768), (512, 384), (256, 192))) == [False]
+    assert levels(2, ((1024, 768), (512, 383))) == [False]
+
+    isx = make_isyntax(tmp_path / "src" / "CASE-4615.isyntax").path
+    state = isyntax.snapshot(isx)
+
+    def isyntax_levels(n: int) -> list[bool]:
+        inv = type("Inv", (), {"levels": n, "path": isx})()
+        v = Verdict()
+        isyntax.check(inv, isx, [isx], Policy(), v, source_state=state)
+        return [c.ok for c in v.checks if c.name == "levels"]
+
+    (own,) = [n for n in range(1, 16) if isyntax_levels(n) == [True]]
+    assert isyntax_levels(own + 1) == [False]
