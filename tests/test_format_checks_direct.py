@@ -372,3 +372,22 @@ def test_levels_fail_an_output_whose_pyramid_is_not_the_sources(cli, tmp_path):
 
     (own,) = [n for n in range(1, 16) if isyntax_levels(n) == [True]]
     assert isyntax_levels(own + 1) == [False]
+
+
+def test_dicom_opens_with_openslide_fails_label_and_overview_instances_not_asked_for(tmp_path):
+    """``dicom: opens with OpenSlide``: OpenSlide opens the instances as DICOM and shows no label
+    or macro beyond what the policy keeps (``--label blank``, ``--macro keep``)."""
+    from wsianon.verify.dicom.opens import check_opens
+
+    from .fixtures.dicom_gen import make_dicom
+
+    fx = make_dicom(tmp_path / "src")  # with its LABEL and OVERVIEW instances
+
+    def opens(policy: Policy) -> list[tuple[bool, str]]:
+        v = Verdict()
+        check_opens(list(fx.files), v, list(fx.files), policy)
+        return [(c.ok, c.detail) for c in v.checks if c.name == "dicom: opens with OpenSlide"]
+
+    ((ok, detail),) = opens(Policy())
+    assert not ok and "'label'" in detail and "'macro'" in detail, detail
+    assert [ok for ok, _ in opens(Policy(label="blank", macro="keep"))] == [True]
