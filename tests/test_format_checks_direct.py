@@ -38,6 +38,12 @@ def _output(cli, tmp_path: Path, src: Path, suffix: str) -> Path:
     return placed
 
 
+def _fails_on_source_passes_on_output(cli, tmp_path: Path, check, name: str, src: Path) -> None:
+    """``name`` fails on the unredacted ``src`` and passes on ``run``'s verified output of it."""
+    assert _verdicts(check, src)[name] == [False]
+    assert _verdicts(check, _output(cli, tmp_path, src, src.suffix))[name] == [True]
+
+
 def test_philips_label_and_macro_directories_still_linked_fail(cli, tmp_path):
     from wsianon.verify.formats import philips
 
@@ -84,26 +90,38 @@ def test_philips_structure_fails_a_software_tag_readers_do_not_take_for_philips(
     assert _verdicts(philips.check, broken)["philips-structure"] == [False]
 
 
-def test_ventana_label_directory_still_linked_fails(cli, tmp_path):
-    from wsianon.verify.formats import ventana
-
+def _bif(path: Path) -> Path:
     from .fixtures.bif_gen import make_bif
 
-    (tmp_path / "src").mkdir()
-    src = make_bif(tmp_path / "src" / "CASE-4604.bif").path
-    assert _verdicts(ventana.check, src)["ventana-label-unlinked"] == [False]
-    assert _verdicts(ventana.check, _output(cli, tmp_path, src, ".bif"))["ventana-label-unlinked"] == [True]
+    return make_bif(path.with_suffix(".bif")).path
 
 
-def test_aperio_free_text_tiff_tags_still_set_fail(cli, tmp_path):
-    from wsianon.verify.formats import aperio
-
+def _svs(path: Path) -> Path:
     from .fixtures.svs_gen import write_svs
 
+    return write_svs(path.with_suffix(".svs"), size=(512, 384), levels=1).path  # Artist holds a canary
+
+
+def _philips(path: Path) -> Path:
+    from .fixtures.philips_gen import make_philips
+
+    return make_philips(path.with_suffix(".tiff")).path
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "make"),
+    [
+        ("ventana", "ventana-label-unlinked", _bif),  # the label directory still in the chain
+        ("aperio", "tiff-text", _svs),  # free-text TIFF tags (Artist) still set
+        ("philips", "philips-profile", _philips),  # identifying attributes with values
+    ],
+)
+def test_check_fails_on_the_source_and_passes_on_the_output(cli, tmp_path, module, name, make):
+    import importlib
+
+    check = importlib.import_module(f"wsianon.verify.formats.{module}").check
     (tmp_path / "src").mkdir()
-    src = write_svs(tmp_path / "src" / "CASE-4605.svs", size=(512, 384), levels=1).path  # Artist holds a canary
-    assert _verdicts(aperio.check, src)["tiff-text"] == [False]
-    assert _verdicts(aperio.check, _output(cli, tmp_path, src, ".svs"))["tiff-text"] == [True]
+    _fails_on_source_passes_on_output(cli, tmp_path, check, name, make(tmp_path / "src" / "CASE-4604"))
 
 
 def test_dicom_record_fails_an_instance_that_does_not_record_its_deidentification(tmp_path):
@@ -151,17 +169,6 @@ class _Inv:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-
-
-def test_philips_profile_fails_identifying_attributes_with_values(cli, tmp_path):
-    from wsianon.verify.formats import philips
-
-    from .fixtures.philips_gen import make_philips
-
-    (tmp_path / "src").mkdir()
-    src = make_philips(tmp_path / "src" / "CASE-4606.tiff").path
-    assert _verdicts(philips.check, src)["philips-profile"] == [False]
-    assert _verdicts(philips.check, _output(cli, tmp_path, src, ".tiff"))["philips-profile"] == [True]
 
 
 def test_leica_profile_fails_a_barcode_still_set(cli, tmp_path):
