@@ -2,9 +2,9 @@
 
 Each of these checks, made to pass whatever it read, left the whole suite of its format green:
 other checks (``image-pages``, the vocabulary and canary scans) fail the same outputs first, so
-nothing showed whether the check itself still works.  Here each is run on the unredacted source,
-which holds exactly what it looks for (it must fail there), and on the verified output of ``run``
-(it must pass there)."""
+nothing showed whether the check itself still works.  Here each must fail on an input that holds
+exactly what it looks for (the unredacted source, or an output broken for it) and pass on the
+verified output of ``run``."""
 
 from __future__ import annotations
 
@@ -15,26 +15,25 @@ import pytest
 from wsianon.pipeline.model import Verdict
 from wsianon.profiles.policy import Policy
 
-KEY = "cd" * 32
+from .fixtures.helpers import run_keyed
+
+
+def _oks(v: Verdict, name: str) -> list[bool]:
+    """Whether each check named ``name`` in ``v`` passed, in order."""
+    return [c.ok for c in v.checks if c.name == name]
 
 
 def _verdicts(check, path: Path, policy: Policy | None = None) -> dict[str, list[bool]]:
     v = Verdict()
     check(None, path, [path], policy or Policy(), v)
-    out: dict[str, list[bool]] = {}
-    for c in v.checks:
-        out.setdefault(c.name, []).append(c.ok)
-    return out
+    return {name: _oks(v, name) for name in {c.name for c in v.checks}}
 
 
-def _output(cli, tmp_path: Path, src: Path, suffix: str) -> Path:
-    key = tmp_path / "key"
-    key.write_text(KEY)
-    key.chmod(0o600)
-    out = tmp_path / "out"
-    code, stdout, stderr = cli("run", "--target", "native", str(src), "-o", str(out), "--key-file", str(key))
-    assert code == 0, stdout + stderr
-    (placed,) = [p for p in out.rglob(f"*{suffix}")]
+def _output(cli, tmp_path: Path, src: Path, suffix: str, *extra: str) -> Path:
+    """The one output file (``suffix``) of a verified ``run --target native`` of ``src``."""
+    code, console, out = run_keyed(cli, tmp_path, src, "native", *extra)
+    assert code == 0, console
+    (placed,) = out.rglob(f"*{suffix}")
     return placed
 
 
@@ -159,16 +158,14 @@ def test_openslide_detect_fails_an_output_of_another_vendor(tmp_path, fmt):
     assert not detect.ok and "generic-tiff" in detect.detail, detect
     v = Verdict()
     check_openslide(SourceSnapshot(format="generic-tiff"), registry.generic_converter(), src, Policy(), v)
-    assert [c.ok for c in v.checks if c.name == "openslide-detect"] == [True]
+    assert _oks(v, "openslide-detect") == [True]
 
 
 class _Inv:
-    """What the format checks read of an inventory: the source's path (and no level count)."""
+    """What the format checks read of an inventory: the source's path and its level count."""
 
-    levels = None
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, levels: int | None = None) -> None:
+        self.path, self.levels = path, levels
 
 
 def test_leica_profile_fails_a_barcode_still_set(cli, tmp_path):
@@ -182,7 +179,7 @@ def test_leica_profile_fails_a_barcode_still_set(cli, tmp_path):
     def profile(path: Path) -> list[bool]:
         v = Verdict()
         leica.check(_Inv(src), path, [path], Policy(), v)
-        return [c.ok for c in v.checks if c.name == "leica-profile"]
+        return _oks(v, "leica-profile")
 
     assert profile(src) == [False]
     assert profile(_output(cli, tmp_path, src, ".scn")) == [True]
@@ -215,7 +212,7 @@ def test_isyntax_structure_fails_a_header_of_another_root(cli, tmp_path):
     def structure(path: Path) -> list[bool]:
         v = Verdict()
         isyntax.check(None, path, [path], Policy(), v, source_state=isyntax.snapshot(src))
-        return [c.ok for c in v.checks if c.name == "isyntax-structure"]
+        return _oks(v, "isyntax-structure")
 
     assert structure(out) == [True]
     data = bytearray(out.read_bytes())
@@ -240,7 +237,7 @@ def test_mrxs_label_and_macro_records_and_a_preview_with_text_fail(cli, tmp_path
     def judged(path: Path, policy: Policy | None = None) -> dict[str, list[bool]]:
         v = Verdict()
         mrxs.check(_Inv(src), path, [path], policy or Policy(), v)
-        return {n: [c.ok for c in v.checks if c.name == n] for n in ("mrxs-associated-records", "mrxs-preview")}
+        return {n: _oks(v, n) for n in ("mrxs-associated-records", "mrxs-preview")}
 
     assert judged(src) == {"mrxs-associated-records": [False], "mrxs-preview": [False]}
     out = _output(cli, tmp_path, src, ".mrxs")
@@ -262,7 +259,7 @@ def test_closed_world_structure_fails_where_the_two_tiff_readers_disagree(tmp_pa
     def structure(path: Path) -> list[bool]:
         v = Verdict()
         check_tiff_partition(path, "generic-tiff", v)
-        return [c.ok for c in v.checks if c.name == "closed-world-structure"]
+        return _oks(v, "closed-world-structure")
 
     assert structure(plain) == [True]
     edit_entries(plain, 0, lambda ents, alloc: [*ents, [40001, 99, 1, b"\0\0\0\0", b""]])
@@ -285,7 +282,7 @@ def test_dicom_output_wsidicom_cannot_open_fails_where_the_source_opens(tmp_path
     def opens(files: list[Path]) -> list[bool]:
         v = Verdict()
         check_opens(files, v, sources, Policy())
-        return [c.ok for c in v.checks if c.name == "dicom: opens with wsidicom"]
+        return _oks(v, "dicom: opens with wsidicom")
 
     assert opens(sources) == [True]
     (tmp_path / "thumb").mkdir()
@@ -311,21 +308,15 @@ def test_label_blank_fails_a_label_that_is_not_blank(cli, tmp_path):
     def tiff(path: Path) -> list[bool]:
         v = Verdict()
         check_openslide(SourceSnapshot(format="aperio"), registry.by_name("aperio"), path, blank, v)
-        return [c.ok for c in v.checks if c.name == "label-blank"]
+        return _oks(v, "label-blank")
 
     assert tiff(svs) == [False]
-    key = tmp_path / "key"
-    key.write_text(KEY)
-    key.chmod(0o600)
-    code, stdout, stderr = cli("run", "--target", "native", "--label", "blank", str(svs), "-o", str(tmp_path / "out"), "--key-file", str(key))
-    assert code == 0, stdout + stderr
-    (out,) = (tmp_path / "out").rglob("*.svs")
-    assert tiff(out) == [True]
+    assert tiff(_output(cli, tmp_path, svs, ".svs", "--label", "blank")) == [True]
 
     isx = make_isyntax(tmp_path / "src" / "CASE-4612.isyntax").path
     v = Verdict()
     isyntax.check(None, isx, [isx], blank, v, source_state=isyntax.snapshot(isx))
-    assert [c.ok for c in v.checks if c.name == "label-blank"] == [False]
+    assert _oks(v, "label-blank") == [False]
 
 
 def test_verify_fails_residual_images_of_a_source(cli, tmp_path):
@@ -362,7 +353,7 @@ def test_levels_fail_an_output_whose_pyramid_is_not_the_sources(cli, tmp_path):
         snap.level_count, snap.level_dims = count, dims
         v = Verdict()
         check_openslide(snap, registry.by_name("aperio"), svs, Policy(), v)
-        return [c.ok for c in v.checks if c.name == "levels"]
+        return _oks(v, "levels")
 
     assert levels(2, ((1024, 768), (512, 384))) == [True]
     assert levels(3, ((1024, 768), (512, 384), (256, 192))) == [False]
@@ -372,10 +363,9 @@ def test_levels_fail_an_output_whose_pyramid_is_not_the_sources(cli, tmp_path):
     state = isyntax.snapshot(isx)
 
     def isyntax_levels(n: int) -> list[bool]:
-        inv = type("Inv", (), {"levels": n, "path": isx})()
         v = Verdict()
-        isyntax.check(inv, isx, [isx], Policy(), v, source_state=state)
-        return [c.ok for c in v.checks if c.name == "levels"]
+        isyntax.check(_Inv(isx, n), isx, [isx], Policy(), v, source_state=state)
+        return _oks(v, "levels")
 
     (own,) = [n for n in range(1, 16) if isyntax_levels(n) == [True]]
     assert isyntax_levels(own + 1) == [False]
