@@ -10,6 +10,7 @@ check's breakage would be seen.  ``SURVIVED``: no test failed; the check needs a
     .venv/bin/python tools/mutate_checks.py [NAME ...] [--tests FILE ...] [--list]
 
 Without NAME: every check found.  ``--list``: print the names and their sites, run nothing.
+The clone is of the committed tree (``git clone``): commit a new test before auditing with it.
 Costs: a clone and a pytest run per name (seconds to minutes).  Not a test: nothing here runs in
 ``make test``.
 """
